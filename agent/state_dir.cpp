@@ -1,0 +1,23 @@
+#include "agent/state_dir.h"
+
+#include "common/fs.h"
+
+namespace kforge {
+
+Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_dir) {
+  KF_RETURN_IF_ERROR(ensure_dir(state_dir));
+  auto path = state_dir / "agent_id";
+  auto existing = read_file(path);
+  if (existing.ok()) {
+    std::string id = *existing;
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    if (id.empty()) return invalid_argument(path.string() + ": empty agent id");
+    return id;
+  }
+  if (existing.status().code() != Code::not_found) return existing.status();
+  std::string id = random_hex_id();
+  KF_RETURN_IF_ERROR(atomic_write_file(path, id + "\n"));
+  return id;
+}
+
+}  // namespace kforge

@@ -1,0 +1,15 @@
+# cmake -DSQL_DIR=... -DOUT=... -P embed_sql.cmake
+# Writes a C++ source holding every schema/sql/NNNN_*.sql migration, in order.
+file(GLOB files "${SQL_DIR}/[0-9][0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "// Generated from schema/sql by cmake/embed_sql.cmake. Do not edit.\n#include \"coordinator/migrations.h\"\n\nnamespace kforge {\n\nconst std::vector<Migration>& migrations() {\n  static const std::vector<Migration> all = {\n")
+foreach(f IN LISTS files)
+  get_filename_component(name "${f}" NAME)
+  string(SUBSTRING "${name}" 0 4 num)
+  math(EXPR version "${num}")
+  file(READ "${f}" sql)
+  string(APPEND body "      {${version}, \"${name}\", R\"kfsql(${sql})kfsql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return all;\n}\n\n}  // namespace kforge\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,31 @@
+# Shared build settings for kforge targets.
+
+set(KFORGE_SANITIZER_FLAGS "")
+if(KFORGE_SANITIZE)
+  set(KFORGE_SANITIZER_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+elseif(KFORGE_TSAN)
+  set(KFORGE_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+endif()
+
+# kforge_target_defaults(target): warnings (as errors), sanitizers, include root.
+function(kforge_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+                                           -Wno-missing-field-initializers)
+  if(KFORGE_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(KFORGE_SANITIZER_FLAGS)
+    target_compile_options(${target} PRIVATE ${KFORGE_SANITIZER_FLAGS})
+    target_link_options(${target} PRIVATE ${KFORGE_SANITIZER_FLAGS})
+  endif()
+endfunction()
+
+# kforge_add_test(name source... LIBS lib...): one doctest executable registered with ctest.
+function(kforge_add_test name)
+  cmake_parse_arguments(ARG "" "" "LIBS" ${ARGN})
+  add_executable(${name} ${ARG_UNPARSED_ARGUMENTS})
+  target_link_libraries(${name} PRIVATE kforge_test_support ${ARG_LIBS})
+  kforge_target_defaults(${name})
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 300)
+endfunction()

@@ -1,0 +1,25 @@
+// Small filesystem helpers with Status errors.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace kforge {
+
+// Writes `data` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
+// directory. A crash leaves either the old content or the new, never a mix.
+Status atomic_write_file(const std::filesystem::path& path, std::string_view data);
+
+// Reads a whole file. not_found when it does not exist.
+Result<std::string> read_file(const std::filesystem::path& path);
+
+// Creates `path` and its parents if missing; an error names the directory.
+Status ensure_dir(const std::filesystem::path& path);
+
+// A random 128-bit identifier as 32 lowercase hex digits (from /dev/urandom).
+std::string random_hex_id();
+
+}  // namespace kforge

@@ -1,0 +1,170 @@
+// The wire protocol between kforge-coordinator (ROUTER) and kforge-agent (DEALER).
+//
+// Every ZeroMQ message carries one frame (after the ROUTER's identity frame) holding a
+// msgpack map {"v": version, "t": type, "b": body}. schema/protocol.md is the contract;
+// this header is its C++ form. Message type numbers are frozen: a retired number is never
+// reused (leave a comment where it was).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kforge::proto {
+
+// Bumped only for changes an older peer cannot ignore (see schema/protocol.md, versioning).
+inline constexpr uint32_t kProtocolVersion = 1;
+
+enum class MsgType : uint32_t {
+  unknown = 0,
+  hello = 1,       // agent -> coordinator: register (or re-register) this agent process
+  welcome = 2,     // coordinator -> agent: registration accepted
+  refused = 3,     // coordinator -> agent: registration refused, with the reason
+  heartbeat = 4,   // both ways: liveness (any message counts as one)
+  assign = 5,      // coordinator -> agent: run this job attempt on this device
+  result = 6,      // agent -> coordinator: a finished job attempt
+  result_ack = 7,  // coordinator -> agent: result stored (or dropped as stale); clear outbox
+  cancel = 8,      // coordinator -> agent: kill this job attempt
+  bye = 9,         // agent -> coordinator: orderly shutdown
+};
+
+const char* msg_type_name(MsgType t);
+
+// A job attempt: the lease epoch tells attempts of one job apart.
+struct JobRef {
+  uint64_t job_id = 0;
+  uint64_t epoch = 0;
+  bool operator==(const JobRef&) const = default;
+};
+
+struct DeviceInfo {
+  uint32_t index = 0;      // per agent and backend, as the backend numbers it (cuda:3 -> 3)
+  std::string backend;     // "cuda" | "ascend" | "cpu"
+  std::string arch;        // "h100", "a100", "ascend910b4", "x86_64", ...
+  std::string name;        // the tool's product name, for people
+  uint64_t memory_mb = 0;  // 0 when unknown
+  bool operator==(const DeviceInfo&) const = default;
+};
+
+struct Hello {
+  std::string agent_id;     // stable across restarts (state directory)
+  std::string incarnation;  // new for every agent process
+  std::string host;
+  std::vector<DeviceInfo> devices;
+  std::map<std::string, std::string> capabilities;  // "python" -> "3.11.2", "torch" -> ...
+  std::vector<JobRef> running;  // attempts this process is running now
+  std::vector<JobRef> outbox;   // finished attempts whose results await an ack
+  bool operator==(const Hello&) const = default;
+};
+
+struct Welcome {
+  std::string coordinator_incarnation;  // new for every coordinator process
+  uint32_t heartbeat_ms = 1000;         // send something at least this often
+  uint32_t liveness = 3;                // missed intervals before the peer is lost
+  bool operator==(const Welcome&) const = default;
+};
+
+struct Refused {
+  std::string reason;  // for the agent's log; the agent does not retry the same Hello
+  uint32_t coordinator_version = kProtocolVersion;
+  bool operator==(const Refused&) const = default;
+};
+
+struct Heartbeat {
+  bool operator==(const Heartbeat&) const = default;
+};
+
+struct Limits {
+  uint64_t address_space_mb = 0;  // RLIMIT_AS; 0 = agent default
+  uint64_t cpu_s = 0;             // RLIMIT_CPU
+  uint64_t open_files = 0;        // RLIMIT_NOFILE
+  uint64_t processes = 0;         // RLIMIT_NPROC
+  uint64_t file_size_mb = 0;      // RLIMIT_FSIZE
+  bool operator==(const Limits&) const = default;
+};
+
+struct Assign {
+  JobRef job;
+  uint32_t device_index = 0;
+  std::string backend;                       // of the device, to pick the visibility variable
+  std::string kind;                          // "exec" (a plain command), "verify" (the harness)
+  std::vector<std::string> argv;             // exec: the command; verify: harness arguments
+  std::map<std::string, std::string> env;    // added to the scrubbed environment
+  std::map<std::string, std::string> files;  // written into the work directory first
+  uint64_t timeout_ms = 0;                   // wall clock; 0 = agent default
+  Limits limits;
+  bool operator==(const Assign&) const = default;
+};
+
+struct JobResult {
+  JobRef job;
+  std::string agent_id;
+  int32_t exit_code = -1;  // when the process exited; -1 otherwise
+  int32_t signal = 0;      // when killed by a signal
+  bool timed_out = false;  // killed at the wall-clock timeout
+  bool cancelled = false;  // killed on a Cancel
+  std::string infra_error;  // non-empty when the agent could not run the job at all
+  std::string stdout_data;
+  std::string stderr_data;
+  bool output_truncated = false;  // stdout or stderr hit the capture cap
+  std::string result_json;        // the harness's result document, when there is one
+  int64_t started_ms = 0;         // wall clock, ms since the Unix epoch
+  int64_t finished_ms = 0;
+  bool operator==(const JobResult&) const = default;
+};
+
+struct ResultAck {
+  JobRef job;
+  bool recorded = false;  // false: stale or duplicate, dropped (the agent clears it anyway)
+  bool operator==(const ResultAck&) const = default;
+};
+
+struct Cancel {
+  JobRef job;
+  std::string reason;
+  bool operator==(const Cancel&) const = default;
+};
+
+struct Bye {
+  std::string reason;
+  bool operator==(const Bye&) const = default;
+};
+
+using Message =
+    std::variant<Hello, Welcome, Refused, Heartbeat, Assign, JobResult, ResultAck, Cancel, Bye>;
+
+MsgType type_of(const Message& m);
+
+// Limits applied while decoding one frame; anything beyond them is an error value.
+struct DecodeLimits {
+  size_t max_frame_bytes = 64u << 20;  // whole frame
+  size_t max_depth = 8;                // nesting of maps/arrays
+  size_t max_str = 32u << 20;          // bytes in one string
+  size_t max_bin = 32u << 20;          // bytes in one binary
+  size_t max_array = 100'000;          // elements in one array
+  size_t max_map = 100'000;            // pairs in one map
+};
+
+struct Frame {
+  uint32_t version = 0;
+  MsgType type = MsgType::unknown;
+  // Holds the decoded body when version == kProtocolVersion; otherwise the body is not
+  // interpreted (the version may change its layout) and `message` is a default Hello only
+  // for type hello with the fields common to every version (agent_id, host) filled in.
+  Message message;
+};
+
+// Encodes a message with the current protocol version.
+std::string encode(const Message& m);
+
+// Decodes one frame. A malformed, truncated, oversized or over-deep frame, a field of the
+// wrong type or an unknown message type yields an error naming what was wrong; this never
+// throws and never crashes.
+Result<Frame> decode(std::string_view bytes, const DecodeLimits& limits = {});
+
+}  // namespace kforge::proto

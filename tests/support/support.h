@@ -1,0 +1,39 @@
+// Shared test support: temporary directories and waiting on events with a deadline.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+
+namespace kforge::test {
+
+// A fresh directory under the system temp dir, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Polls `pred` until it is true or `deadline` passes; returns the last value of `pred`.
+// This waits on an observable event; it is not a sleep standing in for synchronisation.
+bool wait_until(const std::function<bool()>& pred,
+                std::chrono::milliseconds deadline = std::chrono::seconds(20));
+
+// Writes `content` to `path`, creating parent directories.
+void write_file(const std::filesystem::path& path, const std::string& content);
+std::string read_file(const std::filesystem::path& path);
+
+// Where the build put the executables, and the source tree.
+std::filesystem::path binary_dir();
+std::filesystem::path source_dir();
+
+}  // namespace kforge::test
