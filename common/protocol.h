@@ -153,9 +153,9 @@ struct DecodeLimits {
 struct Frame {
   uint32_t version = 0;
   MsgType type = MsgType::unknown;
-  // Holds the decoded body when version == kProtocolVersion; otherwise the body is not
-  // interpreted (the version may change its layout) and `message` is a default Hello only
-  // for type hello with the fields common to every version (agent_id, host) filled in.
+  // The decoded body when version == kProtocolVersion. For another version the body is not
+  // interpreted (its layout may differ): `message` is a default Heartbeat and the receiver
+  // answers with Refused.
   Message message;
 };
 

@@ -1,0 +1,180 @@
+// The coordinator's durable state: one SQLite database in WAL mode.
+//
+// Mutations are named operations. The coordinator's event loop is the one writer: it opens
+// a batch at the start of a turn, applies that turn's mutations, and commits before any
+// message announcing them leaves (group commit; ARCHITECTURE.md invariant 1). A Store is not
+// thread-safe; other threads open their own read-only Store (open_readonly).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace kforge {
+
+struct TaskSpec {
+  std::string op_name;
+  std::string task_id;    // tells shapes or variants of one op apart
+  std::string task_desc;  // the reference implementation (harness task format)
+  std::string backend;    // ascend | cuda | cpu
+  std::string arch;
+  std::string impl_type;  // triton | swft | cuda_c | cpp
+  std::string framework;  // torch | numpy | mindspore
+  std::string task_type = "precision_only";  // | profile
+  int limit_steps = 10;
+};
+
+struct TaskRow {
+  int64_t id = 0;
+  int64_t campaign_id = 0;
+  TaskSpec spec;
+  std::string state;  // pending | running | passed | failed | cancelled
+  int steps_used = 0;
+  std::string verdict;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+struct StepRow {
+  int64_t id = 0;
+  int64_t task_id = 0;
+  int seq = 0;          // 1, 2, ... per task
+  std::string role;     // designer | coder | verifier | conductor
+  std::string input;    // prompt or job reference
+  std::string output;   // response, code or verdict document
+  std::string verdict;  // verifier steps: passed | compile_error | ...
+  bool counted = true;  // counts against the task's limit_steps
+  int64_t created_ms = 0;
+};
+
+enum class JobState {
+  queued,     // waiting for a device
+  assigned,   // leased to (agent, device) under `epoch`
+  done,       // a result for the current epoch is recorded
+  cancelled,  // withdrawn; results for it are dropped
+};
+const char* job_state_name(JobState s);
+
+struct NewJob {
+  std::optional<int64_t> task_id;  // none for plain jobs (tests, benchmarks, kforge exec)
+  std::optional<int64_t> step_id;
+  std::string kind = "exec";   // exec | verify
+  std::string spec;            // the encoded proto::Assign body template (opaque here)
+  std::string backend = "cpu";
+  std::string arch;            // empty: any arch of the backend
+  int priority = 0;            // higher first, then FIFO by id
+  bool exclusive = false;      // profile jobs: the device runs nothing else meanwhile
+};
+
+struct JobRow {
+  int64_t id = 0;
+  std::optional<int64_t> task_id;
+  std::optional<int64_t> step_id;
+  std::string kind;
+  std::string spec;
+  std::string backend;
+  std::string arch;
+  int priority = 0;
+  bool exclusive = false;
+  JobState state = JobState::queued;
+  int64_t epoch = 0;          // bumped by every assign and requeue
+  std::string agent_id;       // current lease holder (assigned) or last one (done)
+  int device_index = -1;
+  int attempts = 0;           // number of assignments so far
+  std::string result;         // the encoded result, once done
+  int64_t created_ms = 0;
+  int64_t assigned_ms = 0;
+  int64_t finished_ms = 0;
+};
+
+struct AgentRow {
+  std::string id;
+  std::string incarnation;
+  std::string host;
+  std::string state;          // live | lost | gone
+  bool drained = false;
+  std::string capabilities;   // JSON object
+  int64_t registered_ms = 0;
+  int64_t last_seen_ms = 0;
+};
+
+struct DeviceRow {
+  std::string agent_id;
+  int index = 0;
+  std::string backend;
+  std::string arch;
+  std::string name;
+  int64_t memory_mb = 0;
+};
+
+class Store {
+ public:
+  // Opens (creating if missing) the database at `path`, sets WAL mode and
+  // synchronous=NORMAL, and applies pending migrations. A database whose schema version is
+  // newer than this build knows is refused with a message naming both versions.
+  static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path,
+                                             Clock& clock = SystemClock::instance());
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // The schema version of the open database (PRAGMA user_version).
+  int schema_version() const;
+  // The newest schema version this build knows.
+  static int latest_schema_version();
+
+  // Group commit. REQUIRES: no batch open (begin) / a batch open (commit, rollback).
+  // Mutations outside a batch run in their own transaction.
+  Status begin();
+  Status commit();
+  void rollback();
+  bool in_batch() const;
+
+  // Campaigns and tasks.
+  Result<int64_t> create_campaign(const std::string& name, const std::string& spec);
+  Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
+  Result<TaskRow> get_task(int64_t task_id);
+  Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);
+  // Appends a step (seq = last + 1); a counted step increments the task's steps_used.
+  Result<int64_t> record_step(const StepRow& step);
+  Result<std::vector<StepRow>> steps_of(int64_t task_id);
+
+  // Jobs and leases.
+  Result<int64_t> enqueue_job(const NewJob& job);
+  Result<JobRow> get_job(int64_t job_id);
+  // queued -> assigned to (agent, device); bumps the epoch and attempts; returns the new
+  // epoch. failed_precondition if the job is not queued.
+  Result<int64_t> assign_job(int64_t job_id, const std::string& agent_id, int device_index);
+  // assigned -> queued with a new epoch (agent lost, coordinator reconciling). Returns the
+  // new epoch; failed_precondition if the job is not assigned.
+  Result<int64_t> requeue_job(int64_t job_id);
+  // Records `result` if (job, epoch) is current and the job is assigned: assigned -> done.
+  // Returns false (and changes nothing) for a stale epoch or a job already done/cancelled.
+  Result<bool> record_result(int64_t job_id, int64_t epoch, const std::string& result);
+  Status cancel_job(int64_t job_id);
+  // Jobs in a state, ordered by priority (desc) then id.
+  Result<std::vector<JobRow>> jobs_in_state(JobState state, int limit = 1'000'000);
+  Result<std::vector<JobRow>> jobs_of_agent(const std::string& agent_id, JobState state);
+  Result<int64_t> count_jobs(JobState state);
+
+  // Agents and devices.
+  Status upsert_agent(const AgentRow& agent, const std::vector<DeviceRow>& devices);
+  Status set_agent_state(const std::string& agent_id, const std::string& state);
+  Status set_agent_drained(const std::string& agent_id, bool drained);
+  Status touch_agent(const std::string& agent_id);  // last_seen_ms = now
+  Result<std::vector<AgentRow>> agents();
+  Result<std::vector<DeviceRow>> devices_of(const std::string& agent_id);
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kforge
