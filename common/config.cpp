@@ -1,0 +1,386 @@
+#include "common/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <concepts>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+#include "common/fs.h"
+#include "common/log.h"
+
+namespace kforge {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Problems found while reading, reported "source:line:column: text", in file order.
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  void fail(const toml::source_region& where, std::string text) {
+    problems_.push_back({where.begin.line, where.begin.column, std::move(text)});
+  }
+
+  // "<key>: expected <expected>, got <what the node holds>"
+  void fail_value(const toml::node& node, const std::string& key, std::string_view expected);
+
+  Status status() const {
+    if (problems_.empty()) return Status();
+    std::vector<Problem> sorted = problems_;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const Problem& a, const Problem& b) {
+      return a.line != b.line ? a.line < b.line : a.column < b.column;
+    });
+    std::string message;
+    for (const Problem& p : sorted) {
+      if (!message.empty()) message += '\n';
+      message +=
+          source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + p.text;
+    }
+    return invalid_argument(std::move(message));
+  }
+
+ private:
+  struct Problem {
+    toml::source_index line;
+    toml::source_index column;
+    std::string text;
+  };
+  std::string source_;
+  std::vector<Problem> problems_;
+};
+
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default: out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// What a node holds, for "got ..." in messages: string "fast", integer -1, a table.
+std::string describe(const toml::node& node) {
+  std::ostringstream os;
+  switch (node.type()) {
+    case toml::node_type::string: return "string " + quote(node.as_string()->get());
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::integer: os << "integer " << node.as_integer()->get(); break;
+    case toml::node_type::floating_point: os << "float " << *node.as_floating_point(); break;
+    case toml::node_type::boolean: os << "boolean " << *node.as_boolean(); break;
+    case toml::node_type::date: os << "date " << *node.as_date(); break;
+    case toml::node_type::time: os << "time " << *node.as_time(); break;
+    case toml::node_type::date_time: os << "date-time " << *node.as_date_time(); break;
+    case toml::node_type::none: return "nothing";
+  }
+  return os.str();
+}
+
+void Reader::fail_value(const toml::node& node, const std::string& key, std::string_view expected) {
+  fail(node.source(), key + ": expected " + std::string(expected) + ", got " + describe(node));
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string join_key(const std::string& prefix, std::string_view name) {
+  return prefix.empty() ? std::string(name) : prefix + "." + std::string(name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field binding. Each struct has one table of fields, fields_of<S>(); a field pairs a TOML key
+// with the code that reads it into the struct, validation included. read_table walks it.
+
+template <typename S>
+struct Field {
+  std::string_view name;
+  // Reads `node` (found under `key`, the full dotted name) into `out`, or records a problem.
+  std::function<void(Reader&, const toml::node& node, const std::string& key, S& out)> read;
+};
+
+template <typename S>
+using Fields = std::vector<Field<S>>;
+
+// Specialised below for each struct that is read from a table.
+template <typename S>
+const Fields<S>& fields_of();
+
+// Validation rules a field may carry.
+struct NoRule {};
+struct IntRule {
+  int64_t min = 0;  // smallest accepted value; the largest is what the field's type holds
+};
+struct TextRule {
+  const char* expected;                // "expected ..." when a value is rejected
+  bool (*accept)(std::string_view s);  // true when `s` is acceptable
+};
+
+inline constexpr IntRule positive{1};
+inline constexpr TextRule non_empty{"a non-empty string",
+                                    [](std::string_view s) { return !s.empty(); }};
+inline constexpr TextRule endpoint{
+    "an endpoint starting with tcp://, ipc:// or inproc://", [](std::string_view s) {
+      return s.starts_with("tcp://") || s.starts_with("ipc://") || s.starts_with("inproc://");
+    }};
+inline constexpr TextRule host_port{
+    "host:port", [](std::string_view s) {
+      size_t colon = s.rfind(':');
+      if (colon == std::string_view::npos || colon == 0) {
+        return false;
+      }
+      std::string_view port = s.substr(colon + 1);
+      return !port.empty() && port.size() <= 5 &&
+             std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    }};
+inline constexpr TextRule log_level{"one of trace, debug, info, warn, error, off",
+                                    [](std::string_view s) { return parse_log_level(s).ok(); }};
+
+template <typename S>
+void read_table(Reader& r, const toml::table& table, const std::string& prefix, S& out);
+
+// A string, checked by `rule` when there is one.
+void read_string(Reader& r, const toml::node& node, const std::string& key, std::string& out,
+                 const TextRule* rule) {
+  const auto* s = node.as_string();
+  if (s == nullptr) return r.fail_value(node, key, rule ? rule->expected : "a string");
+  if (rule && !rule->accept(s->get())) return r.fail_value(node, key, rule->expected);
+  out = s->get();
+}
+
+void read_value(Reader& r, const toml::node& node, const std::string& key, std::string& out,
+                NoRule) {
+  read_string(r, node, key, out, nullptr);
+}
+
+void read_value(Reader& r, const toml::node& node, const std::string& key, std::string& out,
+                const TextRule& rule) {
+  read_string(r, node, key, out, &rule);
+}
+
+void read_value(Reader& r, const toml::node& node, const std::string& key, bool& out, NoRule) {
+  const auto* b = node.as_boolean();
+  if (b == nullptr) return r.fail_value(node, key, "true or false");
+  out = b->get();
+}
+
+template <typename I>
+requires std::unsigned_integral<I> &&
+    (!std::same_as<I, bool>)void read_value(Reader& r, const toml::node& node,
+                                            const std::string& key, I& out, IntRule rule) {
+  const std::string expected = rule.min == 0   ? "a non-negative integer"
+                               : rule.min == 1 ? "a positive integer"
+                                               : "an integer >= " + std::to_string(rule.min);
+  const auto* i = node.as_integer();
+  if (i == nullptr || i->get() < rule.min) return r.fail_value(node, key, expected);
+  // TOML integers are int64; a uint64 field holds every non-negative one.
+  constexpr uint64_t max = std::numeric_limits<I>::max();
+  if (static_cast<uint64_t>(i->get()) > max) {
+    return r.fail_value(
+        node, key,
+        "an integer between " + std::to_string(rule.min) + " and " + std::to_string(max));
+  }
+  out = static_cast<I>(i->get());
+}
+
+template <typename I>
+requires std::unsigned_integral<I> &&
+    (!std::same_as<I, bool>)void read_value(Reader& r, const toml::node& node,
+                                            const std::string& key, I& out, NoRule) {
+  read_value(r, node, key, out, IntRule{});
+}
+
+void read_value(Reader& r, const toml::node& node, const std::string& key,
+                std::vector<std::string>& out, NoRule) {
+  const auto* a = node.as_array();
+  if (a == nullptr) return r.fail_value(node, key, "an array of strings");
+  std::vector<std::string> values;
+  bool ok = true;
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::node& item = *a->get(i);
+    if (const auto* s = item.as_string(); s != nullptr && !s->get().empty()) {
+      values.push_back(s->get());
+    } else {
+      r.fail_value(item, key + "[" + std::to_string(i) + "]", "a non-empty string");
+      ok = false;
+    }
+  }
+  if (ok) out = std::move(values);
+}
+
+// A nested struct: the node must be a table, read with the struct's own fields.
+template <typename T>
+void read_value(Reader& r, const toml::node& node, const std::string& key, T& out, NoRule) {
+  const toml::table* t = node.as_table();
+  if (t == nullptr) return r.fail_value(node, key, "a table");
+  read_table(r, *t, key, out);
+}
+
+// field("name", &S::member[, rule]): reads the TOML key "name" into S::member.
+template <typename S, typename T, typename Rule = NoRule>
+Field<S> field(std::string_view name, T S::*member, Rule rule = {}) {
+  return {name, [member, rule](Reader& r, const toml::node& node, const std::string& key, S& out) {
+            read_value(r, node, key, out.*member, rule);
+          }};
+}
+
+template <typename S>
+void read_table(Reader& r, const toml::table& table, const std::string& prefix, S& out) {
+  const Fields<S>& fields = fields_of<S>();
+  // Unknown keys first, so that a typo is reported even when every value is well typed.
+  for (const auto& [k, v] : table) {
+    auto known = [&](const Field<S>& f) { return f.name == k.str(); };
+    if (std::any_of(fields.begin(), fields.end(), known)) continue;
+    std::string text = "unknown key '" + join_key(prefix, k.str()) + "'";
+    const Field<S>* closest = nullptr;
+    size_t best = std::numeric_limits<size_t>::max();
+    for (const Field<S>& f : fields) {
+      size_t d = edit_distance(k.str(), f.name);
+      if (d < best) {
+        best = d;
+        closest = &f;
+      }
+    }
+    if (closest != nullptr && best <= std::max<size_t>(2, closest->name.size() / 3)) {
+      text += " (did you mean '" + std::string(closest->name) + "'?)";
+    }
+    r.fail(k.source(), std::move(text));
+  }
+  // Then the known keys, in the order the field table lists them.
+  for (const Field<S>& f : fields) {
+    if (const toml::node* node = table.get(f.name)) f.read(r, *node, join_key(prefix, f.name), out);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The field tables: one line per key. A struct must be specialised before a table uses it.
+
+template <>
+const Fields<LogConfig>& fields_of<LogConfig>() {
+  static const Fields<LogConfig> fields = {
+      field("level", &LogConfig::level, log_level),
+      field("file", &LogConfig::file),
+      field("json", &LogConfig::json),
+  };
+  return fields;
+}
+
+template <>
+const Fields<CoordinatorConfig>& fields_of<CoordinatorConfig>() {
+  using C = CoordinatorConfig;
+  static const Fields<C> fields = {
+      field("listen", &C::listen, endpoint),
+      field("data_dir", &C::data_dir, non_empty),
+      field("http_listen", &C::http_listen, host_port),
+      field("heartbeat_ms", &C::heartbeat_ms, positive),
+      field("liveness", &C::liveness, positive),
+      field("restart_grace_ms", &C::restart_grace_ms),
+      field("precision_jobs_per_device", &C::precision_jobs_per_device, positive),
+      field("log", &C::log),
+  };
+  return fields;
+}
+
+template <>
+const Fields<AgentLimits>& fields_of<AgentLimits>() {
+  using L = AgentLimits;
+  static const Fields<L> fields = {
+      field("address_space_mb", &L::address_space_mb),
+      field("cpu_s", &L::cpu_s),
+      field("open_files", &L::open_files),
+      field("processes", &L::processes),
+      field("file_size_mb", &L::file_size_mb),
+  };
+  return fields;
+}
+
+template <>
+const Fields<AgentConfig>& fields_of<AgentConfig>() {
+  using A = AgentConfig;
+  static const Fields<A> fields = {
+      field("coordinator", &A::coordinator, endpoint),
+      field("state_dir", &A::state_dir, non_empty),
+      field("host", &A::host),
+      field("cpu_devices", &A::cpu_devices),
+      field("cpu_arch", &A::cpu_arch, non_empty),
+      field("python", &A::python, non_empty),
+      field("nvidia_smi", &A::nvidia_smi, non_empty),
+      field("npu_smi", &A::npu_smi, non_empty),
+      field("job_timeout_s", &A::job_timeout_s, positive),
+      field("output_cap_kb", &A::output_cap_kb, positive),
+      field("env_allow", &A::env_allow),
+      field("limits", &A::limits),
+      field("log", &A::log),
+  };
+  return fields;
+}
+
+template <>
+const Fields<Config>& fields_of<Config>() {
+  static const Fields<Config> fields = {
+      // First, so that the component tables below start from it and override what they name.
+      {"log",
+       [](Reader& r, const toml::node& node, const std::string& key, Config& out) {
+         read_value(r, node, key, out.log, NoRule{});
+         out.coordinator.log = out.log;
+         out.agent.log = out.log;
+       }},
+      field("coordinator", &Config::coordinator),
+      field("agent", &Config::agent),
+  };
+  return fields;
+}
+
+}  // namespace
+
+Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
+  toml::table root;
+  // toml++ reports syntax errors by throwing; this is the edge where that becomes a Status.
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    return invalid_argument(source_name + ":" + std::to_string(e.source().begin.line) + ":" +
+                            std::to_string(e.source().begin.column) +
+                            ": invalid TOML: " + std::string(e.description()));
+  }
+  Reader reader(source_name);
+  Config config;
+  read_table(reader, root, "", config);
+  KF_RETURN_IF_ERROR(reader.status());
+  return config;
+}
+
+Result<Config> load_config(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return not_found("config file " + path.string() + " does not exist");
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    return invalid_argument("config file " + path.string() + " is a directory");
+  }
+  Result<std::string> text = read_file(path);
+  if (!text.ok()) return text.status();
+  return parse_config(*text, path.string());
+}
+
+}  // namespace kforge

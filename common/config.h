@@ -1,0 +1,88 @@
+// kforge configuration: one TOML file turned into plain structs, once, at startup.
+//
+// A file may hold the tables [coordinator], [agent] and [log]; each component reads its own
+// table and ignores the others. Every key is optional; a missing key keeps the default written
+// here. The top-level [log] is the default for [coordinator.log] and [agent.log]: a component
+// log table overrides only the keys it names. docs/configuration.md lists every key.
+//
+// Errors name the file, line, column and key and say what was expected, e.g.
+//   kforge.toml:4:16: coordinator.heartbeat_ms: expected a positive integer, got string "fast"
+// Unknown keys are errors (a typo must not silently fall back to a default).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kforge {
+
+struct LogConfig {
+  std::string level = "info";  // trace | debug | info | warn | error | off
+  std::string file;            // also append to this file; empty: console (stderr) only
+  bool json = false;           // one JSON object per line instead of text
+};
+
+struct CoordinatorConfig {
+  std::string listen = "tcp://127.0.0.1:7700";  // ZeroMQ ROUTER endpoint agents connect to
+  std::string data_dir = "kforge-data";         // holds kforge.db
+  std::string http_listen = "127.0.0.1:7780";   // host:port of the operator API
+  uint32_t heartbeat_ms = 1000;                 // expected interval between agent heartbeats
+  uint32_t liveness = 3;             // agent is lost after heartbeat_ms*liveness of silence
+  uint32_t restart_grace_ms = 5000;  // after start, wait this long for agents before re-queuing
+  uint32_t precision_jobs_per_device = 1;  // >1 lets several precision-only jobs share a device
+  LogConfig log;                           // defaults to the top-level [log]
+};
+
+// Resource limits applied to each job's process tree (setrlimit); 0 means no limit.
+struct AgentLimits {
+  uint64_t address_space_mb = 0;  // RLIMIT_AS in MiB
+  uint64_t cpu_s = 0;             // RLIMIT_CPU in seconds of CPU time
+  uint64_t open_files = 1024;     // RLIMIT_NOFILE
+  uint64_t processes = 0;         // RLIMIT_NPROC
+  uint64_t file_size_mb = 1024;   // RLIMIT_FSIZE in MiB
+};
+
+struct AgentConfig {
+  std::string coordinator = "tcp://127.0.0.1:7700";  // coordinator endpoint to connect to
+  std::string state_dir = "kforge-agent";            // agent id, outbox, job work directories
+  std::string host;                 // name reported to the coordinator; empty: gethostname()
+  uint32_t cpu_devices = 1;         // CPU device slots offered (0: none)
+  std::string cpu_arch = "x86_64";  // architecture reported for CPU devices
+  std::string python = "/usr/bin/python3";  // interpreter that runs job harnesses
+  std::string nvidia_smi = "nvidia-smi";    // NVIDIA GPU discovery tool (name or path)
+  std::string npu_smi = "npu-smi";          // Ascend NPU discovery tool (name or path)
+  uint32_t job_timeout_s = 600;             // wall-clock limit of one job; it is killed after this
+  uint32_t output_cap_kb = 1024;            // stdout/stderr kept per job; the rest is cut
+  // Environment variables passed through to jobs; all others are dropped.
+  std::vector<std::string> env_allow = {"PATH",
+                                        "HOME",
+                                        "LANG",
+                                        "LC_ALL",
+                                        "TMPDIR",
+                                        "USER",
+                                        "LD_LIBRARY_PATH",
+                                        "CUDA_HOME",
+                                        "ASCEND_HOME_PATH",
+                                        "TRITON_CACHE_DIR"};
+  AgentLimits limits;  // per-job resource limits
+  LogConfig log;       // defaults to the top-level [log]
+};
+
+struct Config {
+  CoordinatorConfig coordinator;  // [coordinator]
+  AgentConfig agent;              // [agent]
+  LogConfig log;                  // the top-level [log]; component log tables default to it
+};
+
+// Reads and validates a config file. not_found (naming the path) when it does not exist;
+// invalid_argument with "file:line:column: key: ..." for a bad file.
+Result<Config> load_config(const std::filesystem::path& path);
+
+// Parses TOML text; `source_name` stands for the file name in error messages.
+Result<Config> parse_config(std::string_view toml_text, const std::string& source_name);
+
+}  // namespace kforge

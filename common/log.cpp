@@ -1,0 +1,136 @@
+#include "common/log.h"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "common/fs.h"
+
+namespace kforge {
+namespace {
+
+// Our level names: spdlog's own say "warning" where the config says "warn".
+std::string_view level_name(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    case spdlog::level::off: return "off";
+    case spdlog::level::n_levels: break;
+  }
+  return "unknown";
+}
+
+void append(spdlog::memory_buf_t& dest, std::string_view text) {
+  dest.append(text.data(), text.data() + text.size());
+}
+
+// The %* flag of the text pattern: the level under our name.
+class LevelFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    append(dest, level_name(msg.level));
+  }
+  std::unique_ptr<spdlog::custom_flag_formatter> clone() const override {
+    return std::make_unique<LevelFlag>();
+  }
+};
+
+// ISO-8601 UTC with milliseconds: 2026-11-25T13:00:00.123Z.
+std::string iso_utc_ms(spdlog::log_clock::time_point tp) {
+  auto since_epoch = tp.time_since_epoch();
+  auto secs = std::chrono::floor<std::chrono::seconds>(since_epoch);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - secs).count();
+  std::time_t t = static_cast<std::time_t>(secs.count());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char date[32];
+  size_t n = std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+  char millis[8];
+  std::snprintf(millis, sizeof millis, ".%03dZ", static_cast<int>(ms));
+  return std::string(date, n) + millis;
+}
+
+// One JSON object per line: {"ts", "level", "component", "msg"}. Invalid UTF-8 in a message
+// (compiler output, say) is replaced rather than thrown on.
+class JsonFormatter : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    nlohmann::ordered_json line;
+    line["ts"] = iso_utc_ms(msg.time);
+    line["level"] = level_name(msg.level);
+    line["component"] = std::string_view(msg.logger_name.data(), msg.logger_name.size());
+    line["msg"] = std::string_view(msg.payload.data(), msg.payload.size());
+    append(dest, line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    append(dest, "\n");
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>();
+  }
+};
+
+std::unique_ptr<spdlog::formatter> make_formatter(bool json) {
+  if (json) return std::make_unique<JsonFormatter>();
+  auto text = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+  text->add_flag<LevelFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%*%$ %n: %v");
+  return text;
+}
+
+}  // namespace
+
+Result<spdlog::level::level_enum> parse_log_level(std::string_view name) {
+  static constexpr std::array<spdlog::level::level_enum, log_level_names.size()> levels = {
+      spdlog::level::trace, spdlog::level::debug, spdlog::level::info,
+      spdlog::level::warn,  spdlog::level::err,   spdlog::level::off};
+  std::string expected;
+  for (size_t i = 0; i < log_level_names.size(); ++i) {
+    if (name == log_level_names[i]) return levels[i];
+    expected += (i == 0 ? "" : ", ") + std::string(log_level_names[i]);
+  }
+  return invalid_argument("unknown log level '" + std::string(name) + "' (expected one of " +
+                          expected + ")");
+}
+
+Status init_logging(const LogConfig& cfg, const std::string& component) {
+  Result<spdlog::level::level_enum> level = parse_log_level(cfg.level);
+  if (!level.ok()) return level.status();
+
+  std::vector<spdlog::sink_ptr> sinks;
+  sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  if (!cfg.file.empty()) {
+    std::filesystem::path path(cfg.file);
+    if (path.has_parent_path()) {
+      Status made = ensure_dir(path.parent_path());
+      if (!made.ok()) return io_error("cannot open log file " + cfg.file + ": " + made.message());
+    }
+    // spdlog reports a failed open by throwing; this is the edge where that becomes a Status.
+    try {
+      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.file));
+    } catch (const spdlog::spdlog_ex& e) {
+      return io_error("cannot open log file " + cfg.file + ": " + e.what());
+    }
+  }
+
+  auto logger = std::make_shared<spdlog::logger>(component, sinks.begin(), sinks.end());
+  logger->set_formatter(make_formatter(cfg.json));
+  logger->set_level(*level);
+  logger->flush_on(spdlog::level::warn);
+  spdlog::set_default_logger(std::move(logger));
+  spdlog::flush_every(std::chrono::seconds(1));
+  return Status();
+}
+
+}  // namespace kforge

@@ -1,0 +1,198 @@
+#include "common/config.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "tests/support/support.h"
+
+using namespace kforge;
+
+namespace {
+
+// The error message of a config that must fail to parse.
+std::string error_of(const std::string& text) {
+  Result<Config> config = parse_config(text, "kforge.toml");
+  REQUIRE_FALSE(config.ok());
+  CHECK(config.status().code() == Code::invalid_argument);
+  return config.status().message();
+}
+
+}  // namespace
+
+TEST_CASE("empty file gives the defaults") {
+  Result<Config> config = parse_config("", "kforge.toml");
+  REQUIRE(config.ok());
+  CHECK(config->coordinator.listen == "tcp://127.0.0.1:7700");
+  CHECK(config->coordinator.heartbeat_ms == 1000);
+  CHECK(config->coordinator.liveness == 3);
+  CHECK(config->coordinator.log.level == "info");
+  CHECK(config->agent.coordinator == "tcp://127.0.0.1:7700");
+  CHECK(config->agent.env_allow.size() == 10);
+  CHECK(config->agent.limits.open_files == 1024);
+  CHECK(config->log.file.empty());
+  CHECK_FALSE(config->log.json);
+}
+
+TEST_CASE("values are read from every table") {
+  Result<Config> config = parse_config(R"(
+[log]
+level = "debug"
+file = "/var/log/kforge.log"
+
+[coordinator]
+listen = "tcp://0.0.0.0:7701"
+heartbeat_ms = 250
+precision_jobs_per_device = 4
+
+[coordinator.log]
+json = true
+
+[agent]
+coordinator = "ipc:///run/kforge.sock"
+cpu_devices = 0
+env_allow = ["PATH", "CUDA_VISIBLE_DEVICES"]
+
+[agent.limits]
+cpu_s = 3600
+address_space_mb = 65536
+)",
+                                       "kforge.toml");
+  REQUIRE(config.ok());
+  CHECK(config->coordinator.listen == "tcp://0.0.0.0:7701");
+  CHECK(config->coordinator.heartbeat_ms == 250);
+  CHECK(config->coordinator.precision_jobs_per_device == 4);
+  CHECK(config->agent.coordinator == "ipc:///run/kforge.sock");
+  CHECK(config->agent.cpu_devices == 0);
+  CHECK(config->agent.env_allow == std::vector<std::string>{"PATH", "CUDA_VISIBLE_DEVICES"});
+  CHECK(config->agent.limits.cpu_s == 3600);
+  CHECK(config->agent.limits.address_space_mb == 65536);
+  CHECK(config->agent.limits.open_files == 1024);
+  CHECK(config->log.level == "debug");
+}
+
+TEST_CASE("component log tables start from the top-level log") {
+  Result<Config> config = parse_config(R"(
+[coordinator.log]
+json = true
+[log]
+level = "warn"
+file = "kforge.log"
+)",
+                                       "kforge.toml");
+  REQUIRE(config.ok());
+  CHECK(config->coordinator.log.json);
+  CHECK(config->coordinator.log.level == "warn");
+  CHECK(config->coordinator.log.file == "kforge.log");
+  CHECK_FALSE(config->agent.log.json);
+  CHECK(config->agent.log.level == "warn");
+}
+
+TEST_CASE("type error names line, column and key") {
+  CHECK(error_of("# kforge\n"
+                 "[coordinator]\n"
+                 "listen = \"tcp://127.0.0.1:7700\"\n"
+                 "heartbeat_ms = \"fast\"\n") ==
+        "kforge.toml:4:16: coordinator.heartbeat_ms: expected a positive integer, "
+        "got string \"fast\"");
+}
+
+TEST_CASE("syntax error names its line") {
+  std::string message = error_of(
+      "[agent]\n"
+      "host = \"a\"\n"
+      "python = \"/usr/bin/python3\n"
+      "cpu_devices = 2\n");
+  CHECK(message.starts_with("kforge.toml:3:"));
+  CHECK(message.find("invalid TOML") != std::string::npos);
+}
+
+TEST_CASE("unknown key is reported with a suggestion") {
+  CHECK(error_of("[coordinator]\n"
+                 "listen = \"tcp://127.0.0.1:7700\"\n"
+                 "liveness = 3\n"
+                 "\n"
+                 "# silence before an agent is lost\n"
+                 "\n"
+                 "hartbeat_ms = 500\n") ==
+        "kforge.toml:7:1: unknown key 'coordinator.hartbeat_ms' (did you mean 'heartbeat_ms'?)");
+}
+
+TEST_CASE("unknown table is reported with a suggestion") {
+  CHECK(error_of("[cordinator]\nliveness = 3\n") ==
+        "kforge.toml:1:2: unknown key 'cordinator' (did you mean 'coordinator'?)");
+}
+
+TEST_CASE("unknown key without a close match has no suggestion") {
+  CHECK(error_of("[agent.limits]\nzebra = 1\n") ==
+        "kforge.toml:2:1: unknown key 'agent.limits.zebra'");
+}
+
+TEST_CASE("several errors are reported in file order") {
+  std::string message = error_of("[agent]\ncpu_devices = -1\nbogus = 1\n");
+  CHECK(message ==
+        "kforge.toml:2:15: agent.cpu_devices: expected a non-negative integer, got integer -1\n"
+        "kforge.toml:3:1: unknown key 'agent.bogus'");
+}
+
+TEST_CASE("invalid log level is rejected") {
+  CHECK(error_of("[log]\nlevel = \"loud\"\n") ==
+        "kforge.toml:2:9: log.level: expected one of trace, debug, info, warn, error, off, got "
+        "string \"loud\"");
+  CHECK(error_of("[agent.log]\nlevel = \"warning\"\n").find("agent.log.level") !=
+        std::string::npos);
+}
+
+TEST_CASE("zero heartbeat and liveness are rejected") {
+  CHECK(error_of("[coordinator]\nheartbeat_ms = 0\n")
+            .find("coordinator.heartbeat_ms: expected "
+                  "a positive integer, got integer 0") != std::string::npos);
+  CHECK(error_of("[coordinator]\nliveness = 0\n").find("coordinator.liveness") !=
+        std::string::npos);
+}
+
+TEST_CASE("integer out of range for a 32-bit field is rejected") {
+  CHECK(error_of("[agent]\njob_timeout_s = 4294967296\n") ==
+        "kforge.toml:2:17: agent.job_timeout_s: expected an integer between 1 and 4294967295, "
+        "got integer 4294967296");
+}
+
+TEST_CASE("endpoint without a transport is rejected") {
+  CHECK(error_of("[agent]\ncoordinator = \"127.0.0.1:7700\"\n") ==
+        "kforge.toml:2:15: agent.coordinator: expected an endpoint starting with tcp://, ipc:// "
+        "or inproc://, got string \"127.0.0.1:7700\"");
+}
+
+TEST_CASE("table given as a scalar is rejected") {
+  CHECK(error_of("coordinator = 5\n") ==
+        "kforge.toml:1:15: coordinator: expected a table, got integer 5");
+}
+
+TEST_CASE("bad array element names its index") {
+  CHECK(error_of("[agent]\nenv_allow = [\"PATH\", 3]\n") ==
+        "kforge.toml:2:22: agent.env_allow[1]: expected a non-empty string, got integer 3");
+}
+
+TEST_CASE("missing file is not_found naming the path") {
+  test::TempDir dir;
+  Result<Config> config = load_config(dir / "absent.toml");
+  REQUIRE_FALSE(config.ok());
+  CHECK(config.status().code() == Code::not_found);
+  CHECK(config.status().message().find((dir / "absent.toml").string()) != std::string::npos);
+}
+
+TEST_CASE("file errors carry the file's path") {
+  test::TempDir dir;
+  test::write_file(dir / "kforge.toml", "[log]\njson = \"yes\"\n");
+  Result<Config> config = load_config(dir / "kforge.toml");
+  REQUIRE_FALSE(config.ok());
+  CHECK(config.status().message() == (dir / "kforge.toml").string() +
+                                         ":2:8: log.json: expected true or false, got string "
+                                         "\"yes\"");
+}
+
+TEST_CASE("example config in the tree is valid") {
+  Result<Config> config = load_config(test::source_dir() / "examples" / "kforge.toml");
+  INFO(config.status().to_string());
+  CHECK(config.ok());
+}

@@ -1,0 +1,104 @@
+#include "common/log.h"
+
+#include <doctest/doctest.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/support.h"
+
+using namespace kforge;
+
+namespace {
+
+// Puts a console-only logger back after each test, so that no test writes into another's
+// (deleted) temporary directory.
+struct LogFixture {
+  test::TempDir dir;
+  ~LogFixture() { (void)init_logging(LogConfig{}, "test"); }
+
+  // Flushes the default logger and returns the file's lines.
+  std::vector<std::string> lines_of(const std::filesystem::path& path) {
+    spdlog::default_logger()->flush();
+    std::istringstream in(test::read_file(path));
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("log level names parse") {
+  CHECK(*parse_log_level("trace") == spdlog::level::trace);
+  CHECK(*parse_log_level("warn") == spdlog::level::warn);
+  CHECK(*parse_log_level("error") == spdlog::level::err);
+  CHECK(*parse_log_level("off") == spdlog::level::off);
+  Result<spdlog::level::level_enum> bad = parse_log_level("loud");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().code() == Code::invalid_argument);
+  CHECK(bad.status().message().find("'loud'") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(LogFixture, "invalid level is rejected") {
+  LogConfig cfg;
+  cfg.level = "loud";
+  CHECK_FALSE(init_logging(cfg, "coordinator").ok());
+}
+
+TEST_CASE_FIXTURE(LogFixture, "log file gets lines at and above the level only") {
+  LogConfig cfg;
+  cfg.level = "warn";
+  cfg.file = (dir / "logs" / "nested" / "coordinator.log").string();
+  REQUIRE(init_logging(cfg, "coordinator").ok());
+  spdlog::info("below the level");
+  spdlog::warn("agent lost agent={}", "a1");
+  spdlog::error("store failed");
+  std::vector<std::string> lines = lines_of(cfg.file);
+  REQUIRE(lines.size() == 2);
+  std::regex text(
+      R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z warn coordinator: agent lost agent=a1)");
+  CHECK(std::regex_match(lines[0], text));
+  CHECK(lines[1].ends_with(" error coordinator: store failed"));
+}
+
+TEST_CASE_FIXTURE(LogFixture, "json lines carry the escaped message") {
+  LogConfig cfg;
+  cfg.level = "debug";
+  cfg.json = true;
+  cfg.file = (dir / "agent.log").string();
+  REQUIRE(init_logging(cfg, "agent").ok());
+  spdlog::trace("not written");
+  spdlog::debug("said \"hi\"\nthen\tleft \\ {}", 7);
+  std::vector<std::string> lines = lines_of(cfg.file);
+  REQUIRE(lines.size() == 1);
+  nlohmann::json line = nlohmann::json::parse(lines[0]);
+  CHECK(line["msg"] == "said \"hi\"\nthen\tleft \\ 7");
+  CHECK(line["level"] == "debug");
+  CHECK(line["component"] == "agent");
+  CHECK(std::regex_match(line["ts"].get<std::string>(),
+                         std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")));
+  CHECK(lines[0].starts_with("{\"ts\":"));
+}
+
+TEST_CASE_FIXTURE(LogFixture, "log file whose directory cannot be created is an error") {
+  test::write_file(dir / "blocker", "a file where a directory should be");
+  LogConfig cfg;
+  cfg.file = (dir / "blocker" / "sub" / "kforge.log").string();
+  Status st = init_logging(cfg, "coordinator");
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.code() == Code::io_error);
+  CHECK(st.message().find(cfg.file) != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(LogFixture, "log file that cannot be opened is an error") {
+  LogConfig cfg;
+  cfg.file = dir.path().string();  // a directory
+  Status st = init_logging(cfg, "coordinator");
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.message().find(cfg.file) != std::string::npos);
+}
