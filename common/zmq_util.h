@@ -1,0 +1,56 @@
+// Socket set-up for the coordinator (ROUTER) and agent (DEALER) links, over cppzmq.
+//
+// These helpers apply the options that schema/protocol.md promises (message size cap,
+// handshake timeout, routing ids, reconnect backoff) in one place, and turn zmq's
+// exceptions into Status values that name the endpoint.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "common/protocol.h"
+#include "common/status.h"
+
+namespace kforge {
+
+// Inbound frames larger than this are refused by zmq itself (the connection is dropped
+// before the bytes are buffered): the protocol's largest legal frame.
+inline constexpr size_t kDefaultMaxMsgBytes = proto::DecodeLimits{}.max_frame_bytes;
+
+// Reconnect backoff of an agent's DEALER: 1 s, doubling up to 32 s.
+inline constexpr int kReconnectIvlMs = 1000;
+inline constexpr int kReconnectIvlMaxMs = 32000;
+
+// A peer must finish the ZMTP handshake within this time or is disconnected.
+inline constexpr int kHandshakeIvlMs = 5000;
+
+// Options every kforge socket gets: linger 0 (close never blocks; everything unsent is
+// re-sent after re-registration), ZMQ_MAXMSGSIZE = max_msg_bytes, ZMQ_HANDSHAKE_IVL and
+// TCP keepalive. Throws zmq::error_t only on a closed socket.
+void set_common_options(zmq::socket_t& socket, size_t max_msg_bytes);
+
+// A ROUTER bound to `endpoint` ("tcp://0.0.0.0:5555", "tcp://127.0.0.1:*", "ipc://...").
+// ROUTER_MANDATORY is on (a send to an unknown routing id fails with EHOSTUNREACH instead
+// of vanishing) and ROUTER_HANDOVER is on (a reconnecting agent with the same routing id
+// takes over from its stale connection).
+[[nodiscard]] Result<zmq::socket_t> make_router(zmq::context_t& ctx, const std::string& endpoint,
+                                                size_t max_msg_bytes = kDefaultMaxMsgBytes);
+
+// A DEALER with routing id `identity` (conventionally "<agent_id>/<incarnation>"),
+// connecting to `endpoint`. ZMQ_IMMEDIATE is on: while not connected, sends block (or
+// fail with EAGAIN under ZMQ_DONTWAIT) instead of queueing behind a dead connection.
+// REQUIRES: identity is 1..255 bytes and does not start with a zero byte.
+[[nodiscard]] Result<zmq::socket_t> make_dealer(zmq::context_t& ctx, const std::string& endpoint,
+                                                const std::string& identity,
+                                                size_t max_msg_bytes = kDefaultMaxMsgBytes);
+
+// The endpoint the socket last bound or connected to, with a wildcard port resolved
+// ("tcp://127.0.0.1:*" -> "tcp://127.0.0.1:41234"). Empty when there is none.
+std::string bound_endpoint(zmq::socket_t& socket);
+
+// The TCP port of "tcp://host:port", or -1 when the endpoint has no numeric port.
+int endpoint_port(const std::string& endpoint);
+
+}  // namespace kforge
