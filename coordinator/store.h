@@ -120,6 +120,10 @@ class Store {
   // newer than this build knows is refused with a message naming both versions.
   static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path,
                                              Clock& clock = SystemClock::instance());
+  // Opens an existing database read-only (for threads other than the writer). Refuses a
+  // schema version other than latest_schema_version(); mutations fail.
+  static Result<std::unique_ptr<Store>> open_readonly(const std::filesystem::path& path,
+                                                      Clock& clock = SystemClock::instance());
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -130,7 +134,10 @@ class Store {
   static int latest_schema_version();
 
   // Group commit. REQUIRES: no batch open (begin) / a batch open (commit, rollback).
-  // Mutations outside a batch run in their own transaction.
+  // Mutations outside a batch run in their own transaction. A failed mutation inside a
+  // batch leaves the batch as it was. If a failure took the whole transaction with it (disk
+  // full, I/O error), later mutations and commit() fail until rollback(). A failed commit()
+  // rolls the batch back. Destroying the Store with a batch open discards the batch.
   Status begin();
   Status commit();
   void rollback();
@@ -141,7 +148,8 @@ class Store {
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
   Result<TaskRow> get_task(int64_t task_id);
   Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);
-  // Appends a step (seq = last + 1); a counted step increments the task's steps_used.
+  // Appends a step (seq = last + 1, created_ms = now; step.id, seq and created_ms are
+  // ignored); a counted step increments the task's steps_used.
   Result<int64_t> record_step(const StepRow& step);
   Result<std::vector<StepRow>> steps_of(int64_t task_id);
 
@@ -155,15 +163,20 @@ class Store {
   // new epoch; failed_precondition if the job is not assigned.
   Result<int64_t> requeue_job(int64_t job_id);
   // Records `result` if (job, epoch) is current and the job is assigned: assigned -> done.
-  // Returns false (and changes nothing) for a stale epoch or a job already done/cancelled.
+  // Returns false (and changes nothing) for a stale epoch, a job already done/cancelled or
+  // a job that does not exist: the caller acks and drops such a result.
   Result<bool> record_result(int64_t job_id, int64_t epoch, const std::string& result);
+  // queued | assigned -> cancelled (agent_id kept, so the holder can be told to stop).
+  // Cancelling a cancelled job is ok; a done job is failed_precondition.
   Status cancel_job(int64_t job_id);
   // Jobs in a state, ordered by priority (desc) then id.
   Result<std::vector<JobRow>> jobs_in_state(JobState state, int limit = 1'000'000);
   Result<std::vector<JobRow>> jobs_of_agent(const std::string& agent_id, JobState state);
   Result<int64_t> count_jobs(JobState state);
 
-  // Agents and devices.
+  // Agents and devices. upsert_agent registers an agent (registered_ms = last_seen_ms =
+  // now) and replaces its device list with `devices` (their agent_id is taken from
+  // `agent`). An existing agent keeps its drained flag: a drain outlives re-registration.
   Status upsert_agent(const AgentRow& agent, const std::vector<DeviceRow>& devices);
   Status set_agent_state(const std::string& agent_id, const std::string& state);
   Status set_agent_drained(const std::string& agent_id, bool drained);

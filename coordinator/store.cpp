@@ -1,0 +1,1044 @@
+// Store: the coordinator's SQLite database (see store.h and schema/sql/).
+//
+// Every statement is prepared once per Store (Statements below) and reset after each use;
+// mutations run inside the open batch or, outside one, inside their own BEGIN IMMEDIATE
+// transaction. An operation of several statements runs under a savepoint inside a batch,
+// so a failed operation never leaves half its writes in the batch.
+#include "coordinator/store.h"
+
+#include <sqlite3.h>
+
+#include <iterator>
+#include <string_view>
+#include <utility>
+
+#include "coordinator/migrations.h"
+
+namespace kforge {
+
+const char* job_state_name(JobState s) {
+  switch (s) {
+    case JobState::queued: return "queued";
+    case JobState::assigned: return "assigned";
+    case JobState::done: return "done";
+    case JobState::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+
+std::optional<JobState> parse_job_state(std::string_view s) {
+  if (s == "queued") return JobState::queued;
+  if (s == "assigned") return JobState::assigned;
+  if (s == "done") return JobState::done;
+  if (s == "cancelled") return JobState::cancelled;
+  return std::nullopt;
+}
+
+// Every statement the store runs. One member per statement; kSql gives each its text.
+struct Statements {
+  sqlite3_stmt* begin = nullptr;
+  sqlite3_stmt* commit = nullptr;
+  sqlite3_stmt* rollback = nullptr;
+  sqlite3_stmt* savepoint = nullptr;
+  sqlite3_stmt* release = nullptr;
+  sqlite3_stmt* rollback_to = nullptr;
+  sqlite3_stmt* user_version = nullptr;
+  sqlite3_stmt* insert_campaign = nullptr;
+  sqlite3_stmt* insert_task = nullptr;
+  sqlite3_stmt* get_task = nullptr;
+  sqlite3_stmt* set_task_state = nullptr;
+  sqlite3_stmt* insert_step = nullptr;
+  sqlite3_stmt* add_steps_used = nullptr;
+  sqlite3_stmt* steps_of = nullptr;
+  sqlite3_stmt* insert_job = nullptr;
+  sqlite3_stmt* get_job = nullptr;
+  sqlite3_stmt* job_state = nullptr;
+  sqlite3_stmt* assign_job = nullptr;
+  sqlite3_stmt* requeue_job = nullptr;
+  sqlite3_stmt* record_result = nullptr;
+  sqlite3_stmt* cancel_job = nullptr;
+  sqlite3_stmt* jobs_in_state = nullptr;
+  sqlite3_stmt* jobs_of_agent = nullptr;
+  sqlite3_stmt* count_jobs = nullptr;
+  sqlite3_stmt* upsert_agent = nullptr;
+  sqlite3_stmt* delete_devices = nullptr;
+  sqlite3_stmt* insert_device = nullptr;
+  sqlite3_stmt* set_agent_state = nullptr;
+  sqlite3_stmt* set_agent_drained = nullptr;
+  sqlite3_stmt* touch_agent = nullptr;
+  sqlite3_stmt* agents = nullptr;
+  sqlite3_stmt* devices_of = nullptr;
+};
+
+#define KF_JOB_COLUMNS                                                                   \
+  "id, task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, epoch, " \
+  "agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms"
+#define KF_TASK_COLUMNS                                                                 \
+  "id, campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, framework, " \
+  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms"
+
+struct SqlDef {
+  sqlite3_stmt* Statements::*member;
+  const char* sql;
+};
+
+const SqlDef kSql[] = {
+    {&Statements::begin, "BEGIN IMMEDIATE"},
+    {&Statements::commit, "COMMIT"},
+    {&Statements::rollback, "ROLLBACK"},
+    {&Statements::savepoint, "SAVEPOINT kforge_op"},
+    {&Statements::release, "RELEASE kforge_op"},
+    {&Statements::rollback_to, "ROLLBACK TO kforge_op"},
+    {&Statements::user_version, "PRAGMA user_version"},
+    {&Statements::insert_campaign,
+     "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms) "
+     "VALUES(?1, ?2, 'running', ?3, ?3)"},
+    {&Statements::insert_task,
+     "INSERT INTO tasks(campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, "
+     "framework, task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms) "
+     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', 0, '', ?11, ?11)"},
+    {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE id = ?1"},
+    {&Statements::set_task_state,
+     "UPDATE tasks SET state = ?2, verdict = ?3, updated_ms = ?4 WHERE id = ?1"},
+    {&Statements::insert_step,
+     "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
+     "SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps WHERE task_id = ?1"},
+    {&Statements::add_steps_used,
+     "UPDATE tasks SET steps_used = steps_used + ?2, updated_ms = ?3 WHERE id = ?1"},
+    {&Statements::steps_of,
+     "SELECT id, task_id, seq, role, input, output, verdict, counted, created_ms "
+     "FROM steps WHERE task_id = ?1 ORDER BY seq"},
+    {&Statements::insert_job,
+     "INSERT INTO jobs(task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, "
+     "epoch, agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms) "
+     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, NULL, -1, 0, NULL, ?9, 0, 0)"},
+    {&Statements::get_job, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id = ?1"},
+    {&Statements::job_state, "SELECT state FROM jobs WHERE id = ?1"},
+    {&Statements::assign_job,
+     "UPDATE jobs SET state = 'assigned', epoch = epoch + 1, attempts = attempts + 1, "
+     "agent_id = ?2, device_index = ?3, assigned_ms = ?4 "
+     "WHERE id = ?1 AND state = 'queued' RETURNING epoch"},
+    {&Statements::requeue_job,
+     "UPDATE jobs SET state = 'queued', epoch = epoch + 1, agent_id = NULL, device_index = -1, "
+     "assigned_ms = 0 WHERE id = ?1 AND state = 'assigned' RETURNING epoch"},
+    {&Statements::record_result,
+     "UPDATE jobs SET state = 'done', result = ?3, finished_ms = ?4 "
+     "WHERE id = ?1 AND epoch = ?2 AND state = 'assigned'"},
+    {&Statements::cancel_job,
+     "UPDATE jobs SET state = 'cancelled', finished_ms = ?2 "
+     "WHERE id = ?1 AND state IN ('queued', 'assigned')"},
+    {&Statements::jobs_in_state,
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE state = ?1 ORDER BY priority DESC, id LIMIT ?2"},
+    {&Statements::jobs_of_agent,
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE agent_id = ?1 AND state = ?2 ORDER BY id"},
+    {&Statements::count_jobs, "SELECT COUNT(*) FROM jobs WHERE state = ?1"},
+    {&Statements::upsert_agent,
+     "INSERT INTO agents(id, incarnation, host, state, drained, capabilities, registered_ms, "
+     "last_seen_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+     "ON CONFLICT(id) DO UPDATE SET incarnation = excluded.incarnation, host = excluded.host, "
+     "state = excluded.state, capabilities = excluded.capabilities, "
+     "registered_ms = excluded.registered_ms, last_seen_ms = excluded.last_seen_ms"},
+    {&Statements::delete_devices, "DELETE FROM devices WHERE agent_id = ?1"},
+    {&Statements::insert_device,
+     "INSERT INTO devices(agent_id, idx, backend, arch, name, memory_mb) "
+     "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+    {&Statements::set_agent_state, "UPDATE agents SET state = ?2 WHERE id = ?1"},
+    {&Statements::set_agent_drained, "UPDATE agents SET drained = ?2 WHERE id = ?1"},
+    {&Statements::touch_agent, "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1"},
+    {&Statements::agents,
+     "SELECT id, incarnation, host, state, drained, capabilities, registered_ms, last_seen_ms "
+     "FROM agents ORDER BY id"},
+    {&Statements::devices_of,
+     "SELECT agent_id, idx, backend, arch, name, memory_mb FROM devices WHERE agent_id = ?1 "
+     "ORDER BY idx, backend"},
+};
+static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
+              "every Statements member needs its SQL in kSql");
+
+#undef KF_JOB_COLUMNS
+#undef KF_TASK_COLUMNS
+
+// One use of a cached statement: binds, steps, reads columns; resets and clears the
+// bindings when it goes out of scope (bound strings are SQLITE_STATIC, so they must outlive
+// the Stmt). A bind error is reported by the next step().
+class Stmt {
+ public:
+  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+  ~Stmt() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, int64_t v) { return note(sqlite3_bind_int64(s_, i, v)); }
+  Stmt& bind(int i, int v) { return note(sqlite3_bind_int64(s_, i, v)); }
+  Stmt& bind(int i, bool v) { return note(sqlite3_bind_int(s_, i, v ? 1 : 0)); }
+  Stmt& bind(int i, const std::optional<int64_t>& v) {
+    return v ? bind(i, *v) : note(sqlite3_bind_null(s_, i));
+  }
+  Stmt& text(int i, const std::string& v) {
+    return note(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
+  }
+  Stmt& text(int i, const char* v) { return note(sqlite3_bind_text(s_, i, v, -1, SQLITE_STATIC)); }
+  // v.data() is never null, so an empty string binds an empty BLOB, not NULL.
+  Stmt& blob(int i, const std::string& v) {
+    return note(sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC));
+  }
+
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(s_); }
+  // Steps past the remaining rows (RETURNING statements finish their work this way).
+  int finish() {
+    int rc = step();
+    while (rc == SQLITE_ROW) rc = sqlite3_step(s_);
+    return rc;
+  }
+
+  int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+  int i32(int c) const { return sqlite3_column_int(s_, c); }
+  bool flag(int c) const { return sqlite3_column_int(s_, c) != 0; }
+  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+  std::optional<int64_t> opt_i64(int c) const {
+    return is_null(c) ? std::nullopt : std::optional<int64_t>(i64(c));
+  }
+  std::string str(int c) const {
+    const unsigned char* p = sqlite3_column_text(s_, c);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
+             : std::string();
+  }
+  std::string bytes(int c) const {
+    const void* p = sqlite3_column_blob(s_, c);
+    return p ? std::string(static_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
+             : std::string();
+  }
+
+ private:
+  Stmt& note(int rc) {
+    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+  sqlite3_stmt* s_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+Code code_of(int rc) {
+  switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY: return Code::already_exists;
+    case SQLITE_CONSTRAINT_FOREIGNKEY: return Code::not_found;  // a referenced row does not exist
+    default: break;
+  }
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE: return Code::invalid_argument;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return Code::unavailable;
+    case SQLITE_READONLY: return Code::failed_precondition;
+    case SQLITE_ERROR:
+    case SQLITE_MISUSE:
+    case SQLITE_INTERNAL: return Code::internal;
+    default: return Code::io_error;  // IOERR, FULL, CORRUPT, NOTADB, CANTOPEN, NOMEM, ...
+  }
+}
+
+JobRow read_job(const Stmt& s, bool* state_ok) {
+  JobRow j;
+  j.id = s.i64(0);
+  j.task_id = s.opt_i64(1);
+  j.step_id = s.opt_i64(2);
+  j.kind = s.str(3);
+  j.spec = s.bytes(4);
+  j.backend = s.str(5);
+  j.arch = s.str(6);
+  j.priority = s.i32(7);
+  j.exclusive = s.flag(8);
+  std::optional<JobState> st = parse_job_state(s.str(9));
+  *state_ok = st.has_value();
+  j.state = st.value_or(JobState::queued);
+  j.epoch = s.i64(10);
+  j.agent_id = s.str(11);
+  j.device_index = s.i32(12);
+  j.attempts = s.i32(13);
+  j.result = s.bytes(14);
+  j.created_ms = s.i64(15);
+  j.assigned_ms = s.i64(16);
+  j.finished_ms = s.i64(17);
+  return j;
+}
+
+TaskRow read_task(const Stmt& s) {
+  TaskRow t;
+  t.id = s.i64(0);
+  t.campaign_id = s.i64(1);
+  t.spec.op_name = s.str(2);
+  t.spec.task_id = s.str(3);
+  t.spec.task_desc = s.str(4);
+  t.spec.backend = s.str(5);
+  t.spec.arch = s.str(6);
+  t.spec.impl_type = s.str(7);
+  t.spec.framework = s.str(8);
+  t.spec.task_type = s.str(9);
+  t.spec.limit_steps = s.i32(10);
+  t.state = s.str(11);
+  t.steps_used = s.i32(12);
+  t.verdict = s.str(13);
+  t.created_ms = s.i64(14);
+  t.updated_ms = s.i64(15);
+  return t;
+}
+
+// The open database and everything an operation needs.
+struct Db {
+  sqlite3* db = nullptr;
+  Clock* clock = nullptr;
+  std::string path;  // for messages
+  bool in_batch = false;
+  // Not ok once an error inside the batch took its transaction with it; commit reports it.
+  Status batch_error;
+  Statements st;
+
+  Db() = default;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+  ~Db() {
+    if (db == nullptr) return;
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    for (const SqlDef& d : kSql) sqlite3_finalize(st.*d.member);
+    sqlite3_close_v2(db);
+  }
+
+  int64_t now() const { return clock->wall_ms(); }
+
+  // "<path>: <op>: <sqlite message>", with a Code derived from the SQLite result code.
+  Status error(int rc, std::string_view op) const {
+    const char* msg = (db != nullptr && sqlite3_extended_errcode(db) == rc) ? sqlite3_errmsg(db)
+                                                                            : sqlite3_errstr(rc);
+    return Status(code_of(rc), path + ": " + std::string(op) + ": " + msg);
+  }
+
+  // Runs a cached statement that returns no rows.
+  Status run(sqlite3_stmt* s, std::string_view op) {
+    Stmt stmt(s);
+    int rc = stmt.finish();
+    return rc == SQLITE_DONE ? Status() : error(rc, op);
+  }
+
+  // Runs SQL text once (open and migrations only).
+  Status exec(const char* sql, std::string_view op) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+    if (rc == SQLITE_OK) return Status();
+    std::string msg = path + ": " + std::string(op) + ": " + (err ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    return Status(code_of(rc), std::move(msg));
+  }
+
+  // The single value of a one-row query (PRAGMAs at open time).
+  Result<std::string> query_text(const char* sql, std::string_view op) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &raw, nullptr);
+    if (rc != SQLITE_OK) return error(rc, op);
+    std::string value;
+    {
+      Stmt s(raw);
+      rc = s.step();
+      if (rc == SQLITE_ROW) {
+        value = s.str(0);
+        while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+        }
+      }
+    }
+    Status status = rc == SQLITE_DONE ? Status() : error(rc, op);
+    sqlite3_finalize(raw);
+    if (!status.ok()) return status;
+    return value;
+  }
+
+  Result<int> read_user_version() {
+    Result<std::string> v = query_text("PRAGMA user_version", "read schema version");
+    if (!v.ok()) return v.status();
+    return std::stoi(*v);
+  }
+
+  Status newer_schema(int version) const {
+    return failed_precondition(path + ": schema version " + std::to_string(version) +
+                               " is newer than this kforge supports (" +
+                               std::to_string(Store::latest_schema_version()) +
+                               "); upgrade kforge or use another --data directory");
+  }
+
+  Status migrate();
+  Status prepare_all() {
+    for (const SqlDef& d : kSql) {
+      int rc =
+          sqlite3_prepare_v3(db, d.sql, -1, SQLITE_PREPARE_PERSISTENT, &(st.*d.member), nullptr);
+      if (rc != SQLITE_OK) return error(rc, std::string("prepare '") + d.sql + "'");
+    }
+    return Status();
+  }
+
+  // The state of a job as stored; not_found if there is no such job.
+  Result<std::string> job_state_of(int64_t job_id, std::string_view op) {
+    Stmt s(st.job_state);
+    s.bind(1, job_id);
+    int rc = s.step();
+    if (rc == SQLITE_DONE) {
+      return not_found(path + ": " + std::string(op) + ": no job " + std::to_string(job_id));
+    }
+    if (rc != SQLITE_ROW) return error(rc, op);
+    return s.str(0);
+  }
+
+  // The reason an update matched no job: not_found, or failed_precondition naming its state.
+  Status job_not_in(int64_t job_id, const char* wanted, std::string_view op) {
+    Result<std::string> state = job_state_of(job_id, op);
+    if (!state.ok()) return state.status();
+    return failed_precondition(path + ": " + std::string(op) + ": job " + std::to_string(job_id) +
+                               " is " + *state + ", not " + wanted);
+  }
+};
+
+// The transaction around one mutation. Outside a batch: BEGIN IMMEDIATE ... COMMIT. Inside
+// a batch: nothing for a single statement (SQLite makes each statement atomic), a savepoint
+// for an operation of several statements. Rolls back unless committed.
+class Tx {
+ public:
+  Tx(Db& d, std::string_view op, bool multi) : d_(d), op_(op) {
+    if (!d_.in_batch) {
+      status_ = d_.run(d_.st.begin, op_);
+      if (status_.ok()) kind_ = Kind::transaction;
+      return;
+    }
+    if (!d_.batch_error.ok()) {
+      status_ = failed_precondition(d_.path + ": " + std::string(op_) +
+                                    ": the batch was aborted by an earlier error (" +
+                                    d_.batch_error.message() + "); roll it back");
+      return;
+    }
+    if (multi) {
+      status_ = d_.run(d_.st.savepoint, op_);
+      if (status_.ok()) kind_ = Kind::savepoint;
+    }
+  }
+  ~Tx() {
+    if (!done_) undo();
+  }
+  Tx(const Tx&) = delete;
+  Tx& operator=(const Tx&) = delete;
+
+  const Status& status() const { return status_; }
+
+  Status commit() {
+    done_ = true;
+    Status s;
+    if (kind_ == Kind::transaction) {
+      s = d_.run(d_.st.commit, op_);
+    } else if (kind_ == Kind::savepoint) {
+      s = d_.run(d_.st.release, op_);
+    }
+    if (!s.ok()) undo();
+    return s;
+  }
+
+ private:
+  enum class Kind { none, transaction, savepoint };
+
+  void undo() {
+    done_ = true;
+    if (kind_ == Kind::transaction) {
+      if (!sqlite3_get_autocommit(d_.db)) (void)d_.run(d_.st.rollback, op_);
+    } else if (kind_ == Kind::savepoint && !sqlite3_get_autocommit(d_.db)) {
+      (void)d_.run(d_.st.rollback_to, op_);
+      (void)d_.run(d_.st.release, op_);
+    }
+    // Some errors (I/O, disk full) roll back the whole transaction: the batch is gone.
+    if (d_.in_batch && d_.batch_error.ok() && sqlite3_get_autocommit(d_.db)) {
+      d_.batch_error = io_error(d_.path + ": " + std::string(op_) + ": " + sqlite3_errmsg(d_.db));
+    }
+  }
+
+  Db& d_;
+  std::string_view op_;
+  Status status_;
+  Kind kind_ = Kind::none;
+  bool done_ = false;
+};
+
+}  // namespace
+
+struct Store::Impl {
+  Db d;
+  static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, Clock& clock,
+                                             bool read_only);
+};
+
+Status Db::migrate() {
+  const std::vector<Migration>& all = migrations();
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i].version != static_cast<int>(i) + 1) {
+      return internal_error(std::string("migrations are not numbered 1, 2, ... without gaps: ") +
+                            all[i].name);
+    }
+  }
+  const int latest = Store::latest_schema_version();
+  for (;;) {
+    // Re-read the version under the write lock: another process may have migrated.
+    KF_RETURN_IF_ERROR(exec("BEGIN IMMEDIATE", "migrate"));
+    Result<int> version = read_user_version();
+    if (!version.ok() || *version >= latest) {
+      (void)exec("ROLLBACK", "migrate");
+      if (!version.ok()) return version.status();
+      return *version > latest ? newer_schema(*version) : Status();
+    }
+    const Migration& m = all[static_cast<size_t>(*version)];
+    Status s = exec(m.sql, std::string("migration ") + m.name);
+    if (s.ok() && sqlite3_get_autocommit(db)) {
+      return internal_error(path + ": migration " + m.name +
+                            " ended the transaction itself; migrations must not contain "
+                            "BEGIN/COMMIT");
+    }
+    if (s.ok()) {
+      s = exec(("PRAGMA user_version = " + std::to_string(m.version)).c_str(),
+               std::string("migration ") + m.name);
+    }
+    if (s.ok()) s = exec("COMMIT", std::string("migration ") + m.name);
+    if (!s.ok()) {
+      if (!sqlite3_get_autocommit(db)) (void)exec("ROLLBACK", "migrate");
+      return s;
+    }
+  }
+}
+
+Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& path, Clock& clock,
+                                                 bool read_only) {
+  auto impl = std::make_unique<Impl>();
+  Db* d = &impl->d;
+  d->clock = &clock;
+  d->path = path.string();
+  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+              SQLITE_OPEN_NOMUTEX;  // a Store is used by one thread at a time
+  int rc = sqlite3_open_v2(d->path.c_str(), &d->db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc);
+    return Status(code_of(rc), d->path + ": open: " + msg);
+  }
+  sqlite3_extended_result_codes(d->db, 1);
+  sqlite3_busy_timeout(d->db, kBusyTimeoutMs);
+
+  // Check the version before anything writes to the file: a newer database stays untouched.
+  Result<int> version = d->read_user_version();
+  if (!version.ok()) return version.status();
+  const int latest = latest_schema_version();
+  if (*version > latest) return d->newer_schema(*version);
+
+  if (read_only) {
+    if (*version < latest) {
+      return failed_precondition(d->path + ": schema version " + std::to_string(*version) +
+                                 " is older than this kforge's (" + std::to_string(latest) +
+                                 "); open it read-write once to migrate it");
+    }
+  } else {
+    Result<std::string> mode = d->query_text("PRAGMA journal_mode = WAL", "set WAL mode");
+    if (!mode.ok()) return mode.status();
+    if (*mode != "wal" && *mode != "memory") {
+      return io_error(d->path + ": set WAL mode: the database stays in journal mode '" + *mode +
+                      "'");
+    }
+    KF_RETURN_IF_ERROR(d->exec("PRAGMA synchronous = NORMAL", "set synchronous"));
+  }
+  KF_RETURN_IF_ERROR(d->exec("PRAGMA foreign_keys = ON", "enable foreign keys"));
+  Result<std::string> fk = d->query_text("PRAGMA foreign_keys", "enable foreign keys");
+  if (!fk.ok()) return fk.status();
+  if (*fk != "1") return internal_error(d->path + ": this SQLite has no foreign key support");
+  if (!read_only) KF_RETURN_IF_ERROR(d->migrate());
+  KF_RETURN_IF_ERROR(d->prepare_all());
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, Clock& clock) {
+  return Impl::open(path, clock, /*read_only=*/false);
+}
+
+Result<std::unique_ptr<Store>> Store::open_readonly(const std::filesystem::path& path,
+                                                    Clock& clock) {
+  return Impl::open(path, clock, /*read_only=*/true);
+}
+
+int Store::schema_version() const {
+  Stmt s(impl_->d.st.user_version);
+  return s.step() == SQLITE_ROW ? s.i32(0) : -1;
+}
+
+int Store::latest_schema_version() {
+  const std::vector<Migration>& all = migrations();
+  return all.empty() ? 0 : all.back().version;
+}
+
+// ---- Group commit -------------------------------------------------------------------------
+
+Status Store::begin() {
+  Db& d = impl_->d;
+  if (d.in_batch) return failed_precondition(d.path + ": begin: a batch is already open");
+  KF_RETURN_IF_ERROR(d.run(d.st.begin, "begin"));
+  d.in_batch = true;
+  d.batch_error = Status();
+  return Status();
+}
+
+Status Store::commit() {
+  Db& d = impl_->d;
+  if (!d.in_batch) return failed_precondition(d.path + ": commit: no batch is open");
+  if (!d.batch_error.ok()) {
+    Status lost = d.batch_error;
+    rollback();
+    return Status(lost.code(), "commit: the batch was lost: " + lost.message());
+  }
+  Status s = d.run(d.st.commit, "commit");
+  if (!s.ok()) {
+    rollback();
+    return s;
+  }
+  d.in_batch = false;
+  return Status();
+}
+
+void Store::rollback() {
+  Db& d = impl_->d;
+  if (!d.in_batch) return;
+  if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.st.rollback, "rollback");
+  d.in_batch = false;
+  d.batch_error = Status();
+}
+
+bool Store::in_batch() const {
+  return impl_->d.in_batch;
+}
+
+// ---- Campaigns, tasks and steps -----------------------------------------------------------
+
+Result<int64_t> Store::create_campaign(const std::string& name, const std::string& spec) {
+  constexpr std::string_view op = "create_campaign";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.insert_campaign);
+    s.text(1, name).text(2, spec).bind(3, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t id = sqlite3_last_insert_rowid(d.db);
+  KF_RETURN_IF_ERROR(tx.commit());
+  return id;
+}
+
+Result<int64_t> Store::create_task(int64_t campaign_id, const TaskSpec& spec) {
+  constexpr std::string_view op = "create_task";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.insert_task);
+    s.bind(1, campaign_id)
+        .text(2, spec.op_name)
+        .text(3, spec.task_id)
+        .text(4, spec.task_desc)
+        .text(5, spec.backend)
+        .text(6, spec.arch)
+        .text(7, spec.impl_type)
+        .text(8, spec.framework)
+        .text(9, spec.task_type)
+        .bind(10, spec.limit_steps)
+        .bind(11, d.now());
+    int rc = s.step();
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+      return Status(Code::already_exists,
+                    d.path + ": create_task: campaign " + std::to_string(campaign_id) +
+                        " already has task " + spec.op_name + "/" + spec.task_id + " for " +
+                        spec.backend + "/" + spec.arch + "/" + spec.impl_type);
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return not_found(d.path + ": create_task: no campaign " + std::to_string(campaign_id));
+    }
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t id = sqlite3_last_insert_rowid(d.db);
+  KF_RETURN_IF_ERROR(tx.commit());
+  return id;
+}
+
+Result<TaskRow> Store::get_task(int64_t task_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.get_task);
+  s.bind(1, task_id);
+  int rc = s.step();
+  if (rc == SQLITE_DONE)
+    return not_found(d.path + ": get_task: no task " + std::to_string(task_id));
+  if (rc != SQLITE_ROW) return d.error(rc, "get_task");
+  return read_task(s);
+}
+
+Status Store::set_task_state(int64_t task_id, const std::string& state,
+                             const std::string& verdict) {
+  constexpr std::string_view op = "set_task_state";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.set_task_state);
+    s.bind(1, task_id).text(2, state).text(3, verdict).bind(4, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  if (sqlite3_changes(d.db) != 1) {
+    return not_found(d.path + ": set_task_state: no task " + std::to_string(task_id));
+  }
+  return tx.commit();
+}
+
+Result<int64_t> Store::record_step(const StepRow& step) {
+  constexpr std::string_view op = "record_step";
+  Db& d = impl_->d;
+  Tx tx(d, op, true);
+  KF_RETURN_IF_ERROR(tx.status());
+  const int64_t now = d.now();
+  {
+    Stmt s(d.st.insert_step);
+    s.bind(1, step.task_id)
+        .text(2, step.role)
+        .text(3, step.input)
+        .text(4, step.output)
+        .text(5, step.verdict)
+        .bind(6, step.counted)
+        .bind(7, now);
+    int rc = s.step();
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return not_found(d.path + ": record_step: no task " + std::to_string(step.task_id));
+    }
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t id = sqlite3_last_insert_rowid(d.db);
+  {
+    Stmt s(d.st.add_steps_used);
+    s.bind(1, step.task_id).bind(2, step.counted ? 1 : 0).bind(3, now);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  KF_RETURN_IF_ERROR(tx.commit());
+  return id;
+}
+
+Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.steps_of);
+  s.bind(1, task_id);
+  std::vector<StepRow> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    StepRow r;
+    r.id = s.i64(0);
+    r.task_id = s.i64(1);
+    r.seq = s.i32(2);
+    r.role = s.str(3);
+    r.input = s.str(4);
+    r.output = s.str(5);
+    r.verdict = s.str(6);
+    r.counted = s.flag(7);
+    r.created_ms = s.i64(8);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return d.error(rc, "steps_of");
+  return out;
+}
+
+// ---- Jobs and leases ----------------------------------------------------------------------
+
+Result<int64_t> Store::enqueue_job(const NewJob& job) {
+  constexpr std::string_view op = "enqueue_job";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.insert_job);
+    s.bind(1, job.task_id)
+        .bind(2, job.step_id)
+        .text(3, job.kind)
+        .blob(4, job.spec)
+        .text(5, job.backend)
+        .text(6, job.arch)
+        .bind(7, job.priority)
+        .bind(8, job.exclusive)
+        .bind(9, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t id = sqlite3_last_insert_rowid(d.db);
+  KF_RETURN_IF_ERROR(tx.commit());
+  return id;
+}
+
+Result<JobRow> Store::get_job(int64_t job_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.get_job);
+  s.bind(1, job_id);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return not_found(d.path + ": get_job: no job " + std::to_string(job_id));
+  if (rc != SQLITE_ROW) return d.error(rc, "get_job");
+  bool state_ok = false;
+  JobRow job = read_job(s, &state_ok);
+  if (!state_ok) {
+    return internal_error(d.path + ": get_job: job " + std::to_string(job_id) +
+                          " has an unknown state '" + s.str(9) + "'");
+  }
+  return job;
+}
+
+Result<int64_t> Store::assign_job(int64_t job_id, const std::string& agent_id, int device_index) {
+  constexpr std::string_view op = "assign_job";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  int64_t epoch = 0;
+  {
+    Stmt s(d.st.assign_job);
+    s.bind(1, job_id).text(2, agent_id).bind(3, device_index).bind(4, d.now());
+    int rc = s.step();
+    if (rc == SQLITE_DONE) return d.job_not_in(job_id, "queued", op);
+    if (rc != SQLITE_ROW) return d.error(rc, op);
+    epoch = s.i64(0);
+    rc = s.finish();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  KF_RETURN_IF_ERROR(tx.commit());
+  return epoch;
+}
+
+Result<int64_t> Store::requeue_job(int64_t job_id) {
+  constexpr std::string_view op = "requeue_job";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  int64_t epoch = 0;
+  {
+    Stmt s(d.st.requeue_job);
+    s.bind(1, job_id);
+    int rc = s.step();
+    if (rc == SQLITE_DONE) return d.job_not_in(job_id, "assigned", op);
+    if (rc != SQLITE_ROW) return d.error(rc, op);
+    epoch = s.i64(0);
+    rc = s.finish();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  KF_RETURN_IF_ERROR(tx.commit());
+  return epoch;
+}
+
+Result<bool> Store::record_result(int64_t job_id, int64_t epoch, const std::string& result) {
+  constexpr std::string_view op = "record_result";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.record_result);
+    s.bind(1, job_id).bind(2, epoch).blob(3, result).bind(4, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  const bool recorded = sqlite3_changes(d.db) == 1;
+  KF_RETURN_IF_ERROR(tx.commit());
+  return recorded;
+}
+
+Status Store::cancel_job(int64_t job_id) {
+  constexpr std::string_view op = "cancel_job";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.cancel_job);
+    s.bind(1, job_id).bind(2, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  if (sqlite3_changes(d.db) == 0) {
+    // Cancelling twice is harmless; only a missing or finished job is an error.
+    Result<std::string> state = d.job_state_of(job_id, op);
+    if (!state.ok()) return state.status();
+    if (*state != job_state_name(JobState::cancelled)) {
+      return d.job_not_in(job_id, "queued or assigned", op);
+    }
+  }
+  return tx.commit();
+}
+
+Result<std::vector<JobRow>> Store::jobs_in_state(JobState state, int limit) {
+  Db& d = impl_->d;
+  Stmt s(d.st.jobs_in_state);
+  s.text(1, job_state_name(state)).bind(2, limit);
+  std::vector<JobRow> out;
+  int rc;
+  bool state_ok = true;
+  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
+  if (!state_ok) return internal_error(d.path + ": jobs_in_state: a job has an unknown state");
+  if (rc != SQLITE_DONE) return d.error(rc, "jobs_in_state");
+  return out;
+}
+
+Result<std::vector<JobRow>> Store::jobs_of_agent(const std::string& agent_id, JobState state) {
+  Db& d = impl_->d;
+  Stmt s(d.st.jobs_of_agent);
+  s.text(1, agent_id).text(2, job_state_name(state));
+  std::vector<JobRow> out;
+  int rc;
+  bool state_ok = true;
+  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
+  if (!state_ok) return internal_error(d.path + ": jobs_of_agent: a job has an unknown state");
+  if (rc != SQLITE_DONE) return d.error(rc, "jobs_of_agent");
+  return out;
+}
+
+Result<int64_t> Store::count_jobs(JobState state) {
+  Db& d = impl_->d;
+  Stmt s(d.st.count_jobs);
+  s.text(1, job_state_name(state));
+  int rc = s.step();
+  if (rc != SQLITE_ROW) return d.error(rc, "count_jobs");
+  return s.i64(0);
+}
+
+// ---- Agents and devices -------------------------------------------------------------------
+
+Status Store::upsert_agent(const AgentRow& agent, const std::vector<DeviceRow>& devices) {
+  constexpr std::string_view op = "upsert_agent";
+  Db& d = impl_->d;
+  Tx tx(d, op, true);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.upsert_agent);
+    s.text(1, agent.id)
+        .text(2, agent.incarnation)
+        .text(3, agent.host)
+        .text(4, agent.state)
+        .bind(5, agent.drained)
+        .text(6, agent.capabilities)
+        .bind(7, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  {
+    Stmt s(d.st.delete_devices);
+    s.text(1, agent.id);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  for (const DeviceRow& dev : devices) {
+    Stmt s(d.st.insert_device);
+    s.text(1, agent.id)
+        .bind(2, dev.index)
+        .text(3, dev.backend)
+        .text(4, dev.arch)
+        .text(5, dev.name)
+        .bind(6, dev.memory_mb);
+    int rc = s.step();
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return invalid_argument(d.path + ": upsert_agent: agent " + agent.id + " lists device " +
+                              dev.backend + ":" + std::to_string(dev.index) + " twice");
+    }
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  return tx.commit();
+}
+
+namespace {
+
+// One-statement update of an agent row; not_found if there is no such agent.
+template <typename BindFn>
+Status update_agent(Db& d, sqlite3_stmt* stmt, const std::string& agent_id, std::string_view op,
+                    BindFn bind_value) {
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(stmt);
+    s.text(1, agent_id);
+    bind_value(s);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  if (sqlite3_changes(d.db) != 1) {
+    return not_found(d.path + ": " + std::string(op) + ": no agent " + agent_id);
+  }
+  return tx.commit();
+}
+
+}  // namespace
+
+Status Store::set_agent_state(const std::string& agent_id, const std::string& state) {
+  return update_agent(impl_->d, impl_->d.st.set_agent_state, agent_id, "set_agent_state",
+                      [&](Stmt& s) { s.text(2, state); });
+}
+
+Status Store::set_agent_drained(const std::string& agent_id, bool drained) {
+  return update_agent(impl_->d, impl_->d.st.set_agent_drained, agent_id, "set_agent_drained",
+                      [&](Stmt& s) { s.bind(2, drained); });
+}
+
+Status Store::touch_agent(const std::string& agent_id) {
+  const int64_t now = impl_->d.now();
+  return update_agent(impl_->d, impl_->d.st.touch_agent, agent_id, "touch_agent",
+                      [&](Stmt& s) { s.bind(2, now); });
+}
+
+Result<std::vector<AgentRow>> Store::agents() {
+  Db& d = impl_->d;
+  Stmt s(d.st.agents);
+  std::vector<AgentRow> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    AgentRow a;
+    a.id = s.str(0);
+    a.incarnation = s.str(1);
+    a.host = s.str(2);
+    a.state = s.str(3);
+    a.drained = s.flag(4);
+    a.capabilities = s.str(5);
+    a.registered_ms = s.i64(6);
+    a.last_seen_ms = s.i64(7);
+    out.push_back(std::move(a));
+  }
+  if (rc != SQLITE_DONE) return d.error(rc, "agents");
+  return out;
+}
+
+Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.devices_of);
+  s.text(1, agent_id);
+  std::vector<DeviceRow> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    DeviceRow r;
+    r.agent_id = s.str(0);
+    r.index = s.i32(1);
+    r.backend = s.str(2);
+    r.arch = s.str(3);
+    r.name = s.str(4);
+    r.memory_mb = s.i64(5);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return d.error(rc, "devices_of");
+  return out;
+}
+
+}  // namespace kforge

@@ -1,0 +1,455 @@
+// Store: migrations, leases and epochs, group commit, crash recovery.
+#include "coordinator/store.h"
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "coordinator/migrations.h"
+#include "tests/support/support.h"
+
+using namespace kforge;
+using kforge::test::TempDir;
+
+namespace {
+
+// A database in a fresh directory and a clock that moves only when told to.
+struct StoreFixture {
+  TempDir dir;
+  ManualClock clock;
+  std::filesystem::path db_path = dir / "kforge.db";
+  std::unique_ptr<Store> store;
+
+  StoreFixture() { reopen(); }
+
+  void reopen() {
+    store.reset();
+    Result<std::unique_ptr<Store>> opened = Store::open(db_path, clock);
+    REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
+    store = std::move(opened).value();
+  }
+
+  Store& s() { return *store; }
+
+  int64_t campaign() {
+    Result<int64_t> id = s().create_campaign("nightly", "[campaign]\nname = \"nightly\"\n");
+    REQUIRE(id.ok());
+    return *id;
+  }
+
+  int64_t task(int64_t campaign_id, const std::string& task_id = "shape0") {
+    TaskSpec spec;
+    spec.op_name = "relu";
+    spec.task_id = task_id;
+    spec.task_desc = "class Model: ...";
+    spec.backend = "cuda";
+    spec.arch = "h100";
+    spec.impl_type = "triton";
+    spec.framework = "torch";
+    Result<int64_t> id = s().create_task(campaign_id, spec);
+    REQUIRE_MESSAGE(id.ok(), id.status().to_string());
+    return *id;
+  }
+
+  int64_t job(int priority = 0, const std::string& spec = "spec") {
+    NewJob j;
+    j.spec = spec;
+    j.priority = priority;
+    Result<int64_t> id = s().enqueue_job(j);
+    REQUIRE_MESSAGE(id.ok(), id.status().to_string());
+    return *id;
+  }
+
+  JobRow get(int64_t job_id) {
+    Result<JobRow> row = s().get_job(job_id);
+    REQUIRE_MESSAGE(row.ok(), row.status().to_string());
+    return *row;
+  }
+};
+
+// Runs one query on the file with a separate connection; returns the first column of each row.
+std::vector<std::string> raw_query(const std::filesystem::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK);
+  std::vector<std::string> out;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    const unsigned char* text = sqlite3_column_text(stmt, 0);
+    out.emplace_back(text ? reinterpret_cast<const char*>(text) : "");
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("migrations are numbered 1, 2, ... without gaps") {
+  const std::vector<Migration>& all = migrations();
+  REQUIRE_FALSE(all.empty());
+  for (size_t i = 0; i < all.size(); ++i) CHECK(all[i].version == static_cast<int>(i) + 1);
+  CHECK(Store::latest_schema_version() == all.back().version);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "migrations apply to an empty database") {
+  CHECK(s().schema_version() == Store::latest_schema_version());
+  for (const char* table :
+       {"campaigns", "tasks", "steps", "jobs", "llm_calls", "agents", "devices"}) {
+    CAPTURE(table);
+    CHECK(raw_query(db_path, std::string("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                         "AND name = '") +
+                                 table + "'")
+              .size() == 1);
+  }
+  CHECK(raw_query(db_path, "PRAGMA user_version") ==
+        std::vector<std::string>{std::to_string(Store::latest_schema_version())});
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "reopening is idempotent") {
+  int64_t job_id = job();
+  reopen();
+  reopen();
+  CHECK(s().schema_version() == Store::latest_schema_version());
+  CHECK(get(job_id).spec == "spec");
+}
+
+TEST_CASE("a database from a newer kforge is refused and left unchanged") {
+  TempDir dir;
+  std::filesystem::path path = dir / "kforge.db";
+  const int newer = Store::latest_schema_version() + 6;
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    std::string sql = "CREATE TABLE future(x); PRAGMA user_version = " + std::to_string(newer);
+    REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const std::string before = kforge::test::read_file(path);
+  Result<std::unique_ptr<Store>> opened = Store::open(path);
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.status().code() == Code::failed_precondition);
+  const std::string msg = opened.status().message();  // status() returns a copy
+  CAPTURE(msg);
+  CHECK(msg.find("kforge.db") != std::string::npos);
+  CHECK(msg.find("schema version " + std::to_string(newer)) != std::string::npos);
+  CHECK(msg.find("(" + std::to_string(Store::latest_schema_version()) + ")") != std::string::npos);
+  CHECK(kforge::test::read_file(path) == before);
+  CHECK_FALSE(std::filesystem::exists(dir / "kforge.db-wal"));
+  CHECK_FALSE(Store::open_readonly(path).ok());
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "the database runs in WAL mode") {
+  CHECK(raw_query(db_path, "PRAGMA journal_mode") == std::vector<std::string>{"wal"});
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "tasks are unique per campaign, op, shape and target") {
+  int64_t c = campaign();
+  int64_t t = task(c);
+  Result<TaskRow> row = s().get_task(t);
+  REQUIRE(row.ok());
+  CHECK(row->campaign_id == c);
+  CHECK(row->spec.op_name == "relu");
+  CHECK(row->spec.task_type == "precision_only");
+  CHECK(row->spec.limit_steps == 10);
+  CHECK(row->state == "pending");
+  CHECK(row->created_ms == clock.wall_ms());
+
+  TaskSpec dup = row->spec;
+  Result<int64_t> again = s().create_task(c, dup);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.status().code() == Code::already_exists);
+  task(c, "shape1");  // another shape of the same op is fine
+
+  Result<int64_t> orphan = s().create_task(c + 100, dup);
+  CHECK(orphan.status().code() == Code::not_found);
+
+  clock.advance(Millis(5));
+  REQUIRE(s().set_task_state(t, "passed", "passed").ok());
+  row = s().get_task(t);
+  CHECK(row->state == "passed");
+  CHECK(row->updated_ms == clock.wall_ms());
+  CHECK(s().set_task_state(t + 100, "failed", "").code() == Code::not_found);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "steps get increasing seq and only counted ones use the budget") {
+  int64_t t = task(campaign());
+  for (bool counted : {true, false, true}) {
+    StepRow step;
+    step.task_id = t;
+    step.role = counted ? "coder" : "verifier";
+    step.input = "prompt";
+    step.output = "code";
+    step.counted = counted;
+    REQUIRE(s().record_step(step).ok());
+  }
+  Result<std::vector<StepRow>> steps = s().steps_of(t);
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK((*steps)[static_cast<size_t>(i)].seq == i + 1);
+  CHECK_FALSE((*steps)[1].counted);
+  CHECK((*steps)[1].role == "verifier");
+  CHECK(s().get_task(t)->steps_used == 2);
+
+  StepRow orphan;
+  orphan.task_id = t + 100;
+  CHECK(s().record_step(orphan).status().code() == Code::not_found);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "assign bumps the epoch and attempts") {
+  int64_t j = job();
+  clock.advance(Millis(7));
+  Result<int64_t> epoch = s().assign_job(j, "agent-a", 3);
+  REQUIRE(epoch.ok());
+  CHECK(*epoch == 1);
+  JobRow row = get(j);
+  CHECK(row.state == JobState::assigned);
+  CHECK(row.epoch == 1);
+  CHECK(row.attempts == 1);
+  CHECK(row.agent_id == "agent-a");
+  CHECK(row.device_index == 3);
+  CHECK(row.assigned_ms == clock.wall_ms());
+
+  Result<int64_t> requeued = s().requeue_job(j);
+  REQUIRE(requeued.ok());
+  CHECK(*requeued == 2);
+  row = get(j);
+  CHECK(row.state == JobState::queued);
+  CHECK(row.agent_id.empty());
+  CHECK(row.device_index == -1);
+
+  epoch = s().assign_job(j, "agent-b", 0);
+  REQUIRE(epoch.ok());
+  CHECK(*epoch == 3);
+  CHECK(get(j).attempts == 2);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "assign of a job that is not queued fails") {
+  int64_t j = job();
+  REQUIRE(s().assign_job(j, "agent-a", 0).ok());
+  Result<int64_t> again = s().assign_job(j, "agent-b", 1);
+  CHECK(again.status().code() == Code::failed_precondition);
+  CHECK(get(j).agent_id == "agent-a");
+  CHECK(get(j).epoch == 1);
+  CHECK(s().assign_job(j + 100, "agent-a", 0).status().code() == Code::not_found);
+  CHECK(s().requeue_job(job()).status().code() == Code::failed_precondition);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a result for the current epoch is recorded exactly once") {
+  int64_t j = job();
+  int64_t epoch = *s().assign_job(j, "agent-a", 0);
+  clock.advance(Millis(11));
+  const std::string result("verdict\0passed", 14);  // results are binary
+  Result<bool> first = s().record_result(j, epoch, result);
+  REQUIRE(first.ok());
+  CHECK(*first);
+  Result<bool> second = s().record_result(j, epoch, "other");
+  REQUIRE(second.ok());
+  CHECK_FALSE(*second);
+  JobRow row = get(j);
+  CHECK(row.state == JobState::done);
+  CHECK(row.result == result);
+  CHECK(row.finished_ms == clock.wall_ms());
+  CHECK(row.agent_id == "agent-a");
+  CHECK_FALSE(*s().record_result(j + 100, 1, "nobody asked"));
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a result with a stale epoch is not recorded") {
+  int64_t j = job();
+  int64_t old_epoch = *s().assign_job(j, "agent-a", 0);
+  REQUIRE(s().requeue_job(j).ok());  // agent-a was lost
+  int64_t new_epoch = *s().assign_job(j, "agent-b", 1);
+  REQUIRE(new_epoch > old_epoch);
+
+  Result<bool> stale = s().record_result(j, old_epoch, "late result from agent-a");
+  REQUIRE(stale.ok());
+  CHECK_FALSE(*stale);
+  JobRow row = get(j);
+  CHECK(row.state == JobState::assigned);
+  CHECK(row.result.empty());
+  CHECK(row.epoch == new_epoch);
+
+  CHECK(*s().record_result(j, new_epoch, "fresh"));
+  CHECK(get(j).result == "fresh");
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a cancelled job drops results") {
+  int64_t j = job();
+  int64_t epoch = *s().assign_job(j, "agent-a", 0);
+  REQUIRE(s().cancel_job(j).ok());
+  CHECK(s().cancel_job(j).ok());  // idempotent
+  CHECK_FALSE(*s().record_result(j, epoch, "too late"));
+  JobRow row = get(j);
+  CHECK(row.state == JobState::cancelled);
+  CHECK(row.result.empty());
+  CHECK(row.agent_id == "agent-a");  // so the holder can be told to stop
+
+  int64_t done = job();
+  int64_t e = *s().assign_job(done, "agent-a", 0);
+  REQUIRE(*s().record_result(done, e, "ok"));
+  CHECK(s().cancel_job(done).code() == Code::failed_precondition);
+  CHECK(s().cancel_job(done + 100).code() == Code::not_found);
+}
+
+TEST_CASE_FIXTURE(StoreFixture,
+                  "group commit: a rolled-back batch is gone, a committed one lasts") {
+  REQUIRE(s().begin().ok());
+  CHECK(s().in_batch());
+  CHECK(s().begin().code() == Code::failed_precondition);
+  int64_t kept = job();
+  REQUIRE(s().assign_job(kept, "agent-a", 0).ok());
+  REQUIRE(s().commit().ok());
+  CHECK_FALSE(s().in_batch());
+
+  REQUIRE(s().begin().ok());
+  int64_t dropped = job();
+  REQUIRE(s().requeue_job(kept).ok());
+  CHECK(get(dropped).state == JobState::queued);  // the batch sees its own writes
+  s().rollback();
+  CHECK_FALSE(s().in_batch());
+  CHECK(s().get_job(dropped).status().code() == Code::not_found);
+  CHECK(get(kept).epoch == 1);
+  CHECK(s().commit().code() == Code::failed_precondition);
+
+  reopen();
+  JobRow row = get(kept);
+  CHECK(row.state == JobState::assigned);
+  CHECK(row.epoch == 1);
+  CHECK(*s().count_jobs(JobState::assigned) == 1);
+  CHECK(*s().count_jobs(JobState::queued) == 0);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a failed mutation leaves the rest of its batch intact") {
+  int64_t c = campaign();
+  REQUIRE(s().begin().ok());
+  int64_t t = task(c);
+  AgentRow agent{"agent-a", "inc-1", "host-a", "live"};
+  DeviceRow d0{"", 0, "cuda", "h100", "H100", 80'000};
+  CHECK(s().upsert_agent(agent, {d0, d0}).code() == Code::invalid_argument);  // duplicate device
+  StepRow step;
+  step.task_id = t;
+  step.role = "coder";
+  REQUIRE(s().record_step(step).ok());
+  REQUIRE(s().commit().ok());
+  CHECK(s().get_task(t)->steps_used == 1);
+  CHECK(s().agents()->empty());
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "jobs_in_state orders by priority, then FIFO") {
+  int64_t a = job(0), b = job(5), c = job(0), d = job(5), e = job(1);
+  Result<std::vector<JobRow>> queued = s().jobs_in_state(JobState::queued);
+  REQUIRE(queued.ok());
+  std::vector<int64_t> ids;
+  for (const JobRow& r : *queued) ids.push_back(r.id);
+  CHECK(ids == std::vector<int64_t>{b, d, e, a, c});
+
+  queued = s().jobs_in_state(JobState::queued, 2);
+  REQUIRE(queued->size() == 2);
+  CHECK((*queued)[1].id == d);
+
+  REQUIRE(s().assign_job(e, "agent-a", 2).ok());
+  REQUIRE(s().assign_job(a, "agent-a", 1).ok());
+  REQUIRE(s().assign_job(c, "agent-b", 0).ok());
+  Result<std::vector<JobRow>> held = s().jobs_of_agent("agent-a", JobState::assigned);
+  REQUIRE(held.ok());
+  REQUIRE(held->size() == 2);
+  CHECK((*held)[0].id == a);
+  CHECK((*held)[1].id == e);
+  CHECK(*s().count_jobs(JobState::queued) == 2);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "upserting an agent replaces its device list") {
+  AgentRow agent{"agent-a", "inc-1", "host-a", "live", false, R"({"python":"3.11"})"};
+  std::vector<DeviceRow> devices = {{"", 0, "cuda", "h100", "H100", 80'000},
+                                    {"", 1, "cuda", "h100", "H100", 80'000},
+                                    {"", 0, "cpu", "x86_64", "cpu", 0}};
+  REQUIRE(s().upsert_agent(agent, devices).ok());
+  CHECK(s().devices_of("agent-a")->size() == 3);
+  REQUIRE(s().set_agent_drained("agent-a", true).ok());
+
+  clock.advance(Millis(100));
+  agent.incarnation = "inc-2";
+  REQUIRE(s().upsert_agent(agent, {{"", 2, "cuda", "a100", "A100", 40'000}}).ok());
+  Result<std::vector<DeviceRow>> now = s().devices_of("agent-a");
+  REQUIRE(now.ok());
+  REQUIRE(now->size() == 1);
+  CHECK((*now)[0].agent_id == "agent-a");
+  CHECK((*now)[0].index == 2);
+  CHECK((*now)[0].arch == "a100");
+  CHECK((*now)[0].memory_mb == 40'000);
+
+  Result<std::vector<AgentRow>> all = s().agents();
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 1);
+  CHECK((*all)[0].incarnation == "inc-2");
+  CHECK((*all)[0].drained);  // a drain outlives re-registration
+  CHECK((*all)[0].registered_ms == clock.wall_ms());
+  CHECK((*all)[0].capabilities == R"({"python":"3.11"})");
+
+  clock.advance(Millis(100));
+  REQUIRE(s().touch_agent("agent-a").ok());
+  REQUIRE(s().set_agent_state("agent-a", "lost").ok());
+  all = s().agents();
+  CHECK((*all)[0].last_seen_ms == clock.wall_ms());
+  CHECK((*all)[0].state == "lost");
+  CHECK(s().touch_agent("agent-z").code() == Code::not_found);
+  CHECK(s().set_agent_state("agent-z", "lost").code() == Code::not_found);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "destroying the store mid-batch loses only that batch") {
+  int64_t committed = job();
+  REQUIRE(s().begin().ok());
+  int64_t lost = job();
+  REQUIRE(s().assign_job(committed, "agent-a", 0).ok());
+  store.reset();  // no commit
+
+  reopen();
+  CHECK(get(committed).state == JobState::queued);
+  CHECK(get(committed).epoch == 0);
+  CHECK(s().get_job(lost).status().code() == Code::not_found);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a process killed mid-batch loses only that batch") {
+  store.reset();
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The child: commit one batch, leave a second open, and die without cleaning up.
+    Result<std::unique_ptr<Store>> child = Store::open(db_path, clock);
+    if (!child.ok()) _exit(2);
+    Store& cs = **child;
+    NewJob j;
+    j.spec = "committed";
+    if (!cs.begin().ok() || !cs.enqueue_job(j).ok() || !cs.commit().ok()) _exit(3);
+    j.spec = "in flight";
+    if (!cs.begin().ok()) _exit(4);
+    for (int i = 0; i < 1000; ++i) {
+      if (!cs.enqueue_job(j).ok()) _exit(5);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+
+  reopen();
+  Result<std::vector<JobRow>> jobs = s().jobs_in_state(JobState::queued);
+  REQUIRE(jobs.ok());
+  REQUIRE(jobs->size() == 1);
+  CHECK((*jobs)[0].spec == "committed");
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a read-only store reads and refuses writes") {
+  int64_t j = job();
+  Result<std::unique_ptr<Store>> ro = Store::open_readonly(db_path, clock);
+  REQUIRE_MESSAGE(ro.ok(), ro.status().to_string());
+  CHECK((*ro)->get_job(j)->spec == "spec");
+  Result<int64_t> write = (*ro)->enqueue_job(NewJob{});
+  CHECK_FALSE(write.ok());
+  CHECK(write.status().message().find("enqueue_job") != std::string::npos);
+}
