@@ -1,1 +1,105 @@
-int main() { return 0; }
+// kforge-agent: one per host; advertises devices, runs jobs in sandboxed child processes.
+#include <csignal>
+#include <cstdio>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/agent.h"
+#include "agent/devices.h"
+#include "common/config.h"
+#include "common/flags.h"
+#include "common/log.h"
+
+namespace {
+
+const std::vector<kforge::FlagSpec> kFlags = {
+    {"config", true, "TOML configuration file (table [agent])"},
+    {"coordinator", true, "coordinator endpoint (default tcp://127.0.0.1:7700)"},
+    {"state", true, "state directory: agent id, outbox, work dirs (default kforge-agent)"},
+    {"cpu-devices", true, "number of CPU devices to offer (default 1)"},
+    {"device-fixtures", true, "read nvidia-smi.csv / npu-smi.txt from DIR instead of running the tools"},
+    {"no-probe", false, "skip the Python capability probe"},
+    {"log-level", true, "trace|debug|info|warn|error"},
+    {"log-json", false, "log JSON lines"},
+    {"help", false, "show this message"},
+};
+
+kforge::Agent* g_agent = nullptr;
+void on_signal(int) {
+  if (g_agent) g_agent->stop(true);
+}
+
+int fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "kforge-agent: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kforge;
+  auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-agent");
+  if (!flags.ok()) return fail(flags.status().message(), 2);
+  if (flags->has("help")) {
+    std::printf("usage: kforge-agent [options]\n\n%s", flags_help(kFlags).c_str());
+    return 0;
+  }
+  Config config;
+  if (auto path = flags->get("config")) {
+    auto loaded = load_config(*path);
+    if (!loaded.ok()) return fail(loaded.status().message());
+    config = *loaded;
+  }
+  AgentConfig& ac = config.agent;
+  if (auto v = flags->get("coordinator")) ac.coordinator = *v;
+  if (auto v = flags->get("state")) ac.state_dir = *v;
+  if (auto v = flags->get("cpu-devices")) {
+    auto n = parse_uint_flag("cpu-devices", *v);
+    if (!n.ok()) return fail(n.status().message(), 2);
+    ac.cpu_devices = static_cast<uint32_t>(*n);
+  }
+  if (auto v = flags->get("log-level")) ac.log.level = *v;
+  if (flags->has("log-json")) ac.log.json = true;
+  if (Status st = init_logging(ac.log, "agent"); !st.ok()) return fail(st.message());
+
+  DiscoveryOptions discovery;
+  discovery.nvidia_smi = ac.nvidia_smi;
+  discovery.npu_smi = ac.npu_smi;
+  discovery.cpu_devices = ac.cpu_devices;
+  discovery.cpu_arch = ac.cpu_arch;
+  if (auto v = flags->get("device-fixtures")) discovery.fixture_dir = *v;
+
+  AgentOptions options;
+  options.coordinator = ac.coordinator;
+  options.state_dir = ac.state_dir;
+  options.host = ac.host;
+  options.devices = discover_devices(discovery);
+  if (!flags->has("no-probe")) {
+    auto caps = probe_capabilities(ac.python);
+    if (caps.ok()) {
+      options.capabilities = *caps;
+    } else {
+      spdlog::warn("capability probe failed: {}", caps.status().message());
+    }
+  }
+  options.env_allow = ac.env_allow;
+  options.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s,
+                                  ac.limits.open_files, ac.limits.processes,
+                                  ac.limits.file_size_mb};
+  options.job_timeout_ms = ac.job_timeout_s * 1000;
+  options.output_cap = static_cast<size_t>(ac.output_cap_kb) * 1024;
+  for (const auto& d : options.devices) {
+    spdlog::info("device {}:{} {} ({}{})", d.backend, d.index, d.arch, d.name,
+                 d.memory_mb ? ", " + std::to_string(d.memory_mb) + " MiB" : "");
+  }
+
+  auto agent = Agent::open(options);
+  if (!agent.ok()) return fail(agent.status().message());
+  g_agent = agent->get();
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  Status st = (*agent)->run();
+  g_agent = nullptr;
+  if (!st.ok()) return fail(st.message(), 3);
+  return 0;
+}

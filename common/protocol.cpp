@@ -118,7 +118,10 @@ struct Schema<Heartbeat> {
   static constexpr bool described = true;
   static constexpr MsgType type = MsgType::heartbeat;
   template <class S, class F>
-  static void fields(S&, F&&) {}
+  static void fields(S& s, F&& f) {
+    f("running", s.running, kOptional);
+    f("outbox", s.outbox, kOptional);
+  }
 };
 
 template <>

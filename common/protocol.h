@@ -76,6 +76,10 @@ struct Refused {
 };
 
 struct Heartbeat {
+  // Agent -> coordinator only (empty the other way): what the agent holds, so lost
+  // assignments, cancels and acks are repaired without waiting for a reconnect.
+  std::vector<JobRef> running;
+  std::vector<JobRef> outbox;
   bool operator==(const Heartbeat&) const = default;
 };
 

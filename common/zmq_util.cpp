@@ -58,7 +58,8 @@ Result<zmq::socket_t> make_dealer(zmq::context_t& ctx, const std::string& endpoi
     zmq::socket_t socket(ctx, zmq::socket_type::dealer);
     set_common_options(socket, max_msg_bytes);
     socket.set(zmq::sockopt::routing_id, identity);
-    socket.set(zmq::sockopt::immediate, true);
+    // Not ZMQ_IMMEDIATE: the agent sends Hello right after connecting, and that message
+    // must wait for the connection instead of being refused.
     socket.set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);
     socket.set(zmq::sockopt::reconnect_ivl_max, kReconnectIvlMaxMs);
     try {

@@ -39,8 +39,9 @@ void set_common_options(zmq::socket_t& socket, size_t max_msg_bytes);
                                                 size_t max_msg_bytes = kDefaultMaxMsgBytes);
 
 // A DEALER with routing id `identity` (conventionally "<agent_id>/<incarnation>"),
-// connecting to `endpoint`. ZMQ_IMMEDIATE is on: while not connected, sends block (or
-// fail with EAGAIN under ZMQ_DONTWAIT) instead of queueing behind a dead connection.
+// connecting to `endpoint`. ZMQ_IMMEDIATE is off: a message sent before the connection is
+// up (the agent's Hello) waits for it. The agent makes a fresh socket for every
+// registration attempt, so nothing queues behind a dead connection for long.
 // REQUIRES: identity is 1..255 bytes and does not start with a zero byte.
 [[nodiscard]] Result<zmq::socket_t> make_dealer(zmq::context_t& ctx, const std::string& endpoint,
                                                 const std::string& identity,

@@ -1,1 +1,76 @@
-int main() { return 0; }
+// kforge-coordinator: owns the database, schedules jobs onto agents' devices.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "coordinator/coordinator.h"
+
+namespace {
+
+const std::vector<kforge::FlagSpec> kFlags = {
+    {"config", true, "TOML configuration file (table [coordinator])"},
+    {"listen", true, "ZeroMQ endpoint for agents (default tcp://127.0.0.1:7700)"},
+    {"data", true, "data directory holding kforge.db (default kforge-data)"},
+    {"log-level", true, "trace|debug|info|warn|error"},
+    {"log-json", false, "log JSON lines"},
+    {"help", false, "show this message"},
+};
+
+kforge::Coordinator* g_coordinator = nullptr;
+void on_signal(int) {
+  if (g_coordinator) g_coordinator->stop();
+}
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "kforge-coordinator: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kforge;
+  auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-coordinator");
+  if (!flags.ok()) return fail(flags.status().message()), 2;
+  if (flags->has("help")) {
+    std::printf("usage: kforge-coordinator [options]\n\n%s", flags_help(kFlags).c_str());
+    return 0;
+  }
+  Config config;
+  if (auto path = flags->get("config")) {
+    auto loaded = load_config(*path);
+    if (!loaded.ok()) return fail(loaded.status().message());
+    config = *loaded;
+  }
+  CoordinatorConfig& cc = config.coordinator;
+  if (auto v = flags->get("listen")) cc.listen = *v;
+  if (auto v = flags->get("data")) cc.data_dir = *v;
+  if (auto v = flags->get("log-level")) cc.log.level = *v;
+  if (flags->has("log-json")) cc.log.json = true;
+  if (Status st = init_logging(cc.log, "coordinator"); !st.ok()) return fail(st.message());
+
+  CoordinatorOptions options;
+  options.listen = cc.listen;
+  options.data_dir = cc.data_dir;
+  options.heartbeat_ms = cc.heartbeat_ms;
+  options.liveness = cc.liveness;
+  options.restart_grace_ms = cc.restart_grace_ms;
+  options.precision_jobs_per_device = cc.precision_jobs_per_device;
+  auto coordinator = Coordinator::open(options);
+  if (!coordinator.ok()) return fail(coordinator.status().message());
+  g_coordinator = coordinator->get();
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  // The bound endpoint on stdout, for scripts that asked for port '*'.
+  std::printf("listening %s\n", (*coordinator)->endpoint().c_str());
+  std::fflush(stdout);
+  Status st = (*coordinator)->run();
+  g_coordinator = nullptr;
+  if (!st.ok()) return fail(st.message());
+  return 0;
+}

@@ -78,7 +78,7 @@ Cancel sample_cancel() { return Cancel{{42, 3}, "task cancelled by operator"}; }
 Bye sample_bye() { return Bye{"SIGTERM"}; }
 
 std::vector<Message> all_samples() {
-  return {sample_hello(), sample_welcome(), sample_refused(), Heartbeat{}, sample_assign(),
+  return {sample_hello(), sample_welcome(), sample_refused(), Heartbeat{{{1, 2}, {3, 4}}, {{5, 6}}}, sample_assign(),
           sample_result(), sample_ack(), sample_cancel(), sample_bye()};
 }
 
@@ -170,8 +170,9 @@ TEST_CASE("type numbers and names are frozen") {
 }
 
 TEST_CASE("heartbeat envelope is the documented bytes") {
-  // {"v": 1, "t": 4, "b": {}}
-  const std::string expected("\x83\xa1v\x01\xa1t\x04\xa1\x62\x80", 10);
+  // {"v": 1, "t": 4, "b": {"running": [], "outbox": []}}
+  const std::string expected(
+      "\x83\xa1v\x01\xa1t\x04\xa1\x62\x82\xa7running\x90\xa6outbox\x90", 27);
   CHECK(encode(Heartbeat{}) == expected);
 }
 

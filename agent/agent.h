@@ -1,0 +1,136 @@
+// kforge-agent's core: registration, heartbeats, job execution and the outbox.
+//
+// One loop thread owns the DEALER socket and the outbox; each job attempt runs in a child
+// process (common/process.h) watched by a runner thread that hands the outcome back to the
+// loop. The agent never runs job code in its own process.
+//
+// Connection states:
+//   connecting  -- Hello sent, waiting for Welcome; Hello re-sent with backoff 1 s .. 32 s
+//   registered  -- Welcome received; heartbeats both ways; results flow
+//   refused     -- the coordinator refused this agent (protocol version); run() returns
+// A registered agent that hears nothing for heartbeat_ms * liveness goes back to connecting
+// on a fresh socket (the coordinator died, restarted, or declared us lost).
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "agent/outbox.h"
+#include "common/clock.h"
+#include "common/process.h"
+#include "common/protocol.h"
+#include "common/status.h"
+
+namespace kforge {
+
+struct AgentOptions {
+  std::string coordinator = "tcp://127.0.0.1:7700";  // the coordinator's ROUTER endpoint
+  std::filesystem::path state_dir = "kforge-agent";  // agent id, outbox, job work dirs
+  std::string host;                                  // empty: gethostname()
+  std::vector<proto::DeviceInfo> devices;            // advertised devices (agent/devices.h)
+  std::map<std::string, std::string> capabilities;   // python, torch, triton versions...
+  std::vector<std::string> env_allow = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"};
+  ResourceLimits limits;                             // defaults for jobs that set none
+  uint32_t job_timeout_ms = 600'000;                 // for jobs that set none
+  size_t output_cap = 1 << 20;                       // per stream, per job
+  uint32_t heartbeat_ms = 1000;                      // until the Welcome says otherwise
+  uint32_t liveness = 3;
+  uint32_t backoff_initial_ms = 1000;                // Hello retry: doubling ...
+  uint32_t backoff_max_ms = 32'000;                  // ... up to this
+  bool keep_work_dirs = false;                       // keep jobs/<job>-<epoch>/ after the result
+  size_t max_msg_bytes = 64u << 20;
+};
+
+// A test shim between the loop and the wire: return false to drop a message.
+using AgentMessageFilter = std::function<bool(bool outgoing, const proto::Message&)>;
+
+class Agent {
+ public:
+  // Loads (or creates) the agent id and outbox under options.state_dir.
+  static Result<std::unique_ptr<Agent>> open(const AgentOptions& options,
+                                             Clock& clock = SystemClock::instance());
+  ~Agent();
+
+  const std::string& id() const { return id_; }
+  const std::string& incarnation() const { return incarnation_; }
+
+  // Runs until stop() (ok) or until the coordinator refuses this agent (the reason).
+  Status run();
+  // Thread-safe. Graceful: kills running jobs, says Bye. Not graceful: as if killed -9
+  // (no Bye, running jobs killed, their results never stored) — for tests.
+  void stop(bool graceful = true);
+
+  void set_filter(AgentMessageFilter filter);
+  bool registered() const { return state_ == State::registered; }
+  size_t running_jobs() const { return running_count_; }
+  size_t outbox_size() const { return outbox_size_; }
+
+ private:
+  enum class State { connecting, registered, refused };
+  struct Running {
+    proto::Assign assign;
+    std::unique_ptr<CancelToken> cancel;
+    std::thread thread;
+  };
+  struct Finished {
+    proto::JobRef job;
+    proto::JobResult result;
+  };
+
+  Agent(const AgentOptions& options, Clock& clock, std::string id, std::unique_ptr<Outbox> outbox);
+  void connect();
+  void send(proto::Message msg);
+  void receive_all();
+  void handle(const std::string& bytes);
+  void on_assign(const proto::Assign& assign);
+  void on_cancel(const proto::Cancel& cancel);
+  void on_ack(const proto::ResultAck& ack);
+  void on_welcome(const proto::Welcome& welcome);
+  void collect_finished();
+  void timers();
+  void resend_outbox();
+  proto::Hello make_hello() const;
+  std::vector<proto::JobRef> running_refs() const;
+  proto::JobResult run_job(const proto::Assign& assign, CancelToken& cancel);
+  void shutdown_jobs();
+
+  AgentOptions options_;
+  Clock& clock_;
+  std::string id_;
+  std::string incarnation_;
+  std::unique_ptr<Outbox> outbox_;
+  zmq::context_t ctx_;
+  std::unique_ptr<zmq::socket_t> socket_;
+  int wake_fd_ = -1;
+
+  std::atomic<State> state_{State::connecting};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> graceful_{true};
+  std::atomic<size_t> running_count_{0};
+  std::atomic<size_t> outbox_size_{0};
+  std::string refused_reason_;
+  uint32_t heartbeat_ms_;
+  uint32_t liveness_;
+  uint32_t backoff_ms_;
+  int64_t next_hello_ms_ = 0;
+  int64_t last_recv_ms_ = 0;
+  int64_t last_send_ms_ = 0;
+  std::map<std::pair<uint64_t, uint64_t>, int64_t> sent_ms_;  // outbox entry -> last sent
+
+  std::map<std::pair<uint64_t, uint64_t>, Running> running_;  // (job, epoch)
+  std::mutex finished_mu_;
+  std::vector<Finished> finished_;
+  std::mutex filter_mu_;
+  AgentMessageFilter filter_;
+};
+
+}  // namespace kforge

@@ -1,0 +1,37 @@
+// Command-line flags for kforge's executables: `--name value` or `--name=value`, and
+// boolean switches. Unknown flags and missing values are errors that say what to do.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kforge {
+
+struct FlagSpec {
+  std::string name;   // without the leading dashes
+  bool takes_value;   // false: a switch
+  std::string help;   // one line
+};
+
+struct ParsedFlags {
+  std::map<std::string, std::string> values;  // switches map to "true"
+  std::vector<std::string> positional;
+  bool has(const std::string& name) const { return values.count(name) > 0; }
+  std::optional<std::string> get(const std::string& name) const;
+};
+
+// Parses argv[first..argc). `program` names the command in error messages.
+Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vector<FlagSpec>& specs,
+                                const std::string& program);
+
+// "  --name VALUE   help" lines for a usage message.
+std::string flags_help(const std::vector<FlagSpec>& specs);
+
+// Parses an unsigned integer flag value; the error names the flag.
+Result<uint64_t> parse_uint_flag(const std::string& name, const std::string& value);
+
+}  // namespace kforge

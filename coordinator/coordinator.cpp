@@ -1,0 +1,573 @@
+#include "coordinator/coordinator.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "common/fs.h"
+#include "common/zmq_util.h"
+
+namespace kforge {
+namespace {
+
+// Timers (liveness, heartbeats, grace) are checked at most this often.
+constexpr int64_t kTimerTickMs = 20;
+// Messages taken from the socket per turn, so a flood cannot starve timers and commits.
+constexpr int kMaxMessagesPerTurn = 4096;
+
+// A routing id as log text: printable bytes as they are, others as \xNN (a peer without an
+// identity gets five binary bytes from the ROUTER).
+std::string printable(const std::string& id) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : id) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+bool contains(const std::vector<proto::JobRef>& refs, uint64_t job_id, uint64_t epoch) {
+  return std::any_of(refs.begin(), refs.end(),
+                     [&](const proto::JobRef& r) { return r.job_id == job_id && r.epoch == epoch; });
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions& options,
+                                                       Clock& clock) {
+  KF_RETURN_IF_ERROR(ensure_dir(options.data_dir));
+  auto store = Store::open(options.data_dir / "kforge.db", clock);
+  if (!store.ok()) return store.status();
+  zmq::context_t ctx(1);
+  auto socket = make_router(ctx, options.listen, options.max_msg_bytes);
+  if (!socket.ok()) return socket.status();
+  // A restarted agent process reconnects under a new routing id; a reconnect of the same
+  // process (same id) takes over the old connection instead of being refused.
+  socket->set(zmq::sockopt::router_handover, 1);
+  std::string endpoint = bound_endpoint(*socket);
+  std::unique_ptr<Coordinator> c(new Coordinator(options, clock, std::move(store.value()),
+                                                 std::move(ctx), std::move(socket.value()),
+                                                 endpoint));
+  KF_RETURN_IF_ERROR(c->recover());
+  return c;
+}
+
+Coordinator::Coordinator(const CoordinatorOptions& options, Clock& clock,
+                         std::unique_ptr<Store> store, zmq::context_t ctx, zmq::socket_t socket,
+                         std::string endpoint)
+    : options_(options),
+      clock_(clock),
+      store_(std::move(store)),
+      ctx_(std::move(ctx)),
+      socket_(std::move(socket)),
+      endpoint_(std::move(endpoint)),
+      incarnation_(random_hex_id().substr(0, 16)),
+      wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+      pool_(options.precision_jobs_per_device) {
+  limits_.max_frame_bytes = options.max_msg_bytes;
+}
+
+Coordinator::~Coordinator() {
+  socket_.close();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+Status Coordinator::recover() {
+  // Jobs leased before a restart stay leased, detached, until their agent says Hello
+  // (it still runs them, or has their results) or the grace period ends.
+  auto assigned = store_->jobs_in_state(JobState::assigned);
+  if (!assigned.ok()) return assigned.status();
+  for (const JobRow& job : *assigned) {
+    Lease lease{job.agent_id, job.backend, static_cast<uint32_t>(std::max(job.device_index, 0)),
+                job.epoch, 0, job.exclusive, /*attached=*/false};
+    leases_[job.id] = lease;
+    leases_by_agent_[job.agent_id].insert(job.id);
+  }
+  auto queued = store_->jobs_in_state(JobState::queued);
+  if (!queued.ok()) return queued.status();
+  for (const JobRow& job : *queued) {
+    pool_.enqueue(PoolJob{job.id, job.backend, job.arch, job.priority, job.exclusive});
+  }
+  auto agents = store_->agents();
+  if (!agents.ok()) return agents.status();
+  for (const AgentRow& a : *agents) {
+    if (a.state == "live") KF_RETURN_IF_ERROR(store_->set_agent_state(a.id, "lost"));
+  }
+  grace_until_ms_ = clock_.now_ms() + options_.restart_grace_ms;
+  spdlog::info("coordinator {} recovered: {} queued, {} leased jobs; grace {} ms", incarnation_,
+               queued->size(), assigned->size(), options_.restart_grace_ms);
+  return Status();
+}
+
+void Coordinator::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(posted_mu_);
+    posted_.push_back(std::move(fn));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Coordinator::stop() {
+  stop_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+Status Coordinator::run() {
+  spdlog::info("coordinator {} serving agents on {}", incarnation_, endpoint_);
+  int64_t next_timer = 0;
+  while (!stop_) {
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, std::chrono::milliseconds(kTimerTickMs));
+    if (items[1].revents & ZMQ_POLLIN) {
+      uint64_t v;
+      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
+    }
+    bool timers_due = clock_.now_ms() >= next_timer;
+    if (timers_due) next_timer = clock_.now_ms() + kTimerTickMs;
+    Status st = turn(timers_due);
+    if (!st.ok()) {
+      spdlog::critical("coordinator stopping: {}", st.to_string());
+      return st;
+    }
+  }
+  spdlog::info("coordinator {} stopped", incarnation_);
+  return Status();
+}
+
+Status Coordinator::turn(bool timers_due) {
+  KF_RETURN_IF_ERROR(store_->begin());
+  store_error_ = Status();
+  receive_all();
+  std::vector<std::function<void()>> posted;
+  {
+    std::lock_guard lock(posted_mu_);
+    posted.swap(posted_);
+  }
+  for (auto& fn : posted) fn();
+  if (timers_due) timers();
+  dispatch();
+  if (!store_error_.ok()) {
+    store_->rollback();
+    return store_error_;
+  }
+  Status st = store_->commit();
+  if (!st.ok()) {
+    store_->rollback();
+    return st;
+  }
+  flush();
+  auto done = std::move(after_commit_);
+  after_commit_.clear();
+  for (auto& fn : done) fn();
+  auto recorded = std::move(recorded_);
+  recorded_.clear();
+  for (const auto& [row, result] : recorded) {
+    for (const auto& listener : listeners_) listener(row, result);
+  }
+  return Status();
+}
+
+void Coordinator::note(const Status& st) {
+  if (!st.ok() && store_error_.ok()) store_error_ = st;
+}
+
+void Coordinator::receive_all() {
+  for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
+    zmq::message_t id;
+    if (!socket_.recv(id, zmq::recv_flags::dontwait)) return;
+    std::vector<zmq::message_t> parts;
+    while (socket_.get(zmq::sockopt::rcvmore)) {
+      zmq::message_t part;
+      if (!socket_.recv(part, zmq::recv_flags::dontwait)) break;
+      parts.push_back(std::move(part));
+    }
+    std::string routing_id = id.to_string();
+    if (parts.size() != 1) {
+      spdlog::warn("dropping message of {} frames from peer '{}'", parts.size() + 1, printable(routing_id));
+      continue;
+    }
+    handle(routing_id, parts[0].to_string());
+  }
+}
+
+Coordinator::Agent* Coordinator::agent_by_routing(const std::string& routing_id) {
+  auto r = routing_.find(routing_id);
+  if (r == routing_.end()) return nullptr;
+  auto a = agents_.find(r->second);
+  return a == agents_.end() ? nullptr : &a->second;
+}
+
+bool Coordinator::agent_live(const std::string& agent_id) const { return agents_.count(agent_id) > 0; }
+size_t Coordinator::live_agents() const { return agents_.size(); }
+
+void Coordinator::handle(const std::string& routing_id, const std::string& bytes) {
+  auto frame = proto::decode(bytes, limits_);
+  if (!frame.ok()) {
+    spdlog::warn("dropping malformed frame from peer '{}': {}", printable(routing_id), frame.status().message());
+    return;
+  }
+  if (frame->version != proto::kProtocolVersion) {
+    std::string reason = "protocol version " + std::to_string(frame->version) +
+                         " is not supported; this coordinator speaks version " +
+                         std::to_string(proto::kProtocolVersion);
+    spdlog::warn("refusing peer '{}': {}", printable(routing_id), reason);
+    send("", routing_id, proto::Refused{reason, proto::kProtocolVersion});
+    return;
+  }
+  const proto::Message& msg = frame->message;
+  Agent* agent = agent_by_routing(routing_id);
+  std::string agent_id = agent ? agent->id : "";
+  if (auto* hello = std::get_if<proto::Hello>(&msg)) agent_id = hello->agent_id;
+  if (filter_ && !filter_(false, agent_id, msg)) return;
+
+  if (auto* hello = std::get_if<proto::Hello>(&msg)) {
+    on_hello(routing_id, *hello);
+    return;
+  }
+  if (agent == nullptr) {
+    if (auto s = superseded_.find(routing_id); s != superseded_.end()) {
+      // Two processes sharing one state directory: stop the older one instead of flapping.
+      send("", routing_id, proto::Refused{"superseded by incarnation " + s->second,
+                                          proto::kProtocolVersion});
+      return;
+    }
+    // Not registered with this coordinator (it restarted, or declared the agent lost): the
+    // agent notices our silence and says Hello again.
+    spdlog::debug("ignoring {} from unregistered peer '{}'", proto::msg_type_name(frame->type),
+                  printable(routing_id));
+    return;
+  }
+  agent->last_recv_ms = clock_.now_ms();
+  if (auto* result = std::get_if<proto::JobResult>(&msg)) {
+    on_result(*agent, *result);
+  } else if (auto* hb = std::get_if<proto::Heartbeat>(&msg)) {
+    on_heartbeat(*agent, *hb);
+  } else if (auto* bye = std::get_if<proto::Bye>(&msg)) {
+    on_bye(*agent, *bye);
+  } else {
+    spdlog::warn("agent {}: unexpected {} message dropped", agent->id,
+                 proto::msg_type_name(frame->type));
+  }
+}
+
+void Coordinator::on_hello(const std::string& routing_id, const proto::Hello& hello) {
+  if (hello.agent_id.empty() || routing_id != hello.agent_id + "/" + hello.incarnation) {
+    std::string reason = "hello must come from routing id '<agent_id>/<incarnation>' (got '" +
+                         printable(routing_id) + "')";
+    spdlog::warn("refusing peer '{}': {}", printable(routing_id), reason);
+    send("", routing_id, proto::Refused{reason, proto::kProtocolVersion});
+    return;
+  }
+  const std::string& id = hello.agent_id;
+  auto old = agents_.find(id);
+  if (old != agents_.end()) {
+    if (old->second.routing_id != routing_id) {
+      spdlog::info("agent {} restarted: incarnation {} replaces {}", id, hello.incarnation,
+                   old->second.incarnation);
+    }
+    routing_.erase(old->second.routing_id);
+    superseded_[old->second.routing_id] = hello.incarnation;
+  }
+
+  // Drained survives restarts of either side.
+  bool drained = false;
+  if (auto rows = store_->agents(); rows.ok()) {
+    for (const AgentRow& row : *rows) {
+      if (row.id == id) drained = row.drained;
+    }
+  } else {
+    note(rows.status());
+  }
+
+  std::vector<PoolDevice> devices;
+  std::vector<DeviceRow> device_rows;
+  for (const auto& d : hello.devices) {
+    devices.push_back(PoolDevice{d.backend, d.index, d.arch});
+    device_rows.push_back(DeviceRow{id, static_cast<int>(d.index), d.backend, d.arch, d.name,
+                                    static_cast<int64_t>(d.memory_mb)});
+  }
+  pool_.remove_agent(id);
+  pool_.add_agent(id, devices, drained);
+
+  // Reconcile the leases this agent holds with what it reports.
+  std::vector<int64_t> lost;
+  for (int64_t job_id : leases_by_agent_[id]) {
+    Lease& lease = leases_.at(job_id);
+    auto epoch = static_cast<uint64_t>(lease.epoch);
+    if (contains(hello.running, job_id, epoch)) {
+      lease.attached = true;
+      if (!pool_.occupy(job_id, id, lease.backend, lease.device_index, lease.exclusive)) {
+        lost.push_back(job_id);  // the device it ran on is gone
+      }
+    } else if (contains(hello.outbox, job_id, epoch)) {
+      lease.attached = true;  // finished; its result follows the Welcome
+    } else {
+      lost.push_back(job_id);
+    }
+  }
+  for (int64_t job_id : lost) requeue(job_id, "attempt unknown to its agent after hello");
+  for (const auto& ref : hello.running) {
+    auto l = leases_.find(static_cast<int64_t>(ref.job_id));
+    if (l == leases_.end() || l->second.agent_id != id ||
+        static_cast<uint64_t>(l->second.epoch) != ref.epoch) {
+      spdlog::info("agent {}: cancelling attempt job={} epoch={} it no longer owns", id, ref.job_id,
+                   ref.epoch);
+      send(id, routing_id, proto::Cancel{ref, "attempt no longer assigned to this agent"});
+    }
+  }
+
+  std::string caps = "{";
+  for (const auto& [k, v] : hello.capabilities) {
+    if (caps.size() > 1) caps += ",";
+    caps += "\"" + k + "\":\"" + v + "\"";
+  }
+  caps += "}";
+  int64_t now_wall = clock_.wall_ms();
+  AgentRow row{id, hello.incarnation, hello.host, "live", drained, caps, now_wall, now_wall};
+  note(store_->upsert_agent(row, device_rows));
+
+  Agent& agent = agents_[id];
+  agent.id = id;
+  agent.routing_id = routing_id;
+  agent.incarnation = hello.incarnation;
+  agent.devices = hello.devices;
+  agent.last_recv_ms = clock_.now_ms();
+  agent.drained = drained;
+  routing_[routing_id] = id;
+  spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}", id,
+               hello.host, hello.incarnation, hello.devices.size(), hello.running.size(),
+               hello.outbox.size());
+  send(id, routing_id,
+       proto::Welcome{incarnation_, options_.heartbeat_ms, options_.liveness});
+}
+
+void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
+  auto job_id = static_cast<int64_t>(result.job.job_id);
+  auto epoch = static_cast<int64_t>(result.job.epoch);
+  auto recorded = store_->record_result(job_id, epoch, proto::encode(result));
+  if (!recorded.ok()) {
+    note(recorded.status());
+    return;
+  }
+  if (*recorded) {
+    pool_.release(job_id);
+    drop_lease(job_id);
+    if (!listeners_.empty()) {
+      auto row = store_->get_job(job_id);
+      if (row.ok()) recorded_.emplace_back(std::move(row.value()), result);
+    }
+  } else {
+    spdlog::info("dropping stale result job={} epoch={} from agent {}", job_id, epoch, agent.id);
+  }
+  send(agent.id, agent.routing_id, proto::ResultAck{result.job, *recorded});
+}
+
+void Coordinator::on_heartbeat(Agent& agent, const proto::Heartbeat& hb) {
+  int64_t now = clock_.now_ms();
+  int64_t slack = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
+  // An assignment the agent never received (lost on the way) is re-queued once the agent
+  // has had time to report it.
+  std::vector<int64_t> lost;
+  for (int64_t job_id : leases_by_agent_[agent.id]) {
+    const Lease& lease = leases_.at(job_id);
+    auto epoch = static_cast<uint64_t>(lease.epoch);
+    if (!contains(hb.running, job_id, epoch) && !contains(hb.outbox, job_id, epoch) &&
+        now - lease.sent_ms > slack) {
+      lost.push_back(job_id);
+    }
+  }
+  for (int64_t job_id : lost) requeue(job_id, "assignment not running on its agent");
+  for (const auto& ref : hb.running) {
+    auto l = leases_.find(static_cast<int64_t>(ref.job_id));
+    if (l == leases_.end() || l->second.agent_id != agent.id ||
+        static_cast<uint64_t>(l->second.epoch) != ref.epoch) {
+      send(agent.id, agent.routing_id, proto::Cancel{ref, "attempt no longer assigned to this agent"});
+    }
+  }
+  // Results the agent still holds for attempts that are no longer current (recorded
+  // already, or stale): ack them so its outbox empties.
+  for (const auto& ref : hb.outbox) {
+    auto l = leases_.find(static_cast<int64_t>(ref.job_id));
+    if (l == leases_.end() || static_cast<uint64_t>(l->second.epoch) != ref.epoch) {
+      send(agent.id, agent.routing_id, proto::ResultAck{ref, false});
+    }
+  }
+}
+
+void Coordinator::on_bye(Agent& agent, const proto::Bye& bye) {
+  std::string id = agent.id;
+  spdlog::info("agent {} said goodbye: {}", id, bye.reason);
+  lose_agent(id, "gone");
+}
+
+void Coordinator::timers() {
+  int64_t now = clock_.now_ms();
+  int64_t silence = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
+  std::vector<std::string> lost;
+  for (auto& [id, agent] : agents_) {
+    if (now - agent.last_recv_ms > silence) {
+      lost.push_back(id);
+    } else if (now - agent.last_send_ms >= options_.heartbeat_ms) {
+      send(id, agent.routing_id, proto::Heartbeat{});
+    }
+  }
+  for (const auto& id : lost) lose_agent(id, "lost");
+  if (grace_until_ms_ != 0 && now >= grace_until_ms_) {
+    grace_until_ms_ = 0;
+    std::vector<int64_t> detached;
+    for (const auto& [job_id, lease] : leases_) {
+      if (!lease.attached) detached.push_back(job_id);
+    }
+    for (int64_t job_id : detached) requeue(job_id, "agent did not return after restart");
+  }
+}
+
+void Coordinator::dispatch() {
+  if (pool_.queued() == 0) return;
+  for (const Placement& p : pool_.place()) {
+    auto epoch = store_->assign_job(p.job_id, p.agent_id, static_cast<int>(p.device_index));
+    if (!epoch.ok()) {
+      pool_.release(p.job_id);
+      if (epoch.status().code() != Code::failed_precondition) note(epoch.status());
+      continue;
+    }
+    auto job = store_->get_job(p.job_id);
+    if (!job.ok()) {
+      note(job.status());
+      continue;
+    }
+    auto frame = proto::decode(job->spec, limits_);
+    proto::Assign assign;
+    if (frame.ok()) {
+      if (auto* a = std::get_if<proto::Assign>(&frame->message)) assign = *a;
+    } else {
+      spdlog::error("job {}: stored spec does not decode ({}); sending it as an empty exec job",
+                    p.job_id, frame.status().message());
+    }
+    assign.job = proto::JobRef{static_cast<uint64_t>(p.job_id), static_cast<uint64_t>(*epoch)};
+    assign.device_index = p.device_index;
+    assign.backend = p.backend;
+    leases_[p.job_id] = Lease{p.agent_id, p.backend, p.device_index, *epoch, clock_.now_ms(),
+                              job->exclusive, true};
+    leases_by_agent_[p.agent_id].insert(p.job_id);
+    const Agent& agent = agents_.at(p.agent_id);
+    spdlog::debug("assign job={} epoch={} agent={} device={}:{}", p.job_id, *epoch, p.agent_id,
+                  p.backend, p.device_index);
+    send(p.agent_id, agent.routing_id, std::move(assign));
+  }
+}
+
+void Coordinator::drop_lease(int64_t job_id) {
+  auto l = leases_.find(job_id);
+  if (l == leases_.end()) return;
+  auto by = leases_by_agent_.find(l->second.agent_id);
+  if (by != leases_by_agent_.end()) {
+    by->second.erase(job_id);
+    if (by->second.empty()) leases_by_agent_.erase(by);
+  }
+  leases_.erase(l);
+}
+
+void Coordinator::requeue(int64_t job_id, const char* why) {
+  pool_.release(job_id);
+  drop_lease(job_id);
+  auto epoch = store_->requeue_job(job_id);
+  if (!epoch.ok()) {
+    if (epoch.status().code() != Code::failed_precondition) note(epoch.status());
+    return;
+  }
+  auto job = store_->get_job(job_id);
+  if (!job.ok()) {
+    note(job.status());
+    return;
+  }
+  spdlog::warn("requeue job={} epoch={}: {}", job_id, *epoch, why);
+  pool_.enqueue(PoolJob{job->id, job->backend, job->arch, job->priority, job->exclusive});
+}
+
+void Coordinator::lose_agent(const std::string& agent_id, const char* why) {
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return;
+  spdlog::warn("agent {} {}: re-queuing its jobs", agent_id, why);
+  routing_.erase(it->second.routing_id);
+  agents_.erase(it);
+  pool_.remove_agent(agent_id);
+  std::vector<int64_t> jobs;
+  if (auto by = leases_by_agent_.find(agent_id); by != leases_by_agent_.end()) {
+    jobs.assign(by->second.begin(), by->second.end());
+  }
+  for (int64_t job_id : jobs) requeue(job_id, why);
+  note(store_->set_agent_state(agent_id, why));
+}
+
+Result<int64_t> Coordinator::submit(NewJob job, const proto::Assign& assign) {
+  job.spec = proto::encode(assign);
+  auto id = store_->enqueue_job(job);
+  if (!id.ok()) return id.status();
+  pool_.enqueue(PoolJob{*id, job.backend, job.arch, job.priority, job.exclusive});
+  return id;
+}
+
+Status Coordinator::set_drained(const std::string& agent_id, bool drained) {
+  KF_RETURN_IF_ERROR(store_->set_agent_drained(agent_id, drained));
+  pool_.set_drained(agent_id, drained);
+  if (auto it = agents_.find(agent_id); it != agents_.end()) it->second.drained = drained;
+  spdlog::info("agent {} {}", agent_id, drained ? "drained" : "undrained");
+  return Status();
+}
+
+Status Coordinator::cancel(int64_t job_id) {
+  auto job = store_->get_job(job_id);
+  if (!job.ok()) return job.status();
+  if (job->state == JobState::done || job->state == JobState::cancelled) {
+    return failed_precondition("job " + std::to_string(job_id) + " is already " +
+                               job_state_name(job->state));
+  }
+  pool_.dequeue(job_id);
+  if (auto l = leases_.find(job_id); l != leases_.end()) {
+    if (auto a = agents_.find(l->second.agent_id); a != agents_.end()) {
+      send(a->first, a->second.routing_id,
+           proto::Cancel{{static_cast<uint64_t>(job_id), static_cast<uint64_t>(l->second.epoch)},
+                         "cancelled by operator"});
+    }
+    pool_.release(job_id);
+    drop_lease(job_id);
+  }
+  return store_->cancel_job(job_id);
+}
+
+void Coordinator::send(const std::string& agent_id, const std::string& routing_id,
+                       proto::Message msg) {
+  if (auto a = agents_.find(agent_id); a != agents_.end()) a->second.last_send_ms = clock_.now_ms();
+  outgoing_.push_back(Outgoing{agent_id, routing_id, std::move(msg)});
+}
+
+void Coordinator::flush() {
+  for (auto& out : outgoing_) {
+    if (filter_ && !filter_(true, out.agent_id, out.msg)) continue;
+    std::string bytes = proto::encode(out.msg);
+    try {
+      socket_.send(zmq::buffer(out.routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      // Unroutable (the peer went away) or its queue is full: the message is lost, which
+      // heartbeats and reconciliation already handle.
+      spdlog::debug("cannot send {} to '{}': {}", proto::msg_type_name(proto::type_of(out.msg)),
+                    printable(out.routing_id), e.what());
+    }
+  }
+  outgoing_.clear();
+}
+
+}  // namespace kforge

@@ -1,0 +1,182 @@
+// The coordinator's event loop: agents, leases, dispatch and results over one ROUTER socket.
+//
+// One thread runs the loop and owns the Store, the socket and the DevicePool. Each turn:
+// receive what is waiting, apply it (agents, results, operator commands, timers, dispatch)
+// inside one store batch, commit, and only then send the messages announcing it
+// (ARCHITECTURE.md invariant 1). Other threads talk to the loop through call().
+//
+// Agent lifecycle, as the coordinator sees it:
+//   (unknown) --Hello--> live --silence > heartbeat_ms*liveness--> lost (jobs re-queued)
+//   live --Bye--> gone (jobs re-queued)      lost/gone --Hello--> live (reconciled)
+#pragma once
+
+#include <sys/eventfd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/clock.h"
+#include "common/protocol.h"
+#include "common/status.h"
+#include "coordinator/device_pool.h"
+#include "coordinator/store.h"
+
+namespace kforge {
+
+struct CoordinatorOptions {
+  std::string listen = "tcp://127.0.0.1:7700";  // ROUTER endpoint; port * picks a free one
+  std::filesystem::path data_dir = "kforge-data";  // holds kforge.db
+  uint32_t heartbeat_ms = 1000;                 // send something to each agent this often
+  uint32_t liveness = 3;                        // silent intervals before an agent is lost
+  uint32_t restart_grace_ms = 5000;             // after start: wait for agents before re-queuing
+  uint32_t precision_jobs_per_device = 1;       // >1: precision-only jobs may share a device
+  size_t max_msg_bytes = 64u << 20;             // ZMQ_MAXMSGSIZE and decode limit
+};
+
+// A test shim between the loop and the wire: return false to drop a message.
+// `outgoing` is true for messages the coordinator sends. Called on the loop thread.
+using MessageFilter =
+    std::function<bool(bool outgoing, const std::string& agent_id, const proto::Message&)>;
+
+// Called on the loop thread after the result is committed; `job` is the stored row.
+using ResultListener = std::function<void(const JobRow& job, const proto::JobResult& result)>;
+
+class Coordinator {
+ public:
+  // Opens the store under options.data_dir and binds the socket; does not start the loop.
+  static Result<std::unique_ptr<Coordinator>> open(const CoordinatorOptions& options,
+                                                   Clock& clock = SystemClock::instance());
+  ~Coordinator();
+
+  // The endpoint actually bound (with the port the OS chose for '*').
+  const std::string& endpoint() const { return endpoint_; }
+  const std::string& incarnation() const { return incarnation_; }
+
+  // Runs the loop until stop(); returns an error if the store fails (the process should
+  // exit and be restarted: everything committed survives).
+  Status run();
+  // Thread-safe; run() returns after the current turn.
+  void stop();
+
+  // Runs `fn` on the loop thread inside a turn and returns its value once that turn has
+  // committed. Thread-safe; must not be called from the loop thread itself.
+  template <typename F>
+  auto call(F fn) -> decltype(fn(std::declval<Coordinator&>())) {
+    using R = decltype(fn(*this));
+    auto promise = std::make_shared<std::promise<R>>();
+    auto future = promise->get_future();
+    post([this, promise, fn = std::move(fn)]() mutable {
+      if constexpr (std::is_void_v<R>) {
+        fn(*this);
+        after_commit_.push_back([promise] { promise->set_value(); });
+      } else {
+        auto value = std::make_shared<R>(fn(*this));
+        after_commit_.push_back([promise, value] { promise->set_value(std::move(*value)); });
+      }
+    });
+    return future.get();
+  }
+
+  // --- Loop-thread operations (use inside call(), or from listeners) ---
+
+  // Queues a job. `assign` is the template sent to the agent (job ref and device filled
+  // at dispatch).
+  Result<int64_t> submit(NewJob job, const proto::Assign& assign);
+  // A drained agent runs its current jobs to the end and gets no new ones.
+  Status set_drained(const std::string& agent_id, bool drained);
+  // Withdraws a job: queued ones never run, running ones are cancelled on their agent.
+  Status cancel(int64_t job_id);
+  Store& store() { return *store_; }
+  const DevicePool& pool() const { return pool_; }
+  bool agent_live(const std::string& agent_id) const;
+  size_t live_agents() const;
+  void add_result_listener(ResultListener listener) { listeners_.push_back(std::move(listener)); }
+  void set_filter(MessageFilter filter) { filter_ = std::move(filter); }
+
+ private:
+  struct Agent {
+    std::string id;
+    std::string routing_id;  // "<agent_id>/<incarnation>"
+    std::string incarnation;
+    std::vector<proto::DeviceInfo> devices;
+    int64_t last_recv_ms = 0;
+    int64_t last_send_ms = 0;
+    bool drained = false;
+  };
+  struct Lease {  // a job assigned to an agent, as the coordinator knows it
+    std::string agent_id;
+    std::string backend;
+    uint32_t device_index = 0;
+    int64_t epoch = 0;
+    int64_t sent_ms = 0;   // when the assignment was (last) sent
+    bool exclusive = false;
+    bool attached = true;  // false after a restart until the agent re-registers with it
+  };
+
+  Coordinator(const CoordinatorOptions& options, Clock& clock, std::unique_ptr<Store> store,
+              zmq::context_t ctx, zmq::socket_t socket, std::string endpoint);
+  Status recover();
+  void post(std::function<void()> fn);
+  Status turn(bool timers_due);
+  void note(const Status& st);  // remembers the turn's first store error
+  void drop_lease(int64_t job_id);
+  void receive_all();
+  void handle(const std::string& routing_id, const std::string& bytes);
+  void on_hello(const std::string& routing_id, const proto::Hello& hello);
+  void on_result(Agent& agent, const proto::JobResult& result);
+  void on_heartbeat(Agent& agent, const proto::Heartbeat& hb);
+  void on_bye(Agent& agent, const proto::Bye& bye);
+  void timers();
+  void dispatch();
+  void lose_agent(const std::string& agent_id, const char* why);
+  void requeue(int64_t job_id, const char* why);
+  void send(const std::string& agent_id, const std::string& routing_id, proto::Message msg);
+  void flush();
+  Agent* agent_by_routing(const std::string& routing_id);
+
+  CoordinatorOptions options_;
+  Clock& clock_;
+  std::unique_ptr<Store> store_;
+  zmq::context_t ctx_;
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  std::string incarnation_;
+  int wake_fd_ = -1;
+  proto::DecodeLimits limits_;
+
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;
+  std::atomic<bool> stop_{false};
+
+  DevicePool pool_;
+  std::unordered_map<std::string, Agent> agents_;           // live agents by id
+  std::unordered_map<std::string, std::string> routing_;    // routing id -> agent id
+  std::unordered_map<std::string, std::string> superseded_;  // old routing id -> new incarnation
+  std::unordered_map<int64_t, Lease> leases_;               // assigned jobs
+  std::unordered_map<std::string, std::set<int64_t>> leases_by_agent_;
+  int64_t grace_until_ms_ = 0;  // 0 once the restart grace period is over
+  Status store_error_;          // a store failure in this turn: roll back, stop the loop
+
+  struct Outgoing {
+    std::string agent_id;
+    std::string routing_id;
+    proto::Message msg;
+  };
+  std::vector<Outgoing> outgoing_;
+  std::vector<std::function<void()>> after_commit_;
+  std::vector<std::pair<JobRow, proto::JobResult>> recorded_;
+  std::vector<ResultListener> listeners_;
+  MessageFilter filter_;
+};
+
+}  // namespace kforge

@@ -1,0 +1,291 @@
+// The distributed core, in one process: a coordinator and agents over real loopback sockets.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "common/zmq_util.h"
+#include "tests/support/cluster.h"
+
+using namespace kforge;
+using namespace kforge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+JobRow job_row(TestCluster& cluster, int64_t id) {
+  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_job(id); });
+  REQUIRE_MESSAGE(row.ok(), row.status().to_string());
+  return *row;
+}
+
+// A job whose first attempt hangs and whose later attempts finish at once.
+std::vector<std::string> hangs_on_first_attempt() {
+  return {"sh", "-c", "if [ \"$KFORGE_EPOCH\" = 1 ]; then sleep 60; fi; echo done"};
+}
+
+// A raw DEALER speaking the protocol by hand, for rogue and stale peers.
+struct RawPeer {
+  zmq::context_t ctx{1};
+  zmq::socket_t socket;
+  RawPeer(const std::string& endpoint, const std::string& routing_id) : socket(ctx, zmq::socket_type::dealer) {
+    socket.set(zmq::sockopt::linger, 0);
+    if (!routing_id.empty()) socket.set(zmq::sockopt::routing_id, routing_id);
+    socket.connect(endpoint);
+  }
+  void send_bytes(const std::string& bytes) { socket.send(zmq::buffer(bytes), zmq::send_flags::none); }
+  void send(const proto::Message& m) { send_bytes(proto::encode(m)); }
+  // The next message of type T within the deadline (others are skipped).
+  template <typename T>
+  std::optional<T> receive(std::chrono::milliseconds deadline = 10s) {
+    auto end = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < end) {
+      zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, 50ms);
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      zmq::message_t msg;
+      if (!socket.recv(msg, zmq::recv_flags::dontwait)) continue;
+      auto frame = proto::decode(msg.to_string());
+      if (!frame.ok()) continue;
+      if (auto* t = std::get_if<T>(&frame->message)) return *t;
+    }
+    return std::nullopt;
+  }
+};
+
+proto::Hello raw_hello(const std::string& id, const std::string& incarnation) {
+  proto::Hello h;
+  h.agent_id = id;
+  h.incarnation = incarnation;
+  h.host = "raw";
+  h.devices.push_back(proto::DeviceInfo{0, "cpu", "x86_64", "raw cpu", 0});
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("two agents run 200 jobs and every result is recorded exactly once") {
+  TestCluster cluster;
+  cluster.start_agent("a", 2);
+  cluster.start_agent("b", 2);
+  REQUIRE(cluster.wait_live(2));
+  std::vector<int64_t> jobs;
+  for (int i = 0; i < 200; ++i) jobs.push_back(cluster.submit({"true"}));
+  REQUIRE(cluster.wait_all_done(jobs, 120s));
+  auto recorded = cluster.recorded();
+  CHECK(recorded.size() == 200);
+  std::set<std::string> agents_used;
+  for (int64_t id : jobs) {
+    CHECK(recorded[id] == 1);
+    JobRow row = job_row(cluster, id);
+    CHECK(row.attempts == 1);
+    agents_used.insert(row.agent_id);
+  }
+  CHECK(agents_used.size() == 2);
+}
+
+TEST_CASE("a job on an agent killed -9 is re-run on the other agent and recorded once") {
+  TestCluster cluster;
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  int64_t job = cluster.submit(hangs_on_first_attempt());
+  REQUIRE(wait_until([&] { return a.running_jobs() == 1; }));
+  std::string a_id = a.id();
+  Agent& b = cluster.start_agent("b");
+  REQUIRE(cluster.wait_live(2));
+  cluster.kill_agent("a");
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  JobRow row = job_row(cluster, job);
+  CHECK(row.agent_id == b.id());
+  CHECK(row.agent_id != a_id);
+  CHECK(row.attempts == 2);
+  CHECK(row.epoch > 1);
+  CHECK(cluster.recorded()[job] == 1);
+}
+
+TEST_CASE("results in a restarted agent's outbox are delivered and recorded once") {
+  auto options = TestCluster::fast_options();
+  options.liveness = 30;  // the restart must not look like a lost agent
+  TestCluster cluster(options);
+  auto marker = cluster.dir() / "runs";
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  a.set_filter([](bool outgoing, const proto::Message& m) {
+    return !(outgoing && std::holds_alternative<proto::JobResult>(m));
+  });
+  int64_t job = cluster.submit({"sh", "-c", "echo run >> " + marker.string()});
+  REQUIRE(wait_until([&] { return a.outbox_size() == 1; }));
+  std::string id = a.id();
+  cluster.kill_agent("a");
+  Agent& again = cluster.start_agent("a");
+  CHECK(again.id() == id);
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  CHECK(wait_until([&] { return again.outbox_size() == 0; }));
+  CHECK(cluster.recorded()[job] == 1);
+  CHECK(read_file(marker) == "run\n");  // it ran once: delivered from the outbox, not re-run
+  CHECK(job_row(cluster, job).epoch == 1);
+}
+
+TEST_CASE("a result carrying an old epoch is not recorded") {
+  TestCluster cluster;
+  RawPeer rogue(cluster.endpoint(), "rogue/1");
+  rogue.send(raw_hello("rogue", "1"));
+  REQUIRE(rogue.receive<proto::Welcome>());
+  int64_t job = cluster.submit({"sh", "-c", "echo real"});
+  auto assign = rogue.receive<proto::Assign>();
+  REQUIRE(assign);
+  CHECK(assign->job.epoch == 1);
+  // The rogue goes silent: it is declared lost, the job moves to a real agent.
+  cluster.start_agent("b");
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  JobRow done = job_row(cluster, job);
+  CHECK(done.attempts == 2);
+  CHECK(done.epoch > assign->job.epoch);
+  // The rogue comes back with its (stale) result for epoch 1.
+  rogue.send(raw_hello("rogue", "1"));
+  REQUIRE(rogue.receive<proto::Welcome>());
+  proto::JobResult stale;
+  stale.job = assign->job;
+  stale.agent_id = "rogue";
+  stale.exit_code = 0;
+  stale.stdout_data = "forged";
+  rogue.send(stale);
+  auto ack = rogue.receive<proto::ResultAck>();
+  REQUIRE(ack);
+  CHECK(ack->job == assign->job);
+  CHECK_FALSE(ack->recorded);
+  JobRow after = job_row(cluster, job);
+  CHECK(after.result == done.result);
+  CHECK(cluster.recorded()[job] == 1);
+}
+
+TEST_CASE("kill -9 of the coordinator mid-run: every job completes, none recorded twice") {
+  TestCluster cluster;
+  cluster.start_agent("a", 2);
+  cluster.start_agent("b", 2);
+  REQUIRE(cluster.wait_live(2));
+  std::vector<int64_t> jobs;
+  for (int i = 0; i < 60; ++i) jobs.push_back(cluster.submit({"sh", "-c", "sleep 0.05"}));
+  REQUIRE(wait_until([&] { return cluster.recorded_jobs() >= 10; }, 60s));
+  cluster.kill_coordinator();
+  cluster.start_coordinator();
+  REQUIRE(cluster.wait_all_done(jobs, 120s));
+  auto recorded = cluster.recorded();
+  for (int64_t id : jobs) CHECK(recorded[id] == 1);
+  CHECK(recorded.size() == jobs.size());
+}
+
+TEST_CASE("a hello with another protocol version is refused with the reason") {
+  TestCluster cluster;
+  RawPeer peer(cluster.endpoint(), "old/1");
+  // A version-2 frame, hand-built: {"v": 99, "t": 1, "b": {}}.
+  std::string frame = "\x83\xa1v\x63\xa1t\x01\xa1" "b\x80";
+  peer.send_bytes(frame);
+  auto refused = peer.receive<proto::Refused>();
+  REQUIRE(refused);
+  CHECK(refused->reason.find("99") != std::string::npos);
+  CHECK(refused->coordinator_version == proto::kProtocolVersion);
+  CHECK(cluster.coordinator().call([](Coordinator& c) { return c.live_agents(); }) == 0);
+}
+
+TEST_CASE("an agent that is refused stops and reports the coordinator's reason") {
+  // A fake coordinator that refuses every hello.
+  zmq::context_t ctx(1);
+  auto router = make_router(ctx, "tcp://127.0.0.1:*");
+  REQUIRE(router.ok());
+  TempDir dir;
+  AgentOptions options = TestCluster::fast_agent_options();
+  options.coordinator = bound_endpoint(*router);
+  options.state_dir = dir / "agent";
+  auto agent = Agent::open(options);
+  REQUIRE(agent.ok());
+  Status exit;
+  std::thread t([&] { exit = (*agent)->run(); });
+  zmq::pollitem_t item{router->handle(), 0, ZMQ_POLLIN, 0};
+  REQUIRE(wait_until([&] {
+    zmq::poll(&item, 1, 10ms);
+    return (item.revents & ZMQ_POLLIN) != 0;
+  }));
+  zmq::message_t id, body;
+  REQUIRE(router->recv(id));
+  REQUIRE(router->recv(body));
+  router->send(id, zmq::send_flags::sndmore);
+  router->send(zmq::buffer(proto::encode(proto::Refused{"protocol version 1 is not supported", 7})));
+  t.join();
+  CHECK_FALSE(exit.ok());
+  CHECK(exit.message().find("protocol version 1 is not supported") != std::string::npos);
+}
+
+TEST_CASE("garbage from a rogue dealer is dropped and the coordinator keeps serving") {
+  TestCluster cluster;
+  RawPeer rogue(cluster.endpoint(), "");
+  std::mt19937 rng(7);
+  for (int i = 0; i < 300; ++i) {
+    std::string junk(rng() % 200, '\0');
+    for (auto& c : junk) c = static_cast<char>(rng());
+    rogue.send_bytes(junk);
+  }
+  rogue.send_bytes(std::string("\xdd\xff\xff\xff\xff", 5));           // a 4G-element array
+  rogue.socket.send(zmq::str_buffer("a"), zmq::send_flags::sndmore);  // multipart
+  rogue.socket.send(zmq::str_buffer("b"), zmq::send_flags::none);
+  proto::JobResult unsolicited;  // a result from a peer that never said hello
+  unsolicited.job = {1, 1};
+  rogue.send(unsolicited);
+  cluster.start_agent("a");
+  int64_t job = cluster.submit({"true"});
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  CHECK(cluster.recorded()[job] == 1);
+}
+
+TEST_CASE("a drained agent gets no new jobs and finishes its running one") {
+  TestCluster cluster;
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  auto gate = cluster.dir() / "gate";
+  int64_t first = cluster.submit({"sh", "-c", "while [ ! -f " + gate.string() + " ]; do sleep 0.02; done"});
+  REQUIRE(wait_until([&] { return a.running_jobs() == 1; }));
+  std::string a_id = a.id();
+  Status st = cluster.coordinator().call([&](Coordinator& c) { return c.set_drained(a_id, true); });
+  REQUIRE(st.ok());
+  Agent& b = cluster.start_agent("b");
+  REQUIRE(cluster.wait_live(2));
+  std::vector<int64_t> later;
+  for (int i = 0; i < 10; ++i) later.push_back(cluster.submit({"true"}));
+  REQUIRE(cluster.wait_all_done(later, 60s));
+  for (int64_t id : later) CHECK(job_row(cluster, id).agent_id == b.id());
+  write_file(gate, "open");
+  REQUIRE(cluster.wait_all_done({first}, 30s));
+  CHECK(job_row(cluster, first).agent_id == a_id);
+  // Undrained, it takes work again.
+  st = cluster.coordinator().call([&](Coordinator& c) { return c.set_drained(a_id, false); });
+  REQUIRE(st.ok());
+  cluster.kill_agent("b");
+  int64_t last = cluster.submit({"true"});
+  REQUIRE(cluster.wait_all_done({last}, 30s));
+  CHECK(job_row(cluster, last).agent_id == a_id);
+}
+
+TEST_CASE("lost messages are repaired: a dropped assign is re-queued, a dropped ack re-sent") {
+  TestCluster cluster;
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  std::atomic<int> dropped_assigns{0}, dropped_acks{0};
+  cluster.coordinator().call([&](Coordinator& c) {
+    c.set_filter([&](bool outgoing, const std::string&, const proto::Message& m) {
+      if (outgoing && std::holds_alternative<proto::Assign>(m) && dropped_assigns == 0) {
+        dropped_assigns++;
+        return false;
+      }
+      if (outgoing && std::holds_alternative<proto::ResultAck>(m) && dropped_acks == 0) {
+        dropped_acks++;
+        return false;
+      }
+      return true;
+    });
+  });
+  int64_t job = cluster.submit({"true"});
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  CHECK(dropped_assigns == 1);
+  CHECK(job_row(cluster, job).attempts == 2);  // the lost assignment was re-issued
+  CHECK(wait_until([&] { return dropped_acks == 1 && a.outbox_size() == 0; }));
+  CHECK(cluster.recorded()[job] == 1);
+}

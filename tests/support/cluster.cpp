@@ -1,0 +1,143 @@
+#include "tests/support/cluster.h"
+
+#include <doctest/doctest.h>
+
+#include "common/zmq_util.h"
+
+namespace kforge::test {
+
+CoordinatorOptions TestCluster::fast_options() {
+  CoordinatorOptions o;
+  o.listen = "tcp://127.0.0.1:*";
+  o.heartbeat_ms = 100;
+  o.liveness = 3;
+  o.restart_grace_ms = 1000;
+  return o;
+}
+
+AgentOptions TestCluster::fast_agent_options() {
+  AgentOptions o;
+  o.heartbeat_ms = 100;
+  o.liveness = 3;
+  o.backoff_initial_ms = 100;
+  o.backoff_max_ms = 400;
+  o.job_timeout_ms = 60'000;
+  return o;
+}
+
+TestCluster::TestCluster(CoordinatorOptions options, Clock& clock)
+    : options_(std::move(options)), clock_(clock) {
+  options_.data_dir = dir_ / "coordinator";
+  start_coordinator();
+}
+
+TestCluster::~TestCluster() {
+  for (auto& [name, a] : agents_) {
+    a.agent->stop(false);
+    if (a.thread.joinable()) a.thread.join();
+  }
+  agents_.clear();
+  kill_coordinator();
+}
+
+void TestCluster::start_coordinator() {
+  kill_coordinator();
+  CoordinatorOptions o = options_;
+  if (!endpoint_.empty()) o.listen = endpoint_;  // restart on the same port
+  auto c = Coordinator::open(o, clock_);
+  REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  coordinator_ = std::move(c.value());
+  endpoint_ = coordinator_->endpoint();
+  coordinator_->add_result_listener([this](const JobRow& job, const proto::JobResult&) {
+    std::lock_guard lock(mu_);
+    recorded_[job.id]++;
+  });
+  coordinator_thread_ = std::thread([c = coordinator_.get()] {
+    Status st = c->run();
+    if (!st.ok()) FAIL_CHECK("coordinator loop failed: " << st.to_string());
+  });
+}
+
+void TestCluster::kill_coordinator() {
+  if (!coordinator_) return;
+  coordinator_->stop();
+  if (coordinator_thread_.joinable()) coordinator_thread_.join();
+  coordinator_.reset();
+}
+
+Agent& TestCluster::start_agent(const std::string& name, uint32_t cpu_devices, AgentOptions options) {
+  if (agents_.count(name)) kill_agent(name);
+  options.coordinator = endpoint_;
+  options.state_dir = agent_state(name);
+  options.host = name;
+  options.devices.clear();
+  for (uint32_t i = 0; i < cpu_devices; ++i) {
+    options.devices.push_back(proto::DeviceInfo{i, "cpu", "x86_64", "test cpu", 0});
+  }
+  auto a = Agent::open(options, clock_);
+  REQUIRE_MESSAGE(a.ok(), a.status().to_string());
+  RunningAgent& ra = agents_[name];
+  ra.agent = std::move(a.value());
+  ra.thread = std::thread([&ra] { ra.exit = ra.agent->run(); });
+  return *ra.agent;
+}
+
+void TestCluster::kill_agent(const std::string& name) {
+  auto it = agents_.find(name);
+  if (it == agents_.end()) return;
+  it->second.agent->stop(false);
+  if (it->second.thread.joinable()) it->second.thread.join();
+  agents_.erase(it);
+}
+
+Status TestCluster::agent_exit(const std::string& name) {
+  auto& ra = agents_.at(name);
+  if (ra.thread.joinable()) ra.thread.join();
+  return ra.exit;
+}
+
+int64_t TestCluster::submit(const std::vector<std::string>& argv, int priority, bool exclusive) {
+  auto id = coordinator_->call([&](Coordinator& c) {
+    NewJob job;
+    job.backend = "cpu";
+    job.priority = priority;
+    job.exclusive = exclusive;
+    proto::Assign assign;
+    assign.kind = "exec";
+    assign.argv = argv;
+    return c.submit(job, assign);
+  });
+  REQUIRE_MESSAGE(id.ok(), id.status().to_string());
+  return *id;
+}
+
+std::map<int64_t, int> TestCluster::recorded() const {
+  std::lock_guard lock(mu_);
+  return recorded_;
+}
+
+size_t TestCluster::recorded_jobs() const {
+  std::lock_guard lock(mu_);
+  return recorded_.size();
+}
+
+bool TestCluster::wait_all_done(const std::vector<int64_t>& jobs, std::chrono::milliseconds deadline) {
+  return wait_until(
+      [&] {
+        return coordinator_->call([&](Coordinator& c) {
+          for (int64_t id : jobs) {
+            auto row = c.store().get_job(id);
+            if (!row.ok() || row->state != JobState::done) return false;
+          }
+          return true;
+        });
+      },
+      deadline);
+}
+
+bool TestCluster::wait_live(size_t n, std::chrono::milliseconds deadline) {
+  return wait_until([&] { return coordinator_->call([](Coordinator& c) { return c.live_agents(); }) >= n; },
+                    deadline);
+}
+
+}  // namespace kforge::test
