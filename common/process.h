@@ -1,0 +1,99 @@
+// Child processes for untrusted work (the agent runs generated GPU kernels this way).
+//
+// run_process() starts argv in a new process group with an environment built only from an
+// allow-list, resource limits and no inherited file descriptors beyond stdin/stdout/stderr.
+// It captures bounded output, enforces a wall-clock timeout and a cancel token, and when the
+// job ends for any reason it SIGKILLs the whole process group, so helpers forked by the job
+// never outlive it.
+//
+// Containment is by process group: a descendant that moves itself to another group or session
+// (setpgid, setsid) escapes the final kill. Stronger containment needs a cgroup or a PID
+// namespace around the agent.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kforge {
+
+// Limits set in the child with setrlimit before exec; 0 leaves the inherited limit. Both the
+// soft and the hard limit are set, so the child cannot raise them again; a value above the
+// inherited hard limit is capped to it.
+struct ResourceLimits {
+  uint64_t address_space_mb = 0;  // RLIMIT_AS (virtual memory, MiB)
+  uint64_t cpu_s = 0;             // RLIMIT_CPU (CPU seconds; then SIGKILL)
+  uint64_t open_files = 0;        // RLIMIT_NOFILE (highest fd number + 1)
+  uint64_t processes = 0;         // RLIMIT_NPROC (counts all processes of the real uid; not
+                                  // enforced for root)
+  uint64_t file_size_mb = 0;      // RLIMIT_FSIZE (MiB per file written; then SIGXFSZ)
+};
+
+struct ProcessSpec {
+  // argv[0] is searched in the child's PATH (from `env`, else from `env_allow`, else
+  // "/usr/bin:/bin") when it has no '/'; a relative path with a '/' is relative to `cwd`.
+  // Unlike execvp, a file without "#!" is not handed to /bin/sh: it fails to exec.
+  std::vector<std::string> argv;
+  std::filesystem::path cwd;                // empty = inherit
+  std::vector<std::string> env_allow;       // names copied from this process's environment
+  std::map<std::string, std::string> env;   // set in the child (overrides allowed names)
+  ResourceLimits limits;
+  std::chrono::milliseconds timeout{0};     // wall clock from the start; 0 = none
+  size_t output_cap = 1 << 20;              // per stream; bytes beyond are read and discarded
+  std::string stdin_data;                   // written to the child's stdin, then closed
+                                            // (empty: stdin is /dev/null)
+};
+
+struct ProcessResult {
+  int exit_code = -1;     // when the leader exited normally; else -1
+  int signal = 0;         // when the leader was killed by a signal (SIGKILL at timeout/cancel)
+  bool timed_out = false; // we killed the group because spec.timeout passed
+  bool cancelled = false; // we killed the group because the CancelToken fired
+  std::string stdout_data, stderr_data;        // at most spec.output_cap bytes each
+  bool stdout_truncated = false, stderr_truncated = false;
+  int64_t wall_ms = 0;    // from before fork to after the leader was reaped
+  int pid = 0;            // the leader's pid, which was also the process group id
+};
+
+// Cancels run_process calls from another thread. Thread-safe; once cancelled it stays
+// cancelled, and every run_process using it (now or later) kills its job promptly.
+class CancelToken {
+ public:
+  CancelToken();  // on failure to create the eventfd, fd() is -1 and run_process refuses it
+  ~CancelToken();
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+
+  void cancel();  // idempotent
+  bool cancelled() const;
+  // An eventfd that is readable once cancelled (level-triggered, never reset); for poll().
+  int fd() const { return fd_; }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  int fd_ = -1;
+};
+
+// Runs spec.argv to completion and reports how it ended. Blocks; safe to call from several
+// threads at once. Returns when the leader has been reaped and its output pipes have reached
+// EOF (or, after the group was killed, when a short grace period has passed: only a process
+// that escaped the group can hold them open then).
+//
+// The group is SIGKILLed when the timeout passes (timed_out), when `cancel` fires
+// (cancelled), and also right after the leader exits normally, before it is reaped.
+// Errors: invalid_argument for an empty argv or a bad env name; io_error when the process
+// cannot be started (pipe, fork, chdir, setrlimit or exec failed), naming the program and the
+// reason, e.g. "cannot exec 'nosuch': No such file or directory". A program that starts and
+// then fails is not an error: see exit_code and signal.
+// REQUIRES: SIGCHLD is not ignored (SIG_IGN would reap the child behind our back) and nothing
+// else in this process reaps children with waitpid(-1); `cancel` outlives the call.
+Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel = nullptr);
+
+}  // namespace kforge
