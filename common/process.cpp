@@ -349,6 +349,8 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   if (lim.open_files) plan.limits.push_back({RLIMIT_NOFILE, "RLIMIT_NOFILE", plan_limit(RLIMIT_NOFILE, lim.open_files, 1)});
   if (lim.processes) plan.limits.push_back({RLIMIT_NPROC, "RLIMIT_NPROC", plan_limit(RLIMIT_NPROC, lim.processes, 1)});
   if (lim.file_size_mb) plan.limits.push_back({RLIMIT_FSIZE, "RLIMIT_FSIZE", plan_limit(RLIMIT_FSIZE, lim.file_size_mb, kMiB)});
+  // Never a core dump: a crashed GPU job can have a huge address space to write out.
+  plan.limits.push_back({RLIMIT_CORE, "RLIMIT_CORE", rlimit{0, 0}});
   if (!spec.cwd.empty()) plan.cwd = spec.cwd.c_str();
   rlimit nofile;
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {

@@ -317,3 +317,11 @@ TEST_CASE("runs from several threads at once stay independent") {
     CHECK(outputs[i] == one + one + one + one + one);
   }
 }
+
+TEST_CASE("a job never writes a core dump") {
+  ProcessSpec spec;
+  spec.argv = {"sh", "-c", "ulimit -c; ulimit -H -c"};
+  auto r = run_process(spec);
+  REQUIRE(r.ok());
+  CHECK(r->stdout_data == "0\n0\n");
+}
