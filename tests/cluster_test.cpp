@@ -289,3 +289,28 @@ TEST_CASE("lost messages are repaired: a dropped assign is re-queued, a dropped 
   CHECK(wait_until([&] { return dropped_acks == 1 && a.outbox_size() == 0; }));
   CHECK(cluster.recorded()[job] == 1);
 }
+
+TEST_CASE("a silent agent is lost after heartbeat x liveness, not before, and its job re-queued") {
+  ManualClock clock;
+  TestCluster cluster(TestCluster::fast_options(), clock);  // 100 ms x 3
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  a.set_filter([](bool outgoing, const proto::Message& m) {
+    return !(outgoing && std::holds_alternative<proto::Heartbeat>(m));
+  });
+  int64_t job = cluster.submit({"sleep", "60"});
+  REQUIRE(wait_until([&] { return a.running_jobs() == 1; }));
+  auto settle = [&] {  // two full loop turns after the clock moved
+    for (int i = 0; i < 2; ++i) cluster.coordinator().call([](Coordinator&) {});
+  };
+  clock.advance(Millis(250));
+  settle();
+  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
+  clock.advance(Millis(100));
+  settle();
+  CHECK_FALSE(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
+  JobRow row = job_row(cluster, job);
+  CHECK(row.state == JobState::queued);
+  CHECK(row.epoch > 1);
+  CHECK(row.agent_id.empty());
+}
