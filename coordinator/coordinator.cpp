@@ -17,6 +17,8 @@ namespace {
 constexpr int64_t kTimerTickMs = 20;
 // Messages taken from the socket per turn, so a flood cannot starve timers and commits.
 constexpr int kMaxMessagesPerTurn = 4096;
+// How often the store is checked for jobs other processes queued (kforge enqueue).
+constexpr int64_t kAdoptIntervalMs = 1000;
 
 // A routing id as log text: printable bytes as they are, others as \xNN (a peer without an
 // identity gets five binary bytes from the ROUTER).
@@ -96,7 +98,9 @@ Status Coordinator::recover() {
   if (!queued.ok()) return queued.status();
   for (const JobRow& job : *queued) {
     pool_.enqueue(PoolJob{job.id, job.backend, job.arch, job.priority, job.exclusive});
+    adopted_up_to_ = std::max(adopted_up_to_, job.id);
   }
+  for (const JobRow& job : *assigned) adopted_up_to_ = std::max(adopted_up_to_, job.id);
   auto agents = store_->agents();
   if (!agents.ok()) return agents.status();
   for (const AgentRow& a : *agents) {
@@ -423,6 +427,10 @@ void Coordinator::timers() {
     }
   }
   for (const auto& id : lost) lose_agent(id, "lost");
+  if (now >= next_adopt_ms_) {
+    next_adopt_ms_ = now + kAdoptIntervalMs;
+    adopt_new_jobs();
+  }
   if (grace_until_ms_ != 0 && now >= grace_until_ms_) {
     grace_until_ms_ = 0;
     std::vector<int64_t> detached;
@@ -431,6 +439,19 @@ void Coordinator::timers() {
     }
     for (int64_t job_id : detached) requeue(job_id, "agent did not return after restart");
   }
+}
+
+void Coordinator::adopt_new_jobs() {
+  auto jobs = store_->queued_after(adopted_up_to_);
+  if (!jobs.ok()) {
+    note(jobs.status());
+    return;
+  }
+  for (const JobRow& job : *jobs) {
+    pool_.enqueue(PoolJob{job.id, job.backend, job.arch, job.priority, job.exclusive});
+    adopted_up_to_ = std::max(adopted_up_to_, job.id);
+  }
+  if (!jobs->empty()) spdlog::info("adopted {} jobs queued by other processes", jobs->size());
 }
 
 void Coordinator::dispatch() {
@@ -515,6 +536,7 @@ Result<int64_t> Coordinator::submit(NewJob job, const proto::Assign& assign) {
   job.spec = proto::encode(assign);
   auto id = store_->enqueue_job(job);
   if (!id.ok()) return id.status();
+  adopted_up_to_ = std::max(adopted_up_to_, *id);
   pool_.enqueue(PoolJob{*id, job.backend, job.arch, job.priority, job.exclusive});
   return id;
 }

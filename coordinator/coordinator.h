@@ -138,6 +138,7 @@ class Coordinator {
   void on_bye(Agent& agent, const proto::Bye& bye);
   void timers();
   void dispatch();
+  void adopt_new_jobs();
   void lose_agent(const std::string& agent_id, const char* why);
   void requeue(int64_t job_id, const char* why);
   void send(const std::string& agent_id, const std::string& routing_id, proto::Message msg);
@@ -164,6 +165,8 @@ class Coordinator {
   std::unordered_map<std::string, std::string> superseded_;  // old routing id -> new incarnation
   std::unordered_map<int64_t, Lease> leases_;               // assigned jobs
   std::unordered_map<std::string, std::set<int64_t>> leases_by_agent_;
+  int64_t adopted_up_to_ = 0;  // highest job id in the pool's view; newer queued ones are adopted
+  int64_t next_adopt_ms_ = 0;
   int64_t grace_until_ms_ = 0;  // 0 once the restart grace period is over
   Status store_error_;          // a store failure in this turn: roll back, stop the loop
 

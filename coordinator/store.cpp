@@ -62,6 +62,7 @@ struct Statements {
   sqlite3_stmt* record_result = nullptr;
   sqlite3_stmt* cancel_job = nullptr;
   sqlite3_stmt* jobs_in_state = nullptr;
+  sqlite3_stmt* queued_after = nullptr;
   sqlite3_stmt* jobs_of_agent = nullptr;
   sqlite3_stmt* count_jobs = nullptr;
   sqlite3_stmt* upsert_agent = nullptr;
@@ -133,6 +134,8 @@ const SqlDef kSql[] = {
      "WHERE id = ?1 AND state IN ('queued', 'assigned')"},
     {&Statements::jobs_in_state,
      "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE state = ?1 ORDER BY priority DESC, id LIMIT ?2"},
+    {&Statements::queued_after,
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id > ?1 AND state = 'queued' ORDER BY id LIMIT ?2"},
     {&Statements::jobs_of_agent,
      "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE agent_id = ?1 AND state = ?2 ORDER BY id"},
     {&Statements::count_jobs, "SELECT COUNT(*) FROM jobs WHERE state = ?1"},
@@ -893,6 +896,19 @@ Result<std::vector<JobRow>> Store::jobs_in_state(JobState state, int limit) {
   while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
   if (!state_ok) return internal_error(d.path + ": jobs_in_state: a job has an unknown state");
   if (rc != SQLITE_DONE) return d.error(rc, "jobs_in_state");
+  return out;
+}
+
+Result<std::vector<JobRow>> Store::queued_after(int64_t after_id, int limit) {
+  Db& d = impl_->d;
+  Stmt s(d.st.queued_after);
+  s.bind(1, after_id).bind(2, limit);
+  std::vector<JobRow> out;
+  int rc;
+  bool state_ok = true;
+  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
+  if (!state_ok) return internal_error(d.path + ": queued_after: a job has an unknown state");
+  if (rc != SQLITE_DONE) return d.error(rc, "queued_after");
   return out;
 }
 

@@ -171,6 +171,8 @@ class Store {
   Status cancel_job(int64_t job_id);
   // Jobs in a state, ordered by priority (desc) then id.
   Result<std::vector<JobRow>> jobs_in_state(JobState state, int limit = 1'000'000);
+  // Queued jobs with id > after_id, by id: jobs other processes (kforge enqueue) inserted.
+  Result<std::vector<JobRow>> queued_after(int64_t after_id, int limit = 10'000);
   Result<std::vector<JobRow>> jobs_of_agent(const std::string& agent_id, JobState state);
   Result<int64_t> count_jobs(JobState state);
 

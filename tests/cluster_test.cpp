@@ -314,3 +314,26 @@ TEST_CASE("a silent agent is lost after heartbeat x liveness, not before, and it
   CHECK(row.epoch > 1);
   CHECK(row.agent_id.empty());
 }
+
+TEST_CASE("jobs another process queues in the database are adopted and run") {
+  TestCluster cluster;
+  cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  int64_t id = 0;
+  {
+    auto other = Store::open(cluster.dir() / "coordinator" / "kforge.db");
+    REQUIRE(other.ok());
+    proto::Assign assign;
+    assign.kind = "exec";
+    assign.argv = {"echo", "from outside"};
+    NewJob job;
+    job.spec = proto::encode(assign);
+    auto queued = (*other)->enqueue_job(job);
+    REQUIRE(queued.ok());
+    id = *queued;
+  }
+  REQUIRE(cluster.wait_all_done({id}, 30s));
+  auto result = proto::decode(job_row(cluster, id).result);
+  REQUIRE(result.ok());
+  CHECK(std::get<proto::JobResult>(result->message).stdout_data == "from outside\n");
+}
