@@ -335,5 +335,6 @@ TEST_CASE("jobs another process queues in the database are adopted and run") {
   REQUIRE(cluster.wait_all_done({id}, 30s));
   auto result = proto::decode(job_row(cluster, id).result);
   REQUIRE(result.ok());
-  CHECK(std::get<proto::JobResult>(result->message).stdout_data == "from outside\n");
+  const auto& r = std::get<proto::JobResult>(result->message);
+  CHECK(r.stdout_data == "from outside\n");
 }
