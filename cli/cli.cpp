@@ -2,34 +2,218 @@
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
+#include <vector>
+
+#include "common/flags.h"
+#include "common/protocol.h"
+#include "coordinator/store.h"
 
 namespace kforge {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: kforge <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  version       print the version\n"
-    "  help          show this message\n"
-    "\n"
-    "Run `kforge <command> --help` for a command's options.\n";
+// Exit codes (docs/cli.md): 0 success, 1 the command failed, 2 usage error.
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+struct Command {
+  const char* name;
+  const char* summary;
+  std::vector<FlagSpec> flags;
+  const char* usage;  // after "kforge <name> "
+  std::function<int(const ParsedFlags&)> run;
+};
+
+int fail(const std::string& message, int code = kExitFailed) {
+  std::fprintf(stderr, "kforge: %s\n", message.c_str());
+  return code;
+}
+
+std::filesystem::path db_path(const ParsedFlags& flags) {
+  return std::filesystem::path(flags.get("data").value_or("kforge-data")) / "kforge.db";
+}
+
+Result<std::unique_ptr<Store>> open_existing(const ParsedFlags& flags, bool writable) {
+  auto path = db_path(flags);
+  if (!std::filesystem::exists(path)) {
+    return not_found("no kforge database at " + path.string() +
+                     "; pass --data with the coordinator's data directory");
+  }
+  return writable ? Store::open(path) : Store::open_readonly(path);
+}
+
+std::string outcome(const JobRow& job) {
+  if (job.state != JobState::done) return "";
+  auto frame = proto::decode(job.result);
+  if (!frame.ok()) return "undecodable result";
+  const auto* r = std::get_if<proto::JobResult>(&frame->message);
+  if (r == nullptr) return "not a result";
+  if (!r->infra_error.empty()) return "infra_error: " + r->infra_error;
+  if (r->timed_out) return "timed out";
+  if (r->cancelled) return "cancelled";
+  if (r->signal) return "signal " + std::to_string(r->signal);
+  return "exit " + std::to_string(r->exit_code);
+}
+
+int cmd_enqueue(const ParsedFlags& flags) {
+  if (flags.positional.empty()) return fail("enqueue: give the command after --, e.g. kforge enqueue -- echo hi", kExitUsage);
+  uint64_t count = 1, priority = 0, timeout_s = 0;
+  for (auto [name, target] : {std::pair{"count", &count}, {"priority", &priority}, {"timeout", &timeout_s}}) {
+    if (auto v = flags.get(name)) {
+      auto n = parse_uint_flag(name, *v);
+      if (!n.ok()) return fail(n.status().message(), kExitUsage);
+      *target = *n;
+    }
+  }
+  auto store = open_existing(flags, /*writable=*/true);
+  if (!store.ok()) return fail(store.status().message());
+  proto::Assign assign;
+  assign.kind = "exec";
+  assign.argv = flags.positional;
+  assign.timeout_ms = timeout_s * 1000;
+  NewJob job;
+  job.spec = proto::encode(assign);
+  job.backend = flags.get("backend").value_or("cpu");
+  job.arch = flags.get("arch").value_or("");
+  job.priority = static_cast<int>(priority);
+  job.exclusive = flags.has("exclusive");
+  if (Status st = (*store)->begin(); !st.ok()) return fail(st.message());
+  std::vector<int64_t> ids;
+  for (uint64_t i = 0; i < count; ++i) {
+    auto id = (*store)->enqueue_job(job);
+    if (!id.ok()) {
+      (*store)->rollback();
+      return fail(id.status().message());
+    }
+    ids.push_back(*id);
+  }
+  if (Status st = (*store)->commit(); !st.ok()) return fail(st.message());
+  std::printf("queued %zu job(s): %lld", ids.size(), static_cast<long long>(ids.front()));
+  if (ids.size() > 1) std::printf("..%lld", static_cast<long long>(ids.back()));
+  std::printf("\n");
+  return kExitOk;
+}
+
+int cmd_jobs(const ParsedFlags& flags) {
+  auto store = open_existing(flags, /*writable=*/false);
+  if (!store.ok()) return fail(store.status().message());
+  std::vector<JobState> states = {JobState::queued, JobState::assigned, JobState::done,
+                                  JobState::cancelled};
+  if (auto s = flags.get("state")) {
+    states.clear();
+    for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
+      if (*s == job_state_name(st)) states.push_back(st);
+    }
+    if (states.empty()) {
+      return fail("jobs: unknown --state '" + *s + "'; expected queued, assigned, done or cancelled",
+                  kExitUsage);
+    }
+  }
+  std::printf("%-8s %-10s %-6s %-8s %-18s %-8s %s\n", "JOB", "STATE", "EPOCH", "ATTEMPTS",
+              "AGENT", "DEVICE", "OUTCOME");
+  for (JobState st : states) {
+    auto jobs = (*store)->jobs_in_state(st);
+    if (!jobs.ok()) return fail(jobs.status().message());
+    for (const JobRow& j : *jobs) {
+      std::string device = j.device_index >= 0 ? j.backend + ":" + std::to_string(j.device_index) : "-";
+      std::printf("%-8lld %-10s %-6lld %-8d %-18s %-8s %s\n", static_cast<long long>(j.id),
+                  job_state_name(j.state), static_cast<long long>(j.epoch), j.attempts,
+                  j.agent_id.empty() ? "-" : j.agent_id.substr(0, 16).c_str(), device.c_str(),
+                  outcome(j).c_str());
+    }
+  }
+  return kExitOk;
+}
+
+int cmd_agents(const ParsedFlags& flags) {
+  auto store = open_existing(flags, /*writable=*/false);
+  if (!store.ok()) return fail(store.status().message());
+  auto agents = (*store)->agents();
+  if (!agents.ok()) return fail(agents.status().message());
+  std::printf("%-34s %-16s %-6s %-8s %s\n", "AGENT", "HOST", "STATE", "DRAINED", "DEVICES");
+  for (const AgentRow& a : *agents) {
+    auto devices = (*store)->devices_of(a.id);
+    std::string list;
+    if (devices.ok()) {
+      for (const DeviceRow& d : *devices) {
+        if (!list.empty()) list += " ";
+        list += d.backend + ":" + std::to_string(d.index) + "(" + d.arch + ")";
+      }
+    }
+    std::printf("%-34s %-16s %-6s %-8s %s\n", a.id.c_str(), a.host.c_str(), a.state.c_str(),
+                a.drained ? "yes" : "no", list.c_str());
+  }
+  return kExitOk;
+}
+
+const std::vector<Command>& commands() {
+  static const FlagSpec kData{"data", true, "the coordinator's data directory (default kforge-data)"};
+  static const FlagSpec kHelp{"help", false, "show this message"};
+  static const std::vector<Command> all = {
+      {"enqueue", "queue a plain command as job(s) in a coordinator's database",
+       {kData,
+        {"count", true, "how many copies (default 1)"},
+        {"priority", true, "higher runs first (default 0)"},
+        {"exclusive", false, "run alone on its device (as profile jobs do)"},
+        {"backend", true, "cpu | cuda | ascend (default cpu)"},
+        {"arch", true, "only devices of this arch (default any)"},
+        {"timeout", true, "wall-clock limit in seconds (default: the agent's)"},
+        kHelp},
+       "[options] -- COMMAND [ARGS...]",
+       cmd_enqueue},
+      {"jobs", "list jobs and their outcomes", {kData, {"state", true, "queued|assigned|done|cancelled"}, kHelp},
+       "[options]", cmd_jobs},
+      {"agents", "list agents and their devices", {kData, kHelp}, "[options]", cmd_agents},
+  };
+  return all;
+}
+
+void usage(FILE* out) {
+  std::fprintf(out, "usage: kforge <command> [options]\n\ncommands:\n");
+  for (const auto& c : commands()) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  std::fprintf(out, "  %-12s %s\n", "version", "print the version");
+  std::fprintf(out, "\nRun `kforge <command> --help` for a command's options.\n");
+}
 
 }  // namespace
 
 int run_cli(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0) {
-    std::fputs(kUsage, stdout);
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    usage(stderr);
+    return kExitUsage;
   }
-  std::string cmd = argv[1];
-  if (cmd == "version" || cmd == "--version") {
+  std::string name = argv[1];
+  if (name == "help" || name == "--help" || name == "-h") {
+    usage(stdout);
+    return kExitOk;
+  }
+  if (name == "version" || name == "--version") {
     std::puts("kforge 0.1.0");
-    return 0;
+    return kExitOk;
   }
-  std::fprintf(stderr, "kforge: unknown command '%s'; run `kforge help` for the list\n", cmd.c_str());
-  return 2;
+  for (const auto& c : commands()) {
+    if (name != c.name) continue;
+    // Everything after a bare "--" is the job's command line, not kforge flags.
+    int end = argc;
+    for (int i = 2; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--") == 0) {
+        end = i;
+        break;
+      }
+    }
+    auto flags = parse_flags(end, argv, 2, c.flags, "kforge " + name);
+    if (!flags.ok()) return fail(flags.status().message(), kExitUsage);
+    if (flags->has("help")) {
+      std::printf("usage: kforge %s %s\n\n%s\n\n%s", c.name, c.usage, c.summary,
+                  flags_help(c.flags).c_str());
+      return kExitOk;
+    }
+    for (int i = end + 1; i < argc; ++i) flags->positional.push_back(argv[i]);
+    return c.run(*flags);
+  }
+  return fail("unknown command '" + name + "'; run `kforge help` for the list", kExitUsage);
 }
 
 }  // namespace kforge
