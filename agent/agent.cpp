@@ -119,10 +119,32 @@ void Agent::connect() {
 }
 
 void Agent::send(proto::Message msg) {
+  Millis hold(0);
   {
     std::lock_guard lock(filter_mu_);
-    if (filter_ && !filter_(true, msg)) return;
+    if (filter_) hold = filter_(msg);
   }
+  if (hold < Millis(0)) return;
+  if (hold > Millis(0)) {
+    delayed_.emplace_back(clock_.now_ms() + hold.count(), std::move(msg));
+    return;
+  }
+  send_now(msg);
+}
+
+void Agent::send_delayed() {
+  int64_t now = clock_.now_ms();
+  for (auto it = delayed_.begin(); it != delayed_.end();) {
+    if (it->first <= now) {
+      send_now(it->second);
+      it = delayed_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Agent::send_now(const proto::Message& msg) {
   if (!socket_) return;
   std::string bytes = proto::encode(msg);
   try {
@@ -151,6 +173,7 @@ Status Agent::run() {
     receive_all();
     collect_finished();
     timers();
+    send_delayed();
   }
   if (stop_ && graceful_ && state_ == State::registered) send(proto::Bye{"agent stopping"});
   shutdown_jobs();
@@ -191,10 +214,6 @@ void Agent::handle(const std::string& bytes) {
     return;
   }
   const proto::Message& msg = frame->message;
-  {
-    std::lock_guard lock(filter_mu_);
-    if (filter_ && !filter_(false, msg)) return;
-  }
   last_recv_ms_ = clock_.now_ms();
   if (auto* refused = std::get_if<proto::Refused>(&msg)) {
     refused_reason_ = "coordinator " + options_.coordinator + " refused this agent: " +

@@ -50,8 +50,9 @@ struct AgentOptions {
   size_t max_msg_bytes = 64u << 20;
 };
 
-// A test shim between the loop and the wire: return false to drop a message.
-using AgentMessageFilter = std::function<bool(bool outgoing, const proto::Message&)>;
+// A test shim between the loop and the wire (fault injection), called for every message the
+// agent sends: Millis(0) sends it now, a positive delay holds it, a negative value drops it.
+using AgentMessageFilter = std::function<Millis(const proto::Message&)>;
 
 class Agent {
  public:
@@ -89,6 +90,8 @@ class Agent {
   Agent(const AgentOptions& options, Clock& clock, std::string id, std::unique_ptr<Outbox> outbox);
   void connect();
   void send(proto::Message msg);
+  void send_now(const proto::Message& msg);
+  void send_delayed();
   void receive_all();
   void handle(const std::string& bytes);
   void on_assign(const proto::Assign& assign);
@@ -131,6 +134,7 @@ class Agent {
   std::vector<Finished> finished_;
   std::mutex filter_mu_;
   AgentMessageFilter filter_;
+  std::vector<std::pair<int64_t, proto::Message>> delayed_;  // held by the filter
 };
 
 }  // namespace kforge

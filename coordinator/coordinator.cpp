@@ -233,7 +233,6 @@ void Coordinator::handle(const std::string& routing_id, const std::string& bytes
   Agent* agent = agent_by_routing(routing_id);
   std::string agent_id = agent ? agent->id : "";
   if (auto* hello = std::get_if<proto::Hello>(&msg)) agent_id = hello->agent_id;
-  if (filter_ && !filter_(false, agent_id, msg)) return;
 
   if (auto* hello = std::get_if<proto::Hello>(&msg)) {
     on_hello(routing_id, *hello);
@@ -576,20 +575,38 @@ void Coordinator::send(const std::string& agent_id, const std::string& routing_i
 }
 
 void Coordinator::flush() {
+  int64_t now = clock_.now_ms();
   for (auto& out : outgoing_) {
-    if (filter_ && !filter_(true, out.agent_id, out.msg)) continue;
-    std::string bytes = proto::encode(out.msg);
-    try {
-      socket_.send(zmq::buffer(out.routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
-    } catch (const zmq::error_t& e) {
-      // Unroutable (the peer went away) or its queue is full: the message is lost, which
-      // heartbeats and reconciliation already handle.
-      spdlog::debug("cannot send {} to '{}': {}", proto::msg_type_name(proto::type_of(out.msg)),
-                    printable(out.routing_id), e.what());
+    Millis hold = filter_ ? filter_(out.agent_id, out.msg) : Millis(0);
+    if (hold < Millis(0)) continue;
+    if (hold > Millis(0)) {
+      delayed_.emplace_back(now + hold.count(), std::move(out));
+      continue;
     }
+    send_now(out);
   }
   outgoing_.clear();
+  for (auto it = delayed_.begin(); it != delayed_.end();) {
+    if (it->first <= now) {
+      send_now(it->second);
+      it = delayed_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Coordinator::send_now(const Outgoing& out) {
+  std::string bytes = proto::encode(out.msg);
+  try {
+    socket_.send(zmq::buffer(out.routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    // Unroutable (the peer went away) or its queue is full: the message is lost, which
+    // heartbeats and reconciliation already handle.
+    spdlog::debug("cannot send {} to '{}': {}", proto::msg_type_name(proto::type_of(out.msg)),
+                  printable(out.routing_id), e.what());
+  }
 }
 
 }  // namespace kforge

@@ -43,10 +43,11 @@ struct CoordinatorOptions {
   size_t max_msg_bytes = 64u << 20;             // ZMQ_MAXMSGSIZE and decode limit
 };
 
-// A test shim between the loop and the wire: return false to drop a message.
-// `outgoing` is true for messages the coordinator sends. Called on the loop thread.
-using MessageFilter =
-    std::function<bool(bool outgoing, const std::string& agent_id, const proto::Message&)>;
+// A test shim between the loop and the wire (fault injection), called on the loop thread for
+// every message the coordinator sends: return Millis(0) to send it now, a positive delay to
+// hold it that long, or kDropMessage to lose it.
+using MessageFilter = std::function<Millis(const std::string& agent_id, const proto::Message&)>;
+inline constexpr Millis kDropMessage{-1};
 
 // Called on the loop thread after the result is committed; `job` is the stored row.
 using ResultListener = std::function<void(const JobRow& job, const proto::JobResult& result)>;
@@ -123,6 +124,12 @@ class Coordinator {
     bool attached = true;  // false after a restart until the agent re-registers with it
   };
 
+  struct Outgoing {
+    std::string agent_id;
+    std::string routing_id;
+    proto::Message msg;
+  };
+
   Coordinator(const CoordinatorOptions& options, Clock& clock, std::unique_ptr<Store> store,
               zmq::context_t ctx, zmq::socket_t socket, std::string endpoint);
   Status recover();
@@ -143,6 +150,7 @@ class Coordinator {
   void requeue(int64_t job_id, const char* why);
   void send(const std::string& agent_id, const std::string& routing_id, proto::Message msg);
   void flush();
+  void send_now(const Outgoing& out);
   Agent* agent_by_routing(const std::string& routing_id);
 
   CoordinatorOptions options_;
@@ -170,12 +178,8 @@ class Coordinator {
   int64_t grace_until_ms_ = 0;  // 0 once the restart grace period is over
   Status store_error_;          // a store failure in this turn: roll back, stop the loop
 
-  struct Outgoing {
-    std::string agent_id;
-    std::string routing_id;
-    proto::Message msg;
-  };
   std::vector<Outgoing> outgoing_;
+  std::vector<std::pair<int64_t, Outgoing>> delayed_;  // held by the filter until the time
   std::vector<std::function<void()>> after_commit_;
   std::vector<std::pair<JobRow, proto::JobResult>> recorded_;
   std::vector<ResultListener> listeners_;

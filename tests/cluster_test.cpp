@@ -109,8 +109,8 @@ TEST_CASE("results in a restarted agent's outbox are delivered and recorded once
   auto marker = cluster.dir() / "runs";
   Agent& a = cluster.start_agent("a");
   REQUIRE(cluster.wait_live(1));
-  a.set_filter([](bool outgoing, const proto::Message& m) {
-    return !(outgoing && std::holds_alternative<proto::JobResult>(m));
+  a.set_filter([](const proto::Message& m) {
+    return std::holds_alternative<proto::JobResult>(m) ? kDropMessage : Millis(0);
   });
   int64_t job = cluster.submit({"sh", "-c", "echo run >> " + marker.string()});
   REQUIRE(wait_until([&] { return a.outbox_size() == 1; }));
@@ -270,16 +270,16 @@ TEST_CASE("lost messages are repaired: a dropped assign is re-queued, a dropped 
   REQUIRE(cluster.wait_live(1));
   std::atomic<int> dropped_assigns{0}, dropped_acks{0};
   cluster.coordinator().call([&](Coordinator& c) {
-    c.set_filter([&](bool outgoing, const std::string&, const proto::Message& m) {
-      if (outgoing && std::holds_alternative<proto::Assign>(m) && dropped_assigns == 0) {
+    c.set_filter([&](const std::string&, const proto::Message& m) {
+      if (std::holds_alternative<proto::Assign>(m) && dropped_assigns == 0) {
         dropped_assigns++;
-        return false;
+        return kDropMessage;
       }
-      if (outgoing && std::holds_alternative<proto::ResultAck>(m) && dropped_acks == 0) {
+      if (std::holds_alternative<proto::ResultAck>(m) && dropped_acks == 0) {
         dropped_acks++;
-        return false;
+        return kDropMessage;
       }
-      return true;
+      return Millis(0);
     });
   });
   int64_t job = cluster.submit({"true"});
@@ -295,8 +295,8 @@ TEST_CASE("a silent agent is lost after heartbeat x liveness, not before, and it
   TestCluster cluster(TestCluster::fast_options(), clock);  // 100 ms x 3
   Agent& a = cluster.start_agent("a");
   REQUIRE(cluster.wait_live(1));
-  a.set_filter([](bool outgoing, const proto::Message& m) {
-    return !(outgoing && std::holds_alternative<proto::Heartbeat>(m));
+  a.set_filter([](const proto::Message& m) {
+    return std::holds_alternative<proto::Heartbeat>(m) ? kDropMessage : Millis(0);
   });
   int64_t job = cluster.submit({"sleep", "60"});
   REQUIRE(wait_until([&] { return a.running_jobs() == 1; }));
@@ -337,4 +337,54 @@ TEST_CASE("jobs another process queues in the database are adopted and run") {
   REQUIRE(result.ok());
   const auto& r = std::get<proto::JobResult>(result->message);
   CHECK(r.stdout_data == "from outside\n");
+}
+
+TEST_CASE("a result delayed past its re-send is recorded once; the late copy is dropped") {
+  TestCluster cluster;
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  std::atomic<int> delayed{0};
+  a.set_filter([&](const proto::Message& m) {
+    if (std::holds_alternative<proto::JobResult>(m) && delayed++ == 0) return Millis(1000);
+    return Millis(0);
+  });
+  std::atomic<int> dropped_acks{0};
+  cluster.coordinator().call([&](Coordinator& c) {
+    c.set_filter([&](const std::string&, const proto::Message& m) {
+      if (auto* ack = std::get_if<proto::ResultAck>(&m); ack && !ack->recorded) dropped_acks++;
+      return Millis(0);
+    });
+  });
+  int64_t job = cluster.submit({"echo", "once"});
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  // The re-sent copy was recorded; the delayed original arrives later and is acked as stale.
+  REQUIRE(wait_until([&] { return dropped_acks >= 1 && a.outbox_size() == 0; }));
+  CHECK(delayed >= 2);
+  CHECK(cluster.recorded()[job] == 1);
+  CHECK(job_row(cluster, job).attempts == 1);
+}
+
+TEST_CASE("an assign delayed past the liveness window is re-issued; the late attempt is not recorded") {
+  TestCluster cluster;
+  Agent& a = cluster.start_agent("a", 2);
+  REQUIRE(cluster.wait_live(1));
+  auto marker = cluster.dir() / "epochs";
+  std::atomic<int> assigns{0};
+  cluster.coordinator().call([&](Coordinator& c) {
+    c.set_filter([&](const std::string&, const proto::Message& m) {
+      if (std::holds_alternative<proto::Assign>(m) && assigns++ == 0) return Millis(1000);
+      return Millis(0);
+    });
+  });
+  int64_t job = cluster.submit({"sh", "-c", "echo $KFORGE_EPOCH >> " + marker.string()});
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  JobRow row = job_row(cluster, job);
+  CHECK(row.attempts == 2);
+  // The first assignment still reaches the agent, late; whatever it produces is stale.
+  REQUIRE(wait_until([&] { return read_file(marker).find("1\n") != std::string::npos; }));
+  REQUIRE(wait_until([&] { return a.running_jobs() == 0 && a.outbox_size() == 0; }));
+  CHECK(cluster.recorded()[job] == 1);
+  JobRow after = job_row(cluster, job);
+  CHECK(after.epoch == row.epoch);
+  CHECK(after.result == row.result);
 }
