@@ -148,6 +148,29 @@ int cmd_agents(const ParsedFlags& flags) {
   return kExitOk;
 }
 
+// drain / undrain: the flag is stored; a running coordinator picks it up within a second.
+int set_drained(const ParsedFlags& flags, bool drained) {
+  const char* verb = drained ? "drain" : "undrain";
+  if (flags.positional.size() != 1) {
+    return fail(std::string(verb) + ": give one agent id (or a unique prefix); see `kforge agents`", kExitUsage);
+  }
+  auto store = open_existing(flags, /*writable=*/true);
+  if (!store.ok()) return fail(store.status().message());
+  auto agents = (*store)->agents();
+  if (!agents.ok()) return fail(agents.status().message());
+  std::vector<std::string> matches;
+  for (const AgentRow& a : *agents) {
+    if (a.id.rfind(flags.positional[0], 0) == 0) matches.push_back(a.id);
+  }
+  if (matches.size() != 1) {
+    return fail(std::string(verb) + ": " + (matches.empty() ? "no" : "more than one") +
+                " agent matches '" + flags.positional[0] + "'; see `kforge agents`");
+  }
+  if (Status st = (*store)->set_agent_drained(matches[0], drained); !st.ok()) return fail(st.message());
+  std::printf("agent %s %s\n", matches[0].c_str(), drained ? "drained: running jobs finish, no new ones" : "undrained");
+  return kExitOk;
+}
+
 const std::vector<Command>& commands() {
   static const FlagSpec kData{"data", true, "the coordinator's data directory (default kforge-data)"};
   static const FlagSpec kHelp{"help", false, "show this message"};
@@ -166,6 +189,10 @@ const std::vector<Command>& commands() {
       {"jobs", "list jobs and their outcomes", {kData, {"state", true, "queued|assigned|done|cancelled"}, kHelp},
        "[options]", cmd_jobs},
       {"agents", "list agents and their devices", {kData, kHelp}, "[options]", cmd_agents},
+      {"drain", "let an agent finish its jobs and give it no new ones", {kData, kHelp}, "AGENT",
+       [](const ParsedFlags& f) { return set_drained(f, true); }},
+      {"undrain", "give a drained agent work again", {kData, kHelp}, "AGENT",
+       [](const ParsedFlags& f) { return set_drained(f, false); }},
   };
   return all;
 }

@@ -17,7 +17,8 @@ namespace {
 constexpr int64_t kTimerTickMs = 20;
 // Messages taken from the socket per turn, so a flood cannot starve timers and commits.
 constexpr int kMaxMessagesPerTurn = 4096;
-// How often the store is checked for jobs other processes queued (kforge enqueue).
+// How often the store is checked for jobs and drain flags other processes wrote
+// (kforge enqueue, kforge drain).
 constexpr int64_t kAdoptIntervalMs = 1000;
 
 // A routing id as log text: printable bytes as they are, others as \xNN (a peer without an
@@ -213,6 +214,11 @@ Coordinator::Agent* Coordinator::agent_by_routing(const std::string& routing_id)
 }
 
 bool Coordinator::agent_live(const std::string& agent_id) const { return agents_.count(agent_id) > 0; }
+bool Coordinator::agent_drained(const std::string& agent_id) const {
+  auto it = agents_.find(agent_id);
+  return it != agents_.end() && it->second.drained;
+}
+
 size_t Coordinator::live_agents() const { return agents_.size(); }
 
 void Coordinator::handle(const std::string& routing_id, const std::string& bytes) {
@@ -428,7 +434,7 @@ void Coordinator::timers() {
   for (const auto& id : lost) lose_agent(id, "lost");
   if (now >= next_adopt_ms_) {
     next_adopt_ms_ = now + kAdoptIntervalMs;
-    adopt_new_jobs();
+    adopt_changes();
   }
   if (grace_until_ms_ != 0 && now >= grace_until_ms_) {
     grace_until_ms_ = 0;
@@ -440,7 +446,7 @@ void Coordinator::timers() {
   }
 }
 
-void Coordinator::adopt_new_jobs() {
+void Coordinator::adopt_changes() {
   auto jobs = store_->queued_after(adopted_up_to_);
   if (!jobs.ok()) {
     note(jobs.status());
@@ -451,6 +457,20 @@ void Coordinator::adopt_new_jobs() {
     adopted_up_to_ = std::max(adopted_up_to_, job.id);
   }
   if (!jobs->empty()) spdlog::info("adopted {} jobs queued by other processes", jobs->size());
+  // Drain flags set by other processes (kforge drain).
+  auto agents = store_->agents();
+  if (!agents.ok()) {
+    note(agents.status());
+    return;
+  }
+  for (const AgentRow& row : *agents) {
+    auto live = agents_.find(row.id);
+    if (live != agents_.end() && live->second.drained != row.drained) {
+      live->second.drained = row.drained;
+      pool_.set_drained(row.id, row.drained);
+      spdlog::info("agent {} {}", row.id, row.drained ? "drained" : "undrained");
+    }
+  }
 }
 
 void Coordinator::dispatch() {

@@ -100,6 +100,7 @@ class Coordinator {
   Store& store() { return *store_; }
   const DevicePool& pool() const { return pool_; }
   bool agent_live(const std::string& agent_id) const;
+  bool agent_drained(const std::string& agent_id) const;
   size_t live_agents() const;
   void add_result_listener(ResultListener listener) { listeners_.push_back(std::move(listener)); }
   void set_filter(MessageFilter filter) { filter_ = std::move(filter); }
@@ -145,7 +146,7 @@ class Coordinator {
   void on_bye(Agent& agent, const proto::Bye& bye);
   void timers();
   void dispatch();
-  void adopt_new_jobs();
+  void adopt_changes();  // jobs and drain flags written by other processes
   void lose_agent(const std::string& agent_id, const char* why);
   void requeue(int64_t job_id, const char* why);
   void send(const std::string& agent_id, const std::string& routing_id, proto::Message msg);

@@ -388,3 +388,21 @@ TEST_CASE("an assign delayed past the liveness window is re-issued; the late att
   CHECK(after.epoch == row.epoch);
   CHECK(after.result == row.result);
 }
+
+TEST_CASE("a drain written to the database by another process (kforge drain) takes effect") {
+  TestCluster cluster;
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  {
+    auto other = Store::open(cluster.dir() / "coordinator" / "kforge.db");
+    REQUIRE(other.ok());
+    REQUIRE((*other)->set_agent_drained(a.id(), true).ok());
+  }
+  REQUIRE(wait_until([&] {
+    return cluster.coordinator().call([&](Coordinator& c) { return c.agent_drained(a.id()); });
+  }));
+  int64_t job = cluster.submit({"true"});
+  Agent& b = cluster.start_agent("b");
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  CHECK(job_row(cluster, job).agent_id == b.id());
+}
