@@ -172,14 +172,15 @@ Status Coordinator::turn(bool timers_due) {
     return st;
   }
   flush();
-  auto done = std::move(after_commit_);
-  after_commit_.clear();
-  for (auto& fn : done) fn();
+  // Listeners first: a caller whose call() returns sees every listener of its turn done.
   auto recorded = std::move(recorded_);
   recorded_.clear();
   for (const auto& [row, result] : recorded) {
     for (const auto& listener : listeners_) listener(row, result);
   }
+  auto done = std::move(after_commit_);
+  after_commit_.clear();
+  for (auto& fn : done) fn();
   return Status();
 }
 
