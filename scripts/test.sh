@@ -13,6 +13,7 @@ if [ "${KFORGE_SANITIZE:-0}" = 1 ]; then
 elif [ "${KFORGE_TSAN:-0}" = 1 ]; then
   export KFORGE_BUILD_DIR=${KFORGE_BUILD_DIR:-build-tsan}
   cmake_args+=(-DKFORGE_TSAN=ON)
+  export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp ${TSAN_OPTIONS:-}"
 fi
 ./scripts/build.sh "${cmake_args[@]}"
 build_dir=${KFORGE_BUILD_DIR:-build}
