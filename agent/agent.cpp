@@ -165,7 +165,7 @@ Status Agent::run() {
   while (!stop_ && state_ != State::refused) {
     std::vector<zmq::pollitem_t> items = {{nullptr, wake_fd_, ZMQ_POLLIN, 0}};
     if (socket_) items.push_back({socket_->handle(), 0, ZMQ_POLLIN, 0});
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(kTickMs));
+    poll_interruptible(items.data(), items.size(), kTickMs);
     if (items[0].revents & ZMQ_POLLIN) {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);

@@ -1,6 +1,8 @@
 #include "common/process.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -84,6 +86,7 @@ enum class ChildStage : int {
   rlimit,
   chdir,
   exec,
+  user,
 };
 
 struct ChildError {
@@ -107,6 +110,9 @@ struct ChildPlan {
   std::vector<std::string> candidates;   // paths to execve, in order
   std::vector<LimitPlan> limits;
   const char* cwd = nullptr;
+  bool switch_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
   int stdio[3] = {-1, -1, -1};
   int error_fd = -1;
   int max_fd = 1024;  // for the fallback when close_range is unavailable
@@ -148,6 +154,12 @@ struct ChildPlan {
   for (size_t i = 0; i < plan.limits.size(); ++i) {
     if (::setrlimit(plan.limits[i].resource, &plan.limits[i].value) != 0) {
       child_fail(plan.error_fd, ChildStage::rlimit, errno, static_cast<int>(i));
+    }
+  }
+  if (plan.switch_user) {
+    // Groups first: after setuid we could no longer drop them.
+    if (::setgroups(0, nullptr) != 0 || ::setgid(plan.gid) != 0 || ::setuid(plan.uid) != 0) {
+      child_fail(plan.error_fd, ChildStage::user, errno);
     }
   }
   if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) child_fail(plan.error_fd, ChildStage::chdir, errno);
@@ -231,6 +243,8 @@ std::string child_error_text(const ChildError& e, const std::string& program, co
       return "cannot chdir to " + spec.cwd.string() + " for '" + program + "': " + why;
     case ChildStage::exec:
       return "cannot exec '" + program + "': " + why;
+    case ChildStage::user:
+      return "cannot switch to uid " + std::to_string(plan.uid) + " for '" + program + "': " + why;
   }
   return "cannot start '" + program + "': " + why;
 }
@@ -352,6 +366,11 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   // Never a core dump: a crashed GPU job can have a huge address space to write out.
   plan.limits.push_back({RLIMIT_CORE, "RLIMIT_CORE", rlimit{0, 0}});
   if (!spec.cwd.empty()) plan.cwd = spec.cwd.c_str();
+  if (spec.run_as) {
+    plan.switch_user = true;
+    plan.uid = spec.run_as->uid;
+    plan.gid = spec.run_as->gid;
+  }
   rlimit nofile;
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, INT_MAX));
@@ -519,6 +538,16 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
     result.signal = WTERMSIG(status);
   }
   return result;
+}
+
+Result<UserIds> lookup_user(const std::string& name) {
+  struct passwd pw;
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16 * 1024);
+  int rc = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (rc != 0) return io_error("cannot look up user '" + name + "': " + std::strerror(rc));
+  if (found == nullptr) return not_found("no user '" + name + "' on this host");
+  return UserIds{found->pw_uid, found->pw_gid, found->pw_dir ? found->pw_dir : "/"};
 }
 
 }  // namespace kforge

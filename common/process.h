@@ -17,6 +17,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
+
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -36,6 +39,16 @@ struct ResourceLimits {
   uint64_t file_size_mb = 0;      // RLIMIT_FSIZE (MiB per file written; then SIGXFSZ)
 };
 
+// Who a child runs as, when the parent is root (see ProcessSpec::run_as).
+struct UserIds {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string home;
+};
+
+// Looks a user up by name; not_found when there is no such user.
+Result<UserIds> lookup_user(const std::string& name);
+
 struct ProcessSpec {
   // argv[0] is searched in the child's PATH (from `env`, else from `env_allow`, else
   // "/usr/bin:/bin") when it has no '/'; a relative path with a '/' is relative to `cwd`.
@@ -47,6 +60,9 @@ struct ProcessSpec {
   ResourceLimits limits;
   std::chrono::milliseconds timeout{0};     // wall clock from the start; 0 = none
   size_t output_cap = 1 << 20;              // per stream; bytes beyond are read and discarded
+  // Switch the child to this user (supplementary groups dropped) before exec. Needs root.
+  // Besides isolation, RLIMIT_NPROC is only enforced for non-root users.
+  std::optional<UserIds> run_as;
   std::string stdin_data;                   // written to the child's stdin, then closed
                                             // (empty: stdin is /dev/null)
 };

@@ -90,4 +90,13 @@ int endpoint_port(const std::string& endpoint) {
   return port;
 }
 
+void poll_interruptible(zmq::pollitem_t* items, size_t count, long timeout_ms) {
+  try {
+    zmq::poll(items, count, std::chrono::milliseconds(timeout_ms));
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    for (size_t i = 0; i < count; ++i) items[i].revents = 0;
+  }
+}
+
 }  // namespace kforge

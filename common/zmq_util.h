@@ -51,6 +51,10 @@ void set_common_options(zmq::socket_t& socket, size_t max_msg_bytes);
 // ("tcp://127.0.0.1:*" -> "tcp://127.0.0.1:41234"). Empty when there is none.
 std::string bound_endpoint(zmq::socket_t& socket);
 
+// zmq::poll that treats a signal (EINTR) as a wake-up with nothing ready, so a SIGTERM
+// handler that asks the loop to stop is seen on the next iteration.
+void poll_interruptible(zmq::pollitem_t* items, size_t count, long timeout_ms);
+
 // The TCP port of "tcp://host:port", or -1 when the endpoint has no numeric port.
 int endpoint_port(const std::string& endpoint);
 

@@ -133,7 +133,7 @@ Status Coordinator::run() {
   int64_t next_timer = 0;
   while (!stop_) {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, std::chrono::milliseconds(kTimerTickMs));
+    poll_interruptible(items, 2, kTimerTickMs);
     if (items[1].revents & ZMQ_POLLIN) {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);

@@ -402,9 +402,7 @@ TEST_CASE("processes: SIGKILL of the coordinator mid-run; restarted, every job i
 
 // SIGTERM (systemctl stop) is the orderly path: agents kill their jobs and say goodbye, the
 // coordinator finishes its turn; all exit 0.
-// may_fail: both binaries abort on SIGTERM today (zmq::poll throws zmq::error_t for EINTR in
-// Agent::run and Coordinator::run; nothing catches it). Drop the decorator once that is fixed.
-TEST_CASE("processes: SIGTERM stops agents with a goodbye, then the coordinator" * doctest::may_fail()) {
+TEST_CASE("processes: SIGTERM stops agents with a goodbye, then the coordinator") {
   ProcessCluster cluster;
   cluster.start_coordinator();
   cluster.start_agent("a");
