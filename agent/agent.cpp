@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/state_dir.h"
+#include "agent/verify.h"
 #include "common/fs.h"
 #include "common/zmq_util.h"
 
@@ -404,14 +405,24 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   if (!known_device) {
     return finish("this agent has no device " + assign.backend + ":" + std::to_string(assign.device_index));
   }
-  if (assign.kind != "exec") return finish("job kind '" + assign.kind + "' is not supported by this agent");
-  if (assign.argv.empty()) return finish("exec job without a command");
-
   ProcessSpec spec;
-  spec.argv = assign.argv;
-  spec.cwd = work;
+  std::string token;  // verify jobs: proves result.json came from the harness
+  if (assign.kind == "exec") {
+    if (assign.argv.empty()) return finish("exec job without a command");
+    spec.argv = assign.argv;
+    spec.cwd = work;
+  } else if (assign.kind == "verify") {
+    auto harness = find_harness_dir(options_.harness_dir);
+    if (!harness.ok()) return finish(harness.status().message());
+    token = random_hex_id();
+    spec = harness_process(options_.python, *harness, work, token);
+  } else {
+    return finish("job kind '" + assign.kind + "' is not supported by this agent");
+  }
+  if (Status st = hand_over(work, options_.run_as); !st.ok()) return finish(st.message());
+  spec.run_as = options_.run_as;
   spec.env_allow = options_.env_allow;
-  spec.env = assign.env;
+  for (const auto& [k, v] : assign.env) spec.env[k] = v;
   spec.env["KFORGE_JOB_ID"] = std::to_string(assign.job.job_id);
   spec.env["KFORGE_EPOCH"] = std::to_string(assign.job.epoch);
   spec.env["KFORGE_WORK_DIR"] = work.string();
@@ -439,8 +450,10 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   result.stdout_data = std::move(outcome->stdout_data);
   result.stderr_data = std::move(outcome->stderr_data);
   result.output_truncated = outcome->stdout_truncated || outcome->stderr_truncated;
-  if (std::filesystem::exists(work / kResultFile, ec) &&
-      std::filesystem::file_size(work / kResultFile, ec) <= kMaxResultJson) {
+  if (assign.kind == "verify") {
+    result.result_json = finalize_verdict(*outcome, work, token).dump();
+  } else if (std::filesystem::exists(work / kResultFile, ec) &&
+             std::filesystem::file_size(work / kResultFile, ec) <= kMaxResultJson) {
     if (auto json = read_file(work / kResultFile); json.ok()) result.result_json = *json;
   }
   return finish("");

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,6 +40,9 @@ struct AgentOptions {
   std::vector<proto::DeviceInfo> devices;            // advertised devices (agent/devices.h)
   std::map<std::string, std::string> capabilities;   // python, torch, triton versions...
   std::vector<std::string> env_allow = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"};
+  std::string python = "/usr/bin/python3";           // runs the verification harness
+  std::string harness_dir;                           // empty: find_harness_dir()
+  std::optional<UserIds> run_as;                     // jobs run as this user (agent is root)
   ResourceLimits limits;                             // defaults for jobs that set none
   uint32_t job_timeout_ms = 600'000;                 // for jobs that set none
   size_t output_cap = 1 << 20;                       // per stream, per job

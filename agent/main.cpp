@@ -1,4 +1,6 @@
 // kforge-agent: one per host; advertises devices, runs jobs in sandboxed child processes.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -83,6 +85,13 @@ int main(int argc, char** argv) {
     }
   }
   options.env_allow = ac.env_allow;
+  options.python = ac.python;
+  options.harness_dir = ac.harness_dir;
+  if (::geteuid() == 0 && !ac.run_as.empty()) {
+    auto user = lookup_user(ac.run_as);
+    if (!user.ok()) return fail("agent.run_as: " + user.status().message());
+    options.run_as = *user;
+  }
   options.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s,
                                   ac.limits.open_files, ac.limits.processes,
                                   ac.limits.file_size_mb};

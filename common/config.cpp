@@ -324,6 +324,8 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
       field("cpu_devices", &A::cpu_devices),
       field("cpu_arch", &A::cpu_arch, non_empty),
       field("python", &A::python, non_empty),
+      field("harness_dir", &A::harness_dir),
+      field("run_as", &A::run_as),
       field("nvidia_smi", &A::nvidia_smi, non_empty),
       field("npu_smi", &A::npu_smi, non_empty),
       field("job_timeout_s", &A::job_timeout_s, positive),

@@ -53,6 +53,8 @@ struct AgentConfig {
   uint32_t cpu_devices = 1;         // CPU device slots offered (0: none)
   std::string cpu_arch = "x86_64";  // architecture reported for CPU devices
   std::string python = "/usr/bin/python3";  // interpreter that runs job harnesses
+  std::string harness_dir;                  // kforge_harness.py's directory; empty: found
+  std::string run_as = "nobody";            // when root, jobs run as this user ("": as root)
   std::string nvidia_smi = "nvidia-smi";    // NVIDIA GPU discovery tool (name or path)
   std::string npu_smi = "npu-smi";          // Ascend NPU discovery tool (name or path)
   uint32_t job_timeout_s = 600;             // wall-clock limit of one job; it is killed after this
