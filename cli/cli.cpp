@@ -6,17 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "cli/commands.h"
 #include "common/flags.h"
 #include "common/protocol.h"
 #include "coordinator/store.h"
 
 namespace kforge {
 namespace {
-
-// Exit codes (docs/cli.md): 0 success, 1 the command failed, 2 usage error.
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 struct Command {
   const char* name;
@@ -26,10 +22,7 @@ struct Command {
   std::function<int(const ParsedFlags&)> run;
 };
 
-int fail(const std::string& message, int code = kExitFailed) {
-  std::fprintf(stderr, "kforge: %s\n", message.c_str());
-  return code;
-}
+int fail(const std::string& message, int code = kExitFailed) { return cli_fail(message, code); }
 
 std::filesystem::path db_path(const ParsedFlags& flags) {
   return std::filesystem::path(flags.get("data").value_or("kforge-data")) / "kforge.db";
@@ -189,6 +182,27 @@ const std::vector<Command>& commands() {
       {"jobs", "list jobs and their outcomes", {kData, {"state", true, "queued|assigned|done|cancelled"}, kHelp},
        "[options]", cmd_jobs},
       {"agents", "list agents and their devices", {kData, kHelp}, "[options]", cmd_agents},
+      {"verify", "check a candidate kernel against its reference, locally",
+       {{"task", true, "the reference: a Python file with Model, get_inputs, get_init_inputs"},
+        {"candidate", true, "the candidate: a Python file with ModelNew (or {op}_{impl}_{framework})"},
+        {"backend", true, "cpu | cuda | ascend (default cpu)"},
+        {"arch", true, "x86_64, h100, ascend910b4, ... (default x86_64 on cpu)"},
+        {"impl-type", true, "triton | cuda_c | cpp | swft"},
+        {"framework", true, "torch | numpy | mindspore"},
+        {"task-type", true, "precision_only (default) | profile"},
+        {"op-name", true, "the op's name (default: the task file's stem)"},
+        {"timeout", true, "wall-clock limit in seconds (default 300)"},
+        {"memory-limit", true, "address-space limit in MiB (default none)"},
+        {"processes", true, "process limit for the job's user (default 512)"},
+        {"trials", true, "precision trials with fresh inputs (default 3)"},
+        {"seed", true, "first trial's seed (default 0)"},
+        {"python", true, "interpreter (default /usr/bin/python3)"},
+        {"harness", true, "directory of kforge_harness.py (default: found)"},
+        {"run-as", true, "when root, run the job as this user (default nobody; '' for root)"},
+        {"json", false, "print the result document as JSON"},
+        {"keep", false, "keep the job directory and print its path"},
+        kHelp},
+       "--task REF.py --candidate CAND.py --impl-type I --framework F [options]", cmd_verify},
       {"drain", "let an agent finish its jobs and give it no new ones", {kData, kHelp}, "AGENT",
        [](const ParsedFlags& f) { return set_drained(f, true); }},
       {"undrain", "give a drained agent work again", {kData, kHelp}, "AGENT",
@@ -205,6 +219,11 @@ void usage(FILE* out) {
 }
 
 }  // namespace
+
+int cli_fail(const std::string& message, int code) {
+  std::fprintf(stderr, "kforge: %s\n", message.c_str());
+  return code;
+}
 
 int run_cli(int argc, char** argv) {
   if (argc < 2) {

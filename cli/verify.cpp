@@ -1,0 +1,134 @@
+// kforge verify: one candidate against its reference, locally, through the same harness
+// and sandbox an agent uses.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "agent/verify.h"
+#include "cli/commands.h"
+#include "common/fs.h"
+
+namespace kforge {
+namespace {
+
+std::string required(const ParsedFlags& flags, const std::string& name, std::string* missing) {
+  auto v = flags.get(name);
+  if (!v || v->empty()) {
+    if (missing->empty()) *missing = name;
+    return "";
+  }
+  return *v;
+}
+
+void print_summary(const nlohmann::json& doc) {
+  std::printf("verdict: %s\n", doc.value("verdict", "?").c_str());
+  if (auto m = doc.value("message", std::string()); !m.empty()) std::printf("%s\n", m.c_str());
+  if (doc.contains("profile") && doc["profile"].is_object()) {
+    const auto& p = doc["profile"];
+    auto median = [&](const char* who) {
+      return p.contains(who) && p[who].is_object() ? p[who].value("median_us", 0.0) : 0.0;
+    };
+    std::printf("candidate median %.1f us, reference median %.1f us, speedup %.2fx%s\n",
+                median("candidate"), median("reference"), p.value("speedup", 0.0),
+                p.value("suspicious", false) ? " (suspicious)" : "");
+  }
+}
+
+}  // namespace
+
+int cmd_verify(const ParsedFlags& flags) {
+  std::string missing;
+  std::string task_path = required(flags, "task", &missing);
+  std::string candidate_path = required(flags, "candidate", &missing);
+  VerifySpec spec;
+  spec.target.impl_type = required(flags, "impl-type", &missing);
+  spec.target.framework = required(flags, "framework", &missing);
+  if (!missing.empty()) return cli_fail("verify: --" + missing + " is required; see `kforge verify --help`", kExitUsage);
+  spec.target.backend = flags.get("backend").value_or("cpu");
+  spec.target.arch = flags.get("arch").value_or(spec.target.backend == "cpu" ? "x86_64" : "");
+  spec.task_type = flags.get("task-type").value_or("precision_only");
+  if (spec.task_type != "precision_only" && spec.task_type != "profile") {
+    return cli_fail("verify: --task-type must be precision_only or profile, not '" + spec.task_type + "'", kExitUsage);
+  }
+  if (Status st = validate_target(spec.target); !st.ok()) return cli_fail("verify: " + st.message(), kExitUsage);
+  uint64_t timeout_s = 300, memory_mb = 0, processes = 512;
+  for (auto [name, target] : {std::pair{"timeout", &timeout_s}, {"memory-limit", &memory_mb}, {"processes", &processes}}) {
+    if (auto v = flags.get(name)) {
+      auto n = parse_uint_flag(name, *v);
+      if (!n.ok()) return cli_fail(n.status().message(), kExitUsage);
+      *target = *n;
+    }
+  }
+  for (const char* name : {"trials", "seed"}) {
+    if (auto v = flags.get(name)) {
+      auto n = parse_uint_flag(name, *v);
+      if (!n.ok()) return cli_fail(n.status().message(), kExitUsage);
+      spec.options[name] = *n;
+    }
+  }
+
+  auto reference = read_file(task_path);
+  if (!reference.ok()) return cli_fail("verify: cannot read --task " + task_path + ": " + reference.status().message());
+  auto candidate = read_file(candidate_path);
+  if (!candidate.ok()) return cli_fail("verify: cannot read --candidate " + candidate_path + ": " + candidate.status().message());
+  spec.op_name = flags.get("op-name").value_or(std::filesystem::path(task_path).stem().string());
+
+  auto harness = find_harness_dir(flags.get("harness").value_or(""));
+  if (!harness.ok()) return cli_fail("verify: " + harness.status().message());
+  std::optional<UserIds> run_as;
+  std::string user = flags.get("run-as").value_or("nobody");
+  if (::geteuid() == 0 && !user.empty()) {
+    auto ids = lookup_user(user);
+    if (!ids.ok()) return cli_fail("verify: --run-as: " + ids.status().message());
+    run_as = *ids;
+  }
+
+  std::string tmpl = (std::filesystem::temp_directory_path() / "kforge-verify-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) return cli_fail("verify: cannot create a job directory in " + std::filesystem::temp_directory_path().string());
+  std::filesystem::path dir = tmpl;
+  auto cleanup = [&] {
+    if (flags.has("keep")) {
+      std::fprintf(stderr, "kforge: job directory kept: %s\n", dir.c_str());
+    } else {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  };
+  for (const auto& [name, content] : verify_files(spec, *reference, *candidate)) {
+    if (Status st = atomic_write_file(dir / name, content); !st.ok()) {
+      cleanup();
+      return cli_fail("verify: " + st.message());
+    }
+  }
+  if (Status st = hand_over(dir, run_as); !st.ok()) {
+    cleanup();
+    return cli_fail("verify: " + st.message());
+  }
+
+  std::string token = random_hex_id();
+  ProcessSpec process = harness_process(flags.get("python").value_or("/usr/bin/python3"), *harness, dir, token);
+  process.env_allow = {"PATH", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH", "CUDA_HOME",
+                       "CUDA_VISIBLE_DEVICES", "ASCEND_HOME_PATH", "ASCEND_RT_VISIBLE_DEVICES"};
+  process.run_as = run_as;
+  process.timeout = std::chrono::seconds(timeout_s);
+  process.limits.address_space_mb = memory_mb;
+  process.limits.processes = processes;
+  process.limits.file_size_mb = 1024;
+  auto outcome = run_process(process);
+  if (!outcome.ok()) {
+    cleanup();
+    return cli_fail("verify: cannot run the harness: " + outcome.status().message());
+  }
+  nlohmann::json doc = finalize_verdict(*outcome, dir, token);
+  cleanup();
+  std::string input_error = doc.value("input_error", std::string());
+  if (!input_error.empty()) return cli_fail("verify: the task or candidate is unusable: " + input_error);
+  if (flags.has("json")) {
+    std::printf("%s\n", doc.dump(2).c_str());
+  } else {
+    print_summary(doc);
+  }
+  return kExitOk;
+}
+
+}  // namespace kforge
