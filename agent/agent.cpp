@@ -43,8 +43,16 @@ Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& c
   if (!id.ok()) return id.status();
   auto outbox = Outbox::open(options.state_dir / "outbox.db");
   if (!outbox.ok()) return outbox.status();
-  KF_RETURN_IF_ERROR(ensure_dir(options.state_dir / "jobs"));
-  return std::unique_ptr<Agent>(new Agent(options, clock, *id, std::move(outbox.value())));
+  AgentOptions resolved = options;
+  if (resolved.work_root.empty()) {
+    resolved.work_root = std::filesystem::temp_directory_path() / ("kforge-jobs-" + *id);
+  }
+  KF_RETURN_IF_ERROR(ensure_dir(resolved.work_root));
+  // Jobs may run as another user: it must reach its own directory, and list no others.
+  std::error_code ec;
+  std::filesystem::permissions(resolved.work_root, std::filesystem::perms(0711), ec);
+  if (ec) return io_error("cannot set permissions of " + resolved.work_root.string() + ": " + ec.message());
+  return std::unique_ptr<Agent>(new Agent(resolved, clock, *id, std::move(outbox.value())));
 }
 
 Agent::Agent(const AgentOptions& options, Clock& clock, std::string id,
@@ -330,7 +338,7 @@ void Agent::collect_finished() {
     outbox_size_ = outbox_->size();
     if (!options_.keep_work_dirs) {
       std::error_code ec;
-      std::filesystem::remove_all(options_.state_dir / "jobs" /
+      std::filesystem::remove_all(options_.work_root /
                                       (std::to_string(f.job.job_id) + "-" + std::to_string(f.job.epoch)),
                                   ec);
     }
@@ -390,7 +398,7 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     result.finished_ms = clock_.wall_ms();
     return result;
   };
-  auto work = options_.state_dir / "jobs" /
+  auto work = options_.work_root /
               (std::to_string(assign.job.job_id) + "-" + std::to_string(assign.job.epoch));
   std::error_code ec;
   std::filesystem::remove_all(work, ec);

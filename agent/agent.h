@@ -35,7 +35,8 @@ namespace kforge {
 
 struct AgentOptions {
   std::string coordinator = "tcp://127.0.0.1:7700";  // the coordinator's ROUTER endpoint
-  std::filesystem::path state_dir = "kforge-agent";  // agent id, outbox, job work dirs
+  std::filesystem::path state_dir = "kforge-agent";  // agent id, outbox
+  std::filesystem::path work_root;                   // job work dirs; empty: <tmp>/kforge-jobs-<id>
   std::string host;                                  // empty: gethostname()
   std::vector<proto::DeviceInfo> devices;            // advertised devices (agent/devices.h)
   std::map<std::string, std::string> capabilities;   // python, torch, triton versions...

@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
   options.env_allow = ac.env_allow;
   options.python = ac.python;
   options.harness_dir = ac.harness_dir;
+  options.work_root = ac.work_dir;
   if (::geteuid() == 0 && !ac.run_as.empty()) {
     auto user = lookup_user(ac.run_as);
     if (!user.ok()) return fail("agent.run_as: " + user.status().message());

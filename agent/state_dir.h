@@ -3,7 +3,10 @@
 //   <state>/
 //     agent_id        stable agent id (32 hex digits), written once, atomically
 //     outbox.db       finished results not yet acked by the coordinator (SQLite)
-//     jobs/<job>-<epoch>/   one work directory per job attempt
+//
+// Job work directories live elsewhere, under the agent's work root (agent.work_dir, default
+// <tmp>/kforge-jobs-<agent id>, mode 0711), because jobs may run as an unprivileged user that
+// must reach its directory: <work root>/<job>-<epoch>/, removed once the result is stored.
 #pragma once
 
 #include <filesystem>

@@ -326,6 +326,7 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
       field("python", &A::python, non_empty),
       field("harness_dir", &A::harness_dir),
       field("run_as", &A::run_as),
+      field("work_dir", &A::work_dir),
       field("nvidia_smi", &A::nvidia_smi, non_empty),
       field("npu_smi", &A::npu_smi, non_empty),
       field("job_timeout_s", &A::job_timeout_s, positive),

@@ -54,6 +54,7 @@ struct AgentConfig {
   std::string cpu_arch = "x86_64";  // architecture reported for CPU devices
   std::string python = "/usr/bin/python3";  // interpreter that runs job harnesses
   std::string harness_dir;                  // kforge_harness.py's directory; empty: found
+  std::string work_dir;                     // job work dirs; empty: <tmp>/kforge-jobs-<agent id>
   std::string run_as = "nobody";            // when root, jobs run as this user ("": as root)
   std::string nvidia_smi = "nvidia-smi";    // NVIDIA GPU discovery tool (name or path)
   std::string npu_smi = "npu-smi";          // Ascend NPU discovery tool (name or path)

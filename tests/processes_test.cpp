@@ -158,7 +158,9 @@ class ProcessCluster {
     write_file(config(),
                "[coordinator]\n"
                "heartbeat_ms = 200\n"
-               "restart_grace_ms = 1000\n");
+               "restart_grace_ms = 1000\n"
+               "[agent]\n"
+               "run_as = \"\"  # jobs write into the test's (root-only) directory\n");
     auto store = Store::open(db());  // creates the schema; closed again at the end of scope
     REQUIRE_MESSAGE(store.ok(), store.status().to_string());
   }
@@ -219,7 +221,8 @@ class ProcessCluster {
   Child& start_agent(const std::string& name) {
     agents_[name] = std::make_unique<Child>(
         agent_exe_,
-        std::vector<std::string>{"--coordinator", endpoint_, "--state", agent_state(name).string(),
+        std::vector<std::string>{"--config", config().string(), "--coordinator", endpoint_,
+                                 "--state", agent_state(name).string(),
                                  "--cpu-devices", "2", "--no-probe", "--device-fixtures",
                                  (dir_ / "fixtures").string()},
         agent_log(name), dir());

@@ -1,0 +1,248 @@
+"""Output comparison: every output of the candidate against the reference's, on the host in
+float64 (complex128 for complex dtypes; integers and booleans exactly).
+
+Policies
+  strict (default)  shape and dtype equal; NaN positions equal; Inf positions and signs equal;
+                    every finite element within |actual - expected| <= atol + rtol*|expected|
+                    (atol, rtol from TOLERANCES by dtype, or the job's overrides); and the
+                    aggregate guard ||actual - expected||_2 <= rtol*||expected||_2 +
+                    L2_FLOOR*atol*sqrt(n) over the finite elements, so that outputs whose
+                    elements are all smaller than atol (a softmax over 10^5 columns) cannot
+                    pass by being zero.
+  fractional        AIKG's policy: shape, dtype, NaN and Inf as above; per finite element the
+                    relative error |a-e|/|e| (the absolute error where |e| <= REL_EPS); fails
+                    when more than limit*n elements have an error above limit (limit from
+                    FRACTIONAL_LIMITS by dtype, or the job's rtol).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# dtype -> (atol, rtol) for the strict policy. KernelBench uses 1e-4 (fp32) and 1e-2
+# (fp16/bf16); bf16 carries 8 significant bits (eps 7.8e-3), so 1e-2 is about one ulp and
+# rounding-order differences would fail: we use AIKG's 3e-2 there.
+TOLERANCES = {
+    "float64": (1e-7, 1e-7),
+    "complex128": (1e-7, 1e-7),
+    "float32": (1e-4, 1e-4),
+    "complex64": (1e-4, 1e-4),
+    "float16": (1e-2, 1e-2),
+    "bfloat16": (3e-2, 3e-2),
+    "float8_e4m3fn": (1.25e-1, 1.25e-1),
+    "float8_e5m2": (2.5e-1, 2.5e-1),
+}
+EXACT_KINDS = "biu"  # bool, signed and unsigned integers: must be equal
+
+# AIKG's fractional limits; any other dtype uses FRACTIONAL_DEFAULT.
+FRACTIONAL_LIMITS = {"float16": 0.004, "bfloat16": 0.03, "int8": 0.01}
+FRACTIONAL_DEFAULT = 0.02
+
+REL_EPS = 1e-8        # |expected| at or below this: the relative error is the absolute error
+L2_FLOOR = 1e-3       # the aggregate guard's absolute slack, as a fraction of atol
+MAX_REPORTED = 10     # first mismatches listed
+
+
+@dataclass
+class HostArray:
+    """One output moved to the host: array in the comparison dtype, original dtype and shape."""
+    array: np.ndarray
+    dtype: str
+    shape: tuple
+    kind: str = ""     # "tensor", "ndarray", "scalar", ... (for messages)
+
+    @property
+    def exact(self):
+        return self.array.dtype.kind in EXACT_KINDS
+
+
+@dataclass
+class Comparison:
+    ok: bool
+    message: str          # empty when ok
+    checks: dict = field(default_factory=dict)
+
+
+def tolerance_for(dtype, atol=None, rtol=None):
+    """-> (atol, rtol) for a dtype name under the strict policy, overrides applied to floats."""
+    base = TOLERANCES.get(dtype)
+    if base is None:
+        if dtype in ("bool",) or dtype.startswith(("int", "uint")):
+            return 0.0, 0.0
+        base = TOLERANCES["float32"]
+    return (base[0] if atol is None else atol), (base[1] if rtol is None else rtol)
+
+
+def fractional_limit(dtype, rtol=None):
+    if rtol is not None:
+        return rtol
+    return FRACTIONAL_LIMITS.get(dtype, FRACTIONAL_DEFAULT)
+
+
+def to_host_array(value, dtype_name, kind=""):
+    """numpy value -> HostArray in the comparison dtype (float64, complex128, int64/uint64,
+    bool). dtype_name is the original dtype's name (torch or numpy spelling, normalised)."""
+    arr = np.asarray(value)
+    k = arr.dtype.kind
+    if k == "f":
+        arr = arr.astype(np.float64, copy=False)
+    elif k == "c":
+        arr = arr.astype(np.complex128, copy=False)
+    elif k == "i":
+        arr = arr.astype(np.int64, copy=False)
+    elif k == "u":
+        arr = arr.astype(np.uint64, copy=False)
+    elif k == "b":
+        arr = arr.astype(np.bool_, copy=False)
+    else:
+        raise TypeError(f"cannot compare values of dtype {arr.dtype}")
+    return HostArray(array=np.ascontiguousarray(arr), dtype=dtype_name,
+                     shape=tuple(int(s) for s in arr.shape), kind=kind)
+
+
+def _scalar(v):
+    if isinstance(v, (complex, np.complexfloating)):
+        return f"{complex(v)}"
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (np.integer, int)):
+        return int(v)
+    return float(v)  # non-finite values are turned into strings by result.sanitize
+
+
+def _index_list(flat_positions, shape):
+    out = []
+    for p in flat_positions:
+        out.append([int(i) for i in np.unravel_index(int(p), shape)] if shape else [])
+    return out
+
+
+def _mismatch_entries(mask, expected, actual, shape):
+    positions = np.flatnonzero(mask)[:MAX_REPORTED]
+    e = expected.reshape(-1)
+    a = actual.reshape(-1)
+    return [{"index": idx, "expected": _scalar(e[p]), "actual": _scalar(a[p])}
+            for idx, p in zip(_index_list(positions, shape), positions)]
+
+
+def _fmt_index(idx):
+    return "[" + ", ".join(str(i) for i in idx) + "]"
+
+
+def _fmt_value(v):
+    return repr(v) if not isinstance(v, float) else f"{v:.7g}"
+
+
+def describe_mismatches(entries):
+    return "; ".join(f"{_fmt_index(m['index'])} expected {_fmt_value(m['expected'])} "
+                     f"got {_fmt_value(m['actual'])}" for m in entries)
+
+
+def compare(expected, actual, policy="strict", atol=None, rtol=None):
+    """Compares two HostArrays. -> Comparison (message says what is wrong, for a model)."""
+    checks = {"dtype": expected.dtype, "shape": list(expected.shape), "total": 0,
+              "mismatches": 0, "max_abs_error": 0.0, "max_rel_error": 0.0,
+              "first_mismatches": [], "policy": policy}
+    if actual.dtype != expected.dtype:
+        checks["actual_dtype"] = actual.dtype
+        return Comparison(False, f"dtype mismatch: expected {expected.dtype}, got "
+                                 f"{actual.dtype}", checks)
+    if actual.shape != expected.shape:
+        checks["actual_shape"] = list(actual.shape)
+        return Comparison(False, f"shape mismatch: expected {list(expected.shape)}, got "
+                                 f"{list(actual.shape)}", checks)
+    e, a = expected.array, actual.array
+    n = int(e.size)
+    checks["total"] = n
+    if n == 0:
+        return Comparison(True, "", checks)
+
+    if expected.exact:
+        bad = a != e
+        diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
+        checks["max_abs_error"] = float(diff.max())
+        mag = np.abs(e.astype(np.float64))
+        rel = np.where(mag > REL_EPS, diff / np.where(mag > REL_EPS, mag, 1.0), diff)
+        checks["max_rel_error"] = float(rel.max())
+        count = int(bad.sum())
+        checks["mismatches"] = count
+        if count == 0:
+            return Comparison(True, "", checks)
+        checks["first_mismatches"] = _mismatch_entries(bad, e, a, expected.shape)
+        return Comparison(False, f"{count} of {n} elements differ ({expected.dtype} outputs "
+                                 f"must be equal); first: "
+                                 f"{describe_mismatches(checks['first_mismatches'])}", checks)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        e_nan, a_nan = np.isnan(e), np.isnan(a)
+        e_inf, a_inf = np.isinf(e), np.isinf(a)
+        nan_bad = e_nan != a_nan
+        inf_bad = (e_inf | a_inf) & ~(e_nan | a_nan) & ~(e_inf & a_inf & (e == a))
+        finite = ~(e_nan | a_nan | e_inf | a_inf)
+        diff = np.where(finite, np.abs(a - e), 0.0)
+        mag = np.where(finite, np.abs(e), 0.0)
+        rel = np.where(mag > REL_EPS, diff / np.where(mag > REL_EPS, mag, 1.0), diff)
+    checks["max_abs_error"] = float(diff.max())
+    checks["max_rel_error"] = float(rel.max())
+
+    problems = []
+    if nan_bad.any():
+        extra = int((a_nan & ~e_nan).sum())
+        missing = int((e_nan & ~a_nan).sum())
+        parts = []
+        if extra:
+            parts.append(f"{extra} NaN where the reference is not NaN")
+        if missing:
+            parts.append(f"{missing} non-NaN where the reference is NaN")
+        problems.append("NaN positions differ: " + ", ".join(parts))
+    if inf_bad.any():
+        problems.append(f"Inf positions or signs differ at {int(inf_bad.sum())} elements")
+
+    if policy == "fractional":
+        limit = fractional_limit(expected.dtype, rtol)
+        checks["limit"] = limit
+        val_bad = finite & (rel > limit)
+        count_val = int(val_bad.sum())
+        allowed = limit * n
+        if count_val > allowed:
+            problems.append(f"{count_val} of {n} elements have a relative error above {limit:g} "
+                            f"(at most {int(allowed)} allowed)")
+        bad = nan_bad | inf_bad | (val_bad if count_val > allowed else np.zeros_like(val_bad))
+        checks["mismatches"] = int((nan_bad | inf_bad | val_bad).sum())
+        report = nan_bad | inf_bad | val_bad
+    else:
+        at, rt = tolerance_for(expected.dtype, atol, rtol)
+        checks["atol"], checks["rtol"] = at, rt
+        with np.errstate(invalid="ignore", over="ignore"):
+            val_bad = finite & (diff > at + rt * mag)
+        count_val = int(val_bad.sum())
+        if count_val:
+            problems.append(f"{count_val} of {n} elements outside atol={at:g} rtol={rt:g}")
+        bad = nan_bad | inf_bad | val_bad
+        checks["mismatches"] = int(bad.sum())
+        report = bad
+        # aggregate guard
+        n_fin = int(finite.sum())
+        if n_fin:
+            err_norm = float(np.sqrt(np.sum(diff * diff)))
+            ref_norm = float(np.sqrt(np.sum(mag * mag)))
+            bound = rt * ref_norm + L2_FLOOR * at * math.sqrt(n_fin)
+            checks["rel_l2_error"] = err_norm / ref_norm if ref_norm > 0 else err_norm
+            if err_norm > bound:
+                problems.append(
+                    f"aggregate error too large: ||actual-expected||_2 = {err_norm:.4g} > "
+                    f"{bound:.4g} (rtol*||expected||_2 + {L2_FLOOR:g}*atol*sqrt(n)); the "
+                    f"elements are small against atol but wrong relative to their size")
+                if not report.any():
+                    report = finite & (diff > rt * mag)
+
+    if not problems:
+        return Comparison(True, "", checks)
+    checks["first_mismatches"] = _mismatch_entries(report, e, a, expected.shape)
+    msg = "; ".join(problems)
+    msg += (f"; max abs error {checks['max_abs_error']:.4g}, max rel error "
+            f"{checks['max_rel_error']:.4g}")
+    if checks["first_mismatches"]:
+        msg += f"; first mismatches: {describe_mismatches(checks['first_mismatches'])}"
+    return Comparison(False, msg, checks)

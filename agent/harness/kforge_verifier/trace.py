@@ -1,0 +1,300 @@
+"""Runtime tracing of framework ops during one forward call, and the integrity snapshot.
+
+A traced call records every torch function/method (torch.overrides.TorchFunctionMode) or
+numpy ufunc/array function (inputs wrapped in an ndarray subclass with __array_ufunc__ and
+__array_function__) that the forward calls directly; ops called inside other ops are not
+seen. Names are normalised (Tensor.__add__, torch.add, np.add -> "add"; mm, bmm, dot, matmul
+-> "matmul"; add.reduce -> "sum").
+
+Each op is either
+  * layout/allocation (ALLOWED): shapes, views, copies, dtype/device moves, allocation,
+    pointers. Allocation (ALLOC) yields fresh, untainted memory; the others propagate taint
+    from their inputs to their results;
+  * computation: everything else. Its results are "tainted": produced by the framework.
+    Tainted results are kept alive for the rest of the call, so their memory cannot be reused
+    and an overlap test with the outputs is exact.
+
+The runner derives three rules from a candidate's trace (see runner.check_trace):
+  heavy     the candidate called a HEAVY op (matmul, conv, softmax, norms, attention, ...)
+  cover     the candidate called, at the reference's sizes, every compute op the reference
+            calls: it re-did the reference's computation with the framework
+  provenance an output overlaps memory produced by a framework compute op: the framework,
+            not the candidate's kernel, wrote it
+"""
+
+import numpy as np
+
+ALIASES = {
+    "mm": "matmul", "bmm": "matmul", "dot": "matmul", "vdot": "matmul", "mv": "matmul",
+    "inner": "matmul", "addmm": "matmul", "addbmm": "matmul", "baddbmm": "matmul",
+    "addmv": "matmul", "addr": "matmul", "chain_matmul": "matmul", "rmatmul": "matmul",
+    "multiply": "mul", "rmul": "mul", "subtract": "sub", "rsub": "sub", "true_divide": "div",
+    "divide": "div", "truediv": "div", "rtruediv": "div", "rdiv": "div",
+    "floor_divide": "floordiv", "rfloordiv": "floordiv", "radd": "add", "power": "pow",
+    "rpow": "pow", "negative": "neg", "absolute": "abs", "amax": "max", "amin": "min",
+    "add.reduce": "sum", "multiply.reduce": "prod", "maximum.reduce": "max",
+    "minimum.reduce": "min", "add.accumulate": "cumsum", "multiply.accumulate": "cumprod",
+    "logical_and.reduce": "all", "logical_or.reduce": "any", "clip": "clamp",
+    "conv2d": "conv2d", "_convolution": "convolution", "_softmax": "softmax",
+    "special_softmax": "softmax", "mod": "remainder", "fmod": "remainder", "rmod": "remainder",
+    "sqrt": "sqrt", "rsqrt": "rsqrt", "arctan2": "atan2", "greater": "gt", "less": "lt",
+    "greater_equal": "ge", "less_equal": "le", "equal": "eq", "not_equal": "ne",
+}
+
+# Layout, movement, allocation, introspection: not computation.
+ALLOC = frozenset({
+    "empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like",
+    "full", "full_like", "new_empty", "new_zeros", "new_ones", "new_full", "new_tensor",
+    "new_empty_strided", "tensor", "as_tensor", "from_numpy", "arange", "zero", "fill",
+    "ndarray", "frombuffer", "empty_aligned",
+})
+ALLOWED = ALLOC | frozenset({
+    "attr", "size", "dim", "ndimension", "numel", "nelement", "stride", "storage_offset",
+    "is_contiguous", "element_size", "data_ptr", "storage", "untyped_storage",
+    "_typed_storage", "is_floating_point", "is_complex", "is_tensor", "get_device", "type",
+    "is_pinned", "is_shared", "is_set_to", "dtype", "device", "shape", "ndim", "result_type",
+    "promote_types", "can_cast", "broadcast_shapes", "may_share_memory", "shares_memory",
+    "item", "tolist", "numpy", "cpu", "cuda", "npu", "to", "float", "half", "double",
+    "bfloat16", "int", "long", "bool", "byte", "char", "short", "contiguous", "clone",
+    "detach", "requires_grad", "view", "view_as", "reshape", "reshape_as", "flatten",
+    "unflatten", "ravel", "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to",
+    "broadcast_tensors", "broadcast_arrays", "permute", "transpose", "t", "movedim",
+    "moveaxis", "swapaxes", "swapdims", "rollaxis", "narrow", "select", "split", "chunk",
+    "unbind", "tensor_split", "array_split", "as_strided", "unfold", "cat", "concat",
+    "concatenate", "stack", "hstack", "vstack", "dstack", "copy", "copyto", "setitem",
+    "getitem", "ascontiguousarray", "asfortranarray", "asarray", "asanyarray", "array",
+    "require", "atleast_1d", "atleast_2d", "atleast_3d", "expand_dims", "pin_memory",
+    "record_stream", "share_memory", "len", "iter", "format", "repr", "str", "hash",
+    "bool_", "index", "reduce_ex", "deepcopy", "setstate", "getstate", "contains",
+    "array_wrap", "array_priority", "dlpack", "dlpack_device", "ctypes", "manual_seed",
+    "set_num_threads", "get_num_threads", "is_nonzero", "is_same_size", "iscontiguous",
+    "shape_as_tensor", "sym_size", "sym_stride", "sym_numel", "resize", "set",
+})
+
+# Computation that a kernel candidate must not leave to the framework at all.
+HEAVY = frozenset({
+    "matmul", "einsum", "tensordot", "outer", "ger", "kron", "linear", "bilinear",
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "convolution", "conv_tbc", "convolve", "correlate", "softmax", "log_softmax", "softmin",
+    "scaled_dot_product_attention", "multi_head_attention_forward", "layer_norm",
+    "group_norm", "batch_norm", "instance_norm", "rms_norm", "local_response_norm",
+    "lstm", "gru", "rnn_tanh", "rnn_relu", "embedding_bag", "cross_entropy", "nll_loss",
+})
+HEAVY_PREFIXES = ("linalg.", "fft.", "scipy.")
+
+
+def normalize(name):
+    """Raw function name -> the name used by the rules."""
+    name = name or "?"
+    if name in ("__get__", "__set__"):
+        return "attr"
+    base = name
+    if base.startswith("__") and base.endswith("__"):
+        base = base[2:-2]
+        if base.startswith("i") and base[1:] in ("add", "sub", "mul", "truediv", "floordiv",
+                                                 "matmul", "pow", "mod", "and", "or", "xor",
+                                                 "lshift", "rshift"):
+            base = base[1:]
+    base = base.rstrip("_") or base  # in-place variants
+    if base in ("float", "int", "bool", "complex", "index") and name.startswith("__"):
+        return "item"  # __float__, __int__, __bool__: scalar conversion
+    return ALIASES.get(base, base)
+
+
+def is_heavy(op):
+    return op in HEAVY or op.startswith(HEAVY_PREFIXES)
+
+
+class TraceLog:
+    """What one forward call did with the framework."""
+
+    def __init__(self, overlaps, keep_results=True):
+        self._overlaps = overlaps
+        self._keep = keep_results
+        self.ops = []            # compute ops, in call order (normalised)
+        self.max_numel = {}      # compute op -> largest result size seen
+        self.all_ops = {}        # every op (normalised) -> count, for diagnostics
+        self._tainted = []       # (result array, producing op)
+        self.errors = 0          # tracing errors (ignored)
+
+    def _arrays(self, obj, is_array, depth=0):
+        if is_array(obj):
+            yield obj
+        elif depth < 4 and isinstance(obj, (list, tuple)):
+            for item in obj:
+                yield from self._arrays(item, is_array, depth + 1)
+        elif depth < 4 and isinstance(obj, dict):
+            for item in obj.values():
+                yield from self._arrays(item, is_array, depth + 1)
+
+    def producer(self, x):
+        """The compute op whose result overlaps x, or None."""
+        for t, op in reversed(self._tainted):
+            if self._overlaps(x, t):
+                return op
+        return None
+
+    def record(self, op, args, kwargs, result, is_array):
+        self.all_ops[op] = self.all_ops.get(op, 0) + 1
+        outs = list(self._arrays(result, is_array))
+        if op in ALLOWED:
+            if op in ALLOC or not self._keep:
+                return
+            source = None
+            for a in self._arrays((args, kwargs), is_array):
+                source = self.producer(a)
+                if source:
+                    break
+            if source:
+                targets = outs + ([args[0]] if op in ("setitem", "copy", "copyto") and args
+                                  and is_array(args[0]) else [])
+                self._tainted.extend((t, source) for t in targets)
+            return
+        self.ops.append(op)
+        size = 0
+        for t in outs:
+            size = max(size, int(np.prod(getattr(t, "shape", ()) or (1,))))
+        self.max_numel[op] = max(self.max_numel.get(op, 0), size)
+        if self._keep:
+            self._tainted.extend((t, op) for t in outs)
+
+    def release(self):
+        self._tainted = []
+
+
+def trace_torch(torch, overlaps, fn, args):
+    """Calls fn(*args) under a TorchFunctionMode. -> (result, TraceLog)."""
+    from torch.overrides import TorchFunctionMode
+
+    log = TraceLog(overlaps)
+    is_tensor = lambda x: isinstance(x, torch.Tensor)  # noqa: E731
+
+    class _Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            result = func(*args, **kwargs)
+            try:
+                log.record(normalize(getattr(func, "__name__", "")), args, kwargs, result,
+                           is_tensor)
+            except Exception:  # noqa: BLE001 - tracing must never break the candidate
+                log.errors += 1
+            return result
+
+    with _Mode():
+        result = fn(*args)
+    return result, log
+
+
+def trace_numpy(fn, args, overlaps):
+    """Calls fn(*args) with ndarray inputs viewed as a tracing subclass. -> (result, log)."""
+    log = TraceLog(overlaps)
+
+    class Traced(np.ndarray):
+        pass
+
+    def unwrap(obj, depth=0):
+        if isinstance(obj, Traced):
+            return obj.view(np.ndarray)
+        if depth < 4 and isinstance(obj, tuple):
+            return tuple(unwrap(x, depth + 1) for x in obj)
+        if depth < 4 and isinstance(obj, list):
+            return [unwrap(x, depth + 1) for x in obj]
+        if depth < 4 and isinstance(obj, dict):
+            return {k: unwrap(v, depth + 1) for k, v in obj.items()}
+        return obj
+
+    def wrap(obj):
+        if type(obj) is np.ndarray:
+            return obj.view(Traced)
+        if isinstance(obj, tuple):
+            return tuple(wrap(x) for x in obj)
+        return obj
+
+    is_nd = lambda x: isinstance(x, np.ndarray)  # noqa: E731
+
+    def _ufunc(self, ufunc, method, *inputs, **kwargs):
+        inputs = unwrap(inputs)
+        kwargs = unwrap(kwargs)
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        try:
+            log.record(normalize(name), inputs, kwargs, result, is_nd)
+        except Exception:  # noqa: BLE001
+            log.errors += 1
+        return wrap(result)
+
+    def _function(self, func, types, fargs, fkwargs):
+        fargs = unwrap(fargs)
+        fkwargs = unwrap(fkwargs)
+        result = func(*fargs, **fkwargs)
+        module = getattr(func, "__module__", "") or ""
+        name = func.__name__
+        for sub in ("linalg", "fft"):
+            if module.startswith(f"numpy.{sub}"):
+                name = f"{sub}.{name}"
+        try:
+            log.record(normalize(name), fargs, fkwargs, result, is_nd)
+        except Exception:  # noqa: BLE001
+            log.errors += 1
+        return wrap(result)
+
+    Traced.__array_ufunc__ = _ufunc
+    Traced.__array_function__ = _function
+
+    # np.asarray and friends return base-class arrays for subclass inputs, which would end
+    # the trace at the first `x = np.ascontiguousarray(x)`; while the call runs, the module
+    # attributes are wrappers that keep traced inputs traced.
+    patched = {}
+
+    def keep(original):
+        def wrapper(obj, *a, **k):
+            result = original(unwrap(obj), *a, **k)
+            if isinstance(obj, Traced) and type(result) is np.ndarray:
+                try:
+                    log.record(normalize(original.__name__), (obj,), k, result, is_nd)
+                except Exception:  # noqa: BLE001
+                    log.errors += 1
+                return result.view(Traced)
+            return result
+        wrapper.__name__ = getattr(original, "__name__", "wrapper")
+        wrapper.__doc__ = getattr(original, "__doc__", None)
+        return wrapper
+
+    for attr in ("asarray", "ascontiguousarray", "asfortranarray", "array", "require",
+                 "copy"):
+        original = getattr(np, attr, None)
+        if original is not None:
+            patched[attr] = original
+            setattr(np, attr, keep(original))
+    try:
+        result = fn(*wrap(tuple(args)))
+    finally:
+        for attr, original in patched.items():
+            setattr(np, attr, original)
+    return result, log
+
+
+class IntegritySnapshot:
+    """Identities of the callables in framework and harness namespaces, taken before the
+    candidate is imported; changed() lists what the candidate replaced since."""
+
+    def __init__(self, namespaces):
+        self._items = []
+        for label, obj in namespaces:
+            try:
+                names = dict(vars(obj))
+            except TypeError:
+                continue
+            self._items.append((label, obj, {k: v for k, v in names.items()
+                                             if callable(v) or isinstance(
+                                                 v, (staticmethod, classmethod, property))}))
+
+    def changed(self):
+        out = []
+        missing = object()
+        for label, obj, before in self._items:
+            now = vars(obj)
+            for key, value in before.items():
+                if now.get(key, missing) is not value:
+                    out.append(f"{label}.{key}")
+        return out
