@@ -73,14 +73,24 @@ struct Statements {
   sqlite3_stmt* touch_agent = nullptr;
   sqlite3_stmt* agents = nullptr;
   sqlite3_stmt* devices_of = nullptr;
+  sqlite3_stmt* job_for_task_seq = nullptr;
+  sqlite3_stmt* campaign_by_hash = nullptr;
+  sqlite3_stmt* get_campaign = nullptr;
+  sqlite3_stmt* set_campaign_state = nullptr;
+  sqlite3_stmt* tasks_of_campaign = nullptr;
+  sqlite3_stmt* unfinished_tasks = nullptr;
+  sqlite3_stmt* insert_llm_call = nullptr;
+  sqlite3_stmt* find_llm_call = nullptr;
+  sqlite3_stmt* llm_usage_of_task = nullptr;
 };
 
 #define KF_JOB_COLUMNS                                                                   \
   "id, task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, epoch, " \
-  "agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms"
+  "agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, task_seq"
 #define KF_TASK_COLUMNS                                                                 \
   "id, campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, framework, " \
-  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms"
+  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, candidate"
+#define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms"
 
 struct SqlDef {
   sqlite3_stmt* Statements::*member;
@@ -96,12 +106,13 @@ const SqlDef kSql[] = {
     {&Statements::rollback_to, "ROLLBACK TO kforge_op"},
     {&Statements::user_version, "PRAGMA user_version"},
     {&Statements::insert_campaign,
-     "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms) "
-     "VALUES(?1, ?2, 'running', ?3, ?3)"},
+     "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow) "
+     "VALUES(?1, ?2, 'running', ?3, ?3, ?4, ?5)"},
     {&Statements::insert_task,
      "INSERT INTO tasks(campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, "
-     "framework, task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms) "
-     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', 0, '', ?11, ?11)"},
+     "framework, task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
+     "candidate) "
+     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', 0, '', ?11, ?11, ?12)"},
     {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE id = ?1"},
     {&Statements::set_task_state,
      "UPDATE tasks SET state = ?2, verdict = ?3, updated_ms = ?4 WHERE id = ?1"},
@@ -115,8 +126,9 @@ const SqlDef kSql[] = {
      "FROM steps WHERE task_id = ?1 ORDER BY seq"},
     {&Statements::insert_job,
      "INSERT INTO jobs(task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, "
-     "epoch, agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms) "
-     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, NULL, -1, 0, NULL, ?9, 0, 0)"},
+     "epoch, agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, "
+     "task_seq) "
+     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, NULL, -1, 0, NULL, ?9, 0, 0, ?10)"},
     {&Statements::get_job, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id = ?1"},
     {&Statements::job_state, "SELECT state FROM jobs WHERE id = ?1"},
     {&Statements::assign_job,
@@ -158,12 +170,36 @@ const SqlDef kSql[] = {
     {&Statements::devices_of,
      "SELECT agent_id, idx, backend, arch, name, memory_mb FROM devices WHERE agent_id = ?1 "
      "ORDER BY idx, backend"},
+    {&Statements::job_for_task_seq,
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 AND task_seq = ?2 "
+     "ORDER BY id DESC LIMIT 1"},
+    {&Statements::campaign_by_hash,
+     "SELECT " KF_CAMPAIGN_COLUMNS " FROM campaigns WHERE content_hash = ?1 ORDER BY id LIMIT 1"},
+    {&Statements::get_campaign, "SELECT " KF_CAMPAIGN_COLUMNS " FROM campaigns WHERE id = ?1"},
+    {&Statements::set_campaign_state,
+     "UPDATE campaigns SET state = ?2, updated_ms = ?3 WHERE id = ?1"},
+    {&Statements::tasks_of_campaign,
+     "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
+    {&Statements::unfinished_tasks,
+     "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE state IN ('pending', 'running') ORDER BY id"},
+    {&Statements::insert_llm_call,
+     "INSERT INTO llm_calls(task_id, step_id, role, model, request_key, request, response, status, "
+     "prompt_tokens, completion_tokens, cost_usd, latency_ms, created_ms) "
+     "VALUES(?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+     "ON CONFLICT(request_key) DO NOTHING"},
+    {&Statements::find_llm_call,
+     "SELECT task_id, role, model, request_key, request, response, status, prompt_tokens, "
+     "completion_tokens, cost_usd, latency_ms FROM llm_calls WHERE request_key = ?1"},
+    {&Statements::llm_usage_of_task,
+     "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+     "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?1"},
 };
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
 
 #undef KF_JOB_COLUMNS
 #undef KF_TASK_COLUMNS
+#undef KF_CAMPAIGN_COLUMNS
 
 // One use of a cached statement: binds, steps, reads columns; resets and clears the
 // bindings when it goes out of scope (bound strings are SQLITE_STATIC, so they must outlive
@@ -275,6 +311,7 @@ JobRow read_job(const Stmt& s, bool* state_ok) {
   j.created_ms = s.i64(15);
   j.assigned_ms = s.i64(16);
   j.finished_ms = s.i64(17);
+  if (!s.is_null(18)) j.task_seq = s.i32(18);
   return j;
 }
 
@@ -296,6 +333,7 @@ TaskRow read_task(const Stmt& s) {
   t.verdict = s.str(13);
   t.created_ms = s.i64(14);
   t.updated_ms = s.i64(15);
+  t.spec.candidate = s.str(16);
   return t;
 }
 
@@ -631,14 +669,15 @@ bool Store::in_batch() const {
 
 // ---- Campaigns, tasks and steps -----------------------------------------------------------
 
-Result<int64_t> Store::create_campaign(const std::string& name, const std::string& spec) {
+Result<int64_t> Store::create_campaign(const std::string& name, const std::string& spec,
+                                       const std::string& content_hash, const std::string& workflow) {
   constexpr std::string_view op = "create_campaign";
   Db& d = impl_->d;
   Tx tx(d, op, false);
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.insert_campaign);
-    s.text(1, name).text(2, spec).bind(3, d.now());
+    s.text(1, name).text(2, spec).bind(3, d.now()).text(4, content_hash).text(5, workflow);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
@@ -664,7 +703,8 @@ Result<int64_t> Store::create_task(int64_t campaign_id, const TaskSpec& spec) {
         .text(8, spec.framework)
         .text(9, spec.task_type)
         .bind(10, spec.limit_steps)
-        .bind(11, d.now());
+        .bind(11, d.now())
+        .text(12, spec.candidate);
     int rc = s.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
       return Status(Code::already_exists,
@@ -784,6 +824,7 @@ Result<int64_t> Store::enqueue_job(const NewJob& job) {
         .bind(7, job.priority)
         .bind(8, job.exclusive)
         .bind(9, d.now());
+    if (job.task_seq) s.bind(10, static_cast<int64_t>(*job.task_seq));
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
@@ -1055,6 +1096,141 @@ Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
   }
   if (rc != SQLITE_DONE) return d.error(rc, "devices_of");
   return out;
+}
+
+// --- Conductor support (schema 0002) ---
+
+namespace {
+
+CampaignRow read_campaign(const Stmt& s) {
+  return CampaignRow{s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.i64(6), s.i64(7)};
+}
+
+// Collects every row of a cached statement through `read`.
+template <typename Row, typename Read>
+Result<std::vector<Row>> all_rows(Db& d, Stmt& s, std::string_view op, Read read) {
+  std::vector<Row> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read(s));
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return out;
+}
+
+}  // namespace
+
+Result<std::optional<JobRow>> Store::job_for_task_seq(int64_t task_id, int seq) {
+  Db& d = impl_->d;
+  Stmt s(d.st.job_for_task_seq);
+  s.bind(1, task_id).bind(2, seq);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<JobRow>();
+  if (rc != SQLITE_ROW) return d.error(rc, "job_for_task_seq");
+  bool state_ok = true;
+  JobRow row = read_job(s, &state_ok);
+  if (!state_ok) return internal_error(d.path + ": job_for_task_seq: a job has an unknown state");
+  return std::optional<JobRow>(std::move(row));
+}
+
+Result<std::optional<CampaignRow>> Store::campaign_by_hash(const std::string& content_hash) {
+  Db& d = impl_->d;
+  Stmt s(d.st.campaign_by_hash);
+  s.text(1, content_hash);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<CampaignRow>();
+  if (rc != SQLITE_ROW) return d.error(rc, "campaign_by_hash");
+  return std::optional<CampaignRow>(read_campaign(s));
+}
+
+Result<CampaignRow> Store::get_campaign(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.get_campaign);
+  s.bind(1, campaign_id);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return not_found(d.path + ": no campaign " + std::to_string(campaign_id));
+  if (rc != SQLITE_ROW) return d.error(rc, "get_campaign");
+  return read_campaign(s);
+}
+
+Status Store::set_campaign_state(int64_t campaign_id, const std::string& state) {
+  constexpr std::string_view op = "set_campaign_state";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.set_campaign_state);
+    s.bind(1, campaign_id).text(2, state).bind(3, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  return tx.commit();
+}
+
+Result<std::vector<TaskRow>> Store::tasks_of_campaign(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.tasks_of_campaign);
+  s.bind(1, campaign_id);
+  return all_rows<TaskRow>(d, s, "tasks_of_campaign", read_task);
+}
+
+Result<std::vector<TaskRow>> Store::unfinished_tasks() {
+  Db& d = impl_->d;
+  Stmt s(d.st.unfinished_tasks);
+  return all_rows<TaskRow>(d, s, "unfinished_tasks", read_task);
+}
+
+Status Store::record_llm_call(const LlmCallRow& call) {
+  constexpr std::string_view op = "record_llm_call";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.insert_llm_call);
+    s.bind(1, call.task_id)
+        .text(2, call.role)
+        .text(3, call.model)
+        .text(4, call.request_key)
+        .text(5, call.request)
+        .text(6, call.response)
+        .text(7, call.status)
+        .bind(8, call.prompt_tokens)
+        .bind(9, call.completion_tokens);
+    s.bind(11, call.latency_ms).bind(12, d.now());
+    sqlite3_bind_double(d.st.insert_llm_call, 10, call.cost_usd);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  return tx.commit();
+}
+
+Result<std::optional<LlmCallRow>> Store::find_llm_call(const std::string& request_key) {
+  Db& d = impl_->d;
+  Stmt s(d.st.find_llm_call);
+  s.text(1, request_key);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<LlmCallRow>();
+  if (rc != SQLITE_ROW) return d.error(rc, "find_llm_call");
+  LlmCallRow row;
+  row.task_id = s.opt_i64(0);
+  row.role = s.str(1);
+  row.model = s.str(2);
+  row.request_key = s.str(3);
+  row.request = s.str(4);
+  row.response = s.str(5);
+  row.status = s.str(6);
+  row.prompt_tokens = s.i64(7);
+  row.completion_tokens = s.i64(8);
+  row.cost_usd = sqlite3_column_double(d.st.find_llm_call, 9);
+  row.latency_ms = s.i64(10);
+  return std::optional<LlmCallRow>(std::move(row));
+}
+
+Result<LlmUsage> Store::llm_usage_of_task(int64_t task_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.llm_usage_of_task);
+  s.bind(1, task_id);
+  int rc = s.step();
+  if (rc != SQLITE_ROW) return d.error(rc, "llm_usage_of_task");
+  return LlmUsage{s.i64(0), s.i64(1), s.i64(2), sqlite3_column_double(d.st.llm_usage_of_task, 3)};
 }
 
 }  // namespace kforge

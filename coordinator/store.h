@@ -28,6 +28,40 @@ struct TaskSpec {
   std::string framework;  // torch | numpy | mindspore
   std::string task_type = "precision_only";  // | profile
   int limit_steps = 10;
+  std::string candidate;  // verify_only workflow: the candidate supplied with the campaign
+};
+
+struct CampaignRow {
+  int64_t id = 0;
+  std::string name;
+  std::string spec;          // the campaign document as submitted
+  std::string state;         // running | finished | cancelled
+  std::string content_hash;  // of the expanded tasks: the same campaign is not added twice
+  std::string workflow;      // default | coder_only | verify_only
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+// One LLM request and its response (stored before the response is used).
+struct LlmCallRow {
+  std::optional<int64_t> task_id;
+  std::string role;
+  std::string model;
+  std::string request_key;  // the cache key: a resumed task finds its answer here
+  std::string request;
+  std::string response;     // the response content (JSON: content, reasoning)
+  std::string status;       // ok | error
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  double cost_usd = 0;
+  int64_t latency_ms = 0;
+};
+
+struct LlmUsage {
+  int64_t calls = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  double cost_usd = 0;
 };
 
 struct TaskRow {
@@ -70,6 +104,7 @@ struct NewJob {
   std::string arch;            // empty: any arch of the backend
   int priority = 0;            // higher first, then FIFO by id
   bool exclusive = false;      // profile jobs: the device runs nothing else meanwhile
+  std::optional<int> task_seq; // Conductor jobs: the step seq their result will be recorded as
 };
 
 struct JobRow {
@@ -91,6 +126,7 @@ struct JobRow {
   int64_t created_ms = 0;
   int64_t assigned_ms = 0;
   int64_t finished_ms = 0;
+  std::optional<int> task_seq;
 };
 
 struct AgentRow {
@@ -144,7 +180,22 @@ class Store {
   bool in_batch() const;
 
   // Campaigns and tasks.
-  Result<int64_t> create_campaign(const std::string& name, const std::string& spec);
+  Result<int64_t> create_campaign(const std::string& name, const std::string& spec,
+                                  const std::string& content_hash = "",
+                                  const std::string& workflow = "default");
+  Result<std::optional<CampaignRow>> campaign_by_hash(const std::string& content_hash);
+  Result<CampaignRow> get_campaign(int64_t campaign_id);
+  Status set_campaign_state(int64_t campaign_id, const std::string& state);
+  Result<std::vector<TaskRow>> tasks_of_campaign(int64_t campaign_id);
+  // Tasks still pending or running, by id (what a restarted coordinator resumes).
+  Result<std::vector<TaskRow>> unfinished_tasks();
+  // The newest job a Conductor submitted for (task, step seq), if any.
+  Result<std::optional<JobRow>> job_for_task_seq(int64_t task_id, int seq);
+
+  // LLM calls. Recording a key that exists already changes nothing.
+  Status record_llm_call(const LlmCallRow& call);
+  Result<std::optional<LlmCallRow>> find_llm_call(const std::string& request_key);
+  Result<LlmUsage> llm_usage_of_task(int64_t task_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
   Result<TaskRow> get_task(int64_t task_id);
   Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);

@@ -453,3 +453,70 @@ TEST_CASE_FIXTURE(StoreFixture, "a read-only store reads and refuses writes") {
   CHECK_FALSE(write.ok());
   CHECK(write.status().message().find("enqueue_job") != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(StoreFixture, "a campaign is found by its content hash and lists its tasks") {
+  auto id = s().create_campaign("sweep", "name = \"sweep\"", "abc123", "coder_only");
+  REQUIRE(id.ok());
+  task(*id, "N=1");
+  task(*id, "N=2");
+  auto found = s().campaign_by_hash("abc123");
+  REQUIRE(found.ok());
+  REQUIRE(found->has_value());
+  CHECK((*found)->id == *id);
+  CHECK((*found)->workflow == "coder_only");
+  auto missing = s().campaign_by_hash("other");
+  REQUIRE(missing.ok());
+  CHECK_FALSE(missing->has_value());
+  auto tasks = s().tasks_of_campaign(*id);
+  REQUIRE(tasks.ok());
+  CHECK(tasks->size() == 2);
+  CHECK(s().unfinished_tasks()->size() == 2);
+  REQUIRE(s().set_task_state((*tasks)[0].id, "passed", "passed").ok());
+  CHECK(s().unfinished_tasks()->size() == 1);
+  REQUIRE(s().set_campaign_state(*id, "finished").ok());
+  CHECK(s().get_campaign(*id)->state == "finished");
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a conductor job is found again by task and step seq") {
+  int64_t t = task(campaign());
+  NewJob j;
+  j.task_id = t;
+  j.task_seq = 3;
+  j.kind = "verify";
+  auto id = s().enqueue_job(j);
+  REQUIRE(id.ok());
+  auto found = s().job_for_task_seq(t, 3);
+  REQUIRE(found.ok());
+  REQUIRE(found->has_value());
+  CHECK((*found)->id == *id);
+  CHECK((*found)->task_seq == 3);
+  CHECK_FALSE(s().job_for_task_seq(t, 4)->has_value());
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request key") {
+  int64_t t = task(campaign());
+  LlmCallRow call;
+  call.task_id = t;
+  call.role = "coder";
+  call.model = "m";
+  call.request_key = "k1";
+  call.request = "{}";
+  call.response = "{\"content\":\"code\"}";
+  call.status = "ok";
+  call.prompt_tokens = 100;
+  call.completion_tokens = 50;
+  call.cost_usd = 0.25;
+  REQUIRE(s().record_llm_call(call).ok());
+  call.response = "a second answer";
+  REQUIRE(s().record_llm_call(call).ok());  // same key: ignored
+  auto found = s().find_llm_call("k1");
+  REQUIRE(found.ok());
+  REQUIRE(found->has_value());
+  CHECK((*found)->response == "{\"content\":\"code\"}");
+  CHECK((*found)->cost_usd == doctest::Approx(0.25));
+  auto usage = s().llm_usage_of_task(t);
+  REQUIRE(usage.ok());
+  CHECK(usage->calls == 1);
+  CHECK(usage->prompt_tokens == 100);
+  CHECK_FALSE(s().find_llm_call("k2")->has_value());
+}
