@@ -1,0 +1,113 @@
+#include <doctest/doctest.h>
+
+#include "coordinator/conductor_rules.h"
+
+using namespace kforge;
+
+namespace {
+
+StepRow step(const std::string& role, const std::string& verdict = "", bool counted = true) {
+  StepRow s;
+  s.role = role;
+  s.verdict = verdict;
+  s.counted = counted;
+  return s;
+}
+
+std::string next(const std::vector<StepRow>& steps, ConductorPolicy policy = {}, int limit = 10) {
+  return action_name(decide(policy, limit, steps));
+}
+
+}  // namespace
+
+TEST_CASE("the default workflow goes designer, coder, verifier") {
+  CHECK(next({}) == "design");
+  CHECK(next({step("designer")}) == "code");
+  CHECK(next({step("designer"), step("coder")}) == "verify");
+  CHECK(next({step("designer"), step("coder"), step("verifier", "passed")}) == "finish_passed");
+}
+
+TEST_CASE("other workflows start elsewhere") {
+  ConductorPolicy coder_only;
+  coder_only.workflow = "coder_only";
+  CHECK(next({}, coder_only) == "code");
+  ConductorPolicy verify_only;
+  verify_only.workflow = "verify_only";
+  CHECK(next({}, verify_only) == "verify");
+  CHECK(next({step("verifier", "precision_mismatch")}, verify_only) == "finish_failed");
+  CHECK(next({step("verifier", "passed")}, verify_only) == "finish_passed");
+}
+
+TEST_CASE("every failure verdict leads to a fix of the code first") {
+  for (const char* v : {"compile_error", "runtime_error", "precision_mismatch", "timeout", "crashed",
+                        "resource_exceeded", "rejected"}) {
+    CAPTURE(v);
+    CHECK(next({step("designer"), step("coder"), step("verifier", v)}) == "fix_code");
+  }
+}
+
+TEST_CASE("repeated precision mismatches send the task back to the designer") {
+  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "precision_mismatch"),
+                                step("coder"), step("verifier", "precision_mismatch")};
+  CHECK(next(steps) == "fix_design");
+  ConductorPolicy coder_only;
+  coder_only.workflow = "coder_only";
+  CHECK(next(steps, coder_only) == "fix_code");
+}
+
+TEST_CASE("too many code fixes in a row revisit the design") {
+  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "compile_error"),
+                                step("coder"), step("verifier", "runtime_error"),
+                                step("coder"), step("verifier", "compile_error")};
+  CHECK(next(steps) == "fix_design");
+}
+
+TEST_CASE("infrastructure failures re-run the verifier without using the budget") {
+  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "infra_error", false)};
+  CHECK(next(steps, {}, 3) == "verify");  // 2 of 3 used: the failed run did not count
+}
+
+TEST_CASE("infrastructure failures in a row end the task") {
+  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "infra_error", false),
+                                step("verifier", "infra_error", false), step("verifier", "infra_error", false)};
+  CHECK(next(steps) == "finish_failed");
+}
+
+TEST_CASE("a conductor model decides when configured") {
+  ConductorPolicy policy;
+  policy.conductor_model = true;
+  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "precision_mismatch")};
+  CHECK(next(steps, policy) == "ask_conductor");
+  steps.push_back(step("conductor", "fix_design", false));
+  CHECK(next(steps, policy) == "fix_design");
+  steps.back().verdict = "fix_code";
+  CHECK(next(steps, policy) == "fix_code");
+  steps.back().verdict = kGarbled;  // undecided: the rules decide
+  CHECK(next(steps, policy) == "fix_code");
+}
+
+TEST_CASE("garbled answers become fix requests with a note") {
+  Action a = decide({}, 10, {step("designer"), step("coder", kGarbled)});
+  CHECK(std::string(action_name(a)) == "fix_code");
+  CHECK(a.reason.find("no usable code") != std::string::npos);
+  CHECK(next({step("designer", kGarbled)}) == "fix_design");
+}
+
+TEST_CASE("limit_steps ends the task with the last verdict") {
+  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "compile_error")};
+  Action a = decide({}, 3, steps);
+  CHECK(std::string(action_name(a)) == "finish_failed");
+  CHECK(a.reason.find("limit_steps (3)") != std::string::npos);
+  CHECK(a.reason.find("compile_error") != std::string::npos);
+  steps.back().verdict = "passed";
+  CHECK(next(steps, {}, 3) == "finish_passed");  // a pass on the last step still counts
+}
+
+TEST_CASE("an LLM that keeps failing ends the task with the reason") {
+  StepRow err = step("coder", kLlmError, false);
+  err.output = "HTTP 500 after 5 attempts";
+  CHECK(next({step("designer"), err}) == "fix_code");
+  Action a = decide({}, 10, {step("designer"), err, err});
+  CHECK(std::string(action_name(a)) == "finish_failed");
+  CHECK(a.reason.find("HTTP 500") != std::string::npos);
+}
