@@ -241,8 +241,8 @@ def compare(expected, actual, policy="strict", atol=None, rtol=None):
         return Comparison(True, "", checks)
     checks["first_mismatches"] = _mismatch_entries(report, e, a, expected.shape)
     msg = "; ".join(problems)
-    msg += (f"; max abs error {checks['max_abs_error']:.4g}, max rel error "
-            f"{checks['max_rel_error']:.4g}")
+    msg += (f"; over the elements finite in both: max abs error "
+            f"{checks['max_abs_error']:.4g}, max rel error {checks['max_rel_error']:.4g}")
     if checks["first_mismatches"]:
         msg += f"; first mismatches: {describe_mismatches(checks['first_mismatches'])}"
     return Comparison(False, msg, checks)

@@ -167,8 +167,12 @@ class NumpyFramework(Framework):
         return type(x).__name__
 
     def overlaps(self, a, b):
-        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and \
-            a.size > 0 and b.size > 0 and bool(np.may_share_memory(a, b))
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        if a.size == 0 or b.size == 0:
+            return False
+        # plain views, so that tracing subclasses do not see the test
+        return bool(np.may_share_memory(a.view(np.ndarray), b.view(np.ndarray)))
 
     def poison(self, examples):
         junk = [np.full(x.shape, np.nan, dtype=x.dtype) if x.dtype.kind in "fc"

@@ -238,8 +238,16 @@ def trace_numpy(fn, args, overlaps):
             log.errors += 1
         return wrap(result)
 
+    def _setitem(self, key, value):
+        np.ndarray.__setitem__(self, key, unwrap(value))
+        try:
+            log.record("setitem", (self.view(np.ndarray), unwrap(value)), {}, None, is_nd)
+        except Exception:  # noqa: BLE001
+            log.errors += 1
+
     Traced.__array_ufunc__ = _ufunc
     Traced.__array_function__ = _function
+    Traced.__setitem__ = _setitem
 
     # np.asarray and friends return base-class arrays for subclass inputs, which would end
     # the trace at the first `x = np.ascontiguousarray(x)`; while the call runs, the module

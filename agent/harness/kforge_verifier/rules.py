@@ -1,0 +1,318 @@
+"""Static checks of the candidate's source (ast), before any of it runs.
+
+Rule groups (each Violation names its rule):
+  impl          the source contains code of its impl_type:
+                  triton  a @triton.jit function AND a launch kernel[grid](...)
+                  cuda_c  "__global__" in a string AND torch.utils.cpp_extension load_inline/load
+                  cpp     kforge_cpp or ctypes imported AND a library built/loaded
+                          (kforge_cpp.build, ctypes.CDLL, ctypes.cdll..., numpy.ctypeslib)
+                  swft    swft imported
+  framework_op  heavy framework computation (trace.HEAVY: matmul, conv, softmax, norms,
+                attention, linalg, fft ...) called outside kernel code: torch./F./numpy./
+                scipy. calls, .matmul/.mm/.bmm/.softmax/.dot/.einsum methods, the @ operator;
+                for cuda_c also ATen calls (torch::matmul, at::softmax ...) inside C++ strings
+  reference     importing or naming the reference module (it is the answer)
+  integrity     reaching into the harness or the interpreter: importing inspect, gc,
+                builtins, atexit, faulthandler, __main__ or the harness; sys.modules,
+                sys._getframe, settrace/setprofile, meta_path; exec/eval/compile/__import__;
+                assigning attributes of torch/numpy/triton/ctypes/kforge_cpp/time/builtins;
+                strings naming result.json or the harness
+
+Code under `if __name__ == "__main__":` is ignored (the harness never runs it; a self-test
+there may compare against torch). Code inside @triton.jit functions is kernel code and is
+exempt from framework_op.
+"""
+
+import ast
+import re
+from dataclasses import dataclass
+
+from . import trace
+
+
+@dataclass
+class Violation:
+    rule: str
+    message: str
+    line: int = 0
+
+    def __str__(self):
+        where = f"line {self.line}: " if self.line else ""
+        return f"[{self.rule}] {where}{self.message}"
+
+
+FORBIDDEN_MODULES = ("inspect", "gc", "builtins", "__builtin__", "__main__", "atexit",
+                     "faulthandler", "kforge_harness", "kforge_verifier")
+FORBIDDEN_REFS = ("sys.modules", "sys._getframe", "sys.settrace", "sys.setprofile",
+                  "sys.meta_path", "sys.path_hooks", "sys.path_importer_cache",
+                  "threading.settrace", "threading.setprofile", "sys._current_frames")
+FORBIDDEN_CALLS = ("exec", "eval", "compile", "__import__", "breakpoint")
+FORBIDDEN_NAMES = ("__builtins__", "__loader__", "__spec__")
+FORBIDDEN_STRINGS = ("result.json", "kforge_harness", "kforge_verifier")
+PROTECTED_ROOTS = ("torch", "numpy", "triton", "ctypes", "kforge_cpp", "time", "builtins",
+                   "os", "sys", "mindspore", "scipy")
+FRAMEWORK_ROOTS = ("torch", "numpy", "scipy", "mindspore")
+HEAVY_METHODS = ("matmul", "mm", "bmm", "softmax", "log_softmax", "dot", "einsum",
+                 "addmm", "baddbmm", "tensordot")
+KERNEL_ROOTS = ("triton", "tl")
+NATIVE_LOADERS = ("kforge_cpp.build", "ctypes.CDLL", "ctypes.PyDLL", "ctypes.cdll.LoadLibrary",
+                  "numpy.ctypeslib.load_library", "kforge_cpp.CountingCDLL")
+
+_ATEN_RE = re.compile(
+    r"\b(?:torch|at)::(?:native::)?(matmul|mm|bmm|addmm|baddbmm|einsum|tensordot|linear|"
+    r"conv\w*|softmax|log_softmax|_softmax|layer_norm|batch_norm|group_norm|instance_norm|"
+    r"scaled_dot_product_attention|cross_entropy|lstm|gru)\s*\(")
+_ATEN_METHOD_RE = re.compile(r"\.\s*(matmul|mm|bmm|softmax|log_softmax|addmm)\s*\(")
+
+
+def _is_main_guard(node):
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    parts = [node.test.left] + list(node.test.comparators)
+    names = {p.id for p in parts if isinstance(p, ast.Name)}
+    consts = {p.value for p in parts if isinstance(p, ast.Constant)}
+    return "__name__" in names and "__main__" in consts
+
+
+class _Scanner:
+    def __init__(self, impl_type, reference_names):
+        self.impl_type = impl_type
+        self.reference_names = tuple(reference_names)
+        self.aliases = {}
+        self.violations = []
+        self.jit_names = set()
+        self.jit_nodes = set()
+        self.launches = []
+        self.strings = []            # (text, line)
+        self.imported_roots = set()
+        self.calls = []              # (dotted, node)
+        self.native = set()          # names bound to native libraries/extension modules
+
+    def add(self, rule, message, node=None):
+        self.violations.append(Violation(rule, message, getattr(node, "lineno", 0) or 0))
+
+    # --- names ------------------------------------------------------------------------------
+    def dotted(self, node):
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id, node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.dotted(node.value)
+            return f"{base}.{node.attr}" if base else None
+        if isinstance(node, ast.Call):
+            return self.dotted(node.func)
+        return None
+
+    def collect_aliases(self, tree):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    root = a.name.split(".")[0]
+                    self.imported_roots.add(root)
+                    if a.asname:
+                        self.aliases[a.asname] = a.name
+                    else:
+                        self.aliases.setdefault(root, root)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                self.imported_roots.add(node.module.split(".")[0])
+                for a in node.names:
+                    self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+
+    def _is_jit_decorator(self, dec):
+        name = self.dotted(dec.func if isinstance(dec, ast.Call) else dec) or ""
+        return name in ("triton.jit", "triton.runtime.jit", "triton.runtime.jit.jit",
+                        "triton.runtime.jit.JITFunction")
+
+    def collect_native(self, tree):
+        """Names (and self.attrs) assigned from a library loader: their methods are the
+        candidate's own compiled functions (a C function may well be called matmul)."""
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and \
+                    isinstance(node.value, ast.Call):
+                loader = self.dotted(node.value.func) or ""
+                if not (loader in NATIVE_LOADERS or loader.startswith("ctypes.cdll.") or
+                        loader.endswith(("cpp_extension.load_inline", "cpp_extension.load"))):
+                    continue
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    name = self.dotted(t) if isinstance(t, (ast.Name, ast.Attribute)) else None
+                    if name:
+                        self.native.add(name)
+
+    def collect_jit(self, tree):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                    any(self._is_jit_decorator(d) for d in node.decorator_list):
+                self.jit_names.add(node.name)
+                for inner in ast.walk(node):
+                    self.jit_nodes.add(id(inner))
+
+    # --- the walk ---------------------------------------------------------------------------
+    def scan(self, tree):
+        self.collect_aliases(tree)
+        self.collect_jit(tree)
+        self.collect_native(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    self.check_module(a.name, node)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level and node.module is None:
+                    for a in node.names:
+                        self.check_module(a.name, node)
+                elif node.module:
+                    self.check_module(node.module, node)
+                    for a in node.names:
+                        self.check_module(f"{node.module}.{a.name}", node, leaf_only=True)
+            elif isinstance(node, ast.Call):
+                self.visit_call(node)
+            elif isinstance(node, ast.Attribute):
+                ref = self.dotted(node)
+                if ref in FORBIDDEN_REFS:
+                    self.add("integrity", f"{ref} is off limits to candidates", node)
+            elif isinstance(node, ast.Name):
+                if node.id in FORBIDDEN_NAMES:
+                    self.add("integrity", f"{node.id} is off limits to candidates", node)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                self.strings.append((node.value, node.lineno))
+                self.check_string(node.value, node)
+            elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+                targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) \
+                    else [node.target]
+                for target in targets:
+                    self.check_assign_target(target)
+            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+                if id(node) not in self.jit_nodes:
+                    self.add("framework_op", "the @ operator runs the framework's matmul; "
+                             "compute it in your kernel", node)
+
+    def check_module(self, name, node, leaf_only=False):
+        parts = name.split(".")
+        if leaf_only:
+            parts = parts[-1:]
+        for p in parts:
+            if p in self.reference_names:
+                self.add("reference", f"importing the reference ({name}) is not allowed: "
+                         f"implement the operation", node)
+                return
+        root = name.split(".")[0]
+        if not leaf_only and root in FORBIDDEN_MODULES:
+            self.add("integrity", f"importing {name} is off limits to candidates", node)
+
+    def check_string(self, text, node):
+        for s in FORBIDDEN_STRINGS:
+            if s in text:
+                self.add("integrity", f"the string {s!r} is off limits to candidates", node)
+        stripped = text.strip()
+        for ref in self.reference_names:
+            if stripped == ref or stripped.endswith(f"{ref}.py") or \
+                    stripped.endswith(f"/{ref}"):
+                self.add("reference", f"naming the reference ({text!r}) is not allowed", node)
+
+    def check_assign_target(self, target):
+        for t in (target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]):
+            if isinstance(t, ast.Attribute):
+                ref = self.dotted(t) or ""
+                if ref.split(".")[0] in PROTECTED_ROOTS and ref.count(".") >= 1 and \
+                        self._resolves_to_module(t.value):
+                    self.add("integrity", f"assigning {ref} (monkeypatching a library) is "
+                             f"not allowed", t)
+
+    def _resolves_to_module(self, node):
+        # torch.x = ..., np.linalg.x = ..., torch.Tensor.add = ...: the base is an imported name
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in self.aliases
+
+    def visit_call(self, node):
+        func = node.func
+        if isinstance(func, ast.Subscript):
+            base = func.value
+            name = base.id if isinstance(base, ast.Name) else \
+                base.attr if isinstance(base, ast.Attribute) else None
+            if name:
+                self.launches.append(name)
+            return
+        dotted = self.dotted(func) or ""
+        self.calls.append((dotted, node))
+        if isinstance(func, ast.Name) and func.id in FORBIDDEN_CALLS and \
+                func.id not in self.aliases:
+            self.add("integrity", f"{func.id}() (dynamic code) is off limits to candidates",
+                     node)
+        if dotted in ("setattr", "delattr") and node.args:
+            target = self.dotted(node.args[0]) or ""
+            if target.split(".")[0] in PROTECTED_ROOTS and self._resolves_to_module(
+                    node.args[0]):
+                self.add("integrity", f"{dotted}({target}, ...) (monkeypatching a library) "
+                         f"is not allowed", node)
+        if id(node) in self.jit_nodes:
+            return
+        root = dotted.split(".")[0]
+        if root in FRAMEWORK_ROOTS and "." in dotted:
+            tail = dotted.split(".")
+            op = trace.normalize(tail[-1])
+            qualified = ".".join(tail[1:])
+            if trace.is_heavy(op) or trace.is_heavy(qualified) or root == "scipy" or \
+                    any(p in ("linalg", "fft") for p in tail[1:-1]):
+                self.add("framework_op", f"{dotted}() computes with the framework; implement "
+                         f"it in your {self.impl_type} kernel", node)
+                return
+        if isinstance(func, ast.Attribute) and func.attr in HEAVY_METHODS:
+            receiver = self.dotted(func.value) or ""
+            if receiver.split(".")[0] in KERNEL_ROOTS or receiver.startswith("triton") or \
+                    receiver in self.native:
+                return
+            self.add("framework_op", f".{func.attr}() computes with the framework; "
+                     f"implement it in your {self.impl_type} kernel", node)
+
+    # --- impl_type presence -----------------------------------------------------------------
+    def check_impl(self):
+        impl = self.impl_type
+        dotted_calls = [d for d, _ in self.calls]
+        if impl == "triton":
+            if not self.jit_names:
+                self.add("impl", "no @triton.jit kernel: a triton candidate must define one")
+            elif not any(n in self.jit_names for n in self.launches):
+                self.add("impl", f"the @triton.jit kernel(s) {sorted(self.jit_names)} are never "
+                         f"launched with kernel[grid](...)")
+        elif impl == "cuda_c":
+            if not any("__global__" in s for s, _ in self.strings):
+                self.add("impl", "no __global__ CUDA kernel in the source: a cuda_c candidate "
+                         "must define one in its CUDA source string")
+            if not any(d.endswith(("cpp_extension.load_inline", "cpp_extension.load"))
+                       for d in dotted_calls):
+                self.add("impl", "the CUDA source is never built: call "
+                         "torch.utils.cpp_extension.load_inline")
+            for text, line in self.strings:
+                m = _ATEN_RE.search(text) or _ATEN_METHOD_RE.search(text)
+                if m:
+                    self.violations.append(Violation(
+                        "framework_op", f"the C++ source calls ATen ({m.group(0).strip()}...): "
+                        f"compute it in your own CUDA kernel", line))
+        elif impl == "cpp":
+            if not ({"kforge_cpp", "ctypes"} & self.imported_roots or
+                    any(d.startswith("numpy.ctypeslib") for d in dotted_calls)):
+                self.add("impl", "a cpp candidate must build its C++ with kforge_cpp.build (or "
+                         "load a library with ctypes) and call it")
+            elif not any(d in NATIVE_LOADERS or d.startswith("ctypes.cdll.")
+                         for d in dotted_calls):
+                self.add("impl", "no native library is built or loaded: call "
+                         "kforge_cpp.build(source) and call its functions")
+        elif impl == "swft":
+            if "swft" not in self.imported_roots:
+                self.add("impl", "a swft candidate must import swft")
+
+
+def check(source, impl_type, reference_names=("reference",), filename="candidate.py"):
+    """-> list of Violations. Raises SyntaxError when the source does not parse."""
+    tree = ast.parse(source, filename=filename)
+    tree.body = [n for n in tree.body if not _is_main_guard(n)]
+    scanner = _Scanner(impl_type, reference_names)
+    scanner.scan(tree)
+    scanner.check_impl()
+    seen, unique = set(), []
+    for v in scanner.violations:
+        key = (v.rule, v.message, v.line)
+        if key not in seen:
+            seen.add(key)
+            unique.append(v)
+    return unique

@@ -1,0 +1,18 @@
+"""Writes the sum into its first input, then returns a copy of it."""
+import ctypes
+
+import torch
+import kforge_cpp
+
+_lib = kforge_cpp.build(r"""
+extern "C" void add_into(float* x, const float* y, long n) {
+    for (long i = 0; i < n; ++i) x[i] += y[i];
+}
+""", name="add_into")
+_lib.add_into.argtypes = [kforge_cpp.c_ptr, kforge_cpp.c_ptr, ctypes.c_long]
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x, y):
+        _lib.add_into(kforge_cpp.ptr(x), kforge_cpp.ptr(y), x.numel())
+        return x.clone()

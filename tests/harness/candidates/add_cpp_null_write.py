@@ -1,0 +1,20 @@
+"""Writes through a null pointer: SIGSEGV kills the harness mid-precision."""
+import ctypes
+
+import torch
+import kforge_cpp
+
+_lib = kforge_cpp.build(r"""
+extern "C" void vector_add(const float* x, const float* y, float* out, long n) {
+    volatile float* volatile bad = nullptr;  // volatile: the store cannot be optimised away
+    for (long i = 0; i < n; ++i) bad[i] = x[i] + y[i];
+}
+""", name="null_write")
+_lib.vector_add.argtypes = [kforge_cpp.c_ptr, kforge_cpp.c_ptr, kforge_cpp.c_ptr, ctypes.c_long]
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x, y):
+        out = torch.empty_like(x)
+        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.numel())
+        return out
