@@ -35,10 +35,11 @@ def main(argv=None):
     parser.add_argument("--job-dir", required=True, help="directory with job.json")
     args = parser.parse_args(argv)
     job_dir = os.path.abspath(args.job_dir)
-    if not os.path.isdir(job_dir):
-        print(f"kforge_harness: {job_dir}: not a directory", file=sys.stderr)
+    try:
+        os.chdir(job_dir)
+    except OSError as e:
+        print(f"kforge_harness: cannot enter the job directory: {e}", file=sys.stderr)
         return 2
-    os.chdir(job_dir)
 
     threads = str(_threads_from_job(job_dir))
     for var in _THREAD_VARS:

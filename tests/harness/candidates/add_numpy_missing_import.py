@@ -1,7 +1,7 @@
 """Imports a module that does not exist."""
 import ctypes
 
-import torch
+import numpy as np
 import kforge_cpp
 import fast_vector_kernels  # no such module
 
@@ -12,8 +12,8 @@ extern "C" void vector_add(const float* x, const float* y, float* out, long n) {
 """, name="vector_add")
 
 
-class ModelNew(torch.nn.Module):
+class ModelNew:
     def forward(self, x, y):
-        out = torch.empty_like(x)
-        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.numel())
+        out = np.empty_like(x)
+        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.size)
         return out

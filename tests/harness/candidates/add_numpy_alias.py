@@ -1,7 +1,7 @@
 """Writes the sum into its first input and returns that input."""
 import ctypes
 
-import torch
+import numpy as np
 import kforge_cpp
 
 _lib = kforge_cpp.build(r"""
@@ -12,7 +12,7 @@ extern "C" void add_into(float* x, const float* y, long n) {
 _lib.add_into.argtypes = [kforge_cpp.c_ptr, kforge_cpp.c_ptr, ctypes.c_long]
 
 
-class ModelNew(torch.nn.Module):
+class ModelNew:
     def forward(self, x, y):
-        _lib.add_into(kforge_cpp.ptr(x), kforge_cpp.ptr(y), x.numel())
+        _lib.add_into(kforge_cpp.ptr(x), kforge_cpp.ptr(y), x.size)
         return x

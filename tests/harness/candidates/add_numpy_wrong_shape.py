@@ -1,7 +1,7 @@
 """Correct values, but returned as a column (N, 1) instead of (N,)."""
 import ctypes
 
-import torch
+import numpy as np
 import kforge_cpp
 
 _lib = kforge_cpp.build(r"""
@@ -12,8 +12,8 @@ extern "C" void vector_add(const float* x, const float* y, float* out, long n) {
 _lib.vector_add.argtypes = [kforge_cpp.c_ptr, kforge_cpp.c_ptr, kforge_cpp.c_ptr, ctypes.c_long]
 
 
-class ModelNew(torch.nn.Module):
+class ModelNew:
     def forward(self, x, y):
-        out = torch.empty(x.numel(), 1, dtype=x.dtype)
-        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.numel())
+        out = np.empty((x.size, 1), dtype=x.dtype)
+        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.size)
         return out

@@ -1,7 +1,7 @@
 """Writes through a null pointer: SIGSEGV kills the harness mid-precision."""
 import ctypes
 
-import torch
+import numpy as np
 import kforge_cpp
 
 _lib = kforge_cpp.build(r"""
@@ -13,8 +13,8 @@ extern "C" void vector_add(const float* x, const float* y, float* out, long n) {
 _lib.vector_add.argtypes = [kforge_cpp.c_ptr, kforge_cpp.c_ptr, kforge_cpp.c_ptr, ctypes.c_long]
 
 
-class ModelNew(torch.nn.Module):
+class ModelNew:
     def forward(self, x, y):
-        out = torch.empty_like(x)
-        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.numel())
+        out = np.empty_like(x)
+        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.size)
         return out

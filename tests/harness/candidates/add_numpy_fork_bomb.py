@@ -4,7 +4,7 @@ import ctypes
 import os
 import time
 
-import torch
+import numpy as np
 import kforge_cpp
 
 _lib = kforge_cpp.build(r"""
@@ -17,12 +17,12 @@ _lib.vector_add.argtypes = [kforge_cpp.c_ptr, kforge_cpp.c_ptr, kforge_cpp.c_ptr
 MAX_CHILDREN = 3000
 
 
-class ModelNew(torch.nn.Module):
+class ModelNew:
     def forward(self, x, y):
         for _ in range(MAX_CHILDREN):
             if os.fork() == 0:
                 time.sleep(20)
                 os._exit(0)
-        out = torch.empty_like(x)
-        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.numel())
+        out = np.empty_like(x)
+        _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.size)
         return out

@@ -1,0 +1,587 @@
+"""Tests of the Verifier harness (agent/harness).
+
+    /usr/bin/python3 -m pytest tests/harness -q
+
+Part 1 runs every case of cases.json through kforge_harness.py in a subprocess, as the C++
+parent would (jobrun.py), and checks the verdict. Cases marked "needs_parent" get their
+verdict from the parent; here their limits are emulated (RLIMIT_AS, RLIMIT_NPROC as user
+nobody) and, for timeout and crash, the process outcome and DIR/stage are checked instead.
+Part 2 are unit tests of the comparison, the static rules, tracing, classification, job
+parsing, result writing and kforge_cpp.
+"""
+
+import ctypes
+import errno
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "agent", "harness"))
+
+import jobrun  # noqa: E402
+import kforge_cpp  # noqa: E402
+from kforge_verifier import compare, errors, job, result, rules, trace, verdicts  # noqa: E402
+
+CASES = jobrun.load_cases()
+RESULT_KEYS = {"verdict", "message", "input_error", "stage", "trials", "checks", "versions",
+               "phases_ms"}
+
+
+def _can_drop_privileges():
+    return os.geteuid() != 0 or (os.path.isdir("/tmp") and hasattr(os, "setuid"))
+
+
+# --- part 1: the corpus ---------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def outcomes():
+    """Runs all cases, a few at a time. -> {name: Outcome}."""
+    # not under pytest's tmp_path: that is 0700 and cases with a process limit run as nobody
+    with tempfile.TemporaryDirectory(prefix="kforge-harness-test-") as parent:
+        os.chmod(parent, 0o777)
+
+        def one(case):
+            return case["name"], jobrun.run_case(case, parent)
+
+        # slow ones first so they overlap with the rest
+        order = sorted(CASES, key=lambda c: not c.get("needs_parent"))
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            yield dict(pool.map(one, order))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_case(case, outcomes):
+    out = outcomes[case["name"]]
+    expect = case["expect"]
+    context = f"stage={out.stage} rc={out.returncode} stderr tail:\n{out.stderr[-2000:]}"
+    if expect == "timeout":
+        # the parent's timeout kills the group; the harness must not have written a verdict
+        assert out.timed_out, context
+        assert out.result is None, out.result
+        assert out.stage == "precision", context
+        return
+    if expect == "crashed":
+        assert out.returncode == -signal.SIGSEGV, context
+        assert out.result is None, out.result
+        assert out.stage == "precision", context
+        assert "Fatal Python error" in out.stderr  # faulthandler's stack for the model
+        return
+    if case.get("limits", {}).get("processes") and not _can_drop_privileges():
+        pytest.skip("RLIMIT_NPROC cannot bind here (root without setuid)")
+    assert out.result is not None, context
+    assert out.returncode == 0, context
+    res = out.result
+    assert res["verdict"] == expect, f"{res['verdict']}: {res['message']}\n{context}"
+    assert bool(res["input_error"]) == bool(case.get("input_error", False)), res
+    assert RESULT_KEYS <= set(res), sorted(res)
+    assert res["message"]
+    if expect == "passed":
+        assert res["trials"] >= 3
+        assert res["checks"]["mismatches"] == 0
+        assert res["checks"]["total"] > 0
+    if case["task_type"] == "profile" and expect == "passed":
+        prof = res["profile"]
+        assert prof["method"] == "perf_counter_ns"
+        assert prof["candidate"]["runs"] == case.get("job", {}).get("runs", 50)
+        assert prof["speedup"] > 0
+        assert prof["candidate"]["min_us"] <= prof["candidate"]["median_us"] <= \
+            prof["candidate"]["max_us"]
+    else:
+        assert "profile" not in res
+
+
+def test_profile_case_reports_speedup(outcomes):
+    res = outcomes["cpp_add_profile_passes"].result
+    assert res["verdict"] == "passed"
+    assert res["profile"]["suspicious"] is False
+    assert "speedup" in res["message"]
+
+
+def test_suspicious_speedup_is_flagged_but_passes(outcomes):
+    res = outcomes["suspicious_speedup_flagged"].result
+    assert res["verdict"] == "passed"
+    assert res["profile"]["suspicious"] is True
+    assert res["profile"]["speedup"] > 10
+    assert "SUSPICIOUS" in res["message"]
+
+
+def test_tail_bug_reports_tail_indices(outcomes):
+    res = outcomes["cpp_add_tail_bug"].result
+    first = res["checks"]["first_mismatches"]
+    assert first and first[0]["index"] == [100003 // 256 * 256]
+    assert res["checks"]["mismatches"] == 100003 % 256
+
+
+def test_nan_mismatch_message(outcomes):
+    res = outcomes["cpp_softmax_naive_overflow"].result
+    assert "NaN positions differ" in res["message"]
+    assert res["checks"]["first_mismatches"][0]["actual"] == "nan"
+
+
+def test_cached_answer_fails_on_a_later_trial(outcomes):
+    res = outcomes["numpy_add_cached_answer"].result
+    assert res["message"].startswith("trial 1")
+
+
+def test_results_are_strict_json(outcomes):
+    for name, out in outcomes.items():
+        if out.result is not None:
+            json.dumps(out.result, allow_nan=False)  # raises on NaN/Inf
+            assert out.result["stage"] in ("load_reference", "load_candidate", "precision",
+                                           "profile"), name
+
+
+def test_cases_json_is_well_formed():
+    names = set()
+    for case in CASES:
+        assert case["name"] not in names
+        names.add(case["name"])
+        for key in ("task", "candidate", "backend", "arch", "impl_type", "framework",
+                    "task_type", "expect"):
+            assert key in case, (case["name"], key)
+        assert case["expect"] in verdicts.ALL
+        assert os.path.isfile(os.path.join(HERE, case["task"]))
+        assert os.path.isfile(os.path.join(HERE, case["candidate"]))
+    for verdict in ("passed", "compile_error", "precision_mismatch", "timeout", "crashed",
+                    "resource_exceeded", "rejected", "infra_error"):
+        assert any(c["expect"] == verdict for c in CASES), verdict
+
+
+def test_missing_job_json_is_input_error(tmp_path):
+    out = jobrun.run_job(str(tmp_path))
+    assert out.result["verdict"] == "infra_error"
+    assert "job.json" in out.result["input_error"]
+
+
+def test_unknown_framework_is_input_error(tmp_path):
+    (tmp_path / "job.json").write_text(json.dumps({"framework": "jax"}))
+    out = jobrun.run_job(str(tmp_path))
+    assert out.result["verdict"] == "infra_error"
+    assert "framework" in out.result["input_error"]
+    assert out.returncode == 0
+
+
+# --- part 2: comparison ---------------------------------------------------------------------
+
+def host(values, dtype="float32"):
+    arr = np.asarray(values, dtype=np.float32 if dtype in ("float32", "bfloat16") else dtype)
+    return compare.to_host_array(arr, dtype)
+
+
+def test_tolerance_table():
+    assert compare.tolerance_for("float32") == (1e-4, 1e-4)
+    assert compare.tolerance_for("float16") == (1e-2, 1e-2)
+    assert compare.tolerance_for("bfloat16") == (3e-2, 3e-2)
+    assert compare.tolerance_for("float64") == (1e-7, 1e-7)
+    assert compare.tolerance_for("int32") == (0.0, 0.0)
+    assert compare.tolerance_for("bool") == (0.0, 0.0)
+    assert compare.tolerance_for("float32", atol=0.5) == (0.5, 1e-4)
+
+
+def test_fp32_within_tolerance_passes_and_outside_fails():
+    e = np.linspace(-3, 3, 1000)
+    assert compare.compare(host(e), host(e * (1 + 5e-5))).ok
+    bad = compare.compare(host(e), host(e * (1 + 1e-3)))
+    assert not bad.ok and bad.checks["mismatches"] > 0
+
+
+def test_fp16_and_bf16_are_looser():
+    e = np.linspace(1, 2, 100)
+    assert compare.compare(host(e, "float16"), host(e * 1.005, "float16")).ok
+    assert not compare.compare(host(e, "float16"), host(e * 1.03, "float16")).ok
+    assert compare.compare(host(e, "bfloat16"), host(e * 1.02, "bfloat16")).ok
+
+
+def test_job_overrides_apply():
+    e = np.ones(10)
+    assert compare.compare(host(e), host(e * 1.01), atol=0.0, rtol=0.02).ok
+
+
+def test_integers_must_be_equal():
+    e = np.arange(10, dtype=np.int64)
+    a = e.copy()
+    a[3] += 1
+    c = compare.compare(host(e, "int64"), host(a, "int64"))
+    assert not c.ok and c.checks["mismatches"] == 1
+    assert c.checks["first_mismatches"][0]["index"] == [3]
+
+
+def test_shape_mismatch():
+    c = compare.compare(host(np.zeros(6)), host(np.zeros((6, 1))))
+    assert not c.ok and "shape mismatch" in c.message
+    assert c.checks["actual_shape"] == [6, 1]
+
+
+def test_dtype_mismatch():
+    c = compare.compare(host(np.zeros(4), "float32"), host(np.zeros(4), "float64"))
+    assert not c.ok and "dtype mismatch" in c.message
+
+
+def test_nan_positions_must_match():
+    e = np.array([1.0, np.nan, 3.0])
+    assert compare.compare(host(e), host(e.copy())).ok
+    c = compare.compare(host(e), host([1.0, 2.0, 3.0]))
+    assert not c.ok and "NaN positions differ" in c.message
+    assert c.checks["first_mismatches"][0]["index"] == [1]
+    assert not compare.compare(host([1.0, 2.0]), host([np.nan, 2.0])).ok
+
+
+def test_inf_positions_and_signs_must_match():
+    e = np.array([np.inf, -np.inf, 1.0])
+    assert compare.compare(host(e), host(e.copy())).ok
+    c = compare.compare(host(e), host([-np.inf, -np.inf, 1.0]))
+    assert not c.ok and "Inf" in c.message
+    assert not compare.compare(host(e), host([1e30, -np.inf, 1.0])).ok
+
+
+def test_first_mismatches_have_nd_indices_and_are_capped():
+    e = np.zeros((4, 5))
+    a = e.copy()
+    a[2, 3] = 1.0
+    a[3, :] = 2.0
+    c = compare.compare(host(e), host(a))
+    first = c.checks["first_mismatches"]
+    assert first[0] == {"index": [2, 3], "expected": 0.0, "actual": 1.0}
+    assert first[1]["index"] == [3, 0]
+    assert c.checks["mismatches"] == 6
+    many = compare.compare(host(np.zeros(100)), host(np.ones(100)))
+    assert len(many.checks["first_mismatches"]) == compare.MAX_REPORTED
+
+
+def test_tiny_outputs_cannot_pass_as_zeros():
+    # a softmax over 10^5 columns: every element is far below atol
+    e = np.full(100000, 1e-5)
+    c = compare.compare(host(e), host(np.zeros_like(e)))
+    assert not c.ok and "aggregate" in c.message
+    assert compare.compare(host(e), host(e * (1 + 1e-6))).ok
+
+
+def test_fractional_policy_allows_a_few_outliers():
+    e = np.linspace(1, 2, 1000)
+    a = e.copy()
+    a[:10] *= 2  # 1% wrong
+    assert compare.compare(host(e), host(a), policy="fractional").ok
+    a[:30] *= 2  # 3% wrong
+    c = compare.compare(host(e), host(a), policy="fractional")
+    assert not c.ok and c.checks["limit"] == 0.02
+
+
+def test_fractional_policy_still_requires_nan_positions():
+    e = np.linspace(1, 2, 1000)
+    a = e.copy()
+    a[0] = np.nan
+    assert not compare.compare(host(e), host(a), policy="fractional").ok
+
+
+def test_sanitize_writes_non_finite_as_strings():
+    doc = result.sanitize({"a": float("nan"), "b": [float("inf"), -float("inf")],
+                           "c": np.float32(1.5), "d": np.int64(3), "e": np.bool_(True)})
+    assert doc == {"a": "nan", "b": ["inf", "-inf"], "c": 1.5, "d": 3, "e": True}
+    json.dumps(doc, allow_nan=False)
+
+
+def test_result_written_atomically(tmp_path):
+    result.write_result(str(tmp_path), {"verdict": "passed", "x": float("nan")})
+    assert json.loads((tmp_path / "result.json").read_text())["x"] == "nan"
+    assert sorted(os.listdir(tmp_path)) == ["result.json"]
+    result.write_stage(str(tmp_path), "precision")
+    assert (tmp_path / "stage").read_text().strip() == "precision"
+
+
+# --- part 2: static rules -------------------------------------------------------------------
+
+def violations(source, impl="cpp", **kw):
+    return rules.check(source, impl, **kw)
+
+
+def rule_names(source, impl="cpp"):
+    return sorted({v.rule for v in violations(source, impl)})
+
+
+CPP_OK = '''
+import ctypes, torch, kforge_cpp
+_lib = kforge_cpp.build("extern \\"C\\" void f(float* o, long n) {}")
+class ModelNew(torch.nn.Module):
+    def forward(self, x):
+        out = torch.empty_like(x).reshape(-1)
+        _lib.f(kforge_cpp.ptr(out), out.numel())
+        return out.view(x.shape)
+'''
+
+TRITON_OK = '''
+import torch, triton
+import triton.language as tl
+@triton.jit
+def add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) + tl.load(y_ptr + offs, mask=mask),
+             mask=mask)
+    acc = tl.dot(tl.zeros((16, 16), tl.float16), tl.zeros((16, 16), tl.float16))
+class ModelNew(torch.nn.Module):
+    def forward(self, x, y):
+        out = torch.empty_like(x)
+        n = x.numel()
+        add_kernel[(triton.cdiv(n, 1024),)](x, y, out, n, BLOCK=1024)
+        return out
+'''
+
+
+def test_cpp_candidate_that_builds_and_calls_is_clean():
+    assert violations(CPP_OK) == []
+
+
+def test_cpp_candidate_without_native_code_is_rejected():
+    src = "import torch\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n" \
+          "        return x.clone()\n"
+    assert rule_names(src) == ["impl"]
+
+
+def test_native_function_named_like_a_framework_op_is_fine():
+    src = CPP_OK + "\ndef g(a, b):\n    return _lib.matmul(a, b)\n"
+    assert violations(src) == []
+
+
+def test_triton_needs_jit_and_launch():
+    assert violations(TRITON_OK, "triton") == []
+    no_launch = TRITON_OK.replace("add_kernel[(triton.cdiv(n, 1024),)](x, y, out, n, BLOCK=1024)",
+                                  "pass")
+    assert [v.rule for v in violations(no_launch, "triton")] == ["impl"]
+    no_jit = TRITON_OK.replace("@triton.jit\n", "")
+    assert "impl" in rule_names(no_jit, "triton")
+
+
+def test_cuda_c_needs_global_and_load_inline():
+    ok = ('from torch.utils.cpp_extension import load_inline\n'
+          'src = "__global__ void k(float* x) {}"\n'
+          'mod = load_inline(name="k", cpp_sources="", cuda_sources=src)\n')
+    assert violations(ok, "cuda_c") == []
+    assert "impl" in rule_names(ok.replace("__global__", "__device__"), "cuda_c")
+    aten = ok.replace('"__global__ void k(float* x) {}"',
+                      '"__global__ void k(float* x) {} torch::Tensor f(torch::Tensor a) '
+                      '{ return torch::matmul(a, a); }"')
+    assert rule_names(aten, "cuda_c") == ["framework_op"]
+
+
+@pytest.mark.parametrize("call", ["torch.matmul(x, x)", "torch.nn.functional.softmax(x, 1)",
+                                  "F.softmax(x, dim=1)", "np.dot(x, x)", "x.mm(x)",
+                                  "torch.linalg.solve(x, x)", "x @ x", "np.linalg.norm(x)"])
+def test_framework_heavy_ops_are_rejected(call):
+    src = CPP_OK + f"\nimport torch.nn.functional as F\nimport numpy as np\ndef g(x):\n" \
+                   f"    return {call}\n"
+    assert rule_names(src) == ["framework_op"], call
+
+
+def test_allocation_and_layout_are_allowed():
+    src = CPP_OK + ("\nimport numpy as np\ndef g(x):\n    a = np.empty((3, 4), np.float32)\n"
+                    "    b = torch.zeros(3).reshape(3, 1).contiguous()\n"
+                    "    return np.ascontiguousarray(a).T, b.permute(1, 0), x.to(torch.float16)\n")
+    assert violations(src) == []
+
+
+def test_main_guard_is_ignored():
+    src = CPP_OK + '\nif __name__ == "__main__":\n    print(torch.softmax(torch.ones(3), 0))\n'
+    assert violations(src) == []
+
+
+def test_kernel_code_is_exempt():
+    assert violations(TRITON_OK, "triton") == []  # tl.dot inside @triton.jit
+
+
+@pytest.mark.parametrize("line", ["from reference import Model", "import reference",
+                                  "importlib.import_module('reference')",
+                                  "open('reference.py').read()"])
+def test_reference_is_off_limits(line):
+    src = CPP_OK + f"\nimport importlib\n{line}\n"
+    assert "reference" in rule_names(src)
+
+
+@pytest.mark.parametrize("line", ["import gc", "import inspect", "import sys\nsys.modules",
+                                  "exec('1')", "torch.matmul = lambda a, b: a",
+                                  "setattr(torch, 'softmax', None)", "open('result.json', 'w')",
+                                  "import sys\nf = sys._getframe(1)", "import kforge_verifier",
+                                  "import builtins"])
+def test_integrity_rules(line):
+    src = CPP_OK + f"\n{line}\n"
+    assert "integrity" in rule_names(src), line
+
+
+def test_syntax_error_propagates():
+    with pytest.raises(SyntaxError):
+        rules.check("def f(:\n", "cpp")
+
+
+def test_violation_names_the_line():
+    v = violations(CPP_OK + "\nimport gc\n")[0]
+    assert v.line == CPP_OK.count("\n") + 2 and "line" in str(v)
+
+
+# --- part 2: runtime tracing ----------------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+
+
+def _torch_overlaps(a, b):
+    from kforge_verifier.frameworks import TorchFramework
+    return TorchFramework("cpu").overlaps(a, b)
+
+
+def test_trace_sees_torch_compute_and_provenance():
+    def cand(x, y):
+        out = torch.empty_like(x)
+        tmp = x + y
+        out.copy_(tmp)
+        return out, torch.empty_like(x)
+    (o1, o2), log = trace.trace_torch(torch, _torch_overlaps, cand,
+                                      [torch.ones(8), torch.ones(8)])
+    assert log.ops == ["add"]
+    assert log.producer(o1) == "add"   # copy_ carries the taint to the output
+    assert log.producer(o2) is None    # fresh allocation is clean
+    assert log.max_numel["add"] == 8
+
+
+def test_trace_normalizes_names():
+    assert trace.normalize("__radd__") == "add"
+    assert trace.normalize("__iadd__") == "add"
+    assert trace.normalize("add_") == "add"
+    assert trace.normalize("bmm") == "matmul"
+    assert trace.normalize("add.reduce") == "sum"
+    assert trace.normalize("__get__") == "attr"
+    assert trace.is_heavy("matmul") and trace.is_heavy("linalg.norm")
+    assert not trace.is_heavy("add")
+
+
+def test_trace_numpy_through_asarray():
+    def cand(a, b):
+        a = np.ascontiguousarray(a)
+        out = np.empty_like(a)
+        out[:] = np.exp(a) + b
+        return out
+    overlaps = lambda x, y: bool(np.may_share_memory(x.view(np.ndarray),  # noqa: E731
+                                                     y.view(np.ndarray)))
+    out, log = trace.trace_numpy(cand, [np.ones(4), np.ones(4)], overlaps)
+    assert log.ops == ["exp", "add"]
+    assert log.producer(out) == "add"
+    assert np.asarray is not None and np.asarray.__module__ == "numpy"  # restored
+
+
+def test_integrity_snapshot_detects_replacement():
+    import types
+    ns = types.SimpleNamespace(f=len, g=abs)
+    snap = trace.IntegritySnapshot([("ns", ns)])
+    assert snap.changed() == []
+    ns.f = max
+    assert snap.changed() == ["ns.f"]
+
+
+# --- part 2: classification, job parsing -----------------------------------------------------
+
+def test_classification():
+    assert errors.classify(MemoryError()) == "resource_exceeded"
+    assert errors.classify(BlockingIOError(errno.EAGAIN, "x")) == "resource_exceeded"
+    assert errors.classify(OSError(errno.ENOMEM, "Cannot allocate memory")) == \
+        "resource_exceeded"
+    assert errors.classify(RuntimeError("DefaultCPUAllocator: can't allocate memory")) == \
+        "resource_exceeded"
+    assert errors.classify(RuntimeError("CUDA error: an illegal memory access was "
+                                        "encountered")) == "crashed"
+    assert errors.classify(ModuleNotFoundError("x"), loading=True) == "compile_error"
+    assert errors.classify(kforge_cpp.CompileError("bad")) == "compile_error"
+    assert errors.classify(ValueError("x")) == "runtime_error"
+    assert errors.classify(ValueError("x"), loading=True) == "compile_error"
+    try:
+        raise ValueError("from a chain") from MemoryError()
+    except ValueError as e:
+        assert errors.classify(e) == "resource_exceeded"
+
+
+def test_traceback_is_trimmed_to_candidate_frames():
+    def deep(n):
+        if n == 0:
+            raise RuntimeError("boom")
+        deep(n - 1)
+    try:
+        deep(50)
+    except RuntimeError as e:
+        text = errors.format_exception(e)
+    assert text.splitlines()[-1] == "RuntimeError: boom"
+    assert len(text.splitlines()) <= errors.TRACEBACK_LINES + 1
+
+
+def test_job_defaults_and_validation(tmp_path):
+    spec = job.parse({}, str(tmp_path))
+    assert (spec.trials, spec.seed, spec.warmup, spec.runs, spec.tolerance, spec.threads) == \
+        (3, 0, 5, 50, "strict", 1)
+    assert spec.suspicious_speedup == 10.0
+    for bad in ({"framework": "jax"}, {"trials": "3"}, {"atol": -1}, {"backend": "tpu"},
+                {"reference": "../x.py"}, {"task_type": "fast"}, {"tolerance": "loose"}):
+        with pytest.raises(verdicts.Failure) as info:
+            job.parse(bad, str(tmp_path))
+        assert info.value.verdict == "infra_error" and info.value.input_error
+    assert job.parse({"future_key": 1}, str(tmp_path)).extra == {"future_key": 1}
+
+
+# --- part 2: kforge_cpp ---------------------------------------------------------------------
+
+SRC = 'extern "C" long twice(long x) { return 2 * x; }\n'
+
+
+def test_kforge_cpp_builds_caches_and_counts(tmp_path):
+    cache = str(tmp_path / "cache")
+    lib = kforge_cpp.build(SRC, name="twice", cache_dir=cache)
+    assert lib.kforge_cached is False
+    lib.twice.argtypes = [ctypes.c_long]
+    lib.twice.restype = ctypes.c_long
+    before = kforge_cpp.native_calls()
+    assert lib.twice(21) == 42
+    assert kforge_cpp.native_calls() == before + 1
+    compiled = kforge_cpp.compilations()
+    again = kforge_cpp.build(SRC, name="twice", cache_dir=cache)
+    assert again.kforge_cached is True and again.kforge_path == lib.kforge_path
+    assert kforge_cpp.compilations() == compiled
+    other = kforge_cpp.build(SRC + "// changed\n", name="twice", cache_dir=cache)
+    assert other.kforge_path != lib.kforge_path
+    flagged = kforge_cpp.build(SRC, name="twice", cache_dir=cache, flags=("-O3",))
+    assert flagged.kforge_path != lib.kforge_path
+
+
+def test_kforge_cpp_compile_error_carries_stderr(tmp_path):
+    with pytest.raises(kforge_cpp.CompileError) as info:
+        kforge_cpp.build("int f( {", cache_dir=str(tmp_path))
+    assert "error" in info.value.stderr
+    assert "error" in str(info.value)
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+
+
+def test_kforge_cpp_missing_symbol_is_a_compile_error(tmp_path):
+    src = 'extern "C" void g();\nextern "C" void f() { g(); }\n'
+    with pytest.raises(kforge_cpp.CompileError):
+        kforge_cpp.build(src, cache_dir=str(tmp_path), flags=("-Wl,-z,now",))
+
+
+def test_ctypes_hook_counts_plain_cdll(tmp_path):
+    lib = kforge_cpp.build(SRC, name="twice", cache_dir=str(tmp_path))
+    kforge_cpp.install_ctypes_hook()
+    plain = ctypes.CDLL(lib.kforge_path)
+    plain.twice.argtypes = [ctypes.c_long]
+    before = kforge_cpp.native_calls()
+    plain.twice(1)
+    ctypes.cdll.LoadLibrary(lib.kforge_path).twice(2)
+    assert kforge_cpp.native_calls() == before + 2
+
+
+def test_kforge_cpp_ptr():
+    a = np.zeros(4, dtype=np.float32)
+    assert kforge_cpp.ptr(a).value == a.ctypes.data
+    t = torch.zeros(4)
+    assert kforge_cpp.ptr(t).value == t.data_ptr()
