@@ -30,6 +30,18 @@ def _threads_from_job(job_dir):
     return 1
 
 
+def _read_token():
+    """First line of stdin (at most 4 KiB), or None when stdin is absent or a terminal."""
+    try:
+        if sys.stdin is None or sys.stdin.isatty():
+            return None
+        line = sys.stdin.readline(4096)
+        sys.stdin.close()
+    except (OSError, ValueError):
+        return None
+    return line.strip() if line else None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="kforge verifier harness")
     parser.add_argument("--job-dir", required=True, help="directory with job.json")
@@ -40,6 +52,11 @@ def main(argv=None):
     except OSError as e:
         print(f"kforge_harness: cannot enter the job directory: {e}", file=sys.stderr)
         return 2
+
+    # The parent writes a per-job token as the first line of stdin; result.json carries it
+    # back, so a result.json written by the candidate itself is recognised as forged. Read
+    # before any task or candidate code runs; kept in locals only (never a module global).
+    token = _read_token()
 
     threads = str(_threads_from_job(job_dir))
     for var in _THREAD_VARS:
@@ -57,7 +74,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     from kforge_verifier import runner
     imports_ms = round((time.perf_counter() - t0) * 1000.0, 3)
-    runner.verify(job_dir, imports_ms=imports_ms)
+    runner.verify(job_dir, imports_ms=imports_ms, token=token)
     return 0
 
 

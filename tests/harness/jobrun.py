@@ -1,8 +1,9 @@
 """Runs cases of tests/harness/cases.json through the harness the way the C++ parent does:
-a job directory with job.json, reference.py and candidate.py; a scrubbed environment; a new
-process group killed at the end; and, when a case has "limits", the parent's rlimits
-(RLIMIT_AS for memory_mb, RLIMIT_NPROC for processes, as the unprivileged user "nobody" when
-we are root, because RLIMIT_NPROC does not bind root).
+a job directory with job.json, reference.py and candidate.py; a scrubbed environment; the
+parent's token on stdin (result.json must echo it); a new process group killed at the end;
+and, when a case has "limits", the parent's rlimits (RLIMIT_AS for memory_mb, RLIMIT_NPROC
+for processes, as the unprivileged user "nobody" when we are root, because RLIMIT_NPROC does
+not bind root).
 
     /usr/bin/python3 tests/harness/jobrun.py [CASE_NAME ...]   # prints each verdict
 
@@ -12,6 +13,7 @@ Used by test_harness.py.
 import json
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,20 +25,21 @@ from dataclasses import dataclass
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 HARNESS = os.path.join(ROOT, "agent", "harness", "kforge_harness.py")
-PYTHON = "/usr/bin/python3"
+PYTHON = os.environ.get("KFORGE_TEST_PYTHON", "/usr/bin/python3")  # the contract's interpreter
 NOBODY = 65534
 DEFAULT_TIMEOUT_S = 60
 
 JOB_KEYS = ("op_name", "backend", "arch", "impl_type", "framework", "task_type")
 
 
-def load_cases():
-    with open(os.path.join(HERE, "cases.json"), encoding="utf-8") as f:
+def load_cases(file="cases.json"):
+    """cases.json: the CPU corpus (every host); cases_cuda.json: needs a CUDA GPU."""
+    with open(os.path.join(HERE, file), encoding="utf-8") as f:
         return json.load(f)
 
 
 def case_by_name(name):
-    for case in load_cases():
+    for case in load_cases() + load_cases("cases_cuda.json"):
         if case["name"] == name:
             return case
     raise KeyError(name)
@@ -105,19 +108,29 @@ def run_job(job_dir, limits=None, timeout_s=None, hang_stage=None, hang_grace_s=
     the stages before it take on a loaded machine.
     """
     limits = limits or {}
+    token = secrets.token_hex(16)
     if limits.get("processes") and os.geteuid() == 0:
         for dirpath, dirnames, filenames in os.walk(job_dir):
             os.chmod(dirpath, 0o777)
             for name in filenames:
                 os.chmod(os.path.join(dirpath, name), 0o666)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": job_dir, "LANG": "C.UTF-8"}
+    env = {"PATH": os.environ.get("KFORGE_TEST_PATH", "/usr/local/bin:/usr/bin:/bin"),
+           "HOME": job_dir, "LANG": "C.UTF-8"}
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     start = time.monotonic()
     # Output goes to files, not pipes: children left behind by the job (a fork bomb) would
     # hold pipes open; we wait for the leader only and then kill its group, as the parent.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([PYTHON, HARNESS, "--job-dir", job_dir], cwd=job_dir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                stdin=subprocess.PIPE, stdout=out, stderr=err,
                                 preexec_fn=_preexec(limits))
+        try:
+            proc.stdin.write((token + "\n").encode())
+            proc.stdin.close()
+        except OSError:
+            pass
         timed_out = False
         deadline = start + (timeout_s or DEFAULT_TIMEOUT_S)
         reached = None
@@ -142,6 +155,8 @@ def run_job(job_dir, limits=None, timeout_s=None, hang_stage=None, hang_grace_s=
         with open(path, encoding="utf-8") as f:
             result = json.load(f)
     stage = _read_stage(job_dir)
+    if result is not None:
+        result["token_ok"] = result.pop("token", None) == token
     return Outcome(proc.returncode, timed_out, result, stage,
                    stderr.decode(errors="replace"), wall)
 
@@ -164,6 +179,8 @@ def run_case(case, parent):
 
 def main(names):
     cases = load_cases()
+    if names and names[0].endswith(".json"):
+        cases, names = load_cases(names[0]), names[1:]
     if names:
         cases = [case_by_name(n) for n in names]
     with tempfile.TemporaryDirectory(prefix="kforge-harness-") as parent:

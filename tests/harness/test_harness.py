@@ -32,7 +32,7 @@ import kforge_cpp  # noqa: E402
 from kforge_verifier import compare, errors, job, result, rules, trace, verdicts  # noqa: E402
 
 CASES = jobrun.load_cases()
-RESULT_KEYS = {"verdict", "message", "input_error", "stage", "trials", "checks", "versions",
+RESULT_KEYS = {"token_ok", "verdict", "message", "input_error", "stage", "trials", "checks", "versions",
                "phases_ms"}
 
 
@@ -83,6 +83,7 @@ def test_case(case, outcomes):
     assert res["verdict"] == expect, f"{res['verdict']}: {res['message']}\n{context}"
     assert bool(res["input_error"]) == bool(case.get("input_error", False)), res
     assert RESULT_KEYS <= set(res), sorted(res)
+    assert res["token_ok"], "result.json must echo the token from stdin"
     assert res["message"]
     if expect == "passed":
         assert res["trials"] >= 3
@@ -410,7 +411,8 @@ def test_reference_is_off_limits(line):
                                   "exec('1')", "torch.matmul = lambda a, b: a",
                                   "setattr(torch, 'softmax', None)", "open('result.json', 'w')",
                                   "import sys\nf = sys._getframe(1)", "import kforge_verifier",
-                                  "import builtins"])
+                                  "import builtins", "f = lambda e: e.__traceback__.tb_frame",
+                                  "getattr(g, 'f_back')"])
 def test_integrity_rules(line):
     src = CPP_OK + f"\n{line}\n"
     assert "integrity" in rule_names(src), line

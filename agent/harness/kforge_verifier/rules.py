@@ -14,7 +14,9 @@ Rule groups (each Violation names its rule):
   reference     importing or naming the reference module (it is the answer)
   integrity     reaching into the harness or the interpreter: importing inspect, gc,
                 builtins, atexit, faulthandler, __main__ or the harness; sys.modules,
-                sys._getframe, settrace/setprofile, meta_path; exec/eval/compile/__import__;
+                sys._getframe, settrace/setprofile, meta_path; frame/traceback internals
+                (.f_back, .f_locals, .tb_frame, .__traceback__, .__globals__ ...);
+                exec/eval/compile/__import__;
                 assigning attributes of torch/numpy/triton/ctypes/kforge_cpp/time/builtins;
                 strings naming result.json or the harness
 
@@ -46,6 +48,10 @@ FORBIDDEN_MODULES = ("inspect", "gc", "builtins", "__builtin__", "__main__", "at
 FORBIDDEN_REFS = ("sys.modules", "sys._getframe", "sys.settrace", "sys.setprofile",
                   "sys.meta_path", "sys.path_hooks", "sys.path_importer_cache",
                   "threading.settrace", "threading.setprofile", "sys._current_frames")
+# Frame and traceback internals: the way from a candidate's code to the harness's locals.
+FORBIDDEN_ATTRS = ("f_back", "f_locals", "f_globals", "f_builtins", "tb_frame", "tb_next",
+                   "gi_frame", "cr_frame", "ag_frame", "__traceback__", "__globals__",
+                   "__closure__", "__subclasses__")
 FORBIDDEN_CALLS = ("exec", "eval", "compile", "__import__", "breakpoint")
 FORBIDDEN_NAMES = ("__builtins__", "__loader__", "__spec__")
 FORBIDDEN_STRINGS = ("result.json", "kforge_harness", "kforge_verifier")
@@ -169,6 +175,9 @@ class _Scanner:
                 ref = self.dotted(node)
                 if ref in FORBIDDEN_REFS:
                     self.add("integrity", f"{ref} is off limits to candidates", node)
+                elif node.attr in FORBIDDEN_ATTRS:
+                    self.add("integrity", f".{node.attr} (interpreter internals) is off limits "
+                             f"to candidates", node)
             elif isinstance(node, ast.Name):
                 if node.id in FORBIDDEN_NAMES:
                     self.add("integrity", f"{node.id} is off limits to candidates", node)
@@ -203,6 +212,9 @@ class _Scanner:
             if s in text:
                 self.add("integrity", f"the string {s!r} is off limits to candidates", node)
         stripped = text.strip()
+        if stripped in FORBIDDEN_ATTRS:
+            self.add("integrity", f"the string {stripped!r} (interpreter internals) is off "
+                     f"limits to candidates", node)
         for ref in self.reference_names:
             if stripped == ref or stripped.endswith(f"{ref}.py") or \
                     stripped.endswith(f"/{ref}"):

@@ -619,8 +619,10 @@ def new_doc():
             "phases_ms": {}}
 
 
-def verify(job_dir, imports_ms=0.0):
-    """Runs the whole verification of DIR and writes DIR/result.json. -> the document."""
+def verify(job_dir, imports_ms=0.0, token=None):
+    """Runs the whole verification of DIR and writes DIR/result.json. -> the document.
+
+    token: the parent's per-job token (stdin); echoed as "token" in result.json."""
     from . import job as job_mod
     doc = new_doc()
     doc["phases_ms"]["imports"] = imports_ms
@@ -654,5 +656,9 @@ def verify(job_dir, imports_ms=0.0):
             doc["versions"].setdefault("gxx", kforge_cpp.compiler_version())
     except Exception:  # noqa: BLE001
         pass
-    result.write_result(os.path.abspath(job_dir), doc)
+    out = dict(doc)
+    if token is not None:
+        out["token"] = token
+    token = None
+    result.write_result(os.path.abspath(job_dir), out)
     return doc
