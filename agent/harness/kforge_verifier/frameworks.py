@@ -369,7 +369,7 @@ class MindsporeFramework(Framework):
     def host(self, x):
         if isinstance(x, self.ms.Tensor):
             name = str(x.dtype).lower()
-            arr = x.float().asnumpy() if name == "bfloat16" else x.asnumpy()
+            arr = x.astype(self.ms.float32).asnumpy() if name == "bfloat16" else x.asnumpy()
             return to_host_array(arr, name, kind="mindspore.Tensor")
         return super().host(x)
 
