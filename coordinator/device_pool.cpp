@@ -131,9 +131,12 @@ const PoolJob* DevicePool::best_fit(const Device& d) const {
 std::vector<Placement> DevicePool::place(size_t max) {
   std::vector<Placement> out;
   if (queued_.empty()) return out;
-  std::vector<DeviceKey> candidates(free_.begin(), free_.end());
-  for (const DeviceKey& key : candidates) {
-    Device& d = devices_.at(key);
+  // Free devices in order, visiting only as many as needed (not a copy of free_ per call:
+  // most devices are free at light load). Placing jobs on a device can change only that
+  // device's own entry in free_, so the iterator steps past it first.
+  for (auto it = free_.begin(); it != free_.end();) {
+    Device& d = devices_.at(*it);
+    ++it;
     while (out.size() < max && has_room(d)) {
       const PoolJob* job = best_fit(d);
       if (job == nullptr) break;
