@@ -27,21 +27,6 @@ nlohmann::json verdict(const std::string& v, const std::string& message, const s
 
 }  // namespace
 
-std::map<std::string, std::string> verify_files(const VerifySpec& spec, const std::string& reference,
-                                                const std::string& candidate) {
-  nlohmann::json job = spec.options;
-  job["op_name"] = spec.op_name;
-  job["backend"] = spec.target.backend;
-  job["arch"] = spec.target.arch;
-  job["impl_type"] = spec.target.impl_type;
-  job["framework"] = spec.target.framework;
-  job["task_type"] = spec.task_type;
-  job["reference"] = "reference.py";
-  job["candidate"] = "candidate.py";
-  job["token_stdin"] = true;
-  return {{"job.json", job.dump(2) + "\n"}, {"reference.py", reference}, {"candidate.py", candidate}};
-}
-
 Result<std::filesystem::path> find_harness_dir(const std::string& configured) {
   auto valid = [](const std::filesystem::path& dir) {
     std::error_code ec;

@@ -15,19 +15,9 @@
 #include "common/process.h"
 #include "common/status.h"
 #include "common/targets.h"
+#include "common/verify_job.h"
 
 namespace kforge {
-
-struct VerifySpec {
-  std::string op_name;
-  Target target;
-  std::string task_type = "precision_only";  // | profile
-  nlohmann::json options = nlohmann::json::object();  // more job.json keys (trials, seed, ...)
-};
-
-// The files of a verify job directory.
-std::map<std::string, std::string> verify_files(const VerifySpec& spec, const std::string& reference,
-                                                const std::string& candidate);
 
 // The harness directory: `configured` if set, else $KFORGE_HARNESS_DIR, else
 // <executable>/../share/kforge/harness, else the source tree this binary was built from.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/flags.h"
+#include "coordinator/store.h"
 
 namespace kforge {
 
@@ -17,5 +18,11 @@ inline constexpr int kExitUsage = 2;
 int cli_fail(const std::string& message, int code = kExitFailed);
 
 int cmd_verify(const ParsedFlags& flags);
+int cmd_run(const ParsedFlags& flags);
+int cmd_submit(const ParsedFlags& flags);
+int cmd_results(const ParsedFlags& flags);
+
+// Prints a campaign's tasks (campaign_id 0: every campaign) as a table or JSON.
+bool print_results(Store& store, int64_t campaign_id, bool json);
 
 }  // namespace kforge

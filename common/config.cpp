@@ -210,6 +210,16 @@ requires std::unsigned_integral<I> &&
   read_value(r, node, key, out, IntRule{});
 }
 
+void read_value(Reader& r, const toml::node& node, const std::string& key, double& out, NoRule) {
+  if (const auto* f = node.as_floating_point(); f != nullptr && f->get() >= 0) {
+    out = f->get();
+  } else if (const auto* i = node.as_integer(); i != nullptr && i->get() >= 0) {
+    out = static_cast<double>(i->get());
+  } else {
+    r.fail_value(node, key, "a non-negative number");
+  }
+}
+
 void read_value(Reader& r, const toml::node& node, const std::string& key,
                 std::vector<std::string>& out, NoRule) {
   const auto* a = node.as_array();
@@ -339,6 +349,36 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
 }
 
 template <>
+const Fields<LlmRoleConfig>& fields_of<LlmRoleConfig>() {
+  using L = LlmRoleConfig;
+  static const Fields<L> fields = {
+      field("provider", &L::provider, non_empty),
+      field("base_url", &L::base_url),
+      field("model", &L::model),
+      field("api_key_env", &L::api_key_env),
+      field("temperature", &L::temperature),
+      field("max_tokens", &L::max_tokens, positive),
+      field("timeout_s", &L::timeout_s, positive),
+      field("concurrency", &L::concurrency, positive),
+      field("max_retries", &L::max_retries),
+      field("price_prompt_per_mtok", &L::price_prompt_per_mtok),
+      field("price_completion_per_mtok", &L::price_completion_per_mtok),
+      field("recording", &L::recording),
+  };
+  return fields;
+}
+
+template <>
+const Fields<LlmConfig>& fields_of<LlmConfig>() {
+  static const Fields<LlmConfig> fields = {
+      field("designer", &LlmConfig::designer),
+      field("coder", &LlmConfig::coder),
+      field("conductor", &LlmConfig::conductor),
+  };
+  return fields;
+}
+
+template <>
 const Fields<Config>& fields_of<Config>() {
   static const Fields<Config> fields = {
       // First, so that the component tables below start from it and override what they name.
@@ -350,6 +390,7 @@ const Fields<Config>& fields_of<Config>() {
        }},
       field("coordinator", &Config::coordinator),
       field("agent", &Config::agent),
+      field("llm", &Config::llm),
   };
   return fields;
 }

@@ -75,9 +75,32 @@ struct AgentConfig {
   LogConfig log;       // defaults to the top-level [log]
 };
 
+// One LLM role's endpoint ([llm.designer], [llm.coder], [llm.conductor]); docs/llm.md.
+struct LlmRoleConfig {
+  std::string provider;            // openai | replay | record; empty: the role is not configured
+  std::string base_url;            // e.g. http://127.0.0.1:8000/v1
+  std::string model;
+  std::string api_key_env;         // env var holding the API key ("" = none)
+  double temperature = 0.2;
+  uint32_t max_tokens = 4096;
+  uint32_t timeout_s = 120;        // per attempt
+  uint32_t concurrency = 4;        // requests in flight to this endpoint
+  uint32_t max_retries = 5;        // on 429, 5xx, timeouts
+  double price_prompt_per_mtok = 0;      // USD per million prompt tokens
+  double price_completion_per_mtok = 0;  // USD per million completion tokens
+  std::string recording;           // replay/record: JSONL file (relative: to the config file)
+};
+
+struct LlmConfig {
+  LlmRoleConfig designer;
+  LlmRoleConfig coder;
+  LlmRoleConfig conductor;  // optional: without it the Conductor decides by rules
+};
+
 struct Config {
   CoordinatorConfig coordinator;  // [coordinator]
   AgentConfig agent;              // [agent]
+  LlmConfig llm;                  // [llm.designer], [llm.coder], [llm.conductor]
   LogConfig log;                  // the top-level [log]; component log tables default to it
 };
 

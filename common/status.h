@@ -71,6 +71,9 @@ class [[nodiscard]] Result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
+  // The value, or `fallback` when there is none.
+  T value_or(T fallback) const& { return ok() ? std::get<T>(v_) : std::move(fallback); }
+
   // The error; an ok Status when a value is held.
   Status status() const { return ok() ? Status() : std::get<Status>(v_); }
 

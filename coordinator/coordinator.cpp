@@ -437,6 +437,12 @@ void Coordinator::timers() {
     next_adopt_ms_ = now + kAdoptIntervalMs;
     adopt_changes();
   }
+  for (auto& p : periodic_) {
+    if (now >= p.next_ms) {
+      p.next_ms = now + p.every_ms;
+      p.fn();
+    }
+  }
   if (grace_until_ms_ != 0 && now >= grace_until_ms_) {
     grace_until_ms_ = 0;
     std::vector<int64_t> detached;

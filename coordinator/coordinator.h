@@ -88,6 +88,9 @@ class Coordinator {
     return future.get();
   }
 
+  // Runs `fn` on the loop thread in a coming turn, inside its batch. Thread-safe.
+  void post(std::function<void()> fn);
+
   // --- Loop-thread operations (use inside call(), or from listeners) ---
 
   // Queues a job. `assign` is the template sent to the agent (job ref and device filled
@@ -103,6 +106,10 @@ class Coordinator {
   bool agent_drained(const std::string& agent_id) const;
   size_t live_agents() const;
   void add_result_listener(ResultListener listener) { listeners_.push_back(std::move(listener)); }
+  // Runs `fn` on the loop thread about every `every_ms`, inside a turn's batch.
+  void add_periodic(int64_t every_ms, std::function<void()> fn) {
+    periodic_.push_back(Periodic{every_ms, 0, std::move(fn)});
+  }
   void set_filter(MessageFilter filter) { filter_ = std::move(filter); }
 
  private:
@@ -134,7 +141,6 @@ class Coordinator {
   Coordinator(const CoordinatorOptions& options, Clock& clock, std::unique_ptr<Store> store,
               zmq::context_t ctx, zmq::socket_t socket, std::string endpoint);
   Status recover();
-  void post(std::function<void()> fn);
   Status turn(bool timers_due);
   void note(const Status& st);  // remembers the turn's first store error
   void drop_lease(int64_t job_id);
@@ -184,6 +190,12 @@ class Coordinator {
   std::vector<std::function<void()>> after_commit_;
   std::vector<std::pair<JobRow, proto::JobResult>> recorded_;
   std::vector<ResultListener> listeners_;
+  struct Periodic {
+    int64_t every_ms;
+    int64_t next_ms;
+    std::function<void()> fn;
+  };
+  std::vector<Periodic> periodic_;
   MessageFilter filter_;
 };
 

@@ -1,0 +1,196 @@
+// kforge run: the all-in-one mode. A coordinator, the Conductor and a local agent in this
+// process (jobs still run in their own sandboxed child processes), driving one campaign to
+// its end. Run again on the same --data directory it resumes; a finished campaign is not
+// run again.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/agent.h"
+#include "agent/devices.h"
+#include "cli/commands.h"
+#include "common/config.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "coordinator/campaign.h"
+#include "coordinator/conductor.h"
+
+namespace kforge {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+// Adds the campaign's tasks unless the same campaign (by content) is stored already.
+Result<int64_t> ensure_campaign(Store& store, const Campaign& campaign, const std::string& source) {
+  auto existing = store.campaign_by_hash(campaign.content_hash);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) return (*existing)->id;
+  auto id = store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
+  if (!id.ok()) return id.status();
+  for (const CampaignTask& t : campaign.tasks) {
+    TaskSpec spec = t.spec;
+    spec.candidate = t.candidate;
+    auto task = store.create_task(*id, spec);
+    if (!task.ok()) return task.status();
+  }
+  return id;
+}
+
+}  // namespace
+
+int cmd_submit(const ParsedFlags& flags) {
+  if (flags.positional.size() != 1) return cli_fail("submit: give one campaign file", kExitUsage);
+  auto campaign = load_campaign(flags.positional[0]);
+  if (!campaign.ok()) return cli_fail(campaign.status().message());
+  auto source = read_file(flags.positional[0]);
+  std::filesystem::path data = flags.get("data").value_or("kforge-data");
+  if (Status st = ensure_dir(data); !st.ok()) return cli_fail(st.message());
+  auto store = Store::open(data / "kforge.db");
+  if (!store.ok()) return cli_fail(store.status().message());
+  auto before = (*store)->campaign_by_hash(campaign->content_hash);
+  if (!before.ok()) return cli_fail(before.status().message());
+  if (Status st = (*store)->begin(); !st.ok()) return cli_fail(st.message());
+  auto id = ensure_campaign(**store, *campaign, source.ok() ? *source : "");
+  if (!id.ok()) {
+    (*store)->rollback();
+    return cli_fail(id.status().message());
+  }
+  if (Status st = (*store)->commit(); !st.ok()) return cli_fail(st.message());
+  std::printf("campaign %s: %s (id %lld, %zu tasks)\n", campaign->name.c_str(),
+              before->has_value() ? "already submitted" : "submitted", static_cast<long long>(*id),
+              campaign->tasks.size());
+  return kExitOk;
+}
+
+int cmd_run(const ParsedFlags& flags) {
+  if (flags.positional.size() != 1) return cli_fail("run: give one campaign file, e.g. kforge run campaign.toml", kExitUsage);
+  auto campaign = load_campaign(flags.positional[0]);
+  if (!campaign.ok()) return cli_fail(campaign.status().message());
+  auto source = read_file(flags.positional[0]);
+
+  Config config;
+  std::filesystem::path config_dir = std::filesystem::current_path();
+  if (auto path = flags.get("config")) {
+    auto loaded = load_config(*path);
+    if (!loaded.ok()) return cli_fail(loaded.status().message());
+    config = *loaded;
+    config_dir = std::filesystem::absolute(*path).parent_path();
+  }
+  LogConfig log = config.log;
+  if (auto level = flags.get("log-level")) log.level = *level;
+  if (!flags.has("log-level") && !flags.has("config")) log.level = "warn";
+  if (Status st = init_logging(log, "kforge"); !st.ok()) return cli_fail(st.message());
+
+  std::filesystem::path data = flags.get("data").value_or("kforge-data");
+  CoordinatorOptions copts;
+  copts.listen = "tcp://127.0.0.1:*";
+  copts.data_dir = data;
+  copts.heartbeat_ms = config.coordinator.heartbeat_ms;
+  copts.liveness = config.coordinator.liveness;
+  copts.restart_grace_ms = 1000;  // the only agent is ours: it registers at once
+  copts.precision_jobs_per_device = config.coordinator.precision_jobs_per_device;
+  auto coordinator = Coordinator::open(copts);
+  if (!coordinator.ok()) return cli_fail(coordinator.status().message());
+  Coordinator& coord = **coordinator;
+
+  auto endpoints = endpoints_from_config(config.llm, config_dir);
+  std::unique_ptr<LlmClient> llm;
+  if (!endpoints.empty()) {
+    auto client = LlmClient::create(endpoints);
+    if (!client.ok()) return cli_fail("llm: " + client.status().message());
+    llm = std::move(client.value());
+  } else if (campaign->workflow != "verify_only") {
+    return cli_fail("run: the " + campaign->workflow + " workflow needs LLM roles; configure [llm.designer] and "
+                    "[llm.coder] in a --config file (see docs/llm.md)");
+  }
+  auto prompt_dir = find_prompt_dir(flags.get("prompts").value_or(""));
+  if (!prompt_dir.ok()) return cli_fail(prompt_dir.status().message());
+  auto prompts = PromptLibrary::load(*prompt_dir);
+  if (!prompts.ok()) return cli_fail(prompts.status().message());
+  ConductorOptions conductor_options;
+  conductor_options.endpoints = endpoints;
+  Conductor conductor(coord, llm.get(), std::move(prompts.value()), conductor_options);
+
+  auto campaign_id = ensure_campaign(coord.store(), *campaign, source.ok() ? *source : "");
+  if (!campaign_id.ok()) return cli_fail(campaign_id.status().message());
+  auto row = coord.store().get_campaign(*campaign_id);
+  if (!row.ok()) return cli_fail(row.status().message());
+
+  // The local agent: this host's devices, jobs in sandboxed child processes.
+  AgentConfig& ac = config.agent;
+  DiscoveryOptions discovery;
+  discovery.nvidia_smi = ac.nvidia_smi;
+  discovery.npu_smi = ac.npu_smi;
+  discovery.cpu_devices = ac.cpu_devices;
+  if (auto n = flags.get("cpu-devices")) {
+    auto v = parse_uint_flag("cpu-devices", *n);
+    if (!v.ok()) return cli_fail(v.status().message(), kExitUsage);
+    discovery.cpu_devices = static_cast<uint32_t>(*v);
+  }
+  if (auto f = flags.get("device-fixtures")) discovery.fixture_dir = *f;
+  AgentOptions aopts;
+  aopts.coordinator = coord.endpoint();
+  aopts.state_dir = data / "agent";
+  aopts.devices = discover_devices(discovery);
+  aopts.python = ac.python;
+  aopts.harness_dir = ac.harness_dir;
+  aopts.env_allow = ac.env_allow;
+  aopts.job_timeout_ms = ac.job_timeout_s * 1000;
+  aopts.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s, ac.limits.open_files,
+                                ac.limits.processes, ac.limits.file_size_mb};
+  if (::geteuid() == 0 && !ac.run_as.empty()) {
+    auto user = lookup_user(ac.run_as);
+    if (!user.ok()) return cli_fail("agent.run_as: " + user.status().message());
+    aopts.run_as = *user;
+  }
+  auto agent = Agent::open(aopts);
+  if (!agent.ok()) return cli_fail(agent.status().message());
+
+  coord.add_periodic(1000, [&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
+  g_stop = false;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::thread coordinator_thread([&] {
+    Status st = coord.run();
+    if (!st.ok()) spdlog::critical("{}", st.to_string());
+    g_stop = true;
+  });
+  std::thread agent_thread([&] { (*agent)->run().ok(); });
+  if (row->state != "finished") coord.call([&](Coordinator&) { return conductor.resume_all(); }).ok();
+
+  // Progress until the campaign finishes (or a signal stops us; a later run resumes).
+  size_t last_done = SIZE_MAX;
+  bool finished = false;
+  while (!g_stop) {
+    auto tasks = coord.call([&](Coordinator& c) { return c.store().tasks_of_campaign(*campaign_id); });
+    if (!tasks.ok()) break;
+    size_t done = 0, passed = 0;
+    for (const TaskRow& t : *tasks) {
+      done += (t.state == "passed" || t.state == "failed") ? 1 : 0;
+      passed += t.state == "passed" ? 1 : 0;
+    }
+    if (done != last_done) {
+      std::fprintf(stderr, "kforge: %s: %zu/%zu tasks done, %zu passed\n", campaign->name.c_str(), done,
+                   tasks->size(), passed);
+      last_done = done;
+    }
+    if (done == tasks->size()) {
+      finished = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // progress display only
+  }
+  (*agent)->stop(true);
+  agent_thread.join();
+  coord.stop();
+  coordinator_thread.join();
+  if (!finished) return cli_fail("run: interrupted; run the same command again to resume");
+  return print_results(coord.store(), *campaign_id, flags.has("json")) ? kExitOk : kExitFailed;
+}
+
+}  // namespace kforge

@@ -1,0 +1,377 @@
+#include "coordinator/conductor.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/verify_job.h"
+
+namespace kforge {
+namespace {
+
+constexpr const char* kSystemPrompt =
+    "You are an expert GPU/NPU kernel engineer. Follow the instructions exactly and answer "
+    "in the format they ask for.";
+
+// The last step of `role` whose verdict is not an error marker, or null.
+const StepRow* last_good(const std::vector<StepRow>& steps, const std::string& role) {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->role == role && it->verdict != kGarbled && it->verdict != kLlmError) return &*it;
+  }
+  return nullptr;
+}
+
+int count_role(const std::vector<StepRow>& steps, const std::string& role) {
+  int n = 0;
+  for (const auto& s : steps) n += s.role == role ? 1 : 0;
+  return n;
+}
+
+// The verifier's message for a prompt: verdict, message and the numbers a model can use.
+std::string verifier_message(const std::vector<StepRow>& steps) {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->role != "verifier") continue;
+    auto doc = nlohmann::json::parse(it->output, nullptr, false);
+    if (!doc.is_object()) return it->verdict;
+    std::string out = "verdict: " + doc.value("verdict", it->verdict) + "\n" + doc.value("message", "");
+    if (doc.contains("checks") && doc["checks"].is_object()) out += "\nchecks: " + doc["checks"].dump();
+    return out;
+  }
+  return "";
+}
+
+// Suggestions of a conductor step that came after the last verifier step.
+std::string suggestions(const std::vector<StepRow>& steps) {
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->role == "verifier") return "";
+    if (it->role == "conductor" && it->verdict != kGarbled && it->verdict != kLlmError) {
+      auto decision = parse_conductor(it->output);
+      return decision.ok() ? decision->suggestions : "";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config,
+                                                         const std::filesystem::path& config_dir) {
+  std::map<std::string, LlmEndpoint> out;
+  for (const auto& [role, c] : {std::pair{"designer", &config.designer}, {"coder", &config.coder},
+                                {"conductor", &config.conductor}}) {
+    if (c->provider.empty()) continue;
+    LlmEndpoint e;
+    e.provider = c->provider;
+    e.base_url = c->base_url;
+    e.model = c->model;
+    e.api_key_env = c->api_key_env;
+    e.temperature = c->temperature;
+    e.max_tokens = static_cast<int>(c->max_tokens);
+    e.timeout_s = static_cast<int>(c->timeout_s);
+    e.concurrency = static_cast<int>(c->concurrency);
+    e.max_retries = static_cast<int>(c->max_retries);
+    e.price_prompt_per_mtok = c->price_prompt_per_mtok;
+    e.price_completion_per_mtok = c->price_completion_per_mtok;
+    if (!c->recording.empty()) {
+      std::filesystem::path rec = c->recording;
+      e.recording = (rec.is_absolute() ? rec : config_dir / rec).string();
+    }
+    out[role] = e;
+  }
+  return out;
+}
+
+std::string latest_code(const std::vector<StepRow>& steps, const std::string& impl_type) {
+  const StepRow* coder = last_good(steps, "coder");
+  if (coder == nullptr) return "";
+  auto code = extract_code(coder->output, impl_type);
+  return code.ok() ? *code : "";
+}
+
+Conductor::Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts,
+                     ConductorOptions options)
+    : coordinator_(coordinator), llm_(llm), prompts_(std::move(prompts)), options_(std::move(options)) {
+  coordinator_.add_result_listener(
+      [this](const JobRow& job, const proto::JobResult& result) { on_job_result(job, result); });
+}
+
+ConductorPolicy Conductor::policy(const Active& active) const {
+  ConductorPolicy p;
+  p.workflow = active.workflow;
+  p.conductor_model = options_.endpoints.count("conductor") > 0;
+  p.max_code_fixes = options_.max_code_fixes;
+  p.max_infra_retries = options_.max_infra_retries;
+  return p;
+}
+
+bool Conductor::check(const Status& st, int64_t task_id) {
+  if (st.ok()) return true;
+  spdlog::error("task {}: {}", task_id, st.to_string());
+  return false;
+}
+
+void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done) {
+  waiters_[task_id].push_back(std::move(done));
+}
+
+Status Conductor::resume_all() {
+  auto tasks = coordinator_.store().unfinished_tasks();
+  if (!tasks.ok()) return tasks.status();
+  size_t started = 0;
+  for (const TaskRow& t : *tasks) {
+    if (active_.count(t.id)) continue;
+    start(t.id);
+    started++;
+  }
+  if (started) spdlog::info("conductor started {} unfinished tasks", started);
+  return Status();
+}
+
+void Conductor::start(int64_t task_id) {
+  if (active_.count(task_id)) return;
+  auto task = coordinator_.store().get_task(task_id);
+  if (!check(task.status(), task_id)) return;
+  if (task->state != "pending" && task->state != "running") return;
+  auto campaign = coordinator_.store().get_campaign(task->campaign_id);
+  if (!check(campaign.status(), task_id)) return;
+  active_[task_id] = Active{0, campaign->workflow, task->campaign_id};
+  if (task->state == "pending") check(coordinator_.store().set_task_state(task_id, "running", ""), task_id);
+  advance(task_id);
+}
+
+void Conductor::advance(int64_t task_id) {
+  // One task's failure or exception never touches another task.
+  try {
+    advance_unguarded(task_id);
+  } catch (const std::exception& e) {
+    fail(task_id, std::string("internal error in the conductor: ") + e.what());
+  }
+}
+
+void Conductor::advance_unguarded(int64_t task_id) {
+  auto it = active_.find(task_id);
+  if (it == active_.end()) return;
+  auto task = coordinator_.store().get_task(task_id);
+  auto steps = coordinator_.store().steps_of(task_id);
+  if (!check(task.status(), task_id) || !check(steps.status(), task_id)) return;
+  Action action = decide(policy(it->second), task->spec.limit_steps, *steps);
+  spdlog::debug("task {} ({}/{}): {} after {} steps", task_id, task->spec.op_name, task->spec.task_id,
+                action_name(action), steps->size());
+  switch (action.kind) {
+    case ActionKind::design:
+    case ActionKind::code:
+    case ActionKind::ask_conductor: ask_llm(*task, *steps, action); return;
+    case ActionKind::verify: verify(*task, *steps); return;
+    case ActionKind::finish: finish(task_id, action); return;
+  }
+}
+
+void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action) {
+  const std::string role = action.kind == ActionKind::design   ? "designer"
+                           : action.kind == ActionKind::code   ? "coder"
+                                                               : "conductor";
+  auto endpoint = options_.endpoints.find(role);
+  if (endpoint == options_.endpoints.end() || llm_ == nullptr) {
+    fail(task.id, "no LLM is configured for the " + role + " role");
+    return;
+  }
+  const std::string template_name = role == "conductor" ? "conductor" : action.fix ? role + "_fix" : role;
+  const StepRow* design = last_good(steps, "designer");
+  auto values = prompts_.task_values(task.spec);
+  if (!values.ok()) {
+    fail(task.id, "cannot build the " + template_name + " prompt: " + values.status().message());
+    return;
+  }
+  (*values)["design"] = design ? extract_design(design->output).value_or(design->output) : "";
+  (*values)["previous_code"] = latest_code(steps, task.spec.impl_type);
+  (*values)["verifier_message"] = verifier_message(steps);
+  (*values)["suggestions"] = suggestions(steps) + (action.reason.empty() ? "" : "\nNote: " + action.reason);
+  auto prompt = prompts_.render(template_name, *values);
+  if (!prompt.ok()) {
+    fail(task.id, "cannot build the " + template_name + " prompt: " + prompt.status().message());
+    return;
+  }
+  LlmRequest request;
+  request.role = role;
+  request.messages = {{"system", kSystemPrompt}, {"user", *prompt}};
+  request.replay_key = task.spec.op_name + "/" + task.spec.task_id + "/" + role + "/" +
+                       std::to_string(count_role(steps, role) + 1);
+  const int64_t token = next_token_++;
+  active_[task.id].token = token;
+
+  // A question already answered (before a restart) is not asked again.
+  std::string key = request_key(endpoint->second, request);
+  auto cached = coordinator_.store().find_llm_call(key);
+  if (!check(cached.status(), task.id)) return;
+  if (cached->has_value()) {
+    LlmResponse response;
+    response.ok = true;
+    auto body = nlohmann::json::parse((*cached)->response, nullptr, false);
+    response.content = body.is_object() ? body.value("content", "") : (*cached)->response;
+    response.reasoning = body.is_object() ? body.value("reasoning", "") : "";
+    response.request_key = key;
+    on_llm(task.id, token, role, request, response, /*from_cache=*/true);
+    return;
+  }
+  int64_t task_id = task.id;
+  llm_->submit(request, [this, task_id, token, role, request](LlmResponse response) {
+    coordinator_.post([this, task_id, token, role, request, response] {
+      on_llm(task_id, token, role, request, response, false);
+    });
+  });
+}
+
+void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
+                       const LlmResponse& response, bool from_cache) {
+  auto it = active_.find(task_id);
+  if (it == active_.end() || it->second.token != token) return;  // cancelled or superseded
+  Store& store = coordinator_.store();
+  StepRow step;
+  step.task_id = task_id;
+  step.role = role;
+  step.input = request.messages.back().content;
+  if (!response.ok) {
+    step.output = response.error;
+    step.verdict = kLlmError;
+    step.counted = false;
+    spdlog::warn("task {}: {} call failed: {}", task_id, role, response.error);
+  } else {
+    if (!from_cache) {
+      // Stored before it is used: the same transaction records the step below.
+      LlmCallRow call;
+      call.task_id = task_id;
+      call.role = role;
+      call.model = response.model;
+      call.request_key = response.request_key;
+      call.request = request_body(options_.endpoints.at(role), request);
+      call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump();
+      call.status = "ok";
+      call.prompt_tokens = response.prompt_tokens;
+      call.completion_tokens = response.completion_tokens;
+      call.cost_usd = response.cost_usd;
+      call.latency_ms = response.latency_ms;
+      if (!check(store.record_llm_call(call), task_id)) return;
+    }
+    step.output = response.content;
+    auto task = store.get_task(task_id);
+    if (!check(task.status(), task_id)) return;
+    if (role == "designer") {
+      step.verdict = extract_design(response.content).ok() ? "" : kGarbled;
+    } else if (role == "coder") {
+      step.verdict = extract_code(response.content, task->spec.impl_type).ok() ? "" : kGarbled;
+    } else {
+      auto decision = parse_conductor(response.content);
+      step.verdict = decision.ok() ? decision->action : kGarbled;
+      step.counted = false;
+    }
+  }
+  if (!check(store.record_step(step).status(), task_id)) return;
+  advance(task_id);
+}
+
+void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
+  Store& store = coordinator_.store();
+  const int seq = steps.empty() ? 1 : steps.back().seq + 1;
+  active_[task.id].token = next_token_++;
+  auto existing = store.job_for_task_seq(task.id, seq);
+  if (!check(existing.status(), task.id)) return;
+  if (existing->has_value()) {
+    const JobRow& job = **existing;
+    if (job.state == JobState::done) {
+      auto frame = proto::decode(job.result);
+      if (frame.ok()) {
+        if (auto* r = std::get_if<proto::JobResult>(&frame->message)) {
+          on_job_result(job, *r);
+          return;
+        }
+      }
+      record_verdict(task.id, job.id,
+                     nlohmann::json{{"verdict", "infra_error"}, {"message", "stored result does not decode"}});
+      return;
+    }
+    if (job.state != JobState::cancelled) return;  // queued or running: its result will come
+  }
+  std::string candidate = active_[task.id].workflow == "verify_only" ? task.spec.candidate
+                                                                     : latest_code(steps, task.spec.impl_type);
+  VerifySpec spec;
+  spec.op_name = task.spec.op_name;
+  spec.target = Target{task.spec.backend, task.spec.arch, task.spec.impl_type, task.spec.framework};
+  spec.task_type = task.spec.task_type;
+  spec.options = options_.verify_options;
+  proto::Assign assign;
+  assign.kind = "verify";
+  assign.files = verify_files(spec, task.spec.task_desc, candidate);
+  assign.timeout_ms = static_cast<uint64_t>(options_.verify_timeout_s) * 1000;
+  assign.limits.address_space_mb = options_.verify_memory_mb;
+  NewJob job;
+  job.task_id = task.id;
+  job.task_seq = seq;
+  job.kind = "verify";
+  job.backend = task.spec.backend;
+  job.arch = task.spec.arch;
+  job.exclusive = task.spec.task_type == "profile";  // timings need the device alone
+  auto id = coordinator_.submit(job, assign);
+  if (!check(id.status(), task.id)) return;
+  spdlog::info("task {} ({}/{}): verify job {} (step {})", task.id, task.spec.op_name, task.spec.task_id, *id, seq);
+}
+
+void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result) {
+  if (!job.task_id || !job.task_seq) return;
+  int64_t task_id = *job.task_id;
+  if (!active_.count(task_id)) return;
+  auto steps = coordinator_.store().steps_of(task_id);
+  if (!check(steps.status(), task_id)) return;
+  int expected = steps->empty() ? 1 : steps->back().seq + 1;
+  if (*job.task_seq != expected) return;  // already recorded
+  nlohmann::json doc;
+  if (!result.infra_error.empty()) {
+    doc = {{"verdict", "infra_error"}, {"message", "the agent could not run the job: " + result.infra_error}};
+  } else {
+    doc = nlohmann::json::parse(result.result_json, nullptr, false);
+    if (!doc.is_object() || !doc.contains("verdict")) {
+      doc = {{"verdict", "infra_error"}, {"message", "the job produced no verdict document"}};
+    }
+  }
+  record_verdict(task_id, job.id, doc);
+}
+
+void Conductor::record_verdict(int64_t task_id, int64_t job_id, const nlohmann::json& doc) {
+  StepRow step;
+  step.task_id = task_id;
+  step.role = "verifier";
+  step.input = "job " + std::to_string(job_id);
+  step.output = doc.dump();
+  step.verdict = doc.value("verdict", "infra_error");
+  step.counted = step.verdict != "infra_error";  // infrastructure failures cost the task nothing
+  if (!check(coordinator_.store().record_step(step).status(), task_id)) return;
+  advance(task_id);
+}
+
+void Conductor::finish(int64_t task_id, const Action& action) {
+  std::string verdict = action.passed ? "passed" : action.reason;
+  if (!check(coordinator_.store().set_task_state(task_id, action.passed ? "passed" : "failed", verdict), task_id)) {
+    return;
+  }
+  spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
+  int64_t campaign_id = active_[task_id].campaign_id;
+  active_.erase(task_id);
+  auto waiters = std::move(waiters_[task_id]);
+  waiters_.erase(task_id);
+  for (auto& w : waiters) w(action.passed);
+  // The campaign is finished when none of its tasks is.
+  auto tasks = coordinator_.store().tasks_of_campaign(campaign_id);
+  if (!tasks.ok()) return;
+  for (const TaskRow& t : *tasks) {
+    if (t.state == "pending" || t.state == "running") return;
+  }
+  check(coordinator_.store().set_campaign_state(campaign_id, "finished"), task_id);
+  spdlog::info("campaign {} finished", campaign_id);
+}
+
+void Conductor::fail(int64_t task_id, const std::string& reason) {
+  Action a;
+  a.kind = ActionKind::finish;
+  a.passed = false;
+  a.reason = reason;
+  finish(task_id, a);
+}
+
+}  // namespace kforge

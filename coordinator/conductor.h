@@ -1,0 +1,91 @@
+// The Conductor: drives every task of the coordinator from design to a verified kernel.
+//
+// Runs on the coordinator's loop thread. A task's state is its recorded steps (see
+// conductor_rules.h); after each event the Conductor reads them, decides, and starts the
+// next action: an LLM call (Designer, Coder, conductor model) or a verify job on a device
+// of the task's backend and arch. At most one action per task is in flight.
+//
+// Nothing is paid twice: an LLM answer is stored (llm_calls) in the same transaction as
+// the step that uses it, and a resumed task looks its question up there first; a verify job
+// is found again by (task, step seq) instead of being submitted a second time.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "common/config.h"
+#include "coordinator/conductor_rules.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/llm.h"
+#include "coordinator/prompts.h"
+
+namespace kforge {
+
+struct ConductorOptions {
+  std::map<std::string, LlmEndpoint> endpoints;  // by role: designer, coder, conductor
+  int max_code_fixes = 3;
+  int max_infra_retries = 3;
+  uint32_t verify_timeout_s = 300;      // wall clock per verify job
+  uint64_t verify_memory_mb = 0;        // address-space limit per verify job (0: agent default)
+  nlohmann::json verify_options = nlohmann::json::object();  // extra job.json keys (trials, ...)
+};
+
+class Conductor {
+ public:
+  // `llm` may be null when no task needs one (verify_only campaigns).
+  Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts, ConductorOptions options);
+
+  // --- loop thread ---
+  // Starts (or resumes) a task; a finished task is left alone.
+  void start(int64_t task_id);
+  // Starts every unfinished task in the store that is not running yet: after a restart, and
+  // periodically for tasks other processes added (kforge submit).
+  Status resume_all();
+  // Called with every recorded job result (a Coordinator result listener).
+  void on_job_result(const JobRow& job, const proto::JobResult& result);
+  // Called once when the task ends (passed or not).
+  void on_finish(int64_t task_id, std::function<void(bool passed)> done);
+  size_t active() const { return active_.size(); }
+
+ private:
+  struct Active {
+    int64_t token = 0;      // identifies the action in flight; stale callbacks are ignored
+    std::string workflow;   // of the task's campaign
+    int64_t campaign_id = 0;
+  };
+
+  void advance(int64_t task_id);
+  void advance_unguarded(int64_t task_id);
+  void ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action);
+  void on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
+              const LlmResponse& response, bool from_cache);
+  void verify(const TaskRow& task, const std::vector<StepRow>& steps);
+  void record_verdict(int64_t task_id, int64_t job_id, const nlohmann::json& doc);
+  void finish(int64_t task_id, const Action& action);
+  void fail(int64_t task_id, const std::string& reason);
+  ConductorPolicy policy(const Active& active) const;
+  bool check(const Status& st, int64_t task_id);
+
+  Coordinator& coordinator_;
+  LlmClient* llm_;
+  PromptLibrary prompts_;
+  ConductorOptions options_;
+  std::unordered_map<int64_t, Active> active_;
+  std::unordered_map<int64_t, std::vector<std::function<void(bool)>>> waiters_;
+  int64_t next_token_ = 1;
+};
+
+// The configured LLM roles as endpoints; relative recording paths resolve against
+// `config_dir`.
+std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config,
+                                                         const std::filesystem::path& config_dir);
+
+// The code of the latest coder step that produced code, if any ("" otherwise).
+std::string latest_code(const std::vector<StepRow>& steps, const std::string& impl_type);
+
+}  // namespace kforge

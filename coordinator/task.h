@@ -1,0 +1,38 @@
+// The design's Task API: one kernel to generate, run by the Conductor on the DevicePool.
+//
+//   kforge::Task task(spec, conductor);     // op_name, task_desc, task_id, backend, arch,
+//   std::future<bool> ok = task.run();      // impl_type, framework, task_type, limit_steps
+//   bool success = ok.get();
+//
+// `conductor` drives tasks on a running Coordinator (its DevicePool holds the devices of
+// every live agent). run() may be called from any thread but the coordinator's loop.
+#pragma once
+
+#include <future>
+
+#include "coordinator/conductor.h"
+
+namespace kforge {
+
+class Task {
+ public:
+  Task(TaskSpec spec, Coordinator& coordinator, Conductor& conductor, std::string workflow = "default");
+
+  // Checks the parameters (an invalid combination is refused with what is valid), records
+  // the task (in a campaign of its own, found again by its content: running the same Task
+  // twice resumes it) and starts it. The future becomes true when it passes, false when it
+  // fails or is refused; error() then says why.
+  std::future<bool> run();
+  int64_t id() const { return id_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  TaskSpec spec_;
+  Coordinator& coordinator_;
+  Conductor& conductor_;
+  std::string workflow_;
+  int64_t id_ = 0;
+  std::string error_;
+};
+
+}  // namespace kforge
