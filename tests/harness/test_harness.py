@@ -100,6 +100,37 @@ def test_case(case, outcomes):
         assert "profile" not in res
 
 
+CUDA_CASES = jobrun.load_cases("cases_cuda.json")
+
+
+def _cuda_available():
+    try:
+        import torch
+        import triton  # noqa: F401
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(scope="session")
+def cuda_outcomes():
+    if not _cuda_available():
+        pytest.skip("no CUDA GPU with torch and triton in this interpreter")
+    with tempfile.TemporaryDirectory(prefix="kforge-harness-cuda-") as parent:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            yield dict(pool.map(lambda c: (c["name"], jobrun.run_case(c, parent)), CUDA_CASES))
+
+
+@pytest.mark.parametrize("case", CUDA_CASES, ids=[c["name"] for c in CUDA_CASES])
+def test_cuda_case(case, cuda_outcomes):
+    out = cuda_outcomes[case["name"]]
+    assert out.result is not None, out.stderr[-2000:]
+    assert out.result["verdict"] == case["expect"], out.result["message"]
+    assert out.result["token_ok"]
+    if case["expect"] == "passed" and case["task_type"] == "profile":
+        assert out.result["profile"]["method"] == "cuda_events"
+
+
 def test_profile_case_reports_speedup(outcomes):
     res = outcomes["cpp_add_profile_passes"].result
     assert res["verdict"] == "passed"
@@ -350,6 +381,12 @@ def test_cpp_candidate_without_native_code_is_rejected():
 
 def test_native_function_named_like_a_framework_op_is_fine():
     src = CPP_OK + "\ndef g(a, b):\n    return _lib.matmul(a, b)\n"
+    assert violations(src) == []
+
+
+def test_own_method_named_like_a_framework_op_is_fine():
+    src = CPP_OK + ("\nclass Helper:\n    def softmax(self, x):\n        return x\n"
+                    "    def forward(self, x):\n        return self.softmax(x)\n")
     assert violations(src) == []
 
 

@@ -93,6 +93,7 @@ class _Scanner:
         self.imported_roots = set()
         self.calls = []              # (dotted, node)
         self.native = set()          # names bound to native libraries/extension modules
+        self.defined = set()         # functions and methods the candidate defines itself
 
     def add(self, rule, message, node=None):
         self.violations.append(Violation(rule, message, getattr(node, "lineno", 0) or 0))
@@ -146,6 +147,8 @@ class _Scanner:
 
     def collect_jit(self, tree):
         for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.defined.add(node.name)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
                     any(self._is_jit_decorator(d) for d in node.decorator_list):
                 self.jit_names.add(node.name)
@@ -271,8 +274,8 @@ class _Scanner:
         if isinstance(func, ast.Attribute) and func.attr in HEAVY_METHODS:
             receiver = self.dotted(func.value) or ""
             if receiver.split(".")[0] in KERNEL_ROOTS or receiver.startswith("triton") or \
-                    receiver in self.native:
-                return
+                    receiver in self.native or func.attr in self.defined:
+                return  # kernel code, the candidate's own library or its own method
             self.add("framework_op", f".{func.attr}() computes with the framework; "
                      f"implement it in your {self.impl_type} kernel", node)
 
