@@ -169,7 +169,8 @@ def build(source, name="kernel", flags=(), *, cache_dir=None, compiler=None, tim
     with _lock:
         if not os.path.exists(lib_path):
             os.makedirs(directory, exist_ok=True)
-            src_path = os.path.join(directory, f"{safe}-{key}.cpp")
+            # unique temporary names: several processes may share a cache directory
+            src_path = os.path.join(directory, f"{safe}-{key}.tmp{os.getpid()}.cpp")
             with open(src_path, "w", encoding="utf-8") as f:
                 f.write(source)
             tmp_path = f"{lib_path}.tmp{os.getpid()}"
@@ -184,13 +185,15 @@ def build(source, name="kernel", flags=(), *, cache_dir=None, compiler=None, tim
             _compilations += 1
             err = (proc.stderr + proc.stdout).decode(errors="replace")
             if proc.returncode != 0:
-                try:
-                    os.unlink(tmp_path)
-                except OSError:
-                    pass
+                for path in (tmp_path, src_path):
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
                 raise CompileError(f"C++ compilation failed (exit {proc.returncode}): "
                                    f"{' '.join(cmd)}\n{_trim(err)}", err)
             os.replace(tmp_path, lib_path)
+            os.replace(src_path, os.path.join(directory, f"{safe}-{key}.cpp"))  # for debugging
             cached = False
         else:
             cached = True

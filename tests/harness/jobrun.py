@@ -100,12 +100,15 @@ def _read_stage(job_dir):
         return ""
 
 
-def run_job(job_dir, limits=None, timeout_s=None, hang_stage=None, hang_grace_s=1.0):
+def run_job(job_dir, limits=None, timeout_s=None, hang_stage=None, hang_grace_s=1.0,
+            cpp_cache=None):
     """Runs the harness on a job directory. -> Outcome. Always kills the process group.
 
     hang_stage: instead of a fixed timeout, kill the job hang_grace_s after DIR/stage first
     says hang_stage (timed_out is then True): a hang test that does not depend on how long
     the stages before it take on a loaded machine.
+    cpp_cache: a kforge_cpp cache shared by jobs (tests only: it saves compiles; the parent
+    gives each job its own).
     """
     limits = limits or {}
     token = secrets.token_hex(16)
@@ -116,6 +119,8 @@ def run_job(job_dir, limits=None, timeout_s=None, hang_stage=None, hang_grace_s=
                 os.chmod(os.path.join(dirpath, name), 0o666)
     env = {"PATH": os.environ.get("KFORGE_TEST_PATH", "/usr/local/bin:/usr/bin:/bin"),
            "HOME": job_dir, "LANG": "C.UTF-8"}
+    if cpp_cache:
+        env["KFORGE_CPP_CACHE"] = cpp_cache
     for name in ("CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -168,13 +173,14 @@ def _kill_group(pgid):
         pass
 
 
-def run_case(case, parent):
+def run_case(case, parent, cpp_cache=None):
     """Runs a case. A case expecting timeout is killed 1 s after it reached the precision
     stage (its timeout_s is meant for the parent, which also counts the stages before)."""
     job_dir = make_job_dir(case, parent)
     if case["expect"] == "timeout":
-        return run_job(job_dir, case.get("limits"), DEFAULT_TIMEOUT_S, hang_stage="precision")
-    return run_job(job_dir, case.get("limits"), case.get("timeout_s"))
+        return run_job(job_dir, case.get("limits"), DEFAULT_TIMEOUT_S, hang_stage="precision",
+                       cpp_cache=cpp_cache)
+    return run_job(job_dir, case.get("limits"), case.get("timeout_s"), cpp_cache=cpp_cache)
 
 
 def main(names):
