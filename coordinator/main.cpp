@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "coordinator/conductor.h"
 #include "coordinator/coordinator.h"
 
 namespace {
@@ -17,6 +18,7 @@ const std::vector<kforge::FlagSpec> kFlags = {
     {"listen", true, "ZeroMQ endpoint for agents (default tcp://127.0.0.1:7700)"},
     {"data", true, "data directory holding kforge.db (default kforge-data)"},
     {"log-level", true, "trace|debug|info|warn|error"},
+    {"prompts", true, "prompt template directory (default: found)"},
     {"log-json", false, "log JSON lines"},
     {"help", false, "show this message"},
 };
@@ -42,10 +44,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   Config config;
+  std::filesystem::path config_dir = std::filesystem::current_path();
   if (auto path = flags->get("config")) {
     auto loaded = load_config(*path);
     if (!loaded.ok()) return fail(loaded.status().message());
     config = *loaded;
+    config_dir = std::filesystem::absolute(*path).parent_path();
   }
   CoordinatorConfig& cc = config.coordinator;
   if (auto v = flags->get("listen")) cc.listen = *v;
@@ -63,6 +67,25 @@ int main(int argc, char** argv) {
   options.precision_jobs_per_device = cc.precision_jobs_per_device;
   auto coordinator = Coordinator::open(options);
   if (!coordinator.ok()) return fail(coordinator.status().message());
+  // The Conductor drives the tasks of every campaign in the database (kforge submit adds
+  // them); without [llm.*] roles only verify_only campaigns can make progress.
+  auto endpoints = endpoints_from_config(config.llm, config_dir);
+  std::unique_ptr<LlmClient> llm;
+  if (!endpoints.empty()) {
+    auto client = LlmClient::create(endpoints);
+    if (!client.ok()) return fail("llm: " + client.status().message());
+    llm = std::move(client.value());
+  }
+  auto prompt_dir = find_prompt_dir(flags->get("prompts").value_or(""));
+  if (!prompt_dir.ok()) return fail(prompt_dir.status().message());
+  auto prompts = PromptLibrary::load(*prompt_dir);
+  if (!prompts.ok()) return fail(prompts.status().message());
+  ConductorOptions conductor_options;
+  conductor_options.endpoints = endpoints;
+  Conductor conductor(**coordinator, llm.get(), std::move(prompts.value()), conductor_options);
+  (*coordinator)->add_periodic(1000, [&] {
+    if (Status st = conductor.resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
+  });
   g_coordinator = coordinator->get();
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
