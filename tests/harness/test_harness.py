@@ -195,6 +195,7 @@ def test_missing_job_json_is_input_error(tmp_path):
     out = jobrun.run_job(str(tmp_path))
     assert out.result["verdict"] == "infra_error"
     assert "job.json" in out.result["input_error"]
+    assert out.result["stage"] == "load_reference"
 
 
 def test_unknown_framework_is_input_error(tmp_path):

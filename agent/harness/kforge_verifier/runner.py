@@ -614,7 +614,8 @@ def _syntax_message(e, filename):
 
 
 def new_doc():
-    return {"verdict": verdicts.INFRA_ERROR, "message": "", "input_error": "", "stage": "",
+    return {"verdict": verdicts.INFRA_ERROR, "message": "", "input_error": "",
+            "stage": "load_reference",  # job.json problems are reported in the first stage
             "trials": 0, "checks": {}, "versions": {"python": platform.python_version(),
                                                     "harness": HARNESS_VERSION},
             "phases_ms": {}}
