@@ -242,7 +242,8 @@ void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, 
       call.model = response.model;
       call.request_key = response.request_key;
       call.request = request_body(options_.endpoints.at(role), request);
-      call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump();
+      call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
+          -1, ' ', false, nlohmann::json::error_handler_t::replace);
       call.status = "ok";
       call.prompt_tokens = response.prompt_tokens;
       call.completion_tokens = response.completion_tokens;
@@ -338,7 +339,7 @@ void Conductor::record_verdict(int64_t task_id, int64_t job_id, const nlohmann::
   step.task_id = task_id;
   step.role = "verifier";
   step.input = "job " + std::to_string(job_id);
-  step.output = doc.dump();
+  step.output = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   step.verdict = doc.value("verdict", "infra_error");
   step.counted = step.verdict != "infra_error";  // infrastructure failures cost the task nothing
   if (!check(coordinator_.store().record_step(step).status(), task_id)) return;

@@ -1,0 +1,140 @@
+// The verification corpus (tests/harness/cases.json), every case through both paths a
+// verdict can take: `kforge verify` (the real binary) and a verify job on an agent.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/verify.h"
+#include "common/fs.h"
+#include "tests/support/cluster.h"
+
+using namespace kforge;
+using namespace kforge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::filesystem::path corpus_dir() { return source_dir() / "tests" / "harness"; }
+
+std::vector<nlohmann::json> corpus() {
+  auto text = kforge::read_file(corpus_dir() / "cases.json");
+  REQUIRE_MESSAGE(text.ok(), text.status().to_string());
+  auto doc = nlohmann::json::parse(*text);
+  REQUIRE(doc.is_array());
+  REQUIRE(doc.size() >= 15);
+  return {doc.begin(), doc.end()};
+}
+
+std::string str(const nlohmann::json& c, const char* key, const std::string& fallback = "") {
+  return c.contains(key) && c[key].is_string() ? c[key].get<std::string>() : fallback;
+}
+
+uint64_t limit(const nlohmann::json& c, const char* key) {
+  if (!c.contains("limits") || !c["limits"].contains(key)) return 0;
+  return c["limits"][key].get<uint64_t>();
+}
+
+uint64_t timeout_s(const nlohmann::json& c) { return c.contains("timeout_s") ? c["timeout_s"].get<uint64_t>() : 60; }
+
+}  // namespace
+
+TEST_CASE("every corpus case reaches its verdict through kforge verify") {
+  auto kforge_bin = binary_dir() / "cli" / "kforge";
+  for (const auto& c : corpus()) {
+    std::string name = str(c, "name");
+    CAPTURE(name);
+    ProcessSpec spec;
+    spec.argv = {kforge_bin.string(), "verify", "--json",
+                 "--task", (corpus_dir() / str(c, "task")).string(),
+                 "--candidate", (corpus_dir() / str(c, "candidate")).string(),
+                 "--backend", str(c, "backend", "cpu"), "--arch", str(c, "arch", "x86_64"),
+                 "--impl-type", str(c, "impl_type"), "--framework", str(c, "framework"),
+                 "--task-type", str(c, "task_type", "precision_only"),
+                 "--timeout", std::to_string(timeout_s(c)),
+                 "--op-name", str(c, "op_name", std::filesystem::path(str(c, "task")).stem().string())};
+    if (uint64_t mb = limit(c, "memory_mb")) spec.argv.insert(spec.argv.end(), {"--memory-limit", std::to_string(mb)});
+    if (uint64_t n = limit(c, "processes")) spec.argv.insert(spec.argv.end(), {"--processes", std::to_string(n)});
+    spec.env_allow = {"PATH", "TMPDIR"};
+    spec.timeout = std::chrono::seconds(timeout_s(c) + 60);
+    auto r = run_process(spec);
+    REQUIRE(r.ok());
+    if (c.value("input_error", false)) {
+      CHECK(r->exit_code == 1);
+      CHECK(r->stderr_data.find("unusable") != std::string::npos);
+      continue;
+    }
+    REQUIRE_MESSAGE(r->exit_code == 0, r->stderr_data);
+    auto doc = nlohmann::json::parse(r->stdout_data, nullptr, false);
+    REQUIRE_MESSAGE(doc.is_object(), r->stdout_data);
+    CHECK_MESSAGE(doc.value("verdict", "") == str(c, "expect"), doc.value("message", ""));
+    if (doc.value("verdict", "") != "passed") CHECK_FALSE(doc.value("message", "").empty());
+    if (str(c, "task_type") == "profile" && str(c, "expect") == "passed") {
+      REQUIRE(doc.contains("profile"));
+      CHECK(doc["profile"].value("speedup", 0.0) > 0.0);
+    }
+  }
+}
+
+TEST_CASE("every corpus case reaches the same verdict as a job on an agent") {
+  TestCluster cluster;
+  AgentOptions options = TestCluster::fast_agent_options();
+  options.python = "/usr/bin/python3";
+  if (::geteuid() == 0) {
+    auto nobody = lookup_user("nobody");
+    REQUIRE(nobody.ok());
+    options.run_as = *nobody;
+  }
+  cluster.start_agent("a", 2, options);
+  REQUIRE(cluster.wait_live(1));
+
+  std::vector<std::pair<nlohmann::json, int64_t>> jobs;
+  for (const auto& c : corpus()) {
+    auto reference = kforge::read_file(corpus_dir() / str(c, "task"));
+    auto candidate = kforge::read_file(corpus_dir() / str(c, "candidate"));
+    REQUIRE(reference.ok());
+    REQUIRE(candidate.ok());
+    VerifySpec spec;
+    spec.op_name = str(c, "op_name", std::filesystem::path(str(c, "task")).stem().string());
+    if (c.contains("job") && c["job"].is_object()) spec.options = c["job"];
+    spec.target = Target{str(c, "backend", "cpu"), str(c, "arch", "x86_64"), str(c, "impl_type"), str(c, "framework")};
+    spec.task_type = str(c, "task_type", "precision_only");
+    proto::Assign assign;
+    assign.kind = "verify";
+    assign.files = verify_files(spec, *reference, *candidate);
+    assign.timeout_ms = timeout_s(c) * 1000;
+    assign.limits.address_space_mb = limit(c, "memory_mb");
+    assign.limits.processes = limit(c, "processes") ? limit(c, "processes") : 512;
+    int64_t id = cluster.coordinator().call([&](Coordinator& co) {
+      NewJob job;
+      job.kind = "verify";
+      job.exclusive = spec.task_type == "profile";
+      auto r = co.submit(job, assign);
+      REQUIRE(r.ok());
+      return *r;
+    });
+    jobs.emplace_back(c, id);
+  }
+  std::vector<int64_t> ids;
+  for (const auto& [c, id] : jobs) ids.push_back(id);
+  REQUIRE(cluster.wait_all_done(ids, 600s));
+  for (const auto& [c, id] : jobs) {
+    std::string name = str(c, "name");
+    CAPTURE(name);
+    auto row = cluster.coordinator().call([&](Coordinator& co) { return co.store().get_job(id); });
+    REQUIRE(row.ok());
+    auto frame = proto::decode(row->result);
+    REQUIRE(frame.ok());
+    const auto& result = std::get<proto::JobResult>(frame->message);
+    CHECK_MESSAGE(result.infra_error.empty(), result.infra_error);
+    auto doc = nlohmann::json::parse(result.result_json, nullptr, false);
+    REQUIRE_MESSAGE(doc.is_object(), result.result_json);
+    if (c.value("input_error", false)) {
+      CHECK(doc.value("verdict", "") == "infra_error");
+      CHECK_FALSE(doc.value("input_error", "").empty());
+    } else {
+      CHECK_MESSAGE(doc.value("verdict", "") == str(c, "expect"), doc.value("message", ""));
+    }
+  }
+}
