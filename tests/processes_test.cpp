@@ -25,6 +25,7 @@
 #include "common/protocol.h"
 #include "common/zmq_util.h"
 #include "coordinator/store.h"
+#include "tests/support/child.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -43,97 +44,6 @@ size_t count_of(const std::string& text, const std::string& what) {
 // One child process: fork/exec of `exe` in `cwd` with stdout and stderr appended to `log`. Never
 // outlives the test: killed in the destructor, and by the kernel should the test process die
 // first (PR_SET_PDEATHSIG).
-class Child {
- public:
-  Child(fs::path exe, std::vector<std::string> args, fs::path log, fs::path cwd)
-      : exe_(std::move(exe)), args_(std::move(args)), log_(std::move(log)), cwd_(std::move(cwd)) {
-    start();
-  }
-  ~Child() { stop(); }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  bool running() { return !reap(); }
-  std::string log() const { return read_file(log_); }
-  // The wait status once reaped (see running()/kill()); -1 before.
-  int wait_status() const { return status_; }
-
-  // Sends `sig` and waits for the process to exit; false if it is still running after
-  // `deadline`.
-  bool kill(int sig, std::chrono::milliseconds deadline = 10s) {
-    if (pid_ > 0) ::kill(pid_, sig);
-    return wait_until([&] { return reap(); }, deadline);
-  }
-  // SIGTERM (the orderly path), then SIGKILL if that was not enough.
-  void stop() {
-    if (pid_ <= 0) return;
-    if (!kill(SIGTERM, 5s)) kill(SIGKILL, 10s);
-  }
-
- private:
-  void start() {
-    std::vector<std::string> all = {exe_.string()};
-    all.insert(all.end(), args_.begin(), args_.end());
-    std::string cwd = cwd_.string();
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    REQUIRE_MESSAGE(out >= 0, log_.string() << ": " << std::strerror(errno));
-    REQUIRE(in >= 0);
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      // Only async-signal-safe calls from here to exec.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      struct rlimit no_core = {0, 0};
-      ::setrlimit(RLIMIT_CORE, &no_core);  // a crash must not leave core files behind
-      if (::chdir(cwd.c_str()) != 0) ::_exit(127);
-      ::dup2(in, 0);
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::signal(SIGCHLD, SIG_DFL);
-      ::signal(SIGPIPE, SIG_DFL);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(argv[0], argv.data());
-      const char msg[] = "exec failed\n";
-      [[maybe_unused]] ssize_t n = ::write(2, msg, sizeof msg - 1);
-      ::_exit(127);
-    }
-    ::close(out);
-    ::close(in);
-    REQUIRE_MESSAGE(pid > 0, "fork: " << std::strerror(errno));
-    pid_ = pid;
-  }
-
-  // True once the process has exited (reaping it).
-  bool reap() {
-    if (pid_ <= 0) return true;
-    int st = 0;
-    pid_t r = ::waitpid(pid_, &st, WNOHANG);
-    if (r == pid_) {
-      status_ = st;
-      pid_ = -1;
-      return true;
-    }
-    if (r < 0 && errno == ECHILD) {
-      pid_ = -1;
-      return true;
-    }
-    return false;
-  }
-
-  fs::path exe_;
-  std::vector<std::string> args_;
-  fs::path log_;
-  fs::path cwd_;
-  pid_t pid_ = -1;
-  int status_ = -1;
-};
 
 // A coordinator and named agents as processes, on one temporary directory and a fixed port
 // (so that a restarted coordinator is found again by its agents).

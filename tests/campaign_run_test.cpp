@@ -1,0 +1,195 @@
+// `kforge run` end to end with a fake OpenAI-compatible server: the fix loop, resume after
+// kill -9 at ten moments, and nothing asked twice that was already answered.
+#include <doctest/doctest.h>
+
+#include <sqlite3.h>
+
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "common/process.h"
+#include "tests/support/child.h"
+#include "tests/support/fake_llm.h"
+
+using namespace kforge;
+using namespace kforge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string candidate_code(const std::string& prompt) {
+  std::string dir = (source_dir() / "tests" / "harness" / "candidates").string();
+  if (prompt.find("sqrt") != std::string::npos) return kforge::read_file(dir + "/sqrt_numpy_cpp_ok.py").value();
+  std::string broken = kforge::read_file(dir + "/add_numpy_cpp_syntax_error.py").value();
+  // The first vector_add code does not compile; the fix (its prompt quotes the verdict) does.
+  if (prompt.find("compile_error") == std::string::npos) return broken;
+  auto at = broken.find("out[i] = x[i] + y[i] + bias");
+  REQUIRE(at != std::string::npos);
+  return broken.replace(at, std::string("out[i] = x[i] + y[i] + bias").size(), "out[i] = x[i] + y[i];");
+}
+
+// One answer fits every role: a design for the Designer, code for the Coder.
+std::string respond(const nlohmann::json& body) {
+  std::string prompt = body["messages"].back()["content"].get<std::string>();
+  return "Design:\n```aul\nfor i in tiles(N, 256): out[i] = f(x[i])\n```\nCode:\n```python\n" +
+         candidate_code(prompt) + "\n```\n";
+}
+
+struct RunFixture {
+  TempDir dir;
+  FakeLlmServer llm;
+  std::filesystem::path campaign = source_dir() / "tests" / "fixtures" / "campaign_run" / "campaign.toml";
+  std::filesystem::path config = dir / "kforge.toml";
+  std::filesystem::path kforge = binary_dir() / "cli" / "kforge";
+
+  RunFixture() {
+    llm.set_responder(respond);
+    std::string roles;
+    for (const char* role : {"designer", "coder"}) {
+      roles += std::string("[llm.") + role + "]\nprovider = \"openai\"\nbase_url = \"" + llm.base_url() +
+               "\"\nmodel = \"fake\"\ntimeout_s = 30\nconcurrency = 1\n";
+    }
+    write_file(config, roles + "[agent]\nrun_as = \"\"\ncpu_devices = 2\n");
+  }
+
+  std::unique_ptr<Child> start(const std::filesystem::path& data, const std::string& log) {
+    return std::make_unique<Child>(
+        kforge, std::vector<std::string>{"run", campaign.string(), "--data", data.string(), "--config", config.string(),
+                                         "--device-fixtures", (dir / "no-gpus").string()},
+        dir / log, dir.path());
+  }
+
+  // Runs to the end; the exit status must be 0.
+  void finish(const std::filesystem::path& data, const std::string& log) {
+    auto run = start(data, log);
+    REQUIRE_MESSAGE(wait_until([&] { return !run->running(); }, 240s), kforge::test::read_file(dir / log));
+    REQUIRE_MESSAGE(WIFEXITED(run->wait_status()), kforge::test::read_file(dir / log));
+    REQUIRE_MESSAGE(WEXITSTATUS(run->wait_status()) == 0, kforge::test::read_file(dir / log));
+  }
+
+  // kforge results --json, keyed by op/task_id: state, verdict and steps used.
+  std::map<std::string, std::string> results(const std::filesystem::path& data) {
+    ProcessSpec spec;
+    spec.argv = {kforge.string(), "results", "--json", "--data", data.string()};
+    auto r = run_process(spec);
+    REQUIRE(r.ok());
+    REQUIRE_MESSAGE(r->exit_code == 0, r->stderr_data);
+    auto doc = nlohmann::json::parse(r->stdout_data);
+    std::map<std::string, std::string> out;
+    for (const auto& t : doc) {
+      out[t["op_name"].get<std::string>() + "/" + t["task_id"].get<std::string>()] =
+          t["state"].get<std::string>() + " " + t["verdict"].get<std::string>() + " steps=" +
+          std::to_string(t["steps"].get<int>());
+    }
+    return out;
+  }
+
+  // Steps recorded so far (any task).
+  int steps(const std::filesystem::path& data) {
+    int n = 0;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_stmt* s = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM steps", -1, &s, nullptr) == SQLITE_OK &&
+          sqlite3_step(s) == SQLITE_ROW) {
+        n = sqlite3_column_int(s, 0);
+      }
+      sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+    return n;
+  }
+
+  // The request bodies whose answers the run has stored.
+  std::set<std::string> stored_requests(const std::filesystem::path& data) {
+    std::set<std::string> out;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_stmt* s = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT request FROM llm_calls", -1, &s, nullptr) == SQLITE_OK) {
+        while (sqlite3_step(s) == SQLITE_ROW) {
+          out.insert(nlohmann::json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))).dump());
+        }
+      }
+      sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(RunFixture, "a campaign runs to the end, fixing what fails, and is not run twice") {
+  auto data = dir / "data";
+  finish(data, "run.log");
+  auto first = results(data);
+  REQUIRE(first.size() == 4);
+  for (const auto& [task, outcome] : first) {
+    CAPTURE(task);
+    CHECK(outcome.rfind("passed passed", 0) == 0);
+  }
+  // vector_add needed a fix: design, code (compile_error), fixed code, verify = 5 steps.
+  CHECK(first["vector_add/N=1000"] == "passed passed steps=5");
+  CHECK(first["sqrt/N=2048"] == "passed passed steps=3");
+  size_t asked = llm.request_count();
+  finish(data, "again.log");  // finished: nothing runs, nothing is asked
+  CHECK(llm.request_count() == asked);
+  CHECK(results(data) == first);
+}
+
+TEST_CASE_FIXTURE(RunFixture, "kill -9 at ten moments: the same results, no answered question asked again") {
+  auto reference = dir / "reference";
+  finish(reference, "reference.log");
+  auto expected = results(reference);
+  size_t reference_requests = llm.request_count();
+
+  // Answers take a while from now on, so that the kills land between steps, not after the end.
+  for (int i = 0; i < 200; ++i) llm.push(FakeBehaviour::slow(150));
+  auto data = dir / "data";
+  size_t before = llm.request_count();
+  std::set<std::string> stored;
+  std::vector<std::string> violations;
+  int kills = 0;
+  for (int moment = 1; moment <= 10; ++moment) {
+    size_t seen = llm.request_count();
+    int steps_before = steps(data);
+    auto run = start(data, "run.log");
+    // Kill right after the next question is asked, the next answer is stored, or the next
+    // step (a design, code or verdict) is recorded.
+    bool hit = wait_until(
+        [&] {
+          if (!run->running()) return true;
+          switch (moment % 3) {
+            case 0: return stored_requests(data).size() > stored.size();
+            case 1: return llm.request_count() > seen;
+            default: return steps(data) > steps_before;
+          }
+        },
+        120s);
+    REQUIRE(hit);
+    if (!run->running()) break;  // it finished before this moment came
+    run->kill(SIGKILL);
+    kills++;
+    // Everything asked since the previous kill must not have been answered from storage before.
+    auto requests = llm.requests();
+    for (size_t i = seen; i < requests.size(); ++i) {
+      if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
+    }
+    stored = stored_requests(data);
+  }
+  size_t seen = llm.request_count();
+  finish(data, "final.log");
+  auto requests = llm.requests();
+  for (size_t i = seen; i < requests.size(); ++i) {
+    if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
+  }
+  CHECK(kills >= 8);
+  CHECK_MESSAGE(violations.empty(), violations.front());
+  CHECK(results(data) == expected);
+  // Re-asked are only questions in flight at a kill (asked, not yet stored): at most one per
+  // task (4) per kill.
+  CHECK(llm.request_count() - before <= reference_requests + 4 * static_cast<size_t>(kills));
+}
