@@ -1,0 +1,1035 @@
+#include "coordinator/campaign.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "common/fs.h"
+#include "common/targets.h"
+
+namespace kforge {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Problems found while reading, reported "source:line:column: text" in file order, the way
+// common/config.cpp reports them. Identical problems (a bad [defaults] value seen through
+// every op) are reported once.
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  void fail(const toml::source_region& where, std::string text) {
+    fail_at(where.begin.line, where.begin.column, std::move(text));
+  }
+  void fail_at(uint32_t line, uint32_t column, std::string text) {
+    problems_.push_back({line, column, std::move(text)});
+  }
+  bool failed() const { return !problems_.empty(); }
+  size_t count() const { return problems_.size(); }
+
+  Status status() const {
+    if (problems_.empty()) return Status();
+    std::vector<Problem> sorted = problems_;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const Problem& a, const Problem& b) {
+      return a.line != b.line ? a.line < b.line : a.column < b.column;
+    });
+    std::string message;
+    std::set<std::tuple<uint32_t, uint32_t, std::string>> seen;
+    for (const Problem& p : sorted) {
+      if (!seen.insert({p.line, p.column, p.text}).second) continue;
+      if (!message.empty()) message += '\n';
+      message +=
+          source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + p.text;
+    }
+    return invalid_argument(std::move(message));
+  }
+
+ private:
+  struct Problem {
+    uint32_t line;
+    uint32_t column;
+    std::string text;
+  };
+  std::string source_;
+  std::vector<Problem> problems_;
+};
+
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default: out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// What a node holds, for "got ..." in messages.
+std::string describe(const toml::node& node) {
+  std::ostringstream os;
+  switch (node.type()) {
+    case toml::node_type::string: return "string " + quote(node.as_string()->get());
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::integer: os << "integer " << node.as_integer()->get(); break;
+    case toml::node_type::floating_point: os << "float " << *node.as_floating_point(); break;
+    case toml::node_type::boolean: os << "boolean " << *node.as_boolean(); break;
+    case toml::node_type::date: os << "date " << *node.as_date(); break;
+    case toml::node_type::time: os << "time " << *node.as_time(); break;
+    case toml::node_type::date_time: os << "date-time " << *node.as_date_time(); break;
+    case toml::node_type::none: return "nothing";
+  }
+  return os.str();
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
+  std::string out;
+  for (const auto& i : items) {
+    if (!out.empty()) out += sep;
+    out += i;
+  }
+  return out;
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// Reports every key of `table` not in `known`, with a suggestion for a near miss (the same
+// rule as the config file's).
+void check_keys(Reader& r, const toml::table& table, const std::string& prefix,
+                const std::vector<std::string_view>& known) {
+  for (const auto& [k, v] : table) {
+    if (std::find(known.begin(), known.end(), k.str()) != known.end()) continue;
+    std::string text = "unknown key '" + prefix + std::string(k.str()) + "'";
+    std::string_view closest;
+    size_t best = std::numeric_limits<size_t>::max();
+    for (std::string_view name : known) {
+      size_t d = edit_distance(k.str(), name);
+      if (d < best) {
+        best = d;
+        closest = name;
+      }
+    }
+    if (!closest.empty() && best <= std::max<size_t>(2, closest.size() / 3)) {
+      text += " (did you mean '" + std::string(closest) + "'?)";
+    }
+    r.fail(k.source(), std::move(text));
+  }
+}
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+// a.b.c: identifiers joined by dots.
+bool is_dotted_name(std::string_view s) {
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    if (!is_identifier(s.substr(start, dot == std::string_view::npos ? dot : dot - start))) {
+      return false;
+    }
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Module-level constants of a Python task file.
+//
+// A small lexer splits the file into statements (brackets, strings including triple-quoted
+// ones, comments, backslash continuations and ';' are understood). A module-level constant is
+// a statement at module level (column 0, or after a ';' on a line that starts there) of the
+// form `NAME = value` or `NAME: annotation = value`. Its value is the statement's code up to
+// a ';' or a trailing comment, so rewriting keeps the comment and whatever follows a ';'.
+
+struct Statement {
+  size_t begin = 0;      // first byte
+  size_t code_end = 0;   // one past the last byte of code (no trailing comment or blanks)
+  int line = 0;          // 1-based line of `begin`
+  bool column0 = false;  // module level: at column 0, or after a ';' on such a line
+};
+
+std::vector<Statement> split_statements(std::string_view s) {
+  std::vector<Statement> out;
+  const size_t n = s.size();
+  size_t i = 0;
+  int line = 1;
+  int depth = 0;
+  Statement current;
+  bool open = false;             // a statement has started (it holds code)
+  bool after_semicolon = false;  // the next statement follows a ';' on the same line
+  bool inherited = false;        // ... and the line's first statement was at column 0
+  auto finish = [&] {
+    if (open) out.push_back(current);
+    open = false;
+  };
+  auto code = [&](size_t start, size_t end, int start_line) {
+    if (!open) {
+      const bool at_line_start = start == 0 || s[start - 1] == '\n';
+      current = Statement{start, end, start_line, after_semicolon ? inherited : at_line_start};
+      open = true;
+    }
+    current.code_end = end;
+  };
+  while (i < n) {
+    char c = s[i];
+    if (c == '#') {
+      while (i < n && s[i] != '\n') ++i;
+      continue;
+    }
+    if (c == '\'' || c == '"') {
+      const int start_line = line;
+      const bool triple = i + 2 < n && s[i + 1] == c && s[i + 2] == c;
+      size_t j = i + (triple ? 3 : 1);
+      while (j < n) {
+        if (s[j] == '\\') {
+          if (j + 1 < n && s[j + 1] == '\n') ++line;
+          j += 2;
+          continue;
+        }
+        if (triple && s[j] == c && j + 2 < n && s[j + 1] == c && s[j + 2] == c) {
+          j += 3;
+          break;
+        }
+        if (!triple && s[j] == c) {
+          ++j;
+          break;
+        }
+        if (s[j] == '\n') {
+          if (!triple) break;  // unterminated: the statement ends with the line
+          ++line;
+        }
+        ++j;
+      }
+      j = std::min(j, n);
+      code(i, j, start_line);
+      i = j;
+      continue;
+    }
+    if (c == '\\' && i + 1 < n && (s[i + 1] == '\n' || s[i + 1] == '\r')) {
+      i += s[i + 1] == '\r' && i + 2 < n && s[i + 2] == '\n' ? 3 : 2;
+      ++line;
+      continue;
+    }
+    if (c == '\n') {
+      ++line;
+      ++i;
+      if (depth == 0) {
+        finish();
+        after_semicolon = false;
+      }
+      continue;
+    }
+    if (c == ';' && depth == 0) {
+      if (open) inherited = current.column0;
+      finish();
+      after_semicolon = true;
+      ++i;
+      continue;
+    }
+    if (c == '(' || c == '[' || c == '{') ++depth;
+    if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\f') code(i, i + 1, line);
+    ++i;
+  }
+  finish();
+  return out;
+}
+
+struct Constant {
+  std::string name;
+  int line = 0;
+  size_t value_begin = 0;
+  size_t value_end = 0;
+};
+
+bool is_keyword(std::string_view s) {
+  static const std::set<std::string_view> keywords = {
+      "False",   "None",     "True",     "and",    "as",   "assert", "async",  "await",
+      "break",   "class",    "continue", "def",    "del",  "elif",   "else",   "except",
+      "finally", "for",      "from",     "global", "if",   "import", "in",     "is",
+      "lambda",  "nonlocal", "not",      "or",     "pass", "raise",  "return", "try",
+      "while",   "with",     "yield",    "match",  "case", "type"};
+  return keywords.count(s) > 0;
+}
+
+std::vector<Constant> module_constants(std::string_view s) {
+  std::vector<Constant> out;
+  for (const Statement& st : split_statements(s)) {
+    if (!st.column0) continue;
+    std::string_view text = s.substr(st.begin, st.code_end - st.begin);
+    size_t p = 0;
+    while (p < text.size() &&
+           (std::isalnum(static_cast<unsigned char>(text[p])) || text[p] == '_')) {
+      ++p;
+    }
+    std::string_view name = text.substr(0, p);
+    if (!is_identifier(name) || is_keyword(name)) continue;
+    while (p < text.size() && (text[p] == ' ' || text[p] == '\t')) ++p;
+    if (p < text.size() && text[p] == ':') {  // NAME: annotation = value
+      size_t eq = p + 1;
+      while (eq < text.size()) {
+        if (text[eq] == '=' && (eq + 1 >= text.size() || text[eq + 1] != '=') &&
+            text[eq - 1] != '=' && text[eq - 1] != '!' && text[eq - 1] != '<' &&
+            text[eq - 1] != '>') {
+          break;
+        }
+        ++eq;
+      }
+      if (eq >= text.size()) continue;  // a bare annotation: no value
+      p = eq;
+    }
+    if (p >= text.size() || text[p] != '=' || (p + 1 < text.size() && text[p + 1] == '=')) {
+      continue;
+    }
+    ++p;
+    while (p < text.size() && (text[p] == ' ' || text[p] == '\t')) ++p;
+    if (p >= text.size()) continue;
+    out.push_back({std::string(name), st.line, st.begin + p, st.code_end});
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweep values as Python source.
+
+// A float as Python writes it: shortest round trip, always a float literal.
+std::string python_float(double v) {
+  if (std::isnan(v)) return "float(\"nan\")";
+  if (std::isinf(v)) return v > 0 ? "float(\"inf\")" : "-float(\"inf\")";
+  std::array<char, 64> buf{};
+  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+  std::string s(buf.data(), ec == std::errc() ? end : buf.data());
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+// A Python string literal using `q` as its quote.
+std::string python_string(std::string_view v, char q) {
+  std::string out(1, q);
+  for (unsigned char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == static_cast<unsigned char>(q)) {
+      out += '\\';
+      out += q;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + q;
+}
+
+enum class Shape {
+  string_literal,  // "float32", 'x', r"..." (prefixes r, u, b, f and pairs)
+  dotted_name,     // torch.float32, np.float16, float32
+  tuple,           // (16, 1024)
+  other,           // numbers, lists, calls, expressions
+};
+
+Shape shape_of(std::string_view value) {
+  size_t p = 0;
+  while (p < value.size() && p < 2 &&
+         std::string_view("rRuUbBfF").find(value[p]) != std::string_view::npos) {
+    ++p;
+  }
+  if (p < value.size() && (value[p] == '"' || value[p] == '\'')) return Shape::string_literal;
+  if (is_dotted_name(value) && !is_keyword(value)) return Shape::dotted_name;
+  if (!value.empty() && value[0] == '(') return Shape::tuple;
+  return Shape::other;
+}
+
+char quote_of(std::string_view value) {
+  size_t q = value.find_first_of("\"'");
+  return q == std::string_view::npos ? '"' : value[q];
+}
+
+// A scalar sweep value as Python; the string case depends on the constant's current value.
+// nullopt with `why` set when a string cannot replace it.
+std::optional<std::string> python_scalar(const toml::node& v, std::string_view original,
+                                         std::string& why) {
+  if (const auto* i = v.as_integer()) return std::to_string(i->get());
+  if (const auto* f = v.as_floating_point()) return python_float(f->get());
+  if (const auto* b = v.as_boolean()) return std::string(b->get() ? "True" : "False");
+  if (const auto* s = v.as_string()) {
+    const std::string& text = s->get();
+    switch (shape_of(original)) {
+      case Shape::string_literal: return python_string(text, quote_of(original));
+      case Shape::dotted_name:
+        if (!is_dotted_name(text)) {
+          why = "the constant holds the name `" + std::string(original) +
+                "`, so a string replacing it must be a name like float16 or torch.float16";
+          return std::nullopt;
+        }
+        if (text.find('.') != std::string::npos) return text;  // a full name: as given
+        {
+          size_t dot = original.rfind('.');  // keep the module: torch.float32 -> torch.float16
+          return dot == std::string_view::npos ? text
+                                               : std::string(original.substr(0, dot + 1)) + text;
+        }
+      case Shape::tuple:
+      case Shape::other: break;
+    }
+    why = "the constant holds `" + std::string(original) +
+          "`, which is neither a string literal nor a name, so a string cannot replace it "
+          "(give numbers and booleans as TOML numbers and booleans)";
+    return std::nullopt;
+  }
+  why = "expected a string, number or boolean, got " + describe(v);
+  return std::nullopt;
+}
+
+// A sweep value as Python: a scalar, or an array of numbers (a tuple when the constant holds
+// one, else a list). nullopt with `why` set when it cannot be written.
+std::optional<std::string> python_value(const toml::node& v, std::string_view original,
+                                        std::string& why) {
+  const auto* a = v.as_array();
+  if (a == nullptr) return python_scalar(v, original, why);
+  const bool tuple = shape_of(original) == Shape::tuple;
+  std::string out = tuple ? "(" : "[";
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::node& item = *a->get(i);
+    if (!item.is_integer() && !item.is_floating_point() && !item.is_boolean()) {
+      why = "an array value must hold numbers or booleans, element " + std::to_string(i) + " is " +
+            describe(item);
+      return std::nullopt;
+    }
+    if (i > 0) out += ", ";
+    std::string ignored;
+    out += *python_scalar(item, original, ignored);
+  }
+  if (tuple && a->size() == 1) out += ",";
+  return out + (tuple ? ")" : "]");
+}
+
+// How a sweep value appears in a task_id: strings as given, numbers as Python writes them,
+// arrays joined by 'x' (16x1024).
+std::string id_text(const toml::node& v) {
+  if (const auto* s = v.as_string()) return s->get();
+  if (const auto* a = v.as_array()) {
+    std::string out;
+    for (size_t i = 0; i < a->size(); ++i) out += (i ? "x" : "") + id_text(*a->get(i));
+    return out;
+  }
+  std::string ignored;
+  return python_scalar(v, "0", ignored).value_or("?");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing: FNV-1a 64, written out here so that the digest is the same on every build and
+// platform (std::hash is not). It is a deduplication key, not a defence against forgery; at
+// 64 bits an accidental collision between two campaigns is not a practical concern.
+
+std::string fnv1a64_hex(std::string_view data) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (int shift = 60; shift >= 0; shift -= 4) out += hex[(h >> shift) & 15];
+  return out;
+}
+
+// Length-prefixed fields, so that no two different task lists serialise alike.
+void put(std::string& out, std::string_view field) {
+  out += std::to_string(field.size());
+  out += ':';
+  out += field;
+  out += '\n';
+}
+
+std::string hash_campaign(const Campaign& c) {
+  std::string data = "kforge-campaign-v1\n";
+  put(data, c.workflow);
+  for (const CampaignTask& t : c.tasks) {
+    const TaskSpec& s = t.spec;
+    for (std::string_view f :
+         {std::string_view(s.op_name), std::string_view(s.task_id), std::string_view(s.backend),
+          std::string_view(s.arch), std::string_view(s.impl_type), std::string_view(s.framework),
+          std::string_view(s.task_type)}) {
+      put(data, f);
+    }
+    put(data, std::to_string(s.limit_steps));
+    put(data, s.task_desc);
+    put(data, t.candidate);
+  }
+  return fnv1a64_hex(data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The campaign file.
+
+const std::vector<std::string_view> kTaskFields = {"backend",   "arch",      "impl_type",
+                                                   "framework", "task_type", "limit_steps"};
+const std::vector<std::string> kTaskTypes = {"precision_only", "profile"};
+constexpr int64_t kMaxLimitSteps = 100;
+
+// One task field's value and where it was set (node null: the built-in default).
+struct Setting {
+  std::string text;
+  int64_t number = 0;
+  const toml::node* node = nullptr;
+  std::string key;   // "defaults.backend", "ops[1].backend"
+  bool bad = false;  // the value was rejected (and reported)
+};
+using Settings = std::map<std::string, Setting, std::less<>>;
+
+// Reads the task fields present in `table` into `out`, checking each value's type and range.
+void read_task_fields(Reader& r, const toml::table& table, const std::string& prefix,
+                      Settings& out) {
+  for (std::string_view name : kTaskFields) {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) continue;
+    std::string key = prefix + std::string(name);
+    if (name == "limit_steps") {
+      const auto* i = node->as_integer();
+      if (i == nullptr || i->get() < 1 || i->get() > kMaxLimitSteps) {
+        r.fail(node->source(), key + ": expected an integer between 1 and " +
+                                   std::to_string(kMaxLimitSteps) + ", got " + describe(*node));
+        out[std::string(name)] = {"", 0, node, key, true};
+        continue;
+      }
+      out[std::string(name)] = {"", i->get(), node, key};
+      continue;
+    }
+    const auto* s = node->as_string();
+    if (s == nullptr || s->get().empty()) {
+      r.fail(node->source(), key + ": expected a non-empty string, got " + describe(*node));
+      out[std::string(name)] = {"", 0, node, key, true};
+      continue;
+    }
+    if (name == "task_type" &&
+        std::find(kTaskTypes.begin(), kTaskTypes.end(), s->get()) == kTaskTypes.end()) {
+      r.fail(node->source(),
+             key + ": expected one of " + join(kTaskTypes) + ", got " + describe(*node));
+      out[std::string(name)] = {"", 0, node, key, true};
+      continue;
+    }
+    out[std::string(name)] = {s->get(), 0, node, key};
+  }
+}
+
+struct SweepKey {
+  std::string name;
+  const toml::node* key_node = nullptr;  // for messages: where the key is written
+  toml::source_region key_source;
+  std::vector<const toml::node*> values;  // one per point
+  std::vector<std::string> python;        // values as Python source, once checked
+};
+
+struct Op {
+  std::string key;  // "ops[2]"
+  std::string op_name;
+  toml::source_region where;  // the op_name value, else the op's table
+  std::filesystem::path task_path;
+  std::string task_desc_written;  // as written in the campaign file
+  std::string task_text;
+  std::string candidate_text;
+  Settings settings;
+  std::vector<SweepKey> sweep;  // sorted by name
+  bool ok = true;
+};
+
+// Reads the sweep table of an op. Values are arrays (one point each); a scalar is one point.
+void read_sweep(Reader& r, const toml::node& node, Op& op) {
+  const std::string prefix = op.key + ".sweep";
+  const toml::table* table = node.as_table();
+  if (table == nullptr) {
+    r.fail(node.source(),
+           prefix + ": expected a table of constant = [values], got " + describe(node));
+    op.ok = false;
+    return;
+  }
+  for (const auto& [k, v] : *table) {
+    SweepKey key;
+    key.name = std::string(k.str());
+    key.key_source = k.source();
+    key.key_node = &v;
+    const std::string full = prefix + "." + key.name;
+    if (!is_identifier(key.name)) {
+      r.fail(k.source(), full + ": a swept constant must be a Python identifier");
+      op.ok = false;
+      continue;
+    }
+    if (const auto* a = v.as_array()) {
+      if (a->empty()) {
+        r.fail(v.source(), full + ": expected at least one value, got an empty array");
+        op.ok = false;
+        continue;
+      }
+      for (size_t i = 0; i < a->size(); ++i) key.values.push_back(a->get(i));
+    } else if (v.is_table()) {
+      r.fail(v.source(), full + ": expected an array of values, got a table");
+      op.ok = false;
+      continue;
+    } else {
+      key.values.push_back(&v);
+    }
+    // Two equal values would make two tasks with one task_id.
+    std::map<std::string, size_t> seen;
+    for (size_t i = 0; i < key.values.size(); ++i) {
+      auto [it, fresh] = seen.emplace(id_text(*key.values[i]), i);
+      if (!fresh) {
+        r.fail(key.values[i]->source(),
+               full + "[" + std::to_string(i) + "]: value " + describe(*key.values[i]) +
+                   " is listed twice (also at [" + std::to_string(it->second) + "])");
+        op.ok = false;
+      }
+    }
+    op.sweep.push_back(std::move(key));
+  }
+  std::sort(op.sweep.begin(), op.sweep.end(),
+            [](const SweepKey& a, const SweepKey& b) { return a.name < b.name; });
+}
+
+// Reads a file named in the campaign, relative to base_dir. Problems are reported at `node`.
+std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
+                                           const std::string& key, const std::string& what,
+                                           const std::filesystem::path& base_dir,
+                                           std::filesystem::path& resolved) {
+  const auto* s = node.as_string();
+  if (s == nullptr || s->get().empty()) {
+    r.fail(node.source(), key + ": expected a path to the " + what + ", got " + describe(node));
+    return std::nullopt;
+  }
+  std::filesystem::path written(s->get());
+  resolved = written.is_absolute() ? written : base_dir / written;
+  std::error_code ec;
+  if (!std::filesystem::exists(resolved, ec)) {
+    r.fail(node.source(), key + ": " + what + " " + quote(s->get()) +
+                              " does not exist (looked for " +
+                              resolved.lexically_normal().string() + ")");
+    return std::nullopt;
+  }
+  if (std::filesystem::is_directory(resolved, ec)) {
+    r.fail(node.source(), key + ": " + what + " " + quote(s->get()) + " is a directory");
+    return std::nullopt;
+  }
+  Result<std::string> text = read_file(resolved);
+  if (!text.ok()) {
+    r.fail(node.source(),
+           key + ": cannot read " + what + " " + quote(s->get()) + ": " + text.status().message());
+    return std::nullopt;
+  }
+  return std::move(*text);
+}
+
+// The task field of validate_target's message ("impl_type 'swft' does not ..."), so that the
+// problem is reported where that field was set.
+std::string culprit_field(const std::string& message) {
+  for (std::string_view f : {"backend", "arch", "impl_type", "framework"}) {
+    if (message.starts_with(std::string(f) + " ")) return std::string(f);
+  }
+  return "";
+}
+
+// Checks every swept constant against the op's task file and renders its values as Python.
+void check_sweep_against_task(Reader& r, Op& op) {
+  if (op.sweep.empty()) return;
+  std::vector<Constant> constants = module_constants(op.task_text);
+  std::vector<std::string> names;
+  for (const Constant& c : constants) names.push_back(c.name);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  for (SweepKey& key : op.sweep) {
+    const std::string full = op.key + ".sweep." + key.name;
+    std::vector<const Constant*> found;
+    for (const Constant& c : constants) {
+      if (c.name == key.name) found.push_back(&c);
+    }
+    if (found.empty()) {
+      r.fail(key.key_source, full + ": op '" + op.op_name + "': task file " + op.task_desc_written +
+                                 " has no module-level constant '" + key.name + "' (it has: " +
+                                 (names.empty() ? std::string("none") : join(names)) + ")");
+      op.ok = false;
+      continue;
+    }
+    if (found.size() > 1) {
+      std::vector<std::string> lines;
+      for (const Constant* c : found) lines.push_back(std::to_string(c->line));
+      r.fail(key.key_source, full + ": op '" + op.op_name + "': task file " + op.task_desc_written +
+                                 " assigns '" + key.name + "' " + std::to_string(found.size()) +
+                                 " times at module level (lines " + join(lines) +
+                                 "); a swept constant must be assigned once");
+      op.ok = false;
+      continue;
+    }
+    std::string_view original =
+        std::string_view(op.task_text)
+            .substr(found[0]->value_begin, found[0]->value_end - found[0]->value_begin);
+    for (size_t i = 0; i < key.values.size(); ++i) {
+      std::string why;
+      std::optional<std::string> py = python_value(*key.values[i], original, why);
+      if (!py) {
+        std::string where = key.values.size() == 1 && !key.key_node->is_array()
+                                ? full
+                                : full + "[" + std::to_string(i) + "]";
+        r.fail(key.values[i]->source(), where + ": op '" + op.op_name + "': " + why);
+        op.ok = false;
+        continue;
+      }
+      key.python.push_back(std::move(*py));
+    }
+  }
+}
+
+// The task file's text with each swept constant set to point[k] (an index into its values).
+std::string rewrite(const Op& op, const std::vector<size_t>& point) {
+  std::vector<Constant> constants = module_constants(op.task_text);
+  struct Edit {
+    size_t begin, end;
+    const std::string* text;
+  };
+  std::vector<Edit> edits;
+  for (size_t k = 0; k < op.sweep.size(); ++k) {
+    for (const Constant& c : constants) {
+      if (c.name == op.sweep[k].name) {
+        edits.push_back({c.value_begin, c.value_end, &op.sweep[k].python[point[k]]});
+      }
+    }
+  }
+  std::sort(edits.begin(), edits.end(),
+            [](const Edit& a, const Edit& b) { return a.begin > b.begin; });
+  std::string out = op.task_text;
+  for (const Edit& e : edits) out.replace(e.begin, e.end - e.begin, *e.text);
+  return out;
+}
+
+std::string task_id_of(const Op& op, const std::vector<size_t>& point) {
+  if (op.sweep.empty()) return "default";
+  std::string id;
+  for (size_t k = 0; k < op.sweep.size(); ++k) {
+    if (k > 0) id += ',';
+    id += op.sweep[k].name + "=" + id_text(*op.sweep[k].values[point[k]]);
+  }
+  return id;
+}
+
+bool valid_op_name(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+// Reads one [[ops]] table. Returns the op; op.ok is false when it cannot be expanded.
+Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& defaults,
+           const std::string& workflow, const std::filesystem::path& base_dir) {
+  Op op;
+  op.key = "ops[" + std::to_string(index) + "]";
+  op.where = table.source();
+  const size_t problems_before = r.count();
+  std::vector<std::string_view> known = {"op_name", "task_desc", "candidate", "sweep"};
+  known.insert(known.end(), kTaskFields.begin(), kTaskFields.end());
+  check_keys(r, table, op.key + ".", known);
+
+  if (const toml::node* n = table.get("op_name")) {
+    op.where = n->source();
+    const auto* s = n->as_string();
+    if (s == nullptr || !valid_op_name(s->get())) {
+      r.fail(n->source(), op.key +
+                              ".op_name: expected a name of letters, digits, '_', '-' or "
+                              "'.', got " +
+                              describe(*n));
+    } else {
+      op.op_name = s->get();
+    }
+  } else {
+    r.fail(op.where, op.key + ": op_name is missing; every op needs one");
+  }
+  const std::string label = op.op_name.empty() ? op.key : "op '" + op.op_name + "'";
+
+  if (const toml::node* n = table.get("task_desc")) {
+    if (const auto* s = n->as_string()) op.task_desc_written = s->get();
+    std::optional<std::string> text =
+        read_named_file(r, *n, op.key + ".task_desc", "task file", base_dir, op.task_path);
+    if (text && (text->find("Model") == std::string::npos ||
+                 text->find("get_inputs") == std::string::npos)) {
+      // The harness checks the task properly; this catches a path to the wrong file (or an
+      // empty one) at submission instead of in every one of the op's tasks.
+      r.fail(n->source(), op.key + ".task_desc: task file " + quote(op.task_desc_written) +
+                              " defines no Model and get_inputs(); is it a task file "
+                              "(docs/harness.md)?");
+    } else if (text) {
+      op.task_text = std::move(*text);
+    }
+  } else {
+    r.fail(op.where, op.key + ": task_desc is missing; " + label +
+                         " needs the path of its task file (the reference)");
+  }
+
+  if (const toml::node* n = table.get("candidate")) {
+    if (workflow != "verify_only") {
+      r.fail(n->source(), op.key +
+                              ".candidate: a candidate is used only by workflow "
+                              "verify_only (this campaign's workflow is '" +
+                              workflow + "')");
+    } else {
+      std::filesystem::path resolved;
+      std::optional<std::string> text =
+          read_named_file(r, *n, op.key + ".candidate", "candidate file", base_dir, resolved);
+      if (text) {
+        op.candidate_text = std::move(*text);
+      }
+    }
+  } else if (workflow == "verify_only") {
+    r.fail(op.where, op.key + ": " + label +
+                         " has no candidate; workflow verify_only verifies a supplied candidate "
+                         "file (candidate = \"path/to/candidate.py\")");
+  }
+
+  if (const toml::node* n = table.get("sweep")) read_sweep(r, *n, op);
+
+  // Task fields: the op's own, over [defaults], over the built-in defaults.
+  op.settings = defaults;
+  Settings own;
+  read_task_fields(r, table, op.key + ".", own);
+  for (auto& [k, v] : own) op.settings[k] = std::move(v);
+  bool settings_ok = true;
+  for (const auto& [k, v] : op.settings) settings_ok = settings_ok && !v.bad;
+  for (std::string_view required : {"backend", "arch", "impl_type"}) {
+    if (op.settings.find(required) == op.settings.end()) {
+      r.fail(op.where, op.key + ": " + label + ": " + std::string(required) +
+                           " is not set (set it in [defaults] or in the op)");
+      settings_ok = false;
+    }
+  }
+  if (settings_ok) {
+    auto text = [&](std::string_view f) {
+      auto it = op.settings.find(f);
+      return it == op.settings.end() ? std::string() : it->second.text;
+    };
+    Target target{text("backend"), text("arch"), text("impl_type"), text("framework")};
+    if (target.framework.empty()) target.framework = "torch";
+    Status valid = validate_target(target);
+    if (!valid.ok()) {
+      op.ok = false;
+      // Where the culprit was set. When [defaults] set every target field, the problem is
+      // the same for every op that inherits them: one message, without the op's name.
+      bool all_from_defaults = true;
+      for (std::string_view f : {"backend", "arch", "impl_type", "framework"}) {
+        auto it = op.settings.find(f);
+        if (it != op.settings.end() && !it->second.key.starts_with("defaults.")) {
+          all_from_defaults = false;
+        }
+      }
+      auto it = op.settings.find(culprit_field(valid.message()));
+      if (it != op.settings.end() && it->second.node != nullptr) {
+        r.fail(it->second.node->source(),
+               it->second.key + ": " + (all_from_defaults ? "" : label + ": ") + valid.message());
+      } else {
+        r.fail(op.where, op.key + ": " + label + ": " + valid.message());
+      }
+    }
+  }
+  if (r.count() == problems_before) check_sweep_against_task(r, op);
+  op.ok = op.ok && r.count() == problems_before;
+  return op;
+}
+
+TaskSpec base_spec(const Op& op) {
+  TaskSpec spec;
+  spec.op_name = op.op_name;
+  spec.framework = "torch";
+  auto get = [&](std::string_view f) -> const Setting* {
+    auto it = op.settings.find(f);
+    return it == op.settings.end() ? nullptr : &it->second;
+  };
+  if (const Setting* s = get("backend")) spec.backend = s->text;
+  if (const Setting* s = get("arch")) spec.arch = s->text;
+  if (const Setting* s = get("impl_type")) spec.impl_type = s->text;
+  if (const Setting* s = get("framework")) spec.framework = s->text;
+  if (const Setting* s = get("task_type")) spec.task_type = s->text;
+  if (const Setting* s = get("limit_steps")) spec.limit_steps = static_cast<int>(s->number);
+  return spec;
+}
+
+}  // namespace
+
+const std::vector<std::string>& campaign_workflows() {
+  static const std::vector<std::string> all = {"default", "coder_only", "verify_only"};
+  return all;
+}
+
+Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesystem::path& base_dir,
+                                const std::string& source_name) {
+  toml::table root;
+  // toml++ reports syntax errors by throwing; this is the edge where that becomes a Status.
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    return invalid_argument(source_name + ":" + std::to_string(e.source().begin.line) + ":" +
+                            std::to_string(e.source().begin.column) +
+                            ": invalid TOML: " + std::string(e.description()));
+  }
+  Reader r(source_name);
+  Campaign campaign;
+  campaign.source = source_name;
+  campaign.workflow = "default";
+  check_keys(r, root, "", {"name", "workflow", "defaults", "ops"});
+
+  if (const toml::node* n = root.get("name")) {
+    const auto* s = n->as_string();
+    if (s == nullptr || s->get().empty()) {
+      r.fail(n->source(), "name: expected a non-empty string, got " + describe(*n));
+    } else {
+      campaign.name = s->get();
+    }
+  } else {
+    r.fail_at(1, 1, "name: missing; a campaign needs a name (name = \"...\")");
+  }
+
+  bool workflow_ok = true;
+  if (const toml::node* n = root.get("workflow")) {
+    const auto* s = n->as_string();
+    const auto& valid = campaign_workflows();
+    if (s == nullptr || std::find(valid.begin(), valid.end(), s->get()) == valid.end()) {
+      r.fail(n->source(), "workflow: expected one of " + join(valid) + ", got " + describe(*n));
+      workflow_ok = false;
+    } else {
+      campaign.workflow = s->get();
+    }
+  }
+
+  Settings defaults;
+  if (const toml::node* n = root.get("defaults")) {
+    if (const toml::table* t = n->as_table()) {
+      std::vector<std::string_view> known(kTaskFields.begin(), kTaskFields.end());
+      check_keys(r, *t, "defaults.", known);
+      read_task_fields(r, *t, "defaults.", defaults);
+    } else {
+      r.fail(n->source(), "defaults: expected a table, got " + describe(*n));
+    }
+  }
+
+  std::vector<Op> ops;
+  if (const toml::node* n = root.get("ops")) {
+    const toml::array* a = n->as_array();
+    if (a == nullptr || !a->is_array_of_tables()) {
+      r.fail(n->source(), "ops: expected an array of tables ([[ops]]), got " + describe(*n));
+    } else if (a->empty()) {
+      r.fail(n->source(), "ops: expected at least one op");
+    } else {
+      for (size_t i = 0; i < a->size(); ++i) {
+        // An unknown workflow was reported; read the ops as "default" to find more problems.
+        ops.push_back(read_op(r, *a->get(i)->as_table(), i, defaults,
+                              workflow_ok ? campaign.workflow : "default", base_dir));
+      }
+    }
+  } else {
+    r.fail_at(1, 1, "ops: missing; a campaign needs at least one [[ops]] table");
+  }
+
+  // The size, before anything is expanded.
+  size_t total = 0;
+  for (const Op& op : ops) {
+    if (!op.ok) continue;
+    size_t points = 1;
+    for (const SweepKey& k : op.sweep) {
+      points = std::min(points * k.values.size(), kMaxCampaignTasks + 1);
+    }
+    total = std::min(total + points, kMaxCampaignTasks + 1);
+  }
+  if (total > kMaxCampaignTasks) {
+    r.fail_at(1, 1,
+              "ops: the campaign expands to more than " + std::to_string(kMaxCampaignTasks) +
+                  " tasks; split it or shrink its sweeps");
+  }
+  KF_RETURN_IF_ERROR(r.status());
+
+  // Expansion. An op's points: an odometer over its sorted keys, the last fastest.
+  std::map<std::pair<std::string, std::string>, const Op*> seen;
+  for (const Op& op : ops) {
+    TaskSpec base = base_spec(op);
+    std::vector<size_t> point(op.sweep.size(), 0);
+    for (bool done = false; !done;) {
+      CampaignTask task;
+      task.spec = base;
+      task.spec.task_id = task_id_of(op, point);
+      task.spec.task_desc = op.sweep.empty() ? op.task_text : rewrite(op, point);
+      task.candidate = op.candidate_text;
+      auto [it, fresh] = seen.emplace(std::make_pair(op.op_name, task.spec.task_id), &op);
+      if (!fresh) {
+        r.fail(op.where, op.key + ".op_name: task " + op.op_name + " [" + task.spec.task_id +
+                             "] is defined twice (also by " + it->second->key + " at line " +
+                             std::to_string(it->second->where.begin.line) +
+                             "); give the ops different op_name or sweeps");
+      } else {
+        campaign.tasks.push_back(std::move(task));
+      }
+      // Next point; done after the last (at once without a sweep).
+      done = true;
+      for (size_t k = point.size(); k-- > 0;) {
+        if (++point[k] < op.sweep[k].values.size()) {
+          done = false;
+          break;
+        }
+        point[k] = 0;
+      }
+    }
+  }
+  KF_RETURN_IF_ERROR(r.status());
+  campaign.content_hash = hash_campaign(campaign);
+  return campaign;
+}
+
+Result<Campaign> load_campaign(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return not_found("campaign file " + path.string() + " does not exist");
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    return invalid_argument("campaign file " + path.string() + " is a directory");
+  }
+  Result<std::string> text = read_file(path);
+  if (!text.ok()) return text.status();
+  Result<Campaign> campaign = parse_campaign(*text, path.parent_path(), path.string());
+  if (campaign.ok()) campaign->source = path;
+  return campaign;
+}
+
+}  // namespace kforge

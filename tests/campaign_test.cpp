@@ -1,0 +1,321 @@
+#include "coordinator/campaign.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "tests/support/support.h"
+
+using namespace kforge;
+
+namespace {
+
+std::filesystem::path fixtures() {
+  return test::source_dir() / "tests/fixtures/campaigns";
+}
+
+// A campaign given as text, resolved against the fixture directory.
+Result<Campaign> parse(const std::string& text) {
+  return parse_campaign(text, fixtures(), "c.toml");
+}
+
+// The error message of a campaign that must fail to parse.
+std::string error_of(const std::string& text) {
+  Result<Campaign> c = parse(text);
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.status().code() == Code::invalid_argument);
+  return c.status().message();
+}
+
+const char* kHeader = R"(name = "t"
+[defaults]
+backend = "cpu"
+arch = "x86_64"
+impl_type = "cpp"
+)";
+
+// A one-op campaign of the softmax fixture with `extra` appended to the op's table.
+std::string softmax_campaign(const std::string& extra = "") {
+  return std::string(kHeader) +
+         "[[ops]]\nop_name = \"softmax\"\ntask_desc = \"tasks/softmax.py\"\n" + extra;
+}
+
+std::vector<std::string> ids_of(const Campaign& c) {
+  std::vector<std::string> ids;
+  for (const auto& t : c.tasks) ids.push_back(t.spec.op_name + "/" + t.spec.task_id);
+  return ids;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("a 2x2 sweep expands to four tasks named by their sorted points") {
+  Result<Campaign> c = load_campaign(fixtures() / "sweep.toml");
+  REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  CHECK(c->name == "softmax-sweep");
+  CHECK(c->workflow == "default");
+  CHECK(c->source == fixtures() / "sweep.toml");
+  CHECK(ids_of(*c) == std::vector<std::string>{"softmax/N=1024,dtype=float32",
+                                               "softmax/N=1024,dtype=float16",
+                                               "softmax/N=4096,dtype=float32",
+                                               "softmax/N=4096,dtype=float16", "relu/default"});
+  const TaskSpec& s = c->tasks[0].spec;
+  CHECK(s.backend == "cpu");
+  CHECK(s.arch == "x86_64");
+  CHECK(s.impl_type == "cpp");
+  CHECK(s.framework == "torch");
+  CHECK(s.task_type == "precision_only");
+  CHECK(s.limit_steps == 10);
+  CHECK(c->tasks[0].candidate.empty());
+}
+
+TEST_CASE("an op overrides the defaults it names") {
+  Result<Campaign> c = load_campaign(fixtures() / "sweep.toml");
+  REQUIRE(c.ok());
+  const TaskSpec& relu = c->tasks.back().spec;
+  CHECK(relu.task_type == "profile");
+  CHECK(relu.limit_steps == 3);
+  CHECK(relu.backend == "cpu");
+  CHECK(relu.task_desc == test::read_file(fixtures() / "tasks/relu.py"));
+}
+
+TEST_CASE("swept constants are rewritten in the task text, the rest is kept") {
+  Result<Campaign> c = load_campaign(fixtures() / "sweep.toml");
+  REQUIRE(c.ok());
+  const std::string& desc = c->tasks[3].spec.task_desc;  // N=4096,dtype=float16
+  CHECK(contains(desc, "\nN = 4096  # row length\n"));
+  CHECK(contains(desc, "\ndtype = torch.float16\n"));
+  CHECK(contains(desc, "\nbatch_size = 16\n"));
+  CHECK(contains(desc, "\nN = 5\n"));  // inside the docstring
+  CHECK(contains(desc, "        N = x.shape[-1]  # an indented"));
+  CHECK_FALSE(contains(desc, "N = 1024"));
+  CHECK_FALSE(contains(desc, "torch.float32"));
+  // Nothing but the two values changed.
+  std::string original = test::read_file(fixtures() / "tasks/softmax.py");
+  CHECK(desc.size() == original.size());  // "4096" for "1024", "float16" for "float32"
+}
+
+TEST_CASE("a string constant stays a quoted string; tuples, annotations and ';' are handled") {
+  Result<Campaign> c = parse(std::string(kHeader) + R"([[ops]]
+op_name = "relu"
+task_desc = "tasks/relu.py"
+[ops.sweep]
+dtype = ["float16", "it's \"odd\""]
+shape = [[32, 2048]]
+bias = [0.5]
+)");
+  REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  REQUIRE(c->tasks.size() == 2);
+  CHECK(c->tasks[0].spec.task_id == "bias=0.5,dtype=float16,shape=32x2048");
+  const std::string& desc = c->tasks[0].spec.task_desc;
+  CHECK(contains(desc, "\ndtype = \"float16\"\n"));
+  CHECK(contains(desc, "\nshape: tuple = (32, 2048)\n"));
+  CHECK(contains(desc, "\nscale = 1.0; bias = 0.5\n"));
+  CHECK(contains(c->tasks[1].spec.task_desc, R"(dtype = "it's \"odd\"")"));
+}
+
+TEST_CASE("a full dotted name replaces a dotted constant as given") {
+  Result<Campaign> c = parse(softmax_campaign("[ops.sweep]\ndtype = [\"torch.bfloat16\"]\n"));
+  REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  CHECK(contains(c->tasks[0].spec.task_desc, "\ndtype = torch.bfloat16\n"));
+  CHECK(c->tasks[0].spec.task_id == "dtype=torch.bfloat16");
+}
+
+TEST_CASE("content_hash is stable across loads and follows the content") {
+  Result<Campaign> a = load_campaign(fixtures() / "sweep.toml");
+  Result<Campaign> b = load_campaign(fixtures() / "sweep.toml");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a->content_hash.size() == 16);
+  CHECK(a->content_hash == b->content_hash);
+
+  std::string text = test::read_file(fixtures() / "sweep.toml");
+  Result<Campaign> same = parse("# reformatted\n" + text);
+  REQUIRE(same.ok());
+  CHECK(same->content_hash == a->content_hash);
+
+  std::string changed = text;
+  changed.replace(changed.find("4096"), 4, "8192");
+  Result<Campaign> c = parse(changed);
+  REQUIRE(c.ok());
+  CHECK(c->content_hash != a->content_hash);
+
+  std::string steps = text;
+  steps.replace(steps.find("limit_steps = 3"), 15, "limit_steps = 4");
+  Result<Campaign> d = parse(steps);
+  REQUIRE(d.ok());
+  CHECK(d->content_hash != a->content_hash);
+}
+
+TEST_CASE("a file that is not a task is refused") {
+  std::string e = error_of(std::string(kHeader) +
+                           "[[ops]]\nop_name = \"x\"\ntask_desc = \"cands/softmax.py\"\n");
+  CHECK(contains(e,
+                 "c.toml:8:13: ops[0].task_desc: task file \"cands/softmax.py\" defines no Model"));
+}
+
+TEST_CASE("a missing task file is named") {
+  std::string e = error_of(std::string(kHeader) +
+                           "[[ops]]\nop_name = \"gelu\"\ntask_desc = \"tasks/gelu.py\"\n");
+  CHECK(contains(e, "c.toml:8:13: ops[0].task_desc: task file \"tasks/gelu.py\" does not exist"));
+  CHECK(contains(e, (fixtures() / "tasks/gelu.py").string()));
+}
+
+TEST_CASE("an unknown key names its line and suggests the near miss") {
+  std::string e = error_of(softmax_campaign("limit_step = 5\n"));
+  CHECK(e == "c.toml:9:1: unknown key 'ops[0].limit_step' (did you mean 'limit_steps'?)");
+  std::string top = error_of("nmae = \"x\"\n" + softmax_campaign());
+  CHECK(contains(top, "c.toml:1:1: unknown key 'nmae' (did you mean 'name'?)"));
+}
+
+TEST_CASE("an invalid target lists what is valid") {
+  std::string e =
+      error_of(softmax_campaign("backend = \"cuda\"\narch = \"h100\"\nimpl_type = \"swft\"\n"));
+  CHECK(e ==
+        "c.toml:11:13: ops[0].impl_type: op 'softmax': impl_type 'swft' does not run on backend "
+        "'cuda'; valid on cuda: triton, cuda_c");
+}
+
+TEST_CASE("an invalid target set in [defaults] is reported once, there") {
+  std::string text = R"(name = "t"
+[defaults]
+backend = "cuda"
+arch = "h100"
+impl_type = "swft"
+[[ops]]
+op_name = "a"
+task_desc = "tasks/softmax.py"
+[[ops]]
+op_name = "b"
+task_desc = "tasks/softmax.py"
+)";
+  CHECK(error_of(text) ==
+        "c.toml:5:13: defaults.impl_type: impl_type 'swft' does not run on backend 'cuda'; "
+        "valid on cuda: triton, cuda_c");
+}
+
+TEST_CASE("sweeping a constant the task file lacks names the op, the constant and the file") {
+  std::string e = error_of(softmax_campaign("[ops.sweep]\nM = [1, 2]\n"));
+  CHECK(e ==
+        "c.toml:10:1: ops[0].sweep.M: op 'softmax': task file tasks/softmax.py has no "
+        "module-level constant 'M' (it has: N, batch_size, dtype)");
+}
+
+TEST_CASE("a string cannot replace a number") {
+  std::string e = error_of(softmax_campaign("[ops.sweep]\nN = [\"big\"]\n"));
+  CHECK(contains(e, "c.toml:10:6: ops[0].sweep.N[0]: op 'softmax': the constant holds `1024`"));
+}
+
+TEST_CASE("a value listed twice in a sweep is an error") {
+  std::string e = error_of(softmax_campaign("[ops.sweep]\nN = [1024, 1024]\n"));
+  CHECK(contains(e, "ops[0].sweep.N[1]: value integer 1024 is listed twice"));
+}
+
+TEST_CASE("an unknown workflow lists the valid ones") {
+  std::string e = error_of("workflow = \"fancy\"\n" + softmax_campaign());
+  CHECK(e ==
+        "c.toml:1:12: workflow: expected one of default, coder_only, verify_only, got string "
+        "\"fancy\"");
+}
+
+TEST_CASE("the same op and task_id twice is an error") {
+  std::string text =
+      softmax_campaign() + "[[ops]]\nop_name = \"softmax\"\ntask_desc = \"tasks/softmax.py\"\n";
+  std::string e = error_of(text);
+  CHECK(contains(e,
+                 "c.toml:10:11: ops[1].op_name: task softmax [default] is defined twice "
+                 "(also by ops[0] at line 7)"));
+}
+
+TEST_CASE("verify_only needs a candidate for every op, and reads it") {
+  std::string e = error_of("workflow = \"verify_only\"\n" + softmax_campaign());
+  CHECK(contains(e, "ops[0]: op 'softmax' has no candidate; workflow verify_only"));
+
+  Result<Campaign> c = load_campaign(fixtures() / "verify.toml");
+  REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  REQUIRE(c->tasks.size() == 1);
+  CHECK(c->tasks[0].candidate == test::read_file(fixtures() / "cands/softmax.py"));
+
+  std::string missing = error_of("workflow = \"verify_only\"\n" +
+                                 softmax_campaign("candidate = \"cands/nope.py\"\n"));
+  CHECK(contains(missing, "ops[0].candidate: candidate file \"cands/nope.py\" does not exist"));
+}
+
+TEST_CASE("a candidate outside verify_only is an error, not ignored") {
+  std::string e = error_of(softmax_campaign("candidate = \"cands/softmax.py\"\n"));
+  CHECK(contains(e, "ops[0].candidate: a candidate is used only by workflow verify_only"));
+}
+
+TEST_CASE("task_type and limit_steps are checked") {
+  std::string e = error_of(softmax_campaign("task_type = \"fast\"\nlimit_steps = 0\n"));
+  CHECK(contains(e, "c.toml:9:13: ops[0].task_type: expected one of precision_only, profile"));
+  CHECK(contains(e,
+                 "c.toml:10:15: ops[0].limit_steps: expected an integer between 1 and 100, "
+                 "got integer 0"));
+}
+
+TEST_CASE("name, ops and target fields are required") {
+  std::string e = error_of("[[ops]]\nop_name = \"softmax\"\ntask_desc = \"tasks/softmax.py\"\n");
+  CHECK(contains(e, "c.toml:1:1: name: missing"));
+  CHECK(contains(e, "ops[0]: op 'softmax': backend is not set"));
+  CHECK(contains(e, "ops[0]: op 'softmax': arch is not set"));
+  CHECK(contains(error_of("name = \"x\"\n"), "ops: missing"));
+}
+
+TEST_CASE("every problem is reported, in file order") {
+  std::string e = error_of("workflow = \"x\"\n" + softmax_campaign("sweeps = 1\n"));
+  CHECK(e.find("workflow") < e.find("sweeps"));
+  CHECK(std::count(e.begin(), e.end(), '\n') == 1);
+}
+
+TEST_CASE("TOML syntax errors name line and column") {
+  std::string e = error_of("name = \n");
+  CHECK(e.starts_with("c.toml:1:"));
+  CHECK(contains(e, "invalid TOML"));
+}
+
+TEST_CASE("a campaign file that does not exist is not_found") {
+  Result<Campaign> c = load_campaign(fixtures() / "nope.toml");
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.status().code() == Code::not_found);
+  CHECK(contains(c.status().message(), "nope.toml"));
+}
+
+TEST_CASE("a runaway sweep is refused before it is expanded") {
+  std::string values = "[";
+  for (int i = 0; i < 400; ++i) values += (i ? ", " : "") + std::to_string(i + 1);
+  values += "]";
+  std::string e =
+      error_of(softmax_campaign("[ops.sweep]\nN = " + values + "\nbatch_size = " + values + "\n"));
+  CHECK(contains(e, "expands to more than 100000 tasks"));
+}
+
+TEST_CASE("rewriting survives odd task files") {
+  // Deterministic soup of the tokens the Python scanner cares about. Whatever the file, the
+  // result is an error or a task whose text differs from the file only where N was.
+  const std::vector<std::string> tokens = {
+      "N = 1", "\n", "\"", "'''", "#", ";", "(", ")", "\\", " ", "x", "\r\n", "N: int = (2,\n 3)"};
+  test::TempDir dir;
+  uint64_t state = 7;
+  for (int round = 0; round < 400; ++round) {
+    std::string text;
+    for (int i = 0; i < round % 40; ++i) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      text += tokens[(state >> 33) % tokens.size()];
+    }
+    test::write_file(dir / "t.py", "class Model: pass\ndef get_inputs(): pass\n" + text);
+    Result<Campaign> c = parse_campaign(std::string(kHeader) +
+                                            "[[ops]]\nop_name = \"t\"\ntask_desc = \"t.py\"\n"
+                                            "[ops.sweep]\nN = [77777]\n",
+                                        dir.path(), "c.toml");
+    if (c.ok()) {
+      REQUIRE(c->tasks.size() == 1);
+      CHECK(c->tasks[0].spec.task_desc.find("77777") != std::string::npos);
+    }
+  }
+}
