@@ -546,7 +546,11 @@ void Coordinator::requeue(int64_t job_id, const char* why) {
 void Coordinator::lose_agent(const std::string& agent_id, const char* why) {
   auto it = agents_.find(agent_id);
   if (it == agents_.end()) return;
-  spdlog::warn("agent {} {}: re-queuing its jobs", agent_id, why);
+  if (std::string_view(why) == "gone") {
+    spdlog::info("agent {} gone: re-queuing its jobs", agent_id);
+  } else {
+    spdlog::warn("agent {} {}: re-queuing its jobs", agent_id, why);
+  }
   routing_.erase(it->second.routing_id);
   agents_.erase(it);
   pool_.remove_agent(agent_id);
