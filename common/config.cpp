@@ -10,99 +10,12 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/toml_report.h"
 
 namespace kforge {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Problems found while reading, reported "source:line:column: text", in file order.
-
-class Reader {
- public:
-  explicit Reader(std::string source) : source_(std::move(source)) {}
-
-  void fail(const toml::source_region& where, std::string text) {
-    problems_.push_back({where.begin.line, where.begin.column, std::move(text)});
-  }
-
-  // "<key>: expected <expected>, got <what the node holds>"
-  void fail_value(const toml::node& node, const std::string& key, std::string_view expected);
-
-  Status status() const {
-    if (problems_.empty()) return Status();
-    std::vector<Problem> sorted = problems_;
-    std::stable_sort(sorted.begin(), sorted.end(), [](const Problem& a, const Problem& b) {
-      return a.line != b.line ? a.line < b.line : a.column < b.column;
-    });
-    std::string message;
-    for (const Problem& p : sorted) {
-      if (!message.empty()) message += '\n';
-      message +=
-          source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + p.text;
-    }
-    return invalid_argument(std::move(message));
-  }
-
- private:
-  struct Problem {
-    toml::source_index line;
-    toml::source_index column;
-    std::string text;
-  };
-  std::string source_;
-  std::vector<Problem> problems_;
-};
-
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
-    }
-  }
-  return out + "\"";
-}
-
-// What a node holds, for "got ..." in messages: string "fast", integer -1, a table.
-std::string describe(const toml::node& node) {
-  std::ostringstream os;
-  switch (node.type()) {
-    case toml::node_type::string: return "string " + quote(node.as_string()->get());
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::integer: os << "integer " << node.as_integer()->get(); break;
-    case toml::node_type::floating_point: os << "float " << *node.as_floating_point(); break;
-    case toml::node_type::boolean: os << "boolean " << *node.as_boolean(); break;
-    case toml::node_type::date: os << "date " << *node.as_date(); break;
-    case toml::node_type::time: os << "time " << *node.as_time(); break;
-    case toml::node_type::date_time: os << "date-time " << *node.as_date_time(); break;
-    case toml::node_type::none: return "nothing";
-  }
-  return os.str();
-}
-
-void Reader::fail_value(const toml::node& node, const std::string& key, std::string_view expected) {
-  fail(node.source(), key + ": expected " + std::string(expected) + ", got " + describe(node));
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
+using Reader = TomlProblems;
 
 std::string join_key(const std::string& prefix, std::string_view name) {
   return prefix.empty() ? std::string(name) : prefix + "." + std::string(name);
@@ -261,20 +174,9 @@ void read_table(Reader& r, const toml::table& table, const std::string& prefix, 
   for (const auto& [k, v] : table) {
     auto known = [&](const Field<S>& f) { return f.name == k.str(); };
     if (std::any_of(fields.begin(), fields.end(), known)) continue;
-    std::string text = "unknown key '" + join_key(prefix, k.str()) + "'";
-    const Field<S>* closest = nullptr;
-    size_t best = std::numeric_limits<size_t>::max();
-    for (const Field<S>& f : fields) {
-      size_t d = edit_distance(k.str(), f.name);
-      if (d < best) {
-        best = d;
-        closest = &f;
-      }
-    }
-    if (closest != nullptr && best <= std::max<size_t>(2, closest->name.size() / 3)) {
-      text += " (did you mean '" + std::string(closest->name) + "'?)";
-    }
-    r.fail(k.source(), std::move(text));
+    std::vector<std::string_view> names;
+    for (const Field<S>& f : fields) names.push_back(f.name);
+    r.fail_unknown_key(k, prefix.empty() ? "" : prefix + ".", names);
   }
   // Then the known keys, in the order the field table lists them.
   for (const Field<S>& f : fields) {

@@ -17,86 +17,13 @@
 
 #include "common/fs.h"
 #include "common/targets.h"
+#include "common/toml_report.h"
 
 namespace kforge {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Problems found while reading, reported "source:line:column: text" in file order, the way
-// common/config.cpp reports them. Identical problems (a bad [defaults] value seen through
-// every op) are reported once.
+using Reader = TomlProblems;
 
-class Reader {
- public:
-  explicit Reader(std::string source) : source_(std::move(source)) {}
-
-  void fail(const toml::source_region& where, std::string text) {
-    fail_at(where.begin.line, where.begin.column, std::move(text));
-  }
-  void fail_at(uint32_t line, uint32_t column, std::string text) {
-    problems_.push_back({line, column, std::move(text)});
-  }
-  bool failed() const { return !problems_.empty(); }
-  size_t count() const { return problems_.size(); }
-
-  Status status() const {
-    if (problems_.empty()) return Status();
-    std::vector<Problem> sorted = problems_;
-    std::stable_sort(sorted.begin(), sorted.end(), [](const Problem& a, const Problem& b) {
-      return a.line != b.line ? a.line < b.line : a.column < b.column;
-    });
-    std::string message;
-    std::set<std::tuple<uint32_t, uint32_t, std::string>> seen;
-    for (const Problem& p : sorted) {
-      if (!seen.insert({p.line, p.column, p.text}).second) continue;
-      if (!message.empty()) message += '\n';
-      message +=
-          source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + p.text;
-    }
-    return invalid_argument(std::move(message));
-  }
-
- private:
-  struct Problem {
-    uint32_t line;
-    uint32_t column;
-    std::string text;
-  };
-  std::string source_;
-  std::vector<Problem> problems_;
-};
-
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
-    }
-  }
-  return out + "\"";
-}
-
-// What a node holds, for "got ..." in messages.
-std::string describe(const toml::node& node) {
-  std::ostringstream os;
-  switch (node.type()) {
-    case toml::node_type::string: return "string " + quote(node.as_string()->get());
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::integer: os << "integer " << node.as_integer()->get(); break;
-    case toml::node_type::floating_point: os << "float " << *node.as_floating_point(); break;
-    case toml::node_type::boolean: os << "boolean " << *node.as_boolean(); break;
-    case toml::node_type::date: os << "date " << *node.as_date(); break;
-    case toml::node_type::time: os << "time " << *node.as_time(); break;
-    case toml::node_type::date_time: os << "date-time " << *node.as_date_time(); break;
-    case toml::node_type::none: return "nothing";
-  }
-  return os.str();
-}
 
 std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
   std::string out;
@@ -107,41 +34,13 @@ std::string join(const std::vector<std::string>& items, std::string_view sep = "
   return out;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
 
 // Reports every key of `table` not in `known`, with a suggestion for a near miss (the same
 // rule as the config file's).
 void check_keys(Reader& r, const toml::table& table, const std::string& prefix,
                 const std::vector<std::string_view>& known) {
   for (const auto& [k, v] : table) {
-    if (std::find(known.begin(), known.end(), k.str()) != known.end()) continue;
-    std::string text = "unknown key '" + prefix + std::string(k.str()) + "'";
-    std::string_view closest;
-    size_t best = std::numeric_limits<size_t>::max();
-    for (std::string_view name : known) {
-      size_t d = edit_distance(k.str(), name);
-      if (d < best) {
-        best = d;
-        closest = name;
-      }
-    }
-    if (!closest.empty() && best <= std::max<size_t>(2, closest.size() / 3)) {
-      text += " (did you mean '" + std::string(closest) + "'?)";
-    }
-    r.fail(k.source(), std::move(text));
+    if (std::find(known.begin(), known.end(), k.str()) == known.end()) r.fail_unknown_key(k, prefix, known);
   }
 }
 
@@ -418,7 +317,7 @@ std::optional<std::string> python_scalar(const toml::node& v, std::string_view o
           "(give numbers and booleans as TOML numbers and booleans)";
     return std::nullopt;
   }
-  why = "expected a string, number or boolean, got " + describe(v);
+  why = "expected a string, number or boolean, got " + toml_describe(v);
   return std::nullopt;
 }
 
@@ -434,7 +333,7 @@ std::optional<std::string> python_value(const toml::node& v, std::string_view or
     const toml::node& item = *a->get(i);
     if (!item.is_integer() && !item.is_floating_point() && !item.is_boolean()) {
       why = "an array value must hold numbers or booleans, element " + std::to_string(i) + " is " +
-            describe(item);
+            toml_describe(item);
       return std::nullopt;
     }
     if (i > 0) out += ", ";
@@ -530,7 +429,7 @@ void read_task_fields(Reader& r, const toml::table& table, const std::string& pr
       const auto* i = node->as_integer();
       if (i == nullptr || i->get() < 1 || i->get() > kMaxLimitSteps) {
         r.fail(node->source(), key + ": expected an integer between 1 and " +
-                                   std::to_string(kMaxLimitSteps) + ", got " + describe(*node));
+                                   std::to_string(kMaxLimitSteps) + ", got " + toml_describe(*node));
         out[std::string(name)] = {"", 0, node, key, true};
         continue;
       }
@@ -539,14 +438,14 @@ void read_task_fields(Reader& r, const toml::table& table, const std::string& pr
     }
     const auto* s = node->as_string();
     if (s == nullptr || s->get().empty()) {
-      r.fail(node->source(), key + ": expected a non-empty string, got " + describe(*node));
+      r.fail(node->source(), key + ": expected a non-empty string, got " + toml_describe(*node));
       out[std::string(name)] = {"", 0, node, key, true};
       continue;
     }
     if (name == "task_type" &&
         std::find(kTaskTypes.begin(), kTaskTypes.end(), s->get()) == kTaskTypes.end()) {
       r.fail(node->source(),
-             key + ": expected one of " + join(kTaskTypes) + ", got " + describe(*node));
+             key + ": expected one of " + join(kTaskTypes) + ", got " + toml_describe(*node));
       out[std::string(name)] = {"", 0, node, key, true};
       continue;
     }
@@ -581,7 +480,7 @@ void read_sweep(Reader& r, const toml::node& node, Op& op) {
   const toml::table* table = node.as_table();
   if (table == nullptr) {
     r.fail(node.source(),
-           prefix + ": expected a table of constant = [values], got " + describe(node));
+           prefix + ": expected a table of constant = [values], got " + toml_describe(node));
     op.ok = false;
     return;
   }
@@ -616,7 +515,7 @@ void read_sweep(Reader& r, const toml::node& node, Op& op) {
       auto [it, fresh] = seen.emplace(id_text(*key.values[i]), i);
       if (!fresh) {
         r.fail(key.values[i]->source(),
-               full + "[" + std::to_string(i) + "]: value " + describe(*key.values[i]) +
+               full + "[" + std::to_string(i) + "]: value " + toml_describe(*key.values[i]) +
                    " is listed twice (also at [" + std::to_string(it->second) + "])");
         op.ok = false;
       }
@@ -634,26 +533,26 @@ std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
                                            std::filesystem::path& resolved) {
   const auto* s = node.as_string();
   if (s == nullptr || s->get().empty()) {
-    r.fail(node.source(), key + ": expected a path to the " + what + ", got " + describe(node));
+    r.fail(node.source(), key + ": expected a path to the " + what + ", got " + toml_describe(node));
     return std::nullopt;
   }
   std::filesystem::path written(s->get());
   resolved = written.is_absolute() ? written : base_dir / written;
   std::error_code ec;
   if (!std::filesystem::exists(resolved, ec)) {
-    r.fail(node.source(), key + ": " + what + " " + quote(s->get()) +
+    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) +
                               " does not exist (looked for " +
                               resolved.lexically_normal().string() + ")");
     return std::nullopt;
   }
   if (std::filesystem::is_directory(resolved, ec)) {
-    r.fail(node.source(), key + ": " + what + " " + quote(s->get()) + " is a directory");
+    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) + " is a directory");
     return std::nullopt;
   }
   Result<std::string> text = read_file(resolved);
   if (!text.ok()) {
     r.fail(node.source(),
-           key + ": cannot read " + what + " " + quote(s->get()) + ": " + text.status().message());
+           key + ": cannot read " + what + " " + toml_quote(s->get()) + ": " + text.status().message());
     return std::nullopt;
   }
   return std::move(*text);
@@ -774,7 +673,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
       r.fail(n->source(), op.key +
                               ".op_name: expected a name of letters, digits, '_', '-' or "
                               "'.', got " +
-                              describe(*n));
+                              toml_describe(*n));
     } else {
       op.op_name = s->get();
     }
@@ -791,7 +690,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
                  text->find("get_inputs") == std::string::npos)) {
       // The harness checks the task properly; this catches a path to the wrong file (or an
       // empty one) at submission instead of in every one of the op's tasks.
-      r.fail(n->source(), op.key + ".task_desc: task file " + quote(op.task_desc_written) +
+      r.fail(n->source(), op.key + ".task_desc: task file " + toml_quote(op.task_desc_written) +
                               " defines no Model and get_inputs(); is it a task file "
                               "(docs/harness.md)?");
     } else if (text) {
@@ -915,7 +814,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
   if (const toml::node* n = root.get("name")) {
     const auto* s = n->as_string();
     if (s == nullptr || s->get().empty()) {
-      r.fail(n->source(), "name: expected a non-empty string, got " + describe(*n));
+      r.fail(n->source(), "name: expected a non-empty string, got " + toml_describe(*n));
     } else {
       campaign.name = s->get();
     }
@@ -928,7 +827,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
     const auto* s = n->as_string();
     const auto& valid = campaign_workflows();
     if (s == nullptr || std::find(valid.begin(), valid.end(), s->get()) == valid.end()) {
-      r.fail(n->source(), "workflow: expected one of " + join(valid) + ", got " + describe(*n));
+      r.fail(n->source(), "workflow: expected one of " + join(valid) + ", got " + toml_describe(*n));
       workflow_ok = false;
     } else {
       campaign.workflow = s->get();
@@ -942,7 +841,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
       check_keys(r, *t, "defaults.", known);
       read_task_fields(r, *t, "defaults.", defaults);
     } else {
-      r.fail(n->source(), "defaults: expected a table, got " + describe(*n));
+      r.fail(n->source(), "defaults: expected a table, got " + toml_describe(*n));
     }
   }
 
@@ -950,7 +849,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
   if (const toml::node* n = root.get("ops")) {
     const toml::array* a = n->as_array();
     if (a == nullptr || !a->is_array_of_tables()) {
-      r.fail(n->source(), "ops: expected an array of tables ([[ops]]), got " + describe(*n));
+      r.fail(n->source(), "ops: expected an array of tables ([[ops]]), got " + toml_describe(*n));
     } else if (a->empty()) {
       r.fail(n->source(), "ops: expected at least one op");
     } else {
