@@ -1,0 +1,113 @@
+// The design's Task API on an in-process cluster: a task driven to a verified kernel, a task
+// whose LLM keeps failing, and an invalid one refused.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include "common/fs.h"
+#include "coordinator/task.h"
+#include "tests/support/cluster.h"
+#include "tests/support/fake_llm.h"
+
+using namespace kforge;
+using namespace kforge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+TaskSpec vector_add_spec() {
+  TaskSpec spec;
+  spec.op_name = "vector_add";
+  spec.task_id = "N=100003";
+  spec.task_desc = kforge::read_file(source_dir() / "tests/harness/tasks/vector_add_numpy.py").value();
+  spec.backend = "cpu";
+  spec.arch = "x86_64";
+  spec.impl_type = "cpp";
+  spec.framework = "numpy";
+  spec.limit_steps = 4;
+  return spec;
+}
+
+struct TaskFixture {
+  FakeLlmServer llm;
+  TestCluster cluster;
+  std::unique_ptr<LlmClient> client;
+  std::unique_ptr<Conductor> conductor;
+
+  TaskFixture() {
+    std::map<std::string, LlmEndpoint> endpoints;
+    for (const char* role : {"designer", "coder"}) {
+      LlmEndpoint e;
+      e.base_url = llm.base_url();
+      e.model = "fake";
+      e.max_retries = 0;
+      endpoints[role] = e;
+    }
+    auto c = LlmClient::create(endpoints);
+    REQUIRE(c.ok());
+    client = std::move(c.value());
+    auto prompts = PromptLibrary::load(find_prompt_dir("").value());
+    REQUIRE(prompts.ok());
+    ConductorOptions options;
+    options.endpoints = endpoints;
+    // The Conductor joins the loop thread's listeners: only ever touched inside call().
+    conductor = cluster.coordinator().call([&](Coordinator& co) {
+      return std::make_unique<Conductor>(co, client.get(), std::move(prompts.value()), options);
+    });
+    AgentOptions agent = TestCluster::fast_agent_options();
+    agent.run_as.reset();
+    cluster.start_agent("a", 1, agent);
+    REQUIRE(cluster.wait_live(1));
+  }
+  ~TaskFixture() { cluster.kill_coordinator(); }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(TaskFixture, "a Task runs to a verified kernel and reports success") {
+  std::string code = kforge::read_file(source_dir() / "tests/harness/candidates/add_numpy_cpp_syntax_error.py").value();
+  code.replace(code.find("out[i] = x[i] + y[i] + bias"), std::string("out[i] = x[i] + y[i] + bias").size(),
+               "out[i] = x[i] + y[i];");
+  llm.set_responder([&](const nlohmann::json&) {
+    return "```aul\nfor i in tiles(N, 256): out[i] = x[i] + y[i]\n```\n```python\n" + code + "\n```\n";
+  });
+  Task task(vector_add_spec(), cluster.coordinator(), *conductor);
+  std::future<bool> ok = task.run();
+  REQUIRE(ok.wait_for(120s) == std::future_status::ready);
+  CHECK(ok.get());
+  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  REQUIRE(row.ok());
+  CHECK(row->state == "passed");
+  CHECK(row->steps_used == 3);  // designer, coder, verifier
+  // Running the same Task again finds it finished: no new question.
+  size_t asked = llm.request_count();
+  Task again(vector_add_spec(), cluster.coordinator(), *conductor);
+  CHECK(again.run().get());
+  CHECK(again.id() == task.id());
+  CHECK(llm.request_count() == asked);
+}
+
+TEST_CASE_FIXTURE(TaskFixture, "a task whose LLM keeps failing ends as failed with the reason") {
+  for (int i = 0; i < 10; ++i) llm.push(FakeBehaviour::status(400, -1, "model does not exist"));
+  Task task(vector_add_spec(), cluster.coordinator(), *conductor);
+  std::future<bool> ok = task.run();
+  REQUIRE(ok.wait_for(60s) == std::future_status::ready);
+  CHECK_FALSE(ok.get());
+  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  REQUIRE(row.ok());
+  CHECK(row->state == "failed");
+  CHECK(row->verdict.find("kept failing") != std::string::npos);
+  CHECK(row->verdict.find("400") != std::string::npos);
+  CHECK(row->steps_used == 0);  // failed LLM calls use no budget
+}
+
+TEST_CASE_FIXTURE(TaskFixture, "an invalid combination is refused with what is valid") {
+  TaskSpec spec = vector_add_spec();
+  spec.backend = "cuda";
+  spec.arch = "h100";
+  spec.impl_type = "swft";
+  Task task(spec, cluster.coordinator(), *conductor);
+  CHECK_FALSE(task.run().get());
+  CHECK(task.error().find("triton, cuda_c") != std::string::npos);
+  CHECK(task.id() == 0);
+}
