@@ -918,27 +918,37 @@ Result<int64_t> Store::record_step(const StepRow& step) {
   return id;
 }
 
+namespace {
+
+// Collects every row of a cached statement through `read`.
+template <typename Row, typename Read>
+Result<std::vector<Row>> all_rows(Db& d, Stmt& s, std::string_view op, Read read) {
+  std::vector<Row> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read(s));
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
   Db& d = impl_->d;
   Stmt s(d.st.steps_of);
   s.bind(1, task_id);
-  std::vector<StepRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    StepRow r;
-    r.id = s.i64(0);
-    r.task_id = s.i64(1);
-    r.seq = s.i32(2);
-    r.role = s.str(3);
-    r.input = s.str(4);
-    r.output = s.str(5);
-    r.verdict = s.str(6);
-    r.counted = s.flag(7);
-    r.created_ms = s.i64(8);
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return d.error(rc, "steps_of");
-  return out;
+  return all_rows<StepRow>(d, s, "steps_of", [](const Stmt& r) {
+    StepRow row;
+    row.id = r.i64(0);
+    row.task_id = r.i64(1);
+    row.seq = r.i32(2);
+    row.role = r.str(3);
+    row.input = r.str(4);
+    row.output = r.str(5);
+    row.verdict = r.str(6);
+    row.counted = r.flag(7);
+    row.created_ms = r.i64(8);
+    return row;
+  });
 }
 
 // ---- Jobs and leases ----------------------------------------------------------------------
@@ -1195,42 +1205,18 @@ Status Store::touch_agent(const std::string& agent_id) {
 Result<std::vector<AgentRow>> Store::agents() {
   Db& d = impl_->d;
   Stmt s(d.st.agents);
-  std::vector<AgentRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    AgentRow a;
-    a.id = s.str(0);
-    a.incarnation = s.str(1);
-    a.host = s.str(2);
-    a.state = s.str(3);
-    a.drained = s.flag(4);
-    a.capabilities = s.str(5);
-    a.registered_ms = s.i64(6);
-    a.last_seen_ms = s.i64(7);
-    out.push_back(std::move(a));
-  }
-  if (rc != SQLITE_DONE) return d.error(rc, "agents");
-  return out;
+  return all_rows<AgentRow>(d, s, "agents", [](const Stmt& r) {
+    return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7)};
+  });
 }
 
 Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
   Db& d = impl_->d;
   Stmt s(d.st.devices_of);
   s.text(1, agent_id);
-  std::vector<DeviceRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    DeviceRow r;
-    r.agent_id = s.str(0);
-    r.index = s.i32(1);
-    r.backend = s.str(2);
-    r.arch = s.str(3);
-    r.name = s.str(4);
-    r.memory_mb = s.i64(5);
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return d.error(rc, "devices_of");
-  return out;
+  return all_rows<DeviceRow>(d, s, "devices_of", [](const Stmt& r) {
+    return DeviceRow{r.str(0), r.i32(1), r.str(2), r.str(3), r.str(4), r.i64(5)};
+  });
 }
 
 // --- Conductor support (schema 0002) ---
@@ -1241,15 +1227,6 @@ CampaignRow read_campaign(const Stmt& s) {
   return CampaignRow{s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.i64(6), s.i64(7)};
 }
 
-// Collects every row of a cached statement through `read`.
-template <typename Row, typename Read>
-Result<std::vector<Row>> all_rows(Db& d, Stmt& s, std::string_view op, Read read) {
-  std::vector<Row> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read(s));
-  if (rc != SQLITE_DONE) return d.error(rc, op);
-  return out;
-}
 
 }  // namespace
 
