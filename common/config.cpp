@@ -317,14 +317,7 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& sourc
 }
 
 Result<Config> load_config(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    return not_found("config file " + path.string() + " does not exist");
-  }
-  if (std::filesystem::is_directory(path, ec)) {
-    return invalid_argument("config file " + path.string() + " is a directory");
-  }
-  Result<std::string> text = read_file(path);
+  Result<std::string> text = read_named_file(path, "config file");
   if (!text.ok()) return text.status();
   return parse_config(*text, path.string());
 }

@@ -61,6 +61,15 @@ Result<std::string> read_file(const std::filesystem::path& path) {
   return ss.str();
 }
 
+Result<std::string> read_named_file(const std::filesystem::path& path, const std::string& what) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return not_found(what + " " + path.string() + " does not exist");
+  if (std::filesystem::is_directory(path, ec)) {
+    return invalid_argument(what + " " + path.string() + " is a directory");
+  }
+  return read_file(path);
+}
+
 Status ensure_dir(const std::filesystem::path& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);

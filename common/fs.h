@@ -16,6 +16,10 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view dat
 // Reads a whole file. not_found when it does not exist.
 Result<std::string> read_file(const std::filesystem::path& path);
 
+// Reads a file a person named (a config or campaign file): not_found "<what> <path> does not
+// exist", invalid_argument when it is a directory.
+Result<std::string> read_named_file(const std::filesystem::path& path, const std::string& what);
+
 // Creates `path` and its parents if missing; an error names the directory.
 Status ensure_dir(const std::filesystem::path& path);
 

@@ -917,14 +917,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
 }
 
 Result<Campaign> load_campaign(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    return not_found("campaign file " + path.string() + " does not exist");
-  }
-  if (std::filesystem::is_directory(path, ec)) {
-    return invalid_argument("campaign file " + path.string() + " is a directory");
-  }
-  Result<std::string> text = read_file(path);
+  Result<std::string> text = read_named_file(path, "campaign file");
   if (!text.ok()) return text.status();
   Result<Campaign> campaign = parse_campaign(*text, path.parent_path(), path.string());
   if (campaign.ok()) campaign->source = path;

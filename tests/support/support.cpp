@@ -1,9 +1,10 @@
 #include "tests/support/support.h"
 
+#include "common/fs.h"
+
 #include <stdlib.h>
 
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 namespace kforge::test {
@@ -35,10 +36,7 @@ void write_file(const std::filesystem::path& path, const std::string& content) {
 }
 
 std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return kforge::read_file(path).value_or("");
 }
 
 std::filesystem::path binary_dir() { return KFORGE_BINARY_DIR; }

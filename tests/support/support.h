@@ -30,6 +30,7 @@ bool wait_until(const std::function<bool()>& pred,
 
 // Writes `content` to `path`, creating parent directories.
 void write_file(const std::filesystem::path& path, const std::string& content);
+// The whole file, or "" when it cannot be read (common/fs.h's read_file, for assertions).
 std::string read_file(const std::filesystem::path& path);
 
 // Where the build put the executables, and the source tree.
