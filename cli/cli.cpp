@@ -120,82 +120,59 @@ int cmd_jobs(const ParsedFlags& flags) {
   return kExitOk;
 }
 
-int cmd_agents(const ParsedFlags& flags) {
-  auto store = open_existing(flags, /*writable=*/false);
-  if (!store.ok()) return fail(store.status().message());
-  auto agents = (*store)->agents();
-  if (!agents.ok()) return fail(agents.status().message());
-  std::printf("%-34s %-16s %-6s %-8s %s\n", "AGENT", "HOST", "STATE", "DRAINED", "DEVICES");
-  for (const AgentRow& a : *agents) {
-    auto devices = (*store)->devices_of(a.id);
-    std::string list;
-    if (devices.ok()) {
-      for (const DeviceRow& d : *devices) {
-        if (!list.empty()) list += " ";
-        list += d.backend + ":" + std::to_string(d.index) + "(" + d.arch + ")";
-      }
-    }
-    std::printf("%-34s %-16s %-6s %-8s %s\n", a.id.c_str(), a.host.c_str(), a.state.c_str(),
-                a.drained ? "yes" : "no", list.c_str());
-  }
-  return kExitOk;
-}
-
-// drain / undrain: the flag is stored; a running coordinator picks it up within a second.
-int set_drained(const ParsedFlags& flags, bool drained) {
-  const char* verb = drained ? "drain" : "undrain";
-  if (flags.positional.size() != 1) {
-    return fail(std::string(verb) + ": give one agent id (or a unique prefix); see `kforge agents`", kExitUsage);
-  }
-  auto store = open_existing(flags, /*writable=*/true);
-  if (!store.ok()) return fail(store.status().message());
-  auto agents = (*store)->agents();
-  if (!agents.ok()) return fail(agents.status().message());
-  std::vector<std::string> matches;
-  for (const AgentRow& a : *agents) {
-    if (a.id.rfind(flags.positional[0], 0) == 0) matches.push_back(a.id);
-  }
-  if (matches.size() != 1) {
-    return fail(std::string(verb) + ": " + (matches.empty() ? "no" : "more than one") +
-                " agent matches '" + flags.positional[0] + "'; see `kforge agents`");
-  }
-  if (Status st = (*store)->set_agent_drained(matches[0], drained); !st.ok()) return fail(st.message());
-  std::printf("agent %s %s\n", matches[0].c_str(), drained ? "drained: running jobs finish, no new ones" : "undrained");
-  return kExitOk;
-}
-
 const std::vector<Command>& commands() {
-  static const FlagSpec kData{"data", true, "the coordinator's data directory (default kforge-data)"};
+  static const FlagSpec kData{"data", true, "read (and change) this data directory's database directly, no coordinator"};
   static const FlagSpec kHelp{"help", false, "show this message"};
+  static const FlagSpec kCoordinator{"coordinator", true, "the coordinator's API URL (default: [cli] in --config, $KFORGE_COORDINATOR, http://127.0.0.1:7780)"};
+  static const FlagSpec kToken{"token-file", true, "file holding the API token (default: [cli] token_file, $KFORGE_TOKEN_FILE)"};
+  static const FlagSpec kConfig{"config", true, "configuration file ([cli] coordinator, token_file)"};
+  static const FlagSpec kJson{"json", false, "print JSON"};
+  auto api = [](std::vector<FlagSpec> extra) {
+    extra.insert(extra.end(), {kCoordinator, kToken, kConfig, kData, kHelp});
+    return extra;
+  };
+  static const std::vector<FlagSpec> kTaskFilters = {
+      {"campaign", true, "only this campaign's tasks"},
+      {"state", true, "pending | running | passed | failed | cancelled"},
+      {"op", true, "only this op_name"},
+      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ...)"},
+      {"limit", true, "at most this many"},
+      kJson,
+      {"csv", false, "print CSV"}};
   static const std::vector<Command> all = {
-      {"enqueue", "queue a plain command as job(s) in a coordinator's database",
-       {kData,
-        {"count", true, "how many copies (default 1)"},
-        {"priority", true, "higher runs first (default 0)"},
-        {"exclusive", false, "run alone on its device (as profile jobs do)"},
-        {"backend", true, "cpu | cuda | ascend (default cpu)"},
-        {"arch", true, "only devices of this arch (default any)"},
-        {"timeout", true, "wall-clock limit in seconds (default: the agent's)"},
-        kHelp},
-       "[options] -- COMMAND [ARGS...]",
-       cmd_enqueue},
-      {"jobs", "list jobs and their outcomes", {kData, {"state", true, "queued|assigned|done|cancelled"}, kHelp},
-       "[options]", cmd_jobs},
-      {"agents", "list agents and their devices", {kData, kHelp}, "[options]", cmd_agents},
       {"run", "run a campaign to its end here: coordinator, conductor and a local agent",
        {kData,
         {"config", true, "configuration file: [llm.*] roles, [agent] settings"},
         {"cpu-devices", true, "CPU devices of the local agent (default: config, 1)"},
         {"device-fixtures", true, "read nvidia-smi.csv / npu-smi.txt from DIR (simulation)"},
         {"prompts", true, "prompt template directory (default: found)"},
+        {"http", true, "serve the operator API and dashboard on HOST:PORT (default 127.0.0.1:0, a free port)"},
         {"log-level", true, "trace|debug|info|warn|error (default warn)"},
-        {"json", false, "print the results as JSON"},
+        kJson,
         kHelp},
        "CAMPAIGN.toml [options]", cmd_run},
-      {"submit", "add a campaign to a coordinator's database (once; the same campaign is not added twice)",
-       {kData, kHelp}, "CAMPAIGN.toml [options]", cmd_submit},
+      {"submit", "add a campaign to a coordinator (once: the same campaign is not added twice)", api({}),
+       "CAMPAIGN.toml [options]", cmd_submit},
+      {"status", "campaigns and their progress (live with --watch)",
+       api({kJson, {"watch", false, "refresh every second until the campaigns finish"}}), "[CAMPAIGN] [options]",
+       cmd_status},
+      {"tasks", "tasks, filtered by campaign, state, op or verdict", api(kTaskFilters), "[options]", cmd_tasks},
+      {"show", "one task's story: every step's prompt, response, code and verdict, and its jobs",
+       api({kJson, {"full", false, "print prompts and responses whole"}}), "TASK [options]", cmd_show},
       {"results", "every task's outcome: op, task_id, state, verdict, steps, speedup, cost",
-       {kData, {"json", false, "as JSON"}, kHelp}, "[options]", cmd_results},
+       api(kTaskFilters), "[CAMPAIGN] [options]", cmd_results},
+      {"cancel", "cancel a campaign's unfinished tasks (or one task); their jobs are withdrawn",
+       api({{"task", true, "cancel this task only"}}), "CAMPAIGN | --task N [options]", cmd_cancel},
+      {"resume", "run cancelled tasks on from their recorded steps (nothing is asked or paid twice)",
+       api({{"task", true, "resume this task only"}}), "CAMPAIGN | --task N [options]", cmd_resume},
+      {"agents", "agents: devices, load, last heartbeat, drained or not", api({kJson}), "[options]", cmd_agents},
+      {"drain", "let an agent finish its jobs and give it no new ones", api({}), "AGENT [options]",
+       [](const ParsedFlags& f) { return set_drained(f, true); }},
+      {"undrain", "give a drained agent work again", api({}), "AGENT [options]",
+       [](const ParsedFlags& f) { return set_drained(f, false); }},
+      {"export", "write a campaign as files: one per step, the passed kernels beside them (AIKG's layout)",
+       api({{"out", true, "the directory to write (new or empty)"}, {"force", false, "write into a non-empty directory"}}),
+       "CAMPAIGN --out DIR [options]", cmd_export},
       {"verify", "check a candidate kernel against its reference, locally",
        {{"task", true, "the reference: a Python file with Model, get_inputs, get_init_inputs"},
         {"candidate", true, "the candidate: a Python file with ModelNew (or {op}_{impl}_{framework})"},
@@ -217,10 +194,19 @@ const std::vector<Command>& commands() {
         {"keep", false, "keep the job directory and print its path"},
         kHelp},
        "--task REF.py --candidate CAND.py --impl-type I --framework F [options]", cmd_verify},
-      {"drain", "let an agent finish its jobs and give it no new ones", {kData, kHelp}, "AGENT",
-       [](const ParsedFlags& f) { return set_drained(f, true); }},
-      {"undrain", "give a drained agent work again", {kData, kHelp}, "AGENT",
-       [](const ParsedFlags& f) { return set_drained(f, false); }},
+      {"enqueue", "queue a plain command as job(s) in a coordinator's database",
+       {kData,
+        {"count", true, "how many copies (default 1)"},
+        {"priority", true, "higher runs first (default 0)"},
+        {"exclusive", false, "run alone on its device (as profile jobs do)"},
+        {"backend", true, "cpu | cuda | ascend (default cpu)"},
+        {"arch", true, "only devices of this arch (default any)"},
+        {"timeout", true, "wall-clock limit in seconds (default: the agent's)"},
+        kHelp},
+       "[options] -- COMMAND [ARGS...]",
+       cmd_enqueue},
+      {"jobs", "list jobs and their outcomes (reads --data directly)",
+       {kData, {"state", true, "queued|assigned|done|cancelled"}, kHelp}, "[options]", cmd_jobs},
   };
   return all;
 }
@@ -250,7 +236,7 @@ int run_cli(int argc, char** argv) {
     return kExitOk;
   }
   if (name == "version" || name == "--version") {
-    std::puts("kforge 0.1.0");
+    std::puts("kforge " KFORGE_VERSION);
     return kExitOk;
   }
   for (const auto& c : commands()) {

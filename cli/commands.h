@@ -3,16 +3,19 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "common/flags.h"
-#include "coordinator/store.h"
 
 namespace kforge {
 
 // Exit codes (docs/cli.md): 0 success (for verify: a verdict was reached, passed or not),
-// 1 the command failed or its inputs are unusable, 2 usage error.
+// 1 the command failed or its inputs are unusable, 2 usage error, 3 the coordinator could
+// not be reached.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;
 
 // Prints "kforge: <message>" to stderr and returns `code`.
 int cli_fail(const std::string& message, int code = kExitFailed);
@@ -20,9 +23,17 @@ int cli_fail(const std::string& message, int code = kExitFailed);
 int cmd_verify(const ParsedFlags& flags);
 int cmd_run(const ParsedFlags& flags);
 int cmd_submit(const ParsedFlags& flags);
+int cmd_status(const ParsedFlags& flags);
+int cmd_tasks(const ParsedFlags& flags);
 int cmd_results(const ParsedFlags& flags);
+int cmd_show(const ParsedFlags& flags);
+int cmd_cancel(const ParsedFlags& flags);
+int cmd_resume(const ParsedFlags& flags);
+int cmd_agents(const ParsedFlags& flags);
+int set_drained(const ParsedFlags& flags, bool drained);
+int cmd_export(const ParsedFlags& flags);
 
-// Prints a campaign's tasks (campaign_id 0: every campaign) as a table or JSON.
-bool print_results(Store& store, int64_t campaign_id, bool json);
+// Prints tasks (API Task objects) as a table, "json" or "csv".
+void print_tasks(const nlohmann::json& tasks, const std::string& format);
 
 }  // namespace kforge

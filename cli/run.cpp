@@ -12,12 +12,14 @@
 
 #include "agent/agent.h"
 #include "agent/devices.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "coordinator/campaign.h"
 #include "coordinator/conductor.h"
+#include "coordinator/http_server.h"
 
 namespace kforge {
 namespace {
@@ -25,47 +27,8 @@ namespace {
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
-// Adds the campaign's tasks unless the same campaign (by content) is stored already.
-Result<int64_t> ensure_campaign(Store& store, const Campaign& campaign, const std::string& source) {
-  auto existing = store.campaign_by_hash(campaign.content_hash);
-  if (!existing.ok()) return existing.status();
-  if (existing->has_value()) return (*existing)->id;
-  auto id = store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
-  if (!id.ok()) return id.status();
-  for (const CampaignTask& t : campaign.tasks) {
-    TaskSpec spec = t.spec;
-    spec.candidate = t.candidate;
-    auto task = store.create_task(*id, spec);
-    if (!task.ok()) return task.status();
-  }
-  return id;
-}
 
 }  // namespace
-
-int cmd_submit(const ParsedFlags& flags) {
-  if (flags.positional.size() != 1) return cli_fail("submit: give one campaign file", kExitUsage);
-  auto campaign = load_campaign(flags.positional[0]);
-  if (!campaign.ok()) return cli_fail(campaign.status().message());
-  auto source = read_file(flags.positional[0]);
-  std::filesystem::path data = flags.get("data").value_or("kforge-data");
-  if (Status st = ensure_dir(data); !st.ok()) return cli_fail(st.message());
-  auto store = Store::open(data / "kforge.db");
-  if (!store.ok()) return cli_fail(store.status().message());
-  auto before = (*store)->campaign_by_hash(campaign->content_hash);
-  if (!before.ok()) return cli_fail(before.status().message());
-  if (Status st = (*store)->begin(); !st.ok()) return cli_fail(st.message());
-  auto id = ensure_campaign(**store, *campaign, source.ok() ? *source : "");
-  if (!id.ok()) {
-    (*store)->rollback();
-    return cli_fail(id.status().message());
-  }
-  if (Status st = (*store)->commit(); !st.ok()) return cli_fail(st.message());
-  std::printf("campaign %s: %s (id %lld, %zu tasks)\n", campaign->name.c_str(),
-              before->has_value() ? "already submitted" : "submitted", static_cast<long long>(*id),
-              campaign->tasks.size());
-  return kExitOk;
-}
 
 int cmd_run(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) return cli_fail("run: give one campaign file, e.g. kforge run campaign.toml", kExitUsage);
@@ -116,9 +79,15 @@ int cmd_run(const ParsedFlags& flags) {
   conductor_options.endpoints = endpoints;
   Conductor conductor(coord, llm.get(), std::move(prompts.value()), conductor_options);
 
-  auto campaign_id = ensure_campaign(coord.store(), *campaign, source.ok() ? *source : "");
-  if (!campaign_id.ok()) return cli_fail(campaign_id.status().message());
-  auto row = coord.store().get_campaign(*campaign_id);
+  if (Status st = coord.store().begin(); !st.ok()) return cli_fail(st.message());
+  auto stored = store_campaign(coord.store(), *campaign, source.ok() ? *source : "");
+  if (!stored.ok()) {
+    coord.store().rollback();
+    return cli_fail(stored.status().message());
+  }
+  if (Status st = coord.store().commit(); !st.ok()) return cli_fail(st.message());
+  const int64_t campaign_id = stored->first;
+  auto row = coord.store().get_campaign(campaign_id);
   if (!row.ok()) return cli_fail(row.status().message());
 
   // The local agent: this host's devices, jobs in sandboxed child processes.
@@ -152,6 +121,11 @@ int cmd_run(const ParsedFlags& flags) {
   if (!agent.ok()) return cli_fail(agent.status().message());
 
   coord.add_periodic(1000, [&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
+  // The operator API and dashboard, so that `kforge status --coordinator URL` works meanwhile.
+  auto api = serve_operator_api(coord, conductor, flags.get("http").value_or("127.0.0.1:0"),
+                                config.coordinator.api_token_file);
+  if (!api.ok()) return cli_fail(api.status().message());
+  std::fprintf(stderr, "kforge: operator API and dashboard on %s\n", api->server->url().c_str());
   g_stop = false;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -167,11 +141,11 @@ int cmd_run(const ParsedFlags& flags) {
   size_t last_done = SIZE_MAX;
   bool finished = false;
   while (!g_stop) {
-    auto tasks = coord.call([&](Coordinator& c) { return c.store().tasks_of_campaign(*campaign_id); });
+    auto tasks = coord.call([&](Coordinator& c) { return c.store().tasks_of_campaign(campaign_id); });
     if (!tasks.ok()) break;
     size_t done = 0, passed = 0;
     for (const TaskRow& t : *tasks) {
-      done += (t.state == "passed" || t.state == "failed") ? 1 : 0;
+      done += (t.state == "passed" || t.state == "failed" || t.state == "cancelled") ? 1 : 0;
       passed += t.state == "passed" ? 1 : 0;
     }
     if (done != last_done) {
@@ -185,12 +159,20 @@ int cmd_run(const ParsedFlags& flags) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // progress display only
   }
+  api->server.reset();  // no request waits on the loop once it stops
   (*agent)->stop(true);
   agent_thread.join();
   coord.stop();
   coordinator_thread.join();
   if (!finished) return cli_fail("run: interrupted; run the same command again to resume");
-  return print_results(coord.store(), *campaign_id, flags.has("json")) ? kExitOk : kExitFailed;
+  ParsedFlags local;
+  local.values["data"] = data.string();
+  auto client = connect_api(local);
+  if (!client.ok()) return cli_fail(client.status().message());
+  auto tasks = (*client)->get("tasks?campaign=" + std::to_string(campaign_id));
+  if (!tasks.ok()) return cli_fail(tasks.status().message());
+  print_tasks(*tasks, flags.has("json") ? "json" : "table");
+  return kExitOk;
 }
 
 }  // namespace kforge

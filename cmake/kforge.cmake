@@ -11,6 +11,7 @@ endif()
 function(kforge_target_defaults target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
                                            -Wno-missing-field-initializers)
+  target_compile_definitions(${target} PRIVATE KFORGE_VERSION="${PROJECT_VERSION}")
   if(KFORGE_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
     # GCC 12 at -O3 reports a false -Wrestrict inside std::string assignment (GCC bug 105329).

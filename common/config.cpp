@@ -57,7 +57,8 @@ inline constexpr TextRule endpoint{
       return s.starts_with("tcp://") || s.starts_with("ipc://") || s.starts_with("inproc://");
     }};
 inline constexpr TextRule host_port{
-    "host:port", [](std::string_view s) {
+    "host:port (or \"\" for none)", [](std::string_view s) {
+      if (s.empty()) return true;
       size_t colon = s.rfind(':');
       if (colon == std::string_view::npos || colon == 0) {
         return false;
@@ -204,6 +205,7 @@ const Fields<CoordinatorConfig>& fields_of<CoordinatorConfig>() {
       field("listen", &C::listen, endpoint),
       field("data_dir", &C::data_dir, non_empty),
       field("http_listen", &C::http_listen, host_port),
+      field("api_token_file", &C::api_token_file),
       field("heartbeat_ms", &C::heartbeat_ms, positive),
       field("liveness", &C::liveness, positive),
       field("restart_grace_ms", &C::restart_grace_ms),
@@ -281,6 +283,15 @@ const Fields<LlmConfig>& fields_of<LlmConfig>() {
 }
 
 template <>
+const Fields<CliConfig>& fields_of<CliConfig>() {
+  static const Fields<CliConfig> fields = {
+      field("coordinator", &CliConfig::coordinator),
+      field("token_file", &CliConfig::token_file),
+  };
+  return fields;
+}
+
+template <>
 const Fields<Config>& fields_of<Config>() {
   static const Fields<Config> fields = {
       // First, so that the component tables below start from it and override what they name.
@@ -293,6 +304,7 @@ const Fields<Config>& fields_of<Config>() {
       field("coordinator", &Config::coordinator),
       field("agent", &Config::agent),
       field("llm", &Config::llm),
+      field("cli", &Config::cli),
   };
   return fields;
 }

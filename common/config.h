@@ -1,6 +1,6 @@
 // kforge configuration: one TOML file turned into plain structs, once, at startup.
 //
-// A file may hold the tables [coordinator], [agent] and [log]; each component reads its own
+// A file may hold the tables [coordinator], [agent], [llm.*], [cli] and [log]; each component reads its own
 // table and ignores the others. Every key is optional; a missing key keeps the default written
 // here. The top-level [log] is the default for [coordinator.log] and [agent.log]: a component
 // log table overrides only the keys it names. docs/configuration.md lists every key.
@@ -29,7 +29,8 @@ struct LogConfig {
 struct CoordinatorConfig {
   std::string listen = "tcp://127.0.0.1:7700";  // ZeroMQ ROUTER endpoint agents connect to
   std::string data_dir = "kforge-data";         // holds kforge.db
-  std::string http_listen = "127.0.0.1:7780";   // host:port of the operator API
+  std::string http_listen = "127.0.0.1:7780";   // host:port of the operator API ("" = none)
+  std::string api_token_file;  // file holding the API token; required when http_listen is not loopback
   uint32_t heartbeat_ms = 1000;                 // expected interval between agent heartbeats
   uint32_t liveness = 3;             // agent is lost after heartbeat_ms*liveness of silence
   uint32_t restart_grace_ms = 5000;  // after start, wait this long for agents before re-queuing
@@ -97,10 +98,17 @@ struct LlmConfig {
   LlmRoleConfig conductor;  // optional: without it the Conductor decides by rules
 };
 
+// What the `kforge` command line talks to ([cli]); --coordinator and --token-file override.
+struct CliConfig {
+  std::string coordinator;  // the operator API's URL, e.g. http://head-node:7780
+  std::string token_file;   // file holding the API token (coordinator.api_token_file's twin)
+};
+
 struct Config {
   CoordinatorConfig coordinator;  // [coordinator]
   AgentConfig agent;              // [agent]
   LlmConfig llm;                  // [llm.designer], [llm.coder], [llm.conductor]
+  CliConfig cli;                  // [cli]
   LogConfig log;                  // the top-level [log]; component log tables default to it
 };
 

@@ -382,23 +382,6 @@ void put(std::string& out, std::string_view field) {
   out += '\n';
 }
 
-std::string hash_campaign(const Campaign& c) {
-  std::string data = "kforge-campaign-v1\n";
-  put(data, c.workflow);
-  for (const CampaignTask& t : c.tasks) {
-    const TaskSpec& s = t.spec;
-    for (std::string_view f :
-         {std::string_view(s.op_name), std::string_view(s.task_id), std::string_view(s.backend),
-          std::string_view(s.arch), std::string_view(s.impl_type), std::string_view(s.framework),
-          std::string_view(s.task_type)}) {
-      put(data, f);
-    }
-    put(data, std::to_string(s.limit_steps));
-    put(data, s.task_desc);
-    put(data, t.candidate);
-  }
-  return fnv1a64_hex(data);
-}
 
 // ---------------------------------------------------------------------------------------------
 // The campaign file.
@@ -922,6 +905,39 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
   Result<Campaign> campaign = parse_campaign(*text, path.parent_path(), path.string());
   if (campaign.ok()) campaign->source = path;
   return campaign;
+}
+
+std::string hash_campaign(const Campaign& c) {
+  std::string data = "kforge-campaign-v1\n";
+  put(data, c.workflow);
+  for (const CampaignTask& t : c.tasks) {
+    const TaskSpec& s = t.spec;
+    for (std::string_view f :
+         {std::string_view(s.op_name), std::string_view(s.task_id), std::string_view(s.backend),
+          std::string_view(s.arch), std::string_view(s.impl_type), std::string_view(s.framework),
+          std::string_view(s.task_type)}) {
+      put(data, f);
+    }
+    put(data, std::to_string(s.limit_steps));
+    put(data, s.task_desc);
+    put(data, t.candidate);
+  }
+  return fnv1a64_hex(data);
+}
+
+Result<std::pair<int64_t, bool>> store_campaign(Store& store, const Campaign& campaign, const std::string& source) {
+  auto existing = store.campaign_by_hash(campaign.content_hash);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) return std::pair<int64_t, bool>{(*existing)->id, false};
+  auto id = store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
+  if (!id.ok()) return id.status();
+  for (const CampaignTask& t : campaign.tasks) {
+    TaskSpec spec = t.spec;
+    spec.candidate = t.candidate;
+    auto task = store.create_task(*id, spec);
+    if (!task.ok()) return task.status();
+  }
+  return std::pair<int64_t, bool>{*id, true};
 }
 
 }  // namespace kforge

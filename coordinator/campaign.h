@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -66,6 +67,14 @@ Result<Campaign> load_campaign(const std::filesystem::path& path);
 // `source_name` stands for the file in error messages.
 Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesystem::path& base_dir,
                                 const std::string& source_name);
+
+// The campaign's content_hash (see Campaign): from its workflow and expanded tasks.
+std::string hash_campaign(const Campaign& campaign);
+
+// Stores the campaign and its tasks unless one with the same content_hash is stored
+// already. Returns (campaign id, true if it was created now). REQUIRES: a batch is open, so
+// that a campaign is stored whole or not at all.
+Result<std::pair<int64_t, bool>> store_campaign(Store& store, const Campaign& campaign, const std::string& source);
 
 // The workflows a campaign may name.
 const std::vector<std::string>& campaign_workflows();

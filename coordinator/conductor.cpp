@@ -1,5 +1,7 @@
 #include "coordinator/conductor.h"
 
+#include <unordered_set>
+
 #include <spdlog/spdlog.h>
 
 #include "common/verify_job.h"
@@ -115,6 +117,15 @@ void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done
 Status Conductor::resume_all() {
   auto tasks = coordinator_.store().unfinished_tasks();
   if (!tasks.ok()) return tasks.status();
+  // A task driven here that the store no longer lists as unfinished was cancelled (by the
+  // operator API, or `kforge cancel` on the database): stop it and withdraw its jobs.
+  std::unordered_set<int64_t> unfinished;
+  for (const TaskRow& t : *tasks) unfinished.insert(t.id);
+  std::vector<int64_t> cancelled;
+  for (const auto& [id, active] : active_) {
+    if (!unfinished.count(id)) cancelled.push_back(id);
+  }
+  for (int64_t id : cancelled) stop(id);
   size_t started = 0;
   for (const TaskRow& t : *tasks) {
     if (active_.count(t.id)) continue;
@@ -123,6 +134,20 @@ Status Conductor::resume_all() {
   }
   if (started) spdlog::info("conductor started {} unfinished tasks", started);
   return Status();
+}
+
+void Conductor::stop(int64_t task_id) {
+  active_.erase(task_id);
+  auto jobs = coordinator_.store().jobs_of_task(task_id);
+  if (check(jobs.status(), task_id)) {
+    for (const JobRow& job : *jobs) {
+      if (job.state == JobState::queued || job.state == JobState::assigned) check(coordinator_.cancel(job.id), task_id);
+    }
+  }
+  spdlog::info("task {} cancelled", task_id);
+  auto waiters = std::move(waiters_[task_id]);
+  waiters_.erase(task_id);
+  for (auto& w : waiters) w(false);
 }
 
 void Conductor::start(int64_t task_id) {
@@ -221,9 +246,28 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 
 void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
                        const LlmResponse& response, bool from_cache) {
+  Store& store = coordinator_.store();
+  if (response.ok && !from_cache) {
+    // Stored before it is used, in the transaction that records the step below; stored even
+    // when the task was cancelled meanwhile, so that resuming it does not pay again.
+    LlmCallRow call;
+    call.task_id = task_id;
+    call.role = role;
+    call.model = response.model;
+    call.request_key = response.request_key;
+    call.request = request_body(options_.endpoints.at(role), request);
+    call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
+    call.status = "ok";
+    call.prompt_tokens = response.prompt_tokens;
+    call.completion_tokens = response.completion_tokens;
+    call.cost_usd = response.cost_usd;
+    call.latency_ms = response.latency_ms;
+    if (!check(store.record_llm_call(call), task_id)) return;
+  }
+  if (!from_cache) llm_stats_.observe(role, response);
   auto it = active_.find(task_id);
   if (it == active_.end() || it->second.token != token) return;  // cancelled or superseded
-  Store& store = coordinator_.store();
   StepRow step;
   step.task_id = task_id;
   step.role = role;
@@ -234,23 +278,6 @@ void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, 
     step.counted = false;
     spdlog::warn("task {}: {} call failed: {}", task_id, role, response.error);
   } else {
-    if (!from_cache) {
-      // Stored before it is used: the same transaction records the step below.
-      LlmCallRow call;
-      call.task_id = task_id;
-      call.role = role;
-      call.model = response.model;
-      call.request_key = response.request_key;
-      call.request = request_body(options_.endpoints.at(role), request);
-      call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
-          -1, ' ', false, nlohmann::json::error_handler_t::replace);
-      call.status = "ok";
-      call.prompt_tokens = response.prompt_tokens;
-      call.completion_tokens = response.completion_tokens;
-      call.cost_usd = response.cost_usd;
-      call.latency_ms = response.latency_ms;
-      if (!check(store.record_llm_call(call), task_id)) return;
-    }
     step.output = response.content;
     auto task = store.get_task(task_id);
     if (!check(task.status(), task_id)) return;
@@ -373,6 +400,34 @@ void Conductor::fail(int64_t task_id, const std::string& reason) {
   a.passed = false;
   a.reason = reason;
   finish(task_id, a);
+}
+
+void Conductor::LlmStats::observe(const std::string& role, const LlmResponse& response) {
+  requests[{role, response.ok ? "ok" : "error"}]++;
+  retries += response.attempts > 1 ? response.attempts - 1 : 0;
+  prompt_tokens += response.prompt_tokens;
+  completion_tokens += response.completion_tokens;
+  cost_usd += response.cost_usd;
+  latency.observe(static_cast<double>(response.latency_ms) / 1000.0);
+}
+
+void Conductor::render_metrics(std::string& out) const {
+  const LlmStats& s = llm_stats_;
+  metric_family(out, "kforge_llm_requests_total", "counter",
+                "LLM requests answered since start-up, by role and outcome (stored answers reused on resume are not counted)");
+  for (const auto& [key, n] : s.requests) {
+    metric_sample(out, "kforge_llm_requests_total", {{"role", key.first}, {"outcome", key.second}}, static_cast<double>(n));
+  }
+  metric_family(out, "kforge_llm_retries_total", "counter", "extra HTTP attempts after 429, 5xx, timeouts");
+  metric_sample(out, "kforge_llm_retries_total", {}, static_cast<double>(s.retries));
+  metric_family(out, "kforge_llm_tokens_total", "counter", "tokens of LLM answers since start-up");
+  metric_sample(out, "kforge_llm_tokens_total", {{"kind", "prompt"}}, static_cast<double>(s.prompt_tokens));
+  metric_sample(out, "kforge_llm_tokens_total", {{"kind", "completion"}}, static_cast<double>(s.completion_tokens));
+  metric_family(out, "kforge_llm_cost_usd_total", "counter", "cost of LLM answers since start-up, from the configured prices");
+  metric_sample(out, "kforge_llm_cost_usd_total", {}, s.cost_usd);
+  s.latency.render(out, "kforge_llm_latency_seconds", "LLM request latency, retries and backoff included");
+  metric_family(out, "kforge_conductor_active_tasks", "gauge", "tasks the Conductor is driving now");
+  metric_sample(out, "kforge_conductor_active_tasks", {}, static_cast<double>(active_.size()));
 }
 
 }  // namespace kforge

@@ -22,6 +22,7 @@
 #include "coordinator/conductor_rules.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/llm.h"
+#include "coordinator/metrics.h"
 #include "coordinator/prompts.h"
 
 namespace kforge {
@@ -51,6 +52,9 @@ class Conductor {
   // Called once when the task ends (passed or not).
   void on_finish(int64_t task_id, std::function<void(bool passed)> done);
   size_t active() const { return active_.size(); }
+  // Appends the LLM requests this process made (by role and outcome), their retries,
+  // tokens, cost and latency, in Prometheus text format.
+  void render_metrics(std::string& out) const;
 
  private:
   struct Active {
@@ -59,6 +63,18 @@ class Conductor {
     int64_t campaign_id = 0;
   };
 
+  // What LLM answers cost since start-up (answers found in llm_calls cost nothing).
+  struct LlmStats {
+    std::map<std::pair<std::string, std::string>, int64_t> requests;  // (role, ok | error)
+    int64_t retries = 0;
+    int64_t prompt_tokens = 0;
+    int64_t completion_tokens = 0;
+    double cost_usd = 0;
+    Histogram latency{latency_buckets_s()};
+    void observe(const std::string& role, const LlmResponse& response);
+  };
+
+  void stop(int64_t task_id);  // the task was cancelled: forget it, withdraw its jobs
   void advance(int64_t task_id);
   void advance_unguarded(int64_t task_id);
   void ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action);
@@ -78,6 +94,7 @@ class Conductor {
   std::unordered_map<int64_t, Active> active_;
   std::unordered_map<int64_t, std::vector<std::function<void(bool)>>> waiters_;
   int64_t next_token_ = 1;
+  LlmStats llm_stats_;
 };
 
 // The configured LLM roles as endpoints; relative recording paths resolve against

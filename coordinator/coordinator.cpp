@@ -129,6 +129,10 @@ void Coordinator::stop() {
 }
 
 Status Coordinator::run() {
+  struct Stopped {
+    std::atomic<bool>& flag;
+    ~Stopped() { flag = true; }
+  } stopped{stopped_};
   spdlog::info("coordinator {} serving agents on {}", incarnation_, endpoint_);
   int64_t next_timer = 0;
   while (!stop_) {
@@ -371,6 +375,7 @@ void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
     return;
   }
   if (*recorded) {
+    results_recorded_++;
     pool_.release(job_id);
     drop_lease(job_id);
     if (!listeners_.empty()) {
@@ -378,6 +383,7 @@ void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
       if (row.ok()) recorded_.emplace_back(std::move(row.value()), result);
     }
   } else {
+    results_stale_++;
     spdlog::info("dropping stale result job={} epoch={} from agent {}", job_id, epoch, agent.id);
   }
   send(agent.id, agent.routing_id, proto::ResultAck{result.job, *recorded});
@@ -501,6 +507,9 @@ void Coordinator::dispatch() {
     } else {
       spdlog::error("job {}: stored spec does not decode ({}); sending it as an empty exec job",
                     p.job_id, frame.status().message());
+    }
+    if (job->attempts == 1) {
+      dispatch_latency_.observe(static_cast<double>(std::max<int64_t>(job->assigned_ms - job->created_ms, 0)) / 1000.0);
     }
     assign.job = proto::JobRef{static_cast<uint64_t>(p.job_id), static_cast<uint64_t>(*epoch)};
     assign.device_index = p.device_index;
@@ -638,6 +647,38 @@ void Coordinator::send_now(const Outgoing& out) {
     spdlog::debug("cannot send {} to '{}': {}", proto::msg_type_name(proto::type_of(out.msg)),
                   printable(out.routing_id), e.what());
   }
+}
+
+void Coordinator::render_metrics(std::string& out) const {
+  metric_family(out, "kforge_agents_live", "gauge", "agents registered and heartbeating");
+  metric_sample(out, "kforge_agents_live", {}, static_cast<double>(agents_.size()));
+  // Devices by backend: how many, how many run a job now.
+  std::map<std::string, std::pair<int, int>> by_backend;  // backend -> (devices, busy)
+  metric_family(out, "kforge_device_busy", "gauge", "1 while the device runs a job, else 0");
+  for (const DevicePool::DeviceLoad& d : pool_.loads()) {
+    auto& [devices, busy] = by_backend[d.device.backend];
+    devices++;
+    busy += d.running > 0 ? 1 : 0;
+    metric_sample(out, "kforge_device_busy",
+                  {{"agent", d.agent_id}, {"device", d.device.backend + ":" + std::to_string(d.device.index)},
+                   {"arch", d.device.arch}},
+                  d.running > 0 ? 1 : 0);
+  }
+  metric_family(out, "kforge_devices", "gauge", "devices of live agents, by backend");
+  for (const auto& [backend, n] : by_backend) metric_sample(out, "kforge_devices", {{"backend", backend}}, n.first);
+  metric_family(out, "kforge_device_utilization", "gauge", "fraction of the backend's devices running a job now");
+  for (const auto& [backend, n] : by_backend) {
+    metric_sample(out, "kforge_device_utilization", {{"backend", backend}},
+                  n.first ? static_cast<double>(n.second) / n.first : 0.0);
+  }
+  metric_family(out, "kforge_pool_queued_jobs", "gauge", "jobs waiting for a device");
+  metric_sample(out, "kforge_pool_queued_jobs", {}, static_cast<double>(pool_.queued()));
+  metric_family(out, "kforge_leases", "gauge", "jobs assigned to agents");
+  metric_sample(out, "kforge_leases", {}, static_cast<double>(leases_.size()));
+  metric_family(out, "kforge_results_total", "counter", "job results from agents since start-up, recorded or dropped as stale");
+  metric_sample(out, "kforge_results_total", {{"outcome", "recorded"}}, static_cast<double>(results_recorded_));
+  metric_sample(out, "kforge_results_total", {{"outcome", "stale"}}, static_cast<double>(results_stale_));
+  dispatch_latency_.render(out, "kforge_dispatch_latency_seconds", "time from a job's enqueue to its first assignment to a device");
 }
 
 }  // namespace kforge

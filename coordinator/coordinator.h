@@ -29,6 +29,7 @@
 #include "common/protocol.h"
 #include "common/status.h"
 #include "coordinator/device_pool.h"
+#include "coordinator/metrics.h"
 #include "coordinator/store.h"
 
 namespace kforge {
@@ -73,6 +74,12 @@ class Coordinator {
   // committed. Thread-safe; must not be called from the loop thread itself.
   template <typename F>
   auto call(F fn) -> decltype(fn(std::declval<Coordinator&>())) {
+    return call_async(std::move(fn)).get();
+  }
+  // As call(), without waiting: the future is ready once the turn that ran `fn` committed.
+  // It is never made ready if the loop ends first (see stopped()).
+  template <typename F>
+  auto call_async(F fn) -> std::future<decltype(fn(std::declval<Coordinator&>()))> {
     using R = decltype(fn(*this));
     auto promise = std::make_shared<std::promise<R>>();
     auto future = promise->get_future();
@@ -85,8 +92,10 @@ class Coordinator {
         after_commit_.push_back([promise, value] { promise->set_value(std::move(*value)); });
       }
     });
-    return future.get();
+    return future;
   }
+  // True once run() has returned: posted work no longer runs.
+  bool stopped() const { return stopped_; }
 
   // Runs `fn` on the loop thread in a coming turn, inside its batch. Thread-safe.
   void post(std::function<void()> fn);
@@ -101,6 +110,7 @@ class Coordinator {
   // Withdraws a job: queued ones never run, running ones are cancelled on their agent.
   Status cancel(int64_t job_id);
   Store& store() { return *store_; }
+  std::filesystem::path store_path() const { return options_.data_dir / "kforge.db"; }
   const DevicePool& pool() const { return pool_; }
   bool agent_live(const std::string& agent_id) const;
   bool agent_drained(const std::string& agent_id) const;
@@ -111,6 +121,9 @@ class Coordinator {
     periodic_.push_back(Periodic{every_ms, 0, std::move(fn)});
   }
   void set_filter(MessageFilter filter) { filter_ = std::move(filter); }
+  // Appends agents, devices (busy or idle), leases, queued jobs and dispatch latency in
+  // Prometheus text format.
+  void render_metrics(std::string& out) const;
 
  private:
   struct Agent {
@@ -173,6 +186,7 @@ class Coordinator {
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> stopped_{false};
 
   DevicePool pool_;
   std::unordered_map<std::string, Agent> agents_;           // live agents by id
@@ -197,6 +211,9 @@ class Coordinator {
   };
   std::vector<Periodic> periodic_;
   MessageFilter filter_;
+  Histogram dispatch_latency_{latency_buckets_s()};  // enqueue to first assignment
+  uint64_t results_recorded_ = 0;
+  uint64_t results_stale_ = 0;
 };
 
 }  // namespace kforge

@@ -1,6 +1,7 @@
 // kforge-coordinator: owns the database, schedules jobs onto agents' devices.
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -10,6 +11,7 @@
 #include "common/log.h"
 #include "coordinator/conductor.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/http_server.h"
 
 namespace {
 
@@ -17,6 +19,7 @@ const std::vector<kforge::FlagSpec> kFlags = {
     {"config", true, "TOML configuration file (table [coordinator])"},
     {"listen", true, "ZeroMQ endpoint for agents (default tcp://127.0.0.1:7700)"},
     {"data", true, "data directory holding kforge.db (default kforge-data)"},
+    {"http", true, "operator API and dashboard on HOST:PORT (default 127.0.0.1:7780; '' for none)"},
     {"log-level", true, "trace|debug|info|warn|error"},
     {"prompts", true, "prompt template directory (default: found)"},
     {"log-json", false, "log JSON lines"},
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
   CoordinatorConfig& cc = config.coordinator;
   if (auto v = flags->get("listen")) cc.listen = *v;
   if (auto v = flags->get("data")) cc.data_dir = *v;
+  if (auto v = flags->get("http")) cc.http_listen = *v;
   if (auto v = flags->get("log-level")) cc.log.level = *v;
   if (flags->has("log-json")) cc.log.json = true;
   if (Status st = init_logging(cc.log, "coordinator"); !st.ok()) return fail(st.message());
@@ -86,14 +90,22 @@ int main(int argc, char** argv) {
   (*coordinator)->add_periodic(1000, [&] {
     if (Status st = conductor.resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
   });
+  std::optional<OperatorApi> api;
+  if (!cc.http_listen.empty()) {
+    auto served = serve_operator_api(**coordinator, conductor, cc.http_listen, cc.api_token_file);
+    if (!served.ok()) return fail(served.status().message());
+    api = std::move(served.value());
+  }
   g_coordinator = coordinator->get();
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   // The bound endpoint on stdout, for scripts that asked for port '*'.
   std::printf("listening %s\n", (*coordinator)->endpoint().c_str());
+  if (api) std::printf("api %s\n", api->server->url().c_str());
   std::fflush(stdout);
   Status st = (*coordinator)->run();
   g_coordinator = nullptr;
+  api.reset();
   if (!st.ok()) return fail(st.message());
   return 0;
 }

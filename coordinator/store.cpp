@@ -87,6 +87,10 @@ struct Statements {
   sqlite3_stmt* insert_llm_call = nullptr;
   sqlite3_stmt* find_llm_call = nullptr;
   sqlite3_stmt* llm_usage_of_task = nullptr;
+  sqlite3_stmt* jobs_of_task = nullptr;
+  sqlite3_stmt* campaigns = nullptr;
+  sqlite3_stmt* task_counts = nullptr;
+  sqlite3_stmt* llm_usage_of_campaign = nullptr;
 };
 
 #define KF_JOB_COLUMNS                                                                   \
@@ -198,6 +202,14 @@ const SqlDef kSql[] = {
     {&Statements::llm_usage_of_task,
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?1"},
+    {&Statements::campaigns, "SELECT " KF_CAMPAIGN_COLUMNS " FROM campaigns ORDER BY id"},
+    {&Statements::jobs_of_task, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 ORDER BY id"},
+    {&Statements::task_counts,
+     "SELECT state, COUNT(*) FROM tasks WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state"},
+    {&Statements::llm_usage_of_campaign,
+     "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+     "COALESCE(SUM(cost_usd), 0) FROM llm_calls "
+     "WHERE ?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1)"},
 };
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
@@ -930,6 +942,17 @@ Result<std::vector<Row>> all_rows(Db& d, Stmt& s, std::string_view op, Read read
   return out;
 }
 
+// Every job row of a cached statement (selecting KF_JOB_COLUMNS).
+Result<std::vector<JobRow>> job_rows(Db& d, Stmt& s, std::string_view op) {
+  std::vector<JobRow> out;
+  int rc;
+  bool state_ok = true;
+  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
+  if (!state_ok) return internal_error(d.path + ": " + std::string(op) + ": a job has an unknown state");
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return out;
+}
+
 }  // namespace
 
 Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
@@ -1076,39 +1099,21 @@ Result<std::vector<JobRow>> Store::jobs_in_state(JobState state, int limit) {
   Db& d = impl_->d;
   Stmt s(d.st.jobs_in_state);
   s.text(1, job_state_name(state)).bind(2, limit);
-  std::vector<JobRow> out;
-  int rc;
-  bool state_ok = true;
-  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
-  if (!state_ok) return internal_error(d.path + ": jobs_in_state: a job has an unknown state");
-  if (rc != SQLITE_DONE) return d.error(rc, "jobs_in_state");
-  return out;
+  return job_rows(d, s, "jobs_in_state");
 }
 
 Result<std::vector<JobRow>> Store::queued_after(int64_t after_id, int limit) {
   Db& d = impl_->d;
   Stmt s(d.st.queued_after);
   s.bind(1, after_id).bind(2, limit);
-  std::vector<JobRow> out;
-  int rc;
-  bool state_ok = true;
-  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
-  if (!state_ok) return internal_error(d.path + ": queued_after: a job has an unknown state");
-  if (rc != SQLITE_DONE) return d.error(rc, "queued_after");
-  return out;
+  return job_rows(d, s, "queued_after");
 }
 
 Result<std::vector<JobRow>> Store::jobs_of_agent(const std::string& agent_id, JobState state) {
   Db& d = impl_->d;
   Stmt s(d.st.jobs_of_agent);
   s.text(1, agent_id).text(2, job_state_name(state));
-  std::vector<JobRow> out;
-  int rc;
-  bool state_ok = true;
-  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
-  if (!state_ok) return internal_error(d.path + ": jobs_of_agent: a job has an unknown state");
-  if (rc != SQLITE_DONE) return d.error(rc, "jobs_of_agent");
-  return out;
+  return job_rows(d, s, "jobs_of_agent");
 }
 
 Result<int64_t> Store::count_jobs(JobState state) {
@@ -1253,6 +1258,12 @@ Result<std::optional<CampaignRow>> Store::campaign_by_hash(const std::string& co
   return std::optional<CampaignRow>(read_campaign(s));
 }
 
+Result<std::vector<CampaignRow>> Store::campaigns() {
+  Db& d = impl_->d;
+  Stmt s(d.st.campaigns);
+  return all_rows<CampaignRow>(d, s, "campaigns", read_campaign);
+}
+
 Result<CampaignRow> Store::get_campaign(int64_t campaign_id) {
   Db& d = impl_->d;
   Stmt s(d.st.get_campaign);
@@ -1343,6 +1354,33 @@ Result<LlmUsage> Store::llm_usage_of_task(int64_t task_id) {
   int rc = s.step();
   if (rc != SQLITE_ROW) return d.error(rc, "llm_usage_of_task");
   return LlmUsage{s.i64(0), s.i64(1), s.i64(2), sqlite3_column_double(d.st.llm_usage_of_task, 3)};
+}
+
+Result<LlmUsage> Store::llm_usage_of_campaign(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.llm_usage_of_campaign);
+  s.bind(1, campaign_id);
+  int rc = s.step();
+  if (rc != SQLITE_ROW) return d.error(rc, "llm_usage_of_campaign");
+  return LlmUsage{s.i64(0), s.i64(1), s.i64(2), sqlite3_column_double(d.st.llm_usage_of_campaign, 3)};
+}
+
+Result<std::vector<JobRow>> Store::jobs_of_task(int64_t task_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.jobs_of_task);
+  s.bind(1, task_id);
+  return job_rows(d, s, "jobs_of_task");
+}
+
+Result<std::map<std::string, int64_t>> Store::task_counts(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.task_counts);
+  s.bind(1, campaign_id);
+  std::map<std::string, int64_t> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out[s.str(0)] = s.i64(1);
+  if (rc != SQLITE_DONE) return d.error(rc, "task_counts");
+  return out;
 }
 
 }  // namespace kforge

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -185,6 +186,7 @@ class Store {
                                   const std::string& workflow = "default");
   Result<std::optional<CampaignRow>> campaign_by_hash(const std::string& content_hash);
   Result<CampaignRow> get_campaign(int64_t campaign_id);
+  Result<std::vector<CampaignRow>> campaigns();  // every campaign, oldest first
   Status set_campaign_state(int64_t campaign_id, const std::string& state);
   Result<std::vector<TaskRow>> tasks_of_campaign(int64_t campaign_id);
   // Tasks still pending or running, by id (what a restarted coordinator resumes).
@@ -196,6 +198,11 @@ class Store {
   Status record_llm_call(const LlmCallRow& call);
   Result<std::optional<LlmCallRow>> find_llm_call(const std::string& request_key);
   Result<LlmUsage> llm_usage_of_task(int64_t task_id);
+  // Every call of the campaign's tasks (campaign_id 0: of every task).
+  Result<LlmUsage> llm_usage_of_campaign(int64_t campaign_id);
+  // Tasks by state (pending, running, ...: states without tasks are absent) of a campaign;
+  // campaign_id 0: of every campaign.
+  Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
   Result<TaskRow> get_task(int64_t task_id);
   Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);
@@ -225,6 +232,8 @@ class Store {
   // Queued jobs with id > after_id, by id: jobs other processes (kforge enqueue) inserted.
   Result<std::vector<JobRow>> queued_after(int64_t after_id, int limit = 10'000);
   Result<std::vector<JobRow>> jobs_of_agent(const std::string& agent_id, JobState state);
+  // Every job submitted for a task, oldest first.
+  Result<std::vector<JobRow>> jobs_of_task(int64_t task_id);
   Result<int64_t> count_jobs(JobState state);
 
   // Agents and devices. upsert_agent registers an agent (registered_ms = last_seen_ms =

@@ -9,10 +9,20 @@
 #pragma once
 
 #include <future>
+#include <utility>
 
 #include "coordinator/conductor.h"
 
 namespace kforge {
+
+// An invalid combination (backend/arch/impl_type/framework, task_type, limit_steps) is
+// refused with what is valid.
+Status validate_task_spec(const TaskSpec& spec);
+
+// Stores a task in a campaign of its own, found again by the task's content (spec and
+// workflow): storing the same task twice gives the same id. Returns (task id, true if it
+// was created now).
+Result<std::pair<int64_t, bool>> store_task(Store& store, const TaskSpec& spec, const std::string& workflow);
 
 class Task {
  public:

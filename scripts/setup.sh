@@ -13,6 +13,7 @@ required=(
   doctest-dev
   libcurl4-openssl-dev
   nlohmann-json3-dev
+  libcpp-httplib-dev
   python3 python3-numpy python3-pytest
 )
 # The CPU build of PyTorch is large; KFORGE_SKIP_TORCH=1 leaves it out.

@@ -116,7 +116,7 @@ class ProcessCluster {
     coordinator_ = std::make_unique<Child>(
         coordinator_exe_,
         std::vector<std::string>{"--config", config().string(), "--listen", endpoint_, "--data",
-                                 data_dir().string()},
+                                 data_dir().string(), "--http", "127.0.0.1:0"},
         coordinator_log(), dir());
     bool up = wait_until([&] {
       return count_of(read_file(coordinator_log()), "listening " + endpoint_) > before ||

@@ -1,0 +1,180 @@
+#include "cli/client.h"
+
+#include <curl/curl.h>
+
+#include <cstdlib>
+
+#include "common/config.h"
+#include "coordinator/api.h"
+#include "coordinator/http_server.h"
+
+namespace kforge {
+namespace {
+
+using json = nlohmann::json;
+
+// The answer's JSON, or a Status carrying the server's {"error": ...}.
+Result<json> parse_answer(int status, const std::string& body, const std::string& where) {
+  json doc = json::parse(body, nullptr, false);
+  if (status >= 200 && status < 300) {
+    if (doc.is_discarded()) return internal_error(where + " answered something that is not JSON");
+    return doc;
+  }
+  std::string message = doc.is_object() && doc.contains("error") && doc["error"].is_string()
+                            ? doc["error"].get<std::string>()
+                            : "HTTP " + std::to_string(status) + " from " + where;
+  Code code = status == 400   ? Code::invalid_argument
+              : status == 401 ? Code::failed_precondition
+              : status == 404 ? Code::not_found
+              : status == 409 ? Code::failed_precondition
+              : status == 503 ? Code::unavailable
+                              : Code::internal;
+  return Status(code, message);
+}
+
+class LocalClient : public ApiClient {
+ public:
+  explicit LocalClient(std::filesystem::path data) : data_(std::move(data)), backend_(data_ / "kforge.db") {}
+
+  Result<json> get(const std::string& path) override { return call("GET", path, ""); }
+  Result<json> post(const std::string& path, const json& body) override { return call("POST", path, body.dump()); }
+  std::string where() const override { return (data_ / "kforge.db").string(); }
+
+ private:
+  Result<json> call(const std::string& method, const std::string& path, const std::string& body) {
+    ApiRequest r;
+    r.method = method;
+    std::string p = "/api/v1/" + path;
+    auto q = p.find('?');
+    r.path = p.substr(0, q);
+    if (q != std::string::npos) {
+      std::string query = p.substr(q + 1);
+      size_t i = 0;
+      while (i <= query.size()) {
+        size_t amp = query.find('&', i);
+        if (amp == std::string::npos) amp = query.size();
+        std::string pair = query.substr(i, amp - i);
+        auto eq = pair.find('=');
+        if (!pair.empty()) {
+          std::string key = pair.substr(0, eq), value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+          int n = 0;
+          char* raw = curl_easy_unescape(nullptr, value.c_str(), static_cast<int>(value.size()), &n);
+          r.query[key] = raw ? std::string(raw, static_cast<size_t>(n)) : value;
+          curl_free(raw);
+        }
+        i = amp + 1;
+      }
+    }
+    r.body = body;
+    ApiReply reply = handle_api(r, backend_);
+    return parse_answer(reply.status, reply.body, where());
+  }
+
+  std::filesystem::path data_;
+  LocalApiBackend backend_;
+};
+
+size_t collect(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+class HttpClient : public ApiClient {
+ public:
+  HttpClient(std::string url, std::string token) : url_(std::move(url)), token_(std::move(token)) {
+    while (!url_.empty() && url_.back() == '/') url_.pop_back();
+  }
+  Result<json> get(const std::string& path) override { return call("GET", path, nullptr); }
+  Result<json> post(const std::string& path, const json& body) override {
+    std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    return call("POST", path, &text);
+  }
+  std::string where() const override { return url_; }
+
+ private:
+  Result<json> call(const char* method, const std::string& path, const std::string* body) {
+    CURL* curl = curl_easy_init();
+    if (curl == nullptr) return internal_error("libcurl: cannot create a handle");
+    std::string url = url_ + "/api/v1/" + path, answer;
+    curl_slist* headers = curl_slist_append(nullptr, "Accept: application/json");
+    std::string auth = "Authorization: Bearer " + token_;
+    if (!token_.empty()) headers = curl_slist_append(headers, auth.c_str());
+    if (body) headers = curl_slist_append(headers, "Content-Type: application/json");
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 300000L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->data());
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    }
+    CURLcode rc = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    if (rc != CURLE_OK) {
+      return Status(Code::unavailable, "cannot reach the coordinator at " + url_ + " (" + curl_easy_strerror(rc) +
+                                           "); is kforge-coordinator running there? Pass --coordinator URL, or "
+                                           "--data DIR to read a stopped coordinator's database");
+    }
+    if (status == 401) {
+      return Status(Code::failed_precondition, url_ + " needs its API token: pass --token-file FILE (the file "
+                                                     "coordinator.api_token_file names) or set [cli] token_file");
+    }
+    return parse_answer(static_cast<int>(status), answer, url_);
+  }
+
+  std::string url_;
+  std::string token_;
+};
+
+}  // namespace
+
+std::string url_escape(const std::string& text) {
+  char* raw = curl_easy_escape(nullptr, text.c_str(), static_cast<int>(text.size()));
+  std::string out = raw ? raw : "";
+  curl_free(raw);
+  return out;
+}
+
+Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags) {
+  CliConfig cli;
+  if (auto path = flags.get("config")) {
+    auto config = load_config(*path);
+    if (!config.ok()) return config.status();
+    cli = config->cli;
+  }
+  std::string url;
+  if (auto c = flags.get("coordinator")) {
+    url = *c;
+  } else if (auto d = flags.get("data")) {
+    return std::unique_ptr<ApiClient>(new LocalClient(*d));
+  } else if (const char* env = std::getenv("KFORGE_COORDINATOR"); env && *env) {
+    url = env;
+  } else if (!cli.coordinator.empty()) {
+    url = cli.coordinator;
+  } else {
+    url = "http://127.0.0.1:7780";
+  }
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+    return invalid_argument("--coordinator: expected the API's URL, e.g. http://head-node:7780, got '" + url + "'");
+  }
+  std::string token_file = flags.get("token-file").value_or(cli.token_file);
+  if (token_file.empty()) {
+    if (const char* env = std::getenv("KFORGE_TOKEN_FILE"); env) token_file = env;
+  }
+  std::string token;
+  if (!token_file.empty()) {
+    auto t = read_token_file(token_file);
+    if (!t.ok()) return t.status();
+    token = *t;
+  }
+  return std::unique_ptr<ApiClient>(new HttpClient(url, token));
+}
+
+}  // namespace kforge

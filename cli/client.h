@@ -1,0 +1,37 @@
+// How the command line reaches a coordinator: its operator API over HTTP, or (--data DIR)
+// the same API answered in this process from the database file.
+//
+// Which one: --coordinator URL, else --data DIR, else $KFORGE_COORDINATOR, else [cli]
+// coordinator in --config FILE, else http://127.0.0.1:7780. The token comes from
+// --token-file, else [cli] token_file, else $KFORGE_TOKEN_FILE.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/flags.h"
+#include "common/status.h"
+
+namespace kforge {
+
+class ApiClient {
+ public:
+  virtual ~ApiClient() = default;
+  // `path` is under /api/v1 and may carry a query ("tasks?state=failed"). An error answer
+  // becomes a Status with the server's message; an unreachable coordinator is `unavailable`
+  // with what to do.
+  virtual Result<nlohmann::json> get(const std::string& path) = 0;
+  virtual Result<nlohmann::json> post(const std::string& path, const nlohmann::json& body) = 0;
+  // What this client talks to, for messages: the URL or the database path.
+  virtual std::string where() const = 0;
+};
+
+// The client the flags (and config file) name.
+Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags);
+
+// Percent-encodes a query value.
+std::string url_escape(const std::string& text);
+
+}  // namespace kforge

@@ -1,0 +1,505 @@
+// The operator commands: status, tasks, show, results, submit, cancel, resume, agents,
+// drain/undrain, export. Each asks the operator API (cli/client.h) and formats the answer.
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "common/fs.h"
+#include "coordinator/campaign.h"
+#include "coordinator/prompts.h"
+
+namespace kforge {
+namespace {
+
+using json = nlohmann::json;
+
+Result<std::unique_ptr<ApiClient>> client_or_fail(const ParsedFlags& flags, int* code) {
+  auto c = connect_api(flags);
+  if (!c.ok()) *code = cli_fail(c.status().message(), c.status().code() == Code::invalid_argument ? kExitUsage : kExitFailed);
+  return c;
+}
+
+int api_fail(const Status& st) { return cli_fail(st.message(), st.code() == Code::unavailable ? kExitUnreachable : kExitFailed); }
+
+std::string str(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+std::string speedup_text(const json& t) {
+  if (!t.contains("speedup") || !t["speedup"].is_number()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fx", t["speedup"].get<double>());
+  return buf;
+}
+
+std::string ago(int64_t ms) {
+  if (ms <= 0) return "never";
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  int64_t s = std::max<int64_t>((now - ms) / 1000, 0);
+  if (s < 120) return std::to_string(s) + "s ago";
+  if (s < 7200) return std::to_string(s / 60) + "m ago";
+  return std::to_string(s / 3600) + "h ago";
+}
+
+std::string clock_time(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+  return buf;
+}
+
+// A campaign id from the first positional argument (required when `required`).
+Result<int64_t> campaign_arg(const ParsedFlags& flags, bool required, const char* command) {
+  std::string text = flags.positional.empty() ? flags.get("campaign").value_or("") : flags.positional[0];
+  if (text.empty()) {
+    if (!required) return int64_t{0};
+    return invalid_argument(std::string(command) + ": give a campaign id; `kforge status` lists them");
+  }
+  auto id = parse_uint_flag("campaign", text);
+  if (!id.ok() || *id == 0) return invalid_argument(std::string(command) + ": '" + text + "' is not a campaign id (a positive integer)");
+  return static_cast<int64_t>(*id);
+}
+
+// --- status ---------------------------------------------------------------------------------
+
+std::string progress_bar(int64_t done, int64_t total, int width) {
+  int filled = total > 0 ? static_cast<int>(static_cast<double>(done) / static_cast<double>(total) * width) : 0;
+  return "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(width - filled), '.') + "]";
+}
+
+std::string campaign_line(const json& c, bool bar) {
+  const json& t = c["tasks"];
+  int64_t total = t.value("total", 0), passed = t.value("passed", 0), failed = t.value("failed", 0),
+          cancelled = t.value("cancelled", 0), running = t.value("running", 0), pending = t.value("pending", 0);
+  int64_t done = passed + failed + cancelled;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%4lld %-24.24s %-9s %s %lld/%lld done: %lld passed, %lld failed%s; %lld running, %lld pending; LLM %lld calls, $%.4f",
+                static_cast<long long>(c.value("id", 0)), str(c, "name").c_str(), str(c, "state").c_str(),
+                bar ? progress_bar(done, total, 24).c_str() : "", static_cast<long long>(done),
+                static_cast<long long>(total), static_cast<long long>(passed), static_cast<long long>(failed),
+                cancelled ? (", " + std::to_string(cancelled) + " cancelled").c_str() : "",
+                static_cast<long long>(running), static_cast<long long>(pending),
+                static_cast<long long>(c["llm"].value("calls", 0)), c["llm"].value("cost_usd", 0.0));
+  return buf;
+}
+
+Result<json> campaigns_to_show(ApiClient& api, int64_t id) {
+  if (id > 0) {
+    auto c = api.get("campaigns/" + std::to_string(id));
+    if (!c.ok()) return c.status();
+    return json::array({*c});
+  }
+  return api.get("campaigns");
+}
+
+}  // namespace
+
+int cmd_status(const ParsedFlags& flags) {
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto id = campaign_arg(flags, false, "status");
+  if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
+  const bool watch = flags.has("watch"), json_out = flags.has("json");
+  const bool tty = ::isatty(STDOUT_FILENO) && !json_out;
+  std::vector<std::string> last;
+  size_t drawn = 0;  // lines drawn last time (terminal redraw)
+  for (;;) {
+    auto campaigns = campaigns_to_show(**api, *id);
+    if (!campaigns.ok()) return api_fail(campaigns.status());
+    if (json_out) {
+      std::printf("%s\n", campaigns->dump(2).c_str());
+      return kExitOk;
+    }
+    std::vector<std::string> lines;
+    bool running = false;
+    for (const json& c : *campaigns) {
+      lines.push_back(campaign_line(c, tty));
+      running = running || str(c, "state") == "running";
+    }
+    if (lines.empty()) lines.push_back("no campaigns yet; `kforge submit CAMPAIGN.toml` adds one");
+    if (tty && drawn > 0) std::printf("\x1b[%zuA", drawn);  // back to the first line drawn
+    if (tty || lines != last) {
+      for (const auto& l : lines) std::printf(tty ? "\x1b[2K%s\n" : "%s\n", l.c_str());
+      drawn = lines.size();
+      std::fflush(stdout);
+    }
+    last = lines;
+    if (!watch || !running) return kExitOk;
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // display refresh
+  }
+}
+
+// --- tasks, results -------------------------------------------------------------------------
+
+namespace {
+
+std::string tasks_query(const ParsedFlags& flags, int64_t campaign) {
+  std::string q = "tasks?";
+  if (campaign > 0) q += "campaign=" + std::to_string(campaign) + "&";
+  for (const char* key : {"state", "op", "verdict", "limit"}) {
+    if (auto v = flags.get(key)) q += std::string(key) + "=" + url_escape(*v) + "&";
+  }
+  q.pop_back();
+  return q;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+const char* const kTaskColumns[] = {"task", "campaign", "op_name", "task_id", "backend", "arch", "impl_type",
+                                    "framework", "task_type", "state", "verdict", "steps", "limit_steps",
+                                    "speedup", "best_step", "llm_calls", "prompt_tokens", "completion_tokens",
+                                    "cost_usd", "reason"};
+
+}  // namespace
+
+void print_tasks(const json& tasks, const std::string& format) {
+  if (format == "json") {
+    std::printf("%s\n", tasks.dump(2).c_str());
+    return;
+  }
+  if (format == "csv") {
+    std::string header;
+    for (const char* c : kTaskColumns) header += std::string(header.empty() ? "" : ",") + c;
+    std::printf("%s\n", header.c_str());
+    for (const json& t : tasks) {
+      std::string line;
+      bool first = true;
+      for (const char* c : kTaskColumns) {
+        line += (first ? "" : ",") + csv_field(str(t, c));
+        first = false;
+      }
+      std::printf("%s\n", line.c_str());
+    }
+    return;
+  }
+  std::printf("%-6s %-20s %-28s %-9s %-20s %7s %8s %9s\n", "TASK", "OP", "TASK_ID", "STATE", "VERDICT", "STEPS",
+              "SPEEDUP", "COST_USD");
+  for (const json& t : tasks) {
+    std::string steps = str(t, "steps") + "/" + str(t, "limit_steps");
+    std::printf("%-6lld %-20.20s %-28.28s %-9s %-20.20s %7s %8s %9.4f\n", static_cast<long long>(t.value("task", 0)),
+                str(t, "op_name").c_str(), str(t, "task_id").c_str(), str(t, "state").c_str(),
+                str(t, "verdict").c_str(), steps.c_str(), speedup_text(t).c_str(), t.value("cost_usd", 0.0));
+  }
+}
+
+namespace {
+
+int list_tasks(const ParsedFlags& flags, bool campaign_positional) {
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  int64_t campaign = 0;
+  if (campaign_positional || flags.has("campaign")) {
+    auto id = campaign_arg(flags, false, campaign_positional ? "results" : "tasks");
+    if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
+    campaign = *id;
+  }
+  if (flags.has("json") && flags.has("csv")) return cli_fail("give --json or --csv, not both", kExitUsage);
+  auto tasks = (*api)->get(tasks_query(flags, campaign));
+  if (!tasks.ok()) return api_fail(tasks.status());
+  print_tasks(*tasks, flags.has("json") ? "json" : flags.has("csv") ? "csv" : "table");
+  return kExitOk;
+}
+
+}  // namespace
+
+int cmd_tasks(const ParsedFlags& flags) { return list_tasks(flags, false); }
+int cmd_results(const ParsedFlags& flags) { return list_tasks(flags, true); }
+
+// --- show -----------------------------------------------------------------------------------
+
+namespace {
+
+// The first `max_lines` lines of `text` (all with max_lines 0), indented.
+std::string excerpt(const std::string& text, size_t max_lines, const std::string& indent) {
+  std::string out;
+  size_t lines = 0, i = 0;
+  while (i < text.size()) {
+    size_t j = text.find('\n', i);
+    if (j == std::string::npos) j = text.size();
+    if (max_lines && lines == max_lines) {
+      size_t rest = 1;
+      for (size_t k = j; k < text.size(); ++k) rest += text[k] == '\n';
+      out += indent + "... (" + std::to_string(rest) + " more lines; --full shows everything)\n";
+      break;
+    }
+    out += indent + text.substr(i, j - i) + "\n";
+    ++lines;
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string verifier_summary(const std::string& output) {
+  json doc = json::parse(output, nullptr, false);
+  if (!doc.is_object()) return output;
+  std::string out = str(doc, "message");
+  if (doc.contains("profile") && doc["profile"].is_object()) {
+    const json& p = doc["profile"];
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "\nprofile: candidate %.1f us, reference %.1f us (median of %lld runs, %s), speedup %.2fx%s",
+                  p.value("candidate", json::object()).value("median_us", 0.0),
+                  p.value("reference", json::object()).value("median_us", 0.0),
+                  static_cast<long long>(p.value("candidate", json::object()).value("runs", 0)),
+                  p.value("method", std::string("?")).c_str(), p.value("speedup", 0.0),
+                  p.value("suspicious", false) ? " SUSPICIOUS" : "");
+    out += buf;
+  }
+  if (doc.contains("phases_ms") && doc["phases_ms"].is_object()) {
+    std::string phases;
+    for (const auto& [k, v] : doc["phases_ms"].items()) {
+      if (v.is_number()) phases += (phases.empty() ? "" : ", ") + k + " " + std::to_string(static_cast<int64_t>(v.get<double>())) + " ms";
+    }
+    out += "\nharness: " + phases;
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_show(const ParsedFlags& flags) {
+  if (flags.positional.size() != 1) return cli_fail("show: give one task id; `kforge tasks` lists them", kExitUsage);
+  auto id = parse_uint_flag("task", flags.positional[0]);
+  if (!id.ok() || *id == 0) return cli_fail("show: '" + flags.positional[0] + "' is not a task id (a positive integer)", kExitUsage);
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto t = (*api)->get("tasks/" + std::to_string(*id));
+  if (!t.ok()) return api_fail(t.status());
+  if (flags.has("json")) {
+    std::printf("%s\n", t->dump(2).c_str());
+    return kExitOk;
+  }
+  const bool full = flags.has("full");
+  const json& task = *t;
+  std::printf("task %lld: %s / %s  (campaign %lld)\n", static_cast<long long>(task.value("task", 0)),
+              str(task, "op_name").c_str(), str(task, "task_id").c_str(), static_cast<long long>(task.value("campaign", 0)));
+  std::printf("  target %s/%s/%s, framework %s, %s\n", str(task, "backend").c_str(), str(task, "arch").c_str(),
+              str(task, "impl_type").c_str(), str(task, "framework").c_str(), str(task, "task_type").c_str());
+  std::printf("  state %s, verdict %s, steps %s/%s, speedup %s, LLM %s calls (%s+%s tokens, $%.4f)\n",
+              str(task, "state").c_str(), str(task, "verdict").c_str(), str(task, "steps").c_str(),
+              str(task, "limit_steps").c_str(), speedup_text(task).c_str(), str(task, "llm_calls").c_str(),
+              str(task, "prompt_tokens").c_str(), str(task, "completion_tokens").c_str(), task.value("cost_usd", 0.0));
+  if (!str(task, "reason").empty() && str(task, "reason") != "passed") std::printf("  reason: %s\n", str(task, "reason").c_str());
+  if (!task["best_step"].is_null()) std::printf("  the code that passed: step %s\n", str(task, "best_step").c_str());
+  for (const json& s : task["trace"]) {
+    std::string role = str(s, "role"), verdict = str(s, "verdict");
+    std::printf("\n--- step %s  %s  %s%s%s\n", str(s, "seq").c_str(), role.c_str(), clock_time(s.value("created_ms", 0)).c_str(),
+                verdict.empty() ? "" : ("  verdict " + verdict).c_str(), s.value("counted", true) ? "" : "  (not counted)");
+    if (role == "verifier") {
+      std::printf("%s", excerpt(verifier_summary(str(s, "output")), full ? 0 : 20, "  ").c_str());
+      continue;
+    }
+    std::printf("  prompt:\n%s", excerpt(str(s, "input"), full ? 0 : 6, "    ").c_str());
+    std::printf("  response:\n%s", excerpt(str(s, "output"), full ? 0 : 40, "    ").c_str());
+  }
+  if (!task["jobs"].empty()) {
+    std::printf("\njobs:\n");
+    for (const json& j : task["jobs"]) {
+      std::printf("  job %s  %s  epoch %s  attempts %s  agent %s  device %s\n", str(j, "id").c_str(), str(j, "state").c_str(),
+                  str(j, "epoch").c_str(), str(j, "attempts").c_str(), str(j, "agent").c_str(), str(j, "device").c_str());
+    }
+  }
+  return kExitOk;
+}
+
+// --- submit, cancel, resume -----------------------------------------------------------------
+
+int cmd_submit(const ParsedFlags& flags) {
+  if (flags.positional.size() != 1) return cli_fail("submit: give one campaign file", kExitUsage);
+  auto campaign = load_campaign(flags.positional[0]);
+  if (!campaign.ok()) return cli_fail(campaign.status().message());
+  auto source = read_file(flags.positional[0]);
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  json tasks = json::array();
+  for (const CampaignTask& t : campaign->tasks) {
+    const TaskSpec& s = t.spec;
+    tasks.push_back({{"op_name", s.op_name}, {"task_id", s.task_id}, {"task_desc", s.task_desc},
+                     {"backend", s.backend}, {"arch", s.arch}, {"impl_type", s.impl_type},
+                     {"framework", s.framework}, {"task_type", s.task_type}, {"limit_steps", s.limit_steps},
+                     {"candidate", t.candidate}});
+  }
+  json body = {{"name", campaign->name}, {"workflow", campaign->workflow}, {"source", source.ok() ? *source : ""},
+               {"tasks", tasks}};
+  auto answer = (*api)->post("campaigns", body);
+  if (!answer.ok()) return api_fail(answer.status());
+  std::printf("campaign %s: %s (id %lld, %zu tasks)\n", campaign->name.c_str(),
+              answer->value("created", false) ? "submitted" : "already submitted",
+              static_cast<long long>(answer->value("id", 0)), campaign->tasks.size());
+  return kExitOk;
+}
+
+namespace {
+
+int campaign_or_task_action(const ParsedFlags& flags, const std::string& verb) {
+  int code = 0;
+  std::string path;
+  if (auto task = flags.get("task")) {
+    if (!flags.positional.empty()) return cli_fail(verb + ": give a campaign id or --task N, not both", kExitUsage);
+    auto id = parse_uint_flag("task", *task);
+    if (!id.ok() || *id == 0) return cli_fail(verb + ": --task '" + *task + "' is not a task id", kExitUsage);
+    path = "tasks/" + std::to_string(*id) + "/" + verb;
+  } else {
+    auto id = campaign_arg(flags, true, verb.c_str());
+    if (!id.ok()) return cli_fail(id.status().message() + " (or --task N for one task)", kExitUsage);
+    path = "campaigns/" + std::to_string(*id) + "/" + verb;
+  }
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto answer = (*api)->post(path, json::object());
+  if (!answer.ok()) return api_fail(answer.status());
+  if (answer->contains("tasks") && (*answer)["tasks"].is_object()) {
+    std::printf("%s\n", campaign_line(*answer, false).c_str());
+  } else {
+    std::printf("task %lld: %s\n", static_cast<long long>(answer->value("task", 0)), str(*answer, "state").c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int cmd_cancel(const ParsedFlags& flags) { return campaign_or_task_action(flags, "cancel"); }
+int cmd_resume(const ParsedFlags& flags) { return campaign_or_task_action(flags, "resume"); }
+
+// --- agents, drain, undrain -----------------------------------------------------------------
+
+int cmd_agents(const ParsedFlags& flags) {
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto agents = (*api)->get("agents");
+  if (!agents.ok()) return api_fail(agents.status());
+  if (flags.has("json")) {
+    std::printf("%s\n", agents->dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("%-34s %-16s %-6s %-7s %-5s %-10s %s\n", "AGENT", "HOST", "STATE", "DRAINED", "LOAD", "HEARTBEAT", "DEVICES");
+  for (const json& a : *agents) {
+    std::string devices;
+    size_t busy = 0;
+    for (const json& d : a["devices"]) {
+      if (!devices.empty()) devices += " ";
+      devices += str(d, "backend") + ":" + str(d, "index") + "(" + str(d, "arch") + ")";
+      if (d.value("running_jobs", 0) > 0) {
+        devices += "*";
+        busy++;
+      }
+    }
+    std::string load = std::to_string(busy) + "/" + std::to_string(a["devices"].size());
+    std::printf("%-34s %-16.16s %-6s %-7s %-5s %-10s %s\n", str(a, "id").c_str(), str(a, "host").c_str(),
+                str(a, "state").c_str(), a.value("drained", false) ? "yes" : "no", load.c_str(),
+                ago(a.value("last_seen_ms", int64_t{0})).c_str(), devices.c_str());
+  }
+  std::printf("(* a device running a job now)\n");
+  return kExitOk;
+}
+
+int set_drained(const ParsedFlags& flags, bool drained) {
+  const char* verb = drained ? "drain" : "undrain";
+  if (flags.positional.size() != 1) {
+    return cli_fail(std::string(verb) + ": give one agent id (or a unique prefix); see `kforge agents`", kExitUsage);
+  }
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto a = (*api)->post("agents/" + url_escape(flags.positional[0]) + "/" + verb, json::object());
+  if (!a.ok()) return api_fail(Status(a.status().code(), std::string(verb) + ": " + a.status().message()));
+  std::printf("agent %s %s\n", str(*a, "id").c_str(), drained ? "drained: running jobs finish, no new ones" : "undrained");
+  return kExitOk;
+}
+
+// --- export ---------------------------------------------------------------------------------
+
+namespace {
+
+std::string safe_name(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '=') ? c : '_';
+  return out.empty() ? "_" : out;
+}
+
+}  // namespace
+
+int cmd_export(const ParsedFlags& flags) {
+  auto id = campaign_arg(flags, true, "export");
+  if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
+  auto out_flag = flags.get("out");
+  if (!out_flag) return cli_fail("export: give --out DIR (a new or empty directory)", kExitUsage);
+  std::filesystem::path out = *out_flag;
+  std::error_code ec;
+  if (std::filesystem::exists(out) && !std::filesystem::is_empty(out, ec) && !flags.has("force")) {
+    return cli_fail("export: " + out.string() + " is not empty; pass --force to write into it");
+  }
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto campaign = (*api)->get("campaigns/" + std::to_string(*id));
+  if (!campaign.ok()) return api_fail(campaign.status());
+  auto tasks = (*api)->get("tasks?campaign=" + std::to_string(*id));
+  if (!tasks.ok()) return api_fail(tasks.status());
+  size_t files = 0, passed = 0;
+  auto write = [&](const std::filesystem::path& p, const std::string& text) -> Status {
+    KF_RETURN_IF_ERROR(ensure_dir(p.parent_path()));
+    files++;
+    return atomic_write_file(p, text);
+  };
+  for (const json& row : *tasks) {
+    auto t = (*api)->get("tasks/" + std::to_string(row.value("task", 0)));
+    if (!t.ok()) return api_fail(t.status());
+    std::string op = safe_name(str(*t, "op_name")), tid = safe_name(str(*t, "task_id"));
+    std::filesystem::path dir = out / op / tid;
+    // AIKG's layout: I{task}_S{step}_{op}_{agent}_{prompt|result|error_log}.txt
+    std::string prefix = "I" + std::to_string(t->value("task", 0)) + "_S";
+    if (Status st = write(dir / "task_desc.py", str(*t, "task_desc")); !st.ok()) return cli_fail(st.message());
+    std::string passing_code;
+    for (const json& s : (*t)["trace"]) {
+      char seq[16];
+      std::snprintf(seq, sizeof seq, "%02lld", static_cast<long long>(s.value("seq", 0)));
+      std::string base = prefix + seq + "_" + op + "_" + str(s, "role") + "_";
+      if (str(s, "role") == "verifier") {
+        std::string kind = str(s, "verdict") == "passed" ? "result" : "error_log";
+        if (Status st = write(dir / (base + kind + ".txt"), verifier_summary(str(s, "output")) + "\n"); !st.ok()) return cli_fail(st.message());
+        if (Status st = write(dir / (base + "result.json"), str(s, "output") + "\n"); !st.ok()) return cli_fail(st.message());
+        continue;
+      }
+      if (Status st = write(dir / (base + "prompt.txt"), str(s, "input")); !st.ok()) return cli_fail(st.message());
+      if (Status st = write(dir / (base + "result.txt"), str(s, "output")); !st.ok()) return cli_fail(st.message());
+      if (str(s, "role") == "coder" && (*t)["best_step"].is_number() && s["seq"] == (*t)["best_step"]) {
+        auto extracted = extract_code(str(s, "output"), str(*t, "impl_type"));
+        passing_code = extracted.ok() ? *extracted : str(s, "output");
+      }
+    }
+    if (str(*t, "state") == "passed" && !passing_code.empty()) {
+      std::string name = op + "_" + tid + "_" + safe_name(str(*t, "impl_type")) + ".py";
+      if (Status st = write(out / "passed" / name, passing_code); !st.ok()) return cli_fail(st.message());
+      passed++;
+    }
+  }
+  json summary = {{"campaign", *campaign}, {"tasks", *tasks}};
+  if (Status st = write(out / "summary.json", summary.dump(2) + "\n"); !st.ok()) return cli_fail(st.message());
+  std::printf("exported campaign %lld to %s: %zu tasks, %zu files, %zu passed kernels in passed/\n",
+              static_cast<long long>(*id), out.string().c_str(), tasks->size(), files, passed);
+  return kExitOk;
+}
+
+}  // namespace kforge

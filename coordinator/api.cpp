@@ -1,0 +1,694 @@
+#include "coordinator/api.h"
+
+#include <algorithm>
+#include <charconv>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/fs.h"
+#include "coordinator/campaign.h"
+#include "coordinator/metrics.h"
+#include "coordinator/outcome.h"
+#include "coordinator/task.h"
+
+namespace kforge {
+namespace {
+
+using json = nlohmann::json;
+
+json nullable_ms(int64_t ms) { return ms > 0 ? json(ms) : json(nullptr); }
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+int http_status(Code code) {
+  switch (code) {
+    case Code::invalid_argument: return 400;
+    case Code::not_found: return 404;
+    case Code::failed_precondition:
+    case Code::already_exists: return 409;
+    case Code::unavailable: return 503;
+    default: return 500;
+  }
+}
+
+ApiReply error_reply(const Status& st) { return ApiReply{http_status(st.code()), "application/json", dump({{"error", st.message()}})}; }
+ApiReply json_reply(const json& j, int status = 200) { return ApiReply{status, "application/json", dump(j)}; }
+
+// --- Objects (schema/api.md) ---------------------------------------------------------------
+
+json usage_json(const LlmUsage& u) {
+  return {{"calls", u.calls}, {"prompt_tokens", u.prompt_tokens}, {"completion_tokens", u.completion_tokens},
+          {"cost_usd", u.cost_usd}};
+}
+
+Result<json> campaign_json(Store& store, const CampaignRow& c) {
+  auto counts = store.task_counts(c.id);
+  if (!counts.ok()) return counts.status();
+  auto usage = store.llm_usage_of_campaign(c.id);
+  if (!usage.ok()) return usage.status();
+  json tasks = {{"total", 0}};
+  int64_t total = 0;
+  for (const char* state : {"pending", "running", "passed", "failed", "cancelled"}) {
+    auto it = counts->find(state);
+    int64_t n = it == counts->end() ? 0 : it->second;
+    tasks[state] = n;
+    total += n;
+  }
+  tasks["total"] = total;
+  return json{{"id", c.id},
+              {"name", c.name},
+              {"state", c.state},
+              {"workflow", c.workflow},
+              {"content_hash", c.content_hash},
+              {"created_ms", c.created_ms},
+              {"updated_ms", c.updated_ms},
+              {"tasks", tasks},
+              {"llm", usage_json(*usage)}};
+}
+
+json task_json(const TaskOutcome& o) {
+  const TaskRow& t = o.task;
+  return {{"task", t.id},
+          {"campaign", t.campaign_id},
+          {"op_name", t.spec.op_name},
+          {"task_id", t.spec.task_id},
+          {"backend", t.spec.backend},
+          {"arch", t.spec.arch},
+          {"impl_type", t.spec.impl_type},
+          {"framework", t.spec.framework},
+          {"task_type", t.spec.task_type},
+          {"state", t.state},
+          {"verdict", o.verdict},
+          {"reason", t.verdict},
+          {"steps", t.steps_used},
+          {"limit_steps", t.spec.limit_steps},
+          {"speedup", o.speedup > 0 ? json(o.speedup) : json(nullptr)},
+          {"best_step", o.best_step > 0 ? json(o.best_step) : json(nullptr)},
+          {"llm_calls", o.usage.calls},
+          {"prompt_tokens", o.usage.prompt_tokens},
+          {"completion_tokens", o.usage.completion_tokens},
+          {"cost_usd", o.usage.cost_usd},
+          {"created_ms", t.created_ms},
+          {"updated_ms", t.updated_ms}};
+}
+
+Result<json> task_json(Store& store, const TaskRow& t) {
+  auto o = task_outcome(store, t);
+  if (!o.ok()) return o.status();
+  return task_json(*o);
+}
+
+json job_json(const JobRow& j) {
+  return {{"id", j.id},
+          {"task", j.task_id ? json(*j.task_id) : json(nullptr)},
+          {"kind", j.kind},
+          {"state", job_state_name(j.state)},
+          {"epoch", j.epoch},
+          {"attempts", j.attempts},
+          {"agent", j.agent_id.empty() ? json(nullptr) : json(j.agent_id)},
+          {"device", j.device_index >= 0 ? json(j.backend + ":" + std::to_string(j.device_index)) : json(nullptr)},
+          {"backend", j.backend},
+          {"arch", j.arch},
+          {"created_ms", j.created_ms},
+          {"assigned_ms", nullable_ms(j.assigned_ms)},
+          {"finished_ms", nullable_ms(j.finished_ms)}};
+}
+
+Result<json> agent_json(Store& store, const AgentRow& a) {
+  auto devices = store.devices_of(a.id);
+  if (!devices.ok()) return devices.status();
+  auto running = store.jobs_of_agent(a.id, JobState::assigned);
+  if (!running.ok()) return running.status();
+  std::map<std::string, int> per_device;
+  for (const JobRow& j : *running) per_device[j.backend + ":" + std::to_string(j.device_index)]++;
+  json devs = json::array();
+  for (const DeviceRow& d : *devices) {
+    std::string key = d.backend + ":" + std::to_string(d.index);
+    devs.push_back({{"index", d.index},
+                    {"backend", d.backend},
+                    {"arch", d.arch},
+                    {"name", d.name},
+                    {"memory_mb", d.memory_mb},
+                    {"running_jobs", per_device.count(key) ? per_device[key] : 0}});
+  }
+  json caps = json::parse(a.capabilities, nullptr, false);
+  return json{{"id", a.id},
+              {"host", a.host},
+              {"state", a.state},
+              {"drained", a.drained},
+              {"incarnation", a.incarnation},
+              {"registered_ms", a.registered_ms},
+              {"last_seen_ms", a.last_seen_ms},
+              {"capabilities", caps.is_object() ? caps : json::object()},
+              {"running_jobs", running->size()},
+              {"devices", devs}};
+}
+
+// --- Request parsing -----------------------------------------------------------------------
+
+Result<int64_t> parse_id(const std::string& text, const std::string& what) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || v <= 0) {
+    return invalid_argument(what + ": expected a positive integer, got '" + text + "'");
+  }
+  return v;
+}
+
+Result<std::optional<int64_t>> query_id(const ApiRequest& r, const std::string& key) {
+  auto it = r.query.find(key);
+  if (it == r.query.end() || it->second.empty()) return std::optional<int64_t>();
+  auto v = parse_id(it->second, "query parameter '" + key + "'");
+  if (!v.ok()) return v.status();
+  return std::optional<int64_t>(*v);
+}
+
+std::string query_text(const ApiRequest& r, const std::string& key) {
+  auto it = r.query.find(key);
+  return it == r.query.end() ? "" : it->second;
+}
+
+Result<json> parse_body(const ApiRequest& r) {
+  json body = json::parse(r.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) return invalid_argument("request body: expected a JSON object");
+  return body;
+}
+
+// A string field of `obj` (`where` names it in errors); `fallback` when absent.
+Result<std::string> string_field(const json& obj, const std::string& where, const char* key,
+                                 std::optional<std::string> fallback = std::nullopt) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    if (fallback) return *fallback;
+    return invalid_argument(where + key + ": missing (expected a string)");
+  }
+  if (!it->is_string()) return invalid_argument(where + key + ": expected a string, got " + it->dump());
+  return it->get<std::string>();
+}
+
+Result<TaskSpec> spec_from_json(const json& obj, const std::string& where) {
+  if (!obj.is_object()) return invalid_argument(where.substr(0, where.size() - 1) + ": expected an object");
+  TaskSpec spec;
+  struct Field {
+    const char* key;
+    std::string* out;
+    std::optional<std::string> fallback;
+  };
+  for (const Field& f : {Field{"op_name", &spec.op_name, std::nullopt},
+                         Field{"task_id", &spec.task_id, std::string("default")},
+                         Field{"task_desc", &spec.task_desc, std::nullopt},
+                         Field{"backend", &spec.backend, std::nullopt},
+                         Field{"arch", &spec.arch, std::nullopt},
+                         Field{"impl_type", &spec.impl_type, std::nullopt},
+                         Field{"framework", &spec.framework, std::nullopt},
+                         Field{"task_type", &spec.task_type, std::string("precision_only")},
+                         Field{"candidate", &spec.candidate, std::string()}}) {
+    auto v = string_field(obj, where, f.key, f.fallback);
+    if (!v.ok()) return v.status();
+    *f.out = *v;
+  }
+  if (auto it = obj.find("limit_steps"); it != obj.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return invalid_argument(where + "limit_steps: expected an integer, got " + it->dump());
+    spec.limit_steps = it->get<int>();
+  }
+  if (Status st = validate_task_spec(spec); !st.ok()) return invalid_argument(where + st.message());
+  return spec;
+}
+
+// --- Handlers ------------------------------------------------------------------------------
+
+Result<json> list_campaigns(Store& store) {
+  auto rows = store.campaigns();
+  if (!rows.ok()) return rows.status();
+  json out = json::array();
+  for (const CampaignRow& c : *rows) {
+    auto j = campaign_json(store, c);
+    if (!j.ok()) return j.status();
+    out.push_back(std::move(*j));
+  }
+  return out;
+}
+
+Result<json> get_campaign(Store& store, int64_t id) {
+  auto c = store.get_campaign(id);
+  if (!c.ok()) {
+    if (c.status().code() == Code::not_found) {
+      return not_found("no campaign " + std::to_string(id) + "; `kforge status` lists the campaigns");
+    }
+    return c.status();
+  }
+  return campaign_json(store, *c);
+}
+
+Result<json> submit_campaign(ApiBackend& backend, const json& body) {
+  Campaign campaign;
+  auto name = string_field(body, "", "name");
+  if (!name.ok()) return name.status();
+  campaign.name = *name;
+  auto workflow = string_field(body, "", "workflow", std::string("default"));
+  if (!workflow.ok()) return workflow.status();
+  campaign.workflow = *workflow;
+  const auto& known = campaign_workflows();
+  if (std::find(known.begin(), known.end(), campaign.workflow) == known.end()) {
+    return invalid_argument("workflow: '" + campaign.workflow + "' is not one of default, coder_only, verify_only");
+  }
+  auto source = string_field(body, "", "source", std::string());
+  if (!source.ok()) return source.status();
+  auto tasks = body.find("tasks");
+  if (tasks == body.end() || !tasks->is_array() || tasks->empty()) {
+    return invalid_argument("tasks: expected a non-empty array of task specs");
+  }
+  if (tasks->size() > kMaxCampaignTasks) {
+    return invalid_argument("tasks: " + std::to_string(tasks->size()) + " tasks; a campaign holds at most " +
+                            std::to_string(kMaxCampaignTasks));
+  }
+  for (size_t i = 0; i < tasks->size(); ++i) {
+    auto spec = spec_from_json((*tasks)[i], "tasks[" + std::to_string(i) + "].");
+    if (!spec.ok()) return spec.status();
+    CampaignTask t;
+    t.candidate = spec->candidate;
+    spec->candidate.clear();
+    t.spec = std::move(*spec);
+    campaign.tasks.push_back(std::move(t));
+  }
+  campaign.content_hash = hash_campaign(campaign);  // the server's own, whatever a client sent
+  return backend.write([&](Store& store) -> Result<json> {
+    auto stored = store_campaign(store, campaign, *source);
+    if (!stored.ok()) return stored.status();
+    return json{{"id", stored->first}, {"created", stored->second}, {"tasks", campaign.tasks.size()}};
+  });
+}
+
+// Cancels (or resumes) every task of a campaign that can be.
+Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
+  return backend.write([&](Store& store) -> Result<json> {
+    auto c = store.get_campaign(id);
+    if (!c.ok()) return get_campaign(store, id).status();
+    auto tasks = store.tasks_of_campaign(id);
+    if (!tasks.ok()) return tasks.status();
+    bool any_unfinished = false;
+    for (const TaskRow& t : *tasks) {
+      if (cancel && (t.state == "pending" || t.state == "running")) {
+        KF_RETURN_IF_ERROR(store.set_task_state(t.id, "cancelled", "cancelled by operator"));
+      } else if (!cancel && t.state == "cancelled") {
+        KF_RETURN_IF_ERROR(store.set_task_state(t.id, "pending", ""));
+        any_unfinished = true;
+      } else if (t.state == "pending" || t.state == "running") {
+        any_unfinished = true;
+      }
+    }
+    std::string state = cancel ? "cancelled" : any_unfinished ? "running" : c->state;
+    KF_RETURN_IF_ERROR(store.set_campaign_state(id, state));
+    return get_campaign(store, id);
+  });
+}
+
+Result<json> task_detail(Store& store, int64_t id) {
+  auto t = store.get_task(id);
+  if (!t.ok()) return t.status();
+  auto j = task_json(store, *t);
+  if (!j.ok()) return j.status();
+  auto steps = store.steps_of(id);
+  if (!steps.ok()) return steps.status();
+  auto jobs = store.jobs_of_task(id);
+  if (!jobs.ok()) return jobs.status();
+  (*j)["task_desc"] = t->spec.task_desc;
+  json s = json::array();
+  for (const StepRow& step : *steps) {
+    s.push_back({{"seq", step.seq},
+                 {"role", step.role},
+                 {"input", step.input},
+                 {"output", step.output},
+                 {"verdict", step.verdict},
+                 {"counted", step.counted},
+                 {"created_ms", step.created_ms}});
+  }
+  (*j)["trace"] = std::move(s);
+  json js = json::array();
+  for (const JobRow& job : *jobs) js.push_back(job_json(job));
+  (*j)["jobs"] = std::move(js);
+  return j;
+}
+
+Result<TaskRow> find_task(Store& store, int64_t id) {
+  auto t = store.get_task(id);
+  if (!t.ok() && t.status().code() == Code::not_found) {
+    return not_found("no task " + std::to_string(id) + "; `kforge tasks` lists them");
+  }
+  return t;
+}
+
+Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
+  return backend.write([&](Store& store) -> Result<json> {
+    auto t = find_task(store, id);
+    if (!t.ok()) return t.status();
+    const std::string& state = t->state;
+    if (state == "passed" || state == "failed") {
+      return failed_precondition("task " + std::to_string(id) + " has finished (" + state + "); nothing to " +
+                                 (cancel ? "cancel" : "resume"));
+    }
+    if (cancel && (state == "pending" || state == "running")) {
+      KF_RETURN_IF_ERROR(store.set_task_state(id, "cancelled", "cancelled by operator"));
+    } else if (!cancel && state == "cancelled") {
+      KF_RETURN_IF_ERROR(store.set_task_state(id, "pending", ""));
+      auto c = store.get_campaign(t->campaign_id);
+      if (c.ok() && c->state != "running") KF_RETURN_IF_ERROR(store.set_campaign_state(t->campaign_id, "running"));
+    }
+    auto now = store.get_task(id);
+    if (!now.ok()) return now.status();
+    return task_json(store, *now);
+  });
+}
+
+Result<json> list_tasks(Store& store, const ApiRequest& r) {
+  auto campaign = query_id(r, "campaign");
+  if (!campaign.ok()) return campaign.status();
+  auto limit = query_id(r, "limit");
+  if (!limit.ok()) return limit.status();
+  std::string state = query_text(r, "state"), op = query_text(r, "op"), verdict = query_text(r, "verdict");
+  std::vector<TaskRow> tasks;
+  if (*campaign) {
+    if (auto c = get_campaign(store, **campaign); !c.ok()) return c.status();
+    auto t = store.tasks_of_campaign(**campaign);
+    if (!t.ok()) return t.status();
+    tasks = std::move(*t);
+  } else {
+    auto all = store.campaigns();
+    if (!all.ok()) return all.status();
+    for (const CampaignRow& c : *all) {
+      auto t = store.tasks_of_campaign(c.id);
+      if (!t.ok()) return t.status();
+      tasks.insert(tasks.end(), t->begin(), t->end());
+    }
+  }
+  json out = json::array();
+  for (const TaskRow& t : tasks) {
+    if (!state.empty() && t.state != state) continue;
+    if (!op.empty() && t.spec.op_name != op) continue;
+    auto o = task_outcome(store, t);
+    if (!o.ok()) return o.status();
+    if (!verdict.empty() && o->verdict != verdict) continue;
+    out.push_back(task_json(*o));
+    if (*limit && out.size() >= static_cast<size_t>(**limit)) break;
+  }
+  return out;
+}
+
+Result<json> submit_task(ApiBackend& backend, const json& body) {
+  auto spec = spec_from_json(body, "");
+  if (!spec.ok()) return spec.status();
+  auto workflow = string_field(body, "", "workflow", std::string("default"));
+  if (!workflow.ok()) return workflow.status();
+  return backend.write([&](Store& store) -> Result<json> {
+    auto stored = store_task(store, *spec, *workflow);
+    if (!stored.ok()) return stored.status();
+    auto t = store.get_task(stored->first);
+    if (!t.ok()) return t.status();
+    return json{{"task", t->id}, {"campaign", t->campaign_id}, {"created", stored->second}};
+  });
+}
+
+// The one agent whose id is `prefix` or starts with it.
+Result<AgentRow> find_agent(Store& store, const std::string& prefix) {
+  auto agents = store.agents();
+  if (!agents.ok()) return agents.status();
+  std::vector<const AgentRow*> matches;
+  for (const AgentRow& a : *agents) {
+    if (a.id == prefix) return a;
+    if (a.id.rfind(prefix, 0) == 0) matches.push_back(&a);
+  }
+  if (matches.size() != 1) {
+    return Status(matches.empty() ? Code::not_found : Code::invalid_argument,
+                  std::string(matches.empty() ? "no" : "more than one") + " agent matches '" + prefix +
+                      "'; `kforge agents` lists them");
+  }
+  return *matches[0];
+}
+
+Result<json> list_agents(Store& store) {
+  auto agents = store.agents();
+  if (!agents.ok()) return agents.status();
+  json out = json::array();
+  for (const AgentRow& a : *agents) {
+    auto j = agent_json(store, a);
+    if (!j.ok()) return j.status();
+    out.push_back(std::move(*j));
+  }
+  return out;
+}
+
+Result<json> drain_agent(ApiBackend& backend, const std::string& prefix, bool drained) {
+  return backend.write([&](Store& store) -> Result<json> {
+    auto a = find_agent(store, prefix);
+    if (!a.ok()) return a.status();
+    KF_RETURN_IF_ERROR(store.set_agent_drained(a->id, drained));
+    a->drained = drained;
+    return agent_json(store, *a);
+  });
+}
+
+Result<std::vector<JobRow>> all_jobs(Store& store) {
+  std::vector<JobRow> out;
+  for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
+    auto jobs = store.jobs_in_state(st);
+    if (!jobs.ok()) return jobs.status();
+    out.insert(out.end(), jobs->begin(), jobs->end());
+  }
+  std::sort(out.begin(), out.end(), [](const JobRow& a, const JobRow& b) { return a.id < b.id; });
+  return out;
+}
+
+Result<json> list_jobs(Store& store, const ApiRequest& r) {
+  auto task = query_id(r, "task");
+  if (!task.ok()) return task.status();
+  auto limit = query_id(r, "limit");
+  if (!limit.ok()) return limit.status();
+  std::string state = query_text(r, "state");
+  if (!state.empty() && state != "queued" && state != "assigned" && state != "done" && state != "cancelled") {
+    return invalid_argument("query parameter 'state': '" + state + "' is not one of queued, assigned, done, cancelled");
+  }
+  auto jobs = *task ? store.jobs_of_task(**task) : all_jobs(store);
+  if (!jobs.ok()) return jobs.status();
+  json out = json::array();
+  for (const JobRow& j : *jobs) {
+    if (!state.empty() && state != job_state_name(j.state)) continue;
+    out.push_back(job_json(j));
+    if (*limit && out.size() >= static_cast<size_t>(**limit)) break;
+  }
+  return out;
+}
+
+// Device-seconds of jobs running per time bucket, for the dashboard's occupancy chart.
+Result<json> timeline(Store& store, const ApiRequest& r) {
+  auto campaign = query_id(r, "campaign");
+  if (!campaign.ok()) return campaign.status();
+  auto buckets_q = query_id(r, "buckets");
+  if (!buckets_q.ok()) return buckets_q.status();
+  int64_t buckets = std::min<int64_t>(buckets_q->value_or(60), 1000);
+  std::unordered_set<int64_t> tasks;
+  if (*campaign) {
+    auto t = store.tasks_of_campaign(**campaign);
+    if (!t.ok()) return t.status();
+    for (const TaskRow& row : *t) tasks.insert(row.id);
+  }
+  auto jobs = all_jobs(store);
+  if (!jobs.ok()) return jobs.status();
+  int64_t now = SystemClock::instance().wall_ms();
+  std::vector<std::pair<int64_t, int64_t>> spans;  // [assigned, finished or now)
+  for (const JobRow& j : *jobs) {
+    if (*campaign && (!j.task_id || !tasks.count(*j.task_id))) continue;
+    if (j.assigned_ms <= 0) continue;
+    int64_t end = j.state == JobState::assigned ? now : j.finished_ms;
+    if (end < j.assigned_ms) continue;
+    spans.emplace_back(j.assigned_ms, end);
+  }
+  auto agents = store.agents();
+  if (!agents.ok()) return agents.status();
+  int64_t devices = 0;
+  for (const AgentRow& a : *agents) {
+    if (a.state != "live") continue;
+    auto d = store.devices_of(a.id);
+    if (d.ok()) devices += static_cast<int64_t>(d->size());
+  }
+  json out = {{"devices", devices}, {"busy", json::array()}};
+  if (spans.empty()) {
+    out["start_ms"] = now;
+    out["end_ms"] = now;
+    out["bucket_ms"] = 0;
+    return out;
+  }
+  int64_t start = spans.front().first, end = spans.front().second;
+  for (const auto& [a, b] : spans) {
+    start = std::min(start, a);
+    end = std::max(end, b);
+  }
+  int64_t width = std::max<int64_t>((end - start + buckets - 1) / buckets, 1);
+  std::vector<double> busy(static_cast<size_t>(buckets), 0.0);
+  for (const auto& [a, b] : spans) {
+    for (int64_t i = (a - start) / width; i < buckets && start + i * width < b; ++i) {
+      int64_t lo = std::max(a, start + i * width), hi = std::min(b, start + (i + 1) * width);
+      if (hi > lo) busy[static_cast<size_t>(i)] += static_cast<double>(hi - lo) / 1000.0;
+    }
+  }
+  out["start_ms"] = start;
+  out["end_ms"] = end;
+  out["bucket_ms"] = width;
+  out["busy"] = busy;
+  return out;
+}
+
+Result<std::string> metrics(Store& store, ApiBackend& backend) {
+  std::string out;
+  auto counts = store.task_counts(0);
+  if (!counts.ok()) return counts.status();
+  metric_family(out, "kforge_tasks", "gauge", "tasks by state, every campaign");
+  for (const char* state : {"pending", "running", "passed", "failed", "cancelled"}) {
+    auto it = counts->find(state);
+    metric_sample(out, "kforge_tasks", {{"state", state}}, it == counts->end() ? 0.0 : static_cast<double>(it->second));
+  }
+  metric_family(out, "kforge_jobs", "gauge", "jobs by state");
+  for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
+    auto n = store.count_jobs(st);
+    if (!n.ok()) return n.status();
+    metric_sample(out, "kforge_jobs", {{"state", job_state_name(st)}}, static_cast<double>(*n));
+  }
+  auto campaigns = store.campaigns();
+  if (!campaigns.ok()) return campaigns.status();
+  std::map<std::string, int> by_state;
+  for (const CampaignRow& c : *campaigns) by_state[c.state]++;
+  metric_family(out, "kforge_campaigns", "gauge", "campaigns by state");
+  for (const char* state : {"running", "finished", "cancelled"}) {
+    metric_sample(out, "kforge_campaigns", {{"state", state}}, by_state[state]);
+  }
+  auto usage = store.llm_usage_of_campaign(0);
+  if (!usage.ok()) return usage.status();
+  metric_family(out, "kforge_llm_stored_calls", "gauge", "LLM answers stored (every campaign, every run)");
+  metric_sample(out, "kforge_llm_stored_calls", {}, static_cast<double>(usage->calls));
+  metric_family(out, "kforge_llm_stored_tokens", "gauge", "tokens of the stored LLM answers");
+  metric_sample(out, "kforge_llm_stored_tokens", {{"kind", "prompt"}}, static_cast<double>(usage->prompt_tokens));
+  metric_sample(out, "kforge_llm_stored_tokens", {{"kind", "completion"}}, static_cast<double>(usage->completion_tokens));
+  metric_family(out, "kforge_llm_stored_cost_usd", "gauge", "cost of the stored LLM answers");
+  metric_sample(out, "kforge_llm_stored_cost_usd", {}, usage->cost_usd);
+  out += backend.live_metrics();
+  return out;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return parts;
+}
+
+ApiReply reply(const Result<json>& r, int ok_status = 200) {
+  if (!r.ok()) return error_reply(r.status());
+  return json_reply(*r, ok_status);
+}
+
+ApiReply route(const ApiRequest& r, ApiBackend& backend) {
+  auto parts = split_path(r.path);
+  const bool get = r.method == "GET" || r.method == "HEAD", post = r.method == "POST";
+  if (parts.size() == 1 && parts[0] == "metrics" && get) {
+    auto store = backend.reader();
+    if (!store.ok()) return error_reply(store.status());
+    auto text = metrics(**store, backend);
+    if (!text.ok()) return error_reply(text.status());
+    return ApiReply{200, "text/plain; version=0.0.4; charset=utf-8", *text};
+  }
+  if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") {
+    return error_reply(not_found("no such path " + r.path + "; the API lives under /api/v1 (schema/api.md)"));
+  }
+  const std::string& what = parts[2];
+  const size_t n = parts.size();
+  // Submissions write only (the store they create may not exist yet).
+  if (n == 3 && post && (what == "campaigns" || what == "tasks")) {
+    auto body = parse_body(r);
+    if (!body.ok()) return error_reply(body.status());
+    auto res = what == "campaigns" ? submit_campaign(backend, *body) : submit_task(backend, *body);
+    return reply(res, res.ok() && res->value("created", false) ? 201 : 200);
+  }
+  auto store = backend.reader();
+  if (!store.ok()) return error_reply(store.status());
+  Store& s = **store;
+  auto id_at = [&](size_t i, const std::string& name) { return parse_id(parts[i], name + " id"); };
+
+  if (what == "health" && n == 3 && get) {
+    return json_reply({{"ok", true}, {"version", KFORGE_VERSION}, {"schema_version", s.schema_version()}});
+  }
+  if (what == "campaigns") {
+    if (n == 3 && get) return reply(list_campaigns(s));
+    if (n >= 4) {
+      auto id = id_at(3, "campaign");
+      if (!id.ok()) return error_reply(id.status());
+      if (n == 4 && get) return reply(get_campaign(s, *id));
+      if (n == 5 && post && parts[4] == "cancel") return reply(campaign_action(backend, *id, true));
+      if (n == 5 && post && parts[4] == "resume") return reply(campaign_action(backend, *id, false));
+    }
+  }
+  if (what == "tasks") {
+    if (n == 3 && get) return reply(list_tasks(s, r));
+    if (n >= 4) {
+      auto id = id_at(3, "task");
+      if (!id.ok()) return error_reply(id.status());
+      if (n == 4 && get) {
+        if (auto t = find_task(s, *id); !t.ok()) return error_reply(t.status());
+        return reply(task_detail(s, *id));
+      }
+      if (n == 5 && post && parts[4] == "cancel") return reply(task_action(backend, *id, true));
+      if (n == 5 && post && parts[4] == "resume") return reply(task_action(backend, *id, false));
+    }
+  }
+  if (what == "agents") {
+    if (n == 3 && get) return reply(list_agents(s));
+    if (n == 5 && post && (parts[4] == "drain" || parts[4] == "undrain")) {
+      return reply(drain_agent(backend, parts[3], parts[4] == "drain"));
+    }
+  }
+  if (what == "jobs" && n == 3 && get) return reply(list_jobs(s, r));
+  if (what == "timeline" && n == 3 && get) return reply(timeline(s, r));
+  return error_reply(not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));
+}
+
+}  // namespace
+
+ApiReply handle_api(const ApiRequest& request, ApiBackend& backend) {
+  try {
+    return route(request, backend);
+  } catch (const std::exception& e) {  // a bug must cost one request, not the server
+    return error_reply(internal_error(std::string("internal error: ") + e.what()));
+  }
+}
+
+Result<Store*> LocalApiBackend::reader() {
+  if (!reader_) {
+    if (!std::filesystem::exists(db_path_)) {
+      return not_found("no kforge database at " + db_path_.string() +
+                       "; pass --data with the coordinator's data directory, or --coordinator URL");
+    }
+    auto s = Store::open_readonly(db_path_);
+    if (!s.ok()) return s.status();
+    reader_ = std::move(s.value());
+  }
+  return reader_.get();
+}
+
+Result<nlohmann::json> LocalApiBackend::write(const WriteFn& fn) {
+  if (!std::filesystem::exists(db_path_)) KF_RETURN_IF_ERROR(ensure_dir(db_path_.parent_path()));
+  auto store = Store::open(db_path_);
+  if (!store.ok()) return store.status();
+  KF_RETURN_IF_ERROR((*store)->begin());
+  auto r = fn(**store);
+  if (!r.ok()) {
+    (*store)->rollback();
+    return r;
+  }
+  KF_RETURN_IF_ERROR((*store)->commit());
+  return r;
+}
+
+}  // namespace kforge

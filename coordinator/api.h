@@ -1,0 +1,63 @@
+// The operator API (schema/api.md): one router for every caller.
+//
+// The router turns a request (method, path, query, body) into a JSON answer. It reads through
+// a read-only Store and changes state only through ApiBackend::write, so the same router
+// serves the coordinator's HTTP server (writes run on the loop thread, inside a turn) and the
+// command line on a data directory with no coordinator running (writes in a transaction of
+// their own, which a running coordinator adopts within a second).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "coordinator/store.h"
+
+namespace kforge {
+
+struct ApiRequest {
+  std::string method;  // GET | POST
+  std::string path;    // without the query string, e.g. /api/v1/tasks/7
+  std::map<std::string, std::string> query;
+  std::string body;
+};
+
+struct ApiReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+class ApiBackend {
+ public:
+  virtual ~ApiBackend() = default;
+  // The store this request reads (read-only; valid until the request is answered).
+  virtual Result<Store*> reader() = 0;
+  // Applies `fn` to the writable store as one unit of work and returns its value. The
+  // coordinator's Conductor sees the change before the answer goes out.
+  using WriteFn = std::function<Result<nlohmann::json>(Store&)>;
+  virtual Result<nlohmann::json> write(const WriteFn& fn) = 0;
+  // Prometheus lines only a running coordinator knows (devices, dispatch, LLM client).
+  virtual std::string live_metrics() { return ""; }
+};
+
+// Answers one request. Never throws; failures are {"error": ...} with the status codes of
+// schema/api.md.
+ApiReply handle_api(const ApiRequest& request, ApiBackend& backend);
+
+// The backend of the command line's --data mode: the database file, no coordinator.
+class LocalApiBackend : public ApiBackend {
+ public:
+  explicit LocalApiBackend(std::filesystem::path db_path) : db_path_(std::move(db_path)) {}
+  Result<Store*> reader() override;
+  Result<nlohmann::json> write(const WriteFn& fn) override;
+
+ private:
+  std::filesystem::path db_path_;
+  std::unique_ptr<Store> reader_;
+};
+
+}  // namespace kforge
