@@ -279,7 +279,8 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   });
 }
 
-// Cancels (or resumes) every task of a campaign that can be.
+// Cancels (or resumes) every task of a campaign that can be. Actions answer nothing: the
+// router reads the committed state back, after the Conductor has acted on the change.
 Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
   return backend.write([&](Store& store) -> Result<json> {
     auto c = store.get_campaign(id);
@@ -299,7 +300,7 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
     }
     std::string state = cancel ? "cancelled" : any_unfinished ? "running" : c->state;
     KF_RETURN_IF_ERROR(store.set_campaign_state(id, state));
-    return get_campaign(store, id);
+    return json::object();
   });
 }
 
@@ -354,9 +355,7 @@ Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
       auto c = store.get_campaign(t->campaign_id);
       if (c.ok() && c->state != "running") KF_RETURN_IF_ERROR(store.set_campaign_state(t->campaign_id, "running"));
     }
-    auto now = store.get_task(id);
-    if (!now.ok()) return now.status();
-    return task_json(store, *now);
+    return json::object();
   });
 }
 
@@ -442,8 +441,7 @@ Result<json> drain_agent(ApiBackend& backend, const std::string& prefix, bool dr
     auto a = find_agent(store, prefix);
     if (!a.ok()) return a.status();
     KF_RETURN_IF_ERROR(store.set_agent_drained(a->id, drained));
-    a->drained = drained;
-    return agent_json(store, *a);
+    return json{{"id", a->id}};
   });
 }
 
@@ -626,8 +624,10 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
       auto id = id_at(3, "campaign");
       if (!id.ok()) return error_reply(id.status());
       if (n == 4 && get) return reply(get_campaign(s, *id));
-      if (n == 5 && post && parts[4] == "cancel") return reply(campaign_action(backend, *id, true));
-      if (n == 5 && post && parts[4] == "resume") return reply(campaign_action(backend, *id, false));
+      if (n == 5 && post && (parts[4] == "cancel" || parts[4] == "resume")) {
+        auto done = campaign_action(backend, *id, parts[4] == "cancel");
+        return done.ok() ? reply(get_campaign(s, *id)) : error_reply(done.status());
+      }
     }
   }
   if (what == "tasks") {
@@ -639,14 +639,21 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
         if (auto t = find_task(s, *id); !t.ok()) return error_reply(t.status());
         return reply(task_detail(s, *id));
       }
-      if (n == 5 && post && parts[4] == "cancel") return reply(task_action(backend, *id, true));
-      if (n == 5 && post && parts[4] == "resume") return reply(task_action(backend, *id, false));
+      if (n == 5 && post && (parts[4] == "cancel" || parts[4] == "resume")) {
+        auto done = task_action(backend, *id, parts[4] == "cancel");
+        if (!done.ok()) return error_reply(done.status());
+        auto t = find_task(s, *id);
+        return t.ok() ? reply(task_json(s, *t)) : error_reply(t.status());
+      }
     }
   }
   if (what == "agents") {
     if (n == 3 && get) return reply(list_agents(s));
     if (n == 5 && post && (parts[4] == "drain" || parts[4] == "undrain")) {
-      return reply(drain_agent(backend, parts[3], parts[4] == "drain"));
+      auto done = drain_agent(backend, parts[3], parts[4] == "drain");
+      if (!done.ok()) return error_reply(done.status());
+      auto a = find_agent(s, (*done)["id"].get<std::string>());
+      return a.ok() ? reply(agent_json(s, *a)) : error_reply(a.status());
     }
   }
   if (what == "jobs" && n == 3 && get) return reply(list_jobs(s, r));

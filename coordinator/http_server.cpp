@@ -114,6 +114,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
   std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   s->url_ = "http://" + shown + ":" + std::to_string(port);
   s->thread_ = std::thread([&server] { server.listen_after_bind(); });
+  // stop() is a no-op until the accept loop runs: a server stopped right after start would
+  // otherwise serve forever.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server.is_running() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   spdlog::info("operator API and dashboard on {}{}", s->url_, token.empty() ? "" : " (token required)");
   return s;
 }

@@ -1,0 +1,186 @@
+// The operator command line as a user runs it: real kforge processes against a real
+// kforge-coordinator's HTTP API, and the same commands on its data directory (--data).
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/process.h"
+#include "tests/support/child.h"
+
+using namespace kforge;
+using namespace kforge::test;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Ran {
+  int code = -1;
+  std::string out, err;
+};
+
+std::filesystem::path kforge_exe() { return binary_dir() / "cli" / "kforge"; }
+std::filesystem::path fixtures() { return source_dir() / "tests" / "fixtures" / "campaigns"; }
+
+Ran kforge_cli(std::vector<std::string> args) {
+  ProcessSpec spec;
+  spec.argv = {kforge_exe().string()};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.timeout = std::chrono::milliseconds(240000);
+  spec.env_allow = {"PATH", "HOME", "TMPDIR", "LANG"};  // not KFORGE_COORDINATOR: each test names its own
+  auto r = run_process(spec);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  return Ran{r->exit_code, r->stdout_data, r->stderr_data};
+}
+
+// One finished verify_only campaign (a real harness run), then a coordinator serving it.
+struct Served {
+  TempDir dir;
+  std::filesystem::path data = dir / "data";
+  std::unique_ptr<Child> coordinator;
+  std::string url;
+
+  Served() {
+    Ran run = kforge_cli({"run", (fixtures() / "verify.toml").string(), "--data", data.string(), "--device-fixtures",
+                          (dir / "no-gpus").string()});
+    REQUIRE_MESSAGE(run.code == 0, run.err);
+    coordinator = std::make_unique<Child>(
+        binary_dir() / "coordinator" / "kforge-coordinator",
+        std::vector<std::string>{"--data", data.string(), "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"},
+        dir / "coordinator.log", dir.path());
+    REQUIRE_MESSAGE(wait_until([&] { return read_file(dir / "coordinator.log").find("api http://") != std::string::npos; }, 20s),
+                    read_file(dir / "coordinator.log"));
+    std::string log = read_file(dir / "coordinator.log");
+    auto at = log.find("api http://") + 4;
+    url = log.substr(at, log.find('\n', at) - at);
+  }
+  Ran over_http(std::vector<std::string> args) {
+    args.insert(args.end(), {"--coordinator", url});
+    return kforge_cli(args);
+  }
+  Ran over_data(std::vector<std::string> args) {
+    args.insert(args.end(), {"--data", data.string()});
+    return kforge_cli(args);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("operator commands answer the same over HTTP and on the data directory") {
+  Served s;
+  for (std::vector<std::string> cmd : {std::vector<std::string>{"results", "--json"},
+                                       {"tasks", "--json", "--state", "passed"},
+                                       {"show", "1", "--json"},
+                                       {"status", "--json"},
+                                       {"status", "1", "--json"}}) {
+    Ran http = s.over_http(cmd), local = s.over_data(cmd);
+    REQUIRE_MESSAGE(http.code == 0, http.err);
+    REQUIRE_MESSAGE(local.code == 0, local.err);
+    CHECK_MESSAGE(json::parse(http.out) == json::parse(local.out), cmd[0]);
+  }
+  json tasks = json::parse(s.over_http({"results", "--json"}).out);
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0]["op_name"] == "softmax");
+  CHECK(tasks[0]["state"] == "passed");
+  json status = json::parse(s.over_http({"status", "--json"}).out);
+  CHECK(status[0]["state"] == "finished");
+  CHECK(status[0]["tasks"]["passed"] == 1);
+}
+
+TEST_CASE("results as CSV, a task's story, and an export in AIKG's layout") {
+  Served s;
+  Ran csv = s.over_http({"results", "--csv"});
+  REQUIRE(csv.code == 0);
+  CHECK(csv.out.rfind("task,campaign,op_name,task_id,", 0) == 0);
+  CHECK(csv.out.find("\n1,1,softmax,default,cpu,x86_64,cpp,torch,precision_only,passed,passed,") != std::string::npos);
+
+  Ran show = s.over_http({"show", "1"});
+  REQUIRE(show.code == 0);
+  CHECK(show.out.find("task 1: softmax / default") != std::string::npos);
+  CHECK(show.out.find("--- step 1  verifier") != std::string::npos);
+  CHECK(show.out.find("verdict passed") != std::string::npos);
+  CHECK(show.out.find("harness: imports") != std::string::npos);
+
+  std::filesystem::path out = s.dir / "export";
+  Ran exported = s.over_http({"export", "1", "--out", out.string()});
+  REQUIRE_MESSAGE(exported.code == 0, exported.err);
+  CHECK(std::filesystem::exists(out / "softmax" / "default" / "I1_S01_softmax_verifier_result.json"));
+  CHECK(std::filesystem::exists(out / "softmax" / "default" / "I1_S01_softmax_verifier_result.txt"));
+  CHECK(read_file(out / "softmax" / "default" / "task_desc.py").find("class Model") != std::string::npos);
+  json summary = json::parse(read_file(out / "summary.json"));
+  CHECK(summary["tasks"].size() == 1);
+  Ran again = s.over_http({"export", "1", "--out", out.string()});
+  CHECK(again.code == 1);
+  CHECK(again.err.find("--force") != std::string::npos);
+}
+
+TEST_CASE("submit over HTTP once, cancel and resume it, see it in the agents' and campaigns' views") {
+  Served s;
+  // The same campaign file again is the same campaign (the finished one, id 1).
+  Ran same = s.over_http({"submit", (fixtures() / "verify.toml").string()});
+  REQUIRE_MESSAGE(same.code == 0, same.err);
+  CHECK(same.out.find("already submitted (id 1") != std::string::npos);
+  CHECK(json::parse(s.over_http({"status", "--json"}).out).size() == 1);
+
+  // A finished task cannot be cancelled; a finished campaign's cancel leaves its results.
+  Ran refused = s.over_http({"cancel", "--task", "1"});
+  CHECK(refused.code == 1);
+  CHECK(refused.err.find("has finished (passed)") != std::string::npos);
+
+  // A new campaign: no agent serves this coordinator, so its task waits; cancel, then resume.
+  std::string fx = fixtures().string();
+  write_file(s.dir / "other.toml", "name = \"other\"\nworkflow = \"verify_only\"\n[defaults]\nbackend = \"cpu\"\n"
+                                   "arch = \"x86_64\"\nimpl_type = \"cpp\"\n[[ops]]\nop_name = \"softmax2\"\n"
+                                   "task_desc = \"" + fx + "/tasks/softmax.py\"\ncandidate = \"" + fx + "/cands/softmax.py\"\n");
+  Ran submitted = s.over_http({"submit", (s.dir / "other.toml").string()});
+  REQUIRE_MESSAGE(submitted.code == 0, submitted.err);
+  CHECK(submitted.out.find("submitted (id 2, 1 tasks)") != std::string::npos);
+  REQUIRE(wait_until([&] { return json::parse(s.over_http({"tasks", "--campaign", "2", "--json"}).out)[0]["state"] == "running"; }, 10s));
+  Ran cancelled = s.over_http({"cancel", "2"});
+  REQUIRE_MESSAGE(cancelled.code == 0, cancelled.err);
+  CHECK(cancelled.out.find("cancelled") != std::string::npos);
+  json after = json::parse(s.over_http({"status", "2", "--json"}).out)[0];
+  CHECK(after["state"] == "cancelled");
+  CHECK(after["tasks"]["cancelled"] == 1);
+  Ran resumed = s.over_http({"resume", "2"});
+  REQUIRE_MESSAGE(resumed.code == 0, resumed.err);
+  CHECK(json::parse(s.over_http({"tasks", "--campaign", "2", "--json"}).out)[0]["state"] == "running");
+  CHECK(json::parse(s.over_http({"status", "1", "--json"}).out)[0]["tasks"]["passed"] == 1);  // untouched
+
+  Ran agents = s.over_http({"agents"});
+  REQUIRE(agents.code == 0);
+  CHECK(agents.out.find("cpu:0(x86_64)") != std::string::npos);  // the run's local agent, now gone
+}
+
+TEST_CASE("mistakes say what to do, with the documented exit codes") {
+  TempDir dir;
+  Ran unreachable = kforge_cli({"status", "--coordinator", "http://127.0.0.1:1"});
+  CHECK(unreachable.code == 3);
+  CHECK(unreachable.err.find("cannot reach the coordinator at http://127.0.0.1:1") != std::string::npos);
+  Ran no_db = kforge_cli({"tasks", "--data", (dir / "none").string()});
+  CHECK(no_db.code == 1);
+  CHECK(no_db.err.find("no kforge database at") != std::string::npos);
+  Ran bad_flag = kforge_cli({"status", "--colour"});
+  CHECK(bad_flag.code == 2);
+  CHECK(kforge_cli({"cancel", "--data", dir.path().string()}).code == 2);
+  CHECK(kforge_cli({"show", "abc"}).code == 2);
+  Ran bad_url = kforge_cli({"status", "--coordinator", "head-node:7780"});
+  CHECK(bad_url.code == 2);
+  CHECK(bad_url.err.find("http://") != std::string::npos);
+  write_file(dir / "kforge.toml", "[cli]\ncoordinator = \"http://127.0.0.1:1\"\n");
+  Ran from_config = kforge_cli({"agents", "--config", (dir / "kforge.toml").string()});
+  CHECK(from_config.code == 3);  // the config file named the coordinator
+  CHECK(kforge_cli({"status", "--help"}).out.find("--coordinator") != std::string::npos);
+}
+
+TEST_CASE("an unknown campaign or task over HTTP is a clear error") {
+  Served s;
+  Ran c = s.over_http({"status", "42"});
+  CHECK(c.code == 1);
+  CHECK(c.err.find("no campaign 42") != std::string::npos);
+  Ran t = s.over_http({"show", "42"});
+  CHECK(t.code == 1);
+  CHECK(t.err.find("no task 42") != std::string::npos);
+}
