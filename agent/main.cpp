@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "agent/devices.h"
+#include "agent/verify.h"
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -101,6 +102,14 @@ int main(int argc, char** argv) {
   for (const auto& d : options.devices) {
     spdlog::info("device {}:{} {} ({}{})", d.backend, d.index, d.arch, d.name,
                  d.memory_mb ? ", " + std::to_string(d.memory_mb) + " MiB" : "");
+  }
+
+  // Looked up again for each verify job; said once here, so that a missing harness shows at
+  // start-up rather than as failed jobs.
+  if (auto harness = find_harness_dir(ac.harness_dir); harness.ok()) {
+    spdlog::info("verification harness {}", harness->string());
+  } else {
+    spdlog::warn("{}; verify jobs will fail until it is found", harness.status().message());
   }
 
   auto agent = Agent::open(options);

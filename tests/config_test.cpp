@@ -196,3 +196,15 @@ TEST_CASE("example config in the tree is valid") {
   INFO(config.status().to_string());
   CHECK(config.ok());
 }
+
+TEST_CASE("deployment examples are valid and say what docs/deploy.md says") {
+  Result<Config> coordinator = load_config(test::source_dir() / "examples" / "deploy" / "coordinator.toml");
+  REQUIRE_MESSAGE(coordinator.ok(), coordinator.status().to_string());
+  CHECK(coordinator->coordinator.listen == "tcp://0.0.0.0:7700");
+  CHECK(coordinator->coordinator.data_dir == "/var/lib/kforge/coordinator");
+  CHECK(coordinator->coordinator.http_listen == "127.0.0.1:7780");
+  Result<Config> agent = load_config(test::source_dir() / "examples" / "deploy" / "agent.toml");
+  REQUIRE_MESSAGE(agent.ok(), agent.status().to_string());
+  CHECK(agent->agent.state_dir == "/var/lib/kforge/agent");
+  CHECK(agent->agent.cpu_devices == 0);
+}
