@@ -428,7 +428,8 @@ def test_hostile_text_is_shown_as_text(world):
     for fragment in (f"#campaign={hostile['id']}", f"#task={task['task']}"):
         dom = render(world, fragment)
         # No element was made from the data: the page itself has no <img>, no <b>, one <script>.
-        assert not dom.root.all("img") and not dom.root.all("b"), fragment
+        made = [(n.tag, n.attrs) for n in dom.root.all("img") + dom.root.all("b")]
+        assert not made, f"{fragment}: elements made from the data: {made}"
         assert len(dom.root.all("script")) == 1, fragment
         assert "data-pwned" not in dom.root.one("body").attrs, fragment
         assert "<img" not in dom.html, fragment            # serialised as &lt;img: text, not a tag
@@ -442,6 +443,11 @@ def test_hostile_text_is_shown_as_text(world):
     assert dom.root.one(cls="tr-op").text() == HOSTILE_OP
     assert dom.root.one("pre", cls="msg").text() == message
     assert dom.by_id("task-desc").text() == detail["task_desc"]
+
+
+def test_unknown_task_says_so(world):
+    dom = render(world, "#task=999999")
+    assert "no task 999999" in dom.by_id("trace").text()
 
 
 def test_screenshot(world):
