@@ -15,6 +15,7 @@ required=(
   nlohmann-json3-dev
   libcpp-httplib-dev
   python3 python3-numpy python3-pytest
+  chromium                    # the dashboard test (tests/dashboard) renders in headless Chromium
 )
 # The CPU build of PyTorch is large; KFORGE_SKIP_TORCH=1 leaves it out.
 [ "${KFORGE_SKIP_TORCH:-0}" = 1 ] || required+=(python3-torch)

@@ -1,0 +1,523 @@
+"""The dashboard (coordinator/dashboard/index.html), end to end in a real headless Chromium.
+
+Real data first: `kforge run` drives tests/fixtures/dashboard/campaign.toml (five demo tasks,
+the LLM replayed from examples/demo/recording.jsonl, every candidate really compiled, checked
+and timed), then tests/fixtures/dashboard/hostile.toml (a verify_only campaign whose name,
+task_id, task file and Verifier message carry HTML), and one op_name is made hostile in the
+database before the coordinator opens it. Then kforge-coordinator serves that data directory
+and Chromium renders `/#campaign=N`, `/#task=N`, ... with --dump-dom; the assertions compare
+the rendered page with the API's JSON, fetched here with urllib.
+
+    /usr/bin/python3 -m pytest -q tests/dashboard          (ctest -R dashboard_e2e)
+
+Run as a script it takes the screenshots for docs/ instead (docs/dashboard.md):
+
+    /usr/bin/python3 tests/dashboard/test_dashboard.py --screenshots docs \\
+        --campaign examples/demo/campaign.toml
+
+Environment: KFORGE_BUILD_DIR (default <source>/build), KFORGE_SOURCE_DIR (default: found
+from this file).
+"""
+import argparse
+import json
+import math
+import os
+import queue
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+try:
+    import pytest
+except ImportError:  # run as a script without pytest
+    pytest = None
+
+SOURCE = Path(os.environ.get("KFORGE_SOURCE_DIR") or Path(__file__).resolve().parents[2])
+BUILD = Path(os.environ.get("KFORGE_BUILD_DIR") or SOURCE / "build")
+KFORGE = BUILD / "cli" / "kforge"
+COORDINATOR = BUILD / "coordinator" / "kforge-coordinator"
+CHROMIUM = Path("/usr/bin/chromium")
+FIXTURES = SOURCE / "tests" / "fixtures" / "dashboard"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "dashboard-test-token-5f1c"
+
+# Written into the store before the coordinator starts (the campaign format allows only
+# letters, digits, _ - . in an op_name; the API and the store take any text).
+HOSTILE_OP = "evil<img src=1 onerror=\"document.body.dataset.pwned='op_name'\">"
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def fmt_int(n):
+    return f"{round(n):,}"
+
+
+def fmt_cost(c):
+    return f"${c:.4f}"
+
+
+def fmt_x(s):
+    return "-" if s is None else f"{s:.2f}x"
+
+
+def recording_with_tokens(dst):
+    """The demo's recording with token counts added: it has none, and a token panel showing
+    only zeros tests little. The counts are estimates (about 4 characters a token for the
+    answer; a flat prompt size, larger for fix prompts, which carry code and the Verifier's
+    message). Replayed answers cost $0 whatever their tokens (docs/llm.md)."""
+    out = []
+    for line in (SOURCE / "examples" / "demo" / "recording.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        n = int(entry["replay_key"].rsplit("/", 1)[1])
+        entry["completion_tokens"] = math.ceil(len(entry["content"]) / 4)
+        entry["prompt_tokens"] = 1900 if n == 1 else 3100
+        out.append(json.dumps(entry))
+    Path(dst).write_text("\n".join(out) + "\n")
+
+
+def run_campaign(campaign, data, log, config=None, timeout=240):
+    cmd = [str(KFORGE), "run", str(campaign), "--data", str(data), "--cpu-devices", "2"]
+    if config:
+        cmd += ["--config", str(config)]
+    with open(log, "wb") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout)
+    tail = Path(log).read_text(errors="replace")[-3000:]
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout.decode()}\n{tail}"
+    return proc.stdout.decode()
+
+
+class Coordinator:
+    """kforge-coordinator on a data directory; `url` once it printed `api http://...`."""
+
+    def __init__(self, data, workdir, config=None, deadline_s=30):
+        cmd = [str(COORDINATOR), "--data", str(data), "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"]
+        if config:
+            cmd += ["--config", str(config)]
+        self.log = Path(workdir) / "coordinator.log"
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log, "wb"), text=True)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
+        self.url = None
+        end = time.monotonic() + deadline_s
+        while self.url is None:
+            left = end - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"the coordinator printed no 'api' line within {deadline_s} s "
+                                     f"(exit {self.proc.returncode}):\n{self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                line = lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if line.startswith("api "):
+                self.url = line.split()[1].strip()
+
+    def get(self, path, token=None):
+        req = urllib.request.Request(self.url + path)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return json.load(r)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def chromium(url, workdir, *extra, timeout=90):
+    """Chromium headless on `url` with a fresh profile; its stdout (the DOM with --dump-dom)."""
+    profile = tempfile.mkdtemp(prefix="chromium-", dir=workdir)
+    cmd = [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", *extra, url]
+    with open(Path(workdir) / "chromium.log", "ab") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert proc.returncode == 0, f"chromium exited {proc.returncode} on {url}"
+    page = proc.stdout.decode("utf-8", errors="replace")
+    if "--dump-dom" in extra:  # kept for a look when an assertion fails
+        pages = sorted(Path(workdir).glob("page-*.html"))
+        (Path(workdir) / f"page-{len(pages) + 1:02d}.html").write_text(f"<!-- {url} -->\n" + page)
+    return page
+
+
+def screenshot(url, path, workdir):
+    chromium(url, workdir, f"--screenshot={path}", "--window-size=1440,1100", "--hide-scrollbars")
+    return check_png(path, 1440, 1100)
+
+
+def check_png(path, width, height):
+    """A PNG of that size whose pixels are not all alike (a blank page is one colour)."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    pos, idat, ihdr = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert ihdr and ihdr[:2] == (width, height), f"{path}: size {ihdr and ihdr[:2]}, expected {(width, height)}"
+    raw = zlib.decompress(idat)
+    distinct = len(set(raw))
+    assert len(data) > 30_000 and distinct > 64, f"{path}: {len(data)} bytes, {distinct} distinct byte values: blank?"
+    return len(data)
+
+
+class Node:
+    def __init__(self, tag, attrs, parent):
+        self.tag, self.attrs, self.parent, self.children = tag, dict(attrs), parent, []
+
+    def text(self):
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def iter(self):
+        yield self
+        for c in self.children:
+            if isinstance(c, Node):
+                yield from c.iter()
+
+    def child(self, tag):
+        return next(c for c in self.children if isinstance(c, Node) and c.tag == tag)
+
+    def classes(self):
+        return (self.attrs.get("class") or "").split()
+
+    def all(self, tag=None, cls=None, **attrs):
+        return [n for n in self.iter() if (tag is None or n.tag == tag) and (cls is None or cls in n.classes())
+                and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+
+    def one(self, tag=None, cls=None, **attrs):
+        found = self.all(tag, cls, **attrs)
+        assert len(found) == 1, f"expected one <{tag or '*'} class={cls} {attrs}>, found {len(found)}"
+        return found[0]
+
+
+class Dom(HTMLParser):
+    """The dumped DOM as a tree (text unescaped, as a user reads it)."""
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self, html):
+        super().__init__(convert_charrefs=True)
+        self.html = html
+        self.root = self.cur = Node("#document", [], None)
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, attrs, self.cur)
+        self.cur.children.append(node)
+        if tag not in self.VOID:
+            self.cur = node
+
+    def handle_startendtag(self, tag, attrs):
+        self.cur.children.append(Node(tag, attrs, self.cur))
+
+    def handle_endtag(self, tag):
+        n = self.cur
+        while n is not None and n.tag != tag:
+            n = n.parent
+        if n is not None and n.parent is not None:
+            self.cur = n.parent
+
+    def handle_data(self, data):
+        self.cur.children.append(data)
+
+    def by_id(self, id_):
+        return self.root.one(id=id_)
+
+    def state(self):
+        return self.root.one("html").attrs.get("data-state")
+
+
+def render(world, fragment):
+    dom = Dom(chromium(world["url"] + "/" + fragment, world["tmp"], "--dump-dom"))
+    assert dom.state() == "ready", f"{fragment}: the page is in state {dom.state()!r}, not ready"
+    return dom
+
+
+# ---- the data, built once ---------------------------------------------------------------------
+
+def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
+    tmp = Path(tmp)
+    data = tmp / "data"
+    recording_with_tokens(tmp / "recording.jsonl")
+    (tmp / "kforge.toml").write_text(
+        "[agent]\ncpu_devices = 2\n\n"
+        f"[llm.designer]\nprovider = \"replay\"\nrecording = \"{tmp / 'recording.jsonl'}\"\n\n"
+        f"[llm.coder]\nprovider = \"replay\"\nrecording = \"{tmp / 'recording.jsonl'}\"\n")
+    t0 = time.monotonic()
+    run_campaign(campaign, data, tmp / "run.log", tmp / "kforge.toml")
+    if hostile:
+        run_campaign(FIXTURES / "hostile.toml", data, tmp / "hostile.log")
+        db = sqlite3.connect(data / "kforge.db")
+        with db:
+            n = db.execute("UPDATE tasks SET op_name = ? WHERE op_name = 'evil'", (HOSTILE_OP,)).rowcount
+        db.close()
+        assert n == 1
+    runs_s = time.monotonic() - t0
+    coordinator = Coordinator(data, tmp)
+    return {"tmp": tmp, "data": data, "coordinator": coordinator, "url": coordinator.url, "api": coordinator.get,
+            "runs_s": runs_s}
+
+
+if pytest is not None:
+    @pytest.fixture(scope="module")
+    def world(request):
+        if not CHROMIUM.exists():
+            pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/setup.sh does)")
+        for exe in (KFORGE, COORDINATOR):
+            assert exe.exists(), f"{exe} is not built: cmake --build {BUILD} --target kforge kforge-coordinator"
+        # A directory of its own (pytest's numbered ones are pruned by other pytest runs).
+        tmp = Path(tempfile.mkdtemp(prefix="kforge-dashboard-"))
+        w = build_world(tmp)
+        try:
+            campaigns = w["api"]("/api/v1/campaigns")
+            w["main"] = next(c for c in campaigns if c["name"] == "dashboard-e2e")
+            w["hostile"] = next(c for c in campaigns if c["name"].startswith("hostile"))
+            yield w
+        finally:
+            w["coordinator"].stop()
+            if request.session.testsfailed:
+                print(f"\ndashboard test: data, logs and pages kept in {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_campaign_view_matches_the_api(world):
+    api, main = world["api"], world["main"]
+    campaigns = api("/api/v1/campaigns")
+    tasks = api(f"/api/v1/tasks?campaign={main['id']}")
+    timeline = api(f"/api/v1/timeline?campaign={main['id']}&buckets=60")
+    agents = api("/api/v1/agents")
+    dom = render(world, f"#campaign={main['id']}")
+
+    # Every campaign, with its state, counts and LLM usage as the API reports them.
+    for c in campaigns:
+        row = dom.by_id(f"campaign-{c['id']}")
+        assert row.one(cls="c-name").text() == c["name"]
+        assert row.one(cls="c-state").text() == c["state"]
+        for state in ("passed", "failed", "cancelled", "running", "pending"):
+            assert row.one(cls=f"n-{state}").text() == fmt_int(c["tasks"][state]), (c["name"], state)
+        assert row.one(cls="c-total").text() == fmt_int(c["tasks"]["total"])
+        assert row.one(cls="c-calls").text() == fmt_int(c["llm"]["calls"])
+        assert row.one(cls="c-tokens").text() == fmt_int(c["llm"]["prompt_tokens"] + c["llm"]["completion_tokens"])
+        assert row.one(cls="c-cost").text() == fmt_cost(c["llm"]["cost_usd"])
+    assert "sel" in dom.by_id(f"campaign-{main['id']}").classes()
+    main = next(c for c in campaigns if c["id"] == main["id"])
+    assert main["tasks"]["passed"] >= 1 and main["tasks"]["failed"] >= 1 and main["llm"]["completion_tokens"] > 0, main
+
+    # The LLM panel of the selected campaign.
+    assert dom.by_id("llm-calls").text() == fmt_int(main["llm"]["calls"])
+    assert dom.by_id("llm-prompt").text() == fmt_int(main["llm"]["prompt_tokens"])
+    assert dom.by_id("llm-completion").text() == fmt_int(main["llm"]["completion_tokens"])
+    assert dom.by_id("llm-cost").text() == fmt_cost(main["llm"]["cost_usd"])
+
+    # One row per task, with the API's values.
+    rows = [n for n in dom.by_id("task-table").all("tr") if "data-task" in n.attrs]
+    assert [int(r.attrs["data-task"]) for r in rows] == [t["task"] for t in tasks]
+    for r, t in zip(rows, tasks):
+        assert r.one(cls="t-op").text() == t["op_name"]
+        assert r.one(cls="t-id").text() == t["task_id"]
+        assert r.one(cls="t-state").text() == t["state"]
+        assert r.one(cls="t-verdict").text() == (t["verdict"] or "-")
+        assert r.one(cls="t-steps").text() == f"{t['steps']}/{t['limit_steps']}"
+        assert r.one(cls="t-speedup").text() == fmt_x(t["speedup"])
+    assert dom.by_id("task-count").text() == f"{len(tasks)} of {len(tasks)} tasks"
+
+    # The speedup histogram holds every passed, timed task.
+    timed = [t for t in tasks if t["state"] == "passed" and t["speedup"]]
+    hist = dom.by_id("speedup-hist")
+    assert hist.tag == "svg" and int(hist.attrs["data-count"]) == len(timed) > 0
+    assert sum(int(b.attrs["data-n"]) for b in hist.all("rect", cls="bin")) == len(timed)
+    assert len(hist.all("circle", cls="rug")) == len(timed)
+    assert hist.one("line", cls="one") and "1x" in [t.text() for t in hist.all("text")]
+
+    # The device chart: one busy bar per timeline bucket, the API's device-seconds.
+    chart = dom.by_id("devices-chart")
+    busy = chart.all("rect", cls="busy")
+    assert chart.tag == "svg" and int(chart.attrs["data-buckets"]) == len(timeline["busy"]) == len(busy) == 60
+    for rect, seconds in zip(busy, timeline["busy"]):
+        assert abs(float(rect.attrs["data-busy"]) - seconds) < 1e-6
+    assert sum(timeline["busy"]) > 0 and int(chart.attrs["data-capacity"]) >= 1
+
+    # The agents table: every agent with its state and devices.
+    table = dom.by_id("agents-table")
+    for a in agents:
+        row = next(r for r in table.all("tr") if r.attrs.get("id", "").startswith("agent-") and a["id"][:12] in r.text())
+        assert a["state"] in row.text() and len(row.all(cls="device")) == len(a["devices"])
+
+
+def test_filters_in_the_hash(world):
+    main = world["main"]
+    tasks = world["api"](f"/api/v1/tasks?campaign={main['id']}")
+    failed = [t for t in tasks if t["state"] == "failed"]
+    verdict = failed[0]["verdict"]
+    dom = render(world, f"#campaign={main['id']}&verdict={verdict}")
+    rows = [int(n.attrs["data-task"]) for n in dom.by_id("task-table").all("tr") if "data-task" in n.attrs]
+    assert rows == [t["task"] for t in tasks if t["verdict"] == verdict]
+    select = dom.root.one("select", name="verdict")
+    assert [o.text() for o in select.all("option") if "selected" in o.attrs] == [verdict]
+    dom = render(world, f"#campaign={main['id']}&state=passed&op=vector_add")
+    rows = [int(n.attrs["data-task"]) for n in dom.by_id("task-table").all("tr") if "data-task" in n.attrs]
+    assert rows == [t["task"] for t in tasks if t["state"] == "passed" and t["op_name"] == "vector_add"] and rows
+
+
+def test_trace_of_a_task_fixed_after_a_failed_verification(world):
+    api, main = world["api"], world["main"]
+    tasks = api(f"/api/v1/tasks?campaign={main['id']}")
+    fixed = next(t for t in tasks if t["state"] == "passed" and t["steps"] > 3)
+    detail = api(f"/api/v1/tasks/{fixed['task']}")
+    dom = render(world, f"#task={fixed['task']}")       # the task alone: its campaign is found
+
+    assert dom.root.one(cls="tr-op").text() == detail["op_name"]
+    assert dom.root.one(cls="tr-id").text() == detail["task_id"]
+    assert dom.root.one(cls="tr-speedup").text() == fmt_x(detail["speedup"])
+    assert "sel" in dom.by_id(f"campaign-{detail['campaign']}").classes()
+    steps = dom.by_id("steps").all("details", cls="step")
+    assert len(steps) == len(detail["trace"]) >= 5
+    for node, step in zip(steps, detail["trace"]):
+        summary = node.child("summary")  # its own, not those of the folds inside it
+        assert summary.one(cls="role").text() == f"#{step['seq']} {step['role']}"
+        if step["verdict"]:
+            assert step["verdict"] in [b.text() for b in summary.all(cls="badge")]
+        if step["role"] == "verifier":
+            doc = json.loads(step["output"])
+            msg = node.one("pre", cls="msg")
+            assert msg.text() == doc["message"] and f"v-{doc['verdict']}" in msg.classes()
+            if doc.get("profile", {}).get("speedup"):
+                assert node.one(cls="step-speedup").text() == fmt_x(doc["profile"]["speedup"])
+    verdicts = [s["verdict"] for s in detail["trace"] if s["role"] == "verifier"]
+    assert verdicts[-1] == "passed" and verdicts[0] != "passed"
+
+    # The code that passed, shown as code: a line of its C++ appears in a <pre>.
+    best = next(s for s in detail["trace"] if s["seq"] == detail["best_step"])
+    line = next(l for l in best["output"].splitlines() if 'extern "C"' in l)
+    code = [p.text() for p in dom.root.all("pre", cls="code")]
+    assert any(line in c for c in code)
+    assert any(best["output"].split("```python\n", 1)[1].split("```")[0] == c for c in code)
+    assert dom.by_id("task-desc").text() == detail["task_desc"]
+
+
+def test_hostile_text_is_shown_as_text(world):
+    api, hostile = world["api"], world["hostile"]
+    [task] = api(f"/api/v1/tasks?campaign={hostile['id']}")
+    detail = api(f"/api/v1/tasks/{task['task']}")
+    message = json.loads(detail["trace"][0]["output"])["message"]
+    assert task["op_name"] == HOSTILE_OP and "<img" in task["task_id"] and "<script>" in hostile["name"]
+    assert "<img src=1 onerror=" in message and "<img src=1 onerror=" in detail["task_desc"]
+
+    for fragment in (f"#campaign={hostile['id']}", f"#task={task['task']}"):
+        dom = render(world, fragment)
+        # No element was made from the data: the page itself has no <img>, no <b>, one <script>.
+        made = [(n.tag, n.attrs) for n in dom.root.all("img") + dom.root.all("b")]
+        assert not made, f"{fragment}: elements made from the data: {made}"
+        assert len(dom.root.all("script")) == 1, fragment
+        assert "data-pwned" not in dom.root.one("body").attrs, fragment
+        assert "<img" not in dom.html, fragment            # serialised as &lt;img: text, not a tag
+        # ... and the text is there, exactly, for a user to read.
+        assert dom.by_id(f"campaign-{hostile['id']}").one(cls="c-name").text() == hostile["name"]
+        row = dom.by_id(f"task-{task['task']}")
+        assert row.one(cls="t-op").text() == HOSTILE_OP and row.one(cls="t-id").text() == task["task_id"]
+        options = [o.text() for o in dom.root.one("select", name="op").all("option")]
+        assert HOSTILE_OP in options
+    # (the last one rendered is the trace)
+    assert dom.root.one(cls="tr-op").text() == HOSTILE_OP
+    assert dom.root.one("pre", cls="msg").text() == message
+    assert dom.by_id("task-desc").text() == detail["task_desc"]
+
+
+def test_unknown_task_says_so(world):
+    dom = render(world, "#task=999999")
+    assert "no task 999999" in dom.by_id("trace").text()
+
+
+def test_screenshot(world):
+    shot = world["tmp"] / "campaign.png"
+    size = screenshot(f"{world['url']}/#campaign={world['main']['id']}", shot, world["tmp"])
+    assert size > 30_000
+
+
+def test_token_form_and_empty_state(world):
+    tmp = world["tmp"] / "auth"
+    tmp.mkdir()
+    (tmp / "token").write_text(TOKEN + "\n")
+    (tmp / "kforge.toml").write_text(f"[coordinator]\napi_token_file = \"{tmp / 'token'}\"\n")
+    c = Coordinator(tmp / "data", tmp, config=tmp / "kforge.toml")
+    try:
+        try:
+            c.get("/api/v1/campaigns")
+            raise AssertionError("the API answered without its token")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401
+        assert c.get("/api/v1/campaigns", token=TOKEN) == []
+
+        dom = Dom(chromium(c.url + "/#campaign=1", tmp, "--dump-dom"))
+        assert dom.state() == "auth"
+        form = dom.by_id("auth")
+        assert "hidden" not in form.attrs and form.one("input", type="password")
+        assert "hidden" in dom.by_id("main").attrs
+
+        dom = Dom(chromium(c.url + "/#token=wrong", tmp, "--dump-dom"))
+        assert dom.state() == "auth" and "refused" in dom.by_id("auth-msg").text()
+
+        dom = Dom(chromium(c.url + f"/#token={TOKEN}", tmp, "--dump-dom"))
+        assert dom.state() == "ready" and "hidden" in dom.by_id("auth").attrs
+        assert "No campaigns yet" in dom.by_id("campaigns").text()
+        assert TOKEN not in dom.html
+    finally:
+        c.stop()
+
+
+def test_api_unreachable(world):
+    # The page opened from a file: no API behind it.
+    dom = Dom(chromium((SOURCE / "coordinator" / "dashboard" / "index.html").as_uri() + "#campaign=1",
+                       world["tmp"], "--dump-dom"))
+    assert dom.state() == "error"
+    banner = dom.by_id("banner")
+    assert "hidden" not in banner.attrs and "Cannot reach the API" in banner.text()
+    assert "Cannot reach the API" in dom.by_id("campaigns").text()
+
+
+# ---- screenshots for docs/ --------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description="take the dashboard screenshots for docs/")
+    ap.add_argument("--screenshots", required=True, help="directory for dashboard.png and dashboard-task.png")
+    ap.add_argument("--campaign", default=str(FIXTURES / "campaign.toml"))
+    args = ap.parse_args()
+    out = Path(args.screenshots).resolve()
+    with tempfile.TemporaryDirectory(prefix="kforge-dashboard-") as tmp:
+        w = build_world(tmp, Path(args.campaign).resolve(), hostile=False)
+        try:
+            [c] = w["api"]("/api/v1/campaigns")
+            tasks = w["api"](f"/api/v1/tasks?campaign={c['id']}")
+            fixed = next(t for t in tasks if t["state"] == "passed" and t["steps"] > 3)
+            screenshot(f"{w['url']}/#campaign={c['id']}", out / "dashboard.png", tmp)
+            screenshot(f"{w['url']}/#campaign={c['id']}&task={fixed['task']}", out / "dashboard-task.png", tmp)
+            print(f"wrote {out / 'dashboard.png'} and {out / 'dashboard-task.png'} "
+                  f"(campaign runs took {w['runs_s']:.0f} s)")
+        finally:
+            w["coordinator"].stop()
+
+
+if __name__ == "__main__":
+    main()
