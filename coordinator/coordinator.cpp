@@ -17,6 +17,9 @@ namespace {
 constexpr int64_t kTimerTickMs = 20;
 // Messages taken from the socket per turn, so a flood cannot starve timers and commits.
 constexpr int kMaxMessagesPerTurn = 4096;
+// How often an agent's last_seen_ms is stored while it talks to us (operators see when a
+// host was last heard from, also after the coordinator stopped).
+constexpr int64_t kTouchIntervalMs = 5000;
 // How often the store is checked for jobs and drain flags other processes wrote
 // (kforge enqueue, kforge drain).
 constexpr int64_t kAdoptIntervalMs = 1000;
@@ -263,6 +266,10 @@ void Coordinator::handle(const std::string& routing_id, const std::string& bytes
     return;
   }
   agent->last_recv_ms = clock_.now_ms();
+  if (agent->last_recv_ms - agent->last_touch_ms >= kTouchIntervalMs) {
+    agent->last_touch_ms = agent->last_recv_ms;
+    note(store_->touch_agent(agent->id));
+  }
   if (auto* result = std::get_if<proto::JobResult>(&msg)) {
     on_result(*agent, *result);
   } else if (auto* hb = std::get_if<proto::Heartbeat>(&msg)) {
@@ -357,6 +364,7 @@ void Coordinator::on_hello(const std::string& routing_id, const proto::Hello& he
   agent.incarnation = hello.incarnation;
   agent.devices = hello.devices;
   agent.last_recv_ms = clock_.now_ms();
+  agent.last_touch_ms = agent.last_recv_ms;  // upsert_agent stored last_seen_ms
   agent.drained = drained;
   routing_[routing_id] = id;
   spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}", id,

@@ -133,6 +133,7 @@ class Coordinator {
     std::vector<proto::DeviceInfo> devices;
     int64_t last_recv_ms = 0;
     int64_t last_send_ms = 0;
+    int64_t last_touch_ms = 0;  // when last_seen_ms was last stored
     bool drained = false;
   };
   struct Lease {  // a job assigned to an agent, as the coordinator knows it
