@@ -483,6 +483,14 @@ TEST_CASE_FIXTURE(ReportFixture,
   CHECK(html.find("<td>op&quot;&#39;&amp;</td>") != std::string::npos);
 }
 
+TEST_CASE_FIXTURE(Campaign, "a read-only store gives the same report") {
+  auto reader = Store::open_readonly(dir / "kforge.db", clock);
+  REQUIRE_MESSAGE(reader.ok(), reader.status().to_string());
+  auto r = campaign_report(**reader, campaign);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  CHECK(*r == report());
+}
+
 TEST_CASE_FIXTURE(ReportFixture, "an unknown campaign is not_found, naming the id") {
   auto r = campaign_report(*store, 4242);
   REQUIRE_FALSE(r.ok());
