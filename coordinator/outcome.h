@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "coordinator/store.h"
@@ -15,8 +16,15 @@ struct TaskOutcome {
   std::string verdict;       // "passed", else the last verifier verdict, else the task's reason
   std::string last_verdict;  // of the last verifier step ("" when none ran)
   double speedup = 0;        // reference time / candidate time of the passing profile run; 0: none
+                             // (also when the harness wrote a non-number such as "inf")
   int best_step = 0;         // seq of the coder step whose code passed (0: none)
   LlmUsage usage;            // the task's LLM calls
+  // From the passing profile run (docs/harness.md, result.json `profile`); 0 / false: none.
+  double candidate_us = 0;          // candidate median, microseconds
+  double reference_us = 0;          // reference median, microseconds
+  bool harness_suspicious = false;  // profile.suspicious: the harness flagged the speedup
+  // Every verifier step's verdict, in step order (infra_error retries included).
+  std::vector<std::string> verifier_verdicts;
 };
 
 Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task);

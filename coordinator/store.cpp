@@ -90,6 +90,7 @@ struct Statements {
   sqlite3_stmt* jobs_of_task = nullptr;
   sqlite3_stmt* campaigns = nullptr;
   sqlite3_stmt* task_counts = nullptr;
+  sqlite3_stmt* llm_usage_by_role = nullptr;
   sqlite3_stmt* llm_usage_of_campaign = nullptr;
 };
 
@@ -210,6 +211,11 @@ const SqlDef kSql[] = {
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0) FROM llm_calls "
      "WHERE ?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1)"},
+    {&Statements::llm_usage_by_role,
+     "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+     "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(status = 'error'), 0) FROM llm_calls "
+     "WHERE ?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1) "
+     "GROUP BY role ORDER BY role"},
 };
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
@@ -258,6 +264,7 @@ class Stmt {
   int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
   int i32(int c) const { return sqlite3_column_int(s_, c); }
   bool flag(int c) const { return sqlite3_column_int(s_, c) != 0; }
+  double f64(int c) const { return sqlite3_column_double(s_, c); }
   bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
   std::optional<int64_t> opt_i64(int c) const {
     return is_null(c) ? std::nullopt : std::optional<int64_t>(i64(c));
@@ -1381,6 +1388,15 @@ Result<std::map<std::string, int64_t>> Store::task_counts(int64_t campaign_id) {
   while ((rc = s.step()) == SQLITE_ROW) out[s.str(0)] = s.i64(1);
   if (rc != SQLITE_DONE) return d.error(rc, "task_counts");
   return out;
+}
+
+Result<std::vector<RoleUsage>> Store::llm_usage_by_role(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.llm_usage_by_role);
+  s.bind(1, campaign_id);
+  return all_rows<RoleUsage>(d, s, "llm_usage_by_role", [](const Stmt& r) {
+    return RoleUsage{r.str(0), LlmUsage{r.i64(1), r.i64(2), r.i64(3), r.f64(4)}, r.i64(5)};
+  });
 }
 
 }  // namespace kforge

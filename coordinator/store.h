@@ -65,6 +65,13 @@ struct LlmUsage {
   double cost_usd = 0;
 };
 
+// LLM usage of one role (designer | coder | conductor).
+struct RoleUsage {
+  std::string role;
+  LlmUsage usage;
+  int64_t errors = 0;  // calls whose status is error
+};
+
 struct TaskRow {
   int64_t id = 0;
   int64_t campaign_id = 0;
@@ -200,6 +207,8 @@ class Store {
   Result<LlmUsage> llm_usage_of_task(int64_t task_id);
   // Every call of the campaign's tasks (campaign_id 0: of every task).
   Result<LlmUsage> llm_usage_of_campaign(int64_t campaign_id);
+  // The same calls per role, by role name (roles without calls are absent).
+  Result<std::vector<RoleUsage>> llm_usage_by_role(int64_t campaign_id);
   // Tasks by state (pending, running, ...: states without tasks are absent) of a campaign;
   // campaign_id 0: of every campaign.
   Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);

@@ -520,3 +520,65 @@ TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request ke
   CHECK(usage->prompt_tokens == 100);
   CHECK_FALSE(s().find_llm_call("k2")->has_value());
 }
+
+TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per role") {
+  int64_t c = campaign();
+  int64_t other = campaign();
+  int64_t t1 = task(c, "shape0");
+  int64_t t2 = task(c, "shape1");
+  int64_t elsewhere = task(other, "shape0");
+  int n = 0;
+  auto call = [&](std::optional<int64_t> task_id, const std::string& role, int64_t prompt,
+                  int64_t completion, double cost, const std::string& status = "ok") {
+    LlmCallRow row;
+    row.task_id = task_id;
+    row.role = role;
+    row.model = "m";
+    row.request_key = "key" + std::to_string(++n);
+    row.request = "{}";
+    row.status = status;
+    row.prompt_tokens = prompt;
+    row.completion_tokens = completion;
+    row.cost_usd = cost;
+    REQUIRE(s().record_llm_call(row).ok());
+  };
+  call(t1, "designer", 100, 10, 0.01);
+  call(t1, "coder", 200, 20, 0.02);
+  call(t2, "coder", 300, 30, 0.03);
+  call(t2, "coder", 0, 0, 0, "error");
+  call(elsewhere, "coder", 5000, 500, 5.0);         // another campaign's
+  call(std::nullopt, "conductor", 7000, 700, 7.0);  // no task: no campaign's
+
+  auto usage = s().llm_usage_by_role(c);
+  REQUIRE_MESSAGE(usage.ok(), usage.status().to_string());
+  REQUIRE(usage->size() == 2);
+  const RoleUsage& coder = (*usage)[0];  // by role name
+  const RoleUsage& designer = (*usage)[1];
+  CHECK(coder.role == "coder");
+  CHECK(coder.usage.calls == 3);
+  CHECK(coder.usage.prompt_tokens == 500);
+  CHECK(coder.usage.completion_tokens == 50);
+  CHECK(coder.usage.cost_usd == doctest::Approx(0.05));
+  CHECK(coder.errors == 1);
+  CHECK(designer.role == "designer");
+  CHECK(designer.usage.calls == 1);
+  CHECK(designer.usage.prompt_tokens == 100);
+  CHECK(designer.errors == 0);
+  // The roles add up to the campaign's total.
+  auto total = s().llm_usage_of_campaign(c);
+  REQUIRE(total.ok());
+  CHECK(total->calls == coder.usage.calls + designer.usage.calls);
+  CHECK(total->prompt_tokens == coder.usage.prompt_tokens + designer.usage.prompt_tokens);
+
+  // Campaign 0: every call, with or without a task.
+  auto all = s().llm_usage_by_role(0);
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 3);
+  CHECK((*all)[0].usage.calls == 4);
+  CHECK((*all)[1].role == "conductor");
+  CHECK((*all)[1].usage.prompt_tokens == 7000);
+
+  auto none = s().llm_usage_by_role(campaign());
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+}

@@ -1,0 +1,953 @@
+// Campaign reports (see report.h; the fields and metrics are defined in docs/reports.md).
+#include "coordinator/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "coordinator/outcome.h"
+
+namespace kforge {
+namespace {
+
+using nlohmann::json;
+
+// `s` with every invalid UTF-8 sequence replaced by U+FFFD (what the store holds is not
+// checked on the way in; a JSON document must be valid UTF-8).
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    }
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) ok = false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+               (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)) {
+      ok = false;
+    }
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
+json nullable(double v, bool present) {
+  return present ? json(v) : json(nullptr);
+}
+
+// {"count", "of", "value"}: value = count / of, null when of is 0.
+json fraction(int64_t count, int64_t of) {
+  return {{"count", count},
+          {"of", of},
+          {"value",
+           of > 0 ? json(static_cast<double>(count) / static_cast<double>(of)) : json(nullptr)}};
+}
+
+json geomean(const std::vector<double>& values) {
+  if (values.empty()) return nullptr;
+  double log_sum = 0;
+  for (double v : values) log_sum += std::log(v);
+  return std::exp(log_sum / static_cast<double>(values.size()));
+}
+
+// The median of `values` (sorted here); null when empty.
+json median(std::vector<double> values) {
+  if (values.empty()) return nullptr;
+  std::sort(values.begin(), values.end());
+  size_t m = values.size() / 2;
+  return values.size() % 2 ? values[m] : (values[m - 1] + values[m]) / 2;
+}
+
+json usage_json(const LlmUsage& u) {
+  return {{"calls", u.calls},
+          {"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"cost_usd", u.cost_usd}};
+}
+
+}  // namespace
+
+Result<json> campaign_report(Store& store, int64_t campaign_id) {
+  auto campaign = store.get_campaign(campaign_id);
+  if (!campaign.ok()) {
+    const Status& st = campaign.status();
+    if (st.code() == Code::not_found) {
+      return not_found("campaign report: no campaign with id " + std::to_string(campaign_id) +
+                       " (" + st.message() + ")");
+    }
+    return st;
+  }
+  auto tasks = store.tasks_of_campaign(campaign_id);
+  if (!tasks.ok()) return tasks.status();
+  auto roles = store.llm_usage_by_role(campaign_id);
+  if (!roles.ok()) return roles.status();
+
+  json doc;
+  doc["report_version"] = kReportVersion;
+  doc["campaign"] = {{"id", campaign->id},
+                     {"name", valid_utf8(campaign->name)},
+                     {"state", valid_utf8(campaign->state)},
+                     {"workflow", valid_utf8(campaign->workflow)},
+                     {"content_hash", valid_utf8(campaign->content_hash)},
+                     {"created_ms", campaign->created_ms},
+                     {"updated_ms", campaign->updated_ms}};
+
+  json by_state = {{"pending", 0}, {"running", 0}, {"passed", 0}, {"failed", 0}, {"cancelled", 0}};
+  json by_type = {{"profile", 0}, {"precision_only", 0}};
+  const int64_t total = static_cast<int64_t>(tasks->size());
+  int64_t passed = 0, fast1 = 0, fast2 = 0;
+  int64_t profiled = 0, profiled_passed = 0, profiled_fast1 = 0, profiled_fast2 = 0;
+  std::vector<double> speedups, unflagged;
+  json suspicious = json::array();
+  json rows = json::array();
+  std::vector<double> passed_steps;
+  std::map<int, int64_t> steps_histogram;
+  struct VerdictCount {
+    int64_t steps = 0;
+    int64_t tasks = 0;
+  };
+  std::map<std::string, VerdictCount> verdicts;
+  int64_t verifier_steps = 0;
+  int64_t device_jobs = 0, device_ms = 0;
+  int64_t start_ms = 0, end_ms = 0;
+
+  for (const TaskRow& t : *tasks) {
+    auto outcome = task_outcome(store, t);
+    if (!outcome.ok()) return outcome.status();
+    const TaskOutcome& o = *outcome;
+    const std::string state = valid_utf8(t.state);
+    const std::string task_type = valid_utf8(t.spec.task_type);
+    by_state[state] = by_state.value(state, 0) + 1;
+    by_type[task_type] = by_type.value(task_type, 0) + 1;
+    const bool is_profile = t.spec.task_type == "profile";
+    const bool ok = t.state == "passed";
+    const bool measured = ok && o.speedup > 0;
+    if (is_profile) ++profiled;
+    if (ok) {
+      ++passed;
+      passed_steps.push_back(t.steps_used);
+      ++steps_histogram[t.steps_used];
+      if (is_profile) ++profiled_passed;
+    }
+    if (measured && o.speedup > 1) {
+      ++fast1;
+      if (is_profile) ++profiled_fast1;
+    }
+    if (measured && o.speedup > 2) {
+      ++fast2;
+      if (is_profile) ++profiled_fast2;
+    }
+    const bool above = measured && o.speedup > kSuspiciousSpeedup;
+    const bool flagged = ok && (above || o.harness_suspicious);
+    if (measured) {
+      speedups.push_back(o.speedup);
+      if (!flagged) unflagged.push_back(o.speedup);
+    }
+    if (flagged) {
+      suspicious.push_back({{"task", t.id},
+                            {"op_name", valid_utf8(t.spec.op_name)},
+                            {"task_id", valid_utf8(t.spec.task_id)},
+                            {"speedup", nullable(o.speedup, measured)},
+                            {"above_threshold", above},
+                            {"harness_flag", o.harness_suspicious}});
+    }
+    std::map<std::string, bool> seen;
+    for (const std::string& v : o.verifier_verdicts) {
+      std::string key = valid_utf8(v.empty() ? std::string("(none)") : v);
+      ++verdicts[key].steps;
+      if (!seen[key]) {
+        seen[key] = true;
+        ++verdicts[key].tasks;
+      }
+      ++verifier_steps;
+    }
+    auto jobs = store.jobs_of_task(t.id);
+    if (!jobs.ok()) return jobs.status();
+    int64_t task_jobs = 0, task_ms = 0;
+    for (const JobRow& j : *jobs) {
+      // The final lease of a done job, assignment to result (a requeue resets assigned_ms).
+      if (j.state != JobState::done || j.assigned_ms <= 0 || j.finished_ms < j.assigned_ms)
+        continue;
+      ++task_jobs;
+      task_ms += j.finished_ms - j.assigned_ms;
+    }
+    device_jobs += task_jobs;
+    device_ms += task_ms;
+    start_ms = rows.empty() ? t.created_ms : std::min(start_ms, t.created_ms);
+    end_ms = rows.empty() ? t.updated_ms : std::max(end_ms, t.updated_ms);
+
+    rows.push_back({{"task", t.id},
+                    {"op_name", valid_utf8(t.spec.op_name)},
+                    {"task_id", valid_utf8(t.spec.task_id)},
+                    {"backend", valid_utf8(t.spec.backend)},
+                    {"arch", valid_utf8(t.spec.arch)},
+                    {"impl_type", valid_utf8(t.spec.impl_type)},
+                    {"framework", valid_utf8(t.spec.framework)},
+                    {"task_type", task_type},
+                    {"state", state},
+                    {"verdict", valid_utf8(o.verdict)},
+                    {"reason", valid_utf8(t.verdict)},
+                    {"steps", t.steps_used},
+                    {"limit_steps", t.spec.limit_steps},
+                    {"best_step", o.best_step > 0 ? json(o.best_step) : json(nullptr)},
+                    {"speedup", nullable(o.speedup, measured)},
+                    {"candidate_us", nullable(o.candidate_us, ok && o.candidate_us > 0)},
+                    {"reference_us", nullable(o.reference_us, ok && o.reference_us > 0)},
+                    {"suspicious", flagged},
+                    {"verifier_steps", static_cast<int64_t>(o.verifier_verdicts.size())},
+                    {"llm_calls", o.usage.calls},
+                    {"prompt_tokens", o.usage.prompt_tokens},
+                    {"completion_tokens", o.usage.completion_tokens},
+                    {"cost_usd", o.usage.cost_usd},
+                    {"device_jobs", task_jobs},
+                    {"device_seconds", static_cast<double>(task_ms) / 1000.0}});
+  }
+
+  doc["counts"] = {{"total", total}, {"by_state", by_state}, {"by_task_type", by_type}};
+
+  std::vector<double> sorted = speedups;
+  std::sort(sorted.begin(), sorted.end());
+  doc["metrics"] = {{"fast_0", fraction(passed, total)},
+                    {"fast_1", fraction(fast1, total)},
+                    {"fast_2", fraction(fast2, total)},
+                    {"profiled",
+                     {{"tasks", profiled},
+                      {"fast_0", fraction(profiled_passed, profiled)},
+                      {"fast_1", fraction(profiled_fast1, profiled)},
+                      {"fast_2", fraction(profiled_fast2, profiled)}}},
+                    {"speedup",
+                     {{"measured", static_cast<int64_t>(speedups.size())},
+                      {"geomean", geomean(speedups)},
+                      {"unflagged", static_cast<int64_t>(unflagged.size())},
+                      {"geomean_unflagged", geomean(unflagged)},
+                      {"min", sorted.empty() ? json(nullptr) : json(sorted.front())},
+                      {"median", median(speedups)},
+                      {"max", sorted.empty() ? json(nullptr) : json(sorted.back())}}},
+                    {"suspicious_threshold", kSuspiciousSpeedup}};
+  doc["suspicious"] = suspicious;
+  doc["tasks"] = rows;
+
+  json histogram = json::array();
+  for (const auto& [steps, count] : steps_histogram)
+    histogram.push_back({{"steps", steps}, {"tasks", count}});
+  double steps_sum = 0;
+  for (double s : passed_steps) steps_sum += s;
+  doc["steps_used"] = {
+      {"passed", passed},
+      {"histogram", histogram},
+      {"min", steps_histogram.empty() ? json(nullptr) : json(steps_histogram.begin()->first)},
+      {"median", median(passed_steps)},
+      {"mean", passed_steps.empty() ? json(nullptr)
+                                    : json(steps_sum / static_cast<double>(passed_steps.size()))},
+      {"max", steps_histogram.empty() ? json(nullptr) : json(steps_histogram.rbegin()->first)}};
+
+  std::vector<std::pair<std::string, VerdictCount>> verdict_list(verdicts.begin(), verdicts.end());
+  std::stable_sort(verdict_list.begin(), verdict_list.end(),
+                   [](const auto& a, const auto& b) { return a.second.steps > b.second.steps; });
+  json verdict_counts = json::array();
+  for (const auto& [verdict, count] : verdict_list) {
+    verdict_counts.push_back(
+        {{"verdict", verdict}, {"steps", count.steps}, {"tasks", count.tasks}});
+  }
+  doc["verdicts"] = {{"verifier_steps", verifier_steps}, {"counts", verdict_counts}};
+
+  LlmUsage llm_total;
+  int64_t llm_errors = 0;
+  json by_role = json::array();
+  for (const RoleUsage& r : *roles) {
+    llm_total.calls += r.usage.calls;
+    llm_total.prompt_tokens += r.usage.prompt_tokens;
+    llm_total.completion_tokens += r.usage.completion_tokens;
+    llm_total.cost_usd += r.usage.cost_usd;
+    llm_errors += r.errors;
+    json role = usage_json(r.usage);
+    role["role"] = valid_utf8(r.role);
+    role["errors"] = r.errors;
+    by_role.push_back(role);
+  }
+  json llm = usage_json(llm_total);
+  llm["errors"] = llm_errors;
+  llm["cost_per_passed_usd"] =
+      passed > 0 ? json(llm_total.cost_usd / static_cast<double>(passed)) : json(nullptr);
+  llm["by_role"] = by_role;
+  doc["llm"] = llm;
+
+  const double wall_seconds = static_cast<double>(end_ms - start_ms) / 1000.0;
+  const double device_seconds = static_cast<double>(device_ms) / 1000.0;
+  doc["device"] = {{"jobs", device_jobs},
+                   {"seconds", device_seconds},
+                   {"hours", device_seconds / 3600.0},
+                   {"mean_busy_devices",
+                    wall_seconds > 0 ? json(device_seconds / wall_seconds) : json(nullptr)}};
+  doc["wall"] = {{"start_ms", rows.empty() ? json(nullptr) : json(start_ms)},
+                 {"end_ms", rows.empty() ? json(nullptr) : json(end_ms)},
+                 {"seconds", rows.empty() ? json(nullptr) : json(wall_seconds)}};
+  return doc;
+}
+
+// ---- HTML ----------------------------------------------------------------------------------
+
+namespace {
+
+// &, <, >, " and ' as entities: safe in element content and in quoted attributes.
+std::string esc(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// The value at `path` inside `j`, or null when a step is missing or not an object.
+const json* field(const json& j, std::initializer_list<const char*> path) {
+  const json* cur = &j;
+  for (const char* key : path) {
+    if (!cur->is_object()) return nullptr;
+    auto it = cur->find(key);
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+  }
+  return cur;
+}
+
+std::optional<double> num(const json& j, std::initializer_list<const char*> path) {
+  const json* v = field(j, path);
+  if (v == nullptr || !v->is_number()) return std::nullopt;
+  double d = v->get<double>();
+  return std::isfinite(d) ? std::optional<double>(d) : std::nullopt;
+}
+
+std::string str(const json& j, std::initializer_list<const char*> path) {
+  const json* v = field(j, path);
+  return v != nullptr && v->is_string() ? v->get<std::string>() : std::string();
+}
+
+const json& array_at(const json& j, std::initializer_list<const char*> path) {
+  static const json empty = json::array();
+  const json* v = field(j, path);
+  return v != nullptr && v->is_array() ? *v : empty;
+}
+
+// A whole number in 0..max at `path` (what a plot can draw), else none.
+std::optional<int64_t> small_count(const json& j, std::initializer_list<const char*> path,
+                                   double max = 1e12) {
+  std::optional<double> v = num(j, path);
+  if (!v || *v < 0 || *v > max) return std::nullopt;
+  return static_cast<int64_t>(*v);
+}
+
+constexpr const char* kNone = "–";
+
+std::string printf_str(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string count_str(std::optional<double> v) {
+  if (!v) return kNone;
+  std::string digits = printf_str("%.0f", *v);
+  size_t first = digits[0] == '-' ? 1 : 0;
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > first && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string fixed_str(std::optional<double> v) {
+  return v ? printf_str("%.1f", *v) : kNone;
+}
+
+std::string pct_str(std::optional<double> v) {
+  return v ? printf_str("%.1f%%", *v * 100) : kNone;
+}
+
+std::string speedup_str(std::optional<double> v) {
+  if (!v) return kNone;
+  return printf_str(*v >= 100 ? "%.0f×" : "%.2f×", *v);
+}
+
+// A threshold such as 10x: "10×" (no needless decimals).
+std::string threshold_str(std::optional<double> v) {
+  return v ? printf_str("%g×", *v) : kNone;
+}
+
+std::string usd_str(std::optional<double> v) {
+  if (!v) return kNone;
+  return printf_str(*v >= 1 || *v == 0 ? "$%.2f" : "$%.4f", *v);
+}
+
+std::string us_str(std::optional<double> v) {
+  if (!v) return kNone;
+  if (*v >= 1e6) return printf_str("%.2f s", *v / 1e6);
+  if (*v >= 1e3) return printf_str("%.2f ms", *v / 1e3);
+  return printf_str("%.1f µs", *v);
+}
+
+std::string duration_str(std::optional<double> seconds) {
+  if (!seconds) return kNone;
+  double s = *seconds;
+  if (s < 60 || s > 1e12) return printf_str(s < 60 ? "%.1f s" : "%.3g s", s);
+  auto whole = static_cast<int64_t>(s);
+  char buf[64];
+  if (whole < 3600) {
+    std::snprintf(buf, sizeof buf, "%lld min %02lld s", static_cast<long long>(whole / 60),
+                  static_cast<long long>(whole % 60));
+  } else if (whole < 86400) {
+    std::snprintf(buf, sizeof buf, "%lld h %02lld min", static_cast<long long>(whole / 3600),
+                  static_cast<long long>(whole % 3600 / 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%lld d %02lld h", static_cast<long long>(whole / 86400),
+                  static_cast<long long>(whole % 86400 / 3600));
+  }
+  return buf;
+}
+
+std::string utc_str(std::optional<double> ms) {
+  if (!ms || std::fabs(*ms) > 1e15) return kNone;
+  std::time_t t = static_cast<std::time_t>(*ms / 1000);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return kNone;
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+// At most `max_bytes` of `s`, cut at a UTF-8 character boundary, with "…" when cut.
+std::string truncated(const std::string& s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return s.substr(0, cut) + "…";
+}
+
+std::string fmt(double v) {
+  return printf_str("%.1f", v);
+}
+
+// A y-axis step giving at most about five gridlines up to `max_count`.
+int count_step(int64_t max_count) {
+  int64_t step = 1;
+  while (max_count / step > 5) step = step == 1 ? 2 : step == 2 ? 5 : step * 2;
+  return static_cast<int>(step);
+}
+
+struct Plot {
+  double width = 640, height = 240, left = 48, right = 16, top = 18, bottom = 44;
+  double plot_w() const { return width - left - right; }
+  double plot_h() const { return height - top - bottom; }
+};
+
+std::string svg_open(const Plot& p, const std::string& title) {
+  return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + fmt(p.width) + " " +
+         fmt(p.height) + "\" role=\"img\" aria-label=\"" + esc(title) + "\"><title>" + esc(title) +
+         "</title>";
+}
+
+// Horizontal gridlines and y labels for counts 0..max_count.
+std::string count_axis(const Plot& p, int64_t max_count, const std::string& label) {
+  std::string out;
+  int step = count_step(max_count);
+  int64_t top = (max_count + step - 1) / step * step;
+  for (int64_t c = 0; c <= top; c += step) {
+    double y = p.top + p.plot_h() - static_cast<double>(c) / static_cast<double>(top) * p.plot_h();
+    out += "<line class=\"grid\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
+           "\" y1=\"" + fmt(y) + "\" y2=\"" + fmt(y) + "\"/>";
+    out += "<text class=\"tick\" x=\"" + fmt(p.left - 6) + "\" y=\"" + fmt(y + 4) +
+           "\" text-anchor=\"end\">" + std::to_string(c) + "</text>";
+  }
+  out += "<text class=\"axis\" transform=\"translate(12 " + fmt(p.top + p.plot_h() / 2) +
+         ") rotate(-90)\" text-anchor=\"middle\">" + esc(label) + "</text>";
+  return out;
+}
+
+std::string speedup_label(int k) {
+  if (k >= 0) return printf_str("%.0f×", std::ldexp(1.0, k));
+  return "1/" + printf_str("%.0f", std::ldexp(1.0, -k)) + "×";
+}
+
+// Speedups on a log2 axis, bins of half a power of two, with the 1x (and 10x) line.
+std::string speedup_svg(const std::vector<double>& speedups) {
+  constexpr double kBin = 0.5, kClamp = 8;  // beyond 1/256x..256x: the edge bins
+  const double suspicious_log = std::log2(kSuspiciousSpeedup);
+  std::vector<double> logs;
+  for (double s : speedups) logs.push_back(std::clamp(std::log2(s), -kClamp, kClamp - 1e-9));
+  double lo = std::floor(std::min(*std::min_element(logs.begin(), logs.end()), -1.0) / kBin) * kBin;
+  double max_log = std::max(*std::max_element(logs.begin(), logs.end()), 1.0 - 1e-9);
+  auto bins = static_cast<size_t>(std::floor((max_log - lo) / kBin)) + 1;
+  double hi = lo + static_cast<double>(bins) * kBin;
+  std::vector<int64_t> counts(bins, 0), suspicious(bins, 0);  // suspicious: above the threshold
+  for (double l : logs) {
+    size_t i = std::min(bins - 1, static_cast<size_t>(std::floor((l - lo) / kBin)));
+    ++counts[i];
+    if (l > suspicious_log) ++suspicious[i];
+  }
+  int64_t max_count = std::max<int64_t>(1, *std::max_element(counts.begin(), counts.end()));
+  int step = count_step(max_count);
+  int64_t top = (max_count + step - 1) / step * step;
+
+  Plot p;
+  p.top = 30;  // room for the reference lines' labels
+  auto x = [&](double l) { return p.left + (l - lo) / (hi - lo) * p.plot_w(); };
+  auto y = [&](int64_t c) {
+    return p.top + p.plot_h() - static_cast<double>(c) / static_cast<double>(top) * p.plot_h();
+  };
+  std::string out = svg_open(p, "Speedup distribution of correct profiled kernels (log2 axis)");
+  out += count_axis(p, max_count, "kernels");
+  for (size_t i = 0; i < bins; ++i) {
+    if (counts[i] == 0) continue;
+    double a = lo + static_cast<double>(i) * kBin, b = a + kBin;
+    // A bin holding speedups above the threshold shows them in its top part, in orange.
+    const char* cls = (a + b) / 2 < 0 ? "bar slow" : "bar fast";
+    if (suspicious[i] == counts[i]) cls = "bar sus";
+    out += "<rect class=\"" + std::string(cls) + "\" x=\"" + fmt(x(a) + 1) + "\" y=\"" +
+           fmt(y(counts[i])) + "\" width=\"" + fmt(x(b) - x(a) - 2) + "\" height=\"" +
+           fmt(y(0) - y(counts[i])) + "\"><title>" + printf_str("%.2f×", std::exp2(a)) + " – " +
+           printf_str("%.2f×", std::exp2(b)) + ": " + std::to_string(counts[i]) +
+           (counts[i] == 1 ? " kernel" : " kernels") + "</title></rect>";
+    if (suspicious[i] > 0 && suspicious[i] < counts[i]) {
+      out += "<rect class=\"bar sus\" x=\"" + fmt(x(a) + 1) + "\" y=\"" + fmt(y(counts[i])) +
+             "\" width=\"" + fmt(x(b) - x(a) - 2) + "\" height=\"" + fmt(y(0) - y(suspicious[i])) +
+             "\"><title>" + std::to_string(suspicious[i]) + " above " +
+             threshold_str(kSuspiciousSpeedup) + "</title></rect>";
+    }
+  }
+  for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k) {
+    out += "<text class=\"tick\" x=\"" + fmt(x(k)) + "\" y=\"" + fmt(p.top + p.plot_h() + 16) +
+           "\" text-anchor=\"middle\">" + speedup_label(k) + "</text>";
+  }
+  out += "<line class=\"ref\" x1=\"" + fmt(x(0)) + "\" x2=\"" + fmt(x(0)) + "\" y1=\"" +
+         fmt(p.top - 4) + "\" y2=\"" + fmt(y(0)) + "\"/><text class=\"reflabel\" x=\"" +
+         fmt(x(0) + 4) + "\" y=\"" + fmt(p.top - 8) + "\">1× (reference)</text>";
+  if (suspicious_log < hi) {
+    out += "<line class=\"ref sus\" x1=\"" + fmt(x(suspicious_log)) + "\" x2=\"" +
+           fmt(x(suspicious_log)) + "\" y1=\"" + fmt(p.top - 4) + "\" y2=\"" + fmt(y(0)) +
+           "\"/><text class=\"reflabel\" x=\"" + fmt(x(suspicious_log) - 4) + "\" y=\"" +
+           fmt(p.top - 8) + "\" text-anchor=\"end\">" + threshold_str(kSuspiciousSpeedup) +
+           " suspicious</text>";
+  }
+  out += "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
+         "\" y1=\"" + fmt(y(0)) + "\" y2=\"" + fmt(y(0)) + "\"/>";
+  out += "<text class=\"axis\" x=\"" + fmt(p.left + p.plot_w() / 2) + "\" y=\"" +
+         fmt(p.height - 6) +
+         "\" text-anchor=\"middle\">speedup over the reference (log2 scale)</text></svg>";
+  return out;
+}
+
+// Passed tasks by the number of steps they used.
+std::string steps_svg(const std::map<int64_t, int64_t>& histogram, int64_t limit) {
+  int64_t first = std::min<int64_t>(1, histogram.begin()->first);
+  int64_t last = std::max(histogram.rbegin()->first, limit);
+  int64_t max_count = 1;
+  for (const auto& [steps, count] : histogram) max_count = std::max(max_count, count);
+  int step = count_step(max_count);
+  int64_t top = (max_count + step - 1) / step * step;
+  Plot p;
+  const double slot = p.plot_w() / static_cast<double>(last - first + 1);
+  auto y = [&](int64_t c) {
+    return p.top + p.plot_h() - static_cast<double>(c) / static_cast<double>(top) * p.plot_h();
+  };
+  std::string out = svg_open(p, "Steps used by passed tasks");
+  out += count_axis(p, max_count, "passed tasks");
+  const int64_t label_every = (last - first + 1) > 30 ? (last - first + 1) / 15 : 1;
+  for (int64_t k = first; k <= last; ++k) {
+    double x0 = p.left + static_cast<double>(k - first) * slot;
+    auto it = histogram.find(k);
+    if (it != histogram.end() && it->second > 0) {
+      out += "<rect class=\"bar fast\" x=\"" + fmt(x0 + slot * 0.15) + "\" y=\"" +
+             fmt(y(it->second)) + "\" width=\"" + fmt(slot * 0.7) + "\" height=\"" +
+             fmt(y(0) - y(it->second)) + "\"><title>" + std::to_string(k) +
+             (k == 1 ? " step: " : " steps: ") + std::to_string(it->second) +
+             (it->second == 1 ? " task" : " tasks") + "</title></rect>";
+    }
+    if ((k - first) % label_every == 0) {
+      out += "<text class=\"tick\" x=\"" + fmt(x0 + slot / 2) + "\" y=\"" +
+             fmt(p.top + p.plot_h() + 16) + "\" text-anchor=\"middle\">" + std::to_string(k) +
+             "</text>";
+    }
+  }
+  out += "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
+         "\" y1=\"" + fmt(y(0)) + "\" y2=\"" + fmt(y(0)) + "\"/>";
+  out += "<text class=\"axis\" x=\"" + fmt(p.left + p.plot_w() / 2) + "\" y=\"" +
+         fmt(p.height - 6) +
+         "\" text-anchor=\"middle\">counted steps used (the budget is limit_steps)</text></svg>";
+  return out;
+}
+
+// Verifier steps by verdict, most frequent first.
+std::string verdicts_svg(const std::vector<std::pair<std::string, int64_t>>& counts) {
+  Plot p;
+  p.left = 190;
+  p.right = 56;
+  p.top = 8;
+  p.bottom = 8;
+  const double row = 24;
+  p.height = p.top + p.bottom + row * static_cast<double>(counts.size());
+  int64_t max_count = 1;
+  for (const auto& c : counts) max_count = std::max(max_count, c.second);
+  std::string out = svg_open(p, "Verdicts of every verifier step");
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const auto& [verdict, count] = counts[i];
+    double y0 = p.top + row * static_cast<double>(i);
+    double w = static_cast<double>(count) / static_cast<double>(max_count) * p.plot_w();
+    const char* cls = verdict == "passed"        ? "bar fast"
+                      : verdict == "infra_error" ? "bar infra"
+                                                 : "bar fail";
+    out += "<text class=\"tick\" x=\"" + fmt(p.left - 8) + "\" y=\"" + fmt(y0 + row / 2 + 4) +
+           "\" text-anchor=\"end\">" + esc(truncated(verdict, 40)) + "</text>";
+    out += "<rect class=\"" + std::string(cls) + "\" x=\"" + fmt(p.left) + "\" y=\"" + fmt(y0 + 3) +
+           "\" width=\"" + fmt(std::max(w, 1.0)) + "\" height=\"" + fmt(row - 6) + "\"><title>" +
+           esc(verdict) + ": " + std::to_string(count) + "</title></rect>";
+    out += "<text class=\"tick\" x=\"" + fmt(p.left + std::max(w, 1.0) + 6) + "\" y=\"" +
+           fmt(y0 + row / 2 + 4) + "\">" + std::to_string(count) + "</text>";
+  }
+  out += "</svg>";
+  return out;
+}
+
+constexpr const char* kCss = R"css(
+:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg2: #f6f8fa;
+        --fast: #2e7d32; --slow: #8c959f; --fail: #c62828; --sus: #e07b00; --infra: #9e9e9e; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+       max-width: 1180px; margin: 24px auto; padding: 0 16px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
+.meta, .note { color: var(--muted); } .note { font-size: 12px; }
+.state { font-size: 13px; font-weight: 600; padding: 2px 8px; border-radius: 10px; background: var(--bg2);
+         border: 1px solid var(--line); vertical-align: middle; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; margin-top: 16px; }
+.card { border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; break-inside: avoid; }
+.card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
+.card .v { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.card .d { color: var(--muted); font-size: 12px; }
+.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; }
+figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; break-inside: avoid; }
+figcaption { font-weight: 600; margin-bottom: 4px; }
+svg { width: 100%; height: auto; display: block; }
+svg text { font: 11px system-ui, sans-serif; fill: var(--fg); }
+svg .axis { fill: var(--muted); } svg .reflabel { font-size: 10px; fill: var(--muted); }
+svg .grid { stroke: var(--line); stroke-width: 1; } svg .axisline { stroke: var(--fg); stroke-width: 1; }
+svg .ref { stroke: var(--fg); stroke-width: 1.5; stroke-dasharray: 5 3; }
+svg .ref.sus { stroke: var(--sus); stroke-dasharray: 2 3; }
+.bar.fast { fill: var(--fast); } .bar.slow { fill: var(--slow); } .bar.sus { fill: var(--sus); }
+.bar.fail { fill: var(--fail); } .bar.infra { fill: var(--infra); }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
+th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { background: var(--bg2); font-weight: 600; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n { white-space: nowrap; }
+tr.passed td:first-child { box-shadow: inset 3px 0 var(--fast); }
+tr.failed td:first-child { box-shadow: inset 3px 0 var(--fail); }
+tr.pending td:first-child, tr.running td:first-child, tr.cancelled td:first-child { box-shadow: inset 3px 0 var(--slow); }
+.reason { color: var(--muted); font-size: 12px; max-width: 360px; overflow-wrap: anywhere; }
+.sus { color: var(--sus); font-weight: 600; }
+.empty { color: var(--muted); font-style: italic; }
+code { font-size: 12px; }
+@media print {
+  body { margin: 0; max-width: none; font-size: 11px; }
+  .scroll { overflow: visible; } table { font-size: 10px; }
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  .plots { grid-template-columns: 1fr 1fr; }
+  tr, figure, .card { break-inside: avoid; }
+  h2 { break-after: avoid; }
+}
+)css";
+
+std::string card(const std::string& key, const std::string& value, const std::string& detail) {
+  return "<div class=\"card\"><div class=\"k\">" + esc(key) + "</div><div class=\"v\">" +
+         esc(value) + "</div><div class=\"d\">" + esc(detail) + "</div></div>";
+}
+
+// "62.5% · 5 of 8" for a {"count", "of", "value"} fraction.
+std::string fraction_detail(const json& report, std::initializer_list<const char*> path) {
+  const json* f = field(report, path);
+  if (f == nullptr) return kNone;
+  return count_str(num(*f, {"count"})) + " of " + count_str(num(*f, {"of"}));
+}
+
+std::optional<double> opt_value(const json& report, std::initializer_list<const char*> path) {
+  const json* f = field(report, path);
+  return f == nullptr ? std::nullopt : num(*f, {"value"});
+}
+
+}  // namespace
+
+std::string report_html(const json& report) {
+  const json& r = report;
+  const std::string name = str(r, {"campaign", "name"});
+  std::string out;
+  out.reserve(64 * 1024);
+  out +=
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>kforge "
+      "report: " +
+      esc(name) + "</title>\n<style>" + kCss + "</style>\n</head>\n<body>\n";
+
+  // Header.
+  out += "<header><h1>Campaign " + esc(name.empty() ? std::string(kNone) : name) +
+         " <span class=\"state\">" + esc(str(r, {"campaign", "state"})) +
+         "</span></h1>\n<p class=\"meta\">campaign " + count_str(num(r, {"campaign", "id"})) +
+         " · workflow " + esc(str(r, {"campaign", "workflow"})) + " · created " +
+         utc_str(num(r, {"campaign", "created_ms"})) + " · updated " +
+         utc_str(num(r, {"campaign", "updated_ms"})) + "</p></header>\n";
+
+  // Summary cards.
+  std::string states;  // the lifecycle's order, then any other state
+  if (const json* by_state = field(r, {"counts", "by_state"});
+      by_state != nullptr && by_state->is_object()) {
+    std::vector<std::string> order = {"passed", "failed", "running", "pending", "cancelled"};
+    for (const auto& item : by_state->items()) {
+      if (std::find(order.begin(), order.end(), item.key()) == order.end())
+        order.push_back(item.key());
+    }
+    for (const std::string& state : order) {
+      std::optional<double> count = num(*by_state, {state.c_str()});
+      if (!count || *count == 0) continue;
+      if (!states.empty()) states += " · ";
+      states += count_str(count) + " " + state;  // card() escapes
+    }
+  }
+  out += "<section class=\"cards\">\n";
+  out += card("Tasks", count_str(num(r, {"counts", "total"})), states.empty() ? "none" : states);
+  out += card("Correct (fast_0)", pct_str(opt_value(r, {"metrics", "fast_0"})),
+              fraction_detail(r, {"metrics", "fast_0"}) + " tasks passed");
+  out += card("fast_1", pct_str(opt_value(r, {"metrics", "fast_1"})),
+              fraction_detail(r, {"metrics", "fast_1"}) + " tasks; of profiled: " +
+                  pct_str(opt_value(r, {"metrics", "profiled", "fast_1"})) + " (" +
+                  fraction_detail(r, {"metrics", "profiled", "fast_1"}) + ")");
+  out += card("fast_2", pct_str(opt_value(r, {"metrics", "fast_2"})),
+              fraction_detail(r, {"metrics", "fast_2"}) + " tasks; of profiled: " +
+                  pct_str(opt_value(r, {"metrics", "profiled", "fast_2"})) + " (" +
+                  fraction_detail(r, {"metrics", "profiled", "fast_2"}) + ")");
+  out += card("Geomean speedup", speedup_str(num(r, {"metrics", "speedup", "geomean"})),
+              "over " + count_str(num(r, {"metrics", "speedup", "measured"})) +
+                  " correct profiled kernels; " +
+                  speedup_str(num(r, {"metrics", "speedup", "geomean_unflagged"})) +
+                  " without the suspicious");
+  const size_t n_suspicious = array_at(r, {"suspicious"}).size();
+  out += card("Suspicious", std::to_string(n_suspicious),
+              "speedups above " + threshold_str(num(r, {"metrics", "suspicious_threshold"})) +
+                  " or flagged by the harness");
+  out += card("LLM cost", usd_str(num(r, {"llm", "cost_usd"})),
+              count_str(num(r, {"llm", "calls"})) + " calls · " +
+                  usd_str(num(r, {"llm", "cost_per_passed_usd"})) + " per passed task");
+  std::optional<double> prompt = num(r, {"llm", "prompt_tokens"}),
+                        completion = num(r, {"llm", "completion_tokens"});
+  out += card("LLM tokens",
+              prompt && completion ? count_str(*prompt + *completion) : std::string(kNone),
+              count_str(prompt) + " prompt · " + count_str(completion) + " completion");
+  std::optional<double> hours = num(r, {"device", "hours"});
+  out += card("Device time",
+              !hours        ? std::string(kNone)
+              : *hours >= 1 ? printf_str("%.2f h", *hours)
+                            : duration_str(num(r, {"device", "seconds"})),
+              count_str(num(r, {"device", "jobs"})) + " jobs · " +
+                  (num(r, {"device", "mean_busy_devices"})
+                       ? printf_str("%.2f", *num(r, {"device", "mean_busy_devices"}))
+                       : std::string(kNone)) +
+                  " devices busy on average");
+  out += card("Wall time", duration_str(num(r, {"wall", "seconds"})),
+              "first task created to last task update");
+  out += "</section>\n";
+
+  // Plots.
+  std::vector<double> speedups;
+  for (const json& row : array_at(r, {"tasks"})) {
+    std::optional<double> s = num(row, {"speedup"});
+    if (s && *s > 0) speedups.push_back(*s);
+  }
+  std::map<int64_t, int64_t> steps;
+  for (const json& h : array_at(r, {"steps_used", "histogram"})) {
+    std::optional<int64_t> k = small_count(h, {"steps"}, 100'000), n = small_count(h, {"tasks"});
+    if (k && n && *n > 0) steps[*k] += *n;
+  }
+  int64_t limit = 0;
+  for (const json& row : array_at(r, {"tasks"})) {
+    std::optional<int64_t> l = small_count(row, {"limit_steps"}, 10'000);
+    if (l && str(row, {"state"}) == "passed") limit = std::max(limit, *l);
+  }
+  std::vector<std::pair<std::string, int64_t>> verdicts;
+  for (const json& v : array_at(r, {"verdicts", "counts"})) {
+    std::optional<int64_t> n = small_count(v, {"steps"});
+    if (n && *n > 0) verdicts.emplace_back(str(v, {"verdict"}), *n);
+  }
+  out += "<h2>Distributions</h2>\n<section class=\"plots\">\n";
+  out += "<figure><figcaption>Speedups of correct profiled kernels</figcaption>";
+  out += speedups.empty()
+             ? "<p class=\"empty\">No profiled kernel passed with a measured speedup.</p>"
+             : speedup_svg(speedups);
+  out +=
+      "<p class=\"note\">Grey: slower than the reference; green: faster; orange: above the "
+      "suspicious "
+      "threshold. Median " +
+      speedup_str(num(r, {"metrics", "speedup", "median"})) + ", range " +
+      speedup_str(num(r, {"metrics", "speedup", "min"})) + " – " +
+      speedup_str(num(r, {"metrics", "speedup", "max"})) + ".</p></figure>\n";
+  out += "<figure><figcaption>Steps used by passed tasks</figcaption>";
+  out += steps.empty() ? "<p class=\"empty\">No task passed.</p>" : steps_svg(steps, limit);
+  out += "<p class=\"note\">Median " + fixed_str(num(r, {"steps_used", "median"})) + ", mean " +
+         fixed_str(num(r, {"steps_used", "mean"})) + " steps.</p></figure>\n";
+  out += "<figure><figcaption>Verdicts of every verifier step</figcaption>";
+  out += verdicts.empty() ? "<p class=\"empty\">No verifier step ran.</p>" : verdicts_svg(verdicts);
+  out += "<p class=\"note\">" + count_str(num(r, {"verdicts", "verifier_steps"})) +
+         " verifier steps, infrastructure retries included.</p></figure>\n</section>\n";
+
+  // Suspicious speedups.
+  const json& suspicious = array_at(r, {"suspicious"});
+  if (!suspicious.empty()) {
+    out +=
+        "<h2>Suspicious speedups</h2>\n<p class=\"note\">Check these kernels by hand before "
+        "believing "
+        "them: KernelBench flags speedups above 10×.</p>\n<table><thead><tr><th>Op</th><th>Task "
+        "id</th>"
+        "<th class=\"n\">Task</th><th class=\"n\">Speedup</th><th>Why</th></tr></thead><tbody>\n";
+    for (const json& s : suspicious) {
+      std::string why;
+      if (const json* a = field(s, {"above_threshold"});
+          a != nullptr && a->is_boolean() && a->get<bool>()) {
+        why = "above " + threshold_str(num(r, {"metrics", "suspicious_threshold"}));
+      }
+      if (const json* h = field(s, {"harness_flag"});
+          h != nullptr && h->is_boolean() && h->get<bool>()) {
+        why += std::string(why.empty() ? "" : "; ") + "flagged by the harness";
+      }
+      out += "<tr><td>" + esc(str(s, {"op_name"})) + "</td><td>" + esc(str(s, {"task_id"})) +
+             "</td><td class=\"n\">" + count_str(num(s, {"task"})) + "</td><td class=\"n sus\">" +
+             speedup_str(num(s, {"speedup"})) + "</td><td>" + esc(why) + "</td></tr>\n";
+    }
+    out += "</tbody></table>\n";
+  }
+
+  // LLM usage per role.
+  out += "<h2>LLM usage by role</h2>\n";
+  const json& roles = array_at(r, {"llm", "by_role"});
+  if (roles.empty()) {
+    out += "<p class=\"empty\">No LLM calls recorded for this campaign's tasks.</p>\n";
+  } else {
+    out +=
+        "<table><thead><tr><th>Role</th><th class=\"n\">Calls</th><th class=\"n\">Errors</th>"
+        "<th class=\"n\">Prompt tokens</th><th class=\"n\">Completion tokens</th><th "
+        "class=\"n\">Cost</th>"
+        "</tr></thead><tbody>\n";
+    for (const json& role : roles) {
+      out += "<tr><td>" + esc(str(role, {"role"})) + "</td><td class=\"n\">" +
+             count_str(num(role, {"calls"})) + "</td><td class=\"n\">" +
+             count_str(num(role, {"errors"})) + "</td><td class=\"n\">" +
+             count_str(num(role, {"prompt_tokens"})) + "</td><td class=\"n\">" +
+             count_str(num(role, {"completion_tokens"})) + "</td><td class=\"n\">" +
+             usd_str(num(role, {"cost_usd"})) + "</td></tr>\n";
+    }
+    out += "<tr><th>total</th><th class=\"n\">" + count_str(num(r, {"llm", "calls"})) +
+           "</th><th class=\"n\">" + count_str(num(r, {"llm", "errors"})) +
+           "</th><th class=\"n\">" + count_str(prompt) + "</th><th class=\"n\">" +
+           count_str(completion) + "</th><th class=\"n\">" + usd_str(num(r, {"llm", "cost_usd"})) +
+           "</th></tr>\n</tbody></table>\n";
+  }
+
+  // Per-task table.
+  out += "<h2>Tasks</h2>\n";
+  const json& rows = array_at(r, {"tasks"});
+  if (rows.empty()) {
+    out += "<p class=\"empty\">This campaign has no tasks.</p>\n";
+  } else {
+    out +=
+        "<div class=\"scroll\"><table class=\"tasks\"><thead><tr><th>Op</th><th>Task id</th>"
+        "<th>Target, type</th><th>State</th><th>Verdict</th><th class=\"n\">Steps</th>"
+        "<th class=\"n\">Best step</th><th class=\"n\">Speedup</th><th class=\"n\">Median: "
+        "candidate / "
+        "reference</th><th class=\"n\">LLM calls</th><th class=\"n\">Tokens</th><th "
+        "class=\"n\">Cost</th>"
+        "<th class=\"n\">Device</th></tr></thead><tbody>\n";
+    for (const json& row : rows) {
+      const std::string state = str(row, {"state"});
+      const std::string verdict = str(row, {"verdict"});
+      const std::string reason = str(row, {"reason"});
+      const json* sus = field(row, {"suspicious"});
+      const bool is_sus = sus != nullptr && sus->is_boolean() && sus->get<bool>();
+      std::optional<double> p_tok = num(row, {"prompt_tokens"}),
+                            c_tok = num(row, {"completion_tokens"});
+      std::optional<double> device = num(row, {"device_seconds"});
+      std::optional<double> cand_us = num(row, {"candidate_us"}),
+                            ref_us = num(row, {"reference_us"});
+      const std::string times =
+          cand_us || ref_us ? us_str(cand_us) + " / " + us_str(ref_us) : kNone;
+      out += "<tr class=\"" + esc(state) + "\"><td>" + esc(str(row, {"op_name"})) + "</td><td>" +
+             esc(str(row, {"task_id"})) + "</td><td>" + esc(str(row, {"backend"})) + "/" +
+             esc(str(row, {"arch"})) + "/" + esc(str(row, {"impl_type"})) +
+             "<div class=\"reason\">" + esc(str(row, {"task_type"})) + "</div></td><td>" +
+             esc(state) + "</td><td>" + esc(verdict);
+      if (!reason.empty() && reason != verdict) {
+        out += "<div class=\"reason\" title=\"" + esc(reason) + "\">" +
+               esc(truncated(reason, 160)) + "</div>";
+      }
+      out += "</td><td class=\"n\">" + count_str(num(row, {"steps"})) + " / " +
+             count_str(num(row, {"limit_steps"})) + "</td><td class=\"n\">" +
+             count_str(num(row, {"best_step"})) + "</td><td class=\"n" + (is_sus ? " sus" : "") +
+             "\">" + speedup_str(num(row, {"speedup"})) + (is_sus ? " ⚠" : "") +
+             "</td><td class=\"n\">" + times + "</td><td class=\"n\">" +
+             count_str(num(row, {"llm_calls"})) + "</td><td class=\"n\">" +
+             (p_tok && c_tok ? count_str(*p_tok + *c_tok) : std::string(kNone)) +
+             "</td><td class=\"n\">" + usd_str(num(row, {"cost_usd"})) + "</td><td class=\"n\">" +
+             (device ? duration_str(device) : std::string(kNone)) + "</td></tr>\n";
+    }
+    out += "</tbody></table></div>\n";
+  }
+
+  out +=
+      "<footer><p class=\"note\">fast_0 = tasks that passed / all tasks; fast_p = tasks that "
+      "passed with a "
+      "measured speedup above p / all tasks (KernelBench); precision_only tasks are never "
+      "measured, so the "
+      "profiled rates count profile tasks only. The geometric mean is over correct profiled "
+      "kernels. "
+      "Device time: done jobs, assignment to result. Definitions: docs/reports.md. Report "
+      "version " +
+      count_str(num(r, {"report_version"})) + ".</p></footer>\n</body>\n</html>\n";
+  return out;
+}
+
+}  // namespace kforge

@@ -1,0 +1,556 @@
+// Campaign reports: the metrics a user reads (fast_p, geomean, suspicious speedups, device
+// and LLM totals) computed from a real store, and the HTML page rendered from them.
+#include "coordinator/report.h"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "coordinator/outcome.h"
+#include "tests/support/support.h"
+
+using namespace kforge;
+using kforge::test::TempDir;
+using nlohmann::json;
+
+namespace {
+
+size_t occurrences(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t pos = haystack.find(needle); pos != std::string::npos;
+       pos = haystack.find(needle, pos + 1))
+    ++n;
+  return n;
+}
+
+double geometric_mean(const std::vector<double>& values) {
+  double product = 1;
+  for (double v : values) product *= v;
+  return std::pow(product, 1.0 / static_cast<double>(values.size()));
+}
+
+// A campaign in a fresh database, built step by step the way the Conductor records it.
+struct ReportFixture {
+  TempDir dir;
+  ManualClock clock;
+  std::unique_ptr<Store> store;
+  int64_t campaign = 0;
+  int keys = 0;
+  LlmUsage expected_llm;  // what the recorded calls add up to
+
+  ReportFixture() {
+    auto opened = Store::open(dir / "kforge.db", clock);
+    REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
+    store = std::move(opened).value();
+    auto id = store->create_campaign("nightly", "[campaign]\n", "hash-1", "default");
+    REQUIRE(id.ok());
+    campaign = *id;
+  }
+
+  int64_t task(const std::string& op, const std::string& task_type = "profile", int limit = 10) {
+    TaskSpec spec;
+    spec.op_name = op;
+    spec.task_id = "s0";
+    spec.task_desc = "class Model: ...";
+    spec.backend = "cuda";
+    spec.arch = "sm_90";
+    spec.impl_type = "triton";
+    spec.framework = "torch";
+    spec.task_type = task_type;
+    spec.limit_steps = limit;
+    auto id = store->create_task(campaign, spec);
+    REQUIRE_MESSAGE(id.ok(), id.status().to_string());
+    clock.advance(Millis(10));
+    return *id;
+  }
+
+  void step(int64_t task_id, const std::string& role, const std::string& verdict = "",
+            bool counted = true) {
+    StepRow s;
+    s.task_id = task_id;
+    s.role = role;
+    s.input = "prompt";
+    s.output = role == "coder" ? "```python\nclass ModelNew: ...\n```" : "output";
+    s.verdict = verdict;
+    s.counted = counted;
+    REQUIRE(store->record_step(s).ok());
+    clock.advance(Millis(5));
+  }
+
+  // A verify job that holds a device for `device_ms`, then the verifier step with `doc`.
+  void verify(int64_t task_id, const json& doc, int64_t device_ms) {
+    NewJob j;
+    j.task_id = task_id;
+    j.kind = "verify";
+    auto id = store->enqueue_job(j);
+    REQUIRE(id.ok());
+    clock.advance(Millis(3));  // queued: not device time
+    auto epoch = store->assign_job(*id, "agent-1", 0);
+    REQUIRE(epoch.ok());
+    clock.advance(Millis(device_ms));
+    auto recorded = store->record_result(*id, *epoch, "result");
+    REQUIRE(recorded.ok());
+    REQUIRE(*recorded);
+    std::string verdict = doc.value("verdict", "");
+    StepRow s;
+    s.task_id = task_id;
+    s.role = "verifier";
+    s.input = "job " + std::to_string(*id);
+    s.output = doc.dump();
+    s.verdict = verdict;
+    s.counted = verdict != "infra_error";
+    REQUIRE(store->record_step(s).ok());
+    clock.advance(Millis(5));
+  }
+
+  static json passed(double speedup) {
+    return {{"verdict", "passed"},
+            {"profile",
+             {{"speedup", speedup},
+              {"candidate", {{"median_us", 100.0}}},
+              {"reference", {{"median_us", 100.0 * speedup}}},
+              {"suspicious", speedup > 10},
+              {"method", "cuda_events"}}}};
+  }
+
+  void llm(int64_t task_id, const std::string& role, int64_t prompt, int64_t completion,
+           double cost, const std::string& status = "ok") {
+    LlmCallRow call;
+    call.task_id = task_id;
+    call.role = role;
+    call.model = "m";
+    call.request_key = "key-" + std::to_string(++keys);
+    call.request = "{}";
+    call.status = status;
+    call.prompt_tokens = prompt;
+    call.completion_tokens = completion;
+    call.cost_usd = cost;
+    REQUIRE(store->record_llm_call(call).ok());
+    ++expected_llm.calls;
+    expected_llm.prompt_tokens += prompt;
+    expected_llm.completion_tokens += completion;
+    expected_llm.cost_usd += cost;
+  }
+
+  void finish(int64_t task_id, bool ok, const std::string& reason = "") {
+    REQUIRE(store->set_task_state(task_id, ok ? "passed" : "failed", ok ? "passed" : reason).ok());
+    clock.advance(Millis(5));
+  }
+
+  json report() {
+    auto r = campaign_report(*store, campaign);
+    REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+    return *r;
+  }
+};
+
+// The campaign most tests read: four profiled passes (0.5x, 1.5x, 3x, 12x), a precision
+// mismatch that ran out of steps, a task the LLM failed out, a pending one with a hostile
+// name, and a precision_only pass.
+struct Campaign : ReportFixture {
+  int64_t relu, gelu, softmax, matmul, layernorm, conv, hostile, add;
+  int64_t first_created_ms = 0, last_update_ms = 0;
+
+  Campaign() {
+    first_created_ms = clock.wall_ms();
+    relu = task("relu");
+    gelu = task("gelu");
+    softmax = task("softmax");
+    matmul = task("matmul");
+    layernorm = task("layernorm", "profile", 4);
+    conv = task("conv");
+    hostile = task("<script>alert(1)</script>");
+    add = task("add", "precision_only");
+
+    step(relu, "designer");
+    step(relu, "coder");
+    llm(relu, "designer", 100, 10, 0.01);
+    llm(relu, "coder", 200, 20, 0.02);
+    verify(relu, passed(0.5), 1000);
+    finish(relu, true);
+
+    step(gelu, "coder");
+    verify(gelu, {{"verdict", "compile_error"}, {"message", "SyntaxError"}}, 500);
+    step(gelu, "coder");
+    llm(gelu, "coder", 300, 30, 0.03);
+    llm(gelu, "coder", 300, 30, 0.03);
+    verify(gelu, passed(1.5), 1500);
+    finish(gelu, true);
+
+    step(softmax, "coder");
+    llm(softmax, "coder", 400, 40, 0.04);
+    verify(softmax, {{"verdict", "infra_error"}, {"message", "agent lost"}}, 200);  // not counted
+    verify(softmax, passed(3.0), 800);
+    finish(softmax, true);
+
+    step(matmul, "coder");
+    llm(matmul, "coder", 500, 50, 0.05);
+    verify(matmul, passed(12.0), 2000);
+    finish(matmul, true);
+
+    step(layernorm, "coder");
+    verify(layernorm, {{"verdict", "precision_mismatch"}}, 700);
+    step(layernorm, "coder");
+    llm(layernorm, "coder", 100, 10, 0.01);
+    llm(layernorm, "coder", 100, 10, 0.01);
+    llm(layernorm, "conductor", 50, 5, 0.005);
+    verify(layernorm, {{"verdict", "precision_mismatch"}}, 300);
+
+    step(conv, "coder", "llm_error", false);
+    llm(conv, "coder", 0, 0, 0, "error");
+    finish(conv, false, "the coder failed: <img src=x onerror=alert(1)>");
+
+    step(add, "coder");
+    llm(add, "coder", 60, 6, 0.006);
+    verify(add, {{"verdict", "passed"}}, 400);  // precision_only: no profile
+    finish(add, true);
+
+    last_update_ms = clock.wall_ms();  // the last mutation happens now
+    finish(layernorm, false, "limit_steps reached");
+  }
+
+  const json& row(const json& r, int64_t task_id) {
+    for (const json& t : r["tasks"]) {
+      if (t["task"] == task_id) return t;
+    }
+    FAIL("no row for task " << task_id);
+    static json none;
+    return none;
+  }
+};
+
+const std::vector<double> kSpeedups = {0.5, 1.5, 3.0, 12.0};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(Campaign, "the report names the campaign and counts tasks by state and type") {
+  json r = report();
+  CHECK(r["report_version"] == kReportVersion);
+  CHECK(r["campaign"]["id"] == campaign);
+  CHECK(r["campaign"]["name"] == "nightly");
+  CHECK(r["campaign"]["state"] == "running");
+  CHECK(r["campaign"]["workflow"] == "default");
+  CHECK(r["counts"]["total"] == 8);
+  CHECK(r["counts"]["by_state"] ==
+        json({{"pending", 1}, {"running", 0}, {"passed", 5}, {"failed", 2}, {"cancelled", 0}}));
+  CHECK(r["counts"]["by_task_type"] == json({{"profile", 7}, {"precision_only", 1}}));
+}
+
+TEST_CASE_FIXTURE(Campaign,
+                  "fast_0, fast_1 and fast_2 count over all tasks and over profiled tasks") {
+  json m = report()["metrics"];
+  // All 8 tasks: 5 passed; >1x: 1.5, 3, 12; >2x: 3, 12. The precision_only pass is correct
+  // but never faster (nothing measured).
+  CHECK(m["fast_0"] == json({{"count", 5}, {"of", 8}, {"value", 5.0 / 8}}));
+  CHECK(m["fast_1"] == json({{"count", 3}, {"of", 8}, {"value", 3.0 / 8}}));
+  CHECK(m["fast_2"] == json({{"count", 2}, {"of", 8}, {"value", 2.0 / 8}}));
+  // Profiled only: 7 profile tasks.
+  CHECK(m["profiled"]["tasks"] == 7);
+  CHECK(m["profiled"]["fast_0"] == json({{"count", 4}, {"of", 7}, {"value", 4.0 / 7}}));
+  CHECK(m["profiled"]["fast_1"] == json({{"count", 3}, {"of", 7}, {"value", 3.0 / 7}}));
+  CHECK(m["profiled"]["fast_2"] == json({{"count", 2}, {"of", 7}, {"value", 2.0 / 7}}));
+}
+
+TEST_CASE_FIXTURE(Campaign, "the geomean is over correct profiled kernels; 12x is suspicious") {
+  json r = report();
+  const json& s = r["metrics"]["speedup"];
+  CHECK(s["measured"] == 4);
+  CHECK(s["geomean"].get<double>() == doctest::Approx(geometric_mean(kSpeedups)));
+  CHECK(s["unflagged"] == 3);
+  CHECK(s["geomean_unflagged"].get<double>() == doctest::Approx(geometric_mean({0.5, 1.5, 3.0})));
+  CHECK(s["min"] == 0.5);
+  CHECK(s["median"].get<double>() == doctest::Approx(2.25));
+  CHECK(s["max"] == 12.0);
+  CHECK(r["metrics"]["suspicious_threshold"] == kSuspiciousSpeedup);
+  REQUIRE(r["suspicious"].size() == 1);
+  const json& sus = r["suspicious"][0];
+  CHECK(sus["task"] == matmul);
+  CHECK(sus["op_name"] == "matmul");
+  CHECK(sus["speedup"] == 12.0);
+  CHECK(sus["above_threshold"] == true);
+  CHECK(sus["harness_flag"] == true);
+  CHECK(row(r, matmul)["suspicious"] == true);
+  CHECK(row(r, softmax)["suspicious"] == false);
+}
+
+TEST_CASE_FIXTURE(Campaign,
+                  "each task has a row: verdict, steps, speedup, LLM usage, device time") {
+  json r = report();
+  REQUIRE(r["tasks"].size() == 8);
+  const json& m = row(r, matmul);
+  CHECK(m["op_name"] == "matmul");
+  CHECK(m["task_id"] == "s0");
+  CHECK(m["task_type"] == "profile");
+  CHECK(m["state"] == "passed");
+  CHECK(m["verdict"] == "passed");
+  CHECK(m["steps"] == 2);
+  CHECK(m["limit_steps"] == 10);
+  CHECK(m["best_step"] == 1);
+  CHECK(m["speedup"] == 12.0);
+  CHECK(m["candidate_us"] == 100.0);
+  CHECK(m["reference_us"] == 1200.0);
+  CHECK(m["llm_calls"] == 1);
+  CHECK(m["prompt_tokens"] == 500);
+  CHECK(m["completion_tokens"] == 50);
+  CHECK(m["cost_usd"].get<double>() == doctest::Approx(0.05));
+  CHECK(m["device_jobs"] == 1);
+  CHECK(m["device_seconds"].get<double>() == doctest::Approx(2.0));
+
+  const json& g = row(r, gelu);
+  CHECK(g["steps"] == 4);
+  CHECK(g["best_step"] == 3);  // the second coder step's code passed
+  CHECK(g["verifier_steps"] == 2);
+  CHECK(g["device_seconds"].get<double>() == doctest::Approx(2.0));  // 0.5 + 1.5
+
+  const json& s = row(r, softmax);
+  CHECK(s["steps"] == 2);  // the infra_error retry is not counted
+  CHECK(s["verifier_steps"] == 2);
+
+  const json& l = row(r, layernorm);
+  CHECK(l["state"] == "failed");
+  CHECK(l["verdict"] == "precision_mismatch");
+  CHECK(l["reason"] == "limit_steps reached");
+  CHECK(l["steps"] == 4);
+  CHECK(l["limit_steps"] == 4);
+  CHECK(l["speedup"].is_null());
+  CHECK(l["best_step"].is_null());
+  CHECK(l["llm_calls"] == 3);
+
+  const json& c = row(r, conv);  // failed without ever being verified: the reason shows
+  CHECK(c["state"] == "failed");
+  CHECK(c["verdict"] == "the coder failed: <img src=x onerror=alert(1)>");
+  CHECK(c["device_seconds"] == 0.0);
+
+  const json& a = row(r, add);
+  CHECK(a["state"] == "passed");
+  CHECK(a["task_type"] == "precision_only");
+  CHECK(a["speedup"].is_null());
+  CHECK(a["candidate_us"].is_null());
+
+  const json& h = row(r, hostile);
+  CHECK(h["state"] == "pending");
+  CHECK(h["op_name"] == "<script>alert(1)</script>");
+  CHECK(h["steps"] == 0);
+}
+
+TEST_CASE_FIXTURE(Campaign, "steps used by passed tasks and the verdict of every verifier step") {
+  json r = report();
+  const json& st = r["steps_used"];
+  CHECK(st["passed"] == 5);
+  // relu 3, gelu 4, softmax 2, matmul 2, add 2
+  CHECK(st["histogram"] ==
+        json::parse(R"([{"steps":2,"tasks":3},{"steps":3,"tasks":1},{"steps":4,"tasks":1}])"));
+  CHECK(st["min"] == 2);
+  CHECK(st["median"] == 2.0);
+  CHECK(st["mean"].get<double>() == doctest::Approx(13.0 / 5));
+  CHECK(st["max"] == 4);
+
+  const json& v = r["verdicts"];
+  CHECK(v["verifier_steps"] == 9);
+  CHECK(v["counts"] == json::parse(R"([
+    {"verdict": "passed", "steps": 5, "tasks": 5},
+    {"verdict": "precision_mismatch", "steps": 2, "tasks": 1},
+    {"verdict": "compile_error", "steps": 1, "tasks": 1},
+    {"verdict": "infra_error", "steps": 1, "tasks": 1}])"));
+}
+
+TEST_CASE_FIXTURE(Campaign, "LLM totals and per-role usage add up the recorded calls") {
+  json r = report();
+  const json& llm = r["llm"];
+  CHECK(llm["calls"] == expected_llm.calls);
+  CHECK(llm["prompt_tokens"] == expected_llm.prompt_tokens);
+  CHECK(llm["completion_tokens"] == expected_llm.completion_tokens);
+  CHECK(llm["cost_usd"].get<double>() == doctest::Approx(expected_llm.cost_usd));
+  CHECK(llm["errors"] == 1);
+  CHECK(llm["cost_per_passed_usd"].get<double>() == doctest::Approx(expected_llm.cost_usd / 5));
+  REQUIRE(llm["by_role"].size() == 3);
+  CHECK(llm["by_role"][0]["role"] == "coder");
+  CHECK(llm["by_role"][0]["calls"] == 9);
+  CHECK(llm["by_role"][0]["errors"] == 1);
+  CHECK(llm["by_role"][1]["role"] == "conductor");
+  CHECK(llm["by_role"][1]["calls"] == 1);
+  CHECK(llm["by_role"][1]["prompt_tokens"] == 50);
+  CHECK(llm["by_role"][2]["role"] == "designer");
+  CHECK(llm["by_role"][2]["cost_usd"].get<double>() == doctest::Approx(0.01));
+  // The per-task rows add up to the same totals.
+  int64_t calls = 0, prompt = 0;
+  for (const json& t : r["tasks"]) {
+    calls += t["llm_calls"].get<int64_t>();
+    prompt += t["prompt_tokens"].get<int64_t>();
+  }
+  CHECK(calls == expected_llm.calls);
+  CHECK(prompt == expected_llm.prompt_tokens);
+}
+
+TEST_CASE_FIXTURE(Campaign,
+                  "device hours sum the done jobs; wall time spans first task to last update") {
+  json r = report();
+  // 1000 + 500 + 1500 + 200 + 800 + 2000 + 700 + 300 + 400 ms over 9 jobs.
+  CHECK(r["device"]["jobs"] == 9);
+  CHECK(r["device"]["seconds"].get<double>() == doctest::Approx(7.4));
+  CHECK(r["device"]["hours"].get<double>() == doctest::Approx(7.4 / 3600));
+  CHECK(r["wall"]["start_ms"] == first_created_ms);
+  CHECK(r["wall"]["end_ms"] == last_update_ms);
+  const double wall_s = static_cast<double>(last_update_ms - first_created_ms) / 1000;
+  CHECK(r["wall"]["seconds"].get<double>() == doctest::Approx(wall_s));
+  CHECK(r["device"]["mean_busy_devices"].get<double>() == doctest::Approx(7.4 / wall_s));
+}
+
+TEST_CASE_FIXTURE(ReportFixture, "device time counts the final lease of done jobs only") {
+  int64_t t = task("relu");
+  auto job = [&] {
+    NewJob j;
+    j.task_id = t;
+    j.kind = "verify";
+    auto id = store->enqueue_job(j);
+    REQUIRE(id.ok());
+    return *id;
+  };
+  // A lease lost to a requeue (agent lost after 9 s), then 700 ms to the result.
+  int64_t requeued = job();
+  REQUIRE(store->assign_job(requeued, "agent-1", 0).ok());
+  clock.advance(Millis(9000));
+  REQUIRE(store->requeue_job(requeued).ok());
+  clock.advance(Millis(50));
+  auto epoch = store->assign_job(requeued, "agent-2", 0);
+  REQUIRE(epoch.ok());
+  clock.advance(Millis(700));
+  REQUIRE(*store->record_result(requeued, *epoch, "result"));
+  // Cancelled while running, and never assigned: neither counts.
+  int64_t cancelled = job();
+  REQUIRE(store->assign_job(cancelled, "agent-1", 1).ok());
+  clock.advance(Millis(4000));
+  REQUIRE(store->cancel_job(cancelled).ok());
+  job();
+  json r = report();
+  CHECK(r["device"]["jobs"] == 1);
+  CHECK(r["device"]["seconds"].get<double>() == doctest::Approx(0.7));
+  CHECK(r["tasks"][0]["device_jobs"] == 1);
+  CHECK(r["tasks"][0]["device_seconds"].get<double>() == doctest::Approx(0.7));
+}
+
+TEST_CASE_FIXTURE(
+    Campaign,
+    "the HTML page has the cards, the table rows and the plots, and escapes the store's strings") {
+  json r = report();
+  std::string html = report_html(r);
+  CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
+  CHECK(html.find("</html>") != std::string::npos);
+  // No external assets and no script of any kind.
+  CHECK(html.find("<script") == std::string::npos);
+  CHECK(html.find("<link") == std::string::npos);
+  CHECK(html.find("url(") == std::string::npos);
+  CHECK(html.find("https://") == std::string::npos);
+  CHECK(occurrences(html, "http://") ==
+        occurrences(html, "http://www.w3.org/2000/svg"));  // the SVG namespace
+  // The hostile op name and failure reason come out as text.
+  CHECK(html.find("&lt;script&gt;alert(1)&lt;/script&gt;") != std::string::npos);
+  CHECK(html.find("&lt;img src=x onerror=alert(1)&gt;") != std::string::npos);
+  CHECK(html.find("<img") == std::string::npos);
+  // One row per task, with its numbers.
+  CHECK(occurrences(html, "<tr class=\"") == 8);
+  CHECK(html.find("<td>matmul</td>") != std::string::npos);
+  CHECK(html.find("<td>layernorm</td>") != std::string::npos);
+  CHECK(html.find("12.00× ⚠") != std::string::npos);  // the suspicious speedup is marked
+  CHECK(html.find("2 / 10") != std::string::npos);    // steps used / limit
+  CHECK(html.find("4 / 4") != std::string::npos);
+  // Summary cards.
+  CHECK(html.find("62.5%") != std::string::npos);  // fast_0 = 5/8
+  CHECK(html.find("37.5%") != std::string::npos);  // fast_1 = 3/8
+  char geomean[32];
+  std::snprintf(geomean, sizeof geomean, "%.2f×", geometric_mean(kSpeedups));
+  CHECK(html.find(geomean) != std::string::npos);
+  // Three plots: speedups (with the 1x and 10x lines), steps, verdicts.
+  CHECK(occurrences(html, "<svg") == 3);
+  CHECK(html.find("1× (reference)") != std::string::npos);
+  CHECK(html.find("10× suspicious") != std::string::npos);
+  CHECK(html.find(">precision_mismatch</text>") != std::string::npos);
+  CHECK(html.find("Suspicious speedups") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(ReportFixture,
+                  "a hostile verdict and campaign name are escaped in the plots and the title") {
+  REQUIRE(store->set_campaign_state(campaign, "<b>done</b>").ok());
+  int64_t t = task("op\"'&");
+  step(t, "coder");
+  verify(t, {{"verdict", "<svg onload=alert(1)>"}}, 100);
+  std::string html = report_html(report());
+  CHECK(html.find("&lt;svg onload=alert(1)&gt;") != std::string::npos);
+  CHECK(html.find("<svg onload") == std::string::npos);
+  CHECK(html.find("&lt;b&gt;done&lt;/b&gt;") != std::string::npos);
+  CHECK(html.find("<td>op&quot;&#39;&amp;</td>") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(Campaign, "a read-only store gives the same report") {
+  auto reader = Store::open_readonly(dir / "kforge.db", clock);
+  REQUIRE_MESSAGE(reader.ok(), reader.status().to_string());
+  auto r = campaign_report(**reader, campaign);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  CHECK(*r == report());
+}
+
+TEST_CASE_FIXTURE(ReportFixture, "an unknown campaign is not_found, naming the id") {
+  auto r = campaign_report(*store, 4242);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Code::not_found);
+  CHECK(r.status().message().find("no campaign with id 4242") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(ReportFixture,
+                  "a campaign without tasks has null rates and a page without plots") {
+  json r = report();
+  CHECK(r["counts"]["total"] == 0);
+  CHECK(r["metrics"]["fast_0"]["value"].is_null());
+  CHECK(r["metrics"]["fast_1"]["of"] == 0);
+  CHECK(r["metrics"]["speedup"]["geomean"].is_null());
+  CHECK(r["steps_used"]["median"].is_null());
+  CHECK(r["wall"]["seconds"].is_null());
+  CHECK(r["device"]["seconds"] == 0.0);
+  CHECK(r["llm"]["cost_per_passed_usd"].is_null());
+  std::string html = report_html(r);
+  CHECK(html.find("<svg") == std::string::npos);
+  CHECK(html.find("This campaign has no tasks.") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(ReportFixture,
+                  "a non-numeric speedup is not measured but the harness's flag is listed") {
+  int64_t t = task("weird");
+  step(t, "coder");
+  verify(t, {{"verdict", "passed"}, {"profile", {{"speedup", "inf"}, {"suspicious", true}}}}, 100);
+  finish(t, true);
+  auto outcome = task_outcome(*store, *store->get_task(t));
+  REQUIRE(outcome.ok());
+  CHECK(outcome->speedup == 0);
+  CHECK(outcome->harness_suspicious);
+  json r = report();
+  CHECK(r["metrics"]["fast_0"]["count"] == 1);
+  CHECK(r["metrics"]["fast_1"]["count"] == 0);
+  CHECK(r["metrics"]["speedup"]["measured"] == 0);
+  REQUIRE(r["suspicious"].size() == 1);
+  CHECK(r["suspicious"][0]["speedup"].is_null());
+  CHECK(r["suspicious"][0]["harness_flag"] == true);
+  CHECK(r["suspicious"][0]["above_threshold"] == false);
+}
+
+TEST_CASE_FIXTURE(ReportFixture,
+                  "strings that are not UTF-8 are repaired so the document serialises") {
+  int64_t t = task(std::string("bad\xff") + "op");
+  (void)t;
+  json r = report();
+  std::string dumped;
+  CHECK_NOTHROW(dumped = r.dump());
+  CHECK(r["tasks"][0]["op_name"] == "bad\xEF\xBF\xBDop");
+}
+
+TEST_CASE("report_html renders any JSON value without throwing") {
+  for (const json& doc : {json(nullptr), json(42), json::array(), json::object(),
+                          json::parse(R"({"tasks": [{"speedup": "fast", "state": 3}, 7],
+                                          "metrics": {"fast_0": []}, "steps_used": {"histogram": [{"steps": -1}]},
+                                          "verdicts": {"counts": [{"verdict": 1, "steps": 1e300}]}})")}) {
+    std::string html;
+    CHECK_NOTHROW(html = report_html(doc));
+    CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
+  }
+}
