@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "coordinator/campaign.h"
 #include "coordinator/prompts.h"
+#include "coordinator/report.h"
 
 namespace kforge {
 namespace {
@@ -499,6 +500,28 @@ int cmd_export(const ParsedFlags& flags) {
   if (Status st = write(out / "summary.json", summary.dump(2) + "\n"); !st.ok()) return cli_fail(st.message());
   std::printf("exported campaign %lld to %s: %zu tasks, %zu files, %zu passed kernels in passed/\n",
               static_cast<long long>(*id), out.string().c_str(), tasks->size(), files, passed);
+  return kExitOk;
+}
+
+// --- report ---------------------------------------------------------------------------------
+
+int cmd_report(const ParsedFlags& flags) {
+  auto id = campaign_arg(flags, true, "report");
+  if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
+  if (!flags.get("out") && !flags.has("json")) return cli_fail("report: give --out DIR (or --json to print the document)", kExitUsage);
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto report = (*api)->get("campaigns/" + std::to_string(*id) + "/report");
+  if (!report.ok()) return api_fail(report.status());
+  if (flags.has("json")) std::printf("%s\n", report->dump(2).c_str());
+  if (auto out = flags.get("out")) {
+    std::filesystem::path dir = *out;
+    if (Status st = ensure_dir(dir); !st.ok()) return cli_fail(st.message());
+    if (Status st = atomic_write_file(dir / "report.json", report->dump(2) + "\n"); !st.ok()) return cli_fail(st.message());
+    if (Status st = atomic_write_file(dir / "index.html", report_html(*report)); !st.ok()) return cli_fail(st.message());
+    if (!flags.has("json")) std::printf("report of campaign %lld: %s (and report.json)\n", static_cast<long long>(*id), (dir / "index.html").string().c_str());
+  }
   return kExitOk;
 }
 

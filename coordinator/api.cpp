@@ -9,6 +9,7 @@
 #include "coordinator/campaign.h"
 #include "coordinator/metrics.h"
 #include "coordinator/outcome.h"
+#include "coordinator/report.h"
 #include "coordinator/task.h"
 
 namespace kforge {
@@ -624,6 +625,11 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
       auto id = id_at(3, "campaign");
       if (!id.ok()) return error_reply(id.status());
       if (n == 4 && get) return reply(get_campaign(s, *id));
+      if (n == 5 && get && parts[4] == "report") {
+        auto report = campaign_report(s, *id);
+        if (!report.ok() && report.status().code() == Code::not_found) return error_reply(get_campaign(s, *id).status());
+        return reply(report);
+      }
       if (n == 5 && post && (parts[4] == "cancel" || parts[4] == "resume")) {
         auto done = campaign_action(backend, *id, parts[4] == "cancel");
         return done.ok() ? reply(get_campaign(s, *id)) : error_reply(done.status());

@@ -89,7 +89,7 @@ TEST_CASE("operator commands answer the same over HTTP and on the data directory
   CHECK(status[0]["tasks"]["passed"] == 1);
 }
 
-TEST_CASE("results as CSV, a task's story, and an export in AIKG's layout") {
+TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's layout") {
   Served s;
   Ran csv = s.over_http({"results", "--csv"});
   REQUIRE(csv.code == 0);
@@ -111,6 +111,16 @@ TEST_CASE("results as CSV, a task's story, and an export in AIKG's layout") {
   CHECK(read_file(out / "softmax" / "default" / "task_desc.py").find("class Model") != std::string::npos);
   json summary = json::parse(read_file(out / "summary.json"));
   CHECK(summary["tasks"].size() == 1);
+  std::filesystem::path report = s.dir / "report";
+  Ran reported = s.over_http({"report", "1", "--out", report.string()});
+  REQUIRE_MESSAGE(reported.code == 0, reported.err);
+  json doc = json::parse(read_file(report / "report.json"));
+  CHECK(doc["metrics"]["fast_0"]["value"] == 1.0);
+  CHECK(doc["tasks"].size() == 1);
+  CHECK(read_file(report / "index.html").find("softmax") != std::string::npos);
+  CHECK(json::parse(s.over_data({"report", "1", "--json"}).out) == doc);  // the same through --data
+  CHECK(s.over_http({"report", "7", "--json"}).err.find("no campaign 7") != std::string::npos);
+
   Ran again = s.over_http({"export", "1", "--out", out.string()});
   CHECK(again.code == 1);
   CHECK(again.err.find("--force") != std::string::npos);
