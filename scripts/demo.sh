@@ -72,6 +72,20 @@ campaign_demo() {
        "fused gelu and the vectorised softmax beat eager torch; a plain add or relu cannot" \
        "(torch's kernels already stream at memory speed, and a ctypes call costs a few us)."
 
+  say "kforge report 1 --data $out --out $out/report"
+  "$kforge" report 1 --data "$out" --out "$out/report"
+  /usr/bin/python3 - "$out/report/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = r["metrics"]
+pct = lambda x: "-" if x["value"] is None else f'{100 * x["value"]:.0f}% ({x["count"]}/{x["of"]})'
+print(f'  correct (fast_0) {pct(m["fast_0"])}, faster than torch (fast_1) {pct(m["fast_1"])}, '
+      f'2x faster (fast_2) {pct(m["fast_2"])}; geometric-mean speedup ' +
+      ("-" if m["speedup"]["geomean"] is None else f'{m["speedup"]["geomean"]:.2f}x'))
+PY
+  note "Open $out/report/index.html in a browser: the per-op table, speedup and steps plots." \
+       "kforge show TASK --data $out tells one task's story; kforge export writes every step as a file."
+
   say "the fix loop: every task's steps, as the Conductor recorded them"
   /usr/bin/python3 - "$out/kforge.db" <<'PY'
 import json, re, sqlite3, sys
@@ -117,6 +131,7 @@ cluster_demo() {
 [coordinator]
 listen = "tcp://127.0.0.1:*"
 data_dir = "$out/data"
+http_listen = "127.0.0.1:0"
 heartbeat_ms = 300
 restart_grace_ms = 1000
 
@@ -159,8 +174,10 @@ TOML
 
   for _ in $(seq 600); do [ "$(count done)" -ge 41 ] && break; sleep 0.1; done
 
-  say "agents"
-  "$kforge" agents --data "$out/data"
+  local api
+  api=$(awk '/^api/ {print $2}' "$out/coordinator.out")
+  say "agents (kforge agents --coordinator $api: the operator API; the dashboard is at $api/)"
+  "$kforge" agents --coordinator "$api"
   say "jobs that needed a second attempt, and the one that timed out"
   "$kforge" jobs --data "$out/data" --state done >"$out/jobs.txt"
   awk 'NR == 1 || $4 > 1 || /timed out/' "$out/jobs.txt"
