@@ -37,19 +37,6 @@ Result<std::unique_ptr<Store>> open_existing(const ParsedFlags& flags, bool writ
   return writable ? Store::open(path) : Store::open_readonly(path);
 }
 
-std::string outcome(const JobRow& job) {
-  if (job.state != JobState::done) return "";
-  auto frame = proto::decode(job.result);
-  if (!frame.ok()) return "undecodable result";
-  const auto* r = std::get_if<proto::JobResult>(&frame->message);
-  if (r == nullptr) return "not a result";
-  if (!r->infra_error.empty()) return "infra_error: " + r->infra_error;
-  if (r->timed_out) return "timed out";
-  if (r->cancelled) return "cancelled";
-  if (r->signal) return "signal " + std::to_string(r->signal);
-  return "exit " + std::to_string(r->exit_code);
-}
-
 int cmd_enqueue(const ParsedFlags& flags) {
   if (flags.positional.empty()) return fail("enqueue: give the command after --, e.g. kforge enqueue -- echo hi", kExitUsage);
   uint64_t count = 1, priority = 0, timeout_s = 0;
@@ -86,37 +73,6 @@ int cmd_enqueue(const ParsedFlags& flags) {
   std::printf("queued %zu job(s): %lld", ids.size(), static_cast<long long>(ids.front()));
   if (ids.size() > 1) std::printf("..%lld", static_cast<long long>(ids.back()));
   std::printf("\n");
-  return kExitOk;
-}
-
-int cmd_jobs(const ParsedFlags& flags) {
-  auto store = open_existing(flags, /*writable=*/false);
-  if (!store.ok()) return fail(store.status().message());
-  std::vector<JobState> states = {JobState::queued, JobState::assigned, JobState::done,
-                                  JobState::cancelled};
-  if (auto s = flags.get("state")) {
-    states.clear();
-    for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
-      if (*s == job_state_name(st)) states.push_back(st);
-    }
-    if (states.empty()) {
-      return fail("jobs: unknown --state '" + *s + "'; expected queued, assigned, done or cancelled",
-                  kExitUsage);
-    }
-  }
-  std::printf("%-8s %-10s %-6s %-8s %-18s %-8s %s\n", "JOB", "STATE", "EPOCH", "ATTEMPTS",
-              "AGENT", "DEVICE", "OUTCOME");
-  for (JobState st : states) {
-    auto jobs = (*store)->jobs_in_state(st);
-    if (!jobs.ok()) return fail(jobs.status().message());
-    for (const JobRow& j : *jobs) {
-      std::string device = j.device_index >= 0 ? j.backend + ":" + std::to_string(j.device_index) : "-";
-      std::printf("%-8lld %-10s %-6lld %-8d %-18s %-8s %s\n", static_cast<long long>(j.id),
-                  job_state_name(j.state), static_cast<long long>(j.epoch), j.attempts,
-                  j.agent_id.empty() ? "-" : j.agent_id.substr(0, 16).c_str(), device.c_str(),
-                  outcome(j).c_str());
-    }
-  }
   return kExitOk;
 }
 
@@ -208,8 +164,9 @@ const std::vector<Command>& commands() {
         kHelp},
        "[options] -- COMMAND [ARGS...]",
        cmd_enqueue},
-      {"jobs", "list jobs and their outcomes (reads --data directly)",
-       {kData, {"state", true, "queued|assigned|done|cancelled"}, kHelp}, "[options]", cmd_jobs},
+      {"jobs", "jobs with epoch, attempts, agent, device and outcome",
+       api({{"state", true, "queued|assigned|done|cancelled"}, {"task", true, "only this task's jobs"}, kJson}),
+       "[options]", cmd_jobs},
   };
   return all;
 }

@@ -32,6 +32,7 @@ int cmd_resume(const ParsedFlags& flags);
 int cmd_agents(const ParsedFlags& flags);
 int set_drained(const ParsedFlags& flags, bool drained);
 int cmd_export(const ParsedFlags& flags);
+int cmd_jobs(const ParsedFlags& flags);
 int cmd_report(const ParsedFlags& flags);
 
 // Prints tasks (API Task objects) as a table, "json" or "csv".

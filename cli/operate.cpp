@@ -429,6 +429,31 @@ int set_drained(const ParsedFlags& flags, bool drained) {
   return kExitOk;
 }
 
+int cmd_jobs(const ParsedFlags& flags) {
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  std::string q = "jobs?";
+  for (const char* key : {"state", "task"}) {
+    if (auto v = flags.get(key)) q += std::string(key) + "=" + url_escape(*v) + "&";
+  }
+  q.pop_back();
+  auto jobs = (*api)->get(q);
+  if (!jobs.ok()) return api_fail(jobs.status());
+  if (flags.has("json")) {
+    std::printf("%s\n", jobs->dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("%-8s %-10s %-6s %-8s %-18s %-8s %s\n", "JOB", "STATE", "EPOCH", "ATTEMPTS", "AGENT", "DEVICE", "OUTCOME");
+  for (const json& j : *jobs) {
+    std::string agent = str(j, "agent"), device = str(j, "device");
+    std::printf("%-8s %-10s %-6s %-8s %-18s %-8s %s\n", str(j, "id").c_str(), str(j, "state").c_str(),
+                str(j, "epoch").c_str(), str(j, "attempts").c_str(), agent.empty() ? "-" : agent.substr(0, 16).c_str(),
+                device.empty() ? "-" : device.c_str(), str(j, "outcome").c_str());
+  }
+  return kExitOk;
+}
+
 // --- export ---------------------------------------------------------------------------------
 
 namespace {

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "common/fs.h"
+#include "common/protocol.h"
 #include "coordinator/campaign.h"
 #include "coordinator/metrics.h"
 #include "coordinator/outcome.h"
@@ -99,6 +100,20 @@ Result<json> task_json(Store& store, const TaskRow& t) {
   return task_json(*o);
 }
 
+// How a done job ended, in a word or two ("" until it is done).
+std::string job_outcome(const JobRow& job) {
+  if (job.state != JobState::done) return "";
+  auto frame = proto::decode(job.result);
+  if (!frame.ok()) return "undecodable result";
+  const auto* r = std::get_if<proto::JobResult>(&frame->message);
+  if (r == nullptr) return "not a result";
+  if (!r->infra_error.empty()) return "infra_error: " + r->infra_error;
+  if (r->timed_out) return "timed out";
+  if (r->cancelled) return "cancelled";
+  if (r->signal) return "signal " + std::to_string(r->signal);
+  return "exit " + std::to_string(r->exit_code);
+}
+
 json job_json(const JobRow& j) {
   return {{"id", j.id},
           {"task", j.task_id ? json(*j.task_id) : json(nullptr)},
@@ -112,7 +127,8 @@ json job_json(const JobRow& j) {
           {"arch", j.arch},
           {"created_ms", j.created_ms},
           {"assigned_ms", nullable_ms(j.assigned_ms)},
-          {"finished_ms", nullable_ms(j.finished_ms)}};
+          {"finished_ms", nullable_ms(j.finished_ms)},
+          {"outcome", job_outcome(j)}};
 }
 
 Result<json> agent_json(Store& store, const AgentRow& a) {
