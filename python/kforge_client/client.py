@@ -99,11 +99,12 @@ class Client:
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             if isinstance(reason, (socket.timeout, TimeoutError)) or isinstance(e, (socket.timeout, TimeoutError)):
-                what = f"no answer within {self.timeout:g} s"
-            else:
-                what = str(reason)
+                raise Unreachable(
+                    f"no answer from the coordinator at {self.url} to {method} {path} within {self.timeout:g} s "
+                    f"(Client(timeout=...) allows longer); is the coordinator overloaded or stopped?"
+                ) from None
             raise Unreachable(
-                f"cannot reach the coordinator at {self.url} ({what}); is kforge-coordinator running there "
+                f"cannot reach the coordinator at {self.url} ({reason}); is kforge-coordinator running there "
                 f"with --http? Pass Client(url=...) or set KFORGE_COORDINATOR to its API URL "
                 f"(the 'api http://...' line it prints)"
             ) from None

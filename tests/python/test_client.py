@@ -135,6 +135,12 @@ def test_unreachable():
     assert "KFORGE_COORDINATOR" in str(e.value)
     with pytest.raises(Unreachable):
         asyncio.run(Task(**demo_spec("relu", 1024), client=client).run())
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        with pytest.raises(Unreachable, match=r"no answer from the coordinator at .* within 0.3 s"):
+            Client(url, timeout=0.3).health()
 
 
 def test_environment_defaults(cluster, monkeypatch):
