@@ -24,6 +24,7 @@ heartbeat_ms = 200
 [agent]
 run_as = ""  # jobs write into the test's (root-only) directory
 harness_dir = "{os.path.join(SOURCE, 'agent', 'harness')}"
+work_dir = "@DIR@/work"
 [llm.designer]
 provider = "replay"
 recording = "{recording}"

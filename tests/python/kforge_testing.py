@@ -118,13 +118,14 @@ class Process:
 
 
 class Cluster:
-    """One coordinator (optionally with an agent) on its own directory."""
+    """One coordinator (optionally with an agent) on its own directory; "@DIR@" in the
+    configuration text stands for that directory."""
 
     def __init__(self, name, config_text, agent=True):
         self.dir = tempfile.mkdtemp(prefix=f"kforge-py-{name}-")
         self.config = os.path.join(self.dir, "kforge.toml")
         with open(self.config, "w", encoding="utf-8") as f:
-            f.write(config_text)
+            f.write(config_text.replace("@DIR@", self.dir))
         self.agent = None
         deadline = time.monotonic() + START_DEADLINE_S
         self.coordinator = Process(
