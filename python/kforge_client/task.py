@@ -156,6 +156,23 @@ class Task:
         self._require_id()
         self._update(self._client.resume_task(self.id))
 
+    def poll(self):
+        """Reads the task's row (state, verdict, step count, usage) without its trace: the
+        row of ``GET /api/v1/tasks?campaign=<its campaign>``, which stays small however long
+        the trace grows. Once the task has finished, reads the trace too (:meth:`refresh`).
+        Returns whether it has finished."""
+        self._require_id()
+        row = None
+        if self.campaign is not None:
+            row = next((r for r in self._client.tasks(campaign=self.campaign) if r.get("task") == self.id), None)
+        if row is None:
+            self.refresh()
+            return self.finished
+        self._update(row)
+        if self.finished:
+            self.refresh()
+        return self.finished
+
     def _require_id(self):
         if self.id is None:
             raise KforgeError(f"{self!r} has not been submitted: call run() or submit() first")
@@ -188,13 +205,14 @@ class Task:
         return await self.wait(timeout=timeout, poll_interval=poll_interval)
 
     async def wait(self, timeout=None, poll_interval=None):
-        """Polls a submitted task until it has finished; True when it passed."""
+        """Polls a submitted task (:meth:`poll`) until it has finished; True when it passed.
+        While it runs ``state``, ``verdict`` and ``result`` follow it; ``steps``, ``code`` and
+        ``jobs`` are read when it has finished (or by :meth:`refresh`)."""
         self._require_id()
         interval = poll_interval or self.poll_interval
         deadline = _deadline(timeout)
         while True:
-            await asyncio.to_thread(self.refresh)
-            if self.finished:
+            if await asyncio.to_thread(self.poll):
                 return self.passed
             _check_deadline(deadline, f"task {self.id}")
             await asyncio.sleep(interval)
@@ -209,8 +227,7 @@ class Task:
         interval = poll_interval or self.poll_interval
         deadline = _deadline(timeout)
         while True:
-            self.refresh()
-            if self.finished:
+            if self.poll():
                 return self.passed
             _check_deadline(deadline, f"task {self.id}")
             time.sleep(interval)

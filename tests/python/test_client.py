@@ -5,7 +5,7 @@ import asyncio
 import socket
 
 import pytest
-from kforge_testing import TOKEN, demo_spec
+from kforge_testing import TOKEN, demo_spec, wait_for
 
 from kforge_client import (BadRequest, Campaign, Client, Conflict, KforgeError, NotFound, Task, TaskResult,
                            Unauthorized, Unreachable, to_csv)
@@ -109,14 +109,21 @@ def test_cancel_and_resume(client):
 
     async def scenario():
         running = asyncio.create_task(task.run(timeout=RUN_TIMEOUT_S))
-        while not (task.id and task.jobs):
+        while not (task.result and task.result.steps >= 2):  # designer and coder done
             assert not running.done(), running.result()
             await asyncio.sleep(POLL_S)
+        while not task.jobs:  # the verify job follows the coder's step
+            assert not running.done(), running.result()
+            await asyncio.to_thread(task.refresh)
+            await asyncio.sleep(POLL_S)
+        assert task.state == "running" and [j["state"] for j in task.jobs] == ["queued"]
         await asyncio.to_thread(task.cancel)
         return await running
 
     assert asyncio.run(scenario()) is False
-    assert task.state == "cancelled"
+    assert task.state == "cancelled" and task.reason == "cancelled by operator"
+    assert wait_for(lambda: [j["state"] for j in client.task(task.id)["jobs"]] == ["cancelled"], 10,
+                    "the queued job to be withdrawn")
     task.resume()
     assert task.state in ("pending", "running")
     task.cancel()
