@@ -83,6 +83,7 @@ class Task:
 
     def _reset(self):
         self.id = None
+        self._own_campaign = False  # submitted on its own: the task's campaign holds only it
         self.campaign = None
         self.created = None
         self.state = None
@@ -136,6 +137,7 @@ class Task:
         self.id = answer["task"]
         self.campaign = answer["campaign"]
         self.created = answer["created"]
+        self._own_campaign = True
         return self.id
 
     def refresh(self):
@@ -157,13 +159,14 @@ class Task:
         self._update(self._client.resume_task(self.id))
 
     def poll(self):
-        """Reads the task's row (state, verdict, step count, usage) without its trace: the
-        row of ``GET /api/v1/tasks?campaign=<its campaign>``, which stays small however long
-        the trace grows. Once the task has finished, reads the trace too (:meth:`refresh`).
-        Returns whether it has finished."""
+        """Reads the task's row (state, verdict, step count, usage) without its trace: for a
+        task submitted on its own, the row of ``GET /api/v1/tasks?campaign=<its campaign>``,
+        which stays small however long the trace grows (a task of a Campaign is read with
+        :meth:`refresh`). Once the task has finished, reads the trace too. Returns whether
+        it has finished."""
         self._require_id()
         row = None
-        if self.campaign is not None:
+        if self._own_campaign:  # a campaign of one: its listing is this row
             row = next((r for r in self._client.tasks(campaign=self.campaign) if r.get("task") == self.id), None)
         if row is None:
             self.refresh()
@@ -350,6 +353,7 @@ class Campaign:
                     continue
                 taken.add(i)
                 t.id = r.task
+                t._own_campaign = False
                 t._update(r.to_dict())
                 break
 
