@@ -32,6 +32,11 @@ def test_health_and_agents(client):
     agents = client.agents()
     assert len(agents) == 1
     assert [d["backend"] for d in agents[0]["devices"]] == ["cpu", "cpu"]
+    prefix = agents[0]["id"][:8]
+    assert client.drain(prefix)["drained"] is True
+    assert client.undrain(prefix)["drained"] is False
+    with pytest.raises(NotFound, match="no agent matches 'zzz'"):
+        client.drain("zzz")
 
 
 def test_task_passes(passed_relu):
@@ -202,6 +207,7 @@ def test_campaign_submit_wait_results(client):
     # The same campaign again is the same campaign; from_id finds it; the results reader.
     again = Campaign("pytest-two", tasks=tasks, client=client)
     assert again.submit() == campaign.id and again.created is False
+    assert again.wait_sync(timeout=10) is True
     found = Campaign.from_id(client, campaign.id)
     assert found.name == "pytest-two" and found.state == "finished" and found.done and found.passed
     assert [r.task for r in found.results()] == [r.task for r in rows]
@@ -236,3 +242,6 @@ def test_metrics(client):
     assert "# TYPE kforge_tasks gauge" in text
     assert client.metric("kforge_tasks", state="passed") >= 1
     assert client.metric("no_such_metric") is None
+    jobs = client.jobs(state="done")
+    assert jobs and all(j["state"] == "done" and j["kind"] for j in jobs)
+    assert client.timeline()["devices"] == 2
