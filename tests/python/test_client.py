@@ -217,6 +217,8 @@ def test_campaign_submit_wait_results(client):
     csv_text = to_csv(rows)
     assert csv_text.splitlines()[0].startswith("task,campaign,op_name,task_id")
     assert len(csv_text.splitlines()) == 3 and client.results_csv(campaign=campaign.id) == csv_text
+    report = campaign.report()
+    assert report["campaign"]["id"] == campaign.id and report["campaign"]["name"] == "pytest-two"
     # Cancelling a finished campaign leaves its finished tasks as they are.
     assert campaign.cancel()["tasks"]["passed"] == 2
 
