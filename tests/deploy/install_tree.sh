@@ -31,7 +31,7 @@ for f in share/kforge/harness/kforge_harness.py share/kforge/harness/kforge_cpp.
          share/kforge/examples/deploy/agent.toml share/kforge/examples/demo/campaign.toml \
          share/doc/kforge/README.md share/doc/kforge/docs/deploy.md \
          share/doc/kforge/docs/configuration.md share/doc/kforge/schema/api.md \
-         share/doc/kforge/systemd/README.md; do
+         share/doc/kforge/systemd/README.md share/kforge/python/kforge_client/__init__.py; do
   [ -f "$prefix/$f" ] || fail "$prefix/$f was not installed"
 done
 # The harness's Python package, whole, and none of its tests or byte-code.
