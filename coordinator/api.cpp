@@ -10,6 +10,7 @@
 #include "coordinator/campaign.h"
 #include "coordinator/metrics.h"
 #include "coordinator/outcome.h"
+#include "coordinator/prompts.h"
 #include "coordinator/report.h"
 #include "coordinator/task.h"
 
@@ -292,7 +293,11 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   return backend.write([&](Store& store) -> Result<json> {
     auto stored = store_campaign(store, campaign, *source);
     if (!stored.ok()) return stored.status();
-    return json{{"id", stored->first}, {"created", stored->second}, {"tasks", campaign.tasks.size()}};
+    auto rows = store.tasks_of_campaign(stored->first);
+    if (!rows.ok()) return rows.status();
+    json ids = json::array();
+    for (const TaskRow& t : *rows) ids.push_back(t.id);
+    return json{{"id", stored->first}, {"created", stored->second}, {"tasks", campaign.tasks.size()}, {"task_ids", ids}};
   });
 }
 
@@ -304,10 +309,11 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
     if (!c.ok()) return get_campaign(store, id).status();
     auto tasks = store.tasks_of_campaign(id);
     if (!tasks.ok()) return tasks.status();
-    bool any_unfinished = false;
+    bool any_unfinished = false, any_cancelled = false;
     for (const TaskRow& t : *tasks) {
       if (cancel && (t.state == "pending" || t.state == "running")) {
         KF_RETURN_IF_ERROR(store.set_task_state(t.id, "cancelled", "cancelled by operator"));
+        any_cancelled = true;
       } else if (!cancel && t.state == "cancelled") {
         KF_RETURN_IF_ERROR(store.set_task_state(t.id, "pending", ""));
         any_unfinished = true;
@@ -315,7 +321,8 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
         any_unfinished = true;
       }
     }
-    std::string state = cancel ? "cancelled" : any_unfinished ? "running" : c->state;
+    // A campaign that had finished stays finished: there was nothing to cancel.
+    std::string state = cancel ? (any_cancelled ? "cancelled" : c->state) : any_unfinished ? "running" : c->state;
     KF_RETURN_IF_ERROR(store.set_campaign_state(id, state));
     return json::object();
   });
@@ -331,6 +338,16 @@ Result<json> task_detail(Store& store, int64_t id) {
   auto jobs = store.jobs_of_task(id);
   if (!jobs.ok()) return jobs.status();
   (*j)["task_desc"] = t->spec.task_desc;
+  // The code that passed, as the Verifier ran it (one extractor: the Conductor's).
+  json code = nullptr;
+  if ((*j)["best_step"].is_number()) {
+    for (const StepRow& step : *steps) {
+      if (step.seq != (*j)["best_step"].get<int>()) continue;
+      auto extracted = extract_code(step.output, t->spec.impl_type);
+      if (extracted.ok()) code = *extracted;
+    }
+  }
+  (*j)["code"] = std::move(code);
   json s = json::array();
   for (const StepRow& step : *steps) {
     s.push_back({{"seq", step.seq},

@@ -126,6 +126,8 @@ TEST_CASE_FIXTURE(RouterFixture, "a task's detail is its whole trace and its job
   CHECK(t["steps"] == 3);
   CHECK(t["task_desc"].get<std::string>().find("class Model") != std::string::npos);
   CHECK(t["jobs"].empty());
+  CHECK(t["code"] == "class ModelNew: pass\n");  // the passing coder step's code block
+  CHECK(get("/api/v1/tasks/" + std::to_string(tasks[1]))["code"].is_null());
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "mistakes get the status and a message that says what to do") {
@@ -155,6 +157,7 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
   body["tasks"][1]["task_id"] = "N=2";
   ApiReply first = ask("POST", "/api/v1/campaigns", {}, body.dump());
   REQUIRE_MESSAGE(first.status == 201, first.body);
+  CHECK(json::parse(first.body)["task_ids"].size() == 2);
   ApiReply again = ask("POST", "/api/v1/campaigns", {}, body.dump());
   REQUIRE(again.status == 200);
   CHECK(json::parse(again.body)["id"] == json::parse(first.body)["id"]);
@@ -182,6 +185,15 @@ TEST_CASE_FIXTURE(RouterFixture, "cancel and resume a campaign: unfinished tasks
   CHECK(c["state"] == "running");
   CHECK(c["tasks"]["pending"] == 1);
   CHECK(c["tasks"]["cancelled"] == 0);
+  // With nothing unfinished, a cancel leaves the campaign's state alone.
+  {
+    auto store = Store::open(db);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->set_task_state(tasks[2], "passed", "passed").ok());
+    REQUIRE((*store)->set_campaign_state(campaign, "finished").ok());
+  }
+  c = json::parse(ask("POST", "/api/v1/campaigns/" + std::to_string(campaign) + "/cancel").body);
+  CHECK(c["state"] == "finished");
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "metrics are Prometheus text with tasks and jobs by state") {

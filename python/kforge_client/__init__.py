@@ -20,11 +20,11 @@ from .client import DEFAULT_URL, Client, read_token_file
 from .errors import (BadRequest, Conflict, KforgeError, NotFound, ServerError, Unauthorized, Unavailable,
                      Unreachable)
 from .results import FINISHED_STATES, TaskResult, to_csv
-from .task import Campaign, Task, extract_code
+from .task import Campaign, Task
 
 __all__ = [
     "Client", "DEFAULT_URL", "read_token_file",
-    "Task", "Campaign", "extract_code",
+    "Task", "Campaign",
     "TaskResult", "to_csv", "FINISHED_STATES",
     "KforgeError", "BadRequest", "Unauthorized", "NotFound", "Conflict", "ServerError", "Unavailable",
     "Unreachable",

@@ -13,7 +13,6 @@ blocking HTTP requests in a worker thread (``asyncio.to_thread``) and sleeps wit
 """
 
 import asyncio
-import re
 import time
 
 from .client import Client
@@ -24,18 +23,6 @@ DEFAULT_POLL_INTERVAL = 1.0
 
 _SPEC_FIELDS = ("op_name", "task_id", "task_desc", "backend", "arch", "impl_type", "framework", "task_type",
                 "limit_steps", "candidate")
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
-
-
-def extract_code(answer):
-    """The candidate in a Coder answer: the last ```python fenced block (the one
-    coordinator/prompts.cpp extract_code takes when it defines the entry point), else the
-    whole answer."""
-    blocks = [body for tag, body in _FENCE.findall(answer or "") if tag.lower() in ("python", "py", "python3")]
-    for body in reversed(blocks):
-        if "ModelNew" in body or "def " in body:
-            return body
-    return blocks[-1] if blocks else answer
 
 
 def _default_client(client):
@@ -190,11 +177,7 @@ class Task:
                 setattr(self, k, doc[k])
         if "trace" in doc:
             self.steps = doc["trace"]
-            self.code = None
-            if self.best_step is not None:
-                for s in self.steps:
-                    if s.get("seq") == self.best_step:
-                        self.code = extract_code(s.get("output", ""))
+            self.code = doc.get("code")  # the server extracts it, as the Verifier ran it
         if "jobs" in doc:
             self.jobs = doc["jobs"]
 
