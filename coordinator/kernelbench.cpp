@@ -9,7 +9,6 @@
 
 #include "common/fs.h"
 #include "coordinator/campaign.h"
-#include "coordinator/store.h"
 
 namespace kforge {
 namespace {
