@@ -34,6 +34,7 @@ int set_drained(const ParsedFlags& flags, bool drained);
 int cmd_export(const ParsedFlags& flags);
 int cmd_jobs(const ParsedFlags& flags);
 int cmd_report(const ParsedFlags& flags);
+int cmd_import(const ParsedFlags& flags);
 
 // Prints tasks (API Task objects) as a table, "json" or "csv".
 void print_tasks(const nlohmann::json& tasks, const std::string& format);
