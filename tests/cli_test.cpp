@@ -126,7 +126,7 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   CHECK(again.err.find("--force") != std::string::npos);
 }
 
-TEST_CASE("submit over HTTP once, cancel and resume it, see it in the agents' and campaigns' views") {
+TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, jobs, status --watch") {
   Served s;
   // The same campaign file again is the same campaign (the finished one, id 1).
   Ran same = s.over_http({"submit", (fixtures() / "verify.toml").string()});
@@ -162,6 +162,29 @@ TEST_CASE("submit over HTTP once, cancel and resume it, see it in the agents' an
   Ran agents = s.over_http({"agents"});
   REQUIRE(agents.code == 0);
   CHECK(agents.out.find("cpu:0(x86_64)") != std::string::npos);  // the run's local agent, now gone
+
+  // Drain it by an id prefix, and back.
+  std::string agent = json::parse(s.over_http({"agents", "--json"}).out)[0]["id"];
+  Ran drained = s.over_http({"drain", agent.substr(0, 8)});
+  REQUIRE_MESSAGE(drained.code == 0, drained.err);
+  CHECK(drained.out == "agent " + agent + " drained: running jobs finish, no new ones\n");
+  CHECK(json::parse(s.over_data({"agents", "--json"}).out)[0]["drained"] == true);
+  REQUIRE(s.over_http({"undrain", agent}).code == 0);
+  CHECK(json::parse(s.over_http({"agents", "--json"}).out)[0]["drained"] == false);
+  Ran nobody = s.over_http({"drain", "zzz"});
+  CHECK(nobody.code == 1);
+  CHECK(nobody.err.find("no agent matches 'zzz'") != std::string::npos);
+
+  // The verify job of campaign 1 ran on it and exited 0.
+  Ran jobs = s.over_http({"jobs", "--state", "done"});
+  REQUIRE(jobs.code == 0);
+  CHECK(jobs.out.find("exit 0") != std::string::npos);
+  CHECK(jobs.out.find(agent.substr(0, 16)) != std::string::npos);
+  // --watch on a finished campaign prints its line once and returns (not a terminal: plain lines).
+  Ran watch = s.over_http({"status", "1", "--watch"});
+  REQUIRE(watch.code == 0);
+  CHECK(watch.out.find("finished") != std::string::npos);
+  CHECK(watch.out.find("\x1b[") == std::string::npos);
 }
 
 TEST_CASE("mistakes say what to do, with the documented exit codes") {
