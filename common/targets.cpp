@@ -1,4 +1,5 @@
 #include "common/targets.h"
+#include "common/text.h"
 
 #include <algorithm>
 #include <vector>
@@ -21,11 +22,6 @@ const std::vector<BackendRule>& rules() {
   return all;
 }
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-  return out;
-}
 
 bool contains(const std::vector<std::string>& items, const std::string& x) {
   return std::find(items.begin(), items.end(), x) != items.end();

@@ -1,4 +1,5 @@
 #include "coordinator/campaign.h"
+#include "common/text.h"
 
 #include <toml++/toml.h>
 
@@ -25,14 +26,6 @@ namespace {
 using Reader = TomlProblems;
 
 
-std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
-  std::string out;
-  for (const auto& i : items) {
-    if (!out.empty()) out += sep;
-    out += i;
-  }
-  return out;
-}
 
 
 // Reports every key of `table` not in `known`, with a suggestion for a near miss (the same

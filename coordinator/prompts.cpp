@@ -1,4 +1,5 @@
 #include "coordinator/prompts.h"
+#include "common/text.h"
 
 #include <algorithm>
 #include <cctype>
@@ -16,14 +17,6 @@ const std::vector<std::string>& impl_types() {
   return all;
 }
 
-std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
-  std::string out;
-  for (const auto& i : items) {
-    if (!out.empty()) out += sep;
-    out += i;
-  }
-  return out;
-}
 
 bool is_placeholder_name(std::string_view s) {
   if (s.empty() || !(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;

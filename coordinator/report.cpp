@@ -487,6 +487,13 @@ std::string svg_open(const Plot& p, const std::string& title) {
          "</title>";
 }
 
+// The x axis at height `y0`, its label under it, and the end of the <svg>.
+std::string x_axis(const Plot& p, double y0, const std::string& label) {
+  return "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) + "\" y1=\"" +
+         fmt(y0) + "\" y2=\"" + fmt(y0) + "\"/><text class=\"axis\" x=\"" + fmt(p.left + p.plot_w() / 2) +
+         "\" y=\"" + fmt(p.height - 6) + "\" text-anchor=\"middle\">" + esc(label) + "</text></svg>";
+}
+
 // Horizontal gridlines and y labels for counts 0..max_count.
 std::string count_axis(const Plot& p, int64_t max_count, const std::string& label) {
   std::string out;
@@ -569,11 +576,7 @@ std::string speedup_svg(const std::vector<double>& speedups) {
            fmt(p.top - 8) + "\" text-anchor=\"end\">" + threshold_str(kSuspiciousSpeedup) +
            " suspicious</text>";
   }
-  out += "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
-         "\" y1=\"" + fmt(y(0)) + "\" y2=\"" + fmt(y(0)) + "\"/>";
-  out += "<text class=\"axis\" x=\"" + fmt(p.left + p.plot_w() / 2) + "\" y=\"" +
-         fmt(p.height - 6) +
-         "\" text-anchor=\"middle\">speedup over the reference (log2 scale)</text></svg>";
+  out += x_axis(p, y(0), "speedup over the reference (log2 scale)");
   return out;
 }
 
@@ -609,11 +612,7 @@ std::string steps_svg(const std::map<int64_t, int64_t>& histogram, int64_t limit
              "</text>";
     }
   }
-  out += "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
-         "\" y1=\"" + fmt(y(0)) + "\" y2=\"" + fmt(y(0)) + "\"/>";
-  out += "<text class=\"axis\" x=\"" + fmt(p.left + p.plot_w() / 2) + "\" y=\"" +
-         fmt(p.height - 6) +
-         "\" text-anchor=\"middle\">counted steps used (the budget is limit_steps)</text></svg>";
+  out += x_axis(p, y(0), "counted steps used (the budget is limit_steps)");
   return out;
 }
 

@@ -1354,22 +1354,25 @@ Result<std::optional<LlmCallRow>> Store::find_llm_call(const std::string& reques
   return std::optional<LlmCallRow>(std::move(row));
 }
 
-Result<LlmUsage> Store::llm_usage_of_task(int64_t task_id) {
-  Db& d = impl_->d;
-  Stmt s(d.st.llm_usage_of_task);
-  s.bind(1, task_id);
+namespace {
+
+// One row of COUNT, SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd) for `id`.
+Result<LlmUsage> usage_row(Db& d, sqlite3_stmt* stmt, int64_t id, std::string_view op) {
+  Stmt s(stmt);
+  s.bind(1, id);
   int rc = s.step();
-  if (rc != SQLITE_ROW) return d.error(rc, "llm_usage_of_task");
-  return LlmUsage{s.i64(0), s.i64(1), s.i64(2), sqlite3_column_double(d.st.llm_usage_of_task, 3)};
+  if (rc != SQLITE_ROW) return d.error(rc, op);
+  return LlmUsage{s.i64(0), s.i64(1), s.i64(2), sqlite3_column_double(stmt, 3)};
+}
+
+}  // namespace
+
+Result<LlmUsage> Store::llm_usage_of_task(int64_t task_id) {
+  return usage_row(impl_->d, impl_->d.st.llm_usage_of_task, task_id, "llm_usage_of_task");
 }
 
 Result<LlmUsage> Store::llm_usage_of_campaign(int64_t campaign_id) {
-  Db& d = impl_->d;
-  Stmt s(d.st.llm_usage_of_campaign);
-  s.bind(1, campaign_id);
-  int rc = s.step();
-  if (rc != SQLITE_ROW) return d.error(rc, "llm_usage_of_campaign");
-  return LlmUsage{s.i64(0), s.i64(1), s.i64(2), sqlite3_column_double(d.st.llm_usage_of_campaign, 3)};
+  return usage_row(impl_->d, impl_->d.st.llm_usage_of_campaign, campaign_id, "llm_usage_of_campaign");
 }
 
 Result<std::vector<JobRow>> Store::jobs_of_task(int64_t task_id) {

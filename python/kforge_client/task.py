@@ -38,7 +38,45 @@ def _check_deadline(deadline, what):
         raise TimeoutError(f"{what} has not finished in time; it runs on (cancel() stops it)")
 
 
-class Task:
+class _Polled:
+    """``run``/``wait`` (asyncio) and ``run_sync``/``wait_sync`` around one blocking poll
+    (``_finished_now``), shared by Task and Campaign."""
+
+    async def run(self, timeout=None, poll_interval=None):
+        """Submits, then waits until it has finished; True when it passed (a campaign: every
+        task passed). ``timeout`` (seconds, default none) raises ``TimeoutError`` and leaves
+        it running."""
+        await asyncio.to_thread(self.submit)
+        return await self.wait(timeout=timeout, poll_interval=poll_interval)
+
+    async def wait(self, timeout=None, poll_interval=None):
+        """Polls until it has finished; True when it passed. The HTTP calls run in a thread,
+        so several can be awaited together (``asyncio.gather``)."""
+        self._require_id()
+        interval = poll_interval or self.poll_interval
+        deadline = _deadline(timeout)
+        while not await asyncio.to_thread(self._finished_now):
+            _check_deadline(deadline, self._what())
+            await asyncio.sleep(interval)
+        return self.passed
+
+    def run_sync(self, timeout=None, poll_interval=None):
+        """:meth:`run` without an event loop (blocks the calling thread)."""
+        self.submit()
+        return self.wait_sync(timeout=timeout, poll_interval=poll_interval)
+
+    def wait_sync(self, timeout=None, poll_interval=None):
+        """:meth:`wait` without an event loop."""
+        self._require_id()
+        interval = poll_interval or self.poll_interval
+        deadline = _deadline(timeout)
+        while not self._finished_now():
+            _check_deadline(deadline, self._what())
+            time.sleep(interval)
+        return self.passed
+
+
+class Task(_Polled):
     """One kernel to generate: the TaskSpec of schema/api.md run by the coordinator's
     Conductor. ``backend``, ``arch``, ``impl_type`` and ``framework`` have no defaults: the
     coordinator checks the combination and answers a :class:`BadRequest` naming what is
@@ -183,43 +221,14 @@ class Task:
 
     # --- waiting --------------------------------------------------------------------------------
 
-    async def run(self, timeout=None, poll_interval=None):
-        """Submits the task and waits until it has passed, failed or been cancelled: True
-        when it passed. ``timeout`` (seconds, default none) raises ``TimeoutError`` and
-        leaves the task running."""
-        await asyncio.to_thread(self.submit)
-        return await self.wait(timeout=timeout, poll_interval=poll_interval)
+    def _finished_now(self):  # one poll; True once the task has finished
+        return self.poll()
 
-    async def wait(self, timeout=None, poll_interval=None):
-        """Polls a submitted task (:meth:`poll`) until it has finished; True when it passed.
-        While it runs ``state``, ``verdict`` and ``result`` follow it; ``steps``, ``code`` and
-        ``jobs`` are read when it has finished (or by :meth:`refresh`)."""
-        self._require_id()
-        interval = poll_interval or self.poll_interval
-        deadline = _deadline(timeout)
-        while True:
-            if await asyncio.to_thread(self.poll):
-                return self.passed
-            _check_deadline(deadline, f"task {self.id}")
-            await asyncio.sleep(interval)
-
-    def run_sync(self, timeout=None, poll_interval=None):
-        """:meth:`run` without an event loop (blocks the calling thread)."""
-        self.submit()
-        return self.wait_sync(timeout=timeout, poll_interval=poll_interval)
-
-    def wait_sync(self, timeout=None, poll_interval=None):
-        self._require_id()
-        interval = poll_interval or self.poll_interval
-        deadline = _deadline(timeout)
-        while True:
-            if self.poll():
-                return self.passed
-            _check_deadline(deadline, f"task {self.id}")
-            time.sleep(interval)
+    def _what(self):
+        return f"task {self.id}"
 
 
-class Campaign:
+class Campaign(_Polled):
     """Tasks submitted together (``POST /api/v1/campaigns``); the server computes the
     content hash, so submitting the same campaign again finds the same one. Each Task's
     own ``client`` and ``workflow`` are ignored here: the campaign's apply.
@@ -340,36 +349,11 @@ class Campaign:
                 t._update(r.to_dict())
                 break
 
-    async def run(self, timeout=None, poll_interval=None):
-        """Submits the campaign and waits until no task is pending or running; True when
-        every task passed. The Tasks in ``tasks`` get their ids and outcomes."""
-        await asyncio.to_thread(self.submit)
-        return await self.wait(timeout=timeout, poll_interval=poll_interval)
+    def _finished_now(self):  # one poll; True (with the Tasks bound) once no task is unfinished
+        self.status()
+        if self.done:
+            self._bind_tasks()
+        return self.done
 
-    async def wait(self, timeout=None, poll_interval=None):
-        self._require_id()
-        interval = poll_interval or self.poll_interval
-        deadline = _deadline(timeout)
-        while True:
-            await asyncio.to_thread(self.status)
-            if self.done:
-                await asyncio.to_thread(self._bind_tasks)
-                return self.passed
-            _check_deadline(deadline, f"campaign {self.id}")
-            await asyncio.sleep(interval)
-
-    def run_sync(self, timeout=None, poll_interval=None):
-        self.submit()
-        return self.wait_sync(timeout=timeout, poll_interval=poll_interval)
-
-    def wait_sync(self, timeout=None, poll_interval=None):
-        self._require_id()
-        interval = poll_interval or self.poll_interval
-        deadline = _deadline(timeout)
-        while True:
-            self.status()
-            if self.done:
-                self._bind_tasks()
-                return self.passed
-            _check_deadline(deadline, f"campaign {self.id}")
-            time.sleep(interval)
+    def _what(self):
+        return f"campaign {self.id}"
