@@ -1,0 +1,165 @@
+// One agent driving eight GPUs, on a machine without any: kforge-agent discovers eight H100s
+// from a recorded nvidia-smi listing (tests/fixtures/nvidia-smi/h100x8.csv), advertises each
+// as its own device, and runs jobs on them as it would on the real host: one job per GPU at a
+// time, each process seeing only its own GPU (CUDA_VISIBLE_DEVICES), a crashing or hanging
+// job costing its own GPU that job only. What this cannot show is a real CUDA context; that
+// needs the GPUs (docs/gpu-validation.md).
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/process.h"
+#include "tests/support/child.h"
+
+using namespace kforge;
+using namespace kforge::test;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Ran {
+  int code = -1;
+  std::string out, err;
+};
+
+Ran kforge_cli(const std::vector<std::string>& args) {
+  ProcessSpec spec;
+  spec.argv = {(binary_dir() / "cli" / "kforge").string()};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.env_allow = {"PATH", "HOME", "TMPDIR"};
+  spec.timeout = std::chrono::milliseconds(60000);
+  auto r = run_process(spec);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  return Ran{r->exit_code, r->stdout_data, r->stderr_data};
+}
+
+// A job's line in the shared log: "<job> <CUDA_VISIBLE_DEVICES> <KFORGE_DEVICE> <start_ns> <end_ns>".
+struct Span {
+  int64_t job = 0;
+  std::string visible, device;
+  int64_t start = 0, end = 0;
+};
+
+std::vector<Span> spans(const std::string& log) {
+  std::vector<Span> out;
+  std::istringstream in(log);
+  Span s;
+  while (in >> s.job >> s.visible >> s.device >> s.start >> s.end) out.push_back(s);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees only its own, a crash or hang costs one job") {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "fixtures");
+  write_file(dir / "fixtures" / "nvidia-smi.csv", read_file(source_dir() / "tests" / "fixtures" / "nvidia-smi" / "h100x8.csv"));
+  write_file(dir / "kforge.toml", "[agent]\nrun_as = \"\"\n");  // jobs write the shared log below
+  const std::string data = (dir / "data").string(), log = (dir / "jobs.log").string();
+
+  Child coordinator(binary_dir() / "coordinator" / "kforge-coordinator",
+                    {"--data", data, "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"}, dir / "coordinator.log",
+                    dir.path());
+  REQUIRE_MESSAGE(wait_until([&] { return read_file(dir / "coordinator.log").find("api http://") != std::string::npos; }, 20s),
+                  read_file(dir / "coordinator.log"));
+  std::string clog = read_file(dir / "coordinator.log");
+  auto at = clog.find("listening ") + 10;
+  std::string endpoint = clog.substr(at, clog.find('\n', at) - at);
+  at = clog.find("api http://") + 4;
+  std::string url = clog.substr(at, clog.find('\n', at) - at);
+
+  Child agent(binary_dir() / "agent" / "kforge-agent",
+              {"--config", (dir / "kforge.toml").string(), "--coordinator", endpoint, "--state", (dir / "agent").string(),
+               "--cpu-devices", "0", "--device-fixtures", (dir / "fixtures").string(), "--no-probe"},
+              dir / "agent.log", dir.path());
+  REQUIRE_MESSAGE(wait_until([&] {
+                    auto a = kforge_cli({"agents", "--json", "--coordinator", url});
+                    return a.code == 0 && json::parse(a.out).size() == 1 && json::parse(a.out)[0]["state"] == "live";
+                  }, 20s),
+                  read_file(dir / "agent.log"));
+  json agents = json::parse(kforge_cli({"agents", "--json", "--coordinator", url}).out);
+  REQUIRE(agents[0]["devices"].size() == 8);
+  for (int i = 0; i < 8; ++i) {
+    CHECK(agents[0]["devices"][i]["backend"] == "cuda");
+    CHECK(agents[0]["devices"][i]["index"] == i);
+    CHECK(agents[0]["devices"][i]["arch"] == "h100");
+  }
+
+  // One job that crashes and one that hangs past its timeout first, 24 jobs of ~0.3 s beside
+  // them; then 8 more, which the pool places one per free GPU: the two GPUs of the hostile
+  // jobs among them.
+  auto line = [&](const char* sleep_s) {
+    return "s=$(date +%s%N); sleep " + std::string(sleep_s) +
+           "; echo \"$KFORGE_JOB_ID $CUDA_VISIBLE_DEVICES $KFORGE_DEVICE $s $(date +%s%N)\" >> " + log;
+  };
+  auto enqueue = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"enqueue", "--data", data, "--backend", "cuda"});
+    Ran r = kforge_cli(args);
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+  };
+  auto done = [&] {
+    auto j = kforge_cli({"jobs", "--json", "--state", "done", "--coordinator", url});
+    return j.code == 0 ? json::parse(j.out) : json::array();
+  };
+  enqueue({"--priority", "1", "--", "sh", "-c", "kill -SEGV $$"});
+  enqueue({"--priority", "1", "--timeout", "2", "--", "sh", "-c", "sleep 600"});
+  enqueue({"--count", "24", "--", "sh", "-c", line("0.3")});
+  REQUIRE_MESSAGE(wait_until([&] { return done().size() == 26; }, 120s), read_file(dir / "agent.log"));
+  size_t first_batch = spans(read_file(log)).size();
+  enqueue({"--count", "8", "--", "sh", "-c", line("0.5")});
+  REQUIRE_MESSAGE(wait_until([&] { return done().size() == 34; }, 120s), read_file(dir / "agent.log"));
+
+  std::map<std::string, int> outcomes;
+  std::map<std::string, std::string> hostile_device;  // outcome -> device
+  for (const json& j : done()) {
+    std::string outcome = j["outcome"];
+    outcomes[outcome]++;
+    if (outcome != "exit 0") hostile_device[outcome] = j["device"];
+  }
+  CHECK(outcomes["exit 0"] == 32);
+  CHECK(outcomes["signal 11"] == 1);
+  CHECK(outcomes["timed out"] == 1);
+
+  std::vector<Span> all = spans(read_file(log));
+  REQUIRE(first_batch == 24);
+  REQUIRE(all.size() == 32);
+  std::map<std::string, std::vector<Span>> by_device;
+  for (const Span& s : all) {
+    CHECK_MESSAGE(s.device == "cuda:" + s.visible, "job " << s.job << " on " << s.device << " saw CUDA_VISIBLE_DEVICES=" << s.visible);
+    by_device[s.device].push_back(s);
+  }
+  std::set<std::string> second;  // the GPUs of the last 8 jobs
+  for (size_t i = first_batch; i < all.size(); ++i) second.insert(all[i].device);
+  CHECK(second.size() == 8);
+  CHECK(second.count(hostile_device["signal 11"]) == 1);  // the GPUs of the crash and the hang work on
+  CHECK(second.count(hostile_device["timed out"]) == 1);
+  for (const auto& [device, list] : by_device) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      for (size_t k = i + 1; k < list.size(); ++k) {
+        bool overlap = list[i].start < list[k].end && list[k].start < list[i].end;
+        CHECK_MESSAGE(!overlap, "jobs " << list[i].job << " and " << list[k].job << " ran together on " << device);
+      }
+    }
+  }
+  bool parallel = false;
+  for (size_t i = first_batch; i < all.size(); ++i) {
+    for (size_t k = i + 1; k < all.size(); ++k) {
+      if (all[i].start < all[k].end && all[k].start < all[i].end) parallel = true;
+    }
+  }
+  CHECK_MESSAGE(parallel, "no two GPUs ever ran jobs at the same time");
+
+  // The metrics see eight devices of one backend.
+  ProcessSpec curl;
+  curl.argv = {"/usr/bin/python3", "-c", "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())", url + "/metrics"};
+  auto m = run_process(curl);
+  REQUIRE(m.ok());
+  CHECK(m->stdout_data.find("kforge_devices{backend=\"cuda\"} 8\n") != std::string::npos);
+}
