@@ -113,6 +113,11 @@ class Framework:
         """Why x is not an acceptable output leaf (a rule: verdict rejected), or None."""
         return None
 
+    def write_into(self, dst, src):
+        """Copies the values of array src into array dst in place (same shape and dtype).
+        -> False when this framework cannot."""
+        return False
+
     def kind(self, x):
         if self.is_array(x):
             return "array"
@@ -150,6 +155,10 @@ class NumpyFramework(Framework):
 
     def _same_array(self, a, b):
         return _same_ndarray(a, b)
+
+    def write_into(self, dst, src):
+        np.copyto(dst, src)
+        return True
 
     def output_problem(self, x):
         if isinstance(x, np.ndarray) and type(x) is not np.ndarray:
@@ -252,6 +261,11 @@ class TorchFramework(Framework):
 
     def _clone_array(self, x):
         return x.detach().clone()
+
+    def write_into(self, dst, src):
+        with self.torch.no_grad():
+            dst.copy_(src)
+        return True
 
     def _bits(self, t):
         torch = self.torch
