@@ -167,6 +167,19 @@ def test_cached_answer_fails_on_a_later_trial(outcomes):
     assert res["message"].startswith("trial 1")
 
 
+def test_phases_and_clock_measure_the_overhead(outcomes):
+    res = outcomes["cpp_add_profile_passes"].result
+    phases = res["phases_ms"]
+    for key in ("imports", "load_reference", "load_candidate", "precision", "first_call",
+                "profile"):
+        assert phases[key] >= 0, key
+    assert "device_init" not in phases  # a cpu job has no device context to create
+    assert phases["first_call"] <= phases["precision"]  # the first call is part of precision
+    clock = res["clock"]
+    spent = clock["end_unix_ms"] - clock["start_unix_ms"]
+    assert spent >= phases["load_reference"] + phases["load_candidate"] + phases["precision"]
+
+
 def test_pointer_cache_fails_after_timing(outcomes):
     # precision passes (fresh buffers every trial); the timed runs share one set of buffers
     # whose values the harness rewrites between runs, so the reused answer is caught there

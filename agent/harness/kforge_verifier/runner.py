@@ -134,6 +134,13 @@ class Runner:
                                                  + _ms(t0), 3)
         t0 = time.perf_counter()
         try:
+            if self.fw.init_device():
+                self.doc["phases_ms"]["device_init"] = _ms(t0)
+        except Exception as e:  # noqa: BLE001 - no usable device: the host's fault
+            raise Failure(verdicts.INFRA_ERROR, errors.describe(
+                e, f"cannot initialise the {spec.backend} device")) from None
+        t0 = time.perf_counter()
+        try:
             self.task = self._import(spec.reference_path, "_kforge_reference", keep=False)
         except Failure:
             raise
@@ -405,11 +412,14 @@ class Runner:
         case = self.cases[0][0]
         inputs = self._fresh_inputs(case, 0)
         before = launches.count()
+        t0 = time.perf_counter()
         try:
             with fw.no_grad():
                 fw.seed(case.seed)
                 out, log = self._trace(self.cand_call, inputs)
                 fw.synchronize()
+            # the candidate's first call: JIT compilation (triton) and first launch included
+            self.doc["phases_ms"]["first_call"] = _ms(t0)
         except BaseException as e:  # noqa: BLE001
             if fw.name == "numpy":
                 # does it fail only because its inputs were a tracing ndarray subclass?
@@ -681,10 +691,11 @@ def new_doc():
             "phases_ms": {}}
 
 
-def verify(job_dir, imports_ms=0.0, token=None):
+def verify(job_dir, imports_ms=0.0, token=None, started_unix_ms=None):
     """Runs the whole verification of DIR and writes DIR/result.json. -> the document.
 
-    token: the parent's per-job token (stdin); echoed as "token" in result.json."""
+    token: the parent's per-job token (stdin); echoed as "token" in result.json.
+    started_unix_ms: when the harness process began (wall clock), for "clock"."""
     from . import job as job_mod
     doc = new_doc()
     doc["phases_ms"]["imports"] = imports_ms
@@ -718,6 +729,11 @@ def verify(job_dir, imports_ms=0.0, token=None):
             doc["versions"].setdefault("gxx", kforge_cpp.compiler_version())
     except Exception:  # noqa: BLE001
         pass
+    if started_unix_ms is not None:
+        # wall-clock ends of the harness's own run, to set against the job's assignment and
+        # end: process start-up before, interpreter and device teardown after
+        doc["clock"] = {"start_unix_ms": started_unix_ms,
+                        "end_unix_ms": round(time.time() * 1000.0, 3)}
     out = dict(doc)
     if token is not None:
         out["token"] = token
