@@ -17,15 +17,18 @@
 #
 # run needs nvidia-smi and a Python with torch (CUDA) and triton: $KFORGE_GPU_PYTHON, else the
 # first of python3 on PATH, /opt/torch/.venv/bin/python, /usr/bin/python3 that has them. It
-# writes into OUT: versions.json and env.txt (GPU, driver, CUDA, torch, triton), the logs,
-# results.json, tasks/<id>.json (kforge show --json --full), jobs.json, agents.json,
-# metrics.txt, report/, export/, and summary.md / summary.json from check_results.py: every
-# verification's verdict against expected.json, speedups, the harness overhead per job.
-# Exit status 0 only when every verdict is the expected one. Everything is bounded by
-# KFORGE_E2E_DEADLINE_S (default 540 s, under the device tool's 600 s).
+# works in WORK ($KFORGE_E2E_WORK, default ${TMPDIR:-/tmp}/kforge-gpu-e2e.<pid>): data, agent
+# state, versions.json and env.txt (GPU, driver, CUDA, torch, triton), the logs, results.json,
+# tasks/<id>.json (kforge show --json --full), jobs.json, agents.json, metrics.txt, report/,
+# export/, and summary.md / summary.json from check_results.py: every verification's verdict
+# against expected.json, speedups, the harness overhead per job. OUT gets seven files (the
+# device tool brings back at most 8, none deeper than two folders): summary.md,
+# summary.json, results.json, versions.json, env.txt, gpu-e2e.log and gpu-e2e.tar.gz (all of
+# WORK but the job directories). Exit status 0 only when every verdict is the expected one.
+# Everything is bounded by KFORGE_E2E_DEADLINE_S (default 540 s, under the device tool's 600).
 #
 # Environment: KFORGE_GPU_PYTHON (the jobs' interpreter), KFORGE_E2E_DEADLINE_S,
-# KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 120: the hang's job ends
+# KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 90: the hang's job ends
 # there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports).
 set -uo pipefail
 
@@ -115,6 +118,22 @@ deadline_s() { echo $(( ${KFORGE_E2E_DEADLINE_S:-540} - ($(date +%s) - T0) )); }
 
 COORD_PID=""
 AGENT_PID=""
+WORK=""
+DEST=""
+# OUT gets what the device tool can bring back: a few files and one tarball of WORK.
+package() {
+  [[ -n $WORK && -n $DEST && -d $WORK ]] || return 0
+  for f in summary.md summary.json results.json versions.json env.txt; do
+    [[ -f $WORK/$f ]] && cp "$WORK/$f" "$DEST/$f"
+  done
+  rm -rf "$WORK/jobs"   # job work directories: inputs, Triton caches (the verdicts are in tasks/)
+  tar -czf "$DEST/gpu-e2e.tar.gz" -C "$(dirname "$WORK")" "$(basename "$WORK")" || say "tar failed"
+  WORK=""
+}
+on_exit() {
+  stop_all
+  package
+}
 stop_all() {
   for pid in $AGENT_PID $COORD_PID; do
     kill -TERM "$pid" 2>/dev/null || true
@@ -159,16 +178,23 @@ find_python() {
 }
 
 run() {
-  local mode=$1 bundle_dir=${2:?usage: gpu-e2e.sh run BUNDLE OUT} out=${3:?usage: gpu-e2e.sh run BUNDLE OUT}
+  local mode=$1 bundle_dir=${2:?usage: gpu-e2e.sh run BUNDLE OUT} dest=${3:?usage: gpu-e2e.sh run BUNDLE OUT}
   [[ -x $bundle_dir/bin/kforge ]] || die "$bundle_dir/bin/kforge: not a bundle (make one with: scripts/gpu-e2e.sh bundle $bundle_dir)"
   bundle_dir=$(cd "$bundle_dir" && pwd)
+  mkdir -p "$dest" || die "cannot create $dest"
+  dest=$(cd "$dest" && pwd)
+  local out=${KFORGE_E2E_WORK:-${TMPDIR:-/tmp}/kforge-gpu-e2e.$$}
+  rm -rf "$out"
   mkdir -p "$out" || die "cannot create $out"
   out=$(cd "$out" && pwd)
+  WORK=$out
+  DEST=$dest
+  trap on_exit EXIT
   local share=$bundle_dir/share/kforge kf=$bundle_dir/bin/kforge
   local example=gpu
   [[ $mode == smoke ]] && example=demo
-  exec > >(tee -a "$out/gpu-e2e.log") 2>&1
-  say "mode $mode, bundle $bundle_dir, out $out, deadline $(deadline_s) s"
+  exec > >(tee -a "$dest/gpu-e2e.log") 2>&1
+  say "mode $mode, bundle $bundle_dir, work $out, results to $dest, deadline $(deadline_s) s"
   cat "$bundle_dir/BUNDLE.txt" 2>/dev/null | head -2
 
   # 1. the host
@@ -226,7 +252,7 @@ PY
   local campaign_dir=$out/campaign
   rm -rf "$campaign_dir"
   cp -r "$share/examples/$example" "$campaign_dir"
-  local cpu_devices=0 timeout_s=${KFORGE_GPU_VERIFY_TIMEOUT_S:-120}
+  local cpu_devices=0 timeout_s=${KFORGE_GPU_VERIFY_TIMEOUT_S:-90}
   [[ $mode == smoke ]] && cpu_devices=1
   cat > "$out/kforge.toml" <<EOF
 # written by scripts/gpu-e2e.sh $mode
@@ -257,7 +283,6 @@ EOF
   [[ $(id -u) == 0 ]] && say "running as root with agent.run_as = \"\": jobs run as root (RLIMIT_NPROC does not bind; see docs/gpu-validation.md)"
 
   # 3. coordinator and agent
-  trap stop_all EXIT
   "$bundle_dir/bin/kforge-coordinator" --config "$out/kforge.toml" --listen 'tcp://127.0.0.1:*' \
       --http 127.0.0.1:0 --prompts "$share/prompts" > "$out/coordinator.out" 2> "$out/coordinator.log" &
   COORD_PID=$!
@@ -321,16 +346,14 @@ for a in json.load(open(sys.argv[1])):
   "$python" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decode())' \
       "$url" > "$out/metrics.txt" 2>&1
   stop_all
-  trap - EXIT
-  du -sh "$out/jobs" 2>/dev/null
-  rm -rf "$out/jobs"   # job work directories: inputs, Triton caches (the verdicts are in tasks/)
 
   # 7. the verdicts against expected.json, speedups, overhead
   local expect=()
   [[ $mode == run ]] && expect=(--expected "$campaign_dir/expected.json")
   "$python" "$share/examples/gpu/check_results.py" --out "$out" "${expect[@]}"
   local rc=$?
-  say "done in $(( $(date +%s) - T0 )) s; summary: $out/summary.md (exit $rc)"
+  package
+  say "done in $(( $(date +%s) - T0 )) s; $dest: $(cd "$dest" && ls | tr '\n' ' ')(exit $rc)"
   return $rc
 }
 

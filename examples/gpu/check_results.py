@@ -116,7 +116,15 @@ def main():
     tasks = {f"{t['op_name']}/{t['task_id']}": t for t in results}
     if expected:
         for key, plan in expected["tasks"].items():
-            got = by_task.get(key, [])
+            # infra_error verifications are retried by the Conductor with the same code: they
+            # are problems of their own, not one of the planned attempts
+            got = [r for r in by_task.get(key, []) if r["verdict"] != "infra_error"]
+            for r in by_task.get(key, []):
+                if r["verdict"] == "infra_error":
+                    first = (r["message"] or "").strip().splitlines()[:1]
+                    problems.append(f"{key}: infra_error (job {r['job']}): "
+                                    f"{first[0][:300] if first else 'no message'}")
+                    table.append((key, r["attempt"], "(retried)", "", "infra_error", False, r))
             task = tasks.get(key)
             for i, want in enumerate(plan["verifications"]):
                 r = got[i] if i < len(got) else None
@@ -125,7 +133,8 @@ def main():
                 if not ok:
                     problems.append(f"{key} verification {i + 1} ({want['candidate']}): expected "
                                     f"{want['verdict']}, got {verdict}")
-                table.append((key, i + 1, want["candidate"], want["verdict"], verdict, ok, r))
+                table.append((key, r["attempt"] if r else i + 1, want["candidate"],
+                              want["verdict"], verdict, ok, r))
             if len(got) > len(plan["verifications"]):
                 problems.append(f"{key}: {len(got)} verifications, {len(plan['verifications'])} planned")
             state = task["state"] if task else "(missing)"

@@ -19,7 +19,8 @@ test -e "$tmp/bundle/lib/libc.so.6"
 test -e "$tmp/bundle/lib/libzmq.so.5"
 test -f "$tmp/bundle/share/kforge/harness/kforge_harness.py"
 test -f "$tmp/bundle/share/kforge/examples/gpu/expected.json"
-KFORGE_E2E_DEADLINE_S=240 bash "$src/scripts/gpu-e2e.sh" smoke "$tmp/bundle" "$tmp/out" > "$tmp/smoke.log" 2>&1 || {
+KFORGE_E2E_DEADLINE_S=240 KFORGE_E2E_WORK=$tmp/work bash "$src/scripts/gpu-e2e.sh" smoke "$tmp/bundle" "$tmp/out" \
+    > "$tmp/smoke.log" 2>&1 || {
   tail -40 "$tmp/smoke.log"; exit 1; }
 python3 - "$tmp/out" <<'PY'
 import json, sys
@@ -33,6 +34,9 @@ assert len(rows) == 16, len(rows)  # 12 first attempts + 4 fixes
 assert all(r.get("wall", 0) > 0 and "process_start" in r and "imports" in r for r in rows), rows
 print(f"gpu-e2e smoke: {len(results)} tasks passed, {len(rows)} jobs, bundle ok")
 PY
-test -f "$tmp/out/report/index.html"
-test -d "$tmp/out/export/passed"
-grep -q '^kforge_jobs{state="done"} 16' "$tmp/out/metrics.txt"
+# OUT holds what the device tool brings back (at most 8 files); the rest is in the tarball
+ls "$tmp/out" | sort | tr '\n' ' ' | grep -qx 'env.txt gpu-e2e.log gpu-e2e.tar.gz results.json summary.json summary.md versions.json '
+tar -tzf "$tmp/out/gpu-e2e.tar.gz" | grep -q '/report/index.html$'
+test -f "$tmp/work/report/index.html"
+test -d "$tmp/work/export/passed"
+grep -q '^kforge_jobs{state="done"} 16' "$tmp/work/metrics.txt"
