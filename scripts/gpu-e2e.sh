@@ -28,7 +28,7 @@
 # Everything is bounded by KFORGE_E2E_DEADLINE_S (default 540 s, under the device tool's 600).
 #
 # Environment: KFORGE_GPU_PYTHON (the jobs' interpreter), KFORGE_E2E_DEADLINE_S,
-# KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 90: the hang's job ends
+# KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 60: the hang's job ends
 # there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports).
 set -uo pipefail
 
@@ -252,7 +252,7 @@ PY
   local campaign_dir=$out/campaign
   rm -rf "$campaign_dir"
   cp -r "$share/examples/$example" "$campaign_dir"
-  local cpu_devices=0 timeout_s=${KFORGE_GPU_VERIFY_TIMEOUT_S:-90}
+  local cpu_devices=0 timeout_s=${KFORGE_GPU_VERIFY_TIMEOUT_S:-60}
   [[ $mode == smoke ]] && cpu_devices=1
   cat > "$out/kforge.toml" <<EOF
 # written by scripts/gpu-e2e.sh $mode

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/devices.h"
+#include "common/config.h"
 #include "common/targets.h"
 #include "coordinator/campaign.h"
 #include "coordinator/conductor_rules.h"
@@ -141,4 +142,14 @@ TEST_CASE("the campaign's arch is what the agent reports for the GPU it runs on"
   REQUIRE(csv->size() == 1);
   CHECK((*csv)[0].arch == "h200");
   CHECK(validate_target(Target{"cuda", "h200", "triton", "torch"}).ok());
+}
+
+TEST_CASE("the GPU example's kforge.toml loads: replayed roles, a verify timeout the hang fits in") {
+  auto config = load_config(example() / "kforge.toml");
+  REQUIRE_MESSAGE(config.ok(), config.status().message());
+  CHECK(config->llm.designer.provider == "replay");
+  CHECK(config->llm.coder.provider == "replay");
+  CHECK(config->llm.designer.recording == "recording.jsonl");
+  CHECK(config->agent.cpu_devices == 0);
+  CHECK(config->coordinator.verify_timeout_s < 300);
 }
