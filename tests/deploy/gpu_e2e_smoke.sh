@@ -35,8 +35,9 @@ assert all(r.get("wall", 0) > 0 and "process_start" in r and "imports" in r for 
 print(f"gpu-e2e smoke: {len(results)} tasks passed, {len(rows)} jobs, bundle ok")
 PY
 # OUT holds what the device tool brings back (at most 8 files); the rest is in the tarball
-ls "$tmp/out" | sort | tr '\n' ' ' | grep -qx 'env.txt gpu-e2e.log gpu-e2e.tar.gz results.json summary.json summary.md versions.json '
-tar -tzf "$tmp/out/gpu-e2e.tar.gz" | grep -q '/report/index.html$'
+test "$(cd "$tmp/out" && LC_ALL=C ls | tr '\n' ' ')" = 'env.txt gpu-e2e.log gpu-e2e.tar.gz results.json summary.json summary.md versions.json '
+tar -tzf "$tmp/out/gpu-e2e.tar.gz" > "$tmp/tar.list"   # not piped into grep -q: pipefail
+grep -q '/report/index.html$' "$tmp/tar.list"
 test -f "$tmp/work/report/index.html"
 test -d "$tmp/work/export/passed"
 grep -q '^kforge_jobs{state="done"} 16' "$tmp/work/metrics.txt"
