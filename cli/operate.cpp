@@ -2,12 +2,14 @@
 // drain/undrain, export. Each asks the operator API (cli/client.h) and formats the answer.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <thread>
+#include <vector>
 
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -265,8 +267,20 @@ std::string verifier_summary(const std::string& output) {
     out += buf;
   }
   if (doc.contains("phases_ms") && doc["phases_ms"].is_object()) {
+    // In the order they happen (first_call is part of precision); names the harness may add later after them.
+    static const std::vector<std::string> kOrder = {"imports",    "device_init", "load_reference", "load_candidate",
+                                                    "first_call", "precision",   "profile"};
+    const json& ph = doc["phases_ms"];
+    std::vector<std::string> keys;
+    for (const auto& k : kOrder) {
+      if (ph.contains(k)) keys.push_back(k);
+    }
+    for (const auto& [k, v] : ph.items()) {
+      if (std::find(kOrder.begin(), kOrder.end(), k) == kOrder.end()) keys.push_back(k);
+    }
     std::string phases;
-    for (const auto& [k, v] : doc["phases_ms"].items()) {
+    for (const auto& k : keys) {
+      const json& v = ph[k];
       if (v.is_number()) phases += (phases.empty() ? "" : ", ") + k + " " + std::to_string(static_cast<int64_t>(v.get<double>())) + " ms";
     }
     out += "\nharness: " + phases;

@@ -77,6 +77,7 @@ int cmd_run(const ParsedFlags& flags) {
   if (!prompts.ok()) return cli_fail(prompts.status().message());
   ConductorOptions conductor_options;
   conductor_options.endpoints = endpoints;
+  conductor_options.verify_timeout_s = config.coordinator.verify_timeout_s;
   Conductor conductor(coord, llm.get(), std::move(prompts.value()), conductor_options);
 
   if (Status st = coord.store().begin(); !st.ok()) return cli_fail(st.message());

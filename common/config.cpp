@@ -210,6 +210,7 @@ const Fields<CoordinatorConfig>& fields_of<CoordinatorConfig>() {
       field("liveness", &C::liveness, positive),
       field("restart_grace_ms", &C::restart_grace_ms),
       field("precision_jobs_per_device", &C::precision_jobs_per_device, positive),
+      field("verify_timeout_s", &C::verify_timeout_s, positive),
       field("log", &C::log),
   };
   return fields;

@@ -35,6 +35,7 @@ struct CoordinatorConfig {
   uint32_t liveness = 3;             // agent is lost after heartbeat_ms*liveness of silence
   uint32_t restart_grace_ms = 5000;  // after start, wait this long for agents before re-queuing
   uint32_t precision_jobs_per_device = 1;  // >1 lets several precision-only jobs share a device
+  uint32_t verify_timeout_s = 300;  // wall-clock limit of each verify job the Conductor submits
   LogConfig log;                           // defaults to the top-level [log]
 };
 

@@ -31,7 +31,7 @@ struct ConductorOptions {
   std::map<std::string, LlmEndpoint> endpoints;  // by role: designer, coder, conductor
   int max_code_fixes = 3;
   int max_infra_retries = 3;
-  uint32_t verify_timeout_s = 300;      // wall clock per verify job
+  uint32_t verify_timeout_s = 300;      // wall clock per verify job (coordinator.verify_timeout_s)
   uint64_t verify_memory_mb = 0;        // address-space limit per verify job (0: agent default)
   nlohmann::json verify_options = nlohmann::json::object();  // extra job.json keys (trials, ...)
 };

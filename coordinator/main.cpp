@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   if (!prompts.ok()) return fail(prompts.status().message());
   ConductorOptions conductor_options;
   conductor_options.endpoints = endpoints;
+  conductor_options.verify_timeout_s = cc.verify_timeout_s;
   Conductor conductor(**coordinator, llm.get(), std::move(prompts.value()), conductor_options);
   (*coordinator)->add_periodic(1000, [&] {
     if (Status st = conductor.resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());

@@ -193,3 +193,38 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 at ten moments: the same results, no answ
   // task (4) per kill.
   CHECK(llm.request_count() - before <= reference_requests + 4 * static_cast<size_t>(kills));
 }
+
+TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
+  // A candidate that never returns, verified with a 3 s limit instead of the default 300 s:
+  // the task ends as timeout within seconds, not minutes.
+  TempDir dir;
+  auto harness = source_dir() / "tests" / "harness";
+  write_file(dir / "campaign.toml",
+             "name = \"short-timeout\"\nworkflow = \"verify_only\"\n[defaults]\nbackend = \"cpu\"\n"
+             "arch = \"x86_64\"\nimpl_type = \"cpp\"\nframework = \"numpy\"\n"
+             "task_type = \"precision_only\"\n[[ops]]\nop_name = \"vector_add\"\ntask_desc = \"" +
+                 (harness / "tasks" / "vector_add_numpy.py").string() + "\"\ncandidate = \"" +
+                 (harness / "candidates" / "add_numpy_infinite_loop.py").string() + "\"\n");
+  write_file(dir / "kforge.toml",
+             "[coordinator]\nverify_timeout_s = 3\n[agent]\nrun_as = \"\"\ncpu_devices = 1\njob_timeout_s = 600\n");
+  auto kforge = binary_dir() / "cli" / "kforge";
+  auto data = dir / "data";
+  auto started = std::chrono::steady_clock::now();
+  Child run(kforge,
+            {"run", (dir / "campaign.toml").string(), "--data", data.string(), "--config",
+             (dir / "kforge.toml").string(), "--device-fixtures", (dir / "no-gpus").string()},
+            dir / "run.log", dir.path());
+  REQUIRE_MESSAGE(wait_until([&] { return !run.running(); }, 120s), kforge::test::read_file(dir / "run.log"));
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  REQUIRE_MESSAGE(WIFEXITED(run.wait_status()), kforge::test::read_file(dir / "run.log"));
+  ProcessSpec spec;
+  spec.argv = {kforge.string(), "results", "--json", "--data", data.string()};
+  auto r = run_process(spec);
+  REQUIRE(r.ok());
+  auto doc = nlohmann::json::parse(r->stdout_data);
+  REQUIRE(doc.size() == 1);
+  CHECK(doc[0]["state"] == "failed");
+  CHECK(doc[0]["verdict"] == "timeout");
+  // 3 s of the job plus start-up; the default (300 s) would have taken minutes.
+  CHECK(elapsed < 90s);
+}

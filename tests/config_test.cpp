@@ -25,6 +25,7 @@ TEST_CASE("empty file gives the defaults") {
   REQUIRE(config.ok());
   CHECK(config->coordinator.listen == "tcp://127.0.0.1:7700");
   CHECK(config->coordinator.heartbeat_ms == 1000);
+  CHECK(config->coordinator.verify_timeout_s == 300);
   CHECK(config->coordinator.liveness == 3);
   CHECK(config->coordinator.log.level == "info");
   CHECK(config->agent.coordinator == "tcp://127.0.0.1:7700");
@@ -44,6 +45,7 @@ file = "/var/log/kforge.log"
 listen = "tcp://0.0.0.0:7701"
 heartbeat_ms = 250
 precision_jobs_per_device = 4
+verify_timeout_s = 45
 
 [coordinator.log]
 json = true
@@ -62,6 +64,7 @@ address_space_mb = 65536
   CHECK(config->coordinator.listen == "tcp://0.0.0.0:7701");
   CHECK(config->coordinator.heartbeat_ms == 250);
   CHECK(config->coordinator.precision_jobs_per_device == 4);
+  CHECK(config->coordinator.verify_timeout_s == 45);
   CHECK(config->agent.coordinator == "ipc:///run/kforge.sock");
   CHECK(config->agent.cpu_devices == 0);
   CHECK(config->agent.env_allow == std::vector<std::string>{"PATH", "CUDA_VISIBLE_DEVICES"});

@@ -43,6 +43,7 @@ def _read_token():
 
 
 def main(argv=None):
+    started_unix_ms = round(time.time() * 1000.0, 3)  # the parent's clock: process start-up
     parser = argparse.ArgumentParser(description="kforge verifier harness")
     parser.add_argument("--job-dir", required=True, help="directory with job.json")
     args = parser.parse_args(argv)
@@ -74,7 +75,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     from kforge_verifier import runner
     imports_ms = round((time.perf_counter() - t0) * 1000.0, 3)
-    runner.verify(job_dir, imports_ms=imports_ms, token=token)
+    runner.verify(job_dir, imports_ms=imports_ms, token=token, started_unix_ms=started_unix_ms)
     return 0
 
 

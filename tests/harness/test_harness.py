@@ -167,6 +167,67 @@ def test_cached_answer_fails_on_a_later_trial(outcomes):
     assert res["message"].startswith("trial 1")
 
 
+def test_phases_and_clock_measure_the_overhead(outcomes):
+    res = outcomes["cpp_add_profile_passes"].result
+    phases = res["phases_ms"]
+    for key in ("imports", "load_reference", "load_candidate", "precision", "first_call",
+                "profile"):
+        assert phases[key] >= 0, key
+    assert "device_init" not in phases  # a cpu job has no device context to create
+    assert phases["first_call"] <= phases["precision"]  # the first call is part of precision
+    clock = res["clock"]
+    spent = clock["end_unix_ms"] - clock["start_unix_ms"]
+    assert spent >= phases["load_reference"] + phases["load_candidate"] + phases["precision"]
+
+
+def test_pointer_cache_fails_after_timing(outcomes):
+    # precision passes (fresh buffers every trial); the timed runs share one set of buffers
+    # whose values the harness rewrites between runs, so the reused answer is caught there
+    res = outcomes["cpp_add_pointer_cache_timed"].result
+    assert res["stage"] == "profile"
+    assert res["trials"] == 3
+    assert res["message"].startswith("the last timed run")
+    assert "rewrites the inputs' values" in res["message"]
+
+
+def test_timing_calls_prepare_before_each_call():
+    from kforge_verifier import timing
+    seen, calls = [], []
+    timing.time_host(lambda: calls.append(len(seen) - 1), 3, 5, lambda: None, seen.append)
+    assert seen == list(range(8))
+    assert calls == list(range(8))  # prepare(i) ran right before call i
+
+
+def _numpy_runner(tmp_path, get_inputs, warmup=2, runs=3):
+    from kforge_verifier import frameworks, runner as runner_mod
+    spec = job.parse({"framework": "numpy", "warmup": warmup, "runs": runs}, str(tmp_path))
+    r = runner_mod.Runner(spec, runner_mod.new_doc())
+    r.fw = frameworks.get("numpy", "cpu")
+    r.task = type("Task", (), {"get_inputs": staticmethod(get_inputs)})
+    return r
+
+
+def test_rotation_gives_the_last_timed_call_other_values(tmp_path):
+    # the last call gets the alternative values and the one before it the original ones: a
+    # result kept from any earlier call on the same buffers is wrong for the last call
+    r = _numpy_runner(tmp_path, lambda: [np.random.rand(4), 3])
+    buf = r.gen_sets(10)[0]
+    original, alternative = r.gen_sets(10)[0][0], r.gen_sets(11)[0][0]
+    prepare = r._rotation(buf, 10, 11)
+    seen = []
+    for i in range(5):
+        prepare(i)
+        seen.append("A" if np.array_equal(buf[0], original) else
+                    "B" if np.array_equal(buf[0], alternative) else "?")
+        assert buf[1] == 3
+    assert seen == ["A", "B", "A", "A", "B"]
+
+
+def test_rotation_skipped_when_inputs_ignore_the_seed(tmp_path):
+    r = _numpy_runner(tmp_path, lambda: [np.ones(4)])
+    assert r._rotation(r.gen_sets(10)[0], 10, 11) is None
+
+
 def test_results_are_strict_json(outcomes):
     for name, out in outcomes.items():
         if out.result is not None:

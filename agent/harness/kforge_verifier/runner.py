@@ -28,6 +28,9 @@ from .verdicts import Failure
 TRIAL_MIN = 3
 POST_SEED_OFFSET = 1_000_003     # the post-profiling re-check's seed = job.seed + this
 PROFILE_SEED_OFFSET = 2_000_003  # the timed runs' inputs
+# The timed runs' inputs are rewritten in place between runs with the values of this seed
+# (job.seed + PROFILE_SEED_OFFSET + 1) and back; the last run gets them (see profile()).
+PROFILE_ALT_SEED_OFFSET = PROFILE_SEED_OFFSET + 1
 
 
 @dataclass
@@ -129,6 +132,13 @@ class Runner:
         self.doc["versions"].update(self.fw.versions())
         self.doc["phases_ms"]["imports"] = round(self.doc["phases_ms"].get("imports", 0.0)
                                                  + _ms(t0), 3)
+        t0 = time.perf_counter()
+        try:
+            if self.fw.init_device():
+                self.doc["phases_ms"]["device_init"] = _ms(t0)
+        except Exception as e:  # noqa: BLE001 - no usable device: the host's fault
+            raise Failure(verdicts.INFRA_ERROR, errors.describe(
+                e, f"cannot initialise the {spec.backend} device")) from None
         t0 = time.perf_counter()
         try:
             self.task = self._import(spec.reference_path, "_kforge_reference", keep=False)
@@ -402,11 +412,14 @@ class Runner:
         case = self.cases[0][0]
         inputs = self._fresh_inputs(case, 0)
         before = launches.count()
+        t0 = time.perf_counter()
         try:
             with fw.no_grad():
                 fw.seed(case.seed)
                 out, log = self._trace(self.cand_call, inputs)
                 fw.synchronize()
+            # the candidate's first call: JIT compilation (triton) and first launch included
+            self.doc["phases_ms"]["first_call"] = _ms(t0)
         except BaseException as e:  # noqa: BLE001
             if fw.name == "numpy":
                 # does it fail only because its inputs were a tracing ndarray subclass?
@@ -517,13 +530,64 @@ class Runner:
             s["rel_l2_error"] = max(s.get("rel_l2_error", 0.0), checks["rel_l2_error"])
 
     # --- profile ----------------------------------------------------------------------------
+    def _same_layout(self, a, b):
+        """Whether b's values can be written into a's arrays: the same structure, arrays of
+        the same shape and dtype, everything else equal."""
+        fw = self.fw
+        if fw.is_array(a) or fw.is_array(b):
+            return fw.is_array(a) and fw.is_array(b) and a.shape == b.shape and \
+                a.dtype == b.dtype
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(self._same_layout(x, y) for x, y in zip(a, b))
+        return fw.same(a, b)
+
+    def _rotation(self, inputs, seed, alt_seed):
+        """prepare(i) for timing.measure: before call i the arrays of `inputs` (the buffers
+        every timed call gets) are given the values of the seed's input set or of the
+        alternative seed's, alternating; the last call gets the alternative values and the
+        one before it the original ones. An answer kept from an earlier call for the same
+        buffers (a cache keyed on data pointers or shapes) is then wrong for the last call,
+        whose output is checked. None when the inputs cannot be rewritten (no arrays, a
+        framework without in-place writes, inputs that do not depend on the seed)."""
+        fw = self.fw
+        original = fw.clone(inputs)
+        alternative = self.gen_sets(alt_seed)[0]
+        if not fw.arrays(inputs) or not self._same_layout(original, alternative) or \
+                fw.same(original, alternative):
+            return None
+        if not all(fw.write_into(d, s) for d, s in zip(fw.arrays(inputs), fw.arrays(original))):
+            return None
+        total = self.spec.warmup + self.spec.runs
+        dst = fw.arrays(inputs)
+        sources = (fw.arrays(original), fw.arrays(alternative))
+
+        def prepare(i):
+            if i == total - 1:
+                src = sources[1]
+            elif i == total - 2:
+                src = sources[0]
+            else:
+                src = sources[i % 2]
+            for d, s in zip(dst, src):
+                fw.write_into(d, s)
+
+        return prepare
+
     def profile(self):
         spec, fw = self.spec, self.fw
         self.stage("profile")
         t0 = time.perf_counter()
         seed = spec.seed + PROFILE_SEED_OFFSET
+        alt_seed = spec.seed + PROFILE_ALT_SEED_OFFSET
         cand_inputs = self.gen_sets(seed)[0]
         ref_inputs = self.gen_sets(seed)[0]
+        cand_prepare = self._rotation(cand_inputs, seed, alt_seed)
+        ref_prepare = self._rotation(ref_inputs, seed, alt_seed)
+        if (cand_prepare is None) != (ref_prepare is None):
+            cand_prepare = ref_prepare = None
+        rotated = cand_prepare is not None
+        if not rotated:
+            cand_prepare = ref_prepare = timing._no_prepare
         last = {}
 
         # no seeding inside the timed calls: torch.manual_seed alone costs ~100 us on CUDA
@@ -537,7 +601,8 @@ class Runner:
         try:
             with fw.no_grad():
                 fw.seed(seed)
-                cand_times, method = timing.measure(fw, cand, spec.warmup, spec.runs)
+                cand_times, method = timing.measure(fw, cand, spec.warmup, spec.runs,
+                                                    cand_prepare)
         except BaseException as e:  # noqa: BLE001
             raise Failure(errors.classify(e), errors.describe(
                 e, "the candidate raised while being timed")) from None
@@ -545,14 +610,19 @@ class Runner:
         try:
             with fw.no_grad():
                 fw.seed(seed)
-                ref_times, _ = timing.measure(fw, ref, spec.warmup, spec.runs)
+                ref_times, _ = timing.measure(fw, ref, spec.warmup, spec.runs, ref_prepare)
         except BaseException as e:  # noqa: BLE001
             raise Failure(verdicts.INFRA_ERROR, errors.describe(
                 e, "the reference raised while being timed")) from None
 
-        # the last timed call's outputs must still be right
+        # the last timed call's outputs must still be right (for inputs whose values changed
+        # since the call before: a result reused for the same buffers fails here)
         ref_leaves = frameworks.flatten_outputs(last["ref"])
-        timed_case = Case(seed=seed, label=f"the last timed run (seed {seed})", pristine=[],
+        label = (f"the last timed run (seed {alt_seed}; the harness rewrites the inputs' values "
+                 f"in place between timed runs, so a result kept from an earlier call on the "
+                 f"same buffers is wrong here)") if rotated else \
+            f"the last timed run (seed {seed})"
+        timed_case = Case(seed=alt_seed if rotated else seed, label=label, pristine=[],
                           ref_outputs=[fw.host(x) for x in ref_leaves], ref_keep=ref_leaves,
                           ref_aliases=[True] * len(ref_leaves), ref_modified=[],
                           ref_modified_host={})
@@ -621,10 +691,11 @@ def new_doc():
             "phases_ms": {}}
 
 
-def verify(job_dir, imports_ms=0.0, token=None):
+def verify(job_dir, imports_ms=0.0, token=None, started_unix_ms=None):
     """Runs the whole verification of DIR and writes DIR/result.json. -> the document.
 
-    token: the parent's per-job token (stdin); echoed as "token" in result.json."""
+    token: the parent's per-job token (stdin); echoed as "token" in result.json.
+    started_unix_ms: when the harness process began (wall clock), for "clock"."""
     from . import job as job_mod
     doc = new_doc()
     doc["phases_ms"]["imports"] = imports_ms
@@ -658,6 +729,11 @@ def verify(job_dir, imports_ms=0.0, token=None):
             doc["versions"].setdefault("gxx", kforge_cpp.compiler_version())
     except Exception:  # noqa: BLE001
         pass
+    if started_unix_ms is not None:
+        # wall-clock ends of the harness's own run, to set against the job's assignment and
+        # end: process start-up before, interpreter and device teardown after
+        doc["clock"] = {"start_unix_ms": started_unix_ms,
+                        "end_unix_ms": round(time.time() * 1000.0, 3)}
     out = dict(doc)
     if token is not None:
         out["token"] = token

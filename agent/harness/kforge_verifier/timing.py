@@ -9,6 +9,10 @@
                    on both sides, which slightly compresses speedups of tiny kernels
   npu_events       Ascend (torch_npu): the same shape with torch.npu events; untested here
 
+Every method takes prepare(i), called before call i (warm-up runs first, i = 0, 1, ...)
+outside the timed interval; the runner uses it to rewrite the inputs' contents between
+runs, so that an answer reused for the same input buffers is caught after timing.
+
 summarize() gives median/min/max/mean/runs; the speedup is a ratio of medians.
 """
 
@@ -18,12 +22,18 @@ import time
 L2_FLUSH_BYTES = 256 * 1024 * 1024
 
 
-def time_host(call, warmup, runs, sync):
-    for _ in range(warmup):
+def _no_prepare(i):
+    pass
+
+
+def time_host(call, warmup, runs, sync, prepare=_no_prepare):
+    for i in range(warmup):
+        prepare(i)
         call()
     sync()
     times = []
-    for _ in range(runs):
+    for i in range(runs):
+        prepare(warmup + i)
         sync()
         t0 = time.perf_counter_ns()
         call()
@@ -33,15 +43,17 @@ def time_host(call, warmup, runs, sync):
     return times
 
 
-def time_cuda(torch, call, warmup, runs):
+def time_cuda(torch, call, warmup, runs, prepare=_no_prepare):
     flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
-    for _ in range(warmup):
+    for i in range(warmup):
+        prepare(i)
         flush.zero_()
         call()
     torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
     for i in range(runs):
+        prepare(warmup + i)
         flush.zero_()
         torch.cuda.synchronize()
         starts[i].record()
@@ -53,14 +65,16 @@ def time_cuda(torch, call, warmup, runs):
     return [s.elapsed_time(e) * 1000.0 for s, e in zip(starts, ends)]
 
 
-def time_npu(torch, call, warmup, runs):
+def time_npu(torch, call, warmup, runs, prepare=_no_prepare):
     npu = torch.npu
-    for _ in range(warmup):
+    for i in range(warmup):
+        prepare(i)
         call()
     npu.synchronize()
     starts = [npu.Event(enable_timing=True) for _ in range(runs)]
     ends = [npu.Event(enable_timing=True) for _ in range(runs)]
     for i in range(runs):
+        prepare(warmup + i)
         npu.synchronize()
         starts[i].record()
         call()
@@ -79,14 +93,14 @@ def method_for(fw):
     return "perf_counter_ns"
 
 
-def measure(fw, call, warmup, runs):
-    """-> (times_us, method)."""
+def measure(fw, call, warmup, runs, prepare=_no_prepare):
+    """-> (times_us, method). prepare(i) runs before call i, outside the timed interval."""
     method = method_for(fw)
     if method == "cuda_events":
-        return time_cuda(fw.torch, call, warmup, runs), method
+        return time_cuda(fw.torch, call, warmup, runs, prepare), method
     if method == "npu_events":
-        return time_npu(fw.torch, call, warmup, runs), method
-    return time_host(call, warmup, runs, fw.synchronize), method
+        return time_npu(fw.torch, call, warmup, runs, prepare), method
+    return time_host(call, warmup, runs, fw.synchronize, prepare), method
 
 
 def summarize(times):

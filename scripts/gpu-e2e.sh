@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# The GPU end-to-end run (docs/gpu-validation.md): kforge-coordinator and kforge-agent as
+# separate processes on a CUDA host, the campaign examples/gpu submitted with kforge submit,
+# every verdict compared with examples/gpu/expected.json.
+#
+#   scripts/gpu-e2e.sh bundle DIR       # here (where kforge is built): DIR = binaries + libs
+#   scripts/gpu-e2e.sh run DIR OUT      # on the CUDA host: run the campaign, results in OUT
+#   scripts/gpu-e2e.sh smoke DIR OUT    # anywhere: the same path with the CPU demo campaign
+#
+# bundle copies build/{coordinator,agent,cli}'s three programs (stripped) and every shared
+# library they load, glibc and its dynamic loader included, so that they run on any x86_64
+# Linux whatever its own glibc and without ZeroMQ installed: DIR/bin/<program> is a wrapper
+# that runs DIR/libexec/<program> through DIR/lib/ld-linux-x86-64.so.2 --library-path DIR/lib
+# (nothing else sees that library path: the jobs' Python is the host's own). It adds the
+# harness, the prompts and examples/{gpu,demo} under DIR/share/kforge, checks the size (the
+# device tool carries at most 64 MiB of ignored paths) and runs each wrapper once.
+#
+# run needs nvidia-smi and a Python with torch (CUDA) and triton: $KFORGE_GPU_PYTHON, else the
+# first of python3 on PATH, /opt/torch/.venv/bin/python, /usr/bin/python3 that has them. It
+# works in WORK ($KFORGE_E2E_WORK, default ${TMPDIR:-/tmp}/kforge-gpu-e2e.<pid>): data, agent
+# state, versions.json and env.txt (GPU, driver, CUDA, torch, triton), the logs, results.json,
+# tasks/<id>.json (kforge show --json --full), jobs.json, agents.json, metrics.txt, report/,
+# export/, and summary.md / summary.json from check_results.py: every verification's verdict
+# against expected.json, speedups, the harness overhead per job. OUT gets seven files (the
+# device tool brings back at most 8, none deeper than two folders): summary.md,
+# summary.json, results.json, versions.json, env.txt, gpu-e2e.log and gpu-e2e.tar.gz (all of
+# WORK but the job directories). Exit status 0 only when every verdict is the expected one.
+# Everything is bounded by KFORGE_E2E_DEADLINE_S (default 540 s, under the device tool's 600).
+#
+# Environment: KFORGE_GPU_PYTHON (the jobs' interpreter), KFORGE_E2E_DEADLINE_S,
+# KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 60: the hang's job ends
+# there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports).
+set -uo pipefail
+
+die() { echo "gpu-e2e: $*" >&2; exit 1; }
+say() { echo "gpu-e2e: $*" >&2; }
+
+repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
+
+# --- bundle -------------------------------------------------------------------------------
+bundle() {
+  local out=${1:?usage: gpu-e2e.sh bundle DIR}
+  local root build
+  root=$(repo_root)
+  build=${KFORGE_BUILD_DIR:-$root/build}
+  local progs=("$build/coordinator/kforge-coordinator" "$build/agent/kforge-agent" "$build/cli/kforge")
+  for p in "${progs[@]}"; do
+    [[ -x $p ]] || die "$p is not built: cmake --build build --target kforge kforge-coordinator kforge-agent"
+  done
+  [[ $(uname -m) == x86_64 ]] || die "bundle: made for x86_64 (this is $(uname -m))"
+  rm -rf "$out"
+  mkdir -p "$out/bin" "$out/libexec" "$out/lib" "$out/share/kforge/examples" || die "cannot create $out"
+  out=$(cd "$out" && pwd)
+
+  local loader=""
+  for p in "${progs[@]}"; do
+    local name
+    name=$(basename "$p")
+    strip --strip-unneeded -o "$out/libexec/$name" "$p" || die "strip $p failed"
+    # ldd lines: "libzmq.so.5 => /lib/x86_64-linux-gnu/libzmq.so.5 (0x...)" and the loader,
+    # "/lib64/ld-linux-x86-64.so.2 (0x...)"; linux-vdso has no file.
+    while read -r lib arrow path _; do
+      if [[ $arrow == "=>" && $path == /* ]]; then
+        [[ -e $out/lib/$lib ]] || cp -L "$path" "$out/lib/$lib" || die "cannot copy $path"
+      elif [[ $lib == */ld-linux* ]]; then
+        loader=$lib
+      elif [[ $arrow == "=>" && $path == "not" ]]; then
+        die "$p: $lib is not found (ldd says 'not found')"
+      fi
+    done < <(ldd "$p")
+  done
+  [[ -n $loader ]] || die "ldd named no dynamic loader"
+  cp -L "$loader" "$out/lib/ld-linux-x86-64.so.2" || die "cannot copy $loader"
+  strip --strip-unneeded "$out"/lib/*.so* 2>/dev/null || true
+  chmod 755 "$out/lib/ld-linux-x86-64.so.2"
+
+  for p in "${progs[@]}"; do
+    local name
+    name=$(basename "$p")
+    cat > "$out/bin/$name" <<EOF
+#!/bin/sh
+# $name from the kforge bundle, run through the bundled glibc (scripts/gpu-e2e.sh bundle).
+here=\$(cd "\$(dirname "\$0")/.." && pwd)
+exec "\$here/lib/ld-linux-x86-64.so.2" --library-path "\$here/lib" --argv0 "\$0" "\$here/libexec/$name" "\$@"
+EOF
+    chmod 755 "$out/bin/$name"
+  done
+
+  # What the programs find at <bin>/../share/kforge (the loader is /proc/self/exe, in lib/).
+  cp -r "$root/agent/harness" "$out/share/kforge/harness"
+  cp -r "$root/prompts" "$out/share/kforge/prompts"
+  cp -r "$root/examples/gpu" "$out/share/kforge/examples/gpu"
+  cp -r "$root/examples/demo" "$out/share/kforge/examples/demo"
+  find "$out/share" -name __pycache__ -type d -prune -exec rm -rf {} +
+  cp "$root/scripts/gpu-e2e.sh" "$out/gpu-e2e.sh"
+  {
+    echo "kforge bundle made $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
+    echo "commit $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "glibc $(ldd --version | head -1)"
+    echo "libraries:"
+    (cd "$out/lib" && ls)
+  } > "$out/BUNDLE.txt"
+
+  local bytes
+  bytes=$(du -sb "$out" | cut -f1)
+  say "bundle $out: $((bytes / 1024 / 1024)) MiB ($bytes bytes), $(ls "$out/lib" | wc -l) libraries"
+  (( bytes < 60 * 1024 * 1024 )) || die "bundle is $bytes bytes: the device tool carries at most 64 MiB"
+  for name in kforge kforge-coordinator kforge-agent; do
+    "$out/bin/$name" --help > /dev/null || die "$out/bin/$name --help fails through the bundled loader"
+  done
+  "$out/bin/kforge" version || die "$out/bin/kforge version fails"
+  say "bundle ok: every program runs through $out/lib/ld-linux-x86-64.so.2"
+}
+
+# --- run ----------------------------------------------------------------------------------
+T0=$(date +%s)
+deadline_s() { echo $(( ${KFORGE_E2E_DEADLINE_S:-540} - ($(date +%s) - T0) )); }
+
+COORD_PID=""
+AGENT_PID=""
+WORK=""
+DEST=""
+# OUT gets what the device tool can bring back: a few files and one tarball of WORK.
+package() {
+  [[ -n $WORK && -n $DEST && -d $WORK ]] || return 0
+  for f in summary.md summary.json results.json versions.json env.txt; do
+    [[ -f $WORK/$f ]] && cp "$WORK/$f" "$DEST/$f"
+  done
+  rm -rf "$WORK/jobs"   # job work directories: inputs, Triton caches (the verdicts are in tasks/)
+  tar -czf "$DEST/gpu-e2e.tar.gz" -C "$(dirname "$WORK")" "$(basename "$WORK")" || say "tar failed"
+  WORK=""
+}
+on_exit() {
+  stop_all
+  package
+}
+stop_all() {
+  for pid in $AGENT_PID $COORD_PID; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in $AGENT_PID $COORD_PID; do
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  AGENT_PID=""
+  COORD_PID=""
+}
+
+# Waits (bounded) until "$1" prints a line matching "$2"; echoes that line's second word.
+wait_for_line() {
+  local file=$1 pattern=$2 limit=$3
+  for _ in $(seq 1 $((limit * 5))); do
+    local line
+    line=$(grep -m1 "$pattern" "$file" 2>/dev/null) && { echo "$line" | awk '{print $2}'; return 0; }
+    sleep 0.2
+  done
+  return 1
+}
+
+find_python() {
+  local want=$1 c
+  local cands=()
+  [[ -n ${KFORGE_GPU_PYTHON:-} ]] && cands+=("$KFORGE_GPU_PYTHON")
+  c=$(command -v python3 2>/dev/null) && cands+=("$c")
+  cands+=(/opt/torch/.venv/bin/python /usr/bin/python3 /usr/local/bin/python3)
+  for c in "${cands[@]}"; do
+    [[ -x $c ]] || continue
+    if [[ $want == cuda ]]; then
+      "$c" -c 'import numpy, torch, triton; assert torch.cuda.is_available()' 2>/dev/null && { echo "$c"; return 0; }
+    else
+      "$c" -c 'import numpy, torch' 2>/dev/null && { echo "$c"; return 0; }
+    fi
+  done
+  return 1
+}
+
+run() {
+  local mode=$1 bundle_dir=${2:?usage: gpu-e2e.sh run BUNDLE OUT} dest=${3:?usage: gpu-e2e.sh run BUNDLE OUT}
+  [[ -x $bundle_dir/bin/kforge ]] || die "$bundle_dir/bin/kforge: not a bundle (make one with: scripts/gpu-e2e.sh bundle $bundle_dir)"
+  bundle_dir=$(cd "$bundle_dir" && pwd)
+  mkdir -p "$dest" || die "cannot create $dest"
+  dest=$(cd "$dest" && pwd)
+  local out=${KFORGE_E2E_WORK:-${TMPDIR:-/tmp}/kforge-gpu-e2e.$$}
+  rm -rf "$out"
+  mkdir -p "$out" || die "cannot create $out"
+  out=$(cd "$out" && pwd)
+  WORK=$out
+  DEST=$dest
+  trap on_exit EXIT
+  local share=$bundle_dir/share/kforge kf=$bundle_dir/bin/kforge
+  local example=gpu
+  [[ $mode == smoke ]] && example=demo
+  exec > >(tee -a "$dest/gpu-e2e.log") 2>&1
+  say "mode $mode, bundle $bundle_dir, work $out, results to $dest, deadline $(deadline_s) s"
+  cat "$bundle_dir/BUNDLE.txt" 2>/dev/null | head -2
+
+  # 1. the host
+  local python
+  if [[ $mode == run ]]; then
+    command -v nvidia-smi > /dev/null || die "no nvidia-smi on PATH: not a CUDA host"
+    python=$(find_python cuda) || die "no Python with numpy, torch (CUDA available) and triton; set KFORGE_GPU_PYTHON"
+  else
+    python=$(find_python cpu) || die "no Python with numpy and torch; set KFORGE_GPU_PYTHON"
+  fi
+  say "jobs' python: $python"
+  {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -a)"
+    echo "user: $(id)"
+    echo "python: $python"
+    echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>} TRITON_CACHE_DIR=${TRITON_CACHE_DIR-<unset>}"
+    if [[ $mode == run ]]; then
+      echo "--- nvidia-smi"; nvidia-smi 2>&1
+      echo "--- nvidia-smi --query-gpu"
+      nvidia-smi --query-gpu=index,name,memory.total,uuid,driver_version,compute_cap,mig.mode.current --format=csv 2>&1
+      echo "--- what the agent runs"
+      nvidia-smi --query-gpu=index,name,memory.total,uuid --format=csv,noheader,nounits 2>&1
+      echo "--- nvcc"; (command -v nvcc && nvcc --version) 2>&1 || echo "no nvcc on PATH"
+    fi
+    echo "--- cpu"; (lscpu 2>/dev/null | head -20) || true
+    echo "--- memory"; (free -m 2>/dev/null) || true
+  } > "$out/env.txt"
+  "$python" - "$out/versions.json" "$mode" <<'PY' || die "cannot record versions"
+import json, platform, subprocess, sys
+out = {"python": platform.python_version(), "platform": platform.platform()}
+import numpy, torch
+out.update(numpy=numpy.__version__, torch=torch.__version__, torch_cuda=str(torch.version.cuda))
+if sys.argv[2] == "run":
+    import triton
+    out["triton"] = triton.__version__
+    out["gpu"] = torch.cuda.get_device_name(0)
+    out["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    out["cudnn"] = str(torch.backends.cudnn.version())
+    try:
+        q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name,memory.total",
+                            "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        out["nvidia_smi"] = q.stdout.strip()
+        out["driver"] = q.stdout.split(",")[0].strip()
+    except Exception as e:  # noqa: BLE001
+        out["nvidia_smi"] = f"failed: {e}"
+json.dump(out, open(sys.argv[1], "w"), indent=1)
+print(json.dumps(out))
+PY
+  # Each job compiles its own kernels (HOME = the job directory): no cache shared between
+  # jobs, so load_candidate's time includes the Triton compile.
+  unset TRITON_CACHE_DIR
+
+  # 2. configuration
+  local campaign_dir=$out/campaign
+  rm -rf "$campaign_dir"
+  cp -r "$share/examples/$example" "$campaign_dir"
+  local cpu_devices=0 timeout_s=${KFORGE_GPU_VERIFY_TIMEOUT_S:-60}
+  [[ $mode == smoke ]] && cpu_devices=1
+  cat > "$out/kforge.toml" <<EOF
+# written by scripts/gpu-e2e.sh $mode
+[log]
+level = "info"
+
+[coordinator]
+data_dir = "$out/data"
+verify_timeout_s = $timeout_s
+
+[agent]
+state_dir = "$out/agent"
+work_dir = "$out/jobs"
+cpu_devices = $cpu_devices
+run_as = ""
+python = "$python"
+harness_dir = "$share/harness"
+job_timeout_s = $timeout_s
+
+[llm.designer]
+provider = "replay"
+recording = "$campaign_dir/recording.jsonl"
+
+[llm.coder]
+provider = "replay"
+recording = "$campaign_dir/recording.jsonl"
+EOF
+  [[ $(id -u) == 0 ]] && say "running as root with agent.run_as = \"\": jobs run as root (RLIMIT_NPROC does not bind; see docs/gpu-validation.md)"
+
+  # 3. coordinator and agent
+  "$bundle_dir/bin/kforge-coordinator" --config "$out/kforge.toml" --listen 'tcp://127.0.0.1:*' \
+      --http 127.0.0.1:0 --prompts "$share/prompts" > "$out/coordinator.out" 2> "$out/coordinator.log" &
+  COORD_PID=$!
+  local endpoint url
+  endpoint=$(wait_for_line "$out/coordinator.out" '^listening ' 30) || { tail -20 "$out/coordinator.log"; die "the coordinator did not start"; }
+  url=$(wait_for_line "$out/coordinator.out" '^api ' 10) || { tail -20 "$out/coordinator.log"; die "the coordinator serves no API"; }
+  say "coordinator pid $COORD_PID: agents $endpoint, API $url"
+  export KFORGE_COORDINATOR=$url
+  "$bundle_dir/bin/kforge-agent" --config "$out/kforge.toml" --coordinator "$endpoint" \
+      > "$out/agent.out" 2> "$out/agent.log" &
+  AGENT_PID=$!
+  say "agent pid $AGENT_PID; waiting for it to register its devices"
+  local want_backend=cuda arch=""
+  [[ $mode == smoke ]] && want_backend=cpu
+  for _ in $(seq 1 450); do   # 90 s: the agent's capability probe imports torch and triton
+    "$kf" agents --json > "$out/agents.json" 2>/dev/null &&
+      arch=$("$python" -c '
+import json, sys
+for a in json.load(open(sys.argv[1])):
+    for d in a.get("devices", []):
+        if d.get("backend") == sys.argv[2]:
+            print(d.get("arch", "")); sys.exit(0)' "$out/agents.json" "$want_backend") && [[ -n $arch ]] && break
+    kill -0 "$AGENT_PID" 2>/dev/null || { tail -20 "$out/agent.log"; die "the agent exited"; }
+    sleep 0.2
+  done
+  [[ -n $arch ]] || { cat "$out/agents.json"; tail -20 "$out/agent.log"; die "no $want_backend device registered within 90 s (nvidia-smi output: env.txt)"; }
+  say "agent registered: $want_backend device, arch $arch"
+
+  # 4. the campaign, with the arch the agent reported (jobs are placed by exact arch)
+  if [[ $mode == run ]]; then
+    arch=${KFORGE_GPU_ARCH:-$arch}
+    sed -i "s/^arch = \"h100\"/arch = \"$arch\"/" "$campaign_dir/campaign.toml"
+    grep -q "^arch = \"$arch\"" "$campaign_dir/campaign.toml" || die "could not set arch $arch in $campaign_dir/campaign.toml"
+  fi
+  "$kf" submit "$campaign_dir/campaign.toml" | tee "$out/submit.txt" || die "kforge submit failed"
+  local campaign_id
+  campaign_id=$(grep -o '(id [0-9]*' "$out/submit.txt" | head -1 | awk '{print $2}')
+  [[ -n $campaign_id ]] || campaign_id=1
+
+  # 5. until it finishes (or the deadline; what finished is still collected)
+  local left
+  left=$(( $(deadline_s) - 45 ))
+  (( left > 10 )) || left=10
+  say "watching campaign $campaign_id for at most $left s"
+  timeout "$left" "$kf" status "$campaign_id" --watch > "$out/status.log" 2>&1
+  local watch_rc=$?
+  tail -3 "$out/status.log"
+  (( watch_rc == 124 )) && say "the campaign did not finish within $left s; collecting what finished"
+
+  # 6. collect
+  "$kf" results "$campaign_id" --json > "$out/results.json" 2> "$out/results.err"
+  "$kf" results "$campaign_id" > "$out/results.txt" 2>&1
+  "$kf" jobs --json > "$out/jobs.json" 2> "$out/jobs.err"
+  "$kf" agents --json > "$out/agents.json" 2>/dev/null
+  mkdir -p "$out/tasks"
+  for id in $("$python" -c 'import json,sys; [print(t["task"]) for t in json.load(open(sys.argv[1]))]' "$out/results.json" 2>/dev/null); do
+    "$kf" show "$id" --json --full > "$out/tasks/$id.json" 2>/dev/null
+  done
+  "$kf" report "$campaign_id" --out "$out/report" > "$out/report.txt" 2>&1
+  "$kf" export "$campaign_id" --out "$out/export" --force > "$out/export.txt" 2>&1
+  "$python" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decode())' \
+      "$url" > "$out/metrics.txt" 2>&1
+  stop_all
+
+  # 7. the verdicts against expected.json, speedups, overhead
+  local expect=()
+  [[ $mode == run ]] && expect=(--expected "$campaign_dir/expected.json")
+  "$python" "$share/examples/gpu/check_results.py" --out "$out" "${expect[@]}"
+  local rc=$?
+  package
+  say "done in $(( $(date +%s) - T0 )) s; $dest: $(cd "$dest" && ls | tr '\n' ' ')(exit $rc)"
+  return $rc
+}
+
+case ${1:-} in
+  bundle) shift; bundle "$@" ;;
+  run) shift; run run "$@" ;;
+  smoke) shift; run smoke "$@" ;;
+  *) sed -n '2,30p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,136 @@
+"""The emulated triton.language (see triton/__init__.py): blocks are numpy arrays."""
+import numpy as np
+
+float16 = np.float16
+float32 = np.float32
+float64 = np.float64
+int32 = np.int32
+int64 = np.int64
+
+_state = {"pid": (0, 0, 0), "grid": (1, 1, 1)}
+
+
+class constexpr:  # noqa: N801 - Triton's name; only used as an annotation
+    pass
+
+
+class Block(np.ndarray):
+    """A numpy array with Triton's .to(dtype)."""
+
+    def to(self, dtype):
+        return np.asarray(self).astype(dtype).view(Block)
+
+
+def _block(a):
+    return np.asarray(a).view(Block)
+
+
+class Pointer:
+    """A flat buffer and element offsets into it (an int or an array of ints)."""
+
+    def __init__(self, buf, offs):
+        self.buf = buf
+        self.offs = offs
+
+    def __add__(self, other):
+        if isinstance(other, Pointer):
+            raise TypeError("pointer + pointer")
+        return Pointer(self.buf, self.offs + (np.asarray(other) if isinstance(other, np.ndarray)
+                                              else other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return self + (-np.asarray(other))
+
+
+def program_id(axis):
+    return int(_state["pid"][axis])
+
+
+def num_programs(axis):
+    return int(_state["grid"][axis])
+
+
+def arange(start, end):
+    return _block(np.arange(start, end, dtype=np.int32))
+
+
+def zeros(shape, dtype):
+    return _block(np.zeros(shape, dtype=dtype))
+
+
+def cdiv(a, b):
+    return (a + b - 1) // b
+
+
+def _where_valid(ptr, mask, what):
+    offs = np.asarray(ptr.offs, dtype=np.int64)
+    m = np.ones(offs.shape, dtype=bool) if mask is None else \
+        np.broadcast_to(np.asarray(mask, dtype=bool), offs.shape)
+    sel = offs[m]
+    if sel.size and (sel.min() < 0 or sel.max() >= ptr.buf.size):
+        bad = sel[(sel < 0) | (sel >= ptr.buf.size)][0]
+        raise RuntimeError(f"emulated illegal memory access: {what} at element {int(bad)} of a "
+                           f"buffer of {ptr.buf.size}")
+    return offs, m, sel
+
+
+def load(ptr, mask=None, other=None):
+    offs, m, sel = _where_valid(ptr, mask, "load")
+    if other is None:
+        fill = np.nan if np.issubdtype(ptr.buf.dtype, np.floating) else 0
+    else:
+        fill = other
+    out = np.full(offs.shape, fill, dtype=ptr.buf.dtype)
+    out[m] = ptr.buf[sel]
+    return _block(out)
+
+
+def store(ptr, value, mask=None):
+    offs, m, sel = _where_valid(ptr, mask, "store")
+    val = np.broadcast_to(np.asarray(value).astype(ptr.buf.dtype), offs.shape)
+    ptr.buf[sel] = val[m]
+
+
+def _reduce(fn, x, axis):
+    x = np.asarray(x)
+    return _block(fn(x, axis=axis).astype(x.dtype))
+
+
+def sum(x, axis=None):  # noqa: A001 - Triton's name
+    return _reduce(np.sum, x, axis)
+
+
+def max(x, axis=None):  # noqa: A001
+    return _reduce(np.max, x, axis)
+
+
+def min(x, axis=None):  # noqa: A001
+    return _reduce(np.min, x, axis)
+
+
+def exp(x):
+    return _block(np.exp(np.asarray(x)))
+
+
+def sqrt(x):
+    return _block(np.sqrt(np.asarray(x)))
+
+
+def where(cond, a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    dtype = a.dtype if a.ndim else (b.dtype if b.ndim else np.result_type(a, b))
+    return _block(np.where(cond, a, b).astype(dtype))
+
+
+def maximum(a, b):
+    return _block(np.maximum(a, b))
+
+
+def minimum(a, b):
+    return _block(np.minimum(a, b))
+
+
+def dot(a, b):
+    return _block(np.matmul(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)))
