@@ -57,6 +57,8 @@ int cmd_run(const ParsedFlags& flags) {
   copts.liveness = config.coordinator.liveness;
   copts.restart_grace_ms = 1000;  // the only agent is ours: it registers at once
   copts.precision_jobs_per_device = config.coordinator.precision_jobs_per_device;
+  auto http = operator_api_options(flags.get("http").value_or("127.0.0.1:0"), config.coordinator.api_token_file);
+  if (!http.ok()) return cli_fail(http.status().message());
   auto coordinator = Coordinator::open(copts);
   if (!coordinator.ok()) return cli_fail(coordinator.status().message());
   Coordinator& coord = **coordinator;
@@ -123,8 +125,7 @@ int cmd_run(const ParsedFlags& flags) {
 
   coord.add_periodic(1000, [&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
   // The operator API and dashboard, so that `kforge status --coordinator URL` works meanwhile.
-  auto api = serve_operator_api(coord, conductor, flags.get("http").value_or("127.0.0.1:0"),
-                                config.coordinator.api_token_file);
+  auto api = serve_operator_api(coord, conductor, *http);
   if (!api.ok()) return cli_fail(api.status().message());
   std::fprintf(stderr, "kforge: operator API and dashboard on %s\n", api->server->url().c_str());
   g_stop = false;

@@ -42,27 +42,57 @@ Result<std::string> read_token_file(const std::filesystem::path& path) {
   return token;
 }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, ApiBackend& backend) {
+namespace {
+
+struct HttpAddress {
+  std::string host;  // without IPv6 brackets
+  int port = 0;
+};
+
+// host:port, and the rule that an address other hosts can reach needs a token.
+Result<HttpAddress> parse_listen(const HttpServerOptions& options) {
   auto colon = options.listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
     return invalid_argument("http_listen: expected host:port (e.g. 127.0.0.1:7780), got '" + options.listen + "'");
   }
-  std::string host = options.listen.substr(0, colon);
-  int port = 0;
+  HttpAddress a;
+  a.host = options.listen.substr(0, colon);
   try {
-    port = std::stoi(options.listen.substr(colon + 1));
+    a.port = std::stoi(options.listen.substr(colon + 1));
   } catch (const std::exception&) {
-    port = -1;
+    a.port = -1;
   }
-  if (port < 0 || port > 65535) {
+  if (a.port < 0 || a.port > 65535) {
     return invalid_argument("http_listen: '" + options.listen.substr(colon + 1) + "' is not a port (0-65535)");
   }
-  if (!is_loopback_host(host) && options.token.empty()) {
+  if (!is_loopback_host(a.host) && options.token.empty()) {
     return invalid_argument("http_listen: " + options.listen +
                             " is reachable from other hosts; set coordinator.api_token_file (a file holding a "
                             "secret token) or listen on 127.0.0.1");
   }
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']') a.host = a.host.substr(1, a.host.size() - 2);
+  return a;
+}
+
+}  // namespace
+
+Result<HttpServerOptions> operator_api_options(const std::string& listen, const std::string& token_file) {
+  HttpServerOptions options;
+  options.listen = listen;
+  if (!token_file.empty()) {
+    auto token = read_token_file(token_file);
+    if (!token.ok()) return Status(token.status().code(), "coordinator.api_token_file: " + token.status().message());
+    options.token = *token;
+  }
+  if (auto a = parse_listen(options); !a.ok()) return a.status();
+  return options;
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, ApiBackend& backend) {
+  auto address = parse_listen(options);
+  if (!address.ok()) return address.status();
+  const std::string& host = address->host;
+  int port = address->port;
 
   std::unique_ptr<HttpServer> s(new HttpServer());
   s->server_ = std::make_unique<httplib::Server>();
@@ -174,15 +204,7 @@ std::string CoordinatorApiBackend::live_metrics() {
   return text.get();
 }
 
-Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor, const std::string& listen,
-                                       const std::string& token_file) {
-  HttpServerOptions options;
-  options.listen = listen;
-  if (!token_file.empty()) {
-    auto token = read_token_file(token_file);
-    if (!token.ok()) return Status(token.status().code(), "coordinator.api_token_file: " + token.status().message());
-    options.token = *token;
-  }
+Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor, const HttpServerOptions& options) {
   OperatorApi api;
   api.backend = std::make_unique<CoordinatorApiBackend>(
       coordinator, coordinator.store_path(), [&conductor] { conductor.resume_all().ok(); },

@@ -78,8 +78,11 @@ struct OperatorApi {
   std::unique_ptr<CoordinatorApiBackend> backend;
   std::unique_ptr<HttpServer> server;
 };
-// Serves the API on `listen` (host:port), with the token in `token_file` ("" = none).
-Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor, const std::string& listen,
-                                       const std::string& token_file);
+// The server's options from the configuration: `listen` (host:port) and the token in
+// `token_file` ("" = none). Checked here, so that a daemon can refuse a bad address (or one
+// reachable from other hosts without a token) before it opens anything.
+Result<HttpServerOptions> operator_api_options(const std::string& listen, const std::string& token_file);
+// Serves the API of `coordinator` and `conductor`.
+Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor, const HttpServerOptions& options);
 
 }  // namespace kforge

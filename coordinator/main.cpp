@@ -62,6 +62,14 @@ int main(int argc, char** argv) {
   if (flags->has("log-json")) cc.log.json = true;
   if (Status st = init_logging(cc.log, "coordinator"); !st.ok()) return fail(st.message());
 
+  // A bad API address (or one open to other hosts without a token) is refused before anything opens.
+  std::optional<HttpServerOptions> http;
+  if (!cc.http_listen.empty()) {
+    auto checked = operator_api_options(cc.http_listen, cc.api_token_file);
+    if (!checked.ok()) return fail(checked.status().message());
+    http = *checked;
+  }
+
   CoordinatorOptions options;
   options.listen = cc.listen;
   options.data_dir = cc.data_dir;
@@ -92,8 +100,8 @@ int main(int argc, char** argv) {
     if (Status st = conductor.resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
   });
   std::optional<OperatorApi> api;
-  if (!cc.http_listen.empty()) {
-    auto served = serve_operator_api(**coordinator, conductor, cc.http_listen, cc.api_token_file);
+  if (http) {
+    auto served = serve_operator_api(**coordinator, conductor, *http);
     if (!served.ok()) return fail(served.status().message());
     api = std::move(served.value());
   }

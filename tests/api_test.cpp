@@ -223,7 +223,9 @@ struct ServerFixture {
     auto prompts = PromptLibrary::load(source_dir() / "prompts");
     REQUIRE(prompts.ok());
     conductor = std::make_unique<Conductor>(cluster.coordinator(), nullptr, std::move(*prompts), ConductorOptions{});
-    auto served = serve_operator_api(cluster.coordinator(), *conductor, "127.0.0.1:0", token_file);
+    auto options = operator_api_options("127.0.0.1:0", token_file);
+    REQUIRE_MESSAGE(options.ok(), options.status().to_string());
+    auto served = serve_operator_api(cluster.coordinator(), *conductor, *options);
     REQUIRE_MESSAGE(served.ok(), served.status().to_string());
     api = std::move(*served);
     http = std::make_unique<httplib::Client>("127.0.0.1", api->server->port());
@@ -335,4 +337,11 @@ TEST_CASE("an API reachable from other hosts is refused without a token") {
   auto token = read_token_file(dir / "empty");
   REQUIRE_FALSE(token.ok());
   CHECK(token.status().message().find("empty") != std::string::npos);
+  // The configuration is checked before a daemon opens anything.
+  auto refused = operator_api_options("10.0.0.1:7780", "");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("reachable from other hosts") != std::string::npos);
+  CHECK(operator_api_options("127.0.0.1:7780", (dir / "empty").string()).status().message().rfind("coordinator.api_token_file:", 0) == 0);
+  write_file(dir / "token", "t\n");
+  CHECK(operator_api_options("0.0.0.0:7780", (dir / "token").string()).ok());
 }
