@@ -152,7 +152,7 @@ namespace {
 std::string tasks_query(const ParsedFlags& flags, int64_t campaign) {
   std::string q = "tasks?";
   if (campaign > 0) q += "campaign=" + std::to_string(campaign) + "&";
-  for (const char* key : {"state", "op", "verdict", "limit"}) {
+  for (const char* key : {"state", "op", "verdict", "limit", "offset"}) {
     if (auto v = flags.get(key)) q += std::string(key) + "=" + url_escape(*v) + "&";
   }
   q.pop_back();

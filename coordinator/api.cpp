@@ -164,19 +164,20 @@ Result<json> agent_json(Store& store, const AgentRow& a) {
 
 // --- Request parsing -----------------------------------------------------------------------
 
-Result<int64_t> parse_id(const std::string& text, const std::string& what) {
+Result<int64_t> parse_id(const std::string& text, const std::string& what, int64_t min = 1) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || p != text.data() + text.size() || v <= 0) {
-    return invalid_argument(what + ": expected a positive integer, got '" + text + "'");
+  if (ec != std::errc() || p != text.data() + text.size() || v < min) {
+    return invalid_argument(what + ": expected " + (min > 0 ? "a positive" : "a non-negative") + " integer, got '" + text + "'");
   }
   return v;
 }
 
-Result<std::optional<int64_t>> query_id(const ApiRequest& r, const std::string& key) {
+// An integer query parameter (absent: none); ids and limits are positive, offsets may be 0.
+Result<std::optional<int64_t>> query_id(const ApiRequest& r, const std::string& key, int64_t min = 1) {
   auto it = r.query.find(key);
   if (it == r.query.end() || it->second.empty()) return std::optional<int64_t>();
-  auto v = parse_id(it->second, "query parameter '" + key + "'");
+  auto v = parse_id(it->second, "query parameter '" + key + "'", min);
   if (!v.ok()) return v.status();
   return std::optional<int64_t>(*v);
 }
@@ -398,6 +399,9 @@ Result<json> list_tasks(Store& store, const ApiRequest& r) {
   if (!campaign.ok()) return campaign.status();
   auto limit = query_id(r, "limit");
   if (!limit.ok()) return limit.status();
+  auto offset = query_id(r, "offset", 0);  // matching tasks to skip first (paging with limit)
+  if (!offset.ok()) return offset.status();
+  int64_t skip = offset->value_or(0);
   std::string state = query_text(r, "state"), op = query_text(r, "op"), verdict = query_text(r, "verdict");
   std::vector<TaskRow> tasks;
   if (*campaign) {
@@ -421,6 +425,10 @@ Result<json> list_tasks(Store& store, const ApiRequest& r) {
     auto o = task_outcome(store, t);
     if (!o.ok()) return o.status();
     if (!verdict.empty() && o->verdict != verdict) continue;
+    if (skip > 0) {
+      --skip;
+      continue;
+    }
     out.push_back(task_json(*o));
     if (*limit && out.size() >= static_cast<size_t>(**limit)) break;
   }

@@ -115,6 +115,12 @@ TEST_CASE_FIXTURE(RouterFixture, "tasks carry their outcome and filter by state,
   CHECK(get("/api/v1/tasks", {{"op", "gelu"}})[0]["task"] == tasks[2]);
   CHECK(get("/api/v1/tasks", {{"verdict", "compile_error"}})[0]["op_name"] == "relu");
   CHECK(get("/api/v1/tasks", {{"limit", "2"}}).size() == 2);
+  json page = get("/api/v1/tasks", {{"offset", "1"}, {"limit", "1"}});
+  REQUIRE(page.size() == 1);
+  CHECK(page[0]["task"] == tasks[1]);
+  CHECK(get("/api/v1/tasks", {{"offset", "3"}}).empty());
+  CHECK(get("/api/v1/tasks", {{"offset", "0"}}).size() == 3);
+  CHECK(ask("GET", "/api/v1/tasks", {{"offset", "-1"}}).status == 400);
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "a task's detail is its whole trace and its jobs") {
