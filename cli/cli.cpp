@@ -28,13 +28,14 @@ std::filesystem::path db_path(const ParsedFlags& flags) {
   return std::filesystem::path(flags.get("data").value_or("kforge-data")) / "kforge.db";
 }
 
-Result<std::unique_ptr<Store>> open_existing(const ParsedFlags& flags, bool writable) {
+// kforge enqueue writes into an existing coordinator's database, never a new one.
+Result<std::unique_ptr<Store>> open_existing(const ParsedFlags& flags) {
   auto path = db_path(flags);
   if (!std::filesystem::exists(path)) {
     return not_found("no kforge database at " + path.string() +
                      "; pass --data with the coordinator's data directory");
   }
-  return writable ? Store::open(path) : Store::open_readonly(path);
+  return Store::open(path);
 }
 
 int cmd_enqueue(const ParsedFlags& flags) {
@@ -47,7 +48,7 @@ int cmd_enqueue(const ParsedFlags& flags) {
       *target = *n;
     }
   }
-  auto store = open_existing(flags, /*writable=*/true);
+  auto store = open_existing(flags);
   if (!store.ok()) return fail(store.status().message());
   proto::Assign assign;
   assign.kind = "exec";

@@ -329,8 +329,16 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
   });
 }
 
-Result<json> task_detail(Store& store, int64_t id) {
+Result<TaskRow> find_task(Store& store, int64_t id) {
   auto t = store.get_task(id);
+  if (!t.ok() && t.status().code() == Code::not_found) {
+    return not_found("no task " + std::to_string(id) + "; `kforge tasks` lists them");
+  }
+  return t;
+}
+
+Result<json> task_detail(Store& store, int64_t id) {
+  auto t = find_task(store, id);
   if (!t.ok()) return t.status();
   auto j = task_json(store, *t);
   if (!j.ok()) return j.status();
@@ -366,13 +374,6 @@ Result<json> task_detail(Store& store, int64_t id) {
   return j;
 }
 
-Result<TaskRow> find_task(Store& store, int64_t id) {
-  auto t = store.get_task(id);
-  if (!t.ok() && t.status().code() == Code::not_found) {
-    return not_found("no task " + std::to_string(id) + "; `kforge tasks` lists them");
-  }
-  return t;
-}
 
 Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
   return backend.write([&](Store& store) -> Result<json> {
@@ -682,10 +683,7 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
     if (n >= 4) {
       auto id = id_at(3, "task");
       if (!id.ok()) return error_reply(id.status());
-      if (n == 4 && get) {
-        if (auto t = find_task(s, *id); !t.ok()) return error_reply(t.status());
-        return reply(task_detail(s, *id));
-      }
+      if (n == 4 && get) return reply(task_detail(s, *id));
       if (n == 5 && post && (parts[4] == "cancel" || parts[4] == "resume")) {
         auto done = task_action(backend, *id, parts[4] == "cancel");
         if (!done.ok()) return error_reply(done.status());
