@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Reads what scripts/gpu-e2e.sh collected in OUT and writes OUT/summary.md and
 OUT/summary.json: every verification's verdict (against expected.json when given), the
-speedups, the harness overhead per job, and the checks that need more than one job (the
-next job after an illegal memory access on the same GPU; the side stream's timing).
+speedups, the harness overhead per job, the checks that need more than one job (the next
+job after an illegal memory access on the same GPU; the side stream's timing; on several
+GPUs, the jobs that ran beside a crash or a hang), and each device's utilisation.
 
-    python3 check_results.py --out OUT [--expected examples/gpu/expected.json]
+    python3 check_results.py --out OUT [--expected examples/gpu/expected.json] [--baseline OUT1]
+
+--baseline names the OUT of a run of the same campaign on one GPU (gpu-e2e.sh multi): the
+summary gives jobs per minute against it.
 
 Exit status: 0 when everything expected happened (or, without --expected, every task
 finished), 1 otherwise. Standard library only: it runs with the jobs' Python.
@@ -12,7 +16,8 @@ finished), 1 otherwise. Standard library only: it runs with the jobs' Python.
 Inputs (written by gpu-e2e.sh): OUT/results.json (kforge results --json), OUT/tasks/<task>.json
 (kforge show --json --full: the trace of steps; a verifier step's input is "job N" and its
 output the harness's result.json), OUT/jobs.json (kforge jobs --json: assigned_ms,
-finished_ms, device), OUT/versions.json.
+finished_ms, device), OUT/versions.json, OUT/report/report.json (kforge report: the device
+window, jobs per minute, per-device busy time).
 """
 import argparse
 import json
@@ -96,6 +101,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--expected")
+    ap.add_argument("--baseline", help="another run's OUT (the same campaign on one GPU): "
+                    "jobs per minute against it")
     args = ap.parse_args()
     out = args.out
     results = load(os.path.join(out, "results.json"))
@@ -183,13 +190,12 @@ def main():
                             f"{nxt['job']}) got {nxt['verdict']}")
 
     # 3. the side stream is timed like the same kernel on the current stream
-    side = (expected or {}).get("side_stream")
-    if side:
-        def median(key):
-            for r in by_task.get(key, []):
-                if r["verdict"] == "passed" and r["profile"]:
-                    return r["profile"]["candidate"]["median_us"]
-            return None
+    def median(key):
+        for r in by_task.get(key, []):
+            if r["verdict"] == "passed" and r["profile"]:
+                return r["profile"]["candidate"]["median_us"]
+        return None
+    for side in (expected or {}).get("side_stream", []):
         s, like = median(side["task"]), median(side["like"])
         ok = s is not None and like is not None and s >= side["min_fraction"] * like
         checks.append({"check": "side stream timed", "task": side["task"], "median_us": s,
@@ -199,7 +205,47 @@ def main():
             problems.append(f"side stream: {side['task']} median {s} us vs {side['like']} {like} "
                             f"us (must be >= {side['min_fraction']}x)")
 
-    # 4. overhead
+    # 4. a crash or a hang on one GPU disturbs no job running beside it on another
+    if expected:
+        planned = {(r["task"], r["attempt"]): r for r in rows}
+        def as_planned(r):
+            plan = expected["tasks"].get(r["task"], {}).get("verifications", [])
+            return r["attempt"] <= len(plan) and plan[r["attempt"] - 1]["verdict"] == r["verdict"]
+        for bad in rows:
+            if bad["verdict"] not in ("crashed", "timeout") or not bad["assigned_ms"]:
+                continue
+            beside = [r for r in planned.values()
+                      if r["device"] != bad["device"] and r["assigned_ms"] and r["finished_ms"]
+                      and r["assigned_ms"] < bad["finished_ms"] and bad["assigned_ms"] < r["finished_ms"]]
+            if not beside:
+                continue  # one GPU: nothing ran beside it
+            wrong = [f"{r['task']} #{r['attempt']} ({r['verdict']})" for r in beside if not as_planned(r)]
+            checks.append({"check": f"jobs beside a {bad['verdict']} job", "task": bad["task"],
+                           "job": bad["job"], "device": bad["device"], "beside": len(beside),
+                           "devices_beside": len({r["device"] for r in beside}),
+                           "not_as_planned": wrong, "ok": not wrong})
+            if wrong:
+                problems.append(f"isolation: beside {bad['task']}'s {bad['verdict']} job {bad['job']} "
+                                f"on {bad['device']}: {', '.join(wrong)}")
+
+    # 5. the devices: busy time over the campaign's device window (kforge report)
+    devices = (load(os.path.join(out, "report", "report.json"), {}) or {}).get("device", {})
+    baseline = None
+    if args.baseline:
+        baseline = (load(os.path.join(args.baseline, "report", "report.json"), {}) or {}).get("device", {})
+        if not baseline.get("jobs_per_minute"):
+            problems.append(f"baseline: no jobs per minute in {args.baseline}/report/report.json")
+    devices_summary = {k: devices.get(k) for k in ("devices_used", "jobs", "window_seconds",
+                                                   "jobs_per_minute", "mean_busy_devices")}
+    devices_summary["per_device"] = devices.get("per_device", [])
+    if baseline:
+        devices_summary["baseline"] = {k: baseline.get(k) for k in
+                                       ("devices_used", "jobs", "window_seconds", "jobs_per_minute")}
+        if devices.get("jobs_per_minute") and baseline.get("jobs_per_minute"):
+            devices_summary["jobs_per_minute_ratio"] = round(
+                devices["jobs_per_minute"] / baseline["jobs_per_minute"], 2)
+
+    # 6. overhead
     over = [dict(job=r["job"], task=r["task"], attempt=r["attempt"], verdict=r["verdict"],
                  **overhead(r)) for r in rows]
     keys = ["wall", "process_start", "imports", "device_init", "load_reference",
@@ -215,7 +261,8 @@ def main():
     summary = {"ok": not problems, "problems": problems, "versions": versions,
                "verifications": [{k: v for k, v in r.items() if k not in ("message",)}
                                  | {"message": r["message"][:2000]} for r in rows],
-               "checks": checks, "overhead_ms": over, "overhead_median_ms": medians}
+               "checks": checks, "devices": devices_summary, "overhead_ms": over,
+               "overhead_median_ms": medians}
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
 
@@ -240,6 +287,20 @@ def main():
     for c in checks:
         lines.append(f"- {c['check']}: {'ok' if c['ok'] else 'FAILED'} — " +
                      ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("check", "ok")))
+    lines += ["", "## Devices", "",
+              f"{fmt(devices_summary['jobs'])} verify jobs on {fmt(devices_summary['devices_used'])} "
+              f"device(s) in {fmt(devices_summary['window_seconds'], 1)} s (first assigned to last "
+              f"finished): {fmt(devices_summary['jobs_per_minute'], 1)} jobs per minute."]
+    if baseline:
+        b = devices_summary["baseline"]
+        lines.append(f"Baseline ({args.baseline}): {fmt(b['jobs'])} jobs on {fmt(b['devices_used'])} "
+                     f"device(s) in {fmt(b['window_seconds'], 1)} s, {fmt(b['jobs_per_minute'], 1)} "
+                     f"jobs per minute; ratio {fmt(devices_summary.get('jobs_per_minute_ratio'), 2)}x.")
+    lines += ["", "| device | host | jobs | busy s | utilisation |", "|---|---|---|---|---|"]
+    for d in devices_summary["per_device"]:
+        u = d.get("utilisation")
+        lines.append(f"| {d.get('device')} | {d.get('host')} | {d.get('jobs')} | "
+                     f"{fmt(d.get('busy_seconds'), 1)} | {fmt(None if u is None else 100 * u, 1)}% |")
     lines += ["", "## Harness overhead per job (ms)", "",
               "wall = finished - assigned (coordinator clock); process_start = harness start - "
               "assigned; teardown = finished - harness end; first_call is part of precision; "

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Writes examples/gpu/recording.jsonl (the replayed LLM of the GPU campaign) and
-examples/gpu/expected.json (the verdict each verification must get).
+"""Writes examples/gpu/recording.jsonl (the replayed LLM of the GPU campaigns) and, for each
+campaign, the verdict each verification must get: expected.json for campaign.toml (one GPU,
+one task per op) and sweep-expected.json for sweep.toml (the same ops over shapes, for hosts
+with several GPUs). The recording holds every key either campaign asks for.
 
-    python3 examples/gpu/make_recording.py          # rewrite both files
-    python3 examples/gpu/make_recording.py --check  # exit 1 if either is out of date
+    python3 examples/gpu/make_recording.py          # rewrite the three files
+    python3 examples/gpu/make_recording.py --check  # exit 1 if one is out of date
 
 The pattern is examples/demo/make_recording.py's: answers/<op>.design.md is the Designer's
 answer, answers/<op>[.<variant>].py a candidate that a Coder answer wraps in a ```python
 block after one sentence. PLAN below lists, per op, the Coder's answers in the order the
 Conductor asks for them (coder/1, coder/2, ...) with the verdict the Verifier must give
-each; the task ids come from campaign.toml (single-point sweeps: one task per op). A
+each; the task ids come from the campaign files (campaign.toml: single-point sweeps, one
+task per op; sweep.toml: several points per op, the same answers for every point). A
 question is keyed "<op_name>/<task_id>/<role>/<n>" (coordinator/conductor.cpp, ask_llm).
 With no [llm.conductor], a failed verification is followed by a code fix (coder/2) while
 limit_steps allows it (coordinator/conductor_rules.h): ops with one answer have
@@ -24,9 +27,10 @@ import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANSWERS = os.path.join(HERE, "answers")
-CAMPAIGN = os.path.join(HERE, "campaign.toml")
 RECORDING = os.path.join(HERE, "recording.jsonl")
-EXPECTED = os.path.join(HERE, "expected.json")
+# campaign file -> its expected verdicts
+CAMPAIGNS = {os.path.join(HERE, "campaign.toml"): os.path.join(HERE, "expected.json"),
+             os.path.join(HERE, "sweep.toml"): os.path.join(HERE, "sweep-expected.json")}
 
 # op -> (Designer answer, [(Coder answer, expected verdict, the Coder's sentence), ...])
 PLAN = {
@@ -95,12 +99,12 @@ PLAN = {
     ]),
 }
 
-# After this task's first verification (an illegal memory access) the next job on the same
-# GPU must pass: the fault poisons one process's CUDA context, not the GPU.
+# After the first verification of each of this op's tasks (an illegal memory access) the
+# next job on the same GPU must pass: the fault poisons one process's CUDA context, not the GPU.
 RECOVERY_AFTER = ["relu"]
-# The side-stream candidate must be timed like the same kernel on the current stream: its
-# median at least this fraction of vector_add's (without the device-wide synchronisation it
-# would measure only the launch).
+# The side-stream candidate must be timed like the same kernel on the current stream at the
+# same point: its median at least this fraction of vector_add's (without the device-wide
+# synchronisation it would measure only the launch).
 SIDE_STREAM = {"task": "vector_add_side_stream", "like": "vector_add", "min_fraction": 0.8}
 
 
@@ -119,16 +123,13 @@ def task_ids(op):
             for p in points]
 
 
-def load_campaign():
-    with open(CAMPAIGN, "rb") as f:
+def load_campaign(path):
+    with open(path, "rb") as f:
         campaign = tomllib.load(f)
     ops = campaign["ops"]
-    names = [op["op_name"] for op in ops]
-    if sorted(names) != sorted(PLAN):
-        missing = sorted(set(names) - set(PLAN))
-        extra = sorted(set(PLAN) - set(names))
-        raise SystemExit(f"PLAN and campaign.toml disagree: ops without a plan {missing}, "
-                         f"planned ops not in the campaign {extra}")
+    names = {op["op_name"] for op in ops}
+    if not names <= set(PLAN):
+        raise SystemExit(f"{os.path.basename(path)}: ops without a plan {sorted(names - set(PLAN))}")
     return campaign, ops
 
 
@@ -140,10 +141,12 @@ def answer(role, name, prose=""):
     return prose + "\n\n```python\n" + text + "\n```\n"
 
 
-def render():
-    campaign, ops = load_campaign()
+def render(path, answers):
+    """-> the expected.json text of the campaign file at path; appends its questions' answers
+    to answers (replay key -> content)."""
+    campaign, ops = load_campaign(path)
     default_limit = campaign.get("defaults", {}).get("limit_steps", 10)
-    lines, expected = [], {}
+    expected = {}
     for op in ops:
         name = op["op_name"]
         design, coder = PLAN[name]
@@ -152,11 +155,9 @@ def render():
         if steps > limit:
             raise SystemExit(f"{name}: {len(coder)} coder answers need limit_steps >= {steps}")
         for task_id in task_ids(op):
-            lines.append({"replay_key": f"{name}/{task_id}/designer/1",
-                          "content": answer("designer", design)})
+            answers[f"{name}/{task_id}/designer/1"] = answer("designer", design)
             for n, (file, _, prose) in enumerate(coder, start=1):
-                lines.append({"replay_key": f"{name}/{task_id}/coder/{n}",
-                              "content": answer("coder", file, prose)})
+                answers[f"{name}/{task_id}/coder/{n}"] = answer("coder", file, prose)
             final = coder[-1][1]
             expected[f"{name}/{task_id}"] = {
                 "op_name": name, "task_id": task_id,
@@ -165,20 +166,29 @@ def render():
                 "verifications": [{"candidate": f"answers/{file}", "verdict": verdict}
                                   for file, verdict, _ in coder],
             }
-    by_op = {v["op_name"]: k for k, v in expected.items()}
+    side = [{"task": k, "like": f"{SIDE_STREAM['like']}/{v['task_id']}",
+             "min_fraction": SIDE_STREAM["min_fraction"]}
+            for k, v in expected.items() if v["op_name"] == SIDE_STREAM["task"]]
+    for pair in side:
+        if pair["like"] not in expected:
+            raise SystemExit(f"{os.path.basename(path)}: {pair['task']} has no {pair['like']} "
+                             "to be timed against")
     doc = {
         "campaign": campaign["name"],
         "tasks": expected,
-        "recovery_after": [by_op[op] for op in RECOVERY_AFTER],
-        "side_stream": {"task": by_op[SIDE_STREAM["task"]], "like": by_op[SIDE_STREAM["like"]],
-                        "min_fraction": SIDE_STREAM["min_fraction"]},
+        "recovery_after": [k for k, v in expected.items() if v["op_name"] in RECOVERY_AFTER],
+        "side_stream": side,
     }
-    recording = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    return recording, json.dumps(doc, indent=1) + "\n"
+    return json.dumps(doc, indent=1) + "\n"
 
 
 def main():
-    outputs = dict(zip((RECORDING, EXPECTED), render()))
+    answers, outputs = {}, {}
+    for campaign, expected in CAMPAIGNS.items():
+        outputs[expected] = render(campaign, answers)
+    outputs[RECORDING] = "".join(
+        json.dumps({"replay_key": k, "content": v}, ensure_ascii=False) + "\n"
+        for k, v in answers.items())
     if "--check" in sys.argv[1:]:
         stale = []
         for path, text in outputs.items():

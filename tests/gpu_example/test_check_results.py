@@ -11,8 +11,11 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "gpu")
 EXPECTED = os.path.join(EXAMPLE, "expected.json")
+SWEEP_EXPECTED = os.path.join(EXAMPLE, "sweep-expected.json")
 with open(EXPECTED, encoding="utf-8") as f:
     PLAN = json.load(f)
+with open(SWEEP_EXPECTED, encoding="utf-8") as f:
+    SWEEP = json.load(f)
 
 
 def profile(median):
@@ -21,21 +24,22 @@ def profile(median):
             "suspicious": False, "method": "cuda_events", "warmup": 5, "threads": None}
 
 
-def collection(verdicts=None, medians=None):
+def collection(verdicts=None, medians=None, plan_doc=PLAN, gpus=1):
     """Results, shows and jobs as the campaign would leave them: first attempts in campaign
-    order (one GPU, jobs in queue order), then the fixes. verdicts: {(task, attempt): v}."""
+    order, then the fixes; job k on GPU k % gpus, in waves of 9 s (so jobs of one wave run
+    beside each other on different GPUs). verdicts: {(task, attempt): v}."""
     verdicts = verdicts or {}
     medians = medians or {}
     results, shows, jobs = [], {}, []
     order = []
-    for i, (key, plan) in enumerate(PLAN["tasks"].items(), start=1):
+    for i, (key, plan) in enumerate(plan_doc["tasks"].items(), start=1):
         for n in range(1, len(plan["verifications"]) + 1):
             order.append((n, i, key))
     order.sort()
-    t = 1_000_000
     traces = {}
     for job_id, (n, i, key) in enumerate(order, start=1):
-        want = PLAN["tasks"][key]["verifications"][n - 1]["verdict"]
+        t = 1_000_000 + ((job_id - 1) // gpus) * 9000
+        want = plan_doc["tasks"][key]["verifications"][n - 1]["verdict"]
         v = verdicts.get((key, n), want)
         doc = {"verdict": v, "message": f"{v}: synthetic", "stage": "profile",
                "phases_ms": {"imports": 3000.0, "device_init": 400.0, "load_reference": 900.0,
@@ -44,12 +48,11 @@ def collection(verdicts=None, medians=None):
                "clock": {"start_unix_ms": t + 60, "end_unix_ms": t + 7800}}
         if v == "passed":
             doc["profile"] = profile(medians.get(key, 50.0))
-        jobs.append({"id": job_id, "task": i, "device": "cuda:0", "agent": "a1",
+        jobs.append({"id": job_id, "task": i, "device": f"cuda:{(job_id - 1) % gpus}", "agent": "a1",
                      "assigned_ms": t, "finished_ms": t + 8000, "state": "done"})
         traces.setdefault(i, []).append({"role": "verifier", "verdict": v, "input": f"job {job_id}",
                                          "output": json.dumps(doc)})
-        t += 9000
-    for i, (key, plan) in enumerate(PLAN["tasks"].items(), start=1):
+    for i, (key, plan) in enumerate(plan_doc["tasks"].items(), start=1):
         trace = [{"role": "designer", "verdict": "", "input": "", "output": ""}]
         for step in traces[i]:
             trace += [{"role": "coder", "verdict": "", "input": "", "output": ""}, step]
@@ -61,7 +64,7 @@ def collection(verdicts=None, medians=None):
     return results, shows, jobs
 
 
-def check(tmp_path, results, shows, jobs):
+def check(tmp_path, results, shows, jobs, expected=EXPECTED, extra=()):
     (tmp_path / "tasks").mkdir(exist_ok=True)
     (tmp_path / "results.json").write_text(json.dumps(results))
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
@@ -69,7 +72,7 @@ def check(tmp_path, results, shows, jobs):
     for i, show in shows.items():
         (tmp_path / "tasks" / f"{i}.json").write_text(json.dumps(show))
     r = subprocess.run([sys.executable, os.path.join(EXAMPLE, "check_results.py"), "--out",
-                        str(tmp_path), "--expected", EXPECTED], capture_output=True, text=True)
+                        str(tmp_path), "--expected", expected, *extra], capture_output=True, text=True)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (tmp_path / "summary.md").exists()
     return r.returncode, summary
@@ -104,7 +107,7 @@ def test_the_job_after_the_crash_must_not_fail(tmp_path):
 
 
 def test_an_untimed_side_stream_fails(tmp_path):
-    side = PLAN["side_stream"]
+    side = PLAN["side_stream"][0]
     rc, summary = check(tmp_path, *collection(medians={side["task"]: 10.0, side["like"]: 50.0}))
     assert rc == 1
     assert any(p.startswith("side stream:") for p in summary["problems"])
@@ -114,3 +117,54 @@ def test_missing_collections_fail(tmp_path):
     results, shows, jobs = collection()
     rc, summary = check(tmp_path, results[:-1], shows, jobs)
     assert rc == 1
+
+
+def test_the_sweep_on_eight_gpus_passes_with_its_isolation_checks(tmp_path):
+    rc, summary = check(tmp_path, *collection(plan_doc=SWEEP, gpus=8), expected=SWEEP_EXPECTED)
+    assert rc == 0, summary["problems"]
+    beside = [c for c in summary["checks"] if c["check"].startswith("jobs beside")]
+    # every relu task's illegal memory access and the hang ran beside jobs on other GPUs
+    assert sorted(c["task"] for c in beside) == sorted(SWEEP["recovery_after"] + ["row_sum_hang/COLS=4096,ROWS=4096"])
+    assert all(c["ok"] and c["devices_beside"] >= 1 for c in beside)
+    recovered = [c for c in summary["checks"] if c["check"].startswith("recovery")]
+    assert len(recovered) == len(SWEEP["recovery_after"]) and all(c["ok"] for c in recovered)
+
+
+def test_a_job_disturbed_beside_a_crash_is_named(tmp_path):
+    results, shows, jobs = collection(plan_doc=SWEEP, gpus=8)
+    crash = next(j for j in jobs if SWEEP["recovery_after"][0] == next(
+        f"{r['op_name']}/{r['task_id']}" for r in results if r["task"] == j["task"]))
+    victim = next(j for j in jobs if j["assigned_ms"] == crash["assigned_ms"] and j["device"] != crash["device"]
+                  and json.loads(shows[j["task"]]["trace"][-1]["output"])["verdict"] == "passed")
+    key = next(f"{r['op_name']}/{r['task_id']}" for r in results if r["task"] == victim["task"])
+    attempt = sum(1 for s in shows[victim["task"]]["trace"] if s["role"] == "verifier")
+    rc, summary = check(tmp_path, *collection({(key, attempt): "crashed"}, plan_doc=SWEEP, gpus=8),
+                        expected=SWEEP_EXPECTED)
+    assert rc == 1
+    assert any(p.startswith("isolation:") and key in p for p in summary["problems"]), summary["problems"]
+
+
+def test_jobs_per_minute_against_a_one_gpu_baseline(tmp_path):
+    def report(out, jobs, devices, window):
+        (out / "report").mkdir(parents=True, exist_ok=True)
+        per = [{"device": f"cuda:{i}", "host": "h", "jobs": jobs // devices,
+                "busy_seconds": window * 0.9, "utilisation": 0.9} for i in range(devices)]
+        (out / "report" / "report.json").write_text(json.dumps({"device": {
+            "devices_used": devices, "jobs": jobs, "window_seconds": window,
+            "jobs_per_minute": jobs / (window / 60.0), "per_device": per}}))
+    base = tmp_path / "one"
+    many = tmp_path / "all"
+    many.mkdir()
+    report(base, 12, 1, 120.0)     # 6 jobs per minute
+    report(many, 72, 8, 90.0)      # 48 jobs per minute
+    rc, summary = check(many, *collection(plan_doc=SWEEP, gpus=8), expected=SWEEP_EXPECTED,
+                        extra=("--baseline", str(base)))
+    assert rc == 0, summary["problems"]
+    assert summary["devices"]["jobs_per_minute_ratio"] == 8.0
+    assert len(summary["devices"]["per_device"]) == 8
+    assert "ratio 8.00x" in (many / "summary.md").read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, summary = check(many, *collection(plan_doc=SWEEP, gpus=8), expected=SWEEP_EXPECTED,
+                        extra=("--baseline", str(empty)))
+    assert rc == 1 and any(p.startswith("baseline:") for p in summary["problems"])
