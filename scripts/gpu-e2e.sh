@@ -5,7 +5,10 @@
 #
 #   scripts/gpu-e2e.sh bundle DIR       # here (where kforge is built): DIR = binaries + libs
 #   scripts/gpu-e2e.sh run DIR OUT      # on the CUDA host: run the campaign, results in OUT
-#   scripts/gpu-e2e.sh smoke DIR OUT    # anywhere: the same path with the CPU demo campaign
+#   scripts/gpu-e2e.sh multi DIR OUT    # on a host with several GPUs: sweep.toml on one GPU
+#                                       # for a while, then on all of them (below)
+#   scripts/gpu-e2e.sh smoke DIR OUT    # anywhere: run's path with the CPU demo campaign
+#   scripts/gpu-e2e.sh multi-smoke DIR OUT  # anywhere: multi's path, the demo on 1 then 2 CPUs
 #
 # bundle copies build/{coordinator,agent,cli}'s three programs (stripped) and every shared
 # library they load, glibc and its dynamic loader included, so that they run on any x86_64
@@ -27,9 +30,18 @@
 # WORK but the job directories). Exit status 0 only when every verdict is the expected one.
 # Everything is bounded by KFORGE_E2E_DEADLINE_S (default 540 s, under the device tool's 600).
 #
+# multi runs examples/gpu/sweep.toml twice, each time with a fresh coordinator and agent:
+# in WORK/one-device with the agent given --devices cuda:0 for KFORGE_E2E_BASELINE_S seconds
+# (default 150; what finished by then is the baseline, the rest is cancelled), then in
+# WORK/all-devices with every GPU to the end. check_results.py compares all-devices' verdicts
+# with sweep-expected.json, checks every job that ran beside a crash or a hang, and gives
+# each GPU's utilisation (busy over the device window) and jobs per minute against the
+# baseline. OUT gets the same seven files (summary and results of all-devices).
+#
 # Environment: KFORGE_GPU_PYTHON (the jobs' interpreter), KFORGE_E2E_DEADLINE_S,
 # KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 60: the hang's job ends
-# there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports).
+# there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports),
+# KFORGE_E2E_BASELINE_S, KFORGE_E2E_CPU_DEVICES (multi-smoke's second run, default 2).
 set -uo pipefail
 
 die() { echo "gpu-e2e: $*" >&2; exit 1; }
@@ -177,8 +189,11 @@ find_python() {
   return 1
 }
 
+# Mode run/multi: the GPU; smoke/multi-smoke: the same path on CPUs.
+gpu_mode() { [[ $1 == run || $1 == multi ]]; }
+
 run() {
-  local mode=$1 bundle_dir=${2:?usage: gpu-e2e.sh run BUNDLE OUT} dest=${3:?usage: gpu-e2e.sh run BUNDLE OUT}
+  local mode=$1 bundle_dir=${2:?usage: gpu-e2e.sh $1 BUNDLE OUT} dest=${3:?usage: gpu-e2e.sh $1 BUNDLE OUT}
   [[ -x $bundle_dir/bin/kforge ]] || die "$bundle_dir/bin/kforge: not a bundle (make one with: scripts/gpu-e2e.sh bundle $bundle_dir)"
   bundle_dir=$(cd "$bundle_dir" && pwd)
   mkdir -p "$dest" || die "cannot create $dest"
@@ -189,30 +204,27 @@ run() {
   out=$(cd "$out" && pwd)
   WORK=$out
   DEST=$dest
+  BUNDLE=$bundle_dir
   trap on_exit EXIT
-  local share=$bundle_dir/share/kforge kf=$bundle_dir/bin/kforge
-  local example=gpu
-  [[ $mode == smoke ]] && example=demo
   exec > >(tee -a "$dest/gpu-e2e.log") 2>&1
   say "mode $mode, bundle $bundle_dir, work $out, results to $dest, deadline $(deadline_s) s"
   cat "$bundle_dir/BUNDLE.txt" 2>/dev/null | head -2
 
   # 1. the host
-  local python
-  if [[ $mode == run ]]; then
+  if gpu_mode "$mode"; then
     command -v nvidia-smi > /dev/null || die "no nvidia-smi on PATH: not a CUDA host"
-    python=$(find_python cuda) || die "no Python with numpy, torch (CUDA available) and triton; set KFORGE_GPU_PYTHON"
+    PYTHON=$(find_python cuda) || die "no Python with numpy, torch (CUDA available) and triton; set KFORGE_GPU_PYTHON"
   else
-    python=$(find_python cpu) || die "no Python with numpy and torch; set KFORGE_GPU_PYTHON"
+    PYTHON=$(find_python cpu) || die "no Python with numpy and torch; set KFORGE_GPU_PYTHON"
   fi
-  say "jobs' python: $python"
+  say "jobs' python: $PYTHON"
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host: $(uname -a)"
     echo "user: $(id)"
-    echo "python: $python"
+    echo "python: $PYTHON"
     echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>} TRITON_CACHE_DIR=${TRITON_CACHE_DIR-<unset>}"
-    if [[ $mode == run ]]; then
+    if gpu_mode "$mode"; then
       echo "--- nvidia-smi"; nvidia-smi 2>&1
       echo "--- nvidia-smi --query-gpu"
       nvidia-smi --query-gpu=index,name,memory.total,uuid,driver_version,compute_cap,mig.mode.current --format=csv 2>&1
@@ -223,15 +235,18 @@ run() {
     echo "--- cpu"; (lscpu 2>/dev/null | head -20) || true
     echo "--- memory"; (free -m 2>/dev/null) || true
   } > "$out/env.txt"
-  "$python" - "$out/versions.json" "$mode" <<'PY' || die "cannot record versions"
+  local backend=cpu
+  gpu_mode "$mode" && backend=cuda
+  "$PYTHON" - "$out/versions.json" "$backend" <<'PY' || die "cannot record versions"
 import json, platform, subprocess, sys
 out = {"python": platform.python_version(), "platform": platform.platform()}
 import numpy, torch
 out.update(numpy=numpy.__version__, torch=torch.__version__, torch_cuda=str(torch.version.cuda))
-if sys.argv[2] == "run":
+if sys.argv[2] == "cuda":
     import triton
     out["triton"] = triton.__version__
     out["gpu"] = torch.cuda.get_device_name(0)
+    out["gpus"] = torch.cuda.device_count()
     out["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
     out["cudnn"] = str(torch.backends.cudnn.version())
     try:
@@ -247,28 +262,71 @@ PY
   # Each job compiles its own kernels (HOME = the job directory): no cache shared between
   # jobs, so load_candidate's time includes the Triton compile.
   unset TRITON_CACHE_DIR
+  [[ $(id -u) == 0 ]] && say "running as root with agent.run_as = \"\": jobs run as root (RLIMIT_NPROC does not bind; see docs/gpu-validation.md)"
 
-  # 2. configuration
-  local campaign_dir=$out/campaign
+  local examples=$bundle_dir/share/kforge/examples check rc
+  check=$examples/gpu/check_results.py
+  case $mode in
+    run)
+      session "$out" "$examples/gpu" campaign.toml "$(( $(deadline_s) - 45 ))" cuda
+      "$PYTHON" "$check" --out "$out" --expected "$examples/gpu/expected.json"
+      rc=$? ;;
+    smoke)
+      session "$out" "$examples/demo" campaign.toml "$(( $(deadline_s) - 45 ))" cpu --cpu-devices 1
+      "$PYTHON" "$check" --out "$out"
+      rc=$? ;;
+    multi|multi-smoke)
+      # The same campaign twice: on one device for KFORGE_E2E_BASELINE_S (what finished by
+      # then gives the baseline's jobs per minute; the rest is cancelled), then on every
+      # device to the end.
+      local example=$examples/gpu campaign=sweep.toml one=(--devices cuda:0) all=()
+      local expect=(--expected "$examples/gpu/sweep-expected.json")
+      if [[ $mode == multi-smoke ]]; then
+        example=$examples/demo campaign=campaign.toml expect=()
+        one=(--cpu-devices 1) all=(--cpu-devices "${KFORGE_E2E_CPU_DEVICES:-2}")
+      fi
+      session "$out/one-device" "$example" "$campaign" "${KFORGE_E2E_BASELINE_S:-150}" "$backend" "${one[@]}"
+      session "$out/all-devices" "$example" "$campaign" "$(( $(deadline_s) - 45 ))" "$backend" "${all[@]}"
+      "$PYTHON" "$check" --out "$out/all-devices" "${expect[@]}" --baseline "$out/one-device"
+      rc=$?
+      for f in summary.md summary.json results.json; do
+        [[ -f $out/all-devices/$f ]] && cp "$out/all-devices/$f" "$out/$f"
+      done ;;
+  esac
+  package
+  say "done in $(( $(date +%s) - T0 )) s; $dest: $(cd "$dest" && ls | tr '\n' ' ')(exit $rc)"
+  return $rc
+}
+
+# session DIR EXAMPLE CAMPAIGN LIMIT_S BACKEND [AGENT_ARGS...]: a coordinator and an agent
+# (given AGENT_ARGS) working in DIR; EXAMPLE/CAMPAIGN submitted from a copy in DIR/campaign,
+# its arch set to the one the agent registered for BACKEND; watched for at most LIMIT_S
+# seconds (then cancelled); everything collected in DIR; both processes stopped.
+session() {
+  local dir=$1 example=$2 campaign_file=$3 limit=$4 backend=$5
+  shift 5
+  local kf=$BUNDLE/bin/kforge share=$BUNDLE/share/kforge
+  mkdir -p "$dir" || die "cannot create $dir"
+  local campaign_dir=$dir/campaign
   rm -rf "$campaign_dir"
-  cp -r "$share/examples/$example" "$campaign_dir"
+  cp -r "$example" "$campaign_dir" || die "cannot copy $example"
   local cpu_devices=0 timeout_s=${KFORGE_GPU_VERIFY_TIMEOUT_S:-60}
-  [[ $mode == smoke ]] && cpu_devices=1
-  cat > "$out/kforge.toml" <<EOF
-# written by scripts/gpu-e2e.sh $mode
+  [[ $backend == cpu ]] && cpu_devices=1
+  cat > "$dir/kforge.toml" <<TOML
+# written by scripts/gpu-e2e.sh
 [log]
 level = "info"
 
 [coordinator]
-data_dir = "$out/data"
+data_dir = "$dir/data"
 verify_timeout_s = $timeout_s
 
 [agent]
-state_dir = "$out/agent"
-work_dir = "$out/jobs"
+state_dir = "$dir/agent"
+work_dir = "$WORK/jobs"
 cpu_devices = $cpu_devices
 run_as = ""
-python = "$python"
+python = "$PYTHON"
 harness_dir = "$share/harness"
 job_timeout_s = $timeout_s
 
@@ -279,87 +337,77 @@ recording = "$campaign_dir/recording.jsonl"
 [llm.coder]
 provider = "replay"
 recording = "$campaign_dir/recording.jsonl"
-EOF
-  [[ $(id -u) == 0 ]] && say "running as root with agent.run_as = \"\": jobs run as root (RLIMIT_NPROC does not bind; see docs/gpu-validation.md)"
+TOML
 
-  # 3. coordinator and agent
-  "$bundle_dir/bin/kforge-coordinator" --config "$out/kforge.toml" --listen 'tcp://127.0.0.1:*' \
-      --http 127.0.0.1:0 --prompts "$share/prompts" > "$out/coordinator.out" 2> "$out/coordinator.log" &
+  # 1. coordinator and agent
+  "$BUNDLE/bin/kforge-coordinator" --config "$dir/kforge.toml" --listen 'tcp://127.0.0.1:*' \
+      --http 127.0.0.1:0 --prompts "$share/prompts" > "$dir/coordinator.out" 2> "$dir/coordinator.log" &
   COORD_PID=$!
   local endpoint url
-  endpoint=$(wait_for_line "$out/coordinator.out" '^listening ' 30) || { tail -20 "$out/coordinator.log"; die "the coordinator did not start"; }
-  url=$(wait_for_line "$out/coordinator.out" '^api ' 10) || { tail -20 "$out/coordinator.log"; die "the coordinator serves no API"; }
+  endpoint=$(wait_for_line "$dir/coordinator.out" '^listening ' 30) || { tail -20 "$dir/coordinator.log"; die "the coordinator did not start"; }
+  url=$(wait_for_line "$dir/coordinator.out" '^api ' 10) || { tail -20 "$dir/coordinator.log"; die "the coordinator serves no API"; }
   say "coordinator pid $COORD_PID: agents $endpoint, API $url"
   export KFORGE_COORDINATOR=$url
-  "$bundle_dir/bin/kforge-agent" --config "$out/kforge.toml" --coordinator "$endpoint" \
-      > "$out/agent.out" 2> "$out/agent.log" &
+  "$BUNDLE/bin/kforge-agent" --config "$dir/kforge.toml" --coordinator "$endpoint" "$@" \
+      > "$dir/agent.out" 2> "$dir/agent.log" &
   AGENT_PID=$!
-  say "agent pid $AGENT_PID; waiting for it to register its devices"
-  local want_backend=cuda arch=""
-  [[ $mode == smoke ]] && want_backend=cpu
+  say "agent pid $AGENT_PID ($*); waiting for it to register its devices"
+  local arch="" devices=0
   for _ in $(seq 1 450); do   # 90 s: the agent's capability probe imports torch and triton
-    "$kf" agents --json > "$out/agents.json" 2>/dev/null &&
-      arch=$("$python" -c '
+    if "$kf" agents --json > "$dir/agents.json" 2>/dev/null; then
+      read -r devices arch < <("$PYTHON" -c '
 import json, sys
-for a in json.load(open(sys.argv[1])):
-    for d in a.get("devices", []):
-        if d.get("backend") == sys.argv[2]:
-            print(d.get("arch", "")); sys.exit(0)' "$out/agents.json" "$want_backend") && [[ -n $arch ]] && break
-    kill -0 "$AGENT_PID" 2>/dev/null || { tail -20 "$out/agent.log"; die "the agent exited"; }
+ds = [d for a in json.load(open(sys.argv[1])) for d in a.get("devices", []) if d.get("backend") == sys.argv[2]]
+print(len(ds), ds[0].get("arch", "") if ds else "")' "$dir/agents.json" "$backend")
+      [[ -n $arch ]] && break
+    fi
+    kill -0 "$AGENT_PID" 2>/dev/null || { tail -20 "$dir/agent.log"; die "the agent exited"; }
     sleep 0.2
   done
-  [[ -n $arch ]] || { cat "$out/agents.json"; tail -20 "$out/agent.log"; die "no $want_backend device registered within 90 s (nvidia-smi output: env.txt)"; }
-  say "agent registered: $want_backend device, arch $arch"
+  [[ -n $arch ]] || { cat "$dir/agents.json"; tail -20 "$dir/agent.log"; die "no $backend device registered within 90 s (nvidia-smi output: env.txt)"; }
+  say "agent registered: $devices $backend device(s), arch $arch"
 
-  # 4. the campaign, with the arch the agent reported (jobs are placed by exact arch)
-  if [[ $mode == run ]]; then
+  # 2. the campaign, with the arch the agent reported (jobs are placed by exact arch)
+  if [[ $backend == cuda ]]; then
     arch=${KFORGE_GPU_ARCH:-$arch}
-    sed -i "s/^arch = \"h100\"/arch = \"$arch\"/" "$campaign_dir/campaign.toml"
-    grep -q "^arch = \"$arch\"" "$campaign_dir/campaign.toml" || die "could not set arch $arch in $campaign_dir/campaign.toml"
+    sed -i "s/^arch = \"h100\"/arch = \"$arch\"/" "$campaign_dir/$campaign_file"
+    grep -q "^arch = \"$arch\"" "$campaign_dir/$campaign_file" || die "could not set arch $arch in $campaign_dir/$campaign_file"
   fi
-  "$kf" submit "$campaign_dir/campaign.toml" | tee "$out/submit.txt" || die "kforge submit failed"
+  "$kf" submit "$campaign_dir/$campaign_file" | tee "$dir/submit.txt" || die "kforge submit failed"
   local campaign_id
-  campaign_id=$(grep -o '(id [0-9]*' "$out/submit.txt" | head -1 | awk '{print $2}')
+  campaign_id=$(grep -o '(id [0-9]*' "$dir/submit.txt" | head -1 | awk '{print $2}')
   [[ -n $campaign_id ]] || campaign_id=1
 
-  # 5. until it finishes (or the deadline; what finished is still collected)
-  local left
-  left=$(( $(deadline_s) - 45 ))
-  (( left > 10 )) || left=10
-  say "watching campaign $campaign_id for at most $left s"
-  timeout "$left" "$kf" status "$campaign_id" --watch > "$out/status.log" 2>&1
+  # 3. until it finishes (or the limit: what finished is still collected)
+  (( limit > 10 )) || limit=10
+  say "watching campaign $campaign_id for at most $limit s"
+  timeout "$limit" "$kf" status "$campaign_id" --watch > "$dir/status.log" 2>&1
   local watch_rc=$?
-  tail -3 "$out/status.log"
-  (( watch_rc == 124 )) && say "the campaign did not finish within $left s; collecting what finished"
+  tail -3 "$dir/status.log"
+  if (( watch_rc == 124 )); then
+    say "the campaign did not finish within $limit s; cancelling it, collecting what finished"
+    "$kf" cancel "$campaign_id" > "$dir/cancel.txt" 2>&1
+  fi
 
-  # 6. collect
-  "$kf" results "$campaign_id" --json > "$out/results.json" 2> "$out/results.err"
-  "$kf" results "$campaign_id" > "$out/results.txt" 2>&1
-  "$kf" jobs --json > "$out/jobs.json" 2> "$out/jobs.err"
-  "$kf" agents --json > "$out/agents.json" 2>/dev/null
-  mkdir -p "$out/tasks"
-  for id in $("$python" -c 'import json,sys; [print(t["task"]) for t in json.load(open(sys.argv[1]))]' "$out/results.json" 2>/dev/null); do
-    "$kf" show "$id" --json --full > "$out/tasks/$id.json" 2>/dev/null
+  # 4. collect
+  "$kf" results "$campaign_id" --json > "$dir/results.json" 2> "$dir/results.err"
+  "$kf" results "$campaign_id" > "$dir/results.txt" 2>&1
+  "$kf" jobs --json > "$dir/jobs.json" 2> "$dir/jobs.err"
+  "$kf" agents --json > "$dir/agents.json" 2>/dev/null
+  mkdir -p "$dir/tasks"
+  for id in $("$PYTHON" -c 'import json,sys; [print(t["task"]) for t in json.load(open(sys.argv[1]))]' "$dir/results.json" 2>/dev/null); do
+    "$kf" show "$id" --json --full > "$dir/tasks/$id.json" 2>/dev/null
   done
-  "$kf" report "$campaign_id" --out "$out/report" > "$out/report.txt" 2>&1
-  "$kf" export "$campaign_id" --out "$out/export" --force > "$out/export.txt" 2>&1
-  "$python" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decode())' \
-      "$url" > "$out/metrics.txt" 2>&1
+  "$kf" report "$campaign_id" --out "$dir/report" > "$dir/report.txt" 2>&1
+  "$kf" export "$campaign_id" --out "$dir/export" --force > "$dir/export.txt" 2>&1
+  "$PYTHON" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decode())' \
+      "$url" > "$dir/metrics.txt" 2>&1
   stop_all
-
-  # 7. the verdicts against expected.json, speedups, overhead
-  local expect=()
-  [[ $mode == run ]] && expect=(--expected "$campaign_dir/expected.json")
-  "$python" "$share/examples/gpu/check_results.py" --out "$out" "${expect[@]}"
-  local rc=$?
-  package
-  say "done in $(( $(date +%s) - T0 )) s; $dest: $(cd "$dest" && ls | tr '\n' ' ')(exit $rc)"
-  return $rc
+  unset KFORGE_COORDINATOR
 }
 
 case ${1:-} in
   bundle) shift; bundle "$@" ;;
-  run) shift; run run "$@" ;;
-  smoke) shift; run smoke "$@" ;;
-  *) sed -n '2,30p' "$0"; exit 2 ;;
+  run|smoke|multi|multi-smoke) mode=$1; shift; run "$mode" "$@" ;;
+  *) sed -n '2,44p' "$0"; exit 2 ;;
 esac
