@@ -117,10 +117,10 @@ Status line_error(const char* what, size_t line_no, std::string_view line, const
                           ": " + quote(line));
 }
 
-void sort_by_index(std::vector<proto::DeviceInfo>& devices) {
-  std::stable_sort(
-      devices.begin(), devices.end(),
-      [](const proto::DeviceInfo& a, const proto::DeviceInfo& b) { return a.index < b.index; });
+void sort_by_index(std::vector<HostDevice>& devices) {
+  std::stable_sort(devices.begin(), devices.end(), [](const HostDevice& a, const HostDevice& b) {
+    return a.info.index < b.info.index;
+  });
 }
 
 // "1-2 letters, 1-4 digits, at most one letter": h100, a100, v100, l40s, l4, t4, a10g, gh200.
@@ -208,8 +208,8 @@ std::optional<std::string> read_fixture(const std::string& fixture_dir, const ch
   return std::move(*text);
 }
 
-void append_parsed(std::vector<proto::DeviceInfo>& out, const std::string& source,
-                   Result<std::vector<proto::DeviceInfo>> parsed) {
+void append_parsed(std::vector<HostDevice>& out, const std::string& source,
+                   Result<std::vector<HostDevice>> parsed) {
   if (!parsed.ok()) {
     spdlog::warn("cannot parse device tool output source={} reason={}", source,
                  parsed.status().message());
@@ -278,9 +278,9 @@ sys.stdout.flush()
 
 // ----- nvidia-smi -----
 
-Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view text) {
+Result<std::vector<HostDevice>> parse_nvidia_smi_csv(std::string_view text) {
   constexpr const char* kWhat = "nvidia-smi csv";
-  std::vector<proto::DeviceInfo> devices;
+  std::vector<HostDevice> devices;
   std::set<uint32_t> seen;
   size_t line_no = 0;
   for (std::string_view raw : split_lines(text)) {
@@ -309,12 +309,13 @@ Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view tex
     if (!seen.insert(*index).second) {
       return line_error(kWhat, line_no, line, "index " + std::to_string(*index) + " repeated");
     }
-    proto::DeviceInfo d;
-    d.index = *index;
-    d.backend = "cuda";
-    d.arch = gpu_arch_from_name(fields[1]);
-    d.name = std::string(fields[1]);
-    d.memory_mb = memory_mb;
+    HostDevice d;
+    d.info.index = *index;
+    d.info.backend = "cuda";
+    d.info.arch = gpu_arch_from_name(fields[1]);
+    d.info.name = std::string(fields[1]);
+    d.info.memory_mb = memory_mb;
+    d.uuid = std::string(fields[3]);
     devices.push_back(std::move(d));
   }
   sort_by_index(devices);
@@ -323,7 +324,7 @@ Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view tex
 
 // ----- npu-smi -----
 
-Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text) {
+Result<std::vector<HostDevice>> parse_npu_smi_info(std::string_view text) {
   constexpr const char* kWhat = "npu-smi info";
   // What the chip row's first cell holds after the chip id (from the "Chip ..." header row).
   enum class ChipColumn { none, device, other };
@@ -436,7 +437,7 @@ Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text)
   for (const auto& c : chips) npu_ids.insert(c.npu_id);
   bool one_chip_per_npu = npu_ids.size() == chips.size();
 
-  std::vector<proto::DeviceInfo> devices;
+  std::vector<HostDevice> devices;
   std::set<uint32_t> seen;
   for (size_t i = 0; i < chips.size(); ++i) {
     const Chip& c = chips[i];
@@ -450,7 +451,7 @@ Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text)
     d.arch = npu_arch_from_name(c.name);
     d.name = to_lower(c.name).rfind("ascend", 0) == 0 ? c.name : "Ascend " + c.name;
     d.memory_mb = c.memory_mb;
-    devices.push_back(std::move(d));
+    devices.push_back(HostDevice{std::move(d), ""});
   }
   sort_by_index(devices);
   return devices;
@@ -497,8 +498,8 @@ std::string npu_arch_from_name(std::string_view name) {
 
 // ----- discovery -----
 
-std::vector<proto::DeviceInfo> discover_devices(const DiscoveryOptions& options) {
-  std::vector<proto::DeviceInfo> devices;
+std::vector<HostDevice> discover_devices(const DiscoveryOptions& options) {
+  std::vector<HostDevice> devices;
   const bool simulated = !options.fixture_dir.empty();
 
   if (!options.nvidia_smi.empty()) {
@@ -528,7 +529,7 @@ std::vector<proto::DeviceInfo> discover_devices(const DiscoveryOptions& options)
     d.arch = arch;
     d.name = cpu_name;
     d.memory_mb = memory_mb;  // the host's, shared by every cpu device
-    devices.push_back(std::move(d));
+    devices.push_back(HostDevice{std::move(d), ""});
   }
   return devices;
 }

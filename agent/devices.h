@@ -22,12 +22,20 @@
 
 namespace kforge {
 
+// A device as discovery found it: what the agent advertises, and what only the agent itself
+// needs to know about it.
+struct HostDevice {
+  proto::DeviceInfo info;
+  std::string uuid;  // cuda: the GPU's UUID as nvidia-smi prints it ("GPU-..."); else empty
+  bool operator==(const HostDevice&) const = default;
+};
+
 // Parses `nvidia-smi --query-gpu=index,name,memory.total,uuid --format=csv,noheader,nounits`
 // output: one "index, name, memory MiB, uuid" row per GPU. Blank lines, surrounding spaces
 // and CRLF line ends are tolerated; memory "[N/A]" (unified-memory parts) gives 0. Empty
 // text is zero GPUs. A row that does not fit, or a repeated index, is invalid_argument
 // naming the line.
-[[nodiscard]] Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view text);
+[[nodiscard]] Result<std::vector<HostDevice>> parse_nvidia_smi_csv(std::string_view text);
 
 // Parses the table printed by Ascend's `npu-smi info` (910A/910B layouts, where a chip row
 // holds only the chip id, and the 310P layout, where it holds "chip device"). Every NPU
@@ -38,7 +46,7 @@ namespace kforge {
 // of the chip row: HBM where the table has an HBM column, else the device's DDR. The
 // process table after the device table is ignored. No device table at all, or a row that
 // does not fit, is invalid_argument naming the line.
-[[nodiscard]] Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text);
+[[nodiscard]] Result<std::vector<HostDevice>> parse_npu_smi_info(std::string_view text);
 
 // Maps an nvidia-smi product name to kforge's arch name:
 //   "NVIDIA H100 80GB HBM3" -> "h100"     "NVIDIA A100-SXM4-80GB" -> "a100"
@@ -68,7 +76,7 @@ struct DiscoveryOptions {
 // missing means no such devices (logged at debug); one that fails, times out or prints
 // what the parser refuses means none either, logged at warn. Never fails as a whole: an
 // agent with no accelerators still serves its CPUs.
-std::vector<proto::DeviceInfo> discover_devices(const DiscoveryOptions& options);
+std::vector<HostDevice> discover_devices(const DiscoveryOptions& options);
 
 // Runs `<python> -c <probe>` (through run_process: 60 s timeout, only PATH and HOME from
 // this environment, cwd "/") and returns "python" -> its version, and for each of numpy,

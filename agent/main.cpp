@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   options.coordinator = ac.coordinator;
   options.state_dir = ac.state_dir;
   options.host = ac.host;
-  options.devices = discover_devices(discovery);
+  for (auto& d : discover_devices(discovery)) options.devices.push_back(std::move(d.info));
   if (!flags->has("no-probe")) {
     auto caps = probe_capabilities(ac.python);
     if (caps.ok()) {

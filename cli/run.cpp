@@ -108,7 +108,7 @@ int cmd_run(const ParsedFlags& flags) {
   AgentOptions aopts;
   aopts.coordinator = coord.endpoint();
   aopts.state_dir = data / "agent";
-  aopts.devices = discover_devices(discovery);
+  for (auto& d : discover_devices(discovery)) aopts.devices.push_back(std::move(d.info));
   aopts.python = ac.python;
   aopts.harness_dir = ac.harness_dir;
   aopts.env_allow = ac.env_allow;

@@ -47,30 +47,32 @@ TEST_CASE("nvidia-smi: eight H100s") {
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 8);
   for (uint32_t i = 0; i < 8; ++i) {
-    const auto& d = (*devices)[i];
+    const auto& d = (*devices)[i].info;
     CHECK(d.index == i);
     CHECK(d.backend == "cuda");
     CHECK(d.arch == "h100");
     CHECK(d.name == "NVIDIA H100 80GB HBM3");
     CHECK(d.memory_mb == 81559);
   }
+  CHECK((*devices)[0].uuid == "GPU-6513270e-269e-0d37-f2a7-4de452e6b438");
+  CHECK((*devices)[7].uuid == "GPU-a170b338-3926-3059-f28c-105d1fb17c23");
 }
 
 TEST_CASE("nvidia-smi: one A100") {
   auto devices = parse_nvidia_smi_csv(fixture("nvidia-smi/a100x1.csv"));
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 1);
-  CHECK((*devices)[0] == proto::DeviceInfo{0, "cuda", "a100", "NVIDIA A100-SXM4-80GB", 81920});
+  CHECK((*devices)[0].info == proto::DeviceInfo{0, "cuda", "a100", "NVIDIA A100-SXM4-80GB", 81920});
 }
 
 TEST_CASE("nvidia-smi: mixed models keep their own arch and memory") {
   auto devices = parse_nvidia_smi_csv(fixture("nvidia-smi/mixed.csv"));
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 4);
-  CHECK((*devices)[0] == proto::DeviceInfo{0, "cuda", "rtx4090", "NVIDIA GeForce RTX 4090", 24564});
-  CHECK((*devices)[1] == proto::DeviceInfo{1, "cuda", "l40s", "NVIDIA L40S", 46068});
-  CHECK((*devices)[2] == proto::DeviceInfo{2, "cuda", "v100", "Tesla V100-SXM2-32GB", 32768});
-  CHECK((*devices)[3] == proto::DeviceInfo{3, "cuda", "h200", "NVIDIA H200", 143771});
+  CHECK((*devices)[0].info == proto::DeviceInfo{0, "cuda", "rtx4090", "NVIDIA GeForce RTX 4090", 24564});
+  CHECK((*devices)[1].info == proto::DeviceInfo{1, "cuda", "l40s", "NVIDIA L40S", 46068});
+  CHECK((*devices)[2].info == proto::DeviceInfo{2, "cuda", "v100", "Tesla V100-SXM2-32GB", 32768});
+  CHECK((*devices)[3].info == proto::DeviceInfo{3, "cuda", "h200", "NVIDIA H200", 143771});
 }
 
 TEST_CASE("nvidia-smi: CRLF, blank lines and surrounding spaces are tolerated") {
@@ -112,7 +114,7 @@ TEST_CASE("nvidia-smi: unknown memory is 0 and empty output is no GPUs") {
       parse_nvidia_smi_csv("0, NVIDIA GB10, [N/A], GPU-5a1b2c3d-0000-1111-2222-333344445555\n");
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 1);
-  CHECK((*devices)[0].memory_mb == 0);
+  CHECK((*devices)[0].info.memory_mb == 0);
   auto none = parse_nvidia_smi_csv("");
   REQUIRE(none.ok());
   CHECK(none->empty());
@@ -125,7 +127,7 @@ TEST_CASE("npu-smi: eight 910B4s, process table ignored") {
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 8);
   for (uint32_t i = 0; i < 8; ++i) {
-    CHECK((*devices)[i] == proto::DeviceInfo{i, "ascend", "ascend910b4", "Ascend 910B4", 32768});
+    CHECK((*devices)[i].info == proto::DeviceInfo{i, "ascend", "ascend910b4", "Ascend 910B4", 32768});
   }
 }
 
@@ -133,15 +135,15 @@ TEST_CASE("npu-smi: two 310P3 cards index by the Device column") {
   auto devices = parse_npu_smi_info(fixture("npu-smi/310p3x2.txt"));
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 2);
-  CHECK((*devices)[0] == proto::DeviceInfo{0, "ascend", "ascend310p3", "Ascend 310P3", 21534});
-  CHECK((*devices)[1] == proto::DeviceInfo{1, "ascend", "ascend310p3", "Ascend 310P3", 21534});
+  CHECK((*devices)[0].info == proto::DeviceInfo{0, "ascend", "ascend310p3", "Ascend 310P3", 21534});
+  CHECK((*devices)[1].info == proto::DeviceInfo{1, "ascend", "ascend310p3", "Ascend 310P3", 21534});
 
   std::string text = replace_once(fixture("npu-smi/310p3x2.txt"), "| 0       1         |",
                                   "| 0       4         |");
   auto renumbered = parse_npu_smi_info(text);
   REQUIRE(renumbered.ok());
   REQUIRE(renumbered->size() == 2);
-  CHECK((*renumbered)[1].index == 4);
+  CHECK((*renumbered)[1].info.index == 4);
 }
 
 TEST_CASE("npu-smi: several chips per NPU without a Device column are numbered in order") {
@@ -174,7 +176,7 @@ TEST_CASE("npu-smi: several chips per NPU without a Device column are numbered i
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 3);
   for (uint32_t i = 0; i < 3; ++i) {
-    CHECK((*devices)[i] == proto::DeviceInfo{i, "ascend", "ascend910", "Ascend910", 65536});
+    CHECK((*devices)[i].info == proto::DeviceInfo{i, "ascend", "ascend910", "Ascend910", 65536});
   }
 }
 
@@ -255,14 +257,14 @@ TEST_CASE("discover: fixture dir gives cuda devices then cpu") {
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 9);
   for (uint32_t i = 0; i < 8; ++i) {
-    CHECK(devices[i].backend == "cuda");
-    CHECK(devices[i].index == i);
-    CHECK(devices[i].arch == "h100");
+    CHECK(devices[i].info.backend == "cuda");
+    CHECK(devices[i].info.index == i);
+    CHECK(devices[i].info.arch == "h100");
   }
-  CHECK(devices[8].backend == "cpu");
-  CHECK(devices[8].index == 0);
-  CHECK(devices[8].arch == "x86_64");
-  CHECK_FALSE(devices[8].name.empty());
+  CHECK(devices[8].info.backend == "cpu");
+  CHECK(devices[8].info.index == 0);
+  CHECK(devices[8].info.arch == "x86_64");
+  CHECK_FALSE(devices[8].info.name.empty());
 }
 
 TEST_CASE("discover: cuda, then ascend, then cpu") {
@@ -273,12 +275,12 @@ TEST_CASE("discover: cuda, then ascend, then cpu") {
   options.fixture_dir = dir.path().string();
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 4);
-  CHECK(devices[0].backend == "cuda");
-  CHECK(devices[1].backend == "ascend");
-  CHECK(devices[2].backend == "ascend");
-  CHECK(devices[2].index == 1);
-  CHECK(devices[3].backend == "cpu");
-  CHECK_FALSE(devices[3].arch.empty());  // from uname -m
+  CHECK(devices[0].info.backend == "cuda");
+  CHECK(devices[1].info.backend == "ascend");
+  CHECK(devices[2].info.backend == "ascend");
+  CHECK(devices[2].info.index == 1);
+  CHECK(devices[3].info.backend == "cpu");
+  CHECK_FALSE(devices[3].info.arch.empty());  // from uname -m
 }
 
 TEST_CASE("discover: cpu device count is configurable") {
@@ -292,9 +294,9 @@ TEST_CASE("discover: cpu device count is configurable") {
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 4);
   for (uint32_t i = 0; i < 4; ++i) {
-    CHECK(devices[i].backend == "cpu");
-    CHECK(devices[i].index == i);
-    CHECK(devices[i].arch == "aarch64");
+    CHECK(devices[i].info.backend == "cpu");
+    CHECK(devices[i].info.index == i);
+    CHECK(devices[i].info.arch == "aarch64");
   }
 }
 
@@ -305,7 +307,7 @@ TEST_CASE("discover: a malformed fixture means no such devices") {
   options.fixture_dir = dir.path().string();
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 1);
-  CHECK(devices[0].backend == "cpu");
+  CHECK(devices[0].info.backend == "cpu");
 }
 
 TEST_CASE("discover: runs the tools, and missing or failing tools mean no devices") {
@@ -324,16 +326,16 @@ TEST_CASE("discover: runs the tools, and missing or failing tools mean no device
           (test::source_dir() / "tests/fixtures/npu-smi/910b4x8.txt").string() + "'\n");
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 4 + 8 + 1);
-  CHECK(devices[0].arch == "rtx4090");
-  CHECK(devices[4].arch == "ascend910b4");
-  CHECK(devices[12].backend == "cpu");
+  CHECK(devices[0].info.arch == "rtx4090");
+  CHECK(devices[4].info.arch == "ascend910b4");
+  CHECK(devices[12].info.backend == "cpu");
 
   options.nvidia_smi = (dir / "no-such-nvidia-smi").string();
   options.npu_smi =
       write_script(dir, "broken-npu-smi", "echo 'dcmi module initialize failed' >&2\nexit 1\n");
   devices = discover_devices(options);
   REQUIRE(devices.size() == 1);
-  CHECK(devices[0].backend == "cpu");
+  CHECK(devices[0].info.backend == "cpu");
 
   options.nvidia_smi.clear();  // skipped altogether
   options.npu_smi.clear();
