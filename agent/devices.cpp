@@ -17,6 +17,7 @@
 
 #include "common/fs.h"
 #include "common/process.h"
+#include "common/text.h"
 
 namespace kforge {
 namespace {
@@ -532,6 +533,63 @@ std::vector<HostDevice> discover_devices(const DiscoveryOptions& options) {
     devices.push_back(HostDevice{std::move(d), ""});
   }
   return devices;
+}
+
+// ----- selection -----
+
+Result<std::vector<proto::DeviceInfo>> select_devices(const std::vector<HostDevice>& discovered,
+                                                      const std::vector<std::string>& wanted) {
+  // named[k]: the entry of `wanted` that names discovered[k], if any.
+  std::vector<std::optional<size_t>> named(discovered.size());
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const std::string& entry = wanted[i];
+    const std::string where = "agent.devices[" + std::to_string(i) + "]: ";
+    const bool by_uuid = entry.starts_with("GPU-");
+    const size_t colon = entry.find(':');
+    const std::string backend = by_uuid ? "cuda" : entry.substr(0, colon);
+    std::optional<uint32_t> index;
+    if (!by_uuid && colon != std::string::npos) {
+      index = parse_uint<uint32_t>(std::string_view(entry).substr(colon + 1));
+    }
+    if (backend == "cpu" && colon != std::string::npos) {
+      return invalid_argument(where + entry +
+                              ": CPU devices are set by agent.cpu_devices, not agent.devices");
+    }
+    if (!by_uuid && (!index || (backend != "cuda" && backend != "ascend"))) {
+      return invalid_argument(where + "expected backend:index such as cuda:0 or ascend:1, " +
+                              "or a GPU UUID, got \"" + entry + "\"");
+    }
+
+    auto it = std::find_if(discovered.begin(), discovered.end(), [&](const HostDevice& d) {
+      return d.info.backend == backend && (by_uuid ? d.uuid == entry : d.info.index == *index);
+    });
+    if (it == discovered.end()) {
+      std::vector<std::string> listed;
+      for (const HostDevice& d : discovered) {
+        if (d.info.backend != backend) continue;
+        listed.push_back(by_uuid ? d.uuid : backend + ":" + std::to_string(d.info.index));
+      }
+      return invalid_argument(where + entry + " is not on this host; " +
+                              (backend == "cuda" ? "nvidia-smi" : "npu-smi") + " lists " +
+                              (listed.empty() ? "none" : join(listed)));
+    }
+    std::optional<size_t>& first = named[static_cast<size_t>(it - discovered.begin())];
+    if (first) {
+      std::string which =
+          by_uuid ? entry + " (cuda:" + std::to_string(it->info.index) + ")" : entry;
+      return invalid_argument(where + which + " is already named by agent.devices[" +
+                              std::to_string(*first) + "]");
+    }
+    first = i;
+  }
+
+  std::vector<proto::DeviceInfo> kept;
+  for (size_t k = 0; k < discovered.size(); ++k) {
+    if (wanted.empty() || named[k] || discovered[k].info.backend == "cpu") {
+      kept.push_back(discovered[k].info);
+    }
+  }
+  return kept;
 }
 
 // ----- capabilities -----

@@ -8,7 +8,8 @@
 // naming the line that did not fit the format. Device indices are the ones the runtime's
 // visibility variable takes: nvidia-smi's index (in PCI bus order, so a job must run with
 // CUDA_DEVICE_ORDER=PCI_BUS_ID for CUDA_VISIBLE_DEVICES to agree) and npu-smi's logical
-// device id (ASCEND_RT_VISIBLE_DEVICES).
+// device id (ASCEND_RT_VISIBLE_DEVICES). select_devices then keeps the accelerators that
+// agent.devices names, with those indices unchanged.
 #pragma once
 
 #include <cstdint>
@@ -77,6 +78,15 @@ struct DiscoveryOptions {
 // what the parser refuses means none either, logged at warn. Never fails as a whole: an
 // agent with no accelerators still serves its CPUs.
 std::vector<HostDevice> discover_devices(const DiscoveryOptions& options);
+
+// The devices to advertise: the accelerators of `discovered` that `wanted` (agent.devices)
+// names, in discovery order, and every CPU device (agent.cpu_devices governs those). Empty
+// `wanted`: every discovered device. An entry is "backend:index" as KFORGE_DEVICE spells it
+// ("cuda:3", "ascend:1") or a GPU UUID as nvidia-smi prints it ("GPU-..."). A malformed
+// entry, a cpu one, one naming a device not discovered (the message lists those that were)
+// or one naming a device an earlier entry named is invalid_argument: "agent.devices[i]: ...".
+[[nodiscard]] Result<std::vector<proto::DeviceInfo>> select_devices(
+    const std::vector<HostDevice>& discovered, const std::vector<std::string>& wanted);
 
 // Runs `<python> -c <probe>` (through run_process: 60 s timeout, only PATH and HOME from
 // this environment, cwd "/") and returns "python" -> its version, and for each of numpy,

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "tests/support/support.h"
 
@@ -36,6 +37,39 @@ std::string write_script(const test::TempDir& dir, const std::string& name,
   test::write_file(path, "#!/bin/sh\n" + body);
   fs::permissions(path, fs::perms::owner_all);
   return path.string();
+}
+
+// What discovery finds on a host with eight H100s (h100x8.csv), two 310P3s (310p3x2.txt) and
+// two CPU device slots.
+std::vector<HostDevice> mixed_host() {
+  auto gpus = parse_nvidia_smi_csv(fixture("nvidia-smi/h100x8.csv"));
+  auto npus = parse_npu_smi_info(fixture("npu-smi/310p3x2.txt"));
+  REQUIRE(gpus.ok());
+  REQUIRE(npus.ok());
+  std::vector<HostDevice> host = *gpus;
+  host.insert(host.end(), npus->begin(), npus->end());
+  for (uint32_t i = 0; i < 2; ++i) {
+    host.push_back(HostDevice{proto::DeviceInfo{i, "cpu", "x86_64", "test cpu", 0}, ""});
+  }
+  return host;
+}
+
+// "cuda:2 cuda:5 cpu:0 cpu:1": the devices select_devices keeps on mixed_host().
+std::string selected(const std::vector<std::string>& wanted) {
+  auto kept = select_devices(mixed_host(), wanted);
+  REQUIRE_MESSAGE(kept.ok(), kept.status().to_string());
+  std::string names;
+  for (const auto& d : *kept) names += (names.empty() ? "" : " ") + d.backend + ":" + std::to_string(d.index);
+  return names;
+}
+
+// The error of a selection on `host` that must fail.
+std::string selection_error(const std::vector<std::string>& wanted,
+                            const std::vector<HostDevice>& host = mixed_host()) {
+  auto kept = select_devices(host, wanted);
+  REQUIRE_FALSE(kept.ok());
+  CHECK(kept.status().code() == Code::invalid_argument);
+  return kept.status().message();
 }
 
 }  // namespace
@@ -340,6 +374,57 @@ TEST_CASE("discover: runs the tools, and missing or failing tools mean no device
   options.nvidia_smi.clear();  // skipped altogether
   options.npu_smi.clear();
   CHECK(discover_devices(options).size() == 1);
+}
+
+// ----- selection -----
+
+TEST_CASE("select: no entries keep every device") {
+  CHECK(selected({}) ==
+        "cuda:0 cuda:1 cuda:2 cuda:3 cuda:4 cuda:5 cuda:6 cuda:7 ascend:0 ascend:1 cpu:0 cpu:1");
+}
+
+TEST_CASE("select: named accelerators keep their indices, in discovery order, and every CPU stays") {
+  CHECK(selected({"ascend:1", "cuda:5", "cuda:2"}) == "cuda:2 cuda:5 ascend:1 cpu:0 cpu:1");
+  auto kept = select_devices(mixed_host(), {"cuda:5"});
+  REQUIRE(kept.ok());
+  CHECK((*kept)[0] == proto::DeviceInfo{5, "cuda", "h100", "NVIDIA H100 80GB HBM3", 81559});
+}
+
+TEST_CASE("select: a GPU UUID names that GPU") {
+  CHECK(selected({"GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f", "cuda:0"}) == "cuda:0 cuda:5 cpu:0 cpu:1");
+}
+
+TEST_CASE("select: a malformed entry is an error naming its position") {
+  CHECK(selection_error({"cuda:0", "gpu0"}) ==
+        "agent.devices[1]: expected backend:index such as cuda:0 or ascend:1, or a GPU UUID, got \"gpu0\"");
+  for (const char* bad : {"", "cuda", "cuda:", "cuda:-1", "cuda:1x", "npu:0", "CUDA:0", " cuda:0"}) {
+    CHECK_MESSAGE(selection_error({bad}).find("agent.devices[0]: expected backend:index") == 0, bad);
+  }
+}
+
+TEST_CASE("select: a cpu entry says that agent.cpu_devices sets the CPU devices") {
+  CHECK(selection_error({"cpu:0"}) ==
+        "agent.devices[0]: cpu:0: CPU devices are set by agent.cpu_devices, not agent.devices");
+}
+
+TEST_CASE("select: a device that is not on this host is an error listing those that are") {
+  CHECK(selection_error({"cuda:0", "cuda:9"}) ==
+        "agent.devices[1]: cuda:9 is not on this host; nvidia-smi lists cuda:0, cuda:1, cuda:2, "
+        "cuda:3, cuda:4, cuda:5, cuda:6, cuda:7");
+  CHECK(selection_error({"ascend:2"}) ==
+        "agent.devices[0]: ascend:2 is not on this host; npu-smi lists ascend:0, ascend:1");
+  std::string uuid = selection_error({"GPU-00000000-0000-0000-0000-000000000000"});
+  CHECK(uuid.starts_with("agent.devices[0]: GPU-00000000-0000-0000-0000-000000000000 is not on this "
+                         "host; nvidia-smi lists GPU-6513270e-269e-0d37-f2a7-4de452e6b438, "));
+  CHECK(selection_error({"cuda:0"}, {}) == "agent.devices[0]: cuda:0 is not on this host; nvidia-smi lists none");
+}
+
+TEST_CASE("select: a device named twice is an error naming the first entry") {
+  CHECK(selection_error({"cuda:3", "cuda:1", "cuda:3"}) ==
+        "agent.devices[2]: cuda:3 is already named by agent.devices[0]");
+  CHECK(selection_error({"cuda:5", "GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f"}) ==
+        "agent.devices[1]: GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f (cuda:5) is already named by "
+        "agent.devices[0]");
 }
 
 // ----- capabilities -----
