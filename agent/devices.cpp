@@ -17,6 +17,7 @@
 
 #include "common/fs.h"
 #include "common/process.h"
+#include "common/text.h"
 
 namespace kforge {
 namespace {
@@ -117,10 +118,10 @@ Status line_error(const char* what, size_t line_no, std::string_view line, const
                           ": " + quote(line));
 }
 
-void sort_by_index(std::vector<proto::DeviceInfo>& devices) {
-  std::stable_sort(
-      devices.begin(), devices.end(),
-      [](const proto::DeviceInfo& a, const proto::DeviceInfo& b) { return a.index < b.index; });
+void sort_by_index(std::vector<HostDevice>& devices) {
+  std::stable_sort(devices.begin(), devices.end(), [](const HostDevice& a, const HostDevice& b) {
+    return a.info.index < b.info.index;
+  });
 }
 
 // "1-2 letters, 1-4 digits, at most one letter": h100, a100, v100, l40s, l4, t4, a10g, gh200.
@@ -208,8 +209,8 @@ std::optional<std::string> read_fixture(const std::string& fixture_dir, const ch
   return std::move(*text);
 }
 
-void append_parsed(std::vector<proto::DeviceInfo>& out, const std::string& source,
-                   Result<std::vector<proto::DeviceInfo>> parsed) {
+void append_parsed(std::vector<HostDevice>& out, const std::string& source,
+                   Result<std::vector<HostDevice>> parsed) {
   if (!parsed.ok()) {
     spdlog::warn("cannot parse device tool output source={} reason={}", source,
                  parsed.status().message());
@@ -278,9 +279,9 @@ sys.stdout.flush()
 
 // ----- nvidia-smi -----
 
-Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view text) {
+Result<std::vector<HostDevice>> parse_nvidia_smi_csv(std::string_view text) {
   constexpr const char* kWhat = "nvidia-smi csv";
-  std::vector<proto::DeviceInfo> devices;
+  std::vector<HostDevice> devices;
   std::set<uint32_t> seen;
   size_t line_no = 0;
   for (std::string_view raw : split_lines(text)) {
@@ -309,12 +310,13 @@ Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view tex
     if (!seen.insert(*index).second) {
       return line_error(kWhat, line_no, line, "index " + std::to_string(*index) + " repeated");
     }
-    proto::DeviceInfo d;
-    d.index = *index;
-    d.backend = "cuda";
-    d.arch = gpu_arch_from_name(fields[1]);
-    d.name = std::string(fields[1]);
-    d.memory_mb = memory_mb;
+    HostDevice d;
+    d.info.index = *index;
+    d.info.backend = "cuda";
+    d.info.arch = gpu_arch_from_name(fields[1]);
+    d.info.name = std::string(fields[1]);
+    d.info.memory_mb = memory_mb;
+    d.uuid = std::string(fields[3]);
     devices.push_back(std::move(d));
   }
   sort_by_index(devices);
@@ -323,7 +325,7 @@ Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view tex
 
 // ----- npu-smi -----
 
-Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text) {
+Result<std::vector<HostDevice>> parse_npu_smi_info(std::string_view text) {
   constexpr const char* kWhat = "npu-smi info";
   // What the chip row's first cell holds after the chip id (from the "Chip ..." header row).
   enum class ChipColumn { none, device, other };
@@ -436,7 +438,7 @@ Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text)
   for (const auto& c : chips) npu_ids.insert(c.npu_id);
   bool one_chip_per_npu = npu_ids.size() == chips.size();
 
-  std::vector<proto::DeviceInfo> devices;
+  std::vector<HostDevice> devices;
   std::set<uint32_t> seen;
   for (size_t i = 0; i < chips.size(); ++i) {
     const Chip& c = chips[i];
@@ -450,7 +452,7 @@ Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text)
     d.arch = npu_arch_from_name(c.name);
     d.name = to_lower(c.name).rfind("ascend", 0) == 0 ? c.name : "Ascend " + c.name;
     d.memory_mb = c.memory_mb;
-    devices.push_back(std::move(d));
+    devices.push_back(HostDevice{std::move(d), ""});
   }
   sort_by_index(devices);
   return devices;
@@ -497,8 +499,8 @@ std::string npu_arch_from_name(std::string_view name) {
 
 // ----- discovery -----
 
-std::vector<proto::DeviceInfo> discover_devices(const DiscoveryOptions& options) {
-  std::vector<proto::DeviceInfo> devices;
+std::vector<HostDevice> discover_devices(const DiscoveryOptions& options) {
+  std::vector<HostDevice> devices;
   const bool simulated = !options.fixture_dir.empty();
 
   if (!options.nvidia_smi.empty()) {
@@ -528,9 +530,66 @@ std::vector<proto::DeviceInfo> discover_devices(const DiscoveryOptions& options)
     d.arch = arch;
     d.name = cpu_name;
     d.memory_mb = memory_mb;  // the host's, shared by every cpu device
-    devices.push_back(std::move(d));
+    devices.push_back(HostDevice{std::move(d), ""});
   }
   return devices;
+}
+
+// ----- selection -----
+
+Result<std::vector<proto::DeviceInfo>> select_devices(const std::vector<HostDevice>& discovered,
+                                                      const std::vector<std::string>& wanted) {
+  // named[k]: the entry of `wanted` that names discovered[k], if any.
+  std::vector<std::optional<size_t>> named(discovered.size());
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const std::string& entry = wanted[i];
+    const std::string where = "agent.devices[" + std::to_string(i) + "]: ";
+    const bool by_uuid = entry.starts_with("GPU-");
+    const size_t colon = entry.find(':');
+    const std::string backend = by_uuid ? "cuda" : entry.substr(0, colon);
+    std::optional<uint32_t> index;
+    if (!by_uuid && colon != std::string::npos) {
+      index = parse_uint<uint32_t>(std::string_view(entry).substr(colon + 1));
+    }
+    if (backend == "cpu" && colon != std::string::npos) {
+      return invalid_argument(where + entry +
+                              ": CPU devices are set by agent.cpu_devices, not agent.devices");
+    }
+    if (!by_uuid && (!index || (backend != "cuda" && backend != "ascend"))) {
+      return invalid_argument(where + "expected backend:index such as cuda:0 or ascend:1, " +
+                              "or a GPU UUID, got \"" + entry + "\"");
+    }
+
+    auto it = std::find_if(discovered.begin(), discovered.end(), [&](const HostDevice& d) {
+      return d.info.backend == backend && (by_uuid ? d.uuid == entry : d.info.index == *index);
+    });
+    if (it == discovered.end()) {
+      std::vector<std::string> listed;
+      for (const HostDevice& d : discovered) {
+        if (d.info.backend != backend) continue;
+        listed.push_back(by_uuid ? d.uuid : backend + ":" + std::to_string(d.info.index));
+      }
+      return invalid_argument(where + entry + " is not on this host; " +
+                              (backend == "cuda" ? "nvidia-smi" : "npu-smi") + " lists " +
+                              (listed.empty() ? "none" : join(listed)));
+    }
+    std::optional<size_t>& first = named[static_cast<size_t>(it - discovered.begin())];
+    if (first) {
+      std::string which =
+          by_uuid ? entry + " (cuda:" + std::to_string(it->info.index) + ")" : entry;
+      return invalid_argument(where + which + " is already named by agent.devices[" +
+                              std::to_string(*first) + "]");
+    }
+    first = i;
+  }
+
+  std::vector<proto::DeviceInfo> kept;
+  for (size_t k = 0; k < discovered.size(); ++k) {
+    if (wanted.empty() || named[k] || discovered[k].info.backend == "cpu") {
+      kept.push_back(discovered[k].info);
+    }
+  }
+  return kept;
 }
 
 // ----- capabilities -----

@@ -8,7 +8,8 @@
 // naming the line that did not fit the format. Device indices are the ones the runtime's
 // visibility variable takes: nvidia-smi's index (in PCI bus order, so a job must run with
 // CUDA_DEVICE_ORDER=PCI_BUS_ID for CUDA_VISIBLE_DEVICES to agree) and npu-smi's logical
-// device id (ASCEND_RT_VISIBLE_DEVICES).
+// device id (ASCEND_RT_VISIBLE_DEVICES). select_devices then keeps the accelerators that
+// agent.devices names, with those indices unchanged.
 #pragma once
 
 #include <cstdint>
@@ -22,12 +23,20 @@
 
 namespace kforge {
 
+// A device as discovery found it: what the agent advertises, and what only the agent itself
+// needs to know about it.
+struct HostDevice {
+  proto::DeviceInfo info;
+  std::string uuid;  // cuda: the GPU's UUID as nvidia-smi prints it ("GPU-..."); else empty
+  bool operator==(const HostDevice&) const = default;
+};
+
 // Parses `nvidia-smi --query-gpu=index,name,memory.total,uuid --format=csv,noheader,nounits`
 // output: one "index, name, memory MiB, uuid" row per GPU. Blank lines, surrounding spaces
 // and CRLF line ends are tolerated; memory "[N/A]" (unified-memory parts) gives 0. Empty
 // text is zero GPUs. A row that does not fit, or a repeated index, is invalid_argument
 // naming the line.
-[[nodiscard]] Result<std::vector<proto::DeviceInfo>> parse_nvidia_smi_csv(std::string_view text);
+[[nodiscard]] Result<std::vector<HostDevice>> parse_nvidia_smi_csv(std::string_view text);
 
 // Parses the table printed by Ascend's `npu-smi info` (910A/910B layouts, where a chip row
 // holds only the chip id, and the 310P layout, where it holds "chip device"). Every NPU
@@ -38,7 +47,7 @@ namespace kforge {
 // of the chip row: HBM where the table has an HBM column, else the device's DDR. The
 // process table after the device table is ignored. No device table at all, or a row that
 // does not fit, is invalid_argument naming the line.
-[[nodiscard]] Result<std::vector<proto::DeviceInfo>> parse_npu_smi_info(std::string_view text);
+[[nodiscard]] Result<std::vector<HostDevice>> parse_npu_smi_info(std::string_view text);
 
 // Maps an nvidia-smi product name to kforge's arch name:
 //   "NVIDIA H100 80GB HBM3" -> "h100"     "NVIDIA A100-SXM4-80GB" -> "a100"
@@ -68,7 +77,16 @@ struct DiscoveryOptions {
 // missing means no such devices (logged at debug); one that fails, times out or prints
 // what the parser refuses means none either, logged at warn. Never fails as a whole: an
 // agent with no accelerators still serves its CPUs.
-std::vector<proto::DeviceInfo> discover_devices(const DiscoveryOptions& options);
+std::vector<HostDevice> discover_devices(const DiscoveryOptions& options);
+
+// The devices to advertise: the accelerators of `discovered` that `wanted` (agent.devices)
+// names, in discovery order, and every CPU device (agent.cpu_devices governs those). Empty
+// `wanted`: every discovered device. An entry is "backend:index" as KFORGE_DEVICE spells it
+// ("cuda:3", "ascend:1") or a GPU UUID as nvidia-smi prints it ("GPU-..."). A malformed
+// entry, a cpu one, one naming a device not discovered (the message lists those that were)
+// or one naming a device an earlier entry named is invalid_argument: "agent.devices[i]: ...".
+[[nodiscard]] Result<std::vector<proto::DeviceInfo>> select_devices(
+    const std::vector<HostDevice>& discovered, const std::vector<std::string>& wanted);
 
 // Runs `<python> -c <probe>` (through run_process: 60 s timeout, only PATH and HOME from
 // this environment, cwd "/") and returns "python" -> its version, and for each of numpy,

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include <spdlog/spdlog.h>
 
@@ -20,6 +21,7 @@ const std::vector<kforge::FlagSpec> kFlags = {
     {"coordinator", true, "coordinator endpoint (default tcp://127.0.0.1:7700)"},
     {"state", true, "state directory: agent id, outbox, work dirs (default kforge-agent)"},
     {"cpu-devices", true, "number of CPU devices to offer (default 1)"},
+    {"devices", true, "accelerators to offer, e.g. cuda:0,cuda:3 (agent.devices; default all)"},
     {"device-fixtures", true, "read nvidia-smi.csv / npu-smi.txt from DIR instead of running the tools"},
     {"no-probe", false, "skip the Python capability probe"},
     {"log-level", true, "trace|debug|info|warn|error"},
@@ -35,6 +37,18 @@ void on_signal(int) {
 int fail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "kforge-agent: %s\n", message.c_str());
   return code;
+}
+
+// "cuda:0,cuda:3" -> {"cuda:0", "cuda:3"}; "" -> {} (every device).
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  if (s.empty()) return out;
+  for (size_t start = 0;;) {
+    size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
 }
 
 }  // namespace
@@ -61,6 +75,7 @@ int main(int argc, char** argv) {
     if (!n.ok()) return fail(n.status().message(), 2);
     ac.cpu_devices = static_cast<uint32_t>(*n);
   }
+  if (auto v = flags->get("devices")) ac.devices = split_commas(*v);
   if (auto v = flags->get("log-level")) ac.log.level = *v;
   if (flags->has("log-json")) ac.log.json = true;
   if (Status st = init_logging(ac.log, "agent"); !st.ok()) return fail(st.message());
@@ -76,7 +91,15 @@ int main(int argc, char** argv) {
   options.coordinator = ac.coordinator;
   options.state_dir = ac.state_dir;
   options.host = ac.host;
-  options.devices = discover_devices(discovery);
+  auto devices = select_devices(discover_devices(discovery), ac.devices);
+  if (!devices.ok()) return fail(devices.status().message());
+  options.devices = *devices;
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && ac.devices.empty()) {
+    spdlog::warn(
+        "the agent advertises every GPU nvidia-smi lists and ignores CUDA_VISIBLE_DEVICES={}; "
+        "use agent.devices (--devices) to restrict it",
+        visible);
+  }
   if (!flags->has("no-probe")) {
     auto caps = probe_capabilities(ac.python);
     if (caps.ok()) {

@@ -108,7 +108,9 @@ int cmd_run(const ParsedFlags& flags) {
   AgentOptions aopts;
   aopts.coordinator = coord.endpoint();
   aopts.state_dir = data / "agent";
-  aopts.devices = discover_devices(discovery);
+  auto devices = select_devices(discover_devices(discovery), ac.devices);
+  if (!devices.ok()) return cli_fail(devices.status().message());
+  aopts.devices = *devices;
   aopts.python = ac.python;
   aopts.harness_dir = ac.harness_dir;
   aopts.env_allow = ac.env_allow;

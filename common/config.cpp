@@ -237,6 +237,7 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
       field("state_dir", &A::state_dir, non_empty),
       field("host", &A::host),
       field("cpu_devices", &A::cpu_devices),
+      field("devices", &A::devices),
       field("cpu_arch", &A::cpu_arch, non_empty),
       field("python", &A::python, non_empty),
       field("harness_dir", &A::harness_dir),

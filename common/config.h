@@ -53,6 +53,8 @@ struct AgentConfig {
   std::string state_dir = "kforge-agent";            // agent id, outbox, job work directories
   std::string host;                 // name reported to the coordinator; empty: gethostname()
   uint32_t cpu_devices = 1;         // CPU device slots offered (0: none)
+  // Accelerators offered: "cuda:0", "ascend:1" or a GPU UUID ("GPU-..."); empty: all found.
+  std::vector<std::string> devices;
   std::string cpu_arch = "x86_64";  // architecture reported for CPU devices
   std::string python = "/usr/bin/python3";  // interpreter that runs job harnesses
   std::string harness_dir;                  // kforge_harness.py's directory; empty: found

@@ -176,6 +176,17 @@ TEST_CASE("bad array element names its index") {
         "kforge.toml:2:22: agent.env_allow[1]: expected a non-empty string, got integer 3");
 }
 
+TEST_CASE("agent.devices is a list of strings, empty by default") {
+  Result<Config> config = parse_config("[agent]\ndevices = [\"cuda:0\", \"GPU-8d116ece\"]\n", "kforge.toml");
+  REQUIRE(config.ok());
+  CHECK(config->agent.devices == std::vector<std::string>{"cuda:0", "GPU-8d116ece"});
+  CHECK(parse_config("", "kforge.toml")->agent.devices.empty());
+  CHECK(error_of("[agent]\n\ndevices = \"cuda:0\"\n") ==
+        "kforge.toml:3:11: agent.devices: expected an array of strings, got string \"cuda:0\"");
+  CHECK(error_of("[agent]\ndevices = [\"cuda:0\", 3]\n") ==
+        "kforge.toml:2:22: agent.devices[1]: expected a non-empty string, got integer 3");
+}
+
 TEST_CASE("missing file is not_found naming the path") {
   test::TempDir dir;
   Result<Config> config = load_config(dir / "absent.toml");

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "tests/support/support.h"
 
@@ -38,6 +39,39 @@ std::string write_script(const test::TempDir& dir, const std::string& name,
   return path.string();
 }
 
+// What discovery finds on a host with eight H100s (h100x8.csv), two 310P3s (310p3x2.txt) and
+// two CPU device slots.
+std::vector<HostDevice> mixed_host() {
+  auto gpus = parse_nvidia_smi_csv(fixture("nvidia-smi/h100x8.csv"));
+  auto npus = parse_npu_smi_info(fixture("npu-smi/310p3x2.txt"));
+  REQUIRE(gpus.ok());
+  REQUIRE(npus.ok());
+  std::vector<HostDevice> host = *gpus;
+  host.insert(host.end(), npus->begin(), npus->end());
+  for (uint32_t i = 0; i < 2; ++i) {
+    host.push_back(HostDevice{proto::DeviceInfo{i, "cpu", "x86_64", "test cpu", 0}, ""});
+  }
+  return host;
+}
+
+// "cuda:2 cuda:5 cpu:0 cpu:1": the devices select_devices keeps on mixed_host().
+std::string selected(const std::vector<std::string>& wanted) {
+  auto kept = select_devices(mixed_host(), wanted);
+  REQUIRE_MESSAGE(kept.ok(), kept.status().to_string());
+  std::string names;
+  for (const auto& d : *kept) names += (names.empty() ? "" : " ") + d.backend + ":" + std::to_string(d.index);
+  return names;
+}
+
+// The error of a selection on `host` that must fail.
+std::string selection_error(const std::vector<std::string>& wanted,
+                            const std::vector<HostDevice>& host = mixed_host()) {
+  auto kept = select_devices(host, wanted);
+  REQUIRE_FALSE(kept.ok());
+  CHECK(kept.status().code() == Code::invalid_argument);
+  return kept.status().message();
+}
+
 }  // namespace
 
 // ----- nvidia-smi -----
@@ -47,30 +81,32 @@ TEST_CASE("nvidia-smi: eight H100s") {
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 8);
   for (uint32_t i = 0; i < 8; ++i) {
-    const auto& d = (*devices)[i];
+    const auto& d = (*devices)[i].info;
     CHECK(d.index == i);
     CHECK(d.backend == "cuda");
     CHECK(d.arch == "h100");
     CHECK(d.name == "NVIDIA H100 80GB HBM3");
     CHECK(d.memory_mb == 81559);
   }
+  CHECK((*devices)[0].uuid == "GPU-6513270e-269e-0d37-f2a7-4de452e6b438");
+  CHECK((*devices)[7].uuid == "GPU-a170b338-3926-3059-f28c-105d1fb17c23");
 }
 
 TEST_CASE("nvidia-smi: one A100") {
   auto devices = parse_nvidia_smi_csv(fixture("nvidia-smi/a100x1.csv"));
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 1);
-  CHECK((*devices)[0] == proto::DeviceInfo{0, "cuda", "a100", "NVIDIA A100-SXM4-80GB", 81920});
+  CHECK((*devices)[0].info == proto::DeviceInfo{0, "cuda", "a100", "NVIDIA A100-SXM4-80GB", 81920});
 }
 
 TEST_CASE("nvidia-smi: mixed models keep their own arch and memory") {
   auto devices = parse_nvidia_smi_csv(fixture("nvidia-smi/mixed.csv"));
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 4);
-  CHECK((*devices)[0] == proto::DeviceInfo{0, "cuda", "rtx4090", "NVIDIA GeForce RTX 4090", 24564});
-  CHECK((*devices)[1] == proto::DeviceInfo{1, "cuda", "l40s", "NVIDIA L40S", 46068});
-  CHECK((*devices)[2] == proto::DeviceInfo{2, "cuda", "v100", "Tesla V100-SXM2-32GB", 32768});
-  CHECK((*devices)[3] == proto::DeviceInfo{3, "cuda", "h200", "NVIDIA H200", 143771});
+  CHECK((*devices)[0].info == proto::DeviceInfo{0, "cuda", "rtx4090", "NVIDIA GeForce RTX 4090", 24564});
+  CHECK((*devices)[1].info == proto::DeviceInfo{1, "cuda", "l40s", "NVIDIA L40S", 46068});
+  CHECK((*devices)[2].info == proto::DeviceInfo{2, "cuda", "v100", "Tesla V100-SXM2-32GB", 32768});
+  CHECK((*devices)[3].info == proto::DeviceInfo{3, "cuda", "h200", "NVIDIA H200", 143771});
 }
 
 TEST_CASE("nvidia-smi: CRLF, blank lines and surrounding spaces are tolerated") {
@@ -112,7 +148,7 @@ TEST_CASE("nvidia-smi: unknown memory is 0 and empty output is no GPUs") {
       parse_nvidia_smi_csv("0, NVIDIA GB10, [N/A], GPU-5a1b2c3d-0000-1111-2222-333344445555\n");
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 1);
-  CHECK((*devices)[0].memory_mb == 0);
+  CHECK((*devices)[0].info.memory_mb == 0);
   auto none = parse_nvidia_smi_csv("");
   REQUIRE(none.ok());
   CHECK(none->empty());
@@ -125,7 +161,7 @@ TEST_CASE("npu-smi: eight 910B4s, process table ignored") {
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 8);
   for (uint32_t i = 0; i < 8; ++i) {
-    CHECK((*devices)[i] == proto::DeviceInfo{i, "ascend", "ascend910b4", "Ascend 910B4", 32768});
+    CHECK((*devices)[i].info == proto::DeviceInfo{i, "ascend", "ascend910b4", "Ascend 910B4", 32768});
   }
 }
 
@@ -133,15 +169,15 @@ TEST_CASE("npu-smi: two 310P3 cards index by the Device column") {
   auto devices = parse_npu_smi_info(fixture("npu-smi/310p3x2.txt"));
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 2);
-  CHECK((*devices)[0] == proto::DeviceInfo{0, "ascend", "ascend310p3", "Ascend 310P3", 21534});
-  CHECK((*devices)[1] == proto::DeviceInfo{1, "ascend", "ascend310p3", "Ascend 310P3", 21534});
+  CHECK((*devices)[0].info == proto::DeviceInfo{0, "ascend", "ascend310p3", "Ascend 310P3", 21534});
+  CHECK((*devices)[1].info == proto::DeviceInfo{1, "ascend", "ascend310p3", "Ascend 310P3", 21534});
 
   std::string text = replace_once(fixture("npu-smi/310p3x2.txt"), "| 0       1         |",
                                   "| 0       4         |");
   auto renumbered = parse_npu_smi_info(text);
   REQUIRE(renumbered.ok());
   REQUIRE(renumbered->size() == 2);
-  CHECK((*renumbered)[1].index == 4);
+  CHECK((*renumbered)[1].info.index == 4);
 }
 
 TEST_CASE("npu-smi: several chips per NPU without a Device column are numbered in order") {
@@ -174,7 +210,7 @@ TEST_CASE("npu-smi: several chips per NPU without a Device column are numbered i
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 3);
   for (uint32_t i = 0; i < 3; ++i) {
-    CHECK((*devices)[i] == proto::DeviceInfo{i, "ascend", "ascend910", "Ascend910", 65536});
+    CHECK((*devices)[i].info == proto::DeviceInfo{i, "ascend", "ascend910", "Ascend910", 65536});
   }
 }
 
@@ -255,14 +291,14 @@ TEST_CASE("discover: fixture dir gives cuda devices then cpu") {
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 9);
   for (uint32_t i = 0; i < 8; ++i) {
-    CHECK(devices[i].backend == "cuda");
-    CHECK(devices[i].index == i);
-    CHECK(devices[i].arch == "h100");
+    CHECK(devices[i].info.backend == "cuda");
+    CHECK(devices[i].info.index == i);
+    CHECK(devices[i].info.arch == "h100");
   }
-  CHECK(devices[8].backend == "cpu");
-  CHECK(devices[8].index == 0);
-  CHECK(devices[8].arch == "x86_64");
-  CHECK_FALSE(devices[8].name.empty());
+  CHECK(devices[8].info.backend == "cpu");
+  CHECK(devices[8].info.index == 0);
+  CHECK(devices[8].info.arch == "x86_64");
+  CHECK_FALSE(devices[8].info.name.empty());
 }
 
 TEST_CASE("discover: cuda, then ascend, then cpu") {
@@ -273,12 +309,12 @@ TEST_CASE("discover: cuda, then ascend, then cpu") {
   options.fixture_dir = dir.path().string();
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 4);
-  CHECK(devices[0].backend == "cuda");
-  CHECK(devices[1].backend == "ascend");
-  CHECK(devices[2].backend == "ascend");
-  CHECK(devices[2].index == 1);
-  CHECK(devices[3].backend == "cpu");
-  CHECK_FALSE(devices[3].arch.empty());  // from uname -m
+  CHECK(devices[0].info.backend == "cuda");
+  CHECK(devices[1].info.backend == "ascend");
+  CHECK(devices[2].info.backend == "ascend");
+  CHECK(devices[2].info.index == 1);
+  CHECK(devices[3].info.backend == "cpu");
+  CHECK_FALSE(devices[3].info.arch.empty());  // from uname -m
 }
 
 TEST_CASE("discover: cpu device count is configurable") {
@@ -292,9 +328,9 @@ TEST_CASE("discover: cpu device count is configurable") {
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 4);
   for (uint32_t i = 0; i < 4; ++i) {
-    CHECK(devices[i].backend == "cpu");
-    CHECK(devices[i].index == i);
-    CHECK(devices[i].arch == "aarch64");
+    CHECK(devices[i].info.backend == "cpu");
+    CHECK(devices[i].info.index == i);
+    CHECK(devices[i].info.arch == "aarch64");
   }
 }
 
@@ -305,7 +341,7 @@ TEST_CASE("discover: a malformed fixture means no such devices") {
   options.fixture_dir = dir.path().string();
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 1);
-  CHECK(devices[0].backend == "cpu");
+  CHECK(devices[0].info.backend == "cpu");
 }
 
 TEST_CASE("discover: runs the tools, and missing or failing tools mean no devices") {
@@ -324,20 +360,71 @@ TEST_CASE("discover: runs the tools, and missing or failing tools mean no device
           (test::source_dir() / "tests/fixtures/npu-smi/910b4x8.txt").string() + "'\n");
   auto devices = discover_devices(options);
   REQUIRE(devices.size() == 4 + 8 + 1);
-  CHECK(devices[0].arch == "rtx4090");
-  CHECK(devices[4].arch == "ascend910b4");
-  CHECK(devices[12].backend == "cpu");
+  CHECK(devices[0].info.arch == "rtx4090");
+  CHECK(devices[4].info.arch == "ascend910b4");
+  CHECK(devices[12].info.backend == "cpu");
 
   options.nvidia_smi = (dir / "no-such-nvidia-smi").string();
   options.npu_smi =
       write_script(dir, "broken-npu-smi", "echo 'dcmi module initialize failed' >&2\nexit 1\n");
   devices = discover_devices(options);
   REQUIRE(devices.size() == 1);
-  CHECK(devices[0].backend == "cpu");
+  CHECK(devices[0].info.backend == "cpu");
 
   options.nvidia_smi.clear();  // skipped altogether
   options.npu_smi.clear();
   CHECK(discover_devices(options).size() == 1);
+}
+
+// ----- selection -----
+
+TEST_CASE("select: no entries keep every device") {
+  CHECK(selected({}) ==
+        "cuda:0 cuda:1 cuda:2 cuda:3 cuda:4 cuda:5 cuda:6 cuda:7 ascend:0 ascend:1 cpu:0 cpu:1");
+}
+
+TEST_CASE("select: named accelerators keep their indices, in discovery order, and every CPU stays") {
+  CHECK(selected({"ascend:1", "cuda:5", "cuda:2"}) == "cuda:2 cuda:5 ascend:1 cpu:0 cpu:1");
+  auto kept = select_devices(mixed_host(), {"cuda:5"});
+  REQUIRE(kept.ok());
+  CHECK((*kept)[0] == proto::DeviceInfo{5, "cuda", "h100", "NVIDIA H100 80GB HBM3", 81559});
+}
+
+TEST_CASE("select: a GPU UUID names that GPU") {
+  CHECK(selected({"GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f", "cuda:0"}) == "cuda:0 cuda:5 cpu:0 cpu:1");
+}
+
+TEST_CASE("select: a malformed entry is an error naming its position") {
+  CHECK(selection_error({"cuda:0", "gpu0"}) ==
+        "agent.devices[1]: expected backend:index such as cuda:0 or ascend:1, or a GPU UUID, got \"gpu0\"");
+  for (const char* bad : {"", "cuda", "cuda:", "cuda:-1", "cuda:1x", "npu:0", "CUDA:0", " cuda:0"}) {
+    CHECK_MESSAGE(selection_error({bad}).find("agent.devices[0]: expected backend:index") == 0, bad);
+  }
+}
+
+TEST_CASE("select: a cpu entry says that agent.cpu_devices sets the CPU devices") {
+  CHECK(selection_error({"cpu:0"}) ==
+        "agent.devices[0]: cpu:0: CPU devices are set by agent.cpu_devices, not agent.devices");
+}
+
+TEST_CASE("select: a device that is not on this host is an error listing those that are") {
+  CHECK(selection_error({"cuda:0", "cuda:9"}) ==
+        "agent.devices[1]: cuda:9 is not on this host; nvidia-smi lists cuda:0, cuda:1, cuda:2, "
+        "cuda:3, cuda:4, cuda:5, cuda:6, cuda:7");
+  CHECK(selection_error({"ascend:2"}) ==
+        "agent.devices[0]: ascend:2 is not on this host; npu-smi lists ascend:0, ascend:1");
+  std::string uuid = selection_error({"GPU-00000000-0000-0000-0000-000000000000"});
+  CHECK(uuid.starts_with("agent.devices[0]: GPU-00000000-0000-0000-0000-000000000000 is not on this "
+                         "host; nvidia-smi lists GPU-6513270e-269e-0d37-f2a7-4de452e6b438, "));
+  CHECK(selection_error({"cuda:0"}, {}) == "agent.devices[0]: cuda:0 is not on this host; nvidia-smi lists none");
+}
+
+TEST_CASE("select: a device named twice is an error naming the first entry") {
+  CHECK(selection_error({"cuda:3", "cuda:1", "cuda:3"}) ==
+        "agent.devices[2]: cuda:3 is already named by agent.devices[0]");
+  CHECK(selection_error({"cuda:5", "GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f"}) ==
+        "agent.devices[1]: GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f (cuda:5) is already named by "
+        "agent.devices[0]");
 }
 
 // ----- capabilities -----

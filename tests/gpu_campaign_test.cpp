@@ -162,7 +162,7 @@ TEST_CASE("the campaign's arch is what the agent reports for the GPU it runs on"
       parse_nvidia_smi_csv("0, NVIDIA H200, 143771, GPU-92276658-1e27-a1c0-8a6a-63ec24ede6a4\n");
   REQUIRE(csv.ok());
   REQUIRE(csv->size() == 1);
-  CHECK((*csv)[0].arch == "h200");
+  CHECK((*csv)[0].info.arch == "h200");
   CHECK(validate_target(Target{"cuda", "h200", "triton", "torch"}).ok());
 }
 

@@ -2,8 +2,9 @@
 // from a recorded nvidia-smi listing (tests/fixtures/nvidia-smi/h100x8.csv), advertises each
 // as its own device, and runs jobs on them as it would on the real host: one job per GPU at a
 // time, each process seeing only its own GPU (CUDA_VISIBLE_DEVICES), a crashing or hanging
-// job costing its own GPU that job only. What this cannot show is a real CUDA context; that
-// needs the GPUs (docs/gpu-validation.md).
+// job costing its own GPU that job only; and, with agent.devices (--devices), an agent that
+// offers only some of them. What this cannot show is a real CUDA context; that needs the GPUs
+// (docs/gpu-validation.md).
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -55,41 +56,68 @@ std::vector<Span> spans(const std::string& log) {
   return out;
 }
 
+// A coordinator on OS-chosen ports, and the recorded nvidia-smi listing of an eight-H100 host
+// for agents to discover.
+struct EightGpuHost {
+  TempDir dir;
+  std::string data = (dir / "data").string();
+  Child coordinator{binary_dir() / "coordinator" / "kforge-coordinator",
+                    {"--data", data, "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"},
+                    dir / "coordinator.log", dir.path()};
+  std::string endpoint, url;
+
+  EightGpuHost() {
+    std::filesystem::create_directories(dir / "fixtures");
+    write_file(dir / "fixtures" / "nvidia-smi.csv", read_file(source_dir() / "tests" / "fixtures" / "nvidia-smi" / "h100x8.csv"));
+    write_file(dir / "kforge.toml", "[agent]\nrun_as = \"\"\n");  // jobs write a shared log
+    REQUIRE_MESSAGE(wait_until([&] { return read_file(dir / "coordinator.log").find("api http://") != std::string::npos; }, 20s),
+                    read_file(dir / "coordinator.log"));
+    std::string clog = read_file(dir / "coordinator.log");
+    auto at = clog.find("listening ") + 10;
+    endpoint = clog.substr(at, clog.find('\n', at) - at);
+    at = clog.find("api http://") + 4;
+    url = clog.substr(at, clog.find('\n', at) - at);
+  }
+
+  // kforge-agent's arguments for an agent of this host, then `extra`.
+  std::vector<std::string> agent_args(const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> args = {"--config", (dir / "kforge.toml").string(), "--coordinator", endpoint,
+                                     "--state", (dir / "agent").string(), "--cpu-devices", "0",
+                                     "--device-fixtures", (dir / "fixtures").string(), "--no-probe"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  // Waits until the coordinator lists one agent and it is live; its `kforge agents --json` entry.
+  json live_agent() const {
+    json agents;
+    bool live = wait_until([&] {
+      auto a = kforge_cli({"agents", "--json", "--coordinator", url});
+      if (a.code != 0) return false;
+      agents = json::parse(a.out);
+      return agents.size() == 1 && agents[0]["state"] == "live";
+    }, 20s);
+    REQUIRE_MESSAGE(live, read_file(dir / "agent.log"));
+    return agents[0];
+  }
+};
+
 }  // namespace
 
 TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees only its own, a crash or hang costs one job") {
-  TempDir dir;
-  std::filesystem::create_directories(dir / "fixtures");
-  write_file(dir / "fixtures" / "nvidia-smi.csv", read_file(source_dir() / "tests" / "fixtures" / "nvidia-smi" / "h100x8.csv"));
-  write_file(dir / "kforge.toml", "[agent]\nrun_as = \"\"\n");  // jobs write the shared log below
-  const std::string data = (dir / "data").string(), log = (dir / "jobs.log").string();
+  EightGpuHost host;
+  const TempDir& dir = host.dir;
+  const std::string& data = host.data;
+  const std::string& url = host.url;
+  const std::string log = (dir / "jobs.log").string();
 
-  Child coordinator(binary_dir() / "coordinator" / "kforge-coordinator",
-                    {"--data", data, "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"}, dir / "coordinator.log",
-                    dir.path());
-  REQUIRE_MESSAGE(wait_until([&] { return read_file(dir / "coordinator.log").find("api http://") != std::string::npos; }, 20s),
-                  read_file(dir / "coordinator.log"));
-  std::string clog = read_file(dir / "coordinator.log");
-  auto at = clog.find("listening ") + 10;
-  std::string endpoint = clog.substr(at, clog.find('\n', at) - at);
-  at = clog.find("api http://") + 4;
-  std::string url = clog.substr(at, clog.find('\n', at) - at);
-
-  Child agent(binary_dir() / "agent" / "kforge-agent",
-              {"--config", (dir / "kforge.toml").string(), "--coordinator", endpoint, "--state", (dir / "agent").string(),
-               "--cpu-devices", "0", "--device-fixtures", (dir / "fixtures").string(), "--no-probe"},
-              dir / "agent.log", dir.path());
-  REQUIRE_MESSAGE(wait_until([&] {
-                    auto a = kforge_cli({"agents", "--json", "--coordinator", url});
-                    return a.code == 0 && json::parse(a.out).size() == 1 && json::parse(a.out)[0]["state"] == "live";
-                  }, 20s),
-                  read_file(dir / "agent.log"));
-  json agents = json::parse(kforge_cli({"agents", "--json", "--coordinator", url}).out);
-  REQUIRE(agents[0]["devices"].size() == 8);
+  Child agent(binary_dir() / "agent" / "kforge-agent", host.agent_args(), dir / "agent.log", dir.path());
+  json devices = host.live_agent()["devices"];
+  REQUIRE(devices.size() == 8);
   for (int i = 0; i < 8; ++i) {
-    CHECK(agents[0]["devices"][i]["backend"] == "cuda");
-    CHECK(agents[0]["devices"][i]["index"] == i);
-    CHECK(agents[0]["devices"][i]["arch"] == "h100");
+    CHECK(devices[i]["backend"] == "cuda");
+    CHECK(devices[i]["index"] == i);
+    CHECK(devices[i]["arch"] == "h100");
   }
 
   // One job that crashes and one that hangs past its timeout first, 24 jobs of ~0.3 s beside
@@ -162,4 +190,31 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
   auto m = run_process(curl);
   REQUIRE(m.ok());
   CHECK(m->stdout_data.find("kforge_devices{backend=\"cuda\"} 8\n") != std::string::npos);
+}
+
+TEST_CASE("agent.devices: an agent offers only the GPUs named, by their nvidia-smi index") {
+  EightGpuHost host;
+  Child agent(binary_dir() / "agent" / "kforge-agent", host.agent_args({"--devices", "cuda:2,cuda:5"}),
+              host.dir / "agent.log", host.dir.path());
+  json devices = host.live_agent()["devices"];
+  REQUIRE(devices.size() == 2);
+  CHECK(devices[0]["backend"] == "cuda");
+  CHECK(devices[0]["index"] == 2);
+  CHECK(devices[1]["backend"] == "cuda");
+  CHECK(devices[1]["index"] == 5);
+}
+
+TEST_CASE("agent.devices: an agent asked for a GPU the host lacks refuses to start") {
+  EightGpuHost host;
+  ProcessSpec spec;
+  spec.argv = {(binary_dir() / "agent" / "kforge-agent").string()};
+  for (const std::string& a : host.agent_args({"--devices", "cuda:9"})) spec.argv.push_back(a);
+  spec.env_allow = {"PATH", "HOME", "TMPDIR"};
+  spec.timeout = std::chrono::milliseconds(60000);
+  auto r = run_process(spec);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  CHECK_FALSE(r->timed_out);
+  CHECK(r->exit_code != 0);
+  CHECK_MESSAGE(r->stderr_data.find("cuda:9 is not on this host") != std::string::npos, r->stderr_data);
+  CHECK_MESSAGE(r->stderr_data.find("cuda:0, cuda:1") != std::string::npos, r->stderr_data);
 }
