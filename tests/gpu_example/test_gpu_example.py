@@ -219,3 +219,28 @@ def test_the_hang_has_a_zero_stride():
     assert "programs // rows" in source and "min(rows, 1024)" in source
     rows = load(os.path.join(EXAMPLE, "tasks", "row_sum.py"), "gpu_task_rows").ROWS
     assert min(rows, 1024) // rows == 0
+
+
+def test_the_emulator_refuses_what_triton_refuses_to_compile():
+    tl = triton.language
+    for bad in (lambda: tl.arange(0, 1000), lambda: tl.arange(0, 1 << 21),
+                lambda: tl.zeros((128, 96), dtype=tl.float32),
+                lambda: tl.dot(tl.zeros((16, 8), tl.float16), tl.zeros((8, 16), tl.float16)),
+                lambda: tl.dot(tl.zeros((16, 16), tl.float16), tl.zeros((16, 16), tl.float32))):
+        with pytest.raises(tl.CompilationError):
+            bad()
+
+
+# The row kernels hold a whole row in one block: at the campaign's width (COLS = 4096) the
+# block is exactly the row, no lane masked off.
+FULL_WIDTH = ["row_sum", "rms_norm", "softmax", "layernorm"]
+
+
+@pytest.mark.parametrize("op", FULL_WIDTH)
+def test_row_kernels_at_the_campaigns_row_width(op, monkeypatch):
+    cols = load(os.path.join(EXAMPLE, "tasks", f"{op}.py"), f"gpu_task_width_{op}").COLS
+    assert cols == 4096
+    monkeypatch.setitem(SMALL, op, {"ROWS": 3, "COLS": cols})
+    mod, _, model, args, expected = run_candidate(f"answers/{op}.py", op)
+    result = check_close(expected, model(*args))
+    assert result.ok, result.message

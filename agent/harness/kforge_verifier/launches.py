@@ -2,7 +2,9 @@
 
   cpp     every call through a ctypes foreign function (kforge_cpp.CountingCDLL; the harness
           also makes ctypes.CDLL / ctypes.cdll count before importing the candidate)
-  triton  every triton.runtime.jit.JITFunction.run (kernel[grid](...) and autotuned launches)
+  triton  every launch through kernel[grid](...) (KernelInterface.__getitem__'s launcher:
+          plain, autotuned and heuristics kernels, any Triton version), and every direct
+          JITFunction.run(..., warmup=False) outside such a launch; one count per launch
   cuda_c  every call of a function of a module returned by torch.utils.cpp_extension's
           load_inline / load
   swft    no counter (no hardware to develop one against): available() is False
@@ -11,6 +13,7 @@ install() must run before the candidate is imported. count() is the total so far
 """
 
 import functools
+import threading
 import types
 
 _counts = {"triton": 0, "cuda_c": 0}
@@ -27,24 +30,69 @@ def _install_cpp():
     return True
 
 
-def _install_triton():
-    try:
-        from triton.runtime.jit import JITFunction
-    except Exception:  # noqa: BLE001 - no triton: the candidate's import will fail anyway
-        return False
-    original = JITFunction.run
-    if getattr(original, "_kforge_counting", False):
-        return True
+_triton_depth = threading.local()  # > 0 inside a counted Triton launch
 
+
+def _count_triton(call, warmup):
+    """Runs call(); counts it as one launch unless it is a warm-up (compile only) or runs
+    inside a launch already counted (an autotuner's benchmark runs, JITFunction.run under
+    kernel[grid](...))."""
+    depth = getattr(_triton_depth, "n", 0)
+    if depth == 0 and not warmup:
+        _bump("triton")
+    _triton_depth.n = depth + 1
+    try:
+        return call()
+    finally:
+        _triton_depth.n = depth
+
+
+def _counting_getitem(original):
+    @functools.wraps(original)
+    def __getitem__(self, grid):
+        launcher = original(self, grid)
+
+        def launch(*args, **kwargs):
+            return _count_triton(lambda: launcher(*args, **kwargs), kwargs.get("warmup", False))
+        return launch
+
+    __getitem__._kforge_counting = True
+    return __getitem__
+
+
+def _counting_run(original):
     @functools.wraps(original)
     def run(self, *args, **kwargs):
-        if not kwargs.get("warmup", False):
-            _bump("triton")
-        return original(self, *args, **kwargs)
+        return _count_triton(lambda: original(self, *args, **kwargs), kwargs.get("warmup", False))
 
     run._kforge_counting = True
-    JITFunction.run = run
-    return True
+    return run
+
+
+def _install_triton():
+    """Counts at kernel[grid]: triton 2.0-2.2 keep run as an instance attribute (set in
+    JITFunction.__init__, so the class has none to patch), and a launcher may reach the
+    compiled kernel without JITFunction.run on a cache hit (a C fast path). The launcher that
+    __getitem__ returns is called for every launch in every version. JITFunction.run, where the
+    class defines it (triton >= 3.0), also counts direct calls. -> whether anything counts."""
+    try:
+        from triton.runtime import jit
+    except Exception:  # noqa: BLE001 - no triton: the candidate's import will fail anyway
+        return False
+    counting = False
+    for cls in (getattr(jit, "KernelInterface", None), getattr(jit, "JITFunction", None)):
+        if isinstance(cls, type) and callable(vars(cls).get("__getitem__")):
+            original = vars(cls)["__getitem__"]
+            if not getattr(original, "_kforge_counting", False):
+                cls.__getitem__ = _counting_getitem(original)
+            counting = True
+    cls = getattr(jit, "JITFunction", None)
+    if isinstance(cls, type) and callable(vars(cls).get("run")):
+        original = vars(cls)["run"]
+        if not getattr(original, "_kforge_counting", False):
+            cls.run = _counting_run(original)
+        counting = True
+    return counting
 
 
 class _CountingModule(types.ModuleType):

@@ -1,9 +1,10 @@
 """Hostile (answer cached across calls): keeps its last output keyed on the inputs' data
 pointers and shape and returns it again when the same buffers come back, still launching
-its kernel (on no elements) so that every call counts as a launch. Precision passes: every
-trial gets fresh buffers. The timed runs reuse one set of buffers, so it would be timed at
-the cost of an empty launch; the harness rewrites the buffers' values between timed runs
-and checks the last timed output. Expected: precision_mismatch (stage profile)."""
+its kernel (on no elements) so that every call counts as a launch. The timed runs reuse one
+set of buffers, so it would be timed at the cost of an empty launch; the harness rewrites
+the buffers' values between timed runs and checks the last timed output. A precision trial
+whose inputs get the freed blocks of an earlier call's (PyTorch's caching allocator) fails
+already. Expected: precision_mismatch (stage precision or profile)."""
 import torch
 import triton
 import triton.language as tl

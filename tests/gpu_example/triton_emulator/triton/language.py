@@ -52,11 +52,45 @@ def num_programs(axis):
     return int(_state["grid"][axis])
 
 
+# Triton's compile-time limits on block shapes (python/triton/language/semantic.py arange,
+# _utils.validate_block_shape, dot): the emulator raises where Triton's front end would
+# refuse to compile, so a kernel that only the emulator accepts fails here too.
+TRITON_MAX_TENSOR_NUMEL = 1048576
+MIN_DOT_SIZE = 16
+
+
+class CompilationError(Exception):
+    """What Triton raises for the limits below (there: triton.compiler.CompilationError)."""
+
+
+def _is_power_of_2(n):
+    return n > 0 and n & (n - 1) == 0
+
+
+def _check_shape(shape):
+    numel = 1
+    for d in shape:
+        if not isinstance(d, (int, np.integer)) or not _is_power_of_2(int(d)):
+            raise CompilationError(f"Shape element {d} must be a power of 2")
+        numel *= int(d)
+    if numel > TRITON_MAX_TENSOR_NUMEL:
+        raise CompilationError(f"numel ({numel}) exceeds triton maximum tensor numel "
+                               f"({TRITON_MAX_TENSOR_NUMEL})")
+
+
 def arange(start, end):
+    if not isinstance(start, (int, np.integer)) or not isinstance(end, (int, np.integer)):
+        raise CompilationError("arange's arguments must be of type tl.constexpr")
+    if end <= start or not _is_power_of_2(int(end - start)):
+        raise CompilationError("arange's range must be a power of 2")
+    if end - start > TRITON_MAX_TENSOR_NUMEL:
+        raise CompilationError(f"end - start must be less than or equal to "
+                               f"TRITON_MAX_TENSOR_NUMEL = {TRITON_MAX_TENSOR_NUMEL}")
     return _block(np.arange(start, end, dtype=np.int32))
 
 
 def zeros(shape, dtype):
+    _check_shape(shape)
     return _block(np.zeros(shape, dtype=dtype))
 
 
@@ -133,4 +167,13 @@ def minimum(a, b):
 
 
 def dot(a, b):
-    return _block(np.matmul(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)))
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise CompilationError(f"tl.dot of shapes {a.shape} and {b.shape}")
+    if a.shape[0] < MIN_DOT_SIZE or a.shape[1] < MIN_DOT_SIZE or b.shape[1] < MIN_DOT_SIZE:
+        raise CompilationError(f"Input shapes should have M >= {MIN_DOT_SIZE}, N >= "
+                               f"{MIN_DOT_SIZE} and K >= {MIN_DOT_SIZE}")
+    if a.dtype != b.dtype:
+        raise CompilationError(f"tl.dot operands of dtypes {a.dtype} and {b.dtype}")
+    # float16 products are exact in float32; the accumulator (out_dtype) is float32
+    return _block(np.matmul(a.astype(np.float32), b.astype(np.float32)))
