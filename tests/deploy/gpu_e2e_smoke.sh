@@ -3,7 +3,8 @@
 # library, glibc and its loader; each wrapper must run through the bundled loader), then
 # `smoke`: the run mode's whole path — kforge-coordinator and kforge-agent started from the
 # bundle as separate processes, kforge submit, status --watch, results, show, jobs, report,
-# export, metrics, check_results.py — with the CPU demo campaign instead of the GPU one.
+# export, metrics, check_results.py — with the CPU demo campaign instead of the GPU one; then
+# `multi-smoke`: multi's path (one device, cut and cancelled, then every device) on CPUs.
 #   tests/deploy/gpu_e2e_smoke.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1
@@ -41,3 +42,28 @@ grep -q '/report/index.html$' "$tmp/tar.list"
 test -f "$tmp/work/report/index.html"
 test -d "$tmp/work/export/passed"
 grep -q '^kforge_jobs{state="done"} 16' "$tmp/work/metrics.txt"
+
+# multi-smoke: multi's path (the campaign on one device for a while, cancelled, then on every
+# device, jobs per minute against the first) with the demo on one CPU device, then two.
+KFORGE_E2E_DEADLINE_S=240 KFORGE_E2E_BASELINE_S=15 KFORGE_E2E_WORK=$tmp/mwork \
+    bash "$src/scripts/gpu-e2e.sh" multi-smoke "$tmp/bundle" "$tmp/mout" > "$tmp/multi.log" 2>&1 || {
+  tail -40 "$tmp/multi.log"; exit 1; }
+python3 - "$tmp/mout" "$tmp/mwork" <<'PY'
+import json, sys
+out, work = sys.argv[1:]
+summary = json.load(open(f"{out}/summary.json"))
+assert summary["ok"], summary["problems"]
+results = json.load(open(f"{out}/results.json"))
+assert len(results) == 12 and all(t["state"] == "passed" for t in results), results
+d = summary["devices"]
+assert d["devices_used"] == 2 and d["jobs"] == 16, d
+assert sorted(x["device"] for x in d["per_device"]) == ["cpu:0", "cpu:1"], d["per_device"]
+assert all(x["jobs"] > 0 and 0 < x["utilisation"] <= 1 for x in d["per_device"]), d["per_device"]
+assert d["baseline"]["devices_used"] == 1 and 0 < d["baseline"]["jobs"] < 16, d["baseline"]
+assert d["jobs_per_minute_ratio"] > 0, d
+# the baseline was cut: its campaign cancelled, what finished kept
+base = json.load(open(f"{work}/one-device/results.json"))
+assert any(t["state"] == "cancelled" for t in base), [t["state"] for t in base]
+print(f"gpu-e2e multi-smoke: {d['jobs']} jobs on 2 devices, baseline {d['baseline']['jobs']} on 1, "
+      f"ratio {d['jobs_per_minute_ratio']}")
+PY
