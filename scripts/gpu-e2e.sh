@@ -264,6 +264,19 @@ PY
   unset TRITON_CACHE_DIR
   [[ $(id -u) == 0 ]] && say "running as root with agent.run_as = \"\": jobs run as root (RLIMIT_NPROC does not bind; see docs/gpu-validation.md)"
 
+  # 2. preflight (GPU modes): one Triton kernel compiled and run in the environment a job
+  # gets (the agent keeps only agent.env_allow's variables; HOME is the job directory), so
+  # that a host where Triton cannot build its launcher or find libcuda says so in seconds,
+  # before a campaign of infra_errors.
+  if gpu_mode "$mode"; then
+    preflight "$out/preflight" > "$out/preflight.txt" 2>&1
+    local pf=$?
+    cat "$out/preflight.txt"
+    echo "--- preflight (exit $pf)" >> "$out/env.txt"
+    cat "$out/preflight.txt" >> "$out/env.txt"
+    (( pf == 0 )) || die "preflight failed: Triton cannot compile and run a kernel in a job's environment (preflight.txt above)"
+  fi
+
   local examples=$bundle_dir/share/kforge/examples check rc
   check=$examples/gpu/check_results.py
   case $mode in
@@ -296,6 +309,47 @@ PY
   package
   say "done in $(( $(date +%s) - T0 )) s; $dest: $(cd "$dest" && ls | tr '\n' ' ')(exit $rc)"
   return $rc
+}
+
+# preflight DIR: a vector add in Triton, compiled and checked on GPU 0 with the environment a
+# job gets (PATH, LD_LIBRARY_PATH, CUDA_HOME, LANG kept; HOME = DIR; CUDA_VISIBLE_DEVICES=0);
+# prints how long the imports, the compile and the first launch took.
+preflight() {
+  local dir=$1
+  mkdir -p "$dir"
+  cat > "$dir/preflight.py" <<'PY'
+import time
+t0 = time.perf_counter()
+import torch
+import triton
+import triton.language as tl
+t1 = time.perf_counter()
+
+
+@triton.jit
+def add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) + tl.load(y_ptr + offs, mask=mask), mask=mask)
+
+
+x = torch.randn(1000003, device="cuda")
+y = torch.randn_like(x)
+torch.cuda.synchronize()
+t2 = time.perf_counter()
+out = torch.empty_like(x)
+add_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, out, x.numel(), BLOCK=1024)
+torch.cuda.synchronize()
+t3 = time.perf_counter()
+add_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, out, x.numel(), BLOCK=1024)
+torch.cuda.synchronize()
+t4 = time.perf_counter()
+assert torch.equal(out, x + y), "the Triton vector add is wrong"
+print(f"preflight ok: torch {torch.__version__}, triton {triton.__version__}, {torch.cuda.get_device_name(0)}; "
+      f"imports {1000 * (t1 - t0):.0f} ms, CUDA context + inputs {1000 * (t2 - t1):.0f} ms, "
+      f"compile + first launch {1000 * (t3 - t2):.0f} ms, second launch {1000 * (t4 - t3):.2f} ms")
+PY
+  timeout 120 env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$dir"       ${LD_LIBRARY_PATH:+LD_LIBRARY_PATH="$LD_LIBRARY_PATH"} ${CUDA_HOME:+CUDA_HOME="$CUDA_HOME"}       CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=0 "$PYTHON" "$dir/preflight.py"
 }
 
 # session DIR EXAMPLE CAMPAIGN LIMIT_S BACKEND [AGENT_ARGS...]: a coordinator and an agent
