@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "common/fs.h"
 #include "common/protocol.h"
@@ -527,18 +526,11 @@ Result<json> timeline(Store& store, const ApiRequest& r) {
   auto buckets_q = query_id(r, "buckets");
   if (!buckets_q.ok()) return buckets_q.status();
   int64_t buckets = std::min<int64_t>(buckets_q->value_or(60), 1000);
-  std::unordered_set<int64_t> tasks;
-  if (*campaign) {
-    auto t = store.tasks_of_campaign(**campaign);
-    if (!t.ok()) return t.status();
-    for (const TaskRow& row : *t) tasks.insert(row.id);
-  }
-  auto jobs = all_jobs(store);
+  auto jobs = store.job_leases(campaign->value_or(0));  // leases only: no spec or result
   if (!jobs.ok()) return jobs.status();
   int64_t now = SystemClock::instance().wall_ms();
   std::vector<std::pair<int64_t, int64_t>> spans;  // [assigned, finished or now)
-  for (const JobRow& j : *jobs) {
-    if (*campaign && (!j.task_id || !tasks.count(*j.task_id))) continue;
+  for (const JobLease& j : *jobs) {
     if (j.assigned_ms <= 0) continue;
     int64_t end = j.state == JobState::assigned ? now : j.finished_ms;
     if (end < j.assigned_ms) continue;
