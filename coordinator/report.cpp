@@ -179,6 +179,12 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   if (!tasks.ok()) return tasks.status();
   auto roles = store.llm_usage_by_role(campaign_id);
   if (!roles.ok()) return roles.status();
+  auto leases = store.job_leases(campaign_id);  // times and devices only, one read
+  if (!leases.ok()) return leases.status();
+  std::map<int64_t, std::vector<JobLease>> jobs_of_task;  // by task; each by job id
+  for (JobLease& j : *leases) {
+    if (j.task_id) jobs_of_task[*j.task_id].push_back(std::move(j));
+  }
 
   json doc;
   doc["report_version"] = kReportVersion;
@@ -261,10 +267,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
       }
       ++verifier_steps;
     }
-    auto jobs = store.jobs_of_task(t.id);
-    if (!jobs.ok()) return jobs.status();
     int64_t task_jobs = 0, task_ms = 0;
-    for (const JobRow& j : *jobs) {
+    for (const JobLease& j : jobs_of_task[t.id]) {
       // The final lease of a done job, assignment to result (a requeue resets assigned_ms).
       if (j.state != JobState::done || j.assigned_ms <= 0 || j.finished_ms < j.assigned_ms)
         continue;
