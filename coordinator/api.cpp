@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "common/fs.h"
 #include "common/protocol.h"
@@ -340,23 +339,24 @@ Result<TaskRow> find_task(Store& store, int64_t id) {
 Result<json> task_detail(Store& store, int64_t id) {
   auto t = find_task(store, id);
   if (!t.ok()) return t.status();
-  auto j = task_json(store, *t);
-  if (!j.ok()) return j.status();
-  auto steps = store.steps_of(id);
+  auto steps = store.steps_of(id);  // read once: for the outcome and for the trace
   if (!steps.ok()) return steps.status();
+  auto o = task_outcome(store, *t, *steps);
+  if (!o.ok()) return o.status();
+  json j = task_json(*o);
   auto jobs = store.jobs_of_task(id);
   if (!jobs.ok()) return jobs.status();
-  (*j)["task_desc"] = t->spec.task_desc;
+  j["task_desc"] = t->spec.task_desc;
   // The code that passed, as the Verifier ran it (one extractor: the Conductor's).
   json code = nullptr;
-  if ((*j)["best_step"].is_number()) {
+  if (o->best_step > 0) {
     for (const StepRow& step : *steps) {
-      if (step.seq != (*j)["best_step"].get<int>()) continue;
+      if (step.seq != o->best_step) continue;
       auto extracted = extract_code(step.output, t->spec.impl_type);
       if (extracted.ok()) code = *extracted;
     }
   }
-  (*j)["code"] = std::move(code);
+  j["code"] = std::move(code);
   json s = json::array();
   for (const StepRow& step : *steps) {
     s.push_back({{"seq", step.seq},
@@ -367,10 +367,10 @@ Result<json> task_detail(Store& store, int64_t id) {
                  {"counted", step.counted},
                  {"created_ms", step.created_ms}});
   }
-  (*j)["trace"] = std::move(s);
+  j["trace"] = std::move(s);
   json js = json::array();
   for (const JobRow& job : *jobs) js.push_back(job_json(job));
-  (*j)["jobs"] = std::move(js);
+  j["jobs"] = std::move(js);
   return j;
 }
 
@@ -526,18 +526,11 @@ Result<json> timeline(Store& store, const ApiRequest& r) {
   auto buckets_q = query_id(r, "buckets");
   if (!buckets_q.ok()) return buckets_q.status();
   int64_t buckets = std::min<int64_t>(buckets_q->value_or(60), 1000);
-  std::unordered_set<int64_t> tasks;
-  if (*campaign) {
-    auto t = store.tasks_of_campaign(**campaign);
-    if (!t.ok()) return t.status();
-    for (const TaskRow& row : *t) tasks.insert(row.id);
-  }
-  auto jobs = all_jobs(store);
+  auto jobs = store.job_leases(campaign->value_or(0));  // leases only: no spec or result
   if (!jobs.ok()) return jobs.status();
   int64_t now = SystemClock::instance().wall_ms();
   std::vector<std::pair<int64_t, int64_t>> spans;  // [assigned, finished or now)
-  for (const JobRow& j : *jobs) {
-    if (*campaign && (!j.task_id || !tasks.count(*j.task_id))) continue;
+  for (const JobLease& j : *jobs) {
     if (j.assigned_ms <= 0) continue;
     int64_t end = j.state == JobState::assigned ? now : j.finished_ms;
     if (end < j.assigned_ms) continue;

@@ -22,12 +22,17 @@ double median_us(const nlohmann::json& profile, const char* side) {
 }  // namespace
 
 Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task) {
-  TaskOutcome r;
-  r.task = task;
   auto steps = store.steps_of(task.id);
   if (!steps.ok()) return steps.status();
+  return task_outcome(store, task, *steps);
+}
+
+Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
+                                 const std::vector<StepRow>& steps) {
+  TaskOutcome r;
+  r.task = task;
   int last_coder = 0;
-  for (const StepRow& s : *steps) {
+  for (const StepRow& s : steps) {
     if (s.role == "coder" && s.verdict.empty()) last_coder = s.seq;
     if (s.role != "verifier") continue;
     r.last_verdict = s.verdict;

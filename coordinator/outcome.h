@@ -28,5 +28,8 @@ struct TaskOutcome {
 };
 
 Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task);
+// The same from the task's steps already read. REQUIRES: `steps` is store.steps_of(task.id).
+Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
+                                 const std::vector<StepRow>& steps);
 
 }  // namespace kforge

@@ -8,6 +8,8 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 #include <vector>
 
 #include "coordinator/outcome.h"
@@ -91,6 +93,69 @@ json median(std::vector<double> values) {
   return values.size() % 2 ? values[m] : (values[m - 1] + values[m]) / 2;
 }
 
+// The done jobs one device ran for the campaign (key: agent, backend, device index).
+struct DeviceUse {
+  int64_t jobs = 0;
+  int64_t busy_ms = 0;
+  std::set<std::string> job_archs;  // the non-empty archs its jobs asked for
+};
+using DeviceKey = std::tuple<std::string, std::string, int>;
+
+// device.per_device: one row per device, by host, backend, index (then agent id), with its
+// host and arch from the agents and devices tables; utilisation is over the campaign's
+// device window `window_ms`. An agent the store does not know has host null; a device its
+// agent no longer lists takes the arch its jobs asked for, null when they disagree or asked
+// for none.
+Result<json> per_device_json(Store& store, const std::map<DeviceKey, DeviceUse>& uses,
+                             int64_t window_ms) {
+  auto agents = store.agents();
+  if (!agents.ok()) return agents.status();
+  std::map<std::string, std::string> hosts;
+  for (const AgentRow& a : *agents) hosts[a.id] = a.host;
+  std::map<std::string, std::vector<DeviceRow>> devices;
+  struct Row {
+    std::string host;  // "" when unknown (sorts first)
+    DeviceKey key;
+    json doc;
+  };
+  std::vector<Row> rows;
+  for (const auto& [key, use] : uses) {
+    const auto& [agent_id, backend, index] = key;
+    if (!devices.count(agent_id)) {
+      auto d = store.devices_of(agent_id);
+      if (!d.ok()) return d.status();
+      devices[agent_id] = std::move(d).value();
+    }
+    json arch =
+        use.job_archs.size() == 1 ? json(valid_utf8(*use.job_archs.begin())) : json(nullptr);
+    for (const DeviceRow& d : devices[agent_id]) {
+      if (d.index == index && d.backend == backend) arch = valid_utf8(d.arch);
+    }
+    auto host = hosts.find(agent_id);
+    const double busy_seconds = static_cast<double>(use.busy_ms) / 1000.0;
+    rows.push_back({host == hosts.end() ? std::string() : host->second,
+                    key,
+                    {{"agent", valid_utf8(agent_id)},
+                     {"host", host == hosts.end() ? json(nullptr) : json(valid_utf8(host->second))},
+                     {"device", valid_utf8(backend) + ":" + std::to_string(index)},
+                     {"arch", arch},
+                     {"jobs", use.jobs},
+                     {"busy_seconds", busy_seconds},
+                     {"utilisation", window_ms > 0 ? json(static_cast<double>(use.busy_ms) /
+                                                          static_cast<double>(window_ms))
+                                                   : json(nullptr)}}});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    const auto& [a_agent, a_backend, a_index] = a.key;
+    const auto& [b_agent, b_backend, b_index] = b.key;
+    return std::tie(a.host, a_backend, a_index, a_agent) <
+           std::tie(b.host, b_backend, b_index, b_agent);
+  });
+  json out = json::array();
+  for (Row& row : rows) out.push_back(std::move(row.doc));
+  return out;
+}
+
 json usage_json(const LlmUsage& u) {
   return {{"calls", u.calls},
           {"prompt_tokens", u.prompt_tokens},
@@ -114,6 +179,12 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   if (!tasks.ok()) return tasks.status();
   auto roles = store.llm_usage_by_role(campaign_id);
   if (!roles.ok()) return roles.status();
+  auto leases = store.job_leases(campaign_id);  // times and devices only, one read
+  if (!leases.ok()) return leases.status();
+  std::map<int64_t, std::vector<JobLease>> jobs_of_task;  // by task; each by job id
+  for (JobLease& j : *leases) {
+    if (j.task_id) jobs_of_task[*j.task_id].push_back(std::move(j));
+  }
 
   json doc;
   doc["report_version"] = kReportVersion;
@@ -142,6 +213,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   std::map<std::string, VerdictCount> verdicts;
   int64_t verifier_steps = 0;
   int64_t device_jobs = 0, device_ms = 0;
+  std::map<DeviceKey, DeviceUse> device_uses;
+  int64_t window_start_ms = 0, window_end_ms = 0;  // first assignment, last result (done jobs)
   int64_t start_ms = 0, end_ms = 0;
 
   for (const TaskRow& t : *tasks) {
@@ -194,15 +267,20 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
       }
       ++verifier_steps;
     }
-    auto jobs = store.jobs_of_task(t.id);
-    if (!jobs.ok()) return jobs.status();
     int64_t task_jobs = 0, task_ms = 0;
-    for (const JobRow& j : *jobs) {
+    for (const JobLease& j : jobs_of_task[t.id]) {
       // The final lease of a done job, assignment to result (a requeue resets assigned_ms).
       if (j.state != JobState::done || j.assigned_ms <= 0 || j.finished_ms < j.assigned_ms)
         continue;
+      const bool first_job = device_jobs + task_jobs == 0;
       ++task_jobs;
       task_ms += j.finished_ms - j.assigned_ms;
+      DeviceUse& use = device_uses[{j.agent_id, j.backend, j.device_index}];
+      ++use.jobs;
+      use.busy_ms += j.finished_ms - j.assigned_ms;
+      if (!j.arch.empty()) use.job_archs.insert(j.arch);
+      window_start_ms = first_job ? j.assigned_ms : std::min(window_start_ms, j.assigned_ms);
+      window_end_ms = first_job ? j.finished_ms : std::max(window_end_ms, j.finished_ms);
     }
     device_jobs += task_jobs;
     device_ms += task_ms;
@@ -307,11 +385,21 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
 
   const double wall_seconds = static_cast<double>(end_ms - start_ms) / 1000.0;
   const double device_seconds = static_cast<double>(device_ms) / 1000.0;
-  doc["device"] = {{"jobs", device_jobs},
-                   {"seconds", device_seconds},
-                   {"hours", device_seconds / 3600.0},
-                   {"mean_busy_devices",
-                    wall_seconds > 0 ? json(device_seconds / wall_seconds) : json(nullptr)}};
+  const int64_t window_ms = window_end_ms - window_start_ms;
+  auto per_device = per_device_json(store, device_uses, window_ms);
+  if (!per_device.ok()) return per_device.status();
+  doc["device"] = {
+      {"jobs", device_jobs},
+      {"seconds", device_seconds},
+      {"hours", device_seconds / 3600.0},
+      {"mean_busy_devices", wall_seconds > 0 ? json(device_seconds / wall_seconds) : json(nullptr)},
+      {"devices_used", static_cast<int64_t>(device_uses.size())},
+      {"window_seconds",
+       device_jobs > 0 ? json(static_cast<double>(window_ms) / 1000.0) : json(nullptr)},
+      {"jobs_per_minute", window_ms > 0 ? json(static_cast<double>(device_jobs) * 60000.0 /
+                                               static_cast<double>(window_ms))
+                                        : json(nullptr)},
+      {"per_device", std::move(per_device).value()}};
   doc["wall"] = {{"start_ms", rows.empty() ? json(nullptr) : json(start_ms)},
                  {"end_ms", rows.empty() ? json(nullptr) : json(end_ms)},
                  {"seconds", rows.empty() ? json(nullptr) : json(wall_seconds)}};
@@ -675,6 +763,7 @@ svg .ref.sus { stroke: var(--sus); stroke-dasharray: 2 3; }
 .bar.fail { fill: var(--fail); } .bar.infra { fill: var(--infra); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
+table.devices { width: auto; min-width: 50%; }
 th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--bg2); font-weight: 600; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
@@ -792,6 +881,37 @@ std::string report_html(const json& report) {
   out += card("Wall time", duration_str(num(r, {"wall", "seconds"})),
               "first task created to last task update");
   out += "</section>\n";
+
+  // Per-device use, beside the device-time card (a document without it shows nothing).
+  if (const json* devices = field(r, {"device", "per_device"});
+      devices != nullptr && devices->is_array()) {
+    out += "<h2>Devices</h2>\n";
+    if (devices->empty()) {
+      out += "<p class=\"empty\">No device ran a job of this campaign.</p>\n";
+    } else {
+      out +=
+          "<table class=\"devices\"><thead><tr><th>Device</th><th>Host</th><th "
+          "class=\"n\">Jobs</th><th class=\"n\">Busy</th><th "
+          "class=\"n\">Utilisation</th></tr></thead><tbody>\n";
+      for (const json& d : *devices) {
+        const std::string host = str(d, {"host"});
+        out += "<tr><td>" + esc(str(d, {"device"})) + "<div class=\"reason\">" +
+               esc(str(d, {"arch"})) + "</div></td><td>" +
+               esc(host.empty() ? std::string(kNone) : host) + "<div class=\"reason\">" +
+               esc(str(d, {"agent"})) + "</div></td><td class=\"n\">" +
+               count_str(num(d, {"jobs"})) + "</td><td class=\"n\">" +
+               duration_str(num(d, {"busy_seconds"})) + "</td><td class=\"n\">" +
+               pct_str(num(d, {"utilisation"})) + "</td></tr>\n";
+      }
+      out += "</tbody></table>\n";
+    }
+    std::optional<double> per_minute = num(r, {"device", "jobs_per_minute"});
+    out += "<p class=\"note\">" + count_str(num(r, {"device", "devices_used"})) +
+           " devices used; window " + duration_str(num(r, {"device", "window_seconds"})) +
+           " (first job assigned to last job finished); " +
+           (per_minute ? printf_str("%.2f", *per_minute) : std::string(kNone)) +
+           " jobs per minute. Utilisation: a device's busy time over the window.</p>\n";
+  }
 
   // Plots.
   std::vector<double> speedups;

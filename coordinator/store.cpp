@@ -92,6 +92,8 @@ struct Statements {
   sqlite3_stmt* task_counts = nullptr;
   sqlite3_stmt* llm_usage_by_role = nullptr;
   sqlite3_stmt* llm_usage_of_campaign = nullptr;
+  sqlite3_stmt* job_leases = nullptr;
+  sqlite3_stmt* job_leases_of_campaign = nullptr;
 };
 
 #define KF_JOB_COLUMNS                                                                   \
@@ -100,6 +102,8 @@ struct Statements {
 #define KF_TASK_COLUMNS                                                                 \
   "id, campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, framework, " \
   "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, candidate"
+#define KF_LEASE_COLUMNS \
+  "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
 #define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms"
 
 struct SqlDef {
@@ -205,6 +209,11 @@ const SqlDef kSql[] = {
      "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?1"},
     {&Statements::campaigns, "SELECT " KF_CAMPAIGN_COLUMNS " FROM campaigns ORDER BY id"},
     {&Statements::jobs_of_task, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 ORDER BY id"},
+    // Two statements, not "?1 = 0 OR ...": the OR would scan every job for one campaign.
+    {&Statements::job_leases, "SELECT " KF_LEASE_COLUMNS " FROM jobs ORDER BY id"},
+    {&Statements::job_leases_of_campaign,
+     "SELECT " KF_LEASE_COLUMNS " FROM jobs "
+     "WHERE task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1) ORDER BY id"},
     {&Statements::task_counts,
      "SELECT state, COUNT(*) FROM tasks WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state"},
     {&Statements::llm_usage_of_campaign,
@@ -1380,6 +1389,22 @@ Result<std::vector<JobRow>> Store::jobs_of_task(int64_t task_id) {
   Stmt s(d.st.jobs_of_task);
   s.bind(1, task_id);
   return job_rows(d, s, "jobs_of_task");
+}
+
+Result<std::vector<JobLease>> Store::job_leases(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(campaign_id ? d.st.job_leases_of_campaign : d.st.job_leases);
+  if (campaign_id) s.bind(1, campaign_id);
+  std::vector<JobLease> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    std::optional<JobState> state = parse_job_state(s.str(4));
+    if (!state) return internal_error(d.path + ": job_leases: a job has an unknown state");
+    out.push_back(JobLease{s.i64(0), s.opt_i64(1), s.str(2), s.str(3), *state, s.str(5), s.i32(6),
+                           s.i64(7), s.i64(8)});
+  }
+  if (rc != SQLITE_DONE) return d.error(rc, "job_leases");
+  return out;
 }
 
 Result<std::map<std::string, int64_t>> Store::task_counts(int64_t campaign_id) {

@@ -137,6 +137,19 @@ struct JobRow {
   std::optional<int> task_seq;
 };
 
+// A job's lease without its spec and result blobs: what device-time accounting reads.
+struct JobLease {
+  int64_t id = 0;
+  std::optional<int64_t> task_id;
+  std::string backend;
+  std::string arch;
+  JobState state = JobState::queued;
+  std::string agent_id;  // as JobRow
+  int device_index = -1;
+  int64_t assigned_ms = 0;
+  int64_t finished_ms = 0;
+};
+
 struct AgentRow {
   std::string id;
   std::string incarnation;
@@ -243,6 +256,9 @@ class Store {
   Result<std::vector<JobRow>> jobs_of_agent(const std::string& agent_id, JobState state);
   // Every job submitted for a task, oldest first.
   Result<std::vector<JobRow>> jobs_of_task(int64_t task_id);
+  // The lease of every job of the campaign's tasks (campaign_id 0: of every job), by id;
+  // the spec and result are not read.
+  Result<std::vector<JobLease>> job_leases(int64_t campaign_id);
   Result<int64_t> count_jobs(JobState state);
 
   // Agents and devices. upsert_agent registers an agent (registered_ms = last_seen_ms =

@@ -396,6 +396,13 @@ TEST_CASE_FIXTURE(Campaign,
   const double wall_s = static_cast<double>(last_update_ms - first_created_ms) / 1000;
   CHECK(r["wall"]["seconds"].get<double>() == doctest::Approx(wall_s));
   CHECK(r["device"]["mean_busy_devices"].get<double>() == doctest::Approx(7.4 / wall_s));
+  // Every verify job ran on agent-1's device 0 (an agent this store never registered).
+  REQUIRE(r["device"]["per_device"].size() == 1);
+  const json& dev = r["device"]["per_device"][0];
+  CHECK(dev["device"] == "cpu:0");
+  CHECK(dev["host"].is_null());
+  CHECK(dev["jobs"] == 9);
+  CHECK(dev["busy_seconds"].get<double>() == doctest::Approx(7.4));
 }
 
 TEST_CASE_FIXTURE(ReportFixture, "device time counts the final lease of done jobs only") {
@@ -429,6 +436,132 @@ TEST_CASE_FIXTURE(ReportFixture, "device time counts the final lease of done job
   CHECK(r["device"]["seconds"].get<double>() == doctest::Approx(0.7));
   CHECK(r["tasks"][0]["device_jobs"] == 1);
   CHECK(r["tasks"][0]["device_seconds"].get<double>() == doctest::Approx(0.7));
+}
+
+// Two agents, three devices, known lease times: what per_device, the window and the rates
+// must say. Hosts sort "alpha" before "zeta&co", so agent-2 comes first.
+struct TwoAgents : ReportFixture {
+  int64_t t1 = 0, t2 = 0;
+
+  TwoAgents() {
+    const AgentRow one{"agent-1", "inc-1", "zeta&co", "live", false, "{}"};
+    const AgentRow two{"agent-2", "inc-1", "alpha", "live", false, "{}"};
+    const std::vector<DeviceRow> h200s = {{"", 0, "cuda", "sm_90", "H200", 141'000},
+                                          {"", 1, "cuda", "sm_90", "H200", 141'000}};
+    REQUIRE(store->upsert_agent(one, h200s).ok());
+    REQUIRE(store->upsert_agent(two, {{"", 0, "cuda", "sm_80", "A100", 80'000}}).ok());
+    t1 = task("relu");
+    t2 = task("gelu");
+    int64_t j1 = job(t1), j2 = job(t2), j3 = job(t1), j4 = job(t2), cancelled = job(t1);
+    job(t2);                                // never assigned
+    clock.advance(Millis(500));             // queued: not in the window
+    int64_t e1 = assign(j1, "agent-1", 0);  // 0 ms
+    clock.advance(Millis(1000));
+    int64_t e2 = assign(j2, "agent-2", 0);  // 1000 ms
+    clock.advance(Millis(2000));
+    done(j1, e1);                           // 3000 ms: agent-1 cuda:0 busy 3000
+    int64_t e3 = assign(j3, "agent-1", 1);  // 3000 ms
+    clock.advance(Millis(2000));
+    done(j2, e2);  // 5000 ms: agent-2 cuda:0 busy 4000
+    clock.advance(Millis(1000));
+    done(j3, e3);                           // 6000 ms: agent-1 cuda:1 busy 3000
+    int64_t e4 = assign(j4, "agent-1", 0);  // 6000 ms
+    clock.advance(Millis(2000));
+    done(j4, e4);  // 8000 ms: agent-1 cuda:0 busy 2000 more; the window ends here
+    assign(cancelled, "agent-2", 0);
+    clock.advance(Millis(4000));
+    REQUIRE(store->cancel_job(cancelled).ok());  // not done: neither busy nor in the window
+  }
+
+  int64_t job(int64_t task_id, const std::string& arch = "") {
+    NewJob j;
+    j.task_id = task_id;
+    j.kind = "verify";
+    j.backend = "cuda";
+    j.arch = arch;
+    auto id = store->enqueue_job(j);
+    REQUIRE(id.ok());
+    return *id;
+  }
+  int64_t assign(int64_t job_id, const std::string& agent, int device) {
+    auto epoch = store->assign_job(job_id, agent, device);
+    REQUIRE_MESSAGE(epoch.ok(), epoch.status().to_string());
+    return *epoch;
+  }
+  void done(int64_t job_id, int64_t epoch) {
+    auto recorded = store->record_result(job_id, epoch, "result");
+    REQUIRE(recorded.ok());
+    REQUIRE(*recorded);
+  }
+};
+
+TEST_CASE_FIXTURE(TwoAgents,
+                  "per-device use: busy time and utilisation over the campaign's device window") {
+  const json d = report()["device"];
+  CHECK(d["jobs"] == 4);
+  CHECK(d["seconds"] == 12.0);  // 3 + 4 + 3 + 2
+  CHECK(d["devices_used"] == 3);
+  CHECK(d["window_seconds"] == 8.0);    // first assignment (0 ms) to last result (8000 ms)
+  CHECK(d["jobs_per_minute"] == 30.0);  // 4 jobs / (8 s / 60)
+  CHECK(d["per_device"] == json::parse(R"([
+    {"agent": "agent-2", "host": "alpha", "device": "cuda:0", "arch": "sm_80",
+     "jobs": 1, "busy_seconds": 4.0, "utilisation": 0.5},
+    {"agent": "agent-1", "host": "zeta&co", "device": "cuda:0", "arch": "sm_90",
+     "jobs": 2, "busy_seconds": 5.0, "utilisation": 0.625},
+    {"agent": "agent-1", "host": "zeta&co", "device": "cuda:1", "arch": "sm_90",
+     "jobs": 1, "busy_seconds": 3.0, "utilisation": 0.375}])"));
+}
+
+TEST_CASE_FIXTURE(TwoAgents,
+                  "the page lists each device with its host, busy time and utilisation") {
+  std::string html = report_html(report());
+  CHECK(html.find("<h2>Devices</h2>") != std::string::npos);
+  CHECK(occurrences(html, "<table class=\"devices\">") == 1);
+  CHECK(html.find("<td>cuda:0<div class=\"reason\">sm_80</div></td><td>alpha<div "
+                  "class=\"reason\">agent-2</div></td><td class=\"n\">1</td><td "
+                  "class=\"n\">4.0 s</td><td class=\"n\">50.0%</td>") != std::string::npos);
+  CHECK(html.find("zeta&amp;co") != std::string::npos);  // escaped
+  CHECK(html.find("zeta&co") == std::string::npos);
+  CHECK(html.find("62.5%") != std::string::npos);
+  CHECK(html.find("3 devices used; window 8.0 s") != std::string::npos);
+  CHECK(html.find("30.00 jobs per minute") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(ReportFixture,
+                  "a device of an agent the store does not know: host null, the jobs' arch") {
+  int64_t t = task("relu");
+  NewJob j;
+  j.task_id = t;
+  j.backend = "cuda";
+  j.arch = "sm_90";
+  auto id = store->enqueue_job(j);
+  REQUIRE(id.ok());
+  auto epoch = store->assign_job(*id, "ghost", 2);
+  REQUIRE(epoch.ok());
+  clock.advance(Millis(250));
+  REQUIRE(*store->record_result(*id, *epoch, "result"));
+  const json d = report()["device"];
+  CHECK(d["window_seconds"] == 0.25);
+  CHECK(d["jobs_per_minute"] == 240.0);
+  CHECK(d["per_device"] == json::parse(R"([{"agent": "ghost", "host": null, "device": "cuda:2",
+    "arch": "sm_90", "jobs": 1, "busy_seconds": 0.25, "utilisation": 1.0}])"));
+  CHECK(report_html(report()).find("<td>–<div class=\"reason\">ghost</div></td>") !=
+        std::string::npos);
+}
+
+TEST_CASE_FIXTURE(ReportFixture, "without done jobs the window and the rates are null") {
+  int64_t t = task("relu");
+  NewJob j;
+  j.task_id = t;
+  REQUIRE(store->enqueue_job(j).ok());  // queued, never run
+  json r = report();
+  const json& d = r["device"];
+  CHECK(d["jobs"] == 0);
+  CHECK(d["devices_used"] == 0);
+  CHECK(d["per_device"] == json::array());
+  CHECK(d["window_seconds"].is_null());
+  CHECK(d["jobs_per_minute"].is_null());
+  CHECK(report_html(r).find("No device ran a job of this campaign.") != std::string::npos);
 }
 
 TEST_CASE_FIXTURE(
@@ -548,7 +681,8 @@ TEST_CASE("report_html renders any JSON value without throwing") {
   for (const json& doc : {json(nullptr), json(42), json::array(), json::object(),
                           json::parse(R"({"tasks": [{"speedup": "fast", "state": 3}, 7],
                                           "metrics": {"fast_0": []}, "steps_used": {"histogram": [{"steps": -1}]},
-                                          "verdicts": {"counts": [{"verdict": 1, "steps": 1e300}]}})")}) {
+                                          "verdicts": {"counts": [{"verdict": 1, "steps": 1e300}]},
+                                          "device": {"per_device": [1, {"host": 3, "utilisation": "x"}]}})")}) {
     std::string html;
     CHECK_NOTHROW(html = report_html(doc));
     CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);

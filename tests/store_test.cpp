@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -491,6 +492,53 @@ TEST_CASE_FIXTURE(StoreFixture, "a conductor job is found again by task and step
   CHECK((*found)->id == *id);
   CHECK((*found)->task_seq == 3);
   CHECK_FALSE(s().job_for_task_seq(t, 4)->has_value());
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "job leases of a campaign, or of every job, by id") {
+  int64_t c1 = campaign();
+  Result<int64_t> c2 = s().create_campaign("other", "[campaign]\n", "hash-2");
+  REQUIRE(c2.ok());
+  int64_t t1 = task(c1, "a"), t2 = task(c1, "b"), t3 = task(*c2);
+  auto enqueue = [&](std::optional<int64_t> task_id) {
+    NewJob j;
+    j.task_id = task_id;
+    j.backend = "cuda";
+    j.arch = "h100";
+    j.spec = std::string(10'000, 's');  // never read by job_leases
+    Result<int64_t> id = s().enqueue_job(j);
+    REQUIRE(id.ok());
+    return *id;
+  };
+  int64_t a = enqueue(t2), b = enqueue(t3), c = enqueue(std::nullopt), d = enqueue(t1);
+  clock.advance(Millis(100));
+  Result<int64_t> epoch = s().assign_job(a, "agent-a", 3);
+  REQUIRE(epoch.ok());
+  clock.advance(Millis(250));
+  REQUIRE(*s().record_result(a, *epoch, std::string(10'000, 'r')));
+
+  Result<std::vector<JobLease>> leases = s().job_leases(c1);
+  REQUIRE(leases.ok());
+  REQUIRE(leases->size() == 2);
+  const JobLease& done = (*leases)[0];
+  CHECK(done.id == a);
+  CHECK(done.task_id == t2);
+  CHECK(done.backend == "cuda");
+  CHECK(done.arch == "h100");
+  CHECK(done.state == JobState::done);
+  CHECK(done.agent_id == "agent-a");
+  CHECK(done.device_index == 3);
+  CHECK(done.finished_ms - done.assigned_ms == 250);
+  CHECK((*leases)[1].id == d);
+  CHECK((*leases)[1].state == JobState::queued);
+  CHECK((*leases)[1].device_index == -1);
+  CHECK((*leases)[1].assigned_ms == 0);
+
+  leases = s().job_leases(0);
+  REQUIRE(leases.ok());
+  std::vector<int64_t> every;
+  for (const JobLease& l : *leases) every.push_back(l.id);
+  CHECK(every == std::vector<int64_t>{a, b, c, d});  // plain jobs too
+  CHECK(s().job_leases(4242)->empty());
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request key") {
