@@ -906,8 +906,9 @@ std::string report_html(const json& report) {
       out += "</tbody></table>\n";
     }
     std::optional<double> per_minute = num(r, {"device", "jobs_per_minute"});
-    out += "<p class=\"note\">" + count_str(num(r, {"device", "devices_used"})) +
-           " devices used; window " + duration_str(num(r, {"device", "window_seconds"})) +
+    std::optional<double> used = num(r, {"device", "devices_used"});
+    out += "<p class=\"note\">" + count_str(used) + (used && *used == 1 ? " device" : " devices") +
+           " used; window " + duration_str(num(r, {"device", "window_seconds"})) +
            " (first job assigned to last job finished); " +
            (per_minute ? printf_str("%.2f", *per_minute) : std::string(kNone)) +
            " jobs per minute. Utilisation: a device's busy time over the window.</p>\n";
