@@ -94,10 +94,20 @@ struct Statements {
   sqlite3_stmt* llm_usage_of_campaign = nullptr;
   sqlite3_stmt* job_leases = nullptr;
   sqlite3_stmt* job_leases_of_campaign = nullptr;
+  sqlite3_stmt* list_jobs = nullptr;
+  sqlite3_stmt* list_jobs_in_state = nullptr;
+  sqlite3_stmt* list_jobs_of_task = nullptr;
+  sqlite3_stmt* list_jobs_of_task_in_state = nullptr;
 };
 
 #define KF_JOB_COLUMNS                                                                   \
   "id, task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, epoch, " \
+  "agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, task_seq"
+// KF_JOB_COLUMNS without the spec: NULL in its place, so read_job reads both (spec empty).
+// The spec is not copied out, but SQLite still walks its overflow pages to reach the columns
+// stored after it (state, result, ...): about 5 us a job for an 8 KB spec.
+#define KF_JOB_LISTING_COLUMNS                                                           \
+  "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
   "agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, task_seq"
 #define KF_TASK_COLUMNS                                                                 \
   "id, campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, framework, " \
@@ -214,6 +224,25 @@ const SqlDef kSql[] = {
     {&Statements::job_leases_of_campaign,
      "SELECT " KF_LEASE_COLUMNS " FROM jobs "
      "WHERE task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1) ORDER BY id"},
+    // Listings: ?1 limit (-1: none), ?2 offset, ?3 task, ?4 state; one statement per filter
+    // combination (an "?3 IS NULL OR ..." would scan every job). A filtered page picks its ids
+    // from an index alone (jobs_by_state or jobs_by_task_seq, which hold the id: EXPLAIN QUERY
+    // PLAN says "COVERING INDEX"), sorts just those ids, and only then reads the rows it
+    // returns; "WHERE state = ?4 ORDER BY id LIMIT" instead would read and sort every row in
+    // the state, result blobs included, since no index is ordered by (state, id).
+    {&Statements::list_jobs,
+     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs ORDER BY id LIMIT ?1 OFFSET ?2"},
+    {&Statements::list_jobs_in_state,
+     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "(SELECT id FROM jobs WHERE state = ?4 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
+    {&Statements::list_jobs_of_task,
+     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "(SELECT id FROM jobs WHERE task_id = ?3 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
+    // A task has few jobs: its index finds them, their state is read from the rows.
+    {&Statements::list_jobs_of_task_in_state,
+     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "(SELECT id FROM jobs WHERE task_id = ?3 AND state = ?4 ORDER BY id LIMIT ?1 OFFSET ?2) "
+     "ORDER BY id"},
     {&Statements::task_counts,
      "SELECT state, COUNT(*) FROM tasks WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state"},
     {&Statements::llm_usage_of_campaign,
@@ -230,6 +259,7 @@ static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
 
 #undef KF_JOB_COLUMNS
+#undef KF_JOB_LISTING_COLUMNS
 #undef KF_TASK_COLUMNS
 #undef KF_CAMPAIGN_COLUMNS
 
@@ -1405,6 +1435,24 @@ Result<std::vector<JobLease>> Store::job_leases(int64_t campaign_id) {
   }
   if (rc != SQLITE_DONE) return d.error(rc, "job_leases");
   return out;
+}
+
+Status Store::list_jobs(const JobFilter& filter,
+                        const std::function<void(const JobRow&)>& each) {
+  Db& d = impl_->d;
+  Stmt s(filter.task_id ? (filter.state ? d.st.list_jobs_of_task_in_state : d.st.list_jobs_of_task)
+                        : (filter.state ? d.st.list_jobs_in_state : d.st.list_jobs));
+  s.bind(1, filter.limit.value_or(-1)).bind(2, filter.offset);
+  if (filter.task_id) s.bind(3, *filter.task_id);
+  if (filter.state) s.text(4, job_state_name(*filter.state));
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    bool state_ok = true;
+    JobRow job = read_job(s, &state_ok);
+    if (!state_ok) return internal_error(d.path + ": list_jobs: a job has an unknown state");
+    each(job);
+  }
+  return rc == SQLITE_DONE ? Status() : d.error(rc, "list_jobs");
 }
 
 Result<std::map<std::string, int64_t>> Store::task_counts(int64_t campaign_id) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -150,6 +151,14 @@ struct JobLease {
   int64_t finished_ms = 0;
 };
 
+// Which jobs a listing wants (GET /api/v1/jobs); every filter optional.
+struct JobFilter {
+  std::optional<JobState> state;   // only jobs in this state
+  std::optional<int64_t> task_id;  // only this task's jobs
+  int64_t offset = 0;              // matching jobs to skip first (pages, with limit)
+  std::optional<int64_t> limit;    // at most this many; none: every matching job
+};
+
 struct AgentRow {
   std::string id;
   std::string incarnation;
@@ -259,6 +268,12 @@ class Store {
   // The lease of every job of the campaign's tasks (campaign_id 0: of every job), by id;
   // the spec and result are not read.
   Result<std::vector<JobLease>> job_leases(int64_t campaign_id);
+  // Calls `each` with every job matching `filter`, by id, one row at a time (a listing of
+  // every job holds one result blob at a time, not all of them). For listings: the spec is
+  // not read (left empty); the result is (a done job's outcome is in it). Filters, order,
+  // offset and limit are applied in SQL, through an index: a page costs what it returns, not
+  // what the table holds. REQUIRES: `each` does not use this Store.
+  Status list_jobs(const JobFilter& filter, const std::function<void(const JobRow&)>& each);
   Result<int64_t> count_jobs(JobState state);
 
   // Agents and devices. upsert_agent registers an agent (registered_ms = last_seen_ms =

@@ -541,6 +541,119 @@ TEST_CASE_FIXTURE(StoreFixture, "job leases of a campaign, or of every job, by i
   CHECK(s().job_leases(4242)->empty());
 }
 
+namespace {
+
+
+JobFilter filter(std::optional<JobState> state, std::optional<int64_t> task_id = std::nullopt) {
+  JobFilter f;
+  f.state = state;
+  f.task_id = task_id;
+  return f;
+}
+
+}  // namespace
+
+// Jobs of two tasks and plain ones, queued, assigned, done and cancelled, priorities mixed
+// (so an order by priority would show).
+struct ListingFixture : StoreFixture {
+  int64_t t1 = 0, t2 = 0;
+  std::vector<int64_t> jobs;  // by id
+
+  ListingFixture() {
+    int64_t c = campaign();
+    t1 = task(c, "a");
+    t2 = task(c, "b");
+    for (int i = 0; i < 9; ++i) {
+      NewJob j;
+      j.task_id = i % 3 == 0 ? std::nullopt : std::optional<int64_t>(i % 3 == 1 ? t1 : t2);
+      j.spec = std::string(10'000, 's');  // never read by list_jobs
+      j.priority = (i * 7) % 4;
+      Result<int64_t> id = s().enqueue_job(j);
+      REQUIRE(id.ok());
+      jobs.push_back(*id);
+    }
+    // 0 plain, 1 t1, 2 t2, 3 plain, 4 t1, 5 t2, 6 plain, 7 t1, 8 t2.
+    for (size_t i : {1, 2, 4, 5}) REQUIRE(s().assign_job(jobs[i], "agent-a", 0).ok());
+    for (size_t i : {1, 5}) REQUIRE(*s().record_result(jobs[i], 1, "result " + std::to_string(i)));
+    REQUIRE(s().cancel_job(jobs[7]).ok());
+  }
+  std::vector<JobRow> list(const JobFilter& f) {
+    std::vector<JobRow> out;
+    Status st = s().list_jobs(f, [&](const JobRow& r) { out.push_back(r); });
+    REQUIRE_MESSAGE(st.ok(), st.to_string());
+    return out;
+  }
+  std::vector<int64_t> ids_of(const JobFilter& f) {
+    std::vector<int64_t> out;
+    for (const JobRow& r : list(f)) out.push_back(r.id);
+    return out;
+  }
+  std::vector<int64_t> pick(std::initializer_list<size_t> at) {
+    std::vector<int64_t> out;
+    for (size_t i : at) out.push_back(jobs[i]);
+    return out;
+  }
+};
+
+TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, spec not read") {
+  std::vector<JobRow> all = list({});
+  REQUIRE(all.size() == jobs.size());
+  CHECK(ids_of({}) == jobs);
+  const JobRow& done = all[1];
+  CHECK(done.state == JobState::done);
+  CHECK(done.task_id == t1);
+  CHECK(done.agent_id == "agent-a");
+  CHECK(done.result == "result 1");
+  CHECK(done.spec.empty());
+  CHECK(all[0].result.empty());
+  CHECK(get(jobs[1]).spec.size() == 10'000);  // get_job still reads it
+}
+
+TEST_CASE_FIXTURE(ListingFixture, "list_jobs filters by state") {
+  CHECK(ids_of(filter(JobState::queued)) == pick({0, 3, 6, 8}));
+  CHECK(ids_of(filter(JobState::assigned)) == pick({2, 4}));
+  CHECK(ids_of(filter(JobState::done)) == pick({1, 5}));
+  CHECK(ids_of(filter(JobState::cancelled)) == pick({7}));
+}
+
+TEST_CASE_FIXTURE(ListingFixture, "list_jobs filters by task, and by task and state") {
+  CHECK(ids_of(filter(std::nullopt, t1)) == pick({1, 4, 7}));
+  CHECK(ids_of(filter(std::nullopt, t2)) == pick({2, 5, 8}));
+  CHECK(ids_of(filter(JobState::done, t2)) == pick({5}));
+  CHECK(ids_of(filter(JobState::queued, t1)).empty());
+  CHECK(ids_of(filter(std::nullopt, 4242)).empty());
+}
+
+TEST_CASE_FIXTURE(ListingFixture, "list_jobs pages: offset and limit give consecutive pages by id") {
+  for (std::optional<JobState> state : {std::optional<JobState>(), std::optional<JobState>(JobState::queued)}) {
+    std::vector<int64_t> whole = ids_of(filter(state)), paged;
+    CHECK(whole == (state ? pick({0, 3, 6, 8}) : jobs));
+    for (int64_t offset = 0;; offset += 2) {
+      JobFilter f = filter(state);
+      f.offset = offset;
+      f.limit = 2;
+      std::vector<int64_t> page = ids_of(f);
+      CHECK(page.size() <= 2);
+      if (page.empty()) break;
+      paged.insert(paged.end(), page.begin(), page.end());
+    }
+    CHECK(paged == whole);
+  }
+  JobFilter f = filter(std::nullopt, t1);
+  f.offset = 1;
+  CHECK(ids_of(f) == pick({4, 7}));  // an offset alone skips, then lists the rest
+  f.limit = 1;
+  CHECK(ids_of(f) == pick({4}));
+  f.state = JobState::cancelled;
+  f.offset = 0;
+  CHECK(ids_of(f) == pick({7}));
+  f.offset = 1;
+  CHECK(ids_of(f).empty());
+  JobFilter none;
+  none.limit = 0;
+  CHECK(ids_of(none).empty());
+}
+
 TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request key") {
   int64_t t = task(campaign());
   LlmCallRow call;
