@@ -488,34 +488,26 @@ Result<json> drain_agent(ApiBackend& backend, const std::string& prefix, bool dr
   });
 }
 
-Result<std::vector<JobRow>> all_jobs(Store& store) {
-  std::vector<JobRow> out;
-  for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
-    auto jobs = store.jobs_in_state(st);
-    if (!jobs.ok()) return jobs.status();
-    out.insert(out.end(), jobs->begin(), jobs->end());
-  }
-  std::sort(out.begin(), out.end(), [](const JobRow& a, const JobRow& b) { return a.id < b.id; });
-  return out;
-}
-
 Result<json> list_jobs(Store& store, const ApiRequest& r) {
+  JobFilter filter;
   auto task = query_id(r, "task");
   if (!task.ok()) return task.status();
+  filter.task_id = *task;
   auto limit = query_id(r, "limit");
   if (!limit.ok()) return limit.status();
+  filter.limit = *limit;
+  auto offset = query_id(r, "offset", 0);  // matching jobs to skip first (paging with limit)
+  if (!offset.ok()) return offset.status();
+  filter.offset = offset->value_or(0);
   std::string state = query_text(r, "state");
-  if (!state.empty() && state != "queued" && state != "assigned" && state != "done" && state != "cancelled") {
+  for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
+    if (state == job_state_name(st)) filter.state = st;
+  }
+  if (!state.empty() && !filter.state) {
     return invalid_argument("query parameter 'state': '" + state + "' is not one of queued, assigned, done, cancelled");
   }
-  auto jobs = *task ? store.jobs_of_task(**task) : all_jobs(store);
-  if (!jobs.ok()) return jobs.status();
-  json out = json::array();
-  for (const JobRow& j : *jobs) {
-    if (!state.empty() && state != job_state_name(j.state)) continue;
-    out.push_back(job_json(j));
-    if (*limit && out.size() >= static_cast<size_t>(**limit)) break;
-  }
+  json out = json::array();  // filtered and paged in SQL; no spec is read, no result kept
+  KF_RETURN_IF_ERROR(store.list_jobs(filter, [&](const JobRow& j) { out.push_back(job_json(j)); }));
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "common/protocol.h"
 #include "coordinator/api.h"
 #include "coordinator/campaign.h"
 #include "coordinator/conductor.h"
@@ -121,6 +122,66 @@ TEST_CASE_FIXTURE(RouterFixture, "tasks carry their outcome and filter by state,
   CHECK(get("/api/v1/tasks", {{"offset", "3"}}).empty());
   CHECK(get("/api/v1/tasks", {{"offset", "0"}}).size() == 3);
   CHECK(ask("GET", "/api/v1/tasks", {{"offset", "-1"}}).status == 400);
+}
+
+TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id with offset and limit") {
+  std::vector<int64_t> ids;  // by id: softmax's, relu's, a plain job, in turn
+  {
+    auto store = Store::open(db);
+    REQUIRE(store.ok());
+    for (int i = 0; i < 6; ++i) {
+      NewJob j;
+      if (i % 3 != 2) j.task_id = tasks[static_cast<size_t>(i % 3)];
+      j.spec = "spec";
+      ids.push_back((*store)->enqueue_job(j).value());
+    }
+    REQUIRE((*store)->assign_job(ids[0], "agent-a", 1).ok());
+    proto::JobResult result;
+    result.exit_code = 3;
+    REQUIRE((*store)->record_result(ids[0], 1, proto::encode(result)).value());
+    REQUIRE((*store)->cancel_job(ids[4]).ok());
+  }
+  auto job_ids = [&](std::map<std::string, std::string> query) {
+    std::vector<int64_t> out;
+    for (const json& j : get("/api/v1/jobs", std::move(query))) out.push_back(j["id"].get<int64_t>());
+    return out;
+  };
+  CHECK(job_ids({}) == ids);
+  CHECK(job_ids({{"state", "queued"}}) == std::vector<int64_t>{ids[1], ids[2], ids[3], ids[5]});
+  CHECK(job_ids({{"task", std::to_string(tasks[1])}}) == std::vector<int64_t>{ids[1], ids[4]});
+  CHECK(job_ids({{"task", std::to_string(tasks[1])}, {"state", "cancelled"}}) == std::vector<int64_t>{ids[4]});
+  CHECK(job_ids({{"task", std::to_string(tasks[0])}, {"state", "queued"}}) == std::vector<int64_t>{ids[3]});
+  json done = get("/api/v1/jobs", {{"state", "done"}});
+  REQUIRE(done.size() == 1);
+  CHECK(done[0]["outcome"] == "exit 3");  // read from the result
+  CHECK(done[0]["device"] == "cpu:1");
+  CHECK(done[0]["task"] == tasks[0]);
+  CHECK(job_ids({{"offset", "1"}, {"limit", "2"}}) == std::vector<int64_t>{ids[1], ids[2]});
+  CHECK(job_ids({{"offset", "3"}, {"limit", "2"}}) == std::vector<int64_t>{ids[3], ids[4]});
+  CHECK(job_ids({{"offset", "5"}, {"limit", "2"}}) == std::vector<int64_t>{ids[5]});
+  CHECK(job_ids({{"offset", "6"}}).empty());
+  CHECK(job_ids({{"offset", "0"}}) == ids);
+  CHECK(job_ids({{"state", "queued"}, {"offset", "1"}, {"limit", "2"}}) == std::vector<int64_t>{ids[2], ids[3]});
+  CHECK(job_ids({{"state", "queued"}, {"limit", "1"}}) == std::vector<int64_t>{ids[1]});
+}
+
+TEST_CASE_FIXTURE(RouterFixture, "a bad job page or filter is a 400 like a bad task page") {
+  for (const char* path : {"/api/v1/jobs", "/api/v1/tasks"}) {
+    CAPTURE(path);
+    ApiReply r = ask("GET", path, {{"offset", "-1"}});
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["error"] == "query parameter 'offset': expected a non-negative integer, got '-1'");
+    r = ask("GET", path, {{"limit", "0"}});
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["error"] == "query parameter 'limit': expected a positive integer, got '0'");
+    r = ask("GET", path, {{"limit", "ten"}});
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["error"] == "query parameter 'limit': expected a positive integer, got 'ten'");
+  }
+  ApiReply r = ask("GET", "/api/v1/jobs", {{"state", "running"}});
+  CHECK(r.status == 400);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("not one of queued, assigned, done, cancelled") !=
+        std::string::npos);
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "a task's detail is its whole trace and its jobs") {
