@@ -179,8 +179,12 @@ const std::vector<Command>& commands() {
         kHelp},
        "[options] -- COMMAND [ARGS...]",
        cmd_enqueue},
-      {"jobs", "jobs with epoch, attempts, agent, device and outcome",
-       api({{"state", true, "queued|assigned|done|cancelled"}, {"task", true, "only this task's jobs"}, kJson}),
+      {"jobs", "jobs with epoch, attempts, agent, device and outcome, by id",
+       api({{"state", true, "queued|assigned|done|cancelled"},
+            {"task", true, "only this task's jobs"},
+            {"limit", true, "at most this many"},
+            {"offset", true, "skip this many matching jobs first (pages, with --limit)"},
+            kJson}),
        "[options]", cmd_jobs},
   };
   return all;

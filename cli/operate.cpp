@@ -448,7 +448,7 @@ int cmd_jobs(const ParsedFlags& flags) {
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
   std::string q = "jobs?";
-  for (const char* key : {"state", "task"}) {
+  for (const char* key : {"state", "task", "limit", "offset"}) {
     if (auto v = flags.get(key)) q += std::string(key) + "=" + url_escape(*v) + "&";
   }
   q.pop_back();

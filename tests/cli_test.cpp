@@ -74,7 +74,9 @@ TEST_CASE("operator commands answer the same over HTTP and on the data directory
                                        {"tasks", "--json", "--state", "passed"},
                                        {"show", "1", "--json"},
                                        {"status", "--json"},
-                                       {"status", "1", "--json"}}) {
+                                       {"status", "1", "--json"},
+                                       {"jobs", "--json"},
+                                       {"jobs", "--json", "--state", "done", "--task", "1"}}) {
     Ran http = s.over_http(cmd), local = s.over_data(cmd);
     REQUIRE_MESSAGE(http.code == 0, http.err);
     REQUIRE_MESSAGE(local.code == 0, local.err);
@@ -87,6 +89,48 @@ TEST_CASE("operator commands answer the same over HTTP and on the data directory
   json status = json::parse(s.over_http({"status", "--json"}).out);
   CHECK(status[0]["state"] == "finished");
   CHECK(status[0]["tasks"]["passed"] == 1);
+}
+
+TEST_CASE("jobs filter and page by id with --offset and --limit, the same over HTTP and on the data directory") {
+  Served s;
+  // Five plain jobs after the campaign's one; no agent has an ascend device, so they stay queued.
+  Ran queued = kforge_cli({"enqueue", "--data", s.data.string(), "--count", "5", "--backend", "ascend", "--", "true"});
+  REQUIRE_MESSAGE(queued.code == 0, queued.err);
+  CHECK(queued.out == "queued 5 job(s): 2..6\n");
+  auto ids = [](const Ran& r) {
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    std::vector<int64_t> out;
+    for (const json& j : json::parse(r.out)) out.push_back(j["id"].get<int64_t>());
+    return out;
+  };
+  using Ids = std::vector<int64_t>;
+  for (auto [cmd, want] : std::vector<std::pair<std::vector<std::string>, Ids>>{
+           {{"jobs", "--json"}, {1, 2, 3, 4, 5, 6}},
+           {{"jobs", "--json", "--state", "queued"}, {2, 3, 4, 5, 6}},
+           {{"jobs", "--json", "--state", "done"}, {1}},
+           {{"jobs", "--json", "--task", "1"}, {1}},
+           {{"jobs", "--json", "--task", "1", "--state", "queued"}, {}},
+           {{"jobs", "--json", "--limit", "2"}, {1, 2}},
+           {{"jobs", "--json", "--offset", "2", "--limit", "2"}, {3, 4}},
+           {{"jobs", "--json", "--offset", "4", "--limit", "2"}, {5, 6}},
+           {{"jobs", "--json", "--offset", "6", "--limit", "2"}, {}},
+           {{"jobs", "--json", "--state", "queued", "--offset", "1", "--limit", "3"}, {3, 4, 5}}}) {
+    CAPTURE(json(cmd).dump());
+    Ran http = s.over_http(cmd), local = s.over_data(cmd);
+    CHECK(ids(http) == want);
+    CHECK(json::parse(http.out) == json::parse(local.out));
+  }
+  Ran table = s.over_http({"jobs", "--state", "queued", "--offset", "3"});
+  REQUIRE(table.code == 0);
+  CHECK(table.out.find("\n5 ") != std::string::npos);
+  CHECK(table.out.find("\n4 ") == std::string::npos);
+  for (Ran bad : {s.over_http({"jobs", "--offset", "-1"}), s.over_data({"jobs", "--offset", "-1"})}) {
+    CHECK(bad.code == 1);
+    CHECK(bad.err.find("query parameter 'offset': expected a non-negative integer, got '-1'") != std::string::npos);
+  }
+  Ran zero = s.over_http({"jobs", "--limit", "0"});
+  CHECK(zero.code == 1);
+  CHECK(zero.err.find("query parameter 'limit': expected a positive integer, got '0'") != std::string::npos);
 }
 
 TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's layout") {
