@@ -215,8 +215,10 @@ class Client:
     def undrain(self, agent):
         return self.post(f"agents/{urllib.parse.quote(agent, safe='')}/undrain")
 
-    def jobs(self, state=None, task=None, limit=None):
-        return self.get("jobs", state=state, task=task, limit=limit)
+    def jobs(self, state=None, task=None, limit=None, offset=None):
+        """Job dicts by id; every filter optional. Without ``limit`` every matching job;
+        ``offset`` skips that many matching jobs first (pages, with ``limit``)."""
+        return self.get("jobs", state=state, task=task, limit=limit, offset=offset)
 
     def timeline(self, campaign=None, buckets=None):
         return self.get("timeline", campaign=campaign, buckets=buckets)

@@ -247,4 +247,7 @@ def test_metrics(client):
     assert client.metric("no_such_metric") is None
     jobs = client.jobs(state="done")
     assert jobs and all(j["state"] == "done" and j["kind"] for j in jobs)
+    ids = [j["id"] for j in client.jobs()]  # jobs are never deleted and new ones come last
+    assert ids == sorted(ids)
+    assert [j["id"] for j in client.jobs(offset=1, limit=2)] == ids[1:3]
     assert client.timeline()["devices"] == 2
