@@ -270,6 +270,16 @@ const Fields<LlmRoleConfig>& fields_of<LlmRoleConfig>() {
       field("price_prompt_per_mtok", &L::price_prompt_per_mtok),
       field("price_completion_per_mtok", &L::price_completion_per_mtok),
       field("recording", &L::recording),
+      // After "provider" (the table is read in this order), which it depends on.
+      {"replay_latency_ms",
+       [](Reader& r, const toml::node& node, const std::string& key, L& out) {
+         read_value(r, node, key, out.replay_latency_ms, NoRule{});
+         if (out.provider != "replay") {
+           r.fail(node.source(), key + ": only valid with provider = \"replay\", not " +
+                                     (out.provider.empty() ? "without a provider"
+                                                           : "with provider = " + toml_quote(out.provider)));
+         }
+       }},
   };
   return fields;
 }

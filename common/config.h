@@ -93,6 +93,7 @@ struct LlmRoleConfig {
   double price_prompt_per_mtok = 0;      // USD per million prompt tokens
   double price_completion_per_mtok = 0;  // USD per million completion tokens
   std::string recording;           // replay/record: JSONL file (relative: to the config file)
+  uint32_t replay_latency_ms = 0;  // replay only: simulated answer time per call (0: at once)
 };
 
 struct LlmConfig {

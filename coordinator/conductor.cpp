@@ -72,6 +72,7 @@ std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config
     e.max_retries = static_cast<int>(c->max_retries);
     e.price_prompt_per_mtok = c->price_prompt_per_mtok;
     e.price_completion_per_mtok = c->price_completion_per_mtok;
+    e.replay_latency_ms = c->replay_latency_ms;
     if (!c->recording.empty()) {
       std::filesystem::path rec = c->recording;
       e.recording = (rec.is_absolute() ? rec : config_dir / rec).string();

@@ -200,7 +200,7 @@ struct Endpoint {
   LlmEndpoint cfg;
   std::string url;          // {base_url}/chat/completions
   std::string auth_header;  // "Authorization: Bearer ..." or ""
-  Group* group = nullptr;                      // openai | record
+  Group* group = nullptr;                      // openai | record | replay with latency
   std::shared_ptr<Recording> replay;           // replay
   std::shared_ptr<std::ofstream> record;       // record
 };
@@ -213,6 +213,7 @@ struct Call {
   LlmResponse response;
   std::string body;
   int64_t first_start_ms = -1;
+  const ReplayEntry* replayed = nullptr;  // replay with latency: the answer, once due
   // The attempt in progress.
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
@@ -354,8 +355,11 @@ class LlmClient::Impl {
  private:
   void run();
   void admit(std::unique_ptr<Call> call);
-  void start_ready();
+  void start_ready(int64_t now);
   void start_attempt(std::unique_ptr<Call> call);
+  void start_replay(std::unique_ptr<Call> call, int64_t now);
+  void deliver_replays(int64_t now);
+  void finish_replay(std::unique_ptr<Call> call);
   bool reap();
   void complete(std::unique_ptr<Call> call, CURLcode code);
   void finish(std::unique_ptr<Call> call);
@@ -382,12 +386,27 @@ class LlmClient::Impl {
   // Worker-thread state.
   std::map<CURL*, std::unique_ptr<Call>> active_;
   std::multimap<int64_t, std::unique_ptr<Call>> retrying_;  // by due time (clock_.now_ms)
+  // Replayed answers with a latency, holding their group's slot until due (clock_.now_ms);
+  // equal due times keep their start order.
+  std::multimap<int64_t, std::unique_ptr<Call>> replaying_;
   std::mt19937_64 rng_;
 };
 
 Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
   global_init();
   roles_ = joined_roles(by_role);
+  // Endpoints with the same base_url+model share one group, its limit the smallest.
+  auto join_group = [&](const LlmEndpoint& cfg) {
+    std::string group_key = trim_slashes(cfg.base_url) + "\n" + cfg.model;
+    auto& group = groups_[group_key];
+    if (!group) {
+      group = std::make_unique<Group>();
+      group->name = trim_slashes(cfg.base_url) + " " + cfg.model;
+      group->limit = cfg.concurrency;
+    }
+    group->limit = std::min(group->limit, cfg.concurrency);
+    return group.get();
+  };
   std::map<std::string, std::shared_ptr<Recording>> recordings;
   std::map<std::string, std::shared_ptr<std::ofstream>> record_files;
   for (auto& [role, cfg] : by_role) {
@@ -402,7 +421,16 @@ Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
     if (p == "replay" || p == "record") {
       if (cfg.recording.empty()) return invalid_argument(where + "provider " + p + " needs 'recording'");
     }
+    if (p != "replay" && cfg.replay_latency_ms != 0) {
+      return invalid_argument(where + "'replay_latency_ms' is only valid with provider replay, not " + p);
+    }
     if (p == "replay") {
+      if (cfg.replay_latency_ms < 0) return invalid_argument(where + "'replay_latency_ms' must be >= 0");
+      if (cfg.replay_latency_ms > 0) {
+        // Simulated answers take slots like real ones (docs/llm.md, capacity planning).
+        if (cfg.concurrency < 1) return invalid_argument(where + "'concurrency' must be >= 1");
+        ep.group = join_group(cfg);
+      }
       auto& rec = recordings[cfg.recording];
       if (!rec) {
         auto loaded = load_recording(cfg.recording);
@@ -442,15 +470,7 @@ Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
       }
       ep.record = file;
     }
-    std::string group_key = trim_slashes(cfg.base_url) + "\n" + cfg.model;
-    auto& group = groups_[group_key];
-    if (!group) {
-      group = std::make_unique<Group>();
-      group->name = trim_slashes(cfg.base_url) + " " + cfg.model;
-      group->limit = cfg.concurrency;
-    }
-    group->limit = std::min(group->limit, cfg.concurrency);
-    ep.group = group.get();
+    ep.group = join_group(cfg);
     endpoints_.emplace(role, std::move(ep));
   }
   multi_ = curl_multi_init();
@@ -471,24 +491,29 @@ void LlmClient::Impl::run() {
       abort_all(std::move(incoming));
       return;
     }
+    // One reading of the clock per pass: replayed answers due by `now` are delivered, and
+    // the slots they free are taken, at `now`. Delivered before `incoming` is admitted, so a
+    // request submitted after the clock passed T sees every answer due by T already given.
+    int64_t now = clock_.now_ms();
+    deliver_replays(now);
     for (auto& call : incoming) admit(std::move(call));
     // Due retries rejoin their FIFO at their original place (by submission order).
-    int64_t now = clock_.now_ms();
     while (!retrying_.empty() && retrying_.begin()->first <= now) {
       auto call = std::move(retrying_.begin()->second);
       retrying_.erase(retrying_.begin());
       Group* g = call->ep->group;
       g->waiting.emplace(call->seq, std::move(call));
     }
-    start_ready();
+    start_ready(now);
     int running = 0;
     CURLMcode mc = curl_multi_perform(multi_, &running);
     if (mc != CURLM_OK) spdlog::error("llm curl_multi_perform: {}", curl_multi_strerror(mc));
     if (reap()) continue;  // slots freed or retries scheduled: look again before sleeping
     int timeout = k_idle_poll_ms;
-    if (!retrying_.empty()) {
-      timeout = static_cast<int>(std::clamp<int64_t>(retrying_.begin()->first - clock_.now_ms(), 0,
-                                                     k_idle_poll_ms));
+    for (const auto* timed : {&retrying_, &replaying_}) {
+      if (timed->empty()) continue;
+      int64_t wait = std::clamp<int64_t>(timed->begin()->first - clock_.now_ms(), 0, k_idle_poll_ms);
+      timeout = std::min(timeout, static_cast<int>(wait));
     }
     mc = curl_multi_poll(multi_, nullptr, 0, timeout, nullptr);
     if (mc != CURLM_OK) spdlog::error("llm curl_multi_poll: {}", curl_multi_strerror(mc));
@@ -514,26 +539,58 @@ void LlmClient::Impl::admit(std::unique_ptr<Call> call) {
       fail(std::move(call), "no recorded response for " + key + " in " + ep.cfg.recording);
       return;
     }
-    r.ok = true;
-    r.content = found->second.content;
-    r.reasoning = found->second.reasoning;
-    r.prompt_tokens = found->second.prompt_tokens;
-    r.completion_tokens = found->second.completion_tokens;
-    finish(std::move(call));
+    call->replayed = &found->second;  // the recording outlives the calls
+    if (ep.cfg.replay_latency_ms > 0) {
+      ep.group->waiting.emplace(call->seq, std::move(call));  // answered once it has a slot
+      return;
+    }
+    finish_replay(std::move(call));
     return;
   }
   call->body = request_body(ep.cfg, call->request);
   ep.group->waiting.emplace(call->seq, std::move(call));
 }
 
-void LlmClient::Impl::start_ready() {
+void LlmClient::Impl::start_ready(int64_t now) {
   for (auto& [key, group] : groups_) {
     while (group->active < group->limit && !group->waiting.empty()) {
       auto call = std::move(group->waiting.begin()->second);
       group->waiting.erase(group->waiting.begin());
-      start_attempt(std::move(call));
+      if (call->ep->replay) {
+        start_replay(std::move(call), now);
+      } else {
+        start_attempt(std::move(call));
+      }
     }
   }
+}
+
+// REQUIRES: call->replayed is set and the call's endpoint has a latency.
+void LlmClient::Impl::start_replay(std::unique_ptr<Call> call, int64_t now) {
+  call->first_start_ms = now;
+  call->ep->group->active++;
+  int64_t due = now + call->ep->cfg.replay_latency_ms;
+  replaying_.emplace(due, std::move(call));
+}
+
+void LlmClient::Impl::deliver_replays(int64_t now) {
+  while (!replaying_.empty() && replaying_.begin()->first <= now) {
+    auto call = std::move(replaying_.begin()->second);
+    replaying_.erase(replaying_.begin());
+    call->ep->group->active--;
+    finish_replay(std::move(call));
+  }
+}
+
+void LlmClient::Impl::finish_replay(std::unique_ptr<Call> call) {
+  LlmResponse& r = call->response;
+  const ReplayEntry& e = *call->replayed;
+  r.ok = true;
+  r.content = e.content;
+  r.reasoning = e.reasoning;
+  r.prompt_tokens = e.prompt_tokens;
+  r.completion_tokens = e.completion_tokens;
+  finish(std::move(call));
 }
 
 void LlmClient::Impl::start_attempt(std::unique_ptr<Call> call) {
@@ -736,6 +793,11 @@ void LlmClient::Impl::abort_all(std::vector<std::unique_ptr<Call>> incoming) {
     fail(std::move(call), stopped);
   }
   active_.clear();
+  for (auto& [due, call] : replaying_) {
+    call->ep->group->active--;
+    fail(std::move(call), stopped);
+  }
+  replaying_.clear();
   for (auto& [due, call] : retrying_) fail(std::move(call), stopped);
   retrying_.clear();
   for (auto& [key, group] : groups_) {

@@ -43,6 +43,8 @@ struct LlmEndpoint {
   double price_prompt_per_mtok = 0;      // USD per million prompt tokens
   double price_completion_per_mtok = 0;  // USD per million completion tokens
   std::string recording;            // replay/record: a JSONL file
+  int64_t replay_latency_ms = 0;    // replay only: > 0 answers this long after the request
+                                    // gets a `concurrency` slot, as a server would; 0: at once
 };
 
 struct LlmRequest {
@@ -59,7 +61,8 @@ struct LlmResponse {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   double cost_usd = 0;     // from the endpoint's prices; 0 for replayed answers
-  int64_t latency_ms = 0;  // first attempt's start to the final answer (backoff included)
+  int64_t latency_ms = 0;  // first attempt's start to the final answer (backoff included);
+                           // replay: the simulated replay_latency_ms
   int attempts = 0;        // HTTP requests sent (0 for replay and for errors before sending)
   int http_status = 0;     // of the last attempt; 0 when none came back
   std::string error;       // when !ok: what went wrong, for the task's log

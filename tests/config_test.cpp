@@ -222,3 +222,32 @@ TEST_CASE("deployment examples are valid and say what docs/deploy.md says") {
   CHECK(agent->agent.state_dir == "/var/lib/kforge/agent");
   CHECK(agent->agent.cpu_devices == 0);
 }
+
+TEST_CASE("llm replay_latency_ms is read for replay, 0 by default") {
+  Result<Config> config = parse_config(R"(
+[llm.coder]
+provider = "replay"
+recording = "rec.jsonl"
+replay_latency_ms = 20000
+concurrency = 8
+)",
+                                       "kforge.toml");
+  REQUIRE_MESSAGE(config.ok(), config.status().to_string());
+  CHECK(config->llm.coder.replay_latency_ms == 20000);
+  CHECK(config->llm.coder.concurrency == 8);
+  CHECK(config->llm.designer.replay_latency_ms == 0);
+}
+
+TEST_CASE("llm replay_latency_ms with another provider names the key") {
+  CHECK(error_of("[llm.coder]\n"
+                 "provider = \"openai\"\n"
+                 "base_url = \"http://127.0.0.1:8000/v1\"\n"
+                 "replay_latency_ms = 1000\n") ==
+        "kforge.toml:4:21: llm.coder.replay_latency_ms: only valid with provider = \"replay\", not with "
+        "provider = \"openai\"");
+  CHECK(error_of("[llm.designer]\nreplay_latency_ms = 5\n") ==
+        "kforge.toml:2:21: llm.designer.replay_latency_ms: only valid with provider = \"replay\", not "
+        "without a provider");
+  CHECK(error_of("[llm.coder]\nprovider = \"replay\"\nreplay_latency_ms = -1\n") ==
+        "kforge.toml:3:21: llm.coder.replay_latency_ms: expected a non-negative integer, got integer -1");
+}

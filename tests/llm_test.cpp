@@ -378,6 +378,122 @@ TEST_CASE("replay serves recorded keys and reports missing ones") {
   CHECK(missing.error == "no recorded response for softmax/N=1024/coder/2 in " + file.string());
 }
 
+namespace {
+
+// A client replaying a two-call-wide coder (one recording, keys k0..k4) whose answers take
+// 1 s of a ManualClock, and a designer replayed at once. A designer call is the test's
+// barrier: the worker delivers every answer due by the clock's time before it admits a
+// request submitted after the clock moved, so when the designer's answer is in, so are they.
+struct SlowReplay {
+  TempDir dir;
+  ManualClock clock;
+  std::unique_ptr<LlmClient> client;
+  std::vector<std::future<LlmResponse>> answers;
+
+  SlowReplay(int concurrency, int64_t latency_ms) {
+    std::string lines = "{\"replay_key\":\"probe\",\"content\":\"now\"}\n";
+    for (int i = 0; i < 5; ++i) {
+      lines += "{\"replay_key\":\"k" + std::to_string(i) + "\",\"content\":\"answer " + std::to_string(i) +
+               "\",\"prompt_tokens\":3,\"completion_tokens\":4}\n";
+    }
+    write_file(dir / "rec.jsonl", lines);
+    LlmEndpoint slow;
+    slow.provider = "replay";
+    slow.recording = (dir / "rec.jsonl").string();
+    slow.model = "slow";
+    slow.concurrency = concurrency;
+    slow.replay_latency_ms = latency_ms;
+    slow.price_completion_per_mtok = 100;
+    LlmEndpoint instant = slow;
+    instant.model = "instant";
+    instant.replay_latency_ms = 0;
+    auto created = LlmClient::create({{"coder", slow}, {"designer", instant}}, fast_options(), clock);
+    REQUIRE_MESSAGE(created.ok(), created.status().to_string());
+    client = std::move(created).value();
+  }
+
+  // Moves the clock, waits until the worker has caught up with it, and counts the answers.
+  size_t answered_after(Millis by) {
+    clock.advance(by);
+    LlmResponse probe = call(*client, ask("probe", "designer", "probe"));
+    REQUIRE_MESSAGE(probe.ok, probe.error);
+    CHECK(probe.latency_ms == 0);
+    size_t n = 0;
+    for (auto& f : answers) n += f.wait_for(0s) == std::future_status::ready ? 1 : 0;
+    return n;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("replay latency holds a concurrency slot and answers when due") {
+  SlowReplay r(/*concurrency=*/2, /*latency_ms=*/1000);
+  for (int i = 0; i < 5; ++i) r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
+  CHECK(r.answered_after(0ms) == 0);
+  CHECK(r.answered_after(999ms) == 0);
+  CHECK(r.answered_after(1ms) == 2);     // t = 1000: k0, k1; k2, k3 take their slots
+  CHECK(r.answered_after(999ms) == 2);
+  CHECK(r.answered_after(1ms) == 4);     // t = 2000: k2, k3; k4 starts
+  CHECK(r.answered_after(999ms) == 4);
+  CHECK(r.answered_after(1ms) == 5);     // t = 3000
+  for (int i = 0; i < 5; ++i) {
+    LlmResponse a = r.answers[i].get();
+    REQUIRE_MESSAGE(a.ok, a.error);
+    CHECK(a.content == "answer " + std::to_string(i));
+    CHECK(a.prompt_tokens == 3);
+    CHECK(a.completion_tokens == 4);
+    CHECK(a.cost_usd == 0);
+    CHECK(a.attempts == 0);
+    CHECK(a.latency_ms == 1000);  // from its slot to its answer, not from submission
+  }
+  CHECK(r.client->in_flight() == 0);
+}
+
+TEST_CASE("replay latency: a missing key fails at once, without a slot") {
+  SlowReplay r(/*concurrency=*/1, /*latency_ms=*/1000);
+  r.answers.push_back(submit(*r.client, ask("q", "coder", "k0")));
+  LlmResponse missing = call(*r.client, ask("q", "coder", "absent"));
+  CHECK_FALSE(missing.ok);
+  CHECK(missing.error.starts_with("no recorded response for absent in "));
+  CHECK(missing.latency_ms == 0);
+  r.answers.push_back(submit(*r.client, ask("q", "coder", "k1")));
+  CHECK(r.answered_after(1000ms) == 1);
+  CHECK(r.answered_after(1000ms) == 2);
+}
+
+TEST_CASE("replay latency: stopping the client answers the waiting and the delayed") {
+  SlowReplay r(/*concurrency=*/1, /*latency_ms=*/1000);
+  for (int i = 0; i < 2; ++i) r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
+  CHECK(r.answered_after(0ms) == 0);
+  r.client.reset();
+  for (auto& f : r.answers) {
+    REQUIRE(f.wait_for(0s) == std::future_status::ready);
+    LlmResponse a = f.get();
+    CHECK_FALSE(a.ok);
+    CHECK(a.error == "llm client stopped");
+    CHECK(a.content.empty());
+  }
+}
+
+TEST_CASE("replay_latency_ms is refused with another provider, or negative") {
+  LlmEndpoint ep;
+  ep.base_url = "http://127.0.0.1:1/v1";
+  ep.model = "m";
+  ep.replay_latency_ms = 1000;
+  auto r = LlmClient::create({{"coder", ep}});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message() == "llm.coder: 'replay_latency_ms' is only valid with provider replay, not openai");
+  TempDir dir;
+  write_file(dir / "rec.jsonl", "{\"replay_key\":\"a\",\"content\":\"x\"}\n");
+  ep.provider = "replay";
+  ep.recording = (dir / "rec.jsonl").string();
+  ep.replay_latency_ms = -1;
+  CHECK_FALSE(LlmClient::create({{"coder", ep}}).ok());
+  ep.replay_latency_ms = 1000;
+  ep.concurrency = 0;
+  CHECK_FALSE(LlmClient::create({{"coder", ep}}).ok());
+}
+
 TEST_CASE("a malformed recording line is refused at creation with file and line") {
   TempDir dir;
   auto file = dir / "bad.jsonl";
