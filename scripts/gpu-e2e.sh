@@ -41,7 +41,9 @@
 # Environment: KFORGE_GPU_PYTHON (the jobs' interpreter), KFORGE_E2E_DEADLINE_S,
 # KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 60: the hang's job ends
 # there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports),
-# KFORGE_E2E_BASELINE_S, KFORGE_E2E_CPU_DEVICES (multi-smoke's second run, default 2).
+# KFORGE_E2E_BASELINE_S, KFORGE_E2E_CPU_DEVICES (multi-smoke's second run, default 2),
+# KFORGE_E2E_LLM_LATENCY_MS (each replayed answer that long after it gets a slot, default 0:
+# the devices' use under a slow LLM; docs/llm.md "Simulated latency").
 set -uo pipefail
 
 die() { echo "gpu-e2e: $*" >&2; exit 1; }
@@ -387,10 +389,12 @@ job_timeout_s = $timeout_s
 [llm.designer]
 provider = "replay"
 recording = "$campaign_dir/recording.jsonl"
+replay_latency_ms = ${KFORGE_E2E_LLM_LATENCY_MS:-0}
 
 [llm.coder]
 provider = "replay"
 recording = "$campaign_dir/recording.jsonl"
+replay_latency_ms = ${KFORGE_E2E_LLM_LATENCY_MS:-0}
 TOML
 
   # 1. coordinator and agent
@@ -463,5 +467,5 @@ print(len(ds), ds[0].get("arch", "") if ds else "")' "$dir/agents.json" "$backen
 case ${1:-} in
   bundle) shift; bundle "$@" ;;
   run|smoke|multi|multi-smoke) mode=$1; shift; run "$mode" "$@" ;;
-  *) sed -n '2,44p' "$0"; exit 2 ;;
+  *) sed -n '2,46p' "$0"; exit 2 ;;
 esac
