@@ -16,24 +16,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Ran {
-  int code = -1;
-  std::string out, err;
-};
-
-std::filesystem::path kforge_exe() { return binary_dir() / "cli" / "kforge"; }
 std::filesystem::path fixtures() { return source_dir() / "tests" / "fixtures" / "campaigns"; }
-
-Ran kforge_cli(std::vector<std::string> args) {
-  ProcessSpec spec;
-  spec.argv = {kforge_exe().string()};
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-  spec.timeout = std::chrono::milliseconds(240000);
-  spec.env_allow = {"PATH", "HOME", "TMPDIR", "LANG"};  // not KFORGE_COORDINATOR: each test names its own
-  auto r = run_process(spec);
-  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
-  return Ran{r->exit_code, r->stdout_data, r->stderr_data};
-}
 
 // One finished verify_only campaign (a real harness run), then a coordinator serving it.
 struct Served {

@@ -25,22 +25,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Ran {
-  int code = -1;
-  std::string out, err;
-};
-
-Ran kforge_cli(const std::vector<std::string>& args) {
-  ProcessSpec spec;
-  spec.argv = {(binary_dir() / "cli" / "kforge").string()};
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-  spec.env_allow = {"PATH", "HOME", "TMPDIR"};
-  spec.timeout = std::chrono::milliseconds(60000);
-  auto r = run_process(spec);
-  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
-  return Ran{r->exit_code, r->stdout_data, r->stderr_data};
-}
-
 // A job's line in the shared log: "<job> <CUDA_VISIBLE_DEVICES> <KFORGE_DEVICE> <start_ns> <end_ns>".
 struct Span {
   int64_t job = 0;

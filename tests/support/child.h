@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/process.h"
 #include "tests/support/support.h"
 
 namespace kforge::test {
@@ -113,5 +114,25 @@ class Child {
   pid_t pid_ = -1;
   int status_ = -1;
 };
+
+// What a run of the kforge command line gave.
+struct Ran {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs build/cli/kforge with `args` to completion (PATH, HOME, TMPDIR and LANG passed on; not
+// KFORGE_COORDINATOR: each test names its own coordinator).
+inline Ran kforge_cli(const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(240)) {
+  ProcessSpec spec;
+  spec.argv = {(binary_dir() / "cli" / "kforge").string()};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.timeout = timeout;
+  spec.env_allow = {"PATH", "HOME", "TMPDIR", "LANG"};
+  auto r = run_process(spec);
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  return Ran{r->exit_code, r->stdout_data, r->stderr_data};
+}
 
 }  // namespace kforge::test
