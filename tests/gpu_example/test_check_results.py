@@ -168,3 +168,13 @@ def test_jobs_per_minute_against_a_one_gpu_baseline(tmp_path):
     rc, summary = check(many, *collection(plan_doc=SWEEP, gpus=8), expected=SWEEP_EXPECTED,
                         extra=("--baseline", str(empty)))
     assert rc == 1 and any(p.startswith("baseline:") for p in summary["problems"])
+
+
+def test_the_sweep_on_one_gpu_a_crash_after_a_planned_crash_is_recovery(tmp_path):
+    # on one GPU the relu tasks' illegal memory accesses run one after another: the next job
+    # after each is another planned crash, which is its plan, not a failure to recover
+    rc, summary = check(tmp_path, *collection(plan_doc=SWEEP, gpus=1), expected=SWEEP_EXPECTED)
+    assert rc == 0, summary["problems"]
+    recovered = [c for c in summary["checks"] if c["check"].startswith("recovery")]
+    assert len(recovered) == len(SWEEP["recovery_after"]) and all(c["ok"] for c in recovered)
+    assert sum(c["next_verdict"] == "crashed" for c in recovered) == len(recovered) - 1
