@@ -4,7 +4,7 @@ its kernel (on no elements) so that every call counts as a launch. The timed run
 set of buffers, so it would be timed at the cost of an empty launch; the harness rewrites
 the buffers' values between timed runs and checks the last timed output. A precision trial
 whose inputs get the freed blocks of an earlier call's (PyTorch's caching allocator) fails
-already. Expected: precision_mismatch (stage precision or profile)."""
+already. Expected: precision_mismatch (stage precision or profile; on the H200, at the last timed run)."""
 import torch
 import triton
 import triton.language as tl
