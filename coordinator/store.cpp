@@ -261,6 +261,7 @@ static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
 #undef KF_JOB_COLUMNS
 #undef KF_JOB_LISTING_COLUMNS
 #undef KF_TASK_COLUMNS
+#undef KF_LEASE_COLUMNS
 #undef KF_CAMPAIGN_COLUMNS
 
 // One use of a cached statement: binds, steps, reads columns; resets and clears the

@@ -212,14 +212,13 @@ def main():
 
     # 4. a crash or a hang on one GPU disturbs no job running beside it on another
     if expected:
-        planned = {(r["task"], r["attempt"]): r for r in rows}
         def as_planned(r):
             plan = expected["tasks"].get(r["task"], {}).get("verifications", [])
             return r["attempt"] <= len(plan) and plan[r["attempt"] - 1]["verdict"] == r["verdict"]
         for bad in rows:
             if bad["verdict"] not in ("crashed", "timeout") or not bad["assigned_ms"]:
                 continue
-            beside = [r for r in planned.values()
+            beside = [r for r in rows
                       if r["device"] != bad["device"] and r["assigned_ms"] and r["finished_ms"]
                       and r["assigned_ms"] < bad["finished_ms"] and bad["assigned_ms"] < r["finished_ms"]]
             if not beside:
