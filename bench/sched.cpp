@@ -44,7 +44,7 @@
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/zmq_util.h"
-#include "coordinator/coordinator.h"
+#include "coordinator/scheduling/coordinator.h"
 
 namespace kforge {
 namespace {

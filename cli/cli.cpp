@@ -9,7 +9,7 @@
 #include "cli/commands.h"
 #include "common/flags.h"
 #include "common/protocol.h"
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 
 namespace kforge {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstdlib>
 
 #include "common/config.h"
-#include "coordinator/api.h"
-#include "coordinator/http_server.h"
+#include "coordinator/operator/api.h"
+#include "coordinator/operator/http_server.h"
 
 namespace kforge {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "cli/commands.h"
 #include "common/fs.h"
-#include "coordinator/kernelbench.h"
+#include "coordinator/intake/kernelbench.h"
 
 namespace kforge {
 namespace {

@@ -14,9 +14,9 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/fs.h"
-#include "coordinator/campaign.h"
-#include "coordinator/prompts.h"
-#include "coordinator/report.h"
+#include "coordinator/intake/campaign.h"
+#include "coordinator/generation/prompts.h"
+#include "coordinator/operator/report.h"
 
 namespace kforge {
 namespace {

@@ -17,9 +17,9 @@
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/log.h"
-#include "coordinator/campaign.h"
-#include "coordinator/conductor.h"
-#include "coordinator/http_server.h"
+#include "coordinator/intake/campaign.h"
+#include "coordinator/generation/conductor.h"
+#include "coordinator/operator/http_server.h"
 
 namespace kforge {
 namespace {

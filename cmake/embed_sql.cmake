@@ -2,7 +2,7 @@
 # Writes a C++ source holding every schema/sql/NNNN_*.sql migration, in order.
 file(GLOB files "${SQL_DIR}/[0-9][0-9][0-9][0-9]_*.sql")
 list(SORT files)
-set(body "// Generated from schema/sql by cmake/embed_sql.cmake. Do not edit.\n#include \"coordinator/migrations.h\"\n\nnamespace kforge {\n\nconst std::vector<Migration>& migrations() {\n  static const std::vector<Migration> all = {\n")
+set(body "// Generated from schema/sql by cmake/embed_sql.cmake. Do not edit.\n#include \"coordinator/store/migrations.h\"\n\nnamespace kforge {\n\nconst std::vector<Migration>& migrations() {\n  static const std::vector<Migration> all = {\n")
 foreach(f IN LISTS files)
   get_filename_component(name "${f}" NAME)
   string(SUBSTRING "${name}" 0 4 num)

@@ -9,9 +9,9 @@
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/log.h"
-#include "coordinator/conductor.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/http_server.h"
+#include "coordinator/generation/conductor.h"
+#include "coordinator/scheduling/coordinator.h"
+#include "coordinator/operator/http_server.h"
 
 namespace {
 

@@ -9,11 +9,11 @@
 
 #include "common/fs.h"
 #include "common/protocol.h"
-#include "coordinator/api.h"
-#include "coordinator/campaign.h"
-#include "coordinator/conductor.h"
-#include "coordinator/http_server.h"
-#include "coordinator/prompts.h"
+#include "coordinator/operator/api.h"
+#include "coordinator/intake/campaign.h"
+#include "coordinator/generation/conductor.h"
+#include "coordinator/operator/http_server.h"
+#include "coordinator/generation/prompts.h"
 #include "tests/support/cluster.h"
 
 using namespace kforge;

@@ -1,4 +1,4 @@
-#include "coordinator/campaign.h"
+#include "coordinator/intake/campaign.h"
 
 #include <doctest/doctest.h>
 

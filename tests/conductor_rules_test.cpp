@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "coordinator/conductor_rules.h"
+#include "coordinator/generation/conductor_rules.h"
 
 using namespace kforge;
 

@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "coordinator/device_pool.h"
+#include "coordinator/scheduling/device_pool.h"
 
 using namespace kforge;
 

@@ -13,9 +13,9 @@
 #include "agent/devices.h"
 #include "common/config.h"
 #include "common/targets.h"
-#include "coordinator/campaign.h"
-#include "coordinator/conductor_rules.h"
-#include "coordinator/prompts.h"
+#include "coordinator/intake/campaign.h"
+#include "coordinator/generation/conductor_rules.h"
+#include "coordinator/generation/prompts.h"
 #include "tests/support/support.h"
 
 using namespace kforge;

@@ -2,7 +2,7 @@
 // missing problems, targets, and the written campaign loading with the right tasks; the real
 // command line (exit codes, --force); the fixture problems running in Python and through
 // the harness.
-#include "coordinator/kernelbench.h"
+#include "coordinator/intake/kernelbench.h"
 
 #include <doctest/doctest.h>
 
@@ -13,7 +13,7 @@
 
 #include "common/fs.h"
 #include "common/process.h"
-#include "coordinator/campaign.h"
+#include "coordinator/intake/campaign.h"
 #include "tests/support/support.h"
 
 using namespace kforge;

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "common/sha256.h"
-#include "coordinator/llm.h"
+#include "coordinator/generation/llm.h"
 #include "tests/support/fake_llm.h"
 #include "tests/support/support.h"
 

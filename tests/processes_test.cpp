@@ -24,7 +24,7 @@
 
 #include "common/protocol.h"
 #include "common/zmq_util.h"
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 #include "tests/support/child.h"
 #include "tests/support/support.h"
 

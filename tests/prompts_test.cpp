@@ -1,4 +1,4 @@
-#include "coordinator/prompts.h"
+#include "coordinator/generation/prompts.h"
 
 #include <doctest/doctest.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 // Campaign reports: the metrics a user reads (fast_p, geomean, suspicious speedups, device
 // and LLM totals) computed from a real store, and the HTML page rendered from them.
-#include "coordinator/report.h"
+#include "coordinator/operator/report.h"
 
 #include <doctest/doctest.h>
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/outcome.h"
+#include "coordinator/operator/outcome.h"
 #include "tests/support/support.h"
 
 using namespace kforge;

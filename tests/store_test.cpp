@@ -1,5 +1,5 @@
 // Store: migrations, leases and epochs, group commit, crash recovery.
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 
 #include <doctest/doctest.h>
 #include <sqlite3.h>
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/migrations.h"
+#include "coordinator/store/migrations.h"
 #include "tests/support/support.h"
 
 using namespace kforge;

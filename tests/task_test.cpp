@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "common/fs.h"
-#include "coordinator/task.h"
+#include "coordinator/generation/task.h"
 #include "tests/support/cluster.h"
 #include "tests/support/fake_llm.h"
 

@@ -8,7 +8,7 @@ The answers themselves are files under answers/: <op>.design.md is the Designer'
 (prose and one ```aul block), <op>[.<variant>].py a candidate file that a Coder answer wraps
 in a ```python block after one sentence of prose. SCRIPT below says which answer the run gets
 for every question it will ask. A question is keyed "<op_name>/<task_id>/<role>/<n>", n
-counting that role's calls for the task from 1 (coordinator/conductor.cpp, ask_llm), so the
+counting that role's calls for the task from 1 (coordinator/generation/conductor.cpp, ask_llm), so the
 fix loop is planned here, key by key: see docs/demo.md for how the Conductor's rules turn
 each verdict into the next question.
 """

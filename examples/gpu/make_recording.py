@@ -13,9 +13,9 @@ block after one sentence. PLAN below lists, per op, the Coder's answers in the o
 Conductor asks for them (coder/1, coder/2, ...) with the verdict the Verifier must give
 each; the task ids come from the campaign files (campaign.toml: single-point sweeps, one
 task per op; sweep.toml: several points per op, the same answers for every point). A
-question is keyed "<op_name>/<task_id>/<role>/<n>" (coordinator/conductor.cpp, ask_llm).
+question is keyed "<op_name>/<task_id>/<role>/<n>" (coordinator/generation/conductor.cpp, ask_llm).
 With no [llm.conductor], a failed verification is followed by a code fix (coder/2) while
-limit_steps allows it (coordinator/conductor_rules.h): ops with one answer have
+limit_steps allows it (coordinator/generation/conductor_rules.h): ops with one answer have
 limit_steps = 3 in campaign.toml, ops with a fix 5. tests/gpu_campaign_test.cpp replays
 these verdicts through the Conductor's rules and checks that every key it would ask for is
 here.

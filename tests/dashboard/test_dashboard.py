@@ -1,4 +1,4 @@
-"""The dashboard (coordinator/dashboard/index.html), end to end in a real headless Chromium.
+"""The dashboard (coordinator/operator/dashboard/index.html), end to end in a real headless Chromium.
 
 Real data first: `kforge run` drives tests/fixtures/dashboard/campaign.toml (five demo tasks,
 the LLM replayed from examples/demo/recording.jsonl, every candidate really compiled, checked
@@ -489,7 +489,7 @@ def test_token_form_and_empty_state(world):
 
 def test_api_unreachable(world):
     # The page opened from a file: no API behind it.
-    dom = Dom(chromium((SOURCE / "coordinator" / "dashboard" / "index.html").as_uri() + "#campaign=1",
+    dom = Dom(chromium((SOURCE / "coordinator" / "operator" / "dashboard" / "index.html").as_uri() + "#campaign=1",
                        world["tmp"], "--dump-dom"))
     assert dom.state() == "error"
     banner = dom.by_id("banner")

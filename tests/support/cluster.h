@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "agent/agent.h"
-#include "coordinator/coordinator.h"
+#include "coordinator/scheduling/coordinator.h"
 #include "tests/support/support.h"
 
 namespace kforge::test {

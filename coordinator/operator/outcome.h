@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 
 namespace kforge {
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 
 namespace kforge {
 

@@ -1,4 +1,4 @@
-#include "coordinator/http_server.h"
+#include "coordinator/operator/http_server.h"
 
 #include <httplib.h>
 

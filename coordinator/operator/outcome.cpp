@@ -1,4 +1,4 @@
-#include "coordinator/outcome.h"
+#include "coordinator/operator/outcome.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>

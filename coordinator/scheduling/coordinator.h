@@ -28,9 +28,9 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "common/status.h"
-#include "coordinator/device_pool.h"
-#include "coordinator/metrics.h"
-#include "coordinator/store.h"
+#include "coordinator/scheduling/device_pool.h"
+#include "common/metrics.h"
+#include "coordinator/store/store.h"
 
 namespace kforge {
 

@@ -1,4 +1,4 @@
-#include "coordinator/api.h"
+#include "coordinator/operator/api.h"
 
 #include <algorithm>
 #include <charconv>
@@ -6,12 +6,12 @@
 
 #include "common/fs.h"
 #include "common/protocol.h"
-#include "coordinator/campaign.h"
-#include "coordinator/metrics.h"
-#include "coordinator/outcome.h"
-#include "coordinator/prompts.h"
-#include "coordinator/report.h"
-#include "coordinator/task.h"
+#include "coordinator/intake/campaign.h"
+#include "common/metrics.h"
+#include "coordinator/operator/outcome.h"
+#include "coordinator/generation/prompts.h"
+#include "coordinator/operator/report.h"
+#include "coordinator/generation/task.h"
 
 namespace kforge {
 namespace {

@@ -1,4 +1,4 @@
-#include "coordinator/kernelbench.h"
+#include "coordinator/intake/kernelbench.h"
 #include "common/text.h"
 
 #include <algorithm>
@@ -9,7 +9,7 @@
 #include <set>
 
 #include "common/fs.h"
-#include "coordinator/campaign.h"
+#include "coordinator/intake/campaign.h"
 
 namespace kforge {
 namespace {

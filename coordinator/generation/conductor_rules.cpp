@@ -1,4 +1,4 @@
-#include "coordinator/conductor_rules.h"
+#include "coordinator/generation/conductor_rules.h"
 
 namespace kforge {
 namespace {

@@ -4,7 +4,7 @@
 // mutations run inside the open batch or, outside one, inside their own BEGIN IMMEDIATE
 // transaction. An operation of several statements runs under a savepoint inside a batch,
 // so a failed operation never leaves half its writes in the batch.
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 
 #include <sqlite3.h>
 
@@ -17,7 +17,7 @@
 #include <thread>
 #include <utility>
 
-#include "coordinator/migrations.h"
+#include "coordinator/store/migrations.h"
 
 namespace kforge {
 

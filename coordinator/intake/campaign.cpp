@@ -1,4 +1,4 @@
-#include "coordinator/campaign.h"
+#include "coordinator/intake/campaign.h"
 #include "common/text.h"
 
 #include <toml++/toml.h>

@@ -1,4 +1,4 @@
-#include "coordinator/metrics.h"
+#include "common/metrics.h"
 
 #include <cmath>
 #include <cstdio>

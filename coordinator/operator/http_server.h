@@ -12,9 +12,9 @@
 #include <thread>
 
 #include "common/status.h"
-#include "coordinator/api.h"
-#include "coordinator/conductor.h"
-#include "coordinator/coordinator.h"
+#include "coordinator/operator/api.h"
+#include "coordinator/generation/conductor.h"
+#include "coordinator/scheduling/coordinator.h"
 
 namespace httplib {
 class Server;

@@ -1,4 +1,4 @@
-#include "coordinator/llm.h"
+#include "coordinator/generation/llm.h"
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>

@@ -1,4 +1,4 @@
-#include "coordinator/coordinator.h"
+#include "coordinator/scheduling/coordinator.h"
 
 #include <unistd.h>
 

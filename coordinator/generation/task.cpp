@@ -1,4 +1,4 @@
-#include "coordinator/task.h"
+#include "coordinator/generation/task.h"
 
 #include "common/sha256.h"
 #include "common/targets.h"

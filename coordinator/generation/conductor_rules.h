@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 
 namespace kforge {
 

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
-#include "coordinator/store.h"
+#include "coordinator/store/store.h"
 
 namespace kforge {
 

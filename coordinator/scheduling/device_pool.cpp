@@ -1,4 +1,4 @@
-#include "coordinator/device_pool.h"
+#include "coordinator/scheduling/device_pool.h"
 
 namespace kforge {
 

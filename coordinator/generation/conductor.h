@@ -19,11 +19,11 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
-#include "coordinator/conductor_rules.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/llm.h"
-#include "coordinator/metrics.h"
-#include "coordinator/prompts.h"
+#include "coordinator/generation/conductor_rules.h"
+#include "coordinator/scheduling/coordinator.h"
+#include "coordinator/generation/llm.h"
+#include "common/metrics.h"
+#include "coordinator/generation/prompts.h"
 
 namespace kforge {
 

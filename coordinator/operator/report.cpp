@@ -1,5 +1,5 @@
 // Campaign reports (see report.h; the fields and metrics are defined in docs/reports.md).
-#include "coordinator/report.h"
+#include "coordinator/operator/report.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,7 @@
 #include <tuple>
 #include <vector>
 
-#include "coordinator/outcome.h"
+#include "coordinator/operator/outcome.h"
 
 namespace kforge {
 namespace {

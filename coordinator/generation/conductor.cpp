@@ -1,4 +1,4 @@
-#include "coordinator/conductor.h"
+#include "coordinator/generation/conductor.h"
 
 #include <unordered_set>
 

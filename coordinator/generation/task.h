@@ -11,7 +11,7 @@
 #include <future>
 #include <utility>
 
-#include "coordinator/conductor.h"
+#include "coordinator/generation/conductor.h"
 
 namespace kforge {
 
