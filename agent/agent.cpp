@@ -413,20 +413,34 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   if (!known_device) {
     return finish("this agent has no device " + assign.backend + ":" + std::to_string(assign.device_index));
   }
-  ProcessSpec spec;
-  std::string token;  // verify jobs: proves result.json came from the harness
-  if (assign.kind == "exec") {
-    if (assign.argv.empty()) return finish("exec job without a command");
-    spec.argv = assign.argv;
-    spec.cwd = work;
-  } else if (assign.kind == "verify") {
-    auto harness = find_harness_dir(options_.harness_dir);
-    if (!harness.ok()) return finish(harness.status().message());
-    token = random_hex_id();
-    spec = harness_process(options_.python, *harness, work, token);
-  } else {
+  auto limits_of = [&] {
+    ResourceLimits l;
+    l.address_space_mb = pick(assign.limits.address_space_mb, options_.limits.address_space_mb);
+    l.cpu_s = pick(assign.limits.cpu_s, options_.limits.cpu_s);
+    l.open_files = pick(assign.limits.open_files, options_.limits.open_files);
+    l.processes = pick(assign.limits.processes, options_.limits.processes);
+    l.file_size_mb = pick(assign.limits.file_size_mb, options_.limits.file_size_mb);
+    return l;
+  };
+  auto timeout = std::chrono::milliseconds(pick(assign.timeout_ms, options_.job_timeout_ms));
+  if (assign.kind == "verify") {
+    // Verifier v2: the judge reads the job directory; the candidate runs in a worker that
+    // never sees it (agent/verifier/verifier.h).
+    auto verifier = verifier_for(assign);
+    if (!verifier.ok()) return finish(verifier.status().message());
+    nlohmann::json doc = (*verifier)->verify(work, timeout, &cancel, limits_of());
+    result.exit_code = 0;
+    result.cancelled = cancel.cancelled();
+    result.result_json = doc.dump();
+    return finish("");
+  }
+  if (assign.kind != "exec") {
     return finish("job kind '" + assign.kind + "' is not supported by this agent");
   }
+  if (assign.argv.empty()) return finish("exec job without a command");
+  ProcessSpec spec;
+  spec.argv = assign.argv;
+  spec.cwd = work;
   if (Status st = hand_over(work, options_.run_as); !st.ok()) return finish(st.message());
   spec.run_as = options_.run_as;
   spec.env_allow = options_.env_allow;
@@ -434,19 +448,9 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   spec.env["KFORGE_JOB_ID"] = std::to_string(assign.job.job_id);
   spec.env["KFORGE_EPOCH"] = std::to_string(assign.job.epoch);
   spec.env["KFORGE_WORK_DIR"] = work.string();
-  spec.env["KFORGE_DEVICE"] = assign.backend + ":" + std::to_string(assign.device_index);
-  if (assign.backend == "cuda") {
-    spec.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";  // nvidia-smi's numbering
-    spec.env["CUDA_VISIBLE_DEVICES"] = std::to_string(assign.device_index);
-  } else if (assign.backend == "ascend") {
-    spec.env["ASCEND_RT_VISIBLE_DEVICES"] = std::to_string(assign.device_index);
-  }
-  spec.limits.address_space_mb = pick(assign.limits.address_space_mb, options_.limits.address_space_mb);
-  spec.limits.cpu_s = pick(assign.limits.cpu_s, options_.limits.cpu_s);
-  spec.limits.open_files = pick(assign.limits.open_files, options_.limits.open_files);
-  spec.limits.processes = pick(assign.limits.processes, options_.limits.processes);
-  spec.limits.file_size_mb = pick(assign.limits.file_size_mb, options_.limits.file_size_mb);
-  spec.timeout = std::chrono::milliseconds(pick(assign.timeout_ms, options_.job_timeout_ms));
+  for (const auto& [k, v] : device_env(assign.backend, assign.device_index)) spec.env[k] = v;
+  spec.limits = limits_of();
+  spec.timeout = timeout;
   spec.output_cap = options_.output_cap;
 
   auto outcome = run_process(spec, &cancel);
@@ -458,13 +462,51 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   result.stdout_data = std::move(outcome->stdout_data);
   result.stderr_data = std::move(outcome->stderr_data);
   result.output_truncated = outcome->stdout_truncated || outcome->stderr_truncated;
-  if (assign.kind == "verify") {
-    result.result_json = finalize_verdict(*outcome, work, token).dump();
-  } else if (std::filesystem::exists(work / kResultFile, ec) &&
-             std::filesystem::file_size(work / kResultFile, ec) <= kMaxResultJson) {
+  if (std::filesystem::exists(work / kResultFile, ec) &&
+      std::filesystem::file_size(work / kResultFile, ec) <= kMaxResultJson) {
     if (auto json = read_file(work / kResultFile); json.ok()) result.result_json = *json;
   }
   return finish("");
+}
+
+std::map<std::string, std::string> Agent::device_env(const std::string& backend,
+                                                     uint32_t index) const {
+  std::map<std::string, std::string> env;
+  env["KFORGE_DEVICE"] = backend + ":" + std::to_string(index);
+  if (backend == "cuda") {
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";  // nvidia-smi's numbering
+    env["CUDA_VISIBLE_DEVICES"] = std::to_string(index);
+  } else if (backend == "ascend") {
+    env["ASCEND_RT_VISIBLE_DEVICES"] = std::to_string(index);
+  }
+  return env;
+}
+
+Result<Verifier*> Agent::verifier_for(const proto::Assign& assign) {
+  std::string key = assign.backend + ":" + std::to_string(assign.device_index);
+  std::lock_guard lock(verifiers_mu_);
+  auto it = verifiers_.find(key);
+  if (it != verifiers_.end()) return it->second.get();
+  auto harness = find_harness_dir(options_.harness_dir);
+  if (!harness.ok()) return harness.status();
+  VerifierOptions vo;
+  vo.python = options_.python;
+  vo.harness_dir = *harness;
+  vo.work_root = options_.work_root / ("verifier-" + assign.backend + std::to_string(assign.device_index));
+  vo.worker_as = options_.run_as;
+  vo.env_allow = options_.env_allow;
+  vo.env = device_env(assign.backend, assign.device_index);
+  vo.worker_limits = options_.limits;
+  vo.output_cap = std::min<size_t>(options_.output_cap, 64 << 10);
+  vo.warm_workers = options_.warm_workers;
+  vo.device = assign.backend;
+  auto v = Verifier::start(vo);
+  if (!v.ok()) return v.status();
+  spdlog::info("agent {}: verifier for {} started (judge + {} warm worker(s))", id_, key,
+               vo.warm_workers);
+  Verifier* raw = v->get();
+  verifiers_.emplace(key, std::move(v.value()));
+  return raw;
 }
 
 }  // namespace kforge

@@ -26,6 +26,7 @@
 #include <zmq.hpp>
 
 #include "agent/outbox.h"
+#include "agent/verifier/verifier.h"
 #include "common/clock.h"
 #include "common/process.h"
 #include "common/protocol.h"
@@ -52,6 +53,7 @@ struct AgentOptions {
   uint32_t backoff_initial_ms = 1000;                // Hello retry: doubling ...
   uint32_t backoff_max_ms = 32'000;                  // ... up to this
   bool keep_work_dirs = false;                       // keep jobs/<job>-<epoch>/ after the result
+  size_t warm_workers = 1;                           // candidate workers started ahead, per device
   size_t max_msg_bytes = 64u << 20;
 };
 
@@ -109,6 +111,9 @@ class Agent {
   proto::Hello make_hello() const;
   std::vector<proto::JobRef> running_refs() const;
   proto::JobResult run_job(const proto::Assign& assign, CancelToken& cancel);
+  // The device's judge and warm workers, started at its first verify job.
+  Result<Verifier*> verifier_for(const proto::Assign& assign);
+  std::map<std::string, std::string> device_env(const std::string& backend, uint32_t index) const;
   void shutdown_jobs();
 
   AgentOptions options_;
@@ -140,6 +145,8 @@ class Agent {
   std::mutex filter_mu_;
   AgentMessageFilter filter_;
   std::vector<std::pair<int64_t, proto::Message>> delayed_;  // held by the filter
+  std::mutex verifiers_mu_;
+  std::map<std::string, std::unique_ptr<Verifier>> verifiers_;  // "backend:index"
 };
 
 }  // namespace kforge

@@ -268,8 +268,9 @@ std::string verifier_summary(const std::string& output) {
   }
   if (doc.contains("phases_ms") && doc["phases_ms"].is_object()) {
     // In the order they happen (first_call is part of precision); names the harness may add later after them.
-    static const std::vector<std::string> kOrder = {"imports",    "device_init", "load_reference", "load_candidate",
-                                                    "first_call", "precision",   "profile"};
+    static const std::vector<std::string> kOrder = {"imports",        "device_init",    "worker_ready",
+                                                    "load_reference", "load_candidate", "first_call",
+                                                    "precision",      "profile"};
     const json& ph = doc["phases_ms"];
     std::vector<std::string> keys;
     for (const auto& k : kOrder) {

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "agent/verifier/verifier.h"
 #include "agent/verify.h"
 #include "cli/commands.h"
 #include "common/fs.h"
@@ -86,6 +87,9 @@ int cmd_verify(const ParsedFlags& flags) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "kforge-verify-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) return cli_fail("verify: cannot create a job directory in " + std::filesystem::temp_directory_path().string());
   std::filesystem::path dir = tmpl;
+  // The worker's user must reach its own directory below this one (and list nothing here).
+  std::error_code perm_ec;
+  std::filesystem::permissions(dir, std::filesystem::perms(0711), perm_ec);
   auto cleanup = [&] {
     if (flags.has("keep")) {
       std::fprintf(stderr, "kforge: job directory kept: %s\n", dir.c_str());
@@ -100,26 +104,27 @@ int cmd_verify(const ParsedFlags& flags) {
       return cli_fail("verify: " + st.message());
     }
   }
-  if (Status st = hand_over(dir, run_as); !st.ok()) {
+  // Verifier v2, as on an agent: a judge (this user) and one candidate worker (--run-as).
+  VerifierOptions vo;
+  vo.python = flags.get("python").value_or("/usr/bin/python3");
+  vo.harness_dir = *harness;
+  vo.work_root = dir / "verifier";
+  vo.worker_as = run_as;
+  vo.env_allow = {"PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_VISIBLE_DEVICES",
+                  "ASCEND_HOME_PATH", "ASCEND_RT_VISIBLE_DEVICES"};
+  vo.worker_limits.address_space_mb = memory_mb;
+  vo.worker_limits.processes = processes;
+  vo.worker_limits.file_size_mb = 1024;
+  vo.warm_workers = 1;  // starts beside the judge
+  vo.refill = false;    // one job
+  vo.device = spec.target.backend;
+  auto verifier = Verifier::start(vo);
+  if (!verifier.ok()) {
     cleanup();
-    return cli_fail("verify: " + st.message());
+    return cli_fail("verify: cannot start the verifier: " + verifier.status().message());
   }
-
-  std::string token = random_hex_id();
-  ProcessSpec process = harness_process(flags.get("python").value_or("/usr/bin/python3"), *harness, dir, token);
-  process.env_allow = {"PATH", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH", "CUDA_HOME",
-                       "CUDA_VISIBLE_DEVICES", "ASCEND_HOME_PATH", "ASCEND_RT_VISIBLE_DEVICES"};
-  process.run_as = run_as;
-  process.timeout = std::chrono::seconds(timeout_s);
-  process.limits.address_space_mb = memory_mb;
-  process.limits.processes = processes;
-  process.limits.file_size_mb = 1024;
-  auto outcome = run_process(process);
-  if (!outcome.ok()) {
-    cleanup();
-    return cli_fail("verify: cannot run the harness: " + outcome.status().message());
-  }
-  nlohmann::json doc = finalize_verdict(*outcome, dir, token);
+  nlohmann::json doc = (*verifier)->verify(dir, std::chrono::seconds(timeout_s));
+  verifier->reset();
   cleanup();
   std::string input_error = doc.value("input_error", std::string());
   if (!input_error.empty()) return cli_fail("verify: the task or candidate is unusable: " + input_error);

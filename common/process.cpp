@@ -17,6 +17,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/unique_fd.h"
+
 namespace kforge {
 namespace {
 
@@ -30,34 +32,6 @@ constexpr std::chrono::milliseconds kDrainGrace{2000};
 // At most this many bytes are read from one pipe per wake-up, so that a child writing
 // without pause cannot starve the deadline, the cancel token or the other pipe.
 constexpr size_t kReadBurst = 1 << 20;
-
-// Owns a file descriptor; -1 when empty.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -114,6 +88,7 @@ struct ChildPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   int stdio[3] = {-1, -1, -1};
+  std::vector<int> pass_fds;             // become 3, 4, ... in the child
   int error_fd = -1;
   int max_fd = 1024;  // for the fallback when close_range is unavailable
 };
@@ -146,23 +121,35 @@ struct ChildPlan {
   for (int i = 0; i < 3; ++i) {
     if (::dup2(src[i], i) < 0) child_fail(plan.error_fd, ChildStage::stdio, errno);
   }
-  // Every fd above 2 closes at exec; the error pipe must stay open until then.
-  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-    for (int fd = 3; fd < plan.max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  // Passed descriptors land on 3, 4, ...: first every source (and the error pipe) moves above
+  // that range, so that no dup2 below clobbers one still to be moved.
+  const int first_free = 3 + static_cast<int>(plan.pass_fds.size());
+  int error_fd = plan.error_fd;
+  if (!plan.pass_fds.empty()) {
+    error_fd = ::fcntl(plan.error_fd, F_DUPFD_CLOEXEC, first_free);
+    if (error_fd < 0) child_fail(plan.error_fd, ChildStage::stdio, errno);
+    for (size_t i = 0; i < plan.pass_fds.size(); ++i) {
+      int moved = ::fcntl(plan.pass_fds[i], F_DUPFD, first_free);
+      if (moved < 0 || ::dup2(moved, 3 + static_cast<int>(i)) < 0) child_fail(error_fd, ChildStage::stdio, errno);
+    }
+  }
+  // Every other fd closes at exec; the error pipe must stay open until then.
+  if (::close_range(first_free, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    for (int fd = first_free; fd < plan.max_fd; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
 
   for (size_t i = 0; i < plan.limits.size(); ++i) {
     if (::setrlimit(plan.limits[i].resource, &plan.limits[i].value) != 0) {
-      child_fail(plan.error_fd, ChildStage::rlimit, errno, static_cast<int>(i));
+      child_fail(error_fd, ChildStage::rlimit, errno, static_cast<int>(i));
     }
   }
   if (plan.switch_user) {
     // Groups first: after setuid we could no longer drop them.
     if (::setgroups(0, nullptr) != 0 || ::setgid(plan.gid) != 0 || ::setuid(plan.uid) != 0) {
-      child_fail(plan.error_fd, ChildStage::user, errno);
+      child_fail(error_fd, ChildStage::user, errno);
     }
   }
-  if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) child_fail(plan.error_fd, ChildStage::chdir, errno);
+  if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) child_fail(error_fd, ChildStage::chdir, errno);
 
   sigset_t none;
   sigemptyset(&none);
@@ -186,10 +173,10 @@ struct ChildPlan {
       case ETIMEDOUT:
         continue;
       default:
-        child_fail(plan.error_fd, ChildStage::exec, last);
+        child_fail(error_fd, ChildStage::exec, last);
     }
   }
-  child_fail(plan.error_fd, ChildStage::exec, saw_eacces ? EACCES : last);
+  child_fail(error_fd, ChildStage::exec, saw_eacces ? EACCES : last);
 }
 
 bool valid_env_name(const std::string& name) {
@@ -393,6 +380,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   plan.stdio[1] = stdout_write.get();
   plan.stdio[2] = stderr_write.get();
   plan.error_fd = error_write.get();
+  plan.pass_fds = spec.pass_fds;
 
   ProcessResult result;
   const auto start = SteadyClock::now();
@@ -421,6 +409,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
     got = ::read(error_read.get(), &child_error, sizeof child_error);
   } while (got < 0 && errno == EINTR);
   error_read.reset();
+  if (spec.on_started) spec.on_started();
   if (got != 0) {
     int status;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -37,6 +38,8 @@ struct ResourceLimits {
   uint64_t processes = 0;         // RLIMIT_NPROC (counts all processes of the real uid; not
                                   // enforced for root)
   uint64_t file_size_mb = 0;      // RLIMIT_FSIZE (MiB per file written; then SIGXFSZ)
+
+  bool operator==(const ResourceLimits&) const = default;
 };
 
 // Who a child runs as, when the parent is root (see ProcessSpec::run_as).
@@ -65,6 +68,13 @@ struct ProcessSpec {
   std::optional<UserIds> run_as;
   std::string stdin_data;                   // written to the child's stdin, then closed
                                             // (empty: stdin is /dev/null)
+  // Descriptors the child inherits: pass_fds[i] becomes fd 3 + i in the child; every other
+  // descriptor above 2 is closed at exec. The caller keeps ownership of its copies.
+  std::vector<int> pass_fds;
+  // Called in the parent once the child has been forked and has exec'd (or failed to): the
+  // moment to close the parent's copies of pass_fds, so that the child's end of a socket
+  // reaches end-of-file when the child dies. Runs on the calling thread.
+  std::function<void()> on_started;
 };
 
 struct ProcessResult {

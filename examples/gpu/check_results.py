@@ -25,8 +25,8 @@ import os
 import statistics
 import sys
 
-PHASES = ("imports", "device_init", "load_reference", "load_candidate", "first_call",
-          "precision", "profile")
+PHASES = ("imports", "device_init", "worker_ready", "load_reference", "load_candidate",
+          "first_call", "precision", "profile")
 
 
 def load(path, default=None):
@@ -252,7 +252,7 @@ def main():
     # 6. overhead
     over = [dict(job=r["job"], task=r["task"], attempt=r["attempt"], verdict=r["verdict"],
                  **overhead(r)) for r in rows]
-    keys = ["wall", "process_start", "imports", "device_init", "load_reference",
+    keys = ["wall", "process_start", "imports", "device_init", "worker_ready", "load_reference",
             "load_candidate", "first_call", "precision", "profile", "teardown",
             "kernel_calls_timed_ms"]
     medians = {}

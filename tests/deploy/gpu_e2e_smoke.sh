@@ -32,7 +32,7 @@ results = json.load(open(f"{out}/results.json"))
 assert len(results) == 12 and all(t["state"] == "passed" for t in results), results
 rows = summary["overhead_ms"]
 assert len(rows) == 16, len(rows)  # 12 first attempts + 4 fixes
-assert all(r.get("wall", 0) > 0 and "process_start" in r and "imports" in r for r in rows), rows
+assert all(r.get("wall", 0) > 0 and "process_start" in r for r in rows), rows
 print(f"gpu-e2e smoke: {len(results)} tasks passed, {len(rows)} jobs, bundle ok")
 PY
 # OUT holds what the device tool brings back (at most 8 files); the rest is in the tarball

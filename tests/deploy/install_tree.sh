@@ -23,7 +23,8 @@ prefix=$tmp/prefix
 for f in bin/kforge bin/kforge-coordinator bin/kforge-agent share/kforge/slurm/kforge-agents.sbatch; do
   [ -x "$prefix/$f" ] || fail "$prefix/$f is missing or not executable"
 done
-for f in share/kforge/harness/kforge_harness.py share/kforge/harness/kforge_cpp.py \
+for f in share/kforge/harness/kforge_judge.py share/kforge/harness/kforge_worker.py \
+         share/kforge/harness/kforge_harness.py share/kforge/harness/kforge_cpp.py \
          share/kforge/prompts/designer.md share/kforge/prompts/coder.md \
          lib/systemd/system/kforge-coordinator.service lib/systemd/system/kforge-agent.service \
          lib/sysusers.d/kforge.conf \
@@ -56,7 +57,7 @@ said= seen=
 while read -r -t 30 -u 4 line; do  # up to its first hello: its SIGTERM handler is set by then
   seen+="$line"$'\n'
   case $line in
-    *"verification harness"*|*kforge_harness.py*) said=$line ;;
+    *"verification harness"*|*kforge_judge.py*) said=$line ;;
     *"hello to "*) break ;;
   esac
 done
@@ -82,7 +83,7 @@ grep -q '"verdict": "passed"' "$tmp/verify.json" || fail "installed kforge verif
 # only announces itself is the one that answers.
 cp -a "$prefix" "$tmp/marked"
 printf 'import sys\nsys.stderr.write("installed-harness-%s\\n")\nsys.exit(3)\n' "$$" \
-  > "$tmp/marked/share/kforge/harness/kforge_harness.py"
+  > "$tmp/marked/share/kforge/harness/kforge_judge.py"
 verify "$tmp/marked" > "$tmp/marked.out" 2>&1 || true
 grep -q "installed-harness-$$" "$tmp/marked.out" ||
   fail "kforge verify from $tmp/marked/bin did not use $tmp/marked/share/kforge/harness: $(cat "$tmp/marked.out")"

@@ -2,10 +2,11 @@
 
     /usr/bin/python3 -m pytest tests/harness -q
 
-Part 1 runs every case of cases.json through kforge_harness.py in a subprocess, as the C++
-parent would (jobrun.py), and checks the verdict. Cases marked "needs_parent" get their
-verdict from the parent; here their limits are emulated (RLIMIT_AS, RLIMIT_NPROC as user
-nobody) and, for timeout and crash, the process outcome and DIR/stage are checked instead.
+Part 1 runs every case of cases.json and of the hostile corpus (cases_hostile.json: one case
+per cheat, each written to get past the static rules, so that the judge itself must stop it)
+through Verifier v2 as the agent does (v2run.py: one warm judge, a fresh candidate worker per
+case, killed before the verdict) and checks the verdict. Limits are emulated (RLIMIT_AS,
+RLIMIT_NPROC as user nobody).
 Part 2 are unit tests of the comparison, the static rules, tracing, classification, job
 parsing, result writing and kforge_cpp.
 """
@@ -14,11 +15,11 @@ import ctypes
 import errno
 import json
 import math
+import re
 import os
 import signal
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -28,77 +29,64 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "agent", "harness"))
 
 import jobrun  # noqa: E402
+import v2run  # noqa: E402
 import kforge_cpp  # noqa: E402
 from kforge_verifier import compare, errors, job, result, rules, trace, verdicts  # noqa: E402
 
 CASES = jobrun.load_cases()
-RESULT_KEYS = {"token_ok", "verdict", "message", "input_error", "stage", "trials", "checks", "versions",
-               "phases_ms"}
+HOSTILE = jobrun.load_cases("cases_hostile.json")
+RESULT_KEYS = {"verdict", "message", "input_error", "stage", "trials", "checks", "versions",
+               "phases_ms", "worker"}
 
 
 def _can_drop_privileges():
     return os.geteuid() != 0 or (os.path.isdir("/tmp") and hasattr(os, "setuid"))
 
 
-# --- part 1: the corpus ---------------------------------------------------------------------
+# --- part 1: the corpus, through Verifier v2 (a warm judge, a fresh worker per case) ----------
 
 @pytest.fixture(scope="session")
 def outcomes():
-    """Runs all cases, a few at a time. -> {name: Outcome}."""
+    """Runs all cases (cases.json and the hostile corpus) through one judge. -> {name: doc}"""
     # not under pytest's tmp_path: that is 0700 and cases with a process limit run as nobody
     with tempfile.TemporaryDirectory(prefix="kforge-harness-test-") as parent:
-        os.chmod(parent, 0o777)
-        cache = os.path.join(parent, "cpp-cache")  # shared: saves ~25 compiles of 4 sources
-        os.mkdir(cache)
-        os.chmod(cache, 0o777)
+        os.chmod(parent, 0o755)
+        judge = v2run.Judge()
+        docs = {}
+        try:
+            for case in CASES + HOSTILE:
+                job_dir = jobrun.make_job_dir(case, parent)
+                docs[case["name"]] = judge.verify(job_dir, case.get("timeout_s", 60),
+                                                  case.get("limits"))
+        finally:
+            judge.close()
+        yield docs
 
-        def one(case):
-            return case["name"], jobrun.run_case(case, parent, cpp_cache=cache)
 
-        # slow ones first so they overlap with the rest
-        order = sorted(CASES, key=lambda c: not c.get("needs_parent"))
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            yield dict(pool.map(one, order))
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize("case", CASES + HOSTILE, ids=[c["name"] for c in CASES + HOSTILE])
 def test_case(case, outcomes):
-    out = outcomes[case["name"]]
+    res = outcomes[case["name"]]
     expect = case["expect"]
-    context = f"stage={out.stage} rc={out.returncode} stderr tail:\n{out.stderr[-2000:]}"
-    if expect == "timeout":
-        # the parent's timeout kills the group; the harness must not have written a verdict
-        assert out.timed_out, context
-        assert out.result is None, out.result
-        assert out.stage == "precision", context
-        return
-    if expect == "crashed":
-        assert out.returncode == -signal.SIGSEGV, context
-        assert out.result is None, out.result
-        assert out.stage == "precision", context
-        assert "Fatal Python error" in out.stderr  # faulthandler's stack for the model
-        return
     if case.get("limits", {}).get("processes") and not _can_drop_privileges():
         pytest.skip("RLIMIT_NPROC cannot bind here (root without setuid)")
-    assert out.result is not None, context
-    assert out.returncode == 0, context
-    res = out.result
-    assert res["verdict"] == expect, f"{res['verdict']}: {res['message']}\n{context}"
+    assert res["verdict"] == expect, f"{res['verdict']}: {res['message']}"
     assert bool(res["input_error"]) == bool(case.get("input_error", False)), res
     assert RESULT_KEYS <= set(res), sorted(res)
-    assert res["token_ok"], "result.json must echo the token from stdin"
     assert res["message"]
+    assert not re.search(r"seed \d", res["message"]), "the judge's seeds are secret"
     if expect == "passed":
         assert res["trials"] >= 3
         assert res["checks"]["mismatches"] == 0
         assert res["checks"]["total"] > 0
     if case["task_type"] == "profile" and expect == "passed":
         prof = res["profile"]
-        assert prof["method"] == "perf_counter_ns"
+        assert prof["method"] == "judge_clock"
         assert prof["candidate"]["runs"] == case.get("job", {}).get("runs", 50)
         assert prof["speedup"] > 0
         assert prof["candidate"]["min_us"] <= prof["candidate"]["median_us"] <= \
             prof["candidate"]["max_us"]
+        if "max_speedup" in case:  # a cache cannot buy speed: every timed run is fresh
+            assert prof["speedup"] < case["max_speedup"], prof
     else:
         assert "profile" not in res
 
@@ -120,29 +108,32 @@ def cuda_outcomes():
     if not _cuda_available():
         pytest.skip("no CUDA GPU with torch and triton in this interpreter")
     with tempfile.TemporaryDirectory(prefix="kforge-harness-cuda-") as parent:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            yield dict(pool.map(lambda c: (c["name"], jobrun.run_case(c, parent)), CUDA_CASES))
+        os.chmod(parent, 0o755)
+        judge = v2run.Judge(device="cuda")
+        try:
+            yield {c["name"]: judge.verify(jobrun.make_job_dir(c, parent), c.get("timeout_s", 300))
+                   for c in CUDA_CASES}
+        finally:
+            judge.close()
 
 
 @pytest.mark.parametrize("case", CUDA_CASES, ids=[c["name"] for c in CUDA_CASES])
 def test_cuda_case(case, cuda_outcomes):
-    out = cuda_outcomes[case["name"]]
-    assert out.result is not None, out.stderr[-2000:]
-    assert out.result["verdict"] == case["expect"], out.result["message"]
-    assert out.result["token_ok"]
+    res = cuda_outcomes[case["name"]]
+    assert res["verdict"] == case["expect"], res["message"]
     if case["expect"] == "passed" and case["task_type"] == "profile":
-        assert out.result["profile"]["method"] == "cuda_events"
+        assert res["profile"]["method"] == "judge_clock"
 
 
 def test_profile_case_reports_speedup(outcomes):
-    res = outcomes["cpp_add_profile_passes"].result
+    res = outcomes["cpp_add_profile_passes"]
     assert res["verdict"] == "passed"
     assert res["profile"]["suspicious"] is False
     assert "speedup" in res["message"]
 
 
 def test_suspicious_speedup_is_flagged_but_passes(outcomes):
-    res = outcomes["suspicious_speedup_flagged"].result
+    res = outcomes["suspicious_speedup_flagged"]
     assert res["verdict"] == "passed"
     assert res["profile"]["suspicious"] is True
     assert res["profile"]["speedup"] > 10
@@ -150,44 +141,44 @@ def test_suspicious_speedup_is_flagged_but_passes(outcomes):
 
 
 def test_tail_bug_reports_tail_indices(outcomes):
-    res = outcomes["cpp_add_tail_bug"].result
+    res = outcomes["cpp_add_tail_bug"]
     first = res["checks"]["first_mismatches"]
     assert first and first[0]["index"] == [100003 // 256 * 256]
     assert res["checks"]["mismatches"] == 100003 % 256
 
 
 def test_nan_mismatch_message(outcomes):
-    res = outcomes["cpp_softmax_naive_overflow"].result
+    res = outcomes["cpp_softmax_naive_overflow"]
     assert "NaN positions differ" in res["message"]
     assert res["checks"]["first_mismatches"][0]["actual"] == "nan"
 
 
 def test_cached_answer_fails_on_a_later_trial(outcomes):
-    res = outcomes["numpy_add_cached_answer"].result
+    res = outcomes["numpy_add_cached_answer"]
     assert res["message"].startswith("trial 1")
 
 
 def test_phases_and_clock_measure_the_overhead(outcomes):
-    res = outcomes["cpp_add_profile_passes"].result
+    res = outcomes["cpp_add_profile_passes"]
     phases = res["phases_ms"]
-    for key in ("imports", "load_reference", "load_candidate", "precision", "first_call",
+    for key in ("worker_ready", "load_reference", "load_candidate", "precision", "first_call",
                 "profile"):
         assert phases[key] >= 0, key
     assert "device_init" not in phases  # a cpu job has no device context to create
     assert phases["first_call"] <= phases["precision"]  # the first call is part of precision
     clock = res["clock"]
     spent = clock["end_unix_ms"] - clock["start_unix_ms"]
-    assert spent >= phases["load_reference"] + phases["load_candidate"] + phases["precision"]
+    assert spent >= phases["load_candidate"] + phases["precision"] + phases["profile"]
 
 
-def test_pointer_cache_fails_after_timing(outcomes):
-    # precision passes (fresh buffers every trial); the timed runs share one set of buffers
-    # whose values the harness rewrites between runs, so the reused answer is caught there
-    res = outcomes["cpp_add_pointer_cache_timed"].result
-    assert res["stage"] == "profile"
-    assert res["trials"] == 3
-    assert res["message"].startswith("the last timed run")
-    assert "rewrites the inputs' values" in res["message"]
+def test_pointer_cache_fails(outcomes):
+    # a cache keyed by the inputs' data pointers: the worker's inputs live in the judge's
+    # shared buffer, at the same addresses every call, with new values each time, so the
+    # reused answer is wrong at the next trial already (and at every timed run)
+    res = outcomes["cpp_add_pointer_cache_timed"]
+    assert res["verdict"] == "precision_mismatch"
+    assert res["stage"] in ("precision", "profile")
+    assert res["message"].startswith(("trial", "timed run"))
 
 
 def test_timing_calls_prepare_before_each_call():
@@ -229,11 +220,9 @@ def test_rotation_skipped_when_inputs_ignore_the_seed(tmp_path):
 
 
 def test_results_are_strict_json(outcomes):
-    for name, out in outcomes.items():
-        if out.result is not None:
-            json.dumps(out.result, allow_nan=False)  # raises on NaN/Inf
-            assert out.result["stage"] in ("load_reference", "load_candidate", "precision",
-                                           "profile"), name
+    for name, res in outcomes.items():
+        json.dumps(res, allow_nan=False)  # raises on NaN/Inf
+        assert res["stage"] in ("load_reference", "load_candidate", "precision", "profile"), name
 
 
 def test_cases_json_is_well_formed():
@@ -477,12 +466,20 @@ def test_cuda_c_needs_global_and_load_inline():
 
 
 @pytest.mark.parametrize("call", ["torch.matmul(x, x)", "torch.nn.functional.softmax(x, 1)",
-                                  "F.softmax(x, dim=1)", "np.dot(x, x)", "x.mm(x)",
+                                  "F.softmax(x, dim=1)", "np.dot(x, x)",
                                   "torch.linalg.solve(x, x)", "x @ x", "np.linalg.norm(x)"])
 def test_framework_heavy_ops_are_rejected(call):
     src = CPP_OK + f"\nimport torch.nn.functional as F\nimport numpy as np\ndef g(x):\n" \
                    f"    return {call}\n"
     assert rule_names(src) == ["framework_op"], call
+
+
+@pytest.mark.parametrize("call", ["x.mm(x)", "lib.softmax(x)", "self._lib.matmul(a, b)"])
+def test_method_calls_are_left_to_the_runtime_trace(call):
+    # by name alone x.mm(x) and a ctypes function lib.softmax look the same: the trace in the
+    # worker decides by the object called (a tensor's method is the framework's)
+    src = CPP_OK + f"\ndef g(x, lib, self, a, b):\n    return {call}\n"
+    assert rule_names(src) == [], call
 
 
 def test_allocation_and_layout_are_allowed():

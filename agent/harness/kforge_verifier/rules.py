@@ -9,8 +9,9 @@ Rule groups (each Violation names its rule):
                   swft    swft imported
   framework_op  heavy framework computation (trace.HEAVY: matmul, conv, softmax, norms,
                 attention, linalg, fft ...) called outside kernel code: torch./F./numpy./
-                scipy. calls, .matmul/.mm/.bmm/.softmax/.dot/.einsum methods, the @ operator;
-                for cuda_c also ATen calls (torch::matmul, at::softmax ...) inside C++ strings
+                scipy. calls and the @ operator; for cuda_c also ATen calls (torch::matmul,
+                at::softmax ...) inside C++ strings. Method calls (x.softmax(), lib.softmax())
+                are left to the runtime trace, which sees what the called object is
   reference     importing or naming the reference module (it is the answer)
   integrity     reaching into the harness or the interpreter: importing inspect, gc,
                 builtins, atexit, faulthandler, __main__ or the harness; sys.modules,
@@ -58,9 +59,6 @@ FORBIDDEN_STRINGS = ("result.json", "kforge_harness", "kforge_verifier")
 PROTECTED_ROOTS = ("torch", "numpy", "triton", "ctypes", "kforge_cpp", "time", "builtins",
                    "os", "sys", "mindspore", "scipy")
 FRAMEWORK_ROOTS = ("torch", "numpy", "scipy", "mindspore")
-HEAVY_METHODS = ("matmul", "mm", "bmm", "softmax", "log_softmax", "dot", "einsum",
-                 "addmm", "baddbmm", "tensordot")
-KERNEL_ROOTS = ("triton", "tl")
 NATIVE_LOADERS = ("kforge_cpp.build", "ctypes.CDLL", "ctypes.PyDLL", "ctypes.cdll.LoadLibrary",
                   "numpy.ctypeslib.load_library", "kforge_cpp.CountingCDLL")
 
@@ -271,13 +269,8 @@ class _Scanner:
                 self.add("framework_op", f"{dotted}() computes with the framework; implement "
                          f"it in your {self.impl_type} kernel", node)
                 return
-        if isinstance(func, ast.Attribute) and func.attr in HEAVY_METHODS:
-            receiver = self.dotted(func.value) or ""
-            if receiver.split(".")[0] in KERNEL_ROOTS or receiver.startswith("triton") or \
-                    receiver in self.native or func.attr in self.defined:
-                return  # kernel code, the candidate's own library or its own method
-            self.add("framework_op", f".{func.attr}() computes with the framework; "
-                     f"implement it in your {self.impl_type} kernel", node)
+        # A method call (x.softmax(), lib.softmax()) is judged by what the object is, at run
+        # time (trace.py), not by its name here: a ctypes function named like the op is fine.
 
     # --- impl_type presence -----------------------------------------------------------------
     def check_impl(self):

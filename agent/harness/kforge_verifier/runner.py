@@ -63,6 +63,8 @@ def _ms(t0):
 
 
 class Runner:
+    show_seeds = True  # the judge's seeds are secret: its labels leave them out
+
     def __init__(self, spec, doc):
         self.spec = spec
         self.doc = doc
@@ -179,7 +181,8 @@ class Runner:
         sets = self.gen_sets(seed)
         cases = []
         for k, inputs in enumerate(sets):
-            case_label = f"{label} (seed {seed})" + (f", input set {k}" if len(sets) > 1 else "")
+            shown = f" (seed {seed})" if self.show_seeds else ""
+            case_label = f"{label}{shown}" + (f", input set {k}" if len(sets) > 1 else "")
             pristine = fw.clone(inputs)
             fw.seed(seed)
             out = self.ref_call(*inputs)

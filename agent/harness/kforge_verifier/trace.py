@@ -245,9 +245,19 @@ def trace_numpy(fn, args, overlaps):
         except Exception:  # noqa: BLE001
             log.errors += 1
 
+    def _dot(self, *a, **k):
+        # ndarray.dot is a method, seen by neither hook above: decided by the object called
+        result = np.ndarray.dot(self.view(np.ndarray), *unwrap(a), **unwrap(k))
+        try:
+            log.record("matmul", (self.view(np.ndarray),) + tuple(unwrap(a)), k, result, is_nd)
+        except Exception:  # noqa: BLE001
+            log.errors += 1
+        return wrap(result)
+
     Traced.__array_ufunc__ = _ufunc
     Traced.__array_function__ = _function
     Traced.__setitem__ = _setitem
+    Traced.dot = _dot
 
     # np.asarray and friends return base-class arrays for subclass inputs, which would end
     # the trace at the first `x = np.ascontiguousarray(x)`; while the call runs, the module

@@ -1,0 +1,306 @@
+"""The judge's link to a candidate worker: messages on a socket, arrays in shared memory.
+
+Messages are JSON objects, one per SOCK_SEQPACKET packet (at most MAX_MESSAGE bytes), with
+optional descriptors (SCM_RIGHTS). Nothing is ever unpickled: the worker runs the candidate,
+so whatever it sends is hostile data, parsed with limits and never executed.
+
+Values cross as a JSON tree (encode/decode): arrays are {"a": {dtype, shape, off, n, fw}}
+whose bytes sit in an Arena, a memfd mapped by both processes; scalars, None, strings,
+lists, tuples and dicts are spelled out. The judge writes inputs into its input arena and
+reads outputs from the output arena by copying them out (a snapshot) the moment the worker
+answers: later writes by the candidate never reach what the judge compares.
+"""
+
+import json
+import mmap
+import os
+import select
+import socket
+import time
+
+import numpy as np
+
+MAX_MESSAGE = 1 << 20       # bytes of one JSON message
+MAX_DEPTH = 16              # nesting of a value tree
+MAX_ITEMS = 100_000         # leaves of a value tree
+MAX_DIMS = 16
+MAX_FDS = 4
+
+
+class Closed(Exception):
+    """The peer closed the socket (or died)."""
+
+
+class Timeout(Exception):
+    """No message before the deadline."""
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol (size, JSON, shape of the value tree)."""
+
+
+class Channel:
+    """One end of a SOCK_SEQPACKET socket pair."""
+
+    def __init__(self, fd):
+        self.sock = socket.socket(fileno=fd)
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, obj, fds=()):
+        data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        if len(data) > MAX_MESSAGE:
+            raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
+        try:
+            if fds:
+                socket.send_fds(self.sock, [data], list(fds))
+            else:
+                self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise Closed(str(e)) from None
+
+    def recv(self, deadline=None):
+        """-> (obj, fds). deadline: time.monotonic() value, None waits forever."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.sock], [], [], max(left, 0.0))
+            if not ready:
+                raise Timeout()
+        try:
+            data, fds, flags, _ = socket.recv_fds(self.sock, MAX_MESSAGE + 1, MAX_FDS)
+        except ConnectionResetError as e:
+            raise Closed(str(e)) from None
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            raise Closed("end of stream")
+        if len(data) > MAX_MESSAGE or flags & socket.MSG_TRUNC:
+            for fd in fds:
+                os.close(fd)
+            raise ProtocolError(f"message larger than {MAX_MESSAGE} bytes")
+        try:
+            obj = json.loads(data)
+        except ValueError as e:
+            for fd in fds:
+                os.close(fd)
+            raise ProtocolError(f"not JSON: {e}") from None
+        if not isinstance(obj, dict):
+            raise ProtocolError("a message must be a JSON object")
+        return obj, fds
+
+
+class Arena:
+    """A shared byte buffer (memfd + mmap). The creator sizes it; the peer maps its fd."""
+
+    def __init__(self, size, fd=None, name="kforge-arena"):
+        self.size = max(int(size), mmap.PAGESIZE)
+        if fd is None:
+            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+            os.ftruncate(fd, self.size)
+        self.fd = fd
+        self.map = mmap.mmap(fd, self.size)
+        self.used = 0
+
+    def close(self):
+        try:
+            self.map.close()
+        except BufferError:
+            pass  # arrays still view it: freed with them
+        os.close(self.fd)
+
+    def reset(self):
+        self.used = 0
+
+    def alloc(self, nbytes):
+        off = (self.used + 63) & ~63
+        if off + nbytes > self.size:
+            raise ProtocolError(f"arena of {self.size} bytes is full ({off + nbytes} needed)")
+        self.used = off + nbytes
+        return off
+
+
+# --- dtypes -----------------------------------------------------------------------------------
+# torch dtypes without a numpy twin travel as raw integers of the same width.
+_RAW = {"bfloat16": "uint16", "float8_e4m3fn": "uint8", "float8_e5m2": "uint8"}
+_NUMPY = {"float64", "float32", "float16", "complex128", "complex64", "int64", "int32",
+          "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool"}
+
+
+def _np_dtype(name):
+    if name in _NUMPY:
+        return np.dtype(name)
+    if name in _RAW:
+        return np.dtype(_RAW[name])
+    raise ProtocolError(f"unsupported dtype {name!r}")
+
+
+def _is_torch_tensor(x):
+    t = type(x)
+    return t.__module__.startswith("torch") and hasattr(x, "data_ptr") and hasattr(x, "dtype")
+
+
+def array_bytes_view(x):
+    """-> (dtype name, shape, framework, numpy view of the bytes). Copies only when the
+    array is not contiguous on the host."""
+    if isinstance(x, np.ndarray):
+        a = np.ascontiguousarray(x)
+        return a.dtype.name, list(a.shape), "numpy", a.reshape(-1).view(np.uint8)
+    if _is_torch_tensor(x):
+        import torch
+        t = x.detach()
+        name = str(t.dtype).replace("torch.", "")
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        if name in _RAW:
+            t = t.view(getattr(torch, _RAW[name]))
+        if t.is_conj():
+            t = t.resolve_conj()
+        if hasattr(t, "resolve_neg"):
+            t = t.resolve_neg()
+        a = t.numpy()
+        return name, list(x.shape), "torch", a.reshape(-1).view(np.uint8)
+    raise TypeError(f"not an array: {type(x).__name__}")
+
+
+def encode(value, arena, depth=0):
+    """value -> JSON tree; array bytes go into `arena`."""
+    if depth > MAX_DEPTH:
+        raise ProtocolError("value nested too deeply")
+    if isinstance(value, np.ndarray) or _is_torch_tensor(value):
+        name, shape, fw, raw = array_bytes_view(value)
+        off = arena.alloc(raw.nbytes)
+        arena.map[off:off + raw.nbytes] = raw.tobytes() if not raw.flags.c_contiguous else raw
+        dev = getattr(getattr(value, "device", None), "type", "cpu")
+        return {"a": {"dtype": name, "shape": shape, "off": off, "n": int(raw.nbytes),
+                      "fw": fw, "dev": dev}}
+    if value is None:
+        return {"n": 1}
+    if isinstance(value, (bool, np.bool_)):
+        return {"b": bool(value)}
+    if isinstance(value, (int, np.integer)):
+        return {"i": str(int(value)), "t": type(value).__name__}
+    if isinstance(value, (float, np.floating)):
+        return {"f": repr(float(value)), "t": type(value).__name__}
+    if isinstance(value, str):
+        return {"s": value[:4096]}
+    if isinstance(value, tuple):
+        return {"tu": [encode(v, arena, depth + 1) for v in value]}
+    if isinstance(value, list):
+        return {"l": [encode(v, arena, depth + 1) for v in value]}
+    if isinstance(value, dict):
+        return {"d": [[str(k), encode(v, arena, depth + 1)] for k, v in value.items()]}
+    # the worker reports other types by name; the judge fails the comparison with it
+    return {"o": type(value).__module__ + "." + type(value).__qualname__}
+
+
+class Opaque:
+    """A value the other side could not send (its type name); never equal to anything."""
+
+    def __init__(self, type_name):
+        self.type_name = str(type_name)[:200]
+
+    def __repr__(self):
+        return f"<{self.type_name}>"
+
+
+def decode(tree, arena, device="cpu", copy=True, count=None):
+    """JSON tree -> value. Arrays are copied out of the arena (copy=True: a snapshot the
+    peer cannot change) or viewed in place (copy=False, the worker's zero-copy inputs)."""
+    count = count if count is not None else [0]
+    return _decode(tree, arena, device, copy, count, 0)
+
+
+def _decode(tree, arena, device, copy, count, depth):
+    count[0] += 1
+    if depth > MAX_DEPTH or count[0] > MAX_ITEMS:
+        raise ProtocolError("value too large or nested too deeply")
+    if not isinstance(tree, dict) or len(tree) < 1:
+        raise ProtocolError("malformed value")
+    if "a" in tree:
+        return _decode_array(tree["a"], arena, device, copy)
+    if "n" in tree:
+        return None
+    if "b" in tree:
+        return bool(tree["b"])
+    if "i" in tree:
+        try:
+            v = int(str(tree["i"])[:40])
+        except ValueError:
+            raise ProtocolError("malformed integer") from None
+        return _np_scalar(tree.get("t"), v)
+    if "f" in tree:
+        try:
+            v = float(str(tree["f"])[:64])
+        except ValueError:
+            raise ProtocolError("malformed float") from None
+        return _np_scalar(tree.get("t"), v)
+    if "s" in tree:
+        return str(tree["s"])[:4096]
+    if "tu" in tree and isinstance(tree["tu"], list):
+        return tuple(_decode(v, arena, device, copy, count, depth + 1) for v in tree["tu"])
+    if "l" in tree and isinstance(tree["l"], list):
+        return [_decode(v, arena, device, copy, count, depth + 1) for v in tree["l"]]
+    if "d" in tree and isinstance(tree["d"], list):
+        out = {}
+        for item in tree["d"]:
+            if not (isinstance(item, list) and len(item) == 2):
+                raise ProtocolError("malformed dict entry")
+            out[str(item[0])[:256]] = _decode(item[1], arena, device, copy, count, depth + 1)
+        return out
+    if "o" in tree:
+        return Opaque(tree["o"])
+    raise ProtocolError("unknown value kind")
+
+
+def _np_scalar(type_name, v):
+    if isinstance(type_name, str) and type_name in _NUMPY and type_name not in ("bool",):
+        return np.dtype(type_name).type(v)
+    return v
+
+
+def _decode_array(meta, arena, device, copy):
+    if not isinstance(meta, dict):
+        raise ProtocolError("malformed array")
+    name = meta.get("dtype")
+    shape = meta.get("shape")
+    off, n = meta.get("off"), meta.get("n")
+    if not isinstance(name, str) or not isinstance(shape, list) or len(shape) > MAX_DIMS or \
+            not all(isinstance(d, int) and d >= 0 for d in shape) or \
+            not isinstance(off, int) or not isinstance(n, int):
+        raise ProtocolError("malformed array")
+    dt = _np_dtype(name)
+    numel = 1
+    for d in shape:
+        numel *= d
+    if numel * dt.itemsize != n or off < 0 or off + n > arena.size:
+        raise ProtocolError(f"array of dtype {name} and shape {shape} does not fit its "
+                            f"{n} bytes at offset {off}")
+    if copy:
+        flat = np.frombuffer(arena.map, dtype=dt, count=numel, offset=off).copy()
+    else:
+        flat = np.frombuffer(arena.map, dtype=dt, count=numel, offset=off)
+    arr = flat.reshape(shape)
+    if meta.get("fw") == "torch":
+        import torch
+        t = torch.from_numpy(arr) if arr.flags.writeable else torch.from_numpy(arr.copy())
+        if name in _RAW:
+            t = t.view(getattr(torch, name))
+        if device != "cpu":
+            t = t.to(device)
+        return t
+    return arr
+
+
+def total_array_bytes(value, depth=0):
+    """Bytes the arrays in a (nested) value need in an arena, with alignment slack."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes + 64
+    if _is_torch_tensor(value):
+        return value.numel() * value.element_size() + 64
+    if depth < MAX_DEPTH and isinstance(value, (list, tuple)):
+        return sum(total_array_bytes(v, depth + 1) for v in value)
+    if depth < MAX_DEPTH and isinstance(value, dict):
+        return sum(total_array_bytes(v, depth + 1) for v in value.values())
+    return 0

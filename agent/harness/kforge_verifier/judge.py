@@ -1,0 +1,683 @@
+"""The judge: the trusted side of a verification (Verifier v2, docs/harness.md).
+
+The judge owns the seeds (secret, random), the inputs, the reference and its outputs, the
+comparison, the clock and the verdict. The candidate runs in another process, a worker
+(worker.py) that the agent started in the job's box and that runs one candidate only. The
+judge hands it inputs through shared memory, takes back its outputs as a snapshot, and
+never trusts anything else the worker says: a worker's error report can only ever become one
+of the candidate's verdicts (compile_error, runtime_error, crashed, resource_exceeded,
+rejected, precision_mismatch), never passed and never infra_error.
+
+One judge serves one device for the agent's lifetime (warm: the framework imported, the
+device context up) and keeps the reference outputs of recent tasks (TaskCache): a candidate
+pays only for its own compile, checks and profile.
+
+Agent <-> judge (JSON messages on fd 3, channel.py):
+  -> {"ready": {"versions": ...}}
+  <- {"op": "verify", "job_dir": DIR, "timeout_ms": N} + fd of the worker's socket
+  -> {"release_worker": 1}       the judge is done with the worker: kill it and its box
+  <- {"worker_exit": {"exit_code", "signal", "oom", "stderr"}}
+  -> {"result": {...}}           the verdict document (docs/harness.md, result.json)
+
+Timing (profile jobs): every timed run, warm-ups included, gets fresh inputs from a secret
+seed, and its output is compared with the reference's for those inputs. A run is timed by
+the judge's own clock from before the inputs are written to after the judge holds a private
+copy of the outputs; the reference is timed the same way in the judge (inputs written into
+a buffer, the call, outputs copied out twice), so both sides pay the same copies. Work the
+candidate leaves running after it answers (a thread, a side stream) is either inside the
+interval or missing from the copied outputs, which then fail the comparison. The worker's
+round-trip cost, measured before the candidate is loaded, is subtracted from its times.
+"""
+
+import collections
+import hashlib
+import json
+import os
+import platform
+import secrets
+import signal as signal_mod
+import statistics
+import time
+
+from . import HARNESS_VERSION, channel, compare, errors, frameworks, job as job_mod, rules
+from . import timing, verdicts
+from .runner import Case, Runner, TRIAL_MIN, _syntax_message
+from .verdicts import Failure
+
+CANDIDATE_VERDICTS = {verdicts.COMPILE_ERROR, verdicts.RUNTIME_ERROR, verdicts.CRASHED,
+                      verdicts.RESOURCE_EXCEEDED, verdicts.REJECTED,
+                      verdicts.PRECISION_MISMATCH}
+READY_WAIT_S = 120.0          # a cold worker imports torch and creates the device context
+PINGS = 15                    # round trips measured before the candidate is loaded
+CACHE_TASKS = int(os.environ.get("KFORGE_JUDGE_CACHE_TASKS", "8"))
+CACHE_BYTES = int(os.environ.get("KFORGE_JUDGE_CACHE_MB", "1024")) << 20
+
+
+class WorkerGone(Exception):
+    """The worker closed its socket: it died, exited, or was killed."""
+
+
+class WorkerTimeout(Exception):
+    """The job's time ran out while the worker had the floor."""
+
+
+class Remote:
+    """The judge's view of one worker."""
+
+    def __init__(self, chan, timeout_s):
+        self.chan = chan
+        self.timeout_s = timeout_s
+        # the job's time counts from the candidate's load: until then the worker (warm, or
+        # starting cold) and the judge's own reference work are not the candidate's doing
+        self.deadline = time.monotonic() + READY_WAIT_S
+        self.in_arena = None
+        self.out_arena = None
+        self.loaded = False       # the candidate's code was handed over
+        self.rtt_us = 0.0
+
+    def request(self, msg, fds=(), deadline=None):
+        try:
+            self.chan.send(msg, fds)
+            reply, extra = self.chan.recv(deadline or self.deadline)
+        except channel.Closed:
+            raise WorkerGone() from None
+        except channel.Timeout:
+            raise WorkerTimeout() from None
+        except channel.ProtocolError as e:
+            raise Failure(verdicts.REJECTED if self.loaded else verdicts.INFRA_ERROR,
+                          f"the worker broke the protocol: {e}") from None
+        for fd in extra:
+            os.close(fd)
+        return reply
+
+    def wait_ready(self):
+        try:
+            msg, fds = self.chan.recv(self.deadline)
+        except channel.Closed:
+            raise Failure(verdicts.INFRA_ERROR, "the candidate worker died before it was "
+                          "ready (no candidate code had run)") from None
+        except channel.Timeout:
+            raise Failure(verdicts.INFRA_ERROR, "the candidate worker was not ready in "
+                          "time") from None
+        for fd in fds:
+            os.close(fd)
+        if "ready" not in msg:
+            raise Failure(verdicts.INFRA_ERROR, "the candidate worker did not say ready")
+
+    def set_arenas(self, in_bytes, out_bytes):
+        for a in (self.in_arena, self.out_arena):
+            if a is not None:
+                a.close()
+        self.in_arena = channel.Arena(in_bytes, name="kforge-in")
+        self.out_arena = channel.Arena(out_bytes, name="kforge-out")
+        self.request({"op": "arenas", "in": self.in_arena.size, "out": self.out_arena.size},
+                     fds=(self.in_arena.fd, self.out_arena.fd))
+
+    def measure_rtt(self):
+        times = []
+        for _ in range(PINGS):
+            t0 = time.perf_counter_ns()
+            self.request({"op": "ping"})
+            times.append((time.perf_counter_ns() - t0) / 1000.0)
+        self.rtt_us = statistics.median(times)
+
+    def close(self):
+        for a in (self.in_arena, self.out_arena):
+            if a is not None:
+                a.close()
+        self.chan.close()
+
+
+def _candidate_failure(reply, what):
+    """A worker's error report -> a Failure with one of the candidate's verdicts."""
+    err = reply.get("error")
+    if not isinstance(err, dict):
+        return Failure(verdicts.RUNTIME_ERROR, f"the candidate's worker gave no result for "
+                       f"{what}")
+    verdict = err.get("verdict")
+    if verdict not in CANDIDATE_VERDICTS:
+        verdict = verdicts.RUNTIME_ERROR
+    message = err.get("message")
+    return Failure(verdict, errors.trim(str(message)) if message else f"{what} failed")
+
+
+class TaskState:
+    """What the judge keeps of one task between candidates: the reference, loaded and run on
+    secret seeds."""
+
+    def __init__(self):
+        self.task = None
+        self.ref_model = None
+        self.ref_call = None
+        self.cases = []
+        self.ref_log = None
+        self.nbytes = 0
+
+
+class TaskCache:
+    def __init__(self, max_tasks=CACHE_TASKS, max_bytes=CACHE_BYTES):
+        self.items = collections.OrderedDict()
+        self.max_tasks = max_tasks
+        self.max_bytes = max_bytes
+
+    def get(self, key):
+        state = self.items.get(key)
+        if state is not None:
+            self.items.move_to_end(key)
+        return state
+
+    def put(self, key, state):
+        if state.nbytes > self.max_bytes:
+            return
+        self.items[key] = state
+        while len(self.items) > self.max_tasks or \
+                sum(s.nbytes for s in self.items.values()) > self.max_bytes:
+            self.items.popitem(last=False)
+
+
+class JudgeRunner(Runner):
+    """Runner's stages with the candidate behind a Remote."""
+    show_seeds = False
+
+    def __init__(self, spec, doc, remote, cache, fw_cache):
+        super().__init__(spec, doc)
+        self.remote = remote
+        self.cache = cache
+        self.fw_cache = fw_cache
+        self.last_report = {}
+
+    def stage(self, name):
+        self.doc["stage"] = name  # no stage file: the judge never reads the job's files back
+
+    # --- reference (cached per task) -----------------------------------------------------
+    def _task_key(self, source):
+        spec = self.spec
+        h = hashlib.sha256(source.encode())
+        h.update(json.dumps([spec.framework, spec.backend, self.trials, spec.threads,
+                             spec.seed]).encode())
+        return h.hexdigest()
+
+    def load_reference(self):
+        spec = self.spec
+        self.stage("load_reference")
+        for key, path in (("reference", spec.reference_path),
+                          ("candidate", spec.candidate_path)):
+            if not os.path.isfile(path):
+                raise verdicts.input_error(f"{key} file {path} does not exist")
+        t0 = time.perf_counter()
+        fw_key = (spec.framework, spec.backend)
+        if fw_key not in self.fw_cache:
+            fw = frameworks.get(spec.framework, spec.backend)
+            try:
+                fw.init_device()
+            except Exception as e:  # noqa: BLE001
+                raise Failure(verdicts.INFRA_ERROR, errors.describe(
+                    e, f"cannot initialise the {spec.backend} device")) from None
+            self.fw_cache[fw_key] = fw
+        self.fw = self.fw_cache[fw_key]
+        self.fw.set_threads(spec.threads)
+        self.doc["versions"].update(self.fw.versions())
+        with open(spec.reference_path, encoding="utf-8", errors="replace") as f:
+            source = f.read()
+        key = self._task_key(source)
+        state = self.cache.get(key)
+        self.doc["reference_cached"] = state is not None
+        if state is None:
+            state = self._compute_reference()
+            self.cache.put(key, state)
+        self.task, self.ref_model, self.ref_call = state.task, state.ref_model, state.ref_call
+        self.cases, self.ref_log = state.cases, state.ref_log
+        self.doc["phases_ms"]["load_reference"] = round((time.perf_counter() - t0) * 1e3, 3)
+
+    def _compute_reference(self):
+        spec = self.spec
+        state = TaskState()
+        try:
+            self.task = self._import(spec.reference_path, "_kforge_reference", keep=False)
+        except Failure:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            raise self._reference_failure(e, "the reference failed to import") from None
+        for name in ("Model", "get_inputs"):
+            if not callable(getattr(self.task, name, None)):
+                raise verdicts.input_error(f"the task {spec.reference} has no {name}"
+                                           f"{'()' if name == 'get_inputs' else ' class'}")
+        base = secrets.randbits(30)  # trial t uses base + t; never shown to anyone
+        try:
+            with self.fw.no_grad():
+                init = self.init_inputs()
+                self.fw.seed(spec.seed)
+                model = self.fw.prepare_model(self.task.Model(*init))
+                self.ref_call = self.callable_of(model)
+                self.ref_model = model
+                for t in range(self.trials):
+                    self.cases.append(self._reference_cases(base + t, f"trial {t}"))
+                self.ref_log = self._trace_reference_seed(base)
+        except Failure:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            raise self._reference_failure(e, "the reference failed to run") from None
+        for cases in self.cases:
+            for c in cases:
+                state.nbytes += channel.total_array_bytes(c.pristine) + \
+                    sum(h.array.nbytes for h in c.ref_outputs)
+        state.task, state.ref_model, state.ref_call = self.task, self.ref_model, self.ref_call
+        state.cases, state.ref_log = self.cases, self.ref_log
+        return state
+
+    def _trace_reference_seed(self, seed):
+        if self.fw.name not in ("torch", "numpy"):
+            return None
+        inputs = self.gen_sets(seed)[0]
+        self.fw.seed(seed)
+        try:
+            _, log = self._trace(self.ref_call, inputs)
+        except Exception:  # noqa: BLE001
+            self.notes.append("the reference could not be traced; the cover rule was skipped")
+            return None
+        if log is not None:
+            log.release()
+        return log
+
+    # --- candidate --------------------------------------------------------------------------
+    def check_rules(self):
+        """The static rules: milliseconds, so before anything costly."""
+        spec = self.spec
+        self.stage("load_candidate")
+        self._check_host_tools()
+        with open(spec.candidate_path, encoding="utf-8", errors="replace") as f:
+            self.source = f.read()
+        try:
+            violations = rules.check(self.source, spec.impl_type, self.reference_names,
+                                     filename=spec.candidate_path)
+        except SyntaxError as e:
+            raise Failure(verdicts.COMPILE_ERROR, _syntax_message(e, spec.candidate)) from None
+        if violations:
+            raise Failure(verdicts.REJECTED, "the candidate breaks the rules:\n" +
+                          "\n".join(str(v) for v in violations))
+
+    def load_candidate(self):
+        spec = self.spec
+        self.stage("load_candidate")
+        t0 = time.perf_counter()
+        r = self.remote
+        need = max(sum(channel.total_array_bytes(c.pristine) for c in cases)
+                   for cases in self.cases) + channel.total_array_bytes(self.init_inputs())
+        out_need = max(sum(h.array.nbytes + 64 for h in c.ref_outputs) for cases in self.cases
+                       for c in cases)
+        r.set_arenas(need + (1 << 20), 2 * out_need + (1 << 20))
+        r.measure_rtt()
+        r.in_arena.reset()
+        init = channel.encode(self.init_inputs(), r.in_arena)
+        r.loaded = True  # from here on, whatever the worker does is the candidate's doing
+        r.deadline = time.monotonic() + r.timeout_s
+        reply = r.request({"op": "load", "source": self.source, "impl_type": spec.impl_type,
+                           "framework": spec.framework, "backend": spec.backend,
+                           "op_name": spec.op_name, "threads": spec.threads,
+                           "seed": spec.seed, "init": init,
+                           "reference_names": sorted(self.reference_names)})
+        if "ok" not in reply:
+            raise _candidate_failure(reply, "loading the candidate")
+        self.doc["phases_ms"]["load_candidate"] = round((time.perf_counter() - t0) * 1e3, 3)
+
+    def remote_call(self, inputs, seed, what, trace=False):
+        """One call of the candidate on `inputs` -> its output leaves (private copies)."""
+        r = self.remote
+        r.in_arena.reset()
+        tree = channel.encode(inputs, r.in_arena)
+        reply = r.request({"op": "call", "inputs": tree, "seed": seed, "trace": trace,
+                           "what": what})
+        return self._take(reply, tree, what)
+
+    def _take(self, reply, in_tree, what):
+        r = self.remote
+        if "out" not in reply:
+            raise _candidate_failure(reply, what)
+        try:
+            leaves = channel.decode(reply["out"], r.out_arena, self.fw.device, copy=True)
+        except channel.ProtocolError as e:
+            raise Failure(verdicts.PRECISION_MISMATCH, f"{what}: the candidate's outputs "
+                          f"cannot be read: {e}") from None
+        if not isinstance(leaves, list):
+            raise Failure(verdicts.PRECISION_MISMATCH, f"{what}: malformed outputs")
+        self.last_report = reply
+        self.last_in_tree = in_tree
+        return leaves
+
+    def run_candidate(self, inputs, seed, what):
+        leaves = self.remote_call(inputs, seed, what)
+        launches = self.last_report.get("launches")
+        if isinstance(launches, int):
+            self._check_launched(launches, 1, what)
+        return leaves
+
+    def _check_launched(self, delta, expected, what):
+        # the worker counts (it reports None where the impl_type has no counter): the
+        # judge's own process never loads a kernel, so its counters say nothing
+        impl = self.spec.impl_type
+        if delta < expected:
+            how = {"cpp": "call into its native library (kforge_cpp/ctypes)",
+                   "triton": "launch a @triton.jit kernel",
+                   "cuda_c": "call its compiled CUDA extension"}.get(impl, "launch its kernel")
+            raise Failure(verdicts.REJECTED, f"the candidate's forward did not {how} during "
+                          f"{what} ({delta} launches for {expected} calls): it must compute "
+                          f"with its own {impl} kernel, not the framework")
+
+    def _traced_candidate_run(self):
+        fw = self.fw
+        if fw.name not in ("torch", "numpy"):
+            return
+        case = self.cases[0][0]
+        inputs = self._fresh_inputs(case, 0)
+        t0 = time.perf_counter()
+        leaves = self.remote_call(inputs, case.seed, f"{case.label}, traced run", trace=True)
+        self.doc["phases_ms"]["first_call"] = round((time.perf_counter() - t0) * 1e3, 3)
+        launches = self.last_report.get("launches")
+        if isinstance(launches, int):
+            self._check_launched(launches, 1, f"{case.label}, traced run")
+        summary = self.last_report.get("trace")
+        if isinstance(summary, dict):
+            self.check_trace(_RemoteLog(summary), list(range(len(leaves))))
+        # traced outputs may be the tracer's own array type: only the values count here
+        Runner.check_case(self, case, inputs, leaves, case.label, allow_rules=False)
+
+    def check_case(self, case, inputs, leaves, label, allow_rules=True):
+        if allow_rules:
+            rep = self.last_report
+            problems = rep.get("problems") or []
+            if problems:
+                raise Failure(verdicts.REJECTED, f"{label}: " + "; ".join(
+                    str(p)[:300] for p in problems[:5]))
+            aliases = rep.get("aliases") or []
+            for i, alias in enumerate(aliases[:len(leaves)]):
+                ref_alias = case.ref_aliases[i] if i < len(case.ref_aliases) else False
+                if alias is True and not ref_alias:
+                    raise Failure(verdicts.REJECTED,
+                                  f"{label}: output {i} shares memory with an input (the "
+                                  f"reference returns new memory); write outputs to freshly "
+                                  f"allocated memory")
+            # the inputs as the candidate left them (they live in the shared input buffer)
+            after = channel.decode(self.last_in_tree, self.remote.in_arena, self.fw.device)
+            for i, (now, before) in enumerate(zip(after, case.pristine)):
+                if case.ref_modified[i] or self.fw.same(now, before):
+                    continue
+                raise Failure(verdicts.REJECTED,
+                              f"{label}: the candidate modified input {i} in place, which "
+                              f"the reference leaves untouched; do not write into inputs")
+            inputs = after
+        super().check_case(case, inputs, leaves, label, allow_rules=False)
+
+    def _check_integrity(self, when):
+        pass  # the candidate cannot reach the judge: nothing of ours to patch
+
+    # --- precision ----------------------------------------------------------------------------
+    def precision(self):
+        self.stage("precision")
+        t0 = time.perf_counter()
+        self._traced_candidate_run()  # the smoke run: trial 0's first input set
+        for t, cases in enumerate(self.cases):
+            for k, case in enumerate(cases):
+                inputs = self._fresh_inputs(case, k)
+                leaves = self.run_candidate(inputs, case.seed, case.label)
+                self.check_case(case, inputs, leaves, case.label)
+                if t == 0 and k == 0:
+                    again = self._fresh_inputs(case, k)
+                    leaves = self.run_candidate(again, case.seed, case.label + ", second run")
+                    self.check_case(case, again, leaves, case.label + ", second run")
+            self.doc["trials"] = t + 1
+        self.doc["phases_ms"]["precision"] = round((time.perf_counter() - t0) * 1e3, 3)
+
+    # --- profile ------------------------------------------------------------------------------
+    def profile(self):
+        spec, fw, r = self.spec, self.fw, self.remote
+        self.stage("profile")
+        t0 = time.perf_counter()
+        ref_in = channel.Arena(r.in_arena.size, name="kforge-ref-in")
+        ref_out = channel.Arena(r.out_arena.size, name="kforge-ref-out")
+        flush = None
+        if fw.name == "torch" and fw.device == "cuda":
+            flush = fw.torch.empty(timing.L2_FLUSH_BYTES, dtype=fw.torch.int8, device="cuda")
+        total = spec.warmup + spec.runs
+        cand_times, ref_times = [], []
+        try:
+            for i in range(total):
+                seed = secrets.randbits(30)
+                sets = self.gen_sets(seed)
+                inputs = sets[0]
+                label = f"timed run {i + 1} of {total} (fresh inputs)"
+                # the reference, timed like the candidate: inputs written, call, outputs copied
+                if flush is not None:
+                    flush.zero_()
+                fw.synchronize()
+                s = time.perf_counter_ns()
+                ref_in.reset()
+                tree = channel.encode(inputs, ref_in)
+                ins = channel.decode(tree, ref_in, fw.device, copy=False)
+                with fw.no_grad():
+                    out = self.ref_call(*ins)
+                fw.synchronize()
+                ref_out.reset()
+                ref_leaves = channel.decode(channel.encode(frameworks.flatten_outputs(out),
+                                                           ref_out), ref_out, fw.device)
+                ref_ns = time.perf_counter_ns() - s
+                # the candidate, on the same values
+                if flush is not None:
+                    flush.zero_()
+                fw.synchronize()
+                s = time.perf_counter_ns()
+                r.in_arena.reset()
+                tree = channel.encode(inputs, r.in_arena)
+                reply = r.request({"op": "call", "inputs": tree, "seed": None,
+                                   "what": label})
+                if "out" not in reply:
+                    raise _candidate_failure(reply, label)
+                leaves = self._take(reply, tree, label)
+                cand_ns = time.perf_counter_ns() - s
+                case = Case(seed=seed, label=label, pristine=[],
+                            ref_outputs=[fw.host(x) for x in ref_leaves], ref_keep=[],
+                            ref_aliases=[True] * len(ref_leaves), ref_modified=[])
+                Runner.check_case(self, case, inputs, leaves, label, allow_rules=False)
+                if i >= spec.warmup:
+                    ref_times.append(ref_ns / 1000.0)
+                    cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
+        finally:
+            ref_in.close()
+            ref_out.close()
+            del flush
+        launches = self.last_report.get("launches")
+        cand_stats = timing.summarize(cand_times)
+        ref_stats = timing.summarize(ref_times)
+        speedup = ref_stats["median_us"] / cand_stats["median_us"]
+        suspicious = speedup > spec.suspicious_speedup
+        self.doc["profile"] = {"candidate": cand_stats, "reference": ref_stats,
+                               "speedup": round(speedup, 4), "suspicious": suspicious,
+                               "method": "judge_clock", "warmup": spec.warmup,
+                               "worker_rtt_us": round(r.rtt_us, 3),
+                               "threads": spec.threads if fw.device == "cpu" else None}
+        del launches
+        self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
+
+    def run(self):
+        self.check_rules()          # milliseconds: before the reference and the compile
+        self.load_reference()
+        self.load_candidate()
+        self.precision()
+        if self.spec.task_type == "profile":
+            self.profile()
+        self.doc["verdict"] = verdicts.PASSED
+        self.doc["checks"] = dict(self.stats)
+        msg = (f"passed: {self.doc['trials']} trials (+ a second run of trial 0), "
+               f"{self.stats['total']} elements compared, max abs error "
+               f"{self.stats['max_abs_error']:.3g}, max rel error "
+               f"{self.stats['max_rel_error']:.3g} ({self.spec.tolerance} policy)")
+        prof = self.doc.get("profile")
+        if prof:
+            msg += (f"; candidate median {prof['candidate']['median_us']:.2f} us vs reference "
+                    f"{prof['reference']['median_us']:.2f} us: speedup {prof['speedup']:.3g}x "
+                    f"({prof['method']}, every timed run on fresh inputs and checked)")
+            if prof["suspicious"]:
+                msg += (f"; SUSPICIOUS: speedup above {self.spec.suspicious_speedup:g}x, review "
+                        f"this kernel by hand before trusting it")
+        for note in self.notes:
+            msg += f"; note: {note}"
+        self.doc["message"] = msg
+
+
+class _RemoteLog:
+    """A worker's trace summary in the shape Runner.check_trace reads."""
+
+    def __init__(self, summary):
+        ops = summary.get("ops") or []
+        self.ops = [str(o)[:100] for o in ops if isinstance(o, str)][:500]
+        mx = summary.get("max_numel") or {}
+        self.max_numel = {str(k)[:100]: v for k, v in mx.items() if isinstance(v, int)} \
+            if isinstance(mx, dict) else {}
+        self._producers = summary.get("producers") or []
+
+    def producer(self, index):
+        p = self._producers[index] if index < len(self._producers) else None
+        return str(p)[:100] if p else None
+
+    def release(self):
+        pass
+
+
+def _signal_name(sig):
+    try:
+        return signal_mod.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _death_failure(exit_info, stage, what):
+    """How a worker that went away ended -> the candidate's verdict."""
+    info = exit_info or {}
+    tail = str(info.get("stderr") or "")[-3000:]
+    tail_text = f"; stderr:\n{tail}" if tail.strip() else ""
+    if info.get("oom"):
+        return Failure(verdicts.RESOURCE_EXCEEDED, f"the candidate ran out of memory (the job's "
+                       f"memory limit) during {what}{tail_text}")
+    sig = info.get("signal") or 0
+    if sig:
+        if sig in (signal_mod.SIGXCPU, signal_mod.SIGXFSZ):
+            return Failure(verdicts.RESOURCE_EXCEEDED, f"killed by {_signal_name(sig)} during "
+                           f"{what}{tail_text}")
+        return Failure(verdicts.CRASHED, f"the candidate crashed its process with "
+                       f"{_signal_name(sig)} during {what}{tail_text}")
+    code = info.get("exit_code")
+    return Failure(verdicts.CRASHED, f"the candidate's process exited (status {code}) during "
+                   f"{what} without answering{tail_text}")
+
+
+def new_doc():
+    return {"verdict": verdicts.INFRA_ERROR, "message": "", "input_error": "",
+            "stage": "load_reference", "trials": 0, "checks": {},
+            "versions": {"python": platform.python_version(), "harness": HARNESS_VERSION},
+            "phases_ms": {}}
+
+
+def verify(job_dir, remote, cache, fw_cache, release):
+    """One job. release() kills the worker (through the agent) and returns how it ended."""
+    doc = new_doc()
+    t_start = time.time()
+    runner = None
+    exit_info = None
+    try:
+        spec = job_mod.load(job_dir)
+        doc["job"] = {"op_name": spec.op_name, "backend": spec.backend, "arch": spec.arch,
+                      "impl_type": spec.impl_type, "framework": spec.framework,
+                      "task_type": spec.task_type, "tolerance": spec.tolerance,
+                      "trials": max(spec.trials, TRIAL_MIN)}
+        runner = JudgeRunner(spec, doc, remote, cache, fw_cache)
+        t0 = time.perf_counter()
+        remote.wait_ready()
+        doc["phases_ms"]["worker_ready"] = round((time.perf_counter() - t0) * 1e3, 3)
+        runner.run()
+    except Failure as f:
+        doc["verdict"], doc["message"], doc["input_error"] = f.verdict, f.message, f.input_error
+        if f.checks is not None:
+            doc["checks"] = f.checks
+        elif runner is not None:
+            doc["checks"] = dict(runner.stats)
+    except WorkerGone:
+        exit_info = release()
+        what = doc.get("stage", "the job")
+        if remote.loaded:
+            f = _death_failure(exit_info, doc.get("stage"), what)
+        else:
+            f = Failure(verdicts.INFRA_ERROR, "the candidate worker died before the candidate "
+                        f"was loaded: {exit_info}")
+        doc["verdict"], doc["message"] = f.verdict, f.message
+    except WorkerTimeout:
+        exit_info = release()
+        doc["verdict"] = verdicts.TIMEOUT if remote.loaded else verdicts.INFRA_ERROR
+        doc["message"] = (f"the job's time ran out during {doc.get('stage')}; the candidate's "
+                          f"process was killed")
+    except BaseException as e:  # noqa: BLE001 - a judge bug still gives a verdict
+        doc["verdict"] = verdicts.INFRA_ERROR
+        doc["message"] = errors.trim("judge error (a bug in kforge_verifier, not in the "
+                                     "candidate):\n" + "".join(
+                                         __import__("traceback").format_exception(e)))
+    if exit_info is None:
+        exit_info = release()
+    doc["worker"] = {k: exit_info.get(k) for k in ("exit_code", "signal", "oom")} \
+        if isinstance(exit_info, dict) else None
+    if doc["verdict"] != verdicts.PASSED:
+        doc.pop("profile", None)
+    doc["clock"] = {"start_unix_ms": round(t_start * 1000.0, 3),
+                    "end_unix_ms": round(time.time() * 1000.0, 3)}
+    return doc
+
+
+def serve(fd=3):
+    """The judge's loop: one job at a time from the agent, until the agent closes fd."""
+    ctl = channel.Channel(fd)
+    cache = TaskCache()
+    fw_cache = {}
+    if "torch" in os.environ.get("KFORGE_JUDGE_PRELOAD", "").split(","):
+        backend = os.environ.get("KFORGE_JUDGE_DEVICE", "cpu")
+        try:  # warm: the framework imported and the device context up before any job
+            fw = frameworks.get("torch", backend)
+            fw.init_device()
+            fw_cache[("torch", backend)] = fw
+        except Exception:  # noqa: BLE001 - reported by the first job that needs it
+            pass
+    ctl.send({"ready": {"pid": os.getpid(), "python": platform.python_version()}})
+    while True:
+        try:
+            msg, fds = ctl.recv()
+        except channel.Closed:
+            return 0
+        if msg.get("op") != "verify" or len(fds) != 1:
+            for fd_ in fds:
+                os.close(fd_)
+            ctl.send({"result": {"verdict": verdicts.INFRA_ERROR,
+                                 "message": "judge: a verify request needs one worker fd"}})
+            continue
+        timeout_s = max(float(msg.get("timeout_ms", 600_000)) / 1000.0, 1.0)
+        remote = Remote(channel.Channel(fds[0]), timeout_s)
+
+        def release():
+            try:
+                remote.close()
+            except OSError:
+                pass
+            ctl.send({"release_worker": 1})
+            while True:
+                reply, extra = ctl.recv()
+                for fd_ in extra:
+                    os.close(fd_)
+                if "worker_exit" in reply:
+                    return reply["worker_exit"] if isinstance(reply["worker_exit"], dict) \
+                        else {}
+
+        released = {}
+
+        def release_once():
+            if "info" not in released:
+                released["info"] = release()
+            return released["info"]
+
+        doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once)
+        from .result import sanitize
+        ctl.send({"result": sanitize(doc)})

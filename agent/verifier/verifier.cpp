@@ -1,0 +1,362 @@
+#include "agent/verifier/verifier.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/fs.h"
+#include "common/unique_fd.h"
+
+namespace kforge {
+namespace {
+
+constexpr size_t kMaxMessage = 4u << 20;          // the judge's result document, at most
+constexpr auto kJudgeReadyWait = std::chrono::seconds(120);
+// Beyond the job's timeout, which the judge starts counting when the candidate is loaded: a
+// cold worker's start-up (the judge waits up to 120 s) and the reference's first run.
+constexpr auto kJudgeGrace = std::chrono::seconds(300);
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+// JSON messages on a SOCK_SEQPACKET socket, with at most one descriptor attached.
+Status send_message(int fd, const nlohmann::json& msg, int pass_fd = -1) {
+  std::string data = msg.dump();
+  iovec iov{data.data(), data.size()};
+  msghdr hdr{};
+  hdr.msg_iov = &iov;
+  hdr.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (pass_fd >= 0) {
+    hdr.msg_control = control;
+    hdr.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&hdr);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd, &hdr, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return io_error(std::string("cannot send to the judge: ") + std::strerror(errno));
+  return Status();
+}
+
+enum class Wait { message, closed, timed_out, cancelled };
+
+// Waits for one message until `deadline` or `cancel`. Descriptors that come with it are
+// closed: the judge never sends any.
+Wait recv_message(int fd, Deadline deadline, CancelToken* cancel, nlohmann::json* out) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Wait::timed_out;
+    pollfd fds[2] = {{fd, POLLIN, 0}, {cancel ? cancel->fd() : -1, POLLIN, 0}};
+    int r = ::poll(fds, cancel ? 2 : 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (r < 0 && errno != EINTR) return Wait::closed;
+    if (cancel && cancel->cancelled()) return Wait::cancelled;
+    if (r <= 0 || !(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    std::string buf(kMaxMessage, '\0');
+    iovec iov{buf.data(), buf.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+    msghdr hdr{};
+    hdr.msg_iov = &iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control;
+    hdr.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &hdr, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&hdr); c; c = CMSG_NXTHDR(&hdr, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+          int extra;
+          std::memcpy(&extra, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+          ::close(extra);
+        }
+      }
+    }
+    if (n <= 0) return Wait::closed;
+    buf.resize(static_cast<size_t>(n));
+    *out = nlohmann::json::parse(buf, nullptr, /*allow_exceptions=*/false);
+    if (!out->is_object()) return Wait::closed;  // the judge is ours: garbage means broken
+    return Wait::message;
+  }
+}
+
+Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return io_error(std::string("cannot create a socket pair: ") + std::strerror(errno));
+  }
+  int size = static_cast<int>(kMaxMessage);
+  for (int fd : sv) {
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  }
+  return std::pair{UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+}  // namespace
+
+nlohmann::json verifier_error(const std::string& verdict, const std::string& message) {
+  return {{"verdict", verdict}, {"message", message}, {"stage", "start"}};
+}
+
+// A child process run by run_process() on its own thread; `sock` is our end of its socket.
+struct Verifier::Proc {
+  UniqueFd sock;
+  CancelToken cancel;
+  std::thread thread;
+  Result<ProcessResult> result = io_error("still running");
+  std::filesystem::path dir;  // a worker's private directory, removed with it
+
+  ~Proc() { kill(); }
+  // Kills the process group and waits for run_process to return. Idempotent.
+  const Result<ProcessResult>& kill() {
+    cancel.cancel();
+    if (thread.joinable()) thread.join();
+    if (!dir.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      dir.clear();
+    }
+    return result;
+  }
+};
+
+Verifier::Verifier(const VerifierOptions& options) : options_(options) {}
+
+Verifier::~Verifier() {
+  warm_.clear();
+  stop_judge();
+}
+
+Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options) {
+  if (options.harness_dir.empty()) return invalid_argument("verifier: no harness directory");
+  if (options.worker_as && options.judge_as && options.worker_as->uid == options.judge_as->uid) {
+    return invalid_argument("verifier: the judge must not run as the candidates' user (uid " +
+                            std::to_string(options.judge_as->uid) + ")");
+  }
+  KF_RETURN_IF_ERROR(ensure_dir(options.work_root));
+  std::unique_ptr<Verifier> v(new Verifier(options));
+  KF_RETURN_IF_ERROR(v->launch_judge());
+  v->refill();  // the workers start while the judge does
+  KF_RETURN_IF_ERROR(v->await_judge());
+  return v;
+}
+
+Verifier::Stats Verifier::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+namespace {
+
+// Starts `spec` on its own thread, passing `child_end` as fd 3; our copy of it is closed as
+// soon as the child has exec'd, so that its death reaches the other end as end-of-file.
+void launch(ProcessSpec spec, UniqueFd child_end, CancelToken* cancel, std::thread* thread,
+            Result<ProcessResult>* result) {
+  auto end = std::make_shared<UniqueFd>(std::move(child_end));
+  spec.pass_fds = {end->get()};
+  spec.on_started = [end] { end->reset(); };
+  *thread = std::thread([spec = std::move(spec), end, cancel, result]() mutable {
+    *result = run_process(spec, cancel);
+    end->reset();  // also when the child never started
+  });
+}
+
+ProcessSpec base_spec(const VerifierOptions& o, const std::string& script) {
+  ProcessSpec spec;
+  spec.argv = {o.python, (o.harness_dir / script).string(), "--fd", "3"};
+  spec.env_allow = o.env_allow;
+  spec.env = o.env;
+  spec.env["PYTHONPATH"] = o.harness_dir.string();
+  spec.env["PYTHONDONTWRITEBYTECODE"] = "1";
+  spec.output_cap = o.output_cap;
+  return spec;
+}
+
+}  // namespace
+
+Status Verifier::ensure_judge() {
+  if (judge_ && judge_->thread.joinable() && judge_->sock.valid()) return Status();
+  KF_RETURN_IF_ERROR(launch_judge());
+  return await_judge();
+}
+
+Status Verifier::launch_judge() {
+  stop_judge();
+  auto pair = seqpacket_pair();
+  if (!pair.ok()) return pair.status();
+  auto proc = std::make_unique<Proc>();
+  proc->sock = std::move(pair->first);
+  ProcessSpec spec = base_spec(options_, "kforge_judge.py");
+  spec.run_as = options_.judge_as;
+  spec.limits = options_.judge_limits;
+  spec.cwd = options_.work_root;
+  spec.env["HOME"] = options_.work_root.string();
+  spec.env["KFORGE_JUDGE_PRELOAD"] = options_.preload;
+  spec.env["KFORGE_JUDGE_DEVICE"] = options_.device;
+  launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
+  judge_ = std::move(proc);
+  return Status();
+}
+
+Status Verifier::await_judge() {
+  nlohmann::json ready;
+  Wait w = recv_message(judge_->sock.get(), std::chrono::steady_clock::now() + kJudgeReadyWait,
+                        nullptr, &ready);
+  if (w != Wait::message || !ready.contains("ready")) {
+    const auto& r = judge_->kill();
+    std::string why = r.ok() ? "exit status " + std::to_string(r->exit_code) + ", stderr: " + r->stderr_data
+                             : r.status().message();
+    judge_.reset();
+    return io_error("the verification judge did not start (" + why + ")");
+  }
+  std::lock_guard lock(mu_);
+  ++stats_.judges;
+  return Status();
+}
+
+void Verifier::stop_judge() {
+  if (!judge_) return;
+  judge_->sock.reset();  // end-of-file: the judge's loop returns
+  judge_->kill();
+  judge_.reset();
+}
+
+Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLimits& limits) {
+  auto pair = seqpacket_pair();
+  if (!pair.ok()) return pair.status();
+  auto proc = std::make_unique<Proc>();
+  proc->sock = std::move(pair->first);
+  proc->dir = options_.work_root / ("w-" + random_hex_id());
+  KF_RETURN_IF_ERROR(ensure_dir(proc->dir));
+  std::error_code ec;
+  std::filesystem::permissions(proc->dir, std::filesystem::perms::owner_all, ec);
+  if (options_.worker_as) {
+    if (::chown(proc->dir.c_str(), options_.worker_as->uid, options_.worker_as->gid) != 0) {
+      return io_error("cannot give " + proc->dir.string() + " to uid " +
+                      std::to_string(options_.worker_as->uid) + ": " + std::strerror(errno));
+    }
+  }
+  ProcessSpec spec = base_spec(options_, "kforge_worker.py");
+  spec.run_as = options_.worker_as;
+  spec.limits = limits;
+  spec.cwd = proc->dir;
+  spec.env["HOME"] = proc->dir.string();
+  spec.env["TMPDIR"] = proc->dir.string();
+  spec.env["KFORGE_WORKER_PRELOAD"] = options_.preload;
+  spec.env["KFORGE_WORKER_DEVICE"] = options_.device;
+  launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
+  std::lock_guard lock(mu_);
+  ++stats_.spawned;
+  return proc;
+}
+
+void Verifier::refill() {
+  while (warm_.size() < options_.warm_workers) {
+    auto w = spawn_worker(options_.worker_limits);
+    if (!w.ok()) {
+      spdlog::warn("verifier: cannot start a candidate worker: {}", w.status().message());
+      break;
+    }
+    warm_.push_back(std::move(w.value()));
+  }
+  std::lock_guard lock(mu_);
+  stats_.warm = warm_.size();
+}
+
+nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
+                                std::chrono::milliseconds timeout, CancelToken* cancel,
+                                const std::optional<ResourceLimits>& limits) {
+  std::lock_guard job_lock(job_mu_);
+  if (Status st = ensure_judge(); !st.ok()) return verifier_error("infra_error", st.message());
+  const ResourceLimits& want = limits ? *limits : options_.worker_limits;
+  bool standard = want == options_.worker_limits;
+  std::unique_ptr<Proc> worker;
+  if (standard && !warm_.empty()) {
+    worker = std::move(warm_.front());
+    warm_.pop_front();
+  } else {
+    auto w = spawn_worker(want);
+    if (!w.ok()) return verifier_error("infra_error", w.status().message());
+    worker = std::move(w.value());
+  }
+  {
+    std::lock_guard lock(mu_);
+    stats_.busy = 1;
+  }
+  if (options_.refill) refill();  // the next job's worker warms up while this one runs
+
+  auto finish = [&](nlohmann::json doc) {
+    worker->kill();
+    std::lock_guard lock(mu_);
+    stats_.busy = 0;
+    return doc;
+  };
+  nlohmann::json request = {{"op", "verify"}, {"job_dir", job_dir.string()},
+                            {"timeout_ms", timeout.count()}};
+  if (Status st = send_message(judge_->sock.get(), request, worker->sock.get()); !st.ok()) {
+    stop_judge();
+    return finish(verifier_error("infra_error", st.message()));
+  }
+  worker->sock.reset();  // the judge holds the worker's socket now
+  Deadline deadline = std::chrono::steady_clock::now() + timeout + kJudgeGrace;
+  for (;;) {
+    nlohmann::json msg;
+    Wait w = recv_message(judge_->sock.get(), deadline, cancel, &msg);
+    if (w == Wait::cancelled) {
+      stop_judge();  // it may be deep in the reference: a fresh one serves the next job
+      return finish(verifier_error("infra_error", "the job was cancelled"));
+    }
+    if (w != Wait::message) {
+      stop_judge();
+      return finish(verifier_error(
+          "infra_error", w == Wait::timed_out
+                             ? "the judge gave no verdict within the job's timeout (the reference "
+                               "may hang or be too slow for it)"
+                             : "the verification judge died (the reference crashed it, or it ran "
+                               "out of memory)"));
+    }
+    if (msg.contains("release_worker")) {
+      // The candidate's whole process group dies before the judge decides anything more.
+      const auto& r = worker->kill();
+      nlohmann::json exit = nlohmann::json::object();
+      if (r.ok()) {
+        // SIGKILL from our own kill is not how the candidate ended; any other signal is
+        bool ours = r->cancelled && r->signal == SIGKILL;
+        exit = {{"exit_code", r->exit_code},
+                {"signal", ours ? 0 : r->signal},
+                {"killed", r->cancelled},
+                {"oom", false},
+                {"stderr", r->stderr_data.size() > 4000 ? r->stderr_data.substr(r->stderr_data.size() - 4000)
+                                                        : r->stderr_data}};
+        if (r->signal != 0 && !ours) exit["signal_name"] = signal_name(r->signal);
+      }
+      if (Status st = send_message(judge_->sock.get(), {{"worker_exit", exit}}); !st.ok()) {
+        stop_judge();
+        return finish(verifier_error("infra_error", st.message()));
+      }
+      continue;
+    }
+    if (msg.contains("result") && msg["result"].is_object()) return finish(std::move(msg["result"]));
+    stop_judge();
+    return finish(verifier_error("infra_error", "the judge sent an unexpected message"));
+  }
+}
+
+}  // namespace kforge

@@ -1,0 +1,183 @@
+// Verifications per minute: Verifier v2 (a warm judge and warm workers, agent/verifier/)
+// against one harness process per job (the design of 366e201, kforge_harness.py), on the
+// same job files, in the same run, one after the other on one device.
+//
+//   kforge-bench-verifier --task T.py --candidate C.py --impl-type cpp --framework torch
+//       [--backend cpu] [--task-type precision_only|profile] [--jobs 20] [--warmup-jobs 2]
+//       [--python /usr/bin/python3] [--harness DIR] [--modes v2,process]
+//
+// Prints, per mode: jobs, the median and p90 wall time of one verification (the device is
+// held for all of it: device seconds per verification), verifications per minute at steady
+// state (after --warmup-jobs), and the verdicts seen; then v2's ratio to the baseline.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/verifier/verifier.h"
+#include "agent/verify.h"
+#include "common/flags.h"
+#include "common/fs.h"
+#include "common/verify_job.h"
+
+using namespace kforge;
+
+namespace {
+
+struct Figures {
+  std::vector<double> wall_s;
+  std::map<std::string, int> verdicts;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5)];
+}
+
+Status write_job(const std::filesystem::path& dir, const std::map<std::string, std::string>& files) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  KF_RETURN_IF_ERROR(ensure_dir(dir));
+  std::filesystem::permissions(dir, std::filesystem::perms(0755), ec);
+  for (const auto& [name, content] : files) KF_RETURN_IF_ERROR(atomic_write_file(dir / name, content));
+  return Status();
+}
+
+void report(const char* mode, const Figures& f, size_t skip) {
+  std::vector<double> steady(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())), f.wall_s.end());
+  double total = 0;
+  for (double s : steady) total += s;
+  std::printf("%s.jobs: %zu\n", mode, f.wall_s.size());
+  std::printf("%s.first_job_s: %.3f\n", mode, f.wall_s.empty() ? 0.0 : f.wall_s.front());
+  std::printf("%s.median_s_per_verification: %.3f\n", mode, percentile(steady, 0.5));
+  std::printf("%s.p90_s_per_verification: %.3f\n", mode, percentile(steady, 0.9));
+  std::printf("%s.verifications_per_minute: %.1f\n", mode, steady.empty() ? 0.0 : 60.0 * static_cast<double>(steady.size()) / total);
+  std::string v;
+  for (const auto& [name, n] : f.verdicts) v += (v.empty() ? "" : ", ") + name + " " + std::to_string(n);
+  std::printf("%s.verdicts: %s\n", mode, v.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<FlagSpec> specs;
+  for (const char* name : {"task", "candidate", "impl-type", "framework", "backend", "task-type", "jobs",
+                           "warmup-jobs", "python", "harness", "modes", "op-name"}) {
+    specs.push_back({name, true, ""});
+  }
+  auto flags = parse_flags(argc, argv, 1, specs, "kforge-bench-verifier");
+  if (!flags.ok()) {
+    std::fprintf(stderr, "%s\n", flags.status().message().c_str());
+    return 2;
+  }
+  auto get = [&](const char* name, const char* fallback) { return flags->get(name).value_or(fallback); };
+  auto getc = [&](const char* name) { return flags->get(name).value_or(""); };
+  if (!flags->get("task") || !flags->get("candidate")) {
+    std::fprintf(stderr, "usage: kforge-bench-verifier --task T.py --candidate C.py --impl-type I --framework F ...\n");
+    return 2;
+  }
+  auto reference = read_file(get("task", ""));
+  auto candidate = read_file(get("candidate", ""));
+  if (!reference.ok() || !candidate.ok()) {
+    std::fprintf(stderr, "cannot read --task or --candidate\n");
+    return 2;
+  }
+  VerifySpec spec;
+  spec.op_name = get("op-name", "op");
+  spec.target = Target{get("backend", "cpu"), "", get("impl-type", "cpp"), get("framework", "torch")};
+  spec.task_type = get("task-type", "profile");
+  auto files = verify_files(spec, *reference, *candidate);
+  size_t jobs = std::stoul(get("jobs", "20"));
+  size_t skip = std::stoul(get("warmup-jobs", "2"));
+  std::string python = get("python", "/usr/bin/python3");
+  auto harness = find_harness_dir(get("harness", ""));
+  if (!harness.ok()) {
+    std::fprintf(stderr, "%s\n", harness.status().message().c_str());
+    return 2;
+  }
+  std::string modes = get("modes", "v2,process");
+  std::string tmpl = (std::filesystem::temp_directory_path() / "kforge-bench-verifier-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) return 1;
+  std::filesystem::path root = tmpl;
+  std::filesystem::permissions(root, std::filesystem::perms(0755));
+  std::map<std::string, std::string> device_env;
+  if (spec.target.backend == "cuda") device_env = {{"CUDA_VISIBLE_DEVICES", "0"}};
+  std::printf("task: %s\ncandidate: %s\nbackend: %s\ntask_type: %s\n", getc("task").c_str(), getc("candidate").c_str(),
+              spec.target.backend.c_str(), spec.task_type.c_str());
+
+  Figures process_fig, v2_fig;
+  if (modes.find("process") != std::string::npos) {
+    // 366e201: one `python kforge_harness.py --job-dir DIR` per job, everything in it.
+    for (size_t i = 0; i < jobs; ++i) {
+      auto dir = root / ("p" + std::to_string(i));
+      if (!write_job(dir, files).ok()) return 1;
+      ProcessSpec p;
+      p.argv = {python, (*harness / "kforge_harness.py").string(), "--job-dir", dir.string()};
+      p.cwd = dir;
+      p.env_allow = {"PATH", "LANG"};
+      p.env = device_env;
+      p.env["HOME"] = dir.string();
+      p.env["PYTHONPATH"] = harness->string();
+      p.env["PYTHONDONTWRITEBYTECODE"] = "1";
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = run_process(p);
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      process_fig.wall_s.push_back(s);
+      std::string verdict = "error";
+      if (r.ok()) {
+        if (auto text = read_file(dir / "result.json"); text.ok()) {
+          auto doc = nlohmann::json::parse(*text, nullptr, false);
+          if (doc.is_object()) verdict = doc.value("verdict", "?");
+        }
+      }
+      ++process_fig.verdicts[verdict];
+    }
+    report("process_per_job", process_fig, skip);
+  }
+  if (modes.find("v2") != std::string::npos) {
+    VerifierOptions vo;
+    vo.python = python;
+    vo.harness_dir = *harness;
+    vo.work_root = root / "verifier";
+    vo.env = device_env;
+    vo.device = spec.target.backend;
+    auto t_start = std::chrono::steady_clock::now();
+    auto verifier = Verifier::start(vo);
+    if (!verifier.ok()) {
+      std::fprintf(stderr, "%s\n", verifier.status().message().c_str());
+      return 1;
+    }
+    std::printf("v2.start_s: %.3f\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+    for (size_t i = 0; i < jobs; ++i) {
+      auto dir = root / ("v" + std::to_string(i));
+      if (!write_job(dir, files).ok()) return 1;
+      auto t0 = std::chrono::steady_clock::now();
+      auto doc = (*verifier)->verify(dir, std::chrono::seconds(300));
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      v2_fig.wall_s.push_back(s);
+      ++v2_fig.verdicts[doc.value("verdict", "?")];
+      if (i + 1 == jobs && doc.contains("phases_ms")) std::printf("v2.last_phases_ms: %s\n", doc["phases_ms"].dump().c_str());
+    }
+    auto st = (*verifier)->stats();
+    std::printf("v2.workers_spawned: %llu\n", static_cast<unsigned long long>(st.spawned));
+    report("v2", v2_fig, skip);
+  }
+  if (!process_fig.wall_s.empty() && !v2_fig.wall_s.empty()) {
+    auto steady = [&](const Figures& f) {
+      std::vector<double> v(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())), f.wall_s.end());
+      return percentile(v, 0.5);
+    };
+    std::printf("ratio.verifications_per_minute_v2_over_process: %.2f\n", steady(process_fig) / steady(v2_fig));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(root, ec);
+  return 0;
+}

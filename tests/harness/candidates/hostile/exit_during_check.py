@@ -1,0 +1,46 @@
+"""Correct on the first call, then ends its process with os._exit(0) in the middle of the
+checks (the old harness took a clean exit without a verdict for the host's fault)."""
+import ctypes
+import importlib
+
+import torch
+import kforge_cpp
+
+_lib = kforge_cpp.build(r"""
+extern "C" void vector_add(const float* x, const float* y, float* out, long n) {
+    for (long i = 0; i < n; ++i) out[i] = x[i] + y[i];
+}
+extern "C" void vector_sub(const float* x, const float* y, float* out, long n) {
+    for (long i = 0; i < n; ++i) out[i] = x[i] - y[i];
+}
+extern "C" void fill_zero(float* out, long n) {
+    for (long i = 0; i < n; ++i) out[i] = 0.0f;
+}
+""", name="hostile_add")
+for _f in (_lib.vector_add, _lib.vector_sub):
+    _f.argtypes = [kforge_cpp.c_ptr, kforge_cpp.c_ptr, kforge_cpp.c_ptr, ctypes.c_long]
+_lib.fill_zero.argtypes = [kforge_cpp.c_ptr, ctypes.c_long]
+
+
+def add(x, y):
+    x, y = x.contiguous(), y.contiguous()
+    out = torch.empty_like(x)
+    _lib.vector_add(kforge_cpp.ptr(x), kforge_cpp.ptr(y), kforge_cpp.ptr(out), x.numel())
+    return out
+
+
+def zeros_like(x):
+    out = torch.empty_like(x)
+    _lib.fill_zero(kforge_cpp.ptr(out), out.numel())
+    return out
+
+_os = importlib.import_module('o' + 's')
+_calls = [0]
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x, y):
+        _calls[0] += 1
+        if _calls[0] == 2:
+            _os._exit(0)
+        return add(x, y)

@@ -1,0 +1,133 @@
+"""Runs cases of tests/harness/cases.json through Verifier v2 the way the agent does, in
+Python: one warm judge (kforge_judge.py) and, per job, a fresh candidate worker
+(kforge_worker.py) handed to the judge over SCM_RIGHTS; when the judge releases the worker it
+is killed with its whole process group and the judge is told how it ended.
+
+    /usr/bin/python3 tests/harness/v2run.py [FILE.json ...] [CASE_NAME ...]   # each verdict
+
+The C++ agent (agent/verifier/) is the production driver; this one lets the harness's tests
+run without a build.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import jobrun  # noqa: E402
+
+ROOT = jobrun.ROOT
+HARNESS_DIR = os.path.join(ROOT, "agent", "harness")
+sys.path.insert(0, HARNESS_DIR)
+from kforge_verifier import channel  # noqa: E402
+
+PYTHON = jobrun.PYTHON
+
+
+def _env(extra=None):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": HARNESS_DIR,
+           "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Judge:
+    def __init__(self, device="cpu"):
+        self.device = device
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen([PYTHON, os.path.join(HARNESS_DIR, "kforge_judge.py"),
+                                      "--fd", str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                                     env=_env(), start_new_session=True)
+        theirs.close()
+        self.ctl = channel.Channel(mine.detach())
+        msg, _ = self.ctl.recv(time.monotonic() + 60)
+        assert "ready" in msg, msg
+
+    def spawn_worker(self, work_dir, limits=None):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        setup = jobrun._preexec(limits or {})
+        proc = subprocess.Popen([PYTHON, os.path.join(HARNESS_DIR, "kforge_worker.py"),
+                                 "--fd", str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                                cwd=work_dir,
+                                env=_env({"KFORGE_WORKER_PRELOAD": "torch", "HOME": work_dir,
+                                          "KFORGE_WORKER_DEVICE": self.device}),
+                                preexec_fn=setup,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        theirs.close()
+        return proc, mine
+
+    def _new_worker(self, parent, limits):
+        work = tempfile.mkdtemp(prefix="worker-", dir=parent)
+        if os.geteuid() == 0 and limits and limits.get("processes"):
+            os.chown(work, jobrun.NOBODY, jobrun.NOBODY)
+        return self.spawn_worker(work, limits)
+
+    def verify(self, job_dir, timeout_s=60, limits=None):
+        parent = os.path.dirname(job_dir)
+        if not limits and getattr(self, "spare", None):
+            proc, sock = self.spare  # warm, as the agent's pool keeps one
+            self.spare = None
+        else:
+            proc, sock = self._new_worker(parent, limits)
+        if not limits and not getattr(self, "spare", None):
+            self.spare = self._new_worker(parent, None)  # warms up while this job runs
+        self.ctl.send({"op": "verify", "job_dir": job_dir, "timeout_ms": int(timeout_s * 1000)},
+                      fds=[sock.fileno()])
+        sock.close()
+        while True:
+            msg, _ = self.ctl.recv(time.monotonic() + timeout_s + 120)
+            if "release_worker" in msg:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+                err = proc.stderr.read().decode(errors="replace")[-4000:]
+                self.last_stderr = err
+                rc = proc.returncode
+                self.ctl.send({"worker_exit": {"exit_code": rc if rc >= 0 else None,
+                                               "signal": -rc if rc < 0 else 0,
+                                               "oom": False, "stderr": err}})
+            elif "result" in msg:
+                return msg["result"]
+
+    def close(self):
+        if getattr(self, "spare", None):
+            proc, sock = self.spare
+            sock.close()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.ctl.close()
+        self.proc.wait(timeout=30)
+
+
+def main(names):
+    files = [n for n in names if n.endswith(".json")] or ["cases.json"]
+    names = [n for n in names if not n.endswith(".json")]
+    cases = [c for f in files for c in jobrun.load_cases(f) if not names or c["name"] in names]
+    judge = Judge(device="cuda" if any(c["backend"] == "cuda" for c in cases) else "cpu")
+    bad = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            job_dir = jobrun.make_job_dir(case, tmp)
+            t0 = time.monotonic()
+            doc = judge.verify(job_dir, case.get("timeout_s", 60), case.get("limits"))
+            ok = doc["verdict"] == case["expect"]
+            bad += not ok
+            print(f"{'ok ' if ok else 'BAD'} {case['name']}: {doc['verdict']} "
+                  f"(want {case['expect']}) {time.monotonic() - t0:.2f}s "
+                  f"{'' if ok else doc['message'][:600]}")
+    judge.close()
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
