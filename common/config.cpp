@@ -194,6 +194,8 @@ const Fields<LogConfig>& fields_of<LogConfig>() {
       field("level", &LogConfig::level, log_level),
       field("file", &LogConfig::file),
       field("json", &LogConfig::json),
+      field("max_file_mb", &LogConfig::max_file_mb),
+      field("max_files", &LogConfig::max_files, positive),
   };
   return fields;
 }

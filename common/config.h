@@ -24,6 +24,8 @@ struct LogConfig {
   std::string level = "info";  // trace | debug | info | warn | error | off
   std::string file;            // also append to this file; empty: console (stderr) only
   bool json = false;           // one JSON object per line instead of text
+  uint64_t max_file_mb = 100;  // rotate `file` when it reaches this size; 0: never rotate
+  uint32_t max_files = 5;      // rotated files kept beside `file` (name.1.log ... name.N.log)
 };
 
 struct CoordinatorConfig {

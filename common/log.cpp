@@ -2,9 +2,11 @@
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -118,7 +120,12 @@ Status init_logging(const LogConfig& cfg, const std::string& component) {
     }
     // spdlog reports a failed open by throwing; this is the edge where that becomes a Status.
     try {
-      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.file));
+      if (cfg.max_file_mb == 0) {
+        sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.file));
+      } else {
+        sinks.push_back(std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+            cfg.file, static_cast<size_t>(cfg.max_file_mb) << 20, std::max<uint32_t>(cfg.max_files, 1)));
+      }
     } catch (const spdlog::spdlog_ex& e) {
       return io_error("cannot open log file " + cfg.file + ": " + e.what());
     }
@@ -127,10 +134,53 @@ Status init_logging(const LogConfig& cfg, const std::string& component) {
   auto logger = std::make_shared<spdlog::logger>(component, sinks.begin(), sinks.end());
   logger->set_formatter(make_formatter(cfg.json));
   logger->set_level(*level);
-  logger->flush_on(spdlog::level::warn);
+  // Not warn: a flood of warnings would cost a write(2) per line (issue 16, F5).
+  logger->flush_on(spdlog::level::err);
   spdlog::set_default_logger(std::move(logger));
   spdlog::flush_every(std::chrono::seconds(1));
   return Status();
+}
+
+bool LogThrottle::allow(std::string_view key) {
+  auto it = keys_.find(std::string(key));
+  if (it == keys_.end()) {
+    if (keys_.size() >= options_.max_keys) {
+      it = keys_.try_emplace(std::string(kOverflowKey), Window{clock_.now_ms(), 0, 0}).first;
+    } else {
+      it = keys_.emplace(std::string(key), Window{clock_.now_ms(), 0, 0}).first;
+    }
+  }
+  Window& w = it->second;
+  if (w.written < options_.burst) {
+    w.written++;
+    return true;
+  }
+  w.suppressed++;
+  suppressed_total_++;
+  return false;
+}
+
+void LogThrottle::report(spdlog::level::level_enum level) {
+  int64_t now = clock_.now_ms();
+  if (now < next_report_ms_ || keys_.empty()) return;
+  next_report_ms_ = now + std::max<int64_t>(options_.interval_ms / 10, 1);
+  for (auto it = keys_.begin(); it != keys_.end();) {
+    Window& w = it->second;
+    if (now - w.start_ms < options_.interval_ms) {
+      ++it;
+      continue;
+    }
+    if (w.suppressed > 0) {
+      spdlog::log(level, "{} more like this from {} in the last {} s", w.suppressed, it->first,
+                  (now - w.start_ms) / 1000);
+    }
+    if (w.written == 0 && w.suppressed == 0) {
+      it = keys_.erase(it);  // quiet for a whole window
+      continue;
+    }
+    w = Window{now, 0, 0};
+    ++it;
+  }
 }
 
 }  // namespace kforge

@@ -102,3 +102,64 @@ TEST_CASE_FIXTURE(LogFixture, "log file that cannot be opened is an error") {
   REQUIRE_FALSE(st.ok());
   CHECK(st.message().find(cfg.file) != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(LogFixture, "log file is rotated at max_file_mb and keeps max_files") {
+  LogConfig cfg;
+  cfg.file = (dir / "coordinator.log").string();
+  cfg.max_file_mb = 1;
+  cfg.max_files = 2;
+  REQUIRE(init_logging(cfg, "coordinator").ok());
+  const std::string filler(1000, 'x');
+  for (int i = 0; i < 5000; ++i) spdlog::info("line {} {}", i, filler);  // ~5 MB
+  spdlog::default_logger()->flush();
+  CHECK(std::filesystem::file_size(dir / "coordinator.log") <= (1u << 20));
+  CHECK(std::filesystem::exists(dir / "coordinator.1.log"));
+  CHECK(std::filesystem::exists(dir / "coordinator.2.log"));
+  CHECK_FALSE(std::filesystem::exists(dir / "coordinator.3.log"));
+}
+
+TEST_CASE("log throttle writes a burst per key, then counts") {
+  ManualClock clock;
+  LogThrottle throttle(clock, {.interval_ms = 10'000, .burst = 3, .max_keys = 8});
+  int written = 0;
+  for (int i = 0; i < 100; ++i) written += throttle.allow("peer-a") ? 1 : 0;
+  CHECK(written == 3);
+  CHECK(throttle.allow("peer-b"));  // keys are independent
+  CHECK(throttle.suppressed() == 97);
+  CHECK(throttle.keys() == 2);
+}
+
+TEST_CASE_FIXTURE(LogFixture, "log throttle reports what it suppressed once per window") {
+  LogConfig cfg;
+  cfg.file = (dir / "throttle.log").string();
+  REQUIRE(init_logging(cfg, "coordinator").ok());
+  ManualClock clock;
+  LogThrottle throttle(clock, {.interval_ms = 10'000, .burst = 2, .max_keys = 8});
+  for (int i = 0; i < 50; ++i) (void)throttle.allow("peer-a");
+  throttle.report();  // the window is not over: nothing yet
+  CHECK(lines_of(dir / "throttle.log").empty());
+  clock.advance(std::chrono::seconds(10));
+  throttle.report();
+  throttle.report();  // once per window
+  auto lines = lines_of(dir / "throttle.log");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("48 more like this from peer-a in the last 10 s") != std::string::npos);
+  // A new window lets a burst through again; a key quiet for a whole window is forgotten.
+  CHECK(throttle.allow("peer-a"));
+  clock.advance(std::chrono::seconds(10));
+  throttle.report();
+  CHECK(throttle.keys() == 1);
+  clock.advance(std::chrono::seconds(10));
+  throttle.report();
+  CHECK(throttle.keys() == 0);
+  CHECK(lines_of(dir / "throttle.log").size() == 1);
+}
+
+TEST_CASE("log throttle tracks at most max_keys peers, the rest share one key") {
+  ManualClock clock;
+  LogThrottle throttle(clock, {.interval_ms = 10'000, .burst = 1, .max_keys = 16});
+  int written = 0;
+  for (int i = 0; i < 10'000; ++i) written += throttle.allow("peer-" + std::to_string(i)) ? 1 : 0;
+  CHECK(throttle.keys() == 17);
+  CHECK(written == 17);  // one per tracked peer, one for all the others together
+}

@@ -1,5 +1,6 @@
 #include "coordinator/scheduling/coordinator.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,23 @@ namespace {
 constexpr int64_t kTimerTickMs = 20;
 // Messages taken from the socket per turn, so a flood cannot starve timers and commits.
 constexpr int kMaxMessagesPerTurn = 4096;
+// Messages a peer that is not a registered agent gets handled per turn (a legitimate one
+// sends a Hello and waits); the rest of its messages in that turn are discarded undecoded,
+// so a flooding stranger costs a recv each, not a decode and a log line (issue 16).
+constexpr int kMaxStrangerMessagesPerTurn = 16;
+// How long an old routing id is remembered after its agent re-registered under a new
+// one (at least): its process, if it still runs, is refused during that time. Beyond
+// kMaxSuperseded entries the oldest are forgotten first.
+constexpr int64_t kSupersededKeepMs = 60'000;
+constexpr size_t kMaxSuperseded = 65'536;
+// Free heap pages are given back to the OS (malloc_trim) at most this often, after a window
+// with many messages or dropped frames: a flood's buffers are freed, but glibc keeps the
+// pages in its arenas (issue 16, F11).
+constexpr int64_t kTrimIntervalMs = 10'000;
+constexpr uint64_t kTrimAfterMessages = 50'000;
+// Inbound messages queued per peer inside zmq before it stops reading that connection
+// (back-pressure to the sender). zmq's default is 1000; an agent has a few in flight.
+constexpr int kRouterRcvHwm = 256;
 // How often an agent's last_seen_ms is stored while it talks to us (operators see when a
 // host was last heard from, also after the coordinator stopped).
 constexpr int64_t kTouchIntervalMs = 5000;
@@ -59,6 +77,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions&
   // A restarted agent process reconnects under a new routing id; a reconnect of the same
   // process (same id) takes over the old connection instead of being refused.
   socket->set(zmq::sockopt::router_handover, 1);
+  socket->set(zmq::sockopt::rcvhwm, kRouterRcvHwm);
   std::string endpoint = bound_endpoint(*socket);
   std::unique_ptr<Coordinator> c(new Coordinator(options, clock, std::move(store.value()),
                                                  std::move(ctx), std::move(socket.value()),
@@ -196,6 +215,7 @@ void Coordinator::note(const Status& st) {
 }
 
 void Coordinator::receive_all() {
+  strangers_this_turn_.clear();
   for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
     zmq::message_t id;
     if (!socket_.recv(id, zmq::recv_flags::dontwait)) return;
@@ -205,9 +225,17 @@ void Coordinator::receive_all() {
       if (!socket_.recv(part, zmq::recv_flags::dontwait)) break;
       parts.push_back(std::move(part));
     }
+    received_since_trim_++;
     std::string routing_id = id.to_string();
+    if (routing_.find(routing_id) == routing_.end() &&
+        ++strangers_this_turn_[routing_id] > kMaxStrangerMessagesPerTurn) {
+      stranger_discarded_++;
+      continue;
+    }
     if (parts.size() != 1) {
-      spdlog::warn("dropping message of {} frames from peer '{}'", parts.size() + 1, printable(routing_id));
+      if (peer_log_.allow(routing_id)) {
+        spdlog::warn("dropping message of {} frames from peer '{}'", parts.size() + 1, printable(routing_id));
+      }
       continue;
     }
     handle(routing_id, parts[0].to_string());
@@ -232,14 +260,18 @@ size_t Coordinator::live_agents() const { return agents_.size(); }
 void Coordinator::handle(const std::string& routing_id, const std::string& bytes) {
   auto frame = proto::decode(bytes, limits_);
   if (!frame.ok()) {
-    spdlog::warn("dropping malformed frame from peer '{}': {}", printable(routing_id), frame.status().message());
+    malformed_frames_++;
+    if (peer_log_.allow(routing_id)) {
+      spdlog::warn("dropping malformed frame from peer '{}': {}", printable(routing_id),
+                   frame.status().message());
+    }
     return;
   }
   if (frame->version != proto::kProtocolVersion) {
     std::string reason = "protocol version " + std::to_string(frame->version) +
                          " is not supported; this coordinator speaks version " +
                          std::to_string(proto::kProtocolVersion);
-    spdlog::warn("refusing peer '{}': {}", printable(routing_id), reason);
+    if (peer_log_.allow(routing_id)) spdlog::warn("refusing peer '{}': {}", printable(routing_id), reason);
     send("", routing_id, proto::Refused{reason, proto::kProtocolVersion});
     return;
   }
@@ -255,7 +287,7 @@ void Coordinator::handle(const std::string& routing_id, const std::string& bytes
   if (agent == nullptr) {
     if (auto s = superseded_.find(routing_id); s != superseded_.end()) {
       // Two processes sharing one state directory: stop the older one instead of flapping.
-      send("", routing_id, proto::Refused{"superseded by incarnation " + s->second,
+      send("", routing_id, proto::Refused{"superseded by incarnation " + s->second.incarnation,
                                           proto::kProtocolVersion});
       return;
     }
@@ -276,7 +308,7 @@ void Coordinator::handle(const std::string& routing_id, const std::string& bytes
     on_heartbeat(*agent, *hb);
   } else if (auto* bye = std::get_if<proto::Bye>(&msg)) {
     on_bye(*agent, *bye);
-  } else {
+  } else if (peer_log_.allow(routing_id)) {
     spdlog::warn("agent {}: unexpected {} message dropped", agent->id,
                  proto::msg_type_name(frame->type));
   }
@@ -298,7 +330,7 @@ void Coordinator::on_hello(const std::string& routing_id, const proto::Hello& he
                    old->second.incarnation);
     }
     routing_.erase(old->second.routing_id);
-    superseded_[old->second.routing_id] = hello.incarnation;
+    supersede(old->second.routing_id, hello.incarnation);
   }
 
   // Drained survives restarts of either side.
@@ -403,7 +435,8 @@ void Coordinator::on_heartbeat(Agent& agent, const proto::Heartbeat& hb) {
   // An assignment the agent never received (lost on the way) is re-queued once the agent
   // has had time to report it.
   std::vector<int64_t> lost;
-  for (int64_t job_id : leases_by_agent_[agent.id]) {
+  auto held = leases_by_agent_.find(agent.id);
+  for (int64_t job_id : held == leases_by_agent_.end() ? std::set<int64_t>{} : held->second) {
     const Lease& lease = leases_.at(job_id);
     auto epoch = static_cast<uint64_t>(lease.epoch);
     if (!contains(hb.running, job_id, epoch) && !contains(hb.outbox, job_id, epoch) &&
@@ -435,8 +468,46 @@ void Coordinator::on_bye(Agent& agent, const proto::Bye& bye) {
   lose_agent(id, "gone");
 }
 
+void Coordinator::supersede(const std::string& old_routing_id, const std::string& incarnation) {
+  int64_t until = clock_.now_ms() + std::max<int64_t>(
+      kSupersededKeepMs, 10 * static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness);
+  superseded_[old_routing_id] = Superseded{incarnation, until};
+  superseded_order_.emplace_back(until, old_routing_id);
+}
+
+void Coordinator::forget_superseded(int64_t now) {
+  while (!superseded_order_.empty() &&
+         (superseded_order_.front().first <= now || superseded_order_.size() > kMaxSuperseded)) {
+    auto& [until, routing_id] = superseded_order_.front();
+    // A routing id superseded twice has a later entry in the queue: keep the map's.
+    if (auto s = superseded_.find(routing_id); s != superseded_.end() && s->second.until_ms == until) {
+      superseded_.erase(s);
+    }
+    superseded_order_.pop_front();
+  }
+}
+
+void Coordinator::trim_heap(int64_t now) {
+  if (now - last_trim_ms_ < kTrimIntervalMs) return;
+  uint64_t dropped = malformed_frames_ + stranger_discarded_;
+  bool busy = received_since_trim_ >= kTrimAfterMessages || dropped != dropped_at_trim_;
+  last_trim_ms_ = now;
+  received_since_trim_ = 0;
+  dropped_at_trim_ = dropped;
+  if (busy) (void)malloc_trim(0);
+}
+
+Coordinator::Footprint Coordinator::footprint() const {
+  return Footprint{agents_.size(),          routing_.size(),  superseded_.size(),
+                   superseded_order_.size(), leases_.size(),   leases_by_agent_.size(),
+                   peer_log_.keys()};
+}
+
 void Coordinator::timers() {
+  peer_log_.report();
   int64_t now = clock_.now_ms();
+  forget_superseded(now);
+  trim_heap(now);
   int64_t silence = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
   std::vector<std::string> lost;
   for (auto& [id, agent] : agents_) {
@@ -576,6 +647,7 @@ void Coordinator::lose_agent(const std::string& agent_id, const char* why) {
     jobs.assign(by->second.begin(), by->second.end());
   }
   for (int64_t job_id : jobs) requeue(job_id, why);
+  leases_by_agent_.erase(agent_id);  // on_hello leaves an empty set for an agent without jobs
   note(store_->set_agent_state(agent_id, why));
 }
 
@@ -686,6 +758,11 @@ void Coordinator::render_metrics(std::string& out) const {
   metric_family(out, "kforge_results_total", "counter", "job results from agents since start-up, recorded or dropped as stale");
   metric_sample(out, "kforge_results_total", {{"outcome", "recorded"}}, static_cast<double>(results_recorded_));
   metric_sample(out, "kforge_results_total", {{"outcome", "stale"}}, static_cast<double>(results_stale_));
+  metric_family(out, "kforge_peer_frames_dropped_total", "counter", "frames from peers dropped unprocessed since start-up: malformed, or beyond a stranger's per-turn budget");
+  metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "malformed"}}, static_cast<double>(malformed_frames_));
+  metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "over_budget"}}, static_cast<double>(stranger_discarded_));
+  metric_family(out, "kforge_log_lines_suppressed_total", "counter", "warnings about peers not written (rate limit)");
+  metric_sample(out, "kforge_log_lines_suppressed_total", {}, static_cast<double>(peer_log_.suppressed()));
   dispatch_latency_.render(out, "kforge_dispatch_latency_seconds", "time from a job's enqueue to its first assignment to a device");
 }
 

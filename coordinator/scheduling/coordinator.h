@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 
 #include <atomic>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -26,6 +27,7 @@
 #include <zmq.hpp>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/protocol.h"
 #include "common/status.h"
 #include "coordinator/scheduling/device_pool.h"
@@ -121,6 +123,21 @@ class Coordinator {
     periodic_.push_back(Periodic{every_ms, 0, std::move(fn)});
   }
   void set_filter(MessageFilter filter) { filter_ = std::move(filter); }
+  // Sizes of the loop's per-agent and per-peer state: each is bounded by the live agents,
+  // their leases, or a cap, whatever the history of connections (tests check this).
+  struct Footprint {
+    size_t agents = 0;
+    size_t routing = 0;
+    size_t superseded = 0;        // old routing ids still refused
+    size_t superseded_order = 0;  // their expiry queue
+    size_t leases = 0;
+    size_t leases_by_agent = 0;
+    size_t log_keys = 0;          // peers with a rate-limited warning window open
+  };
+  Footprint footprint() const;
+  // Frames from peers dropped unprocessed since start-up (malformed, or over a stranger's
+  // per-turn budget).
+  uint64_t dropped_frames() const { return malformed_frames_ + stranger_discarded_; }
   // Appends agents, devices (busy or idle), leases, queued jobs and dispatch latency in
   // Prometheus text format.
   void render_metrics(std::string& out) const;
@@ -173,6 +190,9 @@ class Coordinator {
   void flush();
   void send_now(const Outgoing& out);
   Agent* agent_by_routing(const std::string& routing_id);
+  void supersede(const std::string& old_routing_id, const std::string& incarnation);
+  void forget_superseded(int64_t now);
+  void trim_heap(int64_t now);
 
   CoordinatorOptions options_;
   Clock& clock_;
@@ -192,7 +212,12 @@ class Coordinator {
   DevicePool pool_;
   std::unordered_map<std::string, Agent> agents_;           // live agents by id
   std::unordered_map<std::string, std::string> routing_;    // routing id -> agent id
-  std::unordered_map<std::string, std::string> superseded_;  // old routing id -> new incarnation
+  struct Superseded {
+    std::string incarnation;  // the one that replaced it
+    int64_t until_ms = 0;     // forgotten after this
+  };
+  std::unordered_map<std::string, Superseded> superseded_;  // old routing id -> replacement
+  std::deque<std::pair<int64_t, std::string>> superseded_order_;  // (until_ms, routing id)
   std::unordered_map<int64_t, Lease> leases_;               // assigned jobs
   std::unordered_map<std::string, std::set<int64_t>> leases_by_agent_;
   int64_t adopted_up_to_ = 0;  // highest job id in the pool's view; newer queued ones are adopted
@@ -215,6 +240,16 @@ class Coordinator {
   Histogram dispatch_latency_{latency_buckets_s()};  // enqueue to first assignment
   uint64_t results_recorded_ = 0;
   uint64_t results_stale_ = 0;
+  // Warnings a peer can cause at will (malformed frames, refusals), limited per peer.
+  LogThrottle peer_log_{clock_};
+  // Messages of peers that are not registered agents in this turn, by routing id
+  // (cleared every turn: at most kMaxMessagesPerTurn entries).
+  std::unordered_map<std::string, int> strangers_this_turn_;
+  uint64_t malformed_frames_ = 0;
+  uint64_t stranger_discarded_ = 0;  // over a stranger's per-turn budget, undecoded
+  uint64_t received_since_trim_ = 0;
+  uint64_t dropped_at_trim_ = 0;
+  int64_t last_trim_ms_ = 0;
 };
 
 }  // namespace kforge

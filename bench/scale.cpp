@@ -1,0 +1,661 @@
+// kforge-bench-scale: the coordinator's memory, CPU and log under a steady fleet of fake
+// agents, and under a flood of malformed frames.
+//
+// Starts a real kforge-coordinator process (its own temporary data directory, a config that
+// sets heartbeat_ms and a log file, `--listen tcp://127.0.0.1:*`, no operator API) and N fake
+// agents speaking the real wire protocol: one DEALER per agent over TCP loopback with routing
+// id "<agent_id>/<incarnation>", a Hello with D cpu devices, a Heartbeat every H ms once
+// welcomed. No jobs run: the figures measure what a steady fleet costs the coordinator.
+//
+// Optionally --churn agents per second restart (a new incarnation, a new socket, a new
+// Hello), and a flood: --flood-clients DEALERs that are not agents send malformed frames as
+// fast as the socket takes them, from --flood-at s for --flood-seconds s (or until
+// --flood-frames were sent), then the soak goes on so what the coordinator gives back shows.
+//
+// Every --sample-ms the coordinator's VmRSS (/proc/PID/status), its CPU use
+// (/proc/PID/stat) and the size of its log (file and stderr) are printed as a `sample:` line;
+// the summary follows as `name: value` lines. --coordinator runs another build's binary (the
+// main branch's, for a baseline) under the same load.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/flags.h"
+#include "common/fs.h"
+#include "common/protocol.h"
+#include "common/zmq_util.h"
+
+namespace kforge {
+namespace {
+
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+const std::vector<FlagSpec> kFlags = {
+    {"agents", true, "fake agents (default 1000)"},
+    {"devices", true, "cpu devices per agent (default 8)"},
+    {"seconds", true, "soak length after registration, in s (default 60)"},
+    {"heartbeat-ms", true, "each agent's heartbeat interval (default 1000)"},
+    {"coordinator-heartbeat-ms", true, "the coordinator's heartbeat_ms (default 1000)"},
+    {"agent-threads", true, "threads driving the fake agents (default 1)"},
+    {"churn", true, "agents restarted (new incarnation) per second (default 0)"},
+    {"flood-clients", true, "DEALERs sending malformed frames (default 0: no flood)"},
+    {"flood-at", true, "flood start, s after registration (default 10)"},
+    {"flood-seconds", true, "flood length in s (default 30)"},
+    {"flood-frames", true, "stop the flood after this many frames per client (default: no cap)"},
+    {"flood-bytes", true, "size of each malformed frame (default 200)"},
+    {"sample-ms", true, "interval between samples (default 5000)"},
+    {"coordinator", true, "kforge-coordinator binary (default: beside this build's bench)"},
+    {"log-level", true, "the coordinator's log level (default info)"},
+    {"keep", false, "keep the temporary directory (data, config, logs)"},
+    {"help", false, "show this message"},
+};
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "kforge-bench-scale: %s\n", message.c_str());
+  return 1;
+}
+
+// ---- The coordinator process --------------------------------------------------------------
+
+struct CoordinatorProcess {
+  pid_t pid = -1;
+  std::string endpoint;
+
+  // Starts `exe` with stdout on a pipe (its first line names the endpoint) and stderr
+  // appended to `stderr_path`.
+  Status start(const fs::path& exe, const std::vector<std::string>& args, const fs::path& stderr_path) {
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return io_error("pipe: " + std::string(std::strerror(errno)));
+    int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (err < 0) return io_error(stderr_path.string() + ": " + std::strerror(errno));
+    std::vector<std::string> all = {exe.string()};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t parent = ::getpid();
+    pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      ::dup2(out[1], 1);
+      ::dup2(err, 2);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(err);
+    if (pid < 0) return io_error("fork: " + std::string(std::strerror(errno)));
+    // "listening tcp://127.0.0.1:PORT\n", maybe after lines of a wrapper (heaptrack).
+    const std::string prefix = "listening ";
+    std::string text;
+    int64_t deadline = now_ms() + 30'000;
+    auto endpoint_line = [&]() -> std::optional<std::string> {
+      size_t start = 0;
+      for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+        std::string line = text.substr(start, nl - start);
+        if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+      }
+      return std::nullopt;
+    };
+    while (!endpoint_line()) {
+      pollfd p{out[0], POLLIN, 0};
+      int left = static_cast<int>(std::max<int64_t>(deadline - now_ms(), 0));
+      if (left == 0 || ::poll(&p, 1, left) <= 0) break;
+      char buf[256];
+      ssize_t n = ::read(out[0], buf, sizeof buf);
+      if (n <= 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    ::close(out[0]);
+    auto found = endpoint_line();
+    if (!found) {
+      return io_error("the coordinator did not say where it listens (see " + stderr_path.string() + ")");
+    }
+    endpoint = *found;
+    return Status();
+  }
+
+  bool alive() const { return pid > 0 && ::kill(pid, 0) == 0; }
+
+  void stop() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+        pid = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+};
+
+// VmRSS of `pid` in MiB; -1 if unavailable.
+double rss_mb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+  }
+  return -1;
+}
+
+// utime + stime of `pid` in seconds.
+double cpu_s(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  // Fields after the command: state(3) ... utime(14) stime(15).
+  std::vector<std::string> fields;
+  size_t pos = close + 2;
+  while (pos < stat.size() && fields.size() < 13) {
+    size_t space = stat.find(' ', pos);
+    fields.push_back(stat.substr(pos, space - pos));
+    pos = space == std::string::npos ? stat.size() : space + 1;
+  }
+  if (fields.size() < 13) return 0;
+  double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return (std::strtod(fields[11].c_str(), nullptr) + std::strtod(fields[12].c_str(), nullptr)) / ticks;
+}
+
+// Bytes in every file under `dir` whose name starts with `prefix` (a log and its rotations).
+uint64_t bytes_of(const fs::path& dir, const std::string& prefix) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) total += e.file_size(ec);
+  }
+  return total;
+}
+
+// ---- Fake agents --------------------------------------------------------------------------
+
+struct FakeAgent {
+  std::string id;
+  std::string routing_id;
+  zmq::socket_t socket;
+  int fd = -1;
+  bool welcomed = false;
+  int64_t next_heartbeat_ms = 0;
+};
+
+struct FleetStats {
+  std::atomic<uint64_t> welcomes{0};      // Welcomes received (re-registrations included)
+  std::atomic<uint64_t> registered{0};    // agents welcomed at least once
+  std::atomic<uint64_t> heartbeats{0};
+  std::atomic<uint64_t> refused{0};
+  std::atomic<uint64_t> restarts{0};
+  std::atomic<uint64_t> bad_frames{0};
+};
+
+// Drives a group of fake agents from one thread with epoll over the sockets' ZMQ_FDs.
+class AgentGroup {
+ public:
+  AgentGroup(zmq::context_t& ctx, std::string endpoint, int first, int count, uint32_t devices,
+             uint32_t heartbeat_ms, double churn_per_s, FleetStats& stats)
+      : ctx_(ctx), endpoint_(std::move(endpoint)), devices_(devices), heartbeat_ms_(heartbeat_ms),
+        churn_per_s_(churn_per_s), stats_(stats) {
+    for (int i = first; i < first + count; ++i) {
+      auto a = std::make_unique<FakeAgent>();
+      char name[32];
+      std::snprintf(name, sizeof name, "scale-%05d", i);
+      a->id = name;
+      agents_.push_back(std::move(a));
+    }
+  }
+
+  void start() { thread_ = std::thread([this] { loop(); }); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void connect(FakeAgent& a, bool restart) {
+    if (a.fd >= 0) {
+      epoll_ctl(ep_, EPOLL_CTL_DEL, a.fd, nullptr);
+      a.socket.close();
+      a.fd = -1;
+    }
+    std::string incarnation = random_hex_id().substr(0, 12);
+    a.routing_id = a.id + "/" + incarnation;
+    auto socket = make_dealer(ctx_, endpoint_, a.routing_id);
+    if (!socket.ok()) {
+      std::fprintf(stderr, "kforge-bench-scale: %s\n", socket.status().to_string().c_str());
+      std::exit(1);
+    }
+    a.socket = std::move(socket.value());
+    a.fd = a.socket.get(zmq::sockopt::fd);
+    a.welcomed = false;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &a;
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, a.fd, &ev) != 0) {
+      std::perror("kforge-bench-scale: epoll_ctl");
+      std::exit(1);
+    }
+    proto::Hello hello;
+    hello.agent_id = a.id;
+    hello.incarnation = incarnation;
+    hello.host = "scale";
+    hello.capabilities = {{"python", "3.11"}, {"bench", "scale"}};
+    for (uint32_t d = 0; d < devices_; ++d) {
+      hello.devices.push_back(proto::DeviceInfo{d, "cpu", "x86_64", "scale cpu", 0});
+    }
+    send(a, hello);
+    if (restart) stats_.restarts++;
+  }
+
+  void send(FakeAgent& a, const proto::Message& m) {
+    std::string bytes = proto::encode(m);
+    (void)a.socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  }
+
+  void loop() {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    for (auto& a : agents_) connect(*a, false);
+    std::vector<epoll_event> events(agents_.size());
+    size_t churn_next = 0;
+    double churn_due = 0;
+    int64_t last_churn_ms = now_ms();
+    int64_t next_tick = 0;
+    for (auto& a : agents_) drain(*a);
+    while (!stop_) {
+      int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), 5);
+      for (int i = 0; i < n; ++i) drain(*static_cast<FakeAgent*>(events[static_cast<size_t>(i)].data.ptr));
+      int64_t now = now_ms();
+      if (now < next_tick) continue;
+      next_tick = now + 5;
+      for (auto& a : agents_) {
+        if (a->welcomed && now >= a->next_heartbeat_ms) {
+          a->next_heartbeat_ms = now + heartbeat_ms_;
+          send(*a, proto::Heartbeat{});
+          stats_.heartbeats++;
+          drain(*a);  // a send may consume the ZMQ_FD notification
+        }
+      }
+      if (churn_per_s_ > 0) {
+        churn_due += churn_per_s_ * static_cast<double>(now - last_churn_ms) / 1000.0;
+        last_churn_ms = now;
+        while (churn_due >= 1) {
+          churn_due -= 1;
+          FakeAgent& a = *agents_[churn_next++ % agents_.size()];
+          connect(a, true);
+          drain(a);
+        }
+      }
+    }
+    for (auto& a : agents_) {
+      send(*a, proto::Bye{"benchmark over"});
+      a->socket.close();
+    }
+    ::close(ep_);
+  }
+
+  void drain(FakeAgent& a) {
+    for (;;) {
+      zmq::message_t msg;
+      if (!a.socket.recv(msg, zmq::recv_flags::dontwait)) return;
+      auto frame = proto::decode(msg.to_string());
+      if (!frame.ok()) {
+        stats_.bad_frames++;
+        continue;
+      }
+      const proto::Message& m = frame->message;
+      if (std::holds_alternative<proto::Welcome>(m)) {
+        if (!a.welcomed) {
+          stats_.welcomes++;
+          if (a.next_heartbeat_ms == 0) stats_.registered++;
+          // Spread the heartbeats over the interval instead of sending them in lockstep.
+          a.next_heartbeat_ms = now_ms() + static_cast<int64_t>(rng_() % heartbeat_ms_);
+        }
+        a.welcomed = true;
+      } else if (std::holds_alternative<proto::Refused>(m)) {
+        stats_.refused++;
+      }
+      // Heartbeats need no answer; no jobs are queued, so no Assign comes.
+    }
+  }
+
+  zmq::context_t& ctx_;
+  std::string endpoint_;
+  uint32_t devices_;
+  uint32_t heartbeat_ms_;
+  double churn_per_s_;
+  FleetStats& stats_;
+  std::vector<std::unique_ptr<FakeAgent>> agents_;
+  std::minstd_rand rng_{std::random_device{}()};
+  int ep_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+// ---- The flood ----------------------------------------------------------------------------
+
+// Frames a broken or hostile client might send: not msgpack, a truncated map, a map that
+// is not a message, a valid frame of an unknown type. None of them decodes.
+std::vector<std::string> malformed_frames(size_t bytes, std::minstd_rand& rng) {
+  std::vector<std::string> frames;
+  std::string junk(bytes, '\0');
+  for (auto& c : junk) c = static_cast<char>(rng());
+  junk[0] = static_cast<char>(0xc1);  // a byte msgpack never uses
+  frames.push_back(junk);
+  std::string hello = proto::encode(proto::Hello{"flood", "x", "host", {}, {}, {}, {}});
+  frames.push_back(hello.substr(0, hello.size() / 2));  // truncated
+  std::string map = "\x81\xa3" "foo" "\xa3" "bar";  // {"foo": "bar"}
+  frames.push_back(map + std::string(bytes > map.size() ? bytes - map.size() : 0, ' '));
+  return frames;
+}
+
+class Flooder {
+ public:
+  Flooder(zmq::context_t& ctx, const std::string& endpoint, int index, size_t bytes,
+          uint64_t max_frames)
+      : max_frames_(max_frames) {
+    std::minstd_rand rng(static_cast<uint32_t>(index) + 1);
+    frames_ = malformed_frames(bytes, rng);
+    auto socket = make_dealer(ctx, endpoint, "flood-" + std::to_string(index));
+    if (!socket.ok()) {
+      std::fprintf(stderr, "kforge-bench-scale: %s\n", socket.status().to_string().c_str());
+      std::exit(1);
+    }
+    socket_ = std::move(socket.value());
+  }
+  void start() { thread_ = std::thread([this] { loop(); }); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    socket_.close();
+  }
+  uint64_t sent() const { return sent_; }
+
+ private:
+  void loop() {
+    while (!stop_ && sent_ < max_frames_) {
+      const std::string& f = frames_[sent_ % frames_.size()];
+      if (socket_.send(zmq::buffer(f), zmq::send_flags::dontwait)) {
+        sent_++;
+        continue;
+      }
+      // The queue is full (the high-water mark): wait for room.
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLOUT, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(10));
+    }
+  }
+
+  uint64_t max_frames_;
+  std::vector<std::string> frames_;
+  zmq::socket_t socket_;
+  std::thread thread_;
+  std::atomic<uint64_t> sent_{0};
+  std::atomic<bool> stop_{false};
+};
+
+// ---- Measurement --------------------------------------------------------------------------
+
+struct Sample {
+  double t_s;  // since registration finished (negative before)
+  double rss_mb;
+  double cpu_pct;
+  uint64_t log_bytes;
+};
+
+// Least-squares slope of rss over t, in KiB/s.
+double slope_kib_per_s(const std::vector<Sample>& s) {
+  if (s.size() < 2) return 0;
+  double n = static_cast<double>(s.size()), st = 0, sr = 0, stt = 0, str = 0;
+  for (const Sample& x : s) {
+    st += x.t_s;
+    sr += x.rss_mb;
+    stt += x.t_s * x.t_s;
+    str += x.t_s * x.rss_mb;
+  }
+  double den = n * stt - st * st;
+  return den == 0 ? 0 : (n * str - st * sr) / den * 1024.0;
+}
+
+void print(const char* name, double v, int decimals = 1) { std::printf("%s: %.*f\n", name, decimals, v); }
+
+Result<uint64_t> uint_flag(const ParsedFlags& flags, const std::string& name, uint64_t fallback) {
+  auto v = flags.get(name);
+  if (!v) return fallback;
+  return parse_uint_flag(name, *v);
+}
+
+int run(int argc, char** argv) {
+  auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-bench-scale");
+  if (!flags.ok()) return fail(flags.status().message());
+  if (flags->has("help")) {
+    std::printf("usage: kforge-bench-scale [options]\n\n%s", flags_help(kFlags).c_str());
+    return 0;
+  }
+  uint64_t v[13];
+  const char* names[13] = {"agents", "devices", "seconds", "heartbeat-ms", "coordinator-heartbeat-ms",
+                           "agent-threads", "churn", "flood-clients", "flood-at", "flood-seconds",
+                           "flood-frames", "flood-bytes", "sample-ms"};
+  const uint64_t defaults[13] = {1000, 8, 60, 1000, 1000, 1, 0, 0, 10, 30, UINT64_MAX, 200, 5000};
+  for (int i = 0; i < 13; ++i) {
+    auto x = uint_flag(*flags, names[i], defaults[i]);
+    if (!x.ok()) return fail(x.status().message());
+    v[i] = *x;
+  }
+  const uint64_t agents = std::max<uint64_t>(v[0], 1), devices = v[1], seconds = v[2];
+  const uint64_t heartbeat_ms = std::max<uint64_t>(v[3], 1), coord_hb_ms = std::max<uint64_t>(v[4], 1);
+  const uint64_t threads = std::clamp<uint64_t>(v[5], 1, agents), churn = v[6];
+  const uint64_t flood_clients = v[7], flood_at = v[8], flood_seconds = v[9], flood_frames = v[10];
+  const uint64_t flood_bytes = std::max<uint64_t>(v[11], 8), sample_ms = std::max<uint64_t>(v[12], 100);
+
+  fs::path exe;
+  if (auto c = flags->get("coordinator")) {
+    exe = *c;
+  } else {
+    exe = fs::canonical("/proc/self/exe").parent_path().parent_path() / "coordinator" / "kforge-coordinator";
+  }
+  if (!fs::exists(exe)) return fail(exe.string() + " does not exist (build it, or pass --coordinator)");
+
+  fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
+  fs::create_directories(dir);
+  {
+    // Keys every kforge build knows, so a baseline binary reads the same file.
+    std::ofstream cfg(dir / "kforge.toml");
+    cfg << "[coordinator]\nheartbeat_ms = " << coord_hb_ms << "\n\n[coordinator.log]\nfile = \""
+        << (dir / "coordinator.log").string() << "\"\n";
+  }
+  CoordinatorProcess coord;
+  Status started = coord.start(exe,
+                               {"--config", (dir / "kforge.toml").string(), "--listen", "tcp://127.0.0.1:*",
+                                "--data", (dir / "data").string(), "--http", "",
+                                "--log-level", flags->get("log-level").value_or("info")},
+                               dir / "stderr.log");
+  if (!started.ok()) return fail(started.to_string());
+  auto log_bytes = [&] { return bytes_of(dir, "coordinator.log") + bytes_of(dir, "stderr.log"); };
+  std::printf("coordinator: %s\npid: %d\nendpoint: %s\ndir: %s\n", exe.c_str(), coord.pid,
+              coord.endpoint.c_str(), dir.c_str());
+  std::printf("rss_idle_mb: %.1f\n", rss_mb(coord.pid));
+  std::fflush(stdout);
+
+  zmq::context_t ctx(2);
+  ctx.set(zmq::ctxopt::max_sockets, static_cast<int>(agents + flood_clients + 64));
+  FleetStats stats;
+  std::vector<std::unique_ptr<AgentGroup>> groups;
+  int64_t t0 = now_ms();
+  for (uint64_t g = 0; g < threads; ++g) {
+    uint64_t first = agents * g / threads, last = agents * (g + 1) / threads;
+    groups.push_back(std::make_unique<AgentGroup>(ctx, coord.endpoint, static_cast<int>(first),
+                                                  static_cast<int>(last - first), static_cast<uint32_t>(devices),
+                                                  static_cast<uint32_t>(heartbeat_ms),
+                                                  static_cast<double>(churn) / static_cast<double>(threads), stats));
+    groups.back()->start();
+  }
+  while (stats.registered.load() < agents) {
+    if (now_ms() - t0 > 300'000) return fail("agents did not all register within 300 s");
+    if (!coord.alive()) return fail("the coordinator exited during registration");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  int64_t registered_ms = now_ms();
+  print("registration_s", static_cast<double>(registered_ms - t0) / 1000.0, 2);
+  std::fflush(stdout);
+
+  std::vector<std::unique_ptr<Flooder>> flooders;
+  bool flood_started = false, flood_over = flood_clients == 0;
+  double rss_before_flood = -1, rss_flood_peak = -1;
+  uint64_t log_before_flood = 0, log_after_flood = 0;
+  int64_t flood_start_ms = 0, flood_end_ms = 0;
+
+  std::vector<Sample> samples;
+  double last_cpu = cpu_s(coord.pid);
+  int64_t last_t = now_ms();
+  uint64_t hb_at_start = stats.heartbeats.load();
+  const int64_t end_ms = registered_ms + static_cast<int64_t>(seconds) * 1000;
+  int64_t next_sample = registered_ms;
+  while (now_ms() < end_ms) {
+    if (!coord.alive()) return fail("the coordinator exited during the soak");
+    int64_t now = now_ms();
+    if (!flood_started && flood_clients > 0 && now >= registered_ms + static_cast<int64_t>(flood_at) * 1000) {
+      flood_started = true;
+      rss_before_flood = rss_mb(coord.pid);
+      log_before_flood = log_bytes();
+      flood_start_ms = now;
+      for (uint64_t i = 0; i < flood_clients; ++i) {
+        flooders.push_back(std::make_unique<Flooder>(ctx, coord.endpoint, static_cast<int>(i), flood_bytes, flood_frames));
+        flooders.back()->start();
+      }
+    }
+    if (flood_started && !flood_over) {
+      bool done = now >= flood_start_ms + static_cast<int64_t>(flood_seconds) * 1000;
+      if (flood_frames != UINT64_MAX) {
+        done = std::all_of(flooders.begin(), flooders.end(), [&](auto& f) { return f->sent() >= flood_frames; });
+      }
+      rss_flood_peak = std::max(rss_flood_peak, rss_mb(coord.pid));
+      if (done) {
+        flood_over = true;
+        flood_end_ms = now;
+        for (auto& f : flooders) f->stop();
+      }
+    }
+    if (now >= next_sample) {
+      next_sample += static_cast<int64_t>(sample_ms);
+      double cpu = cpu_s(coord.pid);
+      double pct = 100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0);
+      last_cpu = cpu;
+      last_t = now;
+      Sample s{static_cast<double>(now - registered_ms) / 1000.0, rss_mb(coord.pid), pct, log_bytes()};
+      samples.push_back(s);
+      std::printf("sample: t_s=%.0f rss_mb=%.1f cpu_pct=%.0f log_mb=%.2f heartbeats=%llu restarts=%llu%s\n", s.t_s,
+                  s.rss_mb, s.cpu_pct, static_cast<double>(s.log_bytes) / 1048576.0,
+                  static_cast<unsigned long long>(stats.heartbeats.load()),
+                  static_cast<unsigned long long>(stats.restarts.load()),
+                  flood_started && !flood_over ? " flood" : "");
+      std::fflush(stdout);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (flood_started && !flood_over) {
+    flood_end_ms = now_ms();
+    for (auto& f : flooders) f->stop();
+    flood_over = true;
+  }
+  log_after_flood = log_bytes();
+  uint64_t heartbeats = stats.heartbeats.load() - hb_at_start;
+  double rss_end = rss_mb(coord.pid);
+
+  // The steady part: samples from 10 s after registration (the first heartbeats settle) on,
+  // outside the flood and the minute after it.
+  std::vector<Sample> steady;
+  for (const Sample& s : samples) {
+    if (s.t_s < 10) continue;
+    steady.push_back(s);
+  }
+  double rss_start = steady.empty() ? (samples.empty() ? -1 : samples.front().rss_mb) : steady.front().rss_mb;
+  double rss_max = 0, cpu_sum = 0;
+  for (const Sample& s : samples) {
+    rss_max = std::max(rss_max, s.rss_mb);
+    cpu_sum += s.cpu_pct;
+  }
+  double soak_s = static_cast<double>(now_ms() - registered_ms) / 1000.0;
+  print("agents", static_cast<double>(agents), 0);
+  print("devices_per_agent", static_cast<double>(devices), 0);
+  print("heartbeat_ms", static_cast<double>(heartbeat_ms), 0);
+  print("soak_s", soak_s, 0);
+  print("heartbeats_sent", static_cast<double>(heartbeats), 0);
+  print("agent_restarts", static_cast<double>(stats.restarts.load()), 0);
+  print("refused", static_cast<double>(stats.refused.load()), 0);
+  print("rss_after_registration_mb", samples.empty() ? -1 : samples.front().rss_mb);
+  print("rss_start_mb", rss_start);
+  print("rss_end_mb", rss_end);
+  print("rss_max_mb", rss_max);
+  print("rss_growth_pct", rss_start > 0 ? 100.0 * (rss_end - rss_start) / rss_start : 0);
+  double slope = slope_kib_per_s(steady);
+  print("rss_slope_kib_per_s", slope, 2);
+  double hb_per_s = static_cast<double>(heartbeats) / std::max(soak_s, 1e-3);
+  print("bytes_per_heartbeat", hb_per_s > 0 ? slope * 1024.0 / hb_per_s : 0, 1);
+  print("cpu_pct_mean", samples.empty() ? 0 : cpu_sum / static_cast<double>(samples.size()));
+  print("log_mb", static_cast<double>(log_bytes()) / 1048576.0, 2);
+  if (flood_clients > 0) {
+    uint64_t frames = 0;
+    for (auto& f : flooders) frames += f->sent();
+    double flood_s = static_cast<double>(flood_end_ms - flood_start_ms) / 1000.0;
+    print("flood_frames", static_cast<double>(frames), 0);
+    print("flood_s", flood_s, 1);
+    print("flood_frames_per_s", flood_s > 0 ? static_cast<double>(frames) / flood_s : 0, 0);
+    print("rss_before_flood_mb", rss_before_flood);
+    print("rss_flood_peak_mb", rss_flood_peak);
+    print("rss_after_flood_mb", rss_end);
+    print("rss_after_flood_vs_before_pct",
+          rss_before_flood > 0 ? 100.0 * (rss_end - rss_before_flood) / rss_before_flood : 0);
+    double log_growth = static_cast<double>(log_after_flood - log_before_flood) / 1048576.0;
+    print("log_growth_flood_mb", log_growth, 2);
+    print("log_growth_mb_per_min", flood_s > 0 ? log_growth / (std::max(soak_s - static_cast<double>(flood_at), 1.0) / 60.0) : 0, 2);
+  }
+  std::fflush(stdout);
+
+  for (auto& g : groups) g->stop();
+  for (auto& f : flooders) f->stop();
+  coord.stop();
+  if (!flags->has("keep")) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace kforge
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  return kforge::run(argc, argv);
+}
