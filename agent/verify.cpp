@@ -98,6 +98,17 @@ nlohmann::json finalize_verdict(const ProcessResult& process, const std::filesys
   }
 
   if (process.cancelled) return verdict("infra_error", "the job was cancelled", stage);
+  if (process.memory_exceeded) {
+    return verdict("resource_exceeded",
+                   "resource_exceeded: memory (the job's cgroup limit; the kernel killed it) during " + stage +
+                       "; stderr:\n" + tail(err),
+                   stage);
+  }
+  if (process.pids_exceeded && process.exit_code != 0) {
+    return verdict("resource_exceeded",
+                   "resource_exceeded: processes (the job's cgroup limit) during " + stage + "; stderr:\n" + tail(err),
+                   stage);
+  }
   if (process.timed_out) {
     return verdict("timeout",
                    "killed at the wall-clock limit of " + std::to_string(process.wall_ms / 1000) +
