@@ -18,6 +18,7 @@
 #include "tests/support/support.h"
 
 using namespace kforge;
+using kforge::test::write_file;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -317,7 +318,7 @@ TEST_CASE("a harness under a 0700 directory is readable by jobs once copied") {
   Box box = full_box();
   box.readable.push_back(copy);  // under /tmp, which the job sees as its own tmpfs
   auto r = run_ok(Jobs::spec("/usr/bin/python3 " + (copy / "kforge_harness.py").string() + " && cat " +
-                                 (copy / "pkg" / "mod.py").string() + " && touch " + (copy / "x"),
+                                 (copy / "pkg" / "mod.py").string() + " && touch " + (copy / "x").string(),
                              61012, work->path(), box));
   CHECK(r.stdout_data == "harness ok\nX = 1\n");
   CHECK_FALSE(fs::exists(copy / "x"));  // read-only for the job
