@@ -520,6 +520,11 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   spec.env["KFORGE_JOB_ID"] = std::to_string(assign.job.job_id);
   spec.env["KFORGE_EPOCH"] = std::to_string(assign.job.epoch);
   spec.env["KFORGE_WORK_DIR"] = work.string();
+  if (box_) {
+    // A kernel cache shared by jobs would let one job plant compiled code for the next; and
+    // outside its directory a boxed job can write nothing anyway.
+    spec.env["TRITON_CACHE_DIR"] = (work / ".triton").string();
+  }
   spec.env["KFORGE_DEVICE"] = assign.backend + ":" + std::to_string(assign.device_index);
   if (assign.backend == "cuda") {
     spec.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";  // nvidia-smi's numbering
