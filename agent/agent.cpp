@@ -74,6 +74,10 @@ Status Agent::contain_jobs() {
   // Job directories of an earlier agent: their jobs are gone (or die with their cgroups).
   size_t stale = remove_stale_job_dirs(options_.work_root, {kHarnessCopy});
   if (stale > 0) spdlog::info("agent {}: removed {} job directories left in {}", id_, stale, options_.work_root.string());
+  if (!options_.contain) {
+    spdlog::warn("agent {}: jobs run uncontained (no cgroup, no namespaces, the agent's uid)", id_);
+    return Status();
+  }
   // The harness as any job uid can read it, whatever the permissions of where it came from
   // (a clone under /root is 0700).
   if (auto harness = find_harness_dir(options_.harness_dir); harness.ok()) {
@@ -81,14 +85,10 @@ Status Agent::contain_jobs() {
     Status st = install_readable_copy(*harness, copy);
     if (st.ok()) {
       options_.harness_dir = copy.string();
-    } else if (options_.contain) {
+    } else {
       return failed_precondition("cannot make the verification harness readable for jobs: " + st.message() +
                                  " (set agent.work_dir to a directory every user can traverse)");
     }
-  }
-  if (!options_.contain) {
-    spdlog::warn("agent {}: jobs run uncontained (no cgroup, no namespaces, the agent's uid)", id_);
-    return Status();
   }
   std::shared_ptr<CgroupRoot> cgroups;
   auto root = CgroupRoot::open(id_);
