@@ -248,7 +248,8 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
        [](Reader& r, const toml::node& node, const std::string& key, A&) {
          r.fail(node.source(), key +
                 ": was replaced by agent.job_uids (a uid per running job); to run jobs as the "
-                "agent's own user set job_uids = \"\" and allow_uncontained = true");
+                "agent's own user set job_uids = \"\" and allow_uncontained = true, or contain = false "
+                "for no box at all (docs/security.md)");
        }},
       field("job_uids", &A::job_uids),
       field("allow_uncontained", &A::allow_uncontained),
