@@ -84,6 +84,7 @@ Status Agent::contain_jobs() {
     auto copy = options_.work_root / kHarnessCopy;
     Status st = install_readable_copy(*harness, copy);
     if (st.ok()) {
+      spdlog::info("agent {}: jobs run the harness copy {} (root-owned, readable by any uid)", id_, copy.string());
       options_.harness_dir = copy.string();
     } else {
       return failed_precondition("cannot make the verification harness readable for jobs: " + st.message() +
