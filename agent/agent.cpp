@@ -19,6 +19,8 @@ constexpr int64_t kTickMs = 20;
 // The harness writes its verdict here, inside the job's work directory.
 constexpr const char* kResultFile = "result.json";
 constexpr size_t kMaxResultJson = 4u << 20;
+// The agent's copy of the harness under the work root (root-owned, world-readable).
+constexpr const char* kHarnessCopy = "harness";
 
 std::string hostname() {
   char buf[256] = {};
@@ -38,6 +40,17 @@ uint64_t pick(uint64_t job_value, uint64_t agent_default) {
 
 }  // namespace
 
+void apply_containment_config(const AgentConfig& config, AgentOptions& options) {
+  options.contain = config.contain;
+  options.allow_uncontained = config.allow_uncontained;
+  options.job_uids = config.job_uids;
+  options.job_memory_mb = config.limits.memory_mb;
+  options.job_pids = config.limits.pids;
+  options.job_cpu_percent = config.limits.cpu_percent;
+  options.job_disk_mb = config.job_disk_mb;
+  options.hide_dirs.assign(config.hide_dirs.begin(), config.hide_dirs.end());
+}
+
 Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& clock) {
   auto id = load_or_create_agent_id(options.state_dir);
   if (!id.ok()) return id.status();
@@ -52,7 +65,72 @@ Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& c
   std::error_code ec;
   std::filesystem::permissions(resolved.work_root, std::filesystem::perms(0711), ec);
   if (ec) return io_error("cannot set permissions of " + resolved.work_root.string() + ": " + ec.message());
-  return std::unique_ptr<Agent>(new Agent(resolved, clock, *id, std::move(outbox.value())));
+  std::unique_ptr<Agent> agent(new Agent(resolved, clock, *id, std::move(outbox.value())));
+  KF_RETURN_IF_ERROR(agent->contain_jobs());
+  return agent;
+}
+
+Status Agent::contain_jobs() {
+  // Job directories of an earlier agent: their jobs are gone (or die with their cgroups).
+  size_t stale = remove_stale_job_dirs(options_.work_root, {kHarnessCopy});
+  if (stale > 0) spdlog::info("agent {}: removed {} job directories left in {}", id_, stale, options_.work_root.string());
+  if (!options_.contain) {
+    spdlog::warn("agent {}: jobs run uncontained (no cgroup, no namespaces, the agent's uid)", id_);
+    return Status();
+  }
+  // The harness as any job uid can read it, whatever the permissions of where it came from
+  // (a clone under /root is 0700).
+  if (auto harness = find_harness_dir(options_.harness_dir); harness.ok()) {
+    auto copy = options_.work_root / kHarnessCopy;
+    Status st = install_readable_copy(*harness, copy);
+    if (st.ok()) {
+      spdlog::info("agent {}: jobs run the harness copy {} (root-owned, readable by any uid)", id_, copy.string());
+      options_.harness_dir = copy.string();
+    } else {
+      return failed_precondition("cannot make the verification harness readable for jobs: " + st.message() +
+                                 " (set agent.work_dir to a directory every user can traverse)");
+    }
+  }
+  std::shared_ptr<CgroupRoot> cgroups;
+  auto root = CgroupRoot::open(id_);
+  if (root.ok()) {
+    cgroups = *root;
+    size_t left = cgroups->remove_leftovers();
+    if (left > 0) spdlog::info("agent {}: killed and removed {} job cgroups left by an earlier agent", id_, left);
+    spdlog::info("agent {}: jobs contained by {}", id_, cgroups->describe());
+  } else {
+    spdlog::warn("agent {}: {}", id_, root.status().message());
+  }
+  SandboxSupport support = probe_sandbox(cgroups.get());
+  for (const auto& line : support.missing) spdlog::warn("agent {}: containment: {}", id_, line);
+  Box box = box_for(support, cgroups);
+  box.memory_mb = support.memory ? options_.job_memory_mb : 0;
+  box.pids = support.pids ? options_.job_pids : 0;
+  box.cpu_percent = support.cpu ? options_.job_cpu_percent : 0;
+  box.tmp_mb = options_.job_disk_mb;
+  box.hidden.push_back(std::filesystem::absolute(options_.state_dir));
+  for (const auto& dir : options_.hide_dirs) box.hidden.push_back(std::filesystem::absolute(dir));
+  if (!options_.job_uids.empty() && support.root) {
+    auto pool = UidPool::parse(options_.job_uids);
+    if (!pool.ok()) return pool.status();
+    uids_ = *pool;
+    spdlog::info("agent {}: jobs run as uids {}-{}", id_, uids_->first(), uids_->last());
+  } else if (options_.job_uids.empty()) {
+    support.missing.push_back("no job uid range (agent.job_uids): jobs run as the agent's own uid");
+    spdlog::warn("agent {}: containment: {}", id_, support.missing.back());
+  }
+  if (!support.missing.empty() && !options_.allow_uncontained) {
+    return failed_precondition("refusing to run jobs without a full box (" + std::to_string(support.missing.size()) +
+                               " features missing, first: " + support.missing.front() +
+                               "); run as root on a host with cgroups and namespaces, or set "
+                               "agent.allow_uncontained = true to accept it");
+  }
+  if (!support.root) {
+    spdlog::warn("agent {}: jobs run uncontained (not root; allow_uncontained = true)", id_);
+    return Status();
+  }
+  box_ = std::move(box);
+  return Status();
 }
 
 Agent::Agent(const AgentOptions& options, Clock& clock, std::string id,
@@ -336,12 +414,6 @@ void Agent::collect_finished() {
       continue;
     }
     outbox_size_ = outbox_->size();
-    if (!options_.keep_work_dirs) {
-      std::error_code ec;
-      std::filesystem::remove_all(options_.work_root /
-                                      (std::to_string(f.job.job_id) + "-" + std::to_string(f.job.epoch)),
-                                  ec);
-    }
     spdlog::info("agent {}: finished job={} epoch={} exit={} signal={}{}", id_, f.job.job_id,
                  f.job.epoch, f.result.exit_code, f.result.signal,
                  f.result.timed_out ? " (timed out)" : "");
@@ -398,20 +470,14 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     result.finished_ms = clock_.wall_ms();
     return result;
   };
-  auto work = options_.work_root /
-              (std::to_string(assign.job.job_id) + "-" + std::to_string(assign.job.epoch));
-  std::error_code ec;
-  std::filesystem::remove_all(work, ec);
-  if (Status st = ensure_dir(work); !st.ok()) return finish(st.message());
-  for (const auto& [name, content] : assign.files) {
-    if (!safe_file_name(name)) return finish("refusing job file name '" + name + "'");
-    if (Status st = atomic_write_file(work / name, content); !st.ok()) return finish(st.message());
-  }
   bool known_device = std::any_of(options_.devices.begin(), options_.devices.end(), [&](const auto& d) {
     return d.backend == assign.backend && d.index == assign.device_index;
   });
   if (!known_device) {
     return finish("this agent has no device " + assign.backend + ":" + std::to_string(assign.device_index));
+  }
+  if (assign.kind != "exec" && assign.kind != "verify") {
+    return finish("job kind '" + assign.kind + "' is not supported by this agent");
   }
   auto limits_of = [&] {
     ResourceLimits l;
@@ -423,9 +489,29 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     return l;
   };
   auto timeout = std::chrono::milliseconds(pick(assign.timeout_ms, options_.job_timeout_ms));
-  if (assign.kind == "verify") {
-    // Verifier v2: the judge reads the job directory; the candidate runs in a worker that
-    // never sees it (agent/verifier/verifier.h).
+  // A uid of its own for as long as anything of the job may run (run_process returns only
+  // when its cgroup is empty), and a directory nobody else can enter or predict. A verify
+  // job's directory is read by the judge only (the agent's user); its candidate runs in a
+  // worker that has a uid, a box and a directory of its own (agent/verifier/verifier.h).
+  bool exec = assign.kind == "exec";
+  UidPool::Lease uid_lease;
+  uid_t uid = ::getuid();
+  if (uids_ && exec) {
+    auto lease = uids_->acquire();
+    if (!lease.ok()) return finish(lease.status().message());
+    uid_lease = std::move(lease.value());
+    uid = uid_lease.uid();
+  }
+  auto job_dir = JobDir::create(options_.work_root, uid, uid, box_ && exec ? options_.job_disk_mb : 0);
+  if (!job_dir.ok()) return finish(job_dir.status().message());
+  if (options_.keep_work_dirs) (*job_dir)->keep();
+  const std::filesystem::path work = (*job_dir)->path();
+  std::error_code ec;
+  for (const auto& [name, content] : assign.files) {
+    if (!safe_file_name(name)) return finish("refusing job file name '" + name + "'");
+    if (Status st = atomic_write_file(work / name, content); !st.ok()) return finish(st.message());
+  }
+  if (!exec) {
     auto verifier = verifier_for(assign);
     if (!verifier.ok()) return finish(verifier.status().message());
     nlohmann::json doc = (*verifier)->verify(work, timeout, &cancel, limits_of());
@@ -434,15 +520,19 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     result.result_json = doc.dump();
     return finish("");
   }
-  if (assign.kind != "exec") {
-    return finish("job kind '" + assign.kind + "' is not supported by this agent");
-  }
   if (assign.argv.empty()) return finish("exec job without a command");
   ProcessSpec spec;
   spec.argv = assign.argv;
   spec.cwd = work;
-  if (Status st = hand_over(work, options_.run_as); !st.ok()) return finish(st.message());
-  spec.run_as = options_.run_as;
+  if (Status st = (*job_dir)->hand_over(); !st.ok()) return finish(st.message());
+  if (uids_) spec.run_as = UserIds{uid, uid, work.string()};
+  if (box_) {
+    spec.box = *box_;
+    spec.box->writable.push_back(work);
+    // A kernel cache shared by jobs would let one job plant compiled code for the next; and
+    // outside its directory a boxed job can write nothing anyway.
+    spec.env["TRITON_CACHE_DIR"] = (work / ".triton").string();
+  }
   spec.env_allow = options_.env_allow;
   for (const auto& [k, v] : assign.env) spec.env[k] = v;
   spec.env["KFORGE_JOB_ID"] = std::to_string(assign.job.job_id);
@@ -462,6 +552,14 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   result.stdout_data = std::move(outcome->stdout_data);
   result.stderr_data = std::move(outcome->stderr_data);
   result.output_truncated = outcome->stdout_truncated || outcome->stderr_truncated;
+  if (outcome->memory_exceeded || outcome->pids_exceeded) {
+    result.stderr_data += std::string("\n[kforge] resource_exceeded: ") +
+                          (outcome->memory_exceeded ? "memory (the job's cgroup limit of " +
+                                                          std::to_string(spec.box->memory_mb) + " MiB; OOM kill)"
+                                                    : "processes (the job's cgroup limit of " +
+                                                          std::to_string(spec.box->pids) + ")") +
+                          "\n";
+  }
   if (std::filesystem::exists(work / kResultFile, ec) &&
       std::filesystem::file_size(work / kResultFile, ec) <= kMaxResultJson) {
     if (auto json = read_file(work / kResultFile); json.ok()) result.result_json = *json;
@@ -493,7 +591,9 @@ Result<Verifier*> Agent::verifier_for(const proto::Assign& assign) {
   vo.python = options_.python;
   vo.harness_dir = *harness;
   vo.work_root = options_.work_root / ("verifier-" + assign.backend + std::to_string(assign.device_index));
-  vo.worker_as = options_.run_as;
+  vo.box = box_;
+  vo.uids = uids_;
+  vo.disk_mb = options_.job_disk_mb;
   vo.env_allow = options_.env_allow;
   vo.env = device_env(assign.backend, assign.device_index);
   vo.worker_limits = options_.limits;
@@ -502,8 +602,8 @@ Result<Verifier*> Agent::verifier_for(const proto::Assign& assign) {
   vo.device = assign.backend;
   auto v = Verifier::start(vo);
   if (!v.ok()) return v.status();
-  spdlog::info("agent {}: verifier for {} started (judge + {} warm worker(s))", id_, key,
-               vo.warm_workers);
+  spdlog::info("agent {}: verifier for {} started (judge + {} warm worker(s){})", id_, key,
+               vo.warm_workers, box_ ? ", boxed" : "");
   Verifier* raw = v->get();
   verifiers_.emplace(key, std::move(v.value()));
   return raw;

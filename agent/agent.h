@@ -28,8 +28,10 @@
 #include "agent/outbox.h"
 #include "agent/verifier/verifier.h"
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/process.h"
 #include "common/protocol.h"
+#include "common/sandbox.h"
 #include "common/status.h"
 
 namespace kforge {
@@ -44,8 +46,20 @@ struct AgentOptions {
   std::vector<std::string> env_allow = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"};
   std::string python = "/usr/bin/python3";           // runs the verification harness
   std::string harness_dir;                           // empty: find_harness_dir()
-  std::optional<UserIds> run_as;                     // jobs run as this user (agent is root)
   ResourceLimits limits;                             // defaults for jobs that set none
+  // Containment (common/sandbox.h, docs/security.md "Jobs"). With `contain`, open() probes the
+  // host, logs which cgroup hierarchy holds the jobs and one line per missing feature, kills
+  // and removes what an earlier agent with this id left (job cgroups, job directories), and
+  // refuses to start when a feature is missing unless allow_uncontained. Without it jobs run
+  // as the agent's own uid with rlimits only (in-process test clusters); open() says so.
+  bool contain = false;
+  bool allow_uncontained = false;
+  std::string job_uids;          // "60000-60063": a uid per running job (root); "": own uid
+  uint64_t job_memory_mb = 0;    // cgroup memory.max per job; 0: none
+  uint64_t job_pids = 4096;      // cgroup pids.max per job; 0: none
+  uint32_t job_cpu_percent = 0;  // cgroup CPU quota per job, % of one CPU; 0: none
+  uint64_t job_disk_mb = 1024;   // tmpfs size of each job's directory, /tmp and /dev/shm
+  std::vector<std::filesystem::path> hide_dirs;  // hidden from jobs besides state_dir
   uint32_t job_timeout_ms = 600'000;                 // for jobs that set none
   size_t output_cap = 1 << 20;                       // per stream, per job
   uint32_t heartbeat_ms = 1000;                      // until the Welcome says otherwise
@@ -56,6 +70,11 @@ struct AgentOptions {
   size_t warm_workers = 1;                           // candidate workers started ahead, per device
   size_t max_msg_bytes = 64u << 20;
 };
+
+// Copies [agent]'s containment keys (job_uids, allow_uncontained, job_disk_mb, hide_dirs,
+// limits.memory_mb/pids/cpu_percent) into `options` and turns containment on: what the
+// daemons (kforge-agent, kforge run) do.
+void apply_containment_config(const AgentConfig& config, AgentOptions& options);
 
 // A test shim between the loop and the wire (fault injection), called for every message the
 // agent sends: Millis(0) sends it now, a positive delay holds it, a negative value drops it.
@@ -95,6 +114,7 @@ class Agent {
   };
 
   Agent(const AgentOptions& options, Clock& clock, std::string id, std::unique_ptr<Outbox> outbox);
+  Status contain_jobs();  // open()'s containment set-up (see AgentOptions::contain)
   void connect();
   void send(proto::Message msg);
   void send_now(const proto::Message& msg);
@@ -117,6 +137,8 @@ class Agent {
   void shutdown_jobs();
 
   AgentOptions options_;
+  std::optional<Box> box_;              // every job's box (plus its directory and the harness)
+  std::shared_ptr<UidPool> uids_;       // null: jobs run as the agent's uid
   Clock& clock_;
   std::string id_;
   std::string incarnation_;

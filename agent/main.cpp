@@ -112,11 +112,7 @@ int main(int argc, char** argv) {
   options.python = ac.python;
   options.harness_dir = ac.harness_dir;
   options.work_root = ac.work_dir;
-  if (::geteuid() == 0 && !ac.run_as.empty()) {
-    auto user = lookup_user(ac.run_as);
-    if (!user.ok()) return fail("agent.run_as: " + user.status().message());
-    options.run_as = *user;
-  }
+  apply_containment_config(ac, options);
   options.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s,
                                   ac.limits.open_files, ac.limits.processes,
                                   ac.limits.file_size_mb};

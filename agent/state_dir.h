@@ -5,8 +5,16 @@
 //     outbox.db       finished results not yet acked by the coordinator (SQLite)
 //
 // Job work directories live elsewhere, under the agent's work root (agent.work_dir, default
-// <tmp>/kforge-jobs-<agent id>, mode 0711), because jobs may run as an unprivileged user that
-// must reach its directory: <work root>/<job>-<epoch>/, removed once the result is stored.
+// <tmp>/kforge-jobs-<agent id>, mode 0711), because jobs run as unprivileged uids that must
+// reach their directory:
+//
+//   <work root>/
+//     harness/        the agent's copy of the verification harness (root, 0755/0644),
+//                     made at start so that any job uid can read it
+//     job-<random>/   one job's directory: mode 0700, owned by its slot uid, a tmpfs of
+//                     agent.job_disk_mb when boxed; removed once the job's result is read
+//
+// At start the agent removes everything else it finds there (an earlier agent's jobs).
 #pragma once
 
 #include <filesystem>

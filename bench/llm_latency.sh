@@ -25,7 +25,7 @@ one_run() {
   mkdir -p "$dir"
   local role
   {
-    printf '[log]\nlevel = "warn"\n\n[agent]\ncpu_devices = 2\nrun_as = ""\n'
+    printf '[log]\nlevel = "warn"\n\n[agent]\ncpu_devices = 2\n'
     for role in designer coder; do
       # Both roles share one limit (same base_url and model), as one model server would.
       printf '\n[llm.%s]\nprovider = "replay"\nrecording = "%s"\nconcurrency = %s\nreplay_latency_ms = %s\n' \

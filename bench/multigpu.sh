@@ -41,7 +41,7 @@ wait_line() {
 phase() {
   local gpus=$1 dir=$tmp/gpus$1
   mkdir -p "$dir/fixtures"
-  printf '[agent]\nrun_as = ""\n' > "$dir/kforge.toml"   # as root, jobs would run as nobody: they write the span log
+  printf '[agent]\ncontain = false\n' > "$dir/kforge.toml"   # boxed jobs could not write the span log
   head -n "$gpus" "$root/tests/fixtures/nvidia-smi/h100x8.csv" > "$dir/fixtures/nvidia-smi.csv"
   "$build/coordinator/kforge-coordinator" --data "$dir/data" --listen 'tcp://127.0.0.1:*' \
       --http 127.0.0.1:0 > "$dir/coordinator.out" 2> "$dir/coordinator.log" &

@@ -117,11 +117,8 @@ int cmd_run(const ParsedFlags& flags) {
   aopts.job_timeout_ms = ac.job_timeout_s * 1000;
   aopts.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s, ac.limits.open_files,
                                 ac.limits.processes, ac.limits.file_size_mb};
-  if (::geteuid() == 0 && !ac.run_as.empty()) {
-    auto user = lookup_user(ac.run_as);
-    if (!user.ok()) return cli_fail("agent.run_as: " + user.status().message());
-    aopts.run_as = *user;
-  }
+  apply_containment_config(ac, aopts);
+  aopts.hide_dirs.push_back(std::filesystem::absolute(data));  // the coordinator's database
   auto agent = Agent::open(aopts);
   if (!agent.ok()) return cli_fail(agent.status().message());
 

@@ -90,14 +90,32 @@ int cmd_verify(const ParsedFlags& flags) {
   // The worker's user must reach its own directory below this one (and list nothing here).
   std::error_code perm_ec;
   std::filesystem::permissions(dir, std::filesystem::perms(0711), perm_ec);
+  std::filesystem::path harness_copy;  // when the job runs as another user
   auto cleanup = [&] {
+    std::error_code ec;
+    if (!harness_copy.empty()) std::filesystem::remove_all(harness_copy.parent_path(), ec);
     if (flags.has("keep")) {
       std::fprintf(stderr, "kforge: job directory kept: %s\n", dir.c_str());
     } else {
-      std::error_code ec;
       std::filesystem::remove_all(dir, ec);
     }
   };
+  if (run_as) {
+    // The job's user must read the harness wherever it lives (a clone under /root is 0700):
+    // run a root-owned, world-readable copy (common/sandbox.h).
+    std::string htmpl = (std::filesystem::temp_directory_path() / "kforge-harness-XXXXXX").string();
+    if (::mkdtemp(htmpl.data()) == nullptr) {
+      cleanup();
+      return cli_fail("verify: cannot create a directory for the harness copy");
+    }
+    std::filesystem::permissions(htmpl, std::filesystem::perms(0755));
+    harness_copy = std::filesystem::path(htmpl) / "harness";
+    if (Status st = install_readable_copy(*harness, harness_copy); !st.ok()) {
+      cleanup();
+      return cli_fail("verify: " + st.message());
+    }
+    harness = harness_copy;
+  }
   for (const auto& [name, content] : verify_files(spec, *reference, *candidate)) {
     if (Status st = atomic_write_file(dir / name, content); !st.ok()) {
       cleanup();

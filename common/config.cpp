@@ -227,6 +227,9 @@ const Fields<AgentLimits>& fields_of<AgentLimits>() {
       field("open_files", &L::open_files),
       field("processes", &L::processes),
       field("file_size_mb", &L::file_size_mb),
+      field("memory_mb", &L::memory_mb),
+      field("pids", &L::pids),
+      field("cpu_percent", &L::cpu_percent),
   };
   return fields;
 }
@@ -243,7 +246,18 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
       field("cpu_arch", &A::cpu_arch, non_empty),
       field("python", &A::python, non_empty),
       field("harness_dir", &A::harness_dir),
-      field("run_as", &A::run_as),
+      {"run_as",
+       [](Reader& r, const toml::node& node, const std::string& key, A&) {
+         r.fail(node.source(), key +
+                ": was replaced by agent.job_uids (a uid per running job); to run jobs as the "
+                "agent's own user set job_uids = \"\" and allow_uncontained = true, or contain = false "
+                "for no box at all (docs/security.md)");
+       }},
+      field("job_uids", &A::job_uids),
+      field("allow_uncontained", &A::allow_uncontained),
+      field("contain", &A::contain),
+      field("job_disk_mb", &A::job_disk_mb, positive),
+      field("hide_dirs", &A::hide_dirs),
       field("work_dir", &A::work_dir),
       field("nvidia_smi", &A::nvidia_smi, non_empty),
       field("npu_smi", &A::npu_smi, non_empty),

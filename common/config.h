@@ -48,6 +48,10 @@ struct AgentLimits {
   uint64_t open_files = 1024;     // RLIMIT_NOFILE
   uint64_t processes = 0;         // RLIMIT_NPROC
   uint64_t file_size_mb = 1024;   // RLIMIT_FSIZE in MiB
+  // Enforced by the job's cgroup (common/sandbox.h); 0 means no limit.
+  uint64_t memory_mb = 0;         // memory.max (v1: memory.limit_in_bytes), page cache and tmpfs included
+  uint64_t pids = 4096;           // pids.max: processes and threads of one job
+  uint32_t cpu_percent = 0;       // cpu.max quota in % of one CPU (200 = two CPUs)
 };
 
 struct AgentConfig {
@@ -61,7 +65,14 @@ struct AgentConfig {
   std::string python = "/usr/bin/python3";  // interpreter that runs job harnesses
   std::string harness_dir;                  // kforge_harness.py's directory; empty: found
   std::string work_dir;                     // job work dirs; empty: <tmp>/kforge-jobs-<agent id>
-  std::string run_as = "nobody";            // when root, jobs run as this user ("": as root)
+  // Containment (docs/security.md "Jobs"): each job runs as its own uid from this range, one
+  // per concurrently running job ("": as the agent's uid, only with allow_uncontained).
+  std::string job_uids = "60000-60063";
+  bool allow_uncontained = false;  // run jobs even where the host lacks part of the box
+  bool contain = true;             // false: no box at all (logged; for tests whose jobs must
+                                   // write outside their directory or report host pids)
+  uint64_t job_disk_mb = 1024;     // each job's work dir, /tmp and /dev/shm: tmpfs of this size
+  std::vector<std::string> hide_dirs;  // also hidden from jobs (the state dir always is)
   std::string nvidia_smi = "nvidia-smi";    // NVIDIA GPU discovery tool (name or path)
   std::string npu_smi = "npu-smi";          // Ascend NPU discovery tool (name or path)
   uint32_t job_timeout_s = 600;             // wall-clock limit of one job; it is killed after this

@@ -5,7 +5,9 @@
 #include <pwd.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +19,7 @@
 #include <cstring>
 #include <utility>
 
+#include "common/sandbox_child.h"
 #include "common/unique_fd.h"
 
 namespace kforge {
@@ -61,12 +64,18 @@ enum class ChildStage : int {
   chdir,
   exec,
   user,
+  cgroup,   // joining the job's cgroup
+  mounts,   // building the mount namespace (detail_text names the step)
+  network,  // bringing up loopback in the network namespace
+  init,     // the namespace's init could not fork the program
+  privs,    // PR_SET_NO_NEW_PRIVS
 };
 
 struct ChildError {
   ChildStage stage;
   int err;
-  int detail;  // for rlimit: the index into ChildPlan::limits
+  int detail;               // for rlimit: the index into ChildPlan::limits
+  const char* detail_text;  // a static string of the child, which is a copy of this process
 };
 
 struct LimitPlan {
@@ -91,13 +100,62 @@ struct ChildPlan {
   std::vector<int> pass_fds;             // become 3, 4, ... in the child
   int error_fd = -1;
   int max_fd = 1024;  // for the fallback when close_range is unavailable
+  // The box (all unused without one).
+  bool boxed = false;
+  bool raw_ids = false;  // the child came from a raw clone: glibc's set*id must not be used
+  const std::vector<int>* join_fds = nullptr;  // cgroup.procs of the job's groups
+  const sandbox_detail::MountPlan* mounts = nullptr;
+  bool net_ns = false;
+  bool pid_ns = false;
+  int status_fd = -1;  // pid_ns: init writes the program's wait status here
 };
 
-[[noreturn]] void child_fail(int error_fd, ChildStage stage, int err, int detail = 0) {
-  ChildError e{stage, err, detail};
+[[noreturn]] void child_fail(int error_fd, ChildStage stage, int err, int detail = 0,
+                             const char* detail_text = nullptr) {
+  ChildError e{stage, err, detail, detail_text};
   ssize_t n = ::write(error_fd, &e, sizeof e);
   (void)n;
   ::_exit(127);
+}
+
+// The box's part of the child, as root, before anything of the job runs: join the job's
+// cgroup, build the mount view, bring up loopback; with a PID namespace become its init and
+// fork the program, which returns from here. System calls only.
+void box_child(const ChildPlan& plan) {
+  static const char kZero[] = "0";
+  for (int fd : *plan.join_fds) {
+    if (::write(fd, kZero, 1) != 1) child_fail(plan.error_fd, ChildStage::cgroup, errno);
+  }
+  if (plan.mounts != nullptr) {
+    const char* step = "";
+    int err = sandbox_detail::apply_mounts(*plan.mounts, &step);
+    if (err != 0) child_fail(plan.error_fd, ChildStage::mounts, err, 0, step);
+  }
+  if (plan.net_ns) {
+    int err = sandbox_detail::loopback_up();
+    if (err != 0) child_fail(plan.error_fd, ChildStage::network, err);
+  }
+  if (!plan.pid_ns) return;
+
+  // Init of the namespace. If the agent dies, so does the namespace with all of the job.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  pid_t program = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+  if (program < 0) child_fail(plan.error_fd, ChildStage::init, errno);
+  if (program == 0) return;
+  // Keep only the status pipe: the parent sees EOF on the error pipe when the program execs,
+  // and on stdout/stderr when the program's side closes them.
+  if (plan.status_fd > 0) ::close_range(0, static_cast<unsigned>(plan.status_fd) - 1, 0);
+  ::close_range(static_cast<unsigned>(plan.status_fd) + 1, ~0U, 0);
+  for (;;) {
+    int status = 0;
+    pid_t got = ::waitpid(-1, &status, 0);
+    if (got == program) {
+      ssize_t n = ::write(plan.status_fd, &status, sizeof status);
+      (void)n;
+      ::_exit(0);  // the kernel now kills whatever else is left in the namespace
+    }
+    if (got < 0 && errno != EINTR) ::_exit(126);
+  }
 }
 
 // Runs in the child between fork and exec: async-signal-safe calls only.
@@ -109,6 +167,8 @@ struct ChildPlan {
   dfl.sa_handler = SIG_DFL;
   sigemptyset(&dfl.sa_mask);
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // EINVAL for some: fine
+
+  if (plan.boxed) box_child(plan);  // returns in the program's process
 
   if (::setpgid(0, 0) != 0) child_fail(plan.error_fd, ChildStage::setpgid, errno);
 
@@ -143,11 +203,22 @@ struct ChildPlan {
       child_fail(error_fd, ChildStage::rlimit, errno, static_cast<int>(i));
     }
   }
+  if (plan.boxed && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    child_fail(error_fd, ChildStage::privs, errno);
+  }
   if (plan.switch_user) {
-    // Groups first: after setuid we could no longer drop them.
-    if (::setgroups(0, nullptr) != 0 || ::setgid(plan.gid) != 0 || ::setuid(plan.uid) != 0) {
-      child_fail(error_fd, ChildStage::user, errno);
+    // Groups first: after setuid we could no longer drop them. After a raw clone glibc's
+    // wrappers would try to reach the parent's other threads (setxid broadcast): use the
+    // system calls, which act on this single-threaded process.
+    bool ok;
+    if (plan.raw_ids) {
+      ok = ::syscall(SYS_setgroups, 0, nullptr) == 0 &&
+           ::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) == 0 &&
+           ::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) == 0;
+    } else {
+      ok = ::setgroups(0, nullptr) == 0 && ::setgid(plan.gid) == 0 && ::setuid(plan.uid) == 0;
     }
+    if (!ok) child_fail(error_fd, ChildStage::user, errno);
   }
   if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) child_fail(error_fd, ChildStage::chdir, errno);
 
@@ -232,6 +303,17 @@ std::string child_error_text(const ChildError& e, const std::string& program, co
       return "cannot exec '" + program + "': " + why;
     case ChildStage::user:
       return "cannot switch to uid " + std::to_string(plan.uid) + " for '" + program + "': " + why;
+    case ChildStage::cgroup:
+      return "cannot join the job's cgroup for '" + program + "': " + why;
+    case ChildStage::mounts:
+      return std::string("cannot ") + (e.detail_text ? e.detail_text : "build the job's mount namespace") + " for '" +
+             program + "': " + why;
+    case ChildStage::network:
+      return "cannot bring up loopback in the job's network namespace for '" + program + "': " + why;
+    case ChildStage::init:
+      return "the job's PID namespace init cannot fork '" + program + "': " + why;
+    case ChildStage::privs:
+      return "cannot set no_new_privs for '" + program + "': " + why;
   }
   return "cannot start '" + program + "': " + why;
 }
@@ -384,14 +466,78 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
 
   ProcessResult result;
   const auto start = SteadyClock::now();
+
+  // The box: the job's cgroup exists before the child does; the child joins it first thing.
+  std::unique_ptr<sandbox_detail::JobCgroup> cgroup;
+  sandbox_detail::MountPlan mounts;
+  UniqueFd status_read, status_write;
+  unsigned long clone_flags = 0;
+  if (spec.box) {
+    const Box& box = *spec.box;
+    if (::geteuid() != 0) return failed_precondition("run_process: a box needs root");
+    plan.boxed = true;
+    if (box.cgroups) {
+      auto cg = sandbox_detail::JobCgroup::create(box);
+      if (!cg.ok()) return cg.status();
+      cgroup = std::move(cg.value());
+      plan.join_fds = &cgroup->join_fds();
+    } else {
+      static const std::vector<int> kNone;
+      plan.join_fds = &kNone;
+    }
+    if (box.mount_ns) {
+      mounts = sandbox_detail::plan_mounts(box);
+      plan.mounts = &mounts;
+      clone_flags |= CLONE_NEWNS;
+    }
+    if (box.net_ns) {
+      plan.net_ns = true;
+      clone_flags |= CLONE_NEWNET;
+    }
+    if (box.ipc_ns) clone_flags |= CLONE_NEWIPC;
+    if (box.pid_ns) {
+      plan.pid_ns = true;
+      clone_flags |= CLONE_NEWPID;
+      KF_RETURN_IF_ERROR(make_pipe(status_read, status_write, "exit-status"));
+      KF_RETURN_IF_ERROR(set_nonblocking(status_read.get()));
+      plan.status_fd = status_write.get();
+    }
+  }
+  // Whatever happens from here on, nothing of the job outlives this call.
+  auto reap_box = [&]() -> Status {
+    if (!cgroup) return Status();
+    cgroup->kill();
+    Status st = cgroup->wait_empty(spec.box->empty_deadline);
+    if (st.ok()) {
+      result.memory_exceeded = cgroup->memory_exceeded();
+      result.pids_exceeded = cgroup->pids_exceeded();
+      result.memory_peak_bytes = cgroup->memory_peak_bytes();
+    }
+    cgroup.reset();
+    return st;
+  };
+
   sigset_t all, old_mask;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old_mask);
-  pid_t pid = ::fork();
+  pid_t pid;
+  if (clone_flags != 0) {
+    // A fork into new namespaces. glibc's fork handlers do not run: the child makes only
+    // system calls (plan.raw_ids) until it execs.
+    plan.raw_ids = true;
+    pid = static_cast<pid_t>(::syscall(SYS_clone, clone_flags | SIGCHLD, 0, 0, 0, 0));
+  } else {
+    pid = ::fork();
+  }
   if (pid == 0) exec_child(plan);
   int fork_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-  if (pid < 0) return io_error("cannot fork to run '" + program + "': " + errno_text(fork_errno));
+  if (pid < 0) {
+    (void)reap_box();
+    return io_error("cannot fork to run '" + program + "': " + errno_text(fork_errno));
+  }
+  status_write.reset();
+  if (cgroup) cgroup->close_join_fds();
   // Also here, so that the group exists before we ever killpg it, whichever side runs first.
   // EACCES (the child already exec'd, so it did this itself) and ESRCH are fine.
   ::setpgid(pid, pid);
@@ -414,6 +560,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
     int status;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    (void)reap_box();
     if (got == static_cast<ssize_t>(sizeof child_error)) {
       return io_error(child_error_text(child_error, program, plan, spec));
     }
@@ -424,9 +571,11 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   if (!pidfd.valid()) {
     int err = errno;
     ::killpg(pid, SIGKILL);
+    if (plan.pid_ns) ::kill(pid, SIGKILL);
     int status;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    (void)reap_box();
     return io_error("cannot watch '" + program + "' (pidfd_open): " + errno_text(err));
   }
 
@@ -438,7 +587,13 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   size_t stdin_offset = 0;
   auto kill_group = [&] {
     // The leader is not reaped yet, so `pid` still names this group and nothing else.
-    ::killpg(pid, SIGKILL);
+    // With a PID namespace, killing its init kills every process in it.
+    if (plan.pid_ns) {
+      ::kill(pid, SIGKILL);
+    } else {
+      ::killpg(pid, SIGKILL);
+    }
+    if (cgroup) cgroup->kill();  // also what left the group (setsid) or double-forked
     killed = true;
     drain_until = SteadyClock::now() + kDrainGrace;
     stdin_write.reset();
@@ -479,6 +634,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
         while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
       }
+      (void)reap_box();
       return io_error("poll failed while running '" + program + "': " + errno_text(err));
     }
 
@@ -517,9 +673,21 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   do {
     waited = ::waitpid(pid, &status, 0);
   } while (waited < 0 && errno == EINTR);
+  int wait_errno = errno;
+  // Before anyone reads what the job left: its group is empty, or the call fails.
+  Status boxed = reap_box();
   result.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
   if (waited < 0) {
-    return io_error("cannot reap '" + program + "' (pid " + std::to_string(pid) + "): " + errno_text(errno));
+    return io_error("cannot reap '" + program + "' (pid " + std::to_string(pid) + "): " + errno_text(wait_errno));
+  }
+  if (!boxed.ok()) return boxed;
+  if (plan.pid_ns) {
+    // The program's own status, from init; none when init was killed (timeout, cancel, OOM).
+    int program_status = 0;
+    if (::read(status_read.get(), &program_status, sizeof program_status) ==
+        static_cast<ssize_t>(sizeof program_status)) {
+      status = program_status;
+    }
   }
   if (WIFEXITED(status)) {
     result.exit_code = WEXITSTATUS(status);

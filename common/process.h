@@ -6,9 +6,10 @@
 // job ends for any reason it SIGKILLs the whole process group, so helpers forked by the job
 // never outlive it.
 //
-// Containment is by process group: a descendant that moves itself to another group or session
-// (setpgid, setsid) escapes the final kill. Stronger containment needs a cgroup or a PID
-// namespace around the agent.
+// Without a box, containment is by process group: a descendant that moves itself to another
+// group or session (setpgid, setsid) escapes the final kill. With ProcessSpec::box
+// (common/sandbox.h) the job gets its own cgroup and namespaces: everything it started is
+// killed and verified gone before run_process returns.
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "common/sandbox.h"
 #include "common/status.h"
 
 namespace kforge {
@@ -75,6 +77,14 @@ struct ProcessSpec {
   // moment to close the parent's copies of pass_fds, so that the child's end of a socket
   // reaches end-of-file when the child dies. Runs on the calling thread.
   std::function<void()> on_started;
+  // Containment (common/sandbox.h): a cgroup of its own (limits, kill-all, verified empty
+  // before run_process returns) and PID/network/IPC/mount namespaces. Needs root. Unset: the
+  // process group and the rlimits above are all there is. With box->pid_ns the process
+  // started is a small init (pid 1 in the namespace) that runs argv as its only child; the
+  // exit status and signal reported are argv's. With box->mount_ns, `cwd` is resolved in the
+  // job's view (bind it through box->writable or box->readable when it is under /tmp).
+  // Jobs also get PR_SET_NO_NEW_PRIVS (no setuid binaries) and never dump core.
+  std::optional<Box> box;
 };
 
 struct ProcessResult {
@@ -85,7 +95,12 @@ struct ProcessResult {
   std::string stdout_data, stderr_data;        // at most spec.output_cap bytes each
   bool stdout_truncated = false, stderr_truncated = false;
   int64_t wall_ms = 0;    // from before fork to after the leader was reaped
-  int pid = 0;            // the leader's pid, which was also the process group id
+  int pid = 0;            // the leader's pid (without a box also the process group id;
+                          // with box->pid_ns the namespace's init)
+  // Only with a box that has a cgroup:
+  bool memory_exceeded = false;   // box->memory_mb was hit and the kernel OOM-killed a process
+  bool pids_exceeded = false;     // a fork or thread creation failed at box->pids
+  uint64_t memory_peak_bytes = 0; // the group's peak memory use (0 without a memory controller)
 };
 
 // Cancels run_process calls from another thread. Thread-safe; once cancelled it stays
@@ -115,9 +130,11 @@ class CancelToken {
 // The group is SIGKILLed when the timeout passes (timed_out), when `cancel` fires
 // (cancelled), and also right after the leader exits normally, before it is reaped.
 // Errors: invalid_argument for an empty argv or a bad env name; io_error when the process
-// cannot be started (pipe, fork, chdir, setrlimit or exec failed), naming the program and the
-// reason, e.g. "cannot exec 'nosuch': No such file or directory". A program that starts and
-// then fails is not an error: see exit_code and signal.
+// cannot be started (pipe, fork, chdir, setrlimit, exec or a box step failed), naming the
+// program and the reason, e.g. "cannot exec 'nosuch': No such file or directory"; with a box,
+// failed_precondition when the job's cgroup still holds processes box->empty_deadline after
+// the kill (its results must not be trusted). A program that starts and then fails is not an
+// error: see exit_code and signal.
 // REQUIRES: SIGCHLD is not ignored (SIG_IGN would reap the child behind our back) and nothing
 // else in this process reaps children with waitpid(-1); `cancel` outlives the call.
 Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel = nullptr);

@@ -264,7 +264,7 @@ PY
   # Each job compiles its own kernels (HOME = the job directory): no cache shared between
   # jobs, so load_candidate's time includes the Triton compile.
   unset TRITON_CACHE_DIR
-  [[ $(id -u) == 0 ]] && say "running as root with agent.run_as = \"\": jobs run as root (RLIMIT_NPROC does not bind; see docs/gpu-validation.md)"
+  [[ $(id -u) == 0 ]] && say "running as root with agent.contain = false: jobs run as root, unboxed (RLIMIT_NPROC does not bind; see docs/gpu-validation.md)"
 
   # 2. preflight (GPU modes): one Triton kernel compiled and run in the environment a job
   # gets (the agent keeps only agent.env_allow's variables; HOME is the job directory), so
@@ -381,7 +381,7 @@ verify_timeout_s = $timeout_s
 state_dir = "$dir/agent"
 work_dir = "$WORK/jobs"
 cpu_devices = $cpu_devices
-run_as = ""
+contain = false
 python = "$PYTHON"
 harness_dir = "$share/harness"
 job_timeout_s = $timeout_s

@@ -51,7 +51,7 @@ struct RunFixture {
       roles += std::string("[llm.") + role + "]\nprovider = \"openai\"\nbase_url = \"" + llm.base_url() +
                "\"\nmodel = \"fake\"\ntimeout_s = 30\nconcurrency = 1\n";
     }
-    write_file(config, roles + "[agent]\nrun_as = \"\"\ncpu_devices = 2\n");
+    write_file(config, roles + "[agent]\ncpu_devices = 2\n");
   }
 
   std::unique_ptr<Child> start(const std::filesystem::path& data, const std::string& log) {
@@ -206,7 +206,7 @@ TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
                  (harness / "tasks" / "vector_add_numpy.py").string() + "\"\ncandidate = \"" +
                  (harness / "candidates" / "add_numpy_infinite_loop.py").string() + "\"\n");
   write_file(dir / "kforge.toml",
-             "[coordinator]\nverify_timeout_s = 3\n[agent]\nrun_as = \"\"\ncpu_devices = 1\njob_timeout_s = 600\n");
+             "[coordinator]\nverify_timeout_s = 3\n[agent]\ncpu_devices = 1\njob_timeout_s = 600\n");
   auto kforge = binary_dir() / "cli" / "kforge";
   auto data = dir / "data";
   auto started = std::chrono::steady_clock::now();

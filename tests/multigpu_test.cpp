@@ -53,7 +53,7 @@ struct EightGpuHost {
   EightGpuHost() {
     std::filesystem::create_directories(dir / "fixtures");
     write_file(dir / "fixtures" / "nvidia-smi.csv", read_file(source_dir() / "tests" / "fixtures" / "nvidia-smi" / "h100x8.csv"));
-    write_file(dir / "kforge.toml", "[agent]\nrun_as = \"\"\n");  // jobs write a shared log
+    write_file(dir / "kforge.toml", "[agent]\ncontain = false\n");  // jobs write a shared log
     REQUIRE_MESSAGE(wait_until([&] { return read_file(dir / "coordinator.log").find("api http://") != std::string::npos; }, 20s),
                     read_file(dir / "coordinator.log"));
     std::string clog = read_file(dir / "coordinator.log");

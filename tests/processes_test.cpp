@@ -70,7 +70,7 @@ class ProcessCluster {
                "heartbeat_ms = 200\n"
                "restart_grace_ms = 1000\n"
                "[agent]\n"
-               "run_as = \"\"  # jobs write into the test's (root-only) directory\n");
+               "contain = false  # jobs write into the test's (root-only) directory, report host pids\n");
     auto store = Store::open(db());  // creates the schema; closed again at the end of scope
     REQUIRE_MESSAGE(store.ok(), store.status().to_string());
   }

@@ -55,7 +55,6 @@ struct TaskFixture {
       return std::make_unique<Conductor>(co, client.get(), std::move(prompts.value()), options);
     });
     AgentOptions agent = TestCluster::fast_agent_options();
-    agent.run_as.reset();
     cluster.start_agent("a", 1, agent);
     REQUIRE(cluster.wait_live(1));
   }

@@ -101,10 +101,9 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
   AgentOptions options = TestCluster::fast_agent_options();
   options.python = "/usr/bin/python3";
   options.limits.processes = 512;  // jobs without limits of their own get warm workers
-  if (::geteuid() == 0) {
-    auto nobody = lookup_user("nobody");
-    REQUIRE(nobody.ok());
-    options.run_as = *nobody;
+  if (::geteuid() == 0) {  // the full box: slot uids, cgroup, namespaces
+    options.contain = true;
+    options.job_uids = "61200-61263";
   }
   cluster.start_agent("a", 2, options);
   REQUIRE(cluster.wait_live(1));

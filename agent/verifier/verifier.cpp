@@ -117,22 +117,20 @@ nlohmann::json verifier_error(const std::string& verdict, const std::string& mes
 
 // A child process run by run_process() on its own thread; `sock` is our end of its socket.
 struct Verifier::Proc {
+  UidPool::Lease uid;            // a worker's slot uid, held until its box is empty
+  std::unique_ptr<JobDir> dir;   // a worker's private directory, removed with it
   UniqueFd sock;
   CancelToken cancel;
   std::thread thread;
   Result<ProcessResult> result = io_error("still running");
-  std::filesystem::path dir;  // a worker's private directory, removed with it
 
   ~Proc() { kill(); }
-  // Kills the process group and waits for run_process to return. Idempotent.
+  // Kills the process group (the box: its whole cgroup) and waits for run_process to
+  // return, which it does only once nothing of the process is left. Idempotent.
   const Result<ProcessResult>& kill() {
     cancel.cancel();
     if (thread.joinable()) thread.join();
-    if (!dir.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-      dir.clear();
-    }
+    dir.reset();
     return result;
   }
 };
@@ -146,7 +144,7 @@ Verifier::~Verifier() {
 
 Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options) {
   if (options.harness_dir.empty()) return invalid_argument("verifier: no harness directory");
-  if (options.worker_as && options.judge_as && options.worker_as->uid == options.judge_as->uid) {
+  if (options.worker_as && options.judge_as && options.worker_as->uid == options.judge_as->uid && !options.uids) {
     return invalid_argument("verifier: the judge must not run as the candidates' user (uid " +
                             std::to_string(options.judge_as->uid) + ")");
   }
@@ -243,22 +241,38 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
   if (!pair.ok()) return pair.status();
   auto proc = std::make_unique<Proc>();
   proc->sock = std::move(pair->first);
-  proc->dir = options_.work_root / ("w-" + random_hex_id());
-  KF_RETURN_IF_ERROR(ensure_dir(proc->dir));
-  std::error_code ec;
-  std::filesystem::permissions(proc->dir, std::filesystem::perms::owner_all, ec);
-  if (options_.worker_as) {
-    if (::chown(proc->dir.c_str(), options_.worker_as->uid, options_.worker_as->gid) != 0) {
-      return io_error("cannot give " + proc->dir.string() + " to uid " +
-                      std::to_string(options_.worker_as->uid) + ": " + std::strerror(errno));
-    }
-  }
   ProcessSpec spec = base_spec(options_, "kforge_worker.py");
-  spec.run_as = options_.worker_as;
+  uid_t uid = ::getuid();
+  gid_t gid = ::getgid();
+  if (options_.uids) {
+    auto lease = options_.uids->acquire();
+    if (!lease.ok()) return lease.status();
+    proc->uid = std::move(lease.value());
+    uid = gid = proc->uid.uid();
+  } else if (options_.worker_as) {
+    uid = options_.worker_as->uid;
+    gid = options_.worker_as->gid;
+  }
+  auto dir = JobDir::create(options_.work_root, uid, gid, options_.box ? options_.disk_mb : 0);
+  if (!dir.ok()) return dir.status();
+  proc->dir = std::move(dir.value());
+  KF_RETURN_IF_ERROR(proc->dir->hand_over());
+  const std::filesystem::path& home = proc->dir->path();
+  if (options_.uids) {
+    spec.run_as = UserIds{uid, gid, home.string()};
+  } else {
+    spec.run_as = options_.worker_as;
+  }
+  if (options_.box) {
+    spec.box = *options_.box;
+    spec.box->writable.push_back(home);
+    spec.box->readable.push_back(options_.harness_dir);
+  }
   spec.limits = limits;
-  spec.cwd = proc->dir;
-  spec.env["HOME"] = proc->dir.string();
-  spec.env["TMPDIR"] = proc->dir.string();
+  spec.cwd = home;
+  spec.env["HOME"] = home.string();
+  spec.env["TMPDIR"] = home.string();
+  spec.env["TRITON_CACHE_DIR"] = (home / ".triton").string();  // the worker's own
   spec.env["KFORGE_WORKER_PRELOAD"] = options_.preload;
   spec.env["KFORGE_WORKER_DEVICE"] = options_.device;
   launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
@@ -342,7 +356,8 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
         exit = {{"exit_code", r->exit_code},
                 {"signal", ours ? 0 : r->signal},
                 {"killed", r->cancelled},
-                {"oom", false},
+                {"oom", r->memory_exceeded},
+                {"pids_exceeded", r->pids_exceeded},
                 {"stderr", r->stderr_data.size() > 4000 ? r->stderr_data.substr(r->stderr_data.size() - 4000)
                                                         : r->stderr_data}};
         if (r->signal != 0 && !ours) exit["signal_name"] = signal_name(r->signal);

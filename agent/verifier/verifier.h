@@ -32,6 +32,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/process.h"
+#include "common/sandbox.h"
 #include "common/status.h"
 
 namespace kforge {
@@ -40,7 +41,10 @@ struct VerifierOptions {
   std::string python = "/usr/bin/python3";  // runs the judge and the workers
   std::filesystem::path harness_dir;         // kforge_judge.py, kforge_worker.py
   std::filesystem::path work_root;           // workers' private directories
-  std::optional<UserIds> worker_as;          // candidates run as this user (root agents)
+  std::optional<UserIds> worker_as;          // candidates run as this user (root agents)...
+  std::shared_ptr<UidPool> uids;             // ... or each worker as a slot uid of its own
+  std::optional<Box> box;                    // each worker's box (common/sandbox.h)
+  uint64_t disk_mb = 0;                      // a boxed worker's directory: a tmpfs this big
   std::optional<UserIds> judge_as;           // the judge's user; never the workers' user
   std::vector<std::string> env_allow = {"PATH", "LANG", "LC_ALL", "TMPDIR"};
   std::map<std::string, std::string> env;    // both processes (device selection, ...)

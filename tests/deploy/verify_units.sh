@@ -36,12 +36,19 @@ for role in coordinator agent; do
     [ -f "$doc" ] || fail "$unit: Documentation= names $doc, which was not installed"
   done
   # What an operator relies on.
-  for line in User=kforge Group=kforge StateDirectory=kforge WorkingDirectory=/var/lib/kforge \
+  if [ "$role" = coordinator ]; then
+    grep -qx User=kforge "$unit" && grep -qx Group=kforge "$unit" || fail "$unit lacks User=kforge, Group=kforge"
+  fi
+  for line in StateDirectory=kforge WorkingDirectory=/var/lib/kforge \
               ProtectSystem=strict ProtectHome=yes PrivateTmp=yes NoNewPrivileges=yes \
               Restart=on-failure LimitNOFILE=65536 KillSignal=SIGTERM WantedBy=multi-user.target; do
     grep -qx "$line" "$unit" || fail "$unit lacks $line"
   done
 done
+# The agent boxes its jobs (docs/security.md): root, a delegated cgroup subtree it may write.
+grep -qx Delegate=yes "$units/kforge-agent.service" || fail "the agent unit lacks Delegate=yes (job cgroups)"
+! grep -q '^User=' "$units/kforge-agent.service" || fail "the agent unit must run as root to box its jobs"
+! grep -q '^ProtectControlGroups=yes' "$units/kforge-agent.service" || fail "ProtectControlGroups=yes stops the agent's job cgroups"
 grep -qx KillMode=control-group "$units/kforge-agent.service" ||
   fail "the agent unit must kill its jobs with it (KillMode=control-group)"
 grep -q '^InaccessiblePaths=.*-/etc/kforge/api-token' "$units/kforge-agent.service" ||

@@ -22,7 +22,7 @@ def cluster():
 [coordinator]
 heartbeat_ms = 200
 [agent]
-run_as = ""  # jobs write into the test's (root-only) directory
+contain = false  # the work dir is under the test's (root-only) directory
 harness_dir = "{os.path.join(SOURCE, 'agent', 'harness')}"
 work_dir = "@DIR@/work"
 [llm.designer]

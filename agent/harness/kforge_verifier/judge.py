@@ -557,6 +557,9 @@ def _death_failure(exit_info, stage, what):
     if info.get("oom"):
         return Failure(verdicts.RESOURCE_EXCEEDED, f"the candidate ran out of memory (the job's "
                        f"memory limit) during {what}{tail_text}")
+    if info.get("pids_exceeded"):
+        return Failure(verdicts.RESOURCE_EXCEEDED, f"the candidate hit the job's process limit "
+                       f"during {what}{tail_text}")
     sig = info.get("signal") or 0
     if sig:
         if sig in (signal_mod.SIGXCPU, signal_mod.SIGXFSZ):
