@@ -9,6 +9,7 @@
 
 #include "agent/state_dir.h"
 #include "agent/verify.h"
+#include "common/curve.h"
 #include "common/fs.h"
 #include "common/zmq_util.h"
 
@@ -39,7 +40,23 @@ uint64_t pick(uint64_t job_value, uint64_t agent_default) {
 }  // namespace
 
 Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& clock) {
-  auto id = load_or_create_agent_id(options.state_dir);
+  if (!options.id.empty() && !proto::valid_agent_id(options.id)) {
+    return invalid_argument("agent id '" + options.id + "' is not valid (1 to 128 printable characters, no '/')");
+  }
+  if (options.curve_secret_key.empty() != options.coordinator_public_key.empty()) {
+    return invalid_argument("CURVE needs both this agent's secret key and the coordinator's public key");
+  }
+  CurveClientKeys curve;
+  if (!options.curve_secret_key.empty()) {
+    if (!curve_available()) return failed_precondition("this libzmq has no CURVE support");
+    if (!is_z85_key(options.coordinator_public_key)) {
+      return invalid_argument("the coordinator's public key: expected 40 characters of Z85");
+    }
+    auto pub = curve_public_key(options.curve_secret_key);
+    if (!pub.ok()) return pub.status();
+    curve = CurveClientKeys{*pub, options.curve_secret_key, options.coordinator_public_key};
+  }
+  auto id = load_or_create_agent_id(options.state_dir, options.id);
   if (!id.ok()) return id.status();
   auto outbox = Outbox::open(options.state_dir / "outbox.db");
   if (!outbox.ok()) return outbox.status();
@@ -52,7 +69,9 @@ Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& c
   std::error_code ec;
   std::filesystem::permissions(resolved.work_root, std::filesystem::perms(0711), ec);
   if (ec) return io_error("cannot set permissions of " + resolved.work_root.string() + ": " + ec.message());
-  return std::unique_ptr<Agent>(new Agent(resolved, clock, *id, std::move(outbox.value())));
+  std::unique_ptr<Agent> agent(new Agent(resolved, clock, *id, std::move(outbox.value())));
+  agent->curve_ = std::move(curve);
+  return agent;
 }
 
 Agent::Agent(const AgentOptions& options, Clock& clock, std::string id,
@@ -108,10 +127,21 @@ std::vector<proto::JobRef> Agent::running_refs() const {
   return refs;
 }
 
+std::string Agent::routing_id() const {
+  std::lock_guard lock(routing_mu_);
+  return routing_id_;
+}
+
 void Agent::connect() {
-  // A fresh socket drops whatever the old one still queued for a peer that is gone.
-  auto socket = make_dealer(ctx_, options_.coordinator, id_ + "/" + incarnation_,
-                            options_.max_msg_bytes);
+  // A fresh socket drops whatever the old one still queued for a peer that is gone. It gets
+  // a routing id of its own: the coordinator's ROUTER lets no connection take over another's
+  // (no ROUTER_HANDOVER), and the old connection may linger there until TCP notices.
+  std::string routing_id = id_ + "/" + incarnation_ + "/" + random_hex_id().substr(0, 8);
+  {
+    std::lock_guard lock(routing_mu_);
+    routing_id_ = routing_id;
+  }
+  auto socket = make_dealer(ctx_, options_.coordinator, routing_id, options_.max_msg_bytes, curve_);
   if (!socket.ok()) {
     spdlog::error("agent {}: cannot connect to {}: {}", id_, options_.coordinator,
                   socket.status().message());
@@ -225,6 +255,14 @@ void Agent::handle(const std::string& bytes) {
   const proto::Message& msg = frame->message;
   last_recv_ms_ = clock_.now_ms();
   if (auto* refused = std::get_if<proto::Refused>(&msg)) {
+    if (proto::refusal_is_transient(refused->code)) {
+      // Not now (another live process holds this agent id): say Hello again, with backoff,
+      // on a fresh socket. Stopping here would take the host out of the fleet for good.
+      spdlog::warn("agent {}: coordinator {} refused this agent for now: {}; next hello in {} ms", id_,
+                   options_.coordinator, refused->reason, std::max<int64_t>(next_hello_ms_ - clock_.now_ms(), 0));
+      state_ = State::connecting;
+      return;
+    }
     refused_reason_ = "coordinator " + options_.coordinator + " refused this agent: " +
                       refused->reason;
     spdlog::error("agent {}: {}", id_, refused_reason_);

@@ -7,7 +7,9 @@
 // Connection states:
 //   connecting  -- Hello sent, waiting for Welcome; Hello re-sent with backoff 1 s .. 32 s
 //   registered  -- Welcome received; heartbeats both ways; results flow
-//   refused     -- the coordinator refused this agent (protocol version); run() returns
+//   refused     -- the coordinator refused this agent for good (protocol version, key not
+//                  allowed, invalid hello, superseded); run() returns. A transient refusal
+//                  (another live process holds this agent id) keeps it connecting, with backoff
 // A registered agent that hears nothing for heartbeat_ms * liveness goes back to connecting
 // on a fresh socket (the coordinator died, restarted, or declared us lost).
 #pragma once
@@ -30,12 +32,16 @@
 #include "common/process.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/zmq_util.h"
 
 namespace kforge {
 
 struct AgentOptions {
   std::string coordinator = "tcp://127.0.0.1:7700";  // the coordinator's ROUTER endpoint
   std::filesystem::path state_dir = "kforge-agent";  // agent id, outbox
+  std::string id;                                    // agent id; empty: the state dir's (random)
+  std::string curve_secret_key;                      // z85: CURVE on the link; empty: plain TCP
+  std::string coordinator_public_key;                // z85: the coordinator's key (with CURVE)
   std::filesystem::path work_root;                   // job work dirs; empty: <tmp>/kforge-jobs-<id>
   std::string host;                                  // empty: gethostname()
   std::vector<proto::DeviceInfo> devices;            // advertised devices (agent/devices.h)
@@ -68,6 +74,8 @@ class Agent {
 
   const std::string& id() const { return id_; }
   const std::string& incarnation() const { return incarnation_; }
+  // The routing id of the current connection: "<id>/<incarnation>/<connection>". Thread-safe.
+  std::string routing_id() const;
 
   // Runs until stop() (ok) or until the coordinator refuses this agent (the reason).
   Status run();
@@ -118,6 +126,9 @@ class Agent {
   std::unique_ptr<Outbox> outbox_;
   zmq::context_t ctx_;
   std::unique_ptr<zmq::socket_t> socket_;
+  CurveClientKeys curve_;
+  mutable std::mutex routing_mu_;
+  std::string routing_id_;  // of socket_; a new connection suffix for every socket
   int wake_fd_ = -1;
 
   std::atomic<State> state_{State::connecting};

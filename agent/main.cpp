@@ -11,6 +11,7 @@
 #include "agent/devices.h"
 #include "agent/verify.h"
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/flags.h"
 #include "common/log.h"
 
@@ -90,6 +91,17 @@ int main(int argc, char** argv) {
   AgentOptions options;
   options.coordinator = ac.coordinator;
   options.state_dir = ac.state_dir;
+  options.id = ac.id;
+  if (!ac.secret_key_file.empty()) {
+    auto keys = read_secret_key_file(ac.secret_key_file);
+    if (!keys.ok()) return fail("agent.secret_key_file: " + keys.status().message());
+    options.curve_secret_key = keys->secret_key;
+    options.coordinator_public_key = ac.coordinator_public_key;
+    spdlog::info("agent link: CURVE, agent public key {}", keys->public_key);
+  } else {
+    spdlog::warn("agent link is not authenticated (plain TCP): set agent.secret_key_file and "
+                 "agent.coordinator_public_key (docs/deploy.md)");
+  }
   options.host = ac.host;
   auto devices = select_devices(discover_devices(discovery), ac.devices);
   if (!devices.ok()) return fail(devices.status().message());
@@ -142,6 +154,8 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   Status st = (*agent)->run();
   g_agent = nullptr;
+  // 3: refused for good by the coordinator (protocol version, key, invalid hello, superseded);
+  // the unit does not restart on it (RestartPreventExitStatus). Transient refusals never exit.
   if (!st.ok()) return fail(st.message(), 3);
   return 0;
 }
