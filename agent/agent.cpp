@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -93,7 +94,7 @@ Agent::Agent(const AgentOptions& options, Clock& clock, std::string id,
 Agent::~Agent() {
   stop(false);
   shutdown_jobs();
-  socket_.reset();
+  close_socket();
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -132,6 +133,66 @@ std::string Agent::routing_id() const {
   return routing_id_;
 }
 
+std::string Agent::link_problem() const {
+  std::lock_guard lock(routing_mu_);
+  return link_problem_;
+}
+
+void Agent::set_link_problem(std::string problem) {
+  {
+    std::lock_guard lock(routing_mu_);
+    if (problem == link_problem_) return;
+    link_problem_ = problem;
+  }
+  if (!problem.empty()) spdlog::warn("agent {}: {}", id_, problem);
+}
+
+void Agent::close_socket() {
+  if (socket_ && monitor_) (void)zmq_socket_monitor(socket_->handle(), nullptr, 0);
+  monitor_.reset();
+  socket_.reset();
+}
+
+void Agent::watch_link() {
+  for (int i = 0; i < 64 && monitor_; ++i) {
+    zmq::message_t event, address;
+    if (!monitor_->recv(event, zmq::recv_flags::dontwait)) return;
+    if (monitor_->get(zmq::sockopt::rcvmore)) (void)monitor_->recv(address, zmq::recv_flags::dontwait);
+    if (event.size() < 6) continue;
+    uint16_t id = 0;
+    uint32_t value = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
+    switch (id) {
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        handshake_ok_ = true;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        handshake_failed_ = true;
+        set_link_problem("coordinator " + options_.coordinator + " refused this agent's key at the handshake (status " +
+                         std::to_string(value) + "): is " + curve_.public_key +
+                         " on its allow-list (coordinator.agent_keys_file) for agent " + id_ + "?");
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      case ZMQ_EVENT_DISCONNECTED:
+        // A disconnect after a handshake: ordinary; after a failure: that failure, said already.
+        if (id == ZMQ_EVENT_DISCONNECTED && (handshake_ok_ || handshake_failed_)) break;
+        if (id != ZMQ_EVENT_DISCONNECTED) handshake_failed_ = true;
+        set_link_problem(
+            curve_.enabled()
+                ? "the CURVE handshake with " + options_.coordinator +
+                      " failed: is agent.coordinator_public_key the coordinator's public key, and does "
+                      "the coordinator use CURVE?"
+                : "the handshake with " + options_.coordinator +
+                      " failed: does the coordinator require CURVE keys (agent.secret_key_file)?");
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 void Agent::connect() {
   // A fresh socket drops whatever the old one still queued for a peer that is gone. It gets
   // a routing id of its own: the coordinator's ROUTER lets no connection take over another's
@@ -141,13 +202,33 @@ void Agent::connect() {
     std::lock_guard lock(routing_mu_);
     routing_id_ = routing_id;
   }
+  close_socket();
+  handshake_ok_ = false;
+  handshake_failed_ = false;
   auto socket = make_dealer(ctx_, options_.coordinator, routing_id, options_.max_msg_bytes, curve_);
   if (!socket.ok()) {
     spdlog::error("agent {}: cannot connect to {}: {}", id_, options_.coordinator,
                   socket.status().message());
-    socket_.reset();
   } else {
     socket_ = std::make_unique<zmq::socket_t>(std::move(socket.value()));
+    // The handshake's outcome, for the operator: a refused key otherwise looks like an
+    // unreachable coordinator. Failures repeat with every reconnect, so none is missed for
+    // good by attaching after connect.
+    std::string endpoint = "inproc://kforge-agent-link-" + routing_id;
+    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                 ZMQ_EVENT_DISCONNECTED;
+    if (zmq_socket_monitor(socket_->handle(), endpoint.c_str(), events) == 0) {
+      try {
+        monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+        monitor_->set(zmq::sockopt::linger, 0);
+        monitor_->connect(endpoint);
+      } catch (const zmq::error_t& e) {
+        spdlog::debug("agent {}: no handshake monitor: {}", id_, e.what());
+        (void)zmq_socket_monitor(socket_->handle(), nullptr, 0);
+        monitor_.reset();
+      }
+    }
   }
   state_ = State::connecting;
   sent_ms_.clear();
@@ -209,6 +290,7 @@ Status Agent::run() {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
     }
+    watch_link();
     receive_all();
     collect_finished();
     timers();
@@ -216,7 +298,7 @@ Status Agent::run() {
   }
   if (stop_ && graceful_ && state_ == State::registered) send(proto::Bye{"agent stopping"});
   shutdown_jobs();
-  socket_.reset();
+  close_socket();
   if (state_ == State::refused) return failed_precondition(refused_reason_);
   return Status();
 }
@@ -284,6 +366,7 @@ void Agent::handle(const std::string& bytes) {
 
 void Agent::on_welcome(const proto::Welcome& welcome) {
   state_ = State::registered;
+  set_link_problem("");
   heartbeat_ms_ = welcome.heartbeat_ms ? welcome.heartbeat_ms : options_.heartbeat_ms;
   liveness_ = welcome.liveness ? welcome.liveness : options_.liveness;
   backoff_ms_ = options_.backoff_initial_ms;

@@ -76,6 +76,10 @@ class Agent {
   const std::string& incarnation() const { return incarnation_; }
   // The routing id of the current connection: "<id>/<incarnation>/<connection>". Thread-safe.
   std::string routing_id() const;
+  // Why the link to the coordinator does not come up, as far as the handshake tells (key not
+  // on the allow-list, wrong coordinator key, CURVE on one side only); "" once registered.
+  // Thread-safe; it is logged too.
+  std::string link_problem() const;
 
   // Runs until stop() (ok) or until the coordinator refuses this agent (the reason).
   Status run();
@@ -102,6 +106,9 @@ class Agent {
 
   Agent(const AgentOptions& options, Clock& clock, std::string id, std::unique_ptr<Outbox> outbox);
   void connect();
+  void close_socket();
+  void watch_link();  // handshake events of the current socket
+  void set_link_problem(std::string problem);
   void send(proto::Message msg);
   void send_now(const proto::Message& msg);
   void send_delayed();
@@ -129,6 +136,10 @@ class Agent {
   CurveClientKeys curve_;
   mutable std::mutex routing_mu_;
   std::string routing_id_;  // of socket_; a new connection suffix for every socket
+  std::string link_problem_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // handshake events of socket_
+  bool handshake_ok_ = false;               // socket_ completed a handshake
+  bool handshake_failed_ = false;           // socket_ reported a failed one
   int wake_fd_ = -1;
 
   std::atomic<State> state_{State::connecting};

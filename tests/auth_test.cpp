@@ -246,6 +246,51 @@ TEST_CASE("a fake agent with a key not on the allow-list is refused at the hands
   CHECK(listed.receive<proto::Welcome>());
 }
 
+TEST_CASE("an agent whose key is not on the allow-list says so, and is not registered") {
+  TestCluster cluster;
+  AgentOptions options = TestCluster::fast_agent_options();
+  CurveClientKeys keys = cluster.unlisted_keys();
+  options.curve_secret_key = keys.secret_key;
+  options.coordinator_public_key = keys.server_key;
+  Agent& agent = cluster.start_agent("a", 1, options);
+  REQUIRE(wait_until([&] { return agent.link_problem().find("allow-list") != std::string::npos; }));
+  CHECK(agent.link_problem().find(keys.public_key) != std::string::npos);
+  CHECK_FALSE(agent.registered());
+  CHECK(cluster.coordinator().call([](Coordinator& c) { return c.live_agents(); }) == 0);
+}
+
+TEST_CASE("an agent with the wrong coordinator key says so") {
+  TestCluster cluster;
+  AgentOptions options = TestCluster::fast_agent_options();
+  auto id = load_or_create_agent_id(cluster.agent_state("a"));
+  REQUIRE(id.ok());
+  CurveClientKeys keys = cluster.client_keys(*id);
+  options.curve_secret_key = keys.secret_key;
+  options.coordinator_public_key = cluster.unlisted_keys().public_key;  // not the coordinator's
+  Agent& agent = cluster.start_agent("a", 1, options);
+  REQUIRE(wait_until([&] { return agent.link_problem().find("coordinator_public_key") != std::string::npos; }));
+  CHECK_FALSE(agent.registered());
+}
+
+TEST_CASE("a plain agent cannot join a CURVE coordinator and says why") {
+  TestCluster cluster;
+  AgentOptions options = TestCluster::fast_agent_options();
+  options.coordinator_public_key = "";
+  options.curve_secret_key = "";
+  // start_agent gives keys to agents without; this one is opened by hand.
+  options.coordinator = cluster.endpoint();
+  options.state_dir = cluster.agent_state("plain");
+  options.devices = {proto::DeviceInfo{0, "cpu", "x86_64", "test cpu", 0}};
+  auto agent = Agent::open(options);
+  REQUIRE(agent.ok());
+  std::thread t([&] { (void)(*agent)->run(); });
+  bool said = wait_until([&] { return (*agent)->link_problem().find("CURVE") != std::string::npos; });
+  (*agent)->stop(false);
+  t.join();
+  CHECK(said);
+  CHECK(cluster.coordinator().call([](Coordinator& c) { return c.live_agents(); }) == 0);
+}
+
 TEST_CASE("a key may register only the agent id it is bound to") {
   TestCluster cluster;
   RawPeer peer(cluster.endpoint(), "gpu2/1/c", cluster.client_keys("gpu1"));
