@@ -173,12 +173,30 @@ void Agent::watch_link() {
                          std::to_string(value) + "): is " + curve_.public_key +
                          " on its allow-list (coordinator.agent_keys_file) for agent " + id_ + "?");
         break;
+      case ZMQ_EVENT_DISCONNECTED:
+        if (handshake_ok_) {
+          // The connection broke (network, coordinator restart). zmq would reconnect this
+          // socket under the same routing id, which the coordinator's ROUTER does not hand
+          // over while it still holds the old connection (no ROUTER_HANDOVER): start afresh
+          // now, with a new routing id and a Hello of this same incarnation, so the
+          // coordinator keeps our leases if it has not declared us lost.
+          // At most once per liveness window, so a coordinator that keeps dropping us (an
+          // oversized message, say) is not hammered.
+          int64_t now = clock_.now_ms();
+          next_hello_ms_ = std::max(now, last_relink_ms_ + static_cast<int64_t>(heartbeat_ms_) * liveness_);
+          last_relink_ms_ = next_hello_ms_;
+          spdlog::info("agent {}: connection to {} lost; reconnecting in {} ms", id_, options_.coordinator,
+                       next_hello_ms_ - now);
+          close_socket();
+          state_ = State::connecting;
+          if (now >= next_hello_ms_) connect();
+          return;
+        }
+        if (handshake_failed_) break;  // that failure, said already
+        [[fallthrough]];
       case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
       case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-      case ZMQ_EVENT_DISCONNECTED:
-        // A disconnect after a handshake: ordinary; after a failure: that failure, said already.
-        if (id == ZMQ_EVENT_DISCONNECTED && (handshake_ok_ || handshake_failed_)) break;
-        if (id != ZMQ_EVENT_DISCONNECTED) handshake_failed_ = true;
+        handshake_failed_ = true;
         set_link_problem(
             curve_.enabled()
                 ? "the CURVE handshake with " + options_.coordinator +

@@ -152,6 +152,7 @@ class Agent {
   uint32_t liveness_;
   uint32_t backoff_ms_;
   int64_t next_hello_ms_ = 0;
+  int64_t last_relink_ms_ = -1'000'000;  // last reconnect after a broken connection
   int64_t last_recv_ms_ = 0;
   int64_t last_send_ms_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, int64_t> sent_ms_;  // outbox entry -> last sent
