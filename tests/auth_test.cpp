@@ -291,6 +291,25 @@ TEST_CASE("a plain agent cannot join a CURVE coordinator and says why") {
   CHECK(cluster.coordinator().call([](Coordinator& c) { return c.live_agents(); }) == 0);
 }
 
+TEST_CASE("a key added to the allow-list file is admitted without a restart") {
+  TestCluster cluster;
+  auto keys = make_curve_keypair();
+  REQUIRE(keys.ok());
+  CurveClientKeys late{keys->public_key, keys->secret_key, cluster.coordinator_public_key()};
+  // The handshake's outcome for a fresh connection with that key (libzmq does not retry a
+  // connection whose key was refused; the agent opens a new socket for every attempt).
+  auto handshake = [&] {
+    RawPeer peer(cluster.endpoint(), "late/1/c", late, false);
+    HandshakeWatch watch(peer);
+    peer.connect();
+    return watch.next();
+  };
+  CHECK(handshake() == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+  // The operator edits the file; the coordinator notices (modification time and size).
+  write_file(cluster.agent_keys_file(), read_file(cluster.agent_keys_file()) + "late = \"" + keys->public_key + "\"\n");
+  CHECK(wait_until([&] { return handshake() == ZMQ_EVENT_HANDSHAKE_SUCCEEDED; }));
+}
+
 TEST_CASE("a key may register only the agent id it is bound to") {
   TestCluster cluster;
   RawPeer peer(cluster.endpoint(), "gpu2/1/c", cluster.client_keys("gpu1"));
