@@ -525,3 +525,21 @@ TEST_CASE("an agent refused for good stops; one refused for now keeps trying") {
   CHECK_FALSE(exit.ok());
   CHECK(exit.message().find("protocol version 1 is not supported") != std::string::npos);
 }
+
+TEST_CASE("after a coordinator restart the agent re-registers and reports no link problem") {
+  for (Link link : {Link::plain, Link::curve}) {
+    CAPTURE(link == Link::curve);
+    TestCluster cluster(TestCluster::fast_options(), SystemClock::instance(), link);
+    Agent& agent = cluster.start_agent("a");
+    REQUIRE(cluster.wait_live(1));
+    std::string before = agent.routing_id();
+    cluster.kill_coordinator();
+    cluster.start_coordinator();
+    REQUIRE(cluster.wait_live(1));
+    REQUIRE(wait_until([&] { return agent.registered(); }));
+    CHECK(agent.routing_id() != before);  // a new connection, a new routing id
+    CHECK(agent.link_problem() == "");
+    int64_t job = cluster.submit({"true"});
+    REQUIRE(cluster.wait_all_done({job}, 30s));
+  }
+}
