@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
 #include "agent/state_dir.h"
 #include "agent/verify.h"
+#include "common/curve.h"
 #include "common/fs.h"
 #include "common/zmq_util.h"
 
@@ -52,7 +54,23 @@ void apply_containment_config(const AgentConfig& config, AgentOptions& options) 
 }
 
 Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& clock) {
-  auto id = load_or_create_agent_id(options.state_dir);
+  if (!options.id.empty() && !proto::valid_agent_id(options.id)) {
+    return invalid_argument("agent id '" + options.id + "' is not valid (1 to 128 printable characters, no '/')");
+  }
+  if (options.curve_secret_key.empty() != options.coordinator_public_key.empty()) {
+    return invalid_argument("CURVE needs both this agent's secret key and the coordinator's public key");
+  }
+  CurveClientKeys curve;
+  if (!options.curve_secret_key.empty()) {
+    if (!curve_available()) return failed_precondition("this libzmq has no CURVE support");
+    if (!is_z85_key(options.coordinator_public_key)) {
+      return invalid_argument("the coordinator's public key: expected 40 characters of Z85");
+    }
+    auto pub = curve_public_key(options.curve_secret_key);
+    if (!pub.ok()) return pub.status();
+    curve = CurveClientKeys{*pub, options.curve_secret_key, options.coordinator_public_key};
+  }
+  auto id = load_or_create_agent_id(options.state_dir, options.id);
   if (!id.ok()) return id.status();
   auto outbox = Outbox::open(options.state_dir / "outbox.db");
   if (!outbox.ok()) return outbox.status();
@@ -66,6 +84,7 @@ Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& c
   std::filesystem::permissions(resolved.work_root, std::filesystem::perms(0711), ec);
   if (ec) return io_error("cannot set permissions of " + resolved.work_root.string() + ": " + ec.message());
   std::unique_ptr<Agent> agent(new Agent(resolved, clock, *id, std::move(outbox.value())));
+  agent->curve_ = std::move(curve);
   KF_RETURN_IF_ERROR(agent->contain_jobs());
   return agent;
 }
@@ -152,7 +171,7 @@ Agent::Agent(const AgentOptions& options, Clock& clock, std::string id,
 Agent::~Agent() {
   stop(false);
   shutdown_jobs();
-  socket_.reset();
+  close_socket();
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -186,16 +205,125 @@ std::vector<proto::JobRef> Agent::running_refs() const {
   return refs;
 }
 
+std::string Agent::routing_id() const {
+  std::lock_guard lock(routing_mu_);
+  return routing_id_;
+}
+
+std::string Agent::link_problem() const {
+  std::lock_guard lock(routing_mu_);
+  return link_problem_;
+}
+
+void Agent::set_link_problem(std::string problem) {
+  {
+    std::lock_guard lock(routing_mu_);
+    if (problem == link_problem_) return;
+    link_problem_ = problem;
+  }
+  if (!problem.empty()) spdlog::warn("agent {}: {}", id_, problem);
+}
+
+void Agent::close_socket() {
+  if (socket_ && monitor_) (void)zmq_socket_monitor(socket_->handle(), nullptr, 0);
+  monitor_.reset();
+  socket_.reset();
+}
+
+void Agent::watch_link() {
+  for (int i = 0; i < 64 && monitor_; ++i) {
+    zmq::message_t event, address;
+    if (!monitor_->recv(event, zmq::recv_flags::dontwait)) return;
+    if (monitor_->get(zmq::sockopt::rcvmore)) (void)monitor_->recv(address, zmq::recv_flags::dontwait);
+    if (event.size() < 6) continue;
+    uint16_t id = 0;
+    uint32_t value = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
+    switch (id) {
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        handshake_ok_ = true;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        handshake_failed_ = true;
+        set_link_problem("coordinator " + options_.coordinator + " refused this agent's key at the handshake (status " +
+                         std::to_string(value) + "): is " + curve_.public_key +
+                         " on its allow-list (coordinator.agent_keys_file) for agent " + id_ + "?");
+        break;
+      case ZMQ_EVENT_DISCONNECTED:
+        if (handshake_ok_) {
+          // The connection broke (network, coordinator restart). zmq would reconnect this
+          // socket under the same routing id, which the coordinator's ROUTER does not hand
+          // over while it still holds the old connection (no ROUTER_HANDOVER): start afresh
+          // now, with a new routing id and a Hello of this same incarnation, so the
+          // coordinator keeps our leases if it has not declared us lost.
+          // At most once per liveness window, so a coordinator that keeps dropping us (an
+          // oversized message, say) is not hammered.
+          int64_t now = clock_.now_ms();
+          next_hello_ms_ = std::max(now, last_relink_ms_ + static_cast<int64_t>(heartbeat_ms_) * liveness_);
+          last_relink_ms_ = next_hello_ms_;
+          spdlog::info("agent {}: connection to {} lost; reconnecting in {} ms", id_, options_.coordinator,
+                       next_hello_ms_ - now);
+          close_socket();
+          state_ = State::connecting;
+          if (now >= next_hello_ms_) connect();
+          return;
+        }
+        if (handshake_failed_) break;  // that failure, said already
+        [[fallthrough]];
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        handshake_failed_ = true;
+        set_link_problem(
+            curve_.enabled()
+                ? "the CURVE handshake with " + options_.coordinator +
+                      " failed: is agent.coordinator_public_key the coordinator's public key, and does "
+                      "the coordinator use CURVE?"
+                : "the handshake with " + options_.coordinator +
+                      " failed: does the coordinator require CURVE keys (agent.secret_key_file)?");
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 void Agent::connect() {
-  // A fresh socket drops whatever the old one still queued for a peer that is gone.
-  auto socket = make_dealer(ctx_, options_.coordinator, id_ + "/" + incarnation_,
-                            options_.max_msg_bytes);
+  // A fresh socket drops whatever the old one still queued for a peer that is gone. It gets
+  // a routing id of its own: the coordinator's ROUTER lets no connection take over another's
+  // (no ROUTER_HANDOVER), and the old connection may linger there until TCP notices.
+  std::string routing_id = id_ + "/" + incarnation_ + "/" + random_hex_id().substr(0, 8);
+  {
+    std::lock_guard lock(routing_mu_);
+    routing_id_ = routing_id;
+  }
+  close_socket();
+  handshake_ok_ = false;
+  handshake_failed_ = false;
+  auto socket = make_dealer(ctx_, options_.coordinator, routing_id, options_.max_msg_bytes, curve_);
   if (!socket.ok()) {
     spdlog::error("agent {}: cannot connect to {}: {}", id_, options_.coordinator,
                   socket.status().message());
-    socket_.reset();
   } else {
     socket_ = std::make_unique<zmq::socket_t>(std::move(socket.value()));
+    // The handshake's outcome, for the operator: a refused key otherwise looks like an
+    // unreachable coordinator. Failures repeat with every reconnect, so none is missed for
+    // good by attaching after connect.
+    std::string endpoint = "inproc://kforge-agent-link-" + routing_id;
+    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                 ZMQ_EVENT_DISCONNECTED;
+    if (zmq_socket_monitor(socket_->handle(), endpoint.c_str(), events) == 0) {
+      try {
+        monitor_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::pair);
+        monitor_->set(zmq::sockopt::linger, 0);
+        monitor_->connect(endpoint);
+      } catch (const zmq::error_t& e) {
+        spdlog::debug("agent {}: no handshake monitor: {}", id_, e.what());
+        (void)zmq_socket_monitor(socket_->handle(), nullptr, 0);
+        monitor_.reset();
+      }
+    }
   }
   state_ = State::connecting;
   sent_ms_.clear();
@@ -257,6 +385,7 @@ Status Agent::run() {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
     }
+    watch_link();
     receive_all();
     collect_finished();
     timers();
@@ -264,7 +393,7 @@ Status Agent::run() {
   }
   if (stop_ && graceful_ && state_ == State::registered) send(proto::Bye{"agent stopping"});
   shutdown_jobs();
-  socket_.reset();
+  close_socket();
   if (state_ == State::refused) return failed_precondition(refused_reason_);
   return Status();
 }
@@ -303,6 +432,14 @@ void Agent::handle(const std::string& bytes) {
   const proto::Message& msg = frame->message;
   last_recv_ms_ = clock_.now_ms();
   if (auto* refused = std::get_if<proto::Refused>(&msg)) {
+    if (proto::refusal_is_transient(refused->code)) {
+      // Not now (another live process holds this agent id): say Hello again, with backoff,
+      // on a fresh socket. Stopping here would take the host out of the fleet for good.
+      spdlog::warn("agent {}: coordinator {} refused this agent for now: {}; next hello in {} ms", id_,
+                   options_.coordinator, refused->reason, std::max<int64_t>(next_hello_ms_ - clock_.now_ms(), 0));
+      state_ = State::connecting;
+      return;
+    }
     refused_reason_ = "coordinator " + options_.coordinator + " refused this agent: " +
                       refused->reason;
     spdlog::error("agent {}: {}", id_, refused_reason_);
@@ -324,6 +461,7 @@ void Agent::handle(const std::string& bytes) {
 
 void Agent::on_welcome(const proto::Welcome& welcome) {
   state_ = State::registered;
+  set_link_problem("");
   heartbeat_ms_ = welcome.heartbeat_ms ? welcome.heartbeat_ms : options_.heartbeat_ms;
   liveness_ = welcome.liveness ? welcome.liveness : options_.liveness;
   backoff_ms_ = options_.backoff_initial_ms;

@@ -7,7 +7,9 @@
 // Connection states:
 //   connecting  -- Hello sent, waiting for Welcome; Hello re-sent with backoff 1 s .. 32 s
 //   registered  -- Welcome received; heartbeats both ways; results flow
-//   refused     -- the coordinator refused this agent (protocol version); run() returns
+//   refused     -- the coordinator refused this agent for good (protocol version, key not
+//                  allowed, invalid hello, superseded); run() returns. A transient refusal
+//                  (another live process holds this agent id) keeps it connecting, with backoff
 // A registered agent that hears nothing for heartbeat_ms * liveness goes back to connecting
 // on a fresh socket (the coordinator died, restarted, or declared us lost).
 #pragma once
@@ -33,12 +35,16 @@
 #include "common/protocol.h"
 #include "common/sandbox.h"
 #include "common/status.h"
+#include "common/zmq_util.h"
 
 namespace kforge {
 
 struct AgentOptions {
   std::string coordinator = "tcp://127.0.0.1:7700";  // the coordinator's ROUTER endpoint
   std::filesystem::path state_dir = "kforge-agent";  // agent id, outbox
+  std::string id;                                    // agent id; empty: the state dir's (random)
+  std::string curve_secret_key;                      // z85: CURVE on the link; empty: plain TCP
+  std::string coordinator_public_key;                // z85: the coordinator's key (with CURVE)
   std::filesystem::path work_root;                   // job work dirs; empty: <tmp>/kforge-jobs-<id>
   std::string host;                                  // empty: gethostname()
   std::vector<proto::DeviceInfo> devices;            // advertised devices (agent/devices.h)
@@ -89,6 +95,12 @@ class Agent {
 
   const std::string& id() const { return id_; }
   const std::string& incarnation() const { return incarnation_; }
+  // The routing id of the current connection: "<id>/<incarnation>/<connection>". Thread-safe.
+  std::string routing_id() const;
+  // Why the link to the coordinator does not come up, as far as the handshake tells (key not
+  // on the allow-list, wrong coordinator key, CURVE on one side only); "" once registered.
+  // Thread-safe; it is logged too.
+  std::string link_problem() const;
 
   // Runs until stop() (ok) or until the coordinator refuses this agent (the reason).
   Status run();
@@ -116,6 +128,9 @@ class Agent {
   Agent(const AgentOptions& options, Clock& clock, std::string id, std::unique_ptr<Outbox> outbox);
   Status contain_jobs();  // open()'s containment set-up (see AgentOptions::contain)
   void connect();
+  void close_socket();
+  void watch_link();  // handshake events of the current socket
+  void set_link_problem(std::string problem);
   void send(proto::Message msg);
   void send_now(const proto::Message& msg);
   void send_delayed();
@@ -145,6 +160,13 @@ class Agent {
   std::unique_ptr<Outbox> outbox_;
   zmq::context_t ctx_;
   std::unique_ptr<zmq::socket_t> socket_;
+  CurveClientKeys curve_;
+  mutable std::mutex routing_mu_;
+  std::string routing_id_;  // of socket_; a new connection suffix for every socket
+  std::string link_problem_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // handshake events of socket_
+  bool handshake_ok_ = false;               // socket_ completed a handshake
+  bool handshake_failed_ = false;           // socket_ reported a failed one
   int wake_fd_ = -1;
 
   std::atomic<State> state_{State::connecting};
@@ -157,6 +179,7 @@ class Agent {
   uint32_t liveness_;
   uint32_t backoff_ms_;
   int64_t next_hello_ms_ = 0;
+  int64_t last_relink_ms_ = -1'000'000;  // last reconnect after a broken connection
   int64_t last_recv_ms_ = 0;
   int64_t last_send_ms_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, int64_t> sent_ms_;  // outbox entry -> last sent

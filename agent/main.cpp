@@ -11,6 +11,7 @@
 #include "agent/devices.h"
 #include "agent/verify.h"
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/flags.h"
 #include "common/log.h"
 
@@ -20,6 +21,9 @@ const std::vector<kforge::FlagSpec> kFlags = {
     {"config", true, "TOML configuration file (table [agent])"},
     {"coordinator", true, "coordinator endpoint (default tcp://127.0.0.1:7700)"},
     {"state", true, "state directory: agent id, outbox, work dirs (default kforge-agent)"},
+    {"id", true, "agent id for a new state directory (agent.id; the allow-list's name for it)"},
+    {"secret-key-file", true, "this agent's CURVE secret key file (agent.secret_key_file)"},
+    {"coordinator-key", true, "the coordinator's CURVE public key, z85 (agent.coordinator_public_key)"},
     {"cpu-devices", true, "number of CPU devices to offer (default 1)"},
     {"devices", true, "accelerators to offer, e.g. cuda:0,cuda:3 (agent.devices; default all)"},
     {"device-fixtures", true, "read nvidia-smi.csv / npu-smi.txt from DIR instead of running the tools"},
@@ -70,6 +74,13 @@ int main(int argc, char** argv) {
   AgentConfig& ac = config.agent;
   if (auto v = flags->get("coordinator")) ac.coordinator = *v;
   if (auto v = flags->get("state")) ac.state_dir = *v;
+  if (auto v = flags->get("id")) ac.id = *v;
+  if (auto v = flags->get("secret-key-file")) ac.secret_key_file = *v;
+  if (auto v = flags->get("coordinator-key")) ac.coordinator_public_key = *v;
+  if (ac.secret_key_file.empty() != ac.coordinator_public_key.empty()) {
+    return fail("CURVE needs both agent.secret_key_file (--secret-key-file) and "
+                "agent.coordinator_public_key (--coordinator-key)", 2);
+  }
   if (auto v = flags->get("cpu-devices")) {
     auto n = parse_uint_flag("cpu-devices", *v);
     if (!n.ok()) return fail(n.status().message(), 2);
@@ -90,6 +101,17 @@ int main(int argc, char** argv) {
   AgentOptions options;
   options.coordinator = ac.coordinator;
   options.state_dir = ac.state_dir;
+  options.id = ac.id;
+  if (!ac.secret_key_file.empty()) {
+    auto keys = read_secret_key_file(ac.secret_key_file);
+    if (!keys.ok()) return fail("agent.secret_key_file: " + keys.status().message());
+    options.curve_secret_key = keys->secret_key;
+    options.coordinator_public_key = ac.coordinator_public_key;
+    spdlog::info("agent link: CURVE, agent public key {}", keys->public_key);
+  } else {
+    spdlog::warn("agent link is not authenticated (plain TCP): set agent.secret_key_file and "
+                 "agent.coordinator_public_key (docs/deploy.md)");
+  }
   options.host = ac.host;
   auto devices = select_devices(discover_devices(discovery), ac.devices);
   if (!devices.ok()) return fail(devices.status().message());
@@ -138,6 +160,8 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   Status st = (*agent)->run();
   g_agent = nullptr;
+  // 3: refused for good by the coordinator (protocol version, key, invalid hello, superseded);
+  // the unit does not restart on it (RestartPreventExitStatus). Transient refusals never exit.
   if (!st.ok()) return fail(st.message(), 3);
   return 0;
 }

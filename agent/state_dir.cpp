@@ -4,7 +4,8 @@
 
 namespace kforge {
 
-Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_dir) {
+Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_dir,
+                                            const std::string& wanted) {
   KF_RETURN_IF_ERROR(ensure_dir(state_dir));
   auto path = state_dir / "agent_id";
   auto existing = read_file(path);
@@ -12,10 +13,15 @@ Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_d
     std::string id = *existing;
     while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
     if (id.empty()) return invalid_argument(path.string() + ": empty agent id");
+    if (!wanted.empty() && id != wanted) {
+      return invalid_argument(path.string() + ": this state directory belongs to agent " + id +
+                              ", not " + wanted + " (agent.id); use another state_dir or agent.id = \"" +
+                              id + "\"");
+    }
     return id;
   }
   if (existing.status().code() != Code::not_found) return existing.status();
-  std::string id = random_hex_id();
+  std::string id = wanted.empty() ? random_hex_id() : wanted;
   KF_RETURN_IF_ERROR(atomic_write_file(path, id + "\n"));
   return id;
 }

@@ -24,7 +24,10 @@
 
 namespace kforge {
 
-// Reads <state>/agent_id, creating it (and the directory) on first use.
-Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_dir);
+// Reads <state>/agent_id, creating it (and the directory) on first use: `wanted` when it is
+// not empty, else a random id. A state directory that holds another id than a non-empty
+// `wanted` is an error (its outbox belongs to that agent).
+Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_dir,
+                                            const std::string& wanted = "");
 
 }  // namespace kforge

@@ -35,6 +35,7 @@ int cmd_export(const ParsedFlags& flags);
 int cmd_jobs(const ParsedFlags& flags);
 int cmd_report(const ParsedFlags& flags);
 int cmd_import(const ParsedFlags& flags);
+int cmd_keygen(const ParsedFlags& flags);
 
 // Prints tasks (API Task objects) as a table, "json" or "csv".
 void print_tasks(const nlohmann::json& tasks, const std::string& format);

@@ -12,9 +12,11 @@
 
 #include "agent/agent.h"
 #include "agent/devices.h"
+#include "agent/state_dir.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "coordinator/intake/campaign.h"
@@ -59,6 +61,22 @@ int cmd_run(const ParsedFlags& flags) {
   copts.precision_jobs_per_device = config.coordinator.precision_jobs_per_device;
   auto http = operator_api_options(flags.get("http").value_or("127.0.0.1:0"), config.coordinator.api_token_file);
   if (!http.ok()) return cli_fail(http.status().message());
+  // The agent link stays on loopback, but other users of this host could reach the port:
+  // CURVE with keys made for this run, the local agent's the only one allowed.
+  const std::filesystem::path agent_state = data / "agent";
+  CurveKeyPair agent_keys;
+  if (curve_available()) {
+    auto server = make_curve_keypair();
+    auto client = make_curve_keypair();
+    auto agent_id = load_or_create_agent_id(agent_state);
+    if (!server.ok() || !client.ok() || !agent_id.ok()) {
+      return cli_fail("run: cannot set up the agent link's keys: " +
+                      (!server.ok() ? server.status() : !client.ok() ? client.status() : agent_id.status()).message());
+    }
+    copts.curve_secret_key = server->secret_key;
+    if (Status st = copts.agent_keys.add(*agent_id, client->public_key); !st.ok()) return cli_fail(st.message());
+    agent_keys = CurveKeyPair{server->public_key, client->secret_key};  // what the agent needs
+  }
   auto coordinator = Coordinator::open(copts);
   if (!coordinator.ok()) return cli_fail(coordinator.status().message());
   Coordinator& coord = **coordinator;
@@ -107,7 +125,9 @@ int cmd_run(const ParsedFlags& flags) {
   if (auto f = flags.get("device-fixtures")) discovery.fixture_dir = *f;
   AgentOptions aopts;
   aopts.coordinator = coord.endpoint();
-  aopts.state_dir = data / "agent";
+  aopts.state_dir = agent_state;
+  aopts.curve_secret_key = agent_keys.secret_key;
+  aopts.coordinator_public_key = agent_keys.public_key;
   auto devices = select_devices(discover_devices(discovery), ac.devices);
   if (!devices.ok()) return cli_fail(devices.status().message());
   aopts.devices = *devices;

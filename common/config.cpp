@@ -8,7 +8,9 @@
 #include <limits>
 #include <sstream>
 
+#include "common/curve.h"
 #include "common/fs.h"
+#include "common/protocol.h"
 #include "common/log.h"
 #include "common/toml_report.h"
 
@@ -67,6 +69,10 @@ inline constexpr TextRule host_port{
       return !port.empty() && port.size() <= 5 &&
              std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
     }};
+inline constexpr TextRule z85_key{"a CURVE public key (40 characters of Z85)",
+                                  [](std::string_view s) { return is_z85_key(s); }};
+inline constexpr TextRule agent_id{"an agent id (1 to 128 printable characters, no '/')",
+                                   [](std::string_view s) { return proto::valid_agent_id(s); }};
 inline constexpr TextRule log_level{"one of trace, debug, info, warn, error, off",
                                     [](std::string_view s) { return parse_log_level(s).ok(); }};
 
@@ -213,6 +219,8 @@ const Fields<CoordinatorConfig>& fields_of<CoordinatorConfig>() {
       field("restart_grace_ms", &C::restart_grace_ms),
       field("precision_jobs_per_device", &C::precision_jobs_per_device, positive),
       field("verify_timeout_s", &C::verify_timeout_s, positive),
+      field("secret_key_file", &C::secret_key_file, non_empty),
+      field("agent_keys_file", &C::agent_keys_file, non_empty),
       field("log", &C::log),
   };
   return fields;
@@ -240,6 +248,9 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
   static const Fields<A> fields = {
       field("coordinator", &A::coordinator, endpoint),
       field("state_dir", &A::state_dir, non_empty),
+      field("id", &A::id, agent_id),
+      field("secret_key_file", &A::secret_key_file, non_empty),
+      field("coordinator_public_key", &A::coordinator_public_key, z85_key),
       field("host", &A::host),
       field("cpu_devices", &A::cpu_devices),
       field("devices", &A::devices),
@@ -352,6 +363,23 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& sourc
   Reader reader(source_name);
   Config config;
   read_table(reader, root, "", config);
+  // CURVE settings come in pairs: half of one would silently leave the link unauthenticated.
+  auto pair = [&](const char* table, const char* a, bool has_a, const char* b, bool has_b) {
+    if (has_a == has_b) return;
+    const toml::node* t = root.get(table);
+    const toml::node* at = t && t->as_table() ? t->as_table()->get(has_a ? a : b) : nullptr;
+    std::string text = std::string(table) + "." + (has_a ? a : b) + ": needs " + table + "." +
+                       (has_a ? b : a) + " too (CURVE on the agent link takes both)";
+    if (at) {
+      reader.fail(at->source(), text);
+    } else {
+      reader.fail_at(1, 1, text);
+    }
+  };
+  pair("coordinator", "secret_key_file", !config.coordinator.secret_key_file.empty(), "agent_keys_file",
+       !config.coordinator.agent_keys_file.empty());
+  pair("agent", "secret_key_file", !config.agent.secret_key_file.empty(), "coordinator_public_key",
+       !config.agent.coordinator_public_key.empty());
   KF_RETURN_IF_ERROR(reader.status());
   return config;
 }

@@ -38,6 +38,11 @@ struct CoordinatorConfig {
   uint32_t restart_grace_ms = 5000;  // after start, wait this long for agents before re-queuing
   uint32_t precision_jobs_per_device = 1;  // >1 lets several precision-only jobs share a device
   uint32_t verify_timeout_s = 300;  // wall-clock limit of each verify job the Conductor submits
+  // CURVE on the agent link: this coordinator's secret key file (kforge keygen) and the
+  // allow-list of agent keys (agent id = public key, re-read when it changes). Both or
+  // neither; neither: plain TCP, unauthenticated (a warning at start).
+  std::string secret_key_file;
+  std::string agent_keys_file;
   LogConfig log;                           // defaults to the top-level [log]
 };
 
@@ -57,6 +62,11 @@ struct AgentLimits {
 struct AgentConfig {
   std::string coordinator = "tcp://127.0.0.1:7700";  // coordinator endpoint to connect to
   std::string state_dir = "kforge-agent";            // agent id, outbox, job work directories
+  std::string id;  // agent id (the allow-list's name for it); empty: the state directory's
+  // CURVE: this agent's secret key file and the coordinator's public key (z85). Both or
+  // neither; neither: plain TCP, unauthenticated (a warning at start).
+  std::string secret_key_file;
+  std::string coordinator_public_key;
   std::string host;                 // name reported to the coordinator; empty: gethostname()
   uint32_t cpu_devices = 1;         // CPU device slots offered (0: none)
   // Accelerators offered: "cuda:0", "ascend:1" or a GPU UUID ("GPU-..."); empty: all found.

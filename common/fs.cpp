@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,11 +19,17 @@ Status errno_status(const std::string& what, const std::filesystem::path& path) 
 
 }  // namespace
 
-Status atomic_write_file(const std::filesystem::path& path, std::string_view data) {
+Status atomic_write_file(const std::filesystem::path& path, std::string_view data, unsigned mode) {
   std::filesystem::path tmp = path;
   tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) return errno_status("cannot create", tmp);
+  // A temp file left by an earlier try keeps its old mode: set it before writing.
+  if (mode != 0644 && ::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
+    Status st = errno_status("cannot chmod", tmp);
+    ::close(fd);
+    return st;
+  }
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);

@@ -15,6 +15,14 @@
 
 namespace kforge::proto {
 
+bool valid_agent_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f || c == '/') return false;
+  }
+  return true;
+}
+
 const char* msg_type_name(MsgType t) {
   switch (t) {
     case MsgType::unknown: return "unknown";
@@ -110,6 +118,7 @@ struct Schema<Refused> {
   static void fields(S& s, F&& f) {
     f("reason", s.reason, kOptional);
     f("coordinator_version", s.coordinator_version, kOptional);
+    f("code", s.code, kOptional);
   }
 };
 

@@ -69,11 +69,30 @@ struct Welcome {
   bool operator==(const Welcome&) const = default;
 };
 
+// Why a Hello was refused (Refused.code). Numbers are frozen like the message types. Codes
+// 0..99 are fatal: the agent stops (exit status 3, which systemd does not restart). Codes
+// 100..199 are transient: the agent says Hello again later, with backoff. An agent treats a
+// code it does not know by its range.
+enum class RefusalCode : uint32_t {
+  unspecified = 0,       // fatal; what a coordinator that predates codes sends
+  protocol_version = 1,  // the coordinator speaks another protocol version
+  not_authorized = 2,    // this connection's key may not register this agent id
+  invalid_hello = 3,     // the Hello contradicts itself (a device listed twice, a bad id)
+  superseded = 4,        // a newer process of this agent (holding its key) took over
+  id_in_use = 100,       // transient: another live process holds this agent id (plain TCP)
+};
+inline bool refusal_is_transient(uint32_t code) { return code >= 100 && code < 200; }
+
 struct Refused {
-  std::string reason;  // for the agent's log; the agent does not retry the same Hello
+  std::string reason;  // for the agent's log
   uint32_t coordinator_version = kProtocolVersion;
+  uint32_t code = 0;  // RefusalCode; a fatal one stops the agent, a transient one delays it
   bool operator==(const Refused&) const = default;
 };
+
+// An agent id as the coordinator accepts it: 1 to 128 printable ASCII characters, no '/'
+// (the routing id separates agent id and incarnation with '/').
+bool valid_agent_id(std::string_view id);
 
 struct Heartbeat {
   // Agent -> coordinator only (empty the other way): what the agent holds, so lost

@@ -31,12 +31,17 @@ void set_common_options(zmq::socket_t& socket, size_t max_msg_bytes) {
 }
 
 Result<zmq::socket_t> make_router(zmq::context_t& ctx, const std::string& endpoint,
-                                  size_t max_msg_bytes) {
+                                  size_t max_msg_bytes, const std::string& curve_secret_key) {
   try {
     zmq::socket_t socket(ctx, zmq::socket_type::router);
     set_common_options(socket, max_msg_bytes);
     socket.set(zmq::sockopt::router_mandatory, true);
-    socket.set(zmq::sockopt::router_handover, true);
+    socket.set(zmq::sockopt::router_handover, false);
+    if (!curve_secret_key.empty()) {
+      socket.set(zmq::sockopt::curve_server, true);
+      socket.set(zmq::sockopt::curve_secretkey, curve_secret_key);
+      socket.set(zmq::sockopt::zap_domain, kZapDomain);
+    }
     try {
       socket.bind(endpoint);
     } catch (const zmq::error_t& e) {
@@ -49,7 +54,8 @@ Result<zmq::socket_t> make_router(zmq::context_t& ctx, const std::string& endpoi
 }
 
 Result<zmq::socket_t> make_dealer(zmq::context_t& ctx, const std::string& endpoint,
-                                  const std::string& identity, size_t max_msg_bytes) {
+                                  const std::string& identity, size_t max_msg_bytes,
+                                  const CurveClientKeys& curve) {
   if (identity.empty() || identity.size() > 255 || identity[0] == '\0') {
     return invalid_argument("dealer for " + endpoint + ": routing id must be 1..255 bytes " +
                             "and not start with a zero byte");
@@ -58,6 +64,11 @@ Result<zmq::socket_t> make_dealer(zmq::context_t& ctx, const std::string& endpoi
     zmq::socket_t socket(ctx, zmq::socket_type::dealer);
     set_common_options(socket, max_msg_bytes);
     socket.set(zmq::sockopt::routing_id, identity);
+    if (curve.enabled()) {
+      socket.set(zmq::sockopt::curve_serverkey, curve.server_key);
+      socket.set(zmq::sockopt::curve_publickey, curve.public_key);
+      socket.set(zmq::sockopt::curve_secretkey, curve.secret_key);
+    }
     // Not ZMQ_IMMEDIATE: the agent sends Hello right after connecting, and that message
     // must wait for the connection instead of being refused.
     socket.set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);

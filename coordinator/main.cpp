@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "coordinator/generation/conductor.h"
@@ -77,6 +78,13 @@ int main(int argc, char** argv) {
   options.liveness = cc.liveness;
   options.restart_grace_ms = cc.restart_grace_ms;
   options.precision_jobs_per_device = cc.precision_jobs_per_device;
+  if (!cc.secret_key_file.empty()) {
+    auto keys = read_secret_key_file(cc.secret_key_file);
+    if (!keys.ok()) return fail("coordinator.secret_key_file: " + keys.status().message());
+    options.curve_secret_key = keys->secret_key;
+    options.agent_keys_file = cc.agent_keys_file;
+    spdlog::info("agent link: CURVE, coordinator public key {}", keys->public_key);
+  }
   auto coordinator = Coordinator::open(options);
   if (!coordinator.ok()) return fail(coordinator.status().message());
   // The Conductor drives the tasks of every campaign in the database (kforge submit adds

@@ -23,44 +23,6 @@ std::vector<std::string> hangs_on_first_attempt() {
   return {"sh", "-c", "if [ \"$KFORGE_EPOCH\" = 1 ]; then sleep 60; fi; echo done"};
 }
 
-// A raw DEALER speaking the protocol by hand, for rogue and stale peers.
-struct RawPeer {
-  zmq::context_t ctx{1};
-  zmq::socket_t socket;
-  RawPeer(const std::string& endpoint, const std::string& routing_id) : socket(ctx, zmq::socket_type::dealer) {
-    socket.set(zmq::sockopt::linger, 0);
-    if (!routing_id.empty()) socket.set(zmq::sockopt::routing_id, routing_id);
-    socket.connect(endpoint);
-  }
-  void send_bytes(const std::string& bytes) { socket.send(zmq::buffer(bytes), zmq::send_flags::none); }
-  void send(const proto::Message& m) { send_bytes(proto::encode(m)); }
-  // The next message of type T within the deadline (others are skipped).
-  template <typename T>
-  std::optional<T> receive(std::chrono::milliseconds deadline = 10s) {
-    auto end = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < end) {
-      zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, 50ms);
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      zmq::message_t msg;
-      if (!socket.recv(msg, zmq::recv_flags::dontwait)) continue;
-      auto frame = proto::decode(msg.to_string());
-      if (!frame.ok()) continue;
-      if (auto* t = std::get_if<T>(&frame->message)) return *t;
-    }
-    return std::nullopt;
-  }
-};
-
-proto::Hello raw_hello(const std::string& id, const std::string& incarnation) {
-  proto::Hello h;
-  h.agent_id = id;
-  h.incarnation = incarnation;
-  h.host = "raw";
-  h.devices.push_back(proto::DeviceInfo{0, "cpu", "x86_64", "raw cpu", 0});
-  return h;
-}
-
 }  // namespace
 
 TEST_CASE("two agents run 200 jobs and every result is recorded exactly once") {
@@ -127,7 +89,7 @@ TEST_CASE("results in a restarted agent's outbox are delivered and recorded once
 
 TEST_CASE("a result carrying an old epoch is not recorded") {
   TestCluster cluster;
-  RawPeer rogue(cluster.endpoint(), "rogue/1");
+  RawPeer rogue(cluster.endpoint(), "rogue/1", cluster.client_keys("rogue"));
   rogue.send(raw_hello("rogue", "1"));
   REQUIRE(rogue.receive<proto::Welcome>());
   int64_t job = cluster.submit({"sh", "-c", "echo real"});
@@ -176,7 +138,7 @@ TEST_CASE("kill -9 of the coordinator mid-run: every job completes, none recorde
 
 TEST_CASE("a hello with another protocol version is refused with the reason") {
   TestCluster cluster;
-  RawPeer peer(cluster.endpoint(), "old/1");
+  RawPeer peer(cluster.endpoint(), "old/1", cluster.client_keys("old"));
   // A version-2 frame, hand-built: {"v": 99, "t": 1, "b": {}}.
   std::string frame = "\x83\xa1v\x63\xa1t\x01\xa1" "b\x80";
   peer.send_bytes(frame);
@@ -217,7 +179,7 @@ TEST_CASE("an agent that is refused stops and reports the coordinator's reason")
 
 TEST_CASE("garbage from a rogue dealer is dropped and the coordinator keeps serving") {
   TestCluster cluster;
-  RawPeer rogue(cluster.endpoint(), "");
+  RawPeer rogue(cluster.endpoint(), "", cluster.client_keys("rogue"));
   std::mt19937 rng(7);
   for (int i = 0; i < 300; ++i) {
     std::string junk(rng() % 200, '\0');

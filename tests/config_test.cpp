@@ -217,10 +217,14 @@ TEST_CASE("deployment examples are valid and say what docs/deploy.md says") {
   CHECK(coordinator->coordinator.listen == "tcp://0.0.0.0:7700");
   CHECK(coordinator->coordinator.data_dir == "/var/lib/kforge/coordinator");
   CHECK(coordinator->coordinator.http_listen == "127.0.0.1:7780");
+  CHECK(coordinator->coordinator.secret_key_file == "/etc/kforge/coordinator.key");
+  CHECK(coordinator->coordinator.agent_keys_file == "/etc/kforge/agent-keys.toml");
   Result<Config> agent = load_config(test::source_dir() / "examples" / "deploy" / "agent.toml");
   REQUIRE_MESSAGE(agent.ok(), agent.status().to_string());
   CHECK(agent->agent.state_dir == "/var/lib/kforge/agent");
   CHECK(agent->agent.cpu_devices == 0);
+  CHECK(agent->agent.id == "gpu1");
+  CHECK(agent->agent.secret_key_file == "/etc/kforge/agent.key");
 }
 
 TEST_CASE("llm replay_latency_ms is read for replay, 0 by default") {

@@ -37,7 +37,7 @@ Hello sample_hello() {
 
 Welcome sample_welcome() { return Welcome{"coord-inc-1", 250, 5}; }
 
-Refused sample_refused() { return Refused{"protocol version 2 is not supported", 7}; }
+Refused sample_refused() { return Refused{"protocol version 2 is not supported", 7, 100}; }
 
 Assign sample_assign() {
   Assign a;
@@ -151,6 +151,29 @@ TEST_CASE("the samples set every field away from its default") {
   CHECK(w.heartbeat_ms != dw.heartbeat_ms);
   CHECK(w.liveness != dw.liveness);
   CHECK(sample_refused().coordinator_version != Refused{}.coordinator_version);
+  CHECK(sample_refused().code != Refused{}.code);
+}
+
+TEST_CASE("refusal codes: 100..199 are transient, the rest fatal, known or not") {
+  CHECK_FALSE(refusal_is_transient(static_cast<uint32_t>(RefusalCode::unspecified)));
+  CHECK_FALSE(refusal_is_transient(static_cast<uint32_t>(RefusalCode::protocol_version)));
+  CHECK_FALSE(refusal_is_transient(static_cast<uint32_t>(RefusalCode::not_authorized)));
+  CHECK_FALSE(refusal_is_transient(static_cast<uint32_t>(RefusalCode::invalid_hello)));
+  CHECK_FALSE(refusal_is_transient(static_cast<uint32_t>(RefusalCode::superseded)));
+  CHECK(refusal_is_transient(static_cast<uint32_t>(RefusalCode::id_in_use)));
+  CHECK(refusal_is_transient(150));
+  CHECK_FALSE(refusal_is_transient(42));
+  CHECK_FALSE(refusal_is_transient(200));
+}
+
+TEST_CASE("agent ids: printable, no slash, at most 128 bytes") {
+  CHECK(valid_agent_id("gpu1"));
+  CHECK(valid_agent_id(std::string(32, 'a')));
+  CHECK_FALSE(valid_agent_id(""));
+  CHECK_FALSE(valid_agent_id("a/b"));
+  CHECK_FALSE(valid_agent_id("a b"));
+  CHECK_FALSE(valid_agent_id(std::string(129, 'a')));
+  CHECK_FALSE(valid_agent_id(std::string("a\0b", 3)));
 }
 
 TEST_CASE("type numbers and names are frozen") {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/fs.h"
@@ -69,40 +70,74 @@ bool contains(const std::vector<proto::JobRef>& refs, uint64_t job_id, uint64_t 
 Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions& options,
                                                        Clock& clock) {
   KF_RETURN_IF_ERROR(ensure_dir(options.data_dir));
+  CoordinatorOptions resolved = options;
+  bool curve = !options.curve_secret_key.empty();
+  if (curve) {
+    if (!curve_available()) {
+      return failed_precondition("this libzmq has no CURVE support: the agent link cannot be authenticated");
+    }
+    if (!is_z85_key(options.curve_secret_key)) {
+      return invalid_argument("coordinator CURVE secret key: expected 40 characters of Z85");
+    }
+    if (!options.agent_keys_file.empty()) {
+      auto keys = AgentKeys::load(options.agent_keys_file);
+      if (!keys.ok()) return keys.status();
+      resolved.agent_keys = std::move(keys.value());
+    }
+  }
   auto store = Store::open(options.data_dir / "kforge.db", clock);
   if (!store.ok()) return store.status();
   zmq::context_t ctx(1);
-  auto socket = make_router(ctx, options.listen, options.max_msg_bytes);
+  // The ZAP handler is bound before the ROUTER: a CURVE server without one admits everybody.
+  std::optional<zmq::socket_t> zap;
+  if (curve) {
+    try {
+      zap.emplace(ctx, zmq::socket_type::rep);
+      zap->set(zmq::sockopt::linger, 0);
+      zap->bind(kZapEndpoint);
+    } catch (const zmq::error_t& e) {
+      return io_error(std::string("cannot bind the ZAP handler ") + kZapEndpoint + ": " + e.what());
+    }
+  }
+  auto socket = make_router(ctx, options.listen, options.max_msg_bytes, options.curve_secret_key);
   if (!socket.ok()) return socket.status();
-  // A restarted agent process reconnects under a new routing id; a reconnect of the same
-  // process (same id) takes over the old connection instead of being refused.
-  socket->set(zmq::sockopt::router_handover, 1);
   socket->set(zmq::sockopt::rcvhwm, kRouterRcvHwm);
   std::string endpoint = bound_endpoint(*socket);
-  std::unique_ptr<Coordinator> c(new Coordinator(options, clock, std::move(store.value()),
-                                                 std::move(ctx), std::move(socket.value()),
-                                                 endpoint));
+  std::unique_ptr<Coordinator> c(new Coordinator(resolved, clock, std::move(store.value()),
+                                                 std::move(ctx), std::move(zap),
+                                                 std::move(socket.value()), endpoint));
   KF_RETURN_IF_ERROR(c->recover());
   return c;
 }
 
 Coordinator::Coordinator(const CoordinatorOptions& options, Clock& clock,
-                         std::unique_ptr<Store> store, zmq::context_t ctx, zmq::socket_t socket,
+                         std::unique_ptr<Store> store, zmq::context_t ctx,
+                         std::optional<zmq::socket_t> zap, zmq::socket_t socket,
                          std::string endpoint)
     : options_(options),
       clock_(clock),
       store_(std::move(store)),
       ctx_(std::move(ctx)),
+      zap_(std::move(zap)),
       socket_(std::move(socket)),
+      curve_(!options.curve_secret_key.empty()),
+      agent_keys_(options.agent_keys),
       endpoint_(std::move(endpoint)),
       incarnation_(random_hex_id().substr(0, 16)),
       wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
       pool_(options.precision_jobs_per_device) {
   limits_.max_frame_bytes = options.max_msg_bytes;
+  options_.agent_keys = AgentKeys();  // agent_keys_ is the list in force
+  if (!options_.agent_keys_file.empty()) {
+    std::error_code ec;
+    keys_mtime_ = std::filesystem::last_write_time(options_.agent_keys_file, ec);
+    keys_size_ = std::filesystem::file_size(options_.agent_keys_file, ec);
+  }
 }
 
 Coordinator::~Coordinator() {
   socket_.close();
+  if (zap_) zap_->close();
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -155,11 +190,21 @@ Status Coordinator::run() {
     std::atomic<bool>& flag;
     ~Stopped() { flag = true; }
   } stopped{stopped_};
-  spdlog::info("coordinator {} serving agents on {}", incarnation_, endpoint_);
+  if (curve_) {
+    spdlog::info("coordinator {} serving agents on {} (CURVE, {} agent keys allowed)", incarnation_,
+                 endpoint_, agent_keys_.size());
+  } else {
+    spdlog::warn("coordinator {} serving agents on {}: agent link is not authenticated (plain TCP): "
+                 "anyone who reaches this port can register as an agent and receive jobs; "
+                 "set coordinator.secret_key_file and agent_keys_file (docs/deploy.md)",
+                 incarnation_, endpoint_);
+  }
   int64_t next_timer = 0;
   while (!stop_) {
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-    poll_interruptible(items, 2, kTimerTickMs);
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                               {zap_ ? zap_->handle() : nullptr, zap_ ? 0 : -1, ZMQ_POLLIN, 0}};
+    poll_interruptible(items, zap_ ? 3 : 2, kTimerTickMs);
     if (items[1].revents & ZMQ_POLLIN) {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
@@ -216,6 +261,7 @@ void Coordinator::note(const Status& st) {
 
 void Coordinator::receive_all() {
   strangers_this_turn_.clear();
+  serve_zap();
   for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
     zmq::message_t id;
     if (!socket_.recv(id, zmq::recv_flags::dontwait)) return;
@@ -238,7 +284,17 @@ void Coordinator::receive_all() {
       }
       continue;
     }
-    handle(routing_id, parts[0].to_string());
+    // The key the connection authenticated with, as the ZAP handler named it (User-Id).
+    std::string key;
+    if (curve_) {
+      const char* user = zmq_msg_gets(parts[0].handle(), "User-Id");
+      if (user == nullptr || !is_z85_key(user)) {
+        spdlog::warn("dropping message without an authenticated key from peer '{}'", printable(routing_id));
+        continue;
+      }
+      key = user;
+    }
+    handle(routing_id, key, parts[0].to_string());
   }
 }
 
@@ -250,6 +306,95 @@ Coordinator::Agent* Coordinator::agent_by_routing(const std::string& routing_id)
 }
 
 bool Coordinator::agent_live(const std::string& agent_id) const { return agents_.count(agent_id) > 0; }
+
+std::string Coordinator::agent_routing_id(const std::string& agent_id) const {
+  auto it = agents_.find(agent_id);
+  return it == agents_.end() ? "" : it->second.routing_id;
+}
+
+void Coordinator::serve_zap() {
+  if (!zap_) return;
+  // ZAP (RFC 27): [version, request id, domain, address, identity, mechanism, credentials...].
+  // Answered at once; a REP socket takes the next request only after the reply.
+  for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
+    std::vector<zmq::message_t> frames;
+    zmq::message_t first;
+    if (!zap_->recv(first, zmq::recv_flags::dontwait)) return;
+    frames.push_back(std::move(first));
+    while (zap_->get(zmq::sockopt::rcvmore)) {
+      zmq::message_t part;
+      if (!zap_->recv(part, zmq::recv_flags::dontwait)) break;
+      frames.push_back(std::move(part));
+    }
+    std::string request_id = frames.size() > 1 ? frames[1].to_string() : "";
+    std::string address = frames.size() > 3 ? frames[3].to_string() : "";
+    std::string status = "400", text, user;
+    if (frames.size() < 7 || frames[0].to_string() != "1.0") {
+      text = "malformed ZAP request";
+    } else if (frames[5].to_string() != "CURVE") {
+      text = "only CURVE is accepted";
+    } else {
+      std::string key = z85_of_key_bytes(frames[6].to_string());
+      if (const std::string* owner = agent_keys_.agent_of(key)) {
+        status = "200";
+        text = "OK";
+        user = key;
+        spdlog::debug("zap: admitting {} with the key of agent {}", address, *owner);
+      } else {
+        text = "key not on the allow-list";
+        spdlog::warn("refusing connection from {}: key {} is not on the allow-list", address, key);
+      }
+    }
+    try {
+      zap_->send(zmq::str_buffer("1.0"), zmq::send_flags::sndmore);
+      zap_->send(zmq::buffer(request_id), zmq::send_flags::sndmore);
+      zap_->send(zmq::buffer(status), zmq::send_flags::sndmore);
+      zap_->send(zmq::buffer(text), zmq::send_flags::sndmore);
+      zap_->send(zmq::buffer(user), zmq::send_flags::sndmore);
+      zap_->send(zmq::message_t(), zmq::send_flags::none);  // metadata: none
+    } catch (const zmq::error_t& e) {
+      spdlog::error("zap: cannot reply: {}", e.what());
+    }
+  }
+}
+
+Status Coordinator::reload_agent_keys() {
+  if (options_.agent_keys_file.empty()) return Status();
+  std::error_code ec;
+  keys_mtime_ = std::filesystem::last_write_time(options_.agent_keys_file, ec);
+  keys_size_ = std::filesystem::file_size(options_.agent_keys_file, ec);
+  auto keys = AgentKeys::load(options_.agent_keys_file);
+  if (!keys.ok()) {
+    spdlog::error("agent keys not reloaded, the previous list stays in force: {}", keys.status().message());
+    return keys.status();
+  }
+  spdlog::info("agent keys reloaded from {}: {} keys", options_.agent_keys_file.string(), keys->size());
+  set_agent_keys(std::move(keys.value()));
+  return Status();
+}
+
+void Coordinator::check_agent_keys_file() {
+  if (!curve_ || options_.agent_keys_file.empty()) return;
+  std::error_code ec1, ec2;
+  auto mtime = std::filesystem::last_write_time(options_.agent_keys_file, ec1);
+  auto size = std::filesystem::file_size(options_.agent_keys_file, ec2);
+  if (ec1 || ec2 || (mtime == keys_mtime_ && size == keys_size_)) return;
+  (void)reload_agent_keys();
+}
+
+void Coordinator::set_agent_keys(AgentKeys keys) {
+  agent_keys_ = std::move(keys);
+  if (!curve_) return;
+  std::vector<std::string> revoked;
+  for (const auto& [id, agent] : agents_) {
+    const std::string* owner = agent_keys_.agent_of(agent.key);
+    if (owner == nullptr || *owner != id) revoked.push_back(id);
+  }
+  for (const auto& id : revoked) {
+    spdlog::warn("agent {}: its key was removed from the allow-list; dropping it", id);
+    lose_agent(id, "lost");
+  }
+}
 bool Coordinator::agent_drained(const std::string& agent_id) const {
   auto it = agents_.find(agent_id);
   return it != agents_.end() && it->second.drained;
@@ -257,12 +402,13 @@ bool Coordinator::agent_drained(const std::string& agent_id) const {
 
 size_t Coordinator::live_agents() const { return agents_.size(); }
 
-void Coordinator::handle(const std::string& routing_id, const std::string& bytes) {
+void Coordinator::handle(const std::string& routing_id, const std::string& key,
+                         const std::string& bytes) {
   auto frame = proto::decode(bytes, limits_);
   if (!frame.ok()) {
     malformed_frames_++;
     if (peer_log_.allow(routing_id)) {
-      spdlog::warn("dropping malformed frame from peer '{}': {}", printable(routing_id),
+      spdlog::warn("dropping malformed frame from {}: {}", describe_peer(routing_id, key),
                    frame.status().message());
     }
     return;
@@ -271,30 +417,34 @@ void Coordinator::handle(const std::string& routing_id, const std::string& bytes
     std::string reason = "protocol version " + std::to_string(frame->version) +
                          " is not supported; this coordinator speaks version " +
                          std::to_string(proto::kProtocolVersion);
-    if (peer_log_.allow(routing_id)) spdlog::warn("refusing peer '{}': {}", printable(routing_id), reason);
-    send("", routing_id, proto::Refused{reason, proto::kProtocolVersion});
+    refuse(routing_id, key, proto::RefusalCode::protocol_version, reason);
     return;
   }
   const proto::Message& msg = frame->message;
-  Agent* agent = agent_by_routing(routing_id);
-  std::string agent_id = agent ? agent->id : "";
-  if (auto* hello = std::get_if<proto::Hello>(&msg)) agent_id = hello->agent_id;
-
   if (auto* hello = std::get_if<proto::Hello>(&msg)) {
-    on_hello(routing_id, *hello);
+    on_hello(routing_id, key, *hello);
     return;
   }
+  Agent* agent = agent_by_routing(routing_id);
   if (agent == nullptr) {
     if (auto s = superseded_.find(routing_id); s != superseded_.end()) {
-      // Two processes sharing one state directory: stop the older one instead of flapping.
+      // Two processes sharing one agent id (and key): stop the older one instead of flapping.
       send("", routing_id, proto::Refused{"superseded by incarnation " + s->second.incarnation,
-                                          proto::kProtocolVersion});
+                                          proto::kProtocolVersion,
+                                          static_cast<uint32_t>(proto::RefusalCode::superseded)});
       return;
     }
     // Not registered with this coordinator (it restarted, or declared the agent lost): the
     // agent notices our silence and says Hello again.
-    spdlog::debug("ignoring {} from unregistered peer '{}'", proto::msg_type_name(frame->type),
-                  printable(routing_id));
+    spdlog::debug("ignoring {} from unregistered {}", proto::msg_type_name(frame->type),
+                  describe_peer(routing_id, key));
+    return;
+  }
+  if (agent->key != key) {
+    // Without ROUTER_HANDOVER a connection cannot take over a live routing id; this is the
+    // check behind that: every message's key must be the one its agent registered with.
+    spdlog::warn("dropping {} from {}: agent {} registered with another key",
+                 proto::msg_type_name(frame->type), describe_peer(routing_id, key), agent->id);
     return;
   }
   agent->last_recv_ms = clock_.now_ms();
@@ -314,23 +464,81 @@ void Coordinator::handle(const std::string& routing_id, const std::string& bytes
   }
 }
 
-void Coordinator::on_hello(const std::string& routing_id, const proto::Hello& hello) {
-  if (hello.agent_id.empty() || routing_id != hello.agent_id + "/" + hello.incarnation) {
-    std::string reason = "hello must come from routing id '<agent_id>/<incarnation>' (got '" +
-                         printable(routing_id) + "')";
-    spdlog::warn("refusing peer '{}': {}", printable(routing_id), reason);
-    send("", routing_id, proto::Refused{reason, proto::kProtocolVersion});
+std::string Coordinator::describe_peer(const std::string& routing_id, const std::string& key) const {
+  std::string out = "peer '" + printable(routing_id) + "'";
+  if (!key.empty()) {
+    const std::string* owner = agent_keys_.agent_of(key);
+    out += " (key " + key + (owner ? ", agent " + *owner : ", not on the allow-list") + ")";
+  }
+  return out;
+}
+
+void Coordinator::refuse(const std::string& routing_id, const std::string& key,
+                         proto::RefusalCode code, const std::string& reason) {
+  if (peer_log_.allow(routing_id)) spdlog::warn("refusing {}: {}", describe_peer(routing_id, key), reason);
+  send("", routing_id, proto::Refused{reason, proto::kProtocolVersion, static_cast<uint32_t>(code)});
+}
+
+namespace {
+
+// What makes a Hello unacceptable whoever sent it: a bad id, a routing id that is not the
+// agent's, devices that contradict each other. Empty when it is fine.
+std::string hello_problem(const std::string& routing_id, const proto::Hello& hello) {
+  if (!proto::valid_agent_id(hello.agent_id)) {
+    return "agent id '" + printable(hello.agent_id) +
+           "' is not valid (1 to 128 printable characters, no '/')";
+  }
+  if (hello.incarnation.find('/') != std::string::npos) return "incarnation must not contain '/'";
+  // "<agent_id>/<incarnation>" (agents before 0.x) or "<agent_id>/<incarnation>/<connection>".
+  std::string prefix = hello.agent_id + "/" + hello.incarnation;
+  bool ok = routing_id == prefix ||
+            (routing_id.size() > prefix.size() + 1 && routing_id.compare(0, prefix.size(), prefix) == 0 &&
+             routing_id[prefix.size()] == '/' &&
+             routing_id.find('/', prefix.size() + 1) == std::string::npos);
+  if (!ok) {
+    return "hello must come from routing id '<agent_id>/<incarnation>/<connection>' (got '" +
+           printable(routing_id) + "')";
+  }
+  std::set<std::pair<std::string, uint32_t>> seen;
+  for (const auto& d : hello.devices) {
+    if (d.backend.empty()) return "device " + std::to_string(d.index) + " has no backend";
+    if (!seen.emplace(d.backend, d.index).second) {
+      return "device " + printable(d.backend) + ":" + std::to_string(d.index) + " is listed twice";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+void Coordinator::on_hello(const std::string& routing_id, const std::string& key,
+                           const proto::Hello& hello) {
+  if (std::string problem = hello_problem(routing_id, hello); !problem.empty()) {
+    refuse(routing_id, key, proto::RefusalCode::invalid_hello, problem);
     return;
   }
   const std::string& id = hello.agent_id;
-  auto old = agents_.find(id);
-  if (old != agents_.end()) {
-    if (old->second.routing_id != routing_id) {
-      spdlog::info("agent {} restarted: incarnation {} replaces {}", id, hello.incarnation,
-                   old->second.incarnation);
+  if (curve_) {
+    const std::string* owner = agent_keys_.agent_of(key);
+    if (owner == nullptr) {
+      refuse(routing_id, key, proto::RefusalCode::not_authorized,
+             "this agent's key is not on the coordinator's allow-list");
+      return;
     }
-    routing_.erase(old->second.routing_id);
-    supersede(old->second.routing_id, hello.incarnation);
+    if (*owner != id) {
+      refuse(routing_id, key, proto::RefusalCode::not_authorized,
+             "this agent's key belongs to agent " + *owner + ", not " + id);
+      return;
+    }
+  }
+  auto old = agents_.find(id);
+  if (old != agents_.end() && old->second.incarnation != hello.incarnation && !curve_) {
+    // Plain TCP proves nothing about who sends a Hello: a live agent's id is not handed to
+    // another process until the holder says Bye or is lost. (With CURVE the key decides.)
+    refuse(routing_id, key, proto::RefusalCode::id_in_use,
+           "agent id " + id + " is held by live incarnation " + old->second.incarnation +
+               "; retry once it is gone");
+    return;
   }
 
   // Drained survives restarts of either side.
@@ -341,15 +549,46 @@ void Coordinator::on_hello(const std::string& routing_id, const proto::Hello& he
     }
   } else {
     note(rows.status());
+    return;
   }
-
-  std::vector<PoolDevice> devices;
   std::vector<DeviceRow> device_rows;
   for (const auto& d : hello.devices) {
-    devices.push_back(PoolDevice{d.backend, d.index, d.arch});
     device_rows.push_back(DeviceRow{id, static_cast<int>(d.index), d.backend, d.arch, d.name,
                                     static_cast<int64_t>(d.memory_mb)});
   }
+  // Stored first: a Hello the store will not take is that peer's problem, refused here
+  // before anything in memory changed, never the coordinator's (a failed operation leaves
+  // the batch as it was).
+  nlohmann::json caps = nlohmann::json::object();
+  for (const auto& [k, v] : hello.capabilities) caps[k] = v;
+  int64_t now_wall = clock_.wall_ms();
+  AgentRow row{id, hello.incarnation, hello.host, "live", drained,
+               caps.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), now_wall, now_wall};
+  if (Status st = store_->upsert_agent(row, device_rows); !st.ok()) {
+    if (st.code() == Code::invalid_argument) {
+      refuse(routing_id, key, proto::RefusalCode::invalid_hello, st.message());
+    } else {
+      note(st);
+    }
+    return;
+  }
+
+  if (old != agents_.end()) {
+    if (old->second.routing_id != routing_id) {
+      if (old->second.incarnation != hello.incarnation) {
+        spdlog::info("agent {} restarted: incarnation {} replaces {}", id, hello.incarnation,
+                     old->second.incarnation);
+        supersede(old->second.routing_id, hello.incarnation);
+      } else {
+        spdlog::info("agent {} reconnected: routing id '{}' replaces '{}'", id, printable(routing_id),
+                     printable(old->second.routing_id));
+      }
+    }
+    routing_.erase(old->second.routing_id);
+  }
+
+  std::vector<PoolDevice> devices;
+  for (const auto& d : hello.devices) devices.push_back(PoolDevice{d.backend, d.index, d.arch});
   pool_.remove_agent(id);
   pool_.add_agent(id, devices, drained);
 
@@ -380,28 +619,19 @@ void Coordinator::on_hello(const std::string& routing_id, const proto::Hello& he
     }
   }
 
-  std::string caps = "{";
-  for (const auto& [k, v] : hello.capabilities) {
-    if (caps.size() > 1) caps += ",";
-    caps += "\"" + k + "\":\"" + v + "\"";
-  }
-  caps += "}";
-  int64_t now_wall = clock_.wall_ms();
-  AgentRow row{id, hello.incarnation, hello.host, "live", drained, caps, now_wall, now_wall};
-  note(store_->upsert_agent(row, device_rows));
-
   Agent& agent = agents_[id];
   agent.id = id;
   agent.routing_id = routing_id;
   agent.incarnation = hello.incarnation;
+  agent.key = key;
   agent.devices = hello.devices;
   agent.last_recv_ms = clock_.now_ms();
   agent.last_touch_ms = agent.last_recv_ms;  // upsert_agent stored last_seen_ms
   agent.drained = drained;
   routing_[routing_id] = id;
-  spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}", id,
+  spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}{}", id,
                hello.host, hello.incarnation, hello.devices.size(), hello.running.size(),
-               hello.outbox.size());
+               hello.outbox.size(), key.empty() ? "" : " key " + key);
   send(id, routing_id,
        proto::Welcome{incarnation_, options_.heartbeat_ms, options_.liveness});
 }
@@ -409,6 +639,16 @@ void Coordinator::on_hello(const std::string& routing_id, const proto::Hello& he
 void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
   auto job_id = static_cast<int64_t>(result.job.job_id);
   auto epoch = static_cast<int64_t>(result.job.epoch);
+  // Only the agent holding the lease of this (job, epoch) may report it. Another peer's
+  // claim is neither recorded nor acked, and the real attempt runs on untouched.
+  if (auto l = leases_.find(job_id);
+      l != leases_.end() && l->second.epoch == epoch && l->second.agent_id != agent.id) {
+    results_refused_++;
+    spdlog::warn("refusing result job={} epoch={} from agent {} ({}): the attempt is leased to agent {}",
+                 job_id, epoch, agent.id, describe_peer(agent.routing_id, agent.key),
+                 l->second.agent_id);
+    return;
+  }
   auto recorded = store_->record_result(job_id, epoch, proto::encode(result));
   if (!recorded.ok()) {
     note(recorded.status());
@@ -521,6 +761,7 @@ void Coordinator::timers() {
   if (now >= next_adopt_ms_) {
     next_adopt_ms_ = now + kAdoptIntervalMs;
     adopt_changes();
+    check_agent_keys_file();
   }
   for (auto& p : periodic_) {
     if (now >= p.next_ms) {
@@ -755,9 +996,10 @@ void Coordinator::render_metrics(std::string& out) const {
   metric_sample(out, "kforge_pool_queued_jobs", {}, static_cast<double>(pool_.queued()));
   metric_family(out, "kforge_leases", "gauge", "jobs assigned to agents");
   metric_sample(out, "kforge_leases", {}, static_cast<double>(leases_.size()));
-  metric_family(out, "kforge_results_total", "counter", "job results from agents since start-up, recorded or dropped as stale");
+  metric_family(out, "kforge_results_total", "counter", "job results from agents since start-up: recorded, dropped as stale, or refused (from an agent not holding the attempt)");
   metric_sample(out, "kforge_results_total", {{"outcome", "recorded"}}, static_cast<double>(results_recorded_));
   metric_sample(out, "kforge_results_total", {{"outcome", "stale"}}, static_cast<double>(results_stale_));
+  metric_sample(out, "kforge_results_total", {{"outcome", "refused"}}, static_cast<double>(results_refused_));
   metric_family(out, "kforge_peer_frames_dropped_total", "counter", "frames from peers dropped unprocessed since start-up: malformed, or beyond a stranger's per-turn budget");
   metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "malformed"}}, static_cast<double>(malformed_frames_));
   metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "over_budget"}}, static_cast<double>(stranger_discarded_));

@@ -5,6 +5,13 @@
 // inside one store batch, commit, and only then send the messages announcing it
 // (ARCHITECTURE.md invariant 1). Other threads talk to the loop through call().
 //
+// Who may speak (schema/protocol.md, Security): with a CURVE secret key the ROUTER is a CURVE
+// server and a ZAP handler on this loop admits only the public keys of the allow-list
+// (agent id -> keys); every message carries its key (User-Id) and is checked against the
+// agent it claims to come from. Without one the link is plain TCP: anyone who reaches the
+// port may register, but still cannot take over a live agent's id or record a result for an
+// attempt it does not hold.
+//
 // Agent lifecycle, as the coordinator sees it:
 //   (unknown) --Hello--> live --silence > heartbeat_ms*liveness--> lost (jobs re-queued)
 //   live --Bye--> gone (jobs re-queued)      lost/gone --Hello--> live (reconciled)
@@ -19,6 +26,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -28,6 +36,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/curve.h"
 #include "common/protocol.h"
 #include "common/status.h"
 #include "coordinator/scheduling/device_pool.h"
@@ -44,6 +53,9 @@ struct CoordinatorOptions {
   uint32_t restart_grace_ms = 5000;             // after start: wait for agents before re-queuing
   uint32_t precision_jobs_per_device = 1;       // >1: precision-only jobs may share a device
   size_t max_msg_bytes = 64u << 20;             // ZMQ_MAXMSGSIZE and decode limit
+  std::string curve_secret_key;  // z85: CURVE on the agent link; empty: plain TCP (a warning)
+  std::filesystem::path agent_keys_file;  // CURVE allow-list, re-read when it changes; or:
+  AgentKeys agent_keys;                   // the allow-list when agent_keys_file is empty
 };
 
 // A test shim between the loop and the wire (fault injection), called on the loop thread for
@@ -115,6 +127,15 @@ class Coordinator {
   std::filesystem::path store_path() const { return options_.data_dir / "kforge.db"; }
   const DevicePool& pool() const { return pool_; }
   bool agent_live(const std::string& agent_id) const;
+  // The routing id the live agent's messages come from ("" when it is not live).
+  std::string agent_routing_id(const std::string& agent_id) const;
+  // Re-reads options.agent_keys_file now (it is also re-read about every second when its
+  // modification time or size changes). On error the list in force stays.
+  Status reload_agent_keys();
+  // Replaces the allow-list. Live agents whose key it no longer binds to their id are
+  // dropped (as lost): revocation takes effect at once, not at their next reconnect.
+  void set_agent_keys(AgentKeys keys);
+  bool authenticated() const { return curve_; }
   bool agent_drained(const std::string& agent_id) const;
   size_t live_agents() const;
   void add_result_listener(ResultListener listener) { listeners_.push_back(std::move(listener)); }
@@ -145,8 +166,9 @@ class Coordinator {
  private:
   struct Agent {
     std::string id;
-    std::string routing_id;  // "<agent_id>/<incarnation>"
+    std::string routing_id;  // "<agent_id>/<incarnation>/<connection>"
     std::string incarnation;
+    std::string key;         // CURVE public key (z85) it registered with; "" in plain mode
     std::vector<proto::DeviceInfo> devices;
     int64_t last_recv_ms = 0;
     int64_t last_send_ms = 0;
@@ -170,14 +192,22 @@ class Coordinator {
   };
 
   Coordinator(const CoordinatorOptions& options, Clock& clock, std::unique_ptr<Store> store,
-              zmq::context_t ctx, zmq::socket_t socket, std::string endpoint);
+              zmq::context_t ctx, std::optional<zmq::socket_t> zap, zmq::socket_t socket,
+              std::string endpoint);
   Status recover();
   Status turn(bool timers_due);
   void note(const Status& st);  // remembers the turn's first store error
   void drop_lease(int64_t job_id);
   void receive_all();
-  void handle(const std::string& routing_id, const std::string& bytes);
-  void on_hello(const std::string& routing_id, const proto::Hello& hello);
+  void serve_zap();
+  void check_agent_keys_file();
+  // `key`: the CURVE public key of the connection (z85), "" in plain mode.
+  void handle(const std::string& routing_id, const std::string& key, const std::string& bytes);
+  void on_hello(const std::string& routing_id, const std::string& key, const proto::Hello& hello);
+  void refuse(const std::string& routing_id, const std::string& key, proto::RefusalCode code,
+              const std::string& reason);
+  // "peer '<routing id>'" plus, with CURVE, the key and the agent it belongs to: for logs.
+  std::string describe_peer(const std::string& routing_id, const std::string& key) const;
   void on_result(Agent& agent, const proto::JobResult& result);
   void on_heartbeat(Agent& agent, const proto::Heartbeat& hb);
   void on_bye(Agent& agent, const proto::Bye& bye);
@@ -198,7 +228,12 @@ class Coordinator {
   Clock& clock_;
   std::unique_ptr<Store> store_;
   zmq::context_t ctx_;
+  std::optional<zmq::socket_t> zap_;  // ZAP handler (REP), with CURVE
   zmq::socket_t socket_;
+  bool curve_ = false;
+  AgentKeys agent_keys_;
+  std::filesystem::file_time_type keys_mtime_{};
+  uintmax_t keys_size_ = 0;
   std::string endpoint_;
   std::string incarnation_;
   int wake_fd_ = -1;
@@ -250,6 +285,7 @@ class Coordinator {
   uint64_t received_since_trim_ = 0;
   uint64_t dropped_at_trim_ = 0;
   int64_t last_trim_ms_ = 0;
+  uint64_t results_refused_ = 0;  // current attempts reported by an agent not holding them
 };
 
 }  // namespace kforge

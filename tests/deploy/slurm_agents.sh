@@ -39,7 +39,7 @@ mkfifo "$tmp/ready"
 # The batch script with the environment sbatch gives it and "$@" as its arguments. It execs,
 # so call it in a subshell ($(...) or &): the background job's pid is then the script's.
 run_batch() {
-  exec env -u KFORGE_COORDINATOR -u KFORGE_CONFIG -u KFORGE_CPU_DEVICES PATH="$tmp/bin:$PATH" FAKE_DIR="$tmp" SLURM_JOB_ID=4242 SLURM_JOB_NUM_NODES=3 \
+  exec env -u KFORGE_COORDINATOR -u KFORGE_CONFIG -u KFORGE_CPU_DEVICES -u KFORGE_KEY_DIR -u KFORGE_COORDINATOR_KEY PATH="$tmp/bin:$PATH" FAKE_DIR="$tmp" SLURM_JOB_ID=4242 SLURM_JOB_NUM_NODES=3 \
       KFORGE_AGENT="$tmp/bin/fake-agent" KFORGE_STATE_ROOT="$tmp/state" "${extra_env[@]}" \
       bash "$script" "$@"
 }
@@ -89,6 +89,27 @@ expected=$(printf '%s\n' --config "$tmp/kforge.toml" --coordinator tcp://10.0.0.
 $(cat "$tmp/agent-argv")
 expected
 $expected"
+
+# --- KFORGE_KEY_DIR: each node registers as itself with its own key; a node without one is named
+mkdir -p "$tmp/keys"
+touch "$tmp/keys/gpu007.key"
+ckey='rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7'
+extra_env=(KFORGE_COORDINATOR=tcp://coord.example:7700 KFORGE_KEY_DIR="$tmp/keys" KFORGE_COORDINATOR_KEY="$ckey")
+run_batch 2> "$tmp/batch.err" &
+batch=$!
+read -r -t 30 line <> "$tmp/ready" || { cat "$tmp/batch.err" >&2; fail "the agent did not start (keys)"; }
+kill -TERM "$batch"
+wait "$batch" || fail "the keys run did not end cleanly after SIGTERM"
+expected=$(printf '%s\n' --coordinator tcp://coord.example:7700 --state "$state" --cpu-devices 0 \
+  --coordinator-key "$ckey" --id gpu007 --secret-key-file "$tmp/keys/gpu007.key")
+[ "$(cat "$tmp/agent-argv")" = "$expected" ] ||
+  fail "agent command line (keys): got
+$(cat "$tmp/agent-argv")
+expected
+$expected"
+rm "$tmp/keys/gpu007.key"
+if out=$(run_batch 2>&1); then fail "ran without the node's key"; fi
+grep -q "no key $tmp/keys/gpu007.key for gpu007" <<<"$out" || fail "missing-key message does not name the node: $out"
 
 # --- an agent missing on a node is named
 extra_env=(KFORGE_COORDINATOR=tcp://coord.example:7700 KFORGE_AGENT=/nonexistent/kforge-agent)

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include "agent/state_dir.h"
 #include "common/zmq_util.h"
 
 namespace kforge::test {
@@ -25,10 +26,42 @@ AgentOptions TestCluster::fast_agent_options() {
   return o;
 }
 
-TestCluster::TestCluster(CoordinatorOptions options, Clock& clock)
-    : options_(std::move(options)), clock_(clock) {
+TestCluster::TestCluster(CoordinatorOptions options, Clock& clock, Link link)
+    : link_(link), options_(std::move(options)), clock_(clock) {
   options_.data_dir = dir_ / "coordinator";
+  if (curve()) {
+    auto keys = make_curve_keypair();
+    REQUIRE_MESSAGE(keys.ok(), keys.status().to_string());
+    server_keys_ = *keys;
+    options_.curve_secret_key = server_keys_.secret_key;
+    options_.agent_keys_file = agent_keys_file();
+    write_file(agent_keys_file(), "# agent id = public key\n");
+  }
   start_coordinator();
+}
+
+CurveClientKeys TestCluster::client_keys(const std::string& agent_id) {
+  if (!curve()) return {};
+  auto it = client_keys_.find(agent_id);
+  if (it == client_keys_.end()) {
+    auto keys = make_curve_keypair();
+    REQUIRE_MESSAGE(keys.ok(), keys.status().to_string());
+    it = client_keys_.emplace(agent_id, *keys).first;
+    Status added = allowed_.add(agent_id, keys->public_key);
+    REQUIRE_MESSAGE(added.ok(), added.to_string());
+    write_file(agent_keys_file(), allowed_.to_toml());
+    if (coordinator_) {
+      Status st = coordinator_->call([](Coordinator& c) { return c.reload_agent_keys(); });
+      REQUIRE_MESSAGE(st.ok(), st.to_string());
+    }
+  }
+  return CurveClientKeys{it->second.public_key, it->second.secret_key, server_keys_.public_key};
+}
+
+CurveClientKeys TestCluster::unlisted_keys() const {
+  auto keys = make_curve_keypair();
+  REQUIRE_MESSAGE(keys.ok(), keys.status().to_string());
+  return CurveClientKeys{keys->public_key, keys->secret_key, server_keys_.public_key};
 }
 
 TestCluster::~TestCluster() {
@@ -73,6 +106,14 @@ Agent& TestCluster::start_agent(const std::string& name, uint32_t cpu_devices, A
   options.devices.clear();
   for (uint32_t i = 0; i < cpu_devices; ++i) {
     options.devices.push_back(proto::DeviceInfo{i, "cpu", "x86_64", "test cpu", 0});
+  }
+  if (curve() && options.curve_secret_key.empty()) {
+    // The key is bound to the agent's id, which its state directory decides.
+    auto id = load_or_create_agent_id(options.state_dir, options.id);
+    REQUIRE_MESSAGE(id.ok(), id.status().to_string());
+    CurveClientKeys keys = client_keys(*id);
+    options.curve_secret_key = keys.secret_key;
+    options.coordinator_public_key = keys.server_key;
   }
   auto a = Agent::open(options, clock_);
   REQUIRE_MESSAGE(a.ok(), a.status().to_string());

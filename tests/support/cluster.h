@@ -13,9 +13,15 @@
 
 #include "agent/agent.h"
 #include "coordinator/scheduling/coordinator.h"
+#include "common/zmq_util.h"
+#include "tests/support/raw_peer.h"
 #include "tests/support/support.h"
 
 namespace kforge::test {
+
+// The agent link of a TestCluster: CURVE with keys made for the test (the default, so the
+// secure path is the tested one) or plain TCP.
+enum class Link { curve, plain };
 
 class TestCluster {
  public:
@@ -23,8 +29,10 @@ class TestCluster {
   static CoordinatorOptions fast_options();
   static AgentOptions fast_agent_options();
 
+  // With Link::curve the coordinator gets a fresh key pair and an allow-list file under the
+  // test's directory; every agent started here gets a key bound to its id.
   explicit TestCluster(CoordinatorOptions options = fast_options(),
-                       Clock& clock = SystemClock::instance());
+                       Clock& clock = SystemClock::instance(), Link link = Link::curve);
   ~TestCluster();
 
   // Starts (or restarts, on the same data directory and port) the coordinator.
@@ -58,6 +66,15 @@ class TestCluster {
 
   const std::filesystem::path& dir() const { return dir_.path(); }
 
+  bool curve() const { return link_ == Link::curve; }
+  // CURVE: keys for a client bound to `agent_id` on the allow-list (made on first use,
+  // written to the allow-list file and reloaded by the coordinator). Plain: empty keys.
+  CurveClientKeys client_keys(const std::string& agent_id);
+  // CURVE: keys of a client the allow-list does not know.
+  CurveClientKeys unlisted_keys() const;
+  const std::string& coordinator_public_key() const { return server_keys_.public_key; }
+  std::filesystem::path agent_keys_file() const { return dir_ / "agent-keys.toml"; }
+
  private:
   struct RunningAgent {
     std::unique_ptr<Agent> agent;
@@ -65,6 +82,10 @@ class TestCluster {
     Status exit;
   };
   TempDir dir_;
+  Link link_;
+  CurveKeyPair server_keys_;
+  AgentKeys allowed_;                            // what the allow-list file holds
+  std::map<std::string, CurveKeyPair> client_keys_;  // by agent id
   CoordinatorOptions options_;
   Clock& clock_;
   std::string endpoint_;
