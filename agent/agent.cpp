@@ -738,6 +738,7 @@ Result<Verifier*> Agent::verifier_for(const proto::Assign& assign) {
   vo.output_cap = std::min<size_t>(options_.output_cap, 64 << 10);
   vo.warm_workers = options_.warm_workers;
   vo.device = assign.backend;
+  if (assign.backend == "cuda") vo.preload = "torch,triton";
   auto v = Verifier::start(vo);
   if (!v.ok()) return v.status();
   spdlog::info("agent {}: verifier for {} started (judge + {} warm worker(s){})", id_, key,

@@ -73,7 +73,7 @@ struct AgentOptions {
   uint32_t backoff_initial_ms = 1000;                // Hello retry: doubling ...
   uint32_t backoff_max_ms = 32'000;                  // ... up to this
   bool keep_work_dirs = false;                       // keep jobs/<job>-<epoch>/ after the result
-  size_t warm_workers = 1;                           // candidate workers started ahead, per device
+  size_t warm_workers = 2;                           // candidate workers started ahead, per device
   size_t max_msg_bytes = 64u << 20;
 };
 

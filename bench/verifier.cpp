@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
     vo.work_root = root / "verifier";
     vo.env = device_env;
     vo.device = spec.target.backend;
+    if (vo.device == "cuda") vo.preload = "torch,triton";
     auto t_start = std::chrono::steady_clock::now();
     auto verifier = Verifier::start(vo);
     if (!verifier.ok()) {

@@ -136,6 +136,7 @@ int cmd_verify(const ParsedFlags& flags) {
   vo.warm_workers = 1;  // starts beside the judge
   vo.refill = false;    // one job
   vo.device = spec.target.backend;
+  if (vo.device == "cuda") vo.preload = "torch,triton";
   auto verifier = Verifier::start(vo);
   if (!verifier.ok()) {
     cleanup();

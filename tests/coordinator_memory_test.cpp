@@ -101,16 +101,24 @@ TEST_CASE_FIXTURE(LoopFixture, "restarting agents leave per-agent state bounded 
   constexpr int kAgents = 10;
   constexpr int kRestarts = 20;
   std::vector<zmq::socket_t> current(kAgents);
+  // Each restart is graceful (Bye, then a Hello from a new incarnation): on a plain link a
+  // live agent's id is not handed to another process (auth_test covers the CURVE takeover).
   for (int round = 0; round < kRestarts; ++round) {
-    for (int i = 0; i < kAgents; ++i) current[i] = register_agent("churn-" + std::to_string(i));
+    for (int i = 0; i < kAgents; ++i) {
+      if (round > 0) {
+        std::string bye = proto::encode(proto::Bye{"restarting"});
+        REQUIRE(current[i].send(zmq::buffer(bye)));
+        REQUIRE(test::wait_until([&] { return footprint().agents == kAgents - 1; }));
+      }
+      current[i] = register_agent("churn-" + std::to_string(i));
+    }
   }
   Coordinator::Footprint f = footprint();
   CHECK(f.agents == kAgents);
   CHECK(f.routing == kAgents);
   CHECK(f.leases == 0);
   CHECK(f.leases_by_agent <= kAgents);
-  // Old routing ids are remembered (to refuse a process that is still running) for a while.
-  CHECK(f.superseded == kAgents * (kRestarts - 1));
+  // Remembered old routing ids (kept a while to refuse a process still running) expire.
   clock.advance(61s);
   (void)footprint();  // that turn's timers (which run after call()'s function) forget them
   f = footprint();

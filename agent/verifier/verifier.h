@@ -51,10 +51,12 @@ struct VerifierOptions {
   ResourceLimits worker_limits;              // per candidate worker
   ResourceLimits judge_limits;               // the judge (the reference runs there)
   size_t output_cap = 64 << 10;              // stderr kept per process
-  size_t warm_workers = 1;                   // started ahead of the jobs that will use them
+  size_t warm_workers = 2;                   // started ahead of the jobs that will use them
+                                             // (two: a worker's start outlasts a short job)
   bool refill = true;                        // start a replacement when a job takes one
                                              // (false: one-shot use, as kforge verify)
   std::string preload = "torch";             // what workers import before any job
+                                             // ("torch,triton" on cuda: compiler warmed)
   std::string device = "cpu";                // cpu | cuda | ascend: workers create its context
 };
 

@@ -193,12 +193,34 @@ def _callable_of(fw, model):
 
 def main(fd=3):
     chan = channel.Channel(fd)
-    preload = os.environ.get("KFORGE_WORKER_PRELOAD", "")
-    if "torch" in preload.split(","):
+    preload = os.environ.get("KFORGE_WORKER_PRELOAD", "").split(",")
+    cuda = os.environ.get("KFORGE_WORKER_DEVICE") == "cuda"
+    if "torch" in preload:
         try:
             import torch  # noqa: F401 - warm: the framework is loaded before any job
-            if os.environ.get("KFORGE_WORKER_DEVICE") == "cuda" and torch.cuda.is_available():
+            if cuda and torch.cuda.is_available():
                 torch.empty(1, device="cuda")
         except Exception:  # noqa: BLE001 - reported when a job needs it
             pass
+    if "triton" in preload and cuda:
+        try:
+            _warm_triton()
+        except Exception:  # noqa: BLE001 - a candidate that needs triton reports it
+            pass
     Worker(chan).serve()
+
+
+def _warm_triton():
+    """Compiles and launches a one-line kernel, so that the candidate's compile finds Triton's
+    compiler stack (LLVM, the CUDA backend, the driver utilities) already loaded."""
+    import torch
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _kforge_warm(x_ptr):
+        tl.store(x_ptr, tl.load(x_ptr) + 1.0)
+
+    x = torch.zeros(1, device="cuda")
+    _kforge_warm[(1,)](x)
+    torch.cuda.synchronize()
