@@ -796,7 +796,7 @@ void replace_all(std::string& text, const std::string& from, const std::string& 
 // Errors leave without the server's paths: a 5xx says only that it failed (the log has the
 // details), any other names no file of the data directory.
 ApiReply redact(ApiReply reply, const ApiBackend& backend) {
-  if (reply.status < 400 || reply.content_type != "application/json") return reply;
+  if (reply.status < 400 || reply.content_type != "application/json" || backend.database_path().empty()) return reply;
   json doc = json::parse(reply.body, nullptr, false);
   if (!doc.is_object() || !doc.contains("error") || !doc["error"].is_string()) return reply;
   std::string message = doc["error"].get<std::string>();
