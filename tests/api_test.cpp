@@ -19,6 +19,7 @@
 #include "coordinator/operator/api.h"
 #include "coordinator/intake/campaign.h"
 #include "coordinator/generation/conductor.h"
+#include "coordinator/operator/http_guard.h"
 #include "coordinator/operator/http_server.h"
 #include "coordinator/generation/prompts.h"
 #include "tests/support/cluster.h"
@@ -622,6 +623,29 @@ TEST_CASE("a foreign Host or Origin is refused, a local one is not") {
   // A cross-site POST (CSRF) fails even with a token the browser could not have had.
   auto post = f.http->Post("/api/v1/tasks/1/cancel", {{"Origin", "http://evil.example"}}, "{}", "application/json");
   CHECK(post->status == 403);
+}
+
+TEST_CASE("loopback names are address literals and localhost, not names that look like them") {
+  CHECK(is_loopback_name("127.0.0.1"));
+  CHECK(is_loopback_name("127.3.2.1"));
+  CHECK(is_loopback_name("::1"));
+  CHECK(is_loopback_name("localhost"));
+  CHECK_FALSE(is_loopback_name("127.0.0.1.nip.io"));
+  CHECK_FALSE(is_loopback_name("localhost.evil.example"));
+  CHECK_FALSE(is_loopback_name("10.0.0.1"));
+  CHECK(host_of("127.0.0.1:7780") == "127.0.0.1");
+  CHECK(host_of("[::1]:7780") == "::1");
+  CHECK(host_of("Head-Node") == "head-node");
+  CHECK(host_of("::1").empty());  // an IPv6 Host needs brackets
+  CHECK(host_of("a:b").empty());
+  CHECK(host_of("user@host").empty());
+}
+
+TEST_CASE("this host's own name is accepted as Host") {
+  ServerFixture f;
+  char name[256] = {};
+  REQUIRE(::gethostname(name, sizeof name - 1) == 0);
+  CHECK(f.http->Get("/api/v1/health", {{"Host", std::string(name) + ":" + std::to_string(f.port())}})->status == 200);
 }
 
 TEST_CASE("configured host names are accepted") {

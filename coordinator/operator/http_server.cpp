@@ -168,8 +168,17 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
       !address->host.empty()) {
     guard.hosts.push_back(address->host);
   }
+  // This host's own name (and its short form): a page can only send it as Host from a URL
+  // that names this host, which is not a rebinding.
+  if (char name[256] = {}; ::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') {
+    std::string own = name;
+    guard.hosts.push_back(own);
+    if (auto dot = own.find('.'); dot != std::string::npos) guard.hosts.push_back(own.substr(0, dot));
+  }
   // Refusals close the connection after the answer: the body, if any, was never read.
-  auto refuse = [](const GuardVerdict& v, httplib::Response& res) {
+  auto refuse = [](const GuardVerdict& v, const httplib::Request& req, httplib::Response& res) {
+    spdlog::debug("operator api: {} {} from {} refused: {} {}", req.method, req.path, req.remote_addr, v.status,
+                  v.message);
     answer_error(res, v.status, v.message);
     if (v.status == 401) res.set_header("WWW-Authenticate", "Bearer");
     close_connection_after_answer();
@@ -177,7 +186,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
   server.set_expect_100_continue_handler([guard, refuse](const httplib::Request& req, httplib::Response& res) {
     GuardVerdict v = check_request(req, guard);
     if (v.ok()) return 100;
-    refuse(v, res);
+    refuse(v, req, res);
     return v.status;
   });
   server.set_pre_routing_handler([guard, refuse](const httplib::Request& req, httplib::Response& res) {
@@ -188,7 +197,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
       if (!req.has_header("Content-Length")) const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    refuse(v, res);
+    refuse(v, req, res);
     return httplib::Server::HandlerResponse::Handled;
   });
   server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {

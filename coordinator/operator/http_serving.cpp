@@ -111,7 +111,7 @@ class ConnStream : public httplib::Stream {
   bool wait(short events) const {
     int64_t deadline = std::min(now_ms() + io_timeout_ms_, deadline_ms_);
     for (;;) {
-      if (stopping_) return false;
+      if (stopping_ && (events & POLLIN)) return false;  // no new input once stopping; answers still go out
       int64_t left = deadline - now_ms();
       if (left <= 0) return false;
       pollfd p{fd_, events, 0};
