@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -179,6 +180,14 @@ Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::str
   if (s->listen_fd_ < 0) return io_error("http_listen: cannot bind " + host + ":" + service + ": " + why);
   std::string ip;
   address_of(s->listen_fd_, false, ip, s->port_);
+  // Room for the connections allowed beside the rest of the process (database, agents' link):
+  // the soft limit is often 1024, the hard one far higher.
+  rlimit files{};
+  rlim_t wanted = static_cast<rlim_t>(options.max_connections) + 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < wanted) {
+    files.rlim_cur = std::min(wanted, files.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   s->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->epoll_fd_ < 0 || s->wake_fd_ < 0) return io_error(std::string("http: epoll/eventfd: ") + std::strerror(errno));
@@ -294,7 +303,15 @@ void ConnectionServer::loop() {
           int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (client < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE) spdlog::warn("http: out of file descriptors; not accepting for now");
+            if (errno == EMFILE || errno == ENFILE) {
+              // The listen socket stays readable: stop watching it for a moment, or this loop spins.
+              spdlog::warn("http: out of file descriptors ({} connections open); not accepting for 100 ms",
+                           conns_.size());
+              epoll_event ev{};
+              ev.data.fd = listen_fd_;
+              ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+              accept_paused_until_ms_ = now + 100;
+            }
             break;
           }
           if (conns_.size() >= options_.max_connections) {
@@ -341,6 +358,13 @@ void ConnectionServer::loop() {
       ev.data.fd = c->fd;
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev);
       c->in_epoll = true;
+    }
+    if (accept_paused_until_ms_ > 0 && now >= accept_paused_until_ms_) {
+      accept_paused_until_ms_ = 0;
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.fd = listen_fd_;
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
     }
     // Deadlines: idle connections, heads that do not complete, drains.
     std::vector<std::pair<int, int>> expired;  // fd, 408 or 0 (just close)

@@ -22,6 +22,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -85,6 +86,7 @@ class ConnectionServer {
   ServingOptions options_;
   int listen_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
   int port_ = 0;
+  int64_t accept_paused_until_ms_ = 0;  // > 0: out of descriptors, not accepting until then
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> open_{0};
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;  // the loop thread's
