@@ -35,8 +35,10 @@ int64_t now_ms() {
 constexpr size_t kDrainBytes = 1u << 20;
 constexpr int kDrainMs = 1000;
 
-bool head_complete(const std::string& buf, size_t max_head) {
-  auto end = buf.find("\r\n\r\n");
+// `from`: where the blank line can start at the earliest (bytes before it were searched
+// already), so that a head trickled a byte at a time costs linear time, not quadratic.
+bool head_complete(const std::string& buf, size_t max_head, size_t from = 0) {
+  auto end = buf.find("\r\n\r\n", from);
   return end != std::string::npos && end + 4 <= max_head;
 }
 
@@ -280,8 +282,9 @@ void ConnectionServer::read_head(Conn& c) {
       continue;
     }
     if (c.buf.empty()) c.head_started_ms = now_ms();
+    size_t from = c.buf.size() >= 3 ? c.buf.size() - 3 : 0;
     c.buf.append(chunk, static_cast<size_t>(n));
-    if (head_complete(c.buf, options_.max_head_bytes)) return dispatch(c);
+    if (head_complete(c.buf, options_.max_head_bytes, from)) return dispatch(c);
     if (c.buf.size() >= options_.max_head_bytes) {
       return answer_and_close(c.fd, 431, "the request line and headers are too large");
     }
