@@ -818,3 +818,18 @@ TEST_CASE("the data directory is 0700, the database and its side files 0600") {
   CHECK(mode_of(dir / "data") == 0700);
   CHECK(mode_of(dir / "data" / "kforge.db") == 0600);
 }
+
+TEST_CASE("request heads over the limit are a 431; a write without Content-Length has no body") {
+  ServerFixture f;
+  Raw big(f.port());
+  big.send("GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " + std::string(70000, 'a') + "\r\n\r\n");
+  std::string answer = big.read_all();
+  CHECK(Raw::status(answer) == 431);
+  CHECK(Raw::body(answer).contains("error"));
+  // No Content-Length: no body (HTTP/1.1), answered at once rather than read until the client closes.
+  Raw c(f.port());
+  c.send(head(f.port(), "POST /api/v1/tasks/99/cancel HTTP/1.1", {"Authorization: Bearer " + kToken}));
+  std::string cancel = c.read_all();
+  CHECK(Raw::status(cancel) == 404);
+  CHECK(Raw::body(cancel)["error"].get<std::string>().find("no task 99") != std::string::npos);
+}
