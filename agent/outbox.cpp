@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/fs.h"
+
 namespace kforge {
 namespace {
 
@@ -21,6 +23,8 @@ Status db_error(sqlite3* db, const std::string& what) {
 }  // namespace
 
 Result<std::unique_ptr<Outbox>> Outbox::open(const std::filesystem::path& path) {
+  // 0600 before SQLite opens it: its -wal and -shm files take the database file's mode.
+  KF_RETURN_IF_ERROR(ensure_private_file(path));
   sqlite3* db = nullptr;
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
     Status st = io_error("cannot open outbox " + path.string() + ": " + sqlite3_errmsg(db));

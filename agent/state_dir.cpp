@@ -6,7 +6,7 @@ namespace kforge {
 
 Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_dir,
                                             const std::string& wanted) {
-  KF_RETURN_IF_ERROR(ensure_dir(state_dir));
+  KF_RETURN_IF_ERROR(ensure_private_dir(state_dir));  // 0700: the outbox holds results not yet acked
   auto path = state_dir / "agent_id";
   auto existing = read_file(path);
   if (existing.ok()) {
@@ -22,7 +22,7 @@ Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_d
   }
   if (existing.status().code() != Code::not_found) return existing.status();
   std::string id = wanted.empty() ? random_hex_id() : wanted;
-  KF_RETURN_IF_ERROR(atomic_write_file(path, id + "\n"));
+  KF_RETURN_IF_ERROR(atomic_write_file(path, id + "\n", 0600));
   return id;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "common/flags.h"
 #include "common/protocol.h"
@@ -77,15 +78,29 @@ int cmd_enqueue(const ParsedFlags& flags) {
   return kExitOk;
 }
 
+// The URL is printed, not opened: the token in it is for the person who can read the token file.
+int cmd_dashboard(const ParsedFlags& flags) {
+  auto target = resolve_api_target(flags);
+  if (!target.ok()) return fail(target.status().message());
+  if (target->token.empty()) {
+    return fail("dashboard: no API token found: pass --token-file FILE (<data_dir>/api.token of the coordinator, or "
+                "the file coordinator.api_token_file names) or set KFORGE_TOKEN_FILE");
+  }
+  std::printf("%s/#token=%s\n", target->url.c_str(), url_escape(target->token).c_str());
+  return kExitOk;
+}
+
 const std::vector<Command>& commands() {
   static const FlagSpec kData{"data", true, "read (and change) this data directory's database directly, no coordinator"};
   static const FlagSpec kHelp{"help", false, "show this message"};
   static const FlagSpec kCoordinator{"coordinator", true, "the coordinator's API URL (default: [cli] in --config, $KFORGE_COORDINATOR, http://127.0.0.1:7780)"};
-  static const FlagSpec kToken{"token-file", true, "file holding the API token (default: [cli] token_file, $KFORGE_TOKEN_FILE)"};
+  static const FlagSpec kToken{"token-file", true, "file holding the API token (default: $KFORGE_TOKEN_FILE, [cli] token_file, "
+                                                  "<data_dir>/api.token of a coordinator on this host)"};
+  static const FlagSpec kTokenText{"token", true, "the API token itself (visible to other users in ps; prefer --token-file or $KFORGE_TOKEN)"};
   static const FlagSpec kConfig{"config", true, "configuration file ([cli] coordinator, token_file)"};
   static const FlagSpec kJson{"json", false, "print JSON"};
   auto api = [](std::vector<FlagSpec> extra) {
-    extra.insert(extra.end(), {kCoordinator, kToken, kConfig, kData, kHelp});
+    extra.insert(extra.end(), {kCoordinator, kToken, kTokenText, kConfig, kData, kHelp});
     return extra;
   };
   static const std::vector<FlagSpec> kTaskFilters = {
@@ -186,6 +201,8 @@ const std::vector<Command>& commands() {
         kHelp},
        "[options] -- COMMAND [ARGS...]",
        cmd_enqueue},
+      {"dashboard", "print the dashboard's URL with the API token in its fragment (open it in a browser)",
+       {kCoordinator, kToken, kTokenText, kConfig, kHelp}, "[options]", cmd_dashboard},
       {"jobs", "jobs with epoch, attempts, agent, device and outcome, by id",
        api({{"state", true, "queued|assigned|done|cancelled"},
             {"task", true, "only this task's jobs"},

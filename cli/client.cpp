@@ -81,7 +81,8 @@ size_t collect(char* data, size_t size, size_t n, void* out) {
 
 class HttpClient : public ApiClient {
  public:
-  HttpClient(std::string url, std::string token) : url_(std::move(url)), token_(std::move(token)) {
+  HttpClient(std::string url, std::string token, std::string token_source)
+      : url_(std::move(url)), token_(std::move(token)), token_source_(std::move(token_source)) {
     while (!url_.empty() && url_.back() == '/') url_.pop_back();
   }
   Result<json> get(const std::string& path) override { return call("GET", path, nullptr); }
@@ -123,14 +124,22 @@ class HttpClient : public ApiClient {
                                            "--data DIR to read a stopped coordinator's database");
     }
     if (status == 401) {
-      return Status(Code::failed_precondition, url_ + " needs its API token: pass --token-file FILE (the file "
-                                                     "coordinator.api_token_file names) or set [cli] token_file");
+      if (!token_.empty()) {
+        return Status(Code::failed_precondition, url_ + " refused the API token from " + token_source_ +
+                                                     "; is it this coordinator's (<data_dir>/api.token, or the "
+                                                     "file coordinator.api_token_file names)?");
+      }
+      return Status(Code::failed_precondition,
+                    url_ + " needs its API token: pass --token-file FILE (<data_dir>/api.token of the coordinator, "
+                           "or the file coordinator.api_token_file names), set KFORGE_TOKEN_FILE, or [cli] "
+                           "token_file in --config");
     }
     return parse_answer(static_cast<int>(status), answer, url_);
   }
 
   std::string url_;
   std::string token_;
+  std::string token_source_;
 };
 
 }  // namespace
@@ -142,39 +151,94 @@ std::string url_escape(const std::string& text) {
   return out;
 }
 
-Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags) {
-  CliConfig cli;
+namespace {
+
+bool loopback_url(const std::string& url) {
+  auto start = url.find("://");
+  std::string rest = url.substr(start == std::string::npos ? 0 : start + 3);
+  std::string authority = rest.substr(0, rest.find('/'));
+  std::string host = authority.front() == '[' ? authority.substr(1, authority.find(']') - 1)
+                                              : authority.substr(0, authority.find(':'));
+  return is_loopback_host(host);
+}
+
+Result<std::string> token_from(const std::string& file, const std::string& what) {
+  auto t = read_token_file(file);
+  if (!t.ok()) return Status(t.status().code(), what + ": " + t.status().message());
+  return t;
+}
+
+}  // namespace
+
+Result<ApiTarget> resolve_api_target(const ParsedFlags& flags) {
+  Config config;
   if (auto path = flags.get("config")) {
-    auto config = load_config(*path);
-    if (!config.ok()) return config.status();
-    cli = config->cli;
+    auto loaded = load_config(*path);
+    if (!loaded.ok()) return loaded.status();
+    config = *loaded;
   }
-  std::string url;
+  const CliConfig& cli = config.cli;
+  ApiTarget target;
   if (auto c = flags.get("coordinator")) {
-    url = *c;
-  } else if (auto d = flags.get("data")) {
-    return std::unique_ptr<ApiClient>(new LocalClient(*d));
+    target.url = *c;
   } else if (const char* env = std::getenv("KFORGE_COORDINATOR"); env && *env) {
-    url = env;
+    target.url = env;
   } else if (!cli.coordinator.empty()) {
-    url = cli.coordinator;
+    target.url = cli.coordinator;
   } else {
-    url = "http://127.0.0.1:7780";
+    target.url = "http://127.0.0.1:7780";
   }
-  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
-    return invalid_argument("--coordinator: expected the API's URL, e.g. http://head-node:7780, got '" + url + "'");
+  while (!target.url.empty() && target.url.back() == '/') target.url.pop_back();
+  if (target.url.rfind("http://", 0) != 0 && target.url.rfind("https://", 0) != 0) {
+    return invalid_argument("--coordinator: expected the API's URL, e.g. http://head-node:7780, got '" + target.url + "'");
   }
-  std::string token_file = flags.get("token-file").value_or(cli.token_file);
-  if (token_file.empty()) {
-    if (const char* env = std::getenv("KFORGE_TOKEN_FILE"); env) token_file = env;
-  }
-  std::string token;
-  if (!token_file.empty()) {
-    auto t = read_token_file(token_file);
-    if (!t.ok()) return t.status();
+  const char* env_token = std::getenv("KFORGE_TOKEN");
+  const char* env_file = std::getenv("KFORGE_TOKEN_FILE");
+  Result<std::string> token = std::string();
+  if (auto t = flags.get("token")) {
     token = *t;
+    target.token_source = "--token";
+  } else if (auto f = flags.get("token-file")) {
+    token = token_from(*f, "--token-file");
+    target.token_source = *f;
+  } else if (env_token && *env_token) {
+    token = std::string(env_token);
+    target.token_source = "$KFORGE_TOKEN";
+  } else if (env_file && *env_file) {
+    token = token_from(env_file, "$KFORGE_TOKEN_FILE");
+    target.token_source = env_file;
+  } else if (!cli.token_file.empty()) {
+    token = token_from(cli.token_file, "cli.token_file");
+    target.token_source = cli.token_file;
+  } else if (!config.coordinator.api_token_file.empty()) {
+    token = token_from(config.coordinator.api_token_file, "coordinator.api_token_file");
+    target.token_source = config.coordinator.api_token_file;
+  } else if (loopback_url(target.url)) {
+    // The coordinator on this host keeps its token in its data directory; a token found
+    // there by default is never sent to another host.
+    auto file = default_token_path(config.coordinator.data_dir);
+    std::error_code ec;
+    if (std::filesystem::exists(file, ec)) {
+      token = token_from(file.string(), "the coordinator's token");
+      target.token_source = file.string();
+    }
   }
-  return std::unique_ptr<ApiClient>(new HttpClient(url, token));
+  if (!token.ok()) return token.status();
+  target.token = *token;
+  return target;
+}
+
+Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags) {
+  if (auto d = flags.get("data"); d && !flags.get("coordinator")) {
+    if (auto path = flags.get("config")) {  // still checked: a bad file is an error, not ignored
+      auto loaded = load_config(*path);
+      if (!loaded.ok()) return loaded.status();
+    }
+    return std::unique_ptr<ApiClient>(new LocalClient(*d));
+  }
+  auto target = resolve_api_target(flags);
+  if (!target.ok()) return target.status();
+  return std::unique_ptr<ApiClient>(new HttpClient(target->url, target->token, target->token_source));
 }
 
 }  // namespace kforge

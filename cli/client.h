@@ -2,8 +2,11 @@
 // the same API answered in this process from the database file.
 //
 // Which one: --coordinator URL, else --data DIR, else $KFORGE_COORDINATOR, else [cli]
-// coordinator in --config FILE, else http://127.0.0.1:7780. The token comes from
-// --token-file, else [cli] token_file, else $KFORGE_TOKEN_FILE.
+// coordinator in --config FILE, else http://127.0.0.1:7780. The token (every API request
+// needs one) comes from the first of: --token, --token-file FILE, $KFORGE_TOKEN,
+// $KFORGE_TOKEN_FILE, [cli] token_file, [coordinator] api_token_file, and, for a coordinator
+// on this host only, <data_dir>/api.token ([coordinator] data_dir in --config, else
+// kforge-data) where the coordinator created it.
 #pragma once
 
 #include <memory>
@@ -30,6 +33,14 @@ class ApiClient {
 
 // The client the flags (and config file) name.
 Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags);
+
+// The coordinator's URL and token as the flags, environment and config name them (HTTP only).
+struct ApiTarget {
+  std::string url;           // without a trailing '/'
+  std::string token;         // "" when none was found
+  std::string token_source;  // the flag, variable or file it came from, for messages
+};
+Result<ApiTarget> resolve_api_target(const ParsedFlags& flags);
 
 // Percent-encodes a query value.
 std::string url_escape(const std::string& text);

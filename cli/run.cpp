@@ -59,7 +59,10 @@ int cmd_run(const ParsedFlags& flags) {
   copts.liveness = config.coordinator.liveness;
   copts.restart_grace_ms = 1000;  // the only agent is ours: it registers at once
   copts.precision_jobs_per_device = config.coordinator.precision_jobs_per_device;
-  auto http = operator_api_options(flags.get("http").value_or("127.0.0.1:0"), config.coordinator.api_token_file);
+  CoordinatorConfig api_config = config.coordinator;
+  api_config.http_listen = flags.get("http").value_or("127.0.0.1:0");
+  api_config.data_dir = data.string();
+  auto http = operator_api_options(api_config);  // the token: api_token_file, else <data>/api.token
   if (!http.ok()) return cli_fail(http.status().message());
   // The agent link stays on loopback, but other users of this host could reach the port:
   // CURVE with keys made for this run, the local agent's the only one allowed.
@@ -146,7 +149,13 @@ int cmd_run(const ParsedFlags& flags) {
   // The operator API and dashboard, so that `kforge status --coordinator URL` works meanwhile.
   auto api = serve_operator_api(coord, conductor, *http);
   if (!api.ok()) return cli_fail(api.status().message());
-  std::fprintf(stderr, "kforge: operator API and dashboard on %s\n", api->server->url().c_str());
+  // The dashboard's URL carries the token: on a terminal only, never into a captured log.
+  if (::isatty(STDERR_FILENO)) {
+    std::fprintf(stderr, "kforge: dashboard on %s\n", api->server->dashboard_url().c_str());
+  } else {
+    std::fprintf(stderr, "kforge: operator API and dashboard on %s (token in %s)\n", api->server->url().c_str(),
+                 api->server->token_file().c_str());
+  }
   g_stop = false;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

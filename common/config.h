@@ -32,7 +32,14 @@ struct CoordinatorConfig {
   std::string listen = "tcp://127.0.0.1:7700";  // ZeroMQ ROUTER endpoint agents connect to
   std::string data_dir = "kforge-data";         // holds kforge.db
   std::string http_listen = "127.0.0.1:7780";   // host:port of the operator API ("" = none)
-  std::string api_token_file;  // file holding the API token; required when http_listen is not loopback
+  // File holding the operator API's token; "" = <data_dir>/api.token, created (0600) at the
+  // first start. Every API request needs it, on every address (schema/api.md).
+  std::string api_token_file;
+  std::vector<std::string> api_hosts;  // Host names operators reach the API by, besides loopback and its address
+  bool metrics_public = false;         // serve /metrics without the token (for a scraper without one)
+  uint32_t api_max_body_mb = 256;      // largest request body (a campaign submission)
+  uint32_t api_max_connections = 1024; // open API connections; more are answered 503
+  uint32_t api_threads = 16;           // threads answering API requests (idle connections need none)
   uint32_t heartbeat_ms = 1000;                 // expected interval between agent heartbeats
   uint32_t liveness = 3;             // agent is lost after heartbeat_ms*liveness of silence
   uint32_t restart_grace_ms = 5000;  // after start, wait this long for agents before re-queuing

@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ Status errno_status(const std::string& what, const std::filesystem::path& path) 
 Status atomic_write_file(const std::filesystem::path& path, std::string_view data, unsigned mode) {
   std::filesystem::path tmp = path;
   tmp += ".tmp";
+  ::unlink(tmp.c_str());  // a leftover keeps its old mode: O_CREAT's mode applies only to new files
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) return errno_status("cannot create", tmp);
   // A temp file left by an earlier try keeps its old mode: set it before writing.
@@ -82,6 +84,48 @@ Status ensure_dir(const std::filesystem::path& path) {
   std::filesystem::create_directories(path, ec);
   if (ec) return io_error("cannot create directory " + path.string() + ": " + ec.message());
   return Status();
+}
+
+Status ensure_private_dir(const std::filesystem::path& path) {
+  KF_RETURN_IF_ERROR(ensure_dir(path));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno_status("cannot stat", path);
+  if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0700) != 0) return errno_status("cannot chmod 0700", path);
+  return Status();
+}
+
+Status ensure_private_file(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return errno_status("cannot open", path);
+  struct stat st {};
+  Status result;
+  if (::fstat(fd, &st) != 0) {
+    result = errno_status("cannot stat", path);
+  } else if ((st.st_mode & 077) != 0 && ::fchmod(fd, 0600) != 0) {
+    result = errno_status("cannot chmod 0600", path);
+  }
+  ::close(fd);
+  return result;
+}
+
+Result<std::string> random_hex_secret(size_t bytes) {
+  std::string raw(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error(std::string("getrandom: ") + std::strerror(errno));
+    }
+    got += static_cast<size_t>(n);
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : raw) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
 }
 
 std::string random_hex_id() {

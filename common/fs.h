@@ -10,10 +10,9 @@
 namespace kforge {
 
 // Writes `data` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
-// directory. A crash leaves either the old content or the new, never a mix. `mode` other
-// than 0644 is applied exactly (umask aside) before any byte is written: secrets use 0600.
-Status atomic_write_file(const std::filesystem::path& path, std::string_view data,
-                         unsigned mode = 0644);
+// directory. A crash leaves either the old content or the new, never a mix. The file gets
+// `mode` (before the umask); secrets and state pass 0600.
+Status atomic_write_file(const std::filesystem::path& path, std::string_view data, unsigned mode = 0644);
 
 // Reads a whole file. not_found when it does not exist.
 Result<std::string> read_file(const std::filesystem::path& path);
@@ -24,6 +23,18 @@ Result<std::string> read_named_file(const std::filesystem::path& path, const std
 
 // Creates `path` and its parents if missing; an error names the directory.
 Status ensure_dir(const std::filesystem::path& path);
+
+// Creates `path` and its parents if missing; `path` itself is made 0700 (owner only), also
+// when it already existed with wider permissions. For state directories (the coordinator's
+// data directory, the agent's state directory).
+Status ensure_private_dir(const std::filesystem::path& path);
+
+// Makes the file `path` 0600, creating it empty if missing (so that a library that creates it
+// later, SQLite, finds it private). An error names the file.
+Status ensure_private_file(const std::filesystem::path& path);
+
+// `bytes` random bytes (from getrandom/urandom) as 2*bytes lowercase hex digits; for secrets.
+Result<std::string> random_hex_secret(size_t bytes);
 
 // A random 128-bit identifier as 32 lowercase hex digits (from /dev/urandom).
 std::string random_hex_id();

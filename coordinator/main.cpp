@@ -1,4 +1,6 @@
 // kforge-coordinator: owns the database, schedules jobs onto agents' devices.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <optional>
@@ -63,10 +65,11 @@ int main(int argc, char** argv) {
   if (flags->has("log-json")) cc.log.json = true;
   if (Status st = init_logging(cc.log, "coordinator"); !st.ok()) return fail(st.message());
 
-  // A bad API address (or one open to other hosts without a token) is refused before anything opens.
+  // A bad API address or token file is refused before anything opens; the token is created
+  // in the data directory at the first start unless api_token_file names one.
   std::optional<HttpServerOptions> http;
   if (!cc.http_listen.empty()) {
-    auto checked = operator_api_options(cc.http_listen, cc.api_token_file);
+    auto checked = operator_api_options(cc);
     if (!checked.ok()) return fail(checked.status().message());
     http = *checked;
   }
@@ -118,7 +121,16 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   // The bound endpoint on stdout, for scripts that asked for port '*'.
   std::printf("listening %s\n", (*coordinator)->endpoint().c_str());
-  if (api) std::printf("api %s\n", api->server->url().c_str());
+  if (api) {
+    std::printf("api %s\n", api->server->url().c_str());
+    // The dashboard's URL carries the token: on a terminal only, never into a log or journal.
+    if (::isatty(STDOUT_FILENO)) {
+      std::printf("dashboard %s\n", api->server->dashboard_url().c_str());
+    } else {
+      std::printf("dashboard %s/ (token in %s; `kforge dashboard` prints the URL with it)\n",
+                  api->server->url().c_str(), api->server->token_file().c_str());
+    }
+  }
   std::fflush(stdout);
   Status st = (*coordinator)->run();
   g_coordinator = nullptr;

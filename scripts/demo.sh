@@ -176,8 +176,8 @@ TOML
 
   local api
   api=$(awk '/^api/ {print $2}' "$out/coordinator.out")
-  say "agents (kforge agents --coordinator $api: the operator API; the dashboard is at $api/)"
-  "$kforge" agents --coordinator "$api"
+  say "agents (kforge agents --coordinator $api: the operator API, with the token the coordinator created in $out/data/api.token, found through --config's data_dir; \`kforge dashboard --config $out/kforge.toml --coordinator $api\` prints the dashboard's URL)"
+  "$kforge" agents --coordinator "$api" --config "$out/kforge.toml"
   say "jobs that needed a second attempt, and the one that timed out"
   "$kforge" jobs --data "$out/data" --state done >"$out/jobs.txt"
   awk 'NR == 1 || $4 > 1 || /timed out/' "$out/jobs.txt"

@@ -408,6 +408,7 @@ TOML
   url=$(wait_for_line "$dir/coordinator.out" '^api ' 10) || { tail -20 "$dir/coordinator.log"; die "the coordinator serves no API"; }
   say "coordinator pid $COORD_PID: agents $endpoint, API $url"
   export KFORGE_COORDINATOR=$url
+  export KFORGE_TOKEN_FILE=$dir/data/api.token  # the coordinator created it at its start
   "$BUNDLE/bin/kforge-agent" --config "$dir/kforge.toml" --coordinator "$endpoint" "$@" \
       > "$dir/agent.out" 2> "$dir/agent.log" &
   AGENT_PID=$!
@@ -460,10 +461,10 @@ print(len(ds), ds[0].get("arch", "") if ds else "")' "$dir/agents.json" "$backen
   done
   "$kf" report "$campaign_id" --out "$dir/report" > "$dir/report.txt" 2>&1
   "$kf" export "$campaign_id" --out "$dir/export" --force > "$dir/export.txt" 2>&1
-  "$PYTHON" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=10).read().decode())' \
-      "$url" > "$dir/metrics.txt" 2>&1
+  "$PYTHON" -c 'import sys, urllib.request; r = urllib.request.Request(sys.argv[1] + "/metrics", headers={"Authorization": "Bearer " + open(sys.argv[2]).read().strip()}); sys.stdout.write(urllib.request.urlopen(r, timeout=10).read().decode())' \
+      "$url" "$KFORGE_TOKEN_FILE" > "$dir/metrics.txt" 2>&1
   stop_all
-  unset KFORGE_COORDINATOR
+  unset KFORGE_COORDINATOR KFORGE_TOKEN_FILE
 }
 
 case ${1:-} in

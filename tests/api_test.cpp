@@ -3,6 +3,13 @@
 // the Conductor and the jobs).
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
@@ -12,6 +19,7 @@
 #include "coordinator/operator/api.h"
 #include "coordinator/intake/campaign.h"
 #include "coordinator/generation/conductor.h"
+#include "coordinator/operator/http_guard.h"
 #include "coordinator/operator/http_server.h"
 #include "coordinator/generation/prompts.h"
 #include "tests/support/cluster.h"
@@ -22,6 +30,12 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
+
+int mode_of(const std::filesystem::path& p) {
+  struct stat st {};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  return static_cast<int>(st.st_mode & 07777);
+}
 
 TaskSpec spec(const std::string& op, const std::string& task_id) {
   TaskSpec s;
@@ -280,23 +294,34 @@ namespace {
 
 // A coordinator with its Conductor and operator API; no agent unless a test starts one, so
 // verify jobs stay queued.
+const std::string kToken = "t0ken-for-tests";
+
+HttpServerOptions test_options() {
+  HttpServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.token = kToken;
+  return o;
+}
+
 struct ServerFixture {
   TestCluster cluster;
   std::unique_ptr<Conductor> conductor;
   std::optional<OperatorApi> api;
-  std::unique_ptr<httplib::Client> http;
+  std::unique_ptr<httplib::Client> http;  // sends the token
+  std::unique_ptr<httplib::Client> anonymous;
 
-  explicit ServerFixture(const std::string& token_file = "") {
+  explicit ServerFixture(const HttpServerOptions& options = test_options()) {
     auto prompts = PromptLibrary::load(source_dir() / "prompts");
     REQUIRE(prompts.ok());
     conductor = std::make_unique<Conductor>(cluster.coordinator(), nullptr, std::move(*prompts), ConductorOptions{});
-    auto options = operator_api_options("127.0.0.1:0", token_file);
-    REQUIRE_MESSAGE(options.ok(), options.status().to_string());
-    auto served = serve_operator_api(cluster.coordinator(), *conductor, *options);
+    auto served = serve_operator_api(cluster.coordinator(), *conductor, options);
     REQUIRE_MESSAGE(served.ok(), served.status().to_string());
     api = std::move(*served);
     http = std::make_unique<httplib::Client>("127.0.0.1", api->server->port());
+    http->set_bearer_token_auth(options.token.c_str());
+    anonymous = std::make_unique<httplib::Client>("127.0.0.1", api->server->port());
   }
+  int port() const { return api->server->port(); }
   ~ServerFixture() { api.reset(); }  // before the cluster stops the loop
 
   json post(const std::string& path, const json& body = json::object(), int expect = 200) {
@@ -377,7 +402,15 @@ TEST_CASE("a drain through the API reaches the coordinator's pool") {
 TEST_CASE("a token guards the API and the metrics, not the dashboard page") {
   TempDir dir;
   write_file(dir / "token", "  s3cret\n");
-  ServerFixture f((dir / "token").string());
+  CoordinatorConfig config;
+  config.http_listen = "127.0.0.1:0";
+  config.data_dir = (dir / "data").string();
+  config.api_token_file = (dir / "token").string();
+  auto options = operator_api_options(config);
+  REQUIRE_MESSAGE(options.ok(), options.status().to_string());
+  CHECK(options->token == "s3cret");
+  ServerFixture f(*options);
+  f.http = std::make_unique<httplib::Client>("127.0.0.1", f.port());
   auto r = f.http->Get("/api/v1/campaigns");
   REQUIRE(r);
   CHECK(r->status == 401);
@@ -391,24 +424,412 @@ TEST_CASE("a token guards the API and the metrics, not the dashboard page") {
   CHECK(page->get_header_value("Content-Type").rfind("text/html", 0) == 0);
 }
 
-TEST_CASE("an API reachable from other hosts is refused without a token") {
+TEST_CASE("the coordinator creates its token at the first start, 0600, and keeps it") {
+  TempDir dir;
+  CoordinatorConfig config;
+  config.http_listen = "0.0.0.0:0";  // any address: the token is required everywhere
+  config.data_dir = (dir / "data").string();
+  auto first = operator_api_options(config);
+  REQUIRE_MESSAGE(first.ok(), first.status().to_string());
+  CHECK(first->token.size() == 64);
+  CHECK(first->token_file == (dir / "data" / "api.token").string());
+  CHECK(mode_of(dir / "data" / "api.token") == 0600);
+  CHECK(mode_of(dir / "data") == 0700);
+  auto again = operator_api_options(config);
+  REQUIRE(again.ok());
+  CHECK(again->token == first->token);
+  // A token file others can read is refused; a configured one wins over the data directory's.
+  std::filesystem::permissions(dir / "data" / "api.token", std::filesystem::perms(0644));
+  auto open = operator_api_options(config);
+  REQUIRE_FALSE(open.ok());
+  CHECK(open.status().message().find("readable by others") != std::string::npos);
+  write_file(dir / "token", "t\n");
+  config.api_token_file = (dir / "token").string();
+  auto configured = operator_api_options(config);
+  REQUIRE(configured.ok());
+  CHECK(configured->token == "t");
+}
+
+TEST_CASE("a server without a token, a bad address or an empty token file is refused") {
   TempDir dir;
   LocalApiBackend backend(dir / "kforge.db");
-  auto open = HttpServer::start(HttpServerOptions{"0.0.0.0:0", ""}, backend);
+  auto open = HttpServer::start(HttpServerOptions{"127.0.0.1:0", ""}, backend);
   REQUIRE_FALSE(open.ok());
-  CHECK(open.status().message().find("api_token_file") != std::string::npos);
-  CHECK_FALSE(HttpServer::start(HttpServerOptions{"127.0.0.1:notaport", ""}, backend).ok());
+  CHECK(open.status().message().find("token") != std::string::npos);
+  CHECK_FALSE(HttpServer::start(HttpServerOptions{"127.0.0.1:notaport", "t"}, backend).ok());
   auto guarded = HttpServer::start(HttpServerOptions{"0.0.0.0:0", "t"}, backend);
   CHECK_MESSAGE(guarded.ok(), guarded.status().to_string());
   write_file(dir / "empty", "\n");
   auto token = read_token_file(dir / "empty");
   REQUIRE_FALSE(token.ok());
   CHECK(token.status().message().find("empty") != std::string::npos);
-  // The configuration is checked before a daemon opens anything.
-  auto refused = operator_api_options("10.0.0.1:7780", "");
-  REQUIRE_FALSE(refused.ok());
-  CHECK(refused.status().message().find("reachable from other hosts") != std::string::npos);
-  CHECK(operator_api_options("127.0.0.1:7780", (dir / "empty").string()).status().message().rfind("coordinator.api_token_file:", 0) == 0);
-  write_file(dir / "token", "t\n");
-  CHECK(operator_api_options("0.0.0.0:7780", (dir / "token").string()).ok());
+  CoordinatorConfig config;
+  config.data_dir = (dir / "data").string();
+  config.http_listen = "127.0.0.1:7780";
+  config.api_token_file = (dir / "empty").string();
+  CHECK(operator_api_options(config).status().message().rfind("coordinator.api_token_file:", 0) == 0);
+  config.http_listen = "127.0.0.1";
+  CHECK(operator_api_options(config).status().message().find("host:port") != std::string::npos);
+}
+
+// --- The hardened server: checks before the body, limits, errors, connections -------------
+
+namespace {
+
+// A raw TCP connection to the server, for what httplib's client will not send.
+struct Raw {
+  int fd = -1;
+  explicit Raw(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~Raw() { ::close(fd); }
+  Raw(const Raw&) = delete;
+  void send(const std::string& text) { REQUIRE(::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size())); }
+  // Everything the server sends until it closes, or until `deadline` (then what came so far).
+  std::string read_all(std::chrono::milliseconds deadline = 30s) {
+    std::string out;
+    auto end = std::chrono::steady_clock::now() + deadline;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return out;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return out;
+      char buf[4096];
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  // The status line's code of what read_all returned ("" -> 0).
+  static int status(const std::string& answer) {
+    if (answer.rfind("HTTP/1.1 ", 0) != 0) return 0;
+    return std::stoi(answer.substr(9, 3));
+  }
+  static json body(const std::string& answer) {
+    auto at = answer.find("\r\n\r\n");
+    return at == std::string::npos ? json() : json::parse(answer.substr(at + 4), nullptr, false);
+  }
+};
+
+std::string head(int port, const std::string& request_line, const std::vector<std::string>& headers) {
+  std::string out = request_line + "\r\nHost: 127.0.0.1:" + std::to_string(port) + "\r\n";
+  for (const auto& h : headers) out += h + "\r\n";
+  return out + "\r\n";
+}
+
+// The answer to a request httplib sends: status and the {"error": ...} text ("" when none).
+std::pair<int, std::string> status_error(const httplib::Result& r) {
+  REQUIRE(r);
+  json doc = json::parse(r->body, nullptr, false);
+  std::string error = doc.is_object() && doc.contains("error") ? doc["error"].get<std::string>() : "";
+  return {r->status, error};
+}
+
+}  // namespace
+
+TEST_CASE("every API request needs the token, on loopback too") {
+  ServerFixture f;
+  for (const char* path : {"/api/v1/health", "/api/v1/campaigns", "/metrics", "/api"}) {
+    CAPTURE(path);
+    auto [status, error] = status_error(f.anonymous->Get(path));
+    CHECK(status == 401);
+    CHECK(error.find("API token") != std::string::npos);
+  }
+  auto [status, error] = status_error(f.anonymous->Post("/api/v1/tasks/1/cancel", "{}", "application/json"));
+  CHECK(status == 401);
+  CHECK(f.http->Get("/api/v1/health")->status == 200);
+  httplib::Client lower("127.0.0.1", f.port());
+  lower.set_default_headers({{"Authorization", "bearer " + kToken}});
+  CHECK(lower.Get("/api/v1/health")->status == 200);
+}
+
+TEST_CASE("metrics can be made public; the API stays guarded") {
+  HttpServerOptions o = test_options();
+  o.metrics_public = true;
+  ServerFixture f(o);
+  CHECK(f.anonymous->Get("/metrics")->status == 200);
+  CHECK(f.anonymous->Get("/api/v1/health")->status == 401);
+}
+
+TEST_CASE("the token is checked before the body is read") {
+  HttpServerOptions o = test_options();
+  o.serving.io_timeout_ms = 120000;  // a server waiting for the body would not answer in the test's time
+  ServerFixture f(o);
+  Raw c(f.port());
+  // A gigabyte announced, not one byte of it sent: the answer comes anyway, and the connection closes.
+  c.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
+              {"Content-Type: application/json", "Content-Length: 1000000000"}));
+  std::string answer = c.read_all();
+  CHECK(Raw::status(answer) == 401);
+  CHECK(Raw::body(answer)["error"].get<std::string>().find("token") != std::string::npos);
+  // With Expect: 100-continue (curl's way for large bodies) the refusal comes instead of the 100.
+  Raw e(f.port());
+  e.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
+              {"Content-Type: application/json", "Content-Length: 1000000000", "Expect: 100-continue"}));
+  std::string refused = e.read_all();
+  CHECK(Raw::status(refused) == 401);
+  CHECK(refused.find("100 Continue") == std::string::npos);
+}
+
+TEST_CASE("an oversized body is a 413 with a JSON error, before it is read") {
+  HttpServerOptions o = test_options();
+  o.max_body_bytes = 1024;
+  o.serving.io_timeout_ms = 120000;
+  ServerFixture f(o);
+  Raw c(f.port());
+  c.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
+              {"Authorization: Bearer " + kToken, "Content-Type: application/json", "Content-Length: 1025"}));
+  std::string answer = c.read_all();
+  CHECK(Raw::status(answer) == 413);
+  CHECK(Raw::body(answer)["error"].get<std::string>().find("limit is 1024") != std::string::npos);
+  // Chunked or unannounced bodies are refused: their size is not known before reading them.
+  auto [status, error] = status_error(f.http->Post("/api/v1/campaigns", std::string(2000, ' '), "application/json"));
+  CHECK(status == 413);
+  Raw chunked(f.port());
+  chunked.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
+                    {"Authorization: Bearer " + kToken, "Content-Type: application/json", "Transfer-Encoding: chunked"}));
+  CHECK(Raw::status(chunked.read_all()) == 411);
+}
+
+TEST_CASE("JSON nested too deep is a 400 that says so") {
+  ServerFixture f;
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto [status, error] = status_error(f.http->Post("/api/v1/campaigns", deep, "application/json"));
+  CHECK(status == 400);
+  CHECK(error.find("nested deeper than 64") != std::string::npos);
+  std::string fine = R"({"name": "x", "tasks": [{"a": [[[[1]]]]}]})";
+  CHECK(status_error(f.http->Post("/api/v1/campaigns", fine, "application/json")).first == 400);  // a bad spec, parsed
+}
+
+TEST_CASE("a foreign Host or Origin is refused, a local one is not") {
+  ServerFixture f;
+  auto get = [&](httplib::Headers h) { return status_error(f.http->Get("/api/v1/health", h)); };
+  CHECK(get({{"Host", "evil.example:7780"}}).first == 403);
+  CHECK(get({{"Host", "127.0.0.1.evil.example"}}).first == 403);
+  CHECK(get({{"Host", "localhost:" + std::to_string(f.port())}}).first == 200);
+  CHECK(get({{"Origin", "http://evil.example"}}).first == 403);
+  CHECK(get({{"Origin", "null"}}).first == 403);
+  CHECK(get({{"Origin", "http://127.0.0.1:" + std::to_string(f.port())}}).first == 200);
+  // The dashboard's own page is checked too (DNS rebinding reads pages as well).
+  CHECK(f.anonymous->Get("/", {{"Host", "evil.example"}})->status == 403);
+  auto [status, error] = get({{"Host", "evil.example"}});
+  CHECK(error.find("api_hosts") != std::string::npos);
+  // A cross-site POST (CSRF) fails even with a token the browser could not have had.
+  auto post = f.http->Post("/api/v1/tasks/1/cancel", {{"Origin", "http://evil.example"}}, "{}", "application/json");
+  CHECK(post->status == 403);
+}
+
+TEST_CASE("loopback names are address literals and localhost, not names that look like them") {
+  CHECK(is_loopback_name("127.0.0.1"));
+  CHECK(is_loopback_name("127.3.2.1"));
+  CHECK(is_loopback_name("::1"));
+  CHECK(is_loopback_name("localhost"));
+  CHECK_FALSE(is_loopback_name("127.0.0.1.nip.io"));
+  CHECK_FALSE(is_loopback_name("localhost.evil.example"));
+  CHECK_FALSE(is_loopback_name("10.0.0.1"));
+  CHECK(host_of("127.0.0.1:7780") == "127.0.0.1");
+  CHECK(host_of("[::1]:7780") == "::1");
+  CHECK(host_of("Head-Node") == "head-node");
+  CHECK(host_of("::1").empty());  // an IPv6 Host needs brackets
+  CHECK(host_of("a:b").empty());
+  CHECK(host_of("user@host").empty());
+}
+
+TEST_CASE("this host's own name is accepted as Host") {
+  ServerFixture f;
+  char name[256] = {};
+  REQUIRE(::gethostname(name, sizeof name - 1) == 0);
+  CHECK(f.http->Get("/api/v1/health", {{"Host", std::string(name) + ":" + std::to_string(f.port())}})->status == 200);
+}
+
+TEST_CASE("configured host names are accepted") {
+  HttpServerOptions o = test_options();
+  o.hosts = {"head-node.example"};
+  ServerFixture f(o);
+  CHECK(f.http->Get("/api/v1/health", {{"Host", "head-node.example:7780"}})->status == 200);
+  CHECK(f.http->Get("/api/v1/health", {{"Origin", "http://HEAD-NODE.example:7780"}})->status == 200);
+  CHECK(f.http->Get("/api/v1/health", {{"Host", "other.example"}})->status == 403);
+}
+
+TEST_CASE("a write must be JSON: a text/plain POST (a form's, a CSRF's) is refused") {
+  ServerFixture f;
+  json body = verify_only_campaign();
+  auto [status, error] = status_error(f.http->Post("/api/v1/campaigns", body.dump(), "text/plain"));
+  CHECK(status == 415);
+  CHECK(error.find("application/json") != std::string::npos);
+  CHECK(status_error(f.http->Post("/api/v1/campaigns", body.dump(), "application/x-www-form-urlencoded")).first == 415);
+  CHECK(f.get("/api/v1/campaigns").empty());  // nothing created
+  CHECK(f.http->Post("/api/v1/campaigns", body.dump(), "application/json; charset=utf-8")->status == 201);
+}
+
+TEST_CASE("every failure answers a JSON error, httplib's own included") {
+  ServerFixture f;
+  auto is_error = [](const httplib::Result& r, int want) {
+    auto [status, error] = status_error(r);
+    CHECK(status == want);
+    CHECK_FALSE(error.empty());
+    CHECK(r->get_header_value("Content-Type") == "application/json");
+  };
+  is_error(f.http->Put("/api/v1/campaigns", "{}", "application/json"), 405);
+  is_error(f.http->Delete("/api/v1/tasks/1"), 405);
+  is_error(f.http->Get("/api/v1/tasks/1/cancel"), 405);
+  is_error(f.http->Post("/api/v1/health", "{}", "application/json"), 405);
+  is_error(f.http->Get("/nothing-here"), 404);
+  is_error(f.http->Get("/api/v1/nothing"), 404);
+  is_error(f.http->Get(("/api/v1/tasks?op=" + std::string(10000, 'x')).c_str()), 414);
+  is_error(f.http->Get("/api/v1/tasks?state=bogus"), 400);
+  is_error(f.http->Get("/api/v1/tasks?limit="), 400);
+  is_error(f.http->Get("/api/v1/jobs?limit="), 400);
+  is_error(f.http->Get("/api/v1/tasks?stat=failed"), 400);
+  CHECK(status_error(f.http->Get("/api/v1/tasks?state=bogus")).second ==
+        "query parameter 'state': 'bogus' is not one of pending, running, passed, failed, cancelled");
+  Raw bad(f.port());
+  bad.send("NONSENSE\r\n\r\n");
+  std::string answer = bad.read_all();
+  CHECK(Raw::status(answer) == 400);
+  CHECK(Raw::body(answer).contains("error"));
+}
+
+TEST_CASE("a campaign with a repeated task is refused whole: nothing stored, nothing runs") {
+  ServerFixture f;
+  json body = verify_only_campaign();
+  body["tasks"].push_back(body["tasks"][0]);
+  auto [status, error] = status_error(f.http->Post("/api/v1/campaigns", body.dump(), "application/json"));
+  CHECK(status == 400);
+  CHECK(error.find("tasks[1]: repeats tasks[0]") != std::string::npos);
+  CHECK(error.find(".db") == std::string::npos);
+  CHECK(error.find(f.cluster.coordinator().store_path().parent_path().string()) == std::string::npos);
+  CHECK(f.get("/api/v1/campaigns").empty());
+  CHECK(f.get("/api/v1/jobs").empty());
+}
+
+TEST_CASE("a write that fails in the store leaves none of its rows (one unit in the turn)") {
+  ServerFixture f;
+  // A store failure half-way: the second task's insert fails on the store's own key, past the
+  // router's check (a task_id that differs only there... the store sees the same key).
+  int64_t before = f.cluster.coordinator().call([](Coordinator& c) {
+    return c.store().campaigns().value().size();
+  });
+  Status st = f.cluster.coordinator().call([](Coordinator& c) {
+    return c.store().atomically([&]() -> Status {
+      auto id = c.store().create_campaign("half", "", "h", "verify_only");
+      if (!id.ok()) return id.status();
+      return internal_error("fails after the campaign row");
+    });
+  });
+  CHECK_FALSE(st.ok());
+  CHECK(f.cluster.coordinator().call([](Coordinator& c) { return c.store().campaigns().value().size(); }) ==
+        static_cast<size_t>(before));
+}
+
+TEST_CASE("a slow client trickling its headers does not stall others") {
+  ServerFixture f;
+  std::vector<std::unique_ptr<Raw>> slow;
+  std::string request = head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken});
+  for (int i = 0; i < 50; ++i) {  // more than the worker threads
+    slow.push_back(std::make_unique<Raw>(f.port()));
+    slow.back()->send(request.substr(0, 10));
+  }
+  for (size_t at = 10; at < 30; ++at) {  // byte by byte, interleaved with real requests
+    for (auto& c : slow) c->send(request.substr(at, 1));
+    CHECK(f.http->Get("/api/v1/health")->status == 200);
+  }
+  // Each slow one is served when its head completes.
+  slow[0]->send(request.substr(30));
+  CHECK(Raw::status(slow[0]->read_all(5s)) == 200);
+}
+
+TEST_CASE("a request head that never completes is closed with 408") {
+  HttpServerOptions o = test_options();
+  o.serving.head_timeout_ms = 200;
+  ServerFixture f(o);
+  Raw c(f.port());
+  c.send("GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  CHECK(Raw::status(c.read_all(30s)) == 408);
+}
+
+TEST_CASE("300 idle connections do not starve a request") {
+  ServerFixture f;
+  std::vector<std::unique_ptr<Raw>> idle;
+  for (int i = 0; i < 300; ++i) idle.push_back(std::make_unique<Raw>(f.port()));
+  REQUIRE(wait_until([&] { return f.api->server->open_connections() >= 300; }, 20s));
+  httplib::Client c("127.0.0.1", f.port());
+  c.set_bearer_token_auth(kToken.c_str());
+  c.set_read_timeout(20, 0);  // generous: a deadline, not a benchmark
+  auto r = c.Get("/api/v1/health");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+}
+
+TEST_CASE("connections beyond the cap are answered 503 and closed") {
+  HttpServerOptions o = test_options();
+  o.serving.max_connections = 5;
+  ServerFixture f(o);
+  std::vector<std::unique_ptr<Raw>> held;
+  for (int i = 0; i < 5; ++i) held.push_back(std::make_unique<Raw>(f.port()));
+  REQUIRE(wait_until([&] { return f.api->server->open_connections() == 5; }, 20s));
+  Raw extra(f.port());
+  std::string answer = extra.read_all();
+  CHECK(Raw::status(answer) == 503);
+  held.clear();
+  REQUIRE(wait_until([&] { return f.api->server->open_connections() == 0; }, 20s));
+  CHECK(f.http->Get("/api/v1/health")->status == 200);
+}
+
+TEST_CASE("keep-alive serves several requests on one connection, pipelined too") {
+  ServerFixture f;
+  Raw c(f.port());
+  std::string one = head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken});
+  std::string last = head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken, "Connection: close"});
+  c.send(one + one + last);
+  std::string answers = c.read_all();
+  size_t n = 0;
+  for (size_t at = answers.find("HTTP/1.1 200"); at != std::string::npos; at = answers.find("HTTP/1.1 200", at + 1)) ++n;
+  CHECK(n == 3);
+}
+
+TEST_CASE("the data directory is 0700, the database and its side files 0600") {
+  TempDir dir;
+  CoordinatorOptions options;
+  options.listen = "tcp://127.0.0.1:*";
+  options.data_dir = dir / "data";
+  {
+    auto c = Coordinator::open(options);
+    REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  }
+  CHECK(mode_of(dir / "data") == 0700);
+  CHECK(mode_of(dir / "data" / "kforge.db") == 0600);
+  // An existing, wider directory is narrowed.
+  std::filesystem::permissions(dir / "data", std::filesystem::perms(0755));
+  std::filesystem::permissions(dir / "data" / "kforge.db", std::filesystem::perms(0644));
+  {
+    auto c = Coordinator::open(options);
+    REQUIRE(c.ok());
+    for (const char* side : {"kforge.db-wal", "kforge.db-shm"}) {
+      if (std::filesystem::exists(dir / "data" / side)) CHECK(mode_of(dir / "data" / side) == 0600);
+    }
+  }
+  CHECK(mode_of(dir / "data") == 0700);
+  CHECK(mode_of(dir / "data" / "kforge.db") == 0600);
+}
+
+TEST_CASE("request heads over the limit are a 431; a write without Content-Length has no body") {
+  ServerFixture f;
+  Raw big(f.port());
+  big.send("GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " + std::string(70000, 'a') + "\r\n\r\n");
+  std::string answer = big.read_all();
+  CHECK(Raw::status(answer) == 431);
+  CHECK(Raw::body(answer).contains("error"));
+  // No Content-Length: no body (HTTP/1.1), answered at once rather than read until the client closes.
+  Raw c(f.port());
+  c.send(head(f.port(), "POST /api/v1/tasks/99/cancel HTTP/1.1", {"Authorization: Bearer " + kToken}));
+  std::string cancel = c.read_all();
+  CHECK(Raw::status(cancel) == 404);
+  CHECK(Raw::body(cancel)["error"].get<std::string>().find("no task 99") != std::string::npos);
 }

@@ -2,6 +2,7 @@
 // kforge-coordinator's HTTP API, and the same commands on its data directory (--data).
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
@@ -40,7 +41,7 @@ struct Served {
     url = log.substr(at, log.find('\n', at) - at);
   }
   Ran over_http(std::vector<std::string> args) {
-    args.insert(args.end(), {"--coordinator", url});
+    args.insert(args.end(), {"--coordinator", url, "--token-file", (data / "api.token").string()});
     return kforge_cli(args);
   }
   Ran over_data(std::vector<std::string> args) {
@@ -247,4 +248,43 @@ TEST_CASE("an unknown campaign or task over HTTP is a clear error") {
   Ran t = s.over_http({"show", "42"});
   CHECK(t.code == 1);
   CHECK(t.err.find("no task 42") != std::string::npos);
+}
+
+TEST_CASE("the command line finds the token where the coordinator made it, and says what to do without it") {
+  Served s;
+  // No token at all: a 401 that names where tokens are.
+  Ran bare = kforge_cli({"status", "--coordinator", s.url});
+  CHECK(bare.code == 1);
+  CHECK(bare.err.find("needs its API token") != std::string::npos);
+  CHECK(bare.err.find("api.token") != std::string::npos);
+  // The coordinator's data directory named in the config: its api.token is read (loopback only).
+  write_file(s.dir / "kforge.toml", "[coordinator]\ndata_dir = \"" + s.data.string() + "\"\n");
+  Ran found = kforge_cli({"status", "--json", "--coordinator", s.url, "--config", (s.dir / "kforge.toml").string()});
+  REQUIRE_MESSAGE(found.code == 0, found.err);
+  CHECK(json::parse(found.out).size() == 1);
+  // A wrong token says so and where it came from.
+  Ran wrong = kforge_cli({"status", "--coordinator", s.url, "--token", "nope"});
+  CHECK(wrong.code == 1);
+  CHECK(wrong.err.find("refused the API token from --token") != std::string::npos);
+  // kforge dashboard: the URL with the token in its fragment.
+  std::string token = read_file(s.data / "api.token");
+  token.erase(token.find_last_not_of("\n") + 1);
+  Ran dash = kforge_cli({"dashboard", "--coordinator", s.url, "--token-file", (s.data / "api.token").string()});
+  REQUIRE_MESSAGE(dash.code == 0, dash.err);
+  CHECK(dash.out == s.url + "/#token=" + token + "\n");
+}
+
+TEST_CASE("the data directory and its database are private") {
+  Served s;
+  struct stat st {};
+  REQUIRE(::stat(s.data.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0700);
+  REQUIRE(::stat((s.data / "kforge.db").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  REQUIRE(::stat((s.data / "api.token").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  REQUIRE(::stat((s.data / "agent").c_str(), &st) == 0);  // kforge run's agent state
+  CHECK((st.st_mode & 07777) == 0700);
+  REQUIRE(::stat((s.data / "agent" / "outbox.db").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
 }

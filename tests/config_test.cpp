@@ -255,3 +255,23 @@ TEST_CASE("llm replay_latency_ms with another provider names the key") {
   CHECK(error_of("[llm.coder]\nprovider = \"replay\"\nreplay_latency_ms = -1\n") ==
         "kforge.toml:3:21: llm.coder.replay_latency_ms: expected a non-negative integer, got integer -1");
 }
+
+TEST_CASE("the operator API's keys: host names, public metrics, limits") {
+  Result<Config> config = parse_config(
+      "[coordinator]\napi_hosts = [\"head-node\", \"head-node.example\"]\nmetrics_public = true\n"
+      "api_max_body_mb = 8\napi_max_connections = 64\napi_threads = 4\n",
+      "kforge.toml");
+  REQUIRE_MESSAGE(config.ok(), config.status().to_string());
+  CHECK(config->coordinator.api_hosts == std::vector<std::string>{"head-node", "head-node.example"});
+  CHECK(config->coordinator.metrics_public);
+  CHECK(config->coordinator.api_max_body_mb == 8);
+  CHECK(config->coordinator.api_max_connections == 64);
+  CHECK(config->coordinator.api_threads == 4);
+  Result<Config> defaults = parse_config("", "kforge.toml");
+  REQUIRE(defaults.ok());
+  CHECK_FALSE(defaults->coordinator.metrics_public);
+  CHECK(defaults->coordinator.api_max_body_mb == 256);
+  Result<Config> zero = parse_config("[coordinator]\napi_threads = 0\n", "kforge.toml");
+  REQUIRE_FALSE(zero.ok());
+  CHECK(zero.status().message().find("coordinator.api_threads") != std::string::npos);
+}

@@ -76,7 +76,7 @@ struct EightGpuHost {
   json live_agent() const {
     json agents;
     bool live = wait_until([&] {
-      auto a = kforge_cli({"agents", "--json", "--coordinator", url});
+      auto a = kforge_cli({"agents", "--json", "--coordinator", url, "--token-file", data + "/api.token"});
       if (a.code != 0) return false;
       agents = json::parse(a.out);
       return agents.size() == 1 && agents[0]["state"] == "live";
@@ -117,7 +117,7 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
     REQUIRE_MESSAGE(r.code == 0, r.err);
   };
   auto done = [&] {
-    auto j = kforge_cli({"jobs", "--json", "--state", "done", "--coordinator", url});
+    auto j = kforge_cli({"jobs", "--json", "--state", "done", "--coordinator", url, "--token-file", data + "/api.token"});
     return j.code == 0 ? json::parse(j.out) : json::array();
   };
   enqueue({"--priority", "1", "--", "sh", "-c", "kill -SEGV $$"});
@@ -170,7 +170,10 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
 
   // The metrics see eight devices of one backend.
   ProcessSpec curl;
-  curl.argv = {"/usr/bin/python3", "-c", "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())", url + "/metrics"};
+  curl.argv = {"/usr/bin/python3", "-c",
+               "import urllib.request,sys; r = urllib.request.Request(sys.argv[1], headers={'Authorization': 'Bearer ' + "
+               "open(sys.argv[2]).read().strip()}); print(urllib.request.urlopen(r).read().decode())",
+               url + "/metrics", data + "/api.token"};
   auto m = run_process(curl);
   REQUIRE(m.ok());
   CHECK(m->stdout_data.find("kforge_devices{backend=\"cuda\"} 8\n") != std::string::npos);

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
+
 #include "common/fs.h"
 #include "common/protocol.h"
 #include "coordinator/intake/campaign.h"
@@ -172,10 +174,11 @@ Result<int64_t> parse_id(const std::string& text, const std::string& what, int64
   return v;
 }
 
-// An integer query parameter (absent: none); ids and limits are positive, offsets may be 0.
+// An integer query parameter (absent: none; present but empty: an error); ids and limits are
+// positive, offsets may be 0.
 Result<std::optional<int64_t>> query_id(const ApiRequest& r, const std::string& key, int64_t min = 1) {
   auto it = r.query.find(key);
-  if (it == r.query.end() || it->second.empty()) return std::optional<int64_t>();
+  if (it == r.query.end()) return std::optional<int64_t>();
   auto v = parse_id(it->second, "query parameter '" + key + "'", min);
   if (!v.ok()) return v.status();
   return std::optional<int64_t>(*v);
@@ -186,7 +189,50 @@ std::string query_text(const ApiRequest& r, const std::string& key) {
   return it == r.query.end() ? "" : it->second;
 }
 
+// Query parameters an endpoint does not know are refused: a typo ("stat=failed") must not
+// answer every task as if no filter had been asked for. Text filters may not be empty.
+Status check_query(const ApiRequest& r, std::initializer_list<const char*> known,
+                   std::initializer_list<const char*> text = {}) {
+  for (const auto& [key, value] : r.query) {
+    if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) == known.end()) {
+      std::string list;
+      for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+      return invalid_argument("query parameter '" + key + "': not known here" +
+                              (list.empty() ? std::string(" (this endpoint takes none)") : " (known: " + list + ")"));
+    }
+    bool is_text = std::find_if(text.begin(), text.end(), [&](const char* k) { return key == k; }) != text.end();
+    if (is_text && value.empty()) return invalid_argument("query parameter '" + key + "': empty (leave it out for all)");
+  }
+  return Status();
+}
+
+// Request bodies nest at most this deep. Checked before parsing, so that a body of a million
+// '[' costs a scan, not a recursion.
+constexpr int kMaxJsonDepth = 64;
+
+Status check_json_depth(const std::string& text) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) {
+        return invalid_argument("request body: JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return Status();
+}
+
 Result<json> parse_body(const ApiRequest& r) {
+  KF_RETURN_IF_ERROR(check_json_depth(r.body));
   json body = json::parse(r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return invalid_argument("request body: expected a JSON object");
   return body;
@@ -280,9 +326,17 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
     return invalid_argument("tasks: " + std::to_string(tasks->size()) + " tasks; a campaign holds at most " +
                             std::to_string(kMaxCampaignTasks));
   }
+  // A campaign holds each (op_name, task_id, backend, arch, impl_type) once (the store's key):
+  // a repeat refuses the whole campaign, before anything is stored.
+  std::map<std::string, size_t> seen;
   for (size_t i = 0; i < tasks->size(); ++i) {
     auto spec = spec_from_json((*tasks)[i], "tasks[" + std::to_string(i) + "].");
     if (!spec.ok()) return spec.status();
+    std::string key = json::array({spec->op_name, spec->task_id, spec->backend, spec->arch, spec->impl_type}).dump();
+    if (auto [at, fresh] = seen.emplace(key, i); !fresh) {
+      return invalid_argument("tasks[" + std::to_string(i) + "]: repeats tasks[" + std::to_string(at->second) +
+                              "] (the same op_name, task_id, backend, arch and impl_type); nothing was stored");
+    }
     CampaignTask t;
     t.candidate = spec->candidate;
     spec->candidate.clear();
@@ -396,6 +450,7 @@ Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
 }
 
 Result<json> list_tasks(Store& store, const ApiRequest& r) {
+  KF_RETURN_IF_ERROR(check_query(r, {"campaign", "state", "op", "verdict", "limit", "offset"}, {"state", "op", "verdict"}));
   auto campaign = query_id(r, "campaign");
   if (!campaign.ok()) return campaign.status();
   auto limit = query_id(r, "limit");
@@ -404,6 +459,11 @@ Result<json> list_tasks(Store& store, const ApiRequest& r) {
   if (!offset.ok()) return offset.status();
   int64_t skip = offset->value_or(0);
   std::string state = query_text(r, "state"), op = query_text(r, "op"), verdict = query_text(r, "verdict");
+  if (!state.empty() && state != "pending" && state != "running" && state != "passed" && state != "failed" &&
+      state != "cancelled") {
+    return invalid_argument("query parameter 'state': '" + state +
+                            "' is not one of pending, running, passed, failed, cancelled");
+  }
   std::vector<TaskRow> tasks;
   if (*campaign) {
     if (auto c = get_campaign(store, **campaign); !c.ok()) return c.status();
@@ -489,6 +549,7 @@ Result<json> drain_agent(ApiBackend& backend, const std::string& prefix, bool dr
 }
 
 Result<json> list_jobs(Store& store, const ApiRequest& r) {
+  KF_RETURN_IF_ERROR(check_query(r, {"state", "task", "limit", "offset"}, {"state"}));
   JobFilter filter;
   auto task = query_id(r, "task");
   if (!task.ok()) return task.status();
@@ -513,6 +574,7 @@ Result<json> list_jobs(Store& store, const ApiRequest& r) {
 
 // Device-seconds of jobs running per time bucket, for the dashboard's occupancy chart.
 Result<json> timeline(Store& store, const ApiRequest& r) {
+  KF_RETURN_IF_ERROR(check_query(r, {"campaign", "buckets"}));
   auto campaign = query_id(r, "campaign");
   if (!campaign.ok()) return campaign.status();
   auto buckets_q = query_id(r, "buckets");
@@ -616,9 +678,37 @@ ApiReply reply(const Result<json>& r, int ok_status = 200) {
   return json_reply(*r, ok_status);
 }
 
+// The method an endpoint of this shape takes ("" for no endpoint): a known path asked with
+// another method is a 405, not a 404.
+std::string endpoint_method(const std::vector<std::string>& parts) {
+  const size_t n = parts.size();
+  if (n == 1 && parts[0] == "metrics") return "GET";
+  if (n < 3 || parts[0] != "api" || parts[1] != "v1") return "";
+  const std::string& what = parts[2];
+  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline")) return "GET";
+  if (what == "campaigns" || what == "tasks") {
+    if (n == 3) return "GET or POST";
+    if (n == 4) return "GET";
+    if (n == 5 && what == "campaigns" && parts[4] == "report") return "GET";
+    if (n == 5 && (parts[4] == "cancel" || parts[4] == "resume")) return "POST";
+  }
+  if (what == "agents" && n == 5 && (parts[4] == "drain" || parts[4] == "undrain")) return "POST";
+  return "";
+}
+
+ApiReply method_not_allowed(const ApiRequest& r, const std::string& allowed) {
+  return ApiReply{405, "application/json",
+                  dump({{"error", r.method + " " + r.path + ": this endpoint takes " + allowed + " (schema/api.md)"}})};
+}
+
 ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   auto parts = split_path(r.path);
   const bool get = r.method == "GET" || r.method == "HEAD", post = r.method == "POST";
+  if (!get && !post) {
+    std::string allowed = endpoint_method(parts);
+    if (!allowed.empty()) return method_not_allowed(r, allowed);
+    return error_reply(not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));
+  }
   if (parts.size() == 1 && parts[0] == "metrics" && get) {
     auto store = backend.reader();
     if (!store.ok()) return error_reply(store.status());
@@ -688,17 +778,53 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   }
   if (what == "jobs" && n == 3 && get) return reply(list_jobs(s, r));
   if (what == "timeline" && n == 3 && get) return reply(timeline(s, r));
+  if (std::string allowed = endpoint_method(parts); !allowed.empty()) return method_not_allowed(r, allowed);
   return error_reply(not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));
 }
 
 }  // namespace
 
-ApiReply handle_api(const ApiRequest& request, ApiBackend& backend) {
-  try {
-    return route(request, backend);
-  } catch (const std::exception& e) {  // a bug must cost one request, not the server
-    return error_reply(internal_error(std::string("internal error: ") + e.what()));
+namespace {
+
+void replace_all(std::string& text, const std::string& from, const std::string& to) {
+  if (from.empty()) return;
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
   }
+}
+
+// Errors leave without the server's paths: a 5xx says only that it failed (the log has the
+// details), any other names no file of the data directory.
+ApiReply redact(ApiReply reply, const ApiBackend& backend) {
+  if (reply.status < 400 || reply.content_type != "application/json" || backend.database_path().empty()) return reply;
+  json doc = json::parse(reply.body, nullptr, false);
+  if (!doc.is_object() || !doc.contains("error") || !doc["error"].is_string()) return reply;
+  std::string message = doc["error"].get<std::string>();
+  if (reply.status >= 500 && reply.status != 503) {
+    spdlog::error("operator api: {}", message);
+    message = "internal error; the coordinator's log has the details";
+  } else {
+    std::filesystem::path db = backend.database_path();
+    for (const std::filesystem::path& p : {db, std::filesystem::absolute(db)}) {
+      replace_all(message, p.string() + ": ", "");
+      replace_all(message, p.string(), "the database");
+      replace_all(message, p.parent_path().string() + "/", "");
+    }
+  }
+  reply.body = dump({{"error", message}});
+  return reply;
+}
+
+}  // namespace
+
+ApiReply handle_api(const ApiRequest& request, ApiBackend& backend) {
+  ApiReply reply;
+  try {
+    reply = route(request, backend);
+  } catch (const std::exception& e) {  // a bug must cost one request, not the server
+    reply = error_reply(internal_error(std::string("internal error: ") + e.what()));
+  }
+  return redact(std::move(reply), backend);
 }
 
 Result<Store*> LocalApiBackend::reader() {
@@ -715,7 +841,10 @@ Result<Store*> LocalApiBackend::reader() {
 }
 
 Result<nlohmann::json> LocalApiBackend::write(const WriteFn& fn) {
-  if (!std::filesystem::exists(db_path_)) KF_RETURN_IF_ERROR(ensure_dir(db_path_.parent_path()));
+  if (!std::filesystem::exists(db_path_)) {  // a new data directory: private, as the coordinator makes it
+    KF_RETURN_IF_ERROR(ensure_private_dir(db_path_.parent_path()));
+    KF_RETURN_IF_ERROR(ensure_private_file(db_path_));
+  }
   auto store = Store::open(db_path_);
   if (!store.ok()) return store.status();
   KF_RETURN_IF_ERROR((*store)->begin());

@@ -42,10 +42,15 @@ class ApiBackend {
   virtual Result<nlohmann::json> write(const WriteFn& fn) = 0;
   // Prometheus lines only a running coordinator knows (devices, dispatch, LLM client).
   virtual std::string live_metrics() { return ""; }
+  // The database file, which error answers then never name (nor its directory), and 500s
+  // answer without details (logged instead). Empty: the caller owns the files (the command
+  // line's --data mode) and sees every message whole.
+  virtual std::filesystem::path database_path() const = 0;
 };
 
 // Answers one request. Never throws; failures are {"error": ...} with the status codes of
-// schema/api.md.
+// schema/api.md, and name no path of the server (a 500 says only that it failed; the log has
+// the details).
 ApiReply handle_api(const ApiRequest& request, ApiBackend& backend);
 
 // The backend of the command line's --data mode: the database file, no coordinator.
@@ -54,6 +59,7 @@ class LocalApiBackend : public ApiBackend {
   explicit LocalApiBackend(std::filesystem::path db_path) : db_path_(std::move(db_path)) {}
   Result<Store*> reader() override;
   Result<nlohmann::json> write(const WriteFn& fn) override;
+  std::filesystem::path database_path() const override { return {}; }  // its owner asks
 
  private:
   std::filesystem::path db_path_;

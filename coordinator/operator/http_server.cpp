@@ -2,11 +2,17 @@
 
 #include <httplib.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
 #include "common/fs.h"
+#include "coordinator/operator/http_guard.h"
 
 namespace kforge {
 
@@ -14,23 +20,37 @@ extern const char* const kDashboardHtml;  // coordinator/dashboard/index.html, e
 
 namespace {
 
-// Compares without an early exit, so the time taken says nothing about the token.
-bool same_token(const std::string& a, const std::string& b) {
-  if (a.size() != b.size() || b.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 void answer(httplib::Response& res, const ApiReply& reply) {
   res.status = reply.status;
   res.set_content(reply.body, reply.content_type.c_str());
 }
 
+void answer_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(nlohmann::json({{"error", message}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  "application/json");
+}
+
+// The {"error": ...} text of failures httplib answers itself (before any handler ran).
+std::string error_text(int status) {
+  switch (status) {
+    case 400: return "malformed HTTP request";
+    case 404: return "no such path; the API lives under /api/v1 (schema/api.md), the dashboard at /";
+    case 405: return "method not allowed here";
+    case 408: return "the request did not arrive in time";
+    case 413: return "the request body is too large";
+    case 414: return "the request line is too long";
+    case 416: return "range not satisfiable";
+    case 431: return "the request headers are too large";
+    default: return "HTTP " + std::to_string(status);
+  }
+}
+
 }  // namespace
 
 bool is_loopback_host(const std::string& host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+  return is_loopback_name(host.size() > 2 && host.front() == '[' && host.back() == ']' ? host.substr(1, host.size() - 2)
+                                                                                         : host);
 }
 
 Result<std::string> read_token_file(const std::filesystem::path& path) {
@@ -43,6 +63,32 @@ Result<std::string> read_token_file(const std::filesystem::path& path) {
   return token;
 }
 
+Result<std::string> load_or_create_token(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if ((st.st_mode & 077) != 0) {
+      return failed_precondition(path.string() + ": the API token file is readable by others (mode " +
+                                 fmt::format("{:04o}", st.st_mode & 07777) + "); chmod 600 it");
+    }
+    return read_token_file(path);
+  }
+  if (errno != ENOENT) return io_error("cannot stat " + path.string() + ": " + std::strerror(errno));
+  auto token = random_hex_secret(32);
+  if (!token.ok()) return token.status();
+  // Written beside, then linked into place: never a half-written token, and of two starting
+  // at once the second reads the first's.
+  std::filesystem::path tmp = path;
+  tmp += "." + random_hex_id() + ".tmp";
+  KF_RETURN_IF_ERROR(atomic_write_file(tmp, *token + "\n", 0600));
+  int rc = ::link(tmp.c_str(), path.c_str());
+  int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0 && err != EEXIST) return io_error("cannot create " + path.string() + ": " + std::strerror(err));
+  if (rc != 0) return read_token_file(path);
+  spdlog::info("created the operator API token in {}", path.string());
+  return *token;
+}
+
 namespace {
 
 struct HttpAddress {
@@ -50,26 +96,22 @@ struct HttpAddress {
   int port = 0;
 };
 
-// host:port, and the rule that an address other hosts can reach needs a token.
-Result<HttpAddress> parse_listen(const HttpServerOptions& options) {
-  auto colon = options.listen.rfind(':');
+Result<HttpAddress> parse_listen(const std::string& listen) {
+  auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return invalid_argument("http_listen: expected host:port (e.g. 127.0.0.1:7780), got '" + options.listen + "'");
+    return invalid_argument("http_listen: expected host:port (e.g. 127.0.0.1:7780), got '" + listen + "'");
   }
   HttpAddress a;
-  a.host = options.listen.substr(0, colon);
+  a.host = listen.substr(0, colon);
   try {
-    a.port = std::stoi(options.listen.substr(colon + 1));
+    size_t used = 0;
+    a.port = std::stoi(listen.substr(colon + 1), &used);
+    if (used != listen.size() - colon - 1) a.port = -1;
   } catch (const std::exception&) {
     a.port = -1;
   }
   if (a.port < 0 || a.port > 65535) {
-    return invalid_argument("http_listen: '" + options.listen.substr(colon + 1) + "' is not a port (0-65535)");
-  }
-  if (!is_loopback_host(a.host) && options.token.empty()) {
-    return invalid_argument("http_listen: " + options.listen +
-                            " is reachable from other hosts; set coordinator.api_token_file (a file holding a "
-                            "secret token) or listen on 127.0.0.1");
+    return invalid_argument("http_listen: '" + listen.substr(colon + 1) + "' is not a port (0-65535)");
   }
   if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']') a.host = a.host.substr(1, a.host.size() - 2);
   return a;
@@ -77,45 +119,99 @@ Result<HttpAddress> parse_listen(const HttpServerOptions& options) {
 
 }  // namespace
 
-Result<HttpServerOptions> operator_api_options(const std::string& listen, const std::string& token_file) {
+Result<HttpServerOptions> operator_api_options(const CoordinatorConfig& config) {
   HttpServerOptions options;
-  options.listen = listen;
-  if (!token_file.empty()) {
-    auto token = read_token_file(token_file);
+  options.listen = config.http_listen;
+  if (auto a = parse_listen(options.listen); !a.ok()) return a.status();
+  if (!config.api_token_file.empty()) {
+    auto token = read_token_file(config.api_token_file);
     if (!token.ok()) return Status(token.status().code(), "coordinator.api_token_file: " + token.status().message());
     options.token = *token;
+    options.token_file = config.api_token_file;
+  } else {
+    KF_RETURN_IF_ERROR(ensure_private_dir(config.data_dir));
+    options.token_file = default_token_path(config.data_dir).string();
+    auto token = load_or_create_token(options.token_file);
+    if (!token.ok()) return token.status();
+    options.token = *token;
   }
-  if (auto a = parse_listen(options); !a.ok()) return a.status();
+  options.hosts = config.api_hosts;
+  options.metrics_public = config.metrics_public;
+  options.max_body_bytes = static_cast<size_t>(config.api_max_body_mb) << 20;
+  options.serving.max_connections = config.api_max_connections;
+  options.serving.threads = config.api_threads;
   return options;
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, ApiBackend& backend) {
-  auto address = parse_listen(options);
+  auto address = parse_listen(options.listen);
   if (!address.ok()) return address.status();
-  const std::string& host = address->host;
-  int port = address->port;
-
+  if (options.token.empty()) {
+    return invalid_argument("the operator API needs a token (coordinator.api_token_file, or <data_dir>/api.token)");
+  }
   std::unique_ptr<HttpServer> s(new HttpServer());
-  s->server_ = std::make_unique<httplib::Server>();
-  httplib::Server& server = *s->server_;
-  server.set_payload_max_length(256u << 20);  // a 100,000-task campaign fits
-  std::string token = options.token;
-  server.set_pre_routing_handler([token](const httplib::Request& req, httplib::Response& res) {
-    bool protected_path = req.path.rfind("/api/", 0) == 0 || req.path == "/metrics";
-    if (!protected_path || token.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string auth = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) == 0 && same_token(auth.substr(prefix.size()), token)) {
+  s->processor_ = std::make_unique<RequestProcessor>();
+  RequestProcessor& server = *s->processor_;
+  server.set_payload_max_length(options.max_body_bytes);
+  server.set_keep_alive_timeout(std::max(1, options.serving.idle_timeout_ms / 1000));
+  server.set_keep_alive_max_count(options.serving.max_requests_per_connection);
+  server.set_default_headers({{"X-Content-Type-Options", "nosniff"},
+                              {"X-Frame-Options", "DENY"},
+                              {"Referrer-Policy", "no-referrer"}});
+
+  GuardOptions guard;
+  guard.token = options.token;
+  guard.hosts = options.hosts;
+  guard.metrics_public = options.metrics_public;
+  guard.max_body_bytes = options.max_body_bytes;
+  if (!is_loopback_host(address->host) && address->host != "0.0.0.0" && address->host != "::" &&
+      !address->host.empty()) {
+    guard.hosts.push_back(address->host);
+  }
+  // This host's own name (and its short form): a page can only send it as Host from a URL
+  // that names this host, which is not a rebinding.
+  if (char name[256] = {}; ::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') {
+    std::string own = name;
+    guard.hosts.push_back(own);
+    if (auto dot = own.find('.'); dot != std::string::npos) guard.hosts.push_back(own.substr(0, dot));
+  }
+  // Refusals close the connection after the answer: the body, if any, was never read.
+  auto refuse = [](const GuardVerdict& v, const httplib::Request& req, httplib::Response& res) {
+    spdlog::debug("operator api: {} {} from {} refused: {} {}", req.method, req.path, req.remote_addr, v.status,
+                  v.message);
+    answer_error(res, v.status, v.message);
+    if (v.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+    close_connection_after_answer();
+  };
+  server.set_expect_100_continue_handler([guard, refuse](const httplib::Request& req, httplib::Response& res) {
+    GuardVerdict v = check_request(req, guard);
+    if (v.ok()) return 100;
+    refuse(v, req, res);
+    return v.status;
+  });
+  server.set_pre_routing_handler([guard, refuse](const httplib::Request& req, httplib::Response& res) {
+    GuardVerdict v = check_request(req, guard);
+    if (v.ok()) {
+      // A request without Content-Length has no body (RFC 9112 6.3); httplib would read one
+      // until the client closes. The request is httplib's own non-const object.
+      if (!req.has_header("Content-Length")) const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    res.status = 401;
-    res.set_header("WWW-Authenticate", "Bearer");
-    res.set_content(R"({"error": "this coordinator needs its API token: pass --token-file FILE (or [cli] token_file) or send 'Authorization: Bearer <token>'"})",
-                    "application/json");
+    refuse(v, req, res);
     return httplib::Server::HandlerResponse::Handled;
+  });
+  server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+    close_connection_after_answer();  // after a failure the connection's state is unknown
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    answer_error(res, res.status, error_text(res.status));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    answer_error(res, 500, "internal error; the coordinator's log has the details");
   });
   server.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_header("Cache-Control", "no-store");
+    res.set_header("Content-Security-Policy", "frame-ancestors 'none'");
     res.set_content(kDashboardHtml, "text/html; charset=utf-8");
   });
   auto api = [&backend](const httplib::Request& req, httplib::Response& res) {
@@ -124,38 +220,37 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
     r.path = req.path;
     for (const auto& [k, v] : req.params) r.query[k] = v;
     r.body = req.body;
+    res.set_header("Cache-Control", "no-store");
     answer(res, handle_api(r, backend));
   };
-  server.Get(R"(/api/.*)", api);
-  server.Post(R"(/api/.*)", api);
-  server.Get("/metrics", api);
-  server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    res.status = 500;
-    res.set_content(R"({"error": "internal error"})", "application/json");
-  });
+  for (const char* pattern : {R"(/api(/.*)?)", "/metrics"}) {
+    server.Get(pattern, api);
+    server.Post(pattern, api);
+    server.Put(pattern, api);
+    server.Patch(pattern, api);
+    server.Delete(pattern, api);
+    server.Options(pattern, api);
+  }
 
-  if (port == 0) {
-    port = server.bind_to_any_port(host);
-    if (port < 0) return io_error("http_listen: cannot bind " + options.listen);
-  } else if (!server.bind_to_port(host, port)) {
-    return io_error("http_listen: cannot bind " + options.listen +
+  auto connections = ConnectionServer::start(address->host, address->port, server, options.serving);
+  if (!connections.ok()) {
+    return io_error(connections.status().message() +
                     " (in use by another process, or not an address of this host)");
   }
-  s->port_ = port;
+  s->connections_ = std::move(connections.value());
+  s->port_ = s->connections_->port();
+  const std::string& host = address->host;
   std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  s->url_ = "http://" + shown + ":" + std::to_string(port);
-  s->thread_ = std::thread([&server] { server.listen_after_bind(); });
-  // stop() is a no-op until the accept loop runs: a server stopped right after start would
-  // otherwise serve forever.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!server.is_running() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-  spdlog::info("operator API and dashboard on {}{}", s->url_, token.empty() ? "" : " (token required)");
+  s->url_ = "http://" + shown + ":" + std::to_string(s->port_);
+  s->token_ = options.token;
+  s->token_file_ = options.token_file;
+  spdlog::info("operator API and dashboard on {} (token in {}; `kforge dashboard` prints the dashboard's URL)",
+               s->url_, options.token_file.empty() ? std::string("the configuration") : options.token_file);
   return s;
 }
 
 HttpServer::~HttpServer() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  connections_.reset();  // stops serving and waits for requests in flight
 }
 
 CoordinatorApiBackend::CoordinatorApiBackend(Coordinator& coordinator, std::filesystem::path db_path,
@@ -180,8 +275,15 @@ Result<Store*> CoordinatorApiBackend::reader() {
 
 Result<nlohmann::json> CoordinatorApiBackend::write(const WriteFn& fn) {
   auto answer = coordinator_.call_async([this, &fn](Coordinator& c) -> Result<nlohmann::json> {
-    auto r = fn(c.store());
-    if (r.ok() && after_write_) after_write_();
+    // One unit inside the turn's batch: a write that fails leaves none of its rows behind
+    // (a campaign whose tenth task is refused stores no campaign and no task).
+    Result<nlohmann::json> r = internal_error("not run");
+    Status st = c.store().atomically([&]() -> Status {
+      r = fn(c.store());
+      return r.ok() ? Status() : r.status();
+    });
+    if (!st.ok()) return st;
+    if (after_write_) after_write_();
     return r;
   });
   // The loop may stop before it runs the write (SIGTERM): say so instead of hanging.

@@ -69,7 +69,16 @@ bool contains(const std::vector<proto::JobRef>& refs, uint64_t job_id, uint64_t 
 
 Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions& options,
                                                        Clock& clock) {
-  KF_RETURN_IF_ERROR(ensure_dir(options.data_dir));
+  // The data directory 0700 and the database 0600 (its -wal and -shm follow the database's
+  // mode): they hold task code, LLM answers and the API token.
+  KF_RETURN_IF_ERROR(ensure_private_dir(options.data_dir));
+  KF_RETURN_IF_ERROR(ensure_private_file(options.data_dir / "kforge.db"));
+  for (const char* side : {"kforge.db-wal", "kforge.db-shm"}) {  // from a kforge before 0600
+    std::error_code ec;
+    if (std::filesystem::exists(options.data_dir / side, ec)) {
+      std::filesystem::permissions(options.data_dir / side, std::filesystem::perms(0600), ec);
+    }
+  }
   CoordinatorOptions resolved = options;
   bool curve = !options.curve_secret_key.empty();
   if (curve) {

@@ -849,6 +849,13 @@ Status Store::commit() {
   return Status();
 }
 
+Status Store::atomically(const std::function<Status()>& fn) {
+  Tx tx(impl_->d, "atomically", /*multi=*/true);
+  KF_RETURN_IF_ERROR(tx.status());
+  KF_RETURN_IF_ERROR(fn());  // ~Tx undoes its writes
+  return tx.commit();
+}
+
 void Store::rollback() {
   Db& d = impl_->d;
   if (!d.in_batch) return;

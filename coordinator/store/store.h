@@ -208,6 +208,9 @@ class Store {
   Status commit();
   void rollback();
   bool in_batch() const;
+  // Runs `fn` as one unit: inside a batch under a savepoint, outside one in a transaction of
+  // its own. When `fn` fails none of its writes stay (the rest of the batch does).
+  Status atomically(const std::function<Status()>& fn);
 
   // Campaigns and tasks.
   Result<int64_t> create_campaign(const std::string& name, const std::string& spec,

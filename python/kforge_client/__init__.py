@@ -12,7 +12,9 @@ Standard library only. A Task is one kernel to generate, run by the coordinator:
     print(task.id, task.state, task.verdict, task.speedup, task.cost_usd)
 
 The coordinator is found at $KFORGE_COORDINATOR (default http://127.0.0.1:7780) and its
-token in $KFORGE_TOKEN_FILE; pass Client(url=..., token_file=...) as `client=` to choose.
+token in $KFORGE_TOKEN / $KFORGE_TOKEN_FILE, else in <data_dir>/api.token of a coordinator on
+this host ($KFORGE_DATA, default kforge-data); pass Client(url=..., token_file=...) as
+`client=` to choose.
 See docs/python.md.
 """
 

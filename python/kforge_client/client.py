@@ -39,26 +39,41 @@ def _is_loopback(host):
 class Client:
     """A connection to a coordinator's operator API.
 
-    ``url`` defaults to ``$KFORGE_COORDINATOR``, else ``http://127.0.0.1:7780``. The token is
-    ``token``, else the contents of ``token_file``, else of ``$KFORGE_TOKEN_FILE``; without
-    one no ``Authorization`` header is sent. ``timeout`` (seconds) bounds each request.
+    ``url`` defaults to ``$KFORGE_COORDINATOR``, else ``http://127.0.0.1:7780``. Every API
+    request needs the coordinator's token; it is the first of: ``token``, the contents of
+    ``token_file``, ``$KFORGE_TOKEN``, the contents of ``$KFORGE_TOKEN_FILE``, and
+    ``<data_dir>/api.token`` where the coordinator creates it (``data_dir``, else
+    ``$KFORGE_DATA``, else ``kforge-data``; without an explicit ``data_dir`` only for a
+    coordinator on this host, so that a local token never goes elsewhere). ``timeout``
+    (seconds) bounds each request.
 
     Failures raise :class:`kforge_client.KforgeError` subclasses: ``BadRequest`` (400),
     ``Unauthorized`` (401), ``NotFound`` (404), ``Conflict`` (409), ``Unavailable`` (503),
     ``ServerError`` (500 and anything else), ``Unreachable`` (no answer at all).
     """
 
-    def __init__(self, url=None, token=None, token_file=None, timeout=30.0):
+    def __init__(self, url=None, token=None, token_file=None, timeout=30.0, data_dir=None):
         url = url or os.environ.get("KFORGE_COORDINATOR") or DEFAULT_URL
         if not (url.startswith("http://") or url.startswith("https://")):
             raise KforgeError(f"coordinator URL: expected the API's URL, e.g. http://head-node:7780, got {url!r}")
         self.url = url.rstrip("/")
-        if token is None:
-            token_file = token_file or os.environ.get("KFORGE_TOKEN_FILE") or None
-            token = read_token_file(token_file) if token_file else None
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        self.token_source = "token=" if token else None
+        if not token:
+            token = None
+            env_file = os.environ.get("KFORGE_TOKEN_FILE")
+            data = data_dir or os.environ.get("KFORGE_DATA") or "kforge-data"
+            default_file = os.path.join(data, "api.token")
+            if token_file:
+                token, self.token_source = read_token_file(token_file), token_file
+            elif os.environ.get("KFORGE_TOKEN"):
+                token, self.token_source = os.environ["KFORGE_TOKEN"].strip(), "$KFORGE_TOKEN"
+            elif env_file:
+                token, self.token_source = read_token_file(env_file), env_file
+            elif (data_dir or _is_loopback(host)) and os.path.exists(default_file):
+                token, self.token_source = read_token_file(default_file), default_file
         self.token = token or None
         self.timeout = timeout
-        host = urllib.parse.urlsplit(self.url).hostname or ""
         # A coordinator on this host is never reached through an http_proxy.
         handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
         self._opener = urllib.request.build_opener(*handlers)
@@ -126,10 +141,11 @@ class Client:
         except ValueError:
             pass
         if status == 401:
-            why = "refused the token sent" if self.token else "needs its API token"
+            why = f"refused the token sent (from {self.token_source})" if self.token else "needs its API token"
             return Unauthorized(
-                f"{self.url} {why}: pass Client(token_file=FILE) with the file coordinator.api_token_file "
-                f"names, or set KFORGE_TOKEN_FILE" + (f" (server: {server})" if server else ""),
+                f"{self.url} {why}: pass Client(token_file=FILE) with the coordinator's <data_dir>/api.token "
+                f"(or the file coordinator.api_token_file names), Client(data_dir=DIR), or set KFORGE_TOKEN_FILE"
+                + (f" (server: {server})" if server else ""),
                 401,
                 server,
             )

@@ -124,8 +124,19 @@ class Coordinator:
                 continue
             if line.startswith("api "):
                 self.url = line.split()[1].strip()
+        # The token the coordinator created at its first start (none when the config names a file).
+        token_file = Path(data) / "api.token"
+        self.token = token_file.read_text().strip() if token_file.exists() else None
 
-    def get(self, path, token=None):
+    def page(self, fragment=""):
+        """The dashboard's URL with the token in its fragment (as `kforge dashboard` prints it)
+        and `fragment` ("#campaign=1") after it."""
+        rest = fragment.lstrip("#")
+        return f"{self.url}/#token={self.token}" + (f"&{rest}" if rest else "")
+
+    def get(self, path, token="default"):
+        """The API's JSON; with this coordinator's own token unless `token` says otherwise (None: none)."""
+        token = self.token if token == "default" else token
         req = urllib.request.Request(self.url + path)
         if token:
             req.add_header("Authorization", "Bearer " + token)
@@ -249,7 +260,7 @@ class Dom(HTMLParser):
 
 
 def render(world, fragment):
-    dom = Dom(chromium(world["url"] + "/" + fragment, world["tmp"], "--dump-dom"))
+    dom = Dom(chromium(world["coordinator"].page(fragment), world["tmp"], "--dump-dom"))
     assert dom.state() == "ready", f"{fragment}: the page is in state {dom.state()!r}, not ready"
     return dom
 
@@ -452,7 +463,7 @@ def test_unknown_task_says_so(world):
 
 def test_screenshot(world):
     shot = world["tmp"] / "campaign.png"
-    size = screenshot(f"{world['url']}/#campaign={world['main']['id']}", shot, world["tmp"])
+    size = screenshot(world["coordinator"].page(f"#campaign={world['main']['id']}"), shot, world["tmp"])
     assert size > 30_000
 
 
@@ -464,7 +475,7 @@ def test_token_form_and_empty_state(world):
     c = Coordinator(tmp / "data", tmp, config=tmp / "kforge.toml")
     try:
         try:
-            c.get("/api/v1/campaigns")
+            c.get("/api/v1/campaigns", token=None)
             raise AssertionError("the API answered without its token")
         except urllib.error.HTTPError as e:
             assert e.code == 401
@@ -511,8 +522,8 @@ def main():
             [c] = w["api"]("/api/v1/campaigns")
             tasks = w["api"](f"/api/v1/tasks?campaign={c['id']}")
             fixed = next(t for t in tasks if t["state"] == "passed" and t["steps"] > 3)
-            screenshot(f"{w['url']}/#campaign={c['id']}", out / "dashboard.png", tmp)
-            screenshot(f"{w['url']}/#campaign={c['id']}&task={fixed['task']}", out / "dashboard-task.png", tmp)
+            screenshot(w["coordinator"].page(f"#campaign={c['id']}"), out / "dashboard.png", tmp)
+            screenshot(w["coordinator"].page(f"#campaign={c['id']}&task={fixed['task']}"), out / "dashboard-task.png", tmp)
             print(f"wrote {out / 'dashboard.png'} and {out / 'dashboard-task.png'} "
                   f"(campaign runs took {w['runs_s']:.0f} s)")
         finally:

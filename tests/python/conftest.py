@@ -34,7 +34,7 @@ recording = "{recording}"
 """
     c = Cluster("cluster", config)
     _clusters.append(c)
-    client = Client(c.url, timeout=10)
+    client = Client(c.url, token_file=c.token_file, timeout=10)
     wait_for(lambda: any(a["state"] == "live" and len(a["devices"]) == 2 for a in client.agents()),
              START_DEADLINE_S, "the agent to register with 2 CPU devices", c.logs)
     yield c
@@ -63,7 +63,7 @@ def token_cluster():
 
 @pytest.fixture
 def client(cluster):
-    return Client(cluster.url, timeout=10)
+    return Client(cluster.url, token_file=cluster.token_file, timeout=10)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -134,6 +134,8 @@ class Cluster:
             os.path.join(self.dir, "coordinator.log"), self.dir)
         self.endpoint = self.coordinator.expect("listening ", deadline)
         self.url = self.coordinator.expect("api ", deadline)
+        # Created by the coordinator at its first start (unless the config names one).
+        self.token_file = os.path.join(self.dir, "data", "api.token")
         if agent:
             fixtures = os.path.join(self.dir, "fixtures")  # empty: no GPUs, no nvidia-smi run
             os.makedirs(fixtures)

@@ -2,6 +2,7 @@
 fail on replayed LLM answers, dedup by content, the errors, the token, campaigns, gather."""
 
 import asyncio
+import os
 import socket
 
 import pytest
@@ -21,7 +22,7 @@ def relu_task(client):
 
 @pytest.fixture(scope="module")
 def passed_relu(cluster):
-    client = Client(cluster.url, timeout=10)
+    client = Client(cluster.url, token_file=cluster.token_file, timeout=10)
     task = relu_task(client)
     success = asyncio.run(task.run(timeout=RUN_TIMEOUT_S))
     return task, success
@@ -155,11 +156,26 @@ def test_unreachable():
             Client(url, timeout=0.3).health()
 
 
-def test_environment_defaults(cluster, monkeypatch):
+def test_environment_defaults(cluster, monkeypatch, tmp_path):
     monkeypatch.setenv("KFORGE_COORDINATOR", cluster.url)
-    monkeypatch.delenv("KFORGE_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("KFORGE_TOKEN", raising=False)
+    monkeypatch.setenv("KFORGE_TOKEN_FILE", cluster.token_file)
     assert Client().url == cluster.url
     assert Client().health()["ok"] is True
+    monkeypatch.delenv("KFORGE_TOKEN_FILE")
+    # The token where the coordinator made it: <data_dir>/api.token, for a coordinator on this host.
+    data = os.path.dirname(cluster.token_file)
+    assert Client(data_dir=data).health()["ok"] is True
+    monkeypatch.setenv("KFORGE_DATA", data)
+    assert Client().health()["ok"] is True
+    monkeypatch.delenv("KFORGE_DATA")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Unauthorized, match="needs its API token"):
+        Client().health()
+    with open(cluster.token_file, encoding="utf-8") as f:
+        monkeypatch.setenv("KFORGE_TOKEN", f.read().strip())
+    assert Client().health()["ok"] is True
+    monkeypatch.delenv("KFORGE_TOKEN")
     monkeypatch.delenv("KFORGE_COORDINATOR")
     assert Client().url == "http://127.0.0.1:7780"
     with pytest.raises(KforgeError, match="expected the API's URL"):
@@ -168,6 +184,8 @@ def test_environment_defaults(cluster, monkeypatch):
 
 def test_token(token_cluster, monkeypatch, tmp_path):
     monkeypatch.delenv("KFORGE_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("KFORGE_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no kforge-data/api.token here
     url = token_cluster.url
     with pytest.raises(Unauthorized) as e:
         Client(url).campaigns()
