@@ -287,7 +287,7 @@ def _decode_array(meta, arena, device, copy):
         t = torch.from_numpy(arr) if arr.flags.writeable else torch.from_numpy(arr.copy())
         if name in _RAW:
             t = t.view(getattr(torch, name))
-        if device != "cpu":
+        if device != "cpu" and meta.get("dev", device) != "cpu":  # a host tensor stays one
             t = t.to(device)
         return t
     return arr

@@ -252,3 +252,54 @@ def compare(expected, actual, policy="strict", atol=None, rtol=None):
     if checks["first_mismatches"]:
         msg += f"; first mismatches: {describe_mismatches(checks['first_mismatches'])}"
     return Comparison(False, msg, checks)
+
+
+def fast_pass(torch, expected, actual, policy="strict", atol=None, rtol=None):
+    """The strict policy on two torch tensors where they are (a GPU: no host copy, no
+    float64 on the host). -> the checks of a passing comparison, or None when the tensors do
+    not pass or this path does not apply (the caller then runs compare() for the verdict and
+    the message). A pass here is a pass of compare(): same dtype and shape, NaN and Inf
+    positions (and signs) equal, every finite element within atol + rtol*|e|, and the
+    aggregate guard."""
+    if policy != "strict" or not isinstance(expected, torch.Tensor) or \
+            not isinstance(actual, torch.Tensor) or type(actual) is not torch.Tensor:
+        return None
+    if expected.dtype != actual.dtype or expected.shape != actual.shape or \
+            expected.device != actual.device or expected.is_complex():
+        return None
+    name = str(expected.dtype).replace("torch.", "")
+    n = expected.numel()
+    checks = {"dtype": name, "shape": list(expected.shape), "total": n, "mismatches": 0,
+              "max_abs_error": 0.0, "max_rel_error": 0.0, "first_mismatches": [],
+              "policy": policy}
+    if n == 0:
+        return checks
+    if not expected.is_floating_point():
+        return checks if torch.equal(expected, actual) else None
+    at, rt = tolerance_for(name, atol, rtol)
+    checks["atol"], checks["rtol"] = at, rt
+    work = torch.float64 if expected.dtype == torch.float64 else torch.float32
+    e = expected.detach().to(work)
+    a = actual.detach().to(work)
+    e_nan, a_nan = torch.isnan(e), torch.isnan(a)
+    if not torch.equal(e_nan, a_nan):
+        return None
+    e_inf, a_inf = torch.isinf(e), torch.isinf(a)
+    if not torch.equal(e_inf, a_inf) or not torch.equal(e[e_inf], a[a_inf]):
+        return None
+    finite = ~(e_nan | e_inf)
+    diff = torch.where(finite, (a - e).abs(), torch.zeros((), dtype=work, device=e.device))
+    mag = torch.where(finite, e.abs(), torch.zeros((), dtype=work, device=e.device))
+    if bool((diff > at + rt * mag).any()):
+        return None
+    n_fin = int(finite.sum())
+    if n_fin:
+        err_norm = float(torch.linalg.vector_norm(diff, dtype=torch.float64))
+        ref_norm = float(torch.linalg.vector_norm(mag, dtype=torch.float64))
+        if err_norm > rt * ref_norm + L2_FLOOR * at * math.sqrt(n_fin):
+            return None
+        checks["rel_l2_error"] = err_norm / ref_norm if ref_norm > 0 else err_norm
+    rel = diff / torch.where(mag > REL_EPS, mag, torch.ones((), dtype=work, device=e.device))
+    checks["max_abs_error"] = float(diff.max())
+    checks["max_rel_error"] = float(rel.max())
+    return checks
