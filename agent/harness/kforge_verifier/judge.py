@@ -104,9 +104,30 @@ class Remote:
         if "ready" not in msg:
             raise Failure(verdicts.INFRA_ERROR, "the candidate worker did not say ready")
 
-    def set_arenas(self, in_bytes, out_bytes):
+    def set_arenas(self, in_bytes, out_bytes, device=False):
+        """Shared buffers for inputs and outputs: in device memory (CUDA IPC) when `device`
+        and the driver allows it, else in host memory (memfd)."""
         for a in (self.in_arena, self.out_arena):
             if a is not None:
+                a.close()
+        self.in_arena = self.out_arena = None
+        if device:
+            try:
+                self.in_arena = channel.DeviceArena(in_bytes)
+                self.out_arena = channel.DeviceArena(out_bytes)
+            except OSError:
+                for a in (self.in_arena, self.out_arena):
+                    if a is not None:
+                        a.close()
+                self.in_arena = self.out_arena = None
+        if self.in_arena is not None:
+            reply = self.request({"op": "arenas", "device": 1, "in": self.in_arena.size,
+                                  "out": self.out_arena.size,
+                                  "in_handle": self.in_arena.handle_hex,
+                                  "out_handle": self.out_arena.handle_hex})
+            if "ok" in reply:
+                return
+            for a in (self.in_arena, self.out_arena):
                 a.close()
         self.in_arena = channel.Arena(in_bytes, name="kforge-in")
         self.out_arena = channel.Arena(out_bytes, name="kforge-out")
@@ -305,10 +326,17 @@ class JudgeRunner(Runner):
                    for cases in self.cases) + channel.total_array_bytes(self.init_inputs())
         out_need = max(sum(h.array.nbytes + 64 for h in c.ref_outputs) for cases in self.cases
                        for c in cases)
-        r.set_arenas(need + (1 << 20), 2 * out_need + (1 << 20))
+        # CUDA IPC when every input is a CUDA tensor and the constructor takes no arrays
+        on_device = self.fw.name == "torch" and self.fw.device == "cuda" and all(
+            channel.all_on_cuda(c.pristine) for cases in self.cases for c in cases) and \
+            channel.all_on_cuda(self.init_inputs()) is None
+        r.set_arenas(need + (1 << 20), 2 * out_need + (1 << 20), device=on_device)
+        self.doc["transport"] = "cuda_ipc" if isinstance(r.in_arena, channel.DeviceArena) \
+            else "shared_memory"
         r.measure_rtt()
         r.in_arena.reset()
-        init = channel.encode(self.init_inputs(), r.in_arena)
+        init = channel.encode(self.init_inputs(), None if isinstance(
+            r.in_arena, channel.DeviceArena) else r.in_arena)  # device mode: no arrays in it
         r.loaded = True  # from here on, whatever the worker does is the candidate's doing
         r.deadline = time.monotonic() + r.timeout_s
         reply = r.request({"op": "load", "source": self.source, "impl_type": spec.impl_type,
@@ -324,7 +352,8 @@ class JudgeRunner(Runner):
         """One call of the candidate on `inputs` -> its output leaves (private copies)."""
         r = self.remote
         r.in_arena.reset()
-        tree = channel.encode(inputs, r.in_arena)
+        tree = channel.put(inputs, r.in_arena)
+        self.fw.synchronize()
         reply = r.request({"op": "call", "inputs": tree, "seed": seed, "trace": trace,
                            "what": what})
         return self._take(reply, tree, what)
@@ -334,7 +363,8 @@ class JudgeRunner(Runner):
         if "out" not in reply:
             raise _candidate_failure(reply, what)
         try:
-            leaves = channel.decode(reply["out"], r.out_arena, self.fw.device, copy=True)
+            leaves = channel.take(reply["out"], r.out_arena, self.fw.device, copy=True)
+            self.fw.synchronize()
         except channel.ProtocolError as e:
             raise Failure(verdicts.PRECISION_MISMATCH, f"{what}: the candidate's outputs "
                           f"cannot be read: {e}") from None
@@ -397,7 +427,7 @@ class JudgeRunner(Runner):
                                   f"reference returns new memory); write outputs to freshly "
                                   f"allocated memory")
             # the inputs as the candidate left them (they live in the shared input buffer)
-            after = channel.decode(self.last_in_tree, self.remote.in_arena, self.fw.device)
+            after = channel.take(self.last_in_tree, self.remote.in_arena, self.fw.device)
             for i, (now, before) in enumerate(zip(after, case.pristine)):
                 if case.ref_modified[i] or self.fw.same(now, before):
                     continue
@@ -449,8 +479,11 @@ class JudgeRunner(Runner):
         spec, fw, r = self.spec, self.fw, self.remote
         self.stage("profile")
         t0 = time.perf_counter()
-        ref_in = channel.Arena(r.in_arena.size, name="kforge-ref-in")
-        ref_out = channel.Arena(r.out_arena.size, name="kforge-ref-out")
+        kind = type(r.in_arena)  # the reference's buffers are like the candidate's
+        ref_in = channel.DeviceArena(r.in_arena.size) if kind is channel.DeviceArena else \
+            channel.Arena(r.in_arena.size, name="kforge-ref-in")
+        ref_out = channel.DeviceArena(r.out_arena.size) if kind is channel.DeviceArena else \
+            channel.Arena(r.out_arena.size, name="kforge-ref-out")
         flush = None
         if fw.name == "torch" and fw.device == "cuda":
             flush = fw.torch.empty(timing.L2_FLUSH_BYTES, dtype=fw.torch.int8, device="cuda")
@@ -468,14 +501,15 @@ class JudgeRunner(Runner):
                 fw.synchronize()
                 s = time.perf_counter_ns()
                 ref_in.reset()
-                tree = channel.encode(inputs, ref_in)
-                ins = channel.decode(tree, ref_in, fw.device, copy=False)
+                tree = channel.put(inputs, ref_in)
+                ins = channel.take(tree, ref_in, fw.device, copy=False)
                 with fw.no_grad():
                     out = self.ref_call(*ins)
                 fw.synchronize()
                 ref_out.reset()
-                ref_leaves = channel.decode(channel.encode(frameworks.flatten_outputs(out),
-                                                           ref_out), ref_out, fw.device)
+                ref_leaves = channel.take(channel.put(frameworks.flatten_outputs(out), ref_out),
+                                          ref_out, fw.device)
+                fw.synchronize()
                 ref_ns = time.perf_counter_ns() - s
                 # the candidate, on the same values
                 if flush is not None:
@@ -483,7 +517,8 @@ class JudgeRunner(Runner):
                 fw.synchronize()
                 s = time.perf_counter_ns()
                 r.in_arena.reset()
-                tree = channel.encode(inputs, r.in_arena)
+                tree = channel.put(inputs, r.in_arena)
+                fw.synchronize()
                 reply = r.request({"op": "call", "inputs": tree, "seed": None,
                                    "what": label})
                 if "out" not in reply:

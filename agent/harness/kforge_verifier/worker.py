@@ -71,9 +71,7 @@ class Worker:
                 return
             op = msg.get("op")
             if op == "arenas":
-                self.in_arena = channel.Arena(msg["in"], fd=fds[0])
-                self.out_arena = channel.Arena(msg["out"], fd=fds[1])
-                reply = {"ok": 1}
+                reply = self.arenas(msg, fds)
             elif op == "ping":
                 reply = {"pong": 1}
             elif op == "load":
@@ -84,6 +82,18 @@ class Worker:
                 reply = {"error": {"verdict": verdicts.RUNTIME_ERROR,
                                    "message": f"unknown request {op!r}"}}
             self.chan.send(reply)
+
+    def arenas(self, msg, fds):
+        try:
+            if msg.get("device"):
+                self.in_arena = channel.DeviceArena(msg["in"], handle_hex=msg["in_handle"])
+                self.out_arena = channel.DeviceArena(msg["out"], handle_hex=msg["out_handle"])
+            else:
+                self.in_arena = channel.Arena(msg["in"], fd=fds[0])
+                self.out_arena = channel.Arena(msg["out"], fd=fds[1])
+        except (OSError, ImportError, channel.ProtocolError, KeyError, IndexError) as e:
+            return {"error": {"verdict": verdicts.RUNTIME_ERROR, "message": f"arenas: {e}"}}
+        return {"ok": 1}
 
     def load(self, msg):
         self.impl_type = msg["impl_type"]
@@ -104,7 +114,8 @@ class Worker:
         launches.install(self.impl_type)
         sys.meta_path.insert(0, _BlockReference(msg.get("reference_names", [])))
         try:
-            init = channel.decode(msg["init"], self.in_arena, self.fw.device, copy=True)
+            init = channel.decode(msg["init"], None if isinstance(
+                self.in_arena, channel.DeviceArena) else self.in_arena, self.fw.device, copy=True)
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())
             spec = importlib.util.spec_from_file_location("kforge_candidate", path)
@@ -138,7 +149,7 @@ class Worker:
         fw = self.fw
         if self.call is None:
             return {"error": {"verdict": verdicts.RUNTIME_ERROR, "message": "no candidate"}}
-        inputs = channel.decode(msg["inputs"], self.in_arena, fw.device, copy=False)
+        inputs = channel.take(msg["inputs"], self.in_arena, fw.device, copy=False)
         before = launches.count()
         log = None
         try:
@@ -171,7 +182,8 @@ class Worker:
             log.release()
         self.out_arena.reset()
         try:
-            tree = channel.encode(leaves, self.out_arena)
+            tree = channel.put(leaves, self.out_arena)
+            fw.synchronize()  # the copies are in the shared buffer before the answer
         except channel.ProtocolError as e:
             return {"error": {"verdict": verdicts.PRECISION_MISMATCH,
                               "message": f"the candidate's outputs do not fit: {e}"}}
