@@ -183,6 +183,7 @@ ProcessSpec base_spec(const VerifierOptions& o, const std::string& script) {
   spec.env = o.env;
   spec.env["PYTHONPATH"] = o.harness_dir.string();
   spec.env["PYTHONDONTWRITEBYTECODE"] = "1";
+  if (const char* ipc = std::getenv("KFORGE_VERIFIER_CUDA_IPC")) spec.env["KFORGE_VERIFIER_CUDA_IPC"] = ipc;
   spec.output_cap = o.output_cap;
   return spec;
 }

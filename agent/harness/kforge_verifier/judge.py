@@ -51,6 +51,10 @@ READY_WAIT_S = 120.0          # a cold worker imports torch and creates the devi
 PINGS = 15                    # round trips measured before the candidate is loaded
 CACHE_TASKS = int(os.environ.get("KFORGE_JUDGE_CACHE_TASKS", "8"))
 CACHE_BYTES = int(os.environ.get("KFORGE_JUDGE_CACHE_MB", "1024")) << 20
+# Inputs and outputs in device memory shared by CUDA IPC instead of host shared memory. Off by
+# default: on an H100 a framework op of the candidate on an IPC-mapped input failed once
+# (torch.AcceleratorError) where the host path is right; see docs/harness.md.
+CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC") == "1"
 
 
 class WorkerGone(Exception):
@@ -326,8 +330,9 @@ class JudgeRunner(Runner):
                    for cases in self.cases) + channel.total_array_bytes(self.init_inputs())
         out_need = max(sum(h.array.nbytes + 64 for h in c.ref_outputs) for cases in self.cases
                        for c in cases)
-        # CUDA IPC when every input is a CUDA tensor and the constructor takes no arrays
-        on_device = self.fw.name == "torch" and self.fw.device == "cuda" and all(
+        # CUDA IPC when asked for (KFORGE_VERIFIER_CUDA_IPC=1: experimental, see
+        # docs/harness.md), every input is a CUDA tensor and the constructor takes no arrays
+        on_device = CUDA_IPC and self.fw.name == "torch" and self.fw.device == "cuda" and all(
             channel.all_on_cuda(c.pristine) for cases in self.cases for c in cases) and \
             channel.all_on_cuda(self.init_inputs()) is None
         r.set_arenas(need + (1 << 20), 2 * out_need + (1 << 20), device=on_device)
