@@ -9,7 +9,6 @@ The C++ agent (agent/verifier/) is the production driver; this one lets the harn
 run without a build.
 """
 
-import json
 import os
 import signal
 import socket

@@ -39,9 +39,9 @@ import signal as signal_mod
 import statistics
 import time
 
-from . import HARNESS_VERSION, channel, compare, errors, frameworks, job as job_mod, rules
+from . import channel, compare, errors, frameworks, job as job_mod, rules
 from . import timing, verdicts
-from .runner import Case, Runner, TRIAL_MIN, _syntax_message
+from .runner import Case, Runner, TRIAL_MIN, _syntax_message, new_doc
 from .verdicts import Failure
 
 CANDIDATE_VERDICTS = {verdicts.COMPILE_ERROR, verdicts.RUNTIME_ERROR, verdicts.CRASHED,
@@ -554,30 +554,15 @@ class JudgeRunner(Runner):
         del launches
         self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
 
-    def run(self):
+    timing_note = ", every timed run on fresh inputs and checked"
+
+    def stages(self):
         self.check_rules()          # milliseconds: before the reference and the compile
         self.load_reference()
         self.load_candidate()
         self.precision()
         if self.spec.task_type == "profile":
             self.profile()
-        self.doc["verdict"] = verdicts.PASSED
-        self.doc["checks"] = dict(self.stats)
-        msg = (f"passed: {self.doc['trials']} trials (+ a second run of trial 0), "
-               f"{self.stats['total']} elements compared, max abs error "
-               f"{self.stats['max_abs_error']:.3g}, max rel error "
-               f"{self.stats['max_rel_error']:.3g} ({self.spec.tolerance} policy)")
-        prof = self.doc.get("profile")
-        if prof:
-            msg += (f"; candidate median {prof['candidate']['median_us']:.2f} us vs reference "
-                    f"{prof['reference']['median_us']:.2f} us: speedup {prof['speedup']:.3g}x "
-                    f"({prof['method']}, every timed run on fresh inputs and checked)")
-            if prof["suspicious"]:
-                msg += (f"; SUSPICIOUS: speedup above {self.spec.suspicious_speedup:g}x, review "
-                        f"this kernel by hand before trusting it")
-        for note in self.notes:
-            msg += f"; note: {note}"
-        self.doc["message"] = msg
 
 
 class _RemoteLog:
@@ -627,13 +612,6 @@ def _death_failure(exit_info, stage, what):
     code = info.get("exit_code")
     return Failure(verdicts.CRASHED, f"the candidate's process exited (status {code}) during "
                    f"{what} without answering{tail_text}")
-
-
-def new_doc():
-    return {"verdict": verdicts.INFRA_ERROR, "message": "", "input_error": "",
-            "stage": "load_reference", "trials": 0, "checks": {},
-            "versions": {"python": platform.python_version(), "harness": HARNESS_VERSION},
-            "phases_ms": {}}
 
 
 def verify(job_dir, remote, cache, fw_cache, release):

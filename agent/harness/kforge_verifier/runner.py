@@ -652,12 +652,17 @@ class Runner:
         self.doc["phases_ms"]["profile"] = _ms(t0)
 
     # --- all --------------------------------------------------------------------------------
-    def run(self):
+    timing_note = ""  # said after the method in a passed profile's message
+
+    def stages(self):
         self.load_reference()
         self.load_candidate()
         self.precision()
         if self.spec.task_type == "profile":
             self.profile()
+
+    def run(self):
+        self.stages()
         self.doc["verdict"] = verdicts.PASSED
         self.doc["checks"] = dict(self.stats)
         msg = (f"passed: {self.doc['trials']} trials (+ a second run of trial 0), "
@@ -668,7 +673,7 @@ class Runner:
         if prof:
             msg += (f"; candidate median {prof['candidate']['median_us']:.2f} us vs reference "
                     f"{prof['reference']['median_us']:.2f} us: speedup {prof['speedup']:.3g}x "
-                    f"({prof['method']})")
+                    f"({prof['method']}{self.timing_note})")
             if prof["suspicious"]:
                 msg += (f"; SUSPICIOUS: speedup above {self.spec.suspicious_speedup:g}x, review "
                         f"this kernel by hand before trusting it")
