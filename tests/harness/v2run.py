@@ -38,9 +38,29 @@ def _env(extra=None):
     return env
 
 
+def _readable_harness():
+    """The harness where any user can read it: a worker run as nobody cannot read a clone
+    under a 0700 directory (root's home), so it gets a copy, as the agent's jobs do."""
+    if os.geteuid() != 0:
+        return HARNESS_DIR
+    import atexit
+    import shutil
+    root = tempfile.mkdtemp(prefix="kforge-harness-copy-")
+    os.chmod(root, 0o755)
+    copy = os.path.join(root, "harness")
+    shutil.copytree(HARNESS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    atexit.register(shutil.rmtree, root, True)
+    return copy
+
+
 class Judge:
     def __init__(self, device="cpu"):
         self.device = device
+        self.worker_harness = _readable_harness()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen([PYTHON, os.path.join(HARNESS_DIR, "kforge_judge.py"),
                                       "--fd", str(theirs.fileno())], pass_fds=[theirs.fileno()],
@@ -53,11 +73,12 @@ class Judge:
     def spawn_worker(self, work_dir, limits=None):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         setup = jobrun._preexec(limits or {})
-        proc = subprocess.Popen([PYTHON, os.path.join(HARNESS_DIR, "kforge_worker.py"),
+        proc = subprocess.Popen([PYTHON, os.path.join(self.worker_harness, "kforge_worker.py"),
                                  "--fd", str(theirs.fileno())], pass_fds=[theirs.fileno()],
                                 cwd=work_dir,
                                 env=_env({"KFORGE_WORKER_PRELOAD": "torch", "HOME": work_dir,
-                                          "KFORGE_WORKER_DEVICE": self.device}),
+                                          "KFORGE_WORKER_DEVICE": self.device,
+                                          "PYTHONPATH": self.worker_harness}),
                                 preexec_fn=setup,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         theirs.close()
