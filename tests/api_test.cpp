@@ -251,7 +251,16 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
   CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("tasks[1].", 0) == 0);
   body["tasks"][0]["limit_steps"] = "ten";
   bad = ask("POST", "/api/v1/campaigns", {}, body.dump());
-  CHECK(json::parse(bad.body)["error"] == "tasks[0].limit_steps: expected an integer, got \"ten\"");
+  CHECK(json::parse(bad.body)["error"] == "tasks[0].limit_steps: expected an integer between 1 and 100, got \"ten\"");
+  // Range-checked before narrowing (issue 16, F4): 2^32 + 5 was stored as 5, 10^12 was
+  // refused as "not -727379968".
+  for (const char* n : {"4294967301", "1000000000000", "0", "-3", "18446744073709551615"}) {
+    body["tasks"][0]["limit_steps"] = json::parse(n);
+    bad = ask("POST", "/api/v1/campaigns", {}, body.dump());
+    CHECK(bad.status == 400);
+    CHECK(json::parse(bad.body)["error"] ==
+          std::string("tasks[0].limit_steps: expected an integer between 1 and 100, got ") + n);
+  }
   CHECK(get("/api/v1/campaigns").size() == 2);  // nothing stored by the bad ones
 }
 

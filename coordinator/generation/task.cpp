@@ -12,8 +12,9 @@ Status validate_task_spec(const TaskSpec& spec) {
   if (spec.task_type != "precision_only" && spec.task_type != "profile") {
     return invalid_argument("task_type '" + spec.task_type + "' is not one of precision_only, profile");
   }
-  if (spec.limit_steps < 1 || spec.limit_steps > 100) {
-    return invalid_argument("limit_steps must be 1..100, not " + std::to_string(spec.limit_steps));
+  if (spec.limit_steps < 1 || spec.limit_steps > kMaxLimitSteps) {
+    return invalid_argument("limit_steps must be 1.." + std::to_string(kMaxLimitSteps) + ", not " +
+                            std::to_string(spec.limit_steps));
   }
   return Status();
 }

@@ -15,6 +15,10 @@
 
 namespace kforge {
 
+// A task's limit_steps lies in 1..kMaxLimitSteps (TOML campaigns, the API and the Python
+// client check it before narrowing the value to TaskSpec's int).
+inline constexpr int64_t kMaxLimitSteps = 100;
+
 // An invalid combination (backend/arch/impl_type/framework, task_type, limit_steps) is
 // refused with what is valid.
 Status validate_task_spec(const TaskSpec& spec);

@@ -1,5 +1,7 @@
 #include "coordinator/intake/campaign.h"
+
 #include "common/text.h"
+#include "coordinator/generation/task.h"
 
 #include <toml++/toml.h>
 
@@ -382,7 +384,6 @@ void put(std::string& out, std::string_view field) {
 const std::vector<std::string_view> kTaskFields = {"backend",   "arch",      "impl_type",
                                                    "framework", "task_type", "limit_steps"};
 const std::vector<std::string> kTaskTypes = {"precision_only", "profile"};
-constexpr int64_t kMaxLimitSteps = 100;
 
 // One task field's value and where it was set (node null: the built-in default).
 struct Setting {

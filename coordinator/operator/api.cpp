@@ -272,8 +272,14 @@ Result<TaskSpec> spec_from_json(const json& obj, const std::string& where) {
     *f.out = *v;
   }
   if (auto it = obj.find("limit_steps"); it != obj.end() && !it->is_null()) {
-    if (!it->is_number_integer()) return invalid_argument(where + "limit_steps: expected an integer, got " + it->dump());
-    spec.limit_steps = it->get<int>();
+    // Checked as the 64-bit value it is, before it is narrowed to an int.
+    bool in_range = it->is_number_unsigned() ? it->get<uint64_t>() <= static_cast<uint64_t>(kMaxLimitSteps)
+                                             : it->is_number_integer() && it->get<int64_t>() <= kMaxLimitSteps;
+    if (!it->is_number_integer() || !in_range || it->get<int64_t>() < 1) {
+      return invalid_argument(where + "limit_steps: expected an integer between 1 and " +
+                              std::to_string(kMaxLimitSteps) + ", got " + it->dump());
+    }
+    spec.limit_steps = static_cast<int>(it->get<int64_t>());
   }
   if (Status st = validate_task_spec(spec); !st.ok()) return invalid_argument(where + st.message());
   return spec;
