@@ -261,6 +261,14 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
     CHECK(json::parse(bad.body)["error"] ==
           std::string("tasks[0].limit_steps: expected an integer between 1 and 100, got ") + n);
   }
+  // The op name rule of TOML campaigns holds on the API too (issue 16, F8).
+  body["tasks"][0]["limit_steps"] = 3;
+  for (const std::string& name : {std::string("a\0b", 3), std::string(100000, 'x'), std::string("a/b"), std::string()}) {
+    body["tasks"][0]["op_name"] = name;
+    bad = ask("POST", "/api/v1/campaigns", {}, body.dump());
+    CHECK(bad.status == 400);
+    CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("tasks[0].op_name: expected 1 to 128 letters", 0) == 0);
+  }
   CHECK(get("/api/v1/campaigns").size() == 2);  // nothing stored by the bad ones
 }
 

@@ -1,11 +1,29 @@
 #include "coordinator/generation/task.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "common/sha256.h"
 #include "common/targets.h"
 
 namespace kforge {
 
+bool valid_op_name(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxOpName && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  });
+}
+
 Status validate_task_spec(const TaskSpec& spec) {
+  if (!valid_op_name(spec.op_name)) {
+    std::string shown = spec.op_name.size() > 64 ? spec.op_name.substr(0, 64) + "..." : spec.op_name;
+    for (char& c : shown) {
+      if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
+    }
+    return invalid_argument("op_name: expected 1 to " + std::to_string(kMaxOpName) +
+                            " letters, digits, '_', '-' or '.', got '" + shown + "' (" +
+                            std::to_string(spec.op_name.size()) + " bytes)");
+  }
   if (spec.op_name.empty()) return invalid_argument("op_name: a task needs the op's name");
   if (spec.task_desc.empty()) return invalid_argument("task_desc: a task needs its reference implementation");
   KF_RETURN_IF_ERROR(validate_target(Target{spec.backend, spec.arch, spec.impl_type, spec.framework}));

@@ -8,12 +8,21 @@
 // every live agent). run() may be called from any thread but the coordinator's loop.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
 #include <future>
 #include <utility>
 
 #include "coordinator/generation/conductor.h"
 
 namespace kforge {
+
+// An op name: 1..kMaxOpName letters, digits, '_', '-' or '.' (it names directories and files
+// of exports and reports).
+inline constexpr size_t kMaxOpName = 128;
+bool valid_op_name(std::string_view name);
 
 // A task's limit_steps lies in 1..kMaxLimitSteps (TOML campaigns, the API and the Python
 // client check it before narrowing the value to TaskSpec's int).

@@ -626,12 +626,6 @@ std::string task_id_of(const Op& op, const std::vector<size_t>& point) {
   return id;
 }
 
-bool valid_op_name(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
-  });
-}
-
 // Reads one [[ops]] table. Returns the op; op.ok is false when it cannot be expanded.
 Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& defaults,
            const std::string& workflow, const std::filesystem::path& base_dir) {
@@ -648,8 +642,8 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
     const auto* s = n->as_string();
     if (s == nullptr || !valid_op_name(s->get())) {
       r.fail(n->source(), op.key +
-                              ".op_name: expected a name of letters, digits, '_', '-' or "
-                              "'.', got " +
+                              ".op_name: expected a name of 1 to " + std::to_string(kMaxOpName) +
+                              " letters, digits, '_', '-' or '.', got " +
                               toml_describe(*n));
     } else {
       op.op_name = s->get();
