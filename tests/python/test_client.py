@@ -86,7 +86,7 @@ def test_invalid_combination_is_refused_before_anything_runs(client):
     assert "impl_type 'triton' does not run on backend 'cpu'; valid on cpu: cpp" in str(e.value)
     assert task.id is None
     assert len(client.campaigns()) == before
-    with pytest.raises(BadRequest, match="limit_steps must be 1..100"):
+    with pytest.raises(BadRequest, match="limit_steps: expected an integer between 1 and 100"):
         Task(**demo_spec("relu", 1024, limit_steps=0), client=client).run_sync()
     with pytest.raises(BadRequest, match="backend: missing"):
         Task(op_name="relu", task_desc="x", client=client).submit()
