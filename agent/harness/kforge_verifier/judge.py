@@ -39,9 +39,9 @@ import signal as signal_mod
 import statistics
 import time
 
-from . import channel, compare, errors, frameworks, job as job_mod, rules
+from . import channel, compare, errors, frameworks, job as job_mod
 from . import timing, verdicts
-from .runner import Case, Runner, TRIAL_MIN, _syntax_message, new_doc
+from .runner import Case, Runner, TRIAL_MIN, new_doc
 from .verdicts import Failure
 
 CANDIDATE_VERDICTS = {verdicts.COMPILE_ERROR, verdicts.RUNTIME_ERROR, verdicts.CRASHED,
@@ -277,7 +277,7 @@ class JudgeRunner(Runner):
                 self.ref_model = model
                 for t in range(self.trials):
                     self.cases.append(self._reference_cases(base + t, f"trial {t}"))
-                self.ref_log = self._trace_reference_seed(base)
+                self.ref_log = self._trace_reference(base)
         except Failure:
             raise
         except BaseException as e:  # noqa: BLE001
@@ -290,36 +290,11 @@ class JudgeRunner(Runner):
         state.cases, state.ref_log = self.cases, self.ref_log
         return state
 
-    def _trace_reference_seed(self, seed):
-        if self.fw.name not in ("torch", "numpy"):
-            return None
-        inputs = self.gen_sets(seed)[0]
-        self.fw.seed(seed)
-        try:
-            _, log = self._trace(self.ref_call, inputs)
-        except Exception:  # noqa: BLE001
-            self.notes.append("the reference could not be traced; the cover rule was skipped")
-            return None
-        if log is not None:
-            log.release()
-        return log
-
     # --- candidate --------------------------------------------------------------------------
     def check_rules(self):
         """The static rules: milliseconds, so before anything costly."""
-        spec = self.spec
         self.stage("load_candidate")
-        self._check_host_tools()
-        with open(spec.candidate_path, encoding="utf-8", errors="replace") as f:
-            self.source = f.read()
-        try:
-            violations = rules.check(self.source, spec.impl_type, self.reference_names,
-                                     filename=spec.candidate_path)
-        except SyntaxError as e:
-            raise Failure(verdicts.COMPILE_ERROR, _syntax_message(e, spec.candidate)) from None
-        if violations:
-            raise Failure(verdicts.REJECTED, "the candidate breaks the rules:\n" +
-                          "\n".join(str(v) for v in violations))
+        super().check_rules()
 
     def load_candidate(self):
         spec = self.spec

@@ -215,11 +215,12 @@ class Runner:
             return trace.trace_numpy(fn, inputs, fw.overlaps)
         return fn(*inputs), None
 
-    def _trace_reference(self):
+    def _trace_reference(self, seed=None):
         if self.fw.name not in ("torch", "numpy"):
             return None
-        inputs = self.gen_sets(self.spec.seed)[0]
-        self.fw.seed(self.spec.seed)
+        seed = self.spec.seed if seed is None else seed
+        inputs = self.gen_sets(seed)[0]
+        self.fw.seed(seed)
         try:
             _, log = self._trace(self.ref_call, inputs)
         except Exception:  # noqa: BLE001 - e.g. a numpy reference that rejects subclasses
@@ -230,21 +231,26 @@ class Runner:
         return log
 
     # --- load_candidate ---------------------------------------------------------------------
-    def load_candidate(self):
+    def check_rules(self):
+        """The host's tools and the static rules (milliseconds); keeps the source read."""
         spec = self.spec
-        self.stage("load_candidate")
-        t0 = time.perf_counter()
         self._check_host_tools()
         with open(spec.candidate_path, encoding="utf-8", errors="replace") as f:
-            source = f.read()
+            self.source = f.read()
         try:
-            violations = rules.check(source, spec.impl_type, self.reference_names,
+            violations = rules.check(self.source, spec.impl_type, self.reference_names,
                                      filename=spec.candidate_path)
         except SyntaxError as e:
             raise Failure(verdicts.COMPILE_ERROR, _syntax_message(e, spec.candidate)) from None
         if violations:
             raise Failure(verdicts.REJECTED, "the candidate breaks the rules:\n" +
                           "\n".join(str(v) for v in violations))
+
+    def load_candidate(self):
+        spec = self.spec
+        self.stage("load_candidate")
+        t0 = time.perf_counter()
+        self.check_rules()
         launches.install(spec.impl_type)
         self.snapshot = trace.IntegritySnapshot(self._protected_namespaces())
         sys.meta_path.insert(0, _BlockReference(self.reference_names))
