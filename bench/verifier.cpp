@@ -4,9 +4,10 @@
 //
 //   kforge-bench-verifier --task T.py --candidate C.py --impl-type cpp --framework torch
 //       [--backend cpu] [--task-type precision_only|profile] [--jobs 20] [--warmup-jobs 2]
-//       [--python /usr/bin/python3] [--harness DIR] [--modes v2,process]
+//       [--python /usr/bin/python3] [--harness DIR] [--modes process,v2,v2cold] [--contain UIDS]
 //
-// Prints, per mode: jobs, the median and p90 wall time of one verification (the device is
+// Modes: process (one harness process per job), v2 (workers forked from the zygote), v2cold
+// (v2 with each worker its own interpreter). Prints, per mode: jobs, the median and p90 wall time of one verification (the device is
 // held for all of it: device seconds per verification), verifications per minute at steady
 // state (after --warmup-jobs), and the verdicts seen; then v2's ratio to the baseline.
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #include "agent/verify.h"
 #include "common/flags.h"
 #include "common/fs.h"
+#include "common/sandbox.h"
 #include "common/verify_job.h"
 
 using namespace kforge;
@@ -50,6 +53,17 @@ Status write_job(const std::filesystem::path& dir, const std::map<std::string, s
   return Status();
 }
 
+std::set<std::string> split_modes(const std::string& modes) {
+  std::set<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t comma = modes.find(',', start);
+    out.insert(modes.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
 void report(const char* mode, const Figures& f, size_t skip) {
   std::vector<double> steady(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())), f.wall_s.end());
   double total = 0;
@@ -69,7 +83,7 @@ void report(const char* mode, const Figures& f, size_t skip) {
 int main(int argc, char** argv) {
   std::vector<FlagSpec> specs;
   for (const char* name : {"task", "candidate", "impl-type", "framework", "backend", "task-type", "jobs",
-                           "warmup-jobs", "python", "harness", "modes", "op-name"}) {
+                           "warmup-jobs", "python", "harness", "modes", "op-name", "contain"}) {
     specs.push_back({name, true, ""});
   }
   auto flags = parse_flags(argc, argv, 1, specs, "kforge-bench-verifier");
@@ -102,7 +116,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", harness.status().message().c_str());
     return 2;
   }
-  std::string modes = get("modes", "v2,process");
+  std::string modes = get("modes", "process,v2,v2cold");
   std::string tmpl = (std::filesystem::temp_directory_path() / "kforge-bench-verifier-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) return 1;
   std::filesystem::path root = tmpl;
@@ -113,7 +127,7 @@ int main(int argc, char** argv) {
               spec.target.backend.c_str(), spec.task_type.c_str());
 
   Figures process_fig, v2_fig;
-  if (modes.find("process") != std::string::npos) {
+  if (split_modes(modes).count("process")) {
     // 366e201: one `python kforge_harness.py --job-dir DIR` per job, everything in it.
     for (size_t i = 0; i < jobs; ++i) {
       auto dir = root / ("p" + std::to_string(i));
@@ -141,42 +155,71 @@ int main(int argc, char** argv) {
     }
     report("process_per_job", process_fig, skip);
   }
-  if (modes.find("v2") != std::string::npos) {
+  // --contain UIDS (root): v2's workers in the agent's full box (common/sandbox.h), each as a
+  // slot uid of the range UIDS, as on a production agent.
+  std::optional<Box> box;
+  std::shared_ptr<UidPool> uids;
+  if (auto range = flags->get("contain")) {
+    auto cg = CgroupRoot::open("bench-verifier");
+    SandboxSupport support = probe_sandbox(cg.ok() ? cg->get() : nullptr);
+    box = box_for(support, cg.ok() ? *cg : nullptr);
+    auto pool = UidPool::parse(*range);
+    if (!pool.ok() || !support.root) {
+      std::fprintf(stderr, "--contain needs root and a uid range (%s)\n", pool.ok() ? "not root" : pool.status().message().c_str());
+      return 2;
+    }
+    uids = *pool;
+    for (const auto& line : support.missing) std::printf("contain.missing: %s\n", line.c_str());
+    std::printf("contain: %s\n", cg.ok() ? (*cg)->describe().c_str() : "no cgroups");
+  }
+  // v2 with workers forked from the zygote; v2cold: each worker its own interpreter.
+  auto run_v2 = [&](const char* mode, bool zygote, Figures& fig) -> bool {
     VerifierOptions vo;
+    vo.box = box;
+    vo.uids = uids;
     vo.python = python;
     vo.harness_dir = *harness;
-    vo.work_root = root / "verifier";
+    vo.work_root = root / (std::string("verifier-") + mode);
     vo.env = device_env;
     vo.device = spec.target.backend;
+    vo.zygote = zygote;
     if (vo.device == "cuda") vo.preload = "torch,triton";
     auto t_start = std::chrono::steady_clock::now();
     auto verifier = Verifier::start(vo);
     if (!verifier.ok()) {
       std::fprintf(stderr, "%s\n", verifier.status().message().c_str());
-      return 1;
+      return false;
     }
-    std::printf("v2.start_s: %.3f\n",
+    std::printf("%s.start_s: %.3f\n", mode,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
     for (size_t i = 0; i < jobs; ++i) {
-      auto dir = root / ("v" + std::to_string(i));
-      if (!write_job(dir, files).ok()) return 1;
+      auto dir = root / (std::string(mode) + std::to_string(i));
+      if (!write_job(dir, files).ok()) return false;
       auto t0 = std::chrono::steady_clock::now();
       auto doc = (*verifier)->verify(dir, std::chrono::seconds(300));
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      v2_fig.wall_s.push_back(s);
-      ++v2_fig.verdicts[doc.value("verdict", "?")];
-      if (i + 1 == jobs && doc.contains("phases_ms")) std::printf("v2.last_phases_ms: %s\n", doc["phases_ms"].dump().c_str());
+      fig.wall_s.push_back(s);
+      ++fig.verdicts[doc.value("verdict", "?")];
+      if (i + 1 == jobs && doc.contains("phases_ms")) std::printf("%s.last_phases_ms: %s\n", mode, doc["phases_ms"].dump().c_str());
     }
     auto st = (*verifier)->stats();
-    std::printf("v2.workers_spawned: %llu\n", static_cast<unsigned long long>(st.spawned));
-    report("v2", v2_fig, skip);
+    std::printf("%s.workers_spawned: %llu\n%s.workers_forked: %llu\n", mode, static_cast<unsigned long long>(st.spawned),
+                mode, static_cast<unsigned long long>(st.forked));
+    report(mode, fig, skip);
+    return true;
+  };
+  Figures v2cold_fig;
+  for (const std::string& m : split_modes(modes)) {
+    if (m == "v2" && !run_v2("v2", true, v2_fig)) return 1;
+    if (m == "v2cold" && !run_v2("v2cold", false, v2cold_fig)) return 1;
   }
-  if (!process_fig.wall_s.empty() && !v2_fig.wall_s.empty()) {
-    auto steady = [&](const Figures& f) {
-      std::vector<double> v(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())), f.wall_s.end());
-      return percentile(v, 0.5);
-    };
-    std::printf("ratio.verifications_per_minute_v2_over_process: %.2f\n", steady(process_fig) / steady(v2_fig));
+  auto steady = [&](const Figures& f) {
+    std::vector<double> v(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())), f.wall_s.end());
+    return percentile(v, 0.5);
+  };
+  for (auto [name, fig] : {std::pair{"v2", &v2_fig}, std::pair{"v2cold", &v2cold_fig}}) {
+    if (process_fig.wall_s.empty() || fig->wall_s.empty()) continue;
+    std::printf("ratio.verifications_per_minute_%s_over_process: %.2f\n", name, steady(process_fig) / steady(*fig));
   }
   std::error_code ec;
   std::filesystem::remove_all(root, ec);

@@ -135,6 +135,7 @@ int cmd_verify(const ParsedFlags& flags) {
   vo.worker_limits.file_size_mb = 1024;
   vo.warm_workers = 1;  // starts beside the judge
   vo.refill = false;    // one job
+  vo.zygote = false;    // which would cost what the one worker costs
   vo.device = spec.target.backend;
   if (vo.device == "cuda") vo.preload = "torch,triton";
   auto verifier = Verifier::start(vo);

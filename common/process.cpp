@@ -78,11 +78,6 @@ struct ChildError {
   const char* detail_text;  // a static string of the child, which is a copy of this process
 };
 
-struct LimitPlan {
-  int resource;
-  const char* name;
-  rlimit value;
-};
 
 // Everything the child needs, prepared before fork: between fork and exec the child may only
 // make async-signal-safe calls, so it neither allocates nor formats.
@@ -91,7 +86,7 @@ struct ChildPlan {
   std::vector<std::string> env_storage;  // "NAME=value"
   std::vector<char*> envp;               // null-terminated
   std::vector<std::string> candidates;   // paths to execve, in order
-  std::vector<LimitPlan> limits;
+  std::vector<RlimitSetting> limits;
   const char* cwd = nullptr;
   bool switch_user = false;
   uid_t uid = 0;
@@ -199,7 +194,8 @@ void box_child(const ChildPlan& plan) {
   }
 
   for (size_t i = 0; i < plan.limits.size(); ++i) {
-    if (::setrlimit(plan.limits[i].resource, &plan.limits[i].value) != 0) {
+    const rlimit value{plan.limits[i].soft, plan.limits[i].hard};
+    if (::setrlimit(plan.limits[i].resource, &value) != 0) {
       child_fail(error_fd, ChildStage::rlimit, errno, static_cast<int>(i));
     }
   }
@@ -274,13 +270,13 @@ std::vector<std::string> exec_candidates(const std::string& program,
 }
 
 // The limit to set for `value` (in `unit`s), capped to the inherited hard limit.
-rlimit plan_limit(int resource, uint64_t value, uint64_t unit) {
+RlimitSetting plan_limit(int resource, const char* name, uint64_t value, uint64_t unit) {
   rlim_t want = value > RLIM_INFINITY / unit ? RLIM_INFINITY : static_cast<rlim_t>(value * unit);
   rlimit current;
   if (::getrlimit(resource, &current) == 0 && current.rlim_max != RLIM_INFINITY) {
     want = std::min(want, current.rlim_max);
   }
-  return rlimit{want, want};
+  return {resource, name, want, want};
 }
 
 std::string child_error_text(const ChildError& e, const std::string& program, const ChildPlan& plan,
@@ -383,6 +379,18 @@ int poll_timeout_ms(SteadyClock::time_point until) {
 
 }  // namespace
 
+std::vector<RlimitSetting> rlimits_for(const ResourceLimits& lim) {
+  constexpr uint64_t kMiB = 1024 * 1024;
+  std::vector<RlimitSetting> out;
+  if (lim.address_space_mb) out.push_back(plan_limit(RLIMIT_AS, "RLIMIT_AS", lim.address_space_mb, kMiB));
+  if (lim.cpu_s) out.push_back(plan_limit(RLIMIT_CPU, "RLIMIT_CPU", lim.cpu_s, 1));
+  if (lim.open_files) out.push_back(plan_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", lim.open_files, 1));
+  if (lim.processes) out.push_back(plan_limit(RLIMIT_NPROC, "RLIMIT_NPROC", lim.processes, 1));
+  if (lim.file_size_mb) out.push_back(plan_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", lim.file_size_mb, kMiB));
+  out.push_back({RLIMIT_CORE, "RLIMIT_CORE", 0, 0});
+  return out;
+}
+
 CancelToken::CancelToken() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 CancelToken::~CancelToken() {
@@ -425,15 +433,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   for (std::string& entry : plan.env_storage) plan.envp.push_back(entry.data());
   plan.envp.push_back(nullptr);
   plan.candidates = exec_candidates(program, env);
-  constexpr uint64_t kMiB = 1024 * 1024;
-  const ResourceLimits& lim = spec.limits;
-  if (lim.address_space_mb) plan.limits.push_back({RLIMIT_AS, "RLIMIT_AS", plan_limit(RLIMIT_AS, lim.address_space_mb, kMiB)});
-  if (lim.cpu_s) plan.limits.push_back({RLIMIT_CPU, "RLIMIT_CPU", plan_limit(RLIMIT_CPU, lim.cpu_s, 1)});
-  if (lim.open_files) plan.limits.push_back({RLIMIT_NOFILE, "RLIMIT_NOFILE", plan_limit(RLIMIT_NOFILE, lim.open_files, 1)});
-  if (lim.processes) plan.limits.push_back({RLIMIT_NPROC, "RLIMIT_NPROC", plan_limit(RLIMIT_NPROC, lim.processes, 1)});
-  if (lim.file_size_mb) plan.limits.push_back({RLIMIT_FSIZE, "RLIMIT_FSIZE", plan_limit(RLIMIT_FSIZE, lim.file_size_mb, kMiB)});
-  // Never a core dump: a crashed GPU job can have a huge address space to write out.
-  plan.limits.push_back({RLIMIT_CORE, "RLIMIT_CORE", rlimit{0, 0}});
+  plan.limits = rlimits_for(spec.limits);
   if (!spec.cwd.empty()) plan.cwd = spec.cwd.c_str();
   if (spec.run_as) {
     plan.switch_user = true;
@@ -555,7 +555,7 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
     got = ::read(error_read.get(), &child_error, sizeof child_error);
   } while (got < 0 && errno == EINTR);
   error_read.reset();
-  if (spec.on_started) spec.on_started();
+  if (spec.on_started) spec.on_started(pid);
   if (got != 0) {
     int status;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {

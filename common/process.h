@@ -44,6 +44,16 @@ struct ResourceLimits {
   bool operator==(const ResourceLimits&) const = default;
 };
 
+// The rlimits a child gets for `limits` (each capped to this process's hard limit), in the
+// order they are set; RLIMIT_CORE is always 0 (a crashed GPU job can have a huge address
+// space to write out). For children started some other way than run_process (a zygote's).
+struct RlimitSetting {
+  int resource;      // RLIMIT_*
+  const char* name;  // "RLIMIT_AS", for messages
+  uint64_t soft, hard;
+};
+std::vector<RlimitSetting> rlimits_for(const ResourceLimits& limits);
+
 // Who a child runs as, when the parent is root (see ProcessSpec::run_as).
 struct UserIds {
   uid_t uid = 0;
@@ -73,10 +83,11 @@ struct ProcessSpec {
   // Descriptors the child inherits: pass_fds[i] becomes fd 3 + i in the child; every other
   // descriptor above 2 is closed at exec. The caller keeps ownership of its copies.
   std::vector<int> pass_fds;
-  // Called in the parent once the child has been forked and has exec'd (or failed to): the
-  // moment to close the parent's copies of pass_fds, so that the child's end of a socket
-  // reaches end-of-file when the child dies. Runs on the calling thread.
-  std::function<void()> on_started;
+  // Called in the parent once the child has been forked and has exec'd (or failed to), with
+  // its pid (with box->pid_ns: the namespace's init): the moment to close the parent's copies
+  // of pass_fds, so that the child's end of a socket reaches end-of-file when the child dies.
+  // Runs on the calling thread.
+  std::function<void(int pid)> on_started;
   // Containment (common/sandbox.h): a cgroup of its own (limits, kill-all, verified empty
   // before run_process returns) and PID/network/IPC/mount namespaces. Needs root. Unset: the
   // process group and the rlimits above are all there is. With box->pid_ns the process

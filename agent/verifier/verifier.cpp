@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
+#include <future>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -120,6 +122,7 @@ struct Verifier::Proc {
   UidPool::Lease uid;            // a worker's slot uid, held until its box is empty
   std::unique_ptr<JobDir> dir;   // a worker's private directory, removed with it
   UniqueFd sock;
+  uint64_t forked_id = 0;        // a zygote's worker: its id there (0: started cold)
   CancelToken cancel;
   std::thread thread;
   Result<ProcessResult> result = io_error("still running");
@@ -139,6 +142,7 @@ Verifier::Verifier(const VerifierOptions& options) : options_(options) {}
 
 Verifier::~Verifier() {
   warm_.clear();
+  drop_zygote();
   stop_judge();
 }
 
@@ -150,9 +154,20 @@ Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options
   }
   KF_RETURN_IF_ERROR(ensure_dir(options.work_root));
   std::unique_ptr<Verifier> v(new Verifier(options));
+  if (options.zygote) v->launch_zygote();  // it imports while the judge does
   KF_RETURN_IF_ERROR(v->launch_judge());
-  v->refill();  // the workers start while the judge does
   KF_RETURN_IF_ERROR(v->await_judge());
+  if (v->zygote_) {
+    nlohmann::json ready;
+    Wait w = recv_message(v->zygote_->sock.get(), std::chrono::steady_clock::now() + kJudgeReadyWait, nullptr, &ready);
+    if (w == Wait::message && ready.contains("ready")) {
+      v->zygote_up_ = true;
+    } else {
+      spdlog::warn("verifier: the worker zygote did not start; workers start cold");
+      v->drop_zygote();
+    }
+  }
+  v->refill();
   return v;
 }
 
@@ -163,16 +178,23 @@ Verifier::Stats Verifier::stats() const {
 
 namespace {
 
-// Starts `spec` on its own thread, passing `child_end` as fd 3; our copy of it is closed as
-// soon as the child has exec'd, so that its death reaches the other end as end-of-file.
+// Starts `spec` on its own thread, passing `child_end` (if valid) as fd 3; our copy of it is
+// closed as soon as the child has exec'd, so that its death reaches the other end as
+// end-of-file. `started` (may be empty) gets the child's pid then, or -1 if it never started.
 void launch(ProcessSpec spec, UniqueFd child_end, CancelToken* cancel, std::thread* thread,
-            Result<ProcessResult>* result) {
+            Result<ProcessResult>* result, std::function<void(int)> started = {}) {
   auto end = std::make_shared<UniqueFd>(std::move(child_end));
-  spec.pass_fds = {end->get()};
-  spec.on_started = [end] { end->reset(); };
-  *thread = std::thread([spec = std::move(spec), end, cancel, result]() mutable {
+  if (end->valid()) spec.pass_fds = {end->get()};
+  auto told = std::make_shared<bool>(false);
+  spec.on_started = [end, started, told](int pid) {
+    end->reset();
+    *told = true;
+    if (started) started(pid);
+  };
+  *thread = std::thread([spec = std::move(spec), end, cancel, result, started, told]() mutable {
     *result = run_process(spec, cancel);
     end->reset();  // also when the child never started
+    if (!*told && started) started(-1);
   });
 }
 
@@ -276,11 +298,174 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
   spec.env["TRITON_CACHE_DIR"] = (home / ".triton").string();  // the worker's own
   spec.env["KFORGE_WORKER_PRELOAD"] = options_.preload;
   spec.env["KFORGE_WORKER_DEVICE"] = options_.device;
+  if (limits == options_.worker_limits && zygote_ready()) {
+    auto forked = fork_worker(std::move(proc), spec, std::move(pair->second));
+    if (forked.ok()) return forked;
+    spdlog::warn("verifier: the zygote could not make a worker ({}); workers start cold for a minute",
+                 forked.status().message());
+    drop_zygote();
+    return spawn_worker(limits);
+  }
   launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
   std::lock_guard lock(mu_);
   ++stats_.spawned;
   return proc;
 }
+
+// The box is run_process's, around a holder that only waits; the zygote's child enters it
+// and becomes the worker (kforge_verifier/zygote.py). Killing the proc kills the box, the
+// holder and the worker with everything it started, as for a cold worker.
+Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec,
+                                                               UniqueFd child_end) {
+  const uint64_t id = next_worker_id_++;
+  nlohmann::json request = {{"op", "spawn"}, {"id", id}, {"device", options_.device},
+                            {"preload", options_.preload}, {"cwd", spec.cwd.string()},
+                            {"pid_ns", spec.box && spec.box->pid_ns}, {"no_new_privs", spec.box.has_value()},
+                            {"uid", spec.run_as ? spec.run_as->uid : ::getuid()},
+                            {"gid", spec.run_as ? spec.run_as->gid : ::getgid()}};
+  nlohmann::json env = nlohmann::json::object();
+  for (const std::string& name : spec.env_allow) {
+    if (const char* value = std::getenv(name.c_str())) env[name] = value;
+  }
+  for (const auto& [name, value] : spec.env) env[name] = value;
+  request["env"] = env;
+  nlohmann::json rlimits = nlohmann::json::array();
+  for (const RlimitSetting& r : rlimits_for(spec.limits)) rlimits.push_back({r.resource, r.soft, r.hard});
+  request["rlimits"] = rlimits;
+
+  spec.argv = {"sleep", "infinity"};  // the holder: it keeps the box until we kill it
+  spec.limits = ResourceLimits{};
+  auto pid = std::make_shared<std::promise<int>>();
+  std::future<int> started = pid->get_future();
+  launch(std::move(spec), UniqueFd(), &proc->cancel, &proc->thread, &proc->result,
+         [pid](int p) { pid->set_value(p); });
+  request["holder"] = started.get();  // run_process tells once the holder exec'd or failed
+  if (request["holder"].get<int>() <= 0) {
+    const auto& r = proc->kill();
+    return io_error("the worker's box did not start: " + r.status().message());
+  }
+  if (Status st = send_message(zygote_->sock.get(), request, child_end.get()); !st.ok()) return st;
+  child_end.reset();
+  nlohmann::json reply = zygote_message(id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  if (reply.is_null() || !reply.contains("spawned")) {
+    proc->kill();
+    return io_error(reply.is_null() ? std::string("the zygote did not answer")
+                                    : reply.value("message", std::string("the zygote failed")));
+  }
+  proc->forked_id = id;
+  std::lock_guard lock(mu_);
+  ++stats_.spawned;
+  ++stats_.forked;
+  return proc;
+}
+
+void Verifier::launch_zygote() {
+  zygote_launched_ = std::chrono::steady_clock::now();
+  auto pair = seqpacket_pair();
+  if (!pair.ok()) return;
+  auto proc = std::make_unique<Proc>();
+  proc->sock = std::move(pair->first);
+  ProcessSpec spec = base_spec(options_, "kforge_zygote.py");
+  spec.cwd = options_.work_root;
+  spec.env["HOME"] = options_.work_root.string();
+  spec.env["KFORGE_ZYGOTE_PRELOAD"] = options_.preload;
+  spec.env["KFORGE_ZYGOTE_DEVICE"] = options_.device;
+  launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
+  zygote_ = std::move(proc);
+  zygote_up_ = false;
+}
+
+// Whether workers can be forked now. Never blocks: a zygote still importing is not ready; a
+// dead one is relaunched at most once a minute.
+bool Verifier::zygote_ready() {
+  if (!options_.zygote) return false;
+  if (!zygote_) {
+    if (std::chrono::steady_clock::now() - zygote_launched_ < std::chrono::seconds(60)) return false;
+    launch_zygote();
+    if (!zygote_) return false;
+  }
+  if (!zygote_up_) {
+    nlohmann::json msg;
+    Wait w = recv_message(zygote_->sock.get(), std::chrono::steady_clock::now() + std::chrono::milliseconds(1),
+                          nullptr, &msg);
+    if (w == Wait::message && msg.contains("ready")) {
+      zygote_up_ = true;
+    } else if (w != Wait::timed_out) {
+      drop_zygote();
+    }
+  }
+  std::lock_guard lock(mu_);
+  stats_.zygote = zygote_up_;
+  return zygote_up_;
+}
+
+nlohmann::json Verifier::zygote_message(uint64_t id, Deadline deadline) {
+  for (;;) {
+    if (auto it = zygote_inbox_.find(id); it != zygote_inbox_.end()) {
+      nlohmann::json msg = std::move(it->second);
+      zygote_inbox_.erase(it);
+      return msg;
+    }
+    if (!zygote_) return nullptr;
+    nlohmann::json msg;
+    Wait w = recv_message(zygote_->sock.get(), deadline, nullptr, &msg);
+    if (w == Wait::timed_out) return nullptr;
+    if (w != Wait::message) {
+      drop_zygote();
+      return nullptr;
+    }
+    for (const char* key : {"spawned", "spawn_error", "exited"}) {
+      if (msg.contains(key) && msg[key].is_number_unsigned()) {
+        uint64_t about = msg[key].get<uint64_t>();
+        if (about == id) return msg;
+        zygote_inbox_[about] = std::move(msg);
+        break;
+      }
+    }
+    // Reports nobody will ask for (a worker dropped unused) must not pile up.
+    while (zygote_inbox_.size() > 64) zygote_inbox_.erase(zygote_inbox_.begin());
+  }
+}
+
+void Verifier::drop_zygote() {
+  if (!zygote_) return;
+  zygote_->sock.reset();  // end-of-file: its loop returns; its workers live on in their boxes
+  zygote_->kill();
+  zygote_.reset();
+  zygote_up_ = false;
+  zygote_inbox_.clear();
+  std::lock_guard lock(mu_);
+  stats_.zygote = false;
+}
+
+// How the worker ended, for the judge. It is killed first, its box with it; then its exit
+// status and the tail of its output come from run_process (a cold worker) or from the zygote
+// (a forked one; the box's OOM and process-cap flags are run_process's either way).
+nlohmann::json Verifier::worker_exit(Proc& worker) {
+  const auto& r = worker.kill();
+  if (!r.ok()) return nlohmann::json::object();
+  int exit_code = r->exit_code, sig = r->signal;
+  std::string out = r->stderr_data;
+  if (worker.forked_id != 0) {
+    nlohmann::json report = zygote_message(worker.forked_id, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    bool ok = report.is_object();
+    exit_code = ok ? report.value("exit_code", -1) : -1;
+    sig = ok ? report.value("signal", 0) : SIGKILL;
+    out = ok ? report.value("stderr", std::string()) : std::string();
+    worker.forked_id = 0;
+  }
+  // SIGKILL from our own kill is not how the candidate ended; any other signal is
+  bool ours = r->cancelled && sig == SIGKILL;
+  nlohmann::json exit = {{"exit_code", exit_code},
+                         {"signal", ours ? 0 : sig},
+                         {"killed", r->cancelled},
+                         {"oom", r->memory_exceeded},
+                         {"pids_exceeded", r->pids_exceeded},
+                         {"stderr", out.size() > 4000 ? out.substr(out.size() - 4000) : out}};
+  if (sig != 0 && !ours) exit["signal_name"] = signal_name(sig);
+  return exit;
+}
+
 
 void Verifier::refill() {
   while (warm_.size() < options_.warm_workers) {
@@ -348,21 +533,8 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
                                "out of memory)"));
     }
     if (msg.contains("release_worker")) {
-      // The candidate's whole process group dies before the judge decides anything more.
-      const auto& r = worker->kill();
-      nlohmann::json exit = nlohmann::json::object();
-      if (r.ok()) {
-        // SIGKILL from our own kill is not how the candidate ended; any other signal is
-        bool ours = r->cancelled && r->signal == SIGKILL;
-        exit = {{"exit_code", r->exit_code},
-                {"signal", ours ? 0 : r->signal},
-                {"killed", r->cancelled},
-                {"oom", r->memory_exceeded},
-                {"pids_exceeded", r->pids_exceeded},
-                {"stderr", r->stderr_data.size() > 4000 ? r->stderr_data.substr(r->stderr_data.size() - 4000)
-                                                        : r->stderr_data}};
-        if (r->signal != 0 && !ours) exit["signal_name"] = signal_name(r->signal);
-      }
+      // The candidate's whole box dies before the judge decides anything more.
+      nlohmann::json exit = worker_exit(*worker);
       if (Status st = send_message(judge_->sock.get(), {{"worker_exit", exit}}); !st.ok()) {
         stop_judge();
         return finish(verifier_error("infra_error", st.message()));

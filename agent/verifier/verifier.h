@@ -12,6 +12,13 @@
 // judge's verdict document. Nothing the worker writes, prints or returns reaches the verdict
 // except through the judge's own checks.
 //
+// Workers are forked from a zygote (kforge_zygote.py: the framework imported once, no device
+// context) into a box the agent makes as for any job: run_process starts a holder in the
+// job's cgroup and namespaces as the job's uid, and the zygote's child enters it before it
+// becomes the worker (kforge_verifier/zygote.py). A worker so made is ready in tens of
+// milliseconds instead of the second or more of a cold start; without a zygote (it failed
+// to start, or died) workers start cold, each its own interpreter, as before.
+//
 //   agent thread --verify(job_dir)--> Verifier --{"op":"verify"} + worker fd--> judge
 //                                        ^   <--{"release_worker"}--   |  shared memory,
 //        kill worker box, reap  ---------+   --{"worker_exit"}-->      |  one socket
@@ -34,6 +41,7 @@
 #include "common/process.h"
 #include "common/sandbox.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace kforge {
 
@@ -58,6 +66,7 @@ struct VerifierOptions {
   std::string preload = "torch";             // what workers import before any job
                                              // ("torch,triton" on cuda: compiler warmed)
   std::string device = "cpu";                // cpu | cuda | ascend: workers create its context
+  bool zygote = true;                        // fork workers from a zygote (false: cold only)
 };
 
 // One device's judge and worker pool. verify() is called by one thread at a time (one job
@@ -82,6 +91,8 @@ class Verifier {
     size_t warm = 0;        // workers started and waiting for a job
     size_t busy = 0;        // workers running a candidate
     uint64_t spawned = 0;   // workers started since start()
+    uint64_t forked = 0;    // of which forked from the zygote (the rest started cold)
+    bool zygote = false;    // a zygote is up and ready
     uint64_t judges = 0;    // judges started since start() (restarts after a failure)
   };
   Stats stats() const;
@@ -90,6 +101,14 @@ class Verifier {
   struct Proc;
   explicit Verifier(const VerifierOptions& options);
   Result<std::unique_ptr<Proc>> spawn_worker(const ResourceLimits& limits);
+  Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec, UniqueFd child_end);
+  nlohmann::json worker_exit(Proc& worker);
+  void launch_zygote();
+  bool zygote_ready();
+  // The zygote's next message about worker `id` ("spawned", "spawn_error", "exited"), or
+  // null at the deadline or when the zygote is gone. Messages about others are kept.
+  nlohmann::json zygote_message(uint64_t id, std::chrono::steady_clock::time_point deadline);
+  void drop_zygote();
   Status ensure_judge();
   Status launch_judge();
   Status await_judge();
@@ -100,6 +119,11 @@ class Verifier {
   std::mutex job_mu_;  // one job at a time: a cancelled attempt may still be finishing
   std::unique_ptr<Proc> judge_;
   std::deque<std::unique_ptr<Proc>> warm_;
+  std::unique_ptr<Proc> zygote_;
+  bool zygote_up_ = false;  // its "ready" came
+  std::chrono::steady_clock::time_point zygote_launched_{};
+  uint64_t next_worker_id_ = 1;
+  std::map<uint64_t, nlohmann::json> zygote_inbox_;  // messages not yet asked for
   mutable std::mutex mu_;  // stats_
   Stats stats_;
 };

@@ -51,6 +51,9 @@ READY_WAIT_S = 120.0          # a cold worker imports torch and creates the devi
 PINGS = 15                    # round trips measured before the candidate is loaded
 CACHE_TASKS = int(os.environ.get("KFORGE_JUDGE_CACHE_TASKS", "8"))
 CACHE_BYTES = int(os.environ.get("KFORGE_JUDGE_CACHE_MB", "1024")) << 20
+# The timed runs' input sets kept per task, with the reference's outputs and time on each, so
+# that a candidate pays only for its own runs; beyond this, sets are drawn fresh per run.
+TIMED_SETS_BYTES = int(os.environ.get("KFORGE_JUDGE_TIMED_SETS_MB", "128")) << 20
 # Inputs and outputs in device memory shared by CUDA IPC instead of host shared memory. Off by
 # default: on an H100 a framework op of the candidate on an IPC-mapped input failed once
 # (torch.AcceleratorError) where the host path is right; see docs/harness.md.
@@ -177,6 +180,16 @@ class TaskState:
         self.cases = []
         self.ref_log = None
         self.nbytes = 0
+        self.timed = []     # TimedSet: the profile's input sets, drawn on secret seeds
+        self.timed_full = False
+
+
+class TimedSet:
+    """One timed run's inputs, with the reference's outputs on them and its time."""
+
+    def __init__(self, seed, inputs, ref_leaves, ref_ns):
+        self.seed, self.inputs, self.ref_leaves, self.ref_ns = seed, inputs, ref_leaves, ref_ns
+        self.nbytes = channel.total_array_bytes(inputs) + channel.total_array_bytes(ref_leaves)
 
 
 class TaskCache:
@@ -252,6 +265,7 @@ class JudgeRunner(Runner):
             self.cache.put(key, state)
         self.task, self.ref_model, self.ref_call = state.task, state.ref_model, state.ref_call
         self.cases, self.ref_log = state.cases, state.ref_log
+        self.state = state
         self.doc["phases_ms"]["load_reference"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     def _compute_reference(self):
@@ -471,26 +485,9 @@ class JudgeRunner(Runner):
         cand_times, ref_times = [], []
         try:
             for i in range(total):
-                seed = secrets.randbits(30)
-                sets = self.gen_sets(seed)
-                inputs = sets[0]
-                label = f"timed run {i + 1} of {total} (fresh inputs)"
-                # the reference, timed like the candidate: inputs written, call, outputs copied
-                if flush is not None:
-                    flush.zero_()
-                fw.synchronize()
-                s = time.perf_counter_ns()
-                ref_in.reset()
-                tree = channel.put(inputs, ref_in)
-                ins = channel.take(tree, ref_in, fw.device, copy=False)
-                with fw.no_grad():
-                    out = self.ref_call(*ins)
-                fw.synchronize()
-                ref_out.reset()
-                ref_leaves = channel.take(channel.put(frameworks.flatten_outputs(out), ref_out),
-                                          ref_out, fw.device)
-                fw.synchronize()
-                ref_ns = time.perf_counter_ns() - s
+                timed = self._timed_set(i, ref_in, ref_out, flush)
+                inputs, ref_leaves, ref_ns, seed = timed.inputs, timed.ref_leaves, timed.ref_ns, timed.seed
+                label = f"timed run {i + 1} of {total} (inputs of its own)"
                 # the candidate, on the same values
                 if flush is not None:
                     flush.zero_()
@@ -529,7 +526,44 @@ class JudgeRunner(Runner):
         del launches
         self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
 
-    timing_note = ", every timed run on fresh inputs and checked"
+    timing_note = ", every timed run on inputs of its own and checked"
+
+    def _timed_set(self, i, ref_in, ref_out, flush):
+        """Timed run i's inputs and the reference's outputs and time on them: kept per task
+        (TIMED_SETS_BYTES), so the reference runs once per set, not once per candidate. The
+        sets differ from each other, so a candidate's content cache never hits within its
+        job; each worker serves one job, so nothing it cached survives to the next."""
+        state = self.state
+        if i < len(state.timed):
+            self.doc["reference_timed_cached"] = True
+            return state.timed[i]
+        fw = self.fw
+        seed = secrets.randbits(30)
+        inputs = self.gen_sets(seed)[0]
+        # the reference, timed like the candidate: inputs written, call, outputs copied
+        if flush is not None:
+            flush.zero_()
+        fw.synchronize()
+        s = time.perf_counter_ns()
+        ref_in.reset()
+        tree = channel.put(inputs, ref_in)
+        ins = channel.take(tree, ref_in, fw.device, copy=False)
+        with fw.no_grad():
+            out = self.ref_call(*ins)
+        fw.synchronize()
+        ref_out.reset()
+        ref_leaves = channel.take(channel.put(frameworks.flatten_outputs(out), ref_out),
+                                  ref_out, fw.device)
+        fw.synchronize()
+        timed = TimedSet(seed, inputs, list(ref_leaves), time.perf_counter_ns() - s)
+        if not state.timed_full and i == len(state.timed) and \
+                sum(t.nbytes for t in state.timed) + timed.nbytes <= TIMED_SETS_BYTES:
+            state.timed.append(timed)
+            state.nbytes += timed.nbytes
+        else:
+            state.timed_full = True
+        return timed
+
 
     def stages(self):
         self.check_rules()          # milliseconds: before the reference and the compile
