@@ -132,6 +132,29 @@ def test_profile_case_reports_speedup(outcomes):
     assert "speedup" in res["message"]
 
 
+def test_profile_reports_its_roofline(outcomes):
+    roof = outcomes["cpp_add_profile_passes"]["roofline"]
+    assert roof["min_bytes"] >= 2 * 100003 * 4  # its output and an input, float32
+    assert roof["copy_bandwidth_gbps"] > 0
+    assert 0 < roof["floor_us"] < roof["candidate_median_us"]
+
+
+def test_a_time_below_the_roofline_is_rejected():
+    # The judge is told the device is a billion times slower than it is: every honest time
+    # is then below what the bytes allow, which is what a forged time looks like.
+    case = next(c for c in CASES if c["name"] == "cpp_add_profile_passes")
+    with tempfile.TemporaryDirectory(prefix="kforge-harness-test-") as parent:
+        os.chmod(parent, 0o755)
+        judge = v2run.Judge(env={"KFORGE_JUDGE_ROOFLINE_MARGIN": "1e-9"})
+        try:
+            doc = judge.verify(jobrun.make_job_dir(case, parent), 60)
+        finally:
+            judge.close()
+    assert doc["verdict"] == "rejected", doc["message"]
+    assert "impossible timing" in doc["message"]
+    assert "profile" not in doc or "speedup" not in doc["profile"]
+
+
 def test_suspicious_speedup_is_flagged_but_passes(outcomes):
     res = outcomes["suspicious_speedup_flagged"]
     assert res["verdict"] == "passed"

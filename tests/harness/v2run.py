@@ -58,13 +58,13 @@ def _readable_harness():
 
 
 class Judge:
-    def __init__(self, device="cpu"):
+    def __init__(self, device="cpu", env=None):
         self.device = device
         self.worker_harness = _readable_harness()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen([PYTHON, os.path.join(HARNESS_DIR, "kforge_judge.py"),
                                       "--fd", str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                                     env=_env(), start_new_session=True)
+                                     env=_env(env), start_new_session=True)
         theirs.close()
         self.ctl = channel.Channel(mine.detach())
         msg, _ = self.ctl.recv(time.monotonic() + 60)

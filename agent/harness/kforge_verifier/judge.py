@@ -58,6 +58,44 @@ TIMED_SETS_BYTES = int(os.environ.get("KFORGE_JUDGE_TIMED_SETS_MB", "128")) << 2
 # default: on an H100 a framework op of the candidate on an IPC-mapped input failed once
 # (torch.AcceleratorError) where the host path is right; see docs/harness.md.
 CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC") == "1"
+# The roofline: no call can move its bytes faster than ROOFLINE_MARGIN times the copy
+# bandwidth the judge measures on the device (KFORGE_JUDGE_ROOFLINE_MARGIN).
+ROOFLINE_MARGIN = float(os.environ.get("KFORGE_JUDGE_ROOFLINE_MARGIN", "2.0"))
+_BANDWIDTH = {}  # (framework, device) -> measured copy bandwidth, bytes/s
+
+
+def copy_bandwidth(fw):
+    """The device's memory bandwidth as a copy reaches it (read + write bytes per second),
+    measured once per device: the best of 5 copies of 64 MiB (256 MiB on CUDA)."""
+    key = (fw.name, fw.device)
+    if key in _BANDWIDTH:
+        return _BANDWIDTH[key]
+    if fw.name == "torch":
+        torch = fw.torch
+        n = (256 if fw.device == "cuda" else 64) << 20
+        src = torch.empty(n, dtype=torch.uint8, device=fw.device)
+        dst = torch.empty_like(src)
+        copy = dst.copy_
+    else:
+        import numpy as np
+        n = 64 << 20
+        src, dst = np.ones(n, dtype=np.uint8), np.empty(n, dtype=np.uint8)
+        copy = (lambda a: np.copyto(dst, a))
+    best = float("inf")
+    for _ in range(6):
+        fw.synchronize()
+        t0 = time.perf_counter()
+        copy(src)
+        fw.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    _BANDWIDTH[key] = 2 * n / max(best, 1e-9)
+    return _BANDWIDTH[key]
+
+
+def roofline_floor_us(min_bytes, bandwidth, margin=None):
+    """The least time, in microseconds, any call that moves `min_bytes` can take."""
+    margin = ROOFLINE_MARGIN if margin is None else margin
+    return min_bytes / (bandwidth * margin) * 1e6
 
 
 class WorkerGone(Exception):
@@ -482,7 +520,8 @@ class JudgeRunner(Runner):
         if fw.name == "torch" and fw.device == "cuda":
             flush = fw.torch.empty(timing.L2_FLUSH_BYTES, dtype=fw.torch.int8, device="cuda")
         total = spec.warmup + spec.runs
-        cand_times, ref_times = [], []
+        cand_times, ref_times, raw_times = [], [], []
+        min_bytes = 0
         try:
             for i in range(total):
                 timed = self._timed_set(i, ref_in, ref_out, flush)
@@ -509,10 +548,15 @@ class JudgeRunner(Runner):
                 if i >= spec.warmup:
                     ref_times.append(ref_ns / 1000.0)
                     cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
+                    raw_times.append(cand_ns / 1000.0)
+                # what any correct call moves at least: its outputs and its largest input
+                min_bytes = channel.total_array_bytes(ref_leaves) + max(
+                    [channel.total_array_bytes(x) for x in inputs] or [0])
         finally:
             ref_in.close()
             ref_out.close()
             del flush
+        self._check_roofline(min_bytes, statistics.median(raw_times))
         launches = self.last_report.get("launches")
         cand_stats = timing.summarize(cand_times)
         ref_stats = timing.summarize(ref_times)
@@ -527,6 +571,24 @@ class JudgeRunner(Runner):
         self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     timing_note = ", every timed run on inputs of its own and checked"
+
+    def _check_roofline(self, min_bytes, raw_median_us):
+        """A time no device can reach is not a speedup: rejected. The time compared is the
+        judge's whole clock for the call (round trip and copies included), so the check
+        can only err toward letting a time through."""
+        bandwidth = copy_bandwidth(self.fw)
+        floor = roofline_floor_us(min_bytes, bandwidth)
+        self.doc["roofline"] = {"min_bytes": int(min_bytes),
+                                "copy_bandwidth_gbps": round(bandwidth / 1e9, 3),
+                                "margin": ROOFLINE_MARGIN, "floor_us": round(floor, 3),
+                                "candidate_median_us": round(raw_median_us, 3)}
+        if raw_median_us < floor:
+            raise Failure(verdicts.REJECTED,
+                          f"impossible timing: the candidate's median call took "
+                          f"{raw_median_us:.3f} us, but moving the {int(min_bytes)} bytes of "
+                          f"its outputs and largest input takes at least {floor:.3f} us on "
+                          f"this device ({bandwidth / 1e9:.1f} GB/s measured, x"
+                          f"{ROOFLINE_MARGIN:g}): the work was not all done in the timed call")
 
     def _timed_set(self, i, ref_in, ref_out, flush):
         """Timed run i's inputs and the reference's outputs and time on them: kept per task
