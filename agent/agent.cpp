@@ -36,17 +36,30 @@ bool safe_file_name(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
+// MemTotal of /proc/meminfo in MiB; 0 when it cannot be read.
+uint64_t host_memory_mb() {
+  auto text = read_file("/proc/meminfo");
+  if (!text.ok()) return 0;
+  size_t at = text->find("MemTotal:");
+  if (at == std::string::npos) return 0;
+  return std::strtoull(text->c_str() + at + 9, nullptr, 10) / 1024;
+}
+
 uint64_t pick(uint64_t job_value, uint64_t agent_default) {
   return job_value ? job_value : agent_default;
 }
 
 }  // namespace
 
+uint64_t default_job_memory_mb(uint64_t host_mb, size_t devices) {
+  return std::max<uint64_t>(512, host_mb * 3 / 4 / std::max<size_t>(1, devices));
+}
+
 void apply_containment_config(const AgentConfig& config, AgentOptions& options) {
   options.contain = config.contain;
   options.allow_uncontained = config.allow_uncontained;
   options.job_uids = config.job_uids;
-  options.job_memory_mb = config.limits.memory_mb;
+  options.job_memory_mb = config.limits.memory_mb;  // 0: default_job_memory_mb
   options.job_pids = config.limits.pids;
   options.job_cpu_percent = config.limits.cpu_percent;
   options.job_disk_mb = config.job_disk_mb;
@@ -124,6 +137,12 @@ Status Agent::contain_jobs() {
   for (const auto& line : support.missing) spdlog::warn("agent {}: containment: {}", id_, line);
   Box box = box_for(support, cgroups);
   box.memory_mb = support.memory ? options_.job_memory_mb : 0;
+  if (support.memory && box.memory_mb == 0) {
+    // Unset: sized from the machine, so that one job cannot set off the host's OOM killer.
+    box.memory_mb = default_job_memory_mb(host_memory_mb(), options_.devices.size());
+    spdlog::info("agent {}: each job's memory limit is {} MiB (3/4 of the host's memory over {} device(s); "
+                 "agent.limits.memory_mb sets it)", id_, box.memory_mb, std::max<size_t>(1, options_.devices.size()));
+  }
   box.pids = support.pids ? options_.job_pids : 0;
   box.cpu_percent = support.cpu ? options_.job_cpu_percent : 0;
   box.tmp_mb = options_.job_disk_mb;

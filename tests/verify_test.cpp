@@ -165,3 +165,10 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
     }
   }
 }
+
+TEST_CASE("a job's memory limit is sized from the machine when unset") {
+  CHECK(default_job_memory_mb(65536, 8) == 6144);    // 3/4 of 64 GiB over 8 devices
+  CHECK(default_job_memory_mb(24576, 1) == 18432);   // one device: 3/4 of the host
+  CHECK(default_job_memory_mb(24576, 0) == 18432);   // no devices listed: as one
+  CHECK(default_job_memory_mb(2048, 64) == 512);     // never below 512 MiB
+}
