@@ -502,10 +502,14 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
   }
   if (options_.refill) refill();  // the next job's worker warms up while this one runs
 
+  const bool forked = worker->forked_id != 0;
   auto finish = [&](nlohmann::json doc) {
     worker->kill();
     std::lock_guard lock(mu_);
     stats_.busy = 0;
+    // The pool as this job found it: whether its worker was forked, and the device's totals.
+    doc["worker_pool"] = {{"forked", forked}, {"warm", stats_.warm}, {"spawned", stats_.spawned},
+                          {"forked_total", stats_.forked}, {"zygote", stats_.zygote}};
     return doc;
   };
   nlohmann::json request = {{"op", "verify"}, {"job_dir", job_dir.string()},
