@@ -36,24 +36,11 @@ bool safe_file_name(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
-// MemTotal of /proc/meminfo in MiB; 0 when it cannot be read.
-uint64_t host_memory_mb() {
-  auto text = read_file("/proc/meminfo");
-  if (!text.ok()) return 0;
-  size_t at = text->find("MemTotal:");
-  if (at == std::string::npos) return 0;
-  return std::strtoull(text->c_str() + at + 9, nullptr, 10) / 1024;
-}
-
 uint64_t pick(uint64_t job_value, uint64_t agent_default) {
   return job_value ? job_value : agent_default;
 }
 
 }  // namespace
-
-uint64_t default_job_memory_mb(uint64_t host_mb, size_t devices) {
-  return std::max<uint64_t>(512, host_mb * 3 / 4 / std::max<size_t>(1, devices));
-}
 
 void apply_containment_config(const AgentConfig& config, AgentOptions& options) {
   options.contain = config.contain;

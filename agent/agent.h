@@ -82,10 +82,6 @@ struct AgentOptions {
 // daemons (kforge-agent, kforge run) do.
 void apply_containment_config(const AgentConfig& config, AgentOptions& options);
 
-// A job's memory limit when agent.limits.memory_mb is unset: 3/4 of the host's memory shared
-// by its devices (one job runs per device at a time), at least 512 MiB.
-uint64_t default_job_memory_mb(uint64_t host_mb, size_t devices);
-
 // A test shim between the loop and the wire (fault injection), called for every message the
 // agent sends: Millis(0) sends it now, a positive delay holds it, a negative value drops it.
 using AgentMessageFilter = std::function<Millis(const proto::Message&)>;

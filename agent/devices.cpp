@@ -17,6 +17,7 @@
 
 #include "common/fs.h"
 #include "common/process.h"
+#include "common/sandbox.h"
 #include "common/text.h"
 
 namespace kforge {
@@ -240,13 +241,6 @@ std::string host_cpu_name(const std::string& arch) {
     }
   }
   return arch + " CPU";
-}
-
-uint64_t host_memory_mb() {
-  long pages = ::sysconf(_SC_PHYS_PAGES);
-  long page_size = ::sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page_size <= 0) return 0;
-  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / (1024 * 1024);
 }
 
 // Imports each framework with fd 1 pointed at stderr, so that whatever an import prints

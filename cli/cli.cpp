@@ -179,6 +179,7 @@ const std::vector<Command>& commands() {
         {"python", true, "interpreter (default /usr/bin/python3)"},
         {"harness", true, "directory of kforge_harness.py (default: found)"},
         {"run-as", true, "when root, run the job as this user (default nobody; '' for root)"},
+        {"contain", true, "auto (default: the agent's box when root: cgroup, namespaces, disk quota) | off"},
         {"json", false, "print the result document as JSON"},
         {"keep", false, "keep the job directory and print its path"},
         kHelp},

@@ -138,6 +138,23 @@ int cmd_verify(const ParsedFlags& flags) {
   vo.zygote = false;    // which would cost what the one worker costs
   vo.device = spec.target.backend;
   if (vo.device == "cuda") vo.preload = "torch,triton";
+  // As root, the worker gets the agent's box (common/sandbox.h): its own cgroup, PID, network,
+  // IPC and mount namespaces, a tmpfs directory; whatever this host supports of it.
+  std::string contain = flags.get("contain").value_or("auto");
+  if (contain != "auto" && contain != "off") {
+    cleanup();
+    return cli_fail("verify: --contain: expected auto or off, got '" + contain + "'", kExitUsage);
+  }
+  std::shared_ptr<CgroupRoot> cgroups;
+  if (contain == "auto" && ::geteuid() == 0 && run_as) {
+    auto cg = CgroupRoot::open("verify-" + random_hex_id().substr(0, 16));
+    if (cg.ok()) cgroups = *cg;
+    SandboxSupport support = probe_sandbox(cgroups.get());
+    Box box = box_for(support, cgroups);
+    box.memory_mb = cgroups && support.memory ? default_job_memory_mb(host_memory_mb(), 1) : 0;
+    vo.box = box;
+    vo.disk_mb = 1024;
+  }
   auto verifier = Verifier::start(vo);
   if (!verifier.ok()) {
     cleanup();

@@ -372,6 +372,17 @@ SandboxSupport probe_sandbox(const CgroupRoot* cgroup) {
   return s;
 }
 
+uint64_t host_memory_mb() {
+  long pages = ::sysconf(_SC_PHYS_PAGES);
+  long page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return 0;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / (1024 * 1024);
+}
+
+uint64_t default_job_memory_mb(uint64_t host_mb, size_t devices) {
+  return std::max<uint64_t>(512, host_mb * 3 / 4 / std::max<size_t>(1, devices));
+}
+
 Box box_for(const SandboxSupport& support, std::shared_ptr<CgroupRoot> cgroups) {
   Box box;
   box.cgroups = support.cgroups == CgroupMode::none ? nullptr : std::move(cgroups);

@@ -120,6 +120,13 @@ SandboxSupport probe_sandbox(const CgroupRoot* cgroup);
 // The full box this host allows: every feature `support` has, none it lacks.
 Box box_for(const SandboxSupport& support, std::shared_ptr<CgroupRoot> cgroups);
 
+// MemTotal of /proc/meminfo in MiB; 0 when it cannot be read.
+uint64_t host_memory_mb();
+
+// A job's memory limit (Box::memory_mb) when the operator set none: 3/4 of the host's memory
+// shared by its devices (one job runs per device at a time), at least 512 MiB.
+uint64_t default_job_memory_mb(uint64_t host_mb, size_t devices);
+
 // Per-slot job uids: one uid per concurrently running job, from a configured range, each
 // used with the group id of the same number. A uid goes back to the pool only after its job's
 // processes are gone (run_process returned). Thread-safe.
