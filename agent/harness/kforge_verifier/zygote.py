@@ -70,7 +70,9 @@ def preload(names, device):
             done.append("torch")
         except Exception:  # noqa: BLE001 - a job that needs it reports it
             pass
-    if "triton" in names and device == "cuda":
+    if "triton" in names and device == "cuda" and os.environ.get("KFORGE_ZYGOTE_TRITON") == "1":
+        # Off by default: each worker imports triton itself, after the fork, until importing
+        # it here is shown not to touch the CUDA driver (a forked driver state is unusable).
         try:
             import triton  # noqa: F401
             import triton.language  # noqa: F401
@@ -297,4 +299,9 @@ def main(fd=3):
     names = os.environ.get("KFORGE_ZYGOTE_PRELOAD", "").split(",")
     device = os.environ.get("KFORGE_ZYGOTE_DEVICE", "cpu")
     preloaded = preload(names, device)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        # A device context made before the fork is unusable in every worker: never serve.
+        sys.stderr.write("kforge zygote: the CUDA context was created while preloading\n")
+        return 1
     return Zygote(fd).serve(preloaded)
