@@ -49,6 +49,7 @@ void apply_containment_config(const AgentConfig& config, AgentOptions& options) 
   options.job_memory_mb = config.limits.memory_mb;  // 0: default_job_memory_mb
   options.job_pids = config.limits.pids;
   options.job_cpu_percent = config.limits.cpu_percent;
+  options.job_io_mbps = config.limits.io_mbps;
   options.job_disk_mb = config.job_disk_mb;
   options.hide_dirs.assign(config.hide_dirs.begin(), config.hide_dirs.end());
 }
@@ -132,6 +133,10 @@ Status Agent::contain_jobs() {
   }
   box.pids = support.pids ? options_.job_pids : 0;
   box.cpu_percent = support.cpu ? options_.job_cpu_percent : 0;
+  box.io_mbps = support.io ? options_.job_io_mbps : 0;
+  if (options_.job_io_mbps && !support.io) {
+    spdlog::warn("agent {}: containment: no io controller for job cgroups: limits.io_mbps is not enforced", id_);
+  }
   box.tmp_mb = options_.job_disk_mb;
   box.hidden.push_back(std::filesystem::absolute(options_.state_dir));
   for (const auto& dir : options_.hide_dirs) box.hidden.push_back(std::filesystem::absolute(dir));

@@ -64,6 +64,7 @@ struct AgentOptions {
   uint64_t job_memory_mb = 0;    // cgroup memory.max per job; 0: none
   uint64_t job_pids = 4096;      // cgroup pids.max per job; 0: none
   uint32_t job_cpu_percent = 0;  // cgroup CPU quota per job, % of one CPU; 0: none
+  uint64_t job_io_mbps = 0;      // cgroup disk bandwidth per job and disk, MiB/s; 0: none
   uint64_t job_disk_mb = 1024;   // tmpfs size of each job's directory, /tmp and /dev/shm
   std::vector<std::filesystem::path> hide_dirs;  // hidden from jobs besides state_dir
   uint32_t job_timeout_ms = 600'000;                 // for jobs that set none
@@ -78,7 +79,7 @@ struct AgentOptions {
 };
 
 // Copies [agent]'s containment keys (job_uids, allow_uncontained, job_disk_mb, hide_dirs,
-// limits.memory_mb/pids/cpu_percent) into `options` and turns containment on: what the
+// limits.memory_mb/pids/cpu_percent/io_mbps) into `options` and turns containment on: what the
 // daemons (kforge-agent, kforge run) do.
 void apply_containment_config(const AgentConfig& config, AgentOptions& options);
 

@@ -243,6 +243,7 @@ const Fields<AgentLimits>& fields_of<AgentLimits>() {
       field("memory_mb", &L::memory_mb),
       field("pids", &L::pids),
       field("cpu_percent", &L::cpu_percent),
+      field("io_mbps", &L::io_mbps),
   };
   return fields;
 }

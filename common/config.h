@@ -64,6 +64,7 @@ struct AgentLimits {
   uint64_t memory_mb = 0;         // memory.max (v1: memory.limit_in_bytes), page cache and tmpfs included
   uint64_t pids = 4096;           // pids.max: processes and threads of one job
   uint32_t cpu_percent = 0;       // cpu.max quota in % of one CPU (200 = two CPUs)
+  uint64_t io_mbps = 0;           // io.max (v1 blkio.throttle): MiB/s read and written per disk
 };
 
 struct AgentConfig {

@@ -160,7 +160,8 @@ void kill_tree(const fs::path& dir, bool keep_self, std::chrono::milliseconds de
 struct Delegation {
   CgroupMode mode = CgroupMode::none;
   fs::path base_v2;                          // parent of kforge-jobs-<tag> in the v2/unified tree
-  fs::path base_memory, base_pids, base_cpu; // hybrid: v1 parents; v2: same as base_v2 if enabled
+  fs::path base_memory, base_pids, base_cpu, base_io;  // hybrid: v1 parents (io: blkio);
+                                                      // v2: same as base_v2 if enabled
   std::string why;                           // when mode is none
   std::vector<std::string> notes;            // controllers missing
 };
@@ -178,7 +179,7 @@ Delegation compute_delegation() {
     fs::path self = join_cg(top, own[""]);
     std::set<std::string> want;
     for (const auto& c : words(read_small(self / "cgroup.controllers"))) {
-      if (c == "memory" || c == "pids" || c == "cpu") want.insert(c);
+      if (c == "memory" || c == "pids" || c == "cpu" || c == "io") want.insert(c);
     }
     std::set<std::string> enabled = words(read_small(self / "cgroup.subtree_control"));
     bool all = std::includes(enabled.begin(), enabled.end(), want.begin(), want.end());
@@ -205,6 +206,7 @@ Delegation compute_delegation() {
     if (enabled.count("memory")) d.base_memory = self;
     if (enabled.count("pids")) d.base_pids = self;
     if (enabled.count("cpu")) d.base_cpu = self;
+    if (enabled.count("io")) d.base_io = self;
     return d;
   }
   const fs::path unified = top / "unified";
@@ -222,6 +224,7 @@ Delegation compute_delegation() {
   d.base_memory = v1("memory");
   d.base_pids = v1("pids");
   d.base_cpu = v1("cpu");
+  d.base_io = v1("blkio");
   return d;
 }
 
@@ -231,6 +234,20 @@ const Delegation& delegation() {
 }
 
 std::string hex16() { return random_hex_id().substr(0, 16); }
+
+// "MAJ:MIN" of each whole disk of the host (/sys/block), memory-backed devices left out.
+std::vector<std::string> block_devices() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/sys/block", ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("loop", 0) == 0 || name.rfind("ram", 0) == 0 || name.rfind("zram", 0) == 0) continue;
+    std::string dev = read_small(entry.path() / "dev");
+    while (!dev.empty() && (dev.back() == '\n' || dev.back() == ' ')) dev.pop_back();
+    if (!dev.empty()) out.push_back(dev);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -263,6 +280,7 @@ Result<std::shared_ptr<CgroupRoot>> CgroupRoot::open(const std::string& tag) {
     if (!d.base_memory.empty()) enable += "+memory ";
     if (!d.base_pids.empty()) enable += "+pids ";
     if (!d.base_cpu.empty()) enable += "+cpu ";
+    if (!d.base_io.empty()) enable += "+io ";
     if (!enable.empty()) {
       if (Status st = write_cg(root->kill_dir_ / "cgroup.subtree_control", enable); !st.ok()) {
         return failed_precondition(st.message());
@@ -271,16 +289,18 @@ Result<std::shared_ptr<CgroupRoot>> CgroupRoot::open(const std::string& tag) {
     if (!d.base_memory.empty()) root->memory_dir_ = root->kill_dir_;
     if (!d.base_pids.empty()) root->pids_dir_ = root->kill_dir_;
     if (!d.base_cpu.empty()) root->cpu_dir_ = root->kill_dir_;
+    if (!d.base_io.empty()) root->io_dir_ = root->kill_dir_;
   } else {
     KF_RETURN_IF_ERROR(make(d.base_memory, root->memory_dir_));
     KF_RETURN_IF_ERROR(make(d.base_pids, root->pids_dir_));
     KF_RETURN_IF_ERROR(make(d.base_cpu, root->cpu_dir_));
+    KF_RETURN_IF_ERROR(make(d.base_io, root->io_dir_));
   }
   return root;
 }
 
 CgroupRoot::~CgroupRoot() {
-  for (const auto& dir : {memory_dir_, pids_dir_, cpu_dir_, kill_dir_}) {
+  for (const auto& dir : {memory_dir_, pids_dir_, cpu_dir_, io_dir_, kill_dir_}) {
     if (!dir.empty()) ::rmdir(dir.c_str());
   }
 }
@@ -292,6 +312,7 @@ std::string CgroupRoot::describe() const {
   if (has_memory()) ctl += " memory";
   if (has_pids()) ctl += " pids";
   if (has_cpu()) ctl += " cpu";
+  if (has_io()) ctl += " io";
   s += ctl.empty() ? "no controllers" : ctl.substr(1);
   if (mode_ == CgroupMode::hybrid && has_memory()) s += "; memory at " + memory_dir_.string();
   for (const auto& note : delegation().notes) s += "; " + note;
@@ -300,7 +321,7 @@ std::string CgroupRoot::describe() const {
 
 size_t CgroupRoot::remove_leftovers() {
   size_t n = 0;
-  std::set<fs::path> dirs{kill_dir_, memory_dir_, pids_dir_, cpu_dir_};
+  std::set<fs::path> dirs{kill_dir_, memory_dir_, pids_dir_, cpu_dir_, io_dir_};
   // The kill dir first: its cgroup.kill takes every process of every hierarchy.
   std::vector<fs::path> order{kill_dir_};
   for (const auto& d : dirs) {
@@ -344,6 +365,7 @@ SandboxSupport probe_sandbox(const CgroupRoot* cgroup) {
     s.memory = cgroup->has_memory();
     s.pids = cgroup->has_pids();
     s.cpu = cgroup->has_cpu();
+    s.io = cgroup->has_io();  // used only when a bandwidth limit is configured
     if (!s.memory) s.missing.push_back("no memory controller for job cgroups: the memory limit is not enforced");
     if (!s.pids) s.missing.push_back("no pids controller for job cgroups: the process limit is not enforced");
     if (!s.cpu) s.missing.push_back("no cpu controller for job cgroups: the CPU quota is not enforced");
@@ -581,11 +603,12 @@ Result<std::unique_ptr<JobCgroup>> JobCgroup::create(const Box& box) {
   if (box.memory_mb && !root.has_memory()) return failed_precondition("a memory limit was asked for, but job cgroups have no memory controller");
   if (box.pids && !root.has_pids()) return failed_precondition("a process limit was asked for, but job cgroups have no pids controller");
   if (box.cpu_percent && !root.has_cpu()) return failed_precondition("a CPU quota was asked for, but job cgroups have no cpu controller");
+  if (box.io_mbps && !root.has_io()) return failed_precondition("a disk bandwidth limit was asked for, but job cgroups have no io controller");
   std::unique_ptr<JobCgroup> cg(new JobCgroup());
   cg->root_ = box.cgroups;
   const std::string name = "job-" + hex16();
   std::vector<fs::path> bases{root.kill_dir()};
-  for (const auto& b : {root.memory_dir(), root.pids_dir(), root.cpu_dir()}) {
+  for (const auto& b : {root.memory_dir(), root.pids_dir(), root.cpu_dir(), root.io_dir()}) {
     if (!b.empty() && std::find(bases.begin(), bases.end(), b) == bases.end()) bases.push_back(b);
   }
   for (const auto& b : bases) {
@@ -619,6 +642,20 @@ Result<std::unique_ptr<JobCgroup>> JobCgroup::create(const Box& box) {
     } else {
       KF_RETURN_IF_ERROR(write_cg(cpu / "cpu.cfs_period_us", "100000"));
       KF_RETURN_IF_ERROR(write_cg(cpu / "cpu.cfs_quota_us", std::to_string(quota)));
+    }
+  }
+  if (box.io_mbps) {
+    // Every disk's read and write bandwidth (not loop, RAM or zram devices: tmpfs and the
+    // page cache are memory, limited above).
+    fs::path io = root.io_dir() / name;
+    std::string bps = std::to_string(box.io_mbps << 20);
+    for (const auto& dev : block_devices()) {
+      if (v2) {
+        KF_RETURN_IF_ERROR(write_cg(io / "io.max", dev + " rbps=" + bps + " wbps=" + bps));
+      } else {
+        KF_RETURN_IF_ERROR(write_cg(io / "blkio.throttle.read_bps_device", dev + " " + bps));
+        KF_RETURN_IF_ERROR(write_cg(io / "blkio.throttle.write_bps_device", dev + " " + bps));
+      }
     }
   }
   for (const auto& dir : cg->dirs_) {

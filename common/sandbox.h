@@ -64,6 +64,7 @@ class CgroupRoot {
   bool has_memory() const { return !memory_dir_.empty(); }
   bool has_pids() const { return !pids_dir_.empty(); }
   bool has_cpu() const { return !cpu_dir_.empty(); }
+  bool has_io() const { return !io_dir_.empty(); }
   // Kills and removes every job group below the root; returns how many there were.
   size_t remove_leftovers();
 
@@ -73,12 +74,13 @@ class CgroupRoot {
   const std::filesystem::path& memory_dir() const { return memory_dir_; }
   const std::filesystem::path& pids_dir() const { return pids_dir_; }
   const std::filesystem::path& cpu_dir() const { return cpu_dir_; }
+  const std::filesystem::path& io_dir() const { return io_dir_; }  // v1: blkio
 
  private:
   CgroupRoot() = default;
   CgroupMode mode_ = CgroupMode::none;
   std::filesystem::path kill_dir_;  // v2 (or unified) group: cgroup.procs, cgroup.kill
-  std::filesystem::path memory_dir_, pids_dir_, cpu_dir_;
+  std::filesystem::path memory_dir_, pids_dir_, cpu_dir_, io_dir_;
 };
 
 // What surrounds one job (ProcessSpec::box). The defaults are the full box.
@@ -87,6 +89,8 @@ struct Box {
   uint64_t memory_mb = 0;               // memory.max / memory.limit_in_bytes (+memsw); 0: none
   uint64_t pids = 0;                    // pids.max (processes and threads); 0: none
   uint32_t cpu_percent = 0;             // cpu.max quota, % of one CPU (200 = two); 0: none
+  uint64_t io_mbps = 0;                 // read and write bandwidth on each disk of the host
+                                        // (io.max; v1 blkio.throttle), MiB/s; 0: none
   bool pid_ns = true;                   // own PID namespace with an init (see above)
   bool net_ns = true;                   // own network namespace, loopback only
   bool ipc_ns = true;                   // own IPC namespace
@@ -105,7 +109,7 @@ struct Box {
 struct SandboxSupport {
   bool root = false;  // euid 0: can switch uids, create groups and namespaces
   CgroupMode cgroups = CgroupMode::none;
-  bool memory = false, pids = false, cpu = false;  // controllers the jobs' groups can use
+  bool memory = false, pids = false, cpu = false, io = false;  // controllers the jobs' groups can use
   bool pid_ns = false, net_ns = false, ipc_ns = false, mount_ns = false;
   bool mount_api = false;  // open_tree/move_mount/mount_setattr (Linux 5.12+)
   // One line per missing feature ("no network namespace: jobs can open outbound

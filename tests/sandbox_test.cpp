@@ -216,6 +216,30 @@ TEST_CASE("a disk flood stops at the quota and leaves the host's /tmp alone") {
   CHECK(fs::file_size(work->path() / "flood") <= 8u * 1024 * 1024);      // the work dir quota
 }
 
+TEST_CASE("a job's disk bandwidth is limited on every disk of the host") {
+  REQUIRE_BOX();
+  if (!host().support.io) {
+    MESSAGE("skipped: no io (v1 blkio) controller for job cgroups on this host");
+    return;
+  }
+  Jobs jobs;
+  auto work = jobs.job_dir(61010);
+  // The job reads its own group's limits (the host's cgroup tree is visible, read-only).
+  std::string script =
+      "p=$(awk -F: '$2==\"blkio\"{print $3}' /proc/self/cgroup); "
+      "if [ -n \"$p\" ]; then cat /sys/fs/cgroup/blkio$p/blkio.throttle.read_bps_device "
+      "/sys/fs/cgroup/blkio$p/blkio.throttle.write_bps_device; "
+      "else p=$(awk -F: '$1==\"0\"{print $3}' /proc/self/cgroup); cat /sys/fs/cgroup$p/io.max; fi";
+  Box box = full_box();
+  box.io_mbps = 7;
+  auto r = run_ok(Jobs::spec(script, 61010, work->path(), box));
+  CAPTURE(r.stdout_data);
+  const std::string bps = std::to_string(7u << 20);
+  size_t lines = 0;
+  for (size_t at = r.stdout_data.find(bps); at != std::string::npos; at = r.stdout_data.find(bps, at + 1)) ++lines;
+  CHECK(lines >= 2);  // read and write, on at least one disk
+}
+
 TEST_CASE("a job's /dev/shm is its own") {
   REQUIRE_BOX();
   Jobs jobs;
