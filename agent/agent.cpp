@@ -663,10 +663,10 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   if (!exec) {
     auto verifier = verifier_for(assign);
     if (!verifier.ok()) return finish(verifier.status().message());
-    nlohmann::json doc = (*verifier)->verify(work, timeout, &cancel, limits_of());
+    // The judge's document is read here, once; the coordinator gets its typed fields.
+    result.verify = verify_result_from_json((*verifier)->verify(work, timeout, &cancel, limits_of()));
     result.exit_code = 0;
     result.cancelled = cancel.cancelled();
-    result.result_json = doc.dump();
     return finish("");
   }
   if (assign.argv.empty()) return finish("exec job without a command");

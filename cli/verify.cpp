@@ -8,6 +8,7 @@
 #include "agent/verify.h"
 #include "cli/commands.h"
 #include "common/fs.h"
+#include "common/verify_result.h"
 
 namespace kforge {
 namespace {
@@ -21,17 +22,14 @@ std::string required(const ParsedFlags& flags, const std::string& name, std::str
   return *v;
 }
 
-void print_summary(const nlohmann::json& doc) {
-  std::printf("verdict: %s\n", doc.value("verdict", "?").c_str());
-  if (auto m = doc.value("message", std::string()); !m.empty()) std::printf("%s\n", m.c_str());
-  if (doc.contains("profile") && doc["profile"].is_object()) {
-    const auto& p = doc["profile"];
-    auto median = [&](const char* who) {
-      return p.contains(who) && p[who].is_object() ? p[who].value("median_us", 0.0) : 0.0;
-    };
+void print_summary(const VerifyResult& r) {
+  std::printf("verdict: %s\n", std::string(to_string(r.verdict)).c_str());
+  if (!r.message.empty()) std::printf("%s\n", r.message.c_str());
+  if (r.profile) {
+    const Profile& p = *r.profile;
     std::printf("candidate median %.1f us, reference median %.1f us, speedup %.2fx%s\n",
-                median("candidate"), median("reference"), p.value("speedup", 0.0),
-                p.value("suspicious", false) ? " (suspicious)" : "");
+                p.candidate.median_us, p.reference.median_us, p.speedup,
+                p.suspicious ? " (suspicious)" : "");
   }
 }
 
@@ -160,15 +158,16 @@ int cmd_verify(const ParsedFlags& flags) {
     cleanup();
     return cli_fail("verify: cannot start the verifier: " + verifier.status().message());
   }
-  nlohmann::json doc = (*verifier)->verify(dir, std::chrono::seconds(timeout_s));
+  VerifyResult result = verify_result_from_json((*verifier)->verify(dir, std::chrono::seconds(timeout_s)));
   verifier->reset();
   cleanup();
-  std::string input_error = doc.value("input_error", std::string());
-  if (!input_error.empty()) return cli_fail("verify: the task or candidate is unusable: " + input_error);
+  if (!result.input_error.empty()) {
+    return cli_fail("verify: the task or candidate is unusable: " + result.input_error);
+  }
   if (flags.has("json")) {
-    std::printf("%s\n", doc.dump(2).c_str());
+    std::printf("%s\n", to_json(result).dump(2).c_str());
   } else {
-    print_summary(doc);
+    print_summary(result);
   }
   return kExitOk;
 }

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <limits>
 #include <new>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -165,6 +166,63 @@ struct Schema<Assign> {
 };
 
 template <>
+struct Schema<TimingStats> {
+  static constexpr bool described = true;
+  template <class S, class F>
+  static void fields(S& s, F&& f) {
+    f("median_us", s.median_us, kOptional);
+    f("min_us", s.min_us, kOptional);
+    f("max_us", s.max_us, kOptional);
+    f("mean_us", s.mean_us, kOptional);
+    f("runs", s.runs, kOptional);
+  }
+};
+
+template <>
+struct Schema<Profile> {
+  static constexpr bool described = true;
+  template <class S, class F>
+  static void fields(S& s, F&& f) {
+    f("candidate", s.candidate, kOptional);
+    f("reference", s.reference, kOptional);
+    f("speedup", s.speedup, kOptional);
+    f("suspicious", s.suspicious, kOptional);
+    f("method", s.method, kOptional);
+    f("warmup", s.warmup, kOptional);
+    f("more", s.more, kOptional);
+  }
+};
+
+template <>
+struct Schema<Checks> {
+  static constexpr bool described = true;
+  template <class S, class F>
+  static void fields(S& s, F&& f) {
+    f("mismatches", s.mismatches, kOptional);
+    f("total", s.total, kOptional);
+    f("max_abs_error", s.max_abs_error, kOptional);
+    f("max_rel_error", s.max_rel_error, kOptional);
+    f("more", s.more, kOptional);
+  }
+};
+
+template <>
+struct Schema<VerifyResult> {
+  static constexpr bool described = true;
+  template <class S, class F>
+  static void fields(S& s, F&& f) {
+    f("verdict", s.verdict, kRequired);
+    f("message", s.message, kOptional);
+    f("input_error", s.input_error, kOptional);
+    f("stage", s.stage, kOptional);
+    f("trials", s.trials, kOptional);
+    f("checks", s.checks, kOptional);
+    f("profile", s.profile, kOptional);
+    f("details", s.details, kOptional);
+  }
+};
+
+template <>
 struct Schema<JobResult> {
   static constexpr bool described = true;
   static constexpr MsgType type = MsgType::result;
@@ -181,6 +239,7 @@ struct Schema<JobResult> {
     f("stderr_data", s.stderr_data, kBytes);
     f("output_truncated", s.output_truncated, kOptional);
     f("result_json", s.result_json, kOptional);
+    f("verify", s.verify, kOptional);
     f("started_ms", s.started_ms, kOptional);
     f("finished_ms", s.finished_ms, kOptional);
   }
@@ -244,6 +303,16 @@ struct StringSink {
   void write(const char* p, size_t n) { out.append(p, n); }
 };
 
+// Whether a field goes on the wire: every field but an empty optional.
+template <class T>
+bool present(const T&) {
+  return true;
+}
+template <class T>
+bool present(const std::optional<T>& v) {
+  return v.has_value();
+}
+
 class Writer {
  public:
   explicit Writer(StringSink& sink) : pk_(sink) {}
@@ -270,6 +339,12 @@ class Writer {
       pk_.pack_false();
     }
   }
+  void put(double v, unsigned) { pk_.pack_double(v); }
+  void put(Verdict v, unsigned) { str(to_string(v)); }
+  template <class T>
+  void put(const std::optional<T>& v, unsigned opts) {
+    put(*v, opts);  // REQUIRES: present(v); an absent optional is left out of its map
+  }
   void put(const std::string& s, unsigned opts) {
     if (opts & kBytes) {
       bin(s);
@@ -293,9 +368,10 @@ class Writer {
   template <Described T>
   void put(const T& s, unsigned) {
     size_t n = 0;
-    Schema<T>::fields(s, [&](const char*, const auto&, unsigned) { ++n; });
+    Schema<T>::fields(s, [&](const char*, const auto& member, unsigned) { n += present(member); });
     map_header(n);
     Schema<T>::fields(s, [&](const char* key, const auto& member, unsigned opts) {
+      if (!present(member)) return;
       str(key);
       put(member, opts);
     });
@@ -422,6 +498,26 @@ class Reader {
     } else {
       fail_type("integer", o);
     }
+  }
+  // Doubles accept any number: an encoder may write a whole number as an integer.
+  void get(const msgpack::object& o, double& v, unsigned) {
+    switch (o.type) {
+      case msgpack::type::FLOAT32:
+      case msgpack::type::FLOAT64: v = o.via.f64; return;
+      case msgpack::type::POSITIVE_INTEGER: v = static_cast<double>(o.via.u64); return;
+      case msgpack::type::NEGATIVE_INTEGER: v = static_cast<double>(o.via.i64); return;
+      default: return fail_type("float", o);
+    }
+  }
+  void get(const msgpack::object& o, Verdict& v, unsigned) {
+    if (!is_bytes(o)) return fail_type("str", o);
+    auto parsed = parse_enum<Verdict>(bytes_of(o));
+    if (!parsed) return fail("unknown verdict '" + printable(bytes_of(o)) + "'");
+    v = *parsed;
+  }
+  template <class T>
+  void get(const msgpack::object& o, std::optional<T>& v, unsigned opts) {
+    get(o, v.emplace(), opts);
   }
   void get(const msgpack::object& o, bool& v, unsigned) {
     if (o.type != msgpack::type::BOOLEAN) return fail_type("bool", o);

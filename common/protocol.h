@@ -8,12 +8,14 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
 #include "common/status.h"
+#include "common/verify_result.h"
 
 namespace kforge::proto {
 
@@ -135,7 +137,9 @@ struct JobResult {
   std::string stdout_data;
   std::string stderr_data;
   bool output_truncated = false;  // stdout or stderr hit the capture cap
-  std::string result_json;        // the harness's result document, when there is one
+  std::string result_json;        // exec jobs: the result.json the command wrote, if any.
+                                  // Verify jobs of agents before `verify`: the verdict document
+  std::optional<VerifyResult> verify;  // verify jobs: the judge's verdict, typed
   int64_t started_ms = 0;         // wall clock, ms since the Unix epoch
   int64_t finished_ms = 0;
   bool operator==(const JobResult&) const = default;

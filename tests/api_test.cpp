@@ -152,7 +152,7 @@ TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id w
     REQUIRE((*store)->assign_job(ids[0], "agent-a", 1).ok());
     proto::JobResult result;
     result.exit_code = 3;
-    REQUIRE((*store)->record_result(ids[0], 1, proto::encode(result)).value());
+    REQUIRE((*store)->record_result(ids[0], 1, result).value());
     REQUIRE((*store)->cancel_job(ids[4]).ok());
   }
   auto job_ids = [&](std::map<std::string, std::string> query) {

@@ -73,9 +73,9 @@ double metric(TestCluster& cluster, const std::string& line_prefix) {
 }
 
 std::string job_stdout(TestCluster& cluster, int64_t id) {
-  auto frame = proto::decode(job_row(cluster, id).result);
-  REQUIRE(frame.ok());
-  return std::get<proto::JobResult>(frame->message).stdout_data;
+  auto result = job_row(cluster, id).result;
+  REQUIRE(result);
+  return result->stdout_data;
 }
 
 // A registered agent with no devices, holding `keys`, that can speak for `id`.

@@ -66,6 +66,13 @@ JobResult sample_result() {
   r.stderr_data = std::string("Traceback\0\xff", 11);
   r.output_truncated = true;
   r.result_json = R"({"verdict":"passed"})";
+  VerifyResult& v = r.verify.emplace();
+  v.verdict = Verdict::precision_mismatch;
+  v.message = "differs";
+  v.trials = 2;
+  v.checks = Checks{4, 10, 0.5, -1.5, R"({"dtype":"float32"})"};
+  v.profile = Profile{{1.5, 1, 2, 1.5, 3}, {3, 2, 4, 3, 3}, 2, true, "judge_clock", 5, ""};
+  v.details = R"({"versions":{}})";
   r.started_ms = 1'700'000'000'000;
   r.finished_ms = -5;
   return r;

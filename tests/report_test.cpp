@@ -90,7 +90,7 @@ struct ReportFixture {
     auto epoch = store->assign_job(*id, "agent-1", 0);
     REQUIRE(epoch.ok());
     clock.advance(Millis(device_ms));
-    auto recorded = store->record_result(*id, *epoch, "result");
+    auto recorded = store->record_result(*id, *epoch, test::output_result("result"));
     REQUIRE(recorded.ok());
     REQUIRE(*recorded);
     std::string verdict = doc.value("verdict", "");
@@ -424,7 +424,7 @@ TEST_CASE_FIXTURE(ReportFixture, "device time counts the final lease of done job
   auto epoch = store->assign_job(requeued, "agent-2", 0);
   REQUIRE(epoch.ok());
   clock.advance(Millis(700));
-  REQUIRE(*store->record_result(requeued, *epoch, "result"));
+  REQUIRE(*store->record_result(requeued, *epoch, test::output_result("result")));
   // Cancelled while running, and never assigned: neither counts.
   int64_t cancelled = job();
   REQUIRE(store->assign_job(cancelled, "agent-1", 1).ok());
@@ -489,7 +489,7 @@ struct TwoAgents : ReportFixture {
     return *epoch;
   }
   void done(int64_t job_id, int64_t epoch) {
-    auto recorded = store->record_result(job_id, epoch, "result");
+    auto recorded = store->record_result(job_id, epoch, test::output_result("result"));
     REQUIRE(recorded.ok());
     REQUIRE(*recorded);
   }
@@ -539,7 +539,7 @@ TEST_CASE_FIXTURE(ReportFixture,
   auto epoch = store->assign_job(*id, "ghost", 2);
   REQUIRE(epoch.ok());
   clock.advance(Millis(250));
-  REQUIRE(*store->record_result(*id, *epoch, "result"));
+  REQUIRE(*store->record_result(*id, *epoch, test::output_result("result")));
   const json d = report()["device"];
   CHECK(d["window_seconds"] == 0.25);
   CHECK(d["jobs_per_minute"] == 240.0);

@@ -245,18 +245,18 @@ TEST_CASE_FIXTURE(StoreFixture, "a result for the current epoch is recorded exac
   int64_t epoch = *s().assign_job(j, "agent-a", 0);
   clock.advance(Millis(11));
   const std::string result("verdict\0passed", 14);  // results are binary
-  Result<bool> first = s().record_result(j, epoch, result);
+  Result<bool> first = s().record_result(j, epoch, test::output_result(result));
   REQUIRE(first.ok());
   CHECK(*first);
-  Result<bool> second = s().record_result(j, epoch, "other");
+  Result<bool> second = s().record_result(j, epoch, test::output_result("other"));
   REQUIRE(second.ok());
   CHECK_FALSE(*second);
   JobRow row = get(j);
   CHECK(row.state == JobState::done);
-  CHECK(row.result == result);
+  CHECK(row.result->stdout_data == result);
   CHECK(row.finished_ms == clock.wall_ms());
   CHECK(row.agent_id == "agent-a");
-  CHECK_FALSE(*s().record_result(j + 100, 1, "nobody asked"));
+  CHECK_FALSE(*s().record_result(j + 100, 1, test::output_result("nobody asked")));
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "a result with a stale epoch is not recorded") {
@@ -266,16 +266,16 @@ TEST_CASE_FIXTURE(StoreFixture, "a result with a stale epoch is not recorded") {
   int64_t new_epoch = *s().assign_job(j, "agent-b", 1);
   REQUIRE(new_epoch > old_epoch);
 
-  Result<bool> stale = s().record_result(j, old_epoch, "late result from agent-a");
+  Result<bool> stale = s().record_result(j, old_epoch, test::output_result("late result from agent-a"));
   REQUIRE(stale.ok());
   CHECK_FALSE(*stale);
   JobRow row = get(j);
   CHECK(row.state == JobState::assigned);
-  CHECK(row.result.empty());
+  CHECK_FALSE(row.result);
   CHECK(row.epoch == new_epoch);
 
-  CHECK(*s().record_result(j, new_epoch, "fresh"));
-  CHECK(get(j).result == "fresh");
+  CHECK(*s().record_result(j, new_epoch, test::output_result("fresh")));
+  CHECK(get(j).result->stdout_data == "fresh");
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "a cancelled job drops results") {
@@ -283,15 +283,15 @@ TEST_CASE_FIXTURE(StoreFixture, "a cancelled job drops results") {
   int64_t epoch = *s().assign_job(j, "agent-a", 0);
   REQUIRE(s().cancel_job(j).ok());
   CHECK(s().cancel_job(j).ok());  // idempotent
-  CHECK_FALSE(*s().record_result(j, epoch, "too late"));
+  CHECK_FALSE(*s().record_result(j, epoch, test::output_result("too late")));
   JobRow row = get(j);
   CHECK(row.state == JobState::cancelled);
-  CHECK(row.result.empty());
+  CHECK_FALSE(row.result);
   CHECK(row.agent_id == "agent-a");  // so the holder can be told to stop
 
   int64_t done = job();
   int64_t e = *s().assign_job(done, "agent-a", 0);
-  REQUIRE(*s().record_result(done, e, "ok"));
+  REQUIRE(*s().record_result(done, e, test::output_result("ok")));
   CHECK(s().cancel_job(done).code() == Code::failed_precondition);
   CHECK(s().cancel_job(done + 100).code() == Code::not_found);
 }
@@ -514,7 +514,7 @@ TEST_CASE_FIXTURE(StoreFixture, "job leases of a campaign, or of every job, by i
   Result<int64_t> epoch = s().assign_job(a, "agent-a", 3);
   REQUIRE(epoch.ok());
   clock.advance(Millis(250));
-  REQUIRE(*s().record_result(a, *epoch, std::string(10'000, 'r')));
+  REQUIRE(*s().record_result(a, *epoch, test::output_result(std::string(10'000, 'r'))));
 
   Result<std::vector<JobLease>> leases = s().job_leases(c1);
   REQUIRE(leases.ok());
@@ -574,7 +574,7 @@ struct ListingFixture : StoreFixture {
     }
     // 0 plain, 1 t1, 2 t2, 3 plain, 4 t1, 5 t2, 6 plain, 7 t1, 8 t2.
     for (size_t i : {1, 2, 4, 5}) REQUIRE(s().assign_job(jobs[i], "agent-a", 0).ok());
-    for (size_t i : {1, 5}) REQUIRE(*s().record_result(jobs[i], 1, "result " + std::to_string(i)));
+    for (size_t i : {1, 5}) REQUIRE(*s().record_result(jobs[i], 1, test::output_result("result " + std::to_string(i))));
     REQUIRE(s().cancel_job(jobs[7]).ok());
   }
   std::vector<JobRow> list(const JobFilter& f) {
@@ -603,9 +603,9 @@ TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, 
   CHECK(done.state == JobState::done);
   CHECK(done.task_id == t1);
   CHECK(done.agent_id == "agent-a");
-  CHECK(done.result == "result 1");
+  CHECK(done.result->stdout_data == "result 1");
   CHECK(done.spec.empty());
-  CHECK(all[0].result.empty());
+  CHECK_FALSE(all[0].result);
   CHECK(get(jobs[1]).spec.size() == 10'000);  // get_job still reads it
 }
 

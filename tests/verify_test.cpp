@@ -151,17 +151,16 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
     CAPTURE(name);
     auto row = cluster.coordinator().call([&](Coordinator& co) { return co.store().get_job(id); });
     REQUIRE(row.ok());
-    auto frame = proto::decode(row->result);
-    REQUIRE(frame.ok());
-    const auto& result = std::get<proto::JobResult>(frame->message);
+    REQUIRE(row->result);
+    const proto::JobResult& result = *row->result;
     CHECK_MESSAGE(result.infra_error.empty(), result.infra_error);
-    auto doc = nlohmann::json::parse(result.result_json, nullptr, false);
-    REQUIRE_MESSAGE(doc.is_object(), result.result_json);
+    REQUIRE_MESSAGE(result.verify, "no verdict recorded");
+    const VerifyResult& v = *result.verify;
     if (c.value("input_error", false)) {
-      CHECK(doc.value("verdict", "") == "infra_error");
-      CHECK_FALSE(doc.value("input_error", "").empty());
+      CHECK(v.verdict == Verdict::infra_error);
+      CHECK_FALSE(v.input_error.empty());
     } else {
-      CHECK_MESSAGE(doc.value("verdict", "") == str(c, "expect"), doc.value("message", ""));
+      CHECK_MESSAGE(to_string(v.verdict) == str(c, "expect"), v.message);
     }
   }
 }

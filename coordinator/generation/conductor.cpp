@@ -31,10 +31,10 @@ int count_role(const std::vector<StepRow>& steps, const std::string& role) {
 std::string verifier_message(const std::vector<StepRow>& steps) {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     if (it->role != "verifier") continue;
-    auto doc = nlohmann::json::parse(it->output, nullptr, false);
-    if (!doc.is_object()) return it->verdict;
-    std::string out = "verdict: " + doc.value("verdict", it->verdict) + "\n" + doc.value("message", "");
-    if (doc.contains("checks") && doc["checks"].is_object()) out += "\nchecks: " + doc["checks"].dump();
+    if (!it->output.starts_with('{')) return it->verdict;  // not a verdict document
+    const VerifyResult r = verify_result_from_text(it->output);
+    std::string out = "verdict: " + std::string(to_string(r.verdict)) + "\n" + r.message;
+    if (r.checks) out += "\nchecks: " + to_json(*r.checks).dump();
     return out;
   }
   return "";
@@ -305,15 +305,7 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
   if (existing->has_value()) {
     const JobRow& job = **existing;
     if (job.state == JobState::done) {
-      auto frame = proto::decode(job.result);
-      if (frame.ok()) {
-        if (auto* r = std::get_if<proto::JobResult>(&frame->message)) {
-          on_job_result(job, *r);
-          return;
-        }
-      }
-      record_verdict(task.id, job.id,
-                     nlohmann::json{{"verdict", "infra_error"}, {"message", "stored result does not decode"}});
+      on_job_result(job, job.result.value_or(proto::JobResult{}));
       return;
     }
     if (job.state != JobState::cancelled) return;  // queued or running: its result will come
@@ -350,26 +342,26 @@ void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result)
   if (!check(steps.status(), task_id)) return;
   int expected = steps->empty() ? 1 : steps->back().seq + 1;
   if (*job.task_seq != expected) return;  // already recorded
-  nlohmann::json doc;
+  VerifyResult verdict;
   if (!result.infra_error.empty()) {
-    doc = {{"verdict", "infra_error"}, {"message", "the agent could not run the job: " + result.infra_error}};
+    verdict = verify_failure(Verdict::infra_error, "the agent could not run the job: " + result.infra_error);
+  } else if (result.verify) {
+    verdict = *result.verify;
   } else {
-    doc = nlohmann::json::parse(result.result_json, nullptr, false);
-    if (!doc.is_object() || !doc.contains("verdict")) {
-      doc = {{"verdict", "infra_error"}, {"message", "the job produced no verdict document"}};
-    }
+    verdict = verify_failure(Verdict::infra_error, "the job produced no verdict document");
   }
-  record_verdict(task_id, job.id, doc);
+  record_verdict(task_id, job.id, verdict);
 }
 
-void Conductor::record_verdict(int64_t task_id, int64_t job_id, const nlohmann::json& doc) {
+void Conductor::record_verdict(int64_t task_id, int64_t job_id, const VerifyResult& result) {
   StepRow step;
   step.task_id = task_id;
   step.role = "verifier";
   step.input = "job " + std::to_string(job_id);
-  step.output = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  step.verdict = doc.value("verdict", "infra_error");
-  step.counted = step.verdict != "infra_error";  // infrastructure failures cost the task nothing
+  step.output = to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  step.verdict = to_string(result.verdict);
+  // Infrastructure failures cost the task nothing.
+  step.counted = result.verdict != Verdict::infra_error;
   if (!check(coordinator_.store().record_step(step).status(), task_id)) return;
   advance(task_id);
 }

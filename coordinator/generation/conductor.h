@@ -81,7 +81,7 @@ class Conductor {
   void on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
               const LlmResponse& response, bool from_cache);
   void verify(const TaskRow& task, const std::vector<StepRow>& steps);
-  void record_verdict(int64_t task_id, int64_t job_id, const nlohmann::json& doc);
+  void record_verdict(int64_t task_id, int64_t job_id, const VerifyResult& result);
   void finish(int64_t task_id, const Action& action);
   void fail(int64_t task_id, const std::string& reason);
   ConductorPolicy policy(const Active& active) const;

@@ -104,11 +104,8 @@ Result<json> task_json(Store& store, const TaskRow& t) {
 
 // How a done job ended, in a word or two ("" until it is done).
 std::string job_outcome(const JobRow& job) {
-  if (job.state != JobState::done) return "";
-  auto frame = proto::decode(job.result);
-  if (!frame.ok()) return "undecodable result";
-  const auto* r = std::get_if<proto::JobResult>(&frame->message);
-  if (r == nullptr) return "not a result";
+  if (job.state != JobState::done || !job.result) return "";
+  const proto::JobResult* r = &*job.result;
   if (!r->infra_error.empty()) return "infra_error: " + r->infra_error;
   if (r->timed_out) return "timed out";
   if (r->cancelled) return "cancelled";

@@ -1,23 +1,14 @@
 #include "coordinator/operator/outcome.h"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
+
+#include "common/verify_result.h"
 
 namespace kforge {
 namespace {
 
-// A finite positive number at doc[key], else 0 (the harness writes "inf"/"nan" as strings).
-double positive_number(const nlohmann::json& doc, const char* key) {
-  auto it = doc.find(key);
-  if (it == doc.end() || !it->is_number()) return 0;
-  double v = it->get<double>();
-  return std::isfinite(v) && v > 0 ? v : 0;
-}
-
-double median_us(const nlohmann::json& profile, const char* side) {
-  auto it = profile.find(side);
-  return it != profile.end() && it->is_object() ? positive_number(*it, "median_us") : 0;
-}
+// A finite positive number, else 0 (the harness may report "inf" or "nan").
+double positive(double v) { return std::isfinite(v) && v > 0 ? v : 0; }
 
 }  // namespace
 
@@ -39,14 +30,11 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
     r.verifier_verdicts.push_back(s.verdict);
     if (s.verdict == "passed") {
       r.best_step = last_coder;
-      auto doc = nlohmann::json::parse(s.output, nullptr, false);
-      if (doc.is_object() && doc.contains("profile") && doc["profile"].is_object()) {
-        const nlohmann::json& profile = doc["profile"];
-        r.speedup = positive_number(profile, "speedup");
-        r.candidate_us = median_us(profile, "candidate");
-        r.reference_us = median_us(profile, "reference");
-        auto flag = profile.find("suspicious");
-        r.harness_suspicious = flag != profile.end() && flag->is_boolean() && flag->get<bool>();
+      if (auto profile = verify_result_from_text(s.output).profile) {
+        r.speedup = positive(profile->speedup);
+        r.candidate_us = positive(profile->candidate.median_us);
+        r.reference_us = positive(profile->reference.median_us);
+        r.harness_suspicious = profile->suspicious;
       }
     }
   }

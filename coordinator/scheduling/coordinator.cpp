@@ -658,7 +658,7 @@ void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
                  l->second.agent_id);
     return;
   }
-  auto recorded = store_->record_result(job_id, epoch, proto::encode(result));
+  auto recorded = store_->record_result(job_id, epoch, result);
   if (!recorded.ok()) {
     note(recorded.status());
     return;
@@ -669,7 +669,11 @@ void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
     drop_lease(job_id);
     if (!listeners_.empty()) {
       auto row = store_->get_job(job_id);
-      if (row.ok()) recorded_.emplace_back(std::move(row.value()), result);
+      // The stored result, typed as the store keeps it (an older agent's verdict document read).
+      if (row.ok() && row->result) {
+        proto::JobResult stored = *row->result;
+        recorded_.emplace_back(std::move(row.value()), std::move(stored));
+      }
     }
   } else {
     results_stale_++;

@@ -17,6 +17,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/verify_result.h"
 #include "coordinator/store/migrations.h"
 
 namespace kforge {
@@ -65,6 +66,7 @@ struct Statements {
   sqlite3_stmt* assign_job = nullptr;
   sqlite3_stmt* requeue_job = nullptr;
   sqlite3_stmt* record_result = nullptr;
+  sqlite3_stmt* job_kind = nullptr;
   sqlite3_stmt* cancel_job = nullptr;
   sqlite3_stmt* jobs_in_state = nullptr;
   sqlite3_stmt* queued_after = nullptr;
@@ -100,15 +102,29 @@ struct Statements {
   sqlite3_stmt* list_jobs_of_task_in_state = nullptr;
 };
 
+// A job's result columns (migration 0003), read by read_job from column 14 on.
+#define KF_RESULT_COLUMNS                                                                     \
+  "run_signal, run_timed_out, run_cancelled, run_infra_error, run_stdout, run_stderr, "       \
+  "run_output_truncated, run_result_json, run_agent_id, run_started_ms, run_finished_ms, "    \
+  "verdict, verdict_message, input_error, stage, trials, checks, profile, verdict_details"
+// The same as assignments to ?5.. (bind_result binds them).
+#define KF_RESULT_SET                                                                         \
+  "run_exit_code = ?5, run_signal = ?6, run_timed_out = ?7, run_cancelled = ?8, "             \
+  "run_infra_error = ?9, run_stdout = ?10, run_stderr = ?11, run_output_truncated = ?12, "    \
+  "run_result_json = ?13, run_agent_id = ?14, run_started_ms = ?15, run_finished_ms = ?16, "  \
+  "verdict = ?17, verdict_message = ?18, input_error = ?19, stage = ?20, trials = ?21, "      \
+  "checks = ?22, profile = ?23, verdict_details = ?24"
 #define KF_JOB_COLUMNS                                                                   \
   "id, task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, epoch, " \
-  "agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, task_seq"
+  "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
+  KF_RESULT_COLUMNS
 // KF_JOB_COLUMNS without the spec: NULL in its place, so read_job reads both (spec empty).
 // The spec is not copied out, but SQLite still walks its overflow pages to reach the columns
 // stored after it (state, result, ...): about 5 us a job for an 8 KB spec.
 #define KF_JOB_LISTING_COLUMNS                                                           \
   "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
-  "agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, task_seq"
+  "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
+  KF_RESULT_COLUMNS
 #define KF_TASK_COLUMNS                                                                 \
   "id, campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, framework, " \
   "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, candidate"
@@ -163,8 +179,9 @@ const SqlDef kSql[] = {
      "UPDATE jobs SET state = 'queued', epoch = epoch + 1, agent_id = NULL, device_index = -1, "
      "assigned_ms = 0 WHERE id = ?1 AND state = 'assigned' RETURNING epoch"},
     {&Statements::record_result,
-     "UPDATE jobs SET state = 'done', result = ?3, finished_ms = ?4 "
+     "UPDATE jobs SET state = 'done', finished_ms = ?4, " KF_RESULT_SET " "
      "WHERE id = ?1 AND epoch = ?2 AND state = 'assigned'"},
+    {&Statements::job_kind, "SELECT kind FROM jobs WHERE id = ?1"},
     {&Statements::cancel_job,
      "UPDATE jobs SET state = 'cancelled', finished_ms = ?2 "
      "WHERE id = ?1 AND state IN ('queued', 'assigned')"},
@@ -287,6 +304,10 @@ class Stmt {
     return note(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
   }
   Stmt& text(int i, const char* v) { return note(sqlite3_bind_text(s_, i, v, -1, SQLITE_STATIC)); }
+  // For a temporary: SQLite keeps its own copy.
+  Stmt& text_copy(int i, const std::string& v) {
+    return note(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
   // v.data() is never null, so an empty string binds an empty BLOB, not NULL.
   Stmt& blob(int i, const std::string& v) {
     return note(sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC));
@@ -371,12 +392,84 @@ JobRow read_job(const Stmt& s, bool* state_ok) {
   j.agent_id = s.str(11);
   j.device_index = s.i32(12);
   j.attempts = s.i32(13);
-  j.result = s.bytes(14);
   j.created_ms = s.i64(15);
   j.assigned_ms = s.i64(16);
   j.finished_ms = s.i64(17);
   if (!s.is_null(18)) j.task_seq = s.i32(18);
+  if (s.is_null(14)) return j;
+  proto::JobResult& r = j.result.emplace();
+  r.job = proto::JobRef{static_cast<uint64_t>(j.id), static_cast<uint64_t>(j.epoch)};
+  r.exit_code = s.i32(14);
+  r.signal = s.i32(19);
+  r.timed_out = s.flag(20);
+  r.cancelled = s.flag(21);
+  r.infra_error = s.str(22);
+  r.stdout_data = s.bytes(23);
+  r.stderr_data = s.bytes(24);
+  r.output_truncated = s.flag(25);
+  r.result_json = s.str(26);
+  r.agent_id = s.str(27);
+  r.started_ms = s.i64(28);
+  r.finished_ms = s.i64(29);
+  if (s.is_null(30)) return j;
+  VerifyResult& v = r.verify.emplace();
+  const std::string verdict = s.str(30);
+  v.message = s.str(31);
+  if (auto parsed = parse_enum<Verdict>(verdict)) {
+    v.verdict = *parsed;
+  } else {  // written by a newer kforge: never taken for a pass
+    v.verdict = Verdict::infra_error;
+    v.message = "stored verdict '" + verdict + "' is unknown to this kforge: " + v.message;
+  }
+  v.input_error = s.str(32);
+  v.stage = s.str(33);
+  v.trials = s.i64(34);
+  v.checks = checks_from_text(s.str(35));
+  v.profile = profile_from_text(s.str(36));
+  v.details = s.str(37);
   return j;
+}
+
+// Binds a result to ?5..?24 (KF_RESULT_SET).
+void bind_result(Stmt& s, const proto::JobResult& r) {
+  s.bind(5, static_cast<int64_t>(r.exit_code))
+      .bind(6, static_cast<int64_t>(r.signal))
+      .bind(7, r.timed_out)
+      .bind(8, r.cancelled)
+      .text(9, r.infra_error)
+      .blob(10, r.stdout_data)
+      .blob(11, r.stderr_data)
+      .bind(12, r.output_truncated)
+      .text(13, r.result_json)
+      .text(14, r.agent_id)
+      .bind(15, r.started_ms)
+      .bind(16, r.finished_ms);
+  if (!r.verify) {
+    s.bind(17, std::optional<int64_t>()).text(18, "").text(19, "").text(20, "").bind(21, int64_t{0});
+    s.text(22, "").text(23, "").text(24, "");
+    return;
+  }
+  const VerifyResult& v = *r.verify;
+  auto dump = [](const nlohmann::json& j) {
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  s.text(17, to_string(v.verdict).data())
+      .text(18, v.message)
+      .text(19, v.input_error)
+      .text(20, v.stage)
+      .bind(21, v.trials)
+      .text_copy(22, v.checks ? dump(to_json(*v.checks)) : "")
+      .text_copy(23, v.profile ? dump(to_json(*v.profile)) : "")
+      .text(24, v.details);
+}
+
+// A verify job's result from an agent that predates proto::JobResult::verify carries the
+// judge's document in result_json: it becomes the typed verdict here, the one place that
+// reads such documents (live results and rows stored before migration 0003 alike).
+void adopt_legacy_verdict(proto::JobResult& r) {
+  if (r.verify || !r.infra_error.empty()) return;
+  r.verify = verify_result_from_text(r.result_json);
+  r.result_json.clear();
 }
 
 TaskRow read_task(const Stmt& s) {
@@ -709,6 +802,46 @@ struct Store::Impl {
                                              bool read_only);
 };
 
+// Migration 0003's data step: every job result stored as an encoded proto::JobResult frame
+// (jobs.result, schema 1-2) is written into the typed columns, and the frame dropped. Runs
+// inside the migration's transaction. A frame that does not decode becomes an infra_error
+// result saying so (the job re-runs; the task is not charged), never a lost row.
+Status convert_job_frames(Db& d) {
+  constexpr std::string_view op = "migration 0003: convert stored results";
+  struct Prepared {
+    sqlite3_stmt* s = nullptr;
+    ~Prepared() { sqlite3_finalize(s); }
+  } select, update;
+  int rc = sqlite3_prepare_v2(d.db, "SELECT id, epoch, kind, result FROM jobs WHERE result IS NOT NULL",
+                              -1, &select.s, nullptr);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_prepare_v2(d.db, "UPDATE jobs SET result = NULL, " KF_RESULT_SET " WHERE id = ?1", -1,
+                            &update.s, nullptr);
+  }
+  if (rc != SQLITE_OK) return d.error(rc, op);
+  Stmt rows(select.s);
+  while ((rc = rows.step()) == SQLITE_ROW) {
+    const int64_t id = rows.i64(0);
+    const int64_t epoch = rows.i64(1);
+    proto::JobResult r;
+    auto frame = proto::decode(rows.bytes(3));
+    const auto* stored = frame.ok() ? std::get_if<proto::JobResult>(&frame->message) : nullptr;
+    if (stored != nullptr) {
+      r = *stored;
+      if (rows.str(2) == to_string(JobKind::verify)) adopt_legacy_verdict(r);
+    } else {
+      r.infra_error = "the stored result does not decode: " +
+                      (frame.ok() ? std::string("not a result") : frame.status().message());
+    }
+    r.job = proto::JobRef{static_cast<uint64_t>(id), static_cast<uint64_t>(epoch)};
+    Stmt u(update.s);
+    u.bind(1, id);
+    bind_result(u, r);
+    if (int urc = u.finish(); urc != SQLITE_DONE) return d.error(urc, op);
+  }
+  return rc == SQLITE_DONE ? Status() : d.error(rc, op);
+}
+
 Status Db::migrate() {
   const std::vector<Migration>& all = migrations();
   for (size_t i = 0; i < all.size(); ++i) {
@@ -729,6 +862,7 @@ Status Db::migrate() {
     }
     const Migration& m = all[static_cast<size_t>(*version)];
     Status s = exec(m.sql, std::string("migration ") + m.name);
+    if (s.ok() && m.version == 3) s = convert_job_frames(*this);
     if (s.ok() && sqlite3_get_autocommit(db)) {
       return internal_error(path + ": migration " + m.name +
                             " ended the transaction itself; migrations must not contain "
@@ -1111,14 +1245,23 @@ Result<int64_t> Store::requeue_job(int64_t job_id) {
   return epoch;
 }
 
-Result<bool> Store::record_result(int64_t job_id, int64_t epoch, const std::string& result) {
+Result<bool> Store::record_result(int64_t job_id, int64_t epoch, const proto::JobResult& result) {
   constexpr std::string_view op = "record_result";
   Db& d = impl_->d;
   Tx tx(d, op, false);
   KF_RETURN_IF_ERROR(tx.status());
+  proto::JobResult typed = result;
+  if (!typed.verify && !typed.result_json.empty()) {  // an agent from before typed results
+    Stmt k(d.st.job_kind);
+    k.bind(1, job_id);
+    int rc = k.step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return d.error(rc, op);
+    if (rc == SQLITE_ROW && k.str(0) == to_string(JobKind::verify)) adopt_legacy_verdict(typed);
+  }
   {
     Stmt s(d.st.record_result);
-    s.bind(1, job_id).bind(2, epoch).blob(3, result).bind(4, d.now());
+    s.bind(1, job_id).bind(2, epoch).bind(4, d.now());
+    bind_result(s, typed);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/protocol.h"
 #include "common/status.h"
 
 namespace kforge {
@@ -131,7 +132,8 @@ struct JobRow {
   std::string agent_id;       // current lease holder (assigned) or last one (done)
   int device_index = -1;
   int attempts = 0;           // number of assignments so far
-  std::string result;         // the encoded result, once done
+  std::optional<proto::JobResult> result;  // once done: the recorded attempt's result, from
+                                           // its typed columns (verify jobs: result->verify)
   int64_t created_ms = 0;
   int64_t assigned_ms = 0;
   int64_t finished_ms = 0;
@@ -256,8 +258,10 @@ class Store {
   Result<int64_t> requeue_job(int64_t job_id);
   // Records `result` if (job, epoch) is current and the job is assigned: assigned -> done.
   // Returns false (and changes nothing) for a stale epoch, a job already done/cancelled or
-  // a job that does not exist: the caller acks and drops such a result.
-  Result<bool> record_result(int64_t job_id, int64_t epoch, const std::string& result);
+  // a job that does not exist: the caller acks and drops such a result. A verify job's
+  // result without `verify` (an agent from before typed results) has its result_json read
+  // as the verdict document.
+  Result<bool> record_result(int64_t job_id, int64_t epoch, const proto::JobResult& result);
   // queued | assigned -> cancelled (agent_id kept, so the holder can be told to stop).
   // Cancelling a cancelled job is ok; a done job is failed_precondition.
   Status cancel_job(int64_t job_id);

@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include "common/protocol.h"
+
 namespace kforge::test {
 
 // A fresh directory under the system temp dir, removed with its contents on destruction.
@@ -32,6 +34,14 @@ bool wait_until(const std::function<bool()>& pred,
 void write_file(const std::filesystem::path& path, const std::string& content);
 // The whole file, or "" when it cannot be read (common/fs.h's read_file, for assertions).
 std::string read_file(const std::filesystem::path& path);
+
+// A result as an exec job that exited 0 after printing `out` would report it.
+inline proto::JobResult output_result(std::string out) {
+  proto::JobResult r;
+  r.exit_code = 0;
+  r.stdout_data = std::move(out);
+  return r;
+}
 
 // Where the build put the executables, and the source tree.
 std::filesystem::path binary_dir();

@@ -1,0 +1,149 @@
+// kforge's closed vocabularies as enums: the words the store, the API and the harness use
+// appear as strings only where they cross those edges (to_string / parse_* below, one table
+// per enum). Every table lists the names in the enum's order; a static_assert checks it.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace kforge {
+
+// A verification's outcome (docs/harness.md, "Verdicts"). The list is the harness's
+// (agent/harness/kforge_verifier/verdicts.py ALL, same order); tests/verdicts_test checks it.
+enum class Verdict : uint8_t {
+  passed,              // precision passed (and profiling ran, for profile jobs)
+  compile_error,       // the candidate could not be loaded or built
+  runtime_error,       // the candidate raised while running
+  precision_mismatch,  // outputs differ from the reference
+  timeout,             // ran out of time
+  crashed,             // process or device crash
+  resource_exceeded,   // out of memory, processes or threads
+  rejected,            // broke a rule (aliasing, input writes, framework fallback...)
+  infra_error,         // the task, the job or the host is at fault: re-run, not counted
+};
+
+// What an agent runs for a job (proto::Assign::kind, jobs.kind).
+enum class JobKind : uint8_t {
+  exec,    // a plain command (tests, benchmarks, kforge exec)
+  verify,  // the harness: a candidate against its reference
+};
+
+// A task's lifecycle (tasks.state).
+enum class TaskState : uint8_t {
+  pending,    // not started (or waiting to be resumed)
+  running,    // a Conductor drives it
+  passed,     // a candidate passed: finished
+  failed,     // steps ran out or the Conductor gave up: finished
+  cancelled,  // withdrawn by the operator: finished
+};
+inline bool finished(TaskState s) { return s != TaskState::pending && s != TaskState::running; }
+
+// A campaign's lifecycle (campaigns.state).
+enum class CampaignState : uint8_t {
+  running,    // some task is pending or running
+  finished,   // every task finished
+  cancelled,  // withdrawn by the operator
+};
+
+// An agent as the coordinator knows it (agents.state).
+enum class AgentState : uint8_t {
+  live,  // registered, heartbeats arriving
+  lost,  // silent past liveness; its jobs were re-queued
+  gone,  // said Bye (orderly shutdown); its jobs were re-queued
+};
+
+// Which steps a campaign's Conductor takes (campaigns.workflow).
+enum class Workflow : uint8_t {
+  default_,     // designer -> coder -> verifier, fixing on failure ("default")
+  coder_only,   // coder -> verifier, no design step
+  verify_only,  // the campaign supplies the candidate: one verification per task
+};
+
+// Who took a step of a task (steps.role, llm_calls.role).
+enum class Role : uint8_t {
+  designer,   // an LLM writing the algorithm sketch
+  coder,      // an LLM writing the kernel
+  verifier,   // a verification job's verdict
+  conductor,  // an LLM deciding what to fix
+};
+
+// The names of enum E, indexed by its values. Specialised below, once per enum.
+template <class E>
+struct EnumNames;
+
+template <>
+struct EnumNames<Verdict> {
+  static constexpr std::string_view what = "verdict";
+  static constexpr std::array<std::string_view, 9> names = {
+      "passed",  "compile_error",     "runtime_error", "precision_mismatch", "timeout",
+      "crashed", "resource_exceeded", "rejected",      "infra_error"};
+};
+template <>
+struct EnumNames<JobKind> {
+  static constexpr std::string_view what = "job kind";
+  static constexpr std::array<std::string_view, 2> names = {"exec", "verify"};
+};
+template <>
+struct EnumNames<TaskState> {
+  static constexpr std::string_view what = "task state";
+  static constexpr std::array<std::string_view, 5> names = {"pending", "running", "passed", "failed",
+                                                            "cancelled"};
+};
+template <>
+struct EnumNames<CampaignState> {
+  static constexpr std::string_view what = "campaign state";
+  static constexpr std::array<std::string_view, 3> names = {"running", "finished", "cancelled"};
+};
+template <>
+struct EnumNames<AgentState> {
+  static constexpr std::string_view what = "agent state";
+  static constexpr std::array<std::string_view, 3> names = {"live", "lost", "gone"};
+};
+template <>
+struct EnumNames<Workflow> {
+  static constexpr std::string_view what = "workflow";
+  static constexpr std::array<std::string_view, 3> names = {"default", "coder_only", "verify_only"};
+};
+template <>
+struct EnumNames<Role> {
+  static constexpr std::string_view what = "role";
+  static constexpr std::array<std::string_view, 4> names = {"designer", "coder", "verifier", "conductor"};
+};
+
+// Each table has one name per enumerator: the last enumerator indexes the last name.
+static_assert(EnumNames<Verdict>::names.size() == size_t(Verdict::infra_error) + 1);
+static_assert(EnumNames<JobKind>::names.size() == size_t(JobKind::verify) + 1);
+static_assert(EnumNames<TaskState>::names.size() == size_t(TaskState::cancelled) + 1);
+static_assert(EnumNames<CampaignState>::names.size() == size_t(CampaignState::cancelled) + 1);
+static_assert(EnumNames<AgentState>::names.size() == size_t(AgentState::gone) + 1);
+static_assert(EnumNames<Workflow>::names.size() == size_t(Workflow::verify_only) + 1);
+static_assert(EnumNames<Role>::names.size() == size_t(Role::conductor) + 1);
+
+// The name of `e` ("?" for a value outside the enum, which only a cast can make).
+template <class E>
+constexpr std::string_view to_string(E e) {
+  const auto i = static_cast<size_t>(e);
+  return i < EnumNames<E>::names.size() ? EnumNames<E>::names[i] : std::string_view("?");
+}
+
+// The enumerator named `s`; none for any other string (the caller names the field).
+template <class E>
+constexpr std::optional<E> parse_enum(std::string_view s) {
+  for (size_t i = 0; i < EnumNames<E>::names.size(); ++i) {
+    if (EnumNames<E>::names[i] == s) return static_cast<E>(i);
+  }
+  return std::nullopt;
+}
+
+// Every enumerator of E, in order.
+template <class E>
+constexpr auto all_of() {
+  std::array<E, EnumNames<E>::names.size()> out{};
+  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<E>(i);
+  return out;
+}
+
+}  // namespace kforge

@@ -1,0 +1,207 @@
+// Typed job results in the store (schema/sql/0003_typed_results.sql): results of every
+// kind round-trip through their columns, an older agent's verdict document becomes the typed
+// verdict, and a database of schema 2, whose results are encoded protocol frames, migrates.
+#include <sqlite3.h>
+
+#include <cmath>
+
+#include <doctest/doctest.h>
+
+#include "common/protocol.h"
+#include "common/verify_result.h"
+#include "coordinator/store/migrations.h"
+#include "coordinator/store/store.h"
+#include "tests/support/support.h"
+
+using namespace kforge;
+using kforge::test::TempDir;
+
+namespace {
+
+// The judge's document for a precision mismatch, shaped as docs/harness.md shows it.
+const char* kMismatchDoc = R"({"verdict": "precision_mismatch",
+  "message": "trial 0 (seed 0), output 0: NaN positions differ",
+  "input_error": "", "stage": "precision", "trials": 0,
+  "checks": {"max_abs_error": "inf", "max_rel_error": 0.5, "mismatches": 163, "total": 100003,
+             "first_mismatches": [{"index": [99840], "expected": -2.92, "actual": "nan"}],
+             "dtype": "float32", "policy": "strict"},
+  "versions": {"python": "3.11.2", "harness": "1"},
+  "worker": {"exit_code": null, "signal": 0, "oom": false}})";
+
+const char* kPassDoc = R"({"verdict": "passed", "message": "3 trials passed", "stage": "profile",
+  "trials": 3,
+  "checks": {"max_abs_error": 0.0, "max_rel_error": 0.0, "mismatches": 0, "total": 300},
+  "profile": {"candidate": {"median_us": 10.0, "min_us": 9.0, "max_us": 12.0, "mean_us": 10.5, "runs": 50},
+              "reference": {"median_us": 25.0, "min_us": 24.0, "max_us": 27.0, "mean_us": 25.2, "runs": 50},
+              "speedup": 2.5, "suspicious": false, "method": "judge_clock", "warmup": 5,
+              "worker_rtt_us": 31.5, "threads": null}})";
+
+struct Fixture {
+  TempDir dir;
+  std::filesystem::path db_path = dir / "kforge.db";
+
+  std::unique_ptr<Store> open() {
+    auto s = Store::open(db_path);
+    REQUIRE_MESSAGE(s.ok(), s.status().to_string());
+    return std::move(s).value();
+  }
+  // A done job of `kind` holding `result`.
+  int64_t done_job(Store& s, const std::string& kind, const proto::JobResult& result) {
+    NewJob j;
+    j.kind = kind;
+    j.spec = "spec";
+    int64_t id = s.enqueue_job(j).value();
+    int64_t epoch = s.assign_job(id, "agent-a", 0).value();
+    REQUIRE(s.record_result(id, epoch, result).value());
+    return id;
+  }
+};
+
+// Runs SQL with a separate connection; each `blobs` entry binds ?1, ?2, ... as a blob.
+void raw_exec(const std::filesystem::path& path, const std::string& sql,
+              const std::vector<std::string>& blobs = {}) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) ==
+          SQLITE_OK);
+  if (blobs.empty()) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    INFO(sql);
+    REQUIRE_MESSAGE(rc == SQLITE_OK, (err ? err : ""));
+  } else {
+    sqlite3_stmt* stmt = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK);
+    for (size_t i = 0; i < blobs.size(); ++i) {
+      sqlite3_bind_blob(stmt, static_cast<int>(i + 1), blobs[i].data(), static_cast<int>(blobs[i].size()),
+                        SQLITE_TRANSIENT);
+    }
+    REQUIRE(sqlite3_step(stmt) == SQLITE_DONE);
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+}
+
+int64_t raw_count(const std::filesystem::path& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(Fixture, "an exec job's result round-trips through its columns") {
+  auto s = open();
+  proto::JobResult r;
+  r.agent_id = "agent-a";
+  r.exit_code = 3;
+  r.signal = 9;
+  r.timed_out = true;
+  r.cancelled = true;
+  r.stdout_data = std::string("out\0put", 7);
+  r.stderr_data = "err";
+  r.output_truncated = true;
+  r.result_json = R"({"any": "document"})";
+  r.started_ms = 1000;
+  r.finished_ms = 2000;
+  int64_t id = done_job(*s, "exec", r);
+  JobRow row = s->get_job(id).value();
+  REQUIRE(row.result);
+  r.job = proto::JobRef{static_cast<uint64_t>(id), static_cast<uint64_t>(row.epoch)};
+  CHECK(*row.result == r);
+  CHECK_FALSE(row.result->verify);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a verification result round-trips through its columns") {
+  auto s = open();
+  proto::JobResult r;
+  r.agent_id = "agent-a";
+  r.exit_code = 0;
+  r.verify = verify_result_from_text(kPassDoc);
+  int64_t id = done_job(*s, "verify", r);
+  JobRow row = s->get_job(id).value();
+  REQUIRE(row.result);
+  REQUIRE(row.result->verify);
+  CHECK(*row.result->verify == *r.verify);
+  REQUIRE(row.result->verify->profile);
+  CHECK(row.result->verify->profile->speedup == 2.5);
+  CHECK(row.result->verify->profile->candidate.runs == 50);
+}
+
+TEST_CASE_FIXTURE(Fixture, "an older agent's verdict document is stored as the typed verdict") {
+  auto s = open();
+  proto::JobResult r;  // what an agent before JobResult::verify sends for a verify job
+  r.agent_id = "agent-a";
+  r.exit_code = 0;
+  r.result_json = kMismatchDoc;
+  int64_t id = done_job(*s, "verify", r);
+  JobRow row = s->get_job(id).value();
+  REQUIRE(row.result);
+  REQUIRE(row.result->verify);
+  CHECK(row.result->verify->verdict == Verdict::precision_mismatch);
+  CHECK(row.result->verify->message == "trial 0 (seed 0), output 0: NaN positions differ");
+  CHECK(row.result->result_json.empty());
+  // An exec job's result.json stays what it was.
+  int64_t exec = done_job(*s, "exec", r);
+  CHECK(s->get_job(exec).value().result->result_json == kMismatchDoc);
+  CHECK_FALSE(s->get_job(exec).value().result->verify);
+}
+
+TEST_CASE_FIXTURE(Fixture, "a schema-2 database with results stored as protocol frames migrates") {
+  // The database as kforge left it before migration 0003: results are encoded frames.
+  for (const Migration& m : migrations()) {
+    if (m.version > 2) break;
+    raw_exec(db_path, "BEGIN; " + std::string(m.sql) + "; PRAGMA user_version = " +
+                          std::to_string(m.version) + "; COMMIT;");
+  }
+  proto::JobResult verify;
+  verify.job = {1, 1};
+  verify.agent_id = "agent-a";
+  verify.exit_code = 0;
+  verify.result_json = kMismatchDoc;
+  proto::JobResult exec;
+  exec.job = {2, 1};
+  exec.agent_id = "agent-b";
+  exec.exit_code = 0;
+  exec.stdout_data = "hello\n";
+  auto insert = [](const std::string& kind) {
+    return "INSERT INTO jobs(kind, spec, backend, state, epoch, agent_id, device_index, attempts, "
+           "result, created_ms) VALUES('" + kind + "', 'spec', 'cpu', 'done', 1, 'agent-a', 0, 1, ?1, 5)";
+  };
+  raw_exec(db_path, insert("verify"), {proto::encode(verify)});
+  raw_exec(db_path, insert("exec"), {proto::encode(exec)});
+  raw_exec(db_path, insert("verify"), {std::string("\xc1 not msgpack")});
+  raw_exec(db_path, "INSERT INTO jobs(kind, spec, backend, state, created_ms) "
+                    "VALUES('exec', 'spec', 'cpu', 'queued', 6)");
+
+  auto s = open();
+  CHECK(s->schema_version() == Store::latest_schema_version());
+  JobRow v = s->get_job(1).value();
+  REQUIRE(v.result);
+  REQUIRE(v.result->verify);
+  CHECK(v.result->verify->verdict == Verdict::precision_mismatch);
+  CHECK(v.result->verify->checks->mismatches == 163);
+  CHECK(std::isinf(v.result->verify->checks->max_abs_error));
+  CHECK(v.result->agent_id == "agent-a");
+  JobRow e = s->get_job(2).value();
+  REQUIRE(e.result);
+  CHECK(e.result->stdout_data == "hello\n");
+  CHECK(e.result->agent_id == "agent-b");
+  CHECK_FALSE(e.result->verify);
+  // A frame that does not decode is an infrastructure failure (re-run), never a lost row.
+  JobRow bad = s->get_job(3).value();
+  REQUIRE(bad.result);
+  CHECK(bad.state == JobState::done);
+  CHECK(bad.result->infra_error.find("does not decode") != std::string::npos);
+  CHECK_FALSE(s->get_job(4).value().result);
+  s.reset();
+  // No frame is left behind, and a second open changes nothing.
+  CHECK(raw_count(db_path, "SELECT COUNT(*) FROM jobs WHERE result IS NOT NULL") == 0);
+  auto again = open();
+  CHECK(again->get_job(1).value().result->verify->verdict == Verdict::precision_mismatch);
+}
