@@ -59,6 +59,7 @@ int cmd_run(const ParsedFlags& flags) {
   copts.liveness = config.coordinator.liveness;
   copts.restart_grace_ms = 1000;  // the only agent is ours: it registers at once
   copts.precision_jobs_per_device = config.coordinator.precision_jobs_per_device;
+  copts.disk_reserve_bytes = uint64_t{config.coordinator.disk_reserve_mb} << 20;
   CoordinatorConfig api_config = config.coordinator;
   api_config.http_listen = flags.get("http").value_or("127.0.0.1:0");
   api_config.data_dir = data.string();

@@ -224,6 +224,7 @@ const Fields<CoordinatorConfig>& fields_of<CoordinatorConfig>() {
       field("restart_grace_ms", &C::restart_grace_ms),
       field("precision_jobs_per_device", &C::precision_jobs_per_device, positive),
       field("verify_timeout_s", &C::verify_timeout_s, positive),
+      field("disk_reserve_mb", &C::disk_reserve_mb),
       field("secret_key_file", &C::secret_key_file, non_empty),
       field("agent_keys_file", &C::agent_keys_file, non_empty),
       field("log", &C::log),

@@ -45,6 +45,7 @@ struct CoordinatorConfig {
   uint32_t restart_grace_ms = 5000;  // after start, wait this long for agents before re-queuing
   uint32_t precision_jobs_per_device = 1;  // >1 lets several precision-only jobs share a device
   uint32_t verify_timeout_s = 300;  // wall-clock limit of each verify job the Conductor submits
+  uint32_t disk_reserve_mb = 64;    // kept free in data_dir, given back when the disk is full (0: none)
   // CURVE on the agent link: this coordinator's secret key file (kforge keygen) and the
   // allow-list of agent keys (agent id = public key, re-read when it changes). Both or
   // neither; neither: plain TCP, unauthenticated (a warning at start).

@@ -13,6 +13,7 @@ const char* code_name(Code code) {
     case Code::timeout: return "timeout";
     case Code::stale: return "stale";
     case Code::unavailable: return "unavailable";
+    case Code::no_space: return "no_space";
     case Code::internal: return "internal";
   }
   return "unknown";

@@ -22,6 +22,7 @@ enum class Code {
   timeout,           // a deadline passed
   stale,             // the caller's view (epoch, incarnation) is out of date
   unavailable,       // a peer or service cannot be reached now; retry later
+  no_space,          // storage refuses writes (disk full, a failed write or sync); retry later
   internal,          // a bug in kforge
 };
 

@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   options.liveness = cc.liveness;
   options.restart_grace_ms = cc.restart_grace_ms;
   options.precision_jobs_per_device = cc.precision_jobs_per_device;
+  options.disk_reserve_bytes = uint64_t{cc.disk_reserve_mb} << 20;
   if (!cc.secret_key_file.empty()) {
     auto keys = read_secret_key_file(cc.secret_key_file);
     if (!keys.ok()) return fail("coordinator.secret_key_file: " + keys.status().message());

@@ -94,6 +94,18 @@ Conductor::Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary pro
     : coordinator_(coordinator), llm_(llm), prompts_(std::move(prompts)), options_(std::move(options)) {
   coordinator_.add_result_listener(
       [this](const JobRow& job, const proto::JobResult& result) { on_job_result(job, result); });
+  coordinator_.add_reload_listener([this] { reload(); });
+}
+
+void Conductor::reload() {
+  // Actions in flight are forgotten (their answers, when they come, are stored and not used);
+  // the tasks start again once the work replayed before this post has run.
+  active_.clear();
+  reloading_ = true;
+  coordinator_.post([this] {
+    reloading_ = false;
+    if (Status st = resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
+  });
 }
 
 ConductorPolicy Conductor::policy(const Active& active) const {
@@ -116,6 +128,7 @@ void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done
 }
 
 Status Conductor::resume_all() {
+  if (reloading_) return Status();
   auto tasks = coordinator_.store().unfinished_tasks();
   if (!tasks.ok()) return tasks.status();
   // A task driven here that the store no longer lists as unfinished was cancelled (by the

@@ -75,6 +75,10 @@ class Conductor {
   };
 
   void stop(int64_t task_id);  // the task was cancelled: forget it, withdraw its jobs
+  // The coordinator reloaded from the store after a no-space alarm: turns that moved tasks on
+  // were rolled back, so every task is started again from its stored steps, after the
+  // replayed LLM answers of those turns are stored (nothing received is asked again).
+  void reload();
   void advance(int64_t task_id);
   void advance_unguarded(int64_t task_id);
   void ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action);
@@ -94,6 +98,7 @@ class Conductor {
   std::unordered_map<int64_t, Active> active_;
   std::unordered_map<int64_t, std::vector<std::function<void(bool)>>> waiters_;
   int64_t next_token_ = 1;
+  bool reloading_ = false;  // between reload() and its resume_all(): no task starts
   LlmStats llm_stats_;
 };
 

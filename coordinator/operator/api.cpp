@@ -30,7 +30,8 @@ int http_status(Code code) {
     case Code::not_found: return 404;
     case Code::failed_precondition:
     case Code::already_exists: return 409;
-    case Code::unavailable: return 503;
+    case Code::unavailable:
+    case Code::no_space: return 503;
     default: return 500;
   }
 }
@@ -737,7 +738,8 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   auto id_at = [&](size_t i, const std::string& name) { return parse_id(parts[i], name + " id"); };
 
   if (what == "health" && n == 3 && get) {
-    return json_reply({{"ok", true}, {"version", KFORGE_VERSION}, {"schema_version", s.schema_version()}});
+    return json_reply({{"ok", true}, {"version", KFORGE_VERSION}, {"schema_version", s.schema_version()},
+                       {"alarms", backend.alarms()}});
   }
   if (what == "campaigns") {
     if (n == 3 && get) return reply(list_campaigns(s));

@@ -42,6 +42,8 @@ class ApiBackend {
   virtual Result<nlohmann::json> write(const WriteFn& fn) = 0;
   // Prometheus lines only a running coordinator knows (devices, dispatch, LLM client).
   virtual std::string live_metrics() { return ""; }
+  // Alarms the health endpoint lists (a running coordinator's no-space alarm): a JSON array.
+  virtual nlohmann::json alarms() { return nlohmann::json::array(); }
   // The database file, which error answers then never name (nor its directory), and 500s
   // answer without details (logged instead). Empty: the caller owns the files (the command
   // line's --data mode) and sees every message whole.

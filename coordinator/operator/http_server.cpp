@@ -274,6 +274,11 @@ Result<Store*> CoordinatorApiBackend::reader() {
 }
 
 Result<nlohmann::json> CoordinatorApiBackend::write(const WriteFn& fn) {
+  // During the no-space alarm the loop runs no turns: say so at once instead of waiting.
+  if (coordinator_.storage_alarm().raised) {
+    return Status(Code::no_space, "the coordinator's disk is full: changes are refused until space "
+                                  "returns (GET /api/v1/health shows the alarm); retry then");
+  }
   auto answer = coordinator_.call_async([this, &fn](Coordinator& c) -> Result<nlohmann::json> {
     // One unit inside the turn's batch: a write that fails leaves none of its rows behind
     // (a campaign whose tenth task is refused stores no campaign and no task).
@@ -296,15 +301,33 @@ Result<nlohmann::json> CoordinatorApiBackend::write(const WriteFn& fn) {
 }
 
 std::string CoordinatorApiBackend::live_metrics() {
+  std::string out;
+  coordinator_.render_storage_metrics(out);
+  // The loop's own metrics need a turn, and none runs during the no-space alarm.
+  if (coordinator_.storage_alarm().raised) return out;
   auto text = coordinator_.call_async([this](Coordinator&) {
-    std::string out;
-    if (metrics_) metrics_(out);
-    return out;
+    std::string lines;
+    if (metrics_) metrics_(lines);
+    return lines;
   });
   while (text.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
-    if (coordinator_.stopped()) return "";
+    if (coordinator_.stopped() || coordinator_.storage_alarm().raised) return out;
   }
-  return text.get();
+  return out + text.get();
+}
+
+nlohmann::json CoordinatorApiBackend::alarms() {
+  nlohmann::json out = nlohmann::json::array();
+  Coordinator::StorageAlarm a = coordinator_.storage_alarm();
+  if (a.raised) {
+    // Not the store's message, which names the database's path (the log has it).
+    out.push_back({{"name", "nospace"},
+                   {"message", "writes to the database fail for lack of space: reads are served, "
+                               "nothing is dispatched and no LLM call starts; the coordinator "
+                               "resumes by itself when space returns"},
+                   {"since_ms", a.since_ms}});
+  }
+  return out;
 }
 
 Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor, const HttpServerOptions& options) {

@@ -83,6 +83,7 @@ class CoordinatorApiBackend : public ApiBackend {
   Result<Store*> reader() override;
   Result<nlohmann::json> write(const WriteFn& fn) override;
   std::string live_metrics() override;
+  nlohmann::json alarms() override;
   std::filesystem::path database_path() const override { return db_path_; }
 
  private:

@@ -42,6 +42,10 @@ constexpr int64_t kTouchIntervalMs = 5000;
 // How often the store is checked for jobs and drain flags other processes wrote
 // (kforge enqueue, kforge drain).
 constexpr int64_t kAdoptIntervalMs = 1000;
+// While the no-space alarm is raised, how often the loop tries to write again: the first
+// probe after this long, then twice as long each time, up to the maximum.
+constexpr int64_t kProbeInitialMs = 1000;
+constexpr int64_t kProbeMaxMs = 30'000;
 
 // A routing id as log text: printable bytes as they are, others as \xNN (a peer without an
 // identity gets five binary bytes from the ROUTER).
@@ -94,7 +98,14 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions&
       resolved.agent_keys = std::move(keys.value());
     }
   }
+  SpaceReserve reserve(options.data_dir / "kforge.reserve", options.disk_reserve_bytes);
   auto store = Store::open(options.data_dir / "kforge.db", clock);
+  if (!store.ok() && store.status().code() == Code::no_space) {
+    // A full disk at start: the reserve's space lets SQLite open the WAL and its index.
+    spdlog::warn("{}; giving the space reserve back and opening again", store.status().message());
+    reserve.release();
+    store = Store::open(options.data_dir / "kforge.db", clock);
+  }
   if (!store.ok()) return store.status();
   zmq::context_t ctx(1);
   // The ZAP handler is bound before the ROUTER: a CURVE server without one admits everybody.
@@ -115,7 +126,15 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions&
   std::unique_ptr<Coordinator> c(new Coordinator(resolved, clock, std::move(store.value()),
                                                  std::move(ctx), std::move(zap),
                                                  std::move(socket.value()), endpoint));
-  KF_RETURN_IF_ERROR(c->recover());
+  // Without room for the reserve or for recovery's writes the coordinator starts with the
+  // no-space alarm raised: it serves reads and recovers once space returns.
+  Status st = c->reserve_.hold();
+  if (st.ok()) st = c->recover();
+  if (!st.ok()) {
+    if (st.code() != Code::no_space) return st;
+    c->unload();
+    c->raise_alarm(st, {});
+  }
   return c;
 }
 
@@ -134,7 +153,8 @@ Coordinator::Coordinator(const CoordinatorOptions& options, Clock& clock,
       endpoint_(std::move(endpoint)),
       incarnation_(random_hex_id().substr(0, 16)),
       wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
-      pool_(options.precision_jobs_per_device) {
+      pool_(options.precision_jobs_per_device),
+      reserve_(options.data_dir / "kforge.reserve", options.disk_reserve_bytes) {
   limits_.max_frame_bytes = options.max_msg_bytes;
   options_.agent_keys = AgentKeys();  // agent_keys_ is the list in force
   if (!options_.agent_keys_file.empty()) {
@@ -210,6 +230,19 @@ Status Coordinator::run() {
   }
   int64_t next_timer = 0;
   while (!stop_) {
+    if (alarm_) {
+      // No turns: wake for stop() and for the next probe only (posted work waits).
+      zmq::pollitem_t wake[] = {{nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+      poll_interruptible(wake, 1, std::clamp<int64_t>(next_probe_ms_ - clock_.now_ms(), 0, kTimerTickMs));
+      uint64_t v;
+      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
+      if (stop_ || clock_.now_ms() < next_probe_ms_) continue;
+      if (Status st = probe_alarm(); !st.ok()) {
+        spdlog::critical("coordinator stopping: {}", st.to_string());
+        return st;
+      }
+      continue;
+    }
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, wake_fd_, ZMQ_POLLIN, 0},
                                {zap_ ? zap_->handle() : nullptr, zap_ ? 0 : -1, ZMQ_POLLIN, 0}};
@@ -231,7 +264,11 @@ Status Coordinator::run() {
 }
 
 Status Coordinator::turn(bool timers_due) {
-  KF_RETURN_IF_ERROR(store_->begin());
+  if (Status began = store_->begin(); !began.ok()) {
+    if (began.code() != Code::no_space) return began;
+    raise_alarm(began, {});
+    return Status();
+  }
   store_error_ = Status();
   receive_all();
   std::vector<std::function<void()>> posted;
@@ -242,14 +279,13 @@ Status Coordinator::turn(bool timers_due) {
   for (auto& fn : posted) fn();
   if (timers_due) timers();
   dispatch();
-  if (!store_error_.ok()) {
-    store_->rollback();
-    return store_error_;
-  }
-  Status st = store_->commit();
+  // Any write refused for lack of space dooms the batch (the store makes commit fail then).
+  Status st = store_error_.ok() ? store_->commit() : store_error_;
   if (!st.ok()) {
     store_->rollback();
-    return st;
+    if (st.code() != Code::no_space) return st;
+    raise_alarm(st, std::move(posted));
+    return Status();
   }
   flush();
   // Listeners first: a caller whose call() returns sees every listener of its turn done.
@@ -262,6 +298,106 @@ Status Coordinator::turn(bool timers_due) {
   after_commit_.clear();
   for (auto& fn : done) fn();
   return Status();
+}
+
+void Coordinator::unload() {
+  agents_.clear();
+  routing_.clear();
+  superseded_.clear();
+  superseded_order_.clear();
+  leases_.clear();
+  leases_by_agent_.clear();
+  pool_ = DevicePool(options_.precision_jobs_per_device);
+  adopted_up_to_ = 0;
+  grace_until_ms_ = 0;
+  outgoing_.clear();
+  delayed_.clear();
+  recorded_.clear();
+  after_commit_.clear();  // promises of replayed call()s stay with their posted work
+}
+
+void Coordinator::raise_alarm(const Status& why, std::vector<std::function<void()>> replay) {
+  // The failed turn never happened: its posted work runs again first once the alarm clears;
+  // the agents' messages it read are sent again by the agents (outbox, Hello).
+  {
+    std::lock_guard lock(posted_mu_);
+    replay.insert(replay.end(), std::make_move_iterator(posted_.begin()),
+                  std::make_move_iterator(posted_.end()));
+    posted_ = std::move(replay);
+  }
+  unload();
+  // The reserve's space lets the WAL be copied into the database, and the WAL's own space
+  // is free again after it.
+  reserve_.release();
+  if (Status st = store_->checkpoint(); !st.ok()) {
+    spdlog::warn("no-space alarm: WAL checkpoint: {}", st.message());
+  }
+  alarm_ = true;
+  probe_backoff_ms_ = kProbeInitialMs;
+  next_probe_ms_ = clock_.now_ms() + probe_backoff_ms_;
+  {
+    std::lock_guard lock(alarm_mu_);
+    alarm_view_.raised = true;
+    alarm_view_.message = why.message();
+    alarm_view_.since_ms = clock_.wall_ms();
+    alarm_view_.raised_total++;
+  }
+  spdlog::error("no-space alarm raised: {}; serving reads only (no dispatch, no agent messages, "
+                "no LLM calls) until writes succeed again; retrying every {} to {} s",
+                why.message(), kProbeInitialMs / 1000, kProbeMaxMs / 1000);
+}
+
+Status Coordinator::probe_alarm() {
+  Status st;
+  if (!reserve_.held()) {
+    st = reserve_.room_to_hold()
+             ? reserve_.hold()
+             : Status(Code::no_space, "less than twice the reserve (" +
+                                          std::to_string(reserve_.bytes()) + " bytes) free in " +
+                                          options_.data_dir.string());
+  }
+  if (st.ok()) st = store_->begin();
+  if (st.ok()) {
+    // The view a restart would load: leases detached until their agents say Hello again.
+    st = store_->write_probe();
+    if (st.ok()) st = recover();
+    if (st.ok()) st = store_->commit();
+    store_->rollback();  // after a failure; nothing to do after a commit
+  }
+  if (!st.ok()) {
+    unload();
+    reserve_.release();
+    if (st.code() != Code::no_space) return st;
+    probe_backoff_ms_ = std::min(probe_backoff_ms_ * 2, kProbeMaxMs);
+    next_probe_ms_ = clock_.now_ms() + probe_backoff_ms_;
+    spdlog::debug("no-space alarm stays: {}; next try in {} ms", st.message(), probe_backoff_ms_);
+    return Status();
+  }
+  alarm_ = false;
+  int64_t since_ms = 0;
+  {
+    std::lock_guard lock(alarm_mu_);
+    alarm_view_.raised = false;
+    since_ms = alarm_view_.since_ms;
+  }
+  spdlog::info("no-space alarm cleared after {} s: writes succeed again; resuming from the store",
+               std::max<int64_t>(clock_.wall_ms() - since_ms, 0) / 1000);
+  for (auto& fn : reload_listeners_) fn();
+  return Status();
+}
+
+Coordinator::StorageAlarm Coordinator::storage_alarm() const {
+  std::lock_guard lock(alarm_mu_);
+  return alarm_view_;
+}
+
+void Coordinator::render_storage_metrics(std::string& out) const {
+  StorageAlarm a = storage_alarm();
+  metric_family(out, "kforge_nospace_alarm", "gauge",
+                "1 while the store refuses writes for lack of space (reads are served, nothing is dispatched)");
+  metric_sample(out, "kforge_nospace_alarm", {}, a.raised ? 1 : 0);
+  metric_family(out, "kforge_nospace_alarms_total", "counter", "no-space alarms raised since start-up");
+  metric_sample(out, "kforge_nospace_alarms_total", {}, static_cast<double>(a.raised_total));
 }
 
 void Coordinator::note(const Status& st) {

@@ -15,6 +15,15 @@
 // Agent lifecycle, as the coordinator sees it:
 //   (unknown) --Hello--> live --silence > heartbeat_ms*liveness--> lost (jobs re-queued)
 //   live --Bye--> gone (jobs re-queued)      lost/gone --Hello--> live (reconciled)
+//
+// Disk full (the no-space alarm, docs/operations.md): a turn whose writes the store refuses
+// for lack of space (Code::no_space) is rolled back and the loop degrades instead of
+// stopping: it gives the space reserve back, forgets its in-memory view (agents, leases,
+// pool), and runs no turns: nothing is dispatched, no agent message is read, no posted work
+// runs (LLM answers wait in memory). Every probe interval (1 s doubling to 30 s) it tries to
+// take the reserve back and reload its view from the store as a restart would; when that
+// commits, the alarm clears, the failed turn's posted work runs again, then the rest.
+//   serving --write refused: no space--> alarm --probe commits--> serving (reloaded)
 #pragma once
 
 #include <sys/eventfd.h>
@@ -41,6 +50,7 @@
 #include "common/status.h"
 #include "coordinator/scheduling/device_pool.h"
 #include "common/metrics.h"
+#include "coordinator/store/reserve.h"
 #include "coordinator/store/store.h"
 
 namespace kforge {
@@ -56,6 +66,7 @@ struct CoordinatorOptions {
   std::string curve_secret_key;  // z85: CURVE on the agent link; empty: plain TCP (a warning)
   std::filesystem::path agent_keys_file;  // CURVE allow-list, re-read when it changes; or:
   AgentKeys agent_keys;                   // the allow-list when agent_keys_file is empty
+  uint64_t disk_reserve_bytes = 64ull << 20;  // kept free in data_dir for the store (0: none)
 };
 
 // A test shim between the loop and the wire (fault injection), called on the loop thread for
@@ -110,6 +121,23 @@ class Coordinator {
   }
   // True once run() has returned: posted work no longer runs.
   bool stopped() const { return stopped_; }
+
+  // The no-space alarm. Thread-safe.
+  struct StorageAlarm {
+    bool raised = false;
+    std::string message;     // the store's error that raised it
+    int64_t since_ms = 0;    // wall clock
+    uint64_t raised_total = 0;  // alarms raised since start-up
+  };
+  StorageAlarm storage_alarm() const;
+  // Appends the alarm's gauge and counter in Prometheus text format. Thread-safe (the
+  // loop's own metrics, render_metrics, need the loop, which runs no turns meanwhile).
+  void render_storage_metrics(std::string& out) const;
+  // Called on the loop thread, outside a batch, after the loop reloaded its view from the
+  // store at the end of an alarm and before the failed turn's posted work runs again: what
+  // the listener keeps in memory about the rolled-back turns is stale. Work it post()s runs
+  // after the replayed work.
+  void add_reload_listener(std::function<void()> fn) { reload_listeners_.push_back(std::move(fn)); }
 
   // Runs `fn` on the loop thread in a coming turn, inside its batch. Thread-safe.
   void post(std::function<void()> fn);
@@ -195,7 +223,14 @@ class Coordinator {
               zmq::context_t ctx, std::optional<zmq::socket_t> zap, zmq::socket_t socket,
               std::string endpoint);
   Status recover();
+  // Forgets the in-memory view (agents, leases, pool, messages not sent): the store is the
+  // truth after a rolled-back turn.
+  void unload();
   Status turn(bool timers_due);
+  // The no-space alarm: `replay` is the failed turn's posted work, run again after it.
+  void raise_alarm(const Status& why, std::vector<std::function<void()>> replay);
+  // Tries to clear it: reserve back, reload, commit. An error other than no_space stops the loop.
+  Status probe_alarm();
   void note(const Status& st);  // remembers the turn's first store error
   void drop_lease(int64_t job_id);
   void receive_all();
@@ -286,6 +321,14 @@ class Coordinator {
   uint64_t dropped_at_trim_ = 0;
   int64_t last_trim_ms_ = 0;
   uint64_t results_refused_ = 0;  // current attempts reported by an agent not holding them
+
+  SpaceReserve reserve_;
+  bool alarm_ = false;         // loop thread: no turns run
+  int64_t next_probe_ms_ = 0;
+  int64_t probe_backoff_ms_ = 0;
+  mutable std::mutex alarm_mu_;
+  StorageAlarm alarm_view_;  // alarm_ and why, for other threads; guarded by alarm_mu_
+  std::vector<std::function<void()>> reload_listeners_;
 };
 
 }  // namespace kforge

@@ -359,7 +359,18 @@ Code code_of(int rc) {
     case SQLITE_CONSTRAINT_FOREIGNKEY: return Code::not_found;  // a referenced row does not exist
     default: break;
   }
+  switch (rc) {
+    // A write or sync that failed: the disk is full (SQLite reports ENOSPC as SQLITE_FULL) or
+    // refuses writes. The coordinator raises its no-space alarm (docs/operations.md).
+    case SQLITE_IOERR_WRITE:
+    case SQLITE_IOERR_FSYNC:
+    case SQLITE_IOERR_DIR_FSYNC:
+    case SQLITE_IOERR_TRUNCATE:
+    case SQLITE_IOERR_SHMSIZE: return Code::no_space;
+    default: break;
+  }
   switch (rc & 0xff) {
+    case SQLITE_FULL: return Code::no_space;
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
     case SQLITE_TOOBIG:
@@ -370,7 +381,7 @@ Code code_of(int rc) {
     case SQLITE_ERROR:
     case SQLITE_MISUSE:
     case SQLITE_INTERNAL: return Code::internal;
-    default: return Code::io_error;  // IOERR, FULL, CORRUPT, NOTADB, CANTOPEN, NOMEM, ...
+    default: return Code::io_error;  // other IOERR, CORRUPT, NOTADB, CANTOPEN, NOMEM, ...
   }
 }
 
@@ -500,8 +511,10 @@ struct Db {
   Clock* clock = nullptr;
   std::string path;  // for messages
   bool in_batch = false;
-  // Not ok once an error inside the batch took its transaction with it; commit reports it.
-  Status batch_error;
+  // Not ok once an error inside the batch took its transaction with it, or a write was
+  // refused for lack of space (even when SQLite undid only that statement: a batch is
+  // committed whole or not at all); commit reports it.
+  mutable Status batch_error;
   Statements st;
 
   Db() = default;
@@ -520,7 +533,9 @@ struct Db {
   Status error(int rc, std::string_view op) const {
     const char* msg = (db != nullptr && sqlite3_extended_errcode(db) == rc) ? sqlite3_errmsg(db)
                                                                             : sqlite3_errstr(rc);
-    return Status(code_of(rc), path + ": " + std::string(op) + ": " + msg);
+    Status status(code_of(rc), path + ": " + std::string(op) + ": " + msg);
+    if (in_batch && batch_error.ok() && status.code() == Code::no_space) batch_error = status;
+    return status;
   }
 
   // Runs a cached statement that returns no rows.
@@ -996,6 +1011,20 @@ void Store::rollback() {
   if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.st.rollback, "rollback");
   d.in_batch = false;
   d.batch_error = Status();
+}
+
+Status Store::checkpoint() {
+  Db& d = impl_->d;
+  if (d.in_batch) return failed_precondition(d.path + ": checkpoint: a batch is open");
+  int rc = sqlite3_wal_checkpoint_v2(d.db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  return rc == SQLITE_OK ? Status() : d.error(rc, "checkpoint");
+}
+
+Status Store::write_probe() {
+  Db& d = impl_->d;
+  Result<int> version = d.read_user_version();
+  if (!version.ok()) return version.status();
+  return d.exec(("PRAGMA user_version = " + std::to_string(*version)).c_str(), "write probe");
 }
 
 bool Store::in_batch() const {

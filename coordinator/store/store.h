@@ -203,13 +203,22 @@ class Store {
 
   // Group commit. REQUIRES: no batch open (begin) / a batch open (commit, rollback).
   // Mutations outside a batch run in their own transaction. A failed mutation inside a
-  // batch leaves the batch as it was. If a failure took the whole transaction with it (disk
-  // full, I/O error), later mutations and commit() fail until rollback(). A failed commit()
+  // batch leaves the batch as it was. If a failure took the whole transaction with it (I/O
+  // error), or a write was refused for lack of space (Code::no_space: disk full, a failed
+  // write or sync), later mutations and commit() fail until rollback(), and commit() says
+  // no_space for the latter: a batch is committed whole or not at all. A failed commit()
   // rolls the batch back. Destroying the Store with a batch open discards the batch.
   Status begin();
   Status commit();
   void rollback();
   bool in_batch() const;
+  // Copies the WAL into the database and truncates it to nothing (TRUNCATE checkpoint), so
+  // that the WAL's space is free again; what readers still use stays. The no-space alarm
+  // runs it after giving the reserve back. REQUIRES: no batch open.
+  Status checkpoint();
+  // Rewrites the database header unchanged: a batch holding only this still writes a page,
+  // so its commit proves that writes succeed (the no-space alarm's probe).
+  Status write_probe();
   // Runs `fn` as one unit: inside a batch under a savepoint, outside one in a transaction of
   // its own. When `fn` fails none of its writes stay (the rest of the batch does).
   Status atomically(const std::function<Status()>& fn);

@@ -119,23 +119,25 @@ class Process:
 
 class Cluster:
     """One coordinator (optionally with an agent) on its own directory; "@DIR@" in the
-    configuration text stands for that directory."""
+    configuration text stands for that directory. ``data_dir``: the coordinator's data
+    directory, if not <dir>/data."""
 
-    def __init__(self, name, config_text, agent=True):
+    def __init__(self, name, config_text, agent=True, data_dir=None):
         self.dir = tempfile.mkdtemp(prefix=f"kforge-py-{name}-")
+        self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.config = os.path.join(self.dir, "kforge.toml")
         with open(self.config, "w", encoding="utf-8") as f:
             f.write(config_text.replace("@DIR@", self.dir))
         self.agent = None
         deadline = time.monotonic() + START_DEADLINE_S
         self.coordinator = Process(
-            [COORDINATOR, "--data", os.path.join(self.dir, "data"), "--listen", "tcp://127.0.0.1:*", "--http",
+            [COORDINATOR, "--data", self.data_dir, "--listen", "tcp://127.0.0.1:*", "--http",
              "127.0.0.1:0", "--config", self.config, "--prompts", os.path.join(SOURCE, "prompts")],
             os.path.join(self.dir, "coordinator.log"), self.dir)
         self.endpoint = self.coordinator.expect("listening ", deadline)
         self.url = self.coordinator.expect("api ", deadline)
         # Created by the coordinator at its first start (unless the config names one).
-        self.token_file = os.path.join(self.dir, "data", "api.token")
+        self.token_file = os.path.join(self.data_dir, "api.token")
         if agent:
             fixtures = os.path.join(self.dir, "fixtures")  # empty: no GPUs, no nvidia-smi run
             os.makedirs(fixtures)

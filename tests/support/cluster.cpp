@@ -13,6 +13,7 @@ CoordinatorOptions TestCluster::fast_options() {
   o.heartbeat_ms = 100;
   o.liveness = 3;
   o.restart_grace_ms = 1000;
+  o.disk_reserve_bytes = 1 << 20;
   return o;
 }
 
