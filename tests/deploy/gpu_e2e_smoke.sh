@@ -47,7 +47,7 @@ grep -q '^kforge_jobs{state="done"} 16' "$tmp/work/metrics.txt"
 # device, jobs per minute against the first) with the demo on one CPU device, then two.
 # A verification takes well under a second on a warm worker: the LLM's answers come 1.5 s late
 # so that the one-device run is cut (at 8 s) with part of the campaign done.
-KFORGE_E2E_LLM_LATENCY_MS=1500 KFORGE_E2E_DEADLINE_S=240 KFORGE_E2E_BASELINE_S=8 KFORGE_E2E_WORK=$tmp/mwork \
+KFORGE_E2E_LLM_LATENCY_MS=1500 KFORGE_E2E_DEADLINE_S=240 KFORGE_E2E_BASELINE_S=20 KFORGE_E2E_WORK=$tmp/mwork \
     bash "$src/scripts/gpu-e2e.sh" multi-smoke "$tmp/bundle" "$tmp/mout" > "$tmp/multi.log" 2>&1 || {
   tail -40 "$tmp/multi.log"; exit 1; }
 python3 - "$tmp/mout" "$tmp/mwork" <<'PY'
