@@ -167,6 +167,8 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose store keeps failing is failed with 
   CHECK(row->state == "failed");
   CHECK(row->verdict == "store error: injected: database or disk is full");
   CHECK(llm.request_count() == 1);  // each retry found the stored answer
+  auto campaign = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_campaign(row->campaign_id); });
+  CHECK(campaign->state == "finished");  // its only task ended
 }
 
 TEST_CASE_FIXTURE(TaskFixture, "LLM calls left pending by the previous process are counted once, at start-up") {

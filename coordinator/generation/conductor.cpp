@@ -53,6 +53,32 @@ std::string suggestions(const std::vector<StepRow>& steps) {
   return "";
 }
 
+// An LLM call as recorded when it is asked (status pending).
+LlmCallRow asked_call(int64_t task_id, const std::string& role, const LlmEndpoint& endpoint,
+                      const LlmRequest& request) {
+  LlmCallRow call;
+  call.task_id = task_id;
+  call.role = role;
+  call.model = endpoint.model;
+  call.request_key = request_key(endpoint, request);
+  call.request = request_body(endpoint, request);
+  call.status = "pending";
+  return call;
+}
+
+// The same call with its answer (status ok).
+LlmCallRow answered_call(LlmCallRow call, const LlmResponse& response) {
+  call.model = response.model;
+  call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  call.status = "ok";
+  call.prompt_tokens = response.prompt_tokens;
+  call.completion_tokens = response.completion_tokens;
+  call.cost_usd = response.cost_usd;
+  call.latency_ms = response.latency_ms;
+  return call;
+}
+
 }  // namespace
 
 // Answers are committed on the LLM client's thread the moment they arrive, through a store
@@ -163,16 +189,19 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
     return;
   }
   Store& store = coordinator_.store();
-  Status marked = store.atomically([&] { return store.set_task_state(task_id, "failed", "store error: " + what); });
+  int64_t campaign_id = 0;
+  Status marked = store.atomically([&] {
+    auto task = store.get_task(task_id);
+    if (!task.ok()) return task.status();
+    campaign_id = task->campaign_id;
+    return store.set_task_state(task_id, "failed", "store error: " + what);
+  });
   if (!marked.ok()) {  // the store is failing: the next resume tries again
     spdlog::error("task {}: cannot record its failure: {}", task_id, marked.to_string());
     return;
   }
   spdlog::error("task {} failed after {} store errors: {}", task_id, kMaxStoreErrors, what);
-  store_errors_.erase(task_id);
-  auto waiters = std::move(waiters_[task_id]);
-  waiters_.erase(task_id);
-  for (auto& w : waiters) w(false);
+  finished(task_id, campaign_id, false);
 }
 
 void Conductor::take_interrupted_calls() {
@@ -323,13 +352,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     return;
   }
   // Pending until its answer arrives: a pending row at start-up is a call a crash cut off.
-  LlmCallRow call;
-  call.task_id = task.id;
-  call.role = role;
-  call.model = endpoint->second.model;
-  call.request_key = key;
-  call.request = request_body(endpoint->second, request);
-  call.status = "pending";
+  LlmCallRow call = asked_call(task.id, role, endpoint->second, request);
   if (!check(store.record_llm_call(call), task.id)) return;
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
@@ -342,17 +365,8 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     }
     llm_->submit(request, [this, answers = answers_, task_id, token, role, request, call](LlmResponse response) {
       if (response.ok) {
-        LlmCallRow answered = call;
-        answered.model = response.model;
-        answered.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
-            -1, ' ', false, nlohmann::json::error_handler_t::replace);
-        answered.status = "ok";
-        answered.prompt_tokens = response.prompt_tokens;
-        answered.completion_tokens = response.completion_tokens;
-        answered.cost_usd = response.cost_usd;
-        answered.latency_ms = response.latency_ms;
-        // On failure the loop stores it with its turn (on_llm), as before.
-        if (Status st = answers->record(answered); !st.ok()) {
+        // On failure the loop stores it with its turn (on_llm).
+        if (Status st = answers->record(answered_call(call, response)); !st.ok()) {
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
@@ -366,27 +380,14 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
                        const LlmResponse& response, bool from_cache) {
   Store& store = coordinator_.store();
-  if (!response.ok && !from_cache) {  // nothing to keep; the task decides whether to ask again
-    check(store.forget_pending_llm_call(request_key(options_.endpoints.at(role), request)), task_id);
-  }
-  if (response.ok && !from_cache) {
-    // Stored before it is used: on arrival (above), or here if that failed (recording a
-    // stored answer again changes nothing); stored even when the task was cancelled
-    // meanwhile, so that resuming it does not pay again.
-    LlmCallRow call;
-    call.task_id = task_id;
-    call.role = role;
-    call.model = response.model;
-    call.request_key = response.request_key;
-    call.request = request_body(options_.endpoints.at(role), request);
-    call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
-        -1, ' ', false, nlohmann::json::error_handler_t::replace);
-    call.status = "ok";
-    call.prompt_tokens = response.prompt_tokens;
-    call.completion_tokens = response.completion_tokens;
-    call.cost_usd = response.cost_usd;
-    call.latency_ms = response.latency_ms;
-    if (!check(store.record_llm_call(call), task_id)) return;
+  if (!from_cache) {
+    // Stored before it is used: on arrival, or here if that failed (recording a stored answer
+    // again changes nothing); stored even when the task was cancelled meanwhile, so that
+    // resuming it does not pay again. A failed request leaves nothing to keep.
+    LlmCallRow asked = asked_call(task_id, role, options_.endpoints.at(role), request);
+    Status st = response.ok ? store.record_llm_call(answered_call(asked, response))
+                            : store.forget_pending_llm_call(asked.request_key);
+    if (!check(st, task_id)) return;
   }
   if (!from_cache) llm_stats_.observe(role, response);
   auto it = active_.find(task_id);
@@ -504,9 +505,14 @@ void Conductor::finish(int64_t task_id, const Action& action) {
   spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
   int64_t campaign_id = active_[task_id].campaign_id;
   active_.erase(task_id);
+  finished(task_id, campaign_id, action.passed);
+}
+
+void Conductor::finished(int64_t task_id, int64_t campaign_id, bool passed) {
+  store_errors_.erase(task_id);
   auto waiters = std::move(waiters_[task_id]);
   waiters_.erase(task_id);
-  for (auto& w : waiters) w(action.passed);
+  for (auto& w : waiters) w(passed);
   // The campaign is finished when none of its tasks is.
   auto tasks = coordinator_.store().tasks_of_campaign(campaign_id);
   if (!tasks.ok()) return;

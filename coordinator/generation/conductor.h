@@ -103,6 +103,9 @@ class Conductor {
   void record_verdict(int64_t task_id, int64_t job_id, const nlohmann::json& doc);
   void finish(int64_t task_id, const Action& action);
   void fail(int64_t task_id, const std::string& reason);
+  // The task ended (recorded): tells its waiters, and finishes the campaign when none of its
+  // tasks is left.
+  void finished(int64_t task_id, int64_t campaign_id, bool passed);
   ConductorPolicy policy(const Active& active) const;
   bool check(const Status& st, int64_t task_id);
 
