@@ -31,6 +31,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// The smallest task_desc the API takes (it defines Model and get_inputs).
+constexpr const char* kTinyTask =
+    "class Model:\n    def forward(self, x):\n        return x\n\ndef get_inputs():\n    return [1]\n";
+
 int mode_of(const std::filesystem::path& p) {
   struct stat st {};
   REQUIRE(::stat(p.c_str(), &st) == 0);
@@ -232,7 +236,7 @@ TEST_CASE_FIXTURE(RouterFixture, "mistakes get the status and a message that say
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad task spec names its field") {
-  json task = {{"op_name", "add"}, {"task_desc", "x"}, {"backend", "cpu"}, {"arch", "x86_64"},
+  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"}, {"arch", "x86_64"},
                {"impl_type", "cpp"}, {"framework", "torch"}};
   json body = {{"name", "two"}, {"tasks", json::array({task, task})}};
   body["tasks"][1]["task_id"] = "N=2";
@@ -270,6 +274,54 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
     CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("tasks[0].op_name: expected 1 to 128 letters", 0) == 0);
   }
   CHECK(get("/api/v1/campaigns").size() == 2);  // nothing stored by the bad ones
+}
+
+// Issue 16, F8: the API refuses what a TOML campaign refuses, with the field and what was
+// expected, and stores nothing.
+TEST_CASE_FIXTURE(RouterFixture, "the API takes no task the TOML path refuses, and says which field is wrong") {
+  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"}, {"arch", "x86_64"},
+               {"impl_type", "cpp"}, {"framework", "torch"}};
+  json good = {{"name", "c"}, {"tasks", json::array({task})}};
+  const size_t before = get("/api/v1/campaigns").size();
+  auto refused = [&](const std::string& path, const json& body) {
+    ApiReply r = ask("POST", path, {}, body.dump());
+    CHECK_MESSAGE(r.status == 400, r.body);
+    CHECK(r.content_type == "application/json");
+    std::string error = json::parse(r.body).value("error", "");
+    CHECK(error.find(dir.path().string()) == std::string::npos);  // no internal path
+    return error;
+  };
+  json bad = good;
+  bad["tasks"][0]["task_desc"] = "print('not a task')";
+  CHECK(refused("/api/v1/campaigns", bad) ==
+        "tasks[0].task_desc: defines no Model and get_inputs(); expected a task file's text "
+        "(class Model, def get_inputs(): docs/harness.md)");
+  bad = good;
+  bad["tasks"][0]["task_id"] = nullptr;
+  CHECK(refused("/api/v1/campaigns", bad) == "tasks[0].task_id: expected a string, got null");
+  bad["tasks"][0]["task_id"] = 7;
+  CHECK(refused("/api/v1/campaigns", bad) == "tasks[0].task_id: expected a string, got 7");
+  bad = good;
+  bad["name"] = "";
+  CHECK(refused("/api/v1/campaigns", bad) == "name: expected a non-empty string, got \"\"");
+  bad = good;
+  bad["workflow"] = "verify_only";  // no candidate: an empty job would be queued
+  CHECK(refused("/api/v1/campaigns", bad).rfind("tasks[0].candidate: missing; workflow verify_only", 0) == 0);
+  bad = good;
+  bad["tasks"][0]["candidate"] = "class ModelNew: pass";  // ignored before: refused as TOML does
+  CHECK(refused("/api/v1/campaigns", bad).rfind("tasks[0].candidate: a candidate is used only by workflow verify_only", 0) == 0);
+  // One task on its own: the same rules, the same messages.
+  json one = task;
+  one["workflow"] = "verify_only";
+  CHECK(refused("/api/v1/tasks", one).rfind("candidate: missing; workflow verify_only", 0) == 0);
+  one["workflow"] = "bogus";
+  CHECK(refused("/api/v1/tasks", one) == "workflow: 'bogus' is not one of default, coder_only, verify_only");
+  one = task;
+  one["task_id"] = nullptr;
+  CHECK(refused("/api/v1/tasks", one) == "task_id: expected a string, got null");
+  CHECK(get("/api/v1/campaigns").size() == before);  // nothing stored
+  // The good one is taken.
+  REQUIRE_MESSAGE(ask("POST", "/api/v1/campaigns", {}, good.dump()).status == 201, good.dump());
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "cancel and resume a campaign: unfinished tasks only") {

@@ -486,6 +486,30 @@ TEST_CASE("a hello listing a device twice is refused and the coordinator keeps s
   REQUIRE(cluster.wait_all_done({job}, 30s));
 }
 
+// Issue 16, F8: an agent id outside the documented charset (1 to 128 printable ASCII
+// characters, no '/') is that peer's problem: Refused invalid_hello, never stored, never a stop.
+TEST_CASE("a hello with an agent id containing '/' or a control character is refused and the coordinator keeps serving") {
+  TestCluster cluster;
+  for (const std::string& id : {std::string("rack1/gpu7"), std::string("gpu\x01"), std::string(129, 'g')}) {
+    CAPTURE(id.size());
+    RawPeer peer(cluster.endpoint(), id + "/1/c", cluster.client_keys("good"));
+    peer.send(raw_hello(id, "1"));
+    auto refused = peer.receive<proto::Refused>();
+    REQUIRE(refused);
+    CHECK(refused->code == static_cast<uint32_t>(proto::RefusalCode::invalid_hello));
+    CHECK(refused->reason.find("is not valid (1 to 128 printable characters, no '/')") != std::string::npos);
+    CHECK_FALSE(proto::refusal_is_transient(refused->code));
+  }
+  auto stored = cluster.coordinator().call([](Coordinator& c) {
+    auto rows = c.store().agents();
+    return rows.ok() ? rows->size() : size_t{999};
+  });
+  CHECK(stored == 0);
+  cluster.start_agent("good");
+  int64_t job = cluster.submit({"true"});
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+}
+
 TEST_CASE("an agent refused for good stops; one refused for now keeps trying") {
   zmq::context_t ctx(1);
   auto router = make_router(ctx, "tcp://127.0.0.1:*");

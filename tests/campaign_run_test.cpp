@@ -4,6 +4,9 @@
 
 #include <sqlite3.h>
 
+#include <signal.h>
+
+#include <atomic>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -108,7 +111,7 @@ struct RunFixture {
     sqlite3* db = nullptr;
     if (sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
       sqlite3_stmt* s = nullptr;
-      if (sqlite3_prepare_v2(db, "SELECT request FROM llm_calls", -1, &s, nullptr) == SQLITE_OK) {
+      if (sqlite3_prepare_v2(db, "SELECT request FROM llm_calls WHERE status = 'ok'", -1, &s, nullptr) == SQLITE_OK) {
         while (sqlite3_step(s) == SQLITE_ROW) {
           out.insert(nlohmann::json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))).dump());
         }
@@ -192,6 +195,50 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 at ten moments: the same results, no answ
   // Re-asked are only questions in flight at a kill (asked, not yet stored): at most one per
   // task (4) per kill.
   CHECK(llm.request_count() - before <= reference_requests + 4 * static_cast<size_t>(kills));
+}
+
+// Issue 16: across 100 kills, 6 answers that had arrived were asked for again: the kill came
+// after the answer was received but before the turn that used it committed. An answer is now
+// committed the moment it arrives, and the next question leaves only after the turn that
+// asked it committed: killed as that next question arrives, the process has the first
+// answer on disk, and the question in flight is counted at the next start.
+TEST_CASE_FIXTURE(RunFixture, "kill -9 right after an answer arrived: that answer is not asked for again") {
+  std::string task = (source_dir() / "tests" / "harness" / "tasks" / "vector_add_numpy.py").string();
+  campaign = dir / "one.toml";
+  write_file(campaign, "name = \"one\"\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
+                       "framework = \"numpy\"\nlimit_steps = 6\n[[ops]]\nop_name = \"vector_add\"\ntask_desc = \"" +
+                           task + "\"\n");
+  auto data = dir / "data";
+  auto run = start(data, "run.log");
+  std::atomic<pid_t> victim{run->pid()};
+  std::atomic<bool> killed{false};
+  // The Designer's answer went out with request 0; request 1 (the Coder's question) follows
+  // it: kill at once, before the server answers it.
+  llm.set_on_request([&](size_t index, const FakeRequest&) {
+    if (index == 1 && ::kill(victim.load(), SIGKILL) == 0) killed = true;
+  });
+  REQUIRE_MESSAGE(wait_until([&] { return !run->running(); }, 120s), run->log());
+  REQUIRE(killed);
+  llm.set_on_request(nullptr);
+  REQUIRE(WIFSIGNALED(run->wait_status()));
+  const auto asked = llm.requests();
+  REQUIRE(asked.size() == 2);
+  CHECK(stored_requests(data).count(asked[0].body.dump()) == 1);  // on disk before the next question left
+
+  finish(data, "after.log");
+  auto requests = llm.requests();
+  for (size_t i = 2; i < requests.size(); ++i) {
+    CAPTURE(i);
+    bool again = requests[i].body == asked[0].body;
+    CHECK_MESSAGE(!again, "the Designer's answer was asked for again");
+  }
+  REQUIRE(requests.size() > 2);
+  bool in_flight_asked_again = requests[2].body == asked[1].body;
+  CHECK(in_flight_asked_again);  // the question in flight at the kill is asked again
+  // ... and counted: the restarted process found it pending.
+  CHECK(kforge::test::read_file(dir / "after.log").find("1 LLM calls were in flight when the previous coordinator process ended") !=
+        std::string::npos);
+  CHECK(results(data)["vector_add/default"].rfind("passed passed", 0) == 0);
 }
 
 TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {

@@ -682,6 +682,81 @@ TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request ke
   CHECK_FALSE(s().find_llm_call("k2")->has_value());
 }
 
+TEST_CASE_FIXTURE(StoreFixture, "a pending llm call is no answer: its answer replaces it, and the pending ones left are taken once") {
+  int64_t t = task(campaign());
+  LlmCallRow call;
+  call.task_id = t;
+  call.role = "coder";
+  call.model = "m";
+  call.request = "{}";
+  call.status = "pending";
+  for (const char* key : {"asked", "answered", "failed"}) {
+    call.request_key = key;
+    REQUIRE(s().record_llm_call(call).ok());
+  }
+  CHECK_FALSE(s().find_llm_call("asked")->has_value());  // asked is not answered
+  CHECK(s().llm_usage_of_task(t)->calls == 0);
+  call.request_key = "answered";
+  call.status = "ok";
+  call.response = "{\"content\":\"code\"}";
+  call.prompt_tokens = 7;
+  REQUIRE(s().record_llm_call(call).ok());
+  call.status = "pending";  // asked again after its answer: the answer stays
+  REQUIRE(s().record_llm_call(call).ok());
+  REQUIRE(s().find_llm_call("answered")->has_value());
+  CHECK((*s().find_llm_call("answered"))->response == "{\"content\":\"code\"}");
+  REQUIRE(s().forget_pending_llm_call("failed").ok());
+  REQUIRE(s().forget_pending_llm_call("answered").ok());  // an answer is never forgotten
+  CHECK(s().find_llm_call("answered")->has_value());
+  auto usage = s().llm_usage_of_task(t);
+  CHECK(usage->calls == 1);
+  CHECK(usage->prompt_tokens == 7);
+  CHECK(s().take_pending_llm_calls().value() == 1);  // "asked"
+  CHECK(s().take_pending_llm_calls().value() == 0);
+  CHECK(s().find_llm_call("answered")->has_value());
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "atomically outside a batch is one transaction around the operations inside it") {
+  int64_t t = task(campaign());
+  StepRow step;
+  step.task_id = t;
+  step.role = "designer";
+  REQUIRE(s().atomically([&] {
+    KF_RETURN_IF_ERROR(s().set_task_state(t, "running", ""));
+    return s().record_step(step).status();
+  }).ok());
+  CHECK(s().get_task(t)->state == "running");
+  Status undone = s().atomically([&] {
+    KF_RETURN_IF_ERROR(s().record_step(step).status());
+    KF_RETURN_IF_ERROR(s().set_task_state(t, "failed", "x"));
+    return invalid_argument("changed my mind");
+  });
+  CHECK(undone.message() == "changed my mind");
+  CHECK(s().get_task(t)->state == "running");
+  CHECK(s().steps_of(t)->size() == 1);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "an injected fault fails the named operation, writes nothing, and a failed commit rolls the batch back") {
+  int64_t t = task(campaign());
+  s().inject_fault_for_test([](std::string_view op) {
+    return op == "record_step" || op == "commit" ? io_error("injected: " + std::string(op)) : Status();
+  });
+  REQUIRE(s().begin().ok());
+  REQUIRE(s().set_task_state(t, "running", "").ok());
+  StepRow step;
+  step.task_id = t;
+  step.role = "designer";
+  auto recorded = s().record_step(step);
+  CHECK(recorded.status().message() == "injected: record_step");
+  Status committed = s().commit();
+  CHECK(committed.message() == "injected: commit");
+  CHECK_FALSE(s().in_batch());
+  s().inject_fault_for_test(nullptr);
+  CHECK(s().get_task(t)->state == "pending");  // the batch was rolled back
+  CHECK(s().steps_of(t)->empty());
+  REQUIRE(s().record_step(step).ok());
+}
+
 TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per role") {
   int64_t c = campaign();
   int64_t other = campaign();

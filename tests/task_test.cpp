@@ -4,6 +4,9 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <memory>
+
 #include "common/fs.h"
 #include "coordinator/generation/task.h"
 #include "tests/support/cluster.h"
@@ -109,4 +112,89 @@ TEST_CASE_FIXTURE(TaskFixture, "an invalid combination is refused with what is v
   CHECK_FALSE(task.run().get());
   CHECK(task.error().find("triton, cuda_c") != std::string::npos);
   CHECK(task.id() == 0);
+}
+
+// Issue 16: a store error in the Conductor rolled nothing back and stranded the task (it
+// stayed running with nothing in flight). Now its event is rolled back and the task started
+// again from what is stored; the answer that arrived is not asked for again.
+TEST_CASE_FIXTURE(TaskFixture, "a store error rolls the task's event back and the task is started again") {
+  std::string code = kforge::read_file(source_dir() / "tests/harness/candidates/add_numpy_cpp_syntax_error.py").value();
+  code.replace(code.find("out[i] = x[i] + y[i] + bias"), std::string("out[i] = x[i] + y[i] + bias").size(),
+               "out[i] = x[i] + y[i];");
+  llm.set_responder([&](const nlohmann::json&) {
+    return "```aul\nfor i in tiles(N, 256): out[i] = x[i] + y[i]\n```\n```python\n" + code + "\n```\n";
+  });
+  auto failures = std::make_shared<std::atomic<int>>(0);
+  cluster.coordinator().call([&](Coordinator& c) {
+    c.store().inject_fault_for_test([failures](std::string_view op) {
+      // The first step recorded (the design) fails once.
+      if (op == "record_step" && failures->fetch_add(1) == 0) return io_error("injected: disk I/O error");
+      return Status();
+    });
+  });
+  Task task(vector_add_spec(), cluster.coordinator(), *conductor);
+  std::future<bool> ok = task.run();
+  REQUIRE_MESSAGE(ok.wait_for(120s) == std::future_status::ready, "the task was stranded by a store error");
+  CHECK(ok.get());
+  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  REQUIRE(row.ok());
+  CHECK(row->state == "passed");
+  CHECK(row->steps_used == 3);  // designer, coder, verifier: the failed event left no step
+  auto steps = cluster.coordinator().call([&](Coordinator& c) { return c.store().steps_of(task.id()); });
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 3);
+  CHECK((*steps)[0].role == "designer");
+  CHECK(llm.request_count() == 2);  // the design was stored on arrival: not asked again
+  std::string metrics;
+  cluster.coordinator().call([&](Coordinator&) { conductor->render_metrics(metrics); });
+  CHECK(metrics.find("kforge_conductor_store_errors_total 1\n") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(TaskFixture, "a task whose store keeps failing is failed with the error as its reason") {
+  llm.set_responder([](const nlohmann::json&) { return std::string("```aul\nout = x + y\n```\n"); });
+  cluster.coordinator().call([&](Coordinator& c) {
+    c.store().inject_fault_for_test([](std::string_view op) {
+      return op == "record_step" ? io_error("injected: database or disk is full") : Status();
+    });
+  });
+  Task task(vector_add_spec(), cluster.coordinator(), *conductor);
+  std::future<bool> ok = task.run();
+  REQUIRE_MESSAGE(ok.wait_for(120s) == std::future_status::ready, "the task was stranded by a store error");
+  CHECK_FALSE(ok.get());
+  cluster.coordinator().call([&](Coordinator& c) { c.store().inject_fault_for_test(nullptr); });
+  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  REQUIRE(row.ok());
+  CHECK(row->state == "failed");
+  CHECK(row->verdict == "store error: injected: database or disk is full");
+  CHECK(llm.request_count() == 1);  // each retry found the stored answer
+  auto campaign = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_campaign(row->campaign_id); });
+  CHECK(campaign->state == "finished");  // its only task ended
+}
+
+TEST_CASE_FIXTURE(TaskFixture, "LLM calls left pending by the previous process are counted once, at start-up") {
+  int64_t pending = cluster.coordinator().call([&](Coordinator& c) -> int64_t {
+    auto campaign = c.store().create_campaign("old", "");
+    auto task = c.store().create_task(*campaign, vector_add_spec());
+    for (const char* key : {"cut-off-1", "cut-off-2"}) {
+      LlmCallRow call;
+      call.task_id = *task;
+      call.role = "coder";
+      call.model = "fake";
+      call.request_key = key;
+      call.request = "{}";
+      call.status = "pending";
+      REQUIRE(c.store().record_llm_call(call).ok());
+    }
+    REQUIRE(c.store().set_task_state(*task, "cancelled", "").ok());
+    return 2;
+  });
+  std::string metrics;
+  cluster.coordinator().call([&](Coordinator&) {
+    REQUIRE(conductor->resume_all().ok());
+    REQUIRE(conductor->resume_all().ok());  // counted once
+    conductor->render_metrics(metrics);
+  });
+  CHECK(metrics.find("kforge_llm_calls_interrupted " + std::to_string(pending) + "\n") != std::string::npos);
+  auto left = cluster.coordinator().call([](Coordinator& c) { return c.store().take_pending_llm_calls(); });
+  CHECK(left.value() == 0);
 }

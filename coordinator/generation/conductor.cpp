@@ -1,5 +1,6 @@
 #include "coordinator/generation/conductor.h"
 
+#include <mutex>
 #include <unordered_set>
 
 #include <spdlog/spdlog.h>
@@ -52,7 +53,52 @@ std::string suggestions(const std::vector<StepRow>& steps) {
   return "";
 }
 
+// An LLM call as recorded when it is asked (status pending).
+LlmCallRow asked_call(int64_t task_id, const std::string& role, const LlmEndpoint& endpoint,
+                      const LlmRequest& request) {
+  LlmCallRow call;
+  call.task_id = task_id;
+  call.role = role;
+  call.model = endpoint.model;
+  call.request_key = request_key(endpoint, request);
+  call.request = request_body(endpoint, request);
+  call.status = "pending";
+  return call;
+}
+
+// The same call with its answer (status ok).
+LlmCallRow answered_call(LlmCallRow call, const LlmResponse& response) {
+  call.model = response.model;
+  call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  call.status = "ok";
+  call.prompt_tokens = response.prompt_tokens;
+  call.completion_tokens = response.completion_tokens;
+  call.cost_usd = response.cost_usd;
+  call.latency_ms = response.latency_ms;
+  return call;
+}
+
 }  // namespace
+
+// Answers are committed on the LLM client's thread the moment they arrive, through a store
+// connection of its own (SQLite serialises it with the loop's turns), so that a kill between
+// arrival and the turn that uses the answer does not lose it.
+struct Conductor::AnswerLog {
+  explicit AnswerLog(std::filesystem::path db) : path(std::move(db)) {}
+  Status record(const LlmCallRow& call) {
+    std::lock_guard lock(mu);
+    if (!store) {
+      auto opened = Store::open(path);
+      if (!opened.ok()) return opened.status();
+      store = std::move(opened.value());
+    }
+    return store->record_llm_call(call);
+  }
+  const std::filesystem::path path;
+  std::mutex mu;
+  std::unique_ptr<Store> store;
+};
 
 std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config,
                                                          const std::filesystem::path& config_dir) {
@@ -91,9 +137,15 @@ std::string latest_code(const std::vector<StepRow>& steps, const std::string& im
 
 Conductor::Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts,
                      ConductorOptions options)
-    : coordinator_(coordinator), llm_(llm), prompts_(std::move(prompts)), options_(std::move(options)) {
-  coordinator_.add_result_listener(
-      [this](const JobRow& job, const proto::JobResult& result) { on_job_result(job, result); });
+    : coordinator_(coordinator),
+      llm_(llm),
+      prompts_(std::move(prompts)),
+      options_(std::move(options)),
+      answers_(std::make_shared<AnswerLog>(coordinator.store_path())) {
+  coordinator_.add_result_listener([this](const JobRow& job, const proto::JobResult& result) {
+    if (!job.task_id) return;
+    guarded(*job.task_id, [&] { on_job_result(job, result); });
+  });
   coordinator_.add_reload_listener([this] { reload(); });
 }
 
@@ -120,7 +172,62 @@ ConductorPolicy Conductor::policy(const Active& active) const {
 bool Conductor::check(const Status& st, int64_t task_id) {
   if (st.ok()) return true;
   spdlog::error("task {}: {}", task_id, st.to_string());
+  if (failed_.ok()) failed_ = st;
   return false;
+}
+
+void Conductor::guarded(int64_t task_id, const std::function<void()>& fn) {
+  failed_ = Status();
+  Status st = coordinator_.store().atomically([&] {
+    fn();
+    return failed_;
+  });
+  failed_ = Status();
+  if (!st.ok()) on_store_error(task_id, st);
+}
+
+void Conductor::on_store_error(int64_t task_id, const Status& error) {
+  // The event's writes are gone: forget what memory holds of the task (callbacks of its
+  // action in flight are ignored) and start it again from what is stored.
+  store_errors_total_++;
+  active_.erase(task_id);
+  std::string what = error.message();
+  const std::string db = coordinator_.store_path().string() + ": ";
+  if (what.rfind(db, 0) == 0) what = what.substr(db.size());  // the reason is shown to users
+  if (++store_errors_[task_id] < kMaxStoreErrors) {
+    spdlog::warn("task {}: store error, its event rolled back; starting it again ({} of {}): {}", task_id,
+                 store_errors_[task_id], kMaxStoreErrors, what);
+    coordinator_.post([this, task_id] { start(task_id); });
+    return;
+  }
+  Store& store = coordinator_.store();
+  int64_t campaign_id = 0;
+  Status marked = store.atomically([&] {
+    auto task = store.get_task(task_id);
+    if (!task.ok()) return task.status();
+    campaign_id = task->campaign_id;
+    return store.set_task_state(task_id, "failed", "store error: " + what);
+  });
+  if (!marked.ok()) {  // the store is failing: the next resume tries again
+    spdlog::error("task {}: cannot record its failure: {}", task_id, marked.to_string());
+    return;
+  }
+  spdlog::error("task {} failed after {} store errors: {}", task_id, kMaxStoreErrors, what);
+  finished(task_id, campaign_id, false);
+}
+
+void Conductor::take_interrupted_calls() {
+  if (interrupted_calls_) return;
+  auto taken = coordinator_.store().take_pending_llm_calls();
+  if (!taken.ok()) {
+    spdlog::error("conductor: {}", taken.status().to_string());
+    return;
+  }
+  interrupted_calls_ = *taken;
+  if (*taken > 0) {
+    spdlog::warn("{} LLM calls were in flight when the previous coordinator process ended; their tasks ask "
+                 "them again", *taken);
+  }
 }
 
 void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done) {
@@ -129,6 +236,7 @@ void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done
 
 Status Conductor::resume_all() {
   if (reloading_) return Status();
+  take_interrupted_calls();
   auto tasks = coordinator_.store().unfinished_tasks();
   if (!tasks.ok()) return tasks.status();
   // A task driven here that the store no longer lists as unfinished was cancelled (by the
@@ -166,6 +274,11 @@ void Conductor::stop(int64_t task_id) {
 
 void Conductor::start(int64_t task_id) {
   if (active_.count(task_id)) return;
+  take_interrupted_calls();
+  guarded(task_id, [&] { start_unguarded(task_id); });
+}
+
+void Conductor::start_unguarded(int64_t task_id) {
   auto task = coordinator_.store().get_task(task_id);
   if (!check(task.status(), task_id)) return;
   if (task->state != "pending" && task->state != "running") return;
@@ -238,7 +351,8 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 
   // A question already answered (before a restart) is not asked again.
   std::string key = request_key(endpoint->second, request);
-  auto cached = coordinator_.store().find_llm_call(key);
+  Store& store = coordinator_.store();
+  auto cached = store.find_llm_call(key);
   if (!check(cached.status(), task.id)) return;
   if (cached->has_value()) {
     LlmResponse response;
@@ -250,10 +364,28 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     on_llm(task.id, token, role, request, response, /*from_cache=*/true);
     return;
   }
-  int64_t task_id = task.id;
-  llm_->submit(request, [this, task_id, token, role, request](LlmResponse response) {
-    coordinator_.post([this, task_id, token, role, request, response] {
-      on_llm(task_id, token, role, request, response, false);
+  // Pending until its answer arrives: a pending row at start-up is a call a crash cut off.
+  LlmCallRow call = asked_call(task.id, role, endpoint->second, request);
+  if (!check(store.record_llm_call(call), task.id)) return;
+  // Sent once the pending row is committed, unless the task moved on meanwhile (its event
+  // rolled back, or it was cancelled).
+  const int64_t task_id = task.id;
+  coordinator_.after_commit([this, task_id, token, role, request, call] {
+    auto it = active_.find(task_id);
+    if (it == active_.end() || it->second.token != token) {
+      check(coordinator_.store().forget_pending_llm_call(call.request_key), task_id);
+      return;
+    }
+    llm_->submit(request, [this, answers = answers_, task_id, token, role, request, call](LlmResponse response) {
+      if (response.ok) {
+        // On failure the loop stores it with its turn (on_llm).
+        if (Status st = answers->record(answered_call(call, response)); !st.ok()) {
+          spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
+        }
+      }
+      coordinator_.post([this, task_id, token, role, request, response] {
+        guarded(task_id, [&] { on_llm(task_id, token, role, request, response, false); });
+      });
     });
   });
 }
@@ -261,23 +393,14 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
                        const LlmResponse& response, bool from_cache) {
   Store& store = coordinator_.store();
-  if (response.ok && !from_cache) {
-    // Stored before it is used, in the transaction that records the step below; stored even
-    // when the task was cancelled meanwhile, so that resuming it does not pay again.
-    LlmCallRow call;
-    call.task_id = task_id;
-    call.role = role;
-    call.model = response.model;
-    call.request_key = response.request_key;
-    call.request = request_body(options_.endpoints.at(role), request);
-    call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
-        -1, ' ', false, nlohmann::json::error_handler_t::replace);
-    call.status = "ok";
-    call.prompt_tokens = response.prompt_tokens;
-    call.completion_tokens = response.completion_tokens;
-    call.cost_usd = response.cost_usd;
-    call.latency_ms = response.latency_ms;
-    if (!check(store.record_llm_call(call), task_id)) return;
+  if (!from_cache) {
+    // Stored before it is used: on arrival, or here if that failed (recording a stored answer
+    // again changes nothing); stored even when the task was cancelled meanwhile, so that
+    // resuming it does not pay again. A failed request leaves nothing to keep.
+    LlmCallRow asked = asked_call(task_id, role, options_.endpoints.at(role), request);
+    Status st = response.ok ? store.record_llm_call(answered_call(asked, response))
+                            : store.forget_pending_llm_call(asked.request_key);
+    if (!check(st, task_id)) return;
   }
   if (!from_cache) llm_stats_.observe(role, response);
   auto it = active_.find(task_id);
@@ -387,9 +510,14 @@ void Conductor::finish(int64_t task_id, const Action& action) {
   spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
   int64_t campaign_id = active_[task_id].campaign_id;
   active_.erase(task_id);
+  finished(task_id, campaign_id, action.passed);
+}
+
+void Conductor::finished(int64_t task_id, int64_t campaign_id, bool passed) {
+  store_errors_.erase(task_id);
   auto waiters = std::move(waiters_[task_id]);
   waiters_.erase(task_id);
-  for (auto& w : waiters) w(action.passed);
+  for (auto& w : waiters) w(passed);
   // The campaign is finished when none of its tasks is.
   auto tasks = coordinator_.store().tasks_of_campaign(campaign_id);
   if (!tasks.ok()) return;
@@ -434,6 +562,14 @@ void Conductor::render_metrics(std::string& out) const {
   s.latency.render(out, "kforge_llm_latency_seconds", "LLM request latency, retries and backoff included");
   metric_family(out, "kforge_conductor_active_tasks", "gauge", "tasks the Conductor is driving now");
   metric_sample(out, "kforge_conductor_active_tasks", {}, static_cast<double>(active_.size()));
+  metric_family(out, "kforge_llm_calls_interrupted", "gauge",
+                "LLM calls in flight when the previous coordinator process ended (pending at start-up): asked, "
+                "maybe paid, never answered");
+  metric_sample(out, "kforge_llm_calls_interrupted", {}, static_cast<double>(interrupted_calls_.value_or(0)));
+  metric_family(out, "kforge_conductor_store_errors_total", "counter",
+                "store errors that rolled back a task's event since start-up (the task is started again, or "
+                "failed after " + std::to_string(kMaxStoreErrors) + ")");
+  metric_sample(out, "kforge_conductor_store_errors_total", {}, static_cast<double>(store_errors_total_));
 }
 
 }  // namespace kforge

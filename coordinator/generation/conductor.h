@@ -5,14 +5,23 @@
 // next action: an LLM call (Designer, Coder, conductor model) or a verify job on a device
 // of the task's backend and arch. At most one action per task is in flight.
 //
-// Nothing is paid twice: an LLM answer is stored (llm_calls) in the same transaction as
-// the step that uses it, and a resumed task looks its question up there first; a verify job
-// is found again by (task, step seq) instead of being submitted a second time.
+// Nothing is paid twice: a question is recorded as a pending llm_calls row in the turn that
+// asks it and sent once that turn has committed; its answer is committed the moment it
+// arrives, on the LLM client's thread through a connection of its own, before the loop uses
+// it; a resumed task looks its question up there first. A verify job is found again by
+// (task, step seq) instead of being submitted a second time. Pending rows found at start-up
+// are the calls in flight when the previous process ended (a metric).
+//
+// A store error never strands a task: each event's work for a task runs under a savepoint;
+// when a store operation fails, its writes are rolled back, the task is forgotten in memory
+// and started again from what is stored; after kMaxStoreErrors it is failed with the error
+// as its reason.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -52,6 +61,8 @@ class Conductor {
   // Called once when the task ends (passed or not).
   void on_finish(int64_t task_id, std::function<void(bool passed)> done);
   size_t active() const { return active_.size(); }
+  // Store errors a task may hit before it is failed with the last one.
+  static constexpr int kMaxStoreErrors = 3;
   // Appends the LLM requests this process made (by role and outcome), their retries,
   // tokens, cost and latency, in Prometheus text format.
   void render_metrics(std::string& out) const;
@@ -74,6 +85,14 @@ class Conductor {
     void observe(const std::string& role, const LlmResponse& response);
   };
 
+  struct AnswerLog;  // the LLM thread's connection: answers committed when they arrive
+
+  // Runs `fn` (an event's work for the task) under a savepoint; a store error inside it
+  // (check() failing) rolls its writes back and goes to on_store_error.
+  void guarded(int64_t task_id, const std::function<void()>& fn);
+  void on_store_error(int64_t task_id, const Status& error);
+  void start_unguarded(int64_t task_id);
+  void take_interrupted_calls();  // once, before the first question is asked
   void stop(int64_t task_id);  // the task was cancelled: forget it, withdraw its jobs
   // The coordinator reloaded from the store after a no-space alarm: turns that moved tasks on
   // were rolled back, so every task is started again from its stored steps, after the
@@ -88,6 +107,9 @@ class Conductor {
   void record_verdict(int64_t task_id, int64_t job_id, const VerifyResult& result);
   void finish(int64_t task_id, const Action& action);
   void fail(int64_t task_id, const std::string& reason);
+  // The task ended (recorded): tells its waiters, and finishes the campaign when none of its
+  // tasks is left.
+  void finished(int64_t task_id, int64_t campaign_id, bool passed);
   ConductorPolicy policy(const Active& active) const;
   bool check(const Status& st, int64_t task_id);
 
@@ -100,6 +122,11 @@ class Conductor {
   int64_t next_token_ = 1;
   bool reloading_ = false;  // between reload() and its resume_all(): no task starts
   LlmStats llm_stats_;
+  std::shared_ptr<AnswerLog> answers_;  // shared with callbacks that may outlive a turn
+  Status failed_;                       // the first store error of the guarded event
+  std::unordered_map<int64_t, int> store_errors_;  // by task, until it finishes
+  int64_t store_errors_total_ = 0;
+  std::optional<int64_t> interrupted_calls_;  // pending rows found at start-up
 };
 
 // The configured LLM roles as endpoints; relative recording paths resolve against

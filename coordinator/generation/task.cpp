@@ -5,6 +5,7 @@
 
 #include "common/sha256.h"
 #include "common/targets.h"
+#include "coordinator/intake/campaign.h"
 
 namespace kforge {
 
@@ -14,7 +15,27 @@ bool valid_op_name(std::string_view s) {
   });
 }
 
-Status validate_task_spec(const TaskSpec& spec) {
+Status check_task_desc(std::string_view text) {
+  if (text.find("Model") == std::string_view::npos || text.find("get_inputs") == std::string_view::npos) {
+    return invalid_argument("defines no Model and get_inputs(); expected a task file's text "
+                            "(class Model, def get_inputs(): docs/harness.md)");
+  }
+  return Status();
+}
+
+Status validate_workflow(std::string_view workflow) {
+  const auto& known = campaign_workflows();
+  if (std::find(known.begin(), known.end(), workflow) == known.end()) {
+    std::string shown(workflow.substr(0, 64));
+    for (char& c : shown) {
+      if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
+    }
+    return invalid_argument("workflow: '" + shown + "' is not one of default, coder_only, verify_only");
+  }
+  return Status();
+}
+
+Status validate_task_spec(const TaskSpec& spec, std::string_view workflow) {
   if (!valid_op_name(spec.op_name)) {
     std::string shown = spec.op_name.size() > 64 ? spec.op_name.substr(0, 64) + "..." : spec.op_name;
     for (char& c : shown) {
@@ -24,8 +45,8 @@ Status validate_task_spec(const TaskSpec& spec) {
                             " letters, digits, '_', '-' or '.', got '" + shown + "' (" +
                             std::to_string(spec.op_name.size()) + " bytes)");
   }
-  if (spec.op_name.empty()) return invalid_argument("op_name: a task needs the op's name");
   if (spec.task_desc.empty()) return invalid_argument("task_desc: a task needs its reference implementation");
+  if (Status st = check_task_desc(spec.task_desc); !st.ok()) return invalid_argument("task_desc: " + st.message());
   KF_RETURN_IF_ERROR(validate_target(Target{spec.backend, spec.arch, spec.impl_type, spec.framework}));
   if (spec.task_type != "precision_only" && spec.task_type != "profile") {
     return invalid_argument("task_type '" + spec.task_type + "' is not one of precision_only, profile");
@@ -33,6 +54,15 @@ Status validate_task_spec(const TaskSpec& spec) {
   if (spec.limit_steps < 1 || spec.limit_steps > kMaxLimitSteps) {
     return invalid_argument("limit_steps must be 1.." + std::to_string(kMaxLimitSteps) + ", not " +
                             std::to_string(spec.limit_steps));
+  }
+  KF_RETURN_IF_ERROR(validate_workflow(workflow));
+  if (workflow == "verify_only" && spec.candidate.empty()) {
+    return invalid_argument("candidate: missing; workflow verify_only verifies a supplied candidate (the code of a "
+                            "candidate file)");
+  }
+  if (workflow != "verify_only" && !spec.candidate.empty()) {
+    return invalid_argument("candidate: a candidate is used only by workflow verify_only (this task's workflow is '" +
+                            std::string(workflow) + "')");
   }
   return Status();
 }
@@ -63,7 +93,7 @@ Task::Task(TaskSpec spec, Coordinator& coordinator, Conductor& conductor, std::s
 std::future<bool> Task::run() {
   auto promise = std::make_shared<std::promise<bool>>();
   std::future<bool> result = promise->get_future();
-  if (Status valid = validate_task_spec(spec_); !valid.ok()) {
+  if (Status valid = validate_task_spec(spec_, workflow_); !valid.ok()) {
     error_ = valid.message();
     promise->set_value(false);
     return result;

@@ -28,9 +28,20 @@ bool valid_op_name(std::string_view name);
 // client check it before narrowing the value to TaskSpec's int).
 inline constexpr int64_t kMaxLimitSteps = 100;
 
-// An invalid combination (backend/arch/impl_type/framework, task_type, limit_steps) is
-// refused with what is valid.
-Status validate_task_spec(const TaskSpec& spec);
+// A task_desc is a task file's text: it must define Model and get_inputs (the harness
+// checks the task properly; this catches the wrong file or a stray string at submission).
+// The error says what is missing; callers prefix where the text came from.
+Status check_task_desc(std::string_view text);
+
+// A workflow is one of default, coder_only, verify_only (campaign_workflows()).
+Status validate_workflow(std::string_view workflow);
+
+// The one check of a task before it is stored, whatever creates it (TOML campaigns, the
+// API, the Python client through the API, the Task class). An invalid field is refused
+// with its name and what is valid: op_name, task_desc (check_task_desc), the target
+// (backend/arch/impl_type/framework), task_type, limit_steps, the workflow (default,
+// coder_only, verify_only) and the candidate (required by verify_only, refused otherwise).
+Status validate_task_spec(const TaskSpec& spec, std::string_view workflow = "default");
 
 // Stores a task in a campaign of its own, found again by the task's content (spec and
 // workflow): storing the same task twice gives the same id. Returns (task id, true if it

@@ -657,13 +657,11 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
     if (const auto* s = n->as_string()) op.task_desc_written = s->get();
     std::optional<std::string> text =
         read_named_file(r, *n, op.key + ".task_desc", "task file", base_dir, op.task_path);
-    if (text && (text->find("Model") == std::string::npos ||
-                 text->find("get_inputs") == std::string::npos)) {
-      // The harness checks the task properly; this catches a path to the wrong file (or an
-      // empty one) at submission instead of in every one of the op's tasks.
-      r.fail(n->source(), op.key + ".task_desc: task file " + toml_quote(op.task_desc_written) +
-                              " defines no Model and get_inputs(); is it a task file "
-                              "(docs/harness.md)?");
+    Status desc = text ? check_task_desc(*text) : Status();
+    if (!desc.ok()) {
+      // Caught here, with the file's name and line, rather than in every one of the op's tasks.
+      r.fail(n->source(), op.key + ".task_desc: task file " + toml_quote(op.task_desc_written) + " " +
+                              desc.message());
     } else if (text) {
       op.task_text = std::move(*text);
     }
@@ -863,7 +861,14 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
       task.spec.task_desc = op.sweep.empty() ? op.task_text : rewrite(op, point);
       task.candidate = op.candidate_text;
       auto [it, fresh] = seen.emplace(std::make_pair(op.op_name, task.spec.task_id), &op);
-      if (!fresh) {
+      TaskSpec checked = task.spec;
+      checked.candidate = task.candidate;
+      // The checks above name the line of each problem; this is the one rule every way of
+      // creating a task goes through (the API's too), so nothing they miss is stored.
+      Status valid = validate_task_spec(checked, campaign.workflow);
+      if (!valid.ok()) {
+        r.fail(op.where, op.key + ": " + op.op_name + " [" + task.spec.task_id + "]: " + valid.message());
+      } else if (!fresh) {
         r.fail(op.where, op.key + ".op_name: task " + op.op_name + " [" + task.spec.task_id +
                              "] is defined twice (also by " + it->second->key + " at line " +
                              std::to_string(it->second->where.begin.line) +

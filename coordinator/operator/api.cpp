@@ -236,19 +236,28 @@ Result<json> parse_body(const ApiRequest& r) {
   return body;
 }
 
-// A string field of `obj` (`where` names it in errors); `fallback` when absent.
+// Up to 64 characters of a JSON value, for an error message.
+std::string shown_json(const json& value) {
+  std::string text = value.dump(-1, ' ', true, json::error_handler_t::replace);
+  return text.size() > 64 ? text.substr(0, 64) + "..." : text;
+}
+
+// A string field of `obj` (`where` names it in errors); `fallback` when absent. null is not
+// a string: it is refused, not taken for absent.
 Result<std::string> string_field(const json& obj, const std::string& where, const char* key,
                                  std::optional<std::string> fallback = std::nullopt) {
   auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) {
+  if (it == obj.end()) {
     if (fallback) return *fallback;
     return invalid_argument(where + key + ": missing (expected a string)");
   }
-  if (!it->is_string()) return invalid_argument(where + key + ": expected a string, got " + it->dump());
+  if (!it->is_string()) return invalid_argument(where + key + ": expected a string, got " + shown_json(*it));
   return it->get<std::string>();
 }
 
-Result<TaskSpec> spec_from_json(const json& obj, const std::string& where) {
+// A TaskSpec of a request body, checked by validate_task_spec for `workflow` (errors are
+// prefixed with `where`, e.g. "tasks[3].").
+Result<TaskSpec> spec_from_json(const json& obj, const std::string& where, const std::string& workflow) {
   if (!obj.is_object()) return invalid_argument(where.substr(0, where.size() - 1) + ": expected an object");
   TaskSpec spec;
   struct Field {
@@ -269,17 +278,17 @@ Result<TaskSpec> spec_from_json(const json& obj, const std::string& where) {
     if (!v.ok()) return v.status();
     *f.out = *v;
   }
-  if (auto it = obj.find("limit_steps"); it != obj.end() && !it->is_null()) {
+  if (auto it = obj.find("limit_steps"); it != obj.end()) {
     // Checked as the 64-bit value it is, before it is narrowed to an int.
     bool in_range = it->is_number_unsigned() ? it->get<uint64_t>() <= static_cast<uint64_t>(kMaxLimitSteps)
                                              : it->is_number_integer() && it->get<int64_t>() <= kMaxLimitSteps;
     if (!it->is_number_integer() || !in_range || it->get<int64_t>() < 1) {
       return invalid_argument(where + "limit_steps: expected an integer between 1 and " +
-                              std::to_string(kMaxLimitSteps) + ", got " + it->dump());
+                              std::to_string(kMaxLimitSteps) + ", got " + shown_json(*it));
     }
     spec.limit_steps = static_cast<int>(it->get<int64_t>());
   }
-  if (Status st = validate_task_spec(spec); !st.ok()) return invalid_argument(where + st.message());
+  if (Status st = validate_task_spec(spec, workflow); !st.ok()) return invalid_argument(where + st.message());
   return spec;
 }
 
@@ -312,14 +321,12 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   Campaign campaign;
   auto name = string_field(body, "", "name");
   if (!name.ok()) return name.status();
+  if (name->empty()) return invalid_argument("name: expected a non-empty string, got \"\"");
   campaign.name = *name;
   auto workflow = string_field(body, "", "workflow", std::string("default"));
   if (!workflow.ok()) return workflow.status();
+  KF_RETURN_IF_ERROR(validate_workflow(*workflow));
   campaign.workflow = *workflow;
-  const auto& known = campaign_workflows();
-  if (std::find(known.begin(), known.end(), campaign.workflow) == known.end()) {
-    return invalid_argument("workflow: '" + campaign.workflow + "' is not one of default, coder_only, verify_only");
-  }
   auto source = string_field(body, "", "source", std::string());
   if (!source.ok()) return source.status();
   auto tasks = body.find("tasks");
@@ -334,7 +341,7 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   // a repeat refuses the whole campaign, before anything is stored.
   std::map<std::string, size_t> seen;
   for (size_t i = 0; i < tasks->size(); ++i) {
-    auto spec = spec_from_json((*tasks)[i], "tasks[" + std::to_string(i) + "].");
+    auto spec = spec_from_json((*tasks)[i], "tasks[" + std::to_string(i) + "].", campaign.workflow);
     if (!spec.ok()) return spec.status();
     std::string key = json::array({spec->op_name, spec->task_id, spec->backend, spec->arch, spec->impl_type}).dump();
     if (auto [at, fresh] = seen.emplace(key, i); !fresh) {
@@ -501,10 +508,10 @@ Result<json> list_tasks(Store& store, const ApiRequest& r) {
 }
 
 Result<json> submit_task(ApiBackend& backend, const json& body) {
-  auto spec = spec_from_json(body, "");
-  if (!spec.ok()) return spec.status();
   auto workflow = string_field(body, "", "workflow", std::string("default"));
   if (!workflow.ok()) return workflow.status();
+  auto spec = spec_from_json(body, "", *workflow);
+  if (!spec.ok()) return spec.status();
   return backend.write([&](Store& store) -> Result<json> {
     auto stored = store_task(store, *spec, *workflow);
     if (!stored.ok()) return stored.status();

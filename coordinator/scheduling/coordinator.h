@@ -141,6 +141,9 @@ class Coordinator {
 
   // Runs `fn` on the loop thread in a coming turn, inside its batch. Thread-safe.
   void post(std::function<void()> fn);
+  // Runs `fn` on the loop thread once the current turn has committed, with what it announces
+  // (an LLM request whose pending row is in the turn). Loop thread only.
+  void after_commit(std::function<void()> fn) { after_commit_.push_back(std::move(fn)); }
 
   // --- Loop-thread operations (use inside call(), or from listeners) ---
 

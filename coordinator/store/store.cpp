@@ -88,6 +88,8 @@ struct Statements {
   sqlite3_stmt* unfinished_tasks = nullptr;
   sqlite3_stmt* insert_llm_call = nullptr;
   sqlite3_stmt* find_llm_call = nullptr;
+  sqlite3_stmt* forget_pending_llm_call = nullptr;
+  sqlite3_stmt* take_pending_llm_calls = nullptr;
   sqlite3_stmt* llm_usage_of_task = nullptr;
   sqlite3_stmt* jobs_of_task = nullptr;
   sqlite3_stmt* campaigns = nullptr;
@@ -227,13 +229,21 @@ const SqlDef kSql[] = {
      "INSERT INTO llm_calls(task_id, step_id, role, model, request_key, request, response, status, "
      "prompt_tokens, completion_tokens, cost_usd, latency_ms, created_ms) "
      "VALUES(?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
-     "ON CONFLICT(request_key) DO NOTHING"},
+     "ON CONFLICT(request_key) DO UPDATE SET task_id = excluded.task_id, role = excluded.role, "
+     "model = excluded.model, request = excluded.request, response = excluded.response, "
+     "status = excluded.status, prompt_tokens = excluded.prompt_tokens, "
+     "completion_tokens = excluded.completion_tokens, cost_usd = excluded.cost_usd, "
+     "latency_ms = excluded.latency_ms, created_ms = excluded.created_ms "
+     "WHERE llm_calls.status = 'pending'"},
     {&Statements::find_llm_call,
      "SELECT task_id, role, model, request_key, request, response, status, prompt_tokens, "
-     "completion_tokens, cost_usd, latency_ms FROM llm_calls WHERE request_key = ?1"},
+     "completion_tokens, cost_usd, latency_ms FROM llm_calls WHERE request_key = ?1 AND status = 'ok'"},
+    {&Statements::forget_pending_llm_call,
+     "DELETE FROM llm_calls WHERE request_key = ?1 AND status = 'pending'"},
+    {&Statements::take_pending_llm_calls, "DELETE FROM llm_calls WHERE status = 'pending'"},
     {&Statements::llm_usage_of_task,
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-     "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?1"},
+     "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?1 AND status <> 'pending'"},
     {&Statements::campaigns, "SELECT " KF_CAMPAIGN_COLUMNS " FROM campaigns ORDER BY id"},
     {&Statements::jobs_of_task, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 ORDER BY id"},
     // Two statements, not "?1 = 0 OR ...": the OR would scan every job for one campaign.
@@ -264,12 +274,12 @@ const SqlDef kSql[] = {
      "SELECT state, COUNT(*) FROM tasks WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state"},
     {&Statements::llm_usage_of_campaign,
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-     "COALESCE(SUM(cost_usd), 0) FROM llm_calls "
-     "WHERE ?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1)"},
+     "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE status <> 'pending' AND "
+     "(?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1))"},
     {&Statements::llm_usage_by_role,
      "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(status = 'error'), 0) FROM llm_calls "
-     "WHERE ?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1) "
+     "WHERE status <> 'pending' AND (?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1)) "
      "GROUP BY role ORDER BY role"},
 };
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
@@ -515,6 +525,7 @@ struct Db {
   // refused for lack of space (even when SQLite undid only that statement: a batch is
   // committed whole or not at all); commit reports it.
   mutable Status batch_error;
+  Store::FaultHook fault;  // tests: makes named operations fail (Store::inject_fault_for_test)
   Statements st;
 
   Db() = default;
@@ -621,17 +632,25 @@ struct Db {
 };
 
 // The transaction around one mutation. Outside a batch: BEGIN IMMEDIATE ... COMMIT. Inside
-// a batch: nothing for a single statement (SQLite makes each statement atomic), a savepoint
+// a batch (or atomically()'s transaction outside one): nothing for a single statement (SQLite makes each statement atomic), a savepoint
 // for an operation of several statements. Rolls back unless committed.
 class Tx {
  public:
   Tx(Db& d, std::string_view op, bool multi) : d_(d), op_(op) {
-    if (!d_.in_batch) {
+    if (d_.fault && op_ != "atomically") {
+      status_ = d_.fault(op_);
+      if (!status_.ok()) {
+        done_ = true;  // nothing begun, nothing to undo
+        return;
+      }
+    }
+    // Outside a batch a transaction may be open all the same: atomically()'s own.
+    if (!d_.in_batch && sqlite3_get_autocommit(d_.db)) {
       status_ = d_.run(d_.st.begin, op_);
       if (status_.ok()) kind_ = Kind::transaction;
       return;
     }
-    if (!d_.batch_error.ok()) {
+    if (d_.in_batch && !d_.batch_error.ok()) {
       status_ = failed_precondition(d_.path + ": " + std::string(op_) +
                                     ": the batch was aborted by an earlier error (" +
                                     d_.batch_error.message() + "); roll it back");
@@ -989,13 +1008,18 @@ Status Store::commit() {
     rollback();
     return Status(lost.code(), "commit: the batch was lost: " + lost.message());
   }
-  Status s = d.run(d.st.commit, "commit");
+  Status s = d.fault ? d.fault("commit") : Status();
+  if (s.ok()) s = d.run(d.st.commit, "commit");
   if (!s.ok()) {
     rollback();
     return s;
   }
   d.in_batch = false;
   return Status();
+}
+
+void Store::inject_fault_for_test(FaultHook hook) {
+  impl_->d.fault = std::move(hook);
 }
 
 Status Store::atomically(const std::function<Status()>& fn) {
@@ -1549,6 +1573,35 @@ Status Store::record_llm_call(const LlmCallRow& call) {
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
   return tx.commit();
+}
+
+Status Store::forget_pending_llm_call(const std::string& request_key) {
+  constexpr std::string_view op = "forget_pending_llm_call";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.forget_pending_llm_call);
+    s.text(1, request_key);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  return tx.commit();
+}
+
+Result<int64_t> Store::take_pending_llm_calls() {
+  constexpr std::string_view op = "take_pending_llm_calls";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.take_pending_llm_calls);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t taken = sqlite3_changes(d.db);
+  KF_RETURN_IF_ERROR(tx.commit());
+  return taken;
 }
 
 Result<std::optional<LlmCallRow>> Store::find_llm_call(const std::string& request_key) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -223,6 +224,14 @@ class Store {
   // its own. When `fn` fails none of its writes stay (the rest of the batch does).
   Status atomically(const std::function<Status()>& fn);
 
+  // Fault injection for tests: `hook` is called with the name of every mutation
+  // ("record_step", "set_task_state", ...) before it writes, and with "commit" before a
+  // batch commits. A Status other than ok makes that operation fail with it and write
+  // nothing; a failed "commit" rolls the batch back, as a COMMIT that fails does. An empty
+  // hook removes it. Called on the Store's thread.
+  using FaultHook = std::function<Status(std::string_view op)>;
+  void inject_fault_for_test(FaultHook hook);
+
   // Campaigns and tasks.
   Result<int64_t> create_campaign(const std::string& name, const std::string& spec,
                                   const std::string& content_hash = "",
@@ -237,9 +246,17 @@ class Store {
   // The newest job a Conductor submitted for (task, step seq), if any.
   Result<std::optional<JobRow>> job_for_task_seq(int64_t task_id, int seq);
 
-  // LLM calls. Recording a key that exists already changes nothing.
+  // LLM calls. A call is recorded as `pending` when it is asked and again with its answer
+  // (`ok`) when that arrives. Recording a key whose answer is stored changes nothing; a
+  // pending one is replaced.
   Status record_llm_call(const LlmCallRow& call);
+  // The answered call (status ok) with this key, if any: pending ones are not answers.
   Result<std::optional<LlmCallRow>> find_llm_call(const std::string& request_key);
+  // Removes a pending call (its request failed: nothing to keep).
+  Status forget_pending_llm_call(const std::string& request_key);
+  // Removes every pending call and returns how many there were: at start-up, the calls that
+  // were in flight when the previous process ended (their answers, if any, never arrived).
+  Result<int64_t> take_pending_llm_calls();
   Result<LlmUsage> llm_usage_of_task(int64_t task_id);
   // Every call of the campaign's tasks (campaign_id 0: of every task).
   Result<LlmUsage> llm_usage_of_campaign(int64_t campaign_id);

@@ -90,6 +90,16 @@ def test_invalid_combination_is_refused_before_anything_runs(client):
         Task(**demo_spec("relu", 1024, limit_steps=0), client=client).run_sync()
     with pytest.raises(BadRequest, match="backend: missing"):
         Task(op_name="relu", task_desc="x", client=client).submit()
+    # The rules of TOML campaigns, with their messages (issue 16, F8).
+    with pytest.raises(BadRequest, match=r"task_desc: defines no Model and get_inputs\(\)"):
+        Task(**dict(demo_spec("relu", 1024), task_desc="print('hi')"), client=client).submit()
+    with pytest.raises(BadRequest, match="candidate: missing; workflow verify_only"):
+        Task(**demo_spec("relu", 1024), workflow="verify_only", client=client).submit()
+    with pytest.raises(BadRequest, match="tasks\\[0\\].task_id: expected a string, got null"):
+        client.submit_campaign("c", [dict(demo_spec("relu", 1024), task_id=None)])
+    with pytest.raises(BadRequest, match="name: expected a non-empty string"):
+        client.submit_campaign("", [demo_spec("relu", 1024)])
+    assert len(client.campaigns()) == before
 
 
 def test_not_found_and_conflict(client, passed_relu):

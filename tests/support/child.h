@@ -34,6 +34,7 @@ class Child {
   Child& operator=(const Child&) = delete;
 
   bool running() { return !reap(); }
+  pid_t pid() const { return pid_; }
   std::string log() const { return read_file(log_); }
   // The wait status once reaped (see running()/kill()); -1 before.
   int wait_status() const { return status_; }

@@ -127,6 +127,7 @@ struct FakeLlmServer::State {
   bool stop = false;
   std::deque<FakeBehaviour> script;
   Responder responder = default_content;
+  RequestHook on_request;
   std::vector<FakeRequest> received;
   int current = 0;
   int max_current = 0;
@@ -199,6 +200,11 @@ void FakeLlmServer::set_responder(Responder responder) {
   state_->responder = std::move(responder);
 }
 
+void FakeLlmServer::set_on_request(RequestHook hook) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->on_request = std::move(hook);
+}
+
 std::vector<FakeRequest> FakeLlmServer::requests() const {
   std::lock_guard<std::mutex> lock(state_->mu);
   return state_->received;
@@ -266,12 +272,17 @@ void FakeLlmServer::State::take_request(Conn& c) {
     std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return std::tolower(ch); });
     if (v == "close") c.close_after = true;
   }
+  RequestHook hook;
+  size_t index = 0;
   {
     std::lock_guard<std::mutex> lock(mu);
+    index = received.size();
     received.push_back(req);
     ++current;
     max_current = std::max(max_current, current);
+    hook = on_request;
   }
+  if (hook) hook(index, req);
   c.busy = true;
   c.out = answer(req, c);
   c.out_off = 0;

@@ -67,6 +67,10 @@ class FakeLlmServer {
   // Appends to the queue of behaviours; each request consumes one.
   void push(FakeBehaviour behaviour);
   void set_responder(Responder responder);
+  // Called on the server's thread with each request (and its index in arrival order) as it
+  // arrives, before it is answered: a test can act at that moment (kill the client).
+  using RequestHook = std::function<void(size_t index, const FakeRequest& request)>;
+  void set_on_request(RequestHook hook);
 
   // Every request received, in arrival order.
   std::vector<FakeRequest> requests() const;
