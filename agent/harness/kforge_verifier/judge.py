@@ -469,15 +469,15 @@ class JudgeRunner(Runner):
             inputs = after
         self.compare_case(case, inputs, leaves, label)
 
-    def compare_case(self, case, inputs, leaves, label):
+    def compare_case(self, case, inputs, leaves, label, details=True):
         """The comparison: on the device where it can run there and passes (compare.fast_pass),
         else on the host (Runner.check_case), which also words the mismatch for the model."""
         fw, spec = self.fw, self.spec
         keep = case.ref_keep
         if fw.name == "torch" and keep and len(keep) == len(leaves) and \
                 not case.ref_modified_host:
-            passed = [compare.fast_pass(fw.torch, e, a, spec.tolerance, spec.atol, spec.rtol)
-                      for e, a in zip(keep, leaves)]
+            passed = [compare.fast_pass(fw.torch, e, a, spec.tolerance, spec.atol, spec.rtol,
+                                        details) for e, a in zip(keep, leaves)]
             if all(c is not None for c in passed):
                 for c in passed:
                     self._accumulate(c)
@@ -544,7 +544,7 @@ class JudgeRunner(Runner):
                 case = Case(seed=seed, label=label, pristine=[], ref_outputs=[],
                             ref_keep=list(ref_leaves), ref_aliases=[True] * len(ref_leaves),
                             ref_modified=[])
-                self.compare_case(case, inputs, leaves, label)
+                self.compare_case(case, inputs, leaves, label, details=False)
                 if i >= spec.warmup:
                     ref_times.append(ref_ns / 1000.0)
                     cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
