@@ -16,7 +16,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
-from kforge_testing import DEMO, SOURCE, Cluster, demo_spec, require_binaries, wait_for  # noqa: E402
+from kforge_testing import Cluster, demo_spec, replay_config, require_binaries, wait_for  # noqa: E402
 
 from kforge_client import Client, KforgeError  # noqa: E402
 
@@ -59,22 +59,7 @@ def fill(path):
 
 def test_disk_full_raises_the_alarm_and_the_campaign_resumes_when_space_returns(small_disk):
     require_binaries()
-    recording = os.path.join(DEMO, "recording.jsonl")
-    config = f"""
-[coordinator]
-heartbeat_ms = 200
-disk_reserve_mb = {RESERVE_MB}
-[agent]
-contain = false
-harness_dir = "{os.path.join(SOURCE, 'agent', 'harness')}"
-work_dir = "@DIR@/work"
-[llm.designer]
-provider = "replay"
-recording = "{recording}"
-[llm.coder]
-provider = "replay"
-recording = "{recording}"
-"""
+    config = replay_config(f"disk_reserve_mb = {RESERVE_MB}")
     data = os.path.join(small_disk, "data")
     cluster = Cluster("disk-full", config, data_dir=data)
     try:

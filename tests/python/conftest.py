@@ -6,7 +6,7 @@ import shutil
 import tempfile
 
 import pytest
-from kforge_testing import DEMO, SOURCE, START_DEADLINE_S, TOKEN, Cluster, require_binaries, wait_for
+from kforge_testing import START_DEADLINE_S, TOKEN, Cluster, replay_config, require_binaries, wait_for
 
 from kforge_client import Client
 
@@ -17,21 +17,7 @@ _clusters = []
 def cluster():
     """A coordinator with the demo's replayed LLM and one agent offering 2 CPU devices."""
     require_binaries()
-    recording = os.path.join(DEMO, "recording.jsonl")
-    config = f"""
-[coordinator]
-heartbeat_ms = 200
-[agent]
-contain = false  # the work dir is under the test's (root-only) directory
-harness_dir = "{os.path.join(SOURCE, 'agent', 'harness')}"
-work_dir = "@DIR@/work"
-[llm.designer]
-provider = "replay"
-recording = "{recording}"
-[llm.coder]
-provider = "replay"
-recording = "{recording}"
-"""
+    config = replay_config()
     c = Cluster("cluster", config)
     _clusters.append(c)
     client = Client(c.url, token_file=c.token_file, timeout=10)

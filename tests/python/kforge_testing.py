@@ -29,6 +29,28 @@ DEMO = os.path.join(SOURCE, "examples", "demo")
 START_DEADLINE_S = 30.0
 
 
+def replay_config(coordinator=""):
+    """A cluster's kforge.toml: the demo's recording replayed for both LLM roles, one agent
+    running the harness of this checkout uncontained (its work dir is under the test's
+    root-only directory). `coordinator`: more [coordinator] lines."""
+    recording = os.path.join(DEMO, "recording.jsonl")
+    return f"""
+[coordinator]
+heartbeat_ms = 200
+{coordinator}
+[agent]
+contain = false
+harness_dir = "{os.path.join(SOURCE, 'agent', 'harness')}"
+work_dir = "@DIR@/work"
+[llm.designer]
+provider = "replay"
+recording = "{recording}"
+[llm.coder]
+provider = "replay"
+recording = "{recording}"
+"""
+
+
 def demo_task(op, n):
     """The demo's task file for `op` with its swept constant N rewritten to `n`, as the
     campaign's sweep does (the value replaced, the comment kept); task_id "N=<n>" is what
