@@ -43,7 +43,8 @@
 # there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports),
 # KFORGE_E2E_BASELINE_S, KFORGE_E2E_CPU_DEVICES (multi-smoke's second run, default 2),
 # KFORGE_E2E_LLM_LATENCY_MS (each replayed answer that long after it gets a slot, default 0:
-# the devices' use under a slow LLM; docs/llm.md "Simulated latency").
+# the devices' use under a slow LLM; docs/llm.md "Simulated latency"), KFORGE_E2E_LLM_CONCURRENCY
+# (the replayed roles' requests in flight, default 4).
 set -uo pipefail
 
 die() { echo "gpu-e2e: $*" >&2; exit 1; }
@@ -392,11 +393,13 @@ job_timeout_s = $timeout_s
 provider = "replay"
 recording = "$campaign_dir/recording.jsonl"
 replay_latency_ms = ${KFORGE_E2E_LLM_LATENCY_MS:-0}
+concurrency = ${KFORGE_E2E_LLM_CONCURRENCY:-4}
 
 [llm.coder]
 provider = "replay"
 recording = "$campaign_dir/recording.jsonl"
 replay_latency_ms = ${KFORGE_E2E_LLM_LATENCY_MS:-0}
+concurrency = ${KFORGE_E2E_LLM_CONCURRENCY:-4}
 TOML
 
   # 1. coordinator and agent
