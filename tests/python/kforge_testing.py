@@ -29,10 +29,11 @@ DEMO = os.path.join(SOURCE, "examples", "demo")
 START_DEADLINE_S = 30.0
 
 
-def replay_config(coordinator=""):
+def replay_config(coordinator="", llm=""):
     """A cluster's kforge.toml: the demo's recording replayed for both LLM roles, one agent
     running the harness of this checkout uncontained (its work dir is under the test's
-    root-only directory). `coordinator`: more [coordinator] lines."""
+    root-only directory). `coordinator`, `llm`: more lines for [coordinator] and for each
+    [llm.*] role."""
     recording = os.path.join(DEMO, "recording.jsonl")
     return f"""
 [coordinator]
@@ -45,9 +46,11 @@ work_dir = "@DIR@/work"
 [llm.designer]
 provider = "replay"
 recording = "{recording}"
+{llm}
 [llm.coder]
 provider = "replay"
 recording = "{recording}"
+{llm}
 """
 
 
@@ -144,20 +147,22 @@ class Cluster:
     configuration text stands for that directory. ``data_dir``: the coordinator's data
     directory, if not <dir>/data."""
 
-    def __init__(self, name, config_text, agent=True, data_dir=None):
+    def __init__(self, name, config_text, agent=True, data_dir=None, fixed_ports=False):
         self.dir = tempfile.mkdtemp(prefix=f"kforge-py-{name}-")
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.config = os.path.join(self.dir, "kforge.toml")
         with open(self.config, "w", encoding="utf-8") as f:
             f.write(config_text.replace("@DIR@", self.dir))
         self.agent = None
-        deadline = time.monotonic() + START_DEADLINE_S
-        self.coordinator = Process(
-            [COORDINATOR, "--data", self.data_dir, "--listen", "tcp://127.0.0.1:*", "--http",
-             "127.0.0.1:0", "--config", self.config, "--prompts", os.path.join(SOURCE, "prompts")],
-            os.path.join(self.dir, "coordinator.log"), self.dir)
-        self.endpoint = self.coordinator.expect("listening ", deadline)
-        self.url = self.coordinator.expect("api ", deadline)
+        # fixed_ports: the same ports across restart_coordinator(), so the agent and clients
+        # find the new process where the old one was.
+        listen, http = ("tcp://127.0.0.1:*", "127.0.0.1:0") if not fixed_ports else \
+            (f"tcp://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
+        self._coordinator_argv = [
+            COORDINATOR, "--data", self.data_dir, "--listen", listen, "--http", http, "--config",
+            self.config, "--prompts", os.path.join(SOURCE, "prompts")]
+        self.starts = 0
+        self.restart_coordinator()
         # Created by the coordinator at its first start (unless the config names one).
         self.token_file = os.path.join(self.data_dir, "api.token")
         if agent:
@@ -167,6 +172,20 @@ class Cluster:
                 [AGENT, "--config", self.config, "--coordinator", self.endpoint, "--state",
                  os.path.join(self.dir, "agent"), "--cpu-devices", "2", "--no-probe", "--device-fixtures", fixtures],
                 os.path.join(self.dir, "agent.log"), self.dir)
+
+    def restart_coordinator(self, kill=False):
+        """Starts the coordinator (again: SIGKILL first with kill=True) and waits until it
+        listens."""
+        if kill:
+            self.coordinator.proc.kill()
+            self.coordinator.proc.wait()
+            self.coordinator.stop()
+        self.starts += 1
+        deadline = time.monotonic() + START_DEADLINE_S
+        self.coordinator = Process(self._coordinator_argv,
+                                   os.path.join(self.dir, f"coordinator-{self.starts}.log"), self.dir)
+        self.endpoint = self.coordinator.expect("listening ", deadline)
+        self.url = self.coordinator.expect("api ", deadline)
 
     def logs(self):
         return "\n".join(p.log() for p in (self.coordinator, self.agent) if p is not None)
@@ -178,6 +197,14 @@ class Cluster:
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def require_binaries():
