@@ -358,15 +358,9 @@ const Fields<Config>& fields_of<Config>() {
 }  // namespace
 
 Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
-  toml::table root;
-  // toml++ reports syntax errors by throwing; this is the edge where that becomes a Status.
-  try {
-    root = toml::parse(toml_text, source_name);
-  } catch (const toml::parse_error& e) {
-    return invalid_argument(source_name + ":" + std::to_string(e.source().begin.line) + ":" +
-                            std::to_string(e.source().begin.column) +
-                            ": invalid TOML: " + std::string(e.description()));
-  }
+  auto parsed = parse_toml(toml_text, source_name);
+  if (!parsed.ok()) return parsed.status();
+  const toml::table& root = *parsed;
   Reader reader(source_name);
   Config config;
   read_table(reader, root, "", config);

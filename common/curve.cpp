@@ -146,14 +146,9 @@ std::string AgentKeys::to_toml() const {
 }
 
 Result<AgentKeys> AgentKeys::parse(std::string_view toml_text, const std::string& source_name) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, source_name);
-  } catch (const toml::parse_error& e) {
-    return invalid_argument(source_name + ":" + std::to_string(e.source().begin.line) + ":" +
-                            std::to_string(e.source().begin.column) +
-                            ": invalid TOML: " + std::string(e.description()));
-  }
+  auto parsed = parse_toml(toml_text, source_name);
+  if (!parsed.ok()) return parsed.status();
+  const toml::table& root = *parsed;
   TomlProblems problems(source_name);
   AgentKeys keys;
   auto add_one = [&](const std::string& agent, const toml::node& node, const std::string& key) {

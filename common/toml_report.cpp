@@ -46,6 +46,16 @@ Status TomlProblems::status() const {
   return invalid_argument(std::move(message));
 }
 
+Result<toml::table> parse_toml(std::string_view text, const std::string& source) {
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return invalid_argument(source + ":" + std::to_string(e.source().begin.line) + ":" +
+                            std::to_string(e.source().begin.column) + ": invalid TOML: " +
+                            std::string(e.description()));
+  }
+}
+
 std::string toml_quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {

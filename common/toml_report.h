@@ -44,6 +44,11 @@ class TomlProblems {
   std::vector<Problem> problems_;
 };
 
+// Parses `text` (named `source` in messages): the table, or invalid_argument
+// "source:line:column: invalid TOML: ..." for a syntax error (toml++ reports those by
+// throwing; this is the edge where that becomes a Status).
+Result<toml::table> parse_toml(std::string_view text, const std::string& source);
+
 // A string as TOML would write it: "a \"b\"".
 std::string toml_quote(std::string_view s);
 // What a node holds, for "got ..." in messages: string "fast", integer -1, a table.

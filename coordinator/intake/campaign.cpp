@@ -765,15 +765,9 @@ const std::vector<std::string>& campaign_workflows() {
 
 Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesystem::path& base_dir,
                                 const std::string& source_name) {
-  toml::table root;
-  // toml++ reports syntax errors by throwing; this is the edge where that becomes a Status.
-  try {
-    root = toml::parse(toml_text, source_name);
-  } catch (const toml::parse_error& e) {
-    return invalid_argument(source_name + ":" + std::to_string(e.source().begin.line) + ":" +
-                            std::to_string(e.source().begin.column) +
-                            ": invalid TOML: " + std::string(e.description()));
-  }
+  auto parsed = parse_toml(toml_text, source_name);
+  if (!parsed.ok()) return parsed.status();
+  const toml::table& root = *parsed;
   Reader r(source_name);
   Campaign campaign;
   campaign.source = source_name;
