@@ -90,7 +90,24 @@ class Channel:
         return obj, fds
 
 
-class Arena:
+class _Bump:
+    """Bump allocation in a buffer of `size` bytes, offsets aligned to ALIGN; reset() frees
+    everything at once (one call's values)."""
+    ALIGN = 64
+    KIND = "arena"
+
+    def reset(self):
+        self.used = 0
+
+    def alloc(self, nbytes):
+        off = (self.used + self.ALIGN - 1) & ~(self.ALIGN - 1)
+        if off + nbytes > self.size:
+            raise ProtocolError(f"{self.KIND} of {self.size} bytes is full ({off + nbytes} needed)")
+        self.used = off + nbytes
+        return off
+
+
+class Arena(_Bump):
     """A shared byte buffer (memfd + mmap). The creator sizes it; the peer maps its fd."""
 
     def __init__(self, size, fd=None, name="kforge-arena"):
@@ -108,16 +125,6 @@ class Arena:
         except BufferError:
             pass  # arrays still view it: freed with them
         os.close(self.fd)
-
-    def reset(self):
-        self.used = 0
-
-    def alloc(self, nbytes):
-        off = (self.used + 63) & ~63
-        if off + nbytes > self.size:
-            raise ProtocolError(f"arena of {self.size} bytes is full ({off + nbytes} needed)")
-        self.used = off + nbytes
-        return off
 
 
 # --- dtypes -----------------------------------------------------------------------------------
@@ -336,8 +343,10 @@ class _CudaBuffer:
                                          "data": (ptr, False), "version": 3, "strides": None}
 
 
-class DeviceArena:
+class DeviceArena(_Bump):
     """A device buffer the judge allocates (owner) or the worker opens from its IPC handle."""
+    ALIGN = 256
+    KIND = "device arena"
 
     def __init__(self, size, handle_hex=None):
         import ctypes
@@ -368,16 +377,6 @@ class DeviceArena:
             self.handle_hex = handle_hex
         self.ptr = ptr
         self.tensor = torch.as_tensor(_CudaBuffer(ptr.value, self.size), device="cuda")
-
-    def reset(self):
-        self.used = 0
-
-    def alloc(self, nbytes):
-        off = (self.used + 255) & ~255
-        if off + nbytes > self.size:
-            raise ProtocolError(f"device arena of {self.size} bytes is full")
-        self.used = off + nbytes
-        return off
 
     def close(self):
         self.tensor = None
