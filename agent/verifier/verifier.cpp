@@ -157,15 +157,9 @@ Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options
   if (options.zygote) v->launch_zygote();  // it imports while the judge does
   KF_RETURN_IF_ERROR(v->launch_judge());
   KF_RETURN_IF_ERROR(v->await_judge());
-  if (v->zygote_) {
-    nlohmann::json ready;
-    Wait w = recv_message(v->zygote_->sock.get(), std::chrono::steady_clock::now() + kJudgeReadyWait, nullptr, &ready);
-    if (w == Wait::message && ready.contains("ready")) {
-      v->zygote_up_ = true;
-    } else {
-      spdlog::warn("verifier: the worker zygote did not start; workers start cold");
-      v->drop_zygote();
-    }
+  if (v->zygote_ && !v->zygote_ready(std::chrono::steady_clock::now() + kJudgeReadyWait)) {
+    spdlog::warn("verifier: the worker zygote did not start; workers start cold");
+    v->drop_zygote();
   }
   v->refill();
   return v;
@@ -298,7 +292,8 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
   spec.env["TRITON_CACHE_DIR"] = (home / ".triton").string();  // the worker's own
   spec.env["KFORGE_WORKER_PRELOAD"] = options_.preload;
   spec.env["KFORGE_WORKER_DEVICE"] = options_.device;
-  if (limits == options_.worker_limits && zygote_ready()) {
+  if (limits == options_.worker_limits &&
+      zygote_ready(std::chrono::steady_clock::now() + std::chrono::milliseconds(1))) {
     auto forked = fork_worker(std::move(proc), spec, std::move(pair->second));
     if (forked.ok()) return forked;
     spdlog::warn("verifier: the zygote could not make a worker ({}); workers start cold for a minute",
@@ -375,9 +370,10 @@ void Verifier::launch_zygote() {
   zygote_up_ = false;
 }
 
-// Whether workers can be forked now. Never blocks: a zygote still importing is not ready; a
-// dead one is relaunched at most once a minute.
-bool Verifier::zygote_ready() {
+// Whether workers can be forked now, waiting for a zygote still importing until `wait` (a
+// spawn waits a millisecond, the start the judge's start-up); a dead one is relaunched at
+// most once a minute.
+bool Verifier::zygote_ready(Deadline wait) {
   if (!options_.zygote) return false;
   if (!zygote_) {
     if (std::chrono::steady_clock::now() - zygote_launched_ < std::chrono::seconds(60)) return false;
@@ -386,8 +382,7 @@ bool Verifier::zygote_ready() {
   }
   if (!zygote_up_) {
     nlohmann::json msg;
-    Wait w = recv_message(zygote_->sock.get(), std::chrono::steady_clock::now() + std::chrono::milliseconds(1),
-                          nullptr, &msg);
+    Wait w = recv_message(zygote_->sock.get(), wait, nullptr, &msg);
     if (w == Wait::message && msg.contains("ready")) {
       zygote_up_ = true;
     } else if (w != Wait::timed_out) {

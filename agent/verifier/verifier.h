@@ -104,7 +104,7 @@ class Verifier {
   Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec, UniqueFd child_end);
   nlohmann::json worker_exit(Proc& worker);
   void launch_zygote();
-  bool zygote_ready();
+  bool zygote_ready(std::chrono::steady_clock::time_point wait);
   // The zygote's next message about worker `id` ("spawned", "spawn_error", "exited"), or
   // null at the deadline or when the zygote is gone. Messages about others are kept.
   nlohmann::json zygote_message(uint64_t id, std::chrono::steady_clock::time_point deadline);
