@@ -521,7 +521,6 @@ class JudgeRunner(Runner):
             flush = fw.torch.empty(timing.L2_FLUSH_BYTES, dtype=fw.torch.int8, device="cuda")
         total = spec.warmup + spec.runs
         cand_times, ref_times, raw_times = [], [], []
-        min_bytes = 0
         try:
             for i in range(total):
                 timed = self._timed_set(i, ref_in, ref_out, flush)
@@ -549,13 +548,14 @@ class JudgeRunner(Runner):
                     ref_times.append(ref_ns / 1000.0)
                     cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
                     raw_times.append(cand_ns / 1000.0)
-                # what any correct call moves at least: its outputs and its largest input
-                min_bytes = channel.total_array_bytes(ref_leaves) + max(
-                    [channel.total_array_bytes(x) for x in inputs] or [0])
         finally:
             ref_in.close()
             ref_out.close()
             del flush
+        # what any correct call moves at least: its outputs and its largest input (every
+        # timed set has the task's shapes: the last one's sizes stand for all)
+        min_bytes = channel.total_array_bytes(ref_leaves) + max(
+            [channel.total_array_bytes(x) for x in inputs] or [0])
         self._check_roofline(min_bytes, statistics.median(raw_times))
         launches = self.last_report.get("launches")
         cand_stats = timing.summarize(cand_times)
