@@ -408,14 +408,7 @@ void CancelToken::cancel() {
 
 bool CancelToken::cancelled() const { return cancelled_.load(); }
 
-Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) {
-  if (spec.argv.empty()) return invalid_argument("run_process: empty argv");
-  if (cancel != nullptr && cancel->fd() < 0) {
-    return io_error("run_process: the cancel token has no eventfd (creation failed)");
-  }
-  const std::string& program = spec.argv[0];
-
-  // The child's environment: exactly the allowed names that are set here, then spec.env.
+Result<std::map<std::string, std::string>> child_environment(const ProcessSpec& spec) {
   std::map<std::string, std::string> env;
   for (const std::string& name : spec.env_allow) {
     if (!valid_env_name(name)) return invalid_argument("run_process: bad env_allow name '" + name + "'");
@@ -425,6 +418,19 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
     if (!valid_env_name(name)) return invalid_argument("run_process: bad env name '" + name + "'");
     env[name] = value;
   }
+  return env;
+}
+
+Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) {
+  if (spec.argv.empty()) return invalid_argument("run_process: empty argv");
+  if (cancel != nullptr && cancel->fd() < 0) {
+    return io_error("run_process: the cancel token has no eventfd (creation failed)");
+  }
+  const std::string& program = spec.argv[0];
+
+  auto child_env = child_environment(spec);
+  if (!child_env.ok()) return child_env.status();
+  const std::map<std::string, std::string>& env = *child_env;
 
   ChildPlan plan;
   for (const std::string& arg : spec.argv) plan.argv.push_back(const_cast<char*>(arg.c_str()));

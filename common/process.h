@@ -133,6 +133,10 @@ class CancelToken {
   int fd_ = -1;
 };
 
+// The child's environment: exactly the names of spec.env_allow that are set here, then
+// spec.env. invalid_argument for a name that cannot be one (empty, '=' or NUL in it).
+Result<std::map<std::string, std::string>> child_environment(const ProcessSpec& spec);
+
 // Runs spec.argv to completion and reports how it ended. Blocks; safe to call from several
 // threads at once. Returns when the leader has been reaped and its output pipes have reached
 // EOF (or, after the group was killed, when a short grace period has passed: only a process

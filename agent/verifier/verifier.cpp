@@ -318,12 +318,9 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Pr
                             {"pid_ns", spec.box && spec.box->pid_ns}, {"no_new_privs", spec.box.has_value()},
                             {"uid", spec.run_as ? spec.run_as->uid : ::getuid()},
                             {"gid", spec.run_as ? spec.run_as->gid : ::getgid()}};
-  nlohmann::json env = nlohmann::json::object();
-  for (const std::string& name : spec.env_allow) {
-    if (const char* value = std::getenv(name.c_str())) env[name] = value;
-  }
-  for (const auto& [name, value] : spec.env) env[name] = value;
-  request["env"] = env;
+  auto env = child_environment(spec);  // the worker's, as run_process would give it
+  if (!env.ok()) return env.status();
+  request["env"] = *env;
   nlohmann::json rlimits = nlohmann::json::array();
   for (const RlimitSetting& r : rlimits_for(spec.limits)) rlimits.push_back({r.resource, r.soft, r.hard});
   request["rlimits"] = rlimits;
