@@ -23,8 +23,9 @@ sys.path, so a candidate just writes:
             return out
 
 Contract:
-  * `build(source, name="kernel", flags=())` compiles with `g++ -O2 -shared -fPIC -std=c++17
-    <flags>` into `<cache_dir>/<name>-<hash>.so` and returns a ctypes library. The hash covers
+  * `build(source, name="kernel", flags=())` compiles with `g++ -O2 -fPIC -std=c++17 <flags>`
+    and links with `g++ -shared <flags>` (against the C library alone when that resolves
+    every symbol, the way a plain `g++ -shared` links otherwise) into `<cache_dir>/<name>-<hash>.so` and returns a ctypes library. The hash covers
     the compiler, the flags and the source, so an unchanged source is compiled once per job
     directory (the cache directory is `$KFORGE_CPP_CACHE`, else `./.kforge_cpp` in the current
     directory, which the harness sets to the job directory). Exported functions must be
@@ -148,6 +149,32 @@ def _trim(text, limit=_STDERR_LIMIT):
     return text[:limit // 2] + "\n... [trimmed] ...\n" + text[-limit // 2:]
 
 
+def _run_compiler(cmd, timeout_s):
+    """None when `cmd` succeeded, else (exit status, cmd, its output)."""
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise CompileError(f"{' '.join(cmd)}: compiler timed out after {timeout_s} s",
+                           "") from e
+    if proc.returncode == 0:
+        return None
+    return proc.returncode, cmd, (proc.stderr + proc.stdout).decode(errors="replace")
+
+
+def _link(cxx, flags, obj_path, lib_path, timeout_s):
+    """Links the object into a shared library: first against the C library only, which is
+    all most kernels need and skips reading libstdc++ (a third of a small build); an object
+    that needs anything more (libstdc++, OpenMP, symbols of the loading process) fails that
+    link on its undefined symbols and is linked as `g++ -shared` always links."""
+    lean = [cxx, "-shared", "-fPIC", *flags, "-o", lib_path, obj_path, "-nodefaultlibs",
+            "-lm", "-lc", "-lgcc", "-Wl,--no-undefined"]
+    if _run_compiler(lean, timeout_s) is None:
+        return None
+    return _run_compiler([cxx, "-shared", "-fPIC", *flags, "-o", lib_path, obj_path],
+                         timeout_s)
+
+
 def build(source, name="kernel", flags=(), *, cache_dir=None, compiler=None, timeout_s=300):
     """Compiles `source` (C++) into a shared library, or reuses the cached one; returns a
     CountingCDLL. Raises CompileError with the compiler's stderr when compilation fails.
@@ -174,24 +201,27 @@ def build(source, name="kernel", flags=(), *, cache_dir=None, compiler=None, tim
             with open(src_path, "w", encoding="utf-8") as f:
                 f.write(source)
             tmp_path = f"{lib_path}.tmp{os.getpid()}"
-            cmd = [cxx, "-O2", "-shared", "-fPIC", "-std=c++17", *flags, "-o", tmp_path,
+            obj_path = f"{tmp_path}.o"
+            cmd = [cxx, "-O2", "-fPIC", "-std=c++17", "-pipe", *flags, "-c", "-o", obj_path,
                    src_path]
             try:
-                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      timeout=timeout_s, check=False)
-            except subprocess.TimeoutExpired as e:
-                raise CompileError(f"{' '.join(cmd)}: compiler timed out after {timeout_s} s",
-                                   "") from e
+                err = _run_compiler(cmd, timeout_s)
+                if err is None:
+                    err = _link(cxx, flags, obj_path, tmp_path, timeout_s)
+            finally:
+                try:
+                    os.unlink(obj_path)
+                except OSError:
+                    pass
             _compilations += 1
-            err = (proc.stderr + proc.stdout).decode(errors="replace")
-            if proc.returncode != 0:
+            if err is not None:
                 for path in (tmp_path, src_path):
                     try:
                         os.unlink(path)
                     except OSError:
                         pass
-                raise CompileError(f"C++ compilation failed (exit {proc.returncode}): "
-                                   f"{' '.join(cmd)}\n{_trim(err)}", err)
+                raise CompileError(f"C++ compilation failed (exit {err[0]}): "
+                                   f"{' '.join(err[1])}\n{_trim(err[2])}", err[2])
             os.replace(tmp_path, lib_path)
             os.replace(src_path, os.path.join(directory, f"{safe}-{key}.cpp"))  # for debugging
             cached = False

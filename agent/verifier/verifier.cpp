@@ -492,7 +492,6 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
     std::lock_guard lock(mu_);
     stats_.busy = 1;
   }
-  if (options_.refill) refill();  // the next job's worker warms up while this one runs
 
   const bool forked = worker->forked_id != 0;
   auto finish = [&](nlohmann::json doc) {
@@ -511,6 +510,9 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
     return finish(verifier_error("infra_error", st.message()));
   }
   worker->sock.reset();  // the judge holds the worker's socket now
+  // The next job's worker is made while the judge runs this one (its box, its fork), not
+  // before this job starts.
+  if (options_.refill) refill();
   Deadline deadline = std::chrono::steady_clock::now() + timeout + kJudgeGrace;
   for (;;) {
     nlohmann::json msg;

@@ -81,6 +81,11 @@ def preload(names, device):
             pass
     # The worker's own modules, so that B imports nothing before the candidate does.
     from . import errors, frameworks, launches, trace, verdicts, worker  # noqa: F401
+    try:  # C++ candidates' helper, with `g++ --version` (part of its cache key) asked once here
+        import kforge_cpp
+        kforge_cpp.compiler_version()
+    except Exception:  # noqa: BLE001 - a candidate that needs it reports it
+        pass
     return done
 
 
