@@ -133,7 +133,10 @@ def main(names):
     files = [n for n in names if n.endswith(".json")] or ["cases.json"]
     names = [n for n in names if not n.endswith(".json")]
     cases = [c for f in files for c in jobrun.load_cases(f) if not names or c["name"] in names]
-    judge = Judge(device="cuda" if any(c["backend"] == "cuda" for c in cases) else "cpu")
+    # the judge's settings of this environment (KFORGE_VERIFIER_CUDA_IPC, KFORGE_JUDGE_*) go along
+    passed = {k: v for k, v in os.environ.items() if k.startswith(("KFORGE_VERIFIER_", "KFORGE_JUDGE_"))}
+    judge = Judge(device="cuda" if any(c["backend"] == "cuda" for c in cases) else "cpu",
+                  env=passed)
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
@@ -145,6 +148,8 @@ def main(names):
             print(f"{'ok ' if ok else 'BAD'} {case['name']}: {doc['verdict']} "
                   f"(want {case['expect']}) {time.monotonic() - t0:.2f}s "
                   f"{'' if ok else doc['message'][:600]}")
+            if not ok and getattr(judge, "last_stderr", ""):
+                print("    worker stderr: " + judge.last_stderr[-2000:].replace("\n", "\n    "))
     judge.close()
     return 1 if bad else 0
 
