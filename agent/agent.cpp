@@ -182,6 +182,7 @@ Agent::Agent(const AgentOptions& options, Clock& clock, std::string id,
 Agent::~Agent() {
   stop(false);
   shutdown_jobs();
+  join_warmers();
   close_socket();
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -194,6 +195,7 @@ void Agent::set_filter(AgentMessageFilter filter) {
 void Agent::stop(bool graceful) {
   graceful_ = graceful;
   stop_ = true;
+  warm_cancel_.cancel();
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
 }
@@ -387,6 +389,14 @@ void Agent::send_now(const proto::Message& msg) {
 Status Agent::run() {
   spdlog::info("agent {} incarnation {} on {}: {} devices", id_, incarnation_, options_.host,
                options_.devices.size());
+  if (options_.warm_start && warmers_.empty()) {
+    for (const proto::DeviceInfo& d : options_.devices) {
+      warmers_.emplace_back([this, d] {
+        auto v = verifier_for(d.backend, d.index);
+        if (!v.ok() && !stop_) spdlog::warn("agent {}: warm start of {}:{} failed: {}", id_, d.backend, d.index, v.status().message());
+      });
+    }
+  }
   connect();
   while (!stop_ && state_ != State::refused) {
     std::vector<zmq::pollitem_t> items = {{nullptr, wake_fd_, ZMQ_POLLIN, 0}};
@@ -661,7 +671,7 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     if (Status st = atomic_write_file(work / name, content); !st.ok()) return finish(st.message());
   }
   if (!exec) {
-    auto verifier = verifier_for(assign);
+    auto verifier = verifier_for(assign.backend, assign.device_index);
     if (!verifier.ok()) return finish(verifier.status().message());
     // The judge's document is read here, once; the coordinator gets its typed fields.
     result.verify = verify_result_from_json((*verifier)->verify(work, timeout, &cancel, limits_of()));
@@ -729,34 +739,46 @@ std::map<std::string, std::string> Agent::device_env(const std::string& backend,
   return env;
 }
 
-Result<Verifier*> Agent::verifier_for(const proto::Assign& assign) {
-  std::string key = assign.backend + ":" + std::to_string(assign.device_index);
-  std::lock_guard lock(verifiers_mu_);
-  auto it = verifiers_.find(key);
-  if (it != verifiers_.end()) return it->second.get();
+Result<Verifier*> Agent::verifier_for(const std::string& backend, uint32_t device_index) {
+  std::string key = backend + ":" + std::to_string(device_index);
+  VerifierSlot* slot;
+  {
+    std::lock_guard lock(verifiers_mu_);
+    auto& s = verifiers_[key];
+    if (!s) s = std::make_unique<VerifierSlot>();
+    slot = s.get();
+  }
+  std::lock_guard lock(slot->mu);
+  if (slot->verifier) return slot->verifier.get();
   auto harness = find_harness_dir(options_.harness_dir);
   if (!harness.ok()) return harness.status();
   VerifierOptions vo;
   vo.python = options_.python;
   vo.harness_dir = *harness;
-  vo.work_root = options_.work_root / ("verifier-" + assign.backend + std::to_string(assign.device_index));
+  vo.work_root = options_.work_root / ("verifier-" + backend + std::to_string(device_index));
   vo.box = box_;
   vo.uids = uids_;
   vo.disk_mb = options_.job_disk_mb;
   vo.env_allow = options_.env_allow;
-  vo.env = device_env(assign.backend, assign.device_index);
+  vo.env = device_env(backend, device_index);
   vo.worker_limits = options_.limits;
   vo.output_cap = std::min<size_t>(options_.output_cap, 64 << 10);
   vo.warm_workers = options_.warm_workers;
-  vo.device = assign.backend;
-  if (assign.backend == "cuda") vo.preload = "torch,triton";
-  auto v = Verifier::start(vo);
+  vo.device = backend;
+  if (backend == "cuda") vo.preload = "torch,triton";
+  auto v = Verifier::start(vo, &warm_cancel_);
   if (!v.ok()) return v.status();
   spdlog::info("agent {}: verifier for {} started (judge + {} warm worker(s){})", id_, key,
                vo.warm_workers, box_ ? ", boxed" : "");
-  Verifier* raw = v->get();
-  verifiers_.emplace(key, std::move(v.value()));
-  return raw;
+  slot->verifier = std::move(v.value());
+  return slot->verifier.get();
+}
+
+void Agent::join_warmers() {
+  for (auto& t : warmers_) {
+    if (t.joinable()) t.join();
+  }
+  warmers_.clear();
 }
 
 }  // namespace kforge

@@ -75,6 +75,9 @@ struct AgentOptions {
   uint32_t backoff_max_ms = 32'000;                  // ... up to this
   bool keep_work_dirs = false;                       // keep jobs/<job>-<epoch>/ after the result
   size_t warm_workers = 2;                           // candidate workers started ahead, per device
+  // Each device's Verifier (judge, zygote, warm workers) started when run() begins, in the
+  // background, instead of on the device's first job (the daemons: [agent] warm_start).
+  bool warm_start = false;
   size_t max_msg_bytes = 64u << 20;
 };
 
@@ -148,7 +151,6 @@ class Agent {
   std::vector<proto::JobRef> running_refs() const;
   proto::JobResult run_job(const proto::Assign& assign, CancelToken& cancel);
   // The device's judge and warm workers, started at its first verify job.
-  Result<Verifier*> verifier_for(const proto::Assign& assign);
   std::map<std::string, std::string> device_env(const std::string& backend, uint32_t index) const;
   void shutdown_jobs();
 
@@ -191,8 +193,18 @@ class Agent {
   std::mutex filter_mu_;
   AgentMessageFilter filter_;
   std::vector<std::pair<int64_t, proto::Message>> delayed_;  // held by the filter
+  // One per device ("backend:index"), started by its first job or by warm start; a slot's
+  // own mutex lets devices start their Verifiers at the same time.
+  struct VerifierSlot {
+    std::mutex mu;
+    std::unique_ptr<Verifier> verifier;
+  };
+  Result<Verifier*> verifier_for(const std::string& backend, uint32_t device_index);
+  void join_warmers();
   std::mutex verifiers_mu_;
-  std::map<std::string, std::unique_ptr<Verifier>> verifiers_;  // "backend:index"
+  std::map<std::string, std::unique_ptr<VerifierSlot>> verifiers_;
+  std::vector<std::thread> warmers_;  // warm start: one per device
+  CancelToken warm_cancel_;           // stop() gives up the warm starts' waits
 };
 
 }  // namespace kforge

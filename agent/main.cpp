@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
                                   ac.limits.file_size_mb};
   options.job_timeout_ms = ac.job_timeout_s * 1000;
   options.output_cap = static_cast<size_t>(ac.output_cap_kb) * 1024;
+  options.warm_start = ac.warm_start;
   for (const auto& d : options.devices) {
     spdlog::info("device {}:{} {} ({}{})", d.backend, d.index, d.arch, d.name,
                  d.memory_mb ? ", " + std::to_string(d.memory_mb) + " MiB" : "");

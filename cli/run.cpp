@@ -139,6 +139,7 @@ int cmd_run(const ParsedFlags& flags) {
   aopts.harness_dir = ac.harness_dir;
   aopts.env_allow = ac.env_allow;
   aopts.job_timeout_ms = ac.job_timeout_s * 1000;
+  aopts.warm_start = ac.warm_start;
   aopts.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s, ac.limits.open_files,
                                 ac.limits.processes, ac.limits.file_size_mb};
   apply_containment_config(ac, aopts);

@@ -329,3 +329,18 @@ TEST_CASE("processes: SIGTERM stops agents with a goodbye, then the coordinator"
   CHECK_MESSAGE(exited_with(cluster.coordinator().wait_status(), 0), cluster.logs());
   CHECK(cluster.coordinator().log().find("stopped") != std::string::npos);
 }
+
+// warm_start (on by default): the agent starts each device's Verifier (judge, worker zygote,
+// warm workers) as it starts, so the first job does not wait seconds for them; and a stop
+// during that start is prompt (the SIGTERM case above stops agents in the middle of it).
+TEST_CASE("processes: the agent starts each device's verifier before any job arrives") {
+  ProcessCluster cluster;
+  cluster.start_coordinator();
+  cluster.start_agent("a");
+  REQUIRE_MESSAGE(cluster.wait_registered("a"), cluster.logs());
+  CHECK_MESSAGE(wait_until([&] { return cluster.agent("a").log().find("verifier for cpu:0 started") != std::string::npos; },
+                           120s),
+                cluster.logs());
+  REQUIRE(cluster.agent("a").kill(SIGTERM));
+  CHECK_MESSAGE(exited_with(cluster.agent("a").wait_status(), 0), cluster.logs());
+}

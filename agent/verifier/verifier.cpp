@@ -146,7 +146,7 @@ Verifier::~Verifier() {
   stop_judge();
 }
 
-Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options) {
+Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options, CancelToken* cancel) {
   if (options.harness_dir.empty()) return invalid_argument("verifier: no harness directory");
   if (options.worker_as && options.judge_as && options.worker_as->uid == options.judge_as->uid && !options.uids) {
     return invalid_argument("verifier: the judge must not run as the candidates' user (uid " +
@@ -156,8 +156,9 @@ Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options
   std::unique_ptr<Verifier> v(new Verifier(options));
   if (options.zygote) v->launch_zygote();  // it imports while the judge does
   KF_RETURN_IF_ERROR(v->launch_judge());
-  KF_RETURN_IF_ERROR(v->await_judge());
-  if (v->zygote_ && !v->zygote_ready(std::chrono::steady_clock::now() + kJudgeReadyWait)) {
+  KF_RETURN_IF_ERROR(v->await_judge(cancel));
+  if (v->zygote_ && !v->zygote_ready(std::chrono::steady_clock::now() + kJudgeReadyWait, cancel)) {
+    if (cancel && cancel->cancelled()) return Status(Code::unavailable, "verifier: start cancelled (the agent is stopping)");
     spdlog::warn("verifier: the worker zygote did not start; workers start cold");
     v->drop_zygote();
   }
@@ -230,10 +231,14 @@ Status Verifier::launch_judge() {
   return Status();
 }
 
-Status Verifier::await_judge() {
+Status Verifier::await_judge(CancelToken* cancel) {
   nlohmann::json ready;
   Wait w = recv_message(judge_->sock.get(), std::chrono::steady_clock::now() + kJudgeReadyWait,
-                        nullptr, &ready);
+                        cancel, &ready);
+  if (w == Wait::cancelled) {
+    stop_judge();
+    return Status(Code::unavailable, "verifier: start cancelled (the agent is stopping)");
+  }
   if (w != Wait::message || !ready.contains("ready")) {
     const auto& r = judge_->kill();
     std::string why = r.ok() ? "exit status " + std::to_string(r->exit_code) + ", stderr: " + r->stderr_data
@@ -370,7 +375,7 @@ void Verifier::launch_zygote() {
 // Whether workers can be forked now, waiting for a zygote still importing until `wait` (a
 // spawn waits a millisecond, the start the judge's start-up); a dead one is relaunched at
 // most once a minute.
-bool Verifier::zygote_ready(Deadline wait) {
+bool Verifier::zygote_ready(Deadline wait, CancelToken* cancel) {
   if (!options_.zygote) return false;
   if (!zygote_) {
     if (std::chrono::steady_clock::now() - zygote_launched_ < std::chrono::seconds(60)) return false;
@@ -379,10 +384,10 @@ bool Verifier::zygote_ready(Deadline wait) {
   }
   if (!zygote_up_) {
     nlohmann::json msg;
-    Wait w = recv_message(zygote_->sock.get(), wait, nullptr, &msg);
+    Wait w = recv_message(zygote_->sock.get(), wait, cancel, &msg);
     if (w == Wait::message && msg.contains("ready")) {
       zygote_up_ = true;
-    } else if (w != Wait::timed_out) {
+    } else if (w != Wait::timed_out && w != Wait::cancelled) {
       drop_zygote();
     }
   }

@@ -73,7 +73,10 @@ struct VerifierOptions {
 // per device); stats() from any thread.
 class Verifier {
  public:
-  static Result<std::unique_ptr<Verifier>> start(const VerifierOptions& options);
+  // Waits until the judge is up (and the zygote, when it has one); `cancel` (optional) gives
+  // up that wait: cancelled.
+  static Result<std::unique_ptr<Verifier>> start(const VerifierOptions& options,
+                                                 CancelToken* cancel = nullptr);
   ~Verifier();  // kills the judge and every worker
   Verifier(const Verifier&) = delete;
   Verifier& operator=(const Verifier&) = delete;
@@ -104,14 +107,14 @@ class Verifier {
   Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec, UniqueFd child_end);
   nlohmann::json worker_exit(Proc& worker);
   void launch_zygote();
-  bool zygote_ready(std::chrono::steady_clock::time_point wait);
+  bool zygote_ready(std::chrono::steady_clock::time_point wait, CancelToken* cancel = nullptr);
   // The zygote's next message about worker `id` ("spawned", "spawn_error", "exited"), or
   // null at the deadline or when the zygote is gone. Messages about others are kept.
   nlohmann::json zygote_message(uint64_t id, std::chrono::steady_clock::time_point deadline);
   void drop_zygote();
   Status ensure_judge();
   Status launch_judge();
-  Status await_judge();
+  Status await_judge(CancelToken* cancel = nullptr);
   void refill();
   void stop_judge();
 
