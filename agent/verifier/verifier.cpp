@@ -200,7 +200,10 @@ ProcessSpec base_spec(const VerifierOptions& o, const std::string& script) {
   spec.env = o.env;
   spec.env["PYTHONPATH"] = o.harness_dir.string();
   spec.env["PYTHONDONTWRITEBYTECODE"] = "1";
-  if (const char* ipc = std::getenv("KFORGE_VERIFIER_CUDA_IPC")) spec.env["KFORGE_VERIFIER_CUDA_IPC"] = ipc;
+  // The experimental switches of docs/harness.md, set in the agent's environment.
+  for (const char* name : {"KFORGE_VERIFIER_CUDA_IPC", "KFORGE_ZYGOTE_TRITON"}) {
+    if (const char* value = std::getenv(name)) spec.env[name] = value;
+  }
   spec.output_cap = o.output_cap;
   return spec;
 }
