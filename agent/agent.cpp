@@ -615,6 +615,7 @@ void Agent::timers() {
     proto::Heartbeat hb;
     hb.running = running_refs();
     hb.outbox = outbox_->refs();
+    if (auto pools = verifier_pools(); !pools.empty()) hb.pools = std::move(pools);
     send(std::move(hb));
   }
 }
@@ -745,7 +746,11 @@ Result<Verifier*> Agent::verifier_for(const std::string& backend, uint32_t devic
   {
     std::lock_guard lock(verifiers_mu_);
     auto& s = verifiers_[key];
-    if (!s) s = std::make_unique<VerifierSlot>();
+    if (!s) {
+      s = std::make_unique<VerifierSlot>();
+      s->backend = backend;
+      s->device_index = device_index;
+    }
     slot = s.get();
   }
   std::lock_guard lock(slot->mu);
@@ -771,7 +776,28 @@ Result<Verifier*> Agent::verifier_for(const std::string& backend, uint32_t devic
   spdlog::info("agent {}: verifier for {} started (judge + {} warm worker(s){})", id_, key,
                vo.warm_workers, box_ ? ", boxed" : "");
   slot->verifier = std::move(v.value());
+  slot->started = slot->verifier.get();
   return slot->verifier.get();
+}
+
+std::vector<proto::VerifierPool> Agent::verifier_pools() {
+  std::vector<proto::VerifierPool> pools;
+  std::lock_guard lock(verifiers_mu_);
+  for (const auto& [key, slot] : verifiers_) {
+    Verifier* v = slot->started.load();  // never one still starting: its slot is locked
+    if (!v) continue;
+    Verifier::Stats st = v->stats();
+    proto::VerifierPool p;
+    p.backend = slot->backend;
+    p.device_index = slot->device_index;
+    p.warm = static_cast<uint32_t>(st.warm);
+    p.busy = static_cast<uint32_t>(st.busy);
+    p.spawned = st.spawned;
+    p.forked = st.forked;
+    p.zygote = st.zygote;
+    pools.push_back(std::move(p));
+  }
+  return pools;
 }
 
 void Agent::join_warmers() {

@@ -196,9 +196,13 @@ class Agent {
   // One per device ("backend:index"), started by its first job or by warm start; a slot's
   // own mutex lets devices start their Verifiers at the same time.
   struct VerifierSlot {
+    std::string backend;
+    uint32_t device_index = 0;
     std::mutex mu;
     std::unique_ptr<Verifier> verifier;
+    std::atomic<Verifier*> started{nullptr};  // set once `verifier` is up: heartbeats read it
   };
+  std::vector<proto::VerifierPool> verifier_pools();
   Result<Verifier*> verifier_for(const std::string& backend, uint32_t device_index);
   void join_warmers();
   std::mutex verifiers_mu_;

@@ -124,6 +124,21 @@ struct Schema<Refused> {
 };
 
 template <>
+struct Schema<VerifierPool> {
+  static constexpr bool described = true;
+  template <class S, class F>
+  static void fields(S& s, F&& f) {
+    f("backend", s.backend, kOptional);
+    f("device_index", s.device_index, kOptional);
+    f("warm", s.warm, kOptional);
+    f("busy", s.busy, kOptional);
+    f("spawned", s.spawned, kOptional);
+    f("forked", s.forked, kOptional);
+    f("zygote", s.zygote, kOptional);
+  }
+};
+
+template <>
 struct Schema<Heartbeat> {
   static constexpr bool described = true;
   static constexpr MsgType type = MsgType::heartbeat;
@@ -131,6 +146,7 @@ struct Schema<Heartbeat> {
   static void fields(S& s, F&& f) {
     f("running", s.running, kOptional);
     f("outbox", s.outbox, kOptional);
+    f("pools", s.pools, kOptional);
   }
 };
 

@@ -96,11 +96,26 @@ struct Refused {
 // (the routing id separates agent id and incarnation with '/').
 bool valid_agent_id(std::string_view id);
 
+// One device's Verifier as its agent sees it (agent/verifier/verifier.h Stats), for metrics.
+struct VerifierPool {
+  std::string backend;
+  uint32_t device_index = 0;
+  uint32_t warm = 0;     // workers started and waiting for a job
+  uint32_t busy = 0;     // workers running a candidate
+  uint64_t spawned = 0;  // workers started since the Verifier started
+  uint64_t forked = 0;   // of which forked from the zygote
+  bool zygote = false;   // the worker zygote is up
+  bool operator==(const VerifierPool&) const = default;
+};
+
 struct Heartbeat {
   // Agent -> coordinator only (empty the other way): what the agent holds, so lost
   // assignments, cancels and acks are repaired without waiting for a reconnect.
   std::vector<JobRef> running;
   std::vector<JobRef> outbox;
+  // Agent -> coordinator: the devices whose Verifier has started (absent: none, or an agent
+  // from before this field; the coordinator's heartbeats never carry it).
+  std::optional<std::vector<VerifierPool>> pools;
   bool operator==(const Heartbeat&) const = default;
 };
 

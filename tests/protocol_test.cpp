@@ -85,7 +85,9 @@ Cancel sample_cancel() { return Cancel{{42, 3}, "task cancelled by operator"}; }
 Bye sample_bye() { return Bye{"SIGTERM"}; }
 
 std::vector<Message> all_samples() {
-  return {sample_hello(), sample_welcome(), sample_refused(), Heartbeat{{{1, 2}, {3, 4}}, {{5, 6}}}, sample_assign(),
+  return {sample_hello(), sample_welcome(), sample_refused(), Heartbeat{{{1, 2}, {3, 4}}, {{5, 6}}, std::nullopt},
+          Heartbeat{{}, {}, std::vector<VerifierPool>{{"cuda", 3, 2, 1, 40, 38, true}, {"cpu", 0, 0, 0, 0, 0, false}}},
+          sample_assign(),
           sample_result(), sample_ack(), sample_cancel(), sample_bye()};
 }
 

@@ -163,6 +163,25 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
       CHECK_MESSAGE(to_string(v.verdict) == str(c, "expect"), v.message);
     }
   }
+
+  // The agent's heartbeats bring its Verifiers' pools to the coordinator's /metrics.
+  auto metrics = [&] {
+    return cluster.coordinator().call([](Coordinator& co) {
+      std::string out;
+      co.render_metrics(out);
+      return out;
+    });
+  };
+  const std::string labels = "{agent=\"" + cluster.agent("a").id() + "\",device=\"cpu:0\"}";
+  const std::string spawned = "kforge_verifier_workers_spawned_total" + labels + " ";
+  CHECK_MESSAGE(wait_until([&] { return metrics().find(spawned) != std::string::npos; }, 10s), metrics());
+  std::string text = metrics();
+  size_t at = text.find(spawned);
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(text.substr(at + spawned.size())) > 0);  // each job took a fresh worker
+  CHECK(text.find("kforge_verifier_workers{agent=\"" + cluster.agent("a").id() + "\",device=\"cpu:0\",state=\"warm\"}") !=
+        std::string::npos);
+  CHECK(text.find("kforge_verifier_zygote_up" + labels) != std::string::npos);
 }
 
 TEST_CASE("a job's memory limit is sized from the machine when unset") {

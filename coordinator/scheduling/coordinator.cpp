@@ -820,6 +820,10 @@ void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
 
 void Coordinator::on_heartbeat(Agent& agent, const proto::Heartbeat& hb) {
   int64_t now = clock_.now_ms();
+  // Its Verifiers' pools, for /metrics: at most one per device it registered.
+  if (hb.pools) {
+    agent.pools.assign(hb.pools->begin(), hb.pools->begin() + static_cast<long>(std::min(hb.pools->size(), agent.devices.size())));
+  }
   int64_t slack = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
   // An assignment the agent never received (lost on the way) is re-queued once the agent
   // has had time to report it.
@@ -1134,6 +1138,33 @@ void Coordinator::render_metrics(std::string& out) const {
                    {"arch", d.device.arch}},
                   d.running > 0 ? 1 : 0);
   }
+  // The agents' Verifiers (agent/verifier), per device, from their last heartbeats.
+  auto each_pool = [&](const auto& fn) {
+    for (const auto& [id, agent] : agents_) {
+      for (const proto::VerifierPool& p : agent.pools) {
+        fn(MetricLabels{{"agent", id}, {"device", p.backend + ":" + std::to_string(p.device_index)}}, p);
+      }
+    }
+  };
+  metric_family(out, "kforge_verifier_workers", "gauge", "candidate workers of a device's Verifier: warm (waiting for a job) or busy");
+  each_pool([&](MetricLabels labels, const proto::VerifierPool& p) {
+    labels.emplace_back("state", "warm");
+    metric_sample(out, "kforge_verifier_workers", labels, p.warm);
+    labels.back().second = "busy";
+    metric_sample(out, "kforge_verifier_workers", labels, p.busy);
+  });
+  metric_family(out, "kforge_verifier_workers_spawned_total", "counter", "candidate workers a device's Verifier started (rate(): spawned per second)");
+  each_pool([&](const MetricLabels& labels, const proto::VerifierPool& p) {
+    metric_sample(out, "kforge_verifier_workers_spawned_total", labels, static_cast<double>(p.spawned));
+  });
+  metric_family(out, "kforge_verifier_workers_forked_total", "counter", "of those, the workers forked from the worker zygote (the rest started cold)");
+  each_pool([&](const MetricLabels& labels, const proto::VerifierPool& p) {
+    metric_sample(out, "kforge_verifier_workers_forked_total", labels, static_cast<double>(p.forked));
+  });
+  metric_family(out, "kforge_verifier_zygote_up", "gauge", "1 while the device's worker zygote is up (0: its workers start cold)");
+  each_pool([&](const MetricLabels& labels, const proto::VerifierPool& p) {
+    metric_sample(out, "kforge_verifier_zygote_up", labels, p.zygote ? 1 : 0);
+  });
   metric_family(out, "kforge_devices", "gauge", "devices of live agents, by backend");
   for (const auto& [backend, n] : by_backend) metric_sample(out, "kforge_devices", {{"backend", backend}}, n.first);
   metric_family(out, "kforge_device_utilization", "gauge", "fraction of the backend's devices running a job now");

@@ -201,6 +201,7 @@ class Coordinator {
     std::string incarnation;
     std::string key;         // CURVE public key (z85) it registered with; "" in plain mode
     std::vector<proto::DeviceInfo> devices;
+    std::vector<proto::VerifierPool> pools;  // from its last heartbeat (metrics)
     int64_t last_recv_ms = 0;
     int64_t last_send_ms = 0;
     int64_t last_touch_ms = 0;  // when last_seen_ms was last stored
