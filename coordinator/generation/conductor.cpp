@@ -1,6 +1,7 @@
 #include "coordinator/generation/conductor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <unordered_set>
 
@@ -278,12 +279,15 @@ size_t Conductor::window() const {
 void Conductor::pump() {
   pump_posted_ = false;
   if (reloading_) return;
+  // A turn that starts tasks delays its dispatch and its messages: kStartsPerTurn at most,
+  // and no more once kPumpMs have gone by (a start reads the task and its steps).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPumpMs);
   size_t budget = kStartsPerTurn;
   while (budget > 0 && !to_resume_.empty()) {
     int64_t id = to_resume_.back();
     to_resume_.pop_back();
     start(id);
-    budget--;
+    budget = std::chrono::steady_clock::now() < until ? budget - 1 : 0;
   }
   bool more = !to_resume_.empty();
   size_t window = this->window();
@@ -298,7 +302,13 @@ void Conductor::pump() {
       return;
     }
     pending_left_ = static_cast<int64_t>(ids->size()) == query.limit;
-    for (int64_t id : *ids) start(id);
+    for (int64_t id : *ids) {
+      if (std::chrono::steady_clock::now() >= until) {  // the rest of the page in a coming turn
+        pending_left_ = true;
+        break;
+      }
+      start(id);
+    }
     more = pending_left_ && active_.size() < window;
   }
   if (more) schedule_pump();

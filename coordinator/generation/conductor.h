@@ -59,8 +59,8 @@ class Conductor {
   // Brings the tasks driven here in line with the store: stops those cancelled there, resumes
   // those it lists as running (after a restart: the tasks in flight), then starts pending
   // ones in id order while fewer than the window (ConductorOptions::max_active_tasks, or
-  // twice the live devices) are driven. Starts at most kStartsPerTurn tasks per loop turn
-  // (the rest in the next turns), so a restart dispatches at once. Reads task ids through
+  // twice the live devices) are driven. Starts at most kStartsPerTurn tasks (or kPumpMs
+  // worth) per loop turn, the rest in the next turns, so a restart dispatches at once. Reads task ids through
   // the state index, never the rows of waiting tasks. Call it at start and whenever another
   // process may have changed tasks (Coordinator::add_change_listener).
   Status resume_all();
@@ -72,6 +72,7 @@ class Conductor {
   // How many tasks may be driven at once now.
   size_t window() const;
   static constexpr size_t kStartsPerTurn = 1000;
+  static constexpr int64_t kPumpMs = 20;  // and no more starts in a turn after this long
   // Store errors a task may hit before it is failed with the last one.
   static constexpr int kMaxStoreErrors = 3;
   // Appends the LLM requests this process made (by role and outcome), their retries,
