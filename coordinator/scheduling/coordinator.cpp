@@ -39,8 +39,9 @@ constexpr int kRouterRcvHwm = 256;
 // How often an agent's last_seen_ms is stored while it talks to us (operators see when a
 // host was last heard from, also after the coordinator stopped).
 constexpr int64_t kTouchIntervalMs = 5000;
-// How often the store is checked for changes other processes committed (kforge enqueue,
-// submit, drain): a PRAGMA; only a change reads anything.
+// How often the store is checked for jobs and drain flags written outside the loop's
+// operations (kforge enqueue, drain) and for other processes' commits (kforge submit: a
+// PRAGMA; only a change runs the change listeners).
 constexpr int64_t kAdoptIntervalMs = 1000;
 // While the no-space alarm is raised, how often the loop tries to write again: the first
 // probe after this long, then twice as long each time, up to the maximum.
@@ -916,10 +917,14 @@ void Coordinator::timers() {
   for (const auto& id : lost) lose_agent(id, "lost");
   if (now >= next_adopt_ms_) {
     next_adopt_ms_ = now + kAdoptIntervalMs;
+    // Queued jobs above the highest id known and drain flags: an index range and the agent
+    // rows (the operator API's drain writes through this connection, so it is read even when
+    // no other process committed). The listeners' reconciliation only after another
+    // process's commit.
+    adopt_changes();
     auto changed = store_->changed_elsewhere();
     if (!changed.ok()) note(changed.status());
     if (changed.ok() && *changed) {
-      adopt_changes();
       for (auto& fn : change_listeners_) fn();
     }
     check_agent_keys_file();
