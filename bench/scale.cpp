@@ -16,11 +16,23 @@
 // (/proc/PID/stat) and the size of its log (file and stderr) are printed as a `sample:` line;
 // the summary follows as `name: value` lines. --coordinator runs another build's binary (the
 // main branch's, for a baseline) under the same load.
+//
+// --tasks N measures a campaign of N tasks instead of a fleet (issue 21): a verify_only
+// campaign (a 5 KB file whose sweep expands to N tasks; campaigns of 100,000 at most, so
+// several for more) is submitted with `kforge submit --data` before the coordinator starts
+// with its operator API on a free port. With every task queued and no agent connected it
+// prints the coordinator's RSS and CPU for --idle-seconds (after --settle-seconds), the
+// latency of `GET /api/v1/tasks` pages (first, middle and last, by `after` and by `offset`),
+// then kills it (SIGKILL), starts it again on the same data and times the first Assign a
+// fresh fake agent (one cpu device) receives: restart_to_dispatch_ms.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,6 +86,10 @@ const std::vector<FlagSpec> kFlags = {
     {"sample-ms", true, "interval between samples (default 5000)"},
     {"coordinator", true, "kforge-coordinator binary (default: beside this build's bench)"},
     {"log-level", true, "the coordinator's log level (default info)"},
+    {"tasks", true, "measure a campaign of this many tasks instead of a fleet (default 0: the fleet)"},
+    {"settle-seconds", true, "--tasks: wait this long after the start before measuring (default 10)"},
+    {"idle-seconds", true, "--tasks: measure idle CPU and RSS this long (default 20)"},
+    {"kforge", true, "--tasks: the kforge CLI that submits the campaign (default: beside this build's bench)"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
     {"help", false, "show this message"},
 };
@@ -89,9 +105,14 @@ struct CoordinatorProcess {
   pid_t pid = -1;
   std::string endpoint;
 
+  std::string api;  // the operator API's URL, when it serves one
+  int64_t started_ms = 0;  // when it was forked
+
   // Starts `exe` with stdout on a pipe (its first line names the endpoint) and stderr
-  // appended to `stderr_path`.
-  Status start(const fs::path& exe, const std::vector<std::string>& args, const fs::path& stderr_path) {
+  // appended to `stderr_path`. With `api`, also waits for the API's URL (and the dashboard
+  // line printed with it, so nothing is written to the pipe after it is closed).
+  Status start(const fs::path& exe, const std::vector<std::string>& args, const fs::path& stderr_path,
+               bool with_api = false) {
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) return io_error("pipe: " + std::string(std::strerror(errno)));
     int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -102,6 +123,7 @@ struct CoordinatorProcess {
     for (auto& a : all) argv.push_back(a.data());
     argv.push_back(nullptr);
     pid_t parent = ::getpid();
+    started_ms = now_ms();
     pid = ::fork();
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -118,15 +140,16 @@ struct CoordinatorProcess {
     const std::string prefix = "listening ";
     std::string text;
     int64_t deadline = now_ms() + 30'000;
-    auto endpoint_line = [&]() -> std::optional<std::string> {
+    auto line_of = [&](const std::string& head) -> std::optional<std::string> {
       size_t start = 0;
       for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
         std::string line = text.substr(start, nl - start);
-        if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+        if (line.rfind(head, 0) == 0) return line.substr(head.size());
       }
       return std::nullopt;
     };
-    while (!endpoint_line()) {
+    auto endpoint_line = [&] { return line_of(prefix); };
+    while (!endpoint_line() || (with_api && !line_of("dashboard "))) {
       pollfd p{out[0], POLLIN, 0};
       int left = static_cast<int>(std::max<int64_t>(deadline - now_ms(), 0));
       if (left == 0 || ::poll(&p, 1, left) <= 0) break;
@@ -141,7 +164,16 @@ struct CoordinatorProcess {
       return io_error("the coordinator did not say where it listens (see " + stderr_path.string() + ")");
     }
     endpoint = *found;
+    api = line_of("api ").value_or("");
+    if (with_api && api.empty()) return io_error("the coordinator did not say where its API is");
     return Status();
+  }
+
+  void kill_now() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
   }
 
   bool alive() const { return pid > 0 && ::kill(pid, 0) == 0; }
@@ -162,12 +194,12 @@ struct CoordinatorProcess {
   }
 };
 
-// VmRSS of `pid` in MiB; -1 if unavailable.
-double rss_mb(pid_t pid) {
+// VmRSS (or another /proc/PID/status field in kB: VmHWM) of `pid` in MiB; -1 if unavailable.
+double rss_mb(pid_t pid, const std::string& field = "VmRSS:") {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+    if (line.rfind(field, 0) == 0) return std::strtod(line.c_str() + field.size(), nullptr) / 1024.0;
   }
   return -1;
 }
@@ -424,6 +456,145 @@ class Flooder {
   std::atomic<bool> stop_{false};
 };
 
+// ---- A campaign of many tasks -------------------------------------------------------------
+
+// Writes campaigns of `tasks` verify_only tasks in all into `dir` (campaign-K.toml, 100,000
+// tasks each at most: the limit of one campaign), each a small file whose sweep expands.
+std::vector<fs::path> write_campaigns(const fs::path& dir, uint64_t tasks) {
+  {
+    // About the size of a KernelBench reference (3 KB): its docstring stands for the rest.
+    std::ofstream task(dir / "add.py");
+    task << "\"\"\"" << std::string(3000, 'x') << "\"\"\"\n";
+    task << "import torch\n\nA = 1\nB = 1\nC = 1\nD = 1\n\n\nclass Model(torch.nn.Module):\n"
+            "    def forward(self, x):\n        return x + A\n\n\ndef get_inputs():\n"
+            "    return [torch.randn(B * C * D)]\n\n\ndef get_init_inputs():\n    return []\n";
+    std::ofstream candidate(dir / "add_candidate.py");
+    candidate << "import torch\n\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n"
+                 "        return x + 1\n";
+  }
+  std::vector<fs::path> files;
+  for (uint64_t done = 0, k = 0; done < tasks; ++k) {
+    uint64_t n = std::min<uint64_t>(tasks - done, 100'000);
+    // n = a * b * c points (the remainder as a last campaign of one sweep).
+    std::vector<std::pair<char, uint64_t>> axes;
+    if (n == 100'000) {
+      axes = {{'A', 100}, {'B', 100}, {'C', 10}};
+    } else {
+      axes = {{'A', n}};
+    }
+    fs::path file = dir / ("campaign-" + std::to_string(k) + ".toml");
+    std::ofstream out(file);
+    out << "name = \"scale-" << k << "\"\nworkflow = \"verify_only\"\n\n[defaults]\nbackend = \"cpu\"\n"
+        << "arch = \"x86_64\"\nimpl_type = \"cpp\"\nframework = \"torch\"\n\n[[ops]]\nop_name = \"add\"\n"
+        << "task_desc = \"add.py\"\ncandidate = \"add_candidate.py\"\n[ops.sweep]\nD = " << k + 1 << "\n";
+    for (auto [name, count] : axes) {
+      out << name << " = [";
+      for (uint64_t i = 0; i < count; ++i) out << (i ? ", " : "") << i + 1;
+      out << "]\n";
+    }
+    files.push_back(file);
+    done += n;
+  }
+  return files;
+}
+
+// Runs `argv` and waits for it; its output goes to `log`. The exit status, or -1.
+int run_and_wait(std::vector<std::string> argv, const fs::path& log) {
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// One GET on loopback (HTTP/1.1, Connection: close): the status code and the time to the
+// whole answer in ms, or {-1, ...} when it could not be had.
+std::pair<int, double> http_get(const std::string& url, const std::string& path, const std::string& token) {
+  // url: http://127.0.0.1:PORT
+  size_t colon = url.rfind(':');
+  int port = std::atoi(url.c_str() + colon + 1);
+  int64_t t0 = SteadyClock::now().time_since_epoch().count();
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (fd >= 0) ::close(fd);
+    return {-1, 0};
+  }
+  std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
+                        "\r\nConnection: close\r\n\r\n";
+  (void)::write(fd, request.data(), request.size());
+  std::string answer;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  double ms = static_cast<double>(SteadyClock::now().time_since_epoch().count() - t0) / 1e6;
+  int code = answer.size() > 12 ? std::atoi(answer.c_str() + 9) : -1;
+  return {code, ms};
+}
+
+// Median latency of `reps` GETs of `path`, in ms; -1 when any failed.
+double median_get_ms(const CoordinatorProcess& c, const std::string& path, const std::string& token, int reps = 5) {
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    auto [code, t] = http_get(c.api, path, token);
+    if (code != 200) return -1;
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// A fresh fake agent with one cpu device: says Hello and waits for an Assign. The time it
+// came (steady ms), or -1 at the deadline.
+int64_t first_assign_ms(zmq::context_t& ctx, const std::string& endpoint, int64_t deadline_ms) {
+  std::string incarnation = random_hex_id().substr(0, 12);
+  auto socket = make_dealer(ctx, endpoint, "probe/" + incarnation);
+  if (!socket.ok()) return -1;
+  proto::Hello hello;
+  hello.agent_id = "probe";
+  hello.incarnation = incarnation;
+  hello.host = "scale";
+  hello.devices.push_back(proto::DeviceInfo{0, "cpu", "x86_64", "scale cpu", 0});
+  std::string bytes = proto::encode(hello);
+  (void)socket->send(zmq::buffer(bytes), zmq::send_flags::none);
+  while (now_ms() < deadline_ms) {
+    zmq::pollitem_t item{socket->handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(10));
+    zmq::message_t msg;
+    while (socket->recv(msg, zmq::recv_flags::dontwait)) {
+      auto frame = proto::decode(msg.to_string());
+      if (frame.ok() && std::holds_alternative<proto::Assign>(frame->message)) {
+        int64_t at = now_ms();
+        socket->close();
+        return at;
+      }
+    }
+  }
+  socket->close();
+  return -1;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  return s;
+}
+
 // ---- Measurement --------------------------------------------------------------------------
 
 struct Sample {
@@ -453,6 +624,94 @@ Result<uint64_t> uint_flag(const ParsedFlags& flags, const std::string& name, ui
   auto v = flags.get(name);
   if (!v) return fallback;
   return parse_uint_flag(name, *v);
+}
+
+// --tasks: the campaign's costs (see the top of this file).
+int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
+  auto settle = uint_flag(flags, "settle-seconds", 10), idle = uint_flag(flags, "idle-seconds", 20);
+  if (!settle.ok()) return fail(settle.status().message());
+  if (!idle.ok()) return fail(idle.status().message());
+  fs::path kforge = flags.get("kforge").value_or(
+      (fs::canonical("/proc/self/exe").parent_path().parent_path() / "cli" / "kforge").string());
+  if (!fs::exists(kforge)) return fail(kforge.string() + " does not exist (build it, or pass --kforge)");
+  fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
+  fs::create_directories(dir);
+  const fs::path data = dir / "data";
+  {
+    std::ofstream cfg(dir / "kforge.toml");
+    cfg << "[coordinator]\n\n[coordinator.log]\nfile = \"" << (dir / "coordinator.log").string() << "\"\n";
+  }
+  std::printf("coordinator: %s\nkforge: %s\ndir: %s\ntasks: %llu\n", exe.c_str(), kforge.c_str(), dir.c_str(),
+              static_cast<unsigned long long>(tasks));
+  int64_t t0 = now_ms();
+  for (const fs::path& file : write_campaigns(dir, tasks)) {
+    int rc = run_and_wait({kforge.string(), "submit", file.string(), "--data", data.string()}, dir / "submit.log");
+    if (rc != 0) return fail("kforge submit " + file.string() + " failed (see " + (dir / "submit.log").string() + ")");
+  }
+  print("submit_s", static_cast<double>(now_ms() - t0) / 1000.0, 1);
+  uint64_t db_bytes = bytes_of(data, "kforge.db");
+  print("db_mb", static_cast<double>(db_bytes) / 1048576.0, 1);
+  print("db_bytes_per_task", static_cast<double>(db_bytes) / static_cast<double>(tasks), 0);
+  std::fflush(stdout);
+
+  const std::vector<std::string> args = {"--config", (dir / "kforge.toml").string(), "--listen", "tcp://127.0.0.1:*",
+                                         "--data", data.string(), "--http", "127.0.0.1:0",
+                                         "--log-level", flags.get("log-level").value_or("info")};
+  CoordinatorProcess coord;
+  if (Status st = coord.start(exe, args, dir / "stderr.log", true); !st.ok()) return fail(st.to_string());
+  print("start_to_listening_ms", static_cast<double>(now_ms() - coord.started_ms), 0);
+  // RSS and CPU every second: the settle (admission), then the idle window measured.
+  double last_cpu = cpu_s(coord.pid);
+  int64_t last_t = now_ms();
+  const int64_t idle_from = coord.started_ms + static_cast<int64_t>(*settle) * 1000;
+  const int64_t idle_to = idle_from + static_cast<int64_t>(*idle) * 1000;
+  double idle_cpu_start = -1, rss_max = 0;
+  while (now_ms() < idle_to) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    if (!coord.alive()) return fail("the coordinator exited (see " + (dir / "stderr.log").string() + ")");
+    int64_t now = now_ms();
+    double cpu = cpu_s(coord.pid), rss = rss_mb(coord.pid);
+    rss_max = std::max(rss_max, rss);
+    if (idle_cpu_start < 0 && now >= idle_from) idle_cpu_start = cpu;
+    std::printf("sample: t_s=%.0f rss_mb=%.1f cpu_pct=%.1f%s\n", static_cast<double>(now - coord.started_ms) / 1000.0,
+                rss, 100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0),
+                now >= idle_from ? " idle" : "");
+    std::fflush(stdout);
+    last_cpu = cpu;
+    last_t = now;
+  }
+  double idle_cpu = cpu_s(coord.pid) - std::max(idle_cpu_start, 0.0);
+  print("idle_cpu_pct", 100.0 * idle_cpu / static_cast<double>(std::max<uint64_t>(*idle, 1)), 2);
+  print("rss_idle_mb", rss_mb(coord.pid));
+  print("rss_max_mb", rss_max);
+  print("rss_hwm_mb", rss_mb(coord.pid, "VmHWM:"));
+
+  // Listing pages of 100: by cursor (after) and by offset, at the start, middle and end.
+  const std::string token = read_text(data / "api.token");
+  const uint64_t middle = tasks / 2, last = tasks > 100 ? tasks - 100 : 0;
+  const std::string base = "/api/v1/tasks?limit=100";
+  print("listing_first_ms", median_get_ms(coord, base, token), 2);
+  print("listing_middle_after_ms", median_get_ms(coord, base + "&after=" + std::to_string(middle), token), 2);
+  print("listing_last_after_ms", median_get_ms(coord, base + "&after=" + std::to_string(last), token), 2);
+  print("listing_middle_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(middle), token), 2);
+  print("listing_last_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(last), token), 2);
+  std::fflush(stdout);
+
+  // kill -9, start again, and time the first Assign a fresh agent gets.
+  coord.kill_now();
+  zmq::context_t ctx(1);
+  if (Status st = coord.start(exe, args, dir / "stderr.log", true); !st.ok()) return fail(st.to_string());
+  print("restart_to_listening_ms", static_cast<double>(now_ms() - coord.started_ms), 0);
+  int64_t assigned = first_assign_ms(ctx, coord.endpoint, now_ms() + 60'000);
+  print("restart_to_dispatch_ms", assigned < 0 ? -1 : static_cast<double>(assigned - coord.started_ms), 0);
+  print("rss_after_restart_mb", rss_mb(coord.pid));
+  std::fflush(stdout);
+  coord.stop();
+  if (!flags.has("keep")) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  return 0;
 }
 
 int run(int argc, char** argv) {
@@ -485,6 +744,9 @@ int run(int argc, char** argv) {
     exe = fs::canonical("/proc/self/exe").parent_path().parent_path() / "coordinator" / "kforge-coordinator";
   }
   if (!fs::exists(exe)) return fail(exe.string() + " does not exist (build it, or pass --coordinator)");
+  auto tasks = uint_flag(*flags, "tasks", 0);
+  if (!tasks.ok()) return fail(tasks.status().message());
+  if (*tasks > 0) return run_tasks(*flags, exe, *tasks);
 
   fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
   fs::create_directories(dir);

@@ -109,7 +109,8 @@ const std::vector<Command>& commands() {
       {"op", true, "only this op_name"},
       {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ...)"},
       {"limit", true, "at most this many"},
-      {"offset", true, "skip this many matching tasks first (pages, with --limit)"},
+      {"offset", true, "skip this many matching tasks first (slower than --after at depth)"},
+      {"after", true, "only tasks with ids above this (keyset paging)"},
       kJson,
       {"csv", false, "print CSV"}};
   static const std::vector<Command> all = {

@@ -40,4 +40,21 @@ int cmd_keygen(const ParsedFlags& flags);
 // Prints tasks (API Task objects) as a table, "json" or "csv".
 void print_tasks(const nlohmann::json& tasks, const std::string& format);
 
+// The same, a page at a time: the header (or "[") when made, each page's rows as they come,
+// the end ("]") when destroyed. The output is print_tasks' for all the rows at once.
+class TaskPrinter {
+ public:
+  explicit TaskPrinter(std::string format);
+  ~TaskPrinter();
+  TaskPrinter(const TaskPrinter&) = delete;
+  TaskPrinter& operator=(const TaskPrinter&) = delete;
+  void rows(const nlohmann::json& tasks);
+
+ private:
+  std::string format_;
+  size_t rows_ = 0;
+};
+// Tasks asked of the coordinator per page by `kforge tasks` and `kforge results`.
+inline constexpr uint64_t kTaskPage = 1000;
+
 }  // namespace kforge

@@ -8,6 +8,9 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
+#include <functional>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -149,10 +152,35 @@ int cmd_status(const ParsedFlags& flags) {
 
 namespace {
 
+// Calls `each` with the pages of the tasks `query` (filters, no paging) matches, by id,
+// kTaskPage at a time, as they come: each page asks for the ids after the last one seen
+// (keyset), so a listing of a million tasks holds one page here and in the coordinator.
+// `offset` applies to the first page; `limit` caps the tasks in all.
+Status each_task_page(ApiClient& api, const std::string& query, std::optional<uint64_t> after,
+                      std::optional<uint64_t> offset, std::optional<uint64_t> limit,
+                      const std::function<Status(const json& page)>& each) {
+  const char* sep = query.find('?') == std::string::npos ? "?" : "&";
+  uint64_t seen = 0;
+  for (;;) {
+    uint64_t page = limit ? std::min<uint64_t>(kTaskPage, *limit - seen) : kTaskPage;
+    std::string q = query + sep + "limit=" + std::to_string(page);
+    if (after) q += "&after=" + std::to_string(*after);
+    if (offset) q += "&offset=" + std::to_string(*offset);
+    auto tasks = api.get(q);
+    if (!tasks.ok()) return tasks.status();
+    KF_RETURN_IF_ERROR(each(*tasks));
+    seen += tasks->size();
+    if (tasks->size() < page || (limit && seen >= *limit)) return Status();
+    after = tasks->back().value("task", uint64_t{0});
+    offset.reset();
+  }
+}
+
+// The filters of a listing, without paging ("tasks?campaign=3&state=failed").
 std::string tasks_query(const ParsedFlags& flags, int64_t campaign) {
   std::string q = "tasks?";
   if (campaign > 0) q += "campaign=" + std::to_string(campaign) + "&";
-  for (const char* key : {"state", "op", "verdict", "limit", "offset"}) {
+  for (const char* key : {"state", "op", "verdict"}) {
     if (auto v = flags.get(key)) q += std::string(key) + "=" + url_escape(*v) + "&";
   }
   q.pop_back();
@@ -173,16 +201,27 @@ const char* const kTaskColumns[] = {"task", "campaign", "op_name", "task_id", "b
 
 }  // namespace
 
-void print_tasks(const json& tasks, const std::string& format) {
-  if (format == "json") {
-    std::printf("%s\n", tasks.dump(2).c_str());
-    return;
-  }
-  if (format == "csv") {
+TaskPrinter::TaskPrinter(std::string format) : format_(std::move(format)) {
+  if (format_ == "json") {
+    std::printf("[");
+  } else if (format_ == "csv") {
     std::string header;
     for (const char* c : kTaskColumns) header += std::string(header.empty() ? "" : ",") + c;
     std::printf("%s\n", header.c_str());
-    for (const json& t : tasks) {
+  } else {
+    std::printf("%-6s %-20s %-28s %-9s %-20s %7s %8s %9s\n", "TASK", "OP", "TASK_ID", "STATE", "VERDICT", "STEPS",
+                "SPEEDUP", "COST_USD");
+  }
+}
+
+void TaskPrinter::rows(const json& tasks) {
+  for (const json& t : tasks) {
+    if (format_ == "json") {
+      // The same text as tasks.dump(2) of the whole array, one element at a time.
+      std::string item = json::array({t}).dump(2);
+      item = item.substr(1, item.size() - 3);  // without "[" and "\n]"
+      std::printf("%s%s", rows_ ? "," : "", item.c_str());
+    } else if (format_ == "csv") {
       std::string line;
       bool first = true;
       for (const char* c : kTaskColumns) {
@@ -190,17 +229,24 @@ void print_tasks(const json& tasks, const std::string& format) {
         first = false;
       }
       std::printf("%s\n", line.c_str());
+    } else {
+      std::string steps = str(t, "steps") + "/" + str(t, "limit_steps");
+      std::printf("%-6lld %-20.20s %-28.28s %-9s %-20.20s %7s %8s %9.4f\n", static_cast<long long>(t.value("task", 0)),
+                  str(t, "op_name").c_str(), str(t, "task_id").c_str(), str(t, "state").c_str(),
+                  str(t, "verdict").c_str(), steps.c_str(), speedup_text(t).c_str(), t.value("cost_usd", 0.0));
     }
-    return;
+    rows_++;
   }
-  std::printf("%-6s %-20s %-28s %-9s %-20s %7s %8s %9s\n", "TASK", "OP", "TASK_ID", "STATE", "VERDICT", "STEPS",
-              "SPEEDUP", "COST_USD");
-  for (const json& t : tasks) {
-    std::string steps = str(t, "steps") + "/" + str(t, "limit_steps");
-    std::printf("%-6lld %-20.20s %-28.28s %-9s %-20.20s %7s %8s %9.4f\n", static_cast<long long>(t.value("task", 0)),
-                str(t, "op_name").c_str(), str(t, "task_id").c_str(), str(t, "state").c_str(),
-                str(t, "verdict").c_str(), steps.c_str(), speedup_text(t).c_str(), t.value("cost_usd", 0.0));
-  }
+}
+
+TaskPrinter::~TaskPrinter() {
+  if (format_ == "json") std::printf(rows_ ? "\n]\n" : "]\n");
+  std::fflush(stdout);
+}
+
+void print_tasks(const json& tasks, const std::string& format) {
+  TaskPrinter printer(format);
+  printer.rows(tasks);
 }
 
 namespace {
@@ -216,9 +262,21 @@ int list_tasks(const ParsedFlags& flags, bool campaign_positional) {
     campaign = *id;
   }
   if (flags.has("json") && flags.has("csv")) return cli_fail("give --json or --csv, not both", kExitUsage);
-  auto tasks = (*api)->get(tasks_query(flags, campaign));
-  if (!tasks.ok()) return api_fail(tasks.status());
-  print_tasks(*tasks, flags.has("json") ? "json" : flags.has("csv") ? "csv" : "table");
+  std::optional<uint64_t> limit, offset, after;
+  for (auto [name, value] : {std::pair{"limit", &limit}, {"offset", &offset}, {"after", &after}}) {
+    if (auto v = flags.get(name)) {
+      auto n = parse_uint_flag(name, *v);
+      if (!n.ok()) return cli_fail(n.status().message(), kExitUsage);
+      *value = *n;
+    }
+  }
+  std::optional<TaskPrinter> printer;
+  Status st = each_task_page(**api, tasks_query(flags, campaign), after, offset, limit, [&](const json& page) {
+    if (!printer) printer.emplace(flags.has("json") ? "json" : flags.has("csv") ? "csv" : "table");
+    printer->rows(page);
+    return Status();
+  });
+  if (!st.ok()) return api_fail(st);
   return kExitOk;
 }
 
@@ -496,22 +554,27 @@ int cmd_export(const ParsedFlags& flags) {
   if (!api.ok()) return code;
   auto campaign = (*api)->get("campaigns/" + std::to_string(*id));
   if (!campaign.ok()) return api_fail(campaign.status());
-  auto tasks = (*api)->get("tasks?campaign=" + std::to_string(*id));
-  if (!tasks.ok()) return api_fail(tasks.status());
   size_t files = 0, passed = 0;
   auto write = [&](const std::filesystem::path& p, const std::string& text) -> Status {
     KF_RETURN_IF_ERROR(ensure_dir(p.parent_path()));
     files++;
     return atomic_write_file(p, text);
   };
-  for (const json& row : *tasks) {
+  if (Status st = ensure_dir(out); !st.ok()) return cli_fail(st.message());
+  const std::filesystem::path summary_path = out / "summary.json", partial = out / "summary.json.partial";
+  std::ofstream summary(partial, std::ios::trunc);
+  if (!summary) return cli_fail("export: cannot write " + partial.string());
+  summary << "{\n  \"campaign\": " << campaign->dump() << ",\n  \"tasks\": [";
+  size_t exported = 0;
+  // Each task's detail and files: one page of the listing in memory at a time.
+  auto export_task = [&](const json& row) -> Status {
     auto t = (*api)->get("tasks/" + std::to_string(row.value("task", 0)));
-    if (!t.ok()) return api_fail(t.status());
+    if (!t.ok()) return t.status();
     std::string op = safe_name(str(*t, "op_name")), tid = safe_name(str(*t, "task_id"));
     std::filesystem::path dir = out / op / tid;
     // AIKG's layout: I{task}_S{step}_{op}_{agent}_{prompt|result|error_log}.txt
     std::string prefix = "I" + std::to_string(t->value("task", 0)) + "_S";
-    if (Status st = write(dir / "task_desc.py", str(*t, "task_desc")); !st.ok()) return cli_fail(st.message());
+    if (Status st = write(dir / "task_desc.py", str(*t, "task_desc")); !st.ok()) return st;
     std::string passing_code;
     for (const json& s : (*t)["trace"]) {
       char seq[16];
@@ -519,12 +582,12 @@ int cmd_export(const ParsedFlags& flags) {
       std::string base = prefix + seq + "_" + op + "_" + str(s, "role") + "_";
       if (str(s, "role") == "verifier") {
         std::string kind = str(s, "verdict") == "passed" ? "result" : "error_log";
-        if (Status st = write(dir / (base + kind + ".txt"), verifier_summary(str(s, "output")) + "\n"); !st.ok()) return cli_fail(st.message());
-        if (Status st = write(dir / (base + "result.json"), str(s, "output") + "\n"); !st.ok()) return cli_fail(st.message());
+        if (Status st = write(dir / (base + kind + ".txt"), verifier_summary(str(s, "output")) + "\n"); !st.ok()) return st;
+        if (Status st = write(dir / (base + "result.json"), str(s, "output") + "\n"); !st.ok()) return st;
         continue;
       }
-      if (Status st = write(dir / (base + "prompt.txt"), str(s, "input")); !st.ok()) return cli_fail(st.message());
-      if (Status st = write(dir / (base + "result.txt"), str(s, "output")); !st.ok()) return cli_fail(st.message());
+      if (Status st = write(dir / (base + "prompt.txt"), str(s, "input")); !st.ok()) return st;
+      if (Status st = write(dir / (base + "result.txt"), str(s, "output")); !st.ok()) return st;
       if (str(s, "role") == "coder" && (*t)["best_step"].is_number() && s["seq"] == (*t)["best_step"]) {
         auto extracted = extract_code(str(s, "output"), str(*t, "impl_type"));
         passing_code = extracted.ok() ? *extracted : str(s, "output");
@@ -532,14 +595,27 @@ int cmd_export(const ParsedFlags& flags) {
     }
     if (str(*t, "state") == "passed" && !passing_code.empty()) {
       std::string name = op + "_" + tid + "_" + safe_name(str(*t, "impl_type")) + ".py";
-      if (Status st = write(out / "passed" / name, passing_code); !st.ok()) return cli_fail(st.message());
+      if (Status st = write(out / "passed" / name, passing_code); !st.ok()) return st;
       passed++;
     }
-  }
-  json summary = {{"campaign", *campaign}, {"tasks", *tasks}};
-  if (Status st = write(out / "summary.json", summary.dump(2) + "\n"); !st.ok()) return cli_fail(st.message());
+    return Status();
+  };
+  Status st = each_task_page(**api, "tasks?campaign=" + std::to_string(*id), {}, {}, {}, [&](const json& page) {
+    for (const json& row : page) {
+      KF_RETURN_IF_ERROR(export_task(row));
+      summary << (exported++ ? ",\n    " : "\n    ") << row.dump();
+    }
+    return Status();
+  });
+  if (!st.ok()) return api_fail(st);
+  summary << (exported ? "\n  ]\n}\n" : "]\n}\n");
+  summary.close();
+  if (!summary) return cli_fail("export: cannot write " + partial.string());
+  std::filesystem::rename(partial, summary_path, ec);
+  if (ec) return cli_fail("export: cannot rename " + partial.string() + ": " + ec.message());
+  files++;
   std::printf("exported campaign %lld to %s: %zu tasks, %zu files, %zu passed kernels in passed/\n",
-              static_cast<long long>(*id), out.string().c_str(), tasks->size(), files, passed);
+              static_cast<long long>(*id), out.string().c_str(), exported, files, passed);
   return kExitOk;
 }
 

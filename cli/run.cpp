@@ -147,7 +147,7 @@ int cmd_run(const ParsedFlags& flags) {
   auto agent = Agent::open(aopts);
   if (!agent.ok()) return cli_fail(agent.status().message());
 
-  coord.add_periodic(1000, [&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
+  coord.add_change_listener([&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
   // The operator API and dashboard, so that `kforge status --coordinator URL` works meanwhile.
   auto api = serve_operator_api(coord, conductor, *http);
   if (!api.ok()) return cli_fail(api.status().message());

@@ -108,7 +108,9 @@ int main(int argc, char** argv) {
   conductor_options.endpoints = endpoints;
   conductor_options.verify_timeout_s = cc.verify_timeout_s;
   Conductor conductor(**coordinator, llm.get(), std::move(prompts.value()), conductor_options);
-  (*coordinator)->add_periodic(1000, [&] {
+  // Tasks other processes added or cancelled (kforge submit): looked at when the store says
+  // another connection committed, not on a timer.
+  (*coordinator)->add_change_listener([&] {
     if (Status st = conductor.resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
   });
   std::optional<OperatorApi> api;

@@ -142,6 +142,43 @@ TEST_CASE_FIXTURE(RouterFixture, "tasks carry their outcome and filter by state,
   CHECK(ask("GET", "/api/v1/tasks", {{"offset", "-1"}}).status == 400);
 }
 
+// Issue 21: pages by cursor (after=<id>, the answer's X-Next-After) cost what they return at
+// any depth, and a listing that pages while tasks are added sees each task once.
+TEST_CASE_FIXTURE(RouterFixture, "task pages by cursor hold every task once, also while tasks are added") {
+  auto writer = Store::open(db);
+  REQUIRE(writer.ok());
+  for (int i = 0; i < 7; ++i) tasks.push_back((*writer)->create_task(campaign, spec("op" + std::to_string(i), "N=1")).value());
+  std::map<int64_t, int> seen;
+  std::string after;
+  for (int page = 0;; ++page) {
+    REQUIRE(page < 20);
+    std::map<std::string, std::string> query = {{"limit", "3"}};
+    if (!after.empty()) query["after"] = after;
+    ApiReply r = ask("GET", "/api/v1/tasks", query);
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    json rows = json::parse(r.body);
+    for (const json& t : rows) seen[t["task"].get<int64_t>()]++;
+    if (page < 2) tasks.push_back((*writer)->create_task(campaign, spec("late" + std::to_string(page), "N=1")).value());
+    auto next = std::find_if(r.headers.begin(), r.headers.end(), [](const auto& h) { return h.first == "X-Next-After"; });
+    if (rows.size() < 3) {
+      CHECK(next == r.headers.end());
+      break;
+    }
+    REQUIRE(next != r.headers.end());
+    CHECK(next->second == std::to_string(rows.back()["task"].get<int64_t>()));
+    after = next->second;
+  }
+  CHECK(seen.size() == tasks.size());
+  for (int64_t id : tasks) CHECK_MESSAGE(seen[id] == 1, "task " << id);
+  // Filters apply within the cursor's range; offset still pages the old way.
+  json failed = get("/api/v1/tasks", {{"state", "failed"}, {"after", std::to_string(tasks[0])}});
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0]["task"] == tasks[1]);
+  CHECK(get("/api/v1/tasks", {{"after", std::to_string(tasks.back())}}).empty());
+  CHECK(get("/api/v1/tasks", {{"after", std::to_string(tasks[0])}, {"offset", "1"}, {"limit", "1"}})[0]["task"] == tasks[2]);
+  CHECK(ask("GET", "/api/v1/tasks", {{"after", "x"}}).status == 400);
+}
+
 TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id with offset and limit") {
   std::vector<int64_t> ids;  // by id: softmax's, relu's, a plain job, in turn
   {
@@ -454,6 +491,81 @@ TEST_CASE("the API serves a running coordinator: a submitted campaign starts, ca
   CHECK(metrics->body.find("kforge_dispatch_latency_seconds_count 1\n") != std::string::npos);
   CHECK(metrics->body.find("kforge_results_total{outcome=\"recorded\"} 1\n") != std::string::npos);
   CHECK(metrics->body.find("kforge_devices{backend=\"cpu\"} 1\n") != std::string::npos);
+}
+
+// Issue 21: a campaign's tasks are not all driven at once. The Conductor drives a window of
+// them (their jobs queued in the pool), the rest wait pending in the store and start as places
+// free up; after a kill -9 only the window (the tasks in flight) is resumed, each with the job
+// it had, and an agent that comes gets them.
+TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those and dispatches their jobs") {
+  TestCluster cluster;
+  auto fixture = load_campaign((source_dir() / "tests" / "fixtures" / "campaigns" / "verify.toml").string());
+  REQUIRE(fixture.ok());
+  ConductorOptions options;
+  options.max_active_tasks = 2;
+  auto conductor_on = [&](Coordinator& co) {
+    auto prompts = PromptLibrary::load(source_dir() / "prompts");
+    REQUIRE(prompts.ok());
+    return std::make_unique<Conductor>(co, nullptr, std::move(*prompts), options);
+  };
+  auto conductor = conductor_on(cluster.coordinator());
+  std::vector<int64_t> ids = cluster.coordinator().call([&](Coordinator& c) {
+    int64_t campaign = c.store().create_campaign("window", "", "hash-window", "verify_only").value();
+    std::vector<int64_t> out;
+    for (int i = 0; i < 5; ++i) {
+      TaskSpec t = fixture->tasks[0].spec;
+      t.task_id = "N=" + std::to_string(i);
+      t.candidate = fixture->tasks[0].candidate;
+      out.push_back(c.store().create_task(campaign, t).value());
+    }
+    return out;
+  });
+  auto counts = [&] {
+    return cluster.coordinator().call([](Coordinator& c) { return c.store().task_counts(0).value(); });
+  };
+  auto queued = [&] { return cluster.coordinator().call([](Coordinator& c) { return c.pool().queued(); }); };
+  REQUIRE(cluster.coordinator().call([&](Coordinator&) { return conductor->resume_all(); }).ok());
+  REQUIRE(wait_until([&] { return counts()["running"] == 2; }, 10s));
+  CHECK(counts()["pending"] == 3);
+  CHECK(queued() == 2);
+  // A cancelled task frees its place: the next pending one starts.
+  REQUIRE(cluster.coordinator()
+              .call([&](Coordinator& c) {
+                KF_RETURN_IF_ERROR(c.store().set_task_state(ids[0], "cancelled", "cancelled by operator"));
+                return conductor->resume_all();
+              })
+              .ok());
+  REQUIRE(wait_until([&] { auto n = counts(); return n["running"] == 2 && n["pending"] == 2; }, 10s));
+  CHECK(queued() == 2);
+
+  cluster.kill_coordinator();
+  conductor.reset();
+  cluster.start_coordinator();
+  conductor = conductor_on(cluster.coordinator());
+  REQUIRE(cluster.coordinator().call([&](Coordinator&) { return conductor->resume_all(); }).ok());
+  REQUIRE(wait_until([&] { return cluster.coordinator().call([&](Coordinator&) { return conductor->active(); }) == 2; }, 10s));
+  auto n = counts();
+  CHECK(n["running"] == 2);
+  CHECK(n["pending"] == 2);
+  CHECK(queued() == 2);
+  std::vector<int64_t> running = cluster.coordinator().call([](Coordinator& c) {
+    TaskQuery q;
+    q.state = "running";
+    return c.store().task_ids(q).value();
+  });
+  REQUIRE(running.size() == 2);
+  for (int64_t task : running) {  // each kept its one job: found again, not submitted twice
+    CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.store().jobs_of_task(task).value().size(); }) == 1);
+  }
+  cluster.start_agent("a");
+  REQUIRE(wait_until(
+      [&] {
+        return cluster.coordinator().call([&](Coordinator& c) {
+          auto job = c.store().jobs_of_task(running[0]).value().at(0);
+          return job.state == JobState::assigned || job.state == JobState::done;
+        });
+      },
+      30s));
 }
 
 TEST_CASE("a drain through the API reaches the coordinator's pool") {

@@ -1,5 +1,7 @@
 #include "coordinator/generation/conductor.h"
 
+#include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <unordered_set>
 
@@ -153,6 +155,8 @@ void Conductor::reload() {
   // Actions in flight are forgotten (their answers, when they come, are stored and not used);
   // the tasks start again once the work replayed before this post has run.
   active_.clear();
+  active_by_campaign_.clear();
+  to_resume_.clear();
   reloading_ = true;
   coordinator_.post([this] {
     reloading_ = false;
@@ -190,7 +194,7 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
   // The event's writes are gone: forget what memory holds of the task (callbacks of its
   // action in flight are ignored) and start it again from what is stored.
   store_errors_total_++;
-  active_.erase(task_id);
+  deactivate(task_id);
   std::string what = error.message();
   const std::string db = coordinator_.store_path().string() + ": ";
   if (what.rfind(db, 0) == 0) what = what.substr(db.size());  // the reason is shown to users
@@ -237,29 +241,100 @@ void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done
 Status Conductor::resume_all() {
   if (reloading_) return Status();
   take_interrupted_calls();
-  auto tasks = coordinator_.store().unfinished_tasks();
-  if (!tasks.ok()) return tasks.status();
-  // A task driven here that the store no longer lists as unfinished was cancelled (by the
+  // The tasks the store lists as running: those driven here, and after a restart the ones
+  // that were in flight (never more than the window, whatever the campaign's size).
+  std::unordered_set<int64_t> running;
+  to_resume_.clear();
+  TaskQuery query;
+  query.state = "running";
+  query.limit = static_cast<int64_t>(kPage);
+  for (;;) {
+    auto page = coordinator_.store().task_ids(query);
+    if (!page.ok()) return page.status();
+    for (int64_t id : *page) {
+      running.insert(id);
+      if (!active_.count(id)) to_resume_.push_back(id);
+    }
+    if (page->size() < kPage) break;
+    query.after_id = page->back();
+  }
+  // A task driven here that the store no longer lists as running was cancelled (by the
   // operator API, or `kforge cancel` on the database): stop it and withdraw its jobs.
-  std::unordered_set<int64_t> unfinished;
-  for (const TaskRow& t : *tasks) unfinished.insert(t.id);
   std::vector<int64_t> cancelled;
   for (const auto& [id, active] : active_) {
-    if (!unfinished.count(id)) cancelled.push_back(id);
+    if (!running.count(id)) cancelled.push_back(id);
   }
   for (int64_t id : cancelled) stop(id);
-  size_t started = 0;
-  for (const TaskRow& t : *tasks) {
-    if (active_.count(t.id)) continue;
-    start(t.id);
-    started++;
-  }
-  if (started) spdlog::info("conductor started {} unfinished tasks", started);
+  std::reverse(to_resume_.begin(), to_resume_.end());  // taken from the back: oldest first
+  pending_left_ = true;  // the store may hold new pending tasks
+  if (!to_resume_.empty()) spdlog::info("conductor resuming {} running tasks", to_resume_.size());
+  pump();
   return Status();
 }
 
+size_t Conductor::window() const {
+  return std::max(options_.max_active_tasks, 2 * coordinator_.pool().devices());
+}
+
+void Conductor::pump() {
+  pump_posted_ = false;
+  if (reloading_) return;
+  // A turn that starts tasks delays its dispatch and its messages: kStartsPerTurn at most,
+  // and no more once kPumpMs have gone by (a start reads the task and its steps).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kPumpMs);
+  size_t budget = kStartsPerTurn;
+  while (budget > 0 && !to_resume_.empty()) {
+    int64_t id = to_resume_.back();
+    to_resume_.pop_back();
+    start(id);
+    budget = std::chrono::steady_clock::now() < until ? budget - 1 : 0;
+  }
+  bool more = !to_resume_.empty();
+  size_t window = this->window();
+  if (!more && budget > 0 && active_.size() < window) {
+    // Pending tasks in id order, through the state index: the queue stays in the store.
+    TaskQuery query;
+    query.state = "pending";
+    query.limit = static_cast<int64_t>(std::min(budget, window - active_.size()));
+    auto ids = coordinator_.store().task_ids(query);
+    if (!ids.ok()) {
+      spdlog::error("conductor: {}", ids.status().to_string());
+      return;
+    }
+    pending_left_ = static_cast<int64_t>(ids->size()) == query.limit;
+    for (int64_t id : *ids) {
+      if (std::chrono::steady_clock::now() >= until) {  // the rest of the page in a coming turn
+        pending_left_ = true;
+        break;
+      }
+      start(id);
+    }
+    more = pending_left_ && active_.size() < window;
+  }
+  if (more) schedule_pump();
+}
+
+void Conductor::schedule_pump() {
+  if (pump_posted_ || (!pending_left_ && to_resume_.empty())) return;
+  pump_posted_ = true;
+  coordinator_.post([this] { pump(); });
+}
+
+void Conductor::activate(int64_t task_id, Active active) {
+  active_by_campaign_[active.campaign_id]++;
+  active_[task_id] = std::move(active);
+}
+
+void Conductor::deactivate(int64_t task_id) {
+  auto it = active_.find(task_id);
+  if (it == active_.end()) return;
+  auto c = active_by_campaign_.find(it->second.campaign_id);
+  if (c != active_by_campaign_.end() && --c->second == 0) active_by_campaign_.erase(c);
+  active_.erase(it);
+}
+
 void Conductor::stop(int64_t task_id) {
-  active_.erase(task_id);
+  deactivate(task_id);
   auto jobs = coordinator_.store().jobs_of_task(task_id);
   if (check(jobs.status(), task_id)) {
     for (const JobRow& job : *jobs) {
@@ -267,6 +342,7 @@ void Conductor::stop(int64_t task_id) {
     }
   }
   spdlog::info("task {} cancelled", task_id);
+  schedule_pump();  // a place in the window is free
   auto waiters = std::move(waiters_[task_id]);
   waiters_.erase(task_id);
   for (auto& w : waiters) w(false);
@@ -284,7 +360,7 @@ void Conductor::start_unguarded(int64_t task_id) {
   if (task->state != "pending" && task->state != "running") return;
   auto campaign = coordinator_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
-  active_[task_id] = Active{0, campaign->workflow, task->campaign_id};
+  activate(task_id, Active{0, campaign->workflow, task->campaign_id});
   if (task->state == "pending") check(coordinator_.store().set_task_state(task_id, "running", ""), task_id);
   advance(task_id);
 }
@@ -509,7 +585,7 @@ void Conductor::finish(int64_t task_id, const Action& action) {
   }
   spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
   int64_t campaign_id = active_[task_id].campaign_id;
-  active_.erase(task_id);
+  deactivate(task_id);
   finished(task_id, campaign_id, action.passed);
 }
 
@@ -518,12 +594,12 @@ void Conductor::finished(int64_t task_id, int64_t campaign_id, bool passed) {
   auto waiters = std::move(waiters_[task_id]);
   waiters_.erase(task_id);
   for (auto& w : waiters) w(passed);
-  // The campaign is finished when none of its tasks is.
-  auto tasks = coordinator_.store().tasks_of_campaign(campaign_id);
-  if (!tasks.ok()) return;
-  for (const TaskRow& t : *tasks) {
-    if (t.state == "pending" || t.state == "running") return;
-  }
+  schedule_pump();  // a place in the window is free
+  // The campaign is finished when none of its tasks is: none driven here, none waiting or
+  // left running in the store (asked only when its last driven task ends).
+  if (active_by_campaign_.count(campaign_id)) return;
+  auto unfinished = coordinator_.store().campaign_unfinished(campaign_id);
+  if (!unfinished.ok() || *unfinished) return;
   check(coordinator_.store().set_campaign_state(campaign_id, "finished"), task_id);
   spdlog::info("campaign {} finished", campaign_id);
 }

@@ -43,6 +43,9 @@ struct ConductorOptions {
   uint32_t verify_timeout_s = 300;      // wall clock per verify job (coordinator.verify_timeout_s)
   uint64_t verify_memory_mb = 0;        // address-space limit per verify job (0: agent default)
   nlohmann::json verify_options = nlohmann::json::object();  // extra job.json keys (trials, ...)
+  // Tasks driven at once (at least twice the devices of the live agents): the rest wait in
+  // the store, pending, and are started in id order as places free up.
+  size_t max_active_tasks = 10'000;
 };
 
 class Conductor {
@@ -53,14 +56,23 @@ class Conductor {
   // --- loop thread ---
   // Starts (or resumes) a task; a finished task is left alone.
   void start(int64_t task_id);
-  // Starts every unfinished task in the store that is not running yet: after a restart, and
-  // periodically for tasks other processes added (kforge submit).
+  // Brings the tasks driven here in line with the store: stops those cancelled there, resumes
+  // those it lists as running (after a restart: the tasks in flight), then starts pending
+  // ones in id order while fewer than the window (ConductorOptions::max_active_tasks, or
+  // twice the live devices) are driven. Starts at most kStartsPerTurn tasks (or kPumpMs
+  // worth) per loop turn, the rest in the next turns, so a restart dispatches at once. Reads task ids through
+  // the state index, never the rows of waiting tasks. Call it at start and whenever another
+  // process may have changed tasks (Coordinator::add_change_listener).
   Status resume_all();
   // Called with every recorded job result (a Coordinator result listener).
   void on_job_result(const JobRow& job, const proto::JobResult& result);
   // Called once when the task ends (passed or not).
   void on_finish(int64_t task_id, std::function<void(bool passed)> done);
   size_t active() const { return active_.size(); }
+  // How many tasks may be driven at once now.
+  size_t window() const;
+  static constexpr size_t kStartsPerTurn = 1000;
+  static constexpr int64_t kPumpMs = 20;  // and no more starts in a turn after this long
   // Store errors a task may hit before it is failed with the last one.
   static constexpr int kMaxStoreErrors = 3;
   // Appends the LLM requests this process made (by role and outcome), their retries,
@@ -93,6 +105,15 @@ class Conductor {
   void on_store_error(int64_t task_id, const Status& error);
   void start_unguarded(int64_t task_id);
   void take_interrupted_calls();  // once, before the first question is asked
+  // Starts queued work: tasks to resume, then pending ones while the window has room;
+  // kStartsPerTurn at most, the rest in a coming turn.
+  void pump();
+  // pump() in a coming turn (once, however often asked), unless nothing waits: no task to
+  // resume and the last look at the pending ones found fewer than it asked for (resume_all,
+  // called whenever tasks may have been added, looks again).
+  void schedule_pump();
+  void activate(int64_t task_id, Active active);
+  void deactivate(int64_t task_id);
   void stop(int64_t task_id);  // the task was cancelled: forget it, withdraw its jobs
   // The coordinator reloaded from the store after a no-space alarm: turns that moved tasks on
   // were rolled back, so every task is started again from its stored steps, after the
@@ -118,6 +139,11 @@ class Conductor {
   PromptLibrary prompts_;
   ConductorOptions options_;
   std::unordered_map<int64_t, Active> active_;
+  std::unordered_map<int64_t, size_t> active_by_campaign_;  // campaign -> its tasks in active_
+  std::vector<int64_t> to_resume_;  // running in the store, not driven yet (newest first)
+  bool pump_posted_ = false;
+  bool pending_left_ = true;  // false once a page of pending tasks came back short
+  static constexpr size_t kPage = 10'000;  // ids read per query
   std::unordered_map<int64_t, std::vector<std::function<void(bool)>>> waiters_;
   int64_t next_token_ = 1;
   bool reloading_ = false;  // between reload() and its resume_all(): no task starts

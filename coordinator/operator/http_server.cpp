@@ -22,6 +22,7 @@ namespace {
 
 void answer(httplib::Response& res, const ApiReply& reply) {
   res.status = reply.status;
+  for (const auto& [name, value] : reply.headers) res.set_header(name, value);
   res.set_content(reply.body, reply.content_type.c_str());
 }
 

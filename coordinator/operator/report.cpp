@@ -175,8 +175,12 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     }
     return st;
   }
-  auto tasks = store.tasks_of_campaign(campaign_id);
-  if (!tasks.ok()) return tasks.status();
+  // Task ids first, each row read in its turn: the rows (with their reference sources) of a
+  // large campaign are never all in memory, only the report's own lines are.
+  TaskQuery query;
+  query.campaign_id = campaign_id;
+  auto task_ids = store.task_ids(query);
+  if (!task_ids.ok()) return task_ids.status();
   auto roles = store.llm_usage_by_role(campaign_id);
   if (!roles.ok()) return roles.status();
   auto leases = store.job_leases(campaign_id);  // times and devices only, one read
@@ -198,7 +202,7 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
 
   json by_state = {{"pending", 0}, {"running", 0}, {"passed", 0}, {"failed", 0}, {"cancelled", 0}};
   json by_type = {{"profile", 0}, {"precision_only", 0}};
-  const int64_t total = static_cast<int64_t>(tasks->size());
+  const int64_t total = static_cast<int64_t>(task_ids->size());
   int64_t passed = 0, fast1 = 0, fast2 = 0;
   int64_t profiled = 0, profiled_passed = 0, profiled_fast1 = 0, profiled_fast2 = 0;
   std::vector<double> speedups, unflagged;
@@ -217,7 +221,10 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   int64_t window_start_ms = 0, window_end_ms = 0;  // first assignment, last result (done jobs)
   int64_t start_ms = 0, end_ms = 0;
 
-  for (const TaskRow& t : *tasks) {
+  for (int64_t task_id : *task_ids) {
+    auto row = store.get_task(task_id);
+    if (!row.ok()) return row.status();
+    const TaskRow& t = *row;
     auto outcome = task_outcome(store, t);
     if (!outcome.ok()) return outcome.status();
     const TaskOutcome& o = *outcome;

@@ -15,7 +15,7 @@
 namespace kforge {
 namespace {
 
-// Timers (liveness, heartbeats, grace) are checked at most this often.
+// While agents are live, their timers (liveness, heartbeats) are checked this often.
 constexpr int64_t kTimerTickMs = 20;
 // Messages taken from the socket per turn, so a flood cannot starve timers and commits.
 constexpr int kMaxMessagesPerTurn = 4096;
@@ -39,8 +39,9 @@ constexpr int kRouterRcvHwm = 256;
 // How often an agent's last_seen_ms is stored while it talks to us (operators see when a
 // host was last heard from, also after the coordinator stopped).
 constexpr int64_t kTouchIntervalMs = 5000;
-// How often the store is checked for jobs and drain flags other processes wrote
-// (kforge enqueue, kforge drain).
+// How often the store is checked for jobs and drain flags written outside the loop's
+// operations (kforge enqueue, drain) and for other processes' commits (kforge submit: a
+// PRAGMA; only a change runs the change listeners).
 constexpr int64_t kAdoptIntervalMs = 1000;
 // While the no-space alarm is raised, how often the loop tries to write again: the first
 // probe after this long, then twice as long each time, up to the maximum.
@@ -181,12 +182,15 @@ Status Coordinator::recover() {
     leases_[job.id] = lease;
     leases_by_agent_[job.agent_id].insert(job.id);
   }
-  auto queued = store_->jobs_in_state(JobState::queued);
-  if (!queued.ok()) return queued.status();
-  for (const JobRow& job : *queued) {
+  // Queued jobs without their specs (read at dispatch): the pool needs only where they fit.
+  size_t queued = 0;
+  JobFilter filter;
+  filter.state = JobState::queued;
+  KF_RETURN_IF_ERROR(store_->list_jobs(filter, [&](const JobRow& job) {
     pool_.enqueue(PoolJob{job.id, job.backend, job.arch, job.priority, job.exclusive});
     adopted_up_to_ = std::max(adopted_up_to_, job.id);
-  }
+    queued++;
+  }));
   for (const JobRow& job : *assigned) adopted_up_to_ = std::max(adopted_up_to_, job.id);
   auto agents = store_->agents();
   if (!agents.ok()) return agents.status();
@@ -195,7 +199,7 @@ Status Coordinator::recover() {
   }
   grace_until_ms_ = clock_.now_ms() + options_.restart_grace_ms;
   spdlog::info("coordinator {} recovered: {} queued, {} leased jobs; grace {} ms", incarnation_,
-               queued->size(), assigned->size(), options_.restart_grace_ms);
+               queued, assigned->size(), options_.restart_grace_ms);
   return Status();
 }
 
@@ -246,14 +250,17 @@ Status Coordinator::run() {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, wake_fd_, ZMQ_POLLIN, 0},
                                {zap_ ? zap_->handle() : nullptr, zap_ ? 0 : -1, ZMQ_POLLIN, 0}};
-    poll_interruptible(items, zap_ ? 3 : 2, kTimerTickMs);
+    // Sleeps until a message, a post() or stop(), or the next timer.
+    poll_interruptible(items, zap_ ? 3 : 2, std::max<int64_t>(next_timer - clock_.now_ms(), 0));
     if (items[1].revents & ZMQ_POLLIN) {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
     }
     bool timers_due = clock_.now_ms() >= next_timer;
-    if (timers_due) next_timer = clock_.now_ms() + kTimerTickMs;
     Status st = turn(timers_due);
+    // A turn may bring a timer forward (an agent registered, a message held).
+    int64_t next = next_timer_ms(clock_.now_ms());
+    next_timer = timers_due ? next : std::min(next_timer, next);
     if (!st.ok()) {
       spdlog::critical("coordinator stopping: {}", st.to_string());
       return st;
@@ -270,6 +277,7 @@ Status Coordinator::turn(bool timers_due) {
     return Status();
   }
   store_error_ = Status();
+  turns_++;
   receive_all();
   std::vector<std::function<void()>> posted;
   {
@@ -913,7 +921,16 @@ void Coordinator::timers() {
   for (const auto& id : lost) lose_agent(id, "lost");
   if (now >= next_adopt_ms_) {
     next_adopt_ms_ = now + kAdoptIntervalMs;
+    // Queued jobs above the highest id known and drain flags: an index range and the agent
+    // rows (the operator API's drain writes through this connection, so it is read even when
+    // no other process committed). The listeners' reconciliation only after another
+    // process's commit.
     adopt_changes();
+    auto changed = store_->changed_elsewhere();
+    if (!changed.ok()) note(changed.status());
+    if (changed.ok() && *changed) {
+      for (auto& fn : change_listeners_) fn();
+    }
     check_agent_keys_file();
   }
   for (auto& p : periodic_) {
@@ -930,6 +947,17 @@ void Coordinator::timers() {
     }
     for (int64_t job_id : detached) requeue(job_id, "agent did not return after restart");
   }
+}
+
+int64_t Coordinator::next_timer_ms(int64_t now) const {
+  if (!agents_.empty()) return now + kTimerTickMs;
+  int64_t next = next_adopt_ms_;
+  for (const auto& p : periodic_) next = std::min(next, p.next_ms);
+  if (grace_until_ms_ != 0) next = std::min(next, grace_until_ms_);
+  for (const auto& held : delayed_) next = std::min(next, held.first);
+  if (!superseded_order_.empty()) next = std::min(next, superseded_order_.front().first);
+  if (peer_log_.keys() > 0 || received_since_trim_ > 0) next = std::min(next, now + kAdoptIntervalMs);
+  return std::max(next, now);
 }
 
 void Coordinator::adopt_changes() {

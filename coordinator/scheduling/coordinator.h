@@ -170,10 +170,15 @@ class Coordinator {
   bool agent_drained(const std::string& agent_id) const;
   size_t live_agents() const;
   void add_result_listener(ResultListener listener) { listeners_.push_back(std::move(listener)); }
-  // Runs `fn` on the loop thread about every `every_ms`, inside a turn's batch.
+  // Runs `fn` on the loop thread about every `every_ms`, inside a turn's batch. The loop
+  // wakes for it: keep periodic work for what has no event to wake it.
   void add_periodic(int64_t every_ms, std::function<void()> fn) {
     periodic_.push_back(Periodic{every_ms, 0, std::move(fn)});
   }
+  // Runs `fn` on the loop thread, inside a turn's batch, in the first turn and whenever
+  // another process committed to the store (kforge submit, enqueue, cancel on the database,
+  // the LLM client's answers); checked about every second with a PRAGMA, no scan.
+  void add_change_listener(std::function<void()> fn) { change_listeners_.push_back(std::move(fn)); }
   void set_filter(MessageFilter filter) { filter_ = std::move(filter); }
   // Sizes of the loop's per-agent and per-peer state: each is bounded by the live agents,
   // their leases, or a cap, whatever the history of connections (tests check this).
@@ -187,6 +192,9 @@ class Coordinator {
     size_t log_keys = 0;          // peers with a rate-limited warning window open
   };
   Footprint footprint() const;
+  // Loop turns run since start-up. Thread-safe. Idle (no agent, nothing due) the loop wakes
+  // about once a second; tests check that it does not spin.
+  uint64_t turns() const { return turns_; }
   // Frames from peers dropped unprocessed since start-up (malformed, or over a stranger's
   // per-turn budget).
   uint64_t dropped_frames() const { return malformed_frames_ + stranger_discarded_; }
@@ -231,6 +239,10 @@ class Coordinator {
   // truth after a rolled-back turn.
   void unload();
   Status turn(bool timers_due);
+  // When the timers need the loop next (steady clock, ms): the next heartbeat tick while
+  // agents are live, else the earliest of the change check, periodic work, the grace period's
+  // end, held messages and expiring state. Nothing due: the loop sleeps until then.
+  int64_t next_timer_ms(int64_t now) const;
   // The no-space alarm: `replay` is the failed turn's posted work, run again after it.
   void raise_alarm(const Status& why, std::vector<std::function<void()>> replay);
   // Tries to clear it: reserve back, reload, commit. An error other than no_space stops the loop.
@@ -310,6 +322,8 @@ class Coordinator {
     std::function<void()> fn;
   };
   std::vector<Periodic> periodic_;
+  std::vector<std::function<void()>> change_listeners_;
+  std::atomic<uint64_t> turns_{0};
   MessageFilter filter_;
   Histogram dispatch_latency_{latency_buckets_s()};  // enqueue to first assignment
   uint64_t results_recorded_ = 0;

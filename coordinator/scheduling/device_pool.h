@@ -54,6 +54,7 @@ class DevicePool {
   bool dequeue(int64_t job_id);  // withdraw a queued job; false if not queued
   size_t queued() const { return queued_.size(); }
   size_t running() const { return running_.size(); }
+  size_t devices() const { return devices_.size(); }
 
   // Marks a job as running on a device (a placement, or a job an agent reported running
   // after a coordinator restart). Returns false if the agent or device is unknown.

@@ -832,6 +832,7 @@ class Checkpointer {
 struct Store::Impl {
   Db d;
   std::unique_ptr<Checkpointer> checkpointer;  // declared after d: stopped before d closes
+  std::string data_version;  // PRAGMA data_version at the last changed_elsewhere()
   static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, Clock& clock,
                                              bool read_only);
 };
@@ -1373,6 +1374,71 @@ Result<int64_t> Store::count_jobs(JobState state) {
   int rc = s.step();
   if (rc != SQLITE_ROW) return d.error(rc, "count_jobs");
   return s.i64(0);
+}
+
+// ---- Task queue and listings by id (issue 21) ----------------------------------------------
+//
+// A million tasks are never read at once: the Conductor admits pending tasks a page at a time
+// and listings page by id (keyset), each through an index (tasks_by_state, tasks_by_campaign,
+// the primary key), so a page costs what it returns. The statements are prepared per call
+// (their text depends on the filters); a call is rare next to its rows.
+
+namespace {
+
+// A statement prepared for one call, finalized at the end of the scope.
+struct OneShot {
+  sqlite3_stmt* stmt = nullptr;
+  OneShot() = default;
+  OneShot(const OneShot&) = delete;
+  OneShot& operator=(const OneShot&) = delete;
+  ~OneShot() { sqlite3_finalize(stmt); }
+};
+
+}  // namespace
+
+Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
+  constexpr std::string_view op = "task_ids";
+  Db& d = impl_->d;
+  std::string sql = "SELECT id FROM tasks WHERE id > ?1";
+  if (q.campaign_id) sql += " AND campaign_id = ?2";
+  if (!q.state.empty()) sql += " AND state = ?3";
+  if (!q.op_name.empty()) sql += " AND op_name = ?4";
+  sql += " ORDER BY id LIMIT ?5 OFFSET ?6";
+  OneShot one;
+  int rc = sqlite3_prepare_v2(d.db, sql.c_str(), -1, &one.stmt, nullptr);
+  if (rc != SQLITE_OK) return d.error(rc, op);
+  std::vector<int64_t> out;
+  Stmt s(one.stmt);
+  s.bind(1, q.after_id).bind(5, q.limit).bind(6, q.offset);
+  if (q.campaign_id) s.bind(2, *q.campaign_id);
+  if (!q.state.empty()) s.text(3, q.state);
+  if (!q.op_name.empty()) s.text(4, q.op_name);
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(s.i64(0));
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return out;
+}
+
+Result<bool> Store::campaign_unfinished(int64_t campaign_id) {
+  constexpr std::string_view op = "campaign_unfinished";
+  Db& d = impl_->d;
+  OneShot one;
+  int rc = sqlite3_prepare_v2(
+      d.db, "SELECT 1 FROM tasks WHERE campaign_id = ?1 AND state IN ('pending', 'running') LIMIT 1", -1,
+      &one.stmt, nullptr);
+  if (rc != SQLITE_OK) return d.error(rc, op);
+  Stmt s(one.stmt);
+  s.bind(1, campaign_id);
+  rc = s.step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return d.error(rc, op);
+  return rc == SQLITE_ROW;
+}
+
+Result<bool> Store::changed_elsewhere() {
+  Result<std::string> v = impl_->d.query_text("PRAGMA data_version", "changed_elsewhere");
+  if (!v.ok()) return v.status();
+  bool changed = impl_->data_version != *v;
+  impl_->data_version = std::move(*v);
+  return changed;
 }
 
 // ---- Agents and devices -------------------------------------------------------------------

@@ -162,6 +162,17 @@ struct JobFilter {
   std::optional<int64_t> limit;    // at most this many; none: every matching job
 };
 
+// Which tasks a listing (GET /api/v1/tasks) or the Conductor's queue wants, by id; every
+// filter optional.
+struct TaskQuery {
+  std::optional<int64_t> campaign_id;  // only this campaign's tasks
+  std::string state;                   // only tasks in this state ("": any)
+  std::string op_name;                 // only this op ("": any)
+  int64_t after_id = 0;  // keyset paging: only ids above this (the last id of the page before)
+  int64_t offset = 0;    // matching tasks to skip first (slower: the skipped ones are walked)
+  int64_t limit = -1;    // at most this many; -1: every matching task
+};
+
 struct AgentRow {
   std::string id;
   std::string incarnation;
@@ -308,6 +319,18 @@ class Store {
   // what the table holds. REQUIRES: `each` does not use this Store.
   Status list_jobs(const JobFilter& filter, const std::function<void(const JobRow&)>& each);
   Result<int64_t> count_jobs(JobState state);
+
+  // The queue of tasks, paged (issue 21). The ids of the tasks matching `query`, ascending.
+  // With a state or campaign filter the walk goes through that index and a page costs what
+  // it returns, at any depth (after_id); with only op_name the rows from after_id on are
+  // walked until the page is full. Never reads task rows.
+  Result<std::vector<int64_t>> task_ids(const TaskQuery& query);
+  // True while a task of the campaign is pending or running.
+  Result<bool> campaign_unfinished(int64_t campaign_id);
+  // True when another connection (another process, or another Store on this file) committed
+  // since the last call (the first call: true). Costs a PRAGMA, no scan: the coordinator
+  // checks it every second to adopt what `kforge submit` or `kforge enqueue` wrote.
+  Result<bool> changed_elsewhere();
 
   // Agents and devices. upsert_agent registers an agent (registered_ms = last_seen_ms =
   // now) and replaces its device list with `devices` (their agent_id is taken from
