@@ -3,20 +3,15 @@
 // Every statement is prepared once per Store (Statements below) and reset after each use;
 // mutations run inside the open batch or, outside one, inside their own BEGIN IMMEDIATE
 // transaction. An operation of several statements runs under a savepoint inside a batch,
-// so a failed operation never leaves half its writes in the batch.
+// so a failed operation never leaves half its writes in the batch. The SQLite plumbing this
+// builds on (Db, Stmt, Tx, Checkpointer) is common/sqlite.h, shared with the agent's outbox.
 #include "coordinator/store/store.h"
 
-#include <sqlite3.h>
-
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <iterator>
-#include <mutex>
 #include <string_view>
-#include <thread>
 #include <utility>
 
+#include "common/sqlite.h"
 #include "common/verify_result.h"
 #include "coordinator/store/migrations.h"
 
@@ -34,6 +29,11 @@ const char* job_state_name(JobState s) {
 
 namespace {
 
+using sqlite::Checkpointer;
+using sqlite::Prepared;
+using sqlite::Stmt;
+using sqlite::Tx;
+
 constexpr int kBusyTimeoutMs = 5000;
 
 std::optional<JobState> parse_job_state(std::string_view s) {
@@ -46,12 +46,6 @@ std::optional<JobState> parse_job_state(std::string_view s) {
 
 // Every statement the store runs. One member per statement; kSql gives each its text.
 struct Statements {
-  sqlite3_stmt* begin = nullptr;
-  sqlite3_stmt* commit = nullptr;
-  sqlite3_stmt* rollback = nullptr;
-  sqlite3_stmt* savepoint = nullptr;
-  sqlite3_stmt* release = nullptr;
-  sqlite3_stmt* rollback_to = nullptr;
   sqlite3_stmt* user_version = nullptr;
   sqlite3_stmt* insert_campaign = nullptr;
   sqlite3_stmt* insert_task = nullptr;
@@ -140,12 +134,6 @@ struct SqlDef {
 };
 
 const SqlDef kSql[] = {
-    {&Statements::begin, "BEGIN IMMEDIATE"},
-    {&Statements::commit, "COMMIT"},
-    {&Statements::rollback, "ROLLBACK"},
-    {&Statements::savepoint, "SAVEPOINT kforge_op"},
-    {&Statements::release, "RELEASE kforge_op"},
-    {&Statements::rollback_to, "ROLLBACK TO kforge_op"},
     {&Statements::user_version, "PRAGMA user_version"},
     {&Statements::insert_campaign,
      "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow) "
@@ -291,110 +279,6 @@ static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
 #undef KF_LEASE_COLUMNS
 #undef KF_CAMPAIGN_COLUMNS
 
-// One use of a cached statement: binds, steps, reads columns; resets and clears the
-// bindings when it goes out of scope (bound strings are SQLITE_STATIC, so they must outlive
-// the Stmt). A bind error is reported by the next step().
-class Stmt {
- public:
-  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
-  ~Stmt() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& bind(int i, int64_t v) { return note(sqlite3_bind_int64(s_, i, v)); }
-  Stmt& bind(int i, int v) { return note(sqlite3_bind_int64(s_, i, v)); }
-  Stmt& bind(int i, bool v) { return note(sqlite3_bind_int(s_, i, v ? 1 : 0)); }
-  Stmt& bind(int i, const std::optional<int64_t>& v) {
-    return v ? bind(i, *v) : note(sqlite3_bind_null(s_, i));
-  }
-  Stmt& text(int i, const std::string& v) {
-    return note(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
-  }
-  Stmt& text(int i, const char* v) { return note(sqlite3_bind_text(s_, i, v, -1, SQLITE_STATIC)); }
-  // For a temporary: SQLite keeps its own copy.
-  Stmt& text_copy(int i, const std::string& v) {
-    return note(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
-  }
-  // v.data() is never null, so an empty string binds an empty BLOB, not NULL.
-  Stmt& blob(int i, const std::string& v) {
-    return note(sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC));
-  }
-
-  // SQLITE_ROW, SQLITE_DONE or an error code.
-  int step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(s_); }
-  // Steps past the remaining rows (RETURNING statements finish their work this way).
-  int finish() {
-    int rc = step();
-    while (rc == SQLITE_ROW) rc = sqlite3_step(s_);
-    return rc;
-  }
-
-  int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
-  int i32(int c) const { return sqlite3_column_int(s_, c); }
-  bool flag(int c) const { return sqlite3_column_int(s_, c) != 0; }
-  double f64(int c) const { return sqlite3_column_double(s_, c); }
-  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-  std::optional<int64_t> opt_i64(int c) const {
-    return is_null(c) ? std::nullopt : std::optional<int64_t>(i64(c));
-  }
-  std::string str(int c) const {
-    const unsigned char* p = sqlite3_column_text(s_, c);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
-             : std::string();
-  }
-  std::string bytes(int c) const {
-    const void* p = sqlite3_column_blob(s_, c);
-    return p ? std::string(static_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
-             : std::string();
-  }
-
- private:
-  Stmt& note(int rc) {
-    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
-    return *this;
-  }
-  sqlite3_stmt* s_;
-  int bind_rc_ = SQLITE_OK;
-};
-
-Code code_of(int rc) {
-  switch (rc) {
-    case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY: return Code::already_exists;
-    case SQLITE_CONSTRAINT_FOREIGNKEY: return Code::not_found;  // a referenced row does not exist
-    default: break;
-  }
-  switch (rc) {
-    // A write or sync that failed: the disk is full (SQLite reports ENOSPC as SQLITE_FULL) or
-    // refuses writes. The coordinator raises its no-space alarm (docs/operations.md).
-    case SQLITE_IOERR_WRITE:
-    case SQLITE_IOERR_FSYNC:
-    case SQLITE_IOERR_DIR_FSYNC:
-    case SQLITE_IOERR_TRUNCATE:
-    case SQLITE_IOERR_SHMSIZE: return Code::no_space;
-    default: break;
-  }
-  switch (rc & 0xff) {
-    case SQLITE_FULL: return Code::no_space;
-    case SQLITE_CONSTRAINT:
-    case SQLITE_MISMATCH:
-    case SQLITE_TOOBIG:
-    case SQLITE_RANGE: return Code::invalid_argument;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Code::unavailable;
-    case SQLITE_READONLY: return Code::failed_precondition;
-    case SQLITE_ERROR:
-    case SQLITE_MISUSE:
-    case SQLITE_INTERNAL: return Code::internal;
-    default: return Code::io_error;  // other IOERR, CORRUPT, NOTADB, CANTOPEN, NOMEM, ...
-  }
-}
-
 JobRow read_job(const Stmt& s, bool* state_ok) {
   JobRow j;
   j.id = s.i64(0);
@@ -516,76 +400,16 @@ TaskRow read_task(const Stmt& s) {
 }
 
 // The open database and everything an operation needs.
-struct Db {
-  sqlite3* db = nullptr;
+struct Db : sqlite::Db {
   Clock* clock = nullptr;
-  std::string path;  // for messages
-  bool in_batch = false;
-  // Not ok once an error inside the batch took its transaction with it, or a write was
-  // refused for lack of space (even when SQLite undid only that statement: a batch is
-  // committed whole or not at all); commit reports it.
-  mutable Status batch_error;
-  Store::FaultHook fault;  // tests: makes named operations fail (Store::inject_fault_for_test)
   Statements st;
 
   Db() = default;
-  Db(const Db&) = delete;
-  Db& operator=(const Db&) = delete;
   ~Db() {
-    if (db == nullptr) return;
-    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     for (const SqlDef& d : kSql) sqlite3_finalize(st.*d.member);
-    sqlite3_close_v2(db);
   }
 
   int64_t now() const { return clock->wall_ms(); }
-
-  // "<path>: <op>: <sqlite message>", with a Code derived from the SQLite result code.
-  Status error(int rc, std::string_view op) const {
-    const char* msg = (db != nullptr && sqlite3_extended_errcode(db) == rc) ? sqlite3_errmsg(db)
-                                                                            : sqlite3_errstr(rc);
-    Status status(code_of(rc), path + ": " + std::string(op) + ": " + msg);
-    if (in_batch && batch_error.ok() && status.code() == Code::no_space) batch_error = status;
-    return status;
-  }
-
-  // Runs a cached statement that returns no rows.
-  Status run(sqlite3_stmt* s, std::string_view op) {
-    Stmt stmt(s);
-    int rc = stmt.finish();
-    return rc == SQLITE_DONE ? Status() : error(rc, op);
-  }
-
-  // Runs SQL text once (open and migrations only).
-  Status exec(const char* sql, std::string_view op) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-    if (rc == SQLITE_OK) return Status();
-    std::string msg = path + ": " + std::string(op) + ": " + (err ? err : sqlite3_errstr(rc));
-    sqlite3_free(err);
-    return Status(code_of(rc), std::move(msg));
-  }
-
-  // The single value of a one-row query (PRAGMAs at open time).
-  Result<std::string> query_text(const char* sql, std::string_view op) {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &raw, nullptr);
-    if (rc != SQLITE_OK) return error(rc, op);
-    std::string value;
-    {
-      Stmt s(raw);
-      rc = s.step();
-      if (rc == SQLITE_ROW) {
-        value = s.str(0);
-        while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
-        }
-      }
-    }
-    Status status = rc == SQLITE_DONE ? Status() : error(rc, op);
-    sqlite3_finalize(raw);
-    if (!status.ok()) return status;
-    return value;
-  }
 
   Result<int> read_user_version() {
     Result<std::string> v = query_text("PRAGMA user_version", "read schema version");
@@ -602,11 +426,7 @@ struct Db {
 
   Status migrate();
   Status prepare_all() {
-    for (const SqlDef& d : kSql) {
-      int rc =
-          sqlite3_prepare_v3(db, d.sql, -1, SQLITE_PREPARE_PERSISTENT, &(st.*d.member), nullptr);
-      if (rc != SQLITE_OK) return error(rc, std::string("prepare '") + d.sql + "'");
-    }
+    for (const SqlDef& d : kSql) KF_RETURN_IF_ERROR(prepare(d.sql, &(st.*d.member)));
     return Status();
   }
 
@@ -631,202 +451,6 @@ struct Db {
   }
 };
 
-// The transaction around one mutation. Outside a batch: BEGIN IMMEDIATE ... COMMIT. Inside
-// a batch (or atomically()'s transaction outside one): nothing for a single statement (SQLite makes each statement atomic), a savepoint
-// for an operation of several statements. Rolls back unless committed.
-class Tx {
- public:
-  Tx(Db& d, std::string_view op, bool multi) : d_(d), op_(op) {
-    if (d_.fault && op_ != "atomically") {
-      status_ = d_.fault(op_);
-      if (!status_.ok()) {
-        done_ = true;  // nothing begun, nothing to undo
-        return;
-      }
-    }
-    // Outside a batch a transaction may be open all the same: atomically()'s own.
-    if (!d_.in_batch && sqlite3_get_autocommit(d_.db)) {
-      status_ = d_.run(d_.st.begin, op_);
-      if (status_.ok()) kind_ = Kind::transaction;
-      return;
-    }
-    if (d_.in_batch && !d_.batch_error.ok()) {
-      status_ = failed_precondition(d_.path + ": " + std::string(op_) +
-                                    ": the batch was aborted by an earlier error (" +
-                                    d_.batch_error.message() + "); roll it back");
-      return;
-    }
-    if (multi) {
-      status_ = d_.run(d_.st.savepoint, op_);
-      if (status_.ok()) kind_ = Kind::savepoint;
-    }
-  }
-  ~Tx() {
-    if (!done_) undo();
-  }
-  Tx(const Tx&) = delete;
-  Tx& operator=(const Tx&) = delete;
-
-  const Status& status() const { return status_; }
-
-  Status commit() {
-    done_ = true;
-    Status s;
-    if (kind_ == Kind::transaction) {
-      s = d_.run(d_.st.commit, op_);
-    } else if (kind_ == Kind::savepoint) {
-      s = d_.run(d_.st.release, op_);
-    }
-    if (!s.ok()) undo();
-    return s;
-  }
-
- private:
-  enum class Kind { none, transaction, savepoint };
-
-  void undo() {
-    done_ = true;
-    if (kind_ == Kind::transaction) {
-      if (!sqlite3_get_autocommit(d_.db)) (void)d_.run(d_.st.rollback, op_);
-    } else if (kind_ == Kind::savepoint && !sqlite3_get_autocommit(d_.db)) {
-      (void)d_.run(d_.st.rollback_to, op_);
-      (void)d_.run(d_.st.release, op_);
-    }
-    // Some errors (I/O, disk full) roll back the whole transaction: the batch is gone.
-    if (d_.in_batch && d_.batch_error.ok() && sqlite3_get_autocommit(d_.db)) {
-      d_.batch_error = io_error(d_.path + ": " + std::string(op_) + ": " + sqlite3_errmsg(d_.db));
-    }
-  }
-
-  Db& d_;
-  std::string_view op_;
-  Status status_;
-  Kind kind_ = Kind::none;
-  bool done_ = false;
-};
-
-// WAL checkpoints, off the writer's thread.
-//
-// SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past 1000 pages:
-// that commit copies the WAL back into the database and fsyncs both files (with
-// synchronous=NORMAL these are the only fsyncs), holding the coordinator's loop for 10-60 ms
-// every few hundred turns under load. Instead a thread with a connection of its own runs
-// PASSIVE checkpoints, which neither block the writer nor wait for it, and then syncs the
-// database file. A checkpoint running beside the writer never catches up with it while it
-// keeps committing, and the WAL restarts from its beginning only once it has been copied
-// completely; so when the WAL reaches kRestartPages the writer asks for one more
-// checkpoint at once, and after it finishes copies the few pages committed meanwhile itself
-// (under a millisecond: both files are almost clean by then). With pauses in the load the
-// WAL restarts by itself. Durability is unchanged: the same checkpoints with the same fsyncs
-// (and one more of the database file after each).
-class Checkpointer {
- public:
-  static constexpr int kCheckpointPages = 1000;  // SQLite's default wal_autocheckpoint
-  static constexpr int kRestartPages = 10 * kCheckpointPages;  // ~40 MiB of 4 KiB pages
-  static constexpr std::chrono::milliseconds kMinInterval{100};  // between checkpoints
-
-  // Opens the second connection and takes over `writer`'s WAL hook, which replaces
-  // SQLite's automatic checkpoint.
-  static Result<std::unique_ptr<Checkpointer>> start(Db& writer) {
-    std::unique_ptr<Checkpointer> c(new Checkpointer(writer.db));
-    int rc = sqlite3_open_v2(writer.path.c_str(), &c->db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc == SQLITE_OK) {
-      rc = sqlite3_exec(c->db_, "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr);
-    }
-    if (rc != SQLITE_OK) return writer.error(rc, "open the checkpoint connection");
-    c->thread_ = std::thread([p = c.get()] { p->loop(); });
-    sqlite3_wal_hook(writer.db, &Checkpointer::on_commit, c.get());
-    return c;
-  }
-
-  ~Checkpointer() {
-    sqlite3_wal_hook(writer_, nullptr, nullptr);
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_one();
-    if (thread_.joinable()) thread_.join();
-    sqlite3_close_v2(db_);
-  }
-  Checkpointer(const Checkpointer&) = delete;
-  Checkpointer& operator=(const Checkpointer&) = delete;
-
- private:
-  explicit Checkpointer(sqlite3* writer) : writer_(writer) {}
-
-  // The writer's WAL hook: runs on the writer's thread after each commit, with the number
-  // of pages in the WAL.
-  static int on_commit(void* arg, sqlite3* db, const char* name, int wal_pages) {
-    auto* self = static_cast<Checkpointer*>(arg);
-    if (wal_pages < kRestartPages) {
-      self->restart_requested_ = false;
-      if (wal_pages >= kCheckpointPages) self->request(false);
-    } else if (!self->restart_requested_) {
-      self->restart_requested_ = true;
-      self->caught_up_ = false;
-      self->request(true);
-    } else if (self->caught_up_.exchange(false)) {
-      // A failure (SQLITE_BUSY: another process checkpointing) asks again next commit.
-      (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-      self->restart_requested_ = false;
-    }
-    return SQLITE_OK;
-  }
-
-  void request(bool now) {
-    {
-      std::lock_guard lock(mu_);
-      if (pending_ && (now_ || !now)) return;
-      pending_ = true;
-      now_ = now_ || now;
-    }
-    cv_.notify_one();
-  }
-
-  void loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [this] { return pending_ || stop_; });
-      // Each checkpoint costs fsyncs however little it copies: at most one per kMinInterval
-      // unless the writer waits for one.
-      cv_.wait_until(lock, last_ + kMinInterval, [this] { return stop_ || now_; });
-      if (stop_) return;
-      bool now = now_;
-      pending_ = now_ = false;
-      lock.unlock();
-      // An error (I/O) leaves the WAL as it is for the next attempt; the writer reports
-      // lasting I/O errors itself.
-      if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr) ==
-          SQLITE_OK) {
-        // Keep the database file clean, so that the checkpoint that completes the WAL (the
-        // writer's, above) has little left to sync.
-        sqlite3_file* file = nullptr;
-        if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_FILE_POINTER, &file) == SQLITE_OK &&
-            file != nullptr && file->pMethods != nullptr) {
-          (void)file->pMethods->xSync(file, SQLITE_SYNC_NORMAL);
-        }
-      }
-      last_ = std::chrono::steady_clock::now();
-      if (now) caught_up_ = true;
-      lock.lock();
-    }
-  }
-
-  sqlite3* writer_;
-  sqlite3* db_ = nullptr;
-  bool restart_requested_ = false;    // writer's thread only
-  std::atomic<bool> caught_up_{false};  // a requested checkpoint has finished
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool pending_ = false;  // a checkpoint is wanted
-  bool now_ = false;      // ... at once
-  bool stop_ = false;
-  std::chrono::steady_clock::time_point last_;
-  std::thread thread_;
-};
-
 }  // namespace
 
 struct Store::Impl {
@@ -842,10 +466,7 @@ struct Store::Impl {
 // result saying so (the job re-runs; the task is not charged), never a lost row.
 Status convert_job_frames(Db& d) {
   constexpr std::string_view op = "migration 0003: convert stored results";
-  struct Prepared {
-    sqlite3_stmt* s = nullptr;
-    ~Prepared() { sqlite3_finalize(s); }
-  } select, update;
+  Prepared select, update;
   int rc = sqlite3_prepare_v2(d.db, "SELECT id, epoch, kind, result FROM jobs WHERE result IS NOT NULL",
                               -1, &select.s, nullptr);
   if (rc == SQLITE_OK) {
@@ -919,15 +540,8 @@ Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& pa
   auto impl = std::make_unique<Impl>();
   Db* d = &impl->d;
   d->clock = &clock;
-  d->path = path.string();
-  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-              SQLITE_OPEN_NOMUTEX;  // a Store is used by one thread at a time
-  int rc = sqlite3_open_v2(d->path.c_str(), &d->db, flags, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc);
-    return Status(code_of(rc), d->path + ": open: " + msg);
-  }
-  sqlite3_extended_result_codes(d->db, 1);
+  KF_RETURN_IF_ERROR(d->open(path.string(), read_only ? SQLITE_OPEN_READONLY
+                                                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   sqlite3_busy_timeout(d->db, kBusyTimeoutMs);
 
   // Check the version before anything writes to the file: a newer database stays untouched.
@@ -944,14 +558,9 @@ Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& pa
                                  "); open it read-write once to migrate it");
     }
   } else {
-    Result<std::string> mode = d->query_text("PRAGMA journal_mode = WAL", "set WAL mode");
-    if (!mode.ok()) return mode.status();
-    if (*mode != "wal" && *mode != "memory") {
-      return io_error(d->path + ": set WAL mode: the database stays in journal mode '" + *mode +
-                      "'");
-    }
-    KF_RETURN_IF_ERROR(d->exec("PRAGMA synchronous = NORMAL", "set synchronous"));
-    wal = *mode == "wal";
+    Result<bool> use_wal = d->use_wal();
+    if (!use_wal.ok()) return use_wal.status();
+    wal = *use_wal;
   }
   KF_RETURN_IF_ERROR(d->exec("PRAGMA foreign_keys = ON", "enable foreign keys"));
   Result<std::string> fk = d->query_text("PRAGMA foreign_keys", "enable foreign keys");
@@ -994,7 +603,7 @@ int Store::latest_schema_version() {
 Status Store::begin() {
   Db& d = impl_->d;
   if (d.in_batch) return failed_precondition(d.path + ": begin: a batch is already open");
-  KF_RETURN_IF_ERROR(d.run(d.st.begin, "begin"));
+  KF_RETURN_IF_ERROR(d.run(d.begin, "begin"));
   d.in_batch = true;
   d.batch_error = Status();
   return Status();
@@ -1009,7 +618,7 @@ Status Store::commit() {
     return Status(lost.code(), "commit: the batch was lost: " + lost.message());
   }
   Status s = d.fault ? d.fault("commit") : Status();
-  if (s.ok()) s = d.run(d.st.commit, "commit");
+  if (s.ok()) s = d.run(d.commit, "commit");
   if (!s.ok()) {
     rollback();
     return s;
@@ -1032,7 +641,7 @@ Status Store::atomically(const std::function<Status()>& fn) {
 void Store::rollback() {
   Db& d = impl_->d;
   if (!d.in_batch) return;
-  if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.st.rollback, "rollback");
+  if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.rollback, "rollback");
   d.in_batch = false;
   d.batch_error = Status();
 }
