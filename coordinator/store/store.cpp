@@ -7,10 +7,12 @@
 // builds on (Db, Stmt, Tx, Checkpointer) is common/sqlite.h, shared with the agent's outbox.
 #include "coordinator/store/store.h"
 
+#include <algorithm>
 #include <iterator>
 #include <string_view>
 #include <utility>
 
+#include "common/sha256.h"
 #include "common/sqlite.h"
 #include "common/verify_result.h"
 #include "coordinator/store/migrations.h"
@@ -121,9 +123,15 @@ struct Statements {
   "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
   "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
   KF_RESULT_COLUMNS
-#define KF_TASK_COLUMNS                                                                 \
-  "id, campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, framework, " \
-  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, candidate"
+// A task's texts are stored once each in blobs (migration 0004): read_task puts them together
+// from the blob and the task's edit (text_of), four columns each.
+#define KF_TASK_COLUMNS                                                                   \
+  "tasks.id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, "        \
+  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "          \
+  "d.data, task_desc_head, task_desc_tail, task_desc_middle, "                            \
+  "c.data, candidate_head, candidate_tail, candidate_middle "                             \
+  "FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "                       \
+  "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
 #define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms"
@@ -139,11 +147,13 @@ const SqlDef kSql[] = {
      "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow) "
      "VALUES(?1, ?2, 'running', ?3, ?3, ?4, ?5)"},
     {&Statements::insert_task,
-     "INSERT INTO tasks(campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, "
-     "framework, task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
-     "candidate) "
-     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', 0, '', ?11, ?11, ?12)"},
-    {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE id = ?1"},
+     "INSERT INTO tasks(campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
+     "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
+     "task_desc_blob, task_desc_head, task_desc_tail, task_desc_middle, "
+     "candidate_blob, candidate_head, candidate_tail, candidate_middle) "
+     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, '', ?10, ?10, "
+     "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
+    {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " WHERE tasks.id = ?1"},
     {&Statements::set_task_state,
      "UPDATE tasks SET state = ?2, verdict = ?3, updated_ms = ?4 WHERE id = ?1"},
     {&Statements::insert_step,
@@ -210,9 +220,9 @@ const SqlDef kSql[] = {
     {&Statements::set_campaign_state,
      "UPDATE campaigns SET state = ?2, updated_ms = ?3 WHERE id = ?1"},
     {&Statements::tasks_of_campaign,
-     "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
+     "SELECT " KF_TASK_COLUMNS " WHERE campaign_id = ?1 ORDER BY tasks.id"},
     {&Statements::unfinished_tasks,
-     "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE state IN ('pending', 'running') ORDER BY id"},
+     "SELECT " KF_TASK_COLUMNS " WHERE state IN ('pending', 'running') ORDER BY tasks.id"},
     {&Statements::insert_llm_call,
      "INSERT INTO llm_calls(task_id, step_id, role, model, request_key, request, response, status, "
      "prompt_tokens, completion_tokens, cost_usd, latency_ms, created_ms) "
@@ -377,25 +387,141 @@ void adopt_legacy_verdict(proto::JobResult& r) {
   r.result_json.clear();
 }
 
+// ---- Texts stored once (migration 0004) ---------------------------------------------------
+
+// How a task's text is stored: a blob as it is, or with its span [head, size - tail) replaced
+// by `middle` (schema/sql/0004_blobs.sql).
+struct StoredText {
+  std::optional<int64_t> blob;  // none: the empty text
+  int64_t head = 0;
+  int64_t tail = 0;
+  std::optional<std::string> middle;
+};
+
+// A stored text as the store keeps it, read back: data (the blob, maybe NULL), head, tail and
+// middle are four consecutive columns from `first`.
+std::string text_of(const Stmt& s, int first) {
+  if (s.is_null(first)) return std::string();
+  std::string data = s.bytes(first);
+  if (s.is_null(first + 3)) return data;
+  const size_t head = static_cast<size_t>(s.i64(first + 1));
+  const size_t tail = static_cast<size_t>(s.i64(first + 2));
+  if (head + tail > data.size()) return data;  // never written so (BlobWriter::put)
+  return data.substr(0, head) + s.bytes(first + 3) + data.substr(data.size() - tail);
+}
+
+// Writes texts as blobs, each distinct content once (content-addressed by SHA-256), and
+// finds the smallest form for a text close to the last one stored of its kind: a sweep's
+// tasks are one task file with a few constants rewritten, so each keeps only the rewritten
+// span and points at the file's blob.
+class BlobWriter {
+ public:
+  enum Kind { kTaskDesc = 0, kCandidate = 1 };
+
+  Status prepare(sqlite::Db& d) {
+    KF_RETURN_IF_ERROR(d.prepare(
+        "INSERT INTO blobs(sha256, data) VALUES(?1, ?2) ON CONFLICT(sha256) DO NOTHING", &insert_.s));
+    KF_RETURN_IF_ERROR(d.prepare("SELECT id FROM blobs WHERE sha256 = ?1", &find_.s));
+    return d.prepare("SELECT 1 FROM blobs WHERE id = ?1 AND sha256 = ?2", &check_.s);
+  }
+
+  Result<StoredText> put(sqlite::Db& d, Kind kind, const std::string& text, std::string_view op) {
+    StoredText out;
+    if (text.empty()) return out;
+    Base& base = bases_[kind];
+    if (base.blob != 0) {
+      const std::string& b = base.data;
+      const size_t limit = std::min(b.size(), text.size());
+      const size_t head = static_cast<size_t>(
+          std::mismatch(b.begin(), b.begin() + static_cast<ptrdiff_t>(limit), text.begin()).first - b.begin());
+      const size_t tail = static_cast<size_t>(
+          std::mismatch(b.rbegin(), b.rbegin() + static_cast<ptrdiff_t>(limit - head), text.rbegin()).first -
+          b.rbegin());
+      const size_t middle = text.size() - head - tail;
+      // Worth it when the edit is small beside the text; else the text gets a blob of its own.
+      if (middle <= kMaxMiddle && middle * 4 <= text.size()) {
+        Result<bool> live = base_is_stored(d, base, op);
+        if (!live.ok()) return live.status();
+        if (*live) {
+          out.blob = base.blob;
+          if (middle == 0 && text.size() == b.size()) return out;  // the blob itself
+          out.head = static_cast<int64_t>(head);
+          out.tail = static_cast<int64_t>(tail);
+          out.middle = text.substr(head, middle);
+          return out;
+        }
+      }
+    }
+    std::string sha = sha256_hex(text);
+    {
+      Stmt s(insert_.s);
+      s.text(1, sha).blob(2, text);
+      if (int rc = s.step(); rc != SQLITE_DONE) return d.error(rc, op);
+    }
+    int64_t id = 0;
+    {
+      Stmt s(find_.s);
+      s.text(1, sha);
+      int rc = s.step();
+      if (rc != SQLITE_ROW) return d.error(rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, op);
+      id = s.i64(0);
+    }
+    base = Base{id, std::move(sha), text};
+    out.blob = id;
+    return out;
+  }
+
+ private:
+  static constexpr size_t kMaxMiddle = 1024;
+  struct Base {
+    int64_t blob = 0;  // 0: none yet
+    std::string sha256;
+    std::string data;
+  };
+
+  // The remembered base may be gone (its transaction rolled back, and the id maybe reused).
+  Result<bool> base_is_stored(sqlite::Db& d, const Base& base, std::string_view op) {
+    Stmt s(check_.s);
+    s.bind(1, base.blob).text(2, base.sha256);
+    int rc = s.step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return d.error(rc, op);
+    return rc == SQLITE_ROW;
+  }
+
+  Prepared insert_, find_, check_;
+  Base bases_[2];
+};
+
+// Binds a stored text to ?first .. ?first+3 (blob, head, tail, middle). REQUIRES: `t`
+// outlives the Stmt.
+void bind_text(Stmt& s, int first, const StoredText& t) {
+  s.bind(first, t.blob).bind(first + 1, t.head).bind(first + 2, t.tail);
+  if (t.middle) {
+    s.blob(first + 3, *t.middle);
+  } else {
+    s.bind(first + 3, std::optional<int64_t>());
+  }
+}
+
 TaskRow read_task(const Stmt& s) {
   TaskRow t;
   t.id = s.i64(0);
   t.campaign_id = s.i64(1);
   t.spec.op_name = s.str(2);
   t.spec.task_id = s.str(3);
-  t.spec.task_desc = s.str(4);
-  t.spec.backend = s.str(5);
-  t.spec.arch = s.str(6);
-  t.spec.impl_type = s.str(7);
-  t.spec.framework = s.str(8);
-  t.spec.task_type = s.str(9);
-  t.spec.limit_steps = s.i32(10);
-  t.state = s.str(11);
-  t.steps_used = s.i32(12);
-  t.verdict = s.str(13);
-  t.created_ms = s.i64(14);
-  t.updated_ms = s.i64(15);
-  t.spec.candidate = s.str(16);
+  t.spec.backend = s.str(4);
+  t.spec.arch = s.str(5);
+  t.spec.impl_type = s.str(6);
+  t.spec.framework = s.str(7);
+  t.spec.task_type = s.str(8);
+  t.spec.limit_steps = s.i32(9);
+  t.state = s.str(10);
+  t.steps_used = s.i32(11);
+  t.verdict = s.str(12);
+  t.created_ms = s.i64(13);
+  t.updated_ms = s.i64(14);
+  t.spec.task_desc = text_of(s, 15);
+  t.spec.candidate = text_of(s, 19);
   return t;
 }
 
@@ -403,6 +529,7 @@ TaskRow read_task(const Stmt& s) {
 struct Db : sqlite::Db {
   Clock* clock = nullptr;
   Statements st;
+  BlobWriter blobs;  // prepared with st
 
   Db() = default;
   ~Db() {
@@ -427,7 +554,7 @@ struct Db : sqlite::Db {
   Status migrate();
   Status prepare_all() {
     for (const SqlDef& d : kSql) KF_RETURN_IF_ERROR(prepare(d.sql, &(st.*d.member)));
-    return Status();
+    return blobs.prepare(*this);
   }
 
   // The state of a job as stored; not_found if there is no such job.
@@ -497,6 +624,36 @@ Status convert_job_frames(Db& d) {
   return rc == SQLITE_DONE ? Status() : d.error(rc, op);
 }
 
+// Migration 0004's data step: every task's task_desc and candidate move into blobs (the
+// columns migration 0005 drops), each distinct text once. Runs inside the migration's
+// transaction.
+Status move_task_texts(Db& d) {
+  constexpr std::string_view op = "migration 0004: store task texts once";
+  BlobWriter writer;
+  Prepared select, update;
+  KF_RETURN_IF_ERROR(writer.prepare(d));
+  KF_RETURN_IF_ERROR(d.prepare("SELECT id, task_desc, candidate FROM tasks ORDER BY id", &select.s));
+  KF_RETURN_IF_ERROR(d.prepare(
+      "UPDATE tasks SET task_desc_blob = ?2, task_desc_head = ?3, task_desc_tail = ?4, "
+      "task_desc_middle = ?5, candidate_blob = ?6, candidate_head = ?7, candidate_tail = ?8, "
+      "candidate_middle = ?9 WHERE id = ?1",
+      &update.s));
+  Stmt rows(select.s);
+  int rc;
+  while ((rc = rows.step()) == SQLITE_ROW) {
+    auto desc = writer.put(d, BlobWriter::kTaskDesc, rows.str(1), op);
+    if (!desc.ok()) return desc.status();
+    auto candidate = writer.put(d, BlobWriter::kCandidate, rows.str(2), op);
+    if (!candidate.ok()) return candidate.status();
+    Stmt u(update.s);
+    u.bind(1, rows.i64(0));
+    bind_text(u, 2, *desc);
+    bind_text(u, 6, *candidate);
+    if (int urc = u.finish(); urc != SQLITE_DONE) return d.error(urc, op);
+  }
+  return rc == SQLITE_DONE ? Status() : d.error(rc, op);
+}
+
 Status Db::migrate() {
   const std::vector<Migration>& all = migrations();
   for (size_t i = 0; i < all.size(); ++i) {
@@ -518,6 +675,7 @@ Status Db::migrate() {
     const Migration& m = all[static_cast<size_t>(*version)];
     Status s = exec(m.sql, std::string("migration ") + m.name);
     if (s.ok() && m.version == 3) s = convert_job_frames(*this);
+    if (s.ok() && m.version == 4) s = move_task_texts(*this);
     if (s.ok() && sqlite3_get_autocommit(db)) {
       return internal_error(path + ": migration " + m.name +
                             " ended the transaction itself; migrations must not contain "
@@ -686,22 +844,26 @@ Result<int64_t> Store::create_campaign(const std::string& name, const std::strin
 Result<int64_t> Store::create_task(int64_t campaign_id, const TaskSpec& spec) {
   constexpr std::string_view op = "create_task";
   Db& d = impl_->d;
-  Tx tx(d, op, false);
+  Tx tx(d, op, true);  // the texts' blobs and the task
   KF_RETURN_IF_ERROR(tx.status());
   {
+    auto desc = d.blobs.put(d, BlobWriter::kTaskDesc, spec.task_desc, op);
+    if (!desc.ok()) return desc.status();
+    auto candidate = d.blobs.put(d, BlobWriter::kCandidate, spec.candidate, op);
+    if (!candidate.ok()) return candidate.status();
     Stmt s(d.st.insert_task);
     s.bind(1, campaign_id)
         .text(2, spec.op_name)
         .text(3, spec.task_id)
-        .text(4, spec.task_desc)
-        .text(5, spec.backend)
-        .text(6, spec.arch)
-        .text(7, spec.impl_type)
-        .text(8, spec.framework)
-        .text(9, spec.task_type)
-        .bind(10, spec.limit_steps)
-        .bind(11, d.now())
-        .text(12, spec.candidate);
+        .text(4, spec.backend)
+        .text(5, spec.arch)
+        .text(6, spec.impl_type)
+        .text(7, spec.framework)
+        .text(8, spec.task_type)
+        .bind(9, spec.limit_steps)
+        .bind(10, d.now());
+    bind_text(s, 11, *desc);
+    bind_text(s, 15, *candidate);
     int rc = s.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
       return Status(Code::already_exists,
