@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -82,6 +83,11 @@ struct Statements {
   sqlite3_stmt* set_campaign_state = nullptr;
   sqlite3_stmt* tasks_of_campaign = nullptr;
   sqlite3_stmt* unfinished_tasks = nullptr;
+  sqlite3_stmt* task_ids_of_campaign = nullptr;
+  sqlite3_stmt* submitting_campaigns = nullptr;
+  sqlite3_stmt* delete_tasks_of_campaign = nullptr;
+  sqlite3_stmt* delete_campaign = nullptr;
+  sqlite3_stmt* delete_unused_blobs = nullptr;
   sqlite3_stmt* insert_llm_call = nullptr;
   sqlite3_stmt* find_llm_call = nullptr;
   sqlite3_stmt* forget_pending_llm_call = nullptr;
@@ -222,7 +228,18 @@ const SqlDef kSql[] = {
     {&Statements::tasks_of_campaign,
      "SELECT " KF_TASK_COLUMNS " WHERE campaign_id = ?1 ORDER BY tasks.id"},
     {&Statements::unfinished_tasks,
-     "SELECT " KF_TASK_COLUMNS " WHERE state IN ('pending', 'running') ORDER BY tasks.id"},
+     "SELECT " KF_TASK_COLUMNS " WHERE state IN ('pending', 'running') AND campaign_id NOT IN "
+     "(SELECT id FROM campaigns WHERE state = 'submitting') ORDER BY tasks.id"},
+    {&Statements::task_ids_of_campaign,
+     "SELECT id FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
+    {&Statements::submitting_campaigns,
+     "SELECT id FROM campaigns WHERE state = 'submitting' ORDER BY id"},
+    {&Statements::delete_tasks_of_campaign, "DELETE FROM tasks WHERE campaign_id = ?1"},
+    {&Statements::delete_campaign, "DELETE FROM campaigns WHERE id = ?1"},
+    {&Statements::delete_unused_blobs,
+     "DELETE FROM blobs WHERE "
+     "id NOT IN (SELECT task_desc_blob FROM tasks WHERE task_desc_blob IS NOT NULL) AND "
+     "id NOT IN (SELECT candidate_blob FROM tasks WHERE candidate_blob IS NOT NULL)"},
     {&Statements::insert_llm_call,
      "INSERT INTO llm_calls(task_id, step_id, role, model, request_key, request, response, status, "
      "prompt_tokens, completion_tokens, cost_usd, latency_ms, created_ms) "
@@ -582,6 +599,9 @@ struct Db : sqlite::Db {
 
 struct Store::Impl {
   Db d;
+  // Campaigns this Store set submitting and has not moved on since: its own submissions in
+  // progress, which discard_submitting_campaigns keeps.
+  std::set<int64_t> submitting;
   std::unique_ptr<Checkpointer> checkpointer;  // declared after d: stopped before d closes
   static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, Clock& clock,
                                              bool read_only);
@@ -1306,6 +1326,11 @@ Status Store::set_campaign_state(int64_t campaign_id, const std::string& state) 
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
+  if (state == to_string(CampaignState::submitting)) {
+    impl_->submitting.insert(campaign_id);
+  } else {
+    impl_->submitting.erase(campaign_id);
+  }
   return tx.commit();
 }
 
@@ -1314,6 +1339,43 @@ Result<std::vector<TaskRow>> Store::tasks_of_campaign(int64_t campaign_id) {
   Stmt s(d.st.tasks_of_campaign);
   s.bind(1, campaign_id);
   return all_rows<TaskRow>(d, s, "tasks_of_campaign", read_task);
+}
+
+Result<std::vector<int64_t>> Store::task_ids_of_campaign(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.task_ids_of_campaign);
+  s.bind(1, campaign_id);
+  return all_rows<int64_t>(d, s, "task_ids_of_campaign", [](const Stmt& r) { return r.i64(0); });
+}
+
+Status Store::discard_campaign(int64_t campaign_id) {
+  constexpr std::string_view op = "discard_campaign";
+  Db& d = impl_->d;
+  Tx tx(d, op, true);
+  KF_RETURN_IF_ERROR(tx.status());
+  for (sqlite3_stmt* stmt : {d.st.delete_tasks_of_campaign, d.st.delete_campaign}) {
+    Stmt s(stmt);
+    s.bind(1, campaign_id);
+    if (int rc = s.step(); rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  KF_RETURN_IF_ERROR(d.run(d.st.delete_unused_blobs, op));
+  return tx.commit();
+}
+
+Result<int64_t> Store::discard_submitting_campaigns() {
+  Db& d = impl_->d;
+  Result<std::vector<int64_t>> ids = [&] {
+    Stmt s(d.st.submitting_campaigns);
+    return all_rows<int64_t>(d, s, "discard_submitting_campaigns", [](const Stmt& r) { return r.i64(0); });
+  }();
+  if (!ids.ok()) return ids.status();
+  int64_t discarded = 0;
+  for (int64_t id : *ids) {
+    if (impl_->submitting.count(id)) continue;
+    KF_RETURN_IF_ERROR(discard_campaign(id));
+    discarded++;
+  }
+  return discarded;
 }
 
 Result<std::vector<TaskRow>> Store::unfinished_tasks() {
