@@ -16,6 +16,13 @@
 // (/proc/PID/stat) and the size of its log (file and stderr) are printed as a `sample:` line;
 // the summary follows as `name: value` lines. --coordinator runs another build's binary (the
 // main branch's, for a baseline) under the same load.
+//
+// --tasks N runs the campaign benchmark instead: a sweep campaign of N tasks (10 ops, each a
+// ~3.5 KB task file swept over BATCH x DIM, so every task's reference is a distinct text) is
+// written and submitted with `kforge submit --data` into a real coordinator's database (the
+// coordinator stopped, so that only submission is timed), then the coordinator is started on
+// it. Printed: the submission's time and peak RSS, the database's bytes per task, and the
+// coordinator's time to listen, RSS and CPU over its first 10 s with the campaign loaded.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -37,13 +44,14 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "common/flags.h"
 #include "common/fs.h"
+#include "common/process.h"
 #include "common/protocol.h"
 #include "common/zmq_util.h"
 
@@ -74,6 +82,9 @@ const std::vector<FlagSpec> kFlags = {
     {"sample-ms", true, "interval between samples (default 5000)"},
     {"coordinator", true, "kforge-coordinator binary (default: beside this build's bench)"},
     {"log-level", true, "the coordinator's log level (default info)"},
+    {"tasks", true,
+     "campaign benchmark: submit an N-task sweep (N a multiple of 1000) instead of a fleet soak"},
+    {"kforge", true, "the kforge CLI for --tasks (default: beside this build's bench)"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
     {"help", false, "show this message"},
 };
@@ -162,14 +173,23 @@ struct CoordinatorProcess {
   }
 };
 
-// VmRSS of `pid` in MiB; -1 if unavailable.
-double rss_mb(pid_t pid) {
+// A field of /proc/PID/status given in kB ("VmRSS:", "VmHWM:"), in MiB; -1 if unavailable.
+double status_mb(pid_t pid, std::string_view field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+    if (line.starts_with(field)) return std::strtod(line.c_str() + field.size(), nullptr) / 1024.0;
   }
   return -1;
+}
+
+// VmRSS of `pid` in MiB; -1 if unavailable.
+double rss_mb(pid_t pid) {
+  return status_mb(pid, "VmRSS:");
+}
+// Peak RSS (VmHWM) of `pid` in MiB; -1 if unavailable.
+double hwm_mb(pid_t pid) {
+  return status_mb(pid, "VmHWM:");
 }
 
 // utime + stime of `pid` in seconds.
@@ -455,6 +475,140 @@ Result<uint64_t> uint_flag(const ParsedFlags& flags, const std::string& name, ui
   return parse_uint_flag(name, *v);
 }
 
+// ---- The campaign benchmark (--tasks) -----------------------------------------------------
+
+// Writes DIR/campaign.toml and DIR/tasks/op<k>.py: 10 ops, each a task file of ~3.5 KB (a
+// KernelBench-sized reference) swept over BATCH (100 values) x DIM (n / 1000 values).
+Status write_sweep_campaign(const fs::path& dir, uint64_t n) {
+  constexpr int kOps = 10, kBatches = 100;
+  const uint64_t dims = n / (kOps * kBatches);
+  std::string filler;
+  for (int i = 0; i < 30; ++i) {
+    filler += "Background, line " + std::to_string(i) +
+              ": a row reduction is memory-bound; a fused epilogue saves a pass.\n";
+  }
+  std::string toml =
+      "name = \"scale-sweep-" + std::to_string(n) +
+      "\"\nworkflow = \"default\"\n\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
+      "impl_type = \"cpp\"\nframework = \"torch\"\n\n";
+  fs::create_directories(dir / "tasks");
+  for (int k = 0; k < kOps; ++k) {
+    std::string task =
+        "\"\"\"Op " + std::to_string(k) +
+        ": y = relu(x - mean(x, dim=1)) * SCALE, as in a KernelBench level 1 problem.\n\n" +
+        filler +
+        "\"\"\"\nimport torch\nimport torch.nn as nn\n\nBATCH = 16\nDIM = 16384\nSCALE = 0.5\n\n\n"
+        "class Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n\n"
+        "    def forward(self, x):\n        return torch.relu(x - x.mean(dim=1, keepdim=True)) * "
+        "SCALE\n\n\n"
+        "def get_inputs():\n    return [torch.randn(BATCH, DIM)]\n\n\n"
+        "def get_init_inputs():\n    return []\n";
+    KF_RETURN_IF_ERROR(atomic_write_file(dir / "tasks" / ("op" + std::to_string(k) + ".py"), task));
+    toml += "[[ops]]\nop_name = \"op" + std::to_string(k) + "\"\ntask_desc = \"tasks/op" +
+            std::to_string(k) + ".py\"\n[ops.sweep]\nBATCH = [";
+    for (int b = 0; b < kBatches; ++b) toml += (b ? ", " : "") + std::to_string(1 + b);
+    toml += "]\nDIM = [";
+    for (uint64_t d = 0; d < dims; ++d) toml += (d ? ", " : "") + std::to_string(1024 + d);
+    toml += "]\n\n";
+  }
+  return atomic_write_file(dir / "campaign.toml", toml);
+}
+
+int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t n) {
+  if (n == 0 || n % 1000 != 0) return fail("--tasks: expected a positive multiple of 1000");
+  fs::path kforge_cli = flags.get("kforge").value_or(
+      (fs::canonical("/proc/self/exe").parent_path().parent_path() / "cli" / "kforge").string());
+  if (!fs::exists(kforge_cli))
+    return fail(kforge_cli.string() + " does not exist (build it, or pass --kforge)");
+  fs::path dir = fs::temp_directory_path() / ("kforge-bench-tasks-" + random_hex_id().substr(0, 8));
+  fs::create_directories(dir);
+  if (Status st = write_sweep_campaign(dir / "campaign", n); !st.ok()) return fail(st.to_string());
+  {
+    // No LLM and no agents: nothing but the campaign is stored.
+    std::ofstream cfg(dir / "kforge.toml");
+    cfg << "[coordinator]\n\n[coordinator.log]\nfile = \"" << (dir / "coordinator.log").string()
+        << "\"\n";
+  }
+  const std::vector<std::string> coordinator_args = {
+      "--config",    (dir / "kforge.toml").string(),
+      "--listen",    "tcp://127.0.0.1:*",
+      "--data",      (dir / "data").string(),
+      "--http",      "",
+      "--log-level", flags.get("log-level").value_or("info")};
+  std::printf("coordinator: %s\nkforge: %s\ndir: %s\n", exe.c_str(), kforge_cli.c_str(),
+              dir.c_str());
+  print("tasks", static_cast<double>(n), 0);
+  print("campaign_file_bytes",
+        static_cast<double>(fs::file_size(dir / "campaign" / "campaign.toml")), 0);
+  {
+    // A first start creates the database.
+    CoordinatorProcess coord;
+    Status started = coord.start(exe, coordinator_args, dir / "stderr.log");
+    if (!started.ok()) return fail(started.to_string());
+    print("rss_idle_mb", rss_mb(coord.pid));
+    coord.stop();
+  }
+  print("db_bytes_empty", static_cast<double>(bytes_of(dir / "data", "kforge.db")), 0);
+
+  // kforge submit into the stopped coordinator's database: the expansion and the store's
+  // writes, nothing else (a live coordinator's Conductor would start each task as it lands).
+  ProcessSpec spec;
+  spec.argv = {kforge_cli.string(), "submit", (dir / "campaign" / "campaign.toml").string(),
+               "--data", (dir / "data").string()};
+  std::atomic<int> pid{0};
+  spec.on_started = [&](int p) { pid = p; };
+  std::atomic<bool> done{false};
+  Result<ProcessResult> submitted = io_error("not run");
+  const int64_t t0 = now_ms();
+  std::thread submitter([&] {
+    submitted = run_process(spec);
+    done = true;
+  });
+  double submit_hwm = 0;
+  while (!done.load()) {
+    if (pid.load() > 0) submit_hwm = std::max(submit_hwm, hwm_mb(pid.load()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  submitter.join();
+  const double submit_s = static_cast<double>(now_ms() - t0) / 1000.0;
+  if (!submitted.ok()) return fail("kforge submit: " + submitted.status().to_string());
+  if (submitted->exit_code != 0) {
+    return fail("kforge submit failed (exit " + std::to_string(submitted->exit_code) +
+                "): " + submitted->stdout_data + submitted->stderr_data);
+  }
+  std::printf("submit: %s", submitted->stdout_data.c_str());
+  print("submit_s", submit_s, 2);
+  print("submit_tasks_per_s", static_cast<double>(n) / std::max(submit_s, 1e-3), 0);
+  print("submit_rss_peak_mb", submit_hwm);
+  const double db = static_cast<double>(bytes_of(dir / "data", "kforge.db"));
+  print("db_bytes", db, 0);
+  print("db_bytes_per_task", db / static_cast<double>(n), 0);
+  std::fflush(stdout);
+
+  // The coordinator started on that database: how soon it listens, and its memory and CPU
+  // over the next 10 s (its Conductor resumes every task: with no LLM each ends at once).
+  CoordinatorProcess coord;
+  const int64_t t1 = now_ms();
+  Status started = coord.start(exe, coordinator_args, dir / "stderr.log");
+  if (!started.ok()) return fail(started.to_string());
+  print("start_to_listening_s", static_cast<double>(now_ms() - t1) / 1000.0, 2);
+  double rss_peak = 0, cpu0 = cpu_s(coord.pid);
+  for (int i = 0; i < 100 && coord.alive(); ++i) {
+    rss_peak = std::max(rss_peak, rss_mb(coord.pid));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  print("coordinator_rss_10s_mb", rss_mb(coord.pid));
+  print("coordinator_rss_peak_10s_mb", std::max(rss_peak, hwm_mb(coord.pid)));
+  print("coordinator_cpu_pct_10s", 100.0 * (cpu_s(coord.pid) - cpu0) / 10.0);
+  coord.stop();
+  std::fflush(stdout);
+  if (!flags.has("keep")) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-bench-scale");
   if (!flags.ok()) return fail(flags.status().message());
@@ -485,6 +639,11 @@ int run(int argc, char** argv) {
     exe = fs::canonical("/proc/self/exe").parent_path().parent_path() / "coordinator" / "kforge-coordinator";
   }
   if (!fs::exists(exe)) return fail(exe.string() + " does not exist (build it, or pass --coordinator)");
+  if (flags->has("tasks")) {
+    auto n = uint_flag(*flags, "tasks", 0);
+    if (!n.ok()) return fail(n.status().message());
+    return run_tasks(*flags, exe, *n);
+  }
 
   fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
   fs::create_directories(dir);
