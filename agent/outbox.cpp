@@ -25,10 +25,12 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const std::filesystem::path& path) 
       d.exec("CREATE TABLE IF NOT EXISTS outbox (job_id INTEGER NOT NULL, epoch INTEGER NOT NULL, "
              "data BLOB NOT NULL, PRIMARY KEY (job_id, epoch))",
              "create the outbox table"));
+  KF_RETURN_IF_ERROR(d.prepare(
+      "INSERT OR REPLACE INTO outbox (job_id, epoch, data) VALUES (?1, ?2, ?3)", &impl->put.s));
   KF_RETURN_IF_ERROR(
-      d.prepare("INSERT OR REPLACE INTO outbox (job_id, epoch, data) VALUES (?1, ?2, ?3)", &impl->put.s));
-  KF_RETURN_IF_ERROR(d.prepare("DELETE FROM outbox WHERE job_id = ?1 AND epoch = ?2", &impl->remove.s));
-  KF_RETURN_IF_ERROR(d.prepare("SELECT job_id, epoch, data FROM outbox ORDER BY rowid", &impl->all.s));
+      d.prepare("DELETE FROM outbox WHERE job_id = ?1 AND epoch = ?2", &impl->remove.s));
+  KF_RETURN_IF_ERROR(
+      d.prepare("SELECT job_id, epoch, data FROM outbox ORDER BY rowid", &impl->all.s));
   std::unique_ptr<Outbox> box(new Outbox(std::move(impl)));
   sqlite::Stmt q(box->impl_->all.s);
   int rc;

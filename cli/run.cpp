@@ -105,7 +105,9 @@ int cmd_run(const ParsedFlags& flags) {
   Conductor conductor(coord, llm.get(), std::move(prompts.value()), conductor_options);
 
   Store& store = coord.store();
-  auto write = [&](const std::function<Status(Store&)>& fn) { return store.atomically([&] { return fn(store); }); };
+  auto write = [&](const std::function<Status(Store&)>& fn) {
+    return store.atomically([&] { return fn(store); });
+  };
   auto stored = store_campaign(write, *campaign, source.ok() ? *source : "");
   if (!stored.ok()) return cli_fail(stored.status().message());
   const int64_t campaign_id = stored->first;

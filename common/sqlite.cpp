@@ -57,9 +57,9 @@ Status Db::open(const std::string& file, int flags) {
   }
   sqlite3_extended_result_codes(db, 1);
   const std::pair<sqlite3_stmt**, const char*> statements[] = {
-      {&begin, "BEGIN IMMEDIATE"},           {&commit, "COMMIT"},
-      {&rollback, "ROLLBACK"},               {&savepoint, "SAVEPOINT kforge_op"},
-      {&release, "RELEASE kforge_op"},       {&rollback_to, "ROLLBACK TO kforge_op"},
+      {&begin, "BEGIN IMMEDIATE"},     {&commit, "COMMIT"},
+      {&rollback, "ROLLBACK"},         {&savepoint, "SAVEPOINT kforge_op"},
+      {&release, "RELEASE kforge_op"}, {&rollback_to, "ROLLBACK TO kforge_op"},
   };
   for (const auto& [out, sql] : statements) KF_RETURN_IF_ERROR(prepare(sql, out));
   return Status();

@@ -207,7 +207,7 @@ class Tx {
 class Checkpointer {
  public:
   static constexpr int kCheckpointPages = 1000;  // SQLite's default wal_autocheckpoint
-  static constexpr int kRestartPages = 10 * kCheckpointPages;  // ~40 MiB of 4 KiB pages
+  static constexpr int kRestartPages = 10 * kCheckpointPages;    // ~40 MiB of 4 KiB pages
   static constexpr std::chrono::milliseconds kMinInterval{100};  // between checkpoints
 
   // Opens the second connection and takes over `writer`'s WAL hook, which replaces
@@ -229,7 +229,7 @@ class Checkpointer {
 
   sqlite3* writer_;
   sqlite3* db_ = nullptr;
-  bool restart_requested_ = false;    // writer's thread only
+  bool restart_requested_ = false;      // writer's thread only
   std::atomic<bool> caught_up_{false};  // a requested checkpoint has finished
   std::mutex mu_;
   std::condition_variable cv_;

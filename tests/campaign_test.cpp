@@ -348,7 +348,7 @@ struct StoreFixture {
   ManualClock clock;
   std::unique_ptr<Store> store = Store::open(dir / "kforge.db", clock).value();
   int writes = 0;
-  int fail_at = -1;  // the write that fails (0: the first)
+  int fail_at = -1;                      // the write that fails (0: the first)
   std::vector<std::string> states_seen;  // the campaign's state before each write after the first
 
   // One transaction per write, as a coordinator turn or `kforge run` gives.
@@ -366,7 +366,8 @@ struct StoreFixture {
 
 }  // namespace
 
-TEST_CASE_FIXTURE(StoreFixture, "a campaign larger than a batch is stored in batches and runs only once whole") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a campaign larger than a batch is stored in batches and runs only once whole") {
   Campaign c = many_tasks(kCampaignBatch * 2 + 1);
   auto stored = store_campaign(writer(), c, "source");
   REQUIRE_MESSAGE(stored.ok(), stored.status().to_string());
@@ -401,7 +402,9 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails is removed whole")
   CHECK(store->task_ids_of_campaign(retried->first).value().size() == c.tasks.size());
 }
 
-TEST_CASE_FIXTURE(StoreFixture, "a submission its process did not finish is discarded by the next one, not by its own") {
+TEST_CASE_FIXTURE(
+    StoreFixture,
+    "a submission its process did not finish is discarded by the next one, not by its own") {
   int64_t id = store->create_campaign("half", "", "h").value();
   REQUIRE(store->set_campaign_state(id, "submitting").ok());
   TaskSpec spec = many_tasks(1).tasks[0].spec;

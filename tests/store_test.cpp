@@ -836,22 +836,27 @@ TaskSpec sweep_spec(const std::string& task_id, const std::string& desc) {
 
 // A task file of ~3 KB with constants N and dtype set as given.
 std::string task_file(int n, const std::string& dtype) {
-  return "\"\"\"Softmax.\"\"\"\n" + std::string(3000, '#') + "\nN = " + std::to_string(n) + "\ndtype = \"" +
-         dtype + "\"\n\nclass Model: ...\n\ndef get_inputs(): ...\n";
+  return "\"\"\"Softmax.\"\"\"\n" + std::string(3000, '#') + "\nN = " + std::to_string(n) +
+         "\ndtype = \"" + dtype + "\"\n\nclass Model: ...\n\ndef get_inputs(): ...\n";
 }
 
 }  // namespace
 
-TEST_CASE_FIXTURE(StoreFixture, "a sweep's tasks share their task file's blob and read back their own text") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a sweep's tasks share their task file's blob and read back their own text") {
   int64_t c = campaign();
   std::vector<int64_t> ids;
   for (int n = 0; n < 50; ++n) {
-    ids.push_back(s().create_task(c, sweep_spec("N=" + std::to_string(n), task_file(1000 + n, "float32"))).value());
+    ids.push_back(
+        s().create_task(c, sweep_spec("N=" + std::to_string(n), task_file(1000 + n, "float32")))
+            .value());
   }
-  for (int n = 0; n < 50; ++n) CHECK(s().get_task(ids[n]).value().spec.task_desc == task_file(1000 + n, "float32"));
+  for (int n = 0; n < 50; ++n)
+    CHECK(s().get_task(ids[n]).value().spec.task_desc == task_file(1000 + n, "float32"));
   // One blob; each task keeps only the span that differs.
   CHECK(raw_query(db_path, "SELECT COUNT(*) FROM blobs") == std::vector<std::string>{"1"});
-  CHECK(raw_query(db_path, "SELECT MAX(length(task_desc_middle)) <= 4 FROM tasks") == std::vector<std::string>{"1"});
+  CHECK(raw_query(db_path, "SELECT MAX(length(task_desc_middle)) <= 4 FROM tasks") ==
+        std::vector<std::string>{"1"});
   auto all = s().tasks_of_campaign(c).value();
   REQUIRE(all.size() == 50);
   CHECK(all[49].spec.task_desc == task_file(1049, "float32"));
@@ -875,7 +880,8 @@ TEST_CASE_FIXTURE(StoreFixture, "the same text twice is one blob, whatever was s
   CHECK(s().get_task(a).value().spec.candidate.empty());
 }
 
-TEST_CASE_FIXTURE(StoreFixture, "a text whose blob was rolled back with its batch is stored again, not half") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a text whose blob was rolled back with its batch is stored again, not half") {
   int64_t c = campaign();
   REQUIRE(s().begin().ok());
   REQUIRE(s().create_task(c, sweep_spec("a", task_file(1, "float32"))).ok());

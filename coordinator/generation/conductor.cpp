@@ -233,8 +233,10 @@ void Conductor::take_interrupted_calls() {
   if (!discarded.ok()) {
     spdlog::error("conductor: {}", discarded.status().to_string());
   } else if (*discarded > 0) {
-    spdlog::warn("{} campaigns were still being submitted when the previous coordinator process ended; "
-                 "they were removed: submit them again", *discarded);
+    spdlog::warn(
+        "{} campaigns were still being submitted when the previous coordinator process ended; "
+        "they were removed: submit them again",
+        *discarded);
   }
 }
 

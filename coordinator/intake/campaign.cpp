@@ -3,6 +3,7 @@
 #include "common/text.h"
 #include "coordinator/generation/task.h"
 
+#include <spdlog/spdlog.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -17,8 +18,6 @@
 #include <set>
 #include <sstream>
 #include <tuple>
-
-#include <spdlog/spdlog.h>
 
 #include "common/fs.h"
 #include "common/targets.h"
@@ -914,7 +913,8 @@ std::string hash_campaign(const Campaign& c) {
   return fnv1a64_hex(data);
 }
 
-Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const Campaign& campaign,
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
+                                                const Campaign& campaign,
                                                 const std::string& source) {
   const size_t total = campaign.tasks.size();
   const bool batched = total > kCampaignBatch;
@@ -940,17 +940,16 @@ Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, con
       id = (*existing)->id;
       return Status();
     }
-    auto made = store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
+    auto made =
+        store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
     if (!made.ok()) return made.status();
     id = *made;
     created = true;
     if (batched) KF_RETURN_IF_ERROR(store.set_campaign_state(id, "submitting"));
     return add_batch(store, &end);
   });
-  if (!st.ok() || !created) {
-    if (!st.ok()) return st;
-    return std::pair<int64_t, bool>{id, false};
-  }
+  if (!st.ok()) return st;
+  if (!created) return std::pair<int64_t, bool>{id, false};
   stored = end;
   while (st.ok() && stored < total) {
     spdlog::info("campaign {} ({}): stored {} of {} tasks", id, campaign.name, stored, total);
@@ -969,11 +968,13 @@ Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, con
   if (!st.ok()) {
     Status discarded = write([&](Store& store) { return store.discard_campaign(id); });
     if (!discarded.ok()) {  // the next coordinator to start removes it
-      spdlog::error("campaign {}: cannot remove the half-stored campaign: {}", id, discarded.to_string());
+      spdlog::error("campaign {}: cannot remove the half-stored campaign: {}", id,
+                    discarded.to_string());
     }
     return st;
   }
-  if (batched) spdlog::info("campaign {} ({}): stored all {} tasks; it runs", id, campaign.name, total);
+  if (batched)
+    spdlog::info("campaign {} ({}): stored all {} tasks; it runs", id, campaign.name, total);
   return std::pair<int64_t, bool>{id, true};
 }
 

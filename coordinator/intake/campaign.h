@@ -90,7 +90,8 @@ inline constexpr size_t kCampaignBatch = 10000;
 // fails, the campaign is removed again (Store::discard_campaign); if the process dies
 // mid-way, the next coordinator to start removes it (Store::discard_submitting_campaigns).
 // Either way it never runs half, and submitting it again stores it anew.
-Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const Campaign& campaign,
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
+                                                const Campaign& campaign,
                                                 const std::string& source);
 
 // The workflows a campaign may name.

@@ -357,10 +357,12 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   campaign.content_hash = hash_campaign(campaign);  // the server's own, whatever a client sent
   // In batches, one coordinator turn each (store_campaign).
   auto write = [&](const std::function<Status(Store&)>& fn) {
-    return backend.write([&](Store& store) -> Result<json> {
-      KF_RETURN_IF_ERROR(fn(store));
-      return json::object();
-    }).status();
+    return backend
+        .write([&](Store& store) -> Result<json> {
+          KF_RETURN_IF_ERROR(fn(store));
+          return json::object();
+        })
+        .status();
   };
   auto stored = store_campaign(write, campaign, *source);
   if (!stored.ok()) return stored.status();
@@ -368,7 +370,9 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   if (!reader.ok()) return reader.status();
   auto ids = (*reader)->task_ids_of_campaign(stored->first);
   if (!ids.ok()) return ids.status();
-  return json{{"id", stored->first}, {"created", stored->second}, {"tasks", campaign.tasks.size()},
+  return json{{"id", stored->first},
+              {"created", stored->second},
+              {"tasks", campaign.tasks.size()},
               {"task_ids", *ids}};
 }
 

@@ -131,12 +131,12 @@ struct Statements {
   KF_RESULT_COLUMNS
 // A task's texts are stored once each in blobs (migration 0004): read_task puts them together
 // from the blob and the task's edit (text_of), four columns each.
-#define KF_TASK_COLUMNS                                                                   \
-  "tasks.id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, "        \
-  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "          \
-  "d.data, task_desc_head, task_desc_tail, task_desc_middle, "                            \
-  "c.data, candidate_head, candidate_tail, candidate_middle "                             \
-  "FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "                       \
+#define KF_TASK_COLUMNS                                                            \
+  "tasks.id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, " \
+  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "   \
+  "d.data, task_desc_head, task_desc_tail, task_desc_middle, "                     \
+  "c.data, candidate_head, candidate_tail, candidate_middle "                      \
+  "FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "                \
   "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
@@ -230,8 +230,7 @@ const SqlDef kSql[] = {
     {&Statements::unfinished_tasks,
      "SELECT " KF_TASK_COLUMNS " WHERE state IN ('pending', 'running') AND campaign_id NOT IN "
      "(SELECT id FROM campaigns WHERE state = 'submitting') ORDER BY tasks.id"},
-    {&Statements::task_ids_of_campaign,
-     "SELECT id FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
+    {&Statements::task_ids_of_campaign, "SELECT id FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
     {&Statements::submitting_campaigns,
      "SELECT id FROM campaigns WHERE state = 'submitting' ORDER BY id"},
     {&Statements::delete_tasks_of_campaign, "DELETE FROM tasks WHERE campaign_id = ?1"},
@@ -252,7 +251,8 @@ const SqlDef kSql[] = {
      "WHERE llm_calls.status = 'pending'"},
     {&Statements::find_llm_call,
      "SELECT task_id, role, model, request_key, request, response, status, prompt_tokens, "
-     "completion_tokens, cost_usd, latency_ms FROM llm_calls WHERE request_key = ?1 AND status = 'ok'"},
+     "completion_tokens, cost_usd, latency_ms FROM llm_calls WHERE request_key = ?1 AND status = "
+     "'ok'"},
     {&Statements::forget_pending_llm_call,
      "DELETE FROM llm_calls WHERE request_key = ?1 AND status = 'pending'"},
     {&Statements::take_pending_llm_calls, "DELETE FROM llm_calls WHERE status = 'pending'"},
@@ -260,7 +260,8 @@ const SqlDef kSql[] = {
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?1 AND status <> 'pending'"},
     {&Statements::campaigns, "SELECT " KF_CAMPAIGN_COLUMNS " FROM campaigns ORDER BY id"},
-    {&Statements::jobs_of_task, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 ORDER BY id"},
+    {&Statements::jobs_of_task,
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 ORDER BY id"},
     // Two statements, not "?1 = 0 OR ...": the OR would scan every job for one campaign.
     {&Statements::job_leases, "SELECT " KF_LEASE_COLUMNS " FROM jobs ORDER BY id"},
     {&Statements::job_leases_of_campaign,
@@ -294,7 +295,8 @@ const SqlDef kSql[] = {
     {&Statements::llm_usage_by_role,
      "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(status = 'error'), 0) FROM llm_calls "
-     "WHERE status <> 'pending' AND (?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1)) "
+     "WHERE status <> 'pending' AND (?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id "
+     "= ?1)) "
      "GROUP BY role ORDER BY role"},
 };
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
@@ -436,8 +438,9 @@ class BlobWriter {
   enum Kind { kTaskDesc = 0, kCandidate = 1 };
 
   Status prepare(sqlite::Db& d) {
-    KF_RETURN_IF_ERROR(d.prepare(
-        "INSERT INTO blobs(sha256, data) VALUES(?1, ?2) ON CONFLICT(sha256) DO NOTHING", &insert_.s));
+    KF_RETURN_IF_ERROR(
+        d.prepare("INSERT INTO blobs(sha256, data) VALUES(?1, ?2) ON CONFLICT(sha256) DO NOTHING",
+                  &insert_.s));
     KF_RETURN_IF_ERROR(d.prepare("SELECT id FROM blobs WHERE sha256 = ?1", &find_.s));
     return d.prepare("SELECT 1 FROM blobs WHERE id = ?1 AND sha256 = ?2", &check_.s);
   }
@@ -450,9 +453,12 @@ class BlobWriter {
       const std::string& b = base.data;
       const size_t limit = std::min(b.size(), text.size());
       const size_t head = static_cast<size_t>(
-          std::mismatch(b.begin(), b.begin() + static_cast<ptrdiff_t>(limit), text.begin()).first - b.begin());
+          std::mismatch(b.begin(), b.begin() + static_cast<ptrdiff_t>(limit), text.begin()).first -
+          b.begin());
       const size_t tail = static_cast<size_t>(
-          std::mismatch(b.rbegin(), b.rbegin() + static_cast<ptrdiff_t>(limit - head), text.rbegin()).first -
+          std::mismatch(b.rbegin(), b.rbegin() + static_cast<ptrdiff_t>(limit - head),
+                        text.rbegin())
+              .first -
           b.rbegin());
       const size_t middle = text.size() - head - tail;
       // Worth it when the edit is small beside the text; else the text gets a blob of its own.
@@ -652,7 +658,8 @@ Status move_task_texts(Db& d) {
   BlobWriter writer;
   Prepared select, update;
   KF_RETURN_IF_ERROR(writer.prepare(d));
-  KF_RETURN_IF_ERROR(d.prepare("SELECT id, task_desc, candidate FROM tasks ORDER BY id", &select.s));
+  KF_RETURN_IF_ERROR(
+      d.prepare("SELECT id, task_desc, candidate FROM tasks ORDER BY id", &select.s));
   KF_RETURN_IF_ERROR(d.prepare(
       "UPDATE tasks SET task_desc_blob = ?2, task_desc_head = ?3, task_desc_tail = ?4, "
       "task_desc_middle = ?5, candidate_blob = ?6, candidate_head = ?7, candidate_tail = ?8, "
@@ -718,8 +725,9 @@ Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& pa
   auto impl = std::make_unique<Impl>();
   Db* d = &impl->d;
   d->clock = &clock;
-  KF_RETURN_IF_ERROR(d->open(path.string(), read_only ? SQLITE_OPEN_READONLY
-                                                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
+  KF_RETURN_IF_ERROR(d->open(path.string(), read_only
+                                                ? SQLITE_OPEN_READONLY
+                                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   sqlite3_busy_timeout(d->db, kBusyTimeoutMs);
 
   // Check the version before anything writes to the file: a newer database stays untouched.
@@ -1366,7 +1374,8 @@ Result<int64_t> Store::discard_submitting_campaigns() {
   Db& d = impl_->d;
   Result<std::vector<int64_t>> ids = [&] {
     Stmt s(d.st.submitting_campaigns);
-    return all_rows<int64_t>(d, s, "discard_submitting_campaigns", [](const Stmt& r) { return r.i64(0); });
+    return all_rows<int64_t>(d, s, "discard_submitting_campaigns",
+                             [](const Stmt& r) { return r.i64(0); });
   }();
   if (!ids.ok()) return ids.status();
   int64_t discarded = 0;
