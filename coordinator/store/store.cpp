@@ -426,7 +426,10 @@ std::string text_of(const Stmt& s, int first) {
   const size_t head = static_cast<size_t>(s.i64(first + 1));
   const size_t tail = static_cast<size_t>(s.i64(first + 2));
   if (head + tail > data.size()) return data;  // never written so (BlobWriter::put)
-  return data.substr(0, head) + s.bytes(first + 3) + data.substr(data.size() - tail);
+  // Built in place at its exact size: a task row holds its text for as long as it lives.
+  data.replace(head, data.size() - head - tail, s.bytes(first + 3));
+  data.shrink_to_fit();
+  return data;
 }
 
 // Writes texts as blobs, each distinct content once (content-addressed by SHA-256), and
