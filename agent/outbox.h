@@ -14,8 +14,6 @@
 #include "common/protocol.h"
 #include "common/status.h"
 
-struct sqlite3;
-
 namespace kforge {
 
 class Outbox {
@@ -35,9 +33,9 @@ class Outbox {
   size_t size() const { return refs_.size(); }
 
  private:
-  explicit Outbox(sqlite3* db);
-  Status exec(const char* sql);
-  sqlite3* db_;
+  struct Impl;
+  explicit Outbox(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
   std::vector<proto::JobRef> refs_;  // mirror of the table, for Hello and heartbeats
 };
 

@@ -104,13 +104,12 @@ int cmd_run(const ParsedFlags& flags) {
   conductor_options.verify_timeout_s = config.coordinator.verify_timeout_s;
   Conductor conductor(coord, llm.get(), std::move(prompts.value()), conductor_options);
 
-  if (Status st = coord.store().begin(); !st.ok()) return cli_fail(st.message());
-  auto stored = store_campaign(coord.store(), *campaign, source.ok() ? *source : "");
-  if (!stored.ok()) {
-    coord.store().rollback();
-    return cli_fail(stored.status().message());
-  }
-  if (Status st = coord.store().commit(); !st.ok()) return cli_fail(st.message());
+  Store& store = coord.store();
+  auto write = [&](const std::function<Status(Store&)>& fn) {
+    return store.atomically([&] { return fn(store); });
+  };
+  auto stored = store_campaign(write, *campaign, source.ok() ? *source : "");
+  if (!stored.ok()) return cli_fail(stored.status().message());
   const int64_t campaign_id = stored->first;
   auto row = coord.store().get_campaign(campaign_id);
   if (!row.ok()) return cli_fail(row.status().message());

@@ -43,9 +43,10 @@ inline bool finished(TaskState s) { return s != TaskState::pending && s != TaskS
 
 // A campaign's lifecycle (campaigns.state).
 enum class CampaignState : uint8_t {
-  running,    // some task is pending or running
-  finished,   // every task finished
-  cancelled,  // withdrawn by the operator
+  running,     // some task is pending or running
+  finished,    // every task finished
+  cancelled,   // withdrawn by the operator
+  submitting,  // its tasks are being stored, in batches: none runs yet (store_campaign)
 };
 
 // An agent as the coordinator knows it (agents.state).
@@ -95,7 +96,8 @@ struct EnumNames<TaskState> {
 template <>
 struct EnumNames<CampaignState> {
   static constexpr std::string_view what = "campaign state";
-  static constexpr std::array<std::string_view, 3> names = {"running", "finished", "cancelled"};
+  static constexpr std::array<std::string_view, 4> names = {"running", "finished", "cancelled",
+                                                            "submitting"};
 };
 template <>
 struct EnumNames<AgentState> {
@@ -117,7 +119,7 @@ struct EnumNames<Role> {
 static_assert(EnumNames<Verdict>::names.size() == size_t(Verdict::infra_error) + 1);
 static_assert(EnumNames<JobKind>::names.size() == size_t(JobKind::verify) + 1);
 static_assert(EnumNames<TaskState>::names.size() == size_t(TaskState::cancelled) + 1);
-static_assert(EnumNames<CampaignState>::names.size() == size_t(CampaignState::cancelled) + 1);
+static_assert(EnumNames<CampaignState>::names.size() == size_t(CampaignState::submitting) + 1);
 static_assert(EnumNames<AgentState>::names.size() == size_t(AgentState::gone) + 1);
 static_assert(EnumNames<Workflow>::names.size() == size_t(Workflow::verify_only) + 1);
 static_assert(EnumNames<Role>::names.size() == size_t(Role::conductor) + 1);

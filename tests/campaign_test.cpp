@@ -319,3 +319,103 @@ TEST_CASE("rewriting survives odd task files") {
     }
   }
 }
+
+// ---- Storing a campaign in batches ----
+
+namespace {
+
+// A campaign of `n` small tasks (one op, task_id 0, 1, ...), as parse_campaign would give it.
+Campaign many_tasks(size_t n) {
+  Campaign c;
+  c.name = "big";
+  c.workflow = "default";
+  for (size_t i = 0; i < n; ++i) {
+    CampaignTask t;
+    t.spec.op_name = "softmax";
+    t.spec.task_id = std::to_string(i);
+    t.spec.task_desc = "N = " + std::to_string(i) + "\nclass Model: ...\ndef get_inputs(): ...\n";
+    t.spec.backend = "cpu";
+    t.spec.arch = "x86_64";
+    t.spec.impl_type = "cpp";
+    c.tasks.push_back(std::move(t));
+  }
+  c.content_hash = hash_campaign(c);
+  return c;
+}
+
+struct StoreFixture {
+  test::TempDir dir;
+  ManualClock clock;
+  std::unique_ptr<Store> store = Store::open(dir / "kforge.db", clock).value();
+  int writes = 0;
+  int fail_at = -1;                      // the write that fails (0: the first)
+  std::vector<std::string> states_seen;  // the campaign's state before each write after the first
+
+  // One transaction per write, as a coordinator turn or `kforge run` gives.
+  CampaignWriter writer() {
+    return [this](const std::function<Status(Store&)>& fn) -> Status {
+      if (writes > 0) {
+        auto c = store->campaigns().value();
+        states_seen.push_back(c.empty() ? "none" : c.back().state);
+      }
+      if (writes++ == fail_at) return io_error("disk on fire");
+      return store->atomically([&] { return fn(*store); });
+    };
+  }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a campaign larger than a batch is stored in batches and runs only once whole") {
+  Campaign c = many_tasks(kCampaignBatch * 2 + 1);
+  auto stored = store_campaign(writer(), c, "source");
+  REQUIRE_MESSAGE(stored.ok(), stored.status().to_string());
+  CHECK(stored->second);
+  CHECK(writes == 3);
+  // Between the batches it was submitting: the Conductor resumes none of its tasks then.
+  CHECK(states_seen == std::vector<std::string>{"submitting", "submitting"});
+  CHECK(store->get_campaign(stored->first).value().state == "running");
+  auto ids = store->task_ids_of_campaign(stored->first).value();
+  REQUIRE(ids.size() == c.tasks.size());
+  CHECK(store->get_task(ids.back()).value().spec.task_desc == c.tasks.back().spec.task_desc);
+  CHECK(store->unfinished_tasks().value().size() == c.tasks.size());
+  // The same campaign again is not stored twice.
+  auto again = store_campaign(writer(), c, "source");
+  REQUIRE(again.ok());
+  CHECK(again->first == stored->first);
+  CHECK_FALSE(again->second);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails is removed whole") {
+  fail_at = 1;
+  Campaign c = many_tasks(kCampaignBatch + 5);
+  auto stored = store_campaign(writer(), c, "source");
+  CHECK(stored.status().message() == "disk on fire");
+  CHECK(store->campaigns().value().empty());
+  CHECK(store->unfinished_tasks().value().empty());
+  // Stored again, it is a new campaign that runs whole.
+  fail_at = -1;
+  auto retried = store_campaign(writer(), c, "source");
+  REQUIRE(retried.ok());
+  CHECK(retried->second);
+  CHECK(store->task_ids_of_campaign(retried->first).value().size() == c.tasks.size());
+}
+
+TEST_CASE_FIXTURE(
+    StoreFixture,
+    "a submission its process did not finish is discarded by the next one, not by its own") {
+  int64_t id = store->create_campaign("half", "", "h").value();
+  REQUIRE(store->set_campaign_state(id, "submitting").ok());
+  TaskSpec spec = many_tasks(1).tasks[0].spec;
+  REQUIRE(store->create_task(id, spec).ok());
+  CHECK(store->unfinished_tasks().value().empty());
+  // This process is still submitting it: kept.
+  CHECK(store->discard_submitting_campaigns().value() == 0);
+  // A new process (the old one died mid-way) removes it, its tasks and its texts.
+  store.reset();
+  store = Store::open(dir / "kforge.db", clock).value();
+  CHECK(store->discard_submitting_campaigns().value() == 1);
+  CHECK(store->campaigns().value().empty());
+  CHECK_FALSE(store->get_task(1).ok());
+}

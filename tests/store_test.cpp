@@ -818,3 +818,76 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
   REQUIRE(none.ok());
   CHECK(none->empty());
 }
+
+// ---- Texts stored once (migration 0004) ----
+
+namespace {
+
+TaskSpec sweep_spec(const std::string& task_id, const std::string& desc) {
+  TaskSpec spec;
+  spec.op_name = "softmax";
+  spec.task_id = task_id;
+  spec.task_desc = desc;
+  spec.backend = "cpu";
+  spec.arch = "x86_64";
+  spec.impl_type = "cpp";
+  return spec;
+}
+
+// A task file of ~3 KB with constants N and dtype set as given.
+std::string task_file(int n, const std::string& dtype) {
+  return "\"\"\"Softmax.\"\"\"\n" + std::string(3000, '#') + "\nN = " + std::to_string(n) +
+         "\ndtype = \"" + dtype + "\"\n\nclass Model: ...\n\ndef get_inputs(): ...\n";
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a sweep's tasks share their task file's blob and read back their own text") {
+  int64_t c = campaign();
+  std::vector<int64_t> ids;
+  for (int n = 0; n < 50; ++n) {
+    ids.push_back(
+        s().create_task(c, sweep_spec("N=" + std::to_string(n), task_file(1000 + n, "float32")))
+            .value());
+  }
+  for (int n = 0; n < 50; ++n)
+    CHECK(s().get_task(ids[n]).value().spec.task_desc == task_file(1000 + n, "float32"));
+  // One blob; each task keeps only the span that differs.
+  CHECK(raw_query(db_path, "SELECT COUNT(*) FROM blobs") == std::vector<std::string>{"1"});
+  CHECK(raw_query(db_path, "SELECT MAX(length(task_desc_middle)) <= 4 FROM tasks") ==
+        std::vector<std::string>{"1"});
+  auto all = s().tasks_of_campaign(c).value();
+  REQUIRE(all.size() == 50);
+  CHECK(all[49].spec.task_desc == task_file(1049, "float32"));
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "the same text twice is one blob, whatever was stored between") {
+  int64_t c = campaign();
+  const std::string other(2000, 'x');
+  int64_t a = s().create_task(c, sweep_spec("a", task_file(1, "float32"))).value();
+  int64_t b = s().create_task(c, sweep_spec("b", other)).value();
+  int64_t again = s().create_task(c, sweep_spec("c", task_file(1, "float32"))).value();
+  CHECK(raw_query(db_path, "SELECT COUNT(*) FROM blobs") == std::vector<std::string>{"2"});
+  CHECK(s().get_task(a).value().spec.task_desc == task_file(1, "float32"));
+  CHECK(s().get_task(b).value().spec.task_desc == other);
+  CHECK(s().get_task(again).value().spec.task_desc == task_file(1, "float32"));
+  // Candidates (verify_only) the same way; none is no blob.
+  TaskSpec with = sweep_spec("d", other);
+  with.candidate = "def softmax_cpp_torch(x): ...\n";
+  int64_t d = s().create_task(c, with).value();
+  CHECK(s().get_task(d).value().spec.candidate == with.candidate);
+  CHECK(s().get_task(a).value().spec.candidate.empty());
+}
+
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a text whose blob was rolled back with its batch is stored again, not half") {
+  int64_t c = campaign();
+  REQUIRE(s().begin().ok());
+  REQUIRE(s().create_task(c, sweep_spec("a", task_file(1, "float32"))).ok());
+  s().rollback();  // the blob the next text would be an edit of is gone
+  Result<int64_t> b = s().create_task(c, sweep_spec("b", task_file(2, "float32")));
+  REQUIRE_MESSAGE(b.ok(), b.status().to_string());
+  CHECK(s().get_task(*b).value().spec.task_desc == task_file(2, "float32"));
+  CHECK(raw_query(db_path, "SELECT COUNT(*) FROM blobs") == std::vector<std::string>{"1"});
+}

@@ -205,3 +205,52 @@ TEST_CASE_FIXTURE(Fixture, "a schema-2 database with results stored as protocol 
   auto again = open();
   CHECK(again->get_job(1).value().result->verify->verdict == Verdict::precision_mismatch);
 }
+
+TEST_CASE_FIXTURE(
+    Fixture, "a schema-3 database whose tasks carry their own texts migrates with nothing lost") {
+  // The database as kforge left it before migration 0004: each task holds its task_desc and
+  // candidate.
+  for (const Migration& m : migrations()) {
+    if (m.version > 3) break;
+    raw_exec(db_path, "BEGIN; " + std::string(m.sql) +
+                          "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
+  }
+  raw_exec(db_path,
+           "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms) "
+           "VALUES(1, 'sweep', '', 'running', 1, 1)");
+  const std::string file(3000, '#');
+  auto desc = [&](int n) { return file + "\nN = " + std::to_string(n) + "\nclass Model: ...\n"; };
+  auto insert = [&](int n, const std::string& candidate) {
+    raw_exec(
+        db_path,
+        "INSERT INTO tasks(campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, "
+        "framework, task_type, limit_steps, state, created_ms, updated_ms, candidate) "
+        "VALUES(1, 'softmax', 'N=" +
+            std::to_string(n) +
+            "', CAST(?1 AS TEXT), 'cpu', 'x86_64', "
+            "'cpp', 'torch', 'precision_only', 10, 'pending', 1, 1, CAST(?2 AS TEXT))",
+        {desc(n), candidate});
+  };
+  for (int n = 0; n < 20; ++n) insert(n, "");
+  insert(100, "def softmax(x): return x\n");
+  insert(101, "");
+  insert(102, "def softmax(x): return x\n");
+
+  auto s = open();
+  CHECK(s->schema_version() == Store::latest_schema_version());
+  auto tasks = s->tasks_of_campaign(1).value();
+  REQUIRE(tasks.size() == 23);
+  for (int n = 0; n < 20; ++n) CHECK(tasks[n].spec.task_desc == desc(n));
+  CHECK(tasks[20].spec.task_desc == desc(100));
+  CHECK(tasks[20].spec.candidate == "def softmax(x): return x\n");
+  CHECK(tasks[21].spec.candidate.empty());
+  CHECK(tasks[22].spec.candidate == "def softmax(x): return x\n");
+  s.reset();
+  // The texts are in blobs, each once; the old columns are gone.
+  CHECK(raw_count(db_path, "SELECT COUNT(*) FROM blobs") == 2);
+  CHECK(raw_count(db_path,
+                  "SELECT COUNT(*) FROM pragma_table_info('tasks') "
+                  "WHERE name IN ('task_desc', 'candidate')") == 0);
+  auto again = open();
+  CHECK(again->get_task(tasks[5].id).value().spec.task_desc == desc(5));
+}

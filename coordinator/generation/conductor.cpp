@@ -232,6 +232,16 @@ void Conductor::take_interrupted_calls() {
     spdlog::warn("{} LLM calls were in flight when the previous coordinator process ended; their tasks ask "
                  "them again", *taken);
   }
+  // A campaign whose submission the previous process did not finish never runs half.
+  auto discarded = coordinator_.store().discard_submitting_campaigns();
+  if (!discarded.ok()) {
+    spdlog::error("conductor: {}", discarded.status().to_string());
+  } else if (*discarded > 0) {
+    spdlog::warn(
+        "{} campaigns were still being submitted when the previous coordinator process ended; "
+        "they were removed: submit them again",
+        *discarded);
+  }
 }
 
 void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done) {

@@ -3,6 +3,7 @@
 #include "common/text.h"
 #include "coordinator/generation/task.h"
 
+#include <spdlog/spdlog.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -912,19 +913,69 @@ std::string hash_campaign(const Campaign& c) {
   return fnv1a64_hex(data);
 }
 
-Result<std::pair<int64_t, bool>> store_campaign(Store& store, const Campaign& campaign, const std::string& source) {
-  auto existing = store.campaign_by_hash(campaign.content_hash);
-  if (!existing.ok()) return existing.status();
-  if (existing->has_value()) return std::pair<int64_t, bool>{(*existing)->id, false};
-  auto id = store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
-  if (!id.ok()) return id.status();
-  for (const CampaignTask& t : campaign.tasks) {
-    TaskSpec spec = t.spec;
-    spec.candidate = t.candidate;
-    auto task = store.create_task(*id, spec);
-    if (!task.ok()) return task.status();
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
+                                                const Campaign& campaign,
+                                                const std::string& source) {
+  const size_t total = campaign.tasks.size();
+  const bool batched = total > kCampaignBatch;
+  int64_t id = 0;
+  bool created = false;
+  size_t stored = 0;  // tasks committed so far
+  // Tasks [stored, stored + kCampaignBatch) of the campaign.
+  auto add_batch = [&](Store& store, size_t* end) -> Status {
+    *end = std::min(total, stored + kCampaignBatch);
+    for (size_t i = stored; i < *end; ++i) {
+      TaskSpec spec = campaign.tasks[i].spec;
+      spec.candidate = campaign.tasks[i].candidate;
+      auto task = store.create_task(id, spec);
+      if (!task.ok()) return task.status();
+    }
+    return Status();
+  };
+  size_t end = 0;
+  Status st = write([&](Store& store) -> Status {
+    auto existing = store.campaign_by_hash(campaign.content_hash);
+    if (!existing.ok()) return existing.status();
+    if (existing->has_value()) {
+      id = (*existing)->id;
+      return Status();
+    }
+    auto made =
+        store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
+    if (!made.ok()) return made.status();
+    id = *made;
+    created = true;
+    if (batched) KF_RETURN_IF_ERROR(store.set_campaign_state(id, "submitting"));
+    return add_batch(store, &end);
+  });
+  if (!st.ok()) return st;
+  if (!created) return std::pair<int64_t, bool>{id, false};
+  stored = end;
+  while (st.ok() && stored < total) {
+    spdlog::info("campaign {} ({}): stored {} of {} tasks", id, campaign.name, stored, total);
+    st = write([&](Store& store) -> Status {
+      auto c = store.get_campaign(id);  // cancelled meanwhile: stop (and remove it, below)
+      if (!c.ok()) return c.status();
+      if (c->state != "submitting") {
+        return failed_precondition("campaign " + std::to_string(id) + " became " + c->state +
+                                   " while its tasks were being stored; nothing of it was kept");
+      }
+      KF_RETURN_IF_ERROR(add_batch(store, &end));
+      return end == total ? store.set_campaign_state(id, "running") : Status();
+    });
+    if (st.ok()) stored = end;
   }
-  return std::pair<int64_t, bool>{*id, true};
+  if (!st.ok()) {
+    Status discarded = write([&](Store& store) { return store.discard_campaign(id); });
+    if (!discarded.ok()) {  // the next coordinator to start removes it
+      spdlog::error("campaign {}: cannot remove the half-stored campaign: {}", id,
+                    discarded.to_string());
+    }
+    return st;
+  }
+  if (batched)
+    spdlog::info("campaign {} ({}): stored all {} tasks; it runs", id, campaign.name, total);
+  return std::pair<int64_t, bool>{id, true};
 }
 
 }  // namespace kforge

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -71,10 +72,27 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
 // The campaign's content_hash (see Campaign): from its workflow and expanded tasks.
 std::string hash_campaign(const Campaign& campaign);
 
+// How store_campaign writes: runs `fn` as one transaction (ApiBackend::write: one turn of the
+// coordinator's loop; or Store::begin ... commit) and returns its status.
+using CampaignWriter = std::function<Status(const std::function<Status(Store&)>& fn)>;
+
+// Tasks per transaction when a campaign is stored.
+inline constexpr size_t kCampaignBatch = 10000;
+
 // Stores the campaign and its tasks unless one with the same content_hash is stored
-// already. Returns (campaign id, true if it was created now). REQUIRES: a batch is open, so
-// that a campaign is stored whole or not at all.
-Result<std::pair<int64_t, bool>> store_campaign(Store& store, const Campaign& campaign, const std::string& source);
+// already. Returns (campaign id, true if it was created now).
+//
+// All or nothing, also for a campaign of a million tasks. A campaign of at most
+// kCampaignBatch tasks is one transaction. A larger one is written kCampaignBatch tasks per
+// transaction (each a call of `write`, so a coordinator's loop serves other work between
+// them), with a log line per batch: the first adds the campaign in state `submitting`, the
+// last sets it `running`. The Conductor starts no task of a submitting campaign. If a batch
+// fails, the campaign is removed again (Store::discard_campaign); if the process dies
+// mid-way, the next coordinator to start removes it (Store::discard_submitting_campaigns).
+// Either way it never runs half, and submitting it again stores it anew.
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
+                                                const Campaign& campaign,
+                                                const std::string& source);
 
 // The workflows a campaign may name.
 const std::vector<std::string>& campaign_workflows();

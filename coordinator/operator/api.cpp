@@ -355,15 +355,25 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
     campaign.tasks.push_back(std::move(t));
   }
   campaign.content_hash = hash_campaign(campaign);  // the server's own, whatever a client sent
-  return backend.write([&](Store& store) -> Result<json> {
-    auto stored = store_campaign(store, campaign, *source);
-    if (!stored.ok()) return stored.status();
-    auto rows = store.tasks_of_campaign(stored->first);
-    if (!rows.ok()) return rows.status();
-    json ids = json::array();
-    for (const TaskRow& t : *rows) ids.push_back(t.id);
-    return json{{"id", stored->first}, {"created", stored->second}, {"tasks", campaign.tasks.size()}, {"task_ids", ids}};
-  });
+  // In batches, one coordinator turn each (store_campaign).
+  auto write = [&](const std::function<Status(Store&)>& fn) {
+    return backend
+        .write([&](Store& store) -> Result<json> {
+          KF_RETURN_IF_ERROR(fn(store));
+          return json::object();
+        })
+        .status();
+  };
+  auto stored = store_campaign(write, campaign, *source);
+  if (!stored.ok()) return stored.status();
+  auto reader = backend.reader();
+  if (!reader.ok()) return reader.status();
+  auto ids = (*reader)->task_ids_of_campaign(stored->first);
+  if (!ids.ok()) return ids.status();
+  return json{{"id", stored->first},
+              {"created", stored->second},
+              {"tasks", campaign.tasks.size()},
+              {"task_ids", *ids}};
 }
 
 // Cancels (or resumes) every task of a campaign that can be. Actions answer nothing: the

@@ -3,20 +3,18 @@
 // Every statement is prepared once per Store (Statements below) and reset after each use;
 // mutations run inside the open batch or, outside one, inside their own BEGIN IMMEDIATE
 // transaction. An operation of several statements runs under a savepoint inside a batch,
-// so a failed operation never leaves half its writes in the batch.
+// so a failed operation never leaves half its writes in the batch. The SQLite plumbing this
+// builds on (Db, Stmt, Tx, Checkpointer) is common/sqlite.h, shared with the agent's outbox.
 #include "coordinator/store/store.h"
 
-#include <sqlite3.h>
-
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
+#include <algorithm>
 #include <iterator>
-#include <mutex>
+#include <set>
 #include <string_view>
-#include <thread>
 #include <utility>
 
+#include "common/sha256.h"
+#include "common/sqlite.h"
 #include "common/verify_result.h"
 #include "coordinator/store/migrations.h"
 
@@ -34,6 +32,11 @@ const char* job_state_name(JobState s) {
 
 namespace {
 
+using sqlite::Checkpointer;
+using sqlite::Prepared;
+using sqlite::Stmt;
+using sqlite::Tx;
+
 constexpr int kBusyTimeoutMs = 5000;
 
 std::optional<JobState> parse_job_state(std::string_view s) {
@@ -46,12 +49,6 @@ std::optional<JobState> parse_job_state(std::string_view s) {
 
 // Every statement the store runs. One member per statement; kSql gives each its text.
 struct Statements {
-  sqlite3_stmt* begin = nullptr;
-  sqlite3_stmt* commit = nullptr;
-  sqlite3_stmt* rollback = nullptr;
-  sqlite3_stmt* savepoint = nullptr;
-  sqlite3_stmt* release = nullptr;
-  sqlite3_stmt* rollback_to = nullptr;
   sqlite3_stmt* user_version = nullptr;
   sqlite3_stmt* insert_campaign = nullptr;
   sqlite3_stmt* insert_task = nullptr;
@@ -86,6 +83,11 @@ struct Statements {
   sqlite3_stmt* set_campaign_state = nullptr;
   sqlite3_stmt* tasks_of_campaign = nullptr;
   sqlite3_stmt* unfinished_tasks = nullptr;
+  sqlite3_stmt* task_ids_of_campaign = nullptr;
+  sqlite3_stmt* submitting_campaigns = nullptr;
+  sqlite3_stmt* delete_tasks_of_campaign = nullptr;
+  sqlite3_stmt* delete_campaign = nullptr;
+  sqlite3_stmt* delete_unused_blobs = nullptr;
   sqlite3_stmt* insert_llm_call = nullptr;
   sqlite3_stmt* find_llm_call = nullptr;
   sqlite3_stmt* forget_pending_llm_call = nullptr;
@@ -127,9 +129,15 @@ struct Statements {
   "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
   "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
   KF_RESULT_COLUMNS
-#define KF_TASK_COLUMNS                                                                 \
-  "id, campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, framework, " \
-  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, candidate"
+// A task's texts are stored once each in blobs (migration 0004): read_task puts them together
+// from the blob and the task's edit (text_of), four columns each.
+#define KF_TASK_COLUMNS                                                            \
+  "tasks.id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, " \
+  "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "   \
+  "d.data, task_desc_head, task_desc_tail, task_desc_middle, "                     \
+  "c.data, candidate_head, candidate_tail, candidate_middle "                      \
+  "FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "                \
+  "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
 #define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms"
@@ -140,22 +148,18 @@ struct SqlDef {
 };
 
 const SqlDef kSql[] = {
-    {&Statements::begin, "BEGIN IMMEDIATE"},
-    {&Statements::commit, "COMMIT"},
-    {&Statements::rollback, "ROLLBACK"},
-    {&Statements::savepoint, "SAVEPOINT kforge_op"},
-    {&Statements::release, "RELEASE kforge_op"},
-    {&Statements::rollback_to, "ROLLBACK TO kforge_op"},
     {&Statements::user_version, "PRAGMA user_version"},
     {&Statements::insert_campaign,
      "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow) "
      "VALUES(?1, ?2, 'running', ?3, ?3, ?4, ?5)"},
     {&Statements::insert_task,
-     "INSERT INTO tasks(campaign_id, op_name, task_id, task_desc, backend, arch, impl_type, "
-     "framework, task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
-     "candidate) "
-     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', 0, '', ?11, ?11, ?12)"},
-    {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE id = ?1"},
+     "INSERT INTO tasks(campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
+     "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
+     "task_desc_blob, task_desc_head, task_desc_tail, task_desc_middle, "
+     "candidate_blob, candidate_head, candidate_tail, candidate_middle) "
+     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, '', ?10, ?10, "
+     "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
+    {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " WHERE tasks.id = ?1"},
     {&Statements::set_task_state,
      "UPDATE tasks SET state = ?2, verdict = ?3, updated_ms = ?4 WHERE id = ?1"},
     {&Statements::insert_step,
@@ -222,9 +226,19 @@ const SqlDef kSql[] = {
     {&Statements::set_campaign_state,
      "UPDATE campaigns SET state = ?2, updated_ms = ?3 WHERE id = ?1"},
     {&Statements::tasks_of_campaign,
-     "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
+     "SELECT " KF_TASK_COLUMNS " WHERE campaign_id = ?1 ORDER BY tasks.id"},
     {&Statements::unfinished_tasks,
-     "SELECT " KF_TASK_COLUMNS " FROM tasks WHERE state IN ('pending', 'running') ORDER BY id"},
+     "SELECT " KF_TASK_COLUMNS " WHERE state IN ('pending', 'running') AND campaign_id NOT IN "
+     "(SELECT id FROM campaigns WHERE state = 'submitting') ORDER BY tasks.id"},
+    {&Statements::task_ids_of_campaign, "SELECT id FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
+    {&Statements::submitting_campaigns,
+     "SELECT id FROM campaigns WHERE state = 'submitting' ORDER BY id"},
+    {&Statements::delete_tasks_of_campaign, "DELETE FROM tasks WHERE campaign_id = ?1"},
+    {&Statements::delete_campaign, "DELETE FROM campaigns WHERE id = ?1"},
+    {&Statements::delete_unused_blobs,
+     "DELETE FROM blobs WHERE "
+     "id NOT IN (SELECT task_desc_blob FROM tasks WHERE task_desc_blob IS NOT NULL) AND "
+     "id NOT IN (SELECT candidate_blob FROM tasks WHERE candidate_blob IS NOT NULL)"},
     {&Statements::insert_llm_call,
      "INSERT INTO llm_calls(task_id, step_id, role, model, request_key, request, response, status, "
      "prompt_tokens, completion_tokens, cost_usd, latency_ms, created_ms) "
@@ -237,7 +251,8 @@ const SqlDef kSql[] = {
      "WHERE llm_calls.status = 'pending'"},
     {&Statements::find_llm_call,
      "SELECT task_id, role, model, request_key, request, response, status, prompt_tokens, "
-     "completion_tokens, cost_usd, latency_ms FROM llm_calls WHERE request_key = ?1 AND status = 'ok'"},
+     "completion_tokens, cost_usd, latency_ms FROM llm_calls WHERE request_key = ?1 AND status = "
+     "'ok'"},
     {&Statements::forget_pending_llm_call,
      "DELETE FROM llm_calls WHERE request_key = ?1 AND status = 'pending'"},
     {&Statements::take_pending_llm_calls, "DELETE FROM llm_calls WHERE status = 'pending'"},
@@ -245,7 +260,8 @@ const SqlDef kSql[] = {
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE task_id = ?1 AND status <> 'pending'"},
     {&Statements::campaigns, "SELECT " KF_CAMPAIGN_COLUMNS " FROM campaigns ORDER BY id"},
-    {&Statements::jobs_of_task, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 ORDER BY id"},
+    {&Statements::jobs_of_task,
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE task_id = ?1 ORDER BY id"},
     // Two statements, not "?1 = 0 OR ...": the OR would scan every job for one campaign.
     {&Statements::job_leases, "SELECT " KF_LEASE_COLUMNS " FROM jobs ORDER BY id"},
     {&Statements::job_leases_of_campaign,
@@ -279,7 +295,8 @@ const SqlDef kSql[] = {
     {&Statements::llm_usage_by_role,
      "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(status = 'error'), 0) FROM llm_calls "
-     "WHERE status <> 'pending' AND (?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id = ?1)) "
+     "WHERE status <> 'pending' AND (?1 = 0 OR task_id IN (SELECT id FROM tasks WHERE campaign_id "
+     "= ?1)) "
      "GROUP BY role ORDER BY role"},
 };
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
@@ -290,110 +307,6 @@ static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
 #undef KF_TASK_COLUMNS
 #undef KF_LEASE_COLUMNS
 #undef KF_CAMPAIGN_COLUMNS
-
-// One use of a cached statement: binds, steps, reads columns; resets and clears the
-// bindings when it goes out of scope (bound strings are SQLITE_STATIC, so they must outlive
-// the Stmt). A bind error is reported by the next step().
-class Stmt {
- public:
-  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
-  ~Stmt() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& bind(int i, int64_t v) { return note(sqlite3_bind_int64(s_, i, v)); }
-  Stmt& bind(int i, int v) { return note(sqlite3_bind_int64(s_, i, v)); }
-  Stmt& bind(int i, bool v) { return note(sqlite3_bind_int(s_, i, v ? 1 : 0)); }
-  Stmt& bind(int i, const std::optional<int64_t>& v) {
-    return v ? bind(i, *v) : note(sqlite3_bind_null(s_, i));
-  }
-  Stmt& text(int i, const std::string& v) {
-    return note(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
-  }
-  Stmt& text(int i, const char* v) { return note(sqlite3_bind_text(s_, i, v, -1, SQLITE_STATIC)); }
-  // For a temporary: SQLite keeps its own copy.
-  Stmt& text_copy(int i, const std::string& v) {
-    return note(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
-  }
-  // v.data() is never null, so an empty string binds an empty BLOB, not NULL.
-  Stmt& blob(int i, const std::string& v) {
-    return note(sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC));
-  }
-
-  // SQLITE_ROW, SQLITE_DONE or an error code.
-  int step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(s_); }
-  // Steps past the remaining rows (RETURNING statements finish their work this way).
-  int finish() {
-    int rc = step();
-    while (rc == SQLITE_ROW) rc = sqlite3_step(s_);
-    return rc;
-  }
-
-  int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
-  int i32(int c) const { return sqlite3_column_int(s_, c); }
-  bool flag(int c) const { return sqlite3_column_int(s_, c) != 0; }
-  double f64(int c) const { return sqlite3_column_double(s_, c); }
-  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-  std::optional<int64_t> opt_i64(int c) const {
-    return is_null(c) ? std::nullopt : std::optional<int64_t>(i64(c));
-  }
-  std::string str(int c) const {
-    const unsigned char* p = sqlite3_column_text(s_, c);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
-             : std::string();
-  }
-  std::string bytes(int c) const {
-    const void* p = sqlite3_column_blob(s_, c);
-    return p ? std::string(static_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
-             : std::string();
-  }
-
- private:
-  Stmt& note(int rc) {
-    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
-    return *this;
-  }
-  sqlite3_stmt* s_;
-  int bind_rc_ = SQLITE_OK;
-};
-
-Code code_of(int rc) {
-  switch (rc) {
-    case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY: return Code::already_exists;
-    case SQLITE_CONSTRAINT_FOREIGNKEY: return Code::not_found;  // a referenced row does not exist
-    default: break;
-  }
-  switch (rc) {
-    // A write or sync that failed: the disk is full (SQLite reports ENOSPC as SQLITE_FULL) or
-    // refuses writes. The coordinator raises its no-space alarm (docs/operations.md).
-    case SQLITE_IOERR_WRITE:
-    case SQLITE_IOERR_FSYNC:
-    case SQLITE_IOERR_DIR_FSYNC:
-    case SQLITE_IOERR_TRUNCATE:
-    case SQLITE_IOERR_SHMSIZE: return Code::no_space;
-    default: break;
-  }
-  switch (rc & 0xff) {
-    case SQLITE_FULL: return Code::no_space;
-    case SQLITE_CONSTRAINT:
-    case SQLITE_MISMATCH:
-    case SQLITE_TOOBIG:
-    case SQLITE_RANGE: return Code::invalid_argument;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Code::unavailable;
-    case SQLITE_READONLY: return Code::failed_precondition;
-    case SQLITE_ERROR:
-    case SQLITE_MISUSE:
-    case SQLITE_INTERNAL: return Code::internal;
-    default: return Code::io_error;  // other IOERR, CORRUPT, NOTADB, CANTOPEN, NOMEM, ...
-  }
-}
 
 JobRow read_job(const Stmt& s, bool* state_ok) {
   JobRow j;
@@ -493,99 +406,163 @@ void adopt_legacy_verdict(proto::JobResult& r) {
   r.result_json.clear();
 }
 
+// ---- Texts stored once (migration 0004) ---------------------------------------------------
+
+// How a task's text is stored: a blob as it is, or with its span [head, size - tail) replaced
+// by `middle` (schema/sql/0004_blobs.sql).
+struct StoredText {
+  std::optional<int64_t> blob;  // none: the empty text
+  int64_t head = 0;
+  int64_t tail = 0;
+  std::optional<std::string> middle;
+};
+
+// A stored text as the store keeps it, read back: data (the blob, maybe NULL), head, tail and
+// middle are four consecutive columns from `first`.
+std::string text_of(const Stmt& s, int first) {
+  if (s.is_null(first)) return std::string();
+  std::string data = s.bytes(first);
+  if (s.is_null(first + 3)) return data;
+  const size_t head = static_cast<size_t>(s.i64(first + 1));
+  const size_t tail = static_cast<size_t>(s.i64(first + 2));
+  if (head + tail > data.size()) return data;  // never written so (BlobWriter::put)
+  // Built in place at its exact size: a task row holds its text for as long as it lives.
+  data.replace(head, data.size() - head - tail, s.bytes(first + 3));
+  data.shrink_to_fit();
+  return data;
+}
+
+// Writes texts as blobs, each distinct content once (content-addressed by SHA-256), and
+// finds the smallest form for a text close to the last one stored of its kind: a sweep's
+// tasks are one task file with a few constants rewritten, so each keeps only the rewritten
+// span and points at the file's blob.
+class BlobWriter {
+ public:
+  enum Kind { kTaskDesc = 0, kCandidate = 1 };
+
+  Status prepare(sqlite::Db& d) {
+    KF_RETURN_IF_ERROR(
+        d.prepare("INSERT INTO blobs(sha256, data) VALUES(?1, ?2) ON CONFLICT(sha256) DO NOTHING",
+                  &insert_.s));
+    KF_RETURN_IF_ERROR(d.prepare("SELECT id FROM blobs WHERE sha256 = ?1", &find_.s));
+    return d.prepare("SELECT 1 FROM blobs WHERE id = ?1 AND sha256 = ?2", &check_.s);
+  }
+
+  Result<StoredText> put(sqlite::Db& d, Kind kind, const std::string& text, std::string_view op) {
+    StoredText out;
+    if (text.empty()) return out;
+    Base& base = bases_[kind];
+    if (base.blob != 0) {
+      const std::string& b = base.data;
+      const size_t limit = std::min(b.size(), text.size());
+      const size_t head = static_cast<size_t>(
+          std::mismatch(b.begin(), b.begin() + static_cast<ptrdiff_t>(limit), text.begin()).first -
+          b.begin());
+      const size_t tail = static_cast<size_t>(
+          std::mismatch(b.rbegin(), b.rbegin() + static_cast<ptrdiff_t>(limit - head),
+                        text.rbegin())
+              .first -
+          b.rbegin());
+      const size_t middle = text.size() - head - tail;
+      // Worth it when the edit is small beside the text; else the text gets a blob of its own.
+      if (middle <= kMaxMiddle && middle * 4 <= text.size()) {
+        Result<bool> live = base_is_stored(d, base, op);
+        if (!live.ok()) return live.status();
+        if (*live) {
+          out.blob = base.blob;
+          if (middle == 0 && text.size() == b.size()) return out;  // the blob itself
+          out.head = static_cast<int64_t>(head);
+          out.tail = static_cast<int64_t>(tail);
+          out.middle = text.substr(head, middle);
+          return out;
+        }
+      }
+    }
+    std::string sha = sha256_hex(text);
+    {
+      Stmt s(insert_.s);
+      s.text(1, sha).blob(2, text);
+      if (int rc = s.step(); rc != SQLITE_DONE) return d.error(rc, op);
+    }
+    int64_t id = 0;
+    {
+      Stmt s(find_.s);
+      s.text(1, sha);
+      int rc = s.step();
+      if (rc != SQLITE_ROW) return d.error(rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, op);
+      id = s.i64(0);
+    }
+    base = Base{id, std::move(sha), text};
+    out.blob = id;
+    return out;
+  }
+
+ private:
+  static constexpr size_t kMaxMiddle = 1024;
+  struct Base {
+    int64_t blob = 0;  // 0: none yet
+    std::string sha256;
+    std::string data;
+  };
+
+  // The remembered base may be gone (its transaction rolled back, and the id maybe reused).
+  Result<bool> base_is_stored(sqlite::Db& d, const Base& base, std::string_view op) {
+    Stmt s(check_.s);
+    s.bind(1, base.blob).text(2, base.sha256);
+    int rc = s.step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return d.error(rc, op);
+    return rc == SQLITE_ROW;
+  }
+
+  Prepared insert_, find_, check_;
+  Base bases_[2];
+};
+
+// Binds a stored text to ?first .. ?first+3 (blob, head, tail, middle). REQUIRES: `t`
+// outlives the Stmt.
+void bind_text(Stmt& s, int first, const StoredText& t) {
+  s.bind(first, t.blob).bind(first + 1, t.head).bind(first + 2, t.tail);
+  if (t.middle) {
+    s.blob(first + 3, *t.middle);
+  } else {
+    s.bind(first + 3, std::optional<int64_t>());
+  }
+}
+
 TaskRow read_task(const Stmt& s) {
   TaskRow t;
   t.id = s.i64(0);
   t.campaign_id = s.i64(1);
   t.spec.op_name = s.str(2);
   t.spec.task_id = s.str(3);
-  t.spec.task_desc = s.str(4);
-  t.spec.backend = s.str(5);
-  t.spec.arch = s.str(6);
-  t.spec.impl_type = s.str(7);
-  t.spec.framework = s.str(8);
-  t.spec.task_type = s.str(9);
-  t.spec.limit_steps = s.i32(10);
-  t.state = s.str(11);
-  t.steps_used = s.i32(12);
-  t.verdict = s.str(13);
-  t.created_ms = s.i64(14);
-  t.updated_ms = s.i64(15);
-  t.spec.candidate = s.str(16);
+  t.spec.backend = s.str(4);
+  t.spec.arch = s.str(5);
+  t.spec.impl_type = s.str(6);
+  t.spec.framework = s.str(7);
+  t.spec.task_type = s.str(8);
+  t.spec.limit_steps = s.i32(9);
+  t.state = s.str(10);
+  t.steps_used = s.i32(11);
+  t.verdict = s.str(12);
+  t.created_ms = s.i64(13);
+  t.updated_ms = s.i64(14);
+  t.spec.task_desc = text_of(s, 15);
+  t.spec.candidate = text_of(s, 19);
   return t;
 }
 
 // The open database and everything an operation needs.
-struct Db {
-  sqlite3* db = nullptr;
+struct Db : sqlite::Db {
   Clock* clock = nullptr;
-  std::string path;  // for messages
-  bool in_batch = false;
-  // Not ok once an error inside the batch took its transaction with it, or a write was
-  // refused for lack of space (even when SQLite undid only that statement: a batch is
-  // committed whole or not at all); commit reports it.
-  mutable Status batch_error;
-  Store::FaultHook fault;  // tests: makes named operations fail (Store::inject_fault_for_test)
   Statements st;
+  BlobWriter blobs;  // prepared with st
 
   Db() = default;
-  Db(const Db&) = delete;
-  Db& operator=(const Db&) = delete;
   ~Db() {
-    if (db == nullptr) return;
-    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     for (const SqlDef& d : kSql) sqlite3_finalize(st.*d.member);
-    sqlite3_close_v2(db);
   }
 
   int64_t now() const { return clock->wall_ms(); }
-
-  // "<path>: <op>: <sqlite message>", with a Code derived from the SQLite result code.
-  Status error(int rc, std::string_view op) const {
-    const char* msg = (db != nullptr && sqlite3_extended_errcode(db) == rc) ? sqlite3_errmsg(db)
-                                                                            : sqlite3_errstr(rc);
-    Status status(code_of(rc), path + ": " + std::string(op) + ": " + msg);
-    if (in_batch && batch_error.ok() && status.code() == Code::no_space) batch_error = status;
-    return status;
-  }
-
-  // Runs a cached statement that returns no rows.
-  Status run(sqlite3_stmt* s, std::string_view op) {
-    Stmt stmt(s);
-    int rc = stmt.finish();
-    return rc == SQLITE_DONE ? Status() : error(rc, op);
-  }
-
-  // Runs SQL text once (open and migrations only).
-  Status exec(const char* sql, std::string_view op) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-    if (rc == SQLITE_OK) return Status();
-    std::string msg = path + ": " + std::string(op) + ": " + (err ? err : sqlite3_errstr(rc));
-    sqlite3_free(err);
-    return Status(code_of(rc), std::move(msg));
-  }
-
-  // The single value of a one-row query (PRAGMAs at open time).
-  Result<std::string> query_text(const char* sql, std::string_view op) {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &raw, nullptr);
-    if (rc != SQLITE_OK) return error(rc, op);
-    std::string value;
-    {
-      Stmt s(raw);
-      rc = s.step();
-      if (rc == SQLITE_ROW) {
-        value = s.str(0);
-        while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
-        }
-      }
-    }
-    Status status = rc == SQLITE_DONE ? Status() : error(rc, op);
-    sqlite3_finalize(raw);
-    if (!status.ok()) return status;
-    return value;
-  }
 
   Result<int> read_user_version() {
     Result<std::string> v = query_text("PRAGMA user_version", "read schema version");
@@ -602,12 +579,8 @@ struct Db {
 
   Status migrate();
   Status prepare_all() {
-    for (const SqlDef& d : kSql) {
-      int rc =
-          sqlite3_prepare_v3(db, d.sql, -1, SQLITE_PREPARE_PERSISTENT, &(st.*d.member), nullptr);
-      if (rc != SQLITE_OK) return error(rc, std::string("prepare '") + d.sql + "'");
-    }
-    return Status();
+    for (const SqlDef& d : kSql) KF_RETURN_IF_ERROR(prepare(d.sql, &(st.*d.member)));
+    return blobs.prepare(*this);
   }
 
   // The state of a job as stored; not_found if there is no such job.
@@ -631,206 +604,13 @@ struct Db {
   }
 };
 
-// The transaction around one mutation. Outside a batch: BEGIN IMMEDIATE ... COMMIT. Inside
-// a batch (or atomically()'s transaction outside one): nothing for a single statement (SQLite makes each statement atomic), a savepoint
-// for an operation of several statements. Rolls back unless committed.
-class Tx {
- public:
-  Tx(Db& d, std::string_view op, bool multi) : d_(d), op_(op) {
-    if (d_.fault && op_ != "atomically") {
-      status_ = d_.fault(op_);
-      if (!status_.ok()) {
-        done_ = true;  // nothing begun, nothing to undo
-        return;
-      }
-    }
-    // Outside a batch a transaction may be open all the same: atomically()'s own.
-    if (!d_.in_batch && sqlite3_get_autocommit(d_.db)) {
-      status_ = d_.run(d_.st.begin, op_);
-      if (status_.ok()) kind_ = Kind::transaction;
-      return;
-    }
-    if (d_.in_batch && !d_.batch_error.ok()) {
-      status_ = failed_precondition(d_.path + ": " + std::string(op_) +
-                                    ": the batch was aborted by an earlier error (" +
-                                    d_.batch_error.message() + "); roll it back");
-      return;
-    }
-    if (multi) {
-      status_ = d_.run(d_.st.savepoint, op_);
-      if (status_.ok()) kind_ = Kind::savepoint;
-    }
-  }
-  ~Tx() {
-    if (!done_) undo();
-  }
-  Tx(const Tx&) = delete;
-  Tx& operator=(const Tx&) = delete;
-
-  const Status& status() const { return status_; }
-
-  Status commit() {
-    done_ = true;
-    Status s;
-    if (kind_ == Kind::transaction) {
-      s = d_.run(d_.st.commit, op_);
-    } else if (kind_ == Kind::savepoint) {
-      s = d_.run(d_.st.release, op_);
-    }
-    if (!s.ok()) undo();
-    return s;
-  }
-
- private:
-  enum class Kind { none, transaction, savepoint };
-
-  void undo() {
-    done_ = true;
-    if (kind_ == Kind::transaction) {
-      if (!sqlite3_get_autocommit(d_.db)) (void)d_.run(d_.st.rollback, op_);
-    } else if (kind_ == Kind::savepoint && !sqlite3_get_autocommit(d_.db)) {
-      (void)d_.run(d_.st.rollback_to, op_);
-      (void)d_.run(d_.st.release, op_);
-    }
-    // Some errors (I/O, disk full) roll back the whole transaction: the batch is gone.
-    if (d_.in_batch && d_.batch_error.ok() && sqlite3_get_autocommit(d_.db)) {
-      d_.batch_error = io_error(d_.path + ": " + std::string(op_) + ": " + sqlite3_errmsg(d_.db));
-    }
-  }
-
-  Db& d_;
-  std::string_view op_;
-  Status status_;
-  Kind kind_ = Kind::none;
-  bool done_ = false;
-};
-
-// WAL checkpoints, off the writer's thread.
-//
-// SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past 1000 pages:
-// that commit copies the WAL back into the database and fsyncs both files (with
-// synchronous=NORMAL these are the only fsyncs), holding the coordinator's loop for 10-60 ms
-// every few hundred turns under load. Instead a thread with a connection of its own runs
-// PASSIVE checkpoints, which neither block the writer nor wait for it, and then syncs the
-// database file. A checkpoint running beside the writer never catches up with it while it
-// keeps committing, and the WAL restarts from its beginning only once it has been copied
-// completely; so when the WAL reaches kRestartPages the writer asks for one more
-// checkpoint at once, and after it finishes copies the few pages committed meanwhile itself
-// (under a millisecond: both files are almost clean by then). With pauses in the load the
-// WAL restarts by itself. Durability is unchanged: the same checkpoints with the same fsyncs
-// (and one more of the database file after each).
-class Checkpointer {
- public:
-  static constexpr int kCheckpointPages = 1000;  // SQLite's default wal_autocheckpoint
-  static constexpr int kRestartPages = 10 * kCheckpointPages;  // ~40 MiB of 4 KiB pages
-  static constexpr std::chrono::milliseconds kMinInterval{100};  // between checkpoints
-
-  // Opens the second connection and takes over `writer`'s WAL hook, which replaces
-  // SQLite's automatic checkpoint.
-  static Result<std::unique_ptr<Checkpointer>> start(Db& writer) {
-    std::unique_ptr<Checkpointer> c(new Checkpointer(writer.db));
-    int rc = sqlite3_open_v2(writer.path.c_str(), &c->db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc == SQLITE_OK) {
-      rc = sqlite3_exec(c->db_, "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr);
-    }
-    if (rc != SQLITE_OK) return writer.error(rc, "open the checkpoint connection");
-    c->thread_ = std::thread([p = c.get()] { p->loop(); });
-    sqlite3_wal_hook(writer.db, &Checkpointer::on_commit, c.get());
-    return c;
-  }
-
-  ~Checkpointer() {
-    sqlite3_wal_hook(writer_, nullptr, nullptr);
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_one();
-    if (thread_.joinable()) thread_.join();
-    sqlite3_close_v2(db_);
-  }
-  Checkpointer(const Checkpointer&) = delete;
-  Checkpointer& operator=(const Checkpointer&) = delete;
-
- private:
-  explicit Checkpointer(sqlite3* writer) : writer_(writer) {}
-
-  // The writer's WAL hook: runs on the writer's thread after each commit, with the number
-  // of pages in the WAL.
-  static int on_commit(void* arg, sqlite3* db, const char* name, int wal_pages) {
-    auto* self = static_cast<Checkpointer*>(arg);
-    if (wal_pages < kRestartPages) {
-      self->restart_requested_ = false;
-      if (wal_pages >= kCheckpointPages) self->request(false);
-    } else if (!self->restart_requested_) {
-      self->restart_requested_ = true;
-      self->caught_up_ = false;
-      self->request(true);
-    } else if (self->caught_up_.exchange(false)) {
-      // A failure (SQLITE_BUSY: another process checkpointing) asks again next commit.
-      (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-      self->restart_requested_ = false;
-    }
-    return SQLITE_OK;
-  }
-
-  void request(bool now) {
-    {
-      std::lock_guard lock(mu_);
-      if (pending_ && (now_ || !now)) return;
-      pending_ = true;
-      now_ = now_ || now;
-    }
-    cv_.notify_one();
-  }
-
-  void loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [this] { return pending_ || stop_; });
-      // Each checkpoint costs fsyncs however little it copies: at most one per kMinInterval
-      // unless the writer waits for one.
-      cv_.wait_until(lock, last_ + kMinInterval, [this] { return stop_ || now_; });
-      if (stop_) return;
-      bool now = now_;
-      pending_ = now_ = false;
-      lock.unlock();
-      // An error (I/O) leaves the WAL as it is for the next attempt; the writer reports
-      // lasting I/O errors itself.
-      if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr) ==
-          SQLITE_OK) {
-        // Keep the database file clean, so that the checkpoint that completes the WAL (the
-        // writer's, above) has little left to sync.
-        sqlite3_file* file = nullptr;
-        if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_FILE_POINTER, &file) == SQLITE_OK &&
-            file != nullptr && file->pMethods != nullptr) {
-          (void)file->pMethods->xSync(file, SQLITE_SYNC_NORMAL);
-        }
-      }
-      last_ = std::chrono::steady_clock::now();
-      if (now) caught_up_ = true;
-      lock.lock();
-    }
-  }
-
-  sqlite3* writer_;
-  sqlite3* db_ = nullptr;
-  bool restart_requested_ = false;    // writer's thread only
-  std::atomic<bool> caught_up_{false};  // a requested checkpoint has finished
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool pending_ = false;  // a checkpoint is wanted
-  bool now_ = false;      // ... at once
-  bool stop_ = false;
-  std::chrono::steady_clock::time_point last_;
-  std::thread thread_;
-};
-
 }  // namespace
 
 struct Store::Impl {
   Db d;
+  // Campaigns this Store set submitting and has not moved on since: its own submissions in
+  // progress, which discard_submitting_campaigns keeps.
+  std::set<int64_t> submitting;
   std::unique_ptr<Checkpointer> checkpointer;  // declared after d: stopped before d closes
   std::string data_version;  // PRAGMA data_version at the last changed_elsewhere()
   static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, Clock& clock,
@@ -843,10 +623,7 @@ struct Store::Impl {
 // result saying so (the job re-runs; the task is not charged), never a lost row.
 Status convert_job_frames(Db& d) {
   constexpr std::string_view op = "migration 0003: convert stored results";
-  struct Prepared {
-    sqlite3_stmt* s = nullptr;
-    ~Prepared() { sqlite3_finalize(s); }
-  } select, update;
+  Prepared select, update;
   int rc = sqlite3_prepare_v2(d.db, "SELECT id, epoch, kind, result FROM jobs WHERE result IS NOT NULL",
                               -1, &select.s, nullptr);
   if (rc == SQLITE_OK) {
@@ -877,6 +654,37 @@ Status convert_job_frames(Db& d) {
   return rc == SQLITE_DONE ? Status() : d.error(rc, op);
 }
 
+// Migration 0004's data step: every task's task_desc and candidate move into blobs (the
+// columns migration 0005 drops), each distinct text once. Runs inside the migration's
+// transaction.
+Status move_task_texts(Db& d) {
+  constexpr std::string_view op = "migration 0004: store task texts once";
+  BlobWriter writer;
+  Prepared select, update;
+  KF_RETURN_IF_ERROR(writer.prepare(d));
+  KF_RETURN_IF_ERROR(
+      d.prepare("SELECT id, task_desc, candidate FROM tasks ORDER BY id", &select.s));
+  KF_RETURN_IF_ERROR(d.prepare(
+      "UPDATE tasks SET task_desc_blob = ?2, task_desc_head = ?3, task_desc_tail = ?4, "
+      "task_desc_middle = ?5, candidate_blob = ?6, candidate_head = ?7, candidate_tail = ?8, "
+      "candidate_middle = ?9 WHERE id = ?1",
+      &update.s));
+  Stmt rows(select.s);
+  int rc;
+  while ((rc = rows.step()) == SQLITE_ROW) {
+    auto desc = writer.put(d, BlobWriter::kTaskDesc, rows.str(1), op);
+    if (!desc.ok()) return desc.status();
+    auto candidate = writer.put(d, BlobWriter::kCandidate, rows.str(2), op);
+    if (!candidate.ok()) return candidate.status();
+    Stmt u(update.s);
+    u.bind(1, rows.i64(0));
+    bind_text(u, 2, *desc);
+    bind_text(u, 6, *candidate);
+    if (int urc = u.finish(); urc != SQLITE_DONE) return d.error(urc, op);
+  }
+  return rc == SQLITE_DONE ? Status() : d.error(rc, op);
+}
+
 Status Db::migrate() {
   const std::vector<Migration>& all = migrations();
   for (size_t i = 0; i < all.size(); ++i) {
@@ -898,6 +706,7 @@ Status Db::migrate() {
     const Migration& m = all[static_cast<size_t>(*version)];
     Status s = exec(m.sql, std::string("migration ") + m.name);
     if (s.ok() && m.version == 3) s = convert_job_frames(*this);
+    if (s.ok() && m.version == 4) s = move_task_texts(*this);
     if (s.ok() && sqlite3_get_autocommit(db)) {
       return internal_error(path + ": migration " + m.name +
                             " ended the transaction itself; migrations must not contain "
@@ -920,15 +729,9 @@ Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& pa
   auto impl = std::make_unique<Impl>();
   Db* d = &impl->d;
   d->clock = &clock;
-  d->path = path.string();
-  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-              SQLITE_OPEN_NOMUTEX;  // a Store is used by one thread at a time
-  int rc = sqlite3_open_v2(d->path.c_str(), &d->db, flags, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc);
-    return Status(code_of(rc), d->path + ": open: " + msg);
-  }
-  sqlite3_extended_result_codes(d->db, 1);
+  KF_RETURN_IF_ERROR(d->open(path.string(), read_only
+                                                ? SQLITE_OPEN_READONLY
+                                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   sqlite3_busy_timeout(d->db, kBusyTimeoutMs);
 
   // Check the version before anything writes to the file: a newer database stays untouched.
@@ -945,14 +748,9 @@ Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& pa
                                  "); open it read-write once to migrate it");
     }
   } else {
-    Result<std::string> mode = d->query_text("PRAGMA journal_mode = WAL", "set WAL mode");
-    if (!mode.ok()) return mode.status();
-    if (*mode != "wal" && *mode != "memory") {
-      return io_error(d->path + ": set WAL mode: the database stays in journal mode '" + *mode +
-                      "'");
-    }
-    KF_RETURN_IF_ERROR(d->exec("PRAGMA synchronous = NORMAL", "set synchronous"));
-    wal = *mode == "wal";
+    Result<bool> use_wal = d->use_wal();
+    if (!use_wal.ok()) return use_wal.status();
+    wal = *use_wal;
   }
   KF_RETURN_IF_ERROR(d->exec("PRAGMA foreign_keys = ON", "enable foreign keys"));
   Result<std::string> fk = d->query_text("PRAGMA foreign_keys", "enable foreign keys");
@@ -995,7 +793,7 @@ int Store::latest_schema_version() {
 Status Store::begin() {
   Db& d = impl_->d;
   if (d.in_batch) return failed_precondition(d.path + ": begin: a batch is already open");
-  KF_RETURN_IF_ERROR(d.run(d.st.begin, "begin"));
+  KF_RETURN_IF_ERROR(d.run(d.begin, "begin"));
   d.in_batch = true;
   d.batch_error = Status();
   return Status();
@@ -1010,7 +808,7 @@ Status Store::commit() {
     return Status(lost.code(), "commit: the batch was lost: " + lost.message());
   }
   Status s = d.fault ? d.fault("commit") : Status();
-  if (s.ok()) s = d.run(d.st.commit, "commit");
+  if (s.ok()) s = d.run(d.commit, "commit");
   if (!s.ok()) {
     rollback();
     return s;
@@ -1033,7 +831,7 @@ Status Store::atomically(const std::function<Status()>& fn) {
 void Store::rollback() {
   Db& d = impl_->d;
   if (!d.in_batch) return;
-  if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.st.rollback, "rollback");
+  if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.rollback, "rollback");
   d.in_batch = false;
   d.batch_error = Status();
 }
@@ -1078,22 +876,26 @@ Result<int64_t> Store::create_campaign(const std::string& name, const std::strin
 Result<int64_t> Store::create_task(int64_t campaign_id, const TaskSpec& spec) {
   constexpr std::string_view op = "create_task";
   Db& d = impl_->d;
-  Tx tx(d, op, false);
+  Tx tx(d, op, true);  // the texts' blobs and the task
   KF_RETURN_IF_ERROR(tx.status());
   {
+    auto desc = d.blobs.put(d, BlobWriter::kTaskDesc, spec.task_desc, op);
+    if (!desc.ok()) return desc.status();
+    auto candidate = d.blobs.put(d, BlobWriter::kCandidate, spec.candidate, op);
+    if (!candidate.ok()) return candidate.status();
     Stmt s(d.st.insert_task);
     s.bind(1, campaign_id)
         .text(2, spec.op_name)
         .text(3, spec.task_id)
-        .text(4, spec.task_desc)
-        .text(5, spec.backend)
-        .text(6, spec.arch)
-        .text(7, spec.impl_type)
-        .text(8, spec.framework)
-        .text(9, spec.task_type)
-        .bind(10, spec.limit_steps)
-        .bind(11, d.now())
-        .text(12, spec.candidate);
+        .text(4, spec.backend)
+        .text(5, spec.arch)
+        .text(6, spec.impl_type)
+        .text(7, spec.framework)
+        .text(8, spec.task_type)
+        .bind(9, spec.limit_steps)
+        .bind(10, d.now());
+    bind_text(s, 11, *desc);
+    bind_text(s, 15, *candidate);
     int rc = s.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
       return Status(Code::already_exists,
@@ -1601,6 +1403,11 @@ Status Store::set_campaign_state(int64_t campaign_id, const std::string& state) 
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
+  if (state == to_string(CampaignState::submitting)) {
+    impl_->submitting.insert(campaign_id);
+  } else {
+    impl_->submitting.erase(campaign_id);
+  }
   return tx.commit();
 }
 
@@ -1609,6 +1416,44 @@ Result<std::vector<TaskRow>> Store::tasks_of_campaign(int64_t campaign_id) {
   Stmt s(d.st.tasks_of_campaign);
   s.bind(1, campaign_id);
   return all_rows<TaskRow>(d, s, "tasks_of_campaign", read_task);
+}
+
+Result<std::vector<int64_t>> Store::task_ids_of_campaign(int64_t campaign_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.task_ids_of_campaign);
+  s.bind(1, campaign_id);
+  return all_rows<int64_t>(d, s, "task_ids_of_campaign", [](const Stmt& r) { return r.i64(0); });
+}
+
+Status Store::discard_campaign(int64_t campaign_id) {
+  constexpr std::string_view op = "discard_campaign";
+  Db& d = impl_->d;
+  Tx tx(d, op, true);
+  KF_RETURN_IF_ERROR(tx.status());
+  for (sqlite3_stmt* stmt : {d.st.delete_tasks_of_campaign, d.st.delete_campaign}) {
+    Stmt s(stmt);
+    s.bind(1, campaign_id);
+    if (int rc = s.step(); rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  KF_RETURN_IF_ERROR(d.run(d.st.delete_unused_blobs, op));
+  return tx.commit();
+}
+
+Result<int64_t> Store::discard_submitting_campaigns() {
+  Db& d = impl_->d;
+  Result<std::vector<int64_t>> ids = [&] {
+    Stmt s(d.st.submitting_campaigns);
+    return all_rows<int64_t>(d, s, "discard_submitting_campaigns",
+                             [](const Stmt& r) { return r.i64(0); });
+  }();
+  if (!ids.ok()) return ids.status();
+  int64_t discarded = 0;
+  for (int64_t id : *ids) {
+    if (impl_->submitting.count(id)) continue;
+    KF_RETURN_IF_ERROR(discard_campaign(id));
+    discarded++;
+  }
+  return discarded;
 }
 
 Result<std::vector<TaskRow>> Store::unfinished_tasks() {

@@ -252,8 +252,17 @@ class Store {
   Result<std::vector<CampaignRow>> campaigns();  // every campaign, oldest first
   Status set_campaign_state(int64_t campaign_id, const std::string& state);
   Result<std::vector<TaskRow>> tasks_of_campaign(int64_t campaign_id);
-  // Tasks still pending or running, by id (what a restarted coordinator resumes).
+  // The ids of the campaign's tasks, in order (read from an index: no task row is read).
+  Result<std::vector<int64_t>> task_ids_of_campaign(int64_t campaign_id);
+  // Tasks still pending or running, by id (what a restarted coordinator resumes); not those
+  // of a campaign still being submitted.
   Result<std::vector<TaskRow>> unfinished_tasks();
+  // Removes a campaign and its tasks, and the texts no other task uses. REQUIRES: none of its
+  // tasks has started (no step, job or LLM call refers to them): a submitting campaign.
+  Status discard_campaign(int64_t campaign_id);
+  // Removes every campaign still `submitting` (store_campaign) that this Store did not set
+  // so itself: a submission whose process died mid-way. Returns how many.
+  Result<int64_t> discard_submitting_campaigns();
   // The newest job a Conductor submitted for (task, step seq), if any.
   Result<std::optional<JobRow>> job_for_task_seq(int64_t task_id, int seq);
 
