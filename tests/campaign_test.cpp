@@ -410,6 +410,13 @@ TEST_CASE_FIXTURE(
   TaskSpec spec = many_tasks(1).tasks[0].spec;
   REQUIRE(store->create_task(id, spec).ok());
   CHECK(store->unfinished_tasks().value().empty());
+  // The Conductor's admission (pending tasks it may start) passes it over, the listing not.
+  TaskQuery startable;
+  startable.state = "pending";
+  startable.startable = true;
+  CHECK(store->task_ids(startable).value().empty());
+  startable.startable = false;
+  CHECK(store->task_ids(startable).value().size() == 1);
   // This process is still submitting it: kept.
   CHECK(store->discard_submitting_campaigns().value() == 0);
   // A new process (the old one died mid-way) removes it, its tasks and its texts.

@@ -305,6 +305,7 @@ void Conductor::pump() {
     // Pending tasks in id order, through the state index: the queue stays in the store.
     TaskQuery query;
     query.state = "pending";
+    query.startable = true;
     query.limit = static_cast<int64_t>(std::min(budget, window - active_.size()));
     auto ids = coordinator_.store().task_ids(query);
     if (!ids.ok()) {

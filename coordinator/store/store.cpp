@@ -1205,6 +1205,9 @@ Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
   if (q.campaign_id) sql += " AND campaign_id = ?2";
   if (!q.state.empty()) sql += " AND state = ?3";
   if (!q.op_name.empty()) sql += " AND op_name = ?4";
+  if (q.startable) {
+    sql += " AND (campaign_id IS NULL OR campaign_id NOT IN (SELECT id FROM campaigns WHERE state = 'submitting'))";
+  }
   sql += " ORDER BY id LIMIT ?5 OFFSET ?6";
   OneShot one;
   int rc = sqlite3_prepare_v2(d.db, sql.c_str(), -1, &one.stmt, nullptr);

@@ -171,6 +171,9 @@ struct TaskQuery {
   int64_t after_id = 0;  // keyset paging: only ids above this (the last id of the page before)
   int64_t offset = 0;    // matching tasks to skip first (slower: the skipped ones are walked)
   int64_t limit = -1;    // at most this many; -1: every matching task
+  // Only tasks the Conductor may start: none of a campaign still being stored in batches
+  // (state submitting, docs/decisions.md 21).
+  bool startable = false;
 };
 
 struct AgentRow {
