@@ -192,7 +192,9 @@ std::string query_text(const ApiRequest& r, const std::string& key) {
 // answer every task as if no filter had been asked for. Text filters may not be empty.
 Status check_query(const ApiRequest& r, std::initializer_list<const char*> known,
                    std::initializer_list<const char*> text = {}) {
-  for (const auto& [key, value] : r.query) {
+  for (const auto& entry : r.query) {
+    const std::string& key = entry.first;  // clang 14 cannot capture a structured binding
+    const std::string& value = entry.second;
     if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) == known.end()) {
       std::string list;
       for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
