@@ -67,6 +67,13 @@ def pending_calls(db):
         return conn.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'pending'").fetchone()[0]
 
 
+def assert_each_answer_stored_once(client, campaign):
+    """The LLM answers this coordinator process received equal the campaign's stored ones:
+    no question was asked (and paid for) twice."""
+    asked = sum(client.metric("kforge_llm_requests_total", role=r, outcome="ok") or 0 for r in ("designer", "coder"))
+    assert asked == client.campaign(campaign)["llm"]["calls"]
+
+
 def test_disk_full_raises_the_alarm_and_the_campaign_resumes_when_space_returns(small_disk):
     require_binaries()
     config = replay_config(f"disk_reserve_mb = {RESERVE_MB}")
@@ -114,8 +121,7 @@ def test_disk_full_raises_the_alarm_and_the_campaign_resumes_when_space_returns(
             assert [s["verdict"] for s in verifier][-1] == "passed" and \
                 all(s["verdict"] != "passed" for s in verifier[:-1]), steps
         # Every LLM answer this process received is stored once: none was asked for twice.
-        asked = sum(client.metric("kforge_llm_requests_total", role=r, outcome="ok") or 0 for r in ("designer", "coder"))
-        assert asked == client.campaign(campaign)["llm"]["calls"]
+        assert_each_answer_stored_once(client, campaign)
         assert cluster.coordinator.proc.poll() is None
     finally:
         cluster.stop()
@@ -150,9 +156,7 @@ def test_questions_in_flight_across_the_alarm_are_asked_once(small_disk):
         wait_for(lambda: client.campaign(campaign)["state"] == "finished", 3 * DEADLINE_S + 4 * LATENCY_MS / 1000,
                  "the campaign to finish", cluster.logs)
         assert [t["state"] for t in client.tasks(campaign=campaign)] == ["passed", "passed"]
-        # Every question was asked once: each answer this process received is stored once.
-        asked = sum(client.metric("kforge_llm_requests_total", role=r, outcome="ok") or 0 for r in ("designer", "coder"))
-        assert asked == client.campaign(campaign)["llm"]["calls"]
+        assert_each_answer_stored_once(client, campaign)
         assert cluster.coordinator.proc.poll() is None
     finally:
         cluster.stop()
