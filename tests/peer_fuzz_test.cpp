@@ -18,7 +18,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "common/protocol.h"
@@ -56,8 +55,12 @@ class MessageMaker {
       case 4:
       case 5: return result(agent_id);
       case 6: return proto::Bye{text()};
-      case 7: return proto::Welcome{text(), static_cast<uint32_t>(number()), static_cast<uint32_t>(number())};
-      case 8: return proto::Refused{text(), static_cast<uint32_t>(number()), static_cast<uint32_t>(number())};
+      case 7:
+        return proto::Welcome{text(), static_cast<uint32_t>(number()),
+                              static_cast<uint32_t>(number())};
+      case 8:
+        return proto::Refused{text(), static_cast<uint32_t>(number()),
+                              static_cast<uint32_t>(number())};
       default: {
         proto::Assign a;
         a.job = ref();
@@ -74,7 +77,8 @@ class MessageMaker {
     return *(values.begin() + m_.below(values.size()));
   }
   uint64_t number() {
-    return pick<uint64_t>({0, 1, 2, 3, max_job_, max_job_ + 1, 1u << 31, std::numeric_limits<uint32_t>::max(),
+    return pick<uint64_t>({0, 1, 2, 3, max_job_, max_job_ + 1, 1u << 31,
+                           std::numeric_limits<uint32_t>::max(),
                            std::numeric_limits<uint64_t>::max()});
   }
   std::string text() {
@@ -98,12 +102,15 @@ class MessageMaker {
   }
   proto::Hello hello(const std::string& agent_id) {
     proto::Hello h;
-    h.agent_id = m_.below(4) == 0 ? pick<std::string>({"", "x/y", "bad\x01id", "other", std::string(200, 'a')}) : agent_id;
+    h.agent_id = m_.below(4) == 0
+                     ? pick<std::string>({"", "x/y", "bad\x01id", "other", std::string(200, 'a')})
+                     : agent_id;
     h.incarnation = m_.below(4) == 0 ? text() : "inc";
     h.host = text();
     for (size_t i = m_.below(4); i > 0; --i) {
-      h.devices.push_back(proto::DeviceInfo{static_cast<uint32_t>(m_.below(2)), pick<std::string>({"cpu", "cuda", "", "bogus"}),
-                                            pick<std::string>({"x86_64", "h100", ""}), text(), number()});
+      h.devices.push_back(proto::DeviceInfo{
+          static_cast<uint32_t>(m_.below(2)), pick<std::string>({"cpu", "cuda", "", "bogus"}),
+          pick<std::string>({"x86_64", "h100", ""}), text(), number()});
     }
     if (m_.below(2)) h.capabilities = {{text(), text()}};
     h.running = refs();
@@ -122,15 +129,18 @@ class MessageMaker {
     r.stdout_data = text();
     r.stderr_data = text();
     // Sometimes a verdict document nested too deep to copy or print by recursion.
-    r.result_json = m_.below(8) == 0 ? "{\"verdict\": \"passed\", \"x\": " + std::string(120'000, '[') +
-                                           std::string(120'000, ']') + "}"
-                                     : text();
+    r.result_json = m_.below(8) == 0
+                        ? "{\"verdict\": \"passed\", \"x\": " + std::string(120'000, '[') +
+                              std::string(120'000, ']') + "}"
+                        : text();
     if (m_.below(3) == 0) {
       VerifyResult v;
       v.verdict = static_cast<Verdict>(m_.below(static_cast<size_t>(Verdict::infra_error) + 1));
       v.message = text();
       v.details = text();
-      if (m_.below(2)) v.profile = Profile{{}, {}, std::numeric_limits<double>::quiet_NaN(), false, text(), 0, text()};
+      if (m_.below(2))
+        v.profile =
+            Profile{{}, {}, std::numeric_limits<double>::quiet_NaN(), false, text(), 0, text()};
       r.verify = v;
     }
     r.started_ms = static_cast<int64_t>(number());
@@ -148,8 +158,10 @@ TEST_CASE("thousands of hostile and mutated peer messages never stop the coordin
   const uint64_t messages = env_or("KFORGE_PEER_FUZZ_MESSAGES", 4000);
   const uint64_t seed = env_or("KFORGE_PEER_FUZZ_SEED", 1);
   TempDir dir;
-  const char* other = std::getenv("KFORGE_PEER_FUZZ_COORDINATOR");  // another build's, for a baseline
-  const fs::path exe = other && *other ? fs::path(other) : binary_dir() / "coordinator" / "kforge-coordinator";
+  const char* other =
+      std::getenv("KFORGE_PEER_FUZZ_COORDINATOR");  // another build's, for a baseline
+  const fs::path exe =
+      other && *other ? fs::path(other) : binary_dir() / "coordinator" / "kforge-coordinator";
   REQUIRE_MESSAGE(fs::exists(exe), exe.string() << " is not built");
   const fs::path data = dir / "data", log = dir / "coordinator.log";
   std::string endpoint;
@@ -180,18 +192,22 @@ TEST_CASE("thousands of hostile and mutated peer messages never stop the coordin
   }
   write_file(dir / "kforge.toml", "[coordinator]\nheartbeat_ms = 200\n");
   Child coordinator(exe,
-                    {"--config", (dir / "kforge.toml").string(), "--listen", endpoint, "--data", data.string(),
-                     "--http", "127.0.0.1:0"},
+                    {"--config", (dir / "kforge.toml").string(), "--listen", endpoint, "--data",
+                     data.string(), "--http", "127.0.0.1:0"},
                     log, dir.path());
-  REQUIRE_MESSAGE(wait_until([&] { return read_file(log).find("listening " + endpoint) != std::string::npos; }),
-                  "the coordinator does not listen:\n" << read_file(log));
+  REQUIRE_MESSAGE(
+      wait_until([&] { return read_file(log).find("listening " + endpoint) != std::string::npos; }),
+      "the coordinator does not listen:\n"
+          << read_file(log));
 
   // Peers: most name an agent id their Hellos use; two have routing ids no agent would.
   zmq::context_t ctx(1);
   std::vector<std::pair<std::string, zmq::socket_t>> peers;
   for (int i = 0; i < 16; ++i) {
     std::string agent = "fz-" + std::to_string(i);
-    std::string routing = i == 0 ? std::string("\x01\xff/x", 4) : i == 1 ? "no-slash" : agent + "/inc/" + std::to_string(i);
+    std::string routing = i == 0   ? std::string("\x01\xff/x", 4)
+                          : i == 1 ? "no-slash"
+                                   : agent + "/inc/" + std::to_string(i);
     auto s = make_dealer(ctx, endpoint, routing);
     REQUIRE_MESSAGE(s.ok(), s.status().to_string());
     peers.emplace_back(agent, std::move(s.value()));
@@ -214,8 +230,9 @@ TEST_CASE("thousands of hostile and mutated peer messages never stop the coordin
     }
     if (socket.send(zmq::buffer(frame), zmq::send_flags::dontwait)) sent++;
     if (i % 500 == 0) {
-      REQUIRE_MESSAGE(coordinator.running(), "the coordinator exited (wait status " << coordinator.wait_status()
-                                                                                    << "):\n" << read_file(log));
+      REQUIRE_MESSAGE(coordinator.running(), "the coordinator exited (wait status "
+                                                 << coordinator.wait_status() << "):\n"
+                                                 << read_file(log));
     }
   }
   MESSAGE(sent << " of " << messages << " peer messages sent (seed " << seed << ")");
@@ -224,7 +241,8 @@ TEST_CASE("thousands of hostile and mutated peer messages never stop the coordin
   RawPeer agent(endpoint, "real-agent/1/a");
   agent.send(raw_hello("real-agent", "1"));
   CHECK_MESSAGE(agent.receive<proto::Welcome>(30s).has_value(), read_file(log));
-  CHECK_MESSAGE(coordinator.running(),
-                "the coordinator exited (wait status " << coordinator.wait_status() << "):\n" << read_file(log));
+  CHECK_MESSAGE(coordinator.running(), "the coordinator exited (wait status "
+                                           << coordinator.wait_status() << "):\n"
+                                           << read_file(log));
   CHECK(read_file(log).find("coordinator stopping") == std::string::npos);
 }

@@ -6,16 +6,15 @@
 // body. An answer is never a 500 (bad input is the client's problem: a 4xx naming the field)
 // and every JSON answer parses. Writes are rolled back after each input, so every input
 // meets the same database.
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
-#include <string_view>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <string_view>
 
 #include "coordinator/operator/api.h"
 #include "tests/fuzz/fuzz.h"
@@ -33,7 +32,8 @@ constexpr const char* kTask =
 // and rolled back afterwards.
 class FuzzBackend : public ApiBackend {
  public:
-  FuzzBackend(std::unique_ptr<Store> store, std::filesystem::path db) : store_(std::move(store)), db_(std::move(db)) {}
+  FuzzBackend(std::unique_ptr<Store> store, std::filesystem::path db)
+      : store_(std::move(store)), db_(std::move(db)) {}
   Result<Store*> reader() override { return store_.get(); }
   Result<json> write(const WriteFn& fn) override {
     KF_RETURN_IF_ERROR(store_->begin());
@@ -72,11 +72,20 @@ FuzzBackend& backend() {
     Store& s = **store;
     auto* fb = new FuzzBackend(std::move(*store), g_dir / "kforge.db");
     json campaign = {{"name", "seed"},
-                     {"tasks", json::array({{{"op_name", "relu"}, {"task_id", "N=1024"}, {"task_desc", kTask},
-                                             {"backend", "cpu"}, {"arch", "x86_64"}, {"impl_type", "cpp"},
-                                             {"framework", "torch"}, {"task_type", "profile"}},
-                                            {{"op_name", "gelu"}, {"task_desc", kTask}, {"backend", "cpu"},
-                                             {"arch", "x86_64"}, {"impl_type", "cpp"}, {"framework", "torch"}}})}};
+                     {"tasks", json::array({{{"op_name", "relu"},
+                                             {"task_id", "N=1024"},
+                                             {"task_desc", kTask},
+                                             {"backend", "cpu"},
+                                             {"arch", "x86_64"},
+                                             {"impl_type", "cpp"},
+                                             {"framework", "torch"},
+                                             {"task_type", "profile"}},
+                                            {{"op_name", "gelu"},
+                                             {"task_desc", kTask},
+                                             {"backend", "cpu"},
+                                             {"arch", "x86_64"},
+                                             {"impl_type", "cpp"},
+                                             {"framework", "torch"}}})}};
     ApiReply r = handle_api(ApiRequest{"POST", "/api/v1/campaigns", {}, campaign.dump()}, *fb);
     if (r.status != 201) fuzz::fuzz_fail("seeding the database: " + r.body);
     int64_t task = json::parse(r.body)["task_ids"][0].get<int64_t>();
@@ -129,7 +138,8 @@ ApiRequest parse_request(std::string_view input) {
     size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     size_t eq = pair.find('=');
-    r.query[std::string(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    r.query[std::string(pair.substr(0, eq))] =
+        eq == std::string_view::npos ? "" : pair.substr(eq + 1);
     query = amp == std::string_view::npos ? "" : query.substr(amp + 1);
   }
   return r;
@@ -141,10 +151,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ApiRequest request = parse_request(std::string_view(reinterpret_cast<const char*>(data), size));
   ApiReply reply = handle_api(request, backend());
   if (reply.status >= 500 && reply.status != 503) {
-    fuzz::fuzz_fail(request.method + " " + request.path + " answered " + std::to_string(reply.status) + ": " +
-                    reply.body);
+    fuzz::fuzz_fail(request.method + " " + request.path + " answered " +
+                    std::to_string(reply.status) + ": " + reply.body);
   }
-  if (reply.content_type == "application/json" && json::parse(reply.body, nullptr, false).is_discarded()) {
+  if (reply.content_type == "application/json" &&
+      json::parse(reply.body, nullptr, false).is_discarded()) {
     fuzz::fuzz_fail("an answer that is not JSON: " + reply.body.substr(0, 200));
   }
   return 0;

@@ -17,7 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto campaign = parse_campaign(text, KFORGE_SOURCE_DIR "/tests/fixtures/campaigns", "fuzz.toml");
   if (!campaign.ok()) {
     if (campaign.status().message().find("fuzz.toml") == std::string::npos) {
-      fuzz::fuzz_fail("a campaign error that does not name the file: " + campaign.status().message());
+      fuzz::fuzz_fail("a campaign error that does not name the file: " +
+                      campaign.status().message());
     }
     return 0;
   }
@@ -31,6 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fuzz::fuzz_fail("an accepted campaign's task fails validate_task_spec: " + st.message());
     }
   }
-  if (hash_campaign(*campaign) != campaign->content_hash) fuzz::fuzz_fail("content_hash is not hash_campaign");
+  if (hash_campaign(*campaign) != campaign->content_hash)
+    fuzz::fuzz_fail("content_hash is not hash_campaign");
   return 0;
 }

@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
       continue;
     }
     if (arg.starts_with("-")) {
-      std::fprintf(stderr, "%s: unknown flag %s (expected -runs=N, -seed=S, -max_len=L)\n", argv[0], argv[i]);
+      std::fprintf(stderr, "%s: unknown flag %s (expected -runs=N, -seed=S, -max_len=L)\n", argv[0],
+                   argv[i]);
       return 2;
     }
     std::error_code ec;

@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   v.stage = "profile";
   v.trials = 3;
   v.checks = Checks{0, 4096, 1e-6, 2e-5, R"({"dtype":"float32"})"};
-  v.profile = Profile{{10, 9, 12, 10.5, 100}, {25, 24, 30, 25.2, 100}, 2.5, false, "judge_clock", 10, "{}"};
+  v.profile =
+      Profile{{10, 9, 12, 10.5, 100}, {25, 24, 30, 25.2, 100}, 2.5, false, "judge_clock", 10, "{}"};
   v.details = R"({"phases_ms":{"compile":120}})";
   verify.verify = v;
   seeds.emplace_back("result-verify", verify);

@@ -21,11 +21,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   if (frame->version != proto::kProtocolVersion) return 0;  // body left alone, by contract
-  if (proto::type_of(frame->message) != frame->type) fuzz::fuzz_fail("decoded type differs from 't'");
+  if (proto::type_of(frame->message) != frame->type)
+    fuzz::fuzz_fail("decoded type differs from 't'");
   std::string once = proto::encode(frame->message);
   auto again = proto::decode(once);
-  if (!again.ok()) fuzz::fuzz_fail("an accepted frame re-encodes to one decode refuses: " + again.status().message());
-  if (proto::encode(again->message) != once) fuzz::fuzz_fail("encode(decode(encode(m))) != encode(m)");
+  if (!again.ok())
+    fuzz::fuzz_fail("an accepted frame re-encodes to one decode refuses: " +
+                    again.status().message());
+  if (proto::encode(again->message) != once)
+    fuzz::fuzz_fail("encode(decode(encode(m))) != encode(m)");
   if (const auto* result = std::get_if<proto::JobResult>(&frame->message)) {
     (void)to_json(verify_result_from_text(result->result_json));
     if (result->verify) (void)to_json(*result->verify);
