@@ -1,7 +1,11 @@
 # Shared build settings for kforge targets.
 
 set(KFORGE_SANITIZER_FLAGS "")
-if(KFORGE_SANITIZE)
+if(KFORGE_FUZZ)
+  # Coverage for libFuzzer in every target; the fuzz executables add -fsanitize=fuzzer.
+  set(KFORGE_SANITIZER_FLAGS -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer
+                             -fno-sanitize-recover=undefined)
+elseif(KFORGE_SANITIZE)
   set(KFORGE_SANITIZER_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
 elseif(KFORGE_TSAN)
   set(KFORGE_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)

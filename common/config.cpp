@@ -178,7 +178,8 @@ template <typename S>
 void read_table(Reader& r, const toml::table& table, const std::string& prefix, S& out) {
   const Fields<S>& fields = fields_of<S>();
   // Unknown keys first, so that a typo is reported even when every value is well typed.
-  for (const auto& [k, v] : table) {
+  for (const auto& entry : table) {
+    const toml::key& k = entry.first;  // clang 14 cannot capture a structured binding
     auto known = [&](const Field<S>& f) { return f.name == k.str(); };
     if (std::any_of(fields.begin(), fields.end(), known)) continue;
     std::vector<std::string_view> names;

@@ -73,10 +73,18 @@ Result<std::string> read_file(const std::filesystem::path& path) {
 Result<std::string> read_named_file(const std::filesystem::path& path, const std::string& what) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return not_found(what + " " + path.string() + " does not exist");
-  if (std::filesystem::is_directory(path, ec)) {
-    return invalid_argument(what + " " + path.string() + " is a directory");
+  if (std::string why = not_a_file(path); !why.empty()) {
+    return invalid_argument(what + " " + path.string() + " " + why);
   }
   return read_file(path);
+}
+
+std::string not_a_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(status)) return "is a directory";
+  if (!std::filesystem::is_regular_file(status)) return "is not a regular file (a device, FIFO or socket)";
+  return "";
 }
 
 Status ensure_dir(const std::filesystem::path& path) {

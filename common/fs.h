@@ -18,8 +18,13 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view dat
 Result<std::string> read_file(const std::filesystem::path& path);
 
 // Reads a file a person named (a config or campaign file): not_found "<what> <path> does not
-// exist", invalid_argument when it is a directory.
+// exist", invalid_argument when it is a directory or not a regular file (not_a_file).
 Result<std::string> read_named_file(const std::filesystem::path& path, const std::string& what);
+
+// Why the existing `path` cannot be read as a file's text: "is a directory", "is not a
+// regular file (a device, FIFO or socket)"; "" for a regular file or a link to one. Reading
+// /dev/zero or a FIFO would never end.
+std::string not_a_file(const std::filesystem::path& path);
 
 // Creates `path` and its parents if missing; an error names the directory.
 Status ensure_dir(const std::filesystem::path& path);

@@ -151,8 +151,10 @@ bool LogThrottle::allow(std::string_view key) {
     }
   }
   Window& w = it->second;
-  if (w.written < options_.burst) {
+  if (totals_start_ms_ < 0) totals_start_ms_ = clock_.now_ms();
+  if (w.written < options_.burst && lines_ < options_.max_lines) {
     w.written++;
+    lines_++;
     return true;
   }
   w.suppressed++;
@@ -162,7 +164,7 @@ bool LogThrottle::allow(std::string_view key) {
 
 void LogThrottle::report(spdlog::level::level_enum level) {
   int64_t now = clock_.now_ms();
-  if (now < next_report_ms_ || keys_.empty()) return;
+  if (now < next_report_ms_ || (keys_.empty() && totals_start_ms_ < 0)) return;
   next_report_ms_ = now + std::max<int64_t>(options_.interval_ms / 10, 1);
   for (auto it = keys_.begin(); it != keys_.end();) {
     Window& w = it->second;
@@ -170,9 +172,13 @@ void LogThrottle::report(spdlog::level::level_enum level) {
       ++it;
       continue;
     }
-    if (w.suppressed > 0) {
+    if (w.suppressed > 0 && summaries_ < options_.max_summaries) {
+      summaries_++;
       spdlog::log(level, "{} more like this from {} in the last {} s", w.suppressed, it->first,
                   (now - w.start_ms) / 1000);
+    } else if (w.suppressed > 0) {
+      other_suppressed_ += w.suppressed;
+      other_keys_++;
     }
     if (w.written == 0 && w.suppressed == 0) {
       it = keys_.erase(it);  // quiet for a whole window
@@ -180,6 +186,15 @@ void LogThrottle::report(spdlog::level::level_enum level) {
     }
     w = Window{now, 0, 0};
     ++it;
+  }
+  if (totals_start_ms_ >= 0 && now - totals_start_ms_ >= options_.interval_ms) {
+    if (other_keys_ > 0) {
+      spdlog::log(level, "{} more like this from {} other peers in the last {} s", other_suppressed_, other_keys_,
+                  (now - totals_start_ms_) / 1000);
+    }
+    totals_start_ms_ = keys_.empty() ? -1 : now;
+    lines_ = summaries_ = 0;
+    other_suppressed_ = other_keys_ = 0;
   }
 }
 

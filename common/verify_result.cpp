@@ -6,10 +6,18 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
+
 namespace kforge {
 namespace {
 
 using json = nlohmann::json;
+
+// Parses JSON that came from another process (an agent, a judge); too deep is as invalid.
+json parse_json(std::string_view text) {
+  if (!check_json_depth(text).ok()) return json(json::value_t::discarded);
+  return json::parse(text, nullptr, false);
+}
 
 // A number of the document: a JSON number, or the strings the harness writes for
 // non-finite values. Anything else: `fallback`.
@@ -52,7 +60,7 @@ std::string rest_of(const json& obj, std::initializer_list<const char*> known) {
 // `text` (rest_of's output) as an object to add typed keys to.
 json object_of(std::string_view text) {
   if (text.empty()) return json::object();
-  json v = json::parse(text, nullptr, false);
+  json v = parse_json(text);
   return v.is_object() ? v : json::object();
 }
 
@@ -148,7 +156,7 @@ VerifyResult verify_result_from_json(const json& doc) {
 }
 
 VerifyResult verify_result_from_text(std::string_view text) {
-  json doc = json::parse(text, nullptr, false);
+  json doc = parse_json(text);
   return verify_result_from_json(doc.is_discarded() ? json() : doc);
 }
 
@@ -186,14 +194,14 @@ json to_json(const VerifyResult& r) {
 
 std::optional<Checks> checks_from_text(std::string_view text) {
   if (text.empty()) return std::nullopt;
-  json v = json::parse(text, nullptr, false);
+  json v = parse_json(text);
   if (!v.is_object()) return std::nullopt;
   return checks_of(v);
 }
 
 std::optional<Profile> profile_from_text(std::string_view text) {
   if (text.empty()) return std::nullopt;
-  json v = json::parse(text, nullptr, false);
+  json v = parse_json(text);
   if (!v.is_object()) return std::nullopt;
   return profile_of(v);
 }

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <memory>
 
 #include "common/fs.h"
 #include "coordinator/generation/task.h"
+#include "coordinator/store/fault_vfs.h"
 #include "tests/support/cluster.h"
 #include "tests/support/fake_llm.h"
 
@@ -17,6 +19,14 @@ using namespace kforge::test;
 using namespace std::chrono_literals;
 
 namespace {
+
+// An answer for every role that passes on the first try: the design, and code that compiles.
+std::string passing_answer() {
+  std::string code = kforge::read_file(source_dir() / "tests/harness/candidates/add_numpy_cpp_syntax_error.py").value();
+  code.replace(code.find("out[i] = x[i] + y[i] + bias"), std::string("out[i] = x[i] + y[i] + bias").size(),
+               "out[i] = x[i] + y[i];");
+  return "```aul\nfor i in tiles(N, 256): out[i] = x[i] + y[i]\n```\n```python\n" + code + "\n```\n";
+}
 
 TaskSpec vector_add_spec() {
   TaskSpec spec;
@@ -32,6 +42,7 @@ TaskSpec vector_add_spec() {
 }
 
 struct TaskFixture {
+  StorageFaults& faults = StorageFaults::install();  // before the cluster opens its store
   FakeLlmServer llm;
   TestCluster cluster;
   std::unique_ptr<LlmClient> client;
@@ -67,12 +78,7 @@ struct TaskFixture {
 }  // namespace
 
 TEST_CASE_FIXTURE(TaskFixture, "a Task runs to a verified kernel and reports success") {
-  std::string code = kforge::read_file(source_dir() / "tests/harness/candidates/add_numpy_cpp_syntax_error.py").value();
-  code.replace(code.find("out[i] = x[i] + y[i] + bias"), std::string("out[i] = x[i] + y[i] + bias").size(),
-               "out[i] = x[i] + y[i];");
-  llm.set_responder([&](const nlohmann::json&) {
-    return "```aul\nfor i in tiles(N, 256): out[i] = x[i] + y[i]\n```\n```python\n" + code + "\n```\n";
-  });
+  llm.set_responder([answer = passing_answer()](const nlohmann::json&) { return answer; });
   Task task(vector_add_spec(), cluster.coordinator(), *conductor);
   std::future<bool> ok = task.run();
   REQUIRE(ok.wait_for(120s) == std::future_status::ready);
@@ -118,12 +124,7 @@ TEST_CASE_FIXTURE(TaskFixture, "an invalid combination is refused with what is v
 // stayed running with nothing in flight). Now its event is rolled back and the task started
 // again from what is stored; the answer that arrived is not asked for again.
 TEST_CASE_FIXTURE(TaskFixture, "a store error rolls the task's event back and the task is started again") {
-  std::string code = kforge::read_file(source_dir() / "tests/harness/candidates/add_numpy_cpp_syntax_error.py").value();
-  code.replace(code.find("out[i] = x[i] + y[i] + bias"), std::string("out[i] = x[i] + y[i] + bias").size(),
-               "out[i] = x[i] + y[i];");
-  llm.set_responder([&](const nlohmann::json&) {
-    return "```aul\nfor i in tiles(N, 256): out[i] = x[i] + y[i]\n```\n```python\n" + code + "\n```\n";
-  });
+  llm.set_responder([answer = passing_answer()](const nlohmann::json&) { return answer; });
   auto failures = std::make_shared<std::atomic<int>>(0);
   cluster.coordinator().call([&](Coordinator& c) {
     c.store().inject_fault_for_test([failures](std::string_view op) {
@@ -148,6 +149,55 @@ TEST_CASE_FIXTURE(TaskFixture, "a store error rolls the task's event back and th
   std::string metrics;
   cluster.coordinator().call([&](Coordinator&) { conductor->render_metrics(metrics); });
   CHECK(metrics.find("kforge_conductor_store_errors_total 1\n") != std::string::npos);
+}
+
+// Issue 16: a question in flight when the no-space alarm was raised was asked again once the
+// alarm cleared (the Conductor started the task again from its stored steps, where the
+// question had no answer yet), and so was paid for twice. The new start waits for it.
+TEST_CASE_FIXTURE(TaskFixture, "a question in flight across a no-space alarm is asked once") {
+  llm.set_responder([answer = passing_answer()](const nlohmann::json&) { return answer; });
+  std::atomic<bool> held{false};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  struct LetGo {  // also when a REQUIRE fails: the server's thread must not wait forever
+    FakeLlmServer& llm;
+    std::promise<void>& p;
+    bool done = false;
+    void operator()() {
+      if (!done) p.set_value();
+      done = true;
+    }
+    ~LetGo() {
+      llm.set_on_request(nullptr);
+      (*this)();
+    }
+  } let_go{llm, release};
+  llm.set_on_request([&held, released](size_t index, const FakeRequest&) {
+    if (index != 0) return;
+    held = true;
+    released.wait();  // the Designer's answer stays in flight until the test lets it go
+  });
+  Task task(vector_add_spec(), cluster.coordinator(), *conductor);
+  std::future<bool> ok = task.run();
+  REQUIRE(wait_until([&] { return held.load(); }, 60s));
+  Coordinator& c = cluster.coordinator();
+  faults.limit_writes(cluster.dir(), 0);
+  auto written = c.call_async([](Coordinator& co) { return co.store().create_campaign("on a full disk", "{}"); });
+  REQUIRE(wait_until([&] { return c.storage_alarm().raised; }, 30s));
+  faults.clear();
+  REQUIRE(wait_until([&] { return !c.storage_alarm().raised; }, 30s));
+  REQUIRE(written.wait_for(30s) == std::future_status::ready);
+  // The alarm's end started every task again; a turn after that one has run.
+  for (int i = 0; i < 2; ++i) c.call([](Coordinator&) { return 0; });
+  let_go();
+  REQUIRE(ok.wait_for(120s) == std::future_status::ready);
+  CHECK(ok.get());
+  const auto requests = llm.requests();
+  REQUIRE(!requests.empty());
+  size_t designer_asked = 0;
+  for (const FakeRequest& r : requests) designer_asked += r.body == requests[0].body ? 1 : 0;
+  CHECK(designer_asked == 1);
+  CHECK(requests.size() == 2);  // the design and the code
 }
 
 TEST_CASE_FIXTURE(TaskFixture, "a task whose store keeps failing is failed with the error as its reason") {

@@ -152,7 +152,8 @@ Conductor::Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary pro
 }
 
 void Conductor::reload() {
-  // Actions in flight are forgotten (their answers, when they come, are stored and not used);
+  // Actions in flight are forgotten (a job's result, when it comes, is stored and not used;
+  // an LLM answer goes to the task's next start, which waits for it instead of asking again);
   // the tasks start again once the work replayed before this post has run.
   active_.clear();
   active_by_campaign_.clear();
@@ -451,6 +452,11 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     on_llm(task.id, token, role, request, response, /*from_cache=*/true);
     return;
   }
+  // Asked already and still in flight: its answer comes to this start of the task.
+  if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
+    asked->second = Asked{task.id, token};
+    return;
+  }
   // Pending until its answer arrives: a pending row at start-up is a call a crash cut off.
   LlmCallRow call = asked_call(task.id, role, endpoint->second, request);
   if (!check(store.record_llm_call(call), task.id)) return;
@@ -463,6 +469,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
       check(coordinator_.store().forget_pending_llm_call(call.request_key), task_id);
       return;
     }
+    in_flight_[call.request_key] = Asked{task_id, token};
     llm_->submit(request, [this, answers = answers_, task_id, token, role, request, call](LlmResponse response) {
       if (response.ok) {
         // On failure the loop stores it with its turn (on_llm).
@@ -470,8 +477,15 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
-      coordinator_.post([this, task_id, token, role, request, response] {
-        guarded(task_id, [&] { on_llm(task_id, token, role, request, response, false); });
+      coordinator_.post([this, task_id, token, role, request, response, key = call.request_key] {
+        // To the task's latest start; a turn replayed after a no-space alarm finds the entry
+        // gone and still stores the answer (on_llm), for the next start to find.
+        Asked to{task_id, token};
+        if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
+          to = asked->second;
+          in_flight_.erase(asked);
+        }
+        guarded(to.task_id, [&] { on_llm(to.task_id, to.token, role, request, response, false); });
       });
     });
   });

@@ -153,6 +153,15 @@ class Conductor {
   std::unordered_map<int64_t, int> store_errors_;  // by task, until it finishes
   int64_t store_errors_total_ = 0;
   std::optional<int64_t> interrupted_calls_;  // pending rows found at start-up
+  // Questions sent and not answered yet, by request key: which start of which task gets the
+  // answer. A task started again while its question is in flight (after a no-space alarm, a
+  // store error, a cancel and resume) waits for that answer instead of asking, and paying,
+  // again.
+  struct Asked {
+    int64_t task_id = 0;
+    int64_t token = 0;
+  };
+  std::unordered_map<std::string, Asked> in_flight_;
 };
 
 // The configured LLM roles as endpoints; relative recording paths resolve against

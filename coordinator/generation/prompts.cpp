@@ -501,6 +501,7 @@ Result<ConductorDecision> parse_conductor(std::string_view response) {
       }
     }
     if (close == std::string::npos) continue;
+    if (!check_json_depth(std::string_view(text).substr(open, close + 1 - open)).ok()) continue;  // model output
     nlohmann::json j = nlohmann::json::parse(text.begin() + static_cast<std::ptrdiff_t>(open),
                                              text.begin() + static_cast<std::ptrdiff_t>(close) + 1,
                                              nullptr, /*allow_exceptions=*/false);

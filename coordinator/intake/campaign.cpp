@@ -523,8 +523,8 @@ std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
                               resolved.lexically_normal().string() + ")");
     return std::nullopt;
   }
-  if (std::filesystem::is_directory(resolved, ec)) {
-    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) + " is a directory");
+  if (std::string why = not_a_file(resolved); !why.empty()) {
+    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) + " " + why);
     return std::nullopt;
   }
   Result<std::string> text = read_file(resolved);

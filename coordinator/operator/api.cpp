@@ -8,6 +8,7 @@
 
 #include "common/fs.h"
 #include "common/protocol.h"
+#include "common/text.h"
 #include "coordinator/intake/campaign.h"
 #include "common/metrics.h"
 #include "coordinator/operator/outcome.h"
@@ -191,7 +192,9 @@ std::string query_text(const ApiRequest& r, const std::string& key) {
 // answer every task as if no filter had been asked for. Text filters may not be empty.
 Status check_query(const ApiRequest& r, std::initializer_list<const char*> known,
                    std::initializer_list<const char*> text = {}) {
-  for (const auto& [key, value] : r.query) {
+  for (const auto& entry : r.query) {
+    const std::string& key = entry.first;  // clang 14 cannot capture a structured binding
+    const std::string& value = entry.second;
     if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) == known.end()) {
       std::string list;
       for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
@@ -204,33 +207,9 @@ Status check_query(const ApiRequest& r, std::initializer_list<const char*> known
   return Status();
 }
 
-// Request bodies nest at most this deep. Checked before parsing, so that a body of a million
-// '[' costs a scan, not a recursion.
-constexpr int kMaxJsonDepth = 64;
-
-Status check_json_depth(const std::string& text) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) {
-        return invalid_argument("request body: JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-      }
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return Status();
-}
-
 Result<json> parse_body(const ApiRequest& r) {
-  KF_RETURN_IF_ERROR(check_json_depth(r.body));
+  // Checked before parsing, so that a body of a million '[' costs a scan, not a recursion.
+  if (Status st = check_json_depth(r.body); !st.ok()) return invalid_argument("request body: " + st.message());
   json body = json::parse(r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return invalid_argument("request body: expected a JSON object");
   return body;

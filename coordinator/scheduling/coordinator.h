@@ -198,6 +198,8 @@ class Coordinator {
   // Frames from peers dropped unprocessed since start-up (malformed, or over a stranger's
   // per-turn budget).
   uint64_t dropped_frames() const { return malformed_frames_ + stranger_discarded_; }
+  // Connections of strangers shut down for flooding (cut_off).
+  uint64_t peers_disconnected() const { return peers_cut_off_; }
   // Appends agents, devices (busy or idle), leases, queued jobs and dispatch latency in
   // Prometheus text format.
   void render_metrics(std::string& out) const;
@@ -250,6 +252,8 @@ class Coordinator {
   void note(const Status& st);  // remembers the turn's first store error
   void drop_lease(int64_t job_id);
   void receive_all();
+  // Shuts down the connection `frame` came from (a stranger over its budget): see the .cpp.
+  void cut_off(const std::string& routing_id, const zmq::message_t& frame);
   void serve_zap();
   void check_agent_keys_file();
   // `key`: the CURVE public key of the connection (z85), "" in plain mode.
@@ -335,6 +339,7 @@ class Coordinator {
   std::unordered_map<std::string, int> strangers_this_turn_;
   uint64_t malformed_frames_ = 0;
   uint64_t stranger_discarded_ = 0;  // over a stranger's per-turn budget, undecoded
+  uint64_t peers_cut_off_ = 0;       // connections shut down for going over that budget
   uint64_t received_since_trim_ = 0;
   uint64_t dropped_at_trim_ = 0;
   int64_t last_trim_ms_ = 0;

@@ -10,6 +10,7 @@ why, elsewhere."""
 import ctypes
 import errno
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -24,6 +25,9 @@ CLONE_NEWNS = 0x00020000
 TMPFS_MB = 48
 RESERVE_MB = 4
 DEADLINE_S = 60
+# Each replayed LLM answer's latency in the in-flight test: long enough that the alarm is
+# raised, and cleared, while the questions wait for their answers.
+LATENCY_MS = 20000
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,19 @@ def fill(path):
             except OSError as e:
                 assert e.errno == errno.ENOSPC, e
                 return written
+
+
+def pending_calls(db):
+    """LLM questions asked and not answered yet (rows recorded pending before they are sent)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        return conn.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'pending'").fetchone()[0]
+
+
+def assert_each_answer_stored_once(client, campaign):
+    """The LLM answers this coordinator process received equal the campaign's stored ones:
+    no question was asked (and paid for) twice."""
+    asked = sum(client.metric("kforge_llm_requests_total", role=r, outcome="ok") or 0 for r in ("designer", "coder"))
+    assert asked == client.campaign(campaign)["llm"]["calls"]
 
 
 def test_disk_full_raises_the_alarm_and_the_campaign_resumes_when_space_returns(small_disk):
@@ -104,8 +121,42 @@ def test_disk_full_raises_the_alarm_and_the_campaign_resumes_when_space_returns(
             assert [s["verdict"] for s in verifier][-1] == "passed" and \
                 all(s["verdict"] != "passed" for s in verifier[:-1]), steps
         # Every LLM answer this process received is stored once: none was asked for twice.
-        asked = sum(client.metric("kforge_llm_requests_total", role=r, outcome="ok") or 0 for r in ("designer", "coder"))
-        assert asked == client.campaign(campaign)["llm"]["calls"]
+        assert_each_answer_stored_once(client, campaign)
+        assert cluster.coordinator.proc.poll() is None
+    finally:
+        cluster.stop()
+        cluster.cleanup()
+
+
+def test_questions_in_flight_across_the_alarm_are_asked_once(small_disk):
+    """Issue 16: LLM questions in flight when the disk filled were asked again when the alarm
+    cleared before their answers came (the Conductor started each task again from its stored
+    steps, which had no answer yet), and so were paid for twice. The new start waits for the
+    answer in flight."""
+    require_binaries()
+    config = replay_config(f"disk_reserve_mb = {RESERVE_MB}", llm=f"replay_latency_ms = {LATENCY_MS}")
+    data = os.path.join(small_disk, "data-in-flight")
+    cluster = Cluster("disk-full-in-flight", config, data_dir=data)
+    try:
+        client = Client(cluster.url, token_file=cluster.token_file, timeout=10)
+        wait_for(lambda: any(a["state"] == "live" for a in client.agents()), DEADLINE_S, "the agent", cluster.logs)
+        specs = [demo_spec("relu", 1024), demo_spec("relu", 4096)]
+        campaign = client.submit_campaign("in-flight", specs)["id"]
+        db = os.path.join(data, "kforge.db")
+        wait_for(lambda: pending_calls(db) == len(specs), DEADLINE_S, "both Designer questions asked", cluster.logs)
+
+        filler = os.path.join(small_disk, "filler-in-flight")
+        fill(filler)
+        wait_for(lambda: client.health()["alarms"], DEADLINE_S, "the no-space alarm", cluster.logs)
+        assert pending_calls(db) > 0, "the answers came before the alarm: nothing was in flight across it"
+        os.unlink(filler)
+        wait_for(lambda: not client.health()["alarms"], DEADLINE_S, "the alarm to clear", cluster.logs)
+        assert pending_calls(db) > 0, "the answers came before the alarm cleared"
+
+        wait_for(lambda: client.campaign(campaign)["state"] == "finished", 3 * DEADLINE_S + 4 * LATENCY_MS / 1000,
+                 "the campaign to finish", cluster.logs)
+        assert [t["state"] for t in client.tasks(campaign=campaign)] == ["passed", "passed"]
+        assert_each_answer_stored_once(client, campaign)
         assert cluster.coordinator.proc.poll() is None
     finally:
         cluster.stop()
