@@ -94,7 +94,9 @@ struct ProcessSpec {
   // started is a small init (pid 1 in the namespace) that runs argv as its only child; the
   // exit status and signal reported are argv's. With box->mount_ns, `cwd` is resolved in the
   // job's view (bind it through box->writable or box->readable when it is under /tmp).
-  // Jobs also get PR_SET_NO_NEW_PRIVS (no setuid binaries) and never dump core.
+  // Jobs also get PR_SET_NO_NEW_PRIVS (no setuid binaries), lose the controlling terminal of
+  // whoever started us (TIOCNOTTY), get box->syscall_filter (job_syscall_filter) just before
+  // exec, and never dump core.
   std::optional<Box> box;
 };
 
