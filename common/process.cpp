@@ -429,6 +429,11 @@ void CancelToken::cancel() {
 
 bool CancelToken::cancelled() const { return cancelled_.load(); }
 
+Status hide_process_memory() {
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return io_error("prctl(PR_SET_DUMPABLE, 0): " + errno_text(errno));
+  return Status();
+}
+
 Result<std::map<std::string, std::string>> child_environment(const ProcessSpec& spec) {
   std::map<std::string, std::string> env;
   for (const std::string& name : spec.env_allow) {

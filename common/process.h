@@ -135,6 +135,12 @@ class CancelToken {
   int fd_ = -1;
 };
 
+// Keeps this process's memory from other processes of its uid (PR_SET_DUMPABLE 0): they can
+// no longer read its /proc/PID/environ or /proc/PID/mem, ptrace it, or get a core dump of it.
+// For processes that hold secrets (LLM API keys). Children run_process starts are dumpable
+// again once they exec. io_error when prctl fails.
+Status hide_process_memory();
+
 // The child's environment: exactly the names of spec.env_allow that are set here, then
 // spec.env. invalid_argument for a name that cannot be one (empty, '=' or NUL in it).
 Result<std::map<std::string, std::string>> child_environment(const ProcessSpec& spec);
