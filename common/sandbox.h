@@ -12,7 +12,9 @@
 //   mount ns    the host's tree read-only and nosuid, private size-limited tmpfs on /tmp and
 //               /dev/shm, a fresh /proc (pid ns), `hidden` directories covered by an empty
 //               tmpfs, `writable` and `readable` paths bound back at the same place
-// and the uid comes from ProcessSpec::run_as (a slot uid from a UidPool).
+//   seccomp     job_syscall_filter(): calls that reach beyond the job fail
+// and the uid comes from ProcessSpec::run_as (a slot uid from a UidPool); the job's first
+// process also gives up the controlling terminal it inherited.
 //
 // Host support is probed once (probe_sandbox); cgroups come in two shapes:
 //   v2      pure cgroup v2 (/sys/fs/cgroup is cgroup2): memory.max, pids.max, cpu.max,
