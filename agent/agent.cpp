@@ -139,6 +139,10 @@ Status Agent::contain_jobs() {
   }
   box.tmp_mb = options_.job_disk_mb;
   box.hidden.push_back(std::filesystem::absolute(options_.state_dir));
+  // Other jobs' directories, verify jobs' files, the judge's home: a job sees its own directory
+  // and the harness copy only, bound back into the covered work root (under /tmp, the job's
+  // private /tmp covers it already; agent.work_dir may put it elsewhere).
+  box.hidden.push_back(std::filesystem::absolute(options_.work_root));
   for (const auto& dir : options_.hide_dirs) box.hidden.push_back(std::filesystem::absolute(dir));
   if (!options_.job_uids.empty() && support.root) {
     auto pool = UidPool::parse(options_.job_uids);

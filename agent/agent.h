@@ -114,6 +114,9 @@ class Agent {
 
   void set_filter(AgentMessageFilter filter);
   bool registered() const { return state_ == State::registered; }
+  // Whether jobs run as this process's own uid (no slot uids: not root, agent.job_uids empty,
+  // or agent.contain = false): they can then read and signal whatever this process can.
+  bool jobs_share_uid() const { return uids_ == nullptr; }
   size_t running_jobs() const { return running_count_; }
   size_t outbox_size() const { return outbox_size_; }
 

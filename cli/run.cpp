@@ -4,6 +4,7 @@
 // run again.
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -29,6 +30,45 @@ namespace {
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
+// Roles that send an API key, and where it comes from.
+bool sends_key(const LlmEndpoint& e) {
+  return e.provider != "replay" && (!e.api_key_env.empty() || !e.api_key_file.empty());
+}
+
+// An LLM key must not reach a job through the agent's allow-list of variables.
+Status check_env_allow(const std::map<std::string, LlmEndpoint>& endpoints, const AgentConfig& ac) {
+  for (const auto& [role, e] : endpoints) {
+    if (sends_key(e) && std::find(ac.env_allow.begin(), ac.env_allow.end(), e.api_key_env) != ac.env_allow.end()) {
+      return invalid_argument("agent.env_allow names " + e.api_key_env + ", the API key of llm." + role +
+                              ": every job would get it; remove it from the list");
+    }
+  }
+  return Status();
+}
+
+// Where jobs run as this process's uid (not root, agent.contain = false or no agent.job_uids),
+// they can read what this user can: an LLM key in the environment (this process's, the shell's
+// that started it) is refused, a key file is warned about.
+Status guard_llm_keys(const std::map<std::string, LlmEndpoint>& endpoints, const Agent& agent) {
+  for (const auto& [role, e] : endpoints) {
+    if (!sends_key(e) || !agent.jobs_share_uid()) continue;
+    if (!e.api_key_env.empty()) {
+      return failed_precondition(
+          "llm." + role + ": the API key is in the environment ($" + e.api_key_env + ") and jobs run as uid " +
+          std::to_string(::getuid()) + ", this process's own (not root, agent.contain = false or agent.job_uids "
+          "empty): generated code could read it from /proc, here or in the shell that started kforge. Put the key "
+          "in a file only you can read (llm." + role + ".api_key_file, mode 0600), or run kforge as root, where "
+          "each job gets a uid of its own (docs/security.md)");
+    }
+    std::fprintf(stderr,
+                 "kforge: warning: jobs run as uid %u, this process's own: the generated code they run can read every "
+                 "file this user can, the API key file %s of llm.%s among them; run kforge as root (each job gets "
+                 "a uid of its own) to keep it from them (docs/security.md)\n",
+                 static_cast<unsigned>(::getuid()), e.api_key_file.c_str(), role.c_str());
+  }
+  return Status();
+}
+
 
 }  // namespace
 
@@ -38,6 +78,9 @@ int cmd_run(const ParsedFlags& flags) {
   if (!campaign.ok()) return cli_fail(campaign.status().message());
   auto source = read_file(flags.positional[0]);
 
+  // This process will hold the LLM keys, the agent link's keys and the API token: processes
+  // of its uid (jobs, where they share it) may not read its memory.
+  if (Status st = hide_process_memory(); !st.ok()) return cli_fail(st.message());
   Config config;
   std::filesystem::path config_dir = std::filesystem::current_path();
   if (auto path = flags.get("config")) {
@@ -126,6 +169,7 @@ int cmd_run(const ParsedFlags& flags) {
     discovery.cpu_devices = static_cast<uint32_t>(*v);
   }
   if (auto f = flags.get("device-fixtures")) discovery.fixture_dir = *f;
+  if (Status st = check_env_allow(endpoints, ac); !st.ok()) return cli_fail(st.message());
   AgentOptions aopts;
   aopts.coordinator = coord.endpoint();
   aopts.state_dir = agent_state;
@@ -145,6 +189,7 @@ int cmd_run(const ParsedFlags& flags) {
   aopts.hide_dirs.push_back(std::filesystem::absolute(data));  // the coordinator's database
   auto agent = Agent::open(aopts);
   if (!agent.ok()) return cli_fail(agent.status().message());
+  if (Status st = guard_llm_keys(endpoints, **agent); !st.ok()) return cli_fail(st.message());
 
   coord.add_change_listener([&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
   // The operator API and dashboard, so that `kforge status --coordinator URL` works meanwhile.

@@ -298,6 +298,7 @@ const Fields<LlmRoleConfig>& fields_of<LlmRoleConfig>() {
       field("base_url", &L::base_url),
       field("model", &L::model),
       field("api_key_env", &L::api_key_env),
+      field("api_key_file", &L::api_key_file),
       field("temperature", &L::temperature),
       field("max_tokens", &L::max_tokens, positive),
       field("timeout_s", &L::timeout_s, positive),

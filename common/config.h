@@ -118,6 +118,8 @@ struct LlmRoleConfig {
   std::string base_url;            // e.g. http://127.0.0.1:8000/v1
   std::string model;
   std::string api_key_env;         // env var holding the API key ("" = none)
+  std::string api_key_file;        // or a file holding it, not readable by others (relative: to
+                                   // the config file); never in any process's environment
   double temperature = 0.2;
   uint32_t max_tokens = 4096;
   uint32_t timeout_s = 120;        // per attempt

@@ -78,13 +78,7 @@ Status write_secret_key_file(const std::filesystem::path& path, const CurveKeyPa
 Result<CurveKeyPair> read_secret_key_file(const std::filesystem::path& path) {
   auto text = read_named_file(path, "secret key file");
   if (!text.ok()) return text.status();
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return invalid_argument(path.string() + ": secret key file is accessible to other users (mode " +
-                            mode + "); chmod 600 (or 640 with the daemon's group) it");
-  }
+  KF_RETURN_IF_ERROR(check_secret_file_mode(path, "secret key file"));
   std::string key;
   size_t line_no = 0, start = 0;
   while (start <= text->size()) {

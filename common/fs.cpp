@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -85,6 +86,31 @@ std::string not_a_file(const std::filesystem::path& path) {
   if (std::filesystem::is_directory(status)) return "is a directory";
   if (!std::filesystem::is_regular_file(status)) return "is not a regular file (a device, FIFO or socket)";
   return "";
+}
+
+Status check_secret_file_mode(const std::filesystem::path& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno_status("cannot stat", path);
+  if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return invalid_argument(path.string() + ": " + what + " is accessible to other users (mode " + mode +
+                            "); chmod 600 (or 640 with the daemon's group) it");
+  }
+  return Status();
+}
+
+Result<std::string> read_secret_file(const std::filesystem::path& path, const std::string& what) {
+  auto text = read_named_file(path, what);
+  if (!text.ok()) return text.status();
+  KF_RETURN_IF_ERROR(check_secret_file_mode(path, what));
+  size_t first = text->find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return invalid_argument(path.string() + ": " + what + " is empty");
+  std::string secret = text->substr(first, text->find_last_not_of(" \t\r\n") - first + 1);
+  if (secret.find_first_of("\r\n") != std::string::npos) {
+    return invalid_argument(path.string() + ": " + what + " must hold one line");
+  }
+  return secret;
 }
 
 Status ensure_dir(const std::filesystem::path& path) {

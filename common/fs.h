@@ -26,6 +26,15 @@ Result<std::string> read_named_file(const std::filesystem::path& path, const std
 // /dev/zero or a FIFO would never end.
 std::string not_a_file(const std::filesystem::path& path);
 
+// invalid_argument when other users may read or write the file `path` holds a secret in (its
+// mode lacks 0006 clear), naming the file, `what` it is and its mode; io_error when it cannot
+// be checked. Group access is the owner's choice (0640 with a daemon's group).
+Status check_secret_file_mode(const std::filesystem::path& path, const std::string& what);
+
+// Reads a secret of one line (an LLM API key) from `path`, surrounding white space trimmed,
+// after check_secret_file_mode. not_found when missing; invalid_argument when empty.
+Result<std::string> read_secret_file(const std::filesystem::path& path, const std::string& what);
+
 // Creates `path` and its parents if missing; an error names the directory.
 Status ensure_dir(const std::filesystem::path& path);
 

@@ -6,7 +6,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <sched.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -69,6 +72,7 @@ enum class ChildStage : int {
   network,  // bringing up loopback in the network namespace
   init,     // the namespace's init could not fork the program
   privs,    // PR_SET_NO_NEW_PRIVS
+  seccomp,  // installing the system-call filter
 };
 
 struct ChildError {
@@ -103,6 +107,7 @@ struct ChildPlan {
   bool net_ns = false;
   bool pid_ns = false;
   int status_fd = -1;  // pid_ns: init writes the program's wait status here
+  sock_fprog syscall_filter{0, nullptr};  // installed just before exec when len > 0
 };
 
 [[noreturn]] void child_fail(int error_fd, ChildStage stage, int err, int detail = 0,
@@ -163,7 +168,17 @@ void box_child(const ChildPlan& plan) {
   sigemptyset(&dfl.sa_mask);
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // EINVAL for some: fine
 
-  if (plan.boxed) box_child(plan);  // returns in the program's process
+  if (plan.boxed) {
+    box_child(plan);  // returns in the program's process
+    // The terminal of whoever started the agent (root typing `kforge run`) is not the job's:
+    // no reading the keys typed there, no typing into it (TIOCSTI). Without a controlling
+    // terminal /dev/tty cannot be opened, and this process can never get one back.
+    int tty = ::open("/dev/tty", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (tty >= 0) {
+      ::ioctl(tty, TIOCNOTTY);
+      ::close(tty);
+    }
+  }
 
   if (::setpgid(0, 0) != 0) child_fail(plan.error_fd, ChildStage::setpgid, errno);
 
@@ -217,6 +232,10 @@ void box_child(const ChildPlan& plan) {
     if (!ok) child_fail(error_fd, ChildStage::user, errno);
   }
   if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) child_fail(error_fd, ChildStage::chdir, errno);
+
+  if (plan.syscall_filter.len > 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &plan.syscall_filter) != 0) {
+    child_fail(error_fd, ChildStage::seccomp, errno);
+  }
 
   sigset_t none;
   sigemptyset(&none);
@@ -310,6 +329,8 @@ std::string child_error_text(const ChildError& e, const std::string& program, co
       return "the job's PID namespace init cannot fork '" + program + "': " + why;
     case ChildStage::privs:
       return "cannot set no_new_privs for '" + program + "': " + why;
+    case ChildStage::seccomp:
+      return "cannot install the system-call filter (seccomp) for '" + program + "': " + why;
   }
   return "cannot start '" + program + "': " + why;
 }
@@ -408,6 +429,11 @@ void CancelToken::cancel() {
 
 bool CancelToken::cancelled() const { return cancelled_.load(); }
 
+Status hide_process_memory() {
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return io_error("prctl(PR_SET_DUMPABLE, 0): " + errno_text(errno));
+  return Status();
+}
+
 Result<std::map<std::string, std::string>> child_environment(const ProcessSpec& spec) {
   std::map<std::string, std::string> env;
   for (const std::string& name : spec.env_allow) {
@@ -482,6 +508,11 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
     const Box& box = *spec.box;
     if (::geteuid() != 0) return failed_precondition("run_process: a box needs root");
     plan.boxed = true;
+    if (box.syscall_filter) {
+      const std::string& filter = job_syscall_filter();
+      plan.syscall_filter.len = static_cast<unsigned short>(filter.size() / sizeof(sock_filter));
+      plan.syscall_filter.filter = reinterpret_cast<sock_filter*>(const_cast<char*>(filter.data()));
+    }
     if (box.cgroups) {
       auto cg = sandbox_detail::JobCgroup::create(box);
       if (!cg.ok()) return cg.status();

@@ -94,7 +94,9 @@ struct ProcessSpec {
   // started is a small init (pid 1 in the namespace) that runs argv as its only child; the
   // exit status and signal reported are argv's. With box->mount_ns, `cwd` is resolved in the
   // job's view (bind it through box->writable or box->readable when it is under /tmp).
-  // Jobs also get PR_SET_NO_NEW_PRIVS (no setuid binaries) and never dump core.
+  // Jobs also get PR_SET_NO_NEW_PRIVS (no setuid binaries), lose the controlling terminal of
+  // whoever started us (TIOCNOTTY), get box->syscall_filter (job_syscall_filter) just before
+  // exec, and never dump core.
   std::optional<Box> box;
 };
 
@@ -132,6 +134,12 @@ class CancelToken {
   std::atomic<bool> cancelled_{false};
   int fd_ = -1;
 };
+
+// Keeps this process's memory from other processes of its uid (PR_SET_DUMPABLE 0): they can
+// no longer read its /proc/PID/environ or /proc/PID/mem, ptrace it, or get a core dump of it.
+// For processes that hold secrets (LLM API keys). Children run_process starts are dumpable
+// again once they exec. io_error when prctl fails.
+Status hide_process_memory();
 
 // The child's environment: exactly the names of spec.env_allow that are set here, then
 // spec.env. invalid_argument for a name that cannot be one (empty, '=' or NUL in it).

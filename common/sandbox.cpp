@@ -1,13 +1,17 @@
 #include "common/sandbox.h"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/magic.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -17,6 +21,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -387,11 +392,121 @@ SandboxSupport probe_sandbox(const CgroupRoot* cgroup) {
     KMountAttr attr{kMountAttrRdonly, 0, 0, 0};
     return sys_mount_setattr(fd, "", AT_EMPTY_PATH, &attr);
   });
+  s.seccomp = in_child([] {
+    const std::string& filter = job_syscall_filter();
+    sock_fprog prog{static_cast<unsigned short>(filter.size() / sizeof(sock_filter)),
+                    reinterpret_cast<sock_filter*>(const_cast<char*>(filter.data()))};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+    if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return -1;
+    return ::unshare(CLONE_NEWUSER) == -1 && errno == EPERM ? 0 : -1;
+  });
+  if (!s.seccomp) s.missing.push_back("no seccomp filter: jobs may ptrace, create user namespaces and use bpf, keyctl, io_uring");
   if (!s.mount_ns || !s.mount_api) {
     s.missing.push_back(std::string(s.mount_ns ? "no open_tree/mount_setattr (Linux 5.12+)" : "no mount namespace") +
                         ": jobs see the host's file system writable where their uid may write, and share /tmp and /dev/shm");
   }
   return s;
+}
+
+// ---- system-call filter ------------------------------------------------------------
+
+namespace {
+
+#if defined(__x86_64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#else
+#error "job_syscall_filter: unknown architecture (add its AUDIT_ARCH_*)"
+#endif
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the filter reads the low word of 64-bit arguments");
+
+// Calls a job never needs and that reach beyond it: other processes' memory, the kernel's
+// less-trodden interfaces, namespaces and mounts, the machine itself.
+const std::vector<long>& denied_syscalls() {
+  static const std::vector<long> calls = {
+    SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev,
+#ifdef SYS_pidfd_getfd
+    SYS_pidfd_getfd,
+#endif
+#ifdef SYS_process_madvise
+    SYS_process_madvise,
+#endif
+    SYS_bpf, SYS_perf_event_open, SYS_userfaultfd, SYS_keyctl, SYS_add_key, SYS_request_key,
+#ifdef SYS_io_uring_setup
+    SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register,
+#endif
+    SYS_mount, SYS_umount2, SYS_pivot_root, SYS_chroot, SYS_unshare, SYS_setns,
+#ifdef SYS_open_tree
+    SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
+#endif
+#ifdef SYS_mount_setattr
+    SYS_mount_setattr,
+#endif
+    SYS_kexec_load,
+#ifdef SYS_kexec_file_load
+    SYS_kexec_file_load,
+#endif
+    SYS_init_module, SYS_finit_module, SYS_delete_module,
+#ifdef SYS_iopl
+    SYS_iopl, SYS_ioperm,
+#endif
+    SYS_swapon, SYS_swapoff, SYS_reboot, SYS_acct, SYS_quotactl,
+#ifdef SYS_quotactl_fd
+    SYS_quotactl_fd,
+#endif
+    SYS_syslog, SYS_vhangup, SYS_open_by_handle_at,
+  };
+  return calls;
+}
+
+std::string build_syscall_filter() {
+  std::vector<sock_filter> f;
+  auto stmt = [&](uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); };
+  auto jeq = [&](uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, k, jt, jf)); };
+  const uint16_t load = BPF_LD | BPF_W | BPF_ABS, ret = BPF_RET | BPF_K;
+  const uint32_t allow = SECCOMP_RET_ALLOW, eperm = SECCOMP_RET_ERRNO | EPERM;
+  const uint32_t arg0 = offsetof(seccomp_data, args), arg1 = arg0 + sizeof(uint64_t);  // low words
+  stmt(load, offsetof(seccomp_data, arch));
+  jeq(kAuditArch, 1, 0);
+  stmt(ret, SECCOMP_RET_KILL_PROCESS);
+  stmt(load, offsetof(seccomp_data, nr));
+#if defined(__x86_64__)
+  f.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1));  // __X32_SYSCALL_BIT
+  stmt(ret, SECCOMP_RET_KILL_PROCESS);
+#endif
+  for (long nr : denied_syscalls()) {
+    jeq(static_cast<uint32_t>(nr), 0, 1);
+    stmt(ret, eperm);
+  }
+  // clone3 hides its flags in memory: ENOSYS makes glibc fall back to clone.
+  jeq(SYS_clone3, 0, 1);
+  stmt(ret, SECCOMP_RET_ERRNO | ENOSYS);
+  // clone: no new namespace (flags are the first argument on x86-64 and arm64).
+  jeq(SYS_clone, 0, 4);
+  stmt(load, arg0);
+  f.push_back(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K,
+                       CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
+                           CLONE_NEWNET,
+                       0, 1));
+  stmt(ret, eperm);
+  stmt(ret, allow);
+  // ioctl: no typing into a terminal (TIOCSTI), no console tricks (TIOCLINUX).
+  jeq(SYS_ioctl, 0, 5);
+  stmt(load, arg1);
+  jeq(TIOCSTI, 2, 0);
+  jeq(TIOCLINUX, 1, 0);
+  stmt(ret, allow);
+  stmt(ret, eperm);
+  stmt(ret, allow);
+  return std::string(reinterpret_cast<const char*>(f.data()), f.size() * sizeof(sock_filter));
+}
+
+}  // namespace
+
+const std::string& job_syscall_filter() {
+  static const std::string filter = build_syscall_filter();
+  return filter;
 }
 
 uint64_t host_memory_mb() {
@@ -412,6 +527,7 @@ Box box_for(const SandboxSupport& support, std::shared_ptr<CgroupRoot> cgroups) 
   box.net_ns = support.net_ns;
   box.ipc_ns = support.ipc_ns;
   box.mount_ns = support.mount_ns && support.mount_api;
+  box.syscall_filter = support.seccomp;
   return box;
 }
 

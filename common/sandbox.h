@@ -12,7 +12,9 @@
 //   mount ns    the host's tree read-only and nosuid, private size-limited tmpfs on /tmp and
 //               /dev/shm, a fresh /proc (pid ns), `hidden` directories covered by an empty
 //               tmpfs, `writable` and `readable` paths bound back at the same place
-// and the uid comes from ProcessSpec::run_as (a slot uid from a UidPool).
+//   seccomp     job_syscall_filter(): calls that reach beyond the job fail
+// and the uid comes from ProcessSpec::run_as (a slot uid from a UidPool); the job's first
+// process also gives up the controlling terminal it inherited.
 //
 // Host support is probed once (probe_sandbox); cgroups come in two shapes:
 //   v2      pure cgroup v2 (/sys/fs/cgroup is cgroup2): memory.max, pids.max, cpu.max,
@@ -101,9 +103,23 @@ struct Box {
   std::vector<std::filesystem::path> readable;  // bound back read-only (harness, toolchain
                                                 // under /tmp); must exist
   std::vector<std::filesystem::path> hidden;    // covered by an empty read-only tmpfs
+  bool syscall_filter = true;           // job_syscall_filter() (seccomp), after no_new_privs
   // After the kill, the job's group must be empty within this; else run_process fails.
   std::chrono::milliseconds empty_deadline{5000};
 };
+
+// The system-call filter of a boxed job (a seccomp BPF program, struct sock_filter[] as bytes):
+// calls that reach into other processes or widen the kernel's attack surface fail with EPERM
+// (ptrace, process_vm_readv/writev, pidfd_getfd, process_madvise, bpf, perf_event_open,
+// userfaultfd, keyctl/add_key/request_key, io_uring_*, mount and the new mount API, pivot_root,
+// chroot, unshare, setns, clone with a CLONE_NEW* flag, kexec_*, *_module, iopl/ioperm,
+// swapon/swapoff, reboot, acct, quotactl, syslog, vhangup, open_by_handle_at, and the
+// TIOCSTI/TIOCLINUX ioctls); clone3 fails with ENOSYS, so that glibc falls back to clone,
+// whose flags the filter can see; a call of another architecture (x32, i386) kills the
+// process. Everything else is allowed: fork, threads, files, sockets, devices (GPUs).
+// For a process that installs it itself (the Verifier's zygote children): prctl
+// PR_SET_SECCOMP with a sock_fprog of size() / 8 instructions, after PR_SET_NO_NEW_PRIVS.
+const std::string& job_syscall_filter();
 
 // What this host supports, probed by trying each feature in a throw-away child.
 struct SandboxSupport {
@@ -112,6 +128,7 @@ struct SandboxSupport {
   bool memory = false, pids = false, cpu = false, io = false;  // controllers the jobs' groups can use
   bool pid_ns = false, net_ns = false, ipc_ns = false, mount_ns = false;
   bool mount_api = false;  // open_tree/move_mount/mount_setattr (Linux 5.12+)
+  bool seccomp = false;    // seccomp filters (job_syscall_filter)
   // One line per missing feature ("no network namespace: jobs can open outbound
   // connections"), for the start-up log; empty when the full box is available.
   std::vector<std::string> missing;

@@ -12,6 +12,7 @@
 #include "common/curve.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "coordinator/generation/conductor.h"
 #include "coordinator/scheduling/coordinator.h"
 #include "coordinator/operator/http_server.h"
@@ -89,6 +90,9 @@ int main(int argc, char** argv) {
     options.agent_keys_file = cc.agent_keys_file;
     spdlog::info("agent link: CURVE, coordinator public key {}", keys->public_key);
   }
+  // It holds the LLM keys, its CURVE secret key and the API token: other processes of its uid
+  // may not read its memory (/proc/PID/environ, mem, ptrace).
+  if (Status st = hide_process_memory(); !st.ok()) return fail(st.message());
   auto coordinator = Coordinator::open(options);
   if (!coordinator.ok()) return fail(coordinator.status().message());
   // The Conductor drives the tasks of every campaign in the database (kforge submit adds

@@ -288,3 +288,37 @@ TEST_CASE("the data directory and its database are private") {
   REQUIRE(::stat((s.data / "agent" / "outbox.db").c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0600);
 }
+
+TEST_CASE("kforge run keeps the LLM key from the jobs: never in their environment, never where they share its uid") {
+  TempDir dir;
+  const std::string llm =
+      "[llm.designer]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n%KEY%\n"
+      "[llm.coder]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n%KEY%\n";
+  auto config = [&](const std::string& agent, const std::string& key) {
+    std::string text = "[agent]\n" + agent + "\n" + llm;
+    for (size_t at; (at = text.find("%KEY%")) != std::string::npos;) text.replace(at, 5, key);
+    write_file(dir / "kforge.toml", text);
+    return (dir / "kforge.toml").string();
+  };
+  auto run = [&](const std::string& cfg, const std::string& data) {
+    return kforge_cli({"run", (fixtures() / "verify.toml").string(), "--data", (dir / data).string(), "--config", cfg,
+                       "--device-fixtures", (dir / "no-gpus").string()},
+                      std::chrono::seconds(240), {{"KFORGE_TEST_LLM_KEY", "sk-secret"}});
+  };
+  const std::string from_env = "api_key_env = \"KFORGE_TEST_LLM_KEY\"";
+  // Handing the key's variable to every job is refused, whatever the box.
+  Ran r = run(config("env_allow = [\"PATH\", \"KFORGE_TEST_LLM_KEY\"]", from_env), "d1");
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.err.find("agent.env_allow names KFORGE_TEST_LLM_KEY") != std::string::npos, r.err);
+  // Jobs as this process's uid could read the key from /proc: refused, saying what to do.
+  r = run(config("contain = false", from_env), "d2");
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.err.find("api_key_file") != std::string::npos, r.err);
+  CHECK(r.err.find("sk-secret") == std::string::npos);
+  // A key file: the run goes on, with a warning that such jobs can read the file.
+  write_file(dir / "llm.key", "sk-secret\n");
+  ::chmod((dir / "llm.key").c_str(), 0600);
+  r = run(config("contain = false", "api_key_file = \"llm.key\""), "d3");
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK(r.err.find("can read every file this user can") != std::string::npos);
+}

@@ -1,6 +1,8 @@
 // The LLM client against a fake OpenAI-compatible server: answers, retries, limits, replay.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <future>
 #include <string>
@@ -143,6 +145,37 @@ TEST_CASE("the api key goes in a bearer header") {
   auto missing = LlmClient::create({{"coder", ep}});
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("KFORGE_LLM_TEST_KEY_UNSET") != std::string::npos);
+}
+
+TEST_CASE("the api key can come from a private file instead of the environment") {
+  FakeLlmServer server;
+  TempDir dir;
+  write_file(dir / "deepseek.key", "  sk-file-456\n");
+  ::chmod((dir / "deepseek.key").c_str(), 0600);
+  LlmEndpoint ep = endpoint_for(server);
+  ep.api_key_file = (dir / "deepseek.key").string();
+  auto client = make_client({{"coder", ep}});
+  LlmResponse r = call(*client, ask("hi"));
+  REQUIRE_MESSAGE(r.ok, r.error);
+  CHECK(server.requests().at(0).headers.at("authorization") == "Bearer sk-file-456");
+
+  // Others could read it: refused, naming the file and the mode.
+  ::chmod((dir / "deepseek.key").c_str(), 0644);
+  auto open = LlmClient::create({{"coder", ep}});
+  REQUIRE_FALSE(open.ok());
+  CHECK(open.status().message().find("deepseek.key") != std::string::npos);
+  CHECK(open.status().message().find("0644") != std::string::npos);
+  // Both sources at once: which one would win is not for a reader to guess.
+  ::chmod((dir / "deepseek.key").c_str(), 0600);
+  ep.api_key_env = "KFORGE_LLM_TEST_KEY";
+  auto both = LlmClient::create({{"coder", ep}});
+  REQUIRE_FALSE(both.ok());
+  CHECK(both.status().message().find("not both") != std::string::npos);
+  ep.api_key_env.clear();
+  ep.api_key_file = (dir / "missing.key").string();
+  auto missing = LlmClient::create({{"coder", ep}});
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().message().find("missing.key does not exist") != std::string::npos);
 }
 
 TEST_CASE("empty content is an ok answer, not an error") {

@@ -2,9 +2,12 @@
 // namespaces. Needs root and the kernel features; each test says why when it skips.
 #include <doctest/doctest.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <pty.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -324,6 +327,77 @@ TEST_CASE("a job cannot ptrace or leave anything for the next job of its slot ui
   CHECK(r.stdout_data.find("sleep") == std::string::npos);
 }
 
+TEST_CASE("a job cannot reach the terminal of whoever started it") {
+  REQUIRE_BOX();
+  // `kforge verify` or `kforge run` typed by root in a terminal: the job must not open it
+  // (/dev/tty), or it could read the keys root types and push its own (TIOCSTI).
+  Jobs jobs;
+  auto work = jobs.job_dir(61015);
+  const std::string script = "exec 3<>/dev/tty && echo reached the terminal";
+  int master = -1;
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);  // a child whose terminal is a pty
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto r = run_process(Jobs::spec(script, 61015, work->path()));
+    bool held = r.ok() && r->stdout_data.empty() && r->exit_code != 0;
+    ::_exit(!r.ok() ? 2 : held ? 0 : 1);
+  }
+  ::fcntl(master, F_SETFL, O_NONBLOCK);
+  int status = 0;
+  bool ended = test::wait_until([&] {
+    char buf[256];
+    while (::read(master, buf, sizeof buf) > 0) {  // drain whatever reaches the terminal
+    }
+    return ::waitpid(pid, &status, WNOHANG) == pid;
+  }, 60s);
+  if (!ended) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  ::close(master);
+  REQUIRE(ended);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);  // 1: the job opened the terminal
+}
+
+TEST_CASE("a job's system calls that reach into the kernel or other processes fail") {
+  REQUIRE_BOX();
+  Jobs jobs;
+  auto work = jobs.job_dir(61016);
+  // Each call as an unprivileged user could make it without the filter; with it, EPERM.
+  std::string py =
+      "import ctypes, errno, os\n"
+      "libc = ctypes.CDLL(None, use_errno=True)\n"
+      "def call(name, *args):\n"
+      "    rc = libc.syscall(*args)\n"
+      "    if rc == 0 and name.startswith('clone'): os._exit(0)\n"   // the clone's child
+      "    print(name, 'EPERM' if rc == -1 and ctypes.get_errno() == errno.EPERM else 'allowed')\n"
+      "call('ptrace', 101, 0, 0, 0, 0)\n"                    // PTRACE_TRACEME
+      "call('unshare', 272, 0x10000000)\n"                   // CLONE_NEWUSER
+      "call('clone-newuser', 56, 0x10000000 | 17, 0, 0, 0, 0)\n"
+      "call('keyctl', 250, 0, -3, 0, 0, 0)\n"                // KEYCTL_GET_KEYRING_ID
+      "call('userfaultfd', 323, 1)\n"                        // UFFD_USER_MODE_ONLY
+      "call('bpf', 321, 0, 0, 0)\n"
+      "call('perf_event_open', 298, 0, 0, -1, -1, 0)\n"
+      "call('io_uring_setup', 425, 1, 0)\n"
+      "call('process_vm_readv', 310, 1, 0, 0, 0, 0, 0)\n"
+      "pid = os.fork()\n"                                    // plain fork and threads still work
+      "if pid == 0: os._exit(7)\n"
+      "print('fork', os.waitpid(pid, 0)[1] >> 8)\n"
+      "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join(); print('thread ok')\n";
+  write_file(work->path() / "calls.py", py);
+  REQUIRE(work->hand_over().ok());
+  auto r = run_ok(Jobs::spec("/usr/bin/python3 calls.py", 61016, work->path()));
+  CAPTURE(r.stdout_data);
+  CAPTURE(r.stderr_data);
+  for (const char* name : {"ptrace", "unshare", "clone-newuser", "keyctl", "userfaultfd", "bpf", "perf_event_open",
+                           "io_uring_setup", "process_vm_readv"}) {
+    CHECK_MESSAGE(r.stdout_data.find(std::string(name) + " EPERM\n") != std::string::npos, name);
+  }
+  CHECK(r.stdout_data.find("fork 7\n") != std::string::npos);
+  CHECK(r.stdout_data.find("thread ok\n") != std::string::npos);
+}
+
 TEST_CASE("a harness under a 0700 directory is readable by jobs once copied") {
   REQUIRE_BOX();
   test::TempDir clone;  // mkdtemp: 0700, like a clone under /root
@@ -366,6 +440,43 @@ TEST_CASE("the agent's state directories are hidden from jobs") {
                              work->path(), box));
   CHECK(r.stdout_data.find("secret") == std::string::npos);
   CHECK(r.stderr_data.find("No such file") != std::string::npos);
+}
+
+TEST_CASE("a job sees nothing of the work root but its own directory") {
+  REQUIRE_BOX();
+  // A work root outside /tmp (agent.work_dir), covered in the job's view like the agent's:
+  // the judge's files and other workers' directories stay out of sight.
+  std::string tmpl = "/var/tmp/kforge-test-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+  const fs::path root = tmpl;
+  fs::permissions(root, fs::perms(0711));
+  const fs::path verifier = root / "verifier-cpu0";
+  fs::create_directories(verifier);
+  fs::permissions(verifier, fs::perms(0755));
+  write_file(verifier / "judge-file", "the judge's");
+  fs::permissions(verifier / "judge-file", fs::perms(0644));
+  {
+    auto mine = JobDir::create(verifier, 61017, 61017, 16);
+    auto other = JobDir::create(verifier, 61018, 61018, 16);
+    REQUIRE(mine.ok());
+    REQUIRE(other.ok());
+    std::string script = "ls -a " + verifier.string() + "; cat " + (verifier / "judge-file").string() +
+                         "; touch own && echo wrote";
+    Box seen = full_box();
+    auto before = run_ok(Jobs::spec(script, 61017, (*mine)->path(), seen));
+    CHECK(before.stdout_data.find("judge-file") != std::string::npos);  // what hiding takes away
+    Box box = full_box();
+    box.hidden.push_back(root);
+    auto r = run_ok(Jobs::spec(script, 61017, (*mine)->path(), box));
+    CAPTURE(r.stdout_data);
+    CAPTURE(r.stderr_data);
+    CHECK(r.stdout_data.find("judge-file") == std::string::npos);
+    CHECK(r.stdout_data.find("the judge's") == std::string::npos);
+    CHECK(r.stdout_data.find((*other)->path().filename().string()) == std::string::npos);
+    CHECK(r.stdout_data.find("wrote") != std::string::npos);
+    CHECK(fs::exists((*mine)->path() / "own"));
+  }
+  fs::remove_all(root);
 }
 
 TEST_CASE("leftover job groups and directories are removed at restart") {

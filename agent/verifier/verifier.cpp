@@ -1,5 +1,6 @@
 #include "agent/verifier/verifier.h"
 
+#include <linux/filter.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -109,6 +110,21 @@ Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair() {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   }
   return std::pair{UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+// job_syscall_filter() as [[code, jt, jf, k], ...]: the zygote's child installs it itself.
+const nlohmann::json& syscall_filter_json() {
+  static const nlohmann::json program = [] {
+    const std::string& raw = job_syscall_filter();
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t at = 0; at + sizeof(sock_filter) <= raw.size(); at += sizeof(sock_filter)) {
+      sock_filter ins;
+      std::memcpy(&ins, raw.data() + at, sizeof ins);
+      out.push_back({ins.code, ins.jt, ins.jf, ins.k});
+    }
+    return out;
+  }();
+  return program;
 }
 
 }  // namespace
@@ -332,6 +348,7 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Pr
   nlohmann::json rlimits = nlohmann::json::array();
   for (const RlimitSetting& r : rlimits_for(spec.limits)) rlimits.push_back({r.resource, r.soft, r.hard});
   request["rlimits"] = rlimits;
+  if (spec.box && spec.box->syscall_filter) request["syscall_filter"] = syscall_filter_json();
 
   spec.argv = {"sleep", "infinity"};  // the holder: it keeps the box until we kill it
   spec.limits = ResourceLimits{};

@@ -113,6 +113,10 @@ std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config
     e.base_url = c->base_url;
     e.model = c->model;
     e.api_key_env = c->api_key_env;
+    if (!c->api_key_file.empty()) {
+      std::filesystem::path key = c->api_key_file;
+      e.api_key_file = (key.is_absolute() ? key : config_dir / key).string();
+    }
     e.temperature = c->temperature;
     e.max_tokens = static_cast<int>(c->max_tokens);
     e.timeout_s = static_cast<int>(c->timeout_s);

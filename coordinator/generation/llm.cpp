@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/fs.h"
 #include "common/sha256.h"
 
 namespace kforge {
@@ -454,12 +455,20 @@ Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
     if (cfg.price_prompt_per_mtok < 0 || cfg.price_completion_per_mtok < 0) {
       return invalid_argument(where + "prices must be >= 0");
     }
+    if (!cfg.api_key_env.empty() && !cfg.api_key_file.empty()) {
+      return invalid_argument(where + "set api_key_env or api_key_file, not both");
+    }
     if (!cfg.api_key_env.empty()) {
       const char* key = std::getenv(cfg.api_key_env.c_str());
       if (key == nullptr || *key == '\0') {
         return failed_precondition(where + "api_key_env names " + cfg.api_key_env + ", which is not set");
       }
       ep.auth_header = std::string("Authorization: Bearer ") + key;
+    }
+    if (!cfg.api_key_file.empty()) {
+      auto key = read_secret_file(cfg.api_key_file, "api_key_file");
+      if (!key.ok()) return Status(key.status().code(), where + key.status().message());
+      ep.auth_header = "Authorization: Bearer " + *key;
     }
     ep.url = trim_slashes(cfg.base_url) + "/chat/completions";
     if (p == "record") {

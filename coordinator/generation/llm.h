@@ -34,6 +34,8 @@ struct LlmEndpoint {
   std::string base_url;             // e.g. http://127.0.0.1:8000/v1 ; POST {base_url}/chat/completions
   std::string model;
   std::string api_key_env;          // env var holding the key ("" = no Authorization header)
+  std::string api_key_file;         // or a file holding it (read_secret_file: not readable by
+                                    // others); at most one of the two
   double temperature = 0.2;
   int max_tokens = 4096;
   int timeout_s = 120;              // per attempt, the whole transfer

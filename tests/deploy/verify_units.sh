@@ -54,6 +54,17 @@ grep -qx KillMode=control-group "$units/kforge-agent.service" ||
 grep -q '^InaccessiblePaths=.*-/etc/kforge/api-token' "$units/kforge-agent.service" ||
   fail "the agent unit must hide the operator API token from jobs"
 grep -qx PrivateDevices=yes "$units/kforge-coordinator.service" || fail "the coordinator unit lacks PrivateDevices=yes"
+# The coordinator (a network server holding the LLM keys) needs no privilege at all.
+for line in CapabilityBoundingSet= RestrictNamespaces=yes MemoryDenyWriteExecute=yes SystemCallFilter=@system-service \
+            ProtectProc=invisible ProtectKernelLogs=yes SystemCallArchitectures=native; do
+  grep -qx "$line" "$units/kforge-coordinator.service" || fail "the coordinator unit lacks $line"
+done
+# The agent's unit filters reach its jobs too: nothing that stops JIT compilers or the box.
+for key in SystemCallFilter MemoryDenyWriteExecute RestrictNamespaces CapabilityBoundingSet ProtectClock; do
+  ! grep -q "^$key=" "$units/kforge-agent.service" || fail "the agent unit sets $key=, which breaks its jobs or their box"
+done
+grep -q '^InaccessiblePaths=.*-/etc/kforge/coordinator.env' "$units/kforge-agent.service" ||
+  fail "the agent unit must hide the LLM keys (coordinator.env) from jobs"
 ! grep -q '^PrivateDevices=' "$units/kforge-agent.service" || fail "PrivateDevices= in the agent unit hides the GPUs"
 
 # systemd-analyze verify reports problems on stderr but exits 0 for many of them (an unknown

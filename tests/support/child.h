@@ -122,15 +122,17 @@ struct Ran {
   std::string out, err;
 };
 
-// Runs build/cli/kforge with `args` to completion (PATH, HOME, TMPDIR and LANG passed on; not
-// KFORGE_COORDINATOR: each test names its own coordinator).
+// Runs build/cli/kforge with `args` to completion (PATH, HOME, TMPDIR and LANG passed on, and
+// `env`; not KFORGE_COORDINATOR: each test names its own coordinator).
 inline Ran kforge_cli(const std::vector<std::string>& args,
-                      std::chrono::milliseconds timeout = std::chrono::seconds(240)) {
+                      std::chrono::milliseconds timeout = std::chrono::seconds(240),
+                      const std::map<std::string, std::string>& env = {}) {
   ProcessSpec spec;
   spec.argv = {(binary_dir() / "cli" / "kforge").string()};
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.timeout = timeout;
   spec.env_allow = {"PATH", "HOME", "TMPDIR", "LANG"};
+  spec.env = env;
   auto r = run_process(spec);
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   return Ran{r->exit_code, r->stdout_data, r->stderr_data};

@@ -11,8 +11,9 @@ before anything of the candidate's can run:
   zygote --fork--> A (root, outside the box: setns into the holder's ipc, net, mount and pid
                       namespaces, opens the holder's cgroup.procs files)
                    A --fork--> B (in the box's PID namespace: joins the holder's cgroups, its
-                      process group, drops to the job's uid and rlimits, no_new_privs, closes
-                      every descriptor but the judge's socket on 3, becomes the worker)
+                      process group, leaves the controlling terminal, drops to the job's uid
+                      and rlimits, no_new_privs, the system-call filter, closes every
+                      descriptor but the judge's socket on 3, becomes the worker)
 
 A stays outside to report how B ended (its exit status and the tail of its output), as
 run_process does for a cold worker: B cannot signal or trace A (another uid). The agent kills
@@ -23,17 +24,21 @@ Messages (JSON on a SOCK_SEQPACKET socket, fd 3; see agent/verifier/verifier.h):
   -> {"ready": {"pid": n, "preloaded": [...]}}
   <- {"op": "spawn", "id": n, "holder": pid, "pid_ns": bool, "uid": n, "gid": n,
       "cwd": path, "env": {...}, "rlimits": [[resource, soft, hard], ...],
-      "no_new_privs": bool, "device": "cpu"|"cuda"|..., "preload": "torch,triton"}
+      "no_new_privs": bool, "device": "cpu"|"cuda"|..., "preload": "torch,triton",
+      "syscall_filter": [[code, jt, jf, k], ...] (seccomp BPF; absent: none)}
       + 1 fd (the worker's end of its socket to the judge)
   -> {"spawned": id, "pid": n} | {"spawn_error": id, "message": text}
   -> {"exited": id, "exit_code": n, "signal": n, "stderr": text}   (when B has died)
 """
 
 import ctypes
+import fcntl
 import os
 import select
 import signal
+import struct
 import sys
+import termios
 import time
 
 from . import channel
@@ -45,6 +50,8 @@ _CLONE_NEWPID = 0x20000000
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 _OUTPUT_CAP = 64 << 10      # bytes of B's output kept (the tail)
 _DRAIN_S = 2.0              # after B's death, how long its output pipe may stay open
 
@@ -151,6 +158,33 @@ def _enter_namespaces(holder, pid_ns):
             os.close(fd)
 
 
+def _leave_terminal():
+    """The controlling terminal of whoever started the agent (root typing `kforge run`) is not
+    the worker's: no reading the keys typed there, no typing into it (as run_process does)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return  # there is none
+    try:
+        fcntl.ioctl(fd, termios.TIOCNOTTY)
+    finally:
+        os.close(fd)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _install_syscall_filter(program):
+    """The agent's job_syscall_filter (common/sandbox.h), [[code, jt, jf, k], ...], as a
+    cold worker gets it from run_process. Needs no_new_privs."""
+    raw = b"".join(struct.pack("=HBBI", *ins) for ins in program)
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    prog = _SockFprog(len(program), ctypes.addressof(buf))
+    _check(_libc.prctl(_PR_SET_SECCOMP, ctypes.c_ulong(_SECCOMP_MODE_FILTER), ctypes.byref(prog), 0, 0),
+           "prctl(PR_SET_SECCOMP)")
+
+
 def _become_worker(req, sock_fd, procs_fds, out_w, err_w):
     """In B: the rest of the box, then the worker. Raises OSError on any failure."""
     for fd in procs_fds:
@@ -158,6 +192,7 @@ def _become_worker(req, sock_fd, procs_fds, out_w, err_w):
     if not req.get("pid_ns"):
         os.setpgid(0, int(req["holder"]))  # killed with the holder's process group
     os.chdir(req["cwd"])
+    _leave_terminal()
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out_w, 1)
@@ -179,6 +214,8 @@ def _become_worker(req, sock_fd, procs_fds, out_w, err_w):
         os.setresuid(uid, uid, uid)
     _prctl(_PR_SET_DUMPABLE, 1)        # as after an exec: its own /proc files are its own
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # reset by the uid change; A's death ends B
+    if req.get("syscall_filter"):
+        _install_syscall_filter(req["syscall_filter"])
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in req.get("env", {}).items()})
     os.close(err_w)  # end-of-file for A: this process is the worker now

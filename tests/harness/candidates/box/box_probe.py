@@ -1,7 +1,8 @@
 """Adds with its own C++ kernel, but first checks the box it runs in, from the inside, and
 refuses to load (compile_error naming what it found) if any wall is missing. A worker forked
 from the zygote must be as contained as one started cold: the job's uid, cgroup and PID,
-network and mount namespaces, no_new_privs, and no descriptor of the zygote's or agent's."""
+network and mount namespaces, no_new_privs, the system-call filter, no controlling terminal,
+and no descriptor of the zygote's or agent's."""
 import ctypes
 import importlib
 
@@ -42,6 +43,16 @@ def _problems():
         found.append(f"{len(pids)} processes visible (a PID namespace of its own expected)")
     if 'NoNewPrivs:\t1' not in _read('/proc/self/status'):
         found.append("no_new_privs is not set")
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name, args in (("ptrace(PTRACE_TRACEME)", (101, 0, 0, 0, 0)), ("unshare(CLONE_NEWUSER)", (272, 0x10000000)),
+                       ("keyctl", (250, 0, -3, 0, 0, 0)), ("userfaultfd", (323, 1))):
+        if libc.syscall(*args) != -1 or ctypes.get_errno() != 1:  # x86-64 numbers; EPERM from the filter
+            found.append(f"{name} is not filtered (no seccomp filter)")
+    try:
+        _os.close(_os.open('/dev/tty', _os.O_RDWR | _os.O_NOCTTY))
+        found.append("could open the agent's controlling terminal (/dev/tty)")
+    except OSError:
+        pass
     try:
         with open('/etc/kforge-box-probe', 'w') as f:
             f.write('x')
