@@ -745,16 +745,11 @@ std::map<std::string, std::string> Agent::device_env(const std::string& backend,
 }
 
 Result<Verifier*> Agent::verifier_for(const std::string& backend, uint32_t device_index) {
-  std::string key = backend + ":" + std::to_string(device_index);
   VerifierSlot* slot;
   {
     std::lock_guard lock(verifiers_mu_);
-    auto& s = verifiers_[key];
-    if (!s) {
-      s = std::make_unique<VerifierSlot>();
-      s->backend = backend;
-      s->device_index = device_index;
-    }
+    auto& s = verifiers_[{backend, device_index}];
+    if (!s) s = std::make_unique<VerifierSlot>();
     slot = s.get();
   }
   std::lock_guard lock(slot->mu);
@@ -777,7 +772,7 @@ Result<Verifier*> Agent::verifier_for(const std::string& backend, uint32_t devic
   if (backend == "cuda") vo.preload = "torch,triton";
   auto v = Verifier::start(vo, &warm_cancel_);
   if (!v.ok()) return v.status();
-  spdlog::info("agent {}: verifier for {} started (judge + {} warm worker(s){})", id_, key,
+  spdlog::info("agent {}: verifier for {}:{} started (judge + {} warm worker(s){})", id_, backend, device_index,
                vo.warm_workers, box_ ? ", boxed" : "");
   slot->verifier = std::move(v.value());
   slot->started = slot->verifier.get();
@@ -787,13 +782,13 @@ Result<Verifier*> Agent::verifier_for(const std::string& backend, uint32_t devic
 std::vector<proto::VerifierPool> Agent::verifier_pools() {
   std::vector<proto::VerifierPool> pools;
   std::lock_guard lock(verifiers_mu_);
-  for (const auto& [key, slot] : verifiers_) {
+  for (const auto& [device, slot] : verifiers_) {
     Verifier* v = slot->started.load();  // never one still starting: its slot is locked
     if (!v) continue;
     Verifier::Stats st = v->stats();
     proto::VerifierPool p;
-    p.backend = slot->backend;
-    p.device_index = slot->device_index;
+    p.backend = device.first;
+    p.device_index = device.second;
     p.warm = static_cast<uint32_t>(st.warm);
     p.busy = static_cast<uint32_t>(st.busy);
     p.spawned = st.spawned;

@@ -199,8 +199,6 @@ class Agent {
   // One per device ("backend:index"), started by its first job or by warm start; a slot's
   // own mutex lets devices start their Verifiers at the same time.
   struct VerifierSlot {
-    std::string backend;
-    uint32_t device_index = 0;
     std::mutex mu;
     std::unique_ptr<Verifier> verifier;
     std::atomic<Verifier*> started{nullptr};  // set once `verifier` is up: heartbeats read it
@@ -209,7 +207,7 @@ class Agent {
   Result<Verifier*> verifier_for(const std::string& backend, uint32_t device_index);
   void join_warmers();
   std::mutex verifiers_mu_;
-  std::map<std::string, std::unique_ptr<VerifierSlot>> verifiers_;
+  std::map<std::pair<std::string, uint32_t>, std::unique_ptr<VerifierSlot>> verifiers_;  // (backend, index)
   std::vector<std::thread> warmers_;  // warm start: one per device
   CancelToken warm_cancel_;           // stop() gives up the warm starts' waits
 };
