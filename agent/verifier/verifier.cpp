@@ -112,6 +112,9 @@ Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair() {
   return std::pair{UniqueFd(sv[0]), UniqueFd(sv[1])};
 }
 
+// What start() gives back when its CancelToken ends the wait for the judge or the zygote.
+Status start_cancelled() { return Status(Code::unavailable, "verifier: start cancelled (the agent is stopping)"); }
+
 // job_syscall_filter() as [[code, jt, jf, k], ...]: the zygote's child installs it itself.
 const nlohmann::json& syscall_filter_json() {
   static const nlohmann::json program = [] {
@@ -174,7 +177,7 @@ Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options
   KF_RETURN_IF_ERROR(v->launch_judge());
   KF_RETURN_IF_ERROR(v->await_judge(cancel));
   if (v->zygote_ && !v->zygote_ready(std::chrono::steady_clock::now() + kJudgeReadyWait, cancel)) {
-    if (cancel && cancel->cancelled()) return Status(Code::unavailable, "verifier: start cancelled (the agent is stopping)");
+    if (cancel && cancel->cancelled()) return start_cancelled();
     spdlog::warn("verifier: the worker zygote did not start; workers start cold");
     v->drop_zygote();
   }
@@ -256,7 +259,7 @@ Status Verifier::await_judge(CancelToken* cancel) {
                         cancel, &ready);
   if (w == Wait::cancelled) {
     stop_judge();
-    return Status(Code::unavailable, "verifier: start cancelled (the agent is stopping)");
+    return start_cancelled();
   }
   if (w != Wait::message || !ready.contains("ready")) {
     const auto& r = judge_->kill();
