@@ -155,6 +155,37 @@ def test_a_time_below_the_roofline_is_rejected():
     assert "profile" not in doc or "speedup" not in doc["profile"]
 
 
+def _verify_alone(candidate, env, timeout_s=60):
+    """cpp_infinite_loop's numpy task with another candidate, through a judge of its own."""
+    case = dict(next(c for c in CASES if c["name"] == "cpp_infinite_loop"),
+                candidate=candidate)
+    with tempfile.TemporaryDirectory(prefix="kforge-harness-test-") as parent:
+        os.chmod(parent, 0o755)
+        judge = v2run.Judge(env=env)
+        try:
+            return judge.verify(jobrun.make_job_dir(case, parent), timeout_s)
+        finally:
+            judge.close()
+
+
+def test_a_later_call_that_never_returns_meets_the_per_call_limit():
+    # Right once, then a spin: the limit from the reference's time per call (floor lowered
+    # to 1 s here) ends it, not the job's 60 s; the message says which limit and why.
+    doc = _verify_alone("candidates/add_numpy_spins_later.py", {"KFORGE_JUDGE_CALL_FLOOR_S": "1"})
+    assert doc["verdict"] == "timeout", doc["message"]
+    assert "per-call limit of 1 s" in doc["message"]
+    assert "the reference takes" in doc["message"]
+
+
+def test_work_that_never_finishes_after_the_forward_returned_meets_the_finishing_limit():
+    # The GPU case (a kernel that never ends: the launch returns, the synchronise hangs),
+    # played on a CPU by outputs that take forever to hand over.
+    doc = _verify_alone("candidates/add_numpy_slow_finish.py",
+                        {"KFORGE_JUDGE_SYNC_FLOOR_S": "1", "KFORGE_JUDGE_CALL_FLOOR_S": "30"})
+    assert doc["verdict"] == "timeout", doc["message"]
+    assert "did not finish within 1 s after its forward returned" in doc["message"]
+
+
 def test_suspicious_speedup_is_flagged_but_passes(outcomes):
     res = outcomes["suspicious_speedup_flagged"]
     assert res["verdict"] == "passed"

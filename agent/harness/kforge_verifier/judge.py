@@ -61,6 +61,18 @@ CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC") == "1"
 # The roofline: no call can move its bytes faster than ROOFLINE_MARGIN times the copy
 # bandwidth the judge measures on the device (KFORGE_JUDGE_ROOFLINE_MARGIN).
 ROOFLINE_MARGIN = float(os.environ.get("KFORGE_JUDGE_ROOFLINE_MARGIN", "2.0"))
+# Per-call limits, from the reference's own time per call (ref): a call that cannot be the
+# kernel being slow is ended there, not at the job's limit. A call has two phases:
+#   computing  until the candidate's forward returns. The worker's first call also compiles
+#              (Triton's JIT), so it has only the job's limit; every later call gets
+#              max(CALL_FLOOR_S, CALL_FACTOR x ref).
+#   finishing  after the forward returned (the worker says so on the calls the judge asks it
+#              to): the device's queue drains and the outputs are copied, max(SYNC_FLOOR_S,
+#              CALL_FACTOR x ref). A GPU kernel that never ends is found here in seconds.
+# The worker's word can only shorten its own time: every limit is capped by the job's.
+CALL_FACTOR = float(os.environ.get("KFORGE_JUDGE_CALL_FACTOR", "100"))
+CALL_FLOOR_S = float(os.environ.get("KFORGE_JUDGE_CALL_FLOOR_S", "10"))
+SYNC_FLOOR_S = float(os.environ.get("KFORGE_JUDGE_SYNC_FLOOR_S", "2"))
 _BANDWIDTH = {}  # (framework, device) -> measured copy bandwidth, bytes/s
 
 
@@ -103,7 +115,8 @@ class WorkerGone(Exception):
 
 
 class WorkerTimeout(Exception):
-    """The job's time ran out while the worker had the floor."""
+    """A limit ran out while the worker had the floor: the job's (no message) or a per-call
+    limit (the message says which)."""
 
 
 class Remote:
@@ -120,14 +133,30 @@ class Remote:
         self.loaded = False       # the candidate's code was handed over
         self.rtt_us = 0.0
 
-    def request(self, msg, fds=(), deadline=None):
+    def request(self, msg, fds=(), limit=None):
+        """Sends msg and waits for the reply until the job's deadline, or sooner by `limit`
+        (CallLimit) when msg is a call: ended early, WorkerTimeout says which limit."""
+        deadline, why = self.deadline, None
+        if limit is not None and limit.compute_s is not None and \
+                time.monotonic() + limit.compute_s < deadline:
+            deadline, why = time.monotonic() + limit.compute_s, limit.computing()
         try:
             self.chan.send(msg, fds)
-            reply, extra = self.chan.recv(deadline or self.deadline)
+            reply, extra = self.chan.recv(deadline)
+            if limit is not None and msg.get("notify") and reply.get("returned") == 1 and \
+                    len(reply) == 1:
+                # the forward returned: what is left is draining the device and the copies
+                for fd in extra:
+                    os.close(fd)
+                if time.monotonic() + limit.sync_s < self.deadline:
+                    deadline, why = time.monotonic() + limit.sync_s, limit.finishing()
+                else:
+                    deadline, why = self.deadline, None
+                reply, extra = self.chan.recv(deadline)
         except channel.Closed:
             raise WorkerGone() from None
         except channel.Timeout:
-            raise WorkerTimeout() from None
+            raise WorkerTimeout(why or "") from None
         except channel.ProtocolError as e:
             raise Failure(verdicts.REJECTED if self.loaded else verdicts.INFRA_ERROR,
                           f"the worker broke the protocol: {e}") from None
@@ -194,6 +223,28 @@ class Remote:
         self.chan.close()
 
 
+class CallLimit:
+    """The per-call limits of one call (see CALL_FACTOR): compute_s None = the job's only."""
+
+    def __init__(self, ref_s, first):
+        self.ref_s = ref_s
+        self.compute_s = None if first else max(CALL_FLOOR_S, CALL_FACTOR * ref_s)
+        self.sync_s = max(SYNC_FLOOR_S, CALL_FACTOR * ref_s)
+
+    def _ref(self):
+        return f"the reference takes {self.ref_s * 1e3:.3f} ms per call"
+
+    def computing(self):
+        return (f"the candidate's forward did not return within the per-call limit of "
+                f"{self.compute_s:g} s ({self._ref()}; the limit is max({CALL_FLOOR_S:g} s, "
+                f"{CALL_FACTOR:g}x that)); its process was killed")
+
+    def finishing(self):
+        return (f"the candidate's work did not finish within {self.sync_s:g} s after its "
+                f"forward returned (a kernel that never ends?; {self._ref()}; the limit is "
+                f"max({SYNC_FLOOR_S:g} s, {CALL_FACTOR:g}x that)); its process was killed")
+
+
 def _candidate_failure(reply, what):
     """A worker's error report -> a Failure with one of the candidate's verdicts."""
     err = reply.get("error")
@@ -220,6 +271,7 @@ class TaskState:
         self.nbytes = 0
         self.timed = []     # TimedSet: the profile's input sets, drawn on secret seeds
         self.timed_full = False
+        self.ref_call_s = 0.0  # the reference's median time per trial call (CallLimit)
 
 
 class TimedSet:
@@ -261,6 +313,7 @@ class JudgeRunner(Runner):
         self.cache = cache
         self.fw_cache = fw_cache
         self.last_report = {}
+        self.calls = 0  # calls sent to the worker
 
     def stage(self, name):
         self.doc["stage"] = name  # no stage file: the judge never reads the job's files back
@@ -340,6 +393,8 @@ class JudgeRunner(Runner):
                     sum(h.array.nbytes for h in c.ref_outputs)
         state.task, state.ref_model, state.ref_call = self.task, self.ref_model, self.ref_call
         state.cases, state.ref_log = self.cases, self.ref_log
+        if self.ref_call_times:
+            state.ref_call_s = statistics.median(self.ref_call_times)
         return state
 
     # --- candidate --------------------------------------------------------------------------
@@ -380,6 +435,12 @@ class JudgeRunner(Runner):
             raise _candidate_failure(reply, "loading the candidate")
         self.doc["phases_ms"]["load_candidate"] = round((time.perf_counter() - t0) * 1e3, 3)
 
+    def call_limit(self):
+        """The next call's CallLimit: the worker's first call compiles, later ones do not."""
+        limit = CallLimit(self.state.ref_call_s, first=self.calls == 0)
+        self.calls += 1
+        return limit
+
     def remote_call(self, inputs, seed, what, trace=False):
         """One call of the candidate on `inputs` -> its output leaves (private copies)."""
         r = self.remote
@@ -387,7 +448,7 @@ class JudgeRunner(Runner):
         tree = channel.put(inputs, r.in_arena)
         self.fw.synchronize()
         reply = r.request({"op": "call", "inputs": tree, "seed": seed, "trace": trace,
-                           "what": what})
+                           "what": what, "notify": 1}, limit=self.call_limit())
         return self._take(reply, tree, what)
 
     def _take(self, reply, in_tree, what):
@@ -535,7 +596,7 @@ class JudgeRunner(Runner):
                 tree = channel.put(inputs, r.in_arena)
                 fw.synchronize()
                 reply = r.request({"op": "call", "inputs": tree, "seed": None,
-                                   "what": label})
+                                   "what": label}, limit=self.call_limit())
                 if "out" not in reply:
                     raise _candidate_failure(reply, label)
                 leaves = self._take(reply, tree, label)
@@ -717,10 +778,11 @@ def verify(job_dir, remote, cache, fw_cache, release):
             f = Failure(verdicts.INFRA_ERROR, "the candidate worker died before the candidate "
                         f"was loaded: {exit_info}")
         doc["verdict"], doc["message"] = f.verdict, f.message
-    except WorkerTimeout:
+    except WorkerTimeout as e:
         exit_info = release()
         doc["verdict"] = verdicts.TIMEOUT if remote.loaded else verdicts.INFRA_ERROR
-        doc["message"] = (f"the job's time ran out during {doc.get('stage')}; the candidate's "
+        doc["message"] = (f"during {doc.get('stage')}: {e}" if str(e) else
+                          f"the job's time ran out during {doc.get('stage')}; the candidate's "
                           f"process was killed")
     except BaseException as e:  # noqa: BLE001 - a judge bug still gives a verdict
         doc["verdict"] = verdicts.INFRA_ERROR

@@ -71,6 +71,7 @@ class Runner:
         self.fw = None
         self.task = None
         self.cases = []            # precision trials: list (per trial) of lists of Case
+        self.ref_call_times = []   # seconds per reference call in the trials (synchronised)
         self.post_cases = []       # the post-profiling re-check
         self.ref_log = None
         self.trials = max(spec.trials, TRIAL_MIN)
@@ -185,8 +186,10 @@ class Runner:
             case_label = f"{label}{shown}" + (f", input set {k}" if len(sets) > 1 else "")
             pristine = fw.clone(inputs)
             fw.seed(seed)
+            t0 = time.perf_counter()
             out = self.ref_call(*inputs)
             fw.synchronize()
+            self.ref_call_times.append(time.perf_counter() - t0)
             leaves = frameworks.flatten_outputs(out)
             host = []
             for i, leaf in enumerate(leaves):
