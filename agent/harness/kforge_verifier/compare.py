@@ -279,6 +279,10 @@ def fast_pass(torch, expected, actual, policy="strict", atol=None, rtol=None, de
         return checks if torch.equal(expected, actual) else None
     at, rt = tolerance_for(name, atol, rtol)
     checks["atol"], checks["rtol"] = at, rt
+    if torch.equal(expected, actual):  # one pass: bit-equal (NaN never is) passes as is
+        if details:
+            checks["rel_l2_error"] = 0.0
+        return checks
     work = torch.float64 if expected.dtype == torch.float64 else torch.float32
     e = expected.detach().to(work)
     a = actual.detach().to(work)
