@@ -89,20 +89,34 @@ class Runner:
     def gen_sets(self, seed):
         """The task's input sets for a seed (get_inputs_dyn_list: several), on the device."""
         fw, task = self.fw, self.task
-        fw.seed(seed)
-        dyn = getattr(task, "get_inputs_dyn_list", None)
-        if callable(dyn):
-            sets = list(dyn())
-            if not sets:
-                raise verdicts.input_error("get_inputs_dyn_list() returned no input sets")
-        else:
-            sets = [task.get_inputs()]
+        where = fw.generating()
+        sets = None
+        if where is not None:
+            try:  # drawn on the device where the framework can
+                with where:
+                    fw.seed(seed)
+                    sets = self._draw_sets(task)
+            except Exception:  # noqa: BLE001 - e.g. .numpy() of a device tensor: on the host
+                sets = None
+        if sets is None:
+            fw.seed(seed)
+            sets = self._draw_sets(task)
         out = []
         for s in sets:
             if not isinstance(s, (list, tuple)):
                 s = [s]
             out.append(list(fw.to_device(list(s))))
         return out
+
+    @staticmethod
+    def _draw_sets(task):
+        dyn = getattr(task, "get_inputs_dyn_list", None)
+        if callable(dyn):
+            sets = list(dyn())
+            if not sets:
+                raise verdicts.input_error("get_inputs_dyn_list() returned no input sets")
+            return sets
+        return [task.get_inputs()]
 
     def init_inputs(self):
         get = getattr(self.task, "get_init_inputs", None)
