@@ -58,6 +58,9 @@ TIMED_SETS_BYTES = int(os.environ.get("KFORGE_JUDGE_TIMED_SETS_MB", "128")) << 2
 # default: on an H100 a framework op of the candidate on an IPC-mapped input failed once
 # (torch.AcceleratorError) where the host path is right; see docs/harness.md.
 CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC") == "1"
+# With CUDA IPC, the candidate's inputs are private copies made on the device (and the
+# reference's too, so both sides pay the copy) rather than views of the shared buffer.
+CUDA_IPC_PRIVATE = os.environ.get("KFORGE_VERIFIER_CUDA_IPC_PRIVATE", "1") == "1"
 # The roofline: no call can move its bytes faster than ROOFLINE_MARGIN times the copy
 # bandwidth the judge measures on the device (KFORGE_JUDGE_ROOFLINE_MARGIN).
 ROOFLINE_MARGIN = float(os.environ.get("KFORGE_JUDGE_ROOFLINE_MARGIN", "2.0"))
@@ -441,6 +444,10 @@ class JudgeRunner(Runner):
         self.calls += 1
         return limit
 
+    def private_inputs(self):
+        """Whether the worker copies its inputs out of a device arena (CUDA_IPC_PRIVATE)."""
+        return int(CUDA_IPC_PRIVATE and isinstance(self.remote.in_arena, channel.DeviceArena))
+
     def remote_call(self, inputs, seed, what, trace=False):
         """One call of the candidate on `inputs` -> its output leaves (private copies)."""
         r = self.remote
@@ -448,7 +455,8 @@ class JudgeRunner(Runner):
         tree = channel.put(inputs, r.in_arena)
         self.fw.synchronize()
         reply = r.request({"op": "call", "inputs": tree, "seed": seed, "trace": trace,
-                           "what": what, "notify": 1}, limit=self.call_limit())
+                           "what": what, "notify": 1, "private": self.private_inputs()},
+                          limit=self.call_limit())
         return self._take(reply, tree, what)
 
     def _take(self, reply, in_tree, what):
@@ -596,7 +604,8 @@ class JudgeRunner(Runner):
                 tree = channel.put(inputs, r.in_arena)
                 fw.synchronize()
                 reply = r.request({"op": "call", "inputs": tree, "seed": None,
-                                   "what": label}, limit=self.call_limit())
+                                   "what": label, "private": self.private_inputs()},
+                                  limit=self.call_limit())
                 if "out" not in reply:
                     raise _candidate_failure(reply, label)
                 leaves = self._take(reply, tree, label)
@@ -670,7 +679,7 @@ class JudgeRunner(Runner):
         s = time.perf_counter_ns()
         ref_in.reset()
         tree = channel.put(inputs, ref_in)
-        ins = channel.take(tree, ref_in, fw.device, copy=False)
+        ins = channel.take(tree, ref_in, fw.device, copy=bool(self.private_inputs()))
         with fw.no_grad():
             out = self.ref_call(*ins)
         fw.synchronize()

@@ -149,7 +149,11 @@ class Worker:
         fw = self.fw
         if self.call is None:
             return {"error": {"verdict": verdicts.RUNTIME_ERROR, "message": "no candidate"}}
-        inputs = channel.take(msg["inputs"], self.in_arena, fw.device, copy=False)
+        # private: the candidate gets copies of its inputs, not views of the shared device
+        # buffer (KFORGE_VERIFIER_CUDA_IPC_PRIVATE); what it wrote into them goes back after
+        # the checked calls, where the judge looks for inputs modified in place
+        private = bool(msg.get("private")) and isinstance(self.in_arena, channel.DeviceArena)
+        inputs = channel.take(msg["inputs"], self.in_arena, fw.device, copy=private)
         before = launches.count()
         log = None
         try:
@@ -168,6 +172,15 @@ class Worker:
         except BaseException as e:  # noqa: BLE001
             return _error(e, f"the candidate raised during {msg.get('what', 'a call')}")
         delta = launches.count() - before
+        if private and msg.get("notify"):
+            try:
+                views = channel.take(msg["inputs"], self.in_arena, fw.device, copy=False)
+                for dst, src in zip(fw.arrays(views), fw.arrays(inputs)):
+                    if dst.shape == src.shape and dst.dtype == src.dtype:
+                        dst.copy_(src)
+                fw.synchronize()
+            except BaseException as e:  # noqa: BLE001
+                return _error(e, f"the candidate's inputs after {msg.get('what', 'a call')}")
         leaves = frameworks.flatten_outputs(out)
         in_arrays = fw.arrays(inputs)
         problems = []
