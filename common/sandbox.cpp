@@ -877,6 +877,11 @@ MountPlan plan_mounts(const Box& box) {
   };
   for (const auto& p : box.readable) add(p, false);
   for (const auto& p : box.writable) add(p, true);
+  for (const char* dir : kHostRuntimeDirs) {
+    std::error_code ec;
+    if (fs::is_symlink(dir, ec) || !fs::is_directory(dir, ec)) continue;  // /var/run -> /run
+    plan.hidden.push_back(dir);
+  }
   for (const auto& h : box.hidden) plan.hidden.push_back(fs::absolute(h).lexically_normal().string());
   return plan;
 }
@@ -915,8 +920,10 @@ int apply_mounts(const MountPlan& plan, const char** step) {
     }
   }
   if (plan.new_proc) {
-    *step = "mount the PID namespace's /proc";
-    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return errno;
+    // hidepid=2 (invisible; the numeric form every kernel since 3.3 reads): a job's uid sees
+    // only its own processes, not its root init (whose command line is the agent's).
+    *step = "mount the PID namespace's /proc (hidepid)";
+    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") != 0) return errno;
   }
   for (size_t i = 0; i < nbinds; ++i) {
     *step = "create a mount point for a bound path";

@@ -10,8 +10,11 @@
 //   net ns      only a loopback interface, up: no route out of the host
 //   ipc ns      System V IPC and POSIX message queues of its own
 //   mount ns    the host's tree read-only and nosuid, private size-limited tmpfs on /tmp and
-//               /dev/shm, a fresh /proc (pid ns), `hidden` directories covered by an empty
-//               tmpfs, `writable` and `readable` paths bound back at the same place
+//               /dev/shm, the host's runtime directories (kHostRuntimeDirs: the sockets of
+//               the host's daemons) and `hidden` directories covered by an empty tmpfs, a
+//               fresh /proc of the pid ns with hidepid=invisible (the job sees only the
+//               processes of its own uid: never its init, a copy of the agent, nor a holder's
+//               zygote), `writable` and `readable` paths bound back at the same place
 //   seccomp     job_syscall_filter(): calls that reach beyond the job fail
 // and the uid comes from ProcessSpec::run_as (a slot uid from a UidPool); the job's first
 // process also gives up the controlling terminal it inherited.
@@ -107,6 +110,13 @@ struct Box {
   // After the kill, the job's group must be empty within this; else run_process fails.
   std::chrono::milliseconds empty_deadline{5000};
 };
+
+// The host's runtime directories, covered in every job's mount view (where they are real
+// directories; /var/run is usually a link to /run) by an empty read-only tmpfs: they hold
+// the Unix sockets of the host's daemons (D-Bus, the journal and /dev/log, nscd, docker,
+// nvidia-persistenced), which a read-only mount does not stop a job from connecting to.
+// Nothing of them is bound back: CUDA needs only /dev/nvidia* and the driver's libraries.
+inline constexpr const char* kHostRuntimeDirs[] = {"/run", "/var/run"};
 
 // The system-call filter of a boxed job (a seccomp BPF program, struct sock_filter[] as bytes):
 // calls that reach into other processes or widen the kernel's attack surface fail with EPERM

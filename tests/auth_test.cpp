@@ -458,6 +458,39 @@ TEST_CASE("a connection cannot take over a live agent's routing id") {
   CHECK_FALSE(thief.has_message());
 }
 
+TEST_CASE("a routing id is its key's: another agent's routing id is refused whatever it sends") {
+  TestCluster cluster;
+  Agent& real = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  auto gate = cluster.dir() / "gate";
+  int64_t job = cluster.submit(gated_job(gate));
+  REQUIRE(wait_until([&] { return real.running_jobs() == 1; }));
+  JobRow running = job_row(cluster, job);
+  // An allowed key (mallory's) presenting a routing id in the real agent's name, one not in
+  // use (so ROUTER_HANDOVER does not stop it): the key, not the peer, says whose it is.
+  RawPeer thief(cluster.endpoint(), real.id() + "/" + real.incarnation() + "/stolen", cluster.client_keys("mallory"));
+  proto::JobResult forged;
+  forged.job = {static_cast<uint64_t>(job), static_cast<uint64_t>(running.epoch)};
+  forged.agent_id = real.id();
+  forged.exit_code = 0;
+  forged.stdout_data = "forged";
+  for (const proto::Message& m : {proto::Message(proto::Heartbeat{}), proto::Message(forged),
+                                  proto::Message(raw_hello(real.id(), real.incarnation()))}) {
+    thief.send(m);
+    auto refused = thief.receive<proto::Refused>();
+    REQUIRE(refused);
+    CHECK(refused->code == static_cast<uint32_t>(proto::RefusalCode::not_authorized));
+    CHECK(refused->reason.find("belongs to agent mallory, not " + real.id()) != std::string::npos);
+  }
+  write_file(gate, "");
+  REQUIRE(cluster.wait_all_done({job}, 30s));
+  CHECK(job_stdout(cluster, job) == "real\n");
+  CHECK(cluster.recorded()[job] == 1);
+  CHECK(real.registered());
+  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); }) ==
+        real.routing_id());
+}
+
 // --- a peer's message is that peer's problem --------------------------------------------------
 
 TEST_CASE("a hello listing a device twice is refused and the coordinator keeps serving") {

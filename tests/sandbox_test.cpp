@@ -7,8 +7,11 @@
 #include <signal.h>
 #include <pty.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -313,6 +316,72 @@ TEST_CASE("a job cannot see or signal another job's processes") {
   REQUIRE(ra.ok());
   CHECK(ra->cancelled);  // killed by the cancel, not by the other job
   CHECK(processes_of(61009).empty());
+}
+
+TEST_CASE("a job's /proc shows only its own processes, not its init's command line") {
+  REQUIRE_BOX();
+  Jobs jobs;
+  auto work = jobs.job_dir(61019);
+  // pid 1 of the job's namespace is a copy of this process (the agent, in production): its
+  // command line names this test binary.
+  std::string self = test::read_file("/proc/self/cmdline");
+  REQUIRE(!self.empty());
+  std::string me = fs::path(self.c_str()).filename().string();
+  std::string script =
+      "cat /proc/1/cmdline; echo; cat /proc/1/environ; echo; "
+      "sleep 100 & echo child=$(tr '\\0' ' ' < /proc/$!/cmdline); kill $!; "
+      "for d in /proc/[0-9]*; do stat -c 'owner=%u' $d; done | sort -u";
+  auto r = run_ok(Jobs::spec(script, 61019, work->path()));
+  CAPTURE(r.stdout_data);
+  CAPTURE(r.stderr_data);
+  CHECK(r.stdout_data.find(me) == std::string::npos);
+  CHECK(r.stderr_data.find("/proc/1/cmdline") != std::string::npos);  // not there to read
+  CHECK(r.stdout_data.find("child=sleep 100") != std::string::npos);   // its own tree is
+  CHECK(r.stdout_data.find("owner=61019") != std::string::npos);
+  CHECK(r.stdout_data.find("owner=0") == std::string::npos);
+}
+
+TEST_CASE("a job cannot connect to the host's Unix sockets under /run") {
+  REQUIRE_BOX();
+  // A world-writable socket such as the system's D-Bus or journal sockets.
+  const fs::path path = fs::path("/run") / ("kforge-test-" + random_hex_id().substr(0, 8) + ".sock");
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  fs::permissions(path, fs::perms(0777));
+  Jobs jobs;
+  auto work = jobs.job_dir(61020);
+  std::string py =
+      "import socket\n"
+      "s = socket.socket(socket.AF_UNIX)\n"
+      "try:\n"
+      "    s.connect('" + path.string() + "')\n"
+      "    print('connected')\n"
+      "except OSError as e:\n"
+      "    print('refused', e.errno)\n";
+  write_file(work->path() / "unix.py", py);
+  REQUIRE(work->hand_over().ok());
+  // What the cover takes away: with the host's mount view the job reaches the socket.
+  Box open_view = full_box();
+  open_view.mount_ns = false;
+  auto before = run_ok(Jobs::spec("/usr/bin/python3 unix.py", 61020, work->path(), open_view));
+  CAPTURE(before.stderr_data);
+  CHECK(before.stdout_data.find("connected") != std::string::npos);
+  int knocked = ::accept(listener, nullptr, nullptr);
+  CHECK(knocked >= 0);
+  if (knocked >= 0) ::close(knocked);
+  auto r = run_ok(Jobs::spec("/usr/bin/python3 unix.py; ls -A /run /var/run", 61020, work->path()));
+  CAPTURE(r.stderr_data);
+  CHECK(r.stdout_data.find("refused") != std::string::npos);
+  CHECK(r.stdout_data.find("connected") == std::string::npos);
+  CHECK(r.stdout_data.find(path.filename().string()) == std::string::npos);
+  CHECK(::accept(listener, nullptr, nullptr) < 0);  // nobody knocked
+  ::close(listener);
+  fs::remove(path);
 }
 
 TEST_CASE("a job cannot ptrace or leave anything for the next job of its slot uid") {

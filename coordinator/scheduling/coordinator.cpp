@@ -614,6 +614,13 @@ void Coordinator::handle(const std::string& routing_id, const std::string& key,
     on_hello(routing_id, key, *hello);
     return;
   }
+  // The routing id is derived from the key (schema/protocol.md, Security): whatever a
+  // connection sends under a routing id of another agent than its key's is refused here,
+  // before any handler sees that routing id.
+  if (std::string problem = routing_key_problem(routing_id, key); !problem.empty()) {
+    refuse(routing_id, key, proto::RefusalCode::not_authorized, problem);
+    return;
+  }
   Agent* agent = agent_by_routing(routing_id);
   if (agent == nullptr) {
     if (auto s = superseded_.find(routing_id); s != superseded_.end()) {
@@ -700,6 +707,15 @@ std::string hello_problem(const std::string& routing_id, const proto::Hello& hel
 
 }  // namespace
 
+std::string Coordinator::routing_key_problem(const std::string& routing_id, const std::string& key) const {
+  if (!curve_) return "";
+  const std::string* owner = agent_keys_.agent_of(key);
+  if (owner == nullptr) return "this agent's key is not on the coordinator's allow-list";
+  std::string named = routing_id.substr(0, routing_id.find('/'));
+  if (named != *owner) return "this agent's key belongs to agent " + *owner + ", not " + printable(named);
+  return "";
+}
+
 void Coordinator::on_hello(const std::string& routing_id, const std::string& key,
                            const proto::Hello& hello) {
   if (std::string problem = hello_problem(routing_id, hello); !problem.empty()) {
@@ -707,18 +723,10 @@ void Coordinator::on_hello(const std::string& routing_id, const std::string& key
     return;
   }
   const std::string& id = hello.agent_id;
-  if (curve_) {
-    const std::string* owner = agent_keys_.agent_of(key);
-    if (owner == nullptr) {
-      refuse(routing_id, key, proto::RefusalCode::not_authorized,
-             "this agent's key is not on the coordinator's allow-list");
-      return;
-    }
-    if (*owner != id) {
-      refuse(routing_id, key, proto::RefusalCode::not_authorized,
-             "this agent's key belongs to agent " + *owner + ", not " + id);
-      return;
-    }
+  // The routing id starts with the Hello's agent id (hello_problem), so this binds the id too.
+  if (std::string problem = routing_key_problem(routing_id, key); !problem.empty()) {
+    refuse(routing_id, key, proto::RefusalCode::not_authorized, problem);
+    return;
   }
   auto old = agents_.find(id);
   if (old != agents_.end() && old->second.incarnation != hello.incarnation && !curve_) {

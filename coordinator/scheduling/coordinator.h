@@ -259,6 +259,9 @@ class Coordinator {
   // `key`: the CURVE public key of the connection (z85), "" in plain mode.
   void handle(const std::string& routing_id, const std::string& key, const std::string& bytes);
   void on_hello(const std::string& routing_id, const std::string& key, const proto::Hello& hello);
+  // With CURVE, why the connection's routing id is not its key's ("" when it is): the agent id
+  // a routing id starts with ("<agent_id>/...") must be the one the allow-list binds `key` to.
+  std::string routing_key_problem(const std::string& routing_id, const std::string& key) const;
   void refuse(const std::string& routing_id, const std::string& key, proto::RefusalCode code,
               const std::string& reason);
   // "peer '<routing id>'" plus, with CURVE, the key and the agent it belongs to: for logs.

@@ -1,8 +1,9 @@
 """Adds with its own C++ kernel, but first checks the box it runs in, from the inside, and
 refuses to load (compile_error naming what it found) if any wall is missing. A worker forked
 from the zygote must be as contained as one started cold: the job's uid, cgroup and PID,
-network and mount namespaces, no_new_privs, the system-call filter, no controlling terminal,
-and no descriptor of the zygote's or agent's."""
+network and mount namespaces (a /proc showing only its own uid's processes, no host /run),
+no_new_privs, the system-call filter, no controlling terminal, and no descriptor of the
+zygote's or agent's."""
 import ctypes
 import importlib
 
@@ -41,6 +42,17 @@ def _problems():
     pids = [n for n in _os.listdir('/proc') if n.isdigit()]
     if len(pids) > 16:
         found.append(f"{len(pids)} processes visible (a PID namespace of its own expected)")
+    foreign = []
+    for pid in pids:
+        try:
+            if _os.stat('/proc/' + pid).st_uid != _os.getuid():
+                foreign.append(pid)
+        except OSError:
+            pass  # gone meanwhile
+    if foreign:
+        found.append(f"processes {foreign} of other users visible in /proc (hidepid=invisible expected)")
+    if _os.path.isdir('/run') and _os.listdir('/run'):
+        found.append(f"the host's /run is visible: {sorted(_os.listdir('/run'))[:5]}")
     if 'NoNewPrivs:\t1' not in _read('/proc/self/status'):
         found.append("no_new_privs is not set")
     libc = ctypes.CDLL(None, use_errno=True)
