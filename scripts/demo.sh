@@ -79,6 +79,11 @@ print(f'  correct (fast_0) {pct(m["fast_0"])}, faster than torch (fast_1) {pct(m
 PY
 }
 
+# Appends the host's load to a results table: timings taken beside other work are slower.
+record_load() {
+  echo "# load average at the end of the run: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)" >>"$1"
+}
+
 # The README's "A first campaign", command for command (with build/cli/kforge for kforge).
 first_demo() {
   local out=demo-out/first
@@ -105,6 +110,7 @@ first_demo() {
     echo "kforge run failed (exit $rc); see $out.log" >&2
     return "$rc"
   fi
+  record_load "$out.results.txt"
   note "The table is kforge results: every task passed. STEPS is 3 for a first-time success" \
        "(designer, coder, verifier) and 5 after one fix: 26_gelu's first kernel used the tanh" \
        "approximation (a precision mismatch against the exact GELU), 40_layernorm's kept a" \
@@ -155,6 +161,7 @@ campaign_demo() {
 
   say "kforge results --data $out"
   "$kforge" results --data "$out" | tee "$out.results.txt"
+  record_load "$out.results.txt"
   note "STEPS counts Designer, Coder and Verifier runs (limit_steps = 6). SPEEDUP is the torch" \
        "reference's median time over the candidate's, both single-threaded on this CPU: the" \
        "fused gelu and the vectorised softmax beat eager torch; a plain add or relu cannot" \
