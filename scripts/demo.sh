@@ -100,11 +100,13 @@ first_demo() {
   echo "\$ kforge run $out.toml --data $out --config examples/kernelbench/kforge.toml"
   local start=$SECONDS rc=0
   # The log (stderr) goes to $out.log; the tasks' outcomes and the progress are shown.
+  # (The process substitution comes first so that its output goes to the terminal.)
   "$kforge" run "$out.toml" --data "$out" --config examples/kernelbench/kforge.toml \
       2> >(tee "$out.log" | grep --line-buffered -E 'task [0-9]+ (passed|failed)|tasks done' \
            | sed -u -E 's/^[0-9T:.-]+Z [a-z]+ kforge: /  /; s/ passed: passed$/ passed/') \
-      | tee "$out.results.txt" || rc=$?
+      >"$out.results.txt" || rc=$?
   sleep 0.2  # let the log filter drain
+  cat "$out.results.txt"
   echo "(finished in $((SECONDS - start)) s; full log in $out.log)"
   if [ "$rc" -ne 0 ]; then
     echo "kforge run failed (exit $rc); see $out.log" >&2
