@@ -1,6 +1,5 @@
 // `kforge run` end to end with a fake OpenAI-compatible server: the fix loop, resume after
-// kill -9 at ten moments, and nothing asked twice that was already answered; the local-server
-// configuration docs/llm.md gives users, as written.
+// kill -9 at ten moments, and nothing asked twice that was already answered.
 #include <doctest/doctest.h>
 
 #include <sqlite3.h>
@@ -275,61 +274,4 @@ TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
   CHECK(doc[0]["verdict"] == "timeout");
   // 3 s of the job plus start-up; the default (300 s) would have taken minutes.
   CHECK(elapsed < 90s);
-}
-
-TEST_CASE("docs/llm.md's local-llm.toml, as written, runs a campaign against an OpenAI-compatible server") {
-  // The block the docs tell a user to write, taken from the docs: only base_url is pointed at
-  // the fake server (a real one listens on the port the docs name).
-  const std::string docs = kforge::test::read_file(source_dir() / "docs" / "llm.md");
-  const std::string marker = "<!-- local-llm.toml:";
-  auto at = docs.find(marker);
-  REQUIRE_MESSAGE(at != std::string::npos, "docs/llm.md lost its local-llm.toml block");
-  auto open = docs.find("```toml\n", at);
-  REQUIRE(open != std::string::npos);
-  open += std::string("```toml\n").size();
-  auto close = docs.find("\n```", open);
-  REQUIRE(close != std::string::npos);
-  std::string config = docs.substr(open, close - open + 1);
-  const std::string documented_url = "http://127.0.0.1:8000/v1";
-  const std::string documented_model = "Qwen/Qwen2.5-Coder-7B-Instruct";
-  TempDir dir;
-  FakeLlmServer llm;
-  llm.set_responder(respond);
-  int replaced = 0;
-  for (size_t p = config.find(documented_url); p != std::string::npos;
-       p = config.find(documented_url, p + llm.base_url().size())) {
-    config.replace(p, documented_url.size(), llm.base_url());
-    ++replaced;
-  }
-  CHECK(replaced == 2);  // the designer's and the coder's
-  write_file(dir / "local-llm.toml", config);
-  auto data = dir / "data";
-  auto campaign = source_dir() / "tests" / "fixtures" / "campaign_run" / "campaign.toml";
-  Child run(binary_dir() / "cli" / "kforge",
-            {"run", campaign.string(), "--data", data.string(), "--config", (dir / "local-llm.toml").string(),
-             "--device-fixtures", (dir / "no-gpus").string()},
-            dir / "run.log", dir.path());
-  REQUIRE_MESSAGE(wait_until([&] { return !run.running(); }, 240s), kforge::test::read_file(dir / "run.log"));
-  REQUIRE_MESSAGE(WIFEXITED(run.wait_status()), kforge::test::read_file(dir / "run.log"));
-  CHECK_MESSAGE(WEXITSTATUS(run.wait_status()) == 0, kforge::test::read_file(dir / "run.log"));
-
-  // Every question went to the server as the docs configured it, and every task passed.
-  auto requests = llm.requests();
-  REQUIRE(requests.size() >= 8);  // 4 tasks, a design and a candidate each at least
-  for (const FakeRequest& r : requests) {
-    CHECK(r.method == "POST");
-    CHECK(r.path == "/v1/chat/completions");
-    CHECK(r.body["model"] == documented_model);
-  }
-  ProcessSpec spec;
-  spec.argv = {(binary_dir() / "cli" / "kforge").string(), "results", "--json", "--data", data.string()};
-  auto r = run_process(spec);
-  REQUIRE(r.ok());
-  REQUIRE_MESSAGE(r->exit_code == 0, r->stderr_data);
-  auto doc = nlohmann::json::parse(r->stdout_data);
-  REQUIRE(doc.size() == 4);
-  for (const auto& t : doc) {
-    CAPTURE(t.dump());
-    CHECK(t["state"] == "passed");
-  }
 }
