@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "common/fs.h"
+#include "common/text.h"
 #include "coordinator/intake/kernelbench.h"
 
 namespace kforge {
@@ -71,6 +72,13 @@ int import_kernelbench(const ParsedFlags& flags) {
   std::vector<int> numbers;
   for (const KernelBenchProblem& p : campaign->problems) numbers.push_back(p.number);
   std::printf("kernelbench: problems from %s\n", campaign->dir_used.c_str());
+  for (const KernelBenchProblem& p : campaign->problems) {
+    if (p.downloads.empty()) continue;
+    std::fprintf(stderr,
+                 "kforge: warning: problem %d (%s) calls %s: it downloads at verification, and jobs run without "
+                 "network access (docs/security.md), so expect it to fail\n",
+                 p.number, p.path.filename().string().c_str(), join(p.downloads).c_str());
+  }
   std::printf("wrote %s: %zu problem%s of level %d (%s), target %s/%s/%s/%s, %s\n", options.out.string().c_str(),
               numbers.size(), numbers.size() == 1 ? "" : "s", options.level, format_problem_ranges(numbers).c_str(),
               t.backend.c_str(), t.arch.c_str(), t.impl_type.c_str(), t.framework.c_str(), options.task_type.c_str());

@@ -13,6 +13,7 @@
 
 #include "common/fs.h"
 #include "common/process.h"
+#include "coordinator/generation/task.h"
 #include "coordinator/intake/campaign.h"
 #include "tests/support/support.h"
 
@@ -117,16 +118,46 @@ TEST_CASE("problem ranges: bad input names the culprit and says what is expected
   CHECK(all.find("'x'") < all.find("5-3 goes"));
 }
 
-TEST_CASE("op names come from the file name: lower case, no number, a valid identifier") {
-  CHECK(kernelbench_op_name("1_Square_matrix_multiplication_") == "square_matrix_multiplication");
-  CHECK(kernelbench_op_name("19_ReLU") == "relu");
-  CHECK(kernelbench_op_name("12_Gemm_Multiply_LeakyReLU") == "gemm_multiply_leakyrelu");
+TEST_CASE("op names come from the file name: the problem number kept, lower case, a valid name") {
+  CHECK(kernelbench_op_name("1_Square_matrix_multiplication_") == "1_square_matrix_multiplication");
+  CHECK(kernelbench_op_name("19_ReLU") == "19_relu");
+  CHECK(kernelbench_op_name("12_Gemm_Multiply_LeakyReLU") == "12_gemm_multiply_leakyrelu");
   CHECK(kernelbench_op_name("54_conv_standard_3D__square_input__square_kernel") ==
-        "conv_standard_3d_square_input_square_kernel");
-  CHECK(kernelbench_op_name("10_3D_tensor_matrix_multiplication") == "op_3d_tensor_matrix_multiplication");
-  CHECK(kernelbench_op_name("7_Conv-Transpose.2d (fast)") == "conv_transpose_2d_fast");
+        "54_conv_standard_3d_square_input_square_kernel");
+  CHECK(kernelbench_op_name("10_3D_tensor_matrix_multiplication") == "10_3d_tensor_matrix_multiplication");
+  CHECK(kernelbench_op_name("7_Conv-Transpose.2d (fast)") == "7_conv_transpose_2d_fast");
   CHECK(kernelbench_op_name("5_") == "problem_5");
   CHECK(kernelbench_op_name("5___") == "problem_5");
+  for (const char* stem : {"19_ReLU", "7_Conv-Transpose.2d (fast)", "5_"}) {
+    CAPTURE(stem);
+    CHECK(valid_op_name(kernelbench_op_name(stem)));
+  }
+}
+
+TEST_CASE("problems that download at run time (level 4's from_pretrained) are named, and warned about") {
+  CHECK(kernelbench_downloads(problem_text()).empty());
+  CHECK(kernelbench_downloads("model = AutoModelForCausalLM.from_pretrained(model_name)\n") ==
+        std::vector<std::string>{"from_pretrained"});
+  CHECK(kernelbench_downloads("torch.hub.load('x', 'y')\nhf_hub_download(repo)\n") ==
+        std::vector<std::string>{"hf_hub_download", "torch.hub.load"});
+
+  TempDir dir;
+  fs::path level = dir / "kb" / "level4";
+  write_file(level / "1_gpt2_bs1.py", problem_text("return AutoModel.from_pretrained('gpt2')(x)"));
+  write_file(level / "2_Plain.py", problem_text());
+  auto c = kernelbench_campaign(import_of(dir / "kb", 4, dir / "a.toml"));
+  REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  CHECK(c->problems.at(0).downloads == std::vector<std::string>{"from_pretrained"});
+  CHECK(c->problems.at(1).downloads.empty());
+  CHECK(contains(c->toml, "[[ops]]  # problem 1; calls from_pretrained: a download, and jobs have no network\n"));
+  CHECK(contains(c->toml, "[[ops]]  # problem 2\n"));
+
+  ProcessResult r = run_kforge(dir.path(), {"import", "kernelbench", (dir / "kb").string(), "--level", "4"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.stderr_data);
+  CHECK(contains(r.stderr_data, "kforge: warning: problem 1 (1_gpt2_bs1.py) calls from_pretrained: it downloads at "
+                                "verification, and jobs run without network access"));
+  CHECK_FALSE(contains(r.stderr_data, "problem 2"));
+  CHECK(fs::exists(dir / "kernelbench-level4.toml"));  // a warning, not a refusal
 }
 
 TEST_CASE("a problem file must define class Model, get_inputs and get_init_inputs at module level") {
@@ -164,8 +195,8 @@ TEST_CASE("every problem of the level by default, in number order, each one task
   REQUIRE_MESSAGE(loaded.ok(), loaded.status().to_string());
   CHECK(loaded->name == "kernelbench-level1");
   CHECK(loaded->workflow == "default");
-  CHECK(ops_of(*loaded) == std::vector<std::string>{"square_matrix_multiplication/default", "relu/default",
-                                                    "softmax/default", "layernorm/default"});
+  CHECK(ops_of(*loaded) == std::vector<std::string>{"1_square_matrix_multiplication/default", "19_relu/default",
+                                                    "23_softmax/default", "40_layernorm/default"});
   for (size_t i = 0; i < loaded->tasks.size(); ++i) {
     const TaskSpec& s = loaded->tasks[i].spec;
     CAPTURE(s.op_name);
@@ -192,7 +223,7 @@ TEST_CASE("--problems picks by number; options reach every task") {
   auto loaded = parse_campaign(c->toml, dir.path(), "kb.toml");
   REQUIRE_MESSAGE(loaded.ok(), loaded.status().to_string());
   CHECK(loaded->name == "night \"one\"");
-  CHECK(ops_of(*loaded) == std::vector<std::string>{"relu/default", "softmax/default"});
+  CHECK(ops_of(*loaded) == std::vector<std::string>{"19_relu/default", "23_softmax/default"});
   for (const auto& t : loaded->tasks) {
     CHECK(t.spec.backend == "cpu");
     CHECK(t.spec.arch == "x86_64");
@@ -212,20 +243,20 @@ TEST_CASE("DIR may be the problem root, a level directory, or a clone of the rep
   CHECK(contains(level->dir_used, "(a level directory)"));
   CHECK(level->toml == root->toml);
   REQUIRE(level->problems.size() == 1);
-  CHECK(level->problems[0].op_name == "gemm_multiply_leakyrelu");
+  CHECK(level->problems[0].op_name == "12_gemm_multiply_leakyrelu");
 
   // A clone: the problems are in KernelBench/level<N> of the repository.
   write_file(dir / "repo" / "KernelBench" / "level3" / "1_MLP.py", problem_text());
   auto clone = kernelbench_campaign(import_of(dir / "repo", 3, dir / "a.toml"));
   REQUIRE_MESSAGE(clone.ok(), clone.status().to_string());
   CHECK(contains(clone->dir_used, "KernelBench clone"));
-  CHECK(clone->problems.at(0).op_name == "mlp");
+  CHECK(clone->problems.at(0).op_name == "1_mlp");
 
   // A level directory not named level<N>: it holds problem files.
   write_file(dir / "mine" / "3_Tanh.py", problem_text("return torch.tanh(x)"));
   auto mine = kernelbench_campaign(import_of(dir / "mine", 1, dir / "a.toml"));
   REQUIRE_MESSAGE(mine.ok(), mine.status().to_string());
-  CHECK(mine->problems.at(0).op_name == "tanh");
+  CHECK(mine->problems.at(0).op_name == "3_tanh");
 }
 
 TEST_CASE("a directory that is not KernelBench's, or the wrong level, is refused saying what was expected") {
@@ -273,10 +304,10 @@ TEST_CASE("problem files that are not usable tasks are all reported, with what e
   // Only the picked problems are checked.
   auto good = kernelbench_campaign(import_of(fixtures() / "kernelbench-broken", 1, dir / "a.toml", {7}));
   REQUIRE_MESSAGE(good.ok(), good.status().to_string());
-  CHECK(good->problems.at(0).op_name == "scale");
+  CHECK(good->problems.at(0).op_name == "7_scale");
 }
 
-TEST_CASE("op names are unique within the level, whichever problems are picked") {
+TEST_CASE("op names keep the problem number, so they are unique, whichever problems are picked") {
   TempDir dir;
   fs::path level = dir / "kb" / "level1";
   write_file(level / "1_ReLU.py", problem_text());
@@ -289,10 +320,10 @@ TEST_CASE("op names are unique within the level, whichever problems are picked")
   REQUIRE_MESSAGE(all.ok(), all.status().to_string());
   std::vector<std::string> names;
   for (const auto& p : all->problems) names.push_back(p.op_name);
-  CHECK(names == std::vector<std::string>{"relu_1", "relu_2", "op_3d_conv", "gelu"});
+  CHECK(names == std::vector<std::string>{"1_relu", "2_relu", "3_3d_conv", "4_gelu"});
   auto one = kernelbench_campaign(import_of(dir / "kb", 1, dir / "a.toml", {2}));
   REQUIRE_MESSAGE(one.ok(), one.status().to_string());
-  CHECK(one->problems.at(0).op_name == "relu_2");
+  CHECK(one->problems.at(0).op_name == "2_relu");
 
   // Two files with one number: which one is meant is not obvious.
   write_file(level / "4_GELU_tanh.py", problem_text());
@@ -313,7 +344,7 @@ TEST_CASE("task paths are relative to the campaign file when below it: the pair 
   fs::rename(dir / "night", dir / "moved");
   auto loaded = load_campaign(dir / "moved" / "kb.toml");
   REQUIRE_MESSAGE(loaded.ok(), loaded.status().to_string());
-  CHECK(ops_of(*loaded) == std::vector<std::string>{"relu/default"});
+  CHECK(ops_of(*loaded) == std::vector<std::string>{"19_relu/default"});
 
   // The same import written where the problems are not below it (absolute paths) is the
   // same campaign.
@@ -373,7 +404,7 @@ TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 
                  "wrote kernelbench-level1.toml: 2 problems of level 1 (19,23), target cuda/h100/triton/torch, profile\n"));
   auto loaded = load_campaign(dir / "kernelbench-level1.toml");
   REQUIRE_MESSAGE(loaded.ok(), loaded.status().to_string());
-  CHECK(ops_of(*loaded) == std::vector<std::string>{"relu/default", "softmax/default"});
+  CHECK(ops_of(*loaded) == std::vector<std::string>{"19_relu/default", "23_softmax/default"});
   CHECK(loaded->tasks.at(0).spec.task_type == "profile");
 
   // An existing file is kept unless --force.
@@ -399,7 +430,7 @@ TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 
   auto fusions = load_campaign(dir / "fusions.toml");
   REQUIRE_MESSAGE(fusions.ok(), fusions.status().to_string());
   REQUIRE(fusions->tasks.size() == 1);
-  CHECK(fusions->tasks[0].spec.op_name == "gemm_multiply_leakyrelu");
+  CHECK(fusions->tasks[0].spec.op_name == "12_gemm_multiply_leakyrelu");
   CHECK(fusions->tasks[0].spec.backend == "cpu");
   CHECK(fusions->tasks[0].spec.task_type == "precision_only");
   CHECK(fusions->tasks[0].spec.limit_steps == 3);

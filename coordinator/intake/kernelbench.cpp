@@ -143,27 +143,6 @@ Result<LevelDir> find_level_dir(const fs::path& dir, int level) {
                    "level directory");
 }
 
-// The op names of a level's problems, unique: a name that two files give gets "_<number>"
-// on each of them. Computed over every file of the level, not only the picked ones, so a
-// problem's name does not depend on which others were picked.
-Result<std::map<int, std::string>> op_names(const std::vector<ProblemFile>& files) {
-  std::map<std::string, int> uses;
-  for (const ProblemFile& f : files) ++uses[kernelbench_op_name(fs::path(f.file_name).stem().string())];
-  std::map<int, std::string> out;
-  std::map<std::string, std::string> taken;  // name -> file
-  for (const ProblemFile& f : files) {
-    std::string name = kernelbench_op_name(fs::path(f.file_name).stem().string());
-    if (uses[name] > 1) name += "_" + std::to_string(f.number);
-    auto [it, fresh] = taken.emplace(name, f.file_name);
-    if (!fresh) {
-      return invalid_argument("problem files " + it->second + " and " + f.file_name + " both give the op name '" +
-                              name + "'; rename one");
-    }
-    out[f.number] = name;
-  }
-  return out;
-}
-
 // The problem's path as the campaign writes it: relative to the campaign file's directory
 // when the problem lies below it, else absolute.
 std::string task_desc_of(const fs::path& problem, const fs::path& out_dir) {
@@ -257,21 +236,28 @@ Result<Target> parse_target(std::string_view text, const std::string& framework)
 std::string kernelbench_op_name(std::string_view stem) {
   size_t p = 0;
   while (p < stem.size() && std::isdigit(static_cast<unsigned char>(stem[p]))) ++p;
-  const std::string_view number = stem.substr(0, p);
+  const std::string number(stem.substr(0, p));
   if (p > 0 && p < stem.size() && stem[p] == '_') ++p;
-  std::string out;
+  std::string title;
   bool gap = false;
   for (char c : stem.substr(p)) {
     if (std::isalnum(static_cast<unsigned char>(c))) {
-      if (gap && !out.empty()) out += '_';
-      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (gap && !title.empty()) title += '_';
+      title += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       gap = false;
     } else {
       gap = true;
     }
   }
-  if (out.empty()) return number.empty() ? "problem" : "problem_" + std::string(number);
-  if (std::isdigit(static_cast<unsigned char>(out[0]))) return "op_" + out;
+  if (number.empty()) return title.empty() ? "problem" : title;
+  return title.empty() ? "problem_" + number : number + "_" + title;
+}
+
+std::vector<std::string> kernelbench_downloads(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::string_view call : {"from_pretrained", "hf_hub_download", "snapshot_download", "torch.hub.load"}) {
+    if (text.find(call) != std::string_view::npos) out.emplace_back(call);
+  }
   return out;
 }
 
@@ -341,6 +327,7 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
   }
   std::vector<const ProblemFile*> picked;
   std::vector<std::string> problems;  // what is wrong, one line per file
+  std::map<int, std::vector<std::string>> downloads;  // problem number -> its download calls
   for (const ProblemFile& f : *files) {
     if (!wanted.empty() && !wanted.count(f.number)) continue;
     if (!picked.empty() && picked.back()->number == f.number) {
@@ -356,6 +343,7 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
     }
     std::vector<std::string> lacks = kernelbench_missing_definitions(*text);
     if (!lacks.empty()) problems.push_back(f.path.string() + ": no " + join(lacks, ", no "));
+    downloads[f.number] = kernelbench_downloads(*text);
   }
   if (!problems.empty()) {
     return invalid_argument(std::to_string(problems.size()) + " problem file" + (problems.size() == 1 ? " is" : "s are") +
@@ -363,9 +351,6 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
                             "get_init_inputs() at module level):\n  " +
                             join(problems, "\n  "));
   }
-  auto names = op_names(*files);
-  if (!names.ok()) return names.status();
-
   const fs::path out = o.out.empty() ? fs::path("kernelbench-level" + std::to_string(o.level) + ".toml") : o.out;
   const fs::path out_dir = fs::weakly_canonical(fs::absolute(out).parent_path());
   KernelBenchCampaign c;
@@ -376,8 +361,9 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
     KernelBenchProblem p;
     p.number = f->number;
     p.path = fs::weakly_canonical(fs::absolute(f->path));
-    p.op_name = names->at(f->number);
+    p.op_name = kernelbench_op_name(fs::path(f->file_name).stem().string());
     p.task_desc = task_desc_of(p.path, out_dir);
+    p.downloads = downloads[f->number];
     c.problems.push_back(std::move(p));
     numbers.push_back(f->number);
   }
@@ -400,7 +386,8 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
   t += "task_type = " + toml_string(o.task_type) + "\n";
   t += "limit_steps = " + std::to_string(o.limit_steps) + "\n";
   for (const KernelBenchProblem& p : c.problems) {
-    t += "\n[[ops]]  # problem " + std::to_string(p.number) + "\n";
+    t += "\n[[ops]]  # problem " + std::to_string(p.number) +
+         (p.downloads.empty() ? "" : "; calls " + join(p.downloads) + ": a download, and jobs have no network") + "\n";
     t += "op_name = " + toml_string(p.op_name) + "\n";
     t += "task_desc = " + toml_string(p.task_desc) + "\n";
   }

@@ -45,6 +45,9 @@ struct KernelBenchProblem {
   std::filesystem::path path;  // the problem file (absolute, symlinks resolved)
   std::string op_name;         // unique within the level
   std::string task_desc;       // as written: relative to the campaign file's directory, or absolute
+  // The calls of the problem file that download at run time (kernelbench_downloads): such a
+  // problem fails verification, since jobs have no network. `kforge import` warns about it.
+  std::vector<std::string> downloads;
 };
 
 struct KernelBenchCampaign {
@@ -65,11 +68,17 @@ std::string format_problem_ranges(const std::vector<int>& numbers);
 // "cuda/h100/triton" + framework -> a Target, checked with validate_target.
 Result<Target> parse_target(std::string_view text, const std::string& framework);
 
-// The op name a problem file's stem gives, before disambiguation:
-// "1_Square_matrix_multiplication_" -> "square_matrix_multiplication". Lower case, the number
-// prefix dropped, every run of other characters than letters and digits one '_'; "op_" in
-// front when it would start with a digit, "problem_<number>" when nothing is left.
+// The op name a problem file's stem gives: its number, '_' and its title in lower case, every
+// run of other characters than letters and digits one '_', so that a result maps back to its
+// problem: "19_ReLU" -> "19_relu", "1_Square_matrix_multiplication_" ->
+// "1_square_matrix_multiplication". "problem_<number>" when the title has no letter or digit.
+// Problem numbers are unique in a level, so the names are too.
 std::string kernelbench_op_name(std::string_view stem);
+
+// The calls in a problem file's text that download at run time: from_pretrained (KernelBench
+// level 4 loads Hugging Face models so), hf_hub_download, snapshot_download, torch.hub.load.
+// Empty when there are none.
+std::vector<std::string> kernelbench_downloads(std::string_view text);
 
 // What a problem file lacks of "class Model", "def get_inputs()", "def get_init_inputs()"
 // (each must start a line: module level); empty when it has all three.

@@ -82,20 +82,21 @@ SCRIPT = [
 ]
 
 
-def answer(role, name):
-    path = os.path.join(ANSWERS, name.replace(".fixed", ""))
+def answer(answers, prose, role, name):
+    path = os.path.join(answers, name.replace(".fixed", ""))
     with open(path, encoding="utf-8") as f:
         text = f.read().rstrip("\n")
     if role == "designer":
         return text + "\n"
-    return CODER_PROSE[name] + "\n\n```python\n" + text + "\n```\n"
+    return prose[name] + "\n\n```python\n" + text + "\n```\n"
 
 
-def render():
+def render(script, prose, answers):
+    """The recording's text for `script` (SCRIPT's form), answers from the directory `answers`."""
     lines = []
     seen = set()
-    for op, task_ids, role, n, name in SCRIPT:
-        content = answer(role, name)
+    for op, task_ids, role, n, name in script:
+        content = answer(answers, prose, role, name)
         for task_id in task_ids:
             key = f"{op}/{task_id}/{role}/{n}"
             assert key not in seen, f"{key} is scripted twice"
@@ -104,19 +105,19 @@ def render():
     return "\n".join(lines) + "\n"
 
 
-def main():
-    text = render()
-    if "--check" in sys.argv[1:]:
-        with open(OUT, encoding="utf-8") as f:
+def main(out, text, argv):
+    """Writes `text` to `out`, or with --check in argv returns 1 when `out` differs from it."""
+    if "--check" in argv:
+        with open(out, encoding="utf-8") as f:
             if f.read() != text:
-                print(f"{OUT} is out of date: run {sys.argv[0]}", file=sys.stderr)
+                print(f"{out} is out of date: run {sys.argv[0]}", file=sys.stderr)
                 return 1
         return 0
-    with open(OUT, "w", encoding="utf-8") as f:
+    with open(out, "w", encoding="utf-8") as f:
         f.write(text)
-    print(f"wrote {OUT}: {text.count(chr(10))} answers")
+    print(f"wrote {out}: {text.count(chr(10))} answers")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(OUT, render(SCRIPT, CODER_PROSE, ANSWERS), sys.argv[1:]))
