@@ -10,6 +10,7 @@
 #include "agent/agent.h"
 #include "agent/devices.h"
 #include "agent/verify.h"
+#include "common/build_info.h"
 #include "common/config.h"
 #include "common/curve.h"
 #include "common/flags.h"
@@ -31,6 +32,7 @@ const std::vector<kforge::FlagSpec> kFlags = {
     {"log-level", true, "trace|debug|info|warn|error"},
     {"log-json", false, "log JSON lines"},
     {"help", false, "show this message"},
+    {"version", false, "print the version and the commit it was built from"},
 };
 
 kforge::Agent* g_agent = nullptr;
@@ -60,7 +62,14 @@ std::vector<std::string> split_commas(const std::string& s) {
 int main(int argc, char** argv) {
   using namespace kforge;
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-agent");
-  if (!flags.ok()) return fail(flags.status().message(), 2);
+  if (!flags.ok()) {  // the message names the program already
+    std::fprintf(stderr, "%s\n", flags.status().message().c_str());
+    return 2;
+  }
+  if (flags->has("version")) {
+    std::printf("%s\n", version_line("kforge-agent").c_str());
+    return 0;
+  }
   if (flags->has("help")) {
     std::printf("usage: kforge-agent [options]\n\n%s", flags_help(kFlags).c_str());
     return 0;

@@ -8,6 +8,7 @@
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "common/build_info.h"
 #include "common/flags.h"
 #include "common/protocol.h"
 #include "coordinator/store/store.h"
@@ -93,16 +94,25 @@ int cmd_dashboard(const ParsedFlags& flags) {
 const std::vector<Command>& commands() {
   static const FlagSpec kData{"data", true, "read (and change) this data directory's database directly, no coordinator"};
   static const FlagSpec kHelp{"help", false, "show this message"};
-  static const FlagSpec kCoordinator{"coordinator", true, "the coordinator's API URL (default: [cli] in --config, $KFORGE_COORDINATOR, http://127.0.0.1:7780)"};
+  static const FlagSpec kCoordinator{"coordinator", true, "the coordinator's API URL or HOST:PORT (default: [cli] in --config, $KFORGE_COORDINATOR, http://127.0.0.1:7780)"};
   static const FlagSpec kToken{"token-file", true, "file holding the API token (default: $KFORGE_TOKEN_FILE, [cli] token_file, "
                                                   "<data_dir>/api.token of a coordinator on this host)"};
   static const FlagSpec kTokenText{"token", true, "the API token itself (visible to other users in ps; prefer --token-file or $KFORGE_TOKEN)"};
   static const FlagSpec kConfig{"config", true, "configuration file ([cli] coordinator, token_file)"};
-  static const FlagSpec kJson{"json", false, "print JSON"};
-  auto api = [](std::vector<FlagSpec> extra) {
-    extra.insert(extra.end(), {kCoordinator, kToken, kTokenText, kConfig, kData, kHelp});
+  static const FlagSpec kJson{"json", false, "print JSON (--format json)"};
+  // An API command's flags; `timeout_s` is its --timeout default, matched to the operation: a
+  // query gives up on a hung coordinator in seconds, an export of a large campaign may take long.
+  auto api = [](std::vector<FlagSpec> extra, int timeout_s) {
+    extra.insert(extra.end(), {kCoordinator, kToken, kTokenText, kConfig, kData,
+                               {"timeout", true, "seconds to wait for each answer of the coordinator; 0: no limit",
+                                std::to_string(timeout_s)},
+                               kHelp});
     return extra;
   };
+  // Seconds: listings and status, operator actions, submissions, exports and reports.
+  constexpr int kQuery = 20, kAction = 30, kSubmit = 120, kLong = 600;
+  static const FlagSpec kFormat{"format", true, "table (default) | json | csv"};
+  static const FlagSpec kCsv{"csv", false, "print CSV (--format csv)"};
   static const std::vector<FlagSpec> kTaskFilters = {
       {"campaign", true, "only this campaign's tasks"},
       {"state", true, "pending | running | passed | failed | cancelled"},
@@ -111,8 +121,9 @@ const std::vector<Command>& commands() {
       {"limit", true, "at most this many"},
       {"offset", true, "skip this many matching tasks first (slower than --after at depth)"},
       {"after", true, "only tasks with ids above this (keyset paging)"},
+      kFormat,
       kJson,
-      {"csv", false, "print CSV"}};
+      kCsv};
   static const std::vector<Command> all = {
       {"run", "run a campaign to its end here: coordinator, conductor and a local agent",
        {kData,
@@ -125,30 +136,38 @@ const std::vector<Command>& commands() {
         kJson,
         kHelp},
        "CAMPAIGN.toml [options]", cmd_run},
-      {"submit", "add a campaign to a coordinator (once: the same campaign is not added twice)", api({}),
+      {"submit", "add a campaign to a coordinator (once: the same campaign is not added twice)", api({}, kSubmit),
        "CAMPAIGN.toml [options]", cmd_submit},
       {"status", "campaigns and their progress (live with --watch)",
-       api({kJson, {"watch", false, "refresh every second until the campaigns finish"}}), "[CAMPAIGN] [options]",
+       api({kFormat, kJson, kCsv, {"watch", false, "refresh every second until the campaigns finish"}}, kQuery),
+       "[CAMPAIGN] [options]",
        cmd_status},
-      {"tasks", "tasks, filtered by campaign, state, op or verdict", api(kTaskFilters), "[options]", cmd_tasks},
+      {"tasks", "tasks, filtered by campaign, state, op or verdict", api(kTaskFilters, kQuery), "[options]", cmd_tasks},
       {"show", "one task's story: every step's prompt, response, code and verdict, and its jobs",
-       api({kJson, {"full", false, "print prompts and responses whole"}}), "TASK [options]", cmd_show},
+       api({kJson, {"full", false, "print prompts and responses whole"}}, kQuery), "TASK [options]", cmd_show},
       {"results", "every task's outcome: op, task_id, state, verdict, steps, speedup, cost",
-       api(kTaskFilters), "[CAMPAIGN] [options]", cmd_results},
+       api(kTaskFilters, kQuery), "[CAMPAIGN] [options]", cmd_results},
       {"cancel", "cancel a campaign's unfinished tasks (or one task); their jobs are withdrawn",
-       api({{"task", true, "cancel this task only"}}), "CAMPAIGN | --task N [options]", cmd_cancel},
+       api({{"task", true, "cancel this task only"}}, kAction), "CAMPAIGN | --task N [options]", cmd_cancel},
       {"resume", "run cancelled tasks on from their recorded steps (nothing is asked or paid twice)",
-       api({{"task", true, "resume this task only"}}), "CAMPAIGN | --task N [options]", cmd_resume},
-      {"agents", "agents: devices, load, last heartbeat, drained or not", api({kJson}), "[options]", cmd_agents},
-      {"drain", "let an agent finish its jobs and give it no new ones", api({}), "AGENT [options]",
+       api({{"task", true, "resume this task only"}}, kAction), "CAMPAIGN | --task N [options]", cmd_resume},
+      {"agents", "agents: devices, load, last heartbeat, drained or not (and why)",
+       api({kFormat, kJson, kCsv}, kQuery), "[options]", cmd_agents},
+      {"cluster", "the cluster at a glance: hosts, devices by state, queue, running jobs, tasks per hour",
+       api({kFormat, kJson, kCsv}, kQuery), "[options]", cmd_cluster},
+      {"drain", "let a host's agents (or one agent) finish their jobs and give them no new ones",
+       api({{"reason", true, "why, shown by `kforge agents` and `kforge cluster` (one line, up to 256 bytes)"}}, kAction),
+       "HOST|AGENT [--reason TEXT] [options]\n  AGENT: an agent id or a unique prefix of one; a host name drains every agent of the host",
        [](const ParsedFlags& f) { return set_drained(f, true); }},
-      {"undrain", "give a drained agent work again", api({}), "AGENT [options]",
+      {"undrain", "give a drained host's agents (or one agent) work again", api({}, kAction), "HOST|AGENT [options]",
        [](const ParsedFlags& f) { return set_drained(f, false); }},
       {"export", "write a campaign as files: one per step, the passed kernels beside them (AIKG's layout)",
-       api({{"out", true, "the directory to write (new or empty)"}, {"force", false, "write into a non-empty directory"}}),
+       api({{"out", true, "the directory to write (new or empty)"}, {"force", false, "write into a non-empty directory"}},
+           kLong),
        "CAMPAIGN --out DIR [options]", cmd_export},
       {"report", "a campaign's report: correctness, fast_1/fast_2, geomean speedup, per-op table, cost, device hours, plots",
-       api({{"out", true, "write DIR/index.html and DIR/report.json"}, {"json", false, "print the report document"}}),
+       api({{"out", true, "write DIR/index.html and DIR/report.json"}, {"json", false, "print the report document"}},
+           kLong),
        "CAMPAIGN --out DIR [options]", cmd_report},
       {"import", "write a campaign file from benchmark problems (kinds: kernelbench)",
        {{"level", true, "the level to import: N of level<N>/ (required)"},
@@ -210,7 +229,10 @@ const std::vector<Command>& commands() {
             {"task", true, "only this task's jobs"},
             {"limit", true, "at most this many"},
             {"offset", true, "skip this many matching jobs first (pages, with --limit)"},
-            kJson}),
+            kFormat,
+            kJson,
+            kCsv},
+           kQuery),
        "[options]", cmd_jobs},
   };
   return all;
@@ -241,7 +263,7 @@ int run_cli(int argc, char** argv) {
     return kExitOk;
   }
   if (name == "version" || name == "--version") {
-    std::puts("kforge " KFORGE_VERSION);
+    std::puts(version_line("kforge").c_str());
     return kExitOk;
   }
   for (const auto& c : commands()) {
@@ -255,7 +277,10 @@ int run_cli(int argc, char** argv) {
       }
     }
     auto flags = parse_flags(end, argv, 2, c.flags, "kforge " + name);
-    if (!flags.ok()) return fail(flags.status().message(), kExitUsage);
+    if (!flags.ok()) {  // the message names the command already ("kforge tasks: ...")
+      std::fprintf(stderr, "%s\n", flags.status().message().c_str());
+      return kExitUsage;
+    }
     if (flags->has("help")) {
       std::printf("usage: kforge %s %s\n\n%s\n\n%s", c.name, c.usage, c.summary,
                   flags_help(c.flags).c_str());

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/config.h"
@@ -81,8 +82,8 @@ size_t collect(char* data, size_t size, size_t n, void* out) {
 
 class HttpClient : public ApiClient {
  public:
-  HttpClient(std::string url, std::string token, std::string token_source)
-      : url_(std::move(url)), token_(std::move(token)), token_source_(std::move(token_source)) {
+  HttpClient(std::string url, std::string token, std::string token_source, long timeout_ms)
+      : url_(std::move(url)), token_(std::move(token)), token_source_(std::move(token_source)), timeout_ms_(timeout_ms) {
     while (!url_.empty() && url_.back() == '/') url_.pop_back();
   }
   Result<json> get(const std::string& path) override { return call("GET", path, nullptr); }
@@ -106,8 +107,9 @@ class HttpClient : public ApiClient {
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 300000L);
+    // 0: no limit (libcurl's own meaning); connecting takes at most 5 s, or the whole limit if less.
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms_ > 0 ? std::min(timeout_ms_, 5000L) : 5000L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms_);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (body) {
       curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->data());
@@ -118,6 +120,11 @@ class HttpClient : public ApiClient {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      return Status(Code::unavailable, "the coordinator at " + url_ + " did not answer within " +
+                                           std::to_string(timeout_ms_ / 1000) + " s; is it overloaded or hung? "
+                                           "(--timeout SECONDS waits longer, 0 without a limit)");
+    }
     if (rc != CURLE_OK) {
       return Status(Code::unavailable, "cannot reach the coordinator at " + url_ + " (" + curl_easy_strerror(rc) +
                                            "); is kforge-coordinator running there? Pass --coordinator URL, or "
@@ -140,6 +147,7 @@ class HttpClient : public ApiClient {
   std::string url_;
   std::string token_;
   std::string token_source_;
+  long timeout_ms_;
 };
 
 }  // namespace
@@ -189,8 +197,12 @@ Result<ApiTarget> resolve_api_target(const ParsedFlags& flags) {
     target.url = "http://127.0.0.1:7780";
   }
   while (!target.url.empty() && target.url.back() == '/') target.url.pop_back();
+  // HOST:PORT is the API over plain HTTP, as curl reads it; another scheme is a mistake
+  // (tcp://HOST:7700 is the agents' endpoint, not the API).
+  if (!target.url.empty() && target.url.find("://") == std::string::npos) target.url = "http://" + target.url;
   if (target.url.rfind("http://", 0) != 0 && target.url.rfind("https://", 0) != 0) {
-    return invalid_argument("--coordinator: expected the API's URL, e.g. http://head-node:7780, got '" + target.url + "'");
+    return invalid_argument("--coordinator: expected the API's URL or HOST:PORT, e.g. http://head-node:7780 or "
+                            "head-node:7780, got '" + target.url + "'");
   }
   const char* env_token = std::getenv("KFORGE_TOKEN");
   const char* env_file = std::getenv("KFORGE_TOKEN_FILE");
@@ -238,7 +250,14 @@ Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags) {
   }
   auto target = resolve_api_target(flags);
   if (!target.ok()) return target.status();
-  return std::unique_ptr<ApiClient>(new HttpClient(target->url, target->token, target->token_source));
+  long timeout_ms = 0;
+  if (auto t = flags.get("timeout")) {
+    auto seconds = parse_uint_flag("timeout", *t);
+    if (!seconds.ok()) return seconds.status();
+    if (*seconds > 86400) return invalid_argument("flag '--timeout': expected at most 86400 seconds, got " + *t);
+    timeout_ms = static_cast<long>(*seconds) * 1000;
+  }
+  return std::unique_ptr<ApiClient>(new HttpClient(target->url, target->token, target->token_source, timeout_ms));
 }
 
 }  // namespace kforge

@@ -1,7 +1,7 @@
 // How the command line reaches a coordinator: its operator API over HTTP, or (--data DIR)
 // the same API answered in this process from the database file.
 //
-// Which one: --coordinator URL, else --data DIR, else $KFORGE_COORDINATOR, else [cli]
+// Which one: --coordinator URL (or HOST:PORT, read as http://HOST:PORT), else --data DIR, else $KFORGE_COORDINATOR, else [cli]
 // coordinator in --config FILE, else http://127.0.0.1:7780. The token (every API request
 // needs one) comes from the first of: --token, --token-file FILE, $KFORGE_TOKEN,
 // $KFORGE_TOKEN_FILE, [cli] token_file, [coordinator] api_token_file, and, for a coordinator
@@ -31,7 +31,9 @@ class ApiClient {
   virtual std::string where() const = 0;
 };
 
-// The client the flags (and config file) name.
+// The client the flags (and config file) name. Over HTTP each request waits at most --timeout
+// seconds (0 or absent: no limit) for its whole answer; a request that runs out is
+// `unavailable`, saying so.
 Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags);
 
 // The coordinator's URL and token as the flags, environment and config name them (HTTP only).

@@ -1,5 +1,5 @@
 // The operator commands: status, tasks, show, results, submit, cancel, resume, agents,
-// drain/undrain, export. Each asks the operator API (cli/client.h) and formats the answer.
+// cluster, drain/undrain, jobs, export, report. Each asks the operator API (cli/client.h) and formats the answer.
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,6 +66,49 @@ std::string clock_time(int64_t ms) {
   return buf;
 }
 
+// The output format a listing asks for: --format table|json|csv, or --json / --csv for short.
+Result<std::string> output_format(const ParsedFlags& flags) {
+  std::string format = flags.get("format").value_or("");
+  for (const char* f : {"json", "csv"}) {
+    if (!flags.has(f)) continue;
+    if (!format.empty() && format != f) return invalid_argument("give one of --format, --json and --csv");
+    format = f;
+  }
+  if (format.empty()) return std::string("table");
+  if (format != "table" && format != "json" && format != "csv") {
+    return invalid_argument("flag '--format': expected table, json or csv, got '" + format + "'");
+  }
+  return format;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+// `rows` (JSON objects) as CSV: a header, then a line per row. A column is a field's path,
+// "tasks/passed" for a nested one (its header "tasks_passed").
+void print_csv(const json& rows, const std::vector<std::string>& columns) {
+  std::string header;
+  for (const std::string& c : columns) {
+    std::string name = c;
+    std::replace(name.begin(), name.end(), '/', '_');
+    header += (header.empty() ? "" : ",") + name;
+  }
+  std::printf("%s\n", header.c_str());
+  for (const json& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      json::json_pointer at("/" + columns[i]);
+      std::string value = row.contains(at) ? str(json{{"v", row.at(at)}}, "v") : "";
+      line += (i ? "," : "") + csv_field(value);
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
 // A campaign id from the first positional argument (required when `required`).
 Result<int64_t> campaign_arg(const ParsedFlags& flags, bool required, const char* command) {
   std::string text = flags.positional.empty() ? flags.get("campaign").value_or("") : flags.positional[0];
@@ -118,15 +161,23 @@ int cmd_status(const ParsedFlags& flags) {
   if (!api.ok()) return code;
   auto id = campaign_arg(flags, false, "status");
   if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
-  const bool watch = flags.has("watch"), json_out = flags.has("json");
-  const bool tty = ::isatty(STDOUT_FILENO) && !json_out;
+  auto format = output_format(flags);
+  if (!format.ok()) return cli_fail(format.status().message(), kExitUsage);
+  const bool watch = flags.has("watch"), table = *format == "table";
+  const bool tty = ::isatty(STDOUT_FILENO) && table;
   std::vector<std::string> last;
   size_t drawn = 0;  // lines drawn last time (terminal redraw)
   for (;;) {
     auto campaigns = campaigns_to_show(**api, *id);
     if (!campaigns.ok()) return api_fail(campaigns.status());
-    if (json_out) {
+    if (*format == "json") {
       std::printf("%s\n", campaigns->dump(2).c_str());
+      return kExitOk;
+    }
+    if (*format == "csv") {
+      print_csv(*campaigns, {"id", "name", "state", "workflow", "tasks/total", "tasks/pending", "tasks/running",
+                             "tasks/passed", "tasks/failed", "tasks/cancelled", "llm/calls", "llm/cost_usd",
+                             "created_ms", "updated_ms"});
       return kExitOk;
     }
     std::vector<std::string> lines;
@@ -185,13 +236,6 @@ std::string tasks_query(const ParsedFlags& flags, int64_t campaign) {
   }
   q.pop_back();
   return q;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 const char* const kTaskColumns[] = {"task", "campaign", "op_name", "task_id", "backend", "arch", "impl_type",
@@ -261,7 +305,8 @@ int list_tasks(const ParsedFlags& flags, bool campaign_positional) {
     if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
     campaign = *id;
   }
-  if (flags.has("json") && flags.has("csv")) return cli_fail("give --json or --csv, not both", kExitUsage);
+  auto format = output_format(flags);
+  if (!format.ok()) return cli_fail(format.status().message(), kExitUsage);
   std::optional<uint64_t> limit, offset, after;
   for (auto [name, value] : {std::pair{"limit", &limit}, {"offset", &offset}, {"after", &after}}) {
     if (auto v = flags.get(name)) {
@@ -272,7 +317,7 @@ int list_tasks(const ParsedFlags& flags, bool campaign_positional) {
   }
   std::optional<TaskPrinter> printer;
   Status st = each_task_page(**api, tasks_query(flags, campaign), after, offset, limit, [&](const json& page) {
-    if (!printer) printer.emplace(flags.has("json") ? "json" : flags.has("csv") ? "csv" : "table");
+    if (!printer) printer.emplace(*format);
     printer->rows(page);
     return Status();
   });
@@ -376,7 +421,7 @@ int cmd_show(const ParsedFlags& flags) {
   if (!task["best_step"].is_null()) std::printf("  the code that passed: step %s\n", str(task, "best_step").c_str());
   for (const json& s : task["trace"]) {
     std::string role = str(s, "role"), verdict = str(s, "verdict");
-    std::printf("\n--- step %s  %s  %s%s%s\n", str(s, "seq").c_str(), role.c_str(), clock_time(s.value("created_ms", 0)).c_str(),
+    std::printf("\n--- step %s  %s  %s%s%s\n", str(s, "seq").c_str(), role.c_str(), clock_time(s.value("created_ms", int64_t{0})).c_str(),
                 verdict.empty() ? "" : ("  verdict " + verdict).c_str(), s.value("counted", true) ? "" : "  (not counted)");
     if (role == "verifier") {
       std::printf("%s", excerpt(verifier_summary(str(s, "output")), full ? 0 : 20, "  ").c_str());
@@ -458,16 +503,24 @@ int cmd_resume(const ParsedFlags& flags) { return campaign_or_task_action(flags,
 // --- agents, drain, undrain -----------------------------------------------------------------
 
 int cmd_agents(const ParsedFlags& flags) {
+  auto format = output_format(flags);
+  if (!format.ok()) return cli_fail(format.status().message(), kExitUsage);
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
   auto agents = (*api)->get("agents");
   if (!agents.ok()) return api_fail(agents.status());
-  if (flags.has("json")) {
+  if (*format == "json") {
     std::printf("%s\n", agents->dump(2).c_str());
     return kExitOk;
   }
-  std::printf("%-34s %-16s %-6s %-7s %-5s %-10s %s\n", "AGENT", "HOST", "STATE", "DRAINED", "LOAD", "HEARTBEAT", "DEVICES");
+  if (*format == "csv") {
+    print_csv(*agents, {"id", "host", "state", "drained", "drain_reason", "drained_ms", "incarnation", "registered_ms",
+                        "last_seen_ms", "running_jobs"});
+    return kExitOk;
+  }
+  std::printf("%-34s %-16s %-6s %-7s %-5s %-10s %-24s %s\n", "AGENT", "HOST", "STATE", "DRAINED", "LOAD", "HEARTBEAT",
+              "REASON", "DEVICES");
   for (const json& a : *agents) {
     std::string devices;
     size_t busy = 0;
@@ -480,29 +533,98 @@ int cmd_agents(const ParsedFlags& flags) {
       }
     }
     std::string load = std::to_string(busy) + "/" + std::to_string(a["devices"].size());
-    std::printf("%-34s %-16.16s %-6s %-7s %-5s %-10s %s\n", str(a, "id").c_str(), str(a, "host").c_str(),
+    std::string reason = str(a, "drain_reason");
+    std::printf("%-34s %-16.16s %-6s %-7s %-5s %-10s %-24.24s %s\n", str(a, "id").c_str(), str(a, "host").c_str(),
                 str(a, "state").c_str(), a.value("drained", false) ? "yes" : "no", load.c_str(),
-                ago(a.value("last_seen_ms", int64_t{0})).c_str(), devices.c_str());
+                ago(a.value("last_seen_ms", int64_t{0})).c_str(), reason.empty() ? "-" : reason.c_str(),
+                devices.c_str());
   }
   std::printf("(* a device running a job now)\n");
   return kExitOk;
 }
 
-int set_drained(const ParsedFlags& flags, bool drained) {
-  const char* verb = drained ? "drain" : "undrain";
-  if (flags.positional.size() != 1) {
-    return cli_fail(std::string(verb) + ": give one agent id (or a unique prefix); see `kforge agents`", kExitUsage);
-  }
+int cmd_cluster(const ParsedFlags& flags) {
+  auto format = output_format(flags);
+  if (!format.ok()) return cli_fail(format.status().message(), kExitUsage);
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
-  auto a = (*api)->post("agents/" + url_escape(flags.positional[0]) + "/" + verb, json::object());
-  if (!a.ok()) return api_fail(Status(a.status().code(), std::string(verb) + ": " + a.status().message()));
-  std::printf("agent %s %s\n", str(*a, "id").c_str(), drained ? "drained: running jobs finish, no new ones" : "undrained");
+  auto c = (*api)->get("cluster");
+  if (!c.ok()) return api_fail(c.status());
+  if (*format == "json") {
+    std::printf("%s\n", c->dump(2).c_str());
+    return kExitOk;
+  }
+  if (*format == "csv") {  // a line per host, as sinfo -N
+    print_csv((*c)["hosts"], {"host", "state", "drained", "drain_reason", "running_jobs", "devices/idle", "devices/busy",
+                              "devices/draining", "devices/drained", "devices/down"});
+    return kExitOk;
+  }
+  auto n = [](const json& j, const char* key) { return static_cast<long long>(j.value(key, int64_t{0})); };
+  std::printf("%-20s %-8s %6s %5s %5s %6s %8s %5s %7s  %s\n", "HOST", "STATE", "AGENTS", "IDLE", "BUSY", "DRAIN",
+              "DRAINED", "DOWN", "RUNNING", "REASON");
+  for (const json& h : (*c)["hosts"]) {
+    const json& d = h["devices"];
+    std::string state = str(h, "state") + (h.value("drained", false) ? "*" : "");
+    std::string reason = str(h, "drain_reason");
+    std::printf("%-20.20s %-8s %6zu %5lld %5lld %6lld %8lld %5lld %7lld  %s\n", str(h, "host").c_str(), state.c_str(),
+                h["agents"].size(), n(d, "idle"), n(d, "busy"), n(d, "draining"), n(d, "drained"), n(d, "down"),
+                n(h, "running_jobs"), reason.empty() ? "-" : reason.c_str());
+  }
+  const json &d = (*c)["devices"], &a = (*c)["agents"], &t = (*c)["tasks"], &j = (*c)["jobs"], &tp = (*c)["throughput"];
+  std::printf("(* drained)\n\n");
+  std::printf("devices:    %lld: %lld idle, %lld busy, %lld draining, %lld drained, %lld down\n", n(d, "total"),
+              n(d, "idle"), n(d, "busy"), n(d, "draining"), n(d, "drained"), n(d, "down"));
+  std::printf("agents:     %lld live (%lld drained), %lld lost, %lld gone\n", n(a, "live"), n(a, "drained"),
+              n(a, "lost"), n(a, "gone"));
+  std::printf("jobs:       %lld running, %lld queued\n", n(j, "running"), n(j, "queued"));
+  std::printf("tasks:      %lld pending, %lld running, %lld passed, %lld failed, %lld cancelled; campaigns: %lld running of %lld\n",
+              n(t, "pending"), n(t, "running"), n(t, "passed"), n(t, "failed"), n(t, "cancelled"),
+              n((*c)["campaigns"], "running"), n((*c)["campaigns"], "total"));
+  std::printf("throughput: %lld tasks/hour (tasks finished in the last %lld min)\n", n(tp, "tasks_per_hour"),
+              n(tp, "window_s") / 60);
+  return kExitOk;
+}
+
+// A host name drains every agent of that host; otherwise it names one agent (an id, or a
+// unique prefix of one).
+int set_drained(const ParsedFlags& flags, bool drained) {
+  const std::string verb = drained ? "drain" : "undrain";
+  if (flags.positional.size() != 1) {
+    return cli_fail(verb + ": give one host name or agent id (or a unique prefix); see `kforge agents`", kExitUsage);
+  }
+  const std::string& name = flags.positional[0];
+  json body = json::object();
+  if (auto reason = flags.get("reason")) body["reason"] = *reason;
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  json agents;
+  auto by_host = (*api)->post("hosts/" + url_escape(name) + "/" + verb, body);
+  if (by_host.ok()) {
+    agents = *by_host;
+  } else if (by_host.status().code() == Code::not_found) {
+    auto by_agent = (*api)->post("agents/" + url_escape(name) + "/" + verb, body);
+    if (!by_agent.ok() && by_agent.status().code() == Code::not_found) {
+      return api_fail(Status(Code::not_found, verb + ": no host '" + name + "' and no agent id starting with it; "
+                                                  "`kforge agents` lists them"));
+    }
+    if (!by_agent.ok()) return api_fail(Status(by_agent.status().code(), verb + ": " + by_agent.status().message()));
+    agents = json::array({*by_agent});
+  } else {
+    return api_fail(Status(by_host.status().code(), verb + ": " + by_host.status().message()));
+  }
+  for (const json& a : agents) {
+    std::string reason = str(a, "drain_reason");
+    std::printf("agent %s %s%s\n", str(a, "id").c_str(), drained ? "drained: running jobs finish, no new ones" : "undrained",
+                reason.empty() ? "" : ("; reason: " + reason).c_str());
+  }
   return kExitOk;
 }
 
 int cmd_jobs(const ParsedFlags& flags) {
+  auto format = output_format(flags);
+  if (!format.ok()) return cli_fail(format.status().message(), kExitUsage);
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
@@ -513,8 +635,13 @@ int cmd_jobs(const ParsedFlags& flags) {
   q.pop_back();
   auto jobs = (*api)->get(q);
   if (!jobs.ok()) return api_fail(jobs.status());
-  if (flags.has("json")) {
+  if (*format == "json") {
     std::printf("%s\n", jobs->dump(2).c_str());
+    return kExitOk;
+  }
+  if (*format == "csv") {
+    print_csv(*jobs, {"id", "task", "kind", "state", "epoch", "attempts", "agent", "device", "backend", "arch",
+                      "created_ms", "assigned_ms", "finished_ms", "outcome"});
     return kExitOk;
   }
   std::printf("%-8s %-10s %-6s %-8s %-18s %-8s %s\n", "JOB", "STATE", "EPOCH", "ATTEMPTS", "AGENT", "DEVICE", "OUTCOME");

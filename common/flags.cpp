@@ -42,6 +42,9 @@ Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vec
     }
     out.values[name] = value.value_or("true");
   }
+  for (const auto& s : specs) {
+    if (!s.default_value.empty()) out.values.emplace(s.name, s.default_value);
+  }
   return out;
 }
 
@@ -50,7 +53,7 @@ std::string flags_help(const std::vector<FlagSpec>& specs) {
   for (const auto& s : specs) {
     std::string left = "  --" + s.name + (s.takes_value ? " VALUE" : "");
     if (left.size() < 28) left.resize(28, ' ');
-    out += left + " " + s.help + "\n";
+    out += left + " " + s.help + (s.default_value.empty() ? "" : " (default " + s.default_value + ")") + "\n";
   }
   return out;
 }

@@ -15,6 +15,7 @@ struct FlagSpec {
   std::string name;   // without the leading dashes
   bool takes_value;   // false: a switch
   std::string help;   // one line
+  std::string default_value = {};  // the value of an absent flag ("": none); help shows it
 };
 
 struct ParsedFlags {

@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/build_info.h"
 #include "common/config.h"
 #include "common/curve.h"
 #include "common/flags.h"
@@ -28,6 +29,7 @@ const std::vector<kforge::FlagSpec> kFlags = {
     {"prompts", true, "prompt template directory (default: found)"},
     {"log-json", false, "log JSON lines"},
     {"help", false, "show this message"},
+    {"version", false, "print the version and the commit it was built from"},
 };
 
 kforge::Coordinator* g_coordinator = nullptr;
@@ -45,7 +47,14 @@ int fail(const std::string& message) {
 int main(int argc, char** argv) {
   using namespace kforge;
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-coordinator");
-  if (!flags.ok()) return fail(flags.status().message()), 2;
+  if (!flags.ok()) {  // the message names the program already
+    std::fprintf(stderr, "%s\n", flags.status().message().c_str());
+    return 2;
+  }
+  if (flags->has("version")) {
+    std::printf("%s\n", version_line("kforge-coordinator").c_str());
+    return 0;
+  }
   if (flags->has("help")) {
     std::printf("usage: kforge-coordinator [options]\n\n%s", flags_help(kFlags).c_str());
     return 0;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <httplib.h>
+#include <sqlite3.h>
 
 #include <nlohmann/json.hpp>
 
@@ -578,6 +579,112 @@ TEST_CASE("a drain through the API reaches the coordinator's pool") {
   REQUIRE(wait_until([&] { return f.cluster.coordinator().call([&](Coordinator& c) { return c.agent_drained(id); }); }, 5s));
   f.post("/api/v1/agents/" + id + "/undrain");
   CHECK(f.get("/api/v1/agents")[0]["drained"] == false);
+}
+
+TEST_CASE_FIXTURE(RouterFixture, "the cluster summary counts the queue and the tasks finished in the last hour") {
+  {
+    auto store = Store::open(db);
+    REQUIRE(store.ok());
+    NewJob job;
+    job.spec = "plain";
+    job.backend = "ascend";
+    for (int i = 0; i < 2; ++i) REQUIRE((*store)->enqueue_job(job).ok());
+  }
+  // The failed task finished two hours ago: outside the hour.
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+  std::string backdate = "UPDATE tasks SET updated_ms = updated_ms - 7200000 WHERE id = " + std::to_string(tasks[1]);
+  CHECK(sqlite3_exec(raw, backdate.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(raw);
+  json c = get("/api/v1/cluster");
+  CHECK(c["jobs"]["queued"] == 2);
+  CHECK(c["jobs"]["running"] == 0);
+  CHECK(c["tasks"]["pending"] == 1);
+  CHECK(c["tasks"]["passed"] == 1);
+  CHECK(c["tasks"]["failed"] == 1);
+  CHECK(c["throughput"]["window_s"] == 3600);
+  CHECK(c["throughput"]["tasks_finished"] == 1);
+  CHECK(c["throughput"]["tasks_per_hour"] == 1);
+  CHECK(c["campaigns"]["total"] == 1);
+  CHECK(c["hosts"].empty());
+  CHECK(c["devices"]["total"] == 0);
+  CHECK(ask("POST", "/api/v1/cluster").status == 405);
+  CHECK(ask("GET", "/api/v1/cluster", {{"host", "a"}}).status == 400);  // takes no parameters
+}
+
+TEST_CASE("a host drains with a reason; the cluster summary shows its devices by state") {
+  ServerFixture f;
+  f.cluster.start_agent("node-a", 2);
+  f.cluster.start_agent("node-b", 1);
+  REQUIRE(f.cluster.wait_live(2));
+  json c = f.get("/api/v1/cluster");
+  REQUIRE(c["hosts"].size() == 2);
+  CHECK(c["hosts"][0]["host"] == "node-a");
+  CHECK(c["hosts"][0]["state"] == "live");
+  CHECK(c["hosts"][0]["devices"]["idle"] == 2);
+  CHECK(c["devices"]["total"] == 3);
+  CHECK(c["devices"]["idle"] == 3);
+  CHECK(c["agents"]["live"] == 2);
+
+  json drained = f.post("/api/v1/hosts/node-a/drain", {{"reason", "fan replacement, ticket 42"}});
+  REQUIRE(drained.is_array());
+  REQUIRE(drained.size() == 1);
+  CHECK(drained[0]["host"] == "node-a");
+  CHECK(drained[0]["drained"] == true);
+  CHECK(drained[0]["drain_reason"] == "fan replacement, ticket 42");
+  CHECK(drained[0]["drained_ms"].is_number());
+  std::string id = drained[0]["id"];
+  REQUIRE(wait_until([&] { return f.cluster.coordinator().call([&](Coordinator& co) { return co.agent_drained(id); }); }, 5s));
+  c = f.get("/api/v1/cluster");
+  CHECK(c["hosts"][0]["drained"] == true);
+  CHECK(c["hosts"][0]["drain_reason"] == "fan replacement, ticket 42");
+  CHECK(c["hosts"][0]["devices"]["drained"] == 2);
+  CHECK(c["hosts"][1]["drained"] == false);
+  CHECK(c["devices"]["drained"] == 2);
+  CHECK(c["devices"]["idle"] == 1);
+  CHECK(c["agents"]["drained"] == 1);
+
+  // The drain outlives the agent's restart, reason and all.
+  auto agent = [&](const std::string& agent_id) {
+    for (const json& a : f.get("/api/v1/agents")) {
+      if (a["id"] == agent_id) return a;
+    }
+    FAIL("no agent " << agent_id);
+    return json();
+  };
+  std::string incarnation = agent(id)["incarnation"];
+  f.cluster.kill_agent("node-a");
+  f.cluster.start_agent("node-a", 2);
+  REQUIRE(wait_until([&] { json a = agent(id); return a["incarnation"] != incarnation && a["state"] == "live"; }, 10s));
+  CHECK(agent(id)["drained"] == true);
+  CHECK(agent(id)["drain_reason"] == "fan replacement, ticket 42");
+
+  json undrained = f.post("/api/v1/hosts/node-a/undrain");
+  CHECK(undrained[0]["drained"] == false);
+  CHECK(undrained[0]["drain_reason"] == "");
+  CHECK(undrained[0]["drained_ms"].is_null());
+  // An agent drains by its id with a reason too, and answers the Agent.
+  json one = f.post("/api/v1/agents/" + id + "/drain", {{"reason", "bad DIMM"}});
+  CHECK(one["id"] == id);
+  CHECK(one["drain_reason"] == "bad DIMM");
+
+  json none = f.post("/api/v1/hosts/node-z/drain", json::object(), 404);
+  CHECK(none["error"].get<std::string>().find("no agent on host 'node-z'") != std::string::npos);
+  json multiline = f.post("/api/v1/hosts/node-b/drain", {{"reason", "a\nb"}}, 400);
+  CHECK(multiline["error"].get<std::string>().find("reason: expected one line") != std::string::npos);
+  json long_reason = f.post("/api/v1/hosts/node-b/drain", {{"reason", std::string(300, 'x')}}, 400);
+  CHECK(long_reason["error"].get<std::string>().find("at most 256 bytes") != std::string::npos);
+  json not_text = f.post("/api/v1/hosts/node-b/drain", {{"reason", 7}}, 400);
+  CHECK(not_text["error"].get<std::string>().find("reason: expected a string") != std::string::npos);
+  std::string b = f.get("/api/v1/cluster")["hosts"][1]["agents"][0];
+  CHECK(agent(b)["drained"] == false);  // a refused drain drains nothing
+
+  auto metrics = f.http->Get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("# TYPE kforge_build_info gauge\nkforge_build_info{version=\"" KFORGE_VERSION "\",commit=\"") !=
+        std::string::npos);
+  CHECK(metrics->body.find("kforge_device_utilization_ratio{backend=\"cpu\"} ") != std::string::npos);
+  CHECK(metrics->body.find("kforge_device_utilization{") == std::string::npos);
 }
 
 TEST_CASE("a token guards the API and the metrics, not the dashboard page") {

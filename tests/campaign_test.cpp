@@ -219,6 +219,24 @@ TEST_CASE("a string cannot replace a number") {
   CHECK(contains(e, "c.toml:10:6: ops[0].sweep.N[0]: op 'softmax': the constant holds `1024`"));
 }
 
+TEST_CASE("a constant that holds a size takes positive integers; every bad value is named in one pass") {
+  // N = 1024 in tasks/softmax.py: 1.5 and -3 are no sizes, and neither is 0.
+  std::string e = error_of(softmax_campaign("[ops.sweep]\nN = [1.5, -3, 0, 2048]\n"));
+  CHECK_MESSAGE(contains(e, "c.toml:10:6: ops[0].sweep.N[0]: op 'softmax': the constant holds `1024`, a size (line "), e);
+  CHECK_MESSAGE(contains(e, "of tasks/softmax.py), so a value replacing it must be a positive integer; float 1.5 is not a positive integer"), e);
+  CHECK_MESSAGE(contains(e, "c.toml:10:11: ops[0].sweep.N[1]: op 'softmax'"), e);
+  CHECK_MESSAGE(contains(e, "c.toml:10:15: ops[0].sweep.N[2]: op 'softmax'"), e);
+  CHECK_MESSAGE(!contains(e, "sweep.N[3]"), e);
+  // A tuple of sizes takes arrays of them; a constant that is not a size keeps taking any number.
+  std::string t = error_of(std::string(kHeader) + "[[ops]]\nop_name = \"relu\"\ntask_desc = \"tasks/relu.py\"\n"
+                                                    "[ops.sweep]\nshape = [[32, -1]]\n");
+  CHECK_MESSAGE(contains(t, "ops[0].sweep.shape[0]: op 'relu': the constant holds `(16, 1024)`, a size"), t);
+  CHECK_MESSAGE(contains(t, "or an array of them; element 1 is integer -1, not a positive integer"), t);
+  Result<Campaign> ok = parse(std::string(kHeader) + "[[ops]]\nop_name = \"relu\"\ntask_desc = \"tasks/relu.py\"\n"
+                                                     "[ops.sweep]\nbias = [-0.5, 2]\nshape = [[8, 8]]\n");
+  CHECK_MESSAGE(ok.ok(), ok.status().to_string());
+}
+
 TEST_CASE("a value listed twice in a sweep is an error") {
   std::string e = error_of(softmax_campaign("[ops.sweep]\nN = [1024, 1024]\n"));
   CHECK(contains(e, "ops[0].sweep.N[1]: value integer 1024 is listed twice"));

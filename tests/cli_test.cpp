@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <ctime>
+
 #include <nlohmann/json.hpp>
 
 #include "common/process.h"
@@ -134,6 +136,17 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   harness_line = harness_line.substr(0, harness_line.find('\n'));
   CHECK(harness_line.find("load_candidate") < harness_line.find("first_call"));
   CHECK(harness_line.find("first_call") < harness_line.find("precision"));
+  // Each step's wall-clock time, from its 64-bit created_ms (in UTC here: TZ is passed on).
+  int64_t created_ms = json::parse(s.over_http({"show", "1", "--json"}).out)["trace"][0]["created_ms"];
+  std::time_t t = static_cast<std::time_t>(created_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char hhmmss[16];
+  std::strftime(hhmmss, sizeof hhmmss, "%H:%M:%S", &tm);
+  Ran utc = kforge_cli({"show", "1", "--coordinator", s.url, "--token-file", (s.data / "api.token").string()},
+                       std::chrono::seconds(60), {{"TZ", "UTC"}});
+  REQUIRE(utc.code == 0);
+  CHECK_MESSAGE(utc.out.find("--- step 1  verifier  " + std::string(hhmmss) + "  verdict passed") != std::string::npos, utc.out);
 
   std::filesystem::path out = s.dir / "export";
   Ran exported = s.over_http({"export", "1", "--out", out.string()});
@@ -205,7 +218,7 @@ TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, 
   CHECK(json::parse(s.over_http({"agents", "--json"}).out)[0]["drained"] == false);
   Ran nobody = s.over_http({"drain", "zzz"});
   CHECK(nobody.code == 1);
-  CHECK(nobody.err.find("no agent matches 'zzz'") != std::string::npos);
+  CHECK(nobody.err.find("drain: no host 'zzz' and no agent id starting with it") != std::string::npos);
 
   // The verify job of campaign 1 ran on it and exited 0.
   Ran jobs = s.over_http({"jobs", "--state", "done"});
@@ -231,16 +244,98 @@ TEST_CASE("mistakes say what to do, with the documented exit codes") {
   CHECK(bad_flag.code == 2);
   CHECK(kforge_cli({"cancel", "--data", dir.path().string()}).code == 2);
   CHECK(kforge_cli({"show", "abc"}).code == 2);
-  Ran bad_url = kforge_cli({"status", "--coordinator", "head-node:7780"});
+  Ran bad_url = kforge_cli({"status", "--coordinator", "tcp://head-node:7700"});
   CHECK(bad_url.code == 2);
-  CHECK(bad_url.err.find("http://") != std::string::npos);
+  CHECK(bad_url.err.find("expected the API's URL or HOST:PORT") != std::string::npos);
+  Ran host_port = kforge_cli({"status", "--coordinator", "127.0.0.1:1"});  // read as http://127.0.0.1:1
+  CHECK(host_port.code == 3);
+  CHECK(host_port.err.find("cannot reach the coordinator at http://127.0.0.1:1") != std::string::npos);
+  // A flag mistake names the command once.
+  CHECK(bad_flag.err == "kforge status: unknown flag '--colour'; run `kforge status --help` for the list\n");
+  for (auto [format, message] : {std::pair{std::vector<std::string>{"--format", "xml"}, "expected table, json or csv"},
+                                 {{"--json", "--format", "csv"}, "give one of --format, --json and --csv"}}) {
+    for (const char* command : {"tasks", "results", "jobs", "agents", "status", "cluster"}) {
+      std::vector<std::string> args = {command, "--coordinator", "127.0.0.1:1"};
+      args.insert(args.end(), format.begin(), format.end());
+      Ran r = kforge_cli(args);
+      CHECK_MESSAGE(r.code == 2, command);
+      CHECK_MESSAGE(r.err.find(message) != std::string::npos, r.err);
+    }
+  }
   write_file(dir / "kforge.toml", "[cli]\ncoordinator = \"http://127.0.0.1:1\"\n");
   Ran from_config = kforge_cli({"agents", "--config", (dir / "kforge.toml").string()});
   CHECK(from_config.code == 3);  // the config file named the coordinator
   CHECK(kforge_cli({"status", "--help"}).out.find("--coordinator") != std::string::npos);
 }
 
-TEST_CASE("an unknown campaign or task over HTTP is a clear error") {
+namespace {
+
+void drain_cluster_and_formats(Served& s) {
+  json agent = json::parse(s.over_http({"agents", "--json"}).out)[0];
+  std::string id = agent["id"], host = agent["host"];
+  Ran drained = s.over_http({"drain", host, "--reason", "swap disk, ticket 7"});
+  REQUIRE_MESSAGE(drained.code == 0, drained.err);
+  CHECK(drained.out == "agent " + id + " drained: running jobs finish, no new ones; reason: swap disk, ticket 7\n");
+  json a = json::parse(s.over_data({"agents", "--json"}).out)[0];
+  CHECK(a["drained"] == true);
+  CHECK(a["drain_reason"] == "swap disk, ticket 7");
+  CHECK(s.over_http({"agents"}).out.find("swap disk, ticket 7") != std::string::npos);
+  Ran csv = s.over_http({"agents", "--format", "csv"});
+  REQUIRE(csv.code == 0);
+  CHECK(csv.out.rfind("id,host,state,drained,drain_reason,drained_ms,", 0) == 0);
+  CHECK(csv.out.find("\n" + id + "," + host + ",") != std::string::npos);
+  CHECK(csv.out.find(",true,\"swap disk, ticket 7\",") != std::string::npos);
+
+  // The cluster at a glance: the host, its reason, the task that finished within the hour.
+  json c = json::parse(s.over_http({"cluster", "--json"}).out);
+  REQUIRE(c["hosts"].size() == 1);
+  CHECK(c["hosts"][0]["host"] == host);
+  CHECK(c["hosts"][0]["agents"] == json::array({id}));
+  CHECK(c["hosts"][0]["drain_reason"] == "swap disk, ticket 7");
+  CHECK(c["tasks"]["passed"] == 1);
+  CHECK(c["throughput"]["tasks_per_hour"] == 1);
+  CHECK(json::parse(s.over_data({"cluster", "--json"}).out)["hosts"] == c["hosts"]);
+  Ran table = s.over_http({"cluster"});
+  REQUIRE_MESSAGE(table.code == 0, table.err);
+  CHECK(table.out.rfind("HOST ", 0) == 0);
+  CHECK(table.out.find("\n" + host.substr(0, 20)) != std::string::npos);
+  CHECK(table.out.find("swap disk, ticket 7") != std::string::npos);
+  CHECK(table.out.find("throughput: 1 tasks/hour") != std::string::npos);
+  CHECK(table.out.find("tasks:      0 pending, 0 running, 1 passed") != std::string::npos);
+  CHECK(s.over_http({"cluster", "--csv"}).out.rfind("host,state,drained,drain_reason,running_jobs,devices_idle,", 0) == 0);
+
+  Ran undrained = s.over_http({"undrain", host});
+  REQUIRE_MESSAGE(undrained.code == 0, undrained.err);
+  CHECK(undrained.out == "agent " + id + " undrained\n");
+  CHECK(json::parse(s.over_http({"agents", "--json"}).out)[0]["drain_reason"] == "");
+
+  // --format json is --json, --format csv is --csv, on every listing.
+  for (const char* command : {"tasks", "results", "jobs", "agents", "status", "cluster"}) {
+    CAPTURE(command);
+    Ran j = s.over_http({command, "--json"}), f = s.over_http({command, "--format", "json"});
+    REQUIRE_MESSAGE(j.code == 0, j.err);
+    json doc = json::parse(j.out);
+    if (std::string(command) == "cluster") {  // its clock moves on between the two
+      json other = json::parse(f.out);
+      doc.erase("now_ms");
+      other.erase("now_ms");
+      CHECK(doc == other);
+    } else {
+      CHECK(j.out == f.out);
+    }
+    Ran c1 = s.over_http({command, "--csv"}), c2 = s.over_http({command, "--format", "csv"});
+    REQUIRE_MESSAGE(c1.code == 0, c1.err);
+    CHECK(c1.out == c2.out);
+    CHECK(c1.out.find(',') < c1.out.find('\n'));  // a header line
+  }
+  CHECK(s.over_http({"status", "--csv"}).out.find("\n1,softmax-verify,finished,verify_only,1,0,0,1,0,0,") != std::string::npos);
+  CHECK(s.over_http({"jobs", "--csv"}).out.find("\n1,1,verify,done,") != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("an unknown campaign or task over HTTP is a clear error; drain a host with a reason, see it in agents and "
+          "cluster; every listing takes --format") {
   Served s;
   Ran c = s.over_http({"status", "42"});
   CHECK(c.code == 1);
@@ -248,6 +343,7 @@ TEST_CASE("an unknown campaign or task over HTTP is a clear error") {
   Ran t = s.over_http({"show", "42"});
   CHECK(t.code == 1);
   CHECK(t.err.find("no task 42") != std::string::npos);
+  drain_cluster_and_formats(s);
 }
 
 TEST_CASE("the command line finds the token where the coordinator made it, and says what to do without it") {

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "common/sha256.h"
+#include "common/config.h"
+#include "coordinator/generation/conductor.h"
 #include "coordinator/generation/llm.h"
 #include "tests/support/fake_llm.h"
 #include "tests/support/support.h"
@@ -176,6 +178,44 @@ TEST_CASE("the api key can come from a private file instead of the environment")
   auto missing = LlmClient::create({{"coder", ep}});
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("missing.key does not exist") != std::string::npos);
+}
+
+TEST_CASE("OPENAI_BASE_URL and OPENAI_API_KEY fill what a role leaves out; the config wins") {
+  FakeLlmServer server, configured;
+  struct Unset {  // also when a check below fails: the later tests run without them
+    ~Unset() {
+      ::unsetenv("OPENAI_BASE_URL");
+      ::unsetenv("OPENAI_API_KEY");
+    }
+  } unset;
+  ::setenv("OPENAI_BASE_URL", server.base_url().c_str(), 1);
+  ::setenv("OPENAI_API_KEY", "sk-openai-env", 1);
+  ::setenv("KFORGE_LLM_TEST_KEY", "sk-from-config", 1);
+  LlmConfig config;
+  config.coder.provider = "openai";
+  config.coder.model = "fake-coder";
+  auto endpoints = endpoints_from_config(config, ".");
+  CHECK(endpoints.at("coder").base_url == server.base_url());
+  CHECK(endpoints.at("coder").api_key_env == "OPENAI_API_KEY");  // the variable's name, not the key
+  LlmResponse r = call(*make_client(endpoints), ask("hi"));
+  REQUIRE_MESSAGE(r.ok, r.error);
+  REQUIRE(server.requests().size() == 1);
+  CHECK(server.requests().at(0).headers.at("authorization") == "Bearer sk-openai-env");
+
+  // What the config sets is used, whatever the environment says.
+  config.coder.base_url = configured.base_url();
+  config.coder.api_key_env = "KFORGE_LLM_TEST_KEY";
+  endpoints = endpoints_from_config(config, ".");
+  r = call(*make_client(endpoints), ask("hi"));
+  REQUIRE_MESSAGE(r.ok, r.error);
+  CHECK(server.requests().size() == 1);
+  REQUIRE(configured.requests().size() == 1);
+  CHECK(configured.requests().at(0).headers.at("authorization") == "Bearer sk-from-config");
+  // A replayed role asks no server and sends no key.
+  config.coder = {};
+  config.coder.provider = "replay";
+  config.coder.recording = "r.jsonl";
+  CHECK(endpoints_from_config(config, ".").at("coder").api_key_env.empty());
 }
 
 TEST_CASE("empty content is an ok answer, not an error") {

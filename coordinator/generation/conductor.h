@@ -165,7 +165,8 @@ class Conductor {
 };
 
 // The configured LLM roles as endpoints; relative recording paths resolve against
-// `config_dir`.
+// `config_dir`. A role that is not replay and sets no base_url takes $OPENAI_BASE_URL; one
+// that sets neither api_key_env nor api_key_file sends $OPENAI_API_KEY when that is set.
 std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config,
                                                          const std::filesystem::path& config_dir);
 

@@ -317,6 +317,45 @@ std::optional<std::string> python_scalar(const toml::node& v, std::string_view o
   return std::nullopt;
 }
 
+// True when the constant holds a size: a positive integer literal (4096) or a tuple or list of
+// them ((16, 1024)). A sweep replacing a size takes sizes.
+bool holds_sizes(std::string_view original) {
+  auto positive = [](std::string_view t) {
+    while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+    while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+    if (t.empty() || t.front() == '0') return false;
+    return std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (original.size() >= 2 && ((original.front() == '(' && original.back() == ')') ||
+                               (original.front() == '[' && original.back() == ']'))) {
+    std::string_view items = original.substr(1, original.size() - 2);
+    if (!items.empty() && items.back() == ',') items.remove_suffix(1);  // (16,)
+    if (items.empty()) return false;
+    for (size_t start = 0;;) {
+      size_t comma = items.find(',', start);
+      if (!positive(items.substr(start, comma == std::string_view::npos ? comma : comma - start))) return false;
+      if (comma == std::string_view::npos) return true;
+      start = comma + 1;
+    }
+  }
+  return positive(original);
+}
+
+// Empty when `v` (a swept value) is a size, as holds_sizes' constants take: a positive integer,
+// or an array of them; else what is wrong.
+std::string not_a_size(const toml::node& v) {
+  auto positive = [](const toml::node& n) { return n.is_integer() && n.as_integer()->get() > 0; };
+  if (const auto* a = v.as_array()) {
+    for (size_t i = 0; i < a->size(); ++i) {
+      if (!positive(*a->get(i))) {
+        return "element " + std::to_string(i) + " is " + toml_describe(*a->get(i)) + ", not a positive integer";
+      }
+    }
+    return "";
+  }
+  return positive(v) ? "" : toml_describe(v) + " is not a positive integer";
+}
+
 // A sweep value as Python: a scalar, or an array of numbers (a tuple when the constant holds
 // one, else a list). nullopt with `why` set when it cannot be written.
 std::optional<std::string> python_value(const toml::node& v, std::string_view original,
@@ -579,9 +618,18 @@ void check_sweep_against_task(Reader& r, Op& op) {
     std::string_view original =
         std::string_view(op.task_text)
             .substr(found[0]->value_begin, found[0]->value_end - found[0]->value_begin);
+    const bool sizes = holds_sizes(original);
     for (size_t i = 0; i < key.values.size(); ++i) {
       std::string why;
-      std::optional<std::string> py = python_value(*key.values[i], original, why);
+      std::optional<std::string> py;
+      if (std::string bad = sizes ? not_a_size(*key.values[i]) : ""; !bad.empty()) {
+        why = "the constant holds `" + std::string(original) + "`, a size (line " + std::to_string(found[0]->line) +
+              " of " + op.task_desc_written + "), so a value replacing it must be a positive integer" +
+              (shape_of(original) == Shape::other && original.front() != '[' ? "" : " or an array of them") +
+              "; " + bad;
+      } else {
+        py = python_value(*key.values[i], original, why);
+      }
       if (!py) {
         std::string where = key.values.size() == 1 && !key.key_node->is_array()
                                 ? full

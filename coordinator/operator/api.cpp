@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/build_info.h"
 #include "common/fs.h"
 #include "common/protocol.h"
 #include "common/text.h"
@@ -154,6 +155,8 @@ Result<json> agent_json(Store& store, const AgentRow& a) {
               {"host", a.host},
               {"state", a.state},
               {"drained", a.drained},
+              {"drain_reason", a.drain_reason},
+              {"drained_ms", nullable_ms(a.drained_ms)},
               {"incarnation", a.incarnation},
               {"registered_ms", a.registered_ms},
               {"last_seen_ms", a.last_seen_ms},
@@ -556,13 +559,51 @@ Result<json> list_agents(Store& store) {
   return out;
 }
 
-Result<json> drain_agent(ApiBackend& backend, const std::string& prefix, bool drained) {
+// The operator's reason of a drain request: the body's optional "reason", one line of at most
+// kMaxDrainReason bytes (it is shown in listings and terminals).
+constexpr size_t kMaxDrainReason = 256;
+Result<std::string> drain_reason(const ApiRequest& r) {
+  if (r.body.empty()) return std::string();
+  auto body = parse_body(r);
+  if (!body.ok()) return body.status();
+  auto reason = string_field(*body, "", "reason", std::string());
+  if (!reason.ok()) return reason.status();
+  if (reason->size() > kMaxDrainReason) {
+    return invalid_argument("reason: expected at most " + std::to_string(kMaxDrainReason) + " bytes, got " +
+                            std::to_string(reason->size()));
+  }
+  for (unsigned char c : *reason) {
+    if (c < 0x20 || c == 0x7f) return invalid_argument("reason: expected one line of text, without control characters");
+  }
+  return reason;
+}
+
+// Drains (or undrains) the agents `select` picks from the store's agents, as one write, and
+// answers their ids; `select` returns not_found when it picks none.
+Result<json> drain_agents(ApiBackend& backend, bool drained, const std::string& reason,
+                          const std::function<Result<std::vector<AgentRow>>(Store&)>& select) {
   return backend.write([&](Store& store) -> Result<json> {
-    auto a = find_agent(store, prefix);
-    if (!a.ok()) return a.status();
-    KF_RETURN_IF_ERROR(store.set_agent_drained(a->id, drained));
-    return json{{"id", a->id}};
+    auto picked = select(store);
+    if (!picked.ok()) return picked.status();
+    json ids = json::array();
+    for (const AgentRow& a : *picked) {
+      KF_RETURN_IF_ERROR(store.set_agent_drained(a.id, drained, reason));
+      ids.push_back(a.id);
+    }
+    return ids;
   });
+}
+
+// Every agent registered from `host` (live, lost or gone: a drain outlives re-registration).
+Result<std::vector<AgentRow>> agents_of_host(Store& store, const std::string& host) {
+  auto agents = store.agents();
+  if (!agents.ok()) return agents.status();
+  std::vector<AgentRow> out;
+  for (const AgentRow& a : *agents) {
+    if (a.host == host) out.push_back(a);
+  }
+  if (out.empty()) return not_found("no agent on host '" + host + "'; `kforge agents` lists them");
+  return out;
 }
 
 Result<json> list_jobs(Store& store, const ApiRequest& r) {
@@ -587,6 +628,88 @@ Result<json> list_jobs(Store& store, const ApiRequest& r) {
   json out = json::array();  // filtered and paged in SQL; no spec is read, no result kept
   KF_RETURN_IF_ERROR(store.list_jobs(filter, [&](const JobRow& j) { out.push_back(job_json(j)); }));
   return out;
+}
+
+// The cluster in one answer, as Slurm's sinfo and `ray status` show it: hosts, their devices
+// by state, the queue, running jobs and the tasks finished in the last hour (schema/api.md
+// Cluster). A device is idle, busy, draining (drained, still running a job), drained, or down
+// (its agent is lost); a gone agent offers none.
+Result<json> cluster_summary(Store& store, const ApiRequest& r) {
+  KF_RETURN_IF_ERROR(check_query(r, {}));
+  static const char* const kDeviceStates[] = {"idle", "busy", "draining", "drained", "down"};
+  auto device_counts = [] {
+    json j = json::object();
+    for (const char* st : kDeviceStates) j[st] = 0;
+    return j;
+  };
+  auto agents = store.agents();
+  if (!agents.ok()) return agents.status();
+  json devices = device_counts(), agent_states = {{"live", 0}, {"lost", 0}, {"gone", 0}, {"drained", 0}};
+  std::map<std::string, json> hosts;  // by name
+  for (const AgentRow& a : *agents) {
+    auto aj = agent_json(store, a);
+    if (!aj.ok()) return aj.status();
+    agent_states[a.state] = agent_states.value(a.state, 0) + 1;
+    if (a.drained && a.state == "live") agent_states["drained"] = agent_states["drained"].get<int64_t>() + 1;
+    json& h = hosts[a.host];
+    if (h.is_null()) {
+      h = {{"host", a.host}, {"agents", json::array()}, {"state", "gone"}, {"drained", false},
+           {"drain_reason", ""}, {"running_jobs", 0}, {"devices", device_counts()}};
+    }
+    h["agents"].push_back(a.id);
+    // A host is as alive as its most alive agent, and drained when its live agents all are.
+    const std::string& hs = h["state"].get_ref<const std::string&>();
+    if (a.state == "live" && hs != "live") {
+      h["state"] = "live";
+      h["drained"] = a.drained;
+    } else if (a.state == "live") {
+      h["drained"] = h["drained"].get<bool>() && a.drained;
+    } else if (a.state == "lost" && hs == "gone") {
+      h["state"] = "lost";
+    }
+    if (a.drained && h["drain_reason"].get_ref<const std::string&>().empty()) h["drain_reason"] = a.drain_reason;
+    if (a.state == "gone") continue;
+    h["running_jobs"] = h["running_jobs"].get<int64_t>() + (*aj)["running_jobs"].get<int64_t>();
+    for (const json& d : (*aj)["devices"]) {
+      bool busy = d.value("running_jobs", 0) > 0;
+      const char* st = a.state != "live" ? "down" : a.drained ? (busy ? "draining" : "drained") : busy ? "busy" : "idle";
+      h["devices"][st] = h["devices"][st].get<int64_t>() + 1;
+      devices[st] = devices[st].get<int64_t>() + 1;
+    }
+  }
+  json host_list = json::array();
+  for (auto& entry : hosts) host_list.push_back(std::move(entry.second));
+  int64_t total_devices = 0;
+  for (const char* st : kDeviceStates) total_devices += devices[st].get<int64_t>();
+  devices["total"] = total_devices;
+
+  auto counts = store.task_counts(0);
+  if (!counts.ok()) return counts.status();
+  json tasks = json::object();
+  for (const char* state : {"pending", "running", "passed", "failed", "cancelled"}) {
+    auto it = counts->find(state);
+    tasks[state] = it == counts->end() ? 0 : it->second;
+  }
+  auto queued = store.count_jobs(JobState::queued);
+  if (!queued.ok()) return queued.status();
+  auto running = store.count_jobs(JobState::assigned);
+  if (!running.ok()) return running.status();
+  auto campaigns = store.campaigns();
+  if (!campaigns.ok()) return campaigns.status();
+  int64_t running_campaigns = 0;
+  for (const CampaignRow& c : *campaigns) running_campaigns += c.state == "running";
+  const int64_t now = SystemClock::instance().wall_ms(), window_ms = 3600 * 1000;
+  auto finished = store.tasks_finished_since(now - window_ms);
+  if (!finished.ok()) return finished.status();
+  return json{{"now_ms", now},
+              {"hosts", std::move(host_list)},
+              {"agents", agent_states},
+              {"devices", devices},
+              {"jobs", {{"queued", *queued}, {"running", *running}}},
+              {"tasks", tasks},
+              {"campaigns", {{"running", running_campaigns}, {"total", campaigns->size()}}},
+              {"throughput", {{"window_s", window_ms / 1000}, {"tasks_finished", *finished},
+                              {"tasks_per_hour", *finished}}}};
 }
 
 // Device-seconds of jobs running per time bucket, for the dashboard's occupancy chart.
@@ -644,6 +767,8 @@ Result<json> timeline(Store& store, const ApiRequest& r) {
 
 Result<std::string> metrics(Store& store, ApiBackend& backend) {
   std::string out;
+  metric_family(out, "kforge_build_info", "gauge", "1; the labels name the version and commit of this coordinator");
+  metric_sample(out, "kforge_build_info", {{"version", KFORGE_VERSION}, {"commit", build_commit()}}, 1);
   auto counts = store.task_counts(0);
   if (!counts.ok()) return counts.status();
   metric_family(out, "kforge_tasks", "gauge", "tasks by state, every campaign");
@@ -702,14 +827,16 @@ std::string endpoint_method(const std::vector<std::string>& parts) {
   if (n == 1 && parts[0] == "metrics") return "GET";
   if (n < 3 || parts[0] != "api" || parts[1] != "v1") return "";
   const std::string& what = parts[2];
-  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline")) return "GET";
+  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline" || what == "cluster")) {
+    return "GET";
+  }
   if (what == "campaigns" || what == "tasks") {
     if (n == 3) return "GET or POST";
     if (n == 4) return "GET";
     if (n == 5 && what == "campaigns" && parts[4] == "report") return "GET";
     if (n == 5 && (parts[4] == "cancel" || parts[4] == "resume")) return "POST";
   }
-  if (what == "agents" && n == 5 && (parts[4] == "drain" || parts[4] == "undrain")) return "POST";
+  if ((what == "agents" || what == "hosts") && n == 5 && (parts[4] == "drain" || parts[4] == "undrain")) return "POST";
   return "";
 }
 
@@ -790,15 +917,31 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
       }
     }
   }
-  if (what == "agents") {
-    if (n == 3 && get) return reply(list_agents(s));
-    if (n == 5 && post && (parts[4] == "drain" || parts[4] == "undrain")) {
-      auto done = drain_agent(backend, parts[3], parts[4] == "drain");
-      if (!done.ok()) return error_reply(done.status());
-      auto a = find_agent(s, (*done)["id"].get<std::string>());
-      return a.ok() ? reply(agent_json(s, *a)) : error_reply(a.status());
+  if ((what == "agents" || what == "hosts") && n == 5 && post && (parts[4] == "drain" || parts[4] == "undrain")) {
+    const bool drained = parts[4] == "drain";
+    auto reason = drain_reason(r);
+    if (!reason.ok()) return error_reply(reason.status());
+    const std::string& name = parts[3];
+    auto done = drain_agents(backend, drained, *reason, [&](Store& writable) -> Result<std::vector<AgentRow>> {
+      if (what == "hosts") return agents_of_host(writable, name);
+      auto a = find_agent(writable, name);
+      if (!a.ok()) return a.status();
+      return std::vector<AgentRow>{*a};
+    });
+    if (!done.ok()) return error_reply(done.status());
+    json out = json::array();
+    for (const json& id : *done) {
+      auto a = find_agent(s, id.get<std::string>());
+      if (!a.ok()) return error_reply(a.status());
+      auto aj = agent_json(s, *a);
+      if (!aj.ok()) return error_reply(aj.status());
+      out.push_back(std::move(*aj));
     }
+    // An agent's drain answers the Agent, a host's every Agent of the host.
+    return json_reply(what == "agents" ? out[0] : out);
   }
+  if (what == "agents" && n == 3 && get) return reply(list_agents(s));
+  if (what == "cluster" && n == 3 && get) return reply(cluster_summary(s, r));
   if (what == "jobs" && n == 3 && get) return reply(list_jobs(s, r));
   if (what == "timeline" && n == 3 && get) return reply(timeline(s, r));
   if (std::string allowed = endpoint_method(parts); !allowed.empty()) return method_not_allowed(r, allowed);

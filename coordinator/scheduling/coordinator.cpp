@@ -1239,9 +1239,9 @@ void Coordinator::render_metrics(std::string& out) const {
   });
   metric_family(out, "kforge_devices", "gauge", "devices of live agents, by backend");
   for (const auto& [backend, n] : by_backend) metric_sample(out, "kforge_devices", {{"backend", backend}}, n.first);
-  metric_family(out, "kforge_device_utilization", "gauge", "fraction of the backend's devices running a job now");
+  metric_family(out, "kforge_device_utilization_ratio", "gauge", "fraction of the backend's devices running a job now");
   for (const auto& [backend, n] : by_backend) {
-    metric_sample(out, "kforge_device_utilization", {{"backend", backend}},
+    metric_sample(out, "kforge_device_utilization_ratio", {{"backend", backend}},
                   n.first ? static_cast<double>(n.second) / n.first : 0.0);
   }
   metric_family(out, "kforge_pool_queued_jobs", "gauge", "jobs waiting for a device");

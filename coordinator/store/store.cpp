@@ -69,6 +69,7 @@ struct Statements {
   sqlite3_stmt* queued_after = nullptr;
   sqlite3_stmt* jobs_of_agent = nullptr;
   sqlite3_stmt* count_jobs = nullptr;
+  sqlite3_stmt* tasks_finished_since = nullptr;
   sqlite3_stmt* upsert_agent = nullptr;
   sqlite3_stmt* delete_devices = nullptr;
   sqlite3_stmt* insert_device = nullptr;
@@ -198,6 +199,8 @@ const SqlDef kSql[] = {
     {&Statements::jobs_of_agent,
      "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE agent_id = ?1 AND state = ?2 ORDER BY id"},
     {&Statements::count_jobs, "SELECT COUNT(*) FROM jobs WHERE state = ?1"},
+    {&Statements::tasks_finished_since,
+     "SELECT COUNT(*) FROM tasks WHERE state IN ('passed', 'failed') AND updated_ms >= ?1"},
     {&Statements::upsert_agent,
      "INSERT INTO agents(id, incarnation, host, state, drained, capabilities, registered_ms, "
      "last_seen_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
@@ -209,11 +212,12 @@ const SqlDef kSql[] = {
      "INSERT INTO devices(agent_id, idx, backend, arch, name, memory_mb) "
      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
     {&Statements::set_agent_state, "UPDATE agents SET state = ?2 WHERE id = ?1"},
-    {&Statements::set_agent_drained, "UPDATE agents SET drained = ?2 WHERE id = ?1"},
+    {&Statements::set_agent_drained,
+     "UPDATE agents SET drained = ?2, drain_reason = ?3, drained_ms = ?4 WHERE id = ?1"},
     {&Statements::touch_agent, "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1"},
     {&Statements::agents,
-     "SELECT id, incarnation, host, state, drained, capabilities, registered_ms, last_seen_ms "
-     "FROM agents ORDER BY id"},
+     "SELECT id, incarnation, host, state, drained, capabilities, registered_ms, last_seen_ms, "
+     "drain_reason, drained_ms FROM agents ORDER BY id"},
     {&Statements::devices_of,
      "SELECT agent_id, idx, backend, arch, name, memory_mb FROM devices WHERE agent_id = ?1 "
      "ORDER BY idx, backend"},
@@ -1169,6 +1173,15 @@ Result<std::vector<JobRow>> Store::jobs_of_agent(const std::string& agent_id, Jo
   return job_rows(d, s, "jobs_of_agent");
 }
 
+Result<int64_t> Store::tasks_finished_since(int64_t since_ms) {
+  Db& d = impl_->d;
+  Stmt s(d.st.tasks_finished_since);
+  s.bind(1, since_ms);
+  int rc = s.step();
+  if (rc != SQLITE_ROW) return d.error(rc, "tasks_finished_since");
+  return s.i64(0);
+}
+
 Result<int64_t> Store::count_jobs(JobState state) {
   Db& d = impl_->d;
   Stmt s(d.st.count_jobs);
@@ -1317,9 +1330,11 @@ Status Store::set_agent_state(const std::string& agent_id, const std::string& st
                       [&](Stmt& s) { s.text(2, state); });
 }
 
-Status Store::set_agent_drained(const std::string& agent_id, bool drained) {
-  return update_agent(impl_->d, impl_->d.st.set_agent_drained, agent_id, "set_agent_drained",
-                      [&](Stmt& s) { s.bind(2, drained); });
+Status Store::set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason) {
+  const int64_t now = impl_->d.now();
+  return update_agent(impl_->d, impl_->d.st.set_agent_drained, agent_id, "set_agent_drained", [&](Stmt& s) {
+    s.bind(2, drained).text_copy(3, drained ? reason : std::string()).bind(4, drained ? now : int64_t{0});
+  });
 }
 
 Status Store::touch_agent(const std::string& agent_id) {
@@ -1332,7 +1347,7 @@ Result<std::vector<AgentRow>> Store::agents() {
   Db& d = impl_->d;
   Stmt s(d.st.agents);
   return all_rows<AgentRow>(d, s, "agents", [](const Stmt& r) {
-    return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7)};
+    return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7), r.str(8), r.i64(9)};
   });
 }
 

@@ -185,6 +185,8 @@ struct AgentRow {
   std::string capabilities;   // JSON object
   int64_t registered_ms = 0;
   int64_t last_seen_ms = 0;
+  std::string drain_reason;   // the operator's words at the drain ("" when not drained)
+  int64_t drained_ms = 0;     // when it was drained (0 when not)
 };
 
 struct DeviceRow {
@@ -331,6 +333,9 @@ class Store {
   // what the table holds. REQUIRES: `each` does not use this Store.
   Status list_jobs(const JobFilter& filter, const std::function<void(const JobRow&)>& each);
   Result<int64_t> count_jobs(JobState state);
+  // Tasks that reached passed or failed at or after `since_ms` (their updated_ms), through
+  // the index tasks_by_state_updated: the cluster summary's throughput.
+  Result<int64_t> tasks_finished_since(int64_t since_ms);
 
   // The queue of tasks, paged (issue 21). The ids of the tasks matching `query`, ascending.
   // With a state or campaign filter the walk goes through that index and a page costs what
@@ -349,7 +354,8 @@ class Store {
   // `agent`). An existing agent keeps its drained flag: a drain outlives re-registration.
   Status upsert_agent(const AgentRow& agent, const std::vector<DeviceRow>& devices);
   Status set_agent_state(const std::string& agent_id, const std::string& state);
-  Status set_agent_drained(const std::string& agent_id, bool drained);
+  // A drain records `reason` and the time; an undrain clears both (`reason` is ignored).
+  Status set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason = "");
   Status touch_agent(const std::string& agent_id);  // last_seen_ms = now
   Result<std::vector<AgentRow>> agents();
   Result<std::vector<DeviceRow>> devices_of(const std::string& agent_id);

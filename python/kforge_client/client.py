@@ -237,12 +237,26 @@ class Client:
         """Agent dicts (devices, running jobs, liveness)."""
         return self.get("agents")
 
-    def drain(self, agent):
-        """Stops giving the agent (an id or unique prefix) new jobs; its Agent dict."""
-        return self.post(f"agents/{urllib.parse.quote(agent, safe='')}/drain")
+    def drain(self, agent, reason=None):
+        """Stops giving the agent (an id or unique prefix) new jobs; its Agent dict.
+        ``reason`` (one line) is kept and shown until the agent is undrained."""
+        body = {} if reason is None else {"reason": reason}
+        return self.post(f"agents/{urllib.parse.quote(agent, safe='')}/drain", body)
 
     def undrain(self, agent):
         return self.post(f"agents/{urllib.parse.quote(agent, safe='')}/undrain")
+
+    def drain_host(self, host, reason=None):
+        """Drains every agent of ``host``; their Agent dicts."""
+        body = {} if reason is None else {"reason": reason}
+        return self.post(f"hosts/{urllib.parse.quote(host, safe='')}/drain", body)
+
+    def undrain_host(self, host):
+        return self.post(f"hosts/{urllib.parse.quote(host, safe='')}/undrain")
+
+    def cluster(self):
+        """The cluster summary: hosts, devices by state, queue, running jobs, tasks per hour."""
+        return self.get("cluster")
 
     def jobs(self, state=None, task=None, limit=None, offset=None):
         """Job dicts by id; every filter optional. Without ``limit`` every matching job;

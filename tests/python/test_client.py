@@ -36,6 +36,11 @@ def test_health_and_agents(client):
     prefix = agents[0]["id"][:8]
     assert client.drain(prefix)["drained"] is True
     assert client.undrain(prefix)["drained"] is False
+    host = agents[0]["host"]
+    drained = client.drain_host(host, reason="new PSU")
+    assert [(a["id"], a["drain_reason"]) for a in drained] == [(agents[0]["id"], "new PSU")]
+    assert client.cluster()["hosts"][0]["drain_reason"] == "new PSU"
+    assert client.undrain_host(host)[0]["drained"] is False
     with pytest.raises(NotFound, match="no agent matches 'zzz'"):
         client.drain("zzz")
 

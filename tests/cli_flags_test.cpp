@@ -1,0 +1,81 @@
+// The command line's flags as a user meets them, against real processes: timeouts against a
+// coordinator that never answers, --version of every program.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/process.h"
+#include "tests/support/child.h"
+
+using namespace kforge;
+using namespace kforge::test;
+
+namespace {
+
+// A listener that never answers: the kernel completes the connection, nobody reads it.
+struct HungCoordinator {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int port = 0;
+  HungCoordinator() {
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 16) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+  }
+  ~HungCoordinator() { ::close(fd); }
+};
+
+}  // namespace
+
+TEST_CASE("a hung coordinator costs a query its timeout, not minutes; --timeout sets it") {
+  HungCoordinator hung;
+  const std::string where = "127.0.0.1:" + std::to_string(hung.port);
+  Ran quick = kforge_cli({"status", "--coordinator", where, "--token", "t", "--timeout", "1"}, std::chrono::seconds(60));
+  CHECK(quick.code == 3);
+  CHECK_MESSAGE(quick.err.find("the coordinator at http://" + where + " did not answer within 1 s") != std::string::npos,
+                quick.err);
+  // Without --timeout a query gives up after its default (the test's own limit is far above it).
+  Ran fallback = kforge_cli({"agents", "--coordinator", where, "--token", "t"}, std::chrono::seconds(120));
+  CHECK(fallback.code == 3);
+  CHECK_MESSAGE(fallback.err.find("did not answer within 20 s") != std::string::npos, fallback.err);
+  // Defaults match the operation; --help says them.
+  CHECK(kforge_cli({"status", "--help"}).out.find("0: no limit (default 20)") != std::string::npos);
+  CHECK(kforge_cli({"drain", "--help"}).out.find("0: no limit (default 30)") != std::string::npos);
+  CHECK(kforge_cli({"export", "--help"}).out.find("0: no limit (default 600)") != std::string::npos);
+  Ran bad = kforge_cli({"status", "--coordinator", where, "--timeout", "soon"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("flag '--timeout': expected a non-negative integer, got 'soon'") != std::string::npos);
+}
+
+TEST_CASE("--version names the program once, with the version and commit; so do flag mistakes") {
+  for (auto [exe, name] : {std::pair{binary_dir() / "coordinator" / "kforge-coordinator", "kforge-coordinator"},
+                           {binary_dir() / "agent" / "kforge-agent", "kforge-agent"},
+                           {binary_dir() / "cli" / "kforge", "kforge"}}) {
+    CAPTURE(name);
+    for (const char* flag : {"--version", "--colour"}) {
+      ProcessSpec spec;
+      spec.argv = {exe.string(), flag};
+      spec.timeout = std::chrono::seconds(30);
+      auto r = run_process(spec);
+      REQUIRE(r.ok());
+      std::string text = r->stdout_data + r->stderr_data;
+      CHECK_MESSAGE(text.find(std::string(name) + ": " + name) == std::string::npos, text);
+      if (std::string(flag) == "--version") {
+        CHECK(r->exit_code == 0);
+        CHECK(r->stdout_data.rfind(std::string(name) + " " KFORGE_VERSION " (commit ", 0) == 0);
+      } else {
+        CHECK(r->exit_code == 2);
+      }
+    }
+  }
+}
+
+// (One coordinator for both: each costs a kforge run.)
