@@ -100,11 +100,14 @@ struct Conductor::AnswerLog {
   std::unique_ptr<Store> store;
 };
 
-std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config,
-                                                         const std::filesystem::path& config_dir) {
-  std::map<std::string, LlmEndpoint> out;
-  for (const auto& [role, c] : {std::pair{"designer", &config.designer}, {"coder", &config.coder},
-                                {"conductor", &config.conductor}}) {
+ConductorOptions conductor_options(const Config& config, const std::filesystem::path& config_dir) {
+  ConductorOptions options;
+  options.verify_timeout_s = config.coordinator.verify_timeout_s;
+  std::map<std::string, LlmEndpoint>& out = options.endpoints;
+  const LlmConfig& llm = config.llm;
+  for (const auto& [role, c] : {std::pair{"designer", &llm.designer},
+                                {"coder", &llm.coder},
+                                {"conductor", &llm.conductor}}) {
     if (c->provider.empty()) continue;
     LlmEndpoint e;
     e.provider = c->provider;
@@ -125,7 +128,7 @@ std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config
     }
     out[role] = e;
   }
-  return out;
+  return options;
 }
 
 std::string latest_code(const std::vector<StepRow>& steps, const std::string& impl_type) {
@@ -135,18 +138,58 @@ std::string latest_code(const std::vector<StepRow>& steps, const std::string& im
   return code.ok() ? *code : "";
 }
 
+namespace {
+
+class CoordinatorLoop : public ConductorLoop {
+ public:
+  explicit CoordinatorLoop(Coordinator& coordinator) : c_(coordinator) {}
+  Store& store() override { return c_.store(); }
+  std::filesystem::path store_path() const override { return c_.store_path(); }
+  Result<int64_t> submit(const NewJob& job, const proto::Assign& assign) override {
+    return c_.submit(job, assign);
+  }
+  Status cancel(int64_t job_id) override { return c_.cancel(job_id); }
+  void post(std::function<void()> fn) override { c_.post(std::move(fn)); }
+  void after_commit(std::function<void()> fn) override { c_.after_commit(std::move(fn)); }
+  void add_result_listener(ResultListener listener) override {
+    c_.add_result_listener(std::move(listener));
+  }
+  void add_reload_listener(std::function<void()> fn) override {
+    c_.add_reload_listener(std::move(fn));
+  }
+
+ private:
+  Coordinator& c_;
+};
+
+}  // namespace
+
+std::unique_ptr<ConductorLoop> coordinator_loop(Coordinator& coordinator) {
+  return std::make_unique<CoordinatorLoop>(coordinator);
+}
+
 Conductor::Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts,
                      ConductorOptions options)
-    : coordinator_(coordinator),
+    : Conductor(coordinator_loop(coordinator), nullptr, llm, std::move(prompts),
+                std::move(options)) {}
+
+Conductor::Conductor(ConductorLoop& loop, LlmClient* llm, PromptLibrary prompts,
+                     ConductorOptions options)
+    : Conductor(nullptr, &loop, llm, std::move(prompts), std::move(options)) {}
+
+Conductor::Conductor(std::unique_ptr<ConductorLoop> own_loop, ConductorLoop* loop, LlmClient* llm,
+                     PromptLibrary prompts, ConductorOptions options)
+    : own_loop_(std::move(own_loop)),
+      loop_(loop != nullptr ? *loop : *own_loop_),
       llm_(llm),
       prompts_(std::move(prompts)),
       options_(std::move(options)),
-      answers_(std::make_shared<AnswerLog>(coordinator.store_path())) {
-  coordinator_.add_result_listener([this](const JobRow& job, const proto::JobResult& result) {
+      answers_(std::make_shared<AnswerLog>(loop_.store_path())) {
+  loop_.add_result_listener([this](const JobRow& job, const proto::JobResult& result) {
     if (!job.task_id) return;
     guarded(*job.task_id, [&] { on_job_result(job, result); });
   });
-  coordinator_.add_reload_listener([this] { reload(); });
+  loop_.add_reload_listener([this] { reload(); });
 }
 
 void Conductor::reload() {
@@ -154,7 +197,7 @@ void Conductor::reload() {
   // the tasks start again once the work replayed before this post has run.
   active_.clear();
   reloading_ = true;
-  coordinator_.post([this] {
+  loop_.post([this] {
     reloading_ = false;
     if (Status st = resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
   });
@@ -164,8 +207,6 @@ ConductorPolicy Conductor::policy(const Active& active) const {
   ConductorPolicy p;
   p.workflow = active.workflow;
   p.conductor_model = options_.endpoints.count("conductor") > 0;
-  p.max_code_fixes = options_.max_code_fixes;
-  p.max_infra_retries = options_.max_infra_retries;
   return p;
 }
 
@@ -178,7 +219,7 @@ bool Conductor::check(const Status& st, int64_t task_id) {
 
 void Conductor::guarded(int64_t task_id, const std::function<void()>& fn) {
   failed_ = Status();
-  Status st = coordinator_.store().atomically([&] {
+  Status st = loop_.store().atomically([&] {
     fn();
     return failed_;
   });
@@ -192,15 +233,15 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
   store_errors_total_++;
   active_.erase(task_id);
   std::string what = error.message();
-  const std::string db = coordinator_.store_path().string() + ": ";
+  const std::string db = loop_.store_path().string() + ": ";
   if (what.rfind(db, 0) == 0) what = what.substr(db.size());  // the reason is shown to users
   if (++store_errors_[task_id] < kMaxStoreErrors) {
     spdlog::warn("task {}: store error, its event rolled back; starting it again ({} of {}): {}", task_id,
                  store_errors_[task_id], kMaxStoreErrors, what);
-    coordinator_.post([this, task_id] { start(task_id); });
+    loop_.post([this, task_id] { start(task_id); });
     return;
   }
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   int64_t campaign_id = 0;
   Status marked = store.atomically([&] {
     auto task = store.get_task(task_id);
@@ -218,7 +259,7 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
 
 void Conductor::take_interrupted_calls() {
   if (interrupted_calls_) return;
-  auto taken = coordinator_.store().take_pending_llm_calls();
+  auto taken = loop_.store().take_pending_llm_calls();
   if (!taken.ok()) {
     spdlog::error("conductor: {}", taken.status().to_string());
     return;
@@ -237,7 +278,7 @@ void Conductor::on_finish(int64_t task_id, std::function<void(bool passed)> done
 Status Conductor::resume_all() {
   if (reloading_) return Status();
   take_interrupted_calls();
-  auto tasks = coordinator_.store().unfinished_tasks();
+  auto tasks = loop_.store().unfinished_tasks();
   if (!tasks.ok()) return tasks.status();
   // A task driven here that the store no longer lists as unfinished was cancelled (by the
   // operator API, or `kforge cancel` on the database): stop it and withdraw its jobs.
@@ -260,10 +301,11 @@ Status Conductor::resume_all() {
 
 void Conductor::stop(int64_t task_id) {
   active_.erase(task_id);
-  auto jobs = coordinator_.store().jobs_of_task(task_id);
+  auto jobs = loop_.store().jobs_of_task(task_id);
   if (check(jobs.status(), task_id)) {
     for (const JobRow& job : *jobs) {
-      if (job.state == JobState::queued || job.state == JobState::assigned) check(coordinator_.cancel(job.id), task_id);
+      if (job.state == JobState::queued || job.state == JobState::assigned)
+        check(loop_.cancel(job.id), task_id);
     }
   }
   spdlog::info("task {} cancelled", task_id);
@@ -279,13 +321,14 @@ void Conductor::start(int64_t task_id) {
 }
 
 void Conductor::start_unguarded(int64_t task_id) {
-  auto task = coordinator_.store().get_task(task_id);
+  auto task = loop_.store().get_task(task_id);
   if (!check(task.status(), task_id)) return;
   if (task->state != "pending" && task->state != "running") return;
-  auto campaign = coordinator_.store().get_campaign(task->campaign_id);
+  auto campaign = loop_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
   active_[task_id] = Active{0, campaign->workflow, task->campaign_id};
-  if (task->state == "pending") check(coordinator_.store().set_task_state(task_id, "running", ""), task_id);
+  if (task->state == "pending")
+    check(loop_.store().set_task_state(task_id, "running", ""), task_id);
   advance(task_id);
 }
 
@@ -301,8 +344,8 @@ void Conductor::advance(int64_t task_id) {
 void Conductor::advance_unguarded(int64_t task_id) {
   auto it = active_.find(task_id);
   if (it == active_.end()) return;
-  auto task = coordinator_.store().get_task(task_id);
-  auto steps = coordinator_.store().steps_of(task_id);
+  auto task = loop_.store().get_task(task_id);
+  auto steps = loop_.store().steps_of(task_id);
   if (!check(task.status(), task_id) || !check(steps.status(), task_id)) return;
   Action action = decide(policy(it->second), task->spec.limit_steps, *steps);
   spdlog::debug("task {} ({}/{}): {} after {} steps", task_id, task->spec.op_name, task->spec.task_id,
@@ -351,7 +394,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 
   // A question already answered (before a restart) is not asked again.
   std::string key = request_key(endpoint->second, request);
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   auto cached = store.find_llm_call(key);
   if (!check(cached.status(), task.id)) return;
   if (cached->has_value()) {
@@ -370,10 +413,10 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  coordinator_.after_commit([this, task_id, token, role, request, call] {
+  loop_.after_commit([this, task_id, token, role, request, call] {
     auto it = active_.find(task_id);
     if (it == active_.end() || it->second.token != token) {
-      check(coordinator_.store().forget_pending_llm_call(call.request_key), task_id);
+      check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
       return;
     }
     llm_->submit(request, [this, answers = answers_, task_id, token, role, request, call](LlmResponse response) {
@@ -383,7 +426,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
-      coordinator_.post([this, task_id, token, role, request, response] {
+      loop_.post([this, task_id, token, role, request, response] {
         guarded(task_id, [&] { on_llm(task_id, token, role, request, response, false); });
       });
     });
@@ -392,7 +435,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 
 void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
                        const LlmResponse& response, bool from_cache) {
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   if (!from_cache) {
     // Stored before it is used: on arrival, or here if that failed (recording a stored answer
     // again changes nothing); stored even when the task was cancelled meanwhile, so that
@@ -433,7 +476,7 @@ void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, 
 }
 
 void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   const int seq = steps.empty() ? 1 : steps.back().seq + 1;
   active_[task.id].token = next_token_++;
   auto existing = store.job_for_task_seq(task.id, seq);
@@ -452,12 +495,10 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
   spec.op_name = task.spec.op_name;
   spec.target = Target{task.spec.backend, task.spec.arch, task.spec.impl_type, task.spec.framework};
   spec.task_type = task.spec.task_type;
-  spec.options = options_.verify_options;
   proto::Assign assign;
   assign.kind = "verify";
   assign.files = verify_files(spec, task.spec.task_desc, candidate);
   assign.timeout_ms = static_cast<uint64_t>(options_.verify_timeout_s) * 1000;
-  assign.limits.address_space_mb = options_.verify_memory_mb;
   NewJob job;
   job.task_id = task.id;
   job.task_seq = seq;
@@ -465,7 +506,7 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
   job.backend = task.spec.backend;
   job.arch = task.spec.arch;
   job.exclusive = task.spec.task_type == "profile";  // timings need the device alone
-  auto id = coordinator_.submit(job, assign);
+  auto id = loop_.submit(job, assign);
   if (!check(id.status(), task.id)) return;
   spdlog::info("task {} ({}/{}): verify job {} (step {})", task.id, task.spec.op_name, task.spec.task_id, *id, seq);
 }
@@ -474,7 +515,7 @@ void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result)
   if (!job.task_id || !job.task_seq) return;
   int64_t task_id = *job.task_id;
   if (!active_.count(task_id)) return;
-  auto steps = coordinator_.store().steps_of(task_id);
+  auto steps = loop_.store().steps_of(task_id);
   if (!check(steps.status(), task_id)) return;
   int expected = steps->empty() ? 1 : steps->back().seq + 1;
   if (*job.task_seq != expected) return;  // already recorded
@@ -498,13 +539,14 @@ void Conductor::record_verdict(int64_t task_id, int64_t job_id, const VerifyResu
   step.verdict = to_string(result.verdict);
   // Infrastructure failures cost the task nothing.
   step.counted = result.verdict != Verdict::infra_error;
-  if (!check(coordinator_.store().record_step(step).status(), task_id)) return;
+  if (!check(loop_.store().record_step(step).status(), task_id)) return;
   advance(task_id);
 }
 
 void Conductor::finish(int64_t task_id, const Action& action) {
   std::string verdict = action.passed ? "passed" : action.reason;
-  if (!check(coordinator_.store().set_task_state(task_id, action.passed ? "passed" : "failed", verdict), task_id)) {
+  if (!check(loop_.store().set_task_state(task_id, action.passed ? "passed" : "failed", verdict),
+             task_id)) {
     return;
   }
   spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
@@ -519,12 +561,12 @@ void Conductor::finished(int64_t task_id, int64_t campaign_id, bool passed) {
   waiters_.erase(task_id);
   for (auto& w : waiters) w(passed);
   // The campaign is finished when none of its tasks is.
-  auto tasks = coordinator_.store().tasks_of_campaign(campaign_id);
+  auto tasks = loop_.store().tasks_of_campaign(campaign_id);
   if (!tasks.ok()) return;
   for (const TaskRow& t : *tasks) {
     if (t.state == "pending" || t.state == "running") return;
   }
-  check(coordinator_.store().set_campaign_state(campaign_id, "finished"), task_id);
+  check(loop_.store().set_campaign_state(campaign_id, "finished"), task_id);
   spdlog::info("campaign {} finished", campaign_id);
 }
 
