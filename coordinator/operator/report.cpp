@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -408,7 +409,30 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
 
 // ---- HTML ----------------------------------------------------------------------------------
 
+// coordinator/operator/report.html, embedded at build time: the page (head, style, footer)
+// around the body report_html builds.
+extern const char* const kReportHtml;
+
 namespace {
+
+// `page` with each {{key}} replaced by its value, verbatim (values are not scanned). The page
+// is ours: each of its placeholders has a value (report_test renders every part of it).
+std::string fill_template(std::string_view page,
+                          std::initializer_list<std::pair<std::string_view, std::string>> values) {
+  std::string out;
+  size_t at = 0;
+  for (size_t open; (open = page.find("{{", at)) != std::string_view::npos;) {
+    const size_t close = page.find("}}", open);
+    const std::string_view key = page.substr(open + 2, close - open - 2);
+    out += page.substr(at, open - at);
+    for (const auto& [name, value] : values) {
+      if (name == key) out += value;
+    }
+    at = close + 2;
+  }
+  out += page.substr(at);
+  return out;
+}
 
 // &, <, >, " and ' as entities: safe in element content and in quoted attributes.
 std::string esc(const std::string& s) {
@@ -735,56 +759,6 @@ std::string verdicts_svg(const std::vector<std::pair<std::string, int64_t>>& cou
   return out;
 }
 
-constexpr const char* kCss = R"css(
-:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg2: #f6f8fa;
-        --fast: #2e7d32; --slow: #8c959f; --fail: #c62828; --sus: #e07b00; --infra: #9e9e9e; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
-       max-width: 1180px; margin: 24px auto; padding: 0 16px; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
-.meta, .note { color: var(--muted); } .note { font-size: 12px; }
-.state { font-size: 13px; font-weight: 600; padding: 2px 8px; border-radius: 10px; background: var(--bg2);
-         border: 1px solid var(--line); vertical-align: middle; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; margin-top: 16px; }
-.card { border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; break-inside: avoid; }
-.card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
-.card .v { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.card .d { color: var(--muted); font-size: 12px; }
-.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; }
-figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; break-inside: avoid; }
-figcaption { font-weight: 600; margin-bottom: 4px; }
-svg { width: 100%; height: auto; display: block; }
-svg text { font: 11px system-ui, sans-serif; fill: var(--fg); }
-svg .axis { fill: var(--muted); } svg .reflabel { font-size: 10px; fill: var(--muted); }
-svg .grid { stroke: var(--line); stroke-width: 1; } svg .axisline { stroke: var(--fg); stroke-width: 1; }
-svg .ref { stroke: var(--fg); stroke-width: 1.5; stroke-dasharray: 5 3; }
-svg .ref.sus { stroke: var(--sus); stroke-dasharray: 2 3; }
-.bar.fast { fill: var(--fast); } .bar.slow { fill: var(--slow); } .bar.sus { fill: var(--sus); }
-.bar.fail { fill: var(--fail); } .bar.infra { fill: var(--infra); }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
-table.devices { width: auto; min-width: 50%; }
-th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { background: var(--bg2); font-weight: 600; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
-td.n { white-space: nowrap; }
-tr.passed td:first-child { box-shadow: inset 3px 0 var(--fast); }
-tr.failed td:first-child { box-shadow: inset 3px 0 var(--fail); }
-tr.pending td:first-child, tr.running td:first-child, tr.cancelled td:first-child { box-shadow: inset 3px 0 var(--slow); }
-.reason { color: var(--muted); font-size: 12px; max-width: 360px; overflow-wrap: anywhere; }
-.sus { color: var(--sus); font-weight: 600; }
-.empty { color: var(--muted); font-style: italic; }
-code { font-size: 12px; }
-@media print {
-  body { margin: 0; max-width: none; font-size: 11px; }
-  .scroll { overflow: visible; } table { font-size: 10px; }
-  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  .plots { grid-template-columns: 1fr 1fr; }
-  tr, figure, .card { break-inside: avoid; }
-  h2 { break-after: avoid; }
-}
-)css";
-
 std::string card(const std::string& key, const std::string& value, const std::string& detail) {
   return "<div class=\"card\"><div class=\"k\">" + esc(key) + "</div><div class=\"v\">" +
          esc(value) + "</div><div class=\"d\">" + esc(detail) + "</div></div>";
@@ -807,13 +781,8 @@ std::optional<double> opt_value(const json& report, std::initializer_list<const 
 std::string report_html(const json& report) {
   const json& r = report;
   const std::string name = str(r, {"campaign", "name"});
-  std::string out;
+  std::string out;  // the page's body; the page around it is report.html
   out.reserve(64 * 1024);
-  out +=
-      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>kforge "
-      "report: " +
-      esc(name) + "</title>\n<style>" + kCss + "</style>\n</head>\n<body>\n";
 
   // Header.
   out += "<header><h1>Campaign " + esc(name.empty() ? std::string(kNone) : name) +
@@ -1057,17 +1026,9 @@ std::string report_html(const json& report) {
     out += "</tbody></table></div>\n";
   }
 
-  out +=
-      "<footer><p class=\"note\">fast_0 = tasks that passed / all tasks; fast_p = tasks that "
-      "passed with a "
-      "measured speedup above p / all tasks (KernelBench); precision_only tasks are never "
-      "measured, so the "
-      "profiled rates count profile tasks only. The geometric mean is over correct profiled "
-      "kernels. "
-      "Device time: done jobs, assignment to result. Definitions: docs/reports.md. Report "
-      "version " +
-      count_str(num(r, {"report_version"})) + ".</p></footer>\n</body>\n</html>\n";
-  return out;
+  return fill_template(kReportHtml, {{"name", esc(name)},
+                                     {"body", out},
+                                     {"report_version", count_str(num(r, {"report_version"}))}});
 }
 
 }  // namespace kforge
