@@ -1,8 +1,5 @@
 #include "coordinator/intake/campaign.h"
 
-#include "common/text.h"
-#include "coordinator/generation/task.h"
-
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
 
@@ -20,8 +17,11 @@
 #include <tuple>
 
 #include "common/fs.h"
+#include "common/sha256.h"
 #include "common/targets.h"
+#include "common/text.h"
 #include "common/toml_report.h"
+#include "coordinator/generation/task.h"
 
 namespace kforge {
 namespace {
@@ -354,21 +354,7 @@ std::string id_text(const toml::node& v) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hashing: FNV-1a 64, written out here so that the digest is the same on every build and
-// platform (std::hash is not). It is a deduplication key, not a defence against forgery; at
-// 64 bits an accidental collision between two campaigns is not a practical concern.
-
-std::string fnv1a64_hex(std::string_view data) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (int shift = 60; shift >= 0; shift -= 4) out += hex[(h >> shift) & 15];
-  return out;
-}
+// Hashing: SHA-256 (common/sha256.h), the one content hash of kforge.
 
 // Length-prefixed fields, so that no two different task lists serialise alike.
 void put(std::string& out, std::string_view field) {
@@ -504,11 +490,12 @@ void read_sweep(Reader& r, const toml::node& node, Op& op) {
             [](const SweepKey& a, const SweepKey& b) { return a.name < b.name; });
 }
 
-// Reads a file named in the campaign, relative to base_dir. Problems are reported at `node`.
-std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
-                                           const std::string& key, const std::string& what,
-                                           const std::filesystem::path& base_dir,
-                                           std::filesystem::path& resolved) {
+// Reads a file named in the campaign (read_named_file), relative to base_dir. Problems are
+// reported at `node`.
+std::optional<std::string> read_file_at(Reader& r, const toml::node& node, const std::string& key,
+                                        const std::string& what,
+                                        const std::filesystem::path& base_dir,
+                                        std::filesystem::path& resolved) {
   const auto* s = node.as_string();
   if (s == nullptr || s->get().empty()) {
     r.fail(node.source(), key + ": expected a path to the " + what + ", got " + toml_describe(node));
@@ -516,21 +503,9 @@ std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
   }
   std::filesystem::path written(s->get());
   resolved = written.is_absolute() ? written : base_dir / written;
-  std::error_code ec;
-  if (!std::filesystem::exists(resolved, ec)) {
-    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) +
-                              " does not exist (looked for " +
-                              resolved.lexically_normal().string() + ")");
-    return std::nullopt;
-  }
-  if (std::string why = not_a_file(resolved); !why.empty()) {
-    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) + " " + why);
-    return std::nullopt;
-  }
-  Result<std::string> text = read_file(resolved);
+  Result<std::string> text = read_named_file(resolved.lexically_normal(), what);
   if (!text.ok()) {
-    r.fail(node.source(),
-           key + ": cannot read " + what + " " + toml_quote(s->get()) + ": " + text.status().message());
+    r.fail(node.source(), key + ": " + text.status().message());
     return std::nullopt;
   }
   return std::move(*text);
@@ -657,7 +632,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
   if (const toml::node* n = table.get("task_desc")) {
     if (const auto* s = n->as_string()) op.task_desc_written = s->get();
     std::optional<std::string> text =
-        read_named_file(r, *n, op.key + ".task_desc", "task file", base_dir, op.task_path);
+        read_file_at(r, *n, op.key + ".task_desc", "task file", base_dir, op.task_path);
     Status desc = text ? check_task_desc(*text) : Status();
     if (!desc.ok()) {
       // Caught here, with the file's name and line, rather than in every one of the op's tasks.
@@ -680,7 +655,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
     } else {
       std::filesystem::path resolved;
       std::optional<std::string> text =
-          read_named_file(r, *n, op.key + ".candidate", "candidate file", base_dir, resolved);
+          read_file_at(r, *n, op.key + ".candidate", "candidate file", base_dir, resolved);
       if (text) {
         op.candidate_text = std::move(*text);
       }
@@ -896,7 +871,7 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
 }
 
 std::string hash_campaign(const Campaign& c) {
-  std::string data = "kforge-campaign-v1\n";
+  std::string data = "kforge-campaign-v2\n";  // v1: FNV-1a 64 of the same serialisation
   put(data, c.workflow);
   for (const CampaignTask& t : c.tasks) {
     const TaskSpec& s = t.spec;
@@ -910,7 +885,7 @@ std::string hash_campaign(const Campaign& c) {
     put(data, s.task_desc);
     put(data, t.candidate);
   }
-  return fnv1a64_hex(data);
+  return sha256_hex(data);
 }
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
