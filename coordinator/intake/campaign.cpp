@@ -17,11 +17,11 @@
 #include <tuple>
 
 #include "common/fs.h"
-#include "common/sha256.h"
 #include "common/targets.h"
 #include "common/text.h"
 #include "common/toml_report.h"
 #include "coordinator/generation/task.h"
+#include "coordinator/store/campaign_hash.h"
 
 namespace kforge {
 namespace {
@@ -352,18 +352,6 @@ std::string id_text(const toml::node& v) {
   std::string ignored;
   return python_scalar(v, "0", ignored).value_or("?");
 }
-
-// ---------------------------------------------------------------------------------------------
-// Hashing: SHA-256 (common/sha256.h), the one content hash of kforge.
-
-// Length-prefixed fields, so that no two different task lists serialise alike.
-void put(std::string& out, std::string_view field) {
-  out += std::to_string(field.size());
-  out += ':';
-  out += field;
-  out += '\n';
-}
-
 
 // ---------------------------------------------------------------------------------------------
 // The campaign file.
@@ -871,21 +859,9 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
 }
 
 std::string hash_campaign(const Campaign& c) {
-  std::string data = "kforge-campaign-v2\n";  // v1: FNV-1a 64 of the same serialisation
-  put(data, c.workflow);
-  for (const CampaignTask& t : c.tasks) {
-    const TaskSpec& s = t.spec;
-    for (std::string_view f :
-         {std::string_view(s.op_name), std::string_view(s.task_id), std::string_view(s.backend),
-          std::string_view(s.arch), std::string_view(s.impl_type), std::string_view(s.framework),
-          std::string_view(s.task_type)}) {
-      put(data, f);
-    }
-    put(data, std::to_string(s.limit_steps));
-    put(data, s.task_desc);
-    put(data, t.candidate);
-  }
-  return sha256_hex(data);
+  CampaignHash hash(c.workflow);
+  for (const CampaignTask& t : c.tasks) hash.add(t.spec, t.candidate);
+  return hash.hex();
 }
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,

@@ -72,7 +72,8 @@ Result<Campaign> load_campaign(const std::filesystem::path& path);
 Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesystem::path& base_dir,
                                 const std::string& source_name);
 
-// The campaign's content_hash (see Campaign): from its workflow and expanded tasks.
+// The campaign's content_hash (see Campaign): from its workflow and expanded tasks
+// (CampaignHash, coordinator/store/campaign_hash.h).
 std::string hash_campaign(const Campaign& campaign);
 
 // How store_campaign writes: runs `fn` as one transaction (ApiBackend::write: one turn of the
