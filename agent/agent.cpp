@@ -1,13 +1,12 @@
 #include "agent/agent.h"
 
-#include <sys/eventfd.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include <spdlog/spdlog.h>
-
+#include "agent/devices.h"
 #include "agent/state_dir.h"
 #include "agent/verify.h"
 #include "common/curve.h"
@@ -42,7 +41,47 @@ uint64_t pick(uint64_t job_value, uint64_t agent_default) {
 
 }  // namespace
 
-void apply_containment_config(const AgentConfig& config, AgentOptions& options) {
+Result<AgentOptions> agent_options(const AgentConfig& config, const std::string& device_fixtures,
+                                   bool probe) {
+  AgentOptions options;
+  options.coordinator = config.coordinator;
+  options.state_dir = config.state_dir;
+  options.id = config.id;
+  if (!config.secret_key_file.empty()) {
+    auto keys = read_secret_key_file(config.secret_key_file);
+    if (!keys.ok())
+      return Status(keys.status().code(), "agent.secret_key_file: " + keys.status().message());
+    options.curve_secret_key = keys->secret_key;
+    options.coordinator_public_key = config.coordinator_public_key;
+  }
+  options.host = config.host;
+  DiscoveryOptions discovery;
+  discovery.nvidia_smi = config.nvidia_smi;
+  discovery.npu_smi = config.npu_smi;
+  discovery.cpu_devices = config.cpu_devices;
+  discovery.cpu_arch = config.cpu_arch;
+  discovery.fixture_dir = device_fixtures;
+  auto devices = select_devices(discover_devices(discovery), config.devices);
+  if (!devices.ok()) return devices.status();
+  options.devices = *devices;
+  if (probe) {
+    auto caps = probe_capabilities(config.python);
+    if (caps.ok()) {
+      options.capabilities = *caps;
+    } else {
+      spdlog::warn("capability probe failed: {}", caps.status().message());
+    }
+  }
+  options.env_allow = config.env_allow;
+  options.python = config.python;
+  options.harness_dir = config.harness_dir;
+  options.work_root = config.work_dir;
+  options.limits =
+      ResourceLimits{config.limits.address_space_mb, config.limits.cpu_s, config.limits.open_files,
+                     config.limits.processes, config.limits.file_size_mb};
+  options.job_timeout_ms = config.job_timeout_s * 1000;
+  options.output_cap = static_cast<size_t>(config.output_cap_kb) * 1024;
+  options.warm_start = config.warm_start;
   options.contain = config.contain;
   options.allow_uncontained = config.allow_uncontained;
   options.job_uids = config.job_uids;
@@ -52,6 +91,7 @@ void apply_containment_config(const AgentConfig& config, AgentOptions& options) 
   options.job_io_mbps = config.limits.io_mbps;
   options.job_disk_mb = config.job_disk_mb;
   options.hide_dirs.assign(config.hide_dirs.begin(), config.hide_dirs.end());
+  return options;
 }
 
 Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& clock) {
@@ -84,7 +124,10 @@ Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& c
   std::error_code ec;
   std::filesystem::permissions(resolved.work_root, std::filesystem::perms(0711), ec);
   if (ec) return io_error("cannot set permissions of " + resolved.work_root.string() + ": " + ec.message());
-  std::unique_ptr<Agent> agent(new Agent(resolved, clock, *id, std::move(outbox.value())));
+  auto wake = EventFd::open("agent wake-up");
+  if (!wake.ok()) return wake.status();
+  std::unique_ptr<Agent> agent(
+      new Agent(resolved, clock, *id, std::move(outbox.value()), std::move(wake.value())));
   agent->curve_ = std::move(curve);
   KF_RETURN_IF_ERROR(agent->contain_jobs());
   return agent;
@@ -168,14 +211,14 @@ Status Agent::contain_jobs() {
 }
 
 Agent::Agent(const AgentOptions& options, Clock& clock, std::string id,
-             std::unique_ptr<Outbox> outbox)
+             std::unique_ptr<Outbox> outbox, EventFd wake)
     : options_(options),
       clock_(clock),
       id_(std::move(id)),
       incarnation_(random_hex_id().substr(0, 16)),
       outbox_(std::move(outbox)),
       ctx_(1),
-      wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+      wake_(std::move(wake)),
       heartbeat_ms_(options.heartbeat_ms),
       liveness_(options.liveness),
       backoff_ms_(options.backoff_initial_ms) {
@@ -188,7 +231,6 @@ Agent::~Agent() {
   shutdown_jobs();
   join_warmers();
   close_socket();
-  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 void Agent::set_filter(AgentMessageFilter filter) {
@@ -200,8 +242,7 @@ void Agent::stop(bool graceful) {
   graceful_ = graceful;
   stop_ = true;
   warm_cancel_.cancel();
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  wake_.notify();
 }
 
 proto::Hello Agent::make_hello() const {
@@ -403,13 +444,10 @@ Status Agent::run() {
   }
   connect();
   while (!stop_ && state_ != State::refused) {
-    std::vector<zmq::pollitem_t> items = {{nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{nullptr, wake_.fd(), ZMQ_POLLIN, 0}};
     if (socket_) items.push_back({socket_->handle(), 0, ZMQ_POLLIN, 0});
     poll_interruptible(items.data(), items.size(), kTickMs);
-    if (items[0].revents & ZMQ_POLLIN) {
-      uint64_t v;
-      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
-    }
+    if (items[0].revents & ZMQ_POLLIN) wake_.drain();
     watch_link();
     receive_all();
     collect_finished();
@@ -532,8 +570,7 @@ void Agent::on_assign(const proto::Assign& assign) {
       std::lock_guard lock(finished_mu_);
       finished_.push_back(Finished{assign.job, std::move(result)});
     }
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+    wake_.notify();
   });
 }
 

@@ -1,3 +1,8 @@
+// agent/: kforge-agent -- the loop and job execution (this file), device discovery
+// (devices.h), the outbox of unacknowledged results (outbox.h), the state directory
+// (state_dir.h), verify jobs' files (verify.h), the warm Verifier (verifier/) and the Python
+// harness (harness/).
+//
 // kforge-agent's core: registration, heartbeats, job execution and the outbox.
 //
 // One loop thread owns the DEALER socket and the outbox; each job attempt runs in a child
@@ -24,7 +29,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "agent/outbox.h"
@@ -35,6 +39,7 @@
 #include "common/protocol.h"
 #include "common/sandbox.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "common/zmq_util.h"
 
 namespace kforge {
@@ -79,12 +84,18 @@ struct AgentOptions {
   // background, instead of on the device's first job (the daemons: [agent] warm_start).
   bool warm_start = false;
   size_t max_msg_bytes = 64u << 20;
+
+  bool operator==(const AgentOptions&) const = default;
 };
 
-// Copies [agent]'s containment keys (job_uids, allow_uncontained, job_disk_mb, hide_dirs,
-// limits.memory_mb/pids/cpu_percent/io_mbps) into `options` and turns containment on: what the
-// daemons (kforge-agent, kforge run) do.
-void apply_containment_config(const AgentConfig& config, AgentOptions& options);
+// The options [agent] gives an Agent, for both daemons (kforge-agent, kforge run): every key
+// copied (containment as configured), the CURVE secret key read from secret_key_file (an
+// error names the key), this host's devices (discovered as the config says, or read from
+// `device_fixtures` when not empty, then filtered by agent.devices) and, with `probe`, the
+// capabilities of agent.python (a failed probe is logged and leaves them empty).
+[[nodiscard]] Result<AgentOptions> agent_options(const AgentConfig& config,
+                                                 const std::string& device_fixtures = "",
+                                                 bool probe = true);
 
 // A test shim between the loop and the wire (fault injection), called for every message the
 // agent sends: Millis(0) sends it now, a positive delay holds it, a negative value drops it.
@@ -132,7 +143,8 @@ class Agent {
     proto::JobResult result;
   };
 
-  Agent(const AgentOptions& options, Clock& clock, std::string id, std::unique_ptr<Outbox> outbox);
+  Agent(const AgentOptions& options, Clock& clock, std::string id, std::unique_ptr<Outbox> outbox,
+        EventFd wake);
   Status contain_jobs();  // open()'s containment set-up (see AgentOptions::contain)
   void connect();
   void close_socket();
@@ -173,7 +185,7 @@ class Agent {
   std::unique_ptr<zmq::socket_t> monitor_;  // handshake events of socket_
   bool handshake_ok_ = false;               // socket_ completed a handshake
   bool handshake_failed_ = false;           // socket_ reported a failed one
-  int wake_fd_ = -1;
+  EventFd wake_;                            // runner threads and stop() wake the loop
 
   std::atomic<State> state_{State::connecting};
   std::atomic<bool> stop_{false};

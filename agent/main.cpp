@@ -100,56 +100,23 @@ int main(int argc, char** argv) {
   if (flags->has("log-json")) ac.log.json = true;
   if (Status st = init_logging(ac.log, "agent"); !st.ok()) return fail(st.message());
 
-  DiscoveryOptions discovery;
-  discovery.nvidia_smi = ac.nvidia_smi;
-  discovery.npu_smi = ac.npu_smi;
-  discovery.cpu_devices = ac.cpu_devices;
-  discovery.cpu_arch = ac.cpu_arch;
-  if (auto v = flags->get("device-fixtures")) discovery.fixture_dir = *v;
-
-  AgentOptions options;
-  options.coordinator = ac.coordinator;
-  options.state_dir = ac.state_dir;
-  options.id = ac.id;
-  if (!ac.secret_key_file.empty()) {
-    auto keys = read_secret_key_file(ac.secret_key_file);
-    if (!keys.ok()) return fail("agent.secret_key_file: " + keys.status().message());
-    options.curve_secret_key = keys->secret_key;
-    options.coordinator_public_key = ac.coordinator_public_key;
-    spdlog::info("agent link: CURVE, agent public key {}", keys->public_key);
+  auto configured =
+      agent_options(ac, flags->get("device-fixtures").value_or(""), !flags->has("no-probe"));
+  if (!configured.ok()) return fail(configured.status().message());
+  AgentOptions& options = *configured;
+  if (!options.curve_secret_key.empty()) {
+    spdlog::info("agent link: CURVE, agent public key {}",
+                 curve_public_key(options.curve_secret_key).value_or("?"));
   } else {
     spdlog::warn("agent link is not authenticated (plain TCP): set agent.secret_key_file and "
                  "agent.coordinator_public_key (docs/deploy.md)");
   }
-  options.host = ac.host;
-  auto devices = select_devices(discover_devices(discovery), ac.devices);
-  if (!devices.ok()) return fail(devices.status().message());
-  options.devices = *devices;
   if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && ac.devices.empty()) {
     spdlog::warn(
         "the agent advertises every GPU nvidia-smi lists and ignores CUDA_VISIBLE_DEVICES={}; "
         "use agent.devices (--devices) to restrict it",
         visible);
   }
-  if (!flags->has("no-probe")) {
-    auto caps = probe_capabilities(ac.python);
-    if (caps.ok()) {
-      options.capabilities = *caps;
-    } else {
-      spdlog::warn("capability probe failed: {}", caps.status().message());
-    }
-  }
-  options.env_allow = ac.env_allow;
-  options.python = ac.python;
-  options.harness_dir = ac.harness_dir;
-  options.work_root = ac.work_dir;
-  apply_containment_config(ac, options);
-  options.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s,
-                                  ac.limits.open_files, ac.limits.processes,
-                                  ac.limits.file_size_mb};
-  options.job_timeout_ms = ac.job_timeout_s * 1000;
-  options.output_cap = static_cast<size_t>(ac.output_cap_kb) * 1024;
-  options.warm_start = ac.warm_start;
   for (const auto& d : options.devices) {
     spdlog::info("device {}:{} {} ({}{})", d.backend, d.index, d.arch, d.name,
                  d.memory_mb ? ", " + std::to_string(d.memory_mb) + " MiB" : "");

@@ -2,7 +2,7 @@
 //
 // A result enters the outbox before it is first sent, and leaves it only on a ResultAck, so
 // a result survives a lost message, a coordinator restart and an agent restart
-// (ARCHITECTURE.md invariant 2). Stored in <state>/outbox.db (SQLite, WAL).
+// (docs/architecture.md invariant 2). Stored in <state>/outbox.db (SQLite, WAL).
 #pragma once
 
 #include <cstdint>

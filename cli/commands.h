@@ -1,3 +1,6 @@
+// cli/: the `kforge` command line -- subcommands (this file, dispatched by cli.cpp), the API
+// client for a coordinator or a data directory (client.h) and the all-in-one run (run.h).
+//
 // The kforge subcommands, one function each; cli.cpp dispatches to them.
 #pragma once
 

@@ -2,14 +2,15 @@
 // process (jobs still run in their own sandboxed child processes), driving one campaign to
 // its end. Run again on the same --data directory it resumes; a finished campaign is not
 // run again.
+#include "cli/run.h"
+
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "agent/agent.h"
 #include "agent/devices.h"
@@ -20,8 +21,8 @@
 #include "common/curve.h"
 #include "common/fs.h"
 #include "common/log.h"
-#include "coordinator/intake/campaign.h"
 #include "coordinator/generation/conductor.h"
+#include "coordinator/intake/campaign.h"
 #include "coordinator/operator/http_server.h"
 
 namespace kforge {
@@ -72,6 +73,57 @@ Status guard_llm_keys(const std::map<std::string, LlmEndpoint>& endpoints, const
 
 }  // namespace
 
+Result<AllInOneOptions> all_in_one_options(const Config& config,
+                                           const std::filesystem::path& config_dir,
+                                           const std::filesystem::path& data,
+                                           const std::string& http_listen,
+                                           const std::string& device_fixtures, bool probe) {
+  CoordinatorConfig cc = config.coordinator;
+  cc.listen = "tcp://127.0.0.1:*";
+  cc.data_dir = data.string();
+  cc.http_listen = http_listen;
+  cc.restart_grace_ms = 1000;  // the only agent is ours: it registers at once
+  cc.secret_key_file.clear();  // keys made below
+  cc.agent_keys_file.clear();
+  AgentConfig ac = config.agent;
+  ac.state_dir = (data / "agent").string();
+  ac.secret_key_file.clear();
+  ac.coordinator_public_key.clear();
+  AllInOneOptions out;
+  auto coordinator = coordinator_options(cc);
+  if (!coordinator.ok()) return coordinator.status();
+  out.coordinator = std::move(*coordinator);
+  auto http = operator_api_options(cc);  // the token: api_token_file, else <data>/api.token
+  if (!http.ok()) return http.status();
+  out.http = std::move(*http);
+  out.conductor = conductor_options(config, config_dir);
+  auto agent = agent_options(ac, device_fixtures, probe);
+  if (!agent.ok()) return agent.status();
+  out.agent = std::move(*agent);
+  out.agent.coordinator.clear();
+  out.agent.hide_dirs.push_back(std::filesystem::absolute(data));  // the coordinator's database
+  // The agent link stays on loopback, but other users of this host could reach the port:
+  // CURVE with keys made for this run, the local agent's the only one allowed.
+  if (curve_available()) {
+    auto server = make_curve_keypair();
+    auto client = make_curve_keypair();
+    auto agent_id = load_or_create_agent_id(ac.state_dir, ac.id);
+    if (!server.ok() || !client.ok() || !agent_id.ok()) {
+      return Status(Code::internal, "run: cannot set up the agent link's keys: " +
+                                        (!server.ok()   ? server.status()
+                                         : !client.ok() ? client.status()
+                                                        : agent_id.status())
+                                            .message());
+    }
+    out.coordinator.curve_secret_key = server->secret_key;
+    if (Status st = out.coordinator.agent_keys.add(*agent_id, client->public_key); !st.ok())
+      return st;
+    out.agent.curve_secret_key = client->secret_key;
+    out.agent.coordinator_public_key = server->public_key;
+  }
+  return out;
+}
+
 int cmd_run(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) return cli_fail("run: give one campaign file, e.g. kforge run campaign.toml", kExitUsage);
   auto campaign = load_campaign(flags.positional[0]);
@@ -95,43 +147,22 @@ int cmd_run(const ParsedFlags& flags) {
   if (Status st = init_logging(log, "kforge"); !st.ok()) return cli_fail(st.message());
 
   std::filesystem::path data = flags.get("data").value_or("kforge-data");
-  CoordinatorOptions copts;
-  copts.listen = "tcp://127.0.0.1:*";
-  copts.data_dir = data;
-  copts.heartbeat_ms = config.coordinator.heartbeat_ms;
-  copts.liveness = config.coordinator.liveness;
-  copts.restart_grace_ms = 1000;  // the only agent is ours: it registers at once
-  copts.precision_jobs_per_device = config.coordinator.precision_jobs_per_device;
-  copts.disk_reserve_bytes = uint64_t{config.coordinator.disk_reserve_mb} << 20;
-  CoordinatorConfig api_config = config.coordinator;
-  api_config.http_listen = flags.get("http").value_or("127.0.0.1:0");
-  api_config.data_dir = data.string();
-  auto http = operator_api_options(api_config);  // the token: api_token_file, else <data>/api.token
-  if (!http.ok()) return cli_fail(http.status().message());
-  // The agent link stays on loopback, but other users of this host could reach the port:
-  // CURVE with keys made for this run, the local agent's the only one allowed.
-  const std::filesystem::path agent_state = data / "agent";
-  CurveKeyPair agent_keys;
-  if (curve_available()) {
-    auto server = make_curve_keypair();
-    auto client = make_curve_keypair();
-    auto agent_id = load_or_create_agent_id(agent_state);
-    if (!server.ok() || !client.ok() || !agent_id.ok()) {
-      return cli_fail("run: cannot set up the agent link's keys: " +
-                      (!server.ok() ? server.status() : !client.ok() ? client.status() : agent_id.status()).message());
-    }
-    copts.curve_secret_key = server->secret_key;
-    if (Status st = copts.agent_keys.add(*agent_id, client->public_key); !st.ok()) return cli_fail(st.message());
-    agent_keys = CurveKeyPair{server->public_key, client->secret_key};  // what the agent needs
+  if (auto n = flags.get("cpu-devices")) {
+    auto v = parse_uint_flag("cpu-devices", *n);
+    if (!v.ok()) return cli_fail(v.status().message(), kExitUsage);
+    config.agent.cpu_devices = static_cast<uint32_t>(*v);
   }
-  auto coordinator = Coordinator::open(copts);
+  auto options =
+      all_in_one_options(config, config_dir, data, flags.get("http").value_or("127.0.0.1:0"),
+                         flags.get("device-fixtures").value_or(""));
+  if (!options.ok()) return cli_fail(options.status().message());
+  auto coordinator = Coordinator::open(options->coordinator);
   if (!coordinator.ok()) return cli_fail(coordinator.status().message());
   Coordinator& coord = **coordinator;
 
-  auto endpoints = endpoints_from_config(config.llm, config_dir);
   std::unique_ptr<LlmClient> llm;
-  if (!endpoints.empty()) {
-    auto client = LlmClient::create(endpoints);
+  if (!options->conductor.endpoints.empty()) {
+    auto client = LlmClient::create(options->conductor.endpoints);
     if (!client.ok()) return cli_fail("llm: " + client.status().message());
     llm = std::move(client.value());
   } else if (campaign->workflow != "verify_only") {
@@ -142,10 +173,7 @@ int cmd_run(const ParsedFlags& flags) {
   if (!prompt_dir.ok()) return cli_fail(prompt_dir.status().message());
   auto prompts = PromptLibrary::load(*prompt_dir);
   if (!prompts.ok()) return cli_fail(prompts.status().message());
-  ConductorOptions conductor_options;
-  conductor_options.endpoints = endpoints;
-  conductor_options.verify_timeout_s = config.coordinator.verify_timeout_s;
-  Conductor conductor(coord, llm.get(), std::move(prompts.value()), conductor_options);
+  Conductor conductor(coord, llm.get(), std::move(prompts.value()), options->conductor);
 
   Store& store = coord.store();
   auto write = [&](const std::function<Status(Store&)>& fn) {
@@ -158,42 +186,17 @@ int cmd_run(const ParsedFlags& flags) {
   if (!row.ok()) return cli_fail(row.status().message());
 
   // The local agent: this host's devices, jobs in sandboxed child processes.
-  AgentConfig& ac = config.agent;
-  DiscoveryOptions discovery;
-  discovery.nvidia_smi = ac.nvidia_smi;
-  discovery.npu_smi = ac.npu_smi;
-  discovery.cpu_devices = ac.cpu_devices;
-  if (auto n = flags.get("cpu-devices")) {
-    auto v = parse_uint_flag("cpu-devices", *n);
-    if (!v.ok()) return cli_fail(v.status().message(), kExitUsage);
-    discovery.cpu_devices = static_cast<uint32_t>(*v);
-  }
-  if (auto f = flags.get("device-fixtures")) discovery.fixture_dir = *f;
-  if (Status st = check_env_allow(endpoints, ac); !st.ok()) return cli_fail(st.message());
-  AgentOptions aopts;
+  if (Status st = check_env_allow(options->conductor.endpoints, config.agent); !st.ok())
+    return cli_fail(st.message());
+  AgentOptions& aopts = options->agent;
   aopts.coordinator = coord.endpoint();
-  aopts.state_dir = agent_state;
-  aopts.curve_secret_key = agent_keys.secret_key;
-  aopts.coordinator_public_key = agent_keys.public_key;
-  auto devices = select_devices(discover_devices(discovery), ac.devices);
-  if (!devices.ok()) return cli_fail(devices.status().message());
-  aopts.devices = *devices;
-  aopts.python = ac.python;
-  aopts.harness_dir = ac.harness_dir;
-  aopts.env_allow = ac.env_allow;
-  aopts.job_timeout_ms = ac.job_timeout_s * 1000;
-  aopts.warm_start = ac.warm_start;
-  aopts.limits = ResourceLimits{ac.limits.address_space_mb, ac.limits.cpu_s, ac.limits.open_files,
-                                ac.limits.processes, ac.limits.file_size_mb};
-  apply_containment_config(ac, aopts);
-  aopts.hide_dirs.push_back(std::filesystem::absolute(data));  // the coordinator's database
   auto agent = Agent::open(aopts);
   if (!agent.ok()) return cli_fail(agent.status().message());
-  if (Status st = guard_llm_keys(endpoints, **agent); !st.ok()) return cli_fail(st.message());
+  if (Status st = guard_llm_keys(options->conductor.endpoints, **agent); !st.ok()) return cli_fail(st.message());
 
   coord.add_change_listener([&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
   // The operator API and dashboard, so that `kforge status --coordinator URL` works meanwhile.
-  auto api = serve_operator_api(coord, conductor, *http);
+  auto api = serve_operator_api(coord, conductor, options->http);
   if (!api.ok()) return cli_fail(api.status().message());
   // The dashboard's URL carries the token: on a terminal only, never into a captured log.
   if (::isatty(STDERR_FILENO)) {

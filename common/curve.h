@@ -73,6 +73,7 @@ class AgentKeys {
   bool empty() const { return agent_by_key_.empty(); }
   // The list as TOML, in the format parse() reads.
   std::string to_toml() const;
+  bool operator==(const AgentKeys&) const = default;
 
  private:
   std::map<std::string, std::string> agent_by_key_;  // z85 public key -> agent id

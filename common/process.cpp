@@ -2,12 +2,12 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <poll.h>
-#include <signal.h>
+#include <pwd.h>
 #include <sched.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -412,19 +412,13 @@ std::vector<RlimitSetting> rlimits_for(const ResourceLimits& lim) {
   return out;
 }
 
-CancelToken::CancelToken() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
-
-CancelToken::~CancelToken() {
-  if (fd_ >= 0) ::close(fd_);
+CancelToken::CancelToken() {
+  if (auto fd = EventFd::open("cancel token"); fd.ok()) fd_ = std::move(fd.value());
 }
 
 void CancelToken::cancel() {
   if (cancelled_.exchange(true)) return;
-  if (fd_ >= 0) {
-    uint64_t one = 1;
-    ssize_t n = ::write(fd_, &one, sizeof one);
-    (void)n;  // cannot fail: the counter only ever reaches 1
-  }
+  if (fd_.valid()) fd_.notify();
 }
 
 bool CancelToken::cancelled() const { return cancelled_.load(); }

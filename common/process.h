@@ -12,6 +12,8 @@
 // killed and verified gone before run_process returns.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -20,13 +22,12 @@
 #include <functional>
 #include <map>
 #include <optional>
-
-#include <sys/types.h>
 #include <string>
 #include <vector>
 
 #include "common/sandbox.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace kforge {
 
@@ -121,18 +122,17 @@ struct ProcessResult {
 class CancelToken {
  public:
   CancelToken();  // on failure to create the eventfd, fd() is -1 and run_process refuses it
-  ~CancelToken();
   CancelToken(const CancelToken&) = delete;
   CancelToken& operator=(const CancelToken&) = delete;
 
   void cancel();  // idempotent
   bool cancelled() const;
   // An eventfd that is readable once cancelled (level-triggered, never reset); for poll().
-  int fd() const { return fd_; }
+  int fd() const { return fd_.fd(); }
 
  private:
   std::atomic<bool> cancelled_{false};
-  int fd_ = -1;
+  EventFd fd_;
 };
 
 // Keeps this process's memory from other processes of its uid (PR_SET_DUMPABLE 0): they can

@@ -1,5 +1,5 @@
 // Containment for untrusted jobs: a cgroup, namespaces and a private uid around each child
-// that common/process.h starts (ProcessSpec::box).
+// that common/process.h starts (ProcessSpec::box); docs/architecture.md invariant 4.
 //
 // A Box says what surrounds one job:
 //   cgroup      its own group, created by run_process under a CgroupRoot, with memory, pids

@@ -1,3 +1,7 @@
+// common/: what both daemons and the CLI share -- errors as values (this file), config,
+// protocol, processes and their box, clock, logging, metrics, files, hashes and text helpers;
+// one header per concern, no component's logic.
+//
 // Status and Result<T>: errors as values at the core of kforge.
 //
 // A Status is ok or carries an error code and a message meant for a person

@@ -1,9 +1,16 @@
-// Owning file descriptors.
+// Owning file descriptors: UniqueFd for any descriptor, EventFd for a poll loop's wake-up.
 #pragma once
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
 #include <utility>
+
+#include "common/status.h"
 
 namespace kforge {
 
@@ -34,6 +41,38 @@ class UniqueFd {
 
  private:
   int fd_ = -1;
+};
+
+// A counter another thread bumps to wake a poll loop (eventfd(2), non-blocking, close-on-exec):
+// notify() makes fd() readable until the loop drains it. Empty (fd() -1) when default-made.
+class EventFd {
+ public:
+  EventFd() = default;
+  // A new eventfd; io_error naming `what` when the kernel gives none (out of descriptors).
+  [[nodiscard]] static Result<EventFd> open(const std::string& what) {
+    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) return io_error(what + ": eventfd: " + std::strerror(errno));
+    EventFd e;
+    e.fd_ = UniqueFd(fd);
+    return e;
+  }
+
+  int fd() const { return fd_.get(); }
+  bool valid() const { return fd_.valid(); }
+  // Thread-safe and async-signal-safe. The counter cannot overflow in practice (2^64 - 2
+  // notifications between drains); a failed write would leave it readable anyway.
+  void notify() const {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(fd_.get(), &one, sizeof one);
+  }
+  // Resets the counter: fd() is not readable until the next notify().
+  void drain() const {
+    uint64_t value;
+    [[maybe_unused]] ssize_t n = ::read(fd_.get(), &value, sizeof value);
+  }
+
+ private:
+  UniqueFd fd_;
 };
 
 }  // namespace kforge

@@ -84,32 +84,23 @@ int main(int argc, char** argv) {
     http = *checked;
   }
 
-  CoordinatorOptions options;
-  options.listen = cc.listen;
-  options.data_dir = cc.data_dir;
-  options.heartbeat_ms = cc.heartbeat_ms;
-  options.liveness = cc.liveness;
-  options.restart_grace_ms = cc.restart_grace_ms;
-  options.precision_jobs_per_device = cc.precision_jobs_per_device;
-  options.disk_reserve_bytes = uint64_t{cc.disk_reserve_mb} << 20;
-  if (!cc.secret_key_file.empty()) {
-    auto keys = read_secret_key_file(cc.secret_key_file);
-    if (!keys.ok()) return fail("coordinator.secret_key_file: " + keys.status().message());
-    options.curve_secret_key = keys->secret_key;
-    options.agent_keys_file = cc.agent_keys_file;
-    spdlog::info("agent link: CURVE, coordinator public key {}", keys->public_key);
+  auto options = coordinator_options(cc);
+  if (!options.ok()) return fail(options.status().message());
+  if (!options->curve_secret_key.empty()) {
+    spdlog::info("agent link: CURVE, coordinator public key {}",
+                 curve_public_key(options->curve_secret_key).value_or("?"));
   }
   // It holds the LLM keys, its CURVE secret key and the API token: other processes of its uid
   // may not read its memory (/proc/PID/environ, mem, ptrace).
   if (Status st = hide_process_memory(); !st.ok()) return fail(st.message());
-  auto coordinator = Coordinator::open(options);
+  auto coordinator = Coordinator::open(*options);
   if (!coordinator.ok()) return fail(coordinator.status().message());
   // The Conductor drives the tasks of every campaign in the database (kforge submit adds
   // them); without [llm.*] roles only verify_only campaigns can make progress.
-  auto endpoints = endpoints_from_config(config.llm, config_dir);
+  ConductorOptions conductor_options = kforge::conductor_options(config, config_dir);
   std::unique_ptr<LlmClient> llm;
-  if (!endpoints.empty()) {
-    auto client = LlmClient::create(endpoints);
+  if (!conductor_options.endpoints.empty()) {
+    auto client = LlmClient::create(conductor_options.endpoints);
     if (!client.ok()) return fail("llm: " + client.status().message());
     llm = std::move(client.value());
   }
@@ -117,9 +108,6 @@ int main(int argc, char** argv) {
   if (!prompt_dir.ok()) return fail(prompt_dir.status().message());
   auto prompts = PromptLibrary::load(*prompt_dir);
   if (!prompts.ok()) return fail(prompts.status().message());
-  ConductorOptions conductor_options;
-  conductor_options.endpoints = endpoints;
-  conductor_options.verify_timeout_s = cc.verify_timeout_s;
   Conductor conductor(**coordinator, llm.get(), std::move(prompts.value()), conductor_options);
   // Tasks other processes added or cancelled (kforge submit): looked at when the store says
   // another connection committed, not on a timer.

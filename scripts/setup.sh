@@ -5,6 +5,7 @@ set -euo pipefail
 
 required=(
   build-essential cmake pkg-config
+  clang-format                # scripts/format.sh (git-clang-format), CI's style check
   libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev
   libsqlite3-dev

@@ -1,29 +1,30 @@
 // The operator API: the router on a database (the command line's --data mode), and the HTTP
 // server of a running coordinator (tokens, writes on the loop, cancel and resume reaching
 // the Conductor and the jobs).
-#include <doctest/doctest.h>
+#include "coordinator/operator/api.h"
 
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <httplib.h>
 #include <sqlite3.h>
 
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
 #include "common/protocol.h"
-#include "coordinator/operator/api.h"
-#include "coordinator/intake/campaign.h"
 #include "coordinator/generation/conductor.h"
+#include "coordinator/generation/prompts.h"
+#include "coordinator/intake/campaign.h"
 #include "coordinator/operator/http_guard.h"
 #include "coordinator/operator/http_server.h"
-#include "coordinator/generation/prompts.h"
 #include "tests/support/cluster.h"
+#include "tests/support/fixtures.h"
 
 using namespace kforge;
 using namespace kforge::test;
@@ -43,14 +44,11 @@ int mode_of(const std::filesystem::path& p) {
 }
 
 TaskSpec spec(const std::string& op, const std::string& task_id) {
-  TaskSpec s;
-  s.op_name = op;
-  s.task_id = task_id;
+  TaskSpec s = test::task_spec(op, task_id);
   s.task_desc = "import torch\nclass Model(torch.nn.Module):\n    pass\n";
   s.backend = "cpu";
   s.arch = "x86_64";
   s.impl_type = "cpp";
-  s.framework = "torch";
   s.task_type = "profile";
   return s;
 }

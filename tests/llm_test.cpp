@@ -191,10 +191,11 @@ TEST_CASE("OPENAI_BASE_URL and OPENAI_API_KEY fill what a role leaves out; the c
   ::setenv("OPENAI_BASE_URL", server.base_url().c_str(), 1);
   ::setenv("OPENAI_API_KEY", "sk-openai-env", 1);
   ::setenv("KFORGE_LLM_TEST_KEY", "sk-from-config", 1);
-  LlmConfig config;
+  Config whole;
+  LlmConfig& config = whole.llm;
   config.coder.provider = "openai";
   config.coder.model = "fake-coder";
-  auto endpoints = endpoints_from_config(config, ".");
+  auto endpoints = conductor_options(whole, ".").endpoints;
   CHECK(endpoints.at("coder").base_url == server.base_url());
   CHECK(endpoints.at("coder").api_key_env == "OPENAI_API_KEY");  // the variable's name, not the key
   LlmResponse r = call(*make_client(endpoints), ask("hi"));
@@ -205,7 +206,7 @@ TEST_CASE("OPENAI_BASE_URL and OPENAI_API_KEY fill what a role leaves out; the c
   // What the config sets is used, whatever the environment says.
   config.coder.base_url = configured.base_url();
   config.coder.api_key_env = "KFORGE_LLM_TEST_KEY";
-  endpoints = endpoints_from_config(config, ".");
+  endpoints = conductor_options(whole, ".").endpoints;
   r = call(*make_client(endpoints), ask("hi"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(server.requests().size() == 1);
@@ -215,7 +216,7 @@ TEST_CASE("OPENAI_BASE_URL and OPENAI_API_KEY fill what a role leaves out; the c
   config.coder = {};
   config.coder.provider = "replay";
   config.coder.recording = "r.jsonl";
-  CHECK(endpoints_from_config(config, ".").at("coder").api_key_env.empty());
+  CHECK(conductor_options(whole, ".").endpoints.at("coder").api_key_env.empty());
 }
 
 TEST_CASE("empty content is an ok answer, not an error") {

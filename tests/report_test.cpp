@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "coordinator/operator/outcome.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -50,14 +51,8 @@ struct ReportFixture {
   }
 
   int64_t task(const std::string& op, const std::string& task_type = "profile", int limit = 10) {
-    TaskSpec spec;
-    spec.op_name = op;
-    spec.task_id = "s0";
-    spec.task_desc = "class Model: ...";
-    spec.backend = "cuda";
+    TaskSpec spec = test::task_spec(op, "s0");
     spec.arch = "sm_90";
-    spec.impl_type = "triton";
-    spec.framework = "torch";
     spec.task_type = task_type;
     spec.limit_steps = limit;
     auto id = store->create_task(campaign, spec);
@@ -117,12 +112,7 @@ struct ReportFixture {
 
   void llm(int64_t task_id, const std::string& role, int64_t prompt, int64_t completion,
            double cost, const std::string& status = "ok") {
-    LlmCallRow call;
-    call.task_id = task_id;
-    call.role = role;
-    call.model = "m";
-    call.request_key = "key-" + std::to_string(++keys);
-    call.request = "{}";
+    LlmCallRow call = test::llm_call(task_id, role, "key-" + std::to_string(++keys));
     call.status = status;
     call.prompt_tokens = prompt;
     call.completion_tokens = completion;

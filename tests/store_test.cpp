@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "coordinator/store/migrations.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -43,15 +44,7 @@ struct StoreFixture {
   }
 
   int64_t task(int64_t campaign_id, const std::string& task_id = "shape0") {
-    TaskSpec spec;
-    spec.op_name = "relu";
-    spec.task_id = task_id;
-    spec.task_desc = "class Model: ...";
-    spec.backend = "cuda";
-    spec.arch = "h100";
-    spec.impl_type = "triton";
-    spec.framework = "torch";
-    Result<int64_t> id = s().create_task(campaign_id, spec);
+    Result<int64_t> id = s().create_task(campaign_id, test::task_spec("relu", task_id));
     REQUIRE_MESSAGE(id.ok(), id.status().to_string());
     return *id;
   }
@@ -656,14 +649,8 @@ TEST_CASE_FIXTURE(ListingFixture, "list_jobs pages: offset and limit give consec
 
 TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request key") {
   int64_t t = task(campaign());
-  LlmCallRow call;
-  call.task_id = t;
-  call.role = "coder";
-  call.model = "m";
-  call.request_key = "k1";
-  call.request = "{}";
+  LlmCallRow call = test::llm_call(t, "coder", "k1");
   call.response = "{\"content\":\"code\"}";
-  call.status = "ok";
   call.prompt_tokens = 100;
   call.completion_tokens = 50;
   call.cost_usd = 0.25;
@@ -684,11 +671,7 @@ TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request ke
 
 TEST_CASE_FIXTURE(StoreFixture, "a pending llm call is no answer: its answer replaces it, and the pending ones left are taken once") {
   int64_t t = task(campaign());
-  LlmCallRow call;
-  call.task_id = t;
-  call.role = "coder";
-  call.model = "m";
-  call.request = "{}";
+  LlmCallRow call = test::llm_call(t, "coder", "");
   call.status = "pending";
   for (const char* key : {"asked", "answered", "failed"}) {
     call.request_key = key;
@@ -766,12 +749,7 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
   int n = 0;
   auto call = [&](std::optional<int64_t> task_id, const std::string& role, int64_t prompt,
                   int64_t completion, double cost, const std::string& status = "ok") {
-    LlmCallRow row;
-    row.task_id = task_id;
-    row.role = role;
-    row.model = "m";
-    row.request_key = "key" + std::to_string(++n);
-    row.request = "{}";
+    LlmCallRow row = test::llm_call(task_id, role, "key" + std::to_string(++n));
     row.status = status;
     row.prompt_tokens = prompt;
     row.completion_tokens = completion;

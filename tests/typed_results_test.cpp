@@ -8,8 +8,10 @@
 #include <doctest/doctest.h>
 
 #include "common/protocol.h"
+#include "common/sha256.h"
 #include "common/verify_result.h"
 #include "coordinator/store/migrations.h"
+#include "coordinator/intake/campaign.h"
 #include "coordinator/store/store.h"
 #include "tests/support/support.h"
 
@@ -253,4 +255,66 @@ TEST_CASE_FIXTURE(
                   "WHERE name IN ('task_desc', 'candidate')") == 0);
   auto again = open();
   CHECK(again->get_task(tasks[5].id).value().spec.task_desc == desc(5));
+}
+
+TEST_CASE_FIXTURE(Fixture,
+                  "a campaign stored with an FNV identity (schema 5) is recognised when submitted again") {
+  // The campaign: three softmax tasks, as parse_campaign would give them.
+  Campaign c;
+  c.name = "sweep";
+  c.workflow = "default";
+  for (int i = 0; i < 3; ++i) {
+    CampaignTask t;
+    t.spec.op_name = "softmax";
+    t.spec.task_id = std::to_string(i);
+    t.spec.task_desc = "N = " + std::to_string(i) + "\nclass Model: ...\ndef get_inputs(): ...\n";
+    t.spec.backend = "cpu";
+    t.spec.arch = "x86_64";
+    t.spec.impl_type = "cpp";
+    c.tasks.push_back(std::move(t));
+  }
+  c.content_hash = hash_campaign(c);
+  // The identity kforge gave this campaign before SHA-256: hash_campaign at 9529409 (FNV-1a 64
+  // of the kforge-campaign-v1 serialisation), computed by that build.
+  const std::string v1 = "f148716734bf5c96";
+
+  // The database as that kforge left it: schema 5, the campaign (and one whose stored hash its
+  // tasks do not reproduce) with their tasks, texts in blobs.
+  for (const Migration& m : migrations()) {
+    if (m.version > 5) break;
+    raw_exec(db_path, "BEGIN; " + std::string(m.sql) +
+                          "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
+  }
+  auto insert_campaign = [&](int id, const std::string& hash) {
+    raw_exec(db_path, "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms, "
+                      "content_hash, workflow) VALUES(" + std::to_string(id) +
+                          ", 'sweep', 'source', 'running', 1, 1, CAST(?1 AS TEXT), 'default')",
+             {hash});
+    for (const CampaignTask& t : c.tasks) {
+      raw_exec(db_path, "INSERT INTO blobs(sha256, data) VALUES(CAST(?1 AS TEXT), ?2) ON CONFLICT DO NOTHING",
+               {sha256_hex(t.spec.task_desc), t.spec.task_desc});
+      raw_exec(db_path,
+               "INSERT INTO tasks(campaign_id, op_name, task_id, backend, arch, impl_type, "
+               "framework, task_type, limit_steps, state, created_ms, updated_ms, task_desc_blob) "
+               "SELECT " + std::to_string(id) + ", 'softmax', CAST(?1 AS TEXT), 'cpu', 'x86_64', 'cpp', '', "
+               "'precision_only', 10, 'pending', 1, 1, id FROM blobs WHERE sha256 = CAST(?2 AS TEXT)",
+               {t.spec.task_id, sha256_hex(t.spec.task_desc)});
+    }
+  };
+  insert_campaign(1, v1);
+  insert_campaign(2, "0123456789abcdef");
+
+  auto s = open();
+  CHECK(s->schema_version() == Store::latest_schema_version());
+  CHECK(s->get_campaign(1).value().content_hash == c.content_hash);
+  CHECK(s->get_campaign(2).value().content_hash == "0123456789abcdef");  // not reproduced: kept
+  // Submitted again, it is the stored campaign: nothing is added, nothing runs (or is paid) twice.
+  auto again = store_campaign(
+      [&](const std::function<Status(Store&)>& fn) { return s->atomically([&] { return fn(*s); }); },
+      c, "source");
+  REQUIRE_MESSAGE(again.ok(), again.status().to_string());
+  CHECK(again->first == 1);
+  CHECK_FALSE(again->second);
+  CHECK(s->campaigns().value().size() == 2);
+  CHECK(s->tasks_of_campaign(1).value().size() == 3);
 }

@@ -1,3 +1,6 @@
+// agent/verifier/: one Verifier per device -- a warm trusted judge and boxed candidate
+// workers (this file); the Python side is agent/harness/.
+//
 // The agent's side of Verifier v2: a warm judge and warm candidate workers per device.
 //
 // A verification has two processes (docs/harness.md):

@@ -103,11 +103,14 @@ struct Conductor::AnswerLog {
   std::unique_ptr<Store> store;
 };
 
-std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config,
-                                                         const std::filesystem::path& config_dir) {
-  std::map<std::string, LlmEndpoint> out;
-  for (const auto& [role, c] : {std::pair{"designer", &config.designer}, {"coder", &config.coder},
-                                {"conductor", &config.conductor}}) {
+ConductorOptions conductor_options(const Config& config, const std::filesystem::path& config_dir) {
+  ConductorOptions options;
+  options.verify_timeout_s = config.coordinator.verify_timeout_s;
+  std::map<std::string, LlmEndpoint>& out = options.endpoints;
+  const LlmConfig& llm = config.llm;
+  for (const auto& [role, c] : {std::pair{"designer", &llm.designer},
+                                {"coder", &llm.coder},
+                                {"conductor", &llm.conductor}}) {
     if (c->provider.empty()) continue;
     LlmEndpoint e;
     e.provider = c->provider;
@@ -143,7 +146,7 @@ std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config
     }
     out[role] = e;
   }
-  return out;
+  return options;
 }
 
 std::string latest_code(const std::vector<StepRow>& steps, const std::string& impl_type) {
@@ -153,18 +156,59 @@ std::string latest_code(const std::vector<StepRow>& steps, const std::string& im
   return code.ok() ? *code : "";
 }
 
+namespace {
+
+class CoordinatorLoop : public ConductorLoop {
+ public:
+  explicit CoordinatorLoop(Coordinator& coordinator) : c_(coordinator) {}
+  Store& store() override { return c_.store(); }
+  std::filesystem::path store_path() const override { return c_.store_path(); }
+  Result<int64_t> submit(const NewJob& job, const proto::Assign& assign) override {
+    return c_.submit(job, assign);
+  }
+  Status cancel(int64_t job_id) override { return c_.cancel(job_id); }
+  size_t devices() const override { return c_.pool().devices(); }
+  void post(std::function<void()> fn) override { c_.post(std::move(fn)); }
+  void after_commit(std::function<void()> fn) override { c_.after_commit(std::move(fn)); }
+  void add_result_listener(ResultListener listener) override {
+    c_.add_result_listener(std::move(listener));
+  }
+  void add_reload_listener(std::function<void()> fn) override {
+    c_.add_reload_listener(std::move(fn));
+  }
+
+ private:
+  Coordinator& c_;
+};
+
+}  // namespace
+
+std::unique_ptr<ConductorLoop> coordinator_loop(Coordinator& coordinator) {
+  return std::make_unique<CoordinatorLoop>(coordinator);
+}
+
 Conductor::Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts,
                      ConductorOptions options)
-    : coordinator_(coordinator),
+    : Conductor(coordinator_loop(coordinator), nullptr, llm, std::move(prompts),
+                std::move(options)) {}
+
+Conductor::Conductor(ConductorLoop& loop, LlmClient* llm, PromptLibrary prompts,
+                     ConductorOptions options)
+    : Conductor(nullptr, &loop, llm, std::move(prompts), std::move(options)) {}
+
+Conductor::Conductor(std::unique_ptr<ConductorLoop> own_loop, ConductorLoop* loop, LlmClient* llm,
+                     PromptLibrary prompts, ConductorOptions options)
+    : own_loop_(std::move(own_loop)),
+      loop_(loop != nullptr ? *loop : *own_loop_),
       llm_(llm),
       prompts_(std::move(prompts)),
       options_(std::move(options)),
-      answers_(std::make_shared<AnswerLog>(coordinator.store_path())) {
-  coordinator_.add_result_listener([this](const JobRow& job, const proto::JobResult& result) {
+      answers_(std::make_shared<AnswerLog>(loop_.store_path())) {
+  loop_.add_result_listener([this](const JobRow& job, const proto::JobResult& result) {
     if (!job.task_id) return;
     guarded(*job.task_id, [&] { on_job_result(job, result); });
   });
-  coordinator_.add_reload_listener([this] { reload(); });
+  loop_.add_reload_listener([this] { reload(); });
 }
 
 void Conductor::reload() {
@@ -175,7 +219,7 @@ void Conductor::reload() {
   active_by_campaign_.clear();
   to_resume_.clear();
   reloading_ = true;
-  coordinator_.post([this] {
+  loop_.post([this] {
     reloading_ = false;
     if (Status st = resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
   });
@@ -185,8 +229,6 @@ ConductorPolicy Conductor::policy(const Active& active) const {
   ConductorPolicy p;
   p.workflow = active.workflow;
   p.conductor_model = options_.endpoints.count("conductor") > 0;
-  p.max_code_fixes = options_.max_code_fixes;
-  p.max_infra_retries = options_.max_infra_retries;
   return p;
 }
 
@@ -199,7 +241,7 @@ bool Conductor::check(const Status& st, int64_t task_id) {
 
 void Conductor::guarded(int64_t task_id, const std::function<void()>& fn) {
   failed_ = Status();
-  Status st = coordinator_.store().atomically([&] {
+  Status st = loop_.store().atomically([&] {
     fn();
     return failed_;
   });
@@ -213,15 +255,15 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
   store_errors_total_++;
   deactivate(task_id);
   std::string what = error.message();
-  const std::string db = coordinator_.store_path().string() + ": ";
+  const std::string db = loop_.store_path().string() + ": ";
   if (what.rfind(db, 0) == 0) what = what.substr(db.size());  // the reason is shown to users
   if (++store_errors_[task_id] < kMaxStoreErrors) {
     spdlog::warn("task {}: store error, its event rolled back; starting it again ({} of {}): {}", task_id,
                  store_errors_[task_id], kMaxStoreErrors, what);
-    coordinator_.post([this, task_id] { start(task_id); });
+    loop_.post([this, task_id] { start(task_id); });
     return;
   }
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   int64_t campaign_id = 0;
   Status marked = store.atomically([&] {
     auto task = store.get_task(task_id);
@@ -239,7 +281,7 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
 
 void Conductor::take_interrupted_calls() {
   if (interrupted_calls_) return;
-  auto taken = coordinator_.store().take_pending_llm_calls();
+  auto taken = loop_.store().take_pending_llm_calls();
   if (!taken.ok()) {
     spdlog::error("conductor: {}", taken.status().to_string());
     return;
@@ -250,7 +292,7 @@ void Conductor::take_interrupted_calls() {
                  "them again", *taken);
   }
   // A campaign whose submission the previous process did not finish never runs half.
-  auto discarded = coordinator_.store().discard_submitting_campaigns();
+  auto discarded = loop_.store().discard_submitting_campaigns();
   if (!discarded.ok()) {
     spdlog::error("conductor: {}", discarded.status().to_string());
   } else if (*discarded > 0) {
@@ -276,7 +318,7 @@ Status Conductor::resume_all() {
   query.state = "running";
   query.limit = static_cast<int64_t>(kPage);
   for (;;) {
-    auto page = coordinator_.store().task_ids(query);
+    auto page = loop_.store().task_ids(query);
     if (!page.ok()) return page.status();
     for (int64_t id : *page) {
       running.insert(id);
@@ -300,7 +342,7 @@ Status Conductor::resume_all() {
 }
 
 size_t Conductor::window() const {
-  return std::max(options_.max_active_tasks, 2 * coordinator_.pool().devices());
+  return std::max(options_.max_active_tasks, 2 * loop_.devices());
 }
 
 void Conductor::pump() {
@@ -324,7 +366,7 @@ void Conductor::pump() {
     query.state = "pending";
     query.startable = true;
     query.limit = static_cast<int64_t>(std::min(budget, window - active_.size()));
-    auto ids = coordinator_.store().task_ids(query);
+    auto ids = loop_.store().task_ids(query);
     if (!ids.ok()) {
       spdlog::error("conductor: {}", ids.status().to_string());
       return;
@@ -345,7 +387,7 @@ void Conductor::pump() {
 void Conductor::schedule_pump() {
   if (pump_posted_ || (!pending_left_ && to_resume_.empty())) return;
   pump_posted_ = true;
-  coordinator_.post([this] { pump(); });
+  loop_.post([this] { pump(); });
 }
 
 void Conductor::activate(int64_t task_id, Active active) {
@@ -363,10 +405,11 @@ void Conductor::deactivate(int64_t task_id) {
 
 void Conductor::stop(int64_t task_id) {
   deactivate(task_id);
-  auto jobs = coordinator_.store().jobs_of_task(task_id);
+  auto jobs = loop_.store().jobs_of_task(task_id);
   if (check(jobs.status(), task_id)) {
     for (const JobRow& job : *jobs) {
-      if (job.state == JobState::queued || job.state == JobState::assigned) check(coordinator_.cancel(job.id), task_id);
+      if (job.state == JobState::queued || job.state == JobState::assigned)
+        check(loop_.cancel(job.id), task_id);
     }
   }
   spdlog::info("task {} cancelled", task_id);
@@ -383,13 +426,14 @@ void Conductor::start(int64_t task_id) {
 }
 
 void Conductor::start_unguarded(int64_t task_id) {
-  auto task = coordinator_.store().get_task(task_id);
+  auto task = loop_.store().get_task(task_id);
   if (!check(task.status(), task_id)) return;
   if (task->state != "pending" && task->state != "running") return;
-  auto campaign = coordinator_.store().get_campaign(task->campaign_id);
+  auto campaign = loop_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
   activate(task_id, Active{0, campaign->workflow, task->campaign_id});
-  if (task->state == "pending") check(coordinator_.store().set_task_state(task_id, "running", ""), task_id);
+  if (task->state == "pending")
+    check(loop_.store().set_task_state(task_id, "running", ""), task_id);
   advance(task_id);
 }
 
@@ -405,8 +449,8 @@ void Conductor::advance(int64_t task_id) {
 void Conductor::advance_unguarded(int64_t task_id) {
   auto it = active_.find(task_id);
   if (it == active_.end()) return;
-  auto task = coordinator_.store().get_task(task_id);
-  auto steps = coordinator_.store().steps_of(task_id);
+  auto task = loop_.store().get_task(task_id);
+  auto steps = loop_.store().steps_of(task_id);
   if (!check(task.status(), task_id) || !check(steps.status(), task_id)) return;
   Action action = decide(policy(it->second), task->spec.limit_steps, *steps);
   spdlog::debug("task {} ({}/{}): {} after {} steps", task_id, task->spec.op_name, task->spec.task_id,
@@ -455,7 +499,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 
   // A question already answered (before a restart) is not asked again.
   std::string key = request_key(endpoint->second, request);
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   auto cached = store.find_llm_call(key);
   if (!check(cached.status(), task.id)) return;
   if (cached->has_value()) {
@@ -479,10 +523,10 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  coordinator_.after_commit([this, task_id, token, role, request, call] {
+  loop_.after_commit([this, task_id, token, role, request, call] {
     auto it = active_.find(task_id);
     if (it == active_.end() || it->second.token != token) {
-      check(coordinator_.store().forget_pending_llm_call(call.request_key), task_id);
+      check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
       return;
     }
     in_flight_[call.request_key] = Asked{task_id, token};
@@ -493,7 +537,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
-      coordinator_.post([this, task_id, token, role, request, response, key = call.request_key] {
+      loop_.post([this, task_id, token, role, request, response, key = call.request_key] {
         // To the task's latest start; a turn replayed after a no-space alarm finds the entry
         // gone and still stores the answer (on_llm), for the next start to find.
         Asked to{task_id, token};
@@ -509,7 +553,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
 
 void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
                        const LlmResponse& response, bool from_cache) {
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   if (!from_cache) {
     // Stored before it is used: on arrival, or here if that failed (recording a stored answer
     // again changes nothing); stored even when the task was cancelled meanwhile, so that
@@ -550,7 +594,7 @@ void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, 
 }
 
 void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
-  Store& store = coordinator_.store();
+  Store& store = loop_.store();
   const int seq = steps.empty() ? 1 : steps.back().seq + 1;
   active_[task.id].token = next_token_++;
   auto existing = store.job_for_task_seq(task.id, seq);
@@ -569,12 +613,10 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
   spec.op_name = task.spec.op_name;
   spec.target = Target{task.spec.backend, task.spec.arch, task.spec.impl_type, task.spec.framework};
   spec.task_type = task.spec.task_type;
-  spec.options = options_.verify_options;
   proto::Assign assign;
   assign.kind = "verify";
   assign.files = verify_files(spec, task.spec.task_desc, candidate);
   assign.timeout_ms = static_cast<uint64_t>(options_.verify_timeout_s) * 1000;
-  assign.limits.address_space_mb = options_.verify_memory_mb;
   NewJob job;
   job.task_id = task.id;
   job.task_seq = seq;
@@ -582,7 +624,7 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
   job.backend = task.spec.backend;
   job.arch = task.spec.arch;
   job.exclusive = task.spec.task_type == "profile";  // timings need the device alone
-  auto id = coordinator_.submit(job, assign);
+  auto id = loop_.submit(job, assign);
   if (!check(id.status(), task.id)) return;
   spdlog::info("task {} ({}/{}): verify job {} (step {})", task.id, task.spec.op_name, task.spec.task_id, *id, seq);
 }
@@ -591,7 +633,7 @@ void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result)
   if (!job.task_id || !job.task_seq) return;
   int64_t task_id = *job.task_id;
   if (!active_.count(task_id)) return;
-  auto steps = coordinator_.store().steps_of(task_id);
+  auto steps = loop_.store().steps_of(task_id);
   if (!check(steps.status(), task_id)) return;
   int expected = steps->empty() ? 1 : steps->back().seq + 1;
   if (*job.task_seq != expected) return;  // already recorded
@@ -615,13 +657,14 @@ void Conductor::record_verdict(int64_t task_id, int64_t job_id, const VerifyResu
   step.verdict = to_string(result.verdict);
   // Infrastructure failures cost the task nothing.
   step.counted = result.verdict != Verdict::infra_error;
-  if (!check(coordinator_.store().record_step(step).status(), task_id)) return;
+  if (!check(loop_.store().record_step(step).status(), task_id)) return;
   advance(task_id);
 }
 
 void Conductor::finish(int64_t task_id, const Action& action) {
   std::string verdict = action.passed ? "passed" : action.reason;
-  if (!check(coordinator_.store().set_task_state(task_id, action.passed ? "passed" : "failed", verdict), task_id)) {
+  if (!check(loop_.store().set_task_state(task_id, action.passed ? "passed" : "failed", verdict),
+             task_id)) {
     return;
   }
   spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
@@ -639,9 +682,9 @@ void Conductor::finished(int64_t task_id, int64_t campaign_id, bool passed) {
   // The campaign is finished when none of its tasks is: none driven here, none waiting or
   // left running in the store (asked only when its last driven task ends).
   if (active_by_campaign_.count(campaign_id)) return;
-  auto unfinished = coordinator_.store().campaign_unfinished(campaign_id);
+  auto unfinished = loop_.store().campaign_unfinished(campaign_id);
   if (!unfinished.ok() || *unfinished) return;
-  check(coordinator_.store().set_campaign_state(campaign_id, "finished"), task_id);
+  check(loop_.store().set_campaign_state(campaign_id, "finished"), task_id);
   spdlog::info("campaign {} finished", campaign_id);
 }
 

@@ -1,3 +1,7 @@
+// coordinator/generation/: what turns a task into a verified kernel -- the Conductor (this
+// file) and its pure rules (conductor_rules.h), the prompt templates (prompts.h), the LLM
+// client (llm.h) and the Task API over them (task.h).
+//
 // The Conductor: drives every task of the coordinator from design to a verified kernel.
 //
 // Runs on the coordinator's loop thread. A task's state is its recorded steps (see
@@ -5,17 +9,21 @@
 // next action: an LLM call (Designer, Coder, conductor model) or a verify job on a device
 // of the task's backend and arch. At most one action per task is in flight.
 //
-// Nothing is paid twice: a question is recorded as a pending llm_calls row in the turn that
-// asks it and sent once that turn has committed; its answer is committed the moment it
-// arrives, on the LLM client's thread through a connection of its own, before the loop uses
-// it; a resumed task looks its question up there first. A verify job is found again by
-// (task, step seq) instead of being submitted a second time. Pending rows found at start-up
-// are the calls in flight when the previous process ended (a metric).
+// Nothing is paid twice (docs/architecture.md invariant 3): a question is recorded as a pending
+// llm_calls row in the turn that asks it and sent once that turn has committed; its answer is
+// committed the moment it arrives, on the LLM client's thread through a connection of its own,
+// before the loop uses it; a resumed task looks its question up there first. A verify job is found
+// again by (task, step seq) instead of being submitted a second time. Pending rows found at
+// start-up are the calls in flight when the previous process ended (a metric).
 //
 // A store error never strands a task: each event's work for a task runs under a savepoint;
 // when a store operation fails, its writes are rolled back, the task is forgotten in memory
 // and started again from what is stored; after kMaxStoreErrors it is failed with the error
 // as its reason.
+//
+// The Conductor reaches the coordinator only through ConductorLoop (the store, jobs, the
+// loop's turns), so that its decisions are tested without a live loop (tests/conductor_test.cpp),
+// as DevicePool's are.
 #pragma once
 
 #include <functional>
@@ -36,22 +44,60 @@
 
 namespace kforge {
 
+// The retry limits of the rules (max_code_fixes, max_infra_retries) are ConductorPolicy's
+// defaults (conductor_rules.h); a verify job's memory limit is the agent's (agent.limits).
 struct ConductorOptions {
   std::map<std::string, LlmEndpoint> endpoints;  // by role: designer, coder, conductor
-  int max_code_fixes = 3;
-  int max_infra_retries = 3;
   uint32_t verify_timeout_s = 300;      // wall clock per verify job (coordinator.verify_timeout_s)
-  uint64_t verify_memory_mb = 0;        // address-space limit per verify job (0: agent default)
-  nlohmann::json verify_options = nlohmann::json::object();  // extra job.json keys (trials, ...)
   // Tasks driven at once (at least twice the devices of the live agents): the rest wait in
   // the store, pending, and are started in id order as places free up.
   size_t max_active_tasks = 10'000;
+
+  bool operator==(const ConductorOptions&) const = default;
 };
+
+// The options a Config gives the Conductor, for both daemons (kforge-coordinator, kforge run):
+// the configured LLM roles ([llm.*]; relative recording paths resolve against `config_dir`;
+// a role that is not replay and sets no base_url takes $OPENAI_BASE_URL, one that sets neither
+// api_key_env nor api_key_file sends $OPENAI_API_KEY when that is set) and
+// coordinator.verify_timeout_s.
+ConductorOptions conductor_options(const Config& config, const std::filesystem::path& config_dir);
+
+// What the Conductor needs of the coordinator's loop. Every call is made on the loop thread,
+// except post(). A Coordinator provides it (coordinator_loop); tests give a fake that runs
+// posted and after-commit work when the test says.
+class ConductorLoop {
+ public:
+  virtual ~ConductorLoop() = default;
+  virtual Store& store() = 0;
+  // The store's file: answers arriving on the LLM client's thread are committed through a
+  // connection of its own to it.
+  virtual std::filesystem::path store_path() const = 0;
+  // Queues a verify job (Coordinator::submit) / withdraws one (Coordinator::cancel).
+  virtual Result<int64_t> submit(const NewJob& job, const proto::Assign& assign) = 0;
+  virtual Status cancel(int64_t job_id) = 0;
+  // The devices of the live agents (DevicePool::devices): the window of tasks driven at once
+  // is at least twice as many.
+  virtual size_t devices() const = 0;
+  // Runs `fn` on the loop thread in a coming turn. Thread-safe.
+  virtual void post(std::function<void()> fn) = 0;
+  // Runs `fn` once the current turn has committed.
+  virtual void after_commit(std::function<void()> fn) = 0;
+  // `listener` hears every recorded job result; `fn` runs after the loop reloaded its view
+  // from the store (the end of a no-space alarm: turns were rolled back).
+  virtual void add_result_listener(ResultListener listener) = 0;
+  virtual void add_reload_listener(std::function<void()> fn) = 0;
+};
+
+// `coordinator` as a ConductorLoop.
+std::unique_ptr<ConductorLoop> coordinator_loop(Coordinator& coordinator);
 
 class Conductor {
  public:
   // `llm` may be null when no task needs one (verify_only campaigns).
   Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts, ConductorOptions options);
+  // REQUIRES: `loop` outlives the Conductor.
+  Conductor(ConductorLoop& loop, LlmClient* llm, PromptLibrary prompts, ConductorOptions options);
 
   // --- loop thread ---
   // Starts (or resumes) a task; a finished task is left alone.
@@ -99,6 +145,10 @@ class Conductor {
 
   struct AnswerLog;  // the LLM thread's connection: answers committed when they arrive
 
+  // `loop` when not null, else `own_loop`.
+  Conductor(std::unique_ptr<ConductorLoop> own_loop, ConductorLoop* loop, LlmClient* llm,
+            PromptLibrary prompts, ConductorOptions options);
+
   // Runs `fn` (an event's work for the task) under a savepoint; a store error inside it
   // (check() failing) rolls its writes back and goes to on_store_error.
   void guarded(int64_t task_id, const std::function<void()>& fn);
@@ -134,7 +184,8 @@ class Conductor {
   ConductorPolicy policy(const Active& active) const;
   bool check(const Status& st, int64_t task_id);
 
-  Coordinator& coordinator_;
+  std::unique_ptr<ConductorLoop> own_loop_;  // with the Coordinator constructor
+  ConductorLoop& loop_;
   LlmClient* llm_;
   PromptLibrary prompts_;
   ConductorOptions options_;
@@ -163,12 +214,6 @@ class Conductor {
   };
   std::unordered_map<std::string, Asked> in_flight_;
 };
-
-// The configured LLM roles as endpoints; relative recording paths resolve against
-// `config_dir`. A role that is not replay and sets no base_url takes $OPENAI_BASE_URL; one
-// that sets neither api_key_env nor api_key_file sends $OPENAI_API_KEY when that is set.
-std::map<std::string, LlmEndpoint> endpoints_from_config(const LlmConfig& config,
-                                                         const std::filesystem::path& config_dir);
 
 // The code of the latest coder step that produced code, if any ("" otherwise).
 std::string latest_code(const std::vector<StepRow>& steps, const std::string& impl_type);

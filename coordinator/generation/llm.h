@@ -47,6 +47,8 @@ struct LlmEndpoint {
   std::string recording;            // replay/record: a JSONL file
   int64_t replay_latency_ms = 0;    // replay only: > 0 answers this long after the request
                                     // gets a `concurrency` slot, as a server would; 0: at once
+
+  bool operator==(const LlmEndpoint&) const = default;
 };
 
 struct LlmRequest {

@@ -1,8 +1,5 @@
 #include "coordinator/intake/campaign.h"
 
-#include "common/text.h"
-#include "coordinator/generation/task.h"
-
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
 
@@ -21,7 +18,10 @@
 
 #include "common/fs.h"
 #include "common/targets.h"
+#include "common/text.h"
 #include "common/toml_report.h"
+#include "coordinator/generation/task.h"
+#include "coordinator/store/campaign_hash.h"
 
 namespace kforge {
 namespace {
@@ -393,32 +393,6 @@ std::string id_text(const toml::node& v) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hashing: FNV-1a 64, written out here so that the digest is the same on every build and
-// platform (std::hash is not). It is a deduplication key, not a defence against forgery; at
-// 64 bits an accidental collision between two campaigns is not a practical concern.
-
-std::string fnv1a64_hex(std::string_view data) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (int shift = 60; shift >= 0; shift -= 4) out += hex[(h >> shift) & 15];
-  return out;
-}
-
-// Length-prefixed fields, so that no two different task lists serialise alike.
-void put(std::string& out, std::string_view field) {
-  out += std::to_string(field.size());
-  out += ':';
-  out += field;
-  out += '\n';
-}
-
-
-// ---------------------------------------------------------------------------------------------
 // The campaign file.
 
 const std::vector<std::string_view> kTaskFields = {"backend",   "arch",      "impl_type",
@@ -543,11 +517,12 @@ void read_sweep(Reader& r, const toml::node& node, Op& op) {
             [](const SweepKey& a, const SweepKey& b) { return a.name < b.name; });
 }
 
-// Reads a file named in the campaign, relative to base_dir. Problems are reported at `node`.
-std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
-                                           const std::string& key, const std::string& what,
-                                           const std::filesystem::path& base_dir,
-                                           std::filesystem::path& resolved) {
+// Reads a file named in the campaign (read_named_file), relative to base_dir. Problems are
+// reported at `node`.
+std::optional<std::string> read_file_at(Reader& r, const toml::node& node, const std::string& key,
+                                        const std::string& what,
+                                        const std::filesystem::path& base_dir,
+                                        std::filesystem::path& resolved) {
   const auto* s = node.as_string();
   if (s == nullptr || s->get().empty()) {
     r.fail(node.source(), key + ": expected a path to the " + what + ", got " + toml_describe(node));
@@ -555,21 +530,9 @@ std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
   }
   std::filesystem::path written(s->get());
   resolved = written.is_absolute() ? written : base_dir / written;
-  std::error_code ec;
-  if (!std::filesystem::exists(resolved, ec)) {
-    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) +
-                              " does not exist (looked for " +
-                              resolved.lexically_normal().string() + ")");
-    return std::nullopt;
-  }
-  if (std::string why = not_a_file(resolved); !why.empty()) {
-    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) + " " + why);
-    return std::nullopt;
-  }
-  Result<std::string> text = read_file(resolved);
+  Result<std::string> text = read_named_file(resolved.lexically_normal(), what);
   if (!text.ok()) {
-    r.fail(node.source(),
-           key + ": cannot read " + what + " " + toml_quote(s->get()) + ": " + text.status().message());
+    r.fail(node.source(), key + ": " + text.status().message());
     return std::nullopt;
   }
   return std::move(*text);
@@ -705,7 +668,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
   if (const toml::node* n = table.get("task_desc")) {
     if (const auto* s = n->as_string()) op.task_desc_written = s->get();
     std::optional<std::string> text =
-        read_named_file(r, *n, op.key + ".task_desc", "task file", base_dir, op.task_path);
+        read_file_at(r, *n, op.key + ".task_desc", "task file", base_dir, op.task_path);
     Status desc = text ? check_task_desc(*text) : Status();
     if (!desc.ok()) {
       // Caught here, with the file's name and line, rather than in every one of the op's tasks.
@@ -728,7 +691,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
     } else {
       std::filesystem::path resolved;
       std::optional<std::string> text =
-          read_named_file(r, *n, op.key + ".candidate", "candidate file", base_dir, resolved);
+          read_file_at(r, *n, op.key + ".candidate", "candidate file", base_dir, resolved);
       if (text) {
         op.candidate_text = std::move(*text);
       }
@@ -944,21 +907,9 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
 }
 
 std::string hash_campaign(const Campaign& c) {
-  std::string data = "kforge-campaign-v1\n";
-  put(data, c.workflow);
-  for (const CampaignTask& t : c.tasks) {
-    const TaskSpec& s = t.spec;
-    for (std::string_view f :
-         {std::string_view(s.op_name), std::string_view(s.task_id), std::string_view(s.backend),
-          std::string_view(s.arch), std::string_view(s.impl_type), std::string_view(s.framework),
-          std::string_view(s.task_type)}) {
-      put(data, f);
-    }
-    put(data, std::to_string(s.limit_steps));
-    put(data, s.task_desc);
-    put(data, t.candidate);
-  }
-  return fnv1a64_hex(data);
+  CampaignHash hash(c.workflow);
+  for (const CampaignTask& t : c.tasks) hash.add(t.spec, t.candidate);
+  return hash.hex();
 }
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,

@@ -1,3 +1,6 @@
+// coordinator/intake/: how work enters -- campaign files (this file) and KernelBench
+// imports (kernelbench.h), expanded into TaskSpecs the store keeps.
+//
 // Campaign files: one TOML file expanded into the tasks a campaign runs.
 //
 // A campaign names ops; each op names a task file (the reference, harness task format) and
@@ -46,7 +49,7 @@ struct CampaignTask {
 struct Campaign {
   std::string name;      // identifies the campaign (with content_hash: see below)
   std::string workflow;  // default | coder_only | verify_only
-  // FNV-1a 64 (16 hex digits) of what the campaign runs: workflow and every expanded task
+  // SHA-256 (64 hex digits) of what the campaign runs: workflow and every expanded task
   // (spec and candidate text), in order. Not the name, the file's formatting, comments or
   // location: the same name and hash twice is the same campaign submitted twice.
   std::string content_hash;
@@ -69,7 +72,8 @@ Result<Campaign> load_campaign(const std::filesystem::path& path);
 Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesystem::path& base_dir,
                                 const std::string& source_name);
 
-// The campaign's content_hash (see Campaign): from its workflow and expanded tasks.
+// The campaign's content_hash (see Campaign): from its workflow and expanded tasks
+// (CampaignHash, coordinator/store/campaign_hash.h).
 std::string hash_campaign(const Campaign& campaign);
 
 // How store_campaign writes: runs `fn` as one transaction (ApiBackend::write: one turn of the

@@ -30,6 +30,8 @@ struct HttpServerOptions {
   bool metrics_public = false;            // /metrics without the token
   size_t max_body_bytes = 256u << 20;     // a 100,000-task campaign fits
   ServingOptions serving;                 // threads, connection cap, deadlines
+
+  bool operator==(const HttpServerOptions&) const = default;
 };
 
 // True for 127.0.0.0/8, ::1 and localhost.

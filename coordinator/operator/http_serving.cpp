@@ -6,9 +6,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,8 +16,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 namespace kforge {
 namespace {
@@ -191,9 +189,11 @@ Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::str
     ::setrlimit(RLIMIT_NOFILE, &files);
   }
   s->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s->epoll_fd_ < 0 || s->wake_fd_ < 0) return io_error(std::string("http: epoll/eventfd: ") + std::strerror(errno));
-  for (int fd : {s->listen_fd_, s->wake_fd_}) {
+  if (s->epoll_fd_ < 0) return io_error(std::string("http: epoll: ") + std::strerror(errno));
+  auto wake = EventFd::open("http");
+  if (!wake.ok()) return wake.status();
+  s->wake_ = std::move(wake.value());
+  for (int fd : {s->listen_fd_, s->wake_.fd()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -208,16 +208,13 @@ Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::str
 
 ConnectionServer::~ConnectionServer() {
   stopping_ = true;
-  if (wake_fd_ >= 0) {
-    uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
-  }
+  if (wake_.valid()) wake_.notify();
   if (loop_thread_.joinable()) loop_thread_.join();
   work_cv_.notify_all();
   for (auto& w : workers_) w.join();
   for (auto& [fd, c] : conns_) ::close(fd);
   conns_.clear();
-  for (int fd : {listen_fd_, epoll_fd_, wake_fd_}) {
+  for (int fd : {listen_fd_, epoll_fd_}) {
     if (fd >= 0) ::close(fd);
   }
 }
@@ -298,9 +295,8 @@ void ConnectionServer::loop() {
     int64_t now = now_ms();
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
-      if (fd == wake_fd_) {
-        uint64_t v;
-        (void)!::read(wake_fd_, &v, sizeof v);
+      if (fd == wake_.fd()) {
+        wake_.drain();
       } else if (fd == listen_fd_) {
         for (;;) {
           int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -412,8 +408,7 @@ void ConnectionServer::work() {
       std::lock_guard<std::mutex> lock(mu_);
       returned_.push_back(c);
     }
-    uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    wake_.notify();
   }
 }
 

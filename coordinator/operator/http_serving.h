@@ -22,8 +22,8 @@
 #include <httplib.h>
 
 #include <atomic>
-#include <cstdint>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace kforge {
 
@@ -45,6 +46,8 @@ struct ServingOptions {
   int io_timeout_ms = 10000;               // one read or write of a body/answer waits at most this
   int request_timeout_ms = 300000;         // reading one body and writing one answer in all
   size_t max_requests_per_connection = 1000;
+
+  bool operator==(const ServingOptions&) const = default;
 };
 
 // httplib's Server as a request processor: routes, handlers, error handler; never listens.
@@ -84,7 +87,8 @@ class ConnectionServer {
 
   RequestProcessor& processor_;
   ServingOptions options_;
-  int listen_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
+  int listen_fd_ = -1, epoll_fd_ = -1;
+  EventFd wake_;  // workers hand connections back; the destructor stops the loop
   int port_ = 0;
   int64_t accept_paused_until_ms_ = 0;  // > 0: out of descriptors, not accepting until then
   std::atomic<bool> stopping_{false};

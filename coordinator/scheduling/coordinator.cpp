@@ -127,9 +127,11 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions&
   if (!socket.ok()) return socket.status();
   socket->set(zmq::sockopt::rcvhwm, kRouterRcvHwm);
   std::string endpoint = bound_endpoint(*socket);
-  std::unique_ptr<Coordinator> c(new Coordinator(resolved, clock, std::move(store.value()),
-                                                 std::move(ctx), std::move(zap),
-                                                 std::move(socket.value()), endpoint));
+  auto wake = EventFd::open("coordinator wake-up");
+  if (!wake.ok()) return wake.status();
+  std::unique_ptr<Coordinator> c(
+      new Coordinator(resolved, clock, std::move(store.value()), std::move(ctx), std::move(zap),
+                      std::move(socket.value()), endpoint, std::move(wake.value())));
   // Without room for the reserve or for recovery's writes the coordinator starts with the
   // no-space alarm raised: it serves reads and recovers once space returns.
   Status st = c->reserve_.hold();
@@ -145,7 +147,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions&
 Coordinator::Coordinator(const CoordinatorOptions& options, Clock& clock,
                          std::unique_ptr<Store> store, zmq::context_t ctx,
                          std::optional<zmq::socket_t> zap, zmq::socket_t socket,
-                         std::string endpoint)
+                         std::string endpoint, EventFd wake)
     : options_(options),
       clock_(clock),
       store_(std::move(store)),
@@ -156,7 +158,7 @@ Coordinator::Coordinator(const CoordinatorOptions& options, Clock& clock,
       agent_keys_(options.agent_keys),
       endpoint_(std::move(endpoint)),
       incarnation_(random_hex_id().substr(0, 16)),
-      wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+      wake_(std::move(wake)),
       pool_(options.precision_jobs_per_device),
       reserve_(options.data_dir / "kforge.reserve", options.disk_reserve_bytes) {
   limits_.max_frame_bytes = options.max_msg_bytes;
@@ -171,7 +173,6 @@ Coordinator::Coordinator(const CoordinatorOptions& options, Clock& clock,
 Coordinator::~Coordinator() {
   socket_.close();
   if (zap_) zap_->close();
-  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 Status Coordinator::recover() {
@@ -211,14 +212,12 @@ void Coordinator::post(std::function<void()> fn) {
     std::lock_guard lock(posted_mu_);
     posted_.push_back(std::move(fn));
   }
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  wake_.notify();
 }
 
 void Coordinator::stop() {
   stop_ = true;
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  wake_.notify();
 }
 
 Status Coordinator::run() {
@@ -239,10 +238,9 @@ Status Coordinator::run() {
   while (!stop_) {
     if (alarm_) {
       // No turns: wake for stop() and for the next probe only (posted work waits).
-      zmq::pollitem_t wake[] = {{nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t wake[] = {{nullptr, wake_.fd(), ZMQ_POLLIN, 0}};
       poll_interruptible(wake, 1, std::clamp<int64_t>(next_probe_ms_ - clock_.now_ms(), 0, kTimerTickMs));
-      uint64_t v;
-      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
+      wake_.drain();
       if (stop_ || clock_.now_ms() < next_probe_ms_) continue;
       if (Status st = probe_alarm(); !st.ok()) {
         spdlog::critical("coordinator stopping: {}", st.to_string());
@@ -251,14 +249,11 @@ Status Coordinator::run() {
       continue;
     }
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                               {nullptr, wake_.fd(), ZMQ_POLLIN, 0},
                                {zap_ ? zap_->handle() : nullptr, zap_ ? 0 : -1, ZMQ_POLLIN, 0}};
     // Sleeps until a message, a post() or stop(), or the next timer.
     poll_interruptible(items, zap_ ? 3 : 2, std::max<int64_t>(next_timer - clock_.now_ms(), 0));
-    if (items[1].revents & ZMQ_POLLIN) {
-      uint64_t v;
-      [[maybe_unused]] ssize_t n = ::read(wake_fd_, &v, sizeof v);
-    }
+    if (items[1].revents & ZMQ_POLLIN) wake_.drain();
     bool timers_due = clock_.now_ms() >= next_timer;
     Status st = turn(timers_due);
     // A turn may bring a timer forward (an agent registered, a message held).
@@ -1261,6 +1256,26 @@ void Coordinator::render_metrics(std::string& out) const {
   metric_family(out, "kforge_log_lines_suppressed_total", "counter", "warnings about peers not written (rate limit)");
   metric_sample(out, "kforge_log_lines_suppressed_total", {}, static_cast<double>(peer_log_.suppressed()));
   dispatch_latency_.render(out, "kforge_dispatch_latency_seconds", "time from a job's enqueue to its first assignment to a device");
+}
+
+Result<CoordinatorOptions> coordinator_options(const CoordinatorConfig& config) {
+  CoordinatorOptions options;
+  options.listen = config.listen;
+  options.data_dir = config.data_dir;
+  options.heartbeat_ms = config.heartbeat_ms;
+  options.liveness = config.liveness;
+  options.restart_grace_ms = config.restart_grace_ms;
+  options.precision_jobs_per_device = config.precision_jobs_per_device;
+  options.disk_reserve_bytes = uint64_t{config.disk_reserve_mb} << 20;
+  if (!config.secret_key_file.empty()) {
+    auto keys = read_secret_key_file(config.secret_key_file);
+    if (!keys.ok())
+      return Status(keys.status().code(),
+                    "coordinator.secret_key_file: " + keys.status().message());
+    options.curve_secret_key = keys->secret_key;
+    options.agent_keys_file = config.agent_keys_file;
+  }
+  return options;
 }
 
 }  // namespace kforge

@@ -1,9 +1,12 @@
+// coordinator/scheduling/: the loop that owns the agent link -- agents, leases, dispatch,
+// results (coordinator.h) -- and the bookkeeping of free device slots (device_pool.h).
+//
 // The coordinator's event loop: agents, leases, dispatch and results over one ROUTER socket.
 //
 // One thread runs the loop and owns the Store, the socket and the DevicePool. Each turn:
 // receive what is waiting, apply it (agents, results, operator commands, timers, dispatch)
 // inside one store batch, commit, and only then send the messages announcing it
-// (ARCHITECTURE.md invariant 1). Other threads talk to the loop through call().
+// (docs/architecture.md invariant 1). Other threads talk to the loop through call().
 //
 // Who may speak (schema/protocol.md, Security): with a CURVE secret key the ROUTER is a CURVE
 // server and a ZAP handler on this loop admits only the public keys of the allow-list
@@ -12,7 +15,7 @@
 // port may register, but still cannot take over a live agent's id or record a result for an
 // attempt it does not hold.
 //
-// Agent lifecycle, as the coordinator sees it:
+// Agent lifecycle, as the coordinator sees it (docs/architecture.md invariant 5):
 //   (unknown) --Hello--> live --silence > heartbeat_ms*liveness--> lost (jobs re-queued)
 //   live --Bye--> gone (jobs re-queued)      lost/gone --Hello--> live (reconciled)
 //
@@ -26,8 +29,6 @@
 //   serving --write refused: no space--> alarm --probe commits--> serving (reloaded)
 #pragma once
 
-#include <sys/eventfd.h>
-
 #include <atomic>
 #include <deque>
 #include <filesystem>
@@ -40,16 +41,17 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "common/clock.h"
-#include "common/log.h"
+#include "common/config.h"
 #include "common/curve.h"
+#include "common/log.h"
+#include "common/metrics.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "coordinator/scheduling/device_pool.h"
-#include "common/metrics.h"
 #include "coordinator/store/reserve.h"
 #include "coordinator/store/store.h"
 
@@ -67,7 +69,13 @@ struct CoordinatorOptions {
   std::filesystem::path agent_keys_file;  // CURVE allow-list, re-read when it changes; or:
   AgentKeys agent_keys;                   // the allow-list when agent_keys_file is empty
   uint64_t disk_reserve_bytes = 64ull << 20;  // kept free in data_dir for the store (0: none)
+
+  bool operator==(const CoordinatorOptions&) const = default;
 };
+
+// The options [coordinator] gives the loop, for both daemons (kforge-coordinator, kforge run):
+// every key copied, the CURVE secret key read from secret_key_file (an error names the key).
+[[nodiscard]] Result<CoordinatorOptions> coordinator_options(const CoordinatorConfig& config);
 
 // A test shim between the loop and the wire (fault injection), called on the loop thread for
 // every message the coordinator sends: return Millis(0) to send it now, a positive delay to
@@ -235,7 +243,9 @@ class Coordinator {
 
   Coordinator(const CoordinatorOptions& options, Clock& clock, std::unique_ptr<Store> store,
               zmq::context_t ctx, std::optional<zmq::socket_t> zap, zmq::socket_t socket,
-              std::string endpoint);
+              std::string endpoint, EventFd wake);
+  // Leases, queue and agents from the store, as a restart finds them (docs/architecture.md
+  // invariant 6): leased jobs wait restart_grace_ms for their agents.
   Status recover();
   // Forgets the in-memory view (agents, leases, pool, messages not sent): the store is the
   // truth after a rolled-back turn.
@@ -294,7 +304,7 @@ class Coordinator {
   uintmax_t keys_size_ = 0;
   std::string endpoint_;
   std::string incarnation_;
-  int wake_fd_ = -1;
+  EventFd wake_;  // post() and stop() wake the loop
   proto::DecodeLimits limits_;
 
   std::mutex posted_mu_;

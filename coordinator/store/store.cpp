@@ -16,6 +16,7 @@
 #include "common/sha256.h"
 #include "common/sqlite.h"
 #include "common/verify_result.h"
+#include "coordinator/store/campaign_hash.h"
 #include "coordinator/store/migrations.h"
 
 namespace kforge {
@@ -305,6 +306,10 @@ const SqlDef kSql[] = {
 };
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
+
+// A campaign's tasks in order (migration 0006 reads them before the statements are prepared).
+constexpr const char* kTasksOfCampaign =
+    "SELECT " KF_TASK_COLUMNS " WHERE campaign_id = ?1 ORDER BY tasks.id";
 
 #undef KF_JOB_COLUMNS
 #undef KF_JOB_LISTING_COLUMNS
@@ -608,7 +613,102 @@ struct Db : sqlite::Db {
   }
 };
 
+// ---- Campaign identity (CampaignHash; migration 0006) ---------------------------------------
+
+// Length-prefixed fields, so that no two different task lists serialise alike.
+template <class Hash>
+void put_field(Hash& h, std::string_view field) {
+  h.update(std::to_string(field.size()));
+  h.update(":");
+  h.update(field);
+  h.update("\n");
+}
+
+template <class Hash>
+void put_task(Hash& h, const TaskSpec& s, std::string_view candidate) {
+  for (std::string_view f : {std::string_view(s.op_name), std::string_view(s.task_id),
+                             std::string_view(s.backend), std::string_view(s.arch),
+                             std::string_view(s.impl_type), std::string_view(s.framework),
+                             std::string_view(s.task_type)}) {
+    put_field(h, f);
+  }
+  put_field(h, std::to_string(s.limit_steps));
+  put_field(h, s.task_desc);
+  put_field(h, candidate);
+}
+
+// FNV-1a 64, the campaign hash of databases before schema 6: only to recognise their
+// identities (migration 0006), never to make new ones.
+struct Fnv1a64 {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  void update(std::string_view data) {
+    for (unsigned char c : data) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+  }
+  std::string hex_digest() const {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (int shift = 60; shift >= 0; shift -= 4) out += hex[(h >> shift) & 15];
+    return out;
+  }
+};
+
+// Migration 0006's data step: each campaign whose content_hash is a v1 identity (FNV-1a 64,
+// 16 hex digits) that its stored workflow and tasks reproduce gets the v2 identity of the
+// same content (CampaignHash), so that submitting it again finds it. A hash the rows do not
+// reproduce (made by a kforge whose serialisation differed) is left as it is. Runs inside the
+// migration's transaction.
+Status rehash_campaigns(Db& d) {
+  constexpr std::string_view op = "migration 0006: campaign identities as SHA-256";
+  Prepared campaigns, tasks, update;
+  KF_RETURN_IF_ERROR(d.prepare(
+      "SELECT id, workflow, content_hash FROM campaigns WHERE length(content_hash) = 16",
+      &campaigns.s));
+  KF_RETURN_IF_ERROR(d.prepare(kTasksOfCampaign, &tasks.s));
+  KF_RETURN_IF_ERROR(
+      d.prepare("UPDATE campaigns SET content_hash = ?2 WHERE id = ?1", &update.s));
+  Stmt c(campaigns.s);
+  int rc;
+  while ((rc = c.step()) == SQLITE_ROW) {
+    const int64_t id = c.i64(0);
+    const std::string workflow = c.str(1);
+    Fnv1a64 v1;
+    v1.update("kforge-campaign-v1\n");
+    put_field(v1, workflow);
+    CampaignHash v2(workflow);
+    Stmt t(tasks.s);
+    t.bind(1, id);
+    int trc;
+    while ((trc = t.step()) == SQLITE_ROW) {
+      const TaskRow task = read_task(t);
+      put_task(v1, task.spec, task.spec.candidate);
+      v2.add(task.spec, task.spec.candidate);
+    }
+    if (trc != SQLITE_DONE) return d.error(trc, op);
+    if (v1.hex_digest() != c.str(2)) continue;
+    const std::string hash = v2.hex();  // bound without a copy: lives until finish()
+    Stmt u(update.s);
+    u.bind(1, id);
+    u.text(2, hash);
+    if (int urc = u.finish(); urc != SQLITE_DONE) return d.error(urc, op);
+  }
+  return rc == SQLITE_DONE ? Status() : d.error(rc, op);
+}
+
 }  // namespace
+
+CampaignHash::CampaignHash(std::string_view workflow) {
+  sha_.update("kforge-campaign-v2\n");
+  put_field(sha_, workflow);
+}
+
+void CampaignHash::add(const TaskSpec& spec, std::string_view candidate) {
+  put_task(sha_, spec, candidate);
+}
+
+std::string CampaignHash::hex() { return sha_.hex_digest(); }
 
 struct Store::Impl {
   Db d;
@@ -711,6 +811,7 @@ Status Db::migrate() {
     Status s = exec(m.sql, std::string("migration ") + m.name);
     if (s.ok() && m.version == 3) s = convert_job_frames(*this);
     if (s.ok() && m.version == 4) s = move_task_texts(*this);
+    if (s.ok() && m.version == 6) s = rehash_campaigns(*this);
     if (s.ok() && sqlite3_get_autocommit(db)) {
       return internal_error(path + ": migration " + m.name +
                             " ended the transaction itself; migrations must not contain "

@@ -1,8 +1,12 @@
+// coordinator/store/: all durable state and the only code that speaks SQL -- the Store
+// (store.h), the embedded migrations (migrations.h), the disk reserve (reserve.h) and a
+// SQLite VFS that injects faults for tests (fault_vfs.h).
+//
 // The coordinator's durable state: one SQLite database in WAL mode.
 //
 // Mutations are named operations. The coordinator's event loop is the one writer: it opens
 // a batch at the start of a turn, applies that turn's mutations, and commits before any
-// message announcing them leaves (group commit; ARCHITECTURE.md invariant 1). A Store is not
+// message announcing them leaves (group commit; docs/architecture.md invariant 1). A Store is not
 // thread-safe; other threads open their own read-only Store (open_readonly).
 #pragma once
 
@@ -309,7 +313,8 @@ class Store {
   Result<int64_t> requeue_job(int64_t job_id);
   // Records `result` if (job, epoch) is current and the job is assigned: assigned -> done.
   // Returns false (and changes nothing) for a stale epoch, a job already done/cancelled or
-  // a job that does not exist: the caller acks and drops such a result. A verify job's
+  // a job that does not exist: the caller acks and drops such a result (docs/architecture.md
+  // invariant 2). A verify job's
   // result without `verify` (an agent from before typed results) has its result_json read
   // as the verdict document.
   Result<bool> record_result(int64_t job_id, int64_t epoch, const proto::JobResult& result);

@@ -1,0 +1,10 @@
+-- Migration 0006: campaign identities as SHA-256 (issue 19, "one content hash").
+--
+-- campaigns.content_hash was the FNV-1a 64 of the campaign's workflow and tasks (16 hex
+-- digits, "kforge-campaign-v1"); kforge now makes SHA-256 identities of the same fields (64
+-- hex digits, "kforge-campaign-v2": CampaignHash in coordinator/store/campaign_hash.h). So that a
+-- campaign stored before is still recognised when it is submitted again (and nothing it
+-- paid for is paid twice), coordinator/store/store.cpp recomputes, in the same transaction
+-- as this migration, the identity of every campaign whose stored hash its own tasks
+-- reproduce, and stores the SHA-256 one in its place. Nothing else changes; there is no
+-- schema change.
