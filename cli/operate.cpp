@@ -404,8 +404,9 @@ int cmd_submit(const ParsedFlags& flags) {
   const std::filesystem::path path = flags.positional[0];
   auto text = read_named_file(path, "campaign file");
   if (!text.ok()) return cli_fail(text.status().message());
-  // Checked here, so that problems name this host's paths; the coordinator expands it.
-  auto plan = plan_campaign(*text, files_under(path.parent_path()), path.string());
+  // Checked here, so that problems name this host's paths; the coordinator checks every task
+  // as it expands them.
+  auto plan = plan_campaign(*text, files_under(path.parent_path()), path.string(), false);
   if (!plan.ok()) return cli_fail(plan.status().message());
   int code = 0;
   auto api = client_or_fail(flags, &code);
@@ -432,7 +433,7 @@ int cmd_submit(const ParsedFlags& flags) {
         lock.lock();
         if (!listed.ok() || !listed->is_array()) continue;
         for (const json& c : *listed) {
-          if (str(c, "content_hash") != plan->content_hash() || str(c, "state") != "submitting") continue;
+          if (str(c, "name") != plan->name() || str(c, "state") != "submitting") continue;
           int64_t stored = c.contains("tasks") ? c["tasks"].value("total", int64_t{0}) : 0;
           if (stored != shown) {
             std::fprintf(stderr, "campaign %s: stored %lld of %zu tasks\n", plan->name().c_str(),

@@ -794,7 +794,7 @@ const std::vector<std::string>& campaign_workflows() {
 }
 
 Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFileReader& read,
-                                   const std::string& source_name) {
+                                   const std::string& source_name, bool walk_tasks) {
   auto parsed = parse_toml(toml_text, source_name);
   if (!parsed.ok()) return parsed.status();
   auto plan = std::make_shared<CampaignPlan::Impl>();
@@ -877,6 +877,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
   KF_RETURN_IF_ERROR(r.status());
   plan->total = total;
   for (const Op& op : ops) plan->base.push_back(base_spec(op));
+  if (!walk_tasks) return CampaignPlan(plan);
 
   // Every task once: checked, and hashed. Two tasks can be the same (op_name, task_id) only
   // when ops share an op_name or a sweep repeats a value: only those ops' ids are kept.
@@ -900,11 +901,11 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
     const bool check_repeats = may_repeat(op);
     const size_t end = o + 1 < ops.size() ? plan->first[o + 1] : total;
     Status walked = view.expand(plan->first[o], end, [&](CampaignTask&& task) {
-      TaskSpec checked = task.spec;
-      checked.candidate = task.candidate;
       // The checks above name the line of each problem; this is the one rule every way of
       // creating a task goes through (the API's too), so nothing they miss is stored.
-      Status valid = validate_task_spec(checked, campaign.workflow);
+      task.spec.candidate.swap(task.candidate);
+      Status valid = validate_task_spec(task.spec, campaign.workflow);
+      task.spec.candidate.swap(task.candidate);
       if (!valid.ok()) {
         r.fail(op.where, op.key + ": " + op.op_name + " [" + task.spec.task_id + "]: " + valid.message());
         return Status();

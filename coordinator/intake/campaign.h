@@ -91,7 +91,7 @@ class CampaignPlan {
  public:
   const std::string& name() const;
   const std::string& workflow() const;
-  const std::string& content_hash() const;  // equal to hash_campaign of the expansion
+  const std::string& content_hash() const;  // hash_campaign of the expansion (walked plans)
   size_t size() const;                      // how many tasks it expands to
   // The files it names (task files, candidates), by their path as written, with their text:
   // what `kforge submit` sends with the campaign file.
@@ -108,9 +108,12 @@ class CampaignPlan {
 };
 
 // Reads and checks campaign TOML text whose files come from `read`; `source_name` stands
-// for the file in messages. Errors as parse_campaign's.
+// for the file in messages. Errors as parse_campaign's. Without `walk_tasks` the tasks are
+// not walked: the file, its files, its ops and its size are checked, but not each task
+// (validate_task_spec, repeats), and content_hash() is empty: what `kforge submit` checks
+// before it sends the file to a coordinator, which walks them (a million tasks take seconds).
 Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFileReader& read,
-                                   const std::string& source_name);
+                                   const std::string& source_name, bool walk_tasks = true);
 
 // How store_campaign writes: runs `fn` as one transaction (ApiBackend::write: one turn of the
 // coordinator's loop; or Store::begin ... commit) and returns its status.
