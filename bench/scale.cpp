@@ -18,20 +18,26 @@
 // main branch's, for a baseline) under the same load.
 //
 // --tasks N measures a campaign of N tasks instead of a fleet (issue 21): a verify_only
-// campaign (a 5 KB file whose sweep expands to N tasks; campaigns of 100,000 at most, so
-// several for more) is submitted with `kforge submit --data` before the coordinator starts
-// with its operator API on a free port. With every task queued and no agent connected it
-// prints the coordinator's RSS and CPU for --idle-seconds (after --settle-seconds), the
-// latency of `GET /api/v1/tasks` pages (first, middle and last, by `after` and by `offset`),
-// then kills it (SIGKILL), starts it again on the same data and times the first Assign a
-// fresh fake agent (one cpu device) receives: restart_to_dispatch_ms.
+// campaign (a 5 KB file whose sweep expands to N tasks, up to 1,000,000; --campaign-tasks
+// splits it into several campaigns, for builds with a lower limit) is submitted with `kforge
+// submit` through the operator API of a running coordinator (its wall time, the CLI's peak
+// RSS and the coordinator's highest RSS meanwhile), or with `--data` before the coordinator
+// starts (--submit-offline, the only way for builds before scale21's). With every task queued
+// and no agent connected it prints the coordinator's RSS and CPU for --idle-seconds (after
+// --settle-seconds), the latency of `GET /api/v1/tasks` pages (first, middle and last, by
+// `after` and by `offset`) and of job pages by `after`, the cost of `kforge results --csv`
+// (wall, the CLI's peak RSS, the coordinator's highest RSS meanwhile), then kills it
+// (SIGKILL), starts it again on the same data and times the first Assign a fresh fake agent
+// (one cpu device) receives: restart_to_dispatch_ms.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,6 +51,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -76,7 +83,8 @@ const std::vector<FlagSpec> kFlags = {
     {"seconds", true, "soak length after registration, in s (default 60)"},
     {"heartbeat-ms", true, "each agent's heartbeat interval (default 1000)"},
     {"coordinator-heartbeat-ms", true, "the coordinator's heartbeat_ms (default 1000)"},
-    {"agent-threads", true, "threads driving the fake agents (default 1)"},
+    {"agent-threads", true, "threads driving the fake agents, per process (default 1)"},
+    {"agent-processes", true, "processes the fake agents are spread over (default 1; each DEALER takes two fds)"},
     {"churn", true, "agents restarted (new incarnation) per second (default 0)"},
     {"flood-clients", true, "DEALERs sending malformed frames (default 0: no flood)"},
     {"flood-at", true, "flood start, s after registration (default 10)"},
@@ -90,6 +98,8 @@ const std::vector<FlagSpec> kFlags = {
     {"settle-seconds", true, "--tasks: wait this long after the start before measuring (default 10)"},
     {"idle-seconds", true, "--tasks: measure idle CPU and RSS this long (default 20)"},
     {"kforge", true, "--tasks: the kforge CLI that submits the campaign (default: beside this build's bench)"},
+    {"campaign-tasks", true, "--tasks: tasks per campaign (default 1000000: one campaign up to that)"},
+    {"submit-offline", false, "--tasks: submit with --data before the coordinator starts, not through its API"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
     {"help", false, "show this message"},
 };
@@ -458,9 +468,9 @@ class Flooder {
 
 // ---- A campaign of many tasks -------------------------------------------------------------
 
-// Writes campaigns of `tasks` verify_only tasks in all into `dir` (campaign-K.toml, 100,000
-// tasks each at most: the limit of one campaign), each a small file whose sweep expands.
-std::vector<fs::path> write_campaigns(const fs::path& dir, uint64_t tasks) {
+// Writes campaigns of `tasks` verify_only tasks in all into `dir` (campaign-K.toml, `per`
+// tasks each at most), each a small file whose sweep expands.
+std::vector<fs::path> write_campaigns(const fs::path& dir, uint64_t tasks, uint64_t per) {
   {
     // About the size of a KernelBench reference (3 KB): its docstring stands for the rest.
     std::ofstream task(dir / "add.py");
@@ -474,11 +484,11 @@ std::vector<fs::path> write_campaigns(const fs::path& dir, uint64_t tasks) {
   }
   std::vector<fs::path> files;
   for (uint64_t done = 0, k = 0; done < tasks; ++k) {
-    uint64_t n = std::min<uint64_t>(tasks - done, 100'000);
-    // n = a * b * c points (the remainder as a last campaign of one sweep).
+    uint64_t n = std::min<uint64_t>(tasks - done, per);
+    // n = a * b * c points (else one sweep of n).
     std::vector<std::pair<char, uint64_t>> axes;
-    if (n == 100'000) {
-      axes = {{'A', 100}, {'B', 100}, {'C', 10}};
+    if (n % 10'000 == 0) {
+      axes = {{'A', 100}, {'B', 100}, {'C', n / 10'000}};
     } else {
       axes = {{'A', n}};
     }
@@ -498,24 +508,45 @@ std::vector<fs::path> write_campaigns(const fs::path& dir, uint64_t tasks) {
   return files;
 }
 
-// Runs `argv` and waits for it; its output goes to `log`. The exit status, or -1.
-int run_and_wait(std::vector<std::string> argv, const fs::path& log) {
+// What run_and_wait saw of the child.
+struct ChildRun {
+  int rc = -1;            // the exit status, or -1
+  double wall_s = 0;
+  double peak_rss_mb = 0;  // the child's high-water mark (ru_maxrss)
+};
+
+// Runs `argv` and waits for it; its stderr goes to `log`, its stdout too unless `out` is
+// given. `meanwhile` is called every 200 ms until it exits (sampling another process).
+ChildRun run_and_wait(std::vector<std::string> argv, const fs::path& log, const fs::path& out = {},
+                      const std::function<void()>& meanwhile = {}) {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  const int64_t t0 = now_ms();
   pid_t pid = ::fork();
   if (pid == 0) {
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
+    int o = out.empty() ? fd : ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) ::dup2(fd, 2);
+    if (o >= 0) ::dup2(o, 1);
     ::execv(args[0], args.data());
     ::_exit(127);
   }
+  ChildRun run;
+  if (pid < 0) return run;
   int status = 0;
-  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  rusage usage{};
+  for (;;) {
+    pid_t got = ::wait4(pid, &status, meanwhile ? WNOHANG : 0, &usage);
+    if (got == pid) break;
+    if (got < 0) return run;
+    meanwhile();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a sampling interval
+  }
+  run.wall_s = static_cast<double>(now_ms() - t0) / 1000.0;
+  run.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  run.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
 }
 
 // One GET on loopback (HTTP/1.1, Connection: close): the status code and the time to the
@@ -588,6 +619,13 @@ int64_t first_assign_ms(zmq::context_t& ctx, const std::string& endpoint, int64_
   return -1;
 }
 
+uint64_t count_lines(const fs::path& p) {
+  std::ifstream in(p);
+  uint64_t n = 0;
+  for (std::string line; std::getline(in, line);) n++;
+  return n;
+}
+
 std::string read_text(const fs::path& p) {
   std::ifstream in(p);
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -643,23 +681,46 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   }
   std::printf("coordinator: %s\nkforge: %s\ndir: %s\ntasks: %llu\n", exe.c_str(), kforge.c_str(), dir.c_str(),
               static_cast<unsigned long long>(tasks));
-  int64_t t0 = now_ms();
-  for (const fs::path& file : write_campaigns(dir, tasks)) {
-    int rc = run_and_wait({kforge.string(), "submit", file.string(), "--data", data.string()}, dir / "submit.log");
-    if (rc != 0) return fail("kforge submit " + file.string() + " failed (see " + (dir / "submit.log").string() + ")");
-  }
-  print("submit_s", static_cast<double>(now_ms() - t0) / 1000.0, 1);
-  uint64_t db_bytes = bytes_of(data, "kforge.db");
-  print("db_mb", static_cast<double>(db_bytes) / 1048576.0, 1);
-  print("db_bytes_per_task", static_cast<double>(db_bytes) / static_cast<double>(tasks), 0);
-  std::fflush(stdout);
-
+  auto per = uint_flag(flags, "campaign-tasks", 1'000'000);
+  if (!per.ok() || *per == 0) return fail("--campaign-tasks: expected a positive integer");
+  const std::vector<fs::path> campaigns = write_campaigns(dir, tasks, *per);
   const std::vector<std::string> args = {"--config", (dir / "kforge.toml").string(), "--listen", "tcp://127.0.0.1:*",
                                          "--data", data.string(), "--http", "127.0.0.1:0",
                                          "--log-level", flags.get("log-level").value_or("info")};
   CoordinatorProcess coord;
+  const bool offline = flags.has("submit-offline");
+  double submit_s = 0, submit_rss = 0, coord_rss_submit = 0;
+  auto submit_all = [&](const std::vector<std::string>& target) -> bool {
+    for (const fs::path& file : campaigns) {
+      std::vector<std::string> argv = {kforge.string(), "submit", file.string()};
+      argv.insert(argv.end(), target.begin(), target.end());
+      ChildRun run = run_and_wait(argv, dir / "submit.log", {}, offline ? std::function<void()>() : [&] {
+        coord_rss_submit = std::max(coord_rss_submit, rss_mb(coord.pid));
+      });
+      if (run.rc != 0) return false;
+      submit_s += run.wall_s;
+      submit_rss = std::max(submit_rss, run.peak_rss_mb);
+    }
+    return true;
+  };
+  if (offline) {
+    if (!submit_all({"--data", data.string()})) return fail("kforge submit failed (see " + (dir / "submit.log").string() + ")");
+  }
   if (Status st = coord.start(exe, args, dir / "stderr.log", true); !st.ok()) return fail(st.to_string());
   print("start_to_listening_ms", static_cast<double>(now_ms() - coord.started_ms), 0);
+  const std::string token_file = (data / "api.token").string();
+  if (!offline && !submit_all({"--coordinator", coord.api, "--token-file", token_file})) {
+    return fail("kforge submit failed (see " + (dir / "submit.log").string() + ")");
+  }
+  print("submit_s", submit_s, 1);
+  print("submit_cli_rss_peak_mb", submit_rss, 1);
+  if (!offline) print("submit_coordinator_rss_max_mb", coord_rss_submit, 1);
+  uint64_t db_bytes = bytes_of(data, "kforge.db");
+  print("db_mb", static_cast<double>(db_bytes) / 1048576.0, 1);
+  print("db_bytes_per_task", static_cast<double>(db_bytes) / static_cast<double>(tasks), 0);
+  std::fflush(stdout);
+  coord.started_ms = now_ms();  // the settle and idle windows count from here
+
   // RSS and CPU every second: the settle (admission), then the idle window measured.
   double last_cpu = cpu_s(coord.pid);
   int64_t last_t = now_ms();
@@ -695,6 +756,21 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   print("listing_last_after_ms", median_get_ms(coord, base + "&after=" + std::to_string(last), token), 2);
   print("listing_middle_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(middle), token), 2);
   print("listing_last_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(last), token), 2);
+  print("jobs_first_ms", median_get_ms(coord, "/api/v1/jobs?limit=100", token), 2);
+  print("jobs_last_after_ms", median_get_ms(coord, "/api/v1/jobs?limit=100&after=" + std::to_string(last), token), 2);
+  std::fflush(stdout);
+
+  // kforge results --csv of every task, to a file: constant memory on both sides?
+  double coord_rss_csv = 0;
+  ChildRun csv = run_and_wait({kforge.string(), "results", "--csv", "--coordinator", coord.api, "--token-file",
+                               (data / "api.token").string()},
+                              dir / "results.log", dir / "results.csv",
+                              [&] { coord_rss_csv = std::max(coord_rss_csv, rss_mb(coord.pid)); });
+  if (csv.rc != 0) return fail("kforge results --csv failed (see " + (dir / "results.log").string() + ")");
+  print("results_csv_s", csv.wall_s, 1);
+  print("results_csv_rows", static_cast<double>(count_lines(dir / "results.csv")), 0);
+  print("results_csv_cli_rss_peak_mb", csv.peak_rss_mb, 1);
+  print("results_csv_coordinator_rss_max_mb", coord_rss_csv, 1);
   std::fflush(stdout);
 
   // kill -9, start again, and time the first Assign a fresh agent gets.
@@ -769,19 +845,45 @@ int run(int argc, char** argv) {
   std::printf("rss_idle_mb: %.1f\n", rss_mb(coord.pid));
   std::fflush(stdout);
 
-  zmq::context_t ctx(2);
-  ctx.set(zmq::ctxopt::max_sockets, static_cast<int>(agents + flood_clients + 64));
-  FleetStats stats;
-  std::vector<std::unique_ptr<AgentGroup>> groups;
+  // The fake agents: agents [0, share) driven here, the rest spread over forked processes
+  // (one DEALER is two file descriptors: 10,000 agents pass one process's limit). The counts
+  // live in shared memory, so every process adds to the same FleetStats.
+  auto procs = uint_flag(*flags, "agent-processes", 1);
+  if (!procs.ok()) return fail(procs.status().message());
+  const uint64_t processes = std::clamp<uint64_t>(*procs, 1, agents);
+  void* shared = ::mmap(nullptr, sizeof(FleetStats), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) return fail("mmap: " + std::string(std::strerror(errno)));
+  FleetStats& stats = *new (shared) FleetStats();
+  auto drive = [&](zmq::context_t& c, uint64_t from, uint64_t to, std::vector<std::unique_ptr<AgentGroup>>& out) {
+    for (uint64_t g = 0; g < threads; ++g) {
+      uint64_t first = from + (to - from) * g / threads, last = from + (to - from) * (g + 1) / threads;
+      out.push_back(std::make_unique<AgentGroup>(c, coord.endpoint, static_cast<int>(first),
+                                                 static_cast<int>(last - first), static_cast<uint32_t>(devices),
+                                                 static_cast<uint32_t>(heartbeat_ms),
+                                                 static_cast<double>(churn) / static_cast<double>(threads * processes),
+                                                 stats));
+      out.back()->start();
+    }
+  };
   int64_t t0 = now_ms();
-  for (uint64_t g = 0; g < threads; ++g) {
-    uint64_t first = agents * g / threads, last = agents * (g + 1) / threads;
-    groups.push_back(std::make_unique<AgentGroup>(ctx, coord.endpoint, static_cast<int>(first),
-                                                  static_cast<int>(last - first), static_cast<uint32_t>(devices),
-                                                  static_cast<uint32_t>(heartbeat_ms),
-                                                  static_cast<double>(churn) / static_cast<double>(threads), stats));
-    groups.back()->start();
+  std::vector<pid_t> children;
+  for (uint64_t p = 1; p < processes; ++p) {
+    pid_t pid = ::fork();
+    if (pid < 0) return fail("fork: " + std::string(std::strerror(errno)));
+    if (pid == 0) {  // drives its share until the bench ends (or dies: PDEATHSIG)
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      zmq::context_t child_ctx(2);
+      child_ctx.set(zmq::ctxopt::max_sockets, static_cast<int>(agents / processes + 64));
+      std::vector<std::unique_ptr<AgentGroup>> mine;
+      drive(child_ctx, agents * p / processes, agents * (p + 1) / processes, mine);
+      for (;;) ::pause();
+    }
+    children.push_back(pid);
   }
+  zmq::context_t ctx(2);
+  ctx.set(zmq::ctxopt::max_sockets, static_cast<int>(agents / processes + flood_clients + 64));
+  std::vector<std::unique_ptr<AgentGroup>> groups;
+  drive(ctx, 0, agents / processes, groups);
   while (stats.registered.load() < agents) {
     if (now_ms() - t0 > 300'000) return fail("agents did not all register within 300 s");
     if (!coord.alive()) return fail("the coordinator exited during registration");
@@ -905,6 +1007,10 @@ int run(int argc, char** argv) {
   std::fflush(stdout);
 
   for (auto& g : groups) g->stop();
+  for (pid_t child : children) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+  }
   for (auto& f : flooders) f->stop();
   coord.stop();
   if (!flags->has("keep")) {

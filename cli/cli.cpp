@@ -228,6 +228,7 @@ const std::vector<Command>& commands() {
        api({{"state", true, "queued|assigned|done|cancelled"},
             {"task", true, "only this task's jobs"},
             {"limit", true, "at most this many"},
+            {"after", true, "only jobs with ids above this (keyset paging: fast at any depth)"},
             {"offset", true, "skip this many matching jobs first (pages, with --limit)"},
             kFormat,
             kJson,

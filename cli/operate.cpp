@@ -6,10 +6,12 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -444,27 +446,60 @@ int cmd_show(const ParsedFlags& flags) {
 
 int cmd_submit(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) return cli_fail("submit: give one campaign file", kExitUsage);
-  auto campaign = load_campaign(flags.positional[0]);
-  if (!campaign.ok()) return cli_fail(campaign.status().message());
-  auto source = read_file(flags.positional[0]);
+  const std::filesystem::path path = flags.positional[0];
+  auto text = read_named_file(path, "campaign file");
+  if (!text.ok()) return cli_fail(text.status().message());
+  // Checked here, so that problems name this host's paths; the coordinator checks every task
+  // as it expands them.
+  auto plan = plan_campaign(*text, files_under(path.parent_path()), path.string(), false);
+  if (!plan.ok()) return cli_fail(plan.status().message());
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
-  json tasks = json::array();
-  for (const CampaignTask& t : campaign->tasks) {
-    const TaskSpec& s = t.spec;
-    tasks.push_back({{"op_name", s.op_name}, {"task_id", s.task_id}, {"task_desc", s.task_desc},
-                     {"backend", s.backend}, {"arch", s.arch}, {"impl_type", s.impl_type},
-                     {"framework", s.framework}, {"task_type", s.task_type}, {"limit_steps", s.limit_steps},
-                     {"candidate", t.candidate}});
+  json files = json::object();
+  for (const auto& [written, file] : plan->files()) files[written] = file;
+  json body = {{"campaign", *text}, {"file_name", path.filename().string()}, {"files", std::move(files)}};
+
+  // A campaign of more than one batch takes seconds to store: its progress, read from the
+  // campaign listing (tasks.total counts the tasks stored so far) through a second client.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool answered = false;
+  std::thread progress;
+  if (plan->size() > kCampaignBatch) {
+    progress = std::thread([&] {
+      auto watcher = connect_api(flags);
+      if (!watcher.ok()) return;
+      int64_t shown = -1;
+      std::unique_lock lock(mu);
+      while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return answered; })) {
+        lock.unlock();
+        auto listed = (*watcher)->get("campaigns");
+        lock.lock();
+        if (!listed.ok() || !listed->is_array()) continue;
+        for (const json& c : *listed) {
+          if (str(c, "name") != plan->name() || str(c, "state") != "submitting") continue;
+          int64_t stored = c.contains("tasks") ? c["tasks"].value("total", int64_t{0}) : 0;
+          if (stored != shown) {
+            std::fprintf(stderr, "campaign %s: stored %lld of %zu tasks\n", plan->name().c_str(),
+                         static_cast<long long>(stored), plan->size());
+            shown = stored;
+          }
+        }
+      }
+    });
   }
-  json body = {{"name", campaign->name}, {"workflow", campaign->workflow}, {"source", source.ok() ? *source : ""},
-               {"tasks", tasks}};
   auto answer = (*api)->post("campaigns", body);
+  {
+    std::lock_guard lock(mu);
+    answered = true;
+  }
+  cv.notify_all();
+  if (progress.joinable()) progress.join();
   if (!answer.ok()) return api_fail(answer.status());
-  std::printf("campaign %s: %s (id %lld, %zu tasks)\n", campaign->name.c_str(),
+  std::printf("campaign %s: %s (id %lld, %zu tasks)\n", plan->name().c_str(),
               answer->value("created", false) ? "submitted" : "already submitted",
-              static_cast<long long>(answer->value("id", 0)), campaign->tasks.size());
+              static_cast<long long>(answer->value("id", 0)), plan->size());
   return kExitOk;
 }
 
@@ -629,7 +664,7 @@ int cmd_jobs(const ParsedFlags& flags) {
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
   std::string q = "jobs?";
-  for (const char* key : {"state", "task", "limit", "offset"}) {
+  for (const char* key : {"state", "task", "limit", "after", "offset"}) {
     if (auto v = flags.get(key)) q += std::string(key) + "=" + url_escape(*v) + "&";
   }
   q.pop_back();

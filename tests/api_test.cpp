@@ -217,6 +217,17 @@ TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id w
   CHECK(job_ids({{"offset", "0"}}) == ids);
   CHECK(job_ids({{"state", "queued"}, {"offset", "1"}, {"limit", "2"}}) == std::vector<int64_t>{ids[2], ids[3]});
   CHECK(job_ids({{"state", "queued"}, {"limit", "1"}}) == std::vector<int64_t>{ids[1]});
+  // Pages by cursor: after=<the last id of the page before>; a full page names the next.
+  ApiReply page = ask("GET", "/api/v1/jobs", {{"limit", "4"}});
+  REQUIRE(page.status == 200);
+  auto next = std::find_if(page.headers.begin(), page.headers.end(), [](const auto& h) { return h.first == "X-Next-After"; });
+  REQUIRE(next != page.headers.end());
+  CHECK(next->second == std::to_string(ids[3]));
+  CHECK(job_ids({{"after", next->second}, {"limit", "4"}}) == std::vector<int64_t>{ids[4], ids[5]});
+  ApiReply last = ask("GET", "/api/v1/jobs", {{"after", next->second}, {"limit", "4"}});
+  CHECK(std::none_of(last.headers.begin(), last.headers.end(), [](const auto& h) { return h.first == "X-Next-After"; }));
+  CHECK(job_ids({{"state", "queued"}, {"after", std::to_string(ids[2])}}) == std::vector<int64_t>{ids[3], ids[5]});
+  CHECK(job_ids({{"task", std::to_string(tasks[0])}, {"after", std::to_string(ids[0])}}) == std::vector<int64_t>{ids[3]});
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "a bad job page or filter is a 400 like a bad task page") {
@@ -310,6 +321,52 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
     CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("tasks[0].op_name: expected 1 to 128 letters", 0) == 0);
   }
   CHECK(get("/api/v1/campaigns").size() == 2);  // nothing stored by the bad ones
+}
+
+// Issue 21: the CLI sends the campaign file and the files it names; the coordinator expands it.
+TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expanded here, the same campaign as its expansion") {
+  const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";
+  const std::string text = test::read_file(fixtures / "sweep.toml");
+  auto expanded = load_campaign(fixtures / "sweep.toml");
+  REQUIRE(expanded.ok());
+  json files = {{"tasks/softmax.py", test::read_file(fixtures / "tasks" / "softmax.py")},
+                {"tasks/relu.py", test::read_file(fixtures / "tasks" / "relu.py")}};
+  json body = {{"campaign", text}, {"file_name", "sweep.toml"}, {"files", files}};
+  ApiReply first = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  REQUIRE_MESSAGE(first.status == 201, first.body);
+  json answer = json::parse(first.body);
+  CHECK(answer["tasks"] == expanded->tasks.size());
+  CHECK(answer["state"] == "running");
+  json listed = get("/api/v1/tasks", {{"campaign", std::to_string(answer["id"].get<int64_t>())}});
+  REQUIRE(listed.size() == expanded->tasks.size());
+  for (size_t i = 0; i < listed.size(); ++i) CHECK(listed[i]["task_id"] == expanded->tasks[i].spec.task_id);
+  json row = get("/api/v1/campaigns/" + std::to_string(answer["id"].get<int64_t>()));
+  CHECK(row["content_hash"] == expanded->content_hash);
+  // Posted again, as the file or as its expansion (the older form), it is the same campaign.
+  ApiReply again = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  REQUIRE(again.status == 200);
+  CHECK(json::parse(again.body)["id"] == answer["id"]);
+  CHECK(json::parse(again.body)["created"] == false);
+  json expansion = json::array();
+  for (const CampaignTask& t : expanded->tasks) {
+    expansion.push_back({{"op_name", t.spec.op_name}, {"task_id", t.spec.task_id}, {"task_desc", t.spec.task_desc},
+                     {"backend", t.spec.backend}, {"arch", t.spec.arch}, {"impl_type", t.spec.impl_type},
+                     {"framework", t.spec.framework}, {"task_type", t.spec.task_type},
+                     {"limit_steps", t.spec.limit_steps}});
+  }
+  ApiReply old_form = ask("POST", "/api/v1/campaigns", {}, json{{"name", expanded->name}, {"tasks", expansion}}.dump());
+  REQUIRE_MESSAGE(old_form.status == 200, old_form.body);
+  CHECK(json::parse(old_form.body)["id"] == answer["id"]);
+  // The coordinator reads no file of its own: one not sent is a 400 naming it.
+  body["files"].erase("tasks/relu.py");
+  ApiReply missing = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  CHECK(missing.status == 400);
+  CHECK(json::parse(missing.body)["error"].get<std::string>().find(
+            "ops[1].task_desc: task file \"tasks/relu.py\" was not sent with the campaign") != std::string::npos);
+  body["files"] = json::array();
+  ApiReply bad = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  CHECK(bad.status == 400);
+  CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("files: expected an object", 0) == 0);
 }
 
 // Issue 16, F8: the API refuses what a TOML campaign refuses, with the field and what was

@@ -315,11 +315,11 @@ TEST_CASE("a campaign file that does not exist is not_found") {
 
 TEST_CASE("a runaway sweep is refused before it is expanded") {
   std::string values = "[";
-  for (int i = 0; i < 400; ++i) values += (i ? ", " : "") + std::to_string(i + 1);
+  for (int i = 0; i < 1001; ++i) values += (i ? ", " : "") + std::to_string(i + 1);
   values += "]";
   std::string e =
       error_of(softmax_campaign("[ops.sweep]\nN = " + values + "\nbatch_size = " + values + "\n"));
-  CHECK(contains(e, "expands to more than 100000 tasks"));
+  CHECK(contains(e, "expands to more than 1000000 tasks"));
 }
 
 TEST_CASE("rewriting survives odd task files") {
@@ -414,28 +414,42 @@ TEST_CASE_FIXTURE(StoreFixture,
   CHECK_FALSE(again->second);
 }
 
-TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails is removed whole") {
+TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails stays submitting; storing it again resumes it") {
   fail_at = 1;
-  Campaign c = many_tasks(kCampaignBatch + 5);
+  Campaign c = many_tasks(kCampaignBatch * 2 + 5);
   auto stored = store_campaign(writer(), c, "source");
   CHECK(stored.status().message() == "disk on fire");
-  CHECK(store->campaigns().value().empty());
-  CHECK(store->unfinished_tasks().value().empty());
-  // Stored again, it is a new campaign that runs whole.
+  auto campaigns = store->campaigns().value();
+  REQUIRE(campaigns.size() == 1);
+  CHECK(campaigns[0].state == "submitting");
+  CHECK(store->task_ids_of_campaign(campaigns[0].id).value().size() == kCampaignBatch);
+  CHECK(store->unfinished_tasks().value().empty());  // none of it runs
+  CHECK(store->interrupted_submissions().value() == std::vector<int64_t>{campaigns[0].id});
+  // Stored again: the same campaign, from its first missing task on, each task once.
   fail_at = -1;
+  writes = 0;
   auto retried = store_campaign(writer(), c, "source");
-  REQUIRE(retried.ok());
+  REQUIRE_MESSAGE(retried.ok(), retried.status().to_string());
+  CHECK(retried->first == campaigns[0].id);
   CHECK(retried->second);
-  CHECK(store->task_ids_of_campaign(retried->first).value().size() == c.tasks.size());
+  CHECK(writes == 2);  // the two batches that were missing
+  CHECK(store->campaigns().value().size() == 1);
+  CHECK(store->get_campaign(retried->first).value().state == "running");
+  std::vector<TaskRow> tasks = store->tasks_of_campaign(retried->first).value();
+  REQUIRE(tasks.size() == c.tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    CAPTURE(i);
+    CHECK(tasks[i].spec.task_id == c.tasks[i].spec.task_id);
+  }
 }
 
 TEST_CASE_FIXTURE(
     StoreFixture,
-    "a submission its process did not finish is discarded by the next one, not by its own") {
-  int64_t id = store->create_campaign("half", "", "h").value();
+    "a submission its process did not finish is resumed by the next one, not by a second of its own") {
+  Campaign c = many_tasks(kCampaignBatch + 3);
+  int64_t id = store->create_campaign(c.name, "", c.content_hash).value();
   REQUIRE(store->set_campaign_state(id, "submitting").ok());
-  TaskSpec spec = many_tasks(1).tasks[0].spec;
-  REQUIRE(store->create_task(id, spec).ok());
+  for (size_t i = 0; i < 3; ++i) REQUIRE(store->create_task(id, c.tasks[i].spec).ok());
   CHECK(store->unfinished_tasks().value().empty());
   // The Conductor's admission (pending tasks it may start) passes it over, the listing not.
   TaskQuery startable;
@@ -443,13 +457,59 @@ TEST_CASE_FIXTURE(
   startable.startable = true;
   CHECK(store->task_ids(startable).value().empty());
   startable.startable = false;
-  CHECK(store->task_ids(startable).value().size() == 1);
-  // This process is still submitting it: kept.
-  CHECK(store->discard_submitting_campaigns().value() == 0);
-  // A new process (the old one died mid-way) removes it, its tasks and its texts.
+  CHECK(store->task_ids(startable).value().size() == 3);
+  // This Store is still submitting it: a second submission stores nothing.
+  CHECK(store->interrupted_submissions().value().empty());
+  auto second = store_campaign(writer(), c, "source");
+  REQUIRE(second.ok());
+  CHECK(second->first == id);
+  CHECK_FALSE(second->second);
+  CHECK(store->task_ids_of_campaign(id).value().size() == 3);
+  // A new process (the old one died mid-way) resumes it after the tasks it holds.
   store.reset();
   store = Store::open(dir / "kforge.db", clock).value();
-  CHECK(store->discard_submitting_campaigns().value() == 1);
-  CHECK(store->campaigns().value().empty());
-  CHECK_FALSE(store->get_task(1).ok());
+  CHECK(store->interrupted_submissions().value() == std::vector<int64_t>{id});
+  auto resumed = store_campaign(writer(), c, "source");
+  REQUIRE_MESSAGE(resumed.ok(), resumed.status().to_string());
+  CHECK(resumed->first == id);
+  CHECK(resumed->second);
+  std::vector<TaskRow> tasks = store->tasks_of_campaign(id).value();
+  REQUIRE(tasks.size() == c.tasks.size());
+  CHECK(tasks[3].spec.task_id == c.tasks[3].spec.task_id);
+  CHECK(tasks.back().spec.task_id == c.tasks.back().spec.task_id);
+  CHECK(store->get_campaign(id).value().state == "running");
+  CHECK(store->interrupted_submissions().value().empty());
+}
+
+// ---- Plans: a campaign expanded on demand ----
+
+TEST_CASE("a plan expands to the tasks, hash and files of the campaign parsed whole, from any task on") {
+  Result<Campaign> whole = load_campaign(fixtures() / "sweep.toml");
+  REQUIRE(whole.ok());
+  const std::string text = test::read_file(fixtures() / "sweep.toml");
+  auto plan = plan_campaign(text, files_under(fixtures()), "sweep.toml");
+  REQUIRE_MESSAGE(plan.ok(), plan.status().to_string());
+  CHECK(plan->name() == whole->name);
+  CHECK(plan->content_hash() == whole->content_hash);
+  REQUIRE(plan->size() == whole->tasks.size());
+  CHECK(plan->files().size() == 2);
+  CHECK(plan->files().count("tasks/softmax.py") == 1);
+  for (size_t begin = 0; begin < plan->size(); ++begin) {
+    size_t i = begin;
+    REQUIRE(plan->expand(begin, plan->size(), [&](CampaignTask&& t) {
+                  CHECK(t.spec.task_id == whole->tasks[i].spec.task_id);
+                  CHECK(t.spec.task_desc == whole->tasks[i].spec.task_desc);
+                  CHECK(t.spec.task_type == whole->tasks[i].spec.task_type);
+                  ++i;
+                  return Status();
+                }).ok());
+    CHECK(i == plan->size());
+  }
+  // Files come from the reader only: one that does not have a file says which and why.
+  auto missing = plan_campaign(text, [](const std::string&) -> Result<std::string> {
+    return not_found("was not sent with the campaign");
+  }, "sweep.toml");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(contains(missing.status().message(),
+                 "sweep.toml:15:13: ops[0].task_desc: task file \"tasks/softmax.py\" was not sent with the campaign"));
 }

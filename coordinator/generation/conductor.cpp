@@ -291,15 +291,17 @@ void Conductor::take_interrupted_calls() {
     spdlog::warn("{} LLM calls were in flight when the previous coordinator process ended; their tasks ask "
                  "them again", *taken);
   }
-  // A campaign whose submission the previous process did not finish never runs half.
-  auto discarded = loop_.store().discard_submitting_campaigns();
-  if (!discarded.ok()) {
-    spdlog::error("conductor: {}", discarded.status().to_string());
-  } else if (*discarded > 0) {
-    spdlog::warn(
-        "{} campaigns were still being submitted when the previous coordinator process ended; "
-        "they were removed: submit them again",
-        *discarded);
+  // A campaign whose submission the previous process did not finish stays submitting (none
+  // of its tasks runs) until it is submitted again.
+  auto interrupted = loop_.store().interrupted_submissions();
+  if (!interrupted.ok()) {
+    spdlog::error("conductor: {}", interrupted.status().to_string());
+    return;
+  }
+  for (int64_t id : *interrupted) {
+    spdlog::warn("campaign {}: its submission stopped before all its tasks were stored; none runs until "
+                 "the same campaign file is submitted again, which stores the rest",
+                 id);
   }
 }
 

@@ -450,13 +450,13 @@ struct SweepKey {
   toml::source_region key_source;
   std::vector<const toml::node*> values;  // one per point
   std::vector<std::string> python;        // values as Python source, once checked
+  size_t value_begin = 0, value_end = 0;  // the constant's value in the task file
 };
 
 struct Op {
   std::string key;  // "ops[2]"
   std::string op_name;
   toml::source_region where;  // the op_name value, else the op's table
-  std::filesystem::path task_path;
   std::string task_desc_written;  // as written in the campaign file
   std::string task_text;
   std::string candidate_text;
@@ -517,24 +517,24 @@ void read_sweep(Reader& r, const toml::node& node, Op& op) {
             [](const SweepKey& a, const SweepKey& b) { return a.name < b.name; });
 }
 
-// Reads a file named in the campaign (read_named_file), relative to base_dir. Problems are
-// reported at `node`.
-std::optional<std::string> read_file_at(Reader& r, const toml::node& node, const std::string& key,
-                                        const std::string& what,
-                                        const std::filesystem::path& base_dir,
-                                        std::filesystem::path& resolved) {
+// Reads a file named in the campaign through `read`, keeping its text in `files`. Problems
+// are reported at `node`.
+std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
+                                           const std::string& key, const std::string& what,
+                                           const CampaignFileReader& read,
+                                           std::map<std::string, std::string>& files) {
   const auto* s = node.as_string();
   if (s == nullptr || s->get().empty()) {
     r.fail(node.source(), key + ": expected a path to the " + what + ", got " + toml_describe(node));
     return std::nullopt;
   }
-  std::filesystem::path written(s->get());
-  resolved = written.is_absolute() ? written : base_dir / written;
-  Result<std::string> text = read_named_file(resolved.lexically_normal(), what);
+  if (auto known = files.find(s->get()); known != files.end()) return known->second;
+  Result<std::string> text = read(s->get());
   if (!text.ok()) {
-    r.fail(node.source(), key + ": " + text.status().message());
+    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) + " " + text.status().message());
     return std::nullopt;
   }
+  files.emplace(s->get(), *text);
   return std::move(*text);
 }
 
@@ -578,10 +578,10 @@ void check_sweep_against_task(Reader& r, Op& op) {
       op.ok = false;
       continue;
     }
+    key.value_begin = found[0]->value_begin;
+    key.value_end = found[0]->value_end;
     std::string_view original =
-        std::string_view(op.task_text)
-            .substr(found[0]->value_begin, found[0]->value_end - found[0]->value_begin);
-    const bool sizes = holds_sizes(original);
+        std::string_view(op.task_text).substr(key.value_begin, key.value_end - key.value_begin);
     for (size_t i = 0; i < key.values.size(); ++i) {
       std::string why;
       std::optional<std::string> py;
@@ -608,23 +608,23 @@ void check_sweep_against_task(Reader& r, Op& op) {
 
 // The task file's text with each swept constant set to point[k] (an index into its values).
 std::string rewrite(const Op& op, const std::vector<size_t>& point) {
-  std::vector<Constant> constants = module_constants(op.task_text);
-  struct Edit {
-    size_t begin, end;
-    const std::string* text;
-  };
-  std::vector<Edit> edits;
-  for (size_t k = 0; k < op.sweep.size(); ++k) {
-    for (const Constant& c : constants) {
-      if (c.name == op.sweep[k].name) {
-        edits.push_back({c.value_begin, c.value_end, &op.sweep[k].python[point[k]]});
-      }
-    }
+  std::vector<size_t> order(op.sweep.size());  // the keys by their place in the file
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return op.sweep[a].value_begin < op.sweep[b].value_begin; });
+  size_t size = op.task_text.size();
+  for (size_t k : order) {
+    size += op.sweep[k].python[point[k]].size() - (op.sweep[k].value_end - op.sweep[k].value_begin);
   }
-  std::sort(edits.begin(), edits.end(),
-            [](const Edit& a, const Edit& b) { return a.begin > b.begin; });
-  std::string out = op.task_text;
-  for (const Edit& e : edits) out.replace(e.begin, e.end - e.begin, *e.text);
+  std::string out;
+  out.reserve(size);
+  size_t at = 0;
+  for (size_t k : order) {
+    out.append(op.task_text, at, op.sweep[k].value_begin - at);
+    out += op.sweep[k].python[point[k]];
+    at = op.sweep[k].value_end;
+  }
+  out.append(op.task_text, at);
   return out;
 }
 
@@ -640,7 +640,8 @@ std::string task_id_of(const Op& op, const std::vector<size_t>& point) {
 
 // Reads one [[ops]] table. Returns the op; op.ok is false when it cannot be expanded.
 Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& defaults,
-           const std::string& workflow, const std::filesystem::path& base_dir) {
+           const std::string& workflow, const CampaignFileReader& read,
+           std::map<std::string, std::string>& files) {
   Op op;
   op.key = "ops[" + std::to_string(index) + "]";
   op.where = table.source();
@@ -668,7 +669,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
   if (const toml::node* n = table.get("task_desc")) {
     if (const auto* s = n->as_string()) op.task_desc_written = s->get();
     std::optional<std::string> text =
-        read_file_at(r, *n, op.key + ".task_desc", "task file", base_dir, op.task_path);
+        read_named_file(r, *n, op.key + ".task_desc", "task file", read, files);
     Status desc = text ? check_task_desc(*text) : Status();
     if (!desc.ok()) {
       // Caught here, with the file's name and line, rather than in every one of the op's tasks.
@@ -689,9 +690,8 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
                               "verify_only (this campaign's workflow is '" +
                               workflow + "')");
     } else {
-      std::filesystem::path resolved;
       std::optional<std::string> text =
-          read_file_at(r, *n, op.key + ".candidate", "candidate file", base_dir, resolved);
+          read_named_file(r, *n, op.key + ".candidate", "candidate file", read, files);
       if (text) {
         op.candidate_text = std::move(*text);
       }
@@ -770,19 +770,32 @@ TaskSpec base_spec(const Op& op) {
 
 }  // namespace
 
+struct CampaignPlan::Impl {
+  toml::table root;  // the parsed file: the ops' sweep values point into it
+  std::string name;
+  std::string workflow;
+  std::vector<Op> ops;
+  std::vector<TaskSpec> base;  // per op: its task fields (base_spec)
+  std::vector<size_t> first;   // per op: the index of its first task
+  size_t total = 0;
+  std::string content_hash;
+  std::map<std::string, std::string> files;
+};
+
 const std::vector<std::string>& campaign_workflows() {
   static const std::vector<std::string> all = {"default", "coder_only", "verify_only"};
   return all;
 }
 
-Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesystem::path& base_dir,
-                                const std::string& source_name) {
+Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFileReader& read,
+                                   const std::string& source_name, bool walk_tasks) {
   auto parsed = parse_toml(toml_text, source_name);
   if (!parsed.ok()) return parsed.status();
-  const toml::table& root = *parsed;
+  auto plan = std::make_shared<CampaignPlan::Impl>();
+  plan->root = std::move(*parsed);
+  const toml::table& root = plan->root;
   Reader r(source_name);
-  Campaign campaign;
-  campaign.source = source_name;
+  CampaignPlan::Impl& campaign = *plan;
   campaign.workflow = "default";
   check_keys(r, root, "", {"name", "workflow", "defaults", "ops"});
 
@@ -820,7 +833,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
     }
   }
 
-  std::vector<Op> ops;
+  std::vector<Op>& ops = plan->ops;
   if (const toml::node* n = root.get("ops")) {
     const toml::array* a = n->as_array();
     if (a == nullptr || !a->is_array_of_tables()) {
@@ -831,7 +844,8 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
       for (size_t i = 0; i < a->size(); ++i) {
         // An unknown workflow was reported; read the ops as "default" to find more problems.
         ops.push_back(read_op(r, *a->get(i)->as_table(), i, defaults,
-                              workflow_ok ? campaign.workflow : "default", base_dir));
+                              workflow_ok ? campaign.workflow : "default", read,
+                              plan->files));
       }
     }
   } else {
@@ -841,6 +855,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
   // The size, before anything is expanded.
   size_t total = 0;
   for (const Op& op : ops) {
+    plan->first.push_back(total);
     if (!op.ok) continue;
     size_t points = 1;
     for (const SweepKey& k : op.sweep) {
@@ -854,47 +869,121 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
                   " tasks; split it or shrink its sweeps");
   }
   KF_RETURN_IF_ERROR(r.status());
+  plan->total = total;
+  for (const Op& op : ops) plan->base.push_back(base_spec(op));
+  if (!walk_tasks) return CampaignPlan(plan);
 
-  // Expansion. An op's points: an odometer over its sorted keys, the last fastest.
-  std::map<std::pair<std::string, std::string>, const Op*> seen;
-  for (const Op& op : ops) {
-    TaskSpec base = base_spec(op);
-    std::vector<size_t> point(op.sweep.size(), 0);
-    for (bool done = false; !done;) {
-      CampaignTask task;
-      task.spec = base;
-      task.spec.task_id = task_id_of(op, point);
-      task.spec.task_desc = op.sweep.empty() ? op.task_text : rewrite(op, point);
-      task.candidate = op.candidate_text;
-      auto [it, fresh] = seen.emplace(std::make_pair(op.op_name, task.spec.task_id), &op);
-      TaskSpec checked = task.spec;
-      checked.candidate = task.candidate;
-      // The checks above name the line of each problem; this is the one rule every way of
-      // creating a task goes through (the API's too), so nothing they miss is stored.
-      Status valid = validate_task_spec(checked, campaign.workflow);
-      if (!valid.ok()) {
-        r.fail(op.where, op.key + ": " + op.op_name + " [" + task.spec.task_id + "]: " + valid.message());
-      } else if (!fresh) {
-        r.fail(op.where, op.key + ".op_name: task " + op.op_name + " [" + task.spec.task_id +
-                             "] is defined twice (also by " + it->second->key + " at line " +
-                             std::to_string(it->second->where.begin.line) +
-                             "); give the ops different op_name or sweeps");
-      } else {
-        campaign.tasks.push_back(std::move(task));
-      }
-      // Next point; done after the last (at once without a sweep).
-      done = true;
-      for (size_t k = point.size(); k-- > 0;) {
-        if (++point[k] < op.sweep[k].values.size()) {
-          done = false;
-          break;
-        }
-        point[k] = 0;
+  // Every task once: checked, and hashed. Two tasks can be the same (op_name, task_id) only
+  // when ops share an op_name or a sweep repeats a value: only those ops' ids are kept.
+  std::map<std::string, int> ops_named;
+  for (const Op& op : ops) ops_named[op.op_name]++;
+  auto may_repeat = [&](const Op& op) {
+    if (ops_named[op.op_name] > 1) return true;
+    for (const SweepKey& k : op.sweep) {
+      std::set<std::string> ids;
+      for (const toml::node* v : k.values) {
+        if (!ids.insert(id_text(*v)).second) return true;
       }
     }
+    return false;
+  };
+  std::map<std::pair<std::string, std::string>, const Op*> seen;
+  CampaignHash hash(campaign.workflow);
+  const CampaignPlan view(plan);
+  for (size_t o = 0; o < ops.size(); ++o) {
+    const Op& op = ops[o];
+    const bool check_repeats = may_repeat(op);
+    const size_t end = o + 1 < ops.size() ? plan->first[o + 1] : total;
+    Status walked = view.expand(plan->first[o], end, [&](CampaignTask&& task) {
+      // The checks above name the line of each problem; this is the one rule every way of
+      // creating a task goes through (the API's too), so nothing they miss is stored.
+      task.spec.candidate.swap(task.candidate);
+      Status valid = validate_task_spec(task.spec, campaign.workflow);
+      task.spec.candidate.swap(task.candidate);
+      if (!valid.ok()) {
+        r.fail(op.where, op.key + ": " + op.op_name + " [" + task.spec.task_id + "]: " + valid.message());
+        return Status();
+      }
+      if (check_repeats) {
+        auto [it, fresh] = seen.emplace(std::make_pair(op.op_name, task.spec.task_id), &op);
+        if (!fresh) {
+          r.fail(op.where, op.key + ".op_name: task " + op.op_name + " [" + task.spec.task_id +
+                               "] is defined twice (also by " + it->second->key + " at line " +
+                               std::to_string(it->second->where.begin.line) +
+                               "); give the ops different op_name or sweeps");
+          return Status();
+        }
+      }
+      hash.add(task.spec, task.candidate);
+      return Status();
+    });
+    KF_RETURN_IF_ERROR(walked);
   }
   KF_RETURN_IF_ERROR(r.status());
-  campaign.content_hash = hash_campaign(campaign);
+  plan->content_hash = hash.hex();
+  return view;
+}
+
+const std::string& CampaignPlan::name() const { return impl_->name; }
+const std::string& CampaignPlan::workflow() const { return impl_->workflow; }
+const std::string& CampaignPlan::content_hash() const { return impl_->content_hash; }
+size_t CampaignPlan::size() const { return impl_->total; }
+const std::map<std::string, std::string>& CampaignPlan::files() const { return impl_->files; }
+
+Status CampaignPlan::expand(size_t begin, size_t end,
+                            const std::function<Status(CampaignTask&&)>& each) const {
+  const Impl& plan = *impl_;
+  // The op of task `begin`: the last whose first task is at or before it.
+  size_t o = static_cast<size_t>(std::upper_bound(plan.first.begin(), plan.first.end(), begin) -
+                                 plan.first.begin()) - 1;
+  for (size_t i = begin; i < end; ++i) {
+    while (o + 1 < plan.ops.size() && plan.first[o + 1] <= i) ++o;
+    const Op& op = plan.ops[o];
+    // The point: task i - first[o] of the op's odometer, the last key fastest.
+    std::vector<size_t> point(op.sweep.size(), 0);
+    for (size_t k = op.sweep.size(), rest = i - plan.first[o]; k-- > 0;) {
+      point[k] = rest % op.sweep[k].values.size();
+      rest /= op.sweep[k].values.size();
+    }
+    CampaignTask task;
+    task.spec = plan.base[o];
+    task.spec.task_id = task_id_of(op, point);
+    task.spec.task_desc = op.sweep.empty() ? op.task_text : rewrite(op, point);
+    task.candidate = op.candidate_text;
+    KF_RETURN_IF_ERROR(each(std::move(task)));
+  }
+  return Status();
+}
+
+CampaignFileReader files_under(const std::filesystem::path& base_dir) {
+  return [base_dir](const std::string& written) -> Result<std::string> {
+    std::filesystem::path path(written);
+    std::filesystem::path resolved = path.is_absolute() ? path : base_dir / path;
+    std::error_code ec;
+    if (!std::filesystem::exists(resolved, ec)) {
+      return not_found("does not exist (looked for " + resolved.lexically_normal().string() + ")");
+    }
+    if (std::string why = not_a_file(resolved); !why.empty()) return invalid_argument(why);
+    Result<std::string> text = read_file(resolved);
+    if (!text.ok()) return io_error("cannot be read: " + text.status().message());
+    return text;
+  };
+}
+
+Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesystem::path& base_dir,
+                                const std::string& source_name) {
+  auto plan = plan_campaign(toml_text, files_under(base_dir), source_name);
+  if (!plan.ok()) return plan.status();
+  Campaign campaign;
+  campaign.name = plan->name();
+  campaign.workflow = plan->workflow();
+  campaign.content_hash = plan->content_hash();
+  campaign.source = source_name;
+  campaign.tasks.reserve(plan->size());
+  KF_RETURN_IF_ERROR(plan->expand(0, plan->size(), [&](CampaignTask&& t) {
+    campaign.tasks.push_back(std::move(t));
+    return Status();
+  }));
   return campaign;
 }
 
@@ -912,69 +1001,117 @@ std::string hash_campaign(const Campaign& c) {
   return hash.hex();
 }
 
-Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
-                                                const Campaign& campaign,
-                                                const std::string& source) {
-  const size_t total = campaign.tasks.size();
-  const bool batched = total > kCampaignBatch;
+namespace {
+
+// What store_campaign stores: a plan's tasks or those of a Campaign in memory.
+struct CampaignSource {
+  std::string name, workflow, content_hash;
+  size_t total = 0;
+  std::function<Status(size_t begin, size_t end, const std::function<Status(CampaignTask&&)>&)> expand;
+};
+
+Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const CampaignSource& campaign,
+                                             const std::string& source) {
+  const size_t total = campaign.total;
   int64_t id = 0;
-  bool created = false;
   size_t stored = 0;  // tasks committed so far
-  // Tasks [stored, stored + kCampaignBatch) of the campaign.
-  auto add_batch = [&](Store& store, size_t* end) -> Status {
-    *end = std::min(total, stored + kCampaignBatch);
-    for (size_t i = stored; i < *end; ++i) {
-      TaskSpec spec = campaign.tasks[i].spec;
-      spec.candidate = campaign.tasks[i].candidate;
-      auto task = store.create_task(id, spec);
-      if (!task.ok()) return task.status();
-    }
-    return Status();
+  bool fresh = false;   // created now
+  // Tasks [stored, min(stored + kCampaignBatch, total)); the last batch sets it running.
+  auto add_batch = [&](Store& store) -> Status {
+    const size_t end = std::min(total, stored + kCampaignBatch);
+    KF_RETURN_IF_ERROR(campaign.expand(stored, end, [&](CampaignTask&& t) -> Status {
+      t.spec.candidate = std::move(t.candidate);
+      return store.create_task(id, t.spec).status();
+    }));
+    if (end == total) return store.set_campaign_state(id, "running");
+    return store.set_campaign_state(id, "submitting");  // also claims a resumed one (Store)
   };
-  size_t end = 0;
+  // The first transaction: a new campaign, or one left submitting (resumed after its
+  // stored tasks), or one stored already (nothing to do).
+  bool resumed = false;
   Status st = write([&](Store& store) -> Status {
     auto existing = store.campaign_by_hash(campaign.content_hash);
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       id = (*existing)->id;
-      return Status();
+      if ((*existing)->state != "submitting" || store.submitting_here(id)) return Status();
+      auto ids = store.task_ids(TaskQuery{.campaign_id = id});
+      if (!ids.ok()) return ids.status();
+      stored = ids->size();
+      if (stored > total) {
+        return internal_error("campaign " + std::to_string(id) + " holds " + std::to_string(stored) +
+                        " tasks; its content expands to " + std::to_string(total));
+      }
+      resumed = true;
+    } else {
+      auto made =
+          store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
+      if (!made.ok()) return made.status();
+      id = *made;
+      fresh = true;
     }
-    auto made =
-        store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
-    if (!made.ok()) return made.status();
-    id = *made;
-    created = true;
-    if (batched) KF_RETURN_IF_ERROR(store.set_campaign_state(id, "submitting"));
-    return add_batch(store, &end);
+    return add_batch(store);
   });
-  if (!st.ok()) return st;
-  if (!created) return std::pair<int64_t, bool>{id, false};
-  stored = end;
-  while (st.ok() && stored < total) {
+  // A failed batch left the campaign claimed (Store::submitting_here): release it, so that a
+  // submission of the same campaign resumes it.
+  auto stop = [&](const Status& why) {
+    if (id != 0) {
+      Status released = write([&](Store& store) {
+        store.release_submission(id);
+        return Status();
+      });
+      if (!released.ok()) spdlog::warn("campaign {}: {}", id, released.to_string());
+    }
+    return why;
+  };
+  if (!st.ok()) return stop(st);
+  if (!fresh && !resumed) return std::pair<int64_t, bool>{id, false};
+  if (resumed) spdlog::info("campaign {} ({}): resuming its submission after {} of {} tasks", id, campaign.name, stored, total);
+  stored = std::min(total, stored + kCampaignBatch);
+  while (stored < total) {
     spdlog::info("campaign {} ({}): stored {} of {} tasks", id, campaign.name, stored, total);
     st = write([&](Store& store) -> Status {
-      auto c = store.get_campaign(id);  // cancelled meanwhile: stop (and remove it, below)
+      auto c = store.get_campaign(id);  // cancelled meanwhile: stop
       if (!c.ok()) return c.status();
       if (c->state != "submitting") {
         return failed_precondition("campaign " + std::to_string(id) + " became " + c->state +
-                                   " while its tasks were being stored; nothing of it was kept");
+                                   " while its tasks were being stored (" + std::to_string(stored) +
+                                   " of " + std::to_string(total) + ")");
       }
-      KF_RETURN_IF_ERROR(add_batch(store, &end));
-      return end == total ? store.set_campaign_state(id, "running") : Status();
+      return add_batch(store);
     });
-    if (st.ok()) stored = end;
-  }
-  if (!st.ok()) {
-    Status discarded = write([&](Store& store) { return store.discard_campaign(id); });
-    if (!discarded.ok()) {  // the next coordinator to start removes it
-      spdlog::error("campaign {}: cannot remove the half-stored campaign: {}", id,
-                    discarded.to_string());
+    if (!st.ok()) {
+      // Left submitting: the same campaign submitted again resumes after `stored`.
+      spdlog::warn("campaign {} ({}): storing stopped after {} of {} tasks: {}", id, campaign.name, stored,
+                   total, st.to_string());
+      return stop(st);
     }
-    return st;
+    stored = std::min(total, stored + kCampaignBatch);
   }
-  if (batched)
+  if (total > kCampaignBatch)
     spdlog::info("campaign {} ({}): stored all {} tasks; it runs", id, campaign.name, total);
   return std::pair<int64_t, bool>{id, true};
+}
+
+}  // namespace
+
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const CampaignPlan& plan,
+                                                const std::string& source) {
+  CampaignSource from{plan.name(), plan.workflow(), plan.content_hash(), plan.size(),
+                      [&plan](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
+                        return plan.expand(b, e, each);
+                      }};
+  return store_tasks(write, from, source);
+}
+
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const Campaign& campaign,
+                                                const std::string& source) {
+  CampaignSource from{campaign.name, campaign.workflow, campaign.content_hash, campaign.tasks.size(),
+                      [&campaign](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
+                        for (size_t i = b; i < e; ++i) KF_RETURN_IF_ERROR(each(CampaignTask(campaign.tasks[i])));
+                        return Status();
+                      }};
+  return store_tasks(write, from, source);
 }
 
 }  // namespace kforge

@@ -299,7 +299,55 @@ Result<json> get_campaign(Store& store, int64_t id) {
   return campaign_json(store, *c);
 }
 
+// Runs store_campaign's transactions as coordinator turns (ApiBackend::write).
+CampaignWriter campaign_writer(ApiBackend& backend) {
+  return [&backend](const std::function<Status(Store&)>& fn) {
+    return backend
+        .write([&](Store& store) -> Result<json> {
+          KF_RETURN_IF_ERROR(fn(store));
+          return json::object();
+        })
+        .status();
+  };
+}
+
+// The campaign file itself, with the files it names (schema/api.md): expanded here, batch by
+// batch, so that neither side holds the expansion.
+Result<json> submit_campaign_file(ApiBackend& backend, const json& body) {
+  auto text = string_field(body, "", "campaign");
+  if (!text.ok()) return text.status();
+  auto file_name = string_field(body, "", "file_name", std::string("campaign.toml"));
+  if (!file_name.ok()) return file_name.status();
+  const json* files = nullptr;
+  if (auto f = body.find("files"); f != body.end()) {
+    if (!f->is_object()) {
+      return invalid_argument("files: expected an object of file texts by the path the campaign file names them by");
+    }
+    for (const auto& [path, file] : f->items()) {
+      if (!file.is_string()) return invalid_argument("files[\"" + path + "\"]: expected the file's text (a string)");
+    }
+    files = &*f;
+  }
+  CampaignFileReader read = [files](const std::string& written) -> Result<std::string> {
+    if (files != nullptr) {
+      if (auto f = files->find(written); f != files->end()) return f->get<std::string>();
+    }
+    return not_found("was not sent with the campaign (\"files\" holds each file by the path the campaign "
+                     "file names it by)");
+  };
+  auto plan = plan_campaign(*text, read, *file_name);
+  if (!plan.ok()) return plan.status();
+  auto stored = store_campaign(campaign_writer(backend), *plan, *text);
+  if (!stored.ok()) return stored.status();
+  auto reader = backend.reader();
+  if (!reader.ok()) return reader.status();
+  auto row = (*reader)->get_campaign(stored->first);
+  if (!row.ok()) return row.status();
+  return json{{"id", stored->first}, {"created", stored->second}, {"tasks", plan->size()}, {"state", row->state}};
+}
+
 Result<json> submit_campaign(ApiBackend& backend, const json& body) {
+  if (body.contains("campaign")) return submit_campaign_file(backend, body);
   Campaign campaign;
   auto name = string_field(body, "", "name");
   if (!name.ok()) return name.status();
@@ -338,15 +386,7 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   }
   campaign.content_hash = hash_campaign(campaign);  // the server's own, whatever a client sent
   // In batches, one coordinator turn each (store_campaign).
-  auto write = [&](const std::function<Status(Store&)>& fn) {
-    return backend
-        .write([&](Store& store) -> Result<json> {
-          KF_RETURN_IF_ERROR(fn(store));
-          return json::object();
-        })
-        .status();
-  };
-  auto stored = store_campaign(write, campaign, *source);
+  auto stored = store_campaign(campaign_writer(backend), campaign, *source);
   if (!stored.ok()) return stored.status();
   auto reader = backend.reader();
   if (!reader.ok()) return reader.status();
@@ -606,8 +646,8 @@ Result<std::vector<AgentRow>> agents_of_host(Store& store, const std::string& ho
   return out;
 }
 
-Result<json> list_jobs(Store& store, const ApiRequest& r) {
-  KF_RETURN_IF_ERROR(check_query(r, {"state", "task", "limit", "offset"}, {"state"}));
+Result<json> list_jobs(Store& store, const ApiRequest& r, std::optional<int64_t>* next_after) {
+  KF_RETURN_IF_ERROR(check_query(r, {"state", "task", "limit", "offset", "after"}, {"state"}));
   JobFilter filter;
   auto task = query_id(r, "task");
   if (!task.ok()) return task.status();
@@ -618,6 +658,9 @@ Result<json> list_jobs(Store& store, const ApiRequest& r) {
   auto offset = query_id(r, "offset", 0);  // matching jobs to skip first (paging with limit)
   if (!offset.ok()) return offset.status();
   filter.offset = offset->value_or(0);
+  auto after = query_id(r, "after", 0);  // keyset paging: jobs with ids above this
+  if (!after.ok()) return after.status();
+  filter.after_id = after->value_or(0);
   std::string state = query_text(r, "state");
   for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
     if (state == job_state_name(st)) filter.state = st;
@@ -626,7 +669,12 @@ Result<json> list_jobs(Store& store, const ApiRequest& r) {
     return invalid_argument("query parameter 'state': '" + state + "' is not one of queued, assigned, done, cancelled");
   }
   json out = json::array();  // filtered and paged in SQL; no spec is read, no result kept
-  KF_RETURN_IF_ERROR(store.list_jobs(filter, [&](const JobRow& j) { out.push_back(job_json(j)); }));
+  int64_t last = 0;
+  KF_RETURN_IF_ERROR(store.list_jobs(filter, [&](const JobRow& j) {
+    out.push_back(job_json(j));
+    last = j.id;
+  }));
+  if (filter.limit && static_cast<int64_t>(out.size()) == *filter.limit) *next_after = last;
   return out;
 }
 
@@ -942,7 +990,12 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   }
   if (what == "agents" && n == 3 && get) return reply(list_agents(s));
   if (what == "cluster" && n == 3 && get) return reply(cluster_summary(s, r));
-  if (what == "jobs" && n == 3 && get) return reply(list_jobs(s, r));
+  if (what == "jobs" && n == 3 && get) {
+    std::optional<int64_t> next_after;
+    ApiReply answer = reply(list_jobs(s, r, &next_after));
+    if (answer.status == 200 && next_after) answer.headers.emplace_back("X-Next-After", std::to_string(*next_after));
+    return answer;
+  }
   if (what == "timeline" && n == 3 && get) return reply(timeline(s, r));
   if (std::string allowed = endpoint_method(parts); !allowed.empty()) return method_not_allowed(r, allowed);
   return error_reply(not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));

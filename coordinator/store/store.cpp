@@ -87,8 +87,6 @@ struct Statements {
   sqlite3_stmt* unfinished_tasks = nullptr;
   sqlite3_stmt* task_ids_of_campaign = nullptr;
   sqlite3_stmt* submitting_campaigns = nullptr;
-  sqlite3_stmt* delete_tasks_of_campaign = nullptr;
-  sqlite3_stmt* delete_campaign = nullptr;
   sqlite3_stmt* delete_unused_blobs = nullptr;
   sqlite3_stmt* insert_llm_call = nullptr;
   sqlite3_stmt* find_llm_call = nullptr;
@@ -238,8 +236,6 @@ const SqlDef kSql[] = {
     {&Statements::task_ids_of_campaign, "SELECT id FROM tasks WHERE campaign_id = ?1 ORDER BY id"},
     {&Statements::submitting_campaigns,
      "SELECT id FROM campaigns WHERE state = 'submitting' ORDER BY id"},
-    {&Statements::delete_tasks_of_campaign, "DELETE FROM tasks WHERE campaign_id = ?1"},
-    {&Statements::delete_campaign, "DELETE FROM campaigns WHERE id = ?1"},
     {&Statements::delete_unused_blobs,
      "DELETE FROM blobs WHERE "
      "id NOT IN (SELECT task_desc_blob FROM tasks WHERE task_desc_blob IS NOT NULL) AND "
@@ -279,17 +275,17 @@ const SqlDef kSql[] = {
     // returns; "WHERE state = ?4 ORDER BY id LIMIT" instead would read and sort every row in
     // the state, result blobs included, since no index is ordered by (state, id).
     {&Statements::list_jobs,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs ORDER BY id LIMIT ?1 OFFSET ?2"},
+     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2"},
     {&Statements::list_jobs_in_state,
      "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
-     "(SELECT id FROM jobs WHERE state = ?4 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
+     "(SELECT id FROM jobs WHERE state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
     {&Statements::list_jobs_of_task,
      "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
-     "(SELECT id FROM jobs WHERE task_id = ?3 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
+     "(SELECT id FROM jobs WHERE task_id = ?3 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
     // A task has few jobs: its index finds them, their state is read from the rows.
     {&Statements::list_jobs_of_task_in_state,
      "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
-     "(SELECT id FROM jobs WHERE task_id = ?3 AND state = ?4 ORDER BY id LIMIT ?1 OFFSET ?2) "
+     "(SELECT id FROM jobs WHERE task_id = ?3 AND state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) "
      "ORDER BY id"},
     {&Statements::task_counts,
      "SELECT state, COUNT(*) FROM tasks WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state"},
@@ -713,7 +709,7 @@ std::string CampaignHash::hex() { return sha_.hex_digest(); }
 struct Store::Impl {
   Db d;
   // Campaigns this Store set submitting and has not moved on since: its own submissions in
-  // progress, which discard_submitting_campaigns keeps.
+  // progress (submitting_here).
   std::set<int64_t> submitting;
   std::unique_ptr<Checkpointer> checkpointer;  // declared after d: stopped before d closes
   std::string data_version;  // PRAGMA data_version at the last changed_elsewhere()
@@ -1544,35 +1540,19 @@ Result<std::vector<int64_t>> Store::task_ids_of_campaign(int64_t campaign_id) {
   return all_rows<int64_t>(d, s, "task_ids_of_campaign", [](const Stmt& r) { return r.i64(0); });
 }
 
-Status Store::discard_campaign(int64_t campaign_id) {
-  constexpr std::string_view op = "discard_campaign";
-  Db& d = impl_->d;
-  Tx tx(d, op, true);
-  KF_RETURN_IF_ERROR(tx.status());
-  for (sqlite3_stmt* stmt : {d.st.delete_tasks_of_campaign, d.st.delete_campaign}) {
-    Stmt s(stmt);
-    s.bind(1, campaign_id);
-    if (int rc = s.step(); rc != SQLITE_DONE) return d.error(rc, op);
-  }
-  KF_RETURN_IF_ERROR(d.run(d.st.delete_unused_blobs, op));
-  return tx.commit();
-}
+bool Store::submitting_here(int64_t campaign_id) const { return impl_->submitting.count(campaign_id) > 0; }
 
-Result<int64_t> Store::discard_submitting_campaigns() {
+void Store::release_submission(int64_t campaign_id) { impl_->submitting.erase(campaign_id); }
+
+Result<std::vector<int64_t>> Store::interrupted_submissions() {
   Db& d = impl_->d;
   Result<std::vector<int64_t>> ids = [&] {
     Stmt s(d.st.submitting_campaigns);
-    return all_rows<int64_t>(d, s, "discard_submitting_campaigns",
-                             [](const Stmt& r) { return r.i64(0); });
+    return all_rows<int64_t>(d, s, "interrupted_submissions", [](const Stmt& r) { return r.i64(0); });
   }();
   if (!ids.ok()) return ids.status();
-  int64_t discarded = 0;
-  for (int64_t id : *ids) {
-    if (impl_->submitting.count(id)) continue;
-    KF_RETURN_IF_ERROR(discard_campaign(id));
-    discarded++;
-  }
-  return discarded;
+  std::erase_if(*ids, [&](int64_t id) { return submitting_here(id); });
+  return ids;
 }
 
 Result<std::vector<TaskRow>> Store::unfinished_tasks() {
@@ -1705,7 +1685,7 @@ Status Store::list_jobs(const JobFilter& filter,
   Db& d = impl_->d;
   Stmt s(filter.task_id ? (filter.state ? d.st.list_jobs_of_task_in_state : d.st.list_jobs_of_task)
                         : (filter.state ? d.st.list_jobs_in_state : d.st.list_jobs));
-  s.bind(1, filter.limit.value_or(-1)).bind(2, filter.offset);
+  s.bind(1, filter.limit.value_or(-1)).bind(2, filter.offset).bind(5, filter.after_id);
   if (filter.task_id) s.bind(3, *filter.task_id);
   if (filter.state) s.text(4, job_state_name(*filter.state));
   int rc;

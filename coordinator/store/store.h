@@ -162,6 +162,7 @@ struct JobLease {
 struct JobFilter {
   std::optional<JobState> state;   // only jobs in this state
   std::optional<int64_t> task_id;  // only this task's jobs
+  int64_t after_id = 0;            // keyset paging: only ids above this (the page before's last)
   int64_t offset = 0;              // matching jobs to skip first (pages, with limit)
   std::optional<int64_t> limit;    // at most this many; none: every matching job
 };
@@ -266,12 +267,14 @@ class Store {
   // Tasks still pending or running, by id (what a restarted coordinator resumes); not those
   // of a campaign still being submitted.
   Result<std::vector<TaskRow>> unfinished_tasks();
-  // Removes a campaign and its tasks, and the texts no other task uses. REQUIRES: none of its
-  // tasks has started (no step, job or LLM call refers to them): a submitting campaign.
-  Status discard_campaign(int64_t campaign_id);
-  // Removes every campaign still `submitting` (store_campaign) that this Store did not set
-  // so itself: a submission whose process died mid-way. Returns how many.
-  Result<int64_t> discard_submitting_campaigns();
+  // Submissions (store_campaign) this Store is making: a campaign is claimed when this Store
+  // sets it `submitting` and released when it sets any other state or release_submission().
+  bool submitting_here(int64_t campaign_id) const;
+  void release_submission(int64_t campaign_id);
+  // The campaigns still `submitting` that this Store is not storing: submissions that
+  // stopped mid-way (their process died, or a batch failed). Submitting the same campaign
+  // again resumes one (store_campaign).
+  Result<std::vector<int64_t>> interrupted_submissions();
   // The newest job a Conductor submitted for (task, step seq), if any.
   Result<std::optional<JobRow>> job_for_task_seq(int64_t task_id, int seq);
 
