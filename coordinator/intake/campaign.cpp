@@ -582,6 +582,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
     key.value_end = found[0]->value_end;
     std::string_view original =
         std::string_view(op.task_text).substr(key.value_begin, key.value_end - key.value_begin);
+    const bool sizes = holds_sizes(original);
     for (size_t i = 0; i < key.values.size(); ++i) {
       std::string why;
       std::optional<std::string> py;
