@@ -162,16 +162,16 @@ TEST_CASE("a file that is not a task is refused") {
 TEST_CASE("a missing task file is named") {
   std::string e = error_of(std::string(kHeader) +
                            "[[ops]]\nop_name = \"gelu\"\ntask_desc = \"tasks/gelu.py\"\n");
-  CHECK(contains(e, "c.toml:8:13: ops[0].task_desc: task file " +
-                        (fixtures() / "tasks/gelu.py").string() + " does not exist"));
+  CHECK(contains(e, "c.toml:8:13: ops[0].task_desc: task file \"tasks/gelu.py\" does not exist"));
+  CHECK(contains(e, (fixtures() / "tasks/gelu.py").string()));
 }
 
 TEST_CASE("a task or candidate path naming a device or a directory is refused, not read") {
   // /dev/zero would be read until memory ran out (found by tests/fuzz's campaign target).
   std::string e = error_of(std::string(kHeader) + "[[ops]]\nop_name = \"z\"\ntask_desc = \"/dev/zero\"\n");
-  CHECK(contains(e, "c.toml:8:13: ops[0].task_desc: task file /dev/zero is not a regular file"));
+  CHECK(contains(e, "c.toml:8:13: ops[0].task_desc: task file \"/dev/zero\" is not a regular file"));
   e = error_of(std::string(kHeader) + "[[ops]]\nop_name = \"z\"\ntask_desc = \"tasks\"\n");
-  CHECK(contains(e, "task file " + (fixtures() / "tasks").string() + " is a directory"));
+  CHECK(contains(e, "task file \"tasks\" is a directory"));
 }
 
 TEST_CASE("an unknown key names its line and suggests the near miss") {
@@ -269,8 +269,7 @@ TEST_CASE("verify_only needs a candidate for every op, and reads it") {
 
   std::string missing = error_of("workflow = \"verify_only\"\n" +
                                  softmax_campaign("candidate = \"cands/nope.py\"\n"));
-  CHECK(contains(missing, "ops[0].candidate: candidate file " +
-                              (fixtures() / "cands/nope.py").string() + " does not exist"));
+  CHECK(contains(missing, "ops[0].candidate: candidate file \"cands/nope.py\" does not exist"));
 }
 
 TEST_CASE("a candidate outside verify_only is an error, not ignored") {
