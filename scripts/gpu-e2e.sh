@@ -32,7 +32,9 @@
 #
 # multi runs examples/gpu/sweep.toml twice, each time with a fresh coordinator and agent:
 # in WORK/one-device with the agent given --devices cuda:0 for KFORGE_E2E_BASELINE_S seconds
-# (default 150; what finished by then is the baseline, the rest is cancelled), then in
+# (default 150; what finished by then is the baseline, the rest is cancelled; with
+# KFORGE_E2E_BASELINE_JOBS=N it is cut as soon as N jobs are done instead, so that a loaded
+# host still gets a baseline), then in
 # WORK/all-devices with every GPU to the end. check_results.py compares all-devices' verdicts
 # with sweep-expected.json, checks every job that ran beside a crash or a hang, and gives
 # each GPU's utilisation (busy over the device window) and jobs per minute against the
@@ -303,7 +305,8 @@ PY
         example=$examples/demo campaign=campaign.toml expect=()
         one=(--cpu-devices 1) all=(--cpu-devices "${KFORGE_E2E_CPU_DEVICES:-2}")
       fi
-      session "$out/one-device" "$example" "$campaign" "${KFORGE_E2E_BASELINE_S:-150}" "$backend" "${one[@]}"
+      STOP_AFTER_JOBS=${KFORGE_E2E_BASELINE_JOBS:-} \
+        session "$out/one-device" "$example" "$campaign" "${KFORGE_E2E_BASELINE_S:-150}" "$backend" "${one[@]}"
       session "$out/all-devices" "$example" "$campaign" "$(( $(deadline_s) - 45 ))" "$backend" "${all[@]}"
       "$PYTHON" "$check" --out "$out/all-devices" "${expect[@]}" --baseline "$out/one-device"
       rc=$?
@@ -444,9 +447,22 @@ print(len(ds), ds[0].get("arch", "") if ds else "")' "$dir/agents.json" "$backen
 
   # 3. until it finishes (or the limit: what finished is still collected)
   (( limit > 10 )) || limit=10
-  say "watching campaign $campaign_id for at most $limit s"
-  timeout "$limit" "$kf" status "$campaign_id" --watch > "$dir/status.log" 2>&1
-  local watch_rc=$?
+  say "watching campaign $campaign_id for at most $limit s${STOP_AFTER_JOBS:+, or until $STOP_AFTER_JOBS jobs are done}"
+  local watch_rc=0
+  if [[ -n ${STOP_AFTER_JOBS:-} ]]; then
+    watch_rc=124
+    local t_end=$(( $(date +%s) + limit )) done_jobs=0
+    while (( $(date +%s) < t_end )); do
+      done_jobs=$("$kf" jobs --state done --json 2>/dev/null | "$PYTHON" -c 'import json, sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
+      (( done_jobs >= STOP_AFTER_JOBS )) && break
+      sleep 0.3
+    done
+    "$kf" status "$campaign_id" > "$dir/status.log" 2>&1
+    say "$done_jobs jobs done"
+  else
+    timeout "$limit" "$kf" status "$campaign_id" --watch > "$dir/status.log" 2>&1
+    watch_rc=$?
+  fi
   tail -3 "$dir/status.log"
   if (( watch_rc == 124 )); then
     say "the campaign did not finish within $limit s; cancelling it, collecting what finished"

@@ -48,10 +48,11 @@ grep -q '^kforge_jobs{state="done"} 16' "$tmp/work/metrics.txt"
 # A verification takes well under a second on a warm worker, so the LLM sets the pace: every
 # task's answer comes 3 s after its question, all 12 tasks at once (16 requests in flight).
 # The first verifications are then all queued together at about 6 s, more than one device
-# takes at a time, and the one-device run is cut at 9 s, before the fix round's answers
-# (about 9 s) can have been verified: part of the campaign done, never all of it.
+# takes at a time, and the one-device run is cut as soon as 2 jobs are done (at most 60 s:
+# a loaded host's warm start can take longer than the first answers), long before the fix
+# round's answers: part of the campaign done, never all of it.
 KFORGE_E2E_LLM_LATENCY_MS=3000 KFORGE_E2E_LLM_CONCURRENCY=16 KFORGE_E2E_DEADLINE_S=240 \
-KFORGE_E2E_BASELINE_S=9 KFORGE_E2E_WORK=$tmp/mwork \
+KFORGE_E2E_BASELINE_S=60 KFORGE_E2E_BASELINE_JOBS=2 KFORGE_E2E_WORK=$tmp/mwork \
     bash "$src/scripts/gpu-e2e.sh" multi-smoke "$tmp/bundle" "$tmp/mout" > "$tmp/multi.log" 2>&1 || {
   tail -40 "$tmp/multi.log"; exit 1; }
 python3 - "$tmp/mout" "$tmp/mwork" <<'PY'
