@@ -139,10 +139,8 @@ class Remote:
     def request(self, msg, fds=(), limit=None):
         """Sends msg and waits for the reply until the job's deadline, or sooner by `limit`
         (CallLimit) when msg is a call: ended early, WorkerTimeout says which limit."""
-        deadline, why = self.deadline, None
-        if limit is not None and limit.compute_s is not None and \
-                time.monotonic() + limit.compute_s < deadline:
-            deadline, why = time.monotonic() + limit.compute_s, limit.computing()
+        deadline, why = self._sooner(limit.compute_s, limit.computing) if limit is not None \
+            else (self.deadline, None)
         try:
             self.chan.send(msg, fds)
             reply, extra = self.chan.recv(deadline)
@@ -151,21 +149,26 @@ class Remote:
                 # the forward returned: what is left is draining the device and the copies
                 for fd in extra:
                     os.close(fd)
-                if time.monotonic() + limit.sync_s < self.deadline:
-                    deadline, why = time.monotonic() + limit.sync_s, limit.finishing()
-                else:
-                    deadline, why = self.deadline, None
+                deadline, why = self._sooner(limit.sync_s, limit.finishing)
                 reply, extra = self.chan.recv(deadline)
         except channel.Closed:
             raise WorkerGone() from None
         except channel.Timeout:
-            raise WorkerTimeout(why or "") from None
+            raise WorkerTimeout(why() if why else "") from None
         except channel.ProtocolError as e:
             raise Failure(verdicts.REJECTED if self.loaded else verdicts.INFRA_ERROR,
                           f"the worker broke the protocol: {e}") from None
         for fd in extra:
             os.close(fd)
         return reply
+
+    def _sooner(self, seconds, why):
+        """(deadline, why): now + seconds where that comes before the job's deadline, with
+        `why` (a function giving the message), else the job's deadline and None."""
+        now = time.monotonic()
+        if seconds is not None and now + seconds < self.deadline:
+            return now + seconds, why
+        return self.deadline, None
 
     def wait_ready(self):
         try:
@@ -449,7 +452,7 @@ class JudgeRunner(Runner):
 
     def private_inputs(self):
         """Whether the worker copies its inputs out of a device arena (CUDA_IPC_PRIVATE)."""
-        return int(CUDA_IPC_PRIVATE and isinstance(self.remote.in_arena, channel.DeviceArena))
+        return CUDA_IPC_PRIVATE and isinstance(self.remote.in_arena, channel.DeviceArena)
 
     def remote_call(self, inputs, seed, what, trace=False):
         """One call of the candidate on `inputs` -> its output leaves (private copies)."""
@@ -601,14 +604,14 @@ class JudgeRunner(Runner):
                 # the candidate, on the same values
                 if flush is not None:
                     flush.zero_()
+                limit, private = self.call_limit(), self.private_inputs()
                 fw.synchronize()
                 s = time.perf_counter_ns()
                 r.in_arena.reset()
                 tree = channel.put(inputs, r.in_arena)
                 fw.synchronize()
                 reply = r.request({"op": "call", "inputs": tree, "seed": None,
-                                   "what": label, "private": self.private_inputs()},
-                                  limit=self.call_limit())
+                                   "what": label, "private": private}, limit=limit)
                 if "out" not in reply:
                     raise _candidate_failure(reply, label)
                 leaves = self._take(reply, tree, label)
@@ -682,7 +685,7 @@ class JudgeRunner(Runner):
         s = time.perf_counter_ns()
         ref_in.reset()
         tree = channel.put(inputs, ref_in)
-        ins = channel.take(tree, ref_in, fw.device, copy=bool(self.private_inputs()))
+        ins = channel.take(tree, ref_in, fw.device, copy=self.private_inputs())
         with fw.no_grad():
             out = self.ref_call(*ins)
         fw.synchronize()
