@@ -519,10 +519,10 @@ void read_sweep(Reader& r, const toml::node& node, Op& op) {
 
 // Reads a file named in the campaign through `read`, keeping its text in `files`. Problems
 // are reported at `node`.
-std::optional<std::string> read_named_file(Reader& r, const toml::node& node,
-                                           const std::string& key, const std::string& what,
-                                           const CampaignFileReader& read,
-                                           std::map<std::string, std::string>& files) {
+std::optional<std::string> read_campaign_file(Reader& r, const toml::node& node,
+                                              const std::string& key, const std::string& what,
+                                              const CampaignFileReader& read,
+                                              std::map<std::string, std::string>& files) {
   const auto* s = node.as_string();
   if (s == nullptr || s->get().empty()) {
     r.fail(node.source(), key + ": expected a path to the " + what + ", got " + toml_describe(node));
@@ -670,7 +670,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
   if (const toml::node* n = table.get("task_desc")) {
     if (const auto* s = n->as_string()) op.task_desc_written = s->get();
     std::optional<std::string> text =
-        read_named_file(r, *n, op.key + ".task_desc", "task file", read, files);
+        read_campaign_file(r, *n, op.key + ".task_desc", "task file", read, files);
     Status desc = text ? check_task_desc(*text) : Status();
     if (!desc.ok()) {
       // Caught here, with the file's name and line, rather than in every one of the op's tasks.
@@ -692,7 +692,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
                               workflow + "')");
     } else {
       std::optional<std::string> text =
-          read_named_file(r, *n, op.key + ".candidate", "candidate file", read, files);
+          read_campaign_file(r, *n, op.key + ".candidate", "candidate file", read, files);
       if (text) {
         op.candidate_text = std::move(*text);
       }
