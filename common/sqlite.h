@@ -51,6 +51,7 @@ class Stmt {
   Stmt& bind(int i, int64_t v) { return note(sqlite3_bind_int64(s_, i, v)); }
   Stmt& bind(int i, int v) { return note(sqlite3_bind_int64(s_, i, v)); }
   Stmt& bind(int i, bool v) { return note(sqlite3_bind_int(s_, i, v ? 1 : 0)); }
+  Stmt& bind(int i, double v) { return note(sqlite3_bind_double(s_, i, v)); }
   Stmt& bind(int i, const std::optional<int64_t>& v) {
     return v ? bind(i, *v) : note(sqlite3_bind_null(s_, i));
   }

@@ -58,6 +58,8 @@ struct Statements {
   sqlite3_stmt* insert_step = nullptr;
   sqlite3_stmt* add_steps_used = nullptr;
   sqlite3_stmt* steps_of = nullptr;
+  sqlite3_stmt* insert_candidate = nullptr;
+  sqlite3_stmt* candidates_of = nullptr;
   sqlite3_stmt* insert_job = nullptr;
   sqlite3_stmt* get_job = nullptr;
   sqlite3_stmt* job_state = nullptr;
@@ -140,7 +142,8 @@ struct Statements {
   "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
-#define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms"
+#define KF_CAMPAIGN_COLUMNS \
+  "id, name, spec, state, content_hash, workflow, created_ms, updated_ms, search"
 
 struct SqlDef {
   sqlite3_stmt* Statements::*member;
@@ -150,8 +153,8 @@ struct SqlDef {
 const SqlDef kSql[] = {
     {&Statements::user_version, "PRAGMA user_version"},
     {&Statements::insert_campaign,
-     "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow) "
-     "VALUES(?1, ?2, 'running', ?3, ?3, ?4, ?5)"},
+     "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow, search) "
+     "VALUES(?1, ?2, 'running', ?3, ?3, ?4, ?5, ?6)"},
     {&Statements::insert_task,
      "INSERT INTO tasks(campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
      "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
@@ -163,13 +166,19 @@ const SqlDef kSql[] = {
     {&Statements::set_task_state,
      "UPDATE tasks SET state = ?2, verdict = ?3, updated_ms = ?4 WHERE id = ?1"},
     {&Statements::insert_step,
-     "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
-     "SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps WHERE task_id = ?1"},
+     "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms, sample) "
+     "SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM steps WHERE task_id = ?1"},
     {&Statements::add_steps_used,
      "UPDATE tasks SET steps_used = steps_used + ?2, updated_ms = ?3 WHERE id = ?1"},
     {&Statements::steps_of,
-     "SELECT id, task_id, seq, role, input, output, verdict, counted, created_ms "
+     "SELECT id, task_id, seq, role, input, output, verdict, counted, created_ms, sample "
      "FROM steps WHERE task_id = ?1 ORDER BY seq"},
+    {&Statements::insert_candidate,
+     "INSERT INTO candidates(task_id, sample, step_id, code_step_id, parent_id, island, generation, "
+     "verdict, speedup, score, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+    {&Statements::candidates_of,
+     "SELECT id, task_id, sample, step_id, code_step_id, parent_id, island, generation, verdict, "
+     "speedup, score, created_ms FROM candidates WHERE task_id = ?1 ORDER BY id"},
     {&Statements::insert_job,
      "INSERT INTO jobs(task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, "
      "epoch, agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, "
@@ -695,9 +704,12 @@ Status rehash_campaigns(Db& d) {
 
 }  // namespace
 
-CampaignHash::CampaignHash(std::string_view workflow) {
+CampaignHash::CampaignHash(std::string_view workflow, std::string_view search) {
   sha_.update("kforge-campaign-v2\n");
   put_field(sha_, workflow);
+  // Only when set, so that campaigns without [search] keep their hash; no op_name (the first
+  // field of a task) starts with "search:".
+  if (!search.empty()) put_field(sha_, "search:" + std::string(search));
 }
 
 void CampaignHash::add(const TaskSpec& spec, std::string_view candidate) {
@@ -958,14 +970,15 @@ bool Store::in_batch() const {
 // ---- Campaigns, tasks and steps -----------------------------------------------------------
 
 Result<int64_t> Store::create_campaign(const std::string& name, const std::string& spec,
-                                       const std::string& content_hash, const std::string& workflow) {
+                                       const std::string& content_hash, const std::string& workflow,
+                                       const std::string& search) {
   constexpr std::string_view op = "create_campaign";
   Db& d = impl_->d;
   Tx tx(d, op, false);
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.insert_campaign);
-    s.text(1, name).text(2, spec).bind(3, d.now()).text(4, content_hash).text(5, workflow);
+    s.text(1, name).text(2, spec).bind(3, d.now()).text(4, content_hash).text(5, workflow).text(6, search);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
@@ -1057,7 +1070,8 @@ Result<int64_t> Store::record_step(const StepRow& step) {
         .text(4, step.output)
         .text(5, step.verdict)
         .bind(6, step.counted)
-        .bind(7, now);
+        .bind(7, now)
+        .bind(8, step.sample);
     int rc = s.step();
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
       return not_found(d.path + ": record_step: no task " + std::to_string(step.task_id));
@@ -1115,6 +1129,48 @@ Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
     row.verdict = r.str(6);
     row.counted = r.flag(7);
     row.created_ms = r.i64(8);
+    row.sample = r.i64(9);
+    return row;
+  });
+}
+
+Result<int64_t> Store::record_candidate(const CandidateRow& c) {
+  constexpr std::string_view op = "record_candidate";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.insert_candidate);
+    s.bind(1, c.task_id).bind(2, c.sample).bind(3, c.step_id);
+    s.bind(4, c.code_step_id).bind(5, c.parent_id).bind(6, c.island).bind(7, c.generation).text(8, c.verdict);
+    if (c.speedup) s.bind(9, *c.speedup);
+    s.bind(10, c.score).bind(11, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t id = sqlite3_last_insert_rowid(d.db);
+  KF_RETURN_IF_ERROR(tx.commit());
+  return id;
+}
+
+Result<std::vector<CandidateRow>> Store::candidates_of(int64_t task_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.candidates_of);
+  s.bind(1, task_id);
+  return all_rows<CandidateRow>(d, s, "candidates_of", [](const Stmt& r) {
+    CandidateRow row;
+    row.id = r.i64(0);
+    row.task_id = r.i64(1);
+    row.sample = r.i64(2);
+    row.step_id = r.i64(3);
+    row.code_step_id = r.opt_i64(4);
+    row.parent_id = r.opt_i64(5);
+    row.island = r.i64(6);
+    row.generation = r.i64(7);
+    row.verdict = r.str(8);
+    if (!r.is_null(9)) row.speedup = r.f64(9);
+    row.score = r.f64(10);
+    row.created_ms = r.i64(11);
     return row;
   });
 }
@@ -1462,7 +1518,7 @@ Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
 namespace {
 
 CampaignRow read_campaign(const Stmt& s) {
-  return CampaignRow{s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.i64(6), s.i64(7)};
+  return CampaignRow{s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.i64(6), s.i64(7), s.str(8)};
 }
 
 

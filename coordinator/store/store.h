@@ -48,6 +48,7 @@ struct CampaignRow {
   std::string workflow;      // default | coder_only | verify_only
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
+  std::string search;        // the [search] table as JSON (SearchPolicy); "": fix_loop
 };
 
 // One LLM request and its response (stored before the response is used).
@@ -99,6 +100,24 @@ struct StepRow {
   std::string output;   // response, code or verdict document
   std::string verdict;  // verifier steps: passed | compile_error | ...
   bool counted = true;  // counts against the task's limit_steps
+  int64_t created_ms = 0;
+  int64_t sample = 0;   // the chain it belongs to (its sample index); 0 for fix_loop
+};
+
+// A judged candidate kernel (schema/sql/0008_search.sql): one per verifier step whose verdict
+// is not infra_error, written with it.
+struct CandidateRow {
+  int64_t id = 0;
+  int64_t task_id = 0;
+  int64_t sample = 0;                   // its chain
+  int64_t step_id = 0;                  // the verifier step that judged it
+  std::optional<int64_t> code_step_id;  // the coder step; none: the supplied candidate
+  std::optional<int64_t> parent_id;     // the previous candidate of its chain
+  int64_t island = 0;
+  int64_t generation = 1;               // 1, 2, ... within its chain
+  std::string verdict;
+  std::optional<double> speedup;        // none when not profiled
+  double score = 0;                     // passed: speedup (1 when not profiled); else 0
   int64_t created_ms = 0;
 };
 
@@ -256,7 +275,8 @@ class Store {
   // Campaigns and tasks.
   Result<int64_t> create_campaign(const std::string& name, const std::string& spec,
                                   const std::string& content_hash = "",
-                                  const std::string& workflow = "default");
+                                  const std::string& workflow = "default",
+                                  const std::string& search = "");
   Result<std::optional<CampaignRow>> campaign_by_hash(const std::string& content_hash);
   Result<CampaignRow> get_campaign(int64_t campaign_id);
   Result<std::vector<CampaignRow>> campaigns();  // every campaign, oldest first
@@ -304,6 +324,8 @@ class Store {
   // ignored); a counted step increments the task's steps_used.
   Result<int64_t> record_step(const StepRow& step);
   Result<std::vector<StepRow>> steps_of(int64_t task_id);
+  Result<int64_t> record_candidate(const CandidateRow& candidate);
+  Result<std::vector<CandidateRow>> candidates_of(int64_t task_id);  // in the order recorded
 
   // Jobs and leases.
   Result<int64_t> enqueue_job(const NewJob& job);
