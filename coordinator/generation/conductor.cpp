@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_set>
@@ -405,15 +406,17 @@ void Conductor::deactivate(int64_t task_id) {
   active_.erase(it);
 }
 
+void Conductor::withdraw_jobs(int64_t task_id) {
+  auto jobs = loop_.store().jobs_of_task(task_id);
+  if (!check(jobs.status(), task_id)) return;
+  for (const JobRow& job : *jobs) {
+    if (job.state == JobState::queued || job.state == JobState::assigned) check(loop_.cancel(job.id), task_id);
+  }
+}
+
 void Conductor::stop(int64_t task_id) {
   deactivate(task_id);
-  auto jobs = loop_.store().jobs_of_task(task_id);
-  if (check(jobs.status(), task_id)) {
-    for (const JobRow& job : *jobs) {
-      if (job.state == JobState::queued || job.state == JobState::assigned)
-        check(loop_.cancel(job.id), task_id);
-    }
-  }
+  withdraw_jobs(task_id);
   spdlog::info("task {} cancelled", task_id);
   schedule_pump();  // a place in the window is free
   auto waiters = std::move(waiters_[task_id]);
@@ -433,7 +436,13 @@ void Conductor::start_unguarded(int64_t task_id) {
   if (task->state != "pending" && task->state != "running") return;
   auto campaign = loop_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
-  activate(task_id, Active{0, campaign->workflow, task->campaign_id});
+  auto search = parse_search_text(campaign->search);
+  if (!search.ok()) {
+    activate(task_id, Active{campaign->workflow, task->campaign_id, {}, {}});
+    fail(task_id, "campaign " + std::to_string(task->campaign_id) + ": " + search.status().message());
+    return;
+  }
+  activate(task_id, Active{campaign->workflow, task->campaign_id, *search, {}});
   if (task->state == "pending")
     check(loop_.store().set_task_state(task_id, "running", ""), task_id);
   advance(task_id);
@@ -448,25 +457,94 @@ void Conductor::advance(int64_t task_id) {
   }
 }
 
-void Conductor::advance_unguarded(int64_t task_id) {
+bool Conductor::current(int64_t task_id, int64_t sample, int64_t token) const {
   auto it = active_.find(task_id);
-  if (it == active_.end()) return;
-  auto task = loop_.store().get_task(task_id);
-  auto steps = loop_.store().steps_of(task_id);
-  if (!check(task.status(), task_id) || !check(steps.status(), task_id)) return;
-  Action action = decide(policy(it->second), task->spec.limit_steps, *steps);
-  spdlog::debug("task {} ({}/{}): {} after {} steps", task_id, task->spec.op_name, task->spec.task_id,
-                action_name(action), steps->size());
-  switch (action.kind) {
-    case ActionKind::design:
-    case ActionKind::code:
-    case ActionKind::ask_conductor: ask_llm(*task, *steps, action); return;
-    case ActionKind::verify: verify(*task, *steps); return;
-    case ActionKind::finish: finish(task_id, action); return;
+  if (it == active_.end()) return false;
+  auto busy = it->second.busy.find(sample);
+  return busy != it->second.busy.end() && busy->second == token;
+}
+
+void Conductor::advance_unguarded(int64_t task_id) {
+  // One action is started per pass, then the steps are read again: starting it may have moved
+  // chains on already (answers found stored run on_llm, and advance, at once).
+  for (;;) {
+    auto it = active_.find(task_id);
+    if (it == active_.end()) return;
+    auto task = loop_.store().get_task(task_id);
+    auto steps = loop_.store().steps_of(task_id);
+    if (!check(task.status(), task_id) || !check(steps.status(), task_id)) return;
+    const SearchPolicy& search = it->second.search;
+    std::map<int64_t, std::vector<StepRow>> chains;  // by sample
+    for (int64_t sample : search.chains()) chains[sample];
+    int64_t llm_calls = 0;
+    for (const StepRow& step : *steps) {
+      if (auto chain = chains.find(step.sample); chain != chains.end()) chain->second.push_back(step);
+      llm_calls += step.role != "verifier" ? 1 : 0;
+    }
+    // A passing candidate as fast as the target ends every chain.
+    if (search.target_speedup > 0) {
+      auto candidates = loop_.store().candidates_of(task_id);
+      if (!check(candidates.status(), task_id)) return;
+      for (const CandidateRow& c : *candidates) {
+        if (c.verdict != "passed" || !c.speedup || *c.speedup < search.target_speedup) continue;
+        withdraw_jobs(task_id);
+        Action done;
+        done.passed = true;
+        done.reason = "passed (target_speedup reached by sample " + std::to_string(c.sample) + ")";
+        finish(task_id, done);
+        return;
+      }
+    }
+    std::vector<std::pair<int64_t, Action>> ended;  // chains that ended, with how
+    bool running = false;
+    bool started = false;
+    for (const auto& [sample, chain] : chains) {
+      if (it->second.busy.count(sample)) {
+        running = true;
+        continue;
+      }
+      Action action = decide(policy(it->second), task->spec.limit_steps, chain);
+      spdlog::debug("task {} ({}/{}) sample {}: {} after {} steps", task_id, task->spec.op_name,
+                    task->spec.task_id, sample, action_name(action), chain.size());
+      const bool asks = action.kind != ActionKind::verify && action.kind != ActionKind::finish;
+      if (asks && search.max_llm_calls > 0 && llm_calls >= search.max_llm_calls) {
+        action = Action{};
+        action.reason = "max_llm_calls (" + std::to_string(search.max_llm_calls) + ") used up";
+      }
+      if (action.kind == ActionKind::finish) {
+        ended.emplace_back(sample, action);
+        continue;
+      }
+      if (asks) {
+        ask_llm(*task, chain, action, sample);
+      } else {
+        verify(*task, chain, sample);
+      }
+      started = true;
+      break;
+    }
+    if (started) continue;
+    if (running) return;
+    if (ended.size() == 1) {  // one chain (fix_loop): its end is the task's
+      finish(task_id, ended[0].second);
+      return;
+    }
+    // Several chains: passed when any passed; the best candidate is the task's kernel (outcome.h).
+    Action done;
+    for (const auto& [sample, action] : ended) {
+      done.passed = done.passed || action.passed;
+      if (!action.passed) {
+        done.reason += (done.reason.empty() ? "sample " : "; sample ") + std::to_string(sample) + ": " + action.reason;
+      }
+    }
+    if (done.passed) done.reason = "passed";
+    finish(task_id, done);
+    return;
   }
 }
 
-void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action) {
+void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action,
+                        int64_t sample) {
   const std::string role = action.kind == ActionKind::design   ? "designer"
                            : action.kind == ActionKind::code   ? "coder"
                                                                : "conductor";
@@ -495,9 +573,11 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   request.role = role;
   request.messages = {{"system", kSystemPrompt}, {"user", *prompt}};
   request.replay_key = task.spec.op_name + "/" + task.spec.task_id + "/" + role + "/" +
-                       std::to_string(count_role(steps, role) + 1);
+                       std::to_string(count_role(steps, role) + 1) +
+                       (sample != 0 ? "/s" + std::to_string(sample) : "");
+  request.sample = sample;
   const int64_t token = next_token_++;
-  active_[task.id].token = token;
+  active_[task.id].busy[sample] = token;
 
   // A question already answered (before a restart) is not asked again.
   std::string key = request_key(endpoint->second, request);
@@ -511,12 +591,12 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     response.content = body.is_object() ? body.value("content", "") : (*cached)->response;
     response.reasoning = body.is_object() ? body.value("reasoning", "") : "";
     response.request_key = key;
-    on_llm(task.id, token, role, request, response, /*from_cache=*/true);
+    on_llm(task.id, sample, token, role, request, response, /*from_cache=*/true);
     return;
   }
   // Asked already and still in flight: its answer comes to this start of the task.
   if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
-    asked->second = Asked{task.id, token};
+    asked->second = Asked{task.id, sample, token};
     return;
   }
   // Pending until its answer arrives: a pending row at start-up is a call a crash cut off.
@@ -525,36 +605,35 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  loop_.after_commit([this, task_id, token, role, request, call] {
-    auto it = active_.find(task_id);
-    if (it == active_.end() || it->second.token != token) {
+  loop_.after_commit([this, task_id, sample, token, role, request, call] {
+    if (!current(task_id, sample, token)) {
       check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
       return;
     }
-    in_flight_[call.request_key] = Asked{task_id, token};
-    llm_->submit(request, [this, answers = answers_, task_id, token, role, request, call](LlmResponse response) {
+    in_flight_[call.request_key] = Asked{task_id, sample, token};
+    llm_->submit(request, [this, answers = answers_, task_id, sample, token, role, request, call](LlmResponse response) {
       if (response.ok) {
         // On failure the loop stores it with its turn (on_llm).
         if (Status st = answers->record(answered_call(call, response)); !st.ok()) {
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
-      loop_.post([this, task_id, token, role, request, response, key = call.request_key] {
+      loop_.post([this, task_id, sample, token, role, request, response, key = call.request_key] {
         // To the task's latest start; a turn replayed after a no-space alarm finds the entry
         // gone and still stores the answer (on_llm), for the next start to find.
-        Asked to{task_id, token};
+        Asked to{task_id, sample, token};
         if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
           to = asked->second;
           in_flight_.erase(asked);
         }
-        guarded(to.task_id, [&] { on_llm(to.task_id, to.token, role, request, response, false); });
+        guarded(to.task_id, [&] { on_llm(to.task_id, to.sample, to.token, role, request, response, false); });
       });
     });
   });
 }
 
-void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
-                       const LlmResponse& response, bool from_cache) {
+void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, const std::string& role,
+                       const LlmRequest& request, const LlmResponse& response, bool from_cache) {
   Store& store = loop_.store();
   if (!from_cache) {
     // Stored before it is used: on arrival, or here if that failed (recording a stored answer
@@ -566,10 +645,11 @@ void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, 
     if (!check(st, task_id)) return;
   }
   if (!from_cache) llm_stats_.observe(role, response);
-  auto it = active_.find(task_id);
-  if (it == active_.end() || it->second.token != token) return;  // cancelled or superseded
+  if (!current(task_id, sample, token)) return;  // cancelled or superseded
+  active_[task_id].busy.erase(sample);
   StepRow step;
   step.task_id = task_id;
+  step.sample = sample;
   step.role = role;
   step.input = request.messages.back().content;
   if (!response.ok) {
@@ -595,10 +675,13 @@ void Conductor::on_llm(int64_t task_id, int64_t token, const std::string& role, 
   advance(task_id);
 }
 
-void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
+void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps, int64_t sample) {
   Store& store = loop_.store();
+  // The job's identity: the seq after the chain's last step (the verdict is recorded as the
+  // task's next step, which is this seq when the task has one chain). No other chain's state
+  // has this last step, so it names this chain and this point of it.
   const int seq = steps.empty() ? 1 : steps.back().seq + 1;
-  active_[task.id].token = next_token_++;
+  active_[task.id].busy[sample] = next_token_++;
   auto existing = store.job_for_task_seq(task.id, seq);
   if (!check(existing.status(), task.id)) return;
   if (existing->has_value()) {
@@ -634,11 +717,26 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
 void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result) {
   if (!job.task_id || !job.task_seq) return;
   int64_t task_id = *job.task_id;
-  if (!active_.count(task_id)) return;
+  auto active = active_.find(task_id);
+  if (active == active_.end()) return;
   auto steps = loop_.store().steps_of(task_id);
   if (!check(steps.status(), task_id)) return;
-  int expected = steps->empty() ? 1 : steps->back().seq + 1;
-  if (*job.task_seq != expected) return;  // already recorded
+  // The chain the job verifies: the one whose last step it follows (verify()); none when its
+  // verdict is recorded already.
+  std::optional<int64_t> sample;
+  std::vector<StepRow> chain;
+  for (int64_t s : active->second.search.chains()) {
+    std::vector<StepRow> of;
+    for (const StepRow& step : *steps) {
+      if (step.sample == s) of.push_back(step);
+    }
+    if (*job.task_seq == (of.empty() ? 1 : of.back().seq + 1)) {
+      sample = s;
+      chain = std::move(of);
+      break;
+    }
+  }
+  if (!sample) return;
   VerifyResult verdict;
   if (!result.infra_error.empty()) {
     verdict = verify_failure(Verdict::infra_error, "the agent could not run the job: " + result.infra_error);
@@ -647,19 +745,42 @@ void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result)
   } else {
     verdict = verify_failure(Verdict::infra_error, "the job produced no verdict document");
   }
-  record_verdict(task_id, job.id, verdict);
+  record_verdict(task_id, *sample, chain, job.id, verdict);
 }
 
-void Conductor::record_verdict(int64_t task_id, int64_t job_id, const VerifyResult& result) {
+void Conductor::record_verdict(int64_t task_id, int64_t sample, const std::vector<StepRow>& chain,
+                               int64_t job_id, const VerifyResult& result) {
+  active_[task_id].busy.erase(sample);
   StepRow step;
   step.task_id = task_id;
+  step.sample = sample;
   step.role = "verifier";
   step.input = "job " + std::to_string(job_id);
   step.output = to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   step.verdict = to_string(result.verdict);
   // Infrastructure failures cost the task nothing.
   step.counted = result.verdict != Verdict::infra_error;
-  if (!check(loop_.store().record_step(step).status(), task_id)) return;
+  auto step_id = loop_.store().record_step(step);
+  if (!check(step_id.status(), task_id)) return;
+  if (result.verdict != Verdict::infra_error) {
+    auto recorded = loop_.store().candidates_of(task_id);
+    if (!check(recorded.status(), task_id)) return;
+    CandidateRow c;
+    c.task_id = task_id;
+    c.sample = sample;
+    c.step_id = *step_id;
+    if (const StepRow* coder = last_good(chain, "coder")) c.code_step_id = coder->id;
+    for (const CandidateRow& r : *recorded) {
+      if (r.sample != sample) continue;
+      c.parent_id = r.id;
+      c.generation = r.generation + 1;
+    }
+    c.verdict = step.verdict;
+    if (result.profile) c.speedup = result.profile->speedup;
+    const bool fast = c.speedup && std::isfinite(*c.speedup) && *c.speedup > 0;
+    c.score = result.verdict != Verdict::passed ? 0 : fast ? *c.speedup : 1;
+    if (!check(loop_.store().record_candidate(c).status(), task_id)) return;
+  }
   advance(task_id);
 }
 

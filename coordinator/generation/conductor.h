@@ -41,6 +41,7 @@
 #include "coordinator/generation/llm.h"
 #include "common/metrics.h"
 #include "coordinator/generation/prompts.h"
+#include "coordinator/generation/search.h"
 
 namespace kforge {
 
@@ -127,9 +128,12 @@ class Conductor {
 
  private:
   struct Active {
-    int64_t token = 0;      // identifies the action in flight; stale callbacks are ignored
     std::string workflow;   // of the task's campaign
     int64_t campaign_id = 0;
+    SearchPolicy search;    // of the task's campaign: its chains (search.h)
+    // Chains with an action in flight: sample -> the token identifying that action; callbacks
+    // of any other (stale) action are ignored.
+    std::map<int64_t, int64_t> busy;
   };
 
   // What LLM answers cost since start-up (answers found in llm_calls cost nothing).
@@ -169,13 +173,22 @@ class Conductor {
   // were rolled back, so every task is started again from its stored steps, after the
   // replayed LLM answers of those turns are stored (nothing received is asked again).
   void reload();
+  // Decides the next action of every chain of the task without one in flight (decide() on the
+  // chain's steps) and starts it; ends the task when every chain has ended or a search stop
+  // rule (target_speedup) holds.
   void advance(int64_t task_id);
   void advance_unguarded(int64_t task_id);
-  void ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action);
-  void on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
+  // Whether `token` is the action in flight of the task's chain `sample`.
+  bool current(int64_t task_id, int64_t sample, int64_t token) const;
+  // `chain`: the steps of chain `sample`.
+  void ask_llm(const TaskRow& task, const std::vector<StepRow>& chain, const Action& action, int64_t sample);
+  void on_llm(int64_t task_id, int64_t sample, int64_t token, const std::string& role, const LlmRequest& request,
               const LlmResponse& response, bool from_cache);
-  void verify(const TaskRow& task, const std::vector<StepRow>& steps);
-  void record_verdict(int64_t task_id, int64_t job_id, const VerifyResult& result);
+  void verify(const TaskRow& task, const std::vector<StepRow>& chain, int64_t sample);
+  // Records the verdict as the chain's step and, unless infra_error, the judged candidate.
+  void record_verdict(int64_t task_id, int64_t sample, const std::vector<StepRow>& chain, int64_t job_id,
+                      const VerifyResult& result);
+  void withdraw_jobs(int64_t task_id);  // cancels its queued and running jobs
   void finish(int64_t task_id, const Action& action);
   void fail(int64_t task_id, const std::string& reason);
   // The task ended (recorded): tells its waiters, and finishes the campaign when none of its
@@ -210,6 +223,7 @@ class Conductor {
   // again.
   struct Asked {
     int64_t task_id = 0;
+    int64_t sample = 0;
     int64_t token = 0;
   };
   std::unordered_map<std::string, Asked> in_flight_;

@@ -168,6 +168,7 @@ std::string request_key(const LlmEndpoint& endpoint, const LlmRequest& request) 
       {"temperature", endpoint.temperature},
       {"max_tokens", endpoint.max_tokens},
   };
+  if (request.sample != 0) canonical["seed"] = request.sample;
   return sha256_hex(dump(canonical));
 }
 
@@ -178,6 +179,7 @@ std::string request_body(const LlmEndpoint& endpoint, const LlmRequest& request)
       {"temperature", endpoint.temperature},
       {"max_tokens", endpoint.max_tokens},
   };
+  if (request.sample != 0) body["seed"] = request.sample;
   return dump(body);
 }
 

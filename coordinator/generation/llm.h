@@ -56,6 +56,10 @@ struct LlmRequest {
   std::vector<ChatMessage> messages;
   std::string replay_key;  // stable id for replay/record, e.g. "softmax/N=1024/coder/2";
                            // empty: request_key() stands in for it
+  // The sample index (search.h): a request of sample k != 0 carries "seed": k in its body and
+  // in its request_key, so that another sample draws another answer and the same sample
+  // replays its stored one. Sample 0 leaves body and key as they were before samples.
+  int64_t sample = 0;
 };
 
 struct LlmResponse {

@@ -769,12 +769,56 @@ TaskSpec base_spec(const Op& op) {
   return spec;
 }
 
+// The [search] table (search.h): each field's type here, the rules in validate_search.
+void read_search(Reader& r, const toml::node& node, const std::string& workflow, SearchPolicy& out) {
+  const toml::table* t = node.as_table();
+  if (t == nullptr) {
+    r.fail(node.source(), "search: expected a table ([search]), got " + toml_describe(node));
+    return;
+  }
+  check_keys(r, *t, "search.", {"strategy", "samples", "sample_offset", "target_speedup", "max_llm_calls"});
+  bool typed = true;
+  for (const auto& [k, v] : *t) {
+    const std::string key = "search." + std::string(k.str());
+    if (k.str() == "strategy") {
+      if (const auto* s = v.as_string()) {
+        out.strategy = s->get();
+      } else {
+        r.fail(v.source(), key + ": expected one of " + join(search_strategies()) + ", got " + toml_describe(v));
+        typed = false;
+      }
+    } else if (k.str() == "target_speedup") {
+      if (v.is_number()) {
+        out.target_speedup = v.is_integer() ? static_cast<double>(v.as_integer()->get()) : v.as_floating_point()->get();
+      } else {
+        r.fail(v.source(), key + ": expected a number, got " + toml_describe(v));
+        typed = false;
+      }
+    } else {  // samples, sample_offset, max_llm_calls (check_keys reported any other key)
+      int64_t* field = k.str() == "samples"         ? &out.samples
+                       : k.str() == "sample_offset" ? &out.sample_offset
+                       : k.str() == "max_llm_calls" ? &out.max_llm_calls
+                                                    : nullptr;
+      if (field == nullptr) continue;
+      if (const auto* i = v.as_integer()) {
+        *field = i->get();
+      } else {
+        r.fail(v.source(), key + ": expected an integer, got " + toml_describe(v));
+        typed = false;
+      }
+    }
+  }
+  if (!typed) return;
+  if (Status st = validate_search(out, workflow); !st.ok()) r.fail(node.source(), st.message());
+}
+
 }  // namespace
 
 struct CampaignPlan::Impl {
   toml::table root;  // the parsed file: the ops' sweep values point into it
   std::string name;
   std::string workflow;
+  SearchPolicy search;
   std::vector<Op> ops;
   std::vector<TaskSpec> base;  // per op: its task fields (base_spec)
   std::vector<size_t> first;   // per op: the index of its first task
@@ -798,7 +842,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
   Reader r(source_name);
   CampaignPlan::Impl& campaign = *plan;
   campaign.workflow = "default";
-  check_keys(r, root, "", {"name", "workflow", "defaults", "ops"});
+  check_keys(r, root, "", {"name", "workflow", "search", "defaults", "ops"});
 
   if (const toml::node* n = root.get("name")) {
     const auto* s = n->as_string();
@@ -822,6 +866,8 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
       campaign.workflow = s->get();
     }
   }
+
+  if (const toml::node* n = root.get("search")) read_search(r, *n, workflow_ok ? campaign.workflow : "default", campaign.search);
 
   Settings defaults;
   if (const toml::node* n = root.get("defaults")) {
@@ -889,7 +935,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
     return false;
   };
   std::map<std::pair<std::string, std::string>, const Op*> seen;
-  CampaignHash hash(campaign.workflow);
+  CampaignHash hash(campaign.workflow, search_text(campaign.search));
   const CampaignPlan view(plan);
   for (size_t o = 0; o < ops.size(); ++o) {
     const Op& op = ops[o];
@@ -927,6 +973,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
 
 const std::string& CampaignPlan::name() const { return impl_->name; }
 const std::string& CampaignPlan::workflow() const { return impl_->workflow; }
+const SearchPolicy& CampaignPlan::search() const { return impl_->search; }
 const std::string& CampaignPlan::content_hash() const { return impl_->content_hash; }
 size_t CampaignPlan::size() const { return impl_->total; }
 const std::map<std::string, std::string>& CampaignPlan::files() const { return impl_->files; }
@@ -978,6 +1025,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
   Campaign campaign;
   campaign.name = plan->name();
   campaign.workflow = plan->workflow();
+  campaign.search = plan->search();
   campaign.content_hash = plan->content_hash();
   campaign.source = source_name;
   campaign.tasks.reserve(plan->size());
@@ -997,7 +1045,7 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
 }
 
 std::string hash_campaign(const Campaign& c) {
-  CampaignHash hash(c.workflow);
+  CampaignHash hash(c.workflow, search_text(c.search));
   for (const CampaignTask& t : c.tasks) hash.add(t.spec, t.candidate);
   return hash.hex();
 }
@@ -1006,7 +1054,7 @@ namespace {
 
 // What store_campaign stores: a plan's tasks or those of a Campaign in memory.
 struct CampaignSource {
-  std::string name, workflow, content_hash;
+  std::string name, workflow, search, content_hash;
   size_t total = 0;
   std::function<Status(size_t begin, size_t end, const std::function<Status(CampaignTask&&)>&)> expand;
 };
@@ -1046,7 +1094,8 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
       resumed = true;
     } else {
       auto made =
-          store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
+          store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow,
+                                campaign.search);
       if (!made.ok()) return made.status();
       id = *made;
       fresh = true;
@@ -1098,7 +1147,7 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const CampaignPlan& plan,
                                                 const std::string& source) {
-  CampaignSource from{plan.name(), plan.workflow(), plan.content_hash(), plan.size(),
+  CampaignSource from{plan.name(), plan.workflow(), search_text(plan.search()), plan.content_hash(), plan.size(),
                       [&plan](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
                         return plan.expand(b, e, each);
                       }};
@@ -1107,7 +1156,8 @@ Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, con
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const Campaign& campaign,
                                                 const std::string& source) {
-  CampaignSource from{campaign.name, campaign.workflow, campaign.content_hash, campaign.tasks.size(),
+  CampaignSource from{campaign.name, campaign.workflow, search_text(campaign.search), campaign.content_hash,
+                      campaign.tasks.size(),
                       [&campaign](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
                         for (size_t i = b; i < e; ++i) KF_RETURN_IF_ERROR(each(CampaignTask(campaign.tasks[i])));
                         return Status();

@@ -11,6 +11,9 @@
 //
 //   name = "softmax-sweep"
 //   workflow = "default"                 # default | coder_only | verify_only
+//   [search]                             # optional (search.h): fix_loop when left out
+//   strategy = "best_of_n"
+//   samples = 4
 //   [defaults]
 //   backend = "cpu"
 //   arch = "x86_64"
@@ -39,6 +42,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "coordinator/generation/search.h"
 #include "coordinator/store/store.h"
 
 namespace kforge {
@@ -51,7 +55,9 @@ struct CampaignTask {
 struct Campaign {
   std::string name;      // identifies the campaign (with content_hash: see below)
   std::string workflow;  // default | coder_only | verify_only
-  // SHA-256 (64 hex digits) of what the campaign runs: workflow and every expanded task
+  SearchPolicy search;   // the [search] table (search.h); default: fix_loop
+  // SHA-256 (64 hex digits) of what the campaign runs: workflow, search (when not the default)
+  // and every expanded task
   // (spec and candidate text), in order. Not the name, the file's formatting, comments or
   // location: the same name and hash twice is the same campaign submitted twice.
   std::string content_hash;
@@ -95,6 +101,7 @@ class CampaignPlan {
  public:
   const std::string& name() const;
   const std::string& workflow() const;
+  const SearchPolicy& search() const;
   const std::string& content_hash() const;  // hash_campaign of the expansion (walked plans)
   size_t size() const;                      // how many tasks it expands to
   // The files it names (task files, candidates), by their path as written, with their text:

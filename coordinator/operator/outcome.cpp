@@ -1,6 +1,7 @@
 #include "coordinator/operator/outcome.h"
 
 #include <cmath>
+#include <map>
 
 #include "common/verify_result.h"
 
@@ -22,20 +23,25 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
                                  const std::vector<StepRow>& steps) {
   TaskOutcome r;
   r.task = task;
-  int last_coder = 0;
+  // Several chains (best_of_n) may pass: the best is the fastest (the first of equals).
+  std::map<int64_t, int> last_coder;  // by sample (chain)
+  bool found = false;
   for (const StepRow& s : steps) {
-    if (s.role == "coder" && s.verdict.empty()) last_coder = s.seq;
+    if (s.role == "coder" && s.verdict.empty()) last_coder[s.sample] = s.seq;
     if (s.role != "verifier") continue;
     r.last_verdict = s.verdict;
     r.verifier_verdicts.push_back(s.verdict);
-    if (s.verdict == "passed") {
-      r.best_step = last_coder;
-      if (auto profile = verify_result_from_text(s.output).profile) {
-        r.speedup = positive(profile->speedup);
-        r.candidate_us = positive(profile->candidate.median_us);
-        r.reference_us = positive(profile->reference.median_us);
-        r.harness_suspicious = profile->suspicious;
-      }
+    if (s.verdict != "passed") continue;
+    auto profile = verify_result_from_text(s.output).profile;
+    const double speedup = profile ? positive(profile->speedup) : 0;
+    if (found && speedup <= r.speedup) continue;
+    found = true;
+    r.best_step = last_coder[s.sample];
+    r.speedup = speedup;
+    if (profile) {
+      r.candidate_us = positive(profile->candidate.median_us);
+      r.reference_us = positive(profile->reference.median_us);
+      r.harness_suspicious = profile->suspicious;
     }
   }
   r.verdict = task.state == "passed"   ? "passed"
