@@ -8,95 +8,15 @@
 #include <deque>
 #include <mutex>
 
+#include "tests/support/fake_loop.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
+using test::FakeLoop;
 using test::TempDir;
 
 namespace {
-
-// The loop as the Conductor sees it, turned by hand.
-class FakeLoop : public ConductorLoop {
- public:
-  explicit FakeLoop(std::filesystem::path db) : path_(std::move(db)) {
-    auto opened = Store::open(path_);
-    REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
-    store_ = std::move(opened.value());
-  }
-
-  Store& store() override { return *store_; }
-  std::filesystem::path store_path() const override { return path_; }
-  Result<int64_t> submit(const NewJob& job, const proto::Assign& assign) override {
-    NewJob row = job;
-    row.spec = proto::encode(assign);
-    auto id = store_->enqueue_job(row);
-    if (id.ok()) submitted.push_back({*id, assign});
-    return id;
-  }
-  Status cancel(int64_t job_id) override {
-    cancelled.push_back(job_id);
-    return store_->cancel_job(job_id);
-  }
-  size_t devices() const override { return live_devices; }
-  void post(std::function<void()> fn) override {
-    std::lock_guard lock(mu_);
-    posted_.push_back(std::move(fn));
-  }
-  void after_commit(std::function<void()> fn) override { after_commit_.push_back(std::move(fn)); }
-  void add_result_listener(ResultListener listener) override {
-    listeners_.push_back(std::move(listener));
-  }
-  void add_reload_listener(std::function<void()> fn) override {
-    reload_listeners_.push_back(std::move(fn));
-  }
-
-  // Runs what was posted, and what that posts, as the loop's turns would; then the
-  // after-commit work of those turns.
-  void turn() {
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::lock_guard lock(mu_);
-        if (posted_.empty()) break;
-        fn = std::move(posted_.front());
-        posted_.pop_front();
-      }
-      fn();
-    }
-    auto after = std::move(after_commit_);
-    after_commit_.clear();
-    for (auto& fn : after) fn();
-  }
-  // The job's result arrives (recorded by the loop): every listener hears it.
-  void deliver(int64_t job_id, const VerifyResult& verdict) {
-    JobRow job = store_->get_job(job_id).value();
-    proto::JobResult result;
-    result.exit_code = 0;
-    result.verify = verdict;
-    for (auto& l : listeners_) l(job, result);
-  }
-  void reload() {
-    for (auto& fn : reload_listeners_) fn();
-  }
-
-  struct Submitted {
-    int64_t job_id;
-    proto::Assign assign;
-  };
-  std::vector<Submitted> submitted;
-  std::vector<int64_t> cancelled;
-  size_t live_devices = 0;  // the window is max_active_tasks unless this is larger
-
- private:
-  std::filesystem::path path_;
-  std::unique_ptr<Store> store_;
-  std::mutex mu_;
-  std::deque<std::function<void()>> posted_;
-  std::vector<std::function<void()>> after_commit_;
-  std::vector<ResultListener> listeners_;
-  std::vector<std::function<void()>> reload_listeners_;
-};
 
 VerifyResult verdict(Verdict v) {
   return verify_failure(v, "said by the test");

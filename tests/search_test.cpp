@@ -1,0 +1,350 @@
+// Search strategies (issue 17) with a scripted LLM and a scripted verifier: the Conductor on
+// its seam (FakeLoop, a real SQLite file), a real LlmClient talking HTTP to the fake
+// OpenAI-compatible server.
+//
+// The Coder's answers are a pool of four variants; which one a question gets depends only on
+// the task (op<i>), the request's seed (the sample index) and whether it is a fix. The
+// verifier judges a candidate by the variant it names, with a known verdict and a known
+// speedup. Scripting the verdict rather than timing real CPU candidates keeps "which variant
+// is fastest" exact: tests never assert timings.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <regex>
+#include <set>
+
+#include "coordinator/generation/conductor.h"
+#include "coordinator/intake/campaign.h"
+#include "coordinator/operator/outcome.h"
+#include "tests/support/fake_llm.h"
+#include "tests/support/fake_loop.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/support.h"
+
+using namespace kforge;
+using namespace kforge::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Variant {
+  const char* name;
+  Verdict verdict;
+  double speedup;  // of a passing profile run
+};
+// Pool order: a question gets variant (op + seed + fix) % 4.
+const Variant kPool[] = {{"broken", Verdict::compile_error, 0},
+                         {"slow", Verdict::passed, 1.0},
+                         {"medium", Verdict::passed, 1.6},
+                         {"fast", Verdict::passed, 3.2}};
+
+std::string respond(const nlohmann::json& body) {
+  const std::string prompt = body["messages"].back()["content"].get<std::string>();
+  std::smatch m;
+  REQUIRE(std::regex_search(prompt, m, std::regex("- op: op([0-9]+)")));
+  const int64_t op = std::stoll(m[1]);
+  const int64_t seed = body.value("seed", int64_t{0});
+  const int64_t fix = prompt.find("compile_error") != std::string::npos ? 1 : 0;
+  const Variant& v = kPool[(op + seed + fix) % 4];
+  return std::string("```python\n# variant: ") + v.name + "\nclass ModelNew:\n    pass\n```\n";
+}
+
+// The verifier's verdict for a candidate: its variant's.
+VerifyResult judge(const std::string& candidate) {
+  for (const Variant& v : kPool) {
+    if (candidate.find(std::string("# variant: ") + v.name + "\n") == std::string::npos) continue;
+    if (v.verdict != Verdict::passed) return verify_failure(v.verdict, "scripted");
+    VerifyResult r;
+    r.verdict = Verdict::passed;
+    r.profile = Profile{};
+    r.profile->speedup = v.speedup;
+    return r;
+  }
+  FAIL("a candidate of no known variant: " << candidate);
+  return {};
+}
+
+// Per task (op name): its state, best speedup and candidates "sample/generation:verdict".
+struct TaskResult {
+  std::string state;
+  std::string verdict;
+  double best = 0;
+  std::vector<std::string> candidates;  // sorted
+  bool operator==(const TaskResult&) const = default;
+};
+
+struct SearchRun {
+  TempDir dir;
+  FakeLlmServer llm;
+  std::filesystem::path db = dir / "kforge.db";
+  std::unique_ptr<FakeLoop> loop;
+  std::unique_ptr<LlmClient> client;
+  std::unique_ptr<Conductor> conductor;
+  std::set<int64_t> delivered;  // jobs whose result this process delivered
+
+  SearchRun() {
+    llm.set_responder(respond);
+    open();
+  }
+
+  // A process on the database: a new loop, LLM client and Conductor.
+  void open() {
+    loop = std::make_unique<FakeLoop>(db);
+    LlmEndpoint coder;
+    coder.provider = "openai";
+    coder.base_url = llm.base_url();
+    coder.model = "fake";
+    coder.concurrency = 8;
+    auto made = LlmClient::create({{"coder", coder}});
+    REQUIRE_MESSAGE(made.ok(), made.status().to_string());
+    client = std::move(*made);
+    ConductorOptions options;
+    options.endpoints["coder"] = coder;
+    auto prompts = PromptLibrary::load(find_prompt_dir("").value());
+    REQUIRE(prompts.ok());
+    conductor = std::make_unique<Conductor>(*loop, client.get(), std::move(*prompts), options);
+  }
+
+  // The process stops between two turns: answers that arrived are stored (on arrival), the
+  // turns that would use them never run.
+  void crash() {
+    REQUIRE(wait_until([&] { return client->in_flight() == 0; }, 30s));
+    conductor.reset();
+    client.reset();
+    loop.reset();
+    delivered.clear();
+  }
+
+  // A coder_only campaign of `ops` profile tasks op0.. under `search`.
+  void submit(int ops, const std::string& search, int limit_steps) {
+    std::string toml = "name = \"scripted\"\nworkflow = \"coder_only\"\n" + search +
+                       "\n[defaults]\nbackend = \"cuda\"\narch = \"h100\"\nimpl_type = \"triton\"\n"
+                       "framework = \"torch\"\ntask_type = \"profile\"\nlimit_steps = " +
+                       std::to_string(limit_steps) + "\n";
+    for (int i = 0; i < ops; ++i) {
+      toml += "[[ops]]\nop_name = \"op" + std::to_string(i) + "\"\ntask_desc = \"task.py\"\n";
+    }
+    write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
+    auto campaign = parse_campaign(toml, dir.path(), "scripted.toml");
+    REQUIRE_MESSAGE(campaign.ok(), campaign.status().to_string());
+    auto stored = store_campaign(
+        [&](const std::function<Status(Store&)>& fn) { return loop->store().atomically([&] { return fn(loop->store()); }); },
+        *campaign, "");
+    REQUIRE_MESSAGE(stored.ok(), stored.status().to_string());
+  }
+
+  bool unfinished() {
+    const std::vector<CampaignRow> campaigns = loop->store().campaigns().value();
+    for (const CampaignRow& c : campaigns) {
+      if (loop->store().campaign_unfinished(c.id).value()) return true;
+    }
+    return false;
+  }
+
+  // Turns the loop, judging every queued verify job, until `stop` or the campaign is done.
+  void run(const std::function<bool()>& stop = [] { return false; }) {
+    REQUIRE(conductor->resume_all().ok());
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (unfinished() && !stop()) {
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      loop->turn();
+      bool judged = false;
+      const std::vector<JobRow> queued = loop->store().jobs_in_state(JobState::queued, 1000).value();
+      for (const JobRow& job : queued) {
+        if (!delivered.insert(job.id).second) continue;
+        auto frame = proto::decode(job.spec);
+        REQUIRE(frame.ok());
+        const auto& assign = std::get<proto::Assign>(frame->message);
+        loop->deliver(job.id, judge(assign.files.at("candidate.py")));
+        judged = true;
+      }
+      if (!judged && unfinished()) {
+        wait_until([&] { return loop->has_posted(); }, 5s);  // an answer arrives
+      }
+    }
+  }
+
+  std::map<std::string, TaskResult> results() {
+    std::map<std::string, TaskResult> out;
+    Store& store = loop->store();
+    const std::vector<CampaignRow> campaigns = store.campaigns().value();
+    for (const CampaignRow& c : campaigns) {
+      const std::vector<TaskRow> tasks = store.tasks_of_campaign(c.id).value();
+      for (const TaskRow& t : tasks) {
+        TaskResult r;
+        r.state = t.state;
+        r.verdict = t.verdict;
+        r.best = task_outcome(store, t).value().speedup;
+        const std::vector<CandidateRow> candidates = store.candidates_of(t.id).value();
+        for (const CandidateRow& k : candidates) {
+          r.candidates.push_back(std::to_string(k.sample) + "/" + std::to_string(k.generation) + ":" + k.verdict);
+        }
+        std::sort(r.candidates.begin(), r.candidates.end());
+        out[t.spec.op_name] = r;
+      }
+    }
+    return out;
+  }
+
+  // Tasks whose best passing candidate is the pool's fastest.
+  int found_fastest() {
+    int n = 0;
+    for (const auto& [op, r] : results()) n += r.best == 3.2 ? 1 : 0;
+    return n;
+  }
+
+  // How many questions the server was asked per task, at most.
+  size_t max_asked_per_task() {
+    std::map<std::string, size_t> by_op;
+    for (const FakeRequest& r : llm.requests()) {
+      std::smatch m;
+      std::string prompt = r.body["messages"].back()["content"].get<std::string>();
+      if (std::regex_search(prompt, m, std::regex("- op: (op[0-9]+)"))) by_op[m[1]]++;
+    }
+    size_t most = 0;
+    for (const auto& [op, n] : by_op) most = std::max(most, n);
+    return most;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("best_of_n finds the fastest variant more often than fix_loop within 4 Coder calls a task") {
+  // fix_loop: one chain, seed 0; it stops at the first kernel that passes.
+  SearchRun fix;
+  fix.submit(8, "[search]\nstrategy = \"fix_loop\"\nmax_llm_calls = 4\n", 8);
+  fix.run();
+  // best_of_n: 4 chains of one attempt each (limit_steps 2: code, verify), seeds 0..3.
+  SearchRun best;
+  best.submit(8, "[search]\nstrategy = \"best_of_n\"\nsamples = 4\nmax_llm_calls = 4\n", 2);
+  best.run();
+
+  for (SearchRun* r : {&fix, &best}) {
+    for (const auto& [op, t] : r->results()) {
+      CAPTURE(op);
+      CHECK(t.state == "passed");
+    }
+    CHECK(r->max_asked_per_task() <= 4);  // the stated budget
+  }
+  // fix_loop finds "fast" only where it is the first passing variant (op3, op7).
+  CHECK(fix.found_fastest() == 2);
+  CHECK(best.found_fastest() == 8);
+  // Every sample drew its own answer: four distinct candidates per task, one per chain.
+  auto op0 = best.results()["op0"].candidates;
+  CHECK(op0 == std::vector<std::string>{"0/1:compile_error", "1/1:passed", "2/1:passed", "3/1:passed"});
+}
+
+TEST_CASE("a best_of_n task's chains each keep a fix loop; candidates record parent and generation") {
+  SearchRun run;
+  run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 2\n", 6);
+  run.run();
+  // op0: sample 0 gets broken, then its fix gets slow; sample 1 gets slow at once.
+  auto r = run.results()["op0"];
+  CHECK(r.state == "passed");
+  CHECK(r.candidates == std::vector<std::string>{"0/1:compile_error", "0/2:passed", "1/1:passed"});
+  TaskRow task = run.loop->store().tasks_of_campaign(1).value().at(0);
+  auto candidates = run.loop->store().candidates_of(task.id).value();
+  for (const CandidateRow& c : candidates) {
+    CAPTURE(c.id);
+    CHECK(c.code_step_id.has_value());
+    if (c.sample == 0 && c.generation == 2) {
+      REQUIRE(c.parent_id.has_value());
+      CHECK(std::any_of(candidates.begin(), candidates.end(),
+                        [&](const CandidateRow& p) { return p.id == *c.parent_id && p.sample == 0 && p.generation == 1; }));
+    } else {
+      CHECK(!c.parent_id.has_value());
+    }
+  }
+}
+
+TEST_CASE("target_speedup ends a best_of_n task as soon as a candidate reaches it") {
+  SearchRun run;
+  // op1 with seeds 0..3: slow, medium, fast, broken. Fast (3.2) reaches 3.0.
+  run.submit(2, "[search]\nstrategy = \"best_of_n\"\nsamples = 4\ntarget_speedup = 3.0\n", 2);
+  run.run();
+  for (const auto& [op, r] : run.results()) {
+    CAPTURE(op);
+    CHECK(r.state == "passed");
+    CHECK(r.best == 3.2);
+  }
+  // Nothing was judged after the fast candidate: the task ended there, its other jobs were
+  // withdrawn and their late results ignored.
+  const std::vector<TaskRow> tasks = run.loop->store().tasks_of_campaign(1).value();
+  for (const TaskRow& t : tasks) {
+    const std::vector<CandidateRow> candidates = run.loop->store().candidates_of(t.id).value();
+    REQUIRE(!candidates.empty());
+    CHECK(candidates.back().speedup == 3.2);
+  }
+}
+
+TEST_CASE("a resumed campaign replays its answers; another sample_offset draws fresh ones") {
+  SearchRun run;
+  run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 2\n", 2);
+  run.run();
+  const size_t asked = run.llm.request_count();
+  CHECK(asked == 2);
+  // The same campaign again: found by its content, nothing asked.
+  run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 2\n", 2);
+  run.run();
+  CHECK(run.llm.request_count() == asked);
+  // Resampled: samples 2 and 3, a new campaign whose questions carry seeds 2 and 3.
+  run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 2\nsample_offset = 2\n", 2);
+  run.run();
+  REQUIRE(run.llm.request_count() == asked + 2);
+  std::set<int64_t> seeds;
+  for (const FakeRequest& r : run.llm.requests()) seeds.insert(r.body.value("seed", int64_t{0}));
+  CHECK(seeds == std::set<int64_t>{0, 1, 2, 3});
+  // Sample 0's request carries no seed, as requests did before samples existed.
+  auto first = run.llm.requests();
+  CHECK(first[0].body.contains("seed") != first[1].body.contains("seed"));
+}
+
+TEST_CASE("a best_of_n campaign stopped mid-way resumes to the same result, no answered question asked again") {
+  const std::string search = "[search]\nstrategy = \"best_of_n\"\nsamples = 3\n";
+  SearchRun reference;
+  reference.submit(4, search, 4);
+  reference.run();
+  const auto expected = reference.results();
+  const size_t reference_requests = reference.llm.request_count();
+
+  SearchRun run;
+  run.submit(4, search, 4);
+  int stops = 0;
+  for (size_t at : {3u, 7u, 12u}) {
+    run.run([&] { return run.llm.request_count() >= at; });
+    run.crash();
+    stops++;
+    run.open();
+  }
+  run.run();
+  CHECK(stops == 3);
+  CHECK(run.results() == expected);
+  // Every question is distinct (sample, task, fix), so a repeated body is a question asked
+  // twice: none was, and no more were asked than without the stops.
+  std::set<std::string> bodies;
+  for (const FakeRequest& r : run.llm.requests()) {
+    CAPTURE(r.body.dump());
+    CHECK(bodies.insert(r.body.dump()).second);
+  }
+  CHECK(run.llm.request_count() == reference_requests);
+}
+
+TEST_CASE("bad [search] tables are refused naming the field") {
+  TempDir dir;
+  write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
+  auto error = [&](const std::string& search) {
+    std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
+                       "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n";
+    auto c = parse_campaign(toml, dir.path(), "c.toml");
+    REQUIRE(!c.ok());
+    return c.status().message();
+  };
+  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop or best_of_n, got 'beam'") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0").find("c.toml:2:1: search.samples: expected 1..64, got 0") !=
+        std::string::npos);
+  CHECK(error("[search]\nsamples = 3").find("search.samples: fix_loop runs one chain") != std::string::npos);
+  CHECK(error("[search]\nsample_offset = \"1\"").find("search.sample_offset: expected an integer") != std::string::npos);
+  CHECK(error("[search]\nsampels = 3").find("search.sampels") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 2\ntarget_speedup = -1")
+            .find("search.target_speedup") != std::string::npos);
+}
