@@ -7,7 +7,9 @@
 // Runs on the coordinator's loop thread. A task's state is its recorded steps (see
 // conductor_rules.h); after each event the Conductor reads them, decides, and starts the
 // next action: an LLM call (Designer, Coder, conductor model) or a verify job on a device
-// of the task's backend and arch. At most one action per task is in flight.
+// of the task's backend and arch. A task runs one chain per sample index of its campaign's
+// search policy (search.h; fix_loop: one), each decided on its own steps; at most one action
+// per chain is in flight.
 //
 // Nothing is paid twice (docs/architecture.md invariant 3): a question is recorded as a pending
 // llm_calls row in the turn that asks it and sent once that turn has committed; its answer is

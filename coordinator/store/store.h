@@ -138,7 +138,8 @@ struct NewJob {
   std::string arch;            // empty: any arch of the backend
   int priority = 0;            // higher first, then FIFO by id
   bool exclusive = false;      // profile jobs: the device runs nothing else meanwhile
-  std::optional<int> task_seq; // Conductor jobs: the step seq their result will be recorded as
+  std::optional<int> task_seq; // Conductor jobs: the seq after the last step of the chain
+                               // they verify (with one chain: the seq of their verdict step)
 };
 
 struct JobRow {
