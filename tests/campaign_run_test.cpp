@@ -241,6 +241,64 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 right after an answer arrived: that answe
   CHECK(results(data)["vector_add/default"].rfind("passed passed", 0) == 0);
 }
 
+// Issue 17: a best_of_n campaign (three chains a task) killed -9 at three moments resumes its
+// chains from what is stored: the same results, no stored answer asked for again.
+TEST_CASE_FIXTURE(RunFixture, "kill -9 of a best_of_n campaign: the same results, no answered question asked again") {
+  std::string text = kforge::test::read_file(campaign);
+  campaign = dir / "best_of_n.toml";
+  const std::string tasks_dir = (source_dir() / "tests" / "harness" / "tasks").string();
+  auto at = text.find("[defaults]");
+  REQUIRE(at != std::string::npos);
+  text.insert(at, "[search]\nstrategy = \"best_of_n\"\nsamples = 3\n\n");
+  for (std::string name : {"vector_add_numpy.py", "sqrt_numpy.py"}) {
+    auto p = text.find("../../harness/tasks/" + name);
+    REQUIRE(p != std::string::npos);
+    text.replace(p, std::string("../../harness/tasks/" + name).size(), tasks_dir + "/" + name);
+  }
+  write_file(campaign, text);
+  auto reference = dir / "reference";
+  finish(reference, "reference.log");
+  auto expected = results(reference);
+  REQUIRE(expected.size() == 4);
+  CHECK(expected["vector_add/N=1000"].rfind("passed passed", 0) == 0);
+  size_t reference_requests = llm.request_count();
+  // Three chains, each asking its own questions: every sample's request carries its seed.
+  std::set<int64_t> seeds;
+  for (const FakeRequest& r : llm.requests()) seeds.insert(r.body.value("seed", int64_t{0}));
+  CHECK(seeds == std::set<int64_t>{0, 1, 2});
+
+  for (int i = 0; i < 200; ++i) llm.push(FakeBehaviour::slow(150));
+  auto data = dir / "data";
+  size_t before = llm.request_count();
+  std::set<std::string> stored;
+  std::vector<std::string> violations;
+  int kills = 0;
+  for (int moment = 1; moment <= 3; ++moment) {
+    size_t seen = llm.request_count();
+    auto run = start(data, "run.log");
+    REQUIRE(wait_until([&] { return !run->running() || stored_requests(data).size() > stored.size() + 2; }, 120s));
+    if (!run->running()) break;
+    run->kill(SIGKILL);
+    kills++;
+    auto requests = llm.requests();
+    for (size_t i = seen; i < requests.size(); ++i) {
+      if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
+    }
+    stored = stored_requests(data);
+  }
+  size_t seen = llm.request_count();
+  finish(data, "final.log");
+  auto requests = llm.requests();
+  for (size_t i = seen; i < requests.size(); ++i) {
+    if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
+  }
+  CHECK(kills >= 2);
+  CHECK_MESSAGE(violations.empty(), violations.front());
+  CHECK(results(data) == expected);
+  // Re-asked are only questions in flight at a kill: at most one per chain (12) per kill.
+  CHECK(llm.request_count() - before <= reference_requests + 12 * static_cast<size_t>(kills));
+}
+
 TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
   // A candidate that never returns, verified with a 3 s limit instead of the default 300 s:
   // the task ends as timeout within seconds, not minutes.
