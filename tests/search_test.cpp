@@ -16,6 +16,7 @@
 #include "coordinator/generation/conductor.h"
 #include "coordinator/intake/campaign.h"
 #include "coordinator/operator/outcome.h"
+#include "coordinator/operator/report.h"
 #include "tests/support/fake_llm.h"
 #include "tests/support/fake_loop.h"
 #include "tests/support/fixtures.h"
@@ -232,6 +233,26 @@ TEST_CASE("best_of_n finds the fastest variant more often than fix_loop within 4
   // Every sample drew its own answer: four distinct candidates per task, one per chain.
   auto op0 = best.results()["op0"].candidates;
   CHECK(op0 == std::vector<std::string>{"0/1:compile_error", "1/1:passed", "2/1:passed", "3/1:passed"});
+
+  // The report's pass@k and fast_1@k over the chains: each task has 3 passing chains of 4 and
+  // 2 faster than the reference (medium, fast).
+  auto report = campaign_report(best.loop->store(), 1);
+  REQUIRE(report.ok());
+  const nlohmann::json& at = (*report)["metrics"]["at_k"];
+  REQUIRE(at.size() == 3);
+  CHECK(at[0]["k"] == 1);
+  CHECK(at[0]["pass"].get<double>() == doctest::Approx(0.75));
+  CHECK(at[0]["fast_1"].get<double>() == doctest::Approx(0.5));
+  CHECK(at[1]["k"] == 2);
+  CHECK(at[1]["pass"].get<double>() == doctest::Approx(1.0));
+  CHECK(at[1]["fast_1"].get<double>() == doctest::Approx(5.0 / 6.0));
+  CHECK(at[2]["k"] == 4);
+  CHECK(at[2]["fast_1"].get<double>() == doctest::Approx(1.0));
+  CHECK((*report)["search"]["samples"] == 4);
+  // fix_loop campaigns' reports are unchanged: no at_k, no search.
+  auto plain = campaign_report(fix.loop->store(), 1);
+  REQUIRE(plain.ok());
+  CHECK(!(*plain)["metrics"].contains("at_k"));
 }
 
 TEST_CASE("a best_of_n task's chains each keep a fix loop; candidates record parent and generation") {

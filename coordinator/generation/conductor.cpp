@@ -523,6 +523,8 @@ void Conductor::advance_unguarded(int64_t task_id) {
       started = true;
       break;
     }
+    // A store error rolls the event back (guarded): nothing more this event.
+    if (!failed_.ok()) return;
     if (started) continue;
     if (running) return;
     if (ended.size() == 1) {  // one chain (fix_loop): its end is the task's

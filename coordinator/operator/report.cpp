@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "coordinator/generation/search.h"
 #include "coordinator/operator/outcome.h"
 
 namespace kforge {
@@ -84,6 +85,15 @@ json geomean(const std::vector<double>& values) {
   double log_sum = 0;
   for (double v : values) log_sum += std::log(v);
   return std::exp(log_sum / static_cast<double>(values.size()));
+}
+
+// KernelBench's unbiased estimate of "at least one of k samples out of n, c of them good":
+// 1 - C(n-c, k) / C(n, k).
+double at_k(int64_t n, int64_t c, int64_t k) {
+  if (n - c < k) return 1.0;
+  double none = 1.0;
+  for (int64_t i = n - c + 1; i <= n; ++i) none *= 1.0 - static_cast<double>(k) / static_cast<double>(i);
+  return 1.0 - none;
 }
 
 // The median of `values` (sorted here); null when empty.
@@ -221,6 +231,12 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   std::map<DeviceKey, DeviceUse> device_uses;
   int64_t window_start_ms = 0, window_end_ms = 0;  // first assignment, last result (done jobs)
   int64_t start_ms = 0, end_ms = 0;
+  // A search of several chains a task (docs/campaigns.md): per task, the chains that produced
+  // a passing kernel, and one faster than the reference.
+  auto search = parse_search_text(campaign->search);
+  if (!search.ok()) return search.status();
+  const int64_t chains = search->samples;
+  std::vector<std::pair<int64_t, int64_t>> good_chains;  // per task: (passed, fast_1)
 
   for (int64_t task_id : *task_ids) {
     auto row = store.get_task(task_id);
@@ -292,6 +308,17 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     }
     device_jobs += task_jobs;
     device_ms += task_ms;
+    if (chains > 1) {
+      auto candidates = store.candidates_of(t.id);
+      if (!candidates.ok()) return candidates.status();
+      std::set<int64_t> pass, fast;
+      for (const CandidateRow& c : *candidates) {
+        if (c.verdict != "passed") continue;
+        pass.insert(c.sample);
+        if (c.speedup && std::isfinite(*c.speedup) && *c.speedup > 1) fast.insert(c.sample);
+      }
+      good_chains.emplace_back(static_cast<int64_t>(pass.size()), static_cast<int64_t>(fast.size()));
+    }
     start_ms = rows.empty() ? t.created_ms : std::min(start_ms, t.created_ms);
     end_ms = rows.empty() ? t.updated_ms : std::max(end_ms, t.updated_ms);
 
@@ -343,6 +370,25 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
                       {"median", median(speedups)},
                       {"max", sorted.empty() ? json(nullptr) : json(sorted.back())}}},
                     {"suspicious_threshold", kSuspiciousSpeedup}};
+  if (chains > 1) {
+    // pass@k and fast_1@k for k = 1, 2, 4, ... and the number of chains; a chain stopped early
+    // (target_speedup, max_llm_calls) counts as one that found nothing.
+    doc["search"] = json::parse(search_text(*search));
+    json at = json::array();
+    for (int64_t k = 1;; k = std::min(2 * k, chains)) {
+      double pass = 0, fast = 0;
+      for (const auto& [p, f] : good_chains) {
+        pass += at_k(chains, p, k);
+        fast += at_k(chains, f, k);
+      }
+      const double n = static_cast<double>(good_chains.size());
+      at.push_back({{"k", k},
+                    {"pass", good_chains.empty() ? json(nullptr) : json(pass / n)},
+                    {"fast_1", good_chains.empty() ? json(nullptr) : json(fast / n)}});
+      if (k == chains) break;
+    }
+    doc["metrics"]["at_k"] = at;
+  }
   doc["suspicious"] = suspicious;
   doc["tasks"] = rows;
 
