@@ -121,6 +121,53 @@ struct RunFixture {
     sqlite3_close(db);
     return out;
   }
+
+  // The campaign run on `data` with kill -9 at up to `moments` moments, then to the end.
+  // Answers take a while from the first kill on, so that the kills land between steps. At
+  // moment m the run is killed right after the next question is asked (m % 3 == 1), the next
+  // answer is stored (0) or the next step is recorded (2); `answers` > 0 waits for that many
+  // more stored answers instead. Reports every question asked again whose answer was stored.
+  struct Killed {
+    int kills = 0;
+    std::vector<std::string> asked_again;  // request bodies, cut
+  };
+  Killed kill_and_finish(const std::filesystem::path& data, int moments, size_t answers = 0) {
+    for (int i = 0; i < 200; ++i) llm.push(FakeBehaviour::slow(150));
+    Killed out;
+    std::set<std::string> stored;
+    auto check_since = [&](size_t seen) {
+      auto requests = llm.requests();
+      for (size_t i = seen; i < requests.size(); ++i) {
+        if (stored.count(requests[i].body.dump())) out.asked_again.push_back(requests[i].body.dump().substr(0, 200));
+      }
+    };
+    for (int moment = 1; moment <= moments; ++moment) {
+      size_t seen = llm.request_count();
+      int steps_before = steps(data);
+      auto run = start(data, "run.log");
+      bool hit = wait_until(
+          [&] {
+            if (!run->running()) return true;
+            if (answers > 0) return stored_requests(data).size() >= stored.size() + answers;
+            switch (moment % 3) {
+              case 0: return stored_requests(data).size() > stored.size();
+              case 1: return llm.request_count() > seen;
+              default: return steps(data) > steps_before;
+            }
+          },
+          120s);
+      REQUIRE(hit);
+      if (!run->running()) break;  // it finished before this moment came
+      run->kill(SIGKILL);
+      out.kills++;
+      check_since(seen);  // nothing asked since the previous kill was answered from storage before
+      stored = stored_requests(data);
+    }
+    size_t seen = llm.request_count();
+    finish(data, "final.log");
+    check_since(seen);
+    return out;
+  }
 };
 
 }  // namespace
@@ -149,52 +196,15 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 at ten moments: the same results, no answ
   auto expected = results(reference);
   size_t reference_requests = llm.request_count();
 
-  // Answers take a while from now on, so that the kills land between steps, not after the end.
-  for (int i = 0; i < 200; ++i) llm.push(FakeBehaviour::slow(150));
   auto data = dir / "data";
   size_t before = llm.request_count();
-  std::set<std::string> stored;
-  std::vector<std::string> violations;
-  int kills = 0;
-  for (int moment = 1; moment <= 10; ++moment) {
-    size_t seen = llm.request_count();
-    int steps_before = steps(data);
-    auto run = start(data, "run.log");
-    // Kill right after the next question is asked, the next answer is stored, or the next
-    // step (a design, code or verdict) is recorded.
-    bool hit = wait_until(
-        [&] {
-          if (!run->running()) return true;
-          switch (moment % 3) {
-            case 0: return stored_requests(data).size() > stored.size();
-            case 1: return llm.request_count() > seen;
-            default: return steps(data) > steps_before;
-          }
-        },
-        120s);
-    REQUIRE(hit);
-    if (!run->running()) break;  // it finished before this moment came
-    run->kill(SIGKILL);
-    kills++;
-    // Everything asked since the previous kill must not have been answered from storage before.
-    auto requests = llm.requests();
-    for (size_t i = seen; i < requests.size(); ++i) {
-      if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
-    }
-    stored = stored_requests(data);
-  }
-  size_t seen = llm.request_count();
-  finish(data, "final.log");
-  auto requests = llm.requests();
-  for (size_t i = seen; i < requests.size(); ++i) {
-    if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
-  }
-  CHECK(kills >= 8);
-  CHECK_MESSAGE(violations.empty(), violations.front());
+  Killed killed = kill_and_finish(data, 10);
+  CHECK(killed.kills >= 8);
+  CHECK_MESSAGE(killed.asked_again.empty(), killed.asked_again.front());
   CHECK(results(data) == expected);
   // Re-asked are only questions in flight at a kill (asked, not yet stored): at most one per
   // task (4) per kill.
-  CHECK(llm.request_count() - before <= reference_requests + 4 * static_cast<size_t>(kills));
+  CHECK(llm.request_count() - before <= reference_requests + 4 * static_cast<size_t>(killed.kills));
 }
 
 // Issue 16: across 100 kills, 6 answers that had arrived were asked for again: the kill came
@@ -267,36 +277,14 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 of a best_of_n campaign: the same results
   for (const FakeRequest& r : llm.requests()) seeds.insert(r.body.value("seed", int64_t{0}));
   CHECK(seeds == std::set<int64_t>{0, 1, 2});
 
-  for (int i = 0; i < 200; ++i) llm.push(FakeBehaviour::slow(150));
   auto data = dir / "data";
   size_t before = llm.request_count();
-  std::set<std::string> stored;
-  std::vector<std::string> violations;
-  int kills = 0;
-  for (int moment = 1; moment <= 3; ++moment) {
-    size_t seen = llm.request_count();
-    auto run = start(data, "run.log");
-    REQUIRE(wait_until([&] { return !run->running() || stored_requests(data).size() > stored.size() + 2; }, 120s));
-    if (!run->running()) break;
-    run->kill(SIGKILL);
-    kills++;
-    auto requests = llm.requests();
-    for (size_t i = seen; i < requests.size(); ++i) {
-      if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
-    }
-    stored = stored_requests(data);
-  }
-  size_t seen = llm.request_count();
-  finish(data, "final.log");
-  auto requests = llm.requests();
-  for (size_t i = seen; i < requests.size(); ++i) {
-    if (stored.count(requests[i].body.dump())) violations.push_back(requests[i].body.dump().substr(0, 200));
-  }
-  CHECK(kills >= 2);
-  CHECK_MESSAGE(violations.empty(), violations.front());
+  Killed killed = kill_and_finish(data, 3, /*answers=*/3);
+  CHECK(killed.kills >= 2);
+  CHECK_MESSAGE(killed.asked_again.empty(), killed.asked_again.front());
   CHECK(results(data) == expected);
   // Re-asked are only questions in flight at a kill: at most one per chain (12) per kill.
-  CHECK(llm.request_count() - before <= reference_requests + 12 * static_cast<size_t>(kills));
+  CHECK(llm.request_count() - before <= reference_requests + 12 * static_cast<size_t>(killed.kills));
 }
 
 TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
