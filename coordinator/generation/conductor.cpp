@@ -523,8 +523,9 @@ void Conductor::advance_unguarded(int64_t task_id) {
       started = true;
       break;
     }
-    // A store error rolls the event back (guarded): nothing more this event.
-    if (!failed_.ok()) return;
+    // A store error rolls the event back (guarded): nothing more this event. One chain
+    // (fix_loop) has nothing else to start: the steps are not read again, as before chains.
+    if (!failed_.ok() || (started && chains.size() == 1)) return;
     if (started) continue;
     if (running) return;
     if (ended.size() == 1) {  // one chain (fix_loop): its end is the task's
