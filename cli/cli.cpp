@@ -125,6 +125,9 @@ const std::vector<Command>& commands() {
       kJson,
       kCsv};
   static const std::vector<Command> all = {
+      {"check", "find every problem of a campaign and its config at once, creating nothing (run and submit check first)",
+       {{"config", true, "configuration file, checked as kforge run reads it: [llm.*] roles, keys, recordings"}, kHelp},
+       "CAMPAIGN.toml [--config kforge.toml]", cmd_check},
       {"run", "run a campaign to its end here: coordinator, conductor and a local agent",
        {kData,
         {"config", true, "configuration file: [llm.*] roles, [agent] settings"},

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/check.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/fs.h"
@@ -447,12 +448,12 @@ int cmd_show(const ParsedFlags& flags) {
 int cmd_submit(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) return cli_fail("submit: give one campaign file", kExitUsage);
   const std::filesystem::path path = flags.positional[0];
-  auto text = read_named_file(path, "campaign file");
-  if (!text.ok()) return cli_fail(text.status().message());
-  // Checked here, so that problems name this host's paths; the coordinator checks every task
-  // as it expands them.
-  auto plan = plan_campaign(*text, files_under(path.parent_path()), path.string(), false);
-  if (!plan.ok()) return cli_fail(plan.status().message());
+  // Checked here (kforge check's check), so that problems name this host's paths; the
+  // coordinator checks every task as it expands them.
+  auto checked = check_inputs(path, flags.get("config"), CheckFor::submit);
+  if (!checked.ok()) return check_failed(checked.status());
+  const std::string* text = &checked->campaign_text;
+  const CampaignPlan* plan = &checked->plan;
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;

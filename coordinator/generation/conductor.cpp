@@ -114,23 +114,14 @@ ConductorOptions conductor_options(const Config& config, const std::filesystem::
     if (c->provider.empty()) continue;
     LlmEndpoint e;
     e.provider = c->provider;
-    e.base_url = c->base_url;
+    // OpenAI's conventions fill what the role leaves out (llm_base_url, llm_key_env): the
+    // key is read from the variable when the client starts, never logged.
+    e.base_url = llm_base_url(*c);
     e.model = c->model;
-    e.api_key_env = c->api_key_env;
+    e.api_key_env = llm_key_env(*c);
     if (!c->api_key_file.empty()) {
       std::filesystem::path key = c->api_key_file;
       e.api_key_file = (key.is_absolute() ? key : config_dir / key).string();
-    }
-    // OpenAI's conventions fill what the role leaves out (docs/llm.md): the server from
-    // $OPENAI_BASE_URL, the key from $OPENAI_API_KEY (read, as any api_key_env, when the
-    // client starts; never logged).
-    if (e.provider != "replay") {
-      const char* base = std::getenv("OPENAI_BASE_URL");
-      if (e.base_url.empty() && base != nullptr) e.base_url = base;
-      const char* key = std::getenv("OPENAI_API_KEY");
-      if (e.api_key_env.empty() && e.api_key_file.empty() && key != nullptr && *key != '\0') {
-        e.api_key_env = "OPENAI_API_KEY";
-      }
     }
     e.temperature = c->temperature;
     e.max_tokens = static_cast<int>(c->max_tokens);

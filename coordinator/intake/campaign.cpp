@@ -550,6 +550,7 @@ std::string culprit_field(const std::string& message) {
 // Checks every swept constant against the op's task file and renders its values as Python.
 void check_sweep_against_task(Reader& r, Op& op) {
   if (op.sweep.empty()) return;
+  const std::string label = op.op_name.empty() ? op.key : "op '" + op.op_name + "'";
   std::vector<Constant> constants = module_constants(op.task_text);
   std::vector<std::string> names;
   for (const Constant& c : constants) names.push_back(c.name);
@@ -562,7 +563,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
       if (c.name == key.name) found.push_back(&c);
     }
     if (found.empty()) {
-      r.fail(key.key_source, full + ": op '" + op.op_name + "': task file " + op.task_desc_written +
+      r.fail(key.key_source, full + ": " + label + ": task file " + op.task_desc_written +
                                  " has no module-level constant '" + key.name + "' (it has: " +
                                  (names.empty() ? std::string("none") : join(names)) + ")");
       op.ok = false;
@@ -571,7 +572,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
     if (found.size() > 1) {
       std::vector<std::string> lines;
       for (const Constant* c : found) lines.push_back(std::to_string(c->line));
-      r.fail(key.key_source, full + ": op '" + op.op_name + "': task file " + op.task_desc_written +
+      r.fail(key.key_source, full + ": " + label + ": task file " + op.task_desc_written +
                                  " assigns '" + key.name + "' " + std::to_string(found.size()) +
                                  " times at module level (lines " + join(lines) +
                                  "); a swept constant must be assigned once");
@@ -598,7 +599,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
         std::string where = key.values.size() == 1 && !key.key_node->is_array()
                                 ? full
                                 : full + "[" + std::to_string(i) + "]";
-        r.fail(key.values[i]->source(), where + ": op '" + op.op_name + "': " + why);
+        r.fail(key.values[i]->source(), where + ": " + label + ": " + why);
         op.ok = false;
         continue;
       }
@@ -747,7 +748,9 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
       }
     }
   }
-  if (r.count() == problems_before) check_sweep_against_task(r, op);
+  // The sweep against the task file, whatever else is wrong with the op: a bad target must
+  // not hide a bad sweep until the next try.
+  if (!op.task_text.empty()) check_sweep_against_task(r, op);
   op.ok = op.ok && r.count() == problems_before;
   return op;
 }
@@ -869,10 +872,12 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
               "ops: the campaign expands to more than " + std::to_string(kMaxCampaignTasks) +
                   " tasks; split it or shrink its sweeps");
   }
-  KF_RETURN_IF_ERROR(r.status());
+  if (total > kMaxCampaignTasks || (!walk_tasks && r.failed())) return r.status();
   plan->total = total;
   for (const Op& op : ops) plan->base.push_back(base_spec(op));
   if (!walk_tasks) return CampaignPlan(plan);
+  // The tasks of the ops found sound are walked also when other ops were not (theirs expand
+  // to none), so that their problems come in the same pass.
 
   // Every task once: checked, and hashed. Two tasks can be the same (op_name, task_id) only
   // when ops share an op_name or a sweep repeats a value: only those ops' ids are kept.
