@@ -106,8 +106,30 @@ TEST_CASE("limit_steps ends the task with the last verdict") {
 TEST_CASE("an LLM that keeps failing ends the task with the reason") {
   StepRow err = step("coder", kLlmError, false);
   err.output = "HTTP 500 after 5 attempts";
-  CHECK(next({step("designer"), err}) == "fix_code");
+  CHECK(next({step("designer"), err}) == "code");
   Action a = decide({}, 10, {step("designer"), err, err});
   CHECK(std::string(action_name(a)) == "finish_failed");
   CHECK(a.reason.find("HTTP 500") != std::string::npos);
+}
+
+TEST_CASE("after an LLM error (a replay miss) the same question is asked again, not a fix of an answer that never came") {
+  StepRow coder_err = step("coder", kLlmError, false);
+  StepRow designer_err = step("designer", kLlmError, false);
+  ConductorPolicy policy;
+  policy.max_llm_errors = 5;
+  // A first design or code that got no answer: asked again as a first design or code.
+  CHECK(next({designer_err}, policy) == "design");
+  CHECK(next({designer_err, designer_err}, policy) == "design");
+  CHECK(next({step("designer"), coder_err, coder_err}, policy) == "code");
+  ConductorPolicy coder_only = policy;
+  coder_only.workflow = "coder_only";
+  CHECK(next({coder_err}, coder_only) == "code");
+  // A fix that got no answer is still the fix the verdict asked for.
+  std::vector<StepRow> fixing = {step("designer"), step("coder"), step("verifier", "compile_error"), coder_err};
+  CHECK(next(fixing, policy) == "fix_code");
+  std::vector<StepRow> redesign = {step("designer"), step("coder"), step("verifier", "precision_mismatch"),
+                                   step("coder"), step("verifier", "precision_mismatch"), designer_err};
+  CHECK(next(redesign, policy) == "fix_design");
+  // The budget still counts every step.
+  CHECK(next({step("designer"), coder_err}, policy, 1) == "finish_failed");
 }

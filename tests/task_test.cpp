@@ -109,6 +109,26 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose LLM keeps failing ends as failed wi
   CHECK(row->steps_used == 0);  // failed LLM calls use no budget
 }
 
+TEST_CASE_FIXTURE(TaskFixture, "a question that got no answer is asked again as it was, not as a fix of a failed design") {
+  // The first design request gets a server error (as a replay miss is, an LLM error); then
+  // every question gets a passing answer.
+  llm.push(FakeBehaviour::status(500, -1, "overloaded"));
+  llm.set_responder([answer = passing_answer()](const nlohmann::json&) { return answer; });
+  Task task(vector_add_spec(), cluster.coordinator(), *conductor);
+  std::future<bool> ok = task.run();
+  REQUIRE(ok.wait_for(120s) == std::future_status::ready);
+  CHECK(ok.get());
+  std::vector<FakeRequest> asked = llm.requests();
+  REQUIRE(asked.size() >= 3);  // design (failed), design again, code
+  const std::string first = asked[0].body["messages"][1]["content"];
+  const std::string retry = asked[1].body["messages"][1]["content"];
+  CHECK(retry == first);  // the designer prompt again, not designer_fix's
+  CHECK(retry.find("An earlier design") == std::string::npos);
+  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  REQUIRE(row.ok());
+  CHECK(row->steps_used == 3);  // designer, coder, verifier: the failed call used no budget
+}
+
 TEST_CASE_FIXTURE(TaskFixture, "an invalid combination is refused with what is valid") {
   TaskSpec spec = vector_add_spec();
   spec.backend = "cuda";

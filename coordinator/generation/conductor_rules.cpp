@@ -1,5 +1,7 @@
 #include "coordinator/generation/conductor_rules.h"
 
+#include <limits>
+
 namespace kforge {
 namespace {
 
@@ -19,9 +21,10 @@ Action run(ActionKind kind, bool fix, std::string note = "") {
   return a;
 }
 
-int trailing(const std::vector<StepRow>& steps, const char* verdict) {
+// How many steps at the end have `verdict` (and `role`, when given).
+int trailing(const std::vector<StepRow>& steps, const char* verdict, const std::string* role = nullptr) {
   int n = 0;
-  for (auto it = steps.rbegin(); it != steps.rend() && it->verdict == verdict; ++it) ++n;
+  for (auto it = steps.rbegin(); it != steps.rend() && it->verdict == verdict && (!role || it->role == *role); ++it) ++n;
   return n;
 }
 
@@ -82,19 +85,20 @@ Action decide(const ConductorPolicy& policy, int limit_steps, const std::vector<
     if (last.verdict == kLlmError && trailing(steps, kLlmError) >= policy.max_llm_errors) {
       return finish(false, "the " + last.role + " LLM call kept failing: " + last.output);
     }
-    if (last.role == "designer") {
+    if (last.verdict == kLlmError && (last.role == "designer" || last.role == "coder")) {
+      // No answer came (a replay miss, a server error): the same question again, as the steps
+      // before the failed calls asked it, not a fix of an answer that never was.
+      const std::vector<StepRow> before(steps.begin(), steps.end() - trailing(steps, kLlmError, &last.role));
+      next = decide(policy, std::numeric_limits<int>::max(), before);
+    } else if (last.role == "designer") {
       if (last.verdict == kGarbled) {
         next = run(ActionKind::design, true, "the previous answer contained no usable AUL design");
-      } else if (last.verdict == kLlmError) {
-        next = run(ActionKind::design, true);
       } else {
         next = run(ActionKind::code, false);
       }
     } else if (last.role == "coder") {
       if (last.verdict == kGarbled) {
         next = run(ActionKind::code, true, "the previous answer contained no usable code");
-      } else if (last.verdict == kLlmError) {
-        next = run(ActionKind::code, true);
       } else {
         next = run(ActionKind::verify, false);
       }
