@@ -152,6 +152,22 @@ TEST_CASE("content_hash is stable across loads and follows the content") {
   CHECK(d->content_hash != a->content_hash);
 }
 
+TEST_CASE("timing picks KernelBench's trials and runs; it is part of the identity, kforge's keeps the hash") {
+  Result<Campaign> own = parse(softmax_campaign());
+  Result<Campaign> named = parse("timing = \"kforge\"\n" + softmax_campaign());
+  Result<Campaign> kb = parse("timing = \"kernelbench\"\n" + softmax_campaign());
+  REQUIRE(own.ok());
+  REQUIRE(named.ok());
+  REQUIRE(kb.ok());
+  CHECK(own->timing == "kforge");
+  CHECK(kb->timing == "kernelbench");
+  CHECK(named->content_hash == own->content_hash);  // the default, written or not: one campaign
+  CHECK(kb->content_hash != own->content_hash);      // other timings, another campaign
+  CHECK(hash_campaign(*kb) == kb->content_hash);
+  CHECK(error_of("timing = \"fast\"\n" + softmax_campaign()) ==
+        "c.toml:1:10: timing: expected one of kernelbench, kforge, got string \"fast\"");
+}
+
 TEST_CASE("a file that is not a task is refused") {
   std::string e = error_of(std::string(kHeader) +
                            "[[ops]]\nop_name = \"x\"\ntask_desc = \"cands/softmax.py\"\n");

@@ -155,6 +155,26 @@ TEST_CASE_FIXTURE(ConductorFixture, "a verify_only task is verified once with it
   CHECK(steps(t)[0].verdict == "passed");
 }
 
+TEST_CASE_FIXTURE(ConductorFixture, "a campaign's timing sets its verify jobs' trials and runs") {
+  for (const char* timing : {"kforge", "kernelbench"}) {
+    CAPTURE(timing);
+    int64_t c = loop.store().create_campaign(std::string("c-") + timing, "", timing, "verify_only", timing).value();
+    CHECK(loop.store().get_campaign(c)->timing == timing);
+    loop.store().create_task(c, verify_only_task("s0", "profile")).value();
+  }
+  REQUIRE(conductor->resume_all().ok());
+  REQUIRE(loop.submitted.size() == 2);
+  nlohmann::json own = nlohmann::json::parse(loop.submitted[0].assign.files.at("job.json"));
+  nlohmann::json kernelbench = nlohmann::json::parse(loop.submitted[1].assign.files.at("job.json"));
+  // kforge's: the harness's defaults, nothing written.
+  CHECK_FALSE(own.contains("trials"));
+  CHECK_FALSE(own.contains("runs"));
+  // KernelBench's: 5 correctness trials, 3 warm-up and 100 timed runs.
+  CHECK(kernelbench["trials"] == 5);
+  CHECK(kernelbench["warmup"] == 3);
+  CHECK(kernelbench["runs"] == 100);
+}
+
 TEST_CASE_FIXTURE(ConductorFixture, "a precision job may share its device") {
   campaign("verify_only", {verify_only_task("s0")});
   REQUIRE(conductor->resume_all().ok());

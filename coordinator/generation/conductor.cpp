@@ -424,7 +424,7 @@ void Conductor::start_unguarded(int64_t task_id) {
   if (task->state != "pending" && task->state != "running") return;
   auto campaign = loop_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
-  activate(task_id, Active{0, campaign->workflow, task->campaign_id});
+  activate(task_id, Active{0, campaign->workflow, task->campaign_id, campaign->timing});
   if (task->state == "pending")
     check(loop_.store().set_task_state(task_id, "running", ""), task_id);
   advance(task_id);
@@ -606,6 +606,9 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps) {
   spec.op_name = task.spec.op_name;
   spec.target = Target{task.spec.backend, task.spec.arch, task.spec.impl_type, task.spec.framework};
   spec.task_type = task.spec.task_type;
+  if (auto profile = timing_profiles().find(active_[task.id].timing); profile != timing_profiles().end()) {
+    spec.options = profile->second;
+  }
   proto::Assign assign;
   assign.kind = "verify";
   assign.files = verify_files(spec, task.spec.task_desc, candidate);

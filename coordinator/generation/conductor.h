@@ -130,6 +130,7 @@ class Conductor {
     int64_t token = 0;      // identifies the action in flight; stale callbacks are ignored
     std::string workflow;   // of the task's campaign
     int64_t campaign_id = 0;
+    std::string timing = "kforge";  // of the task's campaign: its verify jobs' trials and runs
   };
 
   // What LLM answers cost since start-up (answers found in llm_calls cost nothing).

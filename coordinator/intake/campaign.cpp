@@ -20,6 +20,7 @@
 #include "common/targets.h"
 #include "common/text.h"
 #include "common/toml_report.h"
+#include "common/verify_job.h"
 #include "coordinator/generation/task.h"
 #include "coordinator/store/campaign_hash.h"
 
@@ -778,6 +779,7 @@ struct CampaignPlan::Impl {
   toml::table root;  // the parsed file: the ops' sweep values point into it
   std::string name;
   std::string workflow;
+  std::string timing = "kforge";
   std::vector<Op> ops;
   std::vector<TaskSpec> base;  // per op: its task fields (base_spec)
   std::vector<size_t> first;   // per op: the index of its first task
@@ -801,7 +803,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
   Reader r(source_name);
   CampaignPlan::Impl& campaign = *plan;
   campaign.workflow = "default";
-  check_keys(r, root, "", {"name", "workflow", "defaults", "ops"});
+  check_keys(r, root, "", {"name", "workflow", "timing", "defaults", "ops"});
 
   if (const toml::node* n = root.get("name")) {
     const auto* s = n->as_string();
@@ -823,6 +825,17 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
       workflow_ok = false;
     } else {
       campaign.workflow = s->get();
+    }
+  }
+
+  if (const toml::node* n = root.get("timing")) {
+    const auto* s = n->as_string();
+    std::vector<std::string> valid;
+    for (const auto& [profile, keys] : timing_profiles()) valid.push_back(profile);
+    if (s == nullptr || !timing_profiles().contains(s->get())) {
+      r.fail(n->source(), "timing: expected one of " + join(valid) + ", got " + toml_describe(*n));
+    } else {
+      campaign.timing = s->get();
     }
   }
 
@@ -894,7 +907,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
     return false;
   };
   std::map<std::pair<std::string, std::string>, const Op*> seen;
-  CampaignHash hash(campaign.workflow);
+  CampaignHash hash(campaign.workflow, campaign.timing);
   const CampaignPlan view(plan);
   for (size_t o = 0; o < ops.size(); ++o) {
     const Op& op = ops[o];
@@ -932,6 +945,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
 
 const std::string& CampaignPlan::name() const { return impl_->name; }
 const std::string& CampaignPlan::workflow() const { return impl_->workflow; }
+const std::string& CampaignPlan::timing() const { return impl_->timing; }
 const std::string& CampaignPlan::content_hash() const { return impl_->content_hash; }
 size_t CampaignPlan::size() const { return impl_->total; }
 const std::map<std::string, std::string>& CampaignPlan::files() const { return impl_->files; }
@@ -983,6 +997,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
   Campaign campaign;
   campaign.name = plan->name();
   campaign.workflow = plan->workflow();
+  campaign.timing = plan->timing();
   campaign.content_hash = plan->content_hash();
   campaign.source = source_name;
   campaign.tasks.reserve(plan->size());
@@ -1002,7 +1017,7 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
 }
 
 std::string hash_campaign(const Campaign& c) {
-  CampaignHash hash(c.workflow);
+  CampaignHash hash(c.workflow, c.timing);
   for (const CampaignTask& t : c.tasks) hash.add(t.spec, t.candidate);
   return hash.hex();
 }
@@ -1011,7 +1026,7 @@ namespace {
 
 // What store_campaign stores: a plan's tasks or those of a Campaign in memory.
 struct CampaignSource {
-  std::string name, workflow, content_hash;
+  std::string name, workflow, timing, content_hash;
   size_t total = 0;
   std::function<Status(size_t begin, size_t end, const std::function<Status(CampaignTask&&)>&)> expand;
 };
@@ -1051,7 +1066,7 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
       resumed = true;
     } else {
       auto made =
-          store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow);
+          store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow, campaign.timing);
       if (!made.ok()) return made.status();
       id = *made;
       fresh = true;
@@ -1103,7 +1118,7 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const CampaignPlan& plan,
                                                 const std::string& source) {
-  CampaignSource from{plan.name(), plan.workflow(), plan.content_hash(), plan.size(),
+  CampaignSource from{plan.name(), plan.workflow(), plan.timing(), plan.content_hash(), plan.size(),
                       [&plan](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
                         return plan.expand(b, e, each);
                       }};
@@ -1112,7 +1127,7 @@ Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, con
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const Campaign& campaign,
                                                 const std::string& source) {
-  CampaignSource from{campaign.name, campaign.workflow, campaign.content_hash, campaign.tasks.size(),
+  CampaignSource from{campaign.name, campaign.workflow, campaign.timing, campaign.content_hash, campaign.tasks.size(),
                       [&campaign](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
                         for (size_t i = b; i < e; ++i) KF_RETURN_IF_ERROR(each(CampaignTask(campaign.tasks[i])));
                         return Status();

@@ -11,6 +11,7 @@
 //
 //   name = "softmax-sweep"
 //   workflow = "default"                 # default | coder_only | verify_only
+//   timing = "kforge"                    # kforge | kernelbench: profile trials and runs
 //   [defaults]
 //   backend = "cpu"
 //   arch = "x86_64"
@@ -51,7 +52,8 @@ struct CampaignTask {
 struct Campaign {
   std::string name;      // identifies the campaign (with content_hash: see below)
   std::string workflow;  // default | coder_only | verify_only
-  // SHA-256 (64 hex digits) of what the campaign runs: workflow and every expanded task
+  std::string timing = "kforge";  // kforge | kernelbench (timing_profiles, common/verify_job.h)
+  // SHA-256 (64 hex digits) of what the campaign runs: workflow, timing and every expanded task
   // (spec and candidate text), in order. Not the name, the file's formatting, comments or
   // location: the same name and hash twice is the same campaign submitted twice.
   std::string content_hash;
@@ -95,6 +97,7 @@ class CampaignPlan {
  public:
   const std::string& name() const;
   const std::string& workflow() const;
+  const std::string& timing() const;
   const std::string& content_hash() const;  // hash_campaign of the expansion (walked plans)
   size_t size() const;                      // how many tasks it expands to
   // The files it names (task files, candidates), by their path as written, with their text:

@@ -377,7 +377,8 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
   t += "# One op per problem file (the reference). The format, sweeps of a problem's module\n";
   t += "# constants and per-op overrides: docs/campaigns.md.\n\n";
   t += "name = " + toml_string(name) + "\n";
-  t += "workflow = \"default\"\n\n";
+  t += "workflow = \"default\"\n";
+  t += "timing = \"kernelbench\"  # KernelBench's trials and timed runs (docs/campaigns.md)\n\n";
   t += "[defaults]\n";
   t += "backend = " + toml_string(o.target.backend) + "\n";
   t += "arch = " + toml_string(o.target.arch) + "\n";

@@ -10,6 +10,7 @@
 #include "common/fs.h"
 #include "common/protocol.h"
 #include "common/text.h"
+#include "common/verify_job.h"
 #include "coordinator/intake/campaign.h"
 #include "common/metrics.h"
 #include "coordinator/operator/outcome.h"
@@ -66,6 +67,7 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
               {"name", c.name},
               {"state", c.state},
               {"workflow", c.workflow},
+              {"timing", c.timing},
               {"content_hash", c.content_hash},
               {"created_ms", c.created_ms},
               {"updated_ms", c.updated_ms},
@@ -357,6 +359,12 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   if (!workflow.ok()) return workflow.status();
   KF_RETURN_IF_ERROR(validate_workflow(*workflow));
   campaign.workflow = *workflow;
+  auto timing = string_field(body, "", "timing", std::string("kforge"));
+  if (!timing.ok()) return timing.status();
+  if (!timing_profiles().contains(*timing)) {
+    return invalid_argument("timing: expected kforge or kernelbench, got \"" + *timing + "\"");
+  }
+  campaign.timing = *timing;
   auto source = string_field(body, "", "source", std::string());
   if (!source.ok()) return source.status();
   auto tasks = body.find("tasks");

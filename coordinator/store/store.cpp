@@ -140,7 +140,7 @@ struct Statements {
   "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
-#define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms"
+#define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms, timing"
 
 struct SqlDef {
   sqlite3_stmt* Statements::*member;
@@ -150,8 +150,8 @@ struct SqlDef {
 const SqlDef kSql[] = {
     {&Statements::user_version, "PRAGMA user_version"},
     {&Statements::insert_campaign,
-     "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow) "
-     "VALUES(?1, ?2, 'running', ?3, ?3, ?4, ?5)"},
+     "INSERT INTO campaigns(name, spec, state, created_ms, updated_ms, content_hash, workflow, timing) "
+     "VALUES(?1, ?2, 'running', ?3, ?3, ?4, ?5, ?6)"},
     {&Statements::insert_task,
      "INSERT INTO tasks(campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
      "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
@@ -695,9 +695,10 @@ Status rehash_campaigns(Db& d) {
 
 }  // namespace
 
-CampaignHash::CampaignHash(std::string_view workflow) {
+CampaignHash::CampaignHash(std::string_view workflow, std::string_view timing) {
   sha_.update("kforge-campaign-v2\n");
   put_field(sha_, workflow);
+  if (timing != "kforge") put_field(sha_, "timing=" + std::string(timing));  // kforge's: the v2 hash as before
 }
 
 void CampaignHash::add(const TaskSpec& spec, std::string_view candidate) {
@@ -958,14 +959,15 @@ bool Store::in_batch() const {
 // ---- Campaigns, tasks and steps -----------------------------------------------------------
 
 Result<int64_t> Store::create_campaign(const std::string& name, const std::string& spec,
-                                       const std::string& content_hash, const std::string& workflow) {
+                                       const std::string& content_hash, const std::string& workflow,
+                                       const std::string& timing) {
   constexpr std::string_view op = "create_campaign";
   Db& d = impl_->d;
   Tx tx(d, op, false);
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.insert_campaign);
-    s.text(1, name).text(2, spec).bind(3, d.now()).text(4, content_hash).text(5, workflow);
+    s.text(1, name).text(2, spec).bind(3, d.now()).text(4, content_hash).text(5, workflow).text(6, timing);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
@@ -1462,7 +1464,7 @@ Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
 namespace {
 
 CampaignRow read_campaign(const Stmt& s) {
-  return CampaignRow{s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.i64(6), s.i64(7)};
+  return CampaignRow{s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.i64(6), s.i64(7), s.str(8)};
 }
 
 

@@ -48,6 +48,7 @@ struct CampaignRow {
   std::string workflow;      // default | coder_only | verify_only
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
+  std::string timing = "kforge";  // kforge | kernelbench: its profile jobs' trials and runs
 };
 
 // One LLM request and its response (stored before the response is used).
@@ -256,7 +257,8 @@ class Store {
   // Campaigns and tasks.
   Result<int64_t> create_campaign(const std::string& name, const std::string& spec,
                                   const std::string& content_hash = "",
-                                  const std::string& workflow = "default");
+                                  const std::string& workflow = "default",
+                                  const std::string& timing = "kforge");
   Result<std::optional<CampaignRow>> campaign_by_hash(const std::string& content_hash);
   Result<CampaignRow> get_campaign(int64_t campaign_id);
   Result<std::vector<CampaignRow>> campaigns();  // every campaign, oldest first
