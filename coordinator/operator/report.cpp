@@ -1,6 +1,9 @@
 // Campaign reports (see report.h; the fields and metrics are defined in docs/reports.md).
 #include "coordinator/operator/report.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -551,28 +554,14 @@ std::string duration_str(std::optional<double> seconds) {
   double s = *seconds;
   if (s < 60 || s > 1e12) return printf_str(s < 60 ? "%.1f s" : "%.3g s", s);
   auto whole = static_cast<int64_t>(s);
-  char buf[64];
-  if (whole < 3600) {
-    std::snprintf(buf, sizeof buf, "%lld min %02lld s", static_cast<long long>(whole / 60),
-                  static_cast<long long>(whole % 60));
-  } else if (whole < 86400) {
-    std::snprintf(buf, sizeof buf, "%lld h %02lld min", static_cast<long long>(whole / 3600),
-                  static_cast<long long>(whole % 3600 / 60));
-  } else {
-    std::snprintf(buf, sizeof buf, "%lld d %02lld h", static_cast<long long>(whole / 86400),
-                  static_cast<long long>(whole % 86400 / 3600));
-  }
-  return buf;
+  if (whole < 3600) return fmt::format("{} min {:02} s", whole / 60, whole % 60);
+  if (whole < 86400) return fmt::format("{} h {:02} min", whole / 3600, whole % 3600 / 60);
+  return fmt::format("{} d {:02} h", whole / 86400, whole % 86400 / 3600);
 }
 
 std::string utc_str(std::optional<double> ms) {
   if (!ms || std::fabs(*ms) > 1e15) return kNone;
-  std::time_t t = static_cast<std::time_t>(*ms / 1000);
-  std::tm tm{};
-  if (gmtime_r(&t, &tm) == nullptr) return kNone;
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
+  return fmt::format("{:%Y-%m-%d %H:%M:%S} UTC", fmt::gmtime(static_cast<std::time_t>(*ms / 1000)));
 }
 
 // At most `max_bytes` of `s`, cut at a UTF-8 character boundary, with "…" when cut.
