@@ -179,6 +179,7 @@ const std::vector<Command>& commands() {
         {"framework", true, "torch | numpy | mindspore (default torch)"},
         {"task-type", true, "profile (default) | precision_only"},
         {"limit-steps", true, "Conductor steps per task, 1 to 100 (default 10)"},
+        {"timing", true, "kernelbench (default: 5 trials, 100 timed runs) | kforge (3 trials, 50 runs)"},
         {"name", true, "the campaign's name (default kernelbench-level<N>)"},
         {"out", true, "the campaign file to write (default kernelbench-level<N>.toml)"},
         {"force", false, "overwrite --out if it exists"},
