@@ -10,6 +10,9 @@ the rendered page with the API's JSON, fetched here with urllib.
 
     /usr/bin/python3 -m pytest -q tests/dashboard          (ctest -R dashboard_e2e)
 
+The buttons are clicked in a Chromium driven over the DevTools protocol (class Browser: a
+websocket client of a few lines, no package), and their effect is read back from the API.
+
 Run as a script it takes the screenshots for docs/ instead (docs/dashboard.md):
 
     /usr/bin/python3 tests/dashboard/test_dashboard.py --screenshots docs \\
@@ -19,11 +22,13 @@ Environment: KFORGE_BUILD_DIR (default <source>/build), KFORGE_SOURCE_DIR (defau
 from this file).
 """
 import argparse
+import base64
 import json
 import math
 import os
 import queue
 import shutil
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -143,6 +148,13 @@ class Coordinator:
         with urllib.request.urlopen(req, timeout=20) as r:
             return json.load(r)
 
+    def post(self, path, body):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": "Bearer " + self.token,
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -166,6 +178,103 @@ def chromium(url, workdir, *extra, timeout=90):
         pages = sorted(Path(workdir).glob("page-*.html"))
         (Path(workdir) / f"page-{len(pages) + 1:02d}.html").write_text(f"<!-- {url} -->\n" + page)
     return page
+
+
+class Browser:
+    """A headless Chromium on one page, driven over the DevTools protocol: evaluate JavaScript
+    in the page, wait for a condition with a deadline. The websocket is written here (RFC 6455,
+    text frames only): the standard library has none, and the test installs no package."""
+
+    def __init__(self, url, workdir, deadline_s=30):
+        self.profile = Path(tempfile.mkdtemp(prefix="chromium-cdp-", dir=workdir))
+        self.proc = subprocess.Popen(
+            [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "--window-size=1440,1100", url],
+            stdout=subprocess.DEVNULL, stderr=open(Path(workdir) / "chromium-cdp.log", "ab"))
+        end = time.monotonic() + deadline_s
+        port_file = self.profile / "DevToolsActivePort"
+        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
+            assert time.monotonic() < end and self.proc.poll() is None, "chromium opened no DevTools port"
+            time.sleep(0.05)  # polling a file chromium writes once; no event to wait on
+        port = int(port_file.read_text().splitlines()[0])
+        while True:  # the page target appears once the page is created
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+                pages = [t for t in json.load(r) if t["type"] == "page"]
+            if pages:
+                break
+            assert time.monotonic() < end, "chromium shows no page"
+            time.sleep(0.05)
+        ws = pages[0]["webSocketDebuggerUrl"]
+        path = ws.split(str(port), 1)[1]
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.next_id = 0
+
+    def _send(self, text):
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else
+                                bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else
+                                bytes([0x80 | 127]) + struct.pack(">Q", n))
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _read(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            assert chunk, "chromium closed the DevTools connection"
+            out += chunk
+        return out
+
+    def _recv(self):
+        message = b""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._read(8))[0]
+            message += self._read(n)
+            if b0 & 0x80:  # the last fragment
+                return message.decode()
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self._send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:  # events come in between; the answer carries our id
+            msg = json.loads(self._recv())
+            if msg.get("id") == self.next_id:
+                assert "error" not in msg, msg
+                return msg["result"]
+
+    def eval(self, expression):
+        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in r, r
+        return r["result"].get("value")
+
+    def wait(self, expression, what, deadline_s=20):
+        """Waits until `expression` is truthy in the page (the page refreshes itself)."""
+        end = time.monotonic() + deadline_s
+        while not self.eval(expression):
+            assert time.monotonic() < end, f"waited {deadline_s} s for {what}"
+            time.sleep(0.1)
+
+    def click(self, element_id):
+        assert self.eval(f"!!document.getElementById({json.dumps(element_id)})"), f"no #{element_id} on the page"
+        self.eval(f"document.getElementById({json.dumps(element_id)}).click()")
+
+    def close(self):
+        self.sock.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.profile, ignore_errors=True)
 
 
 def screenshot(url, path, workdir):
@@ -267,6 +376,19 @@ def render(world, fragment):
 
 # ---- the data, built once ---------------------------------------------------------------------
 
+def second_campaign(tmp):
+    """Two of the campaign's tasks again, under another name: the comparison's other side
+    (the replayed answers are keyed by op and task, so they are the same; the timings are not)."""
+    demo = SOURCE / "examples" / "demo" / "tasks"
+    path = Path(tmp) / "second.toml"
+    path.write_text(
+        'name = "dashboard-e2e-again"\nworkflow = "default"\n\n[defaults]\nbackend = "cpu"\narch = "x86_64"\n'
+        'impl_type = "cpp"\nframework = "torch"\ntask_type = "profile"\nlimit_steps = 6\n\n'
+        f'[[ops]]\nop_name = "vector_add"\ntask_desc = "{demo / "vector_add.py"}"\n[ops.sweep]\nN = [65536]\n\n'
+        f'[[ops]]\nop_name = "gelu"\ntask_desc = "{demo / "gelu.py"}"\n[ops.sweep]\nN = [1024]\n')
+    return path
+
+
 def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
     tmp = Path(tmp)
     data = tmp / "data"
@@ -277,6 +399,7 @@ def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
         f"[llm.coder]\nprovider = \"replay\"\nrecording = \"{tmp / 'recording.jsonl'}\"\n")
     t0 = time.monotonic()
     run_campaign(campaign, data, tmp / "run.log", tmp / "kforge.toml")
+    run_campaign(second_campaign(tmp), data, tmp / "second.log", tmp / "kforge.toml")
     if hostile:
         run_campaign(FIXTURES / "hostile.toml", data, tmp / "hostile.log")
         db = sqlite3.connect(data / "kforge.db")
@@ -303,6 +426,7 @@ if pytest is not None:
         try:
             campaigns = w["api"]("/api/v1/campaigns")
             w["main"] = next(c for c in campaigns if c["name"] == "dashboard-e2e")
+            w["again"] = next(c for c in campaigns if c["name"] == "dashboard-e2e-again")
             w["hostile"] = next(c for c in campaigns if c["name"].startswith("hostile"))
             yield w
         finally:
@@ -496,6 +620,121 @@ def test_token_form_and_empty_state(world):
         assert TOKEN not in dom.html
     finally:
         c.stop()
+
+
+def test_progress_alerts_and_llm_health_match_the_api(world):
+    api, main = world["api"], world["main"]
+    progress = api(f"/api/v1/campaigns/{main['id']}/progress?buckets=48")
+    alerts = api("/api/v1/alerts")
+    llm = api(f"/api/v1/llm?campaign={main['id']}")
+    agents = api("/api/v1/agents")
+    dom = render(world, f"#campaign={main['id']}")
+
+    # Progress: the campaign ran to its end, so its counts and clock are settled.
+    t = progress["tasks"]
+    assert t["finished"] == main["tasks"]["passed"] + main["tasks"]["failed"] and t["remaining"] == 0
+    assert dom.by_id("p-done").text() == f"{fmt_int(t['finished'])} / {fmt_int(t['total'])}"
+    assert dom.by_id("p-eta").text() == "done" and progress["eta_ms"] is None
+    assert dom.by_id("p-rate").text() == f"{progress['tasks_per_hour']:.1f}"
+    assert dom.by_id("p-queue").text() == fmt_int(progress["queue"]["pending_tasks"])
+    assert dom.by_id("p-last-hour").text() == fmt_int(progress["last_hour"]["tasks_finished"])
+    chart = dom.by_id("outcome-chart")
+    assert int(chart.attrs["data-buckets"]) == len(progress["outcomes"]["passed"]) == 48
+    for state in ("passed", "failed", "cancelled"):
+        drawn = sum(int(r.attrs["data-n"]) for r in chart.all("rect", cls=f"o-{state}"))
+        assert drawn == sum(progress["outcomes"][state]) == main["tasks"][state], state
+        assert dom.root.one(cls=f"o-sum-{state}").text() == fmt_int(main["tasks"][state])
+
+    # Alerts: `kforge run`'s agents stopped without a goodbye, so they are lost, and say so.
+    lost = [a for a in agents if a["state"] == "lost"]
+    assert lost, f"no lost agent after the runs: {[a['state'] for a in agents]}"
+    assert {a["agent"] for a in alerts if a["kind"] == "agent_lost"} == {a["id"] for a in lost}
+    shown = dom.by_id("alert-list").all("li", cls="alert")
+    assert len(shown) == len(alerts)
+    for node, alert in zip(shown, alerts):
+        assert node.attrs["data-kind"] == alert["kind"]
+        assert node.one(cls="alert-msg").text() == alert["message"]
+    assert any(a["host"] in n.text() for a in lost for n in shown)
+
+    # LLM health: this coordinator's counters (it asked nothing since it started) and the
+    # campaign's stored calls.
+    assert llm["live"] is True and llm["stored"]["calls"] == main["llm"]["calls"] > 0
+    assert dom.by_id("llm-errors").text() == fmt_int(llm["requests"]["error"])
+    assert dom.by_id("llm-retries").text() == fmt_int(llm["retries"])
+    assert dom.by_id("llm-stored-calls").text() == fmt_int(llm["stored"]["calls"])
+    assert dom.by_id("llm-stored-errors").text() == fmt_int(llm["stored"]["errors"])
+
+
+def test_two_campaigns_compared(world):
+    main, again = world["main"], world["again"]
+    cmp = world["api"](f"/api/v1/compare?a={main['id']}&b={again['id']}")
+    assert cmp["counts"]["paired"] == 2 and cmp["counts"]["only_a"] == main["tasks"]["total"] - 2
+    dom = render(world, f"#compare={main['id']}&with={again['id']}")
+    assert "hidden" in dom.by_id("tasks").attrs and "hidden" in dom.by_id("overview").attrs
+    rows = [n for n in dom.by_id("compare-table").all("tr") if "data-task" in n.attrs]
+    assert [int(r.attrs["data-task"]) for r in rows] == [r["a"]["task"] for r in cmp["rows"]]
+    for node, row in zip(rows, cmp["rows"]):
+        assert node.one(cls="cmp-op").text() == row["op_name"]
+        a, b = node.all(cls="cmp-speedup")
+        assert a.text() == fmt_x(row["a"]["speedup"])
+        assert b.text() == (fmt_x(row["b"]["speedup"]) if row["b"] else "-")
+        assert node.one(cls="cmp-ratio").text() == fmt_x(row["ratio"])
+    paired = [r for r in cmp["rows"] if r["ratio"] is not None]
+    assert len(paired) == cmp["page"]["both_timed"] == 2   # both sides passed and were timed
+    assert dom.by_id("cmp-paired").text() == "2"
+    assert dom.by_id("cmp-geo-ratio").text() == fmt_x(cmp["page"]["geomean_ratio"])
+
+
+def test_buttons_call_the_api(world):
+    """Cancel and requeue a task, cancel and requeue a campaign, by clicking the page's buttons
+    (each asks for a second click); the effect is read back from the API."""
+    c = world["coordinator"]
+    task_desc = (SOURCE / "examples" / "demo" / "tasks" / "vector_add.py").read_text()
+    candidate = (FIXTURES / "hostile_candidate.py").read_text()
+    spec = {"op_name": "held", "task_desc": task_desc, "backend": "cpu", "arch": "x86_64", "impl_type": "cpp",
+            "framework": "torch", "candidate": candidate}
+    # No agent is live: the tasks wait for a device, unfinished, until cancelled.
+    made = c.post("/api/v1/campaigns", {"name": "actions", "workflow": "verify_only",
+                                        "tasks": [dict(spec, task_id="one"), dict(spec, task_id="two")]})
+    campaign, (one, two) = made["id"], made["task_ids"]
+    state = lambda t: c.get(f"/api/v1/tasks/{t}")["state"]
+    browser = Browser(c.page(f"#task={one}"), world["tmp"])
+    try:
+        browser.wait("document.getElementById('task-cancel')", "the task's cancel button")
+        browser.click("task-cancel")
+        assert state(one) != "cancelled"                  # the first click only arms it
+        assert browser.eval("document.getElementById('task-cancel').textContent") == "confirm cancel task?"
+        browser.click("task-cancel")
+        wait_for(lambda: state(one) == "cancelled", "task cancelled")
+        assert state(two) in ("pending", "running")
+        browser.wait("document.getElementById('task-requeue')", "the requeue button")
+        assert "cancelled task" in browser.eval("document.getElementById('action-msg') ? "
+                                                "document.getElementById('action-msg').textContent : ''")
+        browser.click("task-requeue")
+        browser.click("task-requeue")
+        wait_for(lambda: state(one) in ("pending", "running"), "task requeued")
+
+        browser.eval(f"location.hash = '#campaign={campaign}'")
+        browser.wait("document.getElementById('campaign-cancel')", "the campaign's cancel button")
+        browser.click("campaign-cancel")
+        browser.click("campaign-cancel")
+        wait_for(lambda: c.get(f"/api/v1/campaigns/{campaign}")["tasks"]["cancelled"] == 2, "campaign cancelled")
+        assert c.get(f"/api/v1/campaigns/{campaign}")["state"] == "cancelled"
+        browser.wait("document.getElementById('campaign-requeue')", "the campaign's requeue button")
+        browser.click("campaign-requeue")
+        browser.click("campaign-requeue")
+        wait_for(lambda: c.get(f"/api/v1/campaigns/{campaign}")["tasks"]["cancelled"] == 0, "campaign requeued")
+        # Leave nothing running for the tests after this one.
+        c.post(f"/api/v1/campaigns/{campaign}/cancel", {})
+    finally:
+        browser.close()
+
+
+def wait_for(condition, what, deadline_s=20):
+    end = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < end, f"waited {deadline_s} s for {what}"
+        time.sleep(0.1)
 
 
 def test_api_unreachable(world):
