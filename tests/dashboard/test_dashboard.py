@@ -189,7 +189,7 @@ class Browser:
         self.profile = Path(tempfile.mkdtemp(prefix="chromium-cdp-", dir=workdir))
         self.proc = subprocess.Popen(
             [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             "--window-size=1440,1100", url],
+             "--window-size=1440,1100", "--hide-scrollbars", url],
             stdout=subprocess.DEVNULL, stderr=open(Path(workdir) / "chromium-cdp.log", "ab"))
         end = time.monotonic() + deadline_s
         port_file = self.profile / "DevToolsActivePort"
@@ -277,8 +277,23 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+# The page has drawn its data: the API answered and no panel still says "loading...".
+DRAWN = ("document.documentElement.dataset.state === 'ready' && "
+         "!document.getElementById('main').textContent.includes('loading...')")
+
+
 def screenshot(url, path, workdir):
-    chromium(url, workdir, f"--screenshot={path}", "--window-size=1440,1100", "--hide-scrollbars")
+    """A 1440x1100 PNG of `url` once the page has drawn its data (not at a fixed time: a
+    capture taken before the API answered shows "loading...")."""
+    browser = Browser(url, workdir)
+    try:
+        browser.wait(DRAWN, f"{url} to draw its data", deadline_s=60)
+        browser.call("Emulation.setDeviceMetricsOverride", width=1440, height=1100, deviceScaleFactor=1, mobile=False)
+        browser.wait(DRAWN, f"{url} to draw its data at 1440x1100")
+        png = browser.call("Page.captureScreenshot", format="png")["data"]
+    finally:
+        browser.close()
+    Path(path).write_bytes(base64.b64decode(png))
     return check_png(path, 1440, 1100)
 
 
@@ -389,7 +404,9 @@ def second_campaign(tmp):
     return path
 
 
-def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
+def build_world(tmp, campaign=FIXTURES / "campaign.toml", extras=True):
+    """`campaign` run with `kforge run`, then (extras) the second campaign of the comparison and
+    the hostile one; then a coordinator serving the data."""
     tmp = Path(tmp)
     data = tmp / "data"
     recording_with_tokens(tmp / "recording.jsonl")
@@ -399,8 +416,8 @@ def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
         f"[llm.coder]\nprovider = \"replay\"\nrecording = \"{tmp / 'recording.jsonl'}\"\n")
     t0 = time.monotonic()
     run_campaign(campaign, data, tmp / "run.log", tmp / "kforge.toml")
-    run_campaign(second_campaign(tmp), data, tmp / "second.log", tmp / "kforge.toml")
-    if hostile:
+    if extras:
+        run_campaign(second_campaign(tmp), data, tmp / "second.log", tmp / "kforge.toml")
         run_campaign(FIXTURES / "hostile.toml", data, tmp / "hostile.log")
         db = sqlite3.connect(data / "kforge.db")
         with db:
@@ -756,7 +773,7 @@ def main():
     args = ap.parse_args()
     out = Path(args.screenshots).resolve()
     with tempfile.TemporaryDirectory(prefix="kforge-dashboard-") as tmp:
-        w = build_world(tmp, Path(args.campaign).resolve(), hostile=False)
+        w = build_world(tmp, Path(args.campaign).resolve(), extras=False)
         try:
             [c] = w["api"]("/api/v1/campaigns")
             tasks = w["api"](f"/api/v1/tasks?campaign={c['id']}")
