@@ -37,7 +37,9 @@ struct WatchFixture {
     return id;
   }
   int64_t task(int64_t campaign_id, const std::string& op) {
-    for (int64_t id : store->task_ids_of_campaign(campaign_id).value()) {
+    auto ids = store->task_ids_of_campaign(campaign_id);
+    REQUIRE(ids.ok());
+    for (int64_t id : *ids) {
       if (store->get_task(id).value().spec.op_name == op) return id;
     }
     FAIL("no task " << op);
@@ -75,10 +77,10 @@ struct WatchFixture {
 }  // namespace
 
 TEST_CASE_FIXTURE(WatchFixture, "a campaign's progress: elapsed, tasks per hour, ETA, queue and ended tasks over time") {
-  // Begun 4 h ago; 4 tasks ended (one each at 3 h, 2 h and 30 min ago, one cancelled), 4 left.
+  // Begun 4 h ago; 4 tasks ended (in the 2nd, 3rd and 4th hour, one cancelled), 4 left.
   int64_t c = campaign("sweep", {"a", "b", "c", "d", "e", "f", "g", "h"}, 4 * kHour);
-  end(task(c, "a"), "passed", 3 * kHour, 2.0);
-  end(task(c, "b"), "failed", 2 * kHour);
+  end(task(c, "a"), "passed", 3 * kHour - 10 * kMin, 2.0);
+  end(task(c, "b"), "failed", 2 * kHour - 10 * kMin);
   end(task(c, "c"), "passed", 30 * kMin, 1.5);
   end(task(c, "d"), "cancelled", 10 * kMin);
   REQUIRE(store->set_task_state(task(c, "e"), "running", "").ok());

@@ -77,7 +77,7 @@ Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t bucke
   for (const Store::EndedBucket& b : *ended) {
     // A task that ended before the campaign's row says it began (clock steps) or after `end`
     // counts in the first or last bucket.
-    int64_t i = std::clamp<int64_t>(b.bucket, 0, buckets - 1);
+    auto i = static_cast<size_t>(std::clamp<int64_t>(b.bucket, 0, buckets - 1));
     series[b.state][i] = series[b.state][i].get<int64_t>() + b.count;
   }
   series["start_ms"] = c.created_ms;
@@ -206,7 +206,7 @@ Result<json> llm_health(Store& store, const std::string& metrics_text, int64_t c
   }
   std::sort(buckets.begin(), buckets.end());
   json roles = json::array();
-  for (auto& entry : by_role) roles.push_back(std::move(entry.second));
+  for (auto& role : by_role) roles.push_back(std::move(role));  // by name
   auto stored = store.llm_usage_by_role(campaign_id);
   if (!stored.ok()) return stored.status();
   json stored_roles = json::array();
