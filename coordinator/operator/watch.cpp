@@ -22,15 +22,6 @@ Result<std::map<std::string, int64_t>> counts_of(Store& store, int64_t campaign_
   return counts;
 }
 
-// "17 min", "2.5 h": for alert messages.
-std::string duration_text(int64_t ms) {
-  std::ostringstream out;
-  if (ms < 90'000) out << ms / 1000 << " s";
-  else if (ms < 2 * kHourMs) out << ms / 60'000 << " min";
-  else out << std::round(ms / 360'000.0) / 10 << " h";
-  return out.str();
-}
-
 }  // namespace
 
 Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t buckets, int64_t now, int64_t stall_s) {
@@ -96,8 +87,8 @@ Result<json> alerts(Store& store, const json& alarms, int64_t now, int64_t stall
                    {"agent", a.id},
                    {"host", a.host},
                    {"since_ms", a.last_seen_ms},
-                   {"message", "agent " + a.id.substr(0, 12) + " on " + a.host + " is lost: no heartbeat for " +
-                                   duration_text(now - a.last_seen_ms) + "; its running jobs were requeued"}});
+                   {"message", "agent " + a.id.substr(0, 12) + " on " + a.host +
+                                   " is lost: its heartbeats stopped; its running jobs went back to the queue"}});
   }
   auto campaigns = store.campaigns();
   if (!campaigns.ok()) return campaigns.status();
@@ -107,13 +98,13 @@ Result<json> alerts(Store& store, const json& alarms, int64_t now, int64_t stall
     if (!p.ok()) return p.status();
     if (!(*p)["stalled"].get<bool>()) continue;
     const json& t = (*p)["tasks"];
-    int64_t since = (*p)["last_change_ms"].get<int64_t>();
+    const std::string patience = stall_s >= 120 ? std::to_string(stall_s / 60) + " min" : std::to_string(stall_s) + " s";
     out.push_back({{"kind", "campaign_stalled"},
                    {"campaign", c.id},
-                   {"since_ms", since},
-                   {"message", "campaign " + std::to_string(c.id) + " (" + c.name + ") has not moved for " +
-                                   duration_text(now - since) + ": " + std::to_string(t["pending"].get<int64_t>()) +
-                                   " pending, " + std::to_string(t["running"].get<int64_t>()) + " running, " +
+                   {"since_ms", (*p)["last_change_ms"]},
+                   {"message", "campaign " + std::to_string(c.id) + " (" + c.name + ") has not moved for more than " +
+                                   patience + ": " + std::to_string(t["pending"].get<int64_t>()) + " pending, " +
+                                   std::to_string(t["running"].get<int64_t>()) + " running, " +
                                    std::to_string((*p)["queue"]["queued_jobs"].get<int64_t>()) + " jobs queued"}});
   }
   for (const json& alarm : alarms) {

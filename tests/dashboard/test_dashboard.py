@@ -51,6 +51,7 @@ SOURCE = Path(os.environ.get("KFORGE_SOURCE_DIR") or Path(__file__).resolve().pa
 BUILD = Path(os.environ.get("KFORGE_BUILD_DIR") or SOURCE / "build")
 KFORGE = BUILD / "cli" / "kforge"
 COORDINATOR = BUILD / "coordinator" / "kforge-coordinator"
+AGENT = BUILD / "agent" / "kforge-agent"
 CHROMIUM = Path("/usr/bin/chromium")
 FIXTURES = SOURCE / "tests" / "fixtures" / "dashboard"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -105,7 +106,8 @@ def run_campaign(campaign, data, log, config=None, timeout=240):
 
 
 class Coordinator:
-    """kforge-coordinator on a data directory; `url` once it printed `api http://...`."""
+    """kforge-coordinator on a data directory; `url` once it printed `api http://...`, and
+    `endpoint`, the agents' (ZeroMQ) address it printed before."""
 
     def __init__(self, data, workdir, config=None, deadline_s=30):
         cmd = [str(COORDINATOR), "--data", str(data), "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"]
@@ -115,7 +117,7 @@ class Coordinator:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log, "wb"), text=True)
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
-        self.url = None
+        self.url = self.endpoint = None
         end = time.monotonic() + deadline_s
         while self.url is None:
             left = end - time.monotonic()
@@ -127,6 +129,8 @@ class Coordinator:
                 line = lines.get(timeout=min(left, 0.5))
             except queue.Empty:
                 continue
+            if line.startswith("listening "):
+                self.endpoint = line.split()[1].strip()
             if line.startswith("api "):
                 self.url = line.split()[1].strip()
         # The token the coordinator created at its first start (none when the config names a file).
@@ -262,7 +266,7 @@ class Browser:
     def wait(self, expression, what, deadline_s=20):
         """Waits until `expression` is truthy in the page (the page refreshes itself)."""
         end = time.monotonic() + deadline_s
-        while not self.eval(expression):
+        while not self.eval(f"!!({expression})"):  # a DOM node comes back by value as {}
             assert time.monotonic() < end, f"waited {deadline_s} s for {what}"
             time.sleep(0.1)
 
@@ -435,8 +439,8 @@ if pytest is not None:
     def world(request):
         if not CHROMIUM.exists():
             pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/setup.sh does)")
-        for exe in (KFORGE, COORDINATOR):
-            assert exe.exists(), f"{exe} is not built: cmake --build {BUILD} --target kforge kforge-coordinator"
+        for exe in (KFORGE, COORDINATOR, AGENT):
+            assert exe.exists(), f"{exe} is not built: cmake --build {BUILD} --target kforge kforge-coordinator kforge-agent"
         # A directory of its own (pytest's numbered ones are pruned by other pytest runs).
         tmp = Path(tempfile.mkdtemp(prefix="kforge-dashboard-"))
         w = build_world(tmp)
@@ -642,9 +646,7 @@ def test_token_form_and_empty_state(world):
 def test_progress_alerts_and_llm_health_match_the_api(world):
     api, main = world["api"], world["main"]
     progress = api(f"/api/v1/campaigns/{main['id']}/progress?buckets=48")
-    alerts = api("/api/v1/alerts")
     llm = api(f"/api/v1/llm?campaign={main['id']}")
-    agents = api("/api/v1/agents")
     dom = render(world, f"#campaign={main['id']}")
 
     # Progress: the campaign ran to its end, so its counts and clock are settled.
@@ -662,17 +664,6 @@ def test_progress_alerts_and_llm_health_match_the_api(world):
         assert drawn == sum(progress["outcomes"][state]) == main["tasks"][state], state
         assert dom.root.one(cls=f"o-sum-{state}").text() == fmt_int(main["tasks"][state])
 
-    # Alerts: `kforge run`'s agents stopped without a goodbye, so they are lost, and say so.
-    lost = [a for a in agents if a["state"] == "lost"]
-    assert lost, f"no lost agent after the runs: {[a['state'] for a in agents]}"
-    assert {a["agent"] for a in alerts if a["kind"] == "agent_lost"} == {a["id"] for a in lost}
-    shown = dom.by_id("alert-list").all("li", cls="alert")
-    assert len(shown) == len(alerts)
-    for node, alert in zip(shown, alerts):
-        assert node.attrs["data-kind"] == alert["kind"]
-        assert node.one(cls="alert-msg").text() == alert["message"]
-    assert any(a["host"] in n.text() for a in lost for n in shown)
-
     # LLM health: this coordinator's counters (it asked nothing since it started) and the
     # campaign's stored calls.
     assert llm["live"] is True and llm["stored"]["calls"] == main["llm"]["calls"] > 0
@@ -680,6 +671,52 @@ def test_progress_alerts_and_llm_health_match_the_api(world):
     assert dom.by_id("llm-retries").text() == fmt_int(llm["retries"])
     assert dom.by_id("llm-stored-calls").text() == fmt_int(llm["stored"]["calls"])
     assert dom.by_id("llm-stored-errors").text() == fmt_int(llm["stored"]["errors"])
+
+
+def test_drain_buttons_and_the_lost_agent_alert(world):
+    """A real agent joins, is drained and undrained with the page's buttons, then is killed
+    (no goodbye): the coordinator marks it lost and the page's alert says so."""
+    c, api = world["coordinator"], world["api"]
+    known = {a["id"] for a in api("/api/v1/agents")}
+    state_dir = world["tmp"] / "agent-state"
+    agent = subprocess.Popen([str(AGENT), "--coordinator", c.endpoint, "--state", str(state_dir), "--cpu-devices", "1",
+                              "--no-probe"], stdout=subprocess.DEVNULL, stderr=open(world["tmp"] / "agent.log", "wb"))
+    try:
+        new = lambda: [a for a in api("/api/v1/agents") if a["id"] not in known]
+        wait_for(lambda: any(a["state"] == "live" for a in new()), "the agent to register")
+        [me] = new()
+        mark = cls_of(me["id"])
+        browser = Browser(c.page(f"#campaign={world['main']['id']}"), world["tmp"])
+        try:
+            browser.wait(f"document.getElementById('agent-drain-{mark}')", "the agent's drain button")
+            browser.click(f"agent-drain-{mark}")
+            browser.click(f"agent-drain-{mark}")
+            wait_for(lambda: new()[0]["drained"], "the agent drained")
+            assert new()[0]["drain_reason"] == "drained from the dashboard"
+            browser.wait(f"document.getElementById('agent-undrain-{mark}')", "the agent's undrain button")
+            browser.click(f"agent-undrain-{mark}")
+            browser.click(f"agent-undrain-{mark}")
+            wait_for(lambda: not new()[0]["drained"], "the agent undrained")
+        finally:
+            browser.close()
+    finally:
+        agent.kill()  # SIGKILL: no goodbye, the heartbeats stop
+        agent.wait()
+    wait_for(lambda: new()[0]["state"] == "lost", "the coordinator to mark the agent lost")
+    alerts = api("/api/v1/alerts")
+    mine = [a for a in alerts if a["kind"] == "agent_lost" and a["agent"] == me["id"]]
+    assert len(mine) == 1 and me["host"] in mine[0]["message"]
+    dom = render(world, f"#campaign={world['main']['id']}")
+    shown = dom.by_id("alert-list").all("li", cls="alert")
+    assert [n.attrs["data-kind"] for n in shown] == [a["kind"] for a in alerts]
+    assert [n.one(cls="alert-msg").text() for n in shown] == [a["message"] for a in alerts]
+    assert [n.attrs.get("data-agent") for n in shown if n.attrs["data-kind"] == "agent_lost"] == \
+        [a["agent"] for a in alerts if a["kind"] == "agent_lost"]
+
+
+def cls_of(text):
+    """The page's cls(): an API value as it appears in an element id."""
+    return "".join(ch for ch in text if ch.isalnum() and ch.isascii() or ch in "_-")
 
 
 def test_two_campaigns_compared(world):
