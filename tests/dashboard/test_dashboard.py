@@ -266,7 +266,8 @@ class Browser:
     def wait(self, expression, what, deadline_s=20):
         """Waits until `expression` is truthy in the page (the page refreshes itself)."""
         end = time.monotonic() + deadline_s
-        while not self.eval(f"!!({expression})"):  # a DOM node comes back by value as {}
+        # !!: a DOM node comes back by value as {}; try: the page may not be there yet
+        while not self.eval(f"(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()"):
             assert time.monotonic() < end, f"waited {deadline_s} s for {what}"
             time.sleep(0.1)
 
@@ -408,8 +409,8 @@ def second_campaign(tmp):
     return path
 
 
-def build_world(tmp, campaign=FIXTURES / "campaign.toml", extras=True):
-    """`campaign` run with `kforge run`, then (extras) the second campaign of the comparison and
+def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
+    """`campaign` run with `kforge run`, then the second campaign of the comparison and (hostile)
     the hostile one; then a coordinator serving the data."""
     tmp = Path(tmp)
     data = tmp / "data"
@@ -420,8 +421,8 @@ def build_world(tmp, campaign=FIXTURES / "campaign.toml", extras=True):
         f"[llm.coder]\nprovider = \"replay\"\nrecording = \"{tmp / 'recording.jsonl'}\"\n")
     t0 = time.monotonic()
     run_campaign(campaign, data, tmp / "run.log", tmp / "kforge.toml")
-    if extras:
-        run_campaign(second_campaign(tmp), data, tmp / "second.log", tmp / "kforge.toml")
+    run_campaign(second_campaign(tmp), data, tmp / "second.log", tmp / "kforge.toml")
+    if hostile:
         run_campaign(FIXTURES / "hostile.toml", data, tmp / "hostile.log")
         db = sqlite3.connect(data / "kforge.db")
         with db:
@@ -805,19 +806,20 @@ def test_api_unreachable(world):
 
 def main():
     ap = argparse.ArgumentParser(description="take the dashboard screenshots for docs/")
-    ap.add_argument("--screenshots", required=True, help="directory for dashboard.png and dashboard-task.png")
+    ap.add_argument("--screenshots", required=True, help="directory for dashboard.png, dashboard-task.png and dashboard-compare.png")
     ap.add_argument("--campaign", default=str(FIXTURES / "campaign.toml"))
     args = ap.parse_args()
     out = Path(args.screenshots).resolve()
     with tempfile.TemporaryDirectory(prefix="kforge-dashboard-") as tmp:
-        w = build_world(tmp, Path(args.campaign).resolve(), extras=False)
+        w = build_world(tmp, Path(args.campaign).resolve(), hostile=False)
         try:
-            [c] = w["api"]("/api/v1/campaigns")
+            c, again = w["api"]("/api/v1/campaigns")
             tasks = w["api"](f"/api/v1/tasks?campaign={c['id']}")
             fixed = next(t for t in tasks if t["state"] == "passed" and t["steps"] > 3)
             screenshot(w["coordinator"].page(f"#campaign={c['id']}"), out / "dashboard.png", tmp)
             screenshot(w["coordinator"].page(f"#campaign={c['id']}&task={fixed['task']}"), out / "dashboard-task.png", tmp)
-            print(f"wrote {out / 'dashboard.png'} and {out / 'dashboard-task.png'} "
+            screenshot(w["coordinator"].page(f"#compare={c['id']}&with={again['id']}"), out / "dashboard-compare.png", tmp)
+            print(f"wrote {out / 'dashboard.png'}, {out / 'dashboard-task.png'} and {out / 'dashboard-compare.png'} "
                   f"(campaign runs took {w['runs_s']:.0f} s)")
         finally:
             w["coordinator"].stop()
