@@ -113,17 +113,22 @@ TEST_CASE_FIXTURE(WatchFixture, "a campaign's progress: elapsed, tasks per hour,
 }
 
 TEST_CASE_FIXTURE(WatchFixture, "an ended campaign's clock stops at its last change and it has no ETA") {
-  int64_t c = campaign("done", {"a", "b"}, 3 * kHour);
+  int64_t c = campaign("done", {"a", "b", "early"}, 3 * kHour);
   end(task(c, "a"), "passed", 2 * kHour);
   end(task(c, "b"), "failed", 1 * kHour);
+  end(task(c, "early"), "passed", 4 * kHour);  // before the campaign began (a clock step)
   REQUIRE(store->set_campaign_state(c, "finished").ok());
   sql("UPDATE campaigns SET created_ms = " + std::to_string(now - 3 * kHour) + " WHERE id = " + std::to_string(c));
   json p = get("/api/v1/campaigns/" + std::to_string(c) + "/progress");
   CHECK(p["elapsed_ms"] == 2 * kHour);
-  CHECK(p["tasks_per_hour"].get<double>() == doctest::Approx(1.0));
+  CHECK(p["tasks_per_hour"].get<double>() == doctest::Approx(1.5));
   CHECK(p["eta_ms"].is_null());
   CHECK(p["stalled"] == false);
-  CHECK(p["outcomes"]["passed"].size() == 30);  // the default
+  json passed = p["outcomes"]["passed"];
+  REQUIRE(passed.size() == 30);  // the default
+  CHECK(passed[0] == 1);         // the early one counts in the first bucket
+  CHECK(passed[15] == 1);        // an hour in, of two
+  CHECK(p["outcomes"]["failed"][29] == 1);
 }
 
 TEST_CASE_FIXTURE(WatchFixture, "alerts: a lost agent and a campaign that stopped moving") {

@@ -61,16 +61,11 @@ Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t bucke
               {"stall_after_s", stall_s}};
   if (buckets <= 0) return out;
   const int64_t width = std::max<int64_t>((elapsed + buckets - 1) / buckets, 1);
-  auto ended = store.ended_by_bucket(c.id, c.created_ms, width);
+  auto ended = store.ended_by_bucket(c.id, c.created_ms, width, buckets);
   if (!ended.ok()) return ended.status();
   json series = json::object();
   for (const char* state : {"passed", "failed", "cancelled"}) series[state] = std::vector<int64_t>(buckets, 0);
-  for (const Store::EndedBucket& b : *ended) {
-    // A task that ended before the campaign's row says it began (clock steps) or after `end`
-    // counts in the first or last bucket.
-    auto i = static_cast<size_t>(std::clamp<int64_t>(b.bucket, 0, buckets - 1));
-    series[b.state][i] = series[b.state][i].get<int64_t>() + b.count;
-  }
+  for (const Store::EndedBucket& b : *ended) series[b.state][static_cast<size_t>(b.bucket)] = b.count;
   series["start_ms"] = c.created_ms;
   series["bucket_ms"] = width;
   out["outcomes"] = std::move(series);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -1400,13 +1401,32 @@ Result<Store::CampaignActivity> Store::campaign_activity(int64_t campaign_id, in
   return a;
 }
 
-Result<std::vector<Store::EndedBucket>> Store::ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms) {
+Result<std::vector<Store::EndedBucket>> Store::ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms,
+                                                               int64_t buckets) {
+  // One range count per state and bucket, each walking only its own part of the index. (A
+  // GROUP BY on the bucket would sort every ended task in a temporary tree: 1.2 s instead of
+  // 0.17 s for a million, docs/dashboard.md.)
+  constexpr std::string_view op = "ended_by_bucket";
+  Db& d = impl_->d;
+  OneShot one;
+  int rc = sqlite3_prepare_v2(d.db,
+                              "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND state = ?2 "
+                              "AND updated_ms >= ?3 AND updated_ms < ?4",
+                              -1, &one.stmt, nullptr);
+  if (rc != SQLITE_OK) return d.error(rc, op);
+  bucket_ms = std::max<int64_t>(bucket_ms, 1);
   std::vector<EndedBucket> out;
-  KF_RETURN_IF_ERROR(each_row(impl_->d, "ended_by_bucket",
-      "SELECT state, (updated_ms - ?2) / ?3 AS b, COUNT(*) FROM tasks "
-      "WHERE campaign_id = ?1 AND state IN ('passed', 'failed', 'cancelled') GROUP BY state, b",
-      [&](Stmt& s) { s.bind(1, campaign_id).bind(2, origin_ms).bind(3, std::max<int64_t>(bucket_ms, 1)); },
-      [&](const Stmt& r) { out.push_back({r.str(0), r.i64(1), r.i64(2)}); }));
+  for (const char* state : {"passed", "failed", "cancelled"}) {
+    for (int64_t i = 0; i < buckets; ++i) {
+      // The first and last buckets also hold what ended before the origin or after the end.
+      const int64_t lo = i == 0 ? std::numeric_limits<int64_t>::min() : origin_ms + i * bucket_ms;
+      const int64_t hi = i == buckets - 1 ? std::numeric_limits<int64_t>::max() : origin_ms + (i + 1) * bucket_ms;
+      Stmt s(one.stmt);
+      s.bind(1, campaign_id).text(2, state).bind(3, lo).bind(4, hi);
+      if ((rc = s.step()) != SQLITE_ROW) return d.error(rc, op);
+      if (int64_t n = s.i64(0); n > 0) out.push_back({state, i, n});
+    }
+  }
   return out;
 }
 

@@ -355,13 +355,16 @@ class Store {
   };
   Result<CampaignActivity> campaign_activity(int64_t campaign_id, int64_t since_ms);
   // How many of the campaign's tasks ended (passed, failed, cancelled: updated_ms) in each
-  // bucket of `bucket_ms` from `origin_ms`; buckets without any are absent.
+  // of `buckets` buckets of `bucket_ms` from `origin_ms` (the first and last also count those
+  // before and after); buckets without any are absent. Costs a walk of the index entries of
+  // the campaign's ended tasks.
   struct EndedBucket {
     std::string state;
-    int64_t bucket = 0;  // (updated_ms - origin_ms) / bucket_ms
+    int64_t bucket = 0;  // (updated_ms - origin_ms) / bucket_ms, within [0, buckets)
     int64_t count = 0;
   };
-  Result<std::vector<EndedBucket>> ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms);
+  Result<std::vector<EndedBucket>> ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms,
+                                                   int64_t buckets);
   // Two campaigns side by side: campaign `a`'s tasks with ids above `after_id`, by id, at
   // most `limit`, each with the id of campaign `b`'s task of the same op_name, task_id,
   // backend, arch and impl_type (0: b has none). Through the tasks' unique index.
