@@ -25,7 +25,8 @@
 // starts (--submit-offline, the only way for builds before scale21's). With every task queued
 // and no agent connected it prints the coordinator's RSS and CPU for --idle-seconds (after
 // --settle-seconds), the latency of `GET /api/v1/tasks` pages (first, middle and last, by
-// `after` and by `offset`) and of job pages by `after`, the cost of `kforge results --csv`
+// `after` and by `offset`) and of job pages by `after`, of the dashboard's progress, alerts,
+// LLM health and a comparison page (issue 18), the cost of `kforge results --csv`
 // (wall, the CLI's peak RSS, the coordinator's highest RSS meanwhile), then kills it
 // (SIGKILL), starts it again on the same data and times the first Assign a fresh fake agent
 // (one cpu device) receives: restart_to_dispatch_ms.
@@ -758,6 +759,12 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   print("listing_last_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(last), token), 2);
   print("jobs_first_ms", median_get_ms(coord, "/api/v1/jobs?limit=100", token), 2);
   print("jobs_last_after_ms", median_get_ms(coord, "/api/v1/jobs?limit=100&after=" + std::to_string(last), token), 2);
+  // What the dashboard asks every 5 s of the campaign it shows (docs/dashboard.md), and a
+  // page of its comparison (campaign 1 beside itself: every task pairs up).
+  print("dashboard_progress_ms", median_get_ms(coord, "/api/v1/campaigns/1/progress?buckets=48", token), 2);
+  print("dashboard_alerts_ms", median_get_ms(coord, "/api/v1/alerts", token), 2);
+  print("dashboard_llm_ms", median_get_ms(coord, "/api/v1/llm?campaign=1", token), 2);
+  print("dashboard_compare_page_ms", median_get_ms(coord, "/api/v1/compare?a=1&b=1&limit=500", token), 2);
   std::fflush(stdout);
 
   // kforge results --csv of every task, to a file: constant memory on both sides?

@@ -16,6 +16,7 @@
 #include "coordinator/operator/outcome.h"
 #include "coordinator/generation/prompts.h"
 #include "coordinator/operator/report.h"
+#include "coordinator/operator/watch.h"
 #include "coordinator/generation/task.h"
 
 namespace kforge {
@@ -290,14 +291,17 @@ Result<json> list_campaigns(Store& store) {
   return out;
 }
 
-Result<json> get_campaign(Store& store, int64_t id) {
+Result<CampaignRow> find_campaign(Store& store, int64_t id) {
   auto c = store.get_campaign(id);
-  if (!c.ok()) {
-    if (c.status().code() == Code::not_found) {
-      return not_found("no campaign " + std::to_string(id) + "; `kforge status` lists the campaigns");
-    }
-    return c.status();
+  if (!c.ok() && c.status().code() == Code::not_found) {
+    return not_found("no campaign " + std::to_string(id) + "; `kforge status` lists the campaigns");
   }
+  return c;
+}
+
+Result<json> get_campaign(Store& store, int64_t id) {
+  auto c = find_campaign(store, id);
+  if (!c.ok()) return c.status();
   return campaign_json(store, *c);
 }
 
@@ -821,6 +825,59 @@ Result<json> timeline(Store& store, const ApiRequest& r) {
   return out;
 }
 
+// --- What an operator watches (watch.h) -------------------------------------------------------
+
+// `stall_s=`: how long a campaign may go without a change before it is stalled.
+Result<int64_t> stall_seconds(const ApiRequest& r) {
+  auto stall = query_id(r, "stall_s");
+  if (!stall.ok()) return stall.status();
+  return stall->value_or(kDefaultStallS);
+}
+
+Result<json> progress(Store& store, const ApiRequest& r, int64_t id) {
+  KF_RETURN_IF_ERROR(check_query(r, {"buckets", "stall_s"}));
+  auto buckets = query_id(r, "buckets");
+  if (!buckets.ok()) return buckets.status();
+  auto stall = stall_seconds(r);
+  if (!stall.ok()) return stall.status();
+  auto c = find_campaign(store, id);
+  if (!c.ok()) return c.status();
+  return campaign_progress(store, *c, std::min<int64_t>(buckets->value_or(30), 200), SystemClock::instance().wall_ms(),
+                           *stall);
+}
+
+Result<json> list_alerts(Store& store, const ApiRequest& r, ApiBackend& backend) {
+  KF_RETURN_IF_ERROR(check_query(r, {"stall_s"}));
+  auto stall = stall_seconds(r);
+  if (!stall.ok()) return stall.status();
+  return alerts(store, backend.alarms(), SystemClock::instance().wall_ms(), *stall);
+}
+
+Result<json> llm(Store& store, const ApiRequest& r, ApiBackend& backend) {
+  KF_RETURN_IF_ERROR(check_query(r, {"campaign"}));
+  auto campaign = query_id(r, "campaign");
+  if (!campaign.ok()) return campaign.status();
+  if (*campaign) KF_RETURN_IF_ERROR(find_campaign(store, **campaign).status());
+  return llm_health(store, backend.live_metrics(), campaign->value_or(0));
+}
+
+Result<json> compare(Store& store, const ApiRequest& r, std::optional<int64_t>* next_after) {
+  KF_RETURN_IF_ERROR(check_query(r, {"a", "b", "after", "limit"}));
+  auto a = query_id(r, "a"), b = query_id(r, "b");
+  if (!a.ok()) return a.status();
+  if (!b.ok()) return b.status();
+  if (!*a || !*b) return invalid_argument("query parameters 'a' and 'b': the two campaigns to compare, both required");
+  auto limit = query_id(r, "limit");
+  if (!limit.ok()) return limit.status();
+  auto after = query_id(r, "after", 0);
+  if (!after.ok()) return after.status();
+  auto ca = find_campaign(store, **a);
+  if (!ca.ok()) return ca.status();
+  auto cb = find_campaign(store, **b);
+  if (!cb.ok()) return cb.status();
+  return compare_campaigns(store, *ca, *cb, after->value_or(0), std::min<int64_t>(limit->value_or(500), 5000), next_after);
+}
+
 Result<std::string> metrics(Store& store, ApiBackend& backend) {
   std::string out;
   metric_family(out, "kforge_build_info", "gauge", "1; the labels name the version and commit of this coordinator");
@@ -883,13 +940,14 @@ std::string endpoint_method(const std::vector<std::string>& parts) {
   if (n == 1 && parts[0] == "metrics") return "GET";
   if (n < 3 || parts[0] != "api" || parts[1] != "v1") return "";
   const std::string& what = parts[2];
-  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline" || what == "cluster")) {
+  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline" || what == "cluster" ||
+                 what == "alerts" || what == "llm" || what == "compare")) {
     return "GET";
   }
   if (what == "campaigns" || what == "tasks") {
     if (n == 3) return "GET or POST";
     if (n == 4) return "GET";
-    if (n == 5 && what == "campaigns" && parts[4] == "report") return "GET";
+    if (n == 5 && what == "campaigns" && (parts[4] == "report" || parts[4] == "progress")) return "GET";
     if (n == 5 && (parts[4] == "cancel" || parts[4] == "resume")) return "POST";
   }
   if ((what == "agents" || what == "hosts") && n == 5 && (parts[4] == "drain" || parts[4] == "undrain")) return "POST";
@@ -948,6 +1006,7 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
         if (!report.ok() && report.status().code() == Code::not_found) return error_reply(get_campaign(s, *id).status());
         return reply(report);
       }
+      if (n == 5 && get && parts[4] == "progress") return reply(progress(s, r, *id));
       if (n == 5 && post && (parts[4] == "cancel" || parts[4] == "resume")) {
         auto done = campaign_action(backend, *id, parts[4] == "cancel");
         return done.ok() ? reply(get_campaign(s, *id)) : error_reply(done.status());
@@ -998,9 +1057,11 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   }
   if (what == "agents" && n == 3 && get) return reply(list_agents(s));
   if (what == "cluster" && n == 3 && get) return reply(cluster_summary(s, r));
-  if (what == "jobs" && n == 3 && get) {
+  if (what == "alerts" && n == 3 && get) return reply(list_alerts(s, r, backend));
+  if (what == "llm" && n == 3 && get) return reply(llm(s, r, backend));
+  if ((what == "jobs" || what == "compare") && n == 3 && get) {
     std::optional<int64_t> next_after;
-    ApiReply answer = reply(list_jobs(s, r, &next_after));
+    ApiReply answer = reply(what == "jobs" ? list_jobs(s, r, &next_after) : compare(s, r, &next_after));
     if (answer.status == 200 && next_after) answer.headers.emplace_back("X-Next-After", std::to_string(*next_after));
     return answer;
   }

@@ -347,6 +347,33 @@ class Store {
   // the index tasks_by_state_updated: the cluster summary's throughput.
   Result<int64_t> tasks_finished_since(int64_t since_ms);
 
+  // A campaign's progress as the dashboard shows it (GET /api/v1/campaigns/{id}/progress),
+  // each part through an index (tasks_by_campaign_state, jobs_by_state): no task row is read.
+  struct CampaignActivity {
+    int64_t finished_since = 0;  // tasks that became passed or failed at or after since_ms
+    int64_t queued_jobs = 0;     // jobs of its tasks waiting for a device
+    int64_t running_jobs = 0;    // jobs of its tasks on a device
+    int64_t last_change_ms = 0;  // latest updated_ms of its tasks, or step of a running one (0: none)
+  };
+  Result<CampaignActivity> campaign_activity(int64_t campaign_id, int64_t since_ms);
+  // How many of the campaign's tasks ended (passed, failed, cancelled: updated_ms) in each
+  // of `buckets` buckets of `bucket_ms` from `origin_ms` (the first and last also count those
+  // before and after); buckets without any are absent. Costs a walk of the index entries of
+  // the campaign's ended tasks.
+  struct EndedBucket {
+    std::string state;
+    int64_t bucket = 0;  // (updated_ms - origin_ms) / bucket_ms, within [0, buckets)
+    int64_t count = 0;
+  };
+  Result<std::vector<EndedBucket>> ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms,
+                                                   int64_t buckets);
+  // Two campaigns side by side: campaign `a`'s tasks with ids above `after_id`, by id, at
+  // most `limit`, each with the id of campaign `b`'s task of the same op_name, task_id,
+  // backend, arch and impl_type (0: b has none). Through the tasks' unique index.
+  Result<std::vector<std::pair<int64_t, int64_t>>> paired_tasks(int64_t a, int64_t b, int64_t after_id, int64_t limit);
+  // How many of campaign `a`'s tasks have such a twin in `b`.
+  Result<int64_t> paired_count(int64_t a, int64_t b);
+
   // The queue of tasks, paged (issue 21). The ids of the tasks matching `query`, ascending.
   // With a state or campaign filter the walk goes through that index and a page costs what
   // it returns, at any depth (after_id); with only op_name the rows from after_id on are
