@@ -117,7 +117,7 @@ const std::vector<Command>& commands() {
       {"campaign", true, "only this campaign's tasks"},
       {"state", true, "pending | running | passed | failed | cancelled"},
       {"op", true, "only this op_name"},
-      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ...)"},
+      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ..., llm_error, garbled, cancelled)"},
       {"limit", true, "at most this many"},
       {"offset", true, "skip this many matching tasks first (slower than --after at depth)"},
       {"after", true, "only tasks with ids above this (keyset paging)"},

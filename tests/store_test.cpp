@@ -150,7 +150,7 @@ TEST_CASE_FIXTURE(StoreFixture, "tasks are unique per campaign, op, shape and ta
   CHECK(row->spec.op_name == "relu");
   CHECK(row->spec.task_type == "precision_only");
   CHECK(row->spec.limit_steps == 10);
-  CHECK(row->state == "pending");
+  CHECK(row->state == TaskState::pending);
   CHECK(row->created_ms == clock.wall_ms());
 
   TaskSpec dup = row->spec;
@@ -163,11 +163,17 @@ TEST_CASE_FIXTURE(StoreFixture, "tasks are unique per campaign, op, shape and ta
   CHECK(orphan.status().code() == Code::not_found);
 
   clock.advance(Millis(5));
-  REQUIRE(s().set_task_state(t, "passed", "passed").ok());
+  REQUIRE(s().set_task_state(t, TaskState::failed, Outcome::llm_error, "the coder LLM call kept failing").ok());
   row = s().get_task(t);
-  CHECK(row->state == "passed");
+  CHECK(row->state == TaskState::failed);
+  CHECK(row->verdict == Outcome::llm_error);
+  CHECK(row->reason == "the coder LLM call kept failing");
   CHECK(row->updated_ms == clock.wall_ms());
-  CHECK(s().set_task_state(t + 100, "failed", "").code() == Code::not_found);
+  REQUIRE(s().set_task_state(t, TaskState::pending).ok());  // resumed: no verdict, no reason
+  row = s().get_task(t);
+  CHECK_FALSE(row->verdict.has_value());
+  CHECK(row->reason.empty());
+  CHECK(s().set_task_state(t + 100, TaskState::failed).code() == Code::not_found);
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "steps get increasing seq and only counted ones use the budget") {
@@ -175,7 +181,8 @@ TEST_CASE_FIXTURE(StoreFixture, "steps get increasing seq and only counted ones 
   for (bool counted : {true, false, true}) {
     StepRow step;
     step.task_id = t;
-    step.role = counted ? "coder" : "verifier";
+    step.role = counted ? Role::coder : Role::verifier;
+    if (!counted) step.verdict = Outcome::infra_error;
     step.input = "prompt";
     step.output = "code";
     step.counted = counted;
@@ -186,7 +193,9 @@ TEST_CASE_FIXTURE(StoreFixture, "steps get increasing seq and only counted ones 
   REQUIRE(steps->size() == 3);
   for (int i = 0; i < 3; ++i) CHECK((*steps)[static_cast<size_t>(i)].seq == i + 1);
   CHECK_FALSE((*steps)[1].counted);
-  CHECK((*steps)[1].role == "verifier");
+  CHECK((*steps)[1].role == Role::verifier);
+  CHECK((*steps)[1].verdict == Outcome::infra_error);
+  CHECK_FALSE((*steps)[0].verdict.has_value());
   CHECK(s().get_task(t)->steps_used == 2);
 
   StepRow orphan;
@@ -326,7 +335,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a failed mutation leaves the rest of its batch 
   CHECK(s().upsert_agent(agent, {d0, d0}).code() == Code::invalid_argument);  // duplicate device
   StepRow step;
   step.task_id = t;
-  step.role = "coder";
+  step.role = Role::coder;
   REQUIRE(s().record_step(step).ok());
   REQUIRE(s().commit().ok());
   CHECK(s().get_task(t)->steps_used == 1);
@@ -465,7 +474,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign is found by its content hash and lis
   REQUIRE(tasks.ok());
   CHECK(tasks->size() == 2);
   CHECK(s().unfinished_tasks()->size() == 2);
-  REQUIRE(s().set_task_state((*tasks)[0].id, "passed", "passed").ok());
+  REQUIRE(s().set_task_state((*tasks)[0].id, TaskState::passed, Outcome::passed, "passed").ok());
   CHECK(s().unfinished_tasks()->size() == 1);
   REQUIRE(s().set_campaign_state(*id, "finished").ok());
   CHECK(s().get_campaign(*id)->state == "finished");
@@ -703,19 +712,19 @@ TEST_CASE_FIXTURE(StoreFixture, "atomically outside a batch is one transaction a
   int64_t t = task(campaign());
   StepRow step;
   step.task_id = t;
-  step.role = "designer";
+  step.role = Role::designer;
   REQUIRE(s().atomically([&] {
-    KF_RETURN_IF_ERROR(s().set_task_state(t, "running", ""));
+    KF_RETURN_IF_ERROR(s().set_task_state(t, TaskState::running));
     return s().record_step(step).status();
   }).ok());
-  CHECK(s().get_task(t)->state == "running");
+  CHECK(s().get_task(t)->state == TaskState::running);
   Status undone = s().atomically([&] {
     KF_RETURN_IF_ERROR(s().record_step(step).status());
-    KF_RETURN_IF_ERROR(s().set_task_state(t, "failed", "x"));
+    KF_RETURN_IF_ERROR(s().set_task_state(t, TaskState::failed, Outcome::infra_error, "x"));
     return invalid_argument("changed my mind");
   });
   CHECK(undone.message() == "changed my mind");
-  CHECK(s().get_task(t)->state == "running");
+  CHECK(s().get_task(t)->state == TaskState::running);
   CHECK(s().steps_of(t)->size() == 1);
 }
 
@@ -725,17 +734,17 @@ TEST_CASE_FIXTURE(StoreFixture, "an injected fault fails the named operation, wr
     return op == "record_step" || op == "commit" ? io_error("injected: " + std::string(op)) : Status();
   });
   REQUIRE(s().begin().ok());
-  REQUIRE(s().set_task_state(t, "running", "").ok());
+  REQUIRE(s().set_task_state(t, TaskState::running).ok());
   StepRow step;
   step.task_id = t;
-  step.role = "designer";
+  step.role = Role::designer;
   auto recorded = s().record_step(step);
   CHECK(recorded.status().message() == "injected: record_step");
   Status committed = s().commit();
   CHECK(committed.message() == "injected: commit");
   CHECK_FALSE(s().in_batch());
   s().inject_fault_for_test(nullptr);
-  CHECK(s().get_task(t)->state == "pending");  // the batch was rolled back
+  CHECK(s().get_task(t)->state == TaskState::pending);  // the batch was rolled back
   CHECK(s().steps_of(t)->empty());
   REQUIRE(s().record_step(step).ok());
 }

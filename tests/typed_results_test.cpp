@@ -318,3 +318,54 @@ TEST_CASE_FIXTURE(Fixture,
   CHECK(s->campaigns().value().size() == 2);
   CHECK(s->tasks_of_campaign(1).value().size() == 3);
 }
+
+TEST_CASE_FIXTURE(Fixture, "task verdicts stored as free text (schema 7) become a verdict and a reason") {
+  for (const Migration& m : migrations()) {
+    if (m.version > 7) break;
+    raw_exec(db_path, "BEGIN; " + std::string(m.sql) +
+                          "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
+  }
+  raw_exec(db_path, "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms) "
+                    "VALUES(1, 'c', '', 'finished', 1, 1)");
+  // What kforge wrote in tasks.verdict before migration 0008, and what it means.
+  const std::vector<std::tuple<std::string, std::string, std::string, std::string>> cases = {
+      // state, old verdict, verdict, reason
+      {"passed", "passed", "passed", "passed"},
+      {"failed", "the coder LLM call kept failing: HTTP 400: model does not exist", "llm_error",
+       "the coder LLM call kept failing: HTTP 400: model does not exist"},
+      {"failed", "limit_steps (4) used up; last verdict: precision_mismatch", "precision_mismatch",
+       "limit_steps (4) used up; last verdict: precision_mismatch"},
+      {"failed", "limit_steps (4) used up; last verdict: no verdict", "",
+       "limit_steps (4) used up; last verdict: no verdict"},
+      {"failed", "verification kept failing for infrastructure reasons: {}", "infra_error",
+       "verification kept failing for infrastructure reasons: {}"},
+      {"failed", "store error: disk full", "infra_error", "store error: disk full"},
+      {"failed", "compile_error", "compile_error", "the supplied candidate failed verification: compile_error"},
+      {"cancelled", "cancelled by operator", "cancelled", "cancelled by operator"},
+      {"failed", "no LLM is configured for the designer role", "", "no LLM is configured for the designer role"},
+      {"running", "", "", ""},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    raw_exec(db_path,
+             "INSERT INTO tasks(id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
+             "task_type, limit_steps, state, verdict, created_ms, updated_ms) VALUES(" +
+                 std::to_string(i + 1) + ", 1, 'op', '" + std::to_string(i) +
+                 "', 'cpu', '', 'cpp', '', 'precision_only', 4, CAST(?1 AS TEXT), CAST(?2 AS TEXT), 1, 1)",
+             {std::get<0>(cases[i]), std::get<1>(cases[i])});
+  }
+  // A conductor step's decision was its verdict; it is in its output.
+  raw_exec(db_path, "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
+                    "VALUES(1, 1, 'conductor', 'p', '{\"action\": \"fix_design\"}', 'fix_design', 0, 1)");
+
+  auto s = open();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    CAPTURE(std::get<1>(cases[i]));
+    TaskRow t = s->get_task(static_cast<int64_t>(i + 1)).value();
+    CHECK(std::string(to_string(t.verdict)) == std::get<2>(cases[i]));
+    CHECK(t.reason == std::get<3>(cases[i]));
+  }
+  StepRow decision = s->steps_of(1).value().at(0);
+  CHECK(decision.role == Role::conductor);
+  CHECK_FALSE(decision.verdict.has_value());
+  CHECK(decision.output == "{\"action\": \"fix_design\"}");
+}

@@ -130,14 +130,16 @@ struct Statements {
   "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
   KF_RESULT_COLUMNS
 // A task's texts are stored once each in blobs (migration 0004): read_task puts them together
-// from the blob and the task's edit (text_of), four columns each.
-#define KF_TASK_COLUMNS                                                            \
+// from the blob and the task's edit (text_of), four columns each. `reason` is the reason
+// column (migration 0008), or '' for the migrations before it that read tasks.
+#define KF_TASK_SELECT(reason)                                                     \
   "tasks.id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, " \
   "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "   \
   "d.data, task_desc_head, task_desc_tail, task_desc_middle, "                     \
-  "c.data, candidate_head, candidate_tail, candidate_middle "                      \
+  "c.data, candidate_head, candidate_tail, candidate_middle, " reason " "          \
   "FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "                \
   "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
+#define KF_TASK_COLUMNS KF_TASK_SELECT("reason")
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
 #define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms"
@@ -161,7 +163,7 @@ const SqlDef kSql[] = {
      "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
     {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " WHERE tasks.id = ?1"},
     {&Statements::set_task_state,
-     "UPDATE tasks SET state = ?2, verdict = ?3, updated_ms = ?4 WHERE id = ?1"},
+     "UPDATE tasks SET state = ?2, verdict = ?3, reason = ?5, updated_ms = ?4 WHERE id = ?1"},
     {&Statements::insert_step,
      "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
      "SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps WHERE task_id = ?1"},
@@ -303,13 +305,15 @@ const SqlDef kSql[] = {
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
 
-// A campaign's tasks in order (migration 0006 reads them before the statements are prepared).
-constexpr const char* kTasksOfCampaign =
-    "SELECT " KF_TASK_COLUMNS " WHERE campaign_id = ?1 ORDER BY tasks.id";
+// A campaign's tasks in order, as migration 0006 reads them (before the statements are
+// prepared, and before migration 0008 adds the reason).
+constexpr const char* kTasksOfCampaignAt6 =
+    "SELECT " KF_TASK_SELECT("''") " WHERE campaign_id = ?1 ORDER BY tasks.id";
 
 #undef KF_JOB_COLUMNS
 #undef KF_JOB_LISTING_COLUMNS
 #undef KF_TASK_COLUMNS
+#undef KF_TASK_SELECT
 #undef KF_LEASE_COLUMNS
 #undef KF_CAMPAIGN_COLUMNS
 
@@ -534,6 +538,19 @@ void bind_text(Stmt& s, int first, const StoredText& t) {
   }
 }
 
+// A vocabulary word as stored (migration 0008 made every stored word one of the enum's): a
+// word this build does not know reads as `unknown`.
+template <class E>
+E stored_word(const std::string& text, E unknown) {
+  return parse_enum<E>(text).value_or(unknown);
+}
+
+// A stored task or step verdict: '' is none; a word this build does not know, infra_error.
+std::optional<Outcome> stored_outcome(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  return stored_word(text, Outcome::infra_error);
+}
+
 TaskRow read_task(const Stmt& s) {
   TaskRow t;
   t.id = s.i64(0);
@@ -546,9 +563,10 @@ TaskRow read_task(const Stmt& s) {
   t.spec.framework = s.str(7);
   t.spec.task_type = s.str(8);
   t.spec.limit_steps = s.i32(9);
-  t.state = s.str(10);
+  t.state = stored_word(s.str(10), TaskState::failed);
   t.steps_used = s.i32(11);
-  t.verdict = s.str(12);
+  t.verdict = stored_outcome(s.str(12));
+  t.reason = s.str(23);
   t.created_ms = s.i64(13);
   t.updated_ms = s.i64(14);
   t.spec.task_desc = text_of(s, 15);
@@ -662,7 +680,7 @@ Status rehash_campaigns(Db& d) {
   KF_RETURN_IF_ERROR(d.prepare(
       "SELECT id, workflow, content_hash FROM campaigns WHERE length(content_hash) = 16",
       &campaigns.s));
-  KF_RETURN_IF_ERROR(d.prepare(kTasksOfCampaign, &tasks.s));
+  KF_RETURN_IF_ERROR(d.prepare(kTasksOfCampaignAt6, &tasks.s));
   KF_RETURN_IF_ERROR(
       d.prepare("UPDATE campaigns SET content_hash = ?2 WHERE id = ?1", &update.s));
   Stmt c(campaigns.s);
@@ -1025,15 +1043,19 @@ Result<TaskRow> Store::get_task(int64_t task_id) {
   return read_task(s);
 }
 
-Status Store::set_task_state(int64_t task_id, const std::string& state,
-                             const std::string& verdict) {
+Status Store::set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict,
+                             const std::string& reason) {
   constexpr std::string_view op = "set_task_state";
   Db& d = impl_->d;
   Tx tx(d, op, false);
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.set_task_state);
-    s.bind(1, task_id).text(2, state).text(3, verdict).bind(4, d.now());
+    s.bind(1, task_id)
+        .text(2, to_string(state).data())
+        .text(3, verdict ? to_string(*verdict).data() : "")
+        .bind(4, d.now())
+        .text(5, reason);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
@@ -1052,10 +1074,10 @@ Result<int64_t> Store::record_step(const StepRow& step) {
   {
     Stmt s(d.st.insert_step);
     s.bind(1, step.task_id)
-        .text(2, step.role)
+        .text(2, to_string(step.role).data())
         .text(3, step.input)
         .text(4, step.output)
-        .text(5, step.verdict)
+        .text(5, step.verdict ? to_string(*step.verdict).data() : "")
         .bind(6, step.counted)
         .bind(7, now);
     int rc = s.step();
@@ -1109,10 +1131,10 @@ Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
     row.id = r.i64(0);
     row.task_id = r.i64(1);
     row.seq = r.i32(2);
-    row.role = r.str(3);
+    row.role = stored_word(r.str(3), Role::conductor);
     row.input = r.str(4);
     row.output = r.str(5);
-    row.verdict = r.str(6);
+    row.verdict = stored_outcome(r.str(6));
     row.counted = r.flag(7);
     row.created_ms = r.i64(8);
     return row;

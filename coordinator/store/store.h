@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/vocabulary.h"
 
 namespace kforge {
 
@@ -83,9 +84,11 @@ struct TaskRow {
   int64_t id = 0;
   int64_t campaign_id = 0;
   TaskSpec spec;
-  std::string state;  // pending | running | passed | failed | cancelled
+  TaskState state = TaskState::pending;
   int steps_used = 0;
-  std::string verdict;
+  std::optional<Outcome> verdict;  // once finished: what ended it (none: nothing did, e.g.
+                                   // limit_steps 0)
+  std::string reason;              // once finished: why, in words
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
 };
@@ -94,10 +97,11 @@ struct StepRow {
   int64_t id = 0;
   int64_t task_id = 0;
   int seq = 0;          // 1, 2, ... per task
-  std::string role;     // designer | coder | verifier | conductor
+  Role role = Role::designer;
   std::string input;    // prompt or job reference
-  std::string output;   // response, code or verdict document
-  std::string verdict;  // verifier steps: passed | compile_error | ...
+  std::string output;   // response, code, decision or verdict document; an LLM error's text
+  std::optional<Outcome> verdict;  // verifier steps: the verification's; LLM steps: llm_error
+                                   // or garbled, none when the answer was usable
   bool counted = true;  // counts against the task's limit_steps
   int64_t created_ms = 0;
 };
@@ -299,7 +303,9 @@ class Store {
   Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
   Result<TaskRow> get_task(int64_t task_id);
-  Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);
+  // A finished task has its verdict and reason; pending and running ones have none.
+  Status set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict = std::nullopt,
+                        const std::string& reason = "");
   // Appends a step (seq = last + 1, created_ms = now; step.id, seq and created_ms are
   // ignored); a counted step increments the task's steps_used.
   Result<int64_t> record_step(const StepRow& step);
