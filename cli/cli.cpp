@@ -52,12 +52,10 @@ int cmd_enqueue(const ParsedFlags& flags) {
   }
   auto store = open_existing(flags);
   if (!store.ok()) return fail(store.status().message());
-  proto::Assign assign;
-  assign.kind = "exec";
-  assign.argv = flags.positional;
-  assign.timeout_ms = timeout_s * 1000;
   NewJob job;
-  job.spec = proto::encode(assign);
+  job.kind = "exec";
+  job.request.argv = flags.positional;
+  job.request.timeout_ms = timeout_s * 1000;
   job.backend = flags.get("backend").value_or("cpu");
   job.arch = flags.get("arch").value_or("");
   job.priority = static_cast<int>(priority);

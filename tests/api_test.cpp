@@ -186,7 +186,7 @@ TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id w
     for (int i = 0; i < 6; ++i) {
       NewJob j;
       if (i % 3 != 2) j.task_id = tasks[static_cast<size_t>(i % 3)];
-      j.spec = "spec";
+      j.request.argv = {"true"};
       ids.push_back((*store)->enqueue_job(j).value());
     }
     REQUIRE((*store)->assign_job(ids[0], "agent-a", 1).ok());
@@ -648,7 +648,7 @@ TEST_CASE_FIXTURE(RouterFixture, "the cluster summary counts the queue and the t
     auto store = Store::open(db);
     REQUIRE(store.ok());
     NewJob job;
-    job.spec = "plain";
+    job.request.argv = {"true"};
     job.backend = "ascend";
     for (int i = 0; i < 2; ++i) REQUIRE((*store)->enqueue_job(job).ok());
   }

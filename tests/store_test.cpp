@@ -49,9 +49,10 @@ struct StoreFixture {
     return *id;
   }
 
-  int64_t job(int priority = 0, const std::string& spec = "spec") {
+  // A queued exec job whose command is `argv0` (its request's argv).
+  int64_t job(int priority = 0, const std::string& argv0 = "spec") {
     NewJob j;
-    j.spec = spec;
+    j.request.argv = {argv0};
     j.priority = priority;
     Result<int64_t> id = s().enqueue_job(j);
     REQUIRE_MESSAGE(id.ok(), id.status().to_string());
@@ -109,7 +110,7 @@ TEST_CASE_FIXTURE(StoreFixture, "reopening is idempotent") {
   reopen();
   reopen();
   CHECK(s().schema_version() == Store::latest_schema_version());
-  CHECK(get(job_id).spec == "spec");
+  CHECK(get(job_id).request.argv == std::vector<std::string>{"spec"});
 }
 
 TEST_CASE("a database from a newer kforge is refused and left unchanged") {
@@ -426,9 +427,9 @@ TEST_CASE_FIXTURE(StoreFixture, "a process killed mid-batch loses only that batc
     if (!child.ok()) _exit(2);
     Store& cs = **child;
     NewJob j;
-    j.spec = "committed";
+    j.request.argv = {"committed"};
     if (!cs.begin().ok() || !cs.enqueue_job(j).ok() || !cs.commit().ok()) _exit(3);
-    j.spec = "in flight";
+    j.request.argv = {"in flight"};
     if (!cs.begin().ok()) _exit(4);
     for (int i = 0; i < 1000; ++i) {
       if (!cs.enqueue_job(j).ok()) _exit(5);
@@ -444,14 +445,14 @@ TEST_CASE_FIXTURE(StoreFixture, "a process killed mid-batch loses only that batc
   Result<std::vector<JobRow>> jobs = s().jobs_in_state(JobState::queued);
   REQUIRE(jobs.ok());
   REQUIRE(jobs->size() == 1);
-  CHECK((*jobs)[0].spec == "committed");
+  CHECK(s().get_job((*jobs)[0].id)->request.argv == std::vector<std::string>{"committed"});
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "a read-only store reads and refuses writes") {
   int64_t j = job();
   Result<std::unique_ptr<Store>> ro = Store::open_readonly(db_path, clock);
   REQUIRE_MESSAGE(ro.ok(), ro.status().to_string());
-  CHECK((*ro)->get_job(j)->spec == "spec");
+  CHECK((*ro)->get_job(j)->request.argv == std::vector<std::string>{"spec"});
   Result<int64_t> write = (*ro)->enqueue_job(NewJob{});
   CHECK_FALSE(write.ok());
   CHECK(write.status().message().find("enqueue_job") != std::string::npos);
@@ -506,7 +507,7 @@ TEST_CASE_FIXTURE(StoreFixture, "job leases of a campaign, or of every job, by i
     j.task_id = task_id;
     j.backend = "cuda";
     j.arch = "h100";
-    j.spec = std::string(10'000, 's');  // never read by job_leases
+    j.request.files["big"] = std::string(10'000, 's');  // never read by job_leases
     Result<int64_t> id = s().enqueue_job(j);
     REQUIRE(id.ok());
     return *id;
@@ -568,7 +569,7 @@ struct ListingFixture : StoreFixture {
     for (int i = 0; i < 9; ++i) {
       NewJob j;
       j.task_id = i % 3 == 0 ? std::nullopt : std::optional<int64_t>(i % 3 == 1 ? t1 : t2);
-      j.spec = std::string(10'000, 's');  // never read by list_jobs
+      j.request.files["big"] = std::string(10'000, 's');  // never read by list_jobs
       j.priority = (i * 7) % 4;
       Result<int64_t> id = s().enqueue_job(j);
       REQUIRE(id.ok());
@@ -597,7 +598,7 @@ struct ListingFixture : StoreFixture {
   }
 };
 
-TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, spec not read") {
+TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, request not read") {
   std::vector<JobRow> all = list({});
   REQUIRE(all.size() == jobs.size());
   CHECK(ids_of({}) == jobs);
@@ -606,9 +607,9 @@ TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, 
   CHECK(done.task_id == t1);
   CHECK(done.agent_id == "agent-a");
   CHECK(done.result->stdout_data == "result 1");
-  CHECK(done.spec.empty());
+  CHECK(done.request.files.empty());
   CHECK_FALSE(all[0].result);
-  CHECK(get(jobs[1]).spec.size() == 10'000);  // get_job still reads it
+  CHECK(get(jobs[1]).request.files.at("big").size() == 10'000);  // get_job reads it
 }
 
 TEST_CASE_FIXTURE(ListingFixture, "list_jobs filters by state") {

@@ -59,6 +59,9 @@ struct Statements {
   sqlite3_stmt* add_steps_used = nullptr;
   sqlite3_stmt* steps_of = nullptr;
   sqlite3_stmt* insert_job = nullptr;
+  sqlite3_stmt* insert_job_file = nullptr;
+  sqlite3_stmt* job_request = nullptr;
+  sqlite3_stmt* job_files = nullptr;
   sqlite3_stmt* get_job = nullptr;
   sqlite3_stmt* job_state = nullptr;
   sqlite3_stmt* assign_job = nullptr;
@@ -118,14 +121,17 @@ struct Statements {
   "run_result_json = ?13, run_agent_id = ?14, run_started_ms = ?15, run_finished_ms = ?16, "  \
   "verdict = ?17, verdict_message = ?18, input_error = ?19, stage = ?20, trials = ?21, "      \
   "checks = ?22, profile = ?23, verdict_details = ?24"
+// A job's request (migration 0009), bound by bind_request from ?11 and read by read_request.
+#define KF_REQUEST_COLUMNS                                                                   \
+  "argv, env, timeout_ms, limit_address_space_mb, limit_cpu_s, limit_open_files, limit_processes, " \
+  "limit_file_size_mb"
+// The same columns set from ?11 on (migration 0009's data step).
+#define KF_REQUEST_SET                                                                     \
+  "argv = ?11, env = ?12, timeout_ms = ?13, limit_address_space_mb = ?14, limit_cpu_s = ?15, " \
+  "limit_open_files = ?16, limit_processes = ?17, limit_file_size_mb = ?18"
+// A job row without its request (get_job reads that apart: read_request). Column 4 is NULL,
+// where the retired spec was, so that the columns keep their numbers.
 #define KF_JOB_COLUMNS                                                                   \
-  "id, task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, epoch, " \
-  "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
-  KF_RESULT_COLUMNS
-// KF_JOB_COLUMNS without the spec: NULL in its place, so read_job reads both (spec empty).
-// The spec is not copied out, but SQLite still walks its overflow pages to reach the columns
-// stored after it (state, result, ...): about 5 us a job for an 8 KB spec.
-#define KF_JOB_LISTING_COLUMNS                                                           \
   "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
   "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
   KF_RESULT_COLUMNS
@@ -175,8 +181,12 @@ const SqlDef kSql[] = {
     {&Statements::insert_job,
      "INSERT INTO jobs(task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, "
      "epoch, agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, "
-     "task_seq) "
-     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, NULL, -1, 0, NULL, ?9, 0, 0, ?10)"},
+     "task_seq, " KF_REQUEST_COLUMNS ") "
+     "VALUES(?1, ?2, ?3, x'', ?5, ?6, ?7, ?8, 'queued', 0, NULL, -1, 0, NULL, ?9, 0, 0, ?10, "
+     "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
+    {&Statements::insert_job_file, "INSERT INTO job_files(job_id, name, data) VALUES(?1, ?2, ?3)"},
+    {&Statements::job_request, "SELECT " KF_REQUEST_COLUMNS " FROM jobs WHERE id = ?1"},
+    {&Statements::job_files, "SELECT name, data FROM job_files WHERE job_id = ?1 ORDER BY name"},
     {&Statements::get_job, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id = ?1"},
     {&Statements::job_state, "SELECT state FROM jobs WHERE id = ?1"},
     {&Statements::assign_job,
@@ -277,16 +287,16 @@ const SqlDef kSql[] = {
     // returns; "WHERE state = ?4 ORDER BY id LIMIT" instead would read and sort every row in
     // the state, result blobs included, since no index is ordered by (state, id).
     {&Statements::list_jobs,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2"},
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2"},
     {&Statements::list_jobs_in_state,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id IN "
      "(SELECT id FROM jobs WHERE state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
     {&Statements::list_jobs_of_task,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id IN "
      "(SELECT id FROM jobs WHERE task_id = ?3 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
     // A task has few jobs: its index finds them, their state is read from the rows.
     {&Statements::list_jobs_of_task_in_state,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id IN "
      "(SELECT id FROM jobs WHERE task_id = ?3 AND state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) "
      "ORDER BY id"},
     {&Statements::task_counts,
@@ -311,7 +321,7 @@ constexpr const char* kTasksOfCampaignAt6 =
     "SELECT " KF_TASK_SELECT("''") " WHERE campaign_id = ?1 ORDER BY tasks.id";
 
 #undef KF_JOB_COLUMNS
-#undef KF_JOB_LISTING_COLUMNS
+#undef KF_REQUEST_COLUMNS
 #undef KF_TASK_COLUMNS
 #undef KF_TASK_SELECT
 #undef KF_LEASE_COLUMNS
@@ -323,7 +333,6 @@ JobRow read_job(const Stmt& s, bool* state_ok) {
   j.task_id = s.opt_i64(1);
   j.step_id = s.opt_i64(2);
   j.kind = s.str(3);
-  j.spec = s.bytes(4);
   j.backend = s.str(5);
   j.arch = s.str(6);
   j.priority = s.i32(7);
@@ -735,6 +744,128 @@ struct Store::Impl {
                                              bool read_only);
 };
 
+// ---- Job requests in columns (migration 0009) -----------------------------------------------
+
+JobRequest request_of(const proto::Assign& assign) {
+  return JobRequest{assign.argv, assign.env, assign.files, assign.timeout_ms, assign.limits};
+}
+
+proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index, const std::string& backend) {
+  proto::Assign a;
+  a.job = proto::JobRef{static_cast<uint64_t>(job.id), static_cast<uint64_t>(epoch)};
+  a.device_index = device_index;
+  a.backend = backend;
+  a.kind = job.kind;
+  a.argv = job.request.argv;
+  a.env = job.request.env;
+  a.files = job.request.files;
+  a.timeout_ms = job.request.timeout_ms;
+  a.limits = job.request.limits;
+  return a;
+}
+
+namespace {
+
+// Binds `r`'s columns (KF_REQUEST_COLUMNS) from ?11 on; argv and env as JSON, which must be
+// UTF-8 text.
+Status bind_request(Stmt& s, const JobRequest& r, std::string_view op) {
+  std::string argv, env;
+  try {
+    argv = nlohmann::json(r.argv).dump();
+    env = nlohmann::json(r.env).dump();
+  } catch (const nlohmann::json::exception&) {
+    return invalid_argument(std::string(op) + ": the job's argv or env is not UTF-8 text");
+  }
+  s.text_copy(11, argv)
+      .text_copy(12, env)
+      .bind(13, static_cast<int64_t>(r.timeout_ms))
+      .bind(14, static_cast<int64_t>(r.limits.address_space_mb))
+      .bind(15, static_cast<int64_t>(r.limits.cpu_s))
+      .bind(16, static_cast<int64_t>(r.limits.open_files))
+      .bind(17, static_cast<int64_t>(r.limits.processes))
+      .bind(18, static_cast<int64_t>(r.limits.file_size_mb));
+  return Status();
+}
+
+// Writes a job's files through `insert` (INSERT INTO job_files).
+Status insert_files(sqlite::Db& d, sqlite3_stmt* insert, int64_t job_id,
+                    const std::map<std::string, std::string>& files, std::string_view op) {
+  for (const auto& [name, data] : files) {
+    Stmt f(insert);
+    f.bind(1, job_id).text(2, name).blob(3, data);
+    if (int rc = f.step(); rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  return Status();
+}
+
+// A stored JSON array of strings (argv) or object of strings (env) as `T`; what does not
+// parse as one is an error naming the column.
+template <class T>
+Result<T> stored_json(const Db& d, int64_t job_id, const char* column, const std::string& text) {
+  try {
+    return nlohmann::json::parse(text).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    return internal_error(d.path + ": job " + std::to_string(job_id) + ": jobs." + column + " is not what it must be: " +
+                          e.what());
+  }
+}
+
+// The request of job `job_id` (its columns and files).
+Result<JobRequest> read_request(Db& d, int64_t job_id) {
+  constexpr std::string_view op = "get_job";
+  JobRequest r;
+  {
+    Stmt s(d.st.job_request);
+    s.bind(1, job_id);
+    int rc = s.step();
+    if (rc != SQLITE_ROW) return d.error(rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, op);
+    auto argv = stored_json<std::vector<std::string>>(d, job_id, "argv", s.str(0));
+    if (!argv.ok()) return argv.status();
+    auto env = stored_json<std::map<std::string, std::string>>(d, job_id, "env", s.str(1));
+    if (!env.ok()) return env.status();
+    r.argv = std::move(*argv);
+    r.env = std::move(*env);
+    r.timeout_ms = static_cast<uint64_t>(s.i64(2));
+    r.limits = proto::Limits{static_cast<uint64_t>(s.i64(3)), static_cast<uint64_t>(s.i64(4)),
+                             static_cast<uint64_t>(s.i64(5)), static_cast<uint64_t>(s.i64(6)),
+                             static_cast<uint64_t>(s.i64(7))};
+  }
+  Stmt f(d.st.job_files);
+  f.bind(1, job_id);
+  int rc;
+  while ((rc = f.step()) == SQLITE_ROW) r.files[f.str(0)] = f.bytes(1);
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return r;
+}
+
+}  // namespace
+
+// Migration 0009's data step: every job whose spec is an encoded proto::Assign frame (schema
+// 1-8) gets that Assign's request in its columns and job_files, and an empty spec. Runs inside
+// the migration's transaction. A frame that does not decode leaves the request empty (an exec
+// job without a command: the agent reports it as an infrastructure error), as dispatch did.
+Status convert_job_specs(Db& d) {
+  constexpr std::string_view op = "migration 0009: job requests in columns";
+  Prepared select, update, file;
+  KF_RETURN_IF_ERROR(d.prepare("SELECT id, spec FROM jobs WHERE length(spec) > 0", &select.s));
+  KF_RETURN_IF_ERROR(d.prepare("UPDATE jobs SET spec = x'', " KF_REQUEST_SET " WHERE id = ?1", &update.s));
+  KF_RETURN_IF_ERROR(d.prepare("INSERT INTO job_files(job_id, name, data) VALUES(?1, ?2, ?3)", &file.s));
+  Stmt rows(select.s);
+  int rc;
+  while ((rc = rows.step()) == SQLITE_ROW) {
+    const int64_t id = rows.i64(0);
+    auto frame = proto::decode(rows.bytes(1));
+    const auto* assign = frame.ok() ? std::get_if<proto::Assign>(&frame->message) : nullptr;
+    const JobRequest request = assign != nullptr ? request_of(*assign) : JobRequest{};
+    Stmt u(update.s);
+    u.bind(1, id);
+    KF_RETURN_IF_ERROR(bind_request(u, request, op));
+    if (int urc = u.finish(); urc != SQLITE_DONE) return d.error(urc, op);
+    KF_RETURN_IF_ERROR(insert_files(d, file.s, id, request.files, op));
+  }
+  return rc == SQLITE_DONE ? Status() : d.error(rc, op);
+}
+
 // Migration 0003's data step: every job result stored as an encoded proto::JobResult frame
 // (jobs.result, schema 1-2) is written into the typed columns, and the frame dropped. Runs
 // inside the migration's transaction. A frame that does not decode becomes an infra_error
@@ -826,6 +957,7 @@ Status Db::migrate() {
     if (s.ok() && m.version == 3) s = convert_job_frames(*this);
     if (s.ok() && m.version == 4) s = move_task_texts(*this);
     if (s.ok() && m.version == 6) s = rehash_campaigns(*this);
+    if (s.ok() && m.version == 9) s = convert_job_specs(*this);
     if (s.ok() && sqlite3_get_autocommit(db)) {
       return internal_error(path + ": migration " + m.name +
                             " ended the transaction itself; migrations must not contain "
@@ -1153,17 +1285,18 @@ Result<int64_t> Store::enqueue_job(const NewJob& job) {
     s.bind(1, job.task_id)
         .bind(2, job.step_id)
         .text(3, job.kind)
-        .blob(4, job.spec)
         .text(5, job.backend)
         .text(6, job.arch)
         .bind(7, job.priority)
         .bind(8, job.exclusive)
         .bind(9, d.now());
     if (job.task_seq) s.bind(10, static_cast<int64_t>(*job.task_seq));
+    KF_RETURN_IF_ERROR(bind_request(s, job.request, op));
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
   int64_t id = sqlite3_last_insert_rowid(d.db);
+  KF_RETURN_IF_ERROR(insert_files(d, d.st.insert_job_file, id, job.request.files, op));
   KF_RETURN_IF_ERROR(tx.commit());
   return id;
 }
@@ -1181,6 +1314,9 @@ Result<JobRow> Store::get_job(int64_t job_id) {
     return internal_error(d.path + ": get_job: job " + std::to_string(job_id) +
                           " has an unknown state '" + s.str(9) + "'");
   }
+  auto request = read_request(d, job_id);
+  if (!request.ok()) return request.status();
+  job.request = std::move(*request);
   return job;
 }
 
