@@ -52,12 +52,10 @@ int cmd_enqueue(const ParsedFlags& flags) {
   }
   auto store = open_existing(flags);
   if (!store.ok()) return fail(store.status().message());
-  proto::Assign assign;
-  assign.kind = "exec";
-  assign.argv = flags.positional;
-  assign.timeout_ms = timeout_s * 1000;
   NewJob job;
-  job.spec = proto::encode(assign);
+  job.kind = "exec";
+  job.request.argv = flags.positional;
+  job.request.timeout_ms = timeout_s * 1000;
   job.backend = flags.get("backend").value_or("cpu");
   job.arch = flags.get("arch").value_or("");
   job.priority = static_cast<int>(priority);
@@ -117,7 +115,7 @@ const std::vector<Command>& commands() {
       {"campaign", true, "only this campaign's tasks"},
       {"state", true, "pending | running | passed | failed | cancelled"},
       {"op", true, "only this op_name"},
-      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ...)"},
+      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ..., llm_error, garbled, cancelled)"},
       {"limit", true, "at most this many"},
       {"offset", true, "skip this many matching tasks first (slower than --after at depth)"},
       {"after", true, "only tasks with ids above this (keyset paging)"},

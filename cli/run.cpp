@@ -206,8 +206,8 @@ int cmd_run(const ParsedFlags& flags) {
     if (!tasks.ok()) break;
     size_t done = 0, passed = 0;
     for (const TaskRow& t : *tasks) {
-      done += (t.state == "passed" || t.state == "failed" || t.state == "cancelled") ? 1 : 0;
-      passed += t.state == "passed" ? 1 : 0;
+      done += kforge::finished(t.state) ? 1 : 0;
+      passed += t.state == TaskState::passed ? 1 : 0;
     }
     if (done != last_done) {
       std::fprintf(stderr, "kforge: %s: %zu/%zu tasks done, %zu passed\n", campaign.name().c_str(), done,

@@ -29,7 +29,7 @@ class FakeLoop : public ConductorLoop {
   std::filesystem::path store_path() const override { return path_; }
   Result<int64_t> submit(const NewJob& job, const proto::Assign& assign) override {
     NewJob row = job;
-    row.spec = proto::encode(assign);
+    row.request = request_of(assign);
     auto id = store_->enqueue_job(row);
     if (id.ok()) submitted.push_back({*id, assign});
     return id;
@@ -137,7 +137,7 @@ TaskSpec verify_only_task(const std::string& task_id,
 TEST_CASE_FIXTURE(ConductorFixture, "a verify_only task is verified once with its own candidate") {
   int64_t t = campaign("verify_only", {verify_only_task("s0", "profile")})[0];
   REQUIRE(conductor->resume_all().ok());
-  CHECK(task(t).state == "running");
+  CHECK(task(t).state == TaskState::running);
   REQUIRE(loop.submitted.size() == 1);
   const proto::Assign& assign = loop.submitted[0].assign;
   CHECK(assign.kind == "verify");
@@ -149,10 +149,10 @@ TEST_CASE_FIXTURE(ConductorFixture, "a verify_only task is verified once with it
   CHECK(job.backend == "cuda");
 
   loop.deliver(job.id, verdict(Verdict::passed));
-  CHECK(task(t).state == "passed");
+  CHECK(task(t).state == TaskState::passed);
   CHECK(loop.store().get_campaign(task(t).campaign_id)->state == "finished");
   REQUIRE(steps(t).size() == 1);
-  CHECK(steps(t)[0].verdict == "passed");
+  CHECK(steps(t)[0].verdict == Outcome::passed);
 }
 
 TEST_CASE_FIXTURE(ConductorFixture, "a campaign's timing sets its verify jobs' trials and runs") {
@@ -192,7 +192,8 @@ TEST_CASE_FIXTURE(ConductorFixture,
   }
   CHECK(loop.submitted.size() == 3);  // no fourth attempt
   TaskRow row = task(t);
-  CHECK(row.state == "failed");
+  CHECK(row.state == TaskState::failed);
+  CHECK(row.verdict == Outcome::infra_error);
   CHECK(row.steps_used == 0);
   for (const StepRow& s : steps(t)) CHECK_FALSE(s.counted);
 }
@@ -219,7 +220,7 @@ TEST_CASE_FIXTURE(ConductorFixture,
   REQUIRE(restarted.resume_all().ok());
   CHECK(loop.submitted.size() == 1);
   CHECK(restarted.active() == 1);
-  CHECK(task(t).state == "running");
+  CHECK(task(t).state == TaskState::running);
 }
 
 TEST_CASE_FIXTURE(ConductorFixture, "a cancelled task is stopped and its queued job withdrawn") {
@@ -227,7 +228,7 @@ TEST_CASE_FIXTURE(ConductorFixture, "a cancelled task is stopped and its queued 
   REQUIRE(conductor->resume_all().ok());
   bool told = true;
   conductor->on_finish(t, [&](bool passed) { told = passed; });
-  REQUIRE(loop.store().set_task_state(t, "cancelled", "by the operator").ok());
+  REQUIRE(loop.store().set_task_state(t, TaskState::cancelled, Outcome::cancelled, "by the operator").ok());
   REQUIRE(conductor->resume_all().ok());
   CHECK(loop.cancelled == std::vector<int64_t>{loop.submitted.at(0).job_id});
   CHECK(conductor->active() == 0);
@@ -240,8 +241,9 @@ TEST_CASE_FIXTURE(ConductorFixture,
   REQUIRE(conductor->resume_all().ok());
   CHECK(loop.submitted.empty());
   TaskRow row = task(t);
-  CHECK(row.state == "failed");
-  CHECK(row.verdict == "no LLM is configured for the designer role");
+  CHECK(row.state == TaskState::failed);
+  CHECK(row.verdict == Outcome::infra_error);
+  CHECK(row.reason == "no LLM is configured for the designer role");
 }
 
 TEST_CASE_FIXTURE(
@@ -260,7 +262,7 @@ TEST_CASE_FIXTURE(
   CHECK(conductor->active() == 1);
   CHECK(loop.submitted.size() == 1);  // it found its job again
   loop.deliver(loop.submitted.at(0).job_id, verdict(Verdict::passed));
-  CHECK(task(t).state == "passed");
+  CHECK(task(t).state == TaskState::passed);
 }
 
 TEST_CASE_FIXTURE(ConductorFixture,
@@ -276,8 +278,9 @@ TEST_CASE_FIXTURE(ConductorFixture,
     loop.deliver(loop.submitted.at(0).job_id, verdict(Verdict::passed));
   }
   TaskRow row = task(t);
-  CHECK(row.state == "failed");
-  CHECK(row.verdict == "store error: injected: disk is full");
+  CHECK(row.state == TaskState::failed);
+  CHECK(row.verdict == Outcome::infra_error);
+  CHECK(row.reason == "store error: injected: disk is full");
 }
 
 TEST_CASE_FIXTURE(ConductorFixture,
@@ -291,5 +294,5 @@ TEST_CASE_FIXTURE(ConductorFixture,
   loop.turn();
   CHECK(conductor->active() == 1);
   CHECK(loop.submitted.size() == 1);
-  CHECK(task(t).state == "running");
+  CHECK(task(t).state == TaskState::running);
 }

@@ -128,7 +128,7 @@ class Conductor {
  private:
   struct Active {
     int64_t token = 0;      // identifies the action in flight; stale callbacks are ignored
-    std::string workflow;   // of the task's campaign
+    Workflow workflow = Workflow::default_;  // of the task's campaign
     int64_t campaign_id = 0;
     std::string timing = "kforge";  // of the task's campaign: its verify jobs' trials and runs
   };
@@ -173,7 +173,7 @@ class Conductor {
   void advance(int64_t task_id);
   void advance_unguarded(int64_t task_id);
   void ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action);
-  void on_llm(int64_t task_id, int64_t token, const std::string& role, const LlmRequest& request,
+  void on_llm(int64_t task_id, int64_t token, Role role, const LlmRequest& request,
               const LlmResponse& response, bool from_cache);
   void verify(const TaskRow& task, const std::vector<StepRow>& steps);
   void record_verdict(int64_t task_id, int64_t job_id, const VerifyResult& result);

@@ -24,6 +24,8 @@ namespace {
 
 using json = nlohmann::json;
 
+constexpr const char* kCancelledReason = "cancelled by operator";  // a cancelled task's reason
+
 json nullable_ms(int64_t ms) { return ms > 0 ? json(ms) : json(nullptr); }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -87,9 +89,9 @@ json task_json(const TaskOutcome& o) {
           {"impl_type", t.spec.impl_type},
           {"framework", t.spec.framework},
           {"task_type", t.spec.task_type},
-          {"state", t.state},
-          {"verdict", o.verdict},
-          {"reason", t.verdict},
+          {"state", to_string(t.state)},
+          {"verdict", to_string(o.verdict)},
+          {"reason", t.reason},
           {"steps", t.steps_used},
           {"limit_steps", t.spec.limit_steps},
           {"speedup", o.speedup > 0 ? json(o.speedup) : json(nullptr)},
@@ -420,13 +422,13 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
     if (!tasks.ok()) return tasks.status();
     bool any_unfinished = false, any_cancelled = false;
     for (const TaskRow& t : *tasks) {
-      if (cancel && (t.state == "pending" || t.state == "running")) {
-        KF_RETURN_IF_ERROR(store.set_task_state(t.id, "cancelled", "cancelled by operator"));
+      if (cancel && !finished(t.state)) {
+        KF_RETURN_IF_ERROR(store.set_task_state(t.id, TaskState::cancelled, Outcome::cancelled, kCancelledReason));
         any_cancelled = true;
-      } else if (!cancel && t.state == "cancelled") {
-        KF_RETURN_IF_ERROR(store.set_task_state(t.id, "pending", ""));
+      } else if (!cancel && t.state == TaskState::cancelled) {
+        KF_RETURN_IF_ERROR(store.set_task_state(t.id, TaskState::pending));
         any_unfinished = true;
-      } else if (t.state == "pending" || t.state == "running") {
+      } else if (!finished(t.state)) {
         any_unfinished = true;
       }
     }
@@ -469,10 +471,10 @@ Result<json> task_detail(Store& store, int64_t id) {
   json s = json::array();
   for (const StepRow& step : *steps) {
     s.push_back({{"seq", step.seq},
-                 {"role", step.role},
+                 {"role", to_string(step.role)},
                  {"input", step.input},
                  {"output", step.output},
-                 {"verdict", step.verdict},
+                 {"verdict", to_string(step.verdict)},
                  {"counted", step.counted},
                  {"created_ms", step.created_ms}});
   }
@@ -488,15 +490,15 @@ Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
   return backend.write([&](Store& store) -> Result<json> {
     auto t = find_task(store, id);
     if (!t.ok()) return t.status();
-    const std::string& state = t->state;
-    if (state == "passed" || state == "failed") {
-      return failed_precondition("task " + std::to_string(id) + " has finished (" + state + "); nothing to " +
-                                 (cancel ? "cancel" : "resume"));
+    const TaskState state = t->state;
+    if (state == TaskState::passed || state == TaskState::failed) {
+      return failed_precondition("task " + std::to_string(id) + " has finished (" + std::string(to_string(state)) +
+                                 "); nothing to " + (cancel ? "cancel" : "resume"));
     }
-    if (cancel && (state == "pending" || state == "running")) {
-      KF_RETURN_IF_ERROR(store.set_task_state(id, "cancelled", "cancelled by operator"));
-    } else if (!cancel && state == "cancelled") {
-      KF_RETURN_IF_ERROR(store.set_task_state(id, "pending", ""));
+    if (cancel && !finished(state)) {
+      KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::cancelled, Outcome::cancelled, kCancelledReason));
+    } else if (!cancel && state == TaskState::cancelled) {
+      KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::pending));
       auto c = store.get_campaign(t->campaign_id);
       if (c.ok() && c->state != "running") KF_RETURN_IF_ERROR(store.set_campaign_state(t->campaign_id, "running"));
     }
@@ -521,10 +523,15 @@ Result<json> list_tasks(Store& store, const ApiRequest& r, std::optional<int64_t
   auto after = query_id(r, "after", 0);  // keyset paging: tasks with ids above this
   if (!after.ok()) return after.status();
   std::string state = query_text(r, "state"), verdict = query_text(r, "verdict");
-  if (!state.empty() && state != "pending" && state != "running" && state != "passed" && state != "failed" &&
-      state != "cancelled") {
-    return invalid_argument("query parameter 'state': '" + state +
-                            "' is not one of pending, running, passed, failed, cancelled");
+  if (!state.empty() && !parse_enum<TaskState>(state)) {
+    return invalid_argument("query parameter 'state': '" + state + "' is not one of " + names_of<TaskState>());
+  }
+  std::optional<Outcome> wanted_verdict;
+  if (!verdict.empty()) {
+    wanted_verdict = parse_enum<Outcome>(verdict);
+    if (!wanted_verdict) {
+      return invalid_argument("query parameter 'verdict': '" + verdict + "' is not one of " + names_of<Outcome>());
+    }
   }
   if (*campaign) {
     if (auto c = get_campaign(store, **campaign); !c.ok()) return c.status();
@@ -552,7 +559,7 @@ Result<json> list_tasks(Store& store, const ApiRequest& r, std::optional<int64_t
       if (!t.ok()) return t.status();
       auto o = task_outcome(store, *t);
       if (!o.ok()) return o.status();
-      if (!verdict.empty() && o->verdict != verdict) continue;
+      if (wanted_verdict && o->verdict != wanted_verdict) continue;
       if (skip > 0) {
         --skip;
         continue;

@@ -24,11 +24,11 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
   r.task = task;
   int last_coder = 0;
   for (const StepRow& s : steps) {
-    if (s.role == "coder" && s.verdict.empty()) last_coder = s.seq;
-    if (s.role != "verifier") continue;
+    if (s.role == Role::coder && !s.verdict) last_coder = s.seq;
+    if (s.role != Role::verifier) continue;
     r.last_verdict = s.verdict;
     r.verifier_verdicts.push_back(s.verdict);
-    if (s.verdict == "passed") {
+    if (s.verdict == Outcome::passed) {
       r.best_step = last_coder;
       if (auto profile = verify_result_from_text(s.output).profile) {
         r.speedup = positive(profile->speedup);
@@ -38,9 +38,7 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
       }
     }
   }
-  r.verdict = task.state == "passed"   ? "passed"
-              : r.last_verdict.empty() ? task.verdict
-                                       : r.last_verdict;
+  r.verdict = finished(task.state) && task.verdict ? task.verdict : r.last_verdict;
   auto usage = store.llm_usage_of_task(task.id);
   if (!usage.ok()) return usage.status();
   r.usage = *usage;

@@ -232,12 +232,12 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     auto outcome = task_outcome(store, t);
     if (!outcome.ok()) return outcome.status();
     const TaskOutcome& o = *outcome;
-    const std::string state = valid_utf8(t.state);
+    const std::string state(to_string(t.state));
     const std::string task_type = valid_utf8(t.spec.task_type);
     by_state[state] = by_state.value(state, 0) + 1;
     by_type[task_type] = by_type.value(task_type, 0) + 1;
     const bool is_profile = t.spec.task_type == "profile";
-    const bool ok = t.state == "passed";
+    const bool ok = t.state == TaskState::passed;
     const bool measured = ok && o.speedup > 0;
     if (is_profile) ++profiled;
     if (ok) {
@@ -269,8 +269,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
                             {"harness_flag", o.harness_suspicious}});
     }
     std::map<std::string, bool> seen;
-    for (const std::string& v : o.verifier_verdicts) {
-      std::string key = valid_utf8(v.empty() ? std::string("(none)") : v);
+    for (const std::optional<Outcome>& v : o.verifier_verdicts) {
+      std::string key(v ? to_string(*v) : "(none)");
       ++verdicts[key].steps;
       if (!seen[key]) {
         seen[key] = true;
@@ -307,8 +307,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
                     {"framework", valid_utf8(t.spec.framework)},
                     {"task_type", task_type},
                     {"state", state},
-                    {"verdict", valid_utf8(o.verdict)},
-                    {"reason", valid_utf8(t.verdict)},
+                    {"verdict", to_string(o.verdict)},
+                    {"reason", valid_utf8(t.reason)},
                     {"steps", t.steps_used},
                     {"limit_steps", t.spec.limit_steps},
                     {"best_step", o.best_step > 0 ? json(o.best_step) : json(nullptr)},

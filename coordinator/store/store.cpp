@@ -60,6 +60,9 @@ struct Statements {
   sqlite3_stmt* add_steps_used = nullptr;
   sqlite3_stmt* steps_of = nullptr;
   sqlite3_stmt* insert_job = nullptr;
+  sqlite3_stmt* insert_job_file = nullptr;
+  sqlite3_stmt* job_request = nullptr;
+  sqlite3_stmt* job_files = nullptr;
   sqlite3_stmt* get_job = nullptr;
   sqlite3_stmt* job_state = nullptr;
   sqlite3_stmt* assign_job = nullptr;
@@ -119,26 +122,31 @@ struct Statements {
   "run_result_json = ?13, run_agent_id = ?14, run_started_ms = ?15, run_finished_ms = ?16, "  \
   "verdict = ?17, verdict_message = ?18, input_error = ?19, stage = ?20, trials = ?21, "      \
   "checks = ?22, profile = ?23, verdict_details = ?24"
+// A job's request (migration 0011), bound by bind_request from ?11 and read by read_request.
+#define KF_REQUEST_COLUMNS                                                                   \
+  "argv, env, timeout_ms, limit_address_space_mb, limit_cpu_s, limit_open_files, limit_processes, " \
+  "limit_file_size_mb"
+// The same columns set from ?11 on (migration 0011's data step).
+#define KF_REQUEST_SET                                                                     \
+  "argv = ?11, env = ?12, timeout_ms = ?13, limit_address_space_mb = ?14, limit_cpu_s = ?15, " \
+  "limit_open_files = ?16, limit_processes = ?17, limit_file_size_mb = ?18"
+// A job row without its request (get_job reads that apart: read_request). Column 4 is NULL,
+// where the retired spec was, so that the columns keep their numbers.
 #define KF_JOB_COLUMNS                                                                   \
-  "id, task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, epoch, " \
-  "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
-  KF_RESULT_COLUMNS
-// KF_JOB_COLUMNS without the spec: NULL in its place, so read_job reads both (spec empty).
-// The spec is not copied out, but SQLite still walks its overflow pages to reach the columns
-// stored after it (state, result, ...): about 5 us a job for an 8 KB spec.
-#define KF_JOB_LISTING_COLUMNS                                                           \
   "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
   "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
   KF_RESULT_COLUMNS
 // A task's texts are stored once each in blobs (migration 0004): read_task puts them together
-// from the blob and the task's edit (text_of), four columns each.
-#define KF_TASK_COLUMNS                                                            \
+// from the blob and the task's edit (text_of), four columns each. `reason` is the reason
+// column (migration 0010), or '' for the migrations before it that read tasks.
+#define KF_TASK_SELECT(reason)                                                     \
   "tasks.id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, " \
   "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "   \
   "d.data, task_desc_head, task_desc_tail, task_desc_middle, "                     \
-  "c.data, candidate_head, candidate_tail, candidate_middle "                      \
+  "c.data, candidate_head, candidate_tail, candidate_middle, " reason " "          \
   "FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "                \
   "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
+#define KF_TASK_COLUMNS KF_TASK_SELECT("reason")
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
 #define KF_CAMPAIGN_COLUMNS "id, name, spec, state, content_hash, workflow, created_ms, updated_ms, timing"
@@ -162,7 +170,7 @@ const SqlDef kSql[] = {
      "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
     {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " WHERE tasks.id = ?1"},
     {&Statements::set_task_state,
-     "UPDATE tasks SET state = ?2, verdict = ?3, updated_ms = ?4 WHERE id = ?1"},
+     "UPDATE tasks SET state = ?2, verdict = ?3, reason = ?5, updated_ms = ?4 WHERE id = ?1"},
     {&Statements::insert_step,
      "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
      "SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM steps WHERE task_id = ?1"},
@@ -174,8 +182,12 @@ const SqlDef kSql[] = {
     {&Statements::insert_job,
      "INSERT INTO jobs(task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, "
      "epoch, agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, "
-     "task_seq) "
-     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, NULL, -1, 0, NULL, ?9, 0, 0, ?10)"},
+     "task_seq, " KF_REQUEST_COLUMNS ") "
+     "VALUES(?1, ?2, ?3, x'', ?5, ?6, ?7, ?8, 'queued', 0, NULL, -1, 0, NULL, ?9, 0, 0, ?10, "
+     "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
+    {&Statements::insert_job_file, "INSERT INTO job_files(job_id, name, data) VALUES(?1, ?2, ?3)"},
+    {&Statements::job_request, "SELECT " KF_REQUEST_COLUMNS " FROM jobs WHERE id = ?1"},
+    {&Statements::job_files, "SELECT name, data FROM job_files WHERE job_id = ?1 ORDER BY name"},
     {&Statements::get_job, "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id = ?1"},
     {&Statements::job_state, "SELECT state FROM jobs WHERE id = ?1"},
     {&Statements::assign_job,
@@ -276,16 +288,16 @@ const SqlDef kSql[] = {
     // returns; "WHERE state = ?4 ORDER BY id LIMIT" instead would read and sort every row in
     // the state, result blobs included, since no index is ordered by (state, id).
     {&Statements::list_jobs,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2"},
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2"},
     {&Statements::list_jobs_in_state,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id IN "
      "(SELECT id FROM jobs WHERE state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
     {&Statements::list_jobs_of_task,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id IN "
      "(SELECT id FROM jobs WHERE task_id = ?3 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) ORDER BY id"},
     // A task has few jobs: its index finds them, their state is read from the rows.
     {&Statements::list_jobs_of_task_in_state,
-     "SELECT " KF_JOB_LISTING_COLUMNS " FROM jobs WHERE id IN "
+     "SELECT " KF_JOB_COLUMNS " FROM jobs WHERE id IN "
      "(SELECT id FROM jobs WHERE task_id = ?3 AND state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) "
      "ORDER BY id"},
     {&Statements::task_counts,
@@ -304,13 +316,15 @@ const SqlDef kSql[] = {
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
 
-// A campaign's tasks in order (migration 0006 reads them before the statements are prepared).
-constexpr const char* kTasksOfCampaign =
-    "SELECT " KF_TASK_COLUMNS " WHERE campaign_id = ?1 ORDER BY tasks.id";
+// A campaign's tasks in order, as migration 0006 reads them (before the statements are
+// prepared, and before migration 0010 adds the reason).
+constexpr const char* kTasksOfCampaignAt6 =
+    "SELECT " KF_TASK_SELECT("''") " WHERE campaign_id = ?1 ORDER BY tasks.id";
 
 #undef KF_JOB_COLUMNS
-#undef KF_JOB_LISTING_COLUMNS
+#undef KF_REQUEST_COLUMNS
 #undef KF_TASK_COLUMNS
+#undef KF_TASK_SELECT
 #undef KF_LEASE_COLUMNS
 #undef KF_CAMPAIGN_COLUMNS
 
@@ -320,7 +334,6 @@ JobRow read_job(const Stmt& s, bool* state_ok) {
   j.task_id = s.opt_i64(1);
   j.step_id = s.opt_i64(2);
   j.kind = s.str(3);
-  j.spec = s.bytes(4);
   j.backend = s.str(5);
   j.arch = s.str(6);
   j.priority = s.i32(7);
@@ -535,6 +548,19 @@ void bind_text(Stmt& s, int first, const StoredText& t) {
   }
 }
 
+// A vocabulary word as stored (migration 0010 made every stored word one of the enum's): a
+// word this build does not know reads as `unknown`.
+template <class E>
+E stored_word(const std::string& text, E unknown) {
+  return parse_enum<E>(text).value_or(unknown);
+}
+
+// A stored task or step verdict: '' is none; a word this build does not know, infra_error.
+std::optional<Outcome> stored_outcome(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  return stored_word(text, Outcome::infra_error);
+}
+
 TaskRow read_task(const Stmt& s) {
   TaskRow t;
   t.id = s.i64(0);
@@ -547,9 +573,10 @@ TaskRow read_task(const Stmt& s) {
   t.spec.framework = s.str(7);
   t.spec.task_type = s.str(8);
   t.spec.limit_steps = s.i32(9);
-  t.state = s.str(10);
+  t.state = stored_word(s.str(10), TaskState::failed);
   t.steps_used = s.i32(11);
-  t.verdict = s.str(12);
+  t.verdict = stored_outcome(s.str(12));
+  t.reason = s.str(23);
   t.created_ms = s.i64(13);
   t.updated_ms = s.i64(14);
   t.spec.task_desc = text_of(s, 15);
@@ -663,7 +690,7 @@ Status rehash_campaigns(Db& d) {
   KF_RETURN_IF_ERROR(d.prepare(
       "SELECT id, workflow, content_hash FROM campaigns WHERE length(content_hash) = 16",
       &campaigns.s));
-  KF_RETURN_IF_ERROR(d.prepare(kTasksOfCampaign, &tasks.s));
+  KF_RETURN_IF_ERROR(d.prepare(kTasksOfCampaignAt6, &tasks.s));
   KF_RETURN_IF_ERROR(
       d.prepare("UPDATE campaigns SET content_hash = ?2 WHERE id = ?1", &update.s));
   Stmt c(campaigns.s);
@@ -718,6 +745,128 @@ struct Store::Impl {
   static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, Clock& clock,
                                              bool read_only);
 };
+
+// ---- Job requests in columns (migration 0011) -----------------------------------------------
+
+JobRequest request_of(const proto::Assign& assign) {
+  return JobRequest{assign.argv, assign.env, assign.files, assign.timeout_ms, assign.limits};
+}
+
+proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index, const std::string& backend) {
+  proto::Assign a;
+  a.job = proto::JobRef{static_cast<uint64_t>(job.id), static_cast<uint64_t>(epoch)};
+  a.device_index = device_index;
+  a.backend = backend;
+  a.kind = job.kind;
+  a.argv = job.request.argv;
+  a.env = job.request.env;
+  a.files = job.request.files;
+  a.timeout_ms = job.request.timeout_ms;
+  a.limits = job.request.limits;
+  return a;
+}
+
+namespace {
+
+// Binds `r`'s columns (KF_REQUEST_COLUMNS) from ?11 on; argv and env as JSON, which must be
+// UTF-8 text.
+Status bind_request(Stmt& s, const JobRequest& r, std::string_view op) {
+  std::string argv, env;
+  try {
+    argv = nlohmann::json(r.argv).dump();
+    env = nlohmann::json(r.env).dump();
+  } catch (const nlohmann::json::exception&) {
+    return invalid_argument(std::string(op) + ": the job's argv or env is not UTF-8 text");
+  }
+  s.text_copy(11, argv)
+      .text_copy(12, env)
+      .bind(13, static_cast<int64_t>(r.timeout_ms))
+      .bind(14, static_cast<int64_t>(r.limits.address_space_mb))
+      .bind(15, static_cast<int64_t>(r.limits.cpu_s))
+      .bind(16, static_cast<int64_t>(r.limits.open_files))
+      .bind(17, static_cast<int64_t>(r.limits.processes))
+      .bind(18, static_cast<int64_t>(r.limits.file_size_mb));
+  return Status();
+}
+
+// Writes a job's files through `insert` (INSERT INTO job_files).
+Status insert_files(sqlite::Db& d, sqlite3_stmt* insert, int64_t job_id,
+                    const std::map<std::string, std::string>& files, std::string_view op) {
+  for (const auto& [name, data] : files) {
+    Stmt f(insert);
+    f.bind(1, job_id).text(2, name).blob(3, data);
+    if (int rc = f.step(); rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  return Status();
+}
+
+// A stored JSON array of strings (argv) or object of strings (env) as `T`; what does not
+// parse as one is an error naming the column.
+template <class T>
+Result<T> stored_json(const Db& d, int64_t job_id, const char* column, const std::string& text) {
+  try {
+    return nlohmann::json::parse(text).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    return internal_error(d.path + ": job " + std::to_string(job_id) + ": jobs." + column + " is not what it must be: " +
+                          e.what());
+  }
+}
+
+// The request of job `job_id` (its columns and files).
+Result<JobRequest> read_request(Db& d, int64_t job_id) {
+  constexpr std::string_view op = "get_job";
+  JobRequest r;
+  {
+    Stmt s(d.st.job_request);
+    s.bind(1, job_id);
+    int rc = s.step();
+    if (rc != SQLITE_ROW) return d.error(rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, op);
+    auto argv = stored_json<std::vector<std::string>>(d, job_id, "argv", s.str(0));
+    if (!argv.ok()) return argv.status();
+    auto env = stored_json<std::map<std::string, std::string>>(d, job_id, "env", s.str(1));
+    if (!env.ok()) return env.status();
+    r.argv = std::move(*argv);
+    r.env = std::move(*env);
+    r.timeout_ms = static_cast<uint64_t>(s.i64(2));
+    r.limits = proto::Limits{static_cast<uint64_t>(s.i64(3)), static_cast<uint64_t>(s.i64(4)),
+                             static_cast<uint64_t>(s.i64(5)), static_cast<uint64_t>(s.i64(6)),
+                             static_cast<uint64_t>(s.i64(7))};
+  }
+  Stmt f(d.st.job_files);
+  f.bind(1, job_id);
+  int rc;
+  while ((rc = f.step()) == SQLITE_ROW) r.files[f.str(0)] = f.bytes(1);
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return r;
+}
+
+}  // namespace
+
+// Migration 0011's data step: every job whose spec is an encoded proto::Assign frame (schema
+// 1-8) gets that Assign's request in its columns and job_files, and an empty spec. Runs inside
+// the migration's transaction. A frame that does not decode leaves the request empty (an exec
+// job without a command: the agent reports it as an infrastructure error), as dispatch did.
+Status convert_job_specs(Db& d) {
+  constexpr std::string_view op = "migration 0011: job requests in columns";
+  Prepared select, update, file;
+  KF_RETURN_IF_ERROR(d.prepare("SELECT id, spec FROM jobs WHERE length(spec) > 0", &select.s));
+  KF_RETURN_IF_ERROR(d.prepare("UPDATE jobs SET spec = x'', " KF_REQUEST_SET " WHERE id = ?1", &update.s));
+  KF_RETURN_IF_ERROR(d.prepare("INSERT INTO job_files(job_id, name, data) VALUES(?1, ?2, ?3)", &file.s));
+  Stmt rows(select.s);
+  int rc;
+  while ((rc = rows.step()) == SQLITE_ROW) {
+    const int64_t id = rows.i64(0);
+    auto frame = proto::decode(rows.bytes(1));
+    const auto* assign = frame.ok() ? std::get_if<proto::Assign>(&frame->message) : nullptr;
+    const JobRequest request = assign != nullptr ? request_of(*assign) : JobRequest{};
+    Stmt u(update.s);
+    u.bind(1, id);
+    KF_RETURN_IF_ERROR(bind_request(u, request, op));
+    if (int urc = u.finish(); urc != SQLITE_DONE) return d.error(urc, op);
+    KF_RETURN_IF_ERROR(insert_files(d, file.s, id, request.files, op));
+  }
+  return rc == SQLITE_DONE ? Status() : d.error(rc, op);
+}
 
 // Migration 0003's data step: every job result stored as an encoded proto::JobResult frame
 // (jobs.result, schema 1-2) is written into the typed columns, and the frame dropped. Runs
@@ -810,6 +959,7 @@ Status Db::migrate() {
     if (s.ok() && m.version == 3) s = convert_job_frames(*this);
     if (s.ok() && m.version == 4) s = move_task_texts(*this);
     if (s.ok() && m.version == 6) s = rehash_campaigns(*this);
+    if (s.ok() && m.version == 11) s = convert_job_specs(*this);
     if (s.ok() && sqlite3_get_autocommit(db)) {
       return internal_error(path + ": migration " + m.name +
                             " ended the transaction itself; migrations must not contain "
@@ -1028,15 +1178,19 @@ Result<TaskRow> Store::get_task(int64_t task_id) {
   return read_task(s);
 }
 
-Status Store::set_task_state(int64_t task_id, const std::string& state,
-                             const std::string& verdict) {
+Status Store::set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict,
+                             const std::string& reason) {
   constexpr std::string_view op = "set_task_state";
   Db& d = impl_->d;
   Tx tx(d, op, false);
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.set_task_state);
-    s.bind(1, task_id).text(2, state).text(3, verdict).bind(4, d.now());
+    s.bind(1, task_id)
+        .text(2, to_string(state).data())
+        .text(3, verdict ? to_string(*verdict).data() : "")
+        .bind(4, d.now())
+        .text(5, reason);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
@@ -1055,10 +1209,10 @@ Result<int64_t> Store::record_step(const StepRow& step) {
   {
     Stmt s(d.st.insert_step);
     s.bind(1, step.task_id)
-        .text(2, step.role)
+        .text(2, to_string(step.role).data())
         .text(3, step.input)
         .text(4, step.output)
-        .text(5, step.verdict)
+        .text(5, step.verdict ? to_string(*step.verdict).data() : "")
         .bind(6, step.counted)
         .bind(7, now);
     int rc = s.step();
@@ -1112,10 +1266,10 @@ Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
     row.id = r.i64(0);
     row.task_id = r.i64(1);
     row.seq = r.i32(2);
-    row.role = r.str(3);
+    row.role = stored_word(r.str(3), Role::conductor);
     row.input = r.str(4);
     row.output = r.str(5);
-    row.verdict = r.str(6);
+    row.verdict = stored_outcome(r.str(6));
     row.counted = r.flag(7);
     row.created_ms = r.i64(8);
     return row;
@@ -1134,17 +1288,18 @@ Result<int64_t> Store::enqueue_job(const NewJob& job) {
     s.bind(1, job.task_id)
         .bind(2, job.step_id)
         .text(3, job.kind)
-        .blob(4, job.spec)
         .text(5, job.backend)
         .text(6, job.arch)
         .bind(7, job.priority)
         .bind(8, job.exclusive)
         .bind(9, d.now());
     if (job.task_seq) s.bind(10, static_cast<int64_t>(*job.task_seq));
+    KF_RETURN_IF_ERROR(bind_request(s, job.request, op));
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
   int64_t id = sqlite3_last_insert_rowid(d.db);
+  KF_RETURN_IF_ERROR(insert_files(d, d.st.insert_job_file, id, job.request.files, op));
   KF_RETURN_IF_ERROR(tx.commit());
   return id;
 }
@@ -1162,6 +1317,9 @@ Result<JobRow> Store::get_job(int64_t job_id) {
     return internal_error(d.path + ": get_job: job " + std::to_string(job_id) +
                           " has an unknown state '" + s.str(9) + "'");
   }
+  auto request = read_request(d, job_id);
+  if (!request.ok()) return request.status();
+  job.request = std::move(*request);
   return job;
 }
 

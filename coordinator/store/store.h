@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/vocabulary.h"
 
 namespace kforge {
 
@@ -84,9 +85,11 @@ struct TaskRow {
   int64_t id = 0;
   int64_t campaign_id = 0;
   TaskSpec spec;
-  std::string state;  // pending | running | passed | failed | cancelled
+  TaskState state = TaskState::pending;
   int steps_used = 0;
-  std::string verdict;
+  std::optional<Outcome> verdict;  // once finished: what ended it (none: nothing did, e.g.
+                                   // limit_steps 0)
+  std::string reason;              // once finished: why, in words
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
 };
@@ -95,10 +98,11 @@ struct StepRow {
   int64_t id = 0;
   int64_t task_id = 0;
   int seq = 0;          // 1, 2, ... per task
-  std::string role;     // designer | coder | verifier | conductor
+  Role role = Role::designer;
   std::string input;    // prompt or job reference
-  std::string output;   // response, code or verdict document
-  std::string verdict;  // verifier steps: passed | compile_error | ...
+  std::string output;   // response, code, decision or verdict document; an LLM error's text
+  std::optional<Outcome> verdict;  // verifier steps: the verification's; LLM steps: llm_error
+                                   // or garbled, none when the answer was usable
   bool counted = true;  // counts against the task's limit_steps
   int64_t created_ms = 0;
 };
@@ -111,11 +115,22 @@ enum class JobState {
 };
 const char* job_state_name(JobState s);
 
+// What a job runs, as its columns hold it (migration 0011). The Assign an agent gets is built
+// from it at dispatch (assign_for); no protocol frame is stored.
+struct JobRequest {
+  std::vector<std::string> argv;             // exec: the command; verify: harness arguments
+  std::map<std::string, std::string> env;    // added to the agent's scrubbed environment
+  std::map<std::string, std::string> files;  // written into the work directory first
+  uint64_t timeout_ms = 0;                   // wall clock; 0: the agent's default
+  proto::Limits limits;
+  bool operator==(const JobRequest&) const = default;
+};
+
 struct NewJob {
   std::optional<int64_t> task_id;  // none for plain jobs (tests, benchmarks, kforge exec)
   std::optional<int64_t> step_id;
   std::string kind = "exec";   // exec | verify
-  std::string spec;            // the encoded proto::Assign body template (opaque here)
+  JobRequest request;
   std::string backend = "cpu";
   std::string arch;            // empty: any arch of the backend
   int priority = 0;            // higher first, then FIFO by id
@@ -128,7 +143,7 @@ struct JobRow {
   std::optional<int64_t> task_id;
   std::optional<int64_t> step_id;
   std::string kind;
-  std::string spec;
+  JobRequest request;  // get_job only; listings leave it empty
   std::string backend;
   std::string arch;
   int priority = 0;
@@ -146,7 +161,7 @@ struct JobRow {
   std::optional<int> task_seq;
 };
 
-// A job's lease without its spec and result blobs: what device-time accounting reads.
+// A job's lease without its request and result blobs: what device-time accounting reads.
 struct JobLease {
   int64_t id = 0;
   std::optional<int64_t> task_id;
@@ -203,6 +218,11 @@ struct DeviceRow {
   std::string name;
   int64_t memory_mb = 0;
 };
+
+// The request of an Assign (its fields other than the job, the device and the kind).
+JobRequest request_of(const proto::Assign& assign);
+// The Assign that runs `job` under `epoch` on device `device_index` (of `backend`).
+proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index, const std::string& backend);
 
 class Store {
  public:
@@ -301,14 +321,18 @@ class Store {
   Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
   Result<TaskRow> get_task(int64_t task_id);
-  Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);
+  // A finished task has its verdict and reason; pending and running ones have none.
+  Status set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict = std::nullopt,
+                        const std::string& reason = "");
   // Appends a step (seq = last + 1, created_ms = now; step.id, seq and created_ms are
   // ignored); a counted step increments the task's steps_used.
   Result<int64_t> record_step(const StepRow& step);
   Result<std::vector<StepRow>> steps_of(int64_t task_id);
 
   // Jobs and leases.
+  // invalid_argument when the request's argv or env is not UTF-8 text.
   Result<int64_t> enqueue_job(const NewJob& job);
+  // The job with its request (argv, env, files, timeout, limits).
   Result<JobRow> get_job(int64_t job_id);
   // queued -> assigned to (agent, device); bumps the epoch and attempts; returns the new
   // epoch. failed_precondition if the job is not queued.
@@ -334,10 +358,10 @@ class Store {
   // Every job submitted for a task, oldest first.
   Result<std::vector<JobRow>> jobs_of_task(int64_t task_id);
   // The lease of every job of the campaign's tasks (campaign_id 0: of every job), by id;
-  // the spec and result are not read.
+  // the request and result are not read.
   Result<std::vector<JobLease>> job_leases(int64_t campaign_id);
   // Calls `each` with every job matching `filter`, by id, one row at a time (a listing of
-  // every job holds one result blob at a time, not all of them). For listings: the spec is
+  // every job holds one result blob at a time, not all of them). For listings: the request is
   // not read (left empty); the result is (a done job's outcome is in it). Filters, order,
   // offset and limit are applied in SQL, through an index: a page costs what it returns, not
   // what the table holds. REQUIRES: `each` does not use this Store.
