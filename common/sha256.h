@@ -20,7 +20,7 @@ class Sha256 {
   std::string hex_digest();
 
  private:
-  void compress(const uint8_t* block);
+  void compress(const uint8_t* blocks, size_t count);  // 64 bytes each
 
   std::array<uint32_t, 8> h_;
   std::array<uint8_t, 64> buffer_;

@@ -1020,9 +1020,11 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
   // Tasks [stored, min(stored + kCampaignBatch, total)); the last batch sets it running.
   auto add_batch = [&](Store& store) -> Status {
     const size_t end = std::min(total, stored + kCampaignBatch);
-    KF_RETURN_IF_ERROR(campaign.expand(stored, end, [&](CampaignTask&& t) -> Status {
-      t.spec.candidate = std::move(t.candidate);
-      return store.create_task(id, t.spec).status();
+    KF_RETURN_IF_ERROR(store.create_tasks(id, [&](const auto& add) {
+      return campaign.expand(stored, end, [&](CampaignTask&& t) -> Status {
+        t.spec.candidate = std::move(t.candidate);
+        return add(t.spec);
+      });
     }));
     if (end == total) return store.set_campaign_state(id, "running");
     return store.set_campaign_state(id, "submitting");  // also claims a resumed one (Store)

@@ -852,6 +852,11 @@ Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& pa
     Result<bool> use_wal = d->use_wal();
     if (!use_wal.ok()) return use_wal.status();
     wal = *use_wal;
+    // The writer's page cache: SQLite's default (2 MiB) is smaller than what one batch of a
+    // campaign's tasks dirties (the rows and four indexes), and a transaction that outgrows
+    // its cache spills pages into the WAL and writes them again (issue 21). Pages are
+    // allocated as they are used.
+    KF_RETURN_IF_ERROR(d->exec("PRAGMA cache_size = -65536", "set the page cache size"));
   }
   KF_RETURN_IF_ERROR(d->exec("PRAGMA foreign_keys = ON", "enable foreign keys"));
   Result<std::string> fk = d->query_text("PRAGMA foreign_keys", "enable foreign keys");
@@ -974,44 +979,61 @@ Result<int64_t> Store::create_campaign(const std::string& name, const std::strin
   return id;
 }
 
+namespace {
+
+// Inserts one task row and its texts' blobs. REQUIRES: a transaction or savepoint open.
+Result<int64_t> insert_task(Db& d, int64_t campaign_id, const TaskSpec& spec, std::string_view op) {
+  auto desc = d.blobs.put(d, BlobWriter::kTaskDesc, spec.task_desc, op);
+  if (!desc.ok()) return desc.status();
+  auto candidate = d.blobs.put(d, BlobWriter::kCandidate, spec.candidate, op);
+  if (!candidate.ok()) return candidate.status();
+  Stmt s(d.st.insert_task);
+  s.bind(1, campaign_id)
+      .text(2, spec.op_name)
+      .text(3, spec.task_id)
+      .text(4, spec.backend)
+      .text(5, spec.arch)
+      .text(6, spec.impl_type)
+      .text(7, spec.framework)
+      .text(8, spec.task_type)
+      .bind(9, spec.limit_steps)
+      .bind(10, d.now());
+  bind_text(s, 11, *desc);
+  bind_text(s, 15, *candidate);
+  int rc = s.step();
+  if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+    return Status(Code::already_exists,
+                  d.path + ": " + std::string(op) + ": campaign " + std::to_string(campaign_id) +
+                      " already has task " + spec.op_name + "/" + spec.task_id + " for " +
+                      spec.backend + "/" + spec.arch + "/" + spec.impl_type);
+  }
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    return not_found(d.path + ": " + std::string(op) + ": no campaign " + std::to_string(campaign_id));
+  }
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return sqlite3_last_insert_rowid(d.db);
+}
+
+}  // namespace
+
 Result<int64_t> Store::create_task(int64_t campaign_id, const TaskSpec& spec) {
   constexpr std::string_view op = "create_task";
   Db& d = impl_->d;
   Tx tx(d, op, true);  // the texts' blobs and the task
   KF_RETURN_IF_ERROR(tx.status());
-  {
-    auto desc = d.blobs.put(d, BlobWriter::kTaskDesc, spec.task_desc, op);
-    if (!desc.ok()) return desc.status();
-    auto candidate = d.blobs.put(d, BlobWriter::kCandidate, spec.candidate, op);
-    if (!candidate.ok()) return candidate.status();
-    Stmt s(d.st.insert_task);
-    s.bind(1, campaign_id)
-        .text(2, spec.op_name)
-        .text(3, spec.task_id)
-        .text(4, spec.backend)
-        .text(5, spec.arch)
-        .text(6, spec.impl_type)
-        .text(7, spec.framework)
-        .text(8, spec.task_type)
-        .bind(9, spec.limit_steps)
-        .bind(10, d.now());
-    bind_text(s, 11, *desc);
-    bind_text(s, 15, *candidate);
-    int rc = s.step();
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-      return Status(Code::already_exists,
-                    d.path + ": create_task: campaign " + std::to_string(campaign_id) +
-                        " already has task " + spec.op_name + "/" + spec.task_id + " for " +
-                        spec.backend + "/" + spec.arch + "/" + spec.impl_type);
-    }
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-      return not_found(d.path + ": create_task: no campaign " + std::to_string(campaign_id));
-    }
-    if (rc != SQLITE_DONE) return d.error(rc, op);
-  }
-  int64_t id = sqlite3_last_insert_rowid(d.db);
+  Result<int64_t> id = insert_task(d, campaign_id, spec, op);
+  if (!id.ok()) return id.status();
   KF_RETURN_IF_ERROR(tx.commit());
   return id;
+}
+
+Status Store::create_tasks(int64_t campaign_id, const TaskFeed& feed) {
+  constexpr std::string_view op = "create_tasks";
+  Db& d = impl_->d;
+  Tx tx(d, op, true);  // one savepoint for all of them (see store.h)
+  KF_RETURN_IF_ERROR(tx.status());
+  KF_RETURN_IF_ERROR(feed([&](const TaskSpec& spec) { return insert_task(d, campaign_id, spec, op).status(); }));
+  return tx.commit();
 }
 
 Result<TaskRow> Store::get_task(int64_t task_id) {

@@ -298,6 +298,13 @@ class Store {
   // campaign_id 0: of every campaign.
   Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
+  // Many tasks as one unit: `feed` calls the function it is given once per task, in order,
+  // and stops at its first error; then none of them is stored. Errors as create_task's.
+  // Faster than create_task in a loop (issue 21, a campaign's batches): inside a transaction
+  // every savepoint copies each page it is first to touch into SQLite's statement journal
+  // (a temporary file), and a savepoint per task wrote ~20 KB of it per task.
+  using TaskFeed = std::function<Status(const std::function<Status(const TaskSpec&)>& add)>;
+  Status create_tasks(int64_t campaign_id, const TaskFeed& feed);
   Result<TaskRow> get_task(int64_t task_id);
   Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);
   // Appends a step (seq = last + 1, created_ms = now; step.id, seq and created_ms are
