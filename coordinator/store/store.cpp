@@ -713,6 +713,17 @@ struct Store::Impl {
   std::set<int64_t> submitting;
   std::unique_ptr<Checkpointer> checkpointer;  // declared after d: stopped before d closes
   std::string data_version;  // PRAGMA data_version at the last changed_elsewhere()
+  // A submitting campaign's lowest and highest task ids, and whether every id between them is
+  // one of its tasks (`whole`): a campaign's batches are consecutive ids unless other tasks
+  // were created between two of them. Known ranges are checked again only in what was added
+  // since (task_ids of startable tasks skips the whole ones); forgotten when this Store rolls
+  // back or another process commits (unbroken_version), since ids may then be reused.
+  struct Unbroken {
+    int64_t lo = 0, hi = 0;
+    bool whole = false;
+  };
+  std::map<int64_t, Unbroken> unbroken;  // by campaign id
+  std::string unbroken_version;          // PRAGMA data_version when `unbroken` was checked
   static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, Clock& clock,
                                              bool read_only);
 };
@@ -930,12 +941,15 @@ void Store::inject_fault_for_test(FaultHook hook) {
 Status Store::atomically(const std::function<Status()>& fn) {
   Tx tx(impl_->d, "atomically", /*multi=*/true);
   KF_RETURN_IF_ERROR(tx.status());
-  KF_RETURN_IF_ERROR(fn());  // ~Tx undoes its writes
-  return tx.commit();
+  Status st = fn();
+  if (st.ok()) st = tx.commit();
+  if (!st.ok()) impl_->unbroken.clear();  // ~Tx undid its writes: ids may be reused
+  return st;
 }
 
 void Store::rollback() {
   Db& d = impl_->d;
+  impl_->unbroken.clear();
   if (!d.in_batch) return;
   if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.rollback, "rollback");
   d.in_batch = false;
@@ -1032,8 +1046,10 @@ Status Store::create_tasks(int64_t campaign_id, const TaskFeed& feed) {
   Db& d = impl_->d;
   Tx tx(d, op, true);  // one savepoint for all of them (see store.h)
   KF_RETURN_IF_ERROR(tx.status());
-  KF_RETURN_IF_ERROR(feed([&](const TaskSpec& spec) { return insert_task(d, campaign_id, spec, op).status(); }));
-  return tx.commit();
+  Status st = feed([&](const TaskSpec& spec) { return insert_task(d, campaign_id, spec, op).status(); });
+  if (st.ok()) st = tx.commit();
+  if (!st.ok()) impl_->unbroken.clear();  // ~Tx undid its writes: ids may be reused
+  return st;
 }
 
 Result<TaskRow> Store::get_task(int64_t task_id) {
@@ -1330,28 +1346,119 @@ struct OneShot {
 
 }  // namespace
 
+namespace {
+
+// The one integer a SELECT returns, its parameters bound in order (0 without a row, or NULL).
+Result<int64_t> query_int(Db& d, const char* sql, std::initializer_list<int64_t> params, std::string_view op) {
+  OneShot one;
+  int rc = sqlite3_prepare_v2(d.db, sql, -1, &one.stmt, nullptr);
+  if (rc != SQLITE_OK) return d.error(rc, op);
+  Stmt s(one.stmt);
+  int i = 0;
+  for (int64_t p : params) s.bind(++i, p);
+  rc = s.step();
+  if (rc == SQLITE_DONE) return int64_t{0};
+  if (rc != SQLITE_ROW) return d.error(rc, op);
+  return s.is_null(0) ? int64_t{0} : s.i64(0);
+}
+
+}  // namespace
+
+// The ranges of ids that only submitting campaigns' tasks hold (see Store::Impl::Unbroken).
+Result<std::vector<std::pair<int64_t, int64_t>>> Store::submitting_ranges() {
+  constexpr std::string_view op = "task_ids";
+  Db& d = impl_->d;
+  auto& known = impl_->unbroken;
+  Result<std::string> version = d.query_text("PRAGMA data_version", op);
+  if (!version.ok()) return version.status();
+  if (*version != impl_->unbroken_version) known.clear();  // another process wrote: check again
+  impl_->unbroken_version = *version;
+  std::vector<int64_t> campaigns;
+  {
+    OneShot one;
+    int rc = sqlite3_prepare_v2(d.db, "SELECT id FROM campaigns WHERE state = 'submitting'", -1, &one.stmt, nullptr);
+    if (rc != SQLITE_OK) return d.error(rc, op);
+    Stmt s(one.stmt);
+    while ((rc = s.step()) == SQLITE_ROW) campaigns.push_back(s.i64(0));
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  std::map<int64_t, Impl::Unbroken> still;
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t c : campaigns) {
+    // The campaign's lowest and highest task ids (tasks_by_campaign: one probe each), and how
+    // many of its tasks lie in a range (walks that range of the index).
+    auto lo = query_int(d, "SELECT MIN(id) FROM tasks WHERE campaign_id = ?1", {c}, op);
+    if (!lo.ok()) return lo.status();
+    auto hi = query_int(d, "SELECT MAX(id) FROM tasks WHERE campaign_id = ?1", {c}, op);
+    if (!hi.ok()) return hi.status();
+    if (*lo == 0) continue;
+    auto count = [&](int64_t from, int64_t to) {
+      return query_int(d, "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND id BETWEEN ?2 AND ?3", {c, from, to}, op);
+    };
+    Impl::Unbroken u;
+    auto it = known.find(c);
+    if (it != known.end() && it->second.lo == *lo && it->second.hi <= *hi) {
+      u = it->second;  // the range checked before, and what was added since
+      if (u.whole && *hi > u.hi) {
+        auto n = count(u.hi + 1, *hi);
+        if (!n.ok()) return n.status();
+        u.whole = *n == *hi - u.hi;
+      }
+    } else {
+      auto n = count(*lo, *hi);
+      if (!n.ok()) return n.status();
+      u.whole = *n == *hi - *lo + 1;
+    }
+    u.lo = *lo;
+    u.hi = *hi;
+    still[c] = u;
+    if (u.whole) out.emplace_back(u.lo, u.hi);
+  }
+  known = std::move(still);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
   constexpr std::string_view op = "task_ids";
   Db& d = impl_->d;
-  std::string sql = "SELECT id FROM tasks WHERE id > ?1";
+  std::string sql = "SELECT id FROM tasks WHERE id > ?1 AND id < ?7";
   if (q.campaign_id) sql += " AND campaign_id = ?2";
   if (!q.state.empty()) sql += " AND state = ?3";
   if (!q.op_name.empty()) sql += " AND op_name = ?4";
+  // A campaign's tasks are not startable while it is submitting. Walking past them one by one
+  // cost the Conductor O(tasks stored so far) per look while a million were stored (issue
+  // 21): the ranges of ids that hold nothing else are skipped, the rest filtered.
+  std::vector<std::pair<int64_t, int64_t>> skip;
   if (q.startable) {
+    if (q.offset != 0) return invalid_argument(d.path + ": task_ids: startable tasks are paged by after_id, not offset");
     sql += " AND (campaign_id IS NULL OR campaign_id NOT IN (SELECT id FROM campaigns WHERE state = 'submitting'))";
+    auto ranges = submitting_ranges();
+    if (!ranges.ok()) return ranges.status();
+    skip = std::move(*ranges);
   }
   sql += " ORDER BY id LIMIT ?5 OFFSET ?6";
   OneShot one;
   int rc = sqlite3_prepare_v2(d.db, sql.c_str(), -1, &one.stmt, nullptr);
   if (rc != SQLITE_OK) return d.error(rc, op);
   std::vector<int64_t> out;
-  Stmt s(one.stmt);
-  s.bind(1, q.after_id).bind(5, q.limit).bind(6, q.offset);
-  if (q.campaign_id) s.bind(2, *q.campaign_id);
-  if (!q.state.empty()) s.text(3, q.state);
-  if (!q.op_name.empty()) s.text(4, q.op_name);
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(s.i64(0));
-  if (rc != SQLITE_DONE) return d.error(rc, op);
+  // The ids between the skipped ranges, in order, until `limit` are found.
+  int64_t after = q.after_id;
+  for (size_t gap = 0; gap <= skip.size(); ++gap) {
+    const int64_t before = gap < skip.size() ? skip[gap].first : std::numeric_limits<int64_t>::max();
+    const int64_t want = q.limit < 0 ? -1 : q.limit - static_cast<int64_t>(out.size());
+    if (want == 0) break;
+    if (before > after + 1) {
+      Stmt s(one.stmt);
+      s.bind(1, after).bind(7, before).bind(5, want).bind(6, q.offset);
+      if (q.campaign_id) s.bind(2, *q.campaign_id);
+      if (!q.state.empty()) s.text(3, q.state);
+      if (!q.op_name.empty()) s.text(4, q.op_name);
+      while ((rc = s.step()) == SQLITE_ROW) out.push_back(s.i64(0));
+      if (rc != SQLITE_DONE) return d.error(rc, op);
+    }
+    if (gap < skip.size()) after = std::max(after, skip[gap].second);
+  }
   return out;
 }
 

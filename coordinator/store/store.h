@@ -376,6 +376,8 @@ class Store {
   Result<std::vector<DeviceRow>> devices_of(const std::string& agent_id);
 
  private:
+  // Ids held only by tasks of submitting campaigns, as sorted [first, last] ranges.
+  Result<std::vector<std::pair<int64_t, int64_t>>> submitting_ranges();
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
