@@ -1037,10 +1037,19 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       id = (*existing)->id;
-      if ((*existing)->state != "submitting" || store.submitting_here(id)) return Status();
+      const std::string& state = (*existing)->state;
+      if ((state != "submitting" && state != "cancelled") || store.submitting_here(id)) return Status();
       auto ids = store.task_ids(TaskQuery{.campaign_id = id});
       if (!ids.ok()) return ids.status();
       stored = ids->size();
+      if (state == "cancelled") {
+        if (stored >= total) return Status();  // cancelled once whole: `kforge resume` runs it on
+        return failed_precondition(
+            "campaign " + std::to_string(id) + " (" + (*existing)->name + ") was cancelled while its tasks were being stored (" +
+            std::to_string(stored) + " of " + std::to_string(total) +
+            "); a cancelled submission stays cancelled: it is not stored again and its stored part does not run. "
+            "A campaign whose tasks differ (another sweep value, another task file) is a new one");
+      }
       if (stored > total) {
         return internal_error("campaign " + std::to_string(id) + " holds " + std::to_string(stored) +
                         " tasks; its content expands to " + std::to_string(total));

@@ -78,6 +78,7 @@ struct Statements {
   sqlite3_stmt* set_agent_drained = nullptr;
   sqlite3_stmt* touch_agent = nullptr;
   sqlite3_stmt* agents = nullptr;
+  sqlite3_stmt* agent_by_id = nullptr;
   sqlite3_stmt* devices_of = nullptr;
   sqlite3_stmt* job_for_task_seq = nullptr;
   sqlite3_stmt* campaign_by_hash = nullptr;
@@ -129,6 +130,10 @@ struct Statements {
   "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
   "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
   KF_RESULT_COLUMNS
+// An agent row's columns, as read_agent reads them.
+#define KF_AGENT_COLUMNS \
+  "id, incarnation, host, state, drained, capabilities, registered_ms, last_seen_ms, drain_reason, drained_ms"
+
 // A task's texts are stored once each in blobs (migration 0004): read_task puts them together
 // from the blob and the task's edit (text_of), four columns each.
 #define KF_TASK_COLUMNS                                                            \
@@ -214,9 +219,8 @@ const SqlDef kSql[] = {
     {&Statements::set_agent_drained,
      "UPDATE agents SET drained = ?2, drain_reason = ?3, drained_ms = ?4 WHERE id = ?1"},
     {&Statements::touch_agent, "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1"},
-    {&Statements::agents,
-     "SELECT id, incarnation, host, state, drained, capabilities, registered_ms, last_seen_ms, "
-     "drain_reason, drained_ms FROM agents ORDER BY id"},
+    {&Statements::agents, "SELECT " KF_AGENT_COLUMNS " FROM agents ORDER BY id"},
+    {&Statements::agent_by_id, "SELECT " KF_AGENT_COLUMNS " FROM agents WHERE id = ?1"},
     {&Statements::devices_of,
      "SELECT agent_id, idx, backend, arch, name, memory_mb FROM devices WHERE agent_id = ?1 "
      "ORDER BY idx, backend"},
@@ -1569,12 +1573,28 @@ Status Store::touch_agent(const std::string& agent_id) {
                       [&](Stmt& s) { s.bind(2, now); });
 }
 
+namespace {
+
+AgentRow read_agent(const Stmt& r) {
+  return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7), r.str(8), r.i64(9)};
+}
+
+}  // namespace
+
 Result<std::vector<AgentRow>> Store::agents() {
   Db& d = impl_->d;
   Stmt s(d.st.agents);
-  return all_rows<AgentRow>(d, s, "agents", [](const Stmt& r) {
-    return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7), r.str(8), r.i64(9)};
-  });
+  return all_rows<AgentRow>(d, s, "agents", read_agent);
+}
+
+Result<std::optional<AgentRow>> Store::agent(const std::string& agent_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.agent_by_id);
+  s.text(1, agent_id);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<AgentRow>();
+  if (rc != SQLITE_ROW) return d.error(rc, "agent");
+  return std::optional<AgentRow>(read_agent(s));
 }
 
 Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {

@@ -373,6 +373,7 @@ class Store {
   Status set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason = "");
   Status touch_agent(const std::string& agent_id);  // last_seen_ms = now
   Result<std::vector<AgentRow>> agents();
+  Result<std::optional<AgentRow>> agent(const std::string& agent_id);  // none: never registered
   Result<std::vector<DeviceRow>> devices_of(const std::string& agent_id);
 
  private:
