@@ -28,7 +28,8 @@
 // `after` and by `offset`) and of job pages by `after`, the cost of `kforge results --csv`
 // (wall, the CLI's peak RSS, the coordinator's highest RSS meanwhile), then kills it
 // (SIGKILL), starts it again on the same data and times the first Assign a fresh fake agent
-// (one cpu device) receives: restart_to_dispatch_ms.
+// (one cpu device) receives: restart_to_dispatch_ms. --submit-only stops after the
+// submission's figures.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -1129,6 +1129,15 @@ Result<std::vector<Row>> all_rows(Db& d, Stmt& s, std::string_view op, Read read
   return out;
 }
 
+// The one row of a cached statement through `read`, or none.
+template <typename Row, typename Read>
+Result<std::optional<Row>> maybe_row(Db& d, Stmt& s, std::string_view op, Read read) {
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<Row>();
+  if (rc != SQLITE_ROW) return d.error(rc, op);
+  return std::optional<Row>(read(s));
+}
+
 // Every job row of a cached statement (selecting KF_JOB_COLUMNS).
 Result<std::vector<JobRow>> job_rows(Db& d, Stmt& s, std::string_view op) {
   std::vector<JobRow> out;
@@ -1591,10 +1600,7 @@ Result<std::optional<AgentRow>> Store::agent(const std::string& agent_id) {
   Db& d = impl_->d;
   Stmt s(d.st.agent_by_id);
   s.text(1, agent_id);
-  int rc = s.step();
-  if (rc == SQLITE_DONE) return std::optional<AgentRow>();
-  if (rc != SQLITE_ROW) return d.error(rc, "agent");
-  return std::optional<AgentRow>(read_agent(s));
+  return maybe_row<AgentRow>(d, s, "agent", read_agent);
 }
 
 Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
@@ -1634,10 +1640,7 @@ Result<std::optional<CampaignRow>> Store::campaign_by_hash(const std::string& co
   Db& d = impl_->d;
   Stmt s(d.st.campaign_by_hash);
   s.text(1, content_hash);
-  int rc = s.step();
-  if (rc == SQLITE_DONE) return std::optional<CampaignRow>();
-  if (rc != SQLITE_ROW) return d.error(rc, "campaign_by_hash");
-  return std::optional<CampaignRow>(read_campaign(s));
+  return maybe_row<CampaignRow>(d, s, "campaign_by_hash", read_campaign);
 }
 
 Result<std::vector<CampaignRow>> Store::campaigns() {
