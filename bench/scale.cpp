@@ -29,7 +29,8 @@
 // LLM health and a comparison page (issue 18), the cost of `kforge results --csv`
 // (wall, the CLI's peak RSS, the coordinator's highest RSS meanwhile), then kills it
 // (SIGKILL), starts it again on the same data and times the first Assign a fresh fake agent
-// (one cpu device) receives: restart_to_dispatch_ms.
+// (one cpu device) receives: restart_to_dispatch_ms. --submit-only stops after the
+// submission's figures.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -101,6 +102,7 @@ const std::vector<FlagSpec> kFlags = {
     {"kforge", true, "--tasks: the kforge CLI that submits the campaign (default: beside this build's bench)"},
     {"campaign-tasks", true, "--tasks: tasks per campaign (default 1000000: one campaign up to that)"},
     {"submit-offline", false, "--tasks: submit with --data before the coordinator starts, not through its API"},
+    {"submit-only", false, "--tasks: stop after the submission's figures (submit_s, RSS, database size)"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
     {"help", false, "show this message"},
 };
@@ -689,6 +691,14 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
                                          "--data", data.string(), "--http", "127.0.0.1:0",
                                          "--log-level", flags.get("log-level").value_or("info")};
   CoordinatorProcess coord;
+  auto finish = [&] {
+    coord.stop();
+    if (!flags.has("keep")) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+    return 0;
+  };
   const bool offline = flags.has("submit-offline");
   double submit_s = 0, submit_rss = 0, coord_rss_submit = 0;
   auto submit_all = [&](const std::vector<std::string>& target) -> bool {
@@ -720,6 +730,7 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   print("db_mb", static_cast<double>(db_bytes) / 1048576.0, 1);
   print("db_bytes_per_task", static_cast<double>(db_bytes) / static_cast<double>(tasks), 0);
   std::fflush(stdout);
+  if (flags.has("submit-only")) return finish();
   coord.started_ms = now_ms();  // the settle and idle windows count from here
 
   // RSS and CPU every second: the settle (admission), then the idle window measured.
@@ -789,12 +800,7 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   print("restart_to_dispatch_ms", assigned < 0 ? -1 : static_cast<double>(assigned - coord.started_ms), 0);
   print("rss_after_restart_mb", rss_mb(coord.pid));
   std::fflush(stdout);
-  coord.stop();
-  if (!flags.has("keep")) {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  return 0;
+  return finish();
 }
 
 int run(int argc, char** argv) {

@@ -375,6 +375,49 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expan
   CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("files: expected an object", 0) == 0);
 }
 
+TEST_CASE_FIXTURE(RouterFixture, "a campaign cancelled while it is submitting stays cancelled: no resume, no resubmission") {
+  const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";
+  auto expanded = load_campaign(fixtures / "sweep.toml");
+  REQUIRE(expanded.ok());
+  REQUIRE(expanded->tasks.size() > 2);
+  // A submission stopped after its first batch (here: two tasks), as a coordinator killed
+  // mid-way leaves it.
+  int64_t id = 0;
+  std::vector<int64_t> stored;
+  {
+    auto store = Store::open(db);
+    REQUIRE(store.ok());
+    id = (*store)->create_campaign(expanded->name, "", expanded->content_hash, expanded->workflow).value();
+    REQUIRE((*store)->set_campaign_state(id, "submitting").ok());
+    for (size_t i = 0; i < 2; ++i) stored.push_back((*store)->create_task(id, expanded->tasks[i].spec).value());
+  }
+  const std::string path = "/api/v1/campaigns/" + std::to_string(id);
+  ApiReply cancelled = ask("POST", path + "/cancel");
+  REQUIRE_MESSAGE(cancelled.status == 200, cancelled.body);
+  CHECK(json::parse(cancelled.body)["state"] == "cancelled");
+  // Its stored part does not run: neither the campaign nor one of its tasks resumes.
+  for (const std::string& resume : {path + "/resume", "/api/v1/tasks/" + std::to_string(stored[0]) + "/resume"}) {
+    ApiReply r = ask("POST", resume);
+    CHECK(r.status == 409);
+    CHECK(json::parse(r.body)["error"].get<std::string>().find("was cancelled while its tasks were being stored") !=
+          std::string::npos);
+  }
+  json listed = get("/api/v1/tasks", {{"campaign", std::to_string(id)}});
+  REQUIRE(listed.size() == 2);
+  for (const json& t : listed) CHECK(t["state"] == "cancelled");
+  // Submitting the same file again is refused, not resumed: it says how much was stored.
+  json files = {{"tasks/softmax.py", test::read_file(fixtures / "tasks" / "softmax.py")},
+                {"tasks/relu.py", test::read_file(fixtures / "tasks" / "relu.py")}};
+  json body = {{"campaign", test::read_file(fixtures / "sweep.toml")}, {"file_name", "sweep.toml"}, {"files", files}};
+  ApiReply again = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  CHECK_MESSAGE(again.status == 409, again.body);
+  CHECK(json::parse(again.body)["error"].get<std::string>().find(
+            "was cancelled while its tasks were being stored (2 of " + std::to_string(expanded->tasks.size()) + ")") !=
+        std::string::npos);
+  CHECK(get("/api/v1/tasks", {{"campaign", std::to_string(id)}}).size() == 2);
+  CHECK(get(path)["state"] == "cancelled");
+}
+
 // Issue 16, F8: the API refuses what a TOML campaign refuses, with the field and what was
 // expected, and stores nothing.
 TEST_CASE_FIXTURE(RouterFixture, "the API takes no task the TOML path refuses, and says which field is wrong") {

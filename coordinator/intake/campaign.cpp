@@ -1040,9 +1040,11 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
   // Tasks [stored, min(stored + kCampaignBatch, total)); the last batch sets it running.
   auto add_batch = [&](Store& store) -> Status {
     const size_t end = std::min(total, stored + kCampaignBatch);
-    KF_RETURN_IF_ERROR(campaign.expand(stored, end, [&](CampaignTask&& t) -> Status {
-      t.spec.candidate = std::move(t.candidate);
-      return store.create_task(id, t.spec).status();
+    KF_RETURN_IF_ERROR(store.create_tasks(id, [&](const auto& add) {
+      return campaign.expand(stored, end, [&](CampaignTask&& t) -> Status {
+        t.spec.candidate = std::move(t.candidate);
+        return add(t.spec);
+      });
     }));
     if (end == total) return store.set_campaign_state(id, "running");
     return store.set_campaign_state(id, "submitting");  // also claims a resumed one (Store)
@@ -1055,10 +1057,19 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       id = (*existing)->id;
-      if ((*existing)->state != "submitting" || store.submitting_here(id)) return Status();
+      const std::string& state = (*existing)->state;
+      if ((state != "submitting" && state != "cancelled") || store.submitting_here(id)) return Status();
       auto ids = store.task_ids(TaskQuery{.campaign_id = id});
       if (!ids.ok()) return ids.status();
       stored = ids->size();
+      if (state == "cancelled") {
+        if (stored >= total) return Status();  // cancelled once whole: `kforge resume` runs it on
+        return failed_precondition(
+            "campaign " + std::to_string(id) + " (" + (*existing)->name + ") was cancelled while its tasks were being stored (" +
+            std::to_string(stored) + " of " + std::to_string(total) +
+            "); a cancelled submission stays cancelled: it is not stored again and its stored part does not run. "
+            "A campaign whose tasks differ (another sweep value, another task file) is a new one");
+      }
       if (stored > total) {
         return internal_error("campaign " + std::to_string(id) + " holds " + std::to_string(stored) +
                         " tasks; its content expands to " + std::to_string(total));

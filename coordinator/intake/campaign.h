@@ -126,6 +126,11 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
 // coordinator's loop; or Store::begin ... commit) and returns its status.
 using CampaignWriter = std::function<Status(const std::function<Status(Store&)>& fn)>;
 
+// The verdict of the tasks of a campaign cancelled while it was `submitting`. Such a
+// campaign stays cancelled: its stored part never runs (resuming it or one of its tasks is
+// refused), and storing the same campaign again is refused rather than resumed.
+inline constexpr std::string_view kCancelledWhileSubmitting = "cancelled by operator while its campaign was being submitted";
+
 // Tasks per transaction when a campaign is stored.
 inline constexpr size_t kCampaignBatch = 10000;
 
@@ -141,7 +146,8 @@ inline constexpr size_t kCampaignBatch = 10000;
 // committed so far; storing the same campaign again (same content_hash) resumes it after
 // them: no task is stored twice. A submission this process (this Store) is still making is
 // not resumed by a second one: that answers (id, false). A campaign cancelled while
-// submitting stops there (failed_precondition).
+// submitting stops there (failed_precondition), and storing it again is refused
+// (failed_precondition, kCancelledWhileSubmitting).
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
                                                 const CampaignPlan& plan,
                                                 const std::string& source);

@@ -412,6 +412,13 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
               {"task_ids", *ids}};
 }
 
+// The answer to resuming a campaign (or one of its tasks) cancelled while it was submitting.
+Status refused_resume(const CampaignRow& c) {
+  return failed_precondition("campaign " + std::to_string(c.id) + " (" + c.name +
+                             ") was cancelled while its tasks were being stored; only part of it was stored, "
+                             "and a cancelled submission stays cancelled: it does not run in part");
+}
+
 // Cancels (or resumes) every task of a campaign that can be. Actions answer nothing: the
 // router reads the committed state back, after the Conductor has acted on the change.
 Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
@@ -420,10 +427,14 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
     if (!c.ok()) return get_campaign(store, id).status();
     auto tasks = store.tasks_of_campaign(id);
     if (!tasks.ok()) return tasks.status();
+    // A campaign cancelled while it is being stored stops there (store_campaign) and stays
+    // cancelled: its stored part must not run as if it were the campaign.
+    const std::string reason(c->state == "submitting" ? kCancelledWhileSubmitting : kCancelledReason);
     bool any_unfinished = false, any_cancelled = false;
     for (const TaskRow& t : *tasks) {
+      if (!cancel && t.reason == kCancelledWhileSubmitting) return refused_resume(*c);
       if (cancel && !finished(t.state)) {
-        KF_RETURN_IF_ERROR(store.set_task_state(t.id, TaskState::cancelled, Outcome::cancelled, kCancelledReason));
+        KF_RETURN_IF_ERROR(store.set_task_state(t.id, TaskState::cancelled, Outcome::cancelled, reason));
         any_cancelled = true;
       } else if (!cancel && t.state == TaskState::cancelled) {
         KF_RETURN_IF_ERROR(store.set_task_state(t.id, TaskState::pending));
@@ -498,6 +509,11 @@ Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
     if (cancel && !finished(state)) {
       KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::cancelled, Outcome::cancelled, kCancelledReason));
     } else if (!cancel && state == TaskState::cancelled) {
+      if (t->reason == kCancelledWhileSubmitting) {
+        auto c = store.get_campaign(t->campaign_id);
+        if (!c.ok()) return c.status();
+        return refused_resume(*c);
+      }
       KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::pending));
       auto c = store.get_campaign(t->campaign_id);
       if (c.ok() && c->state != "running") KF_RETURN_IF_ERROR(store.set_campaign_state(t->campaign_id, "running"));

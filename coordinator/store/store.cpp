@@ -82,6 +82,7 @@ struct Statements {
   sqlite3_stmt* set_agent_drained = nullptr;
   sqlite3_stmt* touch_agent = nullptr;
   sqlite3_stmt* agents = nullptr;
+  sqlite3_stmt* agent_by_id = nullptr;
   sqlite3_stmt* devices_of = nullptr;
   sqlite3_stmt* job_for_task_seq = nullptr;
   sqlite3_stmt* campaign_by_hash = nullptr;
@@ -136,6 +137,10 @@ struct Statements {
   "id, task_id, step_id, kind, NULL, backend, arch, priority, exclusive, state, epoch, " \
   "agent_id, device_index, attempts, run_exit_code, created_ms, assigned_ms, finished_ms, task_seq, " \
   KF_RESULT_COLUMNS
+// An agent row's columns, as read_agent reads them.
+#define KF_AGENT_COLUMNS \
+  "id, incarnation, host, state, drained, capabilities, registered_ms, last_seen_ms, drain_reason, drained_ms"
+
 // A task's texts are stored once each in blobs (migration 0004): read_task puts them together
 // from the blob and the task's edit (text_of), four columns each. `reason` is the reason
 // column (migration 0010), or '' for the migrations before it that read tasks.
@@ -227,9 +232,8 @@ const SqlDef kSql[] = {
     {&Statements::set_agent_drained,
      "UPDATE agents SET drained = ?2, drain_reason = ?3, drained_ms = ?4 WHERE id = ?1"},
     {&Statements::touch_agent, "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1"},
-    {&Statements::agents,
-     "SELECT id, incarnation, host, state, drained, capabilities, registered_ms, last_seen_ms, "
-     "drain_reason, drained_ms FROM agents ORDER BY id"},
+    {&Statements::agents, "SELECT " KF_AGENT_COLUMNS " FROM agents ORDER BY id"},
+    {&Statements::agent_by_id, "SELECT " KF_AGENT_COLUMNS " FROM agents WHERE id = ?1"},
     {&Statements::devices_of,
      "SELECT agent_id, idx, backend, arch, name, memory_mb FROM devices WHERE agent_id = ?1 "
      "ORDER BY idx, backend"},
@@ -742,6 +746,17 @@ struct Store::Impl {
   std::set<int64_t> submitting;
   std::unique_ptr<Checkpointer> checkpointer;  // declared after d: stopped before d closes
   std::string data_version;  // PRAGMA data_version at the last changed_elsewhere()
+  // A submitting campaign's lowest and highest task ids, and whether every id between them is
+  // one of its tasks (`whole`): a campaign's batches are consecutive ids unless other tasks
+  // were created between two of them. Known ranges are checked again only in what was added
+  // since (task_ids of startable tasks skips the whole ones); forgotten when this Store rolls
+  // back or another process commits (unbroken_version), since ids may then be reused.
+  struct Unbroken {
+    int64_t lo = 0, hi = 0;
+    bool whole = false;
+  };
+  std::map<int64_t, Unbroken> unbroken;  // by campaign id
+  std::string unbroken_version;          // PRAGMA data_version when `unbroken` was checked
   static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, Clock& clock,
                                              bool read_only);
 };
@@ -1004,6 +1019,11 @@ Result<std::unique_ptr<Store>> Store::Impl::open(const std::filesystem::path& pa
     Result<bool> use_wal = d->use_wal();
     if (!use_wal.ok()) return use_wal.status();
     wal = *use_wal;
+    // The writer's page cache: SQLite's default (2 MiB) is smaller than what one batch of a
+    // campaign's tasks dirties (the rows and four indexes), and a transaction that outgrows
+    // its cache spills pages into the WAL and writes them again (issue 21). Pages are
+    // allocated as they are used.
+    KF_RETURN_IF_ERROR(d->exec("PRAGMA cache_size = -65536", "set the page cache size"));
   }
   KF_RETURN_IF_ERROR(d->exec("PRAGMA foreign_keys = ON", "enable foreign keys"));
   Result<std::string> fk = d->query_text("PRAGMA foreign_keys", "enable foreign keys");
@@ -1077,12 +1097,15 @@ void Store::inject_fault_for_test(FaultHook hook) {
 Status Store::atomically(const std::function<Status()>& fn) {
   Tx tx(impl_->d, "atomically", /*multi=*/true);
   KF_RETURN_IF_ERROR(tx.status());
-  KF_RETURN_IF_ERROR(fn());  // ~Tx undoes its writes
-  return tx.commit();
+  Status st = fn();
+  if (st.ok()) st = tx.commit();
+  if (!st.ok()) impl_->unbroken.clear();  // ~Tx undid its writes: ids may be reused
+  return st;
 }
 
 void Store::rollback() {
   Db& d = impl_->d;
+  impl_->unbroken.clear();
   if (!d.in_batch) return;
   if (!sqlite3_get_autocommit(d.db)) (void)d.run(d.rollback, "rollback");
   d.in_batch = false;
@@ -1127,44 +1150,63 @@ Result<int64_t> Store::create_campaign(const std::string& name, const std::strin
   return id;
 }
 
+namespace {
+
+// Inserts one task row and its texts' blobs. REQUIRES: a transaction or savepoint open.
+Result<int64_t> insert_task(Db& d, int64_t campaign_id, const TaskSpec& spec, std::string_view op) {
+  auto desc = d.blobs.put(d, BlobWriter::kTaskDesc, spec.task_desc, op);
+  if (!desc.ok()) return desc.status();
+  auto candidate = d.blobs.put(d, BlobWriter::kCandidate, spec.candidate, op);
+  if (!candidate.ok()) return candidate.status();
+  Stmt s(d.st.insert_task);
+  s.bind(1, campaign_id)
+      .text(2, spec.op_name)
+      .text(3, spec.task_id)
+      .text(4, spec.backend)
+      .text(5, spec.arch)
+      .text(6, spec.impl_type)
+      .text(7, spec.framework)
+      .text(8, spec.task_type)
+      .bind(9, spec.limit_steps)
+      .bind(10, d.now());
+  bind_text(s, 11, *desc);
+  bind_text(s, 15, *candidate);
+  int rc = s.step();
+  if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+    return Status(Code::already_exists,
+                  d.path + ": " + std::string(op) + ": campaign " + std::to_string(campaign_id) +
+                      " already has task " + spec.op_name + "/" + spec.task_id + " for " +
+                      spec.backend + "/" + spec.arch + "/" + spec.impl_type);
+  }
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    return not_found(d.path + ": " + std::string(op) + ": no campaign " + std::to_string(campaign_id));
+  }
+  if (rc != SQLITE_DONE) return d.error(rc, op);
+  return sqlite3_last_insert_rowid(d.db);
+}
+
+}  // namespace
+
 Result<int64_t> Store::create_task(int64_t campaign_id, const TaskSpec& spec) {
   constexpr std::string_view op = "create_task";
   Db& d = impl_->d;
   Tx tx(d, op, true);  // the texts' blobs and the task
   KF_RETURN_IF_ERROR(tx.status());
-  {
-    auto desc = d.blobs.put(d, BlobWriter::kTaskDesc, spec.task_desc, op);
-    if (!desc.ok()) return desc.status();
-    auto candidate = d.blobs.put(d, BlobWriter::kCandidate, spec.candidate, op);
-    if (!candidate.ok()) return candidate.status();
-    Stmt s(d.st.insert_task);
-    s.bind(1, campaign_id)
-        .text(2, spec.op_name)
-        .text(3, spec.task_id)
-        .text(4, spec.backend)
-        .text(5, spec.arch)
-        .text(6, spec.impl_type)
-        .text(7, spec.framework)
-        .text(8, spec.task_type)
-        .bind(9, spec.limit_steps)
-        .bind(10, d.now());
-    bind_text(s, 11, *desc);
-    bind_text(s, 15, *candidate);
-    int rc = s.step();
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-      return Status(Code::already_exists,
-                    d.path + ": create_task: campaign " + std::to_string(campaign_id) +
-                        " already has task " + spec.op_name + "/" + spec.task_id + " for " +
-                        spec.backend + "/" + spec.arch + "/" + spec.impl_type);
-    }
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-      return not_found(d.path + ": create_task: no campaign " + std::to_string(campaign_id));
-    }
-    if (rc != SQLITE_DONE) return d.error(rc, op);
-  }
-  int64_t id = sqlite3_last_insert_rowid(d.db);
+  Result<int64_t> id = insert_task(d, campaign_id, spec, op);
+  if (!id.ok()) return id.status();
   KF_RETURN_IF_ERROR(tx.commit());
   return id;
+}
+
+Status Store::create_tasks(int64_t campaign_id, const TaskFeed& feed) {
+  constexpr std::string_view op = "create_tasks";
+  Db& d = impl_->d;
+  Tx tx(d, op, true);  // one savepoint for all of them (see store.h)
+  KF_RETURN_IF_ERROR(tx.status());
+  Status st = feed([&](const TaskSpec& spec) { return insert_task(d, campaign_id, spec, op).status(); });
+  if (st.ok()) st = tx.commit();
+  if (!st.ok()) impl_->unbroken.clear();  // ~Tx undid its writes: ids may be reused
+  return st;
 }
 
 Result<TaskRow> Store::get_task(int64_t task_id) {
@@ -1242,6 +1284,15 @@ Result<std::vector<Row>> all_rows(Db& d, Stmt& s, std::string_view op, Read read
   while ((rc = s.step()) == SQLITE_ROW) out.push_back(read(s));
   if (rc != SQLITE_DONE) return d.error(rc, op);
   return out;
+}
+
+// The one row of a cached statement through `read`, or none.
+template <typename Row, typename Read>
+Result<std::optional<Row>> maybe_row(Db& d, Stmt& s, std::string_view op, Read read) {
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<Row>();
+  if (rc != SQLITE_ROW) return d.error(rc, op);
+  return std::optional<Row>(read(s));
 }
 
 // Every job row of a cached statement (selecting KF_JOB_COLUMNS).
@@ -1469,28 +1520,119 @@ struct OneShot {
 
 }  // namespace
 
+namespace {
+
+// The one integer a SELECT returns, its parameters bound in order (0 without a row, or NULL).
+Result<int64_t> query_int(Db& d, const char* sql, std::initializer_list<int64_t> params, std::string_view op) {
+  OneShot one;
+  int rc = sqlite3_prepare_v2(d.db, sql, -1, &one.stmt, nullptr);
+  if (rc != SQLITE_OK) return d.error(rc, op);
+  Stmt s(one.stmt);
+  int i = 0;
+  for (int64_t p : params) s.bind(++i, p);
+  rc = s.step();
+  if (rc == SQLITE_DONE) return int64_t{0};
+  if (rc != SQLITE_ROW) return d.error(rc, op);
+  return s.is_null(0) ? int64_t{0} : s.i64(0);
+}
+
+}  // namespace
+
+// The ranges of ids that only submitting campaigns' tasks hold (see Store::Impl::Unbroken).
+Result<std::vector<std::pair<int64_t, int64_t>>> Store::submitting_ranges() {
+  constexpr std::string_view op = "task_ids";
+  Db& d = impl_->d;
+  auto& known = impl_->unbroken;
+  Result<std::string> version = d.query_text("PRAGMA data_version", op);
+  if (!version.ok()) return version.status();
+  if (*version != impl_->unbroken_version) known.clear();  // another process wrote: check again
+  impl_->unbroken_version = *version;
+  std::vector<int64_t> campaigns;
+  {
+    OneShot one;
+    int rc = sqlite3_prepare_v2(d.db, "SELECT id FROM campaigns WHERE state = 'submitting'", -1, &one.stmt, nullptr);
+    if (rc != SQLITE_OK) return d.error(rc, op);
+    Stmt s(one.stmt);
+    while ((rc = s.step()) == SQLITE_ROW) campaigns.push_back(s.i64(0));
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  std::map<int64_t, Impl::Unbroken> still;
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t c : campaigns) {
+    // The campaign's lowest and highest task ids (tasks_by_campaign: one probe each), and how
+    // many of its tasks lie in a range (walks that range of the index).
+    auto lo = query_int(d, "SELECT MIN(id) FROM tasks WHERE campaign_id = ?1", {c}, op);
+    if (!lo.ok()) return lo.status();
+    auto hi = query_int(d, "SELECT MAX(id) FROM tasks WHERE campaign_id = ?1", {c}, op);
+    if (!hi.ok()) return hi.status();
+    if (*lo == 0) continue;
+    auto count = [&](int64_t from, int64_t to) {
+      return query_int(d, "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND id BETWEEN ?2 AND ?3", {c, from, to}, op);
+    };
+    Impl::Unbroken u;
+    auto it = known.find(c);
+    if (it != known.end() && it->second.lo == *lo && it->second.hi <= *hi) {
+      u = it->second;  // the range checked before, and what was added since
+      if (u.whole && *hi > u.hi) {
+        auto n = count(u.hi + 1, *hi);
+        if (!n.ok()) return n.status();
+        u.whole = *n == *hi - u.hi;
+      }
+    } else {
+      auto n = count(*lo, *hi);
+      if (!n.ok()) return n.status();
+      u.whole = *n == *hi - *lo + 1;
+    }
+    u.lo = *lo;
+    u.hi = *hi;
+    still[c] = u;
+    if (u.whole) out.emplace_back(u.lo, u.hi);
+  }
+  known = std::move(still);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
   constexpr std::string_view op = "task_ids";
   Db& d = impl_->d;
-  std::string sql = "SELECT id FROM tasks WHERE id > ?1";
+  std::string sql = "SELECT id FROM tasks WHERE id > ?1 AND id < ?7";
   if (q.campaign_id) sql += " AND campaign_id = ?2";
   if (!q.state.empty()) sql += " AND state = ?3";
   if (!q.op_name.empty()) sql += " AND op_name = ?4";
+  // A campaign's tasks are not startable while it is submitting. Walking past them one by one
+  // cost the Conductor O(tasks stored so far) per look while a million were stored (issue
+  // 21): the ranges of ids that hold nothing else are skipped, the rest filtered.
+  std::vector<std::pair<int64_t, int64_t>> skip;
   if (q.startable) {
+    if (q.offset != 0) return invalid_argument(d.path + ": task_ids: startable tasks are paged by after_id, not offset");
     sql += " AND (campaign_id IS NULL OR campaign_id NOT IN (SELECT id FROM campaigns WHERE state = 'submitting'))";
+    auto ranges = submitting_ranges();
+    if (!ranges.ok()) return ranges.status();
+    skip = std::move(*ranges);
   }
   sql += " ORDER BY id LIMIT ?5 OFFSET ?6";
   OneShot one;
   int rc = sqlite3_prepare_v2(d.db, sql.c_str(), -1, &one.stmt, nullptr);
   if (rc != SQLITE_OK) return d.error(rc, op);
   std::vector<int64_t> out;
-  Stmt s(one.stmt);
-  s.bind(1, q.after_id).bind(5, q.limit).bind(6, q.offset);
-  if (q.campaign_id) s.bind(2, *q.campaign_id);
-  if (!q.state.empty()) s.text(3, q.state);
-  if (!q.op_name.empty()) s.text(4, q.op_name);
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(s.i64(0));
-  if (rc != SQLITE_DONE) return d.error(rc, op);
+  // The ids between the skipped ranges, in order, until `limit` are found.
+  int64_t after = q.after_id;
+  for (size_t gap = 0; gap <= skip.size(); ++gap) {
+    const int64_t before = gap < skip.size() ? skip[gap].first : std::numeric_limits<int64_t>::max();
+    const int64_t want = q.limit < 0 ? -1 : q.limit - static_cast<int64_t>(out.size());
+    if (want == 0) break;
+    if (before > after + 1) {
+      Stmt s(one.stmt);
+      s.bind(1, after).bind(7, before).bind(5, want).bind(6, q.offset);
+      if (q.campaign_id) s.bind(2, *q.campaign_id);
+      if (!q.state.empty()) s.text(3, q.state);
+      if (!q.op_name.empty()) s.text(4, q.op_name);
+      while ((rc = s.step()) == SQLITE_ROW) out.push_back(s.i64(0));
+      if (rc != SQLITE_DONE) return d.error(rc, op);
+    }
+    if (gap < skip.size()) after = std::max(after, skip[gap].second);
+  }
   return out;
 }
 
@@ -1703,12 +1845,25 @@ Status Store::touch_agent(const std::string& agent_id) {
                       [&](Stmt& s) { s.bind(2, now); });
 }
 
+namespace {
+
+AgentRow read_agent(const Stmt& r) {
+  return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7), r.str(8), r.i64(9)};
+}
+
+}  // namespace
+
 Result<std::vector<AgentRow>> Store::agents() {
   Db& d = impl_->d;
   Stmt s(d.st.agents);
-  return all_rows<AgentRow>(d, s, "agents", [](const Stmt& r) {
-    return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7), r.str(8), r.i64(9)};
-  });
+  return all_rows<AgentRow>(d, s, "agents", read_agent);
+}
+
+Result<std::optional<AgentRow>> Store::agent(const std::string& agent_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.agent_by_id);
+  s.text(1, agent_id);
+  return maybe_row<AgentRow>(d, s, "agent", read_agent);
 }
 
 Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
@@ -1748,10 +1903,7 @@ Result<std::optional<CampaignRow>> Store::campaign_by_hash(const std::string& co
   Db& d = impl_->d;
   Stmt s(d.st.campaign_by_hash);
   s.text(1, content_hash);
-  int rc = s.step();
-  if (rc == SQLITE_DONE) return std::optional<CampaignRow>();
-  if (rc != SQLITE_ROW) return d.error(rc, "campaign_by_hash");
-  return std::optional<CampaignRow>(read_campaign(s));
+  return maybe_row<CampaignRow>(d, s, "campaign_by_hash", read_campaign);
 }
 
 Result<std::vector<CampaignRow>> Store::campaigns() {

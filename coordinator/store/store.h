@@ -320,6 +320,13 @@ class Store {
   // campaign_id 0: of every campaign.
   Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
+  // Many tasks as one unit: `feed` calls the function it is given once per task, in order,
+  // and stops at its first error; then none of them is stored. Errors as create_task's.
+  // Faster than create_task in a loop (issue 21, a campaign's batches): inside a transaction
+  // every savepoint copies each page it is first to touch into SQLite's statement journal
+  // (a temporary file), and a savepoint per task wrote ~20 KB of it per task.
+  using TaskFeed = std::function<Status(const std::function<Status(const TaskSpec&)>& add)>;
+  Status create_tasks(int64_t campaign_id, const TaskFeed& feed);
   Result<TaskRow> get_task(int64_t task_id);
   // A finished task has its verdict and reason; pending and running ones have none.
   Status set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict = std::nullopt,
@@ -419,9 +426,12 @@ class Store {
   Status set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason = "");
   Status touch_agent(const std::string& agent_id);  // last_seen_ms = now
   Result<std::vector<AgentRow>> agents();
+  Result<std::optional<AgentRow>> agent(const std::string& agent_id);  // none: never registered
   Result<std::vector<DeviceRow>> devices_of(const std::string& agent_id);
 
  private:
+  // Ids held only by tasks of submitting campaigns, as sorted [first, last] ranges.
+  Result<std::vector<std::pair<int64_t, int64_t>>> submitting_ranges();
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
