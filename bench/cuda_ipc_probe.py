@@ -2,10 +2,12 @@
 
     /opt/torch/.venv/bin/python bench/cuda_ipc_probe.py
 
-The parent allocates a device arena (agent/harness/kforge_verifier/channel.DeviceArena), fills
-two float32 inputs and starts a child process that opens the arena from its IPC handle and
-runs framework ops and a Triton launch on views of it, printing the runtime's last error and
-the outcome of each step. Prints one line per step; exits 0 when every step worked.
+The parent allocates a device arena (agent/harness/kforge_verifier/channel.DeviceArena: a CUDA
+VMM allocation exported as a file descriptor), fills two float32 inputs and starts a child
+process that imports the arena from the inherited descriptor and runs framework ops and a
+Triton launch on views of it, printing the runtime's last error and the outcome of each step.
+With --pidns the child runs in a new PID namespace (unshare -p -f, as root), as the boxed
+worker does. Prints one line per step; exits 0 when every step worked.
 """
 
 import ctypes
@@ -24,13 +26,26 @@ def _maps(name):
         return sorted({line.split()[-1] for line in f if name in line})
 
 
-def child(in_size, handle_hex):
+def _cudart():
+    import torch
+    torch.cuda.init()
+    for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so"):
+        try:
+            lib = ctypes.CDLL(name)
+            lib.cudaGetLastError.restype = ctypes.c_int
+            lib.cudaPeekAtLastError.restype = ctypes.c_int
+            return lib
+        except OSError:
+            continue
+    raise OSError("no libcudart")
+
+
+def child(in_size, fd):
     import torch
     from kforge_verifier import channel
     torch.cuda.init()
-    arena = channel.DeviceArena(in_size, handle_hex=handle_hex)
-    lib = arena.lib
-    lib.cudaGetLastError.restype = ctypes.c_int
+    arena = channel.DeviceArena(in_size, fd=fd)
+    lib = _cudart()
     print("libcudart mapped:", _maps("libcudart"), flush=True)
     failures = 0
 
@@ -98,9 +113,9 @@ def parent():
     print("torch", torch.__version__, "cuda", torch.version.cuda, "device",
           torch.cuda.get_device_name(0), flush=True)
     arena = channel.DeviceArena(1 << 22)
-    arena.lib.cudaGetLastError.restype = ctypes.c_int
     print("parent libcudart mapped:", _maps("libcudart"), "last error",
-          arena.lib.cudaPeekAtLastError(), flush=True)
+          _cudart().cudaPeekAtLastError(), "arena", arena.size, "bytes, fd", arena.fd,
+          flush=True)
     g = torch.Generator(device="cuda").manual_seed(1)
     x = torch.randn(N, device="cuda", generator=g)
     y = torch.randn(N, device="cuda", generator=g)
@@ -109,18 +124,21 @@ def parent():
     torch.cuda.synchronize()
     print("parent: expected x+y[:4] sum", float((x + y)[:4].sum()), flush=True)
     env = dict(os.environ)
-    extra = sys.argv[1:]
-    rc = subprocess.call([sys.executable, os.path.abspath(__file__), "--child",
-                          str(arena.size), arena.handle_hex] + extra, env=env)
+    extra = [a for a in sys.argv[1:] if a != "--pidns"]
+    wrap = []
+    if "--pidns" in sys.argv:
+        wrap = ["unshare", "-p", "-f", "--mount-proc"] + ([] if os.geteuid() == 0 else ["-r"])
+    cmd = wrap + [sys.executable, os.path.abspath(__file__), "--child", str(arena.size),
+                  str(arena.fd)] + extra
+    rc = subprocess.call(cmd, env=env, pass_fds=(arena.fd,))
     env["CUDA_LAUNCH_BLOCKING"] = "1"
     print("--- again with CUDA_LAUNCH_BLOCKING=1", flush=True)
-    rc2 = subprocess.call([sys.executable, os.path.abspath(__file__), "--child",
-                           str(arena.size), arena.handle_hex] + extra, env=env)
+    rc2 = subprocess.call(cmd, env=env, pass_fds=(arena.fd,))
     arena.close()
     return 1 if rc or rc2 else 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 3 and sys.argv[1] == "--child":
-        sys.exit(1 if child(int(sys.argv[2]), sys.argv[3]) else 0)
+        sys.exit(1 if child(int(sys.argv[2]), int(sys.argv[3])) else 0)
     sys.exit(parent())

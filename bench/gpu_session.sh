@@ -5,7 +5,8 @@
 #
 #   bash bench/gpu_session.sh            # PYTHON=/opt/torch/.venv/bin/python by default
 #
-# 1. bench/cuda_ipc_probe.py: framework ops and Triton launches on CUDA IPC views, step by step
+# 1. bench/cuda_ipc_probe.py: framework ops and Triton launches on views of a shared device
+#    buffer (CUDA VMM, passed as a file descriptor), step by step; again across PID namespaces
 # 2. bench/triton_compile_probe.py: where a fresh worker's first Triton call goes
 # 3. tests/harness/cases_cuda.json through the judge with the device-memory transport, then the
 #    one case that failed on views (triton_add_torch_fallback) without private inputs
@@ -16,6 +17,8 @@ P=${PYTHON:-/opt/torch/.venv/bin/python}
 OUT=${OUT:-${TMPDIR:-/tmp}/kforge-gpu-session}
 nvidia-smi -L
 echo "=== ipc probe"; timeout 60 "$P" bench/cuda_ipc_probe.py 2>&1 | tail -32
+echo "=== ipc probe, child in its own PID namespace"
+timeout 60 "$P" bench/cuda_ipc_probe.py --pidns 2>&1 | tail -14
 echo "=== compile probe"; timeout 45 "$P" bench/triton_compile_probe.py 2>&1 | tail -9
 (
   cd tests/harness || exit 1

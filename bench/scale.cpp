@@ -25,10 +25,12 @@
 // starts (--submit-offline, the only way for builds before scale21's). With every task queued
 // and no agent connected it prints the coordinator's RSS and CPU for --idle-seconds (after
 // --settle-seconds), the latency of `GET /api/v1/tasks` pages (first, middle and last, by
-// `after` and by `offset`) and of job pages by `after`, the cost of `kforge results --csv`
+// `after` and by `offset`) and of job pages by `after`, of the dashboard's progress, alerts,
+// LLM health and a comparison page (issue 18), the cost of `kforge results --csv`
 // (wall, the CLI's peak RSS, the coordinator's highest RSS meanwhile), then kills it
 // (SIGKILL), starts it again on the same data and times the first Assign a fresh fake agent
-// (one cpu device) receives: restart_to_dispatch_ms.
+// (one cpu device) receives: restart_to_dispatch_ms. --submit-only stops after the
+// submission's figures.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -100,6 +102,7 @@ const std::vector<FlagSpec> kFlags = {
     {"kforge", true, "--tasks: the kforge CLI that submits the campaign (default: beside this build's bench)"},
     {"campaign-tasks", true, "--tasks: tasks per campaign (default 1000000: one campaign up to that)"},
     {"submit-offline", false, "--tasks: submit with --data before the coordinator starts, not through its API"},
+    {"submit-only", false, "--tasks: stop after the submission's figures (submit_s, RSS, database size)"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
     {"help", false, "show this message"},
 };
@@ -688,6 +691,14 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
                                          "--data", data.string(), "--http", "127.0.0.1:0",
                                          "--log-level", flags.get("log-level").value_or("info")};
   CoordinatorProcess coord;
+  auto finish = [&] {
+    coord.stop();
+    if (!flags.has("keep")) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+    return 0;
+  };
   const bool offline = flags.has("submit-offline");
   double submit_s = 0, submit_rss = 0, coord_rss_submit = 0;
   auto submit_all = [&](const std::vector<std::string>& target) -> bool {
@@ -719,6 +730,7 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   print("db_mb", static_cast<double>(db_bytes) / 1048576.0, 1);
   print("db_bytes_per_task", static_cast<double>(db_bytes) / static_cast<double>(tasks), 0);
   std::fflush(stdout);
+  if (flags.has("submit-only")) return finish();
   coord.started_ms = now_ms();  // the settle and idle windows count from here
 
   // RSS and CPU every second: the settle (admission), then the idle window measured.
@@ -758,6 +770,12 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   print("listing_last_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(last), token), 2);
   print("jobs_first_ms", median_get_ms(coord, "/api/v1/jobs?limit=100", token), 2);
   print("jobs_last_after_ms", median_get_ms(coord, "/api/v1/jobs?limit=100&after=" + std::to_string(last), token), 2);
+  // What the dashboard asks every 5 s of the campaign it shows (docs/dashboard.md), and a
+  // page of its comparison (campaign 1 beside itself: every task pairs up).
+  print("dashboard_progress_ms", median_get_ms(coord, "/api/v1/campaigns/1/progress?buckets=48", token), 2);
+  print("dashboard_alerts_ms", median_get_ms(coord, "/api/v1/alerts", token), 2);
+  print("dashboard_llm_ms", median_get_ms(coord, "/api/v1/llm?campaign=1", token), 2);
+  print("dashboard_compare_page_ms", median_get_ms(coord, "/api/v1/compare?a=1&b=1&limit=500", token), 2);
   std::fflush(stdout);
 
   // kforge results --csv of every task, to a file: constant memory on both sides?
@@ -782,12 +800,7 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   print("restart_to_dispatch_ms", assigned < 0 ? -1 : static_cast<double>(assigned - coord.started_ms), 0);
   print("rss_after_restart_mb", rss_mb(coord.pid));
   std::fflush(stdout);
-  coord.stop();
-  if (!flags.has("keep")) {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  return 0;
+  return finish();
 }
 
 int run(int argc, char** argv) {

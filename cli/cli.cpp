@@ -52,12 +52,10 @@ int cmd_enqueue(const ParsedFlags& flags) {
   }
   auto store = open_existing(flags);
   if (!store.ok()) return fail(store.status().message());
-  proto::Assign assign;
-  assign.kind = "exec";
-  assign.argv = flags.positional;
-  assign.timeout_ms = timeout_s * 1000;
   NewJob job;
-  job.spec = proto::encode(assign);
+  job.kind = "exec";
+  job.request.argv = flags.positional;
+  job.request.timeout_ms = timeout_s * 1000;
   job.backend = flags.get("backend").value_or("cpu");
   job.arch = flags.get("arch").value_or("");
   job.priority = static_cast<int>(priority);
@@ -117,7 +115,7 @@ const std::vector<Command>& commands() {
       {"campaign", true, "only this campaign's tasks"},
       {"state", true, "pending | running | passed | failed | cancelled"},
       {"op", true, "only this op_name"},
-      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ...)"},
+      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ..., llm_error, garbled, cancelled)"},
       {"limit", true, "at most this many"},
       {"offset", true, "skip this many matching tasks first (slower than --after at depth)"},
       {"after", true, "only tasks with ids above this (keyset paging)"},
@@ -125,6 +123,9 @@ const std::vector<Command>& commands() {
       kJson,
       kCsv};
   static const std::vector<Command> all = {
+      {"check", "find every problem of a campaign and its config at once, creating nothing (run and submit check first)",
+       {{"config", true, "configuration file, checked as kforge run reads it: [llm.*] roles, keys, recordings"}, kHelp},
+       "CAMPAIGN.toml [--config kforge.toml]", cmd_check},
       {"run", "run a campaign to its end here: coordinator, conductor and a local agent",
        {kData,
         {"config", true, "configuration file: [llm.*] roles, [agent] settings"},
@@ -176,6 +177,7 @@ const std::vector<Command>& commands() {
         {"framework", true, "torch | numpy | mindspore (default torch)"},
         {"task-type", true, "profile (default) | precision_only"},
         {"limit-steps", true, "Conductor steps per task, 1 to 100 (default 10)"},
+        {"timing", true, "kernelbench (default: 5 trials, 100 timed runs) | kforge (3 trials, 50 runs)"},
         {"name", true, "the campaign's name (default kernelbench-level<N>)"},
         {"out", true, "the campaign file to write (default kernelbench-level<N>.toml)"},
         {"force", false, "overwrite --out if it exists"},

@@ -24,6 +24,7 @@ inline constexpr int kExitUnreachable = 3;
 int cli_fail(const std::string& message, int code = kExitFailed);
 
 int cmd_verify(const ParsedFlags& flags);
+int cmd_check(const ParsedFlags& flags);
 int cmd_run(const ParsedFlags& flags);
 int cmd_submit(const ParsedFlags& flags);
 int cmd_status(const ParsedFlags& flags);

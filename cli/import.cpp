@@ -41,6 +41,7 @@ int import_kernelbench(const ParsedFlags& flags) {
   if (!target.ok()) return usage_error(cmd + "--" + target.status().message());
   options.target = *target;
   options.task_type = flags.get("task-type").value_or("profile");
+  options.timing = flags.get("timing").value_or("kernelbench");
   if (auto s = flags.get("limit-steps")) {
     auto steps = parse_uint_flag("limit-steps", *s);
     if (!steps.ok()) return usage_error(cmd + steps.status().message());

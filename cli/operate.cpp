@@ -1,5 +1,7 @@
 // The operator commands: status, tasks, show, results, submit, cancel, resume, agents,
 // cluster, drain/undrain, jobs, export, report. Each asks the operator API (cli/client.h) and formats the answer.
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/check.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/fs.h"
@@ -60,12 +63,7 @@ std::string ago(int64_t ms) {
 }
 
 std::string clock_time(int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
-  return buf;
+  return fmt::format("{:%H:%M:%S}", fmt::localtime(static_cast<std::time_t>(ms / 1000)));
 }
 
 // The output format a listing asks for: --format table|json|csv, or --json / --csv for short.
@@ -255,8 +253,8 @@ TaskPrinter::TaskPrinter(std::string format) : format_(std::move(format)) {
     for (const char* c : kTaskColumns) header += std::string(header.empty() ? "" : ",") + c;
     std::printf("%s\n", header.c_str());
   } else {
-    std::printf("%-6s %-20s %-28s %-9s %-20s %7s %8s %9s\n", "TASK", "OP", "TASK_ID", "STATE", "VERDICT", "STEPS",
-                "SPEEDUP", "COST_USD");
+    fmt::print("{:<6} {:<20} {:<28} {:<9} {:<20} {:>7} {:>8} {:>9}\n", "TASK", "OP", "TASK_ID", "STATE", "VERDICT",
+               "STEPS", "SPEEDUP", "COST_USD");
   }
 }
 
@@ -277,9 +275,9 @@ void TaskPrinter::rows(const json& tasks) {
       std::printf("%s\n", line.c_str());
     } else {
       std::string steps = str(t, "steps") + "/" + str(t, "limit_steps");
-      std::printf("%-6lld %-20.20s %-28.28s %-9s %-20.20s %7s %8s %9.4f\n", static_cast<long long>(t.value("task", 0)),
-                  str(t, "op_name").c_str(), str(t, "task_id").c_str(), str(t, "state").c_str(),
-                  str(t, "verdict").c_str(), steps.c_str(), speedup_text(t).c_str(), t.value("cost_usd", 0.0));
+      fmt::print("{:<6} {:<20.20} {:<28.28} {:<9} {:<20.20} {:>7} {:>8} {:>9.4f}\n", t.value("task", int64_t{0}),
+                 str(t, "op_name"), str(t, "task_id"), str(t, "state"), str(t, "verdict"), steps, speedup_text(t),
+                 t.value("cost_usd", 0.0));
     }
     rows_++;
   }
@@ -447,12 +445,12 @@ int cmd_show(const ParsedFlags& flags) {
 int cmd_submit(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) return cli_fail("submit: give one campaign file", kExitUsage);
   const std::filesystem::path path = flags.positional[0];
-  auto text = read_named_file(path, "campaign file");
-  if (!text.ok()) return cli_fail(text.status().message());
-  // Checked here, so that problems name this host's paths; the coordinator checks every task
-  // as it expands them.
-  auto plan = plan_campaign(*text, files_under(path.parent_path()), path.string(), false);
-  if (!plan.ok()) return cli_fail(plan.status().message());
+  // Checked here (kforge check's check), so that problems name this host's paths; the
+  // coordinator checks every task as it expands them.
+  auto checked = check_inputs(path, flags.get("config"), CheckFor::submit);
+  if (!checked.ok()) return check_failed(checked.status());
+  const std::string* text = &checked->campaign_text;
+  const CampaignPlan* plan = &checked->plan;
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
@@ -554,8 +552,8 @@ int cmd_agents(const ParsedFlags& flags) {
                         "last_seen_ms", "running_jobs"});
     return kExitOk;
   }
-  std::printf("%-34s %-16s %-6s %-7s %-5s %-10s %-24s %s\n", "AGENT", "HOST", "STATE", "DRAINED", "LOAD", "HEARTBEAT",
-              "REASON", "DEVICES");
+  constexpr std::string_view kAgentRow = "{:<34} {:<16.16} {:<6} {:<7} {:<5} {:<10} {:<24.24} {}\n";
+  fmt::print(kAgentRow, "AGENT", "HOST", "STATE", "DRAINED", "LOAD", "HEARTBEAT", "REASON", "DEVICES");
   for (const json& a : *agents) {
     std::string devices;
     size_t busy = 0;
@@ -569,10 +567,9 @@ int cmd_agents(const ParsedFlags& flags) {
     }
     std::string load = std::to_string(busy) + "/" + std::to_string(a["devices"].size());
     std::string reason = str(a, "drain_reason");
-    std::printf("%-34s %-16.16s %-6s %-7s %-5s %-10s %-24.24s %s\n", str(a, "id").c_str(), str(a, "host").c_str(),
-                str(a, "state").c_str(), a.value("drained", false) ? "yes" : "no", load.c_str(),
-                ago(a.value("last_seen_ms", int64_t{0})).c_str(), reason.empty() ? "-" : reason.c_str(),
-                devices.c_str());
+    fmt::print(fmt::runtime(kAgentRow), str(a, "id"), str(a, "host"), str(a, "state"),
+               a.value("drained", false) ? "yes" : "no", load, ago(a.value("last_seen_ms", int64_t{0})),
+               reason.empty() ? "-" : reason, devices);
   }
   std::printf("(* a device running a job now)\n");
   return kExitOk;
@@ -596,15 +593,14 @@ int cmd_cluster(const ParsedFlags& flags) {
     return kExitOk;
   }
   auto n = [](const json& j, const char* key) { return static_cast<long long>(j.value(key, int64_t{0})); };
-  std::printf("%-20s %-8s %6s %5s %5s %6s %8s %5s %7s  %s\n", "HOST", "STATE", "AGENTS", "IDLE", "BUSY", "DRAIN",
-              "DRAINED", "DOWN", "RUNNING", "REASON");
+  constexpr std::string_view kHostRow = "{:<20.20} {:<8} {:>6} {:>5} {:>5} {:>6} {:>8} {:>5} {:>7}  {}\n";
+  fmt::print(kHostRow, "HOST", "STATE", "AGENTS", "IDLE", "BUSY", "DRAIN", "DRAINED", "DOWN", "RUNNING", "REASON");
   for (const json& h : (*c)["hosts"]) {
     const json& d = h["devices"];
     std::string state = str(h, "state") + (h.value("drained", false) ? "*" : "");
     std::string reason = str(h, "drain_reason");
-    std::printf("%-20.20s %-8s %6zu %5lld %5lld %6lld %8lld %5lld %7lld  %s\n", str(h, "host").c_str(), state.c_str(),
-                h["agents"].size(), n(d, "idle"), n(d, "busy"), n(d, "draining"), n(d, "drained"), n(d, "down"),
-                n(h, "running_jobs"), reason.empty() ? "-" : reason.c_str());
+    fmt::print(fmt::runtime(kHostRow), str(h, "host"), state, h["agents"].size(), n(d, "idle"), n(d, "busy"),
+               n(d, "draining"), n(d, "drained"), n(d, "down"), n(h, "running_jobs"), reason.empty() ? "-" : reason);
   }
   const json &d = (*c)["devices"], &a = (*c)["agents"], &t = (*c)["tasks"], &j = (*c)["jobs"], &tp = (*c)["throughput"];
   std::printf("(* drained)\n\n");
@@ -679,12 +675,12 @@ int cmd_jobs(const ParsedFlags& flags) {
                       "created_ms", "assigned_ms", "finished_ms", "outcome"});
     return kExitOk;
   }
-  std::printf("%-8s %-10s %-6s %-8s %-18s %-8s %s\n", "JOB", "STATE", "EPOCH", "ATTEMPTS", "AGENT", "DEVICE", "OUTCOME");
+  constexpr std::string_view kJobRow = "{:<8} {:<10} {:<6} {:<8} {:<18.16} {:<8} {}\n";
+  fmt::print(kJobRow, "JOB", "STATE", "EPOCH", "ATTEMPTS", "AGENT", "DEVICE", "OUTCOME");
   for (const json& j : *jobs) {
     std::string agent = str(j, "agent"), device = str(j, "device");
-    std::printf("%-8s %-10s %-6s %-8s %-18s %-8s %s\n", str(j, "id").c_str(), str(j, "state").c_str(),
-                str(j, "epoch").c_str(), str(j, "attempts").c_str(), agent.empty() ? "-" : agent.substr(0, 16).c_str(),
-                device.empty() ? "-" : device.c_str(), str(j, "outcome").c_str());
+    fmt::print(fmt::runtime(kJobRow), str(j, "id"), str(j, "state"), str(j, "epoch"), str(j, "attempts"),
+               agent.empty() ? "-" : agent, device.empty() ? "-" : device, str(j, "outcome"));
   }
   return kExitOk;
 }

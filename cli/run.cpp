@@ -15,6 +15,7 @@
 #include "agent/agent.h"
 #include "agent/devices.h"
 #include "agent/state_dir.h"
+#include "cli/check.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/config.h"
@@ -34,17 +35,6 @@ void on_signal(int) { g_stop = true; }
 // Roles that send an API key, and where it comes from.
 bool sends_key(const LlmEndpoint& e) {
   return e.provider != "replay" && (!e.api_key_env.empty() || !e.api_key_file.empty());
-}
-
-// An LLM key must not reach a job through the agent's allow-list of variables.
-Status check_env_allow(const std::map<std::string, LlmEndpoint>& endpoints, const AgentConfig& ac) {
-  for (const auto& [role, e] : endpoints) {
-    if (sends_key(e) && std::find(ac.env_allow.begin(), ac.env_allow.end(), e.api_key_env) != ac.env_allow.end()) {
-      return invalid_argument("agent.env_allow names " + e.api_key_env + ", the API key of llm." + role +
-                              ": every job would get it; remove it from the list");
-    }
-  }
-  return Status();
 }
 
 // Where jobs run as this process's uid (not root, agent.contain = false or no agent.job_uids),
@@ -126,21 +116,16 @@ Result<AllInOneOptions> all_in_one_options(const Config& config,
 
 int cmd_run(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) return cli_fail("run: give one campaign file, e.g. kforge run campaign.toml", kExitUsage);
-  auto campaign = load_campaign(flags.positional[0]);
-  if (!campaign.ok()) return cli_fail(campaign.status().message());
-  auto source = read_file(flags.positional[0]);
-
   // This process will hold the LLM keys, the agent link's keys and the API token: processes
   // of its uid (jobs, where they share it) may not read its memory.
   if (Status st = hide_process_memory(); !st.ok()) return cli_fail(st.message());
-  Config config;
-  std::filesystem::path config_dir = std::filesystem::current_path();
-  if (auto path = flags.get("config")) {
-    auto loaded = load_config(*path);
-    if (!loaded.ok()) return cli_fail(loaded.status().message());
-    config = *loaded;
-    config_dir = std::filesystem::absolute(*path).parent_path();
-  }
+  // Every problem of the campaign and the config first, before anything is created.
+  auto checked = check_inputs(flags.positional[0], flags.get("config"), CheckFor::run);
+  if (!checked.ok()) return check_failed(checked.status());
+  const CampaignPlan& campaign = checked->plan;
+  Config& config = checked->config;
+  const std::filesystem::path& config_dir = checked->config_dir;
+
   LogConfig log = config.log;
   if (auto level = flags.get("log-level")) log.level = *level;
   if (!flags.has("log-level") && !flags.has("config")) log.level = "warn";
@@ -152,6 +137,19 @@ int cmd_run(const ParsedFlags& flags) {
     if (!v.ok()) return cli_fail(v.status().message(), kExitUsage);
     config.agent.cpu_devices = static_cast<uint32_t>(*v);
   }
+  // The LLM client before the data directory: a recording it cannot read stops the run here.
+  const ConductorOptions conductor_opts = conductor_options(config, config_dir);
+  std::unique_ptr<LlmClient> llm;
+  if (!conductor_opts.endpoints.empty()) {
+    auto client = LlmClient::create(conductor_opts.endpoints);
+    if (!client.ok()) return cli_fail("llm: " + client.status().message());
+    llm = std::move(client.value());
+  }
+  auto prompt_dir = find_prompt_dir(flags.get("prompts").value_or(""));
+  if (!prompt_dir.ok()) return cli_fail(prompt_dir.status().message());
+  auto prompts = PromptLibrary::load(*prompt_dir);
+  if (!prompts.ok()) return cli_fail(prompts.status().message());
+
   auto options =
       all_in_one_options(config, config_dir, data, flags.get("http").value_or("127.0.0.1:0"),
                          flags.get("device-fixtures").value_or(""));
@@ -159,35 +157,19 @@ int cmd_run(const ParsedFlags& flags) {
   auto coordinator = Coordinator::open(options->coordinator);
   if (!coordinator.ok()) return cli_fail(coordinator.status().message());
   Coordinator& coord = **coordinator;
-
-  std::unique_ptr<LlmClient> llm;
-  if (!options->conductor.endpoints.empty()) {
-    auto client = LlmClient::create(options->conductor.endpoints);
-    if (!client.ok()) return cli_fail("llm: " + client.status().message());
-    llm = std::move(client.value());
-  } else if (campaign->workflow != "verify_only") {
-    return cli_fail("run: the " + campaign->workflow + " workflow needs LLM roles; configure [llm.designer] and "
-                    "[llm.coder] in a --config file (see docs/llm.md)");
-  }
-  auto prompt_dir = find_prompt_dir(flags.get("prompts").value_or(""));
-  if (!prompt_dir.ok()) return cli_fail(prompt_dir.status().message());
-  auto prompts = PromptLibrary::load(*prompt_dir);
-  if (!prompts.ok()) return cli_fail(prompts.status().message());
   Conductor conductor(coord, llm.get(), std::move(prompts.value()), options->conductor);
 
   Store& store = coord.store();
   auto write = [&](const std::function<Status(Store&)>& fn) {
     return store.atomically([&] { return fn(store); });
   };
-  auto stored = store_campaign(write, *campaign, source.ok() ? *source : "");
+  auto stored = store_campaign(write, campaign, checked->campaign_text);
   if (!stored.ok()) return cli_fail(stored.status().message());
   const int64_t campaign_id = stored->first;
   auto row = coord.store().get_campaign(campaign_id);
   if (!row.ok()) return cli_fail(row.status().message());
 
   // The local agent: this host's devices, jobs in sandboxed child processes.
-  if (Status st = check_env_allow(options->conductor.endpoints, config.agent); !st.ok())
-    return cli_fail(st.message());
   AgentOptions& aopts = options->agent;
   aopts.coordinator = coord.endpoint();
   auto agent = Agent::open(aopts);
@@ -224,11 +206,11 @@ int cmd_run(const ParsedFlags& flags) {
     if (!tasks.ok()) break;
     size_t done = 0, passed = 0;
     for (const TaskRow& t : *tasks) {
-      done += (t.state == "passed" || t.state == "failed" || t.state == "cancelled") ? 1 : 0;
-      passed += t.state == "passed" ? 1 : 0;
+      done += kforge::finished(t.state) ? 1 : 0;
+      passed += t.state == TaskState::passed ? 1 : 0;
     }
     if (done != last_done) {
-      std::fprintf(stderr, "kforge: %s: %zu/%zu tasks done, %zu passed\n", campaign->name.c_str(), done,
+      std::fprintf(stderr, "kforge: %s: %zu/%zu tasks done, %zu passed\n", campaign.name().c_str(), done,
                    tasks->size(), passed);
       last_done = done;
     }

@@ -16,6 +16,10 @@ function(kforge_target_defaults target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
                                            -Wno-missing-field-initializers)
   target_compile_definitions(${target} PRIVATE KFORGE_VERSION="${PROJECT_VERSION}")
+  if(NOT KFORGE_FULL_DEBUG_INFO)
+    # after CMAKE_CXX_FLAGS_RELWITHDEBINFO's -g on the command line, so it wins
+    target_compile_options(${target} PRIVATE $<$<CONFIG:RelWithDebInfo>:-g1>)
+  endif()
   if(KFORGE_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
     # GCC 12 at -O3 reports a false -Wrestrict inside std::string assignment (GCC bug 105329).

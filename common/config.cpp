@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <concepts>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "common/fs.h"
 #include "common/protocol.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/toml_report.h"
 
 namespace kforge {
@@ -358,9 +360,120 @@ const Fields<Config>& fields_of<Config>() {
   return fields;
 }
 
+// The node of root[table][key], or null.
+const toml::node* node_at(const toml::table& root, std::initializer_list<std::string_view> path) {
+  const toml::node* n = &root;
+  for (std::string_view k : path) {
+    const toml::table* t = n->as_table();
+    n = t == nullptr ? nullptr : t->get(k);
+    if (n == nullptr) return nullptr;
+  }
+  return n;
+}
+
+// [llm.*]: what each role's provider needs, reported at the key concerned, every role in the
+// same pass (the LLM client, when it starts, would stop at the first). `host` adds what
+// depends on this host (ConfigChecks::host).
+void check_llm_roles(Reader& r, const toml::table& root, const Config& config, bool host,
+                     const std::filesystem::path& base_dir) {
+  for (const auto& [name, role] : {std::pair{"designer", &config.llm.designer},
+                                   {"coder", &config.llm.coder},
+                                   {"conductor", &config.llm.conductor}}) {
+    const toml::node* table = node_at(root, {"llm", name});
+    if (table == nullptr || !table->is_table()) continue;
+    const std::string key = std::string("llm.") + name;
+    // Where `k` is written, else the role's table.
+    auto at = [&](std::string_view k) {
+      const toml::node* n = node_at(root, {"llm", name, k});
+      return n != nullptr ? n->source() : table->source();
+    };
+    const std::string& p = role->provider;
+    const auto& providers = llm_providers();
+    if (!node_at(root, {"llm", name, "provider"})) {
+      r.fail(table->source(), key + ": provider is missing; expected one of " + join(providers) +
+                                  " (or remove the table)");
+      continue;
+    }
+    if (p.empty()) continue;  // reported by its field
+    if (std::find(providers.begin(), providers.end(), p) == providers.end()) {
+      r.fail(at("provider"), key + ".provider: expected one of " + join(providers) + ", got " + toml_quote(p));
+      continue;
+    }
+    if (p != "openai" && role->recording.empty()) {
+      r.fail(at("provider"), key + ": provider " + toml_quote(p) + " needs recording = \"FILE.jsonl\"");
+    }
+    if (!role->api_key_env.empty() && !role->api_key_file.empty()) {
+      r.fail(at("api_key_file"), key + ": set api_key_env or api_key_file, not both");
+    }
+    if (p != "replay") {
+      if (role->model.empty()) r.fail(at("model"), key + ": provider " + toml_quote(p) + " needs model = \"...\"");
+      const std::string& url = role->base_url;
+      if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://")) {
+        r.fail(at("base_url"), key + ".base_url: expected a URL starting with http:// or https://, got " +
+                                   toml_quote(url));
+      }
+    }
+    if (!host) continue;
+    auto resolve = [&](const std::string& path) {
+      std::filesystem::path f = path;
+      return f.is_absolute() ? f : base_dir / f;
+    };
+    if (p != "replay" && llm_base_url(*role).empty()) {
+      r.fail(table->source(), key + ": provider " + toml_quote(p) +
+                                  " needs base_url = \"http://HOST:PORT/v1\" (or $OPENAI_BASE_URL set)");
+    }
+    if (const std::string env = p == "replay" ? "" : role->api_key_env; !env.empty()) {
+      const char* value = std::getenv(env.c_str());
+      if (value == nullptr || *value == '\0') {
+        r.fail(at("api_key_env"), key + ".api_key_env: names $" + env + ", which is not set here");
+      }
+    }
+    if (p != "replay" && !role->api_key_file.empty()) {
+      if (auto secret = read_secret_file(resolve(role->api_key_file), "api_key_file"); !secret.ok()) {
+        r.fail(at("api_key_file"), key + ".api_key_file: " + secret.status().message());
+      }
+    }
+    if (p == "replay" && !role->recording.empty()) {
+      const std::filesystem::path rec = resolve(role->recording);
+      std::error_code ec;
+      std::string why = !std::filesystem::exists(rec, ec) ? "does not exist" : not_a_file(rec);
+      if (!why.empty()) {
+        r.fail(at("recording"), key + ".recording: " + rec.lexically_normal().string() + " " + why);
+      }
+    }
+    // An LLM key must not reach a job through the agent's allow-list of variables.
+    const std::string env = llm_key_env(*role);
+    const auto& allow = config.agent.env_allow;
+    if (!env.empty() && std::find(allow.begin(), allow.end(), env) != allow.end()) {
+      const toml::node* list = node_at(root, {"agent", "env_allow"});
+      std::string text = "agent.env_allow names " + env + ", the API key of " + key +
+                         ": every job would get it; remove it from the list";
+      list ? r.fail(list->source(), text) : r.fail_at(1, 1, text);
+    }
+  }
+}
+
 }  // namespace
 
-Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
+const std::vector<std::string>& llm_providers() {
+  static const std::vector<std::string> all = {"openai", "replay", "record"};
+  return all;
+}
+
+std::string llm_base_url(const LlmRoleConfig& role) {
+  if (role.provider == "replay" || !role.base_url.empty()) return role.base_url;
+  const char* base = std::getenv("OPENAI_BASE_URL");
+  return base == nullptr ? "" : base;
+}
+
+std::string llm_key_env(const LlmRoleConfig& role) {
+  if (role.provider == "replay" || !role.api_key_env.empty()) return role.api_key_env;
+  const char* key = std::getenv("OPENAI_API_KEY");
+  return role.api_key_file.empty() && key != nullptr && *key != '\0' ? "OPENAI_API_KEY" : "";
+}
+
+Result<Config> parse_config(std::string_view toml_text, const std::string& source_name, ConfigChecks checks,
+                            const std::filesystem::path& base_dir) {
   auto parsed = parse_toml(toml_text, source_name);
   if (!parsed.ok()) return parsed.status();
   const toml::table& root = *parsed;
@@ -384,14 +497,15 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& sourc
        !config.coordinator.agent_keys_file.empty());
   pair("agent", "secret_key_file", !config.agent.secret_key_file.empty(), "coordinator_public_key",
        !config.agent.coordinator_public_key.empty());
+  check_llm_roles(reader, root, config, checks == ConfigChecks::host, base_dir);
   KF_RETURN_IF_ERROR(reader.status());
   return config;
 }
 
-Result<Config> load_config(const std::filesystem::path& path) {
+Result<Config> load_config(const std::filesystem::path& path, ConfigChecks checks) {
   Result<std::string> text = read_named_file(path, "config file");
   if (!text.ok()) return text.status();
-  return parse_config(*text, path.string());
+  return parse_config(*text, path.string(), checks, std::filesystem::absolute(path).parent_path());
 }
 
 }  // namespace kforge

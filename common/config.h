@@ -151,11 +151,35 @@ struct Config {
   LogConfig log;                  // the top-level [log]; component log tables default to it
 };
 
-// Reads and validates a config file. not_found (naming the path) when it does not exist;
-// invalid_argument with "file:line:column: key: ..." for a bad file.
-Result<Config> load_config(const std::filesystem::path& path);
+// What parse_config checks besides each key's type and range.
+enum class ConfigChecks {
+  // The file alone: also what each [llm.*] provider needs (recording, model, a base_url
+  // that is http(s)://, not api_key_env and api_key_file both), with each key's line.
+  file,
+  // Also what depends on this host, for the process that will call the LLM (`kforge check`,
+  // `kforge run`): each role's server ($OPENAI_BASE_URL counts), its api_key_env set, its
+  // api_key_file and replay recording readable, and no key variable in agent.env_allow.
+  // A daemon reading a config file shared with other hosts does not make these.
+  host,
+};
 
-// Parses TOML text; `source_name` stands for the file name in error messages.
-Result<Config> parse_config(std::string_view toml_text, const std::string& source_name);
+// Reads and validates a config file. not_found (naming the path) when it does not exist;
+// invalid_argument with "file:line:column: key: ..." lines for a bad file, every problem
+// found, in file order. Relative paths in it are relative to its directory.
+Result<Config> load_config(const std::filesystem::path& path, ConfigChecks checks = ConfigChecks::file);
+
+// Parses TOML text; `source_name` stands for the file name in error messages, `base_dir`
+// for its directory (ConfigChecks::host reads the files the [llm.*] roles name there).
+Result<Config> parse_config(std::string_view toml_text, const std::string& source_name,
+                            ConfigChecks checks = ConfigChecks::file, const std::filesystem::path& base_dir = {});
+
+// The LLM providers a role may name.
+const std::vector<std::string>& llm_providers();
+
+// The server and the API key variable an [llm.*] role uses: its own, else OpenAI's
+// conventions fill in (docs/llm.md): $OPENAI_BASE_URL, and $OPENAI_API_KEY when the role
+// names no key. A replayed role uses neither ("").
+std::string llm_base_url(const LlmRoleConfig& role);
+std::string llm_key_env(const LlmRoleConfig& role);
 
 }  // namespace kforge

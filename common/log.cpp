@@ -1,5 +1,6 @@
 #include "common/log.h"
 
+#include <fmt/chrono.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/rotating_file_sink.h>
@@ -56,14 +57,7 @@ std::string iso_utc_ms(spdlog::log_clock::time_point tp) {
   auto since_epoch = tp.time_since_epoch();
   auto secs = std::chrono::floor<std::chrono::seconds>(since_epoch);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - secs).count();
-  std::time_t t = static_cast<std::time_t>(secs.count());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char date[32];
-  size_t n = std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-  char millis[8];
-  std::snprintf(millis, sizeof millis, ".%03dZ", static_cast<int>(ms));
-  return std::string(date, n) + millis;
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(static_cast<std::time_t>(secs.count())), ms);
 }
 
 // One JSON object per line: {"ts", "level", "component", "msg"}. Invalid UTF-8 in a message

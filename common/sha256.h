@@ -1,9 +1,9 @@
-// SHA-256 (FIPS 180-4): content hashes and cache keys.
+// SHA-256 (FIPS 180-4): content hashes and cache keys, computed by OpenSSL's libcrypto.
 #pragma once
 
 #include <array>
-#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -13,6 +13,9 @@ namespace kforge {
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
   void update(std::string_view data);
   // REQUIRES: neither digest() nor hex_digest() has been called on this object before.
   std::array<uint8_t, 32> digest();
@@ -20,12 +23,8 @@ class Sha256 {
   std::string hex_digest();
 
  private:
-  void compress(const uint8_t* block);
-
-  std::array<uint32_t, 8> h_;
-  std::array<uint8_t, 64> buffer_;
-  size_t buffered_ = 0;   // bytes waiting in buffer_
-  uint64_t length_ = 0;   // message length so far, in bytes
+  struct Ctx;  // OpenSSL's EVP_MD_CTX
+  std::unique_ptr<Ctx> ctx_;
 };
 
 // The SHA-256 of `data` as 64 lowercase hex digits.

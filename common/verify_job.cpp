@@ -2,6 +2,14 @@
 
 namespace kforge {
 
+const std::map<std::string, nlohmann::json>& timing_profiles() {
+  static const std::map<std::string, nlohmann::json> all = {
+      {"kforge", nlohmann::json::object()},
+      {"kernelbench", {{"trials", 5}, {"warmup", 3}, {"runs", 100}}},
+  };
+  return all;
+}
+
 std::map<std::string, std::string> verify_files(const VerifySpec& spec, const std::string& reference,
                                                 const std::string& candidate) {
   nlohmann::json job = spec.options;

@@ -18,6 +18,12 @@ struct VerifySpec {
   nlohmann::json options = nlohmann::json::object();  // more job.json keys (trials, seed, ...)
 };
 
+// Timing profiles a campaign may name (`timing`, docs/campaigns.md), by name: the job.json keys
+// each sets on the campaign's verify jobs. "kforge": none, the harness's defaults (3 precision
+// trials, 5 warm-up and 50 timed runs per side); "kernelbench": KernelBench's evaluation
+// defaults (5 correctness trials, 3 warm-up and 100 timed runs).
+const std::map<std::string, nlohmann::json>& timing_profiles();
+
 // The files of a verify job directory: job.json, reference.py, candidate.py.
 std::map<std::string, std::string> verify_files(const VerifySpec& spec, const std::string& reference,
                                                 const std::string& candidate);

@@ -7,12 +7,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace kforge {
 
 // A verification's outcome (docs/harness.md, "Verdicts"). The list is the harness's
-// (agent/harness/kforge_verifier/verdicts.py ALL, same order); tests/verdicts_test checks it.
+// (agent/harness/kforge_verifier/verdicts.py ALL, same order); tests/verify_result_test checks it.
 enum class Verdict : uint8_t {
   passed,              // precision passed (and profiling ran, for profile jobs)
   compile_error,       // the candidate could not be loaded or built
@@ -24,6 +25,26 @@ enum class Verdict : uint8_t {
   rejected,            // broke a rule (aliasing, input writes, framework fallback...)
   infra_error,         // the task, the job or the host is at fault: re-run, not counted
 };
+
+// A task's or a step's verdict (tasks.verdict, steps.verdict; the API's and the CLI's
+// `verdict`): a verification's verdict, in the same order and with the same values, or what
+// ended a step or a task without one. The free text that explains it is a separate `reason`.
+enum class Outcome : uint8_t {
+  passed,
+  compile_error,
+  runtime_error,
+  precision_mismatch,
+  timeout,
+  crashed,
+  resource_exceeded,
+  rejected,
+  infra_error,  // also: the store failed, or verification kept failing for infrastructure reasons
+  llm_error,    // the LLM call failed after its retries (a task: kept failing)
+  garbled,      // the LLM's answer held no usable design, code or decision
+  cancelled,    // withdrawn by the operator
+};
+// The outcome that a verification's verdict is (the same value).
+constexpr Outcome outcome_of(Verdict v) { return static_cast<Outcome>(v); }
 
 // What an agent runs for a job (proto::Assign::kind, jobs.kind).
 enum class JobKind : uint8_t {
@@ -83,6 +104,14 @@ struct EnumNames<Verdict> {
       "crashed", "resource_exceeded", "rejected",      "infra_error"};
 };
 template <>
+struct EnumNames<Outcome> {
+  static constexpr std::string_view what = "verdict";
+  static constexpr std::array<std::string_view, 12> names = {
+      "passed",  "compile_error",     "runtime_error", "precision_mismatch", "timeout",
+      "crashed", "resource_exceeded", "rejected",      "infra_error",        "llm_error",
+      "garbled", "cancelled"};
+};
+template <>
 struct EnumNames<JobKind> {
   static constexpr std::string_view what = "job kind";
   static constexpr std::array<std::string_view, 2> names = {"exec", "verify"};
@@ -117,6 +146,7 @@ struct EnumNames<Role> {
 
 // Each table has one name per enumerator: the last enumerator indexes the last name.
 static_assert(EnumNames<Verdict>::names.size() == size_t(Verdict::infra_error) + 1);
+static_assert(EnumNames<Outcome>::names.size() == size_t(Outcome::cancelled) + 1);
 static_assert(EnumNames<JobKind>::names.size() == size_t(JobKind::verify) + 1);
 static_assert(EnumNames<TaskState>::names.size() == size_t(TaskState::cancelled) + 1);
 static_assert(EnumNames<CampaignState>::names.size() == size_t(CampaignState::submitting) + 1);
@@ -124,11 +154,26 @@ static_assert(EnumNames<AgentState>::names.size() == size_t(AgentState::gone) + 
 static_assert(EnumNames<Workflow>::names.size() == size_t(Workflow::verify_only) + 1);
 static_assert(EnumNames<Role>::names.size() == size_t(Role::conductor) + 1);
 
+// An Outcome begins with the verdicts, value for value (outcome_of relies on it).
+constexpr bool outcome_extends_verdict() {
+  for (size_t i = 0; i < EnumNames<Verdict>::names.size(); ++i) {
+    if (EnumNames<Verdict>::names[i] != EnumNames<Outcome>::names[i]) return false;
+  }
+  return true;
+}
+static_assert(outcome_extends_verdict());
+
 // The name of `e` ("?" for a value outside the enum, which only a cast can make).
 template <class E>
 constexpr std::string_view to_string(E e) {
   const auto i = static_cast<size_t>(e);
   return i < EnumNames<E>::names.size() ? EnumNames<E>::names[i] : std::string_view("?");
+}
+
+// The name of `e`, or "" for none (a verdict not given, in the store's and the API's words).
+template <class E>
+constexpr std::string_view to_string(const std::optional<E>& e) {
+  return e ? to_string(*e) : std::string_view();
 }
 
 // The enumerator named `s`; none for any other string (the caller names the field).
@@ -138,6 +183,14 @@ constexpr std::optional<E> parse_enum(std::string_view s) {
     if (EnumNames<E>::names[i] == s) return static_cast<E>(i);
   }
   return std::nullopt;
+}
+
+// The names of E, comma-separated, for messages ("pending, running, ...").
+template <class E>
+std::string names_of() {
+  std::string out;
+  for (std::string_view n : EnumNames<E>::names) out += (out.empty() ? "" : ", ") + std::string(n);
+  return out;
 }
 
 // Every enumerator of E, in order.

@@ -95,8 +95,8 @@ first_demo() {
        "each. kforge run asks the Designer and the Coder (replayed from" \
        "examples/kernelbench/recording.jsonl: no model, same answers every run) and has the" \
        "Verifier compile, check and time every candidate against the torch reference."
-  echo "\$ kforge import kernelbench examples/kernelbench --level 1 --target cpu/x86_64/cpp --limit-steps 6 --out $out.toml"
-  "$kforge" import kernelbench examples/kernelbench --level 1 --target cpu/x86_64/cpp --limit-steps 6 --out "$out.toml"
+  echo "\$ kforge import kernelbench examples/kernelbench --level 1 --target cpu/x86_64/cpp --limit-steps 6 --timing kforge --out $out.toml"
+  "$kforge" import kernelbench examples/kernelbench --level 1 --target cpu/x86_64/cpp --limit-steps 6 --timing kforge --out "$out.toml"
   echo "\$ kforge run $out.toml --data $out --config examples/kernelbench/kforge.toml"
   local start=$SECONDS rc=0
   # The log (stderr) goes to $out.log; the tasks' outcomes and the progress are shown.

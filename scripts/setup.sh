@@ -13,6 +13,7 @@ required=(
   libtomlplusplus-dev
   doctest-dev
   libcurl4-openssl-dev
+  libssl-dev                  # libcrypto: SHA-256
   nlohmann-json3-dev
   libcpp-httplib-dev
   python3 python3-numpy python3-pytest

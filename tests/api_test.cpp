@@ -71,19 +71,19 @@ struct RouterFixture {
     auto step = [&](int64_t task, const char* role, const std::string& out, const std::string& verdict) {
       StepRow r;
       r.task_id = task;
-      r.role = role;
+      r.role = parse_enum<Role>(role).value();
       r.input = std::string("prompt for ") + role;
       r.output = out;
-      r.verdict = verdict;
+      r.verdict = parse_enum<Outcome>(verdict);
       REQUIRE(s.record_step(r).ok());
     };
     step(tasks[0], "designer", "design", "");
     step(tasks[0], "coder", "```python\nclass ModelNew: pass\n```", "");
     step(tasks[0], "verifier", json{{"verdict", "passed"}, {"message", "ok"}, {"profile", {{"speedup", 2.5}}}}.dump(), "passed");
-    REQUIRE(s.set_task_state(tasks[0], "passed", "passed").ok());
+    REQUIRE(s.set_task_state(tasks[0], TaskState::passed, Outcome::passed, "passed").ok());
     step(tasks[1], "coder", "```python\nbroken(\n```", "");
     step(tasks[1], "verifier", json{{"verdict", "compile_error"}, {"message", "line 1"}}.dump(), "compile_error");
-    REQUIRE(s.set_task_state(tasks[1], "failed", "limit_steps reached").ok());
+    REQUIRE(s.set_task_state(tasks[1], TaskState::failed, Outcome::compile_error, "limit_steps reached").ok());
     LlmCallRow call;
     call.task_id = tasks[0];
     call.role = "coder";
@@ -186,7 +186,7 @@ TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id w
     for (int i = 0; i < 6; ++i) {
       NewJob j;
       if (i % 3 != 2) j.task_id = tasks[static_cast<size_t>(i % 3)];
-      j.spec = "spec";
+      j.request.argv = {"true"};
       ids.push_back((*store)->enqueue_job(j).value());
     }
     REQUIRE((*store)->assign_job(ids[0], "agent-a", 1).ok());
@@ -243,6 +243,12 @@ TEST_CASE_FIXTURE(RouterFixture, "a bad job page or filter is a 400 like a bad t
     CHECK(r.status == 400);
     CHECK(json::parse(r.body)["error"] == "query parameter 'limit': expected a positive integer, got 'ten'");
   }
+  ApiReply v = ask("GET", "/api/v1/tasks", {{"verdict", "failed to connect"}});  // free text: not a verdict
+  CHECK(v.status == 400);
+  CHECK(json::parse(v.body)["error"] ==
+        "query parameter 'verdict': 'failed to connect' is not one of passed, compile_error, runtime_error, "
+        "precision_mismatch, timeout, crashed, resource_exceeded, rejected, infra_error, llm_error, garbled, "
+        "cancelled");
   ApiReply r = ask("GET", "/api/v1/jobs", {{"state", "running"}});
   CHECK(r.status == 400);
   CHECK(json::parse(r.body)["error"].get<std::string>().find("not one of queued, assigned, done, cancelled") !=
@@ -369,6 +375,49 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expan
   CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("files: expected an object", 0) == 0);
 }
 
+TEST_CASE_FIXTURE(RouterFixture, "a campaign cancelled while it is submitting stays cancelled: no resume, no resubmission") {
+  const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";
+  auto expanded = load_campaign(fixtures / "sweep.toml");
+  REQUIRE(expanded.ok());
+  REQUIRE(expanded->tasks.size() > 2);
+  // A submission stopped after its first batch (here: two tasks), as a coordinator killed
+  // mid-way leaves it.
+  int64_t id = 0;
+  std::vector<int64_t> stored;
+  {
+    auto store = Store::open(db);
+    REQUIRE(store.ok());
+    id = (*store)->create_campaign(expanded->name, "", expanded->content_hash, expanded->workflow).value();
+    REQUIRE((*store)->set_campaign_state(id, "submitting").ok());
+    for (size_t i = 0; i < 2; ++i) stored.push_back((*store)->create_task(id, expanded->tasks[i].spec).value());
+  }
+  const std::string path = "/api/v1/campaigns/" + std::to_string(id);
+  ApiReply cancelled = ask("POST", path + "/cancel");
+  REQUIRE_MESSAGE(cancelled.status == 200, cancelled.body);
+  CHECK(json::parse(cancelled.body)["state"] == "cancelled");
+  // Its stored part does not run: neither the campaign nor one of its tasks resumes.
+  for (const std::string& resume : {path + "/resume", "/api/v1/tasks/" + std::to_string(stored[0]) + "/resume"}) {
+    ApiReply r = ask("POST", resume);
+    CHECK(r.status == 409);
+    CHECK(json::parse(r.body)["error"].get<std::string>().find("was cancelled while its tasks were being stored") !=
+          std::string::npos);
+  }
+  json listed = get("/api/v1/tasks", {{"campaign", std::to_string(id)}});
+  REQUIRE(listed.size() == 2);
+  for (const json& t : listed) CHECK(t["state"] == "cancelled");
+  // Submitting the same file again is refused, not resumed: it says how much was stored.
+  json files = {{"tasks/softmax.py", test::read_file(fixtures / "tasks" / "softmax.py")},
+                {"tasks/relu.py", test::read_file(fixtures / "tasks" / "relu.py")}};
+  json body = {{"campaign", test::read_file(fixtures / "sweep.toml")}, {"file_name", "sweep.toml"}, {"files", files}};
+  ApiReply again = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  CHECK_MESSAGE(again.status == 409, again.body);
+  CHECK(json::parse(again.body)["error"].get<std::string>().find(
+            "was cancelled while its tasks were being stored (2 of " + std::to_string(expanded->tasks.size()) + ")") !=
+        std::string::npos);
+  CHECK(get("/api/v1/tasks", {{"campaign", std::to_string(id)}}).size() == 2);
+  CHECK(get(path)["state"] == "cancelled");
+}
+
 // Issue 16, F8: the API refuses what a TOML campaign refuses, with the field and what was
 // expected, and stores nothing.
 TEST_CASE_FIXTURE(RouterFixture, "the API takes no task the TOML path refuses, and says which field is wrong") {
@@ -432,7 +481,7 @@ TEST_CASE_FIXTURE(RouterFixture, "cancel and resume a campaign: unfinished tasks
   {
     auto store = Store::open(db);
     REQUIRE(store.ok());
-    REQUIRE((*store)->set_task_state(tasks[2], "passed", "passed").ok());
+    REQUIRE((*store)->set_task_state(tasks[2], TaskState::passed, Outcome::passed, "passed").ok());
     REQUIRE((*store)->set_campaign_state(campaign, "finished").ok());
   }
   c = json::parse(ask("POST", "/api/v1/campaigns/" + std::to_string(campaign) + "/cancel").body);
@@ -587,7 +636,8 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
   // A cancelled task frees its place: the next pending one starts.
   REQUIRE(cluster.coordinator()
               .call([&](Coordinator& c) {
-                KF_RETURN_IF_ERROR(c.store().set_task_state(ids[0], "cancelled", "cancelled by operator"));
+                KF_RETURN_IF_ERROR(c.store().set_task_state(ids[0], TaskState::cancelled, Outcome::cancelled,
+                                                            "cancelled by operator"));
                 return conductor->resume_all();
               })
               .ok());
@@ -641,7 +691,7 @@ TEST_CASE_FIXTURE(RouterFixture, "the cluster summary counts the queue and the t
     auto store = Store::open(db);
     REQUIRE(store.ok());
     NewJob job;
-    job.spec = "plain";
+    job.request.argv = {"true"};
     job.backend = "ascend";
     for (int i = 0; i < 2; ++i) REQUIRE((*store)->enqueue_job(job).ok());
   }

@@ -152,6 +152,22 @@ TEST_CASE("content_hash is stable across loads and follows the content") {
   CHECK(d->content_hash != a->content_hash);
 }
 
+TEST_CASE("timing picks KernelBench's trials and runs; it is part of the identity, kforge's keeps the hash") {
+  Result<Campaign> own = parse(softmax_campaign());
+  Result<Campaign> named = parse("timing = \"kforge\"\n" + softmax_campaign());
+  Result<Campaign> kb = parse("timing = \"kernelbench\"\n" + softmax_campaign());
+  REQUIRE(own.ok());
+  REQUIRE(named.ok());
+  REQUIRE(kb.ok());
+  CHECK(own->timing == "kforge");
+  CHECK(kb->timing == "kernelbench");
+  CHECK(named->content_hash == own->content_hash);  // the default, written or not: one campaign
+  CHECK(kb->content_hash != own->content_hash);      // other timings, another campaign
+  CHECK(hash_campaign(*kb) == kb->content_hash);
+  CHECK(error_of("timing = \"fast\"\n" + softmax_campaign()) ==
+        "c.toml:1:10: timing: expected one of kernelbench, kforge, got string \"fast\"");
+}
+
 TEST_CASE("a file that is not a task is refused") {
   std::string e = error_of(std::string(kHeader) +
                            "[[ops]]\nop_name = \"x\"\ntask_desc = \"cands/softmax.py\"\n");
@@ -440,6 +456,66 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails stays submitting; 
     CAPTURE(i);
     CHECK(tasks[i].spec.task_id == c.tasks[i].spec.task_id);
   }
+}
+
+TEST_CASE_FIXTURE(StoreFixture,
+                  "the Conductor's startable tasks: every pending task outside submitting campaigns, in id order") {
+  Campaign c = many_tasks(51);
+  int64_t big = store->create_campaign("big", "", "h-big").value();
+  REQUIRE(store->set_campaign_state(big, "submitting").ok());
+  int64_t other = store->create_campaign("other", "", "h-other").value();
+  std::vector<int64_t> expected;
+  auto add = [&](int64_t campaign, size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      int64_t id = store->create_task(campaign, c.tasks[i].spec).value();
+      if (campaign == other) expected.push_back(id);
+    }
+  };
+  TaskQuery startable;
+  startable.state = "pending";
+  startable.startable = true;
+  add(other, 0, 1);
+  add(big, 1, 10);  // ids that only the submitting campaign holds: passed over whole
+  add(other, 10, 11);
+  CHECK(store->task_ids(startable).value() == expected);
+  CHECK(store->task_ids(startable).value() == expected);  // the range as checked before
+  add(big, 11, 20);  // its range now holds another campaign's task
+  CHECK(store->task_ids(startable).value() == expected);
+  add(other, 20, 21);
+  add(big, 21, 22);
+  CHECK(store->task_ids(startable).value() == expected);
+  // A second submission grows by batches that hold nothing else.
+  int64_t second = store->create_campaign("second", "", "h-second").value();
+  REQUIRE(store->set_campaign_state(second, "submitting").ok());
+  add(second, 22, 30);
+  CHECK(store->task_ids(startable).value() == expected);
+  add(second, 30, 40);
+  add(other, 40, 41);
+  CHECK(store->task_ids(startable).value() == expected);
+  // Pages by after_id and limit.
+  startable.limit = 2;
+  CHECK(store->task_ids(startable).value() == std::vector<int64_t>{expected[0], expected[1]});
+  startable.after_id = expected[1];
+  CHECK(store->task_ids(startable).value() == std::vector<int64_t>{expected[2], expected[3]});
+  // A rolled-back batch gives its ids to the next tasks: none of them is passed over.
+  startable.limit = -1;
+  startable.after_id = 0;
+  int64_t third = store->create_campaign("third", "", "h-third").value();
+  REQUIRE(store->set_campaign_state(third, "submitting").ok());
+  add(third, 41, 44);
+  CHECK(store->task_ids(startable).value() == expected);
+  REQUIRE(store->begin().ok());
+  add(third, 44, 46);
+  CHECK(store->task_ids(startable).value() == expected);
+  store->rollback();
+  add(other, 46, 48);  // the ids the rolled-back tasks had
+  add(third, 48, 51);
+  CHECK(store->task_ids(startable).value() == expected);
+  // Once they run, their tasks are startable, in id order with the others'.
+  for (int64_t id : {big, second, third}) REQUIRE(store->set_campaign_state(id, "running").ok());
+  auto all = store->task_ids(startable).value();
+  CHECK(all.size() == 49);
+  CHECK(std::is_sorted(all.begin(), all.end()));
 }
 
 TEST_CASE_FIXTURE(

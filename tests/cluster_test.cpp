@@ -289,7 +289,7 @@ TEST_CASE("jobs another process queues in the database are adopted and run") {
     assign.kind = "exec";
     assign.argv = {"echo", "from outside"};
     NewJob job;
-    job.spec = proto::encode(assign);
+    job.request = request_of(assign);
     auto queued = (*other)->enqueue_job(job);
     REQUIRE(queued.ok());
     id = *queued;
@@ -366,4 +366,42 @@ TEST_CASE("a drain written to the database by another process (kforge drain) tak
   Agent& b = cluster.start_agent("b");
   REQUIRE(cluster.wait_all_done({job}, 30s));
   CHECK(job_row(cluster, job).agent_id == b.id());
+}
+
+TEST_CASE("a job re-sent after a coordinator restart gets the Assign it got before, built from its row") {
+  TestCluster cluster;
+  proto::Assign sent;
+  sent.kind = "exec";
+  sent.argv = {"sh", "-c", "cat in.txt"};
+  sent.env = {{"KFORGE_TEST", "1"}};
+  sent.files = {{"in.txt", "hello\n"}, {"data.bin", std::string("\0\x01\xff", 3)}};
+  sent.timeout_ms = 12'345;
+  sent.limits = proto::Limits{1024, 30, 64, 16, 8};
+  int64_t job = cluster.coordinator().call([&](Coordinator& c) { return c.submit(NewJob{}, sent); }).value();
+
+  RawPeer before(cluster.endpoint(), "peer/1", cluster.client_keys("peer"));
+  before.send(raw_hello("peer", "1"));
+  REQUIRE(before.receive<proto::Welcome>());
+  auto first = before.receive<proto::Assign>();
+  REQUIRE(first);
+  CHECK(first->job.job_id == static_cast<uint64_t>(job));
+
+  // The coordinator dies and comes back; the agent restarts (a new incarnation, without the job):
+  // the job is queued again and sent again, from the database alone.
+  cluster.kill_coordinator();
+  cluster.start_coordinator();
+  RawPeer after(cluster.endpoint(), "peer/2", cluster.client_keys("peer"));
+  after.send(raw_hello("peer", "2"));
+  REQUIRE(after.receive<proto::Welcome>());
+  auto second = after.receive<proto::Assign>();
+  REQUIRE(second);
+  CHECK(second->job.job_id == first->job.job_id);
+  CHECK(second->job.epoch > first->job.epoch);
+  proto::Assign expected = *first;
+  expected.job = second->job;
+  CHECK(*second == expected);  // the same request, field for field
+  sent.job = first->job;
+  sent.device_index = first->device_index;
+  sent.backend = first->backend;
+  CHECK(*first == sent);  // and the one submitted
 }

@@ -57,7 +57,7 @@ TaskSpec verify_only_task(const std::string& task_id,
 TEST_CASE_FIXTURE(ConductorFixture, "a verify_only task is verified once with its own candidate") {
   int64_t t = campaign("verify_only", {verify_only_task("s0", "profile")})[0];
   REQUIRE(conductor->resume_all().ok());
-  CHECK(task(t).state == "running");
+  CHECK(task(t).state == TaskState::running);
   REQUIRE(loop.submitted.size() == 1);
   const proto::Assign& assign = loop.submitted[0].assign;
   CHECK(assign.kind == "verify");
@@ -69,10 +69,30 @@ TEST_CASE_FIXTURE(ConductorFixture, "a verify_only task is verified once with it
   CHECK(job.backend == "cuda");
 
   loop.deliver(job.id, verdict(Verdict::passed));
-  CHECK(task(t).state == "passed");
+  CHECK(task(t).state == TaskState::passed);
   CHECK(loop.store().get_campaign(task(t).campaign_id)->state == "finished");
   REQUIRE(steps(t).size() == 1);
-  CHECK(steps(t)[0].verdict == "passed");
+  CHECK(steps(t)[0].verdict == Outcome::passed);
+}
+
+TEST_CASE_FIXTURE(ConductorFixture, "a campaign's timing sets its verify jobs' trials and runs") {
+  for (const char* timing : {"kforge", "kernelbench"}) {
+    CAPTURE(timing);
+    int64_t c = loop.store().create_campaign(std::string("c-") + timing, "", timing, "verify_only", timing).value();
+    CHECK(loop.store().get_campaign(c)->timing == timing);
+    loop.store().create_task(c, verify_only_task("s0", "profile")).value();
+  }
+  REQUIRE(conductor->resume_all().ok());
+  REQUIRE(loop.submitted.size() == 2);
+  nlohmann::json own = nlohmann::json::parse(loop.submitted[0].assign.files.at("job.json"));
+  nlohmann::json kernelbench = nlohmann::json::parse(loop.submitted[1].assign.files.at("job.json"));
+  // kforge's: the harness's defaults, nothing written.
+  CHECK_FALSE(own.contains("trials"));
+  CHECK_FALSE(own.contains("runs"));
+  // KernelBench's: 5 correctness trials, 3 warm-up and 100 timed runs.
+  CHECK(kernelbench["trials"] == 5);
+  CHECK(kernelbench["warmup"] == 3);
+  CHECK(kernelbench["runs"] == 100);
 }
 
 TEST_CASE_FIXTURE(ConductorFixture, "a precision job may share its device") {
@@ -92,7 +112,8 @@ TEST_CASE_FIXTURE(ConductorFixture,
   }
   CHECK(loop.submitted.size() == 3);  // no fourth attempt
   TaskRow row = task(t);
-  CHECK(row.state == "failed");
+  CHECK(row.state == TaskState::failed);
+  CHECK(row.verdict == Outcome::infra_error);
   CHECK(row.steps_used == 0);
   for (const StepRow& s : steps(t)) CHECK_FALSE(s.counted);
 }
@@ -119,7 +140,7 @@ TEST_CASE_FIXTURE(ConductorFixture,
   REQUIRE(restarted.resume_all().ok());
   CHECK(loop.submitted.size() == 1);
   CHECK(restarted.active() == 1);
-  CHECK(task(t).state == "running");
+  CHECK(task(t).state == TaskState::running);
 }
 
 TEST_CASE_FIXTURE(ConductorFixture, "a cancelled task is stopped and its queued job withdrawn") {
@@ -127,7 +148,7 @@ TEST_CASE_FIXTURE(ConductorFixture, "a cancelled task is stopped and its queued 
   REQUIRE(conductor->resume_all().ok());
   bool told = true;
   conductor->on_finish(t, [&](bool passed) { told = passed; });
-  REQUIRE(loop.store().set_task_state(t, "cancelled", "by the operator").ok());
+  REQUIRE(loop.store().set_task_state(t, TaskState::cancelled, Outcome::cancelled, "by the operator").ok());
   REQUIRE(conductor->resume_all().ok());
   CHECK(loop.cancelled == std::vector<int64_t>{loop.submitted.at(0).job_id});
   CHECK(conductor->active() == 0);
@@ -140,8 +161,9 @@ TEST_CASE_FIXTURE(ConductorFixture,
   REQUIRE(conductor->resume_all().ok());
   CHECK(loop.submitted.empty());
   TaskRow row = task(t);
-  CHECK(row.state == "failed");
-  CHECK(row.verdict == "no LLM is configured for the designer role");
+  CHECK(row.state == TaskState::failed);
+  CHECK(row.verdict == Outcome::infra_error);
+  CHECK(row.reason == "no LLM is configured for the designer role");
 }
 
 TEST_CASE_FIXTURE(
@@ -160,7 +182,7 @@ TEST_CASE_FIXTURE(
   CHECK(conductor->active() == 1);
   CHECK(loop.submitted.size() == 1);  // it found its job again
   loop.deliver(loop.submitted.at(0).job_id, verdict(Verdict::passed));
-  CHECK(task(t).state == "passed");
+  CHECK(task(t).state == TaskState::passed);
 }
 
 TEST_CASE_FIXTURE(ConductorFixture,
@@ -176,8 +198,9 @@ TEST_CASE_FIXTURE(ConductorFixture,
     loop.deliver(loop.submitted.at(0).job_id, verdict(Verdict::passed));
   }
   TaskRow row = task(t);
-  CHECK(row.state == "failed");
-  CHECK(row.verdict == "store error: injected: disk is full");
+  CHECK(row.state == TaskState::failed);
+  CHECK(row.verdict == Outcome::infra_error);
+  CHECK(row.reason == "store error: injected: disk is full");
 }
 
 TEST_CASE_FIXTURE(ConductorFixture,
@@ -191,5 +214,5 @@ TEST_CASE_FIXTURE(ConductorFixture,
   loop.turn();
   CHECK(conductor->active() == 1);
   CHECK(loop.submitted.size() == 1);
-  CHECK(task(t).state == "running");
+  CHECK(task(t).state == TaskState::running);
 }

@@ -113,14 +113,15 @@ TEST_CASE("every replay key the Conductor will ask for is recorded, and no other
         StepRow step;
         step.seq = static_cast<int>(steps.size()) + 1;
         if (action.kind == ActionKind::design || action.kind == ActionKind::code) {
-          step.role = action.kind == ActionKind::design ? "designer" : "coder";
-          std::string key = task + "/" + step.role + "/" + std::to_string(++calls[step.role]);
+          step.role = action.kind == ActionKind::design ? Role::designer : Role::coder;
+          const std::string role(to_string(step.role));
+          std::string key = task + "/" + role + "/" + std::to_string(++calls[role]);
           CAPTURE(key);
           asked.insert(key);
           auto it = answers.find(key);
           REQUIRE_MESSAGE(it != answers.end(), key << " is asked for but not recorded");
           // The Conductor records garbled answers as such; these must be usable.
-          if (step.role == "designer") {
+          if (step.role == Role::designer) {
             CHECK(extract_design(it->second).ok());
           } else {
             CHECK(extract_code(it->second, s.impl_type).ok());
@@ -129,8 +130,8 @@ TEST_CASE("every replay key the Conductor will ask for is recorded, and no other
         } else {
           REQUIRE(action.kind == ActionKind::verify);
           REQUIRE_MESSAGE(verified < verifications.size(), "a verification more than planned");
-          step.role = "verifier";
-          step.verdict = verifications[verified++]["verdict"].get<std::string>();
+          step.role = Role::verifier;
+          step.verdict = parse_enum<Outcome>(verifications[verified++]["verdict"].get<std::string>()).value();
         }
         steps.push_back(step);
       }

@@ -195,6 +195,7 @@ TEST_CASE("every problem of the level by default, in number order, each one task
   REQUIRE_MESSAGE(loaded.ok(), loaded.status().to_string());
   CHECK(loaded->name == "kernelbench-level1");
   CHECK(loaded->workflow == "default");
+  CHECK(loaded->timing == "kernelbench");  // KernelBench's trials and runs unless --timing kforge
   CHECK(ops_of(*loaded) == std::vector<std::string>{"1_square_matrix_multiplication/default", "19_relu/default",
                                                     "23_softmax/default", "40_layernorm/default"});
   for (size_t i = 0; i < loaded->tasks.size(); ++i) {
@@ -522,4 +523,17 @@ TEST_CASE("a fixture problem is a task the harness accepts: kforge verify passes
   REQUIRE_MESSAGE(doc.is_object(), r->stdout_data);
   CHECK_MESSAGE(doc.value("verdict", "") == "passed", doc.value("message", ""));
   CHECK(doc["checks"]["shape"] == nlohmann::json::array({16, 4096}));  // batch_size x dim of the file
+}
+
+TEST_CASE("--timing picks the campaign's timing; an unknown one is refused saying what is valid") {
+  TempDir dir;
+  KernelBenchImport o = import_of(kernelbench_root(), 1, dir / "kb.toml", {19});
+  o.timing = "kforge";
+  auto c = kernelbench_campaign(o);
+  REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+  CHECK(contains(c->toml, "\ntiming = \"kforge\""));
+  o.timing = "fast";
+  Status st = check_kernelbench_import(o);
+  CHECK_FALSE(st.ok());
+  CHECK_MESSAGE(contains(st.message(), "timing 'fast': expected kernelbench or kforge"), st.message());
 }

@@ -184,7 +184,7 @@ TEST_CASE("thousands of hostile and mutated peer messages never stop the coordin
     assign.argv = {"true"};
     NewJob job;
     job.backend = "cpu";
-    job.spec = proto::encode(assign);
+    job.request = request_of(assign);
     for (uint64_t i = 0; i < kJobs; ++i) {
       job.kind = i % 2 ? "verify" : "exec";  // a verify job's result carries a verdict document
       REQUIRE((*store)->enqueue_job(job).ok());

@@ -99,7 +99,7 @@ class ProcessCluster {
     assign.argv = argv;
     NewJob job;
     job.backend = "cpu";
-    job.spec = proto::encode(assign);
+    job.request = request_of(assign);
     std::vector<int64_t> ids;
     for (int i = 0; i < n; ++i) {
       auto id = (*store)->enqueue_job(job);

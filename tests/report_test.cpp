@@ -65,10 +65,10 @@ struct ReportFixture {
             bool counted = true) {
     StepRow s;
     s.task_id = task_id;
-    s.role = role;
+    s.role = parse_enum<Role>(role).value();
     s.input = "prompt";
     s.output = role == "coder" ? "```python\nclass ModelNew: ...\n```" : "output";
-    s.verdict = verdict;
+    s.verdict = parse_enum<Outcome>(verdict);
     s.counted = counted;
     REQUIRE(store->record_step(s).ok());
     clock.advance(Millis(5));
@@ -91,10 +91,10 @@ struct ReportFixture {
     std::string verdict = doc.value("verdict", "");
     StepRow s;
     s.task_id = task_id;
-    s.role = "verifier";
+    s.role = Role::verifier;
     s.input = "job " + std::to_string(*id);
     s.output = doc.dump();
-    s.verdict = verdict;
+    s.verdict = parse_enum<Outcome>(verdict);
     s.counted = verdict != "infra_error";
     REQUIRE(store->record_step(s).ok());
     clock.advance(Millis(5));
@@ -124,8 +124,11 @@ struct ReportFixture {
     expected_llm.cost_usd += cost;
   }
 
-  void finish(int64_t task_id, bool ok, const std::string& reason = "") {
-    REQUIRE(store->set_task_state(task_id, ok ? "passed" : "failed", ok ? "passed" : reason).ok());
+  // A finished task: passed, or failed with `verdict` and `reason`.
+  void finish(int64_t task_id, bool ok, Outcome verdict = Outcome::passed, const std::string& reason = "") {
+    REQUIRE(store->set_task_state(task_id, ok ? TaskState::passed : TaskState::failed, verdict,
+                                  ok ? "passed" : reason)
+                .ok());
     clock.advance(Millis(5));
   }
 
@@ -190,7 +193,7 @@ struct Campaign : ReportFixture {
 
     step(conv, "coder", "llm_error", false);
     llm(conv, "coder", 0, 0, 0, "error");
-    finish(conv, false, "the coder failed: <img src=x onerror=alert(1)>");
+    finish(conv, false, Outcome::llm_error, "the coder failed: <img src=x onerror=alert(1)>");
 
     step(add, "coder");
     llm(add, "coder", 60, 6, 0.006);
@@ -198,7 +201,7 @@ struct Campaign : ReportFixture {
     finish(add, true);
 
     last_update_ms = clock.wall_ms();  // the last mutation happens now
-    finish(layernorm, false, "limit_steps reached");
+    finish(layernorm, false, Outcome::precision_mismatch, "limit_steps reached");
   }
 
   const json& row(const json& r, int64_t task_id) {
@@ -308,9 +311,10 @@ TEST_CASE_FIXTURE(Campaign,
   CHECK(l["best_step"].is_null());
   CHECK(l["llm_calls"] == 3);
 
-  const json& c = row(r, conv);  // failed without ever being verified: the reason shows
+  const json& c = row(r, conv);  // failed without ever being verified: its verdict says why
   CHECK(c["state"] == "failed");
-  CHECK(c["verdict"] == "the coder failed: <img src=x onerror=alert(1)>");
+  CHECK(c["verdict"] == "llm_error");
+  CHECK(c["reason"] == "the coder failed: <img src=x onerror=alert(1)>");
   CHECK(c["device_seconds"] == 0.0);
 
   const json& a = row(r, add);
@@ -594,14 +598,13 @@ TEST_CASE_FIXTURE(
 }
 
 TEST_CASE_FIXTURE(ReportFixture,
-                  "a hostile verdict and campaign name are escaped in the plots and the title") {
+                  "a hostile campaign state and op name are escaped; a hostile verdict never reaches the report") {
   REQUIRE(store->set_campaign_state(campaign, "<b>done</b>").ok());
   int64_t t = task("op\"'&");
   step(t, "coder");
-  verify(t, {{"verdict", "<svg onload=alert(1)>"}}, 100);
+  verify(t, {{"verdict", "<svg onload=alert(1)>"}}, 100);  // not a verdict: the step has none
   std::string html = report_html(report());
-  CHECK(html.find("&lt;svg onload=alert(1)&gt;") != std::string::npos);
-  CHECK(html.find("<svg onload") == std::string::npos);
+  CHECK(html.find("svg onload") == std::string::npos);
   CHECK(html.find("&lt;b&gt;done&lt;/b&gt;") != std::string::npos);
   CHECK(html.find("<td>op&quot;&#39;&amp;</td>") != std::string::npos);
 }

@@ -69,6 +69,7 @@ VerifyResult judge(const std::string& candidate) {
 struct TaskResult {
   std::string state;
   std::string verdict;
+  std::string reason;
   double best = 0;
   std::vector<std::string> candidates;  // sorted
   bool operator==(const TaskResult&) const = default;
@@ -153,10 +154,8 @@ struct SearchRun {
       const std::vector<JobRow> queued = loop->store().jobs_in_state(JobState::queued, 1000).value();
       for (const JobRow& job : queued) {
         if (!delivered.insert(job.id).second) continue;
-        auto frame = proto::decode(job.spec);
-        REQUIRE(frame.ok());
-        const auto& assign = std::get<proto::Assign>(frame->message);
-        loop->deliver(job.id, judge(assign.files.at("candidate.py")));
+        const JobRow row = loop->store().get_job(job.id).value();
+        loop->deliver(job.id, judge(row.request.files.at("candidate.py")));
         judged = true;
       }
       if (!judged && unfinished()) {
@@ -173,12 +172,13 @@ struct SearchRun {
       const std::vector<TaskRow> tasks = store.tasks_of_campaign(c.id).value();
       for (const TaskRow& t : tasks) {
         TaskResult r;
-        r.state = t.state;
-        r.verdict = t.verdict;
+        r.state = to_string(t.state);
+        r.verdict = to_string(t.verdict);
+        r.reason = t.reason;
         r.best = task_outcome(store, t).value().speedup;
         const std::vector<CandidateRow> candidates = store.candidates_of(t.id).value();
         for (const CandidateRow& k : candidates) {
-          r.candidates.push_back(std::to_string(k.sample) + "/" + std::to_string(k.generation) + ":" + k.verdict);
+          r.candidates.push_back(std::to_string(k.sample) + "/" + std::to_string(k.generation) + ":" + std::string(to_string(k.verdict)));
         }
         std::sort(r.candidates.begin(), r.candidates.end());
         out[t.spec.op_name] = r;

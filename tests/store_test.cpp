@@ -49,9 +49,10 @@ struct StoreFixture {
     return *id;
   }
 
-  int64_t job(int priority = 0, const std::string& spec = "spec") {
+  // A queued exec job whose command is `argv0` (its request's argv).
+  int64_t job(int priority = 0, const std::string& argv0 = "spec") {
     NewJob j;
-    j.spec = spec;
+    j.request.argv = {argv0};
     j.priority = priority;
     Result<int64_t> id = s().enqueue_job(j);
     REQUIRE_MESSAGE(id.ok(), id.status().to_string());
@@ -109,7 +110,7 @@ TEST_CASE_FIXTURE(StoreFixture, "reopening is idempotent") {
   reopen();
   reopen();
   CHECK(s().schema_version() == Store::latest_schema_version());
-  CHECK(get(job_id).spec == "spec");
+  CHECK(get(job_id).request.argv == std::vector<std::string>{"spec"});
 }
 
 TEST_CASE("a database from a newer kforge is refused and left unchanged") {
@@ -150,7 +151,7 @@ TEST_CASE_FIXTURE(StoreFixture, "tasks are unique per campaign, op, shape and ta
   CHECK(row->spec.op_name == "relu");
   CHECK(row->spec.task_type == "precision_only");
   CHECK(row->spec.limit_steps == 10);
-  CHECK(row->state == "pending");
+  CHECK(row->state == TaskState::pending);
   CHECK(row->created_ms == clock.wall_ms());
 
   TaskSpec dup = row->spec;
@@ -163,11 +164,17 @@ TEST_CASE_FIXTURE(StoreFixture, "tasks are unique per campaign, op, shape and ta
   CHECK(orphan.status().code() == Code::not_found);
 
   clock.advance(Millis(5));
-  REQUIRE(s().set_task_state(t, "passed", "passed").ok());
+  REQUIRE(s().set_task_state(t, TaskState::failed, Outcome::llm_error, "the coder LLM call kept failing").ok());
   row = s().get_task(t);
-  CHECK(row->state == "passed");
+  CHECK(row->state == TaskState::failed);
+  CHECK(row->verdict == Outcome::llm_error);
+  CHECK(row->reason == "the coder LLM call kept failing");
   CHECK(row->updated_ms == clock.wall_ms());
-  CHECK(s().set_task_state(t + 100, "failed", "").code() == Code::not_found);
+  REQUIRE(s().set_task_state(t, TaskState::pending).ok());  // resumed: no verdict, no reason
+  row = s().get_task(t);
+  CHECK_FALSE(row->verdict.has_value());
+  CHECK(row->reason.empty());
+  CHECK(s().set_task_state(t + 100, TaskState::failed).code() == Code::not_found);
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "steps get increasing seq and only counted ones use the budget") {
@@ -175,7 +182,8 @@ TEST_CASE_FIXTURE(StoreFixture, "steps get increasing seq and only counted ones 
   for (bool counted : {true, false, true}) {
     StepRow step;
     step.task_id = t;
-    step.role = counted ? "coder" : "verifier";
+    step.role = counted ? Role::coder : Role::verifier;
+    if (!counted) step.verdict = Outcome::infra_error;
     step.input = "prompt";
     step.output = "code";
     step.counted = counted;
@@ -186,7 +194,9 @@ TEST_CASE_FIXTURE(StoreFixture, "steps get increasing seq and only counted ones 
   REQUIRE(steps->size() == 3);
   for (int i = 0; i < 3; ++i) CHECK((*steps)[static_cast<size_t>(i)].seq == i + 1);
   CHECK_FALSE((*steps)[1].counted);
-  CHECK((*steps)[1].role == "verifier");
+  CHECK((*steps)[1].role == Role::verifier);
+  CHECK((*steps)[1].verdict == Outcome::infra_error);
+  CHECK_FALSE((*steps)[0].verdict.has_value());
   CHECK(s().get_task(t)->steps_used == 2);
 
   StepRow orphan;
@@ -326,7 +336,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a failed mutation leaves the rest of its batch 
   CHECK(s().upsert_agent(agent, {d0, d0}).code() == Code::invalid_argument);  // duplicate device
   StepRow step;
   step.task_id = t;
-  step.role = "coder";
+  step.role = Role::coder;
   REQUIRE(s().record_step(step).ok());
   REQUIRE(s().commit().ok());
   CHECK(s().get_task(t)->steps_used == 1);
@@ -417,9 +427,9 @@ TEST_CASE_FIXTURE(StoreFixture, "a process killed mid-batch loses only that batc
     if (!child.ok()) _exit(2);
     Store& cs = **child;
     NewJob j;
-    j.spec = "committed";
+    j.request.argv = {"committed"};
     if (!cs.begin().ok() || !cs.enqueue_job(j).ok() || !cs.commit().ok()) _exit(3);
-    j.spec = "in flight";
+    j.request.argv = {"in flight"};
     if (!cs.begin().ok()) _exit(4);
     for (int i = 0; i < 1000; ++i) {
       if (!cs.enqueue_job(j).ok()) _exit(5);
@@ -435,14 +445,14 @@ TEST_CASE_FIXTURE(StoreFixture, "a process killed mid-batch loses only that batc
   Result<std::vector<JobRow>> jobs = s().jobs_in_state(JobState::queued);
   REQUIRE(jobs.ok());
   REQUIRE(jobs->size() == 1);
-  CHECK((*jobs)[0].spec == "committed");
+  CHECK(s().get_job((*jobs)[0].id)->request.argv == std::vector<std::string>{"committed"});
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "a read-only store reads and refuses writes") {
   int64_t j = job();
   Result<std::unique_ptr<Store>> ro = Store::open_readonly(db_path, clock);
   REQUIRE_MESSAGE(ro.ok(), ro.status().to_string());
-  CHECK((*ro)->get_job(j)->spec == "spec");
+  CHECK((*ro)->get_job(j)->request.argv == std::vector<std::string>{"spec"});
   Result<int64_t> write = (*ro)->enqueue_job(NewJob{});
   CHECK_FALSE(write.ok());
   CHECK(write.status().message().find("enqueue_job") != std::string::npos);
@@ -465,7 +475,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign is found by its content hash and lis
   REQUIRE(tasks.ok());
   CHECK(tasks->size() == 2);
   CHECK(s().unfinished_tasks()->size() == 2);
-  REQUIRE(s().set_task_state((*tasks)[0].id, "passed", "passed").ok());
+  REQUIRE(s().set_task_state((*tasks)[0].id, TaskState::passed, Outcome::passed, "passed").ok());
   CHECK(s().unfinished_tasks()->size() == 1);
   REQUIRE(s().set_campaign_state(*id, "finished").ok());
   CHECK(s().get_campaign(*id)->state == "finished");
@@ -497,7 +507,7 @@ TEST_CASE_FIXTURE(StoreFixture, "job leases of a campaign, or of every job, by i
     j.task_id = task_id;
     j.backend = "cuda";
     j.arch = "h100";
-    j.spec = std::string(10'000, 's');  // never read by job_leases
+    j.request.files["big"] = std::string(10'000, 's');  // never read by job_leases
     Result<int64_t> id = s().enqueue_job(j);
     REQUIRE(id.ok());
     return *id;
@@ -559,7 +569,7 @@ struct ListingFixture : StoreFixture {
     for (int i = 0; i < 9; ++i) {
       NewJob j;
       j.task_id = i % 3 == 0 ? std::nullopt : std::optional<int64_t>(i % 3 == 1 ? t1 : t2);
-      j.spec = std::string(10'000, 's');  // never read by list_jobs
+      j.request.files["big"] = std::string(10'000, 's');  // never read by list_jobs
       j.priority = (i * 7) % 4;
       Result<int64_t> id = s().enqueue_job(j);
       REQUIRE(id.ok());
@@ -588,7 +598,7 @@ struct ListingFixture : StoreFixture {
   }
 };
 
-TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, spec not read") {
+TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, request not read") {
   std::vector<JobRow> all = list({});
   REQUIRE(all.size() == jobs.size());
   CHECK(ids_of({}) == jobs);
@@ -597,9 +607,9 @@ TEST_CASE_FIXTURE(ListingFixture, "list_jobs without a filter: every job by id, 
   CHECK(done.task_id == t1);
   CHECK(done.agent_id == "agent-a");
   CHECK(done.result->stdout_data == "result 1");
-  CHECK(done.spec.empty());
+  CHECK(done.request.files.empty());
   CHECK_FALSE(all[0].result);
-  CHECK(get(jobs[1]).spec.size() == 10'000);  // get_job still reads it
+  CHECK(get(jobs[1]).request.files.at("big").size() == 10'000);  // get_job reads it
 }
 
 TEST_CASE_FIXTURE(ListingFixture, "list_jobs filters by state") {
@@ -703,19 +713,19 @@ TEST_CASE_FIXTURE(StoreFixture, "atomically outside a batch is one transaction a
   int64_t t = task(campaign());
   StepRow step;
   step.task_id = t;
-  step.role = "designer";
+  step.role = Role::designer;
   REQUIRE(s().atomically([&] {
-    KF_RETURN_IF_ERROR(s().set_task_state(t, "running", ""));
+    KF_RETURN_IF_ERROR(s().set_task_state(t, TaskState::running));
     return s().record_step(step).status();
   }).ok());
-  CHECK(s().get_task(t)->state == "running");
+  CHECK(s().get_task(t)->state == TaskState::running);
   Status undone = s().atomically([&] {
     KF_RETURN_IF_ERROR(s().record_step(step).status());
-    KF_RETURN_IF_ERROR(s().set_task_state(t, "failed", "x"));
+    KF_RETURN_IF_ERROR(s().set_task_state(t, TaskState::failed, Outcome::infra_error, "x"));
     return invalid_argument("changed my mind");
   });
   CHECK(undone.message() == "changed my mind");
-  CHECK(s().get_task(t)->state == "running");
+  CHECK(s().get_task(t)->state == TaskState::running);
   CHECK(s().steps_of(t)->size() == 1);
 }
 
@@ -725,17 +735,17 @@ TEST_CASE_FIXTURE(StoreFixture, "an injected fault fails the named operation, wr
     return op == "record_step" || op == "commit" ? io_error("injected: " + std::string(op)) : Status();
   });
   REQUIRE(s().begin().ok());
-  REQUIRE(s().set_task_state(t, "running", "").ok());
+  REQUIRE(s().set_task_state(t, TaskState::running).ok());
   StepRow step;
   step.task_id = t;
-  step.role = "designer";
+  step.role = Role::designer;
   auto recorded = s().record_step(step);
   CHECK(recorded.status().message() == "injected: record_step");
   Status committed = s().commit();
   CHECK(committed.message() == "injected: commit");
   CHECK_FALSE(s().in_batch());
   s().inject_fault_for_test(nullptr);
-  CHECK(s().get_task(t)->state == "pending");  // the batch was rolled back
+  CHECK(s().get_task(t)->state == TaskState::pending);  // the batch was rolled back
   CHECK(s().steps_of(t)->empty());
   REQUIRE(s().record_step(step).ok());
 }

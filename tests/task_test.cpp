@@ -11,6 +11,7 @@
 #include "common/fs.h"
 #include "coordinator/generation/task.h"
 #include "coordinator/store/fault_vfs.h"
+#include "tests/support/child.h"
 #include "tests/support/cluster.h"
 #include "tests/support/fake_llm.h"
 
@@ -85,7 +86,7 @@ TEST_CASE_FIXTURE(TaskFixture, "a Task runs to a verified kernel and reports suc
   CHECK(ok.get());
   auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
-  CHECK(row->state == "passed");
+  CHECK(row->state == TaskState::passed);
   CHECK(row->steps_used == 3);  // designer, coder, verifier
   // Running the same Task again finds it finished: no new question.
   size_t asked = llm.request_count();
@@ -103,10 +104,46 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose LLM keeps failing ends as failed wi
   CHECK_FALSE(ok.get());
   auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
-  CHECK(row->state == "failed");
-  CHECK(row->verdict.find("kept failing") != std::string::npos);
-  CHECK(row->verdict.find("400") != std::string::npos);
+  CHECK(row->state == TaskState::failed);
+  CHECK(row->verdict == Outcome::llm_error);
+  CHECK(row->reason.find("kept failing") != std::string::npos);
+  CHECK(row->reason.find("400") != std::string::npos);
   CHECK(row->steps_used == 0);  // failed LLM calls use no budget
+
+  // The operator finds it by its verdict with the real kforge, the words kept apart.
+  const std::string data = (cluster.dir() / "coordinator").string();
+  Ran listed = kforge_cli({"tasks", "--verdict", "llm_error", "--json", "--data", data});
+  REQUIRE_MESSAGE(listed.code == 0, listed.err);
+  nlohmann::json found = nlohmann::json::parse(listed.out);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0]["task"] == task.id());
+  CHECK(found[0]["verdict"] == "llm_error");
+  CHECK(found[0]["reason"] == row->reason);
+  CHECK(nlohmann::json::parse(kforge_cli({"tasks", "--verdict", "passed", "--json", "--data", data}).out).empty());
+  Ran shown = kforge_cli({"show", std::to_string(task.id()), "--data", data});
+  REQUIRE_MESSAGE(shown.code == 0, shown.err);
+  CHECK(shown.out.find("verdict llm_error") != std::string::npos);
+  CHECK(shown.out.find("reason: " + row->reason) != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(TaskFixture, "a question that got no answer is asked again as it was, not as a fix of a failed design") {
+  // The first design request gets a server error (as a replay miss is, an LLM error); then
+  // every question gets a passing answer.
+  llm.push(FakeBehaviour::status(500, -1, "overloaded"));
+  llm.set_responder([answer = passing_answer()](const nlohmann::json&) { return answer; });
+  Task task(vector_add_spec(), cluster.coordinator(), *conductor);
+  std::future<bool> ok = task.run();
+  REQUIRE(ok.wait_for(120s) == std::future_status::ready);
+  CHECK(ok.get());
+  std::vector<FakeRequest> asked = llm.requests();
+  REQUIRE(asked.size() >= 3);  // design (failed), design again, code
+  const std::string first = asked[0].body["messages"][1]["content"];
+  const std::string retry = asked[1].body["messages"][1]["content"];
+  CHECK(retry == first);  // the designer prompt again, not designer_fix's
+  CHECK(retry.find("An earlier design") == std::string::npos);
+  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  REQUIRE(row.ok());
+  CHECK(row->steps_used == 3);  // designer, coder, verifier: the failed call used no budget
 }
 
 TEST_CASE_FIXTURE(TaskFixture, "an invalid combination is refused with what is valid") {
@@ -139,12 +176,12 @@ TEST_CASE_FIXTURE(TaskFixture, "a store error rolls the task's event back and th
   CHECK(ok.get());
   auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
-  CHECK(row->state == "passed");
+  CHECK(row->state == TaskState::passed);
   CHECK(row->steps_used == 3);  // designer, coder, verifier: the failed event left no step
   auto steps = cluster.coordinator().call([&](Coordinator& c) { return c.store().steps_of(task.id()); });
   REQUIRE(steps.ok());
   REQUIRE(steps->size() == 3);
-  CHECK((*steps)[0].role == "designer");
+  CHECK((*steps)[0].role == Role::designer);
   CHECK(llm.request_count() == 2);  // the design was stored on arrival: not asked again
   std::string metrics;
   cluster.coordinator().call([&](Coordinator&) { conductor->render_metrics(metrics); });
@@ -214,8 +251,9 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose store keeps failing is failed with 
   cluster.coordinator().call([&](Coordinator& c) { c.store().inject_fault_for_test(nullptr); });
   auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
-  CHECK(row->state == "failed");
-  CHECK(row->verdict == "store error: injected: database or disk is full");
+  CHECK(row->state == TaskState::failed);
+  CHECK(row->verdict == Outcome::infra_error);
+  CHECK(row->reason == "store error: injected: database or disk is full");
   CHECK(llm.request_count() == 1);  // each retry found the stored answer
   auto campaign = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_campaign(row->campaign_id); });
   CHECK(campaign->state == "finished");  // its only task ended
@@ -235,7 +273,7 @@ TEST_CASE_FIXTURE(TaskFixture, "LLM calls left pending by the previous process a
       call.status = "pending";
       REQUIRE(c.store().record_llm_call(call).ok());
     }
-    REQUIRE(c.store().set_task_state(*task, "cancelled", "").ok());
+    REQUIRE(c.store().set_task_state(*task, TaskState::cancelled, Outcome::cancelled).ok());
     return 2;
   });
   std::string metrics;

@@ -51,7 +51,7 @@ struct Fixture {
   int64_t done_job(Store& s, const std::string& kind, const proto::JobResult& result) {
     NewJob j;
     j.kind = kind;
-    j.spec = "spec";
+    j.request.argv = {"true"};
     int64_t id = s.enqueue_job(j).value();
     int64_t epoch = s.assign_job(id, "agent-a", 0).value();
     REQUIRE(s.record_result(id, epoch, result).value());
@@ -317,4 +317,120 @@ TEST_CASE_FIXTURE(Fixture,
   CHECK_FALSE(again->second);
   CHECK(s->campaigns().value().size() == 2);
   CHECK(s->tasks_of_campaign(1).value().size() == 3);
+}
+
+TEST_CASE_FIXTURE(Fixture, "task verdicts stored as free text (schema 9) become a verdict and a reason") {
+  for (const Migration& m : migrations()) {
+    if (m.version > 9) break;
+    raw_exec(db_path, "BEGIN; " + std::string(m.sql) +
+                          "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
+  }
+  raw_exec(db_path, "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms) "
+                    "VALUES(1, 'c', '', 'finished', 1, 1)");
+  // What kforge wrote in tasks.verdict before migration 0010, and what it means.
+  const std::vector<std::tuple<std::string, std::string, std::string, std::string>> cases = {
+      // state, old verdict, verdict, reason
+      {"passed", "passed", "passed", "passed"},
+      {"failed", "the coder LLM call kept failing: HTTP 400: model does not exist", "llm_error",
+       "the coder LLM call kept failing: HTTP 400: model does not exist"},
+      {"failed", "limit_steps (4) used up; last verdict: precision_mismatch", "precision_mismatch",
+       "limit_steps (4) used up; last verdict: precision_mismatch"},
+      {"failed", "limit_steps (4) used up; last verdict: no verdict", "",
+       "limit_steps (4) used up; last verdict: no verdict"},
+      {"failed", "verification kept failing for infrastructure reasons: {}", "infra_error",
+       "verification kept failing for infrastructure reasons: {}"},
+      {"failed", "store error: disk full", "infra_error", "store error: disk full"},
+      {"failed", "compile_error", "compile_error", "the supplied candidate failed verification: compile_error"},
+      {"cancelled", "cancelled by operator", "cancelled", "cancelled by operator"},
+      {"failed", "no LLM is configured for the designer role", "", "no LLM is configured for the designer role"},
+      {"running", "", "", ""},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    raw_exec(db_path,
+             "INSERT INTO tasks(id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
+             "task_type, limit_steps, state, verdict, created_ms, updated_ms) VALUES(" +
+                 std::to_string(i + 1) + ", 1, 'op', '" + std::to_string(i) +
+                 "', 'cpu', '', 'cpp', '', 'precision_only', 4, CAST(?1 AS TEXT), CAST(?2 AS TEXT), 1, 1)",
+             {std::get<0>(cases[i]), std::get<1>(cases[i])});
+  }
+  // A conductor step's decision was its verdict; it is in its output.
+  raw_exec(db_path, "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
+                    "VALUES(1, 1, 'conductor', 'p', '{\"action\": \"fix_design\"}', 'fix_design', 0, 1)");
+
+  auto s = open();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    CAPTURE(std::get<1>(cases[i]));
+    TaskRow t = s->get_task(static_cast<int64_t>(i + 1)).value();
+    CHECK(std::string(to_string(t.verdict)) == std::get<2>(cases[i]));
+    CHECK(t.reason == std::get<3>(cases[i]));
+  }
+  StepRow decision = s->steps_of(1).value().at(0);
+  CHECK(decision.role == Role::conductor);
+  CHECK_FALSE(decision.verdict.has_value());
+  CHECK(decision.output == "{\"action\": \"fix_design\"}");
+}
+
+// A request with every field set, binary file content included.
+proto::Assign full_assign() {
+  proto::Assign a;
+  a.kind = "verify";
+  a.argv = {"python3", "-m", "kforge_verifier", "--job", "job.json"};
+  a.env = {{"KFORGE_X", "1"}, {"LANG", "C.UTF-8"}};
+  a.files = {{"task.py", "class Model: ...\n"}, {"blob.bin", std::string("\0\xff\x01", 3)}};
+  a.timeout_ms = 90'000;
+  a.limits = proto::Limits{4096, 60, 256, 64, 100};
+  return a;
+}
+
+TEST_CASE_FIXTURE(Fixture, "a job's request round-trips through its columns and builds the same Assign") {
+  auto s = open();
+  const proto::Assign sent = full_assign();
+  NewJob j;
+  j.kind = "verify";
+  j.request = request_of(sent);
+  const int64_t id = s->enqueue_job(j).value();
+  JobRow row = s->get_job(id).value();
+  CHECK(row.request == j.request);
+  proto::Assign built = assign_for(row, 7, 2, "cpu");
+  CHECK(built.job.job_id == static_cast<uint64_t>(id));
+  CHECK(built.job.epoch == 7u);
+  CHECK(built.device_index == 2u);
+  CHECK(built.backend == "cpu");
+  proto::Assign expected = sent;
+  expected.job = built.job;
+  expected.device_index = 2;
+  expected.backend = "cpu";
+  CHECK(built == expected);
+  // No frame is stored: the retired spec column is empty.
+  s.reset();
+  CHECK(raw_count(db_path, "SELECT COUNT(*) FROM jobs WHERE length(spec) > 0") == 0);
+  CHECK(raw_count(db_path, ("SELECT COUNT(*) FROM job_files WHERE job_id = " + std::to_string(id)).c_str()) == 2);
+
+  // argv and env must be text: a clear error, nothing stored.
+  auto again = open();
+  NewJob bad;
+  bad.request.argv = {std::string("\xff\xfe", 2)};
+  auto refused = again->enqueue_job(bad);
+  CHECK(refused.status().code() == Code::invalid_argument);
+  CHECK(refused.status().message().find("not UTF-8") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(Fixture, "job specs stored as Assign frames (schema 10) become request columns") {
+  for (const Migration& m : migrations()) {
+    if (m.version > 10) break;
+    raw_exec(db_path, "BEGIN; " + std::string(m.sql) +
+                          "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
+  }
+  const proto::Assign sent = full_assign();
+  raw_exec(db_path, "INSERT INTO jobs(id, kind, spec, backend, created_ms) VALUES(1, 'verify', ?1, 'cpu', 1)",
+           {proto::encode(sent)});
+  raw_exec(db_path, "INSERT INTO jobs(id, kind, spec, backend, created_ms) VALUES(2, 'exec', ?1, 'cpu', 1)",
+           {std::string("not a frame")});
+  auto s = open();
+  JobRow converted = s->get_job(1).value();
+  CHECK(converted.request == request_of(sent));
+  CHECK(converted.kind == "verify");
+  CHECK(s->get_job(2).value().request == JobRequest{});  // undecodable: an empty request, as dispatch sent
+  s.reset();
+  CHECK(raw_count(db_path, "SELECT COUNT(*) FROM jobs WHERE length(spec) > 0") == 0);
 }

@@ -18,15 +18,18 @@ constexpr const char* kSystemPrompt =
     "You are an expert GPU/NPU kernel engineer. Follow the instructions exactly and answer "
     "in the format they ask for.";
 
-// The last step of `role` whose verdict is not an error marker, or null.
-const StepRow* last_good(const std::vector<StepRow>& steps, const std::string& role) {
+// An LLM step whose answer is usable (its call did not fail, its answer was not garbled).
+bool usable(const StepRow& s) { return s.verdict != Outcome::garbled && s.verdict != Outcome::llm_error; }
+
+// The last usable step of `role`, or null.
+const StepRow* last_good(const std::vector<StepRow>& steps, Role role) {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    if (it->role == role && it->verdict != kGarbled && it->verdict != kLlmError) return &*it;
+    if (it->role == role && usable(*it)) return &*it;
   }
   return nullptr;
 }
 
-int count_role(const std::vector<StepRow>& steps, const std::string& role) {
+int count_role(const std::vector<StepRow>& steps, Role role) {
   int n = 0;
   for (const auto& s : steps) n += s.role == role ? 1 : 0;
   return n;
@@ -35,8 +38,10 @@ int count_role(const std::vector<StepRow>& steps, const std::string& role) {
 // The verifier's message for a prompt: verdict, message and the numbers a model can use.
 std::string verifier_message(const std::vector<StepRow>& steps) {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    if (it->role != "verifier") continue;
-    if (!it->output.starts_with('{')) return it->verdict;  // not a verdict document
+    if (it->role != Role::verifier) continue;
+    if (!it->output.starts_with('{')) {  // not a verdict document
+      return it->verdict ? std::string(to_string(*it->verdict)) : std::string();
+    }
     const VerifyResult r = verify_result_from_text(it->output);
     std::string out = "verdict: " + std::string(to_string(r.verdict)) + "\n" + r.message;
     if (r.checks) out += "\nchecks: " + to_json(*r.checks).dump();
@@ -48,8 +53,8 @@ std::string verifier_message(const std::vector<StepRow>& steps) {
 // Suggestions of a conductor step that came after the last verifier step.
 std::string suggestions(const std::vector<StepRow>& steps) {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    if (it->role == "verifier") return "";
-    if (it->role == "conductor" && it->verdict != kGarbled && it->verdict != kLlmError) {
+    if (it->role == Role::verifier) return "";
+    if (it->role == Role::conductor && usable(*it)) {
       auto decision = parse_conductor(it->output);
       return decision.ok() ? decision->suggestions : "";
     }
@@ -115,23 +120,14 @@ ConductorOptions conductor_options(const Config& config, const std::filesystem::
     if (c->provider.empty()) continue;
     LlmEndpoint e;
     e.provider = c->provider;
-    e.base_url = c->base_url;
+    // OpenAI's conventions fill what the role leaves out (llm_base_url, llm_key_env): the
+    // key is read from the variable when the client starts, never logged.
+    e.base_url = llm_base_url(*c);
     e.model = c->model;
-    e.api_key_env = c->api_key_env;
+    e.api_key_env = llm_key_env(*c);
     if (!c->api_key_file.empty()) {
       std::filesystem::path key = c->api_key_file;
       e.api_key_file = (key.is_absolute() ? key : config_dir / key).string();
-    }
-    // OpenAI's conventions fill what the role leaves out (docs/llm.md): the server from
-    // $OPENAI_BASE_URL, the key from $OPENAI_API_KEY (read, as any api_key_env, when the
-    // client starts; never logged).
-    if (e.provider != "replay") {
-      const char* base = std::getenv("OPENAI_BASE_URL");
-      if (e.base_url.empty() && base != nullptr) e.base_url = base;
-      const char* key = std::getenv("OPENAI_API_KEY");
-      if (e.api_key_env.empty() && e.api_key_file.empty() && key != nullptr && *key != '\0') {
-        e.api_key_env = "OPENAI_API_KEY";
-      }
     }
     e.temperature = c->temperature;
     e.max_tokens = static_cast<int>(c->max_tokens);
@@ -151,7 +147,7 @@ ConductorOptions conductor_options(const Config& config, const std::filesystem::
 }
 
 std::string latest_code(const std::vector<StepRow>& steps, const std::string& impl_type) {
-  const StepRow* coder = last_good(steps, "coder");
+  const StepRow* coder = last_good(steps, Role::coder);
   if (coder == nullptr) return "";
   auto code = extract_code(coder->output, impl_type);
   return code.ok() ? *code : "";
@@ -270,7 +266,7 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
     auto task = store.get_task(task_id);
     if (!task.ok()) return task.status();
     campaign_id = task->campaign_id;
-    return store.set_task_state(task_id, "failed", "store error: " + what);
+    return store.set_task_state(task_id, TaskState::failed, Outcome::infra_error, "store error: " + what);
   });
   if (!marked.ok()) {  // the store is failing: the next resume tries again
     spdlog::error("task {}: cannot record its failure: {}", task_id, marked.to_string());
@@ -433,18 +429,18 @@ void Conductor::start(int64_t task_id) {
 void Conductor::start_unguarded(int64_t task_id) {
   auto task = loop_.store().get_task(task_id);
   if (!check(task.status(), task_id)) return;
-  if (task->state != "pending" && task->state != "running") return;
+  if (kforge::finished(task->state)) return;
   auto campaign = loop_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
+  const Workflow workflow = parse_enum<Workflow>(campaign->workflow).value_or(Workflow::default_);
   auto search = parse_search_text(campaign->search);
   if (!search.ok()) {
-    activate(task_id, Active{campaign->workflow, task->campaign_id, {}, {}});
+    activate(task_id, Active{workflow, task->campaign_id, campaign->timing, {}, {}});
     fail(task_id, "campaign " + std::to_string(task->campaign_id) + ": " + search.status().message());
     return;
   }
-  activate(task_id, Active{campaign->workflow, task->campaign_id, *search, {}});
-  if (task->state == "pending")
-    check(loop_.store().set_task_state(task_id, "running", ""), task_id);
+  activate(task_id, Active{workflow, task->campaign_id, campaign->timing, *search, {}});
+  if (task->state == TaskState::pending) check(loop_.store().set_task_state(task_id, TaskState::running), task_id);
   advance(task_id);
 }
 
@@ -479,17 +475,18 @@ void Conductor::advance_unguarded(int64_t task_id) {
     int64_t llm_calls = 0;
     for (const StepRow& step : *steps) {
       if (auto chain = chains.find(step.sample); chain != chains.end()) chain->second.push_back(step);
-      llm_calls += step.role != "verifier" ? 1 : 0;
+      llm_calls += step.role != Role::verifier ? 1 : 0;
     }
     // A passing candidate as fast as the target ends every chain.
     if (search.target_speedup > 0) {
       auto candidates = loop_.store().candidates_of(task_id);
       if (!check(candidates.status(), task_id)) return;
       for (const CandidateRow& c : *candidates) {
-        if (c.verdict != "passed" || !c.speedup || *c.speedup < search.target_speedup) continue;
+        if (c.verdict != Verdict::passed || !c.speedup || *c.speedup < search.target_speedup) continue;
         withdraw_jobs(task_id);
         Action done;
         done.passed = true;
+        done.verdict = Outcome::passed;
         done.reason = "passed (target_speedup reached by sample " + std::to_string(c.sample) + ")";
         finish(task_id, done);
         return;
@@ -509,7 +506,9 @@ void Conductor::advance_unguarded(int64_t task_id) {
       const bool asks = action.kind != ActionKind::verify && action.kind != ActionKind::finish;
       if (asks && search.max_llm_calls > 0 && llm_calls >= search.max_llm_calls) {
         action = Action{};
-        action.reason = "max_llm_calls (" + std::to_string(search.max_llm_calls) + ") used up";
+        action.verdict = last_verdict(chain);
+        action.reason = "max_llm_calls (" + std::to_string(search.max_llm_calls) + ") used up; last verdict: " +
+                        std::string(action.verdict ? to_string(*action.verdict) : "none");
       }
       if (action.kind == ActionKind::finish) {
         ended.emplace_back(sample, action);
@@ -533,14 +532,25 @@ void Conductor::advance_unguarded(int64_t task_id) {
       return;
     }
     // Several chains: passed when any passed; the best candidate is the task's kernel (outcome.h).
+    // Failed: the verdict of the chain that ended last (its last step is the task's latest).
     Action done;
+    int last_seq = -1;
     for (const auto& [sample, action] : ended) {
       done.passed = done.passed || action.passed;
       if (!action.passed) {
         done.reason += (done.reason.empty() ? "sample " : "; sample ") + std::to_string(sample) + ": " + action.reason;
       }
+      const std::vector<StepRow>& chain = chains[sample];
+      const int seq = chain.empty() ? 0 : chain.back().seq;
+      if (seq > last_seq) {
+        last_seq = seq;
+        done.verdict = action.verdict;
+      }
     }
-    if (done.passed) done.reason = "passed";
+    if (done.passed) {
+      done.verdict = Outcome::passed;
+      done.reason = "passed";
+    }
     finish(task_id, done);
     return;
   }
@@ -548,16 +558,17 @@ void Conductor::advance_unguarded(int64_t task_id) {
 
 void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action,
                         int64_t sample) {
-  const std::string role = action.kind == ActionKind::design   ? "designer"
-                           : action.kind == ActionKind::code   ? "coder"
-                                                               : "conductor";
+  const Role role_kind = action.kind == ActionKind::design ? Role::designer
+                         : action.kind == ActionKind::code ? Role::coder
+                                                           : Role::conductor;
+  const std::string role(to_string(role_kind));
   auto endpoint = options_.endpoints.find(role);
   if (endpoint == options_.endpoints.end() || llm_ == nullptr) {
     fail(task.id, "no LLM is configured for the " + role + " role");
     return;
   }
   const std::string template_name = role == "conductor" ? "conductor" : action.fix ? role + "_fix" : role;
-  const StepRow* design = last_good(steps, "designer");
+  const StepRow* design = last_good(steps, Role::designer);
   auto values = prompts_.task_values(task.spec);
   if (!values.ok()) {
     fail(task.id, "cannot build the " + template_name + " prompt: " + values.status().message());
@@ -576,7 +587,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   request.role = role;
   request.messages = {{"system", kSystemPrompt}, {"user", *prompt}};
   request.replay_key = task.spec.op_name + "/" + task.spec.task_id + "/" + role + "/" +
-                       std::to_string(count_role(steps, role) + 1) +
+                       std::to_string(count_role(steps, role_kind) + 1) +
                        (sample != 0 ? "/s" + std::to_string(sample) : "");
   request.sample = sample;
   const int64_t token = next_token_++;
@@ -594,7 +605,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     response.content = body.is_object() ? body.value("content", "") : (*cached)->response;
     response.reasoning = body.is_object() ? body.value("reasoning", "") : "";
     response.request_key = key;
-    on_llm(task.id, sample, token, role, request, response, /*from_cache=*/true);
+    on_llm(task.id, sample, token, role_kind, request, response, /*from_cache=*/true);
     return;
   }
   // Asked already and still in flight: its answer comes to this start of the task.
@@ -608,20 +619,21 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  loop_.after_commit([this, task_id, sample, token, role, request, call] {
+  loop_.after_commit([this, task_id, sample, token, role, role_kind, request, call] {
     if (!current(task_id, sample, token)) {
       check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
       return;
     }
     in_flight_[call.request_key] = Asked{task_id, sample, token};
-    llm_->submit(request, [this, answers = answers_, task_id, sample, token, role, request, call](LlmResponse response) {
+    llm_->submit(request, [this, answers = answers_, task_id, sample, token, role, role_kind, request,
+                           call](LlmResponse response) {
       if (response.ok) {
         // On failure the loop stores it with its turn (on_llm).
         if (Status st = answers->record(answered_call(call, response)); !st.ok()) {
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
-      loop_.post([this, task_id, sample, token, role, request, response, key = call.request_key] {
+      loop_.post([this, task_id, sample, token, role_kind, request, response, key = call.request_key] {
         // To the task's latest start; a turn replayed after a no-space alarm finds the entry
         // gone and still stores the answer (on_llm), for the next start to find.
         Asked to{task_id, sample, token};
@@ -629,15 +641,16 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
           to = asked->second;
           in_flight_.erase(asked);
         }
-        guarded(to.task_id, [&] { on_llm(to.task_id, to.sample, to.token, role, request, response, false); });
+        guarded(to.task_id, [&] { on_llm(to.task_id, to.sample, to.token, role_kind, request, response, false); });
       });
     });
   });
 }
 
-void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, const std::string& role,
+void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, Role role_kind,
                        const LlmRequest& request, const LlmResponse& response, bool from_cache) {
   Store& store = loop_.store();
+  const std::string role(to_string(role_kind));
   if (!from_cache) {
     // Stored before it is used: on arrival, or here if that failed (recording a stored answer
     // again changes nothing); stored even when the task was cancelled meanwhile, so that
@@ -653,26 +666,28 @@ void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, const std
   StepRow step;
   step.task_id = task_id;
   step.sample = sample;
-  step.role = role;
+  step.role = role_kind;
   step.input = request.messages.back().content;
   if (!response.ok) {
     step.output = response.error;
-    step.verdict = kLlmError;
+    step.verdict = Outcome::llm_error;
     step.counted = false;
     spdlog::warn("task {}: {} call failed: {}", task_id, role, response.error);
   } else {
     step.output = response.content;
     auto task = store.get_task(task_id);
     if (!check(task.status(), task_id)) return;
-    if (role == "designer") {
-      step.verdict = extract_design(response.content).ok() ? "" : kGarbled;
-    } else if (role == "coder") {
-      step.verdict = extract_code(response.content, task->spec.impl_type).ok() ? "" : kGarbled;
+    // A usable answer has no verdict; the conductor's decision is read from its output.
+    bool ok = false;
+    if (role_kind == Role::designer) {
+      ok = extract_design(response.content).ok();
+    } else if (role_kind == Role::coder) {
+      ok = extract_code(response.content, task->spec.impl_type).ok();
     } else {
-      auto decision = parse_conductor(response.content);
-      step.verdict = decision.ok() ? decision->action : kGarbled;
+      ok = parse_conductor(response.content).ok();
       step.counted = false;
     }
+    if (!ok) step.verdict = Outcome::garbled;
   }
   if (!check(store.record_step(step).status(), task_id)) return;
   advance(task_id);
@@ -695,12 +710,15 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps, i
     }
     if (job.state != JobState::cancelled) return;  // queued or running: its result will come
   }
-  std::string candidate = active_[task.id].workflow == "verify_only" ? task.spec.candidate
+  std::string candidate = active_[task.id].workflow == Workflow::verify_only ? task.spec.candidate
                                                                      : latest_code(steps, task.spec.impl_type);
   VerifySpec spec;
   spec.op_name = task.spec.op_name;
   spec.target = Target{task.spec.backend, task.spec.arch, task.spec.impl_type, task.spec.framework};
   spec.task_type = task.spec.task_type;
+  if (auto profile = timing_profiles().find(active_[task.id].timing); profile != timing_profiles().end()) {
+    spec.options = profile->second;
+  }
   proto::Assign assign;
   assign.kind = "verify";
   assign.files = verify_files(spec, task.spec.task_desc, candidate);
@@ -757,10 +775,10 @@ void Conductor::record_verdict(int64_t task_id, int64_t sample, const std::vecto
   StepRow step;
   step.task_id = task_id;
   step.sample = sample;
-  step.role = "verifier";
+  step.role = Role::verifier;
   step.input = "job " + std::to_string(job_id);
   step.output = to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  step.verdict = to_string(result.verdict);
+  step.verdict = outcome_of(result.verdict);
   // Infrastructure failures cost the task nothing.
   step.counted = result.verdict != Verdict::infra_error;
   auto step_id = loop_.store().record_step(step);
@@ -772,13 +790,13 @@ void Conductor::record_verdict(int64_t task_id, int64_t sample, const std::vecto
     c.task_id = task_id;
     c.sample = sample;
     c.step_id = *step_id;
-    if (const StepRow* coder = last_good(chain, "coder")) c.code_step_id = coder->id;
+    if (const StepRow* coder = last_good(chain, Role::coder)) c.code_step_id = coder->id;
     for (const CandidateRow& r : *recorded) {
       if (r.sample != sample) continue;
       c.parent_id = r.id;
       c.generation = r.generation + 1;
     }
-    c.verdict = step.verdict;
+    c.verdict = result.verdict;
     if (result.profile) c.speedup = result.profile->speedup;
     const bool fast = c.speedup && std::isfinite(*c.speedup) && *c.speedup > 0;
     c.score = result.verdict != Verdict::passed ? 0 : fast ? *c.speedup : 1;
@@ -788,9 +806,8 @@ void Conductor::record_verdict(int64_t task_id, int64_t sample, const std::vecto
 }
 
 void Conductor::finish(int64_t task_id, const Action& action) {
-  std::string verdict = action.passed ? "passed" : action.reason;
-  if (!check(loop_.store().set_task_state(task_id, action.passed ? "passed" : "failed", verdict),
-             task_id)) {
+  const TaskState state = action.passed ? TaskState::passed : TaskState::failed;
+  if (!check(loop_.store().set_task_state(task_id, state, action.verdict, action.reason), task_id)) {
     return;
   }
   spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
@@ -818,6 +835,7 @@ void Conductor::fail(int64_t task_id, const std::string& reason) {
   Action a;
   a.kind = ActionKind::finish;
   a.passed = false;
+  a.verdict = Outcome::infra_error;  // the task or the coordinator is at fault
   a.reason = reason;
   finish(task_id, a);
 }

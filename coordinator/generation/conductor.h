@@ -130,8 +130,9 @@ class Conductor {
 
  private:
   struct Active {
-    std::string workflow;   // of the task's campaign
+    Workflow workflow = Workflow::default_;  // of the task's campaign
     int64_t campaign_id = 0;
+    std::string timing = "kforge";  // of the task's campaign: its verify jobs' trials and runs
     SearchPolicy search;    // of the task's campaign: its chains (search.h)
     // Chains with an action in flight: sample -> the token identifying that action; callbacks
     // of any other (stale) action are ignored.
@@ -184,7 +185,7 @@ class Conductor {
   bool current(int64_t task_id, int64_t sample, int64_t token) const;
   // `chain`: the steps of chain `sample`.
   void ask_llm(const TaskRow& task, const std::vector<StepRow>& chain, const Action& action, int64_t sample);
-  void on_llm(int64_t task_id, int64_t sample, int64_t token, const std::string& role, const LlmRequest& request,
+  void on_llm(int64_t task_id, int64_t sample, int64_t token, Role role, const LlmRequest& request,
               const LlmResponse& response, bool from_cache);
   void verify(const TaskRow& task, const std::vector<StepRow>& chain, int64_t sample);
   // Records the verdict as the chain's step and, unless infra_error, the judged candidate.

@@ -14,13 +14,16 @@
 //                        any other failure                ask the conductor model if configured, else rules:
 //                                                         precision_mismatch twice since the last design, or
 //                                                         max_code_fixes fixes in a row -> fix design; else fix code
-//   conductor            fix_code / fix_design            that (coder_only: always fix code)
+//   conductor            fix_code / fix_design            that (coder_only: always fix code); the
+//                                                         decision is read from the step's output
 //
 // Designer, Coder and Verifier runs count against limit_steps (LLM errors and
 // infrastructure failures do not); when it is used up the task fails with the last verdict.
-// Two LLM errors in a row fail the task with the error.
+// Two LLM errors in a row fail the task with llm_error. A finished task's verdict is one of
+// Outcome's (common/vocabulary.h), its reason the words that explain it.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,22 +43,23 @@ struct Action {
   ActionKind kind = ActionKind::finish;
   bool fix = false;          // design/code: a fix of an earlier attempt
   bool passed = false;       // finish
+  std::optional<Outcome> verdict;  // finish: the task's verdict (none: no step had one)
   std::string reason;        // finish: why; design/code: a note for the prompt (garbled answer)
 };
 
 struct ConductorPolicy {
-  std::string workflow = "default";  // default | coder_only | verify_only
+  Workflow workflow = Workflow::default_;
   bool conductor_model = false;      // a conductor role is configured
   int max_code_fixes = 3;            // code fixes in a row before the design is revisited
   int max_infra_retries = 3;         // infrastructure failures in a row before the task fails
   int max_llm_errors = 2;            // LLM errors in a row before the task fails
 };
 
-// Step verdicts the Conductor writes for LLM steps (verifier steps carry the harness's).
-inline constexpr const char* kGarbled = "garbled";    // no usable design/code in the answer
-inline constexpr const char* kLlmError = "llm_error"; // the LLM call failed after retries
-
 Action decide(const ConductorPolicy& policy, int limit_steps, const std::vector<StepRow>& steps);
+
+// The last verifier step's verdict, else the last step verdict there is (garbled), else none:
+// the verdict of a task (or a chain) that ran out of steps.
+std::optional<Outcome> last_verdict(const std::vector<StepRow>& steps);
 
 const char* action_name(const Action& action);
 

@@ -105,8 +105,8 @@ std::future<bool> Task::run() {
     int64_t task_id = stored->first;
     auto row = store.get_task(task_id);
     if (!row.ok()) return row.status();
-    if (row->state != "pending" && row->state != "running") {  // passed, failed or cancelled
-      promise->set_value(row->state == "passed");
+    if (finished(row->state)) {
+      promise->set_value(row->state == TaskState::passed);
     } else {
       conductor_.on_finish(task_id, [promise](bool passed) { promise->set_value(passed); });
       conductor_.start(task_id);

@@ -20,6 +20,7 @@
 #include "common/targets.h"
 #include "common/text.h"
 #include "common/toml_report.h"
+#include "common/verify_job.h"
 #include "coordinator/generation/task.h"
 #include "coordinator/store/campaign_hash.h"
 
@@ -550,6 +551,7 @@ std::string culprit_field(const std::string& message) {
 // Checks every swept constant against the op's task file and renders its values as Python.
 void check_sweep_against_task(Reader& r, Op& op) {
   if (op.sweep.empty()) return;
+  const std::string label = op.op_name.empty() ? op.key : "op '" + op.op_name + "'";
   std::vector<Constant> constants = module_constants(op.task_text);
   std::vector<std::string> names;
   for (const Constant& c : constants) names.push_back(c.name);
@@ -562,7 +564,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
       if (c.name == key.name) found.push_back(&c);
     }
     if (found.empty()) {
-      r.fail(key.key_source, full + ": op '" + op.op_name + "': task file " + op.task_desc_written +
+      r.fail(key.key_source, full + ": " + label + ": task file " + op.task_desc_written +
                                  " has no module-level constant '" + key.name + "' (it has: " +
                                  (names.empty() ? std::string("none") : join(names)) + ")");
       op.ok = false;
@@ -571,7 +573,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
     if (found.size() > 1) {
       std::vector<std::string> lines;
       for (const Constant* c : found) lines.push_back(std::to_string(c->line));
-      r.fail(key.key_source, full + ": op '" + op.op_name + "': task file " + op.task_desc_written +
+      r.fail(key.key_source, full + ": " + label + ": task file " + op.task_desc_written +
                                  " assigns '" + key.name + "' " + std::to_string(found.size()) +
                                  " times at module level (lines " + join(lines) +
                                  "); a swept constant must be assigned once");
@@ -598,7 +600,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
         std::string where = key.values.size() == 1 && !key.key_node->is_array()
                                 ? full
                                 : full + "[" + std::to_string(i) + "]";
-        r.fail(key.values[i]->source(), where + ": op '" + op.op_name + "': " + why);
+        r.fail(key.values[i]->source(), where + ": " + label + ": " + why);
         op.ok = false;
         continue;
       }
@@ -747,7 +749,9 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
       }
     }
   }
-  if (r.count() == problems_before) check_sweep_against_task(r, op);
+  // The sweep against the task file, whatever else is wrong with the op: a bad target must
+  // not hide a bad sweep until the next try.
+  if (!op.task_text.empty()) check_sweep_against_task(r, op);
   op.ok = op.ok && r.count() == problems_before;
   return op;
 }
@@ -818,6 +822,7 @@ struct CampaignPlan::Impl {
   toml::table root;  // the parsed file: the ops' sweep values point into it
   std::string name;
   std::string workflow;
+  std::string timing = "kforge";
   SearchPolicy search;
   std::vector<Op> ops;
   std::vector<TaskSpec> base;  // per op: its task fields (base_spec)
@@ -842,7 +847,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
   Reader r(source_name);
   CampaignPlan::Impl& campaign = *plan;
   campaign.workflow = "default";
-  check_keys(r, root, "", {"name", "workflow", "search", "defaults", "ops"});
+  check_keys(r, root, "", {"name", "workflow", "timing", "search", "defaults", "ops"});
 
   if (const toml::node* n = root.get("name")) {
     const auto* s = n->as_string();
@@ -864,6 +869,17 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
       workflow_ok = false;
     } else {
       campaign.workflow = s->get();
+    }
+  }
+
+  if (const toml::node* n = root.get("timing")) {
+    const auto* s = n->as_string();
+    std::vector<std::string> valid;
+    for (const auto& [profile, keys] : timing_profiles()) valid.push_back(profile);
+    if (s == nullptr || !timing_profiles().contains(s->get())) {
+      r.fail(n->source(), "timing: expected one of " + join(valid) + ", got " + toml_describe(*n));
+    } else {
+      campaign.timing = s->get();
     }
   }
 
@@ -915,10 +931,12 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
               "ops: the campaign expands to more than " + std::to_string(kMaxCampaignTasks) +
                   " tasks; split it or shrink its sweeps");
   }
-  KF_RETURN_IF_ERROR(r.status());
+  if (total > kMaxCampaignTasks || (!walk_tasks && r.failed())) return r.status();
   plan->total = total;
   for (const Op& op : ops) plan->base.push_back(base_spec(op));
   if (!walk_tasks) return CampaignPlan(plan);
+  // The tasks of the ops found sound are walked also when other ops were not (theirs expand
+  // to none), so that their problems come in the same pass.
 
   // Every task once: checked, and hashed. Two tasks can be the same (op_name, task_id) only
   // when ops share an op_name or a sweep repeats a value: only those ops' ids are kept.
@@ -935,7 +953,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
     return false;
   };
   std::map<std::pair<std::string, std::string>, const Op*> seen;
-  CampaignHash hash(campaign.workflow, search_text(campaign.search));
+  CampaignHash hash(campaign.workflow, campaign.timing, search_text(campaign.search));
   const CampaignPlan view(plan);
   for (size_t o = 0; o < ops.size(); ++o) {
     const Op& op = ops[o];
@@ -973,6 +991,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
 
 const std::string& CampaignPlan::name() const { return impl_->name; }
 const std::string& CampaignPlan::workflow() const { return impl_->workflow; }
+const std::string& CampaignPlan::timing() const { return impl_->timing; }
 const SearchPolicy& CampaignPlan::search() const { return impl_->search; }
 const std::string& CampaignPlan::content_hash() const { return impl_->content_hash; }
 size_t CampaignPlan::size() const { return impl_->total; }
@@ -1025,6 +1044,7 @@ Result<Campaign> parse_campaign(std::string_view toml_text, const std::filesyste
   Campaign campaign;
   campaign.name = plan->name();
   campaign.workflow = plan->workflow();
+  campaign.timing = plan->timing();
   campaign.search = plan->search();
   campaign.content_hash = plan->content_hash();
   campaign.source = source_name;
@@ -1045,7 +1065,7 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
 }
 
 std::string hash_campaign(const Campaign& c) {
-  CampaignHash hash(c.workflow, search_text(c.search));
+  CampaignHash hash(c.workflow, c.timing, search_text(c.search));
   for (const CampaignTask& t : c.tasks) hash.add(t.spec, t.candidate);
   return hash.hex();
 }
@@ -1054,7 +1074,7 @@ namespace {
 
 // What store_campaign stores: a plan's tasks or those of a Campaign in memory.
 struct CampaignSource {
-  std::string name, workflow, search, content_hash;
+  std::string name, workflow, timing, search, content_hash;
   size_t total = 0;
   std::function<Status(size_t begin, size_t end, const std::function<Status(CampaignTask&&)>&)> expand;
 };
@@ -1068,9 +1088,11 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
   // Tasks [stored, min(stored + kCampaignBatch, total)); the last batch sets it running.
   auto add_batch = [&](Store& store) -> Status {
     const size_t end = std::min(total, stored + kCampaignBatch);
-    KF_RETURN_IF_ERROR(campaign.expand(stored, end, [&](CampaignTask&& t) -> Status {
-      t.spec.candidate = std::move(t.candidate);
-      return store.create_task(id, t.spec).status();
+    KF_RETURN_IF_ERROR(store.create_tasks(id, [&](const auto& add) {
+      return campaign.expand(stored, end, [&](CampaignTask&& t) -> Status {
+        t.spec.candidate = std::move(t.candidate);
+        return add(t.spec);
+      });
     }));
     if (end == total) return store.set_campaign_state(id, "running");
     return store.set_campaign_state(id, "submitting");  // also claims a resumed one (Store)
@@ -1083,10 +1105,19 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       id = (*existing)->id;
-      if ((*existing)->state != "submitting" || store.submitting_here(id)) return Status();
+      const std::string& state = (*existing)->state;
+      if ((state != "submitting" && state != "cancelled") || store.submitting_here(id)) return Status();
       auto ids = store.task_ids(TaskQuery{.campaign_id = id});
       if (!ids.ok()) return ids.status();
       stored = ids->size();
+      if (state == "cancelled") {
+        if (stored >= total) return Status();  // cancelled once whole: `kforge resume` runs it on
+        return failed_precondition(
+            "campaign " + std::to_string(id) + " (" + (*existing)->name + ") was cancelled while its tasks were being stored (" +
+            std::to_string(stored) + " of " + std::to_string(total) +
+            "); a cancelled submission stays cancelled: it is not stored again and its stored part does not run. "
+            "A campaign whose tasks differ (another sweep value, another task file) is a new one");
+      }
       if (stored > total) {
         return internal_error("campaign " + std::to_string(id) + " holds " + std::to_string(stored) +
                         " tasks; its content expands to " + std::to_string(total));
@@ -1095,7 +1126,7 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
     } else {
       auto made =
           store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow,
-                                campaign.search);
+                                campaign.timing, campaign.search);
       if (!made.ok()) return made.status();
       id = *made;
       fresh = true;
@@ -1147,7 +1178,8 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const CampaignPlan& plan,
                                                 const std::string& source) {
-  CampaignSource from{plan.name(), plan.workflow(), search_text(plan.search()), plan.content_hash(), plan.size(),
+  CampaignSource from{plan.name(), plan.workflow(), plan.timing(), search_text(plan.search()),
+                      plan.content_hash(), plan.size(),
                       [&plan](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
                         return plan.expand(b, e, each);
                       }};
@@ -1156,8 +1188,8 @@ Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, con
 
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const Campaign& campaign,
                                                 const std::string& source) {
-  CampaignSource from{campaign.name, campaign.workflow, search_text(campaign.search), campaign.content_hash,
-                      campaign.tasks.size(),
+  CampaignSource from{campaign.name, campaign.workflow, campaign.timing, search_text(campaign.search),
+                      campaign.content_hash, campaign.tasks.size(),
                       [&campaign](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
                         for (size_t i = b; i < e; ++i) KF_RETURN_IF_ERROR(each(CampaignTask(campaign.tasks[i])));
                         return Status();

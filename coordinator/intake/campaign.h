@@ -11,6 +11,7 @@
 //
 //   name = "softmax-sweep"
 //   workflow = "default"                 # default | coder_only | verify_only
+//   timing = "kforge"                    # kforge | kernelbench: profile trials and runs
 //   [search]                             # optional (search.h): fix_loop when left out
 //   strategy = "best_of_n"
 //   samples = 4
@@ -55,9 +56,10 @@ struct CampaignTask {
 struct Campaign {
   std::string name;      // identifies the campaign (with content_hash: see below)
   std::string workflow;  // default | coder_only | verify_only
+  std::string timing = "kforge";  // kforge | kernelbench (timing_profiles, common/verify_job.h)
   SearchPolicy search;   // the [search] table (search.h); default: fix_loop
-  // SHA-256 (64 hex digits) of what the campaign runs: workflow, search (when not the default)
-  // and every expanded task
+  // SHA-256 (64 hex digits) of what the campaign runs: workflow, timing, search (when not the
+  // default) and every expanded task
   // (spec and candidate text), in order. Not the name, the file's formatting, comments or
   // location: the same name and hash twice is the same campaign submitted twice.
   std::string content_hash;
@@ -101,6 +103,7 @@ class CampaignPlan {
  public:
   const std::string& name() const;
   const std::string& workflow() const;
+  const std::string& timing() const;
   const SearchPolicy& search() const;
   const std::string& content_hash() const;  // hash_campaign of the expansion (walked plans)
   size_t size() const;                      // how many tasks it expands to
@@ -130,6 +133,11 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
 // coordinator's loop; or Store::begin ... commit) and returns its status.
 using CampaignWriter = std::function<Status(const std::function<Status(Store&)>& fn)>;
 
+// The verdict of the tasks of a campaign cancelled while it was `submitting`. Such a
+// campaign stays cancelled: its stored part never runs (resuming it or one of its tasks is
+// refused), and storing the same campaign again is refused rather than resumed.
+inline constexpr std::string_view kCancelledWhileSubmitting = "cancelled by operator while its campaign was being submitted";
+
 // Tasks per transaction when a campaign is stored.
 inline constexpr size_t kCampaignBatch = 10000;
 
@@ -145,7 +153,8 @@ inline constexpr size_t kCampaignBatch = 10000;
 // committed so far; storing the same campaign again (same content_hash) resumes it after
 // them: no task is stored twice. A submission this process (this Store) is still making is
 // not resumed by a second one: that answers (id, false). A campaign cancelled while
-// submitting stops there (failed_precondition).
+// submitting stops there (failed_precondition), and storing it again is refused
+// (failed_precondition, kCancelledWhileSubmitting).
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
                                                 const CampaignPlan& plan,
                                                 const std::string& source);

@@ -1,4 +1,5 @@
 #include "coordinator/intake/kernelbench.h"
+
 #include "common/text.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <set>
 
 #include "common/fs.h"
+#include "common/verify_job.h"
 #include "coordinator/intake/campaign.h"
 
 namespace kforge {
@@ -287,6 +289,9 @@ Status check_kernelbench_import(const KernelBenchImport& o) {
     problems.push_back("target " + o.target.backend + "/" + o.target.arch + "/" + o.target.impl_type + " (framework " +
                        o.target.framework + "): " + st.message());
   }
+  if (!timing_profiles().contains(o.timing)) {
+    problems.push_back("timing '" + o.timing + "': expected kernelbench or kforge");
+  }
   if (o.task_type != "profile" && o.task_type != "precision_only") {
     problems.push_back("task type '" + o.task_type + "': expected profile or precision_only");
   }
@@ -377,7 +382,10 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
   t += "# One op per problem file (the reference). The format, sweeps of a problem's module\n";
   t += "# constants and per-op overrides: docs/campaigns.md.\n\n";
   t += "name = " + toml_string(name) + "\n";
-  t += "workflow = \"default\"\n\n";
+  t += "workflow = \"default\"\n";
+  t += "timing = " + toml_string(o.timing) +
+       (o.timing == "kernelbench" ? "  # KernelBench's trials and timed runs" : "  # kforge's trials and timed runs") +
+       " (docs/campaigns.md)\n\n";
   t += "[defaults]\n";
   t += "backend = " + toml_string(o.target.backend) + "\n";
   t += "arch = " + toml_string(o.target.arch) + "\n";

@@ -34,6 +34,7 @@ struct KernelBenchImport {
   Target target = {"cuda", "h100", "triton", "torch"};
   std::string task_type = "profile";  // precision_only | profile
   int limit_steps = 10;          // Conductor steps per task, 1 to 100
+  std::string timing = "kernelbench";  // the campaign's timing (docs/campaigns.md): kernelbench | kforge
   std::string name;              // the campaign's name; empty: "kernelbench-level<N>"
   // The campaign file that will be written: task paths are made relative to its directory.
   // Empty: kernelbench-level<N>.toml in the current directory.

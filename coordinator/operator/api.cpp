@@ -10,17 +10,21 @@
 #include "common/fs.h"
 #include "common/protocol.h"
 #include "common/text.h"
+#include "common/verify_job.h"
 #include "coordinator/intake/campaign.h"
 #include "common/metrics.h"
 #include "coordinator/operator/outcome.h"
 #include "coordinator/generation/prompts.h"
 #include "coordinator/operator/report.h"
+#include "coordinator/operator/watch.h"
 #include "coordinator/generation/task.h"
 
 namespace kforge {
 namespace {
 
 using json = nlohmann::json;
+
+constexpr const char* kCancelledReason = "cancelled by operator";  // a cancelled task's reason
 
 json nullable_ms(int64_t ms) { return ms > 0 ? json(ms) : json(nullptr); }
 
@@ -66,6 +70,7 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
               {"name", c.name},
               {"state", c.state},
               {"workflow", c.workflow},
+              {"timing", c.timing},
               {"content_hash", c.content_hash},
               {"created_ms", c.created_ms},
               {"updated_ms", c.updated_ms},
@@ -84,9 +89,9 @@ json task_json(const TaskOutcome& o) {
           {"impl_type", t.spec.impl_type},
           {"framework", t.spec.framework},
           {"task_type", t.spec.task_type},
-          {"state", t.state},
-          {"verdict", o.verdict},
-          {"reason", t.verdict},
+          {"state", to_string(t.state)},
+          {"verdict", to_string(o.verdict)},
+          {"reason", t.reason},
           {"steps", t.steps_used},
           {"limit_steps", t.spec.limit_steps},
           {"speedup", o.speedup > 0 ? json(o.speedup) : json(nullptr)},
@@ -288,14 +293,17 @@ Result<json> list_campaigns(Store& store) {
   return out;
 }
 
-Result<json> get_campaign(Store& store, int64_t id) {
+Result<CampaignRow> find_campaign(Store& store, int64_t id) {
   auto c = store.get_campaign(id);
-  if (!c.ok()) {
-    if (c.status().code() == Code::not_found) {
-      return not_found("no campaign " + std::to_string(id) + "; `kforge status` lists the campaigns");
-    }
-    return c.status();
+  if (!c.ok() && c.status().code() == Code::not_found) {
+    return not_found("no campaign " + std::to_string(id) + "; `kforge status` lists the campaigns");
   }
+  return c;
+}
+
+Result<json> get_campaign(Store& store, int64_t id) {
+  auto c = find_campaign(store, id);
+  if (!c.ok()) return c.status();
   return campaign_json(store, *c);
 }
 
@@ -357,6 +365,12 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   if (!workflow.ok()) return workflow.status();
   KF_RETURN_IF_ERROR(validate_workflow(*workflow));
   campaign.workflow = *workflow;
+  auto timing = string_field(body, "", "timing", std::string("kforge"));
+  if (!timing.ok()) return timing.status();
+  if (!timing_profiles().contains(*timing)) {
+    return invalid_argument("timing: expected kforge or kernelbench, got \"" + *timing + "\"");
+  }
+  campaign.timing = *timing;
   auto source = string_field(body, "", "source", std::string());
   if (!source.ok()) return source.status();
   auto tasks = body.find("tasks");
@@ -398,6 +412,13 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
               {"task_ids", *ids}};
 }
 
+// The answer to resuming a campaign (or one of its tasks) cancelled while it was submitting.
+Status refused_resume(const CampaignRow& c) {
+  return failed_precondition("campaign " + std::to_string(c.id) + " (" + c.name +
+                             ") was cancelled while its tasks were being stored; only part of it was stored, "
+                             "and a cancelled submission stays cancelled: it does not run in part");
+}
+
 // Cancels (or resumes) every task of a campaign that can be. Actions answer nothing: the
 // router reads the committed state back, after the Conductor has acted on the change.
 Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
@@ -406,15 +427,19 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
     if (!c.ok()) return get_campaign(store, id).status();
     auto tasks = store.tasks_of_campaign(id);
     if (!tasks.ok()) return tasks.status();
+    // A campaign cancelled while it is being stored stops there (store_campaign) and stays
+    // cancelled: its stored part must not run as if it were the campaign.
+    const std::string reason(c->state == "submitting" ? kCancelledWhileSubmitting : kCancelledReason);
     bool any_unfinished = false, any_cancelled = false;
     for (const TaskRow& t : *tasks) {
-      if (cancel && (t.state == "pending" || t.state == "running")) {
-        KF_RETURN_IF_ERROR(store.set_task_state(t.id, "cancelled", "cancelled by operator"));
+      if (!cancel && t.reason == kCancelledWhileSubmitting) return refused_resume(*c);
+      if (cancel && !finished(t.state)) {
+        KF_RETURN_IF_ERROR(store.set_task_state(t.id, TaskState::cancelled, Outcome::cancelled, reason));
         any_cancelled = true;
-      } else if (!cancel && t.state == "cancelled") {
-        KF_RETURN_IF_ERROR(store.set_task_state(t.id, "pending", ""));
+      } else if (!cancel && t.state == TaskState::cancelled) {
+        KF_RETURN_IF_ERROR(store.set_task_state(t.id, TaskState::pending));
         any_unfinished = true;
-      } else if (t.state == "pending" || t.state == "running") {
+      } else if (!finished(t.state)) {
         any_unfinished = true;
       }
     }
@@ -457,10 +482,10 @@ Result<json> task_detail(Store& store, int64_t id) {
   json s = json::array();
   for (const StepRow& step : *steps) {
     s.push_back({{"seq", step.seq},
-                 {"role", step.role},
+                 {"role", to_string(step.role)},
                  {"input", step.input},
                  {"output", step.output},
-                 {"verdict", step.verdict},
+                 {"verdict", to_string(step.verdict)},
                  {"counted", step.counted},
                  {"created_ms", step.created_ms}});
   }
@@ -476,15 +501,20 @@ Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
   return backend.write([&](Store& store) -> Result<json> {
     auto t = find_task(store, id);
     if (!t.ok()) return t.status();
-    const std::string& state = t->state;
-    if (state == "passed" || state == "failed") {
-      return failed_precondition("task " + std::to_string(id) + " has finished (" + state + "); nothing to " +
-                                 (cancel ? "cancel" : "resume"));
+    const TaskState state = t->state;
+    if (state == TaskState::passed || state == TaskState::failed) {
+      return failed_precondition("task " + std::to_string(id) + " has finished (" + std::string(to_string(state)) +
+                                 "); nothing to " + (cancel ? "cancel" : "resume"));
     }
-    if (cancel && (state == "pending" || state == "running")) {
-      KF_RETURN_IF_ERROR(store.set_task_state(id, "cancelled", "cancelled by operator"));
-    } else if (!cancel && state == "cancelled") {
-      KF_RETURN_IF_ERROR(store.set_task_state(id, "pending", ""));
+    if (cancel && !finished(state)) {
+      KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::cancelled, Outcome::cancelled, kCancelledReason));
+    } else if (!cancel && state == TaskState::cancelled) {
+      if (t->reason == kCancelledWhileSubmitting) {
+        auto c = store.get_campaign(t->campaign_id);
+        if (!c.ok()) return c.status();
+        return refused_resume(*c);
+      }
+      KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::pending));
       auto c = store.get_campaign(t->campaign_id);
       if (c.ok() && c->state != "running") KF_RETURN_IF_ERROR(store.set_campaign_state(t->campaign_id, "running"));
     }
@@ -509,10 +539,15 @@ Result<json> list_tasks(Store& store, const ApiRequest& r, std::optional<int64_t
   auto after = query_id(r, "after", 0);  // keyset paging: tasks with ids above this
   if (!after.ok()) return after.status();
   std::string state = query_text(r, "state"), verdict = query_text(r, "verdict");
-  if (!state.empty() && state != "pending" && state != "running" && state != "passed" && state != "failed" &&
-      state != "cancelled") {
-    return invalid_argument("query parameter 'state': '" + state +
-                            "' is not one of pending, running, passed, failed, cancelled");
+  if (!state.empty() && !parse_enum<TaskState>(state)) {
+    return invalid_argument("query parameter 'state': '" + state + "' is not one of " + names_of<TaskState>());
+  }
+  std::optional<Outcome> wanted_verdict;
+  if (!verdict.empty()) {
+    wanted_verdict = parse_enum<Outcome>(verdict);
+    if (!wanted_verdict) {
+      return invalid_argument("query parameter 'verdict': '" + verdict + "' is not one of " + names_of<Outcome>());
+    }
   }
   if (*campaign) {
     if (auto c = get_campaign(store, **campaign); !c.ok()) return c.status();
@@ -540,7 +575,7 @@ Result<json> list_tasks(Store& store, const ApiRequest& r, std::optional<int64_t
       if (!t.ok()) return t.status();
       auto o = task_outcome(store, *t);
       if (!o.ok()) return o.status();
-      if (!verdict.empty() && o->verdict != verdict) continue;
+      if (wanted_verdict && o->verdict != wanted_verdict) continue;
       if (skip > 0) {
         --skip;
         continue;
@@ -813,6 +848,59 @@ Result<json> timeline(Store& store, const ApiRequest& r) {
   return out;
 }
 
+// --- What an operator watches (watch.h) -------------------------------------------------------
+
+// `stall_s=`: how long a campaign may go without a change before it is stalled.
+Result<int64_t> stall_seconds(const ApiRequest& r) {
+  auto stall = query_id(r, "stall_s");
+  if (!stall.ok()) return stall.status();
+  return stall->value_or(kDefaultStallS);
+}
+
+Result<json> progress(Store& store, const ApiRequest& r, int64_t id) {
+  KF_RETURN_IF_ERROR(check_query(r, {"buckets", "stall_s"}));
+  auto buckets = query_id(r, "buckets");
+  if (!buckets.ok()) return buckets.status();
+  auto stall = stall_seconds(r);
+  if (!stall.ok()) return stall.status();
+  auto c = find_campaign(store, id);
+  if (!c.ok()) return c.status();
+  return campaign_progress(store, *c, std::min<int64_t>(buckets->value_or(30), 200), SystemClock::instance().wall_ms(),
+                           *stall);
+}
+
+Result<json> list_alerts(Store& store, const ApiRequest& r, ApiBackend& backend) {
+  KF_RETURN_IF_ERROR(check_query(r, {"stall_s"}));
+  auto stall = stall_seconds(r);
+  if (!stall.ok()) return stall.status();
+  return alerts(store, backend.alarms(), SystemClock::instance().wall_ms(), *stall);
+}
+
+Result<json> llm(Store& store, const ApiRequest& r, ApiBackend& backend) {
+  KF_RETURN_IF_ERROR(check_query(r, {"campaign"}));
+  auto campaign = query_id(r, "campaign");
+  if (!campaign.ok()) return campaign.status();
+  if (*campaign) KF_RETURN_IF_ERROR(find_campaign(store, **campaign).status());
+  return llm_health(store, backend.live_metrics(), campaign->value_or(0));
+}
+
+Result<json> compare(Store& store, const ApiRequest& r, std::optional<int64_t>* next_after) {
+  KF_RETURN_IF_ERROR(check_query(r, {"a", "b", "after", "limit"}));
+  auto a = query_id(r, "a"), b = query_id(r, "b");
+  if (!a.ok()) return a.status();
+  if (!b.ok()) return b.status();
+  if (!*a || !*b) return invalid_argument("query parameters 'a' and 'b': the two campaigns to compare, both required");
+  auto limit = query_id(r, "limit");
+  if (!limit.ok()) return limit.status();
+  auto after = query_id(r, "after", 0);
+  if (!after.ok()) return after.status();
+  auto ca = find_campaign(store, **a);
+  if (!ca.ok()) return ca.status();
+  auto cb = find_campaign(store, **b);
+  if (!cb.ok()) return cb.status();
+  return compare_campaigns(store, *ca, *cb, after->value_or(0), std::min<int64_t>(limit->value_or(500), 5000), next_after);
+}
+
 Result<std::string> metrics(Store& store, ApiBackend& backend) {
   std::string out;
   metric_family(out, "kforge_build_info", "gauge", "1; the labels name the version and commit of this coordinator");
@@ -875,13 +963,14 @@ std::string endpoint_method(const std::vector<std::string>& parts) {
   if (n == 1 && parts[0] == "metrics") return "GET";
   if (n < 3 || parts[0] != "api" || parts[1] != "v1") return "";
   const std::string& what = parts[2];
-  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline" || what == "cluster")) {
+  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline" || what == "cluster" ||
+                 what == "alerts" || what == "llm" || what == "compare")) {
     return "GET";
   }
   if (what == "campaigns" || what == "tasks") {
     if (n == 3) return "GET or POST";
     if (n == 4) return "GET";
-    if (n == 5 && what == "campaigns" && parts[4] == "report") return "GET";
+    if (n == 5 && what == "campaigns" && (parts[4] == "report" || parts[4] == "progress")) return "GET";
     if (n == 5 && (parts[4] == "cancel" || parts[4] == "resume")) return "POST";
   }
   if ((what == "agents" || what == "hosts") && n == 5 && (parts[4] == "drain" || parts[4] == "undrain")) return "POST";
@@ -940,6 +1029,7 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
         if (!report.ok() && report.status().code() == Code::not_found) return error_reply(get_campaign(s, *id).status());
         return reply(report);
       }
+      if (n == 5 && get && parts[4] == "progress") return reply(progress(s, r, *id));
       if (n == 5 && post && (parts[4] == "cancel" || parts[4] == "resume")) {
         auto done = campaign_action(backend, *id, parts[4] == "cancel");
         return done.ok() ? reply(get_campaign(s, *id)) : error_reply(done.status());
@@ -990,9 +1080,11 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   }
   if (what == "agents" && n == 3 && get) return reply(list_agents(s));
   if (what == "cluster" && n == 3 && get) return reply(cluster_summary(s, r));
-  if (what == "jobs" && n == 3 && get) {
+  if (what == "alerts" && n == 3 && get) return reply(list_alerts(s, r, backend));
+  if (what == "llm" && n == 3 && get) return reply(llm(s, r, backend));
+  if ((what == "jobs" || what == "compare") && n == 3 && get) {
     std::optional<int64_t> next_after;
-    ApiReply answer = reply(list_jobs(s, r, &next_after));
+    ApiReply answer = reply(what == "jobs" ? list_jobs(s, r, &next_after) : compare(s, r, &next_after));
     if (answer.status == 200 && next_after) answer.headers.emplace_back("X-Next-After", std::to_string(*next_after));
     return answer;
   }

@@ -27,11 +27,11 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
   std::map<int64_t, int> last_coder;  // by sample (chain)
   bool found = false;
   for (const StepRow& s : steps) {
-    if (s.role == "coder" && s.verdict.empty()) last_coder[s.sample] = s.seq;
-    if (s.role != "verifier") continue;
+    if (s.role == Role::coder && !s.verdict) last_coder[s.sample] = s.seq;
+    if (s.role != Role::verifier) continue;
     r.last_verdict = s.verdict;
     r.verifier_verdicts.push_back(s.verdict);
-    if (s.verdict != "passed") continue;
+    if (s.verdict != Outcome::passed) continue;
     auto profile = verify_result_from_text(s.output).profile;
     const double speedup = profile ? positive(profile->speedup) : 0;
     if (found && speedup <= r.speedup) continue;
@@ -44,9 +44,7 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
       r.harness_suspicious = profile->suspicious;
     }
   }
-  r.verdict = task.state == "passed"   ? "passed"
-              : r.last_verdict.empty() ? task.verdict
-                                       : r.last_verdict;
+  r.verdict = finished(task.state) && task.verdict ? task.verdict : r.last_verdict;
   auto usage = store.llm_usage_of_task(task.id);
   if (!usage.ok()) return usage.status();
   r.usage = *usage;

@@ -13,8 +13,9 @@ namespace kforge {
 
 struct TaskOutcome {
   TaskRow task;
-  std::string verdict;       // "passed", else the last verifier verdict, else the task's reason
-  std::string last_verdict;  // of the last verifier step ("" when none ran)
+  // A finished task's verdict; an unfinished one's last verifier verdict (none before one ran).
+  std::optional<Outcome> verdict;
+  std::optional<Outcome> last_verdict;  // of the last verifier step (none when none ran)
   double speedup = 0;        // reference time / candidate time of the passing profile run; 0: none
                              // (also when the harness wrote a non-number such as "inf")
   int best_step = 0;         // seq of the coder step whose code passed (0: none)
@@ -24,7 +25,7 @@ struct TaskOutcome {
   double reference_us = 0;          // reference median, microseconds
   bool harness_suspicious = false;  // profile.suspicious: the harness flagged the speedup
   // Every verifier step's verdict, in step order (infra_error retries included).
-  std::vector<std::string> verifier_verdicts;
+  std::vector<std::optional<Outcome>> verifier_verdicts;
 };
 
 Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task);

@@ -1,6 +1,9 @@
 // Campaign reports (see report.h; the fields and metrics are defined in docs/reports.md).
 #include "coordinator/operator/report.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -245,12 +248,12 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     auto outcome = task_outcome(store, t);
     if (!outcome.ok()) return outcome.status();
     const TaskOutcome& o = *outcome;
-    const std::string state = valid_utf8(t.state);
+    const std::string state(to_string(t.state));
     const std::string task_type = valid_utf8(t.spec.task_type);
     by_state[state] = by_state.value(state, 0) + 1;
     by_type[task_type] = by_type.value(task_type, 0) + 1;
     const bool is_profile = t.spec.task_type == "profile";
-    const bool ok = t.state == "passed";
+    const bool ok = t.state == TaskState::passed;
     const bool measured = ok && o.speedup > 0;
     if (is_profile) ++profiled;
     if (ok) {
@@ -282,8 +285,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
                             {"harness_flag", o.harness_suspicious}});
     }
     std::map<std::string, bool> seen;
-    for (const std::string& v : o.verifier_verdicts) {
-      std::string key = valid_utf8(v.empty() ? std::string("(none)") : v);
+    for (const std::optional<Outcome>& v : o.verifier_verdicts) {
+      std::string key(v ? to_string(*v) : "(none)");
       ++verdicts[key].steps;
       if (!seen[key]) {
         seen[key] = true;
@@ -313,7 +316,7 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
       if (!candidates.ok()) return candidates.status();
       std::set<int64_t> pass, fast;
       for (const CandidateRow& c : *candidates) {
-        if (c.verdict != "passed") continue;
+        if (c.verdict != Verdict::passed) continue;
         pass.insert(c.sample);
         if (c.speedup && std::isfinite(*c.speedup) && *c.speedup > 1) fast.insert(c.sample);
       }
@@ -331,8 +334,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
                     {"framework", valid_utf8(t.spec.framework)},
                     {"task_type", task_type},
                     {"state", state},
-                    {"verdict", valid_utf8(o.verdict)},
-                    {"reason", valid_utf8(t.verdict)},
+                    {"verdict", to_string(o.verdict)},
+                    {"reason", valid_utf8(t.reason)},
                     {"steps", t.steps_used},
                     {"limit_steps", t.spec.limit_steps},
                     {"best_step", o.best_step > 0 ? json(o.best_step) : json(nullptr)},
@@ -597,28 +600,14 @@ std::string duration_str(std::optional<double> seconds) {
   double s = *seconds;
   if (s < 60 || s > 1e12) return printf_str(s < 60 ? "%.1f s" : "%.3g s", s);
   auto whole = static_cast<int64_t>(s);
-  char buf[64];
-  if (whole < 3600) {
-    std::snprintf(buf, sizeof buf, "%lld min %02lld s", static_cast<long long>(whole / 60),
-                  static_cast<long long>(whole % 60));
-  } else if (whole < 86400) {
-    std::snprintf(buf, sizeof buf, "%lld h %02lld min", static_cast<long long>(whole / 3600),
-                  static_cast<long long>(whole % 3600 / 60));
-  } else {
-    std::snprintf(buf, sizeof buf, "%lld d %02lld h", static_cast<long long>(whole / 86400),
-                  static_cast<long long>(whole % 86400 / 3600));
-  }
-  return buf;
+  if (whole < 3600) return fmt::format("{} min {:02} s", whole / 60, whole % 60);
+  if (whole < 86400) return fmt::format("{} h {:02} min", whole / 3600, whole % 3600 / 60);
+  return fmt::format("{} d {:02} h", whole / 86400, whole % 86400 / 3600);
 }
 
 std::string utc_str(std::optional<double> ms) {
   if (!ms || std::fabs(*ms) > 1e15) return kNone;
-  std::time_t t = static_cast<std::time_t>(*ms / 1000);
-  std::tm tm{};
-  if (gmtime_r(&t, &tm) == nullptr) return kNone;
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
+  return fmt::format("{:%Y-%m-%d %H:%M:%S} UTC", fmt::gmtime(static_cast<std::time_t>(*ms / 1000)));
 }
 
 // At most `max_bytes` of `s`, cut at a UTF-8 character boundary, with "…" when cut.

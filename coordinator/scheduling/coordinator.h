@@ -155,8 +155,9 @@ class Coordinator {
 
   // --- Loop-thread operations (use inside call(), or from listeners) ---
 
-  // Queues a job. `assign` is the template sent to the agent (job ref and device filled
-  // at dispatch).
+  // Queues a job. `assign` is the template sent to the agent: its request (and its kind, when
+  // set) is stored in the job's columns, and the Assign is built again from the row at
+  // dispatch, with the job ref and the device (assign_for).
   Result<int64_t> submit(NewJob job, const proto::Assign& assign);
   // A drained agent runs its current jobs to the end and gets no new ones.
   Status set_drained(const std::string& agent_id, bool drained);

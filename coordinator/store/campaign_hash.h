@@ -11,8 +11,10 @@
 
 namespace kforge {
 
-// A campaign's content_hash (CampaignRow): SHA-256 over its workflow, its search policy when
-// it is not the default ("search:" + search_text, issue 17) and then, in order, each
+// A campaign's content_hash (CampaignRow): SHA-256 over its workflow, its timing profile when
+// it is not "kforge" and its search policy when it is not the default ("search:" +
+// search_text, issue 17) (so that campaigns of earlier versions keep their hash), and then, in
+// order, each
 // task's spec fields (op_name, task_id, backend, arch, impl_type, framework, task_type,
 // limit_steps, task_desc) and candidate, each length-prefixed after the tag
 // "kforge-campaign-v2"; 64 lowercase hex digits. A campaign submitted again has the same
@@ -23,7 +25,8 @@ namespace kforge {
 // reproduce by this one, so that those campaigns are still recognised.
 class CampaignHash {
  public:
-  explicit CampaignHash(std::string_view workflow, std::string_view search = "");
+  explicit CampaignHash(std::string_view workflow, std::string_view timing = "kforge",
+                        std::string_view search = "");
   // The campaign's next task; `candidate` is what it verifies (verify_only), else "".
   void add(const TaskSpec& spec, std::string_view candidate);
   // REQUIRES: called once, after the last add().

@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/vocabulary.h"
 
 namespace kforge {
 
@@ -48,6 +49,7 @@ struct CampaignRow {
   std::string workflow;      // default | coder_only | verify_only
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
+  std::string timing = "kforge";  // kforge | kernelbench: its profile jobs' trials and runs
   std::string search;        // the [search] table as JSON (SearchPolicy); "": fix_loop
 };
 
@@ -84,9 +86,11 @@ struct TaskRow {
   int64_t id = 0;
   int64_t campaign_id = 0;
   TaskSpec spec;
-  std::string state;  // pending | running | passed | failed | cancelled
+  TaskState state = TaskState::pending;
   int steps_used = 0;
-  std::string verdict;
+  std::optional<Outcome> verdict;  // once finished: what ended it (none: nothing did, e.g.
+                                   // limit_steps 0)
+  std::string reason;              // once finished: why, in words
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
 };
@@ -95,16 +99,17 @@ struct StepRow {
   int64_t id = 0;
   int64_t task_id = 0;
   int seq = 0;          // 1, 2, ... per task
-  std::string role;     // designer | coder | verifier | conductor
+  Role role = Role::designer;
   std::string input;    // prompt or job reference
-  std::string output;   // response, code or verdict document
-  std::string verdict;  // verifier steps: passed | compile_error | ...
+  std::string output;   // response, code, decision or verdict document; an LLM error's text
+  std::optional<Outcome> verdict;  // verifier steps: the verification's; LLM steps: llm_error
+                                   // or garbled, none when the answer was usable
   bool counted = true;  // counts against the task's limit_steps
   int64_t created_ms = 0;
   int64_t sample = 0;   // the chain it belongs to (its sample index); 0 for fix_loop
 };
 
-// A judged candidate kernel (schema/sql/0008_search.sql): one per verifier step whose verdict
+// A judged candidate kernel (schema/sql/0012_search.sql): one per verifier step whose verdict
 // is not infra_error, written with it.
 struct CandidateRow {
   int64_t id = 0;
@@ -115,7 +120,7 @@ struct CandidateRow {
   std::optional<int64_t> parent_id;     // the previous candidate of its chain
   int64_t island = 0;
   int64_t generation = 1;               // 1, 2, ... within its chain
-  std::string verdict;
+  Verdict verdict = Verdict::passed;    // never infra_error
   std::optional<double> speedup;        // none when not profiled
   double score = 0;                     // passed: speedup (1 when not profiled); else 0
   int64_t created_ms = 0;
@@ -129,11 +134,22 @@ enum class JobState {
 };
 const char* job_state_name(JobState s);
 
+// What a job runs, as its columns hold it (migration 0011). The Assign an agent gets is built
+// from it at dispatch (assign_for); no protocol frame is stored.
+struct JobRequest {
+  std::vector<std::string> argv;             // exec: the command; verify: harness arguments
+  std::map<std::string, std::string> env;    // added to the agent's scrubbed environment
+  std::map<std::string, std::string> files;  // written into the work directory first
+  uint64_t timeout_ms = 0;                   // wall clock; 0: the agent's default
+  proto::Limits limits;
+  bool operator==(const JobRequest&) const = default;
+};
+
 struct NewJob {
   std::optional<int64_t> task_id;  // none for plain jobs (tests, benchmarks, kforge exec)
   std::optional<int64_t> step_id;
   std::string kind = "exec";   // exec | verify
-  std::string spec;            // the encoded proto::Assign body template (opaque here)
+  JobRequest request;
   std::string backend = "cpu";
   std::string arch;            // empty: any arch of the backend
   int priority = 0;            // higher first, then FIFO by id
@@ -147,7 +163,7 @@ struct JobRow {
   std::optional<int64_t> task_id;
   std::optional<int64_t> step_id;
   std::string kind;
-  std::string spec;
+  JobRequest request;  // get_job only; listings leave it empty
   std::string backend;
   std::string arch;
   int priority = 0;
@@ -165,7 +181,7 @@ struct JobRow {
   std::optional<int> task_seq;
 };
 
-// A job's lease without its spec and result blobs: what device-time accounting reads.
+// A job's lease without its request and result blobs: what device-time accounting reads.
 struct JobLease {
   int64_t id = 0;
   std::optional<int64_t> task_id;
@@ -223,6 +239,11 @@ struct DeviceRow {
   int64_t memory_mb = 0;
 };
 
+// The request of an Assign (its fields other than the job, the device and the kind).
+JobRequest request_of(const proto::Assign& assign);
+// The Assign that runs `job` under `epoch` on device `device_index` (of `backend`).
+proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index, const std::string& backend);
+
 class Store {
  public:
   // Opens (creating if missing) the database at `path`, sets WAL mode and
@@ -277,6 +298,7 @@ class Store {
   Result<int64_t> create_campaign(const std::string& name, const std::string& spec,
                                   const std::string& content_hash = "",
                                   const std::string& workflow = "default",
+                                  const std::string& timing = "kforge",
                                   const std::string& search = "");
   Result<std::optional<CampaignRow>> campaign_by_hash(const std::string& content_hash);
   Result<CampaignRow> get_campaign(int64_t campaign_id);
@@ -319,8 +341,17 @@ class Store {
   // campaign_id 0: of every campaign.
   Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
+  // Many tasks as one unit: `feed` calls the function it is given once per task, in order,
+  // and stops at its first error; then none of them is stored. Errors as create_task's.
+  // Faster than create_task in a loop (issue 21, a campaign's batches): inside a transaction
+  // every savepoint copies each page it is first to touch into SQLite's statement journal
+  // (a temporary file), and a savepoint per task wrote ~20 KB of it per task.
+  using TaskFeed = std::function<Status(const std::function<Status(const TaskSpec&)>& add)>;
+  Status create_tasks(int64_t campaign_id, const TaskFeed& feed);
   Result<TaskRow> get_task(int64_t task_id);
-  Status set_task_state(int64_t task_id, const std::string& state, const std::string& verdict);
+  // A finished task has its verdict and reason; pending and running ones have none.
+  Status set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict = std::nullopt,
+                        const std::string& reason = "");
   // Appends a step (seq = last + 1, created_ms = now; step.id, seq and created_ms are
   // ignored); a counted step increments the task's steps_used.
   Result<int64_t> record_step(const StepRow& step);
@@ -329,7 +360,9 @@ class Store {
   Result<std::vector<CandidateRow>> candidates_of(int64_t task_id);  // in the order recorded
 
   // Jobs and leases.
+  // invalid_argument when the request's argv or env is not UTF-8 text.
   Result<int64_t> enqueue_job(const NewJob& job);
+  // The job with its request (argv, env, files, timeout, limits).
   Result<JobRow> get_job(int64_t job_id);
   // queued -> assigned to (agent, device); bumps the epoch and attempts; returns the new
   // epoch. failed_precondition if the job is not queued.
@@ -355,10 +388,10 @@ class Store {
   // Every job submitted for a task, oldest first.
   Result<std::vector<JobRow>> jobs_of_task(int64_t task_id);
   // The lease of every job of the campaign's tasks (campaign_id 0: of every job), by id;
-  // the spec and result are not read.
+  // the request and result are not read.
   Result<std::vector<JobLease>> job_leases(int64_t campaign_id);
   // Calls `each` with every job matching `filter`, by id, one row at a time (a listing of
-  // every job holds one result blob at a time, not all of them). For listings: the spec is
+  // every job holds one result blob at a time, not all of them). For listings: the request is
   // not read (left empty); the result is (a done job's outcome is in it). Filters, order,
   // offset and limit are applied in SQL, through an index: a page costs what it returns, not
   // what the table holds. REQUIRES: `each` does not use this Store.
@@ -367,6 +400,33 @@ class Store {
   // Tasks that reached passed or failed at or after `since_ms` (their updated_ms), through
   // the index tasks_by_state_updated: the cluster summary's throughput.
   Result<int64_t> tasks_finished_since(int64_t since_ms);
+
+  // A campaign's progress as the dashboard shows it (GET /api/v1/campaigns/{id}/progress),
+  // each part through an index (tasks_by_campaign_state, jobs_by_state): no task row is read.
+  struct CampaignActivity {
+    int64_t finished_since = 0;  // tasks that became passed or failed at or after since_ms
+    int64_t queued_jobs = 0;     // jobs of its tasks waiting for a device
+    int64_t running_jobs = 0;    // jobs of its tasks on a device
+    int64_t last_change_ms = 0;  // latest updated_ms of its tasks, or step of a running one (0: none)
+  };
+  Result<CampaignActivity> campaign_activity(int64_t campaign_id, int64_t since_ms);
+  // How many of the campaign's tasks ended (passed, failed, cancelled: updated_ms) in each
+  // of `buckets` buckets of `bucket_ms` from `origin_ms` (the first and last also count those
+  // before and after); buckets without any are absent. Costs a walk of the index entries of
+  // the campaign's ended tasks.
+  struct EndedBucket {
+    std::string state;
+    int64_t bucket = 0;  // (updated_ms - origin_ms) / bucket_ms, within [0, buckets)
+    int64_t count = 0;
+  };
+  Result<std::vector<EndedBucket>> ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms,
+                                                   int64_t buckets);
+  // Two campaigns side by side: campaign `a`'s tasks with ids above `after_id`, by id, at
+  // most `limit`, each with the id of campaign `b`'s task of the same op_name, task_id,
+  // backend, arch and impl_type (0: b has none). Through the tasks' unique index.
+  Result<std::vector<std::pair<int64_t, int64_t>>> paired_tasks(int64_t a, int64_t b, int64_t after_id, int64_t limit);
+  // How many of campaign `a`'s tasks have such a twin in `b`.
+  Result<int64_t> paired_count(int64_t a, int64_t b);
 
   // The queue of tasks, paged (issue 21). The ids of the tasks matching `query`, ascending.
   // With a state or campaign filter the walk goes through that index and a page costs what
@@ -389,9 +449,12 @@ class Store {
   Status set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason = "");
   Status touch_agent(const std::string& agent_id);  // last_seen_ms = now
   Result<std::vector<AgentRow>> agents();
+  Result<std::optional<AgentRow>> agent(const std::string& agent_id);  // none: never registered
   Result<std::vector<DeviceRow>> devices_of(const std::string& agent_id);
 
  private:
+  // Ids held only by tasks of submitting campaigns, as sorted [first, last] ranges.
+  Result<std::vector<std::pair<int64_t, int64_t>>> submitting_ranges();
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -21,13 +21,13 @@ See docs/python.md.
 from .client import DEFAULT_URL, Client, read_token_file
 from .errors import (BadRequest, Conflict, KforgeError, NotFound, ServerError, Unauthorized, Unavailable,
                      Unreachable)
-from .results import FINISHED_STATES, TaskResult, to_csv
+from .results import FINISHED_STATES, VERDICTS, TaskResult, to_csv
 from .task import Campaign, Task
 
 __all__ = [
     "Client", "DEFAULT_URL", "read_token_file",
     "Task", "Campaign",
-    "TaskResult", "to_csv", "FINISHED_STATES",
+    "TaskResult", "to_csv", "FINISHED_STATES", "VERDICTS",
     "KforgeError", "BadRequest", "Unauthorized", "NotFound", "Conflict", "ServerError", "Unavailable",
     "Unreachable",
 ]

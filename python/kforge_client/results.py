@@ -62,6 +62,11 @@ class TaskResult:
 
 FINISHED_STATES = ("passed", "failed", "cancelled")
 
+# Every task and step verdict (schema/api.md, "Task"): the harness's verdicts, then what ends
+# a task or a step without one. The words that explain a verdict are in ``reason``.
+VERDICTS = ("passed", "compile_error", "runtime_error", "precision_mismatch", "timeout", "crashed",
+            "resource_exceeded", "rejected", "infra_error", "llm_error", "garbled", "cancelled")
+
 CSV_COLUMNS = [f.name for f in dataclasses.fields(TaskResult) if f.name != "extra"]
 
 

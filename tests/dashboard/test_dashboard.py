@@ -10,6 +10,9 @@ the rendered page with the API's JSON, fetched here with urllib.
 
     /usr/bin/python3 -m pytest -q tests/dashboard          (ctest -R dashboard_e2e)
 
+The buttons are clicked in a Chromium driven over the DevTools protocol (class Browser: a
+websocket client of a few lines, no package), and their effect is read back from the API.
+
 Run as a script it takes the screenshots for docs/ instead (docs/dashboard.md):
 
     /usr/bin/python3 tests/dashboard/test_dashboard.py --screenshots docs \\
@@ -19,11 +22,13 @@ Environment: KFORGE_BUILD_DIR (default <source>/build), KFORGE_SOURCE_DIR (defau
 from this file).
 """
 import argparse
+import base64
 import json
 import math
 import os
 import queue
 import shutil
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -46,6 +51,7 @@ SOURCE = Path(os.environ.get("KFORGE_SOURCE_DIR") or Path(__file__).resolve().pa
 BUILD = Path(os.environ.get("KFORGE_BUILD_DIR") or SOURCE / "build")
 KFORGE = BUILD / "cli" / "kforge"
 COORDINATOR = BUILD / "coordinator" / "kforge-coordinator"
+AGENT = BUILD / "agent" / "kforge-agent"
 CHROMIUM = Path("/usr/bin/chromium")
 FIXTURES = SOURCE / "tests" / "fixtures" / "dashboard"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -100,7 +106,8 @@ def run_campaign(campaign, data, log, config=None, timeout=240):
 
 
 class Coordinator:
-    """kforge-coordinator on a data directory; `url` once it printed `api http://...`."""
+    """kforge-coordinator on a data directory; `url` once it printed `api http://...`, and
+    `endpoint`, the agents' (ZeroMQ) address it printed before."""
 
     def __init__(self, data, workdir, config=None, deadline_s=30):
         cmd = [str(COORDINATOR), "--data", str(data), "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"]
@@ -110,7 +117,7 @@ class Coordinator:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log, "wb"), text=True)
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
-        self.url = None
+        self.url = self.endpoint = None
         end = time.monotonic() + deadline_s
         while self.url is None:
             left = end - time.monotonic()
@@ -122,6 +129,8 @@ class Coordinator:
                 line = lines.get(timeout=min(left, 0.5))
             except queue.Empty:
                 continue
+            if line.startswith("listening "):
+                self.endpoint = line.split()[1].strip()
             if line.startswith("api "):
                 self.url = line.split()[1].strip()
         # The token the coordinator created at its first start (none when the config names a file).
@@ -141,6 +150,13 @@ class Coordinator:
         if token:
             req.add_header("Authorization", "Bearer " + token)
         with urllib.request.urlopen(req, timeout=20) as r:
+            return json.load(r)
+
+    def post(self, path, body):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": "Bearer " + self.token,
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
             return json.load(r)
 
     def stop(self):
@@ -168,8 +184,121 @@ def chromium(url, workdir, *extra, timeout=90):
     return page
 
 
+class Browser:
+    """A headless Chromium on one page, driven over the DevTools protocol: evaluate JavaScript
+    in the page, wait for a condition with a deadline. The websocket is written here (RFC 6455,
+    text frames only): the standard library has none, and the test installs no package."""
+
+    def __init__(self, url, workdir, deadline_s=30):
+        self.profile = Path(tempfile.mkdtemp(prefix="chromium-cdp-", dir=workdir))
+        self.proc = subprocess.Popen(
+            [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "--window-size=1440,1100", "--hide-scrollbars", url],
+            stdout=subprocess.DEVNULL, stderr=open(Path(workdir) / "chromium-cdp.log", "ab"))
+        end = time.monotonic() + deadline_s
+        port_file = self.profile / "DevToolsActivePort"
+        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
+            assert time.monotonic() < end and self.proc.poll() is None, "chromium opened no DevTools port"
+            time.sleep(0.05)  # polling a file chromium writes once; no event to wait on
+        port = int(port_file.read_text().splitlines()[0])
+        while True:  # the page target appears once the page is created
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+                pages = [t for t in json.load(r) if t["type"] == "page"]
+            if pages:
+                break
+            assert time.monotonic() < end, "chromium shows no page"
+            time.sleep(0.05)
+        ws = pages[0]["webSocketDebuggerUrl"]
+        path = ws.split(str(port), 1)[1]
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.next_id = 0
+
+    def _send(self, text):
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else
+                                bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else
+                                bytes([0x80 | 127]) + struct.pack(">Q", n))
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _read(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            assert chunk, "chromium closed the DevTools connection"
+            out += chunk
+        return out
+
+    def _recv(self):
+        message = b""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._read(8))[0]
+            message += self._read(n)
+            if b0 & 0x80:  # the last fragment
+                return message.decode()
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self._send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:  # events come in between; the answer carries our id
+            msg = json.loads(self._recv())
+            if msg.get("id") == self.next_id:
+                assert "error" not in msg, msg
+                return msg["result"]
+
+    def eval(self, expression):
+        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in r, r
+        return r["result"].get("value")
+
+    def wait(self, expression, what, deadline_s=20):
+        """Waits until `expression` is truthy in the page (the page refreshes itself)."""
+        end = time.monotonic() + deadline_s
+        # !!: a DOM node comes back by value as {}; try: the page may not be there yet
+        while not self.eval(f"(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()"):
+            assert time.monotonic() < end, f"waited {deadline_s} s for {what}"
+            time.sleep(0.1)
+
+    def click(self, element_id):
+        assert self.eval(f"!!document.getElementById({json.dumps(element_id)})"), f"no #{element_id} on the page"
+        self.eval(f"document.getElementById({json.dumps(element_id)}).click()")
+
+    def close(self):
+        self.sock.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+# The page has drawn its data: the API answered and no panel still says "loading...".
+DRAWN = ("document.documentElement.dataset.state === 'ready' && "
+         "!document.getElementById('main').textContent.includes('loading...')")
+
+
 def screenshot(url, path, workdir):
-    chromium(url, workdir, f"--screenshot={path}", "--window-size=1440,1100", "--hide-scrollbars")
+    """A 1440x1100 PNG of `url` once the page has drawn its data (not at a fixed time: a
+    capture taken before the API answered shows "loading...")."""
+    browser = Browser(url, workdir)
+    try:
+        browser.wait(DRAWN, f"{url} to draw its data", deadline_s=60)
+        browser.call("Emulation.setDeviceMetricsOverride", width=1440, height=1100, deviceScaleFactor=1, mobile=False)
+        browser.wait(DRAWN, f"{url} to draw its data at 1440x1100")
+        png = browser.call("Page.captureScreenshot", format="png")["data"]
+    finally:
+        browser.close()
+    Path(path).write_bytes(base64.b64decode(png))
     return check_png(path, 1440, 1100)
 
 
@@ -267,7 +396,22 @@ def render(world, fragment):
 
 # ---- the data, built once ---------------------------------------------------------------------
 
+def second_campaign(tmp):
+    """Two of the campaign's tasks again, under another name: the comparison's other side
+    (the replayed answers are keyed by op and task, so they are the same; the timings are not)."""
+    demo = SOURCE / "examples" / "demo" / "tasks"
+    path = Path(tmp) / "second.toml"
+    path.write_text(
+        'name = "dashboard-e2e-again"\nworkflow = "default"\n\n[defaults]\nbackend = "cpu"\narch = "x86_64"\n'
+        'impl_type = "cpp"\nframework = "torch"\ntask_type = "profile"\nlimit_steps = 6\n\n'
+        f'[[ops]]\nop_name = "vector_add"\ntask_desc = "{demo / "vector_add.py"}"\n[ops.sweep]\nN = [65536]\n\n'
+        f'[[ops]]\nop_name = "gelu"\ntask_desc = "{demo / "gelu.py"}"\n[ops.sweep]\nN = [1024]\n')
+    return path
+
+
 def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
+    """`campaign` run with `kforge run`, then the second campaign of the comparison and (hostile)
+    the hostile one; then a coordinator serving the data."""
     tmp = Path(tmp)
     data = tmp / "data"
     recording_with_tokens(tmp / "recording.jsonl")
@@ -277,6 +421,7 @@ def build_world(tmp, campaign=FIXTURES / "campaign.toml", hostile=True):
         f"[llm.coder]\nprovider = \"replay\"\nrecording = \"{tmp / 'recording.jsonl'}\"\n")
     t0 = time.monotonic()
     run_campaign(campaign, data, tmp / "run.log", tmp / "kforge.toml")
+    run_campaign(second_campaign(tmp), data, tmp / "second.log", tmp / "kforge.toml")
     if hostile:
         run_campaign(FIXTURES / "hostile.toml", data, tmp / "hostile.log")
         db = sqlite3.connect(data / "kforge.db")
@@ -295,14 +440,15 @@ if pytest is not None:
     def world(request):
         if not CHROMIUM.exists():
             pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (scripts/setup.sh does)")
-        for exe in (KFORGE, COORDINATOR):
-            assert exe.exists(), f"{exe} is not built: cmake --build {BUILD} --target kforge kforge-coordinator"
+        for exe in (KFORGE, COORDINATOR, AGENT):
+            assert exe.exists(), f"{exe} is not built: cmake --build {BUILD} --target kforge kforge-coordinator kforge-agent"
         # A directory of its own (pytest's numbered ones are pruned by other pytest runs).
         tmp = Path(tempfile.mkdtemp(prefix="kforge-dashboard-"))
         w = build_world(tmp)
         try:
             campaigns = w["api"]("/api/v1/campaigns")
             w["main"] = next(c for c in campaigns if c["name"] == "dashboard-e2e")
+            w["again"] = next(c for c in campaigns if c["name"] == "dashboard-e2e-again")
             w["hostile"] = next(c for c in campaigns if c["name"].startswith("hostile"))
             yield w
         finally:
@@ -498,6 +644,154 @@ def test_token_form_and_empty_state(world):
         c.stop()
 
 
+def test_progress_alerts_and_llm_health_match_the_api(world):
+    api, main = world["api"], world["main"]
+    progress = api(f"/api/v1/campaigns/{main['id']}/progress?buckets=48")
+    llm = api(f"/api/v1/llm?campaign={main['id']}")
+    dom = render(world, f"#campaign={main['id']}")
+
+    # Progress: the campaign ran to its end, so its counts and clock are settled.
+    t = progress["tasks"]
+    assert t["finished"] == main["tasks"]["passed"] + main["tasks"]["failed"] and t["remaining"] == 0
+    assert dom.by_id("p-done").text() == f"{fmt_int(t['finished'])} / {fmt_int(t['total'])}"
+    assert dom.by_id("p-eta").text() == "done" and progress["eta_ms"] is None
+    assert dom.by_id("p-rate").text() == f"{progress['tasks_per_hour']:.1f}"
+    assert dom.by_id("p-queue").text() == fmt_int(progress["queue"]["pending_tasks"])
+    assert dom.by_id("p-last-hour").text() == fmt_int(progress["last_hour"]["tasks_finished"])
+    chart = dom.by_id("outcome-chart")
+    assert int(chart.attrs["data-buckets"]) == len(progress["outcomes"]["passed"]) == 48
+    for state in ("passed", "failed", "cancelled"):
+        drawn = sum(int(r.attrs["data-n"]) for r in chart.all("rect", cls=f"o-{state}"))
+        assert drawn == sum(progress["outcomes"][state]) == main["tasks"][state], state
+        assert dom.root.one(cls=f"o-sum-{state}").text() == fmt_int(main["tasks"][state])
+
+    # LLM health: this coordinator's counters (it asked nothing since it started) and the
+    # campaign's stored calls.
+    assert llm["live"] is True and llm["stored"]["calls"] == main["llm"]["calls"] > 0
+    assert dom.by_id("llm-errors").text() == fmt_int(llm["requests"]["error"])
+    assert dom.by_id("llm-retries").text() == fmt_int(llm["retries"])
+    assert dom.by_id("llm-stored-calls").text() == fmt_int(llm["stored"]["calls"])
+    assert dom.by_id("llm-stored-errors").text() == fmt_int(llm["stored"]["errors"])
+
+
+def test_drain_buttons_and_the_lost_agent_alert(world):
+    """A real agent joins, is drained and undrained with the page's buttons, then is killed
+    (no goodbye): the coordinator marks it lost and the page's alert says so."""
+    c, api = world["coordinator"], world["api"]
+    known = {a["id"] for a in api("/api/v1/agents")}
+    state_dir = world["tmp"] / "agent-state"
+    agent = subprocess.Popen([str(AGENT), "--coordinator", c.endpoint, "--state", str(state_dir), "--cpu-devices", "1",
+                              "--no-probe"], stdout=subprocess.DEVNULL, stderr=open(world["tmp"] / "agent.log", "wb"))
+    try:
+        new = lambda: [a for a in api("/api/v1/agents") if a["id"] not in known]
+        wait_for(lambda: any(a["state"] == "live" for a in new()), "the agent to register")
+        [me] = new()
+        mark = cls_of(me["id"])
+        browser = Browser(c.page(f"#campaign={world['main']['id']}"), world["tmp"])
+        try:
+            browser.wait(f"document.getElementById('agent-drain-{mark}')", "the agent's drain button")
+            browser.click(f"agent-drain-{mark}")
+            browser.click(f"agent-drain-{mark}")
+            wait_for(lambda: new()[0]["drained"], "the agent drained")
+            assert new()[0]["drain_reason"] == "drained from the dashboard"
+            browser.wait(f"document.getElementById('agent-undrain-{mark}')", "the agent's undrain button")
+            browser.click(f"agent-undrain-{mark}")
+            browser.click(f"agent-undrain-{mark}")
+            wait_for(lambda: not new()[0]["drained"], "the agent undrained")
+        finally:
+            browser.close()
+    finally:
+        agent.kill()  # SIGKILL: no goodbye, the heartbeats stop
+        agent.wait()
+    wait_for(lambda: new()[0]["state"] == "lost", "the coordinator to mark the agent lost")
+    alerts = api("/api/v1/alerts")
+    mine = [a for a in alerts if a["kind"] == "agent_lost" and a["agent"] == me["id"]]
+    assert len(mine) == 1 and me["host"] in mine[0]["message"]
+    dom = render(world, f"#campaign={world['main']['id']}")
+    shown = dom.by_id("alert-list").all("li", cls="alert")
+    assert [n.attrs["data-kind"] for n in shown] == [a["kind"] for a in alerts]
+    assert [n.one(cls="alert-msg").text() for n in shown] == [a["message"] for a in alerts]
+    assert [n.attrs.get("data-agent") for n in shown if n.attrs["data-kind"] == "agent_lost"] == \
+        [a["agent"] for a in alerts if a["kind"] == "agent_lost"]
+
+
+def cls_of(text):
+    """The page's cls(): an API value as it appears in an element id."""
+    return "".join(ch for ch in text if ch.isalnum() and ch.isascii() or ch in "_-")
+
+
+def test_two_campaigns_compared(world):
+    main, again = world["main"], world["again"]
+    cmp = world["api"](f"/api/v1/compare?a={main['id']}&b={again['id']}")
+    assert cmp["counts"]["paired"] == 2 and cmp["counts"]["only_a"] == main["tasks"]["total"] - 2
+    dom = render(world, f"#compare={main['id']}&with={again['id']}")
+    assert "hidden" in dom.by_id("tasks").attrs and "hidden" in dom.by_id("overview").attrs
+    rows = [n for n in dom.by_id("compare-table").all("tr") if "data-task" in n.attrs]
+    assert [int(r.attrs["data-task"]) for r in rows] == [r["a"]["task"] for r in cmp["rows"]]
+    for node, row in zip(rows, cmp["rows"]):
+        assert node.one(cls="cmp-op").text() == row["op_name"]
+        a, b = node.all(cls="cmp-speedup")
+        assert a.text() == fmt_x(row["a"]["speedup"])
+        assert b.text() == (fmt_x(row["b"]["speedup"]) if row["b"] else "-")
+        assert node.one(cls="cmp-ratio").text() == fmt_x(row["ratio"])
+    paired = [r for r in cmp["rows"] if r["ratio"] is not None]
+    assert len(paired) == cmp["page"]["both_timed"] == 2   # both sides passed and were timed
+    assert dom.by_id("cmp-paired").text() == "2"
+    assert dom.by_id("cmp-geo-ratio").text() == fmt_x(cmp["page"]["geomean_ratio"])
+
+
+def test_buttons_call_the_api(world):
+    """Cancel and requeue a task, cancel and requeue a campaign, by clicking the page's buttons
+    (each asks for a second click); the effect is read back from the API."""
+    c = world["coordinator"]
+    task_desc = (SOURCE / "examples" / "demo" / "tasks" / "vector_add.py").read_text()
+    candidate = (FIXTURES / "hostile_candidate.py").read_text()
+    spec = {"op_name": "held", "task_desc": task_desc, "backend": "cpu", "arch": "x86_64", "impl_type": "cpp",
+            "framework": "torch", "candidate": candidate}
+    # No agent is live: the tasks wait for a device, unfinished, until cancelled.
+    made = c.post("/api/v1/campaigns", {"name": "actions", "workflow": "verify_only",
+                                        "tasks": [dict(spec, task_id="one"), dict(spec, task_id="two")]})
+    campaign, (one, two) = made["id"], made["task_ids"]
+    state = lambda t: c.get(f"/api/v1/tasks/{t}")["state"]
+    browser = Browser(c.page(f"#task={one}"), world["tmp"])
+    try:
+        browser.wait("document.getElementById('task-cancel')", "the task's cancel button")
+        browser.click("task-cancel")
+        assert state(one) != "cancelled"                  # the first click only arms it
+        assert browser.eval("document.getElementById('task-cancel').textContent") == "confirm cancel task?"
+        browser.click("task-cancel")
+        wait_for(lambda: state(one) == "cancelled", "task cancelled")
+        assert state(two) in ("pending", "running")
+        browser.wait("document.getElementById('task-requeue')", "the requeue button")
+        assert "cancelled task" in browser.eval("document.getElementById('action-msg') ? "
+                                                "document.getElementById('action-msg').textContent : ''")
+        browser.click("task-requeue")
+        browser.click("task-requeue")
+        wait_for(lambda: state(one) in ("pending", "running"), "task requeued")
+
+        browser.eval(f"location.hash = '#campaign={campaign}'")
+        browser.wait("document.getElementById('campaign-cancel')", "the campaign's cancel button")
+        browser.click("campaign-cancel")
+        browser.click("campaign-cancel")
+        wait_for(lambda: c.get(f"/api/v1/campaigns/{campaign}")["tasks"]["cancelled"] == 2, "campaign cancelled")
+        assert c.get(f"/api/v1/campaigns/{campaign}")["state"] == "cancelled"
+        browser.wait("document.getElementById('campaign-requeue')", "the campaign's requeue button")
+        browser.click("campaign-requeue")
+        browser.click("campaign-requeue")
+        wait_for(lambda: c.get(f"/api/v1/campaigns/{campaign}")["tasks"]["cancelled"] == 0, "campaign requeued")
+        # Leave nothing running for the tests after this one.
+        c.post(f"/api/v1/campaigns/{campaign}/cancel", {})
+    finally:
+        browser.close()
+
+
+def wait_for(condition, what, deadline_s=20):
+    end = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < end, f"waited {deadline_s} s for {what}"
+        time.sleep(0.1)
+
+
 def test_api_unreachable(world):
     # The page opened from a file: no API behind it.
     dom = Dom(chromium((SOURCE / "coordinator" / "operator" / "dashboard" / "index.html").as_uri() + "#campaign=1",
@@ -512,19 +806,20 @@ def test_api_unreachable(world):
 
 def main():
     ap = argparse.ArgumentParser(description="take the dashboard screenshots for docs/")
-    ap.add_argument("--screenshots", required=True, help="directory for dashboard.png and dashboard-task.png")
+    ap.add_argument("--screenshots", required=True, help="directory for dashboard.png, dashboard-task.png and dashboard-compare.png")
     ap.add_argument("--campaign", default=str(FIXTURES / "campaign.toml"))
     args = ap.parse_args()
     out = Path(args.screenshots).resolve()
     with tempfile.TemporaryDirectory(prefix="kforge-dashboard-") as tmp:
         w = build_world(tmp, Path(args.campaign).resolve(), hostile=False)
         try:
-            [c] = w["api"]("/api/v1/campaigns")
+            c, again = w["api"]("/api/v1/campaigns")
             tasks = w["api"](f"/api/v1/tasks?campaign={c['id']}")
             fixed = next(t for t in tasks if t["state"] == "passed" and t["steps"] > 3)
             screenshot(w["coordinator"].page(f"#campaign={c['id']}"), out / "dashboard.png", tmp)
             screenshot(w["coordinator"].page(f"#campaign={c['id']}&task={fixed['task']}"), out / "dashboard-task.png", tmp)
-            print(f"wrote {out / 'dashboard.png'} and {out / 'dashboard-task.png'} "
+            screenshot(w["coordinator"].page(f"#compare={c['id']}&with={again['id']}"), out / "dashboard-compare.png", tmp)
+            print(f"wrote {out / 'dashboard.png'}, {out / 'dashboard-task.png'} and {out / 'dashboard-compare.png'} "
                   f"(campaign runs took {w['runs_s']:.0f} s)")
         finally:
             w["coordinator"].stop()

@@ -89,15 +89,15 @@ FuzzBackend& backend() {
     ApiReply r = handle_api(ApiRequest{"POST", "/api/v1/campaigns", {}, campaign.dump()}, *fb);
     if (r.status != 201) fuzz::fuzz_fail("seeding the database: " + r.body);
     int64_t task = json::parse(r.body)["task_ids"][0].get<int64_t>();
-    for (const char* role : {"designer", "coder", "verifier"}) {
+    for (Role role : {Role::designer, Role::coder, Role::verifier}) {
       StepRow step;
       step.task_id = task;
       step.role = role;
       step.input = "prompt";
-      step.output = std::string(role) == "verifier"
+      step.output = role == Role::verifier
                         ? json{{"verdict", "passed"}, {"profile", {{"speedup", 2.5}}}}.dump()
                         : "```cpp\nint main() {}\n```";
-      step.verdict = std::string(role) == "verifier" ? "passed" : "";
+      if (role == Role::verifier) step.verdict = Outcome::passed;
       if (!s.record_step(step).ok()) fuzz::fuzz_fail("seeding a step");
     }
     LlmCallRow call;

@@ -9,7 +9,7 @@ import pytest
 from kforge_testing import TOKEN, demo_spec, wait_for
 
 from kforge_client import (BadRequest, Campaign, Client, Conflict, KforgeError, NotFound, Task, TaskResult,
-                           Unauthorized, Unreachable, to_csv)
+                           Unauthorized, Unreachable, VERDICTS, to_csv)
 
 RUN_TIMEOUT_S = 120
 POLL_S = 0.2
@@ -246,6 +246,10 @@ def test_campaign_submit_wait_results(client):
     assert [r.task for r in found.results()] == [r.task for r in rows]
     assert [r.task for r in client.results(op="gelu")] == [rows[1].task]
     assert client.results(campaign=campaign.id, verdict="precision_mismatch") == []
+    # The client's verdict list is the server's: an unknown one is refused, naming them all.
+    with pytest.raises(BadRequest) as refused:
+        client.results(verdict="HTTP 400: model does not exist")
+    assert str(refused.value).endswith("is not one of " + ", ".join(VERDICTS))
     assert campaign.id in [c["id"] for c in client.campaigns()]
     csv_text = to_csv(rows)
     assert csv_text.splitlines()[0].startswith("task,campaign,op_name,task_id")

@@ -29,7 +29,7 @@ class FakeLoop : public ConductorLoop {
   std::filesystem::path store_path() const override { return path_; }
   Result<int64_t> submit(const NewJob& job, const proto::Assign& assign) override {
     NewJob row = job;
-    row.spec = proto::encode(assign);
+    row.request = request_of(assign);
     auto id = store_->enqueue_job(row);
     if (id.ok()) submitted.push_back({*id, assign});
     return id;

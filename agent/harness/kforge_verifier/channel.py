@@ -11,6 +11,7 @@ reads outputs from the output arena by copying them out (a snapshot) the moment 
 answers: later writes by the candidate never reach what the judge compares.
 """
 
+import ctypes as C
 import json
 import mmap
 import os
@@ -313,26 +314,58 @@ def total_array_bytes(value, depth=0):
     return 0
 
 
-# --- device memory shared across processes (CUDA IPC) -----------------------------------------
+# --- device memory shared across processes (CUDA VMM, file descriptors) -----------------------
 # On a GPU the inputs and outputs stay in device memory: the judge allocates two buffers with
-# cudaMalloc and hands the worker their IPC handles; arrays travel as byte ranges of them, the
-# way host arrays travel in an Arena. Nothing crosses the host.
+# the driver's virtual memory management (cuMemCreate), exports each as a POSIX file descriptor
+# and sends the descriptors to the worker over the channel (SCM_RIGHTS), as it does for host
+# arenas. The worker imports and maps them. Arrays travel as byte ranges of them, the way host
+# arrays travel in an Arena. Nothing crosses the host.
+# Why not cudaIpcGetMemHandle: a legacy IPC handle is resolved through the exporter's process
+# id, and the boxed worker lives in its own PID namespace, where the judge's id means nothing.
+# A descriptor is a capability: it opens in any namespace that can reach the device.
 
-_CUDART_NAMES = ("libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so")
+_POSIX_FD = 1          # CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR
+_PINNED = 1            # CU_MEM_ALLOCATION_TYPE_PINNED
+_ON_DEVICE = 1         # CU_MEM_LOCATION_TYPE_DEVICE
+_READ_WRITE = 3        # CU_MEM_ACCESS_FLAGS_PROT_READWRITE
 
 
-def _cudart():
-    import ctypes
+def _driver():
+    """libcuda through ctypes, with the signatures DeviceArena uses; the calling thread has
+    the device's primary context current (the one torch computes in)."""
     import torch
-    torch.cuda.init()  # torch has loaded its libcudart: dlopen finds the same one
-    for name in _CUDART_NAMES:
-        try:
-            lib = ctypes.CDLL(name)
-            lib.cudaIpcGetMemHandle  # noqa: B018 - the symbol must exist
-            return lib
-        except (OSError, AttributeError):
-            continue
-    raise OSError("no libcudart with CUDA IPC")
+    torch.empty(1, device="cuda")  # the runtime makes the primary context current here
+    lib = C.CDLL("libcuda.so.1")
+    u64, size, vp = C.c_uint64, C.c_size_t, C.c_void_p
+    for name, args in (("cuMemGetAllocationGranularity", [C.POINTER(size), vp, C.c_int]),
+                       ("cuMemCreate", [C.POINTER(u64), size, vp, u64]),
+                       ("cuMemExportToShareableHandle", [vp, u64, C.c_int, u64]),
+                       ("cuMemImportFromShareableHandle", [C.POINTER(u64), vp, C.c_int]),
+                       ("cuMemAddressReserve", [C.POINTER(u64), size, size, u64, u64]),
+                       ("cuMemMap", [u64, size, size, u64, u64]),
+                       ("cuMemSetAccess", [u64, size, vp, size]),
+                       ("cuMemUnmap", [u64, size]),
+                       ("cuMemAddressFree", [u64, size]),
+                       ("cuMemRelease", [u64]),
+                       ("cuGetErrorName", [C.c_int, C.POINTER(C.c_char_p)])):
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, C.c_int
+    return lib
+
+
+class _Location(C.Structure):  # CUmemLocation
+    _fields_ = [("type", C.c_int), ("id", C.c_int)]
+
+
+class _AllocProp(C.Structure):  # CUmemAllocationProp
+    _fields_ = [("type", C.c_int), ("requestedHandleTypes", C.c_int), ("location", _Location),
+                ("win32HandleMetaData", C.c_void_p), ("compressionType", C.c_ubyte),
+                ("gpuDirectRDMACapable", C.c_ubyte), ("usage", C.c_ushort),
+                ("reserved", C.c_ubyte * 4)]
+
+
+class _AccessDesc(C.Structure):  # CUmemAccessDesc
+    _fields_ = [("location", _Location), ("flags", C.c_int)]
 
 
 class _CudaBuffer:
@@ -344,48 +377,67 @@ class _CudaBuffer:
 
 
 class DeviceArena(_Bump):
-    """A device buffer the judge allocates (owner) or the worker opens from its IPC handle."""
+    """Device memory the judge allocates and exports (fd=None) or the worker imports from the
+    descriptor it was sent (fd given: the arena owns it from then on). `fd` is what to send."""
     ALIGN = 256
     KIND = "device arena"
 
-    def __init__(self, size, handle_hex=None):
-        import ctypes
+    def __init__(self, size, fd=None):
         import torch
-        self.lib = _cudart()
-        self.size = max(int(size), 4096)
+        self.lib = lib = _driver()
         self.used = 0
-        ptr = ctypes.c_void_p()
-        if handle_hex is None:
-            self.owner = True
-            if self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(self.size)) != 0:
-                raise OSError("cudaMalloc failed")
-            handle = (ctypes.c_char * 64)()
-            if self.lib.cudaIpcGetMemHandle(handle, ptr) != 0:
-                self.lib.cudaFree(ptr)
-                raise OSError("cudaIpcGetMemHandle failed")
-            self.handle_hex = bytes(handle).hex()
-        else:
-            self.owner = False
-            raw = bytes.fromhex(handle_hex)
-            if len(raw) != 64:
-                raise ProtocolError("malformed IPC handle")
-            handle = (ctypes.c_char * 64).from_buffer_copy(raw)
-            self.lib.cudaIpcOpenMemHandle.argtypes = [ctypes.POINTER(ctypes.c_void_p),
-                                                      ctypes.c_char * 64, ctypes.c_uint]
-            if self.lib.cudaIpcOpenMemHandle(ctypes.byref(ptr), handle, 1) != 0:
-                raise OSError("cudaIpcOpenMemHandle failed")
-            self.handle_hex = handle_hex
-        self.ptr = ptr
-        self.tensor = torch.as_tensor(_CudaBuffer(ptr.value, self.size), device="cuda")
+        self.handle = self.ptr = None
+        self.fd = fd
+        device = torch.cuda.current_device()
+        prop = _AllocProp(type=_PINNED, requestedHandleTypes=_POSIX_FD,
+                          location=_Location(_ON_DEVICE, device))
+        grain = C.c_size_t()
+        self._check("cuMemGetAllocationGranularity", C.byref(grain), C.byref(prop), 0)
+        g = max(grain.value, 1)
+        self.size = (max(int(size), 4096) + g - 1) // g * g
+        handle = C.c_uint64()
+        try:
+            if fd is None:
+                self._check("cuMemCreate", C.byref(handle), self.size, C.byref(prop), 0)
+                self.handle = handle.value
+                out = C.c_int(-1)
+                self._check("cuMemExportToShareableHandle", C.byref(out), self.handle,
+                            _POSIX_FD, 0)
+                self.fd = out.value
+            else:
+                self._check("cuMemImportFromShareableHandle", C.byref(handle), C.c_void_p(fd),
+                            _POSIX_FD)
+                self.handle = handle.value
+            ptr = C.c_uint64()
+            self._check("cuMemAddressReserve", C.byref(ptr), self.size, 0, 0, 0)
+            self.ptr = ptr.value
+            self._check("cuMemMap", self.ptr, self.size, 0, self.handle, 0)
+            access = _AccessDesc(location=_Location(_ON_DEVICE, device), flags=_READ_WRITE)
+            self._check("cuMemSetAccess", self.ptr, self.size, C.byref(access), 1)
+        except OSError:
+            self.close()
+            raise
+        self.tensor = torch.as_tensor(_CudaBuffer(self.ptr, self.size), device="cuda")
+
+    def _check(self, name, *args):
+        rc = getattr(self.lib, name)(*args)
+        if rc != 0:
+            text = C.c_char_p()
+            self.lib.cuGetErrorName(rc, C.byref(text))
+            raise OSError(f"{name} failed: {(text.value or b'?').decode()} ({rc})")
 
     def close(self):
         self.tensor = None
         if self.ptr is not None:
-            if self.owner:
-                self.lib.cudaFree(self.ptr)
-            else:
-                self.lib.cudaIpcCloseMemHandle(self.ptr)
+            self.lib.cuMemUnmap(self.ptr, self.size)
+            self.lib.cuMemAddressFree(self.ptr, self.size)
             self.ptr = None
+        if self.handle is not None:
+            self.lib.cuMemRelease(self.handle)
+            self.handle = None
+        if self.fd is not None and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _is_device_tensor(x):

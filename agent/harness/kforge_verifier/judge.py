@@ -54,9 +54,9 @@ CACHE_BYTES = int(os.environ.get("KFORGE_JUDGE_CACHE_MB", "1024")) << 20
 # The timed runs' input sets kept per task, with the reference's outputs and time on each, so
 # that a candidate pays only for its own runs; beyond this, sets are drawn fresh per run.
 TIMED_SETS_BYTES = int(os.environ.get("KFORGE_JUDGE_TIMED_SETS_MB", "128")) << 20
-# Inputs and outputs in device memory shared by CUDA IPC instead of host shared memory. Off by
-# default: on an H100 a framework op of the candidate on an IPC-mapped input failed once
-# (torch.AcceleratorError) where the host path is right; see docs/harness.md.
+# Inputs and outputs in device memory shared with the worker (CUDA VMM allocations passed as
+# file descriptors, channel.DeviceArena) instead of host shared memory. Off by default until
+# it is measured on a GPU host: see docs/harness.md, "Transport".
 CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC") == "1"
 # With CUDA IPC, the candidate's inputs are private copies made on the device (and the
 # reference's too, so both sides pay the copy) rather than views of the shared buffer.
@@ -185,8 +185,8 @@ class Remote:
             raise Failure(verdicts.INFRA_ERROR, "the candidate worker did not say ready")
 
     def set_arenas(self, in_bytes, out_bytes, device=False):
-        """Shared buffers for inputs and outputs: in device memory (CUDA IPC) when `device`
-        and the driver allows it, else in host memory (memfd)."""
+        """Shared buffers for inputs and outputs: in device memory (CUDA VMM, exported as file
+        descriptors) when `device` and the driver allows it, else in host memory (memfd)."""
         for a in (self.in_arena, self.out_arena):
             if a is not None:
                 a.close()
@@ -202,9 +202,8 @@ class Remote:
                 self.in_arena = self.out_arena = None
         if self.in_arena is not None:
             reply = self.request({"op": "arenas", "device": 1, "in": self.in_arena.size,
-                                  "out": self.out_arena.size,
-                                  "in_handle": self.in_arena.handle_hex,
-                                  "out_handle": self.out_arena.handle_hex})
+                                  "out": self.out_arena.size},
+                                 fds=(self.in_arena.fd, self.out_arena.fd))
             if "ok" in reply:
                 return
             for a in (self.in_arena, self.out_arena):

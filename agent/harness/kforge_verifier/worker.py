@@ -8,7 +8,9 @@ itself, counters and trace summaries it treats as hints) and decides everything 
 
 Messages (JSON, see channel.py); every request gets one answer:
   -> {"ready": {...}}                              once, at start (before any candidate)
-  <- {"op": "arenas", "in": n, "out": n} + 2 fds    the judge's shared buffers
+  <- {"op": "arenas", "in": n, "out": n, "device": 0|1} + 2 fds
+                                                    the judge's shared buffers: memfds, or
+                                                    CUDA VMM allocations (device: 1)
   <- {"op": "ping"}                                 -> {"pong": 1}
   <- {"op": "load", source, impl_type, framework, backend, op_name, threads, seed,
       init: value, reference_names: [...]}          -> {"ok": 1} | {"error": {...}}
@@ -86,8 +88,8 @@ class Worker:
     def arenas(self, msg, fds):
         try:
             if msg.get("device"):
-                self.in_arena = channel.DeviceArena(msg["in"], handle_hex=msg["in_handle"])
-                self.out_arena = channel.DeviceArena(msg["out"], handle_hex=msg["out_handle"])
+                self.in_arena = channel.DeviceArena(msg["in"], fd=fds[0])
+                self.out_arena = channel.DeviceArena(msg["out"], fd=fds[1])
             else:
                 self.in_arena = channel.Arena(msg["in"], fd=fds[0])
                 self.out_arena = channel.Arena(msg["out"], fd=fds[1])
