@@ -129,8 +129,8 @@ TEST_CASE("an LLM that keeps failing ends the task with llm_error and the error 
 }
 
 TEST_CASE("after an LLM error (a replay miss) the same question is asked again, not a fix of an answer that never came") {
-  StepRow coder_err = step("coder", kLlmError, false);
-  StepRow designer_err = step("designer", kLlmError, false);
+  StepRow coder_err = step("coder", "llm_error", false);
+  StepRow designer_err = step("designer", "llm_error", false);
   ConductorPolicy policy;
   policy.max_llm_errors = 5;
   // A first design or code that got no answer: asked again as a first design or code.
@@ -138,7 +138,7 @@ TEST_CASE("after an LLM error (a replay miss) the same question is asked again, 
   CHECK(next({designer_err, designer_err}, policy) == "design");
   CHECK(next({step("designer"), coder_err, coder_err}, policy) == "code");
   ConductorPolicy coder_only = policy;
-  coder_only.workflow = "coder_only";
+  coder_only.workflow = Workflow::coder_only;
   CHECK(next({coder_err}, coder_only) == "code");
   // A fix that got no answer is still the fix the verdict asked for.
   std::vector<StepRow> fixing = {step("designer"), step("coder"), step("verifier", "compile_error"), coder_err};

@@ -48,14 +48,15 @@ struct WatchFixture {
   // Ends the task `ago_ms` ago; a pass records a verifier step with `speedup`.
   void end(int64_t task_id, const std::string& state, int64_t ago_ms, double speedup = 0) {
     if (state == "passed") {
-      StepRow coder{.task_id = task_id, .role = "coder", .output = "```python\nclass ModelNew: pass\n```"};
+      StepRow coder{.task_id = task_id, .role = Role::coder, .output = "```python\nclass ModelNew: pass\n```"};
       REQUIRE(store->record_step(coder).ok());
       json doc = {{"verdict", "passed"}, {"message", "ok"}};
       if (speedup > 0) doc["profile"] = {{"speedup", speedup}};
-      StepRow verifier{.task_id = task_id, .role = "verifier", .output = doc.dump(), .verdict = "passed"};
+      StepRow verifier{.task_id = task_id, .role = Role::verifier, .output = doc.dump(), .verdict = Outcome::passed};
       REQUIRE(store->record_step(verifier).ok());
     }
-    REQUIRE(store->set_task_state(task_id, state, state).ok());
+    const TaskState ended = parse_enum<TaskState>(state).value();
+    REQUIRE(store->set_task_state(task_id, ended, parse_enum<Outcome>(state)).ok());
     sql("UPDATE tasks SET updated_ms = " + std::to_string(now - ago_ms) + " WHERE id = " + std::to_string(task_id));
   }
   void sql(const std::string& statement) {
@@ -83,10 +84,10 @@ TEST_CASE_FIXTURE(WatchFixture, "a campaign's progress: elapsed, tasks per hour,
   end(task(c, "b"), "failed", 2 * kHour - 10 * kMin);
   end(task(c, "c"), "passed", 30 * kMin, 1.5);
   end(task(c, "d"), "cancelled", 10 * kMin);
-  REQUIRE(store->set_task_state(task(c, "e"), "running", "").ok());
+  REQUIRE(store->set_task_state(task(c, "e"), TaskState::running).ok());
   NewJob job;
   job.task_id = task(c, "e");
-  job.spec = "verify";
+  job.kind = "verify";
   REQUIRE(store->enqueue_job(job).ok());
 
   json p = get("/api/v1/campaigns/" + std::to_string(c) + "/progress", {{"buckets", "4"}});
@@ -157,9 +158,9 @@ TEST_CASE_FIXTURE(WatchFixture, "alerts: a lost agent and a campaign that stoppe
   CHECK(get("/api/v1/alerts", {{"stall_s", "3600"}}).size() == 1);
   CHECK(get("/api/v1/campaigns/" + std::to_string(c) + "/progress", {{"stall_s", "3600"}})["stalled"] == false);
   // A running task's fresh step is movement.
-  REQUIRE(store->set_task_state(task(c, "b"), "running", "").ok());
+  REQUIRE(store->set_task_state(task(c, "b"), TaskState::running).ok());
   sql("UPDATE tasks SET updated_ms = " + std::to_string(now - 20 * kMin) + " WHERE campaign_id = " + std::to_string(c));
-  REQUIRE(store->record_step(StepRow{.task_id = task(c, "b"), .role = "designer", .output = "plan"}).ok());
+  REQUIRE(store->record_step(StepRow{.task_id = task(c, "b"), .role = Role::designer, .output = "plan"}).ok());
   CHECK(get("/api/v1/campaigns/" + std::to_string(c) + "/progress")["stalled"] == false);
   CHECK(ask("/api/v1/alerts", {{"stall_s", "0"}}).status == 400);
 }

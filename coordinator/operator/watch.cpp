@@ -220,7 +220,7 @@ Result<json> llm_health(Store& store, const std::string& metrics_text, int64_t c
 namespace {
 
 json side_json(const TaskOutcome& o) {
-  return {{"task", o.task.id}, {"state", o.task.state}, {"verdict", o.verdict},
+  return {{"task", o.task.id}, {"state", to_string(o.task.state)}, {"verdict", to_string(o.verdict)},
           {"speedup", o.speedup > 0 ? json(o.speedup) : json(nullptr)}};
 }
 
