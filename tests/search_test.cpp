@@ -369,3 +369,34 @@ TEST_CASE("bad [search] tables are refused naming the field") {
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 2\ntarget_speedup = -1")
             .find("search.target_speedup") != std::string::npos);
 }
+
+TEST_CASE("a best_of_n task whose every chain fails ends failed with a verdict and each chain's reason") {
+  SearchRun run;
+  // Every answer is the broken variant: both chains use their limit_steps (code, verify).
+  run.llm.set_responder([](const nlohmann::json&) {
+    return std::string("```python\n# variant: broken\nclass ModelNew:\n    pass\n```\n");
+  });
+  run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 2\n", 2);
+  run.run();
+  const TaskResult r = run.results()["op0"];
+  CHECK(r.state == "failed");
+  CHECK(r.verdict == "compile_error");
+  CHECK(r.reason ==
+        "sample 0: limit_steps (2) used up; last verdict: compile_error; "
+        "sample 1: limit_steps (2) used up; last verdict: compile_error");
+  CHECK(r.candidates == std::vector<std::string>{"0/1:compile_error", "1/1:compile_error"});
+}
+
+TEST_CASE("max_llm_calls bounds a best_of_n task's LLM calls, all chains together") {
+  SearchRun run;
+  run.llm.set_responder([](const nlohmann::json&) {
+    return std::string("```python\n# variant: broken\nclass ModelNew:\n    pass\n```\n");
+  });
+  run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 4\nmax_llm_calls = 2\n", 4);
+  run.run();
+  const TaskResult r = run.results()["op0"];
+  CHECK(r.state == "failed");
+  CHECK(r.verdict == "compile_error");
+  CHECK(r.reason.find("max_llm_calls (2) used up") != std::string::npos);
+  CHECK(run.llm.request_count() <= 2);
+}

@@ -457,7 +457,7 @@ bool Conductor::current(int64_t task_id, int64_t sample, int64_t token) const {
   auto it = active_.find(task_id);
   if (it == active_.end()) return false;
   auto busy = it->second.busy.find(sample);
-  return busy != it->second.busy.end() && busy->second == token;
+  return busy != it->second.busy.end() && busy->second.token == token;
 }
 
 void Conductor::advance_unguarded(int64_t task_id) {
@@ -477,6 +477,7 @@ void Conductor::advance_unguarded(int64_t task_id) {
       if (auto chain = chains.find(step.sample); chain != chains.end()) chain->second.push_back(step);
       llm_calls += step.role != Role::verifier ? 1 : 0;
     }
+    for (const auto& [sample, busy] : it->second.busy) llm_calls += busy.llm ? 1 : 0;  // asked, unanswered
     // A passing candidate as fast as the target ends every chain.
     if (search.target_speedup > 0) {
       auto candidates = loop_.store().candidates_of(task_id);
@@ -591,7 +592,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
                        (sample != 0 ? "/s" + std::to_string(sample) : "");
   request.sample = sample;
   const int64_t token = next_token_++;
-  active_[task.id].busy[sample] = token;
+  active_[task.id].busy[sample] = {token, /*llm=*/true};
 
   // A question already answered (before a restart) is not asked again.
   std::string key = request_key(endpoint->second, request);
@@ -699,7 +700,7 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps, i
   // task's next step, which is this seq when the task has one chain). No other chain's state
   // has this last step, so it names this chain and this point of it.
   const int seq = steps.empty() ? 1 : steps.back().seq + 1;
-  active_[task.id].busy[sample] = next_token_++;
+  active_[task.id].busy[sample] = {next_token_++, /*llm=*/false};
   auto existing = store.job_for_task_seq(task.id, seq);
   if (!check(existing.status(), task.id)) return;
   if (existing->has_value()) {

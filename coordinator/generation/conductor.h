@@ -134,9 +134,14 @@ class Conductor {
     int64_t campaign_id = 0;
     std::string timing = "kforge";  // of the task's campaign: its verify jobs' trials and runs
     SearchPolicy search;    // of the task's campaign: its chains (search.h)
-    // Chains with an action in flight: sample -> the token identifying that action; callbacks
-    // of any other (stale) action are ignored.
-    std::map<int64_t, int64_t> busy;
+    // Chains with an action in flight: sample -> the token identifying that action (callbacks
+    // of any other, stale, action are ignored) and whether it is an LLM call (max_llm_calls
+    // counts the calls in flight too).
+    struct Busy {
+      int64_t token = 0;
+      bool llm = false;
+    };
+    std::map<int64_t, Busy> busy;
   };
 
   // What LLM answers cost since start-up (answers found in llm_calls cost nothing).
