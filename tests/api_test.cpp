@@ -20,6 +20,7 @@
 #include "common/protocol.h"
 #include "coordinator/generation/conductor.h"
 #include "coordinator/generation/prompts.h"
+#include "coordinator/generation/search.h"
 #include "coordinator/intake/campaign.h"
 #include "coordinator/operator/http_guard.h"
 #include "coordinator/operator/http_server.h"
@@ -118,6 +119,26 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign reports its tasks by state and its 
   CHECK(c["llm"]["calls"] == 1);
   CHECK(c["llm"]["cost_usd"] == doctest::Approx(0.25));
   CHECK(get("/api/v1/campaigns").size() == 1);
+  // A campaign without [search] is today's fix loop, its defaults spelled out.
+  CHECK(c["search"]["strategy"] == "fix_loop");
+  CHECK(c["search"]["samples"] == 1);
+}
+
+TEST_CASE_FIXTURE(RouterFixture, "a campaign shows the search policy it runs") {
+  SearchPolicy policy;
+  policy.strategy = "best_of_n";
+  policy.samples = 4;
+  policy.sample_offset = 8;
+  policy.target_speedup = 2.5;
+  int64_t id = 0;
+  {
+    auto store = Store::open(db);
+    REQUIRE(store.ok());
+    id = (*store)->create_campaign("search", "", "hash-search", "default", "kforge", search_text(policy)).value();
+  }
+  json c = get("/api/v1/campaigns/" + std::to_string(id));
+  CHECK(c["search"] == json{{"strategy", "best_of_n"}, {"samples", 4}, {"sample_offset", 8},
+                            {"target_speedup", 2.5}, {"max_llm_calls", 0}});
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "tasks carry their outcome and filter by state, op and verdict") {

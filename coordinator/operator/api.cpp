@@ -15,6 +15,7 @@
 #include "common/metrics.h"
 #include "coordinator/operator/outcome.h"
 #include "coordinator/generation/prompts.h"
+#include "coordinator/generation/search.h"
 #include "coordinator/operator/report.h"
 #include "coordinator/operator/watch.h"
 #include "coordinator/generation/task.h"
@@ -66,11 +67,21 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
     total += n;
   }
   tasks["total"] = total;
+  // The whole policy, defaults spelled out (the store keeps only what differs from them).
+  json search = nullptr;
+  if (auto p = parse_search_text(c.search); p.ok()) {
+    search = {{"strategy", p->strategy},
+              {"samples", p->samples},
+              {"sample_offset", p->sample_offset},
+              {"target_speedup", p->target_speedup},
+              {"max_llm_calls", p->max_llm_calls}};
+  }
   return json{{"id", c.id},
               {"name", c.name},
               {"state", c.state},
               {"workflow", c.workflow},
               {"timing", c.timing},
+              {"search", search},
               {"content_hash", c.content_hash},
               {"created_ms", c.created_ms},
               {"updated_ms", c.updated_ms},
