@@ -35,6 +35,8 @@ int cmd_cancel(const ParsedFlags& flags);
 int cmd_resume(const ParsedFlags& flags);
 int cmd_agents(const ParsedFlags& flags);
 int cmd_cluster(const ParsedFlags& flags);
+int cmd_progress(const ParsedFlags& flags);
+int cmd_alerts(const ParsedFlags& flags);
 int set_drained(const ParsedFlags& flags, bool drained);
 int cmd_export(const ParsedFlags& flags);
 int cmd_jobs(const ParsedFlags& flags);

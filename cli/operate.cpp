@@ -617,6 +617,70 @@ int cmd_cluster(const ParsedFlags& flags) {
   return kExitOk;
 }
 
+namespace {
+
+// "3h 05m", "12m 40s", "45s": a span of milliseconds for people.
+std::string span_text(int64_t ms) {
+  const int64_t s = std::max<int64_t>(ms, 0) / 1000;
+  if (s >= 3600) return fmt::format("{}h {:02}m", s / 3600, s / 60 % 60);
+  if (s >= 60) return fmt::format("{}m {:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+}  // namespace
+
+// The overnight shift's view of one campaign (GET /campaigns/{id}/progress): how far, how
+// fast, when it ends, what waits, whether it stalled.
+int cmd_progress(const ParsedFlags& flags) {
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto id = campaign_arg(flags, true, "progress");
+  if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
+  auto p = (*api)->get("campaigns/" + std::to_string(*id) + "/progress?buckets=1");
+  if (!p.ok()) return api_fail(p.status());
+  if (flags.has("json")) {
+    std::printf("%s\n", p->dump(2).c_str());
+    return kExitOk;
+  }
+  auto n = [](const json& j, const char* key) { return static_cast<long long>(j.value(key, int64_t{0})); };
+  const json &t = (*p)["tasks"], &q = (*p)["queue"];
+  fmt::print("campaign {} ({}), {} elapsed\n", *id, str(*p, "state"), span_text((*p).value("elapsed_ms", int64_t{0})));
+  fmt::print("tasks:  {} of {} finished ({} passed, {} failed), {} cancelled, {} remaining\n", n(t, "finished"),
+             n(t, "total"), n(t, "passed"), n(t, "failed"), n(t, "cancelled"), n(t, "remaining"));
+  const json& rate = (*p)["tasks_per_hour"];
+  fmt::print("pace:   {} tasks/hour overall, {} finished in the last hour\n",
+             rate.is_number() ? fmt::format("{:.1f}", rate.get<double>()) : "-",
+             n((*p)["last_hour"], "tasks_finished"));
+  const json& eta = (*p)["eta_ms"];
+  fmt::print("eta:    {}\n", eta.is_number() ? "about " + span_text(eta.get<int64_t>()) + " from now" : "-");
+  fmt::print("queue:  {} tasks pending, {} jobs queued, {} running\n", n(q, "pending_tasks"), n(q, "queued_jobs"),
+             n(q, "running_jobs"));
+  if ((*p).value("stalled", false)) {
+    fmt::print("STALLED: nothing has moved since {} (kforge alerts)\n", clock_time(n(*p, "last_change_ms")));
+  }
+  return kExitOk;
+}
+
+// What needs the operator now (GET /alerts): lost agents, stalled campaigns, a full disk.
+int cmd_alerts(const ParsedFlags& flags) {
+  int code = 0;
+  auto api = client_or_fail(flags, &code);
+  if (!api.ok()) return code;
+  auto a = (*api)->get("alerts");
+  if (!a.ok()) return api_fail(a.status());
+  if (flags.has("json")) {
+    std::printf("%s\n", a->dump(2).c_str());
+    return kExitOk;
+  }
+  if (a->empty()) std::printf("no alerts\n");
+  for (const json& alert : *a) {
+    const int64_t since = alert.value("since_ms", int64_t{0});
+    fmt::print("{:<17} {}  {}\n", str(alert, "kind"), since > 0 ? clock_time(since) : "-", str(alert, "message"));
+  }
+  return kExitOk;
+}
+
 // A host name drains every agent of that host; otherwise it names one agent (an id, or a
 // unique prefix of one).
 int set_drained(const ParsedFlags& flags, bool drained) {

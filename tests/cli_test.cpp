@@ -304,6 +304,29 @@ void drain_cluster_and_formats(Served& s) {
   CHECK(table.out.find("tasks:      0 pending, 0 running, 1 passed") != std::string::npos);
   CHECK(s.over_http({"cluster", "--csv"}).out.rfind("host,state,drained,drain_reason,running_jobs,devices_idle,", 0) == 0);
 
+  // One campaign for the overnight shift, and what needs the operator: the finished task,
+  // nothing left, no ETA; no agent lost, nothing stalled.
+  Ran listed = s.over_http({"status", "--json"});
+  REQUIRE_MESSAGE(listed.code == 0, listed.err);
+  const std::string cid = std::to_string(json::parse(listed.out)[0]["id"].get<int64_t>());
+  Ran progress_json = s.over_http({"progress", cid, "--json"});
+  REQUIRE_MESSAGE(progress_json.code == 0, progress_json.err);
+  json p = json::parse(progress_json.out);
+  CHECK(p["tasks"]["passed"] == 1);
+  CHECK(p["tasks"]["remaining"] == 0);
+  CHECK(p["eta_ms"].is_null());
+  CHECK(p["stalled"] == false);
+  Ran progress = s.over_http({"progress", cid});
+  REQUIRE_MESSAGE(progress.code == 0, progress.err);
+  CHECK(progress.out.find("tasks:  1 of 1 finished (1 passed, 0 failed), 0 cancelled, 0 remaining") != std::string::npos);
+  CHECK(progress.out.find("eta:    -") != std::string::npos);
+  CHECK(s.over_data({"progress", cid, "--json"}).code == 0);
+  CHECK(s.over_http({"progress"}).code == 2);  // which campaign?
+  Ran alerts = s.over_http({"alerts", "--json"});
+  REQUIRE_MESSAGE(alerts.code == 0, alerts.err);
+  CHECK(json::parse(alerts.out) == json::array());
+  CHECK(s.over_http({"alerts"}).out == "no alerts\n");
+
   Ran undrained = s.over_http({"undrain", host});
   REQUIRE_MESSAGE(undrained.code == 0, undrained.err);
   CHECK(undrained.out == "agent " + id + " undrained\n");
