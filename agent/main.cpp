@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (flags->has("help")) {
-    std::printf("usage: kforge-agent [options]\n\n%s", flags_help(kFlags).c_str());
+    std::printf("%s", flags_help(kFlags, "usage: kforge-agent [options]").c_str());
     return 0;
   }
   Config config;

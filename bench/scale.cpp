@@ -805,9 +805,12 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
 
 int run(int argc, char** argv) {
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-bench-scale");
-  if (!flags.ok()) return fail(flags.status().message());
+  if (!flags.ok()) {  // the message names the program already
+    std::fprintf(stderr, "%s\n", flags.status().message().c_str());
+    return 2;
+  }
   if (flags->has("help")) {
-    std::printf("usage: kforge-bench-scale [options]\n\n%s", flags_help(kFlags).c_str());
+    std::printf("%s", flags_help(kFlags, "usage: kforge-bench-scale [options]").c_str());
     return 0;
   }
   uint64_t v[13];

@@ -332,9 +332,12 @@ Result<uint64_t> uint_flag(const ParsedFlags& flags, const std::string& name, ui
 
 int run(int argc, char** argv) {
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-bench-sched");
-  if (!flags.ok()) return fail(flags.status().message());
+  if (!flags.ok()) {  // the message names the program already
+    std::fprintf(stderr, "%s\n", flags.status().message().c_str());
+    return 2;
+  }
   if (flags->has("help")) {
-    std::printf("usage: kforge-bench-sched [options]\n\n%s", flags_help(kFlags).c_str());
+    std::printf("%s", flags_help(kFlags, "usage: kforge-bench-sched [options]").c_str());
     return 0;
   }
   uint64_t n_agents = 0, n_devices = 0, n_jobs = 0, rate = 0, latency_s = 0, agent_threads = 0;

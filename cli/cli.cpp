@@ -289,8 +289,7 @@ int run_cli(int argc, char** argv) {
       return kExitUsage;
     }
     if (flags->has("help")) {
-      std::printf("usage: kforge %s %s\n\n%s\n\n%s", c.name, c.usage, c.summary,
-                  flags_help(c.flags).c_str());
+      std::printf("%s", flags_help(c.flags, "usage: kforge " + name + " " + c.usage + "\n\n" + c.summary).c_str());
       return kExitOk;
     }
     for (int i = end + 1; i < argc; ++i) flags->positional.push_back(argv[i]);

@@ -1,5 +1,6 @@
-// Command-line flags for kforge's executables: `--name value` or `--name=value`, and
-// boolean switches. Unknown flags and missing values are errors that say what to do.
+// Command-line flags for kforge's executables, parsed by CLI11 from a table of FlagSpecs:
+// `--name value` or `--name=value`, and boolean switches. Unknown flags and missing values are
+// errors that say what to do; the help lists the table.
 #pragma once
 
 #include <map>
@@ -12,7 +13,7 @@
 namespace kforge {
 
 struct FlagSpec {
-  std::string name;   // without the leading dashes
+  std::string name;   // without the leading dashes; "help" is CLI11's -h,--help
   bool takes_value;   // false: a switch
   std::string help;   // one line
   std::string default_value = {};  // the value of an absent flag ("": none); help shows it
@@ -25,12 +26,13 @@ struct ParsedFlags {
   std::optional<std::string> get(const std::string& name) const;
 };
 
-// Parses argv[first..argc). `program` names the command in error messages.
+// Parses argv[first..argc). `program` names the command in error messages. A flag given twice
+// takes its last value.
 Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vector<FlagSpec>& specs,
                                 const std::string& program);
 
-// "  --name VALUE   help" lines for a usage message.
-std::string flags_help(const std::vector<FlagSpec>& specs);
+// The help: `heading` (e.g. "usage: kforge-agent [options]"), then a line per flag.
+std::string flags_help(const std::vector<FlagSpec>& specs, const std::string& heading);
 
 // Parses an unsigned integer flag value; the error names the flag.
 Result<uint64_t> parse_uint_flag(const std::string& name, const std::string& value);

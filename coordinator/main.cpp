@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (flags->has("help")) {
-    std::printf("usage: kforge-coordinator [options]\n\n%s", flags_help(kFlags).c_str());
+    std::printf("%s", flags_help(kFlags, "usage: kforge-coordinator [options]").c_str());
     return 0;
   }
   Config config;

@@ -15,6 +15,7 @@ required=(
   libcurl4-openssl-dev
   libssl-dev                  # libcrypto: SHA-256
   nlohmann-json3-dev
+  libcli11-dev                # command-line flags
   libcpp-httplib-dev
   python3 python3-numpy python3-pytest
   chromium                    # the dashboard test (tests/dashboard) renders in headless Chromium
