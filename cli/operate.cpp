@@ -664,13 +664,19 @@ int cmd_progress(const ParsedFlags& flags) {
 
 // What needs the operator now (GET /alerts): lost agents, stalled campaigns, a full disk.
 int cmd_alerts(const ParsedFlags& flags) {
+  auto format = output_format(flags);
+  if (!format.ok()) return cli_fail(format.status().message(), kExitUsage);
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
   auto a = (*api)->get("alerts");
   if (!a.ok()) return api_fail(a.status());
-  if (flags.has("json")) {
+  if (*format == "json") {
     std::printf("%s\n", a->dump(2).c_str());
+    return kExitOk;
+  }
+  if (*format == "csv") {
+    print_csv(*a, {"kind", "since_ms", "agent", "host", "campaign", "message"});
     return kExitOk;
   }
   if (a->empty()) std::printf("no alerts\n");
