@@ -63,7 +63,7 @@ Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vec
     std::string message = e.what();
     for (const auto& s : specs) {
       if (message.rfind("--" + s.name + ": ", 0) == 0 && s.takes_value) {
-        return invalid_argument(program + ": flag '--" + s.name + "' needs a value: " + s.help);
+        return invalid_argument(program + ": flag '--" + s.name + "' needs a value" + (s.help.empty() ? "" : ": " + s.help));
       }
       if (message.rfind(s.name + " was given a disallowed flag override", 0) == 0) {
         return invalid_argument(program + ": flag '--" + s.name + "' takes no value");
