@@ -807,7 +807,7 @@ int run(int argc, char** argv) {
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-bench-scale");
   if (!flags.ok()) {  // the message names the program already
     std::fprintf(stderr, "%s\n", flags.status().message().c_str());
-    return 2;
+    return 1;
   }
   if (flags->has("help")) {
     std::printf("%s", flags_help(kFlags, "usage: kforge-bench-scale [options]").c_str());

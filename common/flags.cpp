@@ -1,9 +1,8 @@
 #include "common/flags.h"
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
-
-#include <CLI/CLI.hpp>
 
 namespace kforge {
 namespace {
@@ -20,12 +19,14 @@ class HeadingFormatter : public CLI::Formatter {
 
 // One CLI11 option per spec; positional arguments land in `positional`, unknown flags in
 // app.remaining() (reported by parse_flags, naming the flag).
-void add_specs(CLI::App& app, const std::vector<FlagSpec>& specs, std::vector<std::string>& positional) {
+void add_specs(CLI::App& app, const std::vector<FlagSpec>& specs,
+               std::vector<std::string>& positional) {
   app.allow_extras();
   app.set_help_flag();
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   for (const auto& s : specs) {
-    std::string help = s.help + (s.default_value.empty() ? "" : " (default " + s.default_value + ")");
+    std::string help =
+        s.help + (s.default_value.empty() ? "" : " (default " + s.default_value + ")");
     if (s.name == "help") {
       app.set_help_flag("-h,--help", help);
     } else if (s.takes_value) {
@@ -63,7 +64,8 @@ Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vec
     std::string message = e.what();
     for (const auto& s : specs) {
       if (message.rfind("--" + s.name + ": ", 0) == 0 && s.takes_value) {
-        return invalid_argument(program + ": flag '--" + s.name + "' needs a value" + (s.help.empty() ? "" : ": " + s.help));
+        return invalid_argument(program + ": flag '--" + s.name + "' needs a value" +
+                                (s.help.empty() ? "" : ": " + s.help));
       }
       if (message.rfind(s.name + " was given a disallowed flag override", 0) == 0) {
         return invalid_argument(program + ": flag '--" + s.name + "' takes no value");
@@ -73,7 +75,8 @@ Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vec
   }
   for (const std::string& extra : app.remaining()) {
     if (extra.size() > 1 && extra[0] == '-') {
-      return invalid_argument(program + ": unknown flag '" + extra.substr(0, extra.find('=')) + "'" + hint);
+      return invalid_argument(program + ": unknown flag '" + extra.substr(0, extra.find('=')) +
+                              "'" + hint);
     }
   }
   for (const auto& s : specs) {

@@ -78,7 +78,8 @@ TEST_CASE("--version names the program once, with the version and commit; so do 
   }
 }
 
-TEST_CASE("flag mistakes name the flag and what it wants; a flag given twice takes its last value") {
+TEST_CASE(
+    "flag mistakes name the flag and what it wants; a flag given twice takes its last value") {
   auto run = [](const std::filesystem::path& exe, std::vector<std::string> args) {
     ProcessSpec spec;
     spec.argv = {exe.string()};
@@ -88,24 +89,31 @@ TEST_CASE("flag mistakes name the flag and what it wants; a flag given twice tak
     REQUIRE(r.ok());
     return Ran{r->exit_code, r->stdout_data, r->stderr_data};
   };
-  const auto kforge = binary_dir() / "cli" / "kforge", agent = binary_dir() / "agent" / "kforge-agent";
+  const auto kforge = binary_dir() / "cli" / "kforge",
+             agent = binary_dir() / "agent" / "kforge-agent";
   Ran missing = run(kforge, {"status", "--timeout"});
   CHECK(missing.code == 2);
-  CHECK(missing.err == "kforge status: flag '--timeout' needs a value: seconds to wait for each answer of the "
-                       "coordinator; 0: no limit\n");
+  CHECK(missing.err ==
+        "kforge status: flag '--timeout' needs a value: seconds to wait for each answer of the "
+        "coordinator; 0: no limit\n");
   Ran agent_missing = run(agent, {"--no-probe", "--cpu-devices"});
   CHECK(agent_missing.code == 2);
-  CHECK(agent_missing.err == "kforge-agent: flag '--cpu-devices' needs a value: number of CPU devices to offer (default 1)\n");
+  CHECK(agent_missing.err ==
+        "kforge-agent: flag '--cpu-devices' needs a value: number of CPU devices to offer (default "
+        "1)\n");
   Ran valued_switch = run(kforge, {"status", "--json=yes"});
   CHECK(valued_switch.code == 2);
   CHECK(valued_switch.err == "kforge status: flag '--json' takes no value\n");
   Ran short_flag = run(kforge, {"tasks", "-x"});
   CHECK(short_flag.code == 2);
-  CHECK(short_flag.err == "kforge tasks: unknown flag '-x'; run `kforge tasks --help` for the list\n");
+  CHECK(short_flag.err ==
+        "kforge tasks: unknown flag '-x'; run `kforge tasks --help` for the list\n");
   Ran with_value = run(kforge, {"tasks", "--colour=red"});
-  CHECK(with_value.err == "kforge tasks: unknown flag '--colour'; run `kforge tasks --help` for the list\n");
+  CHECK(with_value.err ==
+        "kforge tasks: unknown flag '--colour'; run `kforge tasks --help` for the list\n");
   // The last --timeout is the one read (checked before any connection is tried).
-  Ran twice = run(kforge, {"status", "--coordinator", "127.0.0.1:1", "--timeout", "5", "--timeout", "soon"});
+  Ran twice = run(
+      kforge, {"status", "--coordinator", "127.0.0.1:1", "--timeout", "5", "--timeout", "soon"});
   CHECK(twice.code == 2);
   CHECK(twice.err.find("expected a non-negative integer, got 'soon'") != std::string::npos);
   // A command's flags end at "--": what follows is the job's command line, dashes and all.
@@ -114,7 +122,8 @@ TEST_CASE("flag mistakes name the flag and what it wants; a flag given twice tak
   CHECK(job.err.find("no kforge database at /nonexistent") != std::string::npos);
 }
 
-TEST_CASE("--help lists the commands, and each command's flags with what they take and their defaults") {
+TEST_CASE(
+    "--help lists the commands, and each command's flags with what they take and their defaults") {
   Ran top = kforge_cli({"--help"});
   CHECK(top.code == 0);
   for (const char* command : {"drain", "undrain", "cluster", "agents", "tasks", "version"}) {
@@ -122,7 +131,9 @@ TEST_CASE("--help lists the commands, and each command's flags with what they ta
   }
   Ran tasks = kforge_cli({"tasks", "--help"});
   CHECK(tasks.code == 0);
-  CHECK(tasks.out.rfind("usage: kforge tasks [options]\n\ntasks, filtered by campaign, state, op or verdict\n", 0) == 0);
+  CHECK(tasks.out.rfind(
+            "usage: kforge tasks [options]\n\ntasks, filtered by campaign, state, op or verdict\n",
+            0) == 0);
   CHECK(tasks.out.find("--verdict VALUE") != std::string::npos);
   CHECK(tasks.out.find("--json ") != std::string::npos);
   CHECK(tasks.out.find("0: no limit (default 20)") != std::string::npos);
@@ -134,7 +145,8 @@ TEST_CASE("--help lists the commands, and each command's flags with what they ta
   CHECK(coordinator->exit_code == 0);
   CHECK(coordinator->stdout_data.rfind("usage: kforge-coordinator [options]\n", 0) == 0);
   CHECK(coordinator->stdout_data.find("--listen VALUE") != std::string::npos);
-  CHECK(coordinator->stdout_data.find("ZeroMQ endpoint for agents (default tcp://127.0.0.1:7700)") != std::string::npos);
+  CHECK(coordinator->stdout_data.find(
+            "ZeroMQ endpoint for agents (default tcp://127.0.0.1:7700)") != std::string::npos);
 }
 
 // (One coordinator for both: each costs a kforge run.)

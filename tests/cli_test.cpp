@@ -254,7 +254,8 @@ TEST_CASE("mistakes say what to do, with the documented exit codes") {
   CHECK(bad_flag.err == "kforge status: unknown flag '--colour'; run `kforge status --help` for the list\n");
   for (auto [format, message] : {std::pair{std::vector<std::string>{"--format", "xml"}, "expected table, json or csv"},
                                  {{"--json", "--format", "csv"}, "give one of --format, --json and --csv"}}) {
-    for (const char* command : {"tasks", "results", "jobs", "agents", "status", "cluster", "alerts"}) {
+    for (const char* command :
+         {"tasks", "results", "jobs", "agents", "status", "cluster", "alerts"}) {
       std::vector<std::string> args = {command, "--coordinator", "127.0.0.1:1"};
       args.insert(args.end(), format.begin(), format.end());
       Ran r = kforge_cli(args);
@@ -344,7 +345,8 @@ void drain_cluster_and_formats(Served& s) {
   CHECK(json::parse(s.over_http({"agents", "--json"}).out)[0]["drain_reason"] == "");
 
   // --format json is --json, --format csv is --csv, on every listing.
-  for (const char* command : {"tasks", "results", "jobs", "agents", "status", "cluster", "alerts"}) {
+  for (const char* command :
+       {"tasks", "results", "jobs", "agents", "status", "cluster", "alerts"}) {
     CAPTURE(command);
     // The alerts may change between two calls (the agent may be found lost): compared by header.
     const bool is_alerts = std::string(command) == "alerts";
