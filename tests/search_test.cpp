@@ -400,3 +400,21 @@ TEST_CASE("max_llm_calls bounds a best_of_n task's LLM calls, all chains togethe
   CHECK(r.reason.find("max_llm_calls (2) used up") != std::string::npos);
   CHECK(run.llm.request_count() <= 2);
 }
+
+TEST_CASE("an LLM answer that comes after the Conductor is gone reaches nothing") {
+  // At the end of a process the Conductor goes before the LLM client, whose destructor answers
+  // the questions still in flight ("llm client stopped") on its thread: that answer must not
+  // reach the loop through the Conductor that asked (an intermittent SIGSEGV at the end of
+  // the target_speedup case, whose withdrawn chains leave questions in flight).
+  SearchRun run;
+  run.llm.push(FakeBehaviour::slow(600'000));  // never answered while the test runs
+  run.submit(1, "", 2);
+  REQUIRE(run.conductor->resume_all().ok());
+  run.loop->turn();  // the question is sent once its pending row is committed
+  REQUIRE(wait_until([&] { return run.llm.request_count() == 1; }, 30s));
+  REQUIRE(run.client->in_flight() == 1);
+  REQUIRE(!run.loop->has_posted());
+  run.conductor.reset();
+  run.client.reset();  // answers the question in flight
+  CHECK(!run.loop->has_posted());
+}

@@ -93,6 +93,34 @@ LlmCallRow answered_call(LlmCallRow call, const LlmResponse& response) {
 // Answers are committed on the LLM client's thread the moment they arrive, through a store
 // connection of its own (SQLite serialises it with the loop's turns), so that a kill between
 // arrival and the turn that uses the answer does not lose it.
+// An LLM answer comes on the client's thread, possibly after the Conductor (and the loop it
+// owns) is gone: at the end of a process the Conductor goes first and the client's destructor
+// answers the questions in flight. post() reaches the loop only while the Conductor lives,
+// and the work it posts runs only if the Conductor still lives when the loop turns.
+class Conductor::Mailbox : public std::enable_shared_from_this<Mailbox> {
+ public:
+  explicit Mailbox(ConductorLoop& loop) : loop_(&loop) {}
+  void post(std::function<void()> fn) {
+    std::lock_guard lock(mu_);
+    if (loop_ == nullptr) return;
+    loop_->post([self = shared_from_this(), fn = std::move(fn)] {
+      if (self->open()) fn();
+    });
+  }
+  void close() {
+    std::lock_guard lock(mu_);
+    loop_ = nullptr;
+  }
+
+ private:
+  bool open() {
+    std::lock_guard lock(mu_);
+    return loop_ != nullptr;
+  }
+  std::mutex mu_;
+  ConductorLoop* loop_;  // null once closed
+};
+
 struct Conductor::AnswerLog {
   explicit AnswerLog(std::filesystem::path db) : path(std::move(db)) {}
   Status record(const LlmCallRow& call) {
@@ -200,13 +228,16 @@ Conductor::Conductor(std::unique_ptr<ConductorLoop> own_loop, ConductorLoop* loo
       llm_(llm),
       prompts_(std::move(prompts)),
       options_(std::move(options)),
-      answers_(std::make_shared<AnswerLog>(loop_.store_path())) {
+      answers_(std::make_shared<AnswerLog>(loop_.store_path())),
+      mailbox_(std::make_shared<Mailbox>(loop_)) {
   loop_.add_result_listener([this](const JobRow& job, const proto::JobResult& result) {
     if (!job.task_id) return;
     guarded(*job.task_id, [&] { on_job_result(job, result); });
   });
   loop_.add_reload_listener([this] { reload(); });
 }
+
+Conductor::~Conductor() { mailbox_->close(); }
 
 void Conductor::reload() {
   // Actions in flight are forgotten (a job's result, when it comes, is stored and not used;
@@ -626,15 +657,15 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
       return;
     }
     in_flight_[call.request_key] = Asked{task_id, sample, token};
-    llm_->submit(request, [this, answers = answers_, task_id, sample, token, role, role_kind, request,
-                           call](LlmResponse response) {
+    llm_->submit(request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token, role,
+                           role_kind, request, call](LlmResponse response) {
       if (response.ok) {
         // On failure the loop stores it with its turn (on_llm).
         if (Status st = answers->record(answered_call(call, response)); !st.ok()) {
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
-      loop_.post([this, task_id, sample, token, role_kind, request, response, key = call.request_key] {
+      mailbox->post([this, task_id, sample, token, role_kind, request, response, key = call.request_key] {
         // To the task's latest start; a turn replayed after a no-space alarm finds the entry
         // gone and still stores the answer (on_llm), for the next start to find.
         Asked to{task_id, sample, token};

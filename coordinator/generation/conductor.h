@@ -101,6 +101,11 @@ class Conductor {
   Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts, ConductorOptions options);
   // REQUIRES: `loop` outlives the Conductor.
   Conductor(ConductorLoop& loop, LlmClient* llm, PromptLibrary prompts, ConductorOptions options);
+  // Closes the way back for LLM answers still in flight: one that arrives later is dropped
+  // (its pending row has the task's next start ask again, or find the answer stored).
+  ~Conductor();
+  Conductor(const Conductor&) = delete;
+  Conductor& operator=(const Conductor&) = delete;
 
   // --- loop thread ---
   // Starts (or resumes) a task; a finished task is left alone.
@@ -156,6 +161,7 @@ class Conductor {
   };
 
   struct AnswerLog;  // the LLM thread's connection: answers committed when they arrive
+  class Mailbox;    // the LLM thread's way to the loop, closed when the Conductor goes
 
   // `loop` when not null, else `own_loop`.
   Conductor(std::unique_ptr<ConductorLoop> own_loop, ConductorLoop* loop, LlmClient* llm,
@@ -221,6 +227,7 @@ class Conductor {
   bool reloading_ = false;  // between reload() and its resume_all(): no task starts
   LlmStats llm_stats_;
   std::shared_ptr<AnswerLog> answers_;  // shared with callbacks that may outlive a turn
+  std::shared_ptr<Mailbox> mailbox_;    // likewise; they may outlive the Conductor too
   Status failed_;                       // the first store error of the guarded event
   std::unordered_map<int64_t, int> store_errors_;  // by task, until it finishes
   int64_t store_errors_total_ = 0;
