@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -878,4 +879,72 @@ TEST_CASE_FIXTURE(StoreFixture,
   REQUIRE_MESSAGE(b.ok(), b.status().to_string());
   CHECK(s().get_task(*b).value().spec.task_desc == task_file(2, "float32"));
   CHECK(raw_query(db_path, "SELECT COUNT(*) FROM blobs") == std::vector<std::string>{"1"});
+}
+
+// Issue 21: the counts are kept by triggers (migration 0013), not counted from the tasks;
+// they must say what a count of the rows says after every kind of change, a rolled-back
+// batch included.
+TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, campaign cancels and a rollback") {
+  int64_t a = campaign();
+  Result<int64_t> other = s().create_campaign("other", "[campaign]\n", "hash-other");
+  REQUIRE(other.ok());
+  int64_t b = *other;
+  std::vector<int64_t> ta;
+  for (int i = 0; i < 4; ++i) ta.push_back(task(a, "a" + std::to_string(i)));
+  int64_t tb = task(b, "b0");
+  REQUIRE(s().set_task_state(ta[0], TaskState::passed, Outcome::passed, "passed").ok());
+  REQUIRE(s().set_task_state(ta[1], TaskState::running).ok());
+  using Counts = std::map<std::string, int64_t>;
+  auto counted = [&](int64_t campaign_id) {  // what the rows say
+    std::string where = campaign_id == 0 ? "" : " WHERE campaign_id = " + std::to_string(campaign_id);
+    Counts out;
+    for (const std::string& row :
+         raw_query(db_path, "SELECT state || '=' || COUNT(*) FROM tasks" + where + " GROUP BY state")) {
+      out[row.substr(0, row.find('='))] = std::stoll(row.substr(row.find('=') + 1));
+    }
+    return out;
+  };
+  auto check_counts = [&] {
+    for (int64_t id : {int64_t{0}, a, b}) {
+      auto kept = s().task_counts(id);
+      REQUIRE(kept.ok());
+      CHECK(*kept == counted(id));
+    }
+  };
+  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"pending", 2}, {"running", 1}});
+  check_counts();
+
+  // A campaign's cancel changes its unfinished tasks only, and says how many.
+  auto cancelled = s().cancel_campaign_tasks(a, "cancelled by operator");
+  REQUIRE(cancelled.ok());
+  CHECK(*cancelled == 3);
+  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"cancelled", 3}});
+  CHECK(*s().task_counts(b) == Counts{{"pending", 1}});
+  TaskRow t1 = *s().get_task(ta[1]);
+  CHECK(t1.state == TaskState::cancelled);
+  CHECK(t1.verdict == Outcome::cancelled);
+  CHECK(t1.reason == "cancelled by operator");
+  CHECK(*s().any_cancelled_with(a, "cancelled by operator"));
+  CHECK_FALSE(*s().any_cancelled_with(b, "cancelled by operator"));
+  check_counts();
+
+  // A rolled-back batch leaves the counts as the rows are.
+  REQUIRE(s().begin().ok());
+  (void)task(b, "b1");
+  REQUIRE(s().set_task_state(tb, TaskState::failed, Outcome::crashed, "crashed").ok());
+  s().rollback();
+  CHECK(*s().task_counts(b) == Counts{{"pending", 1}});
+  check_counts();
+
+  // Resume: the cancelled tasks are pending again, without verdict or reason.
+  auto resumed = s().resume_campaign_tasks(a);
+  REQUIRE(resumed.ok());
+  CHECK(*resumed == 3);
+  t1 = *s().get_task(ta[1]);
+  CHECK(t1.state == TaskState::pending);
+  CHECK_FALSE(t1.verdict.has_value());
+  CHECK(t1.reason.empty());
+  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"pending", 3}});
+  CHECK(*s().task_counts(0) == Counts{{"passed", 1}, {"pending", 4}});
+  check_counts();
 }

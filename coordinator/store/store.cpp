@@ -56,6 +56,9 @@ struct Statements {
   sqlite3_stmt* insert_task = nullptr;
   sqlite3_stmt* get_task = nullptr;
   sqlite3_stmt* set_task_state = nullptr;
+  sqlite3_stmt* cancel_campaign_tasks = nullptr;
+  sqlite3_stmt* resume_campaign_tasks = nullptr;
+  sqlite3_stmt* any_cancelled_with = nullptr;
   sqlite3_stmt* insert_step = nullptr;
   sqlite3_stmt* add_steps_used = nullptr;
   sqlite3_stmt* steps_of = nullptr;
@@ -179,6 +182,15 @@ const SqlDef kSql[] = {
     {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " WHERE tasks.id = ?1"},
     {&Statements::set_task_state,
      "UPDATE tasks SET state = ?2, verdict = ?3, reason = ?5, updated_ms = ?4 WHERE id = ?1"},
+    // Both through tasks_by_campaign_state (campaign_id, state): only the rows they change.
+    {&Statements::cancel_campaign_tasks,
+     "UPDATE tasks SET state = 'cancelled', verdict = 'cancelled', reason = ?2, updated_ms = ?3 "
+     "WHERE campaign_id = ?1 AND state IN ('pending', 'running')"},
+    {&Statements::resume_campaign_tasks,
+     "UPDATE tasks SET state = 'pending', verdict = '', reason = '', updated_ms = ?2 "
+     "WHERE campaign_id = ?1 AND state = 'cancelled'"},
+    {&Statements::any_cancelled_with,
+     "SELECT EXISTS (SELECT 1 FROM tasks WHERE campaign_id = ?1 AND state = 'cancelled' AND reason = ?2)"},
     {&Statements::insert_step,
      "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms, sample) "
      "SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM steps WHERE task_id = ?1"},
@@ -314,7 +326,8 @@ const SqlDef kSql[] = {
      "(SELECT id FROM jobs WHERE task_id = ?3 AND state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) "
      "ORDER BY id"},
     {&Statements::task_counts,
-     "SELECT state, COUNT(*) FROM tasks WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state"},
+     "SELECT state, SUM(n) FROM campaign_task_counts WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state "
+     "HAVING SUM(n) > 0"},
     {&Statements::llm_usage_of_campaign,
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE status <> 'pending' AND "
@@ -1253,6 +1266,47 @@ Status Store::set_task_state(int64_t task_id, TaskState state, std::optional<Out
     return not_found(d.path + ": set_task_state: no task " + std::to_string(task_id));
   }
   return tx.commit();
+}
+
+namespace {
+
+// One UPDATE over a campaign's tasks (the triggers of migration 0013 keep the counts); how many rows it changed.
+Result<int64_t> update_campaign_tasks(Db& d, sqlite3_stmt* stmt, std::string_view op,
+                                      const std::function<void(Stmt&)>& bind) {
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(stmt);
+    bind(s);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t changed = sqlite3_changes64(d.db);
+  KF_RETURN_IF_ERROR(tx.commit());
+  return changed;
+}
+
+}  // namespace
+
+Result<int64_t> Store::cancel_campaign_tasks(int64_t campaign_id, const std::string& reason) {
+  Db& d = impl_->d;
+  return update_campaign_tasks(d, d.st.cancel_campaign_tasks, "cancel_campaign_tasks",
+                               [&](Stmt& s) { s.bind(1, campaign_id).text(2, reason).bind(3, d.now()); });
+}
+
+Result<int64_t> Store::resume_campaign_tasks(int64_t campaign_id) {
+  Db& d = impl_->d;
+  return update_campaign_tasks(d, d.st.resume_campaign_tasks, "resume_campaign_tasks",
+                               [&](Stmt& s) { s.bind(1, campaign_id).bind(2, d.now()); });
+}
+
+Result<bool> Store::any_cancelled_with(int64_t campaign_id, const std::string& reason) {
+  Db& d = impl_->d;
+  Stmt s(d.st.any_cancelled_with);
+  s.bind(1, campaign_id).text(2, reason);
+  int rc = s.step();
+  if (rc != SQLITE_ROW) return d.error(rc, "any_cancelled_with");
+  return s.i64(0) != 0;
 }
 
 Result<int64_t> Store::record_step(const StepRow& step) {
