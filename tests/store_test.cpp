@@ -957,3 +957,29 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
   CHECK(*s().task_counts(0) == Counts{{"passed", 1}, {"pending", 6}});
   check_counts();
 }
+
+// The migration counts the tasks a database already holds (run here on its own, whatever
+// migrations come after it).
+TEST_CASE_FIXTURE(StoreFixture, "the task counts migration counts the tasks already stored") {
+  int64_t a = campaign();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(task(a, "t" + std::to_string(i)));
+  REQUIRE(s().set_task_state(ids[0], TaskState::passed, Outcome::passed, "passed").ok());
+  store.reset();
+  const Migration* counts = nullptr;
+  for (const Migration& m : migrations()) {
+    if (std::string(m.name).find("campaign_task_counts") != std::string::npos) counts = &m;
+  }
+  REQUIRE(counts != nullptr);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+  std::string sql = "BEGIN; DROP TABLE campaign_task_counts; " + std::string(counts->sql) + "; COMMIT;";
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  std::string message = error ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, message);
+  reopen();
+  CHECK(*s().task_counts(a) == std::map<std::string, int64_t>{{"passed", 1}, {"pending", 2}});
+}
