@@ -552,9 +552,10 @@ ChildRun run_and_wait(std::vector<std::string> argv, const fs::path& log, const 
   return run;
 }
 
-// One GET on loopback (HTTP/1.1, Connection: close): the status code and the time to the
-// whole answer in ms, or {-1, ...} when it could not be had.
-std::pair<int, double> http_get(const std::string& url, const std::string& path, const std::string& token) {
+// One request on loopback (HTTP/1.1, Connection: close; a POST has an empty JSON body):
+// the status code and the time to the whole answer in ms, or {-1, ...} when it could not be had.
+std::pair<int, double> http_request(const std::string& method, const std::string& url, const std::string& path,
+                                    const std::string& token) {
   // url: http://127.0.0.1:PORT
   size_t colon = url.rfind(':');
   int port = std::atoi(url.c_str() + colon + 1);
@@ -568,8 +569,10 @@ std::pair<int, double> http_get(const std::string& url, const std::string& path,
     if (fd >= 0) ::close(fd);
     return {-1, 0};
   }
-  std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
-                        "\r\nConnection: close\r\n\r\n";
+  std::string body = method == "POST" ? "{}" : "";
+  std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
+                        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                        "\r\nConnection: close\r\n\r\n" + body;
   (void)::write(fd, request.data(), request.size());
   std::string answer;
   char buf[65536];
@@ -584,7 +587,7 @@ std::pair<int, double> http_get(const std::string& url, const std::string& path,
 double median_get_ms(const CoordinatorProcess& c, const std::string& path, const std::string& token, int reps = 5) {
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
-    auto [code, t] = http_get(c.api, path, token);
+    auto [code, t] = http_request("GET", c.api, path, token);
     if (code != 200) return -1;
     ms.push_back(t);
   }
@@ -799,6 +802,13 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   int64_t assigned = first_assign_ms(ctx, coord.endpoint, now_ms() + 60'000);
   print("restart_to_dispatch_ms", assigned < 0 ? -1 : static_cast<double>(assigned - coord.started_ms), 0);
   print("rss_after_restart_mb", rss_mb(coord.pid));
+  // What kforge submit polls every second while it stores (every campaign with its counts),
+  // and a cancel and a resume of the whole campaign, each answered once the Conductor acted.
+  print("campaigns_listing_ms", median_get_ms(coord, "/api/v1/campaigns", token), 2);
+  for (const char* action : {"cancel", "resume"}) {
+    auto [code, ms] = http_request("POST", coord.api, "/api/v1/campaigns/1/" + std::string(action), token);
+    print(("campaign_" + std::string(action) + "_ms").c_str(), code == 200 ? ms : -1, 0);
+  }
   std::fflush(stdout);
   return finish();
 }

@@ -589,6 +589,33 @@ json verify_only_campaign() {
 
 }  // namespace
 
+// Issue 21: a campaign's cancel is one UPDATE over its unfinished tasks (no task row read);
+// the Conductor still sees it before the answer: the job is withdrawn, and a resume queues it.
+TEST_CASE("cancelling a running campaign withdraws its tasks' jobs; resuming it queues them again") {
+  ServerFixture f;
+  json created = f.post("/api/v1/campaigns", verify_only_campaign(), 201);
+  const std::string path = "/api/v1/campaigns/" + std::to_string(created["id"].get<int64_t>());
+  int64_t task = f.get("/api/v1/tasks?campaign=" + std::to_string(created["id"].get<int64_t>()))[0]["task"];
+  REQUIRE(wait_until([&] { return f.job_states(task) == std::vector<std::string>{"queued"}; }, 10s));
+
+  json cancelled = f.post(path + "/cancel");
+  CHECK(cancelled["state"] == "cancelled");
+  CHECK(cancelled["tasks"]["cancelled"] == 1);
+  CHECK(cancelled["tasks"]["running"] == 0);
+  json t = f.get("/api/v1/tasks/" + std::to_string(task));
+  CHECK(t["state"] == "cancelled");
+  CHECK(t["verdict"] == "cancelled");
+  CHECK(t["reason"] == "cancelled by operator");
+  CHECK(f.job_states(task) == std::vector<std::string>{"cancelled"});
+  CHECK(f.cluster.coordinator().call([](Coordinator& c) { return c.pool().queued(); }) == 0);
+
+  json resumed = f.post(path + "/resume");
+  CHECK(resumed["state"] == "running");
+  CHECK(resumed["tasks"]["cancelled"] == 0);
+  CHECK(resumed["tasks"]["total"] == 1);
+  CHECK(f.job_states(task) == std::vector<std::string>{"cancelled", "queued"});
+}
+
 TEST_CASE("the API serves a running coordinator: a submitted campaign starts, cancel withdraws its job, resume queues it again") {
   ServerFixture f;
   json created = f.post("/api/v1/campaigns", verify_only_campaign(), 201);

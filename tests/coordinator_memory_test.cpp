@@ -124,6 +124,9 @@ TEST_CASE_FIXTURE(LoopFixture, "restarting agents leave per-agent state bounded 
   f = footprint();
   CHECK(f.superseded == 0);
   CHECK(f.superseded_order == 0);
+  // The timer queue holds one entry per live agent once the stale ones (an entry per Hello)
+  // have come up.
+  CHECK(f.agent_timers == f.agents);
 
   // Every agent says goodbye: nothing keyed by agent or routing id is left.
   for (auto& s : current) {

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -878,4 +879,107 @@ TEST_CASE_FIXTURE(StoreFixture,
   REQUIRE_MESSAGE(b.ok(), b.status().to_string());
   CHECK(s().get_task(*b).value().spec.task_desc == task_file(2, "float32"));
   CHECK(raw_query(db_path, "SELECT COUNT(*) FROM blobs") == std::vector<std::string>{"1"});
+}
+
+// Issue 21: the counts are kept with every write of a task's state (migration 0013), not
+// counted from the tasks; they must say what a count of the rows says after every kind of
+// change, a rolled-back batch and a refused batch of tasks included.
+TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, campaign cancels and a rollback") {
+  int64_t a = campaign();
+  Result<int64_t> other = s().create_campaign("other", "[campaign]\n", "hash-other");
+  REQUIRE(other.ok());
+  int64_t b = *other;
+  std::vector<int64_t> ta;
+  for (int i = 0; i < 4; ++i) ta.push_back(task(a, "a" + std::to_string(i)));
+  int64_t tb = task(b, "b0");
+  // A batch (as a submission stores them) is counted once it is stored, and not at all when refused.
+  auto batch = [&](std::vector<std::string> ids) {
+    return s().create_tasks(a, [&](const std::function<Status(const TaskSpec&)>& add) {
+      for (const auto& id : ids) KF_RETURN_IF_ERROR(add(test::task_spec("relu", id)));
+      return Status();
+    });
+  };
+  REQUIRE(batch({"a4", "a5"}).ok());
+  CHECK(batch({"a6", "a4"}).code() == Code::already_exists);  // a4 again: nothing of it stored
+  REQUIRE(s().set_task_state(ta[0], TaskState::passed, Outcome::passed, "passed").ok());
+  REQUIRE(s().set_task_state(ta[1], TaskState::running).ok());
+  using Counts = std::map<std::string, int64_t>;
+  auto counted = [&](int64_t campaign_id) {  // what the rows say
+    std::string where = campaign_id == 0 ? "" : " WHERE campaign_id = " + std::to_string(campaign_id);
+    Counts out;
+    for (const std::string& row :
+         raw_query(db_path, "SELECT state || '=' || COUNT(*) FROM tasks" + where + " GROUP BY state")) {
+      out[row.substr(0, row.find('='))] = std::stoll(row.substr(row.find('=') + 1));
+    }
+    return out;
+  };
+  auto check_counts = [&] {
+    for (int64_t id : {int64_t{0}, a, b}) {
+      auto kept = s().task_counts(id);
+      REQUIRE(kept.ok());
+      CHECK(*kept == counted(id));
+    }
+  };
+  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"pending", 4}, {"running", 1}});
+  check_counts();
+
+  // A campaign's cancel changes its unfinished tasks only, and says how many.
+  auto cancelled = s().cancel_campaign_tasks(a, "cancelled by operator");
+  REQUIRE(cancelled.ok());
+  CHECK(*cancelled == 5);
+  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"cancelled", 5}});
+  CHECK(*s().task_counts(b) == Counts{{"pending", 1}});
+  TaskRow t1 = *s().get_task(ta[1]);
+  CHECK(t1.state == TaskState::cancelled);
+  CHECK(t1.verdict == Outcome::cancelled);
+  CHECK(t1.reason == "cancelled by operator");
+  CHECK(*s().any_cancelled_with(a, "cancelled by operator"));
+  CHECK_FALSE(*s().any_cancelled_with(b, "cancelled by operator"));
+  check_counts();
+
+  // A rolled-back batch leaves the counts as the rows are.
+  REQUIRE(s().begin().ok());
+  (void)task(b, "b1");
+  REQUIRE(s().set_task_state(tb, TaskState::failed, Outcome::crashed, "crashed").ok());
+  s().rollback();
+  CHECK(*s().task_counts(b) == Counts{{"pending", 1}});
+  check_counts();
+
+  // Resume: the cancelled tasks are pending again, without verdict or reason.
+  auto resumed = s().resume_campaign_tasks(a);
+  REQUIRE(resumed.ok());
+  CHECK(*resumed == 5);
+  t1 = *s().get_task(ta[1]);
+  CHECK(t1.state == TaskState::pending);
+  CHECK_FALSE(t1.verdict.has_value());
+  CHECK(t1.reason.empty());
+  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"pending", 5}});
+  CHECK(*s().task_counts(0) == Counts{{"passed", 1}, {"pending", 6}});
+  check_counts();
+}
+
+// The migration counts the tasks a database already holds (run here on its own, whatever
+// migrations come after it).
+TEST_CASE_FIXTURE(StoreFixture, "the task counts migration counts the tasks already stored") {
+  int64_t a = campaign();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(task(a, "t" + std::to_string(i)));
+  REQUIRE(s().set_task_state(ids[0], TaskState::passed, Outcome::passed, "passed").ok());
+  store.reset();
+  const Migration* counts = nullptr;
+  for (const Migration& m : migrations()) {
+    if (std::string(m.name).find("campaign_task_counts") != std::string::npos) counts = &m;
+  }
+  REQUIRE(counts != nullptr);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+  std::string sql = "BEGIN; DROP TABLE campaign_task_counts; " + std::string(counts->sql) + "; COMMIT;";
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  std::string message = error ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, message);
+  reopen();
+  CHECK(*s().task_counts(a) == std::map<std::string, int64_t>{{"passed", 1}, {"pending", 2}});
 }

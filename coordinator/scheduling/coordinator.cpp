@@ -308,6 +308,7 @@ Status Coordinator::turn(bool timers_due) {
 
 void Coordinator::unload() {
   agents_.clear();
+  agent_timers_ = {};
   routing_.clear();
   superseded_.clear();
   superseded_order_.clear();
@@ -819,6 +820,7 @@ void Coordinator::on_hello(const std::string& routing_id, const std::string& key
   agent.last_recv_ms = clock_.now_ms();
   agent.last_touch_ms = agent.last_recv_ms;  // upsert_agent stored last_seen_ms
   agent.drained = drained;
+  schedule_timer(agent, agent.last_recv_ms + static_cast<int64_t>(options_.heartbeat_ms));  // after the Welcome
   routing_[routing_id] = id;
   spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}{}", id,
                hello.host, hello.incarnation, hello.devices.size(), hello.running.size(),
@@ -939,7 +941,13 @@ void Coordinator::trim_heap(int64_t now) {
 Coordinator::Footprint Coordinator::footprint() const {
   return Footprint{agents_.size(),          routing_.size(),  superseded_.size(),
                    superseded_order_.size(), leases_.size(),   leases_by_agent_.size(),
-                   peer_log_.keys()};
+                   peer_log_.keys(),          agent_timers_.size()};
+}
+
+void Coordinator::schedule_timer(Agent& agent, int64_t next_send_ms) {
+  int64_t silence = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
+  agent.timer_due_ms = std::min(next_send_ms, agent.last_recv_ms + silence + 1);
+  agent_timers_.emplace(agent.timer_due_ms, agent.id);
 }
 
 void Coordinator::timers() {
@@ -948,13 +956,24 @@ void Coordinator::timers() {
   forget_superseded(now);
   trim_heap(now);
   int64_t silence = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
+  const auto heartbeat = static_cast<int64_t>(options_.heartbeat_ms);
   std::vector<std::string> lost;
-  for (auto& [id, agent] : agents_) {
+  while (!agent_timers_.empty() && agent_timers_.top().first <= now) {
+    auto [due, id] = agent_timers_.top();
+    agent_timers_.pop();
+    auto it = agents_.find(id);
+    if (it == agents_.end() || it->second.timer_due_ms != due) continue;  // gone or rescheduled
+    Agent& agent = it->second;
     if (now - agent.last_recv_ms > silence) {
       lost.push_back(id);
-    } else if (now - agent.last_send_ms >= options_.heartbeat_ms) {
-      send(id, agent.routing_id, proto::Heartbeat{});
+      continue;
     }
+    int64_t next_send_ms = agent.last_send_ms + heartbeat;
+    if (now >= next_send_ms) {
+      send(id, agent.routing_id, proto::Heartbeat{});  // last_send_ms is set when it leaves
+      next_send_ms = now + heartbeat;
+    }
+    schedule_timer(agent, next_send_ms);
   }
   for (const auto& id : lost) lose_agent(id, "lost");
   if (now >= next_adopt_ms_) {

@@ -56,6 +56,12 @@ struct Statements {
   sqlite3_stmt* insert_task = nullptr;
   sqlite3_stmt* get_task = nullptr;
   sqlite3_stmt* set_task_state = nullptr;
+  sqlite3_stmt* task_state_of = nullptr;
+  sqlite3_stmt* add_task_count = nullptr;
+  sqlite3_stmt* clear_task_counts = nullptr;
+  sqlite3_stmt* cancel_campaign_tasks = nullptr;
+  sqlite3_stmt* resume_campaign_tasks = nullptr;
+  sqlite3_stmt* any_cancelled_with = nullptr;
   sqlite3_stmt* insert_step = nullptr;
   sqlite3_stmt* add_steps_used = nullptr;
   sqlite3_stmt* steps_of = nullptr;
@@ -179,6 +185,22 @@ const SqlDef kSql[] = {
     {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " WHERE tasks.id = ?1"},
     {&Statements::set_task_state,
      "UPDATE tasks SET state = ?2, verdict = ?3, reason = ?5, updated_ms = ?4 WHERE id = ?1"},
+    // The counts by campaign and state (migration 0013), kept with every write of tasks.state.
+    {&Statements::task_state_of, "SELECT campaign_id, state FROM tasks WHERE id = ?1"},
+    {&Statements::add_task_count,
+     "INSERT INTO campaign_task_counts(campaign_id, state, n) VALUES (?1, ?2, ?3) "
+     "ON CONFLICT(campaign_id, state) DO UPDATE SET n = n + excluded.n"},
+    {&Statements::clear_task_counts,
+     "UPDATE campaign_task_counts SET n = 0 WHERE campaign_id = ?1 AND state IN (?2, ?3)"},
+    // Both through tasks_by_campaign_state (campaign_id, state): only the rows they change.
+    {&Statements::cancel_campaign_tasks,
+     "UPDATE tasks SET state = 'cancelled', verdict = 'cancelled', reason = ?2, updated_ms = ?3 "
+     "WHERE campaign_id = ?1 AND state IN ('pending', 'running')"},
+    {&Statements::resume_campaign_tasks,
+     "UPDATE tasks SET state = 'pending', verdict = '', reason = '', updated_ms = ?2 "
+     "WHERE campaign_id = ?1 AND state = 'cancelled'"},
+    {&Statements::any_cancelled_with,
+     "SELECT EXISTS (SELECT 1 FROM tasks WHERE campaign_id = ?1 AND state = 'cancelled' AND reason = ?2)"},
     {&Statements::insert_step,
      "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms, sample) "
      "SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM steps WHERE task_id = ?1"},
@@ -314,7 +336,8 @@ const SqlDef kSql[] = {
      "(SELECT id FROM jobs WHERE task_id = ?3 AND state = ?4 AND id > ?5 ORDER BY id LIMIT ?1 OFFSET ?2) "
      "ORDER BY id"},
     {&Statements::task_counts,
-     "SELECT state, COUNT(*) FROM tasks WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state"},
+     "SELECT state, SUM(n) FROM campaign_task_counts WHERE ?1 = 0 OR campaign_id = ?1 GROUP BY state "
+     "HAVING SUM(n) > 0"},
     {&Statements::llm_usage_of_campaign,
      "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
      "COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE status <> 'pending' AND "
@@ -1165,7 +1188,16 @@ Result<int64_t> Store::create_campaign(const std::string& name, const std::strin
 
 namespace {
 
-// Inserts one task row and its texts' blobs. REQUIRES: a transaction or savepoint open.
+// Adds `delta` to the count of the campaign's tasks in `state` (campaign_task_counts).
+Status add_task_count(Db& d, int64_t campaign_id, std::string_view state, int64_t delta, std::string_view op) {
+  Stmt s(d.st.add_task_count);
+  s.bind(1, campaign_id).text_copy(2, std::string(state)).bind(3, delta);
+  int rc = s.step();
+  return rc == SQLITE_DONE ? Status() : d.error(rc, op);
+}
+
+// Inserts one task row and its texts' blobs; the caller counts it (add_task_count, pending).
+// REQUIRES: a transaction or savepoint open.
 Result<int64_t> insert_task(Db& d, int64_t campaign_id, const TaskSpec& spec, std::string_view op) {
   auto desc = d.blobs.put(d, BlobWriter::kTaskDesc, spec.task_desc, op);
   if (!desc.ok()) return desc.status();
@@ -1207,6 +1239,7 @@ Result<int64_t> Store::create_task(int64_t campaign_id, const TaskSpec& spec) {
   KF_RETURN_IF_ERROR(tx.status());
   Result<int64_t> id = insert_task(d, campaign_id, spec, op);
   if (!id.ok()) return id.status();
+  KF_RETURN_IF_ERROR(add_task_count(d, campaign_id, "pending", 1, op));
   KF_RETURN_IF_ERROR(tx.commit());
   return id;
 }
@@ -1216,7 +1249,13 @@ Status Store::create_tasks(int64_t campaign_id, const TaskFeed& feed) {
   Db& d = impl_->d;
   Tx tx(d, op, true);  // one savepoint for all of them (see store.h)
   KF_RETURN_IF_ERROR(tx.status());
-  Status st = feed([&](const TaskSpec& spec) { return insert_task(d, campaign_id, spec, op).status(); });
+  int64_t inserted = 0;
+  Status st = feed([&](const TaskSpec& spec) {
+    Result<int64_t> id = insert_task(d, campaign_id, spec, op);
+    inserted += id.ok() ? 1 : 0;
+    return id.status();
+  });
+  if (st.ok()) st = add_task_count(d, campaign_id, "pending", inserted, op);  // once per batch
   if (st.ok()) st = tx.commit();
   if (!st.ok()) impl_->unbroken.clear();  // ~Tx undid its writes: ids may be reused
   return st;
@@ -1237,22 +1276,87 @@ Status Store::set_task_state(int64_t task_id, TaskState state, std::optional<Out
                              const std::string& reason) {
   constexpr std::string_view op = "set_task_state";
   Db& d = impl_->d;
-  Tx tx(d, op, false);
+  Tx tx(d, op, true);  // the row and its campaign's counts
   KF_RETURN_IF_ERROR(tx.status());
+  int64_t campaign_id = 0;
+  std::string was;
+  {
+    Stmt s(d.st.task_state_of);
+    s.bind(1, task_id);
+    int rc = s.step();
+    if (rc == SQLITE_DONE) return not_found(d.path + ": set_task_state: no task " + std::to_string(task_id));
+    if (rc != SQLITE_ROW) return d.error(rc, op);
+    campaign_id = s.i64(0);
+    was = s.str(1);
+  }
+  const std::string_view now_state = to_string(state);
   {
     Stmt s(d.st.set_task_state);
     s.bind(1, task_id)
-        .text(2, to_string(state).data())
+        .text(2, now_state.data())
         .text(3, verdict ? to_string(*verdict).data() : "")
         .bind(4, d.now())
         .text(5, reason);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
-  if (sqlite3_changes(d.db) != 1) {
-    return not_found(d.path + ": set_task_state: no task " + std::to_string(task_id));
+  if (was != now_state) {
+    KF_RETURN_IF_ERROR(add_task_count(d, campaign_id, was, -1, op));
+    KF_RETURN_IF_ERROR(add_task_count(d, campaign_id, now_state, 1, op));
   }
   return tx.commit();
+}
+
+namespace {
+
+// One UPDATE moving a campaign's tasks in states `from` (two) to state `to`, and the counts
+// with them: `from` had exactly the rows it changed, none is left. Returns how many.
+Result<int64_t> move_campaign_tasks(Db& d, sqlite3_stmt* update, std::string_view op, int64_t campaign_id,
+                                    std::string_view to, std::string_view from1, std::string_view from2,
+                                    const std::function<void(Stmt&)>& bind) {
+  Tx tx(d, op, true);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(update);
+    bind(s);
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  int64_t moved = sqlite3_changes64(d.db);
+  {
+    Stmt s(d.st.clear_task_counts);
+    s.bind(1, campaign_id).text_copy(2, std::string(from1)).text_copy(3, std::string(from2));
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  KF_RETURN_IF_ERROR(add_task_count(d, campaign_id, to, moved, op));
+  KF_RETURN_IF_ERROR(tx.commit());
+  return moved;
+}
+
+}  // namespace
+
+Result<int64_t> Store::cancel_campaign_tasks(int64_t campaign_id, const std::string& reason) {
+  Db& d = impl_->d;
+  return move_campaign_tasks(d, d.st.cancel_campaign_tasks, "cancel_campaign_tasks", campaign_id, "cancelled",
+                             "pending", "running",
+                             [&](Stmt& s) { s.bind(1, campaign_id).text(2, reason).bind(3, d.now()); });
+}
+
+Result<int64_t> Store::resume_campaign_tasks(int64_t campaign_id) {
+  Db& d = impl_->d;
+  return move_campaign_tasks(d, d.st.resume_campaign_tasks, "resume_campaign_tasks", campaign_id, "pending",
+                             "cancelled", "cancelled",
+                             [&](Stmt& s) { s.bind(1, campaign_id).bind(2, d.now()); });
+}
+
+Result<bool> Store::any_cancelled_with(int64_t campaign_id, const std::string& reason) {
+  Db& d = impl_->d;
+  Stmt s(d.st.any_cancelled_with);
+  s.bind(1, campaign_id).text(2, reason);
+  int rc = s.step();
+  if (rc != SQLITE_ROW) return d.error(rc, "any_cancelled_with");
+  return s.i64(0) != 0;
 }
 
 Result<int64_t> Store::record_step(const StepRow& step) {

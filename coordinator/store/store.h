@@ -338,7 +338,8 @@ class Store {
   // The same calls per role, by role name (roles without calls are absent).
   Result<std::vector<RoleUsage>> llm_usage_by_role(int64_t campaign_id);
   // Tasks by state (pending, running, ...: states without tasks are absent) of a campaign;
-  // campaign_id 0: of every campaign.
+  // campaign_id 0: of every campaign. Read from counts the store keeps (campaign_task_counts,
+  // migration 0013): a few rows, whatever the number of tasks.
   Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
   // Many tasks as one unit: `feed` calls the function it is given once per task, in order,
@@ -352,6 +353,13 @@ class Store {
   // A finished task has its verdict and reason; pending and running ones have none.
   Status set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict = std::nullopt,
                         const std::string& reason = "");
+  // A campaign's unfinished (pending or running) tasks become cancelled with `reason`, in one
+  // UPDATE through the index by campaign and state: no task row is read. Returns how many.
+  Result<int64_t> cancel_campaign_tasks(int64_t campaign_id, const std::string& reason);
+  // A campaign's cancelled tasks become pending again (verdict and reason cleared). Returns how many.
+  Result<int64_t> resume_campaign_tasks(int64_t campaign_id);
+  // Whether any task of the campaign is cancelled with exactly `reason`.
+  Result<bool> any_cancelled_with(int64_t campaign_id, const std::string& reason);
   // Appends a step (seq = last + 1, created_ms = now; step.id, seq and created_ms are
   // ignored); a counted step increments the task's steps_used.
   Result<int64_t> record_step(const StepRow& step);
