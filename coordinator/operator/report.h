@@ -4,6 +4,7 @@
 // docs/reports.md; the metrics follow KernelBench (fast_p, geometric-mean speedup).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -18,6 +19,8 @@ inline constexpr int kReportVersion = 1;
 // Speedups above this are listed as suspicious (KernelBench's threshold; the harness's
 // default suspicious_speedup). A speedup the harness itself flagged is listed too.
 inline constexpr double kSuspiciousSpeedup = 10.0;
+// The p of the fast_p rates the report gives (fast_0 is correctness alone).
+inline constexpr std::array<double, 4> kFastP = {0, 1, 1.5, 2};
 
 // The report document of campaign `campaign_id` (docs/reports.md): the campaign, task
 // counts, fast_0/fast_1/fast_2 over all tasks and over profiled tasks (with their
