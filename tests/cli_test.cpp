@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/process.h"
+#include "common/vocabulary.h"
+#include "coordinator/store/store.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/child.h"
 
 using namespace kforge;
@@ -169,6 +172,82 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   Ran again = s.over_http({"export", "1", "--out", out.string()});
   CHECK(again.code == 1);
   CHECK(again.err.find("--force") != std::string::npos);
+}
+
+TEST_CASE("export writes each task's winner: its fastest passing candidate, not its last step, whatever its state") {
+  TempDir dir;
+  const std::filesystem::path data = dir / "data";
+  std::filesystem::create_directories(data);
+  {
+    auto opened = Store::open(data / "kforge.db");
+    REQUIRE(opened.ok());
+    Store& store = **opened;
+    const int64_t campaign =
+        store.create_campaign("search", "", "hash-1", "default", "kforge", R"({"strategy":"best_of_n","samples":2})").value();
+    // Each coder step's code names itself; a verifier step judges the chain's last code.
+    auto step = [&](int64_t task, Role role, int64_t sample, const std::string& text, const std::string& verdict = "",
+                    double speedup = 0) {
+      StepRow r;
+      r.task_id = task;
+      r.role = role;
+      r.sample = sample;
+      r.input = "prompt";
+      r.output = role == Role::coder ? "```python\nclass ModelNew:  # " + text + "\n    pass\n```" : text;
+      if (role == Role::verifier) {
+        json doc = {{"verdict", verdict}};
+        if (speedup > 0) doc["profile"] = {{"speedup", speedup}};
+        r.output = doc.dump();
+        r.verdict = parse_enum<Outcome>(verdict);
+      }
+      REQUIRE(store.record_step(r).ok());
+    };
+    TaskSpec spec = test::task_spec("relu", "N=1");
+    spec.task_type = "profile";
+    // Two chains pass; the later one (the last step) is slower.
+    const int64_t two = store.create_task(campaign, spec).value();
+    step(two, Role::coder, 0, "chain 0, 2.0x");
+    step(two, Role::verifier, 0, "", "passed", 2.0);
+    step(two, Role::coder, 1, "chain 1, 1.2x");
+    step(two, Role::verifier, 1, "", "passed", 1.2);
+    REQUIRE(store.set_task_state(two, TaskState::passed, Outcome::passed, "passed").ok());
+    // A chain that improves, then regresses, and is cancelled: its best pass still wins.
+    spec.task_id = "N=2";
+    const int64_t cancelled = store.create_task(campaign, spec).value();
+    step(cancelled, Role::coder, 0, "broken");
+    step(cancelled, Role::verifier, 0, "", "compile_error");
+    step(cancelled, Role::coder, 0, "fixed, 1.5x");
+    step(cancelled, Role::verifier, 0, "", "passed", 1.5);
+    step(cancelled, Role::coder, 0, "made slower, 0.9x");
+    step(cancelled, Role::verifier, 0, "", "passed", 0.9);
+    REQUIRE(store.set_task_state(cancelled, TaskState::cancelled, Outcome::cancelled, "cancelled by operator").ok());
+    // Nothing passed: no winner.
+    spec.task_id = "N=3";
+    const int64_t failed = store.create_task(campaign, spec).value();
+    step(failed, Role::coder, 0, "broken");
+    step(failed, Role::verifier, 0, "", "compile_error");
+    REQUIRE(store.set_task_state(failed, TaskState::failed, Outcome::compile_error, "limit_steps reached").ok());
+  }
+  const std::filesystem::path out = dir / "export";
+  Ran exported = kforge_cli({"export", "1", "--out", out.string(), "--data", data.string()});
+  REQUIRE_MESSAGE(exported.code == 0, exported.err);
+  CHECK(exported.out.find("3 tasks") != std::string::npos);
+  CHECK(exported.out.find("2 winning kernels in passed/") != std::string::npos);
+  const std::string first = read_file(out / "passed" / "relu_N=1_triton.py");
+  CHECK_MESSAGE(first.find("# chain 0, 2.0x") != std::string::npos, first);
+  CHECK(first.find("```") == std::string::npos);  // the code, as the Verifier ran it
+  const std::string second = read_file(out / "passed" / "relu_N=2_triton.py");
+  CHECK_MESSAGE(second.find("# fixed, 1.5x") != std::string::npos, second);
+  CHECK(!std::filesystem::exists(out / "passed" / "relu_N=3_triton.py"));
+  // Every step is still there, and summary.json names each task's winner file.
+  CHECK(std::filesystem::exists(out / "relu" / "N=2" / "I2_S05_relu_coder_result.txt"));
+  json summary = json::parse(read_file(out / "summary.json"));
+  REQUIRE(summary["tasks"].size() == 3);
+  CHECK(summary["tasks"][0]["kernel"] == "passed/relu_N=1_triton.py");
+  CHECK(summary["tasks"][0]["best_step"] == 1);
+  CHECK(summary["tasks"][0]["speedup"] == 2.0);
+  CHECK(summary["tasks"][1]["kernel"] == "passed/relu_N=2_triton.py");
+  CHECK(summary["tasks"][1]["best_step"] == 3);
+  CHECK(summary["tasks"][2]["kernel"].is_null());
 }
 
 TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, jobs, status --watch") {
