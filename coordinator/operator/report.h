@@ -23,10 +23,12 @@ inline constexpr double kSuspiciousSpeedup = 10.0;
 inline constexpr std::array<double, 4> kFastP = {0, 1, 1.5, 2};
 
 // The report document of campaign `campaign_id` (docs/reports.md): the campaign, task
-// counts, fast_0/fast_1/fast_2 over all tasks and over profiled tasks (with their
-// denominators), the geometric-mean speedup of correct profiled kernels, suspicious
-// speedups, one row per task, the steps-used distribution of passed tasks, the verdict of
-// every verifier step, LLM usage (total and per role), device time and wall time.
+// counts, fast_p for each p of kFastP over all tasks and over profiled tasks (with their
+// denominators; pass@k and fast_p@k over the chains of a search of several), the
+// geometric-mean speedup of correct profiled kernels, the best speedup so far by generation,
+// suspicious speedups, one row per task (with its winner's lineage through parent_id), the
+// steps-used distribution of passed tasks, the verdict of every verifier step, LLM usage
+// (total and per role), device time and wall time.
 //
 // Every number is computed from the store; the document depends on nothing else (no clock),
 // so the same store gives the same document. Each task's outcome comes from task_outcome()
@@ -39,8 +41,9 @@ inline constexpr std::array<double, 4> kFastP = {0, 1, 1.5, 2};
 Result<nlohmann::json> campaign_report(Store& store, int64_t campaign_id);
 
 // `report` (a campaign_report() document) as one self-contained HTML page: no external
-// assets, no JavaScript. Summary cards, inline SVG plots (speedups on a log2 axis with the
-// 1x and 10x lines, steps used by passed tasks, verifier verdicts), the suspicious
+// assets, no JavaScript. Summary cards, the fast_p (and pass@k) tables, inline SVG plots
+// (speedups on a log2 axis with the 1x and 10x lines, steps used by passed tasks, verifier
+// verdicts, the best speedup so far by generation), the winners' lineage, the suspicious
 // speedups, LLM usage per role and the per-task table. Every string from the document is
 // HTML-escaped. Fields missing from `report` or of the wrong type render as "–"; this
 // function does not throw on any JSON value.
