@@ -173,7 +173,7 @@ const std::vector<Command>& commands() {
       {"report", "a campaign's report: fast_p, pass@k, geomean speedup, speedup by generation, the winners' lineage, per-op table, cost, device hours",
        api({{"out", true, "write DIR/index.html and DIR/report.json"}, {"json", false, "print the report document"}},
            kLong),
-       "CAMPAIGN --out DIR [options]", cmd_report},
+       "CAMPAIGN [--out DIR] [--json] [options]", cmd_report},
       {"import", "write a campaign file from benchmark problems (kinds: kernelbench)",
        {{"level", true, "the level to import: N of level<N>/ (required)"},
         {"problems", true, "problem numbers, e.g. 1-20,23,40-42 (default: every problem of the level)"},

@@ -847,13 +847,13 @@ int cmd_export(const ParsedFlags& flags) {
 int cmd_report(const ParsedFlags& flags) {
   auto id = campaign_arg(flags, true, "report");
   if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
-  if (!flags.get("out") && !flags.has("json")) return cli_fail("report: give --out DIR (or --json to print the document)", kExitUsage);
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
   auto report = (*api)->get("campaigns/" + std::to_string(*id) + "/report");
   if (!report.ok()) return api_fail(report.status());
   if (flags.has("json")) std::printf("%s\n", report->dump(2).c_str());
+  if (!flags.has("json") && !flags.get("out")) std::printf("%s", report_text(*report).c_str());
   if (auto out = flags.get("out")) {
     std::filesystem::path dir = *out;
     if (Status st = ensure_dir(dir); !st.ok()) return cli_fail(st.message());

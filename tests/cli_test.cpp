@@ -167,6 +167,10 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   CHECK(doc["tasks"].size() == 1);
   CHECK(read_file(report / "index.html").find("softmax") != std::string::npos);
   CHECK(json::parse(s.over_data({"report", "1", "--json"}).out) == doc);  // the same through --data
+  Ran text = s.over_http({"report", "1"});  // neither --out nor --json: the text report
+  REQUIRE_MESSAGE(text.code == 0, text.err);
+  CHECK_MESSAGE(text.out.find("fast_0         100.0% (1 of 1)") != std::string::npos, text.out);
+  CHECK_MESSAGE(text.out.find("winners and their lineage") != std::string::npos, text.out);
   CHECK(s.over_http({"report", "7", "--json"}).err.find("no campaign 7") != std::string::npos);
 
   Ran again = s.over_http({"export", "1", "--out", out.string()});

@@ -945,6 +945,22 @@ TEST_CASE_FIXTURE(SearchCampaign, "the HTML report shows fast_p, pass@k, the gen
   CHECK(html.find("7 conductor · 8 coder · 9 verifier") != std::string::npos);
 }
 
+TEST_CASE_FIXTURE(SearchCampaign, "the text report gives fast_p, pass@k, speedup by generation and the winners' lineage") {
+  const std::string text = report_text(report());
+  CAPTURE(text);
+  CHECK(text.rfind("campaign 2 search (running): 4 tasks\n", 0) == 0);
+  CHECK(text.find("\nfast_p        all tasks              profiled tasks\n") != std::string::npos);
+  CHECK(text.find("\nfast_1.5        50.0% (2 of 4)         66.7% (2 of 3)\n") != std::string::npos);
+  CHECK(text.find("fast_2@k") != std::string::npos);
+  CHECK(text.find("\n1            50.0%        25.0%        16.7%         8.3%\n") != std::string::npos);
+  CHECK(text.find("\n3            75.0%        50.0%        50.0%        25.0%\n") != std::string::npos);
+  CHECK(text.find("\n3               2    2.19×   2.30×  3.00×\n") != std::string::npos);
+  CHECK(text.find("  a s0 (task 1, step 10): #1 g1 compile_error -> #3 g2 passed 1.20× -> #4 g3 passed 3.00×\n") !=
+        std::string::npos);
+  CHECK_NOTHROW(report_text(json(nullptr)));
+  CHECK_NOTHROW(report_text(json::parse(R"({"metrics": {"fast_p": [3], "at_k": [1]}, "tasks": [{"lineage": [7]}]})")));
+}
+
 TEST_CASE_FIXTURE(ReportFixture, "the generation plot of 1,000 tasks draws the band, not a line per task; of one task, its line") {
   // One task, one generation: a single point still shows.
   auto one_task = [&](const std::string& op, double speedup) {

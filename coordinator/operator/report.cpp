@@ -1461,4 +1461,66 @@ std::string report_html(const json& report) {
                                      {"report_version", count_str(num(r, {"report_version"}))}});
 }
 
+std::string report_text(const json& report) {
+  const json& r = report;
+  std::string out = "campaign " + count_str(num(r, {"campaign", "id"})) + " " +
+                    str(r, {"campaign", "name"}) + " (" + str(r, {"campaign", "state"}) + "): " +
+                    count_str(num(r, {"counts", "total"})) + " tasks\n";
+  out += fmt::format("\n{:<13} {:<22} {}\n", "fast_p", "all tasks", "profiled tasks");
+  const json& profiled = array_at(r, {"metrics", "profiled", "fast_p"});
+  const json& all = array_at(r, {"metrics", "fast_p"});
+  for (size_t i = 0; i < all.size(); ++i) {
+    const json& f = all[i];
+    const json& pf = i < profiled.size() ? profiled[i] : json::object();
+    out += fmt::format("{:<13} {:>7} {:<14} {:>7} {}\n", fast_name(num(f, {"p"})), pct_str(num(f, {"value"})),
+                       "(" + count_str(num(f, {"count"})) + " of " + count_str(num(f, {"of"})) + ")",
+                       pct_str(num(pf, {"value"})),
+                       "(" + count_str(num(pf, {"count"})) + " of " + count_str(num(pf, {"of"})) + ")");
+  }
+  const json& at = array_at(r, {"metrics", "at_k"});
+  if (!at.empty()) {
+    out += "\nk    ";
+    for (const json& p : array_at(at[0], {"fast_p"})) {
+      std::optional<double> v = num(p, {"p"});
+      out += fmt::format(" {:>12}", v && *v == 0 ? std::string("pass@k") : fast_name(v) + "@k");
+    }
+    out += "\n";
+    for (const json& row : at) {
+      out += fmt::format("{:<5}", count_str(num(row, {"k"})));
+      for (const json& p : array_at(row, {"fast_p"})) out += fmt::format(" {:>12}", pct_str(num(p, {"value"})));
+      out += "\n";
+    }
+  }
+  out += "\ngeomean speedup " + speedup_str(num(r, {"metrics", "speedup", "geomean"})) + " over " +
+         count_str(num(r, {"metrics", "speedup", "measured"})) + " measured kernels (" +
+         speedup_str(num(r, {"metrics", "speedup", "geomean_unflagged"})) + " without the " +
+         std::to_string(array_at(r, {"suspicious"}).size()) + " suspicious)\n";
+  const json& points = array_at(r, {"by_generation", "points"});
+  if (!points.empty()) {
+    out += "\ngeneration  tasks  geomean  median  best (the best speedup so far)\n";
+    for (const json& p : points) {
+      out += fmt::format("{:<11} {:>5} {:>8} {:>7} {:>6}\n", count_str(num(p, {"generation"})),
+                         count_str(num(p, {"tasks"})), speedup_str(num(p, {"geomean"})),
+                         speedup_str(num(p, {"median"})), speedup_str(num(p, {"max"})));
+    }
+  }
+  std::string winners;
+  for (const json& row : array_at(r, {"tasks"})) {
+    const json& lineage = array_at(row, {"lineage"});
+    if (lineage.empty()) continue;
+    std::string path;
+    for (const json& c : lineage) {
+      if (!path.empty()) path += " -> ";
+      path += "#" + count_str(num(c, {"candidate"})) + " g" + count_str(num(c, {"generation"})) + " " +
+              str(c, {"verdict"});
+      if (num(c, {"speedup"})) path += " " + speedup_str(num(c, {"speedup"}));
+    }
+    winners += "  " + str(row, {"op_name"}) + " " + str(row, {"task_id"}) + " (task " +
+               count_str(num(row, {"task"})) + ", step " + count_str(num(row, {"best_step"})) + "): " +
+               path + "\n";
+  }
+  if (!winners.empty()) out += "\nwinners and their lineage (first ancestor first)\n" + winners;
+  return out;
+}
+
 }  // namespace kforge

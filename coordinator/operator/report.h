@@ -49,4 +49,9 @@ Result<nlohmann::json> campaign_report(Store& store, int64_t campaign_id);
 // function does not throw on any JSON value.
 std::string report_html(const nlohmann::json& report);
 
+// `report` as plain text for a terminal (`kforge report CAMPAIGN`): the fast_p table, pass@k
+// and fast_p@k, the geomean, the best speedup so far by generation and each task's winner
+// with its lineage. Like report_html, "–" for what is missing; it never throws.
+std::string report_text(const nlohmann::json& report);
+
 }  // namespace kforge
