@@ -188,47 +188,42 @@ TEST_CASE("export writes each task's winner: its fastest passing candidate, not 
     Store& store = **opened;
     const int64_t campaign =
         store.create_campaign("search", "", "hash-1", "default", "kforge", R"({"strategy":"best_of_n","samples":2})").value();
-    // Each coder step's code names itself; a verifier step judges the chain's last code.
-    auto step = [&](int64_t task, Role role, int64_t sample, const std::string& text, const std::string& verdict = "",
-                    double speedup = 0) {
-      StepRow r;
-      r.task_id = task;
-      r.role = role;
-      r.sample = sample;
-      r.input = "prompt";
-      r.output = role == Role::coder ? "```python\nclass ModelNew:  # " + text + "\n    pass\n```" : text;
-      if (role == Role::verifier) {
-        json doc = {{"verdict", verdict}};
-        if (speedup > 0) doc["profile"] = {{"speedup", speedup}};
-        r.output = doc.dump();
-        r.verdict = parse_enum<Outcome>(verdict);
-      }
-      REQUIRE(store.record_step(r).ok());
+    // One attempt: a coder step whose code names itself, and the verifier step that judged it.
+    auto attempt = [&](int64_t task, int64_t sample, const std::string& name, const std::string& verdict,
+                       double speedup = 0) {
+      StepRow coder;
+      coder.task_id = task;
+      coder.role = Role::coder;
+      coder.sample = sample;
+      coder.input = "prompt";
+      coder.output = "```python\nclass ModelNew:  # " + name + "\n    pass\n```";
+      REQUIRE(store.record_step(coder).ok());
+      json doc = {{"verdict", verdict}};
+      if (speedup > 0) doc["profile"] = {{"speedup", speedup}};
+      StepRow verifier = coder;
+      verifier.role = Role::verifier;
+      verifier.output = doc.dump();
+      verifier.verdict = parse_enum<Outcome>(verdict);
+      REQUIRE(store.record_step(verifier).ok());
     };
     TaskSpec spec = test::task_spec("relu", "N=1");
     spec.task_type = "profile";
     // Two chains pass; the later one (the last step) is slower.
     const int64_t two = store.create_task(campaign, spec).value();
-    step(two, Role::coder, 0, "chain 0, 2.0x");
-    step(two, Role::verifier, 0, "", "passed", 2.0);
-    step(two, Role::coder, 1, "chain 1, 1.2x");
-    step(two, Role::verifier, 1, "", "passed", 1.2);
+    attempt(two, 0, "chain 0, 2.0x", "passed", 2.0);
+    attempt(two, 1, "chain 1, 1.2x", "passed", 1.2);
     REQUIRE(store.set_task_state(two, TaskState::passed, Outcome::passed, "passed").ok());
     // A chain that improves, then regresses, and is cancelled: its best pass still wins.
     spec.task_id = "N=2";
     const int64_t cancelled = store.create_task(campaign, spec).value();
-    step(cancelled, Role::coder, 0, "broken");
-    step(cancelled, Role::verifier, 0, "", "compile_error");
-    step(cancelled, Role::coder, 0, "fixed, 1.5x");
-    step(cancelled, Role::verifier, 0, "", "passed", 1.5);
-    step(cancelled, Role::coder, 0, "made slower, 0.9x");
-    step(cancelled, Role::verifier, 0, "", "passed", 0.9);
+    attempt(cancelled, 0, "broken", "compile_error");
+    attempt(cancelled, 0, "fixed, 1.5x", "passed", 1.5);
+    attempt(cancelled, 0, "made slower, 0.9x", "passed", 0.9);
     REQUIRE(store.set_task_state(cancelled, TaskState::cancelled, Outcome::cancelled, "cancelled by operator").ok());
     // Nothing passed: no winner.
     spec.task_id = "N=3";
     const int64_t failed = store.create_task(campaign, spec).value();
-    step(failed, Role::coder, 0, "broken");
-    step(failed, Role::verifier, 0, "", "compile_error");
+    attempt(failed, 0, "broken", "compile_error");
     REQUIRE(store.set_task_state(failed, TaskState::failed, Outcome::compile_error, "limit_steps reached").ok());
   }
   const std::filesystem::path out = dir / "export";
