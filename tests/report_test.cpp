@@ -945,6 +945,20 @@ TEST_CASE_FIXTURE(SearchCampaign, "the HTML report shows fast_p, pass@k, the gen
   CHECK(html.find("7 conductor · 8 coder · 9 verifier") != std::string::npos);
 }
 
+TEST_CASE_FIXTURE(Campaign, "a campaign without recorded candidates (run before migration 0012) has fast_p but no lineage or generation plot") {
+  json r = report();
+  CHECK(r["metrics"]["fast_p"][1]["count"] == r["metrics"]["fast_1"]["count"]);
+  CHECK(r["metrics"]["fast_p"][3]["count"] == r["metrics"]["fast_2"]["count"]);
+  CHECK(r["by_generation"] == json::parse(R"({"generations": 0, "tasks_measured": 0, "points": []})"));
+  for (const json& t : r["tasks"]) {
+    CHECK(t["winner"].is_null());
+    CHECK(t["lineage"].empty());
+  }
+  const std::string html = report_html(r);
+  CHECK(html.find("No candidate passed with a measured speedup.") != std::string::npos);
+  CHECK(html.find("No candidate is recorded for this campaign") != std::string::npos);
+}
+
 TEST_CASE_FIXTURE(SearchCampaign, "the text report gives fast_p, pass@k, speedup by generation and the winners' lineage") {
   const std::string text = report_text(report());
   CAPTURE(text);

@@ -1160,7 +1160,14 @@ std::string lineage_html(const json& r) {
              "</td></tr>\n";
     }
   }
-  if (with == 0) return "<h2>Winners' lineage</h2>\n<p class=\"empty\">No task has a passing candidate.</p>\n";
+  if (with == 0) {
+    const std::optional<double> generations = num(r, {"by_generation", "generations"});
+    return std::string("<h2>Winners' lineage</h2>\n<p class=\"empty\">") +
+           (generations && *generations == 0
+                ? "No candidate is recorded for this campaign (one run before migration 0012 has none)."
+                : "No task has a passing candidate.") +
+           "</p>\n";
+  }
   std::string head =
       "<h2>Winners' lineage</h2>\n<p class=\"note\">Each task's best kernel (★) and the candidates "
       "it descends from (parent_id), first ancestor first. Steps: the seq and role of the steps of "
