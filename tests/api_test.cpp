@@ -282,6 +282,15 @@ TEST_CASE_FIXTURE(RouterFixture, "a task's detail is its whole trace and its job
   CHECK(t["trace"][1]["role"] == "coder");
   CHECK(t["trace"][1]["input"] == "prompt for coder");
   CHECK(t["trace"][2]["verdict"] == "passed");
+  // Each step's row id (what candidates and the report's lineage name) and its chain.
+  auto store = Store::open(db);
+  REQUIRE(store.ok());
+  const std::vector<StepRow> steps = (*store)->steps_of(tasks[0]).value();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    CHECK(t["trace"][i]["id"] == steps[i].id);
+    CHECK(t["trace"][i]["seq"] == steps[i].seq);
+    CHECK(t["trace"][i]["sample"] == 0);
+  }
   CHECK(t["steps"] == 3);
   CHECK(t["task_desc"].get<std::string>().find("class Model") != std::string::npos);
   CHECK(t["jobs"].empty());

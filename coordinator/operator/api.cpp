@@ -504,6 +504,8 @@ Result<json> task_detail(Store& store, int64_t id) {
   json s = json::array();
   for (const StepRow& step : *steps) {
     s.push_back({{"seq", step.seq},
+                 {"id", step.id},
+                 {"sample", step.sample},
                  {"role", to_string(step.role)},
                  {"input", step.input},
                  {"output", step.output},
