@@ -355,12 +355,12 @@ def test_a_campaign_with_a_search_policy(client):
     campaign.submit()
     campaign.cancel()  # what it runs is not the point: no agent offers aarch64
     shown = campaign.status()["search"]
-    assert shown == {"strategy": "best_of_n", "samples": 2, "sample_offset": 40, "target_speedup": 0,
-                     "max_llm_calls": 0}
+    assert {k: shown[k] for k in search} == search
+    assert shown["target_speedup"] == 0  # the defaults, spelled out
     assert Campaign.from_id(client, campaign.id).search == shown
     # The policy it shows, posted again with the same tasks, is the same campaign.
     assert Campaign("pytest-search", tasks=campaign.tasks, client=client, search=shown).submit() == campaign.id
-    with pytest.raises(BadRequest, match=r"search.samples: expected 1..64, got 0"):
+    with pytest.raises(BadRequest, match=r"^search.samples: expected 1\.\."):
         client.submit_campaign("bad", [demo_spec("relu", 1024)], search={"strategy": "best_of_n", "samples": 0})
-    with pytest.raises(BadRequest, match="search.beam: unknown field"):
+    with pytest.raises(BadRequest, match="^search.beam: "):
         client.submit_campaign("bad", [demo_spec("relu", 1024)], search={"beam": 2})
