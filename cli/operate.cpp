@@ -794,6 +794,7 @@ int cmd_export(const ParsedFlags& flags) {
   if (!summary) return cli_fail("export: cannot write " + partial.string());
   summary << "{\n  \"campaign\": " << campaign->dump() << ",\n  \"tasks\": [";
   size_t exported = 0;
+  json kernel;  // the last exported task's winner file (relative to DIR), null without one
   // Each task's detail and files: one page of the listing in memory at a time.
   auto export_task = [&](const json& row) -> Status {
     auto t = (*api)->get("tasks/" + std::to_string(row.value("task", 0)));
@@ -803,7 +804,6 @@ int cmd_export(const ParsedFlags& flags) {
     // AIKG's layout: I{task}_S{step}_{op}_{agent}_{prompt|result|error_log}.txt
     std::string prefix = "I" + std::to_string(t->value("task", 0)) + "_S";
     if (Status st = write(dir / "task_desc.py", str(*t, "task_desc")); !st.ok()) return st;
-    std::string passing_code;
     for (const json& s : (*t)["trace"]) {
       char seq[16];
       std::snprintf(seq, sizeof seq, "%02lld", static_cast<long long>(s.value("seq", 0)));
@@ -816,21 +816,22 @@ int cmd_export(const ParsedFlags& flags) {
       }
       if (Status st = write(dir / (base + "prompt.txt"), str(s, "input")); !st.ok()) return st;
       if (Status st = write(dir / (base + "result.txt"), str(s, "output")); !st.ok()) return st;
-      if (str(s, "role") == "coder" && (*t)["best_step"].is_number() && s["seq"] == (*t)["best_step"]) {
-        auto extracted = extract_code(str(s, "output"), str(*t, "impl_type"));
-        passing_code = extracted.ok() ? *extracted : str(s, "output");
-      }
     }
-    if (str(*t, "state") == "passed" && !passing_code.empty()) {
-      std::string name = op + "_" + tid + "_" + safe_name(str(*t, "impl_type")) + ".py";
-      if (Status st = write(out / "passed" / name, passing_code); !st.ok()) return st;
+    // The winner: the code of the task's best passing candidate (the API's `code`, its
+    // best_step's), whatever the task's state, not its last step's.
+    kernel = nullptr;
+    if (const auto winner = t->find("code"); winner != t->end() && winner->is_string() && !winner->get<std::string>().empty()) {
+      std::string name = "passed/" + op + "_" + tid + "_" + safe_name(str(*t, "impl_type")) + ".py";
+      if (Status st = write(out / name, winner->get<std::string>()); !st.ok()) return st;
+      kernel = name;
       passed++;
     }
     return Status();
   };
   Status st = each_task_page(**api, "tasks?campaign=" + std::to_string(*id), {}, {}, {}, [&](const json& page) {
-    for (const json& row : page) {
+    for (json row : page) {
       KF_RETURN_IF_ERROR(export_task(row));
+      row["kernel"] = kernel;
       summary << (exported++ ? ",\n    " : "\n    ") << row.dump();
     }
     return Status();
@@ -842,7 +843,7 @@ int cmd_export(const ParsedFlags& flags) {
   std::filesystem::rename(partial, summary_path, ec);
   if (ec) return cli_fail("export: cannot rename " + partial.string() + ": " + ec.message());
   files++;
-  std::printf("exported campaign %lld to %s: %zu tasks, %zu files, %zu passed kernels in passed/\n",
+  std::printf("exported campaign %lld to %s: %zu tasks, %zu files, %zu winning kernels in passed/\n",
               static_cast<long long>(*id), out.string().c_str(), exported, files, passed);
   return kExitOk;
 }
@@ -852,13 +853,13 @@ int cmd_export(const ParsedFlags& flags) {
 int cmd_report(const ParsedFlags& flags) {
   auto id = campaign_arg(flags, true, "report");
   if (!id.ok()) return cli_fail(id.status().message(), kExitUsage);
-  if (!flags.get("out") && !flags.has("json")) return cli_fail("report: give --out DIR (or --json to print the document)", kExitUsage);
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
   auto report = (*api)->get("campaigns/" + std::to_string(*id) + "/report");
   if (!report.ok()) return api_fail(report.status());
   if (flags.has("json")) std::printf("%s\n", report->dump(2).c_str());
+  if (!flags.has("json") && !flags.get("out")) std::printf("%s", report_text(*report).c_str());
   if (auto out = flags.get("out")) {
     std::filesystem::path dir = *out;
     if (Status st = ensure_dir(dir); !st.ok()) return cli_fail(st.message());

@@ -282,6 +282,15 @@ TEST_CASE_FIXTURE(RouterFixture, "a task's detail is its whole trace and its job
   CHECK(t["trace"][1]["role"] == "coder");
   CHECK(t["trace"][1]["input"] == "prompt for coder");
   CHECK(t["trace"][2]["verdict"] == "passed");
+  // Each step's row id (what candidates and the report's lineage name) and its chain.
+  auto store = Store::open(db);
+  REQUIRE(store.ok());
+  const std::vector<StepRow> steps = (*store)->steps_of(tasks[0]).value();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    CHECK(t["trace"][i]["id"] == steps[i].id);
+    CHECK(t["trace"][i]["seq"] == steps[i].seq);
+    CHECK(t["trace"][i]["sample"] == 0);
+  }
   CHECK(t["steps"] == 3);
   CHECK(t["task_desc"].get<std::string>().find("class Model") != std::string::npos);
   CHECK(t["jobs"].empty());
@@ -348,6 +357,55 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
     CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("tasks[0].op_name: expected 1 to 128 letters", 0) == 0);
   }
   CHECK(get("/api/v1/campaigns").size() == 2);  // nothing stored by the bad ones
+}
+
+TEST_CASE_FIXTURE(RouterFixture, "an expanded campaign takes the search policy a Campaign shows, under the [search] rules") {
+  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"}, {"arch", "x86_64"},
+               {"impl_type", "cpp"}, {"framework", "torch"}};
+  json body = {{"name", "searched"}, {"tasks", json::array({task})},
+               {"search", {{"strategy", "best_of_n"}, {"samples", 4}, {"target_speedup", 2.5}}}};
+  ApiReply posted = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  REQUIRE_MESSAGE(posted.status == 201, posted.body);
+  const int64_t id = json::parse(posted.body)["id"];
+  const json shown = get("/api/v1/campaigns/" + std::to_string(id))["search"];
+  CHECK(shown["strategy"] == "best_of_n");
+  CHECK(shown["samples"] == 4);
+  CHECK(shown["sample_offset"] == 0);  // a default, spelled out
+  CHECK(shown["target_speedup"] == 2.5);
+  // The object a Campaign shows, posted back, is the same campaign (the policy is in its hash).
+  body["search"] = shown;
+  ApiReply again = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  REQUIRE_MESSAGE(again.status == 200, again.body);
+  CHECK(json::parse(again.body)["id"] == id);
+  // Another policy is another campaign; none is fix_loop.
+  body["search"]["sample_offset"] = 4;
+  ApiReply fresh = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  REQUIRE_MESSAGE(fresh.status == 201, fresh.body);
+  CHECK(json::parse(fresh.body)["id"] != id);
+  body.erase("search");
+  ApiReply plain = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  REQUIRE_MESSAGE(plain.status == 201, plain.body);
+  CHECK(get("/api/v1/campaigns/" + json::parse(plain.body)["id"].dump())["search"]["strategy"] == "fix_loop");
+
+  const size_t before = get("/api/v1/campaigns").size();
+  auto refused = [&](const json& search, const std::string& workflow = "default") {
+    json b = body;
+    b["search"] = search;
+    b["workflow"] = workflow;
+    if (workflow == "verify_only") b["tasks"][0]["candidate"] = "class ModelNew: pass\n";
+    ApiReply r = ask("POST", "/api/v1/campaigns", {}, b.dump());
+    CHECK(r.status == 400);
+    return json::parse(r.body)["error"].get<std::string>();
+  };
+  // The messages of validate_search (and parse_search_text), each naming the field.
+  CHECK(refused({{"strategy", "best_of_n"}, {"samples", 0}}).rfind("search.samples: expected 1..", 0) == 0);
+  CHECK(refused({{"samples", 3}}).rfind("search.samples: ", 0) == 0);  // fix_loop runs one chain
+  CHECK(refused({{"strategy", "beam"}}).rfind("search.strategy: expected", 0) == 0);
+  CHECK(refused({{"strategy", "best_of_n"}, {"samples", 2}}, "verify_only").rfind("search.strategy: ", 0) == 0);
+  CHECK(refused({{"samples", "4"}}).rfind("search.samples: ", 0) == 0);
+  CHECK(refused({{"beam_width", 4}}).rfind("search.beam_width: ", 0) == 0);
+  CHECK(refused(nullptr) == "search: expected an object such as {\"strategy\": \"best_of_n\", \"samples\": 4}, got null");
+  CHECK(get("/api/v1/campaigns").size() == before);  // nothing stored by the refused ones
 }
 
 // Issue 21: the CLI sends the campaign file and the files it names; the coordinator expands it.

@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/process.h"
+#include "common/vocabulary.h"
+#include "coordinator/store/store.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/child.h"
 
 using namespace kforge;
@@ -164,11 +167,86 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   CHECK(doc["tasks"].size() == 1);
   CHECK(read_file(report / "index.html").find("softmax") != std::string::npos);
   CHECK(json::parse(s.over_data({"report", "1", "--json"}).out) == doc);  // the same through --data
+  Ran text = s.over_http({"report", "1"});  // neither --out nor --json: the text report
+  REQUIRE_MESSAGE(text.code == 0, text.err);
+  CHECK_MESSAGE(text.out.find("fast_0         100.0% (1 of 1)") != std::string::npos, text.out);
+  CHECK_MESSAGE(text.out.find("winners and their lineage") != std::string::npos, text.out);
   CHECK(s.over_http({"report", "7", "--json"}).err.find("no campaign 7") != std::string::npos);
 
   Ran again = s.over_http({"export", "1", "--out", out.string()});
   CHECK(again.code == 1);
   CHECK(again.err.find("--force") != std::string::npos);
+}
+
+TEST_CASE("export writes each task's winner: its fastest passing candidate, not its last step, whatever its state") {
+  TempDir dir;
+  const std::filesystem::path data = dir / "data";
+  std::filesystem::create_directories(data);
+  {
+    auto opened = Store::open(data / "kforge.db");
+    REQUIRE(opened.ok());
+    Store& store = **opened;
+    const int64_t campaign =
+        store.create_campaign("search", "", "hash-1", "default", "kforge", R"({"strategy":"best_of_n","samples":2})").value();
+    // One attempt: a coder step whose code names itself, and the verifier step that judged it.
+    auto attempt = [&](int64_t task, int64_t sample, const std::string& name, const std::string& verdict,
+                       double speedup = 0) {
+      StepRow coder;
+      coder.task_id = task;
+      coder.role = Role::coder;
+      coder.sample = sample;
+      coder.input = "prompt";
+      coder.output = "```python\nclass ModelNew:  # " + name + "\n    pass\n```";
+      REQUIRE(store.record_step(coder).ok());
+      json doc = {{"verdict", verdict}};
+      if (speedup > 0) doc["profile"] = {{"speedup", speedup}};
+      StepRow verifier = coder;
+      verifier.role = Role::verifier;
+      verifier.output = doc.dump();
+      verifier.verdict = parse_enum<Outcome>(verdict);
+      REQUIRE(store.record_step(verifier).ok());
+    };
+    TaskSpec spec = test::task_spec("relu", "N=1");
+    spec.task_type = "profile";
+    // Two chains pass; the later one (the last step) is slower.
+    const int64_t two = store.create_task(campaign, spec).value();
+    attempt(two, 0, "chain 0, 2.0x", "passed", 2.0);
+    attempt(two, 1, "chain 1, 1.2x", "passed", 1.2);
+    REQUIRE(store.set_task_state(two, TaskState::passed, Outcome::passed, "passed").ok());
+    // A chain that improves, then regresses, and is cancelled: its best pass still wins.
+    spec.task_id = "N=2";
+    const int64_t cancelled = store.create_task(campaign, spec).value();
+    attempt(cancelled, 0, "broken", "compile_error");
+    attempt(cancelled, 0, "fixed, 1.5x", "passed", 1.5);
+    attempt(cancelled, 0, "made slower, 0.9x", "passed", 0.9);
+    REQUIRE(store.set_task_state(cancelled, TaskState::cancelled, Outcome::cancelled, "cancelled by operator").ok());
+    // Nothing passed: no winner.
+    spec.task_id = "N=3";
+    const int64_t failed = store.create_task(campaign, spec).value();
+    attempt(failed, 0, "broken", "compile_error");
+    REQUIRE(store.set_task_state(failed, TaskState::failed, Outcome::compile_error, "limit_steps reached").ok());
+  }
+  const std::filesystem::path out = dir / "export";
+  Ran exported = kforge_cli({"export", "1", "--out", out.string(), "--data", data.string()});
+  REQUIRE_MESSAGE(exported.code == 0, exported.err);
+  CHECK(exported.out.find("3 tasks") != std::string::npos);
+  CHECK(exported.out.find("2 winning kernels in passed/") != std::string::npos);
+  const std::string first = read_file(out / "passed" / "relu_N=1_triton.py");
+  CHECK_MESSAGE(first.find("# chain 0, 2.0x") != std::string::npos, first);
+  CHECK(first.find("```") == std::string::npos);  // the code, as the Verifier ran it
+  const std::string second = read_file(out / "passed" / "relu_N=2_triton.py");
+  CHECK_MESSAGE(second.find("# fixed, 1.5x") != std::string::npos, second);
+  CHECK(!std::filesystem::exists(out / "passed" / "relu_N=3_triton.py"));
+  // Every step is still there, and summary.json names each task's winner file.
+  CHECK(std::filesystem::exists(out / "relu" / "N=2" / "I2_S05_relu_coder_result.txt"));
+  json summary = json::parse(read_file(out / "summary.json"));
+  REQUIRE(summary["tasks"].size() == 3);
+  CHECK(summary["tasks"][0]["kernel"] == "passed/relu_N=1_triton.py");
+  CHECK(summary["tasks"][0]["best_step"] == 1);
+  CHECK(summary["tasks"][0]["speedup"] == 2.0);
+  CHECK(summary["tasks"][1]["kernel"] == "passed/relu_N=2_triton.py");
+  CHECK(summary["tasks"][1]["best_step"] == 3);
+  CHECK(summary["tasks"][2]["kernel"].is_null());
 }
 
 TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, jobs, status --watch") {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/process.h"
 #include "coordinator/operator/outcome.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/support.h"
@@ -675,9 +676,338 @@ TEST_CASE("report_html renders any JSON value without throwing") {
                           json::parse(R"({"tasks": [{"speedup": "fast", "state": 3}, 7],
                                           "metrics": {"fast_0": []}, "steps_used": {"histogram": [{"steps": -1}]},
                                           "verdicts": {"counts": [{"verdict": 1, "steps": 1e300}]},
-                                          "device": {"per_device": [1, {"host": 3, "utilisation": "x"}]}})")}) {
+                                          "device": {"per_device": [1, {"host": 3, "utilisation": "x"}]}})"),
+                          json::parse(R"({"tasks": [{"best_by_generation": [{"generation": -1, "speedup": 2},
+                                                     {"generation": 1e300, "speedup": 1e308}, 3],
+                                          "lineage": [4, {"steps": [{"seq": "x"}]}]}],
+                                          "by_generation": {"generations": 3, "tasks_measured": 1,
+                                            "points": [{"generation": 1, "tasks": 1, "geomean": 1e-300}, "z"]},
+                                          "metrics": {"fast_p": [1, {"p": "x"}], "at_k": [{"fast_p": 2}]}})")}) {
     std::string html;
     CHECK_NOTHROW(html = report_html(doc));
     CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
   }
+}
+
+// ---- Search: fast_p at several p and k, speedup by generation, the winner's lineage --------
+
+// A best_of_n campaign of three chains a task, its candidates recorded as the Conductor
+// records them (each verifier step judges one; parent_id links them, here across chains too,
+// as an evolve search does). Every expected number below is worked out by hand from these.
+//
+//   task A (profile, passed): seq 1 designer, 2 coder, 3 verifier  chain 0  A1 gen 1 compile_error
+//                             seq 4 designer, 5 coder, 6 verifier  chain 1  A2 gen 1 passed 0.8x
+//                             seq 7 conductor, 8 coder, 9 verifier chain 0  A3 gen 2 passed 1.2x  parent A1
+//                             seq 10 coder, 11 verifier            chain 2  A4 gen 3 passed 3.0x  parent A3
+//   task B (profile, passed): B1 chain 0 gen 1 passed 1.6x; B2 chain 1 gen 1 runtime_error;
+//                             B3 chain 1 gen 2 passed 0.5x (parent B2); chain 2 found nothing
+//   task C (profile, failed): C1 chain 0 gen 1 compile_error
+//   task D (precision_only, passed): D1 chain 0 gen 1 passed, not timed
+struct SearchCampaign : ReportFixture {
+  int64_t a = 0, b = 0, c = 0, d = 0;
+  int64_t a1 = 0, a3 = 0, a4 = 0, b1 = 0;
+  std::vector<int64_t> a_steps;  // step ids by seq - 1
+
+  int64_t add_step(int64_t task_id, Role role, int64_t sample, const json& verdict_doc = nullptr) {
+    StepRow s;
+    s.task_id = task_id;
+    s.role = role;
+    s.sample = sample;
+    s.input = "prompt";
+    s.output = role == Role::coder ? "```python\nclass ModelNew: ...\n```" : "output";
+    if (role == Role::verifier) {
+      s.output = verdict_doc.dump();
+      s.verdict = parse_enum<Outcome>(verdict_doc.value("verdict", ""));
+    }
+    auto id = store->record_step(s);
+    REQUIRE_MESSAGE(id.ok(), id.status().to_string());
+    clock.advance(Millis(5));
+    return *id;
+  }
+
+  // A coder step and the verifier step judging its code (with `before` steps first), and the
+  // candidate they make.
+  int64_t candidate(int64_t task_id, int64_t sample, int64_t generation, const json& doc,
+                    std::optional<int64_t> parent = std::nullopt, std::vector<Role> before = {}) {
+    for (Role r : before) add_step(task_id, r, sample);
+    const int64_t coder = add_step(task_id, Role::coder, sample);
+    const int64_t verifier = add_step(task_id, Role::verifier, sample, doc);
+    CandidateRow row;
+    row.task_id = task_id;
+    row.sample = sample;
+    row.step_id = verifier;
+    row.code_step_id = coder;
+    row.parent_id = parent;
+    row.generation = generation;
+    row.verdict = parse_enum<Verdict>(doc.value("verdict", "")).value();
+    if (doc.contains("profile")) row.speedup = doc["profile"]["speedup"].get<double>();
+    row.score = row.verdict != Verdict::passed ? 0 : row.speedup ? *row.speedup : 1;
+    auto id = store->record_candidate(row);
+    REQUIRE_MESSAGE(id.ok(), id.status().to_string());
+    return *id;
+  }
+
+  SearchCampaign() {
+    auto id = store->create_campaign("search", "[campaign]\n", "hash-2", "default", "kforge",
+                                     R"({"strategy":"best_of_n","samples":3})");
+    REQUIRE(id.ok());
+    campaign = *id;
+    a = task("a");
+    b = task("b");
+    c = task("c");
+    d = task("d", "precision_only");
+    a1 = candidate(a, 0, 1, {{"verdict", "compile_error"}}, std::nullopt, {Role::designer});
+    candidate(a, 1, 1, passed(0.8), std::nullopt, {Role::designer});
+    a3 = candidate(a, 0, 2, passed(1.2), a1, {Role::conductor});
+    a4 = candidate(a, 2, 3, passed(3.0), a3);
+    finish(a, true);
+    b1 = candidate(b, 0, 1, passed(1.6));
+    const int64_t b2 = candidate(b, 1, 1, {{"verdict", "runtime_error"}});
+    candidate(b, 1, 2, passed(0.5), b2);
+    finish(b, true);
+    candidate(c, 0, 1, {{"verdict", "compile_error"}});
+    finish(c, false, Outcome::compile_error, "limit_steps reached");
+    candidate(d, 0, 1, {{"verdict", "passed"}});
+    finish(d, true);
+  }
+
+  const json& row(const json& r, int64_t task_id) {
+    for (const json& t : r["tasks"]) {
+      if (t["task"] == task_id) return t;
+    }
+    FAIL("no row for task " << task_id);
+    static const json none;
+    return none;
+  }
+};
+
+// {p: value} of a fast_p array, to compare with the hand-worked numbers.
+std::map<double, double> values_by_p(const json& fast_p) {
+  std::map<double, double> out;
+  for (const json& f : fast_p) out[f["p"].get<double>()] = f["value"].get<double>();
+  return out;
+}
+
+TEST_CASE_FIXTURE(SearchCampaign, "fast_p at p = 0, 1, 1.5 and 2 counts each task's best kernel") {
+  json m = report()["metrics"];
+  REQUIRE(m["fast_p"].size() == 4);
+  // All 4 tasks: A (3.0x), B (1.6x) and D (untimed) passed.
+  CHECK(m["fast_p"][0] == json::parse(R"({"p": 0.0, "count": 3, "of": 4, "value": 0.75})"));
+  CHECK(m["fast_p"][1] == json::parse(R"({"p": 1.0, "count": 2, "of": 4, "value": 0.5})"));
+  CHECK(m["fast_p"][2] == json::parse(R"({"p": 1.5, "count": 2, "of": 4, "value": 0.5})"));
+  CHECK(m["fast_p"][3] == json::parse(R"({"p": 2.0, "count": 1, "of": 4, "value": 0.25})"));
+  // The 3 profiled tasks (D is precision_only).
+  std::map<double, double> profiled = values_by_p(m["profiled"]["fast_p"]);
+  CHECK(profiled[0] == doctest::Approx(2.0 / 3));
+  CHECK(profiled[1] == doctest::Approx(2.0 / 3));
+  CHECK(profiled[1.5] == doctest::Approx(2.0 / 3));
+  CHECK(profiled[2] == doctest::Approx(1.0 / 3));
+  // The older fields say the same.
+  CHECK(m["fast_1"]["count"] == 2);
+  CHECK(m["fast_2"]["count"] == 1);
+}
+
+TEST_CASE_FIXTURE(SearchCampaign, "pass@k and fast_p@k follow KernelBench's unbiased estimator over the chains") {
+  // Chains (of n = 3) with a candidate counting for p, per task:
+  //         p=0  p=1  p=1.5  p=2
+  //   A      3    2    1      1
+  //   B      2    1    1      0
+  //   C      0    0    0      0
+  //   D      1    0    0      0
+  // at k: 1 - C(3-c, k) / C(3, k), averaged over the 4 tasks. k=1: c/3; k=2: 0, 2/3, 1, 1 for
+  // c = 0..3; k=3: 1 for any c > 0.
+  json at = report()["metrics"]["at_k"];
+  REQUIRE(at.size() == 3);
+  CHECK(at[0]["k"] == 1);
+  CHECK(at[1]["k"] == 2);
+  CHECK(at[2]["k"] == 3);
+  const std::map<double, double> k1 = values_by_p(at[0]["fast_p"]), k2 = values_by_p(at[1]["fast_p"]),
+                                 k3 = values_by_p(at[2]["fast_p"]);
+  CHECK(k1.at(0) == doctest::Approx(6.0 / 12));
+  CHECK(k1.at(1) == doctest::Approx(3.0 / 12));
+  CHECK(k1.at(1.5) == doctest::Approx(2.0 / 12));
+  CHECK(k1.at(2) == doctest::Approx(1.0 / 12));
+  CHECK(k2.at(0) == doctest::Approx((1 + 1 + 0 + 2.0 / 3) / 4));
+  CHECK(k2.at(1) == doctest::Approx((1 + 2.0 / 3) / 4));
+  CHECK(k2.at(1.5) == doctest::Approx((2.0 / 3 + 2.0 / 3) / 4));
+  CHECK(k2.at(2) == doctest::Approx((2.0 / 3) / 4));
+  CHECK(k3.at(0) == doctest::Approx(0.75));
+  CHECK(k3.at(1) == doctest::Approx(0.5));
+  CHECK(k3.at(1.5) == doctest::Approx(0.5));
+  CHECK(k3.at(2) == doctest::Approx(0.25));
+  // "pass" and "fast_1" are p = 0 and p = 1.
+  CHECK(at[1]["pass"].get<double>() == doctest::Approx(k2.at(0)));
+  CHECK(at[1]["fast_1"].get<double>() == doctest::Approx(k2.at(1)));
+}
+
+TEST_CASE_FIXTURE(SearchCampaign, "the best speedup so far by generation, per task and over tasks") {
+  json r = report();
+  const json& best_a = row(r, a)["best_by_generation"];
+  REQUIRE(best_a.size() == 3);
+  CHECK(best_a[2]["candidate"] == a4);
+  CHECK(best_a[2]["speedup"] == 3.0);
+  CHECK(row(r, b)["best_by_generation"].size() == 1);  // 0.5x at generation 2 is no better
+  CHECK(row(r, b)["best_by_generation"][0]["speedup"] == 1.6);
+  CHECK(row(r, d)["best_by_generation"].empty());      // untimed
+  const json& g = r["by_generation"];
+  CHECK(g["generations"] == 3);
+  CHECK(g["tasks_measured"] == 2);
+  REQUIRE(g["points"].size() == 3);
+  // Generation 1: A 0.8, B 1.6; 2: A 1.2, B 1.6; 3: A 3.0, B 1.6.
+  struct Want {
+    double geomean, p25, median, p75, max;
+  };
+  const Want want[] = {{std::sqrt(0.8 * 1.6), 1.0, 1.2, 1.4, 1.6},
+                       {std::sqrt(1.2 * 1.6), 1.3, 1.4, 1.5, 1.6},
+                       {std::sqrt(3.0 * 1.6), 1.95, 2.3, 2.65, 3.0}};
+  for (int i = 0; i < 3; ++i) {
+    const json& p = g["points"][i];
+    CAPTURE(i);
+    CHECK(p["generation"] == i + 1);
+    CHECK(p["tasks"] == 2);
+    CHECK(p["geomean"].get<double>() == doctest::Approx(want[i].geomean));
+    CHECK(p["p25"].get<double>() == doctest::Approx(want[i].p25));
+    CHECK(p["median"].get<double>() == doctest::Approx(want[i].median));
+    CHECK(p["p75"].get<double>() == doctest::Approx(want[i].p75));
+    CHECK(p["max"].get<double>() == doctest::Approx(want[i].max));
+  }
+}
+
+TEST_CASE_FIXTURE(SearchCampaign, "the winner's lineage runs through parent_id, first ancestor first, with the steps that made each") {
+  json r = report();
+  const json& ra = row(r, a);
+  CHECK(ra["winner"] == a4);
+  CHECK(ra["best_step"] == 10);  // the winner's coder step, as the task's outcome says
+  const json& lineage = ra["lineage"];
+  REQUIRE(lineage.size() == 3);
+  std::vector<int64_t> ids;
+  for (const json& l : lineage) ids.push_back(l["candidate"].get<int64_t>());
+  CHECK(ids == std::vector<int64_t>{a1, a3, a4});  // A2 (chain 1) is no ancestor
+  CHECK(lineage[0]["parent"].is_null());
+  CHECK(lineage[1]["parent"] == a1);
+  CHECK(lineage[2]["parent"] == a3);
+  CHECK(lineage[0]["verdict"] == "compile_error");
+  CHECK(lineage[0]["speedup"].is_null());
+  CHECK(lineage[2]["speedup"] == 3.0);
+  CHECK(lineage[2]["sample"] == 2);
+  CHECK(lineage[2]["generation"] == 3);
+  CHECK(lineage[2]["verifier_step"] == 11);
+  CHECK(lineage[2]["code_step"] == 10);
+  auto seqs = [](const json& l) {
+    std::vector<std::string> out;
+    for (const json& s : l["steps"]) out.push_back(std::to_string(s["seq"].get<int>()) + " " + s["role"].get<std::string>());
+    return out;
+  };
+  CHECK(seqs(lineage[0]) == std::vector<std::string>{"1 designer", "2 coder", "3 verifier"});
+  CHECK(seqs(lineage[1]) == std::vector<std::string>{"7 conductor", "8 coder", "9 verifier"});
+  CHECK(seqs(lineage[2]) == std::vector<std::string>{"10 coder", "11 verifier"});
+  // B's winner is its first candidate, alone; C has none; D's untimed pass is its winner.
+  CHECK(row(r, b)["winner"] == b1);
+  CHECK(row(r, b)["lineage"].size() == 1);
+  CHECK(row(r, c)["winner"].is_null());
+  CHECK(row(r, c)["lineage"].empty());
+  CHECK(row(r, d)["lineage"].size() == 1);
+}
+
+// The SVG elements of `html` parsed by Python's XML parser (a real parser: a malformed plot
+// fails it): one line per <svg>, its aria-label and a count of each element name.
+std::string parsed_svgs(const std::string& html) {
+  std::string svgs;
+  for (size_t at = html.find("<svg"); at != std::string::npos; at = html.find("<svg", at + 1)) {
+    svgs += html.substr(at, html.find("</svg>", at) + 6 - at) + "\n";
+  }
+  ProcessSpec spec;
+  spec.argv = {"/usr/bin/python3", "-c",
+               "import sys, collections, xml.etree.ElementTree as ET\n"
+               "for line in sys.stdin:\n"
+               "    root = ET.fromstring(line)\n"
+               "    names = collections.Counter(e.tag.split('}')[1] for e in root.iter())\n"
+               "    print(root.get('aria-label'), dict(sorted(names.items())))\n"};
+  spec.env_allow = {"PATH", "HOME"};
+  spec.stdin_data = svgs;
+  spec.timeout = std::chrono::seconds(60);
+  auto r = run_process(spec);
+  REQUIRE(r.ok());
+  REQUIRE_MESSAGE(r->exit_code == 0, r->stderr_data);
+  return r->stdout_data;
+}
+
+TEST_CASE_FIXTURE(SearchCampaign, "the HTML report shows fast_p, pass@k, the generation plot (well-formed SVG) and the lineage") {
+  const std::string html = report_html(report());
+  CHECK(html.find("<h2>fast_p</h2>") != std::string::npos);
+  CHECK(html.find("fast_1.5@k") != std::string::npos);
+  CHECK(html.find("pass@k") != std::string::npos);
+  const std::string svgs = parsed_svgs(html);
+  // One line per task with a measured kernel (2), the geomean line and a point per generation.
+  CHECK_MESSAGE(svgs.find("Best speedup so far by generation {'circle': 3,") != std::string::npos, svgs);
+  CHECK_MESSAGE(svgs.find("'polyline': 3, 'svg': 1") != std::string::npos, svgs);
+  CHECK(html.find("<h2>Winners' lineage</h2>") != std::string::npos);
+  CHECK(html.find("7 conductor · 8 coder · 9 verifier") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(Campaign, "a campaign without recorded candidates (run before migration 0012) has fast_p but no lineage or generation plot") {
+  json r = report();
+  CHECK(r["metrics"]["fast_p"][1]["count"] == r["metrics"]["fast_1"]["count"]);
+  CHECK(r["metrics"]["fast_p"][3]["count"] == r["metrics"]["fast_2"]["count"]);
+  CHECK(r["by_generation"] == json::parse(R"({"generations": 0, "tasks_measured": 0, "points": []})"));
+  for (const json& t : r["tasks"]) {
+    CHECK(t["winner"].is_null());
+    CHECK(t["lineage"].empty());
+  }
+  const std::string html = report_html(r);
+  CHECK(html.find("No candidate passed with a measured speedup.") != std::string::npos);
+  CHECK(html.find("No candidate is recorded for this campaign") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(SearchCampaign, "the text report gives fast_p, pass@k, speedup by generation and the winners' lineage") {
+  const std::string text = report_text(report());
+  CAPTURE(text);
+  CHECK(text.rfind("campaign 2 search (running): 4 tasks\n", 0) == 0);
+  CHECK(text.find("\nfast_p        all tasks              profiled tasks\n") != std::string::npos);
+  CHECK(text.find("\nfast_1.5        50.0% (2 of 4)         66.7% (2 of 3)\n") != std::string::npos);
+  CHECK(text.find("fast_2@k") != std::string::npos);
+  CHECK(text.find("\n1            50.0%        25.0%        16.7%         8.3%\n") != std::string::npos);
+  CHECK(text.find("\n3            75.0%        50.0%        50.0%        25.0%\n") != std::string::npos);
+  CHECK(text.find("\n3               2    2.19×   2.30×  3.00×\n") != std::string::npos);
+  CHECK(text.find("  a s0 (task 1, step 10): #1 g1 compile_error -> #3 g2 passed 1.20× -> #4 g3 passed 3.00×\n") !=
+        std::string::npos);
+  CHECK_NOTHROW(report_text(json(nullptr)));
+  CHECK_NOTHROW(report_text(json::parse(R"({"metrics": {"fast_p": [3], "at_k": [1]}, "tasks": [{"lineage": [7]}]})")));
+}
+
+TEST_CASE_FIXTURE(ReportFixture, "the generation plot of 1,000 tasks draws the band, not a line per task; of one task, its line") {
+  // One task, one generation: a single point still shows.
+  auto one_task = [&](const std::string& op, double speedup) {
+    int64_t t = task(op);
+    StepRow s;
+    s.task_id = t;
+    s.role = Role::verifier;
+    s.output = passed(speedup).dump();
+    s.verdict = Outcome::passed;
+    auto step = store->record_step(s);
+    REQUIRE(step.ok());
+    CandidateRow c;
+    c.task_id = t;
+    c.step_id = *step;
+    c.generation = 1;
+    c.speedup = speedup;
+    c.score = speedup;
+    REQUIRE(store->record_candidate(c).ok());
+    finish(t, true);
+  };
+  one_task("op0", 1.5);
+  std::string svgs = parsed_svgs(report_html(report()));
+  CHECK_MESSAGE(svgs.find("Best speedup so far by generation {'circle': 1,") != std::string::npos, svgs);
+  CHECK_MESSAGE(svgs.find("'polyline': 2, 'svg': 1") != std::string::npos, svgs);  // the task's, the geomean's
+  for (int i = 1; i < 1000; ++i) one_task("op" + std::to_string(i), 0.5 + (i % 7) * 0.5);
+  const json r = report();
+  CHECK(r["by_generation"]["tasks_measured"] == 1000);
+  const std::string html = report_html(r);
+  svgs = parsed_svgs(html);
+  const size_t plot = svgs.find("Best speedup so far by generation ");
+  REQUIRE(plot != std::string::npos);
+  const std::string line = svgs.substr(plot, svgs.find('\n', plot) - plot);
+  CHECK_MESSAGE(line.find("'polygon': 1") != std::string::npos, line);   // the band
+  CHECK_MESSAGE(line.find("'polyline': 1") != std::string::npos, line);  // the geomean only
+  CHECK(html.find("The first 50 of 1000 tasks") != std::string::npos);
 }

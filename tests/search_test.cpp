@@ -278,6 +278,42 @@ TEST_CASE("a best_of_n task's chains each keep a fix loop; candidates record par
   }
 }
 
+TEST_CASE("the report of a fix_loop run: speedup by generation, and the winner's lineage through its fix") {
+  SearchRun run;
+  run.submit(4, "", 6);
+  run.run();
+  // op0's first code is broken, its fix slow (generation 2); op1..op3 pass at once: slow,
+  // medium, fast.
+  auto report = campaign_report(run.loop->store(), 1);
+  REQUIRE(report.ok());
+  const nlohmann::json& g = (*report)["by_generation"];
+  CHECK(g["generations"] == 2);
+  REQUIRE(g["points"].size() == 2);
+  CHECK(g["points"][0]["tasks"] == 3);
+  CHECK(g["points"][0]["geomean"].get<double>() == doctest::Approx(std::cbrt(1.0 * 1.6 * 3.2)));
+  CHECK(g["points"][1]["tasks"] == 4);
+  CHECK(g["points"][1]["geomean"].get<double>() == doctest::Approx(std::pow(1.0 * 1.0 * 1.6 * 3.2, 0.25)));
+  const nlohmann::json& op0 = (*report)["tasks"][0];
+  REQUIRE(op0["op_name"] == "op0");
+  const nlohmann::json& lineage = op0["lineage"];
+  REQUIRE(lineage.size() == 2);
+  CHECK(lineage[0]["verdict"] == "compile_error");
+  CHECK(lineage[0]["generation"] == 1);
+  CHECK(lineage[1]["verdict"] == "passed");
+  CHECK(lineage[1]["generation"] == 2);
+  CHECK(lineage[1]["parent"] == lineage[0]["candidate"]);
+  CHECK(op0["winner"] == lineage[1]["candidate"]);
+  CHECK(lineage[1]["code_step"] == op0["best_step"]);
+  // Each candidate's steps: its chain's since the previous candidate, ending with its verdict.
+  for (const nlohmann::json& c : lineage) {
+    const nlohmann::json& steps = c["steps"];
+    REQUIRE(!steps.empty());
+    CHECK(steps.back()["seq"] == c["verifier_step"]);
+    CHECK(std::any_of(steps.begin(), steps.end(), [&](const nlohmann::json& s) { return s["seq"] == c["code_step"]; }));
+  }
+  CHECK(lineage[1]["steps"][0]["seq"].get<int>() > lineage[0]["verifier_step"].get<int>());
+}
+
 TEST_CASE("target_speedup ends a best_of_n task as soon as a candidate reaches it") {
   SearchRun run;
   // op1 with seeds 0..3: slow, medium, fast, broken. Fast (3.2) reaches 3.0.

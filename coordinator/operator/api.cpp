@@ -382,6 +382,17 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
     return invalid_argument("timing: expected kforge or kernelbench, got \"" + *timing + "\"");
   }
   campaign.timing = *timing;
+  // The policy as a Campaign shows it (absent: fix_loop), under the rules of a [search] table.
+  if (auto it = body.find("search"); it != body.end()) {
+    if (!it->is_object()) {
+      return invalid_argument("search: expected an object such as {\"strategy\": \"best_of_n\", \"samples\": 4}, got " +
+                              shown_json(*it));
+    }
+    auto policy = parse_search_text(it->dump());
+    if (!policy.ok()) return policy.status();
+    KF_RETURN_IF_ERROR(validate_search(*policy, campaign.workflow));
+    campaign.search = *policy;
+  }
   auto source = string_field(body, "", "source", std::string());
   if (!source.ok()) return source.status();
   auto tasks = body.find("tasks");
@@ -494,6 +505,8 @@ Result<json> task_detail(Store& store, int64_t id) {
   json s = json::array();
   for (const StepRow& step : *steps) {
     s.push_back({{"seq", step.seq},
+                 {"id", step.id},
+                 {"sample", step.sample},
                  {"role", to_string(step.role)},
                  {"input", step.input},
                  {"output", step.output},

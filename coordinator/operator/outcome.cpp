@@ -37,6 +37,7 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
     if (found && speedup <= r.speedup) continue;
     found = true;
     r.best_step = last_coder[s.sample];
+    r.best_verdict_step_id = s.id;
     r.speedup = speedup;
     if (profile) {
       r.candidate_us = positive(profile->candidate.median_us);

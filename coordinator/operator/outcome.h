@@ -19,6 +19,8 @@ struct TaskOutcome {
   double speedup = 0;        // reference time / candidate time of the passing profile run; 0: none
                              // (also when the harness wrote a non-number such as "inf")
   int best_step = 0;         // seq of the coder step whose code passed (0: none)
+  int64_t best_verdict_step_id = 0;  // id of the verifier step that passed it (0: none); the
+                                     // winning candidate is the one with this step_id
   LlmUsage usage;            // the task's LLM calls
   // From the passing profile run (docs/harness.md, result.json `profile`); 0 / false: none.
   double candidate_us = 0;          // candidate median, microseconds

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -177,6 +178,102 @@ json usage_json(const LlmUsage& u) {
           {"cost_usd", u.cost_usd}};
 }
 
+// A candidate's measured speedup when it passed with one (a finite positive number), else 0.
+double passed_speedup(const CandidateRow& c) {
+  if (c.verdict != Verdict::passed || !c.speedup) return 0;
+  return std::isfinite(*c.speedup) && *c.speedup > 0 ? *c.speedup : 0;
+}
+
+// Whether `c` counts towards fast_p: passed, and for p > 0 measured faster than p.
+bool fast_at(const CandidateRow& c, double p) {
+  return c.verdict == Verdict::passed && (p == 0 || passed_speedup(c) > p);
+}
+
+// The value at quantile q (0..1) of sorted `v`, interpolated between neighbours (numpy's
+// default). REQUIRES: v is sorted and not empty.
+double quantile(const std::vector<double>& v, double q) {
+  const double at = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<size_t>(std::floor(at));
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (at - static_cast<double>(lo));
+}
+
+// A task's best measured speedup so far, by generation: one point per generation at which it
+// improved, in order (a step function).
+struct BestPoint {
+  int64_t generation = 0;
+  double speedup = 0;
+  int64_t candidate = 0;
+};
+std::vector<BestPoint> best_by_generation(const std::vector<CandidateRow>& candidates) {
+  std::map<int64_t, const CandidateRow*> best;  // by generation: its fastest passed candidate
+  for (const CandidateRow& c : candidates) {
+    const double s = passed_speedup(c);
+    if (s <= 0) continue;
+    auto [it, fresh] = best.emplace(c.generation, &c);
+    if (!fresh && s > passed_speedup(*it->second)) it->second = &c;
+  }
+  std::vector<BestPoint> out;
+  for (const auto& [generation, c] : best) {
+    const double s = passed_speedup(*c);
+    if (out.empty() || s > out.back().speedup) out.push_back({generation, s, c->id});
+  }
+  return out;
+}
+
+// The winner's lineage: the candidates from the first ancestor to `winner` through parent_id
+// (a parent outside `candidates` ends it), each with the steps of its chain that made it (after
+// the chain's previous candidate, up to its own verifier step).
+json lineage_json(const std::vector<CandidateRow>& candidates, const std::vector<StepRow>& steps,
+                  int64_t winner) {
+  std::map<int64_t, const CandidateRow*> by_id;
+  for (const CandidateRow& c : candidates) by_id[c.id] = &c;
+  std::map<int64_t, const StepRow*> step_by_id;
+  for (const StepRow& s : steps) step_by_id[s.id] = &s;
+  std::vector<const CandidateRow*> chain;
+  std::set<int64_t> seen;  // a parent cycle (a bad row) ends the walk
+  for (auto it = by_id.find(winner); it != by_id.end() && seen.insert(it->first).second;
+       it = it->second->parent_id ? by_id.find(*it->second->parent_id) : by_id.end()) {
+    chain.push_back(it->second);
+  }
+  std::reverse(chain.begin(), chain.end());
+  json out = json::array();
+  for (const CandidateRow* c : chain) {
+    auto judged = step_by_id.find(c->step_id);
+    const int seq = judged == step_by_id.end() ? 0 : judged->second->seq;
+    int after = 0;  // the seq of the previous candidate of its chain
+    for (const CandidateRow& other : candidates) {
+      auto s = step_by_id.find(other.step_id);
+      if (other.sample == c->sample && s != step_by_id.end() && s->second->seq < seq)
+        after = std::max(after, s->second->seq);
+    }
+    json made = json::array();
+    for (const StepRow& s : steps) {
+      if (s.sample != c->sample || s.seq <= after || s.seq > seq) continue;
+      made.push_back({{"seq", s.seq}, {"id", s.id}, {"role", to_string(s.role)},
+                      {"verdict", to_string(s.verdict)}});
+    }
+    const double speed = passed_speedup(*c);
+    json code_step = nullptr;
+    if (c->code_step_id) {
+      auto s = step_by_id.find(*c->code_step_id);
+      if (s != step_by_id.end()) code_step = s->second->seq;
+    }
+    out.push_back({{"candidate", c->id},
+                   {"parent", c->parent_id ? json(*c->parent_id) : json(nullptr)},
+                   {"sample", c->sample},
+                   {"island", c->island},
+                   {"generation", c->generation},
+                   {"verdict", to_string(c->verdict)},
+                   {"speedup", nullable(speed, speed > 0)},
+                   {"score", c->score},
+                   {"verifier_step", seq > 0 ? json(seq) : json(nullptr)},
+                   {"code_step", code_step},
+                   {"steps", made}});
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<json> campaign_report(Store& store, int64_t campaign_id) {
@@ -219,6 +316,9 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   const int64_t total = static_cast<int64_t>(task_ids->size());
   int64_t passed = 0, fast1 = 0, fast2 = 0;
   int64_t profiled = 0, profiled_passed = 0, profiled_fast1 = 0, profiled_fast2 = 0;
+  std::array<int64_t, kFastP.size()> fast_p{}, profiled_fast_p{};  // tasks, per p of kFastP
+  std::vector<std::vector<BestPoint>> improving;  // per task with a measured kernel
+  int64_t generations = 0;  // the deepest generation of any candidate
   std::vector<double> speedups, unflagged;
   json suspicious = json::array();
   json rows = json::array();
@@ -239,15 +339,20 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   auto search = parse_search_text(campaign->search);
   if (!search.ok()) return search.status();
   const int64_t chains = search->samples;
-  std::vector<std::pair<int64_t, int64_t>> good_chains;  // per task: (passed, fast_1)
+  // Per task, per p of kFastP: the chains with a candidate that counts for fast_p.
+  std::vector<std::array<int64_t, kFastP.size()>> good_chains;
 
   for (int64_t task_id : *task_ids) {
     auto row = store.get_task(task_id);
     if (!row.ok()) return row.status();
     const TaskRow& t = *row;
-    auto outcome = task_outcome(store, t);
+    auto steps = store.steps_of(t.id);
+    if (!steps.ok()) return steps.status();
+    auto outcome = task_outcome(store, t, *steps);
     if (!outcome.ok()) return outcome.status();
     const TaskOutcome& o = *outcome;
+    auto candidates = store.candidates_of(t.id);
+    if (!candidates.ok()) return candidates.status();
     const std::string state(to_string(t.state));
     const std::string task_type = valid_utf8(t.spec.task_type);
     by_state[state] = by_state.value(state, 0) + 1;
@@ -269,6 +374,11 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     if (measured && o.speedup > 2) {
       ++fast2;
       if (is_profile) ++profiled_fast2;
+    }
+    for (size_t i = 0; i < kFastP.size(); ++i) {
+      if (!ok || (kFastP[i] > 0 && !(measured && o.speedup > kFastP[i]))) continue;
+      ++fast_p[i];
+      if (is_profile) ++profiled_fast_p[i];
     }
     const bool above = measured && o.speedup > kSuspiciousSpeedup;
     const bool flagged = ok && (above || o.harness_suspicious);
@@ -312,15 +422,30 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     device_jobs += task_jobs;
     device_ms += task_ms;
     if (chains > 1) {
-      auto candidates = store.candidates_of(t.id);
-      if (!candidates.ok()) return candidates.status();
-      std::set<int64_t> pass, fast;
-      for (const CandidateRow& c : *candidates) {
-        if (c.verdict != Verdict::passed) continue;
-        pass.insert(c.sample);
-        if (c.speedup && std::isfinite(*c.speedup) && *c.speedup > 1) fast.insert(c.sample);
+      std::array<int64_t, kFastP.size()> good{};
+      for (size_t i = 0; i < kFastP.size(); ++i) {
+        std::set<int64_t> samples;
+        for (const CandidateRow& c : *candidates) {
+          if (fast_at(c, kFastP[i])) samples.insert(c.sample);
+        }
+        good[i] = static_cast<int64_t>(samples.size());
       }
-      good_chains.emplace_back(static_cast<int64_t>(pass.size()), static_cast<int64_t>(fast.size()));
+      good_chains.push_back(good);
+    }
+    for (const CandidateRow& c : *candidates) generations = std::max(generations, c.generation);
+    std::vector<BestPoint> best = best_by_generation(*candidates);
+    json best_json = json::array();
+    for (const BestPoint& b : best) {
+      best_json.push_back(
+          {{"generation", b.generation}, {"speedup", b.speedup}, {"candidate", b.candidate}});
+    }
+    if (!best.empty()) improving.push_back(std::move(best));
+    // The winner: the candidate the outcome's passing verifier step judged.
+    json winner = nullptr, lineage = json::array();
+    for (const CandidateRow& c : *candidates) {
+      if (o.best_verdict_step_id == 0 || c.step_id != o.best_verdict_step_id) continue;
+      winner = c.id;
+      lineage = lineage_json(*candidates, *steps, c.id);
     }
     start_ms = rows.empty() ? t.created_ms : std::min(start_ms, t.created_ms);
     end_ms = rows.empty() ? t.updated_ms : std::max(end_ms, t.updated_ms);
@@ -349,7 +474,11 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
                     {"completion_tokens", o.usage.completion_tokens},
                     {"cost_usd", o.usage.cost_usd},
                     {"device_jobs", task_jobs},
-                    {"device_seconds", static_cast<double>(task_ms) / 1000.0}});
+                    {"device_seconds", static_cast<double>(task_ms) / 1000.0},
+                    {"candidates", static_cast<int64_t>(candidates->size())},
+                    {"best_by_generation", std::move(best_json)},
+                    {"winner", winner},
+                    {"lineage", std::move(lineage)}});
   }
 
   doc["counts"] = {{"total", total}, {"by_state", by_state}, {"by_task_type", by_type}};
@@ -373,25 +502,61 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
                       {"median", median(speedups)},
                       {"max", sorted.empty() ? json(nullptr) : json(sorted.back())}}},
                     {"suspicious_threshold", kSuspiciousSpeedup}};
+  json fast_p_json = json::array(), profiled_fast_p_json = json::array();
+  for (size_t i = 0; i < kFastP.size(); ++i) {
+    json f = fraction(fast_p[i], total), pf = fraction(profiled_fast_p[i], profiled);
+    f["p"] = pf["p"] = kFastP[i];
+    fast_p_json.push_back(std::move(f));
+    profiled_fast_p_json.push_back(std::move(pf));
+  }
+  doc["metrics"]["fast_p"] = std::move(fast_p_json);
+  doc["metrics"]["profiled"]["fast_p"] = std::move(profiled_fast_p_json);
   if (chains > 1) {
-    // pass@k and fast_1@k for k = 1, 2, 4, ... and the number of chains; a chain stopped early
+    // pass@k and fast_p@k for k = 1, 2, 4, ... and the number of chains; a chain stopped early
     // (target_speedup, max_llm_calls) counts as one that found nothing.
     doc["search"] = json::parse(search_text(*search));
     json at = json::array();
+    const double n = static_cast<double>(good_chains.size());
     for (int64_t k = 1;; k = std::min(2 * k, chains)) {
-      double pass = 0, fast = 0;
-      for (const auto& [p, f] : good_chains) {
-        pass += at_k(chains, p, k);
-        fast += at_k(chains, f, k);
+      json row = {{"k", k}}, by_p = json::array();
+      for (size_t i = 0; i < kFastP.size(); ++i) {
+        double sum = 0;
+        for (const auto& good : good_chains) sum += at_k(chains, good[i], k);
+        json value = good_chains.empty() ? json(nullptr) : json(sum / n);
+        if (kFastP[i] == 0) row["pass"] = value;
+        if (kFastP[i] == 1) row["fast_1"] = value;
+        by_p.push_back({{"p", kFastP[i]}, {"value", value}});
       }
-      const double n = static_cast<double>(good_chains.size());
-      at.push_back({{"k", k},
-                    {"pass", good_chains.empty() ? json(nullptr) : json(pass / n)},
-                    {"fast_1", good_chains.empty() ? json(nullptr) : json(fast / n)}});
+      row["fast_p"] = std::move(by_p);
+      at.push_back(std::move(row));
       if (k == chains) break;
     }
     doc["metrics"]["at_k"] = at;
   }
+  // The best speedup so far by generation, over the tasks with a measured kernel by then.
+  json points = json::array();
+  for (int64_t g = 1; g <= generations; ++g) {
+    std::vector<double> best;
+    for (const std::vector<BestPoint>& task : improving) {
+      const BestPoint* at = nullptr;
+      for (const BestPoint& b : task) {
+        if (b.generation <= g) at = &b;
+      }
+      if (at != nullptr) best.push_back(at->speedup);
+    }
+    std::sort(best.begin(), best.end());
+    auto q = [&](double f) { return best.empty() ? json(nullptr) : json(quantile(best, f)); };
+    points.push_back({{"generation", g},
+                      {"tasks", static_cast<int64_t>(best.size())},
+                      {"geomean", geomean(best)},
+                      {"p25", q(0.25)},
+                      {"median", q(0.5)},
+                      {"p75", q(0.75)},
+                      {"max", q(1)}});
+  }
+  doc["by_generation"] = {{"generations", generations},
+                          {"tasks_measured", static_cast<int64_t>(improving.size())},
+                          {"points", std::move(points)}};
   doc["suspicious"] = suspicious;
   doc["tasks"] = rows;
 
@@ -801,6 +966,225 @@ std::string verdicts_svg(const std::vector<std::pair<std::string, int64_t>>& cou
   return out;
 }
 
+// "fast_1.5" for p = 1.5, "fast_0" for 0.
+std::string fast_name(std::optional<double> p) {
+  return p ? printf_str("fast_%g", *p) : std::string(kNone);
+}
+
+// The fast_p rates over all tasks and over profiled tasks, then (a search of several chains)
+// pass@k and fast_p@k.
+std::string fast_p_html(const json& r) {
+  const json& all = array_at(r, {"metrics", "fast_p"});
+  if (all.empty()) return "";
+  const json& profiled = array_at(r, {"metrics", "profiled", "fast_p"});
+  std::string out =
+      "<h2>fast_p</h2>\n<table class=\"rates\"><thead><tr><th>p</th><th class=\"n\">All "
+      "tasks</th><th class=\"n\">Profiled tasks</th></tr></thead><tbody>\n";
+  for (size_t i = 0; i < all.size(); ++i) {
+    const json& f = all[i];
+    const json& pf = i < profiled.size() ? profiled[i] : json::object();
+    out += "<tr><td>" + esc(fast_name(num(f, {"p"}))) + "</td><td class=\"n\">" +
+           pct_str(num(f, {"value"})) + " <span class=\"reason\">(" +
+           count_str(num(f, {"count"})) + " of " + count_str(num(f, {"of"})) +
+           ")</span></td><td class=\"n\">" + pct_str(num(pf, {"value"})) +
+           " <span class=\"reason\">(" + count_str(num(pf, {"count"})) + " of " +
+           count_str(num(pf, {"of"})) + ")</span></td></tr>\n";
+  }
+  out += "</tbody></table>\n";
+  const json& at = array_at(r, {"metrics", "at_k"});
+  if (at.empty()) return out;
+  out += "<table class=\"rates\"><thead><tr><th>k</th>";
+  for (const json& p : array_at(at[0], {"fast_p"})) {
+    std::optional<double> v = num(p, {"p"});
+    out += "<th class=\"n\">" + (v && *v == 0 ? std::string("pass@k") : esc(fast_name(v)) + "@k") +
+           "</th>";
+  }
+  out += "</tr></thead><tbody>\n";
+  for (const json& row : at) {
+    out += "<tr><td>" + count_str(num(row, {"k"})) + "</td>";
+    for (const json& p : array_at(row, {"fast_p"}))
+      out += "<td class=\"n\">" + pct_str(num(p, {"value"})) + "</td>";
+    out += "</tr>\n";
+  }
+  out += "</tbody></table>\n<p class=\"note\">Over the chains of each task (KernelBench's "
+         "unbiased estimator, averaged over tasks).</p>\n";
+  return out;
+}
+
+// Per-task lines up to this many tasks with a measured kernel; beyond, the interquartile band.
+constexpr size_t kGenerationTaskLines = 20;
+
+// The best speedup so far against generation: the geomean over tasks (bold), each task's best
+// (up to kGenerationTaskLines tasks) or the band from the 25th to the 75th percentile.
+std::string generation_svg(const json& r, int64_t generations) {
+  struct Series {
+    std::string name;
+    std::vector<std::pair<int64_t, double>> points;  // (generation, speedup), improving
+  };
+  std::vector<Series> tasks;
+  for (const json& row : array_at(r, {"tasks"})) {
+    Series s{str(row, {"op_name"}) + " " + str(row, {"task_id"}), {}};
+    for (const json& b : array_at(row, {"best_by_generation"})) {
+      std::optional<int64_t> g = small_count(b, {"generation"}, 1e6);
+      std::optional<double> v = num(b, {"speedup"});
+      if (g && v && *v > 0) s.points.emplace_back(*g, *v);
+    }
+    if (!s.points.empty()) tasks.push_back(std::move(s));
+  }
+  struct Point {
+    int64_t g;
+    double geo, p25, p75;
+    int64_t n;
+  };
+  std::vector<Point> points;
+  for (const json& p : array_at(r, {"by_generation", "points"})) {
+    std::optional<int64_t> g = small_count(p, {"generation"}, 1e6), n = small_count(p, {"tasks"});
+    std::optional<double> geo = num(p, {"geomean"}), p25 = num(p, {"p25"}), p75 = num(p, {"p75"});
+    if (g && n && geo && *geo > 0) points.push_back({*g, *geo, p25.value_or(*geo), p75.value_or(*geo), *n});
+  }
+  const bool lines = tasks.size() <= kGenerationTaskLines;
+  double lo = 0, hi = 0;  // log2 range, always holding 1x
+  auto widen = [&](double v) {
+    if (v <= 0) return;
+    lo = std::min(lo, std::log2(v));
+    hi = std::max(hi, std::log2(v));
+  };
+  for (const Point& p : points) {
+    widen(p.geo);
+    if (!lines) {
+      widen(p.p25);
+      widen(p.p75);
+    }
+  }
+  if (lines) {
+    for (const Series& s : tasks)
+      for (const auto& [g, v] : s.points) widen(v);
+  }
+  lo = std::floor(std::max(lo, -12.0)) - (lo == std::floor(lo) ? 0.5 : 0);
+  hi = std::ceil(std::min(hi, 12.0)) + (hi == std::ceil(hi) ? 0.5 : 0);
+  Plot p;
+  p.top = 20;
+  const double g_lo = generations > 1 ? 1 : 0.5, g_hi = generations > 1 ? static_cast<double>(generations) : 1.5;
+  auto x = [&](double g) { return p.left + (g - g_lo) / (g_hi - g_lo) * p.plot_w(); };
+  auto y = [&](double v) {
+    const double l = std::clamp(std::log2(v), lo, hi);
+    return p.top + p.plot_h() - (l - lo) / (hi - lo) * p.plot_h();
+  };
+  std::string out = svg_open(p, "Best speedup so far by generation");
+  for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k) {
+    const double yk = y(std::ldexp(1.0, k));
+    out += "<line class=\"" + std::string(k == 0 ? "ref" : "grid") + "\" x1=\"" + fmt(p.left) +
+           "\" x2=\"" + fmt(p.left + p.plot_w()) + "\" y1=\"" + fmt(yk) + "\" y2=\"" + fmt(yk) +
+           "\"/><text class=\"tick\" x=\"" + fmt(p.left - 6) + "\" y=\"" + fmt(yk + 4) +
+           "\" text-anchor=\"end\">" + speedup_label(k) + "</text>";
+  }
+  const int64_t label_every = generations > 15 ? (generations + 14) / 15 : 1;
+  for (int64_t g = 1; g <= std::max<int64_t>(generations, 1); g += label_every) {
+    out += "<text class=\"tick\" x=\"" + fmt(x(static_cast<double>(g))) + "\" y=\"" +
+           fmt(p.top + p.plot_h() + 16) + "\" text-anchor=\"middle\">" + std::to_string(g) +
+           "</text>";
+  }
+  out += "<text class=\"axis\" transform=\"translate(12 " + fmt(p.top + p.plot_h() / 2) +
+         ") rotate(-90)\" text-anchor=\"middle\">best speedup so far</text>";
+  if (lines) {
+    for (const Series& s : tasks) {
+      std::string pts;  // a step function, held flat to the last generation
+      for (size_t i = 0; i < s.points.size(); ++i) {
+        const auto& [g, v] = s.points[i];
+        if (i > 0) pts += fmt(x(static_cast<double>(g))) + "," + fmt(y(s.points[i - 1].second)) + " ";
+        pts += fmt(x(static_cast<double>(g))) + "," + fmt(y(v)) + " ";
+      }
+      pts += fmt(x(std::max(g_hi, static_cast<double>(s.points.back().first)))) + "," +
+             fmt(y(s.points.back().second));
+      out += "<polyline class=\"task\" points=\"" + pts + "\"><title>" + esc(s.name) + ": " +
+             printf_str("%.2f×", s.points.back().second) + "</title></polyline>";
+    }
+  } else if (!points.empty()) {
+    // Out along the 75th percentile, back along the 25th; one generation: a bar 12 wide.
+    const double half = points.size() == 1 ? 6 : 0;
+    std::string band;
+    for (const Point& q : points) {
+      band += fmt(x(static_cast<double>(q.g)) - half) + "," + fmt(y(q.p75)) + " ";
+      if (half > 0) band += fmt(x(static_cast<double>(q.g)) + half) + "," + fmt(y(q.p75)) + " ";
+    }
+    for (auto it = points.rbegin(); it != points.rend(); ++it) {
+      if (half > 0) band += fmt(x(static_cast<double>(it->g)) + half) + "," + fmt(y(it->p25)) + " ";
+      band += fmt(x(static_cast<double>(it->g)) - half) + "," + fmt(y(it->p25)) + " ";
+    }
+    band.pop_back();
+    out += "<polygon class=\"band\" points=\"" + band +
+           "\"><title>25th to 75th percentile of the tasks' best speedups</title></polygon>";
+  }
+  std::string geo;
+  for (const Point& q : points) geo += (geo.empty() ? "" : " ") + fmt(x(static_cast<double>(q.g))) + "," + fmt(y(q.geo));
+  if (!geo.empty()) out += "<polyline class=\"geo\" points=\"" + geo + "\"/>";
+  for (const Point& q : points) {
+    out += "<circle class=\"geo\" cx=\"" + fmt(x(static_cast<double>(q.g))) + "\" cy=\"" +
+           fmt(y(q.geo)) + "\" r=\"3\"><title>generation " + std::to_string(q.g) + ": geomean " +
+           printf_str("%.2f×", q.geo) + " over " + std::to_string(q.n) +
+           (q.n == 1 ? " task" : " tasks") + "</title></circle>";
+  }
+  out += x_axis(p, p.top + p.plot_h(), "generation");
+  return out;
+}
+
+// Lineages shown on the page (the document holds every task's).
+constexpr size_t kLineagesShown = 50;
+
+// Each task's winner and its ancestors, first ancestor first.
+std::string lineage_html(const json& r) {
+  std::string out;
+  size_t shown = 0, with = 0;
+  for (const json& row : array_at(r, {"tasks"})) {
+    const json& lineage = array_at(row, {"lineage"});
+    if (lineage.empty()) continue;
+    if (++with > kLineagesShown) continue;
+    ++shown;
+    out += "<tr><td rowspan=\"" + std::to_string(lineage.size()) + "\">" + esc(str(row, {"op_name"})) +
+           "<div class=\"reason\">" + esc(str(row, {"task_id"})) + " · task " +
+           count_str(num(row, {"task"})) + "</div></td>";
+    for (size_t i = 0; i < lineage.size(); ++i) {
+      const json& c = lineage[i];
+      std::string made;
+      for (const json& s : array_at(c, {"steps"})) {
+        if (!made.empty()) made += " · ";
+        made += count_str(num(s, {"seq"})) + " " + esc(str(s, {"role"}));
+      }
+      const bool last = i + 1 == lineage.size();
+      if (i > 0) out += "<tr>";
+      out += "<td class=\"n\">" + count_str(num(c, {"candidate"})) + (last ? " ★" : "") +
+             "</td><td class=\"n\">" + count_str(num(c, {"generation"})) + "</td><td class=\"n\">" +
+             count_str(num(c, {"island"})) + "</td><td class=\"n\">" + count_str(num(c, {"sample"})) +
+             "</td><td>" + esc(str(c, {"verdict"})) + "</td><td class=\"n\">" +
+             speedup_str(num(c, {"speedup"})) + "</td><td>" + (made.empty() ? kNone : made) +
+             "</td></tr>\n";
+    }
+  }
+  if (with == 0) {
+    const std::optional<double> generations = num(r, {"by_generation", "generations"});
+    return std::string("<h2>Winners' lineage</h2>\n<p class=\"empty\">") +
+           (generations && *generations == 0
+                ? "No candidate is recorded for this campaign (one run before migration 0012 has none)."
+                : "No task has a passing candidate.") +
+           "</p>\n";
+  }
+  std::string head =
+      "<h2>Winners' lineage</h2>\n<p class=\"note\">Each task's best kernel (★) and the candidates "
+      "it descends from (parent_id), first ancestor first. Steps: the seq and role of the steps of "
+      "its chain that made it, as <code>kforge show TASK</code> and the dashboard's trace number "
+      "them.";
+  if (with > shown) {
+    head += " The first " + std::to_string(shown) + " of " + std::to_string(with) +
+            " tasks; report.json holds every lineage.";
+  }
+  return head +
+         "</p>\n<div class=\"scroll\"><table class=\"lineage\"><thead><tr><th>Task</th><th "
+         "class=\"n\">Candidate</th><th class=\"n\">Generation</th><th class=\"n\">Island</th><th "
+         "class=\"n\">Sample</th><th>Verdict</th><th class=\"n\">Speedup</th><th>Steps that made "
+         "it</th></tr></thead><tbody>\n" +
+         out + "</tbody></table></div>\n";
+}
+
 std::string card(const std::string& key, const std::string& value, const std::string& detail) {
   return "<div class=\"card\"><div class=\"k\">" + esc(key) + "</div><div class=\"v\">" +
          esc(value) + "</div><div class=\"d\">" + esc(detail) + "</div></div>";
@@ -892,6 +1276,7 @@ std::string report_html(const json& report) {
   out += card("Wall time", duration_str(num(r, {"wall", "seconds"})),
               "first task created to last task update");
   out += "</section>\n";
+  out += fast_p_html(r);
 
   // Per-device use, beside the device-time card (a document without it shows nothing).
   if (const json* devices = field(r, {"device", "per_device"});
@@ -965,7 +1350,22 @@ std::string report_html(const json& report) {
   out += "<figure><figcaption>Verdicts of every verifier step</figcaption>";
   out += verdicts.empty() ? "<p class=\"empty\">No verifier step ran.</p>" : verdicts_svg(verdicts);
   out += "<p class=\"note\">" + count_str(num(r, {"verdicts", "verifier_steps"})) +
-         " verifier steps, infrastructure retries included.</p></figure>\n</section>\n";
+         " verifier steps, infrastructure retries included.</p></figure>\n";
+  if (std::optional<int64_t> generations = small_count(r, {"by_generation", "generations"}, 1e6)) {
+    out += "<figure><figcaption>Best speedup so far by generation</figcaption>";
+    const std::optional<double> measured = num(r, {"by_generation", "tasks_measured"});
+    out += *generations == 0 || !measured || *measured == 0
+               ? "<p class=\"empty\">No candidate passed with a measured speedup.</p>"
+               : generation_svg(r, *generations);
+    out += "<p class=\"note\">Bold: the geometric mean over the tasks with a measured kernel by "
+           "that generation (" +
+           count_str(measured) + " tasks in the end); " +
+           (measured && *measured <= static_cast<double>(kGenerationTaskLines)
+                ? std::string("thin: each task's best")
+                : std::string("shaded: the 25th to 75th percentile of the tasks' best")) +
+           ". Dashed: 1× (the reference).</p></figure>\n";
+  }
+  out += "</section>\n";
 
   // Suspicious speedups.
   const json& suspicious = array_at(r, {"suspicious"});
@@ -992,6 +1392,8 @@ std::string report_html(const json& report) {
     }
     out += "</tbody></table>\n";
   }
+
+  out += lineage_html(r);
 
   // LLM usage per role.
   out += "<h2>LLM usage by role</h2>\n";
@@ -1071,6 +1473,68 @@ std::string report_html(const json& report) {
   return fill_template(kReportHtml, {{"name", esc(name)},
                                      {"body", out},
                                      {"report_version", count_str(num(r, {"report_version"}))}});
+}
+
+std::string report_text(const json& report) {
+  const json& r = report;
+  std::string out = "campaign " + count_str(num(r, {"campaign", "id"})) + " " +
+                    str(r, {"campaign", "name"}) + " (" + str(r, {"campaign", "state"}) + "): " +
+                    count_str(num(r, {"counts", "total"})) + " tasks\n";
+  out += fmt::format("\n{:<13} {:<22} {}\n", "fast_p", "all tasks", "profiled tasks");
+  const json& profiled = array_at(r, {"metrics", "profiled", "fast_p"});
+  const json& all = array_at(r, {"metrics", "fast_p"});
+  for (size_t i = 0; i < all.size(); ++i) {
+    const json& f = all[i];
+    const json& pf = i < profiled.size() ? profiled[i] : json::object();
+    out += fmt::format("{:<13} {:>7} {:<14} {:>7} {}\n", fast_name(num(f, {"p"})), pct_str(num(f, {"value"})),
+                       "(" + count_str(num(f, {"count"})) + " of " + count_str(num(f, {"of"})) + ")",
+                       pct_str(num(pf, {"value"})),
+                       "(" + count_str(num(pf, {"count"})) + " of " + count_str(num(pf, {"of"})) + ")");
+  }
+  const json& at = array_at(r, {"metrics", "at_k"});
+  if (!at.empty()) {
+    out += "\nk    ";
+    for (const json& p : array_at(at[0], {"fast_p"})) {
+      std::optional<double> v = num(p, {"p"});
+      out += fmt::format(" {:>12}", v && *v == 0 ? std::string("pass@k") : fast_name(v) + "@k");
+    }
+    out += "\n";
+    for (const json& row : at) {
+      out += fmt::format("{:<5}", count_str(num(row, {"k"})));
+      for (const json& p : array_at(row, {"fast_p"})) out += fmt::format(" {:>12}", pct_str(num(p, {"value"})));
+      out += "\n";
+    }
+  }
+  out += "\ngeomean speedup " + speedup_str(num(r, {"metrics", "speedup", "geomean"})) + " over " +
+         count_str(num(r, {"metrics", "speedup", "measured"})) + " measured kernels (" +
+         speedup_str(num(r, {"metrics", "speedup", "geomean_unflagged"})) + " without the " +
+         std::to_string(array_at(r, {"suspicious"}).size()) + " suspicious)\n";
+  const json& points = array_at(r, {"by_generation", "points"});
+  if (!points.empty()) {
+    out += "\ngeneration  tasks  geomean  median  best (the best speedup so far)\n";
+    for (const json& p : points) {
+      out += fmt::format("{:<11} {:>5} {:>8} {:>7} {:>6}\n", count_str(num(p, {"generation"})),
+                         count_str(num(p, {"tasks"})), speedup_str(num(p, {"geomean"})),
+                         speedup_str(num(p, {"median"})), speedup_str(num(p, {"max"})));
+    }
+  }
+  std::string winners;
+  for (const json& row : array_at(r, {"tasks"})) {
+    const json& lineage = array_at(row, {"lineage"});
+    if (lineage.empty()) continue;
+    std::string path;
+    for (const json& c : lineage) {
+      if (!path.empty()) path += " -> ";
+      path += "#" + count_str(num(c, {"candidate"})) + " g" + count_str(num(c, {"generation"})) + " " +
+              str(c, {"verdict"});
+      if (num(c, {"speedup"})) path += " " + speedup_str(num(c, {"speedup"}));
+    }
+    winners += "  " + str(row, {"op_name"}) + " " + str(row, {"task_id"}) + " (task " +
+               count_str(num(row, {"task"})) + ", step " + count_str(num(row, {"best_step"})) + "): " +
+               path + "\n";
+  }
+  if (!winners.empty()) out += "\nwinners and their lineage (first ancestor first)\n" + winners;
+  return out;
 }
 
 }  // namespace kforge

@@ -175,10 +175,18 @@ class Client:
         """One Campaign dict."""
         return self.get(f"campaigns/{int(campaign_id)}")
 
-    def submit_campaign(self, name, tasks, workflow="default", source=""):
+    def submit_campaign(self, name, tasks, workflow="default", source="", search=None, timing=None):
         """POSTs an expanded campaign (``tasks``: TaskSpec dicts); ``{"id", "created",
-        "tasks"}``. The server computes the content hash: the same campaign twice is one."""
-        return self.post("campaigns", {"name": name, "workflow": workflow, "source": source, "tasks": list(tasks)})
+        "tasks"}``. The server computes the content hash: the same campaign twice is one.
+        ``search``: the search policy, the dict a Campaign shows (``{"strategy": "best_of_n",
+        "samples": 4}``; fields left out take their defaults; ``None``: fix_loop); ``timing``:
+        ``"kforge"`` (default) or ``"kernelbench"``. Both are part of the campaign's identity."""
+        body = {"name": name, "workflow": workflow, "source": source, "tasks": list(tasks)}
+        if search is not None:
+            body["search"] = dict(search)
+        if timing is not None:
+            body["timing"] = timing
+        return self.post("campaigns", body)
 
     def cancel_campaign(self, campaign_id):
         return self.post(f"campaigns/{int(campaign_id)}/cancel")
@@ -189,6 +197,40 @@ class Client:
     def report(self, campaign_id):
         """The campaign's report document (docs/reports.md)."""
         return self.get(f"campaigns/{int(campaign_id)}/report")
+
+    def progress(self, campaign_id, buckets=None, stall_s=None):
+        """The campaign's Progress dict: elapsed time, tasks per hour, ETA, queue, whether it
+        is stalled (no change for ``stall_s`` seconds, default 900), and the tasks ended per
+        time bucket (``buckets``, default 30)."""
+        return self.get(f"campaigns/{int(campaign_id)}/progress", buckets=buckets, stall_s=stall_s)
+
+    def alerts(self, stall_s=None):
+        """Alert dicts (``kind``: ``agent_lost``, ``campaign_stalled`` or ``nospace``, with
+        ``message`` and ``since_ms``): lost agents, campaigns without a change for ``stall_s``
+        seconds (default 900), the disk alarm. Empty when all is well."""
+        return self.get("alerts", stall_s=stall_s)
+
+    def llm(self, campaign=None):
+        """LLM health: requests, errors, retries and latency since the coordinator started,
+        and the calls stored (of ``campaign``, else of all)."""
+        return self.get("llm", campaign=campaign)
+
+    def compare(self, a, b, after=None, limit=None):
+        """The Comparison of campaigns ``a`` and ``b``: a page of a's tasks (``limit``, default
+        500), each beside b's task of the same op, task_id and target, with the speedup ratio
+        b / a; ``counts`` cover the whole campaigns. ``after`` (a task id of ``a``) asks for the
+        page after it (see :meth:`each_compared`)."""
+        return self.get("compare", a=int(a), b=int(b), after=after, limit=limit)
+
+    def each_compared(self, a, b, page=500):
+        """Every row of :meth:`compare`, asked ``page`` rows at a time."""
+        after = None
+        while True:
+            rows = self.compare(a, b, after=after, limit=page)["rows"]
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1]["a"]["task"]
 
     def tasks(self, campaign=None, state=None, op=None, verdict=None, limit=None, after=None):
         """Task dicts as the API answers them; every filter optional, ``op`` and ``verdict``

@@ -239,10 +239,11 @@ class Campaign(_Polled):
     """
 
     def __init__(self, name, tasks=(), workflow="default", client=None, source="",
-                 poll_interval=DEFAULT_POLL_INTERVAL):
+                 poll_interval=DEFAULT_POLL_INTERVAL, search=None):
         self.name = name
         self.tasks = list(tasks)
         self.workflow = workflow
+        self.search = search  # the search policy dict (Client.submit_campaign); None: fix_loop
         self.client = client
         self.source = source
         self.poll_interval = poll_interval
@@ -258,7 +259,7 @@ class Campaign(_Polled):
         ``status()`` work."""
         client = _default_client(client)
         doc = client.campaign(campaign_id)
-        c = cls(doc["name"], workflow=doc.get("workflow", "default"), client=client)
+        c = cls(doc["name"], workflow=doc.get("workflow", "default"), client=client, search=doc.get("search"))
         c.id = doc["id"]
         c._update(doc)
         return c
@@ -275,7 +276,8 @@ class Campaign(_Polled):
 
     def submit(self):
         """POSTs the campaign; returns its id. ``created`` says whether it is new."""
-        answer = self._client.submit_campaign(self.name, [t.spec() for t in self.tasks], self.workflow, self.source)
+        answer = self._client.submit_campaign(self.name, [t.spec() for t in self.tasks], self.workflow, self.source,
+                                              search=self.search)
         self.id = answer["id"]
         self.created = answer["created"]
         for t in self.tasks:
@@ -311,6 +313,11 @@ class Campaign(_Polled):
     def report(self):
         self._require_id()
         return self._client.report(self.id)
+
+    def progress(self, buckets=None, stall_s=None):
+        """The campaign's Progress dict (:meth:`Client.progress`): ETA, tasks per hour, stalled."""
+        self._require_id()
+        return self._client.progress(self.id, buckets=buckets, stall_s=stall_s)
 
     @property
     def done(self):

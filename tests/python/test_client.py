@@ -288,3 +288,79 @@ def test_metrics(client):
     assert ids == sorted(ids)
     assert [j["id"] for j in client.jobs(offset=1, limit=2)] == ids[1:3]
     assert client.timeline()["devices"] == 2
+
+
+def test_progress_alerts_llm_and_compare(client):
+    # Two finished campaigns that share relu N=4096: their progress, stored LLM calls and
+    # comparison.
+    two = Campaign("pytest-two", tasks=[Task(**demo_spec("relu", 4096)), Task(**demo_spec("gelu", 1024))],
+                   client=client, poll_interval=POLL_S)
+    one = Campaign("pytest-one", tasks=[Task(**demo_spec("relu", 4096))], client=client, poll_interval=POLL_S)
+    assert asyncio.run(two.run(timeout=RUN_TIMEOUT_S)) is True
+    assert asyncio.run(one.run(timeout=RUN_TIMEOUT_S)) is True
+    progress = client.progress(two.id, buckets=4)
+    assert progress["campaign"] == two.id and progress["state"] == "finished"
+    assert progress["tasks"]["finished"] == 2 and progress["tasks"]["remaining"] == 0
+    assert progress["eta_ms"] is None and progress["stalled"] is False
+    assert len(progress["outcomes"]["passed"]) == 4 and sum(progress["outcomes"]["passed"]) == 2
+    assert two.progress()["tasks"] == progress["tasks"]
+    with pytest.raises(BadRequest, match="buckets"):
+        client.progress(two.id, buckets=0)
+    with pytest.raises(NotFound, match="no campaign 999999"):
+        client.progress(999999)
+
+    llm = client.llm(campaign=two.id)
+    assert llm["live"] is True
+    assert llm["stored"]["campaign"] == two.id
+    assert llm["stored"]["calls"] == 4 and llm["stored"]["errors"] == 0  # designer and coder, 2 tasks
+    assert sorted(r["role"] for r in llm["stored"]["by_role"]) == ["coder", "designer"]
+    everything = client.llm()
+    assert everything["stored"]["calls"] >= 4 and everything["stored"]["campaign"] is None
+    assert set(everything["latency"]) == {"count", "mean_s", "p50_s", "p90_s", "p99_s"}
+
+    compared = client.compare(two.id, one.id)
+    assert compared["a"]["id"] == two.id and compared["b"]["id"] == one.id
+    assert compared["counts"] == {"a_tasks": 2, "b_tasks": 1, "paired": 1, "only_a": 1, "only_b": 0}
+    rows = {r["op_name"]: r for r in compared["rows"]}
+    assert rows["relu"]["b"]["state"] == "passed" and rows["gelu"]["b"] is None
+    assert rows["relu"]["ratio"] is None  # precision_only: no speedup to compare
+    assert [r["a"]["task"] for r in client.each_compared(two.id, one.id, page=1)] == [
+        r["a"]["task"] for r in compared["rows"]]
+    with pytest.raises(BadRequest):
+        client.get("compare", a=two.id)
+
+    # A campaign whose verify job waits for a device no agent has: once its Designer and Coder
+    # have answered nothing changes, and with stall_s=1 it is stalled, in its progress and
+    # as an alert.
+    stuck = Campaign("pytest-stuck", tasks=[Task(**demo_spec("gelu", 4096, arch="aarch64"))], client=client)
+    stuck.submit()
+    try:
+        def stalled_alert():
+            return [a for a in client.alerts(stall_s=1) if a["kind"] == "campaign_stalled"
+                    and a.get("campaign") == stuck.id]
+        alert = wait_for(stalled_alert, RUN_TIMEOUT_S, "the campaign_stalled alert")[0]
+        assert "message" in alert and alert["since_ms"] > 0
+        assert stuck.progress(stall_s=1)["stalled"] is True
+        assert stuck.progress()["stalled"] is False  # the default: 900 s without a change
+        assert not [a for a in client.alerts() if a.get("campaign") == stuck.id]
+    finally:
+        stuck.cancel()
+    assert not [a for a in client.alerts(stall_s=1) if a.get("campaign") == stuck.id]
+
+
+def test_a_campaign_with_a_search_policy(client):
+    search = {"strategy": "best_of_n", "samples": 2, "sample_offset": 40}
+    campaign = Campaign("pytest-search", tasks=[Task(**demo_spec("relu", 1024, arch="aarch64"))], client=client,
+                        search=search)
+    campaign.submit()
+    campaign.cancel()  # what it runs is not the point: no agent offers aarch64
+    shown = campaign.status()["search"]
+    assert {k: shown[k] for k in search} == search
+    assert shown["target_speedup"] == 0  # the defaults, spelled out
+    assert Campaign.from_id(client, campaign.id).search == shown
+    # The policy it shows, posted again with the same tasks, is the same campaign.
+    assert Campaign("pytest-search", tasks=campaign.tasks, client=client, search=shown).submit() == campaign.id
+    with pytest.raises(BadRequest, match=r"^search.samples: expected 1\.\."):
+        client.submit_campaign("bad", [demo_spec("relu", 1024)], search={"strategy": "best_of_n", "samples": 0})
+    with pytest.raises(BadRequest, match="^search.beam: "):
+        client.submit_campaign("bad", [demo_spec("relu", 1024)], search={"beam": 2})
