@@ -185,8 +185,9 @@ class Conductor {
   // replayed LLM answers of those turns are stored (nothing received is asked again).
   void reload();
   // Decides the next action of every chain of the task without one in flight (decide() on the
-  // chain's steps) and starts it; ends the task when every chain has ended or a search stop
-  // rule (target_speedup) holds.
+  // chain's steps; evolve: EvolvePlan::action, the current generation's children only) and
+  // starts it unless a budget forbids it (search.h); ends the task when every chain has ended
+  // or a stop rule (target_speedup, evolve's stagnation) holds.
   void advance(int64_t task_id);
   void advance_unguarded(int64_t task_id);
   // Whether `token` is the action in flight of the task's chain `sample`.
