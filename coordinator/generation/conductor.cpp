@@ -652,6 +652,9 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     const StepRow* judged = evolve->step(parent->step_id);
     (*values)["verifier_message"] = judged ? verifier_message({*judged}) : "";
     (*values)["inspirations"] = evolve->inspirations_text(sample, task.spec.impl_type);
+    if (const StepRow* parent_design = evolve->design_of(*parent); parent_design && !design) {
+      (*values)["design"] = extract_design(parent_design->output).value_or(parent_design->output);
+    }
   }
   auto prompt = prompts_.render(template_name, *values);
   if (!prompt.ok()) {

@@ -154,6 +154,18 @@ const StepRow* EvolvePlan::step(int64_t id) const {
   return nullptr;
 }
 
+const StepRow* EvolvePlan::design_of(const CandidateRow& candidate) const {
+  auto chain = chains_.find(candidate.sample);
+  if (chain == chains_.end()) return nullptr;
+  for (auto it = chain->second.rbegin(); it != chain->second.rend(); ++it) {
+    if (it->role == Role::designer && !it->verdict) return &*it;  // a usable answer has no verdict
+  }
+  for (const CandidateRow& c : candidates_) {  // none in its chain: its parent's
+    if (candidate.parent_id && c.id == *candidate.parent_id) return design_of(c);
+  }
+  return nullptr;
+}
+
 std::string EvolvePlan::code(const CandidateRow& candidate, const std::string& impl_type) const {
   const StepRow* coder = candidate.code_step_id ? step(*candidate.code_step_id) : nullptr;
   if (coder == nullptr) return "";

@@ -68,6 +68,9 @@ class EvolvePlan {
   std::string coder_template(int64_t sample) const;
   // The step of this id, or null.
   const StepRow* step(int64_t id) const;
+  // The last usable design of the candidate's chain, else of its parent's, and so on; null
+  // when none has one (coder_only).
+  const StepRow* design_of(const CandidateRow& candidate) const;
   // The code of a candidate ("" when none).
   std::string code(const CandidateRow& candidate, const std::string& impl_type) const;
   // The inspirations of the child as the prompt shows them: profile, verdict and code each.
