@@ -226,6 +226,17 @@ struct SearchRun {
   }
 };
 
+// The error of a campaign file c.toml whose [search] table is `search` (it must be refused).
+std::string error(const std::string& search) {
+  TempDir dir;
+  write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
+  std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
+                     "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n";
+  auto c = parse_campaign(toml, dir.path(), "c.toml");
+  REQUIRE(!c.ok());
+  return c.status().message();
+}
+
 }  // namespace
 
 TEST_CASE("best_of_n finds the fastest variant more often than fix_loop within 4 Coder calls a task") {
@@ -369,15 +380,6 @@ TEST_CASE("a best_of_n campaign stopped mid-way resumes to the same result, no a
 }
 
 TEST_CASE("bad [search] tables are refused naming the field") {
-  TempDir dir;
-  write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
-  auto error = [&](const std::string& search) {
-    std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
-                       "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n";
-    auto c = parse_campaign(toml, dir.path(), "c.toml");
-    REQUIRE(!c.ok());
-    return c.status().message();
-  };
   CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop, best_of_n or evolve, got 'beam'") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0").find("c.toml:2:1: search.samples: expected 1..64, got 0") !=
         std::string::npos);
@@ -655,15 +657,6 @@ TEST_CASE("each budget ends a task with its reason") {
 }
 
 TEST_CASE("bad evolve and budget parameters are refused naming the field") {
-  TempDir dir;
-  write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
-  auto error = [&](const std::string& search) {
-    std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
-                       "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n";
-    auto c = parse_campaign(toml, dir.path(), "c.toml");
-    REQUIRE(!c.ok());
-    return c.status().message();
-  };
   const std::string evolve = "[search]\nstrategy = \"evolve\"\n";
   CHECK(error(evolve + "islands = 0").find("c.toml:2:1: search.islands: expected 1..64, got 0") != std::string::npos);
   CHECK(error(evolve + "island_size = 65").find("search.island_size: expected 1..64, got 65") != std::string::npos);
