@@ -287,6 +287,65 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 of a best_of_n campaign: the same results
   CHECK(llm.request_count() - before <= reference_requests + 12 * static_cast<size_t>(killed.kills));
 }
 
+// Issue 17: an evolve campaign (two islands of one child, two generations) killed -9 at three
+// moments resumes its population from what is stored: the same results and candidates, no
+// stored answer asked for again. vector_add's first code fails, so its generation-2 children
+// fix a failing parent; sqrt's pass, so theirs are asked to make a passing parent faster.
+TEST_CASE_FIXTURE(RunFixture, "kill -9 of an evolve campaign: the same population, no answered question asked again") {
+  std::string text = kforge::test::read_file(campaign);
+  campaign = dir / "evolve.toml";
+  const std::string tasks_dir = (source_dir() / "tests" / "harness" / "tasks").string();
+  auto at = text.find("[defaults]");
+  REQUIRE(at != std::string::npos);
+  text.insert(at, "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 1\ngenerations = 2\nmigrate_every = 1\n\n");
+  for (std::string name : {"vector_add_numpy.py", "sqrt_numpy.py"}) {
+    auto p = text.find("../../harness/tasks/" + name);
+    REQUIRE(p != std::string::npos);
+    text.replace(p, std::string("../../harness/tasks/" + name).size(), tasks_dir + "/" + name);
+  }
+  write_file(campaign, text);
+  // Each task's candidates: "island/generation sample verdict parent-sample".
+  auto population = [](const std::filesystem::path& data) {
+    std::vector<std::string> out;
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db,
+                               "SELECT c.task_id || ' ' || c.island || '/' || c.generation || ' s' || c.sample || ' ' || "
+                               "c.verdict || ' <- ' || COALESCE((SELECT p.sample FROM candidates p WHERE p.id = c.parent_id), "
+                               "'none') FROM candidates c ORDER BY 1",
+                               -1, &s, nullptr) == SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW) out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return out;
+  };
+  auto reference = dir / "reference";
+  finish(reference, "reference.log");
+  auto expected = results(reference);
+  REQUIRE(expected.size() == 4);
+  CHECK(expected["vector_add/N=1000"].rfind("passed passed", 0) == 0);
+  const std::vector<std::string> expected_population = population(reference);
+  CHECK(expected_population.size() == 16);  // 4 tasks x 2 generations x 2 islands
+  size_t reference_requests = llm.request_count();
+  bool improved = false;
+  for (const FakeRequest& r : llm.requests()) {
+    improved = improved || r.body["messages"].back()["content"].get<std::string>().find("Make it faster") != std::string::npos;
+  }
+  CHECK(improved);
+
+  auto data = dir / "data";
+  size_t before = llm.request_count();
+  Killed killed = kill_and_finish(data, 3, /*answers=*/3);
+  CHECK(killed.kills >= 2);
+  CHECK_MESSAGE(killed.asked_again.empty(), killed.asked_again.front());
+  CHECK(results(data) == expected);
+  CHECK(population(data) == expected_population);
+  // Re-asked are only questions in flight at a kill: at most one per child of a generation
+  // (8) per kill.
+  CHECK(llm.request_count() - before <= reference_requests + 8 * static_cast<size_t>(killed.kills));
+}
+
 TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
   // A candidate that never returns, verified with a 3 s limit instead of the default 300 s:
   // the task ends as timeout within seconds, not minutes.

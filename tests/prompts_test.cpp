@@ -57,7 +57,7 @@ TEST_CASE("the role templates use the placeholders their role needs") {
     auto all = lib->placeholders_of(name);
     return std::find(all.begin(), all.end(), p) != all.end();
   };
-  for (const char* name : {"designer", "designer_fix", "coder", "coder_fix", "conductor"}) {
+  for (const char* name : {"designer", "designer_fix", "coder", "coder_fix", "coder_improve", "conductor"}) {
     CHECK(uses(name, "task_desc"));
     CHECK(uses(name, "op_name"));
   }
@@ -67,6 +67,9 @@ TEST_CASE("the role templates use the placeholders their role needs") {
   CHECK(uses("coder_fix", "previous_code"));
   CHECK(uses("coder_fix", "verifier_message"));
   CHECK(uses("coder_fix", "suggestions"));
+  CHECK(uses("coder_improve", "previous_code"));
+  CHECK(uses("coder_improve", "verifier_message"));
+  CHECK(uses("coder_improve", "inspirations"));
   CHECK(uses("designer_fix", "suggestions"));
   CHECK(uses("conductor", "verifier_message"));
 }
@@ -93,7 +96,8 @@ TEST_CASE("task_values fills the shared placeholders for every impl_type") {
     (*v)["previous_code"] = "c";
     (*v)["verifier_message"] = "m";
     (*v)["suggestions"] = "s";
-    for (const char* role : {"designer", "designer_fix", "coder", "coder_fix", "conductor"}) {
+    (*v)["inspirations"] = "i";
+    for (const char* role : {"designer", "designer_fix", "coder", "coder_fix", "coder_improve", "conductor"}) {
       Result<std::string> text = lib->render(role, *v);
       CHECK_MESSAGE(text.ok(), text.status().to_string());
     }

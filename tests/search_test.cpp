@@ -83,25 +83,34 @@ struct SearchRun {
   std::unique_ptr<LlmClient> client;
   std::unique_ptr<Conductor> conductor;
   std::set<int64_t> delivered;  // jobs whose result this process delivered
+  ManualClock clock;             // the store's and the Conductor's, when manual_clock
+  bool manual_clock = false;
+  int64_t job_ms = 0;            // > 0: each verify job holds its device this long (recorded)
+  double price_per_mtok = 0;     // the coder's price for prompt and completion tokens
 
-  SearchRun() {
+  explicit SearchRun(bool manual = false) : manual_clock(manual) {
     llm.set_responder(respond);
     open();
   }
 
+  Clock& time() { return manual_clock ? static_cast<Clock&>(clock) : SystemClock::instance(); }
+
   // A process on the database: a new loop, LLM client and Conductor.
   void open() {
-    loop = std::make_unique<FakeLoop>(db);
+    loop = std::make_unique<FakeLoop>(db, time());
     LlmEndpoint coder;
     coder.provider = "openai";
     coder.base_url = llm.base_url();
     coder.model = "fake";
     coder.concurrency = 8;
+    coder.price_prompt_per_mtok = price_per_mtok;
+    coder.price_completion_per_mtok = price_per_mtok;
     auto made = LlmClient::create({{"coder", coder}});
     REQUIRE_MESSAGE(made.ok(), made.status().to_string());
     client = std::move(*made);
     ConductorOptions options;
     options.endpoints["coder"] = coder;
+    options.clock = &time();
     auto prompts = PromptLibrary::load(find_prompt_dir("").value());
     REQUIRE(prompts.ok());
     conductor = std::make_unique<Conductor>(*loop, client.get(), std::move(*prompts), options);
@@ -155,7 +164,16 @@ struct SearchRun {
       for (const JobRow& job : queued) {
         if (!delivered.insert(job.id).second) continue;
         const JobRow row = loop->store().get_job(job.id).value();
-        loop->deliver(job.id, judge(row.request.files.at("candidate.py")));
+        const VerifyResult verdict = judge(row.request.files.at("candidate.py"));
+        if (job_ms > 0) {  // the loop records the lease and the result, as a coordinator does
+          const int64_t epoch = loop->store().assign_job(job.id, "agent-1", 0).value();
+          clock.advance(std::chrono::milliseconds(job_ms));
+          proto::JobResult result;
+          result.exit_code = 0;
+          result.verify = verdict;
+          REQUIRE(loop->store().record_result(job.id, epoch, result).value());
+        }
+        loop->deliver(job.id, verdict);
         judged = true;
       }
       if (!judged && unfinished()) {
@@ -207,6 +225,17 @@ struct SearchRun {
     return most;
   }
 };
+
+// The error of a campaign file c.toml whose [search] table is `search` (it must be refused).
+std::string error(const std::string& search) {
+  TempDir dir;
+  write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
+  std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
+                     "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n";
+  auto c = parse_campaign(toml, dir.path(), "c.toml");
+  REQUIRE(!c.ok());
+  return c.status().message();
+}
 
 }  // namespace
 
@@ -387,16 +416,7 @@ TEST_CASE("a best_of_n campaign stopped mid-way resumes to the same result, no a
 }
 
 TEST_CASE("bad [search] tables are refused naming the field") {
-  TempDir dir;
-  write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
-  auto error = [&](const std::string& search) {
-    std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
-                       "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n";
-    auto c = parse_campaign(toml, dir.path(), "c.toml");
-    REQUIRE(!c.ok());
-    return c.status().message();
-  };
-  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop or best_of_n, got 'beam'") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop, best_of_n or evolve, got 'beam'") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0").find("c.toml:2:1: search.samples: expected 1..64, got 0") !=
         std::string::npos);
   CHECK(error("[search]\nsamples = 3").find("search.samples: fix_loop runs one chain") != std::string::npos);
@@ -453,4 +473,270 @@ TEST_CASE("an LLM answer that comes after the Conductor is gone reaches nothing"
   run.conductor.reset();
   run.client.reset();  // answers the question in flight
   CHECK(!run.loop->has_posted());
+}
+
+// ---- evolve ---------------------------------------------------------------------------------
+
+namespace {
+
+std::string variant_answer(const std::string& name) {
+  return "```python\n# variant: " + name + "\nclass ModelNew:\n    pass\n```\n";
+}
+
+// The evolve pool: written from scratch, a kernel is broken or slow (by op and seed); a fix
+// gives slow; "make it faster" gives the next faster variant (slow -> medium -> fast), except
+// for one seed in five, which breaks it. So "fast" is reached only by improving a passing
+// parent twice: never by a chain that stops at its first passing kernel.
+std::string evolve_respond(const nlohmann::json& body) {
+  const std::string prompt = body["messages"].back()["content"].get<std::string>();
+  std::smatch m;
+  REQUIRE(std::regex_search(prompt, m, std::regex("- op: op([0-9]+)")));
+  const int64_t op = std::stoll(m[1]);
+  const int64_t seed = body.value("seed", int64_t{0});
+  if (std::regex_search(prompt, m, std::regex("## The kernel to improve\n\n```python\n# variant: ([a-z]+)"))) {
+    if ((op + seed) % 5 == 0) return variant_answer("broken");
+    const std::string parent = m[1];
+    return variant_answer(parent == "slow" ? "medium" : "fast");
+  }
+  if (prompt.find("failed verification. Fix it") != std::string::npos) return variant_answer("slow");
+  return variant_answer((op + seed) % 3 == 0 ? "broken" : "slow");
+}
+
+// A task's evolve population as recorded: "island/generation sample:verdict speedup <- parent
+// sample", sorted, and its migrants "candidate sample -> island after generation".
+struct Population {
+  std::vector<std::string> candidates;
+  std::vector<std::string> migrants;
+  bool operator==(const Population&) const = default;
+};
+
+Population population(Store& store, int64_t task_id) {
+  Population p;
+  const std::vector<CandidateRow> all = store.candidates_of(task_id).value();
+  auto sample_of = [&](int64_t id) {
+    for (const CandidateRow& c : all) {
+      if (c.id == id) return c.sample;
+    }
+    FAIL("no candidate " << id);
+    return int64_t{-1};
+  };
+  for (const CandidateRow& c : all) {
+    std::string row = std::to_string(c.island) + "/" + std::to_string(c.generation) + " s" + std::to_string(c.sample) +
+                      ":" + std::string(to_string(c.verdict)) + " " + std::to_string(c.speedup.value_or(0));
+    if (c.parent_id) row += " <- s" + std::to_string(sample_of(*c.parent_id));
+    p.candidates.push_back(row);
+  }
+  const std::vector<MigrantRow> migrants = store.migrants_of(task_id).value();
+  for (const MigrantRow& m : migrants) {
+    p.migrants.push_back("s" + std::to_string(sample_of(m.candidate_id)) + " -> " + std::to_string(m.island) +
+                         " after " + std::to_string(m.generation));
+  }
+  std::sort(p.candidates.begin(), p.candidates.end());
+  return p;
+}
+
+const char* kEvolve =
+    "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 2\ngenerations = 3\ninspirations = 2\n"
+    "migrate_every = 1\nmax_llm_calls = 12\n";
+
+}  // namespace
+
+TEST_CASE("evolve finds the fastest variant more often than fix_loop within 12 Coder calls a task") {
+  SearchRun fix;
+  fix.llm.set_responder(evolve_respond);
+  fix.submit(8, "[search]\nstrategy = \"fix_loop\"\nmax_llm_calls = 12\n", 12);
+  fix.run();
+  SearchRun evolve;
+  evolve.llm.set_responder(evolve_respond);
+  evolve.submit(8, kEvolve, 2);
+  evolve.run();
+
+  for (SearchRun* r : {&fix, &evolve}) {
+    for (const auto& [op, t] : r->results()) {
+      CAPTURE(op);
+      CHECK(t.state == "passed");
+    }
+    CHECK(r->max_asked_per_task() <= 12);  // the stated budget
+  }
+  const int fix_found = fix.found_fastest();
+  const int evolve_found = evolve.found_fastest();
+  MESSAGE("tasks (of 8) whose best kernel is the fastest variant: fix_loop " << fix_found << ", evolve "
+                                                                             << evolve_found);
+  CHECK(fix_found == 0);  // it stops at its first passing kernel: slow
+  CHECK(evolve_found == 8);
+  // Each task ran its 3 generations of 4 children; the reason says how the winner came.
+  const TaskResult op1 = evolve.results()["op1"];
+  CHECK(op1.reason.starts_with("passed (evolve, 3 of 3 generations: best score 3.20 from island "));
+  CHECK(op1.candidates.size() == 12);
+
+  // The lineage: generation 2 and 3 children have parents of earlier generations, and the
+  // "make it faster" prompt shows the parent and the island's inspirations with profiles.
+  Store& store = evolve.loop->store();
+  const TaskRow task = store.tasks_of_campaign(1).value().at(1);
+  const std::vector<CandidateRow> all = store.candidates_of(task.id).value();
+  for (const CandidateRow& c : all) {
+    CAPTURE(c.sample);
+    CHECK(c.island == (c.sample / 2) % 2);
+    CHECK(c.generation == c.sample / 4 + 1);
+    CHECK(c.parent_id.has_value() == (c.generation > 1));
+  }
+  bool improved = false;
+  for (const FakeRequest& r : evolve.llm.requests()) {
+    const std::string prompt = r.body["messages"].back()["content"].get<std::string>();
+    if (prompt.find("Make it faster") == std::string::npos) continue;
+    improved = true;
+    CHECK(prompt.find("## Other passing kernels of this search") != std::string::npos);
+    CHECK(prompt.find("verdict: passed") != std::string::npos);  // the parent's
+  }
+  CHECK(improved);
+  bool inspired = false;
+  for (const FakeRequest& r : evolve.llm.requests()) {
+    const std::string prompt = r.body["messages"].back()["content"].get<std::string>();
+    inspired = inspired || prompt.find("### Inspiration 1: verdict passed, speedup") != std::string::npos;
+  }
+  CHECK(inspired);
+  // Every request has its own seed (the child's sample) within a task: none collides.
+  std::set<std::string> keys;
+  for (const FakeRequest& r : evolve.llm.requests()) CHECK(keys.insert(r.body.dump()).second);
+  // Migration after generations 1 and 2 (migrate_every = 1, not after the last): recorded.
+  CHECK(!population(store, task.id).migrants.empty());
+}
+
+TEST_CASE("an evolve campaign stopped mid-way resumes to the same population, no question asked again") {
+  SearchRun reference;
+  reference.llm.set_responder(evolve_respond);
+  reference.submit(3, kEvolve, 2);
+  reference.run();
+  const auto expected = reference.results();
+  std::vector<Population> expected_population;
+  for (int64_t id = 1; id <= 3; ++id) expected_population.push_back(population(reference.loop->store(), id));
+
+  SearchRun run;
+  run.llm.set_responder(evolve_respond);
+  run.submit(3, kEvolve, 2);
+  int stops = 0;
+  for (size_t at : {2u, 9u, 17u, 26u}) {
+    run.run([&] { return run.llm.request_count() >= at; });
+    run.crash();  // the coordinator's memory is dropped; the next process reads the store
+    stops++;
+    run.open();
+  }
+  run.run();
+  CHECK(stops == 4);
+  CHECK(run.results() == expected);
+  for (int64_t id = 1; id <= 3; ++id) {
+    CAPTURE(id);
+    CHECK(population(run.loop->store(), id) == expected_population[static_cast<size_t>(id - 1)]);
+  }
+  std::set<std::string> bodies;
+  for (const FakeRequest& r : run.llm.requests()) {
+    CAPTURE(r.body.dump());
+    CHECK(bodies.insert(r.body.dump()).second);
+  }
+  CHECK(run.llm.request_count() == reference.llm.request_count());
+}
+
+TEST_CASE("stagnation ends an evolve task after generations without a better candidate") {
+  SearchRun run;
+  // Nothing ever improves: every answer is the slow variant.
+  run.llm.set_responder([](const nlohmann::json&) { return variant_answer("slow"); });
+  run.submit(1, "[search]\nstrategy = \"evolve\"\nislands = 1\nisland_size = 2\ngenerations = 6\nstagnation = 2\n", 2);
+  run.run();
+  const TaskResult r = run.results()["op0"];
+  CHECK(r.state == "passed");
+  CHECK(r.reason ==
+        "passed (evolve, 3 of 6 generations: best score 1.00 from island 0, generation 1; stopped by stagnation "
+        "(2): no better candidate in the last 2 generations)");
+  CHECK(r.candidates.size() == 6);  // generations 1..3 of 2 children
+}
+
+TEST_CASE("each budget ends a task with its reason") {
+  auto broken = [](const nlohmann::json&) { return variant_answer("broken"); };
+  SUBCASE("max_tokens") {
+    SearchRun run;
+    run.llm.set_responder(broken);
+    run.submit(1, "[search]\nmax_tokens = 100\n", 10);
+    run.run();
+    const TaskResult r = run.results()["op0"];
+    CHECK(r.state == "failed");
+    CHECK(r.reason.starts_with("max_tokens (100) used up: "));
+    CHECK(r.reason.ends_with(" tokens; last verdict: compile_error"));
+    CHECK(run.llm.request_count() == 1);
+  }
+  SUBCASE("max_cost_usd") {
+    SearchRun run;
+    run.crash();
+    run.price_per_mtok = 10;  // USD per million tokens: a few thousand tokens cost ~0.03
+    run.open();
+    run.llm.set_responder(broken);
+    run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 2\nmax_cost_usd = 0.001\n", 10);
+    run.run();
+    const TaskResult r = run.results()["op0"];
+    CHECK(r.state == "failed");
+    CHECK(r.reason.find("max_cost_usd (0.001) used up: ") != std::string::npos);
+    CHECK(run.llm.request_count() == 2);  // one answer each chain, asked at once
+  }
+  SUBCASE("max_device_seconds") {
+    SearchRun run(/*manual=*/true);
+    run.job_ms = 30'000;
+    run.llm.set_responder(broken);
+    run.submit(1, "[search]\nmax_device_seconds = 50\n", 10);
+    run.run();
+    const TaskResult r = run.results()["op0"];
+    CHECK(r.state == "failed");
+    CHECK(r.reason == "max_device_seconds (50) used up: 60 device-seconds; last verdict: compile_error");
+    CHECK(r.candidates.size() == 2);  // two verify jobs of 30 s
+  }
+  SUBCASE("max_wall_s") {
+    SearchRun run(/*manual=*/true);
+    run.llm.set_responder(broken);
+    run.submit(1, "[search]\nmax_wall_s = 100\n", 10);
+    run.run([&] { return !run.loop->store().steps_of(1).value().empty(); });
+    run.clock.advance(std::chrono::seconds(200));
+    run.run();
+    const TaskResult r = run.results()["op0"];
+    CHECK(r.state == "failed");
+    CHECK(r.reason.starts_with("max_wall_s (100) used up: 200 s since the first step; last verdict: "));
+  }
+  SUBCASE("an evolve task's budget ends it after the generation in flight") {
+    SearchRun run;
+    run.llm.set_responder(evolve_respond);
+    run.submit(1, "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 2\ngenerations = 5\nmax_llm_calls = 6\n", 2);
+    run.run();
+    const TaskResult r = run.results()["op0"];
+    CHECK(r.state == "passed");
+    CHECK(r.reason.find("; stopped by max_llm_calls (6) used up)") != std::string::npos);
+    CHECK(run.llm.request_count() == 6);
+  }
+}
+
+TEST_CASE("bad evolve and budget parameters are refused naming the field") {
+  const std::string evolve = "[search]\nstrategy = \"evolve\"\n";
+  CHECK(error(evolve + "islands = 0").find("c.toml:2:1: search.islands: expected 1..64, got 0") != std::string::npos);
+  CHECK(error(evolve + "island_size = 65").find("search.island_size: expected 1..64, got 65") != std::string::npos);
+  CHECK(error(evolve + "generations = 3\nmigrate_every = 4")
+            .find("search.migrate_every: expected 0..3 (0: never; at most generations), got 4") != std::string::npos);
+  CHECK(error(evolve + "migrants = 0").find("search.migrants: expected 1..16, got 0") != std::string::npos);
+  CHECK(error(evolve + "inspirations = -1").find("search.inspirations: expected 0..16, got -1") != std::string::npos);
+  CHECK(error(evolve + "islands = 64\nisland_size = 64\ngenerations = 2")
+            .find("search.generations: islands * island_size * generations is 8192 children, more than 4096") !=
+        std::string::npos);
+  CHECK(error(evolve + "samples = 4").find("search.samples: evolve sizes its population with islands") !=
+        std::string::npos);
+  CHECK(error(evolve + "islands = 2.5").find("search.islands: expected an integer, got") != std::string::npos);
+  CHECK(error("[search]\nislands = 3").find("search.islands: only strategy = \"evolve\" uses it") != std::string::npos);
+  CHECK(error("[search]\nstagnation = 2").find("search.stagnation: only strategy = \"evolve\" uses it") !=
+        std::string::npos);
+  CHECK(error("[search]\nmax_tokens = -5").find("search.max_tokens: expected 0 (no limit) or more, got -5") !=
+        std::string::npos);
+  CHECK(error("[search]\nmax_cost_usd = -1.5").find("search.max_cost_usd: expected 0 (none) or a positive number, got -1.5") !=
+        std::string::npos);
+  CHECK(error("[search]\nmax_wall_s = \"1h\"").find("search.max_wall_s: expected a number, got") != std::string::npos);
+  CHECK(error("[search]\nmax_device_secs = 5").find("search.max_device_secs") != std::string::npos);
+  // A stored policy round-trips with every field it sets.
+  SearchPolicy p;
+  p.strategy = "evolve";
+  p.islands = 3;
+  p.max_cost_usd = 2.5;
+  CHECK(parse_search_text(search_text(p)).value() == p);
 }

@@ -509,6 +509,27 @@ void Conductor::advance_unguarded(int64_t task_id) {
       llm_calls += step.role != Role::verifier ? 1 : 0;
     }
     for (const auto& [sample, busy] : it->second.busy) llm_calls += busy.llm ? 1 : 0;  // asked, unanswered
+    SearchUsage usage;
+    usage.llm_calls = llm_calls;
+    if (needs_usage(search) && !usage_of(task_id, *steps, search, usage)) return;
+    std::optional<EvolvePlan> evolve;
+    if (search.strategy == "evolve") {
+      evolve = evolve_plan(*task, *steps);
+      if (!evolve) return;
+      // Migrations due after a completed generation, before its successors choose parents.
+      const std::vector<MigrantRow> due = evolve->due_migrants(task_id);
+      for (const MigrantRow& m : due) {
+        if (!check(loop_.store().record_migrant(m), task_id)) return;
+      }
+      if (!due.empty()) continue;
+      if (search.stagnation > 0 && it->second.busy.empty() && evolve->stagnant_generations() >= search.stagnation) {
+        withdraw_jobs(task_id);
+        finish(task_id, evolve->finish("stagnation (" + std::to_string(search.stagnation) +
+                                       "): no better candidate in the last " + std::to_string(search.stagnation) +
+                                       " generations"));
+        return;
+      }
+    }
     // A passing candidate as fast as the target ends every chain.
     if (search.target_speedup > 0) {
       auto candidates = loop_.store().candidates_of(task_id);
@@ -525,6 +546,7 @@ void Conductor::advance_unguarded(int64_t task_id) {
       }
     }
     std::vector<std::pair<int64_t, Action>> ended;  // chains that ended, with how
+    std::string stopped;  // the budget that ended a chain, if any
     bool running = false;
     bool started = false;
     for (const auto& [sample, chain] : chains) {
@@ -532,22 +554,27 @@ void Conductor::advance_unguarded(int64_t task_id) {
         running = true;
         continue;
       }
-      Action action = decide(policy(it->second), task->spec.limit_steps, chain);
+      // An evolve child of a later generation waits (no action).
+      std::optional<Action> next =
+          evolve ? evolve->action(sample) : decide(policy(it->second), task->spec.limit_steps, chain);
+      if (!next) continue;
+      Action action = *next;
       spdlog::debug("task {} ({}/{}) sample {}: {} after {} steps", task_id, task->spec.op_name,
                     task->spec.task_id, sample, action_name(action), chain.size());
       const bool asks = action.kind != ActionKind::verify && action.kind != ActionKind::finish;
-      if (asks && search.max_llm_calls > 0 && llm_calls >= search.max_llm_calls) {
+      if (std::string used_up = action.kind == ActionKind::finish ? "" : budget_used_up(search, usage, asks);
+          !used_up.empty()) {
+        stopped = used_up;
         action = Action{};
         action.verdict = last_verdict(chain);
-        action.reason = "max_llm_calls (" + std::to_string(search.max_llm_calls) + ") used up; last verdict: " +
-                        std::string(action.verdict ? to_string(*action.verdict) : "none");
+        action.reason = used_up + "; last verdict: " + std::string(action.verdict ? to_string(*action.verdict) : "none");
       }
       if (action.kind == ActionKind::finish) {
         ended.emplace_back(sample, action);
         continue;
       }
       if (asks) {
-        ask_llm(*task, chain, action, sample);
+        ask_llm(*task, chain, action, sample, evolve ? &*evolve : nullptr);
       } else {
         verify(*task, chain, sample);
       }
@@ -559,6 +586,10 @@ void Conductor::advance_unguarded(int64_t task_id) {
     if (!failed_.ok() || (started && chains.size() == 1)) return;
     if (started) continue;
     if (running) return;
+    if (evolve) {  // every generation done, or a budget used up
+      finish(task_id, evolve->finish(stopped));
+      return;
+    }
     if (ended.size() == 1) {  // one chain (fix_loop): its end is the task's
       finish(task_id, ended[0].second);
       return;
@@ -588,8 +619,42 @@ void Conductor::advance_unguarded(int64_t task_id) {
   }
 }
 
+std::optional<EvolvePlan> Conductor::evolve_plan(const TaskRow& task, const std::vector<StepRow>& steps) {
+  auto candidates = loop_.store().candidates_of(task.id);
+  auto migrants = loop_.store().migrants_of(task.id);
+  if (!check(candidates.status(), task.id) || !check(migrants.status(), task.id)) return std::nullopt;
+  const Active& active = active_[task.id];
+  return EvolvePlan(active.search, policy(active), task.spec.limit_steps, steps, std::move(*candidates),
+                    std::move(*migrants));
+}
+
+bool Conductor::usage_of(int64_t task_id, const std::vector<StepRow>& steps, const SearchPolicy& search,
+                         SearchUsage& usage) {
+  if (search.max_tokens > 0 || search.max_cost_usd > 0) {
+    auto llm = loop_.store().llm_usage_of_task(task_id);
+    if (!check(llm.status(), task_id)) return false;
+    usage.tokens = llm->prompt_tokens + llm->completion_tokens;
+    usage.cost_usd = llm->cost_usd;
+  }
+  if (search.max_device_seconds > 0) {
+    auto jobs = loop_.store().jobs_of_task(task_id);
+    if (!check(jobs.status(), task_id)) return false;
+    int64_t ms = 0;
+    for (const JobRow& j : *jobs) {  // as the report counts device time: lease to result
+      if (j.state == JobState::done && j.assigned_ms > 0 && j.finished_ms >= j.assigned_ms) {
+        ms += j.finished_ms - j.assigned_ms;
+      }
+    }
+    usage.device_seconds = static_cast<double>(ms) / 1000.0;
+  }
+  if (search.max_wall_s > 0 && !steps.empty()) {
+    usage.wall_s = static_cast<double>(options_.clock->wall_ms() - steps.front().created_ms) / 1000.0;
+  }
+  return true;
+}
+
 void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action,
-                        int64_t sample) {
+                        int64_t sample, const EvolvePlan* evolve) {
   const Role role_kind = action.kind == ActionKind::design ? Role::designer
                          : action.kind == ActionKind::code ? Role::coder
                                                            : Role::conductor;
@@ -599,7 +664,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     fail(task.id, "no LLM is configured for the " + role + " role");
     return;
   }
-  const std::string template_name = role == "conductor" ? "conductor" : action.fix ? role + "_fix" : role;
+  std::string template_name = role == "conductor" ? "conductor" : action.fix ? role + "_fix" : role;
   const StepRow* design = last_good(steps, Role::designer);
   auto values = prompts_.task_values(task.spec);
   if (!values.ok()) {
@@ -610,6 +675,18 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   (*values)["previous_code"] = latest_code(steps, task.spec.impl_type);
   (*values)["verifier_message"] = verifier_message(steps);
   (*values)["suggestions"] = suggestions(steps) + (action.reason.empty() ? "" : "\nNote: " + action.reason);
+  (*values)["inspirations"] = "";
+  // An evolve child with a parent: the parent's code and verdict, to improve or to fix.
+  if (const CandidateRow* parent = evolve && role_kind == Role::coder ? evolve->parent(sample) : nullptr) {
+    template_name = evolve->coder_template(sample);
+    (*values)["previous_code"] = evolve->code(*parent, task.spec.impl_type);
+    const StepRow* judged = evolve->step(parent->step_id);
+    (*values)["verifier_message"] = judged ? verifier_message({*judged}) : "";
+    (*values)["inspirations"] = evolve->inspirations_text(sample, task.spec.impl_type);
+    if (const StepRow* parent_design = evolve->design_of(*parent); parent_design && !design) {
+      (*values)["design"] = extract_design(parent_design->output).value_or(parent_design->output);
+    }
+  }
   auto prompt = prompts_.render(template_name, *values);
   if (!prompt.ok()) {
     fail(task.id, "cannot build the " + template_name + " prompt: " + prompt.status().message());
@@ -830,6 +907,18 @@ void Conductor::record_verdict(int64_t task_id, int64_t sample, const std::vecto
     }
     c.verdict = result.verdict;
     if (result.profile) c.speedup = result.profile->speedup;
+    if (active_[task_id].search.strategy == "evolve") {  // its island, generation and chosen parent
+      auto task = loop_.store().get_task(task_id);
+      auto steps = loop_.store().steps_of(task_id);
+      if (!check(task.status(), task_id) || !check(steps.status(), task_id)) return;
+      auto plan = evolve_plan(*task, *steps);
+      if (!plan) return;
+      const EvolveChild child = plan->child(sample);
+      const CandidateRow* parent = plan->parent(sample);
+      c.island = child.island;
+      c.generation = child.generation;
+      c.parent_id = parent ? std::optional<int64_t>(parent->id) : std::nullopt;
+    }
     const bool fast = c.speedup && std::isfinite(*c.speedup) && *c.speedup > 0;
     c.score = result.verdict != Verdict::passed ? 0 : fast ? *c.speedup : 1;
     if (!check(loop_.store().record_candidate(c).status(), task_id)) return;

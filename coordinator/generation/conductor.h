@@ -43,6 +43,7 @@
 #include "coordinator/generation/llm.h"
 #include "common/metrics.h"
 #include "coordinator/generation/prompts.h"
+#include "coordinator/generation/evolve.h"
 #include "coordinator/generation/search.h"
 
 namespace kforge {
@@ -55,6 +56,8 @@ struct ConductorOptions {
   // Tasks driven at once (at least twice the devices of the live agents): the rest wait in
   // the store, pending, and are started in id order as places free up.
   size_t max_active_tasks = 10'000;
+  // Wall time for the max_wall_s stop rule ([search], search.h); tests pass a ManualClock.
+  Clock* clock = &SystemClock::instance();
 
   bool operator==(const ConductorOptions&) const = default;
 };
@@ -188,14 +191,22 @@ class Conductor {
   // replayed LLM answers of those turns are stored (nothing received is asked again).
   void reload();
   // Decides the next action of every chain of the task without one in flight (decide() on the
-  // chain's steps) and starts it; ends the task when every chain has ended or a search stop
-  // rule (target_speedup) holds.
+  // chain's steps; evolve: EvolvePlan::action, the current generation's children only) and
+  // starts it unless a budget forbids it (search.h); ends the task when every chain has ended
+  // or a stop rule (target_speedup, evolve's stagnation) holds.
   void advance(int64_t task_id);
   void advance_unguarded(int64_t task_id);
   // Whether `token` is the action in flight of the task's chain `sample`.
   bool current(int64_t task_id, int64_t sample, int64_t token) const;
   // `chain`: the steps of chain `sample`.
-  void ask_llm(const TaskRow& task, const std::vector<StepRow>& chain, const Action& action, int64_t sample);
+  // `evolve`: the task's evolve plan when its strategy is evolve (a child's parent and
+  // inspirations go into its Coder prompt).
+  void ask_llm(const TaskRow& task, const std::vector<StepRow>& chain, const Action& action, int64_t sample,
+               const EvolvePlan* evolve = nullptr);
+  // The task's evolve plan from its steps, candidates and migrants (none on a store error).
+  std::optional<EvolvePlan> evolve_plan(const TaskRow& task, const std::vector<StepRow>& steps);
+  // Fills what the task used of the budgets its policy sets (search.h); false on a store error.
+  bool usage_of(int64_t task_id, const std::vector<StepRow>& steps, const SearchPolicy& search, SearchUsage& usage);
   void on_llm(int64_t task_id, int64_t sample, int64_t token, Role role, const LlmRequest& request,
               const LlmResponse& response, bool from_cache);
   void verify(const TaskRow& task, const std::vector<StepRow>& chain, int64_t sample);

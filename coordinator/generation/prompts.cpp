@@ -250,14 +250,14 @@ const std::vector<std::string>& prompt_placeholders() {
       "op_name",       "task_id",           "backend",     "arch",
       "impl_type",     "framework",         "task_desc",   "design",
       "previous_code", "verifier_message",  "suggestions", "impl_notes",
-      "aul_reference", "candidate_contract"};
+      "aul_reference", "candidate_contract", "inspirations"};
   return all;
 }
 
 const std::vector<std::string>& required_prompt_templates() {
   static const std::vector<std::string> all = [] {
-    std::vector<std::string> names = {"designer",  "designer_fix", "coder",
-                                      "coder_fix", "conductor",    "aul"};
+    std::vector<std::string> names = {"designer",  "designer_fix", "coder",        "coder_fix",
+                                      "conductor", "aul",          "coder_improve"};
     for (const std::string& impl : impl_types()) {
       names.push_back("notes/" + impl);
       names.push_back("contracts/" + impl);

@@ -7,6 +7,16 @@
 //              over every free device. The best passing candidate wins. The task ends when
 //              every chain has ended, when a passing candidate reaches target_speedup, or
 //              when max_llm_calls are used up.
+//   evolve     a population per task in `islands` islands of `island_size` children a
+//              generation, for `generations` generations (evolve.h): each child improves
+//              (or fixes) a parent chosen by score from its island, shown the island's best
+//              `inspirations`; every `migrate_every` generations the best of each island joins
+//              the next (a ring). Each child is a chain of its own sample index.
+//
+// Stop rules (every strategy): target_speedup, max_llm_calls, max_tokens, max_cost_usd,
+// max_device_seconds, max_wall_s; stagnation (evolve: generations without a better
+// candidate). A budget used up starts nothing more of its kind (LLM calls, verify jobs);
+// the task ends when nothing is left in flight, its reason naming the rule.
 //
 // Chains are told apart by the sample index on each step (steps.sample): sample_offset,
 // sample_offset + 1, ... The sample index is part of every LLM request of its chain (the
@@ -20,26 +30,68 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/status.h"
 
 namespace kforge {
 
 struct SearchPolicy {
-  std::string strategy = "fix_loop";  // fix_loop | best_of_n
+  std::string strategy = "fix_loop";  // fix_loop | best_of_n | evolve
   int64_t samples = 1;                // chains per task (best_of_n: 1..kMaxSamples)
   int64_t sample_offset = 0;          // the first chain's sample index (>= 0)
   double target_speedup = 0;          // > 0: a passing candidate this fast ends the task
   int64_t max_llm_calls = 0;          // > 0: LLM calls per task, all chains together
+  // evolve only (evolve.h).
+  int64_t islands = 2;          // islands of the population
+  int64_t island_size = 2;      // children per island and generation
+  int64_t generations = 3;      // generations at most
+  int64_t inspirations = 2;     // the island's best candidates shown to each child (0: none)
+  int64_t migrate_every = 2;    // generations between migrations (0: never)
+  int64_t migrants = 1;         // candidates each island sends to the next per migration
+  int64_t stagnation = 0;       // > 0: generations without a better candidate end the task
+  // Budgets per task, every strategy (0: none).
+  int64_t max_tokens = 0;            // prompt + completion tokens of the task's LLM answers
+  double max_cost_usd = 0;           // cost of the task's LLM answers (llm_calls.cost_usd)
+  double max_device_seconds = 0;     // its verify jobs' device time (lease to result)
+  double max_wall_s = 0;             // seconds since the task's first step
 
   bool operator==(const SearchPolicy&) const = default;
-  // The sample indices of the task's chains, in order.
+  // The sample indices of the task's chains, in order (evolve: one per child, generation
+  // by generation, island by island).
   std::vector<int64_t> chains() const;
 };
 
 inline constexpr int64_t kMaxSamples = 64;
+inline constexpr int64_t kMaxEvolveChildren = 4096;  // islands * island_size * generations
+
+// What a task has used so far, for the budgets (the caller reads only those the policy sets).
+struct SearchUsage {
+  int64_t llm_calls = 0;  // asked, answered or in flight
+  int64_t tokens = 0;
+  double cost_usd = 0;
+  double device_seconds = 0;
+  double wall_s = 0;
+};
+
+// The budget that forbids starting an action now, as the reason the task gives ("max_tokens
+// (1000) used up: 1203 tokens"), or "" when none does. `asks`: the action is an LLM call;
+// else a verify job.
+std::string budget_used_up(const SearchPolicy& policy, const SearchUsage& usage, bool asks);
+// Whether the policy sets any budget needing usage beyond llm_calls.
+bool needs_usage(const SearchPolicy& policy);
 
 // The strategies a campaign may name.
 const std::vector<std::string>& search_strategies();
+
+// The [search] keys a campaign may set, and the policy's numeric field of that name (null
+// for "strategy" or an unknown name): the campaign reader types each by this.
+const std::vector<std::string>& search_keys();
+int64_t* search_int(SearchPolicy& policy, std::string_view name);
+double* search_real(SearchPolicy& policy, std::string_view name);
+// The policy as a JSON object: every field (defaults = true, the API's view) or only those
+// that differ from the default policy.
+nlohmann::json search_json(const SearchPolicy& policy, bool defaults);
 
 // A policy as stored (campaigns.search): "" for the default policy, else a JSON object of the
 // fields that differ from it (so a campaign without [search] hashes and stores as before).

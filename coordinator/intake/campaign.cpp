@@ -780,7 +780,7 @@ void read_search(Reader& r, const toml::node& node, const std::string& workflow,
     r.fail(node.source(), "search: expected a table ([search]), got " + toml_describe(node));
     return;
   }
-  check_keys(r, *t, "search.", {"strategy", "samples", "sample_offset", "target_speedup", "max_llm_calls"});
+  check_keys(r, *t, "search.", std::vector<std::string_view>(search_keys().begin(), search_keys().end()));
   bool typed = true;
   for (const auto& [k, v] : *t) {
     const std::string key = "search." + std::string(k.str());
@@ -791,26 +791,21 @@ void read_search(Reader& r, const toml::node& node, const std::string& workflow,
         r.fail(v.source(), key + ": expected one of " + join(search_strategies()) + ", got " + toml_describe(v));
         typed = false;
       }
-    } else if (k.str() == "target_speedup") {
+    } else if (double* real = search_real(out, k.str())) {
       if (v.is_number()) {
-        out.target_speedup = v.is_integer() ? static_cast<double>(v.as_integer()->get()) : v.as_floating_point()->get();
+        *real = v.is_integer() ? static_cast<double>(v.as_integer()->get()) : v.as_floating_point()->get();
       } else {
         r.fail(v.source(), key + ": expected a number, got " + toml_describe(v));
         typed = false;
       }
-    } else {  // samples, sample_offset, max_llm_calls (check_keys reported any other key)
-      int64_t* field = k.str() == "samples"         ? &out.samples
-                       : k.str() == "sample_offset" ? &out.sample_offset
-                       : k.str() == "max_llm_calls" ? &out.max_llm_calls
-                                                    : nullptr;
-      if (field == nullptr) continue;
+    } else if (int64_t* field = search_int(out, k.str())) {
       if (const auto* i = v.as_integer()) {
         *field = i->get();
       } else {
         r.fail(v.source(), key + ": expected an integer, got " + toml_describe(v));
         typed = false;
       }
-    }
+    }  // check_keys reported any other key
   }
   if (!typed) return;
   if (Status st = validate_search(out, workflow); !st.ok()) r.fail(node.source(), st.message());

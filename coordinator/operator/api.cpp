@@ -70,11 +70,7 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
   // The whole policy, defaults spelled out (the store keeps only what differs from them).
   json search = nullptr;
   if (auto p = parse_search_text(c.search); p.ok()) {
-    search = {{"strategy", p->strategy},
-              {"samples", p->samples},
-              {"sample_offset", p->sample_offset},
-              {"target_speedup", p->target_speedup},
-              {"max_llm_calls", p->max_llm_calls}};
+    search = search_json(*p, /*defaults=*/true);
   }
   return json{{"id", c.id},
               {"name", c.name},

@@ -67,6 +67,8 @@ struct Statements {
   sqlite3_stmt* steps_of = nullptr;
   sqlite3_stmt* insert_candidate = nullptr;
   sqlite3_stmt* candidates_of = nullptr;
+  sqlite3_stmt* insert_migrant = nullptr;
+  sqlite3_stmt* migrants_of = nullptr;
   sqlite3_stmt* insert_job = nullptr;
   sqlite3_stmt* insert_job_file = nullptr;
   sqlite3_stmt* job_request = nullptr;
@@ -215,6 +217,12 @@ const SqlDef kSql[] = {
     {&Statements::candidates_of,
      "SELECT id, task_id, sample, step_id, code_step_id, parent_id, island, generation, verdict, "
      "speedup, score, created_ms FROM candidates WHERE task_id = ?1 ORDER BY id"},
+    {&Statements::insert_migrant,
+     "INSERT OR IGNORE INTO migrants(task_id, candidate_id, island, generation, created_ms) "
+     "VALUES(?1, ?2, ?3, ?4, ?5)"},
+    {&Statements::migrants_of,
+     "SELECT task_id, candidate_id, island, generation FROM migrants WHERE task_id = ?1 "
+     "ORDER BY generation, island, candidate_id"},
     {&Statements::insert_job,
      "INSERT INTO jobs(task_id, step_id, kind, spec, backend, arch, priority, exclusive, state, "
      "epoch, agent_id, device_index, attempts, result, created_ms, assigned_ms, finished_ms, "
@@ -1485,6 +1493,29 @@ Result<std::vector<CandidateRow>> Store::candidates_of(int64_t task_id) {
     row.score = r.f64(10);
     row.created_ms = r.i64(11);
     return row;
+  });
+}
+
+Status Store::record_migrant(const MigrantRow& m) {
+  constexpr std::string_view op = "record_migrant";
+  Db& d = impl_->d;
+  Tx tx(d, op, false);
+  KF_RETURN_IF_ERROR(tx.status());
+  {
+    Stmt s(d.st.insert_migrant);
+    s.bind(1, m.task_id).bind(2, m.candidate_id).bind(3, m.island).bind(4, m.generation).bind(5, d.now());
+    int rc = s.step();
+    if (rc != SQLITE_DONE) return d.error(rc, op);
+  }
+  return tx.commit();
+}
+
+Result<std::vector<MigrantRow>> Store::migrants_of(int64_t task_id) {
+  Db& d = impl_->d;
+  Stmt s(d.st.migrants_of);
+  s.bind(1, task_id);
+  return all_rows<MigrantRow>(d, s, "migrants_of", [](const Stmt& r) {
+    return MigrantRow{r.i64(0), r.i64(1), r.i64(2), r.i64(3)};
   });
 }
 

@@ -126,6 +126,14 @@ struct CandidateRow {
   int64_t created_ms = 0;
 };
 
+// A candidate that joined another island (schema/sql/0014_evolve.sql): evolve's migrations.
+struct MigrantRow {
+  int64_t task_id = 0;
+  int64_t candidate_id = 0;
+  int64_t island = 0;      // the island it joined
+  int64_t generation = 0;  // after which it joined
+};
+
 enum class JobState {
   queued,     // waiting for a device
   assigned,   // leased to (agent, device) under `epoch`
@@ -366,6 +374,9 @@ class Store {
   Result<std::vector<StepRow>> steps_of(int64_t task_id);
   Result<int64_t> record_candidate(const CandidateRow& candidate);
   Result<std::vector<CandidateRow>> candidates_of(int64_t task_id);  // in the order recorded
+  // Recording a migrant again (same task, island, candidate) changes nothing.
+  Status record_migrant(const MigrantRow& migrant);
+  Result<std::vector<MigrantRow>> migrants_of(int64_t task_id);  // by generation, island
 
   // Jobs and leases.
   // invalid_argument when the request's argv or env is not UTF-8 text.

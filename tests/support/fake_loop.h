@@ -19,8 +19,9 @@ namespace kforge::test {
 // The loop as the Conductor sees it, turned by hand.
 class FakeLoop : public ConductorLoop {
  public:
-  explicit FakeLoop(std::filesystem::path db) : path_(std::move(db)) {
-    auto opened = Store::open(path_);
+  // `clock` stamps what the store records (steps, job leases).
+  explicit FakeLoop(std::filesystem::path db, Clock& clock = SystemClock::instance()) : path_(std::move(db)) {
+    auto opened = Store::open(path_, clock);
     REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
     store_ = std::move(opened.value());
   }
