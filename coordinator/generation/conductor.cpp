@@ -397,6 +397,7 @@ void Conductor::activate(int64_t task_id, Active active) {
 void Conductor::deactivate(int64_t task_id) {
   auto it = active_.find(task_id);
   if (it == active_.end()) return;
+  if (auto parked = parked_.find(it->second.campaign_id); parked != parked_.end()) parked->second.erase(task_id);
   auto c = active_by_campaign_.find(it->second.campaign_id);
   if (c != active_by_campaign_.end() && --c->second == 0) active_by_campaign_.erase(c);
   active_.erase(it);
@@ -411,10 +412,13 @@ void Conductor::withdraw_jobs(int64_t task_id) {
 }
 
 void Conductor::stop(int64_t task_id) {
+  auto it = active_.find(task_id);
+  const int64_t campaign_id = it != active_.end() ? it->second.campaign_id : 0;
   deactivate(task_id);
   withdraw_jobs(task_id);
   spdlog::info("task {} cancelled", task_id);
   schedule_pump();  // a place in the window is free
+  wake_parked(campaign_id);  // its turn to ask, if it had one, is free
   auto waiters = std::move(waiters_[task_id]);
   waiters_.erase(task_id);
   for (auto& w : waiters) w(false);
@@ -444,13 +448,16 @@ void Conductor::start_unguarded(int64_t task_id) {
   advance(task_id);
 }
 
-void Conductor::advance(int64_t task_id) {
+void Conductor::advance(int64_t task_id, bool wake) {
+  auto it = active_.find(task_id);
+  const int64_t campaign_id = it != active_.end() ? it->second.campaign_id : 0;
   // One task's failure or exception never touches another task.
   try {
     advance_unguarded(task_id);
   } catch (const std::exception& e) {
     fail(task_id, std::string("internal error in the conductor: ") + e.what());
   }
+  if (wake) wake_parked(campaign_id);
 }
 
 bool Conductor::current(int64_t task_id, int64_t sample, int64_t token) const {
@@ -496,7 +503,9 @@ void Conductor::advance_unguarded(int64_t task_id) {
     std::vector<std::pair<int64_t, Action>> ended;  // chains that ended, with how
     bool running = false;
     bool started = false;
+    Gate held;  // a campaign budget or the adaptive rule holding an action back (gate)
     for (const auto& [sample, chain] : chains) {
+      if (running && search.strategy == "adaptive") break;  // its chains run one after another
       if (it->second.busy.count(sample)) {
         running = true;
         continue;
@@ -515,6 +524,7 @@ void Conductor::advance_unguarded(int64_t task_id) {
         ended.emplace_back(sample, action);
         continue;
       }
+      if (held = gate(task_id, asks); held.turn != Turn::go) break;
       if (asks) {
         ask_llm(*task, chain, action, sample);
       } else {
@@ -526,6 +536,8 @@ void Conductor::advance_unguarded(int64_t task_id) {
     // A store error rolls the event back (guarded): nothing more this event. One chain
     // (fix_loop) has nothing else to start: the steps are not read again, as before chains.
     if (!failed_.ok() || (started && chains.size() == 1)) return;
+    if (held.turn == Turn::stop && it->second.busy.empty()) stop_task(task_id, *steps, held.reason);
+    if (held.turn != Turn::go) return;  // stopped, or waits (parked) or for what is in flight
     if (started) continue;
     if (running) return;
     if (ended.size() == 1) {  // one chain (fix_loop): its end is the task's
@@ -839,6 +851,68 @@ void Conductor::fail(int64_t task_id, const std::string& reason) {
   a.verdict = Outcome::infra_error;  // the task or the coordinator is at fault
   a.reason = reason;
   finish(task_id, a);
+}
+
+Gate Conductor::gate(int64_t task_id, bool asks) {
+  const Active& active = active_.at(task_id);
+  const SearchPolicy& search = active.search;
+  const bool adaptive = asks && search.strategy == "adaptive";
+  if (!search.budgeted() && !adaptive) return Gate{};
+  // What is in flight is known here only: the campaign's LLM calls asked, unanswered.
+  std::map<int64_t, int64_t> asking;  // by task
+  std::set<int64_t> busy;
+  int64_t in_flight = 0;
+  for (const auto& [id, other] : active_) {
+    if (other.campaign_id != active.campaign_id) continue;
+    if (!other.busy.empty()) busy.insert(id);
+    for (const auto& [sample, b] : other.busy) {
+      asking[id] += b.llm ? 1 : 0;
+      in_flight += b.llm ? 1 : 0;
+    }
+  }
+  Store& store = loop_.store();
+  auto spend = store.campaign_spend(active.campaign_id);
+  if (!check(spend.status(), task_id)) return Gate{Turn::wait, ""};
+  if (auto why = spent_budget(search, *spend, in_flight, asks)) return Gate{Turn::stop, *why};
+  if (!adaptive) return Gate{};
+  auto steps = store.running_search_steps(active.campaign_id);
+  if (!check(steps.status(), task_id)) return Gate{Turn::wait, ""};
+  std::vector<AdaptiveTask> tasks = adaptive_tasks(*steps);
+  for (AdaptiveTask& t : tasks) {
+    t.calls += asking[t.task_id];
+    t.busy = busy.count(t.task_id) > 0;
+  }
+  const int64_t slots = search.parallel > 0 ? search.parallel : std::max<int64_t>(1, static_cast<int64_t>(loop_.devices()));
+  Gate gate = adaptive_turn(search, tasks, task_id, in_flight, slots);
+  if (gate.turn == Turn::wait) {
+    parked_[active.campaign_id].insert(task_id);
+  } else {
+    parked_[active.campaign_id].erase(task_id);
+  }
+  return gate;
+}
+
+void Conductor::stop_task(int64_t task_id, const std::vector<StepRow>& steps, const std::string& reason) {
+  auto candidates = loop_.store().candidates_of(task_id);
+  if (!check(candidates.status(), task_id)) return;
+  Action done;
+  done.passed = std::any_of(candidates->begin(), candidates->end(),
+                            [](const CandidateRow& c) { return c.verdict == Verdict::passed; });
+  done.verdict = done.passed ? std::optional<Outcome>(Outcome::passed) : last_verdict(steps);
+  done.reason = done.passed ? "passed; then " + reason : reason;
+  finish(task_id, done);
+}
+
+void Conductor::wake_parked(int64_t campaign_id) {
+  auto parked = parked_.find(campaign_id);
+  if (parked == parked_.end() || parked->second.empty() || !wake_posted_.insert(campaign_id).second) return;
+  loop_.post([this, campaign_id] {
+    wake_posted_.erase(campaign_id);
+    const std::set<int64_t> tasks = parked_[campaign_id];
+    for (int64_t id : tasks) {
+      if (parked_[campaign_id].count(id) && active_.count(id)) guarded(id, [&] { advance(id, /*wake=*/false); });
+    }
+  });
 }
 
 void Conductor::LlmStats::observe(const std::string& role, const LlmResponse& response) {

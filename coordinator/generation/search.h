@@ -7,6 +7,15 @@
 //              over every free device. The best passing candidate wins. The task ends when
 //              every chain has ended, when a passing candidate reaches target_speedup, or
 //              when max_llm_calls are used up.
+//   adaptive   up to `samples` chains per task, run one after another, while the campaign's
+//              LLM calls go to the tasks whose last calls improved most (a UCB rule over each
+//              task's improvement per call, `exploration`), at most `parallel` tasks asking at
+//              once; a task whose last `patience` calls improved nothing stops (adaptive.h).
+//
+// Campaign budgets (campaign_max_*: LLM calls, tokens, cost, device-seconds, wall time) bound
+// all the campaign's tasks together, whatever the strategy: once one is spent no task of the
+// campaign starts a new LLM call (device-seconds and wall time: nor a verify job), and each
+// ends with the budget as its reason (adaptive.h).
 //
 // Chains are told apart by the sample index on each step (steps.sample): sample_offset,
 // sample_offset + 1, ... The sample index is part of every LLM request of its chain (the
@@ -18,6 +27,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -25,21 +35,41 @@
 namespace kforge {
 
 struct SearchPolicy {
-  std::string strategy = "fix_loop";  // fix_loop | best_of_n
+  std::string strategy = "fix_loop";  // fix_loop | best_of_n | adaptive
   int64_t samples = 1;                // chains per task (best_of_n: 1..kMaxSamples)
   int64_t sample_offset = 0;          // the first chain's sample index (>= 0)
   double target_speedup = 0;          // > 0: a passing candidate this fast ends the task
   int64_t max_llm_calls = 0;          // > 0: LLM calls per task, all chains together
+  // Campaign budgets, all its tasks together (0: none).
+  int64_t campaign_max_llm_calls = 0;  // LLM calls recorded and in flight
+  int64_t campaign_max_tokens = 0;     // prompt + completion tokens of the answers paid for
+  double campaign_max_cost_usd = 0;    // cost of the answers paid for (the endpoints' prices)
+  double campaign_max_device_s = 0;    // run time of its verify jobs (assigned to done)
+  double campaign_max_wall_s = 0;      // since the campaign was submitted
+  // adaptive only (adaptive.h).
+  double exploration = 1.0;  // the UCB rule's exploration weight (>= 0)
+  int64_t patience = 4;      // LLM calls of a task without improvement before it stops (>= 1)
+  int64_t parallel = 0;      // tasks asking the LLM at once (0: the live devices, at least 1)
 
   bool operator==(const SearchPolicy&) const = default;
   // The sample indices of the task's chains, in order.
   std::vector<int64_t> chains() const;
+  // Whether any campaign_max_* is set.
+  bool budgeted() const;
 };
 
 inline constexpr int64_t kMaxSamples = 64;
 
 // The strategies a campaign may name.
 const std::vector<std::string>& search_strategies();
+
+// The policy's integer and number fields by key ("samples", "target_speedup", ...): the
+// stored text, the campaign file's [search] table. search_integer/search_number: the field of
+// `key`, or null.
+const std::vector<std::pair<std::string, int64_t SearchPolicy::*>>& search_integers();
+const std::vector<std::pair<std::string, double SearchPolicy::*>>& search_numbers();
+int64_t SearchPolicy::* search_integer(const std::string& key);
+double SearchPolicy::* search_number(const std::string& key);
 
 // A policy as stored (campaigns.search): "" for the default policy, else a JSON object of the
 // fields that differ from it (so a campaign without [search] hashes and stores as before).

@@ -780,7 +780,10 @@ void read_search(Reader& r, const toml::node& node, const std::string& workflow,
     r.fail(node.source(), "search: expected a table ([search]), got " + toml_describe(node));
     return;
   }
-  check_keys(r, *t, "search.", {"strategy", "samples", "sample_offset", "target_speedup", "max_llm_calls"});
+  std::vector<std::string_view> keys = {"strategy"};
+  for (const auto& [key, field] : search_integers()) keys.push_back(key);
+  for (const auto& [key, field] : search_numbers()) keys.push_back(key);
+  check_keys(r, *t, "search.", keys);
   bool typed = true;
   for (const auto& [k, v] : *t) {
     const std::string key = "search." + std::string(k.str());
@@ -791,26 +794,21 @@ void read_search(Reader& r, const toml::node& node, const std::string& workflow,
         r.fail(v.source(), key + ": expected one of " + join(search_strategies()) + ", got " + toml_describe(v));
         typed = false;
       }
-    } else if (k.str() == "target_speedup") {
+    } else if (double SearchPolicy::* number = search_number(std::string(k.str()))) {
       if (v.is_number()) {
-        out.target_speedup = v.is_integer() ? static_cast<double>(v.as_integer()->get()) : v.as_floating_point()->get();
+        out.*number = v.is_integer() ? static_cast<double>(v.as_integer()->get()) : v.as_floating_point()->get();
       } else {
         r.fail(v.source(), key + ": expected a number, got " + toml_describe(v));
         typed = false;
       }
-    } else {  // samples, sample_offset, max_llm_calls (check_keys reported any other key)
-      int64_t* field = k.str() == "samples"         ? &out.samples
-                       : k.str() == "sample_offset" ? &out.sample_offset
-                       : k.str() == "max_llm_calls" ? &out.max_llm_calls
-                                                    : nullptr;
-      if (field == nullptr) continue;
+    } else if (int64_t SearchPolicy::* integer = search_integer(std::string(k.str()))) {
       if (const auto* i = v.as_integer()) {
-        *field = i->get();
+        out.*integer = i->get();
       } else {
         r.fail(v.source(), key + ": expected an integer, got " + toml_describe(v));
         typed = false;
       }
-    }
+    }  // check_keys reported any other key
   }
   if (!typed) return;
   if (Status st = validate_search(out, workflow); !st.ok()) r.fail(node.source(), st.message());
