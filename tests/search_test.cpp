@@ -360,7 +360,7 @@ TEST_CASE("bad [search] tables are refused naming the field") {
     REQUIRE(!c.ok());
     return c.status().message();
   };
-  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop or best_of_n, got 'beam'") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop, best_of_n or adaptive, got 'beam'") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0").find("c.toml:2:1: search.samples: expected 1..64, got 0") !=
         std::string::npos);
   CHECK(error("[search]\nsamples = 3").find("search.samples: fix_loop runs one chain") != std::string::npos);
