@@ -78,6 +78,9 @@ struct TaskResult {
 struct SearchRun {
   TempDir dir;
   FakeLlmServer llm;
+  ManualClock clock;         // the store's: jobs' run time, the campaign's age
+  Millis job_run{0};         // how long each verify job runs
+  double price_per_mtok = 0; // the Coder's price, prompt and completion tokens alike
   std::filesystem::path db = dir / "kforge.db";
   std::unique_ptr<FakeLoop> loop;
   std::unique_ptr<LlmClient> client;
@@ -91,12 +94,14 @@ struct SearchRun {
 
   // A process on the database: a new loop, LLM client and Conductor.
   void open() {
-    loop = std::make_unique<FakeLoop>(db);
+    loop = std::make_unique<FakeLoop>(db, clock);
     LlmEndpoint coder;
     coder.provider = "openai";
     coder.base_url = llm.base_url();
     coder.model = "fake";
     coder.concurrency = 8;
+    coder.price_prompt_per_mtok = price_per_mtok;
+    coder.price_completion_per_mtok = price_per_mtok;
     auto made = LlmClient::create({{"coder", coder}});
     REQUIRE_MESSAGE(made.ok(), made.status().to_string());
     client = std::move(*made);
@@ -155,7 +160,8 @@ struct SearchRun {
       for (const JobRow& job : queued) {
         if (!delivered.insert(job.id).second) continue;
         const JobRow row = loop->store().get_job(job.id).value();
-        loop->deliver(job.id, judge(row.request.files.at("candidate.py")));
+        if (row.state != JobState::queued) continue;  // withdrawn by a result judged just now
+        loop->run_job(job.id, judge(row.request.files.at("candidate.py")), clock, job_run);
         judged = true;
       }
       if (!judged && unfinished()) {
@@ -399,4 +405,148 @@ TEST_CASE("max_llm_calls bounds a best_of_n task's LLM calls, all chains togethe
   CHECK(r.verdict == "compile_error");
   CHECK(r.reason.find("max_llm_calls (2) used up") != std::string::npos);
   CHECK(run.llm.request_count() <= 2);
+}
+
+namespace {
+
+// The pool's answers, except op0's: every one of them fails to compile (a hopeless task).
+std::string respond_op0_hopeless(const nlohmann::json& body) {
+  const std::string prompt = body["messages"].back()["content"].get<std::string>();
+  if (prompt.find("- op: op0\n") != std::string::npos) {
+    return "```python\n# variant: broken\nclass ModelNew:\n    pass\n```\n";
+  }
+  return respond(body);
+}
+
+std::string respond_broken(const nlohmann::json&) {
+  return "```python\n# variant: broken\nclass ModelNew:\n    pass\n```\n";
+}
+
+// Tasks whose best candidate reached `target`.
+int at_target(SearchRun& run, double target) {
+  int n = 0;
+  for (const auto& [op, r] : run.results()) n += r.best >= target ? 1 : 0;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("adaptive gets more tasks to the target speedup than fix_loop and best_of_n at the same campaign budget") {
+  // Four ops; op0 is hopeless. The campaign may make 8 LLM calls in all.
+  const std::string budget = "target_speedup = 3.0\ncampaign_max_llm_calls = 8\n";
+  SearchRun fix;
+  fix.llm.set_responder(respond_op0_hopeless);
+  fix.submit(4, "[search]\nstrategy = \"fix_loop\"\n" + budget, 8);
+  fix.run();
+  SearchRun best;
+  best.llm.set_responder(respond_op0_hopeless);
+  best.submit(4, "[search]\nstrategy = \"best_of_n\"\nsamples = 4\n" + budget, 2);
+  best.run();
+  SearchRun adapt;
+  adapt.llm.set_responder(respond_op0_hopeless);
+  adapt.submit(4, "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\n" + budget, 2);
+  adapt.run();
+
+  for (SearchRun* r : {&fix, &best, &adapt}) CHECK(r->llm.request_count() <= 8);
+  // fix_loop stops at the first kernel that passes: only op3's first one is fast.
+  CHECK(at_target(fix, 3.0) == 1);
+  // best_of_n spends the budget on the first tasks' chains, op0's hopeless ones included.
+  CHECK(at_target(best, 3.0) == 1);
+  const auto starved = best.results()["op3"];
+  CHECK(starved.state == "failed");
+  CHECK(starved.reason == "campaign_max_llm_calls (8) spent: 8 LLM calls");
+  // adaptive moves the calls to the tasks that improve: every task but op0 reaches 3.0.
+  CHECK(at_target(adapt, 3.0) == 3);
+  const auto results = adapt.results();
+  for (const char* op : {"op1", "op2", "op3"}) {
+    CAPTURE(op);
+    CHECK(results.at(op).state == "passed");
+  }
+  CHECK(results.at("op0").state == "failed");
+  CHECK(results.at("op0").verdict == "compile_error");
+  // Its chains ran one after another: each sample's single candidate, in order.
+  CHECK(results.at("op1").candidates == std::vector<std::string>{"0/1:passed", "1/1:passed", "2/1:passed"});
+}
+
+TEST_CASE("an adaptive task that stops improving is stopped early, saying so") {
+  SearchRun run;
+  run.llm.set_responder(respond_broken);
+  run.submit(1, "[search]\nstrategy = \"adaptive\"\nsamples = 8\npatience = 3\n", 2);
+  run.run();
+  const TaskResult r = run.results()["op0"];
+  CHECK(r.state == "failed");
+  CHECK(r.verdict == "compile_error");
+  CHECK(r.reason == "adaptive: stagnant, no improvement in the last 3 LLM calls (patience; best progress 0)");
+  CHECK(run.llm.request_count() == 3);  // of the 8 chains' calls it could have made
+}
+
+TEST_CASE("each campaign budget stops the campaign with its name in the reason") {
+  SearchRun run;
+  run.llm.set_responder(respond_broken);
+  std::string search;
+  size_t asked = 0;  // LLM calls the campaign makes before the budget stops it
+  SUBCASE("LLM calls") {
+    search = "campaign_max_llm_calls = 3";
+    asked = 3;
+  }
+  SUBCASE("tokens: the first answers are paid for, then nothing more is asked") {
+    search = "campaign_max_tokens = 1";
+    asked = 2;  // both tasks asked before any answer was paid for
+  }
+  SUBCASE("cost") {
+    run.price_per_mtok = 1000;  // USD per million tokens: a few cents an answer
+    run.open();
+    search = "campaign_max_cost_usd = 0.001";
+    asked = 2;
+  }
+  SUBCASE("device-seconds: each verify job runs 10 s") {
+    run.job_run = Millis(10'000);
+    search = "campaign_max_device_s = 25";
+    asked = 4;  // two rounds of both tasks: 20 s spent when the second began, 40 s after
+  }
+  SUBCASE("wall time: each verify job runs 40 s") {
+    run.job_run = Millis(40'000);
+    search = "campaign_max_wall_s = 100";
+    asked = 4;  // 80 s gone when the second round began, 160 s after
+  }
+  const std::string name = search.substr(0, search.find(' '));
+  run.submit(2, "[search]\n" + search + "\n", 20);
+  run.run();
+  CAPTURE(name);
+  CHECK(run.llm.request_count() == asked);
+  for (const auto& [op, r] : run.results()) {
+    CAPTURE(op);
+    CHECK(r.state == "failed");
+    CHECK(r.verdict == "compile_error");
+    CHECK(r.reason.starts_with(name + " ("));
+    CHECK(r.reason.find(") spent: ") != std::string::npos);
+  }
+  // Everything started was recorded: each answer was judged.
+  size_t judged = 0;
+  for (const auto& [op, r] : run.results()) judged += r.candidates.size();
+  CHECK(judged == asked);
+}
+
+TEST_CASE("a budgeted adaptive campaign stopped mid-way counts what it spent and resumes to the same result") {
+  const std::string search =
+      "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\ntarget_speedup = 3.0\n"
+      "campaign_max_llm_calls = 7\n";
+  SearchRun reference;
+  reference.llm.set_responder(respond_op0_hopeless);
+  reference.submit(4, search, 2);
+  reference.run();
+  const auto expected = reference.results();
+  CHECK(reference.llm.request_count() == 7);
+
+  SearchRun run;
+  run.llm.set_responder(respond_op0_hopeless);
+  run.submit(4, search, 2);
+  for (size_t at : {2u, 4u, 6u}) {
+    run.run([&] { return run.llm.request_count() >= at; });
+    run.crash();  // the in-memory state is gone: what was spent is read back from the store
+    run.open();
+  }
+  run.run();
+  CHECK(run.results() == expected);
+  CHECK(run.llm.request_count() == 7);  // the budget, across four processes
 }

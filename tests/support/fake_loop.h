@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/clock.h"
 #include "coordinator/generation/conductor.h"
 
 namespace kforge::test {
@@ -19,8 +20,8 @@ namespace kforge::test {
 // The loop as the Conductor sees it, turned by hand.
 class FakeLoop : public ConductorLoop {
  public:
-  explicit FakeLoop(std::filesystem::path db) : path_(std::move(db)) {
-    auto opened = Store::open(path_);
+  explicit FakeLoop(std::filesystem::path db, Clock& clock = SystemClock::instance()) : path_(std::move(db)) {
+    auto opened = Store::open(path_, clock);
     REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
     store_ = std::move(opened.value());
   }
@@ -80,6 +81,19 @@ class FakeLoop : public ConductorLoop {
     result.exit_code = 0;
     result.verify = verdict;
     for (auto& l : listeners_) l(job, result);
+  }
+  // The job runs on a device for `run` (the clock moves on that long), its result is
+  // recorded as the coordinator records it, then every listener hears it.
+  void run_job(int64_t job_id, const VerifyResult& verdict, ManualClock& clock, Millis run) {
+    auto epoch = store_->assign_job(job_id, "fake-agent", 0);
+    REQUIRE_MESSAGE(epoch.ok(), epoch.status().to_string());
+    clock.advance(run);
+    proto::JobResult result;
+    result.exit_code = 0;
+    result.verify = verdict;
+    auto recorded = store_->record_result(job_id, *epoch, result);
+    REQUIRE_MESSAGE(recorded.ok(), recorded.status().to_string());
+    deliver(job_id, verdict);
   }
   void reload() {
     for (auto& fn : reload_listeners_) fn();
