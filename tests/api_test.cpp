@@ -138,7 +138,9 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign shows the search policy it runs") {
   }
   json c = get("/api/v1/campaigns/" + std::to_string(id));
   CHECK(c["search"] == json{{"strategy", "best_of_n"}, {"samples", 4}, {"sample_offset", 8},
-                            {"target_speedup", 2.5}, {"max_llm_calls", 0}});
+                            {"target_speedup", 2.5}, {"max_llm_calls", 0}, {"campaign_max_llm_calls", 0},
+                            {"campaign_max_tokens", 0}, {"campaign_max_cost_usd", 0.0}, {"campaign_max_device_s", 0.0},
+                            {"campaign_max_wall_s", 0.0}, {"exploration", 1.0}, {"patience", 4}, {"parallel", 0}});
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "tasks carry their outcome and filter by state, op and verdict") {

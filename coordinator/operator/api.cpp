@@ -70,11 +70,9 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
   // The whole policy, defaults spelled out (the store keeps only what differs from them).
   json search = nullptr;
   if (auto p = parse_search_text(c.search); p.ok()) {
-    search = {{"strategy", p->strategy},
-              {"samples", p->samples},
-              {"sample_offset", p->sample_offset},
-              {"target_speedup", p->target_speedup},
-              {"max_llm_calls", p->max_llm_calls}};
+    search = {{"strategy", p->strategy}};
+    for (const auto& [key, field] : search_integers()) search[key] = (*p).*field;
+    for (const auto& [key, field] : search_numbers()) search[key] = (*p).*field;
   }
   return json{{"id", c.id},
               {"name", c.name},
