@@ -374,6 +374,20 @@ TEST_CASE("bad [search] tables are refused naming the field") {
   CHECK(error("[search]\nsampels = 3").find("search.sampels") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 2\ntarget_speedup = -1")
             .find("search.target_speedup") != std::string::npos);
+  // Campaign budgets and the adaptive strategy's keys.
+  CHECK(error("[search]\ncampaign_max_llm_calls = -5")
+            .find("c.toml:2:1: search.campaign_max_llm_calls: expected 0 (no limit) or more, got -5") != std::string::npos);
+  CHECK(error("[search]\n\ncampaign_max_device_s = \"1h\"")
+            .find("c.toml:4:25: search.campaign_max_device_s: expected a number") != std::string::npos);
+  CHECK(error("[search]\ncampaign_max_cost_usd = -0.5").find("search.campaign_max_cost_usd: expected 0 (no limit)") !=
+        std::string::npos);
+  CHECK(error("[search]\npatience = 3").find("search.patience: only strategy = \"adaptive\" uses it") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\npatience = 0").find("search.patience: expected 1 or more, got 0") !=
+        std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\nexploration = -1").find("search.exploration: expected 0 or a positive") !=
+        std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\nparallel = 1.5").find("search.parallel: expected an integer") !=
+        std::string::npos);
 }
 
 TEST_CASE("a best_of_n task whose every chain fails ends failed with a verdict and each chain's reason") {
