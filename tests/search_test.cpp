@@ -116,8 +116,8 @@ struct SearchRun {
   // turns that would use them never run.
   void crash() {
     REQUIRE(wait_until([&] { return client->in_flight() == 0; }, 30s));
+    client.reset();  // first: its thread may still be handing an answer to the Conductor
     conductor.reset();
-    client.reset();
     loop.reset();
     delivered.clear();
   }

@@ -83,31 +83,42 @@ std::optional<std::string> stagnant(const AdaptiveTask& t, const SearchPolicy& p
                      p.patience, best);
 }
 
-Gate adaptive_turn(const SearchPolicy& p, const std::vector<AdaptiveTask>& tasks, int64_t asker, int64_t asking,
-                   int64_t slots) {
+std::vector<int64_t> adaptive_movers(const SearchPolicy& p, const std::vector<AdaptiveTask>& tasks, int64_t asking,
+                                     int64_t slots) {
   int64_t campaign_calls = 0;
   for (const AdaptiveTask& t : tasks) campaign_calls += t.calls;
   struct Ranked {
     double index;
     int64_t task_id;
   };
+  std::vector<int64_t> out;
   std::vector<Ranked> waiting;
   for (const AdaptiveTask& t : tasks) {
-    const bool is_asker = t.task_id == asker;
-    if (auto why = stagnant(t, p)) {
-      if (is_asker) return Gate{Turn::stop, *why};
-      continue;
+    if (t.busy) continue;
+    if (stagnant(t, p)) {
+      out.push_back(t.task_id);
+    } else {
+      waiting.push_back({adaptive_index(t, campaign_calls, p), t.task_id});
     }
-    if (!is_asker && t.busy) continue;
-    waiting.push_back({adaptive_index(t, campaign_calls, p), t.task_id});
   }
   std::sort(waiting.begin(), waiting.end(), [](const Ranked& a, const Ranked& b) {
     return a.index != b.index ? a.index > b.index : a.task_id < b.task_id;
   });
-  const int64_t free = slots - asking;
-  for (int64_t i = 0; i < free && i < static_cast<int64_t>(waiting.size()); ++i) {
-    if (waiting[i].task_id == asker) return Gate{};
+  for (int64_t i = 0; i < slots - asking && i < static_cast<int64_t>(waiting.size()); ++i) {
+    out.push_back(waiting[static_cast<size_t>(i)].task_id);
   }
+  return out;
+}
+
+Gate adaptive_turn(const SearchPolicy& p, std::vector<AdaptiveTask> tasks, int64_t asker, int64_t asking,
+                   int64_t slots) {
+  for (AdaptiveTask& t : tasks) {
+    if (t.task_id != asker) continue;
+    if (auto why = stagnant(t, p)) return Gate{Turn::stop, *why};
+    t.busy = false;  // it is the one asking
+  }
+  const std::vector<int64_t> movers = adaptive_movers(p, tasks, asking, slots);
+  if (std::find(movers.begin(), movers.end(), asker) != movers.end()) return Gate{};
   return Gate{Turn::wait, ""};
 }
 

@@ -76,9 +76,14 @@ struct Gate {
   std::string reason;  // stop: why
 };
 
-// Whether task `asker` (one of `tasks`, not busy) may ask the LLM now, with `asking` of the
-// campaign's tasks asking already and `slots` allowed at once (parallel, resolved).
-Gate adaptive_turn(const SearchPolicy& policy, const std::vector<AdaptiveTask>& tasks, int64_t asker,
-                   int64_t asking, int64_t slots);
+// The waiting tasks (not busy) the rule moves now, with `asking` of the campaign's tasks
+// asking already and `slots` allowed at once (parallel, resolved): the stagnant ones (to stop)
+// and the first (slots - asking) of the others by index.
+std::vector<int64_t> adaptive_movers(const SearchPolicy& policy, const std::vector<AdaptiveTask>& tasks,
+                                     int64_t asking, int64_t slots);
+// Whether task `asker` (one of `tasks`) may ask the LLM now: stop when stagnant, go when it
+// is one of adaptive_movers, else wait.
+Gate adaptive_turn(const SearchPolicy& policy, std::vector<AdaptiveTask> tasks, int64_t asker, int64_t asking,
+                   int64_t slots);
 
 }  // namespace kforge

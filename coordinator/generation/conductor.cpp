@@ -853,37 +853,44 @@ void Conductor::fail(int64_t task_id, const std::string& reason) {
   finish(task_id, a);
 }
 
+std::vector<AdaptiveTask> Conductor::adaptive_view(int64_t task_id, int64_t campaign_id, int64_t& asking) {
+  // What is in flight is known here only: the campaign's LLM calls asked, unanswered.
+  std::map<int64_t, int64_t> calls;  // by task
+  asking = 0;
+  for (const auto& [id, other] : active_) {
+    if (other.campaign_id != campaign_id) continue;
+    calls[id] += 0;
+    for (const auto& [sample, busy] : other.busy) calls[id] += busy.llm ? 1 : 0;
+  }
+  for (const auto& [id, n] : calls) asking += n;
+  auto steps = loop_.store().running_search_steps(campaign_id);
+  if (!check(steps.status(), task_id)) return {};
+  std::vector<AdaptiveTask> tasks = adaptive_tasks(*steps);
+  for (AdaptiveTask& t : tasks) {
+    auto active = active_.find(t.task_id);
+    t.calls += calls[t.task_id];
+    t.busy = active != active_.end() && !active->second.busy.empty();
+  }
+  return tasks;
+}
+
+int64_t Conductor::slots(const SearchPolicy& search) const {
+  return search.parallel > 0 ? search.parallel : std::max<int64_t>(1, static_cast<int64_t>(loop_.devices()));
+}
+
 Gate Conductor::gate(int64_t task_id, bool asks) {
   const Active& active = active_.at(task_id);
   const SearchPolicy& search = active.search;
   const bool adaptive = asks && search.strategy == "adaptive";
   if (!search.budgeted() && !adaptive) return Gate{};
-  // What is in flight is known here only: the campaign's LLM calls asked, unanswered.
-  std::map<int64_t, int64_t> asking;  // by task
-  std::set<int64_t> busy;
-  int64_t in_flight = 0;
-  for (const auto& [id, other] : active_) {
-    if (other.campaign_id != active.campaign_id) continue;
-    if (!other.busy.empty()) busy.insert(id);
-    for (const auto& [sample, b] : other.busy) {
-      asking[id] += b.llm ? 1 : 0;
-      in_flight += b.llm ? 1 : 0;
-    }
-  }
-  Store& store = loop_.store();
-  auto spend = store.campaign_spend(active.campaign_id);
+  int64_t asking = 0;
+  std::vector<AdaptiveTask> tasks = adaptive_view(task_id, active.campaign_id, asking);
+  if (!failed_.ok()) return Gate{Turn::wait, ""};
+  auto spend = loop_.store().campaign_spend(active.campaign_id);
   if (!check(spend.status(), task_id)) return Gate{Turn::wait, ""};
-  if (auto why = spent_budget(search, *spend, in_flight, asks)) return Gate{Turn::stop, *why};
+  if (auto why = spent_budget(search, *spend, asking, asks)) return Gate{Turn::stop, *why};
   if (!adaptive) return Gate{};
-  auto steps = store.running_search_steps(active.campaign_id);
-  if (!check(steps.status(), task_id)) return Gate{Turn::wait, ""};
-  std::vector<AdaptiveTask> tasks = adaptive_tasks(*steps);
-  for (AdaptiveTask& t : tasks) {
-    t.calls += asking[t.task_id];
-    t.busy = busy.count(t.task_id) > 0;
-  }
-  const int64_t slots = search.parallel > 0 ? search.parallel : std::max<int64_t>(1, static_cast<int64_t>(loop_.devices()));
-  Gate gate = adaptive_turn(search, tasks, task_id, in_flight, slots);
+  Gate gate = adaptive_turn(search, std::move(tasks), task_id, asking, slots(search));
   if (gate.turn == Turn::wait) {
     parked_[active.campaign_id].insert(task_id);
   } else {
@@ -908,8 +915,15 @@ void Conductor::wake_parked(int64_t campaign_id) {
   if (parked == parked_.end() || parked->second.empty() || !wake_posted_.insert(campaign_id).second) return;
   loop_.post([this, campaign_id] {
     wake_posted_.erase(campaign_id);
-    const std::set<int64_t> tasks = parked_[campaign_id];
-    for (int64_t id : tasks) {
+    const std::set<int64_t>& waiting = parked_[campaign_id];
+    if (waiting.empty()) return;
+    // Only the tasks the rule moves now are decided on again (each such decision reads the
+    // campaign): the rest keep waiting for the next wake.
+    const int64_t any = *waiting.begin();
+    int64_t asking = 0;
+    std::vector<AdaptiveTask> tasks;
+    guarded(any, [&] { tasks = adaptive_view(any, campaign_id, asking); });
+    for (int64_t id : adaptive_movers(active_.at(any).search, tasks, asking, slots(active_.at(any).search))) {
       if (parked_[campaign_id].count(id) && active_.count(id)) guarded(id, [&] { advance(id, /*wake=*/false); });
     }
   });

@@ -195,8 +195,14 @@ class Conductor {
   Gate gate(int64_t task_id, bool asks);
   // Ends the task for a gate's `reason`: passed when a candidate passed.
   void stop_task(int64_t task_id, const std::vector<StepRow>& steps, const std::string& reason);
-  // In a coming turn, decides again for the parked tasks of the campaign.
+  // In a coming turn, decides again for the parked tasks of the campaign that the adaptive
+  // rule moves now (adaptive_movers).
   void wake_parked(int64_t campaign_id);
+  // The campaign's running tasks as the adaptive rule sees them (recorded steps, actions in
+  // flight); `asking`: its LLM calls in flight. A store error is check()ed against `task_id`.
+  std::vector<AdaptiveTask> adaptive_view(int64_t task_id, int64_t campaign_id, int64_t& asking);
+  // The campaign's `parallel`, resolved (0: the live devices, at least 1).
+  int64_t slots(const SearchPolicy& search) const;
   // Whether `token` is the action in flight of the task's chain `sample`.
   bool current(int64_t task_id, int64_t sample, int64_t token) const;
   // `chain`: the steps of chain `sample`.
