@@ -564,3 +564,28 @@ TEST_CASE("a budgeted adaptive campaign stopped mid-way counts what it spent and
   CHECK(run.results() == expected);
   CHECK(run.llm.request_count() == 7);  // the budget, across four processes
 }
+
+TEST_CASE("a budgeted adaptive campaign holds back only its own tasks") {
+  SearchRun run;
+  // Campaign 1: adaptive, one task asking at a time, 2 LLM calls in all. Campaign 2: fix_loop.
+  run.submit(3, "[search]\nstrategy = \"adaptive\"\nsamples = 4\nparallel = 1\ncampaign_max_llm_calls = 2\n", 2);
+  // Its questions differ from campaign 1's (sample_offset: seeds 4.., answers as seed 0's): two
+  // tasks asking the very same question at once is another matter.
+  run.submit(3, "[search]\nsample_offset = 4\n", 8);
+  run.run();
+  Store& store = run.loop->store();
+  CHECK(store.campaign_spend(1).value().llm_calls == 2);
+  const std::vector<TaskRow> held = store.tasks_of_campaign(1).value();
+  REQUIRE(held.size() == 3);
+  CHECK(std::any_of(held.begin(), held.end(), [](const TaskRow& t) {
+    return t.reason == "campaign_max_llm_calls (2) spent: 2 LLM calls";
+  }));
+  // The other campaign ran as if alone: every task passed, none waited for a turn.
+  const std::vector<TaskRow> other = store.tasks_of_campaign(2).value();
+  REQUIRE(other.size() == 3);
+  for (const TaskRow& t : other) {
+    CAPTURE(t.spec.op_name);
+    CHECK(t.state == TaskState::passed);
+  }
+  CHECK(store.campaign_spend(2).value().llm_calls == 4);  // op0 fixes once (broken, then slow)
+}

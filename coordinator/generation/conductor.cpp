@@ -923,9 +923,13 @@ void Conductor::wake_parked(int64_t campaign_id) {
     int64_t asking = 0;
     std::vector<AdaptiveTask> tasks;
     guarded(any, [&] { tasks = adaptive_view(any, campaign_id, asking); });
+    bool ended = false;  // a task stopped (stagnant, a budget): its place goes to another
     for (int64_t id : adaptive_movers(active_.at(any).search, tasks, asking, slots(active_.at(any).search))) {
-      if (parked_[campaign_id].count(id) && active_.count(id)) guarded(id, [&] { advance(id, /*wake=*/false); });
+      if (!parked_[campaign_id].count(id) || !active_.count(id)) continue;
+      guarded(id, [&] { advance(id, /*wake=*/false); });
+      ended = ended || !active_.count(id);
     }
+    if (ended) wake_parked(campaign_id);
   });
 }
 
