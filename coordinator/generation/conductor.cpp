@@ -853,19 +853,21 @@ void Conductor::fail(int64_t task_id, const std::string& reason) {
   finish(task_id, a);
 }
 
-std::vector<AdaptiveTask> Conductor::adaptive_view(int64_t task_id, int64_t campaign_id, int64_t& asking) {
-  // What is in flight is known here only: the campaign's LLM calls asked, unanswered.
-  std::map<int64_t, int64_t> calls;  // by task
-  asking = 0;
-  for (const auto& [id, other] : active_) {
-    if (other.campaign_id != campaign_id) continue;
-    calls[id] += 0;
-    for (const auto& [sample, busy] : other.busy) calls[id] += busy.llm ? 1 : 0;
+std::map<int64_t, int64_t> Conductor::asking(int64_t campaign_id) const {
+  std::map<int64_t, int64_t> out;
+  for (const auto& [id, active] : active_) {
+    if (active.campaign_id != campaign_id) continue;
+    int64_t& n = out[id];
+    for (const auto& [sample, busy] : active.busy) n += busy.llm ? 1 : 0;
   }
-  for (const auto& [id, n] : calls) asking += n;
+  return out;
+}
+
+std::vector<AdaptiveTask> Conductor::adaptive_view(int64_t task_id, int64_t campaign_id) {
   auto steps = loop_.store().running_search_steps(campaign_id);
   if (!check(steps.status(), task_id)) return {};
   std::vector<AdaptiveTask> tasks = adaptive_tasks(*steps);
+  std::map<int64_t, int64_t> calls = asking(campaign_id);
   for (AdaptiveTask& t : tasks) {
     auto active = active_.find(t.task_id);
     t.calls += calls[t.task_id];
@@ -883,14 +885,16 @@ Gate Conductor::gate(int64_t task_id, bool asks) {
   const SearchPolicy& search = active.search;
   const bool adaptive = asks && search.strategy == "adaptive";
   if (!search.budgeted() && !adaptive) return Gate{};
-  int64_t asking = 0;
-  std::vector<AdaptiveTask> tasks = adaptive_view(task_id, active.campaign_id, asking);
-  if (!failed_.ok()) return Gate{Turn::wait, ""};
+  // What is in flight is known here only: the campaign's LLM calls asked, unanswered.
+  int64_t in_flight = 0;
+  for (const auto& [id, n] : asking(active.campaign_id)) in_flight += n;
   auto spend = loop_.store().campaign_spend(active.campaign_id);
   if (!check(spend.status(), task_id)) return Gate{Turn::wait, ""};
-  if (auto why = spent_budget(search, *spend, asking, asks)) return Gate{Turn::stop, *why};
+  if (auto why = spent_budget(search, *spend, in_flight, asks)) return Gate{Turn::stop, *why};
   if (!adaptive) return Gate{};
-  Gate gate = adaptive_turn(search, std::move(tasks), task_id, asking, slots(search));
+  std::vector<AdaptiveTask> tasks = adaptive_view(task_id, active.campaign_id);
+  if (!failed_.ok()) return Gate{Turn::wait, ""};
+  Gate gate = adaptive_turn(search, std::move(tasks), task_id, in_flight, slots(search));
   if (gate.turn == Turn::wait) {
     parked_[active.campaign_id].insert(task_id);
   } else {
@@ -920,11 +924,13 @@ void Conductor::wake_parked(int64_t campaign_id) {
     // Only the tasks the rule moves now are decided on again (each such decision reads the
     // campaign): the rest keep waiting for the next wake.
     const int64_t any = *waiting.begin();
-    int64_t asking = 0;
     std::vector<AdaptiveTask> tasks;
-    guarded(any, [&] { tasks = adaptive_view(any, campaign_id, asking); });
+    guarded(any, [&] { tasks = adaptive_view(any, campaign_id); });
+    int64_t in_flight = 0;
+    for (const auto& [id, n] : asking(campaign_id)) in_flight += n;
+    const SearchPolicy& search = active_.at(any).search;
     bool ended = false;  // a task stopped (stagnant, a budget): its place goes to another
-    for (int64_t id : adaptive_movers(active_.at(any).search, tasks, asking, slots(active_.at(any).search))) {
+    for (int64_t id : adaptive_movers(search, tasks, in_flight, slots(search))) {
       if (!parked_[campaign_id].count(id) || !active_.count(id)) continue;
       guarded(id, [&] { advance(id, /*wake=*/false); });
       ended = ended || !active_.count(id);

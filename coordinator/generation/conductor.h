@@ -198,9 +198,11 @@ class Conductor {
   // In a coming turn, decides again for the parked tasks of the campaign that the adaptive
   // rule moves now (adaptive_movers).
   void wake_parked(int64_t campaign_id);
+  // The campaign's LLM calls in flight (asked, unanswered), by task driven here.
+  std::map<int64_t, int64_t> asking(int64_t campaign_id) const;
   // The campaign's running tasks as the adaptive rule sees them (recorded steps, actions in
-  // flight); `asking`: its LLM calls in flight. A store error is check()ed against `task_id`.
-  std::vector<AdaptiveTask> adaptive_view(int64_t task_id, int64_t campaign_id, int64_t& asking);
+  // flight). A store error is check()ed against `task_id`.
+  std::vector<AdaptiveTask> adaptive_view(int64_t task_id, int64_t campaign_id);
   // The campaign's `parallel`, resolved (0: the live devices, at least 1).
   int64_t slots(const SearchPolicy& search) const;
   // Whether `token` is the action in flight of the task's chain `sample`.
