@@ -142,9 +142,14 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign shows the search policy it runs") {
   CHECK(c["search"]["sample_offset"] == 8);
   CHECK(c["search"]["target_speedup"] == 2.5);
   CHECK(c["search"]["max_llm_calls"] == 0);
-  // Every field, evolve's and the budgets' too, with its default.
+  // Every field, evolve's, adaptive's and the budgets' too, with its default.
   CHECK(c["search"]["islands"] == 2);
   CHECK(c["search"]["max_wall_s"] == 0);
+  // The campaign budgets and adaptive's fields.
+  CHECK(c["search"]["campaign_max_llm_calls"] == 0);
+  CHECK(c["search"]["campaign_max_wall_s"] == 0.0);
+  CHECK(c["search"]["exploration"] == 1.0);
+  CHECK(c["search"]["patience"] == 4);
   CHECK(c["search"].size() == search_keys().size());
 }
 

@@ -83,21 +83,18 @@ struct SearchRun {
   std::unique_ptr<LlmClient> client;
   std::unique_ptr<Conductor> conductor;
   std::set<int64_t> delivered;  // jobs whose result this process delivered
-  ManualClock clock;             // the store's and the Conductor's, when manual_clock
-  bool manual_clock = false;
-  int64_t job_ms = 0;            // > 0: each verify job holds its device this long (recorded)
+  ManualClock clock;             // the store's and the Conductor's: jobs' run time, ages
+  Millis job_run{0};             // how long each verify job holds its device (recorded)
   double price_per_mtok = 0;     // the coder's price for prompt and completion tokens
 
-  explicit SearchRun(bool manual = false) : manual_clock(manual) {
+  SearchRun() {
     llm.set_responder(respond);
     open();
   }
 
-  Clock& time() { return manual_clock ? static_cast<Clock&>(clock) : SystemClock::instance(); }
-
   // A process on the database: a new loop, LLM client and Conductor.
   void open() {
-    loop = std::make_unique<FakeLoop>(db, time());
+    loop = std::make_unique<FakeLoop>(db, clock);
     LlmEndpoint coder;
     coder.provider = "openai";
     coder.base_url = llm.base_url();
@@ -110,7 +107,7 @@ struct SearchRun {
     client = std::move(*made);
     ConductorOptions options;
     options.endpoints["coder"] = coder;
-    options.clock = &time();
+    options.clock = &clock;
     auto prompts = PromptLibrary::load(find_prompt_dir("").value());
     REQUIRE(prompts.ok());
     conductor = std::make_unique<Conductor>(*loop, client.get(), std::move(*prompts), options);
@@ -120,8 +117,8 @@ struct SearchRun {
   // turns that would use them never run.
   void crash() {
     REQUIRE(wait_until([&] { return client->in_flight() == 0; }, 30s));
+    client.reset();  // first: its thread may still be handing an answer to the Conductor
     conductor.reset();
-    client.reset();
     loop.reset();
     delivered.clear();
   }
@@ -164,16 +161,8 @@ struct SearchRun {
       for (const JobRow& job : queued) {
         if (!delivered.insert(job.id).second) continue;
         const JobRow row = loop->store().get_job(job.id).value();
-        const VerifyResult verdict = judge(row.request.files.at("candidate.py"));
-        if (job_ms > 0) {  // the loop records the lease and the result, as a coordinator does
-          const int64_t epoch = loop->store().assign_job(job.id, "agent-1", 0).value();
-          clock.advance(std::chrono::milliseconds(job_ms));
-          proto::JobResult result;
-          result.exit_code = 0;
-          result.verify = verdict;
-          REQUIRE(loop->store().record_result(job.id, epoch, result).value());
-        }
-        loop->deliver(job.id, verdict);
+        if (row.state != JobState::queued) continue;  // withdrawn by a result judged just now
+        loop->run_job(job.id, judge(row.request.files.at("candidate.py")), clock, job_run);
         judged = true;
       }
       if (!judged && unfinished()) {
@@ -416,7 +405,7 @@ TEST_CASE("a best_of_n campaign stopped mid-way resumes to the same result, no a
 }
 
 TEST_CASE("bad [search] tables are refused naming the field") {
-  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop, best_of_n or evolve, got 'beam'") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got 'beam'") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0").find("c.toml:2:1: search.samples: expected 1..64, got 0") !=
         std::string::npos);
   CHECK(error("[search]\nsamples = 3").find("search.samples: fix_loop runs one chain") != std::string::npos);
@@ -424,6 +413,20 @@ TEST_CASE("bad [search] tables are refused naming the field") {
   CHECK(error("[search]\nsampels = 3").find("search.sampels") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 2\ntarget_speedup = -1")
             .find("search.target_speedup") != std::string::npos);
+  // Campaign budgets and the adaptive strategy's keys.
+  CHECK(error("[search]\ncampaign_max_llm_calls = -5")
+            .find("c.toml:2:1: search.campaign_max_llm_calls: expected 0 (no limit) or more, got -5") != std::string::npos);
+  CHECK(error("[search]\n\ncampaign_max_device_s = \"1h\"")
+            .find("c.toml:4:25: search.campaign_max_device_s: expected a number") != std::string::npos);
+  CHECK(error("[search]\ncampaign_max_cost_usd = -0.5").find("search.campaign_max_cost_usd: expected 0 (none) or a positive number, got -0.5") !=
+        std::string::npos);
+  CHECK(error("[search]\npatience = 3").find("search.patience: only strategy = \"adaptive\" uses it") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\npatience = 0").find("search.patience: expected 1 or more, got 0") !=
+        std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\nexploration = -1").find("search.exploration: expected 0 (none) or a positive number, got -1") !=
+        std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\nparallel = 1.5").find("search.parallel: expected an integer") !=
+        std::string::npos);
 }
 
 TEST_CASE("a best_of_n task whose every chain fails ends failed with a verdict and each chain's reason") {
@@ -677,8 +680,8 @@ TEST_CASE("each budget ends a task with its reason") {
     CHECK(run.llm.request_count() == 2);  // one answer each chain, asked at once
   }
   SUBCASE("max_device_seconds") {
-    SearchRun run(/*manual=*/true);
-    run.job_ms = 30'000;
+    SearchRun run;
+    run.job_run = Millis(30'000);
     run.llm.set_responder(broken);
     run.submit(1, "[search]\nmax_device_seconds = 50\n", 10);
     run.run();
@@ -688,7 +691,7 @@ TEST_CASE("each budget ends a task with its reason") {
     CHECK(r.candidates.size() == 2);  // two verify jobs of 30 s
   }
   SUBCASE("max_wall_s") {
-    SearchRun run(/*manual=*/true);
+    SearchRun run;
     run.llm.set_responder(broken);
     run.submit(1, "[search]\nmax_wall_s = 100\n", 10);
     run.run([&] { return !run.loop->store().steps_of(1).value().empty(); });
@@ -739,4 +742,182 @@ TEST_CASE("bad evolve and budget parameters are refused naming the field") {
   p.islands = 3;
   p.max_cost_usd = 2.5;
   CHECK(parse_search_text(search_text(p)).value() == p);
+}
+
+namespace {
+
+// The pool's answers, except op0's: every one of them fails to compile (a hopeless task).
+std::string respond_op0_hopeless(const nlohmann::json& body) {
+  const std::string prompt = body["messages"].back()["content"].get<std::string>();
+  if (prompt.find("- op: op0\n") != std::string::npos) {
+    return "```python\n# variant: broken\nclass ModelNew:\n    pass\n```\n";
+  }
+  return respond(body);
+}
+
+std::string respond_broken(const nlohmann::json&) {
+  return "```python\n# variant: broken\nclass ModelNew:\n    pass\n```\n";
+}
+
+// Tasks whose best candidate reached `target`.
+int at_target(SearchRun& run, double target) {
+  int n = 0;
+  for (const auto& [op, r] : run.results()) n += r.best >= target ? 1 : 0;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("adaptive gets more tasks to the target speedup than fix_loop and best_of_n at the same campaign budget") {
+  // Four ops; op0 is hopeless. The campaign may make 8 LLM calls in all.
+  const std::string budget = "target_speedup = 3.0\ncampaign_max_llm_calls = 8\n";
+  SearchRun fix;
+  fix.llm.set_responder(respond_op0_hopeless);
+  fix.submit(4, "[search]\nstrategy = \"fix_loop\"\n" + budget, 8);
+  fix.run();
+  SearchRun best;
+  best.llm.set_responder(respond_op0_hopeless);
+  best.submit(4, "[search]\nstrategy = \"best_of_n\"\nsamples = 4\n" + budget, 2);
+  best.run();
+  SearchRun adapt;
+  adapt.llm.set_responder(respond_op0_hopeless);
+  adapt.submit(4, "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\n" + budget, 2);
+  adapt.run();
+
+  for (SearchRun* r : {&fix, &best, &adapt}) CHECK(r->llm.request_count() <= 8);
+  // fix_loop stops at the first kernel that passes: only op3's first one is fast.
+  CHECK(at_target(fix, 3.0) == 1);
+  // best_of_n spends the budget on the first tasks' chains, op0's hopeless ones included.
+  CHECK(at_target(best, 3.0) == 1);
+  const auto starved = best.results()["op3"];
+  CHECK(starved.state == "failed");
+  CHECK(starved.reason == "campaign_max_llm_calls (8) spent: 8 LLM calls");
+  // adaptive moves the calls to the tasks that improve: every task but op0 reaches 3.0.
+  CHECK(at_target(adapt, 3.0) == 3);
+  const auto results = adapt.results();
+  for (const char* op : {"op1", "op2", "op3"}) {
+    CAPTURE(op);
+    CHECK(results.at(op).state == "passed");
+  }
+  CHECK(results.at("op0").state == "failed");
+  CHECK(results.at("op0").verdict == "compile_error");
+  // Its chains ran one after another: each sample's single candidate, in order.
+  CHECK(results.at("op1").candidates == std::vector<std::string>{"0/1:passed", "1/1:passed", "2/1:passed"});
+}
+
+TEST_CASE("an adaptive task that stops improving is stopped early, saying so") {
+  SearchRun run;
+  run.llm.set_responder(respond_broken);
+  run.submit(1, "[search]\nstrategy = \"adaptive\"\nsamples = 8\npatience = 3\n", 2);
+  run.run();
+  const TaskResult r = run.results()["op0"];
+  CHECK(r.state == "failed");
+  CHECK(r.verdict == "compile_error");
+  CHECK(r.reason == "adaptive: stagnant, no improvement in the last 3 LLM calls (patience; best progress 0)");
+  CHECK(run.llm.request_count() == 3);  // of the 8 chains' calls it could have made
+}
+
+TEST_CASE("each campaign budget stops the campaign with its name in the reason") {
+  SearchRun run;
+  run.llm.set_responder(respond_broken);
+  std::string search;
+  size_t asked = 0;  // LLM calls the campaign makes before the budget stops it
+  SUBCASE("LLM calls") {
+    search = "campaign_max_llm_calls = 3";
+    asked = 3;
+  }
+  SUBCASE("tokens: the first answers are paid for, then nothing more is asked") {
+    search = "campaign_max_tokens = 1";
+    asked = 2;  // both tasks asked before any answer was paid for
+  }
+  SUBCASE("cost") {
+    run.price_per_mtok = 1000;  // USD per million tokens: a few cents an answer
+    run.open();
+    search = "campaign_max_cost_usd = 0.001";
+    asked = 2;
+  }
+  SUBCASE("device-seconds: each verify job runs 10 s") {
+    run.job_run = Millis(10'000);
+    search = "campaign_max_device_s = 25";
+    asked = 4;  // two rounds of both tasks: 20 s spent when the second began, 40 s after
+  }
+  SUBCASE("wall time: each verify job runs 40 s") {
+    run.job_run = Millis(40'000);
+    search = "campaign_max_wall_s = 100";
+    asked = 4;  // 80 s gone when the second round began, 160 s after
+  }
+  const std::string name = search.substr(0, search.find(' '));
+  run.submit(2, "[search]\n" + search + "\n", 20);
+  run.run();
+  CAPTURE(name);
+  CHECK(run.llm.request_count() == asked);
+  for (const auto& [op, r] : run.results()) {
+    CAPTURE(op);
+    CHECK(r.state == "failed");
+    CHECK(r.verdict == "compile_error");
+    CHECK(r.reason.starts_with(name + " ("));
+    CHECK(r.reason.find(") spent: ") != std::string::npos);
+  }
+  // Everything started was recorded. Under an LLM budget each answer paid for is judged; under
+  // device-seconds or wall time an answer arriving after the budget is spent is not (which of
+  // the last two arrives first decides whether its job started in time).
+  size_t judged = 0;
+  for (const auto& [op, r] : run.results()) judged += r.candidates.size();
+  const Store::CampaignSpend spend = run.loop->store().campaign_spend(1).value();
+  CHECK(spend.llm_calls == static_cast<int64_t>(asked));
+  if (name == "campaign_max_device_s" || name == "campaign_max_wall_s") {
+    CHECK(judged >= asked - 1);
+    CHECK(judged <= asked);
+  } else {
+    CHECK(judged == asked);
+  }
+}
+
+TEST_CASE("a budgeted adaptive campaign stopped mid-way counts what it spent and resumes to the same result") {
+  const std::string search =
+      "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\ntarget_speedup = 3.0\n"
+      "campaign_max_llm_calls = 7\n";
+  SearchRun reference;
+  reference.llm.set_responder(respond_op0_hopeless);
+  reference.submit(4, search, 2);
+  reference.run();
+  const auto expected = reference.results();
+  CHECK(reference.llm.request_count() == 7);
+
+  SearchRun run;
+  run.llm.set_responder(respond_op0_hopeless);
+  run.submit(4, search, 2);
+  for (size_t at : {2u, 4u, 6u}) {
+    run.run([&] { return run.llm.request_count() >= at; });
+    run.crash();  // the in-memory state is gone: what was spent is read back from the store
+    run.open();
+  }
+  run.run();
+  CHECK(run.results() == expected);
+  CHECK(run.llm.request_count() == 7);  // the budget, across four processes
+}
+
+TEST_CASE("a budgeted adaptive campaign holds back only its own tasks") {
+  SearchRun run;
+  // Campaign 1: adaptive, one task asking at a time, 2 LLM calls in all. Campaign 2: fix_loop.
+  run.submit(3, "[search]\nstrategy = \"adaptive\"\nsamples = 4\nparallel = 1\ncampaign_max_llm_calls = 2\n", 2);
+  // Its questions differ from campaign 1's (sample_offset: seeds 4.., answers as seed 0's): two
+  // tasks asking the very same question at once is another matter.
+  run.submit(3, "[search]\nsample_offset = 4\n", 8);
+  run.run();
+  Store& store = run.loop->store();
+  CHECK(store.campaign_spend(1).value().llm_calls == 2);
+  const std::vector<TaskRow> held = store.tasks_of_campaign(1).value();
+  REQUIRE(held.size() == 3);
+  CHECK(std::any_of(held.begin(), held.end(), [](const TaskRow& t) {
+    return t.reason == "campaign_max_llm_calls (2) spent: 2 LLM calls";
+  }));
+  // The other campaign ran as if alone: every task passed, none waited for a turn.
+  const std::vector<TaskRow> other = store.tasks_of_campaign(2).value();
+  REQUIRE(other.size() == 3);
+  for (const TaskRow& t : other) {
+    CAPTURE(t.spec.op_name);
+    CHECK(t.state == TaskState::passed);
+  }
+  CHECK(store.campaign_spend(2).value().llm_calls == 4);  // op0 fixes once (broken, then slow)
 }

@@ -428,6 +428,7 @@ void Conductor::activate(int64_t task_id, Active active) {
 void Conductor::deactivate(int64_t task_id) {
   auto it = active_.find(task_id);
   if (it == active_.end()) return;
+  if (auto parked = parked_.find(it->second.campaign_id); parked != parked_.end()) parked->second.erase(task_id);
   auto c = active_by_campaign_.find(it->second.campaign_id);
   if (c != active_by_campaign_.end() && --c->second == 0) active_by_campaign_.erase(c);
   active_.erase(it);
@@ -442,10 +443,13 @@ void Conductor::withdraw_jobs(int64_t task_id) {
 }
 
 void Conductor::stop(int64_t task_id) {
+  auto it = active_.find(task_id);
+  const int64_t campaign_id = it != active_.end() ? it->second.campaign_id : 0;
   deactivate(task_id);
   withdraw_jobs(task_id);
   spdlog::info("task {} cancelled", task_id);
   schedule_pump();  // a place in the window is free
+  wake_parked(campaign_id);  // its turn to ask, if it had one, is free
   auto waiters = std::move(waiters_[task_id]);
   waiters_.erase(task_id);
   for (auto& w : waiters) w(false);
@@ -475,13 +479,16 @@ void Conductor::start_unguarded(int64_t task_id) {
   advance(task_id);
 }
 
-void Conductor::advance(int64_t task_id) {
+void Conductor::advance(int64_t task_id, bool wake) {
+  auto it = active_.find(task_id);
+  const int64_t campaign_id = it != active_.end() ? it->second.campaign_id : 0;
   // One task's failure or exception never touches another task.
   try {
     advance_unguarded(task_id);
   } catch (const std::exception& e) {
     fail(task_id, std::string("internal error in the conductor: ") + e.what());
   }
+  if (wake) wake_parked(campaign_id);
 }
 
 bool Conductor::current(int64_t task_id, int64_t sample, int64_t token) const {
@@ -549,7 +556,9 @@ void Conductor::advance_unguarded(int64_t task_id) {
     std::string stopped;  // the budget that ended a chain, if any
     bool running = false;
     bool started = false;
+    Gate held;  // a campaign budget or the adaptive rule holding an action back (gate)
     for (const auto& [sample, chain] : chains) {
+      if (running && search.strategy == "adaptive") break;  // its chains run one after another
       if (it->second.busy.count(sample)) {
         running = true;
         continue;
@@ -573,6 +582,7 @@ void Conductor::advance_unguarded(int64_t task_id) {
         ended.emplace_back(sample, action);
         continue;
       }
+      if (held = gate(task_id, asks); held.turn != Turn::go) break;
       if (asks) {
         ask_llm(*task, chain, action, sample, evolve ? &*evolve : nullptr);
       } else {
@@ -584,6 +594,8 @@ void Conductor::advance_unguarded(int64_t task_id) {
     // A store error rolls the event back (guarded): nothing more this event. One chain
     // (fix_loop) has nothing else to start: the steps are not read again, as before chains.
     if (!failed_.ok() || (started && chains.size() == 1)) return;
+    if (held.turn == Turn::stop && it->second.busy.empty()) stop_task(task_id, *steps, held.reason);
+    if (held.turn != Turn::go) return;  // stopped, or waits (parked) or for what is in flight
     if (started) continue;
     if (running) return;
     if (evolve) {  // every generation done, or a budget used up
@@ -959,6 +971,92 @@ void Conductor::fail(int64_t task_id, const std::string& reason) {
   a.verdict = Outcome::infra_error;  // the task or the coordinator is at fault
   a.reason = reason;
   finish(task_id, a);
+}
+
+std::map<int64_t, int64_t> Conductor::asking(int64_t campaign_id) const {
+  std::map<int64_t, int64_t> out;
+  for (const auto& [id, active] : active_) {
+    if (active.campaign_id != campaign_id) continue;
+    int64_t& n = out[id];
+    for (const auto& [sample, busy] : active.busy) n += busy.llm ? 1 : 0;
+  }
+  return out;
+}
+
+std::vector<AdaptiveTask> Conductor::adaptive_view(int64_t task_id, int64_t campaign_id) {
+  auto steps = loop_.store().running_search_steps(campaign_id);
+  if (!check(steps.status(), task_id)) return {};
+  std::vector<AdaptiveTask> tasks = adaptive_tasks(*steps);
+  std::map<int64_t, int64_t> calls = asking(campaign_id);
+  for (AdaptiveTask& t : tasks) {
+    auto active = active_.find(t.task_id);
+    t.calls += calls[t.task_id];
+    t.busy = active != active_.end() && !active->second.busy.empty();
+  }
+  return tasks;
+}
+
+int64_t Conductor::slots(const SearchPolicy& search) const {
+  return search.parallel > 0 ? search.parallel : std::max<int64_t>(1, static_cast<int64_t>(loop_.devices()));
+}
+
+Gate Conductor::gate(int64_t task_id, bool asks) {
+  const Active& active = active_.at(task_id);
+  const SearchPolicy& search = active.search;
+  const bool adaptive = asks && search.strategy == "adaptive";
+  if (!search.budgeted() && !adaptive) return Gate{};
+  // What is in flight is known here only: the campaign's LLM calls asked, unanswered.
+  int64_t in_flight = 0;
+  for (const auto& [id, n] : asking(active.campaign_id)) in_flight += n;
+  auto spend = loop_.store().campaign_spend(active.campaign_id);
+  if (!check(spend.status(), task_id)) return Gate{Turn::wait, ""};
+  if (auto why = spent_budget(search, *spend, in_flight, asks)) return Gate{Turn::stop, *why};
+  if (!adaptive) return Gate{};
+  std::vector<AdaptiveTask> tasks = adaptive_view(task_id, active.campaign_id);
+  if (!failed_.ok()) return Gate{Turn::wait, ""};
+  Gate gate = adaptive_turn(search, std::move(tasks), task_id, in_flight, slots(search));
+  if (gate.turn == Turn::wait) {
+    parked_[active.campaign_id].insert(task_id);
+  } else {
+    parked_[active.campaign_id].erase(task_id);
+  }
+  return gate;
+}
+
+void Conductor::stop_task(int64_t task_id, const std::vector<StepRow>& steps, const std::string& reason) {
+  auto candidates = loop_.store().candidates_of(task_id);
+  if (!check(candidates.status(), task_id)) return;
+  Action done;
+  done.passed = std::any_of(candidates->begin(), candidates->end(),
+                            [](const CandidateRow& c) { return c.verdict == Verdict::passed; });
+  done.verdict = done.passed ? std::optional<Outcome>(Outcome::passed) : last_verdict(steps);
+  done.reason = done.passed ? "passed; then " + reason : reason;
+  finish(task_id, done);
+}
+
+void Conductor::wake_parked(int64_t campaign_id) {
+  auto parked = parked_.find(campaign_id);
+  if (parked == parked_.end() || parked->second.empty() || !wake_posted_.insert(campaign_id).second) return;
+  loop_.post([this, campaign_id] {
+    wake_posted_.erase(campaign_id);
+    const std::set<int64_t>& waiting = parked_[campaign_id];
+    if (waiting.empty()) return;
+    // Only the tasks the rule moves now are decided on again (each such decision reads the
+    // campaign): the rest keep waiting for the next wake.
+    const int64_t any = *waiting.begin();
+    std::vector<AdaptiveTask> tasks;
+    guarded(any, [&] { tasks = adaptive_view(any, campaign_id); });
+    int64_t in_flight = 0;
+    for (const auto& [id, n] : asking(campaign_id)) in_flight += n;
+    const SearchPolicy& search = active_.at(any).search;
+    bool ended = false;  // a task stopped (stagnant, a budget): its place goes to another
+    for (int64_t id : adaptive_movers(search, tasks, in_flight, slots(search))) {
+      if (!parked_[campaign_id].count(id) || !active_.count(id)) continue;
+      guarded(id, [&] { advance(id, /*wake=*/false); });
+      ended = ended || !active_.count(id);
+    }
+    if (ended) wake_parked(campaign_id);
+  });
 }
 
 void Conductor::LlmStats::observe(const std::string& role, const LlmResponse& response) {

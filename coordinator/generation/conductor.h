@@ -32,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -45,6 +46,7 @@
 #include "coordinator/generation/prompts.h"
 #include "coordinator/generation/evolve.h"
 #include "coordinator/generation/search.h"
+#include "coordinator/generation/adaptive.h"
 
 namespace kforge {
 
@@ -192,10 +194,28 @@ class Conductor {
   void reload();
   // Decides the next action of every chain of the task without one in flight (decide() on the
   // chain's steps; evolve: EvolvePlan::action, the current generation's children only) and
-  // starts it unless a budget forbids it (search.h); ends the task when every chain has ended
-  // or a stop rule (target_speedup, evolve's stagnation) holds.
-  void advance(int64_t task_id);
+  // starts it unless a budget forbids it (search.h) or the campaign's gate holds it back;
+  // ends the task when every chain has ended or a stop rule (target_speedup, evolve's
+  // stagnation) holds. `wake`: then give the campaign's waiting (parked) tasks their turn
+  // (wake_parked).
+  void advance(int64_t task_id, bool wake = true);
   void advance_unguarded(int64_t task_id);
+  // Campaign budgets and the adaptive rule (adaptive.h) for an action of the task that asks
+  // the LLM (`asks`) or runs a verify job: go, wait (the task is parked until another task of
+  // its campaign moves on) or stop (the reason).
+  Gate gate(int64_t task_id, bool asks);
+  // Ends the task for a gate's `reason`: passed when a candidate passed.
+  void stop_task(int64_t task_id, const std::vector<StepRow>& steps, const std::string& reason);
+  // In a coming turn, decides again for the parked tasks of the campaign that the adaptive
+  // rule moves now (adaptive_movers).
+  void wake_parked(int64_t campaign_id);
+  // The campaign's LLM calls in flight (asked, unanswered), by task driven here.
+  std::map<int64_t, int64_t> asking(int64_t campaign_id) const;
+  // The campaign's running tasks as the adaptive rule sees them (recorded steps, actions in
+  // flight). A store error is check()ed against `task_id`.
+  std::vector<AdaptiveTask> adaptive_view(int64_t task_id, int64_t campaign_id);
+  // The campaign's `parallel`, resolved (0: the live devices, at least 1).
+  int64_t slots(const SearchPolicy& search) const;
   // Whether `token` is the action in flight of the task's chain `sample`.
   bool current(int64_t task_id, int64_t sample, int64_t token) const;
   // `chain`: the steps of chain `sample`.
@@ -253,6 +273,9 @@ class Conductor {
     int64_t token = 0;
   };
   std::unordered_map<std::string, Asked> in_flight_;
+  // By campaign: its tasks the adaptive rule told to wait (gate), and whether a wake is posted.
+  std::unordered_map<int64_t, std::set<int64_t>> parked_;
+  std::set<int64_t> wake_posted_;
 };
 
 // The code of the latest coder step that produced code, if any ("" otherwise).

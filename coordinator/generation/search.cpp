@@ -25,12 +25,20 @@ const IntField kIntFields[] = {
     {"inspirations", &SearchPolicy::inspirations}, {"migrate_every", &SearchPolicy::migrate_every},
     {"migrants", &SearchPolicy::migrants},         {"stagnation", &SearchPolicy::stagnation},
     {"max_tokens", &SearchPolicy::max_tokens},
+    {"campaign_max_llm_calls", &SearchPolicy::campaign_max_llm_calls},
+    {"campaign_max_tokens", &SearchPolicy::campaign_max_tokens},
+    {"patience", &SearchPolicy::patience},
+    {"parallel", &SearchPolicy::parallel},
 };
 const RealField kRealFields[] = {
     {"target_speedup", &SearchPolicy::target_speedup},
     {"max_cost_usd", &SearchPolicy::max_cost_usd},
     {"max_device_seconds", &SearchPolicy::max_device_seconds},
     {"max_wall_s", &SearchPolicy::max_wall_s},
+    {"campaign_max_cost_usd", &SearchPolicy::campaign_max_cost_usd},
+    {"campaign_max_device_s", &SearchPolicy::campaign_max_device_s},
+    {"campaign_max_wall_s", &SearchPolicy::campaign_max_wall_s},
+    {"exploration", &SearchPolicy::exploration},
 };
 // The fields only evolve reads.
 const char* const kEvolveOnly[] = {"islands", "island_size", "generations", "inspirations",
@@ -64,8 +72,13 @@ std::vector<int64_t> SearchPolicy::chains() const {
   return out;
 }
 
+bool SearchPolicy::budgeted() const {
+  return campaign_max_llm_calls > 0 || campaign_max_tokens > 0 || campaign_max_cost_usd > 0 ||
+         campaign_max_device_s > 0 || campaign_max_wall_s > 0;
+}
+
 const std::vector<std::string>& search_strategies() {
-  static const std::vector<std::string> all = {"fix_loop", "best_of_n", "evolve"};
+  static const std::vector<std::string> all = {"fix_loop", "best_of_n", "evolve", "adaptive"};
   return all;
 }
 
@@ -133,7 +146,7 @@ Result<SearchPolicy> parse_search_text(std::string_view text) {
 Status validate_search(const SearchPolicy& p, std::string_view workflow) {
   const auto& all = search_strategies();
   if (std::find(all.begin(), all.end(), p.strategy) == all.end()) {
-    return invalid_argument("search.strategy: expected fix_loop, best_of_n or evolve, got '" + p.strategy + "'");
+    return invalid_argument("search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got '" + p.strategy + "'");
   }
   KF_RETURN_IF_ERROR(range("samples", p.samples, 1, kMaxSamples));
   if (p.strategy == "fix_loop" && p.samples != 1) {
@@ -154,15 +167,15 @@ Status validate_search(const SearchPolicy& p, std::string_view workflow) {
                               number(v));
     }
   }
-  for (const char* name : {"max_llm_calls", "max_tokens", "stagnation"}) {
+  for (const char* name : {"max_llm_calls", "max_tokens", "stagnation", "campaign_max_llm_calls", "campaign_max_tokens"}) {
     const int64_t v = int_field(p, name);
     if (v < 0) {
       return invalid_argument(std::string("search.") + name + ": expected 0 (no limit) or more, got " +
                               std::to_string(v));
     }
   }
+  const SearchPolicy d;
   if (p.strategy != "evolve") {
-    const SearchPolicy d;
     for (const char* name : kEvolveOnly) {
       if (int_field(p, name) != int_field(d, name)) {
         return invalid_argument(std::string("search.") + name + ": only strategy = \"evolve\" uses it");
@@ -180,6 +193,22 @@ Status validate_search(const SearchPolicy& p, std::string_view workflow) {
                               std::to_string(p.islands * p.island_size * p.generations) + " children, more than " +
                               std::to_string(kMaxEvolveChildren));
     }
+  }
+  if (p.strategy != "adaptive") {
+    if (p.exploration != d.exploration) {
+      return invalid_argument("search.exploration: only strategy = \"adaptive\" uses it");
+    }
+    for (const char* name : {"patience", "parallel"}) {
+      if (int_field(p, name) != int_field(d, name)) {
+        return invalid_argument(std::string("search.") + name + ": only strategy = \"adaptive\" uses it");
+      }
+    }
+  }
+  if (p.patience < 1) {
+    return invalid_argument("search.patience: expected 1 or more, got " + std::to_string(p.patience));
+  }
+  if (p.parallel < 0) {
+    return invalid_argument("search.parallel: expected 0 (the live devices) or more, got " + std::to_string(p.parallel));
   }
   if (workflow == "verify_only" && p.strategy != "fix_loop") {
     return invalid_argument("search.strategy: workflow verify_only verifies one supplied candidate; only "

@@ -13,10 +13,20 @@
 //              `inspirations`; every `migrate_every` generations the best of each island joins
 //              the next (a ring). Each child is a chain of its own sample index.
 //
+//   adaptive   up to `samples` chains per task, run one after another, while the campaign's
+//              LLM calls go to the tasks whose last calls improved most (a UCB rule over each
+//              task's improvement per call, `exploration`), at most `parallel` tasks asking at
+//              once; a task whose last `patience` calls improved nothing stops (adaptive.h).
+//
 // Stop rules (every strategy): target_speedup, max_llm_calls, max_tokens, max_cost_usd,
 // max_device_seconds, max_wall_s; stagnation (evolve: generations without a better
 // candidate). A budget used up starts nothing more of its kind (LLM calls, verify jobs);
 // the task ends when nothing is left in flight, its reason naming the rule.
+//
+// Campaign budgets (campaign_max_*: LLM calls, tokens, cost, device-seconds, wall time) bound
+// all the campaign's tasks together, whatever the strategy: once one is spent no task of the
+// campaign starts a new LLM call (device-seconds and wall time: nor a verify job), and each
+// ends with the budget as its reason (adaptive.h).
 //
 // Chains are told apart by the sample index on each step (steps.sample): sample_offset,
 // sample_offset + 1, ... The sample index is part of every LLM request of its chain (the
@@ -28,6 +38,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -37,7 +48,7 @@
 namespace kforge {
 
 struct SearchPolicy {
-  std::string strategy = "fix_loop";  // fix_loop | best_of_n | evolve
+  std::string strategy = "fix_loop";  // fix_loop | best_of_n | evolve | adaptive
   int64_t samples = 1;                // chains per task (best_of_n: 1..kMaxSamples)
   int64_t sample_offset = 0;          // the first chain's sample index (>= 0)
   double target_speedup = 0;          // > 0: a passing candidate this fast ends the task
@@ -55,11 +66,23 @@ struct SearchPolicy {
   double max_cost_usd = 0;           // cost of the task's LLM answers (llm_calls.cost_usd)
   double max_device_seconds = 0;     // its verify jobs' device time (lease to result)
   double max_wall_s = 0;             // seconds since the task's first step
+  // Campaign budgets, all its tasks together, every strategy (0: none).
+  int64_t campaign_max_llm_calls = 0;  // LLM calls recorded and in flight
+  int64_t campaign_max_tokens = 0;     // prompt + completion tokens of the answers paid for
+  double campaign_max_cost_usd = 0;    // cost of the answers paid for (the endpoints' prices)
+  double campaign_max_device_s = 0;    // run time of its verify jobs (assigned to done)
+  double campaign_max_wall_s = 0;      // since the campaign was submitted
+  // adaptive only (adaptive.h).
+  double exploration = 1.0;  // the UCB rule's exploration weight (>= 0)
+  int64_t patience = 4;      // LLM calls of a task without improvement before it stops (>= 1)
+  int64_t parallel = 0;      // tasks asking the LLM at once (0: the live devices, at least 1)
 
   bool operator==(const SearchPolicy&) const = default;
   // The sample indices of the task's chains, in order (evolve: one per child, generation
   // by generation, island by island).
   std::vector<int64_t> chains() const;
+  // Whether any campaign_max_* is set.
+  bool budgeted() const;
 };
 
 inline constexpr int64_t kMaxSamples = 64;

@@ -1867,6 +1867,50 @@ Status each_row(Db& d, std::string_view op, const char* sql, Bind bind, Row row)
 
 }  // namespace
 
+Result<Store::CampaignSpend> Store::campaign_spend(int64_t campaign_id) {
+  constexpr std::string_view op = "campaign_spend";
+  Db& d = impl_->d;
+  CampaignSpend spend;
+  auto bind = [&](Stmt& s) { s.bind(1, campaign_id); };
+  // Each through the campaign's tasks (tasks_by_campaign_state), then that task's rows.
+  KF_RETURN_IF_ERROR(each_row(d, op,
+      "SELECT COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id WHERE t.campaign_id = ?1 AND s.role <> 'verifier'",
+      bind, [&](const Stmt& r) { spend.llm_calls = r.i64(0); }));
+  KF_RETURN_IF_ERROR(each_row(d, op,
+      "SELECT COALESCE(SUM(c.prompt_tokens + c.completion_tokens), 0), COALESCE(SUM(c.cost_usd), 0) "
+      "FROM tasks t JOIN llm_calls c ON c.task_id = t.id WHERE t.campaign_id = ?1 AND c.status = 'ok'",
+      bind, [&](const Stmt& r) {
+        spend.tokens = r.i64(0);
+        spend.cost_usd = r.f64(1);
+      }));
+  KF_RETURN_IF_ERROR(each_row(d, op,
+      "SELECT COALESCE(SUM(j.finished_ms - j.assigned_ms), 0) FROM tasks t JOIN jobs j ON j.task_id = t.id "
+      "WHERE t.campaign_id = ?1 AND j.state = 'done' AND j.assigned_ms > 0",
+      bind, [&](const Stmt& r) { spend.device_ms = r.i64(0); }));
+  KF_RETURN_IF_ERROR(each_row(d, op, "SELECT ?2 - created_ms FROM campaigns WHERE id = ?1",
+      [&](Stmt& s) { s.bind(1, campaign_id).bind(2, d.now()); },
+      [&](const Stmt& r) { spend.wall_ms = r.i64(0); }));
+  return spend;
+}
+
+Result<std::vector<Store::SearchStep>> Store::running_search_steps(int64_t campaign_id) {
+  std::vector<SearchStep> out;
+  KF_RETURN_IF_ERROR(each_row(impl_->d, "running_search_steps",
+      "SELECT t.id, COALESCE(s.role <> 'verifier', 0), c.verdict, c.score FROM tasks t LEFT JOIN steps s ON s.task_id = t.id "
+      "LEFT JOIN candidates c ON c.step_id = s.id WHERE t.campaign_id = ?1 AND t.state = 'running' "
+      "ORDER BY t.id, s.seq",
+      [&](Stmt& s) { s.bind(1, campaign_id); },
+      [&](const Stmt& r) {
+        SearchStep step;
+        step.task_id = r.i64(0);
+        step.llm = r.i64(1) != 0;
+        if (!r.is_null(2)) step.verdict = stored_word(r.str(2), Verdict::infra_error);
+        step.score = r.is_null(3) ? 0 : r.f64(3);
+        out.push_back(step);
+      }));
+  return out;
+}
+
 Result<Store::CampaignActivity> Store::campaign_activity(int64_t campaign_id, int64_t since_ms) {
   constexpr std::string_view op = "campaign_activity";
   Db& d = impl_->d;

@@ -454,6 +454,25 @@ class Store {
   Result<std::vector<int64_t>> task_ids(const TaskQuery& query);
   // True while a task of the campaign is pending or running.
   Result<bool> campaign_unfinished(int64_t campaign_id);
+  // What a campaign has spent, all its tasks together (its campaign_max_* budgets, search.h).
+  struct CampaignSpend {
+    int64_t llm_calls = 0;   // LLM steps recorded (answers, failures and garbled ones)
+    int64_t tokens = 0;      // prompt + completion tokens of the answers its tasks paid for
+    double cost_usd = 0;     // their cost
+    int64_t device_ms = 0;   // run time of its done jobs (assigned_ms to finished_ms)
+    int64_t wall_ms = 0;     // since the campaign was created, by the store's clock
+  };
+  Result<CampaignSpend> campaign_spend(int64_t campaign_id);
+  // The steps of the campaign's running tasks (a row with no step for a task without any),
+  // by task then seq, each with its candidate's
+  // verdict and score when it judged one (the adaptive strategy's view, adaptive.h).
+  struct SearchStep {
+    int64_t task_id = 0;
+    bool llm = false;                // a designer, coder or conductor step
+    std::optional<Verdict> verdict;  // the candidate it judged, if any
+    double score = 0;                // that candidate's score
+  };
+  Result<std::vector<SearchStep>> running_search_steps(int64_t campaign_id);
   // True when another connection (another process, or another Store on this file) committed
   // since the last call (the first call: true). Costs a PRAGMA, no scan: the coordinator
   // checks it every second to adopt what `kforge submit` or `kforge enqueue` wrote.

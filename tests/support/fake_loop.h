@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/clock.h"
 #include "coordinator/generation/conductor.h"
 
 namespace kforge::test {
@@ -81,6 +82,19 @@ class FakeLoop : public ConductorLoop {
     result.exit_code = 0;
     result.verify = verdict;
     for (auto& l : listeners_) l(job, result);
+  }
+  // The job runs on a device for `run` (the clock moves on that long), its result is
+  // recorded as the coordinator records it, then every listener hears it.
+  void run_job(int64_t job_id, const VerifyResult& verdict, ManualClock& clock, Millis run) {
+    auto epoch = store_->assign_job(job_id, "fake-agent", 0);
+    REQUIRE_MESSAGE(epoch.ok(), epoch.status().to_string());
+    clock.advance(run);
+    proto::JobResult result;
+    result.exit_code = 0;
+    result.verify = verdict;
+    auto recorded = store_->record_result(job_id, *epoch, result);
+    REQUIRE_MESSAGE(recorded.ok(), recorded.status().to_string());
+    deliver(job_id, verdict);
   }
   void reload() {
     for (auto& fn : reload_listeners_) fn();
