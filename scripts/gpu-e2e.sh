@@ -64,8 +64,11 @@ bundle() {
   for p in "${progs[@]}"; do
     [[ -x $p ]] || die "$p is not built: cmake --build build --target kforge kforge-coordinator kforge-agent"
   done
-  # The verifier benchmark (bench/verifier.cpp) rides along when it is built.
-  [[ -x $build/bench/kforge-bench-verifier ]] && progs+=("$build/bench/kforge-bench-verifier")
+  # The verifier and scale benchmarks (bench/verifier.cpp, bench/scale.cpp) ride along when built.
+  local b
+  for b in kforge-bench-verifier kforge-bench-scale; do
+    [[ -x $build/bench/$b ]] && progs+=("$build/bench/$b")
+  done
   [[ $(uname -m) == x86_64 ]] || die "bundle: made for x86_64 (this is $(uname -m))"
   rm -rf "$out"
   mkdir -p "$out/bin" "$out/libexec" "$out/lib" "$out/share/kforge/examples" || die "cannot create $out"
