@@ -49,8 +49,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -111,9 +111,9 @@ const std::vector<FlagSpec> kFlags = {
     {"campaign-tasks", true, "--tasks: tasks per campaign (default 1000000: one campaign up to that)"},
     {"submit-offline", false, "--tasks: submit with --data before the coordinator starts, not through its API"},
     {"submit-only", false, "--tasks: stop after the submission's figures (submit_s, RSS, database size)"},
-    {"evolve-tasks", true, "run a coder_only campaign of this many tasks under fix_loop, then evolve (default 0: no)"},
+    {"evolve-tasks", true, "a coder_only campaign of this many tasks, under fix_loop then evolve (default 0)"},
     {"islands", true, "--evolve-tasks: evolve's islands (default 2)"},
-    {"island-size", true, "--evolve-tasks: evolve's children per island and generation (default 2)"},
+    {"island-size", true, "--evolve-tasks: evolve's children per island and generation (2)"},
     {"generations", true, "--evolve-tasks: evolve's generations (default 3)"},
     {"llm-concurrency", true, "--evolve-tasks: the fake Coder's requests in flight (default 16)"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
@@ -879,9 +879,11 @@ std::string coder_answer(const nlohmann::json& body) {
     return "```python\n# variant: " + variant + "\nclass ModelNew:\n    pass\n```\n";
   };
   std::smatch m;
-  const int64_t point = std::regex_search(prompt, m, std::regex("\nA = ([0-9]+)\n")) ? std::stoll(m[1]) : 0;
+  const int64_t point =
+      std::regex_search(prompt, m, std::regex("\nA = ([0-9]+)\n")) ? std::stoll(m[1]) : 0;
   const int64_t seed = body.value("seed", int64_t{0});
-  if (std::regex_search(prompt, m, std::regex("## The kernel to improve\n\n```python\n# variant: ([a-z]+)"))) {
+  if (std::regex_search(prompt, m,
+                        std::regex("## The kernel to improve\n\n```python\n# variant: ([a-z]+)"))) {
     if ((point + seed) % 5 == 0) return answer("broken");
     return answer(m[1] == "slow" ? "medium" : "fast");
   }
@@ -900,7 +902,9 @@ std::vector<std::vector<double>> query(const fs::path& path, const std::string& 
     if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
       while (sqlite3_step(stmt) == SQLITE_ROW) {
         std::vector<double> row;
-        for (int c = 0; c < sqlite3_column_count(stmt); ++c) row.push_back(sqlite3_column_double(stmt, c));
+        for (int c = 0; c < sqlite3_column_count(stmt); ++c) {
+          row.push_back(sqlite3_column_double(stmt, c));
+        }
         rows.push_back(std::move(row));
       }
     } else {
@@ -927,10 +931,12 @@ double quantile(std::vector<double> v, double q) {
 // One coder_only campaign of `tasks` profile tasks under `search`, run to its end by a real
 // kforge-coordinator process, the fake Coder and `agents` x `devices` fake agents: its
 // figures by name.
-Result<std::map<std::string, double>> run_search(const std::string& label, const std::string& search,
-                                                 const fs::path& exe, const fs::path& kforge, uint64_t tasks,
-                                                 uint64_t agents, uint64_t devices, uint64_t llm_concurrency,
-                                                 uint64_t sample_ms, const fs::path& dir) {
+Result<std::map<std::string, double>> run_search(const std::string& label,
+                                                 const std::string& search, const fs::path& exe,
+                                                 const fs::path& kforge, uint64_t tasks,
+                                                 uint64_t agents, uint64_t devices,
+                                                 uint64_t llm_concurrency, uint64_t sample_ms,
+                                                 const fs::path& dir) {
   fs::create_directories(dir);
   {
     std::ofstream task(dir / "add.py");
@@ -938,56 +944,68 @@ Result<std::map<std::string, double>> run_search(const std::string& label, const
             "        return x + A\n\n\ndef get_inputs():\n    return [torch.randn(1024)]\n\n\n"
             "def get_init_inputs():\n    return []\n";
     std::ofstream campaign(dir / "campaign.toml");
-    campaign << "name = \"" << label << "\"\nworkflow = \"coder_only\"\n\n" << search
-             << "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\nframework = \"torch\"\n"
-             << "task_type = \"profile\"\nlimit_steps = 4\n\n[[ops]]\nop_name = \"add\"\ntask_desc = \"add.py\"\n"
-             << "[ops.sweep]\nA = [";
+    campaign << "name = \"" << label << "\"\nworkflow = \"coder_only\"\n\n" << search << "\n"
+             << "[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
+             << "framework = \"torch\"\ntask_type = \"profile\"\nlimit_steps = 4\n\n"
+             << "[[ops]]\nop_name = \"add\"\ntask_desc = \"add.py\"\n[ops.sweep]\nA = [";
     for (uint64_t i = 0; i < tasks; ++i) campaign << (i ? ", " : "") << i + 1;
     campaign << "]\n";
   }
   const fs::path data = dir / "data", db = data / "kforge.db";
-  ChildRun submit = run_and_wait({kforge.string(), "submit", "--data", data.string(), (dir / "campaign.toml").string()},
-                                 dir / "submit.log");
-  if (submit.rc != 0) return io_error("kforge submit failed (see " + (dir / "submit.log").string() + ")");
+  ChildRun submit = run_and_wait(
+      {kforge.string(), "submit", "--data", data.string(), (dir / "campaign.toml").string()},
+      dir / "submit.log");
+  if (submit.rc != 0) {
+    return io_error("kforge submit failed (see " + (dir / "submit.log").string() + ")");
+  }
 
   test::FakeLlmServer llm;
   llm.set_responder(coder_answer);
   {
     std::ofstream cfg(dir / "kforge.toml");
-    cfg << "[coordinator]\nheartbeat_ms = 1000\n\n[coordinator.log]\nfile = \"" << (dir / "coordinator.log").string()
+    cfg << "[coordinator]\nheartbeat_ms = 1000\n\n[coordinator.log]\nfile = \""
+        << (dir / "coordinator.log").string()
         << "\"\n\n[llm.coder]\nprovider = \"openai\"\nbase_url = \"" << llm.base_url()
         << "\"\nmodel = \"fake\"\nconcurrency = " << llm_concurrency << "\n";
   }
   CoordinatorProcess coord;
-  if (Status st = coord.start(exe, {"--config", (dir / "kforge.toml").string(), "--listen", "tcp://127.0.0.1:*",
-                                    "--data", data.string(), "--http", ""},
+  if (Status st = coord.start(exe,
+                              {"--config", (dir / "kforge.toml").string(), "--listen",
+                               "tcp://127.0.0.1:*", "--data", data.string(), "--http", ""},
                               dir / "stderr.log");
       !st.ok()) {
     return st;
   }
   FleetStats stats;
   zmq::context_t ctx(1);
-  AgentGroup group(ctx, coord.endpoint, 0, static_cast<int>(agents), static_cast<uint32_t>(devices), 1000, 0, stats);
+  AgentGroup group(ctx, coord.endpoint, 0, static_cast<int>(agents), static_cast<uint32_t>(devices),
+                   1000, 0, stats);
   group.start();
 
   // Until no task is pending or running: RSS and CPU every sample_ms.
   const std::string unfinished = "SELECT count(*) FROM tasks WHERE state IN ('pending', 'running')";
   double last_cpu = 0;
-  int64_t last_t = coord.started_ms, next_sample = coord.started_ms + static_cast<int64_t>(sample_ms);
+  int64_t last_t = coord.started_ms,
+          next_sample = coord.started_ms + static_cast<int64_t>(sample_ms);
   int64_t done_ms = 0;
   std::string error;
   while (done_ms == 0 && error.empty()) {
     const int64_t now = now_ms();
-    if (!coord.alive()) error = "the coordinator exited during the campaign (see " + dir.string() + ")";
+    if (!coord.alive()) {
+      error = "the coordinator exited during the campaign (see " + dir.string() + ")";
+    }
     if (now - coord.started_ms > 3'600'000) error = "the campaign did not end within an hour";
     if (query_one(db, unfinished) == 0) done_ms = now;
     if (now >= next_sample || done_ms) {
       next_sample += static_cast<int64_t>(sample_ms);
       const double cpu = cpu_s(coord.pid);
-      std::printf("sample: %s t_s=%.0f rss_mb=%.1f cpu_pct=%.0f tasks_left=%.0f candidates=%.0f llm_requests=%zu\n",
-                  label.c_str(), static_cast<double>(now - coord.started_ms) / 1000.0, rss_mb(coord.pid),
-                  100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0),
-                  query_one(db, unfinished), query_one(db, "SELECT count(*) FROM candidates"), llm.request_count());
+      std::printf(
+          "sample: %s t_s=%.0f rss_mb=%.1f cpu_pct=%.0f tasks_left=%.0f candidates=%.0f "
+          "llm_requests=%zu\n",
+          label.c_str(), static_cast<double>(now - coord.started_ms) / 1000.0, rss_mb(coord.pid),
+          100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0),
+          query_one(db, unfinished), query_one(db, "SELECT count(*) FROM candidates"),
+          llm.request_count());
       std::fflush(stdout);
       last_cpu = cpu;
       last_t = now;
@@ -1009,7 +1027,8 @@ Result<std::map<std::string, double>> run_search(const std::string& label, const
 
   f["tasks"] = query_one(db, "SELECT count(*) FROM tasks");
   f["tasks_passed"] = query_one(db, "SELECT count(*) FROM tasks WHERE state = 'passed'");
-  f["tasks_found_fastest"] = query_one(db, "SELECT count(DISTINCT task_id) FROM candidates WHERE speedup >= 3.2");
+  f["tasks_found_fastest"] =
+      query_one(db, "SELECT count(DISTINCT task_id) FROM candidates WHERE speedup >= 3.2");
   f["candidates"] = query_one(db, "SELECT count(*) FROM candidates");
   f["llm_requests"] = static_cast<double>(llm.request_count());
   f["llm_calls_stored"] = query_one(db, "SELECT count(*) FROM llm_calls");
@@ -1018,11 +1037,14 @@ Result<std::map<std::string, double>> run_search(const std::string& label, const
   // The coordinator's side of each verify job, from its own timestamps (ms): queued to
   // assigned (the Assign leaves after this commit) and assigned to its result recorded.
   std::vector<double> queued, held;
-  for (const auto& row : query(db, "SELECT assigned_ms - created_ms, finished_ms - assigned_ms FROM jobs WHERE state = 'done'")) {
+  for (const auto& row : query(db,
+                               "SELECT assigned_ms - created_ms, finished_ms - assigned_ms FROM "
+                               "jobs WHERE state = 'done'")) {
     queued.push_back(row[0]);
     held.push_back(row[1]);
   }
-  for (auto [name, v] : {std::pair{"queued_to_assigned", &queued}, std::pair{"assigned_to_recorded", &held}}) {
+  for (auto [name, v] :
+       {std::pair{"queued_to_assigned", &queued}, std::pair{"assigned_to_recorded", &held}}) {
     f[std::string(name) + "_p50_ms"] = quantile(*v, 0.5);
     f[std::string(name) + "_p99_ms"] = quantile(*v, 0.99);
     f[std::string(name) + "_max_ms"] = quantile(*v, 1.0);
@@ -1036,8 +1058,8 @@ Result<std::map<std::string, double>> run_search(const std::string& label, const
 
 // --evolve-tasks N: the same campaign of N tasks under fix_loop, then under evolve, each on a
 // fresh coordinator; every figure of each, then evolve's over fix_loop's.
-int run_evolve(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks, uint64_t agents, uint64_t devices,
-               uint64_t sample_ms) {
+int run_evolve(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks, uint64_t agents,
+               uint64_t devices, uint64_t sample_ms) {
   fs::path kforge = flags.get("kforge").value_or(
       (fs::canonical("/proc/self/exe").parent_path().parent_path() / "cli" / "kforge").string());
   uint64_t shape[4];
@@ -1048,26 +1070,33 @@ int run_evolve(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks, ui
     if (!x.ok()) return fail(x.status().message());
     shape[i] = *x;
   }
-  const std::string evolve = "[search]\nstrategy = \"evolve\"\nislands = " + std::to_string(shape[0]) +
-                             "\nisland_size = " + std::to_string(shape[1]) +
-                             "\ngenerations = " + std::to_string(shape[2]) + "\nmigrate_every = 1\n";
-  const fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
-  std::printf("coordinator: %s\ndir: %s\ntasks: %llu\nagents: %llu\ndevices_per_agent: %llu\n", exe.c_str(),
-              dir.c_str(), static_cast<unsigned long long>(tasks), static_cast<unsigned long long>(agents),
-              static_cast<unsigned long long>(devices));
+  const std::string evolve =
+      "[search]\nstrategy = \"evolve\"\nislands = " + std::to_string(shape[0]) +
+      "\nisland_size = " + std::to_string(shape[1]) +
+      "\ngenerations = " + std::to_string(shape[2]) + "\nmigrate_every = 1\n";
+  const fs::path dir =
+      fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
+  std::printf("coordinator: %s\ndir: %s\ntasks: %llu\nagents: %llu\ndevices_per_agent: %llu\n",
+              exe.c_str(), dir.c_str(), static_cast<unsigned long long>(tasks),
+              static_cast<unsigned long long>(agents), static_cast<unsigned long long>(devices));
   std::map<std::string, std::map<std::string, double>> runs;
-  for (const auto& [label, search] : {std::pair<std::string, std::string>{"fix_loop", "[search]\nstrategy = \"fix_loop\"\n"},
-                                      std::pair<std::string, std::string>{"evolve", evolve}}) {
-    auto figures = run_search(label, search, exe, kforge, tasks, agents, devices, shape[3], sample_ms, dir / label);
+  for (const auto& [label, search] :
+       {std::pair<std::string, std::string>{"fix_loop", "[search]\nstrategy = \"fix_loop\"\n"},
+        std::pair<std::string, std::string>{"evolve", evolve}}) {
+    auto figures = run_search(label, search, exe, kforge, tasks, agents, devices, shape[3],
+                              sample_ms, dir / label);
     if (!figures.ok()) return fail(label + ": " + figures.status().to_string());
-    for (const auto& [name, value] : *figures) print((label + "_" + name).c_str(), value, value == std::floor(value) ? 0 : 3);
+    for (const auto& [name, value] : *figures)
+      print((label + "_" + name).c_str(), value, value == std::floor(value) ? 0 : 3);
     std::fflush(stdout);
     runs[label] = std::move(*figures);
   }
-  for (const char* name : {"cpu_ms_per_candidate", "wall_ms_per_candidate", "queued_to_assigned_p99_ms",
-                           "assigned_to_recorded_p99_ms", "rss_peak_mb", "candidates"}) {
+  for (const char* name :
+       {"cpu_ms_per_candidate", "wall_ms_per_candidate", "queued_to_assigned_p99_ms",
+        "assigned_to_recorded_p99_ms", "rss_peak_mb", "candidates"}) {
     const double base = runs["fix_loop"][name];
-    print((std::string("ratio_evolve_over_fix_loop_") + name).c_str(), base > 0 ? runs["evolve"][name] / base : 0, 2);
+    print((std::string("ratio_evolve_over_fix_loop_") + name).c_str(),
+          base > 0 ? runs["evolve"][name] / base : 0, 2);
   }
   if (!flags.has("keep")) {
     std::error_code ec;
@@ -1075,7 +1104,6 @@ int run_evolve(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks, ui
   }
   return 0;
 }
-
 
 int run(int argc, char** argv) {
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-bench-scale");
@@ -1116,7 +1144,8 @@ int run(int argc, char** argv) {
   auto evolve_tasks = uint_flag(*flags, "evolve-tasks", 0);
   if (!evolve_tasks.ok()) return fail(evolve_tasks.status().message());
   if (*evolve_tasks > 0) {
-    return run_evolve(*flags, exe, *evolve_tasks, flags->has("agents") ? agents : 16, devices, sample_ms);
+    return run_evolve(*flags, exe, *evolve_tasks, flags->has("agents") ? agents : 16, devices,
+                      sample_ms);
   }
 
   fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
