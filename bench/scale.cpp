@@ -31,6 +31,17 @@
 // (SIGKILL), starts it again on the same data and times the first Assign a fresh fake agent
 // (one cpu device) receives: restart_to_dispatch_ms. --submit-only stops after the
 // submission's figures.
+//
+// --evolve-tasks N measures a search campaign (issue 17): a coder_only campaign of N profile
+// tasks (one op swept over N points) run twice, each time to its end on a fresh coordinator,
+// first under `[search] strategy = "fix_loop"`, then "evolve" (--islands, --island-size,
+// --generations; migration after every generation). The Coder is the tests' fake
+// OpenAI-compatible server (tests/support/fake_llm.h, --llm-concurrency requests in flight)
+// answering from search_test's pool of variants; the fake agents (--agents, default 16, x
+// --devices) answer each verify job at once with its variant's verdict and profile speedup.
+// Per strategy: candidates judged, the coordinator's CPU and the wall time per candidate,
+// queued -> assigned and assigned -> result recorded (the jobs' own timestamps, p50/p99/max),
+// RSS (VmHWM, end), LLM requests; then evolve's figures over fix_loop's.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
