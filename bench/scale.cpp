@@ -124,7 +124,7 @@ const std::vector<FlagSpec> kFlags = {
     {"submit-only", false, "--tasks: stop after the submission's figures (submit_s, RSS, database size)"},
     {"evolve-tasks", true, "a coder_only campaign of this many tasks, under fix_loop then evolve (default 0)"},
     {"islands", true, "--evolve-tasks: evolve's islands (default 2)"},
-    {"island-size", true, "--evolve-tasks: evolve's children per island and generation (2)"},
+    {"island-size", true, "--evolve-tasks: children per island and generation (default 2)"},
     {"generations", true, "--evolve-tasks: evolve's generations (default 3)"},
     {"llm-concurrency", true, "--evolve-tasks: the fake Coder's requests in flight (default 16)"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
@@ -289,7 +289,6 @@ struct FleetStats {
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> restarts{0};
   std::atomic<uint64_t> bad_frames{0};
-  std::atomic<uint64_t> assigns{0};     // jobs answered (--evolve-tasks; the fleet gets none)
   std::atomic<uint64_t> reassigned{0};  // Assigns of an attempt after the first (epoch > 1)
 };
 
@@ -442,7 +441,6 @@ class AgentGroup {
         stats_.refused++;
       } else if (auto* assign = std::get_if<proto::Assign>(&m)) {
         // Jobs take no time: the verdict goes back at once (only --evolve-tasks queues jobs).
-        stats_.assigns++;
         if (assign->job.epoch > 1) stats_.reassigned++;
         proto::JobResult result;
         result.job = assign->job;
