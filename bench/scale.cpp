@@ -31,6 +31,17 @@
 // (SIGKILL), starts it again on the same data and times the first Assign a fresh fake agent
 // (one cpu device) receives: restart_to_dispatch_ms. --submit-only stops after the
 // submission's figures.
+//
+// --evolve-tasks N measures a search campaign (issue 17): a coder_only campaign of N profile
+// tasks (one op swept over N points) run twice, each time to its end on a fresh coordinator,
+// first under `[search] strategy = "fix_loop"`, then "evolve" (--islands, --island-size,
+// --generations; migration after every generation). The Coder is the tests' fake
+// OpenAI-compatible server (tests/support/fake_llm.h, --llm-concurrency requests in flight)
+// answering from search_test's pool of variants; the fake agents (--agents, default 16, x
+// --devices) answer each verify job at once with its variant's verdict and profile speedup.
+// Per strategy: candidates judged, the coordinator's CPU and the wall time per candidate,
+// queued -> assigned and assigned -> result recorded (the jobs' own timestamps, p50/p99/max),
+// RSS (VmHWM, end), LLM requests; then evolve's figures over fix_loop's.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -49,24 +60,32 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "common/clock.h"
 #include "common/flags.h"
 #include "common/fs.h"
 #include "common/protocol.h"
 #include "common/zmq_util.h"
+#include "tests/support/fake_llm.h"
 
 namespace kforge {
 namespace {
@@ -103,6 +122,11 @@ const std::vector<FlagSpec> kFlags = {
     {"campaign-tasks", true, "--tasks: tasks per campaign (default 1000000: one campaign up to that)"},
     {"submit-offline", false, "--tasks: submit with --data before the coordinator starts, not through its API"},
     {"submit-only", false, "--tasks: stop after the submission's figures (submit_s, RSS, database size)"},
+    {"evolve-tasks", true, "a coder_only campaign of this many tasks, under fix_loop then evolve (default 0)"},
+    {"islands", true, "--evolve-tasks: evolve's islands (default 2)"},
+    {"island-size", true, "--evolve-tasks: children per island and generation (default 2)"},
+    {"generations", true, "--evolve-tasks: evolve's generations (default 3)"},
+    {"llm-concurrency", true, "--evolve-tasks: the fake Coder's requests in flight (default 16)"},
     {"keep", false, "keep the temporary directory (data, config, logs)"},
     {"help", false, "show this message"},
 };
@@ -255,6 +279,7 @@ struct FakeAgent {
   int fd = -1;
   bool welcomed = false;
   int64_t next_heartbeat_ms = 0;
+  std::vector<proto::JobRef> outbox;  // results sent and not yet acknowledged
 };
 
 struct FleetStats {
@@ -264,7 +289,31 @@ struct FleetStats {
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> restarts{0};
   std::atomic<uint64_t> bad_frames{0};
+  std::atomic<uint64_t> reassigned{0};  // Assigns of an attempt after the first (epoch > 1)
 };
+
+// The verdict a fake agent reports for a verify job: the scripted variant its candidate names
+// ("# variant: NAME", the fake Coder's answers under --evolve-tasks), with that variant's
+// verdict and profile speedup; a candidate of no variant does not compile.
+VerifyResult scripted_verdict(const proto::Assign& assign) {
+  struct Variant {
+    const char* name;
+    double speedup;  // 0: compile_error
+  };
+  static const Variant kVariants[] = {{"broken", 0}, {"slow", 1.0}, {"medium", 1.6}, {"fast", 3.2}};
+  for (const auto& [name, text] : assign.files) {
+    for (const Variant& v : kVariants) {
+      if (text.find(std::string("# variant: ") + v.name + "\n") == std::string::npos) continue;
+      if (v.speedup == 0) return verify_failure(Verdict::compile_error, "scripted");
+      VerifyResult r;
+      r.verdict = Verdict::passed;
+      r.profile = Profile{};
+      r.profile->speedup = v.speedup;
+      return r;
+    }
+  }
+  return verify_failure(Verdict::compile_error, "scripted: no variant");
+}
 
 // Drives a group of fake agents from one thread with epoll over the sockets' ZMQ_FDs.
 class AgentGroup {
@@ -347,7 +396,7 @@ class AgentGroup {
       for (auto& a : agents_) {
         if (a->welcomed && now >= a->next_heartbeat_ms) {
           a->next_heartbeat_ms = now + heartbeat_ms_;
-          send(*a, proto::Heartbeat{});
+          send(*a, proto::Heartbeat{{}, a->outbox});
           stats_.heartbeats++;
           drain(*a);  // a send may consume the ZMQ_FD notification
         }
@@ -390,8 +439,22 @@ class AgentGroup {
         a.welcomed = true;
       } else if (std::holds_alternative<proto::Refused>(m)) {
         stats_.refused++;
+      } else if (auto* assign = std::get_if<proto::Assign>(&m)) {
+        // Jobs take no time: the verdict goes back at once (only --evolve-tasks queues jobs).
+        if (assign->job.epoch > 1) stats_.reassigned++;
+        proto::JobResult result;
+        result.job = assign->job;
+        result.agent_id = a.id;
+        result.exit_code = 0;
+        result.verify = scripted_verdict(*assign);
+        result.started_ms = result.finished_ms = SystemClock::instance().wall_ms();
+        a.outbox.push_back(assign->job);
+        send(a, result);
+      } else if (auto* ack = std::get_if<proto::ResultAck>(&m)) {
+        auto it = std::find(a.outbox.begin(), a.outbox.end(), ack->job);
+        if (it != a.outbox.end()) a.outbox.erase(it);
       }
-      // Heartbeats need no answer; no jobs are queued, so no Assign comes.
+      // Heartbeats and Cancels need no answer.
     }
   }
 
@@ -813,6 +876,244 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   return finish();
 }
 
+// ---- A search campaign: evolve against fix_loop (issue 17) --------------------------------
+
+// The fake Coder, the pool of tests/search_test.cpp's evolve test: written from scratch a
+// kernel is broken or slow (by the task's sweep point and the request's seed); a fix gives
+// slow; "make it faster" gives the next faster variant (slow -> medium -> fast), except for
+// one seed in five, which breaks it.
+std::string coder_answer(const nlohmann::json& body) {
+  const std::string prompt = body["messages"].back()["content"].get<std::string>();
+  auto answer = [](const std::string& variant) {
+    return "```python\n# variant: " + variant + "\nclass ModelNew:\n    pass\n```\n";
+  };
+  std::smatch m;
+  const int64_t point =
+      std::regex_search(prompt, m, std::regex("\nA = ([0-9]+)\n")) ? std::stoll(m[1]) : 0;
+  const int64_t seed = body.value("seed", int64_t{0});
+  if (std::regex_search(prompt, m,
+                        std::regex("## The kernel to improve\n\n```python\n# variant: ([a-z]+)"))) {
+    if ((point + seed) % 5 == 0) return answer("broken");
+    return answer(m[1] == "slow" ? "medium" : "fast");
+  }
+  if (prompt.find("failed verification. Fix it") != std::string::npos) return answer("slow");
+  return answer((point + seed) % 3 == 0 ? "broken" : "slow");
+}
+
+// The rows of `sql` on the database at `path`, every column as a double (NULL: 0), read
+// through a read-only connection of its own while another process may write.
+std::vector<std::vector<double>> query(const fs::path& path, const std::string& sql) {
+  std::vector<std::vector<double>> rows;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(stmt) == SQLITE_ROW) {
+        std::vector<double> row;
+        for (int c = 0; c < sqlite3_column_count(stmt); ++c) {
+          row.push_back(sqlite3_column_double(stmt, c));
+        }
+        rows.push_back(std::move(row));
+      }
+    } else {
+      std::fprintf(stderr, "kforge-bench-scale: %s: %s\n", sql.c_str(), sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return rows;
+}
+
+double query_one(const fs::path& path, const std::string& sql) {
+  auto rows = query(path, sql);
+  return rows.empty() || rows[0].empty() ? -1 : rows[0][0];
+}
+
+// The q-quantile (0..1) of `v`, sorted here; 0 when empty.
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+// One coder_only campaign of `tasks` profile tasks under `search`, run to its end by a real
+// kforge-coordinator process, the fake Coder and `agents` x `devices` fake agents: its
+// figures by name.
+Result<std::map<std::string, double>> run_search(const std::string& label,
+                                                 const std::string& search, const fs::path& exe,
+                                                 const fs::path& kforge, uint64_t tasks,
+                                                 uint64_t agents, uint64_t devices,
+                                                 uint64_t llm_concurrency, uint64_t sample_ms,
+                                                 const fs::path& dir) {
+  fs::create_directories(dir);
+  {
+    std::ofstream task(dir / "add.py");
+    task << "import torch\n\nA = 1\n\n\nclass Model(torch.nn.Module):\n    def forward(self, x):\n"
+            "        return x + A\n\n\ndef get_inputs():\n    return [torch.randn(1024)]\n\n\n"
+            "def get_init_inputs():\n    return []\n";
+    std::ofstream campaign(dir / "campaign.toml");
+    campaign << "name = \"" << label << "\"\nworkflow = \"coder_only\"\n\n" << search << "\n"
+             << "[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
+             << "framework = \"torch\"\ntask_type = \"profile\"\nlimit_steps = 4\n\n"
+             << "[[ops]]\nop_name = \"add\"\ntask_desc = \"add.py\"\n[ops.sweep]\nA = [";
+    for (uint64_t i = 0; i < tasks; ++i) campaign << (i ? ", " : "") << i + 1;
+    campaign << "]\n";
+  }
+  const fs::path data = dir / "data", db = data / "kforge.db";
+  ChildRun submit = run_and_wait(
+      {kforge.string(), "submit", "--data", data.string(), (dir / "campaign.toml").string()},
+      dir / "submit.log");
+  if (submit.rc != 0) {
+    return io_error("kforge submit failed (see " + (dir / "submit.log").string() + ")");
+  }
+
+  test::FakeLlmServer llm;
+  llm.set_responder(coder_answer);
+  {
+    std::ofstream cfg(dir / "kforge.toml");
+    cfg << "[coordinator]\nheartbeat_ms = 1000\n\n[coordinator.log]\nfile = \""
+        << (dir / "coordinator.log").string()
+        << "\"\n\n[llm.coder]\nprovider = \"openai\"\nbase_url = \"" << llm.base_url()
+        << "\"\nmodel = \"fake\"\nconcurrency = " << llm_concurrency << "\n";
+  }
+  CoordinatorProcess coord;
+  if (Status st = coord.start(exe,
+                              {"--config", (dir / "kforge.toml").string(), "--listen",
+                               "tcp://127.0.0.1:*", "--data", data.string(), "--http", ""},
+                              dir / "stderr.log");
+      !st.ok()) {
+    return st;
+  }
+  FleetStats stats;
+  zmq::context_t ctx(1);
+  AgentGroup group(ctx, coord.endpoint, 0, static_cast<int>(agents), static_cast<uint32_t>(devices),
+                   1000, 0, stats);
+  group.start();
+
+  // Until no task is pending or running: RSS and CPU every sample_ms.
+  const std::string unfinished = "SELECT count(*) FROM tasks WHERE state IN ('pending', 'running')";
+  double last_cpu = 0;
+  int64_t last_t = coord.started_ms,
+          next_sample = coord.started_ms + static_cast<int64_t>(sample_ms);
+  int64_t done_ms = 0;
+  std::string error;
+  while (done_ms == 0 && error.empty()) {
+    const int64_t now = now_ms();
+    if (!coord.alive()) {
+      error = "the coordinator exited during the campaign (see " + dir.string() + ")";
+    }
+    if (now - coord.started_ms > 3'600'000) error = "the campaign did not end within an hour";
+    if (query_one(db, unfinished) == 0) done_ms = now;
+    if (now >= next_sample || done_ms) {
+      next_sample += static_cast<int64_t>(sample_ms);
+      const double cpu = cpu_s(coord.pid);
+      std::printf(
+          "sample: %s t_s=%.0f rss_mb=%.1f cpu_pct=%.0f tasks_left=%.0f candidates=%.0f "
+          "llm_requests=%zu\n",
+          label.c_str(), static_cast<double>(now - coord.started_ms) / 1000.0, rss_mb(coord.pid),
+          100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0),
+          query_one(db, unfinished), query_one(db, "SELECT count(*) FROM candidates"),
+          llm.request_count());
+      std::fflush(stdout);
+      last_cpu = cpu;
+      last_t = now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a sampling interval
+  }
+  std::map<std::string, double> f;
+  if (!error.empty()) {
+    group.stop();
+    coord.stop();
+    return io_error(error);
+  }
+  f["wall_s"] = static_cast<double>(done_ms - coord.started_ms) / 1000.0;
+  f["coordinator_cpu_s"] = cpu_s(coord.pid);
+  f["rss_peak_mb"] = rss_mb(coord.pid, "VmHWM:");
+  f["rss_end_mb"] = rss_mb(coord.pid);
+  group.stop();
+  coord.stop();
+
+  f["tasks"] = query_one(db, "SELECT count(*) FROM tasks");
+  f["tasks_passed"] = query_one(db, "SELECT count(*) FROM tasks WHERE state = 'passed'");
+  f["tasks_found_fastest"] =
+      query_one(db, "SELECT count(DISTINCT task_id) FROM candidates WHERE speedup >= 3.2");
+  f["candidates"] = query_one(db, "SELECT count(*) FROM candidates");
+  f["llm_requests"] = static_cast<double>(llm.request_count());
+  f["llm_calls_stored"] = query_one(db, "SELECT count(*) FROM llm_calls");
+  f["verify_jobs"] = query_one(db, "SELECT count(*) FROM jobs WHERE state = 'done'");
+  f["jobs_reassigned"] = static_cast<double>(stats.reassigned.load());
+  // The coordinator's side of each verify job, from its own timestamps (ms): queued to
+  // assigned (the Assign leaves after this commit) and assigned to its result recorded.
+  std::vector<double> queued, held;
+  for (const auto& row : query(db,
+                               "SELECT assigned_ms - created_ms, finished_ms - assigned_ms FROM "
+                               "jobs WHERE state = 'done'")) {
+    queued.push_back(row[0]);
+    held.push_back(row[1]);
+  }
+  for (auto [name, v] :
+       {std::pair{"queued_to_assigned", &queued}, std::pair{"assigned_to_recorded", &held}}) {
+    f[std::string(name) + "_p50_ms"] = quantile(*v, 0.5);
+    f[std::string(name) + "_p99_ms"] = quantile(*v, 0.99);
+    f[std::string(name) + "_max_ms"] = quantile(*v, 1.0);
+  }
+  const double candidates = std::max(f["candidates"], 1.0);
+  f["cpu_ms_per_candidate"] = 1000.0 * f["coordinator_cpu_s"] / candidates;
+  f["wall_ms_per_candidate"] = 1000.0 * f["wall_s"] / candidates;
+  f["llm_requests_per_candidate"] = f["llm_requests"] / candidates;
+  return f;
+}
+
+// --evolve-tasks N: the same campaign of N tasks under fix_loop, then under evolve, each on a
+// fresh coordinator; every figure of each, then evolve's over fix_loop's.
+int run_evolve(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks, uint64_t agents,
+               uint64_t devices, uint64_t sample_ms) {
+  fs::path kforge = flags.get("kforge").value_or(
+      (fs::canonical("/proc/self/exe").parent_path().parent_path() / "cli" / "kforge").string());
+  uint64_t shape[4];
+  const char* names[4] = {"islands", "island-size", "generations", "llm-concurrency"};
+  const uint64_t defaults[4] = {2, 2, 3, 16};
+  for (int i = 0; i < 4; ++i) {
+    auto x = uint_flag(flags, names[i], defaults[i]);
+    if (!x.ok()) return fail(x.status().message());
+    shape[i] = *x;
+  }
+  const std::string evolve =
+      "[search]\nstrategy = \"evolve\"\nislands = " + std::to_string(shape[0]) +
+      "\nisland_size = " + std::to_string(shape[1]) +
+      "\ngenerations = " + std::to_string(shape[2]) + "\nmigrate_every = 1\n";
+  const fs::path dir =
+      fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
+  std::printf("coordinator: %s\ndir: %s\ntasks: %llu\nagents: %llu\ndevices_per_agent: %llu\n",
+              exe.c_str(), dir.c_str(), static_cast<unsigned long long>(tasks),
+              static_cast<unsigned long long>(agents), static_cast<unsigned long long>(devices));
+  std::map<std::string, std::map<std::string, double>> runs;
+  for (const auto& [label, search] :
+       {std::pair<std::string, std::string>{"fix_loop", "[search]\nstrategy = \"fix_loop\"\n"},
+        std::pair<std::string, std::string>{"evolve", evolve}}) {
+    auto figures = run_search(label, search, exe, kforge, tasks, agents, devices, shape[3],
+                              sample_ms, dir / label);
+    if (!figures.ok()) return fail(label + ": " + figures.status().to_string());
+    for (const auto& [name, value] : *figures)
+      print((label + "_" + name).c_str(), value, value == std::floor(value) ? 0 : 3);
+    std::fflush(stdout);
+    runs[label] = std::move(*figures);
+  }
+  for (const char* name :
+       {"cpu_ms_per_candidate", "wall_ms_per_candidate", "queued_to_assigned_p99_ms",
+        "assigned_to_recorded_p99_ms", "rss_peak_mb", "candidates"}) {
+    const double base = runs["fix_loop"][name];
+    print((std::string("ratio_evolve_over_fix_loop_") + name).c_str(),
+          base > 0 ? runs["evolve"][name] / base : 0, 2);
+  }
+  if (!flags.has("keep")) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
   auto flags = parse_flags(argc, argv, 1, kFlags, "kforge-bench-scale");
   if (!flags.ok()) {  // the message names the program already
@@ -849,6 +1150,12 @@ int run(int argc, char** argv) {
   auto tasks = uint_flag(*flags, "tasks", 0);
   if (!tasks.ok()) return fail(tasks.status().message());
   if (*tasks > 0) return run_tasks(*flags, exe, *tasks);
+  auto evolve_tasks = uint_flag(*flags, "evolve-tasks", 0);
+  if (!evolve_tasks.ok()) return fail(evolve_tasks.status().message());
+  if (*evolve_tasks > 0) {
+    return run_evolve(*flags, exe, *evolve_tasks, flags->has("agents") ? agents : 16, devices,
+                      sample_ms);
+  }
 
   fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
   fs::create_directories(dir);
