@@ -90,9 +90,6 @@ LlmCallRow answered_call(LlmCallRow call, const LlmResponse& response) {
 
 }  // namespace
 
-// Answers are committed on the LLM client's thread the moment they arrive, through a store
-// connection of its own (SQLite serialises it with the loop's turns), so that a kill between
-// arrival and the turn that uses the answer does not lose it.
 // An LLM answer comes on the client's thread, possibly after the Conductor (and the loop it
 // owns) is gone: at the end of a process the Conductor goes first and the client's destructor
 // answers the questions in flight. post() reaches the loop only while the Conductor lives,
@@ -121,6 +118,9 @@ class Conductor::Mailbox : public std::enable_shared_from_this<Mailbox> {
   ConductorLoop* loop_;  // null once closed
 };
 
+// Answers are committed on the LLM client's thread the moment they arrive, through a store
+// connection of its own (SQLite serialises it with the loop's turns), so that a kill between
+// arrival and the turn that uses the answer does not lose it.
 struct Conductor::AnswerLog {
   explicit AnswerLog(std::filesystem::path db) : path(std::move(db)) {}
   Status record(const LlmCallRow& call) {
@@ -740,21 +740,24 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  loop_.after_commit([this, task_id, sample, token, role, role_kind, request, call] {
+  loop_.after_commit([this, task_id, sample, token, role, role_kind, request, call, endpoint = endpoint->second] {
     if (!current(task_id, sample, token)) {
       check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
       return;
     }
     in_flight_[call.request_key] = Asked{task_id, sample, token};
+    // The callback keeps the request once, not its stored row too: a question waiting for an
+    // LLM slot costs its prompt twice (here and in the client), whatever the queue's length.
     llm_->submit(request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token, role,
-                           role_kind, request, call](LlmResponse response) {
+                           role_kind, request, endpoint, key = call.request_key](LlmResponse response) {
       if (response.ok) {
         // On failure the loop stores it with its turn (on_llm).
-        if (Status st = answers->record(answered_call(call, response)); !st.ok()) {
+        if (Status st = answers->record(answered_call(asked_call(task_id, role, endpoint, request), response));
+            !st.ok()) {
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
       }
-      mailbox->post([this, task_id, sample, token, role_kind, request, response, key = call.request_key] {
+      mailbox->post([this, task_id, sample, token, role_kind, request, response, key] {
         // To the task's latest start; a turn replayed after a no-space alarm finds the entry
         // gone and still stores the answer (on_llm), for the next start to find.
         Asked to{task_id, sample, token};

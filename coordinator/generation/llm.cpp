@@ -558,8 +558,7 @@ void LlmClient::Impl::admit(std::unique_ptr<Call> call) {
     finish_replay(std::move(call));
     return;
   }
-  call->body = request_body(ep.cfg, call->request);
-  ep.group->waiting.emplace(call->seq, std::move(call));
+  ep.group->waiting.emplace(call->seq, std::move(call));  // its body is built when it gets a slot
 }
 
 void LlmClient::Impl::start_ready(int64_t now) {
@@ -612,6 +611,7 @@ void LlmClient::Impl::start_attempt(std::unique_ptr<Call> call) {
     return;
   }
   call->easy = easy;
+  if (call->body.empty()) call->body = request_body(ep.cfg, call->request);  // kept for retries
   call->rx.clear();
   call->retry_after_ms = -1;
   call->too_large = false;
