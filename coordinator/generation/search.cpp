@@ -53,7 +53,7 @@ Result<SearchPolicy> parse_search_text(std::string_view text) {
   return p;
 }
 
-Status validate_search(const SearchPolicy& p, std::string_view workflow) {
+Status validate_search(const SearchPolicy& p, Workflow workflow) {
   const auto& all = search_strategies();
   if (std::find(all.begin(), all.end(), p.strategy) == all.end()) {
     return invalid_argument("search.strategy: expected fix_loop or best_of_n, got '" + p.strategy + "'");
@@ -76,7 +76,7 @@ Status validate_search(const SearchPolicy& p, std::string_view workflow) {
     return invalid_argument("search.max_llm_calls: expected 0 (no limit) or more, got " +
                             std::to_string(p.max_llm_calls));
   }
-  if (workflow == "verify_only" && p.strategy != "fix_loop") {
+  if (workflow == Workflow::verify_only && p.strategy != "fix_loop") {
     return invalid_argument("search.strategy: workflow verify_only verifies one supplied candidate; only "
                             "fix_loop applies");
   }

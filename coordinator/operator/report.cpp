@@ -208,8 +208,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   doc["report_version"] = kReportVersion;
   doc["campaign"] = {{"id", campaign->id},
                      {"name", valid_utf8(campaign->name)},
-                     {"state", valid_utf8(campaign->state)},
-                     {"workflow", valid_utf8(campaign->workflow)},
+                     {"state", campaign->state},
+                     {"workflow", campaign->workflow},
                      {"content_hash", valid_utf8(campaign->content_hash)},
                      {"created_ms", campaign->created_ms},
                      {"updated_ms", campaign->updated_ms}};
@@ -429,7 +429,7 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     llm_total.cost_usd += r.usage.cost_usd;
     llm_errors += r.errors;
     json role = usage_json(r.usage);
-    role["role"] = valid_utf8(r.role);
+    role["role"] = r.role;
     role["errors"] = r.errors;
     by_role.push_back(role);
   }
