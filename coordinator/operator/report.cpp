@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/text.h"
 #include "coordinator/generation/search.h"
 #include "coordinator/operator/outcome.h"
 
@@ -595,14 +596,9 @@ std::string us_str(std::optional<double> v) {
   return printf_str("%.1f µs", *v);
 }
 
+// common/text.h's duration_str, or kNone.
 std::string duration_str(std::optional<double> seconds) {
-  if (!seconds) return kNone;
-  double s = *seconds;
-  if (s < 60 || s > 1e12) return printf_str(s < 60 ? "%.1f s" : "%.3g s", s);
-  auto whole = static_cast<int64_t>(s);
-  if (whole < 3600) return fmt::format("{} min {:02} s", whole / 60, whole % 60);
-  if (whole < 86400) return fmt::format("{} h {:02} min", whole / 3600, whole % 3600 / 60);
-  return fmt::format("{} d {:02} h", whole / 86400, whole % 86400 / 3600);
+  return seconds ? kforge::duration_str(*seconds) : kNone;
 }
 
 std::string utc_str(std::optional<double> ms) {
