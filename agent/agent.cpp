@@ -11,6 +11,7 @@
 #include "agent/verify.h"
 #include "common/curve.h"
 #include "common/fs.h"
+#include "common/vocabulary.h"
 #include "common/zmq_util.h"
 
 namespace kforge {
@@ -677,7 +678,8 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   if (!known_device) {
     return finish("this agent has no device " + assign.backend + ":" + std::to_string(assign.device_index));
   }
-  if (assign.kind != "exec" && assign.kind != "verify") {
+  const std::optional<JobKind> kind = parse_enum<JobKind>(assign.kind);
+  if (!kind) {
     return finish("job kind '" + assign.kind + "' is not supported by this agent");
   }
   auto limits_of = [&] {
@@ -694,7 +696,7 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   // when its cgroup is empty), and a directory nobody else can enter or predict. A verify
   // job's directory is read by the judge only (the agent's user); its candidate runs in a
   // worker that has a uid, a box and a directory of its own (agent/verifier/verifier.h).
-  bool exec = assign.kind == "exec";
+  bool exec = *kind == JobKind::exec;
   UidPool::Lease uid_lease;
   uid_t uid = ::getuid();
   if (uids_ && exec) {

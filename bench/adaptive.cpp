@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   policy.samples = 8;
   policy.parallel = 8;
   policy.campaign_max_llm_calls = 1'000'000;
-  const int64_t campaign = s.create_campaign("bench", "", "bench", "coder_only", "kforge", search_text(policy)).value();
+  const int64_t campaign = s.create_campaign("bench", "", "bench", Workflow::coder_only, "kforge", search_text(policy)).value();
   std::vector<int64_t> ids;
   for (int64_t t = 0; t < tasks; ++t) {
     TaskSpec spec;

@@ -12,27 +12,33 @@ namespace kforge {
 namespace {
 
 // The roles a workflow asks (Conductor: design, then code; coder_only codes at once).
-std::vector<std::string> roles_of(const std::string& workflow) {
-  if (workflow == "default") return {"designer", "coder"};
-  if (workflow == "coder_only") return {"coder"};
+std::vector<Role> roles_of(Workflow workflow) {
+  switch (workflow) {
+    case Workflow::default_: return {Role::designer, Role::coder};
+    case Workflow::coder_only: return {Role::coder};
+    case Workflow::verify_only: return {};
+  }
   return {};
 }
 
 // "file:line:column: workflow: ..." where the campaign names its workflow (else line 1).
-std::string missing_roles(const std::string& campaign_text, const std::string& source, const std::string& workflow,
-                          const LlmConfig& llm, const std::optional<std::string>& config) {
+std::string missing_roles(const std::string& campaign_text, const std::string& source,
+                          Workflow workflow, const LlmConfig& llm,
+                          const std::optional<std::string>& config) {
   std::vector<std::string> missing;
-  for (const std::string& role : roles_of(workflow)) {
-    const LlmRoleConfig& c = role == "designer" ? llm.designer : llm.coder;
-    if (c.provider.empty()) missing.push_back("[llm." + role + "]");
+  for (Role role : roles_of(workflow)) {
+    const LlmRoleConfig& c = role == Role::designer ? llm.designer : llm.coder;
+    if (c.provider.empty()) missing.push_back("[llm." + std::string(to_string(role)) + "]");
   }
   if (missing.empty()) return "";
   size_t line = 1;
   if (auto parsed = parse_toml(campaign_text, source); parsed.ok()) {
     if (const toml::node* n = parsed->get("workflow")) line = n->source().begin.line;
   }
-  return source + ":" + std::to_string(line) + ":1: workflow: the " + workflow + " workflow asks an LLM: " +
-         (config ? *config + " lacks " : "give a --config file with ") + join(missing, " and ") + " (docs/llm.md)";
+  return source + ":" + std::to_string(line) + ":1: workflow: the " +
+         std::string(to_string(workflow)) +
+         " workflow asks an LLM: " + (config ? *config + " lacks " : "give a --config file with ") +
+         join(missing, " and ") + " (docs/llm.md)";
 }
 
 }  // namespace
@@ -81,12 +87,13 @@ int cmd_check(const ParsedFlags& flags) {
   auto checked = check_inputs(campaign, flags.get("config"), CheckFor::check);
   if (!checked.ok()) return check_failed(checked.status());
   const CampaignPlan& plan = checked->plan;
-  std::printf("%s: campaign %s, workflow %s, %zu tasks: ok\n", campaign.string().c_str(), plan.name().c_str(),
-              plan.workflow().c_str(), plan.size());
+  std::printf("%s: campaign %s, workflow %s, %zu tasks: ok\n", campaign.string().c_str(),
+              plan.name().c_str(), to_string(plan.workflow()).data(), plan.size());
   if (auto config = flags.get("config")) {
     std::printf("%s: ok\n", config->c_str());
-  } else if (plan.workflow() != "verify_only") {
-    std::printf("no --config: the LLM roles the %s workflow asks were not checked\n", plan.workflow().c_str());
+  } else if (plan.workflow() != Workflow::verify_only) {
+    std::printf("no --config: the LLM roles the %s workflow asks were not checked\n",
+                to_string(plan.workflow()).data());
   }
   return kExitOk;
 }

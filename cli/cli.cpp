@@ -53,7 +53,7 @@ int cmd_enqueue(const ParsedFlags& flags) {
   auto store = open_existing(flags);
   if (!store.ok()) return fail(store.status().message());
   NewJob job;
-  job.kind = "exec";
+  job.kind = JobKind::exec;
   job.request.argv = flags.positional;
   job.request.timeout_ms = timeout_s * 1000;
   job.backend = flags.get("backend").value_or("cpu");

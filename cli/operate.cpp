@@ -22,8 +22,9 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/fs.h"
-#include "coordinator/intake/campaign.h"
+#include "common/text.h"
 #include "coordinator/generation/prompts.h"
+#include "coordinator/intake/campaign.h"
 #include "coordinator/operator/report.h"
 
 namespace kforge {
@@ -617,18 +618,6 @@ int cmd_cluster(const ParsedFlags& flags) {
   return kExitOk;
 }
 
-namespace {
-
-// "3h 05m", "12m 40s", "45s": a span of milliseconds for people.
-std::string span_text(int64_t ms) {
-  const int64_t s = std::max<int64_t>(ms, 0) / 1000;
-  if (s >= 3600) return fmt::format("{}h {:02}m", s / 3600, s / 60 % 60);
-  if (s >= 60) return fmt::format("{}m {:02}s", s / 60, s % 60);
-  return fmt::format("{}s", s);
-}
-
-}  // namespace
-
 // The overnight shift's view of one campaign (GET /campaigns/{id}/progress): how far, how
 // fast, when it ends, what waits, whether it stalled.
 int cmd_progress(const ParsedFlags& flags) {
@@ -645,7 +634,8 @@ int cmd_progress(const ParsedFlags& flags) {
   }
   auto n = [](const json& j, const char* key) { return static_cast<long long>(j.value(key, int64_t{0})); };
   const json &t = (*p)["tasks"], &q = (*p)["queue"];
-  fmt::print("campaign {} ({}), {} elapsed\n", *id, str(*p, "state"), span_text((*p).value("elapsed_ms", int64_t{0})));
+  fmt::print("campaign {} ({}), {} elapsed\n", *id, str(*p, "state"),
+             duration_str((*p).value("elapsed_ms", int64_t{0}) / 1000.0));
   fmt::print("tasks:  {} of {} finished ({} passed, {} failed), {} cancelled, {} remaining\n", n(t, "finished"),
              n(t, "total"), n(t, "passed"), n(t, "failed"), n(t, "cancelled"), n(t, "remaining"));
   const json& rate = (*p)["tasks_per_hour"];
@@ -653,7 +643,9 @@ int cmd_progress(const ParsedFlags& flags) {
              rate.is_number() ? fmt::format("{:.1f}", rate.get<double>()) : "-",
              n((*p)["last_hour"], "tasks_finished"));
   const json& eta = (*p)["eta_ms"];
-  fmt::print("eta:    {}\n", eta.is_number() ? "about " + span_text(eta.get<int64_t>()) + " from now" : "-");
+  fmt::print(
+      "eta:    {}\n",
+      eta.is_number() ? "about " + duration_str(eta.get<int64_t>() / 1000.0) + " from now" : "-");
   fmt::print("queue:  {} tasks pending, {} jobs queued, {} running\n", n(q, "pending_tasks"), n(q, "queued_jobs"),
              n(q, "running_jobs"));
   if ((*p).value("stalled", false)) {

@@ -196,7 +196,8 @@ int cmd_run(const ParsedFlags& flags) {
     g_stop = true;
   });
   std::thread agent_thread([&] { (*agent)->run().ok(); });
-  if (row->state != "finished") coord.call([&](Coordinator&) { return conductor.resume_all(); }).ok();
+  if (row->state != CampaignState::finished)
+    coord.call([&](Coordinator&) { return conductor.resume_all(); }).ok();
 
   // Progress until the campaign finishes (or a signal stops us; a later run resumes).
   size_t last_done = SIZE_MAX;

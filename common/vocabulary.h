@@ -52,6 +52,14 @@ enum class JobKind : uint8_t {
   verify,  // the harness: a candidate against its reference
 };
 
+// A job's lifecycle (jobs.state).
+enum class JobState : uint8_t {
+  queued,     // waiting for a device
+  assigned,   // leased to (agent, device) under `epoch`
+  done,       // a result for the current epoch is recorded
+  cancelled,  // withdrawn; results for it are dropped
+};
+
 // A task's lifecycle (tasks.state).
 enum class TaskState : uint8_t {
   pending,    // not started (or waiting to be resumed)
@@ -117,6 +125,12 @@ struct EnumNames<JobKind> {
   static constexpr std::array<std::string_view, 2> names = {"exec", "verify"};
 };
 template <>
+struct EnumNames<JobState> {
+  static constexpr std::string_view what = "job state";
+  static constexpr std::array<std::string_view, 4> names = {"queued", "assigned", "done",
+                                                            "cancelled"};
+};
+template <>
 struct EnumNames<TaskState> {
   static constexpr std::string_view what = "task state";
   static constexpr std::array<std::string_view, 5> names = {"pending", "running", "passed", "failed",
@@ -148,6 +162,7 @@ struct EnumNames<Role> {
 static_assert(EnumNames<Verdict>::names.size() == size_t(Verdict::infra_error) + 1);
 static_assert(EnumNames<Outcome>::names.size() == size_t(Outcome::cancelled) + 1);
 static_assert(EnumNames<JobKind>::names.size() == size_t(JobKind::verify) + 1);
+static_assert(EnumNames<JobState>::names.size() == size_t(JobState::cancelled) + 1);
 static_assert(EnumNames<TaskState>::names.size() == size_t(TaskState::cancelled) + 1);
 static_assert(EnumNames<CampaignState>::names.size() == size_t(CampaignState::submitting) + 1);
 static_assert(EnumNames<AgentState>::names.size() == size_t(AgentState::gone) + 1);
@@ -192,6 +207,24 @@ std::string names_of() {
   for (std::string_view n : EnumNames<E>::names) out += (out.empty() ? "" : ", ") + std::string(n);
   return out;
 }
+
+// JSON (nlohmann, found by argument-dependent lookup) spells an enumerator by its name, as the
+// API does, never by its number: `json{{"state", row.state}}` is {"state": "running"}.
+#define KF_JSON_AS_NAME(E)            \
+  template <class Json>               \
+  void to_json(Json& j, const E& e) { \
+    j = std::string(to_string(e));    \
+  }
+KF_JSON_AS_NAME(Verdict)
+KF_JSON_AS_NAME(Outcome)
+KF_JSON_AS_NAME(JobKind)
+KF_JSON_AS_NAME(JobState)
+KF_JSON_AS_NAME(TaskState)
+KF_JSON_AS_NAME(CampaignState)
+KF_JSON_AS_NAME(AgentState)
+KF_JSON_AS_NAME(Workflow)
+KF_JSON_AS_NAME(Role)
+#undef KF_JSON_AS_NAME
 
 // Every enumerator of E, in order.
 template <class E>

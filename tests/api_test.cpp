@@ -87,7 +87,7 @@ struct RouterFixture {
     REQUIRE(s.set_task_state(tasks[1], TaskState::failed, Outcome::compile_error, "limit_steps reached").ok());
     LlmCallRow call;
     call.task_id = tasks[0];
-    call.role = "coder";
+    call.role = Role::coder;
     call.request_key = "k1";
     call.status = "ok";
     call.prompt_tokens = 100;
@@ -134,7 +134,10 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign shows the search policy it runs") {
   {
     auto store = Store::open(db);
     REQUIRE(store.ok());
-    id = (*store)->create_campaign("search", "", "hash-search", "default", "kforge", search_text(policy)).value();
+    id = (*store)
+             ->create_campaign("search", "", "hash-search", Workflow::default_, "kforge",
+                               search_text(policy))
+             .value();
   }
   json c = get("/api/v1/campaigns/" + std::to_string(id));
   CHECK(c["search"]["strategy"] == "best_of_n");
@@ -479,7 +482,7 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign cancelled while it is submitting st
     auto store = Store::open(db);
     REQUIRE(store.ok());
     id = (*store)->create_campaign(expanded->name, "", expanded->content_hash, expanded->workflow).value();
-    REQUIRE((*store)->set_campaign_state(id, "submitting").ok());
+    REQUIRE((*store)->set_campaign_state(id, CampaignState::submitting).ok());
     for (size_t i = 0; i < 2; ++i) stored.push_back((*store)->create_task(id, expanded->tasks[i].spec).value());
   }
   const std::string path = "/api/v1/campaigns/" + std::to_string(id);
@@ -573,7 +576,7 @@ TEST_CASE_FIXTURE(RouterFixture, "cancel and resume a campaign: unfinished tasks
     auto store = Store::open(db);
     REQUIRE(store.ok());
     REQUIRE((*store)->set_task_state(tasks[2], TaskState::passed, Outcome::passed, "passed").ok());
-    REQUIRE((*store)->set_campaign_state(campaign, "finished").ok());
+    REQUIRE((*store)->set_campaign_state(campaign, CampaignState::finished).ok());
   }
   c = json::parse(ask("POST", "/api/v1/campaigns/" + std::to_string(campaign) + "/cancel").body);
   CHECK(c["state"] == "finished");
@@ -733,7 +736,8 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
   };
   auto conductor = conductor_on(cluster.coordinator());
   std::vector<int64_t> ids = cluster.coordinator().call([&](Coordinator& c) {
-    int64_t campaign = c.store().create_campaign("window", "", "hash-window", "verify_only").value();
+    int64_t campaign =
+        c.store().create_campaign("window", "", "hash-window", Workflow::verify_only).value();
     std::vector<int64_t> out;
     for (int i = 0; i < 5; ++i) {
       TaskSpec t = fixture->tasks[0].spec;
@@ -748,8 +752,8 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
   };
   auto queued = [&] { return cluster.coordinator().call([](Coordinator& c) { return c.pool().queued(); }); };
   REQUIRE(cluster.coordinator().call([&](Coordinator&) { return conductor->resume_all(); }).ok());
-  REQUIRE(wait_until([&] { return counts()["running"] == 2; }, 10s));
-  CHECK(counts()["pending"] == 3);
+  REQUIRE(wait_until([&] { return counts()[TaskState::running] == 2; }, 10s));
+  CHECK(counts()[TaskState::pending] == 3);
   CHECK(queued() == 2);
   // A cancelled task frees its place: the next pending one starts.
   REQUIRE(cluster.coordinator()
@@ -759,7 +763,12 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
                 return conductor->resume_all();
               })
               .ok());
-  REQUIRE(wait_until([&] { auto n = counts(); return n["running"] == 2 && n["pending"] == 2; }, 10s));
+  REQUIRE(wait_until(
+      [&] {
+        auto n = counts();
+        return n[TaskState::running] == 2 && n[TaskState::pending] == 2;
+      },
+      10s));
   CHECK(queued() == 2);
 
   cluster.kill_coordinator();
@@ -769,12 +778,12 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
   REQUIRE(cluster.coordinator().call([&](Coordinator&) { return conductor->resume_all(); }).ok());
   REQUIRE(wait_until([&] { return cluster.coordinator().call([&](Coordinator&) { return conductor->active(); }) == 2; }, 10s));
   auto n = counts();
-  CHECK(n["running"] == 2);
-  CHECK(n["pending"] == 2);
+  CHECK(n[TaskState::running] == 2);
+  CHECK(n[TaskState::pending] == 2);
   CHECK(queued() == 2);
   std::vector<int64_t> running = cluster.coordinator().call([](Coordinator& c) {
     TaskQuery q;
-    q.state = "running";
+    q.state = TaskState::running;
     return c.store().task_ids(q).value();
   });
   REQUIRE(running.size() == 2);
@@ -1200,6 +1209,11 @@ TEST_CASE("every failure answers a JSON error, httplib's own included") {
   is_error(f.http->Get("/api/v1/tasks?stat=failed"), 400);
   CHECK(status_error(f.http->Get("/api/v1/tasks?state=bogus")).second ==
         "query parameter 'state': 'bogus' is not one of pending, running, passed, failed, cancelled");
+  CHECK(status_error(f.http->Get("/api/v1/jobs?state=bogus")).second ==
+        "query parameter 'state': 'bogus' is not one of queued, assigned, done, cancelled");
+  CHECK(status_error(f.http->Get("/api/v1/tasks?verdict=ok"))
+            .second.starts_with(
+                "query parameter 'verdict': 'ok' is not one of passed, compile_error, "));
   Raw bad(f.port());
   bad.send("NONSENSE\r\n\r\n");
   std::string answer = bad.read_all();
@@ -1229,7 +1243,7 @@ TEST_CASE("a write that fails in the store leaves none of its rows (one unit in 
   });
   Status st = f.cluster.coordinator().call([](Coordinator& c) {
     return c.store().atomically([&]() -> Status {
-      auto id = c.store().create_campaign("half", "", "h", "verify_only");
+      auto id = c.store().create_campaign("half", "", "h", Workflow::verify_only);
       if (!id.ok()) return id.status();
       return internal_error("fails after the campaign row");
     });

@@ -58,7 +58,7 @@ TEST_CASE("a 2x2 sweep expands to four tasks named by their sorted points") {
   Result<Campaign> c = load_campaign(fixtures() / "sweep.toml");
   REQUIRE_MESSAGE(c.ok(), c.status().to_string());
   CHECK(c->name == "softmax-sweep");
-  CHECK(c->workflow == "default");
+  CHECK(c->workflow == Workflow::default_);
   CHECK(c->source == fixtures() / "sweep.toml");
   CHECK(ids_of(*c) == std::vector<std::string>{"softmax/N=1024,dtype=float32",
                                                "softmax/N=1024,dtype=float16",
@@ -370,7 +370,7 @@ namespace {
 Campaign many_tasks(size_t n) {
   Campaign c;
   c.name = "big";
-  c.workflow = "default";
+  c.workflow = Workflow::default_;
   for (size_t i = 0; i < n; ++i) {
     CampaignTask t;
     t.spec.op_name = "softmax";
@@ -398,7 +398,8 @@ struct StoreFixture {
     return [this](const std::function<Status(Store&)>& fn) -> Status {
       if (writes > 0) {
         auto c = store->campaigns().value();
-        states_seen.push_back(c.empty() ? "none" : c.back().state);
+        states_seen.push_back(c.empty() ? std::string("none")
+                                        : std::string(to_string(c.back().state)));
       }
       if (writes++ == fail_at) return io_error("disk on fire");
       return store->atomically([&] { return fn(*store); });
@@ -417,7 +418,7 @@ TEST_CASE_FIXTURE(StoreFixture,
   CHECK(writes == 3);
   // Between the batches it was submitting: the Conductor resumes none of its tasks then.
   CHECK(states_seen == std::vector<std::string>{"submitting", "submitting"});
-  CHECK(store->get_campaign(stored->first).value().state == "running");
+  CHECK(store->get_campaign(stored->first).value().state == CampaignState::running);
   auto ids = store->task_ids_of_campaign(stored->first).value();
   REQUIRE(ids.size() == c.tasks.size());
   CHECK(store->get_task(ids.back()).value().spec.task_desc == c.tasks.back().spec.task_desc);
@@ -436,7 +437,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails stays submitting; 
   CHECK(stored.status().message() == "disk on fire");
   auto campaigns = store->campaigns().value();
   REQUIRE(campaigns.size() == 1);
-  CHECK(campaigns[0].state == "submitting");
+  CHECK(campaigns[0].state == CampaignState::submitting);
   CHECK(store->task_ids_of_campaign(campaigns[0].id).value().size() == kCampaignBatch);
   CHECK(store->unfinished_tasks().value().empty());  // none of it runs
   CHECK(store->interrupted_submissions().value() == std::vector<int64_t>{campaigns[0].id});
@@ -449,7 +450,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails stays submitting; 
   CHECK(retried->second);
   CHECK(writes == 2);  // the two batches that were missing
   CHECK(store->campaigns().value().size() == 1);
-  CHECK(store->get_campaign(retried->first).value().state == "running");
+  CHECK(store->get_campaign(retried->first).value().state == CampaignState::running);
   std::vector<TaskRow> tasks = store->tasks_of_campaign(retried->first).value();
   REQUIRE(tasks.size() == c.tasks.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -462,7 +463,7 @@ TEST_CASE_FIXTURE(StoreFixture,
                   "the Conductor's startable tasks: every pending task outside submitting campaigns, in id order") {
   Campaign c = many_tasks(51);
   int64_t big = store->create_campaign("big", "", "h-big").value();
-  REQUIRE(store->set_campaign_state(big, "submitting").ok());
+  REQUIRE(store->set_campaign_state(big, CampaignState::submitting).ok());
   int64_t other = store->create_campaign("other", "", "h-other").value();
   std::vector<int64_t> expected;
   auto add = [&](int64_t campaign, size_t from, size_t to) {
@@ -472,7 +473,7 @@ TEST_CASE_FIXTURE(StoreFixture,
     }
   };
   TaskQuery startable;
-  startable.state = "pending";
+  startable.state = TaskState::pending;
   startable.startable = true;
   add(other, 0, 1);
   add(big, 1, 10);  // ids that only the submitting campaign holds: passed over whole
@@ -486,7 +487,7 @@ TEST_CASE_FIXTURE(StoreFixture,
   CHECK(store->task_ids(startable).value() == expected);
   // A second submission grows by batches that hold nothing else.
   int64_t second = store->create_campaign("second", "", "h-second").value();
-  REQUIRE(store->set_campaign_state(second, "submitting").ok());
+  REQUIRE(store->set_campaign_state(second, CampaignState::submitting).ok());
   add(second, 22, 30);
   CHECK(store->task_ids(startable).value() == expected);
   add(second, 30, 40);
@@ -501,7 +502,7 @@ TEST_CASE_FIXTURE(StoreFixture,
   startable.limit = -1;
   startable.after_id = 0;
   int64_t third = store->create_campaign("third", "", "h-third").value();
-  REQUIRE(store->set_campaign_state(third, "submitting").ok());
+  REQUIRE(store->set_campaign_state(third, CampaignState::submitting).ok());
   add(third, 41, 44);
   CHECK(store->task_ids(startable).value() == expected);
   REQUIRE(store->begin().ok());
@@ -512,7 +513,8 @@ TEST_CASE_FIXTURE(StoreFixture,
   add(third, 48, 51);
   CHECK(store->task_ids(startable).value() == expected);
   // Once they run, their tasks are startable, in id order with the others'.
-  for (int64_t id : {big, second, third}) REQUIRE(store->set_campaign_state(id, "running").ok());
+  for (int64_t id : {big, second, third})
+    REQUIRE(store->set_campaign_state(id, CampaignState::running).ok());
   auto all = store->task_ids(startable).value();
   CHECK(all.size() == 49);
   CHECK(std::is_sorted(all.begin(), all.end()));
@@ -523,12 +525,12 @@ TEST_CASE_FIXTURE(
     "a submission its process did not finish is resumed by the next one, not by a second of its own") {
   Campaign c = many_tasks(kCampaignBatch + 3);
   int64_t id = store->create_campaign(c.name, "", c.content_hash).value();
-  REQUIRE(store->set_campaign_state(id, "submitting").ok());
+  REQUIRE(store->set_campaign_state(id, CampaignState::submitting).ok());
   for (size_t i = 0; i < 3; ++i) REQUIRE(store->create_task(id, c.tasks[i].spec).ok());
   CHECK(store->unfinished_tasks().value().empty());
   // The Conductor's admission (pending tasks it may start) passes it over, the listing not.
   TaskQuery startable;
-  startable.state = "pending";
+  startable.state = TaskState::pending;
   startable.startable = true;
   CHECK(store->task_ids(startable).value().empty());
   startable.startable = false;
@@ -552,7 +554,7 @@ TEST_CASE_FIXTURE(
   REQUIRE(tasks.size() == c.tasks.size());
   CHECK(tasks[3].spec.task_id == c.tasks[3].spec.task_id);
   CHECK(tasks.back().spec.task_id == c.tasks.back().spec.task_id);
-  CHECK(store->get_campaign(id).value().state == "running");
+  CHECK(store->get_campaign(id).value().state == CampaignState::running);
   CHECK(store->interrupted_submissions().value().empty());
 }
 

@@ -187,7 +187,7 @@ TEST_CASE("export writes each task's winner: its fastest passing candidate, not 
     REQUIRE(opened.ok());
     Store& store = **opened;
     const int64_t campaign =
-        store.create_campaign("search", "", "hash-1", "default", "kforge", R"({"strategy":"best_of_n","samples":2})").value();
+        store.create_campaign("search", "", "hash-1", Workflow::default_, "kforge", R"({"strategy":"best_of_n","samples":2})").value();
     // One attempt: a coder step whose code names itself, and the verifier step that judged it.
     auto attempt = [&](int64_t task, int64_t sample, const std::string& name, const std::string& verdict,
                        double speedup = 0) {

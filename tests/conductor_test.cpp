@@ -34,7 +34,7 @@ struct ConductorFixture {
     conductor = std::make_unique<Conductor>(loop, nullptr, std::move(*prompts), options);
   }
   // A campaign of `workflow` with one task per spec; returns the task ids.
-  std::vector<int64_t> campaign(const std::string& workflow, const std::vector<TaskSpec>& specs) {
+  std::vector<int64_t> campaign(Workflow workflow, const std::vector<TaskSpec>& specs) {
     int64_t c = loop.store().create_campaign("c", "", "", workflow).value();
     std::vector<int64_t> ids;
     for (const TaskSpec& s : specs) ids.push_back(loop.store().create_task(c, s).value());
@@ -55,22 +55,22 @@ TaskSpec verify_only_task(const std::string& task_id,
 }  // namespace
 
 TEST_CASE_FIXTURE(ConductorFixture, "a verify_only task is verified once with its own candidate") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0", "profile")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0", "profile")})[0];
   REQUIRE(conductor->resume_all().ok());
   CHECK(task(t).state == TaskState::running);
   REQUIRE(loop.submitted.size() == 1);
   const proto::Assign& assign = loop.submitted[0].assign;
-  CHECK(assign.kind == "verify");
   CHECK(assign.files.at("candidate.py") == "class ModelNew: ...");
   CHECK(assign.timeout_ms == 17'000);
   JobRow job = loop.store().get_job(loop.submitted[0].job_id).value();
+  CHECK(job.kind == JobKind::verify);
   CHECK(job.task_seq == 1);
   CHECK(job.exclusive);  // profile timings need the device alone
   CHECK(job.backend == "cuda");
 
   loop.deliver(job.id, verdict(Verdict::passed));
   CHECK(task(t).state == TaskState::passed);
-  CHECK(loop.store().get_campaign(task(t).campaign_id)->state == "finished");
+  CHECK(loop.store().get_campaign(task(t).campaign_id)->state == CampaignState::finished);
   REQUIRE(steps(t).size() == 1);
   CHECK(steps(t)[0].verdict == Outcome::passed);
 }
@@ -78,7 +78,10 @@ TEST_CASE_FIXTURE(ConductorFixture, "a verify_only task is verified once with it
 TEST_CASE_FIXTURE(ConductorFixture, "a campaign's timing sets its verify jobs' trials and runs") {
   for (const char* timing : {"kforge", "kernelbench"}) {
     CAPTURE(timing);
-    int64_t c = loop.store().create_campaign(std::string("c-") + timing, "", timing, "verify_only", timing).value();
+    int64_t c =
+        loop.store()
+            .create_campaign(std::string("c-") + timing, "", timing, Workflow::verify_only, timing)
+            .value();
     CHECK(loop.store().get_campaign(c)->timing == timing);
     loop.store().create_task(c, verify_only_task("s0", "profile")).value();
   }
@@ -96,7 +99,7 @@ TEST_CASE_FIXTURE(ConductorFixture, "a campaign's timing sets its verify jobs' t
 }
 
 TEST_CASE_FIXTURE(ConductorFixture, "a precision job may share its device") {
-  campaign("verify_only", {verify_only_task("s0")});
+  campaign(Workflow::verify_only, {verify_only_task("s0")});
   REQUIRE(conductor->resume_all().ok());
   REQUIRE(loop.submitted.size() == 1);
   CHECK_FALSE(loop.store().get_job(loop.submitted[0].job_id)->exclusive);
@@ -104,7 +107,7 @@ TEST_CASE_FIXTURE(ConductorFixture, "a precision job may share its device") {
 
 TEST_CASE_FIXTURE(ConductorFixture,
                   "infrastructure failures cost no step and fail the task after three in a row") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   for (int i = 0; i < 3; ++i) {
     REQUIRE(loop.submitted.size() == static_cast<size_t>(i + 1));
@@ -119,7 +122,7 @@ TEST_CASE_FIXTURE(ConductorFixture,
 }
 
 TEST_CASE_FIXTURE(ConductorFixture, "a result already recorded is not recorded again") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   int64_t job = loop.submitted.at(0).job_id;
   loop.deliver(job, verdict(Verdict::infra_error));  // step 1 recorded, step 2 asked for
@@ -131,7 +134,7 @@ TEST_CASE_FIXTURE(ConductorFixture, "a result already recorded is not recorded a
 
 TEST_CASE_FIXTURE(ConductorFixture,
                   "a resumed task finds its queued job instead of submitting another") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   REQUIRE(loop.submitted.size() == 1);
   // A second Conductor on the same store, as after a coordinator restart.
@@ -144,7 +147,7 @@ TEST_CASE_FIXTURE(ConductorFixture,
 }
 
 TEST_CASE_FIXTURE(ConductorFixture, "a cancelled task is stopped and its queued job withdrawn") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   bool told = true;
   conductor->on_finish(t, [&](bool passed) { told = passed; });
@@ -157,7 +160,7 @@ TEST_CASE_FIXTURE(ConductorFixture, "a cancelled task is stopped and its queued 
 
 TEST_CASE_FIXTURE(ConductorFixture,
                   "a workflow that needs a model fails its task when none is configured") {
-  int64_t t = campaign("default", {test::task_spec("add", "s0")})[0];
+  int64_t t = campaign(Workflow::default_, {test::task_spec("add", "s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   CHECK(loop.submitted.empty());
   TaskRow row = task(t);
@@ -169,7 +172,7 @@ TEST_CASE_FIXTURE(ConductorFixture,
 TEST_CASE_FIXTURE(
     ConductorFixture,
     "a store error rolls the event back and the task starts again from what is stored") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   int failures = 0;
   loop.store().inject_fault_for_test([&](std::string_view op) {
@@ -187,7 +190,7 @@ TEST_CASE_FIXTURE(
 
 TEST_CASE_FIXTURE(ConductorFixture,
                   "a task whose store keeps failing is failed with the error as its reason") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   loop.store().inject_fault_for_test([](std::string_view op) {
     return op == "record_step" ? io_error("injected: disk is full") : Status();
@@ -205,7 +208,7 @@ TEST_CASE_FIXTURE(ConductorFixture,
 
 TEST_CASE_FIXTURE(ConductorFixture,
                   "after the loop reloads from the store every task starts again") {
-  int64_t t = campaign("verify_only", {verify_only_task("s0")})[0];
+  int64_t t = campaign(Workflow::verify_only, {verify_only_task("s0")})[0];
   REQUIRE(conductor->resume_all().ok());
   loop.reload();
   CHECK(conductor->active() == 0);

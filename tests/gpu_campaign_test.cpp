@@ -61,7 +61,7 @@ TEST_CASE(
     REQUIRE_MESSAGE(campaign.ok(), campaign.status().message());
     auto want = expected(expected_file);
     CHECK(campaign->name == want["campaign"].get<std::string>());
-    CHECK(campaign->workflow == "default");
+    CHECK(campaign->workflow == Workflow::default_);
     REQUIRE(campaign->tasks.size() == want["tasks"].size());
     std::set<std::string> ops;
     for (const auto& t : campaign->tasks) {

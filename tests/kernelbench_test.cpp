@@ -194,7 +194,7 @@ TEST_CASE("every problem of the level by default, in number order, each one task
   auto loaded = load_campaign(dir / "kb.toml");
   REQUIRE_MESSAGE(loaded.ok(), loaded.status().to_string());
   CHECK(loaded->name == "kernelbench-level1");
-  CHECK(loaded->workflow == "default");
+  CHECK(loaded->workflow == Workflow::default_);
   CHECK(loaded->timing == "kernelbench");  // KernelBench's trials and runs unless --timing kforge
   CHECK(ops_of(*loaded) == std::vector<std::string>{"1_square_matrix_multiplication/default", "19_relu/default",
                                                     "23_softmax/default", "40_layernorm/default"});

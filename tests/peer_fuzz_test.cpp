@@ -186,7 +186,8 @@ TEST_CASE("thousands of hostile and mutated peer messages never stop the coordin
     job.backend = "cpu";
     job.request = request_of(assign);
     for (uint64_t i = 0; i < kJobs; ++i) {
-      job.kind = i % 2 ? "verify" : "exec";  // a verify job's result carries a verdict document
+      job.kind = i % 2 ? JobKind::verify
+                       : JobKind::exec;  // a verify job's result carries a verdict document
       REQUIRE((*store)->enqueue_job(job).ok());
     }
   }

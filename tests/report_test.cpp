@@ -46,7 +46,7 @@ struct ReportFixture {
     auto opened = Store::open(dir / "kforge.db", clock);
     REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
     store = std::move(opened).value();
-    auto id = store->create_campaign("nightly", "[campaign]\n", "hash-1", "default");
+    auto id = store->create_campaign("nightly", "[campaign]\n", "hash-1", Workflow::default_);
     REQUIRE(id.ok());
     campaign = *id;
   }
@@ -79,7 +79,7 @@ struct ReportFixture {
   void verify(int64_t task_id, const json& doc, int64_t device_ms) {
     NewJob j;
     j.task_id = task_id;
-    j.kind = "verify";
+    j.kind = JobKind::verify;
     auto id = store->enqueue_job(j);
     REQUIRE(id.ok());
     clock.advance(Millis(3));  // queued: not device time
@@ -113,7 +113,8 @@ struct ReportFixture {
 
   void llm(int64_t task_id, const std::string& role, int64_t prompt, int64_t completion,
            double cost, const std::string& status = "ok") {
-    LlmCallRow call = test::llm_call(task_id, role, "key-" + std::to_string(++keys));
+    LlmCallRow call =
+        test::llm_call(task_id, parse_enum<Role>(role).value(), "key-" + std::to_string(++keys));
     call.status = status;
     call.prompt_tokens = prompt;
     call.completion_tokens = completion;
@@ -405,7 +406,7 @@ TEST_CASE_FIXTURE(ReportFixture, "device time counts the final lease of done job
   auto job = [&] {
     NewJob j;
     j.task_id = t;
-    j.kind = "verify";
+    j.kind = JobKind::verify;
     auto id = store->enqueue_job(j);
     REQUIRE(id.ok());
     return *id;
@@ -439,8 +440,8 @@ struct TwoAgents : ReportFixture {
   int64_t t1 = 0, t2 = 0;
 
   TwoAgents() {
-    const AgentRow one{"agent-1", "inc-1", "zeta&co", "live", false, "{}"};
-    const AgentRow two{"agent-2", "inc-1", "alpha", "live", false, "{}"};
+    const AgentRow one{"agent-1", "inc-1", "zeta&co", AgentState::live, false, "{}"};
+    const AgentRow two{"agent-2", "inc-1", "alpha", AgentState::live, false, "{}"};
     const std::vector<DeviceRow> h200s = {{"", 0, "cuda", "sm_90", "H200", 141'000},
                                           {"", 1, "cuda", "sm_90", "H200", 141'000}};
     REQUIRE(store->upsert_agent(one, h200s).ok());
@@ -471,7 +472,7 @@ struct TwoAgents : ReportFixture {
   int64_t job(int64_t task_id, const std::string& arch = "") {
     NewJob j;
     j.task_id = task_id;
-    j.kind = "verify";
+    j.kind = JobKind::verify;
     j.backend = "cuda";
     j.arch = arch;
     auto id = store->enqueue_job(j);
@@ -598,9 +599,10 @@ TEST_CASE_FIXTURE(
   CHECK(html.find("Suspicious speedups") != std::string::npos);
 }
 
-TEST_CASE_FIXTURE(ReportFixture,
-                  "a hostile campaign state and op name are escaped; a hostile verdict never reaches the report") {
-  REQUIRE(store->set_campaign_state(campaign, "<b>done</b>").ok());
+TEST_CASE_FIXTURE(
+    ReportFixture,
+    "a hostile campaign name and op name are escaped; a hostile verdict never reaches the report") {
+  campaign = store->create_campaign("<b>done</b>", "", "hash-hostile").value();
   int64_t t = task("op\"'&");
   step(t, "coder");
   verify(t, {{"verdict", "<svg onload=alert(1)>"}}, 100);  // not a verdict: the step has none
@@ -748,7 +750,7 @@ struct SearchCampaign : ReportFixture {
   }
 
   SearchCampaign() {
-    auto id = store->create_campaign("search", "[campaign]\n", "hash-2", "default", "kforge",
+    auto id = store->create_campaign("search", "[campaign]\n", "hash-2", Workflow::default_, "kforge",
                                      R"({"strategy":"best_of_n","samples":3})");
     REQUIRE(id.ok());
     campaign = *id;

@@ -332,7 +332,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a failed mutation leaves the rest of its batch 
   int64_t c = campaign();
   REQUIRE(s().begin().ok());
   int64_t t = task(c);
-  AgentRow agent{"agent-a", "inc-1", "host-a", "live"};
+  AgentRow agent{"agent-a", "inc-1", "host-a", AgentState::live};
   DeviceRow d0{"", 0, "cuda", "h100", "H100", 80'000};
   CHECK(s().upsert_agent(agent, {d0, d0}).code() == Code::invalid_argument);  // duplicate device
   StepRow step;
@@ -368,7 +368,7 @@ TEST_CASE_FIXTURE(StoreFixture, "jobs_in_state orders by priority, then FIFO") {
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "upserting an agent replaces its device list") {
-  AgentRow agent{"agent-a", "inc-1", "host-a", "live", false, R"({"python":"3.11"})"};
+  AgentRow agent{"agent-a", "inc-1", "host-a", AgentState::live, false, R"({"python":"3.11"})"};
   std::vector<DeviceRow> devices = {{"", 0, "cuda", "h100", "H100", 80'000},
                                     {"", 1, "cuda", "h100", "H100", 80'000},
                                     {"", 0, "cpu", "x86_64", "cpu", 0}};
@@ -397,12 +397,12 @@ TEST_CASE_FIXTURE(StoreFixture, "upserting an agent replaces its device list") {
 
   clock.advance(Millis(100));
   REQUIRE(s().touch_agent("agent-a").ok());
-  REQUIRE(s().set_agent_state("agent-a", "lost").ok());
+  REQUIRE(s().set_agent_state("agent-a", AgentState::lost).ok());
   all = s().agents();
   CHECK((*all)[0].last_seen_ms == clock.wall_ms());
-  CHECK((*all)[0].state == "lost");
+  CHECK((*all)[0].state == AgentState::lost);
   CHECK(s().touch_agent("agent-z").code() == Code::not_found);
-  CHECK(s().set_agent_state("agent-z", "lost").code() == Code::not_found);
+  CHECK(s().set_agent_state("agent-z", AgentState::lost).code() == Code::not_found);
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "destroying the store mid-batch loses only that batch") {
@@ -460,7 +460,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a read-only store reads and refuses writes") {
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "a campaign is found by its content hash and lists its tasks") {
-  auto id = s().create_campaign("sweep", "name = \"sweep\"", "abc123", "coder_only");
+  auto id = s().create_campaign("sweep", "name = \"sweep\"", "abc123", Workflow::coder_only);
   REQUIRE(id.ok());
   task(*id, "N=1");
   task(*id, "N=2");
@@ -468,7 +468,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign is found by its content hash and lis
   REQUIRE(found.ok());
   REQUIRE(found->has_value());
   CHECK((*found)->id == *id);
-  CHECK((*found)->workflow == "coder_only");
+  CHECK((*found)->workflow == Workflow::coder_only);
   auto missing = s().campaign_by_hash("other");
   REQUIRE(missing.ok());
   CHECK_FALSE(missing->has_value());
@@ -478,8 +478,8 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign is found by its content hash and lis
   CHECK(s().unfinished_tasks()->size() == 2);
   REQUIRE(s().set_task_state((*tasks)[0].id, TaskState::passed, Outcome::passed, "passed").ok());
   CHECK(s().unfinished_tasks()->size() == 1);
-  REQUIRE(s().set_campaign_state(*id, "finished").ok());
-  CHECK(s().get_campaign(*id)->state == "finished");
+  REQUIRE(s().set_campaign_state(*id, CampaignState::finished).ok());
+  CHECK(s().get_campaign(*id)->state == CampaignState::finished);
 }
 
 TEST_CASE_FIXTURE(StoreFixture, "a conductor job is found again by task and step seq") {
@@ -487,7 +487,7 @@ TEST_CASE_FIXTURE(StoreFixture, "a conductor job is found again by task and step
   NewJob j;
   j.task_id = t;
   j.task_seq = 3;
-  j.kind = "verify";
+  j.kind = JobKind::verify;
   auto id = s().enqueue_job(j);
   REQUIRE(id.ok());
   auto found = s().job_for_task_seq(t, 3);
@@ -660,7 +660,7 @@ TEST_CASE_FIXTURE(ListingFixture, "list_jobs pages: offset and limit give consec
 
 TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request key") {
   int64_t t = task(campaign());
-  LlmCallRow call = test::llm_call(t, "coder", "k1");
+  LlmCallRow call = test::llm_call(t, Role::coder, "k1");
   call.response = "{\"content\":\"code\"}";
   call.prompt_tokens = 100;
   call.completion_tokens = 50;
@@ -682,7 +682,7 @@ TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request ke
 
 TEST_CASE_FIXTURE(StoreFixture, "a pending llm call is no answer: its answer replaces it, and the pending ones left are taken once") {
   int64_t t = task(campaign());
-  LlmCallRow call = test::llm_call(t, "coder", "");
+  LlmCallRow call = test::llm_call(t, Role::coder, "");
   call.status = "pending";
   for (const char* key : {"asked", "answered", "failed"}) {
     call.request_key = key;
@@ -760,7 +760,8 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
   int n = 0;
   auto call = [&](std::optional<int64_t> task_id, const std::string& role, int64_t prompt,
                   int64_t completion, double cost, const std::string& status = "ok") {
-    LlmCallRow row = test::llm_call(task_id, role, "key" + std::to_string(++n));
+    LlmCallRow row =
+        test::llm_call(task_id, parse_enum<Role>(role).value(), "key" + std::to_string(++n));
     row.status = status;
     row.prompt_tokens = prompt;
     row.completion_tokens = completion;
@@ -779,13 +780,13 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
   REQUIRE(usage->size() == 2);
   const RoleUsage& coder = (*usage)[0];  // by role name
   const RoleUsage& designer = (*usage)[1];
-  CHECK(coder.role == "coder");
+  CHECK(coder.role == Role::coder);
   CHECK(coder.usage.calls == 3);
   CHECK(coder.usage.prompt_tokens == 500);
   CHECK(coder.usage.completion_tokens == 50);
   CHECK(coder.usage.cost_usd == doctest::Approx(0.05));
   CHECK(coder.errors == 1);
-  CHECK(designer.role == "designer");
+  CHECK(designer.role == Role::designer);
   CHECK(designer.usage.calls == 1);
   CHECK(designer.usage.prompt_tokens == 100);
   CHECK(designer.errors == 0);
@@ -800,7 +801,7 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
   REQUIRE(all.ok());
   REQUIRE(all->size() == 3);
   CHECK((*all)[0].usage.calls == 4);
-  CHECK((*all)[1].role == "conductor");
+  CHECK((*all)[1].role == Role::conductor);
   CHECK((*all)[1].usage.prompt_tokens == 7000);
 
   auto none = s().llm_usage_by_role(campaign());
@@ -881,6 +882,15 @@ TEST_CASE_FIXTURE(StoreFixture,
   CHECK(raw_query(db_path, "SELECT COUNT(*) FROM blobs") == std::vector<std::string>{"1"});
 }
 
+// Task counts as Store::task_counts gives them: every state, 0 where none.
+using Counts = std::map<TaskState, int64_t>;
+Counts counts_of(std::initializer_list<std::pair<const TaskState, int64_t>> some) {
+  Counts out;
+  for (TaskState state : all_of<TaskState>()) out[state] = 0;
+  for (const auto& [state, n] : some) out[state] = n;
+  return out;
+}
+
 // Issue 21: the counts are kept with every write of a task's state (migration 0013), not
 // counted from the tasks; they must say what a count of the rows says after every kind of
 // change, a rolled-back batch and a refused batch of tasks included.
@@ -903,13 +913,12 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
   CHECK(batch({"a6", "a4"}).code() == Code::already_exists);  // a4 again: nothing of it stored
   REQUIRE(s().set_task_state(ta[0], TaskState::passed, Outcome::passed, "passed").ok());
   REQUIRE(s().set_task_state(ta[1], TaskState::running).ok());
-  using Counts = std::map<std::string, int64_t>;
   auto counted = [&](int64_t campaign_id) {  // what the rows say
     std::string where = campaign_id == 0 ? "" : " WHERE campaign_id = " + std::to_string(campaign_id);
-    Counts out;
+    Counts out = counts_of({});
     for (const std::string& row :
          raw_query(db_path, "SELECT state || '=' || COUNT(*) FROM tasks" + where + " GROUP BY state")) {
-      out[row.substr(0, row.find('='))] = std::stoll(row.substr(row.find('=') + 1));
+      out[parse_enum<TaskState>(row.substr(0, row.find('='))).value()] = std::stoll(row.substr(row.find('=') + 1));
     }
     return out;
   };
@@ -920,15 +929,15 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
       CHECK(*kept == counted(id));
     }
   };
-  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"pending", 4}, {"running", 1}});
+  CHECK(*s().task_counts(a) == counts_of({{TaskState::passed, 1}, {TaskState::pending, 4}, {TaskState::running, 1}}));
   check_counts();
 
   // A campaign's cancel changes its unfinished tasks only, and says how many.
   auto cancelled = s().cancel_campaign_tasks(a, "cancelled by operator");
   REQUIRE(cancelled.ok());
   CHECK(*cancelled == 5);
-  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"cancelled", 5}});
-  CHECK(*s().task_counts(b) == Counts{{"pending", 1}});
+  CHECK(*s().task_counts(a) == counts_of({{TaskState::passed, 1}, {TaskState::cancelled, 5}}));
+  CHECK(*s().task_counts(b) == counts_of({{TaskState::pending, 1}}));
   TaskRow t1 = *s().get_task(ta[1]);
   CHECK(t1.state == TaskState::cancelled);
   CHECK(t1.verdict == Outcome::cancelled);
@@ -942,7 +951,7 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
   (void)task(b, "b1");
   REQUIRE(s().set_task_state(tb, TaskState::failed, Outcome::crashed, "crashed").ok());
   s().rollback();
-  CHECK(*s().task_counts(b) == Counts{{"pending", 1}});
+  CHECK(*s().task_counts(b) == counts_of({{TaskState::pending, 1}}));
   check_counts();
 
   // Resume: the cancelled tasks are pending again, without verdict or reason.
@@ -953,8 +962,8 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
   CHECK(t1.state == TaskState::pending);
   CHECK_FALSE(t1.verdict.has_value());
   CHECK(t1.reason.empty());
-  CHECK(*s().task_counts(a) == Counts{{"passed", 1}, {"pending", 5}});
-  CHECK(*s().task_counts(0) == Counts{{"passed", 1}, {"pending", 6}});
+  CHECK(*s().task_counts(a) == counts_of({{TaskState::passed, 1}, {TaskState::pending, 5}}));
+  CHECK(*s().task_counts(0) == counts_of({{TaskState::passed, 1}, {TaskState::pending, 6}}));
   check_counts();
 }
 
@@ -981,5 +990,84 @@ TEST_CASE_FIXTURE(StoreFixture, "the task counts migration counts the tasks alre
   sqlite3_close(db);
   REQUIRE_MESSAGE(rc == SQLITE_OK, message);
   reopen();
-  CHECK(*s().task_counts(a) == std::map<std::string, int64_t>{{"passed", 1}, {"pending", 2}});
+  CHECK(*s().task_counts(a) == counts_of({{TaskState::passed, 1}, {TaskState::pending, 2}}));
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "every word of every stored vocabulary is read back as written") {
+  for (Workflow w : all_of<Workflow>()) {
+    const int64_t id = s().create_campaign("c", "", "hash-" + std::string(to_string(w)), w).value();
+    for (CampaignState state : all_of<CampaignState>()) {
+      REQUIRE(s().set_campaign_state(id, state).ok());
+      const CampaignRow row = s().get_campaign(id).value();
+      CHECK(row.workflow == w);
+      CHECK(row.state == state);
+    }
+  }
+  const int64_t t = task(campaign());
+  for (TaskState state : all_of<TaskState>()) {
+    REQUIRE(s().set_task_state(t, state,
+                               finished(state) ? std::optional(Outcome::passed) : std::nullopt)
+                .ok());
+    CHECK(s().get_task(t).value().state == state);
+    TaskQuery query;
+    query.state = state;
+    CHECK(s().task_ids(query).value() == std::vector<int64_t>{t});
+  }
+  for (AgentState state : all_of<AgentState>()) {
+    REQUIRE(s().upsert_agent(AgentRow{"agent-a", "inc-1", "host-a", state}, {}).ok());
+    CHECK(s().agent("agent-a").value()->state == state);
+  }
+  for (JobKind kind : all_of<JobKind>()) {
+    NewJob j;
+    j.kind = kind;
+    CHECK(get(s().enqueue_job(j).value()).kind == kind);
+  }
+  for (Role role : all_of<Role>()) {
+    const LlmCallRow call = test::llm_call(t, role, "key-" + std::string(to_string(role)));
+    REQUIRE(s().record_llm_call(call).ok());
+    CHECK(s().find_llm_call(call.request_key).value()->role == role);
+  }
+}
+
+TEST_CASE_FIXTURE(
+    StoreFixture,
+    "a stored word this kforge does not know is an error naming its table, column and value") {
+  const int64_t c = campaign();
+  const int64_t t = task(c);
+  REQUIRE(s().upsert_agent(AgentRow{"agent-a", "inc-1", "host-a", AgentState::live}, {}).ok());
+  NewJob j;
+  j.task_id = t;
+  const int64_t job_id = s().enqueue_job(j).value();
+  REQUIRE(s().record_llm_call(test::llm_call(t, Role::coder, "k")).ok());
+  for (const char* sql :
+       {"UPDATE campaigns SET workflow = 'freestyle'", "UPDATE tasks SET state = 'paused'",
+        "UPDATE agents SET state = 'asleep'", "UPDATE jobs SET kind = 'shell'",
+        "UPDATE llm_calls SET role = 'critic'"}) {
+    raw_query(db_path, sql);
+  }
+  auto refused = [&](const Status& st, const std::string& words) {
+    CAPTURE(st.to_string());
+    CHECK(st.code() == Code::internal);
+    CHECK(st.message().find("kforge.db: ") != std::string::npos);
+    CHECK(st.message().find(words) != std::string::npos);
+  };
+  refused(s().get_campaign(c).status(),
+          "get_campaign: campaigns.workflow holds 'freestyle'; the workflows this kforge knows are "
+          "default, coder_only, "
+          "verify_only");
+  refused(s().campaigns().status(), "campaigns: campaigns.workflow holds 'freestyle'");
+  refused(s().get_task(t).status(),
+          "get_task: tasks.state holds 'paused'; the task states this kforge knows are pending, "
+          "running, passed, failed, "
+          "cancelled");
+  refused(s().agents().status(),
+          "agents: agents.state holds 'asleep'; the agent states this kforge knows are live, lost, "
+          "gone");
+  refused(s().get_job(job_id).status(),
+          "get_job: jobs.kind holds 'shell'; the job kinds this kforge knows are exec, verify");
+  refused(s().jobs_of_task(t).status(), "jobs_of_task: jobs.kind holds 'shell'");
+  refused(s().find_llm_call("k").status(),
+          "find_llm_call: llm_calls.role holds 'critic'; the roles this kforge knows are designer, "
+          "coder, verifier, conductor");
+  refused(s().llm_usage_by_role(c).status(), "llm_usage_by_role: llm_calls.role holds 'critic'");
 }

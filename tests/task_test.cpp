@@ -256,7 +256,7 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose store keeps failing is failed with 
   CHECK(row->reason == "store error: injected: database or disk is full");
   CHECK(llm.request_count() == 1);  // each retry found the stored answer
   auto campaign = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_campaign(row->campaign_id); });
-  CHECK(campaign->state == "finished");  // its only task ended
+  CHECK(campaign->state == CampaignState::finished);  // its only task ended
 }
 
 TEST_CASE_FIXTURE(TaskFixture, "LLM calls left pending by the previous process are counted once, at start-up") {
@@ -266,7 +266,7 @@ TEST_CASE_FIXTURE(TaskFixture, "LLM calls left pending by the previous process a
     for (const char* key : {"cut-off-1", "cut-off-2"}) {
       LlmCallRow call;
       call.task_id = *task;
-      call.role = "coder";
+      call.role = Role::coder;
       call.model = "fake";
       call.request_key = key;
       call.request = "{}";

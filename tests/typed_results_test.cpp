@@ -48,7 +48,7 @@ struct Fixture {
     return std::move(s).value();
   }
   // A done job of `kind` holding `result`.
-  int64_t done_job(Store& s, const std::string& kind, const proto::JobResult& result) {
+  int64_t done_job(Store& s, JobKind kind, const proto::JobResult& result) {
     NewJob j;
     j.kind = kind;
     j.request.argv = {"true"};
@@ -111,7 +111,7 @@ TEST_CASE_FIXTURE(Fixture, "an exec job's result round-trips through its columns
   r.result_json = R"({"any": "document"})";
   r.started_ms = 1000;
   r.finished_ms = 2000;
-  int64_t id = done_job(*s, "exec", r);
+  int64_t id = done_job(*s, JobKind::exec, r);
   JobRow row = s->get_job(id).value();
   REQUIRE(row.result);
   r.job = proto::JobRef{static_cast<uint64_t>(id), static_cast<uint64_t>(row.epoch)};
@@ -125,7 +125,7 @@ TEST_CASE_FIXTURE(Fixture, "a verification result round-trips through its column
   r.agent_id = "agent-a";
   r.exit_code = 0;
   r.verify = verify_result_from_text(kPassDoc);
-  int64_t id = done_job(*s, "verify", r);
+  int64_t id = done_job(*s, JobKind::verify, r);
   JobRow row = s->get_job(id).value();
   REQUIRE(row.result);
   REQUIRE(row.result->verify);
@@ -141,7 +141,7 @@ TEST_CASE_FIXTURE(Fixture, "an older agent's verdict document is stored as the t
   r.agent_id = "agent-a";
   r.exit_code = 0;
   r.result_json = kMismatchDoc;
-  int64_t id = done_job(*s, "verify", r);
+  int64_t id = done_job(*s, JobKind::verify, r);
   JobRow row = s->get_job(id).value();
   REQUIRE(row.result);
   REQUIRE(row.result->verify);
@@ -149,7 +149,7 @@ TEST_CASE_FIXTURE(Fixture, "an older agent's verdict document is stored as the t
   CHECK(row.result->verify->message == "trial 0 (seed 0), output 0: NaN positions differ");
   CHECK(row.result->result_json.empty());
   // An exec job's result.json stays what it was.
-  int64_t exec = done_job(*s, "exec", r);
+  int64_t exec = done_job(*s, JobKind::exec, r);
   CHECK(s->get_job(exec).value().result->result_json == kMismatchDoc);
   CHECK_FALSE(s->get_job(exec).value().result->verify);
 }
@@ -262,7 +262,7 @@ TEST_CASE_FIXTURE(Fixture,
   // The campaign: three softmax tasks, as parse_campaign would give them.
   Campaign c;
   c.name = "sweep";
-  c.workflow = "default";
+  c.workflow = Workflow::default_;
   for (int i = 0; i < 3; ++i) {
     CampaignTask t;
     t.spec.op_name = "softmax";
@@ -386,7 +386,7 @@ TEST_CASE_FIXTURE(Fixture, "a job's request round-trips through its columns and 
   auto s = open();
   const proto::Assign sent = full_assign();
   NewJob j;
-  j.kind = "verify";
+  j.kind = JobKind::verify;
   j.request = request_of(sent);
   const int64_t id = s->enqueue_job(j).value();
   JobRow row = s->get_job(id).value();
@@ -429,7 +429,7 @@ TEST_CASE_FIXTURE(Fixture, "job specs stored as Assign frames (schema 10) become
   auto s = open();
   JobRow converted = s->get_job(1).value();
   CHECK(converted.request == request_of(sent));
-  CHECK(converted.kind == "verify");
+  CHECK(converted.kind == JobKind::verify);
   CHECK(s->get_job(2).value().request == JobRequest{});  // undecodable: an empty request, as dispatch sent
   s.reset();
   CHECK(raw_count(db_path, "SELECT COUNT(*) FROM jobs WHERE length(spec) > 0") == 0);

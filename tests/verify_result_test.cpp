@@ -1,14 +1,16 @@
 // The typed vocabularies (common/vocabulary.h) and the typed verification result
 // (common/verify_result.h): one verdict list shared with the harness, documents read once
 // and given back with their meaning, and the result's msgpack form on the wire.
-#include <cstdio>
-#include <cmath>
-#include <string>
+#include "common/verify_result.h"
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
 #include "common/protocol.h"
-#include "common/verify_result.h"
 #include "common/vocabulary.h"
 #include "tests/support/support.h"
 
@@ -53,7 +55,9 @@ TEST_CASE("the C++ verdict list is the harness's, in the same order") {
 
 TEST_CASE("every vocabulary's names parse back to their enumerator") {
   check_names_round_trip<Verdict>();
+  check_names_round_trip<Outcome>();
   check_names_round_trip<JobKind>();
+  check_names_round_trip<JobState>();
   check_names_round_trip<TaskState>();
   check_names_round_trip<CampaignState>();
   check_names_round_trip<AgentState>();
@@ -61,6 +65,13 @@ TEST_CASE("every vocabulary's names parse back to their enumerator") {
   check_names_round_trip<Role>();
   CHECK(to_string(Workflow::default_) == "default");
   CHECK(to_string(TaskState::cancelled) == "cancelled");
+}
+
+TEST_CASE("JSON spells an enumerator by its name, never its number") {
+  const nlohmann::json j = {{"state", CampaignState::submitting},
+                            {"workflow", Workflow::default_},
+                            {"role", Role::coder}};
+  CHECK(j.dump() == R"({"role":"coder","state":"submitting","workflow":"default"})");
 }
 
 TEST_CASE("a verdict document is read once and given back with its meaning") {

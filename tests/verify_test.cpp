@@ -135,7 +135,7 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
     assign.limits.processes = limit(c, "processes");
     int64_t id = cluster.coordinator().call([&](Coordinator& co) {
       NewJob job;
-      job.kind = "verify";
+      job.kind = JobKind::verify;
       job.exclusive = spec.task_type == "profile";
       auto r = co.submit(job, assign);
       REQUIRE(r.ok());

@@ -87,7 +87,7 @@ TEST_CASE_FIXTURE(WatchFixture, "a campaign's progress: elapsed, tasks per hour,
   REQUIRE(store->set_task_state(task(c, "e"), TaskState::running).ok());
   NewJob job;
   job.task_id = task(c, "e");
-  job.kind = "verify";
+  job.kind = JobKind::verify;
   REQUIRE(store->enqueue_job(job).ok());
 
   json p = get("/api/v1/campaigns/" + std::to_string(c) + "/progress", {{"buckets", "4"}});
@@ -118,7 +118,7 @@ TEST_CASE_FIXTURE(WatchFixture, "an ended campaign's clock stops at its last cha
   end(task(c, "a"), "passed", 2 * kHour);
   end(task(c, "b"), "failed", 1 * kHour);
   end(task(c, "early"), "passed", 4 * kHour);  // before the campaign began (a clock step)
-  REQUIRE(store->set_campaign_state(c, "finished").ok());
+  REQUIRE(store->set_campaign_state(c, CampaignState::finished).ok());
   sql("UPDATE campaigns SET created_ms = " + std::to_string(now - 3 * kHour) + " WHERE id = " + std::to_string(c));
   json p = get("/api/v1/campaigns/" + std::to_string(c) + "/progress");
   CHECK(p["elapsed_ms"] == 2 * kHour);
@@ -134,10 +134,13 @@ TEST_CASE_FIXTURE(WatchFixture, "an ended campaign's clock stops at its last cha
 
 TEST_CASE_FIXTURE(WatchFixture, "alerts: a lost agent and a campaign that stopped moving") {
   CHECK(get("/api/v1/alerts").empty());
-  AgentRow a{.id = "agent-7f3a91c2d4e5", .incarnation = "i1", .host = "gpu-node-3", .state = "live",
+  AgentRow a{.id = "agent-7f3a91c2d4e5",
+             .incarnation = "i1",
+             .host = "gpu-node-3",
+             .state = AgentState::live,
              .capabilities = "{}"};
   REQUIRE(store->upsert_agent(a, {}).ok());
-  REQUIRE(store->set_agent_state(a.id, "lost").ok());
+  REQUIRE(store->set_agent_state(a.id, AgentState::lost).ok());
   // Its tasks last changed 20 minutes ago, two are left.
   int64_t c = campaign("stuck", {"a", "b", "c"}, 20 * kMin);
   end(task(c, "a"), "passed", 20 * kMin);
@@ -167,7 +170,8 @@ TEST_CASE_FIXTURE(WatchFixture, "alerts: a lost agent and a campaign that stoppe
 
 TEST_CASE_FIXTURE(WatchFixture, "LLM health: errors, retries and latency from the metrics, calls stored per campaign") {
   int64_t c = campaign("sweep", {"a"}, kHour);
-  LlmCallRow ok = llm_call(task(c, "a"), "coder", "k1"), failed = llm_call(task(c, "a"), "coder", "k2");
+  LlmCallRow ok = llm_call(task(c, "a"), Role::coder, "k1"),
+             failed = llm_call(task(c, "a"), Role::coder, "k2");
   failed.status = "error";
   REQUIRE(store->record_llm_call(ok).ok());
   REQUIRE(store->record_llm_call(failed).ok());

@@ -63,7 +63,7 @@ std::string suggestions(const std::vector<StepRow>& steps) {
 }
 
 // An LLM call as recorded when it is asked (status pending).
-LlmCallRow asked_call(int64_t task_id, const std::string& role, const LlmEndpoint& endpoint,
+LlmCallRow asked_call(int64_t task_id, Role role, const LlmEndpoint& endpoint,
                       const LlmRequest& request) {
   LlmCallRow call;
   call.task_id = task_id;
@@ -345,7 +345,7 @@ Status Conductor::resume_all() {
   std::unordered_set<int64_t> running;
   to_resume_.clear();
   TaskQuery query;
-  query.state = "running";
+  query.state = TaskState::running;
   query.limit = static_cast<int64_t>(kPage);
   for (;;) {
     auto page = loop_.store().task_ids(query);
@@ -393,7 +393,7 @@ void Conductor::pump() {
   if (!more && budget > 0 && active_.size() < window) {
     // Pending tasks in id order, through the state index: the queue stays in the store.
     TaskQuery query;
-    query.state = "pending";
+    query.state = TaskState::pending;
     query.startable = true;
     query.limit = static_cast<int64_t>(std::min(budget, window - active_.size()));
     auto ids = loop_.store().task_ids(query);
@@ -467,7 +467,7 @@ void Conductor::start_unguarded(int64_t task_id) {
   if (kforge::finished(task->state)) return;
   auto campaign = loop_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
-  const Workflow workflow = parse_enum<Workflow>(campaign->workflow).value_or(Workflow::default_);
+  const Workflow workflow = campaign->workflow;
   auto search = parse_search_text(campaign->search);
   if (!search.ok()) {
     activate(task_id, Active{workflow, task->campaign_id, campaign->timing, {}, {}});
@@ -676,7 +676,9 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     fail(task.id, "no LLM is configured for the " + role + " role");
     return;
   }
-  std::string template_name = role == "conductor" ? "conductor" : action.fix ? role + "_fix" : role;
+  std::string template_name = role_kind == Role::conductor ? "conductor"
+                              : action.fix                 ? role + "_fix"
+                                                           : role;
   const StepRow* design = last_good(steps, Role::designer);
   auto values = prompts_.task_values(task.spec);
   if (!values.ok()) {
@@ -735,7 +737,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     return;
   }
   // Pending until its answer arrives: a pending row at start-up is a call a crash cut off.
-  LlmCallRow call = asked_call(task.id, role, endpoint->second, request);
+  LlmCallRow call = asked_call(task.id, role_kind, endpoint->second, request);
   if (!check(store.record_llm_call(call), task.id)) return;
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
@@ -752,7 +754,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
                            role_kind, request, endpoint, key = call.request_key](LlmResponse response) {
       if (response.ok) {
         // On failure the loop stores it with its turn (on_llm).
-        if (Status st = answers->record(answered_call(asked_call(task_id, role, endpoint, request), response));
+        if (Status st = answers->record(answered_call(asked_call(task_id, role_kind, endpoint, request), response));
             !st.ok()) {
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
@@ -779,7 +781,7 @@ void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, Role role
     // Stored before it is used: on arrival, or here if that failed (recording a stored answer
     // again changes nothing); stored even when the task was cancelled meanwhile, so that
     // resuming it does not pay again. A failed request leaves nothing to keep.
-    LlmCallRow asked = asked_call(task_id, role, options_.endpoints.at(role), request);
+    LlmCallRow asked = asked_call(task_id, role_kind, options_.endpoints.at(role), request);
     Status st = response.ok ? store.record_llm_call(answered_call(asked, response))
                             : store.forget_pending_llm_call(asked.request_key);
     if (!check(st, task_id)) return;
@@ -844,13 +846,12 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps, i
     spec.options = profile->second;
   }
   proto::Assign assign;
-  assign.kind = "verify";
   assign.files = verify_files(spec, task.spec.task_desc, candidate);
   assign.timeout_ms = static_cast<uint64_t>(options_.verify_timeout_s) * 1000;
   NewJob job;
   job.task_id = task.id;
   job.task_seq = seq;
-  job.kind = "verify";
+  job.kind = JobKind::verify;
   job.backend = task.spec.backend;
   job.arch = task.spec.arch;
   job.exclusive = task.spec.task_type == "profile";  // timings need the device alone
@@ -963,7 +964,7 @@ void Conductor::finished(int64_t task_id, int64_t campaign_id, bool passed) {
   if (active_by_campaign_.count(campaign_id)) return;
   auto unfinished = loop_.store().campaign_unfinished(campaign_id);
   if (!unfinished.ok() || *unfinished) return;
-  check(loop_.store().set_campaign_state(campaign_id, "finished"), task_id);
+  check(loop_.store().set_campaign_state(campaign_id, CampaignState::finished), task_id);
   spdlog::info("campaign {} finished", campaign_id);
 }
 

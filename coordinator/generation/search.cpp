@@ -143,7 +143,7 @@ Result<SearchPolicy> parse_search_text(std::string_view text) {
   return p;
 }
 
-Status validate_search(const SearchPolicy& p, std::string_view workflow) {
+Status validate_search(const SearchPolicy& p, Workflow workflow) {
   const auto& all = search_strategies();
   if (std::find(all.begin(), all.end(), p.strategy) == all.end()) {
     return invalid_argument("search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got '" + p.strategy + "'");
@@ -210,7 +210,7 @@ Status validate_search(const SearchPolicy& p, std::string_view workflow) {
   if (p.parallel < 0) {
     return invalid_argument("search.parallel: expected 0 (the live devices) or more, got " + std::to_string(p.parallel));
   }
-  if (workflow == "verify_only" && p.strategy != "fix_loop") {
+  if (workflow == Workflow::verify_only && p.strategy != "fix_loop") {
     return invalid_argument("search.strategy: workflow verify_only verifies one supplied candidate; only "
                             "fix_loop applies");
   }

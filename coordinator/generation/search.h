@@ -44,6 +44,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/status.h"
+#include "common/vocabulary.h"
 
 namespace kforge {
 
@@ -123,6 +124,6 @@ std::string search_text(const SearchPolicy& policy);
 Result<SearchPolicy> parse_search_text(std::string_view text);
 // The rules every policy must follow, whatever wrote it; the message names the field
 // (e.g. "search.samples: expected 1..64, got 0").
-Status validate_search(const SearchPolicy& policy, std::string_view workflow);
+Status validate_search(const SearchPolicy& policy, Workflow workflow);
 
 }  // namespace kforge

@@ -23,19 +23,16 @@ Status check_task_desc(std::string_view text) {
   return Status();
 }
 
-Status validate_workflow(std::string_view workflow) {
-  const auto& known = campaign_workflows();
-  if (std::find(known.begin(), known.end(), workflow) == known.end()) {
-    std::string shown(workflow.substr(0, 64));
-    for (char& c : shown) {
-      if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
-    }
-    return invalid_argument("workflow: '" + shown + "' is not one of default, coder_only, verify_only");
+Result<Workflow> parse_workflow(std::string_view name) {
+  if (std::optional<Workflow> w = parse_enum<Workflow>(name)) return *w;
+  std::string shown(name.substr(0, 64));
+  for (char& c : shown) {
+    if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
   }
-  return Status();
+  return invalid_argument("workflow: '" + shown + "' is not one of " + names_of<Workflow>());
 }
 
-Status validate_task_spec(const TaskSpec& spec, std::string_view workflow) {
+Status validate_task_spec(const TaskSpec& spec, Workflow workflow) {
   if (!valid_op_name(spec.op_name)) {
     std::string shown = spec.op_name.size() > 64 ? spec.op_name.substr(0, 64) + "..." : spec.op_name;
     for (char& c : shown) {
@@ -55,23 +52,24 @@ Status validate_task_spec(const TaskSpec& spec, std::string_view workflow) {
     return invalid_argument("limit_steps must be 1.." + std::to_string(kMaxLimitSteps) + ", not " +
                             std::to_string(spec.limit_steps));
   }
-  KF_RETURN_IF_ERROR(validate_workflow(workflow));
-  if (workflow == "verify_only" && spec.candidate.empty()) {
+  if (workflow == Workflow::verify_only && spec.candidate.empty()) {
     return invalid_argument("candidate: missing; workflow verify_only verifies a supplied candidate (the code of a "
                             "candidate file)");
   }
-  if (workflow != "verify_only" && !spec.candidate.empty()) {
-    return invalid_argument("candidate: a candidate is used only by workflow verify_only (this task's workflow is '" +
-                            std::string(workflow) + "')");
+  if (workflow != Workflow::verify_only && !spec.candidate.empty()) {
+    return invalid_argument(
+        "candidate: a candidate is used only by workflow verify_only (this task's workflow is '" +
+        std::string(to_string(workflow)) + "')");
   }
   return Status();
 }
 
-Result<std::pair<int64_t, bool>> store_task(Store& store, const TaskSpec& spec, const std::string& workflow) {
+Result<std::pair<int64_t, bool>> store_task(Store& store, const TaskSpec& spec, Workflow workflow) {
   // The task's own campaign, named by its content so that running it again resumes it.
-  std::string hash = sha256_hex(spec.op_name + "\n" + spec.task_id + "\n" + spec.backend + "\n" + spec.arch +
-                                "\n" + spec.impl_type + "\n" + spec.framework + "\n" + spec.task_type + "\n" +
-                                std::to_string(spec.limit_steps) + "\n" + workflow + "\n" + spec.task_desc);
+  std::string hash = sha256_hex(spec.op_name + "\n" + spec.task_id + "\n" + spec.backend + "\n" +
+                                spec.arch + "\n" + spec.impl_type + "\n" + spec.framework + "\n" +
+                                spec.task_type + "\n" + std::to_string(spec.limit_steps) + "\n" +
+                                std::string(to_string(workflow)) + "\n" + spec.task_desc);
   auto existing = store.campaign_by_hash(hash);
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) {
@@ -87,8 +85,11 @@ Result<std::pair<int64_t, bool>> store_task(Store& store, const TaskSpec& spec, 
   return std::pair<int64_t, bool>{*created, true};
 }
 
-Task::Task(TaskSpec spec, Coordinator& coordinator, Conductor& conductor, std::string workflow)
-    : spec_(std::move(spec)), coordinator_(coordinator), conductor_(conductor), workflow_(std::move(workflow)) {}
+Task::Task(TaskSpec spec, Coordinator& coordinator, Conductor& conductor, Workflow workflow)
+    : spec_(std::move(spec)),
+      coordinator_(coordinator),
+      conductor_(conductor),
+      workflow_(workflow) {}
 
 std::future<bool> Task::run() {
   auto promise = std::make_shared<std::promise<bool>>();

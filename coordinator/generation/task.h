@@ -33,24 +33,26 @@ inline constexpr int64_t kMaxLimitSteps = 100;
 // The error says what is missing; callers prefix where the text came from.
 Status check_task_desc(std::string_view text);
 
-// A workflow is one of default, coder_only, verify_only (campaign_workflows()).
-Status validate_workflow(std::string_view workflow);
+// The workflow named `name` (the API's and the campaign file's "workflow"); invalid_argument
+// naming the field and the workflows when it is none of them.
+Result<Workflow> parse_workflow(std::string_view name);
 
 // The one check of a task before it is stored, whatever creates it (TOML campaigns, the
 // API, the Python client through the API, the Task class). An invalid field is refused
 // with its name and what is valid: op_name, task_desc (check_task_desc), the target
 // (backend/arch/impl_type/framework), task_type, limit_steps, the workflow (default,
 // coder_only, verify_only) and the candidate (required by verify_only, refused otherwise).
-Status validate_task_spec(const TaskSpec& spec, std::string_view workflow = "default");
+Status validate_task_spec(const TaskSpec& spec, Workflow workflow = Workflow::default_);
 
 // Stores a task in a campaign of its own, found again by the task's content (spec and
 // workflow): storing the same task twice gives the same id. Returns (task id, true if it
 // was created now).
-Result<std::pair<int64_t, bool>> store_task(Store& store, const TaskSpec& spec, const std::string& workflow);
+Result<std::pair<int64_t, bool>> store_task(Store& store, const TaskSpec& spec, Workflow workflow);
 
 class Task {
  public:
-  Task(TaskSpec spec, Coordinator& coordinator, Conductor& conductor, std::string workflow = "default");
+  Task(TaskSpec spec, Coordinator& coordinator, Conductor& conductor,
+       Workflow workflow = Workflow::default_);
 
   // Checks the parameters (an invalid combination is refused with what is valid), records
   // the task (in a campaign of its own, found again by its content: running the same Task
@@ -64,7 +66,7 @@ class Task {
   TaskSpec spec_;
   Coordinator& coordinator_;
   Conductor& conductor_;
-  std::string workflow_;
+  Workflow workflow_;
   int64_t id_ = 0;
   std::string error_;
 };

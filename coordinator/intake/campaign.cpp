@@ -643,7 +643,7 @@ std::string task_id_of(const Op& op, const std::vector<size_t>& point) {
 
 // Reads one [[ops]] table. Returns the op; op.ok is false when it cannot be expanded.
 Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& defaults,
-           const std::string& workflow, const CampaignFileReader& read,
+           Workflow workflow, const CampaignFileReader& read,
            std::map<std::string, std::string>& files) {
   Op op;
   op.key = "ops[" + std::to_string(index) + "]";
@@ -687,11 +687,11 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
   }
 
   if (const toml::node* n = table.get("candidate")) {
-    if (workflow != "verify_only") {
+    if (workflow != Workflow::verify_only) {
       r.fail(n->source(), op.key +
                               ".candidate: a candidate is used only by workflow "
                               "verify_only (this campaign's workflow is '" +
-                              workflow + "')");
+                              std::string(to_string(workflow)) + "')");
     } else {
       std::optional<std::string> text =
           read_campaign_file(r, *n, op.key + ".candidate", "candidate file", read, files);
@@ -699,7 +699,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
         op.candidate_text = std::move(*text);
       }
     }
-  } else if (workflow == "verify_only") {
+  } else if (workflow == Workflow::verify_only) {
     r.fail(op.where, op.key + ": " + label +
                          " has no candidate; workflow verify_only verifies a supplied candidate "
                          "file (candidate = \"path/to/candidate.py\")");
@@ -774,7 +774,7 @@ TaskSpec base_spec(const Op& op) {
 }
 
 // The [search] table (search.h): each field's type here, the rules in validate_search.
-void read_search(Reader& r, const toml::node& node, const std::string& workflow, SearchPolicy& out) {
+void read_search(Reader& r, const toml::node& node, Workflow workflow, SearchPolicy& out) {
   const toml::table* t = node.as_table();
   if (t == nullptr) {
     r.fail(node.source(), "search: expected a table ([search]), got " + toml_describe(node));
@@ -816,7 +816,7 @@ void read_search(Reader& r, const toml::node& node, const std::string& workflow,
 struct CampaignPlan::Impl {
   toml::table root;  // the parsed file: the ops' sweep values point into it
   std::string name;
-  std::string workflow;
+  Workflow workflow = Workflow::default_;
   std::string timing = "kforge";
   SearchPolicy search;
   std::vector<Op> ops;
@@ -827,11 +827,6 @@ struct CampaignPlan::Impl {
   std::map<std::string, std::string> files;
 };
 
-const std::vector<std::string>& campaign_workflows() {
-  static const std::vector<std::string> all = {"default", "coder_only", "verify_only"};
-  return all;
-}
-
 Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFileReader& read,
                                    const std::string& source_name, bool walk_tasks) {
   auto parsed = parse_toml(toml_text, source_name);
@@ -841,7 +836,6 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
   const toml::table& root = plan->root;
   Reader r(source_name);
   CampaignPlan::Impl& campaign = *plan;
-  campaign.workflow = "default";
   check_keys(r, root, "", {"name", "workflow", "timing", "search", "defaults", "ops"});
 
   if (const toml::node* n = root.get("name")) {
@@ -858,12 +852,13 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
   bool workflow_ok = true;
   if (const toml::node* n = root.get("workflow")) {
     const auto* s = n->as_string();
-    const auto& valid = campaign_workflows();
-    if (s == nullptr || std::find(valid.begin(), valid.end(), s->get()) == valid.end()) {
-      r.fail(n->source(), "workflow: expected one of " + join(valid) + ", got " + toml_describe(*n));
+    std::optional<Workflow> w = s ? parse_enum<Workflow>(s->get()) : std::nullopt;
+    if (!w) {
+      r.fail(n->source(),
+             "workflow: expected one of " + names_of<Workflow>() + ", got " + toml_describe(*n));
       workflow_ok = false;
     } else {
-      campaign.workflow = s->get();
+      campaign.workflow = *w;
     }
   }
 
@@ -878,7 +873,8 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
     }
   }
 
-  if (const toml::node* n = root.get("search")) read_search(r, *n, workflow_ok ? campaign.workflow : "default", campaign.search);
+  if (const toml::node* n = root.get("search"))
+    read_search(r, *n, workflow_ok ? campaign.workflow : Workflow::default_, campaign.search);
 
   Settings defaults;
   if (const toml::node* n = root.get("defaults")) {
@@ -902,7 +898,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
       for (size_t i = 0; i < a->size(); ++i) {
         // An unknown workflow was reported; read the ops as "default" to find more problems.
         ops.push_back(read_op(r, *a->get(i)->as_table(), i, defaults,
-                              workflow_ok ? campaign.workflow : "default", read,
+                              workflow_ok ? campaign.workflow : Workflow::default_, read,
                               plan->files));
       }
     }
@@ -948,7 +944,7 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
     return false;
   };
   std::map<std::pair<std::string, std::string>, const Op*> seen;
-  CampaignHash hash(campaign.workflow, campaign.timing, search_text(campaign.search));
+  CampaignHash hash(to_string(campaign.workflow), campaign.timing, search_text(campaign.search));
   const CampaignPlan view(plan);
   for (size_t o = 0; o < ops.size(); ++o) {
     const Op& op = ops[o];
@@ -985,7 +981,9 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
 }
 
 const std::string& CampaignPlan::name() const { return impl_->name; }
-const std::string& CampaignPlan::workflow() const { return impl_->workflow; }
+Workflow CampaignPlan::workflow() const {
+  return impl_->workflow;
+}
 const std::string& CampaignPlan::timing() const { return impl_->timing; }
 const SearchPolicy& CampaignPlan::search() const { return impl_->search; }
 const std::string& CampaignPlan::content_hash() const { return impl_->content_hash; }
@@ -1060,7 +1058,7 @@ Result<Campaign> load_campaign(const std::filesystem::path& path) {
 }
 
 std::string hash_campaign(const Campaign& c) {
-  CampaignHash hash(c.workflow, c.timing, search_text(c.search));
+  CampaignHash hash(to_string(c.workflow), c.timing, search_text(c.search));
   for (const CampaignTask& t : c.tasks) hash.add(t.spec, t.candidate);
   return hash.hex();
 }
@@ -1069,7 +1067,9 @@ namespace {
 
 // What store_campaign stores: a plan's tasks or those of a Campaign in memory.
 struct CampaignSource {
-  std::string name, workflow, timing, search, content_hash;
+  std::string name;
+  Workflow workflow = Workflow::default_;
+  std::string timing, search, content_hash;
   size_t total = 0;
   std::function<Status(size_t begin, size_t end, const std::function<Status(CampaignTask&&)>&)> expand;
 };
@@ -1089,8 +1089,9 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
         return add(t.spec);
       });
     }));
-    if (end == total) return store.set_campaign_state(id, "running");
-    return store.set_campaign_state(id, "submitting");  // also claims a resumed one (Store)
+    if (end == total) return store.set_campaign_state(id, CampaignState::running);
+    return store.set_campaign_state(
+        id, CampaignState::submitting);  // also claims a resumed one (Store)
   };
   // The first transaction: a new campaign, or one left submitting (resumed after its
   // stored tasks), or one stored already (nothing to do).
@@ -1100,12 +1101,15 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       id = (*existing)->id;
-      const std::string& state = (*existing)->state;
-      if ((state != "submitting" && state != "cancelled") || store.submitting_here(id)) return Status();
+      const CampaignState state = (*existing)->state;
+      if ((state != CampaignState::submitting && state != CampaignState::cancelled) ||
+          store.submitting_here(id)) {
+        return Status();
+      }
       auto ids = store.task_ids(TaskQuery{.campaign_id = id});
       if (!ids.ok()) return ids.status();
       stored = ids->size();
-      if (state == "cancelled") {
+      if (state == CampaignState::cancelled) {
         if (stored >= total) return Status();  // cancelled once whole: `kforge resume` runs it on
         return failed_precondition(
             "campaign " + std::to_string(id) + " (" + (*existing)->name + ") was cancelled while its tasks were being stored (" +
@@ -1149,8 +1153,9 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
     st = write([&](Store& store) -> Status {
       auto c = store.get_campaign(id);  // cancelled meanwhile: stop
       if (!c.ok()) return c.status();
-      if (c->state != "submitting") {
-        return failed_precondition("campaign " + std::to_string(id) + " became " + c->state +
+      if (c->state != CampaignState::submitting) {
+        return failed_precondition("campaign " + std::to_string(id) + " became " +
+                                   std::string(to_string(c->state)) +
                                    " while its tasks were being stored (" + std::to_string(stored) +
                                    " of " + std::to_string(total) + ")");
       }

@@ -55,7 +55,7 @@ struct CampaignTask {
 
 struct Campaign {
   std::string name;      // identifies the campaign (with content_hash: see below)
-  std::string workflow;  // default | coder_only | verify_only
+  Workflow workflow = Workflow::default_;
   std::string timing = "kforge";  // kforge | kernelbench (timing_profiles, common/verify_job.h)
   SearchPolicy search;   // the [search] table (search.h); default: fix_loop
   // SHA-256 (64 hex digits) of what the campaign runs: workflow, timing, search (when not the
@@ -102,7 +102,7 @@ CampaignFileReader files_under(const std::filesystem::path& base_dir);
 class CampaignPlan {
  public:
   const std::string& name() const;
-  const std::string& workflow() const;
+  Workflow workflow() const;
   const std::string& timing() const;
   const SearchPolicy& search() const;
   const std::string& content_hash() const;  // hash_campaign of the expansion (walked plans)
@@ -162,8 +162,5 @@ Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
 Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
                                                 const Campaign& campaign,
                                                 const std::string& source);
-
-// The workflows a campaign may name.
-const std::vector<std::string>& campaign_workflows();
 
 }  // namespace kforge

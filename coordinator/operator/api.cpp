@@ -60,10 +60,8 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
   if (!usage.ok()) return usage.status();
   json tasks = {{"total", 0}};
   int64_t total = 0;
-  for (const char* state : {"pending", "running", "passed", "failed", "cancelled"}) {
-    auto it = counts->find(state);
-    int64_t n = it == counts->end() ? 0 : it->second;
-    tasks[state] = n;
+  for (const auto& [state, n] : *counts) {
+    tasks[std::string(to_string(state))] = n;
     total += n;
   }
   tasks["total"] = total;
@@ -132,11 +130,12 @@ json job_json(const JobRow& j) {
   return {{"id", j.id},
           {"task", j.task_id ? json(*j.task_id) : json(nullptr)},
           {"kind", j.kind},
-          {"state", job_state_name(j.state)},
+          {"state", j.state},
           {"epoch", j.epoch},
           {"attempts", j.attempts},
           {"agent", j.agent_id.empty() ? json(nullptr) : json(j.agent_id)},
-          {"device", j.device_index >= 0 ? json(j.backend + ":" + std::to_string(j.device_index)) : json(nullptr)},
+          {"device", j.device_index >= 0 ? json(j.backend + ":" + std::to_string(j.device_index))
+                                         : json(nullptr)},
           {"backend", j.backend},
           {"arch", j.arch},
           {"created_ms", j.created_ms},
@@ -203,6 +202,17 @@ std::string query_text(const ApiRequest& r, const std::string& key) {
   return it == r.query.end() ? "" : it->second;
 }
 
+// A query parameter that names one of E's words (none when absent); invalid_argument naming
+// the parameter and every word when it names none of them.
+template <class E>
+Result<std::optional<E>> query_enum(const ApiRequest& r, const std::string& key) {
+  const std::string text = query_text(r, key);
+  if (text.empty()) return std::optional<E>();
+  if (std::optional<E> e = parse_enum<E>(text)) return e;
+  return invalid_argument("query parameter '" + key + "': '" + text + "' is not one of " +
+                          names_of<E>());
+}
+
 // Query parameters an endpoint does not know are refused: a typo ("stat=failed") must not
 // answer every task as if no filter had been asked for. Text filters may not be empty.
 Status check_query(const ApiRequest& r, std::initializer_list<const char*> known,
@@ -249,9 +259,16 @@ Result<std::string> string_field(const json& obj, const std::string& where, cons
   return it->get<std::string>();
 }
 
+// A request body's "workflow" (default when absent).
+Result<Workflow> workflow_field(const json& body) {
+  auto name = string_field(body, "", "workflow", std::string(to_string(Workflow::default_)));
+  if (!name.ok()) return name.status();
+  return parse_workflow(*name);
+}
+
 // A TaskSpec of a request body, checked by validate_task_spec for `workflow` (errors are
 // prefixed with `where`, e.g. "tasks[3].").
-Result<TaskSpec> spec_from_json(const json& obj, const std::string& where, const std::string& workflow) {
+Result<TaskSpec> spec_from_json(const json& obj, const std::string& where, Workflow workflow) {
   if (!obj.is_object()) return invalid_argument(where.substr(0, where.size() - 1) + ": expected an object");
   TaskSpec spec;
   struct Field {
@@ -368,9 +385,8 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   if (!name.ok()) return name.status();
   if (name->empty()) return invalid_argument("name: expected a non-empty string, got \"\"");
   campaign.name = *name;
-  auto workflow = string_field(body, "", "workflow", std::string("default"));
+  auto workflow = workflow_field(body);
   if (!workflow.ok()) return workflow.status();
-  KF_RETURN_IF_ERROR(validate_workflow(*workflow));
   campaign.workflow = *workflow;
   auto timing = string_field(body, "", "timing", std::string("kforge"));
   if (!timing.ok()) return timing.status();
@@ -445,15 +461,15 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
   return backend.write([&](Store& store) -> Result<json> {
     auto c = store.get_campaign(id);
     if (!c.ok()) return get_campaign(store, id).status();
-    std::string state = c->state;
+    CampaignState state = c->state;
     if (cancel) {
       // A campaign cancelled while it is being stored stops there (store_campaign) and stays
       // cancelled: its stored part must not run as if it were the campaign.
-      const std::string reason(c->state == "submitting" ? kCancelledWhileSubmitting : kCancelledReason);
+      const std::string reason(c->state == CampaignState::submitting ? kCancelledWhileSubmitting : kCancelledReason);
       auto cancelled = store.cancel_campaign_tasks(id, reason);
       if (!cancelled.ok()) return cancelled.status();
       // A campaign that had finished stays finished: there was nothing to cancel.
-      if (*cancelled > 0) state = "cancelled";
+      if (*cancelled > 0) state = CampaignState::cancelled;
     } else {
       auto refused = store.any_cancelled_with(id, std::string(kCancelledWhileSubmitting));
       if (!refused.ok()) return refused.status();
@@ -462,7 +478,9 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
       if (!resumed.ok()) return resumed.status();
       auto counts = store.task_counts(id);
       if (!counts.ok()) return counts.status();
-      if (counts->count("pending") > 0 || counts->count("running") > 0) state = "running";
+      if (counts->at(TaskState::pending) > 0 || counts->at(TaskState::running) > 0) {
+        state = CampaignState::running;
+      }
     }
     KF_RETURN_IF_ERROR(store.set_campaign_state(id, state));
     return json::object();
@@ -537,7 +555,9 @@ Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
       }
       KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::pending));
       auto c = store.get_campaign(t->campaign_id);
-      if (c.ok() && c->state != "running") KF_RETURN_IF_ERROR(store.set_campaign_state(t->campaign_id, "running"));
+      if (c.ok() && c->state != CampaignState::running) {
+        KF_RETURN_IF_ERROR(store.set_campaign_state(t->campaign_id, CampaignState::running));
+      }
     }
     return json::object();
   });
@@ -559,28 +579,22 @@ Result<json> list_tasks(Store& store, const ApiRequest& r, std::optional<int64_t
   if (!offset.ok()) return offset.status();
   auto after = query_id(r, "after", 0);  // keyset paging: tasks with ids above this
   if (!after.ok()) return after.status();
-  std::string state = query_text(r, "state"), verdict = query_text(r, "verdict");
-  if (!state.empty() && !parse_enum<TaskState>(state)) {
-    return invalid_argument("query parameter 'state': '" + state + "' is not one of " + names_of<TaskState>());
-  }
-  std::optional<Outcome> wanted_verdict;
-  if (!verdict.empty()) {
-    wanted_verdict = parse_enum<Outcome>(verdict);
-    if (!wanted_verdict) {
-      return invalid_argument("query parameter 'verdict': '" + verdict + "' is not one of " + names_of<Outcome>());
-    }
-  }
+  auto state = query_enum<TaskState>(r, "state");
+  if (!state.ok()) return state.status();
+  auto verdict = query_enum<Outcome>(r, "verdict");
+  if (!verdict.ok()) return verdict.status();
+  const std::optional<Outcome> wanted_verdict = *verdict;
   if (*campaign) {
     if (auto c = get_campaign(store, **campaign); !c.ok()) return c.status();
   }
   TaskQuery query;
   query.campaign_id = *campaign;
-  query.state = state;
+  query.state = *state;
   query.op_name = query_text(r, "op");
   query.after_id = after->value_or(0);
   int64_t skip = offset->value_or(0);
   const int64_t wanted = limit->value_or(-1);
-  if (verdict.empty()) {  // every row read is answered: offset and limit go to SQL
+  if (!wanted_verdict) {  // every row read is answered: offset and limit go to SQL
     query.offset = skip;
     query.limit = wanted;
     skip = 0;
@@ -607,13 +621,13 @@ Result<json> list_tasks(Store& store, const ApiRequest& r, std::optional<int64_t
         return out;
       }
     }
-    if (verdict.empty() || static_cast<int64_t>(ids->size()) < query.limit) return out;
+    if (!wanted_verdict || static_cast<int64_t>(ids->size()) < query.limit) return out;
     query.after_id = ids->back();
   }
 }
 
 Result<json> submit_task(ApiBackend& backend, const json& body) {
-  auto workflow = string_field(body, "", "workflow", std::string("default"));
+  auto workflow = workflow_field(body);
   if (!workflow.ok()) return workflow.status();
   auto spec = spec_from_json(body, "", *workflow);
   if (!spec.ok()) return spec.status();
@@ -717,13 +731,9 @@ Result<json> list_jobs(Store& store, const ApiRequest& r, std::optional<int64_t>
   auto after = query_id(r, "after", 0);  // keyset paging: jobs with ids above this
   if (!after.ok()) return after.status();
   filter.after_id = after->value_or(0);
-  std::string state = query_text(r, "state");
-  for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
-    if (state == job_state_name(st)) filter.state = st;
-  }
-  if (!state.empty() && !filter.state) {
-    return invalid_argument("query parameter 'state': '" + state + "' is not one of queued, assigned, done, cancelled");
-  }
+  auto state = query_enum<JobState>(r, "state");
+  if (!state.ok()) return state.status();
+  filter.state = *state;
   json out = json::array();  // filtered and paged in SQL; no spec is read, no result kept
   int64_t last = 0;
   KF_RETURN_IF_ERROR(store.list_jobs(filter, [&](const JobRow& j) {
@@ -750,33 +760,41 @@ Result<json> cluster_summary(Store& store, const ApiRequest& r) {
   if (!agents.ok()) return agents.status();
   json devices = device_counts(), agent_states = {{"live", 0}, {"lost", 0}, {"gone", 0}, {"drained", 0}};
   std::map<std::string, json> hosts;  // by name
+  std::map<std::string, AgentState> host_states;  // by name
   for (const AgentRow& a : *agents) {
     auto aj = agent_json(store, a);
     if (!aj.ok()) return aj.status();
-    agent_states[a.state] = agent_states.value(a.state, 0) + 1;
-    if (a.drained && a.state == "live") agent_states["drained"] = agent_states["drained"].get<int64_t>() + 1;
+    const std::string state(to_string(a.state));
+    agent_states[state] = agent_states.value(state, 0) + 1;
+    if (a.drained && a.state == AgentState::live)
+      agent_states["drained"] = agent_states["drained"].get<int64_t>() + 1;
     json& h = hosts[a.host];
     if (h.is_null()) {
-      h = {{"host", a.host}, {"agents", json::array()}, {"state", "gone"}, {"drained", false},
-           {"drain_reason", ""}, {"running_jobs", 0}, {"devices", device_counts()}};
+      h = {{"host", a.host},     {"agents", json::array()}, {"drained", false},
+           {"drain_reason", ""}, {"running_jobs", 0},       {"devices", device_counts()}};
+      host_states[a.host] = AgentState::gone;
     }
     h["agents"].push_back(a.id);
     // A host is as alive as its most alive agent, and drained when its live agents all are.
-    const std::string& hs = h["state"].get_ref<const std::string&>();
-    if (a.state == "live" && hs != "live") {
-      h["state"] = "live";
+    AgentState& hs = host_states[a.host];
+    if (a.state == AgentState::live && hs != AgentState::live) {
+      hs = AgentState::live;
       h["drained"] = a.drained;
-    } else if (a.state == "live") {
+    } else if (a.state == AgentState::live) {
       h["drained"] = h["drained"].get<bool>() && a.drained;
-    } else if (a.state == "lost" && hs == "gone") {
-      h["state"] = "lost";
+    } else if (a.state == AgentState::lost && hs == AgentState::gone) {
+      hs = AgentState::lost;
     }
+    h["state"] = to_string(hs);
     if (a.drained && h["drain_reason"].get_ref<const std::string&>().empty()) h["drain_reason"] = a.drain_reason;
-    if (a.state == "gone") continue;
+    if (a.state == AgentState::gone) continue;
     h["running_jobs"] = h["running_jobs"].get<int64_t>() + (*aj)["running_jobs"].get<int64_t>();
     for (const json& d : (*aj)["devices"]) {
       bool busy = d.value("running_jobs", 0) > 0;
-      const char* st = a.state != "live" ? "down" : a.drained ? (busy ? "draining" : "drained") : busy ? "busy" : "idle";
+      const char* st = a.state != AgentState::live ? "down"
+                       : a.drained                 ? (busy ? "draining" : "drained")
+                       : busy                      ? "busy"
+                                                   : "idle";
       h["devices"][st] = h["devices"][st].get<int64_t>() + 1;
       devices[st] = devices[st].get<int64_t>() + 1;
     }
@@ -790,10 +808,7 @@ Result<json> cluster_summary(Store& store, const ApiRequest& r) {
   auto counts = store.task_counts(0);
   if (!counts.ok()) return counts.status();
   json tasks = json::object();
-  for (const char* state : {"pending", "running", "passed", "failed", "cancelled"}) {
-    auto it = counts->find(state);
-    tasks[state] = it == counts->end() ? 0 : it->second;
-  }
+  for (const auto& [state, n] : *counts) tasks[std::string(to_string(state))] = n;
   auto queued = store.count_jobs(JobState::queued);
   if (!queued.ok()) return queued.status();
   auto running = store.count_jobs(JobState::assigned);
@@ -801,7 +816,7 @@ Result<json> cluster_summary(Store& store, const ApiRequest& r) {
   auto campaigns = store.campaigns();
   if (!campaigns.ok()) return campaigns.status();
   int64_t running_campaigns = 0;
-  for (const CampaignRow& c : *campaigns) running_campaigns += c.state == "running";
+  for (const CampaignRow& c : *campaigns) running_campaigns += c.state == CampaignState::running;
   const int64_t now = SystemClock::instance().wall_ms(), window_ms = 3600 * 1000;
   auto finished = store.tasks_finished_since(now - window_ms);
   if (!finished.ok()) return finished.status();
@@ -838,7 +853,7 @@ Result<json> timeline(Store& store, const ApiRequest& r) {
   if (!agents.ok()) return agents.status();
   int64_t devices = 0;
   for (const AgentRow& a : *agents) {
-    if (a.state != "live") continue;
+    if (a.state != AgentState::live) continue;
     auto d = store.devices_of(a.id);
     if (d.ok()) devices += static_cast<int64_t>(d->size());
   }
@@ -929,23 +944,26 @@ Result<std::string> metrics(Store& store, ApiBackend& backend) {
   auto counts = store.task_counts(0);
   if (!counts.ok()) return counts.status();
   metric_family(out, "kforge_tasks", "gauge", "tasks by state, every campaign");
-  for (const char* state : {"pending", "running", "passed", "failed", "cancelled"}) {
-    auto it = counts->find(state);
-    metric_sample(out, "kforge_tasks", {{"state", state}}, it == counts->end() ? 0.0 : static_cast<double>(it->second));
+  for (const auto& [state, n] : *counts) {
+    metric_sample(out, "kforge_tasks", {{"state", std::string(to_string(state))}},
+                  static_cast<double>(n));
   }
   metric_family(out, "kforge_jobs", "gauge", "jobs by state");
-  for (JobState st : {JobState::queued, JobState::assigned, JobState::done, JobState::cancelled}) {
+  for (JobState st : all_of<JobState>()) {
     auto n = store.count_jobs(st);
     if (!n.ok()) return n.status();
-    metric_sample(out, "kforge_jobs", {{"state", job_state_name(st)}}, static_cast<double>(*n));
+    metric_sample(out, "kforge_jobs", {{"state", std::string(to_string(st))}},
+                  static_cast<double>(*n));
   }
   auto campaigns = store.campaigns();
   if (!campaigns.ok()) return campaigns.status();
-  std::map<std::string, int> by_state;
+  std::map<CampaignState, int> by_state;
   for (const CampaignRow& c : *campaigns) by_state[c.state]++;
   metric_family(out, "kforge_campaigns", "gauge", "campaigns by state");
-  for (const char* state : {"running", "finished", "cancelled"}) {
-    metric_sample(out, "kforge_campaigns", {{"state", state}}, by_state[state]);
+  for (CampaignState state :
+       {CampaignState::running, CampaignState::finished, CampaignState::cancelled}) {
+    metric_sample(out, "kforge_campaigns", {{"state", std::string(to_string(state))}},
+                  by_state[state]);
   }
   auto usage = store.llm_usage_of_campaign(0);
   if (!usage.ok()) return usage.status();

@@ -17,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/text.h"
 #include "coordinator/generation/search.h"
 #include "coordinator/operator/outcome.h"
 
@@ -305,8 +306,8 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   doc["report_version"] = kReportVersion;
   doc["campaign"] = {{"id", campaign->id},
                      {"name", valid_utf8(campaign->name)},
-                     {"state", valid_utf8(campaign->state)},
-                     {"workflow", valid_utf8(campaign->workflow)},
+                     {"state", campaign->state},
+                     {"workflow", campaign->workflow},
                      {"content_hash", valid_utf8(campaign->content_hash)},
                      {"created_ms", campaign->created_ms},
                      {"updated_ms", campaign->updated_ms}};
@@ -594,7 +595,7 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
     llm_total.cost_usd += r.usage.cost_usd;
     llm_errors += r.errors;
     json role = usage_json(r.usage);
-    role["role"] = valid_utf8(r.role);
+    role["role"] = r.role;
     role["errors"] = r.errors;
     by_role.push_back(role);
   }
@@ -760,14 +761,9 @@ std::string us_str(std::optional<double> v) {
   return printf_str("%.1f µs", *v);
 }
 
+// common/text.h's duration_str, or kNone.
 std::string duration_str(std::optional<double> seconds) {
-  if (!seconds) return kNone;
-  double s = *seconds;
-  if (s < 60 || s > 1e12) return printf_str(s < 60 ? "%.1f s" : "%.3g s", s);
-  auto whole = static_cast<int64_t>(s);
-  if (whole < 3600) return fmt::format("{} min {:02} s", whole / 60, whole % 60);
-  if (whole < 86400) return fmt::format("{} h {:02} min", whole / 3600, whole % 3600 / 60);
-  return fmt::format("{} d {:02} h", whole / 86400, whole % 86400 / 3600);
+  return seconds ? kforge::duration_str(*seconds) : kNone;
 }
 
 std::string utc_str(std::optional<double> ms) {

@@ -13,26 +13,20 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int64_t kHourMs = 3600 * 1000;
-const char* const kTaskStates[] = {"pending", "running", "passed", "failed", "cancelled"};
-
-Result<std::map<std::string, int64_t>> counts_of(Store& store, int64_t campaign_id) {
-  auto counts = store.task_counts(campaign_id);
-  if (!counts.ok()) return counts.status();
-  for (const char* state : kTaskStates) (*counts)[state] += 0;  // every state present
-  return counts;
-}
 
 }  // namespace
 
 Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t buckets, int64_t now, int64_t stall_s) {
-  auto counts = counts_of(store, c.id);
+  auto counts = store.task_counts(c.id);
   if (!counts.ok()) return counts.status();
   auto activity = store.campaign_activity(c.id, now - kHourMs);
   if (!activity.ok()) return activity.status();
   auto& n = *counts;
-  const int64_t total = n["pending"] + n["running"] + n["passed"] + n["failed"] + n["cancelled"];
-  const int64_t finished = n["passed"] + n["failed"], remaining = n["pending"] + n["running"];
-  const bool live = c.state == "running" && remaining > 0;
+  const int64_t total = n[TaskState::pending] + n[TaskState::running] + n[TaskState::passed] +
+                        n[TaskState::failed] + n[TaskState::cancelled];
+  const int64_t finished = n[TaskState::passed] + n[TaskState::failed],
+                remaining = n[TaskState::pending] + n[TaskState::running];
+  const bool live = c.state == CampaignState::running && remaining > 0;
   const int64_t last_change = std::max(activity->last_change_ms, c.created_ms);
   // A live campaign's clock runs on; an ended one's stopped at its last change.
   const int64_t end = live ? now : std::max(last_change, c.created_ms);
@@ -43,29 +37,41 @@ Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t bucke
                                              : per_hour.is_null() ? 0.0 : per_hour.get<double>();
   json eta = live && rate > 0 ? json(static_cast<int64_t>(static_cast<double>(remaining) / rate * kHourMs)) : json(nullptr);
   const bool stalled = live && now - last_change > stall_s * 1000;
-  json out = {{"campaign", c.id},
-              {"state", c.state},
-              {"now_ms", now},
-              {"started_ms", c.created_ms},
-              {"elapsed_ms", elapsed},
-              {"tasks", {{"total", total}, {"pending", n["pending"]}, {"running", n["running"]}, {"passed", n["passed"]},
-                         {"failed", n["failed"]}, {"cancelled", n["cancelled"]}, {"finished", finished},
-                         {"remaining", remaining}}},
-              {"tasks_per_hour", per_hour},
-              {"last_hour", {{"window_s", kHourMs / 1000}, {"tasks_finished", activity->finished_since}}},
-              {"eta_ms", eta},
-              {"queue", {{"pending_tasks", n["pending"]}, {"queued_jobs", activity->queued_jobs},
-                         {"running_jobs", activity->running_jobs}}},
-              {"last_change_ms", last_change},
-              {"stalled", stalled},
-              {"stall_after_s", stall_s}};
+  json out = {
+      {"campaign", c.id},
+      {"state", c.state},
+      {"now_ms", now},
+      {"started_ms", c.created_ms},
+      {"elapsed_ms", elapsed},
+      {"tasks",
+       {{"total", total},
+        {"pending", n[TaskState::pending]},
+        {"running", n[TaskState::running]},
+        {"passed", n[TaskState::passed]},
+        {"failed", n[TaskState::failed]},
+        {"cancelled", n[TaskState::cancelled]},
+        {"finished", finished},
+        {"remaining", remaining}}},
+      {"tasks_per_hour", per_hour},
+      {"last_hour", {{"window_s", kHourMs / 1000}, {"tasks_finished", activity->finished_since}}},
+      {"eta_ms", eta},
+      {"queue",
+       {{"pending_tasks", n[TaskState::pending]},
+        {"queued_jobs", activity->queued_jobs},
+        {"running_jobs", activity->running_jobs}}},
+      {"last_change_ms", last_change},
+      {"stalled", stalled},
+      {"stall_after_s", stall_s}};
   if (buckets <= 0) return out;
   const int64_t width = std::max<int64_t>((elapsed + buckets - 1) / buckets, 1);
   auto ended = store.ended_by_bucket(c.id, c.created_ms, width, buckets);
   if (!ended.ok()) return ended.status();
   json series = json::object();
-  for (const char* state : {"passed", "failed", "cancelled"}) series[state] = std::vector<int64_t>(buckets, 0);
-  for (const Store::EndedBucket& b : *ended) series[b.state][static_cast<size_t>(b.bucket)] = b.count;
+  for (TaskState state : {TaskState::passed, TaskState::failed, TaskState::cancelled}) {
+    series[to_string(state)] = std::vector<int64_t>(buckets, 0);
+  }
+  for (const Store::EndedBucket& b : *ended)
+    series[to_string(b.state)][static_cast<size_t>(b.bucket)] = b.count;
   series["start_ms"] = c.created_ms;
   series["bucket_ms"] = width;
   out["outcomes"] = std::move(series);
@@ -77,7 +83,7 @@ Result<json> alerts(Store& store, const json& alarms, int64_t now, int64_t stall
   auto agents = store.agents();
   if (!agents.ok()) return agents.status();
   for (const AgentRow& a : *agents) {
-    if (a.state != "lost") continue;
+    if (a.state != AgentState::lost) continue;
     out.push_back({{"kind", "agent_lost"},
                    {"agent", a.id},
                    {"host", a.host},
@@ -88,7 +94,7 @@ Result<json> alerts(Store& store, const json& alarms, int64_t now, int64_t stall
   auto campaigns = store.campaigns();
   if (!campaigns.ok()) return campaigns.status();
   for (const CampaignRow& c : *campaigns) {
-    if (c.state != "running") continue;
+    if (c.state != CampaignState::running) continue;
     auto p = campaign_progress(store, c, 0, now, stall_s);
     if (!p.ok()) return p.status();
     if (!(*p)["stalled"].get<bool>()) continue;
@@ -265,7 +271,7 @@ Result<json> compare_campaigns(Store& store, const CampaignRow& a, const Campaig
   if (!ca.ok()) return ca.status();
   auto cb = store.task_counts(b.id);
   if (!cb.ok()) return cb.status();
-  auto sum = [](const std::map<std::string, int64_t>& m) {
+  auto sum = [](const std::map<TaskState, int64_t>& m) {
     int64_t t = 0;
     for (const auto& entry : m) t += entry.second;
     return t;

@@ -199,7 +199,8 @@ Status Coordinator::recover() {
   auto agents = store_->agents();
   if (!agents.ok()) return agents.status();
   for (const AgentRow& a : *agents) {
-    if (a.state == "live") KF_RETURN_IF_ERROR(store_->set_agent_state(a.id, "lost"));
+    if (a.state == AgentState::live)
+      KF_RETURN_IF_ERROR(store_->set_agent_state(a.id, AgentState::lost));
   }
   grace_until_ms_ = clock_.now_ms() + options_.restart_grace_ms;
   spdlog::info("coordinator {} recovered: {} queued, {} leased jobs; grace {} ms", incarnation_,
@@ -577,7 +578,7 @@ void Coordinator::set_agent_keys(AgentKeys keys) {
   }
   for (const auto& id : revoked) {
     spdlog::warn("agent {}: its key was removed from the allow-list; dropping it", id);
-    lose_agent(id, "lost");
+    lose_agent(id, AgentState::lost);
   }
 }
 bool Coordinator::agent_drained(const std::string& agent_id) const {
@@ -754,8 +755,10 @@ void Coordinator::on_hello(const std::string& routing_id, const std::string& key
   nlohmann::json caps = nlohmann::json::object();
   for (const auto& [k, v] : hello.capabilities) caps[k] = v;
   int64_t now_wall = clock_.wall_ms();
-  AgentRow row{id, hello.incarnation, hello.host, "live", drained,
-               caps.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), now_wall, now_wall};
+  AgentRow row{id,         hello.incarnation,
+               hello.host, AgentState::live,
+               drained,    caps.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+               now_wall,   now_wall};
   if (Status st = store_->upsert_agent(row, device_rows); !st.ok()) {
     if (st.code() == Code::invalid_argument) {
       refuse(routing_id, key, proto::RefusalCode::invalid_hello, st.message());
@@ -906,7 +909,7 @@ void Coordinator::on_heartbeat(Agent& agent, const proto::Heartbeat& hb) {
 void Coordinator::on_bye(Agent& agent, const proto::Bye& bye) {
   std::string id = agent.id;
   spdlog::info("agent {} said goodbye: {}", id, bye.reason);
-  lose_agent(id, "gone");
+  lose_agent(id, AgentState::gone);
 }
 
 void Coordinator::supersede(const std::string& old_routing_id, const std::string& incarnation) {
@@ -975,7 +978,7 @@ void Coordinator::timers() {
     }
     schedule_timer(agent, next_send_ms);
   }
-  for (const auto& id : lost) lose_agent(id, "lost");
+  for (const auto& id : lost) lose_agent(id, AgentState::lost);
   if (now >= next_adopt_ms_) {
     next_adopt_ms_ = now + kAdoptIntervalMs;
     // Queued jobs above the highest id known and drain flags: an index range and the agent
@@ -1101,10 +1104,11 @@ void Coordinator::requeue(int64_t job_id, const char* why) {
   pool_.enqueue(PoolJob{job->id, job->backend, job->arch, job->priority, job->exclusive});
 }
 
-void Coordinator::lose_agent(const std::string& agent_id, const char* why) {
+void Coordinator::lose_agent(const std::string& agent_id, AgentState why_state) {
   auto it = agents_.find(agent_id);
   if (it == agents_.end()) return;
-  if (std::string_view(why) == "gone") {
+  const char* why = to_string(why_state).data();
+  if (why_state == AgentState::gone) {
     spdlog::info("agent {} gone: re-queuing its jobs", agent_id);
   } else {
     spdlog::warn("agent {} {}: re-queuing its jobs", agent_id, why);
@@ -1118,12 +1122,11 @@ void Coordinator::lose_agent(const std::string& agent_id, const char* why) {
   }
   for (int64_t job_id : jobs) requeue(job_id, why);
   leases_by_agent_.erase(agent_id);  // on_hello leaves an empty set for an agent without jobs
-  note(store_->set_agent_state(agent_id, why));
+  note(store_->set_agent_state(agent_id, why_state));
 }
 
 Result<int64_t> Coordinator::submit(NewJob job, const proto::Assign& assign) {
   job.request = request_of(assign);
-  if (!assign.kind.empty()) job.kind = assign.kind;
   auto id = store_->enqueue_job(job);
   if (!id.ok()) return id.status();
   adopted_up_to_ = std::max(adopted_up_to_, *id);
@@ -1144,7 +1147,7 @@ Status Coordinator::cancel(int64_t job_id) {
   if (!job.ok()) return job.status();
   if (job->state == JobState::done || job->state == JobState::cancelled) {
     return failed_precondition("job " + std::to_string(job_id) + " is already " +
-                               job_state_name(job->state));
+                               std::string(to_string(job->state)));
   }
   pool_.dequeue(job_id);
   if (auto l = leases_.find(job_id); l != leases_.end()) {

@@ -156,9 +156,9 @@ class Coordinator {
 
   // --- Loop-thread operations (use inside call(), or from listeners) ---
 
-  // Queues a job. `assign` is the template sent to the agent: its request (and its kind, when
-  // set) is stored in the job's columns, and the Assign is built again from the row at
-  // dispatch, with the job ref and the device (assign_for).
+  // Queues a job of `job.kind`. `assign` is the template sent to the agent: its request is
+  // stored in the job's columns (its kind is not read), and the Assign is built again from the
+  // row at dispatch, with the job ref, the kind and the device (assign_for).
   Result<int64_t> submit(NewJob job, const proto::Assign& assign);
   // A drained agent runs its current jobs to the end and gets no new ones.
   Status set_drained(const std::string& agent_id, bool drained);
@@ -286,7 +286,7 @@ class Coordinator {
   void timers();
   void dispatch();
   void adopt_changes();  // jobs and drain flags written by other processes
-  void lose_agent(const std::string& agent_id, const char* why);
+  void lose_agent(const std::string& agent_id, AgentState why);  // lost | gone
   void requeue(int64_t job_id, const char* why);
   void send(const std::string& agent_id, const std::string& routing_id, proto::Message msg);
   void flush();

@@ -22,16 +22,6 @@
 
 namespace kforge {
 
-const char* job_state_name(JobState s) {
-  switch (s) {
-    case JobState::queued: return "queued";
-    case JobState::assigned: return "assigned";
-    case JobState::done: return "done";
-    case JobState::cancelled: return "cancelled";
-  }
-  return "unknown";
-}
-
 namespace {
 
 using sqlite::Checkpointer;
@@ -41,13 +31,38 @@ using sqlite::Tx;
 
 constexpr int kBusyTimeoutMs = 5000;
 
-std::optional<JobState> parse_job_state(std::string_view s) {
-  if (s == "queued") return JobState::queued;
-  if (s == "assigned") return JobState::assigned;
-  if (s == "done") return JobState::done;
-  if (s == "cancelled") return JobState::cancelled;
-  return std::nullopt;
-}
+// The vocabulary words of one row, as to_string stored them (common/vocabulary.h; migration
+// 0010 made every stored word one of its enum's). A word this build does not know is not
+// guessed at: it makes the row an error naming its table.column and the value.
+class StoredWords {
+ public:
+  // The word in column `col`, which holds `column` ("tasks.state").
+  template <class E>
+  E word(const Stmt& s, int col, std::string_view column) {
+    const std::string text = s.str(col);
+    if (std::optional<E> e = parse_enum<E>(text)) return *e;
+    if (error_.empty()) {
+      error_ = std::string(column) + " holds '" + text.substr(0, 64) + "'; the " +
+               std::string(EnumNames<E>::what) + "s this kforge knows are " + names_of<E>();
+    }
+    return E{};
+  }
+  // As word; '' is none.
+  template <class E>
+  std::optional<E> optional_word(const Stmt& s, int col, std::string_view column) {
+    if (s.str(col).empty()) return std::nullopt;
+    return word<E>(s, col, column);
+  }
+  // `row`, or the error that names the first unknown word.
+  template <class Row>
+  Result<Row> row(Row row) const {
+    if (!error_.empty()) return internal_error(error_);
+    return row;
+  }
+
+ private:
+  std::string error_;
+};
 
 // Every statement the store runs. One member per statement; kSql gives each its text.
 struct Statements {
@@ -372,19 +387,18 @@ constexpr const char* kTasksOfCampaignAt6 =
 #undef KF_LEASE_COLUMNS
 #undef KF_CAMPAIGN_COLUMNS
 
-JobRow read_job(const Stmt& s, bool* state_ok) {
+Result<JobRow> read_job(const Stmt& s) {
+  StoredWords w;
   JobRow j;
   j.id = s.i64(0);
   j.task_id = s.opt_i64(1);
   j.step_id = s.opt_i64(2);
-  j.kind = s.str(3);
+  j.kind = w.word<JobKind>(s, 3, "jobs.kind");
   j.backend = s.str(5);
   j.arch = s.str(6);
   j.priority = s.i32(7);
   j.exclusive = s.flag(8);
-  std::optional<JobState> st = parse_job_state(s.str(9));
-  *state_ok = st.has_value();
-  j.state = st.value_or(JobState::queued);
+  j.state = w.word<JobState>(s, 9, "jobs.state");
   j.epoch = s.i64(10);
   j.agent_id = s.str(11);
   j.device_index = s.i32(12);
@@ -393,7 +407,7 @@ JobRow read_job(const Stmt& s, bool* state_ok) {
   j.assigned_ms = s.i64(16);
   j.finished_ms = s.i64(17);
   if (!s.is_null(18)) j.task_seq = s.i32(18);
-  if (s.is_null(14)) return j;
+  if (s.is_null(14)) return w.row(std::move(j));
   proto::JobResult& r = j.result.emplace();
   r.job = proto::JobRef{static_cast<uint64_t>(j.id), static_cast<uint64_t>(j.epoch)};
   r.exit_code = s.i32(14);
@@ -424,7 +438,7 @@ JobRow read_job(const Stmt& s, bool* state_ok) {
   v.checks = checks_from_text(s.str(35));
   v.profile = profile_from_text(s.str(36));
   v.details = s.str(37);
-  return j;
+  return w.row(std::move(j));
 }
 
 // Binds a result to ?5..?24 (KF_RESULT_SET).
@@ -592,20 +606,8 @@ void bind_text(Stmt& s, int first, const StoredText& t) {
   }
 }
 
-// A vocabulary word as stored (migration 0010 made every stored word one of the enum's): a
-// word this build does not know reads as `unknown`.
-template <class E>
-E stored_word(const std::string& text, E unknown) {
-  return parse_enum<E>(text).value_or(unknown);
-}
-
-// A stored task or step verdict: '' is none; a word this build does not know, infra_error.
-std::optional<Outcome> stored_outcome(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  return stored_word(text, Outcome::infra_error);
-}
-
-TaskRow read_task(const Stmt& s) {
+Result<TaskRow> read_task(const Stmt& s) {
+  StoredWords w;
   TaskRow t;
   t.id = s.i64(0);
   t.campaign_id = s.i64(1);
@@ -617,15 +619,15 @@ TaskRow read_task(const Stmt& s) {
   t.spec.framework = s.str(7);
   t.spec.task_type = s.str(8);
   t.spec.limit_steps = s.i32(9);
-  t.state = stored_word(s.str(10), TaskState::failed);
+  t.state = w.word<TaskState>(s, 10, "tasks.state");
   t.steps_used = s.i32(11);
-  t.verdict = stored_outcome(s.str(12));
+  t.verdict = w.optional_word<Outcome>(s, 12, "tasks.verdict");
   t.reason = s.str(23);
   t.created_ms = s.i64(13);
   t.updated_ms = s.i64(14);
   t.spec.task_desc = text_of(s, 15);
   t.spec.candidate = text_of(s, 19);
-  return t;
+  return w.row(std::move(t));
 }
 
 // The open database and everything an operation needs.
@@ -680,6 +682,18 @@ struct Db : sqlite::Db {
                                " is " + *state + ", not " + wanted);
   }
 };
+
+// A row read by `op`: a reader's row as is, or its error (StoredWords) with the database and
+// the operation named.
+template <class Row>
+Result<Row> read_row(const Db&, std::string_view, Row row) {
+  return row;
+}
+template <class Row>
+Result<Row> read_row(const Db& d, std::string_view op, Result<Row> row) {
+  if (row.ok()) return row;
+  return internal_error(d.path + ": " + std::string(op) + ": " + row.status().message());
+}
 
 // ---- Campaign identity (CampaignHash; migration 0006) ---------------------------------------
 
@@ -750,9 +764,11 @@ Status rehash_campaigns(Db& d) {
     t.bind(1, id);
     int trc;
     while ((trc = t.step()) == SQLITE_ROW) {
-      const TaskRow task = read_task(t);
-      put_task(v1, task.spec, task.spec.candidate);
-      v2.add(task.spec, task.spec.candidate);
+      const Result<TaskRow> task = read_task(t);
+      if (!task.ok())
+        return internal_error(d.path + ": " + std::string(op) + ": " + task.status().message());
+      put_task(v1, task->spec, task->spec.candidate);
+      v2.add(task->spec, task->spec.candidate);
     }
     if (trc != SQLITE_DONE) return d.error(trc, op);
     if (v1.hex_digest() != c.str(2)) continue;
@@ -815,7 +831,7 @@ proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index
   a.job = proto::JobRef{static_cast<uint64_t>(job.id), static_cast<uint64_t>(epoch)};
   a.device_index = device_index;
   a.backend = backend;
-  a.kind = job.kind;
+  a.kind = to_string(job.kind);
   a.argv = job.request.argv;
   a.env = job.request.env;
   a.files = job.request.files;
@@ -1176,7 +1192,7 @@ bool Store::in_batch() const {
 // ---- Campaigns, tasks and steps -----------------------------------------------------------
 
 Result<int64_t> Store::create_campaign(const std::string& name, const std::string& spec,
-                                       const std::string& content_hash, const std::string& workflow,
+                                       const std::string& content_hash, Workflow workflow,
                                        const std::string& timing, const std::string& search) {
   constexpr std::string_view op = "create_campaign";
   Db& d = impl_->d;
@@ -1184,7 +1200,12 @@ Result<int64_t> Store::create_campaign(const std::string& name, const std::strin
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.insert_campaign);
-    s.text(1, name).text(2, spec).bind(3, d.now()).text(4, content_hash).text(5, workflow).text(6, timing);
+    s.text(1, name)
+        .text(2, spec)
+        .bind(3, d.now())
+        .text(4, content_hash)
+        .text(5, to_string(workflow).data())
+        .text(6, timing);
     s.text(7, search);
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
@@ -1277,7 +1298,7 @@ Result<TaskRow> Store::get_task(int64_t task_id) {
   if (rc == SQLITE_DONE)
     return not_found(d.path + ": get_task: no task " + std::to_string(task_id));
   if (rc != SQLITE_ROW) return d.error(rc, "get_task");
-  return read_task(s);
+  return read_row(d, "get_task", read_task(s));
 }
 
 Status Store::set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict,
@@ -1407,7 +1428,11 @@ template <typename Row, typename Read>
 Result<std::vector<Row>> all_rows(Db& d, Stmt& s, std::string_view op, Read read) {
   std::vector<Row> out;
   int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read(s));
+  while ((rc = s.step()) == SQLITE_ROW) {
+    Result<Row> row = read_row(d, op, read(s));
+    if (!row.ok()) return row.status();
+    out.push_back(std::move(*row));
+  }
   if (rc != SQLITE_DONE) return d.error(rc, op);
   return out;
 }
@@ -1418,18 +1443,14 @@ Result<std::optional<Row>> maybe_row(Db& d, Stmt& s, std::string_view op, Read r
   int rc = s.step();
   if (rc == SQLITE_DONE) return std::optional<Row>();
   if (rc != SQLITE_ROW) return d.error(rc, op);
-  return std::optional<Row>(read(s));
+  Result<Row> row = read_row(d, op, read(s));
+  if (!row.ok()) return row.status();
+  return std::optional<Row>(std::move(*row));
 }
 
 // Every job row of a cached statement (selecting KF_JOB_COLUMNS).
 Result<std::vector<JobRow>> job_rows(Db& d, Stmt& s, std::string_view op) {
-  std::vector<JobRow> out;
-  int rc;
-  bool state_ok = true;
-  while ((rc = s.step()) == SQLITE_ROW && state_ok) out.push_back(read_job(s, &state_ok));
-  if (!state_ok) return internal_error(d.path + ": " + std::string(op) + ": a job has an unknown state");
-  if (rc != SQLITE_DONE) return d.error(rc, op);
-  return out;
+  return all_rows<JobRow>(d, s, op, read_job);
 }
 
 }  // namespace
@@ -1443,14 +1464,15 @@ Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
     row.id = r.i64(0);
     row.task_id = r.i64(1);
     row.seq = r.i32(2);
-    row.role = stored_word(r.str(3), Role::conductor);
+    StoredWords w;
+    row.role = w.word<Role>(r, 3, "steps.role");
     row.input = r.str(4);
     row.output = r.str(5);
-    row.verdict = stored_outcome(r.str(6));
+    row.verdict = w.optional_word<Outcome>(r, 6, "steps.verdict");
     row.counted = r.flag(7);
     row.created_ms = r.i64(8);
     row.sample = r.i64(9);
-    return row;
+    return w.row(std::move(row));
   });
 }
 
@@ -1488,11 +1510,12 @@ Result<std::vector<CandidateRow>> Store::candidates_of(int64_t task_id) {
     row.parent_id = r.opt_i64(5);
     row.island = r.i64(6);
     row.generation = r.i64(7);
-    row.verdict = stored_word(r.str(8), Verdict::infra_error);
+    StoredWords w;
+    row.verdict = w.word<Verdict>(r, 8, "candidates.verdict");
     if (!r.is_null(9)) row.speedup = r.f64(9);
     row.score = r.f64(10);
     row.created_ms = r.i64(11);
-    return row;
+    return w.row(std::move(row));
   });
 }
 
@@ -1530,7 +1553,7 @@ Result<int64_t> Store::enqueue_job(const NewJob& job) {
     Stmt s(d.st.insert_job);
     s.bind(1, job.task_id)
         .bind(2, job.step_id)
-        .text(3, job.kind)
+        .text(3, to_string(job.kind).data())
         .text(5, job.backend)
         .text(6, job.arch)
         .bind(7, job.priority)
@@ -1554,15 +1577,11 @@ Result<JobRow> Store::get_job(int64_t job_id) {
   int rc = s.step();
   if (rc == SQLITE_DONE) return not_found(d.path + ": get_job: no job " + std::to_string(job_id));
   if (rc != SQLITE_ROW) return d.error(rc, "get_job");
-  bool state_ok = false;
-  JobRow job = read_job(s, &state_ok);
-  if (!state_ok) {
-    return internal_error(d.path + ": get_job: job " + std::to_string(job_id) +
-                          " has an unknown state '" + s.str(9) + "'");
-  }
+  Result<JobRow> job = read_row(d, "get_job", read_job(s));
+  if (!job.ok()) return job.status();
   auto request = read_request(d, job_id);
   if (!request.ok()) return request.status();
-  job.request = std::move(*request);
+  job->request = std::move(*request);
   return job;
 }
 
@@ -1646,7 +1665,7 @@ Status Store::cancel_job(int64_t job_id) {
     // Cancelling twice is harmless; only a missing or finished job is an error.
     Result<std::string> state = d.job_state_of(job_id, op);
     if (!state.ok()) return state.status();
-    if (*state != job_state_name(JobState::cancelled)) {
+    if (*state != to_string(JobState::cancelled)) {
       return d.job_not_in(job_id, "queued or assigned", op);
     }
   }
@@ -1656,7 +1675,7 @@ Status Store::cancel_job(int64_t job_id) {
 Result<std::vector<JobRow>> Store::jobs_in_state(JobState state, int limit) {
   Db& d = impl_->d;
   Stmt s(d.st.jobs_in_state);
-  s.text(1, job_state_name(state)).bind(2, limit);
+  s.text(1, to_string(state).data()).bind(2, limit);
   return job_rows(d, s, "jobs_in_state");
 }
 
@@ -1670,7 +1689,7 @@ Result<std::vector<JobRow>> Store::queued_after(int64_t after_id, int limit) {
 Result<std::vector<JobRow>> Store::jobs_of_agent(const std::string& agent_id, JobState state) {
   Db& d = impl_->d;
   Stmt s(d.st.jobs_of_agent);
-  s.text(1, agent_id).text(2, job_state_name(state));
+  s.text(1, agent_id).text(2, to_string(state).data());
   return job_rows(d, s, "jobs_of_agent");
 }
 
@@ -1686,7 +1705,7 @@ Result<int64_t> Store::tasks_finished_since(int64_t since_ms) {
 Result<int64_t> Store::count_jobs(JobState state) {
   Db& d = impl_->d;
   Stmt s(d.st.count_jobs);
-  s.text(1, job_state_name(state));
+  s.text(1, to_string(state).data());
   int rc = s.step();
   if (rc != SQLITE_ROW) return d.error(rc, "count_jobs");
   return s.i64(0);
@@ -1790,7 +1809,7 @@ Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
   Db& d = impl_->d;
   std::string sql = "SELECT id FROM tasks WHERE id > ?1 AND id < ?7";
   if (q.campaign_id) sql += " AND campaign_id = ?2";
-  if (!q.state.empty()) sql += " AND state = ?3";
+  if (q.state) sql += " AND state = ?3";
   if (!q.op_name.empty()) sql += " AND op_name = ?4";
   // A campaign's tasks are not startable while it is submitting. Walking past them one by one
   // cost the Conductor O(tasks stored so far) per look while a million were stored (issue
@@ -1818,7 +1837,7 @@ Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
       Stmt s(one.stmt);
       s.bind(1, after).bind(7, before).bind(5, want).bind(6, q.offset);
       if (q.campaign_id) s.bind(2, *q.campaign_id);
-      if (!q.state.empty()) s.text(3, q.state);
+      if (q.state) s.text(3, to_string(*q.state).data());
       if (!q.op_name.empty()) s.text(4, q.op_name);
       while ((rc = s.step()) == SQLITE_ROW) out.push_back(s.i64(0));
       if (rc != SQLITE_DONE) return d.error(rc, op);
@@ -1904,7 +1923,7 @@ Result<std::vector<Store::SearchStep>> Store::running_search_steps(int64_t campa
         SearchStep step;
         step.task_id = r.i64(0);
         step.llm = r.i64(1) != 0;
-        if (!r.is_null(2)) step.verdict = stored_word(r.str(2), Verdict::infra_error);
+        if (!r.is_null(2)) step.verdict = parse_enum<Verdict>(r.str(2)).value_or(Verdict::infra_error);
         step.score = r.is_null(3) ? 0 : r.f64(3);
         out.push_back(step);
       }));
@@ -1920,15 +1939,20 @@ Result<Store::CampaignActivity> Store::campaign_activity(int64_t campaign_id, in
       "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND state IN ('passed', 'failed') AND updated_ms >= ?2",
       bind_campaign, [&](const Stmt& r) { a.finished_since = r.i64(0); }));
   // The campaign's active jobs: few, found through jobs_by_state, each task looked up once.
-  KF_RETURN_IF_ERROR(each_row(d, op,
+  KF_RETURN_IF_ERROR(each_row(
+      d, op,
       "SELECT j.state, COUNT(*) FROM jobs j JOIN tasks t ON t.id = j.task_id "
       "WHERE j.state IN ('queued', 'assigned') AND t.campaign_id = ?1 GROUP BY j.state",
       [&](Stmt& s) { s.bind(1, campaign_id); },
-      [&](const Stmt& r) { (r.str(0) == "queued" ? a.queued_jobs : a.running_jobs) = r.i64(1); }));
+      [&](const Stmt& r) {
+        (parse_enum<JobState>(r.str(0)) == JobState::queued ? a.queued_jobs : a.running_jobs) =
+            r.i64(1);
+      }));
   // Per state the newest task from the index's end, and the newest step of a running task.
-  for (const char* state : {"pending", "running", "passed", "failed", "cancelled"}) {
-    KF_RETURN_IF_ERROR(each_row(d, op, "SELECT MAX(updated_ms) FROM tasks WHERE campaign_id = ?1 AND state = ?2",
-        [&](Stmt& s) { s.bind(1, campaign_id).text(2, state); },
+  for (TaskState st : all_of<TaskState>()) {
+    KF_RETURN_IF_ERROR(each_row(
+        d, op, "SELECT MAX(updated_ms) FROM tasks WHERE campaign_id = ?1 AND state = ?2",
+        [&](Stmt& s) { s.bind(1, campaign_id).text(2, to_string(st).data()); },
         [&](const Stmt& r) { a.last_change_ms = std::max(a.last_change_ms, r.i64(0)); }));
   }
   KF_RETURN_IF_ERROR(each_row(d, op,
@@ -1954,13 +1978,13 @@ Result<std::vector<Store::EndedBucket>> Store::ended_by_bucket(int64_t campaign_
   if (rc != SQLITE_OK) return d.error(rc, op);
   bucket_ms = std::max<int64_t>(bucket_ms, 1);
   std::vector<EndedBucket> out;
-  for (const char* state : {"passed", "failed", "cancelled"}) {
+  for (TaskState state : {TaskState::passed, TaskState::failed, TaskState::cancelled}) {
     for (int64_t i = 0; i < buckets; ++i) {
       // The first and last buckets also hold what ended before the origin or after the end.
       const int64_t lo = i == 0 ? std::numeric_limits<int64_t>::min() : origin_ms + i * bucket_ms;
       const int64_t hi = i == buckets - 1 ? std::numeric_limits<int64_t>::max() : origin_ms + (i + 1) * bucket_ms;
       Stmt s(one.stmt);
-      s.bind(1, campaign_id).text(2, state).bind(3, lo).bind(4, hi);
+      s.bind(1, campaign_id).text(2, to_string(state).data()).bind(3, lo).bind(4, hi);
       if ((rc = s.step()) != SQLITE_ROW) return d.error(rc, op);
       if (int64_t n = s.i64(0); n > 0) out.push_back({state, i, n});
     }
@@ -2009,7 +2033,7 @@ Status Store::upsert_agent(const AgentRow& agent, const std::vector<DeviceRow>& 
     s.text(1, agent.id)
         .text(2, agent.incarnation)
         .text(3, agent.host)
-        .text(4, agent.state)
+        .text(4, to_string(agent.state).data())
         .bind(5, agent.drained)
         .text(6, agent.capabilities)
         .bind(7, d.now());
@@ -2063,9 +2087,9 @@ Status update_agent(Db& d, sqlite3_stmt* stmt, const std::string& agent_id, std:
 
 }  // namespace
 
-Status Store::set_agent_state(const std::string& agent_id, const std::string& state) {
+Status Store::set_agent_state(const std::string& agent_id, AgentState state) {
   return update_agent(impl_->d, impl_->d.st.set_agent_state, agent_id, "set_agent_state",
-                      [&](Stmt& s) { s.text(2, state); });
+                      [&](Stmt& s) { s.text(2, to_string(state).data()); });
 }
 
 Status Store::set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason) {
@@ -2083,8 +2107,11 @@ Status Store::touch_agent(const std::string& agent_id) {
 
 namespace {
 
-AgentRow read_agent(const Stmt& r) {
-  return AgentRow{r.str(0), r.str(1), r.str(2), r.str(3), r.flag(4), r.str(5), r.i64(6), r.i64(7), r.str(8), r.i64(9)};
+Result<AgentRow> read_agent(const Stmt& r) {
+  StoredWords w;
+  AgentState state = w.word<AgentState>(r, 3, "agents.state");
+  return w.row(AgentRow{r.str(0), r.str(1), r.str(2), state, r.flag(4), r.str(5), r.i64(6),
+                        r.i64(7), r.str(8), r.i64(9)});
 }
 
 }  // namespace
@@ -2115,10 +2142,13 @@ Result<std::vector<DeviceRow>> Store::devices_of(const std::string& agent_id) {
 
 namespace {
 
-CampaignRow read_campaign(const Stmt& s) {
-  return CampaignRow{s.i64(0), s.str(1), s.str(2), s.str(3), s.str(4), s.str(5), s.i64(6), s.i64(7), s.str(8), s.str(9)};
+Result<CampaignRow> read_campaign(const Stmt& s) {
+  StoredWords w;
+  CampaignState state = w.word<CampaignState>(s, 3, "campaigns.state");
+  Workflow workflow = w.word<Workflow>(s, 5, "campaigns.workflow");
+  return w.row(CampaignRow{s.i64(0), s.str(1), s.str(2), state, s.str(4), workflow, s.i64(6),
+                           s.i64(7), s.str(8), s.str(9)});
 }
-
 
 }  // namespace
 
@@ -2129,10 +2159,9 @@ Result<std::optional<JobRow>> Store::job_for_task_seq(int64_t task_id, int seq) 
   int rc = s.step();
   if (rc == SQLITE_DONE) return std::optional<JobRow>();
   if (rc != SQLITE_ROW) return d.error(rc, "job_for_task_seq");
-  bool state_ok = true;
-  JobRow row = read_job(s, &state_ok);
-  if (!state_ok) return internal_error(d.path + ": job_for_task_seq: a job has an unknown state");
-  return std::optional<JobRow>(std::move(row));
+  Result<JobRow> row = read_row(d, "job_for_task_seq", read_job(s));
+  if (!row.ok()) return row.status();
+  return std::optional<JobRow>(std::move(*row));
 }
 
 Result<std::optional<CampaignRow>> Store::campaign_by_hash(const std::string& content_hash) {
@@ -2155,21 +2184,21 @@ Result<CampaignRow> Store::get_campaign(int64_t campaign_id) {
   int rc = s.step();
   if (rc == SQLITE_DONE) return not_found(d.path + ": no campaign " + std::to_string(campaign_id));
   if (rc != SQLITE_ROW) return d.error(rc, "get_campaign");
-  return read_campaign(s);
+  return read_row(d, "get_campaign", read_campaign(s));
 }
 
-Status Store::set_campaign_state(int64_t campaign_id, const std::string& state) {
+Status Store::set_campaign_state(int64_t campaign_id, CampaignState state) {
   constexpr std::string_view op = "set_campaign_state";
   Db& d = impl_->d;
   Tx tx(d, op, false);
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.set_campaign_state);
-    s.bind(1, campaign_id).text(2, state).bind(3, d.now());
+    s.bind(1, campaign_id).text(2, to_string(state).data()).bind(3, d.now());
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
-  if (state == to_string(CampaignState::submitting)) {
+  if (state == CampaignState::submitting) {
     impl_->submitting.insert(campaign_id);
   } else {
     impl_->submitting.erase(campaign_id);
@@ -2220,7 +2249,7 @@ Status Store::record_llm_call(const LlmCallRow& call) {
   {
     Stmt s(d.st.insert_llm_call);
     s.bind(1, call.task_id)
-        .text(2, call.role)
+        .text(2, to_string(call.role).data())
         .text(3, call.model)
         .text(4, call.request_key)
         .text(5, call.request)
@@ -2272,9 +2301,10 @@ Result<std::optional<LlmCallRow>> Store::find_llm_call(const std::string& reques
   int rc = s.step();
   if (rc == SQLITE_DONE) return std::optional<LlmCallRow>();
   if (rc != SQLITE_ROW) return d.error(rc, "find_llm_call");
+  StoredWords w;
   LlmCallRow row;
   row.task_id = s.opt_i64(0);
-  row.role = s.str(1);
+  row.role = w.word<Role>(s, 1, "llm_calls.role");
   row.model = s.str(2);
   row.request_key = s.str(3);
   row.request = s.str(4);
@@ -2284,7 +2314,9 @@ Result<std::optional<LlmCallRow>> Store::find_llm_call(const std::string& reques
   row.completion_tokens = s.i64(8);
   row.cost_usd = sqlite3_column_double(d.st.find_llm_call, 9);
   row.latency_ms = s.i64(10);
-  return std::optional<LlmCallRow>(std::move(row));
+  Result<LlmCallRow> read = read_row(d, "find_llm_call", w.row(std::move(row)));
+  if (!read.ok()) return read.status();
+  return std::optional<LlmCallRow>(std::move(*read));
 }
 
 namespace {
@@ -2319,16 +2351,12 @@ Result<std::vector<JobLease>> Store::job_leases(int64_t campaign_id) {
   Db& d = impl_->d;
   Stmt s(campaign_id ? d.st.job_leases_of_campaign : d.st.job_leases);
   if (campaign_id) s.bind(1, campaign_id);
-  std::vector<JobLease> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    std::optional<JobState> state = parse_job_state(s.str(4));
-    if (!state) return internal_error(d.path + ": job_leases: a job has an unknown state");
-    out.push_back(JobLease{s.i64(0), s.opt_i64(1), s.str(2), s.str(3), *state, s.str(5), s.i32(6),
-                           s.i64(7), s.i64(8)});
-  }
-  if (rc != SQLITE_DONE) return d.error(rc, "job_leases");
-  return out;
+  return all_rows<JobLease>(d, s, "job_leases", [](const Stmt& r) {
+    StoredWords w;
+    JobState state = w.word<JobState>(r, 4, "jobs.state");
+    return w.row(JobLease{r.i64(0), r.opt_i64(1), r.str(2), r.str(3), state, r.str(5), r.i32(6),
+                          r.i64(7), r.i64(8)});
+  });
 }
 
 Status Store::list_jobs(const JobFilter& filter,
@@ -2338,24 +2366,30 @@ Status Store::list_jobs(const JobFilter& filter,
                         : (filter.state ? d.st.list_jobs_in_state : d.st.list_jobs));
   s.bind(1, filter.limit.value_or(-1)).bind(2, filter.offset).bind(5, filter.after_id);
   if (filter.task_id) s.bind(3, *filter.task_id);
-  if (filter.state) s.text(4, job_state_name(*filter.state));
+  if (filter.state) s.text(4, to_string(*filter.state).data());
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) {
-    bool state_ok = true;
-    JobRow job = read_job(s, &state_ok);
-    if (!state_ok) return internal_error(d.path + ": list_jobs: a job has an unknown state");
-    each(job);
+    Result<JobRow> job = read_row(d, "list_jobs", read_job(s));
+    if (!job.ok()) return job.status();
+    each(*job);
   }
   return rc == SQLITE_DONE ? Status() : d.error(rc, "list_jobs");
 }
 
-Result<std::map<std::string, int64_t>> Store::task_counts(int64_t campaign_id) {
+Result<std::map<TaskState, int64_t>> Store::task_counts(int64_t campaign_id) {
   Db& d = impl_->d;
   Stmt s(d.st.task_counts);
   s.bind(1, campaign_id);
-  std::map<std::string, int64_t> out;
+  std::map<TaskState, int64_t> out;
+  for (TaskState state : all_of<TaskState>()) out[state] = 0;
   int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out[s.str(0)] = s.i64(1);
+  while ((rc = s.step()) == SQLITE_ROW) {
+    StoredWords w;
+    Result<TaskState> state =
+        read_row(d, "task_counts", w.row(w.word<TaskState>(s, 0, "tasks.state")));
+    if (!state.ok()) return state.status();
+    out[*state] = s.i64(1);
+  }
   if (rc != SQLITE_DONE) return d.error(rc, "task_counts");
   return out;
 }
@@ -2365,7 +2399,9 @@ Result<std::vector<RoleUsage>> Store::llm_usage_by_role(int64_t campaign_id) {
   Stmt s(d.st.llm_usage_by_role);
   s.bind(1, campaign_id);
   return all_rows<RoleUsage>(d, s, "llm_usage_by_role", [](const Stmt& r) {
-    return RoleUsage{r.str(0), LlmUsage{r.i64(1), r.i64(2), r.i64(3), r.f64(4)}, r.i64(5)};
+    StoredWords w;
+    Role role = w.word<Role>(r, 0, "llm_calls.role");
+    return w.row(RoleUsage{role, LlmUsage{r.i64(1), r.i64(2), r.i64(3), r.f64(4)}, r.i64(5)});
   });
 }
 

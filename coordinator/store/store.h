@@ -44,9 +44,9 @@ struct CampaignRow {
   int64_t id = 0;
   std::string name;
   std::string spec;          // the campaign document as submitted
-  std::string state;         // running | finished | cancelled
+  CampaignState state = CampaignState::running;
   std::string content_hash;  // of the expanded tasks: the same campaign is not added twice
-  std::string workflow;      // default | coder_only | verify_only
+  Workflow workflow = Workflow::default_;
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
   std::string timing = "kforge";  // kforge | kernelbench: its profile jobs' trials and runs
@@ -56,7 +56,7 @@ struct CampaignRow {
 // One LLM request and its response (stored before the response is used).
 struct LlmCallRow {
   std::optional<int64_t> task_id;
-  std::string role;
+  Role role = Role::coder;  // designer | coder | conductor
   std::string model;
   std::string request_key;  // the cache key: a resumed task finds its answer here
   std::string request;
@@ -77,7 +77,7 @@ struct LlmUsage {
 
 // LLM usage of one role (designer | coder | conductor).
 struct RoleUsage {
-  std::string role;
+  Role role = Role::coder;
   LlmUsage usage;
   int64_t errors = 0;  // calls whose status is error
 };
@@ -134,14 +134,6 @@ struct MigrantRow {
   int64_t generation = 0;  // after which it joined
 };
 
-enum class JobState {
-  queued,     // waiting for a device
-  assigned,   // leased to (agent, device) under `epoch`
-  done,       // a result for the current epoch is recorded
-  cancelled,  // withdrawn; results for it are dropped
-};
-const char* job_state_name(JobState s);
-
 // What a job runs, as its columns hold it (migration 0011). The Assign an agent gets is built
 // from it at dispatch (assign_for); no protocol frame is stored.
 struct JobRequest {
@@ -156,7 +148,7 @@ struct JobRequest {
 struct NewJob {
   std::optional<int64_t> task_id;  // none for plain jobs (tests, benchmarks, kforge exec)
   std::optional<int64_t> step_id;
-  std::string kind = "exec";   // exec | verify
+  JobKind kind = JobKind::exec;
   JobRequest request;
   std::string backend = "cpu";
   std::string arch;            // empty: any arch of the backend
@@ -170,7 +162,7 @@ struct JobRow {
   int64_t id = 0;
   std::optional<int64_t> task_id;
   std::optional<int64_t> step_id;
-  std::string kind;
+  JobKind kind = JobKind::exec;
   JobRequest request;  // get_job only; listings leave it empty
   std::string backend;
   std::string arch;
@@ -215,7 +207,7 @@ struct JobFilter {
 // filter optional.
 struct TaskQuery {
   std::optional<int64_t> campaign_id;  // only this campaign's tasks
-  std::string state;                   // only tasks in this state ("": any)
+  std::optional<TaskState> state;      // only tasks in this state (none: any)
   std::string op_name;                 // only this op ("": any)
   int64_t after_id = 0;  // keyset paging: only ids above this (the last id of the page before)
   int64_t offset = 0;    // matching tasks to skip first (slower: the skipped ones are walked)
@@ -229,7 +221,7 @@ struct AgentRow {
   std::string id;
   std::string incarnation;
   std::string host;
-  std::string state;          // live | lost | gone
+  AgentState state = AgentState::live;
   bool drained = false;
   std::string capabilities;   // JSON object
   int64_t registered_ms = 0;
@@ -305,13 +297,13 @@ class Store {
   // Campaigns and tasks.
   Result<int64_t> create_campaign(const std::string& name, const std::string& spec,
                                   const std::string& content_hash = "",
-                                  const std::string& workflow = "default",
+                                  Workflow workflow = Workflow::default_,
                                   const std::string& timing = "kforge",
                                   const std::string& search = "");
   Result<std::optional<CampaignRow>> campaign_by_hash(const std::string& content_hash);
   Result<CampaignRow> get_campaign(int64_t campaign_id);
   Result<std::vector<CampaignRow>> campaigns();  // every campaign, oldest first
-  Status set_campaign_state(int64_t campaign_id, const std::string& state);
+  Status set_campaign_state(int64_t campaign_id, CampaignState state);
   Result<std::vector<TaskRow>> tasks_of_campaign(int64_t campaign_id);
   // The ids of the campaign's tasks, in order (read from an index: no task row is read).
   Result<std::vector<int64_t>> task_ids_of_campaign(int64_t campaign_id);
@@ -345,10 +337,10 @@ class Store {
   Result<LlmUsage> llm_usage_of_campaign(int64_t campaign_id);
   // The same calls per role, by role name (roles without calls are absent).
   Result<std::vector<RoleUsage>> llm_usage_by_role(int64_t campaign_id);
-  // Tasks by state (pending, running, ...: states without tasks are absent) of a campaign;
-  // campaign_id 0: of every campaign. Read from counts the store keeps (campaign_task_counts,
-  // migration 0013): a few rows, whatever the number of tasks.
-  Result<std::map<std::string, int64_t>> task_counts(int64_t campaign_id);
+  // Tasks by state (every state, 0 where none) of a campaign; campaign_id 0: of every
+  // campaign. Read from counts the store keeps (campaign_task_counts, migration 0013): a few
+  // rows, whatever the number of tasks.
+  Result<std::map<TaskState, int64_t>> task_counts(int64_t campaign_id);
   Result<int64_t> create_task(int64_t campaign_id, const TaskSpec& spec);
   // Many tasks as one unit: `feed` calls the function it is given once per task, in order,
   // and stops at its first error; then none of them is stored. Errors as create_task's.
@@ -434,7 +426,7 @@ class Store {
   // before and after); buckets without any are absent. Costs a walk of the index entries of
   // the campaign's ended tasks.
   struct EndedBucket {
-    std::string state;
+    TaskState state = TaskState::passed;  // passed | failed | cancelled
     int64_t bucket = 0;  // (updated_ms - origin_ms) / bucket_ms, within [0, buckets)
     int64_t count = 0;
   };
@@ -482,7 +474,7 @@ class Store {
   // now) and replaces its device list with `devices` (their agent_id is taken from
   // `agent`). An existing agent keeps its drained flag: a drain outlives re-registration.
   Status upsert_agent(const AgentRow& agent, const std::vector<DeviceRow>& devices);
-  Status set_agent_state(const std::string& agent_id, const std::string& state);
+  Status set_agent_state(const std::string& agent_id, AgentState state);
   // A drain records `reason` and the time; an undrain clears both (`reason` is ignored).
   Status set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason = "");
   Status touch_agent(const std::string& agent_id);  // last_seen_ms = now

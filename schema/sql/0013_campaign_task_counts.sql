@@ -1,4 +1,4 @@
--- Migration 0013 (0017 reserved: renumber on merge): how many tasks each campaign has in
+-- Migration 0013: how many tasks each campaign has in
 -- each state, kept by the store's writes of tasks.state (coordinator/store/store.cpp: every
 -- insert, set_task_state, a campaign's cancel and resume), so that a campaign's
 -- counts (the listing `kforge submit` reads every second while it stores, the status page, a

@@ -102,7 +102,7 @@ FuzzBackend& backend() {
     }
     LlmCallRow call;
     call.task_id = task;
-    call.role = "coder";
+    call.role = Role::coder;
     call.request_key = "k1";
     call.status = "ok";
     if (!s.record_llm_call(call).ok()) fuzz::fuzz_fail("seeding an LLM call");
@@ -110,7 +110,7 @@ FuzzBackend& backend() {
     agent.id = "agent-1";
     agent.host = "localhost";
     agent.incarnation = "inc";
-    agent.state = "live";
+    agent.state = AgentState::live;
     agent.capabilities = R"({"python":"3.11"})";
     DeviceRow device;
     device.agent_id = agent.id;

@@ -25,7 +25,7 @@ inline TaskSpec task_spec(const std::string& op_name = "relu", const std::string
 }
 
 // An answered LLM call (status ok) of model "m" with the request "{}", under `request_key`.
-inline LlmCallRow llm_call(std::optional<int64_t> task_id, const std::string& role,
+inline LlmCallRow llm_call(std::optional<int64_t> task_id, Role role,
                            const std::string& request_key) {
   LlmCallRow call;
   call.task_id = task_id;
