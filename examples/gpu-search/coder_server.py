@@ -197,12 +197,12 @@ def main():
     Handler.log = args.log
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     port = server.server_address[1]
-    print(f"listening {port} ({len(Handler.pool.ladder)} ops: {', '.join(sorted(Handler.pool.ladder))})",
-          flush=True)
-    if args.port_file:
+    if args.port_file:  # before the line below, so that whoever reads that line finds the file
         with open(args.port_file + ".tmp", "w") as f:
             f.write(f"{port}\n")
         os.replace(args.port_file + ".tmp", args.port_file)
+    print(f"listening {port} ({len(Handler.pool.ladder)} ops: {', '.join(sorted(Handler.pool.ladder))})",
+          flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
