@@ -1,6 +1,6 @@
-# kforge-variant: vector_add/1_b128_w1
-"""Vector add: one program of one warp per 128 elements (4 per thread, no wide loads to
-spare), a very large grid of tiny programs."""
+# kforge-variant: vector_add/1_b32_w1
+"""Vector add: one program of one warp per 32 elements (one per thread: 32-bit loads, no
+vectorisation), a very large grid of tiny programs with few bytes in flight each."""
 import torch
 import triton
 import triton.language as tl
@@ -25,5 +25,5 @@ class ModelNew(torch.nn.Module):
         y = y.contiguous()
         out = torch.empty_like(x)
         n = x.numel()
-        add_kernel[(triton.cdiv(n, 128),)](x, y, out, n, BLOCK=128, num_warps=1)
+        add_kernel[(triton.cdiv(n, 32),)](x, y, out, n, BLOCK=32, num_warps=1)
         return out
