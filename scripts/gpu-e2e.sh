@@ -52,7 +52,7 @@
 # by the jobs' Python; its answers in WORK/coder-server.jsonl): real Triton variants, so the
 # speeds are real. Every strategy gets the same per-task budget, max_device_seconds =
 # KFORGE_SEARCH_DEVICE_S (default 20), and a campaign wall budget, campaign_max_wall_s =
-# KFORGE_SEARCH_WALL_S (default 150) or what the deadline leaves (a strategy with under 30 s
+# KFORGE_SEARCH_WALL_S (default 170) or what the deadline leaves (a strategy with under 30 s
 # left is skipped). examples/gpu-search/compare.py writes summary.md / summary.json: each
 # strategy's winners, their geomean speedup and its ratio to fix_loop's, each campaign's device
 # utilisation, every variant's measured speedups. Exit status 0 when fix_loop and evolve ran.
@@ -404,7 +404,7 @@ search() {
   local out=$1 examples=$2 backend=$3
   shift 3
   [[ -d $examples/gpu-search ]] || examples=$(repo_root)/examples  # a bundle made before it
-  local example=$examples/gpu-search budget=${KFORGE_SEARCH_DEVICE_S:-20} wall=${KFORGE_SEARCH_WALL_S:-150}
+  local example=$examples/gpu-search budget=${KFORGE_SEARCH_DEVICE_S:-20} wall=${KFORGE_SEARCH_WALL_S:-170}
   [[ -f $example/coder_server.py ]] || die "no examples/gpu-search in the bundle or the checkout"
   "$PYTHON" "$example/coder_server.py" --pool "$example/variants" --port-file "$out/coder.port" \
       --log "$out/coder-server.jsonl" > "$out/coder-server.out" 2>&1 &
