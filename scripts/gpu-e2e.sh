@@ -9,6 +9,11 @@
 #                                       # for a while, then on all of them (below)
 #   scripts/gpu-e2e.sh smoke DIR OUT    # anywhere: run's path with the CPU demo campaign
 #   scripts/gpu-e2e.sh multi-smoke DIR OUT  # anywhere: multi's path, the demo on 1 then 2 CPUs
+#   scripts/gpu-e2e.sh search DIR OUT   # on the CUDA host: examples/gpu-search, fix_loop vs
+#                                       # evolve vs best_of_n at equal device budget (below)
+#   scripts/gpu-e2e.sh search-smoke DIR OUT  # anywhere: search's path on a CPU; the scripted
+#                                       # Coder answers and the campaigns are submitted, but
+#                                       # no verify job runs (Triton needs a GPU): plumbing only
 #
 # bundle copies build/{coordinator,agent,cli}'s three programs (stripped) and every shared
 # library they load, glibc and its dynamic loader included, so that they run on any x86_64
@@ -40,13 +45,26 @@
 # each GPU's utilisation (busy over the device window) and jobs per minute against the
 # baseline. OUT gets the same seven files (summary and results of all-devices).
 #
+# search runs examples/gpu-search/campaign.toml once per strategy (KFORGE_SEARCH_STRATEGIES,
+# default "fix_loop evolve best_of_n", in that order), with search/<strategy>.toml appended,
+# each with a fresh coordinator and agent in WORK/<strategy>. The Coder is the scripted
+# OpenAI-compatible server examples/gpu-search/coder_server.py on 127.0.0.1 (started once, run
+# by the jobs' Python; its answers in WORK/coder-server.jsonl): real Triton variants, so the
+# speeds are real. Every strategy gets the same per-task budget, max_device_seconds =
+# KFORGE_SEARCH_DEVICE_S (default 20), and a campaign wall budget, campaign_max_wall_s =
+# KFORGE_SEARCH_WALL_S (default 170) or what the deadline leaves (a strategy with under 30 s
+# left is skipped). examples/gpu-search/compare.py writes summary.md / summary.json: each
+# strategy's winners, their geomean speedup and its ratio to fix_loop's, each campaign's device
+# utilisation, every variant's measured speedups. Exit status 0 when fix_loop and evolve ran.
+#
 # Environment: KFORGE_GPU_PYTHON (the jobs' interpreter), KFORGE_E2E_DEADLINE_S,
 # KFORGE_GPU_VERIFY_TIMEOUT_S (each verify job's limit, default 60: the hang's job ends
 # there), KFORGE_GPU_ARCH (the campaign's arch; default: what the agent reports),
 # KFORGE_E2E_BASELINE_S, KFORGE_E2E_CPU_DEVICES (multi-smoke's second run, default 2),
 # KFORGE_E2E_LLM_LATENCY_MS (each replayed answer that long after it gets a slot, default 0:
 # the devices' use under a slow LLM; docs/llm.md "Simulated latency"), KFORGE_E2E_LLM_CONCURRENCY
-# (the replayed roles' requests in flight, default 4).
+# (the replayed roles' requests in flight, default 4; search: the scripted Coder's, default 16),
+# KFORGE_SEARCH_STRATEGIES, KFORGE_SEARCH_DEVICE_S, KFORGE_SEARCH_WALL_S (search, above).
 set -uo pipefail
 
 die() { echo "gpu-e2e: $*" >&2; exit 1; }
@@ -113,6 +131,7 @@ EOF
   cp -r "$root/prompts" "$out/share/kforge/prompts"
   cp -r "$root/examples/gpu" "$out/share/kforge/examples/gpu"
   cp -r "$root/examples/demo" "$out/share/kforge/examples/demo"
+  cp -r "$root/examples/gpu-search" "$out/share/kforge/examples/gpu-search"
   find "$out/share" -name __pycache__ -type d -prune -exec rm -rf {} +
   cp "$root/scripts/gpu-e2e.sh" "$out/gpu-e2e.sh"
   {
@@ -140,6 +159,8 @@ deadline_s() { echo $(( ${KFORGE_E2E_DEADLINE_S:-540} - ($(date +%s) - T0) )); }
 
 COORD_PID=""
 AGENT_PID=""
+CODER_PID=""
+CODER_URL=""
 WORK=""
 DEST=""
 # OUT gets what the device tool can bring back: a few files and one tarball of WORK.
@@ -154,6 +175,7 @@ package() {
 }
 on_exit() {
   stop_all
+  stop_coder
   package
 }
 stop_all() {
@@ -169,6 +191,13 @@ stop_all() {
   done
   AGENT_PID=""
   COORD_PID=""
+}
+
+stop_coder() {
+  [[ -n $CODER_PID ]] || return 0
+  kill -TERM "$CODER_PID" 2>/dev/null || true
+  wait "$CODER_PID" 2>/dev/null || true
+  CODER_PID=""
 }
 
 # Waits (bounded) until "$1" prints a line matching "$2"; echoes that line's second word.
@@ -199,8 +228,8 @@ find_python() {
   return 1
 }
 
-# Mode run/multi: the GPU; smoke/multi-smoke: the same path on CPUs.
-gpu_mode() { [[ $1 == run || $1 == multi ]]; }
+# Mode run/multi/search: the GPU; smoke/multi-smoke/search-smoke: the same path on CPUs.
+gpu_mode() { [[ $1 == run || $1 == multi || $1 == search ]]; }
 
 run() {
   local mode=$1 bundle_dir=${2:?usage: gpu-e2e.sh $1 BUNDLE OUT} dest=${3:?usage: gpu-e2e.sh $1 BUNDLE OUT}
@@ -316,6 +345,12 @@ PY
       for f in summary.md summary.json results.json; do
         [[ -f $out/all-devices/$f ]] && cp "$out/all-devices/$f" "$out/$f"
       done ;;
+    search)
+      search "$out" "$examples" cuda
+      rc=$? ;;
+    search-smoke)
+      search "$out" "$examples" cpu --cpu-devices 1
+      rc=$? ;;
   esac
   package
   say "done in $(( $(date +%s) - T0 )) s; $dest: $(cd "$dest" && ls | tr '\n' ' ')(exit $rc)"
@@ -363,6 +398,83 @@ PY
   timeout 120 env -i PATH="$PATH" LANG="${LANG:-C.UTF-8}" HOME="$dir"       ${LD_LIBRARY_PATH:+LD_LIBRARY_PATH="$LD_LIBRARY_PATH"} ${CUDA_HOME:+CUDA_HOME="$CUDA_HOME"}       CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=0 "$PYTHON" "$dir/preflight.py"
 }
 
+# search WORK EXAMPLES BACKEND [AGENT_ARGS...]: examples/gpu-search once per strategy (the
+# header says how).
+search() {
+  local out=$1 examples=$2 backend=$3
+  shift 3
+  [[ -d $examples/gpu-search ]] || examples=$(repo_root)/examples  # a bundle made before it
+  local example=$examples/gpu-search budget=${KFORGE_SEARCH_DEVICE_S:-20} wall=${KFORGE_SEARCH_WALL_S:-170}
+  [[ -f $example/coder_server.py ]] || die "no examples/gpu-search in the bundle or the checkout"
+  "$PYTHON" "$example/coder_server.py" --pool "$example/variants" --port-file "$out/coder.port" \
+      --log "$out/coder-server.jsonl" > "$out/coder-server.out" 2>&1 &
+  CODER_PID=$!
+  local port=""
+  for _ in $(seq 1 100); do
+    [[ -s $out/coder.port ]] && { port=$(cat "$out/coder.port"); break; }
+    kill -0 "$CODER_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  [[ -n $port ]] || { cat "$out/coder-server.out"; die "the scripted Coder did not start"; }
+  CODER_URL=http://127.0.0.1:$port/v1
+  say "scripted Coder at $CODER_URL: $(head -1 "$out/coder-server.out")"
+  local strategies=${KFORGE_SEARCH_STRATEGIES:-fix_loop evolve best_of_n} s
+  for s in $strategies; do
+    [[ -f $example/search/$s.toml ]] || die "no examples/gpu-search/search/$s.toml"
+    # What the deadline leaves for this campaign: 60 s to start and collect, 45 s to compare
+    # and package at the end.
+    local left=$(( $(deadline_s) - 105 )) w=$wall
+    (( left < w )) && w=$left
+    if (( w < 30 )); then
+      say "search: $s skipped, $(deadline_s) s left before the deadline"
+      continue
+    fi
+    local stage=$out/stage/$s
+    rm -rf "$stage"
+    mkdir -p "$stage" "$out/$s/gpu"
+    cp -r "$example/." "$stage/"
+    cp -r "$examples/gpu/tasks" "$out/$s/gpu/"  # the campaign's task_desc = ../gpu/tasks/<op>.py
+    sed -e "s/^name = \"gpu-search\"/name = \"gpu-search-$s\"/" "$example/campaign.toml" > "$stage/$s.toml"
+    sed -e "s/^max_device_seconds = .*/max_device_seconds = $budget/" \
+        -e "s/^campaign_max_wall_s = .*/campaign_max_wall_s = $w/" "$example/search/$s.toml" >> "$stage/$s.toml"
+    say "search: $s, max_device_seconds = $budget per task, campaign_max_wall_s = $w"
+    session "$out/$s" "$stage" "$s.toml" "$(( w + 30 ))" "$backend" "$@"
+    "$PYTHON" "$examples/gpu/check_results.py" --out "$out/$s" > "$out/$s/check.txt" 2>&1
+    grep -A3 '^## Devices' "$out/$s/summary.md" 2>/dev/null | tail -1
+  done
+  stop_coder
+  "$PYTHON" "$example/compare.py" --out "$out" --strategies "$(echo $strategies | tr ' ' ',')" \
+      --device-budget "$budget"
+}
+
+# The [llm.*] tables of session's config: the Designer and the Coder replayed from the
+# example's recording.jsonl, or (search) asking the scripted Coder at CODER_URL.
+llm_tables() {
+  local campaign_dir=$1 role
+  for role in designer coder; do
+    if [[ -n $CODER_URL ]]; then
+      cat <<TOML
+
+[llm.$role]
+provider = "openai"
+base_url = "$CODER_URL"
+model = "scripted"
+concurrency = ${KFORGE_E2E_LLM_CONCURRENCY:-16}
+max_retries = 1
+TOML
+    else
+      cat <<TOML
+
+[llm.$role]
+provider = "replay"
+recording = "$campaign_dir/recording.jsonl"
+replay_latency_ms = ${KFORGE_E2E_LLM_LATENCY_MS:-0}
+concurrency = ${KFORGE_E2E_LLM_CONCURRENCY:-4}
+TOML
+    fi
+  done
+}
+
 # session DIR EXAMPLE CAMPAIGN LIMIT_S BACKEND [AGENT_ARGS...]: a coordinator and an agent
 # (given AGENT_ARGS) working in DIR; EXAMPLE/CAMPAIGN submitted from a copy in DIR/campaign,
 # its arch set to the one the agent registered for BACKEND; watched for at most LIMIT_S
@@ -394,19 +506,8 @@ contain = false
 python = "$PYTHON"
 harness_dir = "$share/harness"
 job_timeout_s = $timeout_s
-
-[llm.designer]
-provider = "replay"
-recording = "$campaign_dir/recording.jsonl"
-replay_latency_ms = ${KFORGE_E2E_LLM_LATENCY_MS:-0}
-concurrency = ${KFORGE_E2E_LLM_CONCURRENCY:-4}
-
-[llm.coder]
-provider = "replay"
-recording = "$campaign_dir/recording.jsonl"
-replay_latency_ms = ${KFORGE_E2E_LLM_LATENCY_MS:-0}
-concurrency = ${KFORGE_E2E_LLM_CONCURRENCY:-4}
 TOML
+  llm_tables "$campaign_dir" >> "$dir/kforge.toml"
 
   # 1. coordinator and agent
   "$BUNDLE/bin/kforge-coordinator" --config "$dir/kforge.toml" --listen 'tcp://127.0.0.1:*' \
@@ -491,6 +592,6 @@ print(len(ds), ds[0].get("arch", "") if ds else "")' "$dir/agents.json" "$backen
 
 case ${1:-} in
   bundle) shift; bundle "$@" ;;
-  run|smoke|multi|multi-smoke) mode=$1; shift; run "$mode" "$@" ;;
-  *) sed -n '2,46p' "$0"; exit 2 ;;
+  run|smoke|multi|multi-smoke|search|search-smoke) mode=$1; shift; run "$mode" "$@" ;;
+  *) sed -n '2,67p' "$0"; exit 2 ;;
 esac

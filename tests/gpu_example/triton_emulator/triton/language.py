@@ -1,4 +1,6 @@
 """The emulated triton.language (see triton/__init__.py): blocks are numpy arrays."""
+import math as _pymath
+
 import numpy as np
 
 float16 = np.float16
@@ -94,6 +96,11 @@ def zeros(shape, dtype):
     return _block(np.zeros(shape, dtype=dtype))
 
 
+def full(shape, value, dtype):
+    _check_shape(shape)
+    return _block(np.full(shape, value, dtype=dtype))
+
+
 def cdiv(a, b):
     return (a + b - 1) // b
 
@@ -150,6 +157,13 @@ def exp(x):
 
 def sqrt(x):
     return _block(np.sqrt(np.asarray(x)))
+
+
+class math:  # noqa: N801 - Triton's tl.math namespace (the part the candidates use)
+    @staticmethod
+    def erf(x):
+        x = np.asarray(x)
+        return _block(np.vectorize(_pymath.erf, otypes=[x.dtype])(x))
 
 
 def where(cond, a, b):
