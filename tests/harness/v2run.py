@@ -148,6 +148,9 @@ def main(names):
             print(f"{'ok ' if ok else 'BAD'} {case['name']}: {doc['verdict']} "
                   f"(want {case['expect']}) {time.monotonic() - t0:.2f}s "
                   f"{'' if ok else doc['message'][:600]}")
+            if os.environ.get("KFORGE_V2RUN_PROFILE") == "1" and doc.get("profile"):
+                import json
+                print("    profile: " + json.dumps(doc["profile"], sort_keys=True))
             if not ok and getattr(judge, "last_stderr", ""):
                 print("    worker stderr: " + judge.last_stderr[-2000:].replace("\n", "\n    "))
     judge.close()

@@ -285,8 +285,9 @@ class TaskState:
 class TimedSet:
     """One timed run's inputs, with the reference's outputs on them and its time."""
 
-    def __init__(self, seed, inputs, ref_leaves, ref_ns):
+    def __init__(self, seed, inputs, ref_leaves, ref_ns, phases_ns=None):
         self.seed, self.inputs, self.ref_leaves, self.ref_ns = seed, inputs, ref_leaves, ref_ns
+        self.phases_ns = phases_ns or {}  # where ref_ns went (profile.breakdown_us)
         self.nbytes = channel.total_array_bytes(inputs) + channel.total_array_bytes(ref_leaves)
 
 
@@ -595,6 +596,7 @@ class JudgeRunner(Runner):
             flush = fw.torch.empty(timing.L2_FLUSH_BYTES, dtype=fw.torch.int8, device="cuda")
         total = spec.warmup + spec.runs
         cand_times, ref_times, raw_times = [], [], []
+        breakdown = collections.defaultdict(list)  # phase -> ns of each timed run
         try:
             for i in range(total):
                 timed = self._timed_set(i, ref_in, ref_out, flush)
@@ -609,10 +611,12 @@ class JudgeRunner(Runner):
                 r.in_arena.reset()
                 tree = channel.put(inputs, r.in_arena)
                 fw.synchronize()
+                t_put = time.perf_counter_ns()
                 reply = r.request({"op": "call", "inputs": tree, "seed": None,
                                    "what": label, "private": private}, limit=limit)
                 if "out" not in reply:
                     raise _candidate_failure(reply, label)
+                t_replied = time.perf_counter_ns()
                 leaves = self._take(reply, tree, label)
                 cand_ns = time.perf_counter_ns() - s
                 case = Case(seed=seed, label=label, pristine=[], ref_outputs=[],
@@ -620,6 +624,20 @@ class JudgeRunner(Runner):
                             ref_modified=[])
                 self.compare_case(case, inputs, leaves, label, details=False)
                 if i >= spec.warmup:
+                    breakdown["candidate.judge_put"].append(t_put - s)
+                    breakdown["candidate.request"].append(t_replied - t_put)
+                    breakdown["candidate.judge_take"].append(s + cand_ns - t_replied)
+                    worker = reply.get("phases_ns")
+                    if isinstance(worker, dict):
+                        for k in ("take", "call", "checks", "put"):
+                            if isinstance(worker.get(k), int):
+                                breakdown["candidate.worker_" + k].append(worker[k])
+                        # one clock (CLOCK_MONOTONIC) on both sides of the socket
+                        if isinstance(worker.get("received_at"), int) and isinstance(worker.get("replied_at"), int):
+                            breakdown["candidate.to_worker"].append(worker["received_at"] - t_put)
+                            breakdown["candidate.from_worker"].append(t_replied - worker["replied_at"])
+                    for k, v in timed.phases_ns.items():
+                        breakdown["reference." + k].append(v)
                     ref_times.append(ref_ns / 1000.0)
                     cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
                     raw_times.append(cand_ns / 1000.0)
@@ -641,6 +659,10 @@ class JudgeRunner(Runner):
                                "speedup": round(speedup, 4), "suspicious": suspicious,
                                "method": "judge_clock", "warmup": spec.warmup,
                                "worker_rtt_us": round(r.rtt_us, 3),
+                               # medians of where each side's time went; the worker_* phases
+                               # are the candidate process's own report: diagnostics only
+                               "breakdown_us": {k: round(statistics.median(v) / 1000.0, 3)
+                                                for k, v in sorted(breakdown.items()) if v},
                                "threads": spec.threads if fw.device == "cpu" else None}
         del launches
         self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
@@ -685,14 +707,19 @@ class JudgeRunner(Runner):
         ref_in.reset()
         tree = channel.put(inputs, ref_in)
         ins = channel.take(tree, ref_in, fw.device, copy=self.private_inputs())
+        fw.synchronize()
+        t_in = time.perf_counter_ns()
         with fw.no_grad():
             out = self.ref_call(*ins)
         fw.synchronize()
+        t_called = time.perf_counter_ns()
         ref_out.reset()
         ref_leaves = channel.take(channel.put(frameworks.flatten_outputs(out), ref_out),
                                   ref_out, fw.device)
         fw.synchronize()
-        timed = TimedSet(seed, inputs, list(ref_leaves), time.perf_counter_ns() - s)
+        end = time.perf_counter_ns()
+        timed = TimedSet(seed, inputs, list(ref_leaves), end - s,
+                         {"inputs": t_in - s, "call": t_called - t_in, "outputs": end - t_called})
         if not state.timed_full and i == len(state.timed) and \
                 sum(t.nbytes for t in state.timed) + timed.nbytes <= TIMED_SETS_BYTES:
             state.timed.append(timed)

@@ -23,6 +23,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import time
 
 from . import channel, errors, frameworks, launches, trace, verdicts
 
@@ -63,12 +64,14 @@ class Worker:
         self.impl_type = ""
         self.in_arena = None
         self.out_arena = None
+        self.received_ns = 0  # when the request being served arrived (perf_counter_ns)
 
     def serve(self):
         self.chan.send({"ready": {"pid": os.getpid(), "python": sys.version.split()[0]}})
         while True:
             try:
                 msg, fds = self.chan.recv()
+                self.received_ns = time.perf_counter_ns()
             except channel.Closed:
                 return
             op = msg.get("op")
@@ -155,7 +158,10 @@ class Worker:
         # buffer (KFORGE_VERIFIER_CUDA_IPC_PRIVATE); what it wrote into them goes back after
         # the checked calls, where the judge looks for inputs modified in place
         private = bool(msg.get("private")) and isinstance(self.in_arena, channel.DeviceArena)
+        t_start = time.perf_counter_ns()
         inputs = channel.take(msg["inputs"], self.in_arena, fw.device, copy=private)
+        fw.synchronize()
+        t_taken = time.perf_counter_ns()
         before = launches.count()
         log = None
         try:
@@ -173,6 +179,7 @@ class Worker:
                 fw.synchronize()
         except BaseException as e:  # noqa: BLE001
             return _error(e, f"the candidate raised during {msg.get('what', 'a call')}")
+        t_called = time.perf_counter_ns()
         delta = launches.count() - before
         if private and msg.get("notify"):
             try:
@@ -197,6 +204,7 @@ class Worker:
                        "max_numel": {k: int(v) for k, v in list(log.max_numel.items())[:500]},
                        "producers": [log.producer(leaf) for leaf in leaves]}
             log.release()
+        t_checked = time.perf_counter_ns()
         self.out_arena.reset()
         try:
             tree = channel.put(leaves, self.out_arena)
@@ -204,9 +212,14 @@ class Worker:
         except channel.ProtocolError as e:
             return {"error": {"verdict": verdicts.PRECISION_MISMATCH,
                               "message": f"the candidate's outputs do not fit: {e}"}}
+        t_put = time.perf_counter_ns()
+        # where the call's time went, as the worker saw it: diagnostics (profile.breakdown_us),
+        # never part of a verdict or a time (the worker is the candidate's process)
+        phases = {"take": t_taken - t_start, "call": t_called - t_taken, "checks": t_checked - t_called,
+                  "put": t_put - t_checked, "received_at": self.received_ns, "replied_at": time.perf_counter_ns()}
         return {"out": tree, "aliases": aliases, "problems": problems,
                 "launches": delta if launches.available(self.impl_type) else None,
-                "trace": summary}
+                "trace": summary, "phases_ns": phases}
 
 
 def _callable_of(fw, model):
