@@ -55,9 +55,10 @@ CACHE_BYTES = int(os.environ.get("KFORGE_JUDGE_CACHE_MB", "1024")) << 20
 # that a candidate pays only for its own runs; beyond this, sets are drawn fresh per run.
 TIMED_SETS_BYTES = int(os.environ.get("KFORGE_JUDGE_TIMED_SETS_MB", "128")) << 20
 # Inputs and outputs in device memory shared with the worker (CUDA VMM allocations passed as
-# file descriptors, channel.DeviceArena) instead of host shared memory. Off by default until
-# it is measured on a GPU host: see docs/harness.md, "Transport".
-CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC") == "1"
+# file descriptors, channel.DeviceArena) instead of host shared memory: the default on CUDA
+# since it was measured on an H100 (docs/harness.md, "Transport"); KFORGE_VERIFIER_CUDA_IPC=0
+# keeps a job's buffers in host memory.
+CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC", "1") != "0"
 # With CUDA IPC, the candidate's inputs are private copies made on the device (and the
 # reference's too, so both sides pay the copy) rather than views of the shared buffer.
 CUDA_IPC_PRIVATE = os.environ.get("KFORGE_VERIFIER_CUDA_IPC_PRIVATE", "1") == "1"
@@ -421,8 +422,8 @@ class JudgeRunner(Runner):
                    for cases in self.cases) + channel.total_array_bytes(self.init_inputs())
         out_need = max(sum(h.array.nbytes + 64 for h in c.ref_outputs) for cases in self.cases
                        for c in cases)
-        # CUDA IPC when asked for (KFORGE_VERIFIER_CUDA_IPC=1: experimental, see
-        # docs/harness.md), every input is a CUDA tensor and the constructor takes no arrays
+        # CUDA IPC unless turned off (KFORGE_VERIFIER_CUDA_IPC=0, docs/harness.md), when
+        # every input is a CUDA tensor and the constructor takes no arrays
         on_device = CUDA_IPC and self.fw.name == "torch" and self.fw.device == "cuda" and all(
             channel.all_on_cuda(c.pristine) for cases in self.cases for c in cases) and \
             channel.all_on_cuda(self.init_inputs()) is None
