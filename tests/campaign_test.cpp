@@ -602,3 +602,14 @@ TEST_CASE("per-op search leaves the hash of campaigns without it as before") {
   CHECK(searched->content_hash == "7ec95454bf2e3d3b4d6ffbbca806c03c128b9db2f16ad994cc3c13bafd52c1f6");
   for (const CampaignTask& t : sweep->tasks) CHECK(t.spec.search.empty());
 }
+
+TEST_CASE("an op's search table reaches every task of its sweep and is part of the identity") {
+  Result<Campaign> plain = parse(softmax_campaign("[ops.sweep]\nN = [1024, 4096]\n"));
+  Result<Campaign> own = parse(softmax_campaign("[ops.sweep]\nN = [1024, 4096]\n[ops.search]\nstrategy = \"evolve\"\n"));
+  REQUIRE(plain.ok());
+  REQUIRE_MESSAGE(own.ok(), own.status().to_string());
+  REQUIRE(own->tasks.size() == 2);
+  for (const CampaignTask& t : own->tasks) CHECK(t.spec.search == "{\"strategy\":\"evolve\"}");
+  CHECK(own->content_hash != plain->content_hash);
+  CHECK(hash_campaign(*own) == own->content_hash);
+}
