@@ -85,7 +85,7 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
 
 json task_json(const TaskOutcome& o) {
   const TaskRow& t = o.task;
-  return {{"task", t.id},
+  json j = {{"task", t.id},
           {"campaign", t.campaign_id},
           {"op_name", t.spec.op_name},
           {"task_id", t.spec.task_id},
@@ -107,6 +107,12 @@ json task_json(const TaskOutcome& o) {
           {"cost_usd", o.usage.cost_usd},
           {"created_ms", t.created_ms},
           {"updated_ms", t.updated_ms}};
+  // A task with a search policy of its own (its op's search table): the whole policy, as a
+  // campaign shows its own. Absent: the campaign's.
+  if (auto p = parse_search_text(t.spec.search); !t.spec.search.empty() && p.ok()) {
+    j["search"] = search_json(*p, /*defaults=*/true);
+  }
+  return j;
 }
 
 Result<json> task_json(Store& store, const TaskRow& t) {
