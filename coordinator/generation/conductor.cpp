@@ -474,7 +474,8 @@ void Conductor::start_unguarded(int64_t task_id) {
   auto search = parse_search_text(own ? task->spec.search : campaign->search);
   if (!search.ok()) {
     activate(task_id, Active{workflow, task->campaign_id, campaign->timing, {}, {}});
-    fail(task_id, (own ? "task " + std::to_string(task_id) : "campaign " + std::to_string(task->campaign_id)) +
+    fail(task_id, (own ? "task " + std::to_string(task_id)
+                       : "campaign " + std::to_string(task->campaign_id)) +
                       ": " + search.status().message());
     return;
   }

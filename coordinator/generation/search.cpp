@@ -120,7 +120,8 @@ nlohmann::json search_json(const SearchPolicy& p, bool defaults) {
 }
 
 bool campaign_only_search_key(std::string_view name) {
-  return name.starts_with("campaign_max_") || name == "exploration" || name == "patience" || name == "parallel";
+  return name.starts_with("campaign_max_") || name == "exploration" || name == "patience" ||
+         name == "parallel";
 }
 
 SearchPolicy op_search_base(const SearchPolicy& campaign, std::string_view strategy) {

@@ -645,7 +645,8 @@ std::string task_id_of(const Op& op, const std::vector<size_t>& point) {
 // Types each key of a search table into `out`; `prefix` names the table ("search.",
 // "ops[2].search."). False when a value has the wrong type (reported); check_keys reports
 // unknown keys.
-bool read_search_fields(Reader& r, const toml::table& t, const std::string& prefix, SearchPolicy& out) {
+bool read_search_fields(Reader& r, const toml::table& t, const std::string& prefix,
+                        SearchPolicy& out) {
   bool typed = true;
   for (const auto& [k, v] : t) {
     const std::string key = prefix + std::string(k.str());
@@ -653,12 +654,14 @@ bool read_search_fields(Reader& r, const toml::table& t, const std::string& pref
       if (const auto* s = v.as_string()) {
         out.strategy = s->get();
       } else {
-        r.fail(v.source(), key + ": expected one of " + join(search_strategies()) + ", got " + toml_describe(v));
+        r.fail(v.source(), key + ": expected one of " + join(search_strategies()) + ", got " +
+                               toml_describe(v));
         typed = false;
       }
     } else if (double* real = search_real(out, k.str())) {
       if (v.is_number()) {
-        *real = v.is_integer() ? static_cast<double>(v.as_integer()->get()) : v.as_floating_point()->get();
+        *real = v.is_integer() ? static_cast<double>(v.as_integer()->get())
+                               : v.as_floating_point()->get();
       } else {
         r.fail(v.source(), key + ": expected a number, got " + toml_describe(v));
         typed = false;
@@ -697,35 +700,44 @@ bool read_search(Reader& r, const toml::node& node, Workflow workflow, SearchPol
 // An op's own search table (docs/campaigns.md "Per-op search"): the campaign's policy
 // (`campaign`; null when it was refused) with the op's fields over it, as its tasks store it
 // (TaskSpec::search).
-void read_op_search(Reader& r, const toml::node& node, Workflow workflow, const SearchPolicy* campaign, Op& op) {
+void read_op_search(Reader& r, const toml::node& node, Workflow workflow,
+                    const SearchPolicy* campaign, Op& op) {
   const std::string key = op.key + ".search";
   const toml::table* t = node.as_table();
   if (t == nullptr) {
-    r.fail(node.source(), key + ": expected a table ([ops.search] or search = { ... }), got " + toml_describe(node));
+    r.fail(node.source(), key + ": expected a table ([ops.search] or search = { ... }), got " +
+                              toml_describe(node));
     return;
   }
   if (campaign != nullptr && campaign->strategy == "adaptive") {
-    r.fail(node.source(), key + ": the campaign's strategy is adaptive, a rule over all its tasks together; "
-                                "its ops cannot have a search of their own");
+    r.fail(node.source(),
+           key +
+               ": the campaign's strategy is adaptive, a rule over all its tasks together; "
+               "its ops cannot have a search of their own");
     return;
   }
   const size_t problems_before = r.count();
   check_keys(r, *t, key + ".", search_key_names());
   for (const auto& [k, v] : *t) {
     if (campaign_only_search_key(k.str())) {
-      r.fail(v.source(), key + "." + std::string(k.str()) +
-                             ": a campaign-wide field; set it in the campaign's [search], not per op");
+      r.fail(v.source(),
+             key + "." + std::string(k.str()) +
+                 ": a campaign-wide field; set it in the campaign's [search], not per op");
     }
   }
   std::string strategy = campaign != nullptr ? campaign->strategy : "fix_loop";
   if (const toml::node* n = t->get("strategy"); n != nullptr && n->is_string()) {
     strategy = n->as_string()->get();
     if (strategy == "adaptive") {
-      r.fail(n->source(), key + ".strategy: adaptive is a campaign-wide rule; set it in the campaign's [search]");
+      r.fail(
+          n->source(),
+          key + ".strategy: adaptive is a campaign-wide rule; set it in the campaign's [search]");
     }
   }
   SearchPolicy policy = op_search_base(campaign != nullptr ? *campaign : SearchPolicy{}, strategy);
-  if (!read_search_fields(r, *t, key + ".", policy) || campaign == nullptr || r.count() != problems_before) return;
+  if (!read_search_fields(r, *t, key + ".", policy) || campaign == nullptr ||
+      r.count() != problems_before)
+    return;
   if (Status st = validate_search(policy, workflow); !st.ok()) {
     r.fail(node.source(), op.key + "." + st.message());  // "ops[2].search.samples: ..."
     return;
@@ -932,7 +944,8 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
 
   bool search_ok = true;
   if (const toml::node* n = root.get("search"))
-    search_ok = read_search(r, *n, workflow_ok ? campaign.workflow : Workflow::default_, campaign.search);
+    search_ok =
+        read_search(r, *n, workflow_ok ? campaign.workflow : Workflow::default_, campaign.search);
 
   Settings defaults;
   if (const toml::node* n = root.get("defaults")) {
