@@ -1,4 +1,5 @@
-// How a task searches for its kernel: the campaign's [search] table (docs/campaigns.md).
+// How a task searches for its kernel: the campaign's [search] table (docs/campaigns.md), or
+// its op's own search table over it (docs/campaigns.md "Per-op search"; TaskSpec::search).
 //
 //   fix_loop   one chain: design, code, verify, fix until it passes or limit_steps is used
 //              up (the default; today's behaviour, byte for byte).
