@@ -423,6 +423,32 @@ TEST_CASE_FIXTURE(RouterFixture, "an expanded campaign takes the search policy a
   CHECK(get("/api/v1/campaigns").size() == before);  // nothing stored by the refused ones
 }
 
+// Issue 17: an op's own search table reaches its tasks; the API shows it on them.
+TEST_CASE_FIXTURE(RouterFixture, "a task whose op has its own search shows it; the others do not") {
+  const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";
+  // The last op of the fixture (relu) gets a search table.
+  const std::string text = test::read_file(fixtures / "sweep.toml") + "[ops.search]\nstrategy = \"best_of_n\"\nsamples = 2\n";
+  json files = {{"tasks/softmax.py", test::read_file(fixtures / "tasks" / "softmax.py")},
+                {"tasks/relu.py", test::read_file(fixtures / "tasks" / "relu.py")}};
+  json body = {{"campaign", text}, {"file_name", "sweep.toml"}, {"files", files}};
+  ApiReply posted = ask("POST", "/api/v1/campaigns", {}, body.dump());
+  REQUIRE_MESSAGE(posted.status == 201, posted.body);
+  const int64_t id = json::parse(posted.body)["id"].get<int64_t>();
+  json listed = get("/api/v1/tasks", {{"campaign", std::to_string(id)}});
+  REQUIRE(listed.size() == 5);
+  for (const json& t : listed) {
+    CAPTURE(t.dump());
+    if (t["op_name"] == "relu") {
+      CHECK(t["search"]["strategy"] == "best_of_n");
+      CHECK(t["search"]["samples"] == 2);
+      CHECK(t["search"]["islands"] == 2);  // defaults spelled out
+    } else {
+      CHECK_FALSE(t.contains("search"));
+    }
+  }
+  CHECK(get("/api/v1/campaigns/" + std::to_string(id))["search"]["strategy"] == "fix_loop");
+}
+
 // Issue 21: the CLI sends the campaign file and the files it names; the coordinator expands it.
 TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expanded here, the same campaign as its expansion") {
   const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";

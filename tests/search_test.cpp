@@ -123,14 +123,16 @@ struct SearchRun {
     delivered.clear();
   }
 
-  // A coder_only campaign of `ops` profile tasks op0.. under `search`.
-  void submit(int ops, const std::string& search, int limit_steps) {
+  // A coder_only campaign of `ops` profile tasks op0.. under `search`; `op0` is appended to
+  // op0's table.
+  void submit(int ops, const std::string& search, int limit_steps, const std::string& op0 = "") {
     std::string toml = "name = \"scripted\"\nworkflow = \"coder_only\"\n" + search +
                        "\n[defaults]\nbackend = \"cuda\"\narch = \"h100\"\nimpl_type = \"triton\"\n"
                        "framework = \"torch\"\ntask_type = \"profile\"\nlimit_steps = " +
                        std::to_string(limit_steps) + "\n";
     for (int i = 0; i < ops; ++i) {
       toml += "[[ops]]\nop_name = \"op" + std::to_string(i) + "\"\ntask_desc = \"task.py\"\n";
+      if (i == 0) toml += op0;
     }
     write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
     auto campaign = parse_campaign(toml, dir.path(), "scripted.toml");
@@ -215,12 +217,13 @@ struct SearchRun {
   }
 };
 
-// The error of a campaign file c.toml whose [search] table is `search` (it must be refused).
-std::string error(const std::string& search) {
+// The error of a campaign file c.toml whose [search] table is `search` and whose one op's
+// table ends with `op` (from line 11) (it must be refused).
+std::string error(const std::string& search, const std::string& op = "") {
   TempDir dir;
   write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
   std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
-                     "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n";
+                     "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n" + op;
   auto c = parse_campaign(toml, dir.path(), "c.toml");
   REQUIRE(!c.ok());
   return c.status().message();
@@ -637,6 +640,94 @@ TEST_CASE("an evolve campaign stopped mid-way resumes to the same population, no
     CHECK(bodies.insert(r.body.dump()).second);
   }
   CHECK(run.llm.request_count() == reference.llm.request_count());
+}
+
+TEST_CASE("an op's own search: op0 evolves to the fastest variant while the others run fix_loop") {
+  SearchRun run;
+  run.llm.set_responder(evolve_respond);
+  // The campaign's fix_loop and its max_llm_calls; op0 overrides the strategy (and its steps).
+  run.submit(4, "[search]\nstrategy = \"fix_loop\"\nmax_llm_calls = 12\n", 12,
+             "limit_steps = 2\nsearch = { strategy = \"evolve\", islands = 2, island_size = 2, generations = 3, "
+             "inspirations = 2, migrate_every = 1 }\n");
+  Store& store = run.loop->store();
+  const std::vector<TaskRow> tasks = store.tasks_of_campaign(1).value();
+  for (const TaskRow& t : tasks) {
+    CAPTURE(t.spec.op_name);
+    if (t.spec.op_name == "op0") {
+      const SearchPolicy p = parse_search_text(t.spec.search).value();
+      CHECK(p.strategy == "evolve");
+      CHECK(p.max_llm_calls == 12);  // inherited from the campaign's [search]
+    } else {
+      CHECK(t.spec.search.empty());  // the campaign's
+    }
+  }
+  run.run();
+  std::map<std::string, TaskResult> results = run.results();
+  REQUIRE(results.size() == 4);
+  for (const auto& [op, t] : results) {
+    CAPTURE(op);
+    CHECK(t.state == "passed");
+    if (op == "op0") {
+      CHECK(t.best == 3.2);  // improved twice from a passing parent
+      CHECK(t.candidates.size() == 12);  // 3 generations of 4 children
+      CHECK(t.reason.starts_with("passed (evolve, 3 of 3 generations"));
+    } else {
+      CHECK(t.best != 3.2);  // stops at its first passing kernel
+      CHECK(t.candidates.size() < 12);
+    }
+  }
+  CHECK(run.max_asked_per_task() <= 12);
+}
+
+TEST_CASE("an op's search table: inherited fields, refused fields named ops[N] with file:line") {
+  // Fields the op does not set come from the campaign's [search]; another strategy drops the
+  // campaign strategy's own fields.
+  TempDir dir;
+  write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
+  auto parse = [&](const std::string& search, const std::string& op) {
+    std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
+                       "impl_type = \"cpp\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n" + op +
+                       "[[ops]]\nop_name = \"b\"\ntask_desc = \"task.py\"\n";
+    auto c = parse_campaign(toml, dir.path(), "c.toml");
+    REQUIRE_MESSAGE(c.ok(), c.status().to_string());
+    REQUIRE(c->tasks.size() == 2);
+    CHECK(c->tasks[1].spec.search.empty());  // op b: the campaign's
+    return parse_search_text(c->tasks[0].spec.search).value();
+  };
+  SearchPolicy p = parse("[search]\nstrategy = \"best_of_n\"\nsamples = 4\nmax_tokens = 100\n",
+                         "[ops.search]\ntarget_speedup = 2.0\n");
+  CHECK(p.strategy == "best_of_n");
+  CHECK(p.samples == 4);
+  CHECK(p.max_tokens == 100);
+  CHECK(p.target_speedup == 2.0);
+  p = parse("[search]\nstrategy = \"evolve\"\nislands = 3\ncampaign_max_llm_calls = 50\n",
+            "search = { strategy = \"fix_loop\" }\n");
+  CHECK(p.strategy == "fix_loop");
+  CHECK(p.islands == SearchPolicy{}.islands);
+  CHECK(p.campaign_max_llm_calls == 50);  // the campaign's budget rules every task
+  p = parse("", "search = { strategy = \"fix_loop\" }\n");  // the default policy, still the op's own
+  CHECK(p == SearchPolicy{});
+
+  CHECK(error("", "[ops.search]\nstrategy = \"best_of_n\"\nsamples = 0\n")
+            .find("c.toml:11:1: ops[0].search.samples: expected 1..64, got 0") != std::string::npos);
+  CHECK(error("", "search = { strategy = \"evolve\", islands = 0 }\n")
+            .find("c.toml:11:10: ops[0].search.islands: expected 1..64, got 0") != std::string::npos);
+  CHECK(error("", "search = { samples = 2 }\n").find("ops[0].search.samples: fix_loop runs one chain") !=
+        std::string::npos);
+  CHECK(error("", "search = { samples = \"2\" }\n").find("ops[0].search.samples: expected an integer") !=
+        std::string::npos);
+  CHECK(error("", "search = { sampels = 2 }\n").find("ops[0].search.sampels") != std::string::npos);
+  CHECK(error("", "search = 3\n").find("ops[0].search: expected a table") != std::string::npos);
+  // Campaign-wide fields and rules.
+  CHECK(error("", "[ops.search]\ncampaign_max_llm_calls = 5\n")
+            .find("c.toml:12:26: ops[0].search.campaign_max_llm_calls: a campaign-wide field; set it in the "
+                  "campaign's [search], not per op") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"evolve\"", "search = { patience = 3 }\n")
+            .find("ops[0].search.patience: a campaign-wide field") != std::string::npos);
+  CHECK(error("", "search = { strategy = \"adaptive\" }\n")
+            .find("ops[0].search.strategy: adaptive is a campaign-wide rule") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"", "search = { max_llm_calls = 3 }\n")
+            .find("ops[0].search: the campaign's strategy is adaptive") != std::string::npos);
 }
 
 TEST_CASE("stagnation ends an evolve task after generations without a better candidate") {

@@ -468,10 +468,15 @@ void Conductor::start_unguarded(int64_t task_id) {
   auto campaign = loop_.store().get_campaign(task->campaign_id);
   if (!check(campaign.status(), task_id)) return;
   const Workflow workflow = campaign->workflow;
-  auto search = parse_search_text(campaign->search);
+  // The task's own policy (its op's search table over the campaign's, carrying the campaign's
+  // campaign-wide fields), else the campaign's.
+  const bool own = !task->spec.search.empty();
+  auto search = parse_search_text(own ? task->spec.search : campaign->search);
   if (!search.ok()) {
     activate(task_id, Active{workflow, task->campaign_id, campaign->timing, {}, {}});
-    fail(task_id, "campaign " + std::to_string(task->campaign_id) + ": " + search.status().message());
+    fail(task_id, (own ? "task " + std::to_string(task_id)
+                       : "campaign " + std::to_string(task->campaign_id)) +
+                      ": " + search.status().message());
     return;
   }
   activate(task_id, Active{workflow, task->campaign_id, campaign->timing, *search, {}});

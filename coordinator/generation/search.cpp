@@ -119,6 +119,21 @@ nlohmann::json search_json(const SearchPolicy& p, bool defaults) {
   return j;
 }
 
+bool campaign_only_search_key(std::string_view name) {
+  return name.starts_with("campaign_max_") || name == "exploration" || name == "patience" ||
+         name == "parallel";
+}
+
+SearchPolicy op_search_base(const SearchPolicy& campaign, std::string_view strategy) {
+  SearchPolicy p = campaign;
+  if (strategy == campaign.strategy) return p;
+  const SearchPolicy d;
+  p.strategy = strategy;
+  p.samples = d.samples;
+  for (const char* name : kEvolveOnly) *search_int(p, name) = int_field(d, name);
+  return p;
+}
+
 std::string search_text(const SearchPolicy& p) {
   if (p == SearchPolicy{}) return "";
   return search_json(p, /*defaults=*/false).dump();

@@ -1,4 +1,5 @@
-// How a task searches for its kernel: the campaign's [search] table (docs/campaigns.md).
+// How a task searches for its kernel: the campaign's [search] table (docs/campaigns.md), or
+// its op's own search table over it (docs/campaigns.md "Per-op search"; TaskSpec::search).
 //
 //   fix_loop   one chain: design, code, verify, fix until it passes or limit_steps is used
 //              up (the default; today's behaviour, byte for byte).
@@ -116,6 +117,16 @@ double* search_real(SearchPolicy& policy, std::string_view name);
 // The policy as a JSON object: every field (defaults = true, the API's view) or only those
 // that differ from the default policy.
 nlohmann::json search_json(const SearchPolicy& policy, bool defaults);
+
+// Per op (an [[ops]] entry's own search table, docs/campaigns.md "Per-op search"): the keys
+// that only the campaign's [search] may set, because they rule all its tasks together
+// (campaign_max_*, and adaptive's exploration, patience and parallel).
+bool campaign_only_search_key(std::string_view name);
+// Where an op's policy starts: the campaign's. An op that names another strategy than the
+// campaign's starts from the campaign's policy with the fields of the campaign's strategy
+// (samples and evolve's keys) back at their defaults, so that they do not apply to a strategy
+// that refuses them.
+SearchPolicy op_search_base(const SearchPolicy& campaign, std::string_view strategy);
 
 // A policy as stored (campaigns.search): "" for the default policy, else a JSON object of the
 // fields that differ from it (so a campaign without [search] hashes and stores as before).

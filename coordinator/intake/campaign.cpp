@@ -463,6 +463,7 @@ struct Op {
   std::string candidate_text;
   Settings settings;
   std::vector<SweepKey> sweep;  // sorted by name
+  std::string search;           // its own search table over the campaign's (TaskSpec::search)
   bool ok = true;
 };
 
@@ -641,15 +642,119 @@ std::string task_id_of(const Op& op, const std::vector<size_t>& point) {
   return id;
 }
 
+// Types each key of a search table into `out`; `prefix` names the table ("search.",
+// "ops[2].search."). False when a value has the wrong type (reported); check_keys reports
+// unknown keys.
+bool read_search_fields(Reader& r, const toml::table& t, const std::string& prefix,
+                        SearchPolicy& out) {
+  bool typed = true;
+  for (const auto& [k, v] : t) {
+    const std::string key = prefix + std::string(k.str());
+    if (k.str() == "strategy") {
+      if (const auto* s = v.as_string()) {
+        out.strategy = s->get();
+      } else {
+        r.fail(v.source(), key + ": expected one of " + join(search_strategies()) + ", got " +
+                               toml_describe(v));
+        typed = false;
+      }
+    } else if (double* real = search_real(out, k.str())) {
+      if (v.is_number()) {
+        *real = v.is_integer() ? static_cast<double>(v.as_integer()->get())
+                               : v.as_floating_point()->get();
+      } else {
+        r.fail(v.source(), key + ": expected a number, got " + toml_describe(v));
+        typed = false;
+      }
+    } else if (int64_t* field = search_int(out, k.str())) {
+      if (const auto* i = v.as_integer()) {
+        *field = i->get();
+      } else {
+        r.fail(v.source(), key + ": expected an integer, got " + toml_describe(v));
+        typed = false;
+      }
+    }
+  }
+  return typed;
+}
+
+std::vector<std::string_view> search_key_names() {
+  return std::vector<std::string_view>(search_keys().begin(), search_keys().end());
+}
+
+// The campaign's [search] table (search.h): each field's type here, the rules in
+// validate_search. False when refused (reported).
+bool read_search(Reader& r, const toml::node& node, Workflow workflow, SearchPolicy& out) {
+  const toml::table* t = node.as_table();
+  if (t == nullptr) {
+    r.fail(node.source(), "search: expected a table ([search]), got " + toml_describe(node));
+    return false;
+  }
+  const size_t problems_before = r.count();
+  check_keys(r, *t, "search.", search_key_names());
+  if (!read_search_fields(r, *t, "search.", out)) return false;
+  if (Status st = validate_search(out, workflow); !st.ok()) r.fail(node.source(), st.message());
+  return r.count() == problems_before;
+}
+
+// An op's own search table (docs/campaigns.md "Per-op search"): the campaign's policy
+// (`campaign`; null when it was refused) with the op's fields over it, as its tasks store it
+// (TaskSpec::search).
+void read_op_search(Reader& r, const toml::node& node, Workflow workflow,
+                    const SearchPolicy* campaign, Op& op) {
+  const std::string key = op.key + ".search";
+  const toml::table* t = node.as_table();
+  if (t == nullptr) {
+    r.fail(node.source(), key + ": expected a table ([ops.search] or search = { ... }), got " +
+                              toml_describe(node));
+    return;
+  }
+  if (campaign != nullptr && campaign->strategy == "adaptive") {
+    r.fail(node.source(),
+           key +
+               ": the campaign's strategy is adaptive, a rule over all its tasks together; "
+               "its ops cannot have a search of their own");
+    return;
+  }
+  const size_t problems_before = r.count();
+  check_keys(r, *t, key + ".", search_key_names());
+  for (const auto& [k, v] : *t) {
+    if (campaign_only_search_key(k.str())) {
+      r.fail(v.source(),
+             key + "." + std::string(k.str()) +
+                 ": a campaign-wide field; set it in the campaign's [search], not per op");
+    }
+  }
+  std::string strategy = campaign != nullptr ? campaign->strategy : "fix_loop";
+  if (const toml::node* n = t->get("strategy"); n != nullptr && n->is_string()) {
+    strategy = n->as_string()->get();
+    if (strategy == "adaptive") {
+      r.fail(
+          n->source(),
+          key + ".strategy: adaptive is a campaign-wide rule; set it in the campaign's [search]");
+    }
+  }
+  SearchPolicy policy = op_search_base(campaign != nullptr ? *campaign : SearchPolicy{}, strategy);
+  if (!read_search_fields(r, *t, key + ".", policy) || campaign == nullptr ||
+      r.count() != problems_before)
+    return;
+  if (Status st = validate_search(policy, workflow); !st.ok()) {
+    r.fail(node.source(), op.key + "." + st.message());  // "ops[2].search.samples: ..."
+    return;
+  }
+  // Never "" (the campaign's), even when the op's policy is the default one.
+  op.search = search_json(policy, /*defaults=*/false).dump();
+}
+
 // Reads one [[ops]] table. Returns the op; op.ok is false when it cannot be expanded.
 Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& defaults,
-           Workflow workflow, const CampaignFileReader& read,
+           Workflow workflow, const SearchPolicy* search, const CampaignFileReader& read,
            std::map<std::string, std::string>& files) {
   Op op;
   op.key = "ops[" + std::to_string(index) + "]";
   op.where = table.source();
   const size_t problems_before = r.count();
-  std::vector<std::string_view> known = {"op_name", "task_desc", "candidate", "sweep"};
+  std::vector<std::string_view> known = {"op_name", "task_desc", "candidate", "sweep", "search"};
   known.insert(known.end(), kTaskFields.begin(), kTaskFields.end());
   check_keys(r, table, op.key + ".", known);
 
@@ -706,6 +811,7 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
   }
 
   if (const toml::node* n = table.get("sweep")) read_sweep(r, *n, op);
+  if (const toml::node* n = table.get("search")) read_op_search(r, *n, workflow, search, op);
 
   // Task fields: the op's own, over [defaults], over the built-in defaults.
   op.settings = defaults;
@@ -770,45 +876,8 @@ TaskSpec base_spec(const Op& op) {
   if (const Setting* s = get("framework")) spec.framework = s->text;
   if (const Setting* s = get("task_type")) spec.task_type = s->text;
   if (const Setting* s = get("limit_steps")) spec.limit_steps = static_cast<int>(s->number);
+  spec.search = op.search;
   return spec;
-}
-
-// The [search] table (search.h): each field's type here, the rules in validate_search.
-void read_search(Reader& r, const toml::node& node, Workflow workflow, SearchPolicy& out) {
-  const toml::table* t = node.as_table();
-  if (t == nullptr) {
-    r.fail(node.source(), "search: expected a table ([search]), got " + toml_describe(node));
-    return;
-  }
-  check_keys(r, *t, "search.", std::vector<std::string_view>(search_keys().begin(), search_keys().end()));
-  bool typed = true;
-  for (const auto& [k, v] : *t) {
-    const std::string key = "search." + std::string(k.str());
-    if (k.str() == "strategy") {
-      if (const auto* s = v.as_string()) {
-        out.strategy = s->get();
-      } else {
-        r.fail(v.source(), key + ": expected one of " + join(search_strategies()) + ", got " + toml_describe(v));
-        typed = false;
-      }
-    } else if (double* real = search_real(out, k.str())) {
-      if (v.is_number()) {
-        *real = v.is_integer() ? static_cast<double>(v.as_integer()->get()) : v.as_floating_point()->get();
-      } else {
-        r.fail(v.source(), key + ": expected a number, got " + toml_describe(v));
-        typed = false;
-      }
-    } else if (int64_t* field = search_int(out, k.str())) {
-      if (const auto* i = v.as_integer()) {
-        *field = i->get();
-      } else {
-        r.fail(v.source(), key + ": expected an integer, got " + toml_describe(v));
-        typed = false;
-      }
-    }  // check_keys reported any other key
-  }
-  if (!typed) return;
-  if (Status st = validate_search(out, workflow); !st.ok()) r.fail(node.source(), st.message());
 }
 
 }  // namespace
@@ -873,8 +942,10 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
     }
   }
 
+  bool search_ok = true;
   if (const toml::node* n = root.get("search"))
-    read_search(r, *n, workflow_ok ? campaign.workflow : Workflow::default_, campaign.search);
+    search_ok =
+        read_search(r, *n, workflow_ok ? campaign.workflow : Workflow::default_, campaign.search);
 
   Settings defaults;
   if (const toml::node* n = root.get("defaults")) {
@@ -898,8 +969,8 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
       for (size_t i = 0; i < a->size(); ++i) {
         // An unknown workflow was reported; read the ops as "default" to find more problems.
         ops.push_back(read_op(r, *a->get(i)->as_table(), i, defaults,
-                              workflow_ok ? campaign.workflow : Workflow::default_, read,
-                              plan->files));
+                              workflow_ok ? campaign.workflow : Workflow::default_,
+                              search_ok ? &campaign.search : nullptr, read, plan->files));
       }
     }
   } else {

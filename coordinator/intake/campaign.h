@@ -25,6 +25,8 @@
 //   [ops.sweep]
 //   N = [1024, 4096]
 //   dtype = ["float32", "float16"]
+//   [ops.search]                         # optional: this op's search over the campaign's
+//   strategy = "evolve"                  # (TaskSpec::search)
 //
 // Errors name the file, line, column and key and say what was expected, like the config
 // file's (common/config.h), e.g.

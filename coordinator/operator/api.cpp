@@ -85,28 +85,34 @@ Result<json> campaign_json(Store& store, const CampaignRow& c) {
 
 json task_json(const TaskOutcome& o) {
   const TaskRow& t = o.task;
-  return {{"task", t.id},
-          {"campaign", t.campaign_id},
-          {"op_name", t.spec.op_name},
-          {"task_id", t.spec.task_id},
-          {"backend", t.spec.backend},
-          {"arch", t.spec.arch},
-          {"impl_type", t.spec.impl_type},
-          {"framework", t.spec.framework},
-          {"task_type", t.spec.task_type},
-          {"state", to_string(t.state)},
-          {"verdict", to_string(o.verdict)},
-          {"reason", t.reason},
-          {"steps", t.steps_used},
-          {"limit_steps", t.spec.limit_steps},
-          {"speedup", o.speedup > 0 ? json(o.speedup) : json(nullptr)},
-          {"best_step", o.best_step > 0 ? json(o.best_step) : json(nullptr)},
-          {"llm_calls", o.usage.calls},
-          {"prompt_tokens", o.usage.prompt_tokens},
-          {"completion_tokens", o.usage.completion_tokens},
-          {"cost_usd", o.usage.cost_usd},
-          {"created_ms", t.created_ms},
-          {"updated_ms", t.updated_ms}};
+  json j = {{"task", t.id},
+            {"campaign", t.campaign_id},
+            {"op_name", t.spec.op_name},
+            {"task_id", t.spec.task_id},
+            {"backend", t.spec.backend},
+            {"arch", t.spec.arch},
+            {"impl_type", t.spec.impl_type},
+            {"framework", t.spec.framework},
+            {"task_type", t.spec.task_type},
+            {"state", to_string(t.state)},
+            {"verdict", to_string(o.verdict)},
+            {"reason", t.reason},
+            {"steps", t.steps_used},
+            {"limit_steps", t.spec.limit_steps},
+            {"speedup", o.speedup > 0 ? json(o.speedup) : json(nullptr)},
+            {"best_step", o.best_step > 0 ? json(o.best_step) : json(nullptr)},
+            {"llm_calls", o.usage.calls},
+            {"prompt_tokens", o.usage.prompt_tokens},
+            {"completion_tokens", o.usage.completion_tokens},
+            {"cost_usd", o.usage.cost_usd},
+            {"created_ms", t.created_ms},
+            {"updated_ms", t.updated_ms}};
+  // A task with a search policy of its own (its op's search table): the whole policy, as a
+  // campaign shows its own. Absent: the campaign's.
+  if (auto p = parse_search_text(t.spec.search); !t.spec.search.empty() && p.ok()) {
+    j["search"] = search_json(*p, /*defaults=*/true);
+  }
+  return j;
 }
 
 Result<json> task_json(Store& store, const TaskRow& t) {

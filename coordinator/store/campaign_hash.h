@@ -16,7 +16,8 @@ namespace kforge {
 // search_text, issue 17) (so that campaigns of earlier versions keep their hash), and then, in
 // order, each
 // task's spec fields (op_name, task_id, backend, arch, impl_type, framework, task_type,
-// limit_steps, task_desc) and candidate, each length-prefixed after the tag
+// limit_steps, task_desc), candidate and, when set, its own search policy ("search:" +
+// TaskSpec::search, an op's search table), each length-prefixed after the tag
 // "kforge-campaign-v2"; 64 lowercase hex digits. A campaign submitted again has the same
 // hash, so it is found instead of added twice (docs/campaigns.md "Identity").
 //

@@ -169,14 +169,15 @@ struct Statements {
 // A task's texts are stored once each in blobs (migration 0004): read_task puts them together
 // from the blob and the task's edit (text_of), four columns each. `reason` is the reason
 // column (migration 0010), or '' for the migrations before it that read tasks.
-#define KF_TASK_SELECT(reason)                                                     \
+// `search` is the search column (migration 0015), or '' likewise.
+#define KF_TASK_SELECT(reason, search)                                             \
   "tasks.id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, " \
   "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "   \
   "d.data, task_desc_head, task_desc_tail, task_desc_middle, "                     \
-  "c.data, candidate_head, candidate_tail, candidate_middle, " reason " "          \
-  "FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "                \
+  "c.data, candidate_head, candidate_tail, candidate_middle, " reason ", " search  \
+  " FROM tasks LEFT JOIN blobs AS d ON d.id = tasks.task_desc_blob "               \
   "LEFT JOIN blobs AS c ON c.id = tasks.candidate_blob"
-#define KF_TASK_COLUMNS KF_TASK_SELECT("reason")
+#define KF_TASK_COLUMNS KF_TASK_SELECT("reason", "tasks.search")
 #define KF_LEASE_COLUMNS \
   "id, task_id, backend, arch, state, agent_id, device_index, assigned_ms, finished_ms"
 #define KF_CAMPAIGN_COLUMNS \
@@ -196,9 +197,9 @@ const SqlDef kSql[] = {
      "INSERT INTO tasks(campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
      "task_type, limit_steps, state, steps_used, verdict, created_ms, updated_ms, "
      "task_desc_blob, task_desc_head, task_desc_tail, task_desc_middle, "
-     "candidate_blob, candidate_head, candidate_tail, candidate_middle) "
+     "candidate_blob, candidate_head, candidate_tail, candidate_middle, search) "
      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, '', ?10, ?10, "
-     "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
+     "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"},
     {&Statements::get_task, "SELECT " KF_TASK_COLUMNS " WHERE tasks.id = ?1"},
     {&Statements::set_task_state,
      "UPDATE tasks SET state = ?2, verdict = ?3, reason = ?5, updated_ms = ?4 WHERE id = ?1"},
@@ -378,7 +379,7 @@ static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
 // A campaign's tasks in order, as migration 0006 reads them (before the statements are
 // prepared, and before migration 0010 adds the reason).
 constexpr const char* kTasksOfCampaignAt6 =
-    "SELECT " KF_TASK_SELECT("''") " WHERE campaign_id = ?1 ORDER BY tasks.id";
+    "SELECT " KF_TASK_SELECT("''", "''") " WHERE campaign_id = ?1 ORDER BY tasks.id";
 
 #undef KF_JOB_COLUMNS
 #undef KF_REQUEST_COLUMNS
@@ -627,6 +628,7 @@ Result<TaskRow> read_task(const Stmt& s) {
   t.updated_ms = s.i64(14);
   t.spec.task_desc = text_of(s, 15);
   t.spec.candidate = text_of(s, 19);
+  t.spec.search = s.str(24);
   return w.row(std::move(t));
 }
 
@@ -717,6 +719,9 @@ void put_task(Hash& h, const TaskSpec& s, std::string_view candidate) {
   put_field(h, std::to_string(s.limit_steps));
   put_field(h, s.task_desc);
   put_field(h, candidate);
+  // Only when set, so that campaigns without per-op search keep their hash; no op_name (the
+  // next task's first field) starts with "search:".
+  if (!s.search.empty()) put_field(h, "search:" + s.search);
 }
 
 // FNV-1a 64, the campaign hash of databases before schema 6: only to recognise their
@@ -1242,7 +1247,8 @@ Result<int64_t> insert_task(Db& d, int64_t campaign_id, const TaskSpec& spec, st
       .text(7, spec.framework)
       .text(8, spec.task_type)
       .bind(9, spec.limit_steps)
-      .bind(10, d.now());
+      .bind(10, d.now())
+      .text(19, spec.search);
   bind_text(s, 11, *desc);
   bind_text(s, 15, *candidate);
   int rc = s.step();

@@ -38,6 +38,9 @@ struct TaskSpec {
   std::string task_type = "precision_only";  // | profile
   int limit_steps = 10;
   std::string candidate;  // verify_only workflow: the candidate supplied with the campaign
+  // The task's own search policy (an op's search table over the campaign's [search]) as JSON
+  // (search.h); "": the campaign's.
+  std::string search;
 };
 
 struct CampaignRow {
