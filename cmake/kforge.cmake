@@ -39,6 +39,11 @@ function(kforge_add_test name)
   add_executable(${name} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE kforge_test_support ${ARG_LIBS})
   kforge_target_defaults(${name})
+  # GCC 12 with -fsanitize=address reports a false -Wmaybe-uninitialized inside <regex> itself
+  # (the std::function of a moved NFA state), which tests use: a warning there, not an error.
+  if(KFORGE_SANITIZE AND KFORGE_WERROR AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    target_compile_options(${name} PRIVATE -Wno-error=maybe-uninitialized)
+  endif()
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 300)
 endfunction()
