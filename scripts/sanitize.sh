@@ -24,8 +24,8 @@ case "$mode" in
     ;;
   tsan)
     cmake_flag=-DKFORGE_TSAN=ON
-    tests=(api_test auth_test cluster_test conductor_test coordinator_memory_test llm_test
-           log_test outbox_test process_test search_test task_test zmq_test)
+    tests=(api_test auth_test cluster_test coordinator_memory_test llm_test nospace_test
+           process_test search_test task_test verify_test zmq_test)
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
     ;;
   *)
@@ -37,7 +37,8 @@ esac
 build_dir=${KFORGE_BUILD_DIR:-build-$mode}
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${KFORGE_BUILD_TYPE:-RelWithDebInfo}" "$cmake_flag" >/dev/null
-cmake --build "$build_dir" -j "$jobs" --target "${tests[@]}"
+# Some tests run the kforge command line (build/cli/kforge): built with the same sanitizer.
+cmake --build "$build_dir" -j "$jobs" --target "${tests[@]}" kforge
 cd "$build_dir"
 regex="^($(IFS='|'; echo "${tests[*]}"))\$"
 ctest --output-on-failure -j "$jobs" --timeout 300 -R "$regex" "$@"
