@@ -14,10 +14,11 @@ shift || true
 case "$mode" in
   asan)
     cmake_flag=-DKFORGE_SANITIZE=ON
-    tests=(campaign_test check_test conductor_rules_test conductor_test config_test
-           device_pool_test kernelbench_test log_test nospace_test outbox_test prompts_test
-           protocol_test report_test search_test status_test store_test task_test
-           typed_results_test verify_result_test watch_test)
+    tests=(api_test campaign_test check_test cluster_test conductor_rules_test conductor_test
+           config_test coordinator_memory_test device_pool_test kernelbench_test llm_test
+           log_test nospace_test outbox_test process_test prompts_test protocol_test
+           report_test search_test status_test store_test task_test typed_results_test
+           verify_result_test watch_test zmq_test)
     export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
     export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
