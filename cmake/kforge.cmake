@@ -6,9 +6,12 @@ if(KFORGE_FUZZ)
   set(KFORGE_SANITIZER_FLAGS -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer
                              -fno-sanitize-recover=undefined)
 elseif(KFORGE_SANITIZE)
-  set(KFORGE_SANITIZER_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  # -O1 (after the build type's -O2 on the command line, so it wins), as the sanitizers
+  # advise: it halves the instrumented build's compile time, which keeps
+  # scripts/sanitize.sh within a CI job.
+  set(KFORGE_SANITIZER_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1)
 elseif(KFORGE_TSAN)
-  set(KFORGE_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+  set(KFORGE_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer -O1)
 endif()
 
 # kforge_target_defaults(target): warnings (as errors), sanitizers, include root.
@@ -39,6 +42,11 @@ function(kforge_add_test name)
   add_executable(${name} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE kforge_test_support ${ARG_LIBS})
   kforge_target_defaults(${name})
+  # GCC 12 with -fsanitize=address reports a false -Wmaybe-uninitialized inside <regex> itself
+  # (the std::function of a moved NFA state), which tests use: a warning there, not an error.
+  if(KFORGE_SANITIZE AND KFORGE_WERROR AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    target_compile_options(${name} PRIVATE -Wno-error=maybe-uninitialized)
+  endif()
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 300)
 endfunction()

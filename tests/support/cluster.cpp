@@ -78,7 +78,21 @@ void TestCluster::start_coordinator() {
   kill_coordinator();
   CoordinatorOptions o = options_;
   if (!endpoint_.empty()) o.listen = endpoint_;  // restart on the same port
+  // A restart binds the same port, which an agent's job forked just then still holds: fork
+  // copies every descriptor, the old listening socket too, and close-on-exec acts only at the
+  // exec (a moment that the sanitizers' slower fork makes long enough to hit).
+  auto busy = [](const Result<std::unique_ptr<Coordinator>>& r) {
+    return !r.ok() && r.status().message().find("Address already in use") != std::string::npos;
+  };
   auto c = Coordinator::open(o, clock_);
+  if (busy(c)) {
+    wait_until(
+        [&] {
+          c = Coordinator::open(o, clock_);
+          return !busy(c);
+        },
+        std::chrono::seconds(10));
+  }
   REQUIRE_MESSAGE(c.ok(), c.status().to_string());
   coordinator_ = std::move(c.value());
   endpoint_ = coordinator_->endpoint();
