@@ -6,6 +6,8 @@
 //   kforge-bench-adaptive [--tasks 1000] [--steps 20] [--decisions 200]
 //
 // Prints `name: value` lines.
+#include "coordinator/generation/adaptive.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,19 +15,21 @@
 #include <filesystem>
 #include <string>
 
-#include "coordinator/generation/adaptive.h"
-
 using namespace kforge;
 
 int main(int argc, char** argv) {
   int64_t tasks = 1000, steps = 20, decisions = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     const int64_t v = std::atoll(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--tasks")) tasks = v;
-    else if (!std::strcmp(argv[i], "--steps")) steps = v;
-    else if (!std::strcmp(argv[i], "--decisions")) decisions = v;
+    if (!std::strcmp(argv[i], "--tasks"))
+      tasks = v;
+    else if (!std::strcmp(argv[i], "--steps"))
+      steps = v;
+    else if (!std::strcmp(argv[i], "--decisions"))
+      decisions = v;
   }
-  const auto dir = std::filesystem::temp_directory_path() / ("kforge-bench-adaptive-" + std::to_string(::getpid()));
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("kforge-bench-adaptive-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto store = Store::open(dir / "kforge.db");
   if (!store.ok()) {
@@ -38,7 +42,9 @@ int main(int argc, char** argv) {
   policy.samples = 8;
   policy.parallel = 8;
   policy.campaign_max_llm_calls = 1'000'000;
-  const int64_t campaign = s.create_campaign("bench", "", "bench", Workflow::coder_only, "kforge", search_text(policy)).value();
+  const int64_t campaign =
+      s.create_campaign("bench", "", "bench", Workflow::coder_only, "kforge", search_text(policy))
+          .value();
   std::vector<int64_t> ids;
   for (int64_t t = 0; t < tasks; ++t) {
     TaskSpec spec;
@@ -74,16 +80,23 @@ int main(int argc, char** argv) {
   for (int64_t d = 0; d < decisions; ++d) {
     if (spent_budget(policy, s.campaign_spend(campaign).value(), 0, true)) return 1;
   }
-  const double spend_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double spend_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   start = std::chrono::steady_clock::now();
   int64_t go = 0;
   for (int64_t d = 0; d < decisions; ++d) {
     const std::vector<AdaptiveTask> view = adaptive_tasks(s.running_search_steps(campaign).value());
-    go += adaptive_turn(policy, view, ids[static_cast<size_t>(d % tasks)], 0, policy.parallel).turn == Turn::go ? 1 : 0;
+    go +=
+        adaptive_turn(policy, view, ids[static_cast<size_t>(d % tasks)], 0, policy.parallel).turn ==
+                Turn::go
+            ? 1
+            : 0;
   }
-  const double rule_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  std::printf("tasks: %lld\nsteps_per_task: %lld\ndecisions: %lld\ngranted: %lld\n", static_cast<long long>(tasks),
-              static_cast<long long>(steps), static_cast<long long>(decisions), static_cast<long long>(go));
+  const double rule_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::printf("tasks: %lld\nsteps_per_task: %lld\ndecisions: %lld\ngranted: %lld\n",
+              static_cast<long long>(tasks), static_cast<long long>(steps),
+              static_cast<long long>(decisions), static_cast<long long>(go));
   std::printf("budget_ms_per_decision: %.3f\n", spend_ms / static_cast<double>(decisions));
   std::printf("adaptive_ms_per_decision: %.3f\n", rule_ms / static_cast<double>(decisions));
   std::filesystem::remove_all(dir);

@@ -47,6 +47,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -58,9 +59,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -68,16 +69,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <regex>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <sqlite3.h>
-
-#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "common/clock.h"
@@ -105,7 +103,8 @@ const std::vector<FlagSpec> kFlags = {
     {"heartbeat-ms", true, "each agent's heartbeat interval (default 1000)"},
     {"coordinator-heartbeat-ms", true, "the coordinator's heartbeat_ms (default 1000)"},
     {"agent-threads", true, "threads driving the fake agents, per process (default 1)"},
-    {"agent-processes", true, "processes the fake agents are spread over (default 1; each DEALER takes two fds)"},
+    {"agent-processes", true,
+     "processes the fake agents are spread over (default 1; each DEALER takes two fds)"},
     {"churn", true, "agents restarted (new incarnation) per second (default 0)"},
     {"flood-clients", true, "DEALERs sending malformed frames (default 0: no flood)"},
     {"flood-at", true, "flood start, s after registration (default 10)"},
@@ -115,14 +114,21 @@ const std::vector<FlagSpec> kFlags = {
     {"sample-ms", true, "interval between samples (default 5000)"},
     {"coordinator", true, "kforge-coordinator binary (default: beside this build's bench)"},
     {"log-level", true, "the coordinator's log level (default info)"},
-    {"tasks", true, "measure a campaign of this many tasks instead of a fleet (default 0: the fleet)"},
-    {"settle-seconds", true, "--tasks: wait this long after the start before measuring (default 10)"},
+    {"tasks", true,
+     "measure a campaign of this many tasks instead of a fleet (default 0: the fleet)"},
+    {"settle-seconds", true,
+     "--tasks: wait this long after the start before measuring (default 10)"},
     {"idle-seconds", true, "--tasks: measure idle CPU and RSS this long (default 20)"},
-    {"kforge", true, "--tasks: the kforge CLI that submits the campaign (default: beside this build's bench)"},
-    {"campaign-tasks", true, "--tasks: tasks per campaign (default 1000000: one campaign up to that)"},
-    {"submit-offline", false, "--tasks: submit with --data before the coordinator starts, not through its API"},
-    {"submit-only", false, "--tasks: stop after the submission's figures (submit_s, RSS, database size)"},
-    {"evolve-tasks", true, "a coder_only campaign of this many tasks, under fix_loop then evolve (default 0)"},
+    {"kforge", true,
+     "--tasks: the kforge CLI that submits the campaign (default: beside this build's bench)"},
+    {"campaign-tasks", true,
+     "--tasks: tasks per campaign (default 1000000: one campaign up to that)"},
+    {"submit-offline", false,
+     "--tasks: submit with --data before the coordinator starts, not through its API"},
+    {"submit-only", false,
+     "--tasks: stop after the submission's figures (submit_s, RSS, database size)"},
+    {"evolve-tasks", true,
+     "a coder_only campaign of this many tasks, under fix_loop then evolve (default 0)"},
     {"islands", true, "--evolve-tasks: evolve's islands (default 2)"},
     {"island-size", true, "--evolve-tasks: children per island and generation (default 2)"},
     {"generations", true, "--evolve-tasks: evolve's generations (default 3)"},
@@ -617,8 +623,8 @@ ChildRun run_and_wait(std::vector<std::string> argv, const fs::path& log, const 
 
 // One request on loopback (HTTP/1.1, Connection: close; a POST has an empty JSON body):
 // the status code and the time to the whole answer in ms, or {-1, ...} when it could not be had.
-std::pair<int, double> http_request(const std::string& method, const std::string& url, const std::string& path,
-                                    const std::string& token) {
+std::pair<int, double> http_request(const std::string& method, const std::string& url,
+                                    const std::string& path, const std::string& token) {
   // url: http://127.0.0.1:PORT
   size_t colon = url.rfind(':');
   int port = std::atoi(url.c_str() + colon + 1);
@@ -633,9 +639,10 @@ std::pair<int, double> http_request(const std::string& method, const std::string
     return {-1, 0};
   }
   std::string body = method == "POST" ? "{}" : "";
-  std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
-                        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                        "\r\nConnection: close\r\n\r\n" + body;
+  std::string request =
+      method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nConnection: close\r\n\r\n" + body;
   (void)::write(fd, request.data(), request.size());
   std::string answer;
   char buf[65536];
@@ -869,7 +876,8 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   // and a cancel and a resume of the whole campaign, each answered once the Conductor acted.
   print("campaigns_listing_ms", median_get_ms(coord, "/api/v1/campaigns", token), 2);
   for (const char* action : {"cancel", "resume"}) {
-    auto [code, ms] = http_request("POST", coord.api, "/api/v1/campaigns/1/" + std::string(action), token);
+    auto [code, ms] =
+        http_request("POST", coord.api, "/api/v1/campaigns/1/" + std::string(action), token);
     print(("campaign_" + std::string(action) + "_ms").c_str(), code == 200 ? ms : -1, 0);
   }
   std::fflush(stdout);
@@ -953,7 +961,8 @@ Result<std::map<std::string, double>> run_search(const std::string& label,
             "        return x + A\n\n\ndef get_inputs():\n    return [torch.randn(1024)]\n\n\n"
             "def get_init_inputs():\n    return []\n";
     std::ofstream campaign(dir / "campaign.toml");
-    campaign << "name = \"" << label << "\"\nworkflow = \"coder_only\"\n\n" << search << "\n"
+    campaign << "name = \"" << label << "\"\nworkflow = \"coder_only\"\n\n"
+             << search << "\n"
              << "[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
              << "framework = \"torch\"\ntask_type = \"profile\"\nlimit_steps = 4\n\n"
              << "[[ops]]\nop_name = \"add\"\ntask_desc = \"add.py\"\n[ops.sweep]\nA = [";

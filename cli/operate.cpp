@@ -812,7 +812,8 @@ int cmd_export(const ParsedFlags& flags) {
     // The winner: the code of the task's best passing candidate (the API's `code`, its
     // best_step's), whatever the task's state, not its last step's.
     kernel = nullptr;
-    if (const auto winner = t->find("code"); winner != t->end() && winner->is_string() && !winner->get<std::string>().empty()) {
+    if (const auto winner = t->find("code");
+        winner != t->end() && winner->is_string() && !winner->get<std::string>().empty()) {
       std::string name = "passed/" + op + "_" + tid + "_" + safe_name(str(*t, "impl_type")) + ".py";
       if (Status st = write(out / name, winner->get<std::string>()); !st.ok()) return st;
       kernel = name;
@@ -820,14 +821,15 @@ int cmd_export(const ParsedFlags& flags) {
     }
     return Status();
   };
-  Status st = each_task_page(**api, "tasks?campaign=" + std::to_string(*id), {}, {}, {}, [&](const json& page) {
-    for (json row : page) {
-      KF_RETURN_IF_ERROR(export_task(row));
-      row["kernel"] = kernel;
-      summary << (exported++ ? ",\n    " : "\n    ") << row.dump();
-    }
-    return Status();
-  });
+  Status st = each_task_page(**api, "tasks?campaign=" + std::to_string(*id), {}, {}, {},
+                             [&](const json& page) {
+                               for (json row : page) {
+                                 KF_RETURN_IF_ERROR(export_task(row));
+                                 row["kernel"] = kernel;
+                                 summary << (exported++ ? ",\n    " : "\n    ") << row.dump();
+                               }
+                               return Status();
+                             });
   if (!st.ok()) return api_fail(st);
   summary << (exported ? "\n  ]\n}\n" : "]\n}\n");
   summary.close();
@@ -835,8 +837,9 @@ int cmd_export(const ParsedFlags& flags) {
   std::filesystem::rename(partial, summary_path, ec);
   if (ec) return cli_fail("export: cannot rename " + partial.string() + ": " + ec.message());
   files++;
-  std::printf("exported campaign %lld to %s: %zu tasks, %zu files, %zu winning kernels in passed/\n",
-              static_cast<long long>(*id), out.string().c_str(), exported, files, passed);
+  std::printf(
+      "exported campaign %lld to %s: %zu tasks, %zu files, %zu winning kernels in passed/\n",
+      static_cast<long long>(*id), out.string().c_str(), exported, files, passed);
   return kExitOk;
 }
 

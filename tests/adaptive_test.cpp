@@ -1,10 +1,10 @@
 // The adaptive rule and the campaign budgets as pure functions (adaptive.h): scripted tasks
 // with known improvement curves, no Conductor. tests/search_test.cpp runs them end to end.
+#include "coordinator/generation/adaptive.h"
+
 #include <doctest/doctest.h>
 
 #include <map>
-
-#include "coordinator/generation/adaptive.h"
 
 using namespace kforge;
 
@@ -29,7 +29,8 @@ struct Scripted {
 
 // Gives `budget` LLM calls, one at a time (parallel = 1), to whichever task the rule lets
 // ask; a stagnant task stops. Returns the calls each task got.
-std::map<int64_t, int64_t> allocate(std::vector<Scripted>& tasks, const SearchPolicy& p, int64_t budget) {
+std::map<int64_t, int64_t> allocate(std::vector<Scripted>& tasks, const SearchPolicy& p,
+                                    int64_t budget) {
   for (size_t i = 0; i < tasks.size(); ++i) tasks[i].state.task_id = static_cast<int64_t>(i + 1);
   std::map<int64_t, int64_t> calls;
   for (int64_t spent = 0; spent < budget;) {
@@ -56,7 +57,8 @@ std::map<int64_t, int64_t> allocate(std::vector<Scripted>& tasks, const SearchPo
       asked = true;
       break;
     }
-    if (!asked && std::all_of(tasks.begin(), tasks.end(), [](const Scripted& t) { return !t.stopped; })) {
+    if (!asked &&
+        std::all_of(tasks.begin(), tasks.end(), [](const Scripted& t) { return !t.stopped; })) {
       FAIL("no task may ask while none is asking");
     }
   }
@@ -93,16 +95,19 @@ TEST_CASE("campaign budgets: each kind is spent at its limit and named in the re
   CHECK(spent_budget(p, spend, 0, true) == "campaign_max_tokens (5000) spent: 5000 tokens");
   p = SearchPolicy{};
   p.campaign_max_cost_usd = 0.25;
-  CHECK(spent_budget(p, spend, 0, true)->starts_with("campaign_max_cost_usd (0.25) spent: 0.5000 USD"));
+  CHECK(spent_budget(p, spend, 0, true)
+            ->starts_with("campaign_max_cost_usd (0.25) spent: 0.5000 USD"));
   p = SearchPolicy{};
   p.campaign_max_device_s = 30;
-  CHECK(spent_budget(p, spend, 0, false) == "campaign_max_device_s (30) spent: 30 device-seconds of verify jobs");
+  CHECK(spent_budget(p, spend, 0, false) ==
+        "campaign_max_device_s (30) spent: 30 device-seconds of verify jobs");
   CHECK(spent_budget(p, spend, 0, true));
   p.campaign_max_device_s = 31;
   CHECK(!spent_budget(p, spend, 0, false));
   p = SearchPolicy{};
   p.campaign_max_wall_s = 60;
-  CHECK(spent_budget(p, spend, 0, false) == "campaign_max_wall_s (60) spent: 60 s since the campaign was submitted");
+  CHECK(spent_budget(p, spend, 0, false) ==
+        "campaign_max_wall_s (60) spent: 60 s since the campaign was submitted");
 }
 
 TEST_CASE("a task's progress and best(n) come from its judged candidates") {
@@ -112,8 +117,8 @@ TEST_CASE("a task's progress and best(n) come from its judged candidates") {
   CHECK(progress(Verdict::compile_error, 0) == 0);
   // Task 1: code, verify (compile_error), code, verify (passed 1.6); task 2: nothing yet.
   std::vector<Store::SearchStep> steps = {
-      {1, true, std::nullopt, 0}, {1, false, Verdict::compile_error, 0},
-      {1, true, std::nullopt, 0}, {1, false, Verdict::passed, 1.6},
+      {1, true, std::nullopt, 0},  {1, false, Verdict::compile_error, 0},
+      {1, true, std::nullopt, 0},  {1, false, Verdict::passed, 1.6},
       {2, false, std::nullopt, 0},  // the row of a task without steps
   };
   auto tasks = adaptive_tasks(steps);
@@ -126,15 +131,16 @@ TEST_CASE("a task's progress and best(n) come from its judged candidates") {
   CHECK(tasks[1].judged.empty());
   // Its index: the gain per call over the last min(patience, calls) calls, plus exploration.
   const SearchPolicy p = adaptive(4);
-  CHECK(adaptive_index(tasks[0], 2, p) == doctest::Approx(2.6 / 2 + std::sqrt(std::log(3.0) / 3.0)));
+  CHECK(adaptive_index(tasks[0], 2, p) ==
+        doctest::Approx(2.6 / 2 + std::sqrt(std::log(3.0) / 3.0)));
   CHECK(adaptive_index(tasks[1], 2, p) == doctest::Approx(std::sqrt(std::log(3.0))));
 }
 
 TEST_CASE("the adaptive rule gives the budget to the tasks that improve and stops stagnant ones") {
   std::vector<Scripted> tasks = {
-      {{0, 0, 0, 0, 0, 0}},                     // 1: hopeless, every candidate fails to compile
-      {{2.0, 2.0, 2.0, 2.0}},                   // 2: passes at 1x at once, never faster
-      {{0.25, 2.0, 2.6, 3.2, 3.8, 4.4, 5.0}},   // 3: keeps getting faster
+      {{0, 0, 0, 0, 0, 0}},                    // 1: hopeless, every candidate fails to compile
+      {{2.0, 2.0, 2.0, 2.0}},                  // 2: passes at 1x at once, never faster
+      {{0.25, 2.0, 2.6, 3.2, 3.8, 4.4, 5.0}},  // 3: keeps getting faster
   };
   const SearchPolicy p = adaptive(/*patience=*/2);
   const auto calls = allocate(tasks, p, 12);
@@ -147,24 +153,29 @@ TEST_CASE("the adaptive rule gives the budget to the tasks that improve and stop
   // The plateaued one stopped after `patience` calls without improvement, saying so.
   CHECK(tasks[1].stopped);
   CHECK(calls.at(2) == 3);  // improved on its first call, then two without
-  CHECK(tasks[1].reason == "adaptive: stagnant, no improvement in the last 2 LLM calls (patience; best progress 2)");
+  CHECK(tasks[1].reason ==
+        "adaptive: stagnant, no improvement in the last 2 LLM calls (patience; best progress 2)");
 
   // With budget to spare every task ends stagnant: the hopeless one after `patience` calls,
   // the improving one once its curve flattens (7 improving calls, then 2 without).
-  std::vector<Scripted> spare = {{{0, 0, 0, 0, 0, 0}}, {{2.0, 2.0, 2.0, 2.0}}, {{0.25, 2.0, 2.6, 3.2, 3.8, 4.4, 5.0}}};
+  std::vector<Scripted> spare = {
+      {{0, 0, 0, 0, 0, 0}}, {{2.0, 2.0, 2.0, 2.0}}, {{0.25, 2.0, 2.6, 3.2, 3.8, 4.4, 5.0}}};
   const auto spent = allocate(spare, p, 100);
   for (const Scripted& t : spare) CHECK(t.stopped);
   CHECK(spent.at(1) == 2);
-  CHECK(spare[0].reason == "adaptive: stagnant, no improvement in the last 2 LLM calls (patience; best progress 0)");
+  CHECK(spare[0].reason ==
+        "adaptive: stagnant, no improvement in the last 2 LLM calls (patience; best progress 0)");
   CHECK(spent.at(2) == 3);
   CHECK(spent.at(3) == 9);
 
   // The same budget split evenly (round robin, as tasks running side by side would): less.
-  std::vector<Scripted> even = {{{0, 0, 0, 0, 0, 0}}, {{2.0, 2.0, 2.0, 2.0}}, {{0.25, 2.0, 2.6, 3.2, 3.8, 4.4, 5.0}}};
+  std::vector<Scripted> even = {
+      {{0, 0, 0, 0, 0, 0}}, {{2.0, 2.0, 2.0, 2.0}}, {{0.25, 2.0, 2.6, 3.2, 3.8, 4.4, 5.0}}};
   for (int64_t k = 0; k < 12; ++k) {
     Scripted& t = even[static_cast<size_t>(k % 3)];
     t.state.calls++;
-    t.state.judged.emplace_back(t.state.calls, t.curve[std::min(static_cast<size_t>(k / 3), t.curve.size() - 1)]);
+    t.state.judged.emplace_back(t.state.calls,
+                                t.curve[std::min(static_cast<size_t>(k / 3), t.curve.size() - 1)]);
   }
   CHECK(total_best(tasks) > total_best(even));
 }

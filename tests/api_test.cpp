@@ -374,10 +374,13 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
   CHECK(get("/api/v1/campaigns").size() == 2);  // nothing stored by the bad ones
 }
 
-TEST_CASE_FIXTURE(RouterFixture, "an expanded campaign takes the search policy a Campaign shows, under the [search] rules") {
-  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"}, {"arch", "x86_64"},
-               {"impl_type", "cpp"}, {"framework", "torch"}};
-  json body = {{"name", "searched"}, {"tasks", json::array({task})},
+TEST_CASE_FIXTURE(
+    RouterFixture,
+    "an expanded campaign takes the search policy a Campaign shows, under the [search] rules") {
+  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"},
+               {"arch", "x86_64"}, {"impl_type", "cpp"},     {"framework", "torch"}};
+  json body = {{"name", "searched"},
+               {"tasks", json::array({task})},
                {"search", {{"strategy", "best_of_n"}, {"samples", 4}, {"target_speedup", 2.5}}}};
   ApiReply posted = ask("POST", "/api/v1/campaigns", {}, body.dump());
   REQUIRE_MESSAGE(posted.status == 201, posted.body);
@@ -400,7 +403,8 @@ TEST_CASE_FIXTURE(RouterFixture, "an expanded campaign takes the search policy a
   body.erase("search");
   ApiReply plain = ask("POST", "/api/v1/campaigns", {}, body.dump());
   REQUIRE_MESSAGE(plain.status == 201, plain.body);
-  CHECK(get("/api/v1/campaigns/" + json::parse(plain.body)["id"].dump())["search"]["strategy"] == "fix_loop");
+  CHECK(get("/api/v1/campaigns/" + json::parse(plain.body)["id"].dump())["search"]["strategy"] ==
+        "fix_loop");
 
   const size_t before = get("/api/v1/campaigns").size();
   auto refused = [&](const json& search, const std::string& workflow = "default") {
@@ -413,13 +417,17 @@ TEST_CASE_FIXTURE(RouterFixture, "an expanded campaign takes the search policy a
     return json::parse(r.body)["error"].get<std::string>();
   };
   // The messages of validate_search (and parse_search_text), each naming the field.
-  CHECK(refused({{"strategy", "best_of_n"}, {"samples", 0}}).rfind("search.samples: expected 1..", 0) == 0);
+  CHECK(refused({{"strategy", "best_of_n"}, {"samples", 0}})
+            .rfind("search.samples: expected 1..", 0) == 0);
   CHECK(refused({{"samples", 3}}).rfind("search.samples: ", 0) == 0);  // fix_loop runs one chain
   CHECK(refused({{"strategy", "beam"}}).rfind("search.strategy: expected", 0) == 0);
-  CHECK(refused({{"strategy", "best_of_n"}, {"samples", 2}}, "verify_only").rfind("search.strategy: ", 0) == 0);
+  CHECK(refused({{"strategy", "best_of_n"}, {"samples", 2}}, "verify_only")
+            .rfind("search.strategy: ", 0) == 0);
   CHECK(refused({{"samples", "4"}}).rfind("search.samples: ", 0) == 0);
   CHECK(refused({{"beam_width", 4}}).rfind("search.beam_width: ", 0) == 0);
-  CHECK(refused(nullptr) == "search: expected an object such as {\"strategy\": \"best_of_n\", \"samples\": 4}, got null");
+  CHECK(
+      refused(nullptr) ==
+      "search: expected an object such as {\"strategy\": \"best_of_n\", \"samples\": 4}, got null");
   CHECK(get("/api/v1/campaigns").size() == before);  // nothing stored by the refused ones
 }
 
@@ -427,7 +435,8 @@ TEST_CASE_FIXTURE(RouterFixture, "an expanded campaign takes the search policy a
 TEST_CASE_FIXTURE(RouterFixture, "a task whose op has its own search shows it; the others do not") {
   const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";
   // The last op of the fixture (relu) gets a search table.
-  const std::string text = test::read_file(fixtures / "sweep.toml") + "[ops.search]\nstrategy = \"best_of_n\"\nsamples = 2\n";
+  const std::string text = test::read_file(fixtures / "sweep.toml") +
+                           "[ops.search]\nstrategy = \"best_of_n\"\nsamples = 2\n";
   json files = {{"tasks/softmax.py", test::read_file(fixtures / "tasks" / "softmax.py")},
                 {"tasks/relu.py", test::read_file(fixtures / "tasks" / "relu.py")}};
   json body = {{"campaign", text}, {"file_name", "sweep.toml"}, {"files", files}};
@@ -690,12 +699,15 @@ json verify_only_campaign() {
 
 // Issue 21: a campaign's cancel is one UPDATE over its unfinished tasks (no task row read);
 // the Conductor still sees it before the answer: the job is withdrawn, and a resume queues it.
-TEST_CASE("cancelling a running campaign withdraws its tasks' jobs; resuming it queues them again") {
+TEST_CASE(
+    "cancelling a running campaign withdraws its tasks' jobs; resuming it queues them again") {
   ServerFixture f;
   json created = f.post("/api/v1/campaigns", verify_only_campaign(), 201);
   const std::string path = "/api/v1/campaigns/" + std::to_string(created["id"].get<int64_t>());
-  int64_t task = f.get("/api/v1/tasks?campaign=" + std::to_string(created["id"].get<int64_t>()))[0]["task"];
-  REQUIRE(wait_until([&] { return f.job_states(task) == std::vector<std::string>{"queued"}; }, 10s));
+  int64_t task =
+      f.get("/api/v1/tasks?campaign=" + std::to_string(created["id"].get<int64_t>()))[0]["task"];
+  REQUIRE(
+      wait_until([&] { return f.job_states(task) == std::vector<std::string>{"queued"}; }, 10s));
 
   json cancelled = f.post(path + "/cancel");
   CHECK(cancelled["state"] == "cancelled");

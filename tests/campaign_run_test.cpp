@@ -291,13 +291,17 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 of a best_of_n campaign: the same results
 // moments resumes its population from what is stored: the same results and candidates, no
 // stored answer asked for again. vector_add's first code fails, so its generation-2 children
 // fix a failing parent; sqrt's pass, so theirs are asked to make a passing parent faster.
-TEST_CASE_FIXTURE(RunFixture, "kill -9 of an evolve campaign: the same population, no answered question asked again") {
+TEST_CASE_FIXTURE(
+    RunFixture,
+    "kill -9 of an evolve campaign: the same population, no answered question asked again") {
   std::string text = kforge::test::read_file(campaign);
   campaign = dir / "evolve.toml";
   const std::string tasks_dir = (source_dir() / "tests" / "harness" / "tasks").string();
   auto at = text.find("[defaults]");
   REQUIRE(at != std::string::npos);
-  text.insert(at, "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 1\ngenerations = 2\nmigrate_every = 1\n\n");
+  text.insert(at,
+              "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 1\ngenerations = "
+              "2\nmigrate_every = 1\n\n");
   for (std::string name : {"vector_add_numpy.py", "sqrt_numpy.py"}) {
     auto p = text.find("../../harness/tasks/" + name);
     REQUIRE(p != std::string::npos);
@@ -308,14 +312,18 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 of an evolve campaign: the same populatio
   auto population = [](const std::filesystem::path& data) {
     std::vector<std::string> out;
     sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+            SQLITE_OK);
     sqlite3_stmt* s = nullptr;
     REQUIRE(sqlite3_prepare_v2(db,
-                               "SELECT c.task_id || ' ' || c.island || '/' || c.generation || ' s' || c.sample || ' ' || "
-                               "c.verdict || ' <- ' || COALESCE((SELECT p.sample FROM candidates p WHERE p.id = c.parent_id), "
+                               "SELECT c.task_id || ' ' || c.island || '/' || c.generation || ' s' "
+                               "|| c.sample || ' ' || "
+                               "c.verdict || ' <- ' || COALESCE((SELECT p.sample FROM candidates p "
+                               "WHERE p.id = c.parent_id), "
                                "'none') FROM candidates c ORDER BY 1",
                                -1, &s, nullptr) == SQLITE_OK);
-    while (sqlite3_step(s) == SQLITE_ROW) out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    while (sqlite3_step(s) == SQLITE_ROW)
+      out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
     sqlite3_finalize(s);
     sqlite3_close(db);
     return out;
@@ -330,7 +338,8 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 of an evolve campaign: the same populatio
   size_t reference_requests = llm.request_count();
   bool improved = false;
   for (const FakeRequest& r : llm.requests()) {
-    improved = improved || r.body["messages"].back()["content"].get<std::string>().find("Make it faster") != std::string::npos;
+    improved = improved || r.body["messages"].back()["content"].get<std::string>().find(
+                               "Make it faster") != std::string::npos;
   }
   CHECK(improved);
 

@@ -595,17 +595,20 @@ TEST_CASE("per-op search leaves the hash of campaigns without it as before") {
   // Values computed before ops could carry a search table (issue 17): a campaign without
   // per-op search stores and hashes as it did.
   Result<Campaign> sweep = load_campaign(fixtures() / "sweep.toml");
-  Result<Campaign> searched = parse("search = { strategy = \"evolve\", islands = 3 }\n" + softmax_campaign());
+  Result<Campaign> searched =
+      parse("search = { strategy = \"evolve\", islands = 3 }\n" + softmax_campaign());
   REQUIRE(sweep.ok());
   REQUIRE(searched.ok());
   CHECK(sweep->content_hash == "bb9b07570617133cf2624fcc1195ba5691b341c6483370fc778dfd38abcbb220");
-  CHECK(searched->content_hash == "7ec95454bf2e3d3b4d6ffbbca806c03c128b9db2f16ad994cc3c13bafd52c1f6");
+  CHECK(searched->content_hash ==
+        "7ec95454bf2e3d3b4d6ffbbca806c03c128b9db2f16ad994cc3c13bafd52c1f6");
   for (const CampaignTask& t : sweep->tasks) CHECK(t.spec.search.empty());
 }
 
 TEST_CASE("an op's search table reaches every task of its sweep and is part of the identity") {
   Result<Campaign> plain = parse(softmax_campaign("[ops.sweep]\nN = [1024, 4096]\n"));
-  Result<Campaign> own = parse(softmax_campaign("[ops.sweep]\nN = [1024, 4096]\n[ops.search]\nstrategy = \"evolve\"\n"));
+  Result<Campaign> own = parse(
+      softmax_campaign("[ops.sweep]\nN = [1024, 4096]\n[ops.search]\nstrategy = \"evolve\"\n"));
   REQUIRE(plain.ok());
   REQUIRE_MESSAGE(own.ok(), own.status().to_string());
   REQUIRE(own->tasks.size() == 2);

@@ -1,19 +1,17 @@
 // The operator command line as a user runs it: real kforge processes against a real
 // kforge-coordinator's HTTP API, and the same commands on its data directory (--data).
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <ctime>
-
 #include <nlohmann/json.hpp>
 
 #include "common/process.h"
 #include "common/vocabulary.h"
 #include "coordinator/store/store.h"
-#include "tests/support/fixtures.h"
 #include "tests/support/child.h"
+#include "tests/support/fixtures.h"
 
 using namespace kforge;
 using namespace kforge::test;
@@ -178,7 +176,9 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   CHECK(again.err.find("--force") != std::string::npos);
 }
 
-TEST_CASE("export writes each task's winner: its fastest passing candidate, not its last step, whatever its state") {
+TEST_CASE(
+    "export writes each task's winner: its fastest passing candidate, not its last step, whatever "
+    "its state") {
   TempDir dir;
   const std::filesystem::path data = dir / "data";
   std::filesystem::create_directories(data);
@@ -187,10 +187,13 @@ TEST_CASE("export writes each task's winner: its fastest passing candidate, not 
     REQUIRE(opened.ok());
     Store& store = **opened;
     const int64_t campaign =
-        store.create_campaign("search", "", "hash-1", Workflow::default_, "kforge", R"({"strategy":"best_of_n","samples":2})").value();
+        store
+            .create_campaign("search", "", "hash-1", Workflow::default_, "kforge",
+                             R"({"strategy":"best_of_n","samples":2})")
+            .value();
     // One attempt: a coder step whose code names itself, and the verifier step that judged it.
-    auto attempt = [&](int64_t task, int64_t sample, const std::string& name, const std::string& verdict,
-                       double speedup = 0) {
+    auto attempt = [&](int64_t task, int64_t sample, const std::string& name,
+                       const std::string& verdict, double speedup = 0) {
       StepRow coder;
       coder.task_id = task;
       coder.role = Role::coder;
@@ -219,12 +222,18 @@ TEST_CASE("export writes each task's winner: its fastest passing candidate, not 
     attempt(cancelled, 0, "broken", "compile_error");
     attempt(cancelled, 0, "fixed, 1.5x", "passed", 1.5);
     attempt(cancelled, 0, "made slower, 0.9x", "passed", 0.9);
-    REQUIRE(store.set_task_state(cancelled, TaskState::cancelled, Outcome::cancelled, "cancelled by operator").ok());
+    REQUIRE(store
+                .set_task_state(cancelled, TaskState::cancelled, Outcome::cancelled,
+                                "cancelled by operator")
+                .ok());
     // Nothing passed: no winner.
     spec.task_id = "N=3";
     const int64_t failed = store.create_task(campaign, spec).value();
     attempt(failed, 0, "broken", "compile_error");
-    REQUIRE(store.set_task_state(failed, TaskState::failed, Outcome::compile_error, "limit_steps reached").ok());
+    REQUIRE(store
+                .set_task_state(failed, TaskState::failed, Outcome::compile_error,
+                                "limit_steps reached")
+                .ok());
   }
   const std::filesystem::path out = dir / "export";
   Ran exported = kforge_cli({"export", "1", "--out", out.string(), "--data", data.string()});

@@ -57,7 +57,8 @@ TEST_CASE("the role templates use the placeholders their role needs") {
     auto all = lib->placeholders_of(name);
     return std::find(all.begin(), all.end(), p) != all.end();
   };
-  for (const char* name : {"designer", "designer_fix", "coder", "coder_fix", "coder_improve", "conductor"}) {
+  for (const char* name :
+       {"designer", "designer_fix", "coder", "coder_fix", "coder_improve", "conductor"}) {
     CHECK(uses(name, "task_desc"));
     CHECK(uses(name, "op_name"));
   }
@@ -97,7 +98,8 @@ TEST_CASE("task_values fills the shared placeholders for every impl_type") {
     (*v)["verifier_message"] = "m";
     (*v)["suggestions"] = "s";
     (*v)["inspirations"] = "i";
-    for (const char* role : {"designer", "designer_fix", "coder", "coder_fix", "coder_improve", "conductor"}) {
+    for (const char* role :
+         {"designer", "designer_fix", "coder", "coder_fix", "coder_improve", "conductor"}) {
       Result<std::string> text = lib->render(role, *v);
       CHECK_MESSAGE(text.ok(), text.status().to_string());
     }

@@ -674,12 +674,13 @@ TEST_CASE_FIXTURE(ReportFixture,
 }
 
 TEST_CASE("report_html renders any JSON value without throwing") {
-  for (const json& doc : {json(nullptr), json(42), json::array(), json::object(),
-                          json::parse(R"({"tasks": [{"speedup": "fast", "state": 3}, 7],
+  for (const json& doc :
+       {json(nullptr), json(42), json::array(), json::object(),
+        json::parse(R"({"tasks": [{"speedup": "fast", "state": 3}, 7],
                                           "metrics": {"fast_0": []}, "steps_used": {"histogram": [{"steps": -1}]},
                                           "verdicts": {"counts": [{"verdict": 1, "steps": 1e300}]},
                                           "device": {"per_device": [1, {"host": 3, "utilisation": "x"}]}})"),
-                          json::parse(R"({"tasks": [{"best_by_generation": [{"generation": -1, "speedup": 2},
+        json::parse(R"({"tasks": [{"best_by_generation": [{"generation": -1, "speedup": 2},
                                                      {"generation": 1e300, "speedup": 1e308}, 3],
                                           "lineage": [4, {"steps": [{"seq": "x"}]}]}],
                                           "by_generation": {"generations": 3, "tasks_measured": 1,
@@ -699,8 +700,9 @@ TEST_CASE("report_html renders any JSON value without throwing") {
 //
 //   task A (profile, passed): seq 1 designer, 2 coder, 3 verifier  chain 0  A1 gen 1 compile_error
 //                             seq 4 designer, 5 coder, 6 verifier  chain 1  A2 gen 1 passed 0.8x
-//                             seq 7 conductor, 8 coder, 9 verifier chain 0  A3 gen 2 passed 1.2x  parent A1
-//                             seq 10 coder, 11 verifier            chain 2  A4 gen 3 passed 3.0x  parent A3
+//                             seq 7 conductor, 8 coder, 9 verifier chain 0  A3 gen 2 passed 1.2x
+//                             parent A1 seq 10 coder, 11 verifier            chain 2  A4 gen 3
+//                             passed 3.0x  parent A3
 //   task B (profile, passed): B1 chain 0 gen 1 passed 1.6x; B2 chain 1 gen 1 runtime_error;
 //                             B3 chain 1 gen 2 passed 0.5x (parent B2); chain 2 found nothing
 //   task C (profile, failed): C1 chain 0 gen 1 compile_error
@@ -750,8 +752,8 @@ struct SearchCampaign : ReportFixture {
   }
 
   SearchCampaign() {
-    auto id = store->create_campaign("search", "[campaign]\n", "hash-2", Workflow::default_, "kforge",
-                                     R"({"strategy":"best_of_n","samples":3})");
+    auto id = store->create_campaign("search", "[campaign]\n", "hash-2", Workflow::default_,
+                                     "kforge", R"({"strategy":"best_of_n","samples":3})");
     REQUIRE(id.ok());
     campaign = *id;
     a = task("a");
@@ -809,7 +811,8 @@ TEST_CASE_FIXTURE(SearchCampaign, "fast_p at p = 0, 1, 1.5 and 2 counts each tas
   CHECK(m["fast_2"]["count"] == 1);
 }
 
-TEST_CASE_FIXTURE(SearchCampaign, "pass@k and fast_p@k follow KernelBench's unbiased estimator over the chains") {
+TEST_CASE_FIXTURE(SearchCampaign,
+                  "pass@k and fast_p@k follow KernelBench's unbiased estimator over the chains") {
   // Chains (of n = 3) with a candidate counting for p, per task:
   //         p=0  p=1  p=1.5  p=2
   //   A      3    2    1      1
@@ -823,7 +826,8 @@ TEST_CASE_FIXTURE(SearchCampaign, "pass@k and fast_p@k follow KernelBench's unbi
   CHECK(at[0]["k"] == 1);
   CHECK(at[1]["k"] == 2);
   CHECK(at[2]["k"] == 3);
-  const std::map<double, double> k1 = values_by_p(at[0]["fast_p"]), k2 = values_by_p(at[1]["fast_p"]),
+  const std::map<double, double> k1 = values_by_p(at[0]["fast_p"]),
+                                 k2 = values_by_p(at[1]["fast_p"]),
                                  k3 = values_by_p(at[2]["fast_p"]);
   CHECK(k1.at(0) == doctest::Approx(6.0 / 12));
   CHECK(k1.at(1) == doctest::Approx(3.0 / 12));
@@ -842,7 +846,8 @@ TEST_CASE_FIXTURE(SearchCampaign, "pass@k and fast_p@k follow KernelBench's unbi
   CHECK(at[1]["fast_1"].get<double>() == doctest::Approx(k2.at(1)));
 }
 
-TEST_CASE_FIXTURE(SearchCampaign, "the best speedup so far by generation, per task and over tasks") {
+TEST_CASE_FIXTURE(SearchCampaign,
+                  "the best speedup so far by generation, per task and over tasks") {
   json r = report();
   const json& best_a = row(r, a)["best_by_generation"];
   REQUIRE(best_a.size() == 3);
@@ -850,7 +855,7 @@ TEST_CASE_FIXTURE(SearchCampaign, "the best speedup so far by generation, per ta
   CHECK(best_a[2]["speedup"] == 3.0);
   CHECK(row(r, b)["best_by_generation"].size() == 1);  // 0.5x at generation 2 is no better
   CHECK(row(r, b)["best_by_generation"][0]["speedup"] == 1.6);
-  CHECK(row(r, d)["best_by_generation"].empty());      // untimed
+  CHECK(row(r, d)["best_by_generation"].empty());  // untimed
   const json& g = r["by_generation"];
   CHECK(g["generations"] == 3);
   CHECK(g["tasks_measured"] == 2);
@@ -875,7 +880,9 @@ TEST_CASE_FIXTURE(SearchCampaign, "the best speedup so far by generation, per ta
   }
 }
 
-TEST_CASE_FIXTURE(SearchCampaign, "the winner's lineage runs through parent_id, first ancestor first, with the steps that made each") {
+TEST_CASE_FIXTURE(SearchCampaign,
+                  "the winner's lineage runs through parent_id, first ancestor first, with the "
+                  "steps that made each") {
   json r = report();
   const json& ra = row(r, a);
   CHECK(ra["winner"] == a4);
@@ -897,7 +904,8 @@ TEST_CASE_FIXTURE(SearchCampaign, "the winner's lineage runs through parent_id, 
   CHECK(lineage[2]["code_step"] == 10);
   auto seqs = [](const json& l) {
     std::vector<std::string> out;
-    for (const json& s : l["steps"]) out.push_back(std::to_string(s["seq"].get<int>()) + " " + s["role"].get<std::string>());
+    for (const json& s : l["steps"])
+      out.push_back(std::to_string(s["seq"].get<int>()) + " " + s["role"].get<std::string>());
     return out;
   };
   CHECK(seqs(lineage[0]) == std::vector<std::string>{"1 designer", "2 coder", "3 verifier"});
@@ -934,24 +942,30 @@ std::string parsed_svgs(const std::string& html) {
   return r->stdout_data;
 }
 
-TEST_CASE_FIXTURE(SearchCampaign, "the HTML report shows fast_p, pass@k, the generation plot (well-formed SVG) and the lineage") {
+TEST_CASE_FIXTURE(
+    SearchCampaign,
+    "the HTML report shows fast_p, pass@k, the generation plot (well-formed SVG) and the lineage") {
   const std::string html = report_html(report());
   CHECK(html.find("<h2>fast_p</h2>") != std::string::npos);
   CHECK(html.find("fast_1.5@k") != std::string::npos);
   CHECK(html.find("pass@k") != std::string::npos);
   const std::string svgs = parsed_svgs(html);
   // One line per task with a measured kernel (2), the geomean line and a point per generation.
-  CHECK_MESSAGE(svgs.find("Best speedup so far by generation {'circle': 3,") != std::string::npos, svgs);
+  CHECK_MESSAGE(svgs.find("Best speedup so far by generation {'circle': 3,") != std::string::npos,
+                svgs);
   CHECK_MESSAGE(svgs.find("'polyline': 3, 'svg': 1") != std::string::npos, svgs);
   CHECK(html.find("<h2>Winners' lineage</h2>") != std::string::npos);
   CHECK(html.find("7 conductor · 8 coder · 9 verifier") != std::string::npos);
 }
 
-TEST_CASE_FIXTURE(Campaign, "a campaign without recorded candidates (run before migration 0012) has fast_p but no lineage or generation plot") {
+TEST_CASE_FIXTURE(Campaign,
+                  "a campaign without recorded candidates (run before migration 0012) has fast_p "
+                  "but no lineage or generation plot") {
   json r = report();
   CHECK(r["metrics"]["fast_p"][1]["count"] == r["metrics"]["fast_1"]["count"]);
   CHECK(r["metrics"]["fast_p"][3]["count"] == r["metrics"]["fast_2"]["count"]);
-  CHECK(r["by_generation"] == json::parse(R"({"generations": 0, "tasks_measured": 0, "points": []})"));
+  CHECK(r["by_generation"] ==
+        json::parse(R"({"generations": 0, "tasks_measured": 0, "points": []})"));
   for (const json& t : r["tasks"]) {
     CHECK(t["winner"].is_null());
     CHECK(t["lineage"].empty());
@@ -961,23 +975,31 @@ TEST_CASE_FIXTURE(Campaign, "a campaign without recorded candidates (run before 
   CHECK(html.find("No candidate is recorded for this campaign") != std::string::npos);
 }
 
-TEST_CASE_FIXTURE(SearchCampaign, "the text report gives fast_p, pass@k, speedup by generation and the winners' lineage") {
+TEST_CASE_FIXTURE(
+    SearchCampaign,
+    "the text report gives fast_p, pass@k, speedup by generation and the winners' lineage") {
   const std::string text = report_text(report());
   CAPTURE(text);
   CHECK(text.rfind("campaign 2 search (running): 4 tasks\n", 0) == 0);
   CHECK(text.find("\nfast_p        all tasks              profiled tasks\n") != std::string::npos);
-  CHECK(text.find("\nfast_1.5        50.0% (2 of 4)         66.7% (2 of 3)\n") != std::string::npos);
-  CHECK(text.find("fast_2@k") != std::string::npos);
-  CHECK(text.find("\n1            50.0%        25.0%        16.7%         8.3%\n") != std::string::npos);
-  CHECK(text.find("\n3            75.0%        50.0%        50.0%        25.0%\n") != std::string::npos);
-  CHECK(text.find("\n3               2    2.19×   2.30×  3.00×\n") != std::string::npos);
-  CHECK(text.find("  a s0 (task 1, step 10): #1 g1 compile_error -> #3 g2 passed 1.20× -> #4 g3 passed 3.00×\n") !=
+  CHECK(text.find("\nfast_1.5        50.0% (2 of 4)         66.7% (2 of 3)\n") !=
         std::string::npos);
+  CHECK(text.find("fast_2@k") != std::string::npos);
+  CHECK(text.find("\n1            50.0%        25.0%        16.7%         8.3%\n") !=
+        std::string::npos);
+  CHECK(text.find("\n3            75.0%        50.0%        50.0%        25.0%\n") !=
+        std::string::npos);
+  CHECK(text.find("\n3               2    2.19×   2.30×  3.00×\n") != std::string::npos);
+  CHECK(text.find("  a s0 (task 1, step 10): #1 g1 compile_error -> #3 g2 passed 1.20× -> #4 g3 "
+                  "passed 3.00×\n") != std::string::npos);
   CHECK_NOTHROW(report_text(json(nullptr)));
-  CHECK_NOTHROW(report_text(json::parse(R"({"metrics": {"fast_p": [3], "at_k": [1]}, "tasks": [{"lineage": [7]}]})")));
+  CHECK_NOTHROW(report_text(
+      json::parse(R"({"metrics": {"fast_p": [3], "at_k": [1]}, "tasks": [{"lineage": [7]}]})")));
 }
 
-TEST_CASE_FIXTURE(ReportFixture, "the generation plot of 1,000 tasks draws the band, not a line per task; of one task, its line") {
+TEST_CASE_FIXTURE(ReportFixture,
+                  "the generation plot of 1,000 tasks draws the band, not a line per task; of one "
+                  "task, its line") {
   // One task, one generation: a single point still shows.
   auto one_task = [&](const std::string& op, double speedup) {
     int64_t t = task(op);
@@ -999,8 +1021,10 @@ TEST_CASE_FIXTURE(ReportFixture, "the generation plot of 1,000 tasks draws the b
   };
   one_task("op0", 1.5);
   std::string svgs = parsed_svgs(report_html(report()));
-  CHECK_MESSAGE(svgs.find("Best speedup so far by generation {'circle': 1,") != std::string::npos, svgs);
-  CHECK_MESSAGE(svgs.find("'polyline': 2, 'svg': 1") != std::string::npos, svgs);  // the task's, the geomean's
+  CHECK_MESSAGE(svgs.find("Best speedup so far by generation {'circle': 1,") != std::string::npos,
+                svgs);
+  CHECK_MESSAGE(svgs.find("'polyline': 2, 'svg': 1") != std::string::npos,
+                svgs);  // the task's, the geomean's
   for (int i = 1; i < 1000; ++i) one_task("op" + std::to_string(i), 0.5 + (i % 7) * 0.5);
   const json r = report();
   CHECK(r["by_generation"]["tasks_measured"] == 1000);

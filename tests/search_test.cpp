@@ -83,9 +83,9 @@ struct SearchRun {
   std::unique_ptr<LlmClient> client;
   std::unique_ptr<Conductor> conductor;
   std::set<int64_t> delivered;  // jobs whose result this process delivered
-  ManualClock clock;             // the store's and the Conductor's: jobs' run time, ages
-  Millis job_run{0};             // how long each verify job holds its device (recorded)
-  double price_per_mtok = 0;     // the coder's price for prompt and completion tokens
+  ManualClock clock;            // the store's and the Conductor's: jobs' run time, ages
+  Millis job_run{0};            // how long each verify job holds its device (recorded)
+  double price_per_mtok = 0;    // the coder's price for prompt and completion tokens
 
   SearchRun() {
     llm.set_responder(respond);
@@ -222,8 +222,11 @@ struct SearchRun {
 std::string error(const std::string& search, const std::string& op = "") {
   TempDir dir;
   write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
-  std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
-                     "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n" + op;
+  std::string toml = "name = \"x\"\n" + search +
+                     "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
+                     "impl_type = \"cpp\"\nframework = \"numpy\"\n[[ops]]\nop_name = "
+                     "\"a\"\ntask_desc = \"task.py\"\n" +
+                     op;
   auto c = parse_campaign(toml, dir.path(), "c.toml");
   REQUIRE(!c.ok());
   return c.status().message();
@@ -299,7 +302,9 @@ TEST_CASE("a best_of_n task's chains each keep a fix loop; candidates record par
   }
 }
 
-TEST_CASE("the report of a fix_loop run: speedup by generation, and the winner's lineage through its fix") {
+TEST_CASE(
+    "the report of a fix_loop run: speedup by generation, and the winner's lineage through its "
+    "fix") {
   SearchRun run;
   run.submit(4, "", 6);
   run.run();
@@ -313,7 +318,8 @@ TEST_CASE("the report of a fix_loop run: speedup by generation, and the winner's
   CHECK(g["points"][0]["tasks"] == 3);
   CHECK(g["points"][0]["geomean"].get<double>() == doctest::Approx(std::cbrt(1.0 * 1.6 * 3.2)));
   CHECK(g["points"][1]["tasks"] == 4);
-  CHECK(g["points"][1]["geomean"].get<double>() == doctest::Approx(std::pow(1.0 * 1.0 * 1.6 * 3.2, 0.25)));
+  CHECK(g["points"][1]["geomean"].get<double>() ==
+        doctest::Approx(std::pow(1.0 * 1.0 * 1.6 * 3.2, 0.25)));
   const nlohmann::json& op0 = (*report)["tasks"][0];
   REQUIRE(op0["op_name"] == "op0");
   const nlohmann::json& lineage = op0["lineage"];
@@ -330,7 +336,8 @@ TEST_CASE("the report of a fix_loop run: speedup by generation, and the winner's
     const nlohmann::json& steps = c["steps"];
     REQUIRE(!steps.empty());
     CHECK(steps.back()["seq"] == c["verifier_step"]);
-    CHECK(std::any_of(steps.begin(), steps.end(), [&](const nlohmann::json& s) { return s["seq"] == c["code_step"]; }));
+    CHECK(std::any_of(steps.begin(), steps.end(),
+                      [&](const nlohmann::json& s) { return s["seq"] == c["code_step"]; }));
   }
   CHECK(lineage[1]["steps"][0]["seq"].get<int>() > lineage[0]["verifier_step"].get<int>());
 }
@@ -408,7 +415,10 @@ TEST_CASE("a best_of_n campaign stopped mid-way resumes to the same result, no a
 }
 
 TEST_CASE("bad [search] tables are refused naming the field") {
-  CHECK(error("[search]\nstrategy = \"beam\"") .find("search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got 'beam'") != std::string::npos);
+  CHECK(
+      error("[search]\nstrategy = \"beam\"")
+          .find("search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got 'beam'") !=
+      std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0").find("c.toml:2:1: search.samples: expected 1..64, got 0") !=
         std::string::npos);
   CHECK(error("[search]\nsamples = 3").find("search.samples: fix_loop runs one chain") != std::string::npos);
@@ -417,19 +427,27 @@ TEST_CASE("bad [search] tables are refused naming the field") {
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 2\ntarget_speedup = -1")
             .find("search.target_speedup") != std::string::npos);
   // Campaign budgets and the adaptive strategy's keys.
-  CHECK(error("[search]\ncampaign_max_llm_calls = -5")
-            .find("c.toml:2:1: search.campaign_max_llm_calls: expected 0 (no limit) or more, got -5") != std::string::npos);
+  CHECK(
+      error("[search]\ncampaign_max_llm_calls = -5")
+          .find(
+              "c.toml:2:1: search.campaign_max_llm_calls: expected 0 (no limit) or more, got -5") !=
+      std::string::npos);
   CHECK(error("[search]\n\ncampaign_max_device_s = \"1h\"")
-            .find("c.toml:4:25: search.campaign_max_device_s: expected a number") != std::string::npos);
-  CHECK(error("[search]\ncampaign_max_cost_usd = -0.5").find("search.campaign_max_cost_usd: expected 0 (none) or a positive number, got -0.5") !=
+            .find("c.toml:4:25: search.campaign_max_device_s: expected a number") !=
         std::string::npos);
-  CHECK(error("[search]\npatience = 3").find("search.patience: only strategy = \"adaptive\" uses it") != std::string::npos);
-  CHECK(error("[search]\nstrategy = \"adaptive\"\npatience = 0").find("search.patience: expected 1 or more, got 0") !=
+  CHECK(
+      error("[search]\ncampaign_max_cost_usd = -0.5")
+          .find("search.campaign_max_cost_usd: expected 0 (none) or a positive number, got -0.5") !=
+      std::string::npos);
+  CHECK(error("[search]\npatience = 3")
+            .find("search.patience: only strategy = \"adaptive\" uses it") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\npatience = 0")
+            .find("search.patience: expected 1 or more, got 0") != std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\nexploration = -1")
+            .find("search.exploration: expected 0 (none) or a positive number, got -1") !=
         std::string::npos);
-  CHECK(error("[search]\nstrategy = \"adaptive\"\nexploration = -1").find("search.exploration: expected 0 (none) or a positive number, got -1") !=
-        std::string::npos);
-  CHECK(error("[search]\nstrategy = \"adaptive\"\nparallel = 1.5").find("search.parallel: expected an integer") !=
-        std::string::npos);
+  CHECK(error("[search]\nstrategy = \"adaptive\"\nparallel = 1.5")
+            .find("search.parallel: expected an integer") != std::string::npos);
 }
 
 TEST_CASE("a best_of_n task whose every chain fails ends failed with a verdict and each chain's reason") {
@@ -499,12 +517,14 @@ std::string evolve_respond(const nlohmann::json& body) {
   REQUIRE(std::regex_search(prompt, m, std::regex("- op: op([0-9]+)")));
   const int64_t op = std::stoll(m[1]);
   const int64_t seed = body.value("seed", int64_t{0});
-  if (std::regex_search(prompt, m, std::regex("## The kernel to improve\n\n```python\n# variant: ([a-z]+)"))) {
+  if (std::regex_search(prompt, m,
+                        std::regex("## The kernel to improve\n\n```python\n# variant: ([a-z]+)"))) {
     if ((op + seed) % 5 == 0) return variant_answer("broken");
     const std::string parent = m[1];
     return variant_answer(parent == "slow" ? "medium" : "fast");
   }
-  if (prompt.find("failed verification. Fix it") != std::string::npos) return variant_answer("slow");
+  if (prompt.find("failed verification. Fix it") != std::string::npos)
+    return variant_answer("slow");
   return variant_answer((op + seed) % 3 == 0 ? "broken" : "slow");
 }
 
@@ -527,27 +547,30 @@ Population population(Store& store, int64_t task_id) {
     return int64_t{-1};
   };
   for (const CandidateRow& c : all) {
-    std::string row = std::to_string(c.island) + "/" + std::to_string(c.generation) + " s" + std::to_string(c.sample) +
-                      ":" + std::string(to_string(c.verdict)) + " " + std::to_string(c.speedup.value_or(0));
+    std::string row = std::to_string(c.island) + "/" + std::to_string(c.generation) + " s" +
+                      std::to_string(c.sample) + ":" + std::string(to_string(c.verdict)) + " " +
+                      std::to_string(c.speedup.value_or(0));
     if (c.parent_id) row += " <- s" + std::to_string(sample_of(*c.parent_id));
     p.candidates.push_back(row);
   }
   const std::vector<MigrantRow> migrants = store.migrants_of(task_id).value();
   for (const MigrantRow& m : migrants) {
-    p.migrants.push_back("s" + std::to_string(sample_of(m.candidate_id)) + " -> " + std::to_string(m.island) +
-                         " after " + std::to_string(m.generation));
+    p.migrants.push_back("s" + std::to_string(sample_of(m.candidate_id)) + " -> " +
+                         std::to_string(m.island) + " after " + std::to_string(m.generation));
   }
   std::sort(p.candidates.begin(), p.candidates.end());
   return p;
 }
 
 const char* kEvolve =
-    "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 2\ngenerations = 3\ninspirations = 2\n"
+    "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 2\ngenerations = 3\ninspirations "
+    "= 2\n"
     "migrate_every = 1\nmax_llm_calls = 12\n";
 
 }  // namespace
 
-TEST_CASE("evolve finds the fastest variant more often than fix_loop within 12 Coder calls a task") {
+TEST_CASE(
+    "evolve finds the fastest variant more often than fix_loop within 12 Coder calls a task") {
   SearchRun fix;
   fix.llm.set_responder(evolve_respond);
   fix.submit(8, "[search]\nstrategy = \"fix_loop\"\nmax_llm_calls = 12\n", 12);
@@ -566,8 +589,8 @@ TEST_CASE("evolve finds the fastest variant more often than fix_loop within 12 C
   }
   const int fix_found = fix.found_fastest();
   const int evolve_found = evolve.found_fastest();
-  MESSAGE("tasks (of 8) whose best kernel is the fastest variant: fix_loop " << fix_found << ", evolve "
-                                                                             << evolve_found);
+  MESSAGE("tasks (of 8) whose best kernel is the fastest variant: fix_loop "
+          << fix_found << ", evolve " << evolve_found);
   CHECK(fix_found == 0);  // it stops at its first passing kernel: slow
   CHECK(evolve_found == 8);
   // Each task ran its 3 generations of 4 children; the reason says how the winner came.
@@ -598,7 +621,8 @@ TEST_CASE("evolve finds the fastest variant more often than fix_loop within 12 C
   bool inspired = false;
   for (const FakeRequest& r : evolve.llm.requests()) {
     const std::string prompt = r.body["messages"].back()["content"].get<std::string>();
-    inspired = inspired || prompt.find("### Inspiration 1: verdict passed, speedup") != std::string::npos;
+    inspired =
+        inspired || prompt.find("### Inspiration 1: verdict passed, speedup") != std::string::npos;
   }
   CHECK(inspired);
   // Every request has its own seed (the child's sample) within a task: none collides.
@@ -608,14 +632,16 @@ TEST_CASE("evolve finds the fastest variant more often than fix_loop within 12 C
   CHECK(!population(store, task.id).migrants.empty());
 }
 
-TEST_CASE("an evolve campaign stopped mid-way resumes to the same population, no question asked again") {
+TEST_CASE(
+    "an evolve campaign stopped mid-way resumes to the same population, no question asked again") {
   SearchRun reference;
   reference.llm.set_responder(evolve_respond);
   reference.submit(3, kEvolve, 2);
   reference.run();
   const auto expected = reference.results();
   std::vector<Population> expected_population;
-  for (int64_t id = 1; id <= 3; ++id) expected_population.push_back(population(reference.loop->store(), id));
+  for (int64_t id = 1; id <= 3; ++id)
+    expected_population.push_back(population(reference.loop->store(), id));
 
   SearchRun run;
   run.llm.set_responder(evolve_respond);
@@ -647,7 +673,8 @@ TEST_CASE("an op's own search: op0 evolves to the fastest variant while the othe
   run.llm.set_responder(evolve_respond);
   // The campaign's fix_loop and its max_llm_calls; op0 overrides the strategy (and its steps).
   run.submit(4, "[search]\nstrategy = \"fix_loop\"\nmax_llm_calls = 12\n", 12,
-             "limit_steps = 2\nsearch = { strategy = \"evolve\", islands = 2, island_size = 2, generations = 3, "
+             "limit_steps = 2\nsearch = { strategy = \"evolve\", islands = 2, island_size = 2, "
+             "generations = 3, "
              "inspirations = 2, migrate_every = 1 }\n");
   Store& store = run.loop->store();
   const std::vector<TaskRow> tasks = store.tasks_of_campaign(1).value();
@@ -668,7 +695,7 @@ TEST_CASE("an op's own search: op0 evolves to the fastest variant while the othe
     CAPTURE(op);
     CHECK(t.state == "passed");
     if (op == "op0") {
-      CHECK(t.best == 3.2);  // improved twice from a passing parent
+      CHECK(t.best == 3.2);              // improved twice from a passing parent
       CHECK(t.candidates.size() == 12);  // 3 generations of 4 children
       CHECK(t.reason.starts_with("passed (evolve, 3 of 3 generations"));
     } else {
@@ -685,9 +712,10 @@ TEST_CASE("an op's search table: inherited fields, refused fields named ops[N] w
   TempDir dir;
   write_file(dir / "task.py", "class Model:\n    pass\n\ndef get_inputs():\n    return []\n");
   auto parse = [&](const std::string& search, const std::string& op) {
-    std::string toml = "name = \"x\"\n" + search + "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
-                       "impl_type = \"cpp\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n" + op +
-                       "[[ops]]\nop_name = \"b\"\ntask_desc = \"task.py\"\n";
+    std::string toml = "name = \"x\"\n" + search +
+                       "\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\n"
+                       "impl_type = \"cpp\"\n[[ops]]\nop_name = \"a\"\ntask_desc = \"task.py\"\n" +
+                       op + "[[ops]]\nop_name = \"b\"\ntask_desc = \"task.py\"\n";
     auto c = parse_campaign(toml, dir.path(), "c.toml");
     REQUIRE_MESSAGE(c.ok(), c.status().to_string());
     REQUIRE(c->tasks.size() == 2);
@@ -705,22 +733,26 @@ TEST_CASE("an op's search table: inherited fields, refused fields named ops[N] w
   CHECK(p.strategy == "fix_loop");
   CHECK(p.islands == SearchPolicy{}.islands);
   CHECK(p.campaign_max_llm_calls == 50);  // the campaign's budget rules every task
-  p = parse("", "search = { strategy = \"fix_loop\" }\n");  // the default policy, still the op's own
+  p = parse("",
+            "search = { strategy = \"fix_loop\" }\n");  // the default policy, still the op's own
   CHECK(p == SearchPolicy{});
 
   CHECK(error("", "[ops.search]\nstrategy = \"best_of_n\"\nsamples = 0\n")
-            .find("c.toml:11:1: ops[0].search.samples: expected 1..64, got 0") != std::string::npos);
+            .find("c.toml:11:1: ops[0].search.samples: expected 1..64, got 0") !=
+        std::string::npos);
   CHECK(error("", "search = { strategy = \"evolve\", islands = 0 }\n")
-            .find("c.toml:11:10: ops[0].search.islands: expected 1..64, got 0") != std::string::npos);
-  CHECK(error("", "search = { samples = 2 }\n").find("ops[0].search.samples: fix_loop runs one chain") !=
+            .find("c.toml:11:10: ops[0].search.islands: expected 1..64, got 0") !=
         std::string::npos);
-  CHECK(error("", "search = { samples = \"2\" }\n").find("ops[0].search.samples: expected an integer") !=
-        std::string::npos);
+  CHECK(error("", "search = { samples = 2 }\n")
+            .find("ops[0].search.samples: fix_loop runs one chain") != std::string::npos);
+  CHECK(error("", "search = { samples = \"2\" }\n")
+            .find("ops[0].search.samples: expected an integer") != std::string::npos);
   CHECK(error("", "search = { sampels = 2 }\n").find("ops[0].search.sampels") != std::string::npos);
   CHECK(error("", "search = 3\n").find("ops[0].search: expected a table") != std::string::npos);
   // Campaign-wide fields and rules.
   CHECK(error("", "[ops.search]\ncampaign_max_llm_calls = 5\n")
-            .find("c.toml:12:26: ops[0].search.campaign_max_llm_calls: a campaign-wide field; set it in the "
+            .find("c.toml:12:26: ops[0].search.campaign_max_llm_calls: a campaign-wide field; set "
+                  "it in the "
                   "campaign's [search], not per op") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"evolve\"", "search = { patience = 3 }\n")
             .find("ops[0].search.patience: a campaign-wide field") != std::string::npos);
@@ -734,12 +766,16 @@ TEST_CASE("stagnation ends an evolve task after generations without a better can
   SearchRun run;
   // Nothing ever improves: every answer is the slow variant.
   run.llm.set_responder([](const nlohmann::json&) { return variant_answer("slow"); });
-  run.submit(1, "[search]\nstrategy = \"evolve\"\nislands = 1\nisland_size = 2\ngenerations = 6\nstagnation = 2\n", 2);
+  run.submit(1,
+             "[search]\nstrategy = \"evolve\"\nislands = 1\nisland_size = 2\ngenerations = "
+             "6\nstagnation = 2\n",
+             2);
   run.run();
   const TaskResult r = run.results()["op0"];
   CHECK(r.state == "passed");
   CHECK(r.reason ==
-        "passed (evolve, 3 of 6 generations: best score 1.00 from island 0, generation 1; stopped by stagnation "
+        "passed (evolve, 3 of 6 generations: best score 1.00 from island 0, generation 1; stopped "
+        "by stagnation "
         "(2): no better candidate in the last 2 generations)");
   CHECK(r.candidates.size() == 6);  // generations 1..3 of 2 children
 }
@@ -778,7 +814,8 @@ TEST_CASE("each budget ends a task with its reason") {
     run.run();
     const TaskResult r = run.results()["op0"];
     CHECK(r.state == "failed");
-    CHECK(r.reason == "max_device_seconds (50) used up: 60 device-seconds; last verdict: compile_error");
+    CHECK(r.reason ==
+          "max_device_seconds (50) used up: 60 device-seconds; last verdict: compile_error");
     CHECK(r.candidates.size() == 2);  // two verify jobs of 30 s
   }
   SUBCASE("max_wall_s") {
@@ -790,12 +827,16 @@ TEST_CASE("each budget ends a task with its reason") {
     run.run();
     const TaskResult r = run.results()["op0"];
     CHECK(r.state == "failed");
-    CHECK(r.reason.starts_with("max_wall_s (100) used up: 200 s since the first step; last verdict: "));
+    CHECK(r.reason.starts_with(
+        "max_wall_s (100) used up: 200 s since the first step; last verdict: "));
   }
   SUBCASE("an evolve task's budget ends it after the generation in flight") {
     SearchRun run;
     run.llm.set_responder(evolve_respond);
-    run.submit(1, "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 2\ngenerations = 5\nmax_llm_calls = 6\n", 2);
+    run.submit(1,
+               "[search]\nstrategy = \"evolve\"\nislands = 2\nisland_size = 2\ngenerations = "
+               "5\nmax_llm_calls = 6\n",
+               2);
     run.run();
     const TaskResult r = run.results()["op0"];
     CHECK(r.state == "passed");
@@ -806,26 +847,35 @@ TEST_CASE("each budget ends a task with its reason") {
 
 TEST_CASE("bad evolve and budget parameters are refused naming the field") {
   const std::string evolve = "[search]\nstrategy = \"evolve\"\n";
-  CHECK(error(evolve + "islands = 0").find("c.toml:2:1: search.islands: expected 1..64, got 0") != std::string::npos);
-  CHECK(error(evolve + "island_size = 65").find("search.island_size: expected 1..64, got 65") != std::string::npos);
+  CHECK(error(evolve + "islands = 0").find("c.toml:2:1: search.islands: expected 1..64, got 0") !=
+        std::string::npos);
+  CHECK(error(evolve + "island_size = 65").find("search.island_size: expected 1..64, got 65") !=
+        std::string::npos);
   CHECK(error(evolve + "generations = 3\nmigrate_every = 4")
-            .find("search.migrate_every: expected 0..3 (0: never; at most generations), got 4") != std::string::npos);
-  CHECK(error(evolve + "migrants = 0").find("search.migrants: expected 1..16, got 0") != std::string::npos);
-  CHECK(error(evolve + "inspirations = -1").find("search.inspirations: expected 0..16, got -1") != std::string::npos);
+            .find("search.migrate_every: expected 0..3 (0: never; at most generations), got 4") !=
+        std::string::npos);
+  CHECK(error(evolve + "migrants = 0").find("search.migrants: expected 1..16, got 0") !=
+        std::string::npos);
+  CHECK(error(evolve + "inspirations = -1").find("search.inspirations: expected 0..16, got -1") !=
+        std::string::npos);
   CHECK(error(evolve + "islands = 64\nisland_size = 64\ngenerations = 2")
-            .find("search.generations: islands * island_size * generations is 8192 children, more than 4096") !=
+            .find("search.generations: islands * island_size * generations is 8192 children, more "
+                  "than 4096") != std::string::npos);
+  CHECK(error(evolve + "samples = 4")
+            .find("search.samples: evolve sizes its population with islands") != std::string::npos);
+  CHECK(error(evolve + "islands = 2.5").find("search.islands: expected an integer, got") !=
         std::string::npos);
-  CHECK(error(evolve + "samples = 4").find("search.samples: evolve sizes its population with islands") !=
+  CHECK(error("[search]\nislands = 3").find("search.islands: only strategy = \"evolve\" uses it") !=
         std::string::npos);
-  CHECK(error(evolve + "islands = 2.5").find("search.islands: expected an integer, got") != std::string::npos);
-  CHECK(error("[search]\nislands = 3").find("search.islands: only strategy = \"evolve\" uses it") != std::string::npos);
-  CHECK(error("[search]\nstagnation = 2").find("search.stagnation: only strategy = \"evolve\" uses it") !=
+  CHECK(error("[search]\nstagnation = 2")
+            .find("search.stagnation: only strategy = \"evolve\" uses it") != std::string::npos);
+  CHECK(error("[search]\nmax_tokens = -5")
+            .find("search.max_tokens: expected 0 (no limit) or more, got -5") != std::string::npos);
+  CHECK(error("[search]\nmax_cost_usd = -1.5")
+            .find("search.max_cost_usd: expected 0 (none) or a positive number, got -1.5") !=
         std::string::npos);
-  CHECK(error("[search]\nmax_tokens = -5").find("search.max_tokens: expected 0 (no limit) or more, got -5") !=
+  CHECK(error("[search]\nmax_wall_s = \"1h\"").find("search.max_wall_s: expected a number, got") !=
         std::string::npos);
-  CHECK(error("[search]\nmax_cost_usd = -1.5").find("search.max_cost_usd: expected 0 (none) or a positive number, got -1.5") !=
-        std::string::npos);
-  CHECK(error("[search]\nmax_wall_s = \"1h\"").find("search.max_wall_s: expected a number, got") != std::string::npos);
   CHECK(error("[search]\nmax_device_secs = 5").find("search.max_device_secs") != std::string::npos);
   // A stored policy round-trips with every field it sets.
   SearchPolicy p;
@@ -859,7 +909,9 @@ int at_target(SearchRun& run, double target) {
 
 }  // namespace
 
-TEST_CASE("adaptive gets more tasks to the target speedup than fix_loop and best_of_n at the same campaign budget") {
+TEST_CASE(
+    "adaptive gets more tasks to the target speedup than fix_loop and best_of_n at the same "
+    "campaign budget") {
   // Four ops; op0 is hopeless. The campaign may make 8 LLM calls in all.
   const std::string budget = "target_speedup = 3.0\ncampaign_max_llm_calls = 8\n";
   SearchRun fix;
@@ -872,7 +924,9 @@ TEST_CASE("adaptive gets more tasks to the target speedup than fix_loop and best
   best.run();
   SearchRun adapt;
   adapt.llm.set_responder(respond_op0_hopeless);
-  adapt.submit(4, "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\n" + budget, 2);
+  adapt.submit(
+      4, "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\n" + budget,
+      2);
   adapt.run();
 
   for (SearchRun* r : {&fix, &best, &adapt}) CHECK(r->llm.request_count() <= 8);
@@ -893,7 +947,8 @@ TEST_CASE("adaptive gets more tasks to the target speedup than fix_loop and best
   CHECK(results.at("op0").state == "failed");
   CHECK(results.at("op0").verdict == "compile_error");
   // Its chains ran one after another: each sample's single candidate, in order.
-  CHECK(results.at("op1").candidates == std::vector<std::string>{"0/1:passed", "1/1:passed", "2/1:passed"});
+  CHECK(results.at("op1").candidates ==
+        std::vector<std::string>{"0/1:passed", "1/1:passed", "2/1:passed"});
 }
 
 TEST_CASE("an adaptive task that stops improving is stopped early, saying so") {
@@ -904,7 +959,8 @@ TEST_CASE("an adaptive task that stops improving is stopped early, saying so") {
   const TaskResult r = run.results()["op0"];
   CHECK(r.state == "failed");
   CHECK(r.verdict == "compile_error");
-  CHECK(r.reason == "adaptive: stagnant, no improvement in the last 3 LLM calls (patience; best progress 0)");
+  CHECK(r.reason ==
+        "adaptive: stagnant, no improvement in the last 3 LLM calls (patience; best progress 0)");
   CHECK(run.llm.request_count() == 3);  // of the 8 chains' calls it could have made
 }
 
@@ -964,9 +1020,12 @@ TEST_CASE("each campaign budget stops the campaign with its name in the reason")
   }
 }
 
-TEST_CASE("a budgeted adaptive campaign stopped mid-way counts what it spent and resumes to the same result") {
+TEST_CASE(
+    "a budgeted adaptive campaign stopped mid-way counts what it spent and resumes to the same "
+    "result") {
   const std::string search =
-      "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\ntarget_speedup = 3.0\n"
+      "[search]\nstrategy = \"adaptive\"\nsamples = 4\npatience = 2\nparallel = 1\ntarget_speedup "
+      "= 3.0\n"
       "campaign_max_llm_calls = 7\n";
   SearchRun reference;
   reference.llm.set_responder(respond_op0_hopeless);
@@ -991,7 +1050,10 @@ TEST_CASE("a budgeted adaptive campaign stopped mid-way counts what it spent and
 TEST_CASE("a budgeted adaptive campaign holds back only its own tasks") {
   SearchRun run;
   // Campaign 1: adaptive, one task asking at a time, 2 LLM calls in all. Campaign 2: fix_loop.
-  run.submit(3, "[search]\nstrategy = \"adaptive\"\nsamples = 4\nparallel = 1\ncampaign_max_llm_calls = 2\n", 2);
+  run.submit(
+      3,
+      "[search]\nstrategy = \"adaptive\"\nsamples = 4\nparallel = 1\ncampaign_max_llm_calls = 2\n",
+      2);
   // Its questions differ from campaign 1's (sample_offset: seeds 4.., answers as seed 0's): two
   // tasks asking the very same question at once is another matter.
   run.submit(3, "[search]\nsample_offset = 4\n", 8);

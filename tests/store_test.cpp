@@ -894,7 +894,8 @@ Counts counts_of(std::initializer_list<std::pair<const TaskState, int64_t>> some
 // Issue 21: the counts are kept with every write of a task's state (migration 0013), not
 // counted from the tasks; they must say what a count of the rows says after every kind of
 // change, a rolled-back batch and a refused batch of tasks included.
-TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, campaign cancels and a rollback") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "task counts follow inserts, state changes, campaign cancels and a rollback") {
   int64_t a = campaign();
   Result<int64_t> other = s().create_campaign("other", "[campaign]\n", "hash-other");
   REQUIRE(other.ok());
@@ -902,7 +903,8 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
   std::vector<int64_t> ta;
   for (int i = 0; i < 4; ++i) ta.push_back(task(a, "a" + std::to_string(i)));
   int64_t tb = task(b, "b0");
-  // A batch (as a submission stores them) is counted once it is stored, and not at all when refused.
+  // A batch (as a submission stores them) is counted once it is stored, and not at all when
+  // refused.
   auto batch = [&](std::vector<std::string> ids) {
     return s().create_tasks(a, [&](const std::function<Status(const TaskSpec&)>& add) {
       for (const auto& id : ids) KF_RETURN_IF_ERROR(add(test::task_spec("relu", id)));
@@ -914,11 +916,13 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
   REQUIRE(s().set_task_state(ta[0], TaskState::passed, Outcome::passed, "passed").ok());
   REQUIRE(s().set_task_state(ta[1], TaskState::running).ok());
   auto counted = [&](int64_t campaign_id) {  // what the rows say
-    std::string where = campaign_id == 0 ? "" : " WHERE campaign_id = " + std::to_string(campaign_id);
+    std::string where =
+        campaign_id == 0 ? "" : " WHERE campaign_id = " + std::to_string(campaign_id);
     Counts out = counts_of({});
-    for (const std::string& row :
-         raw_query(db_path, "SELECT state || '=' || COUNT(*) FROM tasks" + where + " GROUP BY state")) {
-      out[parse_enum<TaskState>(row.substr(0, row.find('='))).value()] = std::stoll(row.substr(row.find('=') + 1));
+    for (const std::string& row : raw_query(
+             db_path, "SELECT state || '=' || COUNT(*) FROM tasks" + where + " GROUP BY state")) {
+      out[parse_enum<TaskState>(row.substr(0, row.find('='))).value()] =
+          std::stoll(row.substr(row.find('=') + 1));
     }
     return out;
   };
@@ -929,7 +933,8 @@ TEST_CASE_FIXTURE(StoreFixture, "task counts follow inserts, state changes, camp
       CHECK(*kept == counted(id));
     }
   };
-  CHECK(*s().task_counts(a) == counts_of({{TaskState::passed, 1}, {TaskState::pending, 4}, {TaskState::running, 1}}));
+  CHECK(*s().task_counts(a) ==
+        counts_of({{TaskState::passed, 1}, {TaskState::pending, 4}, {TaskState::running, 1}}));
   check_counts();
 
   // A campaign's cancel changes its unfinished tasks only, and says how many.
@@ -982,7 +987,8 @@ TEST_CASE_FIXTURE(StoreFixture, "the task counts migration counts the tasks alre
   REQUIRE(counts != nullptr);
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
-  std::string sql = "BEGIN; DROP TABLE campaign_task_counts; " + std::string(counts->sql) + "; COMMIT;";
+  std::string sql =
+      "BEGIN; DROP TABLE campaign_task_counts; " + std::string(counts->sql) + "; COMMIT;";
   char* error = nullptr;
   int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
   std::string message = error ? error : "";

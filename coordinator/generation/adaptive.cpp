@@ -1,9 +1,9 @@
 #include "coordinator/generation/adaptive.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 
 namespace kforge {
 
@@ -22,30 +22,29 @@ std::optional<std::string> spent_budget(const SearchPolicy& p, const Store::Camp
   if (!asks) return std::nullopt;
   const int64_t calls = spend.llm_calls + in_flight_llm;
   if (p.campaign_max_llm_calls > 0 && calls >= p.campaign_max_llm_calls) {
-    return fmt::format("campaign_max_llm_calls ({}) spent: {} LLM calls", p.campaign_max_llm_calls, calls);
+    return fmt::format("campaign_max_llm_calls ({}) spent: {} LLM calls", p.campaign_max_llm_calls,
+                       calls);
   }
   if (p.campaign_max_tokens > 0 && spend.tokens >= p.campaign_max_tokens) {
-    return fmt::format("campaign_max_tokens ({}) spent: {} tokens", p.campaign_max_tokens, spend.tokens);
+    return fmt::format("campaign_max_tokens ({}) spent: {} tokens", p.campaign_max_tokens,
+                       spend.tokens);
   }
   if (p.campaign_max_cost_usd > 0 && spend.cost_usd >= p.campaign_max_cost_usd) {
-    return fmt::format("campaign_max_cost_usd ({:g}) spent: {:.4f} USD", p.campaign_max_cost_usd, spend.cost_usd);
+    return fmt::format("campaign_max_cost_usd ({:g}) spent: {:.4f} USD", p.campaign_max_cost_usd,
+                       spend.cost_usd);
   }
   return std::nullopt;
 }
 
 double progress(Verdict verdict, double score) {
   switch (verdict) {
-    case Verdict::passed:
-      return 1 + score;
-    case Verdict::precision_mismatch:
-      return 0.5;
+    case Verdict::passed: return 1 + score;
+    case Verdict::precision_mismatch: return 0.5;
     case Verdict::runtime_error:
     case Verdict::crashed:
     case Verdict::timeout:
-    case Verdict::resource_exceeded:
-      return 0.25;
-    default:
-      return 0;
+    case Verdict::resource_exceeded: return 0.25;
+    default: return 0;
   }
 }
 
@@ -70,7 +69,9 @@ double best_progress(const AdaptiveTask& t, int64_t calls) {
 
 double adaptive_index(const AdaptiveTask& t, int64_t campaign_calls, const SearchPolicy& p) {
   const int64_t w = std::min(p.patience, t.calls);
-  const double gain = w == 0 ? 0 : (best_progress(t, t.calls) - best_progress(t, t.calls - w)) / static_cast<double>(w);
+  const double gain =
+      w == 0 ? 0
+             : (best_progress(t, t.calls) - best_progress(t, t.calls - w)) / static_cast<double>(w);
   return gain + p.exploration * std::sqrt(std::log(1.0 + static_cast<double>(campaign_calls)) /
                                           (1.0 + static_cast<double>(t.calls)));
 }
@@ -79,12 +80,13 @@ std::optional<std::string> stagnant(const AdaptiveTask& t, const SearchPolicy& p
   if (t.calls < p.patience) return std::nullopt;
   const double best = best_progress(t, t.calls);
   if (best > best_progress(t, t.calls - p.patience)) return std::nullopt;
-  return fmt::format("adaptive: stagnant, no improvement in the last {} LLM calls (patience; best progress {:g})",
-                     p.patience, best);
+  return fmt::format(
+      "adaptive: stagnant, no improvement in the last {} LLM calls (patience; best progress {:g})",
+      p.patience, best);
 }
 
-std::vector<int64_t> adaptive_movers(const SearchPolicy& p, const std::vector<AdaptiveTask>& tasks, int64_t asking,
-                                     int64_t slots) {
+std::vector<int64_t> adaptive_movers(const SearchPolicy& p, const std::vector<AdaptiveTask>& tasks,
+                                     int64_t asking, int64_t slots) {
   int64_t campaign_calls = 0;
   for (const AdaptiveTask& t : tasks) campaign_calls += t.calls;
   struct Ranked {
@@ -110,8 +112,8 @@ std::vector<int64_t> adaptive_movers(const SearchPolicy& p, const std::vector<Ad
   return out;
 }
 
-Gate adaptive_turn(const SearchPolicy& p, std::vector<AdaptiveTask> tasks, int64_t asker, int64_t asking,
-                   int64_t slots) {
+Gate adaptive_turn(const SearchPolicy& p, std::vector<AdaptiveTask> tasks, int64_t asker,
+                   int64_t asking, int64_t slots) {
   for (AdaptiveTask& t : tasks) {
     if (t.task_id != asker) continue;
     if (auto why = stagnant(t, p)) return Gate{Turn::stop, *why};

@@ -45,8 +45,9 @@ namespace kforge {
 // (e.g. "campaign_max_llm_calls (20) spent: 20 LLM calls"), or none. `in_flight_llm`: the
 // campaign's LLM calls asked and not answered (they count as calls). `asks`: the action asks
 // the LLM; false: a verify job, held back by device-seconds and wall time only.
-std::optional<std::string> spent_budget(const SearchPolicy& policy, const Store::CampaignSpend& spend,
-                                        int64_t in_flight_llm, bool asks);
+std::optional<std::string> spent_budget(const SearchPolicy& policy,
+                                        const Store::CampaignSpend& spend, int64_t in_flight_llm,
+                                        bool asks);
 
 // A judged candidate's progress (the table above).
 double progress(Verdict verdict, double score);
@@ -79,11 +80,12 @@ struct Gate {
 // The waiting tasks (not busy) the rule moves now, with `asking` of the campaign's tasks
 // asking already and `slots` allowed at once (parallel, resolved): the stagnant ones (to stop)
 // and the first (slots - asking) of the others by index.
-std::vector<int64_t> adaptive_movers(const SearchPolicy& policy, const std::vector<AdaptiveTask>& tasks,
-                                     int64_t asking, int64_t slots);
+std::vector<int64_t> adaptive_movers(const SearchPolicy& policy,
+                                     const std::vector<AdaptiveTask>& tasks, int64_t asking,
+                                     int64_t slots);
 // Whether task `asker` (one of `tasks`) may ask the LLM now: stop when stagnant, go when it
 // is one of adaptive_movers, else wait.
-Gate adaptive_turn(const SearchPolicy& policy, std::vector<AdaptiveTask> tasks, int64_t asker, int64_t asking,
-                   int64_t slots);
+Gate adaptive_turn(const SearchPolicy& policy, std::vector<AdaptiveTask> tasks, int64_t asker,
+                   int64_t asking, int64_t slots);
 
 }  // namespace kforge

@@ -237,7 +237,9 @@ Conductor::Conductor(std::unique_ptr<ConductorLoop> own_loop, ConductorLoop* loo
   loop_.add_reload_listener([this] { reload(); });
 }
 
-Conductor::~Conductor() { mailbox_->close(); }
+Conductor::~Conductor() {
+  mailbox_->close();
+}
 
 void Conductor::reload() {
   // Actions in flight are forgotten (a job's result, when it comes, is stored and not used;
@@ -428,7 +430,8 @@ void Conductor::activate(int64_t task_id, Active active) {
 void Conductor::deactivate(int64_t task_id) {
   auto it = active_.find(task_id);
   if (it == active_.end()) return;
-  if (auto parked = parked_.find(it->second.campaign_id); parked != parked_.end()) parked->second.erase(task_id);
+  if (auto parked = parked_.find(it->second.campaign_id); parked != parked_.end())
+    parked->second.erase(task_id);
   auto c = active_by_campaign_.find(it->second.campaign_id);
   if (c != active_by_campaign_.end() && --c->second == 0) active_by_campaign_.erase(c);
   active_.erase(it);
@@ -534,11 +537,12 @@ void Conductor::advance_unguarded(int64_t task_id) {
         if (!check(loop_.store().record_migrant(m), task_id)) return;
       }
       if (!due.empty()) continue;
-      if (search.stagnation > 0 && it->second.busy.empty() && evolve->stagnant_generations() >= search.stagnation) {
+      if (search.stagnation > 0 && it->second.busy.empty() &&
+          evolve->stagnant_generations() >= search.stagnation) {
         withdraw_jobs(task_id);
         finish(task_id, evolve->finish("stagnation (" + std::to_string(search.stagnation) +
-                                       "): no better candidate in the last " + std::to_string(search.stagnation) +
-                                       " generations"));
+                                       "): no better candidate in the last " +
+                                       std::to_string(search.stagnation) + " generations"));
         return;
       }
     }
@@ -558,7 +562,7 @@ void Conductor::advance_unguarded(int64_t task_id) {
       }
     }
     std::vector<std::pair<int64_t, Action>> ended;  // chains that ended, with how
-    std::string stopped;  // the budget that ended a chain, if any
+    std::string stopped;                            // the budget that ended a chain, if any
     bool running = false;
     bool started = false;
     Gate held;  // a campaign budget or the adaptive rule holding an action back (gate)
@@ -569,19 +573,22 @@ void Conductor::advance_unguarded(int64_t task_id) {
         continue;
       }
       // An evolve child of a later generation waits (no action).
-      std::optional<Action> next =
-          evolve ? evolve->action(sample) : decide(policy(it->second), task->spec.limit_steps, chain);
+      std::optional<Action> next = evolve
+                                       ? evolve->action(sample)
+                                       : decide(policy(it->second), task->spec.limit_steps, chain);
       if (!next) continue;
       Action action = *next;
       spdlog::debug("task {} ({}/{}) sample {}: {} after {} steps", task_id, task->spec.op_name,
                     task->spec.task_id, sample, action_name(action), chain.size());
       const bool asks = action.kind != ActionKind::verify && action.kind != ActionKind::finish;
-      if (std::string used_up = action.kind == ActionKind::finish ? "" : budget_used_up(search, usage, asks);
+      if (std::string used_up =
+              action.kind == ActionKind::finish ? "" : budget_used_up(search, usage, asks);
           !used_up.empty()) {
         stopped = used_up;
         action = Action{};
         action.verdict = last_verdict(chain);
-        action.reason = used_up + "; last verdict: " + std::string(action.verdict ? to_string(*action.verdict) : "none");
+        action.reason = used_up + "; last verdict: " +
+                        std::string(action.verdict ? to_string(*action.verdict) : "none");
       }
       if (action.kind == ActionKind::finish) {
         ended.emplace_back(sample, action);
@@ -636,17 +643,19 @@ void Conductor::advance_unguarded(int64_t task_id) {
   }
 }
 
-std::optional<EvolvePlan> Conductor::evolve_plan(const TaskRow& task, const std::vector<StepRow>& steps) {
+std::optional<EvolvePlan> Conductor::evolve_plan(const TaskRow& task,
+                                                 const std::vector<StepRow>& steps) {
   auto candidates = loop_.store().candidates_of(task.id);
   auto migrants = loop_.store().migrants_of(task.id);
-  if (!check(candidates.status(), task.id) || !check(migrants.status(), task.id)) return std::nullopt;
+  if (!check(candidates.status(), task.id) || !check(migrants.status(), task.id))
+    return std::nullopt;
   const Active& active = active_[task.id];
-  return EvolvePlan(active.search, policy(active), task.spec.limit_steps, steps, std::move(*candidates),
-                    std::move(*migrants));
+  return EvolvePlan(active.search, policy(active), task.spec.limit_steps, steps,
+                    std::move(*candidates), std::move(*migrants));
 }
 
-bool Conductor::usage_of(int64_t task_id, const std::vector<StepRow>& steps, const SearchPolicy& search,
-                         SearchUsage& usage) {
+bool Conductor::usage_of(int64_t task_id, const std::vector<StepRow>& steps,
+                         const SearchPolicy& search, SearchUsage& usage) {
   if (search.max_tokens > 0 || search.max_cost_usd > 0) {
     auto llm = loop_.store().llm_usage_of_task(task_id);
     if (!check(llm.status(), task_id)) return false;
@@ -665,13 +674,14 @@ bool Conductor::usage_of(int64_t task_id, const std::vector<StepRow>& steps, con
     usage.device_seconds = static_cast<double>(ms) / 1000.0;
   }
   if (search.max_wall_s > 0 && !steps.empty()) {
-    usage.wall_s = static_cast<double>(options_.clock->wall_ms() - steps.front().created_ms) / 1000.0;
+    usage.wall_s =
+        static_cast<double>(options_.clock->wall_ms() - steps.front().created_ms) / 1000.0;
   }
   return true;
 }
 
-void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, const Action& action,
-                        int64_t sample, const EvolvePlan* evolve) {
+void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
+                        const Action& action, int64_t sample, const EvolvePlan* evolve) {
   const Role role_kind = action.kind == ActionKind::design ? Role::designer
                          : action.kind == ActionKind::code ? Role::coder
                                                            : Role::conductor;
@@ -696,7 +706,8 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   (*values)["suggestions"] = suggestions(steps) + (action.reason.empty() ? "" : "\nNote: " + action.reason);
   (*values)["inspirations"] = "";
   // An evolve child with a parent: the parent's code and verdict, to improve or to fix.
-  if (const CandidateRow* parent = evolve && role_kind == Role::coder ? evolve->parent(sample) : nullptr) {
+  if (const CandidateRow* parent =
+          evolve && role_kind == Role::coder ? evolve->parent(sample) : nullptr) {
     template_name = evolve->coder_template(sample);
     (*values)["previous_code"] = evolve->code(*parent, task.spec.impl_type);
     const StepRow* judged = evolve->step(parent->step_id);
@@ -747,7 +758,8 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  loop_.after_commit([this, task_id, sample, token, role, role_kind, request, call, endpoint = endpoint->second] {
+  loop_.after_commit([this, task_id, sample, token, role, role_kind, request, call,
+                      endpoint = endpoint->second] {
     if (!current(task_id, sample, token)) {
       check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
       return;
@@ -755,11 +767,13 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps, 
     in_flight_[call.request_key] = Asked{task_id, sample, token};
     // The callback keeps the request once, not its stored row too: a question waiting for an
     // LLM slot costs its prompt twice (here and in the client), whatever the queue's length.
-    llm_->submit(request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token, role,
-                           role_kind, request, endpoint, key = call.request_key](LlmResponse response) {
+    llm_->submit(request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token,
+                           role, role_kind, request, endpoint,
+                           key = call.request_key](LlmResponse response) {
       if (response.ok) {
         // On failure the loop stores it with its turn (on_llm).
-        if (Status st = answers->record(answered_call(asked_call(task_id, role_kind, endpoint, request), response));
+        if (Status st = answers->record(
+                answered_call(asked_call(task_id, role_kind, endpoint, request), response));
             !st.ok()) {
           spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
         }
@@ -1006,7 +1020,8 @@ std::vector<AdaptiveTask> Conductor::adaptive_view(int64_t task_id, int64_t camp
 }
 
 int64_t Conductor::slots(const SearchPolicy& search) const {
-  return search.parallel > 0 ? search.parallel : std::max<int64_t>(1, static_cast<int64_t>(loop_.devices()));
+  return search.parallel > 0 ? search.parallel
+                             : std::max<int64_t>(1, static_cast<int64_t>(loop_.devices()));
 }
 
 Gate Conductor::gate(int64_t task_id, bool asks) {
@@ -1032,7 +1047,8 @@ Gate Conductor::gate(int64_t task_id, bool asks) {
   return gate;
 }
 
-void Conductor::stop_task(int64_t task_id, const std::vector<StepRow>& steps, const std::string& reason) {
+void Conductor::stop_task(int64_t task_id, const std::vector<StepRow>& steps,
+                          const std::string& reason) {
   auto candidates = loop_.store().candidates_of(task_id);
   if (!check(candidates.status(), task_id)) return;
   Action done;
@@ -1045,7 +1061,8 @@ void Conductor::stop_task(int64_t task_id, const std::vector<StepRow>& steps, co
 
 void Conductor::wake_parked(int64_t campaign_id) {
   auto parked = parked_.find(campaign_id);
-  if (parked == parked_.end() || parked->second.empty() || !wake_posted_.insert(campaign_id).second) return;
+  if (parked == parked_.end() || parked->second.empty() || !wake_posted_.insert(campaign_id).second)
+    return;
   loop_.post([this, campaign_id] {
     wake_posted_.erase(campaign_id);
     const std::set<int64_t>& waiting = parked_[campaign_id];

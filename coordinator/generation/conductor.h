@@ -31,22 +31,21 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
 
-#include <nlohmann/json.hpp>
-
 #include "common/config.h"
-#include "coordinator/generation/conductor_rules.h"
-#include "coordinator/scheduling/coordinator.h"
-#include "coordinator/generation/llm.h"
 #include "common/metrics.h"
-#include "coordinator/generation/prompts.h"
-#include "coordinator/generation/evolve.h"
-#include "coordinator/generation/search.h"
 #include "coordinator/generation/adaptive.h"
+#include "coordinator/generation/conductor_rules.h"
+#include "coordinator/generation/evolve.h"
+#include "coordinator/generation/llm.h"
+#include "coordinator/generation/prompts.h"
+#include "coordinator/generation/search.h"
+#include "coordinator/scheduling/coordinator.h"
 
 namespace kforge {
 
@@ -166,7 +165,7 @@ class Conductor {
   };
 
   struct AnswerLog;  // the LLM thread's connection: answers committed when they arrive
-  class Mailbox;    // the LLM thread's way to the loop, closed when the Conductor goes
+  class Mailbox;     // the LLM thread's way to the loop, closed when the Conductor goes
 
   // `loop` when not null, else `own_loop`.
   Conductor(std::unique_ptr<ConductorLoop> own_loop, ConductorLoop* loop, LlmClient* llm,
@@ -221,12 +220,13 @@ class Conductor {
   // `chain`: the steps of chain `sample`.
   // `evolve`: the task's evolve plan when its strategy is evolve (a child's parent and
   // inspirations go into its Coder prompt).
-  void ask_llm(const TaskRow& task, const std::vector<StepRow>& chain, const Action& action, int64_t sample,
-               const EvolvePlan* evolve = nullptr);
+  void ask_llm(const TaskRow& task, const std::vector<StepRow>& chain, const Action& action,
+               int64_t sample, const EvolvePlan* evolve = nullptr);
   // The task's evolve plan from its steps, candidates and migrants (none on a store error).
   std::optional<EvolvePlan> evolve_plan(const TaskRow& task, const std::vector<StepRow>& steps);
   // Fills what the task used of the budgets its policy sets (search.h); false on a store error.
-  bool usage_of(int64_t task_id, const std::vector<StepRow>& steps, const SearchPolicy& search, SearchUsage& usage);
+  bool usage_of(int64_t task_id, const std::vector<StepRow>& steps, const SearchPolicy& search,
+                SearchUsage& usage);
   void on_llm(int64_t task_id, int64_t sample, int64_t token, Role role, const LlmRequest& request,
               const LlmResponse& response, bool from_cache);
   void verify(const TaskRow& task, const std::vector<StepRow>& chain, int64_t sample);

@@ -128,7 +128,8 @@ std::optional<Action> EvolvePlan::action(int64_t sample) const {
 std::vector<MigrantRow> EvolvePlan::due_migrants(int64_t task_id) const {
   std::vector<MigrantRow> out;
   if (search_.migrate_every <= 0 || search_.islands < 2) return out;
-  for (int64_t g = search_.migrate_every; g < generation_ && g < search_.generations; g += search_.migrate_every) {
+  for (int64_t g = search_.migrate_every; g < generation_ && g < search_.generations;
+       g += search_.migrate_every) {
     for (int64_t island = 0; island < search_.islands; ++island) {
       const int64_t to = (island + 1) % search_.islands;
       // The source as generation g left it (without this migration's arrivals); the
@@ -177,7 +178,8 @@ std::string EvolvePlan::inspirations_text(int64_t sample, const std::string& imp
   std::string out;
   int n = 0;
   for (const CandidateRow* c : inspirations(sample)) {
-    out += "### Inspiration " + std::to_string(++n) + ": verdict " + std::string(to_string(c->verdict));
+    out += "### Inspiration " + std::to_string(++n) + ": verdict " +
+           std::string(to_string(c->verdict));
     const StepRow* verifier = step(c->step_id);
     const VerifyResult r = verifier ? verify_result_from_text(verifier->output) : VerifyResult{};
     if (r.profile) {
@@ -185,8 +187,8 @@ std::string EvolvePlan::inspirations_text(int64_t sample, const std::string& imp
              fixed(r.profile->candidate.median_us, 1) + " us, reference median " +
              fixed(r.profile->reference.median_us, 1) + " us)";
     }
-    out += ", island " + std::to_string(c->island) + ", generation " + std::to_string(c->generation) +
-           "\n\n```python\n" + code(*c, impl_type) + "\n```\n\n";
+    out += ", island " + std::to_string(c->island) + ", generation " +
+           std::to_string(c->generation) + "\n\n```python\n" + code(*c, impl_type) + "\n```\n\n";
   }
   return out.empty() ? "(none yet: no other passing kernel in this island)\n" : out;
 }
@@ -211,19 +213,21 @@ Action EvolvePlan::finish(const std::string& stop) const {
   std::sort(all.begin(), all.end(), better);
   Action done;
   const int64_t completed = std::min(generation_ - 1, search_.generations);
-  const std::string ran = std::to_string(completed) + " of " + std::to_string(search_.generations) + " generations";
+  const std::string ran =
+      std::to_string(completed) + " of " + std::to_string(search_.generations) + " generations";
   if (!all.empty() && all.front()->verdict == Verdict::passed) {
     const CandidateRow& best = *all.front();
     done.passed = true;
     done.verdict = Outcome::passed;
-    done.reason = "passed (evolve, " + ran + ": best score " + fixed(best.score, 2) + " from island " +
-                  std::to_string(best.island) + ", generation " + std::to_string(best.generation) +
-                  (stop.empty() ? "" : "; stopped by " + stop) + ")";
+    done.reason = "passed (evolve, " + ran + ": best score " + fixed(best.score, 2) +
+                  " from island " + std::to_string(best.island) + ", generation " +
+                  std::to_string(best.generation) + (stop.empty() ? "" : "; stopped by " + stop) +
+                  ")";
     return done;
   }
   done.verdict = last_verdict(steps_);
-  done.reason = (stop.empty() ? "no candidate passed in " + ran : stop) + "; last verdict: " +
-                std::string(done.verdict ? to_string(*done.verdict) : "none");
+  done.reason = (stop.empty() ? "no candidate passed in " + ran : stop) +
+                "; last verdict: " + std::string(done.verdict ? to_string(*done.verdict) : "none");
   return done;
 }
 

@@ -85,7 +85,8 @@ class EvolvePlan {
   bool ended(int64_t sample) const;
   // The island's population, ranked best first: its candidates of generations before
   // `generation` and the migrants it received after generations before `migrated_before`.
-  std::vector<const CandidateRow*> ranked(int64_t island, int64_t generation, int64_t migrated_before) const;
+  std::vector<const CandidateRow*> ranked(int64_t island, int64_t generation,
+                                          int64_t migrated_before) const;
 
   SearchPolicy search_;
   ConductorPolicy base_;

@@ -246,11 +246,14 @@ std::filesystem::path self_exe() {
 }  // namespace
 
 const std::vector<std::string>& prompt_placeholders() {
-  static const std::vector<std::string> all = {
-      "op_name",       "task_id",           "backend",     "arch",
-      "impl_type",     "framework",         "task_desc",   "design",
-      "previous_code", "verifier_message",  "suggestions", "impl_notes",
-      "aul_reference", "candidate_contract", "inspirations"};
+  static const std::vector<std::string> all = {"op_name",       "task_id",
+                                               "backend",       "arch",
+                                               "impl_type",     "framework",
+                                               "task_desc",     "design",
+                                               "previous_code", "verifier_message",
+                                               "suggestions",   "impl_notes",
+                                               "aul_reference", "candidate_contract",
+                                               "inspirations"};
   return all;
 }
 

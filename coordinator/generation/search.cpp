@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace kforge {
 namespace {
@@ -19,11 +18,16 @@ struct RealField {
   double SearchPolicy::*member;
 };
 const IntField kIntFields[] = {
-    {"samples", &SearchPolicy::samples},           {"sample_offset", &SearchPolicy::sample_offset},
-    {"max_llm_calls", &SearchPolicy::max_llm_calls}, {"islands", &SearchPolicy::islands},
-    {"island_size", &SearchPolicy::island_size},   {"generations", &SearchPolicy::generations},
-    {"inspirations", &SearchPolicy::inspirations}, {"migrate_every", &SearchPolicy::migrate_every},
-    {"migrants", &SearchPolicy::migrants},         {"stagnation", &SearchPolicy::stagnation},
+    {"samples", &SearchPolicy::samples},
+    {"sample_offset", &SearchPolicy::sample_offset},
+    {"max_llm_calls", &SearchPolicy::max_llm_calls},
+    {"islands", &SearchPolicy::islands},
+    {"island_size", &SearchPolicy::island_size},
+    {"generations", &SearchPolicy::generations},
+    {"inspirations", &SearchPolicy::inspirations},
+    {"migrate_every", &SearchPolicy::migrate_every},
+    {"migrants", &SearchPolicy::migrants},
+    {"stagnation", &SearchPolicy::stagnation},
     {"max_tokens", &SearchPolicy::max_tokens},
     {"campaign_max_llm_calls", &SearchPolicy::campaign_max_llm_calls},
     {"campaign_max_tokens", &SearchPolicy::campaign_max_tokens},
@@ -41,8 +45,8 @@ const RealField kRealFields[] = {
     {"exploration", &SearchPolicy::exploration},
 };
 // The fields only evolve reads.
-const char* const kEvolveOnly[] = {"islands", "island_size", "generations", "inspirations",
-                                   "migrate_every", "migrants", "stagnation"};
+const char* const kEvolveOnly[] = {"islands",       "island_size", "generations", "inspirations",
+                                   "migrate_every", "migrants",    "stagnation"};
 
 int64_t int_field(const SearchPolicy& p, std::string_view name) {
   for (const IntField& f : kIntFields) {
@@ -59,8 +63,8 @@ std::string number(double v) {
 
 Status range(const char* name, int64_t v, int64_t lo, int64_t hi, const std::string& what = "") {
   if (v >= lo && v <= hi) return Status();
-  return invalid_argument(std::string("search.") + name + ": expected " + std::to_string(lo) + ".." +
-                          std::to_string(hi) + what + ", got " + std::to_string(v));
+  return invalid_argument(std::string("search.") + name + ": expected " + std::to_string(lo) +
+                          ".." + std::to_string(hi) + what + ", got " + std::to_string(v));
 }
 
 }  // namespace
@@ -161,7 +165,9 @@ Result<SearchPolicy> parse_search_text(std::string_view text) {
 Status validate_search(const SearchPolicy& p, Workflow workflow) {
   const auto& all = search_strategies();
   if (std::find(all.begin(), all.end(), p.strategy) == all.end()) {
-    return invalid_argument("search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got '" + p.strategy + "'");
+    return invalid_argument(
+        "search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got '" + p.strategy +
+        "'");
   }
   KF_RETURN_IF_ERROR(range("samples", p.samples, 1, kMaxSamples));
   if (p.strategy == "fix_loop" && p.samples != 1) {
@@ -169,8 +175,9 @@ Status validate_search(const SearchPolicy& p, Workflow workflow) {
                             std::to_string(p.samples));
   }
   if (p.strategy == "evolve" && p.samples != 1) {
-    return invalid_argument("search.samples: evolve sizes its population with islands, island_size and "
-                            "generations, not samples");
+    return invalid_argument(
+        "search.samples: evolve sizes its population with islands, island_size and "
+        "generations, not samples");
   }
   if (p.sample_offset < 0) {
     return invalid_argument("search.sample_offset: expected 0 or more, got " + std::to_string(p.sample_offset));
@@ -178,22 +185,24 @@ Status validate_search(const SearchPolicy& p, Workflow workflow) {
   for (const RealField& f : kRealFields) {
     const double v = p.*f.member;
     if (!std::isfinite(v) || v < 0) {
-      return invalid_argument(std::string("search.") + f.name + ": expected 0 (none) or a positive number, got " +
-                              number(v));
+      return invalid_argument(std::string("search.") + f.name +
+                              ": expected 0 (none) or a positive number, got " + number(v));
     }
   }
-  for (const char* name : {"max_llm_calls", "max_tokens", "stagnation", "campaign_max_llm_calls", "campaign_max_tokens"}) {
+  for (const char* name : {"max_llm_calls", "max_tokens", "stagnation", "campaign_max_llm_calls",
+                           "campaign_max_tokens"}) {
     const int64_t v = int_field(p, name);
     if (v < 0) {
-      return invalid_argument(std::string("search.") + name + ": expected 0 (no limit) or more, got " +
-                              std::to_string(v));
+      return invalid_argument(std::string("search.") + name +
+                              ": expected 0 (no limit) or more, got " + std::to_string(v));
     }
   }
   const SearchPolicy d;
   if (p.strategy != "evolve") {
     for (const char* name : kEvolveOnly) {
       if (int_field(p, name) != int_field(d, name)) {
-        return invalid_argument(std::string("search.") + name + ": only strategy = \"evolve\" uses it");
+        return invalid_argument(std::string("search.") + name +
+                                ": only strategy = \"evolve\" uses it");
       }
     }
   } else {
@@ -201,12 +210,13 @@ Status validate_search(const SearchPolicy& p, Workflow workflow) {
     KF_RETURN_IF_ERROR(range("island_size", p.island_size, 1, 64));
     KF_RETURN_IF_ERROR(range("generations", p.generations, 1, 1000));
     KF_RETURN_IF_ERROR(range("inspirations", p.inspirations, 0, 16));
-    KF_RETURN_IF_ERROR(range("migrate_every", p.migrate_every, 0, p.generations, " (0: never; at most generations)"));
+    KF_RETURN_IF_ERROR(range("migrate_every", p.migrate_every, 0, p.generations,
+                             " (0: never; at most generations)"));
     KF_RETURN_IF_ERROR(range("migrants", p.migrants, 1, 16));
     if (p.islands * p.island_size * p.generations > kMaxEvolveChildren) {
       return invalid_argument("search.generations: islands * island_size * generations is " +
-                              std::to_string(p.islands * p.island_size * p.generations) + " children, more than " +
-                              std::to_string(kMaxEvolveChildren));
+                              std::to_string(p.islands * p.island_size * p.generations) +
+                              " children, more than " + std::to_string(kMaxEvolveChildren));
     }
   }
   if (p.strategy != "adaptive") {
@@ -215,15 +225,18 @@ Status validate_search(const SearchPolicy& p, Workflow workflow) {
     }
     for (const char* name : {"patience", "parallel"}) {
       if (int_field(p, name) != int_field(d, name)) {
-        return invalid_argument(std::string("search.") + name + ": only strategy = \"adaptive\" uses it");
+        return invalid_argument(std::string("search.") + name +
+                                ": only strategy = \"adaptive\" uses it");
       }
     }
   }
   if (p.patience < 1) {
-    return invalid_argument("search.patience: expected 1 or more, got " + std::to_string(p.patience));
+    return invalid_argument("search.patience: expected 1 or more, got " +
+                            std::to_string(p.patience));
   }
   if (p.parallel < 0) {
-    return invalid_argument("search.parallel: expected 0 (the live devices) or more, got " + std::to_string(p.parallel));
+    return invalid_argument("search.parallel: expected 0 (the live devices) or more, got " +
+                            std::to_string(p.parallel));
   }
   if (workflow == Workflow::verify_only && p.strategy != "fix_loop") {
     return invalid_argument("search.strategy: workflow verify_only verifies one supplied candidate; only "
@@ -238,12 +251,13 @@ bool needs_usage(const SearchPolicy& p) {
 
 std::string budget_used_up(const SearchPolicy& p, const SearchUsage& u, bool asks) {
   if (p.max_wall_s > 0 && u.wall_s >= p.max_wall_s) {
-    return "max_wall_s (" + number(p.max_wall_s) + ") used up: " + number(std::floor(u.wall_s)) + " s since the first step";
+    return "max_wall_s (" + number(p.max_wall_s) + ") used up: " + number(std::floor(u.wall_s)) +
+           " s since the first step";
   }
   if (!asks) {
     if (p.max_device_seconds > 0 && u.device_seconds >= p.max_device_seconds) {
-      return "max_device_seconds (" + number(p.max_device_seconds) + ") used up: " + number(u.device_seconds) +
-             " device-seconds";
+      return "max_device_seconds (" + number(p.max_device_seconds) +
+             ") used up: " + number(u.device_seconds) + " device-seconds";
     }
     return "";
   }
@@ -251,7 +265,8 @@ std::string budget_used_up(const SearchPolicy& p, const SearchUsage& u, bool ask
     return "max_llm_calls (" + std::to_string(p.max_llm_calls) + ") used up";
   }
   if (p.max_tokens > 0 && u.tokens >= p.max_tokens) {
-    return "max_tokens (" + std::to_string(p.max_tokens) + ") used up: " + std::to_string(u.tokens) + " tokens";
+    return "max_tokens (" + std::to_string(p.max_tokens) +
+           ") used up: " + std::to_string(u.tokens) + " tokens";
   }
   if (p.max_cost_usd > 0 && u.cost_usd >= p.max_cost_usd) {
     return "max_cost_usd (" + number(p.max_cost_usd) + ") used up: " + number(u.cost_usd) + " USD";

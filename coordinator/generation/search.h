@@ -37,12 +37,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "common/status.h"
 #include "common/vocabulary.h"
@@ -56,18 +55,18 @@ struct SearchPolicy {
   double target_speedup = 0;          // > 0: a passing candidate this fast ends the task
   int64_t max_llm_calls = 0;          // > 0: LLM calls per task, all chains together
   // evolve only (evolve.h).
-  int64_t islands = 2;          // islands of the population
-  int64_t island_size = 2;      // children per island and generation
-  int64_t generations = 3;      // generations at most
-  int64_t inspirations = 2;     // the island's best candidates shown to each child (0: none)
-  int64_t migrate_every = 2;    // generations between migrations (0: never)
-  int64_t migrants = 1;         // candidates each island sends to the next per migration
-  int64_t stagnation = 0;       // > 0: generations without a better candidate end the task
+  int64_t islands = 2;        // islands of the population
+  int64_t island_size = 2;    // children per island and generation
+  int64_t generations = 3;    // generations at most
+  int64_t inspirations = 2;   // the island's best candidates shown to each child (0: none)
+  int64_t migrate_every = 2;  // generations between migrations (0: never)
+  int64_t migrants = 1;       // candidates each island sends to the next per migration
+  int64_t stagnation = 0;     // > 0: generations without a better candidate end the task
   // Budgets per task, every strategy (0: none).
-  int64_t max_tokens = 0;            // prompt + completion tokens of the task's LLM answers
-  double max_cost_usd = 0;           // cost of the task's LLM answers (llm_calls.cost_usd)
-  double max_device_seconds = 0;     // its verify jobs' device time (lease to result)
-  double max_wall_s = 0;             // seconds since the task's first step
+  int64_t max_tokens = 0;         // prompt + completion tokens of the task's LLM answers
+  double max_cost_usd = 0;        // cost of the task's LLM answers (llm_calls.cost_usd)
+  double max_device_seconds = 0;  // its verify jobs' device time (lease to result)
+  double max_wall_s = 0;          // seconds since the task's first step
   // Campaign budgets, all its tasks together, every strategy (0: none).
   int64_t campaign_max_llm_calls = 0;  // LLM calls recorded and in flight
   int64_t campaign_max_tokens = 0;     // prompt + completion tokens of the answers paid for

@@ -403,8 +403,9 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   // The policy as a Campaign shows it (absent: fix_loop), under the rules of a [search] table.
   if (auto it = body.find("search"); it != body.end()) {
     if (!it->is_object()) {
-      return invalid_argument("search: expected an object such as {\"strategy\": \"best_of_n\", \"samples\": 4}, got " +
-                              shown_json(*it));
+      return invalid_argument(
+          "search: expected an object such as {\"strategy\": \"best_of_n\", \"samples\": 4}, got " +
+          shown_json(*it));
     }
     auto policy = parse_search_text(it->dump());
     if (!policy.ok()) return policy.status();
@@ -471,7 +472,8 @@ Result<json> campaign_action(ApiBackend& backend, int64_t id, bool cancel) {
     if (cancel) {
       // A campaign cancelled while it is being stored stops there (store_campaign) and stays
       // cancelled: its stored part must not run as if it were the campaign.
-      const std::string reason(c->state == CampaignState::submitting ? kCancelledWhileSubmitting : kCancelledReason);
+      const std::string reason(c->state == CampaignState::submitting ? kCancelledWhileSubmitting
+                                                                     : kCancelledReason);
       auto cancelled = store.cancel_campaign_tasks(id, reason);
       if (!cancelled.ok()) return cancelled.status();
       // A campaign that had finished stays finished: there was nothing to cancel.

@@ -251,7 +251,9 @@ json lineage_json(const std::vector<CandidateRow>& candidates, const std::vector
     json made = json::array();
     for (const StepRow& s : steps) {
       if (s.sample != c->sample || s.seq <= after || s.seq > seq) continue;
-      made.push_back({{"seq", s.seq}, {"id", s.id}, {"role", to_string(s.role)},
+      made.push_back({{"seq", s.seq},
+                      {"id", s.id},
+                      {"role", to_string(s.role)},
                       {"verdict", to_string(s.verdict)}});
     }
     const double speed = passed_speedup(*c);
@@ -319,7 +321,7 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
   int64_t profiled = 0, profiled_passed = 0, profiled_fast1 = 0, profiled_fast2 = 0;
   std::array<int64_t, kFastP.size()> fast_p{}, profiled_fast_p{};  // tasks, per p of kFastP
   std::vector<std::vector<BestPoint>> improving;  // per task with a measured kernel
-  int64_t generations = 0;  // the deepest generation of any candidate
+  int64_t generations = 0;                        // the deepest generation of any candidate
   std::vector<double> speedups, unflagged;
   json suspicious = json::array();
   json rows = json::array();
@@ -980,11 +982,11 @@ std::string fast_p_html(const json& r) {
     const json& f = all[i];
     const json& pf = i < profiled.size() ? profiled[i] : json::object();
     out += "<tr><td>" + esc(fast_name(num(f, {"p"}))) + "</td><td class=\"n\">" +
-           pct_str(num(f, {"value"})) + " <span class=\"reason\">(" +
-           count_str(num(f, {"count"})) + " of " + count_str(num(f, {"of"})) +
-           ")</span></td><td class=\"n\">" + pct_str(num(pf, {"value"})) +
-           " <span class=\"reason\">(" + count_str(num(pf, {"count"})) + " of " +
-           count_str(num(pf, {"of"})) + ")</span></td></tr>\n";
+           pct_str(num(f, {"value"})) + " <span class=\"reason\">(" + count_str(num(f, {"count"})) +
+           " of " + count_str(num(f, {"of"})) + ")</span></td><td class=\"n\">" +
+           pct_str(num(pf, {"value"})) + " <span class=\"reason\">(" +
+           count_str(num(pf, {"count"})) + " of " + count_str(num(pf, {"of"})) +
+           ")</span></td></tr>\n";
   }
   out += "</tbody></table>\n";
   const json& at = array_at(r, {"metrics", "at_k"});
@@ -1002,8 +1004,9 @@ std::string fast_p_html(const json& r) {
       out += "<td class=\"n\">" + pct_str(num(p, {"value"})) + "</td>";
     out += "</tr>\n";
   }
-  out += "</tbody></table>\n<p class=\"note\">Over the chains of each task (KernelBench's "
-         "unbiased estimator, averaged over tasks).</p>\n";
+  out +=
+      "</tbody></table>\n<p class=\"note\">Over the chains of each task (KernelBench's "
+      "unbiased estimator, averaged over tasks).</p>\n";
   return out;
 }
 
@@ -1036,7 +1039,8 @@ std::string generation_svg(const json& r, int64_t generations) {
   for (const json& p : array_at(r, {"by_generation", "points"})) {
     std::optional<int64_t> g = small_count(p, {"generation"}, 1e6), n = small_count(p, {"tasks"});
     std::optional<double> geo = num(p, {"geomean"}), p25 = num(p, {"p25"}), p75 = num(p, {"p75"});
-    if (g && n && geo && *geo > 0) points.push_back({*g, *geo, p25.value_or(*geo), p75.value_or(*geo), *n});
+    if (g && n && geo && *geo > 0)
+      points.push_back({*g, *geo, p25.value_or(*geo), p75.value_or(*geo), *n});
   }
   const bool lines = tasks.size() <= kGenerationTaskLines;
   double lo = 0, hi = 0;  // log2 range, always holding 1x
@@ -1060,7 +1064,8 @@ std::string generation_svg(const json& r, int64_t generations) {
   hi = std::ceil(std::min(hi, 12.0)) + (hi == std::ceil(hi) ? 0.5 : 0);
   Plot p;
   p.top = 20;
-  const double g_lo = generations > 1 ? 1 : 0.5, g_hi = generations > 1 ? static_cast<double>(generations) : 1.5;
+  const double g_lo = generations > 1 ? 1 : 0.5,
+               g_hi = generations > 1 ? static_cast<double>(generations) : 1.5;
   auto x = [&](double g) { return p.left + (g - g_lo) / (g_hi - g_lo) * p.plot_w(); };
   auto y = [&](double v) {
     const double l = std::clamp(std::log2(v), lo, hi);
@@ -1087,7 +1092,8 @@ std::string generation_svg(const json& r, int64_t generations) {
       std::string pts;  // a step function, held flat to the last generation
       for (size_t i = 0; i < s.points.size(); ++i) {
         const auto& [g, v] = s.points[i];
-        if (i > 0) pts += fmt(x(static_cast<double>(g))) + "," + fmt(y(s.points[i - 1].second)) + " ";
+        if (i > 0)
+          pts += fmt(x(static_cast<double>(g))) + "," + fmt(y(s.points[i - 1].second)) + " ";
         pts += fmt(x(static_cast<double>(g))) + "," + fmt(y(v)) + " ";
       }
       pts += fmt(x(std::max(g_hi, static_cast<double>(s.points.back().first)))) + "," +
@@ -1112,7 +1118,8 @@ std::string generation_svg(const json& r, int64_t generations) {
            "\"><title>25th to 75th percentile of the tasks' best speedups</title></polygon>";
   }
   std::string geo;
-  for (const Point& q : points) geo += (geo.empty() ? "" : " ") + fmt(x(static_cast<double>(q.g))) + "," + fmt(y(q.geo));
+  for (const Point& q : points)
+    geo += (geo.empty() ? "" : " ") + fmt(x(static_cast<double>(q.g))) + "," + fmt(y(q.geo));
   if (!geo.empty()) out += "<polyline class=\"geo\" points=\"" + geo + "\"/>";
   for (const Point& q : points) {
     out += "<circle class=\"geo\" cx=\"" + fmt(x(static_cast<double>(q.g))) + "\" cy=\"" +
@@ -1136,9 +1143,9 @@ std::string lineage_html(const json& r) {
     if (lineage.empty()) continue;
     if (++with > kLineagesShown) continue;
     ++shown;
-    out += "<tr><td rowspan=\"" + std::to_string(lineage.size()) + "\">" + esc(str(row, {"op_name"})) +
-           "<div class=\"reason\">" + esc(str(row, {"task_id"})) + " · task " +
-           count_str(num(row, {"task"})) + "</div></td>";
+    out += "<tr><td rowspan=\"" + std::to_string(lineage.size()) + "\">" +
+           esc(str(row, {"op_name"})) + "<div class=\"reason\">" + esc(str(row, {"task_id"})) +
+           " · task " + count_str(num(row, {"task"})) + "</div></td>";
     for (size_t i = 0; i < lineage.size(); ++i) {
       const json& c = lineage[i];
       std::string made;
@@ -1150,18 +1157,18 @@ std::string lineage_html(const json& r) {
       if (i > 0) out += "<tr>";
       out += "<td class=\"n\">" + count_str(num(c, {"candidate"})) + (last ? " ★" : "") +
              "</td><td class=\"n\">" + count_str(num(c, {"generation"})) + "</td><td class=\"n\">" +
-             count_str(num(c, {"island"})) + "</td><td class=\"n\">" + count_str(num(c, {"sample"})) +
-             "</td><td>" + esc(str(c, {"verdict"})) + "</td><td class=\"n\">" +
-             speedup_str(num(c, {"speedup"})) + "</td><td>" + (made.empty() ? kNone : made) +
-             "</td></tr>\n";
+             count_str(num(c, {"island"})) + "</td><td class=\"n\">" +
+             count_str(num(c, {"sample"})) + "</td><td>" + esc(str(c, {"verdict"})) +
+             "</td><td class=\"n\">" + speedup_str(num(c, {"speedup"})) + "</td><td>" +
+             (made.empty() ? kNone : made) + "</td></tr>\n";
     }
   }
   if (with == 0) {
     const std::optional<double> generations = num(r, {"by_generation", "generations"});
     return std::string("<h2>Winners' lineage</h2>\n<p class=\"empty\">") +
-           (generations && *generations == 0
-                ? "No candidate is recorded for this campaign (one run before migration 0012 has none)."
-                : "No task has a passing candidate.") +
+           (generations && *generations == 0 ? "No candidate is recorded for this campaign (one "
+                                               "run before migration 0012 has none)."
+                                             : "No task has a passing candidate.") +
            "</p>\n";
   }
   std::string head =
@@ -1353,13 +1360,14 @@ std::string report_html(const json& report) {
     out += *generations == 0 || !measured || *measured == 0
                ? "<p class=\"empty\">No candidate passed with a measured speedup.</p>"
                : generation_svg(r, *generations);
-    out += "<p class=\"note\">Bold: the geometric mean over the tasks with a measured kernel by "
-           "that generation (" +
-           count_str(measured) + " tasks in the end); " +
-           (measured && *measured <= static_cast<double>(kGenerationTaskLines)
-                ? std::string("thin: each task's best")
-                : std::string("shaded: the 25th to 75th percentile of the tasks' best")) +
-           ". Dashed: 1× (the reference).</p></figure>\n";
+    out +=
+        "<p class=\"note\">Bold: the geometric mean over the tasks with a measured kernel by "
+        "that generation (" +
+        count_str(measured) + " tasks in the end); " +
+        (measured && *measured <= static_cast<double>(kGenerationTaskLines)
+             ? std::string("thin: each task's best")
+             : std::string("shaded: the 25th to 75th percentile of the tasks' best")) +
+        ". Dashed: 1× (the reference).</p></figure>\n";
   }
   out += "</section>\n";
 
@@ -1474,18 +1482,19 @@ std::string report_html(const json& report) {
 std::string report_text(const json& report) {
   const json& r = report;
   std::string out = "campaign " + count_str(num(r, {"campaign", "id"})) + " " +
-                    str(r, {"campaign", "name"}) + " (" + str(r, {"campaign", "state"}) + "): " +
-                    count_str(num(r, {"counts", "total"})) + " tasks\n";
+                    str(r, {"campaign", "name"}) + " (" + str(r, {"campaign", "state"}) +
+                    "): " + count_str(num(r, {"counts", "total"})) + " tasks\n";
   out += fmt::format("\n{:<13} {:<22} {}\n", "fast_p", "all tasks", "profiled tasks");
   const json& profiled = array_at(r, {"metrics", "profiled", "fast_p"});
   const json& all = array_at(r, {"metrics", "fast_p"});
   for (size_t i = 0; i < all.size(); ++i) {
     const json& f = all[i];
     const json& pf = i < profiled.size() ? profiled[i] : json::object();
-    out += fmt::format("{:<13} {:>7} {:<14} {:>7} {}\n", fast_name(num(f, {"p"})), pct_str(num(f, {"value"})),
-                       "(" + count_str(num(f, {"count"})) + " of " + count_str(num(f, {"of"})) + ")",
-                       pct_str(num(pf, {"value"})),
-                       "(" + count_str(num(pf, {"count"})) + " of " + count_str(num(pf, {"of"})) + ")");
+    out += fmt::format(
+        "{:<13} {:>7} {:<14} {:>7} {}\n", fast_name(num(f, {"p"})), pct_str(num(f, {"value"})),
+        "(" + count_str(num(f, {"count"})) + " of " + count_str(num(f, {"of"})) + ")",
+        pct_str(num(pf, {"value"})),
+        "(" + count_str(num(pf, {"count"})) + " of " + count_str(num(pf, {"of"})) + ")");
   }
   const json& at = array_at(r, {"metrics", "at_k"});
   if (!at.empty()) {
@@ -1497,7 +1506,8 @@ std::string report_text(const json& report) {
     out += "\n";
     for (const json& row : at) {
       out += fmt::format("{:<5}", count_str(num(row, {"k"})));
-      for (const json& p : array_at(row, {"fast_p"})) out += fmt::format(" {:>12}", pct_str(num(p, {"value"})));
+      for (const json& p : array_at(row, {"fast_p"}))
+        out += fmt::format(" {:>12}", pct_str(num(p, {"value"})));
       out += "\n";
     }
   }
@@ -1521,13 +1531,13 @@ std::string report_text(const json& report) {
     std::string path;
     for (const json& c : lineage) {
       if (!path.empty()) path += " -> ";
-      path += "#" + count_str(num(c, {"candidate"})) + " g" + count_str(num(c, {"generation"})) + " " +
-              str(c, {"verdict"});
+      path += "#" + count_str(num(c, {"candidate"})) + " g" + count_str(num(c, {"generation"})) +
+              " " + str(c, {"verdict"});
       if (num(c, {"speedup"})) path += " " + speedup_str(num(c, {"speedup"}));
     }
     winners += "  " + str(row, {"op_name"}) + " " + str(row, {"task_id"}) + " (task " +
-               count_str(num(row, {"task"})) + ", step " + count_str(num(row, {"best_step"})) + "): " +
-               path + "\n";
+               count_str(num(row, {"task"})) + ", step " + count_str(num(row, {"best_step"})) +
+               "): " + path + "\n";
   }
   if (!winners.empty()) out += "\nwinners and their lineage (first ancestor first)\n" + winners;
   return out;

@@ -823,7 +823,8 @@ void Coordinator::on_hello(const std::string& routing_id, const std::string& key
   agent.last_recv_ms = clock_.now_ms();
   agent.last_touch_ms = agent.last_recv_ms;  // upsert_agent stored last_seen_ms
   agent.drained = drained;
-  schedule_timer(agent, agent.last_recv_ms + static_cast<int64_t>(options_.heartbeat_ms));  // after the Welcome
+  schedule_timer(agent, agent.last_recv_ms +
+                            static_cast<int64_t>(options_.heartbeat_ms));  // after the Welcome
   routing_[routing_id] = id;
   spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}{}", id,
                hello.host, hello.incarnation, hello.devices.size(), hello.running.size(),
@@ -942,9 +943,9 @@ void Coordinator::trim_heap(int64_t now) {
 }
 
 Coordinator::Footprint Coordinator::footprint() const {
-  return Footprint{agents_.size(),          routing_.size(),  superseded_.size(),
-                   superseded_order_.size(), leases_.size(),   leases_by_agent_.size(),
-                   peer_log_.keys(),          agent_timers_.size()};
+  return Footprint{agents_.size(),           routing_.size(),     superseded_.size(),
+                   superseded_order_.size(), leases_.size(),      leases_by_agent_.size(),
+                   peer_log_.keys(),         agent_timers_.size()};
 }
 
 void Coordinator::schedule_timer(Agent& agent, int64_t next_send_ms) {

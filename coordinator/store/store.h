@@ -359,7 +359,8 @@ class Store {
   // A campaign's unfinished (pending or running) tasks become cancelled with `reason`, in one
   // UPDATE through the index by campaign and state: no task row is read. Returns how many.
   Result<int64_t> cancel_campaign_tasks(int64_t campaign_id, const std::string& reason);
-  // A campaign's cancelled tasks become pending again (verdict and reason cleared). Returns how many.
+  // A campaign's cancelled tasks become pending again (verdict and reason cleared). Returns how
+  // many.
   Result<int64_t> resume_campaign_tasks(int64_t campaign_id);
   // Whether any task of the campaign is cancelled with exactly `reason`.
   Result<bool> any_cancelled_with(int64_t campaign_id, const std::string& reason);
@@ -451,11 +452,11 @@ class Store {
   Result<bool> campaign_unfinished(int64_t campaign_id);
   // What a campaign has spent, all its tasks together (its campaign_max_* budgets, search.h).
   struct CampaignSpend {
-    int64_t llm_calls = 0;   // LLM steps recorded (answers, failures and garbled ones)
-    int64_t tokens = 0;      // prompt + completion tokens of the answers its tasks paid for
-    double cost_usd = 0;     // their cost
-    int64_t device_ms = 0;   // run time of its done jobs (assigned_ms to finished_ms)
-    int64_t wall_ms = 0;     // since the campaign was created, by the store's clock
+    int64_t llm_calls = 0;  // LLM steps recorded (answers, failures and garbled ones)
+    int64_t tokens = 0;     // prompt + completion tokens of the answers its tasks paid for
+    double cost_usd = 0;    // their cost
+    int64_t device_ms = 0;  // run time of its done jobs (assigned_ms to finished_ms)
+    int64_t wall_ms = 0;    // since the campaign was created, by the store's clock
   };
   Result<CampaignSpend> campaign_spend(int64_t campaign_id);
   // The steps of the campaign's running tasks (a row with no step for a task without any),

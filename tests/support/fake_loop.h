@@ -21,7 +21,8 @@ namespace kforge::test {
 class FakeLoop : public ConductorLoop {
  public:
   // `clock` stamps what the store records (steps, job leases).
-  explicit FakeLoop(std::filesystem::path db, Clock& clock = SystemClock::instance()) : path_(std::move(db)) {
+  explicit FakeLoop(std::filesystem::path db, Clock& clock = SystemClock::instance())
+      : path_(std::move(db)) {
     auto opened = Store::open(path_, clock);
     REQUIRE_MESSAGE(opened.ok(), opened.status().to_string());
     store_ = std::move(opened.value());
