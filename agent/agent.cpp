@@ -97,10 +97,12 @@ Result<AgentOptions> agent_options(const AgentConfig& config, const std::string&
 
 Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& clock) {
   if (!options.id.empty() && !proto::valid_agent_id(options.id)) {
-    return invalid_argument("agent id '" + options.id + "' is not valid (1 to 128 printable characters, no '/')");
+    return invalid_argument("agent id '" + options.id +
+                            "' is not valid (1 to 128 printable characters, no '/')");
   }
   if (options.curve_secret_key.empty() != options.coordinator_public_key.empty()) {
-    return invalid_argument("CURVE needs both this agent's secret key and the coordinator's public key");
+    return invalid_argument(
+        "CURVE needs both this agent's secret key and the coordinator's public key");
   }
   CurveClientKeys curve;
   if (!options.curve_secret_key.empty()) {
@@ -124,7 +126,9 @@ Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& c
   // Jobs may run as another user: it must reach its own directory, and list no others.
   std::error_code ec;
   std::filesystem::permissions(resolved.work_root, std::filesystem::perms(0711), ec);
-  if (ec) return io_error("cannot set permissions of " + resolved.work_root.string() + ": " + ec.message());
+  if (ec)
+    return io_error("cannot set permissions of " + resolved.work_root.string() + ": " +
+                    ec.message());
   auto wake = EventFd::open("agent wake-up");
   if (!wake.ok()) return wake.status();
   std::unique_ptr<Agent> agent(
@@ -137,7 +141,9 @@ Result<std::unique_ptr<Agent>> Agent::open(const AgentOptions& options, Clock& c
 Status Agent::contain_jobs() {
   // Job directories of an earlier agent: their jobs are gone (or die with their cgroups).
   size_t stale = remove_stale_job_dirs(options_.work_root, {kHarnessCopy});
-  if (stale > 0) spdlog::info("agent {}: removed {} job directories left in {}", id_, stale, options_.work_root.string());
+  if (stale > 0)
+    spdlog::info("agent {}: removed {} job directories left in {}", id_, stale,
+                 options_.work_root.string());
   if (!options_.contain) {
     spdlog::warn("agent {}: jobs run uncontained (no cgroup, no namespaces, the agent's uid)", id_);
     return Status();
@@ -148,11 +154,13 @@ Status Agent::contain_jobs() {
     auto copy = options_.work_root / kHarnessCopy;
     Status st = install_readable_copy(*harness, copy);
     if (st.ok()) {
-      spdlog::info("agent {}: jobs run the harness copy {} (root-owned, readable by any uid)", id_, copy.string());
+      spdlog::info("agent {}: jobs run the harness copy {} (root-owned, readable by any uid)", id_,
+                   copy.string());
       options_.harness_dir = copy.string();
     } else {
-      return failed_precondition("cannot make the verification harness readable for jobs: " + st.message() +
-                                 " (set agent.work_dir to a directory every user can traverse)");
+      return failed_precondition(
+          "cannot make the verification harness readable for jobs: " + st.message() +
+          " (set agent.work_dir to a directory every user can traverse)");
     }
   }
   std::shared_ptr<CgroupRoot> cgroups;
@@ -160,7 +168,9 @@ Status Agent::contain_jobs() {
   if (root.ok()) {
     cgroups = *root;
     size_t left = cgroups->remove_leftovers();
-    if (left > 0) spdlog::info("agent {}: killed and removed {} job cgroups left by an earlier agent", id_, left);
+    if (left > 0)
+      spdlog::info("agent {}: killed and removed {} job cgroups left by an earlier agent", id_,
+                   left);
     spdlog::info("agent {}: jobs contained by {}", id_, cgroups->describe());
   } else {
     spdlog::warn("agent {}: {}", id_, root.status().message());
@@ -172,14 +182,18 @@ Status Agent::contain_jobs() {
   if (support.memory && box.memory_mb == 0) {
     // Unset: sized from the machine, so that one job cannot set off the host's OOM killer.
     box.memory_mb = default_job_memory_mb(host_memory_mb(), options_.devices.size());
-    spdlog::info("agent {}: each job's memory limit is {} MiB (3/4 of the host's memory over {} device(s); "
-                 "agent.limits.memory_mb sets it)", id_, box.memory_mb, std::max<size_t>(1, options_.devices.size()));
+    spdlog::info(
+        "agent {}: each job's memory limit is {} MiB (3/4 of the host's memory over {} device(s); "
+        "agent.limits.memory_mb sets it)",
+        id_, box.memory_mb, std::max<size_t>(1, options_.devices.size()));
   }
   box.pids = support.pids ? options_.job_pids : 0;
   box.cpu_percent = support.cpu ? options_.job_cpu_percent : 0;
   box.io_mbps = support.io ? options_.job_io_mbps : 0;
   if (options_.job_io_mbps && !support.io) {
-    spdlog::warn("agent {}: containment: no io controller for job cgroups: limits.io_mbps is not enforced", id_);
+    spdlog::warn(
+        "agent {}: containment: no io controller for job cgroups: limits.io_mbps is not enforced",
+        id_);
   }
   box.tmp_mb = options_.job_disk_mb;
   box.hidden.push_back(std::filesystem::absolute(options_.state_dir));
@@ -198,7 +212,8 @@ Status Agent::contain_jobs() {
     spdlog::warn("agent {}: containment: {}", id_, support.missing.back());
   }
   if (!support.missing.empty() && !options_.allow_uncontained) {
-    return failed_precondition("refusing to run jobs without a full box (" + std::to_string(support.missing.size()) +
+    return failed_precondition("refusing to run jobs without a full box (" +
+                               std::to_string(support.missing.size()) +
                                " features missing, first: " + support.missing.front() +
                                "); run as root on a host with cgroups and namespaces, or set "
                                "agent.allow_uncontained = true to accept it");
@@ -293,19 +308,19 @@ void Agent::watch_link() {
   for (int i = 0; i < 64 && monitor_; ++i) {
     zmq::message_t event, address;
     if (!monitor_->recv(event, zmq::recv_flags::dontwait)) return;
-    if (monitor_->get(zmq::sockopt::rcvmore)) (void)monitor_->recv(address, zmq::recv_flags::dontwait);
+    if (monitor_->get(zmq::sockopt::rcvmore))
+      (void)monitor_->recv(address, zmq::recv_flags::dontwait);
     if (event.size() < 6) continue;
     uint16_t id = 0;
     uint32_t value = 0;
     std::memcpy(&id, event.data(), sizeof id);
     std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
     switch (id) {
-      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-        handshake_ok_ = true;
-        break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: handshake_ok_ = true; break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         handshake_failed_ = true;
-        set_link_problem("coordinator " + options_.coordinator + " refused this agent's key at the handshake (status " +
+        set_link_problem("coordinator " + options_.coordinator +
+                         " refused this agent's key at the handshake (status " +
                          std::to_string(value) + "): is " + curve_.public_key +
                          " on its allow-list (coordinator.agent_keys_file) for agent " + id_ + "?");
         break;
@@ -319,10 +334,11 @@ void Agent::watch_link() {
           // At most once per liveness window, so a coordinator that keeps dropping us (an
           // oversized message, say) is not hammered.
           int64_t now = clock_.now_ms();
-          next_hello_ms_ = std::max(now, last_relink_ms_ + static_cast<int64_t>(heartbeat_ms_) * liveness_);
+          next_hello_ms_ =
+              std::max(now, last_relink_ms_ + static_cast<int64_t>(heartbeat_ms_) * liveness_);
           last_relink_ms_ = next_hello_ms_;
-          spdlog::info("agent {}: connection to {} lost; reconnecting in {} ms", id_, options_.coordinator,
-                       next_hello_ms_ - now);
+          spdlog::info("agent {}: connection to {} lost; reconnecting in {} ms", id_,
+                       options_.coordinator, next_hello_ms_ - now);
           close_socket();
           state_ = State::connecting;
           if (now >= next_hello_ms_) connect();
@@ -336,13 +352,13 @@ void Agent::watch_link() {
         set_link_problem(
             curve_.enabled()
                 ? "the CURVE handshake with " + options_.coordinator +
-                      " failed: is agent.coordinator_public_key the coordinator's public key, and does "
+                      " failed: is agent.coordinator_public_key the coordinator's public key, and "
+                      "does "
                       "the coordinator use CURVE?"
                 : "the handshake with " + options_.coordinator +
                       " failed: does the coordinator require CURVE keys (agent.secret_key_file)?");
         break;
-      default:
-        break;
+      default: break;
     }
   }
 }
@@ -439,7 +455,9 @@ Status Agent::run() {
     for (const proto::DeviceInfo& d : options_.devices) {
       warmers_.emplace_back([this, d] {
         auto v = verifier_for(d.backend, d.index);
-        if (!v.ok() && !stop_) spdlog::warn("agent {}: warm start of {}:{} failed: {}", id_, d.backend, d.index, v.status().message());
+        if (!v.ok() && !stop_)
+          spdlog::warn("agent {}: warm start of {}:{} failed: {}", id_, d.backend, d.index,
+                       v.status().message());
       });
     }
   }
@@ -499,20 +517,20 @@ void Agent::handle(const std::string& bytes) {
     if (proto::refusal_is_transient(refused->code)) {
       // Not now (another live process holds this agent id): say Hello again, with backoff,
       // on a fresh socket. Stopping here would take the host out of the fleet for good.
-      spdlog::warn("agent {}: coordinator {} refused this agent for now: {}; next hello in {} ms", id_,
-                   options_.coordinator, refused->reason, std::max<int64_t>(next_hello_ms_ - clock_.now_ms(), 0));
+      spdlog::warn("agent {}: coordinator {} refused this agent for now: {}; next hello in {} ms",
+                   id_, options_.coordinator, refused->reason,
+                   std::max<int64_t>(next_hello_ms_ - clock_.now_ms(), 0));
       state_ = State::connecting;
       return;
     }
-    refused_reason_ = "coordinator " + options_.coordinator + " refused this agent: " +
-                      refused->reason;
+    refused_reason_ =
+        "coordinator " + options_.coordinator + " refused this agent: " + refused->reason;
     spdlog::error("agent {}: {}", id_, refused_reason_);
     state_ = State::refused;
   } else if (auto* welcome = std::get_if<proto::Welcome>(&msg)) {
     on_welcome(*welcome);
   } else if (state_ != State::registered) {
-    spdlog::debug("agent {}: {} before welcome ignored", id_,
-                  proto::msg_type_name(frame->type));
+    spdlog::debug("agent {}: {} before welcome ignored", id_, proto::msg_type_name(frame->type));
   } else if (auto* assign = std::get_if<proto::Assign>(&msg)) {
     on_assign(*assign);
   } else if (auto* cancel = std::get_if<proto::Cancel>(&msg)) {
@@ -558,8 +576,8 @@ void Agent::on_assign(const proto::Assign& assign) {
   for (auto& [k, old] : running_) {
     if (k.first == assign.job.job_id && k.second < assign.job.epoch) old.cancel->cancel();
   }
-  spdlog::info("agent {}: start job={} epoch={} on {}:{}", id_, assign.job.job_id,
-               assign.job.epoch, assign.backend, assign.device_index);
+  spdlog::info("agent {}: start job={} epoch={} on {}:{}", id_, assign.job.job_id, assign.job.epoch,
+               assign.backend, assign.device_index);
   Running& job = running_[key];
   job.assign = assign;
   job.cancel = std::make_unique<CancelToken>();
@@ -672,11 +690,12 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     result.finished_ms = clock_.wall_ms();
     return result;
   };
-  bool known_device = std::any_of(options_.devices.begin(), options_.devices.end(), [&](const auto& d) {
-    return d.backend == assign.backend && d.index == assign.device_index;
-  });
+  bool known_device = std::any_of(
+      options_.devices.begin(), options_.devices.end(),
+      [&](const auto& d) { return d.backend == assign.backend && d.index == assign.device_index; });
   if (!known_device) {
-    return finish("this agent has no device " + assign.backend + ":" + std::to_string(assign.device_index));
+    return finish("this agent has no device " + assign.backend + ":" +
+                  std::to_string(assign.device_index));
   }
   const std::optional<JobKind> kind = parse_enum<JobKind>(assign.kind);
   if (!kind) {
@@ -705,7 +724,8 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     uid_lease = std::move(lease.value());
     uid = uid_lease.uid();
   }
-  auto job_dir = JobDir::create(options_.work_root, uid, uid, box_ && exec ? options_.job_disk_mb : 0);
+  auto job_dir =
+      JobDir::create(options_.work_root, uid, uid, box_ && exec ? options_.job_disk_mb : 0);
   if (!job_dir.ok()) return finish(job_dir.status().message());
   if (options_.keep_work_dirs) (*job_dir)->keep();
   const std::filesystem::path work = (*job_dir)->path();
@@ -718,7 +738,8 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
     auto verifier = verifier_for(assign.backend, assign.device_index);
     if (!verifier.ok()) return finish(verifier.status().message());
     // The judge's document is read here, once; the coordinator gets its typed fields.
-    result.verify = verify_result_from_json((*verifier)->verify(work, timeout, &cancel, limits_of()));
+    result.verify =
+        verify_result_from_json((*verifier)->verify(work, timeout, &cancel, limits_of()));
     result.exit_code = 0;
     result.cancelled = cancel.cancelled();
     return finish("");
@@ -756,12 +777,13 @@ proto::JobResult Agent::run_job(const proto::Assign& assign, CancelToken& cancel
   result.stderr_data = std::move(outcome->stderr_data);
   result.output_truncated = outcome->stdout_truncated || outcome->stderr_truncated;
   if (outcome->memory_exceeded || outcome->pids_exceeded) {
-    result.stderr_data += std::string("\n[kforge] resource_exceeded: ") +
-                          (outcome->memory_exceeded ? "memory (the job's cgroup limit of " +
-                                                          std::to_string(spec.box->memory_mb) + " MiB; OOM kill)"
-                                                    : "processes (the job's cgroup limit of " +
-                                                          std::to_string(spec.box->pids) + ")") +
-                          "\n";
+    result.stderr_data +=
+        std::string("\n[kforge] resource_exceeded: ") +
+        (outcome->memory_exceeded
+             ? "memory (the job's cgroup limit of " + std::to_string(spec.box->memory_mb) +
+                   " MiB; OOM kill)"
+             : "processes (the job's cgroup limit of " + std::to_string(spec.box->pids) + ")") +
+        "\n";
   }
   if (std::filesystem::exists(work / kResultFile, ec) &&
       std::filesystem::file_size(work / kResultFile, ec) <= kMaxResultJson) {
@@ -811,8 +833,8 @@ Result<Verifier*> Agent::verifier_for(const std::string& backend, uint32_t devic
   if (backend == "cuda") vo.preload = "torch,triton";
   auto v = Verifier::start(vo, &warm_cancel_);
   if (!v.ok()) return v.status();
-  spdlog::info("agent {}: verifier for {}:{} started (judge + {} warm worker(s){})", id_, backend, device_index,
-               vo.warm_workers, box_ ? ", boxed" : "");
+  spdlog::info("agent {}: verifier for {}:{} started (judge + {} warm worker(s){})", id_, backend,
+               device_index, vo.warm_workers, box_ ? ", boxed" : "");
   slot->verifier = std::move(v.value());
   slot->started = slot->verifier.get();
   return slot->verifier.get();

@@ -55,9 +55,9 @@ struct AgentOptions {
   std::vector<proto::DeviceInfo> devices;            // advertised devices (agent/devices.h)
   std::map<std::string, std::string> capabilities;   // python, torch, triton versions...
   std::vector<std::string> env_allow = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"};
-  std::string python = "/usr/bin/python3";           // runs the verification harness
-  std::string harness_dir;                           // empty: find_harness_dir()
-  ResourceLimits limits;                             // defaults for jobs that set none
+  std::string python = "/usr/bin/python3";  // runs the verification harness
+  std::string harness_dir;                  // empty: find_harness_dir()
+  ResourceLimits limits;                    // defaults for jobs that set none
   // Containment (common/sandbox.h, docs/security.md "Jobs"). With `contain`, open() probes the
   // host, logs which cgroup hierarchy holds the jobs and one line per missing feature, kills
   // and removes what an earlier agent with this id left (job cgroups, job directories), and
@@ -72,14 +72,14 @@ struct AgentOptions {
   uint64_t job_io_mbps = 0;      // cgroup disk bandwidth per job and disk, MiB/s; 0: none
   uint64_t job_disk_mb = 1024;   // tmpfs size of each job's directory, /tmp and /dev/shm
   std::vector<std::filesystem::path> hide_dirs;  // hidden from jobs besides state_dir
-  uint32_t job_timeout_ms = 600'000;                 // for jobs that set none
-  size_t output_cap = 1 << 20;                       // per stream, per job
-  uint32_t heartbeat_ms = 1000;                      // until the Welcome says otherwise
+  uint32_t job_timeout_ms = 600'000;             // for jobs that set none
+  size_t output_cap = 1 << 20;                   // per stream, per job
+  uint32_t heartbeat_ms = 1000;                  // until the Welcome says otherwise
   uint32_t liveness = 3;
-  uint32_t backoff_initial_ms = 1000;                // Hello retry: doubling ...
-  uint32_t backoff_max_ms = 32'000;                  // ... up to this
-  bool keep_work_dirs = false;                       // keep jobs/<job>-<epoch>/ after the result
-  size_t warm_workers = 2;                           // candidate workers started ahead, per device
+  uint32_t backoff_initial_ms = 1000;  // Hello retry: doubling ...
+  uint32_t backoff_max_ms = 32'000;    // ... up to this
+  bool keep_work_dirs = false;         // keep jobs/<job>-<epoch>/ after the result
+  size_t warm_workers = 2;             // candidate workers started ahead, per device
   // Each device's Verifier (judge, zygote, warm workers) started when run() begins, in the
   // background, instead of on the device's first job (the daemons: [agent] warm_start).
   bool warm_start = false;
@@ -170,8 +170,8 @@ class Agent {
   void shutdown_jobs();
 
   AgentOptions options_;
-  std::optional<Box> box_;              // every job's box (plus its directory and the harness)
-  std::shared_ptr<UidPool> uids_;       // null: jobs run as the agent's uid
+  std::optional<Box> box_;         // every job's box (plus its directory and the harness)
+  std::shared_ptr<UidPool> uids_;  // null: jobs run as the agent's uid
   Clock& clock_;
   std::string id_;
   std::string incarnation_;
@@ -219,7 +219,8 @@ class Agent {
   Result<Verifier*> verifier_for(const std::string& backend, uint32_t device_index);
   void join_warmers();
   std::mutex verifiers_mu_;
-  std::map<std::pair<std::string, uint32_t>, std::unique_ptr<VerifierSlot>> verifiers_;  // (backend, index)
+  std::map<std::pair<std::string, uint32_t>, std::unique_ptr<VerifierSlot>>
+      verifiers_;                     // (backend, index)
   std::vector<std::thread> warmers_;  // warm start: one per device
   CancelToken warm_cancel_;           // stop() gives up the warm starts' waits
 };

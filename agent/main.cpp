@@ -1,11 +1,10 @@
 // kforge-agent: one per host; advertises devices, runs jobs in sandboxed child processes.
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-
-#include <spdlog/spdlog.h>
 
 #include "agent/agent.h"
 #include "agent/devices.h"
@@ -24,10 +23,12 @@ const std::vector<kforge::FlagSpec> kFlags = {
     {"state", true, "state directory: agent id, outbox, work dirs (default kforge-agent)"},
     {"id", true, "agent id for a new state directory (agent.id; the allow-list's name for it)"},
     {"secret-key-file", true, "this agent's CURVE secret key file (agent.secret_key_file)"},
-    {"coordinator-key", true, "the coordinator's CURVE public key, z85 (agent.coordinator_public_key)"},
+    {"coordinator-key", true,
+     "the coordinator's CURVE public key, z85 (agent.coordinator_public_key)"},
     {"cpu-devices", true, "number of CPU devices to offer (default 1)"},
     {"devices", true, "accelerators to offer, e.g. cuda:0,cuda:3 (agent.devices; default all)"},
-    {"device-fixtures", true, "read nvidia-smi.csv / npu-smi.txt from DIR instead of running the tools"},
+    {"device-fixtures", true,
+     "read nvidia-smi.csv / npu-smi.txt from DIR instead of running the tools"},
     {"no-probe", false, "skip the Python capability probe"},
     {"log-level", true, "trace|debug|info|warn|error"},
     {"log-json", false, "log JSON lines"},
@@ -87,8 +88,10 @@ int main(int argc, char** argv) {
   if (auto v = flags->get("secret-key-file")) ac.secret_key_file = *v;
   if (auto v = flags->get("coordinator-key")) ac.coordinator_public_key = *v;
   if (ac.secret_key_file.empty() != ac.coordinator_public_key.empty()) {
-    return fail("CURVE needs both agent.secret_key_file (--secret-key-file) and "
-                "agent.coordinator_public_key (--coordinator-key)", 2);
+    return fail(
+        "CURVE needs both agent.secret_key_file (--secret-key-file) and "
+        "agent.coordinator_public_key (--coordinator-key)",
+        2);
   }
   if (auto v = flags->get("cpu-devices")) {
     auto n = parse_uint_flag("cpu-devices", *v);
@@ -108,8 +111,9 @@ int main(int argc, char** argv) {
     spdlog::info("agent link: CURVE, agent public key {}",
                  curve_public_key(options.curve_secret_key).value_or("?"));
   } else {
-    spdlog::warn("agent link is not authenticated (plain TCP): set agent.secret_key_file and "
-                 "agent.coordinator_public_key (docs/deploy.md)");
+    spdlog::warn(
+        "agent link is not authenticated (plain TCP): set agent.secret_key_file and "
+        "agent.coordinator_public_key (docs/deploy.md)");
   }
   if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && ac.devices.empty()) {
     spdlog::warn(

@@ -67,7 +67,9 @@ bool Outbox::contains(const proto::JobRef& ref) const {
   return std::find(refs_.begin(), refs_.end(), ref) != refs_.end();
 }
 
-std::vector<proto::JobRef> Outbox::refs() const { return refs_; }
+std::vector<proto::JobRef> Outbox::refs() const {
+  return refs_;
+}
 
 Result<std::vector<proto::JobResult>> Outbox::all() const {
   std::vector<proto::JobResult> out;
@@ -75,7 +77,8 @@ Result<std::vector<proto::JobResult>> Outbox::all() const {
   int rc;
   while ((rc = q.step()) == SQLITE_ROW) {
     auto frame = proto::decode(q.bytes(2));
-    if (!frame.ok()) return io_error("outbox: stored result does not decode: " + frame.status().message());
+    if (!frame.ok())
+      return io_error("outbox: stored result does not decode: " + frame.status().message());
     if (auto* r = std::get_if<proto::JobResult>(&frame->message)) out.push_back(*r);
   }
   if (rc != SQLITE_DONE) return impl_->d.error(rc, "read the outbox");

@@ -6,7 +6,8 @@ namespace kforge {
 
 Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_dir,
                                             const std::string& wanted) {
-  KF_RETURN_IF_ERROR(ensure_private_dir(state_dir));  // 0700: the outbox holds results not yet acked
+  KF_RETURN_IF_ERROR(
+      ensure_private_dir(state_dir));  // 0700: the outbox holds results not yet acked
   auto path = state_dir / "agent_id";
   auto existing = read_file(path);
   if (existing.ok()) {
@@ -15,8 +16,8 @@ Result<std::string> load_or_create_agent_id(const std::filesystem::path& state_d
     if (id.empty()) return invalid_argument(path.string() + ": empty agent id");
     if (!wanted.empty() && id != wanted) {
       return invalid_argument(path.string() + ": this state directory belongs to agent " + id +
-                              ", not " + wanted + " (agent.id); use another state_dir or agent.id = \"" +
-                              id + "\"");
+                              ", not " + wanted +
+                              " (agent.id); use another state_dir or agent.id = \"" + id + "\"");
     }
     return id;
   }

@@ -29,8 +29,9 @@ Result<std::filesystem::path> find_harness_dir(const std::string& configured) {
   }
   std::filesystem::path source = KFORGE_HARNESS_SOURCE_DIR;
   if (valid(source)) return source;
-  return not_found("cannot find the verification harness (kforge_judge.py): set agent.harness_dir, "
-                   "--harness or $KFORGE_HARNESS_DIR");
+  return not_found(
+      "cannot find the verification harness (kforge_judge.py): set agent.harness_dir, "
+      "--harness or $KFORGE_HARNESS_DIR");
 }
 
 Status hand_over(const std::filesystem::path& dir, const std::optional<UserIds>& user) {

@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
       dir.reset();
       auto t1 = Clock::now();
       if (!r.ok() || r->exit_code != 0) {
-        std::fprintf(stderr, "run failed: %s\n", r.ok() ? "exit status" : r.status().message().c_str());
+        std::fprintf(stderr, "run failed: %s\n",
+                     r.ok() ? "exit status" : r.status().message().c_str());
         std::exit(1);
       }
       ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
@@ -103,9 +104,10 @@ int main(int argc, char** argv) {
   print("uncontained", p);
   print("boxed", b);
   print("boxed_with_job_dir", d);
-  std::printf("box_cost_median_ms: %.3f\nbox_cost_p90_ms: %.3f\n", b.median_ms - p.median_ms, b.p90_ms - p.p90_ms);
-  std::printf("box_and_dir_cost_median_ms: %.3f\nbox_and_dir_cost_p90_ms: %.3f\n", d.median_ms - p.median_ms,
-              d.p90_ms - p.p90_ms);
+  std::printf("box_cost_median_ms: %.3f\nbox_cost_p90_ms: %.3f\n", b.median_ms - p.median_ms,
+              b.p90_ms - p.p90_ms);
+  std::printf("box_and_dir_cost_median_ms: %.3f\nbox_and_dir_cost_p90_ms: %.3f\n",
+              d.median_ms - p.median_ms, d.p90_ms - p.p90_ms);
   std::error_code ec;
   std::filesystem::remove_all(work_root, ec);
   return 0;

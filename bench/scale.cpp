@@ -92,7 +92,8 @@ namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
 int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             SteadyClock::now().time_since_epoch())
       .count();
 }
 
@@ -148,14 +149,14 @@ struct CoordinatorProcess {
   pid_t pid = -1;
   std::string endpoint;
 
-  std::string api;  // the operator API's URL, when it serves one
+  std::string api;         // the operator API's URL, when it serves one
   int64_t started_ms = 0;  // when it was forked
 
   // Starts `exe` with stdout on a pipe (its first line names the endpoint) and stderr
   // appended to `stderr_path`. With `api`, also waits for the API's URL (and the dashboard
   // line printed with it, so nothing is written to the pipe after it is closed).
-  Status start(const fs::path& exe, const std::vector<std::string>& args, const fs::path& stderr_path,
-               bool with_api = false) {
+  Status start(const fs::path& exe, const std::vector<std::string>& args,
+               const fs::path& stderr_path, bool with_api = false) {
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) return io_error("pipe: " + std::string(std::strerror(errno)));
     int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -204,7 +205,8 @@ struct CoordinatorProcess {
     ::close(out[0]);
     auto found = endpoint_line();
     if (!found) {
-      return io_error("the coordinator did not say where it listens (see " + stderr_path.string() + ")");
+      return io_error("the coordinator did not say where it listens (see " + stderr_path.string() +
+                      ")");
     }
     endpoint = *found;
     api = line_of("api ").value_or("");
@@ -242,7 +244,8 @@ double rss_mb(pid_t pid, const std::string& field = "VmRSS:") {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::strtod(line.c_str() + field.size(), nullptr) / 1024.0;
+    if (line.rfind(field, 0) == 0)
+      return std::strtod(line.c_str() + field.size(), nullptr) / 1024.0;
   }
   return -1;
 }
@@ -263,7 +266,8 @@ double cpu_s(pid_t pid) {
   }
   if (fields.size() < 13) return 0;
   double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  return (std::strtod(fields[11].c_str(), nullptr) + std::strtod(fields[12].c_str(), nullptr)) / ticks;
+  return (std::strtod(fields[11].c_str(), nullptr) + std::strtod(fields[12].c_str(), nullptr)) /
+         ticks;
 }
 
 // Bytes in every file under `dir` whose name starts with `prefix` (a log and its rotations).
@@ -289,8 +293,8 @@ struct FakeAgent {
 };
 
 struct FleetStats {
-  std::atomic<uint64_t> welcomes{0};      // Welcomes received (re-registrations included)
-  std::atomic<uint64_t> registered{0};    // agents welcomed at least once
+  std::atomic<uint64_t> welcomes{0};    // Welcomes received (re-registrations included)
+  std::atomic<uint64_t> registered{0};  // agents welcomed at least once
   std::atomic<uint64_t> heartbeats{0};
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> restarts{0};
@@ -326,8 +330,12 @@ class AgentGroup {
  public:
   AgentGroup(zmq::context_t& ctx, std::string endpoint, int first, int count, uint32_t devices,
              uint32_t heartbeat_ms, double churn_per_s, FleetStats& stats)
-      : ctx_(ctx), endpoint_(std::move(endpoint)), devices_(devices), heartbeat_ms_(heartbeat_ms),
-        churn_per_s_(churn_per_s), stats_(stats) {
+      : ctx_(ctx),
+        endpoint_(std::move(endpoint)),
+        devices_(devices),
+        heartbeat_ms_(heartbeat_ms),
+        churn_per_s_(churn_per_s),
+        stats_(stats) {
     for (int i = first; i < first + count; ++i) {
       auto a = std::make_unique<FakeAgent>();
       char name[32];
@@ -337,7 +345,9 @@ class AgentGroup {
     }
   }
 
-  void start() { thread_ = std::thread([this] { loop(); }); }
+  void start() {
+    thread_ = std::thread([this] { loop(); });
+  }
   void stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -395,7 +405,8 @@ class AgentGroup {
     for (auto& a : agents_) drain(*a);
     while (!stop_) {
       int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), 5);
-      for (int i = 0; i < n; ++i) drain(*static_cast<FakeAgent*>(events[static_cast<size_t>(i)].data.ptr));
+      for (int i = 0; i < n; ++i)
+        drain(*static_cast<FakeAgent*>(events[static_cast<size_t>(i)].data.ptr));
       int64_t now = now_ms();
       if (now < next_tick) continue;
       next_tick = now + 5;
@@ -489,7 +500,11 @@ std::vector<std::string> malformed_frames(size_t bytes, std::minstd_rand& rng) {
   frames.push_back(junk);
   std::string hello = proto::encode(proto::Hello{"flood", "x", "host", {}, {}, {}, {}});
   frames.push_back(hello.substr(0, hello.size() / 2));  // truncated
-  std::string map = "\x81\xa3" "foo" "\xa3" "bar";  // {"foo": "bar"}
+  std::string map =
+      "\x81\xa3"
+      "foo"
+      "\xa3"
+      "bar";  // {"foo": "bar"}
   frames.push_back(map + std::string(bytes > map.size() ? bytes - map.size() : 0, ' '));
   return frames;
 }
@@ -508,7 +523,9 @@ class Flooder {
     }
     socket_ = std::move(socket.value());
   }
-  void start() { thread_ = std::thread([this] { loop(); }); }
+  void start() {
+    thread_ = std::thread([this] { loop(); });
+  }
   void stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -566,9 +583,12 @@ std::vector<fs::path> write_campaigns(const fs::path& dir, uint64_t tasks, uint6
     }
     fs::path file = dir / ("campaign-" + std::to_string(k) + ".toml");
     std::ofstream out(file);
-    out << "name = \"scale-" << k << "\"\nworkflow = \"verify_only\"\n\n[defaults]\nbackend = \"cpu\"\n"
-        << "arch = \"x86_64\"\nimpl_type = \"cpp\"\nframework = \"torch\"\n\n[[ops]]\nop_name = \"add\"\n"
-        << "task_desc = \"add.py\"\ncandidate = \"add_candidate.py\"\n[ops.sweep]\nD = " << k + 1 << "\n";
+    out << "name = \"scale-" << k
+        << "\"\nworkflow = \"verify_only\"\n\n[defaults]\nbackend = \"cpu\"\n"
+        << "arch = \"x86_64\"\nimpl_type = \"cpp\"\nframework = \"torch\"\n\n[[ops]]\nop_name = "
+           "\"add\"\n"
+        << "task_desc = \"add.py\"\ncandidate = \"add_candidate.py\"\n[ops.sweep]\nD = " << k + 1
+        << "\n";
     for (auto [name, count] : axes) {
       out << name << " = [";
       for (uint64_t i = 0; i < count; ++i) out << (i ? ", " : "") << i + 1;
@@ -582,7 +602,7 @@ std::vector<fs::path> write_campaigns(const fs::path& dir, uint64_t tasks, uint6
 
 // What run_and_wait saw of the child.
 struct ChildRun {
-  int rc = -1;            // the exit status, or -1
+  int rc = -1;  // the exit status, or -1
   double wall_s = 0;
   double peak_rss_mb = 0;  // the child's high-water mark (ru_maxrss)
 };
@@ -646,7 +666,8 @@ std::pair<int, double> http_request(const std::string& method, const std::string
   (void)::write(fd, request.data(), request.size());
   std::string answer;
   char buf[65536];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+    answer.append(buf, static_cast<size_t>(n));
   ::close(fd);
   double ms = static_cast<double>(SteadyClock::now().time_since_epoch().count() - t0) / 1e6;
   int code = answer.size() > 12 ? std::atoi(answer.c_str() + 9) : -1;
@@ -654,7 +675,8 @@ std::pair<int, double> http_request(const std::string& method, const std::string
 }
 
 // Median latency of `reps` GETs of `path`, in ms; -1 when any failed.
-double median_get_ms(const CoordinatorProcess& c, const std::string& path, const std::string& token, int reps = 5) {
+double median_get_ms(const CoordinatorProcess& c, const std::string& path, const std::string& token,
+                     int reps = 5) {
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
     auto [code, t] = http_request("GET", c.api, path, token);
@@ -732,7 +754,9 @@ double slope_kib_per_s(const std::vector<Sample>& s) {
   return den == 0 ? 0 : (n * str - st * sr) / den * 1024.0;
 }
 
-void print(const char* name, double v, int decimals = 1) { std::printf("%s: %.*f\n", name, decimals, v); }
+void print(const char* name, double v, int decimals = 1) {
+  std::printf("%s: %.*f\n", name, decimals, v);
+}
 
 Result<uint64_t> uint_flag(const ParsedFlags& flags, const std::string& name, uint64_t fallback) {
   auto v = flags.get(name);
@@ -747,21 +771,25 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   if (!idle.ok()) return fail(idle.status().message());
   fs::path kforge = flags.get("kforge").value_or(
       (fs::canonical("/proc/self/exe").parent_path().parent_path() / "cli" / "kforge").string());
-  if (!fs::exists(kforge)) return fail(kforge.string() + " does not exist (build it, or pass --kforge)");
+  if (!fs::exists(kforge))
+    return fail(kforge.string() + " does not exist (build it, or pass --kforge)");
   fs::path dir = fs::temp_directory_path() / ("kforge-bench-scale-" + random_hex_id().substr(0, 8));
   fs::create_directories(dir);
   const fs::path data = dir / "data";
   {
     std::ofstream cfg(dir / "kforge.toml");
-    cfg << "[coordinator]\n\n[coordinator.log]\nfile = \"" << (dir / "coordinator.log").string() << "\"\n";
+    cfg << "[coordinator]\n\n[coordinator.log]\nfile = \"" << (dir / "coordinator.log").string()
+        << "\"\n";
   }
-  std::printf("coordinator: %s\nkforge: %s\ndir: %s\ntasks: %llu\n", exe.c_str(), kforge.c_str(), dir.c_str(),
-              static_cast<unsigned long long>(tasks));
+  std::printf("coordinator: %s\nkforge: %s\ndir: %s\ntasks: %llu\n", exe.c_str(), kforge.c_str(),
+              dir.c_str(), static_cast<unsigned long long>(tasks));
   auto per = uint_flag(flags, "campaign-tasks", 1'000'000);
   if (!per.ok() || *per == 0) return fail("--campaign-tasks: expected a positive integer");
   const std::vector<fs::path> campaigns = write_campaigns(dir, tasks, *per);
-  const std::vector<std::string> args = {"--config", (dir / "kforge.toml").string(), "--listen", "tcp://127.0.0.1:*",
-                                         "--data", data.string(), "--http", "127.0.0.1:0",
+  const std::vector<std::string> args = {"--config",    (dir / "kforge.toml").string(),
+                                         "--listen",    "tcp://127.0.0.1:*",
+                                         "--data",      data.string(),
+                                         "--http",      "127.0.0.1:0",
                                          "--log-level", flags.get("log-level").value_or("info")};
   CoordinatorProcess coord;
   auto finish = [&] {
@@ -778,9 +806,10 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
     for (const fs::path& file : campaigns) {
       std::vector<std::string> argv = {kforge.string(), "submit", file.string()};
       argv.insert(argv.end(), target.begin(), target.end());
-      ChildRun run = run_and_wait(argv, dir / "submit.log", {}, offline ? std::function<void()>() : [&] {
-        coord_rss_submit = std::max(coord_rss_submit, rss_mb(coord.pid));
-      });
+      ChildRun run = run_and_wait(
+          argv, dir / "submit.log", {}, offline ? std::function<void()>() : [&] {
+            coord_rss_submit = std::max(coord_rss_submit, rss_mb(coord.pid));
+          });
       if (run.rc != 0) return false;
       submit_s += run.wall_s;
       submit_rss = std::max(submit_rss, run.peak_rss_mb);
@@ -788,9 +817,11 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
     return true;
   };
   if (offline) {
-    if (!submit_all({"--data", data.string()})) return fail("kforge submit failed (see " + (dir / "submit.log").string() + ")");
+    if (!submit_all({"--data", data.string()}))
+      return fail("kforge submit failed (see " + (dir / "submit.log").string() + ")");
   }
-  if (Status st = coord.start(exe, args, dir / "stderr.log", true); !st.ok()) return fail(st.to_string());
+  if (Status st = coord.start(exe, args, dir / "stderr.log", true); !st.ok())
+    return fail(st.to_string());
   print("start_to_listening_ms", static_cast<double>(now_ms() - coord.started_ms), 0);
   const std::string token_file = (data / "api.token").string();
   if (!offline && !submit_all({"--coordinator", coord.api, "--token-file", token_file})) {
@@ -814,14 +845,17 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   double idle_cpu_start = -1, rss_max = 0;
   while (now_ms() < idle_to) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1000));
-    if (!coord.alive()) return fail("the coordinator exited (see " + (dir / "stderr.log").string() + ")");
+    if (!coord.alive())
+      return fail("the coordinator exited (see " + (dir / "stderr.log").string() + ")");
     int64_t now = now_ms();
     double cpu = cpu_s(coord.pid), rss = rss_mb(coord.pid);
     rss_max = std::max(rss_max, rss);
     if (idle_cpu_start < 0 && now >= idle_from) idle_cpu_start = cpu;
-    std::printf("sample: t_s=%.0f rss_mb=%.1f cpu_pct=%.1f%s\n", static_cast<double>(now - coord.started_ms) / 1000.0,
-                rss, 100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0),
-                now >= idle_from ? " idle" : "");
+    std::printf(
+        "sample: t_s=%.0f rss_mb=%.1f cpu_pct=%.1f%s\n",
+        static_cast<double>(now - coord.started_ms) / 1000.0, rss,
+        100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0),
+        now >= idle_from ? " idle" : "");
     std::fflush(stdout);
     last_cpu = cpu;
     last_t = now;
@@ -837,27 +871,35 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   const uint64_t middle = tasks / 2, last = tasks > 100 ? tasks - 100 : 0;
   const std::string base = "/api/v1/tasks?limit=100";
   print("listing_first_ms", median_get_ms(coord, base, token), 2);
-  print("listing_middle_after_ms", median_get_ms(coord, base + "&after=" + std::to_string(middle), token), 2);
-  print("listing_last_after_ms", median_get_ms(coord, base + "&after=" + std::to_string(last), token), 2);
-  print("listing_middle_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(middle), token), 2);
-  print("listing_last_offset_ms", median_get_ms(coord, base + "&offset=" + std::to_string(last), token), 2);
+  print("listing_middle_after_ms",
+        median_get_ms(coord, base + "&after=" + std::to_string(middle), token), 2);
+  print("listing_last_after_ms",
+        median_get_ms(coord, base + "&after=" + std::to_string(last), token), 2);
+  print("listing_middle_offset_ms",
+        median_get_ms(coord, base + "&offset=" + std::to_string(middle), token), 2);
+  print("listing_last_offset_ms",
+        median_get_ms(coord, base + "&offset=" + std::to_string(last), token), 2);
   print("jobs_first_ms", median_get_ms(coord, "/api/v1/jobs?limit=100", token), 2);
-  print("jobs_last_after_ms", median_get_ms(coord, "/api/v1/jobs?limit=100&after=" + std::to_string(last), token), 2);
+  print("jobs_last_after_ms",
+        median_get_ms(coord, "/api/v1/jobs?limit=100&after=" + std::to_string(last), token), 2);
   // What the dashboard asks every 5 s of the campaign it shows (docs/dashboard.md), and a
   // page of its comparison (campaign 1 beside itself: every task pairs up).
-  print("dashboard_progress_ms", median_get_ms(coord, "/api/v1/campaigns/1/progress?buckets=48", token), 2);
+  print("dashboard_progress_ms",
+        median_get_ms(coord, "/api/v1/campaigns/1/progress?buckets=48", token), 2);
   print("dashboard_alerts_ms", median_get_ms(coord, "/api/v1/alerts", token), 2);
   print("dashboard_llm_ms", median_get_ms(coord, "/api/v1/llm?campaign=1", token), 2);
-  print("dashboard_compare_page_ms", median_get_ms(coord, "/api/v1/compare?a=1&b=1&limit=500", token), 2);
+  print("dashboard_compare_page_ms",
+        median_get_ms(coord, "/api/v1/compare?a=1&b=1&limit=500", token), 2);
   std::fflush(stdout);
 
   // kforge results --csv of every task, to a file: constant memory on both sides?
   double coord_rss_csv = 0;
-  ChildRun csv = run_and_wait({kforge.string(), "results", "--csv", "--coordinator", coord.api, "--token-file",
-                               (data / "api.token").string()},
+  ChildRun csv = run_and_wait({kforge.string(), "results", "--csv", "--coordinator", coord.api,
+                               "--token-file", (data / "api.token").string()},
                               dir / "results.log", dir / "results.csv",
                               [&] { coord_rss_csv = std::max(coord_rss_csv, rss_mb(coord.pid)); });
-  if (csv.rc != 0) return fail("kforge results --csv failed (see " + (dir / "results.log").string() + ")");
+  if (csv.rc != 0)
+    return fail("kforge results --csv failed (see " + (dir / "results.log").string() + ")");
   print("results_csv_s", csv.wall_s, 1);
   print("results_csv_rows", static_cast<double>(count_lines(dir / "results.csv")), 0);
   print("results_csv_cli_rss_peak_mb", csv.peak_rss_mb, 1);
@@ -867,10 +909,12 @@ int run_tasks(const ParsedFlags& flags, const fs::path& exe, uint64_t tasks) {
   // kill -9, start again, and time the first Assign a fresh agent gets.
   coord.kill_now();
   zmq::context_t ctx(1);
-  if (Status st = coord.start(exe, args, dir / "stderr.log", true); !st.ok()) return fail(st.to_string());
+  if (Status st = coord.start(exe, args, dir / "stderr.log", true); !st.ok())
+    return fail(st.to_string());
   print("restart_to_listening_ms", static_cast<double>(now_ms() - coord.started_ms), 0);
   int64_t assigned = first_assign_ms(ctx, coord.endpoint, now_ms() + 60'000);
-  print("restart_to_dispatch_ms", assigned < 0 ? -1 : static_cast<double>(assigned - coord.started_ms), 0);
+  print("restart_to_dispatch_ms",
+        assigned < 0 ? -1 : static_cast<double>(assigned - coord.started_ms), 0);
   print("rss_after_restart_mb", rss_mb(coord.pid));
   // What kforge submit polls every second while it stores (every campaign with its counts),
   // and a cancel and a resume of the whole campaign, each answered once the Conductor acted.
@@ -1134,9 +1178,10 @@ int run(int argc, char** argv) {
     return 0;
   }
   uint64_t v[13];
-  const char* names[13] = {"agents", "devices", "seconds", "heartbeat-ms", "coordinator-heartbeat-ms",
-                           "agent-threads", "churn", "flood-clients", "flood-at", "flood-seconds",
-                           "flood-frames", "flood-bytes", "sample-ms"};
+  const char* names[13] = {
+      "agents",        "devices",     "seconds",       "heartbeat-ms", "coordinator-heartbeat-ms",
+      "agent-threads", "churn",       "flood-clients", "flood-at",     "flood-seconds",
+      "flood-frames",  "flood-bytes", "sample-ms"};
   const uint64_t defaults[13] = {1000, 8, 60, 1000, 1000, 1, 0, 0, 10, 30, UINT64_MAX, 200, 5000};
   for (int i = 0; i < 13; ++i) {
     auto x = uint_flag(*flags, names[i], defaults[i]);
@@ -1144,18 +1189,22 @@ int run(int argc, char** argv) {
     v[i] = *x;
   }
   const uint64_t agents = std::max<uint64_t>(v[0], 1), devices = v[1], seconds = v[2];
-  const uint64_t heartbeat_ms = std::max<uint64_t>(v[3], 1), coord_hb_ms = std::max<uint64_t>(v[4], 1);
+  const uint64_t heartbeat_ms = std::max<uint64_t>(v[3], 1),
+                 coord_hb_ms = std::max<uint64_t>(v[4], 1);
   const uint64_t threads = std::clamp<uint64_t>(v[5], 1, agents), churn = v[6];
   const uint64_t flood_clients = v[7], flood_at = v[8], flood_seconds = v[9], flood_frames = v[10];
-  const uint64_t flood_bytes = std::max<uint64_t>(v[11], 8), sample_ms = std::max<uint64_t>(v[12], 100);
+  const uint64_t flood_bytes = std::max<uint64_t>(v[11], 8),
+                 sample_ms = std::max<uint64_t>(v[12], 100);
 
   fs::path exe;
   if (auto c = flags->get("coordinator")) {
     exe = *c;
   } else {
-    exe = fs::canonical("/proc/self/exe").parent_path().parent_path() / "coordinator" / "kforge-coordinator";
+    exe = fs::canonical("/proc/self/exe").parent_path().parent_path() / "coordinator" /
+          "kforge-coordinator";
   }
-  if (!fs::exists(exe)) return fail(exe.string() + " does not exist (build it, or pass --coordinator)");
+  if (!fs::exists(exe))
+    return fail(exe.string() + " does not exist (build it, or pass --coordinator)");
   auto tasks = uint_flag(*flags, "tasks", 0);
   if (!tasks.ok()) return fail(tasks.status().message());
   if (*tasks > 0) return run_tasks(*flags, exe, *tasks);
@@ -1176,9 +1225,9 @@ int run(int argc, char** argv) {
   }
   CoordinatorProcess coord;
   Status started = coord.start(exe,
-                               {"--config", (dir / "kforge.toml").string(), "--listen", "tcp://127.0.0.1:*",
-                                "--data", (dir / "data").string(), "--http", "",
-                                "--log-level", flags->get("log-level").value_or("info")},
+                               {"--config", (dir / "kforge.toml").string(), "--listen",
+                                "tcp://127.0.0.1:*", "--data", (dir / "data").string(), "--http",
+                                "", "--log-level", flags->get("log-level").value_or("info")},
                                dir / "stderr.log");
   if (!started.ok()) return fail(started.to_string());
   auto log_bytes = [&] { return bytes_of(dir, "coordinator.log") + bytes_of(dir, "stderr.log"); };
@@ -1193,17 +1242,19 @@ int run(int argc, char** argv) {
   auto procs = uint_flag(*flags, "agent-processes", 1);
   if (!procs.ok()) return fail(procs.status().message());
   const uint64_t processes = std::clamp<uint64_t>(*procs, 1, agents);
-  void* shared = ::mmap(nullptr, sizeof(FleetStats), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* shared = ::mmap(nullptr, sizeof(FleetStats), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) return fail("mmap: " + std::string(std::strerror(errno)));
   FleetStats& stats = *new (shared) FleetStats();
-  auto drive = [&](zmq::context_t& c, uint64_t from, uint64_t to, std::vector<std::unique_ptr<AgentGroup>>& out) {
+  auto drive = [&](zmq::context_t& c, uint64_t from, uint64_t to,
+                   std::vector<std::unique_ptr<AgentGroup>>& out) {
     for (uint64_t g = 0; g < threads; ++g) {
-      uint64_t first = from + (to - from) * g / threads, last = from + (to - from) * (g + 1) / threads;
-      out.push_back(std::make_unique<AgentGroup>(c, coord.endpoint, static_cast<int>(first),
-                                                 static_cast<int>(last - first), static_cast<uint32_t>(devices),
-                                                 static_cast<uint32_t>(heartbeat_ms),
-                                                 static_cast<double>(churn) / static_cast<double>(threads * processes),
-                                                 stats));
+      uint64_t first = from + (to - from) * g / threads,
+               last = from + (to - from) * (g + 1) / threads;
+      out.push_back(std::make_unique<AgentGroup>(
+          c, coord.endpoint, static_cast<int>(first), static_cast<int>(last - first),
+          static_cast<uint32_t>(devices), static_cast<uint32_t>(heartbeat_ms),
+          static_cast<double>(churn) / static_cast<double>(threads * processes), stats));
       out.back()->start();
     }
   };
@@ -1250,20 +1301,23 @@ int run(int argc, char** argv) {
   while (now_ms() < end_ms) {
     if (!coord.alive()) return fail("the coordinator exited during the soak");
     int64_t now = now_ms();
-    if (!flood_started && flood_clients > 0 && now >= registered_ms + static_cast<int64_t>(flood_at) * 1000) {
+    if (!flood_started && flood_clients > 0 &&
+        now >= registered_ms + static_cast<int64_t>(flood_at) * 1000) {
       flood_started = true;
       rss_before_flood = rss_mb(coord.pid);
       log_before_flood = log_bytes();
       flood_start_ms = now;
       for (uint64_t i = 0; i < flood_clients; ++i) {
-        flooders.push_back(std::make_unique<Flooder>(ctx, coord.endpoint, static_cast<int>(i), flood_bytes, flood_frames));
+        flooders.push_back(std::make_unique<Flooder>(ctx, coord.endpoint, static_cast<int>(i),
+                                                     flood_bytes, flood_frames));
         flooders.back()->start();
       }
     }
     if (flood_started && !flood_over) {
       bool done = now >= flood_start_ms + static_cast<int64_t>(flood_seconds) * 1000;
       if (flood_frames != UINT64_MAX) {
-        done = std::all_of(flooders.begin(), flooders.end(), [&](auto& f) { return f->sent() >= flood_frames; });
+        done = std::all_of(flooders.begin(), flooders.end(),
+                           [&](auto& f) { return f->sent() >= flood_frames; });
       }
       rss_flood_peak = std::max(rss_flood_peak, rss_mb(coord.pid));
       if (done) {
@@ -1275,16 +1329,19 @@ int run(int argc, char** argv) {
     if (now >= next_sample) {
       next_sample += static_cast<int64_t>(sample_ms);
       double cpu = cpu_s(coord.pid);
-      double pct = 100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0);
+      double pct =
+          100.0 * (cpu - last_cpu) / std::max(1e-3, static_cast<double>(now - last_t) / 1000.0);
       last_cpu = cpu;
       last_t = now;
-      Sample s{static_cast<double>(now - registered_ms) / 1000.0, rss_mb(coord.pid), pct, log_bytes()};
+      Sample s{static_cast<double>(now - registered_ms) / 1000.0, rss_mb(coord.pid), pct,
+               log_bytes()};
       samples.push_back(s);
-      std::printf("sample: t_s=%.0f rss_mb=%.1f cpu_pct=%.0f log_mb=%.2f heartbeats=%llu restarts=%llu%s\n", s.t_s,
-                  s.rss_mb, s.cpu_pct, static_cast<double>(s.log_bytes) / 1048576.0,
-                  static_cast<unsigned long long>(stats.heartbeats.load()),
-                  static_cast<unsigned long long>(stats.restarts.load()),
-                  flood_started && !flood_over ? " flood" : "");
+      std::printf(
+          "sample: t_s=%.0f rss_mb=%.1f cpu_pct=%.0f log_mb=%.2f heartbeats=%llu restarts=%llu%s\n",
+          s.t_s, s.rss_mb, s.cpu_pct, static_cast<double>(s.log_bytes) / 1048576.0,
+          static_cast<unsigned long long>(stats.heartbeats.load()),
+          static_cast<unsigned long long>(stats.restarts.load()),
+          flood_started && !flood_over ? " flood" : "");
       std::fflush(stdout);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -1305,7 +1362,8 @@ int run(int argc, char** argv) {
     if (s.t_s < 10) continue;
     steady.push_back(s);
   }
-  double rss_start = steady.empty() ? (samples.empty() ? -1 : samples.front().rss_mb) : steady.front().rss_mb;
+  double rss_start =
+      steady.empty() ? (samples.empty() ? -1 : samples.front().rss_mb) : steady.front().rss_mb;
   double rss_max = 0, cpu_sum = 0;
   for (const Sample& s : samples) {
     rss_max = std::max(rss_max, s.rss_mb);
@@ -1344,7 +1402,10 @@ int run(int argc, char** argv) {
           rss_before_flood > 0 ? 100.0 * (rss_end - rss_before_flood) / rss_before_flood : 0);
     double log_growth = static_cast<double>(log_after_flood - log_before_flood) / 1048576.0;
     print("log_growth_flood_mb", log_growth, 2);
-    print("log_growth_mb_per_min", flood_s > 0 ? log_growth / (std::max(soak_s - static_cast<double>(flood_at), 1.0) / 60.0) : 0, 2);
+    print("log_growth_mb_per_min",
+          flood_s > 0 ? log_growth / (std::max(soak_s - static_cast<double>(flood_at), 1.0) / 60.0)
+                      : 0,
+          2);
   }
   std::fflush(stdout);
 

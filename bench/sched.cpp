@@ -35,7 +35,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "common/config.h"
@@ -129,7 +128,9 @@ class AgentGroup {
     }
   }
 
-  void start() { thread_ = std::thread([this] { loop(); }); }
+  void start() {
+    thread_ = std::thread([this] { loop(); });
+  }
   void stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -172,7 +173,8 @@ class AgentGroup {
     for (auto& a : agents_) drain(*a, receipts);  // anything that came before the epoll set
     while (!stop_) {
       int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 10);
-      for (int i = 0; i < n; ++i) drain(*agents_[events[static_cast<size_t>(i)].data.u64], receipts);
+      for (int i = 0; i < n; ++i)
+        drain(*agents_[events[static_cast<size_t>(i)].data.u64], receipts);
       if (!receipts.empty()) {
         std::lock_guard lock(stats_.mu);
         stats_.receipts.insert(stats_.receipts.end(), receipts.begin(), receipts.end());
@@ -254,7 +256,8 @@ struct Recorder {
     auto end = SteadyClock::now() + deadline;
     while (recorded.load() < n) {
       if (SteadyClock::now() > end) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the time comes from the listener
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(2));  // the time comes from the listener
     }
     return true;
   }
@@ -288,7 +291,8 @@ double proc_status_mb(const std::string& key) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::strtod(line.c_str() + key.size() + 1, nullptr) / 1024.0;
+    if (line.rfind(key + ":", 0) == 0)
+      return std::strtod(line.c_str() + key.size() + 1, nullptr) / 1024.0;
   }
   return -1;
 }
@@ -304,7 +308,7 @@ double load_average() {
 double percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  auto idx = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size()))) ;
+  auto idx = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
   idx = std::clamp<size_t>(idx, 1, v.size()) - 1;
   return v[idx];
 }
@@ -316,7 +320,9 @@ double cpu_seconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-void print(const char* name, double v, int decimals = 0) { std::printf("%s: %.*f\n", name, decimals, v); }
+void print(const char* name, double v, int decimals = 0) {
+  std::printf("%s: %.*f\n", name, decimals, v);
+}
 
 int fail(const std::string& message) {
   std::fprintf(stderr, "kforge-bench-sched: %s\n", message.c_str());
@@ -344,7 +350,8 @@ int run(int argc, char** argv) {
   for (auto [name, out, fallback] :
        {std::tuple{"agents", &n_agents, 64}, std::tuple{"devices", &n_devices, 8},
         std::tuple{"jobs", &n_jobs, 50000}, std::tuple{"rate", &rate, 0},
-        std::tuple{"latency-seconds", &latency_s, 10}, std::tuple{"agent-threads", &agent_threads, 1}}) {
+        std::tuple{"latency-seconds", &latency_s, 10},
+        std::tuple{"agent-threads", &agent_threads, 1}}) {
     auto v = uint_flag(*flags, name, static_cast<uint64_t>(fallback));
     if (!v.ok()) return fail(v.status().message());
     *out = *v;
@@ -364,7 +371,8 @@ int run(int argc, char** argv) {
   if (auto d = flags->get("data")) {
     data_dir = *d;
   } else {
-    data_dir = std::filesystem::temp_directory_path() / ("kforge-bench-" + random_hex_id().substr(0, 12));
+    data_dir =
+        std::filesystem::temp_directory_path() / ("kforge-bench-" + random_hex_id().substr(0, 12));
     remove_data = true;
   }
 
@@ -380,7 +388,8 @@ int run(int argc, char** argv) {
   Coordinator& c = *coordinator;
 
   Recorder recorder;
-  c.add_result_listener([&recorder](const JobRow&, const proto::JobResult&) { recorder.on_result(); });
+  c.add_result_listener(
+      [&recorder](const JobRow&, const proto::JobResult&) { recorder.on_result(); });
   Status loop_status;
   std::thread loop([&] { loop_status = c.run(); });
 
@@ -402,7 +411,8 @@ int run(int argc, char** argv) {
   };
 
   auto deadline = SteadyClock::now() + std::chrono::seconds(30);
-  while (stats.welcomed.load() < n_agents || c.call([](Coordinator& co) { return co.live_agents(); }) < n_agents) {
+  while (stats.welcomed.load() < n_agents ||
+         c.call([](Coordinator& co) { return co.live_agents(); }) < n_agents) {
     if (SteadyClock::now() > deadline) {
       stop_all();
       return fail("simulated agents did not all register within 30 s");
@@ -416,7 +426,8 @@ int run(int argc, char** argv) {
   recorder.target = n_jobs;
   double cpu0 = cpu_seconds();
   int64_t t0 = now_ns();
-  for (uint64_t sent = 0; sent < n_jobs; sent += batch) submit_batch(c, std::min(batch, n_jobs - sent));
+  for (uint64_t sent = 0; sent < n_jobs; sent += batch)
+    submit_batch(c, std::min(batch, n_jobs - sent));
   if (!recorder.wait_for(n_jobs, std::chrono::seconds(600))) {
     stop_all();
     return fail("throughput phase: only " + std::to_string(recorder.recorded.load()) + " of " +
@@ -446,10 +457,12 @@ int run(int argc, char** argv) {
   while (sent < lat_jobs) {
     // Open loop: as many jobs as the schedule says are due by now, whatever came before.
     double elapsed = static_cast<double>(now_ns() - t1) / 1e9;
-    auto due = std::min<uint64_t>(lat_jobs, static_cast<uint64_t>(elapsed * static_cast<double>(rate)) + 1);
+    auto due = std::min<uint64_t>(lat_jobs,
+                                  static_cast<uint64_t>(elapsed * static_cast<double>(rate)) + 1);
     if (due > sent) {
       int64_t before = now_ns();
-      for (int64_t id : submit_batch(c, due - sent)) submitted_ns[static_cast<uint64_t>(id)] = before;
+      for (int64_t id : submit_batch(c, due - sent))
+        submitted_ns[static_cast<uint64_t>(id)] = before;
       max_batch = std::max(max_batch, static_cast<double>(due - sent));
       sent = due;
     }
@@ -468,11 +481,13 @@ int run(int argc, char** argv) {
     latency_ms.reserve(stats.receipts.size());
     for (const auto& [job, received] : stats.receipts) {
       auto s = submitted_ns.find(job);
-      if (s != submitted_ns.end()) latency_ms.push_back(static_cast<double>(received - s->second) / 1e6);
+      if (s != submitted_ns.end())
+        latency_ms.push_back(static_cast<double>(received - s->second) / 1e6);
     }
   }
   size_t measured = latency_ms.size();
-  auto over_target = std::count_if(latency_ms.begin(), latency_ms.end(), [](double ms) { return ms > 5.0; });
+  auto over_target =
+      std::count_if(latency_ms.begin(), latency_ms.end(), [](double ms) { return ms > 5.0; });
   double p50 = percentile(latency_ms, 50), p99 = percentile(latency_ms, 99);
   double p999 = percentile(latency_ms, 99.9), pmax = latency_ms.empty() ? 0 : latency_ms.back();
   size_t live = c.call([](Coordinator& co) { return co.live_agents(); });
@@ -510,7 +525,8 @@ int run(int argc, char** argv) {
   print("reassigned_attempts", static_cast<double>(stats.reassigned.load()));
   print("results_recorded", static_cast<double>(recorder.recorded.load()));
   print("jobs_done", done.ok() ? static_cast<double>(*done) : -1);
-  print("jobs_not_done", queued.ok() && assigned.ok() ? static_cast<double>(*queued + *assigned) : -1);
+  print("jobs_not_done",
+        queued.ok() && assigned.ok() ? static_cast<double>(*queued + *assigned) : -1);
   print("live_agents_at_end", static_cast<double>(live));
   print("agent_heartbeats_sent", static_cast<double>(stats.heartbeats_sent.load()));
   // The coordinator runs in this process, so these include the simulated agents (a few MiB
@@ -527,8 +543,10 @@ int run(int argc, char** argv) {
 
   coordinator.reset();
   if (remove_data) std::filesystem::remove_all(data_dir, ec);
-  bool ok = stats.refused.load() == 0 && live == n_agents && recorder.recorded.load() == base + lat_jobs;
-  if (!ok) return fail("inconsistent run: refused agents, lost agents or missing results (see above)");
+  bool ok =
+      stats.refused.load() == 0 && live == n_agents && recorder.recorded.load() == base + lat_jobs;
+  if (!ok)
+    return fail("inconsistent run: refused agents, lost agents or missing results (see above)");
   return 0;
 }
 

@@ -7,22 +7,23 @@
 //       [--python /usr/bin/python3] [--harness DIR] [--modes process,v2,v2cold] [--contain UIDS]
 //
 // Modes: process (one harness process per job), v2 (workers forked from the zygote), v2cold
-// (v2 with each worker its own interpreter). Prints, per mode: jobs, the median and p90 wall time of one verification (the device is
-// held for all of it: device seconds per verification), verifications per minute at steady
-// state (after --warmup-jobs), and the verdicts seen; then v2's ratio to the baseline.
+// (v2 with each worker its own interpreter). Prints, per mode: jobs, the median and p90 wall time
+// of one verification (the device is held for all of it: device seconds per verification),
+// verifications per minute at steady state (after --warmup-jobs), and the verdicts seen; then v2's
+// ratio to the baseline.
+#include "agent/verifier/verifier.h"
+
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "agent/verifier/verifier.h"
 #include "agent/verify.h"
 #include "common/flags.h"
 #include "common/fs.h"
@@ -44,12 +45,14 @@ double percentile(std::vector<double> v, double p) {
   return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5)];
 }
 
-Status write_job(const std::filesystem::path& dir, const std::map<std::string, std::string>& files) {
+Status write_job(const std::filesystem::path& dir,
+                 const std::map<std::string, std::string>& files) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   KF_RETURN_IF_ERROR(ensure_dir(dir));
   std::filesystem::permissions(dir, std::filesystem::perms(0755), ec);
-  for (const auto& [name, content] : files) KF_RETURN_IF_ERROR(atomic_write_file(dir / name, content));
+  for (const auto& [name, content] : files)
+    KF_RETURN_IF_ERROR(atomic_write_file(dir / name, content));
   return Status();
 }
 
@@ -65,16 +68,19 @@ std::set<std::string> split_modes(const std::string& modes) {
 }
 
 void report(const char* mode, const Figures& f, size_t skip) {
-  std::vector<double> steady(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())), f.wall_s.end());
+  std::vector<double> steady(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())),
+                             f.wall_s.end());
   double total = 0;
   for (double s : steady) total += s;
   std::printf("%s.jobs: %zu\n", mode, f.wall_s.size());
   std::printf("%s.first_job_s: %.3f\n", mode, f.wall_s.empty() ? 0.0 : f.wall_s.front());
   std::printf("%s.median_s_per_verification: %.3f\n", mode, percentile(steady, 0.5));
   std::printf("%s.p90_s_per_verification: %.3f\n", mode, percentile(steady, 0.9));
-  std::printf("%s.verifications_per_minute: %.1f\n", mode, steady.empty() ? 0.0 : 60.0 * static_cast<double>(steady.size()) / total);
+  std::printf("%s.verifications_per_minute: %.1f\n", mode,
+              steady.empty() ? 0.0 : 60.0 * static_cast<double>(steady.size()) / total);
   std::string v;
-  for (const auto& [name, n] : f.verdicts) v += (v.empty() ? "" : ", ") + name + " " + std::to_string(n);
+  for (const auto& [name, n] : f.verdicts)
+    v += (v.empty() ? "" : ", ") + name + " " + std::to_string(n);
   std::printf("%s.verdicts: %s\n", mode, v.c_str());
 }
 
@@ -82,8 +88,9 @@ void report(const char* mode, const Figures& f, size_t skip) {
 
 int main(int argc, char** argv) {
   std::vector<FlagSpec> specs;
-  for (const char* name : {"task", "candidate", "impl-type", "framework", "backend", "task-type", "jobs",
-                           "warmup-jobs", "python", "harness", "modes", "op-name", "contain"}) {
+  for (const char* name :
+       {"task", "candidate", "impl-type", "framework", "backend", "task-type", "jobs",
+        "warmup-jobs", "python", "harness", "modes", "op-name", "contain"}) {
     specs.push_back({name, true, ""});
   }
   auto flags = parse_flags(argc, argv, 1, specs, "kforge-bench-verifier");
@@ -91,10 +98,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", flags.status().message().c_str());
     return 2;
   }
-  auto get = [&](const char* name, const char* fallback) { return flags->get(name).value_or(fallback); };
+  auto get = [&](const char* name, const char* fallback) {
+    return flags->get(name).value_or(fallback);
+  };
   auto getc = [&](const char* name) { return flags->get(name).value_or(""); };
   if (!flags->get("task") || !flags->get("candidate")) {
-    std::fprintf(stderr, "usage: kforge-bench-verifier --task T.py --candidate C.py --impl-type I --framework F ...\n");
+    std::fprintf(stderr,
+                 "usage: kforge-bench-verifier --task T.py --candidate C.py --impl-type I "
+                 "--framework F ...\n");
     return 2;
   }
   auto reference = read_file(get("task", ""));
@@ -105,7 +116,8 @@ int main(int argc, char** argv) {
   }
   VerifySpec spec;
   spec.op_name = get("op-name", "op");
-  spec.target = Target{get("backend", "cpu"), "", get("impl-type", "cpp"), get("framework", "torch")};
+  spec.target =
+      Target{get("backend", "cpu"), "", get("impl-type", "cpp"), get("framework", "torch")};
   spec.task_type = get("task-type", "profile");
   auto files = verify_files(spec, *reference, *candidate);
   size_t jobs = std::stoul(get("jobs", "20"));
@@ -117,14 +129,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string modes = get("modes", "process,v2,v2cold");
-  std::string tmpl = (std::filesystem::temp_directory_path() / "kforge-bench-verifier-XXXXXX").string();
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "kforge-bench-verifier-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) return 1;
   std::filesystem::path root = tmpl;
   std::filesystem::permissions(root, std::filesystem::perms(0755));
   std::map<std::string, std::string> device_env;
   if (spec.target.backend == "cuda") device_env = {{"CUDA_VISIBLE_DEVICES", "0"}};
-  std::printf("task: %s\ncandidate: %s\nbackend: %s\ntask_type: %s\n", getc("task").c_str(), getc("candidate").c_str(),
-              spec.target.backend.c_str(), spec.task_type.c_str());
+  std::printf("task: %s\ncandidate: %s\nbackend: %s\ntask_type: %s\n", getc("task").c_str(),
+              getc("candidate").c_str(), spec.target.backend.c_str(), spec.task_type.c_str());
 
   Figures process_fig, v2_fig;
   if (split_modes(modes).count("process")) {
@@ -165,7 +178,8 @@ int main(int argc, char** argv) {
     box = box_for(support, cg.ok() ? *cg : nullptr);
     auto pool = UidPool::parse(*range);
     if (!pool.ok() || !support.root) {
-      std::fprintf(stderr, "--contain needs root and a uid range (%s)\n", pool.ok() ? "not root" : pool.status().message().c_str());
+      std::fprintf(stderr, "--contain needs root and a uid range (%s)\n",
+                   pool.ok() ? "not root" : pool.status().message().c_str());
       return 2;
     }
     uids = *pool;
@@ -200,11 +214,13 @@ int main(int argc, char** argv) {
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       fig.wall_s.push_back(s);
       ++fig.verdicts[doc.value("verdict", "?")];
-      if (i + 1 == jobs && doc.contains("phases_ms")) std::printf("%s.last_phases_ms: %s\n", mode, doc["phases_ms"].dump().c_str());
+      if (i + 1 == jobs && doc.contains("phases_ms"))
+        std::printf("%s.last_phases_ms: %s\n", mode, doc["phases_ms"].dump().c_str());
     }
     auto st = (*verifier)->stats();
-    std::printf("%s.workers_spawned: %llu\n%s.workers_forked: %llu\n", mode, static_cast<unsigned long long>(st.spawned),
-                mode, static_cast<unsigned long long>(st.forked));
+    std::printf("%s.workers_spawned: %llu\n%s.workers_forked: %llu\n", mode,
+                static_cast<unsigned long long>(st.spawned), mode,
+                static_cast<unsigned long long>(st.forked));
     report(mode, fig, skip);
     return true;
   };
@@ -214,12 +230,14 @@ int main(int argc, char** argv) {
     if (m == "v2cold" && !run_v2("v2cold", false, v2cold_fig)) return 1;
   }
   auto steady = [&](const Figures& f) {
-    std::vector<double> v(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())), f.wall_s.end());
+    std::vector<double> v(f.wall_s.begin() + static_cast<long>(std::min(skip, f.wall_s.size())),
+                          f.wall_s.end());
     return percentile(v, 0.5);
   };
   for (auto [name, fig] : {std::pair{"v2", &v2_fig}, std::pair{"v2cold", &v2cold_fig}}) {
     if (process_fig.wall_s.empty() || fig->wall_s.empty()) continue;
-    std::printf("ratio.verifications_per_minute_%s_over_process: %.2f\n", name, steady(process_fig) / steady(*fig));
+    std::printf("ratio.verifications_per_minute_%s_over_process: %.2f\n", name,
+                steady(process_fig) / steady(*fig));
   }
   std::error_code ec;
   std::filesystem::remove_all(root, ec);

@@ -52,7 +52,8 @@ Result<CheckedInputs> check_inputs(const std::filesystem::path& campaign,
   Result<Config> loaded = Config();
   std::filesystem::path config_dir = std::filesystem::current_path();
   if (config) {
-    loaded = load_config(*config, what == CheckFor::submit ? ConfigChecks::file : ConfigChecks::host);
+    loaded =
+        load_config(*config, what == CheckFor::submit ? ConfigChecks::file : ConfigChecks::host);
     keep(loaded.status());
     config_dir = std::filesystem::absolute(*config).parent_path();
   }
@@ -60,12 +61,14 @@ Result<CheckedInputs> check_inputs(const std::filesystem::path& campaign,
   keep(text.status());
   Result<CampaignPlan> plan = text.status();
   if (text.ok()) {
-    plan = plan_campaign(*text, files_under(campaign.parent_path()), campaign.string(), what != CheckFor::submit);
+    plan = plan_campaign(*text, files_under(campaign.parent_path()), campaign.string(),
+                         what != CheckFor::submit);
     keep(plan.status());
   }
   // Only with a sound config: a role it failed to read is reported already.
   if ((what == CheckFor::run || (what == CheckFor::check && config)) && plan.ok() && loaded.ok()) {
-    std::string roles = missing_roles(*text, campaign.string(), plan->workflow(), loaded->llm, config);
+    std::string roles =
+        missing_roles(*text, campaign.string(), plan->workflow(), loaded->llm, config);
     if (!roles.empty()) problems.push_back(roles);
   }
   if (!problems.empty()) return invalid_argument(join(problems, "\n"));
@@ -76,12 +79,15 @@ int check_failed(const Status& problems) {
   const std::string& m = problems.message();
   std::fprintf(stderr, "%s\n", m.c_str());
   const size_t n = static_cast<size_t>(std::count(m.begin(), m.end(), '\n')) + 1;
-  return cli_fail(std::to_string(n) + (n == 1 ? " problem" : " problems") + " found; nothing was created");
+  return cli_fail(std::to_string(n) + (n == 1 ? " problem" : " problems") +
+                  " found; nothing was created");
 }
 
 int cmd_check(const ParsedFlags& flags) {
   if (flags.positional.size() != 1) {
-    return cli_fail("check: give one campaign file, e.g. kforge check campaign.toml --config kforge.toml", kExitUsage);
+    return cli_fail(
+        "check: give one campaign file, e.g. kforge check campaign.toml --config kforge.toml",
+        kExitUsage);
   }
   const std::filesystem::path campaign = flags.positional[0];
   auto checked = check_inputs(campaign, flags.get("config"), CheckFor::check);

@@ -24,8 +24,8 @@ enum class CheckFor {
 struct CheckedInputs {
   std::string campaign_text;
   CampaignPlan plan;
-  Config config;                       // the defaults without a config file
-  std::filesystem::path config_dir;    // the config file's directory, else the working one
+  Config config;                     // the defaults without a config file
+  std::filesystem::path config_dir;  // the config file's directory, else the working one
 };
 
 // Reads and checks the campaign file and, when given, the config file. invalid_argument

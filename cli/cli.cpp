@@ -24,7 +24,9 @@ struct Command {
   std::function<int(const ParsedFlags&)> run;
 };
 
-int fail(const std::string& message, int code = kExitFailed) { return cli_fail(message, code); }
+int fail(const std::string& message, int code = kExitFailed) {
+  return cli_fail(message, code);
+}
 
 std::filesystem::path db_path(const ParsedFlags& flags) {
   return std::filesystem::path(flags.get("data").value_or("kforge-data")) / "kforge.db";
@@ -41,9 +43,11 @@ Result<std::unique_ptr<Store>> open_existing(const ParsedFlags& flags) {
 }
 
 int cmd_enqueue(const ParsedFlags& flags) {
-  if (flags.positional.empty()) return fail("enqueue: give the command after --, e.g. kforge enqueue -- echo hi", kExitUsage);
+  if (flags.positional.empty())
+    return fail("enqueue: give the command after --, e.g. kforge enqueue -- echo hi", kExitUsage);
   uint64_t count = 1, priority = 0, timeout_s = 0;
-  for (auto [name, target] : {std::pair{"count", &count}, {"priority", &priority}, {"timeout", &timeout_s}}) {
+  for (auto [name, target] :
+       {std::pair{"count", &count}, {"priority", &priority}, {"timeout", &timeout_s}}) {
     if (auto v = flags.get(name)) {
       auto n = parse_uint_flag(name, *v);
       if (!n.ok()) return fail(n.status().message(), kExitUsage);
@@ -82,27 +86,42 @@ int cmd_dashboard(const ParsedFlags& flags) {
   auto target = resolve_api_target(flags);
   if (!target.ok()) return fail(target.status().message());
   if (target->token.empty()) {
-    return fail("dashboard: no API token found: pass --token-file FILE (<data_dir>/api.token of the coordinator, or "
-                "the file coordinator.api_token_file names) or set KFORGE_TOKEN_FILE");
+    return fail(
+        "dashboard: no API token found: pass --token-file FILE (<data_dir>/api.token of the "
+        "coordinator, or "
+        "the file coordinator.api_token_file names) or set KFORGE_TOKEN_FILE");
   }
   std::printf("%s/#token=%s\n", target->url.c_str(), url_escape(target->token).c_str());
   return kExitOk;
 }
 
 const std::vector<Command>& commands() {
-  static const FlagSpec kData{"data", true, "read (and change) this data directory's database directly, no coordinator"};
+  static const FlagSpec kData{
+      "data", true, "read (and change) this data directory's database directly, no coordinator"};
   static const FlagSpec kHelp{"help", false, "show this message"};
-  static const FlagSpec kCoordinator{"coordinator", true, "the coordinator's API URL or HOST:PORT (default: [cli] in --config, $KFORGE_COORDINATOR, http://127.0.0.1:7780)"};
-  static const FlagSpec kToken{"token-file", true, "file holding the API token (default: $KFORGE_TOKEN_FILE, [cli] token_file, "
-                                                  "<data_dir>/api.token of a coordinator on this host)"};
-  static const FlagSpec kTokenText{"token", true, "the API token itself (visible to other users in ps; prefer --token-file or $KFORGE_TOKEN)"};
-  static const FlagSpec kConfig{"config", true, "configuration file ([cli] coordinator, token_file)"};
+  static const FlagSpec kCoordinator{"coordinator", true,
+                                     "the coordinator's API URL or HOST:PORT (default: [cli] in "
+                                     "--config, $KFORGE_COORDINATOR, http://127.0.0.1:7780)"};
+  static const FlagSpec kToken{
+      "token-file", true,
+      "file holding the API token (default: $KFORGE_TOKEN_FILE, [cli] token_file, "
+      "<data_dir>/api.token of a coordinator on this host)"};
+  static const FlagSpec kTokenText{
+      "token", true,
+      "the API token itself (visible to other users in ps; prefer --token-file or $KFORGE_TOKEN)"};
+  static const FlagSpec kConfig{"config", true,
+                                "configuration file ([cli] coordinator, token_file)"};
   static const FlagSpec kJson{"json", false, "print JSON (--format json)"};
   // An API command's flags; `timeout_s` is its --timeout default, matched to the operation: a
   // query gives up on a hung coordinator in seconds, an export of a large campaign may take long.
   auto api = [](std::vector<FlagSpec> extra, int timeout_s) {
-    extra.insert(extra.end(), {kCoordinator, kToken, kTokenText, kConfig, kData,
-                               {"timeout", true, "seconds to wait for each answer of the coordinator; 0: no limit",
+    extra.insert(extra.end(), {kCoordinator,
+                               kToken,
+                               kTokenText,
+                               kConfig,
+                               kData,
+                               {"timeout", true,
+                                "seconds to wait for each answer of the coordinator; 0: no limit",
                                 std::to_string(timeout_s)},
                                kHelp});
     return extra;
@@ -115,7 +134,9 @@ const std::vector<Command>& commands() {
       {"campaign", true, "only this campaign's tasks"},
       {"state", true, "pending | running | passed | failed | cancelled"},
       {"op", true, "only this op_name"},
-      {"verdict", true, "only this verdict (passed, precision_mismatch, compile_error, ..., llm_error, garbled, cancelled)"},
+      {"verdict", true,
+       "only this verdict (passed, precision_mismatch, compile_error, ..., llm_error, garbled, "
+       "cancelled)"},
       {"limit", true, "at most this many"},
       {"offset", true, "skip this many matching tasks first (slower than --after at depth)"},
       {"after", true, "only tasks with ids above this (keyset paging)"},

@@ -35,10 +35,13 @@ Result<json> parse_answer(int status, const std::string& body, const std::string
 
 class LocalClient : public ApiClient {
  public:
-  explicit LocalClient(std::filesystem::path data) : data_(std::move(data)), backend_(data_ / "kforge.db") {}
+  explicit LocalClient(std::filesystem::path data)
+      : data_(std::move(data)), backend_(data_ / "kforge.db") {}
 
   Result<json> get(const std::string& path) override { return call("GET", path, ""); }
-  Result<json> post(const std::string& path, const json& body) override { return call("POST", path, body.dump()); }
+  Result<json> post(const std::string& path, const json& body) override {
+    return call("POST", path, body.dump());
+  }
   std::string where() const override { return (data_ / "kforge.db").string(); }
 
  private:
@@ -57,9 +60,11 @@ class LocalClient : public ApiClient {
         std::string pair = query.substr(i, amp - i);
         auto eq = pair.find('=');
         if (!pair.empty()) {
-          std::string key = pair.substr(0, eq), value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+          std::string key = pair.substr(0, eq),
+                      value = eq == std::string::npos ? "" : pair.substr(eq + 1);
           int n = 0;
-          char* raw = curl_easy_unescape(nullptr, value.c_str(), static_cast<int>(value.size()), &n);
+          char* raw =
+              curl_easy_unescape(nullptr, value.c_str(), static_cast<int>(value.size()), &n);
           r.query[key] = raw ? std::string(raw, static_cast<size_t>(n)) : value;
           curl_free(raw);
         }
@@ -83,7 +88,10 @@ size_t collect(char* data, size_t size, size_t n, void* out) {
 class HttpClient : public ApiClient {
  public:
   HttpClient(std::string url, std::string token, std::string token_source, long timeout_ms)
-      : url_(std::move(url)), token_(std::move(token)), token_source_(std::move(token_source)), timeout_ms_(timeout_ms) {
+      : url_(std::move(url)),
+        token_(std::move(token)),
+        token_source_(std::move(token_source)),
+        timeout_ms_(timeout_ms) {
     while (!url_.empty() && url_.back() == '/') url_.pop_back();
   }
   Result<json> get(const std::string& path) override { return call("GET", path, nullptr); }
@@ -107,8 +115,10 @@ class HttpClient : public ApiClient {
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
-    // 0: no limit (libcurl's own meaning); connecting takes at most 5 s, or the whole limit if less.
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms_ > 0 ? std::min(timeout_ms_, 5000L) : 5000L);
+    // 0: no limit (libcurl's own meaning); connecting takes at most 5 s, or the whole limit if
+    // less.
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                     timeout_ms_ > 0 ? std::min(timeout_ms_, 5000L) : 5000L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms_);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (body) {
@@ -122,24 +132,30 @@ class HttpClient : public ApiClient {
     curl_easy_cleanup(curl);
     if (rc == CURLE_OPERATION_TIMEDOUT) {
       return Status(Code::unavailable, "the coordinator at " + url_ + " did not answer within " +
-                                           std::to_string(timeout_ms_ / 1000) + " s; is it overloaded or hung? "
+                                           std::to_string(timeout_ms_ / 1000) +
+                                           " s; is it overloaded or hung? "
                                            "(--timeout SECONDS waits longer, 0 without a limit)");
     }
     if (rc != CURLE_OK) {
-      return Status(Code::unavailable, "cannot reach the coordinator at " + url_ + " (" + curl_easy_strerror(rc) +
-                                           "); is kforge-coordinator running there? Pass --coordinator URL, or "
-                                           "--data DIR to read a stopped coordinator's database");
+      return Status(Code::unavailable,
+                    "cannot reach the coordinator at " + url_ + " (" + curl_easy_strerror(rc) +
+                        "); is kforge-coordinator running there? Pass --coordinator URL, or "
+                        "--data DIR to read a stopped coordinator's database");
     }
     if (status == 401) {
       if (!token_.empty()) {
-        return Status(Code::failed_precondition, url_ + " refused the API token from " + token_source_ +
-                                                     "; is it this coordinator's (<data_dir>/api.token, or the "
-                                                     "file coordinator.api_token_file names)?");
+        return Status(Code::failed_precondition,
+                      url_ + " refused the API token from " + token_source_ +
+                          "; is it this coordinator's (<data_dir>/api.token, or the "
+                          "file coordinator.api_token_file names)?");
       }
-      return Status(Code::failed_precondition,
-                    url_ + " needs its API token: pass --token-file FILE (<data_dir>/api.token of the coordinator, "
-                           "or the file coordinator.api_token_file names), set KFORGE_TOKEN_FILE, or [cli] "
-                           "token_file in --config");
+      return Status(
+          Code::failed_precondition,
+          url_ +
+              " needs its API token: pass --token-file FILE (<data_dir>/api.token of the "
+              "coordinator, "
+              "or the file coordinator.api_token_file names), set KFORGE_TOKEN_FILE, or [cli] "
+              "token_file in --config");
     }
     return parse_answer(static_cast<int>(status), answer, url_);
   }
@@ -199,10 +215,13 @@ Result<ApiTarget> resolve_api_target(const ParsedFlags& flags) {
   while (!target.url.empty() && target.url.back() == '/') target.url.pop_back();
   // HOST:PORT is the API over plain HTTP, as curl reads it; another scheme is a mistake
   // (tcp://HOST:7700 is the agents' endpoint, not the API).
-  if (!target.url.empty() && target.url.find("://") == std::string::npos) target.url = "http://" + target.url;
+  if (!target.url.empty() && target.url.find("://") == std::string::npos)
+    target.url = "http://" + target.url;
   if (target.url.rfind("http://", 0) != 0 && target.url.rfind("https://", 0) != 0) {
-    return invalid_argument("--coordinator: expected the API's URL or HOST:PORT, e.g. http://head-node:7780 or "
-                            "head-node:7780, got '" + target.url + "'");
+    return invalid_argument(
+        "--coordinator: expected the API's URL or HOST:PORT, e.g. http://head-node:7780 or "
+        "head-node:7780, got '" +
+        target.url + "'");
   }
   const char* env_token = std::getenv("KFORGE_TOKEN");
   const char* env_file = std::getenv("KFORGE_TOKEN_FILE");
@@ -254,10 +273,12 @@ Result<std::unique_ptr<ApiClient>> connect_api(const ParsedFlags& flags) {
   if (auto t = flags.get("timeout")) {
     auto seconds = parse_uint_flag("timeout", *t);
     if (!seconds.ok()) return seconds.status();
-    if (*seconds > 86400) return invalid_argument("flag '--timeout': expected at most 86400 seconds, got " + *t);
+    if (*seconds > 86400)
+      return invalid_argument("flag '--timeout': expected at most 86400 seconds, got " + *t);
     timeout_ms = static_cast<long>(*seconds) * 1000;
   }
-  return std::unique_ptr<ApiClient>(new HttpClient(target->url, target->token, target->token_source, timeout_ms));
+  return std::unique_ptr<ApiClient>(
+      new HttpClient(target->url, target->token, target->token_source, timeout_ms));
 }
 
 }  // namespace kforge

@@ -1,18 +1,17 @@
 // How the command line reaches a coordinator: its operator API over HTTP, or (--data DIR)
 // the same API answered in this process from the database file.
 //
-// Which one: --coordinator URL (or HOST:PORT, read as http://HOST:PORT), else --data DIR, else $KFORGE_COORDINATOR, else [cli]
-// coordinator in --config FILE, else http://127.0.0.1:7780. The token (every API request
-// needs one) comes from the first of: --token, --token-file FILE, $KFORGE_TOKEN,
-// $KFORGE_TOKEN_FILE, [cli] token_file, [coordinator] api_token_file, and, for a coordinator
-// on this host only, <data_dir>/api.token ([coordinator] data_dir in --config, else
+// Which one: --coordinator URL (or HOST:PORT, read as http://HOST:PORT), else --data DIR, else
+// $KFORGE_COORDINATOR, else [cli] coordinator in --config FILE, else http://127.0.0.1:7780. The
+// token (every API request needs one) comes from the first of: --token, --token-file FILE,
+// $KFORGE_TOKEN, $KFORGE_TOKEN_FILE, [cli] token_file, [coordinator] api_token_file, and, for a
+// coordinator on this host only, <data_dir>/api.token ([coordinator] data_dir in --config, else
 // kforge-data) where the coordinator created it.
 #pragma once
 
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/flags.h"
 #include "common/status.h"

@@ -4,9 +4,8 @@
 // The kforge subcommands, one function each; cli.cpp dispatches to them.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/flags.h"
 

@@ -15,14 +15,17 @@
 namespace kforge {
 
 int cmd_keygen(const ParsedFlags& flags) {
-  if (!flags.positional.empty()) return cli_fail("keygen: unexpected argument '" + flags.positional[0] + "'", kExitUsage);
+  if (!flags.positional.empty())
+    return cli_fail("keygen: unexpected argument '" + flags.positional[0] + "'", kExitUsage);
   auto agent_id = flags.get("agent-id");
   if (agent_id && !proto::valid_agent_id(*agent_id)) {
-    return cli_fail("keygen: --agent-id '" + *agent_id + "' is not a valid agent id (1 to 128 printable characters, no '/')",
+    return cli_fail("keygen: --agent-id '" + *agent_id +
+                        "' is not a valid agent id (1 to 128 printable characters, no '/')",
                     kExitUsage);
   }
   auto allow_list_line = [&](const std::string& public_key) {
-    std::string line = agent_id ? toml_quote(*agent_id) + " = " + toml_quote(public_key) : public_key;
+    std::string line =
+        agent_id ? toml_quote(*agent_id) + " = " + toml_quote(public_key) : public_key;
     std::printf("%s\n", line.c_str());
   };
   if (auto path = flags.get("public")) {
@@ -33,12 +36,15 @@ int cmd_keygen(const ParsedFlags& flags) {
     return kExitOk;
   }
   auto out = flags.get("out");
-  if (!out) return cli_fail("keygen: give --out FILE for the secret key (or --public FILE)", kExitUsage);
+  if (!out)
+    return cli_fail("keygen: give --out FILE for the secret key (or --public FILE)", kExitUsage);
   if (!curve_available()) return cli_fail("keygen: this libzmq has no CURVE support");
   auto keys = make_curve_keypair();
   if (!keys.ok()) return cli_fail(keys.status().message());
-  if (Status st = write_secret_key_file(*out, *keys, flags.has("force")); !st.ok()) return cli_fail(st.message());
-  std::fprintf(stderr, "kforge: secret key written to %s (mode 0600); its public key:\n", out->c_str());
+  if (Status st = write_secret_key_file(*out, *keys, flags.has("force")); !st.ok())
+    return cli_fail(st.message());
+  std::fprintf(stderr, "kforge: secret key written to %s (mode 0600); its public key:\n",
+               out->c_str());
   allow_list_line(keys->public_key);
   return kExitOk;
 }

@@ -1,5 +1,6 @@
 // The operator commands: status, tasks, show, results, submit, cancel, resume, agents,
-// cluster, drain/undrain, jobs, export, report. Each asks the operator API (cli/client.h) and formats the answer.
+// cluster, drain/undrain, jobs, export, report. Each asks the operator API (cli/client.h) and
+// formats the answer.
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -34,11 +35,15 @@ using json = nlohmann::json;
 
 Result<std::unique_ptr<ApiClient>> client_or_fail(const ParsedFlags& flags, int* code) {
   auto c = connect_api(flags);
-  if (!c.ok()) *code = cli_fail(c.status().message(), c.status().code() == Code::invalid_argument ? kExitUsage : kExitFailed);
+  if (!c.ok())
+    *code = cli_fail(c.status().message(),
+                     c.status().code() == Code::invalid_argument ? kExitUsage : kExitFailed);
   return c;
 }
 
-int api_fail(const Status& st) { return cli_fail(st.message(), st.code() == Code::unavailable ? kExitUnreachable : kExitFailed); }
+int api_fail(const Status& st) {
+  return cli_fail(st.message(), st.code() == Code::unavailable ? kExitUnreachable : kExitFailed);
+}
 
 std::string str(const json& j, const char* key) {
   auto it = j.find(key);
@@ -56,7 +61,8 @@ std::string speedup_text(const json& t) {
 std::string ago(int64_t ms) {
   if (ms <= 0) return "never";
   int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch()).count();
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
   int64_t s = std::max<int64_t>((now - ms) / 1000, 0);
   if (s < 120) return std::to_string(s) + "s ago";
   if (s < 7200) return std::to_string(s / 60) + "m ago";
@@ -72,7 +78,8 @@ Result<std::string> output_format(const ParsedFlags& flags) {
   std::string format = flags.get("format").value_or("");
   for (const char* f : {"json", "csv"}) {
     if (!flags.has(f)) continue;
-    if (!format.empty() && format != f) return invalid_argument("give one of --format, --json and --csv");
+    if (!format.empty() && format != f)
+      return invalid_argument("give one of --format, --json and --csv");
     format = f;
   }
   if (format.empty()) return std::string("table");
@@ -112,36 +119,47 @@ void print_csv(const json& rows, const std::vector<std::string>& columns) {
 
 // A campaign id from the first positional argument (required when `required`).
 Result<int64_t> campaign_arg(const ParsedFlags& flags, bool required, const char* command) {
-  std::string text = flags.positional.empty() ? flags.get("campaign").value_or("") : flags.positional[0];
+  std::string text =
+      flags.positional.empty() ? flags.get("campaign").value_or("") : flags.positional[0];
   if (text.empty()) {
     if (!required) return int64_t{0};
-    return invalid_argument(std::string(command) + ": give a campaign id; `kforge status` lists them");
+    return invalid_argument(std::string(command) +
+                            ": give a campaign id; `kforge status` lists them");
   }
   auto id = parse_uint_flag("campaign", text);
-  if (!id.ok() || *id == 0) return invalid_argument(std::string(command) + ": '" + text + "' is not a campaign id (a positive integer)");
+  if (!id.ok() || *id == 0)
+    return invalid_argument(std::string(command) + ": '" + text +
+                            "' is not a campaign id (a positive integer)");
   return static_cast<int64_t>(*id);
 }
 
 // --- status ---------------------------------------------------------------------------------
 
 std::string progress_bar(int64_t done, int64_t total, int width) {
-  int filled = total > 0 ? static_cast<int>(static_cast<double>(done) / static_cast<double>(total) * width) : 0;
-  return "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(width - filled), '.') + "]";
+  int filled =
+      total > 0 ? static_cast<int>(static_cast<double>(done) / static_cast<double>(total) * width)
+                : 0;
+  return "[" + std::string(static_cast<size_t>(filled), '#') +
+         std::string(static_cast<size_t>(width - filled), '.') + "]";
 }
 
 std::string campaign_line(const json& c, bool bar) {
   const json& t = c["tasks"];
   int64_t total = t.value("total", 0), passed = t.value("passed", 0), failed = t.value("failed", 0),
-          cancelled = t.value("cancelled", 0), running = t.value("running", 0), pending = t.value("pending", 0);
+          cancelled = t.value("cancelled", 0), running = t.value("running", 0),
+          pending = t.value("pending", 0);
   int64_t done = passed + failed + cancelled;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%4lld %-24.24s %-9s %s %lld/%lld done: %lld passed, %lld failed%s; %lld running, %lld pending; LLM %lld calls, $%.4f",
-                static_cast<long long>(c.value("id", 0)), str(c, "name").c_str(), str(c, "state").c_str(),
-                bar ? progress_bar(done, total, 24).c_str() : "", static_cast<long long>(done),
-                static_cast<long long>(total), static_cast<long long>(passed), static_cast<long long>(failed),
-                cancelled ? (", " + std::to_string(cancelled) + " cancelled").c_str() : "",
-                static_cast<long long>(running), static_cast<long long>(pending),
-                static_cast<long long>(c["llm"].value("calls", 0)), c["llm"].value("cost_usd", 0.0));
+  std::snprintf(
+      buf, sizeof buf,
+      "%4lld %-24.24s %-9s %s %lld/%lld done: %lld passed, %lld failed%s; %lld running, %lld "
+      "pending; LLM %lld calls, $%.4f",
+      static_cast<long long>(c.value("id", 0)), str(c, "name").c_str(), str(c, "state").c_str(),
+      bar ? progress_bar(done, total, 24).c_str() : "", static_cast<long long>(done),
+      static_cast<long long>(total), static_cast<long long>(passed), static_cast<long long>(failed),
+      cancelled ? (", " + std::to_string(cancelled) + " cancelled").c_str() : "",
+      static_cast<long long>(running), static_cast<long long>(pending),
+      static_cast<long long>(c["llm"].value("calls", 0)), c["llm"].value("cost_usd", 0.0));
   return buf;
 }
 
@@ -176,9 +194,9 @@ int cmd_status(const ParsedFlags& flags) {
       return kExitOk;
     }
     if (*format == "csv") {
-      print_csv(*campaigns, {"id", "name", "state", "workflow", "tasks/total", "tasks/pending", "tasks/running",
-                             "tasks/passed", "tasks/failed", "tasks/cancelled", "llm/calls", "llm/cost_usd",
-                             "created_ms", "updated_ms"});
+      print_csv(*campaigns, {"id", "name", "state", "workflow", "tasks/total", "tasks/pending",
+                             "tasks/running", "tasks/passed", "tasks/failed", "tasks/cancelled",
+                             "llm/calls", "llm/cost_usd", "created_ms", "updated_ms"});
       return kExitOk;
     }
     std::vector<std::string> lines;
@@ -239,10 +257,11 @@ std::string tasks_query(const ParsedFlags& flags, int64_t campaign) {
   return q;
 }
 
-const char* const kTaskColumns[] = {"task", "campaign", "op_name", "task_id", "backend", "arch", "impl_type",
-                                    "framework", "task_type", "state", "verdict", "steps", "limit_steps",
-                                    "speedup", "best_step", "llm_calls", "prompt_tokens", "completion_tokens",
-                                    "cost_usd", "reason"};
+const char* const kTaskColumns[] = {
+    "task",      "campaign",      "op_name",           "task_id",   "backend",
+    "arch",      "impl_type",     "framework",         "task_type", "state",
+    "verdict",   "steps",         "limit_steps",       "speedup",   "best_step",
+    "llm_calls", "prompt_tokens", "completion_tokens", "cost_usd",  "reason"};
 
 }  // namespace
 
@@ -254,8 +273,8 @@ TaskPrinter::TaskPrinter(std::string format) : format_(std::move(format)) {
     for (const char* c : kTaskColumns) header += std::string(header.empty() ? "" : ",") + c;
     std::printf("%s\n", header.c_str());
   } else {
-    fmt::print("{:<6} {:<20} {:<28} {:<9} {:<20} {:>7} {:>8} {:>9}\n", "TASK", "OP", "TASK_ID", "STATE", "VERDICT",
-               "STEPS", "SPEEDUP", "COST_USD");
+    fmt::print("{:<6} {:<20} {:<28} {:<9} {:<20} {:>7} {:>8} {:>9}\n", "TASK", "OP", "TASK_ID",
+               "STATE", "VERDICT", "STEPS", "SPEEDUP", "COST_USD");
   }
 }
 
@@ -276,9 +295,9 @@ void TaskPrinter::rows(const json& tasks) {
       std::printf("%s\n", line.c_str());
     } else {
       std::string steps = str(t, "steps") + "/" + str(t, "limit_steps");
-      fmt::print("{:<6} {:<20.20} {:<28.28} {:<9} {:<20.20} {:>7} {:>8} {:>9.4f}\n", t.value("task", int64_t{0}),
-                 str(t, "op_name"), str(t, "task_id"), str(t, "state"), str(t, "verdict"), steps, speedup_text(t),
-                 t.value("cost_usd", 0.0));
+      fmt::print("{:<6} {:<20.20} {:<28.28} {:<9} {:<20.20} {:>7} {:>8} {:>9.4f}\n",
+                 t.value("task", int64_t{0}), str(t, "op_name"), str(t, "task_id"), str(t, "state"),
+                 str(t, "verdict"), steps, speedup_text(t), t.value("cost_usd", 0.0));
     }
     rows_++;
   }
@@ -317,19 +336,24 @@ int list_tasks(const ParsedFlags& flags, bool campaign_positional) {
     }
   }
   std::optional<TaskPrinter> printer;
-  Status st = each_task_page(**api, tasks_query(flags, campaign), after, offset, limit, [&](const json& page) {
-    if (!printer) printer.emplace(*format);
-    printer->rows(page);
-    return Status();
-  });
+  Status st = each_task_page(**api, tasks_query(flags, campaign), after, offset, limit,
+                             [&](const json& page) {
+                               if (!printer) printer.emplace(*format);
+                               printer->rows(page);
+                               return Status();
+                             });
   if (!st.ok()) return api_fail(st);
   return kExitOk;
 }
 
 }  // namespace
 
-int cmd_tasks(const ParsedFlags& flags) { return list_tasks(flags, false); }
-int cmd_results(const ParsedFlags& flags) { return list_tasks(flags, true); }
+int cmd_tasks(const ParsedFlags& flags) {
+  return list_tasks(flags, false);
+}
+int cmd_results(const ParsedFlags& flags) {
+  return list_tasks(flags, true);
+}
 
 // --- show -----------------------------------------------------------------------------------
 
@@ -362,7 +386,9 @@ std::string verifier_summary(const std::string& output) {
   if (doc.contains("profile") && doc["profile"].is_object()) {
     const json& p = doc["profile"];
     char buf[256];
-    std::snprintf(buf, sizeof buf, "\nprofile: candidate %.1f us, reference %.1f us (median of %lld runs, %s), speedup %.2fx%s",
+    std::snprintf(buf, sizeof buf,
+                  "\nprofile: candidate %.1f us, reference %.1f us (median of %lld runs, %s), "
+                  "speedup %.2fx%s",
                   p.value("candidate", json::object()).value("median_us", 0.0),
                   p.value("reference", json::object()).value("median_us", 0.0),
                   static_cast<long long>(p.value("candidate", json::object()).value("runs", 0)),
@@ -371,10 +397,11 @@ std::string verifier_summary(const std::string& output) {
     out += buf;
   }
   if (doc.contains("phases_ms") && doc["phases_ms"].is_object()) {
-    // In the order they happen (first_call is part of precision); names the harness may add later after them.
-    static const std::vector<std::string> kOrder = {"imports",        "device_init",    "worker_ready",
-                                                    "load_reference", "load_candidate", "first_call",
-                                                    "precision",      "profile"};
+    // In the order they happen (first_call is part of precision); names the harness may add later
+    // after them.
+    static const std::vector<std::string> kOrder = {
+        "imports",        "device_init", "worker_ready", "load_reference",
+        "load_candidate", "first_call",  "precision",    "profile"};
     const json& ph = doc["phases_ms"];
     std::vector<std::string> keys;
     for (const auto& k : kOrder) {
@@ -386,7 +413,9 @@ std::string verifier_summary(const std::string& output) {
     std::string phases;
     for (const auto& k : keys) {
       const json& v = ph[k];
-      if (v.is_number()) phases += (phases.empty() ? "" : ", ") + k + " " + std::to_string(static_cast<int64_t>(v.get<double>())) + " ms";
+      if (v.is_number())
+        phases += (phases.empty() ? "" : ", ") + k + " " +
+                  std::to_string(static_cast<int64_t>(v.get<double>())) + " ms";
     }
     out += "\nharness: " + phases;
   }
@@ -396,9 +425,12 @@ std::string verifier_summary(const std::string& output) {
 }  // namespace
 
 int cmd_show(const ParsedFlags& flags) {
-  if (flags.positional.size() != 1) return cli_fail("show: give one task id; `kforge tasks` lists them", kExitUsage);
+  if (flags.positional.size() != 1)
+    return cli_fail("show: give one task id; `kforge tasks` lists them", kExitUsage);
   auto id = parse_uint_flag("task", flags.positional[0]);
-  if (!id.ok() || *id == 0) return cli_fail("show: '" + flags.positional[0] + "' is not a task id (a positive integer)", kExitUsage);
+  if (!id.ok() || *id == 0)
+    return cli_fail("show: '" + flags.positional[0] + "' is not a task id (a positive integer)",
+                    kExitUsage);
   int code = 0;
   auto api = client_or_fail(flags, &code);
   if (!api.ok()) return code;
@@ -410,20 +442,28 @@ int cmd_show(const ParsedFlags& flags) {
   }
   const bool full = flags.has("full");
   const json& task = *t;
-  std::printf("task %lld: %s / %s  (campaign %lld)\n", static_cast<long long>(task.value("task", 0)),
-              str(task, "op_name").c_str(), str(task, "task_id").c_str(), static_cast<long long>(task.value("campaign", 0)));
-  std::printf("  target %s/%s/%s, framework %s, %s\n", str(task, "backend").c_str(), str(task, "arch").c_str(),
-              str(task, "impl_type").c_str(), str(task, "framework").c_str(), str(task, "task_type").c_str());
-  std::printf("  state %s, verdict %s, steps %s/%s, speedup %s, LLM %s calls (%s+%s tokens, $%.4f)\n",
-              str(task, "state").c_str(), str(task, "verdict").c_str(), str(task, "steps").c_str(),
-              str(task, "limit_steps").c_str(), speedup_text(task).c_str(), str(task, "llm_calls").c_str(),
-              str(task, "prompt_tokens").c_str(), str(task, "completion_tokens").c_str(), task.value("cost_usd", 0.0));
-  if (!str(task, "reason").empty() && str(task, "reason") != "passed") std::printf("  reason: %s\n", str(task, "reason").c_str());
-  if (!task["best_step"].is_null()) std::printf("  the code that passed: step %s\n", str(task, "best_step").c_str());
+  std::printf("task %lld: %s / %s  (campaign %lld)\n",
+              static_cast<long long>(task.value("task", 0)), str(task, "op_name").c_str(),
+              str(task, "task_id").c_str(), static_cast<long long>(task.value("campaign", 0)));
+  std::printf("  target %s/%s/%s, framework %s, %s\n", str(task, "backend").c_str(),
+              str(task, "arch").c_str(), str(task, "impl_type").c_str(),
+              str(task, "framework").c_str(), str(task, "task_type").c_str());
+  std::printf(
+      "  state %s, verdict %s, steps %s/%s, speedup %s, LLM %s calls (%s+%s tokens, $%.4f)\n",
+      str(task, "state").c_str(), str(task, "verdict").c_str(), str(task, "steps").c_str(),
+      str(task, "limit_steps").c_str(), speedup_text(task).c_str(), str(task, "llm_calls").c_str(),
+      str(task, "prompt_tokens").c_str(), str(task, "completion_tokens").c_str(),
+      task.value("cost_usd", 0.0));
+  if (!str(task, "reason").empty() && str(task, "reason") != "passed")
+    std::printf("  reason: %s\n", str(task, "reason").c_str());
+  if (!task["best_step"].is_null())
+    std::printf("  the code that passed: step %s\n", str(task, "best_step").c_str());
   for (const json& s : task["trace"]) {
     std::string role = str(s, "role"), verdict = str(s, "verdict");
-    std::printf("\n--- step %s  %s  %s%s%s\n", str(s, "seq").c_str(), role.c_str(), clock_time(s.value("created_ms", int64_t{0})).c_str(),
-                verdict.empty() ? "" : ("  verdict " + verdict).c_str(), s.value("counted", true) ? "" : "  (not counted)");
+    std::printf("\n--- step %s  %s  %s%s%s\n", str(s, "seq").c_str(), role.c_str(),
+                clock_time(s.value("created_ms", int64_t{0})).c_str(),
+                verdict.empty() ? "" : ("  verdict " + verdict).c_str(),
+                s.value("counted", true) ? "" : "  (not counted)");
     if (role == "verifier") {
       std::printf("%s", excerpt(verifier_summary(str(s, "output")), full ? 0 : 20, "  ").c_str());
       continue;
@@ -434,8 +474,9 @@ int cmd_show(const ParsedFlags& flags) {
   if (!task["jobs"].empty()) {
     std::printf("\njobs:\n");
     for (const json& j : task["jobs"]) {
-      std::printf("  job %s  %s  epoch %s  attempts %s  agent %s  device %s\n", str(j, "id").c_str(), str(j, "state").c_str(),
-                  str(j, "epoch").c_str(), str(j, "attempts").c_str(), str(j, "agent").c_str(), str(j, "device").c_str());
+      std::printf("  job %s  %s  epoch %s  attempts %s  agent %s  device %s\n",
+                  str(j, "id").c_str(), str(j, "state").c_str(), str(j, "epoch").c_str(),
+                  str(j, "attempts").c_str(), str(j, "agent").c_str(), str(j, "device").c_str());
     }
   }
   return kExitOk;
@@ -457,7 +498,8 @@ int cmd_submit(const ParsedFlags& flags) {
   if (!api.ok()) return code;
   json files = json::object();
   for (const auto& [written, file] : plan->files()) files[written] = file;
-  json body = {{"campaign", *text}, {"file_name", path.filename().string()}, {"files", std::move(files)}};
+  json body = {
+      {"campaign", *text}, {"file_name", path.filename().string()}, {"files", std::move(files)}};
 
   // A campaign of more than one batch takes seconds to store: its progress, read from the
   // campaign listing (tasks.total counts the tasks stored so far) through a second client.
@@ -508,13 +550,16 @@ int campaign_or_task_action(const ParsedFlags& flags, const std::string& verb) {
   int code = 0;
   std::string path;
   if (auto task = flags.get("task")) {
-    if (!flags.positional.empty()) return cli_fail(verb + ": give a campaign id or --task N, not both", kExitUsage);
+    if (!flags.positional.empty())
+      return cli_fail(verb + ": give a campaign id or --task N, not both", kExitUsage);
     auto id = parse_uint_flag("task", *task);
-    if (!id.ok() || *id == 0) return cli_fail(verb + ": --task '" + *task + "' is not a task id", kExitUsage);
+    if (!id.ok() || *id == 0)
+      return cli_fail(verb + ": --task '" + *task + "' is not a task id", kExitUsage);
     path = "tasks/" + std::to_string(*id) + "/" + verb;
   } else {
     auto id = campaign_arg(flags, true, verb.c_str());
-    if (!id.ok()) return cli_fail(id.status().message() + " (or --task N for one task)", kExitUsage);
+    if (!id.ok())
+      return cli_fail(id.status().message() + " (or --task N for one task)", kExitUsage);
     path = "campaigns/" + std::to_string(*id) + "/" + verb;
   }
   auto api = client_or_fail(flags, &code);
@@ -524,15 +569,20 @@ int campaign_or_task_action(const ParsedFlags& flags, const std::string& verb) {
   if (answer->contains("tasks") && (*answer)["tasks"].is_object()) {
     std::printf("%s\n", campaign_line(*answer, false).c_str());
   } else {
-    std::printf("task %lld: %s\n", static_cast<long long>(answer->value("task", 0)), str(*answer, "state").c_str());
+    std::printf("task %lld: %s\n", static_cast<long long>(answer->value("task", 0)),
+                str(*answer, "state").c_str());
   }
   return kExitOk;
 }
 
 }  // namespace
 
-int cmd_cancel(const ParsedFlags& flags) { return campaign_or_task_action(flags, "cancel"); }
-int cmd_resume(const ParsedFlags& flags) { return campaign_or_task_action(flags, "resume"); }
+int cmd_cancel(const ParsedFlags& flags) {
+  return campaign_or_task_action(flags, "cancel");
+}
+int cmd_resume(const ParsedFlags& flags) {
+  return campaign_or_task_action(flags, "resume");
+}
 
 // --- agents, drain, undrain -----------------------------------------------------------------
 
@@ -549,12 +599,13 @@ int cmd_agents(const ParsedFlags& flags) {
     return kExitOk;
   }
   if (*format == "csv") {
-    print_csv(*agents, {"id", "host", "state", "drained", "drain_reason", "drained_ms", "incarnation", "registered_ms",
-                        "last_seen_ms", "running_jobs"});
+    print_csv(*agents, {"id", "host", "state", "drained", "drain_reason", "drained_ms",
+                        "incarnation", "registered_ms", "last_seen_ms", "running_jobs"});
     return kExitOk;
   }
   constexpr std::string_view kAgentRow = "{:<34} {:<16.16} {:<6} {:<7} {:<5} {:<10} {:<24.24} {}\n";
-  fmt::print(kAgentRow, "AGENT", "HOST", "STATE", "DRAINED", "LOAD", "HEARTBEAT", "REASON", "DEVICES");
+  fmt::print(kAgentRow, "AGENT", "HOST", "STATE", "DRAINED", "LOAD", "HEARTBEAT", "REASON",
+             "DEVICES");
   for (const json& a : *agents) {
     std::string devices;
     size_t busy = 0;
@@ -569,8 +620,8 @@ int cmd_agents(const ParsedFlags& flags) {
     std::string load = std::to_string(busy) + "/" + std::to_string(a["devices"].size());
     std::string reason = str(a, "drain_reason");
     fmt::print(fmt::runtime(kAgentRow), str(a, "id"), str(a, "host"), str(a, "state"),
-               a.value("drained", false) ? "yes" : "no", load, ago(a.value("last_seen_ms", int64_t{0})),
-               reason.empty() ? "-" : reason, devices);
+               a.value("drained", false) ? "yes" : "no", load,
+               ago(a.value("last_seen_ms", int64_t{0})), reason.empty() ? "-" : reason, devices);
   }
   std::printf("(* a device running a job now)\n");
   return kExitOk;
@@ -589,32 +640,42 @@ int cmd_cluster(const ParsedFlags& flags) {
     return kExitOk;
   }
   if (*format == "csv") {  // a line per host, as sinfo -N
-    print_csv((*c)["hosts"], {"host", "state", "drained", "drain_reason", "running_jobs", "devices/idle", "devices/busy",
-                              "devices/draining", "devices/drained", "devices/down"});
+    print_csv((*c)["hosts"],
+              {"host", "state", "drained", "drain_reason", "running_jobs", "devices/idle",
+               "devices/busy", "devices/draining", "devices/drained", "devices/down"});
     return kExitOk;
   }
-  auto n = [](const json& j, const char* key) { return static_cast<long long>(j.value(key, int64_t{0})); };
-  constexpr std::string_view kHostRow = "{:<20.20} {:<8} {:>6} {:>5} {:>5} {:>6} {:>8} {:>5} {:>7}  {}\n";
-  fmt::print(kHostRow, "HOST", "STATE", "AGENTS", "IDLE", "BUSY", "DRAIN", "DRAINED", "DOWN", "RUNNING", "REASON");
+  auto n = [](const json& j, const char* key) {
+    return static_cast<long long>(j.value(key, int64_t{0}));
+  };
+  constexpr std::string_view kHostRow =
+      "{:<20.20} {:<8} {:>6} {:>5} {:>5} {:>6} {:>8} {:>5} {:>7}  {}\n";
+  fmt::print(kHostRow, "HOST", "STATE", "AGENTS", "IDLE", "BUSY", "DRAIN", "DRAINED", "DOWN",
+             "RUNNING", "REASON");
   for (const json& h : (*c)["hosts"]) {
     const json& d = h["devices"];
     std::string state = str(h, "state") + (h.value("drained", false) ? "*" : "");
     std::string reason = str(h, "drain_reason");
-    fmt::print(fmt::runtime(kHostRow), str(h, "host"), state, h["agents"].size(), n(d, "idle"), n(d, "busy"),
-               n(d, "draining"), n(d, "drained"), n(d, "down"), n(h, "running_jobs"), reason.empty() ? "-" : reason);
+    fmt::print(fmt::runtime(kHostRow), str(h, "host"), state, h["agents"].size(), n(d, "idle"),
+               n(d, "busy"), n(d, "draining"), n(d, "drained"), n(d, "down"), n(h, "running_jobs"),
+               reason.empty() ? "-" : reason);
   }
-  const json &d = (*c)["devices"], &a = (*c)["agents"], &t = (*c)["tasks"], &j = (*c)["jobs"], &tp = (*c)["throughput"];
+  const json &d = (*c)["devices"], &a = (*c)["agents"], &t = (*c)["tasks"], &j = (*c)["jobs"],
+             &tp = (*c)["throughput"];
   std::printf("(* drained)\n\n");
-  std::printf("devices:    %lld: %lld idle, %lld busy, %lld draining, %lld drained, %lld down\n", n(d, "total"),
-              n(d, "idle"), n(d, "busy"), n(d, "draining"), n(d, "drained"), n(d, "down"));
-  std::printf("agents:     %lld live (%lld drained), %lld lost, %lld gone\n", n(a, "live"), n(a, "drained"),
-              n(a, "lost"), n(a, "gone"));
+  std::printf("devices:    %lld: %lld idle, %lld busy, %lld draining, %lld drained, %lld down\n",
+              n(d, "total"), n(d, "idle"), n(d, "busy"), n(d, "draining"), n(d, "drained"),
+              n(d, "down"));
+  std::printf("agents:     %lld live (%lld drained), %lld lost, %lld gone\n", n(a, "live"),
+              n(a, "drained"), n(a, "lost"), n(a, "gone"));
   std::printf("jobs:       %lld running, %lld queued\n", n(j, "running"), n(j, "queued"));
-  std::printf("tasks:      %lld pending, %lld running, %lld passed, %lld failed, %lld cancelled; campaigns: %lld running of %lld\n",
-              n(t, "pending"), n(t, "running"), n(t, "passed"), n(t, "failed"), n(t, "cancelled"),
-              n((*c)["campaigns"], "running"), n((*c)["campaigns"], "total"));
-  std::printf("throughput: %lld tasks/hour (tasks finished in the last %lld min)\n", n(tp, "tasks_per_hour"),
-              n(tp, "window_s") / 60);
+  std::printf(
+      "tasks:      %lld pending, %lld running, %lld passed, %lld failed, %lld cancelled; "
+      "campaigns: %lld running of %lld\n",
+      n(t, "pending"), n(t, "running"), n(t, "passed"), n(t, "failed"), n(t, "cancelled"),
+      n((*c)["campaigns"], "running"), n((*c)["campaigns"], "total"));
+  std::printf("throughput: %lld tasks/hour (tasks finished in the last %lld min)\n",
+              n(tp, "tasks_per_hour"), n(tp, "window_s") / 60);
   return kExitOk;
 }
 
@@ -632,12 +693,15 @@ int cmd_progress(const ParsedFlags& flags) {
     std::printf("%s\n", p->dump(2).c_str());
     return kExitOk;
   }
-  auto n = [](const json& j, const char* key) { return static_cast<long long>(j.value(key, int64_t{0})); };
+  auto n = [](const json& j, const char* key) {
+    return static_cast<long long>(j.value(key, int64_t{0}));
+  };
   const json &t = (*p)["tasks"], &q = (*p)["queue"];
   fmt::print("campaign {} ({}), {} elapsed\n", *id, str(*p, "state"),
              duration_str((*p).value("elapsed_ms", int64_t{0}) / 1000.0));
-  fmt::print("tasks:  {} of {} finished ({} passed, {} failed), {} cancelled, {} remaining\n", n(t, "finished"),
-             n(t, "total"), n(t, "passed"), n(t, "failed"), n(t, "cancelled"), n(t, "remaining"));
+  fmt::print("tasks:  {} of {} finished ({} passed, {} failed), {} cancelled, {} remaining\n",
+             n(t, "finished"), n(t, "total"), n(t, "passed"), n(t, "failed"), n(t, "cancelled"),
+             n(t, "remaining"));
   const json& rate = (*p)["tasks_per_hour"];
   fmt::print("pace:   {} tasks/hour overall, {} finished in the last hour\n",
              rate.is_number() ? fmt::format("{:.1f}", rate.get<double>()) : "-",
@@ -646,10 +710,11 @@ int cmd_progress(const ParsedFlags& flags) {
   fmt::print(
       "eta:    {}\n",
       eta.is_number() ? "about " + duration_str(eta.get<int64_t>() / 1000.0) + " from now" : "-");
-  fmt::print("queue:  {} tasks pending, {} jobs queued, {} running\n", n(q, "pending_tasks"), n(q, "queued_jobs"),
-             n(q, "running_jobs"));
+  fmt::print("queue:  {} tasks pending, {} jobs queued, {} running\n", n(q, "pending_tasks"),
+             n(q, "queued_jobs"), n(q, "running_jobs"));
   if ((*p).value("stalled", false)) {
-    fmt::print("STALLED: nothing has moved since {} (kforge alerts)\n", clock_time(n(*p, "last_change_ms")));
+    fmt::print("STALLED: nothing has moved since {} (kforge alerts)\n",
+               clock_time(n(*p, "last_change_ms")));
   }
   return kExitOk;
 }
@@ -674,7 +739,8 @@ int cmd_alerts(const ParsedFlags& flags) {
   if (a->empty()) std::printf("no alerts\n");
   for (const json& alert : *a) {
     const int64_t since = alert.value("since_ms", int64_t{0});
-    fmt::print("{:<17} {}  {}\n", str(alert, "kind"), since > 0 ? clock_time(since) : "-", str(alert, "message"));
+    fmt::print("{:<17} {}  {}\n", str(alert, "kind"), since > 0 ? clock_time(since) : "-",
+               str(alert, "message"));
   }
   return kExitOk;
 }
@@ -684,7 +750,9 @@ int cmd_alerts(const ParsedFlags& flags) {
 int set_drained(const ParsedFlags& flags, bool drained) {
   const std::string verb = drained ? "drain" : "undrain";
   if (flags.positional.size() != 1) {
-    return cli_fail(verb + ": give one host name or agent id (or a unique prefix); see `kforge agents`", kExitUsage);
+    return cli_fail(
+        verb + ": give one host name or agent id (or a unique prefix); see `kforge agents`",
+        kExitUsage);
   }
   const std::string& name = flags.positional[0];
   json body = json::object();
@@ -699,17 +767,20 @@ int set_drained(const ParsedFlags& flags, bool drained) {
   } else if (by_host.status().code() == Code::not_found) {
     auto by_agent = (*api)->post("agents/" + url_escape(name) + "/" + verb, body);
     if (!by_agent.ok() && by_agent.status().code() == Code::not_found) {
-      return api_fail(Status(Code::not_found, verb + ": no host '" + name + "' and no agent id starting with it; "
+      return api_fail(Status(Code::not_found, verb + ": no host '" + name +
+                                                  "' and no agent id starting with it; "
                                                   "`kforge agents` lists them"));
     }
-    if (!by_agent.ok()) return api_fail(Status(by_agent.status().code(), verb + ": " + by_agent.status().message()));
+    if (!by_agent.ok())
+      return api_fail(Status(by_agent.status().code(), verb + ": " + by_agent.status().message()));
     agents = json::array({*by_agent});
   } else {
     return api_fail(Status(by_host.status().code(), verb + ": " + by_host.status().message()));
   }
   for (const json& a : agents) {
     std::string reason = str(a, "drain_reason");
-    std::printf("agent %s %s%s\n", str(a, "id").c_str(), drained ? "drained: running jobs finish, no new ones" : "undrained",
+    std::printf("agent %s %s%s\n", str(a, "id").c_str(),
+                drained ? "drained: running jobs finish, no new ones" : "undrained",
                 reason.empty() ? "" : ("; reason: " + reason).c_str());
   }
   return kExitOk;
@@ -733,16 +804,17 @@ int cmd_jobs(const ParsedFlags& flags) {
     return kExitOk;
   }
   if (*format == "csv") {
-    print_csv(*jobs, {"id", "task", "kind", "state", "epoch", "attempts", "agent", "device", "backend", "arch",
-                      "created_ms", "assigned_ms", "finished_ms", "outcome"});
+    print_csv(*jobs, {"id", "task", "kind", "state", "epoch", "attempts", "agent", "device",
+                      "backend", "arch", "created_ms", "assigned_ms", "finished_ms", "outcome"});
     return kExitOk;
   }
   constexpr std::string_view kJobRow = "{:<8} {:<10} {:<6} {:<8} {:<18.16} {:<8} {}\n";
   fmt::print(kJobRow, "JOB", "STATE", "EPOCH", "ATTEMPTS", "AGENT", "DEVICE", "OUTCOME");
   for (const json& j : *jobs) {
     std::string agent = str(j, "agent"), device = str(j, "device");
-    fmt::print(fmt::runtime(kJobRow), str(j, "id"), str(j, "state"), str(j, "epoch"), str(j, "attempts"),
-               agent.empty() ? "-" : agent, device.empty() ? "-" : device, str(j, "outcome"));
+    fmt::print(fmt::runtime(kJobRow), str(j, "id"), str(j, "state"), str(j, "epoch"),
+               str(j, "attempts"), agent.empty() ? "-" : agent, device.empty() ? "-" : device,
+               str(j, "outcome"));
   }
   return kExitOk;
 }
@@ -753,7 +825,11 @@ namespace {
 
 std::string safe_name(const std::string& s) {
   std::string out;
-  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '=') ? c : '_';
+  for (char c : s)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+            c == '=')
+               ? c
+               : '_';
   return out.empty() ? "_" : out;
 }
 
@@ -781,7 +857,8 @@ int cmd_export(const ParsedFlags& flags) {
     return atomic_write_file(p, text);
   };
   if (Status st = ensure_dir(out); !st.ok()) return cli_fail(st.message());
-  const std::filesystem::path summary_path = out / "summary.json", partial = out / "summary.json.partial";
+  const std::filesystem::path summary_path = out / "summary.json",
+                              partial = out / "summary.json.partial";
   std::ofstream summary(partial, std::ios::trunc);
   if (!summary) return cli_fail("export: cannot write " + partial.string());
   summary << "{\n  \"campaign\": " << campaign->dump() << ",\n  \"tasks\": [";
@@ -802,8 +879,12 @@ int cmd_export(const ParsedFlags& flags) {
       std::string base = prefix + seq + "_" + op + "_" + str(s, "role") + "_";
       if (str(s, "role") == "verifier") {
         std::string kind = str(s, "verdict") == "passed" ? "result" : "error_log";
-        if (Status st = write(dir / (base + kind + ".txt"), verifier_summary(str(s, "output")) + "\n"); !st.ok()) return st;
-        if (Status st = write(dir / (base + "result.json"), str(s, "output") + "\n"); !st.ok()) return st;
+        if (Status st =
+                write(dir / (base + kind + ".txt"), verifier_summary(str(s, "output")) + "\n");
+            !st.ok())
+          return st;
+        if (Status st = write(dir / (base + "result.json"), str(s, "output") + "\n"); !st.ok())
+          return st;
         continue;
       }
       if (Status st = write(dir / (base + "prompt.txt"), str(s, "input")); !st.ok()) return st;
@@ -858,9 +939,13 @@ int cmd_report(const ParsedFlags& flags) {
   if (auto out = flags.get("out")) {
     std::filesystem::path dir = *out;
     if (Status st = ensure_dir(dir); !st.ok()) return cli_fail(st.message());
-    if (Status st = atomic_write_file(dir / "report.json", report->dump(2) + "\n"); !st.ok()) return cli_fail(st.message());
-    if (Status st = atomic_write_file(dir / "index.html", report_html(*report)); !st.ok()) return cli_fail(st.message());
-    if (!flags.has("json")) std::printf("report of campaign %lld: %s (and report.json)\n", static_cast<long long>(*id), (dir / "index.html").string().c_str());
+    if (Status st = atomic_write_file(dir / "report.json", report->dump(2) + "\n"); !st.ok())
+      return cli_fail(st.message());
+    if (Status st = atomic_write_file(dir / "index.html", report_html(*report)); !st.ok())
+      return cli_fail(st.message());
+    if (!flags.has("json"))
+      std::printf("report of campaign %lld: %s (and report.json)\n", static_cast<long long>(*id),
+                  (dir / "index.html").string().c_str());
   }
   return kExitOk;
 }

@@ -30,7 +30,9 @@ namespace kforge {
 namespace {
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
+void on_signal(int) {
+  g_stop = true;
+}
 
 // Roles that send an API key, and where it comes from.
 bool sends_key(const LlmEndpoint& e) {
@@ -45,21 +47,26 @@ Status guard_llm_keys(const std::map<std::string, LlmEndpoint>& endpoints, const
     if (!sends_key(e) || !agent.jobs_share_uid()) continue;
     if (!e.api_key_env.empty()) {
       return failed_precondition(
-          "llm." + role + ": the API key is in the environment ($" + e.api_key_env + ") and jobs run as uid " +
-          std::to_string(::getuid()) + ", this process's own (not root, agent.contain = false or agent.job_uids "
-          "empty): generated code could read it from /proc, here or in the shell that started kforge. Put the key "
-          "in a file only you can read (llm." + role + ".api_key_file, mode 0600), or run kforge as root, where "
+          "llm." + role + ": the API key is in the environment ($" + e.api_key_env +
+          ") and jobs run as uid " + std::to_string(::getuid()) +
+          ", this process's own (not root, agent.contain = false or agent.job_uids "
+          "empty): generated code could read it from /proc, here or in the shell that started "
+          "kforge. Put the key "
+          "in a file only you can read (llm." +
+          role +
+          ".api_key_file, mode 0600), or run kforge as root, where "
           "each job gets a uid of its own (docs/security.md)");
     }
     std::fprintf(stderr,
-                 "kforge: warning: jobs run as uid %u, this process's own: the generated code they run can read every "
-                 "file this user can, the API key file %s of llm.%s among them; run kforge as root (each job gets "
+                 "kforge: warning: jobs run as uid %u, this process's own: the generated code they "
+                 "run can read every "
+                 "file this user can, the API key file %s of llm.%s among them; run kforge as root "
+                 "(each job gets "
                  "a uid of its own) to keep it from them (docs/security.md)\n",
                  static_cast<unsigned>(::getuid()), e.api_key_file.c_str(), role.c_str());
   }
   return Status();
 }
-
 
 }  // namespace
 
@@ -115,7 +122,8 @@ Result<AllInOneOptions> all_in_one_options(const Config& config,
 }
 
 int cmd_run(const ParsedFlags& flags) {
-  if (flags.positional.size() != 1) return cli_fail("run: give one campaign file, e.g. kforge run campaign.toml", kExitUsage);
+  if (flags.positional.size() != 1)
+    return cli_fail("run: give one campaign file, e.g. kforge run campaign.toml", kExitUsage);
   // This process will hold the LLM keys, the agent link's keys and the API token: processes
   // of its uid (jobs, where they share it) may not read its memory.
   if (Status st = hide_process_memory(); !st.ok()) return cli_fail(st.message());
@@ -174,7 +182,8 @@ int cmd_run(const ParsedFlags& flags) {
   aopts.coordinator = coord.endpoint();
   auto agent = Agent::open(aopts);
   if (!agent.ok()) return cli_fail(agent.status().message());
-  if (Status st = guard_llm_keys(options->conductor.endpoints, **agent); !st.ok()) return cli_fail(st.message());
+  if (Status st = guard_llm_keys(options->conductor.endpoints, **agent); !st.ok())
+    return cli_fail(st.message());
 
   coord.add_change_listener([&] { conductor.resume_all().ok(); });  // tasks `kforge submit` adds
   // The operator API and dashboard, so that `kforge status --coordinator URL` works meanwhile.
@@ -184,8 +193,8 @@ int cmd_run(const ParsedFlags& flags) {
   if (::isatty(STDERR_FILENO)) {
     std::fprintf(stderr, "kforge: dashboard on %s\n", api->server->dashboard_url().c_str());
   } else {
-    std::fprintf(stderr, "kforge: operator API and dashboard on %s (token in %s)\n", api->server->url().c_str(),
-                 api->server->token_file().c_str());
+    std::fprintf(stderr, "kforge: operator API and dashboard on %s (token in %s)\n",
+                 api->server->url().c_str(), api->server->token_file().c_str());
   }
   g_stop = false;
   std::signal(SIGINT, on_signal);
@@ -203,7 +212,8 @@ int cmd_run(const ParsedFlags& flags) {
   size_t last_done = SIZE_MAX;
   bool finished = false;
   while (!g_stop) {
-    auto tasks = coord.call([&](Coordinator& c) { return c.store().tasks_of_campaign(campaign_id); });
+    auto tasks =
+        coord.call([&](Coordinator& c) { return c.store().tasks_of_campaign(campaign_id); });
     if (!tasks.ok()) break;
     size_t done = 0, passed = 0;
     for (const TaskRow& t : *tasks) {
@@ -211,8 +221,8 @@ int cmd_run(const ParsedFlags& flags) {
       passed += t.state == TaskState::passed ? 1 : 0;
     }
     if (done != last_done) {
-      std::fprintf(stderr, "kforge: %s: %zu/%zu tasks done, %zu passed\n", campaign.name().c_str(), done,
-                   tasks->size(), passed);
+      std::fprintf(stderr, "kforge: %s: %zu/%zu tasks done, %zu passed\n", campaign.name().c_str(),
+                   done, tasks->size(), passed);
       last_done = done;
     }
     if (done == tasks->size()) {

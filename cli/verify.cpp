@@ -1,11 +1,12 @@
 // kforge verify: one candidate against its reference, locally, through the same harness
 // and sandbox an agent uses.
+#include "agent/verify.h"
+
 #include <unistd.h>
 
 #include <cstdio>
 
 #include "agent/verifier/verifier.h"
-#include "agent/verify.h"
 #include "cli/commands.h"
 #include "common/fs.h"
 #include "common/verify_result.h"
@@ -42,16 +43,23 @@ int cmd_verify(const ParsedFlags& flags) {
   VerifySpec spec;
   spec.target.impl_type = required(flags, "impl-type", &missing);
   spec.target.framework = required(flags, "framework", &missing);
-  if (!missing.empty()) return cli_fail("verify: --" + missing + " is required; see `kforge verify --help`", kExitUsage);
+  if (!missing.empty())
+    return cli_fail("verify: --" + missing + " is required; see `kforge verify --help`",
+                    kExitUsage);
   spec.target.backend = flags.get("backend").value_or("cpu");
   spec.target.arch = flags.get("arch").value_or(spec.target.backend == "cpu" ? "x86_64" : "");
   spec.task_type = flags.get("task-type").value_or("precision_only");
   if (spec.task_type != "precision_only" && spec.task_type != "profile") {
-    return cli_fail("verify: --task-type must be precision_only or profile, not '" + spec.task_type + "'", kExitUsage);
+    return cli_fail(
+        "verify: --task-type must be precision_only or profile, not '" + spec.task_type + "'",
+        kExitUsage);
   }
-  if (Status st = validate_target(spec.target); !st.ok()) return cli_fail("verify: " + st.message(), kExitUsage);
+  if (Status st = validate_target(spec.target); !st.ok())
+    return cli_fail("verify: " + st.message(), kExitUsage);
   uint64_t timeout_s = 300, memory_mb = 0, processes = 512;
-  for (auto [name, target] : {std::pair{"timeout", &timeout_s}, {"memory-limit", &memory_mb}, {"processes", &processes}}) {
+  for (auto [name, target] : {std::pair{"timeout", &timeout_s},
+                              {"memory-limit", &memory_mb},
+                              {"processes", &processes}}) {
     if (auto v = flags.get(name)) {
       auto n = parse_uint_flag(name, *v);
       if (!n.ok()) return cli_fail(n.status().message(), kExitUsage);
@@ -67,9 +75,13 @@ int cmd_verify(const ParsedFlags& flags) {
   }
 
   auto reference = read_file(task_path);
-  if (!reference.ok()) return cli_fail("verify: cannot read --task " + task_path + ": " + reference.status().message());
+  if (!reference.ok())
+    return cli_fail("verify: cannot read --task " + task_path + ": " +
+                    reference.status().message());
   auto candidate = read_file(candidate_path);
-  if (!candidate.ok()) return cli_fail("verify: cannot read --candidate " + candidate_path + ": " + candidate.status().message());
+  if (!candidate.ok())
+    return cli_fail("verify: cannot read --candidate " + candidate_path + ": " +
+                    candidate.status().message());
   spec.op_name = flags.get("op-name").value_or(std::filesystem::path(task_path).stem().string());
 
   auto harness = find_harness_dir(flags.get("harness").value_or(""));
@@ -83,7 +95,9 @@ int cmd_verify(const ParsedFlags& flags) {
   }
 
   std::string tmpl = (std::filesystem::temp_directory_path() / "kforge-verify-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) return cli_fail("verify: cannot create a job directory in " + std::filesystem::temp_directory_path().string());
+  if (::mkdtemp(tmpl.data()) == nullptr)
+    return cli_fail("verify: cannot create a job directory in " +
+                    std::filesystem::temp_directory_path().string());
   std::filesystem::path dir = tmpl;
   // The worker's user must reach its own directory below this one (and list nothing here).
   std::error_code perm_ec;
@@ -126,8 +140,14 @@ int cmd_verify(const ParsedFlags& flags) {
   vo.harness_dir = *harness;
   vo.work_root = dir / "verifier";
   vo.worker_as = run_as;
-  vo.env_allow = {"PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_VISIBLE_DEVICES",
-                  "ASCEND_HOME_PATH", "ASCEND_RT_VISIBLE_DEVICES"};
+  vo.env_allow = {"PATH",
+                  "LANG",
+                  "LC_ALL",
+                  "LD_LIBRARY_PATH",
+                  "CUDA_HOME",
+                  "CUDA_VISIBLE_DEVICES",
+                  "ASCEND_HOME_PATH",
+                  "ASCEND_RT_VISIBLE_DEVICES"};
   vo.worker_limits.address_space_mb = memory_mb;
   vo.worker_limits.processes = processes;
   vo.worker_limits.file_size_mb = 1024;
@@ -158,7 +178,8 @@ int cmd_verify(const ParsedFlags& flags) {
     cleanup();
     return cli_fail("verify: cannot start the verifier: " + verifier.status().message());
   }
-  VerifyResult result = verify_result_from_json((*verifier)->verify(dir, std::chrono::seconds(timeout_s)));
+  VerifyResult result =
+      verify_result_from_json((*verifier)->verify(dir, std::chrono::seconds(timeout_s)));
   verifier->reset();
   cleanup();
   if (!result.input_error.empty()) {

@@ -11,8 +11,8 @@
 
 #include "common/curve.h"
 #include "common/fs.h"
-#include "common/protocol.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/text.h"
 #include "common/toml_report.h"
 
@@ -269,10 +269,12 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
       field("harness_dir", &A::harness_dir),
       {"run_as",
        [](Reader& r, const toml::node& node, const std::string& key, A&) {
-         r.fail(node.source(), key +
-                ": was replaced by agent.job_uids (a uid per running job); to run jobs as the "
-                "agent's own user set job_uids = \"\" and allow_uncontained = true, or contain = false "
-                "for no box at all (docs/security.md)");
+         r.fail(node.source(),
+                key +
+                    ": was replaced by agent.job_uids (a uid per running job); to run jobs as the "
+                    "agent's own user set job_uids = \"\" and allow_uncontained = true, or contain "
+                    "= false "
+                    "for no box at all (docs/security.md)");
        }},
       field("job_uids", &A::job_uids),
       field("allow_uncontained", &A::allow_uncontained),
@@ -314,9 +316,10 @@ const Fields<LlmRoleConfig>& fields_of<LlmRoleConfig>() {
        [](Reader& r, const toml::node& node, const std::string& key, L& out) {
          read_value(r, node, key, out.replay_latency_ms, NoRule{});
          if (out.provider != "replay") {
-           r.fail(node.source(), key + ": only valid with provider = \"replay\", not " +
-                                     (out.provider.empty() ? "without a provider"
-                                                           : "with provider = " + toml_quote(out.provider)));
+           r.fail(node.source(),
+                  key + ": only valid with provider = \"replay\", not " +
+                      (out.provider.empty() ? "without a provider"
+                                            : "with provider = " + toml_quote(out.provider)));
          }
        }},
   };
@@ -396,21 +399,25 @@ void check_llm_roles(Reader& r, const toml::table& root, const Config& config, b
     }
     if (p.empty()) continue;  // reported by its field
     if (std::find(providers.begin(), providers.end(), p) == providers.end()) {
-      r.fail(at("provider"), key + ".provider: expected one of " + join(providers) + ", got " + toml_quote(p));
+      r.fail(at("provider"),
+             key + ".provider: expected one of " + join(providers) + ", got " + toml_quote(p));
       continue;
     }
     if (p != "openai" && role->recording.empty()) {
-      r.fail(at("provider"), key + ": provider " + toml_quote(p) + " needs recording = \"FILE.jsonl\"");
+      r.fail(at("provider"),
+             key + ": provider " + toml_quote(p) + " needs recording = \"FILE.jsonl\"");
     }
     if (!role->api_key_env.empty() && !role->api_key_file.empty()) {
       r.fail(at("api_key_file"), key + ": set api_key_env or api_key_file, not both");
     }
     if (p != "replay") {
-      if (role->model.empty()) r.fail(at("model"), key + ": provider " + toml_quote(p) + " needs model = \"...\"");
+      if (role->model.empty())
+        r.fail(at("model"), key + ": provider " + toml_quote(p) + " needs model = \"...\"");
       const std::string& url = role->base_url;
       if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://")) {
-        r.fail(at("base_url"), key + ".base_url: expected a URL starting with http:// or https://, got " +
-                                   toml_quote(url));
+        r.fail(at("base_url"),
+               key + ".base_url: expected a URL starting with http:// or https://, got " +
+                   toml_quote(url));
       }
     }
     if (!host) continue;
@@ -419,8 +426,9 @@ void check_llm_roles(Reader& r, const toml::table& root, const Config& config, b
       return f.is_absolute() ? f : base_dir / f;
     };
     if (p != "replay" && llm_base_url(*role).empty()) {
-      r.fail(table->source(), key + ": provider " + toml_quote(p) +
-                                  " needs base_url = \"http://HOST:PORT/v1\" (or $OPENAI_BASE_URL set)");
+      r.fail(table->source(),
+             key + ": provider " + toml_quote(p) +
+                 " needs base_url = \"http://HOST:PORT/v1\" (or $OPENAI_BASE_URL set)");
     }
     if (const std::string env = p == "replay" ? "" : role->api_key_env; !env.empty()) {
       const char* value = std::getenv(env.c_str());
@@ -429,7 +437,8 @@ void check_llm_roles(Reader& r, const toml::table& root, const Config& config, b
       }
     }
     if (p != "replay" && !role->api_key_file.empty()) {
-      if (auto secret = read_secret_file(resolve(role->api_key_file), "api_key_file"); !secret.ok()) {
+      if (auto secret = read_secret_file(resolve(role->api_key_file), "api_key_file");
+          !secret.ok()) {
         r.fail(at("api_key_file"), key + ".api_key_file: " + secret.status().message());
       }
     }
@@ -472,8 +481,8 @@ std::string llm_key_env(const LlmRoleConfig& role) {
   return role.api_key_file.empty() && key != nullptr && *key != '\0' ? "OPENAI_API_KEY" : "";
 }
 
-Result<Config> parse_config(std::string_view toml_text, const std::string& source_name, ConfigChecks checks,
-                            const std::filesystem::path& base_dir) {
+Result<Config> parse_config(std::string_view toml_text, const std::string& source_name,
+                            ConfigChecks checks, const std::filesystem::path& base_dir) {
   auto parsed = parse_toml(toml_text, source_name);
   if (!parsed.ok()) return parsed.status();
   const toml::table& root = *parsed;
@@ -493,8 +502,8 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& sourc
       reader.fail_at(1, 1, text);
     }
   };
-  pair("coordinator", "secret_key_file", !config.coordinator.secret_key_file.empty(), "agent_keys_file",
-       !config.coordinator.agent_keys_file.empty());
+  pair("coordinator", "secret_key_file", !config.coordinator.secret_key_file.empty(),
+       "agent_keys_file", !config.coordinator.agent_keys_file.empty());
   pair("agent", "secret_key_file", !config.agent.secret_key_file.empty(), "coordinator_public_key",
        !config.agent.coordinator_public_key.empty());
   check_llm_roles(reader, root, config, checks == ConfigChecks::host, base_dir);

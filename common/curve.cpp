@@ -1,12 +1,11 @@
 #include "common/curve.h"
 
 #include <sys/stat.h>
+#include <toml++/toml.h>
+#include <zmq.h>
 
 #include <algorithm>
 #include <cstdio>
-
-#include <toml++/toml.h>
-#include <zmq.h>
 
 #include "common/fs.h"
 #include "common/protocol.h"
@@ -19,21 +18,25 @@ constexpr std::string_view kZ85Alphabet =
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 
 std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return std::string(s);
 }
 
 }  // namespace
 
-bool curve_available() { return zmq_has("curve") != 0; }
+bool curve_available() {
+  return zmq_has("curve") != 0;
+}
 
 Result<CurveKeyPair> make_curve_keypair() {
   char pub[kZ85KeyChars + 1] = {};
   char sec[kZ85KeyChars + 1] = {};
   if (zmq_curve_keypair(pub, sec) != 0) {
-    return failed_precondition(std::string("cannot make a CURVE key pair: ") + zmq_strerror(zmq_errno()) +
-                               " (libzmq without CURVE support?)");
+    return failed_precondition(std::string("cannot make a CURVE key pair: ") +
+                               zmq_strerror(zmq_errno()) + " (libzmq without CURVE support?)");
   }
   return CurveKeyPair{pub, sec};
 }
@@ -49,15 +52,16 @@ Result<std::string> curve_public_key(const std::string& secret_key) {
 }
 
 bool is_z85_key(std::string_view text) {
-  return text.size() == kZ85KeyChars &&
-         std::all_of(text.begin(), text.end(),
-                     [](char c) { return kZ85Alphabet.find(c) != std::string_view::npos; });
+  return text.size() == kZ85KeyChars && std::all_of(text.begin(), text.end(), [](char c) {
+           return kZ85Alphabet.find(c) != std::string_view::npos;
+         });
 }
 
 std::string z85_of_key_bytes(std::string_view bytes) {
   if (bytes.size() != 32) return "";
   char out[kZ85KeyChars + 1] = {};
-  if (zmq_z85_encode(out, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) == nullptr) return "";
+  if (zmq_z85_encode(out, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) == nullptr)
+    return "";
   return out;
 }
 
@@ -70,7 +74,8 @@ Status write_secret_key_file(const std::filesystem::path& path, const CurveKeyPa
                              bool overwrite) {
   std::error_code ec;
   if (!overwrite && std::filesystem::exists(path, ec)) {
-    return failed_precondition(path.string() + " exists; refusing to replace a key (--force replaces it)");
+    return failed_precondition(path.string() +
+                               " exists; refusing to replace a key (--force replaces it)");
   }
   return atomic_write_file(path, secret_key_file_text(keys), 0600);
 }
@@ -106,9 +111,11 @@ Result<CurveKeyPair> read_secret_key_file(const std::filesystem::path& path) {
 
 Status AgentKeys::add(const std::string& agent_id, const std::string& public_key) {
   if (!proto::valid_agent_id(agent_id)) {
-    return invalid_argument("agent id " + toml_quote(agent_id) + " is not valid (1 to 128 printable characters, no '/')");
+    return invalid_argument("agent id " + toml_quote(agent_id) +
+                            " is not valid (1 to 128 printable characters, no '/')");
   }
-  if (!is_z85_key(public_key)) return invalid_argument("expected a CURVE public key (40 characters of Z85)");
+  if (!is_z85_key(public_key))
+    return invalid_argument("expected a CURVE public key (40 characters of Z85)");
   auto [it, inserted] = agent_by_key_.emplace(public_key, agent_id);
   if (!inserted && it->second != agent_id) {
     return invalid_argument("the key is bound to agent " + toml_quote(it->second) + " already");
@@ -150,17 +157,21 @@ Result<AgentKeys> AgentKeys::parse(std::string_view toml_text, const std::string
     if (s == nullptr || !is_z85_key(s->get())) {
       return problems.fail_value(node, key, "a CURVE public key (40 characters of Z85)");
     }
-    if (Status st = keys.add(agent, s->get()); !st.ok()) problems.fail(node.source(), key + ": " + st.message());
+    if (Status st = keys.add(agent, s->get()); !st.ok())
+      problems.fail(node.source(), key + ": " + st.message());
   };
   for (const auto& [k, v] : root) {
     std::string agent(k.str());
     if (!proto::valid_agent_id(agent)) {
-      problems.fail(k.source(), toml_quote(agent) + ": not a valid agent id (1 to 128 printable characters, no '/')");
+      problems.fail(
+          k.source(),
+          toml_quote(agent) + ": not a valid agent id (1 to 128 printable characters, no '/')");
       continue;
     }
     if (const auto* list = v.as_array()) {
       if (list->empty()) problems.fail_value(v, agent, "a public key or a non-empty list of them");
-      for (size_t i = 0; i < list->size(); ++i) add_one(agent, *list->get(i), agent + "[" + std::to_string(i) + "]");
+      for (size_t i = 0; i < list->size(); ++i)
+        add_one(agent, *list->get(i), agent + "[" + std::to_string(i) + "]");
     } else {
       add_one(agent, v, agent);
     }

@@ -46,8 +46,8 @@ std::optional<std::string> ParsedFlags::get(const std::string& name) const {
   return it->second;
 }
 
-Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vector<FlagSpec>& specs,
-                                const std::string& program) {
+Result<ParsedFlags> parse_flags(int argc, char** argv, int first,
+                                const std::vector<FlagSpec>& specs, const std::string& program) {
   ParsedFlags out;
   CLI::App app;
   add_specs(app, specs, out.positional);
@@ -105,7 +105,8 @@ Result<uint64_t> parse_uint_flag(const std::string& name, const std::string& val
   uint64_t v = 0;
   auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   if (ec != std::errc() || ptr != value.data() + value.size()) {
-    return invalid_argument("flag '--" + name + "': expected a non-negative integer, got '" + value + "'");
+    return invalid_argument("flag '--" + name + "': expected a non-negative integer, got '" +
+                            value + "'");
   }
   return v;
 }

@@ -13,9 +13,9 @@
 namespace kforge {
 
 struct FlagSpec {
-  std::string name;   // without the leading dashes; "help" is CLI11's -h,--help
-  bool takes_value;   // false: a switch
-  std::string help;   // one line
+  std::string name;                // without the leading dashes; "help" is CLI11's -h,--help
+  bool takes_value;                // false: a switch
+  std::string help;                // one line
   std::string default_value = {};  // the value of an absent flag ("": none); help shows it
 };
 
@@ -28,8 +28,8 @@ struct ParsedFlags {
 
 // Parses argv[first..argc). `program` names the command in error messages. A flag given twice
 // takes its last value.
-Result<ParsedFlags> parse_flags(int argc, char** argv, int first, const std::vector<FlagSpec>& specs,
-                                const std::string& program);
+Result<ParsedFlags> parse_flags(int argc, char** argv, int first,
+                                const std::vector<FlagSpec>& specs, const std::string& program);
 
 // The help: `heading` (e.g. "usage: kforge-agent [options]"), then a line per flag.
 std::string flags_help(const std::vector<FlagSpec>& specs, const std::string& heading);

@@ -73,7 +73,8 @@ Result<std::string> read_file(const std::filesystem::path& path) {
 
 Result<std::string> read_named_file(const std::filesystem::path& path, const std::string& what) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return not_found(what + " " + path.string() + " does not exist");
+  if (!std::filesystem::exists(path, ec))
+    return not_found(what + " " + path.string() + " does not exist");
   if (std::string why = not_a_file(path); !why.empty()) {
     return invalid_argument(what + " " + path.string() + " " + why);
   }
@@ -84,7 +85,8 @@ std::string not_a_file(const std::filesystem::path& path) {
   std::error_code ec;
   auto status = std::filesystem::status(path, ec);
   if (std::filesystem::is_directory(status)) return "is a directory";
-  if (!std::filesystem::is_regular_file(status)) return "is not a regular file (a device, FIFO or socket)";
+  if (!std::filesystem::is_regular_file(status))
+    return "is not a regular file (a device, FIFO or socket)";
   return "";
 }
 
@@ -94,8 +96,8 @@ Status check_secret_file_mode(const std::filesystem::path& path, const std::stri
   if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return invalid_argument(path.string() + ": " + what + " is accessible to other users (mode " + mode +
-                            "); chmod 600 (or 640 with the daemon's group) it");
+    return invalid_argument(path.string() + ": " + what + " is accessible to other users (mode " +
+                            mode + "); chmod 600 (or 640 with the daemon's group) it");
   }
   return Status();
 }
@@ -105,7 +107,8 @@ Result<std::string> read_secret_file(const std::filesystem::path& path, const st
   if (!text.ok()) return text.status();
   KF_RETURN_IF_ERROR(check_secret_file_mode(path, what));
   size_t first = text->find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) return invalid_argument(path.string() + ": " + what + " is empty");
+  if (first == std::string::npos)
+    return invalid_argument(path.string() + ": " + what + " is empty");
   std::string secret = text->substr(first, text->find_last_not_of(" \t\r\n") - first + 1);
   if (secret.find_first_of("\r\n") != std::string::npos) {
     return invalid_argument(path.string() + ": " + what + " must hold one line");
@@ -124,7 +127,8 @@ Status ensure_private_dir(const std::filesystem::path& path) {
   KF_RETURN_IF_ERROR(ensure_dir(path));
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return errno_status("cannot stat", path);
-  if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0700) != 0) return errno_status("cannot chmod 0700", path);
+  if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0700) != 0)
+    return errno_status("cannot chmod 0700", path);
   return Status();
 }
 

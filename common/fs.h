@@ -12,7 +12,8 @@ namespace kforge {
 // Writes `data` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
 // directory. A crash leaves either the old content or the new, never a mix. The file gets
 // `mode` (before the umask); secrets and state pass 0600.
-Status atomic_write_file(const std::filesystem::path& path, std::string_view data, unsigned mode = 0644);
+Status atomic_write_file(const std::filesystem::path& path, std::string_view data,
+                         unsigned mode = 0644);
 
 // Reads a whole file. not_found when it does not exist.
 Result<std::string> read_file(const std::filesystem::path& path);

@@ -57,7 +57,8 @@ std::string iso_utc_ms(spdlog::log_clock::time_point tp) {
   auto since_epoch = tp.time_since_epoch();
   auto secs = std::chrono::floor<std::chrono::seconds>(since_epoch);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - secs).count();
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(static_cast<std::time_t>(secs.count())), ms);
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
+                     fmt::gmtime(static_cast<std::time_t>(secs.count())), ms);
 }
 
 // One JSON object per line: {"ts", "level", "component", "msg"}. Invalid UTF-8 in a message
@@ -118,7 +119,8 @@ Status init_logging(const LogConfig& cfg, const std::string& component) {
         sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.file));
       } else {
         sinks.push_back(std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
-            cfg.file, static_cast<size_t>(cfg.max_file_mb) << 20, std::max<uint32_t>(cfg.max_files, 1)));
+            cfg.file, static_cast<size_t>(cfg.max_file_mb) << 20,
+            std::max<uint32_t>(cfg.max_files, 1)));
       }
     } catch (const spdlog::spdlog_ex& e) {
       return io_error("cannot open log file " + cfg.file + ": " + e.what());
@@ -183,8 +185,8 @@ void LogThrottle::report(spdlog::level::level_enum level) {
   }
   if (totals_start_ms_ >= 0 && now - totals_start_ms_ >= options_.interval_ms) {
     if (other_keys_ > 0) {
-      spdlog::log(level, "{} more like this from {} other peers in the last {} s", other_suppressed_, other_keys_,
-                  (now - totals_start_ms_) / 1000);
+      spdlog::log(level, "{} more like this from {} other peers in the last {} s",
+                  other_suppressed_, other_keys_, (now - totals_start_ms_) / 1000);
     }
     totals_start_ms_ = keys_.empty() ? -1 : now;
     lines_ = summaries_ = 0;

@@ -70,7 +70,7 @@ class LogThrottle {
   // Call it often (every loop turn is fine: it is cheap when nothing is due).
   void report(spdlog::level::level_enum level = spdlog::level::warn);
 
-  size_t keys() const { return keys_.size(); }   // for tests: bounded by max_keys + 1
+  size_t keys() const { return keys_.size(); }               // for tests: bounded by max_keys + 1
   uint64_t suppressed() const { return suppressed_total_; }  // since construction
 
   // The key shared by sources beyond max_keys.

@@ -22,10 +22,14 @@ void labels_text(std::string& out, const MetricLabels& labels) {
     out += labels[i].first;
     out += "=\"";
     for (char c : labels[i].second) {
-      if (c == '\\') out += "\\\\";
-      else if (c == '"') out += "\\\"";
-      else if (c == '\n') out += "\\n";
-      else out += c;
+      if (c == '\\')
+        out += "\\\\";
+      else if (c == '"')
+        out += "\\\"";
+      else if (c == '\n')
+        out += "\\n";
+      else
+        out += c;
     }
     out += '"';
   }
@@ -34,12 +38,14 @@ void labels_text(std::string& out, const MetricLabels& labels) {
 
 }  // namespace
 
-void metric_family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+void metric_family(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help) {
   out.append("# HELP ").append(name).append(" ").append(help).append("\n");
   out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-void metric_sample(std::string& out, std::string_view name, const MetricLabels& labels, double value) {
+void metric_sample(std::string& out, std::string_view name, const MetricLabels& labels,
+                   double value) {
   out.append(name);
   labels_text(out, labels);
   out.append(" ").append(number(value)).append("\n");

@@ -13,14 +13,17 @@ namespace kforge {
 using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
 // "# HELP" and "# TYPE" lines; `type` is counter | gauge | histogram.
-void metric_family(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+void metric_family(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help);
 // One sample: name{labels} value. Label values are escaped.
-void metric_sample(std::string& out, std::string_view name, const MetricLabels& labels, double value);
+void metric_sample(std::string& out, std::string_view name, const MetricLabels& labels,
+                   double value);
 
 // A cumulative histogram with fixed upper bounds (seconds, usually).
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size(), 0) {}
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size(), 0) {}
   void observe(double value);
   // The family's HELP/TYPE lines, then _bucket{le=...}, _sum and _count.
   void render(std::string& out, std::string_view name, std::string_view help) const;

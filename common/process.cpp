@@ -2,11 +2,11 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -39,13 +39,16 @@ constexpr std::chrono::milliseconds kDrainGrace{2000};
 // without pause cannot starve the deadline, the cancel token or the other pipe.
 constexpr size_t kReadBurst = 1 << 20;
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 // Both ends are close-on-exec, so that a child forked concurrently by another thread never
 // inherits them (it would keep our pipes open).
 Status make_pipe(UniqueFd& read_end, UniqueFd& write_end, const std::string& what) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return io_error("cannot create " + what + " pipe: " + errno_text(errno));
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return io_error("cannot create " + what + " pipe: " + errno_text(errno));
   read_end = UniqueFd(fds[0]);
   write_end = UniqueFd(fds[1]);
   return Status();
@@ -82,7 +85,6 @@ struct ChildError {
   const char* detail_text;  // a static string of the child, which is a copy of this process
 };
 
-
 // Everything the child needs, prepared before fork: between fork and exec the child may only
 // make async-signal-safe calls, so it neither allocates nor formats.
 struct ChildPlan {
@@ -96,7 +98,7 @@ struct ChildPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   int stdio[3] = {-1, -1, -1};
-  std::vector<int> pass_fds;             // become 3, 4, ... in the child
+  std::vector<int> pass_fds;  // become 3, 4, ... in the child
   int error_fd = -1;
   int max_fd = 1024;  // for the fallback when close_range is unavailable
   // The box (all unused without one).
@@ -106,7 +108,7 @@ struct ChildPlan {
   const sandbox_detail::MountPlan* mounts = nullptr;
   bool net_ns = false;
   bool pid_ns = false;
-  int status_fd = -1;  // pid_ns: init writes the program's wait status here
+  int status_fd = -1;                     // pid_ns: init writes the program's wait status here
   sock_fprog syscall_filter{0, nullptr};  // installed just before exec when len > 0
 };
 
@@ -200,7 +202,8 @@ void box_child(const ChildPlan& plan) {
     if (error_fd < 0) child_fail(plan.error_fd, ChildStage::stdio, errno);
     for (size_t i = 0; i < plan.pass_fds.size(); ++i) {
       int moved = ::fcntl(plan.pass_fds[i], F_DUPFD, first_free);
-      if (moved < 0 || ::dup2(moved, 3 + static_cast<int>(i)) < 0) child_fail(error_fd, ChildStage::stdio, errno);
+      if (moved < 0 || ::dup2(moved, 3 + static_cast<int>(i)) < 0)
+        child_fail(error_fd, ChildStage::stdio, errno);
     }
   }
   // Every other fd closes at exec; the error pipe must stay open until then.
@@ -233,7 +236,8 @@ void box_child(const ChildPlan& plan) {
   }
   if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) child_fail(error_fd, ChildStage::chdir, errno);
 
-  if (plan.syscall_filter.len > 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &plan.syscall_filter) != 0) {
+  if (plan.syscall_filter.len > 0 &&
+      ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &plan.syscall_filter) != 0) {
     child_fail(error_fd, ChildStage::seccomp, errno);
   }
 
@@ -249,24 +253,21 @@ void box_child(const ChildPlan& plan) {
     ::execve(path.c_str(), plan.argv.data(), plan.envp.data());
     last = errno;
     switch (last) {
-      case EACCES:
-        saw_eacces = true;
-        continue;
+      case EACCES: saw_eacces = true; continue;
       case ENOENT:
       case ENOTDIR:
       case ESTALE:
       case ENODEV:
-      case ETIMEDOUT:
-        continue;
-      default:
-        child_fail(error_fd, ChildStage::exec, last);
+      case ETIMEDOUT: continue;
+      default: child_fail(error_fd, ChildStage::exec, last);
     }
   }
   child_fail(error_fd, ChildStage::exec, saw_eacces ? EACCES : last);
 }
 
 bool valid_env_name(const std::string& name) {
-  return !name.empty() && name.find('=') == std::string::npos && name.find('\0') == std::string::npos;
+  return !name.empty() && name.find('=') == std::string::npos &&
+         name.find('\0') == std::string::npos;
 }
 
 // The paths to try for argv[0], given the child's environment.
@@ -279,7 +280,8 @@ std::vector<std::string> exec_candidates(const std::string& program,
   size_t start = 0;
   for (;;) {
     size_t colon = path.find(':', start);
-    std::string dir = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    std::string dir =
+        path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
     if (dir.empty()) dir = ".";  // POSIX: an empty element is the current directory
     out.push_back(dir + "/" + program);
     if (colon == std::string::npos) break;
@@ -302,8 +304,7 @@ std::string child_error_text(const ChildError& e, const std::string& program, co
                              const ProcessSpec& spec) {
   std::string why = errno_text(e.err);
   switch (e.stage) {
-    case ChildStage::setpgid:
-      return "cannot start a process group for '" + program + "': " + why;
+    case ChildStage::setpgid: return "cannot start a process group for '" + program + "': " + why;
     case ChildStage::stdio:
       return "cannot set up stdin/stdout/stderr for '" + program + "': " + why;
     case ChildStage::rlimit: {
@@ -314,21 +315,20 @@ std::string child_error_text(const ChildError& e, const std::string& program, co
     }
     case ChildStage::chdir:
       return "cannot chdir to " + spec.cwd.string() + " for '" + program + "': " + why;
-    case ChildStage::exec:
-      return "cannot exec '" + program + "': " + why;
+    case ChildStage::exec: return "cannot exec '" + program + "': " + why;
     case ChildStage::user:
       return "cannot switch to uid " + std::to_string(plan.uid) + " for '" + program + "': " + why;
-    case ChildStage::cgroup:
-      return "cannot join the job's cgroup for '" + program + "': " + why;
+    case ChildStage::cgroup: return "cannot join the job's cgroup for '" + program + "': " + why;
     case ChildStage::mounts:
-      return std::string("cannot ") + (e.detail_text ? e.detail_text : "build the job's mount namespace") + " for '" +
+      return std::string("cannot ") +
+             (e.detail_text ? e.detail_text : "build the job's mount namespace") + " for '" +
              program + "': " + why;
     case ChildStage::network:
-      return "cannot bring up loopback in the job's network namespace for '" + program + "': " + why;
+      return "cannot bring up loopback in the job's network namespace for '" + program +
+             "': " + why;
     case ChildStage::init:
       return "the job's PID namespace init cannot fork '" + program + "': " + why;
-    case ChildStage::privs:
-      return "cannot set no_new_privs for '" + program + "': " + why;
+    case ChildStage::privs: return "cannot set no_new_privs for '" + program + "': " + why;
     case ChildStage::seccomp:
       return "cannot install the system-call filter (seccomp) for '" + program + "': " + why;
   }
@@ -403,11 +403,13 @@ int poll_timeout_ms(SteadyClock::time_point until) {
 std::vector<RlimitSetting> rlimits_for(const ResourceLimits& lim) {
   constexpr uint64_t kMiB = 1024 * 1024;
   std::vector<RlimitSetting> out;
-  if (lim.address_space_mb) out.push_back(plan_limit(RLIMIT_AS, "RLIMIT_AS", lim.address_space_mb, kMiB));
+  if (lim.address_space_mb)
+    out.push_back(plan_limit(RLIMIT_AS, "RLIMIT_AS", lim.address_space_mb, kMiB));
   if (lim.cpu_s) out.push_back(plan_limit(RLIMIT_CPU, "RLIMIT_CPU", lim.cpu_s, 1));
   if (lim.open_files) out.push_back(plan_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", lim.open_files, 1));
   if (lim.processes) out.push_back(plan_limit(RLIMIT_NPROC, "RLIMIT_NPROC", lim.processes, 1));
-  if (lim.file_size_mb) out.push_back(plan_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", lim.file_size_mb, kMiB));
+  if (lim.file_size_mb)
+    out.push_back(plan_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", lim.file_size_mb, kMiB));
   out.push_back({RLIMIT_CORE, "RLIMIT_CORE", 0, 0});
   return out;
 }
@@ -421,17 +423,21 @@ void CancelToken::cancel() {
   if (fd_.valid()) fd_.notify();
 }
 
-bool CancelToken::cancelled() const { return cancelled_.load(); }
+bool CancelToken::cancelled() const {
+  return cancelled_.load();
+}
 
 Status hide_process_memory() {
-  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return io_error("prctl(PR_SET_DUMPABLE, 0): " + errno_text(errno));
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+    return io_error("prctl(PR_SET_DUMPABLE, 0): " + errno_text(errno));
   return Status();
 }
 
 Result<std::map<std::string, std::string>> child_environment(const ProcessSpec& spec) {
   std::map<std::string, std::string> env;
   for (const std::string& name : spec.env_allow) {
-    if (!valid_env_name(name)) return invalid_argument("run_process: bad env_allow name '" + name + "'");
+    if (!valid_env_name(name))
+      return invalid_argument("run_process: bad env_allow name '" + name + "'");
     if (const char* value = ::getenv(name.c_str())) env[name] = value;
   }
   for (const auto& [name, value] : spec.env) {
@@ -471,7 +477,8 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, INT_MAX));
   }
 
-  UniqueFd stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write, error_read, error_write;
+  UniqueFd stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write,
+      error_read, error_write;
   if (spec.stdin_data.empty()) {
     stdin_read = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!stdin_read.valid()) return io_error("cannot open /dev/null: " + errno_text(errno));
@@ -671,12 +678,14 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
 
     const short done = POLLIN | POLLHUP | POLLERR;
     if (fds[kStdout].revents & done) {
-      if (!read_some(stdout_read.get(), result.stdout_data, spec.output_cap, result.stdout_truncated)) {
+      if (!read_some(stdout_read.get(), result.stdout_data, spec.output_cap,
+                     result.stdout_truncated)) {
         stdout_read.reset();
       }
     }
     if (fds[kStderr].revents & done) {
-      if (!read_some(stderr_read.get(), result.stderr_data, spec.output_cap, result.stderr_truncated)) {
+      if (!read_some(stderr_read.get(), result.stderr_data, spec.output_cap,
+                     result.stderr_truncated)) {
         stderr_read.reset();
       }
     }
@@ -707,9 +716,11 @@ Result<ProcessResult> run_process(const ProcessSpec& spec, CancelToken* cancel) 
   int wait_errno = errno;
   // Before anyone reads what the job left: its group is empty, or the call fails.
   Status boxed = reap_box();
-  result.wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
+  result.wall_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
   if (waited < 0) {
-    return io_error("cannot reap '" + program + "' (pid " + std::to_string(pid) + "): " + errno_text(wait_errno));
+    return io_error("cannot reap '" + program + "' (pid " + std::to_string(pid) +
+                    "): " + errno_text(wait_errno));
   }
   if (!boxed.ok()) return boxed;
   if (plan.pid_ns) {

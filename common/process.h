@@ -70,17 +70,17 @@ struct ProcessSpec {
   // "/usr/bin:/bin") when it has no '/'; a relative path with a '/' is relative to `cwd`.
   // Unlike execvp, a file without "#!" is not handed to /bin/sh: it fails to exec.
   std::vector<std::string> argv;
-  std::filesystem::path cwd;                // empty = inherit
-  std::vector<std::string> env_allow;       // names copied from this process's environment
-  std::map<std::string, std::string> env;   // set in the child (overrides allowed names)
+  std::filesystem::path cwd;               // empty = inherit
+  std::vector<std::string> env_allow;      // names copied from this process's environment
+  std::map<std::string, std::string> env;  // set in the child (overrides allowed names)
   ResourceLimits limits;
-  std::chrono::milliseconds timeout{0};     // wall clock from the start; 0 = none
-  size_t output_cap = 1 << 20;              // per stream; bytes beyond are read and discarded
+  std::chrono::milliseconds timeout{0};  // wall clock from the start; 0 = none
+  size_t output_cap = 1 << 20;           // per stream; bytes beyond are read and discarded
   // Switch the child to this user (supplementary groups dropped) before exec. Needs root.
   // Besides isolation, RLIMIT_NPROC is only enforced for non-root users.
   std::optional<UserIds> run_as;
-  std::string stdin_data;                   // written to the child's stdin, then closed
-                                            // (empty: stdin is /dev/null)
+  std::string stdin_data;  // written to the child's stdin, then closed
+                           // (empty: stdin is /dev/null)
   // Descriptors the child inherits: pass_fds[i] becomes fd 3 + i in the child; every other
   // descriptor above 2 is closed at exec. The caller keeps ownership of its copies.
   std::vector<int> pass_fds;
@@ -102,19 +102,19 @@ struct ProcessSpec {
 };
 
 struct ProcessResult {
-  int exit_code = -1;     // when the leader exited normally; else -1
-  int signal = 0;         // when the leader was killed by a signal (SIGKILL at timeout/cancel)
-  bool timed_out = false; // we killed the group because spec.timeout passed
-  bool cancelled = false; // we killed the group because the CancelToken fired
-  std::string stdout_data, stderr_data;        // at most spec.output_cap bytes each
+  int exit_code = -1;      // when the leader exited normally; else -1
+  int signal = 0;          // when the leader was killed by a signal (SIGKILL at timeout/cancel)
+  bool timed_out = false;  // we killed the group because spec.timeout passed
+  bool cancelled = false;  // we killed the group because the CancelToken fired
+  std::string stdout_data, stderr_data;  // at most spec.output_cap bytes each
   bool stdout_truncated = false, stderr_truncated = false;
-  int64_t wall_ms = 0;    // from before fork to after the leader was reaped
-  int pid = 0;            // the leader's pid (without a box also the process group id;
-                          // with box->pid_ns the namespace's init)
+  int64_t wall_ms = 0;  // from before fork to after the leader was reaped
+  int pid = 0;          // the leader's pid (without a box also the process group id;
+                        // with box->pid_ns the namespace's init)
   // Only with a box that has a cgroup:
-  bool memory_exceeded = false;   // box->memory_mb was hit and the kernel OOM-killed a process
-  bool pids_exceeded = false;     // a fork or thread creation failed at box->pids
-  uint64_t memory_peak_bytes = 0; // the group's peak memory use (0 without a memory controller)
+  bool memory_exceeded = false;    // box->memory_mb was hit and the kernel OOM-killed a process
+  bool pids_exceeded = false;      // a fork or thread creation failed at box->pids
+  uint64_t memory_peak_bytes = 0;  // the group's peak memory use (0 without a memory controller)
 };
 
 // Cancels run_process calls from another thread. Thread-safe; once cancelled it stays

@@ -5,10 +5,9 @@
 // that one description, so encode and decode cannot drift apart.
 #include "common/protocol.h"
 
-#include <msgpack.hpp>
-
 #include <cstdio>
 #include <limits>
+#include <msgpack.hpp>
 #include <new>
 #include <optional>
 #include <type_traits>
@@ -44,9 +43,9 @@ namespace {
 
 // Field options, or-ed together.
 enum FieldOpt : unsigned {
-  kOptional = 0,          // missing on the wire: the member keeps its struct default
-  kRequired = 1u << 0,    // missing on the wire: the frame is rejected
-  kBytes = 1u << 1,       // arbitrary bytes: encoded as bin (map fields: the values)
+  kOptional = 0,        // missing on the wire: the member keeps its struct default
+  kRequired = 1u << 0,  // missing on the wire: the frame is rejected
+  kBytes = 1u << 1,     // arbitrary bytes: encoded as bin (map fields: the values)
 };
 
 // Schema<T>: the wire description of T. `described` is true for structs encoded as maps;
@@ -459,9 +458,7 @@ class Reader {
   // Appends to the path for the scope's lifetime.
   class Scope {
    public:
-    Scope(Reader& r, std::string_view suffix) : r_(r), len_(r.path_.size()) {
-      r_.path_ += suffix;
-    }
+    Scope(Reader& r, std::string_view suffix) : r_(r), len_(r.path_.size()) { r_.path_ += suffix; }
     ~Scope() { r_.path_.resize(len_); }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
@@ -488,8 +485,8 @@ class Reader {
   }
 
   template <class U>
-    requires std::is_unsigned_v<U> && (!std::is_same_v<U, bool>)
-  void get(const msgpack::object& o, U& v, unsigned) {
+  requires std::is_unsigned_v<U> &&
+      (!std::is_same_v<U, bool>)void get(const msgpack::object& o, U& v, unsigned) {
     if (o.type != msgpack::type::POSITIVE_INTEGER) return fail_type("unsigned integer", o);
     if (o.via.u64 > std::numeric_limits<U>::max()) {
       return fail("value " + std::to_string(o.via.u64) + " out of range for uint" +
@@ -498,7 +495,7 @@ class Reader {
     v = static_cast<U>(o.via.u64);
   }
   template <class I>
-    requires std::is_signed_v<I>
+  requires std::is_signed_v<I>
   void get(const msgpack::object& o, I& v, unsigned) {
     const std::string range = " out of range for int" + std::to_string(8 * sizeof(I));
     if (o.type == msgpack::type::POSITIVE_INTEGER) {

@@ -59,8 +59,8 @@ struct Hello {
   std::string host;
   std::vector<DeviceInfo> devices;
   std::map<std::string, std::string> capabilities;  // "python" -> "3.11.2", "torch" -> ...
-  std::vector<JobRef> running;  // attempts this process is running now
-  std::vector<JobRef> outbox;   // finished attempts whose results await an ack
+  std::vector<JobRef> running;                      // attempts this process is running now
+  std::vector<JobRef> outbox;                       // finished attempts whose results await an ack
   bool operator==(const Hello&) const = default;
 };
 
@@ -83,7 +83,9 @@ enum class RefusalCode : uint32_t {
   superseded = 4,        // a newer process of this agent (holding its key) took over
   id_in_use = 100,       // transient: another live process holds this agent id (plain TCP)
 };
-inline bool refusal_is_transient(uint32_t code) { return code >= 100 && code < 200; }
+inline bool refusal_is_transient(uint32_t code) {
+  return code >= 100 && code < 200;
+}
 
 struct Refused {
   std::string reason;  // for the agent's log
@@ -144,10 +146,10 @@ struct Assign {
 struct JobResult {
   JobRef job;
   std::string agent_id;
-  int32_t exit_code = -1;  // when the process exited; -1 otherwise
-  int32_t signal = 0;      // when killed by a signal
-  bool timed_out = false;  // killed at the wall-clock timeout
-  bool cancelled = false;  // killed on a Cancel
+  int32_t exit_code = -1;   // when the process exited; -1 otherwise
+  int32_t signal = 0;       // when killed by a signal
+  bool timed_out = false;   // killed at the wall-clock timeout
+  bool cancelled = false;   // killed on a Cancel
   std::string infra_error;  // non-empty when the agent could not run the job at all
   std::string stdout_data;
   std::string stderr_data;
@@ -155,7 +157,7 @@ struct JobResult {
   std::string result_json;        // exec jobs: the result.json the command wrote, if any.
                                   // Verify jobs of agents before `verify`: the verdict document
   std::optional<VerifyResult> verify;  // verify jobs: the judge's verdict, typed
-  int64_t started_ms = 0;         // wall clock, ms since the Unix epoch
+  int64_t started_ms = 0;              // wall clock, ms since the Unix epoch
   int64_t finished_ms = 0;
   bool operator==(const JobResult&) const = default;
 };

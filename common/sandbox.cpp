@@ -44,9 +44,9 @@ namespace fs = std::filesystem;
 
 // The new mount API by number: glibc before 2.36 (Ubuntu 22.04, RHEL 9) has no wrappers.
 namespace {
-constexpr unsigned kOpenTreeClone = 1;        // OPEN_TREE_CLONE
+constexpr unsigned kOpenTreeClone = 1;  // OPEN_TREE_CLONE
 constexpr unsigned kOpenTreeCloexec = O_CLOEXEC;
-constexpr unsigned kAtRecursive = 0x8000;     // AT_RECURSIVE
+constexpr unsigned kAtRecursive = 0x8000;  // AT_RECURSIVE
 constexpr unsigned kMoveMountFEmptyPath = 0x4;
 constexpr uint64_t kMountAttrRdonly = 0x1;
 constexpr uint64_t kMountAttrNosuid = 0x2;
@@ -63,7 +63,9 @@ int sys_mount_setattr(int dfd, const char* path, unsigned flags, KMountAttr* att
   return static_cast<int>(::syscall(SYS_mount_setattr, dfd, path, flags, attr, sizeof *attr));
 }
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 bool fs_is(const fs::path& p, long magic) {
   struct statfs s;
@@ -164,11 +166,11 @@ void kill_tree(const fs::path& dir, bool keep_self, std::chrono::milliseconds de
 // itself into a leaf once, so that its own group can hand controllers to the job groups.
 struct Delegation {
   CgroupMode mode = CgroupMode::none;
-  fs::path base_v2;                          // parent of kforge-jobs-<tag> in the v2/unified tree
+  fs::path base_v2;  // parent of kforge-jobs-<tag> in the v2/unified tree
   fs::path base_memory, base_pids, base_cpu, base_io;  // hybrid: v1 parents (io: blkio);
-                                                      // v2: same as base_v2 if enabled
-  std::string why;                           // when mode is none
-  std::vector<std::string> notes;            // controllers missing
+                                                       // v2: same as base_v2 if enabled
+  std::string why;                                     // when mode is none
+  std::vector<std::string> notes;                      // controllers missing
 };
 
 Delegation compute_delegation() {
@@ -203,7 +205,9 @@ Delegation compute_delegation() {
     }
     if (!enable.empty()) {
       if (Status st = write_cg(self / "cgroup.subtree_control", enable); !st.ok()) {
-        d.notes.push_back(st.message() + " (other processes share the agent's group: give it its own unit with Delegate=yes)");
+        d.notes.push_back(
+            st.message() +
+            " (other processes share the agent's group: give it its own unit with Delegate=yes)");
       }
     }
     enabled = words(read_small(self / "cgroup.subtree_control"));
@@ -238,7 +242,9 @@ const Delegation& delegation() {
   return d;
 }
 
-std::string hex16() { return random_hex_id().substr(0, 16); }
+std::string hex16() {
+  return random_hex_id().substr(0, 16);
+}
 
 // "MAJ:MIN" of each whole disk of the host (/sys/block), memory-backed devices left out.
 std::vector<std::string> block_devices() {
@@ -246,7 +252,8 @@ std::vector<std::string> block_devices() {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/sys/block", ec)) {
     std::string name = entry.path().filename().string();
-    if (name.rfind("loop", 0) == 0 || name.rfind("ram", 0) == 0 || name.rfind("zram", 0) == 0) continue;
+    if (name.rfind("loop", 0) == 0 || name.rfind("ram", 0) == 0 || name.rfind("zram", 0) == 0)
+      continue;
     std::string dev = read_small(entry.path() / "dev");
     while (!dev.empty() && (dev.back() == '\n' || dev.back() == ' ')) dev.pop_back();
     if (!dev.empty()) out.push_back(dev);
@@ -275,7 +282,8 @@ Result<std::shared_ptr<CgroupRoot>> CgroupRoot::open(const std::string& tag) {
     if (base.empty()) return Status();
     out = base / name;
     if (::mkdir(out.c_str(), 0755) != 0 && errno != EEXIST) {
-      return failed_precondition("cannot create the job cgroup root " + out.string() + ": " + errno_text(errno));
+      return failed_precondition("cannot create the job cgroup root " + out.string() + ": " +
+                                 errno_text(errno));
     }
     return Status();
   };
@@ -311,8 +319,9 @@ CgroupRoot::~CgroupRoot() {
 }
 
 std::string CgroupRoot::describe() const {
-  std::string s = std::string("cgroup ") + (mode_ == CgroupMode::v2 ? "v2" : "hybrid (v1 limits, v2 kill)") +
-                  " at " + kill_dir_.string() + " (";
+  std::string s = std::string("cgroup ") +
+                  (mode_ == CgroupMode::v2 ? "v2" : "hybrid (v1 limits, v2 kill)") + " at " +
+                  kill_dir_.string() + " (";
   std::string ctl;
   if (has_memory()) ctl += " memory";
   if (has_pids()) ctl += " pids";
@@ -364,18 +373,24 @@ bool in_child(Fn fn) {
 SandboxSupport probe_sandbox(const CgroupRoot* cgroup) {
   SandboxSupport s;
   s.root = ::geteuid() == 0;
-  if (!s.root) s.missing.push_back("not root: jobs cannot run as per-slot uids (they run as the agent's own uid)");
+  if (!s.root)
+    s.missing.push_back(
+        "not root: jobs cannot run as per-slot uids (they run as the agent's own uid)");
   if (cgroup != nullptr) {
     s.cgroups = cgroup->mode();
     s.memory = cgroup->has_memory();
     s.pids = cgroup->has_pids();
     s.cpu = cgroup->has_cpu();
     s.io = cgroup->has_io();  // used only when a bandwidth limit is configured
-    if (!s.memory) s.missing.push_back("no memory controller for job cgroups: the memory limit is not enforced");
-    if (!s.pids) s.missing.push_back("no pids controller for job cgroups: the process limit is not enforced");
-    if (!s.cpu) s.missing.push_back("no cpu controller for job cgroups: the CPU quota is not enforced");
+    if (!s.memory)
+      s.missing.push_back("no memory controller for job cgroups: the memory limit is not enforced");
+    if (!s.pids)
+      s.missing.push_back("no pids controller for job cgroups: the process limit is not enforced");
+    if (!s.cpu)
+      s.missing.push_back("no cpu controller for job cgroups: the CPU quota is not enforced");
   } else {
-    s.missing.push_back("no job cgroups: a job's escaped processes are not tracked, no memory or process limit");
+    s.missing.push_back(
+        "no job cgroups: a job's escaped processes are not tracked, no memory or process limit");
   }
   s.pid_ns = in_child([] { return ::unshare(CLONE_NEWPID); });
   if (!s.pid_ns) s.missing.push_back("no PID namespace: jobs see and may signal other processes");
@@ -400,10 +415,14 @@ SandboxSupport probe_sandbox(const CgroupRoot* cgroup) {
     if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return -1;
     return ::unshare(CLONE_NEWUSER) == -1 && errno == EPERM ? 0 : -1;
   });
-  if (!s.seccomp) s.missing.push_back("no seccomp filter: jobs may ptrace, create user namespaces and use bpf, keyctl, io_uring");
+  if (!s.seccomp)
+    s.missing.push_back(
+        "no seccomp filter: jobs may ptrace, create user namespaces and use bpf, keyctl, io_uring");
   if (!s.mount_ns || !s.mount_api) {
-    s.missing.push_back(std::string(s.mount_ns ? "no open_tree/mount_setattr (Linux 5.12+)" : "no mount namespace") +
-                        ": jobs see the host's file system writable where their uid may write, and share /tmp and /dev/shm");
+    s.missing.push_back(std::string(s.mount_ns ? "no open_tree/mount_setattr (Linux 5.12+)"
+                                               : "no mount namespace") +
+                        ": jobs see the host's file system writable where their uid may write, and "
+                        "share /tmp and /dev/shm");
   }
   return s;
 }
@@ -419,43 +438,72 @@ constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
 #else
 #error "job_syscall_filter: unknown architecture (add its AUDIT_ARCH_*)"
 #endif
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the filter reads the low word of 64-bit arguments");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the filter reads the low word of 64-bit arguments");
 
 // Calls a job never needs and that reach beyond it: other processes' memory, the kernel's
 // less-trodden interfaces, namespaces and mounts, the machine itself.
 const std::vector<long>& denied_syscalls() {
   static const std::vector<long> calls = {
-    SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev,
+      SYS_ptrace,
+      SYS_process_vm_readv,
+      SYS_process_vm_writev,
 #ifdef SYS_pidfd_getfd
-    SYS_pidfd_getfd,
+      SYS_pidfd_getfd,
 #endif
 #ifdef SYS_process_madvise
-    SYS_process_madvise,
+      SYS_process_madvise,
 #endif
-    SYS_bpf, SYS_perf_event_open, SYS_userfaultfd, SYS_keyctl, SYS_add_key, SYS_request_key,
+      SYS_bpf,
+      SYS_perf_event_open,
+      SYS_userfaultfd,
+      SYS_keyctl,
+      SYS_add_key,
+      SYS_request_key,
 #ifdef SYS_io_uring_setup
-    SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register,
+      SYS_io_uring_setup,
+      SYS_io_uring_enter,
+      SYS_io_uring_register,
 #endif
-    SYS_mount, SYS_umount2, SYS_pivot_root, SYS_chroot, SYS_unshare, SYS_setns,
+      SYS_mount,
+      SYS_umount2,
+      SYS_pivot_root,
+      SYS_chroot,
+      SYS_unshare,
+      SYS_setns,
 #ifdef SYS_open_tree
-    SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
+      SYS_open_tree,
+      SYS_move_mount,
+      SYS_fsopen,
+      SYS_fsconfig,
+      SYS_fsmount,
+      SYS_fspick,
 #endif
 #ifdef SYS_mount_setattr
-    SYS_mount_setattr,
+      SYS_mount_setattr,
 #endif
-    SYS_kexec_load,
+      SYS_kexec_load,
 #ifdef SYS_kexec_file_load
-    SYS_kexec_file_load,
+      SYS_kexec_file_load,
 #endif
-    SYS_init_module, SYS_finit_module, SYS_delete_module,
+      SYS_init_module,
+      SYS_finit_module,
+      SYS_delete_module,
 #ifdef SYS_iopl
-    SYS_iopl, SYS_ioperm,
+      SYS_iopl,
+      SYS_ioperm,
 #endif
-    SYS_swapon, SYS_swapoff, SYS_reboot, SYS_acct, SYS_quotactl,
+      SYS_swapon,
+      SYS_swapoff,
+      SYS_reboot,
+      SYS_acct,
+      SYS_quotactl,
 #ifdef SYS_quotactl_fd
-    SYS_quotactl_fd,
+      SYS_quotactl_fd,
 #endif
-    SYS_syslog, SYS_vhangup, SYS_open_by_handle_at,
+      SYS_syslog,
+      SYS_vhangup,
+      SYS_open_by_handle_at,
   };
   return calls;
 }
@@ -463,7 +511,9 @@ const std::vector<long>& denied_syscalls() {
 std::string build_syscall_filter() {
   std::vector<sock_filter> f;
   auto stmt = [&](uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); };
-  auto jeq = [&](uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, k, jt, jf)); };
+  auto jeq = [&](uint32_t k, uint8_t jt, uint8_t jf) {
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, k, jt, jf));
+  };
   const uint16_t load = BPF_LD | BPF_W | BPF_ABS, ret = BPF_RET | BPF_K;
   const uint32_t allow = SECCOMP_RET_ALLOW, eperm = SECCOMP_RET_ERRNO | EPERM;
   const uint32_t arg0 = offsetof(seccomp_data, args), arg1 = arg0 + sizeof(uint64_t);  // low words
@@ -486,8 +536,8 @@ std::string build_syscall_filter() {
   jeq(SYS_clone, 0, 4);
   stmt(load, arg0);
   f.push_back(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K,
-                       CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
-                           CLONE_NEWNET,
+                       CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+                           CLONE_NEWPID | CLONE_NEWNET,
                        0, 1));
   stmt(ret, eperm);
   stmt(ret, allow);
@@ -536,7 +586,8 @@ Box box_for(const SandboxSupport& support, std::shared_ptr<CgroupRoot> cgroups) 
 Result<std::shared_ptr<UidPool>> UidPool::parse(const std::string& range) {
   auto number = [&](const std::string& s) -> Result<uint64_t> {
     if (s.empty() || s.size() > 10 || !std::all_of(s.begin(), s.end(), ::isdigit)) {
-      return invalid_argument("job uid range '" + range + "': expected FIRST-LAST, e.g. 60000-60063");
+      return invalid_argument("job uid range '" + range +
+                              "': expected FIRST-LAST, e.g. 60000-60063");
     }
     return std::stoull(s);
   };
@@ -546,12 +597,15 @@ Result<std::shared_ptr<UidPool>> UidPool::parse(const std::string& range) {
   auto last = dash == std::string::npos ? first : number(range.substr(dash + 1));
   if (!last.ok()) return last.status();
   if (*first == 0 || *last < *first || *last >= 0xFFFFFFFFull) {
-    return invalid_argument("job uid range '" + range + "': must be FIRST-LAST with 0 < FIRST <= LAST");
+    return invalid_argument("job uid range '" + range +
+                            "': must be FIRST-LAST with 0 < FIRST <= LAST");
   }
-  if (*last - *first >= 65536) return invalid_argument("job uid range '" + range + "': more than 65536 uids");
+  if (*last - *first >= 65536)
+    return invalid_argument("job uid range '" + range + "': more than 65536 uids");
   uid_t me = ::getuid();
   if (me >= *first && me <= *last) {
-    return invalid_argument("job uid range '" + range + "' holds the agent's own uid " + std::to_string(me));
+    return invalid_argument("job uid range '" + range + "' holds the agent's own uid " +
+                            std::to_string(me));
   }
   return std::make_shared<UidPool>(static_cast<uid_t>(*first), static_cast<uid_t>(*last));
 }
@@ -564,7 +618,8 @@ Result<UidPool::Lease> UidPool::acquire() {
       return Lease(this, static_cast<uid_t>(first_ + i));
     }
   }
-  return failed_precondition("every job uid in " + std::to_string(first_) + "-" + std::to_string(last_) +
+  return failed_precondition("every job uid in " + std::to_string(first_) + "-" +
+                             std::to_string(last_) +
                              " is in use: more concurrent jobs than the range has uids");
 }
 
@@ -590,20 +645,23 @@ void UidPool::Lease::release() {
 
 // ---- job directories ------------------------------------------------------------------
 
-Result<std::unique_ptr<JobDir>> JobDir::create(const fs::path& root, uid_t uid, gid_t gid, uint64_t quota_mb) {
+Result<std::unique_ptr<JobDir>> JobDir::create(const fs::path& root, uid_t uid, gid_t gid,
+                                               uint64_t quota_mb) {
   std::unique_ptr<JobDir> dir(new JobDir());
   dir->uid_ = uid;
   dir->gid_ = gid;
   dir->path_ = root / ("job-" + hex16());
   if (::mkdir(dir->path_.c_str(), 0700) != 0) {
-    return io_error("cannot create job directory " + dir->path_.string() + ": " + errno_text(errno));
+    return io_error("cannot create job directory " + dir->path_.string() + ": " +
+                    errno_text(errno));
   }
   if (quota_mb > 0 && ::geteuid() == 0) {
-    std::string opts = "size=" + std::to_string(quota_mb) + "m,mode=0700,uid=" + std::to_string(uid) +
-                       ",gid=" + std::to_string(gid);
-    if (::mount("kforge-job", dir->path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
-      Status st = io_error("cannot mount a " + std::to_string(quota_mb) + " MiB tmpfs on " + dir->path_.string() +
-                           ": " + errno_text(errno));
+    std::string opts = "size=" + std::to_string(quota_mb) +
+                       "m,mode=0700,uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid);
+    if (::mount("kforge-job", dir->path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) !=
+        0) {
+      Status st = io_error("cannot mount a " + std::to_string(quota_mb) + " MiB tmpfs on " +
+                           dir->path_.string() + ": " + errno_text(errno));
       ::rmdir(dir->path_.c_str());
       dir->keep_ = true;
       return st;
@@ -611,7 +669,8 @@ Result<std::unique_ptr<JobDir>> JobDir::create(const fs::path& root, uid_t uid, 
     dir->mounted_ = true;
   }
   if (::geteuid() == 0 && ::chown(dir->path_.c_str(), uid, gid) != 0) {
-    return io_error("cannot give " + dir->path_.string() + " to uid " + std::to_string(uid) + ": " + errno_text(errno));
+    return io_error("cannot give " + dir->path_.string() + " to uid " + std::to_string(uid) + ": " +
+                    errno_text(errno));
   }
   return dir;
 }
@@ -628,13 +687,14 @@ Status JobDir::hand_over() const {
   std::error_code ec;
   auto one = [&](const fs::path& p) -> Status {
     if (::lchown(p.c_str(), uid_, gid_) != 0) {
-      return io_error("cannot give " + p.string() + " to uid " + std::to_string(uid_) + ": " + errno_text(errno));
+      return io_error("cannot give " + p.string() + " to uid " + std::to_string(uid_) + ": " +
+                      errno_text(errno));
     }
     return Status();
   };
   KF_RETURN_IF_ERROR(one(path_));
-  for (auto it = fs::recursive_directory_iterator(path_, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(path_, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     KF_RETURN_IF_ERROR(one(it->path()));
   }
   if (ec) return io_error("cannot walk " + path_.string() + ": " + ec.message());
@@ -665,12 +725,14 @@ Status check_traversable(const fs::path& path) {
   fs::path p = fs::absolute(path).lexically_normal();
   for (;;) {
     struct stat st;
-    if (::stat(p.c_str(), &st) != 0) return io_error("cannot stat " + p.string() + ": " + errno_text(errno));
+    if (::stat(p.c_str(), &st) != 0)
+      return io_error("cannot stat " + p.string() + ": " + errno_text(errno));
     if (S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH)) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      return failed_precondition(p.string() + " (mode " + mode + ") cannot be traversed by job uids, so " +
-                                 path.string() + " is out of their reach");
+      return failed_precondition(p.string() + " (mode " + mode +
+                                 ") cannot be traversed by job uids, so " + path.string() +
+                                 " is out of their reach");
     }
     if (!p.has_parent_path() || p.parent_path() == p) break;
     p = p.parent_path();
@@ -684,20 +746,23 @@ Status install_readable_copy(const fs::path& from, const fs::path& to) {
   tmp += ".new-" + hex16();
   fs::remove_all(tmp, ec);
   fs::copy(from, tmp, fs::copy_options::recursive | fs::copy_options::skip_symlinks, ec);
-  if (ec) return io_error("cannot copy " + from.string() + " to " + tmp.string() + ": " + ec.message());
+  if (ec)
+    return io_error("cannot copy " + from.string() + " to " + tmp.string() + ": " + ec.message());
   auto fix = [&](const fs::path& p) -> Status {
     struct stat st;
-    if (::lstat(p.c_str(), &st) != 0) return io_error("cannot stat " + p.string() + ": " + errno_text(errno));
+    if (::lstat(p.c_str(), &st) != 0)
+      return io_error("cannot stat " + p.string() + ": " + errno_text(errno));
     if (::geteuid() == 0 && ::lchown(p.c_str(), 0, 0) != 0) {
       return io_error("cannot give " + p.string() + " to root: " + errno_text(errno));
     }
     mode_t mode = S_ISDIR(st.st_mode) || (st.st_mode & 0111) ? 0755 : 0644;
-    if (::chmod(p.c_str(), mode) != 0) return io_error("cannot chmod " + p.string() + ": " + errno_text(errno));
+    if (::chmod(p.c_str(), mode) != 0)
+      return io_error("cannot chmod " + p.string() + ": " + errno_text(errno));
     return Status();
   };
   KF_RETURN_IF_ERROR(fix(tmp));
-  for (auto it = fs::recursive_directory_iterator(tmp, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(tmp, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     KF_RETURN_IF_ERROR(fix(it->path()));
   }
   if (ec) return io_error("cannot walk " + tmp.string() + ": " + ec.message());
@@ -705,7 +770,8 @@ Status install_readable_copy(const fs::path& from, const fs::path& to) {
   old += ".old-" + hex16();
   if (fs::exists(to, ec)) fs::rename(to, old, ec);
   fs::rename(tmp, to, ec);
-  if (ec) return io_error("cannot move " + tmp.string() + " to " + to.string() + ": " + ec.message());
+  if (ec)
+    return io_error("cannot move " + tmp.string() + " to " + to.string() + ": " + ec.message());
   fs::remove_all(old, ec);
   return check_traversable(to);
 }
@@ -716,10 +782,17 @@ namespace sandbox_detail {
 
 Result<std::unique_ptr<JobCgroup>> JobCgroup::create(const Box& box) {
   const CgroupRoot& root = *box.cgroups;
-  if (box.memory_mb && !root.has_memory()) return failed_precondition("a memory limit was asked for, but job cgroups have no memory controller");
-  if (box.pids && !root.has_pids()) return failed_precondition("a process limit was asked for, but job cgroups have no pids controller");
-  if (box.cpu_percent && !root.has_cpu()) return failed_precondition("a CPU quota was asked for, but job cgroups have no cpu controller");
-  if (box.io_mbps && !root.has_io()) return failed_precondition("a disk bandwidth limit was asked for, but job cgroups have no io controller");
+  if (box.memory_mb && !root.has_memory())
+    return failed_precondition(
+        "a memory limit was asked for, but job cgroups have no memory controller");
+  if (box.pids && !root.has_pids())
+    return failed_precondition(
+        "a process limit was asked for, but job cgroups have no pids controller");
+  if (box.cpu_percent && !root.has_cpu())
+    return failed_precondition("a CPU quota was asked for, but job cgroups have no cpu controller");
+  if (box.io_mbps && !root.has_io())
+    return failed_precondition(
+        "a disk bandwidth limit was asked for, but job cgroups have no io controller");
   std::unique_ptr<JobCgroup> cg(new JobCgroup());
   cg->root_ = box.cgroups;
   const std::string name = "job-" + hex16();
@@ -729,7 +802,8 @@ Result<std::unique_ptr<JobCgroup>> JobCgroup::create(const Box& box) {
   }
   for (const auto& b : bases) {
     fs::path dir = b / name;
-    if (::mkdir(dir.c_str(), 0755) != 0) return io_error("cannot create job cgroup " + dir.string() + ": " + errno_text(errno));
+    if (::mkdir(dir.c_str(), 0755) != 0)
+      return io_error("cannot create job cgroup " + dir.string() + ": " + errno_text(errno));
     cg->dirs_.push_back(dir);
   }
   cg->kill_dir_ = cg->dirs_[0];
@@ -741,7 +815,8 @@ Result<std::unique_ptr<JobCgroup>> JobCgroup::create(const Box& box) {
     std::string bytes = std::to_string(box.memory_mb << 20);
     if (v2) {
       KF_RETURN_IF_ERROR(write_cg(cg->memory_dir_ / "memory.max", bytes));
-      if (fs::exists(cg->memory_dir_ / "memory.swap.max", ec)) KF_RETURN_IF_ERROR(write_cg(cg->memory_dir_ / "memory.swap.max", "0"));
+      if (fs::exists(cg->memory_dir_ / "memory.swap.max", ec))
+        KF_RETURN_IF_ERROR(write_cg(cg->memory_dir_ / "memory.swap.max", "0"));
     } else {
       KF_RETURN_IF_ERROR(write_cg(cg->memory_dir_ / "memory.limit_in_bytes", bytes));
       if (fs::exists(cg->memory_dir_ / "memory.memsw.limit_in_bytes", ec)) {
@@ -776,7 +851,8 @@ Result<std::unique_ptr<JobCgroup>> JobCgroup::create(const Box& box) {
   }
   for (const auto& dir : cg->dirs_) {
     int fd = ::open((dir / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return io_error("cannot open " + (dir / "cgroup.procs").string() + ": " + errno_text(errno));
+    if (fd < 0)
+      return io_error("cannot open " + (dir / "cgroup.procs").string() + ": " + errno_text(errno));
     cg->join_fds_.push_back(fd);
   }
   return cg;
@@ -791,7 +867,8 @@ JobCgroup::~JobCgroup() {
   close_join_fds();
   // Sub-groups a job made itself (possible in v2 when it owns nothing: it cannot) go first.
   for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
-    if (::rmdir(it->c_str()) != 0 && errno == EBUSY) kill_tree(*it, false, std::chrono::milliseconds(1000));
+    if (::rmdir(it->c_str()) != 0 && errno == EBUSY)
+      kill_tree(*it, false, std::chrono::milliseconds(1000));
   }
 }
 
@@ -817,7 +894,8 @@ Status JobCgroup::wait_empty(std::chrono::milliseconds deadline) {
     if (!has_kill) {
       for (pid_t p : procs) ::kill(p, SIGKILL);
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       result = failed_precondition("the job's cgroup " + kill_dir_.string() + " still holds " +
                                    std::to_string(procs.size()) + " processes after the kill");
@@ -827,7 +905,8 @@ Status JobCgroup::wait_empty(std::chrono::milliseconds deadline) {
       // cgroup.events signals POLLPRI when "populated" changes; re-read it first.
       char buf[256];
       (void)::pread(events, buf, sizeof buf, 0);
-      if (read_small(kill_dir_ / "cgroup.events").find("populated 0") != std::string::npos) continue;
+      if (read_small(kill_dir_ / "cgroup.events").find("populated 0") != std::string::npos)
+        continue;
       pollfd p{events, POLLPRI, 0};
       ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 50)));
     } else {
@@ -840,7 +919,8 @@ Status JobCgroup::wait_empty(std::chrono::milliseconds deadline) {
 
 bool JobCgroup::memory_exceeded() const {
   if (memory_dir_.empty()) return false;
-  if (root_->mode() == CgroupMode::v2) return keyed_value(memory_dir_ / "memory.events", "oom_kill") > 0;
+  if (root_->mode() == CgroupMode::v2)
+    return keyed_value(memory_dir_ / "memory.events", "oom_kill") > 0;
   return keyed_value(memory_dir_ / "memory.oom_control", "oom_kill") > 0;
 }
 
@@ -851,7 +931,8 @@ bool JobCgroup::pids_exceeded() const {
 
 uint64_t JobCgroup::memory_peak_bytes() const {
   if (memory_dir_.empty()) return 0;
-  fs::path f = memory_dir_ / (root_->mode() == CgroupMode::v2 ? "memory.peak" : "memory.max_usage_in_bytes");
+  fs::path f =
+      memory_dir_ / (root_->mode() == CgroupMode::v2 ? "memory.peak" : "memory.max_usage_in_bytes");
   std::istringstream in(read_small(f));
   uint64_t v = 0;
   in >> v;
@@ -882,7 +963,8 @@ MountPlan plan_mounts(const Box& box) {
     if (fs::is_symlink(dir, ec) || !fs::is_directory(dir, ec)) continue;  // /var/run -> /run
     plan.hidden.push_back(dir);
   }
-  for (const auto& h : box.hidden) plan.hidden.push_back(fs::absolute(h).lexically_normal().string());
+  for (const auto& h : box.hidden)
+    plan.hidden.push_back(fs::absolute(h).lexically_normal().string());
   return plan;
 }
 
@@ -895,7 +977,8 @@ int apply_mounts(const MountPlan& plan, const char** step) {
   size_t nbinds = plan.binds.size() < kMaxBinds ? plan.binds.size() : kMaxBinds;
   *step = "clone a path to bind into the job's view (open_tree)";
   for (size_t i = 0; i < nbinds; ++i) {
-    fds[i] = sys_open_tree(AT_FDCWD, plan.binds[i].path.c_str(), kOpenTreeClone | kOpenTreeCloexec | kAtRecursive);
+    fds[i] = sys_open_tree(AT_FDCWD, plan.binds[i].path.c_str(),
+                           kOpenTreeClone | kOpenTreeCloexec | kAtRecursive);
     if (fds[i] < 0) return errno;
     if (!plan.binds[i].writable) {
       KMountAttr ro{kMountAttrRdonly | kMountAttrNosuid, 0, 0, 0};
@@ -909,12 +992,16 @@ int apply_mounts(const MountPlan& plan, const char** step) {
     if (sys_mount_setattr(AT_FDCWD, "/", kAtRecursive, &ro) != 0) return errno;
   }
   *step = "mount a private tmpfs on /tmp";
-  if (::mount("kforge-tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()) != 0) return errno;
+  if (::mount("kforge-tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()) != 0)
+    return errno;
   *step = "mount a private tmpfs on /dev/shm";
-  if (::mount("kforge-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()) != 0) return errno;
+  if (::mount("kforge-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options.c_str()) !=
+      0)
+    return errno;
   *step = "hide a directory under an empty tmpfs";
   for (const std::string& h : plan.hidden) {
-    if (::mount("kforge-hidden", h.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=16k,mode=0755") != 0) {
+    if (::mount("kforge-hidden", h.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "size=16k,mode=0755") != 0) {
       if (errno == ENOENT) continue;
       return errno;
     }
@@ -923,7 +1010,8 @@ int apply_mounts(const MountPlan& plan, const char** step) {
     // hidepid=2 (invisible; the numeric form every kernel since 3.3 reads): a job's uid sees
     // only its own processes, not its root init (whose command line is the agent's).
     *step = "mount the PID namespace's /proc (hidepid)";
-    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") != 0) return errno;
+    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") != 0)
+      return errno;
   }
   for (size_t i = 0; i < nbinds; ++i) {
     *step = "create a mount point for a bound path";
@@ -931,12 +1019,14 @@ int apply_mounts(const MountPlan& plan, const char** step) {
       if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return errno;
     }
     *step = "bind a path into the job's view (move_mount)";
-    if (sys_move_mount(fds[i], "", AT_FDCWD, plan.binds[i].path.c_str(), kMoveMountFEmptyPath) != 0) return errno;
+    if (sys_move_mount(fds[i], "", AT_FDCWD, plan.binds[i].path.c_str(), kMoveMountFEmptyPath) != 0)
+      return errno;
     ::close(fds[i]);
   }
   *step = "make a hidden directory read-only";
   for (const std::string& h : plan.hidden) {
-    if (::mount(nullptr, h.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+    if (::mount(nullptr, h.c_str(), nullptr,
+                MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                 nullptr) != 0 &&
         errno != EINVAL && errno != ENOENT) {  // not mounted above: absent or under /tmp
       return errno;

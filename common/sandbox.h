@@ -28,6 +28,8 @@
 //           /sys/fs/cgroup/unified tracks and kills the job (cgroup.kill).
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -36,8 +38,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <sys/types.h>
 
 #include "common/status.h"
 
@@ -106,7 +106,7 @@ struct Box {
   std::vector<std::filesystem::path> readable;  // bound back read-only (harness, toolchain
                                                 // under /tmp); must exist
   std::vector<std::filesystem::path> hidden;    // covered by an empty read-only tmpfs
-  bool syscall_filter = true;           // job_syscall_filter() (seccomp), after no_new_privs
+  bool syscall_filter = true;  // job_syscall_filter() (seccomp), after no_new_privs
   // After the kill, the job's group must be empty within this; else run_process fails.
   std::chrono::milliseconds empty_deadline{5000};
 };
@@ -135,7 +135,8 @@ const std::string& job_syscall_filter();
 struct SandboxSupport {
   bool root = false;  // euid 0: can switch uids, create groups and namespaces
   CgroupMode cgroups = CgroupMode::none;
-  bool memory = false, pids = false, cpu = false, io = false;  // controllers the jobs' groups can use
+  bool memory = false, pids = false, cpu = false,
+       io = false;  // controllers the jobs' groups can use
   bool pid_ns = false, net_ns = false, ipc_ns = false, mount_ns = false;
   bool mount_api = false;  // open_tree/move_mount/mount_setattr (Linux 5.12+)
   bool seccomp = false;    // seccomp filters (job_syscall_filter)
@@ -204,8 +205,8 @@ class UidPool {
 // (unmounted first) when the object dies, unless keep() was called.
 class JobDir {
  public:
-  static Result<std::unique_ptr<JobDir>> create(const std::filesystem::path& root, uid_t uid, gid_t gid,
-                                                uint64_t quota_mb);
+  static Result<std::unique_ptr<JobDir>> create(const std::filesystem::path& root, uid_t uid,
+                                                gid_t gid, uint64_t quota_mb);
   ~JobDir();
   const std::filesystem::path& path() const { return path_; }
   bool on_tmpfs() const { return mounted_; }
@@ -223,7 +224,8 @@ class JobDir {
 
 // Removes what earlier processes left under a work root: every entry but `keep` (names),
 // unmounting tmpfs job directories first. Returns how many entries went.
-size_t remove_stale_job_dirs(const std::filesystem::path& root, const std::vector<std::string>& keep);
+size_t remove_stale_job_dirs(const std::filesystem::path& root,
+                             const std::vector<std::string>& keep);
 
 // Copies the directory tree `from` to `to` (replacing it), root-owned, directories 0755 and
 // files 0644, so that any job uid can read it; then checks that every directory above `to`

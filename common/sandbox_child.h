@@ -3,9 +3,9 @@
 #pragma once
 
 #include <chrono>
-#include <map>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>

@@ -2,8 +2,8 @@
 
 #include <openssl/evp.h>
 
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 
 namespace kforge {
 
@@ -24,7 +24,8 @@ void check(bool ok, const char* what) {
 }  // namespace
 
 Sha256::Sha256() : ctx_(std::make_unique<Ctx>()) {
-  check(ctx_->md != nullptr && EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) == 1, "EVP_DigestInit_ex");
+  check(ctx_->md != nullptr && EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) == 1,
+        "EVP_DigestInit_ex");
 }
 
 Sha256::~Sha256() = default;
@@ -38,7 +39,8 @@ void Sha256::update(std::string_view data) {
 std::array<uint8_t, 32> Sha256::digest() {
   std::array<uint8_t, 32> out{};
   unsigned int size = 0;
-  check(EVP_DigestFinal_ex(ctx_->md, out.data(), &size) == 1 && size == out.size(), "EVP_DigestFinal_ex");
+  check(EVP_DigestFinal_ex(ctx_->md, out.data(), &size) == 1 && size == out.size(),
+        "EVP_DigestFinal_ex");
   return out;
 }
 

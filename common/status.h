@@ -18,16 +18,16 @@ namespace kforge {
 
 enum class Code {
   ok = 0,
-  invalid_argument,  // the input is malformed or breaks a rule
-  not_found,         // a named thing does not exist
-  already_exists,    // a thing to create exists already
+  invalid_argument,     // the input is malformed or breaks a rule
+  not_found,            // a named thing does not exist
+  already_exists,       // a thing to create exists already
   failed_precondition,  // the system is not in a state that allows this
-  io_error,          // the filesystem, a socket or a child process failed
-  timeout,           // a deadline passed
-  stale,             // the caller's view (epoch, incarnation) is out of date
-  unavailable,       // a peer or service cannot be reached now; retry later
-  no_space,          // storage refuses writes (disk full, a failed write or sync); retry later
-  internal,          // a bug in kforge
+  io_error,             // the filesystem, a socket or a child process failed
+  timeout,              // a deadline passed
+  stale,                // the caller's view (epoch, incarnation) is out of date
+  unavailable,          // a peer or service cannot be reached now; retry later
+  no_space,             // storage refuses writes (disk full, a failed write or sync); retry later
+  internal,             // a bug in kforge
 };
 
 const char* code_name(Code code);
@@ -50,18 +50,26 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return Status(Code::invalid_argument, std::move(m)); }
-inline Status not_found(std::string m) { return Status(Code::not_found, std::move(m)); }
+inline Status invalid_argument(std::string m) {
+  return Status(Code::invalid_argument, std::move(m));
+}
+inline Status not_found(std::string m) {
+  return Status(Code::not_found, std::move(m));
+}
 inline Status failed_precondition(std::string m) {
   return Status(Code::failed_precondition, std::move(m));
 }
-inline Status io_error(std::string m) { return Status(Code::io_error, std::move(m)); }
-inline Status internal_error(std::string m) { return Status(Code::internal, std::move(m)); }
+inline Status io_error(std::string m) {
+  return Status(Code::io_error, std::move(m));
+}
+inline Status internal_error(std::string m) {
+  return Status(Code::internal, std::move(m));
+}
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -89,8 +97,8 @@ class [[nodiscard]] Result {
 }  // namespace kforge
 
 // Returns early from the calling function when `expr` (a Status) is not ok.
-#define KF_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    ::kforge::Status kf_status_ = (expr);   \
+#define KF_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::kforge::Status kf_status_ = (expr);    \
     if (!kf_status_.ok()) return kf_status_; \
   } while (0)

@@ -1,8 +1,9 @@
 #include "common/targets.h"
-#include "common/text.h"
 
 #include <algorithm>
 #include <vector>
+
+#include "common/text.h"
 
 namespace kforge {
 namespace {
@@ -16,12 +17,13 @@ struct BackendRule {
 const std::vector<BackendRule>& rules() {
   static const std::vector<BackendRule> all = {
       {"cuda", {"triton", "cuda_c"}, {"h100", "h200", "a100", "l40s", "v100", "rtx4090"}},
-      {"ascend", {"triton", "swft"}, {"ascend910b4", "ascend910b3", "ascend910b2", "ascend910b1", "ascend910", "ascend310p3"}},
+      {"ascend",
+       {"triton", "swft"},
+       {"ascend910b4", "ascend910b3", "ascend910b2", "ascend910b1", "ascend910", "ascend310p3"}},
       {"cpu", {"cpp"}, {"x86_64", "aarch64"}},
   };
   return all;
 }
-
 
 bool contains(const std::vector<std::string>& items, const std::string& x) {
   return std::find(items.begin(), items.end(), x) != items.end();
@@ -53,8 +55,8 @@ Status validate_target(const Target& t) {
                             "'; known " + t.backend + " archs: " + join(rule->known_archs));
   }
   if (!contains(rule->impl_types, t.impl_type)) {
-    return invalid_argument("impl_type '" + t.impl_type + "' does not run on backend '" + t.backend +
-                            "'; valid on " + t.backend + ": " + join(rule->impl_types));
+    return invalid_argument("impl_type '" + t.impl_type + "' does not run on backend '" +
+                            t.backend + "'; valid on " + t.backend + ": " + join(rule->impl_types));
   }
   static const std::vector<std::string> frameworks = {"torch", "numpy", "mindspore"};
   if (!contains(frameworks, t.framework)) {

@@ -8,7 +8,8 @@
 
 namespace kforge {
 
-void TomlProblems::fail_value(const toml::node& node, const std::string& key, std::string_view expected) {
+void TomlProblems::fail_value(const toml::node& node, const std::string& key,
+                              std::string_view expected) {
   fail(node.source(), key + ": expected " + std::string(expected) + ", got " + toml_describe(node));
 }
 
@@ -41,7 +42,8 @@ Status TomlProblems::status() const {
   for (const Problem& p : sorted) {
     if (!seen.insert({p.line, p.column, p.text}).second) continue;  // one report per problem
     if (!message.empty()) message += '\n';
-    message += source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + p.text;
+    message +=
+        source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + p.text;
   }
   return invalid_argument(std::move(message));
 }
@@ -51,8 +53,8 @@ Result<toml::table> parse_toml(std::string_view text, const std::string& source)
     return toml::parse(text, source);
   } catch (const toml::parse_error& e) {
     return invalid_argument(source + ":" + std::to_string(e.source().begin.line) + ":" +
-                            std::to_string(e.source().begin.column) + ": invalid TOML: " +
-                            std::string(e.description()));
+                            std::to_string(e.source().begin.column) +
+                            ": invalid TOML: " + std::string(e.description()));
   }
 }
 

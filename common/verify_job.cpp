@@ -10,7 +10,8 @@ const std::map<std::string, nlohmann::json>& timing_profiles() {
   return all;
 }
 
-std::map<std::string, std::string> verify_files(const VerifySpec& spec, const std::string& reference,
+std::map<std::string, std::string> verify_files(const VerifySpec& spec,
+                                                const std::string& reference,
                                                 const std::string& candidate) {
   nlohmann::json job = spec.options;
   job["op_name"] = spec.op_name;
@@ -22,7 +23,8 @@ std::map<std::string, std::string> verify_files(const VerifySpec& spec, const st
   job["reference"] = "reference.py";
   job["candidate"] = "candidate.py";
   job["token_stdin"] = true;
-  return {{"job.json", job.dump(2) + "\n"}, {"reference.py", reference}, {"candidate.py", candidate}};
+  return {
+      {"job.json", job.dump(2) + "\n"}, {"reference.py", reference}, {"candidate.py", candidate}};
 }
 
 }  // namespace kforge

@@ -3,9 +3,8 @@
 #pragma once
 
 #include <map>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/targets.h"
 
@@ -14,7 +13,7 @@ namespace kforge {
 struct VerifySpec {
   std::string op_name;
   Target target;
-  std::string task_type = "precision_only";  // | profile
+  std::string task_type = "precision_only";           // | profile
   nlohmann::json options = nlohmann::json::object();  // more job.json keys (trials, seed, ...)
 };
 
@@ -25,7 +24,8 @@ struct VerifySpec {
 const std::map<std::string, nlohmann::json>& timing_profiles();
 
 // The files of a verify job directory: job.json, reference.py, candidate.py.
-std::map<std::string, std::string> verify_files(const VerifySpec& spec, const std::string& reference,
+std::map<std::string, std::string> verify_files(const VerifySpec& spec,
+                                                const std::string& reference,
                                                 const std::string& candidate);
 
 }  // namespace kforge

@@ -40,7 +40,8 @@ int64_t integer_of(const json& v) {
                ? std::numeric_limits<int64_t>::max()
                : static_cast<int64_t>(u);
   }
-  if (v.is_number_float() && std::isfinite(v.get<double>())) return static_cast<int64_t>(v.get<double>());
+  if (v.is_number_float() && std::isfinite(v.get<double>()))
+    return static_cast<int64_t>(v.get<double>());
   return 0;
 }
 
@@ -106,8 +107,10 @@ Profile profile_of(const json& p) {
 }
 
 json timing_json(const TimingStats& t) {
-  return {{"median_us", number_json(t.median_us)}, {"min_us", number_json(t.min_us)},
-          {"max_us", number_json(t.max_us)},       {"mean_us", number_json(t.mean_us)},
+  return {{"median_us", number_json(t.median_us)},
+          {"min_us", number_json(t.min_us)},
+          {"max_us", number_json(t.max_us)},
+          {"mean_us", number_json(t.mean_us)},
           {"runs", t.runs}};
 }
 
@@ -127,7 +130,8 @@ VerifyResult verify_result_from_json(const json& doc) {
   }
   VerifyResult r;
   const json& v = doc["verdict"];
-  std::optional<Verdict> verdict = v.is_string() ? parse_enum<Verdict>(v.get<std::string>()) : std::nullopt;
+  std::optional<Verdict> verdict =
+      v.is_string() ? parse_enum<Verdict>(v.get<std::string>()) : std::nullopt;
   r.message = string_of(doc, "message");
   if (verdict) {
     r.verdict = *verdict;

@@ -7,11 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "common/vocabulary.h"
 
@@ -45,7 +44,7 @@ struct Checks {
   int64_t total = 0;         // elements compared
   double max_abs_error = 0;  // over elements finite in both (may be nan/inf)
   double max_rel_error = 0;
-  std::string more;          // JSON object: the other keys (first_mismatches, dtype, policy...)
+  std::string more;  // JSON object: the other keys (first_mismatches, dtype, policy...)
   bool operator==(const Checks&) const = default;
 };
 

@@ -44,7 +44,9 @@ enum class Outcome : uint8_t {
   cancelled,    // withdrawn by the operator
 };
 // The outcome that a verification's verdict is (the same value).
-constexpr Outcome outcome_of(Verdict v) { return static_cast<Outcome>(v); }
+constexpr Outcome outcome_of(Verdict v) {
+  return static_cast<Outcome>(v);
+}
 
 // What an agent runs for a job (proto::Assign::kind, jobs.kind).
 enum class JobKind : uint8_t {
@@ -68,7 +70,9 @@ enum class TaskState : uint8_t {
   failed,     // steps ran out or the Conductor gave up: finished
   cancelled,  // withdrawn by the operator: finished
 };
-inline bool finished(TaskState s) { return s != TaskState::pending && s != TaskState::running; }
+inline bool finished(TaskState s) {
+  return s != TaskState::pending && s != TaskState::running;
+}
 
 // A campaign's lifecycle (campaigns.state).
 enum class CampaignState : uint8_t {
@@ -115,9 +119,9 @@ template <>
 struct EnumNames<Outcome> {
   static constexpr std::string_view what = "verdict";
   static constexpr std::array<std::string_view, 12> names = {
-      "passed",  "compile_error",     "runtime_error", "precision_mismatch", "timeout",
-      "crashed", "resource_exceeded", "rejected",      "infra_error",        "llm_error",
-      "garbled", "cancelled"};
+      "passed",      "compile_error", "runtime_error",     "precision_mismatch",
+      "timeout",     "crashed",       "resource_exceeded", "rejected",
+      "infra_error", "llm_error",     "garbled",           "cancelled"};
 };
 template <>
 struct EnumNames<JobKind> {
@@ -133,8 +137,8 @@ struct EnumNames<JobState> {
 template <>
 struct EnumNames<TaskState> {
   static constexpr std::string_view what = "task state";
-  static constexpr std::array<std::string_view, 5> names = {"pending", "running", "passed", "failed",
-                                                            "cancelled"};
+  static constexpr std::array<std::string_view, 5> names = {"pending", "running", "passed",
+                                                            "failed", "cancelled"};
 };
 template <>
 struct EnumNames<CampaignState> {
@@ -155,7 +159,8 @@ struct EnumNames<Workflow> {
 template <>
 struct EnumNames<Role> {
   static constexpr std::string_view what = "role";
-  static constexpr std::array<std::string_view, 4> names = {"designer", "coder", "verifier", "conductor"};
+  static constexpr std::array<std::string_view, 4> names = {"designer", "coder", "verifier",
+                                                            "conductor"};
 };
 
 // Each table has one name per enumerator: the last enumerator indexes the last name.

@@ -14,10 +14,8 @@ Status zmq_status(const char* action, const std::string& endpoint, const zmq::er
   switch (e.num()) {
     case EINVAL:
     case EPROTONOSUPPORT:
-    case ENOCOMPATPROTO:
-      return invalid_argument(std::move(message));
-    default:
-      return io_error(std::move(message));
+    case ENOCOMPATPROTO: return invalid_argument(std::move(message));
+    default: return io_error(std::move(message));
   }
 }
 

@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <string>
-
 #include <zmq.hpp>
 
 #include "common/protocol.h"

@@ -1,12 +1,11 @@
 // kforge-coordinator: owns the database, schedules jobs onto agents' devices.
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <optional>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "common/build_info.h"
 #include "common/config.h"
@@ -15,8 +14,8 @@
 #include "common/log.h"
 #include "common/process.h"
 #include "coordinator/generation/conductor.h"
-#include "coordinator/scheduling/coordinator.h"
 #include "coordinator/operator/http_server.h"
+#include "coordinator/scheduling/coordinator.h"
 
 namespace {
 
@@ -112,7 +111,8 @@ int main(int argc, char** argv) {
   // Tasks other processes added or cancelled (kforge submit): looked at when the store says
   // another connection committed, not on a timer.
   (*coordinator)->add_change_listener([&] {
-    if (Status st = conductor.resume_all(); !st.ok()) spdlog::error("conductor: {}", st.to_string());
+    if (Status st = conductor.resume_all(); !st.ok())
+      spdlog::error("conductor: {}", st.to_string());
   });
   std::optional<OperatorApi> api;
   if (http) {

@@ -3,6 +3,8 @@
 # the lines a change touches follow the style, and nobody reformats lines they did not touch.
 #   ./scripts/format.sh --check [BASE]  shows what clang-format would change; exits 1 if anything
 #   ./scripts/format.sh [BASE]          formats those lines in place
+#   ./scripts/format.sh --check --all   every tracked C++ file (what CI checks: the whole tree
+#                                       follows the style since 2026-12-07)
 # BASE: a commit; default $KFORGE_FORMAT_BASE, else where HEAD left origin/main (or main).
 # Uncommitted changes count as changed. Needs git-clang-format (Debian's clang-format).
 set -euo pipefail
@@ -11,6 +13,21 @@ check=0
 if [ "${1:-}" = --check ]; then
   check=1
   shift
+fi
+if [ "${1:-}" = --all ]; then
+  command -v clang-format >/dev/null 2>&1 || { echo "format: clang-format not found (apt-get install clang-format)" >&2; exit 2; }
+  mapfile -t files < <(git ls-files '*.c' '*.cc' '*.cpp' '*.h' '*.hpp')
+  if [ "$check" = 0 ]; then
+    clang-format -i "${files[@]}"
+    exit 0
+  fi
+  if ! out=$(clang-format --dry-run --Werror "${files[@]}" 2>&1); then
+    printf '%s\n' "$out" | head -60
+    echo "format: the files above do not follow .clang-format; ./scripts/format.sh --all fixes them" >&2
+    exit 1
+  fi
+  echo "format: all ${#files[@]} C++ files follow .clang-format"
+  exit 0
 fi
 base=${1:-${KFORGE_FORMAT_BASE:-}}
 if [ -z "$base" ]; then

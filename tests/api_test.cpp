@@ -8,11 +8,10 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
 
 #include <nlohmann/json.hpp>
 
@@ -36,7 +35,8 @@ namespace {
 
 // The smallest task_desc the API takes (it defines Model and get_inputs).
 constexpr const char* kTinyTask =
-    "class Model:\n    def forward(self, x):\n        return x\n\ndef get_inputs():\n    return [1]\n";
+    "class Model:\n    def forward(self, x):\n        return x\n\ndef get_inputs():\n    return "
+    "[1]\n";
 
 int mode_of(const std::filesystem::path& p) {
   struct stat st {};
@@ -68,8 +68,10 @@ struct RouterFixture {
     REQUIRE(store.ok());
     Store& s = **store;
     campaign = s.create_campaign("sweep", "", "hash-1").value();
-    for (const char* op : {"softmax", "relu", "gelu"}) tasks.push_back(s.create_task(campaign, spec(op, "N=1024")).value());
-    auto step = [&](int64_t task, const char* role, const std::string& out, const std::string& verdict) {
+    for (const char* op : {"softmax", "relu", "gelu"})
+      tasks.push_back(s.create_task(campaign, spec(op, "N=1024")).value());
+    auto step = [&](int64_t task, const char* role, const std::string& out,
+                    const std::string& verdict) {
       StepRow r;
       r.task_id = task;
       r.role = parse_enum<Role>(role).value();
@@ -80,11 +82,16 @@ struct RouterFixture {
     };
     step(tasks[0], "designer", "design", "");
     step(tasks[0], "coder", "```python\nclass ModelNew: pass\n```", "");
-    step(tasks[0], "verifier", json{{"verdict", "passed"}, {"message", "ok"}, {"profile", {{"speedup", 2.5}}}}.dump(), "passed");
+    step(tasks[0], "verifier",
+         json{{"verdict", "passed"}, {"message", "ok"}, {"profile", {{"speedup", 2.5}}}}.dump(),
+         "passed");
     REQUIRE(s.set_task_state(tasks[0], TaskState::passed, Outcome::passed, "passed").ok());
     step(tasks[1], "coder", "```python\nbroken(\n```", "");
-    step(tasks[1], "verifier", json{{"verdict", "compile_error"}, {"message", "line 1"}}.dump(), "compile_error");
-    REQUIRE(s.set_task_state(tasks[1], TaskState::failed, Outcome::compile_error, "limit_steps reached").ok());
+    step(tasks[1], "verifier", json{{"verdict", "compile_error"}, {"message", "line 1"}}.dump(),
+         "compile_error");
+    REQUIRE(
+        s.set_task_state(tasks[1], TaskState::failed, Outcome::compile_error, "limit_steps reached")
+            .ok());
     LlmCallRow call;
     call.task_id = tasks[0];
     call.role = Role::coder;
@@ -96,8 +103,8 @@ struct RouterFixture {
     REQUIRE(s.record_llm_call(call).ok());
   }
 
-  ApiReply ask(const std::string& method, const std::string& path, std::map<std::string, std::string> query = {},
-               const std::string& body = "") {
+  ApiReply ask(const std::string& method, const std::string& path,
+               std::map<std::string, std::string> query = {}, const std::string& body = "") {
     return handle_api(ApiRequest{method, path, std::move(query), body}, backend);
   }
   json get(const std::string& path, std::map<std::string, std::string> query = {}) {
@@ -179,10 +186,13 @@ TEST_CASE_FIXTURE(RouterFixture, "tasks carry their outcome and filter by state,
 
 // Issue 21: pages by cursor (after=<id>, the answer's X-Next-After) cost what they return at
 // any depth, and a listing that pages while tasks are added sees each task once.
-TEST_CASE_FIXTURE(RouterFixture, "task pages by cursor hold every task once, also while tasks are added") {
+TEST_CASE_FIXTURE(RouterFixture,
+                  "task pages by cursor hold every task once, also while tasks are added") {
   auto writer = Store::open(db);
   REQUIRE(writer.ok());
-  for (int i = 0; i < 7; ++i) tasks.push_back((*writer)->create_task(campaign, spec("op" + std::to_string(i), "N=1")).value());
+  for (int i = 0; i < 7; ++i)
+    tasks.push_back(
+        (*writer)->create_task(campaign, spec("op" + std::to_string(i), "N=1")).value());
   std::map<int64_t, int> seen;
   std::string after;
   for (int page = 0;; ++page) {
@@ -193,8 +203,11 @@ TEST_CASE_FIXTURE(RouterFixture, "task pages by cursor hold every task once, als
     REQUIRE_MESSAGE(r.status == 200, r.body);
     json rows = json::parse(r.body);
     for (const json& t : rows) seen[t["task"].get<int64_t>()]++;
-    if (page < 2) tasks.push_back((*writer)->create_task(campaign, spec("late" + std::to_string(page), "N=1")).value());
-    auto next = std::find_if(r.headers.begin(), r.headers.end(), [](const auto& h) { return h.first == "X-Next-After"; });
+    if (page < 2)
+      tasks.push_back(
+          (*writer)->create_task(campaign, spec("late" + std::to_string(page), "N=1")).value());
+    auto next = std::find_if(r.headers.begin(), r.headers.end(),
+                             [](const auto& h) { return h.first == "X-Next-After"; });
     if (rows.size() < 3) {
       CHECK(next == r.headers.end());
       break;
@@ -210,11 +223,14 @@ TEST_CASE_FIXTURE(RouterFixture, "task pages by cursor hold every task once, als
   REQUIRE(failed.size() == 1);
   CHECK(failed[0]["task"] == tasks[1]);
   CHECK(get("/api/v1/tasks", {{"after", std::to_string(tasks.back())}}).empty());
-  CHECK(get("/api/v1/tasks", {{"after", std::to_string(tasks[0])}, {"offset", "1"}, {"limit", "1"}})[0]["task"] == tasks[2]);
+  CHECK(get("/api/v1/tasks",
+            {{"after", std::to_string(tasks[0])}, {"offset", "1"}, {"limit", "1"}})[0]["task"] ==
+        tasks[2]);
   CHECK(ask("GET", "/api/v1/tasks", {{"after", "x"}}).status == 400);
 }
 
-TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id with offset and limit") {
+TEST_CASE_FIXTURE(RouterFixture,
+                  "jobs filter by state and task and page by id with offset and limit") {
   std::vector<int64_t> ids;  // by id: softmax's, relu's, a plain job, in turn
   {
     auto store = Store::open(db);
@@ -233,14 +249,17 @@ TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id w
   }
   auto job_ids = [&](std::map<std::string, std::string> query) {
     std::vector<int64_t> out;
-    for (const json& j : get("/api/v1/jobs", std::move(query))) out.push_back(j["id"].get<int64_t>());
+    for (const json& j : get("/api/v1/jobs", std::move(query)))
+      out.push_back(j["id"].get<int64_t>());
     return out;
   };
   CHECK(job_ids({}) == ids);
   CHECK(job_ids({{"state", "queued"}}) == std::vector<int64_t>{ids[1], ids[2], ids[3], ids[5]});
   CHECK(job_ids({{"task", std::to_string(tasks[1])}}) == std::vector<int64_t>{ids[1], ids[4]});
-  CHECK(job_ids({{"task", std::to_string(tasks[1])}, {"state", "cancelled"}}) == std::vector<int64_t>{ids[4]});
-  CHECK(job_ids({{"task", std::to_string(tasks[0])}, {"state", "queued"}}) == std::vector<int64_t>{ids[3]});
+  CHECK(job_ids({{"task", std::to_string(tasks[1])}, {"state", "cancelled"}}) ==
+        std::vector<int64_t>{ids[4]});
+  CHECK(job_ids({{"task", std::to_string(tasks[0])}, {"state", "queued"}}) ==
+        std::vector<int64_t>{ids[3]});
   json done = get("/api/v1/jobs", {{"state", "done"}});
   REQUIRE(done.size() == 1);
   CHECK(done[0]["outcome"] == "exit 3");  // read from the result
@@ -251,19 +270,24 @@ TEST_CASE_FIXTURE(RouterFixture, "jobs filter by state and task and page by id w
   CHECK(job_ids({{"offset", "5"}, {"limit", "2"}}) == std::vector<int64_t>{ids[5]});
   CHECK(job_ids({{"offset", "6"}}).empty());
   CHECK(job_ids({{"offset", "0"}}) == ids);
-  CHECK(job_ids({{"state", "queued"}, {"offset", "1"}, {"limit", "2"}}) == std::vector<int64_t>{ids[2], ids[3]});
+  CHECK(job_ids({{"state", "queued"}, {"offset", "1"}, {"limit", "2"}}) ==
+        std::vector<int64_t>{ids[2], ids[3]});
   CHECK(job_ids({{"state", "queued"}, {"limit", "1"}}) == std::vector<int64_t>{ids[1]});
   // Pages by cursor: after=<the last id of the page before>; a full page names the next.
   ApiReply page = ask("GET", "/api/v1/jobs", {{"limit", "4"}});
   REQUIRE(page.status == 200);
-  auto next = std::find_if(page.headers.begin(), page.headers.end(), [](const auto& h) { return h.first == "X-Next-After"; });
+  auto next = std::find_if(page.headers.begin(), page.headers.end(),
+                           [](const auto& h) { return h.first == "X-Next-After"; });
   REQUIRE(next != page.headers.end());
   CHECK(next->second == std::to_string(ids[3]));
   CHECK(job_ids({{"after", next->second}, {"limit", "4"}}) == std::vector<int64_t>{ids[4], ids[5]});
   ApiReply last = ask("GET", "/api/v1/jobs", {{"after", next->second}, {"limit", "4"}});
-  CHECK(std::none_of(last.headers.begin(), last.headers.end(), [](const auto& h) { return h.first == "X-Next-After"; }));
-  CHECK(job_ids({{"state", "queued"}, {"after", std::to_string(ids[2])}}) == std::vector<int64_t>{ids[3], ids[5]});
-  CHECK(job_ids({{"task", std::to_string(tasks[0])}, {"after", std::to_string(ids[0])}}) == std::vector<int64_t>{ids[3]});
+  CHECK(std::none_of(last.headers.begin(), last.headers.end(),
+                     [](const auto& h) { return h.first == "X-Next-After"; }));
+  CHECK(job_ids({{"state", "queued"}, {"after", std::to_string(ids[2])}}) ==
+        std::vector<int64_t>{ids[3], ids[5]});
+  CHECK(job_ids({{"task", std::to_string(tasks[0])}, {"after", std::to_string(ids[0])}}) ==
+        std::vector<int64_t>{ids[3]});
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "a bad job page or filter is a 400 like a bad task page") {
@@ -271,24 +295,30 @@ TEST_CASE_FIXTURE(RouterFixture, "a bad job page or filter is a 400 like a bad t
     CAPTURE(path);
     ApiReply r = ask("GET", path, {{"offset", "-1"}});
     CHECK(r.status == 400);
-    CHECK(json::parse(r.body)["error"] == "query parameter 'offset': expected a non-negative integer, got '-1'");
+    CHECK(json::parse(r.body)["error"] ==
+          "query parameter 'offset': expected a non-negative integer, got '-1'");
     r = ask("GET", path, {{"limit", "0"}});
     CHECK(r.status == 400);
-    CHECK(json::parse(r.body)["error"] == "query parameter 'limit': expected a positive integer, got '0'");
+    CHECK(json::parse(r.body)["error"] ==
+          "query parameter 'limit': expected a positive integer, got '0'");
     r = ask("GET", path, {{"limit", "ten"}});
     CHECK(r.status == 400);
-    CHECK(json::parse(r.body)["error"] == "query parameter 'limit': expected a positive integer, got 'ten'");
+    CHECK(json::parse(r.body)["error"] ==
+          "query parameter 'limit': expected a positive integer, got 'ten'");
   }
-  ApiReply v = ask("GET", "/api/v1/tasks", {{"verdict", "failed to connect"}});  // free text: not a verdict
+  ApiReply v =
+      ask("GET", "/api/v1/tasks", {{"verdict", "failed to connect"}});  // free text: not a verdict
   CHECK(v.status == 400);
   CHECK(json::parse(v.body)["error"] ==
-        "query parameter 'verdict': 'failed to connect' is not one of passed, compile_error, runtime_error, "
-        "precision_mismatch, timeout, crashed, resource_exceeded, rejected, infra_error, llm_error, garbled, "
+        "query parameter 'verdict': 'failed to connect' is not one of passed, compile_error, "
+        "runtime_error, "
+        "precision_mismatch, timeout, crashed, resource_exceeded, rejected, infra_error, "
+        "llm_error, garbled, "
         "cancelled");
   ApiReply r = ask("GET", "/api/v1/jobs", {{"state", "running"}});
   CHECK(r.status == 400);
-  CHECK(json::parse(r.body)["error"].get<std::string>().find("not one of queued, assigned, done, cancelled") !=
-        std::string::npos);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find(
+            "not one of queued, assigned, done, cancelled") != std::string::npos);
 }
 
 TEST_CASE_FIXTURE(RouterFixture, "a task's detail is its whole trace and its jobs") {
@@ -316,26 +346,30 @@ TEST_CASE_FIXTURE(RouterFixture, "a task's detail is its whole trace and its job
 TEST_CASE_FIXTURE(RouterFixture, "mistakes get the status and a message that says what to do") {
   ApiReply r = ask("GET", "/api/v1/campaigns/99");
   CHECK(r.status == 404);
-  CHECK(json::parse(r.body)["error"].get<std::string>().find("no campaign 99") != std::string::npos);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("no campaign 99") !=
+        std::string::npos);
   r = ask("GET", "/api/v1/tasks/abc");
   CHECK(r.status == 400);
-  CHECK(json::parse(r.body)["error"].get<std::string>().find("positive integer") != std::string::npos);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("positive integer") !=
+        std::string::npos);
   r = ask("GET", "/api/v1/tasks", {{"campaign", "-1"}});
   CHECK(r.status == 400);
   r = ask("GET", "/api/v1/nothing");
   CHECK(r.status == 404);
   r = ask("POST", "/api/v1/tasks/" + std::to_string(tasks[0]) + "/cancel");
   CHECK(r.status == 409);
-  CHECK(json::parse(r.body)["error"].get<std::string>().find("finished (passed)") != std::string::npos);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("finished (passed)") !=
+        std::string::npos);
   r = ask("POST", "/api/v1/agents/nobody/drain");
   CHECK(r.status == 404);
   r = ask("POST", "/api/v1/campaigns", {}, "not json");
   CHECK(r.status == 400);
 }
 
-TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad task spec names its field") {
-  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"}, {"arch", "x86_64"},
-               {"impl_type", "cpp"}, {"framework", "torch"}};
+TEST_CASE_FIXTURE(RouterFixture,
+                  "a campaign posted twice is stored once; a bad task spec names its field") {
+  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"},
+               {"arch", "x86_64"}, {"impl_type", "cpp"},     {"framework", "torch"}};
   json body = {{"name", "two"}, {"tasks", json::array({task, task})}};
   body["tasks"][1]["task_id"] = "N=2";
   ApiReply first = ask("POST", "/api/v1/campaigns", {}, body.dump());
@@ -353,7 +387,8 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
   CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("tasks[1].", 0) == 0);
   body["tasks"][0]["limit_steps"] = "ten";
   bad = ask("POST", "/api/v1/campaigns", {}, body.dump());
-  CHECK(json::parse(bad.body)["error"] == "tasks[0].limit_steps: expected an integer between 1 and 100, got \"ten\"");
+  CHECK(json::parse(bad.body)["error"] ==
+        "tasks[0].limit_steps: expected an integer between 1 and 100, got \"ten\"");
   // Range-checked before narrowing (issue 16, F4): 2^32 + 5 was stored as 5, 10^12 was
   // refused as "not -727379968".
   for (const char* n : {"4294967301", "1000000000000", "0", "-3", "18446744073709551615"}) {
@@ -365,11 +400,13 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign posted twice is stored once; a bad 
   }
   // The op name rule of TOML campaigns holds on the API too (issue 16, F8).
   body["tasks"][0]["limit_steps"] = 3;
-  for (const std::string& name : {std::string("a\0b", 3), std::string(100000, 'x'), std::string("a/b"), std::string()}) {
+  for (const std::string& name :
+       {std::string("a\0b", 3), std::string(100000, 'x'), std::string("a/b"), std::string()}) {
     body["tasks"][0]["op_name"] = name;
     bad = ask("POST", "/api/v1/campaigns", {}, body.dump());
     CHECK(bad.status == 400);
-    CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("tasks[0].op_name: expected 1 to 128 letters", 0) == 0);
+    CHECK(json::parse(bad.body)["error"].get<std::string>().rfind(
+              "tasks[0].op_name: expected 1 to 128 letters", 0) == 0);
   }
   CHECK(get("/api/v1/campaigns").size() == 2);  // nothing stored by the bad ones
 }
@@ -459,7 +496,9 @@ TEST_CASE_FIXTURE(RouterFixture, "a task whose op has its own search shows it; t
 }
 
 // Issue 21: the CLI sends the campaign file and the files it names; the coordinator expands it.
-TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expanded here, the same campaign as its expansion") {
+TEST_CASE_FIXTURE(
+    RouterFixture,
+    "a campaign file posted with its files is expanded here, the same campaign as its expansion") {
   const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";
   const std::string text = test::read_file(fixtures / "sweep.toml");
   auto expanded = load_campaign(fixtures / "sweep.toml");
@@ -474,7 +513,8 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expan
   CHECK(answer["state"] == "running");
   json listed = get("/api/v1/tasks", {{"campaign", std::to_string(answer["id"].get<int64_t>())}});
   REQUIRE(listed.size() == expanded->tasks.size());
-  for (size_t i = 0; i < listed.size(); ++i) CHECK(listed[i]["task_id"] == expanded->tasks[i].spec.task_id);
+  for (size_t i = 0; i < listed.size(); ++i)
+    CHECK(listed[i]["task_id"] == expanded->tasks[i].spec.task_id);
   json row = get("/api/v1/campaigns/" + std::to_string(answer["id"].get<int64_t>()));
   CHECK(row["content_hash"] == expanded->content_hash);
   // Posted again, as the file or as its expansion (the older form), it is the same campaign.
@@ -484,12 +524,18 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expan
   CHECK(json::parse(again.body)["created"] == false);
   json expansion = json::array();
   for (const CampaignTask& t : expanded->tasks) {
-    expansion.push_back({{"op_name", t.spec.op_name}, {"task_id", t.spec.task_id}, {"task_desc", t.spec.task_desc},
-                     {"backend", t.spec.backend}, {"arch", t.spec.arch}, {"impl_type", t.spec.impl_type},
-                     {"framework", t.spec.framework}, {"task_type", t.spec.task_type},
-                     {"limit_steps", t.spec.limit_steps}});
+    expansion.push_back({{"op_name", t.spec.op_name},
+                         {"task_id", t.spec.task_id},
+                         {"task_desc", t.spec.task_desc},
+                         {"backend", t.spec.backend},
+                         {"arch", t.spec.arch},
+                         {"impl_type", t.spec.impl_type},
+                         {"framework", t.spec.framework},
+                         {"task_type", t.spec.task_type},
+                         {"limit_steps", t.spec.limit_steps}});
   }
-  ApiReply old_form = ask("POST", "/api/v1/campaigns", {}, json{{"name", expanded->name}, {"tasks", expansion}}.dump());
+  ApiReply old_form = ask("POST", "/api/v1/campaigns", {},
+                          json{{"name", expanded->name}, {"tasks", expansion}}.dump());
   REQUIRE_MESSAGE(old_form.status == 200, old_form.body);
   CHECK(json::parse(old_form.body)["id"] == answer["id"]);
   // The coordinator reads no file of its own: one not sent is a 400 naming it.
@@ -497,14 +543,18 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign file posted with its files is expan
   ApiReply missing = ask("POST", "/api/v1/campaigns", {}, body.dump());
   CHECK(missing.status == 400);
   CHECK(json::parse(missing.body)["error"].get<std::string>().find(
-            "ops[1].task_desc: task file \"tasks/relu.py\" was not sent with the campaign") != std::string::npos);
+            "ops[1].task_desc: task file \"tasks/relu.py\" was not sent with the campaign") !=
+        std::string::npos);
   body["files"] = json::array();
   ApiReply bad = ask("POST", "/api/v1/campaigns", {}, body.dump());
   CHECK(bad.status == 400);
-  CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("files: expected an object", 0) == 0);
+  CHECK(json::parse(bad.body)["error"].get<std::string>().rfind("files: expected an object", 0) ==
+        0);
 }
 
-TEST_CASE_FIXTURE(RouterFixture, "a campaign cancelled while it is submitting stays cancelled: no resume, no resubmission") {
+TEST_CASE_FIXTURE(
+    RouterFixture,
+    "a campaign cancelled while it is submitting stays cancelled: no resume, no resubmission") {
   const std::filesystem::path fixtures = source_dir() / "tests" / "fixtures" / "campaigns";
   auto expanded = load_campaign(fixtures / "sweep.toml");
   REQUIRE(expanded.ok());
@@ -516,20 +566,24 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign cancelled while it is submitting st
   {
     auto store = Store::open(db);
     REQUIRE(store.ok());
-    id = (*store)->create_campaign(expanded->name, "", expanded->content_hash, expanded->workflow).value();
+    id = (*store)
+             ->create_campaign(expanded->name, "", expanded->content_hash, expanded->workflow)
+             .value();
     REQUIRE((*store)->set_campaign_state(id, CampaignState::submitting).ok());
-    for (size_t i = 0; i < 2; ++i) stored.push_back((*store)->create_task(id, expanded->tasks[i].spec).value());
+    for (size_t i = 0; i < 2; ++i)
+      stored.push_back((*store)->create_task(id, expanded->tasks[i].spec).value());
   }
   const std::string path = "/api/v1/campaigns/" + std::to_string(id);
   ApiReply cancelled = ask("POST", path + "/cancel");
   REQUIRE_MESSAGE(cancelled.status == 200, cancelled.body);
   CHECK(json::parse(cancelled.body)["state"] == "cancelled");
   // Its stored part does not run: neither the campaign nor one of its tasks resumes.
-  for (const std::string& resume : {path + "/resume", "/api/v1/tasks/" + std::to_string(stored[0]) + "/resume"}) {
+  for (const std::string& resume :
+       {path + "/resume", "/api/v1/tasks/" + std::to_string(stored[0]) + "/resume"}) {
     ApiReply r = ask("POST", resume);
     CHECK(r.status == 409);
-    CHECK(json::parse(r.body)["error"].get<std::string>().find("was cancelled while its tasks were being stored") !=
-          std::string::npos);
+    CHECK(json::parse(r.body)["error"].get<std::string>().find(
+              "was cancelled while its tasks were being stored") != std::string::npos);
   }
   json listed = get("/api/v1/tasks", {{"campaign", std::to_string(id)}});
   REQUIRE(listed.size() == 2);
@@ -537,21 +591,24 @@ TEST_CASE_FIXTURE(RouterFixture, "a campaign cancelled while it is submitting st
   // Submitting the same file again is refused, not resumed: it says how much was stored.
   json files = {{"tasks/softmax.py", test::read_file(fixtures / "tasks" / "softmax.py")},
                 {"tasks/relu.py", test::read_file(fixtures / "tasks" / "relu.py")}};
-  json body = {{"campaign", test::read_file(fixtures / "sweep.toml")}, {"file_name", "sweep.toml"}, {"files", files}};
+  json body = {{"campaign", test::read_file(fixtures / "sweep.toml")},
+               {"file_name", "sweep.toml"},
+               {"files", files}};
   ApiReply again = ask("POST", "/api/v1/campaigns", {}, body.dump());
   CHECK_MESSAGE(again.status == 409, again.body);
   CHECK(json::parse(again.body)["error"].get<std::string>().find(
-            "was cancelled while its tasks were being stored (2 of " + std::to_string(expanded->tasks.size()) + ")") !=
-        std::string::npos);
+            "was cancelled while its tasks were being stored (2 of " +
+            std::to_string(expanded->tasks.size()) + ")") != std::string::npos);
   CHECK(get("/api/v1/tasks", {{"campaign", std::to_string(id)}}).size() == 2);
   CHECK(get(path)["state"] == "cancelled");
 }
 
 // Issue 16, F8: the API refuses what a TOML campaign refuses, with the field and what was
 // expected, and stores nothing.
-TEST_CASE_FIXTURE(RouterFixture, "the API takes no task the TOML path refuses, and says which field is wrong") {
-  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"}, {"arch", "x86_64"},
-               {"impl_type", "cpp"}, {"framework", "torch"}};
+TEST_CASE_FIXTURE(RouterFixture,
+                  "the API takes no task the TOML path refuses, and says which field is wrong") {
+  json task = {{"op_name", "add"}, {"task_desc", kTinyTask}, {"backend", "cpu"},
+               {"arch", "x86_64"}, {"impl_type", "cpp"},     {"framework", "torch"}};
   json good = {{"name", "c"}, {"tasks", json::array({task})}};
   const size_t before = get("/api/v1/campaigns").size();
   auto refused = [&](const std::string& path, const json& body) {
@@ -577,16 +634,19 @@ TEST_CASE_FIXTURE(RouterFixture, "the API takes no task the TOML path refuses, a
   CHECK(refused("/api/v1/campaigns", bad) == "name: expected a non-empty string, got \"\"");
   bad = good;
   bad["workflow"] = "verify_only";  // no candidate: an empty job would be queued
-  CHECK(refused("/api/v1/campaigns", bad).rfind("tasks[0].candidate: missing; workflow verify_only", 0) == 0);
+  CHECK(refused("/api/v1/campaigns", bad)
+            .rfind("tasks[0].candidate: missing; workflow verify_only", 0) == 0);
   bad = good;
   bad["tasks"][0]["candidate"] = "class ModelNew: pass";  // ignored before: refused as TOML does
-  CHECK(refused("/api/v1/campaigns", bad).rfind("tasks[0].candidate: a candidate is used only by workflow verify_only", 0) == 0);
+  CHECK(refused("/api/v1/campaigns", bad)
+            .rfind("tasks[0].candidate: a candidate is used only by workflow verify_only", 0) == 0);
   // One task on its own: the same rules, the same messages.
   json one = task;
   one["workflow"] = "verify_only";
   CHECK(refused("/api/v1/tasks", one).rfind("candidate: missing; workflow verify_only", 0) == 0);
   one["workflow"] = "bogus";
-  CHECK(refused("/api/v1/tasks", one) == "workflow: 'bogus' is not one of default, coder_only, verify_only");
+  CHECK(refused("/api/v1/tasks", one) ==
+        "workflow: 'bogus' is not one of default, coder_only, verify_only");
   one = task;
   one["task_id"] = nullptr;
   CHECK(refused("/api/v1/tasks", one) == "task_id: expected a string, got null");
@@ -653,7 +713,8 @@ struct ServerFixture {
   explicit ServerFixture(const HttpServerOptions& options = test_options()) {
     auto prompts = PromptLibrary::load(source_dir() / "prompts");
     REQUIRE(prompts.ok());
-    conductor = std::make_unique<Conductor>(cluster.coordinator(), nullptr, std::move(*prompts), ConductorOptions{});
+    conductor = std::make_unique<Conductor>(cluster.coordinator(), nullptr, std::move(*prompts),
+                                            ConductorOptions{});
     auto served = serve_operator_api(cluster.coordinator(), *conductor, options);
     REQUIRE_MESSAGE(served.ok(), served.status().to_string());
     api = std::move(*served);
@@ -689,8 +750,9 @@ json verify_only_campaign() {
   auto c = load_campaign(dir + "/verify.toml");
   REQUIRE(c.ok());
   const CampaignTask& t = c->tasks[0];
-  json task = {{"op_name", t.spec.op_name}, {"task_id", t.spec.task_id}, {"task_desc", t.spec.task_desc},
-               {"backend", t.spec.backend}, {"arch", t.spec.arch}, {"impl_type", t.spec.impl_type},
+  json task = {{"op_name", t.spec.op_name},     {"task_id", t.spec.task_id},
+               {"task_desc", t.spec.task_desc}, {"backend", t.spec.backend},
+               {"arch", t.spec.arch},           {"impl_type", t.spec.impl_type},
                {"framework", t.spec.framework}, {"candidate", t.candidate}};
   return {{"name", c->name}, {"workflow", c->workflow}, {"tasks", json::array({task})}};
 }
@@ -727,13 +789,17 @@ TEST_CASE(
   CHECK(f.job_states(task) == std::vector<std::string>{"cancelled", "queued"});
 }
 
-TEST_CASE("the API serves a running coordinator: a submitted campaign starts, cancel withdraws its job, resume queues it again") {
+TEST_CASE(
+    "the API serves a running coordinator: a submitted campaign starts, cancel withdraws its job, "
+    "resume queues it again") {
   ServerFixture f;
   json created = f.post("/api/v1/campaigns", verify_only_campaign(), 201);
-  int64_t task = f.get("/api/v1/tasks?campaign=" + std::to_string(created["id"].get<int64_t>()))[0]["task"];
+  int64_t task =
+      f.get("/api/v1/tasks?campaign=" + std::to_string(created["id"].get<int64_t>()))[0]["task"];
   // The Conductor starts it at once (the write's hook) and queues its verify job.
-  REQUIRE_MESSAGE(wait_until([&] { return f.job_states(task) == std::vector<std::string>{"queued"}; }, 10s),
-                  f.get("/api/v1/tasks/" + std::to_string(task)).dump());
+  REQUIRE_MESSAGE(
+      wait_until([&] { return f.job_states(task) == std::vector<std::string>{"queued"}; }, 10s),
+      f.get("/api/v1/tasks/" + std::to_string(task)).dump());
   CHECK(f.get("/api/v1/tasks/" + std::to_string(task))["state"] == "running");
 
   json cancelled = f.post("/api/v1/tasks/" + std::to_string(task) + "/cancel");
@@ -748,7 +814,8 @@ TEST_CASE("the API serves a running coordinator: a submitted campaign starts, ca
 
   // An agent comes; the job runs for real and the task passes.
   f.cluster.start_agent("a");
-  REQUIRE(wait_until([&] { return f.get("/api/v1/tasks/" + std::to_string(task))["state"] == "passed"; }, 120s));
+  REQUIRE(wait_until(
+      [&] { return f.get("/api/v1/tasks/" + std::to_string(task))["state"] == "passed"; }, 120s));
   auto metrics = f.http->Get("/metrics");
   REQUIRE(metrics);
   CHECK(metrics->body.find("kforge_agents_live 1\n") != std::string::npos);
@@ -761,9 +828,12 @@ TEST_CASE("the API serves a running coordinator: a submitted campaign starts, ca
 // them (their jobs queued in the pool), the rest wait pending in the store and start as places
 // free up; after a kill -9 only the window (the tasks in flight) is resumed, each with the job
 // it had, and an agent that comes gets them.
-TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those and dispatches their jobs") {
+TEST_CASE(
+    "the Conductor drives a window of tasks; a restart resumes only those and dispatches their "
+    "jobs") {
   TestCluster cluster;
-  auto fixture = load_campaign((source_dir() / "tests" / "fixtures" / "campaigns" / "verify.toml").string());
+  auto fixture =
+      load_campaign((source_dir() / "tests" / "fixtures" / "campaigns" / "verify.toml").string());
   REQUIRE(fixture.ok());
   ConductorOptions options;
   options.max_active_tasks = 2;
@@ -786,9 +856,12 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
     return out;
   });
   auto counts = [&] {
-    return cluster.coordinator().call([](Coordinator& c) { return c.store().task_counts(0).value(); });
+    return cluster.coordinator().call(
+        [](Coordinator& c) { return c.store().task_counts(0).value(); });
   };
-  auto queued = [&] { return cluster.coordinator().call([](Coordinator& c) { return c.pool().queued(); }); };
+  auto queued = [&] {
+    return cluster.coordinator().call([](Coordinator& c) { return c.pool().queued(); });
+  };
   REQUIRE(cluster.coordinator().call([&](Coordinator&) { return conductor->resume_all(); }).ok());
   REQUIRE(wait_until([&] { return counts()[TaskState::running] == 2; }, 10s));
   CHECK(counts()[TaskState::pending] == 3);
@@ -796,8 +869,8 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
   // A cancelled task frees its place: the next pending one starts.
   REQUIRE(cluster.coordinator()
               .call([&](Coordinator& c) {
-                KF_RETURN_IF_ERROR(c.store().set_task_state(ids[0], TaskState::cancelled, Outcome::cancelled,
-                                                            "cancelled by operator"));
+                KF_RETURN_IF_ERROR(c.store().set_task_state(
+                    ids[0], TaskState::cancelled, Outcome::cancelled, "cancelled by operator"));
                 return conductor->resume_all();
               })
               .ok());
@@ -814,7 +887,11 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
   cluster.start_coordinator();
   conductor = conductor_on(cluster.coordinator());
   REQUIRE(cluster.coordinator().call([&](Coordinator&) { return conductor->resume_all(); }).ok());
-  REQUIRE(wait_until([&] { return cluster.coordinator().call([&](Coordinator&) { return conductor->active(); }) == 2; }, 10s));
+  REQUIRE(wait_until(
+      [&] {
+        return cluster.coordinator().call([&](Coordinator&) { return conductor->active(); }) == 2;
+      },
+      10s));
   auto n = counts();
   CHECK(n[TaskState::running] == 2);
   CHECK(n[TaskState::pending] == 2);
@@ -826,7 +903,8 @@ TEST_CASE("the Conductor drives a window of tasks; a restart resumes only those 
   });
   REQUIRE(running.size() == 2);
   for (int64_t task : running) {  // each kept its one job: found again, not submitted twice
-    CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.store().jobs_of_task(task).value().size(); }) == 1);
+    CHECK(cluster.coordinator().call(
+              [&](Coordinator& c) { return c.store().jobs_of_task(task).value().size(); }) == 1);
   }
   cluster.start_agent("a");
   REQUIRE(wait_until(
@@ -846,12 +924,17 @@ TEST_CASE("a drain through the API reaches the coordinator's pool") {
   std::string id = f.get("/api/v1/agents")[0]["id"];
   json a = f.post("/api/v1/agents/" + id.substr(0, 6) + "/drain");
   CHECK(a["drained"] == true);
-  REQUIRE(wait_until([&] { return f.cluster.coordinator().call([&](Coordinator& c) { return c.agent_drained(id); }); }, 5s));
+  REQUIRE(wait_until(
+      [&] {
+        return f.cluster.coordinator().call([&](Coordinator& c) { return c.agent_drained(id); });
+      },
+      5s));
   f.post("/api/v1/agents/" + id + "/undrain");
   CHECK(f.get("/api/v1/agents")[0]["drained"] == false);
 }
 
-TEST_CASE_FIXTURE(RouterFixture, "the cluster summary counts the queue and the tasks finished in the last hour") {
+TEST_CASE_FIXTURE(RouterFixture,
+                  "the cluster summary counts the queue and the tasks finished in the last hour") {
   {
     auto store = Store::open(db);
     REQUIRE(store.ok());
@@ -863,7 +946,8 @@ TEST_CASE_FIXTURE(RouterFixture, "the cluster summary counts the queue and the t
   // The failed task finished two hours ago: outside the hour.
   sqlite3* raw = nullptr;
   REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
-  std::string backdate = "UPDATE tasks SET updated_ms = updated_ms - 7200000 WHERE id = " + std::to_string(tasks[1]);
+  std::string backdate =
+      "UPDATE tasks SET updated_ms = updated_ms - 7200000 WHERE id = " + std::to_string(tasks[1]);
   CHECK(sqlite3_exec(raw, backdate.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(raw);
   json c = get("/api/v1/cluster");
@@ -904,7 +988,11 @@ TEST_CASE("a host drains with a reason; the cluster summary shows its devices by
   CHECK(drained[0]["drain_reason"] == "fan replacement, ticket 42");
   CHECK(drained[0]["drained_ms"].is_number());
   std::string id = drained[0]["id"];
-  REQUIRE(wait_until([&] { return f.cluster.coordinator().call([&](Coordinator& co) { return co.agent_drained(id); }); }, 5s));
+  REQUIRE(wait_until(
+      [&] {
+        return f.cluster.coordinator().call([&](Coordinator& co) { return co.agent_drained(id); });
+      },
+      5s));
   c = f.get("/api/v1/cluster");
   CHECK(c["hosts"][0]["drained"] == true);
   CHECK(c["hosts"][0]["drain_reason"] == "fan replacement, ticket 42");
@@ -925,7 +1013,12 @@ TEST_CASE("a host drains with a reason; the cluster summary shows its devices by
   std::string incarnation = agent(id)["incarnation"];
   f.cluster.kill_agent("node-a");
   f.cluster.start_agent("node-a", 2);
-  REQUIRE(wait_until([&] { json a = agent(id); return a["incarnation"] != incarnation && a["state"] == "live"; }, 10s));
+  REQUIRE(wait_until(
+      [&] {
+        json a = agent(id);
+        return a["incarnation"] != incarnation && a["state"] == "live";
+      },
+      10s));
   CHECK(agent(id)["drained"] == true);
   CHECK(agent(id)["drain_reason"] == "fan replacement, ticket 42");
 
@@ -941,19 +1034,23 @@ TEST_CASE("a host drains with a reason; the cluster summary shows its devices by
   json none = f.post("/api/v1/hosts/node-z/drain", json::object(), 404);
   CHECK(none["error"].get<std::string>().find("no agent on host 'node-z'") != std::string::npos);
   json multiline = f.post("/api/v1/hosts/node-b/drain", {{"reason", "a\nb"}}, 400);
-  CHECK(multiline["error"].get<std::string>().find("reason: expected one line") != std::string::npos);
+  CHECK(multiline["error"].get<std::string>().find("reason: expected one line") !=
+        std::string::npos);
   json long_reason = f.post("/api/v1/hosts/node-b/drain", {{"reason", std::string(300, 'x')}}, 400);
   CHECK(long_reason["error"].get<std::string>().find("at most 256 bytes") != std::string::npos);
   json not_text = f.post("/api/v1/hosts/node-b/drain", {{"reason", 7}}, 400);
-  CHECK(not_text["error"].get<std::string>().find("reason: expected a string") != std::string::npos);
+  CHECK(not_text["error"].get<std::string>().find("reason: expected a string") !=
+        std::string::npos);
   std::string b = f.get("/api/v1/cluster")["hosts"][1]["agents"][0];
   CHECK(agent(b)["drained"] == false);  // a refused drain drains nothing
 
   auto metrics = f.http->Get("/metrics");
   REQUIRE(metrics);
-  CHECK(metrics->body.find("# TYPE kforge_build_info gauge\nkforge_build_info{version=\"" KFORGE_VERSION "\",commit=\"") !=
+  CHECK(metrics->body.find(
+            "# TYPE kforge_build_info gauge\nkforge_build_info{version=\"" KFORGE_VERSION
+            "\",commit=\"") != std::string::npos);
+  CHECK(metrics->body.find("kforge_device_utilization_ratio{backend=\"cpu\"} ") !=
         std::string::npos);
-  CHECK(metrics->body.find("kforge_device_utilization_ratio{backend=\"cpu\"} ") != std::string::npos);
   CHECK(metrics->body.find("kforge_device_utilization{") == std::string::npos);
 }
 
@@ -1025,7 +1122,8 @@ TEST_CASE("a server without a token, a bad address or an empty token file is ref
   config.data_dir = (dir / "data").string();
   config.http_listen = "127.0.0.1:7780";
   config.api_token_file = (dir / "empty").string();
-  CHECK(operator_api_options(config).status().message().rfind("coordinator.api_token_file:", 0) == 0);
+  CHECK(operator_api_options(config).status().message().rfind("coordinator.api_token_file:", 0) ==
+        0);
   config.http_listen = "127.0.0.1";
   CHECK(operator_api_options(config).status().message().find("host:port") != std::string::npos);
 }
@@ -1048,13 +1146,18 @@ struct Raw {
   }
   ~Raw() { ::close(fd); }
   Raw(const Raw&) = delete;
-  void send(const std::string& text) { REQUIRE(::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size())); }
+  void send(const std::string& text) {
+    REQUIRE(::send(fd, text.data(), text.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(text.size()));
+  }
   // Everything the server sends until it closes, or until `deadline` (then what came so far).
   std::string read_all(std::chrono::milliseconds deadline = 30s) {
     std::string out;
     auto end = std::chrono::steady_clock::now() + deadline;
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      end - std::chrono::steady_clock::now())
+                      .count();
       if (left <= 0) return out;
       pollfd p{fd, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left)) <= 0) return out;
@@ -1075,7 +1178,8 @@ struct Raw {
   }
 };
 
-std::string head(int port, const std::string& request_line, const std::vector<std::string>& headers) {
+std::string head(int port, const std::string& request_line,
+                 const std::vector<std::string>& headers) {
   std::string out = request_line + "\r\nHost: 127.0.0.1:" + std::to_string(port) + "\r\n";
   for (const auto& h : headers) out += h + "\r\n";
   return out + "\r\n";
@@ -1085,7 +1189,8 @@ std::string head(int port, const std::string& request_line, const std::vector<st
 std::pair<int, std::string> status_error(const httplib::Result& r) {
   REQUIRE(r);
   json doc = json::parse(r->body, nullptr, false);
-  std::string error = doc.is_object() && doc.contains("error") ? doc["error"].get<std::string>() : "";
+  std::string error =
+      doc.is_object() && doc.contains("error") ? doc["error"].get<std::string>() : "";
   return {r->status, error};
 }
 
@@ -1099,7 +1204,8 @@ TEST_CASE("every API request needs the token, on loopback too") {
     CHECK(status == 401);
     CHECK(error.find("API token") != std::string::npos);
   }
-  auto [status, error] = status_error(f.anonymous->Post("/api/v1/tasks/1/cancel", "{}", "application/json"));
+  auto [status, error] =
+      status_error(f.anonymous->Post("/api/v1/tasks/1/cancel", "{}", "application/json"));
   CHECK(status == 401);
   CHECK(f.http->Get("/api/v1/health")->status == 200);
   httplib::Client lower("127.0.0.1", f.port());
@@ -1117,10 +1223,12 @@ TEST_CASE("metrics can be made public; the API stays guarded") {
 
 TEST_CASE("the token is checked before the body is read") {
   HttpServerOptions o = test_options();
-  o.serving.io_timeout_ms = 120000;  // a server waiting for the body would not answer in the test's time
+  o.serving.io_timeout_ms =
+      120000;  // a server waiting for the body would not answer in the test's time
   ServerFixture f(o);
   Raw c(f.port());
-  // A gigabyte announced, not one byte of it sent: the answer comes anyway, and the connection closes.
+  // A gigabyte announced, not one byte of it sent: the answer comes anyway, and the connection
+  // closes.
   c.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
               {"Content-Type: application/json", "Content-Length: 1000000000"}));
   std::string answer = c.read_all();
@@ -1128,8 +1236,9 @@ TEST_CASE("the token is checked before the body is read") {
   CHECK(Raw::body(answer)["error"].get<std::string>().find("token") != std::string::npos);
   // With Expect: 100-continue (curl's way for large bodies) the refusal comes instead of the 100.
   Raw e(f.port());
-  e.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
-              {"Content-Type: application/json", "Content-Length: 1000000000", "Expect: 100-continue"}));
+  e.send(head(
+      f.port(), "POST /api/v1/campaigns HTTP/1.1",
+      {"Content-Type: application/json", "Content-Length: 1000000000", "Expect: 100-continue"}));
   std::string refused = e.read_all();
   CHECK(Raw::status(refused) == 401);
   CHECK(refused.find("100 Continue") == std::string::npos);
@@ -1142,16 +1251,19 @@ TEST_CASE("an oversized body is a 413 with a JSON error, before it is read") {
   ServerFixture f(o);
   Raw c(f.port());
   c.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
-              {"Authorization: Bearer " + kToken, "Content-Type: application/json", "Content-Length: 1025"}));
+              {"Authorization: Bearer " + kToken, "Content-Type: application/json",
+               "Content-Length: 1025"}));
   std::string answer = c.read_all();
   CHECK(Raw::status(answer) == 413);
   CHECK(Raw::body(answer)["error"].get<std::string>().find("limit is 1024") != std::string::npos);
   // Chunked or unannounced bodies are refused: their size is not known before reading them.
-  auto [status, error] = status_error(f.http->Post("/api/v1/campaigns", std::string(2000, ' '), "application/json"));
+  auto [status, error] =
+      status_error(f.http->Post("/api/v1/campaigns", std::string(2000, ' '), "application/json"));
   CHECK(status == 413);
   Raw chunked(f.port());
   chunked.send(head(f.port(), "POST /api/v1/campaigns HTTP/1.1",
-                    {"Authorization: Bearer " + kToken, "Content-Type: application/json", "Transfer-Encoding: chunked"}));
+                    {"Authorization: Bearer " + kToken, "Content-Type: application/json",
+                     "Transfer-Encoding: chunked"}));
   CHECK(Raw::status(chunked.read_all()) == 411);
 }
 
@@ -1162,7 +1274,8 @@ TEST_CASE("JSON nested too deep is a 400 that says so") {
   CHECK(status == 400);
   CHECK(error.find("nested deeper than 64") != std::string::npos);
   std::string fine = R"({"name": "x", "tasks": [{"a": [[[[1]]]]}]})";
-  CHECK(status_error(f.http->Post("/api/v1/campaigns", fine, "application/json")).first == 400);  // a bad spec, parsed
+  CHECK(status_error(f.http->Post("/api/v1/campaigns", fine, "application/json")).first ==
+        400);  // a bad spec, parsed
 }
 
 TEST_CASE("a foreign Host or Origin is refused, a local one is not") {
@@ -1179,7 +1292,8 @@ TEST_CASE("a foreign Host or Origin is refused, a local one is not") {
   auto [status, error] = get({{"Host", "evil.example"}});
   CHECK(error.find("api_hosts") != std::string::npos);
   // A cross-site POST (CSRF) fails even with a token the browser could not have had.
-  auto post = f.http->Post("/api/v1/tasks/1/cancel", {{"Origin", "http://evil.example"}}, "{}", "application/json");
+  auto post = f.http->Post("/api/v1/tasks/1/cancel", {{"Origin", "http://evil.example"}}, "{}",
+                           "application/json");
   CHECK(post->status == 403);
 }
 
@@ -1203,7 +1317,9 @@ TEST_CASE("this host's own name is accepted as Host") {
   ServerFixture f;
   char name[256] = {};
   REQUIRE(::gethostname(name, sizeof name - 1) == 0);
-  CHECK(f.http->Get("/api/v1/health", {{"Host", std::string(name) + ":" + std::to_string(f.port())}})->status == 200);
+  CHECK(
+      f.http->Get("/api/v1/health", {{"Host", std::string(name) + ":" + std::to_string(f.port())}})
+          ->status == 200);
 }
 
 TEST_CASE("configured host names are accepted") {
@@ -1211,7 +1327,8 @@ TEST_CASE("configured host names are accepted") {
   o.hosts = {"head-node.example"};
   ServerFixture f(o);
   CHECK(f.http->Get("/api/v1/health", {{"Host", "head-node.example:7780"}})->status == 200);
-  CHECK(f.http->Get("/api/v1/health", {{"Origin", "http://HEAD-NODE.example:7780"}})->status == 200);
+  CHECK(f.http->Get("/api/v1/health", {{"Origin", "http://HEAD-NODE.example:7780"}})->status ==
+        200);
   CHECK(f.http->Get("/api/v1/health", {{"Host", "other.example"}})->status == 403);
 }
 
@@ -1221,9 +1338,12 @@ TEST_CASE("a write must be JSON: a text/plain POST (a form's, a CSRF's) is refus
   auto [status, error] = status_error(f.http->Post("/api/v1/campaigns", body.dump(), "text/plain"));
   CHECK(status == 415);
   CHECK(error.find("application/json") != std::string::npos);
-  CHECK(status_error(f.http->Post("/api/v1/campaigns", body.dump(), "application/x-www-form-urlencoded")).first == 415);
+  CHECK(status_error(
+            f.http->Post("/api/v1/campaigns", body.dump(), "application/x-www-form-urlencoded"))
+            .first == 415);
   CHECK(f.get("/api/v1/campaigns").empty());  // nothing created
-  CHECK(f.http->Post("/api/v1/campaigns", body.dump(), "application/json; charset=utf-8")->status == 201);
+  CHECK(f.http->Post("/api/v1/campaigns", body.dump(), "application/json; charset=utf-8")->status ==
+        201);
 }
 
 TEST_CASE("every failure answers a JSON error, httplib's own included") {
@@ -1245,8 +1365,9 @@ TEST_CASE("every failure answers a JSON error, httplib's own included") {
   is_error(f.http->Get("/api/v1/tasks?limit="), 400);
   is_error(f.http->Get("/api/v1/jobs?limit="), 400);
   is_error(f.http->Get("/api/v1/tasks?stat=failed"), 400);
-  CHECK(status_error(f.http->Get("/api/v1/tasks?state=bogus")).second ==
-        "query parameter 'state': 'bogus' is not one of pending, running, passed, failed, cancelled");
+  CHECK(
+      status_error(f.http->Get("/api/v1/tasks?state=bogus")).second ==
+      "query parameter 'state': 'bogus' is not one of pending, running, passed, failed, cancelled");
   CHECK(status_error(f.http->Get("/api/v1/jobs?state=bogus")).second ==
         "query parameter 'state': 'bogus' is not one of queued, assigned, done, cancelled");
   CHECK(status_error(f.http->Get("/api/v1/tasks?verdict=ok"))
@@ -1263,11 +1384,13 @@ TEST_CASE("a campaign with a repeated task is refused whole: nothing stored, not
   ServerFixture f;
   json body = verify_only_campaign();
   body["tasks"].push_back(body["tasks"][0]);
-  auto [status, error] = status_error(f.http->Post("/api/v1/campaigns", body.dump(), "application/json"));
+  auto [status, error] =
+      status_error(f.http->Post("/api/v1/campaigns", body.dump(), "application/json"));
   CHECK(status == 400);
   CHECK(error.find("tasks[1]: repeats tasks[0]") != std::string::npos);
   CHECK(error.find(".db") == std::string::npos);
-  CHECK(error.find(f.cluster.coordinator().store_path().parent_path().string()) == std::string::npos);
+  CHECK(error.find(f.cluster.coordinator().store_path().parent_path().string()) ==
+        std::string::npos);
   CHECK(f.get("/api/v1/campaigns").empty());
   CHECK(f.get("/api/v1/jobs").empty());
 }
@@ -1276,9 +1399,8 @@ TEST_CASE("a write that fails in the store leaves none of its rows (one unit in 
   ServerFixture f;
   // A store failure half-way: the second task's insert fails on the store's own key, past the
   // router's check (a task_id that differs only there... the store sees the same key).
-  int64_t before = f.cluster.coordinator().call([](Coordinator& c) {
-    return c.store().campaigns().value().size();
-  });
+  int64_t before = f.cluster.coordinator().call(
+      [](Coordinator& c) { return c.store().campaigns().value().size(); });
   Status st = f.cluster.coordinator().call([](Coordinator& c) {
     return c.store().atomically([&]() -> Status {
       auto id = c.store().create_campaign("half", "", "h", Workflow::verify_only);
@@ -1287,14 +1409,16 @@ TEST_CASE("a write that fails in the store leaves none of its rows (one unit in 
     });
   });
   CHECK_FALSE(st.ok());
-  CHECK(f.cluster.coordinator().call([](Coordinator& c) { return c.store().campaigns().value().size(); }) ==
-        static_cast<size_t>(before));
+  CHECK(f.cluster.coordinator().call([](Coordinator& c) {
+    return c.store().campaigns().value().size();
+  }) == static_cast<size_t>(before));
 }
 
 TEST_CASE("a slow client trickling its headers does not stall others") {
   ServerFixture f;
   std::vector<std::unique_ptr<Raw>> slow;
-  std::string request = head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken});
+  std::string request =
+      head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken});
   for (int i = 0; i < 50; ++i) {  // more than the worker threads
     slow.push_back(std::make_unique<Raw>(f.port()));
     slow.back()->send(request.substr(0, 10));
@@ -1348,12 +1472,16 @@ TEST_CASE("connections beyond the cap are answered 503 and closed") {
 TEST_CASE("keep-alive serves several requests on one connection, pipelined too") {
   ServerFixture f;
   Raw c(f.port());
-  std::string one = head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken});
-  std::string last = head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken, "Connection: close"});
+  std::string one =
+      head(f.port(), "GET /api/v1/health HTTP/1.1", {"Authorization: Bearer " + kToken});
+  std::string last = head(f.port(), "GET /api/v1/health HTTP/1.1",
+                          {"Authorization: Bearer " + kToken, "Connection: close"});
   c.send(one + one + last);
   std::string answers = c.read_all();
   size_t n = 0;
-  for (size_t at = answers.find("HTTP/1.1 200"); at != std::string::npos; at = answers.find("HTTP/1.1 200", at + 1)) ++n;
+  for (size_t at = answers.find("HTTP/1.1 200"); at != std::string::npos;
+       at = answers.find("HTTP/1.1 200", at + 1))
+    ++n;
   CHECK(n == 3);
 }
 
@@ -1385,13 +1513,16 @@ TEST_CASE("the data directory is 0700, the database and its side files 0600") {
 TEST_CASE("request heads over the limit are a 431; a write without Content-Length has no body") {
   ServerFixture f;
   Raw big(f.port());
-  big.send("GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " + std::string(70000, 'a') + "\r\n\r\n");
+  big.send("GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " +
+           std::string(70000, 'a') + "\r\n\r\n");
   std::string answer = big.read_all();
   CHECK(Raw::status(answer) == 431);
   CHECK(Raw::body(answer).contains("error"));
-  // No Content-Length: no body (HTTP/1.1), answered at once rather than read until the client closes.
+  // No Content-Length: no body (HTTP/1.1), answered at once rather than read until the client
+  // closes.
   Raw c(f.port());
-  c.send(head(f.port(), "POST /api/v1/tasks/99/cancel HTTP/1.1", {"Authorization: Bearer " + kToken}));
+  c.send(
+      head(f.port(), "POST /api/v1/tasks/99/cancel HTTP/1.1", {"Authorization: Bearer " + kToken}));
   std::string cancel = c.read_all();
   CHECK(Raw::status(cancel) == 404);
   CHECK(Raw::body(cancel)["error"].get<std::string>().find("no task 99") != std::string::npos);

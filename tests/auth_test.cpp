@@ -1,14 +1,12 @@
 // Authenticated agents: CURVE keys, the allow-list, who may register which agent id, who may
 // report which attempt, and what plain TCP still guarantees (schema/protocol.md, Security).
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 
 #include <atomic>
 #include <cstring>
-#include <regex>
-
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "agent/state_dir.h"
 #include "common/config.h"
@@ -27,9 +25,10 @@ class HandshakeWatch {
  public:
   explicit HandshakeWatch(RawPeer& peer) : pair_(peer.ctx, zmq::socket_type::pair) {
     std::string endpoint = "inproc://monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
-    int rc = zmq_socket_monitor(peer.socket.handle(), endpoint.c_str(),
-                                ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                    ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    int rc = zmq_socket_monitor(
+        peer.socket.handle(), endpoint.c_str(),
+        ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     REQUIRE(rc == 0);
     pair_.connect(endpoint);
   }
@@ -133,7 +132,8 @@ TEST_CASE("a secret key file other users can read, or a malformed one, is refuse
   CHECK(bad.status().message().find(":1:") != std::string::npos);
 }
 
-TEST_CASE("the allow-list binds keys to agent ids, several during a rotation, never one key to two") {
+TEST_CASE(
+    "the allow-list binds keys to agent ids, several during a rotation, never one key to two") {
   auto k1 = make_curve_keypair(), k2 = make_curve_keypair(), k3 = make_curve_keypair();
   REQUIRE((k1.ok() && k2.ok() && k3.ok()));
   std::string text = "gpu1 = \"" + k1->public_key + "\"\n\"gpu-2.x\" = [\"" + k2->public_key +
@@ -148,12 +148,14 @@ TEST_CASE("the allow-list binds keys to agent ids, several during a rotation, ne
   REQUIRE(again.ok());
   CHECK(again->size() == 3);
 
-  auto twice = AgentKeys::parse("a = \"" + k1->public_key + "\"\nb = \"" + k1->public_key + "\"\n", "keys.toml");
+  auto twice = AgentKeys::parse("a = \"" + k1->public_key + "\"\nb = \"" + k1->public_key + "\"\n",
+                                "keys.toml");
   REQUIRE_FALSE(twice.ok());
   CHECK(twice.status().message().find("keys.toml:2:") != std::string::npos);
   auto short_key = AgentKeys::parse("a = \"abc\"\n", "keys.toml");
   REQUIRE_FALSE(short_key.ok());
-  CHECK(short_key.status().message().find("keys.toml:1:5: a: expected a CURVE public key") != std::string::npos);
+  CHECK(short_key.status().message().find("keys.toml:1:5: a: expected a CURVE public key") !=
+        std::string::npos);
   CHECK_FALSE(AgentKeys::parse("\"a/b\" = \"" + k1->public_key + "\"\n", "keys.toml").ok());
 }
 
@@ -195,11 +197,14 @@ TEST_CASE("config: CURVE keys come in pairs, the coordinator's public key must b
   CHECK(ok->agent.id == "gpu1");
   auto half = parse_config("[coordinator]\nsecret_key_file = \"c.key\"\n", "k.toml");
   REQUIRE_FALSE(half.ok());
-  CHECK(half.status().message().find("k.toml:2:19: coordinator.secret_key_file: needs coordinator.agent_keys_file") !=
+  CHECK(half.status().message().find(
+            "k.toml:2:19: coordinator.secret_key_file: needs coordinator.agent_keys_file") !=
         std::string::npos);
-  auto bad = parse_config("[agent]\nsecret_key_file = \"a.key\"\ncoordinator_public_key = \"short\"\n", "k.toml");
+  auto bad = parse_config(
+      "[agent]\nsecret_key_file = \"a.key\"\ncoordinator_public_key = \"short\"\n", "k.toml");
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.status().message().find("agent.coordinator_public_key: expected a CURVE public key") != std::string::npos);
+  CHECK(bad.status().message().find("agent.coordinator_public_key: expected a CURVE public key") !=
+        std::string::npos);
   CHECK_FALSE(parse_config("[agent]\nid = \"a/b\"\n", "k.toml").ok());
 }
 
@@ -268,7 +273,8 @@ TEST_CASE("an agent with the wrong coordinator key says so") {
   options.curve_secret_key = keys.secret_key;
   options.coordinator_public_key = cluster.unlisted_keys().public_key;  // not the coordinator's
   Agent& agent = cluster.start_agent("a", 1, options);
-  REQUIRE(wait_until([&] { return agent.link_problem().find("coordinator_public_key") != std::string::npos; }));
+  REQUIRE(wait_until(
+      [&] { return agent.link_problem().find("coordinator_public_key") != std::string::npos; }));
   CHECK_FALSE(agent.registered());
 }
 
@@ -284,7 +290,8 @@ TEST_CASE("a plain agent cannot join a CURVE coordinator and says why") {
   auto agent = Agent::open(options);
   REQUIRE(agent.ok());
   std::thread t([&] { (void)(*agent)->run(); });
-  bool said = wait_until([&] { return (*agent)->link_problem().find("CURVE") != std::string::npos; });
+  bool said =
+      wait_until([&] { return (*agent)->link_problem().find("CURVE") != std::string::npos; });
   (*agent)->stop(false);
   t.join();
   CHECK(said);
@@ -306,7 +313,8 @@ TEST_CASE("a key added to the allow-list file is admitted without a restart") {
   };
   CHECK(handshake() == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
   // The operator edits the file; the coordinator notices (modification time and size).
-  write_file(cluster.agent_keys_file(), read_file(cluster.agent_keys_file()) + "late = \"" + keys->public_key + "\"\n");
+  write_file(cluster.agent_keys_file(),
+             read_file(cluster.agent_keys_file()) + "late = \"" + keys->public_key + "\"\n");
   CHECK(wait_until([&] { return handshake() == ZMQ_EVENT_HANDSHAKE_SUCCEEDED; }));
 }
 
@@ -353,7 +361,8 @@ void forged_result_is_not_recorded(Link link) {
   forged.stdout_data = "forged";
   forged.result_json = R"({"verdict":"passed"})";
   mallory->send(forged);
-  REQUIRE(wait_until([&] { return metric(cluster, "kforge_results_total{outcome=\"refused\"} ") == 1; }));
+  REQUIRE(wait_until(
+      [&] { return metric(cluster, "kforge_results_total{outcome=\"refused\"} ") == 1; }));
   CHECK(job_row(cluster, job).state == JobState::assigned);
   CHECK(cluster.recorded()[job] == 0);
   CHECK(real.running_jobs() == 1);  // not cancelled
@@ -365,7 +374,8 @@ void forged_result_is_not_recorded(Link link) {
   CHECK_FALSE(mallory->receive<proto::ResultAck>(0ms));
 }
 
-TEST_CASE("a forged result from another agent is not recorded and does not cancel the real attempt") {
+TEST_CASE(
+    "a forged result from another agent is not recorded and does not cancel the real attempt") {
   forged_result_is_not_recorded(Link::curve);
 }
 
@@ -373,11 +383,13 @@ TEST_CASE("plain TCP: a forged result from another peer is not recorded either")
   forged_result_is_not_recorded(Link::plain);
 }
 
-TEST_CASE("a hello reusing a live agent's id with another key is refused; the agent keeps working") {
+TEST_CASE(
+    "a hello reusing a live agent's id with another key is refused; the agent keeps working") {
   TestCluster cluster;
   Agent& real = cluster.start_agent("a");
   REQUIRE(cluster.wait_live(1));
-  std::string before = cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); });
+  std::string before =
+      cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); });
   RawPeer impostor(cluster.endpoint(), real.id() + "/evil/c", cluster.client_keys("mallory"));
   impostor.send(raw_hello(real.id(), "evil"));
   auto refused = impostor.receive<proto::Refused>();
@@ -386,10 +398,13 @@ TEST_CASE("a hello reusing a live agent's id with another key is refused; the ag
   int64_t job = cluster.submit({"true"});
   REQUIRE(cluster.wait_all_done({job}, 30s));
   CHECK(real.registered());
-  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); }) == before);
+  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); }) ==
+        before);
 }
 
-TEST_CASE("plain TCP: a hello reusing a live agent's id is refused as transient; the agent keeps working") {
+TEST_CASE(
+    "plain TCP: a hello reusing a live agent's id is refused as transient; the agent keeps "
+    "working") {
   TestCluster cluster(TestCluster::fast_options(), SystemClock::instance(), Link::plain);
   Agent& real = cluster.start_agent("a");
   REQUIRE(cluster.wait_live(1));
@@ -404,7 +419,9 @@ TEST_CASE("plain TCP: a hello reusing a live agent's id is refused as transient;
   CHECK(real.registered());
 }
 
-TEST_CASE("plain TCP: an agent whose id is held by a live process waits, then takes over when it is gone") {
+TEST_CASE(
+    "plain TCP: an agent whose id is held by a live process waits, then takes over when it is "
+    "gone") {
   TestCluster cluster(TestCluster::fast_options(), SystemClock::instance(), Link::plain);
   Agent& first = cluster.start_agent("a");
   REQUIRE(cluster.wait_live(1));
@@ -419,15 +436,17 @@ TEST_CASE("plain TCP: an agent whose id is held by a live process waits, then ta
   CHECK_FALSE(second.registered());
   cluster.kill_agent("a");
   REQUIRE(wait_until([&] { return second.registered(); }, 30s));
-  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(second.id()); }) ==
-        second.routing_id());
+  CHECK(cluster.coordinator().call([&](Coordinator& c) {
+    return c.agent_routing_id(second.id());
+  }) == second.routing_id());
 }
 
 TEST_CASE("a connection cannot take over a live agent's routing id") {
   TestCluster cluster;
   Agent& real = cluster.start_agent("a");
   REQUIRE(cluster.wait_live(1));
-  std::string routing = cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); });
+  std::string routing =
+      cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); });
   REQUIRE(routing == real.routing_id());
   auto gate = cluster.dir() / "gate";
   int64_t job = cluster.submit(gated_job(gate));
@@ -454,7 +473,8 @@ TEST_CASE("a connection cannot take over a live agent's routing id") {
   REQUIRE(cluster.wait_all_done({next}, 30s));
   CHECK(job_row(cluster, next).agent_id == real.id());
   CHECK(real.registered());
-  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); }) == routing);
+  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_routing_id(real.id()); }) ==
+        routing);
   CHECK_FALSE(thief.has_message());
 }
 
@@ -468,7 +488,8 @@ TEST_CASE("a routing id is its key's: another agent's routing id is refused what
   JobRow running = job_row(cluster, job);
   // An allowed key (mallory's) presenting a routing id in the real agent's name, one not in
   // use (so ROUTER_HANDOVER does not stop it): the key, not the peer, says whose it is.
-  RawPeer thief(cluster.endpoint(), real.id() + "/" + real.incarnation() + "/stolen", cluster.client_keys("mallory"));
+  RawPeer thief(cluster.endpoint(), real.id() + "/" + real.incarnation() + "/stolen",
+                cluster.client_keys("mallory"));
   proto::JobResult forged;
   forged.job = {static_cast<uint64_t>(job), static_cast<uint64_t>(running.epoch)};
   forged.agent_id = real.id();
@@ -521,16 +542,20 @@ TEST_CASE("a hello listing a device twice is refused and the coordinator keeps s
 
 // Issue 16, F8: an agent id outside the documented charset (1 to 128 printable ASCII
 // characters, no '/') is that peer's problem: Refused invalid_hello, never stored, never a stop.
-TEST_CASE("a hello with an agent id containing '/' or a control character is refused and the coordinator keeps serving") {
+TEST_CASE(
+    "a hello with an agent id containing '/' or a control character is refused and the coordinator "
+    "keeps serving") {
   TestCluster cluster;
-  for (const std::string& id : {std::string("rack1/gpu7"), std::string("gpu\x01"), std::string(129, 'g')}) {
+  for (const std::string& id :
+       {std::string("rack1/gpu7"), std::string("gpu\x01"), std::string(129, 'g')}) {
     CAPTURE(id.size());
     RawPeer peer(cluster.endpoint(), id + "/1/c", cluster.client_keys("good"));
     peer.send(raw_hello(id, "1"));
     auto refused = peer.receive<proto::Refused>();
     REQUIRE(refused);
     CHECK(refused->code == static_cast<uint32_t>(proto::RefusalCode::invalid_hello));
-    CHECK(refused->reason.find("is not valid (1 to 128 printable characters, no '/')") != std::string::npos);
+    CHECK(refused->reason.find("is not valid (1 to 128 printable characters, no '/')") !=
+          std::string::npos);
     CHECK_FALSE(proto::refusal_is_transient(refused->code));
   }
   auto stored = cluster.coordinator().call([](Coordinator& c) {
@@ -574,9 +599,11 @@ TEST_CASE("an agent refused for good stops; one refused for now keeps trying") {
     router->send(id, zmq::send_flags::sndmore);
     router->send(zmq::buffer(proto::encode(refused)));
   };
-  answer_next_hello({"agent id is held by live incarnation x", 1, static_cast<uint32_t>(proto::RefusalCode::id_in_use)});
+  answer_next_hello({"agent id is held by live incarnation x", 1,
+                     static_cast<uint32_t>(proto::RefusalCode::id_in_use)});
   // It says Hello again (on a fresh connection) instead of stopping.
-  answer_next_hello({"protocol version 1 is not supported", 7, static_cast<uint32_t>(proto::RefusalCode::protocol_version)});
+  answer_next_hello({"protocol version 1 is not supported", 7,
+                     static_cast<uint32_t>(proto::RefusalCode::protocol_version)});
   t.join();
   CHECK(done);
   CHECK_FALSE(exit.ok());

@@ -1,15 +1,12 @@
 // `kforge run` end to end with a fake OpenAI-compatible server: the fix loop, resume after
 // kill -9 at ten moments, and nothing asked twice that was already answered.
 #include <doctest/doctest.h>
-
+#include <signal.h>
 #include <sqlite3.h>
 
-#include <signal.h>
-
 #include <atomic>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/fs.h"
 #include "common/process.h"
@@ -24,13 +21,15 @@ namespace {
 
 std::string candidate_code(const std::string& prompt) {
   std::string dir = (source_dir() / "tests" / "harness" / "candidates").string();
-  if (prompt.find("sqrt") != std::string::npos) return kforge::read_file(dir + "/sqrt_numpy_cpp_ok.py").value();
+  if (prompt.find("sqrt") != std::string::npos)
+    return kforge::read_file(dir + "/sqrt_numpy_cpp_ok.py").value();
   std::string broken = kforge::read_file(dir + "/add_numpy_cpp_syntax_error.py").value();
   // The first vector_add code does not compile; the fix (its prompt quotes the verdict) does.
   if (prompt.find("compile_error") == std::string::npos) return broken;
   auto at = broken.find("out[i] = x[i] + y[i] + bias");
   REQUIRE(at != std::string::npos);
-  return broken.replace(at, std::string("out[i] = x[i] + y[i] + bias").size(), "out[i] = x[i] + y[i];");
+  return broken.replace(at, std::string("out[i] = x[i] + y[i] + bias").size(),
+                        "out[i] = x[i] + y[i];");
 }
 
 // One answer fits every role: a design for the Designer, code for the Coder.
@@ -43,7 +42,8 @@ std::string respond(const nlohmann::json& body) {
 struct RunFixture {
   TempDir dir;
   FakeLlmServer llm;
-  std::filesystem::path campaign = source_dir() / "tests" / "fixtures" / "campaign_run" / "campaign.toml";
+  std::filesystem::path campaign =
+      source_dir() / "tests" / "fixtures" / "campaign_run" / "campaign.toml";
   std::filesystem::path config = dir / "kforge.toml";
   std::filesystem::path kforge = binary_dir() / "cli" / "kforge";
 
@@ -51,23 +51,25 @@ struct RunFixture {
     llm.set_responder(respond);
     std::string roles;
     for (const char* role : {"designer", "coder"}) {
-      roles += std::string("[llm.") + role + "]\nprovider = \"openai\"\nbase_url = \"" + llm.base_url() +
-               "\"\nmodel = \"fake\"\ntimeout_s = 30\nconcurrency = 1\n";
+      roles += std::string("[llm.") + role + "]\nprovider = \"openai\"\nbase_url = \"" +
+               llm.base_url() + "\"\nmodel = \"fake\"\ntimeout_s = 30\nconcurrency = 1\n";
     }
     write_file(config, roles + "[agent]\ncpu_devices = 2\n");
   }
 
   std::unique_ptr<Child> start(const std::filesystem::path& data, const std::string& log) {
     return std::make_unique<Child>(
-        kforge, std::vector<std::string>{"run", campaign.string(), "--data", data.string(), "--config", config.string(),
-                                         "--device-fixtures", (dir / "no-gpus").string()},
+        kforge,
+        std::vector<std::string>{"run", campaign.string(), "--data", data.string(), "--config",
+                                 config.string(), "--device-fixtures", (dir / "no-gpus").string()},
         dir / log, dir.path());
   }
 
   // Runs to the end; the exit status must be 0.
   void finish(const std::filesystem::path& data, const std::string& log) {
     auto run = start(data, log);
-    REQUIRE_MESSAGE(wait_until([&] { return !run->running(); }, 240s), kforge::test::read_file(dir / log));
+    REQUIRE_MESSAGE(wait_until([&] { return !run->running(); }, 240s),
+                    kforge::test::read_file(dir / log));
     REQUIRE_MESSAGE(WIFEXITED(run->wait_status()), kforge::test::read_file(dir / log));
     REQUIRE_MESSAGE(WEXITSTATUS(run->wait_status()) == 0, kforge::test::read_file(dir / log));
   }
@@ -83,8 +85,8 @@ struct RunFixture {
     std::map<std::string, std::string> out;
     for (const auto& t : doc) {
       out[t["op_name"].get<std::string>() + "/" + t["task_id"].get<std::string>()] =
-          t["state"].get<std::string>() + " " + t["verdict"].get<std::string>() + " steps=" +
-          std::to_string(t["steps"].get<int>());
+          t["state"].get<std::string>() + " " + t["verdict"].get<std::string>() +
+          " steps=" + std::to_string(t["steps"].get<int>());
     }
     return out;
   }
@@ -93,7 +95,8 @@ struct RunFixture {
   int steps(const std::filesystem::path& data) {
     int n = 0;
     sqlite3* db = nullptr;
-    if (sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    if (sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+        SQLITE_OK) {
       sqlite3_stmt* s = nullptr;
       if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM steps", -1, &s, nullptr) == SQLITE_OK &&
           sqlite3_step(s) == SQLITE_ROW) {
@@ -109,11 +112,14 @@ struct RunFixture {
   std::set<std::string> stored_requests(const std::filesystem::path& data) {
     std::set<std::string> out;
     sqlite3* db = nullptr;
-    if (sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    if (sqlite3_open_v2((data / "kforge.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+        SQLITE_OK) {
       sqlite3_stmt* s = nullptr;
-      if (sqlite3_prepare_v2(db, "SELECT request FROM llm_calls WHERE status = 'ok'", -1, &s, nullptr) == SQLITE_OK) {
+      if (sqlite3_prepare_v2(db, "SELECT request FROM llm_calls WHERE status = 'ok'", -1, &s,
+                             nullptr) == SQLITE_OK) {
         while (sqlite3_step(s) == SQLITE_ROW) {
-          out.insert(nlohmann::json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))).dump());
+          out.insert(nlohmann::json::parse(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)))
+                         .dump());
         }
       }
       sqlite3_finalize(s);
@@ -138,7 +144,8 @@ struct RunFixture {
     auto check_since = [&](size_t seen) {
       auto requests = llm.requests();
       for (size_t i = seen; i < requests.size(); ++i) {
-        if (stored.count(requests[i].body.dump())) out.asked_again.push_back(requests[i].body.dump().substr(0, 200));
+        if (stored.count(requests[i].body.dump()))
+          out.asked_again.push_back(requests[i].body.dump().substr(0, 200));
       }
     };
     for (int moment = 1; moment <= moments; ++moment) {
@@ -172,7 +179,8 @@ struct RunFixture {
 
 }  // namespace
 
-TEST_CASE_FIXTURE(RunFixture, "a campaign runs to the end, fixing what fails, and is not run twice") {
+TEST_CASE_FIXTURE(RunFixture,
+                  "a campaign runs to the end, fixing what fails, and is not run twice") {
   auto data = dir / "data";
   finish(data, "run.log");
   auto first = results(data);
@@ -190,7 +198,8 @@ TEST_CASE_FIXTURE(RunFixture, "a campaign runs to the end, fixing what fails, an
   CHECK(results(data) == first);
 }
 
-TEST_CASE_FIXTURE(RunFixture, "kill -9 at ten moments: the same results, no answered question asked again") {
+TEST_CASE_FIXTURE(RunFixture,
+                  "kill -9 at ten moments: the same results, no answered question asked again") {
   auto reference = dir / "reference";
   finish(reference, "reference.log");
   auto expected = results(reference);
@@ -212,12 +221,16 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 at ten moments: the same results, no answ
 // committed the moment it arrives, and the next question leaves only after the turn that
 // asked it committed: killed as that next question arrives, the process has the first
 // answer on disk, and the question in flight is counted at the next start.
-TEST_CASE_FIXTURE(RunFixture, "kill -9 right after an answer arrived: that answer is not asked for again") {
-  std::string task = (source_dir() / "tests" / "harness" / "tasks" / "vector_add_numpy.py").string();
+TEST_CASE_FIXTURE(RunFixture,
+                  "kill -9 right after an answer arrived: that answer is not asked for again") {
+  std::string task =
+      (source_dir() / "tests" / "harness" / "tasks" / "vector_add_numpy.py").string();
   campaign = dir / "one.toml";
-  write_file(campaign, "name = \"one\"\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
-                       "framework = \"numpy\"\nlimit_steps = 6\n[[ops]]\nop_name = \"vector_add\"\ntask_desc = \"" +
-                           task + "\"\n");
+  write_file(
+      campaign,
+      "name = \"one\"\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
+      "framework = \"numpy\"\nlimit_steps = 6\n[[ops]]\nop_name = \"vector_add\"\ntask_desc = \"" +
+          task + "\"\n");
   auto data = dir / "data";
   auto run = start(data, "run.log");
   std::atomic<pid_t> victim{run->pid()};
@@ -233,7 +246,8 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 right after an answer arrived: that answe
   REQUIRE(WIFSIGNALED(run->wait_status()));
   const auto asked = llm.requests();
   REQUIRE(asked.size() == 2);
-  CHECK(stored_requests(data).count(asked[0].body.dump()) == 1);  // on disk before the next question left
+  CHECK(stored_requests(data).count(asked[0].body.dump()) ==
+        1);  // on disk before the next question left
 
   finish(data, "after.log");
   auto requests = llm.requests();
@@ -246,14 +260,17 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 right after an answer arrived: that answe
   bool in_flight_asked_again = requests[2].body == asked[1].body;
   CHECK(in_flight_asked_again);  // the question in flight at the kill is asked again
   // ... and counted: the restarted process found it pending.
-  CHECK(kforge::test::read_file(dir / "after.log").find("1 LLM calls were in flight when the previous coordinator process ended") !=
+  CHECK(kforge::test::read_file(dir / "after.log")
+            .find("1 LLM calls were in flight when the previous coordinator process ended") !=
         std::string::npos);
   CHECK(results(data)["vector_add/default"].rfind("passed passed", 0) == 0);
 }
 
 // Issue 17: a best_of_n campaign (three chains a task) killed -9 at three moments resumes its
 // chains from what is stored: the same results, no stored answer asked for again.
-TEST_CASE_FIXTURE(RunFixture, "kill -9 of a best_of_n campaign: the same results, no answered question asked again") {
+TEST_CASE_FIXTURE(
+    RunFixture,
+    "kill -9 of a best_of_n campaign: the same results, no answered question asked again") {
   std::string text = kforge::test::read_file(campaign);
   campaign = dir / "best_of_n.toml";
   const std::string tasks_dir = (source_dir() / "tests" / "harness" / "tasks").string();
@@ -284,7 +301,8 @@ TEST_CASE_FIXTURE(RunFixture, "kill -9 of a best_of_n campaign: the same results
   CHECK_MESSAGE(killed.asked_again.empty(), killed.asked_again.front());
   CHECK(results(data) == expected);
   // Re-asked are only questions in flight at a kill: at most one per chain (12) per kill.
-  CHECK(llm.request_count() - before <= reference_requests + 12 * static_cast<size_t>(killed.kills));
+  CHECK(llm.request_count() - before <=
+        reference_requests + 12 * static_cast<size_t>(killed.kills));
 }
 
 // Issue 17: an evolve campaign (two islands of one child, two generations) killed -9 at three
@@ -366,8 +384,9 @@ TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
              "task_type = \"precision_only\"\n[[ops]]\nop_name = \"vector_add\"\ntask_desc = \"" +
                  (harness / "tasks" / "vector_add_numpy.py").string() + "\"\ncandidate = \"" +
                  (harness / "candidates" / "add_numpy_infinite_loop.py").string() + "\"\n");
-  write_file(dir / "kforge.toml",
-             "[coordinator]\nverify_timeout_s = 3\n[agent]\ncpu_devices = 1\njob_timeout_s = 600\n");
+  write_file(
+      dir / "kforge.toml",
+      "[coordinator]\nverify_timeout_s = 3\n[agent]\ncpu_devices = 1\njob_timeout_s = 600\n");
   auto kforge = binary_dir() / "cli" / "kforge";
   auto data = dir / "data";
   auto started = std::chrono::steady_clock::now();
@@ -375,7 +394,8 @@ TEST_CASE("coordinator.verify_timeout_s bounds each verify job of kforge run") {
             {"run", (dir / "campaign.toml").string(), "--data", data.string(), "--config",
              (dir / "kforge.toml").string(), "--device-fixtures", (dir / "no-gpus").string()},
             dir / "run.log", dir.path());
-  REQUIRE_MESSAGE(wait_until([&] { return !run.running(); }, 120s), kforge::test::read_file(dir / "run.log"));
+  REQUIRE_MESSAGE(wait_until([&] { return !run.running(); }, 120s),
+                  kforge::test::read_file(dir / "run.log"));
   auto elapsed = std::chrono::steady_clock::now() - started;
   REQUIRE_MESSAGE(WIFEXITED(run.wait_status()), kforge::test::read_file(dir / "run.log"));
   ProcessSpec spec;

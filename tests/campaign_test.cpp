@@ -152,7 +152,9 @@ TEST_CASE("content_hash is stable across loads and follows the content") {
   CHECK(d->content_hash != a->content_hash);
 }
 
-TEST_CASE("timing picks KernelBench's trials and runs; it is part of the identity, kforge's keeps the hash") {
+TEST_CASE(
+    "timing picks KernelBench's trials and runs; it is part of the identity, kforge's keeps the "
+    "hash") {
   Result<Campaign> own = parse(softmax_campaign());
   Result<Campaign> named = parse("timing = \"kforge\"\n" + softmax_campaign());
   Result<Campaign> kb = parse("timing = \"kernelbench\"\n" + softmax_campaign());
@@ -162,7 +164,7 @@ TEST_CASE("timing picks KernelBench's trials and runs; it is part of the identit
   CHECK(own->timing == "kforge");
   CHECK(kb->timing == "kernelbench");
   CHECK(named->content_hash == own->content_hash);  // the default, written or not: one campaign
-  CHECK(kb->content_hash != own->content_hash);      // other timings, another campaign
+  CHECK(kb->content_hash != own->content_hash);     // other timings, another campaign
   CHECK(hash_campaign(*kb) == kb->content_hash);
   CHECK(error_of("timing = \"fast\"\n" + softmax_campaign()) ==
         "c.toml:1:10: timing: expected one of kernelbench, kforge, got string \"fast\"");
@@ -184,8 +186,10 @@ TEST_CASE("a missing task file is named") {
 
 TEST_CASE("a task or candidate path naming a device or a directory is refused, not read") {
   // /dev/zero would be read until memory ran out (found by tests/fuzz's campaign target).
-  std::string e = error_of(std::string(kHeader) + "[[ops]]\nop_name = \"z\"\ntask_desc = \"/dev/zero\"\n");
-  CHECK(contains(e, "c.toml:8:13: ops[0].task_desc: task file \"/dev/zero\" is not a regular file"));
+  std::string e =
+      error_of(std::string(kHeader) + "[[ops]]\nop_name = \"z\"\ntask_desc = \"/dev/zero\"\n");
+  CHECK(
+      contains(e, "c.toml:8:13: ops[0].task_desc: task file \"/dev/zero\" is not a regular file"));
   e = error_of(std::string(kHeader) + "[[ops]]\nop_name = \"z\"\ntask_desc = \"tasks\"\n");
   CHECK(contains(e, "task file \"tasks\" is a directory"));
 }
@@ -235,21 +239,33 @@ TEST_CASE("a string cannot replace a number") {
   CHECK(contains(e, "c.toml:10:6: ops[0].sweep.N[0]: op 'softmax': the constant holds `1024`"));
 }
 
-TEST_CASE("a constant that holds a size takes positive integers; every bad value is named in one pass") {
+TEST_CASE(
+    "a constant that holds a size takes positive integers; every bad value is named in one pass") {
   // N = 1024 in tasks/softmax.py: 1.5 and -3 are no sizes, and neither is 0.
   std::string e = error_of(softmax_campaign("[ops.sweep]\nN = [1.5, -3, 0, 2048]\n"));
-  CHECK_MESSAGE(contains(e, "c.toml:10:6: ops[0].sweep.N[0]: op 'softmax': the constant holds `1024`, a size (line "), e);
-  CHECK_MESSAGE(contains(e, "of tasks/softmax.py), so a value replacing it must be a positive integer; float 1.5 is not a positive integer"), e);
+  CHECK_MESSAGE(
+      contains(
+          e,
+          "c.toml:10:6: ops[0].sweep.N[0]: op 'softmax': the constant holds `1024`, a size (line "),
+      e);
+  CHECK_MESSAGE(contains(e,
+                         "of tasks/softmax.py), so a value replacing it must be a positive "
+                         "integer; float 1.5 is not a positive integer"),
+                e);
   CHECK_MESSAGE(contains(e, "c.toml:10:11: ops[0].sweep.N[1]: op 'softmax'"), e);
   CHECK_MESSAGE(contains(e, "c.toml:10:15: ops[0].sweep.N[2]: op 'softmax'"), e);
   CHECK_MESSAGE(!contains(e, "sweep.N[3]"), e);
   // A tuple of sizes takes arrays of them; a constant that is not a size keeps taking any number.
-  std::string t = error_of(std::string(kHeader) + "[[ops]]\nop_name = \"relu\"\ntask_desc = \"tasks/relu.py\"\n"
-                                                    "[ops.sweep]\nshape = [[32, -1]]\n");
-  CHECK_MESSAGE(contains(t, "ops[0].sweep.shape[0]: op 'relu': the constant holds `(16, 1024)`, a size"), t);
-  CHECK_MESSAGE(contains(t, "or an array of them; element 1 is integer -1, not a positive integer"), t);
-  Result<Campaign> ok = parse(std::string(kHeader) + "[[ops]]\nop_name = \"relu\"\ntask_desc = \"tasks/relu.py\"\n"
-                                                     "[ops.sweep]\nbias = [-0.5, 2]\nshape = [[8, 8]]\n");
+  std::string t = error_of(std::string(kHeader) +
+                           "[[ops]]\nop_name = \"relu\"\ntask_desc = \"tasks/relu.py\"\n"
+                           "[ops.sweep]\nshape = [[32, -1]]\n");
+  CHECK_MESSAGE(
+      contains(t, "ops[0].sweep.shape[0]: op 'relu': the constant holds `(16, 1024)`, a size"), t);
+  CHECK_MESSAGE(contains(t, "or an array of them; element 1 is integer -1, not a positive integer"),
+                t);
+  Result<Campaign> ok = parse(std::string(kHeader) +
+                              "[[ops]]\nop_name = \"relu\"\ntask_desc = \"tasks/relu.py\"\n"
+                              "[ops.sweep]\nbias = [-0.5, 2]\nshape = [[8, 8]]\n");
   CHECK_MESSAGE(ok.ok(), ok.status().to_string());
 }
 
@@ -430,7 +446,8 @@ TEST_CASE_FIXTURE(StoreFixture,
   CHECK_FALSE(again->second);
 }
 
-TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails stays submitting; storing it again resumes it") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a campaign whose batch fails stays submitting; storing it again resumes it") {
   fail_at = 1;
   Campaign c = many_tasks(kCampaignBatch * 2 + 5);
   auto stored = store_campaign(writer(), c, "source");
@@ -460,7 +477,8 @@ TEST_CASE_FIXTURE(StoreFixture, "a campaign whose batch fails stays submitting; 
 }
 
 TEST_CASE_FIXTURE(StoreFixture,
-                  "the Conductor's startable tasks: every pending task outside submitting campaigns, in id order") {
+                  "the Conductor's startable tasks: every pending task outside submitting "
+                  "campaigns, in id order") {
   Campaign c = many_tasks(51);
   int64_t big = store->create_campaign("big", "", "h-big").value();
   REQUIRE(store->set_campaign_state(big, CampaignState::submitting).ok());
@@ -520,9 +538,9 @@ TEST_CASE_FIXTURE(StoreFixture,
   CHECK(std::is_sorted(all.begin(), all.end()));
 }
 
-TEST_CASE_FIXTURE(
-    StoreFixture,
-    "a submission its process did not finish is resumed by the next one, not by a second of its own") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a submission its process did not finish is resumed by the next one, not by a "
+                  "second of its own") {
   Campaign c = many_tasks(kCampaignBatch + 3);
   int64_t id = store->create_campaign(c.name, "", c.content_hash).value();
   REQUIRE(store->set_campaign_state(id, CampaignState::submitting).ok());
@@ -560,7 +578,8 @@ TEST_CASE_FIXTURE(
 
 // ---- Plans: a campaign expanded on demand ----
 
-TEST_CASE("a plan expands to the tasks, hash and files of the campaign parsed whole, from any task on") {
+TEST_CASE(
+    "a plan expands to the tasks, hash and files of the campaign parsed whole, from any task on") {
   Result<Campaign> whole = load_campaign(fixtures() / "sweep.toml");
   REQUIRE(whole.ok());
   const std::string text = test::read_file(fixtures() / "sweep.toml");
@@ -573,22 +592,28 @@ TEST_CASE("a plan expands to the tasks, hash and files of the campaign parsed wh
   CHECK(plan->files().count("tasks/softmax.py") == 1);
   for (size_t begin = 0; begin < plan->size(); ++begin) {
     size_t i = begin;
-    REQUIRE(plan->expand(begin, plan->size(), [&](CampaignTask&& t) {
-                  CHECK(t.spec.task_id == whole->tasks[i].spec.task_id);
-                  CHECK(t.spec.task_desc == whole->tasks[i].spec.task_desc);
-                  CHECK(t.spec.task_type == whole->tasks[i].spec.task_type);
-                  ++i;
-                  return Status();
-                }).ok());
+    REQUIRE(plan->expand(begin, plan->size(),
+                         [&](CampaignTask&& t) {
+                           CHECK(t.spec.task_id == whole->tasks[i].spec.task_id);
+                           CHECK(t.spec.task_desc == whole->tasks[i].spec.task_desc);
+                           CHECK(t.spec.task_type == whole->tasks[i].spec.task_type);
+                           ++i;
+                           return Status();
+                         })
+                .ok());
     CHECK(i == plan->size());
   }
   // Files come from the reader only: one that does not have a file says which and why.
-  auto missing = plan_campaign(text, [](const std::string&) -> Result<std::string> {
-    return not_found("was not sent with the campaign");
-  }, "sweep.toml");
+  auto missing = plan_campaign(
+      text,
+      [](const std::string&) -> Result<std::string> {
+        return not_found("was not sent with the campaign");
+      },
+      "sweep.toml");
   REQUIRE_FALSE(missing.ok());
   CHECK(contains(missing.status().message(),
-                 "sweep.toml:15:13: ops[0].task_desc: task file \"tasks/softmax.py\" was not sent with the campaign"));
+                 "sweep.toml:15:13: ops[0].task_desc: task file \"tasks/softmax.py\" was not sent "
+                 "with the campaign"));
 }
 
 TEST_CASE("per-op search leaves the hash of campaigns without it as before") {

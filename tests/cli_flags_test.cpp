@@ -1,8 +1,7 @@
 // The command line's flags as a user meets them, against real processes: timeouts against a
 // coordinator that never answers, --version of every program.
-#include <doctest/doctest.h>
-
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -38,27 +37,33 @@ struct HungCoordinator {
 TEST_CASE("a hung coordinator costs a query its timeout, not minutes; --timeout sets it") {
   HungCoordinator hung;
   const std::string where = "127.0.0.1:" + std::to_string(hung.port);
-  Ran quick = kforge_cli({"status", "--coordinator", where, "--token", "t", "--timeout", "1"}, std::chrono::seconds(60));
+  Ran quick = kforge_cli({"status", "--coordinator", where, "--token", "t", "--timeout", "1"},
+                         std::chrono::seconds(60));
   CHECK(quick.code == 3);
-  CHECK_MESSAGE(quick.err.find("the coordinator at http://" + where + " did not answer within 1 s") != std::string::npos,
+  CHECK_MESSAGE(quick.err.find("the coordinator at http://" + where +
+                               " did not answer within 1 s") != std::string::npos,
                 quick.err);
   // Without --timeout a query gives up after its default (the test's own limit is far above it).
-  Ran fallback = kforge_cli({"agents", "--coordinator", where, "--token", "t"}, std::chrono::seconds(120));
+  Ran fallback =
+      kforge_cli({"agents", "--coordinator", where, "--token", "t"}, std::chrono::seconds(120));
   CHECK(fallback.code == 3);
   CHECK_MESSAGE(fallback.err.find("did not answer within 20 s") != std::string::npos, fallback.err);
   // Defaults match the operation; --help says them.
   CHECK(kforge_cli({"status", "--help"}).out.find("0: no limit (default 20)") != std::string::npos);
   CHECK(kforge_cli({"drain", "--help"}).out.find("0: no limit (default 30)") != std::string::npos);
-  CHECK(kforge_cli({"export", "--help"}).out.find("0: no limit (default 600)") != std::string::npos);
+  CHECK(kforge_cli({"export", "--help"}).out.find("0: no limit (default 600)") !=
+        std::string::npos);
   Ran bad = kforge_cli({"status", "--coordinator", where, "--timeout", "soon"});
   CHECK(bad.code == 2);
-  CHECK(bad.err.find("flag '--timeout': expected a non-negative integer, got 'soon'") != std::string::npos);
+  CHECK(bad.err.find("flag '--timeout': expected a non-negative integer, got 'soon'") !=
+        std::string::npos);
 }
 
 TEST_CASE("--version names the program once, with the version and commit; so do flag mistakes") {
-  for (auto [exe, name] : {std::pair{binary_dir() / "coordinator" / "kforge-coordinator", "kforge-coordinator"},
-                           {binary_dir() / "agent" / "kforge-agent", "kforge-agent"},
-                           {binary_dir() / "cli" / "kforge", "kforge"}}) {
+  for (auto [exe, name] :
+       {std::pair{binary_dir() / "coordinator" / "kforge-coordinator", "kforge-coordinator"},
+        {binary_dir() / "agent" / "kforge-agent", "kforge-agent"},
+        {binary_dir() / "cli" / "kforge", "kforge"}}) {
     CAPTURE(name);
     for (const char* flag : {"--version", "--colour"}) {
       ProcessSpec spec;

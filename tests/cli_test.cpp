@@ -20,7 +20,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::filesystem::path fixtures() { return source_dir() / "tests" / "fixtures" / "campaigns"; }
+std::filesystem::path fixtures() {
+  return source_dir() / "tests" / "fixtures" / "campaigns";
+}
 
 // One finished verify_only campaign (a real harness run), then a coordinator serving it.
 struct Served {
@@ -30,14 +32,20 @@ struct Served {
   std::string url;
 
   Served() {
-    Ran run = kforge_cli({"run", (fixtures() / "verify.toml").string(), "--data", data.string(), "--device-fixtures",
-                          (dir / "no-gpus").string()});
+    Ran run = kforge_cli({"run", (fixtures() / "verify.toml").string(), "--data", data.string(),
+                          "--device-fixtures", (dir / "no-gpus").string()});
     REQUIRE_MESSAGE(run.code == 0, run.err);
     coordinator = std::make_unique<Child>(
         binary_dir() / "coordinator" / "kforge-coordinator",
-        std::vector<std::string>{"--data", data.string(), "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"},
+        std::vector<std::string>{"--data", data.string(), "--listen", "tcp://127.0.0.1:*", "--http",
+                                 "127.0.0.1:0"},
         dir / "coordinator.log", dir.path());
-    REQUIRE_MESSAGE(wait_until([&] { return read_file(dir / "coordinator.log").find("api http://") != std::string::npos; }, 20s),
+    REQUIRE_MESSAGE(wait_until(
+                        [&] {
+                          return read_file(dir / "coordinator.log").find("api http://") !=
+                                 std::string::npos;
+                        },
+                        20s),
                     read_file(dir / "coordinator.log"));
     std::string log = read_file(dir / "coordinator.log");
     auto at = log.find("api http://") + 4;
@@ -78,10 +86,13 @@ TEST_CASE("operator commands answer the same over HTTP and on the data directory
   CHECK(status[0]["tasks"]["passed"] == 1);
 }
 
-TEST_CASE("jobs filter and page by id with --offset and --limit, the same over HTTP and on the data directory") {
+TEST_CASE(
+    "jobs filter and page by id with --offset and --limit, the same over HTTP and on the data "
+    "directory") {
   Served s;
   // Five plain jobs after the campaign's one; no agent has an ascend device, so they stay queued.
-  Ran queued = kforge_cli({"enqueue", "--data", s.data.string(), "--count", "5", "--backend", "ascend", "--", "true"});
+  Ran queued = kforge_cli(
+      {"enqueue", "--data", s.data.string(), "--count", "5", "--backend", "ascend", "--", "true"});
   REQUIRE_MESSAGE(queued.code == 0, queued.err);
   CHECK(queued.out == "queued 5 job(s): 2..6\n");
   auto ids = [](const Ran& r) {
@@ -111,13 +122,16 @@ TEST_CASE("jobs filter and page by id with --offset and --limit, the same over H
   REQUIRE(table.code == 0);
   CHECK(table.out.find("\n5 ") != std::string::npos);
   CHECK(table.out.find("\n4 ") == std::string::npos);
-  for (Ran bad : {s.over_http({"jobs", "--offset", "-1"}), s.over_data({"jobs", "--offset", "-1"})}) {
+  for (Ran bad :
+       {s.over_http({"jobs", "--offset", "-1"}), s.over_data({"jobs", "--offset", "-1"})}) {
     CHECK(bad.code == 1);
-    CHECK(bad.err.find("query parameter 'offset': expected a non-negative integer, got '-1'") != std::string::npos);
+    CHECK(bad.err.find("query parameter 'offset': expected a non-negative integer, got '-1'") !=
+          std::string::npos);
   }
   Ran zero = s.over_http({"jobs", "--limit", "0"});
   CHECK(zero.code == 1);
-  CHECK(zero.err.find("query parameter 'limit': expected a positive integer, got '0'") != std::string::npos);
+  CHECK(zero.err.find("query parameter 'limit': expected a positive integer, got '0'") !=
+        std::string::npos);
 }
 
 TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's layout") {
@@ -125,7 +139,8 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   Ran csv = s.over_http({"results", "--csv"});
   REQUIRE(csv.code == 0);
   CHECK(csv.out.rfind("task,campaign,op_name,task_id,", 0) == 0);
-  CHECK(csv.out.find("\n1,1,softmax,default,cpu,x86_64,cpp,torch,precision_only,passed,passed,") != std::string::npos);
+  CHECK(csv.out.find("\n1,1,softmax,default,cpu,x86_64,cpp,torch,precision_only,passed,passed,") !=
+        std::string::npos);
 
   Ran show = s.over_http({"show", "1"});
   REQUIRE(show.code == 0);
@@ -138,23 +153,30 @@ TEST_CASE("results as CSV, a task's story, a report, and an export in AIKG's lay
   CHECK(harness_line.find("load_candidate") < harness_line.find("first_call"));
   CHECK(harness_line.find("first_call") < harness_line.find("precision"));
   // Each step's wall-clock time, from its 64-bit created_ms (in UTC here: TZ is passed on).
-  int64_t created_ms = json::parse(s.over_http({"show", "1", "--json"}).out)["trace"][0]["created_ms"];
+  int64_t created_ms =
+      json::parse(s.over_http({"show", "1", "--json"}).out)["trace"][0]["created_ms"];
   std::time_t t = static_cast<std::time_t>(created_ms / 1000);
   std::tm tm{};
   gmtime_r(&t, &tm);
   char hhmmss[16];
   std::strftime(hhmmss, sizeof hhmmss, "%H:%M:%S", &tm);
-  Ran utc = kforge_cli({"show", "1", "--coordinator", s.url, "--token-file", (s.data / "api.token").string()},
-                       std::chrono::seconds(60), {{"TZ", "UTC"}});
+  Ran utc = kforge_cli(
+      {"show", "1", "--coordinator", s.url, "--token-file", (s.data / "api.token").string()},
+      std::chrono::seconds(60), {{"TZ", "UTC"}});
   REQUIRE(utc.code == 0);
-  CHECK_MESSAGE(utc.out.find("--- step 1  verifier  " + std::string(hhmmss) + "  verdict passed") != std::string::npos, utc.out);
+  CHECK_MESSAGE(utc.out.find("--- step 1  verifier  " + std::string(hhmmss) + "  verdict passed") !=
+                    std::string::npos,
+                utc.out);
 
   std::filesystem::path out = s.dir / "export";
   Ran exported = s.over_http({"export", "1", "--out", out.string()});
   REQUIRE_MESSAGE(exported.code == 0, exported.err);
-  CHECK(std::filesystem::exists(out / "softmax" / "default" / "I1_S01_softmax_verifier_result.json"));
-  CHECK(std::filesystem::exists(out / "softmax" / "default" / "I1_S01_softmax_verifier_result.txt"));
-  CHECK(read_file(out / "softmax" / "default" / "task_desc.py").find("class Model") != std::string::npos);
+  CHECK(
+      std::filesystem::exists(out / "softmax" / "default" / "I1_S01_softmax_verifier_result.json"));
+  CHECK(
+      std::filesystem::exists(out / "softmax" / "default" / "I1_S01_softmax_verifier_result.txt"));
+  CHECK(read_file(out / "softmax" / "default" / "task_desc.py").find("class Model") !=
+        std::string::npos);
   json summary = json::parse(read_file(out / "summary.json"));
   CHECK(summary["tasks"].size() == 1);
   std::filesystem::path report = s.dir / "report";
@@ -258,7 +280,8 @@ TEST_CASE(
   CHECK(summary["tasks"][2]["kernel"].is_null());
 }
 
-TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, jobs, status --watch") {
+TEST_CASE(
+    "submit over HTTP once, cancel and resume it; agents, drain, undrain, jobs, status --watch") {
   Served s;
   // The same campaign file again is the same campaign (the finished one, id 1).
   Ran same = s.over_http({"submit", (fixtures() / "verify.toml").string()});
@@ -273,13 +296,20 @@ TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, 
 
   // A new campaign: no agent serves this coordinator, so its task waits; cancel, then resume.
   std::string fx = fixtures().string();
-  write_file(s.dir / "other.toml", "name = \"other\"\nworkflow = \"verify_only\"\n[defaults]\nbackend = \"cpu\"\n"
-                                   "arch = \"x86_64\"\nimpl_type = \"cpp\"\n[[ops]]\nop_name = \"softmax2\"\n"
-                                   "task_desc = \"" + fx + "/tasks/softmax.py\"\ncandidate = \"" + fx + "/cands/softmax.py\"\n");
+  write_file(s.dir / "other.toml",
+             "name = \"other\"\nworkflow = \"verify_only\"\n[defaults]\nbackend = \"cpu\"\n"
+             "arch = \"x86_64\"\nimpl_type = \"cpp\"\n[[ops]]\nop_name = \"softmax2\"\n"
+             "task_desc = \"" +
+                 fx + "/tasks/softmax.py\"\ncandidate = \"" + fx + "/cands/softmax.py\"\n");
   Ran submitted = s.over_http({"submit", (s.dir / "other.toml").string()});
   REQUIRE_MESSAGE(submitted.code == 0, submitted.err);
   CHECK(submitted.out.find("submitted (id 2, 1 tasks)") != std::string::npos);
-  REQUIRE(wait_until([&] { return json::parse(s.over_http({"tasks", "--campaign", "2", "--json"}).out)[0]["state"] == "running"; }, 10s));
+  REQUIRE(wait_until(
+      [&] {
+        return json::parse(s.over_http({"tasks", "--campaign", "2", "--json"}).out)[0]["state"] ==
+               "running";
+      },
+      10s));
   Ran cancelled = s.over_http({"cancel", "2"});
   REQUIRE_MESSAGE(cancelled.code == 0, cancelled.err);
   CHECK(cancelled.out.find("cancelled") != std::string::npos);
@@ -288,8 +318,10 @@ TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, 
   CHECK(after["tasks"]["cancelled"] == 1);
   Ran resumed = s.over_http({"resume", "2"});
   REQUIRE_MESSAGE(resumed.code == 0, resumed.err);
-  CHECK(json::parse(s.over_http({"tasks", "--campaign", "2", "--json"}).out)[0]["state"] == "running");
-  CHECK(json::parse(s.over_http({"status", "1", "--json"}).out)[0]["tasks"]["passed"] == 1);  // untouched
+  CHECK(json::parse(s.over_http({"tasks", "--campaign", "2", "--json"}).out)[0]["state"] ==
+        "running");
+  CHECK(json::parse(s.over_http({"status", "1", "--json"}).out)[0]["tasks"]["passed"] ==
+        1);  // untouched
 
   Ran agents = s.over_http({"agents"});
   REQUIRE(agents.code == 0);
@@ -305,7 +337,8 @@ TEST_CASE("submit over HTTP once, cancel and resume it; agents, drain, undrain, 
   CHECK(json::parse(s.over_http({"agents", "--json"}).out)[0]["drained"] == false);
   Ran nobody = s.over_http({"drain", "zzz"});
   CHECK(nobody.code == 1);
-  CHECK(nobody.err.find("drain: no host 'zzz' and no agent id starting with it") != std::string::npos);
+  CHECK(nobody.err.find("drain: no host 'zzz' and no agent id starting with it") !=
+        std::string::npos);
 
   // The verify job of campaign 1 ran on it and exited 0.
   Ran jobs = s.over_http({"jobs", "--state", "done"});
@@ -323,7 +356,8 @@ TEST_CASE("mistakes say what to do, with the documented exit codes") {
   TempDir dir;
   Ran unreachable = kforge_cli({"status", "--coordinator", "http://127.0.0.1:1"});
   CHECK(unreachable.code == 3);
-  CHECK(unreachable.err.find("cannot reach the coordinator at http://127.0.0.1:1") != std::string::npos);
+  CHECK(unreachable.err.find("cannot reach the coordinator at http://127.0.0.1:1") !=
+        std::string::npos);
   Ran no_db = kforge_cli({"tasks", "--data", (dir / "none").string()});
   CHECK(no_db.code == 1);
   CHECK(no_db.err.find("no kforge database at") != std::string::npos);
@@ -334,13 +368,17 @@ TEST_CASE("mistakes say what to do, with the documented exit codes") {
   Ran bad_url = kforge_cli({"status", "--coordinator", "tcp://head-node:7700"});
   CHECK(bad_url.code == 2);
   CHECK(bad_url.err.find("expected the API's URL or HOST:PORT") != std::string::npos);
-  Ran host_port = kforge_cli({"status", "--coordinator", "127.0.0.1:1"});  // read as http://127.0.0.1:1
+  Ran host_port =
+      kforge_cli({"status", "--coordinator", "127.0.0.1:1"});  // read as http://127.0.0.1:1
   CHECK(host_port.code == 3);
-  CHECK(host_port.err.find("cannot reach the coordinator at http://127.0.0.1:1") != std::string::npos);
+  CHECK(host_port.err.find("cannot reach the coordinator at http://127.0.0.1:1") !=
+        std::string::npos);
   // A flag mistake names the command once.
-  CHECK(bad_flag.err == "kforge status: unknown flag '--colour'; run `kforge status --help` for the list\n");
-  for (auto [format, message] : {std::pair{std::vector<std::string>{"--format", "xml"}, "expected table, json or csv"},
-                                 {{"--json", "--format", "csv"}, "give one of --format, --json and --csv"}}) {
+  CHECK(bad_flag.err ==
+        "kforge status: unknown flag '--colour'; run `kforge status --help` for the list\n");
+  for (auto [format, message] :
+       {std::pair{std::vector<std::string>{"--format", "xml"}, "expected table, json or csv"},
+        {{"--json", "--format", "csv"}, "give one of --format, --json and --csv"}}) {
     for (const char* command :
          {"tasks", "results", "jobs", "agents", "status", "cluster", "alerts"}) {
       std::vector<std::string> args = {command, "--coordinator", "127.0.0.1:1"};
@@ -363,7 +401,9 @@ void drain_cluster_and_formats(Served& s) {
   std::string id = agent["id"], host = agent["host"];
   Ran drained = s.over_http({"drain", host, "--reason", "swap disk, ticket 7"});
   REQUIRE_MESSAGE(drained.code == 0, drained.err);
-  CHECK(drained.out == "agent " + id + " drained: running jobs finish, no new ones; reason: swap disk, ticket 7\n");
+  CHECK(drained.out ==
+        "agent " + id +
+            " drained: running jobs finish, no new ones; reason: swap disk, ticket 7\n");
   json a = json::parse(s.over_data({"agents", "--json"}).out)[0];
   CHECK(a["drained"] == true);
   CHECK(a["drain_reason"] == "swap disk, ticket 7");
@@ -390,7 +430,8 @@ void drain_cluster_and_formats(Served& s) {
   CHECK(table.out.find("swap disk, ticket 7") != std::string::npos);
   CHECK(table.out.find("throughput: 1 tasks/hour") != std::string::npos);
   CHECK(table.out.find("tasks:      0 pending, 0 running, 1 passed") != std::string::npos);
-  CHECK(s.over_http({"cluster", "--csv"}).out.rfind("host,state,drained,drain_reason,running_jobs,devices_idle,", 0) == 0);
+  CHECK(s.over_http({"cluster", "--csv"})
+            .out.rfind("host,state,drained,drain_reason,running_jobs,devices_idle,", 0) == 0);
 
   // One campaign for the overnight shift, and what needs the operator: the finished task,
   // nothing left, no ETA; no agent lost, nothing stalled.
@@ -406,7 +447,9 @@ void drain_cluster_and_formats(Served& s) {
   CHECK(p["stalled"] == false);
   Ran progress = s.over_http({"progress", cid});
   REQUIRE_MESSAGE(progress.code == 0, progress.err);
-  CHECK(progress.out.find("tasks:  1 of 1 finished (1 passed, 0 failed), 0 cancelled, 0 remaining") != std::string::npos);
+  CHECK(
+      progress.out.find("tasks:  1 of 1 finished (1 passed, 0 failed), 0 cancelled, 0 remaining") !=
+      std::string::npos);
   CHECK(progress.out.find("eta:    -") != std::string::npos);
   CHECK(s.over_data({"progress", cid, "--json"}).code == 0);
   CHECK(s.over_http({"progress"}).code == 2);  // which campaign?
@@ -415,14 +458,16 @@ void drain_cluster_and_formats(Served& s) {
   Ran alerts = s.over_http({"alerts", "--json"});
   REQUIRE_MESSAGE(alerts.code == 0, alerts.err);
   REQUIRE(json::parse(alerts.out).is_array());
-  for (const json& alert : json::parse(alerts.out)) CHECK(!alert["message"].get<std::string>().empty());
+  for (const json& alert : json::parse(alerts.out))
+    CHECK(!alert["message"].get<std::string>().empty());
   Ran alert_lines = s.over_http({"alerts"});
   REQUIRE_MESSAGE(alert_lines.code == 0, alert_lines.err);
   if (alert_lines.out != "no alerts\n") {
     std::istringstream lines(alert_lines.out);
     for (std::string line; std::getline(lines, line);) {
       CHECK_MESSAGE((line.rfind("agent_lost ", 0) == 0 || line.rfind("campaign_stalled ", 0) == 0 ||
-                     line.rfind("nospace ", 0) == 0), line);
+                     line.rfind("nospace ", 0) == 0),
+                    line);
     }
   }
 
@@ -460,14 +505,17 @@ void drain_cluster_and_formats(Served& s) {
     }
     CHECK(c1.out.find(',') < c1.out.find('\n'));  // a header line
   }
-  CHECK(s.over_http({"status", "--csv"}).out.find("\n1,softmax-verify,finished,verify_only,1,0,0,1,0,0,") != std::string::npos);
+  CHECK(s.over_http({"status", "--csv"})
+            .out.find("\n1,softmax-verify,finished,verify_only,1,0,0,1,0,0,") != std::string::npos);
   CHECK(s.over_http({"jobs", "--csv"}).out.find("\n1,1,verify,done,") != std::string::npos);
 }
 
 }  // namespace
 
-TEST_CASE("an unknown campaign or task over HTTP is a clear error; drain a host with a reason, see it in agents and "
-          "cluster; every listing takes --format") {
+TEST_CASE(
+    "an unknown campaign or task over HTTP is a clear error; drain a host with a reason, see it in "
+    "agents and "
+    "cluster; every listing takes --format") {
   Served s;
   Ran c = s.over_http({"status", "42"});
   CHECK(c.code == 1);
@@ -478,7 +526,9 @@ TEST_CASE("an unknown campaign or task over HTTP is a clear error; drain a host 
   drain_cluster_and_formats(s);
 }
 
-TEST_CASE("the command line finds the token where the coordinator made it, and says what to do without it") {
+TEST_CASE(
+    "the command line finds the token where the coordinator made it, and says what to do without "
+    "it") {
   Served s;
   // No token at all: a 401 that names where tokens are.
   Ran bare = kforge_cli({"status", "--coordinator", s.url});
@@ -487,7 +537,8 @@ TEST_CASE("the command line finds the token where the coordinator made it, and s
   CHECK(bare.err.find("api.token") != std::string::npos);
   // The coordinator's data directory named in the config: its api.token is read (loopback only).
   write_file(s.dir / "kforge.toml", "[coordinator]\ndata_dir = \"" + s.data.string() + "\"\n");
-  Ran found = kforge_cli({"status", "--json", "--coordinator", s.url, "--config", (s.dir / "kforge.toml").string()});
+  Ran found = kforge_cli(
+      {"status", "--json", "--coordinator", s.url, "--config", (s.dir / "kforge.toml").string()});
   REQUIRE_MESSAGE(found.code == 0, found.err);
   CHECK(json::parse(found.out).size() == 1);
   // A wrong token says so and where it came from.
@@ -497,7 +548,8 @@ TEST_CASE("the command line finds the token where the coordinator made it, and s
   // kforge dashboard: the URL with the token in its fragment.
   std::string token = read_file(s.data / "api.token");
   token.erase(token.find_last_not_of("\n") + 1);
-  Ran dash = kforge_cli({"dashboard", "--coordinator", s.url, "--token-file", (s.data / "api.token").string()});
+  Ran dash = kforge_cli(
+      {"dashboard", "--coordinator", s.url, "--token-file", (s.data / "api.token").string()});
   REQUIRE_MESSAGE(dash.code == 0, dash.err);
   CHECK(dash.out == s.url + "/#token=" + token + "\n");
 }
@@ -517,11 +569,15 @@ TEST_CASE("the data directory and its database are private") {
   CHECK((st.st_mode & 07777) == 0600);
 }
 
-TEST_CASE("kforge run keeps the LLM key from the jobs: never in their environment, never where they share its uid") {
+TEST_CASE(
+    "kforge run keeps the LLM key from the jobs: never in their environment, never where they "
+    "share its uid") {
   TempDir dir;
   const std::string llm =
-      "[llm.designer]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n%KEY%\n"
-      "[llm.coder]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n%KEY%\n";
+      "[llm.designer]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = "
+      "\"m\"\n%KEY%\n"
+      "[llm.coder]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = "
+      "\"m\"\n%KEY%\n";
   auto config = [&](const std::string& agent, const std::string& key) {
     std::string text = "[agent]\n" + agent + "\n" + llm;
     for (size_t at; (at = text.find("%KEY%")) != std::string::npos;) text.replace(at, 5, key);
@@ -529,15 +585,17 @@ TEST_CASE("kforge run keeps the LLM key from the jobs: never in their environmen
     return (dir / "kforge.toml").string();
   };
   auto run = [&](const std::string& cfg, const std::string& data) {
-    return kforge_cli({"run", (fixtures() / "verify.toml").string(), "--data", (dir / data).string(), "--config", cfg,
-                       "--device-fixtures", (dir / "no-gpus").string()},
-                      std::chrono::seconds(240), {{"KFORGE_TEST_LLM_KEY", "sk-secret"}});
+    return kforge_cli(
+        {"run", (fixtures() / "verify.toml").string(), "--data", (dir / data).string(), "--config",
+         cfg, "--device-fixtures", (dir / "no-gpus").string()},
+        std::chrono::seconds(240), {{"KFORGE_TEST_LLM_KEY", "sk-secret"}});
   };
   const std::string from_env = "api_key_env = \"KFORGE_TEST_LLM_KEY\"";
   // Handing the key's variable to every job is refused, whatever the box.
   Ran r = run(config("env_allow = [\"PATH\", \"KFORGE_TEST_LLM_KEY\"]", from_env), "d1");
   CHECK(r.code != 0);
-  CHECK_MESSAGE(r.err.find("agent.env_allow names KFORGE_TEST_LLM_KEY") != std::string::npos, r.err);
+  CHECK_MESSAGE(r.err.find("agent.env_allow names KFORGE_TEST_LLM_KEY") != std::string::npos,
+                r.err);
   // Jobs as this process's uid could read the key from /proc: refused, saying what to do.
   r = run(config("contain = false", from_env), "d2");
   CHECK(r.code != 0);

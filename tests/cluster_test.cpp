@@ -1,10 +1,11 @@
 // The distributed core, in one process: a coordinator and agents over real loopback sockets.
+#include "tests/support/cluster.h"
+
 #include <doctest/doctest.h>
 
 #include <random>
 
 #include "common/zmq_util.h"
-#include "tests/support/cluster.h"
 
 using namespace kforge;
 using namespace kforge::test;
@@ -140,7 +141,9 @@ TEST_CASE("a hello with another protocol version is refused with the reason") {
   TestCluster cluster;
   RawPeer peer(cluster.endpoint(), "old/1", cluster.client_keys("old"));
   // A version-2 frame, hand-built: {"v": 99, "t": 1, "b": {}}.
-  std::string frame = "\x83\xa1v\x63\xa1t\x01\xa1" "b\x80";
+  std::string frame =
+      "\x83\xa1v\x63\xa1t\x01\xa1"
+      "b\x80";
   peer.send_bytes(frame);
   auto refused = peer.receive<proto::Refused>();
   REQUIRE(refused);
@@ -171,7 +174,8 @@ TEST_CASE("an agent that is refused stops and reports the coordinator's reason")
   REQUIRE(router->recv(id));
   REQUIRE(router->recv(body));
   router->send(id, zmq::send_flags::sndmore);
-  router->send(zmq::buffer(proto::encode(proto::Refused{"protocol version 1 is not supported", 7})));
+  router->send(
+      zmq::buffer(proto::encode(proto::Refused{"protocol version 1 is not supported", 7})));
   t.join();
   CHECK_FALSE(exit.ok());
   CHECK(exit.message().find("protocol version 1 is not supported") != std::string::npos);
@@ -203,7 +207,8 @@ TEST_CASE("a drained agent gets no new jobs and finishes its running one") {
   Agent& a = cluster.start_agent("a");
   REQUIRE(cluster.wait_live(1));
   auto gate = cluster.dir() / "gate";
-  int64_t first = cluster.submit({"sh", "-c", "while [ ! -f " + gate.string() + " ]; do sleep 0.02; done"});
+  int64_t first =
+      cluster.submit({"sh", "-c", "while [ ! -f " + gate.string() + " ]; do sleep 0.02; done"});
   REQUIRE(wait_until([&] { return a.running_jobs() == 1; }));
   std::string a_id = a.id();
   Status st = cluster.coordinator().call([&](Coordinator& c) { return c.set_drained(a_id, true); });
@@ -325,7 +330,8 @@ TEST_CASE("a result delayed past its re-send is recorded once; the late copy is 
   CHECK(job_row(cluster, job).attempts == 1);
 }
 
-TEST_CASE("an assign delayed past the liveness window is re-issued; the late attempt is not recorded") {
+TEST_CASE(
+    "an assign delayed past the liveness window is re-issued; the late attempt is not recorded") {
   TestCluster cluster;
   Agent& a = cluster.start_agent("a", 2);
   REQUIRE(cluster.wait_live(1));
@@ -368,7 +374,8 @@ TEST_CASE("a drain written to the database by another process (kforge drain) tak
   CHECK(job_row(cluster, job).agent_id == b.id());
 }
 
-TEST_CASE("a job re-sent after a coordinator restart gets the Assign it got before, built from its row") {
+TEST_CASE(
+    "a job re-sent after a coordinator restart gets the Assign it got before, built from its row") {
   TestCluster cluster;
   proto::Assign sent;
   sent.kind = "exec";
@@ -377,7 +384,8 @@ TEST_CASE("a job re-sent after a coordinator restart gets the Assign it got befo
   sent.files = {{"in.txt", "hello\n"}, {"data.bin", std::string("\0\x01\xff", 3)}};
   sent.timeout_ms = 12'345;
   sent.limits = proto::Limits{1024, 30, 64, 16, 8};
-  int64_t job = cluster.coordinator().call([&](Coordinator& c) { return c.submit(NewJob{}, sent); }).value();
+  int64_t job =
+      cluster.coordinator().call([&](Coordinator& c) { return c.submit(NewJob{}, sent); }).value();
 
   RawPeer before(cluster.endpoint(), "peer/1", cluster.client_keys("peer"));
   before.send(raw_hello("peer", "1"));

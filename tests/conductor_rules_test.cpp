@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "coordinator/generation/conductor_rules.h"
+
+#include <doctest/doctest.h>
 
 using namespace kforge;
 
@@ -42,16 +42,17 @@ TEST_CASE("other workflows start elsewhere") {
 }
 
 TEST_CASE("every failure verdict leads to a fix of the code first") {
-  for (const char* v : {"compile_error", "runtime_error", "precision_mismatch", "timeout", "crashed",
-                        "resource_exceeded", "rejected"}) {
+  for (const char* v : {"compile_error", "runtime_error", "precision_mismatch", "timeout",
+                        "crashed", "resource_exceeded", "rejected"}) {
     CAPTURE(v);
     CHECK(next({step("designer"), step("coder"), step("verifier", v)}) == "fix_code");
   }
 }
 
 TEST_CASE("repeated precision mismatches send the task back to the designer") {
-  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "precision_mismatch"),
-                                step("coder"), step("verifier", "precision_mismatch")};
+  std::vector<StepRow> steps = {step("designer"), step("coder"),
+                                step("verifier", "precision_mismatch"), step("coder"),
+                                step("verifier", "precision_mismatch")};
   CHECK(next(steps) == "fix_design");
   ConductorPolicy coder_only;
   coder_only.workflow = Workflow::coder_only;
@@ -59,20 +60,26 @@ TEST_CASE("repeated precision mismatches send the task back to the designer") {
 }
 
 TEST_CASE("too many code fixes in a row revisit the design") {
-  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "compile_error"),
-                                step("coder"), step("verifier", "runtime_error"),
-                                step("coder"), step("verifier", "compile_error")};
+  std::vector<StepRow> steps = {step("designer"),
+                                step("coder"),
+                                step("verifier", "compile_error"),
+                                step("coder"),
+                                step("verifier", "runtime_error"),
+                                step("coder"),
+                                step("verifier", "compile_error")};
   CHECK(next(steps) == "fix_design");
 }
 
 TEST_CASE("infrastructure failures re-run the verifier without using the budget") {
-  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "infra_error", false)};
+  std::vector<StepRow> steps = {step("designer"), step("coder"),
+                                step("verifier", "infra_error", false)};
   CHECK(next(steps, {}, 3) == "verify");  // 2 of 3 used: the failed run did not count
 }
 
 TEST_CASE("infrastructure failures in a row end the task") {
-  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "infra_error", false),
-                                step("verifier", "infra_error", false), step("verifier", "infra_error", false)};
+  std::vector<StepRow> steps = {
+      step("designer"), step("coder"), step("verifier", "infra_error", false),
+      step("verifier", "infra_error", false), step("verifier", "infra_error", false)};
   Action a = decide({}, 10, steps);
   CHECK(std::string(action_name(a)) == "finish_failed");
   CHECK(a.verdict == Outcome::infra_error);
@@ -81,7 +88,8 @@ TEST_CASE("infrastructure failures in a row end the task") {
 TEST_CASE("a conductor model decides when configured") {
   ConductorPolicy policy;
   policy.conductor_model = true;
-  std::vector<StepRow> steps = {step("designer"), step("coder"), step("verifier", "precision_mismatch")};
+  std::vector<StepRow> steps = {step("designer"), step("coder"),
+                                step("verifier", "precision_mismatch")};
   CHECK(next(steps, policy) == "ask_conductor");
   // The decision is the step's output (the model's JSON); its verdict is none.
   steps.push_back(step("conductor", "", false));
@@ -128,7 +136,9 @@ TEST_CASE("an LLM that keeps failing ends the task with llm_error and the error 
   CHECK(a.reason == "the coder LLM call kept failing: HTTP 500 after 5 attempts");
 }
 
-TEST_CASE("after an LLM error (a replay miss) the same question is asked again, not a fix of an answer that never came") {
+TEST_CASE(
+    "after an LLM error (a replay miss) the same question is asked again, not a fix of an answer "
+    "that never came") {
   StepRow coder_err = step("coder", "llm_error", false);
   StepRow designer_err = step("designer", "llm_error", false);
   ConductorPolicy policy;
@@ -141,10 +151,15 @@ TEST_CASE("after an LLM error (a replay miss) the same question is asked again, 
   coder_only.workflow = Workflow::coder_only;
   CHECK(next({coder_err}, coder_only) == "code");
   // A fix that got no answer is still the fix the verdict asked for.
-  std::vector<StepRow> fixing = {step("designer"), step("coder"), step("verifier", "compile_error"), coder_err};
+  std::vector<StepRow> fixing = {step("designer"), step("coder"), step("verifier", "compile_error"),
+                                 coder_err};
   CHECK(next(fixing, policy) == "fix_code");
-  std::vector<StepRow> redesign = {step("designer"), step("coder"), step("verifier", "precision_mismatch"),
-                                   step("coder"), step("verifier", "precision_mismatch"), designer_err};
+  std::vector<StepRow> redesign = {step("designer"),
+                                   step("coder"),
+                                   step("verifier", "precision_mismatch"),
+                                   step("coder"),
+                                   step("verifier", "precision_mismatch"),
+                                   designer_err};
   CHECK(next(redesign, policy) == "fix_design");
   // The budget still counts every step.
   CHECK(next({step("designer"), coder_err}, policy, 1) == "finish_failed");

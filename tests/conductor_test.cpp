@@ -151,7 +151,9 @@ TEST_CASE_FIXTURE(ConductorFixture, "a cancelled task is stopped and its queued 
   REQUIRE(conductor->resume_all().ok());
   bool told = true;
   conductor->on_finish(t, [&](bool passed) { told = passed; });
-  REQUIRE(loop.store().set_task_state(t, TaskState::cancelled, Outcome::cancelled, "by the operator").ok());
+  REQUIRE(loop.store()
+              .set_task_state(t, TaskState::cancelled, Outcome::cancelled, "by the operator")
+              .ok());
   REQUIRE(conductor->resume_all().ok());
   CHECK(loop.cancelled == std::vector<int64_t>{loop.submitted.at(0).job_id});
   CHECK(conductor->active() == 0);

@@ -178,7 +178,8 @@ TEST_CASE("bad array element names its index") {
 }
 
 TEST_CASE("agent.devices is a list of strings, empty by default") {
-  Result<Config> config = parse_config("[agent]\ndevices = [\"cuda:0\", \"GPU-8d116ece\"]\n", "kforge.toml");
+  Result<Config> config =
+      parse_config("[agent]\ndevices = [\"cuda:0\", \"GPU-8d116ece\"]\n", "kforge.toml");
   REQUIRE(config.ok());
   CHECK(config->agent.devices == std::vector<std::string>{"cuda:0", "GPU-8d116ece"});
   CHECK(parse_config("", "kforge.toml")->agent.devices.empty());
@@ -213,7 +214,8 @@ TEST_CASE("example config in the tree is valid") {
 }
 
 TEST_CASE("deployment examples are valid and say what docs/deploy.md says") {
-  Result<Config> coordinator = load_config(test::source_dir() / "examples" / "deploy" / "coordinator.toml");
+  Result<Config> coordinator =
+      load_config(test::source_dir() / "examples" / "deploy" / "coordinator.toml");
   REQUIRE_MESSAGE(coordinator.ok(), coordinator.status().to_string());
   CHECK(coordinator->coordinator.listen == "tcp://0.0.0.0:7700");
   CHECK(coordinator->coordinator.data_dir == "/var/lib/kforge/coordinator");
@@ -249,15 +251,20 @@ TEST_CASE("llm replay_latency_ms with another provider names the key") {
                  "base_url = \"http://127.0.0.1:8000/v1\"\n"
                  "replay_latency_ms = 1000\n"
                  "model = \"m\"\n") ==
-        "kforge.toml:4:21: llm.coder.replay_latency_ms: only valid with provider = \"replay\", not with "
+        "kforge.toml:4:21: llm.coder.replay_latency_ms: only valid with provider = \"replay\", not "
+        "with "
         "provider = \"openai\"");
   CHECK(error_of("[llm.designer]\nreplay_latency_ms = 5\n") ==
-        "kforge.toml:1:1: llm.designer: provider is missing; expected one of openai, replay, record (or remove the "
+        "kforge.toml:1:1: llm.designer: provider is missing; expected one of openai, replay, "
+        "record (or remove the "
         "table)\n"
-        "kforge.toml:2:21: llm.designer.replay_latency_ms: only valid with provider = \"replay\", not "
+        "kforge.toml:2:21: llm.designer.replay_latency_ms: only valid with provider = \"replay\", "
+        "not "
         "without a provider");
-  CHECK(error_of("[llm.coder]\nprovider = \"replay\"\nreplay_latency_ms = -1\nrecording = \"r.jsonl\"\n") ==
-        "kforge.toml:3:21: llm.coder.replay_latency_ms: expected a non-negative integer, got integer -1");
+  CHECK(error_of("[llm.coder]\nprovider = \"replay\"\nreplay_latency_ms = -1\nrecording = "
+                 "\"r.jsonl\"\n") ==
+        "kforge.toml:3:21: llm.coder.replay_latency_ms: expected a non-negative integer, got "
+        "integer -1");
 }
 
 TEST_CASE("the operator API's keys: host names, public metrics, limits") {
@@ -266,7 +273,8 @@ TEST_CASE("the operator API's keys: host names, public metrics, limits") {
       "api_max_body_mb = 8\napi_max_connections = 64\napi_threads = 4\n",
       "kforge.toml");
   REQUIRE_MESSAGE(config.ok(), config.status().to_string());
-  CHECK(config->coordinator.api_hosts == std::vector<std::string>{"head-node", "head-node.example"});
+  CHECK(config->coordinator.api_hosts ==
+        std::vector<std::string>{"head-node", "head-node.example"});
   CHECK(config->coordinator.metrics_public);
   CHECK(config->coordinator.api_max_body_mb == 8);
   CHECK(config->coordinator.api_max_connections == 64);
@@ -280,41 +288,45 @@ TEST_CASE("the operator API's keys: host names, public metrics, limits") {
   CHECK(zero.status().message().find("coordinator.api_threads") != std::string::npos);
 }
 
-TEST_CASE("what each [llm.*] provider needs is checked for every role at once, at each key's line") {
-  CHECK(error_of("[llm.designer]\n"                 // 1
-                 "provider = \"opnai\"\n"           // 2
-                 "[llm.coder]\n"                    // 3
-                 "provider = \"openai\"\n"          // 4
-                 "base_url = \"localhost:8000\"\n"  // 5
-                 "api_key_env = \"K\"\n"            // 6
-                 "api_key_file = \"k.txt\"\n"       // 7
-                 "[llm.conductor]\n"                // 8
-                 "provider = \"record\"\n"          // 9
-                 "model = \"m\"\n") ==
-        "kforge.toml:2:12: llm.designer.provider: expected one of openai, replay, record, got \"opnai\"\n"
-        "kforge.toml:3:1: llm.coder: provider \"openai\" needs model = \"...\"\n"
-        "kforge.toml:5:12: llm.coder.base_url: expected a URL starting with http:// or https://, got "
-        "\"localhost:8000\"\n"
-        "kforge.toml:7:16: llm.coder: set api_key_env or api_key_file, not both\n"
-        "kforge.toml:9:12: llm.conductor: provider \"record\" needs recording = \"FILE.jsonl\"");
+TEST_CASE(
+    "what each [llm.*] provider needs is checked for every role at once, at each key's line") {
+  CHECK(
+      error_of("[llm.designer]\n"                 // 1
+               "provider = \"opnai\"\n"           // 2
+               "[llm.coder]\n"                    // 3
+               "provider = \"openai\"\n"          // 4
+               "base_url = \"localhost:8000\"\n"  // 5
+               "api_key_env = \"K\"\n"            // 6
+               "api_key_file = \"k.txt\"\n"       // 7
+               "[llm.conductor]\n"                // 8
+               "provider = \"record\"\n"          // 9
+               "model = \"m\"\n") ==
+      "kforge.toml:2:12: llm.designer.provider: expected one of openai, replay, record, got "
+      "\"opnai\"\n"
+      "kforge.toml:3:1: llm.coder: provider \"openai\" needs model = \"...\"\n"
+      "kforge.toml:5:12: llm.coder.base_url: expected a URL starting with http:// or https://, got "
+      "\"localhost:8000\"\n"
+      "kforge.toml:7:16: llm.coder: set api_key_env or api_key_file, not both\n"
+      "kforge.toml:9:12: llm.conductor: provider \"record\" needs recording = \"FILE.jsonl\"");
 }
 
-TEST_CASE("ConfigChecks::host adds what this host must provide: the server, the key, the recording") {
+TEST_CASE(
+    "ConfigChecks::host adds what this host must provide: the server, the key, the recording") {
   test::TempDir dir;
   test::write_file(dir / "open.key", "sk-1\n");
   std::filesystem::permissions(dir / "open.key", std::filesystem::perms::all);
   const std::string text =
-      "[llm.designer]\n"                        // 1
-      "provider = \"replay\"\n"                 // 2
-      "recording = \"gone.jsonl\"\n"            // 3
-      "[llm.coder]\n"                           // 4
-      "provider = \"openai\"\n"                 // 5
-      "model = \"m\"\n"                         // 6
-      "api_key_file = \"open.key\"\n"           // 7
-      "[llm.conductor]\n"                       // 8
-      "provider = \"openai\"\n"                 // 9
-      "base_url = \"http://127.0.0.1:9/v1\"\n"  // 10
-      "model = \"m\"\n"                         // 11
+      "[llm.designer]\n"                               // 1
+      "provider = \"replay\"\n"                        // 2
+      "recording = \"gone.jsonl\"\n"                   // 3
+      "[llm.coder]\n"                                  // 4
+      "provider = \"openai\"\n"                        // 5
+      "model = \"m\"\n"                                // 6
+      "api_key_file = \"open.key\"\n"                  // 7
+      "[llm.conductor]\n"                              // 8
+      "provider = \"openai\"\n"                        // 9
+      "base_url = \"http://127.0.0.1:9/v1\"\n"         // 10
+      "model = \"m\"\n"                                // 11
       "api_key_env = \"KFORGE_CONFIG_TEST_UNSET\"\n";  // 12
   ::unsetenv("OPENAI_BASE_URL");
   ::unsetenv("KFORGE_CONFIG_TEST_UNSET");
@@ -322,13 +334,19 @@ TEST_CASE("ConfigChecks::host adds what this host must provide: the server, the 
   Result<Config> host = parse_config(text, "kforge.toml", ConfigChecks::host, dir.path());
   REQUIRE_FALSE(host.ok());
   const std::string e = host.status().message();
-  CHECK_MESSAGE(e.find("kforge.toml:3:13: llm.designer.recording: " + (dir / "gone.jsonl").string() +
-                       " does not exist") != std::string::npos, e);
-  CHECK_MESSAGE(e.find("kforge.toml:4:1: llm.coder: provider \"openai\" needs base_url = \"http://HOST:PORT/v1\" (or "
-                       "$OPENAI_BASE_URL set)") != std::string::npos, e);
+  CHECK_MESSAGE(e.find("kforge.toml:3:13: llm.designer.recording: " +
+                       (dir / "gone.jsonl").string() + " does not exist") != std::string::npos,
+                e);
+  CHECK_MESSAGE(e.find("kforge.toml:4:1: llm.coder: provider \"openai\" needs base_url = "
+                       "\"http://HOST:PORT/v1\" (or "
+                       "$OPENAI_BASE_URL set)") != std::string::npos,
+                e);
   CHECK_MESSAGE(e.find("kforge.toml:7:16: llm.coder.api_key_file: ") != std::string::npos, e);
-  CHECK_MESSAGE(e.find("kforge.toml:12:15: llm.conductor.api_key_env: names $KFORGE_CONFIG_TEST_UNSET, which is "
-                       "not set here") != std::string::npos, e);
+  CHECK_MESSAGE(
+      e.find(
+          "kforge.toml:12:15: llm.conductor.api_key_env: names $KFORGE_CONFIG_TEST_UNSET, which is "
+          "not set here") != std::string::npos,
+      e);
   // OpenAI's variable fills a missing base_url, as the LLM client would.
   ::setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1", 1);
   Result<Config> with_url = parse_config(text, "kforge.toml", ConfigChecks::host, dir.path());

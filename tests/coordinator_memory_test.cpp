@@ -5,14 +5,13 @@
 #include <doctest/doctest.h>
 #include <spdlog/spdlog.h>
 
-#include <zmq.hpp>
-
 #include <chrono>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+#include <zmq.hpp>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -97,7 +96,8 @@ size_t count_containing(const std::vector<std::string>& lines, const std::string
 
 }  // namespace
 
-TEST_CASE_FIXTURE(LoopFixture, "restarting agents leave per-agent state bounded by the live agents") {
+TEST_CASE_FIXTURE(LoopFixture,
+                  "restarting agents leave per-agent state bounded by the live agents") {
   constexpr int kAgents = 10;
   constexpr int kRestarts = 20;
   std::vector<zmq::socket_t> current(kAgents);
@@ -140,7 +140,8 @@ TEST_CASE_FIXTURE(LoopFixture, "restarting agents leave per-agent state bounded 
   CHECK(f.superseded == 0);
 }
 
-TEST_CASE_FIXTURE(LoopFixture, "a client flooding malformed frames is disconnected and writes a bounded log") {
+TEST_CASE_FIXTURE(LoopFixture,
+                  "a client flooding malformed frames is disconnected and writes a bounded log") {
   LogConfig cfg;
   cfg.file = (dir / "coordinator.log").string();
   REQUIRE(init_logging(cfg, "coordinator").ok());
@@ -148,12 +149,14 @@ TEST_CASE_FIXTURE(LoopFixture, "a client flooding malformed frames is disconnect
   zmq::socket_t flood = dealer("flood-1");
   const std::string junk = "\xc1 not msgpack";
   // As fast as the socket takes them; once disconnected it queues until it reconnects.
-  for (uint64_t i = 0; i < kFrames; ++i) (void)flood.send(zmq::buffer(junk), zmq::send_flags::dontwait);
+  for (uint64_t i = 0; i < kFrames; ++i)
+    (void)flood.send(zmq::buffer(junk), zmq::send_flags::dontwait);
   // Each frame is either decoded and dropped as malformed or, beyond a stranger's budget
   // per turn, discarded undecoded, and a stranger over that budget is disconnected (its
   // DEALER reconnects and goes on): wait until the loop has cut it off at least once.
   REQUIRE(test::wait_until(
-      [&] { return coordinator->call([](Coordinator& c) { return c.peers_disconnected(); }) >= 1; }, 60s));
+      [&] { return coordinator->call([](Coordinator& c) { return c.peers_disconnected(); }) >= 1; },
+      60s));
   CHECK(coordinator->call([](Coordinator& c) { return c.dropped_frames(); }) > 16);
   auto lines = lines_of(dir / "coordinator.log");
   size_t about_flood = count_containing(lines, "flood-1");

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "coordinator/scheduling/device_pool.h"
+
+#include <doctest/doctest.h>
 
 using namespace kforge;
 

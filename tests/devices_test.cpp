@@ -59,7 +59,8 @@ std::string selected(const std::vector<std::string>& wanted) {
   auto kept = select_devices(mixed_host(), wanted);
   REQUIRE_MESSAGE(kept.ok(), kept.status().to_string());
   std::string names;
-  for (const auto& d : *kept) names += (names.empty() ? "" : " ") + d.backend + ":" + std::to_string(d.index);
+  for (const auto& d : *kept)
+    names += (names.empty() ? "" : " ") + d.backend + ":" + std::to_string(d.index);
   return names;
 }
 
@@ -103,7 +104,8 @@ TEST_CASE("nvidia-smi: mixed models keep their own arch and memory") {
   auto devices = parse_nvidia_smi_csv(fixture("nvidia-smi/mixed.csv"));
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 4);
-  CHECK((*devices)[0].info == proto::DeviceInfo{0, "cuda", "rtx4090", "NVIDIA GeForce RTX 4090", 24564});
+  CHECK((*devices)[0].info ==
+        proto::DeviceInfo{0, "cuda", "rtx4090", "NVIDIA GeForce RTX 4090", 24564});
   CHECK((*devices)[1].info == proto::DeviceInfo{1, "cuda", "l40s", "NVIDIA L40S", 46068});
   CHECK((*devices)[2].info == proto::DeviceInfo{2, "cuda", "v100", "Tesla V100-SXM2-32GB", 32768});
   CHECK((*devices)[3].info == proto::DeviceInfo{3, "cuda", "h200", "NVIDIA H200", 143771});
@@ -161,7 +163,8 @@ TEST_CASE("npu-smi: eight 910B4s, process table ignored") {
   REQUIRE(devices.ok());
   REQUIRE(devices->size() == 8);
   for (uint32_t i = 0; i < 8; ++i) {
-    CHECK((*devices)[i].info == proto::DeviceInfo{i, "ascend", "ascend910b4", "Ascend 910B4", 32768});
+    CHECK((*devices)[i].info ==
+          proto::DeviceInfo{i, "ascend", "ascend910b4", "Ascend 910B4", 32768});
   }
 }
 
@@ -383,7 +386,8 @@ TEST_CASE("select: no entries keep every device") {
         "cuda:0 cuda:1 cuda:2 cuda:3 cuda:4 cuda:5 cuda:6 cuda:7 ascend:0 ascend:1 cpu:0 cpu:1");
 }
 
-TEST_CASE("select: named accelerators keep their indices, in discovery order, and every CPU stays") {
+TEST_CASE(
+    "select: named accelerators keep their indices, in discovery order, and every CPU stays") {
   CHECK(selected({"ascend:1", "cuda:5", "cuda:2"}) == "cuda:2 cuda:5 ascend:1 cpu:0 cpu:1");
   auto kept = select_devices(mixed_host(), {"cuda:5"});
   REQUIRE(kept.ok());
@@ -391,14 +395,18 @@ TEST_CASE("select: named accelerators keep their indices, in discovery order, an
 }
 
 TEST_CASE("select: a GPU UUID names that GPU") {
-  CHECK(selected({"GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f", "cuda:0"}) == "cuda:0 cuda:5 cpu:0 cpu:1");
+  CHECK(selected({"GPU-8d116ece-1738-f7d9-3d9c-172411e20b8f", "cuda:0"}) ==
+        "cuda:0 cuda:5 cpu:0 cpu:1");
 }
 
 TEST_CASE("select: a malformed entry is an error naming its position") {
   CHECK(selection_error({"cuda:0", "gpu0"}) ==
-        "agent.devices[1]: expected backend:index such as cuda:0 or ascend:1, or a GPU UUID, got \"gpu0\"");
-  for (const char* bad : {"", "cuda", "cuda:", "cuda:-1", "cuda:1x", "npu:0", "CUDA:0", " cuda:0"}) {
-    CHECK_MESSAGE(selection_error({bad}).find("agent.devices[0]: expected backend:index") == 0, bad);
+        "agent.devices[1]: expected backend:index such as cuda:0 or ascend:1, or a GPU UUID, got "
+        "\"gpu0\"");
+  for (const char* bad :
+       {"", "cuda", "cuda:", "cuda:-1", "cuda:1x", "npu:0", "CUDA:0", " cuda:0"}) {
+    CHECK_MESSAGE(selection_error({bad}).find("agent.devices[0]: expected backend:index") == 0,
+                  bad);
   }
 }
 
@@ -414,9 +422,11 @@ TEST_CASE("select: a device that is not on this host is an error listing those t
   CHECK(selection_error({"ascend:2"}) ==
         "agent.devices[0]: ascend:2 is not on this host; npu-smi lists ascend:0, ascend:1");
   std::string uuid = selection_error({"GPU-00000000-0000-0000-0000-000000000000"});
-  CHECK(uuid.starts_with("agent.devices[0]: GPU-00000000-0000-0000-0000-000000000000 is not on this "
-                         "host; nvidia-smi lists GPU-6513270e-269e-0d37-f2a7-4de452e6b438, "));
-  CHECK(selection_error({"cuda:0"}, {}) == "agent.devices[0]: cuda:0 is not on this host; nvidia-smi lists none");
+  CHECK(
+      uuid.starts_with("agent.devices[0]: GPU-00000000-0000-0000-0000-000000000000 is not on this "
+                       "host; nvidia-smi lists GPU-6513270e-269e-0d37-f2a7-4de452e6b438, "));
+  CHECK(selection_error({"cuda:0"}, {}) ==
+        "agent.devices[0]: cuda:0 is not on this host; nvidia-smi lists none");
 }
 
 TEST_CASE("select: a device named twice is an error naming the first entry") {

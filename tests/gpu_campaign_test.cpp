@@ -13,9 +13,9 @@
 #include "agent/devices.h"
 #include "common/config.h"
 #include "common/targets.h"
-#include "coordinator/intake/campaign.h"
 #include "coordinator/generation/conductor_rules.h"
 #include "coordinator/generation/prompts.h"
+#include "coordinator/intake/campaign.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -131,7 +131,8 @@ TEST_CASE("every replay key the Conductor will ask for is recorded, and no other
           REQUIRE(action.kind == ActionKind::verify);
           REQUIRE_MESSAGE(verified < verifications.size(), "a verification more than planned");
           step.role = Role::verifier;
-          step.verdict = parse_enum<Outcome>(verifications[verified++]["verdict"].get<std::string>()).value();
+          step.verdict =
+              parse_enum<Outcome>(verifications[verified++]["verdict"].get<std::string>()).value();
         }
         steps.push_back(step);
       }

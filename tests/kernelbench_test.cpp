@@ -6,10 +6,9 @@
 
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/fs.h"
 #include "common/process.h"
@@ -23,9 +22,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fixtures() { return source_dir() / "tests" / "fixtures"; }
-fs::path kernelbench_root() { return fixtures() / "kernelbench"; }
-fs::path kforge_bin() { return binary_dir() / "cli" / "kforge"; }
+fs::path fixtures() {
+  return source_dir() / "tests" / "fixtures";
+}
+fs::path kernelbench_root() {
+  return fixtures() / "kernelbench";
+}
+fs::path kforge_bin() {
+  return binary_dir() / "cli" / "kforge";
+}
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -42,12 +47,15 @@ std::string error_of_ranges(const std::string& text) {
 std::string problem_text(const std::string& body = "return torch.relu(x)") {
   return "import torch\nimport torch.nn as nn\n\nN = 64\n\n\nclass Model(nn.Module):\n"
          "    def __init__(self):\n        super().__init__()\n\n"
-         "    def forward(self, x):\n        " + body + "\n\n\n"
+         "    def forward(self, x):\n        " +
+         body +
+         "\n\n\n"
          "def get_inputs():\n    return [torch.randn(N)]\n\n\n"
          "def get_init_inputs():\n    return []\n";
 }
 
-KernelBenchImport import_of(const fs::path& dir, int level, const fs::path& out, std::vector<int> problems = {}) {
+KernelBenchImport import_of(const fs::path& dir, int level, const fs::path& out,
+                            std::vector<int> problems = {}) {
   KernelBenchImport o;
   o.dir = dir;
   o.level = level;
@@ -99,11 +107,13 @@ TEST_CASE("problem ranges: numbers, ranges and lists, sorted without repeats") {
 }
 
 TEST_CASE("problem ranges: bad input names the culprit and says what is expected") {
-  CHECK(contains(error_of_ranges(""), "expected problem numbers and ranges like 1-20,23,40-42, got nothing"));
+  CHECK(contains(error_of_ranges(""),
+                 "expected problem numbers and ranges like 1-20,23,40-42, got nothing"));
   CHECK(contains(error_of_ranges("  "), "got nothing"));
   CHECK(contains(error_of_ranges("1,,2"), "item 2 is empty"));
   CHECK(contains(error_of_ranges("1,"), "item 2 is empty"));
-  CHECK(contains(error_of_ranges("relu"), "'relu' is not a problem number (a whole number from 1 to 99999)"));
+  CHECK(contains(error_of_ranges("relu"),
+                 "'relu' is not a problem number (a whole number from 1 to 99999)"));
   CHECK(contains(error_of_ranges("0"), "'0' is not a problem number"));
   CHECK(contains(error_of_ranges("100000"), "'100000' is not a problem number"));
   CHECK(contains(error_of_ranges("1.5"), "'1.5' is not a problem number"));
@@ -124,7 +134,8 @@ TEST_CASE("op names come from the file name: the problem number kept, lower case
   CHECK(kernelbench_op_name("12_Gemm_Multiply_LeakyReLU") == "12_gemm_multiply_leakyrelu");
   CHECK(kernelbench_op_name("54_conv_standard_3D__square_input__square_kernel") ==
         "54_conv_standard_3d_square_input_square_kernel");
-  CHECK(kernelbench_op_name("10_3D_tensor_matrix_multiplication") == "10_3d_tensor_matrix_multiplication");
+  CHECK(kernelbench_op_name("10_3D_tensor_matrix_multiplication") ==
+        "10_3d_tensor_matrix_multiplication");
   CHECK(kernelbench_op_name("7_Conv-Transpose.2d (fast)") == "7_conv_transpose_2d_fast");
   CHECK(kernelbench_op_name("5_") == "problem_5");
   CHECK(kernelbench_op_name("5___") == "problem_5");
@@ -134,7 +145,8 @@ TEST_CASE("op names come from the file name: the problem number kept, lower case
   }
 }
 
-TEST_CASE("problems that download at run time (level 4's from_pretrained) are named, and warned about") {
+TEST_CASE(
+    "problems that download at run time (level 4's from_pretrained) are named, and warned about") {
   CHECK(kernelbench_downloads(problem_text()).empty());
   CHECK(kernelbench_downloads("model = AutoModelForCausalLM.from_pretrained(model_name)\n") ==
         std::vector<std::string>{"from_pretrained"});
@@ -149,18 +161,24 @@ TEST_CASE("problems that download at run time (level 4's from_pretrained) are na
   REQUIRE_MESSAGE(c.ok(), c.status().to_string());
   CHECK(c->problems.at(0).downloads == std::vector<std::string>{"from_pretrained"});
   CHECK(c->problems.at(1).downloads.empty());
-  CHECK(contains(c->toml, "[[ops]]  # problem 1; calls from_pretrained: a download, and jobs have no network\n"));
+  CHECK(contains(
+      c->toml,
+      "[[ops]]  # problem 1; calls from_pretrained: a download, and jobs have no network\n"));
   CHECK(contains(c->toml, "[[ops]]  # problem 2\n"));
 
-  ProcessResult r = run_kforge(dir.path(), {"import", "kernelbench", (dir / "kb").string(), "--level", "4"});
+  ProcessResult r =
+      run_kforge(dir.path(), {"import", "kernelbench", (dir / "kb").string(), "--level", "4"});
   REQUIRE_MESSAGE(r.exit_code == 0, r.stderr_data);
-  CHECK(contains(r.stderr_data, "kforge: warning: problem 1 (1_gpt2_bs1.py) calls from_pretrained: it downloads at "
-                                "verification, and jobs run without network access"));
+  CHECK(
+      contains(r.stderr_data,
+               "kforge: warning: problem 1 (1_gpt2_bs1.py) calls from_pretrained: it downloads at "
+               "verification, and jobs run without network access"));
   CHECK_FALSE(contains(r.stderr_data, "problem 2"));
   CHECK(fs::exists(dir / "kernelbench-level4.toml"));  // a warning, not a refusal
 }
 
-TEST_CASE("a problem file must define class Model, get_inputs and get_init_inputs at module level") {
+TEST_CASE(
+    "a problem file must define class Model, get_inputs and get_init_inputs at module level") {
   CHECK(kernelbench_missing_definitions(problem_text()).empty());
   CHECK(kernelbench_missing_definitions("class Model:\n  pass\ndef get_inputs ():\n  pass\n"
                                         "def get_init_inputs():\n  return []\n")
@@ -168,13 +186,14 @@ TEST_CASE("a problem file must define class Model, get_inputs and get_init_input
   CHECK(kernelbench_missing_definitions("") ==
         std::vector<std::string>{"class Model", "def get_inputs()", "def get_init_inputs()"});
   // ModelNew is a candidate's class, not a reference; a def inside a class is not module level.
-  CHECK(kernelbench_missing_definitions("class ModelNew(nn.Module):\n    def get_inputs(self):\n        pass\n"
-                                        "def get_init_inputs():\n    return []\n") ==
+  CHECK(kernelbench_missing_definitions(
+            "class ModelNew(nn.Module):\n    def get_inputs(self):\n        pass\n"
+            "def get_init_inputs():\n    return []\n") ==
         std::vector<std::string>{"class Model", "def get_inputs()"});
   // get_inputs_v2 is another function.
-  CHECK(kernelbench_missing_definitions("class Model(nn.Module):\n    pass\ndef get_inputs_v2():\n    pass\n"
-                                        "def get_init_inputs():\n    pass\n") ==
-        std::vector<std::string>{"def get_inputs()"});
+  CHECK(kernelbench_missing_definitions(
+            "class Model(nn.Module):\n    pass\ndef get_inputs_v2():\n    pass\n"
+            "def get_init_inputs():\n    pass\n") == std::vector<std::string>{"def get_inputs()"});
 }
 
 TEST_CASE("every problem of the level by default, in number order, each one task that loads") {
@@ -184,9 +203,11 @@ TEST_CASE("every problem of the level by default, in number order, each one task
   CHECK(numbers_of(*c) == std::vector<int>{1, 19, 23, 40});  // not 1, 19 by file name order
   CHECK(c->level_dir == fs::canonical(kernelbench_root() / "level1"));
   CHECK(contains(c->dir_used, "level1/ of the problem root"));
-  CHECK(c->problems[0].path == fs::canonical(kernelbench_root() / "level1" / "1_Square_matrix_multiplication_.py"));
+  CHECK(c->problems[0].path ==
+        fs::canonical(kernelbench_root() / "level1" / "1_Square_matrix_multiplication_.py"));
   // The fixtures are not below the campaign file's directory: absolute paths.
-  CHECK(c->problems[1].task_desc == fs::canonical(kernelbench_root() / "level1" / "19_ReLU.py").string());
+  CHECK(c->problems[1].task_desc ==
+        fs::canonical(kernelbench_root() / "level1" / "19_ReLU.py").string());
   CHECK(contains(c->toml, "# KernelBench level 1, problems 1,19,23,40 (4 in all)"));
   CHECK(contains(c->toml, "name = \"kernelbench-level1\"\n"));
 
@@ -196,8 +217,9 @@ TEST_CASE("every problem of the level by default, in number order, each one task
   CHECK(loaded->name == "kernelbench-level1");
   CHECK(loaded->workflow == Workflow::default_);
   CHECK(loaded->timing == "kernelbench");  // KernelBench's trials and runs unless --timing kforge
-  CHECK(ops_of(*loaded) == std::vector<std::string>{"1_square_matrix_multiplication/default", "19_relu/default",
-                                                    "23_softmax/default", "40_layernorm/default"});
+  CHECK(ops_of(*loaded) == std::vector<std::string>{"1_square_matrix_multiplication/default",
+                                                    "19_relu/default", "23_softmax/default",
+                                                    "40_layernorm/default"});
   for (size_t i = 0; i < loaded->tasks.size(); ++i) {
     const TaskSpec& s = loaded->tasks[i].spec;
     CAPTURE(s.op_name);
@@ -260,11 +282,14 @@ TEST_CASE("DIR may be the problem root, a level directory, or a clone of the rep
   CHECK(mine->problems.at(0).op_name == "3_tanh");
 }
 
-TEST_CASE("a directory that is not KernelBench's, or the wrong level, is refused saying what was expected") {
+TEST_CASE(
+    "a directory that is not KernelBench's, or the wrong level, is refused saying what was "
+    "expected") {
   TempDir dir;
   auto none = kernelbench_campaign(import_of(dir / "nope", 1, dir / "a.toml"));
   CHECK(none.status().code() == Code::not_found);
-  CHECK(contains(none.status().message(), "KernelBench directory " + (dir / "nope").string() + " does not exist"));
+  CHECK(contains(none.status().message(),
+                 "KernelBench directory " + (dir / "nope").string() + " does not exist"));
 
   auto level3 = kernelbench_campaign(import_of(kernelbench_root(), 3, dir / "a.toml"));
   CHECK(level3.status().code() == Code::not_found);
@@ -272,7 +297,8 @@ TEST_CASE("a directory that is not KernelBench's, or the wrong level, is refused
 
   auto mismatch = kernelbench_campaign(import_of(kernelbench_root() / "level1", 2, dir / "a.toml"));
   CHECK(mismatch.status().code() == Code::invalid_argument);
-  CHECK(contains(mismatch.status().message(), "is the level 1 directory, but level 2 was asked for; give --level 1"));
+  CHECK(contains(mismatch.status().message(),
+                 "is the level 1 directory, but level 2 was asked for; give --level 1"));
 
   fs::create_directories(dir / "empty" / "level1");
   write_file(dir / "empty" / "level1" / "README.md", "not a problem\n");
@@ -283,10 +309,12 @@ TEST_CASE("a directory that is not KernelBench's, or the wrong level, is refused
 
 TEST_CASE("requested problems that do not exist are an error listing every missing number") {
   TempDir dir;
-  auto c = kernelbench_campaign(import_of(kernelbench_root(), 1, dir / "a.toml", {1, 2, 3, 19, 50}));
+  auto c =
+      kernelbench_campaign(import_of(kernelbench_root(), 1, dir / "a.toml", {1, 2, 3, 19, 50}));
   REQUIRE_FALSE(c.ok());
   CHECK(c.status().code() == Code::not_found);
-  CHECK(contains(c.status().message(), "level 1 (" + fs::canonical(kernelbench_root() / "level1").string() +
+  CHECK(contains(c.status().message(), "level 1 (" +
+                                           fs::canonical(kernelbench_root() / "level1").string() +
                                            ") has no problem 2-3,50 (it has 1,19,23,40)"));
 }
 
@@ -303,7 +331,8 @@ TEST_CASE("problem files that are not usable tasks are all reported, with what e
                         ": no class Model, no def get_inputs(), no def get_init_inputs()"));
   CHECK_FALSE(contains(m, "7_Scale"));
   // Only the picked problems are checked.
-  auto good = kernelbench_campaign(import_of(fixtures() / "kernelbench-broken", 1, dir / "a.toml", {7}));
+  auto good =
+      kernelbench_campaign(import_of(fixtures() / "kernelbench-broken", 1, dir / "a.toml", {7}));
   REQUIRE_MESSAGE(good.ok(), good.status().to_string());
   CHECK(good->problems.at(0).op_name == "7_scale");
 }
@@ -330,10 +359,12 @@ TEST_CASE("op names keep the problem number, so they are unique, whichever probl
   write_file(level / "4_GELU_tanh.py", problem_text());
   auto twice = kernelbench_campaign(import_of(dir / "kb", 1, dir / "a.toml", {4}));
   REQUIRE_FALSE(twice.ok());
-  CHECK(contains(twice.status().message(), "4_GELU_tanh.py: problem 4 has two files (also 4_GELU.py)"));
+  CHECK(contains(twice.status().message(),
+                 "4_GELU_tanh.py: problem 4 has two files (also 4_GELU.py)"));
 }
 
-TEST_CASE("task paths are relative to the campaign file when below it: the pair can move together") {
+TEST_CASE(
+    "task paths are relative to the campaign file when below it: the pair can move together") {
   TempDir dir;
   fs::path level = dir / "night" / "kb" / "level1";
   write_file(level / "19_ReLU.py", test::read_file(kernelbench_root() / "level1" / "19_ReLU.py"));
@@ -350,9 +381,11 @@ TEST_CASE("task paths are relative to the campaign file when below it: the pair 
   // The same import written where the problems are not below it (absolute paths) is the
   // same campaign.
   fs::create_directories(dir / "elsewhere");
-  auto elsewhere = kernelbench_campaign(import_of(dir / "moved" / "kb", 1, dir / "elsewhere" / "kb.toml"));
+  auto elsewhere =
+      kernelbench_campaign(import_of(dir / "moved" / "kb", 1, dir / "elsewhere" / "kb.toml"));
   REQUIRE_MESSAGE(elsewhere.ok(), elsewhere.status().to_string());
-  CHECK(elsewhere->problems.at(0).task_desc == fs::canonical(dir / "moved" / "kb" / "level1" / "19_ReLU.py").string());
+  CHECK(elsewhere->problems.at(0).task_desc ==
+        fs::canonical(dir / "moved" / "kb" / "level1" / "19_ReLU.py").string());
   auto again = parse_campaign(elsewhere->toml, dir / "elsewhere", "kb.toml");
   REQUIRE_MESSAGE(again.ok(), again.status().to_string());
   CHECK(again->content_hash == loaded->content_hash);
@@ -376,11 +409,14 @@ TEST_CASE("an invalid target, task type or step limit is refused with what is va
   CHECK(t->framework == "torch");
   CHECK(contains(parse_target("cuda/h100", "torch").status().message(),
                  "target 'cuda/h100': expected backend/arch/impl_type, e.g. cuda/h100/triton"));
-  CHECK(contains(parse_target("cuda//triton", "torch").status().message(), "expected backend/arch/impl_type"));
+  CHECK(contains(parse_target("cuda//triton", "torch").status().message(),
+                 "expected backend/arch/impl_type"));
   CHECK(contains(parse_target("cuda/h100/swft", "torch").status().message(),
                  "impl_type 'swft' does not run on backend 'cuda'; valid on cuda: triton, cuda_c"));
-  CHECK(contains(parse_target("cpu/h100/cpp", "torch").status().message(), "arch 'h100' does not belong to backend 'cpu'"));
-  CHECK(contains(parse_target("cuda/h100/triton", "jax").status().message(), "framework 'jax' is not one of"));
+  CHECK(contains(parse_target("cpu/h100/cpp", "torch").status().message(),
+                 "arch 'h100' does not belong to backend 'cpu'"));
+  CHECK(contains(parse_target("cuda/h100/triton", "jax").status().message(),
+                 "framework 'jax' is not one of"));
 
   TempDir dir;
   KernelBenchImport o = import_of(kernelbench_root(), 1, dir / "a.toml");
@@ -390,19 +426,25 @@ TEST_CASE("an invalid target, task type or step limit is refused with what is va
   auto c = kernelbench_campaign(o);
   REQUIRE_FALSE(c.ok());
   CHECK(c.status().code() == Code::invalid_argument);
-  CHECK(contains(c.status().message(), "target cuda/h100/swft (framework torch): impl_type 'swft' does not run"));
+  CHECK(contains(c.status().message(),
+                 "target cuda/h100/swft (framework torch): impl_type 'swft' does not run"));
   CHECK(contains(c.status().message(), "task type 'fast': expected profile or precision_only"));
   CHECK(contains(c.status().message(), "limit_steps 0: expected 1 to 100"));
 }
 
-TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 2; --force to overwrite") {
+TEST_CASE(
+    "kforge import kernelbench writes the campaign file; exit codes 0, 1, 2; --force to "
+    "overwrite") {
   TempDir dir;
   const std::string root = kernelbench_root().string();
-  ProcessResult ok = run_kforge(dir.path(), {"import", "kernelbench", root, "--level", "1", "--problems", "19,23"});
+  ProcessResult ok = run_kforge(
+      dir.path(), {"import", "kernelbench", root, "--level", "1", "--problems", "19,23"});
   REQUIRE_MESSAGE(ok.exit_code == 0, ok.stderr_data);
-  CHECK(contains(ok.stdout_data, "kernelbench: problems from " + root + "/level1 (level1/ of the problem root"));
   CHECK(contains(ok.stdout_data,
-                 "wrote kernelbench-level1.toml: 2 problems of level 1 (19,23), target cuda/h100/triton/torch, profile\n"));
+                 "kernelbench: problems from " + root + "/level1 (level1/ of the problem root"));
+  CHECK(contains(ok.stdout_data,
+                 "wrote kernelbench-level1.toml: 2 problems of level 1 (19,23), target "
+                 "cuda/h100/triton/torch, profile\n"));
   auto loaded = load_campaign(dir / "kernelbench-level1.toml");
   REQUIRE_MESSAGE(loaded.ok(), loaded.status().to_string());
   CHECK(ops_of(*loaded) == std::vector<std::string>{"19_relu/default", "23_softmax/default"});
@@ -410,12 +452,14 @@ TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 
 
   // An existing file is kept unless --force.
   const std::string first = test::read_file(dir / "kernelbench-level1.toml");
-  ProcessResult again = run_kforge(dir.path(), {"import", "kernelbench", root, "--level", "1", "--name", "other"});
+  ProcessResult again =
+      run_kforge(dir.path(), {"import", "kernelbench", root, "--level", "1", "--name", "other"});
   CHECK(again.exit_code == 1);
-  CHECK(contains(again.stderr_data, "kernelbench-level1.toml exists; pass --force to overwrite it"));
+  CHECK(
+      contains(again.stderr_data, "kernelbench-level1.toml exists; pass --force to overwrite it"));
   CHECK(test::read_file(dir / "kernelbench-level1.toml") == first);
-  ProcessResult forced =
-      run_kforge(dir.path(), {"import", "kernelbench", root, "--level", "1", "--name", "other", "--force"});
+  ProcessResult forced = run_kforge(
+      dir.path(), {"import", "kernelbench", root, "--level", "1", "--name", "other", "--force"});
   REQUIRE_MESSAGE(forced.exit_code == 0, forced.stderr_data);
   auto replaced = load_campaign(dir / "kernelbench-level1.toml");
   REQUIRE_MESSAGE(replaced.ok(), replaced.status().to_string());
@@ -423,9 +467,10 @@ TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 
   CHECK(replaced->tasks.size() == 4);
 
   // --out, a level directory, every option.
-  ProcessResult out = run_kforge(
-      dir.path(), {"import", "kernelbench", root + "/level2", "--level", "2", "--target", "cpu/x86_64/cpp",
-                   "--task-type", "precision_only", "--limit-steps", "3", "--out", "fusions.toml"});
+  ProcessResult out =
+      run_kforge(dir.path(), {"import", "kernelbench", root + "/level2", "--level", "2", "--target",
+                              "cpu/x86_64/cpp", "--task-type", "precision_only", "--limit-steps",
+                              "3", "--out", "fusions.toml"});
   REQUIRE_MESSAGE(out.exit_code == 0, out.stderr_data);
   CHECK(contains(out.stdout_data, "(a level directory)"));
   auto fusions = load_campaign(dir / "fusions.toml");
@@ -437,12 +482,13 @@ TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 
   CHECK(fusions->tasks[0].spec.limit_steps == 3);
 
   // Unusable inputs: 1, and nothing written.
-  ProcessResult missing =
-      run_kforge(dir.path(), {"import", "kernelbench", root, "--level", "1", "--problems", "1-3", "--out", "m.toml"});
+  ProcessResult missing = run_kforge(dir.path(), {"import", "kernelbench", root, "--level", "1",
+                                                  "--problems", "1-3", "--out", "m.toml"});
   CHECK(missing.exit_code == 1);
   CHECK(contains(missing.stderr_data, "has no problem 2-3 (it has 1,19,23,40)"));
-  ProcessResult broken = run_kforge(dir.path(), {"import", "kernelbench", (fixtures() / "kernelbench-broken").string(),
-                                                 "--level", "1", "--out", "m.toml"});
+  ProcessResult broken =
+      run_kforge(dir.path(), {"import", "kernelbench", (fixtures() / "kernelbench-broken").string(),
+                              "--level", "1", "--out", "m.toml"});
   CHECK(broken.exit_code == 1);
   CHECK(contains(broken.stderr_data, "5_Broken.py: no def get_inputs()"));
   CHECK(contains(broken.stderr_data, "6_Not_a_task.py: no class Model"));
@@ -454,16 +500,22 @@ TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 
     std::string message;
   };
   for (const Usage& u : std::vector<Usage>{
-           {{"import", "kernelbnch", root}, "import: unknown kind 'kernelbnch'; known kinds: kernelbench"},
+           {{"import", "kernelbnch", root},
+            "import: unknown kind 'kernelbnch'; known kinds: kernelbench"},
            {{"import"}, "known kinds: kernelbench"},
            {{"import", "kernelbench", "--level", "1"}, "give one directory"},
            {{"import", "kernelbench", root}, "--level is required"},
-           {{"import", "kernelbench", root, "--level", "0"}, "--level: expected a level number from 1"},
-           {{"import", "kernelbench", root, "--level", "1", "--problems", "5-3"}, "--problems '5-3': range 5-3 goes backwards"},
+           {{"import", "kernelbench", root, "--level", "0"},
+            "--level: expected a level number from 1"},
+           {{"import", "kernelbench", root, "--level", "1", "--problems", "5-3"},
+            "--problems '5-3': range 5-3 goes backwards"},
            {{"import", "kernelbench", root, "--level", "1", "--target", "cuda/h100/swft"},
-            "--target 'cuda/h100/swft' (framework torch): impl_type 'swft' does not run on backend 'cuda'"},
-           {{"import", "kernelbench", root, "--level", "1", "--task-type", "fast"}, "task type 'fast'"},
-           {{"import", "kernelbench", root, "--level", "1", "--limit-steps", "500"}, "--limit-steps: expected 1 to 100"},
+            "--target 'cuda/h100/swft' (framework torch): impl_type 'swft' does not run on backend "
+            "'cuda'"},
+           {{"import", "kernelbench", root, "--level", "1", "--task-type", "fast"},
+            "task type 'fast'"},
+           {{"import", "kernelbench", root, "--level", "1", "--limit-steps", "500"},
+            "--limit-steps: expected 1 to 100"},
            {{"import", "kernelbench", root, "--level", "1", "--bogus"}, "bogus"},
        }) {
     CAPTURE(u.message);
@@ -474,7 +526,8 @@ TEST_CASE("kforge import kernelbench writes the campaign file; exit codes 0, 1, 
   CHECK_FALSE(fs::exists(dir / "m.toml"));
 }
 
-TEST_CASE("every fixture problem runs: Model(*get_init_inputs())(*get_inputs()) gives a finite tensor") {
+TEST_CASE(
+    "every fixture problem runs: Model(*get_init_inputs())(*get_inputs()) gives a finite tensor") {
   const char* script = R"(import importlib.util, sys, torch
 for path in sys.argv[1:]:
     spec = importlib.util.spec_from_file_location("problem", path)
@@ -486,12 +539,13 @@ for path in sys.argv[1:]:
     except Exception as e:
         print("error", path, type(e).__name__)
 )";
-  std::vector<fs::path> usable = {kernelbench_root() / "level1" / "1_Square_matrix_multiplication_.py",
-                                  kernelbench_root() / "level1" / "19_ReLU.py",
-                                  kernelbench_root() / "level1" / "23_Softmax.py",
-                                  kernelbench_root() / "level1" / "40_LayerNorm.py",
-                                  kernelbench_root() / "level2" / "12_Gemm_Multiply_LeakyReLU.py",
-                                  fixtures() / "kernelbench-broken" / "level1" / "7_Scale.py"};
+  std::vector<fs::path> usable = {
+      kernelbench_root() / "level1" / "1_Square_matrix_multiplication_.py",
+      kernelbench_root() / "level1" / "19_ReLU.py",
+      kernelbench_root() / "level1" / "23_Softmax.py",
+      kernelbench_root() / "level1" / "40_LayerNorm.py",
+      kernelbench_root() / "level2" / "12_Gemm_Multiply_LeakyReLU.py",
+      fixtures() / "kernelbench-broken" / "level1" / "7_Scale.py"};
   fs::path broken = fixtures() / "kernelbench-broken" / "level1" / "5_Broken.py";
   ProcessSpec spec;
   spec.argv = {"/usr/bin/python3", "-c", script};
@@ -503,17 +557,30 @@ for path in sys.argv[1:]:
   auto r = run_process(spec);
   REQUIRE(r.ok());
   REQUIRE_MESSAGE(r->exit_code == 0, r->stderr_data);
-  for (const auto& p : usable) CHECK_MESSAGE(contains(r->stdout_data, "ok " + p.string() + "\n"), r->stdout_data);
+  for (const auto& p : usable)
+    CHECK_MESSAGE(contains(r->stdout_data, "ok " + p.string() + "\n"), r->stdout_data);
   // The file the import refuses really is unusable.
   CHECK(contains(r->stdout_data, "error " + broken.string() + " AttributeError\n"));
 }
 
-TEST_CASE("a fixture problem is a task the harness accepts: kforge verify passes a correct candidate") {
+TEST_CASE(
+    "a fixture problem is a task the harness accepts: kforge verify passes a correct candidate") {
   ProcessSpec spec;
-  spec.argv = {kforge_bin().string(), "verify", "--json",
-               "--task", (kernelbench_root() / "level1" / "19_ReLU.py").string(),
-               "--candidate", (fixtures() / "kernelbench-candidates" / "relu_cpp.py").string(),
-               "--impl-type", "cpp", "--framework", "torch", "--op-name", "relu", "--timeout", "120"};
+  spec.argv = {kforge_bin().string(),
+               "verify",
+               "--json",
+               "--task",
+               (kernelbench_root() / "level1" / "19_ReLU.py").string(),
+               "--candidate",
+               (fixtures() / "kernelbench-candidates" / "relu_cpp.py").string(),
+               "--impl-type",
+               "cpp",
+               "--framework",
+               "torch",
+               "--op-name",
+               "relu",
+               "--timeout",
+               "120"};
   spec.env_allow = {"PATH", "TMPDIR"};
   spec.timeout = std::chrono::seconds(180);
   auto r = run_process(spec);
@@ -522,7 +589,8 @@ TEST_CASE("a fixture problem is a task the harness accepts: kforge verify passes
   auto doc = nlohmann::json::parse(r->stdout_data, nullptr, false);
   REQUIRE_MESSAGE(doc.is_object(), r->stdout_data);
   CHECK_MESSAGE(doc.value("verdict", "") == "passed", doc.value("message", ""));
-  CHECK(doc["checks"]["shape"] == nlohmann::json::array({16, 4096}));  // batch_size x dim of the file
+  CHECK(doc["checks"]["shape"] ==
+        nlohmann::json::array({16, 4096}));  // batch_size x dim of the file
 }
 
 TEST_CASE("--timing picks the campaign's timing; an unknown one is refused saying what is valid") {
@@ -535,5 +603,6 @@ TEST_CASE("--timing picks the campaign's timing; an unknown one is refused sayin
   o.timing = "fast";
   Status st = check_kernelbench_import(o);
   CHECK_FALSE(st.ok());
-  CHECK_MESSAGE(contains(st.message(), "timing 'fast': expected kernelbench or kforge"), st.message());
+  CHECK_MESSAGE(contains(st.message(), "timing 'fast': expected kernelbench or kforge"),
+                st.message());
 }

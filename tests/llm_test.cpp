@@ -1,16 +1,16 @@
 // The LLM client against a fake OpenAI-compatible server: answers, retries, limits, replay.
-#include <doctest/doctest.h>
+#include "coordinator/generation/llm.h"
 
+#include <doctest/doctest.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
 #include <future>
 #include <string>
 
-#include "common/sha256.h"
 #include "common/config.h"
+#include "common/sha256.h"
 #include "coordinator/generation/conductor.h"
-#include "coordinator/generation/llm.h"
 #include "tests/support/fake_llm.h"
 #include "tests/support/support.h"
 
@@ -85,12 +85,18 @@ TEST_CASE("sha256 standard vectors") {
 
 TEST_CASE("sha256 padding boundaries and incremental updates") {
   // Lengths around the 56- and 64-byte padding edges (digests from coreutils sha256sum).
-  CHECK(sha256_hex(std::string(55, 'x')) == "d5e285683cd4efc02d021a5c62014694958901005d6f71e89e0989fac77e4072");
-  CHECK(sha256_hex(std::string(56, 'x')) == "04c26261370ee7541549d16dee320c723e3fd14671e66a099afe0a377c16888e");
-  CHECK(sha256_hex(std::string(63, 'x')) == "75220b47218278e656f2013bb8f0c455a25eaf01e86c64924e9d48d89776d6f2");
-  CHECK(sha256_hex(std::string(64, 'x')) == "7ce100971f64e7001e8fe5a51973ecdfe1ced42befe7ee8d5fd6219506b5393c");
-  CHECK(sha256_hex(std::string(65, 'x')) == "9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9");
-  CHECK(sha256_hex(std::string(120, 'x')) == "13f05a0b594787f5ecd315edc96141bd3243203d1b7d4f0836f37308b276ba98");
+  CHECK(sha256_hex(std::string(55, 'x')) ==
+        "d5e285683cd4efc02d021a5c62014694958901005d6f71e89e0989fac77e4072");
+  CHECK(sha256_hex(std::string(56, 'x')) ==
+        "04c26261370ee7541549d16dee320c723e3fd14671e66a099afe0a377c16888e");
+  CHECK(sha256_hex(std::string(63, 'x')) ==
+        "75220b47218278e656f2013bb8f0c455a25eaf01e86c64924e9d48d89776d6f2");
+  CHECK(sha256_hex(std::string(64, 'x')) ==
+        "7ce100971f64e7001e8fe5a51973ecdfe1ced42befe7ee8d5fd6219506b5393c");
+  CHECK(sha256_hex(std::string(65, 'x')) ==
+        "9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9");
+  CHECK(sha256_hex(std::string(120, 'x')) ==
+        "13f05a0b594787f5ecd315edc96141bd3243203d1b7d4f0836f37308b276ba98");
   std::string text(1000, 'x');
   Sha256 h;
   for (size_t i = 0; i < text.size(); i += 7) h.update(std::string_view(text).substr(i, 7));
@@ -368,7 +374,8 @@ TEST_CASE("waiting requests start in submission order") {
   for (auto& f : futures) REQUIRE(f.wait_for(20s) == std::future_status::ready);
   auto sent = server.requests();
   REQUIRE(sent.size() == 5);
-  for (int i = 0; i < 5; ++i) CHECK(sent[i].body["messages"][1]["content"] == "q" + std::to_string(i));
+  for (int i = 0; i < 5; ++i)
+    CHECK(sent[i].body["messages"][1]["content"] == "q" + std::to_string(i));
 }
 
 TEST_CASE("an unknown role fails without a request") {
@@ -420,11 +427,12 @@ TEST_CASE("request_key is stable and covers model, messages and temperature") {
 TEST_CASE("replay serves recorded keys and reports missing ones") {
   TempDir dir;
   auto file = dir / "rec.jsonl";
-  write_file(file,
-             "{\"replay_key\":\"softmax/N=1024/coder/1\",\"content\":\"code one\",\"reasoning\":\"r1\","
-             "\"prompt_tokens\":11,\"completion_tokens\":7}\n"
-             "\n"
-             "{\"replay_key\":\"softmax/N=1024/designer/1\",\"content\":\"sketch\"}\n");
+  write_file(
+      file,
+      "{\"replay_key\":\"softmax/N=1024/coder/1\",\"content\":\"code one\",\"reasoning\":\"r1\","
+      "\"prompt_tokens\":11,\"completion_tokens\":7}\n"
+      "\n"
+      "{\"replay_key\":\"softmax/N=1024/designer/1\",\"content\":\"sketch\"}\n");
   LlmEndpoint ep;
   ep.provider = "replay";
   ep.recording = file.string();
@@ -467,8 +475,8 @@ struct SlowReplay {
   SlowReplay(int concurrency, int64_t latency_ms) {
     std::string lines = "{\"replay_key\":\"probe\",\"content\":\"now\"}\n";
     for (int i = 0; i < 5; ++i) {
-      lines += "{\"replay_key\":\"k" + std::to_string(i) + "\",\"content\":\"answer " + std::to_string(i) +
-               "\",\"prompt_tokens\":3,\"completion_tokens\":4}\n";
+      lines += "{\"replay_key\":\"k" + std::to_string(i) + "\",\"content\":\"answer " +
+               std::to_string(i) + "\",\"prompt_tokens\":3,\"completion_tokens\":4}\n";
     }
     write_file(dir / "rec.jsonl", lines);
     LlmEndpoint slow;
@@ -481,7 +489,8 @@ struct SlowReplay {
     LlmEndpoint instant = slow;
     instant.model = "instant";
     instant.replay_latency_ms = 0;
-    auto created = LlmClient::create({{"coder", slow}, {"designer", instant}}, fast_options(), clock);
+    auto created =
+        LlmClient::create({{"coder", slow}, {"designer", instant}}, fast_options(), clock);
     REQUIRE_MESSAGE(created.ok(), created.status().to_string());
     client = std::move(created).value();
   }
@@ -502,14 +511,15 @@ struct SlowReplay {
 
 TEST_CASE("replay latency holds a concurrency slot and answers when due") {
   SlowReplay r(/*concurrency=*/2, /*latency_ms=*/1000);
-  for (int i = 0; i < 5; ++i) r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
+  for (int i = 0; i < 5; ++i)
+    r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
   CHECK(r.answered_after(0ms) == 0);
   CHECK(r.answered_after(999ms) == 0);
-  CHECK(r.answered_after(1ms) == 2);     // t = 1000: k0, k1; k2, k3 take their slots
+  CHECK(r.answered_after(1ms) == 2);  // t = 1000: k0, k1; k2, k3 take their slots
   CHECK(r.answered_after(999ms) == 2);
-  CHECK(r.answered_after(1ms) == 4);     // t = 2000: k2, k3; k4 starts
+  CHECK(r.answered_after(1ms) == 4);  // t = 2000: k2, k3; k4 starts
   CHECK(r.answered_after(999ms) == 4);
-  CHECK(r.answered_after(1ms) == 5);     // t = 3000
+  CHECK(r.answered_after(1ms) == 5);  // t = 3000
   for (int i = 0; i < 5; ++i) {
     LlmResponse a = r.answers[i].get();
     REQUIRE_MESSAGE(a.ok, a.error);
@@ -537,7 +547,8 @@ TEST_CASE("replay latency: a missing key fails at once, without a slot") {
 
 TEST_CASE("replay latency: stopping the client answers the waiting and the delayed") {
   SlowReplay r(/*concurrency=*/1, /*latency_ms=*/1000);
-  for (int i = 0; i < 2; ++i) r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
+  for (int i = 0; i < 2; ++i)
+    r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
   CHECK(r.answered_after(0ms) == 0);
   r.client.reset();
   for (auto& f : r.answers) {
@@ -556,7 +567,8 @@ TEST_CASE("replay_latency_ms is refused with another provider, or negative") {
   ep.replay_latency_ms = 1000;
   auto r = LlmClient::create({{"coder", ep}});
   REQUIRE_FALSE(r.ok());
-  CHECK(r.status().message() == "llm.coder: 'replay_latency_ms' is only valid with provider replay, not openai");
+  CHECK(r.status().message() ==
+        "llm.coder: 'replay_latency_ms' is only valid with provider replay, not openai");
   TempDir dir;
   write_file(dir / "rec.jsonl", "{\"replay_key\":\"a\",\"content\":\"x\"}\n");
   ep.provider = "replay";

@@ -2,7 +2,6 @@
 // the docs as it is (only base_url pointed at the fake OpenAI-compatible server that stands in
 // for vLLM, SGLang or Ollama), runs a campaign with `kforge run`.
 #include <doctest/doctest.h>
-
 #include <signal.h>
 
 #include <nlohmann/json.hpp>
@@ -33,18 +32,20 @@ std::string documented_config() {
 
 }  // namespace
 
-TEST_CASE("docs/llm.md's local-llm.toml, as written, runs a campaign against an OpenAI-compatible server") {
+TEST_CASE(
+    "docs/llm.md's local-llm.toml, as written, runs a campaign against an OpenAI-compatible "
+    "server") {
   const std::string documented_url = "http://127.0.0.1:8000/v1";
   const std::string documented_model = "Qwen/Qwen2.5-Coder-7B-Instruct";
   TempDir dir;
   FakeLlmServer llm;
-  const std::string candidate =
-      kforge::test::read_file(source_dir() / "tests" / "harness" / "candidates" / "sqrt_numpy_cpp_ok.py");
+  const std::string candidate = kforge::test::read_file(source_dir() / "tests" / "harness" /
+                                                        "candidates" / "sqrt_numpy_cpp_ok.py");
   REQUIRE_FALSE(candidate.empty());
   // One answer fits both roles: a design for the Designer, code for the Coder.
   llm.set_responder([&](const nlohmann::json&) {
-    return "Design:\n```aul\nfor i in tiles(N, 256): out[i] = sqrt(x[i])\n```\nCode:\n```python\n" + candidate +
-           "\n```\n";
+    return "Design:\n```aul\nfor i in tiles(N, 256): out[i] = sqrt(x[i])\n```\nCode:\n```python\n" +
+           candidate + "\n```\n";
   });
 
   std::string config = documented_config();
@@ -56,10 +57,12 @@ TEST_CASE("docs/llm.md's local-llm.toml, as written, runs a campaign against an 
   }
   CHECK(replaced == 2);  // the designer's and the coder's
   write_file(dir / "local-llm.toml", config);
-  write_file(dir / "campaign.toml",
-             "name = \"local\"\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
-             "framework = \"numpy\"\ntask_type = \"precision_only\"\n[[ops]]\nop_name = \"sqrt\"\ntask_desc = \"" +
-                 (source_dir() / "tests" / "harness" / "tasks" / "sqrt_numpy.py").string() + "\"\n");
+  write_file(
+      dir / "campaign.toml",
+      "name = \"local\"\n[defaults]\nbackend = \"cpu\"\narch = \"x86_64\"\nimpl_type = \"cpp\"\n"
+      "framework = \"numpy\"\ntask_type = \"precision_only\"\n[[ops]]\nop_name = "
+      "\"sqrt\"\ntask_desc = \"" +
+          (source_dir() / "tests" / "harness" / "tasks" / "sqrt_numpy.py").string() + "\"\n");
 
   auto kforge = binary_dir() / "cli" / "kforge";
   auto data = dir / "data";
@@ -67,7 +70,8 @@ TEST_CASE("docs/llm.md's local-llm.toml, as written, runs a campaign against an 
             {"run", (dir / "campaign.toml").string(), "--data", data.string(), "--config",
              (dir / "local-llm.toml").string(), "--device-fixtures", (dir / "no-gpus").string()},
             dir / "run.log", dir.path());
-  REQUIRE_MESSAGE(wait_until([&] { return !run.running(); }, 240s), kforge::test::read_file(dir / "run.log"));
+  REQUIRE_MESSAGE(wait_until([&] { return !run.running(); }, 240s),
+                  kforge::test::read_file(dir / "run.log"));
   REQUIRE_MESSAGE(WIFEXITED(run.wait_status()), kforge::test::read_file(dir / "run.log"));
   CHECK_MESSAGE(WEXITSTATUS(run.wait_status()) == 0, kforge::test::read_file(dir / "run.log"));
 

@@ -164,14 +164,16 @@ TEST_CASE("log throttle tracks at most max_keys peers, the rest share one key") 
   CHECK(written == 17);  // one per tracked peer, one for all the others together
 }
 
-TEST_CASE_FIXTURE(LogFixture, "log throttle caps the lines of all peers together, summaries included") {
+TEST_CASE_FIXTURE(LogFixture,
+                  "log throttle caps the lines of all peers together, summaries included") {
   // Issue 16: 300 clients flooding malformed frames wrote 2 MB of log a minute, 5 lines and
   // a summary for each of 256 peers every 10 s.
   LogConfig cfg;
   cfg.file = (dir / "throttle.log").string();
   REQUIRE(init_logging(cfg, "coordinator").ok());
   ManualClock clock;
-  LogThrottleOptions options{.interval_ms = 10'000, .burst = 5, .max_keys = 256, .max_lines = 25, .max_summaries = 10};
+  LogThrottleOptions options{
+      .interval_ms = 10'000, .burst = 5, .max_keys = 256, .max_lines = 25, .max_summaries = 10};
   LogThrottle throttle(clock, options);
   for (int window = 0; window < 3; ++window) {
     int written = 0;
@@ -188,7 +190,8 @@ TEST_CASE_FIXTURE(LogFixture, "log throttle caps the lines of all peers together
   auto lines = lines_of(dir / "throttle.log");
   CHECK(lines.size() <= 3 * (25 + 10 + 1));
   size_t others = 0;
-  for (const auto& l : lines) others += l.find("other peers in the last 10 s") != std::string::npos ? 1 : 0;
+  for (const auto& l : lines)
+    others += l.find("other peers in the last 10 s") != std::string::npos ? 1 : 0;
   CHECK(others == 3);  // the peers beyond the 10 summaries, counted on one line a window
   CHECK(throttle.keys() <= 257);
 }

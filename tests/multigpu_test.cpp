@@ -6,14 +6,12 @@
 // offers only some of them. What this cannot show is a real CUDA context; that needs the GPUs
 // (docs/gpu-validation.md).
 #include <doctest/doctest.h>
-
 #include <sys/wait.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "common/process.h"
 #include "tests/support/child.h"
@@ -25,7 +23,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A job's line in the shared log: "<job> <CUDA_VISIBLE_DEVICES> <KFORGE_DEVICE> <start_ns> <end_ns>".
+// A job's line in the shared log: "<job> <CUDA_VISIBLE_DEVICES> <KFORGE_DEVICE> <start_ns>
+// <end_ns>".
 struct Span {
   int64_t job = 0;
   std::string visible, device;
@@ -47,14 +46,21 @@ struct EightGpuHost {
   std::string data = (dir / "data").string();
   Child coordinator{binary_dir() / "coordinator" / "kforge-coordinator",
                     {"--data", data, "--listen", "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"},
-                    dir / "coordinator.log", dir.path()};
+                    dir / "coordinator.log",
+                    dir.path()};
   std::string endpoint, url;
 
   EightGpuHost() {
     std::filesystem::create_directories(dir / "fixtures");
-    write_file(dir / "fixtures" / "nvidia-smi.csv", read_file(source_dir() / "tests" / "fixtures" / "nvidia-smi" / "h100x8.csv"));
+    write_file(dir / "fixtures" / "nvidia-smi.csv",
+               read_file(source_dir() / "tests" / "fixtures" / "nvidia-smi" / "h100x8.csv"));
     write_file(dir / "kforge.toml", "[agent]\ncontain = false\n");  // jobs write a shared log
-    REQUIRE_MESSAGE(wait_until([&] { return read_file(dir / "coordinator.log").find("api http://") != std::string::npos; }, 20s),
+    REQUIRE_MESSAGE(wait_until(
+                        [&] {
+                          return read_file(dir / "coordinator.log").find("api http://") !=
+                                 std::string::npos;
+                        },
+                        20s),
                     read_file(dir / "coordinator.log"));
     std::string clog = read_file(dir / "coordinator.log");
     auto at = clog.find("listening ") + 10;
@@ -65,9 +71,10 @@ struct EightGpuHost {
 
   // kforge-agent's arguments for an agent of this host, then `extra`.
   std::vector<std::string> agent_args(const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> args = {"--config", (dir / "kforge.toml").string(), "--coordinator", endpoint,
-                                     "--state", (dir / "agent").string(), "--cpu-devices", "0",
-                                     "--device-fixtures", (dir / "fixtures").string(), "--no-probe"};
+    std::vector<std::string> args = {
+        "--config",          (dir / "kforge.toml").string(), "--coordinator", endpoint,
+        "--state",           (dir / "agent").string(),       "--cpu-devices", "0",
+        "--device-fixtures", (dir / "fixtures").string(),    "--no-probe"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -75,12 +82,15 @@ struct EightGpuHost {
   // Waits until the coordinator lists one agent and it is live; its `kforge agents --json` entry.
   json live_agent() const {
     json agents;
-    bool live = wait_until([&] {
-      auto a = kforge_cli({"agents", "--json", "--coordinator", url, "--token-file", data + "/api.token"});
-      if (a.code != 0) return false;
-      agents = json::parse(a.out);
-      return agents.size() == 1 && agents[0]["state"] == "live";
-    }, 20s);
+    bool live = wait_until(
+        [&] {
+          auto a = kforge_cli(
+              {"agents", "--json", "--coordinator", url, "--token-file", data + "/api.token"});
+          if (a.code != 0) return false;
+          agents = json::parse(a.out);
+          return agents.size() == 1 && agents[0]["state"] == "live";
+        },
+        20s);
     REQUIRE_MESSAGE(live, read_file(dir / "agent.log"));
     return agents[0];
   }
@@ -88,14 +98,17 @@ struct EightGpuHost {
 
 }  // namespace
 
-TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees only its own, a crash or hang costs one job") {
+TEST_CASE(
+    "one agent, eight simulated GPUs: one job per GPU at a time, each sees only its own, a crash "
+    "or hang costs one job") {
   EightGpuHost host;
   const TempDir& dir = host.dir;
   const std::string& data = host.data;
   const std::string& url = host.url;
   const std::string log = (dir / "jobs.log").string();
 
-  Child agent(binary_dir() / "agent" / "kforge-agent", host.agent_args(), dir / "agent.log", dir.path());
+  Child agent(binary_dir() / "agent" / "kforge-agent", host.agent_args(), dir / "agent.log",
+              dir.path());
   json devices = host.live_agent()["devices"];
   REQUIRE(devices.size() == 8);
   for (int i = 0; i < 8; ++i) {
@@ -109,7 +122,8 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
   // jobs among them.
   auto line = [&](const char* sleep_s) {
     return "s=$(date +%s%N); sleep " + std::string(sleep_s) +
-           "; echo \"$KFORGE_JOB_ID $CUDA_VISIBLE_DEVICES $KFORGE_DEVICE $s $(date +%s%N)\" >> " + log;
+           "; echo \"$KFORGE_JOB_ID $CUDA_VISIBLE_DEVICES $KFORGE_DEVICE $s $(date +%s%N)\" >> " +
+           log;
   };
   auto enqueue = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {"enqueue", "--data", data, "--backend", "cuda"});
@@ -117,16 +131,19 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
     REQUIRE_MESSAGE(r.code == 0, r.err);
   };
   auto done = [&] {
-    auto j = kforge_cli({"jobs", "--json", "--state", "done", "--coordinator", url, "--token-file", data + "/api.token"});
+    auto j = kforge_cli({"jobs", "--json", "--state", "done", "--coordinator", url, "--token-file",
+                         data + "/api.token"});
     return j.code == 0 ? json::parse(j.out) : json::array();
   };
   enqueue({"--priority", "1", "--", "sh", "-c", "kill -SEGV $$"});
   enqueue({"--priority", "1", "--timeout", "2", "--", "sh", "-c", "sleep 600"});
   enqueue({"--count", "24", "--", "sh", "-c", line("0.3")});
-  REQUIRE_MESSAGE(wait_until([&] { return done().size() == 26; }, 120s), read_file(dir / "agent.log"));
+  REQUIRE_MESSAGE(wait_until([&] { return done().size() == 26; }, 120s),
+                  read_file(dir / "agent.log"));
   size_t first_batch = spans(read_file(log)).size();
   enqueue({"--count", "8", "--", "sh", "-c", line("0.5")});
-  REQUIRE_MESSAGE(wait_until([&] { return done().size() == 34; }, 120s), read_file(dir / "agent.log"));
+  REQUIRE_MESSAGE(wait_until([&] { return done().size() == 34; }, 120s),
+                  read_file(dir / "agent.log"));
 
   std::map<std::string, int> outcomes;
   std::map<std::string, std::string> hostile_device;  // outcome -> device
@@ -144,19 +161,23 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
   REQUIRE(all.size() == 32);
   std::map<std::string, std::vector<Span>> by_device;
   for (const Span& s : all) {
-    CHECK_MESSAGE(s.device == "cuda:" + s.visible, "job " << s.job << " on " << s.device << " saw CUDA_VISIBLE_DEVICES=" << s.visible);
+    CHECK_MESSAGE(
+        s.device == "cuda:" + s.visible,
+        "job " << s.job << " on " << s.device << " saw CUDA_VISIBLE_DEVICES=" << s.visible);
     by_device[s.device].push_back(s);
   }
   std::set<std::string> second;  // the GPUs of the last 8 jobs
   for (size_t i = first_batch; i < all.size(); ++i) second.insert(all[i].device);
   CHECK(second.size() == 8);
-  CHECK(second.count(hostile_device["signal 11"]) == 1);  // the GPUs of the crash and the hang work on
+  CHECK(second.count(hostile_device["signal 11"]) ==
+        1);  // the GPUs of the crash and the hang work on
   CHECK(second.count(hostile_device["timed out"]) == 1);
   for (const auto& [device, list] : by_device) {
     for (size_t i = 0; i < list.size(); ++i) {
       for (size_t k = i + 1; k < list.size(); ++k) {
         bool overlap = list[i].start < list[k].end && list[k].start < list[i].end;
-        CHECK_MESSAGE(!overlap, "jobs " << list[i].job << " and " << list[k].job << " ran together on " << device);
+        CHECK_MESSAGE(!overlap, "jobs " << list[i].job << " and " << list[k].job
+                                        << " ran together on " << device);
       }
     }
   }
@@ -170,10 +191,12 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
 
   // The metrics see eight devices of one backend.
   ProcessSpec curl;
-  curl.argv = {"/usr/bin/python3", "-c",
-               "import urllib.request,sys; r = urllib.request.Request(sys.argv[1], headers={'Authorization': 'Bearer ' + "
-               "open(sys.argv[2]).read().strip()}); print(urllib.request.urlopen(r).read().decode())",
-               url + "/metrics", data + "/api.token"};
+  curl.argv = {
+      "/usr/bin/python3", "-c",
+      "import urllib.request,sys; r = urllib.request.Request(sys.argv[1], "
+      "headers={'Authorization': 'Bearer ' + "
+      "open(sys.argv[2]).read().strip()}); print(urllib.request.urlopen(r).read().decode())",
+      url + "/metrics", data + "/api.token"};
   auto m = run_process(curl);
   REQUIRE(m.ok());
   CHECK(m->stdout_data.find("kforge_devices{backend=\"cuda\"} 8\n") != std::string::npos);
@@ -181,8 +204,9 @@ TEST_CASE("one agent, eight simulated GPUs: one job per GPU at a time, each sees
 
 TEST_CASE("agent.devices: an agent offers only the GPUs named, by their nvidia-smi index") {
   EightGpuHost host;
-  Child agent(binary_dir() / "agent" / "kforge-agent", host.agent_args({"--devices", "cuda:2,cuda:5"}),
-              host.dir / "agent.log", host.dir.path());
+  Child agent(binary_dir() / "agent" / "kforge-agent",
+              host.agent_args({"--devices", "cuda:2,cuda:5"}), host.dir / "agent.log",
+              host.dir.path());
   json devices = host.live_agent()["devices"];
   REQUIRE(devices.size() == 2);
   CHECK(devices[0]["backend"] == "cuda");
@@ -202,6 +226,7 @@ TEST_CASE("agent.devices: an agent asked for a GPU the host lacks refuses to sta
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   CHECK_FALSE(r->timed_out);
   CHECK(r->exit_code != 0);
-  CHECK_MESSAGE(r->stderr_data.find("cuda:9 is not on this host") != std::string::npos, r->stderr_data);
+  CHECK_MESSAGE(r->stderr_data.find("cuda:9 is not on this host") != std::string::npos,
+                r->stderr_data);
   CHECK_MESSAGE(r->stderr_data.find("cuda:0, cuda:1") != std::string::npos, r->stderr_data);
 }

@@ -13,13 +13,19 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool alarm_raised(Coordinator& c) { return c.storage_alarm().raised; }
+bool alarm_raised(Coordinator& c) {
+  return c.storage_alarm().raised;
+}
 
-std::filesystem::path reserve_of(TestCluster& cluster) { return cluster.dir() / "coordinator" / "kforge.reserve"; }
+std::filesystem::path reserve_of(TestCluster& cluster) {
+  return cluster.dir() / "coordinator" / "kforge.reserve";
+}
 
 }  // namespace
 
-TEST_CASE("store: a commit the disk refuses fails with no_space, keeps nothing, and writes work again with space") {
+TEST_CASE(
+    "store: a commit the disk refuses fails with no_space, keeps nothing, and writes work again "
+    "with space") {
   StorageFaults& faults = StorageFaults::install();
   TempDir dir;
   auto store = Store::open(dir / "kforge.db");
@@ -44,7 +50,9 @@ TEST_CASE("store: a commit the disk refuses fails with no_space, keeps nothing, 
   CHECK(one->front().name == "kept");
 }
 
-TEST_CASE("disk full mid-run: the alarm is raised instead of stopping; with space back every job is recorded once") {
+TEST_CASE(
+    "disk full mid-run: the alarm is raised instead of stopping; with space back every job is "
+    "recorded once") {
   StorageFaults& faults = StorageFaults::install();  // before the cluster opens its store
   TestCluster cluster;
   cluster.start_agent("a", 2);
@@ -75,12 +83,15 @@ TEST_CASE("disk full mid-run: the alarm is raised instead of stopping; with spac
   CHECK(metrics.find("kforge_nospace_alarm 0\n") != std::string::npos);
 }
 
-TEST_CASE("work posted into a turn that could not commit runs again once space returns, and its caller gets the answer") {
+TEST_CASE(
+    "work posted into a turn that could not commit runs again once space returns, and its caller "
+    "gets the answer") {
   StorageFaults& faults = StorageFaults::install();
   TestCluster cluster;
   Coordinator& c = cluster.coordinator();
   faults.limit_writes(cluster.dir(), 0);
-  auto answer = c.call_async([](Coordinator& co) { return co.store().create_campaign("posted in the full turn", "{}"); });
+  auto answer = c.call_async(
+      [](Coordinator& co) { return co.store().create_campaign("posted in the full turn", "{}"); });
   REQUIRE(wait_until([&] { return alarm_raised(c); }, 30s));
   CHECK(answer.wait_for(0s) != std::future_status::ready);  // not answered: it did not commit
   faults.clear();
@@ -93,7 +104,9 @@ TEST_CASE("work posted into a turn that could not commit runs again once space r
   CHECK(campaigns->front().id == *id);
 }
 
-TEST_CASE("a coordinator started on a full disk serves with the alarm raised and recovers when space returns") {
+TEST_CASE(
+    "a coordinator started on a full disk serves with the alarm raised and recovers when space "
+    "returns") {
   StorageFaults& faults = StorageFaults::install();
   TestCluster cluster;
   cluster.start_agent("a");

@@ -1,3 +1,5 @@
+#include "common/process.h"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,7 +11,6 @@
 #include <string>
 #include <thread>
 
-#include "common/process.h"
 #include "tests/support/support.h"
 
 using namespace kforge;

@@ -2,7 +2,6 @@
 // processes, killed with real signals. Jobs are put into the coordinator's database before it
 // starts (it loads queued jobs at start-up); progress is observed by reading that database.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -19,7 +18,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "common/protocol.h"
@@ -65,12 +63,13 @@ class ProcessCluster {
     }
     fs::create_directories(data_dir());
     fs::create_directories(dir_ / "fixtures");  // empty: agents find no GPUs, run no nvidia-smi
-    write_file(config(),
-               "[coordinator]\n"
-               "heartbeat_ms = 200\n"
-               "restart_grace_ms = 1000\n"
-               "[agent]\n"
-               "contain = false  # jobs write into the test's (root-only) directory, report host pids\n");
+    write_file(
+        config(),
+        "[coordinator]\n"
+        "heartbeat_ms = 200\n"
+        "restart_grace_ms = 1000\n"
+        "[agent]\n"
+        "contain = false  # jobs write into the test's (root-only) directory, report host pids\n");
     auto store = Store::open(db());  // creates the schema; closed again at the end of scope
     REQUIRE_MESSAGE(store.ok(), store.status().to_string());
   }
@@ -132,16 +131,16 @@ class ProcessCluster {
     agents_[name] = std::make_unique<Child>(
         agent_exe_,
         std::vector<std::string>{"--config", config().string(), "--coordinator", endpoint_,
-                                 "--state", agent_state(name).string(),
-                                 "--cpu-devices", "2", "--no-probe", "--device-fixtures",
-                                 (dir_ / "fixtures").string()},
+                                 "--state", agent_state(name).string(), "--cpu-devices", "2",
+                                 "--no-probe", "--device-fixtures", (dir_ / "fixtures").string()},
         agent_log(name), dir());
     return *agents_[name];
   }
   Child& agent(const std::string& name) { return *agents_.at(name); }
 
   // Waits until the agent's log shows its `n`th registration.
-  bool wait_registered(const std::string& name, size_t n = 1, std::chrono::milliseconds deadline = 20s) {
+  bool wait_registered(const std::string& name, size_t n = 1,
+                       std::chrono::milliseconds deadline = 20s) {
     return wait_until(
         [&] { return count_of(read_file(agent_log(name)), "registered with coordinator") >= n; },
         deadline);
@@ -185,7 +184,8 @@ class ProcessCluster {
   // Every log, for a failure message.
   std::string logs() const {
     std::string all = "--- coordinator\n" + read_file(coordinator_log());
-    for (const auto& [name, agent] : agents_) all += "--- agent " + name + "\n" + read_file(agent_log(name));
+    for (const auto& [name, agent] : agents_)
+      all += "--- agent " + name + "\n" + read_file(agent_log(name));
     return all;
   }
 
@@ -210,7 +210,9 @@ void check_result(const JobRow& row) {
   CHECK(result->infra_error.empty());
 }
 
-bool exited_with(int status, int code) { return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == code; }
+bool exited_with(int status, int code) {
+  return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
 
 }  // namespace
 
@@ -220,7 +222,8 @@ TEST_CASE("processes: two agents run 40 jobs, each recorded once with its result
   cluster.start_coordinator();
   cluster.start_agent("a");
   cluster.start_agent("b");
-  REQUIRE_MESSAGE(wait_until([&] { return cluster.count(JobState::done) == 40; }, 30s), cluster.logs());
+  REQUIRE_MESSAGE(wait_until([&] { return cluster.count(JobState::done) == 40; }, 30s),
+                  cluster.logs());
 
   auto rows = cluster.jobs();
   REQUIRE(rows.size() == ids.size());
@@ -248,7 +251,8 @@ TEST_CASE("processes: SIGKILL of the agent running a job; the other agent comple
   fs::path pid_file = cluster.dir() / "hang.pid";
   // The first attempt (epoch 1) records its process group and hangs; later ones finish.
   auto ids = cluster.enqueue(
-      1, {"sh", "-c", "if [ \"$KFORGE_EPOCH\" = 1 ]; then echo $$ > " + pid_file.string() + "; sleep 60; fi"});
+      1, {"sh", "-c",
+          "if [ \"$KFORGE_EPOCH\" = 1 ]; then echo $$ > " + pid_file.string() + "; sleep 60; fi"});
   cluster.start_coordinator();
   cluster.start_agent("a");
   cluster.start_agent("b");
@@ -270,7 +274,8 @@ TEST_CASE("processes: SIGKILL of the agent running a job; the other agent comple
   REQUIRE(job_group > 1);
   ::kill(-job_group, SIGKILL);
 
-  REQUIRE_MESSAGE(wait_until([&] { return cluster.job(ids[0]).state == JobState::done; }, 20s), cluster.logs());
+  REQUIRE_MESSAGE(wait_until([&] { return cluster.job(ids[0]).state == JobState::done; }, 20s),
+                  cluster.logs());
   JobRow done = cluster.job(ids[0]);
   check_result(done);
   CHECK(done.agent_id == cluster.agent_id(other));
@@ -285,12 +290,14 @@ TEST_CASE("processes: SIGKILL of the coordinator mid-run; restarted, every job i
   cluster.start_coordinator();
   cluster.start_agent("a");
   cluster.start_agent("b");
-  REQUIRE_MESSAGE(wait_until([&] { return cluster.count(JobState::done) >= 10; }, 30s), cluster.logs());
+  REQUIRE_MESSAGE(wait_until([&] { return cluster.count(JobState::done) >= 10; }, 30s),
+                  cluster.logs());
 
   REQUIRE(cluster.coordinator().kill(SIGKILL));
   CHECK(WIFSIGNALED(cluster.coordinator().wait_status()));
   cluster.start_coordinator();  // same --data, same port
-  REQUIRE_MESSAGE(wait_until([&] { return cluster.count(JobState::done) == 60; }, 40s), cluster.logs());
+  REQUIRE_MESSAGE(wait_until([&] { return cluster.count(JobState::done) == 60; }, 40s),
+                  cluster.logs());
 
   auto rows = cluster.jobs();
   REQUIRE(rows.size() == ids.size());
@@ -323,8 +330,9 @@ TEST_CASE("processes: SIGTERM stops agents with a goodbye, then the coordinator"
     REQUIRE(cluster.agent(name).kill(SIGTERM));
     CHECK_MESSAGE(exited_with(cluster.agent(name).wait_status(), 0), cluster.logs());
   }
-  CHECK_MESSAGE(wait_until([&] { return count_of(cluster.coordinator().log(), "said goodbye") == 2; }, 5s),
-                cluster.logs());
+  CHECK_MESSAGE(
+      wait_until([&] { return count_of(cluster.coordinator().log(), "said goodbye") == 2; }, 5s),
+      cluster.logs());
   REQUIRE(cluster.coordinator().kill(SIGTERM));
   CHECK_MESSAGE(exited_with(cluster.coordinator().wait_status(), 0), cluster.logs());
   CHECK(cluster.coordinator().log().find("stopped") != std::string::npos);
@@ -338,8 +346,12 @@ TEST_CASE("processes: the agent starts each device's verifier before any job arr
   cluster.start_coordinator();
   cluster.start_agent("a");
   REQUIRE_MESSAGE(cluster.wait_registered("a"), cluster.logs());
-  CHECK_MESSAGE(wait_until([&] { return cluster.agent("a").log().find("verifier for cpu:0 started") != std::string::npos; },
-                           120s),
+  CHECK_MESSAGE(wait_until(
+                    [&] {
+                      return cluster.agent("a").log().find("verifier for cpu:0 started") !=
+                             std::string::npos;
+                    },
+                    120s),
                 cluster.logs());
   REQUIRE(cluster.agent("a").kill(SIGTERM));
   CHECK_MESSAGE(exited_with(cluster.agent("a").wait_status(), 0), cluster.logs());

@@ -1,13 +1,12 @@
 // Wire protocol: round trips, the exact envelope, and rejection of every kind of bad frame.
+#include "common/protocol.h"
+
 #include <doctest/doctest.h>
 
-#include <msgpack.hpp>
-
 #include <functional>
+#include <msgpack.hpp>
 #include <random>
 #include <string>
-
-#include "common/protocol.h"
 
 using namespace kforge;
 using namespace kforge::proto;
@@ -35,9 +34,13 @@ Hello sample_hello() {
   return h;
 }
 
-Welcome sample_welcome() { return Welcome{"coord-inc-1", 250, 5}; }
+Welcome sample_welcome() {
+  return Welcome{"coord-inc-1", 250, 5};
+}
 
-Refused sample_refused() { return Refused{"protocol version 2 is not supported", 7, 100}; }
+Refused sample_refused() {
+  return Refused{"protocol version 2 is not supported", 7, 100};
+}
 
 Assign sample_assign() {
   Assign a;
@@ -78,17 +81,32 @@ JobResult sample_result() {
   return r;
 }
 
-ResultAck sample_ack() { return ResultAck{{42, 3}, true}; }
+ResultAck sample_ack() {
+  return ResultAck{{42, 3}, true};
+}
 
-Cancel sample_cancel() { return Cancel{{42, 3}, "task cancelled by operator"}; }
+Cancel sample_cancel() {
+  return Cancel{{42, 3}, "task cancelled by operator"};
+}
 
-Bye sample_bye() { return Bye{"SIGTERM"}; }
+Bye sample_bye() {
+  return Bye{"SIGTERM"};
+}
 
 std::vector<Message> all_samples() {
-  return {sample_hello(), sample_welcome(), sample_refused(), Heartbeat{{{1, 2}, {3, 4}}, {{5, 6}}, std::nullopt},
-          Heartbeat{{}, {}, std::vector<VerifierPool>{{"cuda", 3, 2, 1, 40, 38, true}, {"cpu", 0, 0, 0, 0, 0, false}}},
+  return {sample_hello(),
+          sample_welcome(),
+          sample_refused(),
+          Heartbeat{{{1, 2}, {3, 4}}, {{5, 6}}, std::nullopt},
+          Heartbeat{{},
+                    {},
+                    std::vector<VerifierPool>{{"cuda", 3, 2, 1, 40, 38, true},
+                                              {"cpu", 0, 0, 0, 0, 0, false}}},
           sample_assign(),
-          sample_result(), sample_ack(), sample_cancel(), sample_bye()};
+          sample_result(),
+          sample_ack(),
+          sample_cancel(),
+          sample_bye()};
 }
 
 Message round_trip(const Message& m) {
@@ -121,7 +139,9 @@ std::string envelope(uint64_t v, uint64_t t, const std::function<void(Packer&)>&
   });
 }
 
-void key(Packer& pk, const std::string& k) { pk.pack(k); }
+void key(Packer& pk, const std::string& k) {
+  pk.pack(k);
+}
 
 void job_ref(Packer& pk, uint64_t job_id, uint64_t epoch) {
   pk.pack_map(2);
@@ -203,8 +223,7 @@ TEST_CASE("type numbers and names are frozen") {
 
 TEST_CASE("heartbeat envelope is the documented bytes") {
   // {"v": 1, "t": 4, "b": {"running": [], "outbox": []}}
-  const std::string expected(
-      "\x83\xa1v\x01\xa1t\x04\xa1\x62\x82\xa7running\x90\xa6outbox\x90", 27);
+  const std::string expected("\x83\xa1v\x01\xa1t\x04\xa1\x62\x82\xa7running\x90\xa6outbox\x90", 27);
   CHECK(encode(Heartbeat{}) == expected);
 }
 
@@ -293,7 +312,8 @@ TEST_CASE("a field of the wrong type is named by its path") {
     key(pk, "epoch");
     pk.pack(1);
   });
-  CHECK(error_of(negative) == "field 'b.job.job_id': expected unsigned integer, got negative integer");
+  CHECK(error_of(negative) ==
+        "field 'b.job.job_id': expected unsigned integer, got negative integer");
 
   std::string wide = envelope(1, 2, [](Packer& pk) {
     pk.pack_map(1);
@@ -576,11 +596,11 @@ TEST_CASE("random garbage and mutated frames never throw or crash") {
     for (int e = 0; e < edits && !bytes.empty(); ++e) {
       size_t at = rng() % bytes.size();
       switch (rng() % 5) {
-        case 0: bytes[at] = byte(); break;                                      // replace
+        case 0: bytes[at] = byte(); break;                                             // replace
         case 1: bytes[at] = static_cast<char>(bytes[at] ^ (1 << (rng() % 8))); break;  // flip
         case 2: bytes.insert(bytes.begin() + static_cast<long>(at), byte()); break;    // insert
-        case 3: bytes.erase(at, 1 + rng() % 8); break;                          // delete
-        case 4: bytes.resize(at); break;                                         // truncate
+        case 3: bytes.erase(at, 1 + rng() % 8); break;                                 // delete
+        case 4: bytes.resize(at); break;                                               // truncate
       }
     }
     check(bytes);

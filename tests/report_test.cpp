@@ -127,9 +127,11 @@ struct ReportFixture {
   }
 
   // A finished task: passed, or failed with `verdict` and `reason`.
-  void finish(int64_t task_id, bool ok, Outcome verdict = Outcome::passed, const std::string& reason = "") {
-    REQUIRE(store->set_task_state(task_id, ok ? TaskState::passed : TaskState::failed, verdict,
-                                  ok ? "passed" : reason)
+  void finish(int64_t task_id, bool ok, Outcome verdict = Outcome::passed,
+              const std::string& reason = "") {
+    REQUIRE(store
+                ->set_task_state(task_id, ok ? TaskState::passed : TaskState::failed, verdict,
+                                 ok ? "passed" : reason)
                 .ok());
     clock.advance(Millis(5));
   }

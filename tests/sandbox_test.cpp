@@ -1,18 +1,19 @@
 // The job box (common/sandbox.h through ProcessSpec::box) with real processes, cgroups and
 // namespaces. Needs root and the kernel features; each test says why when it skips.
-#include <doctest/doctest.h>
+#include "common/sandbox.h"
+
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <pty.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -20,7 +21,6 @@
 
 #include "common/fs.h"
 #include "common/process.h"
-#include "common/sandbox.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -43,9 +43,12 @@ struct Host {
     auto root = CgroupRoot::open("test-" + random_hex_id().substr(0, 12));
     if (root.ok()) cgroups = *root;
     support = probe_sandbox(cgroups.get());
-    if (!cgroups) skip = "no cgroups: " + root.status().message();
-    else if (!support.missing.empty()) skip = support.missing.front();
-    else MESSAGE("jobs contained by " << cgroups->describe());
+    if (!cgroups)
+      skip = "no cgroups: " + root.status().message();
+    else if (!support.missing.empty())
+      skip = support.missing.front();
+    else
+      MESSAGE("jobs contained by " << cgroups->describe());
   }
 };
 
@@ -54,12 +57,12 @@ Host& host() {
   return h;
 }
 
-#define REQUIRE_BOX()                                          \
-  do {                                                         \
-    if (!host().skip.empty()) {                                \
+#define REQUIRE_BOX()                                                     \
+  do {                                                                    \
+    if (!host().skip.empty()) {                                           \
       MESSAGE("skipped: the full box is not available: " << host().skip); \
-      return;                                                  \
-    }                                                          \
+      return;                                                             \
+    }                                                                     \
   } while (0)
 
 Box full_box() {
@@ -79,7 +82,8 @@ struct Jobs {
     return std::move(d.value());
   }
 
-  static ProcessSpec spec(const std::string& script, uid_t uid, const fs::path& work, Box box = full_box()) {
+  static ProcessSpec spec(const std::string& script, uid_t uid, const fs::path& work,
+                          Box box = full_box()) {
     ProcessSpec spec;
     spec.argv = {"/bin/sh", "-c", script};
     spec.env["PATH"] = "/usr/bin:/bin";
@@ -130,13 +134,15 @@ TEST_CASE("an escaped setsid watcher is dead and its cgroup gone when run_proces
     Box box = full_box();
     box.pid_ns = pid_ns;  // without it the cgroup alone must catch the watcher
     // Double fork plus setsid: the watcher leaves the process group and the job's session.
-    auto r = run_ok(Jobs::spec("(setsid sh -c 'sleep 1000' > /dev/null 2>&1 &) ; echo started", uid, work->path(), box));
+    auto r = run_ok(Jobs::spec("(setsid sh -c 'sleep 1000' > /dev/null 2>&1 &) ; echo started", uid,
+                               work->path(), box));
     CHECK(r.exit_code == 0);
     CHECK(r.stdout_data == "started\n");
     CHECK(processes_of(uid).empty());  // no waiting: gone before run_process returned
     std::error_code ec;
     size_t groups = 0;
-    for (auto it = fs::directory_iterator(host().cgroups->kill_dir(), ec); it != fs::directory_iterator(); ++it) {
+    for (auto it = fs::directory_iterator(host().cgroups->kill_dir(), ec);
+         it != fs::directory_iterator(); ++it) {
       if (it->is_directory()) ++groups;
     }
     CHECK(groups == 0);
@@ -153,8 +159,8 @@ TEST_CASE("a job cannot write another job's directory") {
   // Even with B's directory in A's view (bound writable), B's uid and mode 0700 keep A out.
   Box box = full_box();
   box.writable.push_back(b->path());
-  std::string script = "echo mine > own && echo evil > " + (b->path() / "evil").string() + " ; ls " +
-                       b->path().string() + " ; exit 0";
+  std::string script = "echo mine > own && echo evil > " + (b->path() / "evil").string() +
+                       " ; ls " + b->path().string() + " ; exit 0";
   auto r = run_ok(Jobs::spec(script, 61002, a->path(), box));
   CHECK(fs::exists(a->path() / "own"));
   CHECK_FALSE(fs::exists(b->path() / "evil"));
@@ -183,7 +189,9 @@ TEST_CASE("a job has no network but its own loopback") {
   std::string py =
       "import socket\n"
       "try:\n"
-      "    socket.create_connection(('127.0.0.1', " + std::to_string(port) + "), timeout=5)\n"
+      "    socket.create_connection(('127.0.0.1', " +
+      std::to_string(port) +
+      "), timeout=5)\n"
       "    print('connected')\n"
       "except OSError as e:\n"
       "    print('refused', e.errno)\n"
@@ -208,18 +216,20 @@ TEST_CASE("a disk flood stops at the quota and leaves the host's /tmp alone") {
   Jobs jobs;
   auto work = jobs.job_dir(61005, 8);
   std::string marker = "kforge-flood-" + random_hex_id().substr(0, 8);
-  std::string script = "dd if=/dev/zero of=/tmp/" + marker + " bs=1M count=64 2>&1; "
+  std::string script = "dd if=/dev/zero of=/tmp/" + marker +
+                       " bs=1M count=64 2>&1; "
                        "dd if=/dev/zero of=flood bs=1M count=64 2>&1; "
-                       "ls -l /tmp/" + marker + " flood";
+                       "ls -l /tmp/" +
+                       marker + " flood";
   Box box = full_box();
   box.tmp_mb = 8;
   auto r = run_ok(Jobs::spec(script, 61005, work->path(), box));
   CAPTURE(r.stdout_data);
   size_t first = r.stdout_data.find("No space left on device");
-  CHECK(first != std::string::npos);                                      // /tmp
+  CHECK(first != std::string::npos);                                                     // /tmp
   CHECK(r.stdout_data.find("No space left on device", first + 1) != std::string::npos);  // work dir
-  CHECK_FALSE(fs::exists(fs::path("/tmp") / marker));                    // private /tmp
-  CHECK(fs::file_size(work->path() / "flood") <= 8u * 1024 * 1024);      // the work dir quota
+  CHECK_FALSE(fs::exists(fs::path("/tmp") / marker));                // private /tmp
+  CHECK(fs::file_size(work->path() / "flood") <= 8u * 1024 * 1024);  // the work dir quota
 }
 
 TEST_CASE("a job's disk bandwidth is limited on every disk of the host") {
@@ -242,7 +252,9 @@ TEST_CASE("a job's disk bandwidth is limited on every disk of the host") {
   CAPTURE(r.stdout_data);
   const std::string bps = std::to_string(7u << 20);
   size_t lines = 0;
-  for (size_t at = r.stdout_data.find(bps); at != std::string::npos; at = r.stdout_data.find(bps, at + 1)) ++lines;
+  for (size_t at = r.stdout_data.find(bps); at != std::string::npos;
+       at = r.stdout_data.find(bps, at + 1))
+    ++lines;
   CHECK(lines >= 2);  // read and write, on at least one disk
 }
 
@@ -253,7 +265,8 @@ TEST_CASE("a job's /dev/shm is its own") {
   std::string theirs = "kforge-job-" + random_hex_id().substr(0, 8);
   write_file(fs::path("/dev/shm") / mine, "host");
   auto work = jobs.job_dir(61006);
-  auto r = run_ok(Jobs::spec("ls /dev/shm; echo job > /dev/shm/" + theirs + " && echo wrote", 61006, work->path()));
+  auto r = run_ok(Jobs::spec("ls /dev/shm; echo job > /dev/shm/" + theirs + " && echo wrote", 61006,
+                             work->path()));
   CHECK(r.stdout_data.find(mine) == std::string::npos);
   CHECK(r.stdout_data.find("wrote") != std::string::npos);
   CHECK_FALSE(fs::exists(fs::path("/dev/shm") / theirs));
@@ -270,13 +283,15 @@ TEST_CASE("a job over its memory cap is OOM-killed and says so") {
   auto work = jobs.job_dir(61007);
   Box box = full_box();
   box.memory_mb = 64;
-  auto r = run_ok(Jobs::spec("exec /usr/bin/python3 -c 'b = bytearray(512 << 20); print(len(b))'", 61007, work->path(), box));
+  auto r = run_ok(Jobs::spec("exec /usr/bin/python3 -c 'b = bytearray(512 << 20); print(len(b))'",
+                             61007, work->path(), box));
   CHECK(r.memory_exceeded);
   CHECK(r.signal == SIGKILL);
   CHECK(r.stdout_data.empty());
   // Under the cap: not reported.
   box.memory_mb = 256;
-  r = run_ok(Jobs::spec("exec /usr/bin/python3 -c 'b = bytearray(16 << 20); print(len(b))'", 61007, work->path(), box));
+  r = run_ok(Jobs::spec("exec /usr/bin/python3 -c 'b = bytearray(16 << 20); print(len(b))'", 61007,
+                        work->path(), box));
   CHECK_FALSE(r.memory_exceeded);
   CHECK(r.exit_code == 0);
   CHECK(r.memory_peak_bytes > (16u << 20));
@@ -288,7 +303,8 @@ TEST_CASE("a fork bomb stops at the process cap and says so") {
   auto work = jobs.job_dir(61008);
   Box box = full_box();
   box.pids = 16;
-  auto r = run_ok(Jobs::spec("for i in $(seq 40); do sleep 100 & done; echo done", 61008, work->path(), box));
+  auto r = run_ok(
+      Jobs::spec("for i in $(seq 40); do sleep 100 & done; echo done", 61008, work->path(), box));
   CHECK(r.pids_exceeded);
   CHECK(processes_of(61008).empty());
 }
@@ -300,7 +316,8 @@ TEST_CASE("a job cannot see or signal another job's processes") {
   auto wb = jobs.job_dir(61010);
   CancelToken cancel_a;
   Result<ProcessResult> ra = io_error("not run");
-  std::thread runner([&] { ra = run_process(Jobs::spec("sleep 1000", 61009, wa->path()), &cancel_a); });
+  std::thread runner(
+      [&] { ra = run_process(Jobs::spec("sleep 1000", 61009, wa->path()), &cancel_a); });
   std::vector<int> victims;
   REQUIRE(test::wait_until([&] {
     victims = processes_of(61009);
@@ -336,7 +353,7 @@ TEST_CASE("a job's /proc shows only its own processes, not its init's command li
   CAPTURE(r.stderr_data);
   CHECK(r.stdout_data.find(me) == std::string::npos);
   CHECK(r.stderr_data.find("/proc/1/cmdline") != std::string::npos);  // not there to read
-  CHECK(r.stdout_data.find("child=sleep 100") != std::string::npos);   // its own tree is
+  CHECK(r.stdout_data.find("child=sleep 100") != std::string::npos);  // its own tree is
   CHECK(r.stdout_data.find("owner=61019") != std::string::npos);
   CHECK(r.stdout_data.find("owner=0") == std::string::npos);
 }
@@ -344,7 +361,8 @@ TEST_CASE("a job's /proc shows only its own processes, not its init's command li
 TEST_CASE("a job cannot connect to the host's Unix sockets under /run") {
   REQUIRE_BOX();
   // A world-writable socket such as the system's D-Bus or journal sockets.
-  const fs::path path = fs::path("/run") / ("kforge-test-" + random_hex_id().substr(0, 8) + ".sock");
+  const fs::path path =
+      fs::path("/run") / ("kforge-test-" + random_hex_id().substr(0, 8) + ".sock");
   int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   REQUIRE(listener >= 0);
   sockaddr_un addr{};
@@ -359,7 +377,9 @@ TEST_CASE("a job cannot connect to the host's Unix sockets under /run") {
       "import socket\n"
       "s = socket.socket(socket.AF_UNIX)\n"
       "try:\n"
-      "    s.connect('" + path.string() + "')\n"
+      "    s.connect('" +
+      path.string() +
+      "')\n"
       "    print('connected')\n"
       "except OSError as e:\n"
       "    print('refused', e.errno)\n";
@@ -389,7 +409,8 @@ TEST_CASE("a job cannot ptrace or leave anything for the next job of its slot ui
   Jobs jobs;
   auto w1 = jobs.job_dir(61011);
   // The first job leaves a watcher and a file in /tmp, /dev/shm; all go with it.
-  run_ok(Jobs::spec("(setsid sleep 1000 &); echo x > /tmp/left; echo x > /dev/shm/left", 61011, w1->path()));
+  run_ok(Jobs::spec("(setsid sleep 1000 &); echo x > /tmp/left; echo x > /dev/shm/left", 61011,
+                    w1->path()));
   auto w2 = jobs.job_dir(61011);
   auto r = run_ok(Jobs::spec("ls /tmp /dev/shm; ps -e -o comm=", 61011, w2->path()));
   CHECK(r.stdout_data.find("left") == std::string::npos);
@@ -413,12 +434,14 @@ TEST_CASE("a job cannot reach the terminal of whoever started it") {
   }
   ::fcntl(master, F_SETFL, O_NONBLOCK);
   int status = 0;
-  bool ended = test::wait_until([&] {
-    char buf[256];
-    while (::read(master, buf, sizeof buf) > 0) {  // drain whatever reaches the terminal
-    }
-    return ::waitpid(pid, &status, WNOHANG) == pid;
-  }, 60s);
+  bool ended = test::wait_until(
+      [&] {
+        char buf[256];
+        while (::read(master, buf, sizeof buf) > 0) {  // drain whatever reaches the terminal
+        }
+        return ::waitpid(pid, &status, WNOHANG) == pid;
+      },
+      60s);
   if (!ended) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
@@ -439,28 +462,29 @@ TEST_CASE("a job's system calls that reach into the kernel or other processes fa
       "libc = ctypes.CDLL(None, use_errno=True)\n"
       "def call(name, *args):\n"
       "    rc = libc.syscall(*args)\n"
-      "    if rc == 0 and name.startswith('clone'): os._exit(0)\n"   // the clone's child
+      "    if rc == 0 and name.startswith('clone'): os._exit(0)\n"  // the clone's child
       "    print(name, 'EPERM' if rc == -1 and ctypes.get_errno() == errno.EPERM else 'allowed')\n"
-      "call('ptrace', 101, 0, 0, 0, 0)\n"                    // PTRACE_TRACEME
-      "call('unshare', 272, 0x10000000)\n"                   // CLONE_NEWUSER
+      "call('ptrace', 101, 0, 0, 0, 0)\n"   // PTRACE_TRACEME
+      "call('unshare', 272, 0x10000000)\n"  // CLONE_NEWUSER
       "call('clone-newuser', 56, 0x10000000 | 17, 0, 0, 0, 0)\n"
-      "call('keyctl', 250, 0, -3, 0, 0, 0)\n"                // KEYCTL_GET_KEYRING_ID
-      "call('userfaultfd', 323, 1)\n"                        // UFFD_USER_MODE_ONLY
+      "call('keyctl', 250, 0, -3, 0, 0, 0)\n"  // KEYCTL_GET_KEYRING_ID
+      "call('userfaultfd', 323, 1)\n"          // UFFD_USER_MODE_ONLY
       "call('bpf', 321, 0, 0, 0)\n"
       "call('perf_event_open', 298, 0, 0, -1, -1, 0)\n"
       "call('io_uring_setup', 425, 1, 0)\n"
       "call('process_vm_readv', 310, 1, 0, 0, 0, 0, 0)\n"
-      "pid = os.fork()\n"                                    // plain fork and threads still work
+      "pid = os.fork()\n"  // plain fork and threads still work
       "if pid == 0: os._exit(7)\n"
       "print('fork', os.waitpid(pid, 0)[1] >> 8)\n"
-      "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join(); print('thread ok')\n";
+      "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join(); "
+      "print('thread ok')\n";
   write_file(work->path() / "calls.py", py);
   REQUIRE(work->hand_over().ok());
   auto r = run_ok(Jobs::spec("/usr/bin/python3 calls.py", 61016, work->path()));
   CAPTURE(r.stdout_data);
   CAPTURE(r.stderr_data);
-  for (const char* name : {"ptrace", "unshare", "clone-newuser", "keyctl", "userfaultfd", "bpf", "perf_event_open",
-                           "io_uring_setup", "process_vm_readv"}) {
+  for (const char* name : {"ptrace", "unshare", "clone-newuser", "keyctl", "userfaultfd", "bpf",
+                           "perf_event_open", "io_uring_setup", "process_vm_readv"}) {
     CHECK_MESSAGE(r.stdout_data.find(std::string(name) + " EPERM\n") != std::string::npos, name);
   }
   CHECK(r.stdout_data.find("fork 7\n") != std::string::npos);
@@ -477,8 +501,9 @@ TEST_CASE("a harness under a 0700 directory is readable by jobs once copied") {
   // Straight from the 0700 tree as the host has it: refused, and check_traversable says why.
   Box naive = full_box();
   naive.mount_ns = false;
-  auto direct = run_ok(Jobs::spec("/usr/bin/python3 " + (clone / "harness" / "kforge_harness.py").string(), 61012,
-                                  work->path(), naive));
+  auto direct =
+      run_ok(Jobs::spec("/usr/bin/python3 " + (clone / "harness" / "kforge_harness.py").string(),
+                        61012, work->path(), naive));
   CHECK(direct.stderr_data.find("Permission denied") != std::string::npos);
   Status st = check_traversable(clone / "harness");
   CHECK(st.code() == Code::failed_precondition);
@@ -488,8 +513,9 @@ TEST_CASE("a harness under a 0700 directory is readable by jobs once copied") {
   REQUIRE(install_readable_copy(clone / "harness", copy).ok());
   Box box = full_box();
   box.readable.push_back(copy);  // under /tmp, which the job sees as its own tmpfs
-  auto r = run_ok(Jobs::spec("/usr/bin/python3 " + (copy / "kforge_harness.py").string() + " && cat " +
-                                 (copy / "pkg" / "mod.py").string() + " && touch " + (copy / "x").string(),
+  auto r = run_ok(Jobs::spec("/usr/bin/python3 " + (copy / "kforge_harness.py").string() +
+                                 " && cat " + (copy / "pkg" / "mod.py").string() + " && touch " +
+                                 (copy / "x").string(),
                              61012, work->path(), box));
   CHECK(r.stdout_data == "harness ok\nX = 1\n");
   CHECK_FALSE(fs::exists(copy / "x"));  // read-only for the job
@@ -505,8 +531,9 @@ TEST_CASE("the agent's state directories are hidden from jobs") {
   auto work = jobs.job_dir(61013);
   Box box = full_box();
   box.hidden.push_back(state.path());
-  auto r = run_ok(Jobs::spec("cat " + (state / "outbox.db").string() + "; ls -a " + state.path().string(), 61013,
-                             work->path(), box));
+  auto r = run_ok(
+      Jobs::spec("cat " + (state / "outbox.db").string() + "; ls -a " + state.path().string(),
+                 61013, work->path(), box));
   CHECK(r.stdout_data.find("secret") == std::string::npos);
   CHECK(r.stderr_data.find("No such file") != std::string::npos);
 }
@@ -529,8 +556,8 @@ TEST_CASE("a job sees nothing of the work root but its own directory") {
     auto other = JobDir::create(verifier, 61018, 61018, 16);
     REQUIRE(mine.ok());
     REQUIRE(other.ok());
-    std::string script = "ls -a " + verifier.string() + "; cat " + (verifier / "judge-file").string() +
-                         "; touch own && echo wrote";
+    std::string script = "ls -a " + verifier.string() + "; cat " +
+                         (verifier / "judge-file").string() + "; touch own && echo wrote";
     Box seen = full_box();
     auto before = run_ok(Jobs::spec(script, 61017, (*mine)->path(), seen));
     CHECK(before.stdout_data.find("judge-file") != std::string::npos);  // what hiding takes away

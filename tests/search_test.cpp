@@ -138,7 +138,9 @@ struct SearchRun {
     auto campaign = parse_campaign(toml, dir.path(), "scripted.toml");
     REQUIRE_MESSAGE(campaign.ok(), campaign.status().to_string());
     auto stored = store_campaign(
-        [&](const std::function<Status(Store&)>& fn) { return loop->store().atomically([&] { return fn(loop->store()); }); },
+        [&](const std::function<Status(Store&)>& fn) {
+          return loop->store().atomically([&] { return fn(loop->store()); });
+        },
         *campaign, "");
     REQUIRE_MESSAGE(stored.ok(), stored.status().to_string());
   }
@@ -159,7 +161,8 @@ struct SearchRun {
       REQUIRE(std::chrono::steady_clock::now() < deadline);
       loop->turn();
       bool judged = false;
-      const std::vector<JobRow> queued = loop->store().jobs_in_state(JobState::queued, 1000).value();
+      const std::vector<JobRow> queued =
+          loop->store().jobs_in_state(JobState::queued, 1000).value();
       for (const JobRow& job : queued) {
         if (!delivered.insert(job.id).second) continue;
         const JobRow row = loop->store().get_job(job.id).value();
@@ -187,7 +190,8 @@ struct SearchRun {
         r.best = task_outcome(store, t).value().speedup;
         const std::vector<CandidateRow> candidates = store.candidates_of(t.id).value();
         for (const CandidateRow& k : candidates) {
-          r.candidates.push_back(std::to_string(k.sample) + "/" + std::to_string(k.generation) + ":" + std::string(to_string(k.verdict)));
+          r.candidates.push_back(std::to_string(k.sample) + "/" + std::to_string(k.generation) +
+                                 ":" + std::string(to_string(k.verdict)));
         }
         std::sort(r.candidates.begin(), r.candidates.end());
         out[t.spec.op_name] = r;
@@ -234,7 +238,8 @@ std::string error(const std::string& search, const std::string& op = "") {
 
 }  // namespace
 
-TEST_CASE("best_of_n finds the fastest variant more often than fix_loop within 4 Coder calls a task") {
+TEST_CASE(
+    "best_of_n finds the fastest variant more often than fix_loop within 4 Coder calls a task") {
   // fix_loop: one chain, seed 0; it stops at the first kernel that passes.
   SearchRun fix;
   fix.submit(8, "[search]\nstrategy = \"fix_loop\"\nmax_llm_calls = 4\n", 8);
@@ -256,7 +261,8 @@ TEST_CASE("best_of_n finds the fastest variant more often than fix_loop within 4
   CHECK(best.found_fastest() == 8);
   // Every sample drew its own answer: four distinct candidates per task, one per chain.
   auto op0 = best.results()["op0"].candidates;
-  CHECK(op0 == std::vector<std::string>{"0/1:compile_error", "1/1:passed", "2/1:passed", "3/1:passed"});
+  CHECK(op0 ==
+        std::vector<std::string>{"0/1:compile_error", "1/1:passed", "2/1:passed", "3/1:passed"});
 
   // The report's pass@k and fast_1@k over the chains: each task has 3 passing chains of 4 and
   // 2 faster than the reference (medium, fast).
@@ -279,7 +285,8 @@ TEST_CASE("best_of_n finds the fastest variant more often than fix_loop within 4
   CHECK(!(*plain)["metrics"].contains("at_k"));
 }
 
-TEST_CASE("a best_of_n task's chains each keep a fix loop; candidates record parent and generation") {
+TEST_CASE(
+    "a best_of_n task's chains each keep a fix loop; candidates record parent and generation") {
   SearchRun run;
   run.submit(1, "[search]\nstrategy = \"best_of_n\"\nsamples = 2\n", 6);
   run.run();
@@ -294,8 +301,9 @@ TEST_CASE("a best_of_n task's chains each keep a fix loop; candidates record par
     CHECK(c.code_step_id.has_value());
     if (c.sample == 0 && c.generation == 2) {
       REQUIRE(c.parent_id.has_value());
-      CHECK(std::any_of(candidates.begin(), candidates.end(),
-                        [&](const CandidateRow& p) { return p.id == *c.parent_id && p.sample == 0 && p.generation == 1; }));
+      CHECK(std::any_of(candidates.begin(), candidates.end(), [&](const CandidateRow& p) {
+        return p.id == *c.parent_id && p.sample == 0 && p.generation == 1;
+      }));
     } else {
       CHECK(!c.parent_id.has_value());
     }
@@ -384,7 +392,9 @@ TEST_CASE("a resumed campaign replays its answers; another sample_offset draws f
   CHECK(first[0].body.contains("seed") != first[1].body.contains("seed"));
 }
 
-TEST_CASE("a best_of_n campaign stopped mid-way resumes to the same result, no answered question asked again") {
+TEST_CASE(
+    "a best_of_n campaign stopped mid-way resumes to the same result, no answered question asked "
+    "again") {
   const std::string search = "[search]\nstrategy = \"best_of_n\"\nsamples = 3\n";
   SearchRun reference;
   reference.submit(4, search, 4);
@@ -419,10 +429,13 @@ TEST_CASE("bad [search] tables are refused naming the field") {
       error("[search]\nstrategy = \"beam\"")
           .find("search.strategy: expected fix_loop, best_of_n, evolve or adaptive, got 'beam'") !=
       std::string::npos);
-  CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0").find("c.toml:2:1: search.samples: expected 1..64, got 0") !=
+  CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 0")
+            .find("c.toml:2:1: search.samples: expected 1..64, got 0") != std::string::npos);
+  CHECK(error("[search]\nsamples = 3").find("search.samples: fix_loop runs one chain") !=
         std::string::npos);
-  CHECK(error("[search]\nsamples = 3").find("search.samples: fix_loop runs one chain") != std::string::npos);
-  CHECK(error("[search]\nsample_offset = \"1\"").find("search.sample_offset: expected an integer") != std::string::npos);
+  CHECK(
+      error("[search]\nsample_offset = \"1\"").find("search.sample_offset: expected an integer") !=
+      std::string::npos);
   CHECK(error("[search]\nsampels = 3").find("search.sampels") != std::string::npos);
   CHECK(error("[search]\nstrategy = \"best_of_n\"\nsamples = 2\ntarget_speedup = -1")
             .find("search.target_speedup") != std::string::npos);
@@ -450,7 +463,8 @@ TEST_CASE("bad [search] tables are refused naming the field") {
             .find("search.parallel: expected an integer") != std::string::npos);
 }
 
-TEST_CASE("a best_of_n task whose every chain fails ends failed with a verdict and each chain's reason") {
+TEST_CASE(
+    "a best_of_n task whose every chain fails ends failed with a verdict and each chain's reason") {
   SearchRun run;
   // Every answer is the broken variant: both chains use their limit_steps (code, verify).
   run.llm.set_responder([](const nlohmann::json&) {

@@ -1,7 +1,8 @@
+#include "common/status.h"
+
 #include <doctest/doctest.h>
 
 #include "common/clock.h"
-#include "common/status.h"
 
 using namespace kforge;
 
@@ -12,7 +13,8 @@ TEST_CASE("result holds a value or an error") {
   Result<int> bad = invalid_argument("campaign.toml:3:1: key 'x': expected an integer");
   CHECK_FALSE(bad.ok());
   CHECK(bad.status().code() == Code::invalid_argument);
-  CHECK(bad.status().to_string() == "invalid_argument: campaign.toml:3:1: key 'x': expected an integer");
+  CHECK(bad.status().to_string() ==
+        "invalid_argument: campaign.toml:3:1: key 'x': expected an integer");
 }
 
 TEST_CASE("manual clock moves only when advanced") {

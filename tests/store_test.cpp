@@ -165,7 +165,9 @@ TEST_CASE_FIXTURE(StoreFixture, "tasks are unique per campaign, op, shape and ta
   CHECK(orphan.status().code() == Code::not_found);
 
   clock.advance(Millis(5));
-  REQUIRE(s().set_task_state(t, TaskState::failed, Outcome::llm_error, "the coder LLM call kept failing").ok());
+  REQUIRE(s().set_task_state(t, TaskState::failed, Outcome::llm_error,
+                             "the coder LLM call kept failing")
+              .ok());
   row = s().get_task(t);
   CHECK(row->state == TaskState::failed);
   CHECK(row->verdict == Outcome::llm_error);
@@ -270,7 +272,8 @@ TEST_CASE_FIXTURE(StoreFixture, "a result with a stale epoch is not recorded") {
   int64_t new_epoch = *s().assign_job(j, "agent-b", 1);
   REQUIRE(new_epoch > old_epoch);
 
-  Result<bool> stale = s().record_result(j, old_epoch, test::output_result("late result from agent-a"));
+  Result<bool> stale =
+      s().record_result(j, old_epoch, test::output_result("late result from agent-a"));
   REQUIRE(stale.ok());
   CHECK_FALSE(*stale);
   JobRow row = get(j);
@@ -547,7 +550,6 @@ TEST_CASE_FIXTURE(StoreFixture, "job leases of a campaign, or of every job, by i
 
 namespace {
 
-
 JobFilter filter(std::optional<JobState> state, std::optional<int64_t> task_id = std::nullopt) {
   JobFilter f;
   f.state = state;
@@ -578,7 +580,8 @@ struct ListingFixture : StoreFixture {
     }
     // 0 plain, 1 t1, 2 t2, 3 plain, 4 t1, 5 t2, 6 plain, 7 t1, 8 t2.
     for (size_t i : {1, 2, 4, 5}) REQUIRE(s().assign_job(jobs[i], "agent-a", 0).ok());
-    for (size_t i : {1, 5}) REQUIRE(*s().record_result(jobs[i], 1, test::output_result("result " + std::to_string(i))));
+    for (size_t i : {1, 5})
+      REQUIRE(*s().record_result(jobs[i], 1, test::output_result("result " + std::to_string(i))));
     REQUIRE(s().cancel_job(jobs[7]).ok());
   }
   std::vector<JobRow> list(const JobFilter& f) {
@@ -628,8 +631,10 @@ TEST_CASE_FIXTURE(ListingFixture, "list_jobs filters by task, and by task and st
   CHECK(ids_of(filter(std::nullopt, 4242)).empty());
 }
 
-TEST_CASE_FIXTURE(ListingFixture, "list_jobs pages: offset and limit give consecutive pages by id") {
-  for (std::optional<JobState> state : {std::optional<JobState>(), std::optional<JobState>(JobState::queued)}) {
+TEST_CASE_FIXTURE(ListingFixture,
+                  "list_jobs pages: offset and limit give consecutive pages by id") {
+  for (std::optional<JobState> state :
+       {std::optional<JobState>(), std::optional<JobState>(JobState::queued)}) {
     std::vector<int64_t> whole = ids_of(filter(state)), paged;
     CHECK(whole == (state ? pick({0, 3, 6, 8}) : jobs));
     for (int64_t offset = 0;; offset += 2) {
@@ -680,7 +685,9 @@ TEST_CASE_FIXTURE(StoreFixture, "an llm call is stored once under its request ke
   CHECK_FALSE(s().find_llm_call("k2")->has_value());
 }
 
-TEST_CASE_FIXTURE(StoreFixture, "a pending llm call is no answer: its answer replaces it, and the pending ones left are taken once") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "a pending llm call is no answer: its answer replaces it, and the pending ones "
+                  "left are taken once") {
   int64_t t = task(campaign());
   LlmCallRow call = test::llm_call(t, Role::coder, "");
   call.status = "pending";
@@ -710,15 +717,17 @@ TEST_CASE_FIXTURE(StoreFixture, "a pending llm call is no answer: its answer rep
   CHECK(s().find_llm_call("answered")->has_value());
 }
 
-TEST_CASE_FIXTURE(StoreFixture, "atomically outside a batch is one transaction around the operations inside it") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "atomically outside a batch is one transaction around the operations inside it") {
   int64_t t = task(campaign());
   StepRow step;
   step.task_id = t;
   step.role = Role::designer;
   REQUIRE(s().atomically([&] {
-    KF_RETURN_IF_ERROR(s().set_task_state(t, TaskState::running));
-    return s().record_step(step).status();
-  }).ok());
+               KF_RETURN_IF_ERROR(s().set_task_state(t, TaskState::running));
+               return s().record_step(step).status();
+             })
+              .ok());
   CHECK(s().get_task(t)->state == TaskState::running);
   Status undone = s().atomically([&] {
     KF_RETURN_IF_ERROR(s().record_step(step).status());
@@ -730,10 +739,13 @@ TEST_CASE_FIXTURE(StoreFixture, "atomically outside a batch is one transaction a
   CHECK(s().steps_of(t)->size() == 1);
 }
 
-TEST_CASE_FIXTURE(StoreFixture, "an injected fault fails the named operation, writes nothing, and a failed commit rolls the batch back") {
+TEST_CASE_FIXTURE(StoreFixture,
+                  "an injected fault fails the named operation, writes nothing, and a failed "
+                  "commit rolls the batch back") {
   int64_t t = task(campaign());
   s().inject_fault_for_test([](std::string_view op) {
-    return op == "record_step" || op == "commit" ? io_error("injected: " + std::string(op)) : Status();
+    return op == "record_step" || op == "commit" ? io_error("injected: " + std::string(op))
+                                                 : Status();
   });
   REQUIRE(s().begin().ok());
   REQUIRE(s().set_task_state(t, TaskState::running).ok());

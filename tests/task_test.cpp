@@ -1,7 +1,8 @@
 // The design's Task API on an in-process cluster: a task driven to a verified kernel, a task
 // whose LLM keeps failing, and an invalid one refused.
-#include <doctest/doctest.h>
+#include "coordinator/generation/task.h"
 
+#include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,7 +10,6 @@
 #include <memory>
 
 #include "common/fs.h"
-#include "coordinator/generation/task.h"
 #include "coordinator/store/fault_vfs.h"
 #include "tests/support/child.h"
 #include "tests/support/cluster.h"
@@ -23,17 +23,21 @@ namespace {
 
 // An answer for every role that passes on the first try: the design, and code that compiles.
 std::string passing_answer() {
-  std::string code = kforge::read_file(source_dir() / "tests/harness/candidates/add_numpy_cpp_syntax_error.py").value();
-  code.replace(code.find("out[i] = x[i] + y[i] + bias"), std::string("out[i] = x[i] + y[i] + bias").size(),
-               "out[i] = x[i] + y[i];");
-  return "```aul\nfor i in tiles(N, 256): out[i] = x[i] + y[i]\n```\n```python\n" + code + "\n```\n";
+  std::string code =
+      kforge::read_file(source_dir() / "tests/harness/candidates/add_numpy_cpp_syntax_error.py")
+          .value();
+  code.replace(code.find("out[i] = x[i] + y[i] + bias"),
+               std::string("out[i] = x[i] + y[i] + bias").size(), "out[i] = x[i] + y[i];");
+  return "```aul\nfor i in tiles(N, 256): out[i] = x[i] + y[i]\n```\n```python\n" + code +
+         "\n```\n";
 }
 
 TaskSpec vector_add_spec() {
   TaskSpec spec;
   spec.op_name = "vector_add";
   spec.task_id = "N=100003";
-  spec.task_desc = kforge::read_file(source_dir() / "tests/harness/tasks/vector_add_numpy.py").value();
+  spec.task_desc =
+      kforge::read_file(source_dir() / "tests/harness/tasks/vector_add_numpy.py").value();
   spec.backend = "cpu";
   spec.arch = "x86_64";
   spec.impl_type = "cpp";
@@ -84,7 +88,8 @@ TEST_CASE_FIXTURE(TaskFixture, "a Task runs to a verified kernel and reports suc
   std::future<bool> ok = task.run();
   REQUIRE(ok.wait_for(120s) == std::future_status::ready);
   CHECK(ok.get());
-  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  auto row =
+      cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
   CHECK(row->state == TaskState::passed);
   CHECK(row->steps_used == 3);  // designer, coder, verifier
@@ -102,7 +107,8 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose LLM keeps failing ends as failed wi
   std::future<bool> ok = task.run();
   REQUIRE(ok.wait_for(60s) == std::future_status::ready);
   CHECK_FALSE(ok.get());
-  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  auto row =
+      cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
   CHECK(row->state == TaskState::failed);
   CHECK(row->verdict == Outcome::llm_error);
@@ -119,14 +125,18 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose LLM keeps failing ends as failed wi
   CHECK(found[0]["task"] == task.id());
   CHECK(found[0]["verdict"] == "llm_error");
   CHECK(found[0]["reason"] == row->reason);
-  CHECK(nlohmann::json::parse(kforge_cli({"tasks", "--verdict", "passed", "--json", "--data", data}).out).empty());
+  CHECK(nlohmann::json::parse(
+            kforge_cli({"tasks", "--verdict", "passed", "--json", "--data", data}).out)
+            .empty());
   Ran shown = kforge_cli({"show", std::to_string(task.id()), "--data", data});
   REQUIRE_MESSAGE(shown.code == 0, shown.err);
   CHECK(shown.out.find("verdict llm_error") != std::string::npos);
   CHECK(shown.out.find("reason: " + row->reason) != std::string::npos);
 }
 
-TEST_CASE_FIXTURE(TaskFixture, "a question that got no answer is asked again as it was, not as a fix of a failed design") {
+TEST_CASE_FIXTURE(
+    TaskFixture,
+    "a question that got no answer is asked again as it was, not as a fix of a failed design") {
   // The first design request gets a server error (as a replay miss is, an LLM error); then
   // every question gets a passing answer.
   llm.push(FakeBehaviour::status(500, -1, "overloaded"));
@@ -141,7 +151,8 @@ TEST_CASE_FIXTURE(TaskFixture, "a question that got no answer is asked again as 
   const std::string retry = asked[1].body["messages"][1]["content"];
   CHECK(retry == first);  // the designer prompt again, not designer_fix's
   CHECK(retry.find("An earlier design") == std::string::npos);
-  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  auto row =
+      cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
   CHECK(row->steps_used == 3);  // designer, coder, verifier: the failed call used no budget
 }
@@ -160,25 +171,30 @@ TEST_CASE_FIXTURE(TaskFixture, "an invalid combination is refused with what is v
 // Issue 16: a store error in the Conductor rolled nothing back and stranded the task (it
 // stayed running with nothing in flight). Now its event is rolled back and the task started
 // again from what is stored; the answer that arrived is not asked for again.
-TEST_CASE_FIXTURE(TaskFixture, "a store error rolls the task's event back and the task is started again") {
+TEST_CASE_FIXTURE(TaskFixture,
+                  "a store error rolls the task's event back and the task is started again") {
   llm.set_responder([answer = passing_answer()](const nlohmann::json&) { return answer; });
   auto failures = std::make_shared<std::atomic<int>>(0);
   cluster.coordinator().call([&](Coordinator& c) {
     c.store().inject_fault_for_test([failures](std::string_view op) {
       // The first step recorded (the design) fails once.
-      if (op == "record_step" && failures->fetch_add(1) == 0) return io_error("injected: disk I/O error");
+      if (op == "record_step" && failures->fetch_add(1) == 0)
+        return io_error("injected: disk I/O error");
       return Status();
     });
   });
   Task task(vector_add_spec(), cluster.coordinator(), *conductor);
   std::future<bool> ok = task.run();
-  REQUIRE_MESSAGE(ok.wait_for(120s) == std::future_status::ready, "the task was stranded by a store error");
+  REQUIRE_MESSAGE(ok.wait_for(120s) == std::future_status::ready,
+                  "the task was stranded by a store error");
   CHECK(ok.get());
-  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  auto row =
+      cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
   CHECK(row->state == TaskState::passed);
   CHECK(row->steps_used == 3);  // designer, coder, verifier: the failed event left no step
-  auto steps = cluster.coordinator().call([&](Coordinator& c) { return c.store().steps_of(task.id()); });
+  auto steps =
+      cluster.coordinator().call([&](Coordinator& c) { return c.store().steps_of(task.id()); });
   REQUIRE(steps.ok());
   REQUIRE(steps->size() == 3);
   CHECK((*steps)[0].role == Role::designer);
@@ -219,7 +235,8 @@ TEST_CASE_FIXTURE(TaskFixture, "a question in flight across a no-space alarm is 
   REQUIRE(wait_until([&] { return held.load(); }, 60s));
   Coordinator& c = cluster.coordinator();
   faults.limit_writes(cluster.dir(), 0);
-  auto written = c.call_async([](Coordinator& co) { return co.store().create_campaign("on a full disk", "{}"); });
+  auto written = c.call_async(
+      [](Coordinator& co) { return co.store().create_campaign("on a full disk", "{}"); });
   REQUIRE(wait_until([&] { return c.storage_alarm().raised; }, 30s));
   faults.clear();
   REQUIRE(wait_until([&] { return !c.storage_alarm().raised; }, 30s));
@@ -237,8 +254,10 @@ TEST_CASE_FIXTURE(TaskFixture, "a question in flight across a no-space alarm is 
   CHECK(requests.size() == 2);  // the design and the code
 }
 
-TEST_CASE_FIXTURE(TaskFixture, "a task whose store keeps failing is failed with the error as its reason") {
-  llm.set_responder([](const nlohmann::json&) { return std::string("```aul\nout = x + y\n```\n"); });
+TEST_CASE_FIXTURE(TaskFixture,
+                  "a task whose store keeps failing is failed with the error as its reason") {
+  llm.set_responder(
+      [](const nlohmann::json&) { return std::string("```aul\nout = x + y\n```\n"); });
   cluster.coordinator().call([&](Coordinator& c) {
     c.store().inject_fault_for_test([](std::string_view op) {
       return op == "record_step" ? io_error("injected: database or disk is full") : Status();
@@ -246,20 +265,24 @@ TEST_CASE_FIXTURE(TaskFixture, "a task whose store keeps failing is failed with 
   });
   Task task(vector_add_spec(), cluster.coordinator(), *conductor);
   std::future<bool> ok = task.run();
-  REQUIRE_MESSAGE(ok.wait_for(120s) == std::future_status::ready, "the task was stranded by a store error");
+  REQUIRE_MESSAGE(ok.wait_for(120s) == std::future_status::ready,
+                  "the task was stranded by a store error");
   CHECK_FALSE(ok.get());
   cluster.coordinator().call([&](Coordinator& c) { c.store().inject_fault_for_test(nullptr); });
-  auto row = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
+  auto row =
+      cluster.coordinator().call([&](Coordinator& c) { return c.store().get_task(task.id()); });
   REQUIRE(row.ok());
   CHECK(row->state == TaskState::failed);
   CHECK(row->verdict == Outcome::infra_error);
   CHECK(row->reason == "store error: injected: database or disk is full");
   CHECK(llm.request_count() == 1);  // each retry found the stored answer
-  auto campaign = cluster.coordinator().call([&](Coordinator& c) { return c.store().get_campaign(row->campaign_id); });
+  auto campaign = cluster.coordinator().call(
+      [&](Coordinator& c) { return c.store().get_campaign(row->campaign_id); });
   CHECK(campaign->state == CampaignState::finished);  // its only task ended
 }
 
-TEST_CASE_FIXTURE(TaskFixture, "LLM calls left pending by the previous process are counted once, at start-up") {
+TEST_CASE_FIXTURE(TaskFixture,
+                  "LLM calls left pending by the previous process are counted once, at start-up") {
   int64_t pending = cluster.coordinator().call([&](Coordinator& c) -> int64_t {
     auto campaign = c.store().create_campaign("old", "");
     auto task = c.store().create_task(*campaign, vector_add_spec());
@@ -282,7 +305,9 @@ TEST_CASE_FIXTURE(TaskFixture, "LLM calls left pending by the previous process a
     REQUIRE(conductor->resume_all().ok());  // counted once
     conductor->render_metrics(metrics);
   });
-  CHECK(metrics.find("kforge_llm_calls_interrupted " + std::to_string(pending) + "\n") != std::string::npos);
-  auto left = cluster.coordinator().call([](Coordinator& c) { return c.store().take_pending_llm_calls(); });
+  CHECK(metrics.find("kforge_llm_calls_interrupted " + std::to_string(pending) + "\n") !=
+        std::string::npos);
+  auto left =
+      cluster.coordinator().call([](Coordinator& c) { return c.store().take_pending_llm_calls(); });
   CHECK(left.value() == 0);
 }

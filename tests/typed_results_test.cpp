@@ -1,17 +1,16 @@
 // Typed job results in the store (schema/sql/0003_typed_results.sql): results of every
 // kind round-trip through their columns, an older agent's verdict document becomes the typed
 // verdict, and a database of schema 2, whose results are encoded protocol frames, migrates.
+#include <doctest/doctest.h>
 #include <sqlite3.h>
 
 #include <cmath>
 
-#include <doctest/doctest.h>
-
 #include "common/protocol.h"
 #include "common/sha256.h"
 #include "common/verify_result.h"
-#include "coordinator/store/migrations.h"
 #include "coordinator/intake/campaign.h"
+#include "coordinator/store/migrations.h"
 #include "coordinator/store/store.h"
 #include "tests/support/support.h"
 
@@ -74,8 +73,8 @@ void raw_exec(const std::filesystem::path& path, const std::string& sql,
     sqlite3_stmt* stmt = nullptr;
     REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK);
     for (size_t i = 0; i < blobs.size(); ++i) {
-      sqlite3_bind_blob(stmt, static_cast<int>(i + 1), blobs[i].data(), static_cast<int>(blobs[i].size()),
-                        SQLITE_TRANSIENT);
+      sqlite3_bind_blob(stmt, static_cast<int>(i + 1), blobs[i].data(),
+                        static_cast<int>(blobs[i].size()), SQLITE_TRANSIENT);
     }
     REQUIRE(sqlite3_step(stmt) == SQLITE_DONE);
     sqlite3_finalize(stmt);
@@ -158,8 +157,8 @@ TEST_CASE_FIXTURE(Fixture, "a schema-2 database with results stored as protocol 
   // The database as kforge left it before migration 0003: results are encoded frames.
   for (const Migration& m : migrations()) {
     if (m.version > 2) break;
-    raw_exec(db_path, "BEGIN; " + std::string(m.sql) + "; PRAGMA user_version = " +
-                          std::to_string(m.version) + "; COMMIT;");
+    raw_exec(db_path, "BEGIN; " + std::string(m.sql) +
+                          "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
   }
   proto::JobResult verify;
   verify.job = {1, 1};
@@ -173,13 +172,15 @@ TEST_CASE_FIXTURE(Fixture, "a schema-2 database with results stored as protocol 
   exec.stdout_data = "hello\n";
   auto insert = [](const std::string& kind) {
     return "INSERT INTO jobs(kind, spec, backend, state, epoch, agent_id, device_index, attempts, "
-           "result, created_ms) VALUES('" + kind + "', 'spec', 'cpu', 'done', 1, 'agent-a', 0, 1, ?1, 5)";
+           "result, created_ms) VALUES('" +
+           kind + "', 'spec', 'cpu', 'done', 1, 'agent-a', 0, 1, ?1, 5)";
   };
   raw_exec(db_path, insert("verify"), {proto::encode(verify)});
   raw_exec(db_path, insert("exec"), {proto::encode(exec)});
   raw_exec(db_path, insert("verify"), {std::string("\xc1 not msgpack")});
-  raw_exec(db_path, "INSERT INTO jobs(kind, spec, backend, state, created_ms) "
-                    "VALUES('exec', 'spec', 'cpu', 'queued', 6)");
+  raw_exec(db_path,
+           "INSERT INTO jobs(kind, spec, backend, state, created_ms) "
+           "VALUES('exec', 'spec', 'cpu', 'queued', 6)");
 
   auto s = open();
   CHECK(s->schema_version() == Store::latest_schema_version());
@@ -257,8 +258,9 @@ TEST_CASE_FIXTURE(
   CHECK(again->get_task(tasks[5].id).value().spec.task_desc == desc(5));
 }
 
-TEST_CASE_FIXTURE(Fixture,
-                  "a campaign stored with an FNV identity (schema 5) is recognised when submitted again") {
+TEST_CASE_FIXTURE(
+    Fixture,
+    "a campaign stored with an FNV identity (schema 5) is recognised when submitted again") {
   // The campaign: three softmax tasks, as parse_campaign would give them.
   Campaign c;
   c.name = "sweep";
@@ -286,18 +288,25 @@ TEST_CASE_FIXTURE(Fixture,
                           "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
   }
   auto insert_campaign = [&](int id, const std::string& hash) {
-    raw_exec(db_path, "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms, "
-                      "content_hash, workflow) VALUES(" + std::to_string(id) +
-                          ", 'sweep', 'source', 'running', 1, 1, CAST(?1 AS TEXT), 'default')",
+    raw_exec(db_path,
+             "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms, "
+             "content_hash, workflow) VALUES(" +
+                 std::to_string(id) +
+                 ", 'sweep', 'source', 'running', 1, 1, CAST(?1 AS TEXT), 'default')",
              {hash});
     for (const CampaignTask& t : c.tasks) {
-      raw_exec(db_path, "INSERT INTO blobs(sha256, data) VALUES(CAST(?1 AS TEXT), ?2) ON CONFLICT DO NOTHING",
-               {sha256_hex(t.spec.task_desc), t.spec.task_desc});
+      raw_exec(
+          db_path,
+          "INSERT INTO blobs(sha256, data) VALUES(CAST(?1 AS TEXT), ?2) ON CONFLICT DO NOTHING",
+          {sha256_hex(t.spec.task_desc), t.spec.task_desc});
       raw_exec(db_path,
                "INSERT INTO tasks(campaign_id, op_name, task_id, backend, arch, impl_type, "
                "framework, task_type, limit_steps, state, created_ms, updated_ms, task_desc_blob) "
-               "SELECT " + std::to_string(id) + ", 'softmax', CAST(?1 AS TEXT), 'cpu', 'x86_64', 'cpp', '', "
-               "'precision_only', 10, 'pending', 1, 1, id FROM blobs WHERE sha256 = CAST(?2 AS TEXT)",
+               "SELECT " +
+                   std::to_string(id) +
+                   ", 'softmax', CAST(?1 AS TEXT), 'cpu', 'x86_64', 'cpp', '', "
+                   "'precision_only', 10, 'pending', 1, 1, id FROM blobs WHERE sha256 = CAST(?2 AS "
+                   "TEXT)",
                {t.spec.task_id, sha256_hex(t.spec.task_desc)});
     }
   };
@@ -310,7 +319,9 @@ TEST_CASE_FIXTURE(Fixture,
   CHECK(s->get_campaign(2).value().content_hash == "0123456789abcdef");  // not reproduced: kept
   // Submitted again, it is the stored campaign: nothing is added, nothing runs (or is paid) twice.
   auto again = store_campaign(
-      [&](const std::function<Status(Store&)>& fn) { return s->atomically([&] { return fn(*s); }); },
+      [&](const std::function<Status(Store&)>& fn) {
+        return s->atomically([&] { return fn(*s); });
+      },
       c, "source");
   REQUIRE_MESSAGE(again.ok(), again.status().to_string());
   CHECK(again->first == 1);
@@ -319,14 +330,16 @@ TEST_CASE_FIXTURE(Fixture,
   CHECK(s->tasks_of_campaign(1).value().size() == 3);
 }
 
-TEST_CASE_FIXTURE(Fixture, "task verdicts stored as free text (schema 9) become a verdict and a reason") {
+TEST_CASE_FIXTURE(Fixture,
+                  "task verdicts stored as free text (schema 9) become a verdict and a reason") {
   for (const Migration& m : migrations()) {
     if (m.version > 9) break;
     raw_exec(db_path, "BEGIN; " + std::string(m.sql) +
                           "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
   }
-  raw_exec(db_path, "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms) "
-                    "VALUES(1, 'c', '', 'finished', 1, 1)");
+  raw_exec(db_path,
+           "INSERT INTO campaigns(id, name, spec, state, created_ms, updated_ms) "
+           "VALUES(1, 'c', '', 'finished', 1, 1)");
   // What kforge wrote in tasks.verdict before migration 0010, and what it means.
   const std::vector<std::tuple<std::string, std::string, std::string, std::string>> cases = {
       // state, old verdict, verdict, reason
@@ -340,22 +353,27 @@ TEST_CASE_FIXTURE(Fixture, "task verdicts stored as free text (schema 9) become 
       {"failed", "verification kept failing for infrastructure reasons: {}", "infra_error",
        "verification kept failing for infrastructure reasons: {}"},
       {"failed", "store error: disk full", "infra_error", "store error: disk full"},
-      {"failed", "compile_error", "compile_error", "the supplied candidate failed verification: compile_error"},
+      {"failed", "compile_error", "compile_error",
+       "the supplied candidate failed verification: compile_error"},
       {"cancelled", "cancelled by operator", "cancelled", "cancelled by operator"},
-      {"failed", "no LLM is configured for the designer role", "", "no LLM is configured for the designer role"},
+      {"failed", "no LLM is configured for the designer role", "",
+       "no LLM is configured for the designer role"},
       {"running", "", "", ""},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
-    raw_exec(db_path,
-             "INSERT INTO tasks(id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
-             "task_type, limit_steps, state, verdict, created_ms, updated_ms) VALUES(" +
-                 std::to_string(i + 1) + ", 1, 'op', '" + std::to_string(i) +
-                 "', 'cpu', '', 'cpp', '', 'precision_only', 4, CAST(?1 AS TEXT), CAST(?2 AS TEXT), 1, 1)",
-             {std::get<0>(cases[i]), std::get<1>(cases[i])});
+    raw_exec(
+        db_path,
+        "INSERT INTO tasks(id, campaign_id, op_name, task_id, backend, arch, impl_type, framework, "
+        "task_type, limit_steps, state, verdict, created_ms, updated_ms) VALUES(" +
+            std::to_string(i + 1) + ", 1, 'op', '" + std::to_string(i) +
+            "', 'cpu', '', 'cpp', '', 'precision_only', 4, CAST(?1 AS TEXT), CAST(?2 AS TEXT), 1, "
+            "1)",
+        {std::get<0>(cases[i]), std::get<1>(cases[i])});
   }
   // A conductor step's decision was its verdict; it is in its output.
-  raw_exec(db_path, "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
-                    "VALUES(1, 1, 'conductor', 'p', '{\"action\": \"fix_design\"}', 'fix_design', 0, 1)");
+  raw_exec(db_path,
+           "INSERT INTO steps(task_id, seq, role, input, output, verdict, counted, created_ms) "
+           "VALUES(1, 1, 'conductor', 'p', '{\"action\": \"fix_design\"}', 'fix_design', 0, 1)");
 
   auto s = open();
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -382,7 +400,8 @@ proto::Assign full_assign() {
   return a;
 }
 
-TEST_CASE_FIXTURE(Fixture, "a job's request round-trips through its columns and builds the same Assign") {
+TEST_CASE_FIXTURE(Fixture,
+                  "a job's request round-trips through its columns and builds the same Assign") {
   auto s = open();
   const proto::Assign sent = full_assign();
   NewJob j;
@@ -404,7 +423,9 @@ TEST_CASE_FIXTURE(Fixture, "a job's request round-trips through its columns and 
   // No frame is stored: the retired spec column is empty.
   s.reset();
   CHECK(raw_count(db_path, "SELECT COUNT(*) FROM jobs WHERE length(spec) > 0") == 0);
-  CHECK(raw_count(db_path, ("SELECT COUNT(*) FROM job_files WHERE job_id = " + std::to_string(id)).c_str()) == 2);
+  CHECK(raw_count(
+            db_path,
+            ("SELECT COUNT(*) FROM job_files WHERE job_id = " + std::to_string(id)).c_str()) == 2);
 
   // argv and env must be text: a clear error, nothing stored.
   auto again = open();
@@ -422,15 +443,19 @@ TEST_CASE_FIXTURE(Fixture, "job specs stored as Assign frames (schema 10) become
                           "; PRAGMA user_version = " + std::to_string(m.version) + "; COMMIT;");
   }
   const proto::Assign sent = full_assign();
-  raw_exec(db_path, "INSERT INTO jobs(id, kind, spec, backend, created_ms) VALUES(1, 'verify', ?1, 'cpu', 1)",
-           {proto::encode(sent)});
-  raw_exec(db_path, "INSERT INTO jobs(id, kind, spec, backend, created_ms) VALUES(2, 'exec', ?1, 'cpu', 1)",
+  raw_exec(
+      db_path,
+      "INSERT INTO jobs(id, kind, spec, backend, created_ms) VALUES(1, 'verify', ?1, 'cpu', 1)",
+      {proto::encode(sent)});
+  raw_exec(db_path,
+           "INSERT INTO jobs(id, kind, spec, backend, created_ms) VALUES(2, 'exec', ?1, 'cpu', 1)",
            {std::string("not a frame")});
   auto s = open();
   JobRow converted = s->get_job(1).value();
   CHECK(converted.request == request_of(sent));
   CHECK(converted.kind == JobKind::verify);
-  CHECK(s->get_job(2).value().request == JobRequest{});  // undecodable: an empty request, as dispatch sent
+  CHECK(s->get_job(2).value().request ==
+        JobRequest{});  // undecodable: an empty request, as dispatch sent
   s.reset();
   CHECK(raw_count(db_path, "SELECT COUNT(*) FROM jobs WHERE length(spec) > 0") == 0);
 }

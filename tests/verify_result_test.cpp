@@ -45,9 +45,10 @@ void check_names_round_trip() {
 
 TEST_CASE("the C++ verdict list is the harness's, in the same order") {
   const std::string harness = (test::source_dir() / "agent" / "harness").string();
-  std::string out = run_output("/usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); "
-                               "from kforge_verifier import verdicts; print(\" \".join(verdicts.ALL))' '" +
-                               harness + "'");
+  std::string out = run_output(
+      "/usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); "
+      "from kforge_verifier import verdicts; print(\" \".join(verdicts.ALL))' '" +
+      harness + "'");
   std::string ours;
   for (Verdict v : all_of<Verdict>()) ours += (ours.empty() ? "" : " ") + std::string(to_string(v));
   CHECK(out == ours + "\n");
@@ -137,7 +138,8 @@ TEST_CASE("a verification result crosses the wire as a msgpack struct") {
   bad.replace(at, needle.size(), "precision_mismatcX");
   auto rejected = proto::decode(bad);
   REQUIRE_FALSE(rejected.ok());
-  CHECK(rejected.status().message() == "field 'b.verify.verdict': unknown verdict 'precision_mismatcX'");
+  CHECK(rejected.status().message() ==
+        "field 'b.verify.verdict': unknown verdict 'precision_mismatcX'");
 }
 
 TEST_CASE("a result without a verification leaves the field out of the frame") {

@@ -1,14 +1,13 @@
 // The verification corpus (tests/harness/cases.json), every case through both paths a
 // verdict can take: `kforge verify` (the real binary) and a verify job on an agent.
-#include <doctest/doctest.h>
+#include "agent/verify.h"
 
+#include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
-#include "agent/verify.h"
 #include "common/fs.h"
 #include "tests/support/cluster.h"
 
@@ -18,7 +17,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::filesystem::path corpus_dir() { return source_dir() / "tests" / "harness"; }
+std::filesystem::path corpus_dir() {
+  return source_dir() / "tests" / "harness";
+}
 
 std::vector<nlohmann::json> corpus(const char* file = "cases.json", size_t at_least = 10) {
   auto text = kforge::read_file(corpus_dir() / file);
@@ -55,7 +56,9 @@ uint64_t limit(const nlohmann::json& c, const char* key) {
   return c["limits"][key].get<uint64_t>();
 }
 
-uint64_t timeout_s(const nlohmann::json& c) { return c.contains("timeout_s") ? c["timeout_s"].get<uint64_t>() : 60; }
+uint64_t timeout_s(const nlohmann::json& c) {
+  return c.contains("timeout_s") ? c["timeout_s"].get<uint64_t>() : 60;
+}
 
 }  // namespace
 
@@ -65,16 +68,31 @@ TEST_CASE("each verdict of the corpus is reached through kforge verify") {
     std::string name = str(c, "name");
     CAPTURE(name);
     ProcessSpec spec;
-    spec.argv = {kforge_bin.string(), "verify", "--json",
-                 "--task", (corpus_dir() / str(c, "task")).string(),
-                 "--candidate", (corpus_dir() / str(c, "candidate")).string(),
-                 "--backend", str(c, "backend", "cpu"), "--arch", str(c, "arch", "x86_64"),
-                 "--impl-type", str(c, "impl_type"), "--framework", str(c, "framework"),
-                 "--task-type", str(c, "task_type", "precision_only"),
-                 "--timeout", std::to_string(timeout_s(c)),
-                 "--op-name", str(c, "op_name", std::filesystem::path(str(c, "task")).stem().string())};
-    if (uint64_t mb = limit(c, "memory_mb")) spec.argv.insert(spec.argv.end(), {"--memory-limit", std::to_string(mb)});
-    if (uint64_t n = limit(c, "processes")) spec.argv.insert(spec.argv.end(), {"--processes", std::to_string(n)});
+    spec.argv = {kforge_bin.string(),
+                 "verify",
+                 "--json",
+                 "--task",
+                 (corpus_dir() / str(c, "task")).string(),
+                 "--candidate",
+                 (corpus_dir() / str(c, "candidate")).string(),
+                 "--backend",
+                 str(c, "backend", "cpu"),
+                 "--arch",
+                 str(c, "arch", "x86_64"),
+                 "--impl-type",
+                 str(c, "impl_type"),
+                 "--framework",
+                 str(c, "framework"),
+                 "--task-type",
+                 str(c, "task_type", "precision_only"),
+                 "--timeout",
+                 std::to_string(timeout_s(c)),
+                 "--op-name",
+                 str(c, "op_name", std::filesystem::path(str(c, "task")).stem().string())};
+    if (uint64_t mb = limit(c, "memory_mb"))
+      spec.argv.insert(spec.argv.end(), {"--memory-limit", std::to_string(mb)});
+    if (uint64_t n = limit(c, "processes"))
+      spec.argv.insert(spec.argv.end(), {"--processes", std::to_string(n)});
     spec.env_allow = {"PATH", "TMPDIR"};
     spec.timeout = std::chrono::seconds(timeout_s(c) + 60);
     auto r = run_process(spec);
@@ -101,7 +119,7 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
   AgentOptions options = TestCluster::fast_agent_options();
   options.python = "/usr/bin/python3";
   options.limits.processes = 512;  // jobs without limits of their own get warm workers
-  if (::geteuid() == 0) {  // the full box: slot uids, cgroup, namespaces
+  if (::geteuid() == 0) {          // the full box: slot uids, cgroup, namespaces
     options.contain = true;
     options.job_uids = "61200-61263";
   }
@@ -125,7 +143,8 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
     VerifySpec spec;
     spec.op_name = str(c, "op_name", std::filesystem::path(str(c, "task")).stem().string());
     if (c.contains("job") && c["job"].is_object()) spec.options = c["job"];
-    spec.target = Target{str(c, "backend", "cpu"), str(c, "arch", "x86_64"), str(c, "impl_type"), str(c, "framework")};
+    spec.target = Target{str(c, "backend", "cpu"), str(c, "arch", "x86_64"), str(c, "impl_type"),
+                         str(c, "framework")};
     spec.task_type = str(c, "task_type", "precision_only");
     proto::Assign assign;
     assign.kind = "verify";
@@ -174,19 +193,20 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
   };
   const std::string labels = "{agent=\"" + cluster.agent("a").id() + "\",device=\"cpu:0\"}";
   const std::string spawned = "kforge_verifier_workers_spawned_total" + labels + " ";
-  CHECK_MESSAGE(wait_until([&] { return metrics().find(spawned) != std::string::npos; }, 10s), metrics());
+  CHECK_MESSAGE(wait_until([&] { return metrics().find(spawned) != std::string::npos; }, 10s),
+                metrics());
   std::string text = metrics();
   size_t at = text.find(spawned);
   REQUIRE(at != std::string::npos);
   CHECK(std::stod(text.substr(at + spawned.size())) > 0);  // each job took a fresh worker
-  CHECK(text.find("kforge_verifier_workers{agent=\"" + cluster.agent("a").id() + "\",device=\"cpu:0\",state=\"warm\"}") !=
-        std::string::npos);
+  CHECK(text.find("kforge_verifier_workers{agent=\"" + cluster.agent("a").id() +
+                  "\",device=\"cpu:0\",state=\"warm\"}") != std::string::npos);
   CHECK(text.find("kforge_verifier_zygote_up" + labels) != std::string::npos);
 }
 
 TEST_CASE("a job's memory limit is sized from the machine when unset") {
-  CHECK(default_job_memory_mb(65536, 8) == 6144);    // 3/4 of 64 GiB over 8 devices
-  CHECK(default_job_memory_mb(24576, 1) == 18432);   // one device: 3/4 of the host
-  CHECK(default_job_memory_mb(24576, 0) == 18432);   // no devices listed: as one
-  CHECK(default_job_memory_mb(2048, 64) == 512);     // never below 512 MiB
+  CHECK(default_job_memory_mb(65536, 8) == 6144);   // 3/4 of 64 GiB over 8 devices
+  CHECK(default_job_memory_mb(24576, 1) == 18432);  // one device: 3/4 of the host
+  CHECK(default_job_memory_mb(24576, 0) == 18432);  // no devices listed: as one
+  CHECK(default_job_memory_mb(2048, 64) == 512);    // never below 512 MiB
 }

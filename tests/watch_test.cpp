@@ -28,10 +28,12 @@ struct WatchFixture {
   int64_t now = SystemClock::instance().wall_ms();
 
   // A campaign of `ops` (task_id "N=1"), begun `age_ms` ago.
-  int64_t campaign(const std::string& name, std::initializer_list<const char*> ops, int64_t age_ms) {
+  int64_t campaign(const std::string& name, std::initializer_list<const char*> ops,
+                   int64_t age_ms) {
     int64_t id = store->create_campaign(name, "", "hash-" + name).value();
     for (const char* op : ops) REQUIRE(store->create_task(id, task_spec(op, "N=1")).ok());
-    sql("UPDATE campaigns SET created_ms = " + std::to_string(now - age_ms) + " WHERE id = " + std::to_string(id));
+    sql("UPDATE campaigns SET created_ms = " + std::to_string(now - age_ms) +
+        " WHERE id = " + std::to_string(id));
     sql("UPDATE tasks SET created_ms = " + std::to_string(now - age_ms) + ", updated_ms = " +
         std::to_string(now - age_ms) + " WHERE campaign_id = " + std::to_string(id));
     return id;
@@ -48,24 +50,32 @@ struct WatchFixture {
   // Ends the task `ago_ms` ago; a pass records a verifier step with `speedup`.
   void end(int64_t task_id, const std::string& state, int64_t ago_ms, double speedup = 0) {
     if (state == "passed") {
-      StepRow coder{.task_id = task_id, .role = Role::coder, .output = "```python\nclass ModelNew: pass\n```"};
+      StepRow coder{.task_id = task_id,
+                    .role = Role::coder,
+                    .output = "```python\nclass ModelNew: pass\n```"};
       REQUIRE(store->record_step(coder).ok());
       json doc = {{"verdict", "passed"}, {"message", "ok"}};
       if (speedup > 0) doc["profile"] = {{"speedup", speedup}};
-      StepRow verifier{.task_id = task_id, .role = Role::verifier, .output = doc.dump(), .verdict = Outcome::passed};
+      StepRow verifier{.task_id = task_id,
+                       .role = Role::verifier,
+                       .output = doc.dump(),
+                       .verdict = Outcome::passed};
       REQUIRE(store->record_step(verifier).ok());
     }
     const TaskState ended = parse_enum<TaskState>(state).value();
     REQUIRE(store->set_task_state(task_id, ended, parse_enum<Outcome>(state)).ok());
-    sql("UPDATE tasks SET updated_ms = " + std::to_string(now - ago_ms) + " WHERE id = " + std::to_string(task_id));
+    sql("UPDATE tasks SET updated_ms = " + std::to_string(now - ago_ms) +
+        " WHERE id = " + std::to_string(task_id));
   }
   void sql(const std::string& statement) {
     sqlite3* raw = nullptr;
     REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
-    CHECK_MESSAGE(sqlite3_exec(raw, statement.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK, statement);
+    CHECK_MESSAGE(sqlite3_exec(raw, statement.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK,
+                  statement);
     sqlite3_close(raw);
   }
-  ApiReply ask(const std::string& path, std::map<std::string, std::string> query = {}, const std::string& method = "GET") {
+  ApiReply ask(const std::string& path, std::map<std::string, std::string> query = {},
+               const std::string& method = "GET") {
     return handle_api(ApiRequest{method, path, std::move(query), ""}, backend);
   }
   json get(const std::string& path, std::map<std::string, std::string> query = {}) {
@@ -77,7 +87,9 @@ struct WatchFixture {
 
 }  // namespace
 
-TEST_CASE_FIXTURE(WatchFixture, "a campaign's progress: elapsed, tasks per hour, ETA, queue and ended tasks over time") {
+TEST_CASE_FIXTURE(
+    WatchFixture,
+    "a campaign's progress: elapsed, tasks per hour, ETA, queue and ended tasks over time") {
   // Begun 4 h ago; 4 tasks ended (in the 2nd, 3rd and 4th hour, one cancelled), 4 left.
   int64_t c = campaign("sweep", {"a", "b", "c", "d", "e", "f", "g", "h"}, 4 * kHour);
   end(task(c, "a"), "passed", 3 * kHour - 10 * kMin, 2.0);
@@ -93,7 +105,8 @@ TEST_CASE_FIXTURE(WatchFixture, "a campaign's progress: elapsed, tasks per hour,
   json p = get("/api/v1/campaigns/" + std::to_string(c) + "/progress", {{"buckets", "4"}});
   CHECK(p["state"] == "running");
   CHECK(p["elapsed_ms"].get<int64_t>() >= 4 * kHour);
-  CHECK(p["elapsed_ms"].get<int64_t>() < 4 * kHour + 10 * kMin);  // now, give or take the test's run
+  CHECK(p["elapsed_ms"].get<int64_t>() <
+        4 * kHour + 10 * kMin);  // now, give or take the test's run
   CHECK(p["tasks"]["finished"] == 3);
   CHECK(p["tasks"]["remaining"] == 4);
   CHECK(p["tasks_per_hour"].get<double>() == doctest::Approx(0.75).epsilon(0.01));  // 3 in 4 h
@@ -109,17 +122,20 @@ TEST_CASE_FIXTURE(WatchFixture, "a campaign's progress: elapsed, tasks per hour,
   CHECK(o["cancelled"] == json{0, 0, 0, 1});
 
   CHECK(ask("/api/v1/campaigns/99/progress").status == 404);
-  CHECK(ask("/api/v1/campaigns/" + std::to_string(c) + "/progress", {{"bucket", "3"}}).status == 400);
+  CHECK(ask("/api/v1/campaigns/" + std::to_string(c) + "/progress", {{"bucket", "3"}}).status ==
+        400);
   CHECK(ask("/api/v1/campaigns/" + std::to_string(c) + "/progress", {}, "POST").status == 405);
 }
 
-TEST_CASE_FIXTURE(WatchFixture, "an ended campaign's clock stops at its last change and it has no ETA") {
+TEST_CASE_FIXTURE(WatchFixture,
+                  "an ended campaign's clock stops at its last change and it has no ETA") {
   int64_t c = campaign("done", {"a", "b", "early"}, 3 * kHour);
   end(task(c, "a"), "passed", 2 * kHour);
   end(task(c, "b"), "failed", 1 * kHour);
   end(task(c, "early"), "passed", 4 * kHour);  // before the campaign began (a clock step)
   REQUIRE(store->set_campaign_state(c, CampaignState::finished).ok());
-  sql("UPDATE campaigns SET created_ms = " + std::to_string(now - 3 * kHour) + " WHERE id = " + std::to_string(c));
+  sql("UPDATE campaigns SET created_ms = " + std::to_string(now - 3 * kHour) +
+      " WHERE id = " + std::to_string(c));
   json p = get("/api/v1/campaigns/" + std::to_string(c) + "/progress");
   CHECK(p["elapsed_ms"] == 2 * kHour);
   CHECK(p["tasks_per_hour"].get<double>() == doctest::Approx(1.5));
@@ -159,16 +175,22 @@ TEST_CASE_FIXTURE(WatchFixture, "alerts: a lost agent and a campaign that stoppe
   CHECK(get("/api/v1/campaigns/" + std::to_string(moving) + "/progress")["stalled"] == false);
   // A longer patience: not stalled yet.
   CHECK(get("/api/v1/alerts", {{"stall_s", "3600"}}).size() == 1);
-  CHECK(get("/api/v1/campaigns/" + std::to_string(c) + "/progress", {{"stall_s", "3600"}})["stalled"] == false);
+  CHECK(get("/api/v1/campaigns/" + std::to_string(c) + "/progress",
+            {{"stall_s", "3600"}})["stalled"] == false);
   // A running task's fresh step is movement.
   REQUIRE(store->set_task_state(task(c, "b"), TaskState::running).ok());
-  sql("UPDATE tasks SET updated_ms = " + std::to_string(now - 20 * kMin) + " WHERE campaign_id = " + std::to_string(c));
-  REQUIRE(store->record_step(StepRow{.task_id = task(c, "b"), .role = Role::designer, .output = "plan"}).ok());
+  sql("UPDATE tasks SET updated_ms = " + std::to_string(now - 20 * kMin) +
+      " WHERE campaign_id = " + std::to_string(c));
+  REQUIRE(
+      store->record_step(StepRow{.task_id = task(c, "b"), .role = Role::designer, .output = "plan"})
+          .ok());
   CHECK(get("/api/v1/campaigns/" + std::to_string(c) + "/progress")["stalled"] == false);
   CHECK(ask("/api/v1/alerts", {{"stall_s", "0"}}).status == 400);
 }
 
-TEST_CASE_FIXTURE(WatchFixture, "LLM health: errors, retries and latency from the metrics, calls stored per campaign") {
+TEST_CASE_FIXTURE(
+    WatchFixture,
+    "LLM health: errors, retries and latency from the metrics, calls stored per campaign") {
   int64_t c = campaign("sweep", {"a"}, kHour);
   LlmCallRow ok = llm_call(task(c, "a"), Role::coder, "k1"),
              failed = llm_call(task(c, "a"), Role::coder, "k2");
@@ -192,8 +214,10 @@ TEST_CASE_FIXTURE(WatchFixture, "LLM health: errors, retries and latency from th
   } live{db};
   metric_family(live.text, "kforge_llm_requests_total", "counter", "requests");
   metric_sample(live.text, "kforge_llm_requests_total", {{"role", "coder"}, {"outcome", "ok"}}, 8);
-  metric_sample(live.text, "kforge_llm_requests_total", {{"role", "coder"}, {"outcome", "error"}}, 2);
-  metric_sample(live.text, "kforge_llm_requests_total", {{"role", "designer"}, {"outcome", "ok"}}, 5);
+  metric_sample(live.text, "kforge_llm_requests_total", {{"role", "coder"}, {"outcome", "error"}},
+                2);
+  metric_sample(live.text, "kforge_llm_requests_total", {{"role", "designer"}, {"outcome", "ok"}},
+                5);
   metric_family(live.text, "kforge_llm_retries_total", "counter", "retries");
   metric_sample(live.text, "kforge_llm_retries_total", {}, 3);
   Histogram latency(latency_buckets_s());
@@ -216,7 +240,8 @@ TEST_CASE_FIXTURE(WatchFixture, "LLM health: errors, retries and latency from th
   CHECK(p99 <= 120.0);
 }
 
-TEST_CASE_FIXTURE(WatchFixture, "two campaigns compared: the same tasks side by side, paged by id") {
+TEST_CASE_FIXTURE(WatchFixture,
+                  "two campaigns compared: the same tasks side by side, paged by id") {
   int64_t a = campaign("baseline", {"relu", "softmax", "gelu"}, kHour);
   int64_t b = campaign("new-prompts", {"relu", "softmax", "layernorm"}, kHour);
   end(task(a, "relu"), "passed", kMin, 2.0);
@@ -226,7 +251,8 @@ TEST_CASE_FIXTURE(WatchFixture, "two campaigns compared: the same tasks side by 
   json cmp = get("/api/v1/compare", {{"a", std::to_string(a)}, {"b", std::to_string(b)}});
   CHECK(cmp["a"]["name"] == "baseline");
   CHECK(cmp["b"]["name"] == "new-prompts");
-  CHECK(cmp["counts"] == json{{"a_tasks", 3}, {"b_tasks", 3}, {"paired", 2}, {"only_a", 1}, {"only_b", 1}});
+  CHECK(cmp["counts"] ==
+        json{{"a_tasks", 3}, {"b_tasks", 3}, {"paired", 2}, {"only_a", 1}, {"only_b", 1}});
   REQUIRE(cmp["rows"].size() == 3);
   json relu = cmp["rows"][0];
   CHECK(relu["op_name"] == "relu");
@@ -244,12 +270,15 @@ TEST_CASE_FIXTURE(WatchFixture, "two campaigns compared: the same tasks side by 
   CHECK(cmp["page"]["geomean_ratio"].get<double>() == doctest::Approx(1.5));
 
   // Pages by a's task id, as the task listing does.
-  ApiReply first = ask("/api/v1/compare", {{"a", std::to_string(a)}, {"b", std::to_string(b)}, {"limit", "2"}});
+  ApiReply first =
+      ask("/api/v1/compare", {{"a", std::to_string(a)}, {"b", std::to_string(b)}, {"limit", "2"}});
   REQUIRE(first.status == 200);
   CHECK(json::parse(first.body)["rows"].size() == 2);
   REQUIRE(first.headers.size() == 1);
   CHECK(first.headers[0].first == "X-Next-After");
-  json rest = get("/api/v1/compare", {{"a", std::to_string(a)}, {"b", std::to_string(b)}, {"after", first.headers[0].second}});
+  json rest =
+      get("/api/v1/compare",
+          {{"a", std::to_string(a)}, {"b", std::to_string(b)}, {"after", first.headers[0].second}});
   REQUIRE(rest["rows"].size() == 1);
   CHECK(rest["rows"][0]["op_name"] == "gelu");
 

@@ -1,13 +1,12 @@
 // ROUTER/DEALER helpers over real loopback TCP. Waiting is always zmq_poll with a deadline.
 #include <doctest/doctest.h>
 
-#include <zmq.hpp>
-
 #include <chrono>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
+#include <zmq.hpp>
 
 #include "common/protocol.h"
 #include "common/zmq_util.h"
@@ -164,7 +163,8 @@ TEST_CASE("a message over MAXMSGSIZE is dropped with the connection, not deliver
   dealer.close();
   zmq::socket_t again = net.dealer("agent-big/2");
   int event = next_event();
-  while (event != ZMQ_EVENT_ACCEPTED) event = next_event();  // the old socket's reconnect may come and go first
+  while (event != ZMQ_EVENT_ACCEPTED)
+    event = next_event();  // the old socket's reconnect may come and go first
   send_parts(again, {"after"});
   auto next = receive(net.router);
   REQUIRE(next.has_value());

@@ -3,6 +3,7 @@
 #include <linux/filter.h>
 #include <poll.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,15 +12,13 @@
 #include <future>
 #include <thread>
 
-#include <spdlog/spdlog.h>
-
 #include "common/fs.h"
 #include "common/unique_fd.h"
 
 namespace kforge {
 namespace {
 
-constexpr size_t kMaxMessage = 4u << 20;          // the judge's result document, at most
+constexpr size_t kMaxMessage = 4u << 20;  // the judge's result document, at most
 constexpr auto kJudgeReadyWait = std::chrono::seconds(120);
 // Beyond the job's timeout, which the judge starts counting when the candidate is loaded: a
 // cold worker's start-up (the judge waits up to 120 s) and the reference's first run.
@@ -113,7 +112,9 @@ Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair() {
 }
 
 // What start() gives back when its CancelToken ends the wait for the judge or the zygote.
-Status start_cancelled() { return Status(Code::unavailable, "verifier: start cancelled (the agent is stopping)"); }
+Status start_cancelled() {
+  return Status(Code::unavailable, "verifier: start cancelled (the agent is stopping)");
+}
 
 // job_syscall_filter() as [[code, jt, jf, k], ...]: the zygote's child installs it itself.
 const nlohmann::json& syscall_filter_json() {
@@ -138,10 +139,10 @@ nlohmann::json verifier_error(const std::string& verdict, const std::string& mes
 
 // A child process run by run_process() on its own thread; `sock` is our end of its socket.
 struct Verifier::Proc {
-  UidPool::Lease uid;            // a worker's slot uid, held until its box is empty
-  std::unique_ptr<JobDir> dir;   // a worker's private directory, removed with it
+  UidPool::Lease uid;           // a worker's slot uid, held until its box is empty
+  std::unique_ptr<JobDir> dir;  // a worker's private directory, removed with it
   UniqueFd sock;
-  uint64_t forked_id = 0;        // a zygote's worker: its id there (0: started cold)
+  uint64_t forked_id = 0;  // a zygote's worker: its id there (0: started cold)
   CancelToken cancel;
   std::thread thread;
   Result<ProcessResult> result = io_error("still running");
@@ -165,9 +166,11 @@ Verifier::~Verifier() {
   stop_judge();
 }
 
-Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options, CancelToken* cancel) {
+Result<std::unique_ptr<Verifier>> Verifier::start(const VerifierOptions& options,
+                                                  CancelToken* cancel) {
   if (options.harness_dir.empty()) return invalid_argument("verifier: no harness directory");
-  if (options.worker_as && options.judge_as && options.worker_as->uid == options.judge_as->uid && !options.uids) {
+  if (options.worker_as && options.judge_as && options.worker_as->uid == options.judge_as->uid &&
+      !options.uids) {
     return invalid_argument("verifier: the judge must not run as the candidates' user (uid " +
                             std::to_string(options.judge_as->uid) + ")");
   }
@@ -263,8 +266,9 @@ Status Verifier::await_judge(CancelToken* cancel) {
   }
   if (w != Wait::message || !ready.contains("ready")) {
     const auto& r = judge_->kill();
-    std::string why = r.ok() ? "exit status " + std::to_string(r->exit_code) + ", stderr: " + r->stderr_data
-                             : r.status().message();
+    std::string why =
+        r.ok() ? "exit status " + std::to_string(r->exit_code) + ", stderr: " + r->stderr_data
+               : r.status().message();
     judge_.reset();
     return io_error("the verification judge did not start (" + why + ")");
   }
@@ -323,8 +327,9 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
       zygote_ready(std::chrono::steady_clock::now() + std::chrono::milliseconds(1))) {
     auto forked = fork_worker(std::move(proc), spec, std::move(pair->second));
     if (forked.ok()) return forked;
-    spdlog::warn("verifier: the zygote could not make a worker ({}); workers start cold for a minute",
-                 forked.status().message());
+    spdlog::warn(
+        "verifier: the zygote could not make a worker ({}); workers start cold for a minute",
+        forked.status().message());
     drop_zygote();
     return spawn_worker(limits);
   }
@@ -337,19 +342,25 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
 // The box is run_process's, around a holder that only waits; the zygote's child enters it
 // and becomes the worker (kforge_verifier/zygote.py). Killing the proc kills the box, the
 // holder and the worker with everything it started, as for a cold worker.
-Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec,
-                                                               UniqueFd child_end) {
+Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Proc> proc,
+                                                              ProcessSpec spec,
+                                                              UniqueFd child_end) {
   const uint64_t id = next_worker_id_++;
-  nlohmann::json request = {{"op", "spawn"}, {"id", id}, {"device", options_.device},
-                            {"preload", options_.preload}, {"cwd", spec.cwd.string()},
-                            {"pid_ns", spec.box && spec.box->pid_ns}, {"no_new_privs", spec.box.has_value()},
+  nlohmann::json request = {{"op", "spawn"},
+                            {"id", id},
+                            {"device", options_.device},
+                            {"preload", options_.preload},
+                            {"cwd", spec.cwd.string()},
+                            {"pid_ns", spec.box && spec.box->pid_ns},
+                            {"no_new_privs", spec.box.has_value()},
                             {"uid", spec.run_as ? spec.run_as->uid : ::getuid()},
                             {"gid", spec.run_as ? spec.run_as->gid : ::getgid()}};
   auto env = child_environment(spec);  // the worker's, as run_process would give it
   if (!env.ok()) return env.status();
   request["env"] = *env;
   nlohmann::json rlimits = nlohmann::json::array();
-  for (const RlimitSetting& r : rlimits_for(spec.limits)) rlimits.push_back({r.resource, r.soft, r.hard});
+  for (const RlimitSetting& r : rlimits_for(spec.limits))
+    rlimits.push_back({r.resource, r.soft, r.hard});
   request["rlimits"] = rlimits;
   if (spec.box && spec.box->syscall_filter) request["syscall_filter"] = syscall_filter_json();
 
@@ -366,7 +377,8 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Pr
   }
   if (Status st = send_message(zygote_->sock.get(), request, child_end.get()); !st.ok()) return st;
   child_end.reset();
-  nlohmann::json reply = zygote_message(id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  nlohmann::json reply =
+      zygote_message(id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
   if (reply.is_null() || !reply.contains("spawned")) {
     proc->kill();
     return io_error(reply.is_null() ? std::string("the zygote did not answer")
@@ -401,7 +413,8 @@ void Verifier::launch_zygote() {
 bool Verifier::zygote_ready(Deadline wait, CancelToken* cancel) {
   if (!options_.zygote) return false;
   if (!zygote_) {
-    if (std::chrono::steady_clock::now() - zygote_launched_ < std::chrono::seconds(60)) return false;
+    if (std::chrono::steady_clock::now() - zygote_launched_ < std::chrono::seconds(60))
+      return false;
     launch_zygote();
     if (!zygote_) return false;
   }
@@ -467,7 +480,8 @@ nlohmann::json Verifier::worker_exit(Proc& worker) {
   int exit_code = r->exit_code, sig = r->signal;
   std::string out = r->stderr_data;
   if (worker.forked_id != 0) {
-    nlohmann::json report = zygote_message(worker.forked_id, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    nlohmann::json report = zygote_message(
+        worker.forked_id, std::chrono::steady_clock::now() + std::chrono::seconds(5));
     bool ok = report.is_object();
     exit_code = ok ? report.value("exit_code", -1) : -1;
     sig = ok ? report.value("signal", 0) : SIGKILL;
@@ -485,7 +499,6 @@ nlohmann::json Verifier::worker_exit(Proc& worker) {
   if (sig != 0 && !ours) exit["signal_name"] = signal_name(sig);
   return exit;
 }
-
 
 void Verifier::refill() {
   while (warm_.size() < options_.warm_workers) {
@@ -527,12 +540,15 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
     std::lock_guard lock(mu_);
     stats_.busy = 0;
     // The pool as this job found it: whether its worker was forked, and the device's totals.
-    doc["worker_pool"] = {{"forked", forked}, {"warm", stats_.warm}, {"spawned", stats_.spawned},
-                          {"forked_total", stats_.forked}, {"zygote", stats_.zygote}};
+    doc["worker_pool"] = {{"forked", forked},
+                          {"warm", stats_.warm},
+                          {"spawned", stats_.spawned},
+                          {"forked_total", stats_.forked},
+                          {"zygote", stats_.zygote}};
     return doc;
   };
-  nlohmann::json request = {{"op", "verify"}, {"job_dir", job_dir.string()},
-                            {"timeout_ms", timeout.count()}};
+  nlohmann::json request = {
+      {"op", "verify"}, {"job_dir", job_dir.string()}, {"timeout_ms", timeout.count()}};
   if (Status st = send_message(judge_->sock.get(), request, worker->sock.get()); !st.ok()) {
     stop_judge();
     return finish(verifier_error("infra_error", st.message()));
@@ -567,7 +583,8 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
       }
       continue;
     }
-    if (msg.contains("result") && msg["result"].is_object()) return finish(std::move(msg["result"]));
+    if (msg.contains("result") && msg["result"].is_object())
+      return finish(std::move(msg["result"]));
     stop_judge();
     return finish(verifier_error("infra_error", "the judge sent an unexpected message"));
   }

@@ -35,11 +35,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/process.h"
 #include "common/sandbox.h"
@@ -50,26 +49,26 @@ namespace kforge {
 
 struct VerifierOptions {
   std::string python = "/usr/bin/python3";  // runs the judge and the workers
-  std::filesystem::path harness_dir;         // kforge_judge.py, kforge_worker.py
-  std::filesystem::path work_root;           // workers' private directories
-  std::optional<UserIds> worker_as;          // candidates run as this user (root agents)...
-  std::shared_ptr<UidPool> uids;             // ... or each worker as a slot uid of its own
-  std::optional<Box> box;                    // each worker's box (common/sandbox.h)
-  uint64_t disk_mb = 0;                      // a boxed worker's directory: a tmpfs this big
-  std::optional<UserIds> judge_as;           // the judge's user; never the workers' user
+  std::filesystem::path harness_dir;        // kforge_judge.py, kforge_worker.py
+  std::filesystem::path work_root;          // workers' private directories
+  std::optional<UserIds> worker_as;         // candidates run as this user (root agents)...
+  std::shared_ptr<UidPool> uids;            // ... or each worker as a slot uid of its own
+  std::optional<Box> box;                   // each worker's box (common/sandbox.h)
+  uint64_t disk_mb = 0;                     // a boxed worker's directory: a tmpfs this big
+  std::optional<UserIds> judge_as;          // the judge's user; never the workers' user
   std::vector<std::string> env_allow = {"PATH", "LANG", "LC_ALL", "TMPDIR"};
-  std::map<std::string, std::string> env;    // both processes (device selection, ...)
-  ResourceLimits worker_limits;              // per candidate worker
-  ResourceLimits judge_limits;               // the judge (the reference runs there)
-  size_t output_cap = 64 << 10;              // stderr kept per process
-  size_t warm_workers = 2;                   // started ahead of the jobs that will use them
-                                             // (two: a worker's start outlasts a short job)
-  bool refill = true;                        // start a replacement when a job takes one
-                                             // (false: one-shot use, as kforge verify)
-  std::string preload = "torch";             // what workers import before any job
-                                             // ("torch,triton" on cuda: compiler warmed)
-  std::string device = "cpu";                // cpu | cuda | ascend: workers create its context
-  bool zygote = true;                        // fork workers from a zygote (false: cold only)
+  std::map<std::string, std::string> env;  // both processes (device selection, ...)
+  ResourceLimits worker_limits;            // per candidate worker
+  ResourceLimits judge_limits;             // the judge (the reference runs there)
+  size_t output_cap = 64 << 10;            // stderr kept per process
+  size_t warm_workers = 2;                 // started ahead of the jobs that will use them
+                                           // (two: a worker's start outlasts a short job)
+  bool refill = true;                      // start a replacement when a job takes one
+                                           // (false: one-shot use, as kforge verify)
+  std::string preload = "torch";           // what workers import before any job
+                                           // ("torch,triton" on cuda: compiler warmed)
+  std::string device = "cpu";              // cpu | cuda | ascend: workers create its context
+  bool zygote = true;                      // fork workers from a zygote (false: cold only)
 };
 
 // One device's judge and worker pool. verify() is called by one thread at a time (one job
@@ -94,12 +93,12 @@ class Verifier {
                         const std::optional<ResourceLimits>& limits = std::nullopt);
 
   struct Stats {
-    size_t warm = 0;        // workers started and waiting for a job
-    size_t busy = 0;        // workers running a candidate
-    uint64_t spawned = 0;   // workers started since start()
-    uint64_t forked = 0;    // of which forked from the zygote (the rest started cold)
-    bool zygote = false;    // a zygote is up and ready
-    uint64_t judges = 0;    // judges started since start() (restarts after a failure)
+    size_t warm = 0;       // workers started and waiting for a job
+    size_t busy = 0;       // workers running a candidate
+    uint64_t spawned = 0;  // workers started since start()
+    uint64_t forked = 0;   // of which forked from the zygote (the rest started cold)
+    bool zygote = false;   // a zygote is up and ready
+    uint64_t judges = 0;   // judges started since start() (restarts after a failure)
   };
   Stats stats() const;
 
@@ -107,7 +106,8 @@ class Verifier {
   struct Proc;
   explicit Verifier(const VerifierOptions& options);
   Result<std::unique_ptr<Proc>> spawn_worker(const ResourceLimits& limits);
-  Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec, UniqueFd child_end);
+  Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec,
+                                            UniqueFd child_end);
   nlohmann::json worker_exit(Proc& worker);
   void launch_zygote();
   bool zygote_ready(std::chrono::steady_clock::time_point wait, CancelToken* cancel = nullptr);
@@ -130,7 +130,7 @@ class Verifier {
   std::chrono::steady_clock::time_point zygote_launched_{};
   uint64_t next_worker_id_ = 1;
   std::map<uint64_t, nlohmann::json> zygote_inbox_;  // messages not yet asked for
-  mutable std::mutex mu_;  // stats_
+  mutable std::mutex mu_;                            // stats_
   Stats stats_;
 };
 

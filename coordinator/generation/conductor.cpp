@@ -1,13 +1,13 @@
 #include "coordinator/generation/conductor.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_set>
-
-#include <spdlog/spdlog.h>
 
 #include "common/verify_job.h"
 
@@ -19,7 +19,9 @@ constexpr const char* kSystemPrompt =
     "in the format they ask for.";
 
 // An LLM step whose answer is usable (its call did not fail, its answer was not garbled).
-bool usable(const StepRow& s) { return s.verdict != Outcome::garbled && s.verdict != Outcome::llm_error; }
+bool usable(const StepRow& s) {
+  return s.verdict != Outcome::garbled && s.verdict != Outcome::llm_error;
+}
 
 // The last usable step of `role`, or null.
 const StepRow* last_good(const std::vector<StepRow>& steps, Role role) {
@@ -78,8 +80,9 @@ LlmCallRow asked_call(int64_t task_id, Role role, const LlmEndpoint& endpoint,
 // The same call with its answer (status ok).
 LlmCallRow answered_call(LlmCallRow call, const LlmResponse& response) {
   call.model = response.model;
-  call.response = nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
-      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  call.response =
+      nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
+          -1, ' ', false, nlohmann::json::error_handler_t::replace);
   call.status = "ok";
   call.prompt_tokens = response.prompt_tokens;
   call.completion_tokens = response.completion_tokens;
@@ -288,8 +291,8 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
   const std::string db = loop_.store_path().string() + ": ";
   if (what.rfind(db, 0) == 0) what = what.substr(db.size());  // the reason is shown to users
   if (++store_errors_[task_id] < kMaxStoreErrors) {
-    spdlog::warn("task {}: store error, its event rolled back; starting it again ({} of {}): {}", task_id,
-                 store_errors_[task_id], kMaxStoreErrors, what);
+    spdlog::warn("task {}: store error, its event rolled back; starting it again ({} of {}): {}",
+                 task_id, store_errors_[task_id], kMaxStoreErrors, what);
     loop_.post([this, task_id] { start(task_id); });
     return;
   }
@@ -299,7 +302,8 @@ void Conductor::on_store_error(int64_t task_id, const Status& error) {
     auto task = store.get_task(task_id);
     if (!task.ok()) return task.status();
     campaign_id = task->campaign_id;
-    return store.set_task_state(task_id, TaskState::failed, Outcome::infra_error, "store error: " + what);
+    return store.set_task_state(task_id, TaskState::failed, Outcome::infra_error,
+                                "store error: " + what);
   });
   if (!marked.ok()) {  // the store is failing: the next resume tries again
     spdlog::error("task {}: cannot record its failure: {}", task_id, marked.to_string());
@@ -318,8 +322,10 @@ void Conductor::take_interrupted_calls() {
   }
   interrupted_calls_ = *taken;
   if (*taken > 0) {
-    spdlog::warn("{} LLM calls were in flight when the previous coordinator process ended; their tasks ask "
-                 "them again", *taken);
+    spdlog::warn(
+        "{} LLM calls were in flight when the previous coordinator process ended; their tasks ask "
+        "them again",
+        *taken);
   }
   // A campaign whose submission the previous process did not finish stays submitting (none
   // of its tasks runs) until it is submitted again.
@@ -329,9 +335,10 @@ void Conductor::take_interrupted_calls() {
     return;
   }
   for (int64_t id : *interrupted) {
-    spdlog::warn("campaign {}: its submission stopped before all its tasks were stored; none runs until "
-                 "the same campaign file is submitted again, which stores the rest",
-                 id);
+    spdlog::warn(
+        "campaign {}: its submission stopped before all its tasks were stored; none runs until "
+        "the same campaign file is submitted again, which stores the rest",
+        id);
   }
 }
 
@@ -367,7 +374,7 @@ Status Conductor::resume_all() {
   }
   for (int64_t id : cancelled) stop(id);
   std::reverse(to_resume_.begin(), to_resume_.end());  // taken from the back: oldest first
-  pending_left_ = true;  // the store may hold new pending tasks
+  pending_left_ = true;                                // the store may hold new pending tasks
   if (!to_resume_.empty()) spdlog::info("conductor resuming {} running tasks", to_resume_.size());
   pump();
   return Status();
@@ -441,7 +448,8 @@ void Conductor::withdraw_jobs(int64_t task_id) {
   auto jobs = loop_.store().jobs_of_task(task_id);
   if (!check(jobs.status(), task_id)) return;
   for (const JobRow& job : *jobs) {
-    if (job.state == JobState::queued || job.state == JobState::assigned) check(loop_.cancel(job.id), task_id);
+    if (job.state == JobState::queued || job.state == JobState::assigned)
+      check(loop_.cancel(job.id), task_id);
   }
 }
 
@@ -451,7 +459,7 @@ void Conductor::stop(int64_t task_id) {
   deactivate(task_id);
   withdraw_jobs(task_id);
   spdlog::info("task {} cancelled", task_id);
-  schedule_pump();  // a place in the window is free
+  schedule_pump();           // a place in the window is free
   wake_parked(campaign_id);  // its turn to ask, if it had one, is free
   auto waiters = std::move(waiters_[task_id]);
   waiters_.erase(task_id);
@@ -483,7 +491,8 @@ void Conductor::start_unguarded(int64_t task_id) {
     return;
   }
   activate(task_id, Active{workflow, task->campaign_id, campaign->timing, *search, {}});
-  if (task->state == TaskState::pending) check(loop_.store().set_task_state(task_id, TaskState::running), task_id);
+  if (task->state == TaskState::pending)
+    check(loop_.store().set_task_state(task_id, TaskState::running), task_id);
   advance(task_id);
 }
 
@@ -520,10 +529,12 @@ void Conductor::advance_unguarded(int64_t task_id) {
     for (int64_t sample : search.chains()) chains[sample];
     int64_t llm_calls = 0;
     for (const StepRow& step : *steps) {
-      if (auto chain = chains.find(step.sample); chain != chains.end()) chain->second.push_back(step);
+      if (auto chain = chains.find(step.sample); chain != chains.end())
+        chain->second.push_back(step);
       llm_calls += step.role != Role::verifier ? 1 : 0;
     }
-    for (const auto& [sample, busy] : it->second.busy) llm_calls += busy.llm ? 1 : 0;  // asked, unanswered
+    for (const auto& [sample, busy] : it->second.busy)
+      llm_calls += busy.llm ? 1 : 0;  // asked, unanswered
     SearchUsage usage;
     usage.llm_calls = llm_calls;
     if (needs_usage(search) && !usage_of(task_id, *steps, search, usage)) return;
@@ -551,7 +562,8 @@ void Conductor::advance_unguarded(int64_t task_id) {
       auto candidates = loop_.store().candidates_of(task_id);
       if (!check(candidates.status(), task_id)) return;
       for (const CandidateRow& c : *candidates) {
-        if (c.verdict != Verdict::passed || !c.speedup || *c.speedup < search.target_speedup) continue;
+        if (c.verdict != Verdict::passed || !c.speedup || *c.speedup < search.target_speedup)
+          continue;
         withdraw_jobs(task_id);
         Action done;
         done.passed = true;
@@ -625,7 +637,8 @@ void Conductor::advance_unguarded(int64_t task_id) {
     for (const auto& [sample, action] : ended) {
       done.passed = done.passed || action.passed;
       if (!action.passed) {
-        done.reason += (done.reason.empty() ? "sample " : "; sample ") + std::to_string(sample) + ": " + action.reason;
+        done.reason += (done.reason.empty() ? "sample " : "; sample ") + std::to_string(sample) +
+                       ": " + action.reason;
       }
       const std::vector<StepRow>& chain = chains[sample];
       const int seq = chain.empty() ? 0 : chain.back().seq;
@@ -703,7 +716,8 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
   (*values)["design"] = design ? extract_design(design->output).value_or(design->output) : "";
   (*values)["previous_code"] = latest_code(steps, task.spec.impl_type);
   (*values)["verifier_message"] = verifier_message(steps);
-  (*values)["suggestions"] = suggestions(steps) + (action.reason.empty() ? "" : "\nNote: " + action.reason);
+  (*values)["suggestions"] =
+      suggestions(steps) + (action.reason.empty() ? "" : "\nNote: " + action.reason);
   (*values)["inspirations"] = "";
   // An evolve child with a parent: the parent's code and verdict, to improve or to fix.
   if (const CandidateRow* parent =
@@ -758,38 +772,41 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  loop_.after_commit([this, task_id, sample, token, role, role_kind, request, call,
-                      endpoint = endpoint->second] {
-    if (!current(task_id, sample, token)) {
-      check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
-      return;
-    }
-    in_flight_[call.request_key] = Asked{task_id, sample, token};
-    // The callback keeps the request once, not its stored row too: a question waiting for an
-    // LLM slot costs its prompt twice (here and in the client), whatever the queue's length.
-    llm_->submit(request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token,
-                           role, role_kind, request, endpoint,
-                           key = call.request_key](LlmResponse response) {
-      if (response.ok) {
-        // On failure the loop stores it with its turn (on_llm).
-        if (Status st = answers->record(
-                answered_call(asked_call(task_id, role_kind, endpoint, request), response));
-            !st.ok()) {
-          spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role, st.to_string());
+  loop_.after_commit(
+      [this, task_id, sample, token, role, role_kind, request, call, endpoint = endpoint->second] {
+        if (!current(task_id, sample, token)) {
+          check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
+          return;
         }
-      }
-      mailbox->post([this, task_id, sample, token, role_kind, request, response, key] {
-        // To the task's latest start; a turn replayed after a no-space alarm finds the entry
-        // gone and still stores the answer (on_llm), for the next start to find.
-        Asked to{task_id, sample, token};
-        if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
-          to = asked->second;
-          in_flight_.erase(asked);
-        }
-        guarded(to.task_id, [&] { on_llm(to.task_id, to.sample, to.token, role_kind, request, response, false); });
+        in_flight_[call.request_key] = Asked{task_id, sample, token};
+        // The callback keeps the request once, not its stored row too: a question waiting for an
+        // LLM slot costs its prompt twice (here and in the client), whatever the queue's length.
+        llm_->submit(
+            request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token, role,
+                      role_kind, request, endpoint, key = call.request_key](LlmResponse response) {
+              if (response.ok) {
+                // On failure the loop stores it with its turn (on_llm).
+                if (Status st = answers->record(
+                        answered_call(asked_call(task_id, role_kind, endpoint, request), response));
+                    !st.ok()) {
+                  spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role,
+                               st.to_string());
+                }
+              }
+              mailbox->post([this, task_id, sample, token, role_kind, request, response, key] {
+                // To the task's latest start; a turn replayed after a no-space alarm finds the
+                // entry gone and still stores the answer (on_llm), for the next start to find.
+                Asked to{task_id, sample, token};
+                if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
+                  to = asked->second;
+                  in_flight_.erase(asked);
+                }
+                guarded(to.task_id, [&] {
+                  on_llm(to.task_id, to.sample, to.token, role_kind, request, response, false);
+                });
+              });
+            });
       });
-    });
-  });
 }
 
 void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, Role role_kind,
@@ -855,13 +872,15 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps, i
     }
     if (job.state != JobState::cancelled) return;  // queued or running: its result will come
   }
-  std::string candidate = active_[task.id].workflow == Workflow::verify_only ? task.spec.candidate
-                                                                     : latest_code(steps, task.spec.impl_type);
+  std::string candidate = active_[task.id].workflow == Workflow::verify_only
+                              ? task.spec.candidate
+                              : latest_code(steps, task.spec.impl_type);
   VerifySpec spec;
   spec.op_name = task.spec.op_name;
   spec.target = Target{task.spec.backend, task.spec.arch, task.spec.impl_type, task.spec.framework};
   spec.task_type = task.spec.task_type;
-  if (auto profile = timing_profiles().find(active_[task.id].timing); profile != timing_profiles().end()) {
+  if (auto profile = timing_profiles().find(active_[task.id].timing);
+      profile != timing_profiles().end()) {
     spec.options = profile->second;
   }
   proto::Assign assign;
@@ -876,7 +895,8 @@ void Conductor::verify(const TaskRow& task, const std::vector<StepRow>& steps, i
   job.exclusive = task.spec.task_type == "profile";  // timings need the device alone
   auto id = loop_.submit(job, assign);
   if (!check(id.status(), task.id)) return;
-  spdlog::info("task {} ({}/{}): verify job {} (step {})", task.id, task.spec.op_name, task.spec.task_id, *id, seq);
+  spdlog::info("task {} ({}/{}): verify job {} (step {})", task.id, task.spec.op_name,
+               task.spec.task_id, *id, seq);
 }
 
 void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result) {
@@ -904,7 +924,8 @@ void Conductor::on_job_result(const JobRow& job, const proto::JobResult& result)
   if (!sample) return;
   VerifyResult verdict;
   if (!result.infra_error.empty()) {
-    verdict = verify_failure(Verdict::infra_error, "the agent could not run the job: " + result.infra_error);
+    verdict = verify_failure(Verdict::infra_error,
+                             "the agent could not run the job: " + result.infra_error);
   } else if (result.verify) {
     verdict = *result.verify;
   } else {
@@ -963,7 +984,8 @@ void Conductor::record_verdict(int64_t task_id, int64_t sample, const std::vecto
 
 void Conductor::finish(int64_t task_id, const Action& action) {
   const TaskState state = action.passed ? TaskState::passed : TaskState::failed;
-  if (!check(loop_.store().set_task_state(task_id, state, action.verdict, action.reason), task_id)) {
+  if (!check(loop_.store().set_task_state(task_id, state, action.verdict, action.reason),
+             task_id)) {
     return;
   }
   spdlog::info("task {} {}: {}", task_id, action.passed ? "passed" : "failed", action.reason);
@@ -1097,28 +1119,41 @@ void Conductor::LlmStats::observe(const std::string& role, const LlmResponse& re
 void Conductor::render_metrics(std::string& out) const {
   const LlmStats& s = llm_stats_;
   metric_family(out, "kforge_llm_requests_total", "counter",
-                "LLM requests answered since start-up, by role and outcome (stored answers reused on resume are not counted)");
+                "LLM requests answered since start-up, by role and outcome (stored answers reused "
+                "on resume are not counted)");
   for (const auto& [key, n] : s.requests) {
-    metric_sample(out, "kforge_llm_requests_total", {{"role", key.first}, {"outcome", key.second}}, static_cast<double>(n));
+    metric_sample(out, "kforge_llm_requests_total", {{"role", key.first}, {"outcome", key.second}},
+                  static_cast<double>(n));
   }
-  metric_family(out, "kforge_llm_retries_total", "counter", "extra HTTP attempts after 429, 5xx, timeouts");
+  metric_family(out, "kforge_llm_retries_total", "counter",
+                "extra HTTP attempts after 429, 5xx, timeouts");
   metric_sample(out, "kforge_llm_retries_total", {}, static_cast<double>(s.retries));
   metric_family(out, "kforge_llm_tokens_total", "counter", "tokens of LLM answers since start-up");
-  metric_sample(out, "kforge_llm_tokens_total", {{"kind", "prompt"}}, static_cast<double>(s.prompt_tokens));
-  metric_sample(out, "kforge_llm_tokens_total", {{"kind", "completion"}}, static_cast<double>(s.completion_tokens));
-  metric_family(out, "kforge_llm_cost_usd_total", "counter", "cost of LLM answers since start-up, from the configured prices");
+  metric_sample(out, "kforge_llm_tokens_total", {{"kind", "prompt"}},
+                static_cast<double>(s.prompt_tokens));
+  metric_sample(out, "kforge_llm_tokens_total", {{"kind", "completion"}},
+                static_cast<double>(s.completion_tokens));
+  metric_family(out, "kforge_llm_cost_usd_total", "counter",
+                "cost of LLM answers since start-up, from the configured prices");
   metric_sample(out, "kforge_llm_cost_usd_total", {}, s.cost_usd);
-  s.latency.render(out, "kforge_llm_latency_seconds", "LLM request latency, retries and backoff included");
-  metric_family(out, "kforge_conductor_active_tasks", "gauge", "tasks the Conductor is driving now");
+  s.latency.render(out, "kforge_llm_latency_seconds",
+                   "LLM request latency, retries and backoff included");
+  metric_family(out, "kforge_conductor_active_tasks", "gauge",
+                "tasks the Conductor is driving now");
   metric_sample(out, "kforge_conductor_active_tasks", {}, static_cast<double>(active_.size()));
   metric_family(out, "kforge_llm_calls_interrupted", "gauge",
-                "LLM calls in flight when the previous coordinator process ended (pending at start-up): asked, "
+                "LLM calls in flight when the previous coordinator process ended (pending at "
+                "start-up): asked, "
                 "maybe paid, never answered");
-  metric_sample(out, "kforge_llm_calls_interrupted", {}, static_cast<double>(interrupted_calls_.value_or(0)));
-  metric_family(out, "kforge_conductor_store_errors_total", "counter",
-                "store errors that rolled back a task's event since start-up (the task is started again, or "
-                "failed after " + std::to_string(kMaxStoreErrors) + ")");
-  metric_sample(out, "kforge_conductor_store_errors_total", {}, static_cast<double>(store_errors_total_));
+  metric_sample(out, "kforge_llm_calls_interrupted", {},
+                static_cast<double>(interrupted_calls_.value_or(0)));
+  metric_family(
+      out, "kforge_conductor_store_errors_total", "counter",
+      "store errors that rolled back a task's event since start-up (the task is started again, or "
+      "failed after " +
+          std::to_string(kMaxStoreErrors) + ")");
+  metric_sample(out, "kforge_conductor_store_errors_total", {},
+                static_cast<double>(store_errors_total_));
 }
 
 }  // namespace kforge

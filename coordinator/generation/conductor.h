@@ -53,7 +53,7 @@ namespace kforge {
 // defaults (conductor_rules.h); a verify job's memory limit is the agent's (agent.limits).
 struct ConductorOptions {
   std::map<std::string, LlmEndpoint> endpoints;  // by role: designer, coder, conductor
-  uint32_t verify_timeout_s = 300;      // wall clock per verify job (coordinator.verify_timeout_s)
+  uint32_t verify_timeout_s = 300;  // wall clock per verify job (coordinator.verify_timeout_s)
   // Tasks driven at once (at least twice the devices of the live agents): the rest wait in
   // the store, pending, and are started in id order as places free up.
   size_t max_active_tasks = 10'000;
@@ -102,7 +102,8 @@ std::unique_ptr<ConductorLoop> coordinator_loop(Coordinator& coordinator);
 class Conductor {
  public:
   // `llm` may be null when no task needs one (verify_only campaigns).
-  Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts, ConductorOptions options);
+  Conductor(Coordinator& coordinator, LlmClient* llm, PromptLibrary prompts,
+            ConductorOptions options);
   // REQUIRES: `loop` outlives the Conductor.
   Conductor(ConductorLoop& loop, LlmClient* llm, PromptLibrary prompts, ConductorOptions options);
   // Closes the way back for LLM answers still in flight: one that arrives later is dropped
@@ -118,9 +119,9 @@ class Conductor {
   // those it lists as running (after a restart: the tasks in flight), then starts pending
   // ones in id order while fewer than the window (ConductorOptions::max_active_tasks, or
   // twice the live devices) are driven. Starts at most kStartsPerTurn tasks (or kPumpMs
-  // worth) per loop turn, the rest in the next turns, so a restart dispatches at once. Reads task ids through
-  // the state index, never the rows of waiting tasks. Call it at start and whenever another
-  // process may have changed tasks (Coordinator::add_change_listener).
+  // worth) per loop turn, the rest in the next turns, so a restart dispatches at once. Reads task
+  // ids through the state index, never the rows of waiting tasks. Call it at start and whenever
+  // another process may have changed tasks (Coordinator::add_change_listener).
   Status resume_all();
   // Called with every recorded job result (a Coordinator result listener).
   void on_job_result(const JobRow& job, const proto::JobResult& result);
@@ -142,7 +143,7 @@ class Conductor {
     Workflow workflow = Workflow::default_;  // of the task's campaign
     int64_t campaign_id = 0;
     std::string timing = "kforge";  // of the task's campaign: its verify jobs' trials and runs
-    SearchPolicy search;    // of the task's campaign: its chains (search.h)
+    SearchPolicy search;            // of the task's campaign: its chains (search.h)
     // Chains with an action in flight: sample -> the token identifying that action (callbacks
     // of any other, stale, action are ignored) and whether it is an LLM call (max_llm_calls
     // counts the calls in flight too).
@@ -231,8 +232,8 @@ class Conductor {
               const LlmResponse& response, bool from_cache);
   void verify(const TaskRow& task, const std::vector<StepRow>& chain, int64_t sample);
   // Records the verdict as the chain's step and, unless infra_error, the judged candidate.
-  void record_verdict(int64_t task_id, int64_t sample, const std::vector<StepRow>& chain, int64_t job_id,
-                      const VerifyResult& result);
+  void record_verdict(int64_t task_id, int64_t sample, const std::vector<StepRow>& chain,
+                      int64_t job_id, const VerifyResult& result);
   void withdraw_jobs(int64_t task_id);  // cancels its queued and running jobs
   void finish(int64_t task_id, const Action& action);
   void fail(int64_t task_id, const std::string& reason);
@@ -251,15 +252,15 @@ class Conductor {
   std::unordered_map<int64_t, size_t> active_by_campaign_;  // campaign -> its tasks in active_
   std::vector<int64_t> to_resume_;  // running in the store, not driven yet (newest first)
   bool pump_posted_ = false;
-  bool pending_left_ = true;  // false once a page of pending tasks came back short
+  bool pending_left_ = true;               // false once a page of pending tasks came back short
   static constexpr size_t kPage = 10'000;  // ids read per query
   std::unordered_map<int64_t, std::vector<std::function<void(bool)>>> waiters_;
   int64_t next_token_ = 1;
   bool reloading_ = false;  // between reload() and its resume_all(): no task starts
   LlmStats llm_stats_;
-  std::shared_ptr<AnswerLog> answers_;  // shared with callbacks that may outlive a turn
-  std::shared_ptr<Mailbox> mailbox_;    // likewise; they may outlive the Conductor too
-  Status failed_;                       // the first store error of the guarded event
+  std::shared_ptr<AnswerLog> answers_;             // shared with callbacks that may outlive a turn
+  std::shared_ptr<Mailbox> mailbox_;               // likewise; they may outlive the Conductor too
+  Status failed_;                                  // the first store error of the guarded event
   std::unordered_map<int64_t, int> store_errors_;  // by task, until it finishes
   int64_t store_errors_total_ = 0;
   std::optional<int64_t> interrupted_calls_;  // pending rows found at start-up

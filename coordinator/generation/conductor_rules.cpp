@@ -27,7 +27,9 @@ Action run(ActionKind kind, bool fix, std::string note = "") {
 // How many steps at the end have `verdict` (and `role`, when given).
 int trailing(const std::vector<StepRow>& steps, Outcome verdict, const Role* role = nullptr) {
   int n = 0;
-  for (auto it = steps.rbegin(); it != steps.rend() && it->verdict == verdict && (!role || it->role == *role); ++it) ++n;
+  for (auto it = steps.rbegin();
+       it != steps.rend() && it->verdict == verdict && (!role || it->role == *role); ++it)
+    ++n;
   return n;
 }
 
@@ -43,7 +45,8 @@ SinceDesign since_design(const std::vector<StepRow>& steps) {
   bool first_code = true;
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     if (it->role == Role::designer) break;
-    if (it->role == Role::verifier && it->verdict == Outcome::precision_mismatch) s.precision_mismatches++;
+    if (it->role == Role::verifier && it->verdict == Outcome::precision_mismatch)
+      s.precision_mismatches++;
     if (it->role == Role::coder) {
       if (!first_code) s.code_fixes++;
       first_code = false;
@@ -53,7 +56,9 @@ SinceDesign since_design(const std::vector<StepRow>& steps) {
 }
 
 // An LLM step that gave nothing usable: its call failed, or its answer was garbled.
-bool unusable(const StepRow& s) { return s.verdict == Outcome::llm_error || s.verdict == Outcome::garbled; }
+bool unusable(const StepRow& s) {
+  return s.verdict == Outcome::llm_error || s.verdict == Outcome::garbled;
+}
 
 }  // namespace
 
@@ -91,15 +96,17 @@ Action decide(const ConductorPolicy& policy, int limit_steps, const std::vector<
                        : run(coder_only ? ActionKind::code : ActionKind::design, false);
   } else {
     const StepRow& last = steps.back();
-    if (last.verdict == Outcome::llm_error && trailing(steps, Outcome::llm_error) >= policy.max_llm_errors) {
-      return finish(Outcome::llm_error,
-                    "the " + std::string(to_string(last.role)) + " LLM call kept failing: " + last.output);
+    if (last.verdict == Outcome::llm_error &&
+        trailing(steps, Outcome::llm_error) >= policy.max_llm_errors) {
+      return finish(Outcome::llm_error, "the " + std::string(to_string(last.role)) +
+                                            " LLM call kept failing: " + last.output);
     }
-    if (last.verdict == Outcome::llm_error && (last.role == Role::designer || last.role == Role::coder)) {
+    if (last.verdict == Outcome::llm_error &&
+        (last.role == Role::designer || last.role == Role::coder)) {
       // No answer came (a replay miss, a server error): the same question again, as the steps
       // before the failed calls asked it, not a fix of an answer that never was.
-      const std::vector<StepRow> before(steps.begin(),
-                                        steps.end() - trailing(steps, Outcome::llm_error, &last.role));
+      const std::vector<StepRow> before(
+          steps.begin(), steps.end() - trailing(steps, Outcome::llm_error, &last.role));
       next = decide(policy, std::numeric_limits<int>::max(), before);
     } else if (last.role == Role::designer) {
       if (last.verdict == Outcome::garbled) {
@@ -122,13 +129,15 @@ Action decide(const ConductorPolicy& policy, int limit_steps, const std::vector<
         }
         next = run(ActionKind::verify, false);
       } else if (verify_only) {
-        return finish(last.verdict, "the supplied candidate failed verification: " +
-                                        std::string(last.verdict ? to_string(*last.verdict) : "no verdict"));
+        return finish(last.verdict,
+                      "the supplied candidate failed verification: " +
+                          std::string(last.verdict ? to_string(*last.verdict) : "no verdict"));
       } else if (policy.conductor_model) {
         next = run(ActionKind::ask_conductor, false);
       } else {
         SinceDesign s = since_design(steps);
-        bool redesign = !coder_only && (s.precision_mismatches >= 2 || s.code_fixes + 1 >= policy.max_code_fixes);
+        bool redesign = !coder_only &&
+                        (s.precision_mismatches >= 2 || s.code_fixes + 1 >= policy.max_code_fixes);
         next = run(redesign ? ActionKind::design : ActionKind::code, true);
       }
     } else {  // Role::conductor: its decision is the step's output
@@ -137,7 +146,8 @@ Action decide(const ConductorPolicy& policy, int limit_steps, const std::vector<
       if (unusable(last) || !decision.ok()) {
         // The conductor could not decide: the rules do.
         SinceDesign s = since_design(steps);
-        redesign = !coder_only && (s.precision_mismatches >= 2 || s.code_fixes + 1 >= policy.max_code_fixes);
+        redesign = !coder_only &&
+                   (s.precision_mismatches >= 2 || s.code_fixes + 1 >= policy.max_code_fixes);
       }
       next = run(redesign ? ActionKind::design : ActionKind::code, true);
     }
@@ -145,7 +155,8 @@ Action decide(const ConductorPolicy& policy, int limit_steps, const std::vector<
   // The conductor's own call does not use the budget; designer, coder and verifier runs do.
   if (next.kind != ActionKind::ask_conductor && used >= limit_steps) {
     const std::optional<Outcome> verdict = last_verdict(steps);
-    return finish(verdict, "limit_steps (" + std::to_string(limit_steps) + ") used up; last verdict: " +
+    return finish(verdict, "limit_steps (" + std::to_string(limit_steps) +
+                               ") used up; last verdict: " +
                                std::string(verdict ? to_string(*verdict) : "none"));
   }
   return next;

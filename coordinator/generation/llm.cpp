@@ -35,7 +35,9 @@ std::string trim_slashes(std::string url) {
 }
 
 // Invalid UTF-8 (a trimmed compiler log cut inside a character) is replaced, not fatal.
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 json messages_json(const std::vector<ChatMessage>& messages) {
   json out = json::array();
@@ -144,10 +146,8 @@ bool permanent_curl_error(CURLcode code) {
     case CURLE_URL_MALFORMAT:
     case CURLE_NOT_BUILT_IN:
     case CURLE_BAD_FUNCTION_ARGUMENT:
-    case CURLE_FILESIZE_EXCEEDED:
-      return true;
-    default:
-      return false;
+    case CURLE_FILESIZE_EXCEEDED: return true;
+    default: return false;
   }
 }
 
@@ -201,11 +201,11 @@ struct Group {
 struct Endpoint {
   std::string role;
   LlmEndpoint cfg;
-  std::string url;          // {base_url}/chat/completions
-  std::string auth_header;  // "Authorization: Bearer ..." or ""
-  Group* group = nullptr;                      // openai | record | replay with latency
-  std::shared_ptr<Recording> replay;           // replay
-  std::shared_ptr<std::ofstream> record;       // record
+  std::string url;                        // {base_url}/chat/completions
+  std::string auth_header;                // "Authorization: Bearer ..." or ""
+  Group* group = nullptr;                 // openai | record | replay with latency
+  std::shared_ptr<Recording> replay;      // replay
+  std::shared_ptr<std::ofstream> record;  // record
 };
 
 struct Call {
@@ -249,7 +249,8 @@ size_t on_header(char* data, size_t size, size_t nmemb, void* user) {
   auto colon = line.find(':');
   if (colon == std::string::npos) return n;
   std::string name = line.substr(0, colon);
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (name != "retry-after") return n;
   std::string value = line.substr(colon + 1);
   value.erase(0, value.find_first_not_of(" \t"));
@@ -304,8 +305,8 @@ std::string parse_completion(const std::string& body, LlmResponse& r) {
       r.prompt_tokens = tokens("prompt_tokens");
       r.completion_tokens = tokens("completion_tokens");
     }
-    if (auto model = j.find("model"); model != j.end() && model->is_string() &&
-                                      !model->get<std::string>().empty()) {
+    if (auto model = j.find("model");
+        model != j.end() && model->is_string() && !model->get<std::string>().empty()) {
       r.model = model->get<std::string>();
     }
   } catch (const json::exception& e) {
@@ -328,7 +329,9 @@ class LlmClient::Impl {
 
   Status init(std::map<std::string, LlmEndpoint> by_role);
 
-  void start() { worker_ = std::thread([this] { run(); }); }
+  void start() {
+    worker_ = std::thread([this] { run(); });
+  }
 
   void stop() {
     {
@@ -373,7 +376,7 @@ class LlmClient::Impl {
 
   const LlmClientOptions options_;
   Clock& clock_;
-  std::map<std::string, Endpoint> endpoints_;      // by role
+  std::map<std::string, Endpoint> endpoints_;  // by role
   std::map<std::string, std::unique_ptr<Group>> groups_;
   std::string roles_;  // "coder, designer": the configured roles, for errors
 
@@ -419,16 +422,20 @@ Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
     ep.cfg = cfg;
     const std::string& p = cfg.provider;
     if (p != "openai" && p != "replay" && p != "record") {
-      return invalid_argument(where + "unknown provider '" + p + "' (expected openai, replay or record)");
+      return invalid_argument(where + "unknown provider '" + p +
+                              "' (expected openai, replay or record)");
     }
     if (p == "replay" || p == "record") {
-      if (cfg.recording.empty()) return invalid_argument(where + "provider " + p + " needs 'recording'");
+      if (cfg.recording.empty())
+        return invalid_argument(where + "provider " + p + " needs 'recording'");
     }
     if (p != "replay" && cfg.replay_latency_ms != 0) {
-      return invalid_argument(where + "'replay_latency_ms' is only valid with provider replay, not " + p);
+      return invalid_argument(where +
+                              "'replay_latency_ms' is only valid with provider replay, not " + p);
     }
     if (p == "replay") {
-      if (cfg.replay_latency_ms < 0) return invalid_argument(where + "'replay_latency_ms' must be >= 0");
+      if (cfg.replay_latency_ms < 0)
+        return invalid_argument(where + "'replay_latency_ms' must be >= 0");
       if (cfg.replay_latency_ms > 0) {
         // Simulated answers take slots like real ones (docs/llm.md, capacity planning).
         if (cfg.concurrency < 1) return invalid_argument(where + "'concurrency' must be >= 1");
@@ -463,7 +470,8 @@ Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
     if (!cfg.api_key_env.empty()) {
       const char* key = std::getenv(cfg.api_key_env.c_str());
       if (key == nullptr || *key == '\0') {
-        return failed_precondition(where + "api_key_env names " + cfg.api_key_env + ", which is not set");
+        return failed_precondition(where + "api_key_env names " + cfg.api_key_env +
+                                   ", which is not set");
       }
       ep.auth_header = std::string("Authorization: Bearer ") + key;
     }
@@ -477,7 +485,8 @@ Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
       auto& file = record_files[cfg.recording];
       if (!file) {
         file = std::make_shared<std::ofstream>(cfg.recording, std::ios::binary | std::ios::app);
-        if (!*file) return io_error(where + "cannot open recording " + cfg.recording + " for appending");
+        if (!*file)
+          return io_error(where + "cannot open recording " + cfg.recording + " for appending");
       }
       ep.record = file;
     }
@@ -523,7 +532,8 @@ void LlmClient::Impl::run() {
     int timeout = k_idle_poll_ms;
     for (const auto* timed : {&retrying_, &replaying_}) {
       if (timed->empty()) continue;
-      int64_t wait = std::clamp<int64_t>(timed->begin()->first - clock_.now_ms(), 0, k_idle_poll_ms);
+      int64_t wait =
+          std::clamp<int64_t>(timed->begin()->first - clock_.now_ms(), 0, k_idle_poll_ms);
       timeout = std::min(timeout, static_cast<int>(wait));
     }
     mc = curl_multi_poll(multi_, nullptr, 0, timeout, nullptr);
@@ -544,7 +554,8 @@ void LlmClient::Impl::admit(std::unique_ptr<Call> call) {
   r.request_key = request_key(ep.cfg, call->request);
   r.model = ep.cfg.model;
   if (ep.replay) {
-    const std::string& key = call->request.replay_key.empty() ? r.request_key : call->request.replay_key;
+    const std::string& key =
+        call->request.replay_key.empty() ? r.request_key : call->request.replay_key;
     auto found = ep.replay->find(key);
     if (found == ep.replay->end()) {
       fail(std::move(call), "no recorded response for " + key + " in " + ep.cfg.recording);
@@ -690,12 +701,13 @@ void LlmClient::Impl::complete(std::unique_ptr<Call> call, CURLcode code) {
   bool retryable = false;
   if (code != CURLE_OK) {
     if (call->too_large) {
-      error = "response from " + ep.url + " is larger than " + std::to_string(options_.max_response_bytes) +
-              " bytes";
+      error = "response from " + ep.url + " is larger than " +
+              std::to_string(options_.max_response_bytes) + " bytes";
     } else {
       std::string what = call->errbuf[0] != '\0' ? call->errbuf : curl_easy_strerror(code);
       if (code == CURLE_OPERATION_TIMEDOUT) {
-        error = "request to " + ep.url + " timed out after " + std::to_string(ep.cfg.timeout_s) + " s (" + what + ")";
+        error = "request to " + ep.url + " timed out after " + std::to_string(ep.cfg.timeout_s) +
+                " s (" + what + ")";
       } else {
         error = "request to " + ep.url + " failed: " + what;
       }
@@ -716,7 +728,8 @@ void LlmClient::Impl::complete(std::unique_ptr<Call> call, CURLcode code) {
     error = "malformed response from " + ep.url + " (HTTP " + std::to_string(status) + "): " + bad;
     retryable = true;
   } else {
-    error = "HTTP " + std::to_string(status) + " from " + ep.url + ": " + server_error_message(r.response_body);
+    error = "HTTP " + std::to_string(status) + " from " + ep.url + ": " +
+            server_error_message(r.response_body);
     retryable = status == 429 || status == 408 || status >= 500;
   }
 
@@ -729,9 +742,10 @@ void LlmClient::Impl::complete(std::unique_ptr<Call> call, CURLcode code) {
   if (call->retry_after_ms >= 0 && (status == 429 || status == 503)) {
     delay = std::max(delay, std::min(call->retry_after_ms, options_.retry_after_max_ms));
   }
-  spdlog::warn("llm retry role={} key={} attempt={} delay_ms={} error={}", ep.role,
-               call->request.replay_key.empty() ? r.request_key.substr(0, 16) : call->request.replay_key,
-               r.attempts, delay, error);
+  spdlog::warn(
+      "llm retry role={} key={} attempt={} delay_ms={} error={}", ep.role,
+      call->request.replay_key.empty() ? r.request_key.substr(0, 16) : call->request.replay_key,
+      r.attempts, delay, error);
   r.error = std::move(error);
   int64_t due = clock_.now_ms() + delay;
   retrying_.emplace(due, std::move(call));
@@ -762,7 +776,8 @@ void LlmClient::Impl::append_record(const Call& call) {
   out << dump(line) << '\n';
   out.flush();
   if (!out) {
-    spdlog::error("llm cannot append to recording {} role={}", call.ep->cfg.recording, call.ep->role);
+    spdlog::error("llm cannot append to recording {} role={}", call.ep->cfg.recording,
+                  call.ep->role);
     out.clear();
   }
 }
@@ -777,7 +792,8 @@ void LlmClient::Impl::finish(std::unique_ptr<Call> call) {
   LlmResponse& r = call->response;
   r.latency_ms = call->first_start_ms < 0 ? 0 : clock_.now_ms() - call->first_start_ms;
   if (!r.ok) {
-    spdlog::debug("llm call failed role={} attempts={} error={}", call->request.role, r.attempts, r.error);
+    spdlog::debug("llm call failed role={} attempts={} error={}", call->request.role, r.attempts,
+                  r.error);
   }
   auto done = std::move(call->done);
   LlmResponse response = std::move(call->response);
@@ -835,7 +851,8 @@ Result<std::unique_ptr<LlmClient>> LlmClient::create(std::map<std::string, LlmEn
   if (options.backoff_base_ms < 0 || options.backoff_max_ms < 0 || options.retry_after_max_ms < 0) {
     return invalid_argument("llm client: backoff and retry-after limits must be >= 0");
   }
-  if (options.max_response_bytes == 0) return invalid_argument("llm client: max_response_bytes must be > 0");
+  if (options.max_response_bytes == 0)
+    return invalid_argument("llm client: max_response_bytes must be > 0");
   auto impl = std::make_unique<Impl>(options, clock);
   KF_RETURN_IF_ERROR(impl->init(std::move(by_role)));
   impl->start();
@@ -850,6 +867,8 @@ void LlmClient::submit(LlmRequest request, std::function<void(LlmResponse)> done
   impl_->submit(std::move(request), std::move(done));
 }
 
-size_t LlmClient::in_flight() const { return impl_->in_flight(); }
+size_t LlmClient::in_flight() const {
+  return impl_->in_flight();
+}
 
 }  // namespace kforge

@@ -30,23 +30,24 @@ struct ChatMessage {
 
 // One per role (designer, coder, conductor).
 struct LlmEndpoint {
-  std::string provider = "openai";  // openai | replay | record (record = openai + append to `recording`)
-  std::string base_url;             // e.g. http://127.0.0.1:8000/v1 ; POST {base_url}/chat/completions
+  std::string provider =
+      "openai";          // openai | replay | record (record = openai + append to `recording`)
+  std::string base_url;  // e.g. http://127.0.0.1:8000/v1 ; POST {base_url}/chat/completions
   std::string model;
-  std::string api_key_env;          // env var holding the key ("" = no Authorization header)
-  std::string api_key_file;         // or a file holding it (read_secret_file: not readable by
-                                    // others); at most one of the two
+  std::string api_key_env;   // env var holding the key ("" = no Authorization header)
+  std::string api_key_file;  // or a file holding it (read_secret_file: not readable by
+                             // others); at most one of the two
   double temperature = 0.2;
   int max_tokens = 4096;
-  int timeout_s = 120;              // per attempt, the whole transfer
-  int concurrency = 4;              // requests in flight; endpoints with the same
-                                    // base_url+model share one limit (the smallest)
-  int max_retries = 5;              // extra attempts on 429, 5xx, timeouts, connection errors
+  int timeout_s = 120;                   // per attempt, the whole transfer
+  int concurrency = 4;                   // requests in flight; endpoints with the same
+                                         // base_url+model share one limit (the smallest)
+  int max_retries = 5;                   // extra attempts on 429, 5xx, timeouts, connection errors
   double price_prompt_per_mtok = 0;      // USD per million prompt tokens
   double price_completion_per_mtok = 0;  // USD per million completion tokens
-  std::string recording;            // replay/record: a JSONL file
-  int64_t replay_latency_ms = 0;    // replay only: > 0 answers this long after the request
-                                    // gets a `concurrency` slot, as a server would; 0: at once
+  std::string recording;                 // replay/record: a JSONL file
+  int64_t replay_latency_ms = 0;         // replay only: > 0 answers this long after the request
+                                         // gets a `concurrency` slot, as a server would; 0: at once
 
   bool operator==(const LlmEndpoint&) const = default;
 };
@@ -68,12 +69,12 @@ struct LlmResponse {
   std::string reasoning;  // reasoning_content when the server sends it
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  double cost_usd = 0;     // from the endpoint's prices; 0 for replayed answers
-  int64_t latency_ms = 0;  // first attempt's start to the final answer (backoff included);
-                           // replay: the simulated replay_latency_ms
-  int attempts = 0;        // HTTP requests sent (0 for replay and for errors before sending)
-  int http_status = 0;     // of the last attempt; 0 when none came back
-  std::string error;       // when !ok: what went wrong, for the task's log
+  double cost_usd = 0;        // from the endpoint's prices; 0 for replayed answers
+  int64_t latency_ms = 0;     // first attempt's start to the final answer (backoff included);
+                              // replay: the simulated replay_latency_ms
+  int attempts = 0;           // HTTP requests sent (0 for replay and for errors before sending)
+  int http_status = 0;        // of the last attempt; 0 when none came back
+  std::string error;          // when !ok: what went wrong, for the task's log
   std::string request_key;    // = request_key(endpoint, request)
   std::string model;          // as the server names it, else the endpoint's
   std::string response_body;  // the last attempt's raw body (for llm_calls.response)

@@ -1,5 +1,4 @@
 #include "coordinator/generation/prompts.h"
-#include "common/text.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,6 +7,7 @@
 #include <set>
 
 #include "common/fs.h"
+#include "common/text.h"
 
 namespace kforge {
 namespace {
@@ -16,7 +16,6 @@ const std::vector<std::string>& impl_types() {
   static const std::vector<std::string> all = {"triton", "cuda_c", "cpp", "swft"};
   return all;
 }
-
 
 bool is_placeholder_name(std::string_view s) {
   if (s.empty() || !(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
@@ -504,7 +503,8 @@ Result<ConductorDecision> parse_conductor(std::string_view response) {
       }
     }
     if (close == std::string::npos) continue;
-    if (!check_json_depth(std::string_view(text).substr(open, close + 1 - open)).ok()) continue;  // model output
+    if (!check_json_depth(std::string_view(text).substr(open, close + 1 - open)).ok())
+      continue;  // model output
     nlohmann::json j = nlohmann::json::parse(text.begin() + static_cast<std::ptrdiff_t>(open),
                                              text.begin() + static_cast<std::ptrdiff_t>(close) + 1,
                                              nullptr, /*allow_exceptions=*/false);

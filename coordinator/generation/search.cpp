@@ -171,8 +171,9 @@ Status validate_search(const SearchPolicy& p, Workflow workflow) {
   }
   KF_RETURN_IF_ERROR(range("samples", p.samples, 1, kMaxSamples));
   if (p.strategy == "fix_loop" && p.samples != 1) {
-    return invalid_argument("search.samples: fix_loop runs one chain; use strategy = \"best_of_n\" for " +
-                            std::to_string(p.samples));
+    return invalid_argument(
+        "search.samples: fix_loop runs one chain; use strategy = \"best_of_n\" for " +
+        std::to_string(p.samples));
   }
   if (p.strategy == "evolve" && p.samples != 1) {
     return invalid_argument(
@@ -180,7 +181,8 @@ Status validate_search(const SearchPolicy& p, Workflow workflow) {
         "generations, not samples");
   }
   if (p.sample_offset < 0) {
-    return invalid_argument("search.sample_offset: expected 0 or more, got " + std::to_string(p.sample_offset));
+    return invalid_argument("search.sample_offset: expected 0 or more, got " +
+                            std::to_string(p.sample_offset));
   }
   for (const RealField& f : kRealFields) {
     const double v = p.*f.member;
@@ -239,8 +241,9 @@ Status validate_search(const SearchPolicy& p, Workflow workflow) {
                             std::to_string(p.parallel));
   }
   if (workflow == Workflow::verify_only && p.strategy != "fix_loop") {
-    return invalid_argument("search.strategy: workflow verify_only verifies one supplied candidate; only "
-                            "fix_loop applies");
+    return invalid_argument(
+        "search.strategy: workflow verify_only verifies one supplied candidate; only "
+        "fix_loop applies");
   }
   return Status();
 }

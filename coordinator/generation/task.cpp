@@ -16,9 +16,11 @@ bool valid_op_name(std::string_view s) {
 }
 
 Status check_task_desc(std::string_view text) {
-  if (text.find("Model") == std::string_view::npos || text.find("get_inputs") == std::string_view::npos) {
-    return invalid_argument("defines no Model and get_inputs(); expected a task file's text "
-                            "(class Model, def get_inputs(): docs/harness.md)");
+  if (text.find("Model") == std::string_view::npos ||
+      text.find("get_inputs") == std::string_view::npos) {
+    return invalid_argument(
+        "defines no Model and get_inputs(); expected a task file's text "
+        "(class Model, def get_inputs(): docs/harness.md)");
   }
   return Status();
 }
@@ -34,7 +36,8 @@ Result<Workflow> parse_workflow(std::string_view name) {
 
 Status validate_task_spec(const TaskSpec& spec, Workflow workflow) {
   if (!valid_op_name(spec.op_name)) {
-    std::string shown = spec.op_name.size() > 64 ? spec.op_name.substr(0, 64) + "..." : spec.op_name;
+    std::string shown =
+        spec.op_name.size() > 64 ? spec.op_name.substr(0, 64) + "..." : spec.op_name;
     for (char& c : shown) {
       if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
     }
@@ -42,19 +45,24 @@ Status validate_task_spec(const TaskSpec& spec, Workflow workflow) {
                             " letters, digits, '_', '-' or '.', got '" + shown + "' (" +
                             std::to_string(spec.op_name.size()) + " bytes)");
   }
-  if (spec.task_desc.empty()) return invalid_argument("task_desc: a task needs its reference implementation");
-  if (Status st = check_task_desc(spec.task_desc); !st.ok()) return invalid_argument("task_desc: " + st.message());
-  KF_RETURN_IF_ERROR(validate_target(Target{spec.backend, spec.arch, spec.impl_type, spec.framework}));
+  if (spec.task_desc.empty())
+    return invalid_argument("task_desc: a task needs its reference implementation");
+  if (Status st = check_task_desc(spec.task_desc); !st.ok())
+    return invalid_argument("task_desc: " + st.message());
+  KF_RETURN_IF_ERROR(
+      validate_target(Target{spec.backend, spec.arch, spec.impl_type, spec.framework}));
   if (spec.task_type != "precision_only" && spec.task_type != "profile") {
-    return invalid_argument("task_type '" + spec.task_type + "' is not one of precision_only, profile");
+    return invalid_argument("task_type '" + spec.task_type +
+                            "' is not one of precision_only, profile");
   }
   if (spec.limit_steps < 1 || spec.limit_steps > kMaxLimitSteps) {
     return invalid_argument("limit_steps must be 1.." + std::to_string(kMaxLimitSteps) + ", not " +
                             std::to_string(spec.limit_steps));
   }
   if (workflow == Workflow::verify_only && spec.candidate.empty()) {
-    return invalid_argument("candidate: missing; workflow verify_only verifies a supplied candidate (the code of a "
-                            "candidate file)");
+    return invalid_argument(
+        "candidate: missing; workflow verify_only verifies a supplied candidate (the code of a "
+        "candidate file)");
   }
   if (workflow != Workflow::verify_only && !spec.candidate.empty()) {
     return invalid_argument(
@@ -75,10 +83,12 @@ Result<std::pair<int64_t, bool>> store_task(Store& store, const TaskSpec& spec, 
   if (existing->has_value()) {
     auto tasks = store.tasks_of_campaign((*existing)->id);
     if (!tasks.ok()) return tasks.status();
-    if (tasks->empty()) return internal_error("campaign " + std::to_string((*existing)->id) + " has no task");
+    if (tasks->empty())
+      return internal_error("campaign " + std::to_string((*existing)->id) + " has no task");
     return std::pair<int64_t, bool>{tasks->front().id, false};
   }
-  auto campaign = store.create_campaign("task " + spec.op_name + "/" + spec.task_id, "", hash, workflow);
+  auto campaign =
+      store.create_campaign("task " + spec.op_name + "/" + spec.task_id, "", hash, workflow);
   if (!campaign.ok()) return campaign.status();
   auto created = store.create_task(*campaign, spec);
   if (!created.ok()) return created.status();

@@ -10,9 +10,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
-
 #include <future>
+#include <string_view>
 #include <utility>
 
 #include "coordinator/generation/conductor.h"

@@ -29,15 +29,13 @@ namespace {
 
 using Reader = TomlProblems;
 
-
-
-
 // Reports every key of `table` not in `known`, with a suggestion for a near miss (the same
 // rule as the config file's).
 void check_keys(Reader& r, const toml::table& table, const std::string& prefix,
                 const std::vector<std::string_view>& known) {
   for (const auto& [k, v] : table) {
-    if (std::find(known.begin(), known.end(), k.str()) == known.end()) r.fail_unknown_key(k, prefix, known);
+    if (std::find(known.begin(), known.end(), k.str()) == known.end())
+      r.fail_unknown_key(k, prefix, known);
   }
 }
 
@@ -334,7 +332,8 @@ bool holds_sizes(std::string_view original) {
     if (items.empty()) return false;
     for (size_t start = 0;;) {
       size_t comma = items.find(',', start);
-      if (!positive(items.substr(start, comma == std::string_view::npos ? comma : comma - start))) return false;
+      if (!positive(items.substr(start, comma == std::string_view::npos ? comma : comma - start)))
+        return false;
       if (comma == std::string_view::npos) return true;
       start = comma + 1;
     }
@@ -349,7 +348,8 @@ std::string not_a_size(const toml::node& v) {
   if (const auto* a = v.as_array()) {
     for (size_t i = 0; i < a->size(); ++i) {
       if (!positive(*a->get(i))) {
-        return "element " + std::to_string(i) + " is " + toml_describe(*a->get(i)) + ", not a positive integer";
+        return "element " + std::to_string(i) + " is " + toml_describe(*a->get(i)) +
+               ", not a positive integer";
       }
     }
     return "";
@@ -421,7 +421,8 @@ void read_task_fields(Reader& r, const toml::table& table, const std::string& pr
       const auto* i = node->as_integer();
       if (i == nullptr || i->get() < 1 || i->get() > kMaxLimitSteps) {
         r.fail(node->source(), key + ": expected an integer between 1 and " +
-                                   std::to_string(kMaxLimitSteps) + ", got " + toml_describe(*node));
+                                   std::to_string(kMaxLimitSteps) + ", got " +
+                                   toml_describe(*node));
         out[std::string(name)] = {"", 0, node, key, true};
         continue;
       }
@@ -457,7 +458,7 @@ struct SweepKey {
 struct Op {
   std::string key;  // "ops[2]"
   std::string op_name;
-  toml::source_region where;  // the op_name value, else the op's table
+  toml::source_region where;      // the op_name value, else the op's table
   std::string task_desc_written;  // as written in the campaign file
   std::string task_text;
   std::string candidate_text;
@@ -527,13 +528,15 @@ std::optional<std::string> read_campaign_file(Reader& r, const toml::node& node,
                                               std::map<std::string, std::string>& files) {
   const auto* s = node.as_string();
   if (s == nullptr || s->get().empty()) {
-    r.fail(node.source(), key + ": expected a path to the " + what + ", got " + toml_describe(node));
+    r.fail(node.source(),
+           key + ": expected a path to the " + what + ", got " + toml_describe(node));
     return std::nullopt;
   }
   if (auto known = files.find(s->get()); known != files.end()) return known->second;
   Result<std::string> text = read(s->get());
   if (!text.ok()) {
-    r.fail(node.source(), key + ": " + what + " " + toml_quote(s->get()) + " " + text.status().message());
+    r.fail(node.source(),
+           key + ": " + what + " " + toml_quote(s->get()) + " " + text.status().message());
     return std::nullopt;
   }
   files.emplace(s->get(), *text);
@@ -590,9 +593,12 @@ void check_sweep_against_task(Reader& r, Op& op) {
       std::string why;
       std::optional<std::string> py;
       if (std::string bad = sizes ? not_a_size(*key.values[i]) : ""; !bad.empty()) {
-        why = "the constant holds `" + std::string(original) + "`, a size (line " + std::to_string(found[0]->line) +
-              " of " + op.task_desc_written + "), so a value replacing it must be a positive integer" +
-              (shape_of(original) == Shape::other && original.front() != '[' ? "" : " or an array of them") +
+        why = "the constant holds `" + std::string(original) + "`, a size (line " +
+              std::to_string(found[0]->line) + " of " + op.task_desc_written +
+              "), so a value replacing it must be a positive integer" +
+              (shape_of(original) == Shape::other && original.front() != '['
+                   ? ""
+                   : " or an array of them") +
               "; " + bad;
       } else {
         py = python_value(*key.values[i], original, why);
@@ -762,10 +768,9 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
     op.where = n->source();
     const auto* s = n->as_string();
     if (s == nullptr || !valid_op_name(s->get())) {
-      r.fail(n->source(), op.key +
-                              ".op_name: expected a name of 1 to " + std::to_string(kMaxOpName) +
-                              " letters, digits, '_', '-' or '.', got " +
-                              toml_describe(*n));
+      r.fail(n->source(), op.key + ".op_name: expected a name of 1 to " +
+                              std::to_string(kMaxOpName) +
+                              " letters, digits, '_', '-' or '.', got " + toml_describe(*n));
     } else {
       op.op_name = s->get();
     }
@@ -781,8 +786,8 @@ Op read_op(Reader& r, const toml::table& table, size_t index, const Settings& de
     Status desc = text ? check_task_desc(*text) : Status();
     if (!desc.ok()) {
       // Caught here, with the file's name and line, rather than in every one of the op's tasks.
-      r.fail(n->source(), op.key + ".task_desc: task file " + toml_quote(op.task_desc_written) + " " +
-                              desc.message());
+      r.fail(n->source(), op.key + ".task_desc: task file " + toml_quote(op.task_desc_written) +
+                              " " + desc.message());
     } else if (text) {
       op.task_text = std::move(*text);
     }
@@ -1028,7 +1033,8 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
       Status valid = validate_task_spec(task.spec, campaign.workflow);
       task.spec.candidate.swap(task.candidate);
       if (!valid.ok()) {
-        r.fail(op.where, op.key + ": " + op.op_name + " [" + task.spec.task_id + "]: " + valid.message());
+        r.fail(op.where,
+               op.key + ": " + op.op_name + " [" + task.spec.task_id + "]: " + valid.message());
         return Status();
       }
       if (check_repeats) {
@@ -1051,22 +1057,35 @@ Result<CampaignPlan> plan_campaign(std::string_view toml_text, const CampaignFil
   return view;
 }
 
-const std::string& CampaignPlan::name() const { return impl_->name; }
+const std::string& CampaignPlan::name() const {
+  return impl_->name;
+}
 Workflow CampaignPlan::workflow() const {
   return impl_->workflow;
 }
-const std::string& CampaignPlan::timing() const { return impl_->timing; }
-const SearchPolicy& CampaignPlan::search() const { return impl_->search; }
-const std::string& CampaignPlan::content_hash() const { return impl_->content_hash; }
-size_t CampaignPlan::size() const { return impl_->total; }
-const std::map<std::string, std::string>& CampaignPlan::files() const { return impl_->files; }
+const std::string& CampaignPlan::timing() const {
+  return impl_->timing;
+}
+const SearchPolicy& CampaignPlan::search() const {
+  return impl_->search;
+}
+const std::string& CampaignPlan::content_hash() const {
+  return impl_->content_hash;
+}
+size_t CampaignPlan::size() const {
+  return impl_->total;
+}
+const std::map<std::string, std::string>& CampaignPlan::files() const {
+  return impl_->files;
+}
 
 Status CampaignPlan::expand(size_t begin, size_t end,
                             const std::function<Status(CampaignTask&&)>& each) const {
   const Impl& plan = *impl_;
   // The op of task `begin`: the last whose first task is at or before it.
   size_t o = static_cast<size_t>(std::upper_bound(plan.first.begin(), plan.first.end(), begin) -
-                                 plan.first.begin()) - 1;
+                                 plan.first.begin()) -
+             1;
   for (size_t i = begin; i < end; ++i) {
     while (o + 1 < plan.ops.size() && plan.first[o + 1] <= i) ++o;
     const Op& op = plan.ops[o];
@@ -1142,15 +1161,17 @@ struct CampaignSource {
   Workflow workflow = Workflow::default_;
   std::string timing, search, content_hash;
   size_t total = 0;
-  std::function<Status(size_t begin, size_t end, const std::function<Status(CampaignTask&&)>&)> expand;
+  std::function<Status(size_t begin, size_t end, const std::function<Status(CampaignTask&&)>&)>
+      expand;
 };
 
-Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const CampaignSource& campaign,
+Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write,
+                                             const CampaignSource& campaign,
                                              const std::string& source) {
   const size_t total = campaign.total;
   int64_t id = 0;
-  size_t stored = 0;  // tasks committed so far
-  bool fresh = false;   // created now
+  size_t stored = 0;   // tasks committed so far
+  bool fresh = false;  // created now
   // Tasks [stored, min(stored + kCampaignBatch, total)); the last batch sets it running.
   auto add_batch = [&](Store& store) -> Status {
     const size_t end = std::min(total, stored + kCampaignBatch);
@@ -1183,20 +1204,22 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
       if (state == CampaignState::cancelled) {
         if (stored >= total) return Status();  // cancelled once whole: `kforge resume` runs it on
         return failed_precondition(
-            "campaign " + std::to_string(id) + " (" + (*existing)->name + ") was cancelled while its tasks were being stored (" +
-            std::to_string(stored) + " of " + std::to_string(total) +
-            "); a cancelled submission stays cancelled: it is not stored again and its stored part does not run. "
+            "campaign " + std::to_string(id) + " (" + (*existing)->name +
+            ") was cancelled while its tasks were being stored (" + std::to_string(stored) +
+            " of " + std::to_string(total) +
+            "); a cancelled submission stays cancelled: it is not stored again and its stored part "
+            "does not run. "
             "A campaign whose tasks differ (another sweep value, another task file) is a new one");
       }
       if (stored > total) {
-        return internal_error("campaign " + std::to_string(id) + " holds " + std::to_string(stored) +
-                        " tasks; its content expands to " + std::to_string(total));
+        return internal_error("campaign " + std::to_string(id) + " holds " +
+                              std::to_string(stored) + " tasks; its content expands to " +
+                              std::to_string(total));
       }
       resumed = true;
     } else {
-      auto made =
-          store.create_campaign(campaign.name, source, campaign.content_hash, campaign.workflow,
-                                campaign.timing, campaign.search);
+      auto made = store.create_campaign(campaign.name, source, campaign.content_hash,
+                                        campaign.workflow, campaign.timing, campaign.search);
       if (!made.ok()) return made.status();
       id = *made;
       fresh = true;
@@ -1217,7 +1240,9 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
   };
   if (!st.ok()) return stop(st);
   if (!fresh && !resumed) return std::pair<int64_t, bool>{id, false};
-  if (resumed) spdlog::info("campaign {} ({}): resuming its submission after {} of {} tasks", id, campaign.name, stored, total);
+  if (resumed)
+    spdlog::info("campaign {} ({}): resuming its submission after {} of {} tasks", id,
+                 campaign.name, stored, total);
   stored = std::min(total, stored + kCampaignBatch);
   while (stored < total) {
     spdlog::info("campaign {} ({}): stored {} of {} tasks", id, campaign.name, stored, total);
@@ -1234,8 +1259,8 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
     });
     if (!st.ok()) {
       // Left submitting: the same campaign submitted again resumes after `stored`.
-      spdlog::warn("campaign {} ({}): storing stopped after {} of {} tasks: {}", id, campaign.name, stored,
-                   total, st.to_string());
+      spdlog::warn("campaign {} ({}): storing stopped after {} of {} tasks: {}", id, campaign.name,
+                   stored, total, st.to_string());
       return stop(st);
     }
     stored = std::min(total, stored + kCampaignBatch);
@@ -1247,24 +1272,36 @@ Result<std::pair<int64_t, bool>> store_tasks(const CampaignWriter& write, const 
 
 }  // namespace
 
-Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const CampaignPlan& plan,
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
+                                                const CampaignPlan& plan,
                                                 const std::string& source) {
-  CampaignSource from{plan.name(), plan.workflow(), plan.timing(), search_text(plan.search()),
-                      plan.content_hash(), plan.size(),
-                      [&plan](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
-                        return plan.expand(b, e, each);
-                      }};
+  CampaignSource from{
+      plan.name(),
+      plan.workflow(),
+      plan.timing(),
+      search_text(plan.search()),
+      plan.content_hash(),
+      plan.size(),
+      [&plan](size_t b, size_t e, const std::function<Status(CampaignTask &&)>& each) {
+        return plan.expand(b, e, each);
+      }};
   return store_tasks(write, from, source);
 }
 
-Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write, const Campaign& campaign,
+Result<std::pair<int64_t, bool>> store_campaign(const CampaignWriter& write,
+                                                const Campaign& campaign,
                                                 const std::string& source) {
-  CampaignSource from{campaign.name, campaign.workflow, campaign.timing, search_text(campaign.search),
-                      campaign.content_hash, campaign.tasks.size(),
-                      [&campaign](size_t b, size_t e, const std::function<Status(CampaignTask&&)>& each) {
-                        for (size_t i = b; i < e; ++i) KF_RETURN_IF_ERROR(each(CampaignTask(campaign.tasks[i])));
-                        return Status();
-                      }};
+  CampaignSource from{
+      campaign.name,
+      campaign.workflow,
+      campaign.timing,
+      search_text(campaign.search),
+      campaign.content_hash,
+      campaign.tasks.size(),
+      [&campaign](size_t b, size_t e, const std::function<Status(CampaignTask &&)>& each) {
+        for (size_t i = b; i < e; ++i) KF_RETURN_IF_ERROR(each(CampaignTask(campaign.tasks[i])));
+        return Status();
+      }};
   return store_tasks(write, from, source);
 }
 

@@ -56,10 +56,10 @@ struct CampaignTask {
 };
 
 struct Campaign {
-  std::string name;      // identifies the campaign (with content_hash: see below)
+  std::string name;  // identifies the campaign (with content_hash: see below)
   Workflow workflow = Workflow::default_;
   std::string timing = "kforge";  // kforge | kernelbench (timing_profiles, common/verify_job.h)
-  SearchPolicy search;   // the [search] table (search.h); default: fix_loop
+  SearchPolicy search;            // the [search] table (search.h); default: fix_loop
   // SHA-256 (64 hex digits) of what the campaign runs: workflow, timing, search (when not the
   // default) and every expanded task
   // (spec and candidate text), in order. Not the name, the file's formatting, comments or
@@ -138,7 +138,8 @@ using CampaignWriter = std::function<Status(const std::function<Status(Store&)>&
 // The verdict of the tasks of a campaign cancelled while it was `submitting`. Such a
 // campaign stays cancelled: its stored part never runs (resuming it or one of its tasks is
 // refused), and storing the same campaign again is refused rather than resumed.
-inline constexpr std::string_view kCancelledWhileSubmitting = "cancelled by operator while its campaign was being submitted";
+inline constexpr std::string_view kCancelledWhileSubmitting =
+    "cancelled by operator while its campaign was being submitted";
 
 // Tasks per transaction when a campaign is stored.
 inline constexpr size_t kCampaignBatch = 10000;

@@ -1,7 +1,5 @@
 #include "coordinator/intake/kernelbench.h"
 
-#include "common/text.h"
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -10,6 +8,7 @@
 #include <set>
 
 #include "common/fs.h"
+#include "common/text.h"
 #include "common/verify_job.h"
 #include "coordinator/intake/campaign.h"
 
@@ -17,7 +16,6 @@ namespace kforge {
 namespace {
 
 namespace fs = std::filesystem;
-
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -83,7 +81,8 @@ Result<std::vector<ProblemFile>> problem_files(const fs::path& dir) {
   for (const fs::directory_entry& e : it) {
     std::string name = e.path().filename().string();
     size_t underscore = name.find('_');
-    if (underscore == std::string::npos || name.size() < 3 || name.substr(name.size() - 3) != ".py") continue;
+    if (underscore == std::string::npos || name.size() < 3 || name.substr(name.size() - 3) != ".py")
+      continue;
     int number = problem_number(std::string_view(name).substr(0, underscore));
     if (number < 1) continue;
     std::error_code type_ec;
@@ -105,16 +104,19 @@ struct LevelDir {
 // of the repository) or DIR itself (named level<N>, or holding NUMBER_*.py files).
 Result<LevelDir> find_level_dir(const fs::path& dir, int level) {
   std::error_code ec;
-  if (!fs::exists(dir, ec)) return not_found("KernelBench directory " + dir.string() + " does not exist");
-  if (!is_dir(dir)) return invalid_argument("KernelBench directory " + dir.string() + " is not a directory");
+  if (!fs::exists(dir, ec))
+    return not_found("KernelBench directory " + dir.string() + " does not exist");
+  if (!is_dir(dir))
+    return invalid_argument("KernelBench directory " + dir.string() + " is not a directory");
   const std::string level_name = "level" + std::to_string(level);
   fs::path named = fs::weakly_canonical(fs::absolute(dir));
   int own_level = level_of_name(named.filename().string());
   if (own_level == level) return LevelDir{named, dir.string() + " (a level directory)"};
   if (own_level > 0) {
     return invalid_argument(dir.string() + " is the level " + std::to_string(own_level) +
-                            " directory, but level " + std::to_string(level) + " was asked for; give --level " +
-                            std::to_string(own_level) + ", or the problem root that holds " + level_name + "/");
+                            " directory, but level " + std::to_string(level) +
+                            " was asked for; give --level " + std::to_string(own_level) +
+                            ", or the problem root that holds " + level_name + "/");
   }
   if (is_dir(named / level_name)) {
     return LevelDir{named / level_name, (fs::path(dir) / level_name).string() + " (" + level_name +
@@ -137,12 +139,15 @@ Result<LevelDir> find_level_dir(const fs::path& dir, int level) {
   std::sort(levels.begin(), levels.end());
   if (levels.empty()) {
     auto files = problem_files(named);
-    if (files.ok() && !files->empty()) return LevelDir{named, dir.string() + " (a level directory)"};
+    if (files.ok() && !files->empty())
+      return LevelDir{named, dir.string() + " (a level directory)"};
   }
-  return not_found(dir.string() + " has no " + level_name + "/ directory" +
-                   (levels.empty() ? " and no problem files (NUMBER_Name.py)" : " (it has " + join(levels) + ")") +
-                   "; give KernelBench's problem root (the directory holding level1/, level2/, ...) or a "
-                   "level directory");
+  return not_found(
+      dir.string() + " has no " + level_name + "/ directory" +
+      (levels.empty() ? " and no problem files (NUMBER_Name.py)"
+                      : " (it has " + join(levels) + ")") +
+      "; give KernelBench's problem root (the directory holding level1/, level2/, ...) or a "
+      "level directory");
 }
 
 // The problem's path as the campaign writes it: relative to the campaign file's directory
@@ -172,7 +177,8 @@ Result<std::vector<int>> parse_problem_ranges(std::string_view text) {
   int index = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string_view item = trim(text.substr(start, comma == std::string_view::npos ? comma : comma - start));
+    std::string_view item =
+        trim(text.substr(start, comma == std::string_view::npos ? comma : comma - start));
     ++index;
     start = comma == std::string_view::npos ? text.size() + 1 : comma + 1;
     if (item.empty()) {
@@ -192,8 +198,8 @@ Result<std::vector<int>> parse_problem_ranges(std::string_view text) {
       continue;
     }
     if (a > b) {
-      problems.push_back("range " + std::string(item) + " goes backwards (write " + std::to_string(b) + "-" +
-                         std::to_string(a) + ")");
+      problems.push_back("range " + std::string(item) + " goes backwards (write " +
+                         std::to_string(b) + "-" + std::to_string(a) + ")");
       continue;
     }
     for (int n = a; n <= b; ++n) numbers.insert(n);
@@ -224,13 +230,16 @@ Result<Target> parse_target(std::string_view text, const std::string& framework)
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
-  if (parts.size() != 3 || std::any_of(parts.begin(), parts.end(), [](const auto& p) { return p.empty(); })) {
-    return invalid_argument("target '" + std::string(text) +
-                            "': expected backend/arch/impl_type, e.g. cuda/h100/triton or cpu/x86_64/cpp");
+  if (parts.size() != 3 ||
+      std::any_of(parts.begin(), parts.end(), [](const auto& p) { return p.empty(); })) {
+    return invalid_argument(
+        "target '" + std::string(text) +
+        "': expected backend/arch/impl_type, e.g. cuda/h100/triton or cpu/x86_64/cpp");
   }
   Target t{parts[0], parts[1], parts[2], framework};
   if (Status st = validate_target(t); !st.ok()) {
-    return invalid_argument("target '" + std::string(text) + "' (framework " + framework + "): " + st.message());
+    return invalid_argument("target '" + std::string(text) + "' (framework " + framework +
+                            "): " + st.message());
   }
   return t;
 }
@@ -257,7 +266,8 @@ std::string kernelbench_op_name(std::string_view stem) {
 
 std::vector<std::string> kernelbench_downloads(std::string_view text) {
   std::vector<std::string> out;
-  for (std::string_view call : {"from_pretrained", "hf_hub_download", "snapshot_download", "torch.hub.load"}) {
+  for (std::string_view call :
+       {"from_pretrained", "hf_hub_download", "snapshot_download", "torch.hub.load"}) {
     if (text.find(call) != std::string_view::npos) out.emplace_back(call);
   }
   return out;
@@ -284,10 +294,13 @@ std::vector<std::string> kernelbench_missing_definitions(std::string_view text) 
 
 Status check_kernelbench_import(const KernelBenchImport& o) {
   std::vector<std::string> problems;
-  if (o.level < 1) problems.push_back("level " + std::to_string(o.level) + ": expected a level number from 1 (level1/)");
+  if (o.level < 1)
+    problems.push_back("level " + std::to_string(o.level) +
+                       ": expected a level number from 1 (level1/)");
   if (Status st = validate_target(o.target); !st.ok()) {
-    problems.push_back("target " + o.target.backend + "/" + o.target.arch + "/" + o.target.impl_type + " (framework " +
-                       o.target.framework + "): " + st.message());
+    problems.push_back("target " + o.target.backend + "/" + o.target.arch + "/" +
+                       o.target.impl_type + " (framework " + o.target.framework +
+                       "): " + st.message());
   }
   if (!timing_profiles().contains(o.timing)) {
     problems.push_back("timing '" + o.timing + "': expected kernelbench or kforge");
@@ -300,7 +313,8 @@ Status check_kernelbench_import(const KernelBenchImport& o) {
   }
   for (int n : o.problems) {
     if (n < 1 || n > kMaxProblemNumber) {
-      problems.push_back("problem " + std::to_string(n) + ": expected 1 to " + std::to_string(kMaxProblemNumber));
+      problems.push_back("problem " + std::to_string(n) + ": expected 1 to " +
+                         std::to_string(kMaxProblemNumber));
       break;
     }
   }
@@ -314,8 +328,10 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
   if (!level_dir.ok()) return level_dir.status();
   auto files = problem_files(level_dir->path);
   if (!files.ok()) return files.status();
-  const std::string where = "level " + std::to_string(o.level) + " (" + level_dir->path.string() + ")";
-  if (files->empty()) return not_found(where + " holds no problem files (NUMBER_Name.py, e.g. 19_ReLU.py)");
+  const std::string where =
+      "level " + std::to_string(o.level) + " (" + level_dir->path.string() + ")";
+  if (files->empty())
+    return not_found(where + " holds no problem files (NUMBER_Name.py, e.g. 19_ReLU.py)");
 
   // Pick, and refuse a number without a file (a typo must not silently shrink the night's run).
   std::set<int> wanted(o.problems.begin(), o.problems.end());
@@ -331,13 +347,13 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
                      format_problem_ranges(available) + ")");
   }
   std::vector<const ProblemFile*> picked;
-  std::vector<std::string> problems;  // what is wrong, one line per file
+  std::vector<std::string> problems;                  // what is wrong, one line per file
   std::map<int, std::vector<std::string>> downloads;  // problem number -> its download calls
   for (const ProblemFile& f : *files) {
     if (!wanted.empty() && !wanted.count(f.number)) continue;
     if (!picked.empty() && picked.back()->number == f.number) {
-      problems.push_back(f.path.string() + ": problem " + std::to_string(f.number) + " has two files (also " +
-                         picked.back()->file_name + "); keep one");
+      problems.push_back(f.path.string() + ": problem " + std::to_string(f.number) +
+                         " has two files (also " + picked.back()->file_name + "); keep one");
       continue;
     }
     picked.push_back(&f);
@@ -351,12 +367,15 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
     downloads[f.number] = kernelbench_downloads(*text);
   }
   if (!problems.empty()) {
-    return invalid_argument(std::to_string(problems.size()) + " problem file" + (problems.size() == 1 ? " is" : "s are") +
-                            " not usable as tasks (a task defines class Model, def get_inputs() and def "
-                            "get_init_inputs() at module level):\n  " +
-                            join(problems, "\n  "));
+    return invalid_argument(
+        std::to_string(problems.size()) + " problem file" +
+        (problems.size() == 1 ? " is" : "s are") +
+        " not usable as tasks (a task defines class Model, def get_inputs() and def "
+        "get_init_inputs() at module level):\n  " +
+        join(problems, "\n  "));
   }
-  const fs::path out = o.out.empty() ? fs::path("kernelbench-level" + std::to_string(o.level) + ".toml") : o.out;
+  const fs::path out =
+      o.out.empty() ? fs::path("kernelbench-level" + std::to_string(o.level) + ".toml") : o.out;
   const fs::path out_dir = fs::weakly_canonical(fs::absolute(out).parent_path());
   KernelBenchCampaign c;
   c.level_dir = level_dir->path;
@@ -375,8 +394,9 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
 
   const std::string name = o.name.empty() ? "kernelbench-level" + std::to_string(o.level) : o.name;
   std::string t;
-  t += "# KernelBench level " + std::to_string(o.level) + (numbers.size() == 1 ? ", problem " : ", problems ") +
-       format_problem_ranges(numbers) + " (" + std::to_string(numbers.size()) + " in all), written by `kforge import " +
+  t += "# KernelBench level " + std::to_string(o.level) +
+       (numbers.size() == 1 ? ", problem " : ", problems ") + format_problem_ranges(numbers) +
+       " (" + std::to_string(numbers.size()) + " in all), written by `kforge import " +
        "kernelbench`\n";
   t += "# from " + c.level_dir.generic_string() + "\n";
   t += "# One op per problem file (the reference). The format, sweeps of a problem's module\n";
@@ -384,7 +404,8 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
   t += "name = " + toml_string(name) + "\n";
   t += "workflow = \"default\"\n";
   t += "timing = " + toml_string(o.timing) +
-       (o.timing == "kernelbench" ? "  # KernelBench's trials and timed runs" : "  # kforge's trials and timed runs") +
+       (o.timing == "kernelbench" ? "  # KernelBench's trials and timed runs"
+                                  : "  # kforge's trials and timed runs") +
        " (docs/campaigns.md)\n\n";
   t += "[defaults]\n";
   t += "backend = " + toml_string(o.target.backend) + "\n";
@@ -395,7 +416,10 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
   t += "limit_steps = " + std::to_string(o.limit_steps) + "\n";
   for (const KernelBenchProblem& p : c.problems) {
     t += "\n[[ops]]  # problem " + std::to_string(p.number) +
-         (p.downloads.empty() ? "" : "; calls " + join(p.downloads) + ": a download, and jobs have no network") + "\n";
+         (p.downloads.empty()
+              ? ""
+              : "; calls " + join(p.downloads) + ": a download, and jobs have no network") +
+         "\n";
     t += "op_name = " + toml_string(p.op_name) + "\n";
     t += "task_desc = " + toml_string(p.task_desc) + "\n";
   }
@@ -408,8 +432,9 @@ Result<KernelBenchCampaign> kernelbench_campaign(const KernelBenchImport& o) {
                           parsed.status().message());
   }
   if (parsed->tasks.size() != c.problems.size()) {
-    return internal_error("the campaign written for " + where + " expands to " + std::to_string(parsed->tasks.size()) +
-                          " tasks, not " + std::to_string(c.problems.size()) + " (a kforge bug)");
+    return internal_error("the campaign written for " + where + " expands to " +
+                          std::to_string(parsed->tasks.size()) + " tasks, not " +
+                          std::to_string(c.problems.size()) + " (a kforge bug)");
   }
   return c;
 }

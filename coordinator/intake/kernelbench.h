@@ -29,13 +29,14 @@ struct KernelBenchImport {
   // KernelBench's problem root (holding level1/, level2/, ...), a clone of the repository
   // (holding KernelBench/level1/, ...), or a level directory itself.
   std::filesystem::path dir;
-  int level = 0;                 // 1, 2, 3, ...
-  std::vector<int> problems;     // problem numbers, sorted; empty: every problem of the level
+  int level = 0;              // 1, 2, 3, ...
+  std::vector<int> problems;  // problem numbers, sorted; empty: every problem of the level
   Target target = {"cuda", "h100", "triton", "torch"};
   std::string task_type = "profile";  // precision_only | profile
-  int limit_steps = 10;          // Conductor steps per task, 1 to 100
-  std::string timing = "kernelbench";  // the campaign's timing (docs/campaigns.md): kernelbench | kforge
-  std::string name;              // the campaign's name; empty: "kernelbench-level<N>"
+  int limit_steps = 10;               // Conductor steps per task, 1 to 100
+  std::string timing =
+      "kernelbench";  // the campaign's timing (docs/campaigns.md): kernelbench | kforge
+  std::string name;   // the campaign's name; empty: "kernelbench-level<N>"
   // The campaign file that will be written: task paths are made relative to its directory.
   // Empty: kernelbench-level<N>.toml in the current directory.
   std::filesystem::path out;
@@ -55,7 +56,7 @@ struct KernelBenchCampaign {
   std::filesystem::path level_dir;  // the level directory the problems came from (absolute)
   std::string dir_used;             // which reading of `dir` was used, for the user
   std::vector<KernelBenchProblem> problems;  // by number
-  std::string toml;                 // the campaign file's text
+  std::string toml;                          // the campaign file's text
 };
 
 // "1-20,23,40-42" -> the numbers, sorted, without repeats. Spaces around items are allowed;

@@ -1,24 +1,24 @@
 #include "coordinator/operator/api.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 #include <unordered_map>
 
-#include <spdlog/spdlog.h>
-
 #include "common/build_info.h"
 #include "common/fs.h"
+#include "common/metrics.h"
 #include "common/protocol.h"
 #include "common/text.h"
 #include "common/verify_job.h"
-#include "coordinator/intake/campaign.h"
-#include "common/metrics.h"
-#include "coordinator/operator/outcome.h"
 #include "coordinator/generation/prompts.h"
 #include "coordinator/generation/search.h"
+#include "coordinator/generation/task.h"
+#include "coordinator/intake/campaign.h"
+#include "coordinator/operator/outcome.h"
 #include "coordinator/operator/report.h"
 #include "coordinator/operator/watch.h"
-#include "coordinator/generation/task.h"
 
 namespace kforge {
 namespace {
@@ -27,9 +27,13 @@ using json = nlohmann::json;
 
 constexpr const char* kCancelledReason = "cancelled by operator";  // a cancelled task's reason
 
-json nullable_ms(int64_t ms) { return ms > 0 ? json(ms) : json(nullptr); }
+json nullable_ms(int64_t ms) {
+  return ms > 0 ? json(ms) : json(nullptr);
+}
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 int http_status(Code code) {
   switch (code) {
@@ -43,13 +47,19 @@ int http_status(Code code) {
   }
 }
 
-ApiReply error_reply(const Status& st) { return ApiReply{http_status(st.code()), "application/json", dump({{"error", st.message()}})}; }
-ApiReply json_reply(const json& j, int status = 200) { return ApiReply{status, "application/json", dump(j)}; }
+ApiReply error_reply(const Status& st) {
+  return ApiReply{http_status(st.code()), "application/json", dump({{"error", st.message()}})};
+}
+ApiReply json_reply(const json& j, int status = 200) {
+  return ApiReply{status, "application/json", dump(j)};
+}
 
 // --- Objects (schema/api.md) ---------------------------------------------------------------
 
 json usage_json(const LlmUsage& u) {
-  return {{"calls", u.calls}, {"prompt_tokens", u.prompt_tokens}, {"completion_tokens", u.completion_tokens},
+  return {{"calls", u.calls},
+          {"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
           {"cost_usd", u.cost_usd}};
 }
 
@@ -188,14 +198,16 @@ Result<int64_t> parse_id(const std::string& text, const std::string& what, int64
   int64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || p != text.data() + text.size() || v < min) {
-    return invalid_argument(what + ": expected " + (min > 0 ? "a positive" : "a non-negative") + " integer, got '" + text + "'");
+    return invalid_argument(what + ": expected " + (min > 0 ? "a positive" : "a non-negative") +
+                            " integer, got '" + text + "'");
   }
   return v;
 }
 
 // An integer query parameter (absent: none; present but empty: an error); ids and limits are
 // positive, offsets may be 0.
-Result<std::optional<int64_t>> query_id(const ApiRequest& r, const std::string& key, int64_t min = 1) {
+Result<std::optional<int64_t>> query_id(const ApiRequest& r, const std::string& key,
+                                        int64_t min = 1) {
   auto it = r.query.find(key);
   if (it == r.query.end()) return std::optional<int64_t>();
   auto v = parse_id(it->second, "query parameter '" + key + "'", min);
@@ -226,23 +238,29 @@ Status check_query(const ApiRequest& r, std::initializer_list<const char*> known
   for (const auto& entry : r.query) {
     const std::string& key = entry.first;  // clang 14 cannot capture a structured binding
     const std::string& value = entry.second;
-    if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) == known.end()) {
+    if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) ==
+        known.end()) {
       std::string list;
       for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-      return invalid_argument("query parameter '" + key + "': not known here" +
-                              (list.empty() ? std::string(" (this endpoint takes none)") : " (known: " + list + ")"));
+      return invalid_argument(
+          "query parameter '" + key + "': not known here" +
+          (list.empty() ? std::string(" (this endpoint takes none)") : " (known: " + list + ")"));
     }
-    bool is_text = std::find_if(text.begin(), text.end(), [&](const char* k) { return key == k; }) != text.end();
-    if (is_text && value.empty()) return invalid_argument("query parameter '" + key + "': empty (leave it out for all)");
+    bool is_text = std::find_if(text.begin(), text.end(),
+                                [&](const char* k) { return key == k; }) != text.end();
+    if (is_text && value.empty())
+      return invalid_argument("query parameter '" + key + "': empty (leave it out for all)");
   }
   return Status();
 }
 
 Result<json> parse_body(const ApiRequest& r) {
   // Checked before parsing, so that a body of a million '[' costs a scan, not a recursion.
-  if (Status st = check_json_depth(r.body); !st.ok()) return invalid_argument("request body: " + st.message());
+  if (Status st = check_json_depth(r.body); !st.ok())
+    return invalid_argument("request body: " + st.message());
   json body = json::parse(r.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return invalid_argument("request body: expected a JSON object");
+  if (body.is_discarded() || !body.is_object())
+    return invalid_argument("request body: expected a JSON object");
   return body;
 }
 
@@ -261,7 +279,8 @@ Result<std::string> string_field(const json& obj, const std::string& where, cons
     if (fallback) return *fallback;
     return invalid_argument(where + key + ": missing (expected a string)");
   }
-  if (!it->is_string()) return invalid_argument(where + key + ": expected a string, got " + shown_json(*it));
+  if (!it->is_string())
+    return invalid_argument(where + key + ": expected a string, got " + shown_json(*it));
   return it->get<std::string>();
 }
 
@@ -275,37 +294,40 @@ Result<Workflow> workflow_field(const json& body) {
 // A TaskSpec of a request body, checked by validate_task_spec for `workflow` (errors are
 // prefixed with `where`, e.g. "tasks[3].").
 Result<TaskSpec> spec_from_json(const json& obj, const std::string& where, Workflow workflow) {
-  if (!obj.is_object()) return invalid_argument(where.substr(0, where.size() - 1) + ": expected an object");
+  if (!obj.is_object())
+    return invalid_argument(where.substr(0, where.size() - 1) + ": expected an object");
   TaskSpec spec;
   struct Field {
     const char* key;
     std::string* out;
     std::optional<std::string> fallback;
   };
-  for (const Field& f : {Field{"op_name", &spec.op_name, std::nullopt},
-                         Field{"task_id", &spec.task_id, std::string("default")},
-                         Field{"task_desc", &spec.task_desc, std::nullopt},
-                         Field{"backend", &spec.backend, std::nullopt},
-                         Field{"arch", &spec.arch, std::nullopt},
-                         Field{"impl_type", &spec.impl_type, std::nullopt},
-                         Field{"framework", &spec.framework, std::nullopt},
-                         Field{"task_type", &spec.task_type, std::string("precision_only")},
-                         Field{"candidate", &spec.candidate, std::string()}}) {
+  for (const Field& f :
+       {Field{"op_name", &spec.op_name, std::nullopt},
+        Field{"task_id", &spec.task_id, std::string("default")},
+        Field{"task_desc", &spec.task_desc, std::nullopt},
+        Field{"backend", &spec.backend, std::nullopt}, Field{"arch", &spec.arch, std::nullopt},
+        Field{"impl_type", &spec.impl_type, std::nullopt},
+        Field{"framework", &spec.framework, std::nullopt},
+        Field{"task_type", &spec.task_type, std::string("precision_only")},
+        Field{"candidate", &spec.candidate, std::string()}}) {
     auto v = string_field(obj, where, f.key, f.fallback);
     if (!v.ok()) return v.status();
     *f.out = *v;
   }
   if (auto it = obj.find("limit_steps"); it != obj.end()) {
     // Checked as the 64-bit value it is, before it is narrowed to an int.
-    bool in_range = it->is_number_unsigned() ? it->get<uint64_t>() <= static_cast<uint64_t>(kMaxLimitSteps)
-                                             : it->is_number_integer() && it->get<int64_t>() <= kMaxLimitSteps;
+    bool in_range = it->is_number_unsigned()
+                        ? it->get<uint64_t>() <= static_cast<uint64_t>(kMaxLimitSteps)
+                        : it->is_number_integer() && it->get<int64_t>() <= kMaxLimitSteps;
     if (!it->is_number_integer() || !in_range || it->get<int64_t>() < 1) {
       return invalid_argument(where + "limit_steps: expected an integer between 1 and " +
                               std::to_string(kMaxLimitSteps) + ", got " + shown_json(*it));
     }
     spec.limit_steps = static_cast<int>(it->get<int64_t>());
   }
-  if (Status st = validate_task_spec(spec, workflow); !st.ok()) return invalid_argument(where + st.message());
+  if (Status st = validate_task_spec(spec, workflow); !st.ok())
+    return invalid_argument(where + st.message());
   return spec;
 }
 
@@ -359,10 +381,12 @@ Result<json> submit_campaign_file(ApiBackend& backend, const json& body) {
   const json* files = nullptr;
   if (auto f = body.find("files"); f != body.end()) {
     if (!f->is_object()) {
-      return invalid_argument("files: expected an object of file texts by the path the campaign file names them by");
+      return invalid_argument(
+          "files: expected an object of file texts by the path the campaign file names them by");
     }
     for (const auto& [path, file] : f->items()) {
-      if (!file.is_string()) return invalid_argument("files[\"" + path + "\"]: expected the file's text (a string)");
+      if (!file.is_string())
+        return invalid_argument("files[\"" + path + "\"]: expected the file's text (a string)");
     }
     files = &*f;
   }
@@ -370,8 +394,9 @@ Result<json> submit_campaign_file(ApiBackend& backend, const json& body) {
     if (files != nullptr) {
       if (auto f = files->find(written); f != files->end()) return f->get<std::string>();
     }
-    return not_found("was not sent with the campaign (\"files\" holds each file by the path the campaign "
-                     "file names it by)");
+    return not_found(
+        "was not sent with the campaign (\"files\" holds each file by the path the campaign "
+        "file names it by)");
   };
   auto plan = plan_campaign(*text, read, *file_name);
   if (!plan.ok()) return plan.status();
@@ -381,7 +406,10 @@ Result<json> submit_campaign_file(ApiBackend& backend, const json& body) {
   if (!reader.ok()) return reader.status();
   auto row = (*reader)->get_campaign(stored->first);
   if (!row.ok()) return row.status();
-  return json{{"id", stored->first}, {"created", stored->second}, {"tasks", plan->size()}, {"state", row->state}};
+  return json{{"id", stored->first},
+              {"created", stored->second},
+              {"tasks", plan->size()},
+              {"state", row->state}};
 }
 
 Result<json> submit_campaign(ApiBackend& backend, const json& body) {
@@ -419,7 +447,8 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
     return invalid_argument("tasks: expected a non-empty array of task specs");
   }
   if (tasks->size() > kMaxCampaignTasks) {
-    return invalid_argument("tasks: " + std::to_string(tasks->size()) + " tasks; a campaign holds at most " +
+    return invalid_argument("tasks: " + std::to_string(tasks->size()) +
+                            " tasks; a campaign holds at most " +
                             std::to_string(kMaxCampaignTasks));
   }
   // A campaign holds each (op_name, task_id, backend, arch, impl_type) once (the store's key):
@@ -428,10 +457,13 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
   for (size_t i = 0; i < tasks->size(); ++i) {
     auto spec = spec_from_json((*tasks)[i], "tasks[" + std::to_string(i) + "].", campaign.workflow);
     if (!spec.ok()) return spec.status();
-    std::string key = json::array({spec->op_name, spec->task_id, spec->backend, spec->arch, spec->impl_type}).dump();
+    std::string key =
+        json::array({spec->op_name, spec->task_id, spec->backend, spec->arch, spec->impl_type})
+            .dump();
     if (auto [at, fresh] = seen.emplace(key, i); !fresh) {
-      return invalid_argument("tasks[" + std::to_string(i) + "]: repeats tasks[" + std::to_string(at->second) +
-                              "] (the same op_name, task_id, backend, arch and impl_type); nothing was stored");
+      return invalid_argument(
+          "tasks[" + std::to_string(i) + "]: repeats tasks[" + std::to_string(at->second) +
+          "] (the same op_name, task_id, backend, arch and impl_type); nothing was stored");
     }
     CampaignTask t;
     t.candidate = spec->candidate;
@@ -455,9 +487,10 @@ Result<json> submit_campaign(ApiBackend& backend, const json& body) {
 
 // The answer to resuming a campaign (or one of its tasks) cancelled while it was submitting.
 Status refused_resume(const CampaignRow& c) {
-  return failed_precondition("campaign " + std::to_string(c.id) + " (" + c.name +
-                             ") was cancelled while its tasks were being stored; only part of it was stored, "
-                             "and a cancelled submission stays cancelled: it does not run in part");
+  return failed_precondition(
+      "campaign " + std::to_string(c.id) + " (" + c.name +
+      ") was cancelled while its tasks were being stored; only part of it was stored, "
+      "and a cancelled submission stays cancelled: it does not run in part");
 }
 
 // Cancels (or resumes) every task of a campaign that can be, in one UPDATE: no task row is
@@ -543,18 +576,19 @@ Result<json> task_detail(Store& store, int64_t id) {
   return j;
 }
 
-
 Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
   return backend.write([&](Store& store) -> Result<json> {
     auto t = find_task(store, id);
     if (!t.ok()) return t.status();
     const TaskState state = t->state;
     if (state == TaskState::passed || state == TaskState::failed) {
-      return failed_precondition("task " + std::to_string(id) + " has finished (" + std::string(to_string(state)) +
-                                 "); nothing to " + (cancel ? "cancel" : "resume"));
+      return failed_precondition("task " + std::to_string(id) + " has finished (" +
+                                 std::string(to_string(state)) + "); nothing to " +
+                                 (cancel ? "cancel" : "resume"));
     }
     if (cancel && !finished(state)) {
-      KF_RETURN_IF_ERROR(store.set_task_state(id, TaskState::cancelled, Outcome::cancelled, kCancelledReason));
+      KF_RETURN_IF_ERROR(
+          store.set_task_state(id, TaskState::cancelled, Outcome::cancelled, kCancelledReason));
     } else if (!cancel && state == TaskState::cancelled) {
       if (t->reason == kCancelledWhileSubmitting) {
         auto c = store.get_campaign(t->campaign_id);
@@ -577,7 +611,8 @@ Result<json> task_action(ApiBackend& backend, int64_t id, bool cancel) {
 // it skips. `verdict` is a task's outcome (read per task), so a page of a rare verdict reads
 // more rows than it returns. `next_after` is set when the page is full (there may be more).
 Result<json> list_tasks(Store& store, const ApiRequest& r, std::optional<int64_t>* next_after) {
-  KF_RETURN_IF_ERROR(check_query(r, {"campaign", "state", "op", "verdict", "limit", "offset", "after"},
+  KF_RETURN_IF_ERROR(check_query(r,
+                                 {"campaign", "state", "op", "verdict", "limit", "offset", "after"},
                                  {"state", "op", "verdict"}));
   auto campaign = query_id(r, "campaign");
   if (!campaign.ok()) return campaign.status();
@@ -659,8 +694,8 @@ Result<AgentRow> find_agent(Store& store, const std::string& prefix) {
   }
   if (matches.size() != 1) {
     return Status(matches.empty() ? Code::not_found : Code::invalid_argument,
-                  std::string(matches.empty() ? "no" : "more than one") + " agent matches '" + prefix +
-                      "'; `kforge agents` lists them");
+                  std::string(matches.empty() ? "no" : "more than one") + " agent matches '" +
+                      prefix + "'; `kforge agents` lists them");
   }
   return *matches[0];
 }
@@ -687,11 +722,12 @@ Result<std::string> drain_reason(const ApiRequest& r) {
   auto reason = string_field(*body, "", "reason", std::string());
   if (!reason.ok()) return reason.status();
   if (reason->size() > kMaxDrainReason) {
-    return invalid_argument("reason: expected at most " + std::to_string(kMaxDrainReason) + " bytes, got " +
-                            std::to_string(reason->size()));
+    return invalid_argument("reason: expected at most " + std::to_string(kMaxDrainReason) +
+                            " bytes, got " + std::to_string(reason->size()));
   }
   for (unsigned char c : *reason) {
-    if (c < 0x20 || c == 0x7f) return invalid_argument("reason: expected one line of text, without control characters");
+    if (c < 0x20 || c == 0x7f)
+      return invalid_argument("reason: expected one line of text, without control characters");
   }
   return reason;
 }
@@ -766,8 +802,9 @@ Result<json> cluster_summary(Store& store, const ApiRequest& r) {
   };
   auto agents = store.agents();
   if (!agents.ok()) return agents.status();
-  json devices = device_counts(), agent_states = {{"live", 0}, {"lost", 0}, {"gone", 0}, {"drained", 0}};
-  std::map<std::string, json> hosts;  // by name
+  json devices = device_counts(),
+       agent_states = {{"live", 0}, {"lost", 0}, {"gone", 0}, {"drained", 0}};
+  std::map<std::string, json> hosts;              // by name
   std::map<std::string, AgentState> host_states;  // by name
   for (const AgentRow& a : *agents) {
     auto aj = agent_json(store, a);
@@ -794,7 +831,8 @@ Result<json> cluster_summary(Store& store, const ApiRequest& r) {
       hs = AgentState::lost;
     }
     h["state"] = to_string(hs);
-    if (a.drained && h["drain_reason"].get_ref<const std::string&>().empty()) h["drain_reason"] = a.drain_reason;
+    if (a.drained && h["drain_reason"].get_ref<const std::string&>().empty())
+      h["drain_reason"] = a.drain_reason;
     if (a.state == AgentState::gone) continue;
     h["running_jobs"] = h["running_jobs"].get<int64_t>() + (*aj)["running_jobs"].get<int64_t>();
     for (const json& d : (*aj)["devices"]) {
@@ -835,8 +873,10 @@ Result<json> cluster_summary(Store& store, const ApiRequest& r) {
               {"jobs", {{"queued", *queued}, {"running", *running}}},
               {"tasks", tasks},
               {"campaigns", {{"running", running_campaigns}, {"total", campaigns->size()}}},
-              {"throughput", {{"window_s", window_ms / 1000}, {"tasks_finished", *finished},
-                              {"tasks_per_hour", *finished}}}};
+              {"throughput",
+               {{"window_s", window_ms / 1000},
+                {"tasks_finished", *finished},
+                {"tasks_per_hour", *finished}}}};
 }
 
 // Device-seconds of jobs running per time bucket, for the dashboard's occupancy chart.
@@ -909,8 +949,8 @@ Result<json> progress(Store& store, const ApiRequest& r, int64_t id) {
   if (!stall.ok()) return stall.status();
   auto c = find_campaign(store, id);
   if (!c.ok()) return c.status();
-  return campaign_progress(store, *c, std::min<int64_t>(buckets->value_or(30), 200), SystemClock::instance().wall_ms(),
-                           *stall);
+  return campaign_progress(store, *c, std::min<int64_t>(buckets->value_or(30), 200),
+                           SystemClock::instance().wall_ms(), *stall);
 }
 
 Result<json> list_alerts(Store& store, const ApiRequest& r, ApiBackend& backend) {
@@ -933,7 +973,9 @@ Result<json> compare(Store& store, const ApiRequest& r, std::optional<int64_t>* 
   auto a = query_id(r, "a"), b = query_id(r, "b");
   if (!a.ok()) return a.status();
   if (!b.ok()) return b.status();
-  if (!*a || !*b) return invalid_argument("query parameters 'a' and 'b': the two campaigns to compare, both required");
+  if (!*a || !*b)
+    return invalid_argument(
+        "query parameters 'a' and 'b': the two campaigns to compare, both required");
   auto limit = query_id(r, "limit");
   if (!limit.ok()) return limit.status();
   auto after = query_id(r, "after", 0);
@@ -942,13 +984,16 @@ Result<json> compare(Store& store, const ApiRequest& r, std::optional<int64_t>* 
   if (!ca.ok()) return ca.status();
   auto cb = find_campaign(store, **b);
   if (!cb.ok()) return cb.status();
-  return compare_campaigns(store, *ca, *cb, after->value_or(0), std::min<int64_t>(limit->value_or(500), 5000), next_after);
+  return compare_campaigns(store, *ca, *cb, after->value_or(0),
+                           std::min<int64_t>(limit->value_or(500), 5000), next_after);
 }
 
 Result<std::string> metrics(Store& store, ApiBackend& backend) {
   std::string out;
-  metric_family(out, "kforge_build_info", "gauge", "1; the labels name the version and commit of this coordinator");
-  metric_sample(out, "kforge_build_info", {{"version", KFORGE_VERSION}, {"commit", build_commit()}}, 1);
+  metric_family(out, "kforge_build_info", "gauge",
+                "1; the labels name the version and commit of this coordinator");
+  metric_sample(out, "kforge_build_info", {{"version", KFORGE_VERSION}, {"commit", build_commit()}},
+                1);
   auto counts = store.task_counts(0);
   if (!counts.ok()) return counts.status();
   metric_family(out, "kforge_tasks", "gauge", "tasks by state, every campaign");
@@ -975,11 +1020,14 @@ Result<std::string> metrics(Store& store, ApiBackend& backend) {
   }
   auto usage = store.llm_usage_of_campaign(0);
   if (!usage.ok()) return usage.status();
-  metric_family(out, "kforge_llm_stored_calls", "gauge", "LLM answers stored (every campaign, every run)");
+  metric_family(out, "kforge_llm_stored_calls", "gauge",
+                "LLM answers stored (every campaign, every run)");
   metric_sample(out, "kforge_llm_stored_calls", {}, static_cast<double>(usage->calls));
   metric_family(out, "kforge_llm_stored_tokens", "gauge", "tokens of the stored LLM answers");
-  metric_sample(out, "kforge_llm_stored_tokens", {{"kind", "prompt"}}, static_cast<double>(usage->prompt_tokens));
-  metric_sample(out, "kforge_llm_stored_tokens", {{"kind", "completion"}}, static_cast<double>(usage->completion_tokens));
+  metric_sample(out, "kforge_llm_stored_tokens", {{"kind", "prompt"}},
+                static_cast<double>(usage->prompt_tokens));
+  metric_sample(out, "kforge_llm_stored_tokens", {{"kind", "completion"}},
+                static_cast<double>(usage->completion_tokens));
   metric_family(out, "kforge_llm_stored_cost_usd", "gauge", "cost of the stored LLM answers");
   metric_sample(out, "kforge_llm_stored_cost_usd", {}, usage->cost_usd);
   out += backend.live_metrics();
@@ -1010,23 +1058,27 @@ std::string endpoint_method(const std::vector<std::string>& parts) {
   if (n == 1 && parts[0] == "metrics") return "GET";
   if (n < 3 || parts[0] != "api" || parts[1] != "v1") return "";
   const std::string& what = parts[2];
-  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline" || what == "cluster" ||
-                 what == "alerts" || what == "llm" || what == "compare")) {
+  if (n == 3 && (what == "health" || what == "agents" || what == "jobs" || what == "timeline" ||
+                 what == "cluster" || what == "alerts" || what == "llm" || what == "compare")) {
     return "GET";
   }
   if (what == "campaigns" || what == "tasks") {
     if (n == 3) return "GET or POST";
     if (n == 4) return "GET";
-    if (n == 5 && what == "campaigns" && (parts[4] == "report" || parts[4] == "progress")) return "GET";
+    if (n == 5 && what == "campaigns" && (parts[4] == "report" || parts[4] == "progress"))
+      return "GET";
     if (n == 5 && (parts[4] == "cancel" || parts[4] == "resume")) return "POST";
   }
-  if ((what == "agents" || what == "hosts") && n == 5 && (parts[4] == "drain" || parts[4] == "undrain")) return "POST";
+  if ((what == "agents" || what == "hosts") && n == 5 &&
+      (parts[4] == "drain" || parts[4] == "undrain"))
+    return "POST";
   return "";
 }
 
 ApiReply method_not_allowed(const ApiRequest& r, const std::string& allowed) {
   return ApiReply{405, "application/json",
-                  dump({{"error", r.method + " " + r.path + ": this endpoint takes " + allowed + " (schema/api.md)"}})};
+                  dump({{"error", r.method + " " + r.path + ": this endpoint takes " + allowed +
+                                      " (schema/api.md)"}})};
 }
 
 ApiReply route(const ApiRequest& r, ApiBackend& backend) {
@@ -1035,7 +1087,8 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   if (!get && !post) {
     std::string allowed = endpoint_method(parts);
     if (!allowed.empty()) return method_not_allowed(r, allowed);
-    return error_reply(not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));
+    return error_reply(
+        not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));
   }
   if (parts.size() == 1 && parts[0] == "metrics" && get) {
     auto store = backend.reader();
@@ -1045,7 +1098,8 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
     return ApiReply{200, "text/plain; version=0.0.4; charset=utf-8", *text};
   }
   if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") {
-    return error_reply(not_found("no such path " + r.path + "; the API lives under /api/v1 (schema/api.md)"));
+    return error_reply(
+        not_found("no such path " + r.path + "; the API lives under /api/v1 (schema/api.md)"));
   }
   const std::string& what = parts[2];
   const size_t n = parts.size();
@@ -1062,7 +1116,9 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   auto id_at = [&](size_t i, const std::string& name) { return parse_id(parts[i], name + " id"); };
 
   if (what == "health" && n == 3 && get) {
-    return json_reply({{"ok", true}, {"version", KFORGE_VERSION}, {"schema_version", s.schema_version()},
+    return json_reply({{"ok", true},
+                       {"version", KFORGE_VERSION},
+                       {"schema_version", s.schema_version()},
                        {"alarms", backend.alarms()}});
   }
   if (what == "campaigns") {
@@ -1073,7 +1129,8 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
       if (n == 4 && get) return reply(get_campaign(s, *id));
       if (n == 5 && get && parts[4] == "report") {
         auto report = campaign_report(s, *id);
-        if (!report.ok() && report.status().code() == Code::not_found) return error_reply(get_campaign(s, *id).status());
+        if (!report.ok() && report.status().code() == Code::not_found)
+          return error_reply(get_campaign(s, *id).status());
         return reply(report);
       }
       if (n == 5 && get && parts[4] == "progress") return reply(progress(s, r, *id));
@@ -1087,7 +1144,8 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
     if (n == 3 && get) {
       std::optional<int64_t> next_after;
       ApiReply answer = reply(list_tasks(s, r, &next_after));
-      if (answer.status == 200 && next_after) answer.headers.emplace_back("X-Next-After", std::to_string(*next_after));
+      if (answer.status == 200 && next_after)
+        answer.headers.emplace_back("X-Next-After", std::to_string(*next_after));
       return answer;
     }
     if (n >= 4) {
@@ -1102,17 +1160,19 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
       }
     }
   }
-  if ((what == "agents" || what == "hosts") && n == 5 && post && (parts[4] == "drain" || parts[4] == "undrain")) {
+  if ((what == "agents" || what == "hosts") && n == 5 && post &&
+      (parts[4] == "drain" || parts[4] == "undrain")) {
     const bool drained = parts[4] == "drain";
     auto reason = drain_reason(r);
     if (!reason.ok()) return error_reply(reason.status());
     const std::string& name = parts[3];
-    auto done = drain_agents(backend, drained, *reason, [&](Store& writable) -> Result<std::vector<AgentRow>> {
-      if (what == "hosts") return agents_of_host(writable, name);
-      auto a = find_agent(writable, name);
-      if (!a.ok()) return a.status();
-      return std::vector<AgentRow>{*a};
-    });
+    auto done = drain_agents(backend, drained, *reason,
+                             [&](Store& writable) -> Result<std::vector<AgentRow>> {
+                               if (what == "hosts") return agents_of_host(writable, name);
+                               auto a = find_agent(writable, name);
+                               if (!a.ok()) return a.status();
+                               return std::vector<AgentRow>{*a};
+                             });
     if (!done.ok()) return error_reply(done.status());
     json out = json::array();
     for (const json& id : *done) {
@@ -1131,13 +1191,17 @@ ApiReply route(const ApiRequest& r, ApiBackend& backend) {
   if (what == "llm" && n == 3 && get) return reply(llm(s, r, backend));
   if ((what == "jobs" || what == "compare") && n == 3 && get) {
     std::optional<int64_t> next_after;
-    ApiReply answer = reply(what == "jobs" ? list_jobs(s, r, &next_after) : compare(s, r, &next_after));
-    if (answer.status == 200 && next_after) answer.headers.emplace_back("X-Next-After", std::to_string(*next_after));
+    ApiReply answer =
+        reply(what == "jobs" ? list_jobs(s, r, &next_after) : compare(s, r, &next_after));
+    if (answer.status == 200 && next_after)
+      answer.headers.emplace_back("X-Next-After", std::to_string(*next_after));
     return answer;
   }
   if (what == "timeline" && n == 3 && get) return reply(timeline(s, r));
-  if (std::string allowed = endpoint_method(parts); !allowed.empty()) return method_not_allowed(r, allowed);
-  return error_reply(not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));
+  if (std::string allowed = endpoint_method(parts); !allowed.empty())
+    return method_not_allowed(r, allowed);
+  return error_reply(
+      not_found("no such endpoint: " + r.method + " " + r.path + " (schema/api.md lists them)"));
 }
 
 }  // namespace
@@ -1154,7 +1218,9 @@ void replace_all(std::string& text, const std::string& from, const std::string& 
 // Errors leave without the server's paths: a 5xx says only that it failed (the log has the
 // details), any other names no file of the data directory.
 ApiReply redact(ApiReply reply, const ApiBackend& backend) {
-  if (reply.status < 400 || reply.content_type != "application/json" || backend.database_path().empty()) return reply;
+  if (reply.status < 400 || reply.content_type != "application/json" ||
+      backend.database_path().empty())
+    return reply;
   json doc = json::parse(reply.body, nullptr, false);
   if (!doc.is_object() || !doc.contains("error") || !doc["error"].is_string()) return reply;
   std::string message = doc["error"].get<std::string>();
@@ -1199,7 +1265,8 @@ Result<Store*> LocalApiBackend::reader() {
 }
 
 Result<nlohmann::json> LocalApiBackend::write(const WriteFn& fn) {
-  if (!std::filesystem::exists(db_path_)) {  // a new data directory: private, as the coordinator makes it
+  if (!std::filesystem::exists(
+          db_path_)) {  // a new data directory: private, as the coordinator makes it
     KF_RETURN_IF_ERROR(ensure_private_dir(db_path_.parent_path()));
     KF_RETURN_IF_ERROR(ensure_private_file(db_path_));
   }

@@ -1,9 +1,8 @@
 #include "coordinator/operator/http_guard.h"
 
 #include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <httplib.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <cctype>
@@ -24,18 +23,23 @@ bool same_token(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-bool host_allowed(const std::string& host, const httplib::Request& req, const GuardOptions& options) {
+bool host_allowed(const std::string& host, const httplib::Request& req,
+                  const GuardOptions& options) {
   if (host.empty()) return false;
   if (is_loopback_name(host)) return true;
   if (host == lower(req.local_addr)) return true;  // the address this connection arrived on
-  return std::any_of(options.hosts.begin(), options.hosts.end(), [&](const std::string& h) { return lower(h) == host; });
+  return std::any_of(options.hosts.begin(), options.hosts.end(),
+                     [&](const std::string& h) { return lower(h) == host; });
 }
 
 bool is_write(const std::string& method) {
-  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE" || method == "PRI";
+  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE" ||
+         method == "PRI";
 }
 
-GuardVerdict refuse(int status, std::string message) { return GuardVerdict{status, std::move(message)}; }
+GuardVerdict refuse(int status, std::string message) {
+  return GuardVerdict{status, std::move(message)};
+}
 
 }  // namespace
 
@@ -55,12 +59,15 @@ std::string host_of(const std::string& authority) {
     auto close = a.find(']');
     if (close == std::string::npos) return "";
     std::string rest = a.substr(close + 1);
-    if (!rest.empty() && (rest[0] != ':' || rest.find_first_not_of("0123456789", 1) != std::string::npos)) return "";
+    if (!rest.empty() &&
+        (rest[0] != ':' || rest.find_first_not_of("0123456789", 1) != std::string::npos))
+      return "";
     return a.substr(1, close - 1);
   }
   auto colon = a.find(':');
   if (colon != std::string::npos) {
-    if (a.find(':', colon + 1) != std::string::npos) return "";  // a bare IPv6 address is not a Host
+    if (a.find(':', colon + 1) != std::string::npos)
+      return "";  // a bare IPv6 address is not a Host
     if (a.find_first_not_of("0123456789", colon + 1) != std::string::npos) return "";
     a = a.substr(0, colon);
   }
@@ -70,7 +77,8 @@ std::string host_of(const std::string& authority) {
 
 GuardVerdict check_request(const httplib::Request& req, const GuardOptions& options) {
   for (const char* single : {"Host", "Origin", "Authorization", "Content-Length", "Content-Type"}) {
-    if (req.get_header_value_count(single) > 1) return refuse(400, std::string("more than one ") + single + " header");
+    if (req.get_header_value_count(single) > 1)
+      return refuse(400, std::string("more than one ") + single + " header");
   }
   // 1. Host.
   std::string host_header = req.get_header_value("Host");
@@ -86,7 +94,8 @@ GuardVerdict check_request(const httplib::Request& req, const GuardOptions& opti
     auto scheme = origin.find("://");
     std::string origin_host = scheme == std::string::npos ? "" : host_of(origin.substr(scheme + 3));
     if (!host_allowed(origin_host, req, options)) {
-      return refuse(403, "requests from pages of other sites (Origin '" + origin.substr(0, 100) + "') are refused");
+      return refuse(403, "requests from pages of other sites (Origin '" + origin.substr(0, 100) +
+                             "') are refused");
     }
   }
   // 3. The token.
@@ -97,10 +106,13 @@ GuardVerdict check_request(const httplib::Request& req, const GuardOptions& opti
     const std::string prefix = "Bearer ";
     if (auth.size() <= prefix.size() || lower(auth.substr(0, prefix.size())) != "bearer " ||
         !same_token(auth.substr(prefix.size()), options.token)) {
-      return refuse(401, auth.empty() ? "this coordinator needs its API token: send 'Authorization: Bearer <token>' "
-                                        "(the token is in <data_dir>/api.token, or the file coordinator.api_token_file "
-                                        "names; kforge and the Python client read it from there)"
-                                      : "the API token sent is not this coordinator's");
+      return refuse(
+          401,
+          auth.empty()
+              ? "this coordinator needs its API token: send 'Authorization: Bearer <token>' "
+                "(the token is in <data_dir>/api.token, or the file coordinator.api_token_file "
+                "names; kforge and the Python client read it from there)"
+              : "the API token sent is not this coordinator's");
     }
   }
   // 4. Bodies.
@@ -116,17 +128,20 @@ GuardVerdict check_request(const httplib::Request& req, const GuardOptions& opti
     if (chunked || length > 0) return refuse(400, req.method + " requests carry no body");
     return GuardVerdict{};
   }
-  if (chunked) return refuse(411, "send the body with Content-Length (chunked bodies are not accepted)");
+  if (chunked)
+    return refuse(411, "send the body with Content-Length (chunked bodies are not accepted)");
   if (length > options.max_body_bytes) {
     return refuse(413, "the body has " + std::to_string(length) + " bytes; the limit is " +
-                           std::to_string(options.max_body_bytes) + " (coordinator.api_max_body_mb)");
+                           std::to_string(options.max_body_bytes) +
+                           " (coordinator.api_max_body_mb)");
   }
   if (length > 0) {
     std::string type = lower(req.get_header_value("Content-Type"));
     std::string media = type.substr(0, type.find(';'));
     while (!media.empty() && media.back() == ' ') media.pop_back();
     if (media != "application/json") {
-      return refuse(415, "a body must be JSON sent as 'Content-Type: application/json', not '" + type.substr(0, 100) + "'");
+      return refuse(415, "a body must be JSON sent as 'Content-Type: application/json', not '" +
+                             type.substr(0, 100) + "'");
     }
   }
   return GuardVerdict{};

@@ -24,10 +24,11 @@ struct Request;
 namespace kforge {
 
 struct GuardOptions {
-  std::string token;                    // required; compared in constant time
-  std::vector<std::string> hosts;       // accepted Host/Origin names besides loopback and the local address
-  bool metrics_public = false;          // /metrics answers without the token
-  size_t max_body_bytes = 256u << 20;   // Content-Length above it is a 413
+  std::string token;  // required; compared in constant time
+  std::vector<std::string>
+      hosts;                    // accepted Host/Origin names besides loopback and the local address
+  bool metrics_public = false;  // /metrics answers without the token
+  size_t max_body_bytes = 256u << 20;  // Content-Length above it is a 413
 };
 
 struct GuardVerdict {

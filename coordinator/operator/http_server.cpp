@@ -1,15 +1,13 @@
 #include "coordinator/operator/http_server.h"
 
 #include <httplib.h>
-
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "common/fs.h"
 #include "coordinator/operator/http_guard.h"
@@ -28,7 +26,8 @@ void answer(httplib::Response& res, const ApiReply& reply) {
 
 void answer_error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
-  res.set_content(nlohmann::json({{"error", message}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+  res.set_content(nlohmann::json({{"error", message}})
+                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                   "application/json");
 }
 
@@ -36,7 +35,8 @@ void answer_error(httplib::Response& res, int status, const std::string& message
 std::string error_text(int status) {
   switch (status) {
     case 400: return "malformed HTTP request";
-    case 404: return "no such path; the API lives under /api/v1 (schema/api.md), the dashboard at /";
+    case 404:
+      return "no such path; the API lives under /api/v1 (schema/api.md), the dashboard at /";
     case 405: return "method not allowed here";
     case 408: return "the request did not arrive in time";
     case 413: return "the request body is too large";
@@ -50,8 +50,9 @@ std::string error_text(int status) {
 }  // namespace
 
 bool is_loopback_host(const std::string& host) {
-  return is_loopback_name(host.size() > 2 && host.front() == '[' && host.back() == ']' ? host.substr(1, host.size() - 2)
-                                                                                         : host);
+  return is_loopback_name(host.size() > 2 && host.front() == '[' && host.back() == ']'
+                              ? host.substr(1, host.size() - 2)
+                              : host);
 }
 
 Result<std::string> read_token_file(const std::filesystem::path& path) {
@@ -59,7 +60,8 @@ Result<std::string> read_token_file(const std::filesystem::path& path) {
   if (!text.ok()) return text.status();
   std::string token = *text;
   auto first = token.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) return invalid_argument(path.string() + ": the API token file is empty");
+  if (first == std::string::npos)
+    return invalid_argument(path.string() + ": the API token file is empty");
   token = token.substr(first, token.find_last_not_of(" \t\r\n") - first + 1);
   return token;
 }
@@ -68,12 +70,14 @@ Result<std::string> load_or_create_token(const std::filesystem::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     if ((st.st_mode & 077) != 0) {
-      return failed_precondition(path.string() + ": the API token file is readable by others (mode " +
+      return failed_precondition(path.string() +
+                                 ": the API token file is readable by others (mode " +
                                  fmt::format("{:04o}", st.st_mode & 07777) + "); chmod 600 it");
     }
     return read_token_file(path);
   }
-  if (errno != ENOENT) return io_error("cannot stat " + path.string() + ": " + std::strerror(errno));
+  if (errno != ENOENT)
+    return io_error("cannot stat " + path.string() + ": " + std::strerror(errno));
   auto token = random_hex_secret(32);
   if (!token.ok()) return token.status();
   // Written beside, then linked into place: never a half-written token, and of two starting
@@ -84,7 +88,8 @@ Result<std::string> load_or_create_token(const std::filesystem::path& path) {
   int rc = ::link(tmp.c_str(), path.c_str());
   int err = errno;
   ::unlink(tmp.c_str());
-  if (rc != 0 && err != EEXIST) return io_error("cannot create " + path.string() + ": " + std::strerror(err));
+  if (rc != 0 && err != EEXIST)
+    return io_error("cannot create " + path.string() + ": " + std::strerror(err));
   if (rc != 0) return read_token_file(path);
   spdlog::info("created the operator API token in {}", path.string());
   return *token;
@@ -100,7 +105,8 @@ struct HttpAddress {
 Result<HttpAddress> parse_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return invalid_argument("http_listen: expected host:port (e.g. 127.0.0.1:7780), got '" + listen + "'");
+    return invalid_argument("http_listen: expected host:port (e.g. 127.0.0.1:7780), got '" +
+                            listen + "'");
   }
   HttpAddress a;
   a.host = listen.substr(0, colon);
@@ -112,9 +118,11 @@ Result<HttpAddress> parse_listen(const std::string& listen) {
     a.port = -1;
   }
   if (a.port < 0 || a.port > 65535) {
-    return invalid_argument("http_listen: '" + listen.substr(colon + 1) + "' is not a port (0-65535)");
+    return invalid_argument("http_listen: '" + listen.substr(colon + 1) +
+                            "' is not a port (0-65535)");
   }
-  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']') a.host = a.host.substr(1, a.host.size() - 2);
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']')
+    a.host = a.host.substr(1, a.host.size() - 2);
   return a;
 }
 
@@ -126,7 +134,9 @@ Result<HttpServerOptions> operator_api_options(const CoordinatorConfig& config) 
   if (auto a = parse_listen(options.listen); !a.ok()) return a.status();
   if (!config.api_token_file.empty()) {
     auto token = read_token_file(config.api_token_file);
-    if (!token.ok()) return Status(token.status().code(), "coordinator.api_token_file: " + token.status().message());
+    if (!token.ok())
+      return Status(token.status().code(),
+                    "coordinator.api_token_file: " + token.status().message());
     options.token = *token;
     options.token_file = config.api_token_file;
   } else {
@@ -144,11 +154,13 @@ Result<HttpServerOptions> operator_api_options(const CoordinatorConfig& config) 
   return options;
 }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, ApiBackend& backend) {
+Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options,
+                                                      ApiBackend& backend) {
   auto address = parse_listen(options.listen);
   if (!address.ok()) return address.status();
   if (options.token.empty()) {
-    return invalid_argument("the operator API needs a token (coordinator.api_token_file, or <data_dir>/api.token)");
+    return invalid_argument(
+        "the operator API needs a token (coordinator.api_token_file, or <data_dir>/api.token)");
   }
   std::unique_ptr<HttpServer> s(new HttpServer());
   s->processor_ = std::make_unique<RequestProcessor>();
@@ -174,42 +186,48 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
   if (char name[256] = {}; ::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') {
     std::string own = name;
     guard.hosts.push_back(own);
-    if (auto dot = own.find('.'); dot != std::string::npos) guard.hosts.push_back(own.substr(0, dot));
+    if (auto dot = own.find('.'); dot != std::string::npos)
+      guard.hosts.push_back(own.substr(0, dot));
   }
   // Refusals close the connection after the answer: the body, if any, was never read.
   auto refuse = [](const GuardVerdict& v, const httplib::Request& req, httplib::Response& res) {
-    spdlog::debug("operator api: {} {} from {} refused: {} {}", req.method, req.path, req.remote_addr, v.status,
-                  v.message);
+    spdlog::debug("operator api: {} {} from {} refused: {} {}", req.method, req.path,
+                  req.remote_addr, v.status, v.message);
     answer_error(res, v.status, v.message);
     if (v.status == 401) res.set_header("WWW-Authenticate", "Bearer");
     close_connection_after_answer();
   };
-  server.set_expect_100_continue_handler([guard, refuse](const httplib::Request& req, httplib::Response& res) {
-    GuardVerdict v = check_request(req, guard);
-    if (v.ok()) return 100;
-    refuse(v, req, res);
-    return v.status;
-  });
-  server.set_pre_routing_handler([guard, refuse](const httplib::Request& req, httplib::Response& res) {
-    GuardVerdict v = check_request(req, guard);
-    if (v.ok()) {
-      // A request without Content-Length has no body (RFC 9112 6.3); httplib would read one
-      // until the client closes. The request is httplib's own non-const object.
-      if (!req.has_header("Content-Length")) const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    refuse(v, req, res);
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
-    close_connection_after_answer();  // after a failure the connection's state is unknown
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    answer_error(res, res.status, error_text(res.status));
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    answer_error(res, 500, "internal error; the coordinator's log has the details");
-  });
+  server.set_expect_100_continue_handler(
+      [guard, refuse](const httplib::Request& req, httplib::Response& res) {
+        GuardVerdict v = check_request(req, guard);
+        if (v.ok()) return 100;
+        refuse(v, req, res);
+        return v.status;
+      });
+  server.set_pre_routing_handler(
+      [guard, refuse](const httplib::Request& req, httplib::Response& res) {
+        GuardVerdict v = check_request(req, guard);
+        if (v.ok()) {
+          // A request without Content-Length has no body (RFC 9112 6.3); httplib would read one
+          // until the client closes. The request is httplib's own non-const object.
+          if (!req.has_header("Content-Length"))
+            const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        refuse(v, req, res);
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  server.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        close_connection_after_answer();  // after a failure the connection's state is unknown
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        answer_error(res, res.status, error_text(res.status));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        answer_error(res, 500, "internal error; the coordinator's log has the details");
+      });
   server.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_header("Cache-Control", "no-store");
     res.set_header("Content-Security-Policy", "frame-ancestors 'none'");
@@ -245,8 +263,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
   s->url_ = "http://" + shown + ":" + std::to_string(s->port_);
   s->token_ = options.token;
   s->token_file_ = options.token_file;
-  spdlog::info("operator API and dashboard on {} (token in {}; `kforge dashboard` prints the dashboard's URL)",
-               s->url_, options.token_file.empty() ? std::string("the configuration") : options.token_file);
+  spdlog::info(
+      "operator API and dashboard on {} (token in {}; `kforge dashboard` prints the dashboard's "
+      "URL)",
+      s->url_, options.token_file.empty() ? std::string("the configuration") : options.token_file);
   return s;
 }
 
@@ -254,7 +274,8 @@ HttpServer::~HttpServer() {
   connections_.reset();  // stops serving and waits for requests in flight
 }
 
-CoordinatorApiBackend::CoordinatorApiBackend(Coordinator& coordinator, std::filesystem::path db_path,
+CoordinatorApiBackend::CoordinatorApiBackend(Coordinator& coordinator,
+                                             std::filesystem::path db_path,
                                              std::function<void()> after_write,
                                              std::function<void(std::string&)> metrics)
     : coordinator_(coordinator),
@@ -277,8 +298,9 @@ Result<Store*> CoordinatorApiBackend::reader() {
 Result<nlohmann::json> CoordinatorApiBackend::write(const WriteFn& fn) {
   // During the no-space alarm the loop runs no turns: say so at once instead of waiting.
   if (coordinator_.storage_alarm().raised) {
-    return Status(Code::no_space, "the coordinator's disk is full: changes are refused until space "
-                                  "returns (GET /api/v1/health shows the alarm); retry then");
+    return Status(Code::no_space,
+                  "the coordinator's disk is full: changes are refused until space "
+                  "returns (GET /api/v1/health shows the alarm); retry then");
   }
   auto answer = coordinator_.call_async([this, &fn](Coordinator& c) -> Result<nlohmann::json> {
     // One unit inside the turn's batch: a write that fails leaves none of its rows behind
@@ -294,7 +316,8 @@ Result<nlohmann::json> CoordinatorApiBackend::write(const WriteFn& fn) {
   });
   // The loop may stop before it runs the write (SIGTERM): say so instead of hanging.
   while (answer.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
-    if (coordinator_.stopped() && answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    if (coordinator_.stopped() &&
+        answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
       return Status(Code::unavailable, "the coordinator is stopping; try again when it is back");
     }
   }
@@ -323,15 +346,17 @@ nlohmann::json CoordinatorApiBackend::alarms() {
   if (a.raised) {
     // Not the store's message, which names the database's path (the log has it).
     out.push_back({{"name", "nospace"},
-                   {"message", "writes to the database fail for lack of space: reads are served, "
-                               "nothing is dispatched and no LLM call starts; the coordinator "
-                               "resumes by itself when space returns"},
+                   {"message",
+                    "writes to the database fail for lack of space: reads are served, "
+                    "nothing is dispatched and no LLM call starts; the coordinator "
+                    "resumes by itself when space returns"},
                    {"since_ms", a.since_ms}});
   }
   return out;
 }
 
-Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor, const HttpServerOptions& options) {
+Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor,
+                                       const HttpServerOptions& options) {
   OperatorApi api;
   api.backend = std::make_unique<CoordinatorApiBackend>(
       coordinator, coordinator.store_path(), [&conductor] { conductor.resume_all().ok(); },

@@ -15,21 +15,22 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "coordinator/generation/conductor.h"
 #include "coordinator/operator/api.h"
 #include "coordinator/operator/http_serving.h"
-#include "coordinator/generation/conductor.h"
 #include "coordinator/scheduling/coordinator.h"
 
 namespace kforge {
 
 struct HttpServerOptions {
   std::string listen = "127.0.0.1:7780";  // host:port; port 0 lets the OS choose
-  std::string token;                      // required as "Authorization: Bearer <token>"; never empty
-  std::string token_file;                 // where the token is, for messages ("" when given directly)
-  std::vector<std::string> hosts;         // Host/Origin names accepted besides loopback and the local address
-  bool metrics_public = false;            // /metrics without the token
-  size_t max_body_bytes = 256u << 20;     // a 100,000-task campaign fits
-  ServingOptions serving;                 // threads, connection cap, deadlines
+  std::string token;       // required as "Authorization: Bearer <token>"; never empty
+  std::string token_file;  // where the token is, for messages ("" when given directly)
+  std::vector<std::string>
+      hosts;                    // Host/Origin names accepted besides loopback and the local address
+  bool metrics_public = false;  // /metrics without the token
+  size_t max_body_bytes = 256u << 20;  // a 100,000-task campaign fits
+  ServingOptions serving;              // threads, connection cap, deadlines
 
   bool operator==(const HttpServerOptions&) const = default;
 };
@@ -46,13 +47,16 @@ Result<std::string> read_token_file(const std::filesystem::path& path);
 Result<std::string> load_or_create_token(const std::filesystem::path& path);
 
 // Where the API token of a coordinator with data directory `data_dir` is kept by default.
-inline std::filesystem::path default_token_path(const std::filesystem::path& data_dir) { return data_dir / "api.token"; }
+inline std::filesystem::path default_token_path(const std::filesystem::path& data_dir) {
+  return data_dir / "api.token";
+}
 
 class HttpServer {
  public:
   // Binds and starts serving. An empty token is refused: every request under /api/ (and
   // /metrics unless public) needs it, on every address, loopback included.
-  static Result<std::unique_ptr<HttpServer>> start(const HttpServerOptions& options, ApiBackend& backend);
+  static Result<std::unique_ptr<HttpServer>> start(const HttpServerOptions& options,
+                                                   ApiBackend& backend);
   ~HttpServer();  // stops serving and waits for requests in flight
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -81,7 +85,8 @@ class CoordinatorApiBackend : public ApiBackend {
   // `after_write` runs on the loop thread after every write (the Conductor reconciles);
   // `metrics` appends live Prometheus lines there too.
   CoordinatorApiBackend(Coordinator& coordinator, std::filesystem::path db_path,
-                        std::function<void()> after_write, std::function<void(std::string&)> metrics);
+                        std::function<void()> after_write,
+                        std::function<void(std::string&)> metrics);
   Result<Store*> reader() override;
   Result<nlohmann::json> write(const WriteFn& fn) override;
   std::string live_metrics() override;
@@ -107,6 +112,7 @@ struct OperatorApi {
 // daemon refuses a bad address before it opens anything. Creates data_dir (0700) if needed.
 Result<HttpServerOptions> operator_api_options(const CoordinatorConfig& config);
 // Serves the API of `coordinator` and `conductor`.
-Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor, const HttpServerOptions& options);
+Result<OperatorApi> serve_operator_api(Coordinator& coordinator, Conductor& conductor,
+                                       const HttpServerOptions& options);
 
 }  // namespace kforge

@@ -23,7 +23,8 @@ namespace {
 thread_local bool t_close_after = false;
 
 int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -67,7 +68,8 @@ void address_of(int fd, bool peer, std::string& ip, int& port) {
 // each step bounded by io_timeout_ms and the whole by request_timeout_ms.
 class ConnStream : public httplib::Stream {
  public:
-  ConnStream(int fd, std::string buffered, const ServingOptions& options, const std::atomic<bool>& stopping)
+  ConnStream(int fd, std::string buffered, const ServingOptions& options,
+             const std::atomic<bool>& stopping)
       : fd_(fd),
         buf_(std::move(buffered)),
         io_timeout_ms_(options.io_timeout_ms),
@@ -101,8 +103,12 @@ class ConnStream : public httplib::Stream {
     }
   }
 
-  void get_remote_ip_and_port(std::string& ip, int& port) const override { address_of(fd_, true, ip, port); }
-  void get_local_ip_and_port(std::string& ip, int& port) const override { address_of(fd_, false, ip, port); }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    address_of(fd_, true, ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    address_of(fd_, false, ip, port);
+  }
   socket_t socket() const override { return fd_; }
 
   // What the loop read beyond this request (a pipelined next request).
@@ -112,11 +118,13 @@ class ConnStream : public httplib::Stream {
   bool wait(short events) const {
     int64_t deadline = std::min(now_ms() + io_timeout_ms_, deadline_ms_);
     for (;;) {
-      if (stopping_ && (events & POLLIN)) return false;  // no new input once stopping; answers still go out
+      if (stopping_ && (events & POLLIN))
+        return false;  // no new input once stopping; answers still go out
       int64_t left = deadline - now_ms();
       if (left <= 0) return false;
       pollfd p{fd_, events, 0};
-      int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 100)));  // slices: a stop is noticed
+      int r = ::poll(&p, 1,
+                     static_cast<int>(std::min<int64_t>(left, 100)));  // slices: a stop is noticed
       if (r > 0) return true;
       if (r < 0 && errno != EINTR) return false;
     }
@@ -132,27 +140,29 @@ class ConnStream : public httplib::Stream {
 
 }  // namespace
 
-void close_connection_after_answer() { t_close_after = true; }
+void close_connection_after_answer() {
+  t_close_after = true;
+}
 
 struct ConnectionServer::Conn {
   int fd = -1;
-  std::string buf;            // the request head being read (and what came after it)
-  int64_t idle_since_ms = 0;  // waiting for a request since
+  std::string buf;              // the request head being read (and what came after it)
+  int64_t idle_since_ms = 0;    // waiting for a request since
   int64_t head_started_ms = 0;  // first byte of the current head; 0: none yet
   int64_t drain_until_ms = 0;   // > 0: the server closed its side; dropping what still comes
   size_t drained = 0;
   size_t served = 0;
   bool in_epoll = false;
-  bool busy = false;            // a worker has it
-  bool closing = false;         // the worker's verdict: close after the answer
+  bool busy = false;     // a worker has it
+  bool closing = false;  // the worker's verdict: close after the answer
 };
 
 ConnectionServer::ConnectionServer(RequestProcessor& processor, const ServingOptions& options)
     : processor_(processor), options_(options) {}
 
 Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::string& host, int port,
-                                                                 RequestProcessor& processor,
-                                                                 const ServingOptions& options) {
+                                                                  RequestProcessor& processor,
+                                                                  const ServingOptions& options) {
   std::unique_ptr<ConnectionServer> s(new ConnectionServer(processor, options));
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -160,7 +170,9 @@ Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::str
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
   std::string service = std::to_string(port);
-  if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+  if (int rc =
+          ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
+      rc != 0) {
     return io_error("http_listen: cannot resolve '" + host + "': " + ::gai_strerror(rc));
   }
   std::string why = "no address";
@@ -177,7 +189,8 @@ Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::str
     }
   }
   ::freeaddrinfo(found);
-  if (s->listen_fd_ < 0) return io_error("http_listen: cannot bind " + host + ":" + service + ": " + why);
+  if (s->listen_fd_ < 0)
+    return io_error("http_listen: cannot bind " + host + ":" + service + ": " + why);
   std::string ip;
   address_of(s->listen_fd_, false, ip, s->port_);
   // Room for the connections allowed beside the rest of the process (database, agents' link):
@@ -230,16 +243,21 @@ void ConnectionServer::close_conn(int fd) {
 
 // The server is done with the connection: no more writes; what the client still sends is
 // read and dropped for a moment (see kDrainBytes), then it closes.
-static void start_drain(int fd) { ::shutdown(fd, SHUT_WR); }
+static void start_drain(int fd) {
+  ::shutdown(fd, SHUT_WR);
+}
 
 void ConnectionServer::answer_and_close(int fd, int status, const char* message) {
   std::string body = std::string("{\"error\": \"") + message + "\"}";
-  const char* reason = status == 408 ? "Request Timeout" : status == 431 ? "Request Header Fields Too Large"
-                                                        : "Service Unavailable";
-  std::string text = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                     "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                     "\r\nConnection: close\r\n\r\n" + body;
-  (void)!::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);  // small: fits the socket buffer
+  const char* reason = status == 408   ? "Request Timeout"
+                       : status == 431 ? "Request Header Fields Too Large"
+                                       : "Service Unavailable";
+  std::string text =
+      "HTTP/1.1 " + std::to_string(status) + " " + reason +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nConnection: close\r\n\r\n" + body;
+  (void)!::send(fd, text.data(), text.size(),
+                MSG_NOSIGNAL | MSG_DONTWAIT);  // small: fits the socket buffer
   auto it = conns_.find(fd);
   if (it == conns_.end()) {
     ::close(fd);
@@ -303,9 +321,11 @@ void ConnectionServer::loop() {
           if (client < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE) {
-              // The listen socket stays readable: stop watching it for a moment, or this loop spins.
-              spdlog::warn("http: out of file descriptors ({} connections open); not accepting for 100 ms",
-                           conns_.size());
+              // The listen socket stays readable: stop watching it for a moment, or this loop
+              // spins.
+              spdlog::warn(
+                  "http: out of file descriptors ({} connections open); not accepting for 100 ms",
+                  conns_.size());
               epoll_event ev{};
               ev.data.fd = listen_fd_;
               ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);

@@ -38,13 +38,13 @@
 namespace kforge {
 
 struct ServingOptions {
-  size_t threads = 16;                     // workers running handlers
-  size_t max_connections = 1024;           // open connections; more are answered 503 and closed
-  size_t max_head_bytes = 64u << 10;       // request line and headers
-  int head_timeout_ms = 10000;             // a started request head must complete within this
-  int idle_timeout_ms = 5000;              // an idle keep-alive connection closes after this
-  int io_timeout_ms = 10000;               // one read or write of a body/answer waits at most this
-  int request_timeout_ms = 300000;         // reading one body and writing one answer in all
+  size_t threads = 16;                // workers running handlers
+  size_t max_connections = 1024;      // open connections; more are answered 503 and closed
+  size_t max_head_bytes = 64u << 10;  // request line and headers
+  int head_timeout_ms = 10000;        // a started request head must complete within this
+  int idle_timeout_ms = 5000;         // an idle keep-alive connection closes after this
+  int io_timeout_ms = 10000;          // one read or write of a body/answer waits at most this
+  int request_timeout_ms = 300000;    // reading one body and writing one answer in all
   size_t max_requests_per_connection = 1000;
 
   bool operator==(const ServingOptions&) const = default;
@@ -67,7 +67,8 @@ class ConnectionServer {
  public:
   // Binds host:port (0: the OS chooses) and starts serving `processor`'s routes.
   static Result<std::unique_ptr<ConnectionServer>> start(const std::string& host, int port,
-                                                        RequestProcessor& processor, const ServingOptions& options);
+                                                         RequestProcessor& processor,
+                                                         const ServingOptions& options);
   ~ConnectionServer();  // stops accepting, finishes requests in flight, closes every connection
   ConnectionServer(const ConnectionServer&) = delete;
   ConnectionServer& operator=(const ConnectionServer&) = delete;

@@ -9,7 +9,9 @@ namespace kforge {
 namespace {
 
 // A finite positive number, else 0 (the harness may report "inf" or "nan").
-double positive(double v) { return std::isfinite(v) && v > 0 ? v : 0; }
+double positive(double v) {
+  return std::isfinite(v) && v > 0 ? v : 0;
+}
 
 }  // namespace
 

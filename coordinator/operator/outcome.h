@@ -16,12 +16,12 @@ struct TaskOutcome {
   // A finished task's verdict; an unfinished one's last verifier verdict (none before one ran).
   std::optional<Outcome> verdict;
   std::optional<Outcome> last_verdict;  // of the last verifier step (none when none ran)
-  double speedup = 0;        // reference time / candidate time of the passing profile run; 0: none
-                             // (also when the harness wrote a non-number such as "inf")
-  int best_step = 0;         // seq of the coder step whose code passed (0: none)
+  double speedup = 0;  // reference time / candidate time of the passing profile run; 0: none
+                       // (also when the harness wrote a non-number such as "inf")
+  int best_step = 0;   // seq of the coder step whose code passed (0: none)
   int64_t best_verdict_step_id = 0;  // id of the verifier step that passed it (0: none); the
                                      // winning candidate is the one with this step_id
-  LlmUsage usage;            // the task's LLM calls
+  LlmUsage usage;                    // the task's LLM calls
   // From the passing profile run (docs/harness.md, result.json `profile`); 0 / false: none.
   double candidate_us = 0;          // candidate median, microseconds
   double reference_us = 0;          // reference median, microseconds

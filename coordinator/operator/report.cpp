@@ -97,7 +97,8 @@ json geomean(const std::vector<double>& values) {
 double at_k(int64_t n, int64_t c, int64_t k) {
   if (n - c < k) return 1.0;
   double none = 1.0;
-  for (int64_t i = n - c + 1; i <= n; ++i) none *= 1.0 - static_cast<double>(k) / static_cast<double>(i);
+  for (int64_t i = n - c + 1; i <= n; ++i)
+    none *= 1.0 - static_cast<double>(k) / static_cast<double>(i);
   return 1.0 - none;
 }
 
@@ -806,9 +807,10 @@ std::string svg_open(const Plot& p, const std::string& title) {
 
 // The x axis at height `y0`, its label under it, and the end of the <svg>.
 std::string x_axis(const Plot& p, double y0, const std::string& label) {
-  return "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) + "\" y1=\"" +
-         fmt(y0) + "\" y2=\"" + fmt(y0) + "\"/><text class=\"axis\" x=\"" + fmt(p.left + p.plot_w() / 2) +
-         "\" y=\"" + fmt(p.height - 6) + "\" text-anchor=\"middle\">" + esc(label) + "</text></svg>";
+  return "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
+         "\" y1=\"" + fmt(y0) + "\" y2=\"" + fmt(y0) + "\"/><text class=\"axis\" x=\"" +
+         fmt(p.left + p.plot_w() / 2) + "\" y=\"" + fmt(p.height - 6) +
+         "\" text-anchor=\"middle\">" + esc(label) + "</text></svg>";
 }
 
 // Horizontal gridlines and y labels for counts 0..max_count.

@@ -16,7 +16,8 @@ constexpr int64_t kHourMs = 3600 * 1000;
 
 }  // namespace
 
-Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t buckets, int64_t now, int64_t stall_s) {
+Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t buckets, int64_t now,
+                               int64_t stall_s) {
   auto counts = store.task_counts(c.id);
   if (!counts.ok()) return counts.status();
   auto activity = store.campaign_activity(c.id, now - kHourMs);
@@ -31,11 +32,16 @@ Result<json> campaign_progress(Store& store, const CampaignRow& c, int64_t bucke
   // A live campaign's clock runs on; an ended one's stopped at its last change.
   const int64_t end = live ? now : std::max(last_change, c.created_ms);
   const int64_t elapsed = std::max<int64_t>(end - c.created_ms, 0);
-  json per_hour = elapsed > 0 ? json(static_cast<double>(finished) * kHourMs / static_cast<double>(elapsed)) : json(nullptr);
+  json per_hour = elapsed > 0
+                      ? json(static_cast<double>(finished) * kHourMs / static_cast<double>(elapsed))
+                      : json(nullptr);
   // The ETA at the last hour's pace, else at the whole run's.
   double rate = activity->finished_since > 0 ? static_cast<double>(activity->finished_since)
-                                             : per_hour.is_null() ? 0.0 : per_hour.get<double>();
-  json eta = live && rate > 0 ? json(static_cast<int64_t>(static_cast<double>(remaining) / rate * kHourMs)) : json(nullptr);
+                : per_hour.is_null()         ? 0.0
+                                             : per_hour.get<double>();
+  json eta = live && rate > 0
+                 ? json(static_cast<int64_t>(static_cast<double>(remaining) / rate * kHourMs))
+                 : json(nullptr);
   const bool stalled = live && now - last_change > stall_s * 1000;
   json out = {
       {"campaign", c.id},
@@ -84,12 +90,14 @@ Result<json> alerts(Store& store, const json& alarms, int64_t now, int64_t stall
   if (!agents.ok()) return agents.status();
   for (const AgentRow& a : *agents) {
     if (a.state != AgentState::lost) continue;
-    out.push_back({{"kind", "agent_lost"},
-                   {"agent", a.id},
-                   {"host", a.host},
-                   {"since_ms", a.last_seen_ms},
-                   {"message", "agent " + a.id.substr(0, 12) + " on " + a.host +
-                                   " is lost: its heartbeats stopped; its running jobs went back to the queue"}});
+    out.push_back(
+        {{"kind", "agent_lost"},
+         {"agent", a.id},
+         {"host", a.host},
+         {"since_ms", a.last_seen_ms},
+         {"message",
+          "agent " + a.id.substr(0, 12) + " on " + a.host +
+              " is lost: its heartbeats stopped; its running jobs went back to the queue"}});
   }
   auto campaigns = store.campaigns();
   if (!campaigns.ok()) return campaigns.status();
@@ -99,14 +107,17 @@ Result<json> alerts(Store& store, const json& alarms, int64_t now, int64_t stall
     if (!p.ok()) return p.status();
     if (!(*p)["stalled"].get<bool>()) continue;
     const json& t = (*p)["tasks"];
-    const std::string patience = stall_s >= 120 ? std::to_string(stall_s / 60) + " min" : std::to_string(stall_s) + " s";
-    out.push_back({{"kind", "campaign_stalled"},
-                   {"campaign", c.id},
-                   {"since_ms", (*p)["last_change_ms"]},
-                   {"message", "campaign " + std::to_string(c.id) + " (" + c.name + ") has not moved for more than " +
-                                   patience + ": " + std::to_string(t["pending"].get<int64_t>()) + " pending, " +
-                                   std::to_string(t["running"].get<int64_t>()) + " running, " +
-                                   std::to_string((*p)["queue"]["queued_jobs"].get<int64_t>()) + " jobs queued"}});
+    const std::string patience =
+        stall_s >= 120 ? std::to_string(stall_s / 60) + " min" : std::to_string(stall_s) + " s";
+    out.push_back(
+        {{"kind", "campaign_stalled"},
+         {"campaign", c.id},
+         {"since_ms", (*p)["last_change_ms"]},
+         {"message",
+          "campaign " + std::to_string(c.id) + " (" + c.name + ") has not moved for more than " +
+              patience + ": " + std::to_string(t["pending"].get<int64_t>()) + " pending, " +
+              std::to_string(t["running"].get<int64_t>()) + " running, " +
+              std::to_string((*p)["queue"]["queued_jobs"].get<int64_t>()) + " jobs queued"}});
   }
   for (const json& alarm : alarms) {
     out.push_back({{"kind", alarm.value("name", "alarm")},
@@ -137,7 +148,8 @@ std::vector<Sample> samples(const std::string& text, const std::string& prefix) 
     if (brace != std::string::npos && brace < space) {
       std::string body = line.substr(brace + 1, line.rfind('}') - brace - 1);
       for (size_t i = 0; i < body.size();) {  // k="v", ...; kforge's label values have no '"'
-        size_t eq = body.find("=\"", i), close = eq == std::string::npos ? eq : body.find('"', eq + 2);
+        size_t eq = body.find("=\"", i),
+               close = eq == std::string::npos ? eq : body.find('"', eq + 2);
         if (close == std::string::npos) break;
         s.labels[body.substr(i, eq - i)] = body.substr(eq + 2, close - eq - 2);
         i = close + 2;
@@ -184,7 +196,8 @@ Result<json> llm_health(Store& store, const std::string& metrics_text, int64_t c
       (failed ? errors : ok) += s.value;
       json& r = by_role[role];
       if (r.is_null()) r = {{"role", role}, {"ok", 0}, {"error", 0}};
-      r[failed ? "error" : "ok"] = r[failed ? "error" : "ok"].get<int64_t>() + static_cast<int64_t>(s.value);
+      r[failed ? "error" : "ok"] =
+          r[failed ? "error" : "ok"].get<int64_t>() + static_cast<int64_t>(s.value);
     } else if (s.name == "kforge_llm_retries_total") {
       retries = s.value;
     } else if (s.name == "kforge_llm_latency_seconds_bucket" && s.labels.count("le")) {
@@ -208,31 +221,37 @@ Result<json> llm_health(Store& store, const std::string& metrics_text, int64_t c
     stored_calls += r.usage.calls;
     stored_errors += r.errors;
   }
-  return json{{"live", !all.empty()},
-              {"requests", {{"ok", static_cast<int64_t>(ok)}, {"error", static_cast<int64_t>(errors)}}},
-              {"by_role", roles},
-              {"retries", static_cast<int64_t>(retries)},
-              {"latency", {{"count", static_cast<int64_t>(count)},
-                           {"mean_s", count > 0 ? json(sum_s / count) : json(nullptr)},
-                           {"p50_s", quantile(buckets, 0.5)},
-                           {"p90_s", quantile(buckets, 0.9)},
-                           {"p99_s", quantile(buckets, 0.99)}}},
-              {"stored", {{"campaign", campaign_id > 0 ? json(campaign_id) : json(nullptr)},
-                          {"calls", stored_calls},
-                          {"errors", stored_errors},
-                          {"by_role", stored_roles}}}};
+  return json{
+      {"live", !all.empty()},
+      {"requests", {{"ok", static_cast<int64_t>(ok)}, {"error", static_cast<int64_t>(errors)}}},
+      {"by_role", roles},
+      {"retries", static_cast<int64_t>(retries)},
+      {"latency",
+       {{"count", static_cast<int64_t>(count)},
+        {"mean_s", count > 0 ? json(sum_s / count) : json(nullptr)},
+        {"p50_s", quantile(buckets, 0.5)},
+        {"p90_s", quantile(buckets, 0.9)},
+        {"p99_s", quantile(buckets, 0.99)}}},
+      {"stored",
+       {{"campaign", campaign_id > 0 ? json(campaign_id) : json(nullptr)},
+        {"calls", stored_calls},
+        {"errors", stored_errors},
+        {"by_role", stored_roles}}}};
 }
 
 namespace {
 
 json side_json(const TaskOutcome& o) {
-  return {{"task", o.task.id}, {"state", to_string(o.task.state)}, {"verdict", to_string(o.verdict)},
+  return {{"task", o.task.id},
+          {"state", to_string(o.task.state)},
+          {"verdict", to_string(o.verdict)},
           {"speedup", o.speedup > 0 ? json(o.speedup) : json(nullptr)}};
 }
 
 }  // namespace
 
-Result<json> compare_campaigns(Store& store, const CampaignRow& a, const CampaignRow& b, int64_t after_id, int64_t limit,
+Result<json> compare_campaigns(Store& store, const CampaignRow& a, const CampaignRow& b,
+                               int64_t after_id, int64_t limit,
                                std::optional<int64_t>* next_after) {
   auto pairs = store.paired_tasks(a.id, b.id, after_id, limit);
   if (!pairs.ok()) return pairs.status();
@@ -244,9 +263,14 @@ Result<json> compare_campaigns(Store& store, const CampaignRow& a, const Campaig
     if (!ta.ok()) return ta.status();
     auto oa = task_outcome(store, *ta);
     if (!oa.ok()) return oa.status();
-    json row = {{"op_name", ta->spec.op_name}, {"task_id", ta->spec.task_id}, {"backend", ta->spec.backend},
-                {"arch", ta->spec.arch},       {"impl_type", ta->spec.impl_type}, {"a", side_json(*oa)},
-                {"b", nullptr},                {"ratio", nullptr}};
+    json row = {{"op_name", ta->spec.op_name},
+                {"task_id", ta->spec.task_id},
+                {"backend", ta->spec.backend},
+                {"arch", ta->spec.arch},
+                {"impl_type", ta->spec.impl_type},
+                {"a", side_json(*oa)},
+                {"b", nullptr},
+                {"ratio", nullptr}};
     if (idb > 0) {
       auto tb = store.get_task(idb);
       if (!tb.ok()) return tb.status();
@@ -279,14 +303,25 @@ Result<json> compare_campaigns(Store& store, const CampaignRow& a, const Campaig
   auto paired = store.paired_count(a.id, b.id);
   if (!paired.ok()) return paired.status();
   const int64_t na = sum(*ca), nb = sum(*cb);
-  auto geomean = [&](double logs) { return both > 0 ? json(std::exp(logs / static_cast<double>(both))) : json(nullptr); };
+  auto geomean = [&](double logs) {
+    return both > 0 ? json(std::exp(logs / static_cast<double>(both))) : json(nullptr);
+  };
   return json{{"a", {{"id", a.id}, {"name", a.name}, {"state", a.state}}},
               {"b", {{"id", b.id}, {"name", b.name}, {"state", b.state}}},
-              {"counts", {{"a_tasks", na}, {"b_tasks", nb}, {"paired", *paired}, {"only_a", na - *paired},
-                          {"only_b", nb - *paired}}},
-              {"page", {{"rows", rows.size()}, {"both_timed", both}, {"b_faster", b_faster}, {"a_faster", a_faster},
-                        {"geomean_a", geomean(log_a)}, {"geomean_b", geomean(log_b)},
-                        {"geomean_ratio", geomean(log_ratio)}}},
+              {"counts",
+               {{"a_tasks", na},
+                {"b_tasks", nb},
+                {"paired", *paired},
+                {"only_a", na - *paired},
+                {"only_b", nb - *paired}}},
+              {"page",
+               {{"rows", rows.size()},
+                {"both_timed", both},
+                {"b_faster", b_faster},
+                {"a_faster", a_faster},
+                {"geomean_a", geomean(log_a)},
+                {"geomean_b", geomean(log_b)},
+                {"geomean_ratio", geomean(log_ratio)}}},
               {"rows", std::move(rows)}};
 }
 

@@ -3,14 +3,13 @@
 #include <arpa/inet.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <set>
 
 #include "common/fs.h"
 #include "common/zmq_util.h"
@@ -69,8 +68,9 @@ std::string printable(const std::string& id) {
 }
 
 bool contains(const std::vector<proto::JobRef>& refs, uint64_t job_id, uint64_t epoch) {
-  return std::any_of(refs.begin(), refs.end(),
-                     [&](const proto::JobRef& r) { return r.job_id == job_id && r.epoch == epoch; });
+  return std::any_of(refs.begin(), refs.end(), [&](const proto::JobRef& r) {
+    return r.job_id == job_id && r.epoch == epoch;
+  });
 }
 
 }  // namespace
@@ -91,7 +91,8 @@ Result<std::unique_ptr<Coordinator>> Coordinator::open(const CoordinatorOptions&
   bool curve = !options.curve_secret_key.empty();
   if (curve) {
     if (!curve_available()) {
-      return failed_precondition("this libzmq has no CURVE support: the agent link cannot be authenticated");
+      return failed_precondition(
+          "this libzmq has no CURVE support: the agent link cannot be authenticated");
     }
     if (!is_z85_key(options.curve_secret_key)) {
       return invalid_argument("coordinator CURVE secret key: expected 40 characters of Z85");
@@ -181,8 +182,10 @@ Status Coordinator::recover() {
   auto assigned = store_->jobs_in_state(JobState::assigned);
   if (!assigned.ok()) return assigned.status();
   for (const JobRow& job : *assigned) {
-    Lease lease{job.agent_id, job.backend, static_cast<uint32_t>(std::max(job.device_index, 0)),
-                job.epoch, 0, job.exclusive, /*attached=*/false};
+    Lease lease{
+        job.agent_id,      job.backend, static_cast<uint32_t>(std::max(job.device_index, 0)),
+        job.epoch,         0,           job.exclusive,
+        /*attached=*/false};
     leases_[job.id] = lease;
     leases_by_agent_[job.agent_id].insert(job.id);
   }
@@ -230,17 +233,19 @@ Status Coordinator::run() {
     spdlog::info("coordinator {} serving agents on {} (CURVE, {} agent keys allowed)", incarnation_,
                  endpoint_, agent_keys_.size());
   } else {
-    spdlog::warn("coordinator {} serving agents on {}: agent link is not authenticated (plain TCP): "
-                 "anyone who reaches this port can register as an agent and receive jobs; "
-                 "set coordinator.secret_key_file and agent_keys_file (docs/deploy.md)",
-                 incarnation_, endpoint_);
+    spdlog::warn(
+        "coordinator {} serving agents on {}: agent link is not authenticated (plain TCP): "
+        "anyone who reaches this port can register as an agent and receive jobs; "
+        "set coordinator.secret_key_file and agent_keys_file (docs/deploy.md)",
+        incarnation_, endpoint_);
   }
   int64_t next_timer = 0;
   while (!stop_) {
     if (alarm_) {
       // No turns: wake for stop() and for the next probe only (posted work waits).
       zmq::pollitem_t wake[] = {{nullptr, wake_.fd(), ZMQ_POLLIN, 0}};
-      poll_interruptible(wake, 1, std::clamp<int64_t>(next_probe_ms_ - clock_.now_ms(), 0, kTimerTickMs));
+      poll_interruptible(wake, 1,
+                         std::clamp<int64_t>(next_probe_ms_ - clock_.now_ms(), 0, kTimerTickMs));
       wake_.drain();
       if (stop_ || clock_.now_ms() < next_probe_ms_) continue;
       if (Status st = probe_alarm(); !st.ok()) {
@@ -350,9 +355,10 @@ void Coordinator::raise_alarm(const Status& why, std::vector<std::function<void(
     alarm_view_.since_ms = clock_.wall_ms();
     alarm_view_.raised_total++;
   }
-  spdlog::error("no-space alarm raised: {}; serving reads only (no dispatch, no agent messages, "
-                "no LLM calls) until writes succeed again; retrying every {} to {} s",
-                why.message(), kProbeInitialMs / 1000, kProbeMaxMs / 1000);
+  spdlog::error(
+      "no-space alarm raised: {}; serving reads only (no dispatch, no agent messages, "
+      "no LLM calls) until writes succeed again; retrying every {} to {} s",
+      why.message(), kProbeInitialMs / 1000, kProbeMaxMs / 1000);
 }
 
 Status Coordinator::probe_alarm() {
@@ -402,9 +408,11 @@ Coordinator::StorageAlarm Coordinator::storage_alarm() const {
 void Coordinator::render_storage_metrics(std::string& out) const {
   StorageAlarm a = storage_alarm();
   metric_family(out, "kforge_nospace_alarm", "gauge",
-                "1 while the store refuses writes for lack of space (reads are served, nothing is dispatched)");
+                "1 while the store refuses writes for lack of space (reads are served, nothing is "
+                "dispatched)");
   metric_sample(out, "kforge_nospace_alarm", {}, a.raised ? 1 : 0);
-  metric_family(out, "kforge_nospace_alarms_total", "counter", "no-space alarms raised since start-up");
+  metric_family(out, "kforge_nospace_alarms_total", "counter",
+                "no-space alarms raised since start-up");
   metric_sample(out, "kforge_nospace_alarms_total", {}, static_cast<double>(a.raised_total));
 }
 
@@ -436,7 +444,8 @@ void Coordinator::receive_all() {
     }
     if (parts.size() != 1) {
       if (peer_log_.allow(routing_id)) {
-        spdlog::warn("dropping message of {} frames from peer '{}'", parts.size() + 1, printable(routing_id));
+        spdlog::warn("dropping message of {} frames from peer '{}'", parts.size() + 1,
+                     printable(routing_id));
       }
       continue;
     }
@@ -445,7 +454,8 @@ void Coordinator::receive_all() {
     if (curve_) {
       const char* user = zmq_msg_gets(parts[0].handle(), "User-Id");
       if (user == nullptr || !is_z85_key(user)) {
-        spdlog::warn("dropping message without an authenticated key from peer '{}'", printable(routing_id));
+        spdlog::warn("dropping message without an authenticated key from peer '{}'",
+                     printable(routing_id));
         continue;
       }
       key = user;
@@ -470,17 +480,22 @@ void Coordinator::cut_off(const std::string& routing_id, const zmq::message_t& f
   socklen_t len = sizeof peer;
   char host[INET6_ADDRSTRLEN] = "";
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return;
-  const void* in = peer.ss_family == AF_INET ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr)
-                   : peer.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr)
-                                                : nullptr;
-  if (in == nullptr || ::inet_ntop(peer.ss_family, in, host, sizeof host) == nullptr || address != std::string(host)) {
+  const void* in =
+      peer.ss_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr)
+      : peer.ss_family == AF_INET6
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr)
+          : nullptr;
+  if (in == nullptr || ::inet_ntop(peer.ss_family, in, host, sizeof host) == nullptr ||
+      address != std::string(host)) {
     return;
   }
   if (::shutdown(fd, SHUT_RDWR) != 0) return;
   peers_cut_off_++;
   if (peer_log_.allow(routing_id)) {
-    spdlog::warn("disconnecting peer '{}' ({}): more than {} messages in one turn before registering",
-                 printable(routing_id), address, kMaxStrangerMessagesPerTurn);
+    spdlog::warn(
+        "disconnecting peer '{}' ({}): more than {} messages in one turn before registering",
+        printable(routing_id), address, kMaxStrangerMessagesPerTurn);
   }
 }
 
@@ -491,7 +506,9 @@ Coordinator::Agent* Coordinator::agent_by_routing(const std::string& routing_id)
   return a == agents_.end() ? nullptr : &a->second;
 }
 
-bool Coordinator::agent_live(const std::string& agent_id) const { return agents_.count(agent_id) > 0; }
+bool Coordinator::agent_live(const std::string& agent_id) const {
+  return agents_.count(agent_id) > 0;
+}
 
 std::string Coordinator::agent_routing_id(const std::string& agent_id) const {
   auto it = agents_.find(agent_id);
@@ -551,10 +568,12 @@ Status Coordinator::reload_agent_keys() {
   keys_size_ = std::filesystem::file_size(options_.agent_keys_file, ec);
   auto keys = AgentKeys::load(options_.agent_keys_file);
   if (!keys.ok()) {
-    spdlog::error("agent keys not reloaded, the previous list stays in force: {}", keys.status().message());
+    spdlog::error("agent keys not reloaded, the previous list stays in force: {}",
+                  keys.status().message());
     return keys.status();
   }
-  spdlog::info("agent keys reloaded from {}: {} keys", options_.agent_keys_file.string(), keys->size());
+  spdlog::info("agent keys reloaded from {}: {} keys", options_.agent_keys_file.string(),
+               keys->size());
   set_agent_keys(std::move(keys.value()));
   return Status();
 }
@@ -586,7 +605,9 @@ bool Coordinator::agent_drained(const std::string& agent_id) const {
   return it != agents_.end() && it->second.drained;
 }
 
-size_t Coordinator::live_agents() const { return agents_.size(); }
+size_t Coordinator::live_agents() const {
+  return agents_.size();
+}
 
 void Coordinator::handle(const std::string& routing_id, const std::string& key,
                          const std::string& bytes) {
@@ -622,9 +643,10 @@ void Coordinator::handle(const std::string& routing_id, const std::string& key,
   if (agent == nullptr) {
     if (auto s = superseded_.find(routing_id); s != superseded_.end()) {
       // Two processes sharing one agent id (and key): stop the older one instead of flapping.
-      send("", routing_id, proto::Refused{"superseded by incarnation " + s->second.incarnation,
-                                          proto::kProtocolVersion,
-                                          static_cast<uint32_t>(proto::RefusalCode::superseded)});
+      send("", routing_id,
+           proto::Refused{"superseded by incarnation " + s->second.incarnation,
+                          proto::kProtocolVersion,
+                          static_cast<uint32_t>(proto::RefusalCode::superseded)});
       return;
     }
     // Not registered with this coordinator (it restarted, or declared the agent lost): the
@@ -657,7 +679,8 @@ void Coordinator::handle(const std::string& routing_id, const std::string& key,
   }
 }
 
-std::string Coordinator::describe_peer(const std::string& routing_id, const std::string& key) const {
+std::string Coordinator::describe_peer(const std::string& routing_id,
+                                       const std::string& key) const {
   std::string out = "peer '" + printable(routing_id) + "'";
   if (!key.empty()) {
     const std::string* owner = agent_keys_.agent_of(key);
@@ -668,8 +691,10 @@ std::string Coordinator::describe_peer(const std::string& routing_id, const std:
 
 void Coordinator::refuse(const std::string& routing_id, const std::string& key,
                          proto::RefusalCode code, const std::string& reason) {
-  if (peer_log_.allow(routing_id)) spdlog::warn("refusing {}: {}", describe_peer(routing_id, key), reason);
-  send("", routing_id, proto::Refused{reason, proto::kProtocolVersion, static_cast<uint32_t>(code)});
+  if (peer_log_.allow(routing_id))
+    spdlog::warn("refusing {}: {}", describe_peer(routing_id, key), reason);
+  send("", routing_id,
+       proto::Refused{reason, proto::kProtocolVersion, static_cast<uint32_t>(code)});
 }
 
 namespace {
@@ -684,10 +709,10 @@ std::string hello_problem(const std::string& routing_id, const proto::Hello& hel
   if (hello.incarnation.find('/') != std::string::npos) return "incarnation must not contain '/'";
   // "<agent_id>/<incarnation>" (agents before 0.x) or "<agent_id>/<incarnation>/<connection>".
   std::string prefix = hello.agent_id + "/" + hello.incarnation;
-  bool ok = routing_id == prefix ||
-            (routing_id.size() > prefix.size() + 1 && routing_id.compare(0, prefix.size(), prefix) == 0 &&
-             routing_id[prefix.size()] == '/' &&
-             routing_id.find('/', prefix.size() + 1) == std::string::npos);
+  bool ok = routing_id == prefix || (routing_id.size() > prefix.size() + 1 &&
+                                     routing_id.compare(0, prefix.size(), prefix) == 0 &&
+                                     routing_id[prefix.size()] == '/' &&
+                                     routing_id.find('/', prefix.size() + 1) == std::string::npos);
   if (!ok) {
     return "hello must come from routing id '<agent_id>/<incarnation>/<connection>' (got '" +
            printable(routing_id) + "')";
@@ -704,12 +729,14 @@ std::string hello_problem(const std::string& routing_id, const proto::Hello& hel
 
 }  // namespace
 
-std::string Coordinator::routing_key_problem(const std::string& routing_id, const std::string& key) const {
+std::string Coordinator::routing_key_problem(const std::string& routing_id,
+                                             const std::string& key) const {
   if (!curve_) return "";
   const std::string* owner = agent_keys_.agent_of(key);
   if (owner == nullptr) return "this agent's key is not on the coordinator's allow-list";
   std::string named = routing_id.substr(0, routing_id.find('/'));
-  if (named != *owner) return "this agent's key belongs to agent " + *owner + ", not " + printable(named);
+  if (named != *owner)
+    return "this agent's key belongs to agent " + *owner + ", not " + printable(named);
   return "";
 }
 
@@ -775,8 +802,8 @@ void Coordinator::on_hello(const std::string& routing_id, const std::string& key
                      old->second.incarnation);
         supersede(old->second.routing_id, hello.incarnation);
       } else {
-        spdlog::info("agent {} reconnected: routing id '{}' replaces '{}'", id, printable(routing_id),
-                     printable(old->second.routing_id));
+        spdlog::info("agent {} reconnected: routing id '{}' replaces '{}'", id,
+                     printable(routing_id), printable(old->second.routing_id));
       }
     }
     routing_.erase(old->second.routing_id);
@@ -829,8 +856,7 @@ void Coordinator::on_hello(const std::string& routing_id, const std::string& key
   spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}{}", id,
                hello.host, hello.incarnation, hello.devices.size(), hello.running.size(),
                hello.outbox.size(), key.empty() ? "" : " key " + key);
-  send(id, routing_id,
-       proto::Welcome{incarnation_, options_.heartbeat_ms, options_.liveness});
+  send(id, routing_id, proto::Welcome{incarnation_, options_.heartbeat_ms, options_.liveness});
 }
 
 void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
@@ -841,9 +867,9 @@ void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
   if (auto l = leases_.find(job_id);
       l != leases_.end() && l->second.epoch == epoch && l->second.agent_id != agent.id) {
     results_refused_++;
-    spdlog::warn("refusing result job={} epoch={} from agent {} ({}): the attempt is leased to agent {}",
-                 job_id, epoch, agent.id, describe_peer(agent.routing_id, agent.key),
-                 l->second.agent_id);
+    spdlog::warn(
+        "refusing result job={} epoch={} from agent {} ({}): the attempt is leased to agent {}",
+        job_id, epoch, agent.id, describe_peer(agent.routing_id, agent.key), l->second.agent_id);
     return;
   }
   auto recorded = store_->record_result(job_id, epoch, result);
@@ -874,7 +900,9 @@ void Coordinator::on_heartbeat(Agent& agent, const proto::Heartbeat& hb) {
   int64_t now = clock_.now_ms();
   // Its Verifiers' pools, for /metrics: at most one per device it registered.
   if (hb.pools) {
-    agent.pools.assign(hb.pools->begin(), hb.pools->begin() + static_cast<long>(std::min(hb.pools->size(), agent.devices.size())));
+    agent.pools.assign(
+        hb.pools->begin(),
+        hb.pools->begin() + static_cast<long>(std::min(hb.pools->size(), agent.devices.size())));
   }
   int64_t slack = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
   // An assignment the agent never received (lost on the way) is re-queued once the agent
@@ -894,7 +922,8 @@ void Coordinator::on_heartbeat(Agent& agent, const proto::Heartbeat& hb) {
     auto l = leases_.find(static_cast<int64_t>(ref.job_id));
     if (l == leases_.end() || l->second.agent_id != agent.id ||
         static_cast<uint64_t>(l->second.epoch) != ref.epoch) {
-      send(agent.id, agent.routing_id, proto::Cancel{ref, "attempt no longer assigned to this agent"});
+      send(agent.id, agent.routing_id,
+           proto::Cancel{ref, "attempt no longer assigned to this agent"});
     }
   }
   // Results the agent still holds for attempts that are no longer current (recorded
@@ -914,8 +943,10 @@ void Coordinator::on_bye(Agent& agent, const proto::Bye& bye) {
 }
 
 void Coordinator::supersede(const std::string& old_routing_id, const std::string& incarnation) {
-  int64_t until = clock_.now_ms() + std::max<int64_t>(
-      kSupersededKeepMs, 10 * static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness);
+  int64_t until =
+      clock_.now_ms() +
+      std::max<int64_t>(kSupersededKeepMs,
+                        10 * static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness);
   superseded_[old_routing_id] = Superseded{incarnation, until};
   superseded_order_.emplace_back(until, old_routing_id);
 }
@@ -925,7 +956,8 @@ void Coordinator::forget_superseded(int64_t now) {
          (superseded_order_.front().first <= now || superseded_order_.size() > kMaxSuperseded)) {
     auto& [until, routing_id] = superseded_order_.front();
     // A routing id superseded twice has a later entry in the queue: keep the map's.
-    if (auto s = superseded_.find(routing_id); s != superseded_.end() && s->second.until_ms == until) {
+    if (auto s = superseded_.find(routing_id);
+        s != superseded_.end() && s->second.until_ms == until) {
       superseded_.erase(s);
     }
     superseded_order_.pop_front();
@@ -1017,7 +1049,8 @@ int64_t Coordinator::next_timer_ms(int64_t now) const {
   if (grace_until_ms_ != 0) next = std::min(next, grace_until_ms_);
   for (const auto& held : delayed_) next = std::min(next, held.first);
   if (!superseded_order_.empty()) next = std::min(next, superseded_order_.front().first);
-  if (peer_log_.keys() > 0 || received_since_trim_ > 0) next = std::min(next, now + kAdoptIntervalMs);
+  if (peer_log_.keys() > 0 || received_since_trim_ > 0)
+    next = std::min(next, now + kAdoptIntervalMs);
   return std::max(next, now);
 }
 
@@ -1063,12 +1096,13 @@ void Coordinator::dispatch() {
       continue;
     }
     if (job->attempts == 1) {
-      dispatch_latency_.observe(static_cast<double>(std::max<int64_t>(job->assigned_ms - job->created_ms, 0)) / 1000.0);
+      dispatch_latency_.observe(
+          static_cast<double>(std::max<int64_t>(job->assigned_ms - job->created_ms, 0)) / 1000.0);
     }
     // Built from the job's row (its request columns): no frame is read from the database.
     proto::Assign assign = assign_for(*job, *epoch, p.device_index, p.backend);
-    leases_[p.job_id] = Lease{p.agent_id, p.backend, p.device_index, *epoch, clock_.now_ms(),
-                              job->exclusive, true};
+    leases_[p.job_id] =
+        Lease{p.agent_id, p.backend, p.device_index, *epoch, clock_.now_ms(), job->exclusive, true};
     leases_by_agent_[p.agent_id].insert(p.job_id);
     const Agent& agent = agents_.at(p.agent_id);
     spdlog::debug("assign job={} epoch={} agent={} device={}:{}", p.job_id, *epoch, p.agent_id,
@@ -1215,7 +1249,8 @@ void Coordinator::render_metrics(std::string& out) const {
     devices++;
     busy += d.running > 0 ? 1 : 0;
     metric_sample(out, "kforge_device_busy",
-                  {{"agent", d.agent_id}, {"device", d.device.backend + ":" + std::to_string(d.device.index)},
+                  {{"agent", d.agent_id},
+                   {"device", d.device.backend + ":" + std::to_string(d.device.index)},
                    {"arch", d.device.arch}},
                   d.running > 0 ? 1 : 0);
   }
@@ -1223,32 +1258,42 @@ void Coordinator::render_metrics(std::string& out) const {
   auto each_pool = [&](const auto& fn) {
     for (const auto& [id, agent] : agents_) {
       for (const proto::VerifierPool& p : agent.pools) {
-        fn(MetricLabels{{"agent", id}, {"device", p.backend + ":" + std::to_string(p.device_index)}}, p);
+        fn(MetricLabels{{"agent", id},
+                        {"device", p.backend + ":" + std::to_string(p.device_index)}},
+           p);
       }
     }
   };
-  metric_family(out, "kforge_verifier_workers", "gauge", "candidate workers of a device's Verifier: warm (waiting for a job) or busy");
+  metric_family(out, "kforge_verifier_workers", "gauge",
+                "candidate workers of a device's Verifier: warm (waiting for a job) or busy");
   each_pool([&](MetricLabels labels, const proto::VerifierPool& p) {
     labels.emplace_back("state", "warm");
     metric_sample(out, "kforge_verifier_workers", labels, p.warm);
     labels.back().second = "busy";
     metric_sample(out, "kforge_verifier_workers", labels, p.busy);
   });
-  metric_family(out, "kforge_verifier_workers_spawned_total", "counter", "candidate workers a device's Verifier started (rate(): spawned per second)");
+  metric_family(out, "kforge_verifier_workers_spawned_total", "counter",
+                "candidate workers a device's Verifier started (rate(): spawned per second)");
   each_pool([&](const MetricLabels& labels, const proto::VerifierPool& p) {
-    metric_sample(out, "kforge_verifier_workers_spawned_total", labels, static_cast<double>(p.spawned));
+    metric_sample(out, "kforge_verifier_workers_spawned_total", labels,
+                  static_cast<double>(p.spawned));
   });
-  metric_family(out, "kforge_verifier_workers_forked_total", "counter", "of those, the workers forked from the worker zygote (the rest started cold)");
+  metric_family(out, "kforge_verifier_workers_forked_total", "counter",
+                "of those, the workers forked from the worker zygote (the rest started cold)");
   each_pool([&](const MetricLabels& labels, const proto::VerifierPool& p) {
-    metric_sample(out, "kforge_verifier_workers_forked_total", labels, static_cast<double>(p.forked));
+    metric_sample(out, "kforge_verifier_workers_forked_total", labels,
+                  static_cast<double>(p.forked));
   });
-  metric_family(out, "kforge_verifier_zygote_up", "gauge", "1 while the device's worker zygote is up (0: its workers start cold)");
+  metric_family(out, "kforge_verifier_zygote_up", "gauge",
+                "1 while the device's worker zygote is up (0: its workers start cold)");
   each_pool([&](const MetricLabels& labels, const proto::VerifierPool& p) {
     metric_sample(out, "kforge_verifier_zygote_up", labels, p.zygote ? 1 : 0);
   });
   metric_family(out, "kforge_devices", "gauge", "devices of live agents, by backend");
-  for (const auto& [backend, n] : by_backend) metric_sample(out, "kforge_devices", {{"backend", backend}}, n.first);
-  metric_family(out, "kforge_device_utilization_ratio", "gauge", "fraction of the backend's devices running a job now");
+  for (const auto& [backend, n] : by_backend)
+    metric_sample(out, "kforge_devices", {{"backend", backend}}, n.first);
+  metric_family(out, "kforge_device_utilization_ratio", "gauge",
+                "fraction of the backend's devices running a job now");
   for (const auto& [backend, n] : by_backend) {
     metric_sample(out, "kforge_device_utilization_ratio", {{"backend", backend}},
                   n.first ? static_cast<double>(n.second) / n.first : 0.0);
@@ -1257,19 +1302,32 @@ void Coordinator::render_metrics(std::string& out) const {
   metric_sample(out, "kforge_pool_queued_jobs", {}, static_cast<double>(pool_.queued()));
   metric_family(out, "kforge_leases", "gauge", "jobs assigned to agents");
   metric_sample(out, "kforge_leases", {}, static_cast<double>(leases_.size()));
-  metric_family(out, "kforge_results_total", "counter", "job results from agents since start-up: recorded, dropped as stale, or refused (from an agent not holding the attempt)");
-  metric_sample(out, "kforge_results_total", {{"outcome", "recorded"}}, static_cast<double>(results_recorded_));
-  metric_sample(out, "kforge_results_total", {{"outcome", "stale"}}, static_cast<double>(results_stale_));
-  metric_sample(out, "kforge_results_total", {{"outcome", "refused"}}, static_cast<double>(results_refused_));
-  metric_family(out, "kforge_peer_frames_dropped_total", "counter", "frames from peers dropped unprocessed since start-up: malformed, or beyond a stranger's per-turn budget");
-  metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "malformed"}}, static_cast<double>(malformed_frames_));
-  metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "over_budget"}}, static_cast<double>(stranger_discarded_));
+  metric_family(out, "kforge_results_total", "counter",
+                "job results from agents since start-up: recorded, dropped as stale, or refused "
+                "(from an agent not holding the attempt)");
+  metric_sample(out, "kforge_results_total", {{"outcome", "recorded"}},
+                static_cast<double>(results_recorded_));
+  metric_sample(out, "kforge_results_total", {{"outcome", "stale"}},
+                static_cast<double>(results_stale_));
+  metric_sample(out, "kforge_results_total", {{"outcome", "refused"}},
+                static_cast<double>(results_refused_));
+  metric_family(out, "kforge_peer_frames_dropped_total", "counter",
+                "frames from peers dropped unprocessed since start-up: malformed, or beyond a "
+                "stranger's per-turn budget");
+  metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "malformed"}},
+                static_cast<double>(malformed_frames_));
+  metric_sample(out, "kforge_peer_frames_dropped_total", {{"reason", "over_budget"}},
+                static_cast<double>(stranger_discarded_));
   metric_family(out, "kforge_peers_disconnected_total", "counter",
-                "connections of peers that were not registered agents shut down for flooding (over the per-turn budget)");
+                "connections of peers that were not registered agents shut down for flooding (over "
+                "the per-turn budget)");
   metric_sample(out, "kforge_peers_disconnected_total", {}, static_cast<double>(peers_cut_off_));
-  metric_family(out, "kforge_log_lines_suppressed_total", "counter", "warnings about peers not written (rate limit)");
-  metric_sample(out, "kforge_log_lines_suppressed_total", {}, static_cast<double>(peer_log_.suppressed()));
-  dispatch_latency_.render(out, "kforge_dispatch_latency_seconds", "time from a job's enqueue to its first assignment to a device");
+  metric_family(out, "kforge_log_lines_suppressed_total", "counter",
+                "warnings about peers not written (rate limit)");
+  metric_sample(out, "kforge_log_lines_suppressed_total", {},
+                static_cast<double>(peer_log_.suppressed()));
+  dispatch_latency_.render(out, "kforge_dispatch_latency_seconds",
+                           "time from a job's enqueue to its first assignment to a device");
 }
 
 Result<CoordinatorOptions> coordinator_options(const CoordinatorConfig& config) {

@@ -59,16 +59,16 @@
 namespace kforge {
 
 struct CoordinatorOptions {
-  std::string listen = "tcp://127.0.0.1:7700";  // ROUTER endpoint; port * picks a free one
+  std::string listen = "tcp://127.0.0.1:7700";     // ROUTER endpoint; port * picks a free one
   std::filesystem::path data_dir = "kforge-data";  // holds kforge.db
-  uint32_t heartbeat_ms = 1000;                 // send something to each agent this often
-  uint32_t liveness = 3;                        // silent intervals before an agent is lost
-  uint32_t restart_grace_ms = 5000;             // after start: wait for agents before re-queuing
-  uint32_t precision_jobs_per_device = 1;       // >1: precision-only jobs may share a device
-  size_t max_msg_bytes = 64u << 20;             // ZMQ_MAXMSGSIZE and decode limit
+  uint32_t heartbeat_ms = 1000;                    // send something to each agent this often
+  uint32_t liveness = 3;                           // silent intervals before an agent is lost
+  uint32_t restart_grace_ms = 5000;                // after start: wait for agents before re-queuing
+  uint32_t precision_jobs_per_device = 1;          // >1: precision-only jobs may share a device
+  size_t max_msg_bytes = 64u << 20;                // ZMQ_MAXMSGSIZE and decode limit
   std::string curve_secret_key;  // z85: CURVE on the agent link; empty: plain TCP (a warning)
-  std::filesystem::path agent_keys_file;  // CURVE allow-list, re-read when it changes; or:
-  AgentKeys agent_keys;                   // the allow-list when agent_keys_file is empty
+  std::filesystem::path agent_keys_file;      // CURVE allow-list, re-read when it changes; or:
+  AgentKeys agent_keys;                       // the allow-list when agent_keys_file is empty
   uint64_t disk_reserve_bytes = 64ull << 20;  // kept free in data_dir for the store (0: none)
 
   bool operator==(const CoordinatorOptions&) const = default;
@@ -134,8 +134,8 @@ class Coordinator {
   // The no-space alarm. Thread-safe.
   struct StorageAlarm {
     bool raised = false;
-    std::string message;     // the store's error that raised it
-    int64_t since_ms = 0;    // wall clock
+    std::string message;        // the store's error that raised it
+    int64_t since_ms = 0;       // wall clock
     uint64_t raised_total = 0;  // alarms raised since start-up
   };
   StorageAlarm storage_alarm() const;
@@ -199,8 +199,8 @@ class Coordinator {
     size_t superseded_order = 0;  // their expiry queue
     size_t leases = 0;
     size_t leases_by_agent = 0;
-    size_t log_keys = 0;          // peers with a rate-limited warning window open
-    size_t agent_timers = 0;      // entries of the agents' timer queue, stale ones included
+    size_t log_keys = 0;      // peers with a rate-limited warning window open
+    size_t agent_timers = 0;  // entries of the agents' timer queue, stale ones included
   };
   Footprint footprint() const;
   // Loop turns run since start-up. Thread-safe. Idle (no agent, nothing due) the loop wakes
@@ -220,7 +220,7 @@ class Coordinator {
     std::string id;
     std::string routing_id;  // "<agent_id>/<incarnation>/<connection>"
     std::string incarnation;
-    std::string key;         // CURVE public key (z85) it registered with; "" in plain mode
+    std::string key;  // CURVE public key (z85) it registered with; "" in plain mode
     std::vector<proto::DeviceInfo> devices;
     std::vector<proto::VerifierPool> pools;  // from its last heartbeat (metrics)
     int64_t last_recv_ms = 0;
@@ -234,7 +234,7 @@ class Coordinator {
     std::string backend;
     uint32_t device_index = 0;
     int64_t epoch = 0;
-    int64_t sent_ms = 0;   // when the assignment was (last) sent
+    int64_t sent_ms = 0;  // when the assignment was (last) sent
     bool exclusive = false;
     bool attached = true;  // false after a restart until the agent re-registers with it
   };
@@ -320,13 +320,13 @@ class Coordinator {
   std::atomic<bool> stopped_{false};
 
   DevicePool pool_;
-  std::unordered_map<std::string, Agent> agents_;           // live agents by id
-  std::unordered_map<std::string, std::string> routing_;    // routing id -> agent id
+  std::unordered_map<std::string, Agent> agents_;         // live agents by id
+  std::unordered_map<std::string, std::string> routing_;  // routing id -> agent id
   struct Superseded {
     std::string incarnation;  // the one that replaced it
     int64_t until_ms = 0;     // forgotten after this
   };
-  std::unordered_map<std::string, Superseded> superseded_;  // old routing id -> replacement
+  std::unordered_map<std::string, Superseded> superseded_;        // old routing id -> replacement
   std::deque<std::pair<int64_t, std::string>> superseded_order_;  // (until_ms, routing id)
   // (due_ms, agent id), earliest first: timers() looks only at the agents due, not at every
   // agent every tick (10,000 agents every 20 ms was a sixth of the loop's CPU). An entry is
@@ -336,7 +336,7 @@ class Coordinator {
   std::priority_queue<std::pair<int64_t, std::string>, std::vector<std::pair<int64_t, std::string>>,
                       std::greater<>>
       agent_timers_;
-  std::unordered_map<int64_t, Lease> leases_;               // assigned jobs
+  std::unordered_map<int64_t, Lease> leases_;  // assigned jobs
   std::unordered_map<std::string, std::set<int64_t>> leases_by_agent_;
   int64_t adopted_up_to_ = 0;  // highest job id in the pool's view; newer queued ones are adopted
   int64_t next_adopt_ms_ = 0;
@@ -374,7 +374,7 @@ class Coordinator {
   uint64_t results_refused_ = 0;  // current attempts reported by an agent not holding them
 
   SpaceReserve reserve_;
-  bool alarm_ = false;         // loop thread: no turns run
+  bool alarm_ = false;  // loop thread: no turns run
   int64_t next_probe_ms_ = 0;
   int64_t probe_backoff_ms_ = 0;
   mutable std::mutex alarm_mu_;

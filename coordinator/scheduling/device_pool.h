@@ -86,10 +86,12 @@ class DevicePool {
     bool drained = false;
   };
   using DeviceKey = std::tuple<std::string, std::string, uint32_t>;  // agent, backend, index
-  using QueueKey = std::pair<std::string, std::string>;             // backend, arch
+  using QueueKey = std::pair<std::string, std::string>;              // backend, arch
   using Order = std::pair<int, int64_t>;                             // -priority, id
 
-  bool has_room(const Device& d) const { return !d.drained && !d.exclusive && d.running < shared_slots_; }
+  bool has_room(const Device& d) const {
+    return !d.drained && !d.exclusive && d.running < shared_slots_;
+  }
   void update_free(const DeviceKey& key, const Device& d);
   const PoolJob* best_fit(const Device& d) const;
 

@@ -30,8 +30,8 @@ Status SpaceReserve::hold() {
   if (rc != 0) {
     ::unlink(file_.c_str());
     return Status(rc == ENOSPC || rc == EDQUOT ? Code::no_space : Code::io_error,
-                  file_.string() + ": allocate " + std::to_string(bytes_) + " bytes of reserve: " +
-                      std::strerror(rc));
+                  file_.string() + ": allocate " + std::to_string(bytes_) +
+                      " bytes of reserve: " + std::strerror(rc));
   }
   return Status();
 }

@@ -17,7 +17,8 @@ namespace kforge {
 class SpaceReserve {
  public:
   // `bytes` 0: no reserve (held() is always true, hold and release do nothing).
-  SpaceReserve(std::filesystem::path file, uint64_t bytes) : file_(std::move(file)), bytes_(bytes) {}
+  SpaceReserve(std::filesystem::path file, uint64_t bytes)
+      : file_(std::move(file)), bytes_(bytes) {}
 
   uint64_t bytes() const { return bytes_; }
   const std::filesystem::path& file() const { return file_; }

@@ -136,6 +136,8 @@ struct Statements {
   sqlite3_stmt* list_jobs_of_task_in_state = nullptr;
 };
 
+// The SQL below is laid out by hand, one statement a line where it fits: clang-format off.
+// clang-format off
 // A job's result columns (migration 0003), read by read_job from column 14 on.
 #define KF_RESULT_COLUMNS                                                                     \
   "run_signal, run_timed_out, run_cancelled, run_infra_error, run_stdout, run_stderr, "       \
@@ -373,6 +375,7 @@ const SqlDef kSql[] = {
      "= ?1)) "
      "GROUP BY role ORDER BY role"},
 };
+// clang-format on
 static_assert(sizeof(Statements) == std::size(kSql) * sizeof(sqlite3_stmt*),
               "every Statements member needs its SQL in kSql");
 
@@ -457,7 +460,11 @@ void bind_result(Stmt& s, const proto::JobResult& r) {
       .bind(15, r.started_ms)
       .bind(16, r.finished_ms);
   if (!r.verify) {
-    s.bind(17, std::optional<int64_t>()).text(18, "").text(19, "").text(20, "").bind(21, int64_t{0});
+    s.bind(17, std::optional<int64_t>())
+        .text(18, "")
+        .text(19, "")
+        .text(20, "")
+        .bind(21, int64_t{0});
     s.text(22, "").text(23, "").text(24, "");
     return;
   }
@@ -710,10 +717,10 @@ void put_field(Hash& h, std::string_view field) {
 
 template <class Hash>
 void put_task(Hash& h, const TaskSpec& s, std::string_view candidate) {
-  for (std::string_view f : {std::string_view(s.op_name), std::string_view(s.task_id),
-                             std::string_view(s.backend), std::string_view(s.arch),
-                             std::string_view(s.impl_type), std::string_view(s.framework),
-                             std::string_view(s.task_type)}) {
+  for (std::string_view f :
+       {std::string_view(s.op_name), std::string_view(s.task_id), std::string_view(s.backend),
+        std::string_view(s.arch), std::string_view(s.impl_type), std::string_view(s.framework),
+        std::string_view(s.task_type)}) {
     put_field(h, f);
   }
   put_field(h, std::to_string(s.limit_steps));
@@ -750,12 +757,11 @@ struct Fnv1a64 {
 Status rehash_campaigns(Db& d) {
   constexpr std::string_view op = "migration 0006: campaign identities as SHA-256";
   Prepared campaigns, tasks, update;
-  KF_RETURN_IF_ERROR(d.prepare(
-      "SELECT id, workflow, content_hash FROM campaigns WHERE length(content_hash) = 16",
-      &campaigns.s));
-  KF_RETURN_IF_ERROR(d.prepare(kTasksOfCampaignAt6, &tasks.s));
   KF_RETURN_IF_ERROR(
-      d.prepare("UPDATE campaigns SET content_hash = ?2 WHERE id = ?1", &update.s));
+      d.prepare("SELECT id, workflow, content_hash FROM campaigns WHERE length(content_hash) = 16",
+                &campaigns.s));
+  KF_RETURN_IF_ERROR(d.prepare(kTasksOfCampaignAt6, &tasks.s));
+  KF_RETURN_IF_ERROR(d.prepare("UPDATE campaigns SET content_hash = ?2 WHERE id = ?1", &update.s));
   Stmt c(campaigns.s);
   int rc;
   while ((rc = c.step()) == SQLITE_ROW) {
@@ -788,10 +794,12 @@ Status rehash_campaigns(Db& d) {
 
 }  // namespace
 
-CampaignHash::CampaignHash(std::string_view workflow, std::string_view timing, std::string_view search) {
+CampaignHash::CampaignHash(std::string_view workflow, std::string_view timing,
+                           std::string_view search) {
   sha_.update("kforge-campaign-v2\n");
   put_field(sha_, workflow);
-  if (timing != "kforge") put_field(sha_, "timing=" + std::string(timing));  // kforge's: the v2 hash as before
+  if (timing != "kforge")
+    put_field(sha_, "timing=" + std::string(timing));  // kforge's: the v2 hash as before
   // Only when set, so that campaigns without [search] keep their hash; no op_name (the first
   // field of a task) starts with "search:".
   if (!search.empty()) put_field(sha_, "search:" + std::string(search));
@@ -801,7 +809,9 @@ void CampaignHash::add(const TaskSpec& spec, std::string_view candidate) {
   put_task(sha_, spec, candidate);
 }
 
-std::string CampaignHash::hex() { return sha_.hex_digest(); }
+std::string CampaignHash::hex() {
+  return sha_.hex_digest();
+}
 
 struct Store::Impl {
   Db d;
@@ -831,7 +841,8 @@ JobRequest request_of(const proto::Assign& assign) {
   return JobRequest{assign.argv, assign.env, assign.files, assign.timeout_ms, assign.limits};
 }
 
-proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index, const std::string& backend) {
+proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index,
+                         const std::string& backend) {
   proto::Assign a;
   a.job = proto::JobRef{static_cast<uint64_t>(job.id), static_cast<uint64_t>(epoch)};
   a.device_index = device_index;
@@ -886,8 +897,8 @@ Result<T> stored_json(const Db& d, int64_t job_id, const char* column, const std
   try {
     return nlohmann::json::parse(text).get<T>();
   } catch (const nlohmann::json::exception& e) {
-    return internal_error(d.path + ": job " + std::to_string(job_id) + ": jobs." + column + " is not what it must be: " +
-                          e.what());
+    return internal_error(d.path + ": job " + std::to_string(job_id) + ": jobs." + column +
+                          " is not what it must be: " + e.what());
   }
 }
 
@@ -929,8 +940,10 @@ Status convert_job_specs(Db& d) {
   constexpr std::string_view op = "migration 0011: job requests in columns";
   Prepared select, update, file;
   KF_RETURN_IF_ERROR(d.prepare("SELECT id, spec FROM jobs WHERE length(spec) > 0", &select.s));
-  KF_RETURN_IF_ERROR(d.prepare("UPDATE jobs SET spec = x'', " KF_REQUEST_SET " WHERE id = ?1", &update.s));
-  KF_RETURN_IF_ERROR(d.prepare("INSERT INTO job_files(job_id, name, data) VALUES(?1, ?2, ?3)", &file.s));
+  KF_RETURN_IF_ERROR(
+      d.prepare("UPDATE jobs SET spec = x'', " KF_REQUEST_SET " WHERE id = ?1", &update.s));
+  KF_RETURN_IF_ERROR(
+      d.prepare("INSERT INTO job_files(job_id, name, data) VALUES(?1, ?2, ?3)", &file.s));
   Stmt rows(select.s);
   int rc;
   while ((rc = rows.step()) == SQLITE_ROW) {
@@ -954,11 +967,12 @@ Status convert_job_specs(Db& d) {
 Status convert_job_frames(Db& d) {
   constexpr std::string_view op = "migration 0003: convert stored results";
   Prepared select, update;
-  int rc = sqlite3_prepare_v2(d.db, "SELECT id, epoch, kind, result FROM jobs WHERE result IS NOT NULL",
-                              -1, &select.s, nullptr);
+  int rc =
+      sqlite3_prepare_v2(d.db, "SELECT id, epoch, kind, result FROM jobs WHERE result IS NOT NULL",
+                         -1, &select.s, nullptr);
   if (rc == SQLITE_OK) {
-    rc = sqlite3_prepare_v2(d.db, "UPDATE jobs SET result = NULL, " KF_RESULT_SET " WHERE id = ?1", -1,
-                            &update.s, nullptr);
+    rc = sqlite3_prepare_v2(d.db, "UPDATE jobs SET result = NULL, " KF_RESULT_SET " WHERE id = ?1",
+                            -1, &update.s, nullptr);
   }
   if (rc != SQLITE_OK) return d.error(rc, op);
   Stmt rows(select.s);
@@ -1223,7 +1237,8 @@ Result<int64_t> Store::create_campaign(const std::string& name, const std::strin
 namespace {
 
 // Adds `delta` to the count of the campaign's tasks in `state` (campaign_task_counts).
-Status add_task_count(Db& d, int64_t campaign_id, std::string_view state, int64_t delta, std::string_view op) {
+Status add_task_count(Db& d, int64_t campaign_id, std::string_view state, int64_t delta,
+                      std::string_view op) {
   Stmt s(d.st.add_task_count);
   s.bind(1, campaign_id).text_copy(2, std::string(state)).bind(3, delta);
   int rc = s.step();
@@ -1253,13 +1268,14 @@ Result<int64_t> insert_task(Db& d, int64_t campaign_id, const TaskSpec& spec, st
   bind_text(s, 15, *candidate);
   int rc = s.step();
   if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-    return Status(Code::already_exists,
-                  d.path + ": " + std::string(op) + ": campaign " + std::to_string(campaign_id) +
-                      " already has task " + spec.op_name + "/" + spec.task_id + " for " +
-                      spec.backend + "/" + spec.arch + "/" + spec.impl_type);
+    return Status(Code::already_exists, d.path + ": " + std::string(op) + ": campaign " +
+                                            std::to_string(campaign_id) + " already has task " +
+                                            spec.op_name + "/" + spec.task_id + " for " +
+                                            spec.backend + "/" + spec.arch + "/" + spec.impl_type);
   }
   if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-    return not_found(d.path + ": " + std::string(op) + ": no campaign " + std::to_string(campaign_id));
+    return not_found(d.path + ": " + std::string(op) + ": no campaign " +
+                     std::to_string(campaign_id));
   }
   if (rc != SQLITE_DONE) return d.error(rc, op);
   return sqlite3_last_insert_rowid(d.db);
@@ -1319,7 +1335,8 @@ Status Store::set_task_state(int64_t task_id, TaskState state, std::optional<Out
     Stmt s(d.st.task_state_of);
     s.bind(1, task_id);
     int rc = s.step();
-    if (rc == SQLITE_DONE) return not_found(d.path + ": set_task_state: no task " + std::to_string(task_id));
+    if (rc == SQLITE_DONE)
+      return not_found(d.path + ": set_task_state: no task " + std::to_string(task_id));
     if (rc != SQLITE_ROW) return d.error(rc, op);
     campaign_id = s.i64(0);
     was = s.str(1);
@@ -1346,8 +1363,9 @@ namespace {
 
 // One UPDATE moving a campaign's tasks in states `from` (two) to state `to`, and the counts
 // with them: `from` had exactly the rows it changed, none is left. Returns how many.
-Result<int64_t> move_campaign_tasks(Db& d, sqlite3_stmt* update, std::string_view op, int64_t campaign_id,
-                                    std::string_view to, std::string_view from1, std::string_view from2,
+Result<int64_t> move_campaign_tasks(Db& d, sqlite3_stmt* update, std::string_view op,
+                                    int64_t campaign_id, std::string_view to,
+                                    std::string_view from1, std::string_view from2,
                                     const std::function<void(Stmt&)>& bind) {
   Tx tx(d, op, true);
   KF_RETURN_IF_ERROR(tx.status());
@@ -1373,15 +1391,15 @@ Result<int64_t> move_campaign_tasks(Db& d, sqlite3_stmt* update, std::string_vie
 
 Result<int64_t> Store::cancel_campaign_tasks(int64_t campaign_id, const std::string& reason) {
   Db& d = impl_->d;
-  return move_campaign_tasks(d, d.st.cancel_campaign_tasks, "cancel_campaign_tasks", campaign_id, "cancelled",
-                             "pending", "running",
-                             [&](Stmt& s) { s.bind(1, campaign_id).text(2, reason).bind(3, d.now()); });
+  return move_campaign_tasks(
+      d, d.st.cancel_campaign_tasks, "cancel_campaign_tasks", campaign_id, "cancelled", "pending",
+      "running", [&](Stmt& s) { s.bind(1, campaign_id).text(2, reason).bind(3, d.now()); });
 }
 
 Result<int64_t> Store::resume_campaign_tasks(int64_t campaign_id) {
   Db& d = impl_->d;
-  return move_campaign_tasks(d, d.st.resume_campaign_tasks, "resume_campaign_tasks", campaign_id, "pending",
-                             "cancelled", "cancelled",
+  return move_campaign_tasks(d, d.st.resume_campaign_tasks, "resume_campaign_tasks", campaign_id,
+                             "pending", "cancelled", "cancelled",
                              [&](Stmt& s) { s.bind(1, campaign_id).bind(2, d.now()); });
 }
 
@@ -1532,7 +1550,11 @@ Status Store::record_migrant(const MigrantRow& m) {
   KF_RETURN_IF_ERROR(tx.status());
   {
     Stmt s(d.st.insert_migrant);
-    s.bind(1, m.task_id).bind(2, m.candidate_id).bind(3, m.island).bind(4, m.generation).bind(5, d.now());
+    s.bind(1, m.task_id)
+        .bind(2, m.candidate_id)
+        .bind(3, m.island)
+        .bind(4, m.generation)
+        .bind(5, d.now());
     int rc = s.step();
     if (rc != SQLITE_DONE) return d.error(rc, op);
   }
@@ -1740,7 +1762,8 @@ struct OneShot {
 namespace {
 
 // The one integer a SELECT returns, its parameters bound in order (0 without a row, or NULL).
-Result<int64_t> query_int(Db& d, const char* sql, std::initializer_list<int64_t> params, std::string_view op) {
+Result<int64_t> query_int(Db& d, const char* sql, std::initializer_list<int64_t> params,
+                          std::string_view op) {
   OneShot one;
   int rc = sqlite3_prepare_v2(d.db, sql, -1, &one.stmt, nullptr);
   if (rc != SQLITE_OK) return d.error(rc, op);
@@ -1767,7 +1790,8 @@ Result<std::vector<std::pair<int64_t, int64_t>>> Store::submitting_ranges() {
   std::vector<int64_t> campaigns;
   {
     OneShot one;
-    int rc = sqlite3_prepare_v2(d.db, "SELECT id FROM campaigns WHERE state = 'submitting'", -1, &one.stmt, nullptr);
+    int rc = sqlite3_prepare_v2(d.db, "SELECT id FROM campaigns WHERE state = 'submitting'", -1,
+                                &one.stmt, nullptr);
     if (rc != SQLITE_OK) return d.error(rc, op);
     Stmt s(one.stmt);
     while ((rc = s.step()) == SQLITE_ROW) campaigns.push_back(s.i64(0));
@@ -1784,7 +1808,9 @@ Result<std::vector<std::pair<int64_t, int64_t>>> Store::submitting_ranges() {
     if (!hi.ok()) return hi.status();
     if (*lo == 0) continue;
     auto count = [&](int64_t from, int64_t to) {
-      return query_int(d, "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND id BETWEEN ?2 AND ?3", {c, from, to}, op);
+      return query_int(d,
+                       "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND id BETWEEN ?2 AND ?3",
+                       {c, from, to}, op);
     };
     Impl::Unbroken u;
     auto it = known.find(c);
@@ -1822,8 +1848,12 @@ Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
   // 21): the ranges of ids that hold nothing else are skipped, the rest filtered.
   std::vector<std::pair<int64_t, int64_t>> skip;
   if (q.startable) {
-    if (q.offset != 0) return invalid_argument(d.path + ": task_ids: startable tasks are paged by after_id, not offset");
-    sql += " AND (campaign_id IS NULL OR campaign_id NOT IN (SELECT id FROM campaigns WHERE state = 'submitting'))";
+    if (q.offset != 0)
+      return invalid_argument(d.path +
+                              ": task_ids: startable tasks are paged by after_id, not offset");
+    sql +=
+        " AND (campaign_id IS NULL OR campaign_id NOT IN (SELECT id FROM campaigns WHERE state = "
+        "'submitting'))";
     auto ranges = submitting_ranges();
     if (!ranges.ok()) return ranges.status();
     skip = std::move(*ranges);
@@ -1836,7 +1866,8 @@ Result<std::vector<int64_t>> Store::task_ids(const TaskQuery& q) {
   // The ids between the skipped ranges, in order, until `limit` are found.
   int64_t after = q.after_id;
   for (size_t gap = 0; gap <= skip.size(); ++gap) {
-    const int64_t before = gap < skip.size() ? skip[gap].first : std::numeric_limits<int64_t>::max();
+    const int64_t before =
+        gap < skip.size() ? skip[gap].first : std::numeric_limits<int64_t>::max();
     const int64_t want = q.limit < 0 ? -1 : q.limit - static_cast<int64_t>(out.size());
     if (want == 0) break;
     if (before > after + 1) {
@@ -1858,7 +1889,8 @@ Result<bool> Store::campaign_unfinished(int64_t campaign_id) {
   Db& d = impl_->d;
   OneShot one;
   int rc = sqlite3_prepare_v2(
-      d.db, "SELECT 1 FROM tasks WHERE campaign_id = ?1 AND state IN ('pending', 'running') LIMIT 1", -1,
+      d.db,
+      "SELECT 1 FROM tasks WHERE campaign_id = ?1 AND state IN ('pending', 'running') LIMIT 1", -1,
       &one.stmt, nullptr);
   if (rc != SQLITE_OK) return d.error(rc, op);
   Stmt s(one.stmt);
@@ -1886,8 +1918,8 @@ Status each_row(Db& d, std::string_view op, const char* sql, Bind bind, Row row)
 }
 
 // Two tasks are twins when these columns match (the tasks' unique key, campaign aside).
-#define KF_TWIN_OF_A                                                                            \
-  "tb.campaign_id = ?2 AND tb.op_name = ta.op_name AND tb.task_id = ta.task_id AND "            \
+#define KF_TWIN_OF_A                                                                 \
+  "tb.campaign_id = ?2 AND tb.op_name = ta.op_name AND tb.task_id = ta.task_id AND " \
   "tb.backend = ta.backend AND tb.arch = ta.arch AND tb.impl_type = ta.impl_type"
 
 }  // namespace
@@ -1899,20 +1931,25 @@ Result<Store::CampaignSpend> Store::campaign_spend(int64_t campaign_id) {
   auto bind = [&](Stmt& s) { s.bind(1, campaign_id); };
   // Each through the campaign's tasks (tasks_by_campaign_state), then that task's rows.
   KF_RETURN_IF_ERROR(each_row(d, op,
-      "SELECT COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id WHERE t.campaign_id = ?1 AND s.role <> 'verifier'",
-      bind, [&](const Stmt& r) { spend.llm_calls = r.i64(0); }));
+                              "SELECT COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id WHERE "
+                              "t.campaign_id = ?1 AND s.role <> 'verifier'",
+                              bind, [&](const Stmt& r) { spend.llm_calls = r.i64(0); }));
   KF_RETURN_IF_ERROR(each_row(d, op,
-      "SELECT COALESCE(SUM(c.prompt_tokens + c.completion_tokens), 0), COALESCE(SUM(c.cost_usd), 0) "
-      "FROM tasks t JOIN llm_calls c ON c.task_id = t.id WHERE t.campaign_id = ?1 AND c.status = 'ok'",
-      bind, [&](const Stmt& r) {
-        spend.tokens = r.i64(0);
-        spend.cost_usd = r.f64(1);
-      }));
+                              "SELECT COALESCE(SUM(c.prompt_tokens + c.completion_tokens), 0), "
+                              "COALESCE(SUM(c.cost_usd), 0) "
+                              "FROM tasks t JOIN llm_calls c ON c.task_id = t.id WHERE "
+                              "t.campaign_id = ?1 AND c.status = 'ok'",
+                              bind, [&](const Stmt& r) {
+                                spend.tokens = r.i64(0);
+                                spend.cost_usd = r.f64(1);
+                              }));
   KF_RETURN_IF_ERROR(each_row(d, op,
-      "SELECT COALESCE(SUM(j.finished_ms - j.assigned_ms), 0) FROM tasks t JOIN jobs j ON j.task_id = t.id "
-      "WHERE t.campaign_id = ?1 AND j.state = 'done' AND j.assigned_ms > 0",
-      bind, [&](const Stmt& r) { spend.device_ms = r.i64(0); }));
-  KF_RETURN_IF_ERROR(each_row(d, op, "SELECT ?2 - created_ms FROM campaigns WHERE id = ?1",
+                              "SELECT COALESCE(SUM(j.finished_ms - j.assigned_ms), 0) FROM tasks t "
+                              "JOIN jobs j ON j.task_id = t.id "
+                              "WHERE t.campaign_id = ?1 AND j.state = 'done' AND j.assigned_ms > 0",
+                              bind, [&](const Stmt& r) { spend.device_ms = r.i64(0); }));
+  KF_RETURN_IF_ERROR(each_row(
+      d, op, "SELECT ?2 - created_ms FROM campaigns WHERE id = ?1",
       [&](Stmt& s) { s.bind(1, campaign_id).bind(2, d.now()); },
       [&](const Stmt& r) { spend.wall_ms = r.i64(0); }));
   return spend;
@@ -1920,8 +1957,10 @@ Result<Store::CampaignSpend> Store::campaign_spend(int64_t campaign_id) {
 
 Result<std::vector<Store::SearchStep>> Store::running_search_steps(int64_t campaign_id) {
   std::vector<SearchStep> out;
-  KF_RETURN_IF_ERROR(each_row(impl_->d, "running_search_steps",
-      "SELECT t.id, COALESCE(s.role <> 'verifier', 0), c.verdict, c.score FROM tasks t LEFT JOIN steps s ON s.task_id = t.id "
+  KF_RETURN_IF_ERROR(each_row(
+      impl_->d, "running_search_steps",
+      "SELECT t.id, COALESCE(s.role <> 'verifier', 0), c.verdict, c.score FROM tasks t LEFT JOIN "
+      "steps s ON s.task_id = t.id "
       "LEFT JOIN candidates c ON c.step_id = s.id WHERE t.campaign_id = ?1 AND t.state = 'running' "
       "ORDER BY t.id, s.seq",
       [&](Stmt& s) { s.bind(1, campaign_id); },
@@ -1929,7 +1968,8 @@ Result<std::vector<Store::SearchStep>> Store::running_search_steps(int64_t campa
         SearchStep step;
         step.task_id = r.i64(0);
         step.llm = r.i64(1) != 0;
-        if (!r.is_null(2)) step.verdict = parse_enum<Verdict>(r.str(2)).value_or(Verdict::infra_error);
+        if (!r.is_null(2))
+          step.verdict = parse_enum<Verdict>(r.str(2)).value_or(Verdict::infra_error);
         step.score = r.is_null(3) ? 0 : r.f64(3);
         out.push_back(step);
       }));
@@ -1942,8 +1982,9 @@ Result<Store::CampaignActivity> Store::campaign_activity(int64_t campaign_id, in
   CampaignActivity a;
   auto bind_campaign = [&](Stmt& s) { s.bind(1, campaign_id).bind(2, since_ms); };
   KF_RETURN_IF_ERROR(each_row(d, op,
-      "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND state IN ('passed', 'failed') AND updated_ms >= ?2",
-      bind_campaign, [&](const Stmt& r) { a.finished_since = r.i64(0); }));
+                              "SELECT COUNT(*) FROM tasks WHERE campaign_id = ?1 AND state IN "
+                              "('passed', 'failed') AND updated_ms >= ?2",
+                              bind_campaign, [&](const Stmt& r) { a.finished_since = r.i64(0); }));
   // The campaign's active jobs: few, found through jobs_by_state, each task looked up once.
   KF_RETURN_IF_ERROR(each_row(
       d, op,
@@ -1961,7 +2002,8 @@ Result<Store::CampaignActivity> Store::campaign_activity(int64_t campaign_id, in
         [&](Stmt& s) { s.bind(1, campaign_id).text(2, to_string(st).data()); },
         [&](const Stmt& r) { a.last_change_ms = std::max(a.last_change_ms, r.i64(0)); }));
   }
-  KF_RETURN_IF_ERROR(each_row(d, op,
+  KF_RETURN_IF_ERROR(each_row(
+      d, op,
       "SELECT MAX(s.created_ms) FROM tasks t JOIN steps s ON s.task_id = t.id "
       "WHERE t.campaign_id = ?1 AND t.state = 'running'",
       [&](Stmt& s) { s.bind(1, campaign_id); },
@@ -1969,7 +2011,8 @@ Result<Store::CampaignActivity> Store::campaign_activity(int64_t campaign_id, in
   return a;
 }
 
-Result<std::vector<Store::EndedBucket>> Store::ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms,
+Result<std::vector<Store::EndedBucket>> Store::ended_by_bucket(int64_t campaign_id,
+                                                               int64_t origin_ms, int64_t bucket_ms,
                                                                int64_t buckets) {
   // One range count per state and bucket, each walking only its own part of the index. (A
   // GROUP BY on the bucket would sort every ended task in a temporary tree: 1.2 s instead of
@@ -1988,7 +2031,8 @@ Result<std::vector<Store::EndedBucket>> Store::ended_by_bucket(int64_t campaign_
     for (int64_t i = 0; i < buckets; ++i) {
       // The first and last buckets also hold what ended before the origin or after the end.
       const int64_t lo = i == 0 ? std::numeric_limits<int64_t>::min() : origin_ms + i * bucket_ms;
-      const int64_t hi = i == buckets - 1 ? std::numeric_limits<int64_t>::max() : origin_ms + (i + 1) * bucket_ms;
+      const int64_t hi =
+          i == buckets - 1 ? std::numeric_limits<int64_t>::max() : origin_ms + (i + 1) * bucket_ms;
       Stmt s(one.stmt);
       s.bind(1, campaign_id).text(2, to_string(state).data()).bind(3, lo).bind(4, hi);
       if ((rc = s.step()) != SQLITE_ROW) return d.error(rc, op);
@@ -1998,10 +2042,12 @@ Result<std::vector<Store::EndedBucket>> Store::ended_by_bucket(int64_t campaign_
   return out;
 }
 
-Result<std::vector<std::pair<int64_t, int64_t>>> Store::paired_tasks(int64_t a, int64_t b, int64_t after_id,
+Result<std::vector<std::pair<int64_t, int64_t>>> Store::paired_tasks(int64_t a, int64_t b,
+                                                                     int64_t after_id,
                                                                      int64_t limit) {
   std::vector<std::pair<int64_t, int64_t>> out;
-  KF_RETURN_IF_ERROR(each_row(impl_->d, "paired_tasks",
+  KF_RETURN_IF_ERROR(each_row(
+      impl_->d, "paired_tasks",
       "SELECT ta.id, COALESCE(tb.id, 0) FROM tasks ta LEFT JOIN tasks tb ON " KF_TWIN_OF_A
       " WHERE ta.campaign_id = ?1 AND ta.id > ?3 ORDER BY ta.id LIMIT ?4",
       [&](Stmt& s) { s.bind(1, a).bind(2, b).bind(3, after_id).bind(4, limit); },
@@ -2011,7 +2057,8 @@ Result<std::vector<std::pair<int64_t, int64_t>>> Store::paired_tasks(int64_t a, 
 
 Result<int64_t> Store::paired_count(int64_t a, int64_t b) {
   int64_t n = 0;
-  KF_RETURN_IF_ERROR(each_row(impl_->d, "paired_count",
+  KF_RETURN_IF_ERROR(each_row(
+      impl_->d, "paired_count",
       "SELECT COUNT(*) FROM tasks ta JOIN tasks tb ON " KF_TWIN_OF_A " WHERE ta.campaign_id = ?1",
       [&](Stmt& s) { s.bind(1, a).bind(2, b); }, [&](const Stmt& r) { n = r.i64(0); }));
   return n;
@@ -2098,11 +2145,15 @@ Status Store::set_agent_state(const std::string& agent_id, AgentState state) {
                       [&](Stmt& s) { s.text(2, to_string(state).data()); });
 }
 
-Status Store::set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason) {
+Status Store::set_agent_drained(const std::string& agent_id, bool drained,
+                                const std::string& reason) {
   const int64_t now = impl_->d.now();
-  return update_agent(impl_->d, impl_->d.st.set_agent_drained, agent_id, "set_agent_drained", [&](Stmt& s) {
-    s.bind(2, drained).text_copy(3, drained ? reason : std::string()).bind(4, drained ? now : int64_t{0});
-  });
+  return update_agent(impl_->d, impl_->d.st.set_agent_drained, agent_id, "set_agent_drained",
+                      [&](Stmt& s) {
+                        s.bind(2, drained)
+                            .text_copy(3, drained ? reason : std::string())
+                            .bind(4, drained ? now : int64_t{0});
+                      });
 }
 
 Status Store::touch_agent(const std::string& agent_id) {
@@ -2226,15 +2277,20 @@ Result<std::vector<int64_t>> Store::task_ids_of_campaign(int64_t campaign_id) {
   return all_rows<int64_t>(d, s, "task_ids_of_campaign", [](const Stmt& r) { return r.i64(0); });
 }
 
-bool Store::submitting_here(int64_t campaign_id) const { return impl_->submitting.count(campaign_id) > 0; }
+bool Store::submitting_here(int64_t campaign_id) const {
+  return impl_->submitting.count(campaign_id) > 0;
+}
 
-void Store::release_submission(int64_t campaign_id) { impl_->submitting.erase(campaign_id); }
+void Store::release_submission(int64_t campaign_id) {
+  impl_->submitting.erase(campaign_id);
+}
 
 Result<std::vector<int64_t>> Store::interrupted_submissions() {
   Db& d = impl_->d;
   Result<std::vector<int64_t>> ids = [&] {
     Stmt s(d.st.submitting_campaigns);
-    return all_rows<int64_t>(d, s, "interrupted_submissions", [](const Stmt& r) { return r.i64(0); });
+    return all_rows<int64_t>(d, s, "interrupted_submissions",
+                             [](const Stmt& r) { return r.i64(0); });
   }();
   if (!ids.ok()) return ids.status();
   std::erase_if(*ids, [&](int64_t id) { return submitting_here(id); });
@@ -2343,7 +2399,8 @@ Result<LlmUsage> Store::llm_usage_of_task(int64_t task_id) {
 }
 
 Result<LlmUsage> Store::llm_usage_of_campaign(int64_t campaign_id) {
-  return usage_row(impl_->d, impl_->d.st.llm_usage_of_campaign, campaign_id, "llm_usage_of_campaign");
+  return usage_row(impl_->d, impl_->d.st.llm_usage_of_campaign, campaign_id,
+                   "llm_usage_of_campaign");
 }
 
 Result<std::vector<JobRow>> Store::jobs_of_task(int64_t task_id) {
@@ -2365,8 +2422,7 @@ Result<std::vector<JobLease>> Store::job_leases(int64_t campaign_id) {
   });
 }
 
-Status Store::list_jobs(const JobFilter& filter,
-                        const std::function<void(const JobRow&)>& each) {
+Status Store::list_jobs(const JobFilter& filter, const std::function<void(const JobRow&)>& each) {
   Db& d = impl_->d;
   Stmt s(filter.task_id ? (filter.state ? d.st.list_jobs_of_task_in_state : d.st.list_jobs_of_task)
                         : (filter.state ? d.st.list_jobs_in_state : d.st.list_jobs));

@@ -33,8 +33,8 @@ struct TaskSpec {
   std::string task_desc;  // the reference implementation (harness task format)
   std::string backend;    // ascend | cuda | cpu
   std::string arch;
-  std::string impl_type;  // triton | swft | cuda_c | cpp
-  std::string framework;  // torch | numpy | mindspore
+  std::string impl_type;                     // triton | swft | cuda_c | cpp
+  std::string framework;                     // torch | numpy | mindspore
   std::string task_type = "precision_only";  // | profile
   int limit_steps = 10;
   std::string candidate;  // verify_only workflow: the candidate supplied with the campaign
@@ -46,14 +46,14 @@ struct TaskSpec {
 struct CampaignRow {
   int64_t id = 0;
   std::string name;
-  std::string spec;          // the campaign document as submitted
+  std::string spec;  // the campaign document as submitted
   CampaignState state = CampaignState::running;
   std::string content_hash;  // of the expanded tasks: the same campaign is not added twice
   Workflow workflow = Workflow::default_;
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
   std::string timing = "kforge";  // kforge | kernelbench: its profile jobs' trials and runs
-  std::string search;        // the [search] table as JSON (SearchPolicy); "": fix_loop
+  std::string search;             // the [search] table as JSON (SearchPolicy); "": fix_loop
 };
 
 // One LLM request and its response (stored before the response is used).
@@ -63,8 +63,8 @@ struct LlmCallRow {
   std::string model;
   std::string request_key;  // the cache key: a resumed task finds its answer here
   std::string request;
-  std::string response;     // the response content (JSON: content, reasoning)
-  std::string status;       // ok | error
+  std::string response;  // the response content (JSON: content, reasoning)
+  std::string status;    // ok | error
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   double cost_usd = 0;
@@ -101,15 +101,15 @@ struct TaskRow {
 struct StepRow {
   int64_t id = 0;
   int64_t task_id = 0;
-  int seq = 0;          // 1, 2, ... per task
+  int seq = 0;  // 1, 2, ... per task
   Role role = Role::designer;
-  std::string input;    // prompt or job reference
-  std::string output;   // response, code, decision or verdict document; an LLM error's text
+  std::string input;   // prompt or job reference
+  std::string output;  // response, code, decision or verdict document; an LLM error's text
   std::optional<Outcome> verdict;  // verifier steps: the verification's; LLM steps: llm_error
                                    // or garbled, none when the answer was usable
-  bool counted = true;  // counts against the task's limit_steps
+  bool counted = true;             // counts against the task's limit_steps
   int64_t created_ms = 0;
-  int64_t sample = 0;   // the chain it belongs to (its sample index); 0 for fix_loop
+  int64_t sample = 0;  // the chain it belongs to (its sample index); 0 for fix_loop
 };
 
 // A judged candidate kernel (schema/sql/0012_search.sql): one per verifier step whose verdict
@@ -122,10 +122,10 @@ struct CandidateRow {
   std::optional<int64_t> code_step_id;  // the coder step; none: the supplied candidate
   std::optional<int64_t> parent_id;     // the previous candidate of its chain
   int64_t island = 0;
-  int64_t generation = 1;               // 1, 2, ... within its chain
-  Verdict verdict = Verdict::passed;    // never infra_error
-  std::optional<double> speedup;        // none when not profiled
-  double score = 0;                     // passed: speedup (1 when not profiled); else 0
+  int64_t generation = 1;             // 1, 2, ... within its chain
+  Verdict verdict = Verdict::passed;  // never infra_error
+  std::optional<double> speedup;      // none when not profiled
+  double score = 0;                   // passed: speedup (1 when not profiled); else 0
   int64_t created_ms = 0;
 };
 
@@ -154,11 +154,11 @@ struct NewJob {
   JobKind kind = JobKind::exec;
   JobRequest request;
   std::string backend = "cpu";
-  std::string arch;            // empty: any arch of the backend
-  int priority = 0;            // higher first, then FIFO by id
-  bool exclusive = false;      // profile jobs: the device runs nothing else meanwhile
-  std::optional<int> task_seq; // Conductor jobs: the seq after the last step of the chain
-                               // they verify (with one chain: the seq of their verdict step)
+  std::string arch;             // empty: any arch of the backend
+  int priority = 0;             // higher first, then FIFO by id
+  bool exclusive = false;       // profile jobs: the device runs nothing else meanwhile
+  std::optional<int> task_seq;  // Conductor jobs: the seq after the last step of the chain
+                                // they verify (with one chain: the seq of their verdict step)
 };
 
 struct JobRow {
@@ -172,10 +172,10 @@ struct JobRow {
   int priority = 0;
   bool exclusive = false;
   JobState state = JobState::queued;
-  int64_t epoch = 0;          // bumped by every assign and requeue
-  std::string agent_id;       // current lease holder (assigned) or last one (done)
+  int64_t epoch = 0;     // bumped by every assign and requeue
+  std::string agent_id;  // current lease holder (assigned) or last one (done)
   int device_index = -1;
-  int attempts = 0;           // number of assignments so far
+  int attempts = 0;                        // number of assignments so far
   std::optional<proto::JobResult> result;  // once done: the recorded attempt's result, from
                                            // its typed columns (verify jobs: result->verify)
   int64_t created_ms = 0;
@@ -226,11 +226,11 @@ struct AgentRow {
   std::string host;
   AgentState state = AgentState::live;
   bool drained = false;
-  std::string capabilities;   // JSON object
+  std::string capabilities;  // JSON object
   int64_t registered_ms = 0;
   int64_t last_seen_ms = 0;
-  std::string drain_reason;   // the operator's words at the drain ("" when not drained)
-  int64_t drained_ms = 0;     // when it was drained (0 when not)
+  std::string drain_reason;  // the operator's words at the drain ("" when not drained)
+  int64_t drained_ms = 0;    // when it was drained (0 when not)
 };
 
 struct DeviceRow {
@@ -245,7 +245,8 @@ struct DeviceRow {
 // The request of an Assign (its fields other than the job, the device and the kind).
 JobRequest request_of(const proto::Assign& assign);
 // The Assign that runs `job` under `epoch` on device `device_index` (of `backend`).
-proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index, const std::string& backend);
+proto::Assign assign_for(const JobRow& job, int64_t epoch, uint32_t device_index,
+                         const std::string& backend);
 
 class Store {
  public:
@@ -354,7 +355,8 @@ class Store {
   Status create_tasks(int64_t campaign_id, const TaskFeed& feed);
   Result<TaskRow> get_task(int64_t task_id);
   // A finished task has its verdict and reason; pending and running ones have none.
-  Status set_task_state(int64_t task_id, TaskState state, std::optional<Outcome> verdict = std::nullopt,
+  Status set_task_state(int64_t task_id, TaskState state,
+                        std::optional<Outcome> verdict = std::nullopt,
                         const std::string& reason = "");
   // A campaign's unfinished (pending or running) tasks become cancelled with `reason`, in one
   // UPDATE through the index by campaign and state: no task row is read. Returns how many.
@@ -422,7 +424,8 @@ class Store {
     int64_t finished_since = 0;  // tasks that became passed or failed at or after since_ms
     int64_t queued_jobs = 0;     // jobs of its tasks waiting for a device
     int64_t running_jobs = 0;    // jobs of its tasks on a device
-    int64_t last_change_ms = 0;  // latest updated_ms of its tasks, or step of a running one (0: none)
+    int64_t last_change_ms =
+        0;  // latest updated_ms of its tasks, or step of a running one (0: none)
   };
   Result<CampaignActivity> campaign_activity(int64_t campaign_id, int64_t since_ms);
   // How many of the campaign's tasks ended (passed, failed, cancelled: updated_ms) in each
@@ -434,12 +437,13 @@ class Store {
     int64_t bucket = 0;  // (updated_ms - origin_ms) / bucket_ms, within [0, buckets)
     int64_t count = 0;
   };
-  Result<std::vector<EndedBucket>> ended_by_bucket(int64_t campaign_id, int64_t origin_ms, int64_t bucket_ms,
-                                                   int64_t buckets);
+  Result<std::vector<EndedBucket>> ended_by_bucket(int64_t campaign_id, int64_t origin_ms,
+                                                   int64_t bucket_ms, int64_t buckets);
   // Two campaigns side by side: campaign `a`'s tasks with ids above `after_id`, by id, at
   // most `limit`, each with the id of campaign `b`'s task of the same op_name, task_id,
   // backend, arch and impl_type (0: b has none). Through the tasks' unique index.
-  Result<std::vector<std::pair<int64_t, int64_t>>> paired_tasks(int64_t a, int64_t b, int64_t after_id, int64_t limit);
+  Result<std::vector<std::pair<int64_t, int64_t>>> paired_tasks(int64_t a, int64_t b,
+                                                                int64_t after_id, int64_t limit);
   // How many of campaign `a`'s tasks have such a twin in `b`.
   Result<int64_t> paired_count(int64_t a, int64_t b);
 
@@ -480,7 +484,8 @@ class Store {
   Status upsert_agent(const AgentRow& agent, const std::vector<DeviceRow>& devices);
   Status set_agent_state(const std::string& agent_id, AgentState state);
   // A drain records `reason` and the time; an undrain clears both (`reason` is ignored).
-  Status set_agent_drained(const std::string& agent_id, bool drained, const std::string& reason = "");
+  Status set_agent_drained(const std::string& agent_id, bool drained,
+                           const std::string& reason = "");
   Status touch_agent(const std::string& agent_id);  // last_seen_ms = now
   Result<std::vector<AgentRow>> agents();
   Result<std::optional<AgentRow>> agent(const std::string& agent_id);  // none: never registered

@@ -2,14 +2,13 @@
 // output appended to a log file, killed (SIGTERM, then SIGKILL) when the test is done.
 #pragma once
 
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <doctest/doctest.h>
 
 #include <cerrno>
 #include <chrono>
@@ -25,7 +24,8 @@ namespace kforge::test {
 
 class Child {
  public:
-  Child(std::filesystem::path exe, std::vector<std::string> args, std::filesystem::path log, std::filesystem::path cwd)
+  Child(std::filesystem::path exe, std::vector<std::string> args, std::filesystem::path log,
+        std::filesystem::path cwd)
       : exe_(std::move(exe)), args_(std::move(args)), log_(std::move(log)), cwd_(std::move(cwd)) {
     start();
   }

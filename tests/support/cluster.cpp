@@ -113,7 +113,8 @@ void TestCluster::kill_coordinator() {
   coordinator_.reset();
 }
 
-Agent& TestCluster::start_agent(const std::string& name, uint32_t cpu_devices, AgentOptions options) {
+Agent& TestCluster::start_agent(const std::string& name, uint32_t cpu_devices,
+                                AgentOptions options) {
   if (agents_.count(name)) kill_agent(name);
   options.coordinator = endpoint_;
   options.state_dir = agent_state(name);
@@ -177,7 +178,8 @@ size_t TestCluster::recorded_jobs() const {
   return recorded_.size();
 }
 
-bool TestCluster::wait_all_done(const std::vector<int64_t>& jobs, std::chrono::milliseconds deadline) {
+bool TestCluster::wait_all_done(const std::vector<int64_t>& jobs,
+                                std::chrono::milliseconds deadline) {
   return wait_until(
       [&] {
         return coordinator_->call([&](Coordinator& c) {
@@ -192,8 +194,9 @@ bool TestCluster::wait_all_done(const std::vector<int64_t>& jobs, std::chrono::m
 }
 
 bool TestCluster::wait_live(size_t n, std::chrono::milliseconds deadline) {
-  return wait_until([&] { return coordinator_->call([](Coordinator& c) { return c.live_agents(); }) >= n; },
-                    deadline);
+  return wait_until(
+      [&] { return coordinator_->call([](Coordinator& c) { return c.live_agents(); }) >= n; },
+      deadline);
 }
 
 }  // namespace kforge::test

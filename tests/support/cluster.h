@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "agent/agent.h"
-#include "coordinator/scheduling/coordinator.h"
 #include "common/zmq_util.h"
+#include "coordinator/scheduling/coordinator.h"
 #include "tests/support/raw_peer.h"
 #include "tests/support/support.h"
 
@@ -49,7 +49,9 @@ class TestCluster {
   // As if by kill -9: no Bye, running jobs killed, their results never stored.
   void kill_agent(const std::string& name);
   Agent& agent(const std::string& name) { return *agents_.at(name).agent; }
-  std::filesystem::path agent_state(const std::string& name) const { return dir_ / ("agent-" + name); }
+  std::filesystem::path agent_state(const std::string& name) const {
+    return dir_ / ("agent-" + name);
+  }
   // The status run() returned when an agent stopped by itself (refused).
   Status agent_exit(const std::string& name);
 
@@ -84,7 +86,7 @@ class TestCluster {
   TempDir dir_;
   Link link_;
   CurveKeyPair server_keys_;
-  AgentKeys allowed_;                            // what the allow-list file holds
+  AgentKeys allowed_;                                // what the allow-list file holds
   std::map<std::string, CurveKeyPair> client_keys_;  // by agent id
   CoordinatorOptions options_;
   Clock& clock_;

@@ -112,8 +112,8 @@ struct FakeLlmServer::State {
     std::string in;
     std::string out;
     size_t out_off = 0;
-    bool busy = false;         // a request received and not yet fully answered
-    bool waiting = false;      // the answer is ready but held until send_at
+    bool busy = false;     // a request received and not yet fully answered
+    bool waiting = false;  // the answer is ready but held until send_at
     steady::time_point send_at;
     bool close_after = false;  // close once `out` is written
   };
@@ -251,7 +251,8 @@ void FakeLlmServer::State::take_request(Conn& c) {
     size_t colon = line.find(':');
     if (colon == std::string::npos) continue;
     std::string name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     std::string value = line.substr(colon + 1);
     value.erase(0, value.find_first_not_of(" \t"));
     value.erase(value.find_last_not_of(" \t") + 1);
@@ -269,7 +270,8 @@ void FakeLlmServer::State::take_request(Conn& c) {
   req.received = steady::now();
   if (auto it = req.headers.find("connection"); it != req.headers.end()) {
     std::string v = it->second;
-    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(v.begin(), v.end(), v.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     if (v == "close") c.close_after = true;
   }
   RequestHook hook;
@@ -289,7 +291,8 @@ void FakeLlmServer::State::take_request(Conn& c) {
 }
 
 std::string FakeLlmServer::State::answer(const FakeRequest& req, Conn& c) {
-  if (req.path != "/v1/chat/completions") return http_response(404, error_body(404, "no route " + req.path));
+  if (req.path != "/v1/chat/completions")
+    return http_response(404, error_body(404, "no route " + req.path));
   if (req.method != "POST") return http_response(405, error_body(405, "method not allowed"));
   if (req.body.is_null() || !req.body.is_object()) {
     return http_response(400, error_body(400, "request body is not a JSON object"));
@@ -323,10 +326,10 @@ std::string FakeLlmServer::State::answer(const FakeRequest& req, Conn& c) {
       c.waiting = true;
       c.send_at = steady::now() + std::chrono::milliseconds(b.delay_ms);
       [[fallthrough]];
-    case FakeBehaviour::Kind::ok:
-      break;
+    case FakeBehaviour::Kind::ok: break;
   }
-  std::string content = scripted && b.kind == FakeBehaviour::Kind::ok ? b.content : respond(req.body);
+  std::string content =
+      scripted && b.kind == FakeBehaviour::Kind::ok ? b.content : respond(req.body);
   std::string reasoning = scripted ? b.reasoning : "";
   int64_t prompt_tokens = 0;
   if (req.body.contains("messages") && req.body["messages"].is_array()) {
@@ -353,7 +356,8 @@ std::string FakeLlmServer::State::answer(const FakeRequest& req, Conn& c) {
         {"completion_tokens", completion_tokens},
         {"total_tokens", prompt_tokens + completion_tokens}}},
   };
-  return http_response(200, reply.dump(), c.close_after ? "Connection: close\r\n" : "Connection: keep-alive\r\n");
+  return http_response(200, reply.dump(),
+                       c.close_after ? "Connection: close\r\n" : "Connection: keep-alive\r\n");
 }
 
 void FakeLlmServer::State::run() {
@@ -421,7 +425,8 @@ void FakeLlmServer::State::run() {
         progress = false;
         if (c.waiting && steady::now() >= c.send_at) c.waiting = false;
         if (c.out_off < c.out.size() && !c.waiting) {
-          ssize_t w = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+          ssize_t w =
+              ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
           if (w > 0) {
             c.out_off += static_cast<size_t>(w);
             progress = true;

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <optional>
 #include <string>
-
 #include <zmq.hpp>
 
 #include "common/protocol.h"
@@ -31,7 +30,9 @@ struct RawPeer {
     if (connect_now) connect();
   }
   void connect() { socket.connect(endpoint); }
-  void send_bytes(const std::string& bytes) { socket.send(zmq::buffer(bytes), zmq::send_flags::none); }
+  void send_bytes(const std::string& bytes) {
+    socket.send(zmq::buffer(bytes), zmq::send_flags::none);
+  }
   void send(const proto::Message& m) { send_bytes(proto::encode(m)); }
   // The next message of type T within the deadline (others are skipped).
   template <typename T>

@@ -1,11 +1,11 @@
 #include "tests/support/support.h"
 
-#include "common/fs.h"
-
 #include <stdlib.h>
 
 #include <fstream>
 #include <stdexcept>
+
+#include "common/fs.h"
 
 namespace kforge::test {
 
@@ -39,7 +39,11 @@ std::string read_file(const std::filesystem::path& path) {
   return kforge::read_file(path).value_or("");
 }
 
-std::filesystem::path binary_dir() { return KFORGE_BINARY_DIR; }
-std::filesystem::path source_dir() { return KFORGE_SOURCE_DIR; }
+std::filesystem::path binary_dir() {
+  return KFORGE_BINARY_DIR;
+}
+std::filesystem::path source_dir() {
+  return KFORGE_SOURCE_DIR;
+}
 
 }  // namespace kforge::test
