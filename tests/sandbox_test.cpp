@@ -346,7 +346,10 @@ TEST_CASE("a job's /proc shows only its own processes, not its init's command li
   std::string me = fs::path(self.c_str()).filename().string();
   std::string script =
       "cat /proc/1/cmdline; echo; cat /proc/1/environ; echo; "
-      "sleep 100 & echo child=$(tr '\\0' ' ' < /proc/$!/cmdline); kill $!; "
+      // until the child has exec'd sleep its cmdline is the forked shell's: wait for the
+      // exec (a bounded number of reads), not for a time
+      "sleep 100 & p=$!; for i in $(seq 2000); do c=$(tr '\\0' ' ' < /proc/$p/cmdline); "
+      "case \"$c\" in sleep*) break;; esac; done; echo child=$c; kill $p; "
       "for d in /proc/[0-9]*; do stat -c 'owner=%u' $d; done | sort -u";
   auto r = run_ok(Jobs::spec(script, 61019, work->path()));
   CAPTURE(r.stdout_data);
