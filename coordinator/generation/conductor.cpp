@@ -676,15 +676,9 @@ bool Conductor::usage_of(int64_t task_id, const std::vector<StepRow>& steps,
     usage.cost_usd = llm->cost_usd;
   }
   if (search.max_device_seconds > 0) {
-    auto jobs = loop_.store().jobs_of_task(task_id);
-    if (!check(jobs.status(), task_id)) return false;
-    int64_t ms = 0;
-    for (const JobRow& j : *jobs) {  // as the report counts device time: lease to result
-      if (j.state == JobState::done && j.assigned_ms > 0 && j.finished_ms >= j.assigned_ms) {
-        ms += j.finished_ms - j.assigned_ms;
-      }
-    }
-    usage.device_seconds = static_cast<double>(ms) / 1000.0;
+    auto ms = loop_.store().device_ms_of_task(task_id);  // summed in SQL, no job row read
+    if (!check(ms.status(), task_id)) return false;
+    usage.device_seconds = static_cast<double>(*ms) / 1000.0;
   }
   if (search.max_wall_s > 0 && !steps.empty()) {
     usage.wall_s =

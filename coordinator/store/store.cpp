@@ -1924,6 +1924,21 @@ Status each_row(Db& d, std::string_view op, const char* sql, Bind bind, Row row)
 
 }  // namespace
 
+// A done job's device time: its final lease, assignment to result (a requeue resets
+// assigned_ms). One definition for the budgets (campaign_spend, device_ms_of_task).
+#define KF_DONE_JOB_MS "j.finished_ms - j.assigned_ms"
+#define KF_DONE_JOB "j.state = 'done' AND j.assigned_ms > 0 AND j.finished_ms >= j.assigned_ms"
+
+Result<int64_t> Store::device_ms_of_task(int64_t task_id) {
+  int64_t ms = 0;
+  KF_RETURN_IF_ERROR(each_row(
+      impl_->d, "device_ms_of_task",
+      "SELECT COALESCE(SUM(" KF_DONE_JOB_MS
+      "), 0) FROM jobs j WHERE j.task_id = ?1 AND " KF_DONE_JOB,
+      [&](Stmt& s) { s.bind(1, task_id); }, [&](const Stmt& r) { ms = r.i64(0); }));
+  return ms;
+}
+
 Result<Store::CampaignSpend> Store::campaign_spend(int64_t campaign_id) {
   constexpr std::string_view op = "campaign_spend";
   Db& d = impl_->d;
@@ -1943,11 +1958,11 @@ Result<Store::CampaignSpend> Store::campaign_spend(int64_t campaign_id) {
                                 spend.tokens = r.i64(0);
                                 spend.cost_usd = r.f64(1);
                               }));
-  KF_RETURN_IF_ERROR(each_row(d, op,
-                              "SELECT COALESCE(SUM(j.finished_ms - j.assigned_ms), 0) FROM tasks t "
-                              "JOIN jobs j ON j.task_id = t.id "
-                              "WHERE t.campaign_id = ?1 AND j.state = 'done' AND j.assigned_ms > 0",
-                              bind, [&](const Stmt& r) { spend.device_ms = r.i64(0); }));
+  KF_RETURN_IF_ERROR(
+      each_row(d, op,
+               "SELECT COALESCE(SUM(" KF_DONE_JOB_MS "), 0) FROM tasks t "
+               "JOIN jobs j ON j.task_id = t.id WHERE t.campaign_id = ?1 AND " KF_DONE_JOB,
+               bind, [&](const Stmt& r) { spend.device_ms = r.i64(0); }));
   KF_RETURN_IF_ERROR(each_row(
       d, op, "SELECT ?2 - created_ms FROM campaigns WHERE id = ?1",
       [&](Stmt& s) { s.bind(1, campaign_id).bind(2, d.now()); },

@@ -337,6 +337,9 @@ class Store {
   // were in flight when the previous process ended (their answers, if any, never arrived).
   Result<int64_t> take_pending_llm_calls();
   Result<LlmUsage> llm_usage_of_task(int64_t task_id);
+  // The device time of the task's done jobs, each its final lease's assignment to its result
+  // (as campaign_spend and the report count it), in ms.
+  Result<int64_t> device_ms_of_task(int64_t task_id);
   // Every call of the campaign's tasks (campaign_id 0: of every task).
   Result<LlmUsage> llm_usage_of_campaign(int64_t campaign_id);
   // The same calls per role, by role name (roles without calls are absent).
