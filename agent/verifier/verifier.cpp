@@ -215,6 +215,23 @@ void launch(ProcessSpec spec, UniqueFd child_end, CancelToken* cancel, std::thre
   });
 }
 
+// The Triton signatures of recent jobs that the judge keeps (kforge_verifier/launchers.py):
+// the judge writes the file, each new worker gets its text and builds their launchers ahead,
+// before any candidate exists. Its own validation there decides what is built.
+std::filesystem::path launchers_file(const VerifierOptions& o) {
+  return o.work_root / "triton-launchers.json";
+}
+
+std::string worker_launchers(const VerifierOptions& o) {
+  constexpr uintmax_t kMaxBytes = 48u << 10;  // the judge keeps at most 8 records of 4 KiB
+  std::error_code ec;
+  const auto path = launchers_file(o);
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec || size > kMaxBytes) return "";
+  auto text = read_file(path);
+  return text.ok() ? std::move(text.value()) : "";
+}
+
 ProcessSpec base_spec(const VerifierOptions& o, const std::string& script) {
   ProcessSpec spec;
   spec.argv = {o.python, (o.harness_dir / script).string(), "--fd", "3"};
@@ -251,6 +268,7 @@ Status Verifier::launch_judge() {
   spec.env["HOME"] = options_.work_root.string();
   spec.env["KFORGE_JUDGE_PRELOAD"] = options_.preload;
   spec.env["KFORGE_JUDGE_DEVICE"] = options_.device;
+  spec.env["KFORGE_JUDGE_LAUNCHERS_FILE"] = launchers_file(options_).string();
   launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
   judge_ = std::move(proc);
   return Status();
@@ -321,6 +339,9 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
   spec.env["HOME"] = home.string();
   spec.env["TMPDIR"] = home.string();
   spec.env["TRITON_CACHE_DIR"] = (home / ".triton").string();  // the worker's own
+  if (auto signatures = worker_launchers(options_); !signatures.empty()) {
+    spec.env["KFORGE_WORKER_LAUNCHERS"] = std::move(signatures);
+  }
   spec.env["KFORGE_WORKER_PRELOAD"] = options_.preload;
   spec.env["KFORGE_WORKER_DEVICE"] = options_.device;
   if (limits == options_.worker_limits &&

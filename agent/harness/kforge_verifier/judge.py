@@ -40,7 +40,7 @@ import statistics
 import time
 
 from . import channel, compare, errors, frameworks, job as job_mod
-from . import timing, verdicts
+from . import launchers, timing, verdicts
 from .runner import Case, Runner, TRIAL_MIN, new_doc
 from .verdicts import Failure
 
@@ -491,6 +491,7 @@ class JudgeRunner(Runner):
             raise Failure(verdicts.PRECISION_MISMATCH, f"{what}: malformed outputs")
         self.last_report = reply
         self.last_in_tree = in_tree
+        launchers.note(reply.get("launchers"))  # validated there; prebuilt by later workers
         return leaves
 
     def run_candidate(self, inputs, seed, what):

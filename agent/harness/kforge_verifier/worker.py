@@ -25,7 +25,7 @@ import os
 import sys
 import time
 
-from . import channel, errors, frameworks, launches, trace, verdicts
+from . import channel, errors, frameworks, launchers, launches, trace, verdicts
 
 
 class _BlockReference(importlib.abc.MetaPathFinder):
@@ -131,6 +131,8 @@ class Worker:
         with open(path, "w", encoding="utf-8") as f:
             f.write(msg["source"])
         launches.install(self.impl_type)
+        if self.impl_type == "triton":
+            launchers.record()
         sys.meta_path.insert(0, _BlockReference(msg.get("reference_names", [])))
         try:
             init = channel.decode(msg["init"], None if isinstance(
@@ -231,9 +233,13 @@ class Worker:
         # never part of a verdict or a time (the worker is the candidate's process)
         phases = {"take": t_taken - t_start, "call": t_called - t_taken, "checks": t_checked - t_called,
                   "put": t_put - t_checked, "received_at": self.received_ns, "replied_at": time.perf_counter_ns()}
-        return {"out": tree, "aliases": aliases, "problems": problems,
-                "launches": delta if launches.available(self.impl_type) else None,
-                "trace": summary, "phases_ns": phases}
+        reply = {"out": tree, "aliases": aliases, "problems": problems,
+                 "launches": delta if launches.available(self.impl_type) else None,
+                 "trace": summary, "phases_ns": phases}
+        seen = launchers.take_seen()  # signatures whose launchers Triton built (hints)
+        if seen:
+            reply["launchers"] = seen
+        return reply
 
 
 def _callable_of(fw, model):
@@ -259,8 +265,8 @@ def main(fd=3):
         except Exception:  # noqa: BLE001 - reported when a job needs it
             pass
     if "triton" in preload and cuda:
-        try:
-            _warm_triton()
+        try:  # and the launchers of recent jobs' signatures, built ahead (launchers.py)
+            launchers.prebuild(os.environ.get("KFORGE_WORKER_LAUNCHERS", ""), _warm_triton)
         except Exception:  # noqa: BLE001 - a candidate that needs triton reports it
             pass
     Worker(chan).serve()
