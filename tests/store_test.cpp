@@ -1089,3 +1089,33 @@ TEST_CASE_FIXTURE(
           "coder, verifier, conductor");
   refused(s().llm_usage_by_role(c).status(), "llm_usage_by_role: llm_calls.role holds 'critic'");
 }
+
+TEST_CASE_FIXTURE(
+    StoreFixture,
+    "a running task's judged candidate with a verdict this kforge does not know is an "
+    "error, not a guess") {
+  const int64_t c = campaign();
+  const int64_t t = task(c);
+  REQUIRE(s().set_task_state(t, TaskState::running).ok());
+  StepRow step;
+  step.task_id = t;
+  step.role = Role::verifier;
+  step.verdict = Outcome::compile_error;
+  CandidateRow candidate;
+  candidate.task_id = t;
+  candidate.step_id = s().record_step(step).value();
+  candidate.verdict = Verdict::compile_error;
+  REQUIRE(s().record_candidate(candidate).ok());
+  auto steps = s().running_search_steps(c);
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 1);
+  CHECK((*steps)[0].verdict == Verdict::compile_error);
+
+  raw_query(db_path, "UPDATE candidates SET verdict = 'exploded'");
+  const Status st = s().running_search_steps(c).status();
+  CAPTURE(st.to_string());
+  CHECK(st.code() == Code::internal);
+  CHECK(st.message().find("kforge.db: running_search_steps: candidates.verdict holds 'exploded'; "
+                          "the verdicts this kforge knows are passed, compile_error") !=
+        std::string::npos);
+}
