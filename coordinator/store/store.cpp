@@ -2333,7 +2333,7 @@ Status Store::record_llm_call(const LlmCallRow& call) {
         .text(4, call.request_key)
         .text(5, call.request)
         .text(6, call.response)
-        .text(7, call.status)
+        .text(7, to_string(call.status).data())
         .bind(8, call.prompt_tokens)
         .bind(9, call.completion_tokens);
     s.bind(11, call.latency_ms).bind(12, d.now());
@@ -2388,7 +2388,7 @@ Result<std::optional<LlmCallRow>> Store::find_llm_call(const std::string& reques
   row.request_key = s.str(3);
   row.request = s.str(4);
   row.response = s.str(5);
-  row.status = s.str(6);
+  row.status = w.word<LlmCallState>(s, 6, "llm_calls.status");
   row.prompt_tokens = s.i64(7);
   row.completion_tokens = s.i64(8);
   row.cost_usd = sqlite3_column_double(d.st.find_llm_call, 9);
