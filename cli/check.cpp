@@ -12,10 +12,10 @@ namespace kforge {
 namespace {
 
 // The roles a workflow asks (Conductor: design, then code; coder_only codes at once).
-std::vector<Role> roles_of(Workflow workflow) {
+std::vector<LlmRole> roles_of(Workflow workflow) {
   switch (workflow) {
-    case Workflow::default_: return {Role::designer, Role::coder};
-    case Workflow::coder_only: return {Role::coder};
+    case Workflow::default_: return {LlmRole::designer, LlmRole::coder};
+    case Workflow::coder_only: return {LlmRole::coder};
     case Workflow::verify_only: return {};
   }
   return {};
@@ -26,9 +26,10 @@ std::string missing_roles(const std::string& campaign_text, const std::string& s
                           Workflow workflow, const LlmConfig& llm,
                           const std::optional<std::string>& config) {
   std::vector<std::string> missing;
-  for (Role role : roles_of(workflow)) {
-    const LlmRoleConfig& c = role == Role::designer ? llm.designer : llm.coder;
-    if (c.provider.empty()) missing.push_back("[llm." + std::string(to_string(role)) + "]");
+  for (LlmRole role : roles_of(workflow)) {
+    if (llm.of(role).provider.empty()) {
+      missing.push_back("[llm." + std::string(to_string(role)) + "]");
+    }
   }
   if (missing.empty()) return "";
   size_t line = 1;

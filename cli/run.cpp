@@ -42,8 +42,9 @@ bool sends_key(const LlmEndpoint& e) {
 // Where jobs run as this process's uid (not root, agent.contain = false or no agent.job_uids),
 // they can read what this user can: an LLM key in the environment (this process's, the shell's
 // that started it) is refused, a key file is warned about.
-Status guard_llm_keys(const std::map<std::string, LlmEndpoint>& endpoints, const Agent& agent) {
-  for (const auto& [role, e] : endpoints) {
+Status guard_llm_keys(const std::map<LlmRole, LlmEndpoint>& endpoints, const Agent& agent) {
+  for (const auto& [llm_role, e] : endpoints) {
+    const std::string role(to_string(llm_role));
     if (!sends_key(e) || !agent.jobs_share_uid()) continue;
     if (!e.api_key_env.empty()) {
       return failed_precondition(

@@ -326,13 +326,18 @@ const Fields<LlmRoleConfig>& fields_of<LlmRoleConfig>() {
   return fields;
 }
 
+// [llm.ROLE]: one table per LlmRole, in its order.
 template <>
 const Fields<LlmConfig>& fields_of<LlmConfig>() {
-  static const Fields<LlmConfig> fields = {
-      field("designer", &LlmConfig::designer),
-      field("coder", &LlmConfig::coder),
-      field("conductor", &LlmConfig::conductor),
-  };
+  static const Fields<LlmConfig> fields = [] {
+    Fields<LlmConfig> out;
+    for (LlmRole role : all_of<LlmRole>()) {
+      out.push_back({to_string(role),
+                     [role](Reader& r, const toml::node& node, const std::string& key,
+                            LlmConfig& llm) { read_value(r, node, key, llm.of(role), NoRule{}); }});
+    }
+    return out;
+  }();
   return fields;
 }
 
@@ -379,12 +384,12 @@ const toml::node* node_at(const toml::table& root, std::initializer_list<std::st
 // depends on this host (ConfigChecks::host).
 void check_llm_roles(Reader& r, const toml::table& root, const Config& config, bool host,
                      const std::filesystem::path& base_dir) {
-  for (const auto& [name, role] : {std::pair{"designer", &config.llm.designer},
-                                   {"coder", &config.llm.coder},
-                                   {"conductor", &config.llm.conductor}}) {
+  for (LlmRole llm_role : all_of<LlmRole>()) {
+    const std::string_view name = to_string(llm_role);
+    const LlmRoleConfig* role = &config.llm.of(llm_role);
     const toml::node* table = node_at(root, {"llm", name});
     if (table == nullptr || !table->is_table()) continue;
-    const std::string key = std::string("llm.") + name;
+    const std::string key = "llm." + std::string(name);
     // Where `k` is written, else the role's table.
     auto at = [&](std::string_view k) {
       const toml::node* n = node_at(root, {"llm", name, k});
@@ -462,7 +467,25 @@ void check_llm_roles(Reader& r, const toml::table& root, const Config& config, b
   }
 }
 
+// The member of LlmConfig that holds `role`'s table.
+LlmRoleConfig LlmConfig::*member_of(LlmRole role) {
+  switch (role) {
+    case LlmRole::designer: return &LlmConfig::designer;
+    case LlmRole::coder: return &LlmConfig::coder;
+    case LlmRole::conductor: return &LlmConfig::conductor;
+  }
+  return &LlmConfig::conductor;  // not reached: every LlmRole is listed
+}
+
 }  // namespace
+
+LlmRoleConfig& LlmConfig::of(LlmRole role) {
+  return this->*member_of(role);
+}
+
+const LlmRoleConfig& LlmConfig::of(LlmRole role) const {
+  return this->*member_of(role);
+}
 
 const std::vector<std::string>& llm_providers() {
   static const std::vector<std::string> all = {"openai", "replay", "record"};

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/vocabulary.h"
 
 namespace kforge {
 
@@ -137,6 +138,10 @@ struct LlmConfig {
   LlmRoleConfig designer;
   LlmRoleConfig coder;
   LlmRoleConfig conductor;  // optional: without it the Conductor decides by rules
+
+  // The table of `role` ([llm.ROLE], ROLE its name).
+  LlmRoleConfig& of(LlmRole role);
+  const LlmRoleConfig& of(LlmRole role) const;
 };
 
 // What the `kforge` command line talks to ([cli]); --coordinator and --token-file override.

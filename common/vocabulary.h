@@ -104,6 +104,21 @@ enum class Role : uint8_t {
   conductor,  // an LLM deciding what to fix
 };
 
+// Who an LLM call asks ([llm.ROLE] in the config, LlmRequest::role, the metrics' `role`): the
+// roles of Role that an LLM plays.
+enum class LlmRole : uint8_t {
+  designer,
+  coder,
+  conductor,
+};
+
+// An LLM call's lifecycle (llm_calls.status).
+enum class LlmCallState : uint8_t {
+  pending,  // asked, its answer not yet stored: at start-up, a call a crash cut off
+  ok,       // answered; the answer is stored
+  error,    // failed (rows of older kforge versions: a failed call is no longer stored)
+};
+
 // The names of enum E, indexed by its values. Specialised below, once per enum.
 template <class E>
 struct EnumNames;
@@ -162,6 +177,16 @@ struct EnumNames<Role> {
   static constexpr std::array<std::string_view, 4> names = {"designer", "coder", "verifier",
                                                             "conductor"};
 };
+template <>
+struct EnumNames<LlmRole> {
+  static constexpr std::string_view what = "LLM role";
+  static constexpr std::array<std::string_view, 3> names = {"designer", "coder", "conductor"};
+};
+template <>
+struct EnumNames<LlmCallState> {
+  static constexpr std::string_view what = "LLM call state";
+  static constexpr std::array<std::string_view, 3> names = {"pending", "ok", "error"};
+};
 
 // Each table has one name per enumerator: the last enumerator indexes the last name.
 static_assert(EnumNames<Verdict>::names.size() == size_t(Verdict::infra_error) + 1);
@@ -173,6 +198,8 @@ static_assert(EnumNames<CampaignState>::names.size() == size_t(CampaignState::su
 static_assert(EnumNames<AgentState>::names.size() == size_t(AgentState::gone) + 1);
 static_assert(EnumNames<Workflow>::names.size() == size_t(Workflow::verify_only) + 1);
 static_assert(EnumNames<Role>::names.size() == size_t(Role::conductor) + 1);
+static_assert(EnumNames<LlmRole>::names.size() == size_t(LlmRole::conductor) + 1);
+static_assert(EnumNames<LlmCallState>::names.size() == size_t(LlmCallState::error) + 1);
 
 // An Outcome begins with the verdicts, value for value (outcome_of relies on it).
 constexpr bool outcome_extends_verdict() {
@@ -182,6 +209,16 @@ constexpr bool outcome_extends_verdict() {
   return true;
 }
 static_assert(outcome_extends_verdict());
+
+// The step role (steps.role, llm_calls.role) of an LLM role: the one of the same name.
+constexpr Role role_of(LlmRole r) {
+  switch (r) {
+    case LlmRole::designer: return Role::designer;
+    case LlmRole::coder: return Role::coder;
+    case LlmRole::conductor: return Role::conductor;
+  }
+  return Role::conductor;  // not reached: every LlmRole is listed
+}
 
 // The name of `e` ("?" for a value outside the enum, which only a cast can make).
 template <class E>
@@ -229,6 +266,8 @@ KF_JSON_AS_NAME(CampaignState)
 KF_JSON_AS_NAME(AgentState)
 KF_JSON_AS_NAME(Workflow)
 KF_JSON_AS_NAME(Role)
+KF_JSON_AS_NAME(LlmRole)
+KF_JSON_AS_NAME(LlmCallState)
 #undef KF_JSON_AS_NAME
 
 // Every enumerator of E, in order.
@@ -238,5 +277,14 @@ constexpr auto all_of() {
   for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<E>(i);
   return out;
 }
+
+// An LLM role is the step role of the same name (role_of).
+constexpr bool llm_roles_are_roles() {
+  for (LlmRole r : all_of<LlmRole>()) {
+    if (to_string(role_of(r)) != to_string(r)) return false;
+  }
+  return true;
+}
+static_assert(llm_roles_are_roles());
 
 }  // namespace kforge

@@ -96,7 +96,7 @@ struct RouterFixture {
     call.task_id = tasks[0];
     call.role = Role::coder;
     call.request_key = "k1";
-    call.status = "ok";
+    call.status = LlmCallState::ok;
     call.prompt_tokens = 100;
     call.completion_tokens = 50;
     call.cost_usd = 0.25;

@@ -127,6 +127,13 @@ TEST_CASE("unknown table is reported with a suggestion") {
         "kforge.toml:1:2: unknown key 'cordinator' (did you mean 'coordinator'?)");
 }
 
+TEST_CASE("an [llm.ROLE] table of no LLM role is reported at its name") {
+  CHECK(error_of("[llm.codr]\nprovider = \"replay\"\n") ==
+        "kforge.toml:1:6: unknown key 'llm.codr' (did you mean 'coder'?)");
+  CHECK(error_of("[llm.critic]\nprovider = \"replay\"\n") ==
+        "kforge.toml:1:6: unknown key 'llm.critic'");
+}
+
 TEST_CASE("unknown key without a close match has no suggestion") {
   CHECK(error_of("[agent.limits]\nzebra = 1\n") ==
         "kforge.toml:2:1: unknown key 'agent.limits.zebra'");

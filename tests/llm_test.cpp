@@ -37,16 +37,16 @@ LlmEndpoint endpoint_for(const FakeLlmServer& server) {
   return ep;
 }
 
-std::unique_ptr<LlmClient> make_client(std::map<std::string, LlmEndpoint> by_role,
+std::unique_ptr<LlmClient> make_client(std::map<LlmRole, LlmEndpoint> by_role,
                                        LlmClientOptions options = fast_options()) {
   auto client = LlmClient::create(std::move(by_role), options);
   REQUIRE_MESSAGE(client.ok(), client.status().to_string());
   return std::move(client).value();
 }
 
-LlmRequest ask(std::string question, std::string role = "coder", std::string replay_key = "") {
+LlmRequest ask(std::string question, LlmRole role = LlmRole::coder, std::string replay_key = "") {
   LlmRequest r;
-  r.role = std::move(role);
+  r.role = role;
   r.messages = {{"system", "You write Triton kernels."}, {"user", std::move(question)}};
   r.replay_key = std::move(replay_key);
   return r;
@@ -111,7 +111,7 @@ TEST_CASE("ok response carries content, reasoning, tokens and cost") {
   ep.price_completion_per_mtok = 8.0;
   ep.temperature = 0.7;
   ep.max_tokens = 1234;
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   LlmRequest req = ask("write softmax");
   LlmResponse r = call(*client, req);
   REQUIRE_MESSAGE(r.ok, r.error);
@@ -143,14 +143,14 @@ TEST_CASE("the api key goes in a bearer header") {
   ::setenv("KFORGE_LLM_TEST_KEY", "sk-test-123", 1);
   LlmEndpoint ep = endpoint_for(server);
   ep.api_key_env = "KFORGE_LLM_TEST_KEY";
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   LlmResponse r = call(*client, ask("hi"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.content == "echo: hi");
   CHECK(server.requests().at(0).headers.at("authorization") == "Bearer sk-test-123");
 
   ep.api_key_env = "KFORGE_LLM_TEST_KEY_UNSET";
-  auto missing = LlmClient::create({{"coder", ep}});
+  auto missing = LlmClient::create({{LlmRole::coder, ep}});
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("KFORGE_LLM_TEST_KEY_UNSET") != std::string::npos);
 }
@@ -162,26 +162,26 @@ TEST_CASE("the api key can come from a private file instead of the environment")
   ::chmod((dir / "deepseek.key").c_str(), 0600);
   LlmEndpoint ep = endpoint_for(server);
   ep.api_key_file = (dir / "deepseek.key").string();
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   LlmResponse r = call(*client, ask("hi"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(server.requests().at(0).headers.at("authorization") == "Bearer sk-file-456");
 
   // Others could read it: refused, naming the file and the mode.
   ::chmod((dir / "deepseek.key").c_str(), 0644);
-  auto open = LlmClient::create({{"coder", ep}});
+  auto open = LlmClient::create({{LlmRole::coder, ep}});
   REQUIRE_FALSE(open.ok());
   CHECK(open.status().message().find("deepseek.key") != std::string::npos);
   CHECK(open.status().message().find("0644") != std::string::npos);
   // Both sources at once: which one would win is not for a reader to guess.
   ::chmod((dir / "deepseek.key").c_str(), 0600);
   ep.api_key_env = "KFORGE_LLM_TEST_KEY";
-  auto both = LlmClient::create({{"coder", ep}});
+  auto both = LlmClient::create({{LlmRole::coder, ep}});
   REQUIRE_FALSE(both.ok());
   CHECK(both.status().message().find("not both") != std::string::npos);
   ep.api_key_env.clear();
   ep.api_key_file = (dir / "missing.key").string();
-  auto missing = LlmClient::create({{"coder", ep}});
+  auto missing = LlmClient::create({{LlmRole::coder, ep}});
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("missing.key does not exist") != std::string::npos);
 }
@@ -202,8 +202,9 @@ TEST_CASE("OPENAI_BASE_URL and OPENAI_API_KEY fill what a role leaves out; the c
   config.coder.provider = "openai";
   config.coder.model = "fake-coder";
   auto endpoints = conductor_options(whole, ".").endpoints;
-  CHECK(endpoints.at("coder").base_url == server.base_url());
-  CHECK(endpoints.at("coder").api_key_env == "OPENAI_API_KEY");  // the variable's name, not the key
+  CHECK(endpoints.at(LlmRole::coder).base_url == server.base_url());
+  CHECK(endpoints.at(LlmRole::coder).api_key_env ==
+        "OPENAI_API_KEY");  // the variable's name, not the key
   LlmResponse r = call(*make_client(endpoints), ask("hi"));
   REQUIRE_MESSAGE(r.ok, r.error);
   REQUIRE(server.requests().size() == 1);
@@ -222,13 +223,13 @@ TEST_CASE("OPENAI_BASE_URL and OPENAI_API_KEY fill what a role leaves out; the c
   config.coder = {};
   config.coder.provider = "replay";
   config.coder.recording = "r.jsonl";
-  CHECK(conductor_options(whole, ".").endpoints.at("coder").api_key_env.empty());
+  CHECK(conductor_options(whole, ".").endpoints.at(LlmRole::coder).api_key_env.empty());
 }
 
 TEST_CASE("empty content is an ok answer, not an error") {
   FakeLlmServer server;
   server.push(FakeBehaviour::ok("  \n"));
-  auto client = make_client({{"coder", endpoint_for(server)}});
+  auto client = make_client({{LlmRole::coder, endpoint_for(server)}});
   LlmResponse r = call(*client, ask("anything"));
   CHECK(r.ok);
   CHECK(r.content == "  \n");
@@ -238,7 +239,7 @@ TEST_CASE("empty content is an ok answer, not an error") {
 TEST_CASE("429 with Retry-After is retried after the server's delay") {
   FakeLlmServer server;
   server.push(FakeBehaviour::status(429, 1, "rate limited"));
-  auto client = make_client({{"coder", endpoint_for(server)}});
+  auto client = make_client({{LlmRole::coder, endpoint_for(server)}});
   LlmResponse r = call(*client, ask("q"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.attempts == 2);
@@ -252,7 +253,7 @@ TEST_CASE("429 with Retry-After is retried after the server's delay") {
 TEST_CASE("500 then ok") {
   FakeLlmServer server;
   server.push(FakeBehaviour::status(500));
-  auto client = make_client({{"coder", endpoint_for(server)}});
+  auto client = make_client({{LlmRole::coder, endpoint_for(server)}});
   LlmResponse r = call(*client, ask("q"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.attempts == 2);
@@ -262,7 +263,7 @@ TEST_CASE("500 then ok") {
 TEST_CASE("malformed JSON then ok") {
   FakeLlmServer server;
   server.push(FakeBehaviour::malformed_json());
-  auto client = make_client({{"coder", endpoint_for(server)}});
+  auto client = make_client({{LlmRole::coder, endpoint_for(server)}});
   LlmResponse r = call(*client, ask("q"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.attempts == 2);
@@ -272,7 +273,7 @@ TEST_CASE("malformed JSON then ok") {
 TEST_CASE("truncated body then ok") {
   FakeLlmServer server;
   server.push(FakeBehaviour::truncated_body());
-  auto client = make_client({{"coder", endpoint_for(server)}});
+  auto client = make_client({{LlmRole::coder, endpoint_for(server)}});
   LlmResponse r = call(*client, ask("q"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.attempts == 2);
@@ -283,7 +284,7 @@ TEST_CASE("a response slower than the timeout is retried") {
   server.push(FakeBehaviour::slow(3000));
   LlmEndpoint ep = endpoint_for(server);
   ep.timeout_s = 1;
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   LlmResponse r = call(*client, ask("q"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.attempts == 2);
@@ -293,7 +294,7 @@ TEST_CASE("a response slower than the timeout is retried") {
 TEST_CASE("400 is not retried and names the server's message") {
   FakeLlmServer server;
   server.push(FakeBehaviour::status(400, -1, "max_tokens is too large for this model"));
-  auto client = make_client({{"coder", endpoint_for(server)}});
+  auto client = make_client({{LlmRole::coder, endpoint_for(server)}});
   LlmResponse r = call(*client, ask("q"));
   CHECK_FALSE(r.ok);
   CHECK(r.attempts == 1);
@@ -312,7 +313,7 @@ TEST_CASE("retries exhausted give the last error") {
   server.push(FakeBehaviour::ok("never asked"));
   LlmEndpoint ep = endpoint_for(server);
   ep.max_retries = 2;
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   LlmResponse r = call(*client, ask("q"));
   CHECK_FALSE(r.ok);
   CHECK(r.attempts == 3);
@@ -332,7 +333,7 @@ TEST_CASE("connection refused is retried, then reported") {
   ep.base_url = dead_url;
   ep.model = "m";
   ep.max_retries = 1;
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   LlmResponse r = call(*client, ask("q"));
   CHECK_FALSE(r.ok);
   CHECK(r.attempts == 2);
@@ -346,10 +347,11 @@ TEST_CASE("the concurrency limit holds, shared by endpoints of one model") {
   coder.concurrency = 2;
   LlmEndpoint designer = coder;  // same base_url + model: one limit for both roles
   designer.concurrency = 3;
-  auto client = make_client({{"coder", coder}, {"designer", designer}});
+  auto client = make_client({{LlmRole::coder, coder}, {LlmRole::designer, designer}});
   std::vector<std::future<LlmResponse>> futures;
   for (int i = 0; i < 6; ++i) {
-    futures.push_back(submit(*client, ask("q" + std::to_string(i), i % 2 ? "designer" : "coder")));
+    futures.push_back(
+        submit(*client, ask("q" + std::to_string(i), i % 2 ? LlmRole::designer : LlmRole::coder)));
   }
   CHECK(client->in_flight() > 0);
   for (auto& f : futures) {
@@ -368,7 +370,7 @@ TEST_CASE("waiting requests start in submission order") {
   server.push(FakeBehaviour::slow(100));
   LlmEndpoint ep = endpoint_for(server);
   ep.concurrency = 1;
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   std::vector<std::future<LlmResponse>> futures;
   for (int i = 0; i < 5; ++i) futures.push_back(submit(*client, ask("q" + std::to_string(i))));
   for (auto& f : futures) REQUIRE(f.wait_for(20s) == std::future_status::ready);
@@ -378,14 +380,14 @@ TEST_CASE("waiting requests start in submission order") {
     CHECK(sent[i].body["messages"][1]["content"] == "q" + std::to_string(i));
 }
 
-TEST_CASE("an unknown role fails without a request") {
+TEST_CASE("a role without an endpoint fails without a request") {
   FakeLlmServer server;
   LlmEndpoint ep = endpoint_for(server);
-  auto client = make_client({{"coder", ep}, {"designer", ep}});
-  LlmResponse r = call(*client, ask("q", "reviewer"));
+  auto client = make_client({{LlmRole::coder, ep}, {LlmRole::designer, ep}});
+  LlmResponse r = call(*client, ask("q", LlmRole::conductor));
   CHECK_FALSE(r.ok);
-  CHECK(r.error.find("'reviewer'") != std::string::npos);
-  CHECK(r.error.find("coder, designer") != std::string::npos);
+  CHECK(r.error.find("'conductor'") != std::string::npos);
+  CHECK(r.error.find("designer, coder") != std::string::npos);
   CHECK(server.request_count() == 0);
 }
 
@@ -401,7 +403,7 @@ TEST_CASE("request_key is stable and covers model, messages and temperature") {
   LlmEndpoint other_role_same_model = ep;
   other_role_same_model.concurrency = 9;
   other_role_same_model.price_prompt_per_mtok = 3;
-  CHECK(request_key(other_role_same_model, ask("write softmax", "designer", "k/1")) == key);
+  CHECK(request_key(other_role_same_model, ask("write softmax", LlmRole::designer, "k/1")) == key);
   LlmEndpoint slash = ep;
   slash.base_url += "/";
   CHECK(request_key(slash, req) == key);
@@ -438,9 +440,9 @@ TEST_CASE("replay serves recorded keys and reports missing ones") {
   ep.recording = file.string();
   ep.model = "m";
   ep.price_prompt_per_mtok = 100;
-  auto client = make_client({{"coder", ep}, {"designer", ep}});
+  auto client = make_client({{LlmRole::coder, ep}, {LlmRole::designer, ep}});
 
-  LlmResponse r = call(*client, ask("anything", "coder", "softmax/N=1024/coder/1"));
+  LlmResponse r = call(*client, ask("anything", LlmRole::coder, "softmax/N=1024/coder/1"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.content == "code one");
   CHECK(r.reasoning == "r1");
@@ -450,12 +452,12 @@ TEST_CASE("replay serves recorded keys and reports missing ones") {
   CHECK(r.latency_ms == 0);
   CHECK(r.attempts == 0);
 
-  LlmResponse d = call(*client, ask("other", "designer", "softmax/N=1024/designer/1"));
+  LlmResponse d = call(*client, ask("other", LlmRole::designer, "softmax/N=1024/designer/1"));
   REQUIRE_MESSAGE(d.ok, d.error);
   CHECK(d.content == "sketch");
   CHECK(d.reasoning.empty());
 
-  LlmResponse missing = call(*client, ask("x", "coder", "softmax/N=1024/coder/2"));
+  LlmResponse missing = call(*client, ask("x", LlmRole::coder, "softmax/N=1024/coder/2"));
   CHECK_FALSE(missing.ok);
   CHECK(missing.error == "no recorded response for softmax/N=1024/coder/2 in " + file.string());
 }
@@ -489,8 +491,8 @@ struct SlowReplay {
     LlmEndpoint instant = slow;
     instant.model = "instant";
     instant.replay_latency_ms = 0;
-    auto created =
-        LlmClient::create({{"coder", slow}, {"designer", instant}}, fast_options(), clock);
+    auto created = LlmClient::create({{LlmRole::coder, slow}, {LlmRole::designer, instant}},
+                                     fast_options(), clock);
     REQUIRE_MESSAGE(created.ok(), created.status().to_string());
     client = std::move(created).value();
   }
@@ -498,7 +500,7 @@ struct SlowReplay {
   // Moves the clock, waits until the worker has caught up with it, and counts the answers.
   size_t answered_after(Millis by) {
     clock.advance(by);
-    LlmResponse probe = call(*client, ask("probe", "designer", "probe"));
+    LlmResponse probe = call(*client, ask("probe", LlmRole::designer, "probe"));
     REQUIRE_MESSAGE(probe.ok, probe.error);
     CHECK(probe.latency_ms == 0);
     size_t n = 0;
@@ -512,7 +514,7 @@ struct SlowReplay {
 TEST_CASE("replay latency holds a concurrency slot and answers when due") {
   SlowReplay r(/*concurrency=*/2, /*latency_ms=*/1000);
   for (int i = 0; i < 5; ++i)
-    r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
+    r.answers.push_back(submit(*r.client, ask("q", LlmRole::coder, "k" + std::to_string(i))));
   CHECK(r.answered_after(0ms) == 0);
   CHECK(r.answered_after(999ms) == 0);
   CHECK(r.answered_after(1ms) == 2);  // t = 1000: k0, k1; k2, k3 take their slots
@@ -535,12 +537,12 @@ TEST_CASE("replay latency holds a concurrency slot and answers when due") {
 
 TEST_CASE("replay latency: a missing key fails at once, without a slot") {
   SlowReplay r(/*concurrency=*/1, /*latency_ms=*/1000);
-  r.answers.push_back(submit(*r.client, ask("q", "coder", "k0")));
-  LlmResponse missing = call(*r.client, ask("q", "coder", "absent"));
+  r.answers.push_back(submit(*r.client, ask("q", LlmRole::coder, "k0")));
+  LlmResponse missing = call(*r.client, ask("q", LlmRole::coder, "absent"));
   CHECK_FALSE(missing.ok);
   CHECK(missing.error.starts_with("no recorded response for absent in "));
   CHECK(missing.latency_ms == 0);
-  r.answers.push_back(submit(*r.client, ask("q", "coder", "k1")));
+  r.answers.push_back(submit(*r.client, ask("q", LlmRole::coder, "k1")));
   CHECK(r.answered_after(1000ms) == 1);
   CHECK(r.answered_after(1000ms) == 2);
 }
@@ -548,7 +550,7 @@ TEST_CASE("replay latency: a missing key fails at once, without a slot") {
 TEST_CASE("replay latency: stopping the client answers the waiting and the delayed") {
   SlowReplay r(/*concurrency=*/1, /*latency_ms=*/1000);
   for (int i = 0; i < 2; ++i)
-    r.answers.push_back(submit(*r.client, ask("q", "coder", "k" + std::to_string(i))));
+    r.answers.push_back(submit(*r.client, ask("q", LlmRole::coder, "k" + std::to_string(i))));
   CHECK(r.answered_after(0ms) == 0);
   r.client.reset();
   for (auto& f : r.answers) {
@@ -565,7 +567,7 @@ TEST_CASE("replay_latency_ms is refused with another provider, or negative") {
   ep.base_url = "http://127.0.0.1:1/v1";
   ep.model = "m";
   ep.replay_latency_ms = 1000;
-  auto r = LlmClient::create({{"coder", ep}});
+  auto r = LlmClient::create({{LlmRole::coder, ep}});
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message() ==
         "llm.coder: 'replay_latency_ms' is only valid with provider replay, not openai");
@@ -574,10 +576,10 @@ TEST_CASE("replay_latency_ms is refused with another provider, or negative") {
   ep.provider = "replay";
   ep.recording = (dir / "rec.jsonl").string();
   ep.replay_latency_ms = -1;
-  CHECK_FALSE(LlmClient::create({{"coder", ep}}).ok());
+  CHECK_FALSE(LlmClient::create({{LlmRole::coder, ep}}).ok());
   ep.replay_latency_ms = 1000;
   ep.concurrency = 0;
-  CHECK_FALSE(LlmClient::create({{"coder", ep}}).ok());
+  CHECK_FALSE(LlmClient::create({{LlmRole::coder, ep}}).ok());
 }
 
 TEST_CASE("a malformed recording line is refused at creation with file and line") {
@@ -587,17 +589,17 @@ TEST_CASE("a malformed recording line is refused at creation with file and line"
   LlmEndpoint ep;
   ep.provider = "replay";
   ep.recording = file.string();
-  auto client = LlmClient::create({{"coder", ep}});
+  auto client = LlmClient::create({{LlmRole::coder, ep}});
   REQUIRE_FALSE(client.ok());
   CHECK(client.status().message().find(file.string() + ":2:") != std::string::npos);
 
   write_file(file, "{\"replay_key\":\"a\"}\n");
-  auto no_content = LlmClient::create({{"coder", ep}});
+  auto no_content = LlmClient::create({{LlmRole::coder, ep}});
   REQUIRE_FALSE(no_content.ok());
   CHECK(no_content.status().message().find(":1: missing string 'content'") != std::string::npos);
 
   ep.recording = (dir / "absent.jsonl").string();
-  CHECK_FALSE(LlmClient::create({{"coder", ep}}).ok());
+  CHECK_FALSE(LlmClient::create({{LlmRole::coder, ep}}).ok());
 }
 
 TEST_CASE("record then replay gives the same answers without the server") {
@@ -611,10 +613,10 @@ TEST_CASE("record then replay gives the same answers without the server") {
   rec.provider = "record";
   rec.recording = file.string();
   {
-    auto client = make_client({{"coder", rec}});
-    LlmResponse a = call(*client, ask("one", "coder", "op/coder/1"));
+    auto client = make_client({{LlmRole::coder, rec}});
+    LlmResponse a = call(*client, ask("one", LlmRole::coder, "op/coder/1"));
     REQUIRE_MESSAGE(a.ok, a.error);
-    LlmResponse b = call(*client, ask("two", "coder", "op/coder/2"));
+    LlmResponse b = call(*client, ask("two", LlmRole::coder, "op/coder/2"));
     REQUIRE_MESSAGE(b.ok, b.error);
     CHECK(b.attempts == 2);
   }
@@ -622,13 +624,13 @@ TEST_CASE("record then replay gives the same answers without the server") {
 
   LlmEndpoint rep = rec;
   rep.provider = "replay";
-  auto client = make_client({{"coder", rep}});
-  LlmResponse a = call(*client, ask("one", "coder", "op/coder/1"));
+  auto client = make_client({{LlmRole::coder, rep}});
+  LlmResponse a = call(*client, ask("one", LlmRole::coder, "op/coder/1"));
   REQUIRE_MESSAGE(a.ok, a.error);
   CHECK(a.content == "first answer");
   CHECK(a.reasoning == "because");
   CHECK(a.prompt_tokens == prompt_bytes(ask("one")));
-  LlmResponse b = call(*client, ask("two", "coder", "op/coder/2"));
+  LlmResponse b = call(*client, ask("two", LlmRole::coder, "op/coder/2"));
   REQUIRE_MESSAGE(b.ok, b.error);
   CHECK(b.content == "second answer \"quoted\"\nnewline");
   CHECK(server.request_count() == 3);
@@ -642,12 +644,12 @@ TEST_CASE("without a replay_key the request_key stands in for it") {
   rec.provider = "record";
   rec.recording = file.string();
   {
-    auto client = make_client({{"coder", rec}});
+    auto client = make_client({{LlmRole::coder, rec}});
     REQUIRE(call(*client, ask("keyless")).ok);
   }
   LlmEndpoint rep = rec;
   rep.provider = "replay";
-  auto client = make_client({{"coder", rep}});
+  auto client = make_client({{LlmRole::coder, rep}});
   LlmResponse r = call(*client, ask("keyless"));
   REQUIRE_MESSAGE(r.ok, r.error);
   CHECK(r.content == "echo: keyless");
@@ -660,22 +662,22 @@ TEST_CASE("bad endpoint configurations are refused at creation") {
   ep.model = "m";
   LlmEndpoint bad = ep;
   bad.provider = "anthropic";
-  auto r = LlmClient::create({{"coder", bad}});
+  auto r = LlmClient::create({{LlmRole::coder, bad}});
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message().find("llm.coder") != std::string::npos);
   CHECK(r.status().message().find("anthropic") != std::string::npos);
   bad = ep;
   bad.base_url = "127.0.0.1:8000";
-  CHECK_FALSE(LlmClient::create({{"coder", bad}}).ok());
+  CHECK_FALSE(LlmClient::create({{LlmRole::coder, bad}}).ok());
   bad = ep;
   bad.model.clear();
-  CHECK_FALSE(LlmClient::create({{"coder", bad}}).ok());
+  CHECK_FALSE(LlmClient::create({{LlmRole::coder, bad}}).ok());
   bad = ep;
   bad.concurrency = 0;
-  CHECK_FALSE(LlmClient::create({{"coder", bad}}).ok());
+  CHECK_FALSE(LlmClient::create({{LlmRole::coder, bad}}).ok());
   bad = ep;
   bad.provider = "record";
-  CHECK_FALSE(LlmClient::create({{"coder", bad}}).ok());  // no recording file named
+  CHECK_FALSE(LlmClient::create({{LlmRole::coder, bad}}).ok());  // no recording file named
 }
 
 TEST_CASE("destroying the client answers what is still in flight") {
@@ -683,10 +685,10 @@ TEST_CASE("destroying the client answers what is still in flight") {
   server.push(FakeBehaviour::slow(10'000));
   LlmEndpoint ep = endpoint_for(server);
   ep.timeout_s = 30;
-  auto client = make_client({{"coder", ep}});
+  auto client = make_client({{LlmRole::coder, ep}});
   auto future = submit(*client, ask("q"));
   REQUIRE(wait_until([&] { return server.request_count() == 1; }));
-  auto queued = submit(*client, ask("q2", "coder"));
+  auto queued = submit(*client, ask("q2", LlmRole::coder));
   client.reset();
   REQUIRE(future.wait_for(0s) == std::future_status::ready);
   REQUIRE(queued.wait_for(0s) == std::future_status::ready);
@@ -697,7 +699,7 @@ TEST_CASE("destroying the client answers what is still in flight") {
 
 TEST_CASE("a done callback may submit the next request") {
   FakeLlmServer server;
-  auto client = make_client({{"coder", endpoint_for(server)}});
+  auto client = make_client({{LlmRole::coder, endpoint_for(server)}});
   std::promise<LlmResponse> second;
   LlmClient* c = client.get();
   c->submit(ask("first"), [&](LlmResponse first) {

@@ -111,8 +111,9 @@ TEST_CASE(
   CHECK(run->coordinator.disk_reserve_bytes == 0);
   CHECK(run->http.serving.threads == 3);
   CHECK(run->conductor.verify_timeout_s == 45);
-  CHECK(run->conductor.endpoints.at("designer").recording == (dir / "designer.jsonl").string());
-  CHECK(run->conductor.endpoints.at("coder").max_tokens == 123);
+  CHECK(run->conductor.endpoints.at(LlmRole::designer).recording ==
+        (dir / "designer.jsonl").string());
+  CHECK(run->conductor.endpoints.at(LlmRole::coder).max_tokens == 123);
   CHECK(run->agent.output_cap == 7 * 1024);
   CHECK(run->agent.work_root == "/scratch/kforge-jobs");
   CHECK(run->agent.host == "box7");

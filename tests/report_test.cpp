@@ -112,7 +112,7 @@ struct ReportFixture {
   }
 
   void llm(int64_t task_id, const std::string& role, int64_t prompt, int64_t completion,
-           double cost, const std::string& status = "ok") {
+           double cost, LlmCallState status = LlmCallState::ok) {
     LlmCallRow call =
         test::llm_call(task_id, parse_enum<Role>(role).value(), "key-" + std::to_string(++keys));
     call.status = status;
@@ -196,7 +196,7 @@ struct Campaign : ReportFixture {
     verify(layernorm, {{"verdict", "precision_mismatch"}}, 300);
 
     step(conv, "coder", "llm_error", false);
-    llm(conv, "coder", 0, 0, 0, "error");
+    llm(conv, "coder", 0, 0, 0, LlmCallState::error);
     finish(conv, false, Outcome::llm_error, "the coder failed: <img src=x onerror=alert(1)>");
 
     step(add, "coder");

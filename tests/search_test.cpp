@@ -102,11 +102,11 @@ struct SearchRun {
     coder.concurrency = 8;
     coder.price_prompt_per_mtok = price_per_mtok;
     coder.price_completion_per_mtok = price_per_mtok;
-    auto made = LlmClient::create({{"coder", coder}});
+    auto made = LlmClient::create({{LlmRole::coder, coder}});
     REQUIRE_MESSAGE(made.ok(), made.status().to_string());
     client = std::move(*made);
     ConductorOptions options;
-    options.endpoints["coder"] = coder;
+    options.endpoints[LlmRole::coder] = coder;
     options.clock = &clock;
     auto prompts = PromptLibrary::load(find_prompt_dir("").value());
     REQUIRE(prompts.ok());

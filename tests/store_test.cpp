@@ -690,7 +690,7 @@ TEST_CASE_FIXTURE(StoreFixture,
                   "left are taken once") {
   int64_t t = task(campaign());
   LlmCallRow call = test::llm_call(t, Role::coder, "");
-  call.status = "pending";
+  call.status = LlmCallState::pending;
   for (const char* key : {"asked", "answered", "failed"}) {
     call.request_key = key;
     REQUIRE(s().record_llm_call(call).ok());
@@ -698,11 +698,11 @@ TEST_CASE_FIXTURE(StoreFixture,
   CHECK_FALSE(s().find_llm_call("asked")->has_value());  // asked is not answered
   CHECK(s().llm_usage_of_task(t)->calls == 0);
   call.request_key = "answered";
-  call.status = "ok";
+  call.status = LlmCallState::ok;
   call.response = "{\"content\":\"code\"}";
   call.prompt_tokens = 7;
   REQUIRE(s().record_llm_call(call).ok());
-  call.status = "pending";  // asked again after its answer: the answer stays
+  call.status = LlmCallState::pending;  // asked again after its answer: the answer stays
   REQUIRE(s().record_llm_call(call).ok());
   REQUIRE(s().find_llm_call("answered")->has_value());
   CHECK((*s().find_llm_call("answered"))->response == "{\"content\":\"code\"}");
@@ -771,7 +771,7 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
   int64_t elsewhere = task(other, "shape0");
   int n = 0;
   auto call = [&](std::optional<int64_t> task_id, const std::string& role, int64_t prompt,
-                  int64_t completion, double cost, const std::string& status = "ok") {
+                  int64_t completion, double cost, LlmCallState status = LlmCallState::ok) {
     LlmCallRow row =
         test::llm_call(task_id, parse_enum<Role>(role).value(), "key" + std::to_string(++n));
     row.status = status;
@@ -783,7 +783,7 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
   call(t1, "designer", 100, 10, 0.01);
   call(t1, "coder", 200, 20, 0.02);
   call(t2, "coder", 300, 30, 0.03);
-  call(t2, "coder", 0, 0, 0, "error");
+  call(t2, "coder", 0, 0, 0, LlmCallState::error);
   call(elsewhere, "coder", 5000, 500, 5.0);         // another campaign's
   call(std::nullopt, "conductor", 7000, 700, 7.0);  // no task: no campaign's
 
@@ -1088,4 +1088,34 @@ TEST_CASE_FIXTURE(
           "find_llm_call: llm_calls.role holds 'critic'; the roles this kforge knows are designer, "
           "coder, verifier, conductor");
   refused(s().llm_usage_by_role(c).status(), "llm_usage_by_role: llm_calls.role holds 'critic'");
+}
+
+TEST_CASE_FIXTURE(
+    StoreFixture,
+    "a running task's judged candidate with a verdict this kforge does not know is an "
+    "error, not a guess") {
+  const int64_t c = campaign();
+  const int64_t t = task(c);
+  REQUIRE(s().set_task_state(t, TaskState::running).ok());
+  StepRow step;
+  step.task_id = t;
+  step.role = Role::verifier;
+  step.verdict = Outcome::compile_error;
+  CandidateRow candidate;
+  candidate.task_id = t;
+  candidate.step_id = s().record_step(step).value();
+  candidate.verdict = Verdict::compile_error;
+  REQUIRE(s().record_candidate(candidate).ok());
+  auto steps = s().running_search_steps(c);
+  REQUIRE(steps.ok());
+  REQUIRE(steps->size() == 1);
+  CHECK((*steps)[0].verdict == Verdict::compile_error);
+
+  raw_query(db_path, "UPDATE candidates SET verdict = 'exploded'");
+  const Status st = s().running_search_steps(c).status();
+  CAPTURE(st.to_string());
+  CHECK(st.code() == Code::internal);
+  CHECK(st.message().find("kforge.db: running_search_steps: candidates.verdict holds 'exploded'; "
+                          "the verdicts this kforge knows are passed, compile_error") !=
+        std::string::npos);
 }

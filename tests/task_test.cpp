@@ -54,8 +54,8 @@ struct TaskFixture {
   std::unique_ptr<Conductor> conductor;
 
   TaskFixture() {
-    std::map<std::string, LlmEndpoint> endpoints;
-    for (const char* role : {"designer", "coder"}) {
+    std::map<LlmRole, LlmEndpoint> endpoints;
+    for (LlmRole role : {LlmRole::designer, LlmRole::coder}) {
       LlmEndpoint e;
       e.base_url = llm.base_url();
       e.model = "fake";
@@ -293,7 +293,7 @@ TEST_CASE_FIXTURE(TaskFixture,
       call.model = "fake";
       call.request_key = key;
       call.request = "{}";
-      call.status = "pending";
+      call.status = LlmCallState::pending;
       REQUIRE(c.store().record_llm_call(call).ok());
     }
     REQUIRE(c.store().set_task_state(*task, TaskState::cancelled, Outcome::cancelled).ok());

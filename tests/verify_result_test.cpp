@@ -64,6 +64,8 @@ TEST_CASE("every vocabulary's names parse back to their enumerator") {
   check_names_round_trip<AgentState>();
   check_names_round_trip<Workflow>();
   check_names_round_trip<Role>();
+  check_names_round_trip<LlmRole>();
+  check_names_round_trip<LlmCallState>();
   CHECK(to_string(Workflow::default_) == "default");
   CHECK(to_string(TaskState::cancelled) == "cancelled");
 }

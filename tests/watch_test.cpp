@@ -194,7 +194,7 @@ TEST_CASE_FIXTURE(
   int64_t c = campaign("sweep", {"a"}, kHour);
   LlmCallRow ok = llm_call(task(c, "a"), Role::coder, "k1"),
              failed = llm_call(task(c, "a"), Role::coder, "k2");
-  failed.status = "error";
+  failed.status = LlmCallState::error;
   REQUIRE(store->record_llm_call(ok).ok());
   REQUIRE(store->record_llm_call(failed).ok());
   // From the command line (no coordinator): no live counters, the stored calls.

@@ -65,15 +65,14 @@ std::string suggestions(const std::vector<StepRow>& steps) {
 }
 
 // An LLM call as recorded when it is asked (status pending).
-LlmCallRow asked_call(int64_t task_id, Role role, const LlmEndpoint& endpoint,
-                      const LlmRequest& request) {
+LlmCallRow asked_call(int64_t task_id, const LlmEndpoint& endpoint, const LlmRequest& request) {
   LlmCallRow call;
   call.task_id = task_id;
-  call.role = role;
+  call.role = role_of(request.role);
   call.model = endpoint.model;
   call.request_key = request_key(endpoint, request);
   call.request = request_body(endpoint, request);
-  call.status = "pending";
+  call.status = LlmCallState::pending;
   return call;
 }
 
@@ -83,7 +82,7 @@ LlmCallRow answered_call(LlmCallRow call, const LlmResponse& response) {
   call.response =
       nlohmann::json{{"content", response.content}, {"reasoning", response.reasoning}}.dump(
           -1, ' ', false, nlohmann::json::error_handler_t::replace);
-  call.status = "ok";
+  call.status = LlmCallState::ok;
   call.prompt_tokens = response.prompt_tokens;
   call.completion_tokens = response.completion_tokens;
   call.cost_usd = response.cost_usd;
@@ -143,11 +142,8 @@ struct Conductor::AnswerLog {
 ConductorOptions conductor_options(const Config& config, const std::filesystem::path& config_dir) {
   ConductorOptions options;
   options.verify_timeout_s = config.coordinator.verify_timeout_s;
-  std::map<std::string, LlmEndpoint>& out = options.endpoints;
-  const LlmConfig& llm = config.llm;
-  for (const auto& [role, c] : {std::pair{"designer", &llm.designer},
-                                {"coder", &llm.coder},
-                                {"conductor", &llm.conductor}}) {
+  for (LlmRole role : all_of<LlmRole>()) {
+    const LlmRoleConfig* c = &config.llm.of(role);
     if (c->provider.empty()) continue;
     LlmEndpoint e;
     e.provider = c->provider;
@@ -172,7 +168,7 @@ ConductorOptions conductor_options(const Config& config, const std::filesystem::
       std::filesystem::path rec = c->recording;
       e.recording = (rec.is_absolute() ? rec : config_dir / rec).string();
     }
-    out[role] = e;
+    options.endpoints[role] = e;
   }
   return options;
 }
@@ -261,7 +257,7 @@ void Conductor::reload() {
 ConductorPolicy Conductor::policy(const Active& active) const {
   ConductorPolicy p;
   p.workflow = active.workflow;
-  p.conductor_model = options_.endpoints.count("conductor") > 0;
+  p.conductor_model = options_.endpoints.count(LlmRole::conductor) > 0;
   return p;
 }
 
@@ -689,18 +685,18 @@ bool Conductor::usage_of(int64_t task_id, const std::vector<StepRow>& steps,
 
 void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
                         const Action& action, int64_t sample, const EvolvePlan* evolve) {
-  const Role role_kind = action.kind == ActionKind::design ? Role::designer
-                         : action.kind == ActionKind::code ? Role::coder
-                                                           : Role::conductor;
-  const std::string role(to_string(role_kind));
+  const LlmRole role = action.kind == ActionKind::design ? LlmRole::designer
+                       : action.kind == ActionKind::code ? LlmRole::coder
+                                                         : LlmRole::conductor;
+  const std::string name(to_string(role));
   auto endpoint = options_.endpoints.find(role);
   if (endpoint == options_.endpoints.end() || llm_ == nullptr) {
-    fail(task.id, "no LLM is configured for the " + role + " role");
+    fail(task.id, "no LLM is configured for the " + name + " role");
     return;
   }
-  std::string template_name = role_kind == Role::conductor ? "conductor"
-                              : action.fix                 ? role + "_fix"
-                                                           : role;
+  std::string template_name = role == LlmRole::conductor ? "conductor"
+                              : action.fix               ? name + "_fix"
+                                                         : name;
   const StepRow* design = last_good(steps, Role::designer);
   auto values = prompts_.task_values(task.spec);
   if (!values.ok()) {
@@ -715,7 +711,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
   (*values)["inspirations"] = "";
   // An evolve child with a parent: the parent's code and verdict, to improve or to fix.
   if (const CandidateRow* parent =
-          evolve && role_kind == Role::coder ? evolve->parent(sample) : nullptr) {
+          evolve && role == LlmRole::coder ? evolve->parent(sample) : nullptr) {
     template_name = evolve->coder_template(sample);
     (*values)["previous_code"] = evolve->code(*parent, task.spec.impl_type);
     const StepRow* judged = evolve->step(parent->step_id);
@@ -733,8 +729,8 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
   LlmRequest request;
   request.role = role;
   request.messages = {{"system", kSystemPrompt}, {"user", *prompt}};
-  request.replay_key = task.spec.op_name + "/" + task.spec.task_id + "/" + role + "/" +
-                       std::to_string(count_role(steps, role_kind) + 1) +
+  request.replay_key = task.spec.op_name + "/" + task.spec.task_id + "/" + name + "/" +
+                       std::to_string(count_role(steps, role_of(role)) + 1) +
                        (sample != 0 ? "/s" + std::to_string(sample) : "");
   request.sample = sample;
   const int64_t token = next_token_++;
@@ -752,7 +748,7 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
     response.content = body.is_object() ? body.value("content", "") : (*cached)->response;
     response.reasoning = body.is_object() ? body.value("reasoning", "") : "";
     response.request_key = key;
-    on_llm(task.id, sample, token, role_kind, request, response, /*from_cache=*/true);
+    on_llm(task.id, sample, token, request, response, /*from_cache=*/true);
     return;
   }
   // Asked already and still in flight: its answer comes to this start of the task.
@@ -761,57 +757,54 @@ void Conductor::ask_llm(const TaskRow& task, const std::vector<StepRow>& steps,
     return;
   }
   // Pending until its answer arrives: a pending row at start-up is a call a crash cut off.
-  LlmCallRow call = asked_call(task.id, role_kind, endpoint->second, request);
+  LlmCallRow call = asked_call(task.id, endpoint->second, request);
   if (!check(store.record_llm_call(call), task.id)) return;
   // Sent once the pending row is committed, unless the task moved on meanwhile (its event
   // rolled back, or it was cancelled).
   const int64_t task_id = task.id;
-  loop_.after_commit(
-      [this, task_id, sample, token, role, role_kind, request, call, endpoint = endpoint->second] {
-        if (!current(task_id, sample, token)) {
-          check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
-          return;
+  loop_.after_commit([this, task_id, sample, token, request, call, endpoint = endpoint->second] {
+    if (!current(task_id, sample, token)) {
+      check(loop_.store().forget_pending_llm_call(call.request_key), task_id);
+      return;
+    }
+    in_flight_[call.request_key] = Asked{task_id, sample, token};
+    // The callback keeps the request once, not its stored row too: a question waiting for an
+    // LLM slot costs its prompt twice (here and in the client), whatever the queue's length.
+    llm_->submit(request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token,
+                           request, endpoint, key = call.request_key](LlmResponse response) {
+      if (response.ok) {
+        // On failure the loop stores it with its turn (on_llm).
+        if (Status st =
+                answers->record(answered_call(asked_call(task_id, endpoint, request), response));
+            !st.ok()) {
+          spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id,
+                       to_string(request.role), st.to_string());
         }
-        in_flight_[call.request_key] = Asked{task_id, sample, token};
-        // The callback keeps the request once, not its stored row too: a question waiting for an
-        // LLM slot costs its prompt twice (here and in the client), whatever the queue's length.
-        llm_->submit(
-            request, [this, answers = answers_, mailbox = mailbox_, task_id, sample, token, role,
-                      role_kind, request, endpoint, key = call.request_key](LlmResponse response) {
-              if (response.ok) {
-                // On failure the loop stores it with its turn (on_llm).
-                if (Status st = answers->record(
-                        answered_call(asked_call(task_id, role_kind, endpoint, request), response));
-                    !st.ok()) {
-                  spdlog::warn("task {}: {} answer not stored on arrival: {}", task_id, role,
-                               st.to_string());
-                }
-              }
-              mailbox->post([this, task_id, sample, token, role_kind, request, response, key] {
-                // To the task's latest start; a turn replayed after a no-space alarm finds the
-                // entry gone and still stores the answer (on_llm), for the next start to find.
-                Asked to{task_id, sample, token};
-                if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
-                  to = asked->second;
-                  in_flight_.erase(asked);
-                }
-                guarded(to.task_id, [&] {
-                  on_llm(to.task_id, to.sample, to.token, role_kind, request, response, false);
-                });
-              });
-            });
+      }
+      mailbox->post([this, task_id, sample, token, request, response, key] {
+        // To the task's latest start; a turn replayed after a no-space alarm finds the
+        // entry gone and still stores the answer (on_llm), for the next start to find.
+        Asked to{task_id, sample, token};
+        if (auto asked = in_flight_.find(key); asked != in_flight_.end()) {
+          to = asked->second;
+          in_flight_.erase(asked);
+        }
+        guarded(to.task_id,
+                [&] { on_llm(to.task_id, to.sample, to.token, request, response, false); });
       });
+    });
+  });
 }
 
-void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, Role role_kind,
-                       const LlmRequest& request, const LlmResponse& response, bool from_cache) {
+void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, const LlmRequest& request,
+                       const LlmResponse& response, bool from_cache) {
   Store& store = loop_.store();
-  const std::string role(to_string(role_kind));
+  const LlmRole role = request.role;
   if (!from_cache) {
     // Stored before it is used: on arrival, or here if that failed (recording a stored answer
     // again changes nothing); stored even when the task was cancelled meanwhile, so that
     // resuming it does not pay again. A failed request leaves nothing to keep.
-    LlmCallRow asked = asked_call(task_id, role_kind, options_.endpoints.at(role), request);
+    LlmCallRow asked = asked_call(task_id, options_.endpoints.at(role), request);
     Status st = response.ok ? store.record_llm_call(answered_call(asked, response))
                             : store.forget_pending_llm_call(asked.request_key);
     if (!check(st, task_id)) return;
@@ -822,22 +815,22 @@ void Conductor::on_llm(int64_t task_id, int64_t sample, int64_t token, Role role
   StepRow step;
   step.task_id = task_id;
   step.sample = sample;
-  step.role = role_kind;
+  step.role = role_of(role);
   step.input = request.messages.back().content;
   if (!response.ok) {
     step.output = response.error;
     step.verdict = Outcome::llm_error;
     step.counted = false;
-    spdlog::warn("task {}: {} call failed: {}", task_id, role, response.error);
+    spdlog::warn("task {}: {} call failed: {}", task_id, to_string(role), response.error);
   } else {
     step.output = response.content;
     auto task = store.get_task(task_id);
     if (!check(task.status(), task_id)) return;
     // A usable answer has no verdict; the conductor's decision is read from its output.
     bool ok = false;
-    if (role_kind == Role::designer) {
+    if (role == LlmRole::designer) {
       ok = extract_design(response.content).ok();
-    } else if (role_kind == Role::coder) {
+    } else if (role == LlmRole::coder) {
       ok = extract_code(response.content, task->spec.impl_type).ok();
     } else {
       ok = parse_conductor(response.content).ok();
@@ -1101,8 +1094,8 @@ void Conductor::wake_parked(int64_t campaign_id) {
   });
 }
 
-void Conductor::LlmStats::observe(const std::string& role, const LlmResponse& response) {
-  requests[{role, response.ok ? "ok" : "error"}]++;
+void Conductor::LlmStats::observe(LlmRole role, const LlmResponse& response) {
+  requests[{role, response.ok}]++;
   retries += response.attempts > 1 ? response.attempts - 1 : 0;
   prompt_tokens += response.prompt_tokens;
   completion_tokens += response.completion_tokens;
@@ -1116,8 +1109,10 @@ void Conductor::render_metrics(std::string& out) const {
                 "LLM requests answered since start-up, by role and outcome (stored answers reused "
                 "on resume are not counted)");
   for (const auto& [key, n] : s.requests) {
-    metric_sample(out, "kforge_llm_requests_total", {{"role", key.first}, {"outcome", key.second}},
-                  static_cast<double>(n));
+    metric_sample(
+        out, "kforge_llm_requests_total",
+        {{"role", std::string(to_string(key.first))}, {"outcome", key.second ? "ok" : "error"}},
+        static_cast<double>(n));
   }
   metric_family(out, "kforge_llm_retries_total", "counter",
                 "extra HTTP attempts after 429, 5xx, timeouts");

@@ -52,7 +52,7 @@ namespace kforge {
 // The retry limits of the rules (max_code_fixes, max_infra_retries) are ConductorPolicy's
 // defaults (conductor_rules.h); a verify job's memory limit is the agent's (agent.limits).
 struct ConductorOptions {
-  std::map<std::string, LlmEndpoint> endpoints;  // by role: designer, coder, conductor
+  std::map<LlmRole, LlmEndpoint> endpoints;  // one per configured role ([llm.ROLE])
   uint32_t verify_timeout_s = 300;  // wall clock per verify job (coordinator.verify_timeout_s)
   // Tasks driven at once (at least twice the devices of the live agents): the rest wait in
   // the store, pending, and are started in id order as places free up.
@@ -156,13 +156,13 @@ class Conductor {
 
   // What LLM answers cost since start-up (answers found in llm_calls cost nothing).
   struct LlmStats {
-    std::map<std::pair<std::string, std::string>, int64_t> requests;  // (role, ok | error)
+    std::map<std::pair<LlmRole, bool>, int64_t> requests;  // by (role, answered ok)
     int64_t retries = 0;
     int64_t prompt_tokens = 0;
     int64_t completion_tokens = 0;
     double cost_usd = 0;
     Histogram latency{latency_buckets_s()};
-    void observe(const std::string& role, const LlmResponse& response);
+    void observe(LlmRole role, const LlmResponse& response);
   };
 
   struct AnswerLog;  // the LLM thread's connection: answers committed when they arrive
@@ -228,7 +228,7 @@ class Conductor {
   // Fills what the task used of the budgets its policy sets (search.h); false on a store error.
   bool usage_of(int64_t task_id, const std::vector<StepRow>& steps, const SearchPolicy& search,
                 SearchUsage& usage);
-  void on_llm(int64_t task_id, int64_t sample, int64_t token, Role role, const LlmRequest& request,
+  void on_llm(int64_t task_id, int64_t sample, int64_t token, const LlmRequest& request,
               const LlmResponse& response, bool from_cache);
   void verify(const TaskRow& task, const std::vector<StepRow>& chain, int64_t sample);
   // Records the verdict as the chain's step and, unless infra_error, the judged candidate.

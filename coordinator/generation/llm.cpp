@@ -76,9 +76,11 @@ std::string server_error_message(const std::string& body) {
   return body.empty() ? "(empty body)" : excerpt(body);
 }
 
-std::string joined_roles(const std::map<std::string, LlmEndpoint>& by_role) {
+std::string joined_roles(const std::map<LlmRole, LlmEndpoint>& by_role) {
   std::string out;
-  for (const auto& [role, ep] : by_role) out += (out.empty() ? "" : ", ") + role;
+  for (const auto& [role, ep] : by_role) {
+    out += (out.empty() ? "" : ", ") + std::string(to_string(role));
+  }
   return out.empty() ? "none" : out;
 }
 
@@ -199,7 +201,7 @@ struct Group {
 };
 
 struct Endpoint {
-  std::string role;
+  LlmRole role = LlmRole::coder;
   LlmEndpoint cfg;
   std::string url;                        // {base_url}/chat/completions
   std::string auth_header;                // "Authorization: Bearer ..." or ""
@@ -327,7 +329,7 @@ class LlmClient::Impl {
     if (multi_ != nullptr) curl_multi_cleanup(multi_);
   }
 
-  Status init(std::map<std::string, LlmEndpoint> by_role);
+  Status init(std::map<LlmRole, LlmEndpoint> by_role);
 
   void start() {
     worker_ = std::thread([this] { run(); });
@@ -376,9 +378,9 @@ class LlmClient::Impl {
 
   const LlmClientOptions options_;
   Clock& clock_;
-  std::map<std::string, Endpoint> endpoints_;  // by role
+  std::map<LlmRole, Endpoint> endpoints_;
   std::map<std::string, std::unique_ptr<Group>> groups_;
-  std::string roles_;  // "coder, designer": the configured roles, for errors
+  std::string roles_;  // "designer, coder": the configured roles, for errors
 
   CURLM* multi_ = nullptr;
   std::thread worker_;
@@ -398,7 +400,7 @@ class LlmClient::Impl {
   std::mt19937_64 rng_;
 };
 
-Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
+Status LlmClient::Impl::init(std::map<LlmRole, LlmEndpoint> by_role) {
   global_init();
   roles_ = joined_roles(by_role);
   // Endpoints with the same base_url+model share one group, its limit the smallest.
@@ -416,7 +418,7 @@ Status LlmClient::Impl::init(std::map<std::string, LlmEndpoint> by_role) {
   std::map<std::string, std::shared_ptr<Recording>> recordings;
   std::map<std::string, std::shared_ptr<std::ofstream>> record_files;
   for (auto& [role, cfg] : by_role) {
-    std::string where = "llm." + role + ": ";
+    std::string where = "llm." + std::string(to_string(role)) + ": ";
     Endpoint ep;
     ep.role = role;
     ep.cfg = cfg;
@@ -544,8 +546,8 @@ void LlmClient::Impl::run() {
 void LlmClient::Impl::admit(std::unique_ptr<Call> call) {
   auto it = endpoints_.find(call->request.role);
   if (it == endpoints_.end()) {
-    std::string role = call->request.role;
-    fail(std::move(call), "unknown llm role '" + role + "' (configured: " + roles_ + ")");
+    std::string role(to_string(call->request.role));
+    fail(std::move(call), "no llm endpoint for role '" + role + "' (configured: " + roles_ + ")");
     return;
   }
   Endpoint& ep = it->second;
@@ -743,7 +745,7 @@ void LlmClient::Impl::complete(std::unique_ptr<Call> call, CURLcode code) {
     delay = std::max(delay, std::min(call->retry_after_ms, options_.retry_after_max_ms));
   }
   spdlog::warn(
-      "llm retry role={} key={} attempt={} delay_ms={} error={}", ep.role,
+      "llm retry role={} key={} attempt={} delay_ms={} error={}", to_string(ep.role),
       call->request.replay_key.empty() ? r.request_key.substr(0, 16) : call->request.replay_key,
       r.attempts, delay, error);
   r.error = std::move(error);
@@ -777,7 +779,7 @@ void LlmClient::Impl::append_record(const Call& call) {
   out.flush();
   if (!out) {
     spdlog::error("llm cannot append to recording {} role={}", call.ep->cfg.recording,
-                  call.ep->role);
+                  to_string(call.ep->role));
     out.clear();
   }
 }
@@ -792,8 +794,8 @@ void LlmClient::Impl::finish(std::unique_ptr<Call> call) {
   LlmResponse& r = call->response;
   r.latency_ms = call->first_start_ms < 0 ? 0 : clock_.now_ms() - call->first_start_ms;
   if (!r.ok) {
-    spdlog::debug("llm call failed role={} attempts={} error={}", call->request.role, r.attempts,
-                  r.error);
+    spdlog::debug("llm call failed role={} attempts={} error={}", to_string(call->request.role),
+                  r.attempts, r.error);
   }
   auto done = std::move(call->done);
   LlmResponse response = std::move(call->response);
@@ -846,7 +848,7 @@ void LlmClient::Impl::abort_all(std::vector<std::unique_ptr<Call>> incoming) {
 
 // ---------------------------------------------------------------------------------------
 
-Result<std::unique_ptr<LlmClient>> LlmClient::create(std::map<std::string, LlmEndpoint> by_role,
+Result<std::unique_ptr<LlmClient>> LlmClient::create(std::map<LlmRole, LlmEndpoint> by_role,
                                                      LlmClientOptions options, Clock& clock) {
   if (options.backoff_base_ms < 0 || options.backoff_max_ms < 0 || options.retry_after_max_ms < 0) {
     return invalid_argument("llm client: backoff and retry-after limits must be >= 0");

@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/vocabulary.h"
 
 namespace kforge {
 
@@ -53,7 +54,7 @@ struct LlmEndpoint {
 };
 
 struct LlmRequest {
-  std::string role;  // designer | coder | conductor
+  LlmRole role = LlmRole::coder;
   std::vector<ChatMessage> messages;
   std::string replay_key;  // stable id for replay/record, e.g. "softmax/N=1024/coder/2";
                            // empty: request_key() stands in for it
@@ -101,7 +102,7 @@ class LlmClient {
   // Validates the endpoints (provider, URL, model, limits, the API key's env var being
   // set), loads replay recordings (an error names the file and line) and opens record files
   // for appending, then starts the worker thread.
-  static Result<std::unique_ptr<LlmClient>> create(std::map<std::string, LlmEndpoint> by_role,
+  static Result<std::unique_ptr<LlmClient>> create(std::map<LlmRole, LlmEndpoint> by_role,
                                                    LlmClientOptions options = {},
                                                    Clock& clock = SystemClock::instance());
   // Stops the worker thread, aborting transfers; requests not yet answered get their `done`
@@ -111,8 +112,8 @@ class LlmClient {
   LlmClient& operator=(const LlmClient&) = delete;
 
   // Thread-safe, never blocks on the network. `done` is called exactly once, on the
-  // client's worker thread (it must not call ~LlmClient). An unknown role -> done with
-  // ok = false and an error naming the role and the configured ones.
+  // client's worker thread (it must not call ~LlmClient). A role without an endpoint -> done
+  // with ok = false and an error naming the role and the configured ones.
   void submit(LlmRequest request, std::function<void(LlmResponse)> done);
 
   // Requests submitted whose `done` has not been called yet (it drops before `done` runs).

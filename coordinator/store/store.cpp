@@ -1971,9 +1971,12 @@ Result<Store::CampaignSpend> Store::campaign_spend(int64_t campaign_id) {
 }
 
 Result<std::vector<Store::SearchStep>> Store::running_search_steps(int64_t campaign_id) {
+  constexpr std::string_view op = "running_search_steps";
+  Db& d = impl_->d;
   std::vector<SearchStep> out;
+  StoredWords w;  // the first unknown word of any row
   KF_RETURN_IF_ERROR(each_row(
-      impl_->d, "running_search_steps",
+      d, op,
       "SELECT t.id, COALESCE(s.role <> 'verifier', 0), c.verdict, c.score FROM tasks t LEFT JOIN "
       "steps s ON s.task_id = t.id "
       "LEFT JOIN candidates c ON c.step_id = s.id WHERE t.campaign_id = ?1 AND t.state = 'running' "
@@ -1983,12 +1986,11 @@ Result<std::vector<Store::SearchStep>> Store::running_search_steps(int64_t campa
         SearchStep step;
         step.task_id = r.i64(0);
         step.llm = r.i64(1) != 0;
-        if (!r.is_null(2))
-          step.verdict = parse_enum<Verdict>(r.str(2)).value_or(Verdict::infra_error);
+        if (!r.is_null(2)) step.verdict = w.word<Verdict>(r, 2, "candidates.verdict");
         step.score = r.is_null(3) ? 0 : r.f64(3);
         out.push_back(step);
       }));
-  return out;
+  return read_row(d, op, w.row(std::move(out)));
 }
 
 Result<Store::CampaignActivity> Store::campaign_activity(int64_t campaign_id, int64_t since_ms) {
@@ -2331,7 +2333,7 @@ Status Store::record_llm_call(const LlmCallRow& call) {
         .text(4, call.request_key)
         .text(5, call.request)
         .text(6, call.response)
-        .text(7, call.status)
+        .text(7, to_string(call.status).data())
         .bind(8, call.prompt_tokens)
         .bind(9, call.completion_tokens);
     s.bind(11, call.latency_ms).bind(12, d.now());
@@ -2386,7 +2388,7 @@ Result<std::optional<LlmCallRow>> Store::find_llm_call(const std::string& reques
   row.request_key = s.str(3);
   row.request = s.str(4);
   row.response = s.str(5);
-  row.status = s.str(6);
+  row.status = w.word<LlmCallState>(s, 6, "llm_calls.status");
   row.prompt_tokens = s.i64(7);
   row.completion_tokens = s.i64(8);
   row.cost_usd = sqlite3_column_double(d.st.find_llm_call, 9);

@@ -64,7 +64,7 @@ struct LlmCallRow {
   std::string request_key;  // the cache key: a resumed task finds its answer here
   std::string request;
   std::string response;  // the response content (JSON: content, reasoning)
-  std::string status;    // ok | error
+  LlmCallState status = LlmCallState::pending;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   double cost_usd = 0;

@@ -104,7 +104,7 @@ FuzzBackend& backend() {
     call.task_id = task;
     call.role = Role::coder;
     call.request_key = "k1";
-    call.status = "ok";
+    call.status = LlmCallState::ok;
     if (!s.record_llm_call(call).ok()) fuzz::fuzz_fail("seeding an LLM call");
     AgentRow agent;
     agent.id = "agent-1";

@@ -33,7 +33,7 @@ inline LlmCallRow llm_call(std::optional<int64_t> task_id, Role role,
   call.model = "m";
   call.request_key = request_key;
   call.request = "{}";
-  call.status = "ok";
+  call.status = LlmCallState::ok;
   return call;
 }
 
