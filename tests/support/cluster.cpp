@@ -195,7 +195,16 @@ bool TestCluster::wait_all_done(const std::vector<int64_t>& jobs,
 
 bool TestCluster::wait_live(size_t n, std::chrono::milliseconds deadline) {
   return wait_until(
-      [&] { return coordinator_->call([](Coordinator& c) { return c.live_agents(); }) >= n; },
+      [&] {
+        size_t settled = 0;
+        for (const auto& [name, a] : agents_) {
+          if (!a.agent->registered()) continue;
+          std::string routing =
+              coordinator_->call([&](Coordinator& c) { return c.agent_routing_id(a.agent->id()); });
+          if (routing == a.agent->routing_id()) settled++;
+        }
+        return settled >= n;
+      },
       deadline);
 }
 

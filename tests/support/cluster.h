@@ -63,7 +63,11 @@ class TestCluster {
   size_t recorded_jobs() const;
   // Waits until every listed job is done in the store, with a deadline.
   bool wait_all_done(const std::vector<int64_t>& jobs, std::chrono::milliseconds deadline);
-  // Waits until `n` agents are live in the coordinator.
+  // Waits until `n` of the agents started here are registered on the connection they use now:
+  // the agent has its Welcome and the coordinator routes its id to that connection. (A Hello
+  // unanswered within the agent's backoff is said again on a fresh connection; the coordinator
+  // may register the abandoned one first, and what it sends there before the next Hello
+  // reconciles is lost. Counting live agents in the coordinator would stop there.)
   bool wait_live(size_t n, std::chrono::milliseconds deadline = std::chrono::seconds(20));
 
   const std::filesystem::path& dir() const { return dir_.path(); }
