@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   std::vector<FlagSpec> specs;
   for (const char* name :
        {"task", "candidate", "impl-type", "framework", "backend", "task-type", "jobs",
-        "warmup-jobs", "python", "harness", "modes", "op-name", "contain"}) {
+        "warmup-jobs", "python", "harness", "modes", "op-name", "contain", "warm-workers"}) {
     specs.push_back({name, true, ""});
   }
   auto flags = parse_flags(argc, argv, 1, specs, "kforge-bench-verifier");
@@ -197,6 +197,7 @@ int main(int argc, char** argv) {
     vo.env = device_env;
     vo.device = spec.target.backend;
     vo.zygote = zygote;
+    if (auto n = flags->get("warm-workers")) vo.warm_workers = std::stoul(*n);
     if (vo.device == "cuda") vo.preload = "torch,triton";
     auto t_start = std::chrono::steady_clock::now();
     auto verifier = Verifier::start(vo);
@@ -206,6 +207,7 @@ int main(int argc, char** argv) {
     }
     std::printf("%s.start_s: %.3f\n", mode,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+    std::vector<double> first_calls;  // ms, each job's first call (a Triton compile)
     for (size_t i = 0; i < jobs; ++i) {
       auto dir = root / (std::string(mode) + std::to_string(i));
       if (!write_job(dir, files).ok()) return false;
@@ -214,9 +216,17 @@ int main(int argc, char** argv) {
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       fig.wall_s.push_back(s);
       ++fig.verdicts[doc.value("verdict", "?")];
+      if (doc.contains("phases_ms") && doc["phases_ms"].contains("first_call"))
+        first_calls.push_back(doc["phases_ms"].value("first_call", 0.0));
       if (i + 1 == jobs && doc.contains("phases_ms"))
         std::printf("%s.last_phases_ms: %s\n", mode, doc["phases_ms"].dump().c_str());
     }
+    std::printf("%s.first_call_ms:", mode);
+    for (double ms : first_calls) std::printf(" %.0f", ms);
+    std::printf("\n");
+    // the Triton signatures the judge kept for later workers (agent/harness/.../launchers.py)
+    if (auto kept = read_file(vo.work_root / "triton-launchers.json"); kept.ok())
+      std::printf("%s.triton_launchers_kept: %s\n", mode, kept->c_str());
     auto st = (*verifier)->stats();
     std::printf("%s.workers_spawned: %llu\n%s.workers_forked: %llu\n", mode,
                 static_cast<unsigned long long>(st.spawned), mode,
