@@ -49,10 +49,6 @@ CANDIDATE_VERDICTS = {verdicts.COMPILE_ERROR, verdicts.RUNTIME_ERROR, verdicts.C
                       verdicts.PRECISION_MISMATCH}
 READY_WAIT_S = 120.0          # a cold worker imports torch and creates the device context
 PINGS = 15                    # round trips measured before the candidate is loaded
-# On CUDA, each ping also runs a one-element op on the device on both sides (measure_rtt), so
-# that the trip taken off the candidate's calls includes the device's context switches. Off
-# until measured on a GPU host (docs/performance.md, "Verifier v2 on a GPU").
-DEVICE_TRIP = os.environ.get("KFORGE_JUDGE_DEVICE_TRIP") == "1"
 CACHE_TASKS = int(os.environ.get("KFORGE_JUDGE_CACHE_TASKS", "8"))
 CACHE_BYTES = int(os.environ.get("KFORGE_JUDGE_CACHE_MB", "1024")) << 20
 # The timed runs' input sets kept per task, with the reference's outputs and time on each, so
@@ -218,18 +214,15 @@ class Remote:
         self.request({"op": "arenas", "in": self.in_arena.size, "out": self.out_arena.size},
                      fds=(self.in_arena.fd, self.out_arena.fd))
 
-    def measure_rtt(self, touch=None):
+    def measure_rtt(self):
         """The least round trip to the worker, taken off each timed call of the candidate.
-        `touch` (CUDA): the judge's own one-element device op and synchronisation, run after
-        each reply, while the worker runs one before it: so the trip includes the device
-        switching to the worker's context and back, which every timed call pays and the
-        reference, timed in the judge, does not (docs/performance.md, "Verifier v2 on a GPU")."""
+        A host round trip only: a trip that also touched the device on both sides (to take
+        the GPU's context switches off too) was measured on an H100 and credits candidates
+        with time they spent (docs/performance.md, "Verifier v2 on a GPU")."""
         times = []
         for _ in range(PINGS):
             t0 = time.perf_counter_ns()
-            self.request({"op": "ping", "touch": touch is not None})
-            if touch is not None:
-                touch()
+            self.request({"op": "ping"})
             times.append((time.perf_counter_ns() - t0) / 1000.0)
         # the least of them: what every call pays at least. A median taken on a loaded host
         # can exceed a fast call's whole time and leave ~0 after the subtraction (an absurd
@@ -441,7 +434,7 @@ class JudgeRunner(Runner):
         r.set_arenas(need + (1 << 20), 2 * out_need + (1 << 20), device=on_device)
         self.doc["transport"] = "cuda_ipc" if isinstance(r.in_arena, channel.DeviceArena) \
             else "shared_memory"
-        r.measure_rtt(self._device_touch())
+        r.measure_rtt()
         r.in_arena.reset()
         init = channel.encode(self.init_inputs(), None if isinstance(
             r.in_arena, channel.DeviceArena) else r.in_arena)  # device mode: no arrays in it
@@ -595,19 +588,6 @@ class JudgeRunner(Runner):
         self.doc["phases_ms"]["precision"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     # --- profile ------------------------------------------------------------------------------
-    def _device_touch(self):
-        """On CUDA: a one-element op and a synchronisation in the judge (measure_rtt)."""
-        fw = self.fw
-        if not DEVICE_TRIP or fw.name != "torch" or fw.device != "cuda":
-            return None
-        scratch = fw.torch.zeros(1, device="cuda")
-
-        def touch():
-            scratch.add_(1)
-            fw.torch.cuda.synchronize()
-
-        return touch
-
     def profile(self):
         spec, fw, r = self.spec, self.fw, self.remote
         self.stage("profile")

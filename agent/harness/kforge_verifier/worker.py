@@ -65,7 +65,6 @@ class Worker:
         self.in_arena = None
         self.out_arena = None
         self.received_ns = 0  # when the request being served arrived (perf_counter_ns)
-        self.scratch = None   # ping's one-element device tensor
 
     def serve(self):
         self.chan.send({"ready": {"pid": os.getpid(), "python": sys.version.split()[0]}})
@@ -79,7 +78,7 @@ class Worker:
             if op == "arenas":
                 reply = self.arenas(msg, fds)
             elif op == "ping":
-                reply = self.ping(bool(msg.get("touch")))
+                reply = self.ping()
             elif op == "load":
                 reply = self.load(msg)
             elif op == "call":
@@ -89,17 +88,7 @@ class Worker:
                                    "message": f"unknown request {op!r}"}}
             self.chan.send(reply)
 
-    def ping(self, touch):
-        """touch: a one-element op on the device first, synchronised, so that the judge's
-        least round trip includes the device's switch to this process (measure_rtt; only
-        before a candidate is loaded: the trip is the harness's own code)."""
-        torch = sys.modules.get("torch")
-        if touch and torch is not None and os.environ.get("KFORGE_WORKER_DEVICE") == "cuda" and \
-                torch.cuda.is_available():
-            if self.scratch is None:
-                self.scratch = torch.zeros(1, device="cuda")
-            self.scratch.add_(1)
-            torch.cuda.synchronize()
+    def ping(self):
         return {"pong": 1}
 
     def arenas(self, msg, fds):
