@@ -1,6 +1,7 @@
 // coordinator/store/: all durable state and the only code that speaks SQL -- the Store
 // (store.h), a campaign's identity (campaign_hash.h), the embedded migrations (migrations.h),
-// the disk reserve (reserve.h) and a SQLite VFS that injects faults for tests (fault_vfs.h).
+// WAL checkpoints off the writer's thread (checkpointer.h), the disk reserve (reserve.h) and a
+// SQLite VFS that injects faults for tests (fault_vfs.h).
 //
 // The coordinator's durable state: one SQLite database in WAL mode.
 //
