@@ -12,6 +12,8 @@
 #include <random>
 #include <sstream>
 
+#include "common/unique_fd.h"
+
 namespace kforge {
 namespace {
 
@@ -25,38 +27,27 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view dat
   std::filesystem::path tmp = path;
   tmp += ".tmp";
   ::unlink(tmp.c_str());  // a leftover keeps its old mode: O_CREAT's mode applies only to new files
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode));
-  if (fd < 0) return errno_status("cannot create", tmp);
+  UniqueFd fd(
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode)));
+  if (!fd.valid()) return errno_status("cannot create", tmp);
   // A temp file left by an earlier try keeps its old mode: set it before writing.
-  if (mode != 0644 && ::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
-    Status st = errno_status("cannot chmod", tmp);
-    ::close(fd);
-    return st;
-  }
+  if (mode != 0644 && ::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0)
+    return errno_status("cannot chmod", tmp);
   size_t off = 0;
   while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      Status st = errno_status("cannot write", tmp);
-      ::close(fd);
-      return st;
+      return errno_status("cannot write", tmp);
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    Status st = errno_status("cannot fsync", tmp);
-    ::close(fd);
-    return st;
-  }
-  ::close(fd);
+  if (::fsync(fd.get()) != 0) return errno_status("cannot fsync", tmp);
+  fd.reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_status("cannot rename onto", path);
   std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.valid()) ::fsync(dfd.get());
   return Status();
 }
 
@@ -133,17 +124,13 @@ Status ensure_private_dir(const std::filesystem::path& path) {
 }
 
 Status ensure_private_file(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return errno_status("cannot open", path);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return errno_status("cannot open", path);
   struct stat st {};
-  Status result;
-  if (::fstat(fd, &st) != 0) {
-    result = errno_status("cannot stat", path);
-  } else if ((st.st_mode & 077) != 0 && ::fchmod(fd, 0600) != 0) {
-    result = errno_status("cannot chmod 0600", path);
-  }
-  ::close(fd);
-  return result;
+  if (::fstat(fd.get(), &st) != 0) return errno_status("cannot stat", path);
+  if ((st.st_mode & 077) != 0 && ::fchmod(fd.get(), 0600) != 0)
+    return errno_status("cannot chmod 0600", path);
+  return Status();
 }
 
 Result<std::string> random_hex_secret(size_t bytes) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/intake/python_constants.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -117,6 +118,46 @@ bias = [0.5]
   CHECK(contains(desc, "\nshape: tuple = (32, 2048)\n"));
   CHECK(contains(desc, "\nscale = 1.0; bias = 0.5\n"));
   CHECK(contains(c->tasks[1].spec.task_desc, R"(dtype = "it's \"odd\"")"));
+}
+
+TEST_CASE(
+    "python_constants: only module-level assignments are constants, values end at ';' or '#'") {
+  const std::string source = R"(N = 4096  # rows
+doc = """
+M = 1
+"""
+shape: tuple = (16,
+                1024)
+scale = 1.0; bias = 0.5
+if N == 4096:
+    K = 2
+x == 3
+class Model: ...
+a.b = 1
+)";
+  std::vector<PythonConstant> got = module_constants(source);
+  std::vector<std::string> names, values;
+  std::vector<int> lines;
+  for (const PythonConstant& c : got) {
+    names.push_back(c.name);
+    values.push_back(source.substr(c.value_begin, c.value_end - c.value_begin));
+    lines.push_back(c.line);
+  }
+  CHECK(names == std::vector<std::string>{"N", "doc", "shape", "scale", "bias"});
+  CHECK(values == std::vector<std::string>{"4096", "\"\"\"\nM = 1\n\"\"\"",
+                                           "(16,\n                1024)", "1.0", "0.5"});
+  CHECK(lines == std::vector<int>{1, 2, 5, 7, 7});
+}
+
+TEST_CASE("python_constants: names and literals as Python writes them") {
+  CHECK(is_python_identifier("_x1"));
+  CHECK_FALSE(is_python_identifier("1x"));
+  CHECK(is_python_dotted_name("torch.float16"));
+  CHECK_FALSE(is_python_dotted_name("torch..float16"));
+  CHECK(is_python_keyword("match"));
+  CHECK(python_float(2) == "2.0");
+  CHECK(python_float(0.1) == "0.1");
+  CHECK(python_string("it's\n", '\'') == R"('it\'s\n')");
 }
 
 TEST_CASE("a full dotted name replaces a dotted constant as given") {

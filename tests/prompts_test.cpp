@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "tests/support/fixtures.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -79,14 +80,10 @@ TEST_CASE("task_values fills the shared placeholders for every impl_type") {
   Result<PromptLibrary> lib = PromptLibrary::load(shipped());
   REQUIRE(lib.ok());
   for (const char* impl : {"triton", "cuda_c", "cpp", "swft"}) {
-    TaskSpec spec;
-    spec.op_name = "softmax";
-    spec.task_id = "N=4096";
+    TaskSpec spec = test::task_spec("softmax", "N=4096");
     spec.backend = "cpu";
     spec.arch = "x86_64";
     spec.impl_type = impl;
-    spec.framework = "torch";
-    spec.task_desc = "class Model: ...";
     Result<std::map<std::string, std::string>> v = lib->task_values(spec);
     REQUIRE_MESSAGE(v.ok(), v.status().to_string());
     CHECK(contains(v->at("candidate_contract"), "ModelNew"));

@@ -826,9 +826,7 @@ TEST_CASE_FIXTURE(StoreFixture, "llm usage by role sums a campaign's calls per r
 namespace {
 
 TaskSpec sweep_spec(const std::string& task_id, const std::string& desc) {
-  TaskSpec spec;
-  spec.op_name = "softmax";
-  spec.task_id = task_id;
+  TaskSpec spec = test::task_spec("softmax", task_id);
   spec.task_desc = desc;
   spec.backend = "cpu";
   spec.arch = "x86_64";

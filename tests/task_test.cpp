@@ -14,6 +14,7 @@
 #include "tests/support/child.h"
 #include "tests/support/cluster.h"
 #include "tests/support/fake_llm.h"
+#include "tests/support/fixtures.h"
 
 using namespace kforge;
 using namespace kforge::test;
@@ -33,9 +34,7 @@ std::string passing_answer() {
 }
 
 TaskSpec vector_add_spec() {
-  TaskSpec spec;
-  spec.op_name = "vector_add";
-  spec.task_id = "N=100003";
+  TaskSpec spec = test::task_spec("vector_add", "N=100003");
   spec.task_desc =
       kforge::read_file(source_dir() / "tests/harness/tasks/vector_add_numpy.py").value();
   spec.backend = "cpu";

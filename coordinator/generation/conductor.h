@@ -1,6 +1,7 @@
 // coordinator/generation/: what turns a task into a verified kernel -- the Conductor (this
-// file) and its pure rules (conductor_rules.h), the prompt templates (prompts.h), the LLM
-// client (llm.h) and the Task API over them (task.h).
+// file) and its pure rules (conductor_rules.h), the search strategies (search.h; evolve.h,
+// adaptive.h with the campaign budgets), the prompt templates (prompts.h), the LLM client
+// (llm.h) and the Task API over them (task.h).
 //
 // The Conductor: drives every task of the coordinator from design to a verified kernel.
 //

@@ -4,10 +4,6 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <array>
-#include <cctype>
-#include <charconv>
-#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -22,6 +18,7 @@
 #include "common/toml_report.h"
 #include "common/verify_job.h"
 #include "coordinator/generation/task.h"
+#include "coordinator/intake/python_constants.h"
 #include "coordinator/store/campaign_hash.h"
 
 namespace kforge {
@@ -39,223 +36,8 @@ void check_keys(Reader& r, const toml::table& table, const std::string& prefix,
   }
 }
 
-bool is_identifier(std::string_view s) {
-  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-  });
-}
-
-// a.b.c: identifiers joined by dots.
-bool is_dotted_name(std::string_view s) {
-  size_t start = 0;
-  while (true) {
-    size_t dot = s.find('.', start);
-    if (!is_identifier(s.substr(start, dot == std::string_view::npos ? dot : dot - start))) {
-      return false;
-    }
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Module-level constants of a Python task file.
-//
-// A small lexer splits the file into statements (brackets, strings including triple-quoted
-// ones, comments, backslash continuations and ';' are understood). A module-level constant is
-// a statement at module level (column 0, or after a ';' on a line that starts there) of the
-// form `NAME = value` or `NAME: annotation = value`. Its value is the statement's code up to
-// a ';' or a trailing comment, so rewriting keeps the comment and whatever follows a ';'.
-
-struct Statement {
-  size_t begin = 0;      // first byte
-  size_t code_end = 0;   // one past the last byte of code (no trailing comment or blanks)
-  int line = 0;          // 1-based line of `begin`
-  bool column0 = false;  // module level: at column 0, or after a ';' on such a line
-};
-
-std::vector<Statement> split_statements(std::string_view s) {
-  std::vector<Statement> out;
-  const size_t n = s.size();
-  size_t i = 0;
-  int line = 1;
-  int depth = 0;
-  Statement current;
-  bool open = false;             // a statement has started (it holds code)
-  bool after_semicolon = false;  // the next statement follows a ';' on the same line
-  bool inherited = false;        // ... and the line's first statement was at column 0
-  auto finish = [&] {
-    if (open) out.push_back(current);
-    open = false;
-  };
-  auto code = [&](size_t start, size_t end, int start_line) {
-    if (!open) {
-      const bool at_line_start = start == 0 || s[start - 1] == '\n';
-      current = Statement{start, end, start_line, after_semicolon ? inherited : at_line_start};
-      open = true;
-    }
-    current.code_end = end;
-  };
-  while (i < n) {
-    char c = s[i];
-    if (c == '#') {
-      while (i < n && s[i] != '\n') ++i;
-      continue;
-    }
-    if (c == '\'' || c == '"') {
-      const int start_line = line;
-      const bool triple = i + 2 < n && s[i + 1] == c && s[i + 2] == c;
-      size_t j = i + (triple ? 3 : 1);
-      while (j < n) {
-        if (s[j] == '\\') {
-          if (j + 1 < n && s[j + 1] == '\n') ++line;
-          j += 2;
-          continue;
-        }
-        if (triple && s[j] == c && j + 2 < n && s[j + 1] == c && s[j + 2] == c) {
-          j += 3;
-          break;
-        }
-        if (!triple && s[j] == c) {
-          ++j;
-          break;
-        }
-        if (s[j] == '\n') {
-          if (!triple) break;  // unterminated: the statement ends with the line
-          ++line;
-        }
-        ++j;
-      }
-      j = std::min(j, n);
-      code(i, j, start_line);
-      i = j;
-      continue;
-    }
-    if (c == '\\' && i + 1 < n && (s[i + 1] == '\n' || s[i + 1] == '\r')) {
-      i += s[i + 1] == '\r' && i + 2 < n && s[i + 2] == '\n' ? 3 : 2;
-      ++line;
-      continue;
-    }
-    if (c == '\n') {
-      ++line;
-      ++i;
-      if (depth == 0) {
-        finish();
-        after_semicolon = false;
-      }
-      continue;
-    }
-    if (c == ';' && depth == 0) {
-      if (open) inherited = current.column0;
-      finish();
-      after_semicolon = true;
-      ++i;
-      continue;
-    }
-    if (c == '(' || c == '[' || c == '{') ++depth;
-    if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
-    if (c != ' ' && c != '\t' && c != '\r' && c != '\f') code(i, i + 1, line);
-    ++i;
-  }
-  finish();
-  return out;
-}
-
-struct Constant {
-  std::string name;
-  int line = 0;
-  size_t value_begin = 0;
-  size_t value_end = 0;
-};
-
-bool is_keyword(std::string_view s) {
-  static const std::set<std::string_view> keywords = {
-      "False",   "None",     "True",     "and",    "as",   "assert", "async",  "await",
-      "break",   "class",    "continue", "def",    "del",  "elif",   "else",   "except",
-      "finally", "for",      "from",     "global", "if",   "import", "in",     "is",
-      "lambda",  "nonlocal", "not",      "or",     "pass", "raise",  "return", "try",
-      "while",   "with",     "yield",    "match",  "case", "type"};
-  return keywords.count(s) > 0;
-}
-
-std::vector<Constant> module_constants(std::string_view s) {
-  std::vector<Constant> out;
-  for (const Statement& st : split_statements(s)) {
-    if (!st.column0) continue;
-    std::string_view text = s.substr(st.begin, st.code_end - st.begin);
-    size_t p = 0;
-    while (p < text.size() &&
-           (std::isalnum(static_cast<unsigned char>(text[p])) || text[p] == '_')) {
-      ++p;
-    }
-    std::string_view name = text.substr(0, p);
-    if (!is_identifier(name) || is_keyword(name)) continue;
-    while (p < text.size() && (text[p] == ' ' || text[p] == '\t')) ++p;
-    if (p < text.size() && text[p] == ':') {  // NAME: annotation = value
-      size_t eq = p + 1;
-      while (eq < text.size()) {
-        if (text[eq] == '=' && (eq + 1 >= text.size() || text[eq + 1] != '=') &&
-            text[eq - 1] != '=' && text[eq - 1] != '!' && text[eq - 1] != '<' &&
-            text[eq - 1] != '>') {
-          break;
-        }
-        ++eq;
-      }
-      if (eq >= text.size()) continue;  // a bare annotation: no value
-      p = eq;
-    }
-    if (p >= text.size() || text[p] != '=' || (p + 1 < text.size() && text[p + 1] == '=')) {
-      continue;
-    }
-    ++p;
-    while (p < text.size() && (text[p] == ' ' || text[p] == '\t')) ++p;
-    if (p >= text.size()) continue;
-    out.push_back({std::string(name), st.line, st.begin + p, st.code_end});
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Sweep values as Python source.
-
-// A float as Python writes it: shortest round trip, always a float literal.
-std::string python_float(double v) {
-  if (std::isnan(v)) return "float(\"nan\")";
-  if (std::isinf(v)) return v > 0 ? "float(\"inf\")" : "-float(\"inf\")";
-  std::array<char, 64> buf{};
-  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
-  std::string s(buf.data(), ec == std::errc() ? end : buf.data());
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
-}
-
-// A Python string literal using `q` as its quote.
-std::string python_string(std::string_view v, char q) {
-  std::string out(1, q);
-  for (unsigned char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == static_cast<unsigned char>(q)) {
-      out += '\\';
-      out += q;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + q;
-}
 
 enum class Shape {
   string_literal,  // "float32", 'x', r"..." (prefixes r, u, b, f and pairs)
@@ -271,7 +53,7 @@ Shape shape_of(std::string_view value) {
     ++p;
   }
   if (p < value.size() && (value[p] == '"' || value[p] == '\'')) return Shape::string_literal;
-  if (is_dotted_name(value) && !is_keyword(value)) return Shape::dotted_name;
+  if (is_python_dotted_name(value) && !is_python_keyword(value)) return Shape::dotted_name;
   if (!value.empty() && value[0] == '(') return Shape::tuple;
   return Shape::other;
 }
@@ -293,7 +75,7 @@ std::optional<std::string> python_scalar(const toml::node& v, std::string_view o
     switch (shape_of(original)) {
       case Shape::string_literal: return python_string(text, quote_of(original));
       case Shape::dotted_name:
-        if (!is_dotted_name(text)) {
+        if (!is_python_dotted_name(text)) {
           why = "the constant holds the name `" + std::string(original) +
                 "`, so a string replacing it must be a name like float16 or torch.float16";
           return std::nullopt;
@@ -484,7 +266,7 @@ void read_sweep(Reader& r, const toml::node& node, Op& op) {
     key.key_source = k.source();
     key.key_node = &v;
     const std::string full = prefix + "." + key.name;
-    if (!is_identifier(key.name)) {
+    if (!is_python_identifier(key.name)) {
       r.fail(k.source(), full + ": a swept constant must be a Python identifier");
       op.ok = false;
       continue;
@@ -556,15 +338,15 @@ std::string culprit_field(const std::string& message) {
 void check_sweep_against_task(Reader& r, Op& op) {
   if (op.sweep.empty()) return;
   const std::string label = op.op_name.empty() ? op.key : "op '" + op.op_name + "'";
-  std::vector<Constant> constants = module_constants(op.task_text);
+  std::vector<PythonConstant> constants = module_constants(op.task_text);
   std::vector<std::string> names;
-  for (const Constant& c : constants) names.push_back(c.name);
+  for (const PythonConstant& c : constants) names.push_back(c.name);
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   for (SweepKey& key : op.sweep) {
     const std::string full = op.key + ".sweep." + key.name;
-    std::vector<const Constant*> found;
-    for (const Constant& c : constants) {
+    std::vector<const PythonConstant*> found;
+    for (const PythonConstant& c : constants) {
       if (c.name == key.name) found.push_back(&c);
     }
     if (found.empty()) {
@@ -576,7 +358,7 @@ void check_sweep_against_task(Reader& r, Op& op) {
     }
     if (found.size() > 1) {
       std::vector<std::string> lines;
-      for (const Constant* c : found) lines.push_back(std::to_string(c->line));
+      for (const PythonConstant* c : found) lines.push_back(std::to_string(c->line));
       r.fail(key.key_source, full + ": " + label + ": task file " + op.task_desc_written +
                                  " assigns '" + key.name + "' " + std::to_string(found.size()) +
                                  " times at module level (lines " + join(lines) +

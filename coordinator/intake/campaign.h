@@ -1,5 +1,6 @@
 // coordinator/intake/: how work enters -- campaign files (this file) and KernelBench
-// imports (kernelbench.h), expanded into TaskSpecs the store keeps.
+// imports (kernelbench.h), expanded into TaskSpecs the store keeps; the task files' Python
+// constants that sweeps rewrite (python_constants.h).
 //
 // Campaign files: one TOML file expanded into the tasks a campaign runs.
 //

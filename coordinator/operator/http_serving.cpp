@@ -176,23 +176,23 @@ Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::str
     return io_error("http_listen: cannot resolve '" + host + "': " + ::gai_strerror(rc));
   }
   std::string why = "no address";
-  for (addrinfo* a = found; a != nullptr && s->listen_fd_ < 0; a = a->ai_next) {
-    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
+  for (addrinfo* a = found; a != nullptr && !s->listen_fd_.valid(); a = a->ai_next) {
+    UniqueFd fd(
+        ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
+    if (!fd.valid()) continue;
     int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 1024) == 0) {
-      s->listen_fd_ = fd;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd.get(), 1024) == 0) {
+      s->listen_fd_ = std::move(fd);
     } else {
-      why = std::strerror(errno);
-      ::close(fd);
+      why = std::strerror(errno);  // fd closes after: errno is the bind's or listen's
     }
   }
   ::freeaddrinfo(found);
-  if (s->listen_fd_ < 0)
+  if (!s->listen_fd_.valid())
     return io_error("http_listen: cannot bind " + host + ":" + service + ": " + why);
   std::string ip;
-  address_of(s->listen_fd_, false, ip, s->port_);
+  address_of(s->listen_fd_.get(), false, ip, s->port_);
   // Room for the connections allowed beside the rest of the process (database, agents' link):
   // the soft limit is often 1024, the hard one far higher.
   rlimit files{};
@@ -201,16 +201,16 @@ Result<std::unique_ptr<ConnectionServer>> ConnectionServer::start(const std::str
     files.rlim_cur = std::min(wanted, files.rlim_max);
     ::setrlimit(RLIMIT_NOFILE, &files);
   }
-  s->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (s->epoll_fd_ < 0) return io_error(std::string("http: epoll: ") + std::strerror(errno));
+  s->epoll_fd_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!s->epoll_fd_.valid()) return io_error(std::string("http: epoll: ") + std::strerror(errno));
   auto wake = EventFd::open("http");
   if (!wake.ok()) return wake.status();
   s->wake_ = std::move(wake.value());
-  for (int fd : {s->listen_fd_, s->wake_.fd()}) {
+  for (int fd : {s->listen_fd_.get(), s->wake_.fd()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    ::epoll_ctl(s->epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    ::epoll_ctl(s->epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
   }
   s->loop_thread_ = std::thread([p = s.get()] { p->loop(); });
   for (size_t i = 0; i < std::max<size_t>(options.threads, 1); ++i) {
@@ -227,15 +227,14 @@ ConnectionServer::~ConnectionServer() {
   for (auto& w : workers_) w.join();
   for (auto& [fd, c] : conns_) ::close(fd);
   conns_.clear();
-  for (int fd : {listen_fd_, epoll_fd_}) {
-    if (fd >= 0) ::close(fd);
-  }
+  listen_fd_.reset();
+  epoll_fd_.reset();
 }
 
 void ConnectionServer::close_conn(int fd) {
   auto it = conns_.find(fd);
   if (it == conns_.end()) return;
-  if (it->second->in_epoll) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  if (it->second->in_epoll) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
   ::close(fd);
   conns_.erase(it);
   open_ = conns_.size();
@@ -270,7 +269,7 @@ void ConnectionServer::answer_and_close(int fd, int status, const char* message)
 
 void ConnectionServer::dispatch(Conn& c) {
   if (c.in_epoll) {
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, c.fd, nullptr);
     c.in_epoll = false;
   }
   c.busy = true;
@@ -309,15 +308,15 @@ void ConnectionServer::read_head(Conn& c) {
 void ConnectionServer::loop() {
   epoll_event events[128];
   while (!stopping_) {
-    int n = ::epoll_wait(epoll_fd_, events, 128, 100);
+    int n = ::epoll_wait(epoll_fd_.get(), events, 128, 100);
     int64_t now = now_ms();
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
       if (fd == wake_.fd()) {
         wake_.drain();
-      } else if (fd == listen_fd_) {
+      } else if (fd == listen_fd_.get()) {
         for (;;) {
-          int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          int client = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (client < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE) {
@@ -327,8 +326,8 @@ void ConnectionServer::loop() {
                   "http: out of file descriptors ({} connections open); not accepting for 100 ms",
                   conns_.size());
               epoll_event ev{};
-              ev.data.fd = listen_fd_;
-              ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+              ev.data.fd = listen_fd_.get();
+              ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
               accept_paused_until_ms_ = now + 100;
             }
             break;
@@ -345,7 +344,7 @@ void ConnectionServer::loop() {
           epoll_event ev{};
           ev.events = EPOLLIN;
           ev.data.fd = client;
-          ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, client, &ev);
+          ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, client, &ev);
           c->in_epoll = true;
           conns_.emplace(client, std::move(c));
           open_ = conns_.size();
@@ -375,15 +374,15 @@ void ConnectionServer::loop() {
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.fd = c->fd;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev);
+      ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, c->fd, &ev);
       c->in_epoll = true;
     }
     if (accept_paused_until_ms_ > 0 && now >= accept_paused_until_ms_) {
       accept_paused_until_ms_ = 0;
       epoll_event ev{};
       ev.events = EPOLLIN;
-      ev.data.fd = listen_fd_;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+      ev.data.fd = listen_fd_.get();
+      ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
     }
     // Deadlines: idle connections, heads that do not complete, drains.
     std::vector<std::pair<int, int>> expired;  // fd, 408 or 0 (just close)

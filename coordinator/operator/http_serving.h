@@ -88,7 +88,7 @@ class ConnectionServer {
 
   RequestProcessor& processor_;
   ServingOptions options_;
-  int listen_fd_ = -1, epoll_fd_ = -1;
+  UniqueFd listen_fd_, epoll_fd_;
   EventFd wake_;  // workers hand connections back; the destructor stops the loop
   int port_ = 0;
   int64_t accept_paused_until_ms_ = 0;  // > 0: out of descriptors, not accepting until then

@@ -4,7 +4,8 @@
 // mutations run inside the open batch or, outside one, inside their own BEGIN IMMEDIATE
 // transaction. An operation of several statements runs under a savepoint inside a batch,
 // so a failed operation never leaves half its writes in the batch. The SQLite plumbing this
-// builds on (Db, Stmt, Tx, Checkpointer) is common/sqlite.h, shared with the agent's outbox.
+// builds on (Db, Stmt, Tx) is common/sqlite.h, shared with the agent's outbox; its WAL
+// checkpoints run on a thread of their own (checkpointer.h).
 #include "coordinator/store/store.h"
 
 #include <algorithm>
@@ -18,13 +19,13 @@
 #include "common/sqlite.h"
 #include "common/verify_result.h"
 #include "coordinator/store/campaign_hash.h"
+#include "coordinator/store/checkpointer.h"
 #include "coordinator/store/migrations.h"
 
 namespace kforge {
 
 namespace {
 
-using sqlite::Checkpointer;
 using sqlite::Prepared;
 using sqlite::Stmt;
 using sqlite::Tx;

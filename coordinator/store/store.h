@@ -1,5 +1,6 @@
 // coordinator/store/: all durable state and the only code that speaks SQL -- the Store
-// (store.h), the embedded migrations (migrations.h), the disk reserve (reserve.h) and a
+// (store.h), a campaign's identity (campaign_hash.h), the embedded migrations (migrations.h),
+// WAL checkpoints off the writer's thread (checkpointer.h), the disk reserve (reserve.h) and a
 // SQLite VFS that injects faults for tests (fault_vfs.h).
 //
 // The coordinator's durable state: one SQLite database in WAL mode.
@@ -393,9 +394,8 @@ class Store {
   // Records `result` if (job, epoch) is current and the job is assigned: assigned -> done.
   // Returns false (and changes nothing) for a stale epoch, a job already done/cancelled or
   // a job that does not exist: the caller acks and drops such a result (docs/architecture.md
-  // invariant 2). A verify job's
-  // result without `verify` (an agent from before typed results) has its result_json read
-  // as the verdict document.
+  // invariant 2). A verify job's result without `verify` (an agent from before typed results)
+  // has its result_json read as the verdict document.
   Result<bool> record_result(int64_t job_id, int64_t epoch, const proto::JobResult& result);
   // queued | assigned -> cancelled (agent_id kept, so the holder can be told to stop).
   // Cancelling a cancelled job is ok; a done job is failed_precondition.

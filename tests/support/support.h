@@ -1,6 +1,7 @@
 // tests/support/: what every test shares -- temporary directories and deadline waits (this
-// file), row and spec builders (fixtures.h), an in-process cluster (cluster.h), child
-// processes (child.h), a raw protocol peer (raw_peer.h) and a fake LLM server (fake_llm.h).
+// file), row and spec builders (fixtures.h), an in-process cluster (cluster.h), the
+// Conductor's loop turned by hand (fake_loop.h), child processes (child.h), a raw protocol
+// peer (raw_peer.h) and a fake LLM server (fake_llm.h).
 //
 // Shared test support: temporary directories and waiting on events with a deadline.
 #pragma once
