@@ -83,6 +83,7 @@ Result<AgentOptions> agent_options(const AgentConfig& config, const std::string&
   options.job_timeout_ms = config.job_timeout_s * 1000;
   options.output_cap = static_cast<size_t>(config.output_cap_kb) * 1024;
   options.warm_start = config.warm_start;
+  options.warm_workers = config.warm_workers;
   options.contain = config.contain;
   options.allow_uncontained = config.allow_uncontained;
   options.job_uids = config.job_uids;

@@ -287,6 +287,7 @@ const Fields<AgentConfig>& fields_of<AgentConfig>() {
       field("job_timeout_s", &A::job_timeout_s, positive),
       field("output_cap_kb", &A::output_cap_kb, positive),
       field("warm_start", &A::warm_start),
+      field("warm_workers", &A::warm_workers, positive),
       field("env_allow", &A::env_allow),
       field("limits", &A::limits),
       field("log", &A::log),

@@ -99,7 +99,8 @@ struct AgentConfig {
   std::string npu_smi = "npu-smi";        // Ascend NPU discovery tool (name or path)
   uint32_t job_timeout_s = 600;           // wall-clock limit of one job; it is killed after this
   uint32_t output_cap_kb = 1024;          // stdout/stderr kept per job; the rest is cut
-  bool warm_start = true;  // each device's Verifier started with the agent, not by its first job
+  bool warm_start = true;     // each device's Verifier started with the agent, not by its first job
+  uint32_t warm_workers = 2;  // candidate workers kept warming ahead of the jobs, per device
   // Environment variables passed through to jobs; all others are dropped.
   std::vector<std::string> env_allow = {"PATH",
                                         "HOME",

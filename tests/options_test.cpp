@@ -38,6 +38,7 @@ job_disk_mb = 77
 hide_dirs = ["/secrets"]
 job_timeout_s = 42
 output_cap_kb = 7
+warm_workers = 5
 env_allow = ["PATH", "CUDA_HOME"]
 
 [agent.limits]
@@ -115,6 +116,7 @@ TEST_CASE(
         (dir / "designer.jsonl").string());
   CHECK(run->conductor.endpoints.at(LlmRole::coder).max_tokens == 123);
   CHECK(run->agent.output_cap == 7 * 1024);
+  CHECK(run->agent.warm_workers == 5);
   CHECK(run->agent.work_root == "/scratch/kforge-jobs");
   CHECK(run->agent.host == "box7");
   CHECK(run->agent.job_timeout_ms == 42'000);
