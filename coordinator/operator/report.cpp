@@ -637,30 +637,14 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
 // coordinator/operator/report.html, embedded at build time: the page (head, style, footer)
 // around the body report_html builds.
 extern const char* const kReportHtml;
+// coordinator/operator/report_parts.html, embedded at build time: the markup of the body's
+// pieces, each between {{#name}} and {{/name}}.
+extern const char* const kReportParts;
 
 namespace {
 
-// `page` with each {{key}} replaced by its value, verbatim (values are not scanned). The page
-// is ours: each of its placeholders has a value (report_test renders every part of it).
-std::string fill_template(std::string_view page,
-                          std::initializer_list<std::pair<std::string_view, std::string>> values) {
-  std::string out;
-  size_t at = 0;
-  for (size_t open; (open = page.find("{{", at)) != std::string_view::npos;) {
-    const size_t close = page.find("}}", open);
-    const std::string_view key = page.substr(open + 2, close - open - 2);
-    out += page.substr(at, open - at);
-    for (const auto& [name, value] : values) {
-      if (name == key) out += value;
-    }
-    at = close + 2;
-  }
-  out += page.substr(at);
-  return out;
-}
-
 // &, <, >, " and ' as entities: safe in element content and in quoted attributes.
-std::string esc(const std::string& s) {
+std::string esc(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
@@ -674,6 +658,38 @@ std::string esc(const std::string& s) {
     }
   }
   return out;
+}
+
+using Values = std::initializer_list<std::pair<std::string_view, std::string>>;
+
+// `text` with each {{key}} replaced by its value escaped and each {{{key}}} by its value
+// verbatim (values are not scanned). The templates are ours: each of their placeholders has a
+// value (report_test renders every part of them).
+std::string fill_template(std::string_view text, Values values) {
+  std::string out;
+  size_t at = 0;
+  for (size_t open; (open = text.find("{{", at)) != std::string_view::npos;) {
+    const bool raw = text.substr(open, 3) == "{{{";
+    const size_t start = open + (raw ? 3 : 2);
+    const size_t close = text.find(raw ? "}}}" : "}}", start);
+    const std::string_view key = text.substr(start, close - start);
+    out += text.substr(at, open - at);
+    for (const auto& [name, value] : values) {
+      if (name == key) out += raw ? value : esc(value);
+    }
+    at = close + (raw ? 3 : 2);
+  }
+  out += text.substr(at);
+  return out;
+}
+
+// The piece `name` of report_parts.html, filled with `values`.
+std::string part(std::string_view name, Values values = {}) {
+  const std::string_view parts = kReportParts;
+  const std::string open = "{{#" + std::string(name) + "}}";
+  const size_t start = parts.find(open) + open.size();
+  const size_t end = parts.find("{{/" + std::string(name) + "}}", start);
+  return fill_template(parts.substr(start, end - start), values);
 }
 
 // The value at `path` inside `j`, or null when a step is missing or not an object.
@@ -800,17 +816,39 @@ struct Plot {
 };
 
 std::string svg_open(const Plot& p, const std::string& title) {
-  return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + fmt(p.width) + " " +
-         fmt(p.height) + "\" role=\"img\" aria-label=\"" + esc(title) + "\"><title>" + esc(title) +
-         "</title>";
+  return part("svg_open", {{"width", fmt(p.width)}, {"height", fmt(p.height)}, {"title", title}});
 }
 
 // The x axis at height `y0`, its label under it, and the end of the <svg>.
 std::string x_axis(const Plot& p, double y0, const std::string& label) {
-  return "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
-         "\" y1=\"" + fmt(y0) + "\" y2=\"" + fmt(y0) + "\"/><text class=\"axis\" x=\"" +
-         fmt(p.left + p.plot_w() / 2) + "\" y=\"" + fmt(p.height - 6) +
-         "\" text-anchor=\"middle\">" + esc(label) + "</text></svg>";
+  return part("x_axis", {{"x1", fmt(p.left)},
+                         {"x2", fmt(p.left + p.plot_w())},
+                         {"y", fmt(y0)},
+                         {"label_x", fmt(p.left + p.plot_w() / 2)},
+                         {"label_y", fmt(p.height - 6)},
+                         {"label", label}});
+}
+
+// A horizontal line across the plot at height `y`, of class `cls` ("grid" or "ref").
+std::string gridline(const Plot& p, const char* cls, double y) {
+  return part(
+      "gridline",
+      {{"class", cls}, {"x1", fmt(p.left)}, {"x2", fmt(p.left + p.plot_w())}, {"y", fmt(y)}});
+}
+
+// An axis label at (x, y), its `anchor` "start", "middle" or "end".
+std::string tick(double x, double y, const char* anchor, const std::string& text) {
+  return part("tick", {{"x", fmt(x)}, {"y", fmt(y)}, {"anchor", anchor}, {"text", text}});
+}
+
+// A bar from (x, y), `w` wide and `h` high, of class `cls`, with `title` as its tooltip.
+std::string bar(const char* cls, double x, double y, double w, double h, const std::string& title) {
+  return part("bar", {{"class", cls},
+                      {"x", fmt(x)},
+                      {"y", fmt(y)},
+                      {"width", fmt(w)},
+                      {"height", fmt(h)},
+                      {"title", title}});
 }
 
 // Horizontal gridlines and y labels for counts 0..max_count.
@@ -820,13 +858,10 @@ std::string count_axis(const Plot& p, int64_t max_count, const std::string& labe
   int64_t top = (max_count + step - 1) / step * step;
   for (int64_t c = 0; c <= top; c += step) {
     double y = p.top + p.plot_h() - static_cast<double>(c) / static_cast<double>(top) * p.plot_h();
-    out += "<line class=\"grid\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
-           "\" y1=\"" + fmt(y) + "\" y2=\"" + fmt(y) + "\"/>";
-    out += "<text class=\"tick\" x=\"" + fmt(p.left - 6) + "\" y=\"" + fmt(y + 4) +
-           "\" text-anchor=\"end\">" + std::to_string(c) + "</text>";
+    out += gridline(p, "grid", y);
+    out += tick(p.left - 6, y + 4, "end", std::to_string(c));
   }
-  out += "<text class=\"axis\" transform=\"translate(12 " + fmt(p.top + p.plot_h() / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\">" + esc(label) + "</text>";
+  out += part("y_label", {{"y", fmt(p.top + p.plot_h() / 2)}, {"label", label}});
   return out;
 }
 
@@ -869,31 +904,28 @@ std::string speedup_svg(const std::vector<double>& speedups) {
     // A bin holding speedups above the threshold shows them in its top part, in orange.
     const char* cls = (a + b) / 2 < 0 ? "bar slow" : "bar fast";
     if (suspicious[i] == counts[i]) cls = "bar sus";
-    out += "<rect class=\"" + std::string(cls) + "\" x=\"" + fmt(x(a) + 1) + "\" y=\"" +
-           fmt(y(counts[i])) + "\" width=\"" + fmt(x(b) - x(a) - 2) + "\" height=\"" +
-           fmt(y(0) - y(counts[i])) + "\"><title>" + printf_str("%.2f×", std::exp2(a)) + " – " +
-           printf_str("%.2f×", std::exp2(b)) + ": " + std::to_string(counts[i]) +
-           (counts[i] == 1 ? " kernel" : " kernels") + "</title></rect>";
+    out += bar(cls, x(a) + 1, y(counts[i]), x(b) - x(a) - 2, y(0) - y(counts[i]),
+               printf_str("%.2f×", std::exp2(a)) + " – " + printf_str("%.2f×", std::exp2(b)) +
+                   ": " + std::to_string(counts[i]) + (counts[i] == 1 ? " kernel" : " kernels"));
     if (suspicious[i] > 0 && suspicious[i] < counts[i]) {
-      out += "<rect class=\"bar sus\" x=\"" + fmt(x(a) + 1) + "\" y=\"" + fmt(y(counts[i])) +
-             "\" width=\"" + fmt(x(b) - x(a) - 2) + "\" height=\"" + fmt(y(0) - y(suspicious[i])) +
-             "\"><title>" + std::to_string(suspicious[i]) + " above " +
-             threshold_str(kSuspiciousSpeedup) + "</title></rect>";
+      out += bar("bar sus", x(a) + 1, y(counts[i]), x(b) - x(a) - 2, y(0) - y(suspicious[i]),
+                 std::to_string(suspicious[i]) + " above " + threshold_str(kSuspiciousSpeedup));
     }
   }
-  for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k) {
-    out += "<text class=\"tick\" x=\"" + fmt(x(k)) + "\" y=\"" + fmt(p.top + p.plot_h() + 16) +
-           "\" text-anchor=\"middle\">" + speedup_label(k) + "</text>";
-  }
-  out += "<line class=\"ref\" x1=\"" + fmt(x(0)) + "\" x2=\"" + fmt(x(0)) + "\" y1=\"" +
-         fmt(p.top - 4) + "\" y2=\"" + fmt(y(0)) + "\"/><text class=\"reflabel\" x=\"" +
-         fmt(x(0) + 4) + "\" y=\"" + fmt(p.top - 8) + "\">1× (reference)</text>";
+  for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k)
+    out += tick(x(k), p.top + p.plot_h() + 16, "middle", speedup_label(k));
+  out += part("reference", {{"x", fmt(x(0))},
+                            {"y1", fmt(p.top - 4)},
+                            {"y2", fmt(y(0))},
+                            {"label_x", fmt(x(0) + 4)},
+                            {"label_y", fmt(p.top - 8)}});
   if (suspicious_log < hi) {
-    out += "<line class=\"ref sus\" x1=\"" + fmt(x(suspicious_log)) + "\" x2=\"" +
-           fmt(x(suspicious_log)) + "\" y1=\"" + fmt(p.top - 4) + "\" y2=\"" + fmt(y(0)) +
-           "\"/><text class=\"reflabel\" x=\"" + fmt(x(suspicious_log) - 4) + "\" y=\"" +
-           fmt(p.top - 8) + "\" text-anchor=\"end\">" + threshold_str(kSuspiciousSpeedup) +
-           " suspicious</text>";
+    out += part("suspicious_line", {{"x", fmt(x(suspicious_log))},
+                                    {"y1", fmt(p.top - 4)},
+                                    {"y2", fmt(y(0))},
+                                    {"label_x", fmt(x(suspicious_log) - 4)},
+                                    {"label_y", fmt(p.top - 8)},
+                                    {"threshold", threshold_str(kSuspiciousSpeedup)}});
   }
   out += x_axis(p, y(0), "speedup over the reference (log2 scale)");
   return out;
@@ -919,17 +951,12 @@ std::string steps_svg(const std::map<int64_t, int64_t>& histogram, int64_t limit
     double x0 = p.left + static_cast<double>(k - first) * slot;
     auto it = histogram.find(k);
     if (it != histogram.end() && it->second > 0) {
-      out += "<rect class=\"bar fast\" x=\"" + fmt(x0 + slot * 0.15) + "\" y=\"" +
-             fmt(y(it->second)) + "\" width=\"" + fmt(slot * 0.7) + "\" height=\"" +
-             fmt(y(0) - y(it->second)) + "\"><title>" + std::to_string(k) +
-             (k == 1 ? " step: " : " steps: ") + std::to_string(it->second) +
-             (it->second == 1 ? " task" : " tasks") + "</title></rect>";
+      out += bar("bar fast", x0 + slot * 0.15, y(it->second), slot * 0.7, y(0) - y(it->second),
+                 std::to_string(k) + (k == 1 ? " step: " : " steps: ") +
+                     std::to_string(it->second) + (it->second == 1 ? " task" : " tasks"));
     }
-    if ((k - first) % label_every == 0) {
-      out += "<text class=\"tick\" x=\"" + fmt(x0 + slot / 2) + "\" y=\"" +
-             fmt(p.top + p.plot_h() + 16) + "\" text-anchor=\"middle\">" + std::to_string(k) +
-             "</text>";
-    }
+    if ((k - first) % label_every == 0)
+      out += tick(x0 + slot / 2, p.top + p.plot_h() + 16, "middle", std::to_string(k));
   }
   out += x_axis(p, y(0), "counted steps used (the budget is limit_steps)");
   return out;
@@ -954,15 +981,14 @@ std::string verdicts_svg(const std::vector<std::pair<std::string, int64_t>>& cou
     const char* cls = verdict == "passed"        ? "bar fast"
                       : verdict == "infra_error" ? "bar infra"
                                                  : "bar fail";
-    out += "<text class=\"tick\" x=\"" + fmt(p.left - 8) + "\" y=\"" + fmt(y0 + row / 2 + 4) +
-           "\" text-anchor=\"end\">" + esc(truncated(verdict, 40)) + "</text>";
-    out += "<rect class=\"" + std::string(cls) + "\" x=\"" + fmt(p.left) + "\" y=\"" + fmt(y0 + 3) +
-           "\" width=\"" + fmt(std::max(w, 1.0)) + "\" height=\"" + fmt(row - 6) + "\"><title>" +
-           esc(verdict) + ": " + std::to_string(count) + "</title></rect>";
-    out += "<text class=\"tick\" x=\"" + fmt(p.left + std::max(w, 1.0) + 6) + "\" y=\"" +
-           fmt(y0 + row / 2 + 4) + "\">" + std::to_string(count) + "</text>";
+    out += tick(p.left - 8, y0 + row / 2 + 4, "end", truncated(verdict, 40));
+    out +=
+        bar(cls, p.left, y0 + 3, std::max(w, 1.0), row - 6, verdict + ": " + std::to_string(count));
+    out += part("bar_count", {{"x", fmt(p.left + std::max(w, 1.0) + 6)},
+                              {"y", fmt(y0 + row / 2 + 4)},
+                              {"text", std::to_string(count)}});
   }
-  out += "</svg>";
+  out += part("svg_close");
   return out;
 }
 
@@ -1076,19 +1102,13 @@ std::string generation_svg(const json& r, int64_t generations) {
   std::string out = svg_open(p, "Best speedup so far by generation");
   for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k) {
     const double yk = y(std::ldexp(1.0, k));
-    out += "<line class=\"" + std::string(k == 0 ? "ref" : "grid") + "\" x1=\"" + fmt(p.left) +
-           "\" x2=\"" + fmt(p.left + p.plot_w()) + "\" y1=\"" + fmt(yk) + "\" y2=\"" + fmt(yk) +
-           "\"/><text class=\"tick\" x=\"" + fmt(p.left - 6) + "\" y=\"" + fmt(yk + 4) +
-           "\" text-anchor=\"end\">" + speedup_label(k) + "</text>";
+    out += gridline(p, k == 0 ? "ref" : "grid", yk) +
+           tick(p.left - 6, yk + 4, "end", speedup_label(k));
   }
   const int64_t label_every = generations > 15 ? (generations + 14) / 15 : 1;
-  for (int64_t g = 1; g <= std::max<int64_t>(generations, 1); g += label_every) {
-    out += "<text class=\"tick\" x=\"" + fmt(x(static_cast<double>(g))) + "\" y=\"" +
-           fmt(p.top + p.plot_h() + 16) + "\" text-anchor=\"middle\">" + std::to_string(g) +
-           "</text>";
-  }
-  out += "<text class=\"axis\" transform=\"translate(12 " + fmt(p.top + p.plot_h() / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\">best speedup so far</text>";
+  for (int64_t g = 1; g <= std::max<int64_t>(generations, 1); g += label_every)
+    out += tick(x(static_cast<double>(g)), p.top + p.plot_h() + 16, "middle", std::to_string(g));
+  out += part("y_label", {{"y", fmt(p.top + p.plot_h() / 2)}, {"label", "best speedup so far"}});
   if (lines) {
     for (const Series& s : tasks) {
       std::string pts;  // a step function, held flat to the last generation
@@ -1100,8 +1120,9 @@ std::string generation_svg(const json& r, int64_t generations) {
       }
       pts += fmt(x(std::max(g_hi, static_cast<double>(s.points.back().first)))) + "," +
              fmt(y(s.points.back().second));
-      out += "<polyline class=\"task\" points=\"" + pts + "\"><title>" + esc(s.name) + ": " +
-             printf_str("%.2f×", s.points.back().second) + "</title></polyline>";
+      out += part("task_line",
+                  {{"points", pts},
+                   {"title", s.name + ": " + printf_str("%.2f×", s.points.back().second)}});
     }
   } else if (!points.empty()) {
     // Out along the 75th percentile, back along the 25th; one generation: a bar 12 wide.
@@ -1116,18 +1137,19 @@ std::string generation_svg(const json& r, int64_t generations) {
       band += fmt(x(static_cast<double>(it->g)) - half) + "," + fmt(y(it->p25)) + " ";
     }
     band.pop_back();
-    out += "<polygon class=\"band\" points=\"" + band +
-           "\"><title>25th to 75th percentile of the tasks' best speedups</title></polygon>";
+    out += part("band", {{"points", band}});
   }
   std::string geo;
   for (const Point& q : points)
     geo += (geo.empty() ? "" : " ") + fmt(x(static_cast<double>(q.g))) + "," + fmt(y(q.geo));
-  if (!geo.empty()) out += "<polyline class=\"geo\" points=\"" + geo + "\"/>";
+  if (!geo.empty()) out += part("geo_line", {{"points", geo}});
   for (const Point& q : points) {
-    out += "<circle class=\"geo\" cx=\"" + fmt(x(static_cast<double>(q.g))) + "\" cy=\"" +
-           fmt(y(q.geo)) + "\" r=\"3\"><title>generation " + std::to_string(q.g) + ": geomean " +
-           printf_str("%.2f×", q.geo) + " over " + std::to_string(q.n) +
-           (q.n == 1 ? " task" : " tasks") + "</title></circle>";
+    out += part(
+        "geo_point",
+        {{"x", fmt(x(static_cast<double>(q.g)))},
+         {"y", fmt(y(q.geo))},
+         {"title", "generation " + std::to_string(q.g) + ": geomean " + printf_str("%.2f×", q.geo) +
+                       " over " + std::to_string(q.n) + (q.n == 1 ? " task" : " tasks")}});
   }
   out += x_axis(p, p.top + p.plot_h(), "generation");
   return out;
@@ -1476,9 +1498,9 @@ std::string report_html(const json& report) {
     out += "</tbody></table></div>\n";
   }
 
-  return fill_template(kReportHtml, {{"name", esc(name)},
-                                     {"body", out},
-                                     {"report_version", count_str(num(r, {"report_version"}))}});
+  return fill_template(
+      kReportHtml,
+      {{"name", name}, {"body", out}, {"report_version", count_str(num(r, {"report_version"}))}});
 }
 
 std::string report_text(const json& report) {
