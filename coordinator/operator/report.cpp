@@ -664,7 +664,7 @@ using Values = std::initializer_list<std::pair<std::string_view, std::string>>;
 
 // `text` with each {{key}} replaced by its value escaped and each {{{key}}} by its value
 // verbatim (values are not scanned). The templates are ours: each of their placeholders has a
-// value (report_test renders every part of them).
+// value (report_test renders every piece and finds no placeholder left).
 std::string fill_template(std::string_view text, Values values) {
   std::string out;
   size_t at = 0;
