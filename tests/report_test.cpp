@@ -675,6 +675,33 @@ TEST_CASE_FIXTURE(ReportFixture,
   CHECK(r["tasks"][0]["op_name"] == "bad\xEF\xBF\xBDop");
 }
 
+// Every string of `j`, at any depth, with `tail` appended.
+json tainted(const json& j, const std::string& tail) {
+  if (j.is_string()) return j.get<std::string>() + tail;
+  json out = j;
+  if (j.is_structured()) {
+    for (auto& item : out.items()) item.value() = tainted(item.value(), tail);
+  }
+  return out;
+}
+
+TEST_CASE_FIXTURE(Campaign, "every string the page shows is escaped once, in text and attributes") {
+  // The report's markup lives in report_parts.html; report.cpp fills its placeholders. A
+  // string anywhere in the document (name, state, verdict, reason, role, device, ...) must come
+  // out as text, whichever piece shows it, and escaped once only.
+  json r = tainted(report(), "<x>\"'&");
+  r["campaign"]["name"] = "<x>\"'&";
+  const std::string html = report_html(r);
+  CHECK(html.find("<x>") == std::string::npos);
+  CHECK(html.find("&amp;lt;") == std::string::npos);  // not escaped twice
+  CHECK(html.find("&lt;x&gt;&quot;&#39;&amp;") != std::string::npos);
+  CHECK(html.find("<title>kforge report: &lt;x&gt;&quot;&#39;&amp;</title>") != std::string::npos);
+  CHECK(html.find("<tr class=\"passed&lt;x&gt;&quot;&#39;&amp;\">") != std::string::npos);
+  // Every placeholder of the page and its pieces was filled.
+  CHECK(html.find("{{") == std::string::npos);
+  CHECK(html.find("}}") == std::string::npos);
+}
+
 TEST_CASE("report_html renders any JSON value without throwing") {
   for (const json& doc :
        {json(nullptr), json(42), json::array(), json::object(),

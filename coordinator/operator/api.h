@@ -1,6 +1,7 @@
 // coordinator/operator/: what operators see and do -- the API router (this file), the HTTP
 // server and its guards (http_server.h, http_serving.h, http_guard.h), task outcomes
-// (outcome.h), reports (report.h, report.html) and the dashboard (dashboard/index.html).
+// (outcome.h), reports (report.h, report.html, report_parts.html) and the dashboard
+// (dashboard/index.html).
 //
 // The operator API (schema/api.md): one router for every caller.
 //

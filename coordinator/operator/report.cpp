@@ -637,30 +637,14 @@ Result<json> campaign_report(Store& store, int64_t campaign_id) {
 // coordinator/operator/report.html, embedded at build time: the page (head, style, footer)
 // around the body report_html builds.
 extern const char* const kReportHtml;
+// coordinator/operator/report_parts.html, embedded at build time: the markup of the body's
+// pieces, each between {{#name}} and {{/name}}.
+extern const char* const kReportParts;
 
 namespace {
 
-// `page` with each {{key}} replaced by its value, verbatim (values are not scanned). The page
-// is ours: each of its placeholders has a value (report_test renders every part of it).
-std::string fill_template(std::string_view page,
-                          std::initializer_list<std::pair<std::string_view, std::string>> values) {
-  std::string out;
-  size_t at = 0;
-  for (size_t open; (open = page.find("{{", at)) != std::string_view::npos;) {
-    const size_t close = page.find("}}", open);
-    const std::string_view key = page.substr(open + 2, close - open - 2);
-    out += page.substr(at, open - at);
-    for (const auto& [name, value] : values) {
-      if (name == key) out += value;
-    }
-    at = close + 2;
-  }
-  out += page.substr(at);
-  return out;
-}
-
 // &, <, >, " and ' as entities: safe in element content and in quoted attributes.
-std::string esc(const std::string& s) {
+std::string esc(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
@@ -674,6 +658,38 @@ std::string esc(const std::string& s) {
     }
   }
   return out;
+}
+
+using Values = std::initializer_list<std::pair<std::string_view, std::string>>;
+
+// `text` with each {{key}} replaced by its value escaped and each {{{key}}} by its value
+// verbatim (values are not scanned). The templates are ours: each of their placeholders has a
+// value (report_test renders every piece and finds no placeholder left).
+std::string fill_template(std::string_view text, Values values) {
+  std::string out;
+  size_t at = 0;
+  for (size_t open; (open = text.find("{{", at)) != std::string_view::npos;) {
+    const bool raw = text.substr(open, 3) == "{{{";
+    const size_t start = open + (raw ? 3 : 2);
+    const size_t close = text.find(raw ? "}}}" : "}}", start);
+    const std::string_view key = text.substr(start, close - start);
+    out += text.substr(at, open - at);
+    for (const auto& [name, value] : values) {
+      if (name == key) out += raw ? value : esc(value);
+    }
+    at = close + (raw ? 3 : 2);
+  }
+  out += text.substr(at);
+  return out;
+}
+
+// The piece `name` of report_parts.html, filled with `values`.
+std::string part(std::string_view name, Values values = {}) {
+  const std::string_view parts = kReportParts;
+  const std::string open = "{{#" + std::string(name) + "}}";
+  const size_t start = parts.find(open) + open.size();
+  const size_t end = parts.find("{{/" + std::string(name) + "}}", start);
+  return fill_template(parts.substr(start, end - start), values);
 }
 
 // The value at `path` inside `j`, or null when a step is missing or not an object.
@@ -800,17 +816,39 @@ struct Plot {
 };
 
 std::string svg_open(const Plot& p, const std::string& title) {
-  return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + fmt(p.width) + " " +
-         fmt(p.height) + "\" role=\"img\" aria-label=\"" + esc(title) + "\"><title>" + esc(title) +
-         "</title>";
+  return part("svg_open", {{"width", fmt(p.width)}, {"height", fmt(p.height)}, {"title", title}});
 }
 
 // The x axis at height `y0`, its label under it, and the end of the <svg>.
 std::string x_axis(const Plot& p, double y0, const std::string& label) {
-  return "<line class=\"axisline\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
-         "\" y1=\"" + fmt(y0) + "\" y2=\"" + fmt(y0) + "\"/><text class=\"axis\" x=\"" +
-         fmt(p.left + p.plot_w() / 2) + "\" y=\"" + fmt(p.height - 6) +
-         "\" text-anchor=\"middle\">" + esc(label) + "</text></svg>";
+  return part("x_axis", {{"x1", fmt(p.left)},
+                         {"x2", fmt(p.left + p.plot_w())},
+                         {"y", fmt(y0)},
+                         {"label_x", fmt(p.left + p.plot_w() / 2)},
+                         {"label_y", fmt(p.height - 6)},
+                         {"label", label}});
+}
+
+// A horizontal line across the plot at height `y`, of class `cls` ("grid" or "ref").
+std::string gridline(const Plot& p, const char* cls, double y) {
+  return part(
+      "gridline",
+      {{"class", cls}, {"x1", fmt(p.left)}, {"x2", fmt(p.left + p.plot_w())}, {"y", fmt(y)}});
+}
+
+// An axis label at (x, y), its `anchor` "start", "middle" or "end".
+std::string tick(double x, double y, const char* anchor, const std::string& text) {
+  return part("tick", {{"x", fmt(x)}, {"y", fmt(y)}, {"anchor", anchor}, {"text", text}});
+}
+
+// A bar from (x, y), `w` wide and `h` high, of class `cls`, with `title` as its tooltip.
+std::string bar(const char* cls, double x, double y, double w, double h, const std::string& title) {
+  return part("bar", {{"class", cls},
+                      {"x", fmt(x)},
+                      {"y", fmt(y)},
+                      {"width", fmt(w)},
+                      {"height", fmt(h)},
+                      {"title", title}});
 }
 
 // Horizontal gridlines and y labels for counts 0..max_count.
@@ -820,13 +858,10 @@ std::string count_axis(const Plot& p, int64_t max_count, const std::string& labe
   int64_t top = (max_count + step - 1) / step * step;
   for (int64_t c = 0; c <= top; c += step) {
     double y = p.top + p.plot_h() - static_cast<double>(c) / static_cast<double>(top) * p.plot_h();
-    out += "<line class=\"grid\" x1=\"" + fmt(p.left) + "\" x2=\"" + fmt(p.left + p.plot_w()) +
-           "\" y1=\"" + fmt(y) + "\" y2=\"" + fmt(y) + "\"/>";
-    out += "<text class=\"tick\" x=\"" + fmt(p.left - 6) + "\" y=\"" + fmt(y + 4) +
-           "\" text-anchor=\"end\">" + std::to_string(c) + "</text>";
+    out += gridline(p, "grid", y);
+    out += tick(p.left - 6, y + 4, "end", std::to_string(c));
   }
-  out += "<text class=\"axis\" transform=\"translate(12 " + fmt(p.top + p.plot_h() / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\">" + esc(label) + "</text>";
+  out += part("y_label", {{"y", fmt(p.top + p.plot_h() / 2)}, {"label", label}});
   return out;
 }
 
@@ -869,31 +904,28 @@ std::string speedup_svg(const std::vector<double>& speedups) {
     // A bin holding speedups above the threshold shows them in its top part, in orange.
     const char* cls = (a + b) / 2 < 0 ? "bar slow" : "bar fast";
     if (suspicious[i] == counts[i]) cls = "bar sus";
-    out += "<rect class=\"" + std::string(cls) + "\" x=\"" + fmt(x(a) + 1) + "\" y=\"" +
-           fmt(y(counts[i])) + "\" width=\"" + fmt(x(b) - x(a) - 2) + "\" height=\"" +
-           fmt(y(0) - y(counts[i])) + "\"><title>" + printf_str("%.2f×", std::exp2(a)) + " – " +
-           printf_str("%.2f×", std::exp2(b)) + ": " + std::to_string(counts[i]) +
-           (counts[i] == 1 ? " kernel" : " kernels") + "</title></rect>";
+    out += bar(cls, x(a) + 1, y(counts[i]), x(b) - x(a) - 2, y(0) - y(counts[i]),
+               printf_str("%.2f×", std::exp2(a)) + " – " + printf_str("%.2f×", std::exp2(b)) +
+                   ": " + std::to_string(counts[i]) + (counts[i] == 1 ? " kernel" : " kernels"));
     if (suspicious[i] > 0 && suspicious[i] < counts[i]) {
-      out += "<rect class=\"bar sus\" x=\"" + fmt(x(a) + 1) + "\" y=\"" + fmt(y(counts[i])) +
-             "\" width=\"" + fmt(x(b) - x(a) - 2) + "\" height=\"" + fmt(y(0) - y(suspicious[i])) +
-             "\"><title>" + std::to_string(suspicious[i]) + " above " +
-             threshold_str(kSuspiciousSpeedup) + "</title></rect>";
+      out += bar("bar sus", x(a) + 1, y(counts[i]), x(b) - x(a) - 2, y(0) - y(suspicious[i]),
+                 std::to_string(suspicious[i]) + " above " + threshold_str(kSuspiciousSpeedup));
     }
   }
-  for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k) {
-    out += "<text class=\"tick\" x=\"" + fmt(x(k)) + "\" y=\"" + fmt(p.top + p.plot_h() + 16) +
-           "\" text-anchor=\"middle\">" + speedup_label(k) + "</text>";
-  }
-  out += "<line class=\"ref\" x1=\"" + fmt(x(0)) + "\" x2=\"" + fmt(x(0)) + "\" y1=\"" +
-         fmt(p.top - 4) + "\" y2=\"" + fmt(y(0)) + "\"/><text class=\"reflabel\" x=\"" +
-         fmt(x(0) + 4) + "\" y=\"" + fmt(p.top - 8) + "\">1× (reference)</text>";
+  for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k)
+    out += tick(x(k), p.top + p.plot_h() + 16, "middle", speedup_label(k));
+  out += part("reference", {{"x", fmt(x(0))},
+                            {"y1", fmt(p.top - 4)},
+                            {"y2", fmt(y(0))},
+                            {"label_x", fmt(x(0) + 4)},
+                            {"label_y", fmt(p.top - 8)}});
   if (suspicious_log < hi) {
-    out += "<line class=\"ref sus\" x1=\"" + fmt(x(suspicious_log)) + "\" x2=\"" +
-           fmt(x(suspicious_log)) + "\" y1=\"" + fmt(p.top - 4) + "\" y2=\"" + fmt(y(0)) +
-           "\"/><text class=\"reflabel\" x=\"" + fmt(x(suspicious_log) - 4) + "\" y=\"" +
-           fmt(p.top - 8) + "\" text-anchor=\"end\">" + threshold_str(kSuspiciousSpeedup) +
-           " suspicious</text>";
+    out += part("suspicious_line", {{"x", fmt(x(suspicious_log))},
+                                    {"y1", fmt(p.top - 4)},
+                                    {"y2", fmt(y(0))},
+                                    {"label_x", fmt(x(suspicious_log) - 4)},
+                                    {"label_y", fmt(p.top - 8)},
+                                    {"threshold", threshold_str(kSuspiciousSpeedup)}});
   }
   out += x_axis(p, y(0), "speedup over the reference (log2 scale)");
   return out;
@@ -919,17 +951,12 @@ std::string steps_svg(const std::map<int64_t, int64_t>& histogram, int64_t limit
     double x0 = p.left + static_cast<double>(k - first) * slot;
     auto it = histogram.find(k);
     if (it != histogram.end() && it->second > 0) {
-      out += "<rect class=\"bar fast\" x=\"" + fmt(x0 + slot * 0.15) + "\" y=\"" +
-             fmt(y(it->second)) + "\" width=\"" + fmt(slot * 0.7) + "\" height=\"" +
-             fmt(y(0) - y(it->second)) + "\"><title>" + std::to_string(k) +
-             (k == 1 ? " step: " : " steps: ") + std::to_string(it->second) +
-             (it->second == 1 ? " task" : " tasks") + "</title></rect>";
+      out += bar("bar fast", x0 + slot * 0.15, y(it->second), slot * 0.7, y(0) - y(it->second),
+                 std::to_string(k) + (k == 1 ? " step: " : " steps: ") +
+                     std::to_string(it->second) + (it->second == 1 ? " task" : " tasks"));
     }
-    if ((k - first) % label_every == 0) {
-      out += "<text class=\"tick\" x=\"" + fmt(x0 + slot / 2) + "\" y=\"" +
-             fmt(p.top + p.plot_h() + 16) + "\" text-anchor=\"middle\">" + std::to_string(k) +
-             "</text>";
-    }
+    if ((k - first) % label_every == 0)
+      out += tick(x0 + slot / 2, p.top + p.plot_h() + 16, "middle", std::to_string(k));
   }
   out += x_axis(p, y(0), "counted steps used (the budget is limit_steps)");
   return out;
@@ -954,15 +981,14 @@ std::string verdicts_svg(const std::vector<std::pair<std::string, int64_t>>& cou
     const char* cls = verdict == "passed"        ? "bar fast"
                       : verdict == "infra_error" ? "bar infra"
                                                  : "bar fail";
-    out += "<text class=\"tick\" x=\"" + fmt(p.left - 8) + "\" y=\"" + fmt(y0 + row / 2 + 4) +
-           "\" text-anchor=\"end\">" + esc(truncated(verdict, 40)) + "</text>";
-    out += "<rect class=\"" + std::string(cls) + "\" x=\"" + fmt(p.left) + "\" y=\"" + fmt(y0 + 3) +
-           "\" width=\"" + fmt(std::max(w, 1.0)) + "\" height=\"" + fmt(row - 6) + "\"><title>" +
-           esc(verdict) + ": " + std::to_string(count) + "</title></rect>";
-    out += "<text class=\"tick\" x=\"" + fmt(p.left + std::max(w, 1.0) + 6) + "\" y=\"" +
-           fmt(y0 + row / 2 + 4) + "\">" + std::to_string(count) + "</text>";
+    out += tick(p.left - 8, y0 + row / 2 + 4, "end", truncated(verdict, 40));
+    out +=
+        bar(cls, p.left, y0 + 3, std::max(w, 1.0), row - 6, verdict + ": " + std::to_string(count));
+    out += part("bar_count", {{"x", fmt(p.left + std::max(w, 1.0) + 6)},
+                              {"y", fmt(y0 + row / 2 + 4)},
+                              {"text", std::to_string(count)}});
   }
-  out += "</svg>";
+  out += part("svg_close");
   return out;
 }
 
@@ -977,39 +1003,35 @@ std::string fast_p_html(const json& r) {
   const json& all = array_at(r, {"metrics", "fast_p"});
   if (all.empty()) return "";
   const json& profiled = array_at(r, {"metrics", "profiled", "fast_p"});
-  std::string out =
-      "<h2>fast_p</h2>\n<table class=\"rates\"><thead><tr><th>p</th><th class=\"n\">All "
-      "tasks</th><th class=\"n\">Profiled tasks</th></tr></thead><tbody>\n";
+  std::string rows;
   for (size_t i = 0; i < all.size(); ++i) {
     const json& f = all[i];
     const json& pf = i < profiled.size() ? profiled[i] : json::object();
-    out += "<tr><td>" + esc(fast_name(num(f, {"p"}))) + "</td><td class=\"n\">" +
-           pct_str(num(f, {"value"})) + " <span class=\"reason\">(" + count_str(num(f, {"count"})) +
-           " of " + count_str(num(f, {"of"})) + ")</span></td><td class=\"n\">" +
-           pct_str(num(pf, {"value"})) + " <span class=\"reason\">(" +
-           count_str(num(pf, {"count"})) + " of " + count_str(num(pf, {"of"})) +
-           ")</span></td></tr>\n";
+    rows += part("fast_p_row", {{"p", fast_name(num(f, {"p"}))},
+                                {"all", pct_str(num(f, {"value"}))},
+                                {"all_count", count_str(num(f, {"count"}))},
+                                {"all_of", count_str(num(f, {"of"}))},
+                                {"profiled", pct_str(num(pf, {"value"}))},
+                                {"profiled_count", count_str(num(pf, {"count"}))},
+                                {"profiled_of", count_str(num(pf, {"of"}))}});
   }
-  out += "</tbody></table>\n";
   const json& at = array_at(r, {"metrics", "at_k"});
-  if (at.empty()) return out;
-  out += "<table class=\"rates\"><thead><tr><th>k</th>";
-  for (const json& p : array_at(at[0], {"fast_p"})) {
-    std::optional<double> v = num(p, {"p"});
-    out += "<th class=\"n\">" + (v && *v == 0 ? std::string("pass@k") : esc(fast_name(v)) + "@k") +
-           "</th>";
+  std::string at_k;
+  if (!at.empty()) {
+    std::string heads, at_rows;
+    for (const json& p : array_at(at[0], {"fast_p"})) {
+      std::optional<double> v = num(p, {"p"});
+      heads += part("at_k_head", {{"name", v && *v == 0 ? "pass@k" : fast_name(v) + "@k"}});
+    }
+    for (const json& row : at) {
+      std::string cells;
+      for (const json& p : array_at(row, {"fast_p"}))
+        cells += part("at_k_cell", {{"value", pct_str(num(p, {"value"}))}});
+      at_rows += part("at_k_row", {{"k", count_str(num(row, {"k"}))}, {"cells", cells}});
+    }
+    at_k = part("at_k", {{"heads", heads}, {"rows", at_rows}});
   }
-  out += "</tr></thead><tbody>\n";
-  for (const json& row : at) {
-    out += "<tr><td>" + count_str(num(row, {"k"})) + "</td>";
-    for (const json& p : array_at(row, {"fast_p"}))
-      out += "<td class=\"n\">" + pct_str(num(p, {"value"})) + "</td>";
-    out += "</tr>\n";
-  }
-  out +=
-      "</tbody></table>\n<p class=\"note\">Over the chains of each task (KernelBench's "
-      "unbiased estimator, averaged over tasks).</p>\n";
-  return out;
+  return part("fast_p", {{"rows", rows}, {"at_k", at_k}});
 }
 
 // Per-task lines up to this many tasks with a measured kernel; beyond, the interquartile band.
@@ -1076,19 +1098,13 @@ std::string generation_svg(const json& r, int64_t generations) {
   std::string out = svg_open(p, "Best speedup so far by generation");
   for (int k = static_cast<int>(std::ceil(lo)); k <= static_cast<int>(std::floor(hi)); ++k) {
     const double yk = y(std::ldexp(1.0, k));
-    out += "<line class=\"" + std::string(k == 0 ? "ref" : "grid") + "\" x1=\"" + fmt(p.left) +
-           "\" x2=\"" + fmt(p.left + p.plot_w()) + "\" y1=\"" + fmt(yk) + "\" y2=\"" + fmt(yk) +
-           "\"/><text class=\"tick\" x=\"" + fmt(p.left - 6) + "\" y=\"" + fmt(yk + 4) +
-           "\" text-anchor=\"end\">" + speedup_label(k) + "</text>";
+    out += gridline(p, k == 0 ? "ref" : "grid", yk) +
+           tick(p.left - 6, yk + 4, "end", speedup_label(k));
   }
   const int64_t label_every = generations > 15 ? (generations + 14) / 15 : 1;
-  for (int64_t g = 1; g <= std::max<int64_t>(generations, 1); g += label_every) {
-    out += "<text class=\"tick\" x=\"" + fmt(x(static_cast<double>(g))) + "\" y=\"" +
-           fmt(p.top + p.plot_h() + 16) + "\" text-anchor=\"middle\">" + std::to_string(g) +
-           "</text>";
-  }
-  out += "<text class=\"axis\" transform=\"translate(12 " + fmt(p.top + p.plot_h() / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\">best speedup so far</text>";
+  for (int64_t g = 1; g <= std::max<int64_t>(generations, 1); g += label_every)
+    out += tick(x(static_cast<double>(g)), p.top + p.plot_h() + 16, "middle", std::to_string(g));
+  out += part("y_label", {{"y", fmt(p.top + p.plot_h() / 2)}, {"label", "best speedup so far"}});
   if (lines) {
     for (const Series& s : tasks) {
       std::string pts;  // a step function, held flat to the last generation
@@ -1100,8 +1116,9 @@ std::string generation_svg(const json& r, int64_t generations) {
       }
       pts += fmt(x(std::max(g_hi, static_cast<double>(s.points.back().first)))) + "," +
              fmt(y(s.points.back().second));
-      out += "<polyline class=\"task\" points=\"" + pts + "\"><title>" + esc(s.name) + ": " +
-             printf_str("%.2f×", s.points.back().second) + "</title></polyline>";
+      out += part("task_line",
+                  {{"points", pts},
+                   {"title", s.name + ": " + printf_str("%.2f×", s.points.back().second)}});
     }
   } else if (!points.empty()) {
     // Out along the 75th percentile, back along the 25th; one generation: a bar 12 wide.
@@ -1116,18 +1133,19 @@ std::string generation_svg(const json& r, int64_t generations) {
       band += fmt(x(static_cast<double>(it->g)) - half) + "," + fmt(y(it->p25)) + " ";
     }
     band.pop_back();
-    out += "<polygon class=\"band\" points=\"" + band +
-           "\"><title>25th to 75th percentile of the tasks' best speedups</title></polygon>";
+    out += part("band", {{"points", band}});
   }
   std::string geo;
   for (const Point& q : points)
     geo += (geo.empty() ? "" : " ") + fmt(x(static_cast<double>(q.g))) + "," + fmt(y(q.geo));
-  if (!geo.empty()) out += "<polyline class=\"geo\" points=\"" + geo + "\"/>";
+  if (!geo.empty()) out += part("geo_line", {{"points", geo}});
   for (const Point& q : points) {
-    out += "<circle class=\"geo\" cx=\"" + fmt(x(static_cast<double>(q.g))) + "\" cy=\"" +
-           fmt(y(q.geo)) + "\" r=\"3\"><title>generation " + std::to_string(q.g) + ": geomean " +
-           printf_str("%.2f×", q.geo) + " over " + std::to_string(q.n) +
-           (q.n == 1 ? " task" : " tasks") + "</title></circle>";
+    out += part(
+        "geo_point",
+        {{"x", fmt(x(static_cast<double>(q.g)))},
+         {"y", fmt(y(q.geo))},
+         {"title", "generation " + std::to_string(q.g) + ": geomean " + printf_str("%.2f×", q.geo) +
+                       " over " + std::to_string(q.n) + (q.n == 1 ? " task" : " tasks")}});
   }
   out += x_axis(p, p.top + p.plot_h(), "generation");
   return out;
@@ -1138,61 +1156,55 @@ constexpr size_t kLineagesShown = 50;
 
 // Each task's winner and its ancestors, first ancestor first.
 std::string lineage_html(const json& r) {
-  std::string out;
+  std::string rows;
   size_t shown = 0, with = 0;
   for (const json& row : array_at(r, {"tasks"})) {
     const json& lineage = array_at(row, {"lineage"});
     if (lineage.empty()) continue;
     if (++with > kLineagesShown) continue;
     ++shown;
-    out += "<tr><td rowspan=\"" + std::to_string(lineage.size()) + "\">" +
-           esc(str(row, {"op_name"})) + "<div class=\"reason\">" + esc(str(row, {"task_id"})) +
-           " · task " + count_str(num(row, {"task"})) + "</div></td>";
     for (size_t i = 0; i < lineage.size(); ++i) {
       const json& c = lineage[i];
       std::string made;
       for (const json& s : array_at(c, {"steps"})) {
         if (!made.empty()) made += " · ";
-        made += count_str(num(s, {"seq"})) + " " + esc(str(s, {"role"}));
+        made += count_str(num(s, {"seq"})) + " " + str(s, {"role"});
       }
       const bool last = i + 1 == lineage.size();
-      if (i > 0) out += "<tr>";
-      out += "<td class=\"n\">" + count_str(num(c, {"candidate"})) + (last ? " ★" : "") +
-             "</td><td class=\"n\">" + count_str(num(c, {"generation"})) + "</td><td class=\"n\">" +
-             count_str(num(c, {"island"})) + "</td><td class=\"n\">" +
-             count_str(num(c, {"sample"})) + "</td><td>" + esc(str(c, {"verdict"})) +
-             "</td><td class=\"n\">" + speedup_str(num(c, {"speedup"})) + "</td><td>" +
-             (made.empty() ? kNone : made) + "</td></tr>\n";
+      const std::string cells = part(
+          "lineage_cells", {{"candidate", count_str(num(c, {"candidate"})) + (last ? " ★" : "")},
+                            {"generation", count_str(num(c, {"generation"}))},
+                            {"island", count_str(num(c, {"island"}))},
+                            {"sample", count_str(num(c, {"sample"}))},
+                            {"verdict", str(c, {"verdict"})},
+                            {"speedup", speedup_str(num(c, {"speedup"}))},
+                            {"made", made.empty() ? kNone : made}});
+      rows += i > 0 ? part("lineage_next", {{"cells", cells}})
+                    : part("lineage_first", {{"rows", std::to_string(lineage.size())},
+                                             {"op", str(row, {"op_name"})},
+                                             {"task_id", str(row, {"task_id"})},
+                                             {"task", count_str(num(row, {"task"}))},
+                                             {"cells", cells}});
     }
   }
   if (with == 0) {
     const std::optional<double> generations = num(r, {"by_generation", "generations"});
-    return std::string("<h2>Winners' lineage</h2>\n<p class=\"empty\">") +
-           (generations && *generations == 0 ? "No candidate is recorded for this campaign (one "
-                                               "run before migration 0012 has none)."
-                                             : "No task has a passing candidate.") +
-           "</p>\n";
+    return part("lineage_none",
+                {{"text", generations && *generations == 0
+                              ? "No candidate is recorded for this campaign (one run before "
+                                "migration 0012 has none)."
+                              : "No task has a passing candidate."}});
   }
-  std::string head =
-      "<h2>Winners' lineage</h2>\n<p class=\"note\">Each task's best kernel (★) and the candidates "
-      "it descends from (parent_id), first ancestor first. Steps: the seq and role of the steps of "
-      "its chain that made it, as <code>kforge show TASK</code> and the dashboard's trace number "
-      "them.";
+  std::string more;
   if (with > shown) {
-    head += " The first " + std::to_string(shown) + " of " + std::to_string(with) +
-            " tasks; report.json holds every lineage.";
+    more = " The first " + std::to_string(shown) + " of " + std::to_string(with) +
+           " tasks; report.json holds every lineage.";
   }
-  return head +
-         "</p>\n<div class=\"scroll\"><table class=\"lineage\"><thead><tr><th>Task</th><th "
-         "class=\"n\">Candidate</th><th class=\"n\">Generation</th><th class=\"n\">Island</th><th "
-         "class=\"n\">Sample</th><th>Verdict</th><th class=\"n\">Speedup</th><th>Steps that made "
-         "it</th></tr></thead><tbody>\n" +
-         out + "</tbody></table></div>\n";
+  return part("lineage", {{"more", more}, {"rows", rows}});
 }
 
 std::string card(const std::string& key, const std::string& value, const std::string& detail) {
-  return "<div class=\"card\"><div class=\"k\">" + esc(key) + "</div><div class=\"v\">" +
-         esc(value) + "</div><div class=\"d\">" + esc(detail) + "</div></div>";
+  return part("card", {{"key", key}, {"value", value}, {"detail", detail}});
 }
 
 // "62.5% · 5 of 8" for a {"count", "of", "value"} fraction.
@@ -1216,12 +1228,12 @@ std::string report_html(const json& report) {
   out.reserve(64 * 1024);
 
   // Header.
-  out += "<header><h1>Campaign " + esc(name.empty() ? std::string(kNone) : name) +
-         " <span class=\"state\">" + esc(str(r, {"campaign", "state"})) +
-         "</span></h1>\n<p class=\"meta\">campaign " + count_str(num(r, {"campaign", "id"})) +
-         " · workflow " + esc(str(r, {"campaign", "workflow"})) + " · created " +
-         utc_str(num(r, {"campaign", "created_ms"})) + " · updated " +
-         utc_str(num(r, {"campaign", "updated_ms"})) + "</p></header>\n";
+  out += part("header", {{"name", name.empty() ? std::string(kNone) : name},
+                         {"state", str(r, {"campaign", "state"})},
+                         {"id", count_str(num(r, {"campaign", "id"}))},
+                         {"workflow", str(r, {"campaign", "workflow"})},
+                         {"created", utc_str(num(r, {"campaign", "created_ms"}))},
+                         {"updated", utc_str(num(r, {"campaign", "updated_ms"}))}});
 
   // Summary cards.
   std::string states;  // the lifecycle's order, then any other state
@@ -1239,80 +1251,78 @@ std::string report_html(const json& report) {
       states += count_str(count) + " " + state;  // card() escapes
     }
   }
-  out += "<section class=\"cards\">\n";
-  out += card("Tasks", count_str(num(r, {"counts", "total"})), states.empty() ? "none" : states);
-  out += card("Correct (fast_0)", pct_str(opt_value(r, {"metrics", "fast_0"})),
-              fraction_detail(r, {"metrics", "fast_0"}) + " tasks passed");
-  out += card("fast_1", pct_str(opt_value(r, {"metrics", "fast_1"})),
-              fraction_detail(r, {"metrics", "fast_1"}) + " tasks; of profiled: " +
-                  pct_str(opt_value(r, {"metrics", "profiled", "fast_1"})) + " (" +
-                  fraction_detail(r, {"metrics", "profiled", "fast_1"}) + ")");
-  out += card("fast_2", pct_str(opt_value(r, {"metrics", "fast_2"})),
-              fraction_detail(r, {"metrics", "fast_2"}) + " tasks; of profiled: " +
-                  pct_str(opt_value(r, {"metrics", "profiled", "fast_2"})) + " (" +
-                  fraction_detail(r, {"metrics", "profiled", "fast_2"}) + ")");
-  out += card("Geomean speedup", speedup_str(num(r, {"metrics", "speedup", "geomean"})),
-              "over " + count_str(num(r, {"metrics", "speedup", "measured"})) +
-                  " correct profiled kernels; " +
-                  speedup_str(num(r, {"metrics", "speedup", "geomean_unflagged"})) +
-                  " without the suspicious");
+  std::string cards;
+  cards += card("Tasks", count_str(num(r, {"counts", "total"})), states.empty() ? "none" : states);
+  cards += card("Correct (fast_0)", pct_str(opt_value(r, {"metrics", "fast_0"})),
+                fraction_detail(r, {"metrics", "fast_0"}) + " tasks passed");
+  cards += card("fast_1", pct_str(opt_value(r, {"metrics", "fast_1"})),
+                fraction_detail(r, {"metrics", "fast_1"}) + " tasks; of profiled: " +
+                    pct_str(opt_value(r, {"metrics", "profiled", "fast_1"})) + " (" +
+                    fraction_detail(r, {"metrics", "profiled", "fast_1"}) + ")");
+  cards += card("fast_2", pct_str(opt_value(r, {"metrics", "fast_2"})),
+                fraction_detail(r, {"metrics", "fast_2"}) + " tasks; of profiled: " +
+                    pct_str(opt_value(r, {"metrics", "profiled", "fast_2"})) + " (" +
+                    fraction_detail(r, {"metrics", "profiled", "fast_2"}) + ")");
+  cards += card("Geomean speedup", speedup_str(num(r, {"metrics", "speedup", "geomean"})),
+                "over " + count_str(num(r, {"metrics", "speedup", "measured"})) +
+                    " correct profiled kernels; " +
+                    speedup_str(num(r, {"metrics", "speedup", "geomean_unflagged"})) +
+                    " without the suspicious");
   const size_t n_suspicious = array_at(r, {"suspicious"}).size();
-  out += card("Suspicious", std::to_string(n_suspicious),
-              "speedups above " + threshold_str(num(r, {"metrics", "suspicious_threshold"})) +
-                  " or flagged by the harness");
-  out += card("LLM cost", usd_str(num(r, {"llm", "cost_usd"})),
-              count_str(num(r, {"llm", "calls"})) + " calls · " +
-                  usd_str(num(r, {"llm", "cost_per_passed_usd"})) + " per passed task");
+  cards += card("Suspicious", std::to_string(n_suspicious),
+                "speedups above " + threshold_str(num(r, {"metrics", "suspicious_threshold"})) +
+                    " or flagged by the harness");
+  cards += card("LLM cost", usd_str(num(r, {"llm", "cost_usd"})),
+                count_str(num(r, {"llm", "calls"})) + " calls · " +
+                    usd_str(num(r, {"llm", "cost_per_passed_usd"})) + " per passed task");
   std::optional<double> prompt = num(r, {"llm", "prompt_tokens"}),
                         completion = num(r, {"llm", "completion_tokens"});
-  out += card("LLM tokens",
-              prompt && completion ? count_str(*prompt + *completion) : std::string(kNone),
-              count_str(prompt) + " prompt · " + count_str(completion) + " completion");
+  cards += card("LLM tokens",
+                prompt && completion ? count_str(*prompt + *completion) : std::string(kNone),
+                count_str(prompt) + " prompt · " + count_str(completion) + " completion");
   std::optional<double> hours = num(r, {"device", "hours"});
-  out += card("Device time",
-              !hours        ? std::string(kNone)
-              : *hours >= 1 ? printf_str("%.2f h", *hours)
-                            : duration_str(num(r, {"device", "seconds"})),
-              count_str(num(r, {"device", "jobs"})) + " jobs · " +
-                  (num(r, {"device", "mean_busy_devices"})
-                       ? printf_str("%.2f", *num(r, {"device", "mean_busy_devices"}))
-                       : std::string(kNone)) +
-                  " devices busy on average");
-  out += card("Wall time", duration_str(num(r, {"wall", "seconds"})),
-              "first task created to last task update");
-  out += "</section>\n";
+  cards += card("Device time",
+                !hours        ? std::string(kNone)
+                : *hours >= 1 ? printf_str("%.2f h", *hours)
+                              : duration_str(num(r, {"device", "seconds"})),
+                count_str(num(r, {"device", "jobs"})) + " jobs · " +
+                    (num(r, {"device", "mean_busy_devices"})
+                         ? printf_str("%.2f", *num(r, {"device", "mean_busy_devices"}))
+                         : std::string(kNone)) +
+                    " devices busy on average");
+  cards += card("Wall time", duration_str(num(r, {"wall", "seconds"})),
+                "first task created to last task update");
+  out += part("cards", {{"cards", cards}});
   out += fast_p_html(r);
 
   // Per-device use, beside the device-time card (a document without it shows nothing).
   if (const json* devices = field(r, {"device", "per_device"});
       devices != nullptr && devices->is_array()) {
-    out += "<h2>Devices</h2>\n";
+    std::string table;
     if (devices->empty()) {
-      out += "<p class=\"empty\">No device ran a job of this campaign.</p>\n";
+      table = part("no_devices");
     } else {
-      out +=
-          "<table class=\"devices\"><thead><tr><th>Device</th><th>Host</th><th "
-          "class=\"n\">Jobs</th><th class=\"n\">Busy</th><th "
-          "class=\"n\">Utilisation</th></tr></thead><tbody>\n";
+      std::string rows;
       for (const json& d : *devices) {
         const std::string host = str(d, {"host"});
-        out += "<tr><td>" + esc(str(d, {"device"})) + "<div class=\"reason\">" +
-               esc(str(d, {"arch"})) + "</div></td><td>" +
-               esc(host.empty() ? std::string(kNone) : host) + "<div class=\"reason\">" +
-               esc(str(d, {"agent"})) + "</div></td><td class=\"n\">" +
-               count_str(num(d, {"jobs"})) + "</td><td class=\"n\">" +
-               duration_str(num(d, {"busy_seconds"})) + "</td><td class=\"n\">" +
-               pct_str(num(d, {"utilisation"})) + "</td></tr>\n";
+        rows += part("device_row", {{"device", str(d, {"device"})},
+                                    {"arch", str(d, {"arch"})},
+                                    {"host", host.empty() ? std::string(kNone) : host},
+                                    {"agent", str(d, {"agent"})},
+                                    {"jobs", count_str(num(d, {"jobs"}))},
+                                    {"busy", duration_str(num(d, {"busy_seconds"}))},
+                                    {"utilisation", pct_str(num(d, {"utilisation"}))}});
       }
-      out += "</tbody></table>\n";
+      table = part("device_table", {{"rows", rows}});
     }
     std::optional<double> per_minute = num(r, {"device", "jobs_per_minute"});
     std::optional<double> used = num(r, {"device", "devices_used"});
-    out += "<p class=\"note\">" + count_str(used) + (used && *used == 1 ? " device" : " devices") +
-           " used; window " + duration_str(num(r, {"device", "window_seconds"})) +
-           " (first job assigned to last job finished); " +
-           (per_minute ? printf_str("%.2f", *per_minute) : std::string(kNone)) +
-           " jobs per minute. Utilisation: a device's busy time over the window.</p>\n";
+    out +=
+        part("devices",
+             {{"table", table},
+              {"used", count_str(used) + (used && *used == 1 ? " device" : " devices")},
+              {"window", duration_str(num(r, {"device", "window_seconds"}))},
+              {"per_minute", per_minute ? printf_str("%.2f", *per_minute) : std::string(kNone)}});
   }
 
   // Plots.
@@ -1336,52 +1346,41 @@ std::string report_html(const json& report) {
     std::optional<int64_t> n = small_count(v, {"steps"});
     if (n && *n > 0) verdicts.emplace_back(str(v, {"verdict"}), *n);
   }
-  out += "<h2>Distributions</h2>\n<section class=\"plots\">\n";
-  out += "<figure><figcaption>Speedups of correct profiled kernels</figcaption>";
-  out += speedups.empty()
-             ? "<p class=\"empty\">No profiled kernel passed with a measured speedup.</p>"
-             : speedup_svg(speedups);
-  out +=
-      "<p class=\"note\">Grey: slower than the reference; green: faster; orange: above the "
-      "suspicious "
-      "threshold. Median " +
-      speedup_str(num(r, {"metrics", "speedup", "median"})) + ", range " +
-      speedup_str(num(r, {"metrics", "speedup", "min"})) + " – " +
-      speedup_str(num(r, {"metrics", "speedup", "max"})) + ".</p></figure>\n";
-  out += "<figure><figcaption>Steps used by passed tasks</figcaption>";
-  out += steps.empty() ? "<p class=\"empty\">No task passed.</p>" : steps_svg(steps, limit);
-  out += "<p class=\"note\">Median " + fixed_str(num(r, {"steps_used", "median"})) + ", mean " +
-         fixed_str(num(r, {"steps_used", "mean"})) + " steps.</p></figure>\n";
-  out += "<figure><figcaption>Verdicts of every verifier step</figcaption>";
-  out += verdicts.empty() ? "<p class=\"empty\">No verifier step ran.</p>" : verdicts_svg(verdicts);
-  out += "<p class=\"note\">" + count_str(num(r, {"verdicts", "verifier_steps"})) +
-         " verifier steps, infrastructure retries included.</p></figure>\n";
+  auto no_plot = [](const char* text) { return part("no_plot", {{"text", text}}); };
+  std::string figures;
+  figures += part(
+      "speedup_figure",
+      {{"plot", speedups.empty() ? no_plot("No profiled kernel passed with a measured speedup.")
+                                 : speedup_svg(speedups)},
+       {"median", speedup_str(num(r, {"metrics", "speedup", "median"}))},
+       {"min", speedup_str(num(r, {"metrics", "speedup", "min"}))},
+       {"max", speedup_str(num(r, {"metrics", "speedup", "max"}))}});
+  figures += part("steps_figure",
+                  {{"plot", steps.empty() ? no_plot("No task passed.") : steps_svg(steps, limit)},
+                   {"median", fixed_str(num(r, {"steps_used", "median"}))},
+                   {"mean", fixed_str(num(r, {"steps_used", "mean"}))}});
+  figures +=
+      part("verdicts_figure",
+           {{"plot", verdicts.empty() ? no_plot("No verifier step ran.") : verdicts_svg(verdicts)},
+            {"steps", count_str(num(r, {"verdicts", "verifier_steps"}))}});
   if (std::optional<int64_t> generations = small_count(r, {"by_generation", "generations"}, 1e6)) {
-    out += "<figure><figcaption>Best speedup so far by generation</figcaption>";
     const std::optional<double> measured = num(r, {"by_generation", "tasks_measured"});
-    out += *generations == 0 || !measured || *measured == 0
-               ? "<p class=\"empty\">No candidate passed with a measured speedup.</p>"
-               : generation_svg(r, *generations);
-    out +=
-        "<p class=\"note\">Bold: the geometric mean over the tasks with a measured kernel by "
-        "that generation (" +
-        count_str(measured) + " tasks in the end); " +
-        (measured && *measured <= static_cast<double>(kGenerationTaskLines)
-             ? std::string("thin: each task's best")
-             : std::string("shaded: the 25th to 75th percentile of the tasks' best")) +
-        ". Dashed: 1× (the reference).</p></figure>\n";
+    figures +=
+        part("generation_figure",
+             {{"plot", *generations == 0 || !measured || *measured == 0
+                           ? no_plot("No candidate passed with a measured speedup.")
+                           : generation_svg(r, *generations)},
+              {"measured", count_str(measured)},
+              {"others", part(measured && *measured <= static_cast<double>(kGenerationTaskLines)
+                                  ? "generation_lines"
+                                  : "generation_band")}});
   }
-  out += "</section>\n";
+  out += part("plots", {{"figures", figures}});
 
   // Suspicious speedups.
   const json& suspicious = array_at(r, {"suspicious"});
   if (!suspicious.empty()) {
-    out +=
-        "<h2>Suspicious speedups</h2>\n<p class=\"note\">Check these kernels by hand before "
-        "believing "
-        "them: KernelBench flags speedups above 10×.</p>\n<table><thead><tr><th>Op</th><th>Task "
-        "id</th>"
-        "<th class=\"n\">Task</th><th class=\"n\">Speedup</th><th>Why</th></tr></thead><tbody>\n";
+    std::string rows;
     for (const json& s : suspicious) {
       std::string why;
       if (const json* a = field(s, {"above_threshold"});
@@ -1392,57 +1391,49 @@ std::string report_html(const json& report) {
           h != nullptr && h->is_boolean() && h->get<bool>()) {
         why += std::string(why.empty() ? "" : "; ") + "flagged by the harness";
       }
-      out += "<tr><td>" + esc(str(s, {"op_name"})) + "</td><td>" + esc(str(s, {"task_id"})) +
-             "</td><td class=\"n\">" + count_str(num(s, {"task"})) + "</td><td class=\"n sus\">" +
-             speedup_str(num(s, {"speedup"})) + "</td><td>" + esc(why) + "</td></tr>\n";
+      rows += part("suspicious_row", {{"op", str(s, {"op_name"})},
+                                      {"task_id", str(s, {"task_id"})},
+                                      {"task", count_str(num(s, {"task"}))},
+                                      {"speedup", speedup_str(num(s, {"speedup"}))},
+                                      {"why", why}});
     }
-    out += "</tbody></table>\n";
+    out += part("suspicious", {{"rows", rows}});
   }
 
   out += lineage_html(r);
 
   // LLM usage per role.
-  out += "<h2>LLM usage by role</h2>\n";
   const json& roles = array_at(r, {"llm", "by_role"});
+  std::string llm_table;
   if (roles.empty()) {
-    out += "<p class=\"empty\">No LLM calls recorded for this campaign's tasks.</p>\n";
+    llm_table = part("no_llm");
   } else {
-    out +=
-        "<table><thead><tr><th>Role</th><th class=\"n\">Calls</th><th class=\"n\">Errors</th>"
-        "<th class=\"n\">Prompt tokens</th><th class=\"n\">Completion tokens</th><th "
-        "class=\"n\">Cost</th>"
-        "</tr></thead><tbody>\n";
+    std::string rows;
     for (const json& role : roles) {
-      out += "<tr><td>" + esc(str(role, {"role"})) + "</td><td class=\"n\">" +
-             count_str(num(role, {"calls"})) + "</td><td class=\"n\">" +
-             count_str(num(role, {"errors"})) + "</td><td class=\"n\">" +
-             count_str(num(role, {"prompt_tokens"})) + "</td><td class=\"n\">" +
-             count_str(num(role, {"completion_tokens"})) + "</td><td class=\"n\">" +
-             usd_str(num(role, {"cost_usd"})) + "</td></tr>\n";
+      rows += part("llm_row", {{"role", str(role, {"role"})},
+                               {"calls", count_str(num(role, {"calls"}))},
+                               {"errors", count_str(num(role, {"errors"}))},
+                               {"prompt", count_str(num(role, {"prompt_tokens"}))},
+                               {"completion", count_str(num(role, {"completion_tokens"}))},
+                               {"cost", usd_str(num(role, {"cost_usd"}))}});
     }
-    out += "<tr><th>total</th><th class=\"n\">" + count_str(num(r, {"llm", "calls"})) +
-           "</th><th class=\"n\">" + count_str(num(r, {"llm", "errors"})) +
-           "</th><th class=\"n\">" + count_str(prompt) + "</th><th class=\"n\">" +
-           count_str(completion) + "</th><th class=\"n\">" + usd_str(num(r, {"llm", "cost_usd"})) +
-           "</th></tr>\n</tbody></table>\n";
+    llm_table = part("llm_table", {{"rows", rows},
+                                   {"calls", count_str(num(r, {"llm", "calls"}))},
+                                   {"errors", count_str(num(r, {"llm", "errors"}))},
+                                   {"prompt", count_str(prompt)},
+                                   {"completion", count_str(completion)},
+                                   {"cost", usd_str(num(r, {"llm", "cost_usd"}))}});
   }
+  out += part("llm", {{"table", llm_table}});
 
   // Per-task table.
-  out += "<h2>Tasks</h2>\n";
-  const json& rows = array_at(r, {"tasks"});
-  if (rows.empty()) {
-    out += "<p class=\"empty\">This campaign has no tasks.</p>\n";
+  const json& task_rows = array_at(r, {"tasks"});
+  std::string task_table;
+  if (task_rows.empty()) {
+    task_table = part("no_tasks");
   } else {
-    out +=
-        "<div class=\"scroll\"><table class=\"tasks\"><thead><tr><th>Op</th><th>Task id</th>"
-        "<th>Target, type</th><th>State</th><th>Verdict</th><th class=\"n\">Steps</th>"
-        "<th class=\"n\">Best step</th><th class=\"n\">Speedup</th><th class=\"n\">Median: "
-        "candidate / "
-        "reference</th><th class=\"n\">LLM calls</th><th class=\"n\">Tokens</th><th "
-        "class=\"n\">Cost</th>"
-        "<th class=\"n\">Device</th></tr></thead><tbody>\n";
-    for (const json& row : rows) {
-      const std::string state = str(row, {"state"});
+    std::string rows;
+    for (const json& row : task_rows) {
       const std::string verdict = str(row, {"verdict"});
       const std::string reason = str(row, {"reason"});
       const json* sus = field(row, {"suspicious"});
@@ -1452,33 +1443,37 @@ std::string report_html(const json& report) {
       std::optional<double> device = num(row, {"device_seconds"});
       std::optional<double> cand_us = num(row, {"candidate_us"}),
                             ref_us = num(row, {"reference_us"});
-      const std::string times =
-          cand_us || ref_us ? us_str(cand_us) + " / " + us_str(ref_us) : kNone;
-      out += "<tr class=\"" + esc(state) + "\"><td>" + esc(str(row, {"op_name"})) + "</td><td>" +
-             esc(str(row, {"task_id"})) + "</td><td>" + esc(str(row, {"backend"})) + "/" +
-             esc(str(row, {"arch"})) + "/" + esc(str(row, {"impl_type"})) +
-             "<div class=\"reason\">" + esc(str(row, {"task_type"})) + "</div></td><td>" +
-             esc(state) + "</td><td>" + esc(verdict);
-      if (!reason.empty() && reason != verdict) {
-        out += "<div class=\"reason\" title=\"" + esc(reason) + "\">" +
-               esc(truncated(reason, 160)) + "</div>";
-      }
-      out += "</td><td class=\"n\">" + count_str(num(row, {"steps"})) + " / " +
-             count_str(num(row, {"limit_steps"})) + "</td><td class=\"n\">" +
-             count_str(num(row, {"best_step"})) + "</td><td class=\"n" + (is_sus ? " sus" : "") +
-             "\">" + speedup_str(num(row, {"speedup"})) + (is_sus ? " ⚠" : "") +
-             "</td><td class=\"n\">" + times + "</td><td class=\"n\">" +
-             count_str(num(row, {"llm_calls"})) + "</td><td class=\"n\">" +
-             (p_tok && c_tok ? count_str(*p_tok + *c_tok) : std::string(kNone)) +
-             "</td><td class=\"n\">" + usd_str(num(row, {"cost_usd"})) + "</td><td class=\"n\">" +
-             (device ? duration_str(device) : std::string(kNone)) + "</td></tr>\n";
+      rows += part("task_row",
+                   {{"state", str(row, {"state"})},
+                    {"op", str(row, {"op_name"})},
+                    {"task_id", str(row, {"task_id"})},
+                    {"backend", str(row, {"backend"})},
+                    {"arch", str(row, {"arch"})},
+                    {"impl_type", str(row, {"impl_type"})},
+                    {"task_type", str(row, {"task_type"})},
+                    {"verdict", verdict},
+                    {"reason", reason.empty() || reason == verdict
+                                   ? std::string()
+                                   : part("task_reason",
+                                          {{"reason", reason}, {"short", truncated(reason, 160)}})},
+                    {"steps", count_str(num(row, {"steps"}))},
+                    {"limit_steps", count_str(num(row, {"limit_steps"}))},
+                    {"best_step", count_str(num(row, {"best_step"}))},
+                    {"sus", is_sus ? " sus" : ""},
+                    {"speedup", speedup_str(num(row, {"speedup"})) + (is_sus ? " ⚠" : "")},
+                    {"times", cand_us || ref_us ? us_str(cand_us) + " / " + us_str(ref_us) : kNone},
+                    {"llm_calls", count_str(num(row, {"llm_calls"}))},
+                    {"tokens", p_tok && c_tok ? count_str(*p_tok + *c_tok) : std::string(kNone)},
+                    {"cost", usd_str(num(row, {"cost_usd"}))},
+                    {"device", device ? duration_str(device) : std::string(kNone)}});
     }
-    out += "</tbody></table></div>\n";
+    task_table = part("task_table", {{"rows", rows}});
   }
+  out += part("tasks", {{"table", task_table}});
 
-  return fill_template(kReportHtml, {{"name", esc(name)},
-                                     {"body", out},
-                                     {"report_version", count_str(num(r, {"report_version"}))}});
+  return fill_template(
+      kReportHtml,
+      {{"name", name}, {"body", out}, {"report_version", count_str(num(r, {"report_version"}))}});
 }
 
 std::string report_text(const json& report) {
