@@ -3,7 +3,8 @@
 // The judge writes one JSON document (docs/harness.md, "The verdict document"). The agent
 // turns it into a VerifyResult once (verify_result_from_json), sends it as a msgpack struct
 // (proto::JobResult::verify), and the coordinator stores and reads these fields; to_json
-// gives the document back for people (steps, kforge verify --json, the API).
+// gives the document back for people (kforge verify --json, the API) and for a verifier
+// step's text, which the Store reads back as a VerifyResult once (StepRow::result).
 #pragma once
 
 #include <cstdint>

@@ -10,8 +10,10 @@
 #include "common/sha256.h"
 #include "common/verify_result.h"
 #include "coordinator/intake/campaign.h"
+#include "coordinator/operator/outcome.h"
 #include "coordinator/store/migrations.h"
 #include "coordinator/store/store.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/support.h"
 
 using namespace kforge;
@@ -151,6 +153,71 @@ TEST_CASE_FIXTURE(Fixture, "an older agent's verdict document is stored as the t
   int64_t exec = done_job(*s, JobKind::exec, r);
   CHECK(s->get_job(exec).value().result->result_json == kMismatchDoc);
   CHECK_FALSE(s->get_job(exec).value().result->verify);
+}
+
+TEST_CASE_FIXTURE(Fixture,
+                  "a verifier step's result is stored as its verdict document and read back "
+                  "typed") {
+  auto s = open();
+  const int64_t task =
+      s->create_task(s->create_campaign("c", "").value(), test::task_spec()).value();
+  StepRow verifier;
+  verifier.task_id = task;
+  verifier.role = Role::verifier;
+  verifier.verdict = Outcome::passed;
+  verifier.output = "not stored";  // a step with a result stores the result's document
+  verifier.result = verify_result_from_text(kPassDoc);
+  REQUIRE(s->record_step(verifier).ok());
+  StepRow conductor;  // JSON of another role is no verdict document
+  conductor.task_id = task;
+  conductor.role = Role::conductor;
+  conductor.output = R"({"verdict": "passed"})";
+  REQUIRE(s->record_step(conductor).ok());
+  std::vector<StepRow> steps = s->steps_of(task).value();
+  REQUIRE(steps.size() == 2);
+  CHECK(steps[0].output == to_json(*verifier.result).dump());
+  REQUIRE(steps[0].result);
+  CHECK(*steps[0].result == *verifier.result);
+  CHECK_FALSE(steps[1].result);
+  CHECK(task_outcome(*s, s->get_task(task).value(), steps).value().speedup == 2.5);
+}
+
+TEST_CASE_FIXTURE(Fixture,
+                  "a verifier step whose stored text is no good verdict document reads as before") {
+  auto s = open();
+  const int64_t task =
+      s->create_task(s->create_campaign("c", "").value(), test::task_spec()).value();
+  auto verifier = [&](const std::string& output, Outcome verdict) {
+    StepRow step;
+    step.task_id = task;
+    step.role = Role::verifier;
+    step.verdict = verdict;
+    step.output = output;
+    return s->record_step(step).value();
+  };
+  // Only its verdict word: no result (the Conductor's prompt shows the word).
+  const int64_t word = verifier("passed", Outcome::passed);
+  // Cut short: infra_error, as the judge's own unreadable document; no profile, no speedup.
+  verifier(R"({"verdict": "passed", "profile": {"speedup": 2.0)", Outcome::passed);
+  // A verdict this kforge does not know: infra_error, never a pass.
+  verifier(R"({"verdict": "pased", "message": "all good"})", Outcome::infra_error);
+  std::vector<StepRow> steps = s->steps_of(task).value();
+  REQUIRE(steps.size() == 3);
+  CHECK_FALSE(steps[0].result);
+  REQUIRE(steps[1].result);
+  CHECK(steps[1].result->verdict == Verdict::infra_error);
+  CHECK(steps[1].result->message == "the job produced no verdict document");
+  CHECK_FALSE(steps[1].result->profile);
+  REQUIRE(steps[2].result);
+  CHECK(steps[2].result->verdict == Verdict::infra_error);
+  CHECK(steps[2].result->message ==
+        R"(the verdict document has an unknown verdict "pased": all good)");
+  // The outcome: the first pass is the best, with no speedup read from either.
+  TaskOutcome o = task_outcome(*s, s->get_task(task).value(), steps).value();
+  CHECK(o.best_verdict_step_id == word);
+  CHECK(o.speedup == 0);
+  CHECK(o.candidate_us == 0);
+  CHECK(o.last_verdict == Outcome::infra_error);
 }
 
 TEST_CASE_FIXTURE(Fixture, "a schema-2 database with results stored as protocol frames migrates") {

@@ -41,10 +41,10 @@ int count_role(const std::vector<StepRow>& steps, Role role) {
 std::string verifier_message(const std::vector<StepRow>& steps) {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     if (it->role != Role::verifier) continue;
-    if (!it->output.starts_with('{')) {  // not a verdict document
+    if (!it->result) {  // not a verdict document
       return it->verdict ? std::string(to_string(*it->verdict)) : std::string();
     }
-    const VerifyResult r = verify_result_from_text(it->output);
+    const VerifyResult& r = *it->result;
     std::string out = "verdict: " + std::string(to_string(r.verdict)) + "\n" + r.message;
     if (r.checks) out += "\nchecks: " + to_json(*r.checks).dump();
     return out;
@@ -929,7 +929,7 @@ void Conductor::record_verdict(int64_t task_id, int64_t sample, const std::vecto
   step.sample = sample;
   step.role = Role::verifier;
   step.input = "job " + std::to_string(job_id);
-  step.output = to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  step.result = result;
   step.verdict = outcome_of(result.verdict);
   // Infrastructure failures cost the task nothing.
   step.counted = result.verdict != Verdict::infra_error;

@@ -181,11 +181,11 @@ std::string EvolvePlan::inspirations_text(int64_t sample, const std::string& imp
     out += "### Inspiration " + std::to_string(++n) + ": verdict " +
            std::string(to_string(c->verdict));
     const StepRow* verifier = step(c->step_id);
-    const VerifyResult r = verifier ? verify_result_from_text(verifier->output) : VerifyResult{};
-    if (r.profile) {
-      out += ", speedup " + fixed(r.profile->speedup, 2) + "x (candidate median " +
-             fixed(r.profile->candidate.median_us, 1) + " us, reference median " +
-             fixed(r.profile->reference.median_us, 1) + " us)";
+    if (verifier && verifier->result && verifier->result->profile) {
+      const Profile& p = *verifier->result->profile;
+      out += ", speedup " + fixed(p.speedup, 2) + "x (candidate median " +
+             fixed(p.candidate.median_us, 1) + " us, reference median " +
+             fixed(p.reference.median_us, 1) + " us)";
     }
     out += ", island " + std::to_string(c->island) + ", generation " +
            std::to_string(c->generation) + "\n\n```python\n" + code(*c, impl_type) + "\n```\n\n";

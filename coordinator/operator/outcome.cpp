@@ -34,7 +34,7 @@ Result<TaskOutcome> task_outcome(Store& store, const TaskRow& task,
     r.last_verdict = s.verdict;
     r.verifier_verdicts.push_back(s.verdict);
     if (s.verdict != Outcome::passed) continue;
-    auto profile = verify_result_from_text(s.output).profile;
+    const Profile* profile = s.result && s.result->profile ? &*s.result->profile : nullptr;
     const double speedup = profile ? positive(profile->speedup) : 0;
     if (found && speedup <= r.speedup) continue;
     found = true;

@@ -1419,12 +1419,16 @@ Result<int64_t> Store::record_step(const StepRow& step) {
   Tx tx(d, op, true);
   KF_RETURN_IF_ERROR(tx.status());
   const int64_t now = d.now();
+  const std::string document =
+      step.result
+          ? to_json(*step.result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+          : std::string();
   {
     Stmt s(d.st.insert_step);
     s.bind(1, step.task_id)
         .text(2, to_string(step.role).data())
         .text(3, step.input)
-        .text(4, step.output)
+        .text(4, step.result ? document : step.output)
         .text(5, step.verdict ? to_string(*step.verdict).data() : "")
         .bind(6, step.counted)
         .bind(7, now)
@@ -1493,6 +1497,9 @@ Result<std::vector<StepRow>> Store::steps_of(int64_t task_id) {
     row.role = w.word<Role>(r, 3, "steps.role");
     row.input = r.str(4);
     row.output = r.str(5);
+    if (row.role == Role::verifier && row.output.starts_with('{')) {
+      row.result = verify_result_from_text(row.output);
+    }
     row.verdict = w.optional_word<Outcome>(r, 6, "steps.verdict");
     row.counted = r.flag(7);
     row.created_ms = r.i64(8);

@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/verify_result.h"
 #include "common/vocabulary.h"
 
 namespace kforge {
@@ -106,6 +107,11 @@ struct StepRow {
   Role role = Role::designer;
   std::string input;   // prompt or job reference
   std::string output;  // response, code, decision or verdict document; an LLM error's text
+  // Verifier steps: the verification's result, which steps.output holds as its verdict
+  // document (record_step writes it there; steps_of reads it back, once). None for other roles
+  // and for a verifier step whose text is not a document (one holding only its verdict word);
+  // a document that does not parse reads as infra_error, like the judge's own.
+  std::optional<VerifyResult> result;
   std::optional<Outcome> verdict;  // verifier steps: the verification's; LLM steps: llm_error
                                    // or garbled, none when the answer was usable
   bool counted = true;             // counts against the task's limit_steps
@@ -371,7 +377,8 @@ class Store {
   // Whether any task of the campaign is cancelled with exactly `reason`.
   Result<bool> any_cancelled_with(int64_t campaign_id, const std::string& reason);
   // Appends a step (seq = last + 1, created_ms = now; step.id, seq and created_ms are
-  // ignored); a counted step increments the task's steps_used.
+  // ignored); a counted step increments the task's steps_used. A step with a `result` stores
+  // its verdict document as steps.output, in place of `output`.
   Result<int64_t> record_step(const StepRow& step);
   Result<std::vector<StepRow>> steps_of(int64_t task_id);
   Result<int64_t> record_candidate(const CandidateRow& candidate);
