@@ -23,6 +23,10 @@ function(kforge_target_defaults target)
     # after CMAKE_CXX_FLAGS_RELWITHDEBINFO's -g on the command line, so it wins
     target_compile_options(${target} PRIVATE $<$<CONFIG:RelWithDebInfo>:-g1>)
   endif()
+  if(KFORGE_FAST_BUILD AND NOT KFORGE_SANITIZER_FLAGS)
+    # scripts/test.sh's build: -O1 and no debug info, after the build type's flags
+    target_compile_options(${target} PRIVATE -O1 -g0)
+  endif()
   if(KFORGE_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
     # GCC 12 at -O3 reports a false -Wrestrict inside std::string assignment (GCC bug 105329).

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${KFORGE_BUILD_DIR:-build}
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${KFORGE_BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null
+# KFORGE_FAST_BUILD off unless an argument turns it on (scripts/test.sh): a build tree that
+# test.sh configured goes back to the build type's flags here
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${KFORGE_BUILD_TYPE:-RelWithDebInfo}" \
+  -DKFORGE_FAST_BUILD=OFF "$@" >/dev/null
 # The benchmarks too (outside `all`), unless KFORGE_BENCHES=0 (scripts/test.sh: no test runs them)
 targets=(all)
 [ "${KFORGE_BENCHES:-1}" = 0 ] || targets+=(benches)
