@@ -18,32 +18,30 @@ seconds=${2:-480}
 out=${3:-/tmp/fleet-soak}
 mkdir -p "$out"
 bench="$bundle/bin/kforge-bench-scale"
-pinned() {  # a coordinator wrapper that runs the real one on the given cores
-  local wrapper="$out/coordinator-$1.sh"
-  if [ "$cores" -ge 8 ]; then
-    printf '#!/bin/sh\nexec taskset -c %s "%s" "$@"\n' "$1" "$(readlink -f "$bundle/bin/kforge-coordinator")" >"$wrapper"
-  else
-    printf '#!/bin/sh\nexec "%s" "$@"\n' "$(readlink -f "$bundle/bin/kforge-coordinator")" >"$wrapper"
-  fi
-  chmod +x "$wrapper"
-  echo "$wrapper"
-}
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cores=$(nproc)
-on() { if [ "$cores" -ge 8 ]; then taskset -c "$@"; else shift; "$@"; fi; }
-on 6-$((cores - 1)) "$bench" --coordinator "$(pinned 0,1)" --agents "${AGENTS_A:-10000}" --devices 8 \
-  --seconds "$seconds" --heartbeat-ms 1000 --coordinator-heartbeat-ms 1000 \
-  --agent-processes 4 --agent-threads 2 --sample-ms 30000 >"$out/a-10000x8-1s.txt" 2>&1 &
+on() {  # on CPUS COMMAND...: pinned to CPUS where the host has 8 cores or more
+  if [ "$cores" -ge 8 ]; then taskset -c "$@"; else shift; "$@"; fi
+}
+coordinator=$(readlink -f "$bundle/bin/kforge-coordinator")
+# soak NAME COORDINATOR_CPUS AGENTS HEARTBEAT_MS AGENT_PROCESSES: one run in the background,
+# its coordinator (through a wrapper, as --coordinator takes one program) on its own cores
+soak() {
+  local wrapper="$out/coordinator-$1.sh"
+  printf '#!/bin/sh\nexec %s "%s" "$@"\n' \
+    "$([ "$cores" -ge 8 ] && echo "taskset -c $2")" "$coordinator" >"$wrapper"
+  chmod +x "$wrapper"
+  on 6-$((cores - 1)) "$bench" --coordinator "$wrapper" --agents "$3" --devices 8 \
+    --seconds "$seconds" --heartbeat-ms "$4" --coordinator-heartbeat-ms "$4" \
+    --agent-processes "$5" --agent-threads 2 --sample-ms 30000 >"$out/$1.txt" 2>&1 &
+}
+soak a-10000x8-1s 0,1 "${AGENTS_A:-10000}" 1000 4
 a=$!
-on 6-$((cores - 1)) "$bench" --coordinator "$(pinned 2,3)" --agents "${AGENTS_B:-1000}" --devices 8 \
-  --seconds "$seconds" --heartbeat-ms 100 --coordinator-heartbeat-ms 100 \
-  --agent-processes 2 --agent-threads 2 --sample-ms 30000 >"$out/b-1000x8-100ms.txt" 2>&1 &
+soak b-1000x8-100ms 2,3 "${AGENTS_B:-1000}" 100 2
 b=$!
 c=
 if [ "${RUN_C:-1}" = 1 ] && [ "$cores" -ge 8 ]; then
-  on 6-$((cores - 1)) "$bench" --coordinator "$(pinned 4,5)" --agents "${AGENTS_A:-10000}" --devices 8 \
-    --seconds "$seconds" --heartbeat-ms 250 --coordinator-heartbeat-ms 250 \
-    --agent-processes 4 --agent-threads 2 --sample-ms 30000 >"$out/c-10000x8-250ms.txt" 2>&1 &
+  soak c-10000x8-250ms 4,5 "${AGENTS_A:-10000}" 250 4
   c=$!
 fi
 wait $a || echo "run A exited $?"
