@@ -208,6 +208,7 @@ int main(int argc, char** argv) {
     std::printf("%s.start_s: %.3f\n", mode,
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
     std::vector<double> first_calls;  // ms, each job's first call (a Triton compile)
+    std::vector<double> overheads;    // ms, each counted job's time outside its phases
     for (size_t i = 0; i < jobs; ++i) {
       auto dir = root / (std::string(mode) + std::to_string(i));
       if (!write_job(dir, files).ok()) return false;
@@ -216,10 +217,28 @@ int main(int argc, char** argv) {
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       fig.wall_s.push_back(s);
       ++fig.verdicts[doc.value("verdict", "?")];
-      if (doc.contains("phases_ms") && doc["phases_ms"].contains("first_call"))
+      if (i >= skip && doc.contains("phases_ms")) {
+        // outside compile, checks and profile: job files, the worker's readiness, buffers,
+        // the round-trip measurement, the kill and the result (the 0.1 s)
+        double inside = 0;
+        for (const char* k : {"load_reference", "load_candidate", "first_call", "precision", "profile"})
+          inside += doc["phases_ms"].value(k, 0.0);
+        overheads.push_back(s * 1e3 - inside);
+      }
+      if (doc.contains("phases_ms") && doc["phases_ms"].contains("first_call")) {
         first_calls.push_back(doc["phases_ms"].value("first_call", 0.0));
+        // where it went as the worker saw it, and what the worker's warm-up had done
+        std::printf("%s.job%zu: first_call_ms %.0f in_worker %s warm %s\n", mode, i,
+                    first_calls.back(),
+                    doc["phases_ms"].value("first_call_in_worker", nlohmann::json::object()).dump().c_str(),
+                    doc.value("worker_warm", nlohmann::json::object()).dump().c_str());
+      }
       if (i + 1 == jobs && doc.contains("phases_ms"))
         std::printf("%s.last_phases_ms: %s\n", mode, doc["phases_ms"].dump().c_str());
+    }
+    if (!overheads.empty()) {
+      std::sort(overheads.begin(), overheads.end());
+      std::printf("%s.overhead_ms_median: %.1f\n", mode, overheads[overheads.size() / 2]);
     }
     std::printf("%s.first_call_ms:", mode);
     for (double ms : first_calls) std::printf(" %.0f", ms);

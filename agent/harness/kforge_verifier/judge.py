@@ -184,6 +184,7 @@ class Remote:
             os.close(fd)
         if "ready" not in msg:
             raise Failure(verdicts.INFRA_ERROR, "the candidate worker did not say ready")
+        return msg["ready"]
 
     def set_arenas(self, in_bytes, out_bytes, device=False):
         """Shared buffers for inputs and outputs: in device memory (CUDA VMM, exported as file
@@ -515,6 +516,7 @@ class JudgeRunner(Runner):
         t0 = time.perf_counter()
         leaves = self.remote_call(inputs, case.seed, f"{case.label}, traced run", trace=True)
         self.doc["phases_ms"]["first_call"] = round((time.perf_counter() - t0) * 1e3, 3)
+        self.doc["phases_ms"]["first_call_in_worker"] = _worker_phases_ms(self.last_report)
         launches = self.last_report.get("launches")
         if isinstance(launches, int):
             self._check_launched(launches, 1, f"{case.label}, traced run")
@@ -575,17 +577,29 @@ class JudgeRunner(Runner):
         self.stage("precision")
         t0 = time.perf_counter()
         self._traced_candidate_run()  # the smoke run: trial 0's first input set
+        spent = collections.defaultdict(float)  # where precision's time went (diagnostic)
+        calls = []
+
+        def timed(what, fn, *args):
+            t = time.perf_counter()
+            out = fn(*args)
+            ms = (time.perf_counter() - t) * 1e3
+            spent[what] += ms
+            if what == "calls":
+                calls.append(round(ms, 2))
+            return out
+
         for t, cases in enumerate(self.cases):
             for k, case in enumerate(cases):
-                inputs = self._fresh_inputs(case, k)
-                leaves = self.run_candidate(inputs, case.seed, case.label)
-                self.check_case(case, inputs, leaves, case.label)
-                if t == 0 and k == 0:
-                    again = self._fresh_inputs(case, k)
-                    leaves = self.run_candidate(again, case.seed, case.label + ", second run")
-                    self.check_case(case, again, leaves, case.label + ", second run")
+                runs = [case.label] + ([case.label + ", second run"] if t == 0 and k == 0 else [])
+                for label in runs:
+                    inputs = timed("inputs", self._fresh_inputs, case, k)
+                    leaves = timed("calls", self.run_candidate, inputs, case.seed, label)
+                    timed("checks", self.check_case, case, inputs, leaves, label)
             self.doc["trials"] = t + 1
         self.doc["phases_ms"]["precision"] = round((time.perf_counter() - t0) * 1e3, 3)
+        self.doc["phases_ms"]["precision_parts"] = {
+            **{k: round(v, 2) for k, v in spent.items()}, "each_call": calls[:16]}
 
     # --- profile ------------------------------------------------------------------------------
     def profile(self):
@@ -793,6 +807,32 @@ def _death_failure(exit_info, stage, what):
                    f"{what} without answering{tail_text}")
 
 
+def _worker_phases_ms(reply):
+    """A call's phases as the worker reported them (take, call, checks, put, launcher_build),
+    in ms: a diagnostic of the candidate's own process, never part of a verdict or a time."""
+    phases = reply.get("phases_ns") if isinstance(reply, dict) else None
+    if not isinstance(phases, dict):
+        return {}
+    return {k: round(v / 1e6, 3) for k, v in phases.items()
+            if k in ("take", "call", "checks", "put", "launcher_build")
+            and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**13}
+
+
+def _warm_report(ready):
+    """What the worker said its warm-up did, before any candidate existed (a diagnostic: only
+    small numbers and a short string are kept)."""
+    warm = ready.get("warm") if isinstance(ready, dict) else None
+    out = {}
+    if isinstance(warm, dict):
+        for key, value in warm.items():
+            if key in ("launchers_built", "ms") and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool):
+                out[key] = value
+            elif key == "error" and isinstance(value, str):
+                out[key] = value[:200]
+    return out
+
+
 def verify(job_dir, remote, cache, fw_cache, release):
     """One job. release() kills the worker (through the agent) and returns how it ended."""
     doc = new_doc()
@@ -807,8 +847,9 @@ def verify(job_dir, remote, cache, fw_cache, release):
                       "trials": max(spec.trials, TRIAL_MIN)}
         runner = JudgeRunner(spec, doc, remote, cache, fw_cache)
         t0 = time.perf_counter()
-        remote.wait_ready()
+        ready = remote.wait_ready()
         doc["phases_ms"]["worker_ready"] = round((time.perf_counter() - t0) * 1e3, 3)
+        doc["worker_warm"] = _warm_report(ready)
         runner.run()
     except Failure as f:
         doc["verdict"], doc["message"], doc["input_error"] = f.verdict, f.message, f.input_error

@@ -25,6 +25,7 @@ import ast
 import json
 import os
 import re
+import time
 
 MAX_KEPT = 8           # signatures the judge keeps, most recent first
 MAX_PER_JOB = 4        # signatures taken from one job's replies
@@ -36,6 +37,7 @@ _MAX_DEPTH = 6
 _WORD = re.compile(r"[A-Za-z0-9_*<>\[\], .+-]{0,64}\Z")
 
 _seen = []        # the worker's records (repr text), in order
+_build_ns = [0]   # the worker's time in compile_module_from_src since the last take
 _kept = []        # the judge's signatures, most recent first
 
 
@@ -105,6 +107,16 @@ def record():
 
     make_launcher._kforge_recording = True
     drv.make_launcher = make_launcher
+    build = getattr(drv, "compile_module_from_src", None)
+    if callable(build):  # and the time its builds (or cache hits) take: a diagnostic
+        def compile_module_from_src(*args, **kwargs):
+            t0 = time.perf_counter_ns()
+            try:
+                return build(*args, **kwargs)
+            finally:
+                _build_ns[0] += time.perf_counter_ns() - t0
+
+        drv.compile_module_from_src = compile_module_from_src
     return True
 
 
@@ -113,6 +125,13 @@ def take_seen():
     out = list(_seen)
     _seen.clear()
     return out
+
+
+def take_build_ns():
+    """Nanoseconds spent getting launchers (built, or loaded from the cache) since the last
+    call."""
+    ns, _build_ns[0] = _build_ns[0], 0
+    return ns
 
 
 def prebuild(text, warm):

@@ -57,8 +57,9 @@ def _error(exc, what, loading=False):
 
 
 class Worker:
-    def __init__(self, chan):
+    def __init__(self, chan, warm=None):
         self.chan = chan
+        self.warm = warm or {}  # what the warm-up did (a diagnostic for the judge's result)
         self.fw = None
         self.call = None
         self.impl_type = ""
@@ -67,7 +68,8 @@ class Worker:
         self.received_ns = 0  # when the request being served arrived (perf_counter_ns)
 
     def serve(self):
-        self.chan.send({"ready": {"pid": os.getpid(), "python": sys.version.split()[0]}})
+        self.chan.send({"ready": {"pid": os.getpid(), "python": sys.version.split()[0],
+                                  "warm": self.warm}})
         while True:
             try:
                 msg, fds = self.chan.recv()
@@ -221,7 +223,8 @@ class Worker:
         # where the call's time went, as the worker saw it: diagnostics (profile.breakdown_us),
         # never part of a verdict or a time (the worker is the candidate's process)
         phases = {"take": t_taken - t_start, "call": t_called - t_taken, "checks": t_checked - t_called,
-                  "put": t_put - t_checked, "received_at": self.received_ns, "replied_at": time.perf_counter_ns()}
+                  "put": t_put - t_checked, "launcher_build": launchers.take_build_ns(),
+                  "received_at": self.received_ns, "replied_at": time.perf_counter_ns()}
         reply = {"out": tree, "aliases": aliases, "problems": problems,
                  "launches": delta if launches.available(self.impl_type) else None,
                  "trace": summary, "phases_ns": phases}
@@ -246,6 +249,8 @@ def main(fd=3):
     chan = channel.Channel(fd)
     preload = os.environ.get("KFORGE_WORKER_PRELOAD", "").split(",")
     cuda = os.environ.get("KFORGE_WORKER_DEVICE") == "cuda"
+    warm = {}
+    t0 = time.perf_counter()
     if "torch" in preload:
         try:
             import torch  # noqa: F401 - warm: the framework is loaded before any job
@@ -255,10 +260,12 @@ def main(fd=3):
             pass
     if "triton" in preload and cuda:
         try:  # and the launchers of recent jobs' signatures, built ahead (launchers.py)
-            launchers.prebuild(os.environ.get("KFORGE_WORKER_LAUNCHERS", ""), _warm_triton)
-        except Exception:  # noqa: BLE001 - a candidate that needs triton reports it
-            pass
-    Worker(chan).serve()
+            warm["launchers_built"] = launchers.prebuild(
+                os.environ.get("KFORGE_WORKER_LAUNCHERS", ""), _warm_triton)
+        except Exception as e:  # noqa: BLE001 - a candidate that needs triton reports it
+            warm["error"] = _describe(e, "warm-up")[:200]
+    warm["ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    Worker(chan, warm).serve()
 
 
 def _warm_triton():
