@@ -221,17 +221,18 @@ int main(int argc, char** argv) {
         // outside compile, checks and profile: job files, the worker's readiness, buffers,
         // the round-trip measurement, the kill and the result (the 0.1 s)
         double inside = 0;
-        for (const char* k : {"load_reference", "load_candidate", "first_call", "precision", "profile"})
+        for (const char* k :
+             {"load_reference", "load_candidate", "first_call", "precision", "profile"})
           inside += doc["phases_ms"].value(k, 0.0);
         overheads.push_back(s * 1e3 - inside);
       }
       if (doc.contains("phases_ms") && doc["phases_ms"].contains("first_call")) {
         first_calls.push_back(doc["phases_ms"].value("first_call", 0.0));
         // where it went as the worker saw it, and what the worker's warm-up had done
-        std::printf("%s.job%zu: first_call_ms %.0f in_worker %s warm %s\n", mode, i,
-                    first_calls.back(),
-                    doc["phases_ms"].value("first_call_in_worker", nlohmann::json::object()).dump().c_str(),
-                    doc.value("worker_warm", nlohmann::json::object()).dump().c_str());
+        std::printf(
+            "%s.job%zu: first_call_ms %.0f in_worker %s warm %s\n", mode, i, first_calls.back(),
+            doc["phases_ms"].value("first_call_in_worker", nlohmann::json::object()).dump().c_str(),
+            doc.value("worker_warm", nlohmann::json::object()).dump().c_str());
       }
       if (i + 1 == jobs && doc.contains("phases_ms"))
         std::printf("%s.last_phases_ms: %s\n", mode, doc["phases_ms"].dump().c_str());
