@@ -217,6 +217,9 @@ int main(int argc, char** argv) {
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       fig.wall_s.push_back(s);
       ++fig.verdicts[doc.value("verdict", "?")];
+      if (doc.value("verdict", "?") != "passed")
+        std::printf("%s.job%zu: %s: %s\n", mode, i, doc.value("verdict", "?").c_str(),
+                    doc.value("message", "").substr(0, 400).c_str());
       if (i >= skip && doc.contains("phases_ms")) {
         // outside compile, checks and profile: job files, the worker's readiness, buffers,
         // the round-trip measurement, the kill and the result (the 0.1 s)

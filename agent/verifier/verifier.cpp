@@ -534,30 +534,37 @@ void Verifier::refill() {
   stats_.warm = warm_.size();
 }
 
+Status Verifier::take_worker(std::unique_ptr<Proc>* out, const std::optional<ResourceLimits>& limits) {
+  const ResourceLimits& want = limits ? *limits : options_.worker_limits;
+  if (want == options_.worker_limits && !warm_.empty()) {
+    *out = std::move(warm_.front());
+    warm_.pop_front();
+    return Status();
+  }
+  auto w = spawn_worker(want);
+  if (!w.ok()) return w.status();
+  *out = std::move(w.value());
+  return Status();
+}
+
 nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
                                 std::chrono::milliseconds timeout, CancelToken* cancel,
                                 const std::optional<ResourceLimits>& limits) {
   std::lock_guard job_lock(job_mu_);
   if (Status st = ensure_judge(); !st.ok()) return verifier_error("infra_error", st.message());
-  const ResourceLimits& want = limits ? *limits : options_.worker_limits;
-  bool standard = want == options_.worker_limits;
   std::unique_ptr<Proc> worker;
-  if (standard && !warm_.empty()) {
-    worker = std::move(warm_.front());
-    warm_.pop_front();
-  } else {
-    auto w = spawn_worker(want);
-    if (!w.ok()) return verifier_error("infra_error", w.status().message());
-    worker = std::move(w.value());
-  }
+  if (Status st = take_worker(&worker, limits); !st.ok())
+    return verifier_error("infra_error", st.message());
   {
     std::lock_guard lock(mu_);
     stats_.busy = 1;
   }
 
   const bool forked = worker->forked_id != 0;
+  std::unique_ptr<Proc> ref_worker;  // the one the judge times the reference in, if it asks
   auto finish = [&](nlohmann::json doc) {
     worker->kill();
+    if (ref_worker) ref_worker->kill();
     std::lock_guard lock(mu_);
     stats_.busy = 0;
     // The pool as this job found it: whether its worker was forked, and the device's totals.
@@ -602,6 +609,23 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
         stop_judge();
         return finish(verifier_error("infra_error", st.message()));
       }
+      continue;
+    }
+    if (msg.contains("reference_worker") && !ref_worker) {
+      // A second fresh worker, to time the reference through the same crossing as the
+      // candidate (kforge_verifier/judge.py). It never runs a candidate; it dies with the job.
+      Status st = take_worker(&ref_worker);
+      if (st.ok()) {
+        st = send_message(judge_->sock.get(), {{"reference_worker", 1}}, ref_worker->sock.get());
+        ref_worker->sock.reset();
+      } else {
+        st = send_message(judge_->sock.get(), {{"reference_worker", 0}, {"why", st.message()}});
+      }
+      if (!st.ok()) {
+        stop_judge();
+        return finish(verifier_error("infra_error", st.message()));
+      }
+      if (options_.refill) refill();
       continue;
     }
     if (msg.contains("result") && msg["result"].is_object())

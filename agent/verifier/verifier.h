@@ -106,6 +106,8 @@ class Verifier {
   struct Proc;
   explicit Verifier(const VerifierOptions& options);
   Result<std::unique_ptr<Proc>> spawn_worker(const ResourceLimits& limits);
+  // A warm worker when `limits` are the standard ones and the pool has one, else a new one.
+  Status take_worker(std::unique_ptr<Proc>* out, const std::optional<ResourceLimits>& limits = {});
   Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec,
                                             UniqueFd child_end);
   nlohmann::json worker_exit(Proc& worker);

@@ -98,6 +98,8 @@ def _check_case(case, res):
     if case["task_type"] == "profile" and expect == "passed":
         prof = res["profile"]
         assert prof["method"] == "judge_clock"
+        # the reference timed through a worker of its own, like the candidate
+        assert prof["reference_timing"] == "worker", res.get("reference_worker")
         assert prof["candidate"]["runs"] == case.get("job", {}).get("runs", 50)
         assert prof["speedup"] > 0
         assert prof["candidate"]["min_us"] <= prof["candidate"]["median_us"] <= \
@@ -140,6 +142,7 @@ def test_cuda_case(case, cuda_outcomes):
     assert res["verdict"] == case["expect"], res["message"]
     if case["expect"] == "passed" and case["task_type"] == "profile":
         assert res["profile"]["method"] == "judge_clock"
+        assert res["profile"]["reference_timing"] == "worker", res.get("reference_worker")
 
 
 def test_profile_case_reports_speedup(outcomes):

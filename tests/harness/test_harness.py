@@ -45,6 +45,29 @@ def test_a_time_below_the_roofline_is_rejected():
     assert "profile" not in doc or "speedup" not in doc["profile"]
 
 
+@pytest.mark.parametrize("env,workers,timing", [
+    ({}, True, "worker"),
+    ({"KFORGE_JUDGE_REFERENCE_WORKER": "0"}, True, "judge"),
+    ({}, False, "judge")])
+def test_the_reference_is_timed_in_a_worker_of_its_own(env, workers, timing):
+    # By default the judge asks the agent for a second fresh worker and times the reference
+    # there, through the same crossing as the candidate; where it is turned off or the agent
+    # has none to give, the reference is timed in the judge and the job still passes.
+    case = next(c for c in CASES if c["name"] == "cpp_add_profile_passes")
+    with tempfile.TemporaryDirectory(prefix="kforge-harness-test-") as parent:
+        os.chmod(parent, 0o755)
+        judge = v2run.Judge(env=env, reference_workers=workers)
+        try:
+            doc = judge.verify(jobrun.make_job_dir(case, parent), 60)
+        finally:
+            judge.close()
+    assert doc["verdict"] == "passed", doc["message"]
+    assert doc["profile"]["reference_timing"] == timing
+    assert doc["profile"]["reference"]["runs"] == doc["profile"]["candidate"]["runs"]
+    assert ("reference_worker" in doc) == (not workers and not env), doc.get("reference_worker")
+    assert doc["phases_ms"]["time_reference"] > 0
+
+
 def _verify_alone(candidate, env, timeout_s=60):
     """cpp_infinite_loop's numpy task with another candidate, through a judge of its own."""
     case = dict(next(c for c in CASES if c["name"] == "cpp_infinite_loop"),

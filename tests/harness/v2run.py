@@ -58,8 +58,10 @@ def _readable_harness():
 
 
 class Judge:
-    def __init__(self, device="cpu", env=None):
+    def __init__(self, device="cpu", env=None, reference_workers=True):
         self.device = device
+        self.reference_workers = reference_workers  # False: refuse the judge's asks, as an
+                                                    # agent without a worker to give would
         self.worker_harness = _readable_harness()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen([PYTHON, os.path.join(HARNESS_DIR, "kforge_judge.py"),
@@ -91,7 +93,7 @@ class Judge:
         return self.spawn_worker(work, limits)
 
     def verify(self, job_dir, timeout_s=60, limits=None):
-        parent = os.path.dirname(job_dir)
+        parent = self.parent = os.path.dirname(job_dir)
         if not limits and getattr(self, "spare", None):
             proc, sock = self.spare  # warm, as the agent's pool keeps one
             self.spare = None
@@ -102,9 +104,31 @@ class Judge:
         self.ctl.send({"op": "verify", "job_dir": job_dir, "timeout_ms": int(timeout_s * 1000)},
                       fds=[sock.fileno()])
         sock.close()
+        extra = []  # the reference's worker, when the judge asks for one
+        try:
+            return self._serve_job(proc, timeout_s, extra)
+        finally:
+            for p, _ in extra:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+
+    def _serve_job(self, proc, timeout_s, extra):
         while True:
             msg, _ = self.ctl.recv(time.monotonic() + timeout_s + 120)
-            if "release_worker" in msg:
+            if "reference_worker" in msg and not self.reference_workers:
+                self.ctl.send({"reference_worker": 0, "why": "none to give"})
+            elif "reference_worker" in msg:
+                if getattr(self, "spare", None):
+                    (p, s), self.spare = self.spare, None  # warm, as the agent's pool would
+                else:
+                    p, s = self._new_worker(self.parent, None)
+                extra.append((p, s))
+                self.ctl.send({"reference_worker": 1}, fds=[s.fileno()])
+                s.close()
+            elif "release_worker" in msg:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:

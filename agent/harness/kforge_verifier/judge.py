@@ -15,6 +15,8 @@ pays only for its own compile, checks and profile.
 Agent <-> judge (JSON messages on fd 3, channel.py):
   -> {"ready": {"versions": ...}}
   <- {"op": "verify", "job_dir": DIR, "timeout_ms": N} + fd of the worker's socket
+  -> {"reference_worker": 1}     profile jobs: a second fresh worker, to time the reference in
+  <- {"reference_worker": 1} + fd of its socket, or {"reference_worker": 0, "why": ...}
   -> {"release_worker": 1}       the judge is done with the worker: kill it and its box
   <- {"worker_exit": {"exit_code", "signal", "oom", "stderr"}}
   -> {"result": {...}}           the verdict document (docs/harness.md, result.json)
@@ -22,8 +24,10 @@ Agent <-> judge (JSON messages on fd 3, channel.py):
 Timing (profile jobs): every timed run, warm-ups included, gets fresh inputs from a secret
 seed, and its output is compared with the reference's for those inputs. A run is timed by
 the judge's own clock from before the inputs are written to after the judge holds a private
-copy of the outputs; the reference is timed the same way in the judge (inputs written into
-a buffer, the call, outputs copied out twice), so both sides pay the same copies. Work the
+copy of the outputs; the reference is timed the same way through a worker of its own (a
+fresh process from the agent, loaded with the reference's code), so both sides pay the same
+copies, messages and device context switches. Its outputs are only timed: the ones the
+candidate is checked against are computed in the judge. Work the
 candidate leaves running after it answers (a thread, a side stream) is either inside the
 interval or missing from the copied outputs, which then fail the comparison. The worker's
 round-trip cost, measured before the candidate is loaded, is subtracted from its times.
@@ -54,6 +58,11 @@ CACHE_BYTES = int(os.environ.get("KFORGE_JUDGE_CACHE_MB", "1024")) << 20
 # The timed runs' input sets kept per task, with the reference's outputs and time on each, so
 # that a candidate pays only for its own runs; beyond this, sets are drawn fresh per run.
 TIMED_SETS_BYTES = int(os.environ.get("KFORGE_JUDGE_TIMED_SETS_MB", "128")) << 20
+# The reference is timed in a worker of its own (asked of the agent: a fresh process that never
+# ran a candidate), through the same crossing as the candidate: the same buffers, messages and
+# second device context. KFORGE_JUDGE_REFERENCE_WORKER=0 times it inside the judge instead,
+# which leaves the crossing on the candidate's side only (docs/harness.md, "Timing").
+REFERENCE_WORKER = os.environ.get("KFORGE_JUDGE_REFERENCE_WORKER", "1") != "0"
 # Inputs and outputs in device memory shared with the worker (CUDA VMM allocations passed as
 # file descriptors, channel.DeviceArena) instead of host shared memory: the default on CUDA
 # since it was measured on an H100 (docs/harness.md, "Transport"); KFORGE_VERIFIER_CUDA_IPC=0
@@ -284,16 +293,17 @@ class TaskState:
         self.ref_log = None
         self.nbytes = 0
         self.timed = []     # TimedSet: the profile's input sets, drawn on secret seeds
-        self.timed_full = False
         self.ref_call_s = 0.0  # the reference's median time per trial call (CallLimit)
 
 
 class TimedSet:
-    """One timed run's inputs, with the reference's outputs on them and its time."""
+    """One timed run's inputs, with the reference's outputs on them and its time (`how`:
+    "worker", through a reference worker, or "judge", in the judge's process)."""
 
-    def __init__(self, seed, inputs, ref_leaves, ref_ns, phases_ns=None):
+    def __init__(self, seed, inputs, ref_leaves, ref_ns, phases_ns=None, how="judge"):
         self.seed, self.inputs, self.ref_leaves, self.ref_ns = seed, inputs, ref_leaves, ref_ns
         self.phases_ns = phases_ns or {}  # where ref_ns went (profile.breakdown_us)
+        self.how = how
         self.nbytes = channel.total_array_bytes(inputs) + channel.total_array_bytes(ref_leaves)
 
 
@@ -322,9 +332,12 @@ class JudgeRunner(Runner):
     """Runner's stages with the candidate behind a Remote."""
     show_seeds = False
 
-    def __init__(self, spec, doc, remote, cache, fw_cache):
+    def __init__(self, spec, doc, remote, cache, fw_cache, reference_worker=None):
         super().__init__(spec, doc)
         self.remote = remote
+        self.reference_worker = reference_worker  # () -> a Remote from the agent, or None
+        self.ref_remote = None  # the reference's worker while the profile runs
+        self.ref_source = ""
         self.cache = cache
         self.fw_cache = fw_cache
         self.last_report = {}
@@ -363,6 +376,7 @@ class JudgeRunner(Runner):
         self.doc["versions"].update(self.fw.versions())
         with open(spec.reference_path, encoding="utf-8", errors="replace") as f:
             source = f.read()
+        self.ref_source = source
         key = self._task_key(source)
         state = self.cache.get(key)
         self.doc["reference_cached"] = state is not None
@@ -436,6 +450,9 @@ class JudgeRunner(Runner):
         self.doc["transport"] = "cuda_ipc" if isinstance(r.in_arena, channel.DeviceArena) \
             else "shared_memory"
         r.measure_rtt()
+        t_ref = time.perf_counter()
+        self.time_reference()  # profile jobs: before any of the candidate's code exists
+        t0 += time.perf_counter() - t_ref  # its own phase, time_reference
         r.in_arena.reset()
         init = channel.encode(self.init_inputs(), None if isinstance(
             r.in_arena, channel.DeviceArena) else r.in_arena)  # device mode: no arrays in it
@@ -471,18 +488,22 @@ class JudgeRunner(Runner):
                           limit=self.call_limit())
         return self._take(reply, tree, what)
 
-    def _take(self, reply, in_tree, what):
-        r = self.remote
+    def _read_outputs(self, reply, remote, what):
+        """A call's reply -> private copies of the output leaves in remote's buffer."""
         if "out" not in reply:
             raise _candidate_failure(reply, what)
         try:
-            leaves = channel.take(reply["out"], r.out_arena, self.fw.device, copy=True)
+            leaves = channel.take(reply["out"], remote.out_arena, self.fw.device, copy=True)
             self.fw.synchronize()
         except channel.ProtocolError as e:
             raise Failure(verdicts.PRECISION_MISMATCH, f"{what}: the candidate's outputs "
                           f"cannot be read: {e}") from None
         if not isinstance(leaves, list):
             raise Failure(verdicts.PRECISION_MISMATCH, f"{what}: malformed outputs")
+        return leaves
+
+    def _take(self, reply, in_tree, what):
+        leaves = self._read_outputs(reply, self.remote, what)
         self.last_report = reply
         self.last_in_tree = in_tree
         launchers.note(reply.get("launchers"))  # validated there; prebuilt by later workers
@@ -606,39 +627,26 @@ class JudgeRunner(Runner):
         spec, fw, r = self.spec, self.fw, self.remote
         self.stage("profile")
         t0 = time.perf_counter()
-        kind = type(r.in_arena)  # the reference's buffers are like the candidate's
-        ref_in = channel.DeviceArena(r.in_arena.size) if kind is channel.DeviceArena else \
-            channel.Arena(r.in_arena.size, name="kforge-ref-in")
-        ref_out = channel.DeviceArena(r.out_arena.size) if kind is channel.DeviceArena else \
-            channel.Arena(r.out_arena.size, name="kforge-ref-out")
-        flush = None
-        if fw.name == "torch" and fw.device == "cuda":
-            flush = fw.torch.empty(timing.L2_FLUSH_BYTES, dtype=fw.torch.int8, device="cuda")
+        ref_in, ref_out = self._reference_buffers()
+        flush = self._l2_flush()
         total = spec.warmup + spec.runs
         cand_times, ref_times, raw_times = [], [], []
+        ref_how = set()
         breakdown = collections.defaultdict(list)  # phase -> ns of each timed run
         try:
             for i in range(total):
-                timed = self._timed_set(i, ref_in, ref_out, flush)
+                timed = self.state.timed[i]  # time_reference() drew it before the load
                 inputs, ref_leaves, ref_ns, seed = timed.inputs, timed.ref_leaves, timed.ref_ns, timed.seed
+                if inputs is None:  # not kept (TIMED_SETS_BYTES): drawn again from its seed
+                    inputs = self.gen_sets(seed)[0]
+                    ref_leaves, _, _ = self._reference_run(inputs, ref_in, ref_out, None)
                 label = f"timed run {i + 1} of {total} (inputs of its own)"
                 # the candidate, on the same values
-                if flush is not None:
-                    flush.zero_()
-                limit, private = self.call_limit(), self.private_inputs()
-                fw.synchronize()
-                s = time.perf_counter_ns()
-                r.in_arena.reset()
-                tree = channel.put(inputs, r.in_arena)
-                fw.synchronize()
-                t_put = time.perf_counter_ns()
-                reply = r.request({"op": "call", "inputs": tree, "seed": None,
-                                   "what": label, "private": private}, limit=limit)
-                if "out" not in reply:
-                    raise _candidate_failure(reply, label)
-                t_replied = time.perf_counter_ns()
-                leaves = self._take(reply, tree, label)
-                cand_ns = time.perf_counter_ns() - s
+                reply, tree, leaves, (s, t_put, t_replied, end) = self._timed_remote_call(
+                    r, inputs, label, flush, self.call_limit())
+                self.last_report, self.last_in_tree = reply, tree
+                launchers.note(reply.get("launchers"))  # validated there
+                cand_ns = end - s
                 case = Case(seed=seed, label=label, pristine=[], ref_outputs=[],
                             ref_keep=list(ref_leaves), ref_aliases=[True] * len(ref_leaves),
                             ref_modified=[])
@@ -659,6 +667,7 @@ class JudgeRunner(Runner):
                     for k, v in timed.phases_ns.items():
                         breakdown["reference." + k].append(v)
                     ref_times.append(ref_ns / 1000.0)
+                    ref_how.add(timed.how)
                     cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
                     raw_times.append(cand_ns / 1000.0)
         finally:
@@ -679,6 +688,9 @@ class JudgeRunner(Runner):
                                "speedup": round(speedup, 4), "suspicious": suspicious,
                                "method": "judge_clock", "warmup": spec.warmup,
                                "worker_rtt_us": round(r.rtt_us, 3),
+                               # where the reference was timed: "worker" (a process of its
+                               # own, through the same crossing) or "judge" (see REFERENCE_WORKER)
+                               "reference_timing": "worker" if ref_how == {"worker"} else "judge",
                                # medians of where each side's time went; the worker_* phases
                                # are the candidate process's own report: diagnostics only
                                "breakdown_us": {k: round(statistics.median(v) / 1000.0, 3)
@@ -707,19 +719,87 @@ class JudgeRunner(Runner):
                           f"this device ({bandwidth / 1e9:.1f} GB/s measured, x"
                           f"{ROOFLINE_MARGIN:g}): the work was not all done in the timed call")
 
-    def _timed_set(self, i, ref_in, ref_out, flush):
-        """Timed run i's inputs and the reference's outputs and time on them: kept per task
-        (TIMED_SETS_BYTES), so the reference runs once per set, not once per candidate. The
-        sets differ from each other, so a candidate's content cache never hits within its
-        job; each worker serves one job, so nothing it cached survives to the next."""
-        state = self.state
-        if i < len(state.timed):
-            self.doc["reference_timed_cached"] = True
-            return state.timed[i]
+    def _timed_remote_call(self, remote, inputs, label, flush, limit):
+        """One timed call through a worker, timed by the judge's clock from before the inputs
+        are written to after the judge holds a private copy of the outputs.
+        -> (reply, input tree, output leaves, (start, put, replied, end) in ns)."""
         fw = self.fw
-        seed = secrets.randbits(30)
-        inputs = self.gen_sets(seed)[0]
-        # the reference, timed like the candidate: inputs written, call, outputs copied
+        if flush is not None:
+            flush.zero_()
+        fw.synchronize()
+        s = time.perf_counter_ns()
+        remote.in_arena.reset()
+        tree = channel.put(inputs, remote.in_arena)
+        fw.synchronize()
+        t_put = time.perf_counter_ns()
+        reply = remote.request({"op": "call", "inputs": tree, "seed": None, "what": label,
+                                "private": CUDA_IPC_PRIVATE and isinstance(
+                                    remote.in_arena, channel.DeviceArena)}, limit=limit)
+        if "out" not in reply:
+            raise _candidate_failure(reply, label)
+        t_replied = time.perf_counter_ns()
+        leaves = self._read_outputs(reply, remote, label)
+        return reply, tree, leaves, (s, t_put, t_replied, time.perf_counter_ns())
+
+    def _start_reference_worker(self):
+        """A worker of its own for timing the reference, loaded with the reference's code, with
+        buffers like the candidate's; None (timed in the judge) when the agent has none to
+        give or it does not come up. It never runs a candidate: the agent kills it after the
+        job."""
+        if self.reference_worker is None:
+            return None
+        t0 = time.perf_counter()
+        r = self.remote
+        ref = None
+        try:
+            ref = self.reference_worker()
+            if ref is None:
+                self.doc["reference_worker"] = "none: the agent gave no worker"
+                return None
+            ref.wait_ready()
+            ref.set_arenas(r.in_arena.size, r.out_arena.size,
+                           device=isinstance(r.in_arena, channel.DeviceArena))
+            if type(ref.in_arena) is not type(r.in_arena):
+                raise OSError("its buffers are not of the candidate's kind")
+            ref.measure_rtt()
+            ref.in_arena.reset()
+            init = channel.encode(self.init_inputs(), None if isinstance(
+                ref.in_arena, channel.DeviceArena) else ref.in_arena)
+            ref.deadline = time.monotonic() + ref.timeout_s
+            spec = self.spec
+            reply = ref.request({"op": "load", "source": self.ref_source,
+                                 "impl_type": "reference", "class_name": "Model",
+                                 "framework": spec.framework, "backend": spec.backend,
+                                 "op_name": "", "threads": spec.threads, "seed": spec.seed,
+                                 "init": init, "reference_names": []})
+            if "ok" not in reply:
+                raise _candidate_failure(reply, "loading the reference")
+        except (Failure, WorkerGone, WorkerTimeout, channel.ProtocolError, OSError) as e:
+            self.doc["reference_worker"] = "none: " + errors.trim(str(e))[:300]
+            if ref is not None:
+                ref.close()
+            return None
+        self.doc["phases_ms"]["reference_worker"] = round((time.perf_counter() - t0) * 1e3, 3)
+        return ref
+
+    def _reference_buffers(self):
+        """Buffers for the reference's calls in the judge, of the candidate's kind and size."""
+        r = self.remote
+        if isinstance(r.in_arena, channel.DeviceArena):
+            return channel.DeviceArena(r.in_arena.size), channel.DeviceArena(r.out_arena.size)
+        return (channel.Arena(r.in_arena.size, name="kforge-ref-in"),
+                channel.Arena(r.out_arena.size, name="kforge-ref-out"))
+
+    def _l2_flush(self):
+        fw = self.fw
+        if fw.name == "torch" and fw.device == "cuda":
+            return fw.torch.empty(timing.L2_FLUSH_BYTES, dtype=fw.torch.int8, device="cuda")
+        return None
+
+    def _reference_run(self, inputs, ref_in, ref_out, flush):
+        """The reference on copies of `inputs` (they stay pristine) in the judge, timed like the
+        candidate: inputs written, call, outputs copied. -> (output leaves, ns, phases)."""
+        fw = self.fw
         if flush is not None:
             flush.zero_()
         fw.synchronize()
@@ -734,20 +814,70 @@ class JudgeRunner(Runner):
         fw.synchronize()
         t_called = time.perf_counter_ns()
         ref_out.reset()
-        ref_leaves = channel.take(channel.put(frameworks.flatten_outputs(out), ref_out),
-                                  ref_out, fw.device)
+        leaves = channel.take(channel.put(frameworks.flatten_outputs(out), ref_out),
+                              ref_out, fw.device)
         fw.synchronize()
         end = time.perf_counter_ns()
-        timed = TimedSet(seed, inputs, list(ref_leaves), end - s,
-                         {"inputs": t_in - s, "call": t_called - t_in, "outputs": end - t_called})
-        if not state.timed_full and i == len(state.timed) and \
-                sum(t.nbytes for t in state.timed) + timed.nbytes <= TIMED_SETS_BYTES:
-            state.timed.append(timed)
-            state.nbytes += timed.nbytes
-        else:
-            state.timed_full = True
-        return timed
+        return list(leaves), end - s, {"inputs": t_in - s, "call": t_called - t_in,
+                                       "outputs": end - t_called}
 
+    def time_reference(self):
+        """Profile jobs, before the candidate is loaded: the timed runs' input sets, drawn on
+        secret seeds, with the reference's outputs and time on each. Kept per task, so the
+        reference is timed once per set, not once per candidate; the sets differ from each
+        other, so a candidate's content cache never hits within its job, and each worker
+        serves one job, so nothing it cached survives to the next. Seeds and times are always
+        kept; inputs and outputs while they fit TIMED_SETS_BYTES (else profile() draws them
+        again from the seed). No candidate code exists while the reference is timed: it
+        cannot slow the reference's worker down or stop it."""
+        spec, state = self.spec, self.state
+        if spec.task_type != "profile":
+            return
+        total = spec.warmup + spec.runs
+        if len(state.timed) >= total:
+            self.doc["reference_timed_cached"] = True
+            return
+        t0 = time.perf_counter()
+        ref_in, ref_out = self._reference_buffers()
+        flush = self._l2_flush()
+        self.ref_remote = self._start_reference_worker() if REFERENCE_WORKER else None
+        kept = sum(t.nbytes for t in state.timed)
+        try:
+            for i in range(len(state.timed), total):
+                seed = secrets.randbits(30)
+                inputs = self.gen_sets(seed)[0]
+                leaves, ref_ns, phases = self._reference_run(inputs, ref_in, ref_out, flush)
+                how = "judge"
+                if self.ref_remote is not None:
+                    try:  # the same call, timed through the reference's own worker
+                        _, _, _, (w0, w_put, w_replied, w_end) = self._timed_remote_call(
+                            self.ref_remote, inputs, f"the reference's timed run {i + 1}",
+                            flush, None)
+                        phases = {"in_judge": ref_ns, "judge_put": w_put - w0,
+                                  "request": w_replied - w_put, "judge_take": w_end - w_replied}
+                        ref_ns = max(w_end - w0 - self.ref_remote.rtt_us * 1000.0, 1.0)
+                        how = "worker"
+                    except (Failure, WorkerGone, WorkerTimeout, channel.ProtocolError,
+                            OSError) as e:
+                        self.doc["reference_worker"] = f"dropped at timed run {i + 1}: " + \
+                            errors.trim(str(e))[:300]
+                        self.ref_remote.close()
+                        self.ref_remote = None
+                timed = TimedSet(seed, inputs, leaves, ref_ns, phases, how)
+                if kept + timed.nbytes > TIMED_SETS_BYTES:
+                    timed.inputs = timed.ref_leaves = None
+                    timed.nbytes = 0
+                kept += timed.nbytes
+                state.nbytes += timed.nbytes
+                state.timed.append(timed)
+        finally:
+            ref_in.close()
+            ref_out.close()
+            del flush
+            if self.ref_remote is not None:
+                self.ref_remote.close()  # it exits; the agent kills it with the job's worker
+                self.ref_remote = None
+        self.doc["phases_ms"]["time_reference"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     def stages(self):
         self.check_rules()          # milliseconds: before the reference and the compile
@@ -833,8 +963,9 @@ def _warm_report(ready):
     return out
 
 
-def verify(job_dir, remote, cache, fw_cache, release):
-    """One job. release() kills the worker (through the agent) and returns how it ended."""
+def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None):
+    """One job. release() kills the worker (through the agent) and returns how it ended;
+    reference_worker() asks the agent for a worker to time the reference in (None: none)."""
     doc = new_doc()
     t_start = time.time()
     runner = None
@@ -845,7 +976,7 @@ def verify(job_dir, remote, cache, fw_cache, release):
                       "impl_type": spec.impl_type, "framework": spec.framework,
                       "task_type": spec.task_type, "tolerance": spec.tolerance,
                       "trials": max(spec.trials, TRIAL_MIN)}
-        runner = JudgeRunner(spec, doc, remote, cache, fw_cache)
+        runner = JudgeRunner(spec, doc, remote, cache, fw_cache, reference_worker)
         t0 = time.perf_counter()
         ready = remote.wait_ready()
         doc["phases_ms"]["worker_ready"] = round((time.perf_counter() - t0) * 1e3, 3)
@@ -930,6 +1061,23 @@ def serve(fd=3):
                     return reply["worker_exit"] if isinstance(reply["worker_exit"], dict) \
                         else {}
 
+        def reference_worker():
+            ctl.send({"reference_worker": 1})
+            deadline = time.monotonic() + READY_WAIT_S
+            while True:
+                try:
+                    reply, extra = ctl.recv(deadline)
+                except channel.Timeout:
+                    return None  # a late answer is read (and its fd closed) by release()
+                if "reference_worker" in reply:
+                    if reply["reference_worker"] == 1 and len(extra) == 1:
+                        return Remote(channel.Channel(extra[0]), timeout_s)
+                    for fd_ in extra:
+                        os.close(fd_)
+                    return None
+                for fd_ in extra:
+                    os.close(fd_)
+
         released = {}
 
         def release_once():
@@ -937,6 +1085,7 @@ def serve(fd=3):
                 released["info"] = release()
             return released["info"]
 
-        doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once)
+        doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once,
+                     reference_worker)
         from .result import sanitize
         ctl.send({"result": sanitize(doc)})

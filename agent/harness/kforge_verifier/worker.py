@@ -138,7 +138,8 @@ class Worker:
             return _error(e, "loading the candidate failed", loading=True)
         op_name = msg.get("op_name", "")
         fn_name = f"{op_name}_{self.impl_type}_{msg['framework']}" if op_name else ""
-        model_cls = getattr(module, "ModelNew", None)
+        # the judge's reference worker loads the task's Model (the judge names the class)
+        model_cls = getattr(module, str(msg.get("class_name", "ModelNew")), None)
         try:
             if model_cls is not None:
                 self.fw.seed(int(msg.get("seed", 0)))
