@@ -534,7 +534,8 @@ void Verifier::refill() {
   stats_.warm = warm_.size();
 }
 
-Status Verifier::take_worker(std::unique_ptr<Proc>* out, const std::optional<ResourceLimits>& limits) {
+Status Verifier::take_worker(std::unique_ptr<Proc>* out,
+                             const std::optional<ResourceLimits>& limits) {
   const ResourceLimits& want = limits ? *limits : options_.worker_limits;
   if (want == options_.worker_limits && !warm_.empty()) {
     *out = std::move(warm_.front());
