@@ -110,6 +110,9 @@ TEST_CASE("each verdict of the corpus is reached through kforge verify") {
     if (str(c, "task_type") == "profile" && str(c, "expect") == "passed") {
       REQUIRE(doc.contains("profile"));
       CHECK(doc["profile"].value("speedup", 0.0) > 0.0);
+      // the agent's Verifier gave the judge a second worker to time the reference in
+      CHECK_MESSAGE(doc["profile"].value("reference_timing", "") == "worker",
+                    doc.value("reference_worker", ""));
     }
   }
 }
@@ -180,6 +183,12 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
       CHECK_FALSE(v.input_error.empty());
     } else {
       CHECK_MESSAGE(to_string(v.verdict) == str(c, "expect"), v.message);
+    }
+    if (str(c, "task_type") == "profile" && v.verdict == Verdict::passed) {
+      // in the box too, the reference was timed in a worker of its own (its own slot uid)
+      REQUIRE(v.profile);
+      auto more = nlohmann::json::parse(v.profile->more, nullptr, false);
+      CHECK_MESSAGE(more.value("reference_timing", "") == "worker", v.profile->more);
     }
   }
 
