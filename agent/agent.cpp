@@ -538,8 +538,13 @@ void Agent::handle(const std::string& bytes) {
     on_cancel(*cancel);
   } else if (auto* ack = std::get_if<proto::ResultAck>(&msg)) {
     on_ack(*ack);
+  } else if (auto* hb = std::get_if<proto::Heartbeat>(&msg); hb && hb->heartbeat_ms) {
+    // The coordinator asks a large fleet to heartbeat less often (it announces a longer
+    // interval before its own heartbeats space out); otherwise last_recv_ms_ is all.
+    heartbeat_ms_ = std::clamp<uint32_t>(*hb->heartbeat_ms, 1, proto::kMaxHeartbeatMs);
+    spdlog::info("agent {}: the coordinator asks for a heartbeat every {} ms", id_,
+                 heartbeat_ms_.load());
   }
-  // Heartbeats need nothing beyond last_recv_ms_.
 }
 
 void Agent::on_welcome(const proto::Welcome& welcome) {
@@ -549,7 +554,7 @@ void Agent::on_welcome(const proto::Welcome& welcome) {
   liveness_ = welcome.liveness ? welcome.liveness : options_.liveness;
   backoff_ms_ = options_.backoff_initial_ms;
   spdlog::info("agent {}: registered with coordinator {} (heartbeat {} ms, liveness {})", id_,
-               welcome.coordinator_incarnation, heartbeat_ms_, liveness_);
+               welcome.coordinator_incarnation, heartbeat_ms_.load(), liveness_);
   resend_outbox();
 }
 

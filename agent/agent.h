@@ -130,6 +130,8 @@ class Agent {
   bool jobs_share_uid() const { return uids_ == nullptr; }
   size_t running_jobs() const { return running_count_; }
   size_t outbox_size() const { return outbox_size_; }
+  // The heartbeat interval in force (the coordinator's word once registered). Thread-safe.
+  uint32_t heartbeat_ms() const { return heartbeat_ms_; }
 
  private:
   enum class State { connecting, registered, refused };
@@ -193,7 +195,7 @@ class Agent {
   std::atomic<size_t> running_count_{0};
   std::atomic<size_t> outbox_size_{0};
   std::string refused_reason_;
-  uint32_t heartbeat_ms_;
+  std::atomic<uint32_t> heartbeat_ms_;  // as the coordinator asks (Welcome, Heartbeat)
   uint32_t liveness_;
   uint32_t backoff_ms_;
   int64_t next_hello_ms_ = 0;

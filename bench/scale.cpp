@@ -103,6 +103,8 @@ const std::vector<FlagSpec> kFlags = {
     {"seconds", true, "soak length after registration, in s (default 60)"},
     {"heartbeat-ms", true, "each agent's heartbeat interval (default 1000)"},
     {"coordinator-heartbeat-ms", true, "the coordinator's heartbeat_ms (default 1000)"},
+    {"max-heartbeats-per-s", true,
+     "the coordinator's max_heartbeats_per_s (default: not written, the coordinator's own)"},
     {"agent-threads", true, "threads driving the fake agents, per process (default 1)"},
     {"agent-processes", true,
      "processes the fake agents are spread over (default 1; each DEALER takes two fds)"},
@@ -289,6 +291,7 @@ struct FakeAgent {
   int fd = -1;
   bool welcomed = false;
   int64_t next_heartbeat_ms = 0;
+  uint32_t heartbeat_ms = 0;  // a longer interval the coordinator asked for (0: the group's)
   std::vector<proto::JobRef> outbox;  // results sent and not yet acknowledged
 };
 
@@ -296,6 +299,7 @@ struct FleetStats {
   std::atomic<uint64_t> welcomes{0};    // Welcomes received (re-registrations included)
   std::atomic<uint64_t> registered{0};  // agents welcomed at least once
   std::atomic<uint64_t> heartbeats{0};
+  std::atomic<uint64_t> stretched{0};  // agents the coordinator asked for a longer interval
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> restarts{0};
   std::atomic<uint64_t> bad_frames{0};
@@ -329,11 +333,13 @@ VerifyResult scripted_verdict(const proto::Assign& assign) {
 class AgentGroup {
  public:
   AgentGroup(zmq::context_t& ctx, std::string endpoint, int first, int count, uint32_t devices,
-             uint32_t heartbeat_ms, double churn_per_s, FleetStats& stats)
+             uint32_t heartbeat_ms, double churn_per_s, FleetStats& stats,
+             uint32_t coordinator_heartbeat_ms = 0)
       : ctx_(ctx),
         endpoint_(std::move(endpoint)),
         devices_(devices),
         heartbeat_ms_(heartbeat_ms),
+        coordinator_heartbeat_ms_(coordinator_heartbeat_ms),
         churn_per_s_(churn_per_s),
         stats_(stats) {
     for (int i = first; i < first + count; ++i) {
@@ -412,7 +418,7 @@ class AgentGroup {
       next_tick = now + 5;
       for (auto& a : agents_) {
         if (a->welcomed && now >= a->next_heartbeat_ms) {
-          a->next_heartbeat_ms = now + heartbeat_ms_;
+          a->next_heartbeat_ms = now + (a->heartbeat_ms ? a->heartbeat_ms : heartbeat_ms_);
           send(*a, proto::Heartbeat{{}, a->outbox});
           stats_.heartbeats++;
           drain(*a);  // a send may consume the ZMQ_FD notification
@@ -446,7 +452,8 @@ class AgentGroup {
         continue;
       }
       const proto::Message& m = frame->message;
-      if (std::holds_alternative<proto::Welcome>(m)) {
+      if (auto* welcome = std::get_if<proto::Welcome>(&m)) {
+        follow(a, welcome->heartbeat_ms);
         if (!a.welcomed) {
           stats_.welcomes++;
           if (a.next_heartbeat_ms == 0) stats_.registered++;
@@ -470,15 +477,26 @@ class AgentGroup {
       } else if (auto* ack = std::get_if<proto::ResultAck>(&m)) {
         auto it = std::find(a.outbox.begin(), a.outbox.end(), ack->job);
         if (it != a.outbox.end()) a.outbox.erase(it);
+      } else if (auto* hb = std::get_if<proto::Heartbeat>(&m); hb && hb->heartbeat_ms) {
+        follow(a, *hb->heartbeat_ms);
       }
-      // Heartbeats and Cancels need no answer.
+      // Cancels need no answer.
     }
+  }
+
+  // As a real agent does when the coordinator stretches the fleet's interval beyond its
+  // configured one (max_heartbeats_per_s); below that, the --heartbeat-ms under test holds.
+  void follow(FakeAgent& a, uint32_t told_ms) {
+    if (coordinator_heartbeat_ms_ == 0 || told_ms <= coordinator_heartbeat_ms_) return;
+    if (a.heartbeat_ms == 0) stats_.stretched++;
+    a.heartbeat_ms = std::max(heartbeat_ms_, told_ms);
   }
 
   zmq::context_t& ctx_;
   std::string endpoint_;
   uint32_t devices_;
   uint32_t heartbeat_ms_;
+  uint32_t coordinator_heartbeat_ms_;  // its configured heartbeat_ms (0: never follow it)
   double churn_per_s_;
   FleetStats& stats_;
   std::vector<std::unique_ptr<FakeAgent>> agents_;
@@ -1220,8 +1238,10 @@ int run(int argc, char** argv) {
   {
     // Keys every kforge build knows, so a baseline binary reads the same file.
     std::ofstream cfg(dir / "kforge.toml");
-    cfg << "[coordinator]\nheartbeat_ms = " << coord_hb_ms << "\n\n[coordinator.log]\nfile = \""
-        << (dir / "coordinator.log").string() << "\"\n";
+    cfg << "[coordinator]\nheartbeat_ms = " << coord_hb_ms << "\n";
+    if (auto cap = flags->get("max-heartbeats-per-s"))
+      cfg << "max_heartbeats_per_s = " << *cap << "\n";
+    cfg << "\n[coordinator.log]\nfile = \"" << (dir / "coordinator.log").string() << "\"\n";
   }
   CoordinatorProcess coord;
   Status started = coord.start(exe,
@@ -1254,7 +1274,8 @@ int run(int argc, char** argv) {
       out.push_back(std::make_unique<AgentGroup>(
           c, coord.endpoint, static_cast<int>(first), static_cast<int>(last - first),
           static_cast<uint32_t>(devices), static_cast<uint32_t>(heartbeat_ms),
-          static_cast<double>(churn) / static_cast<double>(threads * processes), stats));
+          static_cast<double>(churn) / static_cast<double>(threads * processes), stats,
+          static_cast<uint32_t>(coord_hb_ms)));
       out.back()->start();
     }
   };
@@ -1375,6 +1396,8 @@ int run(int argc, char** argv) {
   print("heartbeat_ms", static_cast<double>(heartbeat_ms), 0);
   print("soak_s", soak_s, 0);
   print("heartbeats_sent", static_cast<double>(heartbeats), 0);
+  // agents the coordinator asked for a longer interval than its heartbeat_ms (fleet size)
+  print("agents_stretched", static_cast<double>(stats.stretched.load()), 0);
   print("agent_restarts", static_cast<double>(stats.restarts.load()), 0);
   print("refused", static_cast<double>(stats.refused.load()), 0);
   print("rss_after_registration_mb", samples.empty() ? -1 : samples.front().rss_mb);

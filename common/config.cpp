@@ -224,6 +224,7 @@ const Fields<CoordinatorConfig>& fields_of<CoordinatorConfig>() {
       field("api_threads", &C::api_threads, positive),
       field("heartbeat_ms", &C::heartbeat_ms, positive),
       field("liveness", &C::liveness, positive),
+      field("max_heartbeats_per_s", &C::max_heartbeats_per_s),
       field("restart_grace_ms", &C::restart_grace_ms),
       field("precision_jobs_per_device", &C::precision_jobs_per_device, positive),
       field("verify_timeout_s", &C::verify_timeout_s, positive),

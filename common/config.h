@@ -44,6 +44,10 @@ struct CoordinatorConfig {
   uint32_t api_threads = 16;         // threads answering API requests (idle connections need none)
   uint32_t heartbeat_ms = 1000;      // expected interval between agent heartbeats
   uint32_t liveness = 3;             // agent is lost after heartbeat_ms*liveness of silence
+  // Agents' heartbeats per second the coordinator asks for at most: a fleet larger than
+  // max_heartbeats_per_s x heartbeat_ms / 1000 agents is told a multiple of heartbeat_ms
+  // (0: always heartbeat_ms).
+  uint32_t max_heartbeats_per_s = 5000;
   uint32_t restart_grace_ms = 5000;  // after start, wait this long for agents before re-queuing
   uint32_t precision_jobs_per_device = 1;  // >1 lets several precision-only jobs share a device
   uint32_t verify_timeout_s = 300;  // wall-clock limit of each verify job the Conductor submits

@@ -146,6 +146,7 @@ struct Schema<Heartbeat> {
     f("running", s.running, kOptional);
     f("outbox", s.outbox, kOptional);
     f("pools", s.pools, kOptional);
+    f("heartbeat_ms", s.heartbeat_ms, kOptional);
   }
 };
 

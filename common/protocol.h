@@ -110,6 +110,9 @@ struct VerifierPool {
   bool operator==(const VerifierPool&) const = default;
 };
 
+// The longest heartbeat interval a coordinator asks of an agent (Heartbeat.heartbeat_ms).
+inline constexpr uint32_t kMaxHeartbeatMs = 60'000;
+
 struct Heartbeat {
   // Agent -> coordinator only (empty the other way): what the agent holds, so lost
   // assignments, cancels and acks are repaired without waiting for a reconnect.
@@ -118,6 +121,9 @@ struct Heartbeat {
   // Agent -> coordinator: the devices whose Verifier has started (absent: none, or an agent
   // from before this field; the coordinator's heartbeats never carry it).
   std::optional<std::vector<VerifierPool>> pools;
+  // Coordinator -> agent: send at least this often from now on (absent: no change). A large
+  // fleet is told a longer interval than the configured one (CoordinatorOptions).
+  std::optional<uint32_t> heartbeat_ms;
   bool operator==(const Heartbeat&) const = default;
 };
 

@@ -282,6 +282,38 @@ TEST_CASE("a silent agent is lost after heartbeat x liveness, not before, and it
   CHECK(row.agent_id.empty());
 }
 
+TEST_CASE("a fleet over max_heartbeats_per_s is asked for a longer interval and judged by it") {
+  ManualClock clock;
+  CoordinatorOptions options = TestCluster::fast_options();  // 100 ms x 3
+  options.max_heartbeats_per_s = 15;  // one agent at 100 ms; two or three need 200 ms
+  TestCluster cluster(options, clock);
+  Agent& a = cluster.start_agent("a");
+  REQUIRE(cluster.wait_live(1));
+  CHECK(a.heartbeat_ms() == 100);
+  Agent& b = cluster.start_agent("b");
+  REQUIRE(cluster.wait_live(2));
+  CHECK(b.heartbeat_ms() == 200);  // its Welcome
+  auto settle = [&] {              // two full loop turns after the clock moved
+    for (int i = 0; i < 2; ++i) cluster.coordinator().call([](Coordinator&) {});
+  };
+  // The coordinator's next heartbeat to a announces the longer interval.
+  clock.advance(Millis(100));
+  settle();
+  REQUIRE(wait_until([&] { return a.heartbeat_ms() == 200; }));
+  // a is judged by it. Its last message came 0 or 100 ms ago: 450 ms on, silent for at most
+  // 550 ms, it is still live (3 x 100 would have lost it); 200 ms later, silent for at least
+  // 650 ms, it is lost.
+  a.set_filter([](const proto::Message& m) {
+    return std::holds_alternative<proto::Heartbeat>(m) ? kDropMessage : Millis(0);
+  });
+  clock.advance(Millis(450));
+  settle();
+  CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
+  clock.advance(Millis(200));
+  settle();
+  CHECK_FALSE(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
+}
+
 TEST_CASE("jobs another process queues in the database are adopted and run") {
   TestCluster cluster;
   cluster.start_agent("a");

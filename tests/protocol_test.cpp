@@ -98,6 +98,7 @@ std::vector<Message> all_samples() {
           sample_welcome(),
           sample_refused(),
           Heartbeat{{{1, 2}, {3, 4}}, {{5, 6}}, std::nullopt},
+          Heartbeat{{}, {}, std::nullopt, 2000u},
           Heartbeat{{},
                     {},
                     std::vector<VerifierPool>{{"cuda", 3, 2, 1, 40, 38, true},

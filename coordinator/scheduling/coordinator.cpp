@@ -850,13 +850,13 @@ void Coordinator::on_hello(const std::string& routing_id, const std::string& key
   agent.last_recv_ms = clock_.now_ms();
   agent.last_touch_ms = agent.last_recv_ms;  // upsert_agent stored last_seen_ms
   agent.drained = drained;
-  schedule_timer(agent, agent.last_recv_ms +
-                            static_cast<int64_t>(options_.heartbeat_ms));  // after the Welcome
+  agent.heartbeat_ms = fleet_heartbeat_ms();
+  schedule_timer(agent, agent.last_recv_ms + agent.heartbeat_ms);  // after the Welcome
   routing_[routing_id] = id;
   spdlog::info("agent {} registered: host {} incarnation {} devices {} running {} outbox {}{}", id,
                hello.host, hello.incarnation, hello.devices.size(), hello.running.size(),
                hello.outbox.size(), key.empty() ? "" : " key " + key);
-  send(id, routing_id, proto::Welcome{incarnation_, options_.heartbeat_ms, options_.liveness});
+  send(id, routing_id, proto::Welcome{incarnation_, agent.heartbeat_ms, options_.liveness});
 }
 
 void Coordinator::on_result(Agent& agent, const proto::JobResult& result) {
@@ -904,7 +904,7 @@ void Coordinator::on_heartbeat(Agent& agent, const proto::Heartbeat& hb) {
         hb.pools->begin(),
         hb.pools->begin() + static_cast<long>(std::min(hb.pools->size(), agent.devices.size())));
   }
-  int64_t slack = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
+  int64_t slack = silence_ms(agent);
   // An assignment the agent never received (lost on the way) is re-queued once the agent
   // has had time to report it.
   std::vector<int64_t> lost;
@@ -981,9 +981,23 @@ Coordinator::Footprint Coordinator::footprint() const {
 }
 
 void Coordinator::schedule_timer(Agent& agent, int64_t next_send_ms) {
-  int64_t silence = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
-  agent.timer_due_ms = std::min(next_send_ms, agent.last_recv_ms + silence + 1);
+  agent.timer_due_ms = std::min(next_send_ms, agent.last_recv_ms + silence_ms(agent) + 1);
   agent_timers_.emplace(agent.timer_due_ms, agent.id);
+}
+
+uint32_t Coordinator::fleet_heartbeat_ms() const {
+  const uint64_t base = options_.heartbeat_ms;
+  if (options_.max_heartbeats_per_s == 0) return options_.heartbeat_ms;
+  // agents / (base * factor / 1000 s) <= max_heartbeats_per_s
+  const uint64_t per_base = uint64_t{options_.max_heartbeats_per_s} * base;
+  const uint64_t factor = std::max<uint64_t>(1, (agents_.size() * 1000 + per_base - 1) / per_base);
+  return static_cast<uint32_t>(
+      std::max<uint64_t>(base, std::min<uint64_t>(base * factor, proto::kMaxHeartbeatMs)));
+}
+
+int64_t Coordinator::silence_ms(const Agent& agent) const {
+  return static_cast<int64_t>(std::max(agent.heartbeat_ms, options_.heartbeat_ms)) *
+         options_.liveness;
 }
 
 void Coordinator::timers() {
@@ -991,8 +1005,10 @@ void Coordinator::timers() {
   int64_t now = clock_.now_ms();
   forget_superseded(now);
   trim_heap(now);
-  int64_t silence = static_cast<int64_t>(options_.heartbeat_ms) * options_.liveness;
-  const auto heartbeat = static_cast<int64_t>(options_.heartbeat_ms);
+  // An agent's interval only grows while it is registered: a longer one is announced on a
+  // heartbeat before the coordinator's own heartbeats to it space out, and the agent's
+  // silence is judged by the longest interval it was told.
+  const uint32_t fleet_ms = fleet_heartbeat_ms();
   std::vector<std::string> lost;
   while (!agent_timers_.empty() && agent_timers_.top().first <= now) {
     auto [due, id] = agent_timers_.top();
@@ -1000,14 +1016,19 @@ void Coordinator::timers() {
     auto it = agents_.find(id);
     if (it == agents_.end() || it->second.timer_due_ms != due) continue;  // gone or rescheduled
     Agent& agent = it->second;
-    if (now - agent.last_recv_ms > silence) {
+    if (now - agent.last_recv_ms > silence_ms(agent)) {
       lost.push_back(id);
       continue;
     }
-    int64_t next_send_ms = agent.last_send_ms + heartbeat;
+    int64_t next_send_ms = agent.last_send_ms + agent.heartbeat_ms;
     if (now >= next_send_ms) {
-      send(id, agent.routing_id, proto::Heartbeat{});  // last_send_ms is set when it leaves
-      next_send_ms = now + heartbeat;
+      proto::Heartbeat beat;
+      if (fleet_ms > agent.heartbeat_ms) {
+        beat.heartbeat_ms = fleet_ms;
+        agent.heartbeat_ms = fleet_ms;
+      }
+      send(id, agent.routing_id, std::move(beat));  // last_send_ms is set when it leaves
+      next_send_ms = now + agent.heartbeat_ms;
     }
     schedule_timer(agent, next_send_ms);
   }
@@ -1336,6 +1357,7 @@ Result<CoordinatorOptions> coordinator_options(const CoordinatorConfig& config) 
   options.data_dir = config.data_dir;
   options.heartbeat_ms = config.heartbeat_ms;
   options.liveness = config.liveness;
+  options.max_heartbeats_per_s = config.max_heartbeats_per_s;
   options.restart_grace_ms = config.restart_grace_ms;
   options.precision_jobs_per_device = config.precision_jobs_per_device;
   options.disk_reserve_bytes = uint64_t{config.disk_reserve_mb} << 20;

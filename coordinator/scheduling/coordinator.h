@@ -63,6 +63,7 @@ struct CoordinatorOptions {
   std::filesystem::path data_dir = "kforge-data";  // holds kforge.db
   uint32_t heartbeat_ms = 1000;                    // send something to each agent this often
   uint32_t liveness = 3;                           // silent intervals before an agent is lost
+  uint32_t max_heartbeats_per_s = 5000;  // a larger fleet is told a longer interval (0: never)
   uint32_t restart_grace_ms = 5000;                // after start: wait for agents before re-queuing
   uint32_t precision_jobs_per_device = 1;          // >1: precision-only jobs may share a device
   size_t max_msg_bytes = 64u << 20;                // ZMQ_MAXMSGSIZE and decode limit
@@ -227,6 +228,7 @@ class Coordinator {
     int64_t last_send_ms = 0;
     int64_t last_touch_ms = 0;  // when last_seen_ms was last stored
     int64_t timer_due_ms = 0;   // its current entry in agent_timers_
+    uint32_t heartbeat_ms = 0;  // the interval it was told (Welcome, or a Heartbeat since)
     bool drained = false;
   };
   struct Lease {  // a job assigned to an agent, as the coordinator knows it
@@ -297,6 +299,11 @@ class Coordinator {
   // Queues the agent's next look by timers(): when a heartbeat is due (`next_send_ms`) or its
   // silence would make it lost, whichever comes first.
   void schedule_timer(Agent& agent, int64_t next_send_ms);
+  // The heartbeat interval the fleet's size calls for: heartbeat_ms times the least factor
+  // that keeps the agents' heartbeats within max_heartbeats_per_s (as Nomad scales its TTL).
+  uint32_t fleet_heartbeat_ms() const;
+  // How long agent may stay silent before it is lost.
+  int64_t silence_ms(const Agent& agent) const;
   void trim_heap(int64_t now);
 
   CoordinatorOptions options_;
