@@ -222,6 +222,15 @@ std::filesystem::path launchers_file(const VerifierOptions& o) {
   return o.work_root / "triton-launchers.json";
 }
 
+// The judge's own Triton cache (launchers.py, seed()): Triton's driver utilities, the warm-up
+// kernel and the launchers of recent signatures, built by the judge. Copied into each new
+// worker's cache, so a worker finds them built. Where workers run as another user than the
+// judge (slot uids, worker_as), a worker can change its copy, never the judge's; where they
+// share the agent's uid nothing separates jobs anyway (docs/security.md).
+std::filesystem::path triton_seed(const VerifierOptions& o) {
+  return o.work_root / "triton-seed";
+}
+
 std::string worker_launchers(const VerifierOptions& o) {
   constexpr uintmax_t kMaxBytes = 48u << 10;  // the judge keeps at most 8 records of 4 KiB
   std::error_code ec;
@@ -269,6 +278,7 @@ Status Verifier::launch_judge() {
   spec.env["KFORGE_JUDGE_PRELOAD"] = options_.preload;
   spec.env["KFORGE_JUDGE_DEVICE"] = options_.device;
   spec.env["KFORGE_JUDGE_LAUNCHERS_FILE"] = launchers_file(options_).string();
+  spec.env["TRITON_CACHE_DIR"] = triton_seed(options_).string();
   launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
   judge_ = std::move(proc);
   return Status();
@@ -322,8 +332,13 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
   auto dir = JobDir::create(options_.work_root, uid, gid, options_.box ? options_.disk_mb : 0);
   if (!dir.ok()) return dir.status();
   proc->dir = std::move(dir.value());
-  KF_RETURN_IF_ERROR(proc->dir->hand_over());
   const std::filesystem::path& home = proc->dir->path();
+  if (options_.device == "cuda") {
+    std::error_code ec;  // none yet (the judge builds it as it starts): the worker builds its own
+    std::filesystem::copy(triton_seed(options_), home / ".triton",
+                          std::filesystem::copy_options::recursive, ec);
+  }
+  KF_RETURN_IF_ERROR(proc->dir->hand_over());
   if (options_.uids) {
     spec.run_as = UserIds{uid, gid, home.string()};
   } else {

@@ -159,3 +159,31 @@ def test_a_signature_triton_cannot_build_is_skipped(env):
     records = [repr((({}, {0: "bad"}), {})), repr((({}, {0: "*bf16"}), {}))]
     assert worker.prebuild(json.dumps(records), lambda: _launch(drv, {}, WARM_SIGNATURE)) == 1
     assert drv.builds[-1]["src"] == "launcher [(0, '*bf16')]"
+
+
+def test_the_judge_seeds_its_own_cache_with_the_kept_signatures(env):
+    # Where workers run as another user, the agent copies the judge's Triton cache into each
+    # new worker's: the judge builds the warm-up kernel (and the driver utilities with it) once,
+    # then the launcher of each newly kept signature once, between jobs.
+    drv, path = env
+    judge = _module()
+    warm = lambda: _launch(drv, {}, WARM_SIGNATURE)  # noqa: E731
+    assert judge.seed(warm) == 0
+    assert [b["src"] for b in drv.builds] == [drv.make_launcher({}, WARM_SIGNATURE, None)]
+    assert judge.seed(warm) == 0 and len(drv.builds) == 1  # nothing new: nothing run
+    record = repr((({(3,): 64}, {0: "*fp16", 1: "i32", 3: "constexpr"}), {}))
+    judge.note([record])
+    drv.builds.clear()
+    assert judge.seed(warm) == 1
+    assert drv.builds[-1]["src"] == drv.make_launcher(
+        {(3,): 64}, {0: "*fp16", 1: "i32", 3: "constexpr"}, None)
+    assert judge.seed(warm) == 0  # built once
+
+    # A restarted judge starts from the file the last one kept, and builds what is valid in it.
+    hostile = repr((({}, {0: '*fp32"); system("id'}), {}))
+    path.write_text(json.dumps([record, hostile]))
+    drv.builds.clear()
+    again = _module()
+    assert again.seed(warm) == 1
+    assert [b["src"] for b in drv.builds][1:] == [drv.make_launcher(
+        {(3,): 64}, {0: "*fp16", 1: "i32", 3: "constexpr"}, None)]

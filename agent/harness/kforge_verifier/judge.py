@@ -41,6 +41,7 @@ import platform
 import secrets
 import signal as signal_mod
 import statistics
+import sys
 import time
 
 from . import channel, compare, errors, frameworks, job as job_mod
@@ -1024,14 +1025,26 @@ def serve(fd=3):
     ctl = channel.Channel(fd)
     cache = TaskCache()
     fw_cache = {}
-    if "torch" in os.environ.get("KFORGE_JUDGE_PRELOAD", "").split(","):
-        backend = os.environ.get("KFORGE_JUDGE_DEVICE", "cpu")
+    preload = os.environ.get("KFORGE_JUDGE_PRELOAD", "").split(",")
+    backend = os.environ.get("KFORGE_JUDGE_DEVICE", "cpu")
+    if "torch" in preload:
         try:  # warm: the framework imported and the device context up before any job
             fw = frameworks.get("torch", backend)
             fw.init_device()
             fw_cache[("torch", backend)] = fw
         except Exception:  # noqa: BLE001 - reported by the first job that needs it
             pass
+    seed = "triton" in preload and backend == "cuda"
+
+    def seed_triton_cache():  # between jobs: what new workers' caches are copied from
+        try:
+            launchers.seed()
+        except Exception as e:  # noqa: BLE001 - workers then build their own
+            print(f"kforge judge: the Triton cache was not seeded: {errors.trim(str(e))}",
+                  file=sys.stderr)
+
+    if seed:
+        seed_triton_cache()
     ctl.send({"ready": {"pid": os.getpid(), "python": platform.python_version()}})
     while True:
         try:
@@ -1089,3 +1102,5 @@ def serve(fd=3):
                      reference_worker)
         from .result import sanitize
         ctl.send({"result": sanitize(doc)})
+        if seed:
+            seed_triton_cache()

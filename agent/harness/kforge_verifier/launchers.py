@@ -15,7 +15,11 @@ Here the signatures travel, never what was built:
      while it warms up and before any candidate exists, builds their launchers into its own
      cache through Triton's own path: make_launcher's source, the build arguments Triton
      itself used for the warm-up kernel's launcher.
-A candidate whose kernel has one of those signatures finds its launcher built. A hostile
+The judge also builds them, with Triton's driver utilities (`cuda_utils`, 0.4 s of gcc) and
+the warm-up kernel, into its own cache (`seed`), and the agent copies that cache into each
+new worker's: the worker then finds them all built and warms up in a fraction of the time.
+Where workers run as another user than the judge, a worker can change its own copy, never
+the judge's. A candidate whose kernel has one of those signatures finds its launcher built. A hostile
 candidate can only choose which well-formed signatures later workers build ahead (each string
 matches a strict pattern, so nothing it sends can become C code; the source is Triton's),
 at the cost of their warm-up time; nothing it wrote is compiled or loaded by another job.
@@ -39,6 +43,8 @@ _WORD = re.compile(r"[A-Za-z0-9_*<>\[\], .+-]{0,64}\Z")
 _seen = []        # the worker's records (repr text), in order
 _build_ns = [0]   # the worker's time in compile_module_from_src since the last take
 _kept = []        # the judge's signatures, most recent first
+_seeded = set()   # the judge's signatures it built into its own cache (tried: built or not)
+_seed_warm = [False]
 
 
 # --- the rule both sides apply ------------------------------------------------------------
@@ -171,6 +177,22 @@ def prebuild(text, warm):
     return built
 
 
+def warm_kernel():
+    """Compiles and launches a one-line kernel, so that the candidate's compile finds Triton's
+    compiler stack (LLVM, the CUDA backend, the driver utilities) loaded and built."""
+    import torch
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _kforge_warm(x_ptr):
+        tl.store(x_ptr, tl.load(x_ptr) + 1.0)
+
+    x = torch.zeros(1, device="cuda")
+    _kforge_warm[(1,)](x)
+    torch.cuda.synchronize()
+
+
 def _name_of(args, kwargs):
     if "name" in kwargs:
         return kwargs["name"]
@@ -186,6 +208,29 @@ def _loads(text):
 
 
 # --- the judge (trusted) ------------------------------------------------------------------
+
+def seed(warm=warm_kernel):
+    """The judge (trusted, between jobs): builds into its own Triton cache (TRITON_CACHE_DIR,
+    the seed the agent copies into new workers' caches) the warm-up kernel, Triton's driver
+    utilities and the launchers of kept signatures not built yet. -> how many launchers were
+    built now."""
+    if not _seed_warm[0]:  # a restarted judge: the signatures the last one kept
+        path = os.environ.get("KFORGE_JUDGE_LAUNCHERS_FILE")
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read(MAX_KEPT * (MAX_RECORD_CHARS + 8))
+        except (OSError, TypeError):
+            text = ""
+        for t in _loads(text):
+            if valid(t) is not None and t not in _kept:
+                _kept.append(t)
+    pending = [t for t in _kept if t not in _seeded]
+    if _seed_warm[0] and not pending:
+        return 0
+    _seed_warm[0] = True
+    _seeded.update(pending)  # tried once: one Triton cannot build is not tried again
+    return prebuild(json.dumps(pending), warm)
+
 
 def note(records):
     """Keeps the valid ones of one job's records (a call reply's "launchers": untrusted) and

@@ -262,24 +262,8 @@ def main(fd=3):
     if "triton" in preload and cuda:
         try:  # and the launchers of recent jobs' signatures, built ahead (launchers.py)
             warm["launchers_built"] = launchers.prebuild(
-                os.environ.get("KFORGE_WORKER_LAUNCHERS", ""), _warm_triton)
+                os.environ.get("KFORGE_WORKER_LAUNCHERS", ""), launchers.warm_kernel)
         except Exception as e:  # noqa: BLE001 - a candidate that needs triton reports it
             warm["error"] = _describe(e, "warm-up")[:200]
     warm["ms"] = round((time.perf_counter() - t0) * 1e3, 1)
     Worker(chan, warm).serve()
-
-
-def _warm_triton():
-    """Compiles and launches a one-line kernel, so that the candidate's compile finds Triton's
-    compiler stack (LLVM, the CUDA backend, the driver utilities) already loaded."""
-    import torch
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def _kforge_warm(x_ptr):
-        tl.store(x_ptr, tl.load(x_ptr) + 1.0)
-
-    x = torch.zeros(1, device="cuda")
-    _kforge_warm[(1,)](x)
-    torch.cuda.synchronize()
