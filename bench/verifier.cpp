@@ -209,11 +209,13 @@ int main(int argc, char** argv) {
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
     std::vector<double> first_calls;  // ms, each job's first call (a Triton compile)
     std::vector<double> overheads;    // ms, each counted job's time outside its phases
+    nlohmann::json doc_last;
     for (size_t i = 0; i < jobs; ++i) {
       auto dir = root / (std::string(mode) + std::to_string(i));
       if (!write_job(dir, files).ok()) return false;
       auto t0 = std::chrono::steady_clock::now();
       auto doc = (*verifier)->verify(dir, std::chrono::seconds(300));
+      doc_last = doc;
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       fig.wall_s.push_back(s);
       ++fig.verdicts[doc.value("verdict", "?")];
@@ -250,6 +252,8 @@ int main(int argc, char** argv) {
     // the Triton signatures the judge kept for later workers (agent/harness/.../launchers.py)
     if (auto kept = read_file(vo.work_root / "triton-launchers.json"); kept.ok())
       std::printf("%s.triton_launchers_kept: %s\n", mode, kept->c_str());
+    if (doc_last.contains("triton_seed"))
+      std::printf("%s.triton_seed: %s\n", mode, doc_last["triton_seed"].dump().c_str());
     auto st = (*verifier)->stats();
     std::printf("%s.workers_spawned: %llu\n%s.workers_forked: %llu\n", mode,
                 static_cast<unsigned long long>(st.spawned), mode,

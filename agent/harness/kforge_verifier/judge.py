@@ -956,7 +956,7 @@ def _warm_report(ready):
     out = {}
     if isinstance(warm, dict):
         for key, value in warm.items():
-            if key in ("launchers_built", "ms") and isinstance(value, (int, float)) \
+            if key in ("launchers_built", "ms", "seeded_files") and isinstance(value, (int, float)) \
                     and not isinstance(value, bool):
                 out[key] = value
             elif key == "error" and isinstance(value, str):
@@ -1036,12 +1036,14 @@ def serve(fd=3):
             pass
     seed = "triton" in preload and backend == "cuda"
 
+    seeded = {}  # how the last seeding went: in each result (triton_seed), for operators
+
     def seed_triton_cache():  # between jobs: what new workers' caches are copied from
         try:
-            launchers.seed()
+            seeded["launchers_built"] = seeded.get("launchers_built", 0) + launchers.seed()
+            seeded.pop("error", None)
         except Exception as e:  # noqa: BLE001 - workers then build their own
-            print(f"kforge judge: the Triton cache was not seeded: {errors.trim(str(e))}",
-                  file=sys.stderr)
+            seeded["error"] = errors.describe(e, "seeding the Triton cache")[:300]
 
     if seed:
         seed_triton_cache()
@@ -1100,6 +1102,8 @@ def serve(fd=3):
 
         doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once,
                      reference_worker)
+        if seed:
+            doc["triton_seed"] = dict(seeded)
         from .result import sanitize
         ctl.send({"result": sanitize(doc)})
         if seed:

@@ -260,6 +260,8 @@ def main(fd=3):
         except Exception:  # noqa: BLE001 - reported when a job needs it
             pass
     if "triton" in preload and cuda:
+        cache = os.environ.get("TRITON_CACHE_DIR", "")
+        warm["seeded_files"] = sum(len(f) for _, _, f in os.walk(cache)) if cache else 0
         try:  # and the launchers of recent jobs' signatures, built ahead (launchers.py)
             warm["launchers_built"] = launchers.prebuild(
                 os.environ.get("KFORGE_WORKER_LAUNCHERS", ""), launchers.warm_kernel)
