@@ -85,7 +85,12 @@ bundle() {
   # The verifier and scale benchmarks (bench/verifier.cpp, bench/scale.cpp) ride along when built.
   local b
   for b in kforge-bench-verifier kforge-bench-scale; do
-    [[ -x $build/bench/$b ]] && progs+=("$build/bench/$b")
+    [[ -x $build/bench/$b ]] || continue
+    # The benches are not in the default target: one linked before the agent's library was
+    # last built carries old code (its own copy of the Verifier).
+    [[ $build/bench/$b -ot $build/agent/libkforge_agent.a ]] &&
+      die "$build/bench/$b is older than the agent's library: cmake --build build --target benches"
+    progs+=("$build/bench/$b")
   done
   [[ $(uname -m) == x86_64 ]] || die "bundle: made for x86_64 (this is $(uname -m))"
   rm -rf "$out"
