@@ -41,9 +41,9 @@ struct CoordinatorConfig {
   bool metrics_public = false;     // serve /metrics without the token (for a scraper without one)
   uint32_t api_max_body_mb = 256;  // largest request body (a campaign submission)
   uint32_t api_max_connections = 1024;  // open API connections; more are answered 503
-  uint32_t api_threads = 16;         // threads answering API requests (idle connections need none)
-  uint32_t heartbeat_ms = 1000;      // expected interval between agent heartbeats
-  uint32_t liveness = 3;             // agent is lost after heartbeat_ms*liveness of silence
+  uint32_t api_threads = 16;     // threads answering API requests (idle connections need none)
+  uint32_t heartbeat_ms = 1000;  // expected interval between agent heartbeats
+  uint32_t liveness = 3;         // agent is lost after heartbeat_ms*liveness of silence
   // Agents' heartbeats per second the coordinator asks for at most: a fleet larger than
   // max_heartbeats_per_s x heartbeat_ms / 1000 agents is told a multiple of heartbeat_ms
   // (0: always heartbeat_ms).

@@ -63,10 +63,10 @@ struct CoordinatorOptions {
   std::filesystem::path data_dir = "kforge-data";  // holds kforge.db
   uint32_t heartbeat_ms = 1000;                    // send something to each agent this often
   uint32_t liveness = 3;                           // silent intervals before an agent is lost
-  uint32_t max_heartbeats_per_s = 5000;  // a larger fleet is told a longer interval (0: never)
-  uint32_t restart_grace_ms = 5000;                // after start: wait for agents before re-queuing
-  uint32_t precision_jobs_per_device = 1;          // >1: precision-only jobs may share a device
-  size_t max_msg_bytes = 64u << 20;                // ZMQ_MAXMSGSIZE and decode limit
+  uint32_t max_heartbeats_per_s = 5000;    // a larger fleet is told a longer interval (0: never)
+  uint32_t restart_grace_ms = 5000;        // after start: wait for agents before re-queuing
+  uint32_t precision_jobs_per_device = 1;  // >1: precision-only jobs may share a device
+  size_t max_msg_bytes = 64u << 20;        // ZMQ_MAXMSGSIZE and decode limit
   std::string curve_secret_key;  // z85: CURVE on the agent link; empty: plain TCP (a warning)
   std::filesystem::path agent_keys_file;      // CURVE allow-list, re-read when it changes; or:
   AgentKeys agent_keys;                       // the allow-list when agent_keys_file is empty
