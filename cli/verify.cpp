@@ -151,9 +151,10 @@ int cmd_verify(const ParsedFlags& flags) {
   vo.worker_limits.address_space_mb = memory_mb;
   vo.worker_limits.processes = processes;
   vo.worker_limits.file_size_mb = 1024;
-  vo.warm_workers = 1;  // starts beside the judge
-  vo.refill = false;    // one job
-  vo.zygote = false;    // which would cost what the one worker costs
+  // Start beside the judge: the candidate's worker, and for a profile job the reference's
+  vo.warm_workers = spec.task_type == "profile" ? 2 : 1;
+  vo.refill = false;  // one job
+  vo.zygote = false;  // which would cost what the one worker costs
   vo.device = spec.target.backend;
   if (vo.device == "cuda") vo.preload = "torch,triton";
   // As root, the worker gets the agent's box (common/sandbox.h): its own cgroup, PID, network,

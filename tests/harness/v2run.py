@@ -123,6 +123,7 @@ class Judge:
             elif "reference_worker" in msg:
                 if getattr(self, "spare", None):
                     (p, s), self.spare = self.spare, None  # warm, as the agent's pool would
+                    self.spare = self._new_worker(self.parent, None)  # and its refill
                 else:
                     p, s = self._new_worker(self.parent, None)
                 extra.append((p, s))
