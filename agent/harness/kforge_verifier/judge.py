@@ -41,7 +41,6 @@ import platform
 import secrets
 import signal as signal_mod
 import statistics
-import sys
 import time
 
 from . import channel, compare, errors, frameworks, job as job_mod
@@ -434,7 +433,6 @@ class JudgeRunner(Runner):
         super().check_rules()
 
     def load_candidate(self):
-        spec = self.spec
         self.stage("load_candidate")
         t0 = time.perf_counter()
         r = self.remote
@@ -454,19 +452,25 @@ class JudgeRunner(Runner):
         t_ref = time.perf_counter()
         self.time_reference()  # profile jobs: before any of the candidate's code exists
         t0 += time.perf_counter() - t_ref  # its own phase, time_reference
-        r.in_arena.reset()
-        init = channel.encode(self.init_inputs(), None if isinstance(
-            r.in_arena, channel.DeviceArena) else r.in_arena)  # device mode: no arrays in it
-        r.loaded = True  # from here on, whatever the worker does is the candidate's doing
-        r.deadline = time.monotonic() + r.timeout_s
-        reply = r.request({"op": "load", "source": self.source, "impl_type": spec.impl_type,
-                           "framework": spec.framework, "backend": spec.backend,
-                           "op_name": spec.op_name, "threads": spec.threads,
-                           "seed": spec.seed, "init": init,
-                           "reference_names": sorted(self.reference_names)})
-        if "ok" not in reply:
-            raise _candidate_failure(reply, "loading the candidate")
+        self._load(r, self.source, "loading the candidate")
         self.doc["phases_ms"]["load_candidate"] = round((time.perf_counter() - t0) * 1e3, 3)
+
+    def _load(self, remote, source, what, **fields):
+        """Hands `source` to a worker with the task's constructor inputs (fields override the
+        candidate's load message: the reference's worker loads the task's Model)."""
+        spec = self.spec
+        remote.in_arena.reset()
+        init = channel.encode(self.init_inputs(), None if isinstance(
+            remote.in_arena, channel.DeviceArena) else remote.in_arena)  # device: no arrays
+        remote.loaded = True  # from here on, whatever the worker does is its code's doing
+        remote.deadline = time.monotonic() + remote.timeout_s
+        reply = remote.request({"op": "load", "source": source, "impl_type": spec.impl_type,
+                                "framework": spec.framework, "backend": spec.backend,
+                                "op_name": spec.op_name, "threads": spec.threads,
+                                "seed": spec.seed, "init": init,
+                                "reference_names": sorted(self.reference_names), **fields})
+        if "ok" not in reply:
+            raise _candidate_failure(reply, what)
 
     def call_limit(self):
         """The next call's CallLimit: the worker's first call compiles, later ones do not."""
@@ -474,9 +478,10 @@ class JudgeRunner(Runner):
         self.calls += 1
         return limit
 
-    def private_inputs(self):
+    def private_inputs(self, remote=None):
         """Whether the worker copies its inputs out of a device arena (CUDA_IPC_PRIVATE)."""
-        return CUDA_IPC_PRIVATE and isinstance(self.remote.in_arena, channel.DeviceArena)
+        remote = self.remote if remote is None else remote
+        return CUDA_IPC_PRIVATE and isinstance(remote.in_arena, channel.DeviceArena)
 
     def remote_call(self, inputs, seed, what, trace=False):
         """One call of the candidate on `inputs` -> its output leaves (private copies)."""
@@ -628,9 +633,11 @@ class JudgeRunner(Runner):
         spec, fw, r = self.spec, self.fw, self.remote
         self.stage("profile")
         t0 = time.perf_counter()
-        ref_in, ref_out = self._reference_buffers()
-        flush = self._l2_flush()
         total = spec.warmup + spec.runs
+        # buffers for the reference's outputs only where a set's were not kept (TIMED_SETS_BYTES)
+        redraw = any(t.inputs is None for t in self.state.timed[:total])
+        ref_in, ref_out = self._reference_buffers() if redraw else (None, None)
+        flush = self._l2_flush()
         cand_times, ref_times, raw_times = [], [], []
         ref_how = set()
         breakdown = collections.defaultdict(list)  # phase -> ns of each timed run
@@ -672,8 +679,9 @@ class JudgeRunner(Runner):
                     cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
                     raw_times.append(cand_ns / 1000.0)
         finally:
-            ref_in.close()
-            ref_out.close()
+            for a in (ref_in, ref_out):
+                if a is not None:
+                    a.close()
             del flush
         # what any correct call moves at least: its outputs and its largest input (every
         # timed set has the task's shapes: the last one's sizes stand for all)
@@ -734,8 +742,7 @@ class JudgeRunner(Runner):
         fw.synchronize()
         t_put = time.perf_counter_ns()
         reply = remote.request({"op": "call", "inputs": tree, "seed": None, "what": label,
-                                "private": CUDA_IPC_PRIVATE and isinstance(
-                                    remote.in_arena, channel.DeviceArena)}, limit=limit)
+                                "private": self.private_inputs(remote)}, limit=limit)
         if "out" not in reply:
             raise _candidate_failure(reply, label)
         t_replied = time.perf_counter_ns()
@@ -763,18 +770,8 @@ class JudgeRunner(Runner):
             if type(ref.in_arena) is not type(r.in_arena):
                 raise OSError("its buffers are not of the candidate's kind")
             ref.measure_rtt()
-            ref.in_arena.reset()
-            init = channel.encode(self.init_inputs(), None if isinstance(
-                ref.in_arena, channel.DeviceArena) else ref.in_arena)
-            ref.deadline = time.monotonic() + ref.timeout_s
-            spec = self.spec
-            reply = ref.request({"op": "load", "source": self.ref_source,
-                                 "impl_type": "reference", "class_name": "Model",
-                                 "framework": spec.framework, "backend": spec.backend,
-                                 "op_name": "", "threads": spec.threads, "seed": spec.seed,
-                                 "init": init, "reference_names": []})
-            if "ok" not in reply:
-                raise _candidate_failure(reply, "loading the reference")
+            self._load(ref, self.ref_source, "loading the reference", impl_type="reference",
+                       class_name="Model", op_name="", reference_names=[])
         except (Failure, WorkerGone, WorkerTimeout, channel.ProtocolError, OSError) as e:
             self.doc["reference_worker"] = "none: " + errors.trim(str(e))[:300]
             if ref is not None:
