@@ -257,6 +257,11 @@ TEST_CASE("lost messages are repaired: a dropped assign is re-queued, a dropped 
   CHECK(cluster.recorded()[job] == 1);
 }
 
+// Two full coordinator loop turns, after a test moved its manual clock.
+static void settle(TestCluster& cluster) {
+  for (int i = 0; i < 2; ++i) cluster.coordinator().call([](Coordinator&) {});
+}
+
 TEST_CASE("a silent agent is lost after heartbeat x liveness, not before, and its job re-queued") {
   ManualClock clock;
   TestCluster cluster(TestCluster::fast_options(), clock);  // 100 ms x 3
@@ -267,14 +272,11 @@ TEST_CASE("a silent agent is lost after heartbeat x liveness, not before, and it
   });
   int64_t job = cluster.submit({"sleep", "60"});
   REQUIRE(wait_until([&] { return a.running_jobs() == 1; }));
-  auto settle = [&] {  // two full loop turns after the clock moved
-    for (int i = 0; i < 2; ++i) cluster.coordinator().call([](Coordinator&) {});
-  };
   clock.advance(Millis(250));
-  settle();
+  settle(cluster);
   CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
   clock.advance(Millis(100));
-  settle();
+  settle(cluster);
   CHECK_FALSE(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
   JobRow row = job_row(cluster, job);
   CHECK(row.state == JobState::queued);
@@ -293,12 +295,9 @@ TEST_CASE("a fleet over max_heartbeats_per_s is asked for a longer interval and 
   Agent& b = cluster.start_agent("b");
   REQUIRE(cluster.wait_live(2));
   CHECK(b.heartbeat_ms() == 200);  // its Welcome
-  auto settle = [&] {              // two full loop turns after the clock moved
-    for (int i = 0; i < 2; ++i) cluster.coordinator().call([](Coordinator&) {});
-  };
   // The coordinator's next heartbeat to a announces the longer interval.
   clock.advance(Millis(100));
-  settle();
+  settle(cluster);
   REQUIRE(wait_until([&] { return a.heartbeat_ms() == 200; }));
   // a is judged by it. Its last message came 0 or 100 ms ago: 450 ms on, silent for at most
   // 550 ms, it is still live (3 x 100 would have lost it); 200 ms later, silent for at least
@@ -307,10 +306,10 @@ TEST_CASE("a fleet over max_heartbeats_per_s is asked for a longer interval and 
     return std::holds_alternative<proto::Heartbeat>(m) ? kDropMessage : Millis(0);
   });
   clock.advance(Millis(450));
-  settle();
+  settle(cluster);
   CHECK(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
   clock.advance(Millis(200));
-  settle();
+  settle(cluster);
   CHECK_FALSE(cluster.coordinator().call([&](Coordinator& c) { return c.agent_live(a.id()); }));
 }
 
