@@ -117,6 +117,47 @@ TEST_CASE("each verdict of the corpus is reached through kforge verify") {
   }
 }
 
+// A candidate's stderr is any bytes: its tail (the last 4000 bytes, which reach the judge)
+// cut inside a character, and bytes that are no UTF-8 at all, must neither abort the
+// verifier (nlohmann's dump threw type_error.316, uncaught) nor change the verdict.
+TEST_CASE("a correct candidate that writes invalid UTF-8 to its stderr passes") {
+  TempDir dir;
+  auto correct = kforge::read_file(corpus_dir() / "candidates" / "add_cpp_ok.py");
+  REQUIRE(correct.ok());
+  // 2000 three-byte characters, then 17 bytes: the cut 4000 bytes from the end falls one
+  // byte into a character.
+  const std::filesystem::path candidate = dir / "candidate.py";
+  write_file(candidate, *correct + R"(
+
+import os
+os.write(2, "caf\u00e9 ".encode() * 300 + "\u20ac".encode() * 2000 + b" \xff\xfe not utf-8: \xc3\n")
+)");
+  ProcessSpec spec;
+  spec.argv = {(binary_dir() / "cli" / "kforge").string(),
+               "verify",
+               "--json",
+               "--task",
+               (corpus_dir() / "tasks" / "vector_add_torch.py").string(),
+               "--candidate",
+               candidate.string(),
+               "--impl-type",
+               "cpp",
+               "--framework",
+               "torch",
+               "--task-type",
+               "precision_only",
+               "--op-name",
+               "vector_add"};
+  spec.env_allow = {"PATH", "TMPDIR"};
+  spec.timeout = 180s;
+  auto r = run_process(spec);
+  REQUIRE(r.ok());
+  REQUIRE_MESSAGE(r->exit_code == 0, r->stderr_data);
+  auto doc = nlohmann::json::parse(r->stdout_data, nullptr, false);
+  REQUIRE_MESSAGE(doc.is_object(), r->stdout_data);
+  CHECK_MESSAGE(doc.value("verdict", "") == "passed", doc.value("message", ""));
+}
+
 TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an agent") {
   TestCluster cluster;
   AgentOptions options = TestCluster::fast_agent_options();

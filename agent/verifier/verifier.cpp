@@ -31,9 +31,31 @@ std::string signal_name(int sig) {
 
 using Deadline = std::chrono::steady_clock::time_point;
 
+// Text that came from a candidate (its stderr, its exception's message) is any bytes: where
+// it is written as JSON, invalid UTF-8 becomes U+FFFD rather than an exception.
+std::string dump_json(const nlohmann::json& doc) {
+  return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// `text` as valid UTF-8 (what dump_json would write of it).
+std::string valid_utf8(const std::string& text) {
+  return nlohmann::json::parse(dump_json(text)).get<std::string>();
+}
+
+// The last `max` bytes of `text` at most, from a UTF-8 character's first byte: a cut never
+// splits a character (bytes invalid anyway are left to dump_json).
+std::string utf8_tail(const std::string& text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t at = text.size() - max;
+  for (int i = 0;
+       i < 3 && at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80; ++i)
+    ++at;
+  return text.substr(at);
+}
+
 // JSON messages on a SOCK_SEQPACKET socket, with at most one descriptor attached.
 Status send_message(int fd, const nlohmann::json& msg, int pass_fd = -1) {
-  std::string data = msg.dump();
+  std::string data = dump_json(msg);
   iovec iov{data.data(), data.size()};
   msghdr hdr{};
   hdr.msg_iov = &iov;
@@ -56,7 +78,8 @@ Status send_message(int fd, const nlohmann::json& msg, int pass_fd = -1) {
   return Status();
 }
 
-enum class Wait { message, closed, timed_out, cancelled };
+// malformed: a message came that is not a JSON object.
+enum class Wait { message, closed, timed_out, cancelled, malformed };
 
 // Waits for one message until `deadline` or `cancel`. Descriptors that come with it are
 // closed: the judge never sends any.
@@ -93,8 +116,8 @@ Wait recv_message(int fd, Deadline deadline, CancelToken* cancel, nlohmann::json
     if (n <= 0) return Wait::closed;
     buf.resize(static_cast<size_t>(n));
     *out = nlohmann::json::parse(buf, nullptr, /*allow_exceptions=*/false);
-    if (!out->is_object()) return Wait::closed;  // the judge is ours: garbage means broken
-    return Wait::message;
+    // the judge is ours, and its channel writes lone surrogates as "?" (channel.py)
+    return out->is_object() ? Wait::message : Wait::malformed;
   }
 }
 
@@ -134,7 +157,7 @@ const nlohmann::json& syscall_filter_json() {
 }  // namespace
 
 nlohmann::json verifier_error(const std::string& verdict, const std::string& message) {
-  return {{"verdict", verdict}, {"message", message}, {"stage", "start"}};
+  return {{"verdict", verdict}, {"message", valid_utf8(message)}, {"stage", "start"}};
 }
 
 // A child process run by run_process() on its own thread; `sock` is our end of its socket.
@@ -531,7 +554,7 @@ nlohmann::json Verifier::worker_exit(Proc& worker) {
                          {"killed", r->cancelled},
                          {"oom", r->memory_exceeded},
                          {"pids_exceeded", r->pids_exceeded},
-                         {"stderr", out.size() > 4000 ? out.substr(out.size() - 4000) : out}};
+                         {"stderr", utf8_tail(out, 4000)}};
   if (sig != 0 && !ours) exit["signal_name"] = signal_name(sig);
   return exit;
 }
@@ -567,6 +590,25 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
                                 std::chrono::milliseconds timeout, CancelToken* cancel,
                                 const std::optional<ResourceLimits>& limits) {
   std::lock_guard job_lock(job_mu_);
+  try {
+    return run_verify(job_dir, timeout, cancel, limits);
+  } catch (const std::exception& e) {
+    // Whatever threw (a message of the judge or the zygote unlike what we expect), the job
+    // ends as an infra_error and the agent lives on; the judge may be mid-job: a fresh one
+    // serves the next. The job's workers died with run_verify's frame.
+    spdlog::error("verifier: the job failed: {}", e.what());
+    stop_judge();
+    {
+      std::lock_guard lock(mu_);
+      stats_.busy = 0;
+    }
+    return verifier_error("infra_error", std::string("verifier: ") + e.what());
+  }
+}
+
+nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
+                                    std::chrono::milliseconds timeout, CancelToken* cancel,
+                                    const std::optional<ResourceLimits>& limits) {
   if (Status st = ensure_judge(); !st.ok()) return verifier_error("infra_error", st.message());
   std::unique_ptr<Proc> worker;
   if (Status st = take_worker(&worker, limits); !st.ok())
@@ -608,6 +650,11 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
     if (w == Wait::cancelled) {
       stop_judge();  // it may be deep in the reference: a fresh one serves the next job
       return finish(verifier_error("infra_error", "the job was cancelled"));
+    }
+    if (w == Wait::malformed) {
+      stop_judge();  // what it waits for now is unknown: a fresh one serves the next job
+      return finish(
+          verifier_error("infra_error", "the judge sent a message that is not a JSON object"));
     }
     if (w != Wait::message) {
       stop_judge();

@@ -87,7 +87,7 @@ class Verifier {
   // judge's user). Returns the verdict document (docs/harness.md). timeout bounds the whole
   // job; `cancel` (may be null) ends it early with infra_error "cancelled".
   // `limits`, when given and unlike options.worker_limits, gets a worker of its own, started
-  // for this job (cold).
+  // for this job (cold). Never throws: whatever goes wrong is an infra_error verdict.
   nlohmann::json verify(const std::filesystem::path& job_dir, std::chrono::milliseconds timeout,
                         CancelToken* cancel = nullptr,
                         const std::optional<ResourceLimits>& limits = std::nullopt);
@@ -106,6 +106,9 @@ class Verifier {
   struct Proc;
   explicit Verifier(const VerifierOptions& options);
   Result<std::unique_ptr<Proc>> spawn_worker(const ResourceLimits& limits);
+  // verify() without its lock, and any exception left to it.
+  nlohmann::json run_verify(const std::filesystem::path& job_dir, std::chrono::milliseconds timeout,
+                            CancelToken* cancel, const std::optional<ResourceLimits>& limits);
   // A warm worker when `limits` are the standard ones and the pool has one, else a new one.
   Status take_worker(std::unique_ptr<Proc>* out, const std::optional<ResourceLimits>& limits = {});
   Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec,

@@ -85,6 +85,8 @@ def _check_case(case, res):
     if case.get("limits", {}).get("processes") and not _can_drop_privileges():
         pytest.skip("RLIMIT_NPROC cannot bind here (root without setuid)")
     assert res["verdict"] == expect, f"{res['verdict']}: {res['message']}"
+    if "message_has" in case:  # the verdict for the reason the case is about
+        assert case["message_has"] in res["message"], res["message"]
     assert bool(res["input_error"]) == bool(case.get("input_error", False)), res
     json.dumps(res, allow_nan=False)  # strict JSON: raises on NaN/Inf
     assert res["stage"] in ("load_reference", "load_candidate", "precision", "profile")

@@ -12,6 +12,7 @@ answers: later writes by the candidate never reach what the judge compares.
 """
 
 import ctypes as C
+import fcntl
 import json
 import mmap
 import os
@@ -50,7 +51,10 @@ class Channel:
         self.sock.close()
 
     def send(self, obj, fds=()):
-        data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        # UTF-8 on the wire; a lone surrogate (a candidate's text can hold one) becomes "?",
+        # since strict JSON readers (the agent's) refuse its \ud800 escape
+        data = json.dumps(obj, separators=(",", ":"), allow_nan=False,
+                          ensure_ascii=False).encode("utf-8", "replace")
         if len(data) > MAX_MESSAGE:
             raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
         try:
@@ -82,11 +86,13 @@ class Channel:
             raise ProtocolError(f"message larger than {MAX_MESSAGE} bytes")
         try:
             obj = json.loads(data)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             for fd in fds:
                 os.close(fd)
             raise ProtocolError(f"not JSON: {e}") from None
         if not isinstance(obj, dict):
+            for fd in fds:
+                os.close(fd)
             raise ProtocolError("a message must be a JSON object")
         return obj, fds
 
@@ -114,8 +120,11 @@ class Arena(_Bump):
     def __init__(self, size, fd=None, name="kforge-arena"):
         self.size = max(int(size), mmap.PAGESIZE)
         if fd is None:
-            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             os.ftruncate(fd, self.size)
+            # the peer may be hostile: a buffer it shrank would kill our reads with SIGBUS
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
         self.fd = fd
         self.map = mmap.mmap(fd, self.size)
         self.used = 0
@@ -130,7 +139,8 @@ class Arena(_Bump):
 
 # --- dtypes -----------------------------------------------------------------------------------
 # torch dtypes without a numpy twin travel as raw integers of the same width.
-_RAW = {"bfloat16": "uint16", "float8_e4m3fn": "uint8", "float8_e5m2": "uint8"}
+# dtypes numpy lacks travel as same-sized ints (signed: torch before 2.3 has no uint16)
+_RAW = {"bfloat16": "int16", "float8_e4m3fn": "int8", "float8_e5m2": "int8"}
 _NUMPY = {"float64", "float32", "float16", "complex128", "complex64", "int64", "int32",
           "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool"}
 
@@ -515,10 +525,16 @@ def put(value, arena):
 
 
 def take(tree, arena, device="cpu", copy=True):
-    """decode() or decode_device(), by the kind of arena."""
-    if isinstance(arena, DeviceArena):
-        return decode_device(tree, arena, copy)
-    return decode(tree, arena, device, copy)
+    """decode() or decode_device(), by the kind of arena. The tree is the peer's: whatever in
+    it numpy or torch refuses (an integer out of range, an impossible shape, a dtype this
+    torch lacks) is the peer's protocol error, not ours."""
+    try:
+        if isinstance(arena, DeviceArena):
+            return decode_device(tree, arena, copy)
+        return decode(tree, arena, device, copy)
+    except (ValueError, TypeError, OverflowError, AttributeError, IndexError,
+            RecursionError, MemoryError) as e:
+        raise ProtocolError(f"{type(e).__name__}: {e}"[:300]) from None
 
 
 def all_on_cuda(value, depth=0):

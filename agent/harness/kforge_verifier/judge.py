@@ -48,6 +48,9 @@ from . import launchers, timing, verdicts
 from .runner import Case, Runner, TRIAL_MIN, new_doc
 from .verdicts import Failure
 
+# impl_types whose launches the worker counts (launches.py): their replies must carry a count
+COUNTED = ("cpp", "triton", "cuda_c")
+
 CANDIDATE_VERDICTS = {verdicts.COMPILE_ERROR, verdicts.RUNTIME_ERROR, verdicts.CRASHED,
                       verdicts.RESOURCE_EXCEEDED, verdicts.REJECTED,
                       verdicts.PRECISION_MISMATCH}
@@ -170,6 +173,9 @@ class Remote:
                           f"the worker broke the protocol: {e}") from None
         for fd in extra:
             os.close(fd)
+        why = _malformed(reply) if self.loaded else None
+        if why:
+            raise Failure(verdicts.REJECTED, f"the worker broke the protocol: {why}")
         return reply
 
     def _sooner(self, seconds, why):
@@ -266,6 +272,37 @@ class CallLimit:
         return (f"the candidate's work did not finish within {self.sync_s:g} s after its "
                 f"forward returned (a kernel that never ends?; {self._ref()}; the limit is "
                 f"max({SYNC_FLOOR_S:g} s, {CALL_FACTOR:g}x that)); its process was killed")
+
+
+def _count(v, limit=2**63):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < limit
+
+
+# The fields of a worker's reply that the judge reads, with their types. Once a candidate's
+# code is loaded its process can send anything: a reply that breaks these is rejected, so
+# nothing the candidate sends can make the judge itself fail (an infra_error).
+_REPLY_LISTS = ("problems", "aliases")
+
+
+def _malformed(reply):
+    """-> what is wrong with a worker's reply, or None."""
+    for key in _REPLY_LISTS:
+        if reply.get(key) is not None and not isinstance(reply[key], list):
+            return f"{key} is not a list"
+    if reply.get("launches") is not None and not _count(reply["launches"], 2**53):
+        return "launches is not a count"
+    phases = reply.get("phases_ns")
+    if phases is not None and not (isinstance(phases, dict) and all(
+            _count(v) for v in phases.values())):
+        return "phases_ns is not a map of counts"
+    trace = reply.get("trace")
+    if trace is not None:
+        if not isinstance(trace, dict):
+            return "trace is not a map"
+        for key, kind in (("ops", list), ("producers", list), ("max_numel", dict)):
+            if trace.get(key) is not None and not isinstance(trace[key], kind):
+                return f"trace.{key} is not a {kind.__name__}"
+    return None
 
 
 def _candidate_failure(reply, what):
@@ -517,15 +554,19 @@ class JudgeRunner(Runner):
 
     def run_candidate(self, inputs, seed, what):
         leaves = self.remote_call(inputs, seed, what)
-        launches = self.last_report.get("launches")
-        if isinstance(launches, int):
-            self._check_launched(launches, 1, what)
+        self._check_launched(self.last_report.get("launches"), 1, what)
         return leaves
 
     def _check_launched(self, delta, expected, what):
-        # the worker counts (it reports None where the impl_type has no counter): the
-        # judge's own process never loads a kernel, so its counters say nothing
+        # the worker counts, for every call (None where the impl_type has no counter): the
+        # judge's own process never loads a kernel, so its counters say nothing. Its count is
+        # a hint (the worker is the candidate's process), but one it must give.
         impl = self.spec.impl_type
+        if delta is None and impl not in COUNTED:
+            return
+        if delta is None:
+            raise Failure(verdicts.REJECTED, f"the candidate's worker did not count its "
+                          f"kernel's launches during {what}")
         if delta < expected:
             how = {"cpp": "call into its native library (kforge_cpp/ctypes)",
                    "triton": "launch a @triton.jit kernel",
@@ -544,14 +585,16 @@ class JudgeRunner(Runner):
         leaves = self.remote_call(inputs, case.seed, f"{case.label}, traced run", trace=True)
         self.doc["phases_ms"]["first_call"] = round((time.perf_counter() - t0) * 1e3, 3)
         self.doc["phases_ms"]["first_call_in_worker"] = _worker_phases_ms(self.last_report)
-        launches = self.last_report.get("launches")
-        if isinstance(launches, int):
-            self._check_launched(launches, 1, f"{case.label}, traced run")
+        self._check_launched(self.last_report.get("launches"), 1, f"{case.label}, traced run")
         summary = self.last_report.get("trace")
-        if isinstance(summary, dict):
-            self.check_trace(_RemoteLog(summary), list(range(len(leaves))))
-        # traced outputs may be the tracer's own array type: only the values count here
-        self.compare_case(case, inputs, leaves, case.label)
+        if not isinstance(summary, dict):
+            raise Failure(verdicts.REJECTED, f"{case.label}, traced run: the candidate's "
+                          f"worker gave no trace of the call")
+        self.check_trace(_RemoteLog(summary), list(range(len(leaves))))
+        # traced outputs may be the tracer's own array type: only the values count here;
+        # the inputs as the candidate left them (in-place ops write them)
+        after = channel.take(self.last_in_tree, self.remote.in_arena, fw.device)
+        self.compare_case(case, after, leaves, case.label)
 
     def check_case(self, case, inputs, leaves, label, allow_rules=True):
         if allow_rules:
@@ -640,6 +683,8 @@ class JudgeRunner(Runner):
         flush = self._l2_flush()
         cand_times, ref_times, raw_times = [], [], []
         ref_how = set()
+        floor_us = self._crossing_floor_us(total)
+        at_floor = 0
         breakdown = collections.defaultdict(list)  # phase -> ns of each timed run
         try:
             for i in range(total):
@@ -652,8 +697,13 @@ class JudgeRunner(Runner):
                 # the candidate, on the same values
                 reply, tree, leaves, (s, t_put, t_replied, end) = self._timed_remote_call(
                     r, inputs, label, flush, self.call_limit())
+                written = self._written_inputs()
+                if written:  # checked like the reference's (_reference_run)
+                    after = channel.take(tree, r.in_arena, fw.device)
+                    leaves = list(leaves) + [after[i] for i in written]
                 self.last_report, self.last_in_tree = reply, tree
                 launchers.note(reply.get("launchers"))  # validated there
+                self._check_launched(reply.get("launches"), 1, label)
                 cand_ns = end - s
                 case = Case(seed=seed, label=label, pristine=[], ref_outputs=[],
                             ref_keep=list(ref_leaves), ref_aliases=[True] * len(ref_leaves),
@@ -676,7 +726,9 @@ class JudgeRunner(Runner):
                         breakdown["reference." + k].append(v)
                     ref_times.append(ref_ns / 1000.0)
                     ref_how.add(timed.how)
-                    cand_times.append(max(cand_ns / 1000.0 - r.rtt_us, 0.001))
+                    cand_us = cand_ns / 1000.0 - r.rtt_us
+                    at_floor += cand_us < floor_us
+                    cand_times.append(max(cand_us, floor_us, 0.001))
                     raw_times.append(cand_ns / 1000.0)
         finally:
             for a in (ref_in, ref_out):
@@ -688,7 +740,6 @@ class JudgeRunner(Runner):
         min_bytes = channel.total_array_bytes(ref_leaves) + max(
             [channel.total_array_bytes(x) for x in inputs] or [0])
         self._check_roofline(min_bytes, statistics.median(raw_times))
-        launches = self.last_report.get("launches")
         cand_stats = timing.summarize(cand_times)
         ref_stats = timing.summarize(ref_times)
         speedup = ref_stats["median_us"] / cand_stats["median_us"]
@@ -697,6 +748,10 @@ class JudgeRunner(Runner):
                                "speedup": round(speedup, 4), "suspicious": suspicious,
                                "method": "judge_clock", "warmup": spec.warmup,
                                "worker_rtt_us": round(r.rtt_us, 3),
+                               # no candidate time is taken below what the harness's own
+                               # worker needs to cross without a kernel (_crossing_floor_us)
+                               "crossing_floor_us": round(floor_us, 3),
+                               "runs_at_floor": at_floor,
                                # where the reference was timed: "worker" (a process of its
                                # own, through the same crossing) or "judge" (see REFERENCE_WORKER)
                                "reference_timing": "worker" if ref_how == {"worker"} else "judge",
@@ -705,10 +760,22 @@ class JudgeRunner(Runner):
                                "breakdown_us": {k: round(statistics.median(v) / 1000.0, 3)
                                                 for k, v in sorted(breakdown.items()) if v},
                                "threads": spec.threads if fw.device == "cpu" else None}
-        del launches
         self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     timing_note = ", every timed run on inputs of its own and checked"
+
+    def _crossing_floor_us(self, total):
+        """The least time a candidate's call is taken at: what a kernel that takes no time
+        would read through the harness, i.e. the median of what the reference's worker spent
+        on its timed calls outside its kernel (receiving, the inputs' views, the outputs'
+        copies, the reply, and the judge's copies on both sides). The candidate's worker is
+        its own process: a candidate that answers the judge from a loop of its own skips
+        that work, and without this floor the time saved would read as its kernel's speed.
+        With it, no speedup reads higher than a zero-time kernel's under the conditions the
+        reference was timed in. 0 where the reference was timed in the judge."""
+        crossings = [t.phases_ns["crossing"] for t in self.state.timed[self.spec.warmup:total]
+                     if t.how == "worker" and "crossing" in t.phases_ns]
+        return statistics.median(crossings) / 1000.0 if crossings else 0.0
 
     def _check_roofline(self, min_bytes, raw_median_us):
         """A time no device can reach is not a speedup: rejected. The time compared is the
@@ -728,6 +795,10 @@ class JudgeRunner(Runner):
                           f"this device ({bandwidth / 1e9:.1f} GB/s measured, x"
                           f"{ROOFLINE_MARGIN:g}): the work was not all done in the timed call")
 
+    def _written_inputs(self):
+        """Indices of the inputs the reference writes in place: a timed run checks them too."""
+        return sorted(self.cases[0][0].ref_modified_host) if self.cases else []
+
     def _timed_remote_call(self, remote, inputs, label, flush, limit):
         """One timed call through a worker, timed by the judge's clock from before the inputs
         are written to after the judge holds a private copy of the outputs.
@@ -742,7 +813,8 @@ class JudgeRunner(Runner):
         fw.synchronize()
         t_put = time.perf_counter_ns()
         reply = remote.request({"op": "call", "inputs": tree, "seed": None, "what": label,
-                                "private": self.private_inputs(remote)}, limit=limit)
+                                "private": self.private_inputs(remote),
+                                "writeback": bool(self._written_inputs())}, limit=limit)
         if "out" not in reply:
             raise _candidate_failure(reply, label)
         t_replied = time.perf_counter_ns()
@@ -816,6 +888,10 @@ class JudgeRunner(Runner):
                               ref_out, fw.device)
         fw.synchronize()
         end = time.perf_counter_ns()
+        written = self._written_inputs()
+        if written:  # in-place ops: the inputs it wrote are results too (copies, untimed)
+            after = channel.take(tree, ref_in, fw.device)
+            leaves = list(leaves) + [after[i] for i in written]
         return list(leaves), end - s, {"inputs": t_in - s, "call": t_called - t_in,
                                        "outputs": end - t_called}
 
@@ -848,12 +924,17 @@ class JudgeRunner(Runner):
                 how = "judge"
                 if self.ref_remote is not None:
                     try:  # the same call, timed through the reference's own worker
-                        _, _, _, (w0, w_put, w_replied, w_end) = self._timed_remote_call(
+                        reply, _, _, (w0, w_put, w_replied, w_end) = self._timed_remote_call(
                             self.ref_remote, inputs, f"the reference's timed run {i + 1}",
                             flush, None)
+                        worker_ns = max(w_end - w0 - self.ref_remote.rtt_us * 1000.0, 1.0)
+                        # what the crossing costs without the kernel: the reference's worker
+                        # runs no candidate code, so its own "call" phase is trusted
+                        call = (reply.get("phases_ns") or {}).get("call", 0)
                         phases = {"in_judge": ref_ns, "judge_put": w_put - w0,
-                                  "request": w_replied - w_put, "judge_take": w_end - w_replied}
-                        ref_ns = max(w_end - w0 - self.ref_remote.rtt_us * 1000.0, 1.0)
+                                  "request": w_replied - w_put, "judge_take": w_end - w_replied,
+                                  "crossing": max(worker_ns - call, 0)}
+                        ref_ns = worker_ns
                         how = "worker"
                     except (Failure, WorkerGone, WorkerTimeout, channel.ProtocolError,
                             OSError) as e:

@@ -189,7 +189,7 @@ class Worker:
             return _error(e, f"the candidate raised during {msg.get('what', 'a call')}")
         t_called = time.perf_counter_ns()
         delta = launches.count() - before
-        if private and msg.get("notify"):
+        if private and (msg.get("notify") or msg.get("writeback")):
             try:
                 views = channel.take(msg["inputs"], self.in_arena, fw.device, copy=False)
                 for dst, src in zip(fw.arrays(views), fw.arrays(inputs)):
