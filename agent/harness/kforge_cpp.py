@@ -32,9 +32,15 @@ Contract:
     `extern "C"`.
   * A failed compilation raises `CompileError`; its message carries the compiler's stderr
     (trimmed), which the harness reports as verdict compile_error.
-  * Every call through a library returned by `build` (or, while the harness runs a cpp job,
-    through any `ctypes.CDLL`) is counted: `native_calls()`. The harness uses the count to
-    check that the candidate's forward really runs native code.
+  * Calls through a library returned by `build` (or, while the harness runs a cpp job,
+    through any `ctypes.CDLL`) are counted: `native_calls()`. The harness uses the count to
+    check that the candidate's forward really runs native code of its own, so a call counts
+    only when the function called lies in a library the candidate built (`build`'s output,
+    or a file under the job's directories: the cwd, `$KFORGE_CPP_CACHE`, the temporary
+    directory; never the C library, `CDLL(None)` or a system library, also not when reached
+    through the candidate's library, e.g. `lib.memcpy`), and the call passes at least one
+    non-NULL pointer (a `ptr(...)`/c_void_p, a ctypes pointer, array or byref, an ndarray
+    for an `ndpointer`, or an int for a pointer-typed argtype).
   * C++ exceptions must not cross the C boundary (they abort the process). Catch them in the
     extern "C" function and return an error code; turn `std::bad_alloc` into a code that the
     Python side raises as `MemoryError`, so the harness reports resource_exceeded.
@@ -45,6 +51,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 
 __all__ = ["CompileError", "build", "native_calls", "ptr", "c_ptr", "install_ctypes_hook",
@@ -83,19 +90,115 @@ def _count():
     _calls += 1  # the GIL makes this good enough; the count is a lower bound anyway
 
 
+_PlainCDLL = ctypes.CDLL  # before install_ctypes_hook replaces it
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+_dladdr = None
+
+
+def _object_of(address):
+    """The real path of the loaded object that holds `address`, or None."""
+    global _dladdr
+    if _dladdr is None:
+        try:
+            fn = _PlainCDLL(None).dladdr
+        except (OSError, AttributeError):
+            try:
+                fn = _PlainCDLL("libdl.so.2").dladdr
+            except (OSError, AttributeError):
+                return None
+        fn.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        fn.restype = ctypes.c_int
+        _dladdr = fn
+    info = _DlInfo()
+    if not address or not _dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return os.path.realpath(os.fsdecode(info.dli_fname))
+
+
+_own_paths = set()  # real paths of the libraries build() produced
+
+
+def _own_roots():
+    """Directories whose libraries are the candidate's own: the job's working directory,
+    the build cache, the temporary directory."""
+    roots = [os.getcwd(), os.environ.get("KFORGE_CPP_CACHE") or "", tempfile.gettempdir()]
+    out = []
+    for r in roots:
+        if r:
+            out.append(os.path.join(os.path.realpath(r), ""))
+    return out
+
+
+def _is_own_library(path):
+    if not path:
+        return False
+    path = os.path.realpath(path)
+    return path in _own_paths or any(path.startswith(r) for r in _own_roots())
+
+
+_POINTER_TYPES = (ctypes._Pointer, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_wchar_p,
+                  ctypes.Array, ctypes.Structure, ctypes.Union)
+_BYREF = type(ctypes.byref(ctypes.c_int()))
+
+
+def _nonnull(arg):
+    if arg is None:
+        return False
+    if isinstance(arg, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_wchar_p)):
+        return bool(arg.value)
+    if isinstance(arg, ctypes._Pointer):
+        return bool(arg)
+    if isinstance(arg, int):
+        return arg != 0
+    return True
+
+
+def _passes_pointer(args, argtypes):
+    """Whether a call passes memory: a non-NULL pointer-like argument."""
+    for i, arg in enumerate(args):
+        if isinstance(arg, _POINTER_TYPES + (_BYREF,)) or hasattr(arg, "_as_parameter_") or \
+                hasattr(arg, "__array_interface__"):
+            if _nonnull(arg):
+                return True
+            continue
+        if argtypes and i < len(argtypes) and isinstance(argtypes[i], type) and \
+                issubclass(argtypes[i], _POINTER_TYPES) and _nonnull(arg):
+            return True
+    return False
+
+
 class CountingCDLL(ctypes.CDLL):
-    """A ctypes.CDLL whose foreign functions count their calls (see native_calls())."""
+    """A ctypes.CDLL whose foreign functions count their calls (see native_calls()): calls
+    of functions that lie in a library the candidate built, passing a pointer."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         base = self._FuncPtr
+        verdicts = {}  # function address -> whether its calls count
+        # a library loaded under another's handle (CDLL(path, handle=h)) is judged by
+        # where each function actually is, so the name proves nothing: dladdr decides
+        read = ctypes.c_void_p.from_address
+
+        def counts(func):
+            address = read(ctypes.addressof(func)).value
+            ok = verdicts.get(address)
+            if ok is None:
+                ok = verdicts[address] = _is_own_library(_object_of(address))
+            return ok
 
         class _CountingFuncPtr(base):
             _flags_ = base._flags_
             _restype_ = base._restype_
 
             def __call__(self, *call_args):
-                _count()
+                if counts(self) and _passes_pointer(call_args, self.argtypes):
+                    _count()
                 return base.__call__(self, *call_args)
 
         self._FuncPtr = _CountingFuncPtr
@@ -227,6 +330,7 @@ def build(source, name="kernel", flags=(), *, cache_dir=None, compiler=None, tim
             cached = False
         else:
             cached = True
+    _own_paths.add(os.path.realpath(lib_path))
     try:
         lib = CountingCDLL(lib_path)
     except OSError as e:

@@ -541,7 +541,7 @@ def test_kforge_cpp_builds_caches_and_counts(tmp_path):
     lib.twice.restype = ctypes.c_long
     before = kforge_cpp.native_calls()
     assert lib.twice(21) == 42
-    assert kforge_cpp.native_calls() == before + 1
+    assert kforge_cpp.native_calls() == before  # no pointer passed: not a kernel call
     compiled = kforge_cpp.compilations()
     again = kforge_cpp.build(SRC, name="twice", cache_dir=cache)
     assert again.kforge_cached is True and again.kforge_path == lib.kforge_path
@@ -567,14 +567,16 @@ def test_kforge_cpp_missing_symbol_is_a_compile_error(tmp_path):
 
 
 def test_ctypes_hook_counts_plain_cdll(tmp_path):
-    lib = kforge_cpp.build(SRC, name="twice", cache_dir=str(tmp_path))
+    lib = kforge_cpp.build('extern "C" void put(long* p) { *p = 2; }\n', name="put",
+                           cache_dir=str(tmp_path))
     kforge_cpp.install_ctypes_hook()
     plain = ctypes.CDLL(lib.kforge_path)
-    plain.twice.argtypes = [ctypes.c_long]
+    plain.put.argtypes = [ctypes.POINTER(ctypes.c_long)]
+    v = ctypes.c_long(0)
     before = kforge_cpp.native_calls()
-    plain.twice(1)
-    ctypes.cdll.LoadLibrary(lib.kforge_path).twice(2)
-    assert kforge_cpp.native_calls() == before + 2
+    plain.put(ctypes.byref(v))
+    ctypes.cdll.LoadLibrary(lib.kforge_path).put(ctypes.pointer(v))
+    assert kforge_cpp.native_calls() == before + 2 and v.value == 2
 
 
 def test_kforge_cpp_ptr():
@@ -618,3 +620,126 @@ def test_fast_pass_agrees_with_the_host_comparison(case):
     if fast is not None:
         assert fast["total"] == host.checks["total"]
         assert fast["max_abs_error"] == pytest.approx(host.checks["max_abs_error"], abs=1e-6)
+
+
+# --- red-team fixes: cuda_c sources, counted native calls, numpy in torch jobs --------------
+
+_LOAD = 'from torch.utils.cpp_extension import load_inline\n'
+
+
+def test_cuda_c_docstrings_and_comments_are_not_aten_calls():
+    src = (_LOAD + '"""Computes torch.matmul(A, B) with a tiled CUDA kernel."""\n'
+           'cuda_src = """\n// equivalent to torch::softmax(x, -1)\n/* at::matmul(a, b) */\n'
+           'int n = 1\'000;  // x.softmax(1)\n__global__ void k(float* x) {}\n"""\n'
+           'mod = load_inline(name="k", cpp_sources="", cuda_sources=[cuda_src])\n'
+           'class ModelNew:\n    """Like x.softmax(1), in CUDA."""\n')
+    assert violations(src, "cuda_c") == []
+
+
+@pytest.mark.parametrize("sources", [
+    # a real call, split over constants, or behind a string literal that hides it from a
+    # comment stripper looking at one constant alone
+    'cuda_src = "__global__ void k(float* x) {} auto f(at::Tensor a) { return a.matmul(a); }"',
+    'a = "__global__ void k(float* x) {} auto f(at::Tensor a) { return torch::mat"\n'
+    'cuda_src = a + "mul(a, a); }"',
+    'A = "__global__ void k(float* x) {} const char* s = \\""\n'
+    'cuda_src = A + "/* \\"; auto y = torch::matmul(a, a); // */"',
+    'A = "__global__ void k(float* x) {} const char* s = \\""\n'
+    'def pre():\n    return A\n'
+    'B = "/* \\"; auto y = torch::matmul(a, a); // */"\ncuda_src = pre() + B',
+    'cuda_src = "__global__ void k(float* x) {}\\n#define IGNORE(...)\\n'
+    'IGNORE(b\'/*\') auto y = torch::matmul(a, a); //*/"',
+    'cuda_src = "__global__ void k(float* x) {} auto s = R\\"( \\"/* )\\"; '
+    'auto y = torch::matmul(a, a); /* \\" */"',
+])
+def test_cuda_c_aten_calls_in_the_real_source_are_still_found(sources):
+    src = _LOAD + sources + '\nmod = load_inline(name="k", cpp_sources="", cuda_sources=cuda_src)\n'
+    assert rule_names(src, "cuda_c") == ["framework_op"], sources
+
+
+def test_cuda_c_docstring_read_as_source_is_scanned():
+    src = (_LOAD + '"""auto f(at::Tensor a) { return torch::matmul(a, a); }"""\n'
+           'mod = load_inline(name="k", cpp_sources=__doc__, '
+           'cuda_sources="__global__ void k(float* x) {}")\n')
+    assert rule_names(src, "cuda_c") == ["framework_op"]
+
+
+def test_strip_cpp_comments_keeps_literals():
+    text = "int n = 1'000; // a\nchar c = '/'; const char* q = \"//x\"; /* b */ y"
+    assert rules.strip_cpp_comments(text) == \
+        "int n = 1'000;  \nchar c = '/'; const char* q = \"//x\";   y"
+    assert rules.strip_cpp_comments('auto s = R"(x)";') is None
+
+
+@pytest.mark.parametrize("line", ["kforge_cpp._count()", "from kforge_cpp import _count",
+                                  "getattr(kforge_cpp, '_calls')"])
+def test_kforge_cpp_internals_are_off_limits(line):
+    assert "integrity" in rule_names(CPP_OK + f"\n{line}\n")
+
+
+def test_only_own_libraries_called_with_a_pointer_count(tmp_path):
+    kforge_cpp.install_ctypes_hook()
+    lib = kforge_cpp.build('#include <string.h>\n'
+                           'extern "C" void zero(float* p, long n) { memset(p, 0, 4 * n); }\n'
+                           'extern "C" void noop(void) {}\n', name="own",
+                           cache_dir=str(tmp_path))
+    lib.zero.argtypes = [kforge_cpp.c_ptr, ctypes.c_long]
+    a = np.ones(4, dtype=np.float32)
+
+    def delta(call):
+        before = kforge_cpp.native_calls()
+        call()
+        return kforge_cpp.native_calls() - before
+
+    assert delta(lambda: lib.zero(kforge_cpp.ptr(a), 4)) == 1
+    assert delta(lambda: lib.zero(a.ctypes.data, 4)) == 1      # int for a pointer argtype
+    assert delta(lambda: lib.noop()) == 0                       # no memory passed
+    libc = ctypes.CDLL(None)
+    assert delta(lambda: libc.getpid()) == 0
+    assert delta(lambda: libc.memset(kforge_cpp.ptr(a), 0, 4)) == 0
+    libm = ctypes.CDLL("libm.so.6")
+    libm.cos.restype = ctypes.c_double
+    libm.cos.argtypes = [ctypes.c_double]
+    assert delta(lambda: libm.cos(1.0)) == 0
+    # a C library function reached through the candidate's own library is not its code
+    assert delta(lambda: lib.memset(kforge_cpp.ptr(a), 0, 4)) == 0
+    borrowed = ctypes.CDLL(lib.kforge_path, handle=libc._handle)
+    assert delta(lambda: borrowed.memset(kforge_cpp.ptr(a), 0, 4)) == 0
+    forged = lib._FuncPtr(ctypes.cast(libc.memset, ctypes.c_void_p).value)
+    assert delta(lambda: forged(kforge_cpp.ptr(a), 0, 4)) == 0
+    nd = np.ctypeslib.load_library(os.path.basename(lib.kforge_path), lib.kforge_path)
+    nd.zero.argtypes = [np.ctypeslib.ndpointer(np.float32), ctypes.c_long]
+    assert delta(lambda: nd.zero(a, 4)) == 1
+
+
+def test_trace_sees_numpy_compute_in_a_torch_job():
+    lin = torch.nn.Linear(4, 3)
+
+    def cand(x):
+        w = lin.weight.detach().numpy()
+        y = x.numpy().dot(w.T) + np.asarray(lin.bias.detach())
+        return torch.from_numpy(np.maximum(y, 0).astype(np.float32))
+    out, log = trace.trace_torch(torch, _torch_overlaps, cand, [torch.randn(2, 4)])
+    assert "matmul" in log.ops and "maximum" in log.ops
+    assert log.producer(out) == "maximum"  # astype carries the taint, from_numpy shares it
+    assert np.asarray.__module__ == "numpy"  # restored
+
+    def elementwise(x, y):
+        return torch.from_numpy(x.numpy() + y.numpy())
+    out, log = trace.trace_torch(torch, _torch_overlaps, elementwise,
+                                 [torch.ones(8), torch.ones(8)])
+    assert log.ops == ["add"] and log.producer(out) == "add"
+
+
+def test_numpy_allocation_and_pointers_in_a_torch_job_are_fine():
+    def cand(x):
+        out = torch.empty_like(x)
+        scratch = np.empty((3, 4), np.float32)
+        raw = np.frombuffer(x.numpy(), dtype=np.uint8)
+        p = np.ascontiguousarray(x.numpy()).ctypes.data_as(ctypes.c_void_p)
+        view = out.numpy().reshape(-1)
+        view[:] = 1.0  # the candidate's own writes into its output (a kernel would)
+        del scratch, raw, p
+        return out
+    out, log = trace.trace_torch(torch, _torch_overlaps, cand, [torch.randn(5)])
+    assert log.ops == [] and log.producer(out) is None and log.errors == 0

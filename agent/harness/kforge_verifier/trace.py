@@ -162,133 +162,192 @@ class TraceLog:
         self._tainted = []
 
 
+def _span(x, torch=None):
+    """(low, high) byte addresses of a host ndarray or a CPU tensor, or None."""
+    if isinstance(x, np.ndarray):
+        if x.size == 0:
+            return None
+        low, high = np.byte_bounds(x.view(np.ndarray))
+        return low, high
+    if torch is not None and isinstance(x, torch.Tensor):
+        if x.device.type != "cpu" or x.numel() == 0 or x.layout != torch.strided:
+            return None
+        start = x.data_ptr()
+        lo = sum((n - 1) * st for n, st in zip(x.shape, x.stride()) if st < 0)
+        hi = sum((n - 1) * st for n, st in zip(x.shape, x.stride()) if st > 0)
+        es = x.element_size()
+        return start + lo * es, start + (hi + 1) * es
+    return None
+
+
 def trace_torch(torch, overlaps, fn, args):
-    """Calls fn(*args) under a TorchFunctionMode. -> (result, TraceLog)."""
+    """Calls fn(*args) under a TorchFunctionMode. -> (result, TraceLog).
+
+    numpy computation in a torch job is traced too: an ndarray the call gets from a tensor
+    (x.numpy(), np.asarray(x), np.array(x) ...) is a tracing ndarray (see trace_numpy), so a
+    forward that does its work with numpy on its inputs' memory is seen like one that does it
+    with torch; its ops share the log (and provenance: torch.from_numpy of a numpy result
+    overlaps that result)."""
     from torch.overrides import TorchFunctionMode
 
-    log = TraceLog(overlaps)
-    is_tensor = lambda x: isinstance(x, torch.Tensor)  # noqa: E731
+    def both_overlap(a, b):
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            return overlaps(a, b)
+        sa, sb = _span(a, torch), _span(b, torch)
+        return bool(sa and sb and sa[0] < sb[1] and sb[0] < sa[1])
+
+    log = TraceLog(both_overlap)
+    is_array = lambda x: isinstance(x, (torch.Tensor, np.ndarray))  # noqa: E731
+    hooks = _NumpyHooks(log, is_array, also=lambda x: isinstance(x, torch.Tensor))
 
     class _Mode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             result = func(*args, **kwargs)
+            name = normalize(getattr(func, "__name__", ""))
             try:
-                log.record(normalize(getattr(func, "__name__", "")), args, kwargs, result,
-                           is_tensor)
+                log.record(name, args, kwargs, result, is_array)
             except Exception:  # noqa: BLE001 - tracing must never break the candidate
                 log.errors += 1
+            if name in ("numpy", "array") and type(result) is np.ndarray:
+                result = result.view(hooks.Traced)  # x.numpy(), x.__array__()
             return result
 
-    with _Mode():
-        result = fn(*args)
+    restore = hooks.patch()
+    try:
+        with _Mode():
+            result = fn(*args)
+    finally:
+        restore()
     return result, log
+
+
+class _NumpyHooks:
+    """The tracing ndarray subclass and the patched np.asarray & co. for one traced call."""
+
+    def __init__(self, log, is_nd, also=None):
+        self.log = log
+        self.also = also  # other objects whose np.asarray(...) is traced (torch tensors)
+        hooks = self
+
+        class Traced(np.ndarray):
+            pass
+
+        self.Traced = Traced
+
+        def _record(op, args, kwargs, result):
+            try:
+                log.record(op, args, kwargs, result, is_nd)
+            except Exception:  # noqa: BLE001 - tracing must never break the candidate
+                log.errors += 1
+
+        def _ufunc(self, ufunc, method, *inputs, **kwargs):
+            inputs = hooks.unwrap(inputs)
+            kwargs = hooks.unwrap(kwargs)
+            result = getattr(ufunc, method)(*inputs, **kwargs)
+            name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+            _record(normalize(name), inputs, kwargs, result)
+            return hooks.wrap(result)
+
+        def _function(self, func, types, fargs, fkwargs):
+            fargs = hooks.unwrap(fargs)
+            fkwargs = hooks.unwrap(fkwargs)
+            result = func(*fargs, **fkwargs)
+            module = getattr(func, "__module__", "") or ""
+            name = func.__name__
+            for sub in ("linalg", "fft"):
+                if module.startswith(f"numpy.{sub}"):
+                    name = f"{sub}.{name}"
+            _record(normalize(name), fargs, fkwargs, result)
+            return hooks.wrap(result)
+
+        def _setitem(self, key, value):
+            np.ndarray.__setitem__(self, key, hooks.unwrap(value))
+            _record("setitem", (self.view(np.ndarray), hooks.unwrap(value)), {}, None)
+
+        def _method(op, name):
+            # ndarray methods that neither hook above sees: decided by the object called
+            original = getattr(np.ndarray, name)
+
+            def method(self, *a, **k):
+                plain = self.view(np.ndarray)
+                result = original(plain, *hooks.unwrap(a), **hooks.unwrap(k))
+                _record(op, (plain,) + tuple(hooks.unwrap(a)), k, result)
+                return hooks.wrap(result)
+            method.__name__ = name
+            return method
+
+        Traced.__array_ufunc__ = _ufunc
+        Traced.__array_function__ = _function
+        Traced.__setitem__ = _setitem
+        Traced.dot = _method("matmul", "dot")
+        Traced.astype = _method("to", "astype")    # layout: carries the taint
+        Traced.copy = _method("clone", "copy")
+
+    def unwrap(self, obj, depth=0):
+        if isinstance(obj, self.Traced):
+            return obj.view(np.ndarray)
+        if depth < 4 and isinstance(obj, tuple):
+            return tuple(self.unwrap(x, depth + 1) for x in obj)
+        if depth < 4 and isinstance(obj, list):
+            return [self.unwrap(x, depth + 1) for x in obj]
+        if depth < 4 and isinstance(obj, dict):
+            return {k: self.unwrap(v, depth + 1) for k, v in obj.items()}
+        return obj
+
+    def wrap(self, obj):
+        if type(obj) is np.ndarray:
+            return obj.view(self.Traced)
+        if isinstance(obj, tuple):
+            return tuple(self.wrap(x) for x in obj)
+        return obj
+
+    def patch(self):
+        """np.asarray and friends return base-class arrays for subclass inputs, which would
+        end the trace at the first `x = np.ascontiguousarray(x)`; while the call runs, the
+        module attributes are wrappers that keep traced inputs traced. -> restore()"""
+        patched = {}
+        hooks = self
+
+        def keep(original):
+            def wrapper(obj, *a, **k):
+                result = original(hooks.unwrap(obj), *a, **k)
+                traced = isinstance(obj, hooks.Traced) or (
+                    hooks.also is not None and hooks.also(obj))
+                if traced and type(result) is np.ndarray:
+                    try:
+                        hooks.log.record(normalize(original.__name__), (obj,), k, result,
+                                         lambda x: x is obj or isinstance(x, np.ndarray))
+                    except Exception:  # noqa: BLE001
+                        hooks.log.errors += 1
+                    return result.view(hooks.Traced)
+                return result
+            wrapper.__name__ = getattr(original, "__name__", "wrapper")
+            wrapper.__doc__ = getattr(original, "__doc__", None)
+            return wrapper
+
+        for attr in ("asarray", "ascontiguousarray", "asfortranarray", "array", "require",
+                     "copy", "asanyarray"):
+            original = getattr(np, attr, None)
+            if original is not None:
+                patched[attr] = original
+                setattr(np, attr, keep(original))
+
+        def restore():
+            for attr, original in patched.items():
+                setattr(np, attr, original)
+        return restore
 
 
 def trace_numpy(fn, args, overlaps):
     """Calls fn(*args) with ndarray inputs viewed as a tracing subclass. -> (result, log)."""
     log = TraceLog(overlaps)
-
-    class Traced(np.ndarray):
-        pass
-
-    def unwrap(obj, depth=0):
-        if isinstance(obj, Traced):
-            return obj.view(np.ndarray)
-        if depth < 4 and isinstance(obj, tuple):
-            return tuple(unwrap(x, depth + 1) for x in obj)
-        if depth < 4 and isinstance(obj, list):
-            return [unwrap(x, depth + 1) for x in obj]
-        if depth < 4 and isinstance(obj, dict):
-            return {k: unwrap(v, depth + 1) for k, v in obj.items()}
-        return obj
-
-    def wrap(obj):
-        if type(obj) is np.ndarray:
-            return obj.view(Traced)
-        if isinstance(obj, tuple):
-            return tuple(wrap(x) for x in obj)
-        return obj
-
-    is_nd = lambda x: isinstance(x, np.ndarray)  # noqa: E731
-
-    def _ufunc(self, ufunc, method, *inputs, **kwargs):
-        inputs = unwrap(inputs)
-        kwargs = unwrap(kwargs)
-        result = getattr(ufunc, method)(*inputs, **kwargs)
-        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
-        try:
-            log.record(normalize(name), inputs, kwargs, result, is_nd)
-        except Exception:  # noqa: BLE001
-            log.errors += 1
-        return wrap(result)
-
-    def _function(self, func, types, fargs, fkwargs):
-        fargs = unwrap(fargs)
-        fkwargs = unwrap(fkwargs)
-        result = func(*fargs, **fkwargs)
-        module = getattr(func, "__module__", "") or ""
-        name = func.__name__
-        for sub in ("linalg", "fft"):
-            if module.startswith(f"numpy.{sub}"):
-                name = f"{sub}.{name}"
-        try:
-            log.record(normalize(name), fargs, fkwargs, result, is_nd)
-        except Exception:  # noqa: BLE001
-            log.errors += 1
-        return wrap(result)
-
-    def _setitem(self, key, value):
-        np.ndarray.__setitem__(self, key, unwrap(value))
-        try:
-            log.record("setitem", (self.view(np.ndarray), unwrap(value)), {}, None, is_nd)
-        except Exception:  # noqa: BLE001
-            log.errors += 1
-
-    def _dot(self, *a, **k):
-        # ndarray.dot is a method, seen by neither hook above: decided by the object called
-        result = np.ndarray.dot(self.view(np.ndarray), *unwrap(a), **unwrap(k))
-        try:
-            log.record("matmul", (self.view(np.ndarray),) + tuple(unwrap(a)), k, result, is_nd)
-        except Exception:  # noqa: BLE001
-            log.errors += 1
-        return wrap(result)
-
-    Traced.__array_ufunc__ = _ufunc
-    Traced.__array_function__ = _function
-    Traced.__setitem__ = _setitem
-    Traced.dot = _dot
-
-    # np.asarray and friends return base-class arrays for subclass inputs, which would end
-    # the trace at the first `x = np.ascontiguousarray(x)`; while the call runs, the module
-    # attributes are wrappers that keep traced inputs traced.
-    patched = {}
-
-    def keep(original):
-        def wrapper(obj, *a, **k):
-            result = original(unwrap(obj), *a, **k)
-            if isinstance(obj, Traced) and type(result) is np.ndarray:
-                try:
-                    log.record(normalize(original.__name__), (obj,), k, result, is_nd)
-                except Exception:  # noqa: BLE001
-                    log.errors += 1
-                return result.view(Traced)
-            return result
-        wrapper.__name__ = getattr(original, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(original, "__doc__", None)
-        return wrapper
-
-    for attr in ("asarray", "ascontiguousarray", "asfortranarray", "array", "require",
-                 "copy"):
-        original = getattr(np, attr, None)
-        if original is not None:
-            patched[attr] = original
-            setattr(np, attr, keep(original))
+    hooks = _NumpyHooks(log, lambda x: isinstance(x, np.ndarray))
+    restore = hooks.patch()
     try:
-        result = fn(*wrap(tuple(args)))
+        result = fn(*hooks.wrap(tuple(args)))
     finally:
-        for attr, original in patched.items():
-            setattr(np, attr, original)
+        restore()
     return result, log
 
 
