@@ -590,7 +590,18 @@ void Agent::on_assign(const proto::Assign& assign) {
   CancelToken* cancel = job.cancel.get();
   running_count_ = running_.size();
   job.thread = std::thread([this, assign, cancel] {
-    proto::JobResult result = run_job(assign, *cancel);
+    proto::JobResult result;
+    try {
+      result = run_job(assign, *cancel);
+    } catch (const std::exception& e) {
+      // One job's failure, whatever threw, is that job's infra_error: never the agent's end
+      // (an exception leaving a thread would terminate the whole daemon).
+      spdlog::error("agent {}: job {} failed: {}", id_, assign.job.job_id, e.what());
+      result.job = assign.job;
+      result.agent_id = id_;
+      result.infra_error = std::string("the agent failed running the job: ") + e.what();
+      result.started_ms = result.finished_ms = clock_.wall_ms();
+    }
     {
       std::lock_guard lock(finished_mu_);
       finished_.push_back(Finished{assign.job, std::move(result)});
