@@ -19,16 +19,16 @@ nvidia-smi -L
 step() { echo "=== $1 ($(date -u +%T))"; }
 t0=$SECONDS
 step "cases_cuda.json"
-(cd tests/harness && KFORGE_TEST_PYTHON=$P timeout 150 "$P" v2run.py cases_cuda.json 2>&1 | tail -25)
+(cd tests/harness && KFORGE_TEST_PYTHON=$P timeout 100 "$P" v2run.py cases_cuda.json 2>&1 | tail -25)
 echo "--- ${SECONDS}s"
 step "bench, process against v2, $WARM warm workers"
-timeout 200 gpu-bundle/bin/kforge-bench-verifier --python "$P" \
+timeout 150 gpu-bundle/bin/kforge-bench-verifier --python "$P" \
   --harness agent/harness --backend cuda --impl-type triton --framework torch --task-type profile \
   --op-name vector_add --task tests/harness/tasks/vector_add_torch.py \
-  --candidate tests/harness/candidates/add_triton_ok.py --warmup-jobs 4 --jobs 14 \
+  --candidate tests/harness/candidates/add_triton_ok.py --warmup-jobs 3 --jobs 12 \
   --modes process,v2 --warm-workers "$WARM" 2>&1 | tee "$OUT/bench.txt" | tail -60
 echo "--- ${SECONDS}s"
 step "campaign"
-KFORGE_E2E_DEADLINE_S=180 timeout 200 bash scripts/gpu-e2e.sh run gpu-bundle "$OUT/e2e" 2>&1 | tail -25
+KFORGE_E2E_DEADLINE_S=140 timeout 150 bash scripts/gpu-e2e.sh run gpu-bundle "$OUT/e2e" 2>&1 | tail -25
 head -60 "$OUT/e2e/summary.md" 2>/dev/null
 echo "--- ${SECONDS}s (session $((SECONDS - t0)) s)"
