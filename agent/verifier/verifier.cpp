@@ -620,9 +620,18 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
 
   const bool forked = worker->forked_id != 0;
   std::unique_ptr<Proc> ref_worker;  // the one the judge times the reference in, if it asks
+  // The next jobs' workers are made while this job runs, but only once the judge says the
+  // reference is timed (or needs no timing): a worker warming up (its imports, its device
+  // context) would slow the reference down on a busy host, and every speedup with it.
+  bool refill_due = options_.refill;
+  auto refill_once = [&] {
+    if (refill_due) refill();
+    refill_due = false;
+  };
   auto finish = [&](nlohmann::json doc) {
     worker->kill();
     if (ref_worker) ref_worker->kill();
+    refill_once();  // the judge never said so (the job ended first)
     std::lock_guard lock(mu_);
     stats_.busy = 0;
     // The pool as this job found it: whether its worker was forked, and the device's totals.
@@ -640,9 +649,6 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
     return finish(verifier_error("infra_error", st.message()));
   }
   worker->sock.reset();  // the judge holds the worker's socket now
-  // The next job's worker is made while the judge runs this one (its box, its fork), not
-  // before this job starts.
-  if (options_.refill) refill();
   Deadline deadline = std::chrono::steady_clock::now() + timeout + kJudgeGrace;
   for (;;) {
     nlohmann::json msg;
@@ -688,7 +694,10 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
         stop_judge();
         return finish(verifier_error("infra_error", st.message()));
       }
-      if (options_.refill) refill();
+      continue;
+    }
+    if (msg.contains("reference_timed")) {
+      refill_once();
       continue;
     }
     if (msg.contains("result") && msg["result"].is_object())

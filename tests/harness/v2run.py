@@ -99,8 +99,6 @@ class Judge:
             self.spare = None
         else:
             proc, sock = self._new_worker(parent, limits)
-        if not limits and not getattr(self, "spare", None):
-            self.spare = self._new_worker(parent, None)  # warms up while this job runs
         self.ctl.send({"op": "verify", "job_dir": job_dir, "timeout_ms": int(timeout_s * 1000)},
                       fds=[sock.fileno()])
         sock.close()
@@ -115,15 +113,20 @@ class Judge:
                     pass
                 p.wait()
 
+    def _refill(self):
+        if not getattr(self, "spare", None):
+            self.spare = self._new_worker(self.parent, None)
+
     def _serve_job(self, proc, timeout_s, extra):
         while True:
             msg, _ = self.ctl.recv(time.monotonic() + timeout_s + 120)
             if "reference_worker" in msg and not self.reference_workers:
                 self.ctl.send({"reference_worker": 0, "why": "none to give"})
+            elif "reference_timed" in msg:
+                self._refill()  # as the agent does: warms up while the rest of the job runs
             elif "reference_worker" in msg:
                 if getattr(self, "spare", None):
                     (p, s), self.spare = self.spare, None  # warm, as the agent's pool would
-                    self.spare = self._new_worker(self.parent, None)  # and its refill
                 else:
                     p, s = self._new_worker(self.parent, None)
                 extra.append((p, s))
@@ -142,6 +145,7 @@ class Judge:
                                                "signal": -rc if rc < 0 else 0,
                                                "oom": False, "stderr": err}})
             elif "result" in msg:
+                self._refill()  # where the judge never said the reference was timed
                 return msg["result"]
 
     def close(self):

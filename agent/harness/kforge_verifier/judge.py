@@ -17,6 +17,8 @@ Agent <-> judge (JSON messages on fd 3, channel.py):
   <- {"op": "verify", "job_dir": DIR, "timeout_ms": N} + fd of the worker's socket
   -> {"reference_worker": 1}     profile jobs: a second fresh worker, to time the reference in
   <- {"reference_worker": 1} + fd of its socket, or {"reference_worker": 0, "why": ...}
+  -> {"reference_timed": 1}      the reference is timed (or needs no timing): the agent may
+                                 warm the next workers now, without slowing the reference down
   -> {"release_worker": 1}       the judge is done with the worker: kill it and its box
   <- {"worker_exit": {"exit_code", "signal", "oom", "stderr"}}
   -> {"result": {...}}           the verdict document (docs/harness.md, result.json)
@@ -369,10 +371,12 @@ class JudgeRunner(Runner):
     """Runner's stages with the candidate behind a Remote."""
     show_seeds = False
 
-    def __init__(self, spec, doc, remote, cache, fw_cache, reference_worker=None):
+    def __init__(self, spec, doc, remote, cache, fw_cache, reference_worker=None,
+                 reference_timed=None):
         super().__init__(spec, doc)
         self.remote = remote
         self.reference_worker = reference_worker  # () -> a Remote from the agent, or None
+        self.reference_timed = reference_timed    # () tells the agent the reference is timed
         self.ref_remote = None  # the reference's worker while the profile runs
         self.ref_source = ""
         self.cache = cache
@@ -488,6 +492,8 @@ class JudgeRunner(Runner):
         r.measure_rtt()
         t_ref = time.perf_counter()
         self.time_reference()  # profile jobs: before any of the candidate's code exists
+        if self.reference_timed is not None:
+            self.reference_timed()
         t0 += time.perf_counter() - t_ref  # its own phase, time_reference
         self._load(r, self.source, "loading the candidate")
         self.doc["phases_ms"]["load_candidate"] = round((time.perf_counter() - t0) * 1e3, 3)
@@ -1042,9 +1048,11 @@ def _warm_report(ready):
     return out
 
 
-def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None):
+def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None,
+           reference_timed=None):
     """One job. release() kills the worker (through the agent) and returns how it ended;
-    reference_worker() asks the agent for a worker to time the reference in (None: none)."""
+    reference_worker() asks the agent for a worker to time the reference in (None: none);
+    reference_timed() tells the agent the reference is timed."""
     doc = new_doc()
     t_start = time.time()
     runner = None
@@ -1055,7 +1063,8 @@ def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None):
                       "impl_type": spec.impl_type, "framework": spec.framework,
                       "task_type": spec.task_type, "tolerance": spec.tolerance,
                       "trials": max(spec.trials, TRIAL_MIN)}
-        runner = JudgeRunner(spec, doc, remote, cache, fw_cache, reference_worker)
+        runner = JudgeRunner(spec, doc, remote, cache, fw_cache, reference_worker,
+                             reference_timed)
         t0 = time.perf_counter()
         ready = remote.wait_ready()
         doc["phases_ms"]["worker_ready"] = round((time.perf_counter() - t0) * 1e3, 3)
@@ -1179,7 +1188,7 @@ def serve(fd=3):
             return released["info"]
 
         doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once,
-                     reference_worker)
+                     reference_worker, lambda: ctl.send({"reference_timed": 1}))
         if seed:
             doc["triton_seed"] = dict(seeded)
         from .result import sanitize
