@@ -5,11 +5,11 @@
 #
 #   OUT=/some/dir bash bench/gpu_session.sh   # PYTHON=/opt/torch/.venv/bin/python by default
 #
-# 1. tests/harness/cases_cuda.json: the hostile CUDA corpus through the judge and the workers,
-#    as the agent runs them (every verdict checked against the case's expectation)
-# 2. kforge-bench-verifier: one process per job against v2 with WARM warm workers, in the
+# 1. kforge-bench-verifier: one process per job against v2 with WARM warm workers, in the
 #    same run (the figures of docs/performance.md)
-# 3. scripts/gpu-e2e.sh run: the GPU campaign, every verdict against examples/gpu/expected.json
+# 2. scripts/gpu-e2e.sh run: the GPU campaign, every verdict against examples/gpu/expected.json
+# 3. tests/harness/cases_cuda.json: the hostile CUDA corpus through the judge and the workers,
+#    as the agent runs them (every verdict checked against the case's expectation)
 # Each step has its own time limit, so a hang costs that step only; each prints its seconds.
 P=${PYTHON:-/opt/torch/.venv/bin/python}
 OUT=${OUT:-${TMPDIR:-/tmp}/kforge-gpu-session}
@@ -18,9 +18,6 @@ mkdir -p "$OUT"
 nvidia-smi -L
 step() { echo "=== $1 ($(date -u +%T))"; }
 t0=$SECONDS
-step "cases_cuda.json"
-(cd tests/harness && KFORGE_TEST_PYTHON=$P timeout 100 "$P" v2run.py cases_cuda.json 2>&1 | tail -25)
-echo "--- ${SECONDS}s"
 step "bench, process against v2, $WARM warm workers"
 timeout 150 gpu-bundle/bin/kforge-bench-verifier --python "$P" \
   --harness agent/harness --backend cuda --impl-type triton --framework torch --task-type profile \
@@ -31,4 +28,7 @@ echo "--- ${SECONDS}s"
 step "campaign"
 KFORGE_E2E_DEADLINE_S=140 timeout 150 bash scripts/gpu-e2e.sh run gpu-bundle "$OUT/e2e" 2>&1 | tail -25
 head -60 "$OUT/e2e/summary.md" 2>/dev/null
+echo "--- ${SECONDS}s"
+step "cases_cuda.json"
+(cd tests/harness && KFORGE_TEST_PYTHON=$P timeout 100 "$P" v2run.py cases_cuda.json 2>&1 | tail -25)
 echo "--- ${SECONDS}s (session $((SECONDS - t0)) s)"
