@@ -99,6 +99,12 @@ class Judge:
             self.spare = None
         else:
             proc, sock = self._new_worker(parent, limits)
+        if not limits:
+            # the next job's worker warms up while this one runs. The agent waits for the
+            # judge's reference_timed (its workers fork from the zygote in milliseconds);
+            # this driver's are interpreters importing torch for a second or more, so it
+            # starts them at once, or the next short job would wait that second
+            self._refill()
         self.ctl.send({"op": "verify", "job_dir": job_dir, "timeout_ms": int(timeout_s * 1000)},
                       fds=[sock.fileno()])
         sock.close()
@@ -123,7 +129,7 @@ class Judge:
             if "reference_worker" in msg and not self.reference_workers:
                 self.ctl.send({"reference_worker": 0, "why": "none to give"})
             elif "reference_timed" in msg:
-                self._refill()  # as the agent does: warms up while the rest of the job runs
+                self._refill()
             elif "reference_worker" in msg:
                 if getattr(self, "spare", None):
                     (p, s), self.spare = self.spare, None  # warm, as the agent's pool would
