@@ -135,6 +135,14 @@ class TraceLog:
         return None
 
     def record(self, op, args, kwargs, result, is_array):
+        """Logs one framework call. Never raises: tracing must never break the candidate (an
+        error is counted in `errors` and the call goes on)."""
+        try:
+            self._record(op, args, kwargs, result, is_array)
+        except Exception:  # noqa: BLE001
+            self.errors += 1
+
+    def _record(self, op, args, kwargs, result, is_array):
         self.all_ops[op] = self.all_ops.get(op, 0) + 1
         outs = list(self._arrays(result, is_array))
         if op in ALLOWED:
@@ -205,10 +213,7 @@ def trace_torch(torch, overlaps, fn, args):
             kwargs = kwargs or {}
             result = func(*args, **kwargs)
             name = normalize(getattr(func, "__name__", ""))
-            try:
-                log.record(name, args, kwargs, result, is_array)
-            except Exception:  # noqa: BLE001 - tracing must never break the candidate
-                log.errors += 1
+            log.record(name, args, kwargs, result, is_array)
             if name in ("numpy", "array") and type(result) is np.ndarray:
                 result = result.view(hooks.Traced)  # x.numpy(), x.__array__()
             return result
@@ -235,18 +240,12 @@ class _NumpyHooks:
 
         self.Traced = Traced
 
-        def _record(op, args, kwargs, result):
-            try:
-                log.record(op, args, kwargs, result, is_nd)
-            except Exception:  # noqa: BLE001 - tracing must never break the candidate
-                log.errors += 1
-
         def _ufunc(self, ufunc, method, *inputs, **kwargs):
             inputs = hooks.unwrap(inputs)
             kwargs = hooks.unwrap(kwargs)
             result = getattr(ufunc, method)(*inputs, **kwargs)
             name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
-            _record(normalize(name), inputs, kwargs, result)
+            log.record(normalize(name), inputs, kwargs, result, is_nd)
             return hooks.wrap(result)
 
         def _function(self, func, types, fargs, fkwargs):
@@ -258,12 +257,12 @@ class _NumpyHooks:
             for sub in ("linalg", "fft"):
                 if module.startswith(f"numpy.{sub}"):
                     name = f"{sub}.{name}"
-            _record(normalize(name), fargs, fkwargs, result)
+            log.record(normalize(name), fargs, fkwargs, result, is_nd)
             return hooks.wrap(result)
 
         def _setitem(self, key, value):
             np.ndarray.__setitem__(self, key, hooks.unwrap(value))
-            _record("setitem", (self.view(np.ndarray), hooks.unwrap(value)), {}, None)
+            log.record("setitem", (self.view(np.ndarray), hooks.unwrap(value)), {}, None, is_nd)
 
         def _method(op, name):
             # ndarray methods that neither hook above sees: decided by the object called
@@ -272,7 +271,7 @@ class _NumpyHooks:
             def method(self, *a, **k):
                 plain = self.view(np.ndarray)
                 result = original(plain, *hooks.unwrap(a), **hooks.unwrap(k))
-                _record(op, (plain,) + tuple(hooks.unwrap(a)), k, result)
+                log.record(op, (plain,) + tuple(hooks.unwrap(a)), k, result, is_nd)
                 return hooks.wrap(result)
             method.__name__ = name
             return method
@@ -315,11 +314,8 @@ class _NumpyHooks:
                 traced = isinstance(obj, hooks.Traced) or (
                     hooks.also is not None and hooks.also(obj))
                 if traced and type(result) is np.ndarray:
-                    try:
-                        hooks.log.record(normalize(original.__name__), (obj,), k, result,
-                                         lambda x: x is obj or isinstance(x, np.ndarray))
-                    except Exception:  # noqa: BLE001
-                        hooks.log.errors += 1
+                    hooks.log.record(normalize(original.__name__), (obj,), k, result,
+                                     lambda x: x is obj or isinstance(x, np.ndarray))
                     return result.view(hooks.Traced)
                 return result
             wrapper.__name__ = getattr(original, "__name__", "wrapper")
