@@ -36,6 +36,7 @@ round-trip cost, measured before the candidate is loaded, is subtracted from its
 """
 
 import collections
+import functools
 import hashlib
 import json
 import os
@@ -46,12 +47,9 @@ import statistics
 import time
 
 from . import channel, compare, errors, frameworks, job as job_mod
-from . import launchers, timing, verdicts
+from . import launchers, launches, timing, verdicts
 from .runner import Case, Runner, TRIAL_MIN, new_doc
 from .verdicts import Failure
-
-# impl_types whose launches the worker counts (launches.py): their replies must carry a count
-COUNTED = ("cpp", "triton", "cuda_c")
 
 CANDIDATE_VERDICTS = {verdicts.COMPILE_ERROR, verdicts.RUNTIME_ERROR, verdicts.CRASHED,
                       verdicts.RESOURCE_EXCEEDED, verdicts.REJECTED,
@@ -568,7 +566,7 @@ class JudgeRunner(Runner):
         # judge's own process never loads a kernel, so its counters say nothing. Its count is
         # a hint (the worker is the candidate's process), but one it must give.
         impl = self.spec.impl_type
-        if delta is None and impl not in COUNTED:
+        if delta is None and impl not in launches.COUNTED:
             return
         if delta is None:
             raise Failure(verdicts.REJECTED, f"the candidate's worker did not count its "
@@ -713,10 +711,7 @@ class JudgeRunner(Runner):
                 # the candidate, on the same values
                 reply, tree, leaves, (s, t_put, t_replied, end) = self._timed_remote_call(
                     r, inputs, label, flush, self.call_limit())
-                written = self._written_inputs()
-                if written:  # checked like the reference's (_reference_run)
-                    after = channel.take(tree, r.in_arena, fw.device)
-                    leaves = list(leaves) + [after[i] for i in written]
+                leaves = self._with_written(leaves, tree, r.in_arena)  # as _reference_run's
                 self.last_report, self.last_in_tree = reply, tree
                 launchers.note(reply.get("launchers"))  # validated there
                 self._check_launched(reply.get("launches"), 1, label)
@@ -811,9 +806,19 @@ class JudgeRunner(Runner):
                           f"this device ({bandwidth / 1e9:.1f} GB/s measured, x"
                           f"{ROOFLINE_MARGIN:g}): the work was not all done in the timed call")
 
-    def _written_inputs(self):
-        """Indices of the inputs the reference writes in place: a timed run checks them too."""
+    @functools.cached_property
+    def written_inputs(self):
+        """Indices of the inputs the reference writes in place (known once load_reference ran):
+        a timed run checks them too."""
         return sorted(self.cases[0][0].ref_modified_host) if self.cases else []
+
+    def _with_written(self, leaves, tree, arena):
+        """A call's output leaves, with the inputs the reference writes as it left them in
+        `arena` (private copies), where there are any."""
+        if not self.written_inputs:
+            return leaves
+        after = channel.take(tree, arena, self.fw.device)
+        return list(leaves) + [after[i] for i in self.written_inputs]
 
     def _timed_remote_call(self, remote, inputs, label, flush, limit):
         """One timed call through a worker, timed by the judge's clock from before the inputs
@@ -830,7 +835,7 @@ class JudgeRunner(Runner):
         t_put = time.perf_counter_ns()
         reply = remote.request({"op": "call", "inputs": tree, "seed": None, "what": label,
                                 "private": self.private_inputs(remote),
-                                "writeback": bool(self._written_inputs())}, limit=limit)
+                                "writeback": bool(self.written_inputs)}, limit=limit)
         if "out" not in reply:
             raise _candidate_failure(reply, label)
         t_replied = time.perf_counter_ns()
@@ -904,10 +909,7 @@ class JudgeRunner(Runner):
                               ref_out, fw.device)
         fw.synchronize()
         end = time.perf_counter_ns()
-        written = self._written_inputs()
-        if written:  # in-place ops: the inputs it wrote are results too (copies, untimed)
-            after = channel.take(tree, ref_in, fw.device)
-            leaves = list(leaves) + [after[i] for i in written]
+        leaves = self._with_written(leaves, tree, ref_in)  # in-place results too, untimed
         return list(leaves), end - s, {"inputs": t_in - s, "call": t_called - t_in,
                                        "outputs": end - t_called}
 
@@ -1040,7 +1042,7 @@ def _worker_phases_ms(reply):
         return {}
     return {k: round(v / 1e6, 3) for k, v in phases.items()
             if k in ("take", "call", "checks", "put", "launcher_build")
-            and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**13}
+            and _count(v, 10**13)}
 
 
 def _warm_report(ready):

@@ -138,6 +138,7 @@ def _install_cuda_c():
 
 
 _INSTALLERS = {"cpp": _install_cpp, "triton": _install_triton, "cuda_c": _install_cuda_c}
+COUNTED = tuple(_INSTALLERS)  # impl_types whose launches a worker counts
 
 
 def install(impl_type):
