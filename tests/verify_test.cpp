@@ -60,42 +60,47 @@ uint64_t timeout_s(const nlohmann::json& c) {
   return c.contains("timeout_s") ? c["timeout_s"].get<uint64_t>() : 60;
 }
 
+// `kforge verify --json` on corpus case `c`, with `candidate` (its own file by default).
+Result<ProcessResult> verify_case(const nlohmann::json& c, std::filesystem::path candidate = {}) {
+  if (candidate.empty()) candidate = corpus_dir() / str(c, "candidate");
+  ProcessSpec spec;
+  spec.argv = {(binary_dir() / "cli" / "kforge").string(),
+               "verify",
+               "--json",
+               "--task",
+               (corpus_dir() / str(c, "task")).string(),
+               "--candidate",
+               candidate.string(),
+               "--backend",
+               str(c, "backend", "cpu"),
+               "--arch",
+               str(c, "arch", "x86_64"),
+               "--impl-type",
+               str(c, "impl_type"),
+               "--framework",
+               str(c, "framework"),
+               "--task-type",
+               str(c, "task_type", "precision_only"),
+               "--timeout",
+               std::to_string(timeout_s(c)),
+               "--op-name",
+               str(c, "op_name", std::filesystem::path(str(c, "task")).stem().string())};
+  if (uint64_t mb = limit(c, "memory_mb"))
+    spec.argv.insert(spec.argv.end(), {"--memory-limit", std::to_string(mb)});
+  if (uint64_t n = limit(c, "processes"))
+    spec.argv.insert(spec.argv.end(), {"--processes", std::to_string(n)});
+  spec.env_allow = {"PATH", "TMPDIR"};
+  spec.timeout = std::chrono::seconds(timeout_s(c) + 60);
+  return run_process(spec);
+}
+
 }  // namespace
 
 TEST_CASE("each verdict of the corpus is reached through kforge verify") {
-  auto kforge_bin = binary_dir() / "cli" / "kforge";
   for (const auto& c : one_per_verdict()) {
     std::string name = str(c, "name");
     CAPTURE(name);
-    ProcessSpec spec;
-    spec.argv = {kforge_bin.string(),
-                 "verify",
-                 "--json",
-                 "--task",
-                 (corpus_dir() / str(c, "task")).string(),
-                 "--candidate",
-                 (corpus_dir() / str(c, "candidate")).string(),
-                 "--backend",
-                 str(c, "backend", "cpu"),
-                 "--arch",
-                 str(c, "arch", "x86_64"),
-                 "--impl-type",
-                 str(c, "impl_type"),
-                 "--framework",
-                 str(c, "framework"),
-                 "--task-type",
-                 str(c, "task_type", "precision_only"),
-                 "--timeout",
-                 std::to_string(timeout_s(c)),
-                 "--op-name",
-                 str(c, "op_name", std::filesystem::path(str(c, "task")).stem().string())};
-    if (uint64_t mb = limit(c, "memory_mb"))
-      spec.argv.insert(spec.argv.end(), {"--memory-limit", std::to_string(mb)});
-    if (uint64_t n = limit(c, "processes"))
-      spec.argv.insert(spec.argv.end(), {"--processes", std::to_string(n)});
-    spec.env_allow = {"PATH", "TMPDIR"};
-    spec.timeout = std::chrono::seconds(timeout_s(c) + 60);
-    auto r = run_process(spec);
+    auto r = verify_case(c);
     REQUIRE(r.ok());
     if (c.value("input_error", false)) {
       CHECK(r->exit_code == 1);
@@ -132,25 +137,11 @@ TEST_CASE("a correct candidate that writes invalid UTF-8 to its stderr passes") 
 import os
 os.write(2, "caf\u00e9 ".encode() * 300 + "\u20ac".encode() * 2000 + b" \xff\xfe not utf-8: \xc3\n")
 )");
-  ProcessSpec spec;
-  spec.argv = {(binary_dir() / "cli" / "kforge").string(),
-               "verify",
-               "--json",
-               "--task",
-               (corpus_dir() / "tasks" / "vector_add_torch.py").string(),
-               "--candidate",
-               candidate.string(),
-               "--impl-type",
-               "cpp",
-               "--framework",
-               "torch",
-               "--task-type",
-               "precision_only",
-               "--op-name",
-               "vector_add"};
-  spec.env_allow = {"PATH", "TMPDIR"};
-  spec.timeout = 180s;
-  auto r = run_process(spec);
+  const nlohmann::json add = {{"task", "tasks/vector_add_torch.py"},
+                              {"impl_type", "cpp"},
+                              {"framework", "torch"},
+                              {"op_name", "vector_add"}};
+  auto r = verify_case(add, candidate);
   REQUIRE(r.ok());
   REQUIRE_MESSAGE(r->exit_code == 0, r->stderr_data);
   auto doc = nlohmann::json::parse(r->stdout_data, nullptr, false);
