@@ -740,6 +740,10 @@ def test_two_campaigns_compared(world):
     assert dom.by_id("cmp-geo-ratio").text() == fmt_x(cmp["page"]["geomean_ratio"])
 
 
+# The action message (#action-msg) says `%s`.
+ACTION_SAID = "document.getElementById('action-msg').textContent.includes('%s')"
+
+
 def test_buttons_call_the_api(world):
     """Cancel and requeue a task, cancel and requeue a campaign, by clicking the page's buttons
     (each asks for a second click); the effect is read back from the API."""
@@ -768,6 +772,7 @@ def test_buttons_call_the_api(world):
         browser.click("task-requeue")
         browser.click("task-requeue")
         wait_for(lambda: state(one) in ("pending", "running"), "task requeued")
+        browser.wait(ACTION_SAID % "requeued task", "the page to draw the state after the requeue")
 
         browser.eval(f"location.hash = '#campaign={campaign}'")
         browser.wait("document.getElementById('campaign-cancel')", "the campaign's cancel button")
@@ -775,6 +780,9 @@ def test_buttons_call_the_api(world):
         browser.click("campaign-cancel")
         wait_for(lambda: c.get(f"/api/v1/campaigns/{campaign}")["tasks"]["cancelled"] == 2, "campaign cancelled")
         assert c.get(f"/api/v1/campaigns/{campaign}")["state"] == "cancelled"
+        # The message is drawn only with what was loaded after the action (not beside the
+        # buttons of the state before it, where "requeue" would vanish on the next draw).
+        browser.wait(ACTION_SAID % "cancelled campaign", "the page to draw the state after the cancel")
         browser.wait("document.getElementById('campaign-requeue')", "the campaign's requeue button")
         browser.click("campaign-requeue")
         browser.click("campaign-requeue")
