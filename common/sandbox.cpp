@@ -110,10 +110,11 @@ std::vector<pid_t> list_procs(const fs::path& dir) {
   return out;
 }
 
-// /proc/self/cgroup: hierarchy controllers -> path ("" for the v2 entry).
-std::map<std::string, std::string> own_cgroups() {
+// /proc/PID/cgroup (`which`: "self" or a pid): hierarchy controllers -> path ("" for the v2
+// entry).
+std::map<std::string, std::string> cgroups_of(const std::string& which) {
   std::map<std::string, std::string> out;
-  std::istringstream in(read_small("/proc/self/cgroup"));
+  std::istringstream in(read_small("/proc/" + which + "/cgroup"));
   std::string line;
   while (std::getline(in, line)) {
     size_t a = line.find(':');
@@ -179,7 +180,7 @@ Delegation compute_delegation() {
     d.why = "not running as root";
     return d;
   }
-  auto own = own_cgroups();
+  auto own = cgroups_of("self");
   const fs::path top = "/sys/fs/cgroup";
   if (fs_is(top, CGROUP2_SUPER_MAGIC)) {
     d.mode = CgroupMode::v2;
@@ -331,6 +332,24 @@ std::string CgroupRoot::describe() const {
   if (mode_ == CgroupMode::hybrid && has_memory()) s += "; memory at " + memory_dir_.string();
   for (const auto& note : delegation().notes) s += "; " + note;
   return s + ")";
+}
+
+Result<UniqueFd> CgroupRoot::open_cpu_stat(int pid) const {
+  auto groups = cgroups_of(std::to_string(pid));
+  auto it = groups.find("");
+  if (it == groups.end() || kill_dir_.empty()) {
+    return not_found("process " + std::to_string(pid) + " is in no cgroup v2 group");
+  }
+  // A job's group is a child of ours: its directory is kill_dir_/<its name>.
+  const fs::path rel(it->second);
+  if (rel.parent_path().filename() != kill_dir_.filename() || rel.filename().empty()) {
+    return not_found("process " + std::to_string(pid) + " is not in a job group of " +
+                     kill_dir_.string() + " (it is in " + it->second + ")");
+  }
+  const fs::path file = kill_dir_ / rel.filename() / "cpu.stat";
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return io_error("cannot open " + file.string() + ": " + std::strerror(errno));
+  return fd;
 }
 
 size_t CgroupRoot::remove_leftovers() {

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace kforge {
 
@@ -72,6 +73,9 @@ class CgroupRoot {
   bool has_io() const { return !io_dir_.empty(); }
   // Kills and removes every job group below the root; returns how many there were.
   size_t remove_leftovers();
+  // The cpu.stat of the job group `pid` is in (read-only): the CPU time of everything in the
+  // job's box, for a judge to read from outside it. not_found when pid is in none of ours.
+  Result<UniqueFd> open_cpu_stat(int pid) const;
 
   // The hierarchies' job directories (empty when that controller is absent). In v2 all three
   // are kill_dir.

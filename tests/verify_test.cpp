@@ -221,6 +221,17 @@ TEST_CASE("every corpus case and every cheat reaches its verdict as a job on an 
       REQUIRE(v.profile);
       auto more = nlohmann::json::parse(v.profile->more, nullptr, false);
       CHECK_MESSAGE(more.value("reference_timing", "") == "worker", v.profile->more);
+      if (options.contain) {  // both sides' CPU read from their boxes' cpu.stat
+        REQUIRE_MESSAGE(more["cpu"].is_object(), v.profile->more);
+        CHECK(more["cpu"].value("source", "") == "cgroup");
+        CHECK(more["cpu"]["candidate"].is_object());
+        CHECK(more["cpu"]["reference"].is_object());
+        if (c.value("cpu_bound", false)) {  // no call taken below its CPU time on one thread
+          CHECK_MESSAGE(
+              v.profile->candidate.mean_us >= 0.95 * more["cpu"]["candidate"].value("cpu_us", 0.0),
+              v.profile->more);
+        }
+      }
     }
   }
 

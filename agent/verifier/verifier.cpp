@@ -54,21 +54,27 @@ std::string utf8_tail(const std::string& text, size_t max) {
 }
 
 // JSON messages on a SOCK_SEQPACKET socket, with at most one descriptor attached.
-Status send_message(int fd, const nlohmann::json& msg, int pass_fd = -1) {
+// Sends msg with the valid descriptors of `pass` (at most two), in that order.
+Status send_message(int fd, const nlohmann::json& msg, std::initializer_list<int> pass = {}) {
   std::string data = dump_json(msg);
   iovec iov{data.data(), data.size()};
   msghdr hdr{};
   hdr.msg_iov = &iov;
   hdr.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (pass_fd >= 0) {
+  int fds[2];
+  size_t n_fds = 0;
+  for (int f : pass) {
+    if (f >= 0 && n_fds < 2) fds[n_fds++] = f;
+  }
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
+  if (n_fds > 0) {
     hdr.msg_control = control;
-    hdr.msg_controllen = sizeof control;
+    hdr.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&hdr);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
   }
   ssize_t n;
   do {
@@ -166,6 +172,7 @@ struct Verifier::Proc {
   std::unique_ptr<JobDir> dir;  // a worker's private directory, removed with it
   UniqueFd sock;
   uint64_t forked_id = 0;  // a zygote's worker: its id there (0: started cold)
+  int pid = 0;             // run_process's child (a forked worker's holder); -1: none
   CancelToken cancel;
   std::thread thread;
   Result<ProcessResult> result = io_error("still running");
@@ -392,7 +399,11 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
     drop_zygote();
     return spawn_worker(limits);
   }
-  launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);
+  auto pid = std::make_shared<std::promise<int>>();
+  std::future<int> started = pid->get_future();
+  launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result,
+         [pid](int p) { pid->set_value(p); });
+  proc->pid = started.get();  // once it exec'd (or failed: -1, and its socket reads closed)
   std::lock_guard lock(mu_);
   ++stats_.spawned;
   return proc;
@@ -429,12 +440,14 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Pr
   std::future<int> started = pid->get_future();
   launch(std::move(spec), UniqueFd(), &proc->cancel, &proc->thread, &proc->result,
          [pid](int p) { pid->set_value(p); });
-  request["holder"] = started.get();  // run_process tells once the holder exec'd or failed
-  if (request["holder"].get<int>() <= 0) {
+  proc->pid = started.get();  // run_process tells once the holder exec'd or failed
+  request["holder"] = proc->pid;
+  if (proc->pid <= 0) {
     const auto& r = proc->kill();
     return io_error("the worker's box did not start: " + r.status().message());
   }
-  if (Status st = send_message(zygote_->sock.get(), request, child_end.get()); !st.ok()) return st;
+  if (Status st = send_message(zygote_->sock.get(), request, {child_end.get()}); !st.ok())
+    return st;
   child_end.reset();
   nlohmann::json reply =
       zygote_message(id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
@@ -606,6 +619,27 @@ nlohmann::json Verifier::verify(const std::filesystem::path& job_dir,
   }
 }
 
+// The worker's CPU meter for the judge (kforge_verifier/timing.py, CpuMeter), added to `msg`:
+// its box's cpu.stat, opened here ("cpu": "cgroup", the descriptor returned), or its pid
+// ("cpu_pid") for a worker without a box, in the judge's pid namespace. Neither where the
+// worker is in a box without a cgroup: the judge then charges no CPU (docs/harness.md).
+UniqueFd Verifier::cpu_meter(const Proc& worker, nlohmann::json* msg) const {
+  const int pid = worker.pid;
+  if (pid <= 0) return UniqueFd();
+  if (options_.box) {
+    if (!options_.box->cgroups) return UniqueFd();
+    auto fd = options_.box->cgroups->open_cpu_stat(pid);
+    if (!fd.ok()) {
+      spdlog::warn("verifier: no CPU meter for a worker: {}", fd.status().message());
+      return UniqueFd();
+    }
+    (*msg)["cpu"] = "cgroup";
+    return std::move(fd.value());
+  }
+  if (worker.forked_id == 0) (*msg)["cpu_pid"] = pid;  // a forked worker's pid is not `pid`
+  return UniqueFd();
+}
+
 nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
                                     std::chrono::milliseconds timeout, CancelToken* cancel,
                                     const std::optional<ResourceLimits>& limits) {
@@ -644,7 +678,9 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
   };
   nlohmann::json request = {
       {"op", "verify"}, {"job_dir", job_dir.string()}, {"timeout_ms", timeout.count()}};
-  if (Status st = send_message(judge_->sock.get(), request, worker->sock.get()); !st.ok()) {
+  UniqueFd meter = cpu_meter(*worker, &request);
+  if (Status st = send_message(judge_->sock.get(), request, {worker->sock.get(), meter.get()});
+      !st.ok()) {
     stop_judge();
     return finish(verifier_error("infra_error", st.message()));
   }
@@ -685,7 +721,9 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
       // candidate (kforge_verifier/judge.py). It never runs a candidate; it dies with the job.
       Status st = take_worker(&ref_worker);
       if (st.ok()) {
-        st = send_message(judge_->sock.get(), {{"reference_worker", 1}}, ref_worker->sock.get());
+        nlohmann::json reply = {{"reference_worker", 1}};
+        UniqueFd ref_meter = cpu_meter(*ref_worker, &reply);
+        st = send_message(judge_->sock.get(), reply, {ref_worker->sock.get(), ref_meter.get()});
         ref_worker->sock.reset();
       } else {
         st = send_message(judge_->sock.get(), {{"reference_worker", 0}, {"why", st.message()}});

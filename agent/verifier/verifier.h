@@ -114,6 +114,7 @@ class Verifier {
   Result<std::unique_ptr<Proc>> fork_worker(std::unique_ptr<Proc> proc, ProcessSpec spec,
                                             UniqueFd child_end);
   nlohmann::json worker_exit(Proc& worker);
+  UniqueFd cpu_meter(const Proc& worker, nlohmann::json* msg) const;
   void launch_zygote();
   bool zygote_ready(std::chrono::steady_clock::time_point wait, CancelToken* cancel = nullptr);
   // The zygote's next message about worker `id` ("spawned", "spawn_error", "exited"), or

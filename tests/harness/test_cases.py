@@ -108,6 +108,16 @@ def _check_case(case, res):
             prof["candidate"]["max_us"]
         if "max_speedup" in case:  # a cache cannot buy speed: every timed run is fresh
             assert prof["speedup"] < case["max_speedup"], prof
+        if case.get("cpu_bound"):  # no call taken below its CPU time over `threads` CPUs
+            cpu = prof["cpu"]["candidate"]
+            assert prof["candidate"]["mean_us"] >= 0.95 * cpu["cpu_us"] / prof["threads"], prof
+        # CPU jobs: both sides' CPU measured (v2run passes each worker's pid); a kernel on
+        # the job's one thread is charged nothing
+        for side in ("reference", "candidate"):
+            cpu = prof["cpu"][side]
+            assert cpu["charged"] >= 1.0, prof["cpu"]
+            if not case["candidate"].startswith("candidates/hostile/"):
+                assert cpu["charged"] < 1.05, prof["cpu"]
     else:
         assert "profile" not in res
 

@@ -11,8 +11,10 @@ import ctypes
 import errno
 import json
 import os
+import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -105,6 +107,48 @@ def test_timing_calls_prepare_before_each_call():
     timing.time_host(lambda: calls.append(len(seen) - 1), 3, 5, lambda: None, seen.append)
     assert seen == list(range(8))
     assert calls == list(range(8))  # prepare(i) ran right before call i
+
+
+def test_cpu_beyond_the_jobs_threads_is_charged():
+    """A side that used more CPU than `threads` CPUs while its worker held the calls is
+    charged the time those CPUs would have needed; one that did not is charged nothing."""
+    from kforge_verifier import timing
+    ms = 1_000_000
+    # one thread: never more CPU than held time (the meter lags, never leads)
+    assert timing.cpu_charge([(10 * ms, 8 * ms, 7 * ms)] * 5, 1)[0] == 1.0
+    # 4 threads busy 8 ms each: 24 ms beyond one CPU, over 10 ms of wall per call
+    factor, doc = timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms)] * 5, 1)
+    assert factor == pytest.approx((10 + 24) / 10)
+    assert doc["cpus_busy"] == 4.0 and doc["charged"] == pytest.approx(3.4)
+    # the same work with 4 threads allowed: nothing to charge
+    assert timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms)] * 5, 4)[0] == 1.0
+    # a call without a reading: unmeasured, never guessed
+    assert timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms), (10 * ms, 8 * ms, None)], 1) == \
+        (1.0, None)
+
+
+def test_the_cpu_meter_reads_a_process_and_a_cgroup_file(tmp_path):
+    """The two sources the agent hands the judge: a pid's CPU clock and a cpu.stat file."""
+    from kforge_verifier import timing
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.2: pass\ninput()"],
+                            stdin=subprocess.PIPE)
+    try:
+        meter = timing.CpuMeter.from_message({"cpu_pid": busy.pid}, [])
+        deadline = time.monotonic() + 30
+        while meter.ns() < 200 * 1_000_000:  # the child's own busy loop, read from outside
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        busy.communicate(b"\n")
+    assert meter.ns() is None  # gone: no reading, not a stale one
+    stat = tmp_path / "cpu.stat"
+    stat.write_text("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n")
+    fd = os.open(stat, os.O_RDONLY)
+    meter = timing.CpuMeter.from_message({"cpu": "cgroup"}, [-1, fd])
+    assert meter.ns() == 1_234_000 and meter.source == "cgroup"
+    meter.close()
+    assert timing.CpuMeter.from_message({"cpu_pid": True}, []) is None  # not a pid
 
 
 def _numpy_runner(tmp_path, get_inputs, warmup=2, runs=3):

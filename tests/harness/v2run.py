@@ -105,8 +105,9 @@ class Judge:
             # this driver's are interpreters importing torch for a second or more, so it
             # starts them at once, or the next short job would wait that second
             self._refill()
-        self.ctl.send({"op": "verify", "job_dir": job_dir, "timeout_ms": int(timeout_s * 1000)},
-                      fds=[sock.fileno()])
+        # the worker's CPU meter: its process's CPU clock (the agent passes its box's cpu.stat)
+        self.ctl.send({"op": "verify", "job_dir": job_dir, "timeout_ms": int(timeout_s * 1000),
+                       "cpu_pid": proc.pid}, fds=[sock.fileno()])
         sock.close()
         extra = []  # the reference's worker, when the judge asks for one
         try:
@@ -136,7 +137,7 @@ class Judge:
                 else:
                     p, s = self._new_worker(self.parent, None)
                 extra.append((p, s))
-                self.ctl.send({"reference_worker": 1}, fds=[s.fileno()])
+                self.ctl.send({"reference_worker": 1, "cpu_pid": p.pid}, fds=[s.fileno()])
                 s.close()
             elif "release_worker" in msg:
                 try:

@@ -15,8 +15,11 @@ pays only for its own compile, checks and profile.
 Agent <-> judge (JSON messages on fd 3, channel.py):
   -> {"ready": {"versions": ...}}
   <- {"op": "verify", "job_dir": DIR, "timeout_ms": N} + fd of the worker's socket
+       with the worker's CPU meter (timing.CpuMeter), where the agent has one:
+       "cpu": "cgroup" + a second fd (its box's cpu.stat), or "cpu_pid": PID
   -> {"reference_worker": 1}     profile jobs: a second fresh worker, to time the reference in
-  <- {"reference_worker": 1} + fd of its socket, or {"reference_worker": 0, "why": ...}
+  <- {"reference_worker": 1} + fd of its socket (and its meter, as above),
+     or {"reference_worker": 0, "why": ...}
   -> {"reference_timed": 1}      the reference is timed (or needs no timing): the agent may
                                  warm the next workers now, without slowing the reference down
   -> {"release_worker": 1}       the judge is done with the worker: kill it and its box
@@ -138,9 +141,10 @@ class WorkerTimeout(Exception):
 class Remote:
     """The judge's view of one worker."""
 
-    def __init__(self, chan, timeout_s):
+    def __init__(self, chan, timeout_s, cpu=None):
         self.chan = chan
         self.timeout_s = timeout_s
+        self.cpu = cpu            # timing.CpuMeter from the agent, or None
         # the job's time counts from the candidate's load: until then the worker (warm, or
         # starting cold) and the judge's own reference work are not the candidate's doing
         self.deadline = time.monotonic() + READY_WAIT_S
@@ -245,10 +249,15 @@ class Remote:
         # speedup); the minimum never takes away more than the call surely spent on the trip
         self.rtt_us = min(times)
 
+    def cpu_ns(self):
+        return self.cpu.ns() if self.cpu is not None else None
+
     def close(self):
         for a in (self.in_arena, self.out_arena):
             if a is not None:
                 a.close()
+        if self.cpu is not None:
+            self.cpu.close()
         self.chan.close()
 
 
@@ -698,7 +707,7 @@ class JudgeRunner(Runner):
         cand_times, ref_times, raw_times = [], [], []
         ref_how = set()
         floor_us = self._crossing_floor_us(total)
-        at_floor = 0
+        ref_cpu, cand_cpu = [], []  # (wall, held, cpu) ns per timed call: cpu_charge
         breakdown = collections.defaultdict(list)  # phase -> ns of each timed run
         try:
             for i in range(total):
@@ -709,7 +718,7 @@ class JudgeRunner(Runner):
                     ref_leaves, _, _ = self._reference_run(inputs, ref_in, ref_out, None)
                 label = f"timed run {i + 1} of {total} (inputs of its own)"
                 # the candidate, on the same values
-                reply, tree, leaves, (s, t_put, t_replied, end) = self._timed_remote_call(
+                reply, tree, leaves, (s, t_put, t_replied, end), cpu = self._timed_remote_call(
                     r, inputs, label, flush, self.call_limit())
                 leaves = self._with_written(leaves, tree, r.in_arena)  # as _reference_run's
                 self.last_report, self.last_in_tree = reply, tree
@@ -737,9 +746,11 @@ class JudgeRunner(Runner):
                         breakdown["reference." + k].append(v)
                     ref_times.append(ref_ns / 1000.0)
                     ref_how.add(timed.how)
-                    cand_us = cand_ns / 1000.0 - r.rtt_us
-                    at_floor += cand_us < floor_us
-                    cand_times.append(max(cand_us, floor_us, 0.001))
+                    ref_cpu.append((ref_ns, timed.phases_ns.get("request", 0) +
+                                    timed.phases_ns.get("judge_take", 0),
+                                    timed.phases_ns.get("cpu")))
+                    cand_cpu.append((cand_ns, end - t_put, cpu))
+                    cand_times.append(cand_ns / 1000.0 - r.rtt_us)
                     raw_times.append(cand_ns / 1000.0)
         finally:
             for a in (ref_in, ref_out):
@@ -751,6 +762,16 @@ class JudgeRunner(Runner):
         min_bytes = channel.total_array_bytes(ref_leaves) + max(
             [channel.total_array_bytes(x) for x in inputs] or [0])
         self._check_roofline(min_bytes, statistics.median(raw_times))
+        cpu_doc = None
+        if fw.device == "cpu":  # CPU jobs: the CPUs a side used beyond `threads` are charged
+            ref_x, ref_cpu_doc = timing.cpu_charge(ref_cpu, spec.threads)
+            cand_x, cand_cpu_doc = timing.cpu_charge(cand_cpu, spec.threads)
+            ref_times = [t * ref_x for t in ref_times]
+            cand_times = [t * cand_x for t in cand_times]
+            cpu_doc = {"reference": ref_cpu_doc, "candidate": cand_cpu_doc,
+                       "source": r.cpu.source if r.cpu is not None else None}
+        at_floor = sum(t < floor_us for t in cand_times)
+        cand_times = [max(t, floor_us, 0.001) for t in cand_times]
         cand_stats = timing.summarize(cand_times)
         ref_stats = timing.summarize(ref_times)
         speedup = ref_stats["median_us"] / cand_stats["median_us"]
@@ -770,7 +791,11 @@ class JudgeRunner(Runner):
                                # are the candidate process's own report: diagnostics only
                                "breakdown_us": {k: round(statistics.median(v) / 1000.0, 3)
                                                 for k, v in sorted(breakdown.items()) if v},
-                               "threads": spec.threads if fw.device == "cpu" else None}
+                               "threads": spec.threads if fw.device == "cpu" else None,
+                               # CPU jobs: each side's CPU time while its worker held the
+                               # calls, and the factor its times were charged by for CPUs
+                               # used beyond `threads` (timing.cpu_charge); null: unmeasured
+                               "cpu": cpu_doc}
         self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     timing_note = ", every timed run on inputs of its own and checked"
@@ -822,12 +847,14 @@ class JudgeRunner(Runner):
 
     def _timed_remote_call(self, remote, inputs, label, flush, limit):
         """One timed call through a worker, timed by the judge's clock from before the inputs
-        are written to after the judge holds a private copy of the outputs.
-        -> (reply, input tree, output leaves, (start, put, replied, end) in ns)."""
+        are written to after the judge holds a private copy of the outputs. The worker's CPU meter is read on both sides of it.
+        -> (reply, input tree, output leaves, (start, put, replied, end) in ns, the worker's
+        CPU ns across the call or None)."""
         fw = self.fw
         if flush is not None:
             flush.zero_()
         fw.synchronize()
+        c0 = remote.cpu_ns()
         s = time.perf_counter_ns()
         remote.in_arena.reset()
         tree = channel.put(inputs, remote.in_arena)
@@ -840,7 +867,10 @@ class JudgeRunner(Runner):
             raise _candidate_failure(reply, label)
         t_replied = time.perf_counter_ns()
         leaves = self._read_outputs(reply, remote, label)
-        return reply, tree, leaves, (s, t_put, t_replied, time.perf_counter_ns())
+        end = time.perf_counter_ns()
+        c1 = remote.cpu_ns() if c0 is not None else None
+        return reply, tree, leaves, (s, t_put, t_replied, end), \
+            (c1 - c0 if c1 is not None else None)
 
     def _start_reference_worker(self):
         """A worker of its own for timing the reference, loaded with the reference's code, with
@@ -942,9 +972,10 @@ class JudgeRunner(Runner):
                 how = "judge"
                 if self.ref_remote is not None:
                     try:  # the same call, timed through the reference's own worker
-                        reply, _, _, (w0, w_put, w_replied, w_end) = self._timed_remote_call(
-                            self.ref_remote, inputs, f"the reference's timed run {i + 1}",
-                            flush, None)
+                        reply, _, _, (w0, w_put, w_replied, w_end), cpu = \
+                            self._timed_remote_call(self.ref_remote, inputs,
+                                                    f"the reference's timed run {i + 1}",
+                                                    flush, None)
                         worker_ns = max(w_end - w0 - self.ref_remote.rtt_us * 1000.0, 1.0)
                         # what the crossing costs without the kernel: the reference's worker
                         # runs no candidate code, so its own "call" phase is trusted
@@ -952,6 +983,8 @@ class JudgeRunner(Runner):
                         phases = {"in_judge": ref_ns, "judge_put": w_put - w0,
                                   "request": w_replied - w_put, "judge_take": w_end - w_replied,
                                   "crossing": max(worker_ns - call, 0)}
+                        if cpu is not None:  # its worker's CPU across the call (cpu_charge)
+                            phases["cpu"] = cpu
                         ref_ns = worker_ns
                         how = "worker"
                     except (Failure, WorkerGone, WorkerTimeout, channel.ProtocolError,
@@ -1152,14 +1185,14 @@ def serve(fd=3):
             msg, fds = ctl.recv()
         except channel.Closed:
             return 0
-        if msg.get("op") != "verify" or len(fds) != 1:
+        if msg.get("op") != "verify" or not 1 <= len(fds) <= 2:
             for fd_ in fds:
                 os.close(fd_)
             ctl.send({"result": {"verdict": verdicts.INFRA_ERROR,
                                  "message": "judge: a verify request needs one worker fd"}})
             continue
         timeout_s = max(float(msg.get("timeout_ms", 600_000)) / 1000.0, 1.0)
-        remote = Remote(channel.Channel(fds[0]), timeout_s)
+        remote = Remote(channel.Channel(fds[0]), timeout_s, timing.CpuMeter.from_message(msg, fds))
 
         def release():
             try:
@@ -1184,8 +1217,9 @@ def serve(fd=3):
                 except channel.Timeout:
                     return None  # a late answer is read (and its fd closed) by release()
                 if "reference_worker" in reply:
-                    if reply["reference_worker"] == 1 and len(extra) == 1:
-                        return Remote(channel.Channel(extra[0]), timeout_s)
+                    if reply["reference_worker"] == 1 and 1 <= len(extra) <= 2:
+                        return Remote(channel.Channel(extra[0]), timeout_s,
+                                      timing.CpuMeter.from_message(reply, extra))
                     for fd_ in extra:
                         os.close(fd_)
                     return None

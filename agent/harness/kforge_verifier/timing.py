@@ -16,6 +16,7 @@ runs, so that an answer reused for the same input buffers is caught after timing
 summarize() gives median/min/max/mean/runs; the speedup is a ratio of medians.
 """
 
+import os
 import statistics
 import time
 
@@ -107,3 +108,79 @@ def summarize(times):
     return {"median_us": round(statistics.median(times), 3), "min_us": round(min(times), 3),
             "max_us": round(max(times), 3), "mean_us": round(statistics.fmean(times), 3),
             "runs": len(times)}
+
+
+class CpuMeter:
+    """The CPU time one worker has used, read by the judge from outside the worker, which can
+    change neither source:
+      cgroup  its box's cpu.stat (usage_usec), opened by the agent and passed as a file
+              descriptor: every thread of every process in the box, children included
+      pid     its process's CPU clock (CLOCK_PROCESS_CPUTIME_ID of another process): its
+              threads, living and ended, not its children; where it has no cgroup
+    ns() is None once the source cannot be read (the worker is gone)."""
+
+    def __init__(self, stat_fd=None, pid=None):
+        self.stat_fd = stat_fd
+        self.pid = pid
+        self.source = "cgroup" if stat_fd is not None else "pid"
+
+    @classmethod
+    def from_message(cls, msg, fds):
+        """The meter the agent handed over with a worker: {"cpu": "cgroup"} with cpu.stat's
+        descriptor as the second fd, or {"cpu_pid": N}; None (and any extra fd closed) else."""
+        extra = list(fds[1:])
+        meter = None
+        if msg.get("cpu") == "cgroup" and extra:
+            meter = cls(stat_fd=extra.pop(0))
+        elif isinstance(msg.get("cpu_pid"), int) and not isinstance(msg.get("cpu_pid"), bool) \
+                and msg["cpu_pid"] > 0:
+            meter = cls(pid=msg["cpu_pid"])
+        for fd in extra:
+            os.close(fd)
+        return meter
+
+    def ns(self):
+        try:
+            if self.stat_fd is not None:
+                for line in os.pread(self.stat_fd, 4096, 0).split(b"\n"):
+                    key, _, value = line.partition(b" ")
+                    if key == b"usage_usec":
+                        return int(value) * 1000
+                return None
+            return time.clock_gettime_ns(((~self.pid) << 3) | 2)  # the pid's CPUCLOCK_SCHED
+        except (OSError, ValueError):
+            return None
+
+    def close(self):
+        if self.stat_fd is not None:
+            os.close(self.stat_fd)
+            self.stat_fd = None
+
+
+def cpu_charge(samples, threads):
+    """The factor a side's timed calls are charged by for CPU they used beyond `threads`
+    CPUs, and what it was measured from. samples: [(wall_ns, held_ns, cpu_ns)] per timed
+    call, where held_ns is the part of the call the worker held it (the judge's clock from
+    the request sent to its copy of the outputs taken: the worker's own clean-up after its
+    reply falls in it) and cpu_ns what its meter read across the call.
+
+    While the worker holds a call it may use `threads` CPUs: any CPU time beyond
+    threads x held is work more CPUs did in parallel, and a call is taken at the time those
+    `threads` CPUs would have needed for it: wall + excess / threads. One thread can never
+    use more CPU than the wall time it ran, so an honest single-threaded call is charged
+    nothing (the meter's lag can only make it read less). Summed over the calls (a running
+    thread's time reaches the meter at its next tick or switch, so a single call's reading
+    is lumpy; the sum is not), and applied to every call alike.
+    -> (factor >= 1, doc) or (1.0, None) where some call has no reading."""
+    if not samples or any(c is None for _, _, c in samples):
+        return 1.0, None
+    wall = sum(w for w, _, _ in samples)
+    held = sum(h for _, h, _ in samples)
+    cpu = sum(c for _, _, c in samples)
+    excess = max(cpu - threads * held, 0)
+    factor = (wall + excess / threads) / wall if wall > 0 else 1.0
+    n = len(samples)
+    return factor, {"cpu_us": round(cpu / n / 1000.0, 3),      # the mean per call
+                    "held_us": round(held / n / 1000.0, 3),
+                    "cpus_busy": round(cpu / held, 3) if held > 0 else None,
+                    "charged": round(factor, 4)}
