@@ -47,6 +47,59 @@ def test_a_time_below_the_roofline_is_rejected():
     assert "profile" not in doc or "speedup" not in doc["profile"]
 
 
+def test_a_time_below_the_reference_s_arithmetic_is_rejected():
+    """The FLOPs floor: nn.Linear's 2 x 16 x 32 x 64 flops, counted from the reference's
+    traced call, over the device's peak. With the peak taken as it is, an honest kernel
+    passes above the floor; told the device is a billion times slower, every honest time is
+    below it, which is what a forged time looks like."""
+    base = next(c for c in CASES if c["name"] == "weights_from_init_inputs_pass")
+    case = dict(base, task_type="profile", job={"runs": 5, "warmup": 1})
+    docs = {}
+    with tempfile.TemporaryDirectory(prefix="kforge-harness-test-") as parent:
+        os.chmod(parent, 0o755)
+        for margin in ("2", "1e-9"):
+            judge = v2run.Judge(env={"KFORGE_JUDGE_ROOFLINE_MARGIN": margin})
+            try:
+                docs[margin] = judge.verify(jobrun.make_job_dir(case, parent), 60)
+            finally:
+                judge.close()
+    honest = docs["2"]
+    assert honest["verdict"] == "passed", honest["message"]
+    roof = honest["roofline"]
+    assert roof["min_flops"] == 2 * 16 * 32 * 64
+    assert roof["peak_gflops"] > 0
+    assert 0 < roof["flops_floor_us"] < roof["candidate_median_us"]
+    forged = docs["1e-9"]
+    assert forged["verdict"] == "rejected", forged["message"]
+    assert "impossible timing" in forged["message"] and "matrix products" in forged["message"]
+
+
+def test_min_flops_counts_contractions_at_their_least():
+    """What the FLOPs floor counts, op by op, from a traced call; never more than the op
+    needs, whatever the algorithm."""
+    import torch
+    from kforge_verifier import frameworks, trace
+    fw = frameworks.get("torch", "cpu")
+
+    def flops(fn, *args):
+        return trace.trace_torch(torch, fw.overlaps, fn, args)[1].flops
+
+    a, b, c = torch.randn(64, 32), torch.randn(32, 16), torch.randn(64, 16)
+    assert flops(lambda x, y: x @ y, a, b) == 2 * 64 * 16 * 32
+    assert flops(torch.addmm, c, a, b) == 2 * 64 * 16 * 32          # the bias is not a factor
+    assert flops(torch.bmm, torch.randn(4, 8, 5), torch.randn(4, 5, 3)) == 2 * 4 * 8 * 3 * 5
+    assert flops(torch.nn.Linear(32, 10), a) == 2 * 64 * 10 * 32
+    # a 3x3 convolution: its taps are not counted (Winograd, FFT need fewer multiplies)
+    assert flops(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(2, 3, 16, 16)) == \
+        2 * (2 * 8 * 16 * 16) * 3
+    assert flops(torch.addr, torch.randn(5, 5), torch.randn(5), torch.randn(5)) == 0  # outer
+    assert flops(lambda x: torch.relu(x) * 2 + 1, a) == 0  # elementwise: the bytes bound it
+    import numpy as np
+    _, log = trace.trace_numpy(lambda x, y: np.matmul(x, y) + 1,
+                               (np.ones((8, 4)), np.ones((4, 2))), fw.overlaps)
+    assert log.flops == 2 * 8 * 2 * 4
+
+
 @pytest.mark.parametrize("env,workers,timing", [
     ({}, True, "worker"),
     ({"KFORGE_JUDGE_REFERENCE_WORKER": "0"}, True, "judge"),

@@ -123,6 +123,94 @@ def copy_bandwidth(fw):
     return _BANDWIDTH[key]
 
 
+_PEAK = {}  # (framework, device) -> flop/s no call can beat
+
+
+def _cpu_peak_flops():
+    """The CPUs' arithmetic ceiling in flop/s, from what they are, not from a library: every
+    core at its highest clock (cpufreq's cpuinfo_max_freq, else 1.5 x the fastest "cpu MHz")
+    doing the widest multiply-adds its flags name (AMX tiles 2048 flop a cycle, AVX-512 with
+    bfloat16 128, AVX-512 64, AVX2+FMA 32, else 64). A loose bound on purpose: a
+    framework's BLAS may be far from it (Debian's torch 1.13 multiplies float32 matrices at
+    6 GFLOP/s on a 2-core VM where its bfloat16 product reaches 210), and a kernel faster than
+    the framework is the point."""
+    khz = 0
+    for cpu in range(os.cpu_count() or 1):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq") as f:
+                khz = max(khz, int(f.read().strip()))
+        except (OSError, ValueError):
+            pass
+    flags = set()
+    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.strip() == "cpu MHz" and not khz:
+                mhz = float(value)
+                khz = max(khz, int(mhz * 1500))  # x 1.5: a turbo clock it does not show
+            elif key.strip() in ("flags", "Features"):
+                flags.update(value.split())
+    if "amx_bf16" in flags or "amx_int8" in flags:
+        per_cycle = 2048
+    elif "avx512_bf16" in flags:
+        per_cycle = 128
+    elif "avx512f" in flags:
+        per_cycle = 64
+    elif "avx2" in flags and "fma" in flags:
+        per_cycle = 32
+    else:
+        per_cycle = 64
+    hz = (khz or 5_000_000) * 1000.0
+    return (os.cpu_count() or 1) * hz * per_cycle
+
+
+def _gpu_peak_flops(torch):
+    """The GPU's best matmul rate in flop/s over float32, float16 and bfloat16: each grown
+    until one product takes 20 ms (or 8192 square), then the best of 3."""
+    best = 0.0
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        try:
+            n = 1024
+            while True:
+                a = torch.randn(n, n, device="cuda", dtype=dtype)
+                b = torch.randn(n, n, device="cuda", dtype=dtype)
+                times = []
+                for _ in range(3):
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    torch.matmul(a, b)
+                    torch.cuda.synchronize()
+                    times.append(time.perf_counter() - t0)
+                if min(times) >= 0.02 or n >= 8192:
+                    break
+                n *= 2
+            best = max(best, 2.0 * n ** 3 / max(min(times), 1e-9))
+        except Exception:  # noqa: BLE001 - a dtype this device lacks
+            pass
+        finally:
+            a = b = None
+    torch.cuda.empty_cache()
+    return best
+
+
+def peak_flops(fw):
+    """The least time any call can spend on its arithmetic follows from this (flop/s):
+    measured on a GPU (its fastest matmul), the hardware's ceiling on a CPU.
+    Once per device; 0.0 where unknown (no FLOPs floor then)."""
+    key = (fw.name, fw.device)
+    if key not in _PEAK:
+        try:
+            if fw.name == "torch" and fw.device == "cuda":
+                _PEAK[key] = _gpu_peak_flops(fw.torch)
+            elif fw.device == "cpu":
+                _PEAK[key] = _cpu_peak_flops()
+            else:
+                _PEAK[key] = 0.0
+        except Exception:  # noqa: BLE001 - no floor rather than a wrong one
+            _PEAK[key] = 0.0
+    return _PEAK[key]
+
+
 def roofline_floor_us(min_bytes, bandwidth, margin=None):
     """The least time, in microseconds, any call that moves `min_bytes` can take."""
     margin = ROOFLINE_MARGIN if margin is None else margin
@@ -761,7 +849,7 @@ class JudgeRunner(Runner):
         # timed set has the task's shapes: the last one's sizes stand for all)
         min_bytes = channel.total_array_bytes(ref_leaves) + max(
             [channel.total_array_bytes(x) for x in inputs] or [0])
-        self._check_roofline(min_bytes, statistics.median(raw_times))
+        self._check_roofline(min_bytes, statistics.median(raw_times))  # before any charge
         cpu_doc = None
         if fw.device == "cpu":  # CPU jobs: the CPUs a side used beyond `threads` are charged
             ref_x, ref_cpu_doc = timing.cpu_charge(ref_cpu, spec.threads)
@@ -816,13 +904,29 @@ class JudgeRunner(Runner):
     def _check_roofline(self, min_bytes, raw_median_us):
         """A time no device can reach is not a speedup: rejected. The time compared is the
         judge's whole clock for the call (round trip and copies included), so the check
-        can only err toward letting a time through."""
+        can only err toward letting a time through. Two floors: the bytes any correct call
+        moves over the device's copy bandwidth, and the reference's contractions (its
+        traced matmuls, convolutions, attention: trace.min_flops) over the device's peak."""
         bandwidth = copy_bandwidth(self.fw)
         floor = roofline_floor_us(min_bytes, bandwidth)
+        min_flops = self.ref_log.flops if self.ref_log is not None else 0
+        peak = peak_flops(self.fw) if min_flops else 0.0
+        flops_floor = min_flops / (peak * ROOFLINE_MARGIN) * 1e6 if peak > 0 else 0.0
         self.doc["roofline"] = {"min_bytes": int(min_bytes),
                                 "copy_bandwidth_gbps": round(bandwidth / 1e9, 3),
                                 "margin": ROOFLINE_MARGIN, "floor_us": round(floor, 3),
+                                "min_flops": int(min_flops),
+                                "peak_gflops": round(peak / 1e9, 3) if peak else None,
+                                "flops_floor_us": round(flops_floor, 3),
                                 "candidate_median_us": round(raw_median_us, 3)}
+        if raw_median_us < flops_floor:
+            raise Failure(verdicts.REJECTED,
+                          f"impossible timing: the candidate's median call took "
+                          f"{raw_median_us:.3f} us, but the reference's matrix products "
+                          f"alone need at least {int(min_flops)} floating-point operations, "
+                          f"{flops_floor:.3f} us at {peak / 1e9:.1f} GFLOP/s (this device's "
+                          f"peak, x{ROOFLINE_MARGIN:g}): the work was not all done in the "
+                          f"timed call")
         if raw_median_us < floor:
             raise Failure(verdicts.REJECTED,
                           f"impossible timing: the candidate's median call took "

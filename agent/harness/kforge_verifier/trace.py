@@ -101,6 +101,49 @@ def normalize(name):
     return ALIASES.get(base, base)
 
 
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def min_flops(op, arrays, kw_arrays, outs):
+    """A lower bound on the floating-point operations (a multiply-add is 2) any algorithm
+    needs for one traced op, from its operands' shapes; 0 where none is known. Only the
+    contractions count (elementwise work is bounded by the bytes instead), each at the least
+    it can cost: matmul 2 x out x k; a convolution 2 x out x (input channels / groups), its
+    kernel's taps not counted (Winograd and FFT algorithms need fewer multiplies than taps);
+    attention half of its two products (causal masking). Never raises on odd shapes: 0."""
+    try:
+        shapes = [tuple(getattr(a, "shape", ())) for a in arrays + kw_arrays]
+        out = _numel(getattr(outs[0], "shape", ())) if outs else 0
+        if op == "matmul" and len(shapes) >= 2:
+            a, b = shapes[-2], shapes[-1]  # mm(a, b); addmm(c, a, b): the last two operands
+            if not a or not b or (len(a) == 1 and len(b) == 1 and out > 1):
+                return 0  # an outer product (addr): no contraction
+            # the contracted size, in either order (rmatmul comes as (b, a)); the lesser
+            # where both fit, none where neither does
+            ks = [a[-1]] if a[-1] == (b[-2] if len(b) >= 2 else b[-1]) else []
+            ks += [b[-1]] if b[-1] == (a[-2] if len(a) >= 2 else a[-1]) else []
+            return 2 * out * int(min(ks)) if ks else 0
+        if op == "linear" and len(shapes) >= 2 and shapes[1]:
+            return 2 * out * int(shapes[1][-1])  # weight [out_features, in_features]
+        if op in ("conv1d", "conv2d", "conv3d") and len(shapes) >= 2 and \
+                len(shapes[1]) >= 3:
+            return 2 * out * int(shapes[1][1])  # weight [C_out, C_in / groups, *taps]
+        if op.startswith("conv_transpose") and len(shapes) >= 2 and len(shapes[1]) >= 3:
+            return 2 * _numel(shapes[0]) * int(shapes[1][1])  # weight [C_in, C_out / g, ...]
+        if op == "scaled_dot_product_attention" and len(shapes) >= 3 and \
+                min(len(x) for x in shapes[:3]) >= 2:
+            q, k, v = shapes[:3]
+            batch = _numel(q[:-2])
+            return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+    except (TypeError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def is_heavy(op):
     return op in HEAVY or op.startswith(HEAVY_PREFIXES)
 
@@ -116,6 +159,7 @@ class TraceLog:
         self.all_ops = {}        # every op (normalised) -> count, for diagnostics
         self._tainted = []       # (result array, producing op)
         self.errors = 0          # tracing errors (ignored)
+        self.flops = 0           # a lower bound on the call's arithmetic (min_flops)
 
     def _arrays(self, obj, is_array, depth=0):
         if is_array(obj):
@@ -159,6 +203,8 @@ class TraceLog:
                 self._tainted.extend((t, source) for t in targets)
             return
         self.ops.append(op)
+        self.flops += min_flops(op, list(self._arrays(args, is_array)),
+                                list(self._arrays(kwargs, is_array)), outs)
         size = 0
         for t in outs:
             size = max(size, int(np.prod(getattr(t, "shape", ()) or (1,))))
