@@ -163,21 +163,30 @@ def test_timing_calls_prepare_before_each_call():
 
 
 def test_cpu_beyond_the_jobs_threads_is_charged():
-    """A side that used more CPU than `threads` CPUs while its worker held the calls is
-    charged the time those CPUs would have needed; one that did not is charged nothing."""
+    """A call that used more CPU than `threads` CPUs while its worker held it is charged the
+    time those CPUs would have needed; one that did not is charged nothing."""
     from kforge_verifier import timing
     ms = 1_000_000
     # one thread: never more CPU than held time (the meter lags, never leads)
-    assert timing.cpu_charge([(10 * ms, 8 * ms, 7 * ms)] * 5, 1)[0] == 1.0
-    # 4 threads busy 8 ms each: 24 ms beyond one CPU, over 10 ms of wall per call
-    factor, doc = timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms)] * 5, 1)
-    assert factor == pytest.approx((10 + 24) / 10)
+    extra, doc = timing.cpu_charge([(10 * ms, 8 * ms, 7 * ms)] * 5, 1)
+    assert extra == [0] * 5 and doc["charged"] == 1.0
+    # 4 threads busy 8 ms each: 24 ms beyond one CPU, charged on every call
+    extra, doc = timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms)] * 5, 1)
+    assert extra == [24 * ms] * 5
     assert doc["cpus_busy"] == 4.0 and doc["charged"] == pytest.approx(3.4)
     # the same work with 4 threads allowed: nothing to charge
-    assert timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms)] * 5, 4)[0] == 1.0
+    assert timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms)] * 5, 4)[0] == [0] * 5
+    # slow calls that sleep (held, no CPU) do not pay for the fast parallel ones
+    fast, slow = (10 * ms, 10 * ms, 20 * ms), (60 * ms, 60 * ms, 20 * ms)
+    extra, _ = timing.cpu_charge([fast] * 15 + [slow] * 5, 1)
+    assert extra[:15] == [10 * ms] * 15
+    # a meter read at a tick's grain: the CPU lands on some calls only; every call is
+    # charged at least the set's mean excess
+    extra, _ = timing.cpu_charge([(2 * ms, 2 * ms, 0)] * 3 + [(2 * ms, 2 * ms, 16 * ms)], 1)
+    assert extra == [2 * ms] * 3 + [14 * ms]
     # a call without a reading: unmeasured, never guessed
     assert timing.cpu_charge([(10 * ms, 8 * ms, 32 * ms), (10 * ms, 8 * ms, None)], 1) == \
-        (1.0, None)
+        (None, None)
 
 
 def test_the_cpu_meter_reads_a_process_and_a_cgroup_file(tmp_path):
@@ -195,6 +204,19 @@ def test_the_cpu_meter_reads_a_process_and_a_cgroup_file(tmp_path):
     finally:
         busy.communicate(b"\n")
     assert meter.ns() is None  # gone: no reading, not a stale one
+    # exited but not reaped (a worker that forked and left its child the socket): a zombie's
+    # clock stands still, so it gives no reading either
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        meter = timing.CpuMeter.from_message({"cpu_pid": zombie.pid}, [])
+        deadline = time.monotonic() + 30
+        while meter.ns() is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with open(f"/proc/{zombie.pid}/stat", "rb") as f:
+            assert f.read().rpartition(b")")[2].split()[0] == b"Z"
+    finally:
+        zombie.wait()
     stat = tmp_path / "cpu.stat"
     stat.write_text("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n")
     fd = os.open(stat, os.O_RDONLY)

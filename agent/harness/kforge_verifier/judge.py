@@ -792,10 +792,11 @@ class JudgeRunner(Runner):
         redraw = any(t.inputs is None for t in self.state.timed[:total])
         ref_in, ref_out = self._reference_buffers() if redraw else (None, None)
         flush = self._l2_flush()
-        cand_times, ref_times, raw_times = [], [], []
+        cand_times, ref_times, raw_times = [], [], []  # ns, ns, us (until charged)
         ref_how = set()
         floor_us = self._crossing_floor_us(total)
-        ref_cpu, cand_cpu = [], []  # (wall, held, cpu) ns per timed call: cpu_charge
+        ref_cpu = []  # (wall, held, cpu) ns per timed call: cpu_charge
+        meter, held = [], []  # the candidate's meter before each call; its held ns
         breakdown = collections.defaultdict(list)  # phase -> ns of each timed run
         try:
             for i in range(total):
@@ -806,8 +807,9 @@ class JudgeRunner(Runner):
                     ref_leaves, _, _ = self._reference_run(inputs, ref_in, ref_out, None)
                 label = f"timed run {i + 1} of {total} (inputs of its own)"
                 # the candidate, on the same values
-                reply, tree, leaves, (s, t_put, t_replied, end), cpu = self._timed_remote_call(
-                    r, inputs, label, flush, self.call_limit())
+                reply, tree, leaves, (s, t_put, t_replied, end), (c0, _) = \
+                    self._timed_remote_call(r, inputs, label, flush, self.call_limit())
+                meter.append(c0)
                 leaves = self._with_written(leaves, tree, r.in_arena)  # as _reference_run's
                 self.last_report, self.last_in_tree = reply, tree
                 launchers.note(reply.get("launchers"))  # validated there
@@ -832,13 +834,13 @@ class JudgeRunner(Runner):
                             breakdown["candidate.from_worker"].append(t_replied - worker["replied_at"])
                     for k, v in timed.phases_ns.items():
                         breakdown["reference." + k].append(v)
-                    ref_times.append(ref_ns / 1000.0)
+                    ref_times.append(ref_ns)
                     ref_how.add(timed.how)
                     ref_cpu.append((ref_ns, timed.phases_ns.get("request", 0) +
                                     timed.phases_ns.get("judge_take", 0),
                                     timed.phases_ns.get("cpu")))
-                    cand_cpu.append((cand_ns, end - t_put, cpu))
-                    cand_times.append(cand_ns / 1000.0 - r.rtt_us)
+                    held.append(end - t_put)
+                    cand_times.append(cand_ns)
                     raw_times.append(cand_ns / 1000.0)
         finally:
             for a in (ref_in, ref_out):
@@ -850,14 +852,26 @@ class JudgeRunner(Runner):
         min_bytes = channel.total_array_bytes(ref_leaves) + max(
             [channel.total_array_bytes(x) for x in inputs] or [0])
         self._check_roofline(min_bytes, statistics.median(raw_times))  # before any charge
+        meter.append(r.cpu_ns())  # after the last call's comparison
+        if r.cpu is not None and None in meter:
+            raise Failure(verdicts.REJECTED, "the candidate's process left its CPU meter during "
+                          "the timed runs (it exited while its socket still answered)")
+        # A call's CPU: from its start to the next call's, so that what its threads are
+        # accounted for after it (a thread still running when it answered) is not lost
+        cand_cpu = [(w, h, meter[i + 1] - meter[i] if r.cpu is not None else None)
+                    for w, h, i in zip(cand_times, held, range(spec.warmup, total))]
         cpu_doc = None
         if fw.device == "cpu":  # CPU jobs: the CPUs a side used beyond `threads` are charged
-            ref_x, ref_cpu_doc = timing.cpu_charge(ref_cpu, spec.threads)
-            cand_x, cand_cpu_doc = timing.cpu_charge(cand_cpu, spec.threads)
-            ref_times = [t * ref_x for t in ref_times]
-            cand_times = [t * cand_x for t in cand_times]
+            ref_extra, ref_cpu_doc = timing.cpu_charge(ref_cpu, spec.threads)
+            cand_extra, cand_cpu_doc = timing.cpu_charge(cand_cpu, spec.threads)
+            if ref_extra:
+                ref_times = [t + e for t, e in zip(ref_times, ref_extra)]
+            if cand_extra:
+                cand_times = [t + e for t, e in zip(cand_times, cand_extra)]
             cpu_doc = {"reference": ref_cpu_doc, "candidate": cand_cpu_doc,
                        "source": r.cpu.source if r.cpu is not None else None}
+        ref_times = [t / 1000.0 for t in ref_times]
+        cand_times = [t / 1000.0 - r.rtt_us for t in cand_times]
         at_floor = sum(t < floor_us for t in cand_times)
         cand_times = [max(t, floor_us, 0.001) for t in cand_times]
         cand_stats = timing.summarize(cand_times)
@@ -953,7 +967,7 @@ class JudgeRunner(Runner):
         """One timed call through a worker, timed by the judge's clock from before the inputs
         are written to after the judge holds a private copy of the outputs. The worker's CPU meter is read on both sides of it.
         -> (reply, input tree, output leaves, (start, put, replied, end) in ns, the worker's
-        CPU ns across the call or None)."""
+        meter (ns) before and after the call, each None where unread)."""
         fw = self.fw
         if flush is not None:
             flush.zero_()
@@ -972,9 +986,7 @@ class JudgeRunner(Runner):
         t_replied = time.perf_counter_ns()
         leaves = self._read_outputs(reply, remote, label)
         end = time.perf_counter_ns()
-        c1 = remote.cpu_ns() if c0 is not None else None
-        return reply, tree, leaves, (s, t_put, t_replied, end), \
-            (c1 - c0 if c1 is not None else None)
+        return reply, tree, leaves, (s, t_put, t_replied, end), (c0, remote.cpu_ns())
 
     def _start_reference_worker(self):
         """A worker of its own for timing the reference, loaded with the reference's code, with
@@ -1076,7 +1088,7 @@ class JudgeRunner(Runner):
                 how = "judge"
                 if self.ref_remote is not None:
                     try:  # the same call, timed through the reference's own worker
-                        reply, _, _, (w0, w_put, w_replied, w_end), cpu = \
+                        reply, _, _, (w0, w_put, w_replied, w_end), (c0, c1) = \
                             self._timed_remote_call(self.ref_remote, inputs,
                                                     f"the reference's timed run {i + 1}",
                                                     flush, None)
@@ -1087,8 +1099,8 @@ class JudgeRunner(Runner):
                         phases = {"in_judge": ref_ns, "judge_put": w_put - w0,
                                   "request": w_replied - w_put, "judge_take": w_end - w_replied,
                                   "crossing": max(worker_ns - call, 0)}
-                        if cpu is not None:  # its worker's CPU across the call (cpu_charge)
-                            phases["cpu"] = cpu
+                        if c0 is not None and c1 is not None:  # its CPU (cpu_charge)
+                            phases["cpu"] = c1 - c0
                         ref_ns = worker_ns
                         how = "worker"
                     except (Failure, WorkerGone, WorkerTimeout, channel.ProtocolError,

@@ -117,7 +117,7 @@ class CpuMeter:
               descriptor: every thread of every process in the box, children included
       pid     its process's CPU clock (CLOCK_PROCESS_CPUTIME_ID of another process): its
               threads, living and ended, not its children; where it has no cgroup
-    ns() is None once the source cannot be read (the worker is gone)."""
+    ns() is None once the source cannot be read (the worker is gone, or a zombie)."""
 
     def __init__(self, stat_fd=None, pid=None):
         self.stat_fd = stat_fd
@@ -147,6 +147,9 @@ class CpuMeter:
                     if key == b"usage_usec":
                         return int(value) * 1000
                 return None
+            with open(f"/proc/{self.pid}/stat", "rb") as f:  # a zombie's clock stands still
+                if f.read().rpartition(b")")[2].split()[0] in (b"Z", b"X"):
+                    return None
             return time.clock_gettime_ns(((~self.pid) << 3) | 2)  # the pid's CPUCLOCK_SCHED
         except (OSError, ValueError):
             return None
@@ -158,29 +161,34 @@ class CpuMeter:
 
 
 def cpu_charge(samples, threads):
-    """The factor a side's timed calls are charged by for CPU they used beyond `threads`
-    CPUs, and what it was measured from. samples: [(wall_ns, held_ns, cpu_ns)] per timed
-    call, where held_ns is the part of the call the worker held it (the judge's clock from
-    the request sent to its copy of the outputs taken: the worker's own clean-up after its
-    reply falls in it) and cpu_ns what its meter read across the call.
+    """What each of a side's timed calls is charged for CPU it used beyond `threads` CPUs.
+    samples: [(wall_ns, held_ns, cpu_ns)] per timed call, where held_ns is the part of the call
+    the worker held it (the judge's clock from the request sent to its copy of the outputs
+    taken: the worker's own clean-up after its reply falls in it) and cpu_ns what its meter
+    read for the call (the candidate's: from its start to the next call's start, so that CPU
+    accounted after the call, a thread still running when it answered, is not lost).
 
-    While the worker holds a call it may use `threads` CPUs: any CPU time beyond
-    threads x held is work more CPUs did in parallel, and a call is taken at the time those
-    `threads` CPUs would have needed for it: wall + excess / threads. One thread can never
-    use more CPU than the wall time it ran, so an honest single-threaded call is charged
-    nothing (the meter's lag can only make it read less). Summed over the calls (a running
-    thread's time reaches the meter at its next tick or switch, so a single call's reading
-    is lumpy; the sum is not), and applied to every call alike.
-    -> (factor >= 1, doc) or (1.0, None) where some call has no reading."""
+    While the worker holds a call it may use `threads` CPUs: CPU time beyond threads x held is
+    work more CPUs did in parallel, and the call is taken at the time those `threads` CPUs
+    would have needed for it: wall + excess / threads. The excess is taken per call, so that
+    slow calls (a sleep) cannot pay for fast parallel ones, and at least the calls' mean excess
+    over the whole set, so that a meter read at a clock tick's grain (cgroup accounting of a
+    thread that is still running) cannot hide it from the calls that did not catch a tick. One
+    thread never uses more CPU than the time it ran, so a kernel on the job's threads is
+    charged nothing (the meter can lag behind a running thread, never run ahead).
+    -> ([extra ns per call], doc), or (None, None) where some call has no reading."""
     if not samples or any(c is None for _, _, c in samples):
-        return 1.0, None
+        return None, None
+    n = len(samples)
+    mean = max(sum(c for _, _, c in samples) - threads * sum(h for _, h, _ in samples), 0) / n
+    extra = [max(c - threads * h, mean, 0) / threads for _, h, c in samples]
     wall = sum(w for w, _, _ in samples)
     held = sum(h for _, h, _ in samples)
     cpu = sum(c for _, _, c in samples)
-    excess = max(cpu - threads * held, 0)
-    factor = (wall + excess / threads) / wall if wall > 0 else 1.0
-    n = len(samples)
-    return factor, {"cpu_us": round(cpu / n / 1000.0, 3),      # the mean per call
-                    "held_us": round(held / n / 1000.0, 3),
-                    "cpus_busy": round(cpu / held, 3) if held > 0 else None,
-                    "charged": round(factor, 4)}
+    return extra, {"cpu_us": round(cpu / n / 1000.0, 3),      # the mean per call
+                   "cpu_median_us": round(statistics.median(c for _, _, c in samples) / 1000.0,
+                                          3),
+                   "held_us": round(held / n / 1000.0, 3),
+                   "cpus_busy": round(cpu / held, 3) if held > 0 else None,
+                   "charged_calls": sum(e > 0 for e in extra),
+                   "charged": round((wall + sum(extra)) / wall, 4) if wall > 0 else 1.0}
