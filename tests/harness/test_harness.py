@@ -92,6 +92,11 @@ def test_min_flops_counts_contractions_at_their_least():
     # a 3x3 convolution: its taps are not counted (Winograd, FFT need fewer multiplies)
     assert flops(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(2, 3, 16, 16)) == \
         2 * (2 * 8 * 16 * 16) * 3
+    # operands by keyword, in any order: a depthwise convolution counts its one channel
+    x, w = torch.randn(2, 8, 16, 16), torch.randn(8, 1, 3, 3)
+    assert flops(lambda x, w: torch.nn.functional.conv2d(weight=w, input=x, groups=8,
+                                                         padding=1), x, w) == 2 * (2 * 8 * 256)
+    assert flops(lambda x, y: torch.matmul(other=y, input=x), a, b) == 2 * 64 * 16 * 32
     assert flops(torch.addr, torch.randn(5, 5), torch.randn(5), torch.randn(5)) == 0  # outer
     assert flops(lambda x: torch.relu(x) * 2 + 1, a) == 0  # elementwise: the bytes bound it
     import numpy as np

@@ -101,6 +101,12 @@ def normalize(name):
     return ALIASES.get(base, base)
 
 
+# Operands passed by keyword, in the order of their functions' signatures (matmul(input,
+# other), addmm(input, mat1, mat2), linear(input, weight, bias), sdpa(query, key, value) ...).
+_OPERAND_NAMES = ("input", "mat1", "batch1", "weight", "mat2", "batch2", "other", "vec",
+                  "query", "key", "value", "bias")
+
+
 def _numel(shape):
     n = 1
     for d in shape:
@@ -203,8 +209,9 @@ class TraceLog:
                 self._tainted.extend((t, source) for t in targets)
             return
         self.ops.append(op)
+        named = [(kwargs or {}).get(k) for k in _OPERAND_NAMES]
         self.flops += min_flops(op, list(self._arrays(args, is_array)),
-                                list(self._arrays(kwargs, is_array)), outs)
+                                list(self._arrays(named, is_array)), outs)
         size = 0
         for t in outs:
             size = max(size, int(np.prod(getattr(t, "shape", ()) or (1,))))
