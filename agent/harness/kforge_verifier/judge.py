@@ -894,9 +894,9 @@ class JudgeRunner(Runner):
                                "breakdown_us": {k: round(statistics.median(v) / 1000.0, 3)
                                                 for k, v in sorted(breakdown.items()) if v},
                                "threads": spec.threads if fw.device == "cpu" else None,
-                               # CPU jobs: each side's CPU time while its worker held the
-                               # calls, and the factor its times were charged by for CPUs
-                               # used beyond `threads` (timing.cpu_charge); null: unmeasured
+                               # CPU jobs: each side's CPU time per call and what its calls
+                               # were charged for CPUs used beyond `threads`
+                               # (timing.cpu_charge); null: unmeasured
                                "cpu": cpu_doc}
         self.doc["phases_ms"]["profile"] = round((time.perf_counter() - t0) * 1e3, 3)
 
