@@ -47,18 +47,19 @@ def test_a_time_below_the_roofline_is_rejected():
     assert "profile" not in doc or "speedup" not in doc["profile"]
 
 
-def test_a_time_below_the_reference_s_arithmetic_is_rejected():
+def test_a_time_below_the_reference_s_arithmetic_is_flagged():
     """The FLOPs floor: nn.Linear's 2 x 16 x 32 x 64 flops, counted from the reference's
     traced call, over the device's peak. With the peak taken as it is, an honest kernel
     passes above the floor; told the device is a billion times slower, every honest time is
-    below it, which is what a forged time looks like."""
+    below it. Algebra can make a correct kernel beat the reference's arithmetic (a Linear
+    whose outputs are summed), so such a time is flagged for a human, never rejected."""
     base = next(c for c in CASES if c["name"] == "weights_from_init_inputs_pass")
     case = dict(base, task_type="profile", job={"runs": 5, "warmup": 1})
     docs = {}
     with tempfile.TemporaryDirectory(prefix="kforge-harness-test-") as parent:
         os.chmod(parent, 0o755)
         for margin in ("2", "1e-9"):
-            judge = v2run.Judge(env={"KFORGE_JUDGE_ROOFLINE_MARGIN": margin})
+            judge = v2run.Judge(env={"KFORGE_JUDGE_FLOPS_MARGIN": margin})
             try:
                 docs[margin] = judge.verify(jobrun.make_job_dir(case, parent), 60)
             finally:
@@ -69,9 +70,11 @@ def test_a_time_below_the_reference_s_arithmetic_is_rejected():
     assert roof["min_flops"] == 2 * 16 * 32 * 64
     assert roof["peak_gflops"] > 0
     assert 0 < roof["flops_floor_us"] < roof["candidate_median_us"]
-    forged = docs["1e-9"]
-    assert forged["verdict"] == "rejected", forged["message"]
-    assert "impossible timing" in forged["message"] and "matrix products" in forged["message"]
+    assert not roof["below_flops_floor"] and not honest["profile"]["suspicious"]
+    below = docs["1e-9"]
+    assert below["verdict"] == "passed", below["message"]
+    assert below["roofline"]["below_flops_floor"] and below["profile"]["suspicious"]
+    assert "SUSPICIOUS" in below["message"] and "algebraic shortcut" in below["message"]
 
 
 def test_min_flops_counts_contractions_at_their_least():

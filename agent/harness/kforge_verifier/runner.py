@@ -698,8 +698,9 @@ class Runner:
                     f"{prof['reference']['median_us']:.2f} us: speedup {prof['speedup']:.3g}x "
                     f"({prof['method']}{self.timing_note})")
             if prof["suspicious"]:
-                msg += (f"; SUSPICIOUS: speedup above {self.spec.suspicious_speedup:g}x, review "
-                        f"this kernel by hand before trusting it")
+                why = " and ".join(prof.get("suspicious_why") or
+                                   [f"speedup above {self.spec.suspicious_speedup:g}x"])
+                msg += f"; SUSPICIOUS: {why}; review this kernel by hand before trusting it"
         for note in self.notes:
             msg += f"; note: {note}"
         self.doc["message"] = msg
