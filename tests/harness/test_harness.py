@@ -296,6 +296,36 @@ def test_tolerance_table():
     assert compare.tolerance_for("float32", atol=0.5) == (0.5, 1e-4)
 
 
+def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
+    """Large-K float32 sums: the reference's own order of additions is off the float64 truth by
+    more than the strict tolerance, so an honest kernel adding in another order may fail
+    against it while being as right. The second look passes it; it does not pass a kernel
+    computing in a narrower type, zeros for tiny outputs, or NaNs the reference lacks."""
+    rng = np.random.default_rng(7)
+    a64, b64 = rng.standard_normal((128, 16384)), rng.standard_normal((16384, 128))
+    truth = a64 @ b64
+    a32, b32 = a64.astype(np.float32), b64.astype(np.float32)
+    ref = a32 @ b32
+    other_order = sum(a32[:, k:k + 512] @ b32[k:k + 512, :] for k in range(0, 16384, 512))
+    half = (a32.astype(np.float16) @ b32.astype(np.float16)).astype(np.float32)
+
+    def host(x):
+        return compare.to_host_array(np.asarray(x), np.asarray(x).dtype.name)
+
+    atol, rtol = compare.tolerance_for("float32")
+    t = host(truth)
+    assert np.abs(ref - truth).max() > atol  # the reference itself is this far off
+    assert compare.within_reference_error(host(ref), host(other_order), t, atol, rtol)
+    assert not compare.within_reference_error(host(ref), host(half), t, atol, rtol)
+    tiny = rng.random((64, 100_000)) * 2e-5  # a softmax over 10^5 columns: every value < atol
+    assert not compare.within_reference_error(host(tiny.astype(np.float32)),
+                                              host(np.zeros_like(tiny, dtype=np.float32)),
+                                              host(tiny), atol, rtol)
+    nan = other_order.copy()
+    nan[3, 4] = np.nan
+    assert not compare.within_reference_error(host(ref), host(nan), t, atol, rtol)
+
+
 def test_fp32_within_tolerance_passes_and_outside_fails():
     e = np.linspace(-3, 3, 1000)
     assert compare.compare(host(e), host(e * (1 + 5e-5))).ok

@@ -39,6 +39,7 @@ round-trip cost, measured before the candidate is loaded, is subtracted from its
 """
 
 import collections
+import copy
 import functools
 import hashlib
 import json
@@ -745,7 +746,69 @@ class JudgeRunner(Runner):
                 return
         if not case.ref_outputs and keep:
             case.ref_outputs = [fw.host(x) for x in keep]  # timed runs: only when needed
-        Runner.check_case(self, case, inputs, leaves, label, allow_rules=False)
+        try:
+            Runner.check_case(self, case, inputs, leaves, label, allow_rules=False)
+        except Failure as f:
+            if f.verdict != verdicts.PRECISION_MISMATCH or \
+                    not self._within_reference_error(case, inputs, leaves):
+                raise
+            # the strict count of the output that failed is not a mismatch after all
+            self.stats["mismatches"] -= (f.checks or {}).get("mismatches", 0)
+
+    def _within_reference_error(self, case, inputs, leaves):
+        """A precision mismatch, looked at again against the reference computed in float64
+        (compare.within_reference_error): True when every output of the candidate is as close
+        to it as the reference's own is. Only where the strict policy applies, in torch jobs,
+        for references that write no input; a reference that cannot run in float64 (or draws
+        random numbers differently there) leaves the mismatch as it was. The float64 outputs
+        are kept with the case (a trial's: once per task)."""
+        fw, spec = self.fw, self.spec
+        if fw.name != "torch" or spec.tolerance != "strict" or case.ref_modified_host or \
+                len(leaves) != len(case.ref_outputs):
+            return False
+        truth = getattr(case, "truth", None)
+        if truth is None:
+            truth = self._float64_reference(case.pristine or inputs, case.seed)
+            case.truth = truth or []
+        if not truth or len(truth) != len(leaves):
+            return False
+        for expected, leaf, t in zip(case.ref_outputs, leaves, truth):
+            try:
+                actual = fw.host(leaf)
+            except TypeError:
+                return False
+            if actual.kind != expected.kind:
+                return False
+            atol, rtol = compare.tolerance_for(expected.dtype, spec.atol, spec.rtol)
+            if not compare.within_reference_error(expected, actual, t, atol, rtol):
+                return False
+        if "float64_second_look" not in self.stats:
+            self.notes.append("some outputs passed only against the reference computed in "
+                              "float64, as close to it as the reference itself "
+                              "(checks.float64_second_look counts them)")
+        self.stats["float64_second_look"] = self.stats.get("float64_second_look", 0) + 1
+        return True
+
+    def _float64_reference(self, inputs, seed):
+        """The reference's outputs (HostArrays) computed in float64 on `inputs`, or None."""
+        fw = self.fw
+        torch = fw.torch
+        state = self.state
+        try:
+            if getattr(state, "ref_model64", None) is None:
+                model = self.ref_model
+                state.ref_model64 = copy.deepcopy(model).double() \
+                    if isinstance(model, torch.nn.Module) else False
+            if state.ref_model64 is False:
+                return None
+            args = [x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                    for x in inputs]
+            fw.seed(seed)
+            with fw.no_grad():
+                out = self.callable_of(state.ref_model64)(*args)
+            return [fw.host(x) for x in frameworks.flatten_outputs(out)]
+        except Exception:  # noqa: BLE001 - no second look rather than a wrong one
+            return None
 
     def _check_integrity(self, when):
         pass  # the candidate cannot reach the judge: nothing of ours to patch
