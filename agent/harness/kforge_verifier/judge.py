@@ -442,6 +442,7 @@ class TimedSet:
         self.seed, self.inputs, self.ref_leaves, self.ref_ns = seed, inputs, ref_leaves, ref_ns
         self.phases_ns = phases_ns or {}  # where ref_ns went (profile.breakdown_us)
         self.how = how
+        self.truth = None  # the reference's outputs in float64, once a comparison needed them
         self.nbytes = channel.total_array_bytes(inputs) + channel.total_array_bytes(ref_leaves)
 
 
@@ -884,7 +885,10 @@ class JudgeRunner(Runner):
                 case = Case(seed=seed, label=label, pristine=[], ref_outputs=[],
                             ref_keep=list(ref_leaves), ref_aliases=[True] * len(ref_leaves),
                             ref_modified=[])
+                case.truth = timed.truth  # the float64 second look's, kept with the set
                 self.compare_case(case, inputs, leaves, label, details=False)
+                if timed.inputs is not None:
+                    timed.truth = case.truth
                 if i >= spec.warmup:
                     breakdown["candidate.judge_put"].append(t_put - s)
                     breakdown["candidate.request"].append(t_replied - t_put)
