@@ -96,7 +96,7 @@ def _check_case(case, res):
     if expect == "passed":
         assert res["trials"] >= 3
         assert res["checks"]["mismatches"] == 0
-        assert res["checks"]["total"] > 0
+        assert res["checks"]["total"] > 0 or case.get("no_elements")
     if case["task_type"] == "profile" and expect == "passed":
         prof = res["profile"]
         assert prof["method"] == "judge_clock"

@@ -326,6 +326,22 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
     assert not compare.within_reference_error(host(ref), host(nan), t, atol, rtol)
 
 
+def test_a_0d_array_crosses_as_0d_and_equals_a_numpy_scalar():
+    """np.sum gives a numpy scalar or a 0-d array; both are one value. The channel kept the
+    shape of neither (np.ascontiguousarray makes 0-d arrays 1-d)."""
+    from kforge_verifier import channel, frameworks, runner
+    arena = channel.Arena(4096, name="kforge-test")
+    try:
+        tree = channel.put([np.array(2.5), np.ones((2, 3))[:, ::2]], arena)
+        got = channel.take(tree, arena, "cpu")
+        assert [x.shape for x in got] == [(), (2, 2)] and float(got[0]) == 2.5
+    finally:
+        arena.close()
+    fw = frameworks.get("numpy", "cpu")
+    assert runner._same_scalar(fw.host(np.array(1.0)), fw.host(np.float64(1.0)))
+    assert not runner._same_scalar(fw.host(np.ones(1)), fw.host(np.float64(1.0)))
+
+
 def test_fp32_within_tolerance_passes_and_outside_fails():
     e = np.linspace(-3, 3, 1000)
     assert compare.compare(host(e), host(e * (1 + 5e-5))).ok

@@ -162,7 +162,8 @@ def array_bytes_view(x):
     """-> (dtype name, shape, framework, numpy view of the bytes). Copies only when the
     array is not contiguous on the host."""
     if isinstance(x, np.ndarray):
-        a = np.ascontiguousarray(x)
+        # not np.ascontiguousarray, which makes a 0-d array (np.sum's result) one of shape (1,)
+        a = x if x.flags.c_contiguous else np.ascontiguousarray(x)
         return a.dtype.name, list(a.shape), "numpy", a.reshape(-1).view(np.uint8)
     if _is_torch_tensor(x):
         import torch

@@ -668,7 +668,7 @@ class JudgeRunner(Runner):
         # judge's own process never loads a kernel, so its counters say nothing. Its count is
         # a hint (the worker is the candidate's process), but one it must give.
         impl = self.spec.impl_type
-        if delta is None and impl not in launches.COUNTED:
+        if (delta is None and impl not in launches.COUNTED) or self.nothing_to_compute:
             return
         if delta is None:
             raise Failure(verdicts.REJECTED, f"the candidate's worker did not count its "
@@ -1025,6 +1025,14 @@ class JudgeRunner(Runner):
                     f"{flops_floor:.1f} us at {peak / 1e9:.1f} GFLOP/s x{FLOPS_MARGIN:g}): an "
                     f"algebraic shortcut, or a time not to trust")
         return None
+
+    @functools.cached_property
+    def nothing_to_compute(self):
+        """The task's arrays are all empty (inputs and the reference's outputs): a call has no
+        memory to pass its kernel (an empty tensor's pointer is NULL), so no launch is asked."""
+        case = self.cases[0][0] if self.cases and self.cases[0] else None
+        return case is not None and not any(
+            all(a.shape) for a in self.fw.arrays(list(case.pristine) + list(case.ref_keep)))
 
     @functools.cached_property
     def written_inputs(self):
