@@ -324,6 +324,16 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
     nan = other_order.copy()
     nan[3, 4] = np.nan
     assert not compare.within_reference_error(host(ref), host(nan), t, atol, rtol)
+    # a reference whose rounding swamps its output (a variance as E[x^2] - E[x]^2 around a
+    # mean of 1000, in float32) says little: 2x its error would pass a constant
+    x = 1000 + rng.standard_normal((256, 4096))
+    var_truth = (x * x).mean(1) - x.mean(1) ** 2
+    x32 = x.astype(np.float32)
+    var_ref = (x32 * x32).mean(1) - x32.mean(1) ** 2
+    assert np.abs(var_ref - var_truth).max() > np.std(var_truth)
+    assert not compare.within_reference_error(host(var_ref),
+                                              host(np.ones(256, dtype=np.float32)),
+                                              host(var_truth), atol, rtol)
 
 
 def test_a_0d_array_crosses_as_0d_and_equals_a_numpy_scalar():
