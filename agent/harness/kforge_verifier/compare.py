@@ -43,6 +43,7 @@ REL_EPS = 1e-8        # |expected| at or below this: the relative error is the a
 L2_FLOOR = 1e-3       # the aggregate guard's absolute slack, as a fraction of atol
 MEANINGFUL = 1e-2     # within_reference_error: the reference's error in L2, at most this
                       # fraction of its truth's spread (||t - mean(t)||)
+RANGE = 10.0          # ... and the truth's largest magnitude at most this many times its RMS
 MAX_REPORTED = 10     # first mismatches listed
 
 
@@ -152,7 +153,8 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0):
     torch's own order of additions; a kernel adding in another order is off as much, and is
     as right; one computing in a narrower type is off by far more, everywhere. Only where the
     reference's error is small against the spread of the true values (MEANINGFUL): where it
-    is not, the reference says little and 2x its error would pass a constant. -> bool."""
+    is not, the reference says little and 2x its error would pass a constant; and only for
+    outputs of one scale (RANGE), where one budget fits every element. -> bool."""
     if expected.exact or actual.dtype != expected.dtype or \
             not (actual.shape == expected.shape == truth.shape):
         return False
@@ -171,6 +173,10 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0):
         # to each other: a reference whose rounding swamps its output (a variance taken as
         # E[x^2] - E[x]^2 around a large mean) gives a budget any constant would fit in
         if np.linalg.norm(ref_err) > MEANINGFUL * np.linalg.norm(t - t.mean()):
+            return False
+        # and only for outputs of one scale: the budget is the reference's largest error, which
+        # a wide range (exp of a matmul) takes from its largest values to every small one
+        if np.abs(t).max() > RANGE * math.sqrt(np.mean(t * t)):
             return False
         err = np.abs(a - t)
         if not (err <= atol + rtol * np.abs(t) + factor * ref_err.max()).all():

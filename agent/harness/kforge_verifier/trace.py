@@ -81,6 +81,19 @@ HEAVY = frozenset({
     "lstm", "gru", "rnn_tanh", "rnn_relu", "embedding_bag", "cross_entropy", "nll_loss",
 })
 HEAVY_PREFIXES = ("linalg.", "fft.", "scipy.")
+# Long sums: ops whose float32 results carry rounding that grows with their contraction.
+CONTRACTIONS = frozenset({
+    "matmul", "linear", "bilinear", "einsum", "tensordot", "conv1d", "conv2d", "conv3d",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "scaled_dot_product_attention",
+})
+# Ops that draw random numbers (in another dtype they may draw others).
+RANDOM = frozenset({
+    "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "randperm",
+    "normal", "bernoulli", "multinomial", "uniform", "exponential", "geometric", "cauchy",
+    "log_normal", "random", "poisson", "dropout", "dropout1d", "dropout2d", "dropout3d",
+    "alpha_dropout", "feature_alpha_dropout", "feature_dropout", "rrelu", "fused_dropout",
+    "native_dropout", "standard_normal", "permutation", "shuffle", "choice", "integers",
+})
 
 
 def normalize(name):
