@@ -178,6 +178,9 @@ struct Verifier::Proc {
   Result<ProcessResult> result = io_error("still running");
 
   ~Proc() { kill(); }
+  // Starts the process on its own thread (child_end as its fd 3, if valid) and waits until it
+  // has exec'd: `pid` is then its pid, or -1 when it never started.
+  void start(ProcessSpec spec, UniqueFd child_end);
   // Kills the process group (the box: its whole cgroup) and waits for run_process to
   // return, which it does only once nothing of the process is left. Idempotent.
   const Result<ProcessResult>& kill() {
@@ -287,6 +290,14 @@ ProcessSpec base_spec(const VerifierOptions& o, const std::string& script) {
 }
 
 }  // namespace
+
+void Verifier::Proc::start(ProcessSpec spec, UniqueFd child_end) {
+  auto told = std::make_shared<std::promise<int>>();
+  std::future<int> started = told->get_future();
+  launch(std::move(spec), std::move(child_end), &cancel, &thread, &result,
+         [told](int p) { told->set_value(p); });
+  pid = started.get();
+}
 
 Status Verifier::ensure_judge() {
   if (judge_ && judge_->thread.joinable() && judge_->sock.valid()) return Status();
@@ -399,11 +410,7 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::spawn_worker(const ResourceLim
     drop_zygote();
     return spawn_worker(limits);
   }
-  auto pid = std::make_shared<std::promise<int>>();
-  std::future<int> started = pid->get_future();
-  launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result,
-         [pid](int p) { pid->set_value(p); });
-  proc->pid = started.get();  // once it exec'd (or failed: -1, and its socket reads closed)
+  proc->start(std::move(spec), std::move(pair->second));  // -1: its socket reads closed
   std::lock_guard lock(mu_);
   ++stats_.spawned;
   return proc;
@@ -436,11 +443,7 @@ Result<std::unique_ptr<Verifier::Proc>> Verifier::fork_worker(std::unique_ptr<Pr
 
   spec.argv = {"sleep", "infinity"};  // the holder: it keeps the box until we kill it
   spec.limits = ResourceLimits{};
-  auto pid = std::make_shared<std::promise<int>>();
-  std::future<int> started = pid->get_future();
-  launch(std::move(spec), UniqueFd(), &proc->cancel, &proc->thread, &proc->result,
-         [pid](int p) { pid->set_value(p); });
-  proc->pid = started.get();  // run_process tells once the holder exec'd or failed
+  proc->start(std::move(spec), UniqueFd());
   request["holder"] = proc->pid;
   if (proc->pid <= 0) {
     const auto& r = proc->kill();
