@@ -401,12 +401,12 @@ def _malformed(reply):
     if phases is not None and not (isinstance(phases, dict) and all(
             _count(v) for v in phases.values())):
         return "phases_ns is not a map of counts"
-    trace = reply.get("trace")
-    if trace is not None:
-        if not isinstance(trace, dict):
+    summary = reply.get("trace")
+    if summary is not None:
+        if not isinstance(summary, dict):
             return "trace is not a map"
         for key, kind in (("ops", list), ("producers", list), ("max_numel", dict)):
-            if trace.get(key) is not None and not isinstance(trace[key], kind):
+            if summary.get(key) is not None and not isinstance(summary[key], kind):
                 return f"trace.{key} is not a {kind.__name__}"
     return None
 
@@ -437,6 +437,7 @@ class TaskState:
         self.nbytes = 0
         self.timed = []     # TimedSet: the profile's input sets, drawn on secret seeds
         self.ref_call_s = 0.0  # the reference's median time per trial call (CallLimit)
+        self.ref_model64 = None  # the reference in float64 (the second look), False: none
 
 
 class TimedSet:
@@ -776,7 +777,7 @@ class JudgeRunner(Runner):
                 len(leaves) != len(case.ref_outputs) or log is None or \
                 not set(log.ops) & trace.CONTRACTIONS or set(log.all_ops) & trace.RANDOM:
             return False  # only long sums, and no random draws (float64 draws other numbers)
-        truth = getattr(case, "truth", None)
+        truth = case.truth
         if truth is None:
             # bounded: a few float64 runs a job, of a reference that is quick in float32
             if self.float64_runs >= SECOND_LOOKS or self.state.ref_call_s > SECOND_LOOK_REF_S:
@@ -799,7 +800,7 @@ class JudgeRunner(Runner):
         if "float64_second_look" not in self.stats:
             self.notes.append("some outputs passed only against the reference computed in "
                               "float64, as close to it as the reference itself "
-                              "(checks.float64_second_look counts them)")
+                              "(checks.float64_second_look counts the calls)")
         self.stats["float64_second_look"] = self.stats.get("float64_second_look", 0) + 1
         return True
 
@@ -809,7 +810,7 @@ class JudgeRunner(Runner):
         torch = fw.torch
         state = self.state
         try:
-            if getattr(state, "ref_model64", None) is None:
+            if state.ref_model64 is None:
                 model = self.ref_model
                 state.ref_model64 = copy.deepcopy(model).double() \
                     if isinstance(model, torch.nn.Module) else False
@@ -1063,7 +1064,8 @@ class JudgeRunner(Runner):
 
     def _timed_remote_call(self, remote, inputs, label, flush, limit):
         """One timed call through a worker, timed by the judge's clock from before the inputs
-        are written to after the judge holds a private copy of the outputs. The worker's CPU meter is read on both sides of it.
+        are written to after the judge holds a private copy of the outputs. The worker's CPU
+        meter is read on both sides of it.
         -> (reply, input tree, output leaves, (start, put, replied, end) in ns, the worker's
         meter (ns) before and after the call, each None where unread)."""
         fw = self.fw

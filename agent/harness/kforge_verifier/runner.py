@@ -44,6 +44,7 @@ class Case:
     ref_aliases: list             # per output: does it overlap one of the reference's inputs
     ref_modified: list            # per input: did the reference write into it
     ref_modified_host: dict = field(default_factory=dict)  # input index -> HostArray after
+    truth: list = None            # its outputs in float64, once the judge's second look ran
 
 
 class _BlockReference(importlib.abc.MetaPathFinder):

@@ -180,11 +180,9 @@ def cpu_charge(samples, threads):
     if not samples or any(c is None for _, _, c in samples):
         return None, None
     n = len(samples)
-    mean = max(sum(c for _, _, c in samples) - threads * sum(h for _, h, _ in samples), 0) / n
+    wall, held, cpu = (sum(column) for column in zip(*samples))
+    mean = max(cpu - threads * held, 0) / n
     extra = [max(c - threads * h, mean, 0) / threads for _, h, c in samples]
-    wall = sum(w for w, _, _ in samples)
-    held = sum(h for _, h, _ in samples)
-    cpu = sum(c for _, _, c in samples)
     return extra, {"cpu_us": round(cpu / n / 1000.0, 3),      # the mean per call
                    "cpu_median_us": round(statistics.median(c for _, _, c in samples) / 1000.0,
                                           3),
