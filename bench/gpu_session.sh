@@ -30,5 +30,5 @@ KFORGE_E2E_DEADLINE_S=140 timeout 150 bash scripts/gpu-e2e.sh run gpu-bundle "$O
 head -60 "$OUT/e2e/summary.md" 2>/dev/null
 echo "--- ${SECONDS}s"
 step "cases_cuda.json"
-(cd tests/harness && KFORGE_TEST_PYTHON=$P timeout 100 "$P" v2run.py cases_cuda.json 2>&1 | tail -25)
+(cd tests/harness && KFORGE_TEST_PYTHON=$P KFORGE_V2RUN_PROFILE=1 timeout 150 "$P" v2run.py cases_cuda.json 2>&1 | tee "$OUT/cases_cuda.txt" | cut -c1-1500 | tail -60)
 echo "--- ${SECONDS}s (session $((SECONDS - t0)) s)"

@@ -647,9 +647,18 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
                                     std::chrono::milliseconds timeout, CancelToken* cancel,
                                     const std::optional<ResourceLimits>& limits) {
   if (Status st = ensure_judge(); !st.ok()) return verifier_error("infra_error", st.message());
+  // The agent's own share of the job's wall time (worker_pool.agent_ms): taking a worker,
+  // killing the candidate's box (its exit included), and making the next workers.
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  double take_ms = 0, kill_ms = 0, refill_ms = 0;
+  auto t_take = Clock::now();
   std::unique_ptr<Proc> worker;
   if (Status st = take_worker(&worker, limits); !st.ok())
     return verifier_error("infra_error", st.message());
+  take_ms = ms_since(t_take);
   {
     std::lock_guard lock(mu_);
     stats_.busy = 1;
@@ -662,21 +671,27 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
   // context) would slow the reference down on a busy host, and every speedup with it.
   bool refill_due = options_.refill;
   auto refill_once = [&] {
+    auto t0 = Clock::now();
     if (refill_due) refill();
     refill_due = false;
+    refill_ms += ms_since(t0);
   };
   auto finish = [&](nlohmann::json doc) {
+    auto t_kill = Clock::now();
     worker->kill();
     if (ref_worker) ref_worker->kill();
+    kill_ms += ms_since(t_kill);
     refill_once();  // the judge never said so (the job ended first)
     std::lock_guard lock(mu_);
     stats_.busy = 0;
     // The pool as this job found it: whether its worker was forked, and the device's totals.
-    doc["worker_pool"] = {{"forked", forked},
-                          {"warm", stats_.warm},
-                          {"spawned", stats_.spawned},
-                          {"forked_total", stats_.forked},
-                          {"zygote", stats_.zygote}};
+    doc["worker_pool"] = {
+        {"forked", forked},
+        {"warm", stats_.warm},
+        {"spawned", stats_.spawned},
+        {"forked_total", stats_.forked},
+        {"zygote", stats_.zygote},
+        {"agent_ms", {{"take", take_ms}, {"kill", kill_ms}, {"refill", refill_ms}}}};
     return doc;
   };
   nlohmann::json request = {
@@ -712,7 +727,9 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
     }
     if (msg.contains("release_worker")) {
       // The candidate's whole box dies before the judge decides anything more.
+      auto t_kill = Clock::now();
       nlohmann::json exit = worker_exit(*worker);
+      kill_ms += ms_since(t_kill);
       if (Status st = send_message(judge_->sock.get(), {{"worker_exit", exit}}); !st.ok()) {
         stop_judge();
         return finish(verifier_error("infra_error", st.message()));

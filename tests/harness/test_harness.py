@@ -308,6 +308,15 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
     ref = a32 @ b32
     other_order = sum(a32[:, k:k + 512] @ b32[k:k + 512, :] for k in range(0, 16384, 512))
     half = (a32.astype(np.float16) @ b32.astype(np.float16)).astype(np.float32)
+    # a tiled GPU kernel: 512 tiles of 32 added one after another into a float32 accumulator
+    # (5-10x further off than a BLAS's split sums, and as right)
+    tiled = np.zeros((128, 128), dtype=np.float32)
+    for k in range(0, 16384, 32):
+        tiled += a32[:, k:k + 32] @ b32[k:k + 32, :]
+
+    def tf32(x):  # TensorFloat-32: float32 inputs rounded to 10 mantissa bits
+        bits = x.view(np.uint32)
+        return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
 
     def host(x):
         return compare.to_host_array(np.asarray(x), np.asarray(x).dtype.name)
@@ -317,6 +326,13 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
     assert np.abs(ref - truth).max() > atol  # the reference itself is this far off
     assert compare.within_reference_error(host(ref), host(other_order), t, atol, rtol)
     assert not compare.within_reference_error(host(ref), host(half), t, atol, rtol)
+    # against a reference far closer to the truth than the tiles (cuBLAS on a GPU; here the
+    # truth rounded to float32), the tiles are still as right
+    close = truth.astype(np.float32)
+    assert np.abs(tiled - truth).max() > 2 * np.abs(close - truth).max()
+    assert compare.within_reference_error(host(close), host(tiled), t, atol, rtol)
+    assert not compare.within_reference_error(host(ref), host(tf32(a32) @ tf32(b32)), t, atol,
+                                              rtol)
     tiny = rng.random((64, 100_000)) * 2e-5  # a softmax over 10^5 columns: every value < atol
     assert not compare.within_reference_error(host(tiny.astype(np.float32)),
                                               host(np.zeros_like(tiny, dtype=np.float32)),

@@ -184,9 +184,12 @@ def main(names):
             print(f"{'ok ' if ok else 'BAD'} {case['name']}: {doc['verdict']} "
                   f"(want {case['expect']}) {time.monotonic() - t0:.2f}s "
                   f"{'' if ok else doc['message'][:600]}")
-            if os.environ.get("KFORGE_V2RUN_PROFILE") == "1" and doc.get("profile"):
+            if os.environ.get("KFORGE_V2RUN_PROFILE") == "1":
                 import json
-                print("    profile: " + json.dumps(doc["profile"], sort_keys=True))
+                print(f"    message: {doc['message'][:400]}")
+                for key in ("checks", "profile"):
+                    if doc.get(key):
+                        print(f"    {key}: " + json.dumps(doc[key], sort_keys=True))
             if not ok and getattr(judge, "last_stderr", ""):
                 print("    worker stderr: " + judge.last_stderr[-2000:].replace("\n", "\n    "))
     judge.close()

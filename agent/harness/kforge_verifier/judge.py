@@ -1387,8 +1387,10 @@ def serve(fd=3):
     seeded = {}  # how the last seeding went: in each result (triton_seed), for operators
 
     def seed_triton_cache():  # between jobs: what new workers' caches are copied from
+        t0 = time.perf_counter()
         try:
             seeded["launchers_built"] = seeded.get("launchers_built", 0) + launchers.seed()
+            seeded["ms"] = round((time.perf_counter() - t0) * 1e3, 3)  # the last seeding's
             seeded.pop("error", None)
         except Exception as e:  # noqa: BLE001 - workers then build their own
             seeded["error"] = errors.describe(e, "seeding the Triton cache")[:300]
@@ -1446,11 +1448,15 @@ def serve(fd=3):
 
         def release_once():
             if "info" not in released:
+                t0 = time.perf_counter()
                 released["info"] = release()
+                released["ms"] = round((time.perf_counter() - t0) * 1e3, 3)
             return released["info"]
 
         doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once,
                      reference_worker, lambda: ctl.send({"reference_timed": 1}))
+        if "ms" in released:  # the kill of the candidate's box, its exit included
+            doc.setdefault("phases_ms", {})["release"] = released["ms"]
         if seed:
             doc["triton_seed"] = dict(seeded)
         from .result import sanitize
