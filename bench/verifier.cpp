@@ -229,21 +229,16 @@ int main(int argc, char** argv) {
         for (const char* k :  // precision includes the first call
              {"load_reference", "time_reference", "load_candidate", "precision", "profile"})
           inside += doc["phases_ms"].value(k, 0.0);
-        // the wait for the last job's worker to be gone falls inside a phase, but is overhead
-        inside -= doc["phases_ms"].value("wait_quiet", 0.0);
         overheads.push_back(s * 1e3 - inside);
         // where the rest went: the box's kill as the judge waited for it, the agent's parts,
         // and the judge's Triton seeding after the job before (it delays this one)
-        std::printf(
-            "%s.job%zu: overhead_ms %.1f wait_quiet_ms %.1f release_ms %.1f agent_ms %s "
-            "seed %s\n",
-            mode, i, overheads.back(), doc["phases_ms"].value("wait_quiet", 0.0),
-            doc["phases_ms"].value("release", 0.0),
-            doc.value("worker_pool", nlohmann::json::object())
-                .value("agent_ms", nlohmann::json::object())
-                .dump()
-                .c_str(),
-            doc.value("triton_seed", nlohmann::json::object()).dump().c_str());
+        std::printf("%s.job%zu: overhead_ms %.1f release_ms %.1f agent_ms %s seed %s\n", mode, i,
+                    overheads.back(), doc["phases_ms"].value("release", 0.0),
+                    doc.value("worker_pool", nlohmann::json::object())
+                        .value("agent_ms", nlohmann::json::object())
+                        .dump()
+                        .c_str(),
+                    doc.value("triton_seed", nlohmann::json::object()).dump().c_str());
       }
       if (doc.contains("phases_ms") && doc["phases_ms"].contains("first_call")) {
         first_calls.push_back(doc["phases_ms"].value("first_call", 0.0));

@@ -195,7 +195,6 @@ Verifier::Verifier(const VerifierOptions& options) : options_(options) {}
 
 Verifier::~Verifier() {
   warm_.clear();
-  reap();
   drop_zygote();
   stop_judge();
 }
@@ -576,17 +575,6 @@ nlohmann::json Verifier::worker_exit(Proc& worker) {
   return exit;
 }
 
-void Verifier::retire(std::unique_ptr<Proc> worker) {
-  if (!worker) return;
-  worker->cancel.cancel();  // run_process's thread kills the box at once
-  dying_.push_back(std::move(worker));
-}
-
-void Verifier::reap() {
-  for (auto& w : dying_) w->kill();
-  dying_.clear();
-}
-
 void Verifier::refill() {
   while (warm_.size() < options_.warm_workers) {
     auto w = spawn_worker(options_.worker_limits);
@@ -665,7 +653,7 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
   auto ms_since = [](Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
-  double take_ms = 0, kill_ms = 0, refill_ms = 0, reap_ms = 0;
+  double take_ms = 0, kill_ms = 0, refill_ms = 0;
   auto t_take = Clock::now();
   std::unique_ptr<Proc> worker;
   if (Status st = take_worker(&worker, limits); !st.ok())
@@ -689,8 +677,10 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
     refill_ms += ms_since(t0);
   };
   auto finish = [&](nlohmann::json doc) {
-    retire(std::move(worker));  // killed before the verdict leaves; reaped during the next job
-    retire(std::move(ref_worker));
+    auto t_kill = Clock::now();
+    worker->kill();
+    if (ref_worker) ref_worker->kill();
+    kill_ms += ms_since(t_kill);
     refill_once();  // the judge never said so (the job ended first)
     std::lock_guard lock(mu_);
     stats_.busy = 0;
@@ -701,14 +691,11 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
         {"spawned", stats_.spawned},
         {"forked_total", stats_.forked},
         {"zygote", stats_.zygote},
-        {"agent_ms",
-         {{"take", take_ms}, {"kill", kill_ms}, {"reap", reap_ms}, {"refill", refill_ms}}}};
+        {"agent_ms", {{"take", take_ms}, {"kill", kill_ms}, {"refill", refill_ms}}}};
     return doc;
   };
-  nlohmann::json request = {{"op", "verify"},
-                            {"job_dir", job_dir.string()},
-                            {"timeout_ms", timeout.count()},
-                            {"quiet", true}};  // it asks before timing: see reap()
+  nlohmann::json request = {
+      {"op", "verify"}, {"job_dir", job_dir.string()}, {"timeout_ms", timeout.count()}};
   UniqueFd meter = cpu_meter(*worker, &request);
   if (Status st = send_message(judge_->sock.get(), request, {worker->sock.get(), meter.get()});
       !st.ok()) {
@@ -716,10 +703,6 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
     return finish(verifier_error("infra_error", st.message()));
   }
   worker->sock.reset();  // the judge holds the worker's socket now
-  // The last job's workers die while this job's judge loads and checks.
-  auto t_reap = Clock::now();
-  reap();
-  reap_ms = ms_since(t_reap);
   Deadline deadline = std::chrono::steady_clock::now() + timeout + kJudgeGrace;
   for (;;) {
     nlohmann::json msg;
@@ -766,14 +749,6 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
         st = send_message(judge_->sock.get(), {{"reference_worker", 0}, {"why", st.message()}});
       }
       if (!st.ok()) {
-        stop_judge();
-        return finish(verifier_error("infra_error", st.message()));
-      }
-      continue;
-    }
-    if (msg.contains("quiet")) {
-      reap();  // done above, before any message was read: the answer is at once
-      if (Status st = send_message(judge_->sock.get(), {{"quiet", 1}}); !st.ok()) {
         stop_judge();
         return finish(verifier_error("infra_error", st.message()));
       }

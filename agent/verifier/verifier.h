@@ -9,15 +9,11 @@
 //           the reference outputs of recent tasks, so a candidate pays only for itself.
 //   worker  untrusted Python (kforge_worker.py) in the job's box: numpy, the framework and
 //           the device context loaded ahead of time; it runs exactly one candidate and is
-//           killed, with everything it started, before the verdict leaves the agent.
+//           killed, with everything it started, before the verdict leaves the judge.
 // The Verifier starts both, hands each job's worker socket to the judge (SCM_RIGHTS), kills
 // the worker when the judge releases it, tells the judge how it ended, and returns the
-// judge's verdict document. A verdict that does not depend on how the worker ended (it did
-// not die, nor run out of time) comes without a release: the worker's box is killed when the
-// verdict arrives, and its exit (a CUDA context's teardown takes about 0.1 s) is waited for
-// after the next job's request is sent, while its judge loads and checks; the judge asks
-// ({"quiet"}) before it times anything, so no dying process shares the device with a clock. Nothing
-// the worker writes, prints or returns reaches the verdict except through the judge's own checks.
+// judge's verdict document. Nothing the worker writes, prints or returns reaches the verdict
+// except through the judge's own checks.
 //
 // Workers are forked from a zygote (kforge_zygote.py: the framework imported once, no device
 // context) into a box the agent makes as for any job: run_process starts a holder in the
@@ -130,15 +126,11 @@ class Verifier {
   Status await_judge(CancelToken* cancel = nullptr);
   void refill();
   void stop_judge();
-  // The box of a worker whose job is over is killed now; its exit is waited for by reap().
-  void retire(std::unique_ptr<Proc> worker);
-  void reap();
 
   VerifierOptions options_;
   std::mutex job_mu_;  // one job at a time: a cancelled attempt may still be finishing
   std::unique_ptr<Proc> judge_;
   std::deque<std::unique_ptr<Proc>> warm_;
-  std::vector<std::unique_ptr<Proc>> dying_;  // killed, their exit not yet waited for
   std::unique_ptr<Proc> zygote_;
   bool zygote_up_ = false;  // its "ready" came
   std::chrono::steady_clock::time_point zygote_launched_{};

@@ -140,27 +140,20 @@ class Judge:
                 self.ctl.send({"reference_worker": 1, "cpu_pid": p.pid}, fds=[s.fileno()])
                 s.close()
             elif "release_worker" in msg:
-                rc, err = self._kill(proc)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+                err = proc.stderr.read().decode(errors="replace")[-4000:]
+                self.last_stderr = err
+                rc = proc.returncode
                 self.ctl.send({"worker_exit": {"exit_code": rc if rc >= 0 else None,
                                                "signal": -rc if rc < 0 else 0,
                                                "oom": False, "stderr": err}})
             elif "result" in msg:
-                # a verdict that needed no release: the worker dies now (this driver sends no
-                # "quiet", so the judge never waits for it; the agent reaps during the next job)
-                self._kill(proc)
                 self._refill()  # where the judge never said the reference was timed
                 return msg["result"]
-
-    def _kill(self, proc):
-        """Kills the worker's process group once; -> (returncode, the tail of its stderr)."""
-        if proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            self.last_stderr = proc.stderr.read().decode(errors="replace")[-4000:]
-        return proc.returncode, self.last_stderr
 
     def close(self):
         if getattr(self, "spare", None):

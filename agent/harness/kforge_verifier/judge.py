@@ -478,12 +478,11 @@ class JudgeRunner(Runner):
     show_seeds = False
 
     def __init__(self, spec, doc, remote, cache, fw_cache, reference_worker=None,
-                 reference_timed=None, quiet=None):
+                 reference_timed=None):
         super().__init__(spec, doc)
         self.remote = remote
         self.reference_worker = reference_worker  # () -> a Remote from the agent, or None
         self.reference_timed = reference_timed    # () tells the agent the reference is timed
-        self.quiet = quiet  # () returns once the last job's workers are gone (before timing)
         self.ref_remote = None  # the reference's worker while the profile runs
         self.ref_source = ""
         self.cache = cache
@@ -539,7 +538,6 @@ class JudgeRunner(Runner):
 
     def _compute_reference(self):
         spec = self.spec
-        self._wait_quiet()  # the reference may want the device's memory the last job held
         state = TaskState()
         try:
             self.task = self._import(spec.reference_path, "_kforge_reference", keep=False)
@@ -834,7 +832,6 @@ class JudgeRunner(Runner):
     def precision(self):
         self.stage("precision")
         t0 = time.perf_counter()
-        self._wait_quiet()  # the candidate's first call, the first use of the device
         self._traced_candidate_run()  # the smoke run: trial 0's first input set
         spent = collections.defaultdict(float)  # where precision's time went (diagnostic)
         calls = []
@@ -870,7 +867,6 @@ class JudgeRunner(Runner):
     def profile(self):
         spec, fw, r = self.spec, self.fw, self.remote
         self.stage("profile")
-        self._wait_quiet()
         t0 = time.perf_counter()
         total = spec.warmup + spec.runs
         # buffers for the reference's outputs only where a set's were not kept (TIMED_SETS_BYTES)
@@ -1123,18 +1119,6 @@ class JudgeRunner(Runner):
         self.doc["phases_ms"]["reference_worker"] = round((time.perf_counter() - t0) * 1e3, 3)
         return ref
 
-    def _wait_quiet(self):
-        """The agent kills the last job's workers when their verdict comes and waits for
-        their exit (a CUDA context's teardown: about 0.1 s) while this job loads. Before this
-        job first runs anything on the device (the reference, the candidate's first call, a
-        timed run), the judge asks that they be gone: none still holds device memory that
-        this job's code may need, or shares the device with a clock. Once a job."""
-        if self.quiet is not None:
-            t0 = time.perf_counter()
-            self.quiet()
-            self.quiet = None
-            self.doc["phases_ms"]["wait_quiet"] = round((time.perf_counter() - t0) * 1e3, 3)
-
     def _reference_buffers(self):
         """Buffers for the reference's calls in the judge, of the candidate's kind and size."""
         r = self.remote
@@ -1191,7 +1175,6 @@ class JudgeRunner(Runner):
         if len(state.timed) >= total:
             self.doc["reference_timed_cached"] = True
             return
-        self._wait_quiet()
         t0 = time.perf_counter()
         ref_in, ref_out = self._reference_buffers()
         flush = self._l2_flush()
@@ -1327,13 +1310,10 @@ def _warm_report(ready):
 
 
 def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None,
-           reference_timed=None, quiet=None):
-    """One job. release() kills the worker (through the agent) and returns how it ended,
-    where the verdict depends on it (the worker died or ran out of time); a verdict the judge
-    reached without that leaves the worker to the agent, which kills it after the result and
-    reaps it while the next job loads. reference_worker() asks the agent for a worker to time
-    the reference in (None: none); reference_timed() tells the agent the reference is timed;
-    quiet() returns once the last job's workers are gone (see _wait_quiet)."""
+           reference_timed=None):
+    """One job. release() kills the worker (through the agent) and returns how it ended;
+    reference_worker() asks the agent for a worker to time the reference in (None: none);
+    reference_timed() tells the agent the reference is timed."""
     doc = new_doc()
     t_start = time.time()
     runner = None
@@ -1345,7 +1325,7 @@ def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None,
                       "task_type": spec.task_type, "tolerance": spec.tolerance,
                       "trials": max(spec.trials, TRIAL_MIN)}
         runner = JudgeRunner(spec, doc, remote, cache, fw_cache, reference_worker,
-                             reference_timed, quiet)
+                             reference_timed)
         t0 = time.perf_counter()
         ready = remote.wait_ready()
         doc["phases_ms"]["worker_ready"] = round((time.perf_counter() - t0) * 1e3, 3)
@@ -1378,7 +1358,7 @@ def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None,
                                      "candidate):\n" + "".join(
                                          __import__("traceback").format_exception(e)))
     if exit_info is None:
-        remote.close()  # the verdict needs nothing more of the worker: the agent kills it next
+        exit_info = release()
     doc["worker"] = {k: exit_info.get(k) for k in ("exit_code", "signal", "oom")} \
         if isinstance(exit_info, dict) else None
     if doc["verdict"] != verdicts.PASSED:
@@ -1464,20 +1444,6 @@ def serve(fd=3):
                 for fd_ in extra:
                     os.close(fd_)
 
-        def quiet():
-            ctl.send({"quiet": 1})
-            deadline = time.monotonic() + READY_WAIT_S
-            while True:
-                try:
-                    reply, extra = ctl.recv(deadline)
-                except channel.Timeout:
-                    raise Failure(verdicts.INFRA_ERROR, "the agent did not say that the last "
-                                  "job's workers are gone; nothing was timed") from None
-                for fd_ in extra:
-                    os.close(fd_)
-                if "quiet" in reply:
-                    return
-
         released = {}
 
         def release_once():
@@ -1488,8 +1454,7 @@ def serve(fd=3):
             return released["info"]
 
         doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once,
-                     reference_worker, lambda: ctl.send({"reference_timed": 1}),
-                     quiet if msg.get("quiet") else None)
+                     reference_worker, lambda: ctl.send({"reference_timed": 1}))
         if "ms" in released:  # the kill of the candidate's box, its exit included
             doc.setdefault("phases_ms", {})["release"] = released["ms"]
         if seed:
