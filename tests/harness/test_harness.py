@@ -333,6 +333,28 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
     assert compare.within_reference_error(host(close), host(tiled), t, atol, rtol)
     assert not compare.within_reference_error(host(ref), host(tf32(a32) @ tf32(b32)), t, atol,
                                               rtol)
+    # a part at a smaller scale is held to its own: rows 30x smaller computed from TF32
+    # inputs, and a torch.cat of a matmul and a tiny term left as zeros, both fail; the
+    # tiles, which are as right everywhere, still pass
+    small = a64.copy()
+    small[64:] /= 30
+    truth_s = small @ b64
+    s32 = small.astype(np.float32)
+    ref_s = s32 @ b32
+    half_tf32 = ref_s.copy()
+    half_tf32[64:] = tf32(s32[64:]) @ tf32(b32)
+    assert not compare.within_reference_error(host(ref_s), host(half_tf32), host(truth_s),
+                                              atol, rtol)
+    tiled_s = np.zeros((128, 128), dtype=np.float32)
+    for k in range(0, 16384, 32):
+        tiled_s += s32[:, k:k + 32] @ b32[k:k + 32, :]
+    assert compare.within_reference_error(host(ref_s), host(tiled_s), host(truth_s), atol, rtol)
+    tiny_part = rng.standard_normal((128, 16)) * 1e-3
+    cat_truth = np.concatenate([truth, tiny_part], axis=1)
+    cat_ref = np.concatenate([ref, tiny_part.astype(np.float32)], axis=1)
+    cat_zeros = np.concatenate([tiled, np.zeros((128, 16), dtype=np.float32)], axis=1)
+    assert not compare.within_reference_error(host(cat_ref), host(cat_zeros), host(cat_truth),
+                                              atol, rtol)
     tiny = rng.random((64, 100_000)) * 2e-5  # a softmax over 10^5 columns: every value < atol
     assert not compare.within_reference_error(host(tiny.astype(np.float32)),
                                               host(np.zeros_like(tiny, dtype=np.float32)),
