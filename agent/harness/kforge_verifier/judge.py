@@ -777,14 +777,20 @@ class JudgeRunner(Runner):
                 len(leaves) != len(case.ref_outputs) or log is None or \
                 not set(log.ops) & trace.CONTRACTIONS or set(log.all_ops) & trace.RANDOM:
             return False  # only long sums, and no random draws (float64 draws other numbers)
-        truth = case.truth
-        if truth is None:
-            # bounded: a few float64 runs a job, of a reference that is quick in float32
-            if self.float64_runs >= SECOND_LOOKS or self.state.ref_call_s > SECOND_LOOK_REF_S:
-                return False
+        truth, stand_in = case.truth, False
+        # bounded: a few float64 runs a job, of a reference that is quick in float32
+        if truth is None and self.float64_runs < SECOND_LOOKS and \
+                self.state.ref_call_s <= SECOND_LOOK_REF_S:
             self.float64_runs += 1
             truth = self._float64_reference(case.pristine or inputs, case.seed)
             case.truth = truth or []
+        if truth is None and self.stats.get("float64_second_look"):
+            # past them, a candidate that has passed a second look against float64 (so its
+            # order of additions is as right as the reference's) is held to the reference
+            # itself with the budget it showed it needs: rtol x the RMS per element, rtol in
+            # L2 along rows and columns. A large-K profile job checks 55 timed outputs; an
+            # honest tiled kernel fails the strict check on most of them (found on an H100)
+            truth, stand_in = case.ref_outputs, True
         if not truth or len(truth) != len(leaves):
             return False
         for expected, leaf, t in zip(case.ref_outputs, leaves, truth):
@@ -800,8 +806,11 @@ class JudgeRunner(Runner):
         if "float64_second_look" not in self.stats:
             self.notes.append("some outputs passed only against the reference computed in "
                               "float64, as close to it as the reference itself "
-                              "(checks.float64_second_look counts the calls)")
-        self.stats["float64_second_look"] = self.stats.get("float64_second_look", 0) + 1
+                              "(checks.float64_second_look counts the calls; "
+                              "checks.second_look_vs_reference those past the job's float64 "
+                              "runs, held to the reference with the same budget)")
+        key = "second_look_vs_reference" if stand_in else "float64_second_look"
+        self.stats[key] = self.stats.get(key, 0) + 1
         return True
 
     def _float64_reference(self, inputs, seed):
