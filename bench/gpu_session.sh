@@ -5,19 +5,26 @@
 #
 #   OUT=/some/dir bash bench/gpu_session.sh   # PYTHON=/opt/torch/.venv/bin/python by default
 #
+# 0. bench/cuda_exit_probe.py: how long a killed CUDA process takes to be gone (the kill of
+#    the candidate's worker is most of v2's overhead outside compile, checks and profile)
 # 1. kforge-bench-verifier: one process per job against v2 with WARM warm workers, in the
-#    same run (the figures of docs/performance.md)
+#    same run (the figures of docs/performance.md). WARM defaults to 5: each worker's warm-up
+#    takes 1.1-1.4 s on an H100, so 3 make about 2.5 a second where back-to-back jobs of
+#    0.28 s take 3.6, and the jobs wait for them
 # 2. scripts/gpu-e2e.sh run: the GPU campaign, every verdict against examples/gpu/expected.json
 # 3. tests/harness/cases_cuda.json: the hostile CUDA corpus through the judge and the workers,
 #    as the agent runs them (every verdict checked against the case's expectation)
 # Each step has its own time limit, so a hang costs that step only; each prints its seconds.
 P=${PYTHON:-/opt/torch/.venv/bin/python}
 OUT=${OUT:-${TMPDIR:-/tmp}/kforge-gpu-session}
-WARM=${WARM:-3}
+WARM=${WARM:-5}
 mkdir -p "$OUT"
 nvidia-smi -L
 step() { echo "=== $1 ($(date -u +%T))"; }
 t0=$SECONDS
+step "cuda_exit_probe"
+timeout 60 "$P" bench/cuda_exit_probe.py 3 2>&1 | tee "$OUT/cuda_exit.txt" | tail -4
+echo "--- ${SECONDS}s"
 step "bench, process against v2, $WARM warm workers"
 timeout 150 gpu-bundle/bin/kforge-bench-verifier --python "$P" \
   --harness agent/harness --backend cuda --impl-type triton --framework torch --task-type profile \
