@@ -145,7 +145,9 @@ class Judge:
                 except ProcessLookupError:
                     pass
                 proc.wait()
-                err = proc.stderr.read().decode(errors="replace")[-4000:]
+                # what is there now: a setsid'd grandchild outside the group may hold the pipe
+                os.set_blocking(proc.stderr.fileno(), False)
+                err = (proc.stderr.read() or b"").decode(errors="replace")[-4000:]
                 self.last_stderr = err
                 rc = proc.returncode
                 self.ctl.send({"worker_exit": {"exit_code": rc if rc >= 0 else None,
