@@ -349,6 +349,15 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
     for k in range(0, 16384, 32):
         tiled_s += s32[:, k:k + 32] @ b32[k:k + 32, :]
     assert compare.within_reference_error(host(ref_s), host(tiled_s), host(truth_s), atol, rtol)
+    # past a job's float64 runs: held to the reference itself, its error taken at the scale
+    # the looks found it; the tiles still pass, TF32 inputs and another draw's output do not
+    scale = compare.reference_error_scale(host(ref), t)
+    assert set(scale) == {"elem", "l2", "rows", "cols"} and 0 < scale["l2"] < 1e-4
+    assert compare.within_reference_error(host(ref), host(tiled), host(ref), atol, rtol,
+                                          ref_scale=scale)
+    for wrong in (tf32(a32) @ tf32(b32), tiled[::-1].copy()):
+        assert not compare.within_reference_error(host(ref), host(wrong), host(ref), atol,
+                                                  rtol, ref_scale=scale)
     tiny_part = rng.standard_normal((128, 16)) * 1e-3
     cat_truth = np.concatenate([truth, tiny_part], axis=1)
     cat_ref = np.concatenate([ref, tiny_part.astype(np.float32)], axis=1)

@@ -142,7 +142,30 @@ def describe_mismatches(entries):
                      f"got {_fmt_value(m['actual'])}" for m in entries)
 
 
-def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0):
+def reference_error_scale(expected, truth):
+    """How far the reference (`expected`) is from `truth`, against the truth's own scale:
+    {"elem": its largest error / RMS(t), "l2": ||e - t|| / ||t||, and for all-finite outputs
+    of 2 or more dimensions "rows" and "cols": the largest such L2 ratio along a row or a
+    column (the last dimension against the others)}. Ratios hold across input draws of one
+    task, where the errors themselves do not: within_reference_error's `ref_scale`."""
+    e = expected.array.astype(np.float64)
+    t = truth.array.astype(np.float64)
+    finite = np.isfinite(e) & np.isfinite(t)
+    err, tf = np.abs(e[finite] - t[finite]), t[finite]
+    rms, norm = math.sqrt(np.mean(tf * tf)) if tf.size else 0.0, np.linalg.norm(tf)
+    scale = {"elem": float(err.max() / rms) if rms else 0.0,
+             "l2": float(np.linalg.norm(err) / norm) if norm else 0.0}
+    if e.ndim >= 2 and finite.all():
+        grid = (-1, e.shape[-1])
+        err, t = np.abs(e - t).reshape(grid), t.reshape(grid)
+        for axis, key in ((0, "cols"), (1, "rows")):
+            tn = np.linalg.norm(t, axis=axis)
+            en = np.linalg.norm(err, axis=axis)
+            scale[key] = float(np.max(np.divide(en, tn, out=np.zeros_like(en), where=tn > 0)))
+    return scale
+
+
+def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_scale=None):
     """A second look at float outputs that failed the strict policy, against `truth` (the
     reference computed in float64): the candidate passes when it is about as close to the
     truth as the reference is. Every element within atol + rtol |t| + factor x the reference's
@@ -162,7 +185,14 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0):
     smaller scale (some rows, a concatenated tiny term) is held to its own. Only where the
     reference's error is small against the spread of the true values (MEANINGFUL): where it
     is not, the reference says little and 2x its error would pass a constant; and only for
-    outputs of one scale (RANGE), where one budget fits every element. -> bool."""
+    outputs of one scale (RANGE), where one budget fits every element.
+
+    ref_scale (reference_error_scale of earlier looks at this output): `truth` is the
+    reference itself, and its error is taken as that scale of it, once more than factor
+    (the candidate is then as far from the reference as from the truth, plus the
+    reference's own error): past a job's float64 runs. -> bool."""
+    if ref_scale is not None:
+        factor += 1.0
     if expected.exact or actual.dtype != expected.dtype or \
             not (actual.shape == expected.shape == truth.shape):
         return False
@@ -179,22 +209,26 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0):
         e, a, t = e[finite], a[finite], t[finite]
         if t.size == 0:
             return False
-        ref_err = np.abs(e - t)
-        # only where the reference is far closer to the truth than the truth's own values are
-        # to each other: a reference whose rounding swamps its output (a variance taken as
-        # E[x^2] - E[x]^2 around a large mean) gives a budget any constant would fit in
-        if np.linalg.norm(ref_err) > MEANINGFUL * np.linalg.norm(t - t.mean()):
-            return False
+        rms = math.sqrt(np.mean(t * t))
+        if ref_scale is None:
+            ref_err = np.abs(e - t)
+            # only where the reference is far closer to the truth than the truth's own values
+            # are to each other: a reference whose rounding swamps its output (a variance
+            # taken as E[x^2] - E[x]^2 around a large mean) gives a budget any constant fits
+            if np.linalg.norm(ref_err) > MEANINGFUL * np.linalg.norm(t - t.mean()):
+                return False
+            ref_max, ref_l2 = ref_err.max(), np.linalg.norm(ref_err)
+        else:
+            ref_max, ref_l2 = ref_scale["elem"] * rms, ref_scale["l2"] * np.linalg.norm(t)
         # and only for outputs of one scale: the budget is the reference's largest error, which
         # a wide range (exp of a matmul) takes from its largest values to every small one
-        if np.abs(t).max() > RANGE * math.sqrt(np.mean(t * t)):
+        if np.abs(t).max() > RANGE * rms:
             return False
         err = np.abs(a - t)
-        slack = max(factor * ref_err.max(), rtol * math.sqrt(np.mean(t * t)))
+        slack = max(factor * ref_max, rtol * rms)
         if not (err <= atol + rtol * np.abs(t) + slack).all():
             return False
-        guard = factor * np.linalg.norm(ref_err) + rtol * np.linalg.norm(t) + \
-            L2_FLOOR * atol * math.sqrt(t.size)
+        guard = factor * ref_l2 + rtol * np.linalg.norm(t) + L2_FLOOR * atol * math.sqrt(t.size)
         if np.linalg.norm(err) > guard:
             return False
         if len(shape) < 2 or not finite.all():
@@ -203,11 +237,16 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0):
         # others): a part of the output at a smaller scale (rows 30x smaller, a torch.cat of a
         # tiny term) is held to its own scale, not to the whole output's RMS
         grid = (-1, shape[-1])
-        err, ref_err, t = err.reshape(grid), ref_err.reshape(grid), t.reshape(grid)
-        for axis in (0, 1):
-            n = t.shape[axis]
-            guard = factor * np.linalg.norm(ref_err, axis=axis) + \
-                rtol * np.linalg.norm(t, axis=axis) + L2_FLOOR * atol * math.sqrt(n)
+        err, t = err.reshape(grid), t.reshape(grid)
+        for axis, key in ((0, "cols"), (1, "rows")):
+            if ref_scale is None:
+                ref_slices = np.linalg.norm(ref_err.reshape(grid), axis=axis)
+            elif key in ref_scale:
+                ref_slices = ref_scale[key] * np.linalg.norm(t, axis=axis)
+            else:
+                return False  # the looks had no rows to scale by: no budget along them
+            guard = factor * ref_slices + rtol * np.linalg.norm(t, axis=axis) + \
+                L2_FLOOR * atol * math.sqrt(t.shape[axis])
             if (np.linalg.norm(err, axis=axis) > guard).any():
                 return False
         return True
