@@ -41,7 +41,7 @@ def main():
             ready.wait(120)
             t0 = time.perf_counter()
             os.kill(p.pid, signal.SIGKILL)
-            os.waitpid(p.pid, 0)
+            p.join()  # waitpid: returns once the process, its CUDA context with it, is gone
             ms.append((time.perf_counter() - t0) * 1e3)
         print(f"cuda_exit.{label.replace(' ', '_')}_ms: median {statistics.median(ms):.1f} "
               f"min {min(ms):.1f} max {max(ms):.1f} ({rounds} kills)")
