@@ -38,13 +38,20 @@ def main():
             ready = ctx.Event()
             p = ctx.Process(target=child, args=(ready, handle, alloc_mb))
             p.start()
-            ready.wait(120)
+            if not ready.wait(30):
+                p.kill()
+                p.join()
+                print(f"cuda_exit.{label.replace(' ', '_')}: the child did not come up (exit "
+                      f"code {p.exitcode})")
+                break
             t0 = time.perf_counter()
             os.kill(p.pid, signal.SIGKILL)
             p.join()  # waitpid: returns once the process, its CUDA context with it, is gone
             ms.append((time.perf_counter() - t0) * 1e3)
+        if not ms:
+            continue
         print(f"cuda_exit.{label.replace(' ', '_')}_ms: median {statistics.median(ms):.1f} "
-              f"min {min(ms):.1f} max {max(ms):.1f} ({rounds} kills)")
+              f"min {min(ms):.1f} max {max(ms):.1f} ({len(ms)} kills)")
 
 
 if __name__ == "__main__":
