@@ -60,13 +60,24 @@ def main():
                                      b32.astype(np.float16).astype(np.float32))
                                     .astype(np.float64))}
         print(f"{name} ({m} x {k} x {n})")
+        big = np.abs(truth) > 1e-30  # elements an exact zero does not make meaningless
+        # a relative yardstick (for outputs of many scales): the reference's median relative
+        # error, and the reference as accurate as float32 can be (the truth rounded: cuBLAS's
+        # split sums come close to it)
+        rel = np.abs(ref - truth)[big] / np.abs(truth[big])
+        rounded = truth.astype(np.float32).astype(np.float64)
+        rel_rounded = np.abs(rounded - truth)[big] / np.abs(truth[big])
         for label, out in outs.items():
             err = np.abs(out - truth)
-            big = np.abs(truth) > 1e-30  # elements an exact zero does not make meaningless
             r = err[big] / np.maximum(sens[big], 1e-300)
+            out_rel = err[big] / np.abs(truth[big])
             print(f"  {label:17s} error / sensitivity: median {np.median(r):9.3g}  "
                   f"p99.9 {np.quantile(r, 0.999):9.3g}  max {r.max():9.3g}   "
-                  f"largest error / the reference's: {err.max() / ref_max:8.3g}")
+                  f"largest error / the reference's: {err.max() / ref_max:8.3g}   "
+                  f"largest relative error / the reference's median one: "
+                  f"{out_rel.max() / np.median(rel):8.3g} (over 100x: "
+                  f"{np.mean(out_rel > 100 * np.median(rel)):.1%} of elements; against the "
+                  f"rounded truth's median: {out_rel.max() / np.median(rel_rounded):8.3g})")
 
 
 if __name__ == "__main__":
