@@ -142,6 +142,13 @@ def describe_mismatches(entries):
                      f"got {_fmt_value(m['actual'])}" for m in entries)
 
 
+def _slice_norms(x, shape):
+    """L2 norms of x (of `shape`, 2 or more dimensions) along each column and each row, the
+    last dimension against the others flattened: {"cols": ..., "rows": ...}."""
+    grid = x.reshape(-1, shape[-1])
+    return {"cols": np.linalg.norm(grid, axis=0), "rows": np.linalg.norm(grid, axis=1)}
+
+
 def reference_error_scale(expected, truth):
     """How far the reference (`expected`) is from `truth`, against the truth's own scale:
     {"elem": its largest error / RMS(t), "l2": ||e - t|| / ||t||, and for all-finite outputs
@@ -156,12 +163,10 @@ def reference_error_scale(expected, truth):
     scale = {"elem": float(err.max() / rms) if rms else 0.0,
              "l2": float(np.linalg.norm(err) / norm) if norm else 0.0}
     if e.ndim >= 2 and finite.all():
-        grid = (-1, e.shape[-1])
-        err, t = np.abs(e - t).reshape(grid), t.reshape(grid)
-        for axis, key in ((0, "cols"), (1, "rows")):
-            tn = np.linalg.norm(t, axis=axis)
-            en = np.linalg.norm(err, axis=axis)
-            scale[key] = float(np.max(np.divide(en, tn, out=np.zeros_like(en), where=tn > 0)))
+        en, tn = _slice_norms(np.abs(e - t), e.shape), _slice_norms(t, e.shape)
+        for key in ("cols", "rows"):
+            scale[key] = float(np.max(np.divide(en[key], tn[key], out=np.zeros_like(en[key]),
+                                                where=tn[key] > 0)))
     return scale
 
 
@@ -236,18 +241,19 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
         # and the same in L2 along each row and each column (the last dimension against the
         # others): a part of the output at a smaller scale (rows 30x smaller, a torch.cat of a
         # tiny term) is held to its own scale, not to the whole output's RMS
-        grid = (-1, shape[-1])
-        err, t = err.reshape(grid), t.reshape(grid)
-        for axis, key in ((0, "cols"), (1, "rows")):
+        err_n, t_n = _slice_norms(err, shape), _slice_norms(t, shape)
+        ref_n = _slice_norms(ref_err, shape) if ref_scale is None else None
+        length = {"cols": t.size // shape[-1], "rows": shape[-1]}  # elements in each slice
+        for key in ("cols", "rows"):
             if ref_scale is None:
-                ref_slices = np.linalg.norm(ref_err.reshape(grid), axis=axis)
+                ref_slices = ref_n[key]
             elif key in ref_scale:
-                ref_slices = ref_scale[key] * np.linalg.norm(t, axis=axis)
+                ref_slices = ref_scale[key] * t_n[key]
             else:
                 return False  # the looks had no rows to scale by: no budget along them
-            guard = factor * ref_slices + rtol * np.linalg.norm(t, axis=axis) + \
-                L2_FLOOR * atol * math.sqrt(t.shape[axis])
-            if (np.linalg.norm(err, axis=axis) > guard).any():
+            guard = factor * ref_slices + rtol * t_n[key] + \
+                L2_FLOOR * atol * math.sqrt(length[key])
+            if (err_n[key] > guard).any():
                 return False
         return True
 
