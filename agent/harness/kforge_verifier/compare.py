@@ -44,6 +44,8 @@ L2_FLOOR = 1e-3       # the aggregate guard's absolute slack, as a fraction of a
 MEANINGFUL = 1e-2     # within_reference_error: the reference's error in L2, at most this
                       # fraction of its truth's spread (||t - mean(t)||)
 RANGE = 10.0          # ... and the truth's largest magnitude at most this many times its RMS
+ROW_MIN = 64          # outputs of many scales: rows (the last dimension) of at least this many
+                      # elements, each of one scale, are each held to their own budget
 MAX_REPORTED = 10     # first mismatches listed
 
 
@@ -149,12 +151,16 @@ def _slice_norms(x, shape):
     return {"cols": np.linalg.norm(grid, axis=0), "rows": np.linalg.norm(grid, axis=1)}
 
 
-def reference_error_scale(expected, truth):
+def reference_error_scale(expected, truth, atol=None):
     """How far the reference (`expected`) is from `truth`, against the truth's own scale:
     {"elem": its largest error / RMS(t), "l2": ||e - t|| / ||t||, and for all-finite outputs
     of 2 or more dimensions "rows" and "cols": the largest such L2 ratio along a row or a
-    column (the last dimension against the others)}. Ratios hold across input draws of one
-    task, where the errors themselves do not: within_reference_error's `ref_scale`."""
+    column (the last dimension against the others); for outputs of many scales (RANGE), what
+    their budget is taken from (_many_scale_slack): "row_elem", the largest error in a row
+    over the row's RMS (rows of ROW_MIN elements or more), and "rel", the largest relative
+    error where |t| > atol (outputs with no negative true value; atol: the dtype's strict
+    one by default)}. Ratios hold across input draws of one task, where the
+    errors themselves do not: within_reference_error's `ref_scale`."""
     e = expected.array.astype(np.float64)
     t = truth.array.astype(np.float64)
     finite = np.isfinite(e) & np.isfinite(t)
@@ -167,7 +173,69 @@ def reference_error_scale(expected, truth):
         for key in ("cols", "rows"):
             scale[key] = float(np.max(np.divide(en[key], tn[key], out=np.zeros_like(en[key]),
                                                 where=tn[key] > 0)))
+        if e.shape[-1] >= ROW_MIN and np.abs(tf).max() > RANGE * rms:
+            grid_e, grid_t = np.abs(e - t).reshape(-1, e.shape[-1]), t.reshape(-1, e.shape[-1])
+            rms_r, max_r = np.sqrt(np.mean(grid_t * grid_t, axis=1)), grid_e.max(axis=1)
+            scale["row_elem"] = float(np.max(np.divide(max_r, rms_r, out=np.zeros_like(max_r),
+                                                       where=rms_r > 0)))
+    if atol is None:
+        atol = tolerance_for(expected.dtype)[0]
+    sig = tf > atol
+    if tf.size and np.abs(tf).max() > RANGE * rms and (tf >= 0).all() and sig.any():
+        scale["rel"] = float(np.max(err[sig] / tf[sig]))
     return scale
+
+
+def _many_scale_slack(e, t, shape, full, atol, rtol, factor, ref_scale):
+    """The second look's budget per element for an output of many scales (the truth's largest
+    magnitude over RANGE x its RMS), where one budget, the reference's largest error, would
+    pass small values that are wrong: each element's own scale takes the RMS's place. Either
+    -> rows: an all-finite output of rows (the last dimension) of ROW_MIN elements or more,
+       each row of one scale (a matmul whose input has a row 1000x the others) and each with
+       a reference error small against its own spread (MEANINGFUL): the one-scale budget
+       within each row, max(factor x the row's largest reference error, rtol x its RMS);
+    -> relative: an output with no negative true value (softmax, exp: a relative error in
+       every element), whose reference is off by at most MEANINGFUL relative to each value
+       above atol: max(factor x that largest relative error, rtol) x |t| per element.
+    The elements at or below atol are left to atol, as the strict policy leaves them.
+    e and t: the finite elements, flattened (row-major); ref_scale as for
+    within_reference_error. -> (slack, size): arrays of one value per element, the slack
+    and the scale the guards in L2 take rtol of (a row's RMS in the rows: a matmul's error
+    goes with its inputs' norms, and a column through a row 1000x the others has a small
+    norm wherever that row's value is near 0 by chance, not a small error), or None (no
+    second look)."""
+    if full and len(shape) >= 2 and shape[-1] >= ROW_MIN:
+        grid = t.reshape(-1, shape[-1])
+        rms_r = np.sqrt(np.mean(grid * grid, axis=1))
+        if (np.abs(grid).max(axis=1) <= RANGE * rms_r).all():
+            if ref_scale is None:
+                err_r = np.abs(e - t).reshape(grid.shape)
+                spread = np.linalg.norm(grid - grid.mean(axis=1, keepdims=True), axis=1)
+                ok = (np.linalg.norm(err_r, axis=1) <= MEANINGFUL * spread).all()
+                ref_max_r = err_r.max(axis=1)
+            else:
+                ok = "row_elem" in ref_scale
+                ref_max_r = ref_scale.get("row_elem", 0.0) * rms_r
+            if ok:
+                return np.repeat(np.maximum(factor * ref_max_r, rtol * rms_r), shape[-1]), \
+                    np.repeat(rms_r, shape[-1])
+    if (t >= 0).all():
+        sig = t > atol
+        if not sig.any():
+            return None
+        if ref_scale is None:
+            rel = float(np.max(np.abs(e - t)[sig] / t[sig]))
+        elif "rel" in ref_scale:
+            rel = ref_scale["rel"]
+        else:
+            return None
+        if rel <= MEANINGFUL:
+            # the guards in L2 take rtol of 2|t|: the strict rtol and the slack's floor, as each
+            # element does. A softmax's relative error is its logits' absolute error, which at
+            # K=8192 (logits ~90) reaches 2-3e-4 in tiles of 32: against a reference as close
+            # to float64 as cuBLAS, a nearly one-hot row's L2 error reached 1.3 rtol of its norm
+            return max(factor * rel, rtol) * t, 2 * t
+    return None
 
 
 def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_scale=None):
@@ -225,12 +293,18 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
             ref_max, ref_l2 = ref_err.max(), np.linalg.norm(ref_err)
         else:
             ref_max, ref_l2 = ref_scale["elem"] * rms, ref_scale["l2"] * np.linalg.norm(t)
-        # and only for outputs of one scale: the budget is the reference's largest error, which
-        # a wide range (exp of a matmul) takes from its largest values to every small one
-        if np.abs(t).max() > RANGE * rms:
-            return False
+        # for outputs of one scale: the budget is the reference's largest error, which a wide
+        # range (exp of a matmul) would take from its largest values to every small one;
+        # outputs of many scales are held to each element's own scale (_many_scale_slack)
+        size = np.abs(t)  # each element's scale, for the rtol terms of the guards in L2
+        if size.max() > RANGE * rms:
+            many = _many_scale_slack(e, t, shape, finite.all(), atol, rtol, factor, ref_scale)
+            if many is None:
+                return False
+            slack, size = many
+        else:
+            slack = max(factor * ref_max, rtol * rms)
         err = np.abs(a - t)
-        slack = max(factor * ref_max, rtol * rms)
         if not (err <= atol + rtol * np.abs(t) + slack).all():
             return False
         guard = factor * ref_l2 + rtol * np.linalg.norm(t) + L2_FLOOR * atol * math.sqrt(t.size)
@@ -241,7 +315,8 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
         # and the same in L2 along each row and each column (the last dimension against the
         # others): a part of the output at a smaller scale (rows 30x smaller, a torch.cat of a
         # tiny term) is held to its own scale, not to the whole output's RMS
-        err_n, t_n = _slice_norms(err, shape), _slice_norms(t, shape)
+        err_n, t_n, size_n = _slice_norms(err, shape), _slice_norms(t, shape), \
+            _slice_norms(size, shape)
         ref_n = _slice_norms(ref_err, shape) if ref_scale is None else None
         length = {"cols": t.size // shape[-1], "rows": shape[-1]}  # elements in each slice
         for key in ("cols", "rows"):
@@ -251,7 +326,7 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
                 ref_slices = ref_scale[key] * t_n[key]
             else:
                 return False  # the looks had no rows to scale by: no budget along them
-            guard = factor * ref_slices + rtol * t_n[key] + \
+            guard = factor * ref_slices + rtol * size_n[key] + \
                 L2_FLOOR * atol * math.sqrt(length[key])
             if (err_n[key] > guard).any():
                 return False

@@ -809,7 +809,7 @@ class JudgeRunner(Runner):
                     expected, actual, t, atol, rtol, ref_scale=scale):
                 return False
             if not stand_in:
-                scales.append((j, compare.reference_error_scale(expected, t)))
+                scales.append((j, compare.reference_error_scale(expected, t, atol)))
         for j, scale in scales:  # the largest of each ratio over the looks passed
             kept = self.ref_scales.setdefault(j, scale)
             for key in set(kept) | set(scale):
