@@ -391,6 +391,159 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
                                               atol, rtol)
 
 
+def _many_scale_kernels(a32, b32):
+    """Honest float32 matmuls in other orders of addition than a BLAS (tiles of 32 added one
+    after another, blocks of 512, pairwise halves down to 8 products, Kahan) and narrower
+    ones (inputs rounded to TF32, bfloat16, float16), for the second look's many-scale
+    tests. -> ({name: product}, {name: product})."""
+    def rounded(x, drop):  # float32 rounded to nearest on the mantissa bits left
+        bits = x.view(np.uint32)
+        half = np.uint32(1 << (drop - 1))
+        return ((bits + half) & np.uint32(0xFFFFFFFF ^ ((1 << drop) - 1))).view(np.float32)
+
+    def tiles(t):
+        acc = np.zeros((a32.shape[0], b32.shape[1]), np.float32)
+        for k in range(0, a32.shape[1], t):
+            acc += a32[:, k:k + t] @ b32[k:k + t]
+        return acc
+
+    parts = np.stack([a32[:, k:k + 8] @ b32[k:k + 8] for k in range(0, a32.shape[1], 8)])
+    while len(parts) > 1:
+        parts = parts[0::2] + parts[1::2]
+    total = np.zeros((a32.shape[0], b32.shape[1]), np.float32)
+    carry = np.zeros_like(total)
+    for k in range(a32.shape[1]):
+        y = np.outer(a32[:, k], b32[k]) - carry
+        t = total + y
+        carry = (t - total) - y
+        total = t
+    honest = {"tiles of 32": tiles(32), "blocks of 512": tiles(512), "pairwise": parts[0],
+              "kahan": total}
+    narrow = {"tf32": rounded(a32, 13) @ rounded(b32, 13),
+              "bfloat16": rounded(a32, 16) @ rounded(b32, 16),
+              "float16": a32.astype(np.float16).astype(np.float32) @
+              b32.astype(np.float16).astype(np.float32)}
+    return honest, narrow
+
+
+def _host(x):
+    x = np.asarray(x)
+    return compare.to_host_array(x, x.dtype.name)
+
+
+def test_a_second_look_at_a_matmul_with_one_row_1000x_the_others():
+    """16 x 16,384 x 64, a's rows 1..15 scaled by 1e-3: the output is of many scales (its
+    largest value over RANGE x its RMS, on most draws), each row of one. Each row is held to
+    the one-scale budget of its own: honest orders pass (against the BLAS and against a
+    reference as close to float64 as float32 goes, like cuBLAS), and so does the reference's
+    error taken at the looks' scale; narrower inputs, a 1e-3 error in the large row, another
+    draw and zeros for the small rows do not."""
+    atol, rtol = compare.tolerance_for("float32")
+    rng = np.random.default_rng(11)
+    many = 0
+    for _ in range(3):  # draws of one scale (max ~9.8x the RMS) take the unchanged path
+        a32 = rng.standard_normal((16, 16384)).astype(np.float32)
+        a32[1:] *= np.float32(1e-3)
+        b32 = rng.standard_normal((16384, 64)).astype(np.float32)
+        truth = a32.astype(np.float64) @ b32.astype(np.float64)
+        if np.abs(truth).max() > compare.RANGE * np.sqrt(np.mean(truth * truth)):
+            many += 1
+        honest, narrow = _many_scale_kernels(a32, b32)
+        t = _host(truth)
+        for ref in (a32 @ b32, truth.astype(np.float32)):
+            scale = compare.reference_error_scale(_host(ref), t)
+            assert "rel" not in scale
+            for name, out in honest.items():
+                assert compare.within_reference_error(_host(ref), _host(out), t, atol, rtol), name
+                assert compare.within_reference_error(_host(ref), _host(out), _host(ref), atol,
+                                                      rtol, ref_scale=scale), name
+            wrong = dict(narrow)
+            elem = ref.copy()
+            elem[0, int(np.argmax(np.abs(truth[0])))] *= np.float32(1.001)
+            row = ref.copy()
+            row[0] *= np.float32(1.001)
+            zeros = ref.copy()
+            zeros[1:] = 0
+            other = rng.standard_normal((16, 16384)).astype(np.float32)
+            other[1:] *= np.float32(1e-3)
+            wrong.update({"element 1e-3 off": elem, "row * 1.001": row, "zeros": zeros,
+                          "another draw": other @ b32})
+            for name, out in wrong.items():
+                assert not compare.compare(_host(ref), _host(out)).ok, name
+                assert not compare.within_reference_error(_host(ref), _host(out), t, atol,
+                                                          rtol), name
+                assert not compare.within_reference_error(_host(ref), _host(out), _host(ref),
+                                                          atol, rtol, ref_scale=scale), name
+    assert many >= 2
+    # rows of fewer than ROW_MIN elements get no row-wise look: a row's largest error is no
+    # budget for 8 values
+    a32 = rng.standard_normal((64, 4096)).astype(np.float32)
+    a32[1:] *= np.float32(1e-3)
+    b32 = rng.standard_normal((4096, 8)).astype(np.float32)
+    truth = a32.astype(np.float64) @ b32.astype(np.float64)
+    assert np.abs(truth).max() > compare.RANGE * np.sqrt(np.mean(truth * truth))
+    assert not compare.within_reference_error(_host(a32 @ b32), _host(a32 @ b32),
+                                              _host(truth), atol, rtol)
+
+
+def test_a_second_look_at_the_softmax_of_a_long_matmul():
+    """softmax(a @ b, dim=1), 16 x 8,192 x 256 of randn: rows nearly one-hot, the largest
+    value ~16x the RMS. The output has no negative value and a relative error in every
+    element (its logits' absolute error), so each element is held to max(2 x the
+    reference's largest relative error above atol, rtol) of its own value, and the rows and
+    columns in L2 to 2 rtol. Honest orders pass, against the BLAS and against the truth
+    rounded to float32; narrower inputs, a row scaled by 1.001, an element 1e-3 off where
+    the row's error is ~0 (its largest value), the small values zeroed and another draw do
+    not."""
+    atol, rtol = compare.tolerance_for("float32")
+
+    def softmax(z):
+        z = z - z.max(1, keepdims=True)
+        ez = np.exp(z)
+        return ez / ez.sum(1, keepdims=True)
+
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        a32 = rng.standard_normal((16, 8192)).astype(np.float32)
+        b32 = rng.standard_normal((8192, 256)).astype(np.float32)
+        truth = softmax(a32.astype(np.float64) @ b32.astype(np.float64))
+        assert truth.max() > compare.RANGE * np.sqrt(np.mean(truth * truth))
+        honest, narrow = _many_scale_kernels(a32, b32)
+        t = _host(truth)
+        for ref in (softmax(a32 @ b32), truth.astype(np.float32)):
+            scale = compare.reference_error_scale(_host(ref), t)
+            assert "rel" in scale
+            for name, z in honest.items():
+                out = softmax(z)
+                assert compare.within_reference_error(_host(ref), _host(out), t, atol, rtol), name
+                assert compare.within_reference_error(_host(ref), _host(out), _host(ref), atol,
+                                                      rtol, ref_scale=scale), name
+            wrong = {name: softmax(z) for name, z in narrow.items()}
+            row = ref.copy()
+            row[3] *= np.float32(1.001)
+            elem = ref.copy()
+            elem[5, int(np.argmax(truth[5]))] *= np.float32(1.001)
+            small = np.where(ref < 1e-2, 0, ref).astype(np.float32)
+            wrong.update({"row * 1.001": row, "element 1e-3 off": elem, "small zeroed": small,
+                          "another draw": softmax(rng.standard_normal((16, 8192)).astype(
+                              np.float32) @ b32)})
+            for name, out in wrong.items():
+                if compare.compare(_host(ref), _host(out)).ok:
+                    continue  # within the strict tolerance: no second look is asked
+                assert not compare.within_reference_error(_host(ref), _host(out), t, atol,
+                                                          rtol), name
+                assert not compare.within_reference_error(_host(ref), _host(out), _host(ref),
+                                                          atol, rtol, ref_scale=scale), name
+    # a non-negative output of many scales whose reference is off by more than MEANINGFUL
+    # relative to its values above atol (an absolute error, as |matmul| has near its zeros)
+    # gets no relative look: its largest relative error would pass anything
+    truth = np.exp(3 * rng.standard_normal(4096))
+    ref = np.abs(truth + 1e-3 * rng.standard_normal(4096)).astype(np.float32)
+    assert truth.max() > compare.RANGE * np.sqrt(np.mean(truth * truth))
+    assert not compare.within_reference_error(_host(ref), _host(ref), _host(truth), atol, rtol)
+    assert "rel" in compare.reference_error_scale(_host(ref), _host(truth))
+
+
 def test_a_0d_array_crosses_as_0d_and_equals_a_numpy_scalar():
     """np.sum gives a numpy scalar or a 0-d array; both are one value. The channel kept the
     shape of neither (np.ascontiguousarray makes 0-d arrays 1-d)."""
