@@ -257,8 +257,9 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
     and more) do not fit. The L2 guard holds along each row and column too, so a part at a
     smaller scale (some rows, a concatenated tiny term) is held to its own. Only where the
     reference's error is small against the spread of the true values (MEANINGFUL): where it
-    is not, the reference says little and 2x its error would pass a constant; and only for
-    outputs of one scale (RANGE), where one budget fits every element.
+    is not, the reference says little and 2x its error would pass a constant. That budget
+    fits every element of an output of one scale (RANGE); outputs of many scales are held
+    to each element's own (_many_scale_slack: each row's, or each value's), or not looked at.
 
     ref_scale (reference_error_scale of earlier looks at this output): `truth` is the
     reference itself, and its error is taken as that scale of it, once more than factor
