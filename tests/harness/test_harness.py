@@ -893,6 +893,42 @@ def test_classification():
         assert errors.classify(e) == "resource_exceeded"
 
 
+def test_device_memory_out_of_memory_is_told_apart():
+    class OutOfMemoryError(RuntimeError):  # torch.cuda's, by name (no CUDA here)
+        pass
+    assert errors.is_device_oom(OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert errors.is_device_oom(RuntimeError("CUDA error: out of memory"))
+    assert not errors.is_device_oom(MemoryError())  # the host's: the box's cap says so
+    assert not errors.is_device_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
+
+
+def test_the_candidate_s_device_memory_is_capped_from_outside():
+    """judge.DeviceMemory with the device's figures given: what the device has in use beyond
+    what it had when the candidate loaded, less the judge's own growth, against the cap."""
+    from kforge_verifier import judge as judge_mod
+    gib = 1 << 30
+    figures = {"free": 70 * gib, "total": 80 * gib, "own": 2 * gib}
+    mem = judge_mod.DeviceMemory(lambda: (figures["free"], figures["total"], figures["own"]))
+    assert mem.cap == 60 * gib  # 3/4 of the device, unless set
+    figures.update(free=30 * gib, own=5 * gib)  # 40 GiB more in use, 3 of them the judge's
+    assert mem.held() == 37 * gib
+    mem.check("trial 0")  # under the cap
+    figures["free"] = 0  # the candidate's process lifted its allocator's cap and took it all
+    with pytest.raises(verdicts.Failure) as e:
+        mem.check("trial 1")
+    assert e.value.verdict == "resource_exceeded"
+    assert "67.00 GiB of device memory after trial 1" in e.value.message
+    assert "cap of 60.00 GiB" in e.value.message
+    # the judge's own allocation failed: the candidate's doing when it held half or more of
+    # what was free at its load, else the reference's side
+    assert mem.oom_failure("precision", loaded=True).verdict == "resource_exceeded"
+    figures.update(free=65 * gib, own=7 * gib)  # the candidate holds nothing: the judge grew
+    f = mem.oom_failure("precision", loaded=True)
+    assert f.verdict == "infra_error" and "the reference's side" in f.message
+    small = judge_mod.DeviceMemory(lambda: (figures["free"], figures["total"], 0), 8 * gib)
+    assert small.cap == 8 * gib
+
+
 def test_traceback_is_trimmed_to_candidate_frames():
     def deep(n):
         if n == 0:

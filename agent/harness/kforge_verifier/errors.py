@@ -55,6 +55,17 @@ def is_resource(exc):
     return False
 
 
+def is_device_oom(exc):
+    """The device's memory ran out (torch's OutOfMemoryError; the runtime's own error text)."""
+    for e in _chain(exc):
+        if type(e).__name__ == "OutOfMemoryError":
+            return True
+        text = str(e).lower()
+        if "out of memory" in text and any(d in text for d in ("cuda", "npu", "device")):
+            return True
+    return False
+
+
 def is_compile(exc, loading):
     for e in _chain(exc):
         name = type(e).__name__

@@ -80,6 +80,10 @@ class Framework:
         rather than inside the reference's first call. -> False when there is none."""
         return False
 
+    def cap_device_memory(self, cap_bytes):
+        """Holds this process's allocator to cap_bytes of device memory (None: no cap). The
+        candidate could lift it: the judge measures from outside too (judge.DeviceMemory)."""
+
     # --- arrays -----------------------------------------------------------------------------
     def is_array(self, x):
         return isinstance(x, np.ndarray)
@@ -285,6 +289,14 @@ class TorchFramework(Framework):
         self.torch.empty(1, device=self.device)
         self.synchronize()
         return True
+
+    def cap_device_memory(self, cap_bytes):
+        mod = getattr(self.torch, self.device, None)
+        if not cap_bytes or self.device == "cpu" or \
+                not hasattr(mod, "set_per_process_memory_fraction"):
+            return
+        total = mod.mem_get_info()[1]
+        mod.set_per_process_memory_fraction(min(1.0, int(cap_bytes) / total))
 
     def is_array(self, x):
         return isinstance(x, self.torch.Tensor)

@@ -78,6 +78,16 @@ CUDA_IPC = os.environ.get("KFORGE_VERIFIER_CUDA_IPC", "1") != "0"
 # With CUDA IPC, the candidate's inputs are private copies made on the device (and the
 # reference's too, so both sides pay the copy) rather than views of the shared buffer.
 CUDA_IPC_PRIVATE = os.environ.get("KFORGE_VERIFIER_CUDA_IPC_PRIVATE", "1") == "1"
+# The candidate's device memory: a cap per job, sized from the device as the host's is from the
+# host (3/4 of its memory; KFORGE_JUDGE_DEVICE_MEMORY_MB sets it). The worker's allocator is
+# held to it before the candidate loads (an honest kernel that asks for more gets the
+# framework's out-of-memory error: resource_exceeded). The candidate can lift that, so the
+# judge also measures, from outside, how much more of the device is in use than when the
+# candidate loaded (DeviceMemory), after every checked call and after the timed runs.
+DEVICE_MEMORY_MB = int(os.environ.get("KFORGE_JUDGE_DEVICE_MEMORY_MB", "0"))
+# what else may start on the device during a job and counts in that measure: the next warm
+# workers (about 0.5 GiB of context each)
+DEVICE_SLACK = 4 << 30
 # The roofline: no call can move its bytes faster than ROOFLINE_MARGIN times the copy
 # bandwidth the judge measures on the device (KFORGE_JUDGE_ROOFLINE_MARGIN).
 ROOFLINE_MARGIN = float(os.environ.get("KFORGE_JUDGE_ROOFLINE_MARGIN", "2.0"))
@@ -224,6 +234,68 @@ def roofline_floor_us(min_bytes, bandwidth, margin=None):
     """The least time, in microseconds, any call that moves `min_bytes` can take."""
     margin = ROOFLINE_MARGIN if margin is None else margin
     return min_bytes / (bandwidth * margin) * 1e6
+
+
+def _gib(n):
+    return f"{n / (1 << 30):.2f} GiB"
+
+
+class DeviceMemory:
+    """The candidate's share of the device's memory, as the judge sees it from outside: what
+    the device has in use beyond what it had when the candidate loaded, less the judge's own
+    growth since. probe() -> (free, total, the judge's own reserved bytes)."""
+
+    def __init__(self, probe, cap_bytes=0):
+        self.probe = probe
+        free, total, own = probe()
+        self.total = total
+        self.cap = cap_bytes or total * 3 // 4
+        self.base_used, self.base_own, self.base_free = total - free, own, free
+
+    @classmethod
+    def of(cls, fw):
+        """One for fw's device (None on a CPU, or where the framework cannot tell)."""
+        mod = getattr(fw.torch, fw.device, None) if fw.name == "torch" else None
+        if fw.device == "cpu" or not hasattr(mod, "mem_get_info"):
+            return None
+
+        def probe():
+            free, total = mod.mem_get_info()
+            return free, total, mod.memory_reserved()
+        try:
+            return cls(probe, DEVICE_MEMORY_MB << 20)
+        except Exception:  # noqa: BLE001 - no figures: no cap from outside
+            return None
+
+    def held(self):
+        free, total, own = self.probe()
+        return max(total - free - self.base_used - max(own - self.base_own, 0), 0)
+
+    def check(self, what):
+        """A Failure (resource_exceeded) once the candidate holds more than its cap."""
+        held = self.held()
+        if held > self.cap + DEVICE_SLACK:
+            raise Failure(verdicts.RESOURCE_EXCEEDED,
+                          f"the candidate's process held about {_gib(held)} of device memory "
+                          f"after {what}, over the job's device memory cap of {_gib(self.cap)} "
+                          f"(3/4 of the device's {_gib(self.total)} unless "
+                          f"KFORGE_JUDGE_DEVICE_MEMORY_MB sets it)")
+
+    def oom_failure(self, stage, loaded):
+        """The judge's own allocation on the device failed during `stage`: the candidate's
+        fault when its process held half or more of what was free when it loaded, else the
+        reference's side (infra_error: the task needs more than this device has)."""
+        held = self.held()
+        if loaded and held >= self.base_free // 2:
+            return Failure(verdicts.RESOURCE_EXCEEDED,
+                           f"the device ran out of memory during {stage}: the candidate's "
+                           f"process held about {_gib(held)} of the {_gib(self.base_free)} "
+                           f"free when it loaded")
+        return Failure(verdicts.INFRA_ERROR,
+                       f"the judge ran out of device memory during {stage}, the reference's "
+                       f"side (the candidate's process held about {_gib(held)}): the task's "
+                       f"reference and its buffers need more than this device has free "
+                       f"({_gib(self.base_free)} when the candidate loaded)")
 
 
 class WorkerGone(Exception):
@@ -484,6 +556,7 @@ class JudgeRunner(Runner):
         self.reference_worker = reference_worker  # () -> a Remote from the agent, or None
         self.reference_timed = reference_timed    # () tells the agent the reference is timed
         self.ref_remote = None  # the reference's worker while the profile runs
+        self.device_memory = None  # DeviceMemory from the candidate's load on (not on a CPU)
         self.ref_source = ""
         self.cache = cache
         self.fw_cache = fw_cache
@@ -603,7 +676,10 @@ class JudgeRunner(Runner):
         if self.reference_timed is not None:
             self.reference_timed()
         t0 += time.perf_counter() - t_ref  # its own phase, time_reference
-        self._load(r, self.source, "loading the candidate")
+        self.device_memory = DeviceMemory.of(self.fw)
+        cap = {"device_cap": self.device_memory.cap} if self.device_memory else {}
+        self._load(r, self.source, "loading the candidate", **cap)
+        self._check_device_memory("loading the candidate")
         self.doc["phases_ms"]["load_candidate"] = round((time.perf_counter() - t0) * 1e3, 3)
 
     def _load(self, remote, source, what, **fields):
@@ -622,6 +698,10 @@ class JudgeRunner(Runner):
                                 "reference_names": sorted(self.reference_names), **fields})
         if "ok" not in reply:
             raise _candidate_failure(reply, what)
+
+    def _check_device_memory(self, what):
+        if self.device_memory is not None:
+            self.device_memory.check(what)
 
     def call_limit(self):
         """The next call's CallLimit: the worker's first call compiles, later ones do not."""
@@ -661,6 +741,7 @@ class JudgeRunner(Runner):
 
     def _take(self, reply, in_tree, what):
         leaves = self._read_outputs(reply, self.remote, what)
+        self._check_device_memory(what)
         self.last_report = reply
         self.last_in_tree = in_tree
         launchers.note(reply.get("launchers"))  # validated there; prebuilt by later workers
@@ -955,6 +1036,7 @@ class JudgeRunner(Runner):
         # timed set has the task's shapes: the last one's sizes stand for all)
         min_bytes = channel.total_array_bytes(ref_leaves) + max(
             [channel.total_array_bytes(x) for x in inputs] or [0])
+        self._check_device_memory("the timed runs")
         below_flops = self._check_roofline(min_bytes, statistics.median(raw_times))
         meter.append(r.cpu_ns())  # after the last call's comparison
         if r.cpu is not None and None in meter:
@@ -1373,10 +1455,20 @@ def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None,
                           f"the job's time ran out during {doc.get('stage')}; the candidate's "
                           f"process was killed")
     except BaseException as e:  # noqa: BLE001 - a judge bug still gives a verdict
-        doc["verdict"] = verdicts.INFRA_ERROR
-        doc["message"] = errors.trim("judge error (a bug in kforge_verifier, not in the "
-                                     "candidate):\n" + "".join(
-                                         __import__("traceback").format_exception(e)))
+        if runner is not None and errors.is_device_oom(e):
+            # the judge's own allocation on the device: whose doing, from the device's figures
+            dm, stage = runner.device_memory, doc.get("stage")
+            f = dm.oom_failure(stage, remote.loaded) if dm is not None else Failure(
+                verdicts.INFRA_ERROR, f"the judge ran out of device memory during {stage}, "
+                f"before the candidate loaded: the task's reference and its buffers need more "
+                f"than this device has free")
+            doc["verdict"], doc["message"] = f.verdict, f.message + "\n" + errors.trim(
+                errors.describe(e, "the judge's allocation"))
+        else:
+            doc["verdict"] = verdicts.INFRA_ERROR
+            doc["message"] = errors.trim("judge error (a bug in kforge_verifier, not in the "
+                                         "candidate):\n" + "".join(
+                                             __import__("traceback").format_exception(e)))
     if exit_info is None:
         exit_info = release()
     doc["worker"] = {k: exit_info.get(k) for k in ("exit_code", "signal", "oom")} \

@@ -112,6 +112,7 @@ class Worker:
             self.fw = frameworks.get(msg["framework"], msg["backend"])
             self.fw.set_threads(threads)
             self.fw.init_device()
+            self.fw.cap_device_memory(msg.get("device_cap"))
         except verdicts.Failure as f:
             return {"error": {"verdict": f.verdict, "message": f.message}}
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
