@@ -282,20 +282,22 @@ class DeviceMemory:
                           f"KFORGE_JUDGE_DEVICE_MEMORY_MB sets it)")
 
     def oom_failure(self, stage, loaded):
-        """The judge's own allocation on the device failed during `stage`: the candidate's
-        fault when its process held half or more of what was free when it loaded, else the
-        reference's side (infra_error: the task needs more than this device has)."""
-        held = self.held()
-        if loaded and held >= self.base_free // 2:
+        """The judge's own allocation on the device failed during `stage`. After the candidate
+        loaded, that is the candidate's doing unless the judge itself grew by half or more of
+        what was free at the load (then the reference's side: infra_error, the task needs more
+        than this device has). Not what the candidate holds when measured: a thread of its
+        could allocate and free around the judge's allocations."""
+        held, grown = self.held(), max(self.probe()[2] - self.base_own, 0)
+        figures = (f"the judge took {_gib(grown)} and the candidate's process held about "
+                   f"{_gib(held)} of the {_gib(self.base_free)} free when it loaded")
+        if loaded and grown < self.base_free // 2:
             return Failure(verdicts.RESOURCE_EXCEEDED,
-                           f"the device ran out of memory during {stage}: the candidate's "
-                           f"process held about {_gib(held)} of the {_gib(self.base_free)} "
-                           f"free when it loaded")
+                           f"the device ran out of memory during {stage}, with the candidate's "
+                           f"process on it: {figures}")
         return Failure(verdicts.INFRA_ERROR,
                        f"the judge ran out of device memory during {stage}, the reference's "
-                       f"side (the candidate's process held about {_gib(held)}): the task's "
-                       f"reference and its buffers need more than this device has free "
-                       f"({_gib(self.base_free)} when the candidate loaded)")
+                       f"side ({figures}): the task's reference and its buffers need more "
+                       f"than this device has free")
 
 
 class WorkerGone(Exception):
