@@ -352,7 +352,8 @@ def test_a_second_look_in_float64_passes_what_is_as_right_as_the_reference():
     # past a job's float64 runs: held to the reference itself, its error taken at the scale
     # the looks found it; the tiles still pass, TF32 inputs and another draw's output do not
     scale = compare.reference_error_scale(host(ref), t)
-    assert set(scale) == {"elem", "l2", "rows", "cols"} and 0 < scale["l2"] < 1e-4
+    # (and each row's largest error over its RMS, for a later draw of many scales)
+    assert set(scale) == {"elem", "l2", "rows", "cols", "row_elem"} and 0 < scale["l2"] < 1e-4
     assert compare.within_reference_error(host(ref), host(tiled), host(ref), atol, rtol,
                                           ref_scale=scale)
     for wrong in (tf32(a32) @ tf32(b32), tiled[::-1].copy()):
@@ -484,6 +485,56 @@ def test_a_second_look_at_a_matmul_with_one_row_1000x_the_others():
     assert np.abs(truth).max() > compare.RANGE * np.sqrt(np.mean(truth * truth))
     assert not compare.within_reference_error(_host(a32 @ b32), _host(a32 @ b32),
                                               _host(truth), atol, rtol)
+
+
+def test_the_rows_path_holds_small_columns_and_needs_no_look_of_many_scales():
+    """Two red-team findings on the rows path. (1) A few output features 100x smaller
+    (b's last 8 columns): computed from float16 or bfloat16 inputs, they fit the budget of
+    rows alone; each column is now held to its own scale too. (2) Past the float64 looks, a
+    draw of many scales needs each row's reference error, which the looks record whether
+    their own draws were of one scale or many."""
+    atol, rtol = compare.tolerance_for("float32")
+    rng = np.random.default_rng(1)
+    a32 = rng.standard_normal((16, 16384)).astype(np.float32)
+    a32[1:] *= np.float32(1e-3)
+    b32 = rng.standard_normal((16384, 64)).astype(np.float32)
+    b32[:, 56:] *= np.float32(1e-2)
+    truth = a32.astype(np.float64) @ b32.astype(np.float64)
+    assert np.abs(truth).max() > compare.RANGE * np.sqrt(np.mean(truth * truth))
+    honest, narrow = _many_scale_kernels(a32, b32)
+    ref, t = a32 @ b32, _host(truth)
+    scale = compare.reference_error_scale(_host(ref), t)
+    for name, out in honest.items():
+        assert compare.within_reference_error(_host(ref), _host(out), t, atol, rtol), name
+    for name in ("bfloat16", "float16"):
+        out = honest["tiles of 32"].copy()
+        out[:, 56:] = narrow[name][:, 56:]
+        assert not compare.compare(_host(ref), _host(out)).ok, name
+        assert not compare.within_reference_error(_host(ref), _host(out), t, atol, rtol), name
+        assert not compare.within_reference_error(_host(ref), _host(out), _host(ref), atol,
+                                                  rtol, ref_scale=scale), name
+    # (2): the scale of a look at a draw of one scale serves a later draw of many
+    rng = np.random.default_rng(11)
+    one_scale = None
+    for _ in range(30):
+        a32 = rng.standard_normal((16, 16384)).astype(np.float32)
+        a32[1:] *= np.float32(1e-3)
+        b32 = rng.standard_normal((16384, 64)).astype(np.float32)
+        truth = a32.astype(np.float64) @ b32.astype(np.float64)
+        many = np.abs(truth).max() > compare.RANGE * np.sqrt(np.mean(truth * truth))
+        ref, tiled = a32 @ b32, _many_scale_kernels(a32, b32)[0]["tiles of 32"]
+        if compare.compare(_host(ref), _host(tiled)).ok:
+            continue
+        if not many and one_scale is None:
+            assert compare.within_reference_error(_host(ref), _host(tiled), _host(truth),
+                                                  atol, rtol)
+            one_scale = compare.reference_error_scale(_host(ref), _host(truth))
+        elif many and one_scale is not None:
+            assert compare.within_reference_error(_host(ref), _host(tiled), _host(ref), atol,
+                                                  rtol, ref_scale=one_scale)
+            break
+    else:
+        raise AssertionError("no draw of one scale then one of many, both failing strict")
 
 
 def test_a_second_look_at_the_softmax_of_a_long_matmul():
@@ -919,17 +970,25 @@ def test_the_candidate_s_device_memory_is_capped_from_outside():
     assert e.value.verdict == "resource_exceeded"
     assert "67.00 GiB of device memory after trial 1" in e.value.message
     assert "cap of 60.00 GiB" in e.value.message
-    # the judge's own allocation failed: the candidate's doing unless the judge itself took
-    # half or more of what was free at the load, whatever the candidate holds when measured
-    # (a thread of its can allocate and free around the judge's allocations)
-    assert mem.oom_failure("precision", loaded=True).verdict == "resource_exceeded"
+    # the judge's own allocation failed: the candidate's doing while the judge needed no more
+    # than the cap leaves it (70 free at the load - 60 - 4 GiB of slack = 6 GiB), whatever
+    # the candidate holds when measured (a thread of its can allocate and free around it)
+    figures.update(free=0, own=3 * gib)
+    oom = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+    assert mem.oom_failure("precision", True, oom).verdict == "resource_exceeded"
     figures.update(free=65 * gib)  # the candidate's process has let go of it by now
-    assert mem.oom_failure("precision", loaded=True).verdict == "resource_exceeded"
-    figures.update(own=40 * gib)  # the judge took 38 of the 70 GiB free at the load
-    f = mem.oom_failure("precision", loaded=True)
-    assert f.verdict == "infra_error" and "the reference's side" in f.message
-    figures.update(own=5 * gib)
-    assert mem.oom_failure("loading the candidate", loaded=False).verdict == "infra_error"
+    assert mem.oom_failure("precision", True, oom).verdict == "resource_exceeded"
+    # an honest candidate under its cap, and a judge that needs more than its share: the
+    # reference's side
+    figures.update(free=0, own=6 * gib)  # 4 GiB grown + 2 asked for: its whole share
+    assert mem.oom_failure("precision", True, oom).verdict == "resource_exceeded"
+    big = RuntimeError("CUDA out of memory. Tried to allocate 512.00 MiB")
+    figures.update(own=8 * gib)  # 6 GiB grown + 0.5 asked for: over its 6 GiB share
+    f = mem.oom_failure("precision", True, big)
+    assert f.verdict == "infra_error" and "the reference's side" in f.message, f.message
+    assert mem.oom_failure("loading the candidate", False, oom).verdict == "infra_error"
+    assert errors.is_device_oom(RuntimeError("cuMemCreate failed: CUDA_ERROR_OUT_OF_MEMORY (2)"))
+    assert errors.is_device_oom(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling x"))
     small = judge_mod.DeviceMemory(lambda: (figures["free"], figures["total"], 0), 8 * gib)
     assert small.cap == 8 * gib
 

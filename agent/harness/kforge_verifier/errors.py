@@ -55,13 +55,18 @@ def is_resource(exc):
     return False
 
 
+_DEVICE_OOM_TEXT = ("cuda out of memory", "cuda error: out of memory", "npu out of memory",
+                    "error_out_of_memory", "cudaerrormemoryallocation", "status_alloc_failed")
+
+
 def is_device_oom(exc):
-    """The device's memory ran out (torch's OutOfMemoryError; the runtime's own error text)."""
+    """The device's memory ran out: torch's OutOfMemoryError, the runtime's and the driver's
+    own words (cuMemCreate's CUDA_ERROR_OUT_OF_MEMORY, cuBLAS's CUBLAS_STATUS_ALLOC_FAILED)."""
     for e in _chain(exc):
         if type(e).__name__ == "OutOfMemoryError":
             return True
         text = str(e).lower()
-        if "out of memory" in text and any(d in text for d in ("cuda", "npu", "device")):
+        if any(t in text for t in _DEVICE_OOM_TEXT):
             return True
     return False
 

@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import signal as signal_mod
 import statistics
@@ -204,8 +205,9 @@ def _gpu_peak_flops(torch):
                     break
                 n *= 2
             best = max(best, 2.0 * n ** 3 / max(min(times), 1e-9))
-        except Exception:  # noqa: BLE001 - a dtype this device lacks
-            pass
+        except Exception as e:  # noqa: BLE001 - a dtype this device lacks
+            if errors.is_device_oom(e):
+                raise  # the device is full now (a candidate's memory): not kept as the peak
         finally:
             a = b = None
     torch.cuda.empty_cache()
@@ -225,7 +227,9 @@ def peak_flops(fw):
                 _PEAK[key] = _cpu_peak_flops()
             else:
                 _PEAK[key] = 0.0
-        except Exception:  # noqa: BLE001 - no floor rather than a wrong one
+        except Exception as e:  # noqa: BLE001 - no floor rather than a wrong one
+            if errors.is_device_oom(e):
+                raise
             _PEAK[key] = 0.0
     return _PEAK[key]
 
@@ -281,23 +285,38 @@ class DeviceMemory:
                           f"(3/4 of the device's {_gib(self.total)} unless "
                           f"KFORGE_JUDGE_DEVICE_MEMORY_MB sets it)")
 
-    def oom_failure(self, stage, loaded):
-        """The judge's own allocation on the device failed during `stage`. After the candidate
-        loaded, that is the candidate's doing unless the judge itself grew by half or more of
-        what was free at the load (then the reference's side: infra_error, the task needs more
-        than this device has). Not what the candidate holds when measured: a thread of its
-        could allocate and free around the judge's allocations."""
+    def oom_failure(self, stage, loaded, exc=None):
+        """The judge's own allocation on the device failed during `stage`. The cap leaves the
+        judge what was free at the candidate's load less the cap and DEVICE_SLACK: while the
+        judge needed no more than that (its growth since the load and the failed request),
+        the device ran out because the candidate's process took more than its cap
+        (resource_exceeded). Otherwise the reference's side needs more than this device has
+        (infra_error). What the candidate holds when measured does not decide it: a thread
+        of its could allocate and free around the judge's allocations."""
         held, grown = self.held(), max(self.probe()[2] - self.base_own, 0)
-        figures = (f"the judge took {_gib(grown)} and the candidate's process held about "
-                   f"{_gib(held)} of the {_gib(self.base_free)} free when it loaded")
-        if loaded and grown < self.base_free // 2:
+        need = grown + _requested_bytes(exc)
+        share = self.base_free - self.cap - DEVICE_SLACK
+        figures = (f"the judge needed {_gib(need)}, its share {_gib(max(share, 0))}; the "
+                   f"candidate's process held about {_gib(held)} when measured, of the "
+                   f"{_gib(self.base_free)} free when it loaded (its cap: {_gib(self.cap)})")
+        if loaded and need <= share:
             return Failure(verdicts.RESOURCE_EXCEEDED,
                            f"the device ran out of memory during {stage}, with the candidate's "
                            f"process on it: {figures}")
         return Failure(verdicts.INFRA_ERROR,
                        f"the judge ran out of device memory during {stage}, the reference's "
                        f"side ({figures}): the task's reference and its buffers need more "
-                       f"than this device has free")
+                       f"than this device has free beside a candidate at its cap")
+
+
+_UNITS = {"b": 1, "bytes": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def _requested_bytes(exc):
+    """What a failed allocation asked for, from torch's words ("Tried to allocate 2.00 GiB");
+    0 where they do not say."""
+    m = re.search(r"tried to allocate ([0-9.]+) ?(bytes|b|kib|mib|gib|tib)\b", str(exc).lower())
+    return int(float(m.group(1)) * _UNITS[m.group(2)]) if m else 0
 
 
 class WorkerGone(Exception):
@@ -688,6 +707,18 @@ class JudgeRunner(Runner):
         """Hands `source` to a worker with the task's constructor inputs (fields override the
         candidate's load message: the reference's worker loads the task's Model)."""
         spec = self.spec
+        # the framework and the device first, while no candidate code exists in the worker:
+        # its failure is the host's (a device the candidate's predecessor left full, a broken
+        # driver), not the candidate's
+        cap = fields.pop("device_cap", None)
+        reply = remote.request({"op": "setup", "framework": spec.framework,
+                                "backend": spec.backend, "threads": spec.threads,
+                                "device_cap": cap})
+        if "ok" not in reply:
+            err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+            raise Failure(verdicts.INFRA_ERROR, f"{what}: the worker could not set up "
+                          f"{spec.framework} on {spec.backend} before any candidate code "
+                          f"existed: " + errors.trim(str(err.get("message", reply)))[:1500])
         remote.in_arena.reset()
         init = channel.encode(self.init_inputs(), None if isinstance(
             remote.in_arena, channel.DeviceArena) else remote.in_arena)  # device: no arrays
@@ -925,7 +956,9 @@ class JudgeRunner(Runner):
             with fw.no_grad():
                 out = self.callable_of(state.ref_model64)(*args)
             return [fw.host(x) for x in frameworks.flatten_outputs(out)]
-        except Exception:  # noqa: BLE001 - no second look rather than a wrong one
+        except Exception as e:  # noqa: BLE001 - no second look rather than a wrong one
+            if errors.is_device_oom(e):
+                raise  # a passing shortage (the candidate's memory), not "no float64 here"
             return None
 
     def _check_integrity(self, when):
@@ -1460,7 +1493,7 @@ def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None,
         if runner is not None and errors.is_device_oom(e):
             # the judge's own allocation on the device: whose doing, from the device's figures
             dm, stage = runner.device_memory, doc.get("stage")
-            f = dm.oom_failure(stage, remote.loaded) if dm is not None else Failure(
+            f = dm.oom_failure(stage, remote.loaded, e) if dm is not None else Failure(
                 verdicts.INFRA_ERROR, f"the judge ran out of device memory during {stage}, "
                 f"before the candidate loaded: the task's reference and its buffers need more "
                 f"than this device has free")

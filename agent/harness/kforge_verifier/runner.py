@@ -97,7 +97,9 @@ class Runner:
                 with where:
                     fw.seed(seed)
                     sets = self._draw_sets(task)
-            except Exception:  # noqa: BLE001 - e.g. .numpy() of a device tensor: on the host
+            except Exception as e:  # noqa: BLE001 - e.g. .numpy() of a device tensor: on the host
+                if errors.is_device_oom(e):
+                    raise  # not the task's doing: the judge says whose (judge.DeviceMemory)
                 sets = None
         if sets is None:
             fw.seed(seed)

@@ -12,6 +12,10 @@ Messages (JSON, see channel.py); every request gets one answer:
                                                     the judge's shared buffers: memfds, or
                                                     CUDA VMM allocations (device: 1)
   <- {"op": "ping"}                                 -> {"pong": 1}
+  <- {"op": "setup", framework, backend, threads, device_cap}
+                                                    -> {"ok": 1} | {"error": {...}}: the
+                                                    framework and the device, before any
+                                                    candidate code exists here (trusted)
   <- {"op": "load", source, impl_type, framework, backend, op_name, threads, seed,
       init: value, reference_names: [...]}          -> {"ok": 1} | {"error": {...}}
   <- {"op": "call", inputs: value, seed, trace}     -> {"out": value, "aliases": [...],
@@ -81,6 +85,8 @@ class Worker:
                 reply = self.arenas(msg, fds)
             elif op == "ping":
                 reply = self.ping()
+            elif op == "setup":
+                reply = self.setup(msg)
             elif op == "load":
                 reply = self.load(msg)
             elif op == "call":
@@ -105,16 +111,26 @@ class Worker:
             return {"error": {"verdict": verdicts.RUNTIME_ERROR, "message": f"arenas: {e}"}}
         return {"ok": 1}
 
+    def setup(self, msg):
+        """The framework, its threads, the device context and the candidate's device memory
+        cap (judge.DeviceMemory). No candidate code has run in this process yet, so the judge
+        takes a failure here as the host's (infra_error)."""
+        try:
+            self.fw = frameworks.get(msg["framework"], msg["backend"])
+            self.fw.set_threads(int(msg.get("threads", 1)))
+            self.fw.init_device()
+            self.fw.cap_device_memory(msg.get("device_cap"))
+        except BaseException as e:  # noqa: BLE001
+            return {"error": {"verdict": verdicts.INFRA_ERROR,
+                              "message": getattr(e, "message", None) or _describe(e, "setup")}}
+        return {"ok": 1}
+
     def load(self, msg):
         self.impl_type = msg["impl_type"]
         threads = int(msg.get("threads", 1))
-        try:
-            self.fw = frameworks.get(msg["framework"], msg["backend"])
-            self.fw.set_threads(threads)
-            self.fw.init_device()
-            self.fw.cap_device_memory(msg.get("device_cap"))
-        except verdicts.Failure as f:
-            return {"error": {"verdict": f.verdict, "message": f.message}}
+        if self.fw is None:
+            return {"error": {"verdict": verdicts.RUNTIME_ERROR,
+                              "message": "load before setup (a protocol error)"}}
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS"):
             os.environ[var] = str(threads)  # read when the candidate's library loads

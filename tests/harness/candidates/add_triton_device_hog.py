@@ -1,6 +1,7 @@
-"""A correct Triton vector add that asks for 90% of the device's memory through torch's
-allocator, over the job's device memory cap (3/4 of the device): the framework's own
-out-of-memory error inside the candidate, resource_exceeded."""
+"""A correct Triton vector add that asks torch's allocator for 2 GiB more than the job's device
+memory cap (3/4 of the device): the allocator's cap, set in the worker before the candidate
+loaded, refuses it (torch's out-of-memory error in the candidate, resource_exceeded). Under
+the judge's own threshold (the cap + 4 GiB), so that a worker whose cap failed passes here."""
 import torch
 import triton
 import triton.language as tl
@@ -19,7 +20,7 @@ def add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
 class ModelNew(torch.nn.Module):
     def forward(self, x, y):
         total = torch.cuda.mem_get_info()[1]
-        scratch = torch.empty(int(total * 0.9), dtype=torch.uint8, device=x.device)
+        scratch = torch.empty(total * 3 // 4 + (2 << 30), dtype=torch.uint8, device=x.device)
         out = torch.empty_like(x)
         n = x.numel()
         add_kernel[(triton.cdiv(n, 1024),)](x, y, out, n, BLOCK=1024)

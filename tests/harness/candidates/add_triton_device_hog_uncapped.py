@@ -1,7 +1,7 @@
 """A correct Triton vector add that lifts its process's allocator cap
-(set_per_process_memory_fraction(1.0)) and holds all but 3 GiB of the device's free memory
-while the judge checks it: the judge's measure from outside (judge.DeviceMemory) finds it
-over the job's device memory cap, resource_exceeded, never infra_error."""
+(set_per_process_memory_fraction(1.0)) and holds 6 GiB more than the job's device memory cap
+(3/4 of the device) while the judge checks it: the judge's measure from outside
+(judge.DeviceMemory, over the cap + 4 GiB) finds it after the load, resource_exceeded."""
 import torch
 import triton
 import triton.language as tl
@@ -21,8 +21,8 @@ class ModelNew(torch.nn.Module):
     def __init__(self):
         super().__init__()
         torch.cuda.set_per_process_memory_fraction(1.0)
-        free = torch.cuda.mem_get_info()[0]
-        self.hog = torch.empty(max(free - (3 << 30), 1), dtype=torch.uint8, device="cuda")
+        total = torch.cuda.mem_get_info()[1]
+        self.hog = torch.empty(total * 3 // 4 + (6 << 30), dtype=torch.uint8, device="cuda")
 
     def forward(self, x, y):
         out = torch.empty_like(x)
