@@ -540,12 +540,13 @@ def test_the_rows_path_holds_small_columns_and_needs_no_look_of_many_scales():
 def test_a_second_look_at_the_softmax_of_a_long_matmul():
     """softmax(a @ b, dim=1), 16 x 8,192 x 256 of randn: rows nearly one-hot, the largest
     value ~16x the RMS. The output has no negative value and a relative error in every
-    element (its logits' absolute error), so each element is held to max(2 x the
-    reference's largest relative error above atol, rtol) of its own value, and the rows and
-    columns in L2 to 2 rtol. Honest orders pass, against the BLAS and against the truth
-    rounded to float32; narrower inputs, a row scaled by 1.001, an element 1e-3 off where
-    the row's error is ~0 (its largest value), the small values zeroed and another draw do
-    not."""
+    element (its logits' absolute error), so each element, and the rows and columns in L2,
+    are held to max(20 x the reference's largest relative error above atol, rtol), at most
+    1e-2, of their own values: on an H100 an honest Triton kernel was 8x cuBLAS's largest
+    relative error off. Honest orders pass, against the BLAS and against the truth rounded
+    to float32; narrower inputs, a row scaled by 1.02, an element 2e-2 off where the row's
+    error is ~0 (its largest value), the small values zeroed and another draw do not. (A
+    row scaled by 1.001 passes now: honest float32 orders are as far off as that here.)"""
     atol, rtol = compare.tolerance_for("float32")
 
     def softmax(z):
@@ -571,11 +572,11 @@ def test_a_second_look_at_the_softmax_of_a_long_matmul():
                                                       rtol, ref_scale=scale), name
             wrong = {name: softmax(z) for name, z in narrow.items()}
             row = ref.copy()
-            row[3] *= np.float32(1.001)
+            row[3] *= np.float32(1.02)
             elem = ref.copy()
-            elem[5, int(np.argmax(truth[5]))] *= np.float32(1.001)
+            elem[5, int(np.argmax(truth[5]))] *= np.float32(1.02)
             small = np.where(ref < 1e-2, 0, ref).astype(np.float32)
-            wrong.update({"row * 1.001": row, "element 1e-3 off": elem, "small zeroed": small,
+            wrong.update({"row * 1.02": row, "element 2e-2 off": elem, "small zeroed": small,
                           "another draw": softmax(rng.standard_normal((16, 8192)).astype(
                               np.float32) @ b32)})
             for name, out in wrong.items():
