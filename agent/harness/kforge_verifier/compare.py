@@ -46,10 +46,6 @@ MEANINGFUL = 1e-2     # within_reference_error: the reference's error in L2, at 
 RANGE = 10.0          # ... and the truth's largest magnitude at most this many times its RMS
 ROW_MIN = 64          # outputs of many scales: rows (the last dimension) of at least this many
                       # elements, each of one scale, are each held to their own budget
-REL_FACTOR = 20.0     # outputs of relative errors (softmax): each element within this many
-                      # times the reference's largest relative error ...
-REL_MEANINGFUL = 2e-3 # ... where that is at most this ...
-REL_CAP = 1e-2        # ... and never more than this (KernelBench's float32 tolerance)
 MAX_REPORTED = 10     # first mismatches listed
 
 
@@ -188,8 +184,7 @@ def reference_error_scale(expected, truth, atol=None):
         atol = tolerance_for(expected.dtype)[0]
     sig = tf > atol
     if tf.size and (tf >= 0).all() and sig.any():
-        rel = err[sig] / tf[sig]
-        scale["rel"] = float(np.max(rel))
+        scale["rel"] = float(np.max(err[sig] / tf[sig]))
     return scale
 
 
@@ -240,11 +235,10 @@ def _many_scale_slack(e, t, shape, full, atol, rtol, factor, ref_scale):
        above atol: max(factor x that largest relative error, rtol) x |t| per element.
     The elements at or below atol are left to atol, as the strict policy leaves them.
     e and t: the finite elements, flattened (row-major); ref_scale as for
-    within_reference_error. -> (slack, size): arrays of one value per element, the slack
-    and the scale the guards in L2 take rtol of (a row's RMS in the rows: a matmul's error
-    goes with its inputs' norms, and a column through a row 1000x the others has a small
-    norm wherever that row's value is near 0 by chance, not a small error), or None (no
-    second look)."""
+    within_reference_error. -> (slack, size, relative): arrays of one value per element,
+    the slack and the scale the guards in L2 take rtol of (_grid_scale in the rows; 2|t| in
+    the relative path, whose whole output's guard stays at rtol |t|), and which path, or
+    None (no second look)."""
     if full and len(shape) >= 2 and shape[-1] >= ROW_MIN:
         if ref_scale is None:
             rows = _rows_of_one_scale(e, t, shape)
@@ -258,29 +252,26 @@ def _many_scale_slack(e, t, shape, full, atol, rtol, factor, ref_scale):
             # the guards' scale (_grid_scale): with the rows' RMS alone, columns at a smaller
             # scale (a few output features 100x smaller) computed in float16 passed
             return np.repeat(np.maximum(factor * ref_max_r, rtol * rms_r), shape[-1]), \
-                _grid_scale(t, shape)
+                _grid_scale(t, shape), False
     if (t >= 0).all():
-        sig = t > atol
-        if not sig.any():
+        if not (t > atol).any():
             return None
+        sig = t > atol
         if ref_scale is None:
             rel = float(np.max(np.abs(e - t)[sig] / t[sig]))
         elif "rel" in ref_scale:
             rel = ref_scale["rel"]
         else:
             return None
-        if rel <= REL_MEANINGFUL:
-            # A softmax's relative error is its logits' absolute error, which an honest order
-            # of additions makes several times the reference's where the reference is as
-            # close to float64 as cuBLAS: on an H100 a Triton softmax of a 8192-long matmul
-            # in tiles of 32 was 4e-4 off on the two large values of a row (its L2 as much)
-            # where cuBLAS's largest relative error was under 5e-5, and failed twice the
-            # reference's error in 5 runs of 6. Inputs rounded to TF32 are about 100x the
-            # reference's largest relative error and more. Each element, and the guards in
-            # L2 (whole, rows, columns) relative to their norms: within REL_FACTOR x the
-            # reference's largest relative error, at most REL_CAP
-            budget = min(max(REL_FACTOR * rel, rtol), REL_CAP)
-            return budget * t, max(2.0, budget / rtol) * t
+        if rel <= MEANINGFUL:
+            # the guards in L2 take rtol of 2|t| along rows and columns: the strict rtol and
+            # the slack's floor, as each element does. Known false fail (docs/harness.md): on
+            # an H100 an honest Triton softmax of a 8192-long matmul was 4e-4 off on a row's
+            # two large values where cuBLAS's largest relative error was under 5e-5, and
+            # failed this in 5 runs of 6; loosening it to 20x let TF32 in rows at a smaller
+            # scale pass (a red team's), and a per-row yardstick is noisy where a row has one
+            # or two values above atol
+            return max(factor * rel, rtol) * t, 2 * t, True
     return None
 
 
@@ -349,13 +340,13 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
             many = _many_scale_slack(e, t, shape, finite.all(), atol, rtol, factor, ref_scale)
             if many is None:
                 return False
-            slack, size = many
+            slack, size, relative = many
         else:
-            slack = max(factor * ref_max, rtol * rms)
+            slack, relative = max(factor * ref_max, rtol * rms), False
         err = np.abs(a - t)
         if not (err <= atol + rtol * np.abs(t) + slack).all():
             return False
-        guard = factor * ref_l2 + rtol * np.linalg.norm(size) + \
+        guard = factor * ref_l2 + rtol * np.linalg.norm(t if relative else size) + \
             L2_FLOOR * atol * math.sqrt(t.size)
         if np.linalg.norm(err) > guard:
             return False
