@@ -254,9 +254,9 @@ def _many_scale_slack(e, t, shape, full, atol, rtol, factor, ref_scale):
             return np.repeat(np.maximum(factor * ref_max_r, rtol * rms_r), shape[-1]), \
                 _grid_scale(t, shape), False
     if (t >= 0).all():
-        if not (t > atol).any():
-            return None
         sig = t > atol
+        if not sig.any():
+            return None
         if ref_scale is None:
             rel = float(np.max(np.abs(e - t)[sig] / t[sig]))
         elif "rel" in ref_scale:
@@ -333,9 +333,8 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
             ref_max, ref_l2 = ref_scale["elem"] * rms, ref_scale["l2"] * np.linalg.norm(t)
         # for outputs of one scale: the budget is the reference's largest error, which a wide
         # range (exp of a matmul) would take from its largest values to every small one;
-        # outputs of many scales are held to each element's own scale (_many_scale_slack)
-        # each element's scale, for the rtol terms of the guards in L2
-        size = _grid_scale(t, shape) if finite.all() else np.abs(t)
+        # outputs of many scales are held to each element's own scale (_many_scale_slack).
+        # `size`: each element's scale, for the rtol terms of the guards in L2
         if np.abs(t).max() > RANGE * rms:
             many = _many_scale_slack(e, t, shape, finite.all(), atol, rtol, factor, ref_scale)
             if many is None:
@@ -343,6 +342,7 @@ def within_reference_error(expected, actual, truth, atol, rtol, factor=2.0, ref_
             slack, size, relative = many
         else:
             slack, relative = max(factor * ref_max, rtol * rms), False
+            size = _grid_scale(t, shape) if finite.all() else np.abs(t)
         err = np.abs(a - t)
         if not (err <= atol + rtol * np.abs(t) + slack).all():
             return False

@@ -84,6 +84,11 @@ class Framework:
         """Holds this process's allocator to cap_bytes of device memory (None: no cap). The
         candidate could lift it: the judge measures from outside too (judge.DeviceMemory)."""
 
+    def memory_info(self):
+        """(free, total, this process's allocator's reserved) bytes of the device, or None
+        where there is no device or the framework cannot tell."""
+        return None
+
     # --- arrays -----------------------------------------------------------------------------
     def is_array(self, x):
         return isinstance(x, np.ndarray)
@@ -290,13 +295,24 @@ class TorchFramework(Framework):
         self.synchronize()
         return True
 
+    def _device_module(self):
+        """torch.cuda / torch.npu where they can tell the device's memory, else None."""
+        mod = getattr(self.torch, self.device, None) if self.device != "cpu" else None
+        return mod if hasattr(mod, "mem_get_info") else None
+
     def cap_device_memory(self, cap_bytes):
-        mod = getattr(self.torch, self.device, None)
-        if not cap_bytes or self.device == "cpu" or \
-                not hasattr(mod, "set_per_process_memory_fraction"):
+        mod = self._device_module()
+        if not cap_bytes or not hasattr(mod, "set_per_process_memory_fraction"):
             return
         total = mod.mem_get_info()[1]
         mod.set_per_process_memory_fraction(min(1.0, int(cap_bytes) / total))
+
+    def memory_info(self):
+        mod = self._device_module()
+        if mod is None:
+            return None
+        free, total = mod.mem_get_info()
+        return free, total, mod.memory_reserved()
 
     def is_array(self, x):
         return isinstance(x, self.torch.Tensor)

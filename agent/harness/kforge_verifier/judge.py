@@ -259,21 +259,19 @@ class DeviceMemory:
     @classmethod
     def of(cls, fw):
         """One for fw's device (None on a CPU, or where the framework cannot tell)."""
-        mod = getattr(fw.torch, fw.device, None) if fw.name == "torch" else None
-        if fw.device == "cpu" or not hasattr(mod, "mem_get_info"):
-            return None
-
-        def probe():
-            free, total = mod.mem_get_info()
-            return free, total, mod.memory_reserved()
         try:
-            return cls(probe, DEVICE_MEMORY_MB << 20)
+            if fw.memory_info() is None:
+                return None
+            return cls(fw.memory_info, DEVICE_MEMORY_MB << 20)
         except Exception:  # noqa: BLE001 - no figures: no cap from outside
             return None
 
-    def held(self):
-        free, total, own = self.probe()
+    def _held(self, figures):
+        free, total, own = figures
         return max(total - free - self.base_used - max(own - self.base_own, 0), 0)
+
+    def held(self):
+        return self._held(self.probe())
 
     def check(self, what):
         """A Failure (resource_exceeded) once the candidate holds more than its cap."""
@@ -293,19 +291,20 @@ class DeviceMemory:
         (resource_exceeded). Otherwise the reference's side needs more than this device has
         (infra_error). What the candidate holds when measured does not decide it: a thread
         of its could allocate and free around the judge's allocations."""
-        held, grown = self.held(), max(self.probe()[2] - self.base_own, 0)
+        figures = self.probe()
+        held, grown = self._held(figures), max(figures[2] - self.base_own, 0)
         need = grown + _requested_bytes(exc)
         share = self.base_free - self.cap - DEVICE_SLACK
-        figures = (f"the judge needed {_gib(need)}, its share {_gib(max(share, 0))}; the "
-                   f"candidate's process held about {_gib(held)} when measured, of the "
-                   f"{_gib(self.base_free)} free when it loaded (its cap: {_gib(self.cap)})")
+        said = (f"the judge needed {_gib(need)}, its share {_gib(max(share, 0))}; the "
+                f"candidate's process held about {_gib(held)} when measured, of the "
+                f"{_gib(self.base_free)} free when it loaded (its cap: {_gib(self.cap)})")
         if loaded and need <= share:
             return Failure(verdicts.RESOURCE_EXCEEDED,
                            f"the device ran out of memory during {stage}, with the candidate's "
-                           f"process on it: {figures}")
+                           f"process on it: {said}")
         return Failure(verdicts.INFRA_ERROR,
                        f"the judge ran out of device memory during {stage}, the reference's "
-                       f"side ({figures}): the task's reference and its buffers need more "
+                       f"side ({said}): the task's reference and its buffers need more "
                        f"than this device has free beside a candidate at its cap")
 
 
@@ -698,22 +697,22 @@ class JudgeRunner(Runner):
             self.reference_timed()
         t0 += time.perf_counter() - t_ref  # its own phase, time_reference
         self.device_memory = DeviceMemory.of(self.fw)
-        cap = {"device_cap": self.device_memory.cap} if self.device_memory else {}
-        self._load(r, self.source, "loading the candidate", **cap)
+        self._load(r, self.source, "loading the candidate",
+                   device_cap=self.device_memory.cap if self.device_memory else None)
         self._check_device_memory("loading the candidate")
         self.doc["phases_ms"]["load_candidate"] = round((time.perf_counter() - t0) * 1e3, 3)
 
-    def _load(self, remote, source, what, **fields):
+    def _load(self, remote, source, what, device_cap=None, **fields):
         """Hands `source` to a worker with the task's constructor inputs (fields override the
-        candidate's load message: the reference's worker loads the task's Model)."""
+        candidate's load message: the reference's worker loads the task's Model), after its
+        setup with the candidate's device memory cap (None: none)."""
         spec = self.spec
         # the framework and the device first, while no candidate code exists in the worker:
         # its failure is the host's (a device the candidate's predecessor left full, a broken
         # driver), not the candidate's
-        cap = fields.pop("device_cap", None)
         reply = remote.request({"op": "setup", "framework": spec.framework,
                                 "backend": spec.backend, "threads": spec.threads,
-                                "device_cap": cap})
+                                "device_cap": device_cap})
         if "ok" not in reply:
             err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
             raise Failure(verdicts.INFRA_ERROR, f"{what}: the worker could not set up "
