@@ -318,6 +318,8 @@ Status Verifier::launch_judge() {
   spec.env["HOME"] = options_.work_root.string();
   spec.env["KFORGE_JUDGE_PRELOAD"] = options_.preload;
   spec.env["KFORGE_JUDGE_DEVICE"] = options_.device;
+  // the device memory the next warm workers take during a job (judge.DEVICE_SLACK)
+  spec.env["KFORGE_JUDGE_WARM_WORKERS"] = std::to_string(options_.warm_workers);
   spec.env["KFORGE_JUDGE_LAUNCHERS_FILE"] = launchers_file(options_).string();
   spec.env["TRITON_CACHE_DIR"] = triton_seed(options_).string();
   launch(std::move(spec), std::move(pair->second), &proc->cancel, &proc->thread, &proc->result);

@@ -87,8 +87,9 @@ CUDA_IPC_PRIVATE = os.environ.get("KFORGE_VERIFIER_CUDA_IPC_PRIVATE", "1") == "1
 # candidate loaded (DeviceMemory), after every checked call and after the timed runs.
 DEVICE_MEMORY_MB = int(os.environ.get("KFORGE_JUDGE_DEVICE_MEMORY_MB", "0"))
 # what else may start on the device during a job and counts in that measure: the next warm
-# workers (about 0.5 GiB of context each)
-DEVICE_SLACK = 4 << 30
+# workers (about 0.5 GiB of context each; the agent says how many it keeps,
+# KFORGE_JUDGE_WARM_WORKERS), at least 4 GiB
+DEVICE_SLACK = max(4, int(os.environ.get("KFORGE_JUDGE_WARM_WORKERS", "0"))) << 30
 # The roofline: no call can move its bytes faster than ROOFLINE_MARGIN times the copy
 # bandwidth the judge measures on the device (KFORGE_JUDGE_ROOFLINE_MARGIN).
 ROOFLINE_MARGIN = float(os.environ.get("KFORGE_JUDGE_ROOFLINE_MARGIN", "2.0"))
