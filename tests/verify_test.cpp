@@ -118,6 +118,9 @@ TEST_CASE("each verdict of the corpus is reached through kforge verify") {
       // the agent's Verifier gave the judge a second worker to time the reference in
       CHECK_MESSAGE(doc["profile"].value("reference_timing", "") == "worker",
                     doc.value("reference_worker", ""));
+      // and killed it before the candidate loaded (the judge measures device memory from
+      // there), and said so
+      CHECK(doc["phases_ms"].contains("reference_timed"));
     }
   }
 }

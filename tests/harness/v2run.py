@@ -57,6 +57,15 @@ def _readable_harness():
     return copy
 
 
+def _kill(proc):
+    """A worker and its process group, gone when this returns."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 class Judge:
     def __init__(self, device="cpu", env=None, reference_workers=True):
         self.device = device
@@ -114,11 +123,7 @@ class Judge:
             return self._serve_job(proc, timeout_s, extra)
         finally:
             for p, _ in extra:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait()
+                _kill(p)
 
     def _refill(self):
         if not getattr(self, "spare", None):
@@ -130,6 +135,10 @@ class Judge:
             if "reference_worker" in msg and not self.reference_workers:
                 self.ctl.send({"reference_worker": 0, "why": "none to give"})
             elif "reference_timed" in msg:
+                for p, _ in extra:  # the reference's worker is gone before the judge goes on
+                    _kill(p)
+                extra.clear()
+                self.ctl.send({"reference_timed": 1})
                 self._refill()
             elif "reference_worker" in msg:
                 if getattr(self, "spare", None):
@@ -140,11 +149,7 @@ class Judge:
                 self.ctl.send({"reference_worker": 1, "cpu_pid": p.pid}, fds=[s.fileno()])
                 s.close()
             elif "release_worker" in msg:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+                _kill(proc)
                 # what is there now: a setsid'd grandchild outside the group may hold the pipe
                 os.set_blocking(proc.stderr.fileno(), False)
                 err = (proc.stderr.read() or b"").decode(errors="replace")[-4000:]
@@ -161,8 +166,7 @@ class Judge:
         if getattr(self, "spare", None):
             proc, sock = self.spare
             sock.close()
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill(proc)
         self.ctl.close()
         self.proc.wait(timeout=30)
 

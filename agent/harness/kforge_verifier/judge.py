@@ -20,8 +20,11 @@ Agent <-> judge (JSON messages on fd 3, channel.py):
   -> {"reference_worker": 1}     profile jobs: a second fresh worker, to time the reference in
   <- {"reference_worker": 1} + fd of its socket (and its meter, as above),
      or {"reference_worker": 0, "why": ...}
-  -> {"reference_timed": 1}      the reference is timed (or needs no timing): the agent may
-                                 warm the next workers now, without slowing the reference down
+  -> {"reference_timed": 1}      the reference is timed (or needs no timing): the agent kills
+                                 the reference's worker, if it gave one, then may warm the
+                                 next workers, without slowing the reference down
+  <- {"reference_timed": 1}      the reference's worker is gone (its device memory freed
+                                 before the candidate's is measured from: DeviceMemory)
   -> {"release_worker": 1}       the judge is done with the worker: kill it and its box
   <- {"worker_exit": {"exit_code", "signal", "oom", "stderr"}}
   -> {"result": {...}}           the verdict document (docs/harness.md, result.json)
@@ -575,7 +578,8 @@ class JudgeRunner(Runner):
         super().__init__(spec, doc)
         self.remote = remote
         self.reference_worker = reference_worker  # () -> a Remote from the agent, or None
-        self.reference_timed = reference_timed    # () tells the agent the reference is timed
+        self.reference_timed = reference_timed    # () tells the agent the reference is timed;
+        #                                           True once it says its worker is gone
         self.ref_remote = None  # the reference's worker while the profile runs
         self.device_memory = None  # DeviceMemory from the candidate's load on (not on a CPU)
         self.ref_source = ""
@@ -695,7 +699,10 @@ class JudgeRunner(Runner):
         t_ref = time.perf_counter()
         self.time_reference()  # profile jobs: before any of the candidate's code exists
         if self.reference_timed is not None:
-            self.reference_timed()
+            t_ack = time.perf_counter()
+            if self.reference_timed():  # the reference's worker is gone (its kill, on CUDA)
+                self.doc["phases_ms"]["reference_timed"] = \
+                    round((time.perf_counter() - t_ack) * 1e3, 3)
         t0 += time.perf_counter() - t_ref  # its own phase, time_reference
         self.device_memory = DeviceMemory.of(self.fw)
         self._load(r, self.source, "loading the candidate",
@@ -1600,8 +1607,21 @@ def serve(fd=3):
                 released["ms"] = round((time.perf_counter() - t0) * 1e3, 3)
             return released["info"]
 
+        def reference_timed():
+            ctl.send({"reference_timed": 1})
+            deadline = time.monotonic() + READY_WAIT_S
+            while True:
+                try:
+                    reply, extra = ctl.recv(deadline)
+                except channel.Timeout:
+                    return False  # the device's memory is measured from as it is then
+                for fd_ in extra:
+                    os.close(fd_)
+                if "reference_timed" in reply:
+                    return True
+
         doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once,
-                     reference_worker, lambda: ctl.send({"reference_timed": 1}))
+                     reference_worker, reference_timed)
         if "ms" in released:  # the kill of the candidate's box, its exit included
             doc.setdefault("phases_ms", {})["release"] = released["ms"]
         if seed:
