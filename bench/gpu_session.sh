@@ -9,6 +9,9 @@
 #    the candidate's worker is most of v2's overhead outside compile, checks and profile)
 # 0b. bench/precision_margins.py --cuda: how honest orders of addition and narrower inputs
 #    compare with cuBLAS's error (the float64 second look's budgets depend on it)
+# 0c. bench/precision_dump.py: real outputs (cuBLAS, float64, Triton IEEE and TF32 kernels) saved
+#    under $OUT/dump, for bench/precision_replay.py to replay the judge's precision check on
+#    any host (the second look's budgets are tuned there against what the card computes)
 # 1. kforge-bench-verifier: one process per job against v2 with WARM warm workers, in the
 #    same run (the figures of docs/performance.md). WARM defaults to 5: each worker's warm-up
 #    takes 1.1-1.4 s on an H100, so 3 make about 2.5 a second where back-to-back jobs of
@@ -29,6 +32,9 @@ timeout 60 "$P" bench/cuda_exit_probe.py 3 2>&1 | tee "$OUT/cuda_exit.txt" | tai
 echo "--- ${SECONDS}s"
 step "precision margins, cuBLAS as the reference"
 timeout 120 "$P" bench/precision_margins.py --cuda 2>&1 | tee "$OUT/precision_margins.txt" | cut -c1-400
+echo "--- ${SECONDS}s"
+step "precision dump: reference, truth and candidates' outputs on this card"
+timeout 120 "$P" bench/precision_dump.py "$OUT/dump" 24 2>&1 | tail -6
 echo "--- ${SECONDS}s"
 step "bench, process against v2, $WARM warm workers"
 timeout 150 gpu-bundle/bin/kforge-bench-verifier --python "$P" \
