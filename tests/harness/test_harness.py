@@ -10,6 +10,7 @@ writing and kforge_cpp. The corpus of cases (cases*.json) runs in test_cases.py.
 import ctypes
 import errno
 import json
+import math
 import os
 import subprocess
 import sys
@@ -1260,3 +1261,46 @@ def test_numpy_allocation_and_pointers_in_a_torch_job_are_fine():
         return out
     out, log = trace.trace_torch(torch, _torch_overlaps, cand, [torch.randn(5)])
     assert log.ops == [] and log.producer(out) is None and log.errors == 0
+
+
+def test_a_finite_mask_penalty_gives_float16_rows_no_budget():
+    """A red team's (it passed a logit-scale budget that was not merged, docs/harness.md):
+    causal attention probabilities with a finite mask penalty, softmax(q k^T / sqrt(d) -
+    100 (j > i)), 512 x 512, d = 64. e^-100 is no 0 in float64, so the spread of a row's log
+    values grows with the penalty, which adds no rounding. A kernel that knows the mask
+    computes q k^T in float16 on the rows where that spread is large (p (1 - p) of the row
+    unmasked, p between 0.1 and 0.9: about 70% of the causal work), in float32 elsewhere.
+    It fails, in the strict check, against float64 and past the looks."""
+    atol, rtol = compare.tolerance_for("float32")
+    n, d, penalty = 512, 64, 100.0
+    i = np.arange(n)
+    mask = np.where(i[None, :] > i[:, None], -penalty, 0.0).astype(np.float32)
+    p = (i + 1) / n
+    cheat_rows = np.sqrt(p * (1 - p)) >= 0.3
+    scale = np.float32(1 / math.sqrt(d))
+    rng = np.random.default_rng(15)
+
+    def softmax(z):
+        z = z - z.max(-1, keepdims=True)
+        ez = np.exp(z)
+        return ez / ez.sum(-1, keepdims=True)
+
+    def f16(x):
+        return x.astype(np.float16).astype(np.float32)
+
+    for _ in range(2):
+        q = rng.standard_normal((n, d), dtype=np.float32)
+        k = rng.standard_normal((n, d), dtype=np.float32)
+        z64 = (q.astype(np.float64) @ k.T.astype(np.float64)) * float(scale)
+        truth = softmax(z64 + mask)
+        z = (q @ k.T) * scale
+        z[cheat_rows] = (f16(q[cheat_rows]) @ f16(k).T) * scale
+        cheat = softmax(z + mask).astype(np.float32)
+        for ref in (softmax((q @ k.T) * scale + mask).astype(np.float32),
+                    softmax(z64.astype(np.float32) + mask).astype(np.float32)):
+            assert not compare.compare(_host(ref), _host(cheat)).ok
+            assert not compare.within_reference_error(_host(ref), _host(cheat), _host(truth),
+                                                      atol, rtol)
+            ref_scale = compare.reference_error_scale(_host(ref), _host(truth), atol)
+            assert not compare.within_reference_error(_host(ref), _host(cheat), _host(ref),
+                                                      atol, rtol, ref_scale=ref_scale)
