@@ -1566,37 +1566,42 @@ def serve(fd=3):
         timeout_s = max(float(msg.get("timeout_ms", 600_000)) / 1000.0, 1.0)
         remote = Remote(channel.Channel(fds[0]), timeout_s, timing.CpuMeter.from_message(msg, fds))
 
+        def ask(request, key, wait_s=None):
+            """Sends the agent `request` -> (reply, fds) of its first reply carrying `key`
+            (the descriptors of any other are closed), or None past wait_s."""
+            ctl.send(request)
+            deadline = None if wait_s is None else time.monotonic() + wait_s
+            while True:
+                try:
+                    reply, extra = ctl.recv(deadline)
+                except channel.Timeout:
+                    return None  # a late answer is read (its fds closed) by a later ask
+                if key in reply:
+                    return reply, extra
+                for fd_ in extra:
+                    os.close(fd_)
+
         def release():
             try:
                 remote.close()
             except OSError:
                 pass
-            ctl.send({"release_worker": 1})
-            while True:
-                reply, extra = ctl.recv()
-                for fd_ in extra:
-                    os.close(fd_)
-                if "worker_exit" in reply:
-                    return reply["worker_exit"] if isinstance(reply["worker_exit"], dict) \
-                        else {}
+            reply, extra = ask({"release_worker": 1}, "worker_exit")
+            for fd_ in extra:
+                os.close(fd_)
+            return reply["worker_exit"] if isinstance(reply["worker_exit"], dict) else {}
 
         def reference_worker():
-            ctl.send({"reference_worker": 1})
-            deadline = time.monotonic() + READY_WAIT_S
-            while True:
-                try:
-                    reply, extra = ctl.recv(deadline)
-                except channel.Timeout:
-                    return None  # a late answer is read (and its fd closed) by release()
-                if "reference_worker" in reply:
-                    if reply["reference_worker"] == 1 and 1 <= len(extra) <= 2:
-                        return Remote(channel.Channel(extra[0]), timeout_s,
-                                      timing.CpuMeter.from_message(reply, extra))
-                    for fd_ in extra:
-                        os.close(fd_)
-                    return None
-                for fd_ in extra:
-                    os.close(fd_)
+            answer = ask({"reference_worker": 1}, "reference_worker", READY_WAIT_S)
+            if answer is None:
+                return None
+            reply, extra = answer
+            if reply["reference_worker"] == 1 and 1 <= len(extra) <= 2:
+                return Remote(channel.Channel(extra[0]), timeout_s,
+                              timing.CpuMeter.from_message(reply, extra))
+            for fd_ in extra:
+                os.close(fd_)
+            return None
 
         released = {}
 
@@ -1608,17 +1613,12 @@ def serve(fd=3):
             return released["info"]
 
         def reference_timed():
-            ctl.send({"reference_timed": 1})
-            deadline = time.monotonic() + READY_WAIT_S
-            while True:
-                try:
-                    reply, extra = ctl.recv(deadline)
-                except channel.Timeout:
-                    return False  # the device's memory is measured from as it is then
-                for fd_ in extra:
-                    os.close(fd_)
-                if "reference_timed" in reply:
-                    return True
+            # True once the agent says the reference's worker is gone; else the device's
+            # memory is measured from as it is then
+            answer = ask({"reference_timed": 1}, "reference_timed", READY_WAIT_S)
+            for fd_ in answer[1] if answer else ():
+                os.close(fd_)
+            return answer is not None
 
         doc = verify(msg.get("job_dir", ""), remote, cache, fw_cache, release_once,
                      reference_worker, reference_timed)
