@@ -759,14 +759,15 @@ nlohmann::json Verifier::run_verify(const std::filesystem::path& job_dir,
     if (msg.contains("reference_timed")) {
       // The reference's worker dies before the judge measures the device's memory from the
       // candidate's load on: its memory freed later would count for the candidate.
+      // The judge waits for our word only where we gave it that worker.
       if (ref_worker) {
         auto t_kill = Clock::now();
         ref_worker->kill();
         kill_ms += ms_since(t_kill);
-      }
-      if (Status st = send_message(judge_->sock.get(), {{"reference_timed", 1}}); !st.ok()) {
-        stop_judge();
-        return finish(verifier_error("infra_error", st.message()));
+        if (Status st = send_message(judge_->sock.get(), {{"reference_timed", 1}}); !st.ok()) {
+          stop_judge();
+          return finish(verifier_error("infra_error", st.message()));
+        }
       }
       refill_once();
       continue;

@@ -135,10 +135,11 @@ class Judge:
             if "reference_worker" in msg and not self.reference_workers:
                 self.ctl.send({"reference_worker": 0, "why": "none to give"})
             elif "reference_timed" in msg:
-                for p, _ in extra:  # the reference's worker is gone before the judge goes on
-                    _kill(p)
-                extra.clear()
-                self.ctl.send({"reference_timed": 1})
+                if extra:  # the reference's worker is gone before the judge goes on
+                    for p, _ in extra:
+                        _kill(p)
+                    extra.clear()
+                    self.ctl.send({"reference_timed": 1})
                 self._refill()
             elif "reference_worker" in msg:
                 if getattr(self, "spare", None):

@@ -23,8 +23,9 @@ Agent <-> judge (JSON messages on fd 3, channel.py):
   -> {"reference_timed": 1}      the reference is timed (or needs no timing): the agent kills
                                  the reference's worker, if it gave one, then may warm the
                                  next workers, without slowing the reference down
-  <- {"reference_timed": 1}      the reference's worker is gone (its device memory freed
-                                 before the candidate's is measured from: DeviceMemory)
+  <- {"reference_timed": 1}      only where it gave one: that worker is gone (its device
+                                 memory freed before the candidate's is measured from:
+                                 DeviceMemory)
   -> {"release_worker": 1}       the judge is done with the worker: kill it and its box
   <- {"worker_exit": {"exit_code", "signal", "oom", "stderr"}}
   -> {"result": {...}}           the verdict document (docs/harness.md, result.json)
@@ -700,7 +701,7 @@ class JudgeRunner(Runner):
         self.time_reference()  # profile jobs: before any of the candidate's code exists
         if self.reference_timed is not None:
             t_ack = time.perf_counter()
-            if self.reference_timed():  # the reference's worker is gone (its kill, on CUDA)
+            if self.reference_timed():  # its worker, if any, is gone (its kill, on CUDA)
                 self.doc["phases_ms"]["reference_timed"] = \
                     round((time.perf_counter() - t_ack) * 1e3, 3)
         t0 += time.perf_counter() - t_ref  # its own phase, time_reference
@@ -1591,12 +1592,15 @@ def serve(fd=3):
                 os.close(fd_)
             return reply["worker_exit"] if isinstance(reply["worker_exit"], dict) else {}
 
+        given = {}
+
         def reference_worker():
             answer = ask({"reference_worker": 1}, "reference_worker", READY_WAIT_S)
             if answer is None:
                 return None
             reply, extra = answer
             if reply["reference_worker"] == 1 and 1 <= len(extra) <= 2:
+                given["reference_worker"] = True  # the agent answers reference_timed
                 return Remote(channel.Channel(extra[0]), timeout_s,
                               timing.CpuMeter.from_message(reply, extra))
             for fd_ in extra:
@@ -1613,8 +1617,12 @@ def serve(fd=3):
             return released["info"]
 
         def reference_timed():
-            # True once the agent says the reference's worker is gone; else the device's
-            # memory is measured from as it is then
+            # True once the agent says the reference's worker is gone (where it gave one;
+            # else nothing to wait for); without its word the device's memory is measured
+            # from as it is then
+            if not given.get("reference_worker"):
+                ctl.send({"reference_timed": 1})
+                return False
             answer = ask({"reference_timed": 1}, "reference_timed", READY_WAIT_S)
             for fd_ in answer[1] if answer else ():
                 os.close(fd_)
