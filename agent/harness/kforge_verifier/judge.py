@@ -1458,7 +1458,8 @@ def verify(job_dir, remote, cache, fw_cache, release, reference_worker=None,
            reference_timed=None):
     """One job. release() kills the worker (through the agent) and returns how it ended;
     reference_worker() asks the agent for a worker to time the reference in (None: none);
-    reference_timed() tells the agent the reference is timed."""
+    reference_timed() tells the agent the reference is timed -> True once the agent says the
+    worker it gave for that is gone."""
     doc = new_doc()
     t_start = time.time()
     runner = None
